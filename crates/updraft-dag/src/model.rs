@@ -1,0 +1,201 @@
+//! The validated DAG model every later stage works from.
+//!
+//! Values here are already checked: identifiers are valid, task ids are unique, upstream ids
+//! exist, the graph is acyclic, the schedule and time zone parse. They serialize to JSON so a
+//! run can be pinned to the exact definition it started with.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// Tenant of a DAG file placed directly in the DAGs folder.
+pub const DEFAULT_TENANT: &str = "default";
+/// Pool a task uses unless it names another.
+pub const DEFAULT_POOL: &str = "default_pool";
+/// Exit code by which a `bash`/`command` task says "skip me" (Airflow's default).
+pub const SKIP_EXIT_CODE: i32 = 99;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dag {
+    pub dag_id: String,
+    pub tenant: String,
+    /// Path of the defining file relative to the DAGs folder, with `/` separators.
+    pub fileloc: String,
+    pub description: Option<String>,
+    pub schedule: Schedule,
+    pub timezone: Tz,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub catchup: bool,
+    pub max_active_runs: u32,
+    pub max_active_tasks: u32,
+    pub tags: Vec<String>,
+    pub params: BTreeMap<String, Param>,
+    pub env: BTreeMap<String, String>,
+    /// `None` means "use the installation's default" (`core.dags_are_paused_at_creation`).
+    pub is_paused_upon_creation: Option<bool>,
+    /// Tasks in declaration order.
+    pub tasks: Vec<Task>,
+}
+
+impl Dag {
+    pub fn task(&self, task_id: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.task_id == task_id)
+    }
+
+    /// Content hash of the parsed definition: equal definitions have equal versions, whatever
+    /// the formatting of the file they came from.
+    pub fn version(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let json = serde_json::to_vec(self).expect("a Dag always serializes");
+        let digest = Sha256::digest(&json);
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// When runs are created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Manual runs only (`schedule: null` or absent).
+    None,
+    /// `@once`: one run, for the interval starting at `start_date`.
+    Once,
+    /// A validated 5-field cron expression; presets such as `@daily` are stored expanded.
+    Cron(String),
+    /// A fixed duration between run starts, anchored at `start_date` (`30m`, `1h`, `1d`).
+    Every(Duration),
+}
+
+/// Airflow's trigger rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerRule {
+    #[default]
+    AllSuccess,
+    AllFailed,
+    AllDone,
+    AllDoneMinOneSuccess,
+    AllSkipped,
+    OneSuccess,
+    OneFailed,
+    OneDone,
+    NoneFailed,
+    NoneFailedMinOneSuccess,
+    NoneSkipped,
+    Always,
+}
+
+impl TriggerRule {
+    pub const ALL: [TriggerRule; 12] = [
+        TriggerRule::AllSuccess,
+        TriggerRule::AllFailed,
+        TriggerRule::AllDone,
+        TriggerRule::AllDoneMinOneSuccess,
+        TriggerRule::AllSkipped,
+        TriggerRule::OneSuccess,
+        TriggerRule::OneFailed,
+        TriggerRule::OneDone,
+        TriggerRule::NoneFailed,
+        TriggerRule::NoneFailedMinOneSuccess,
+        TriggerRule::NoneSkipped,
+        TriggerRule::Always,
+    ];
+}
+
+/// How `priority_weight` adds up along the graph (Airflow's `weight_rule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightRule {
+    /// Own weight plus the weights of all downstream tasks.
+    #[default]
+    Downstream,
+    /// Own weight plus the weights of all upstream tasks.
+    Upstream,
+    /// Own weight only.
+    Absolute,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub task_id: String,
+    pub upstream: Vec<String>,
+    pub trigger_rule: TriggerRule,
+    pub retries: u32,
+    pub retry_delay: Duration,
+    pub retry_exponential_backoff: bool,
+    pub max_retry_delay: Option<Duration>,
+    pub execution_timeout: Option<Duration>,
+    pub pool: String,
+    pub pool_slots: u32,
+    pub priority_weight: i64,
+    pub weight_rule: WeightRule,
+    pub depends_on_past: bool,
+    /// Extra environment for the task's process, on top of the DAG's `env`. Values are templates.
+    pub env: BTreeMap<String, String>,
+    /// Working directory (a template); `None` means the executor's default.
+    pub cwd: Option<String>,
+    pub kind: TaskKind,
+}
+
+/// What a task does. More kinds (pods) are added as variants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// A script run by `bash -c`. The script is a template.
+    Bash(String),
+    /// An argv run without a shell. Each element is a template.
+    Command(Vec<String>),
+    /// Benchmarking only: completes successfully in-process without spawning anything.
+    Noop,
+}
+
+/// A run parameter: its default and the constraints a triggered value must meet.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Param {
+    pub default: Option<serde_json::Value>,
+    #[serde(rename = "type")]
+    pub kind: Option<ParamType>,
+    #[serde(rename = "enum")]
+    pub allowed: Option<Vec<serde_json::Value>>,
+    pub description: Option<String>,
+    pub minimum: Option<f64>,
+    pub maximum: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    Array,
+    Object,
+    Null,
+}
+
+/// A DAG file that could not be loaded, located as precisely as the problem allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportError {
+    pub tenant: String,
+    /// Relative to the DAGs folder, `/` separators.
+    pub filename: String,
+    /// 1-based; `None` when the problem is the file as a whole (unreadable, too large).
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {}", self.filename, self.message),
+            (Some(l), None) => write!(f, "{}:{l}: {}", self.filename, self.message),
+            _ => write!(f, "{}: {}", self.filename, self.message),
+        }
+    }
+}

@@ -1,1 +1,99 @@
-fn main() {}
+//! `updraft`: the command line, shaped like Airflow's.
+//!
+//! Configuration and errors are handled here, at the edge; every command is a thin layer over
+//! the scheduler, store and executor crates.
+
+mod commands;
+mod config;
+mod examples;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::Format;
+
+#[derive(Parser)]
+#[command(name = "updraft", version, about = "A small, fast workflow orchestrator that speaks Airflow")]
+struct Cli {
+    /// Output format of listing commands.
+    #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything in one process: migrate the database, offer example DAGs, run the scheduler.
+    Standalone,
+    /// Run the scheduler.
+    Scheduler,
+    /// Database commands.
+    #[command(subcommand)]
+    Db(commands::db::DbCommand),
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(commands::config_cmd::ConfigCommand),
+    /// DAG commands.
+    #[command(subcommand)]
+    Dags(commands::dags::DagsCommand),
+    /// Task commands.
+    #[command(subcommand)]
+    Tasks(commands::tasks::TasksCommand),
+    /// Pool commands.
+    #[command(subcommand)]
+    Pools(commands::pools::PoolsCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match config::Settings::load() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    init_tracing(&settings.config.logging.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(run(cli, settings));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli, settings: config::Settings) -> anyhow::Result<ExitCode> {
+    let format = cli.output;
+    match cli.command {
+        Command::Standalone => commands::service::standalone(&settings).await,
+        Command::Scheduler => commands::service::scheduler(&settings).await,
+        Command::Db(cmd) => commands::db::run(cmd, &settings).await,
+        Command::Config(cmd) => commands::config_cmd::run(cmd, &settings),
+        Command::Dags(cmd) => commands::dags::run(cmd, &settings, format).await,
+        Command::Tasks(cmd) => commands::tasks::run(cmd, &settings, format).await,
+        Command::Pools(cmd) => commands::pools::run(cmd, &settings, format).await,
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("UPDRAFT_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

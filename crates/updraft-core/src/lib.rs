@@ -3,8 +3,33 @@
 //! Given DAGs, recorded state and the current time, it returns decisions: which runs to create,
 //! which task instances become schedulable, skipped or upstream_failed, which to queue within
 //! pools and concurrency limits, what a finished try turns into, and when a run is over.
-//! No I/O, no clock, no async: every input is an argument, so property tests can drive it.
+//! No I/O, no clock, no async, no randomness: every input is an argument, so property tests can
+//! drive it, and every output is in a deterministic order.
+//!
+//! * [`timetable`]: data intervals of scheduled, manual and backfill runs (Airflow 2 timetables).
+//! * [`evaluate`]: trigger rules, skip/upstream_failed propagation, run state.
+//! * [`retry`]: what a finished try becomes, retry delays.
+//! * [`queue`]: choosing what to queue within pools, DAG limits and parallelism; priorities.
+//! * [`runs`]: how many runs may start; run ids.
+//! * [`index`]: a cacheable per-DAG graph index for the hot paths.
 
+pub mod evaluate;
+pub mod index;
+pub mod queue;
+pub mod retry;
+pub mod runs;
 pub mod state;
+pub mod timetable;
 
+pub use evaluate::{
+    RunEvaluation, TiSnapshot, TriggerDecision, UpstreamCounts, evaluate_run, evaluate_run_indexed,
+    trigger_decision,
+};
+pub use index::DagIndex;
+pub use queue::{Candidate, Capacity, priority_weights, select_to_queue};
+pub use retry::{TryOutcome, on_try_finished, retry_delay};
+pub use runs::{backfill_run_id, manual_run_id, runs_to_start, scheduled_run_id};
 pub use state::*;
+pub use timetable::{
+    DataInterval, due_intervals, intervals_between, manual_interval, next_interval,
+};

@@ -4,7 +4,32 @@
 //! [`Dag`] values (or [`ImportError`]s that point at file, line and column), gives each DAG a
 //! content [`Dag::version`], and keeps a whole folder loaded as files come and go.
 //! It does no scheduling and no I/O beyond reading the DAGs folder.
+//!
+//! - [`parse_dag`] parses one file; the format is described in `docs/dag-files.md`.
+//! - [`DagBag`] loads a DAGs folder (with tenants) and [`DagBag::refresh`] reloads what changed.
+//! - [`watch`] calls back when anything under the folder changes.
+//! - [`resolve_params`] computes a run's params from the DAG's specs and the run's conf.
+//! - [`Dag::topological_order`], [`Dag::downstream_of`] and [`Dag::upstream_of`] query the graph.
 
+mod bag;
+mod diag;
+mod graph;
 pub mod model;
+mod params;
+mod parse;
+mod schedule;
+mod task;
+mod watch;
+mod yaml;
 
+pub use bag::{DEFAULT_MAX_FILE_SIZE, DagBag, DagBagOptions, LoadedDag, RefreshReport, tenant_of};
+pub use graph::topological_order;
 pub use model::*;
+pub use params::{ParamError, check_value, resolve_params};
+pub use parse::{
+    DAG_KEYS, DEFAULT_MAX_ACTIVE, MAX_IDENTIFIER_LEN, MAX_TAG_LEN, check_identifier,
+    is_valid_identifier, parse_dag,
+};
+pub use schedule::{CRON_PRESETS, cron_preset_name, parse_cron, parse_datetime, parse_schedule};
+pub use task::DEFAULT_RETRY_DELAY;
+pub use watch::{DEFAULT_DEBOUNCE, FolderWatcher, WatchError, watch, watch_channel};

@@ -70,6 +70,46 @@ pub enum Schedule {
     Every(Duration),
 }
 
+impl Schedule {
+    /// Whether runs are created by the scheduler (anything but [`Schedule::None`]).
+    pub fn is_scheduled(&self) -> bool {
+        !matches!(self, Schedule::None)
+    }
+}
+
+/// How a schedule is shown: `None`, `@once`, the preset name of an expanded preset
+/// (`@daily`), the cron expression (`0 3 * * *`), or a compact duration (`30m`, `1d`). Every
+/// form except `None` parses back to the same schedule.
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::None => f.write_str("None"),
+            Schedule::Once => f.write_str("@once"),
+            Schedule::Cron(expr) => {
+                f.write_str(crate::schedule::cron_preset_name(expr).unwrap_or(expr))
+            }
+            Schedule::Every(d) => f.write_str(&format_duration(*d)),
+        }
+    }
+}
+
+/// A duration in the largest unit that divides it exactly: `1d`, `6h`, `30m`, `90s`, `1500ms`.
+/// The result parses back to the same duration as a DAG-file duration.
+pub fn format_duration(d: Duration) -> String {
+    let millis = d.as_millis();
+    if !millis.is_multiple_of(1000) {
+        return format!("{millis}ms");
+    }
+    let secs = d.as_secs();
+    match secs {
+        0 => "0s".to_owned(),
+        s if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        s if s.is_multiple_of(3_600) => format!("{}h", s / 3_600),
+        s if s.is_multiple_of(60) => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// Airflow's trigger rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -104,6 +144,35 @@ impl TriggerRule {
         TriggerRule::NoneSkipped,
         TriggerRule::Always,
     ];
+
+    /// The rule's name as written in DAG files (`all_success`, `none_failed`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerRule::AllSuccess => "all_success",
+            TriggerRule::AllFailed => "all_failed",
+            TriggerRule::AllDone => "all_done",
+            TriggerRule::AllDoneMinOneSuccess => "all_done_min_one_success",
+            TriggerRule::AllSkipped => "all_skipped",
+            TriggerRule::OneSuccess => "one_success",
+            TriggerRule::OneFailed => "one_failed",
+            TriggerRule::OneDone => "one_done",
+            TriggerRule::NoneFailed => "none_failed",
+            TriggerRule::NoneFailedMinOneSuccess => "none_failed_min_one_success",
+            TriggerRule::NoneSkipped => "none_skipped",
+            TriggerRule::Always => "always",
+        }
+    }
+
+    /// The rule named `name` (as in [`TriggerRule::as_str`]).
+    pub fn from_name(name: &str) -> Option<TriggerRule> {
+        TriggerRule::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for TriggerRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// How `priority_weight` adds up along the graph (Airflow's `weight_rule`).
@@ -117,6 +186,34 @@ pub enum WeightRule {
     Upstream,
     /// Own weight only.
     Absolute,
+}
+
+impl WeightRule {
+    pub const ALL: [WeightRule; 3] = [
+        WeightRule::Downstream,
+        WeightRule::Upstream,
+        WeightRule::Absolute,
+    ];
+
+    /// The rule's name as written in DAG files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WeightRule::Downstream => "downstream",
+            WeightRule::Upstream => "upstream",
+            WeightRule::Absolute => "absolute",
+        }
+    }
+
+    /// The rule named `name` (as in [`WeightRule::as_str`]).
+    pub fn from_name(name: &str) -> Option<WeightRule> {
+        WeightRule::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for WeightRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,1 +1,10 @@
-//! TODO
+//! Task execution: rendering a task's templates with Airflow's context ([`render`]) and running
+//! task tries as child processes on this machine ([`local`]).
+
+pub mod local;
+pub mod render;
+
+pub use local::{
+    ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TryEvent, TryKey, log_path,
+};
+pub use render::{Program, RenderError, RenderedTask, TemplateContext, render_task};

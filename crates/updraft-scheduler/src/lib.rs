@@ -1,1 +1,15 @@
-//! TODO
+//! The scheduler: the shell around the pure core.
+//!
+//! It loads the DAGs folder into the store, reads recorded state, asks `updraft-core` what to
+//! do, records the decisions in one transaction each, and hands runnable tries to the executor.
+//! It is event-driven: a finished try wakes it at once; timers cover retries and schedules; a
+//! slow poll notices changes made by other processes (CLI commands on the same database).
+
+mod dagcache;
+pub mod engine;
+pub mod error;
+pub mod runs;
+
+pub use engine::{Scheduler, SchedulerConfig};
+pub use error::SchedulerError;
+pub use runs::{RunRequest, create_run, trigger_run};

@@ -1,1 +1,320 @@
-//! TODO
+//! Durable state for updraft: the [`Store`] contract and its backends.
+//!
+//! Every state transition is one transaction. The contract is backend-neutral so SQLite (the
+//! embedded default) and PostgreSQL implement the same methods and run the same test suite.
+//! The store records decisions; it never makes them (that is `updraft-core`'s job).
+//!
+//! Timestamps are kept to the microsecond: sub-microsecond digits of a `DateTime<Utc>` handed
+//! to the store are truncated (as PostgreSQL's `timestamptz` does), so compare values read back
+//! with values truncated the same way.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use updraft_core::{RunState, RunType, TaskState};
+use updraft_dag::{Dag, ImportError};
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The caller asked for something the contract does not allow (e.g. finishing a try with
+    /// a state that does not end a try, or deleting `default_pool`).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+/// A DAG as the installation knows it: its latest parsed definition plus its switches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DagRow {
+    pub dag: Dag,
+    pub version: String,
+    pub is_paused: bool,
+    /// False once the defining file is gone (or broken): no longer scheduled, history kept.
+    pub is_active: bool,
+    pub last_parsed_at: DateTime<Utc>,
+}
+
+/// One successfully loaded DAG file, handed to [`Store::sync_dags`].
+#[derive(Debug, Clone)]
+pub struct LoadedDagRecord<'a> {
+    pub dag: &'a Dag,
+    pub version: &'a str,
+    /// The file's text, kept per version for the code view.
+    pub source: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRow {
+    /// Surrogate key; stable for the life of the run.
+    pub id: i64,
+    pub dag_id: String,
+    pub tenant: String,
+    pub run_id: String,
+    pub run_type: RunType,
+    pub state: RunState,
+    /// DAG version the run is pinned to.
+    pub version: String,
+    pub logical_date: DateTime<Utc>,
+    pub data_interval_start: DateTime<Utc>,
+    pub data_interval_end: DateTime<Utc>,
+    pub conf: serde_json::Value,
+    pub queued_at: DateTime<Utc>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    pub dag_id: String,
+    pub tenant: String,
+    pub run_id: String,
+    pub run_type: RunType,
+    pub version: String,
+    pub logical_date: DateTime<Utc>,
+    pub data_interval_start: DateTime<Utc>,
+    pub data_interval_end: DateTime<Utc>,
+    pub conf: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TiRow {
+    pub run_pk: i64,
+    pub dag_id: String,
+    pub run_id: String,
+    pub tenant: String,
+    pub task_id: String,
+    pub state: TaskState,
+    /// Number of the latest try started (0 before the first). Airflow's `try_number`.
+    pub try_number: u32,
+    /// Highest try number allowed before the task fails for good.
+    pub max_tries: u32,
+    pub pool: String,
+    pub pool_slots: u32,
+    /// Effective priority (after `weight_rule`).
+    pub priority_weight: i64,
+    /// The run's logical date, for ordering work fairly across runs.
+    pub logical_date: DateTime<Utc>,
+    pub queued_at: Option<DateTime<Utc>>,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    /// For `up_for_retry`: not before this time.
+    pub retry_at: Option<DateTime<Utc>>,
+    pub pid: Option<i64>,
+    pub hostname: Option<String>,
+}
+
+/// Identifies a task instance within a run.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TiKey {
+    pub run_pk: i64,
+    pub task_id: String,
+}
+
+/// Task instance to create with a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTi {
+    pub task_id: String,
+    pub max_tries: u32,
+    pub pool: String,
+    pub pool_slots: u32,
+    pub priority_weight: i64,
+}
+
+/// A state change the core decided, applied only if the instance is still in `expected`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TiTransition {
+    pub task_id: String,
+    pub expected: TaskState,
+    pub new: TaskState,
+}
+
+/// One finished (or abandoned) try, as kept in the try history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TryRow {
+    pub run_pk: i64,
+    pub task_id: String,
+    pub try_number: u32,
+    pub state: TaskState,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub hostname: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolRow {
+    pub name: String,
+    pub slots: i64,
+    pub description: String,
+}
+
+/// Slots currently held by queued and running task instances.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActiveCounts {
+    /// Pool name → slots held (sum of `pool_slots`).
+    pub per_pool: HashMap<String, i64>,
+    /// dag_id → task instances held.
+    pub per_dag: HashMap<String, i64>,
+    /// All task instances held.
+    pub total: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub dag_id: Option<String>,
+    pub states: Vec<RunState>,
+    /// Newest first; `None` = no limit.
+    pub limit: Option<u32>,
+}
+
+/// The durable-state contract. Methods that change state run in one transaction each.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Create or upgrade the schema. Safe to call on an up-to-date database. Seeds
+    /// `default_pool` (128 slots) when creating it.
+    async fn migrate(&self) -> Result<()>;
+
+    // ---- DAGs -----------------------------------------------------------------------------
+
+    /// Record the result of loading the DAGs folder: upsert each DAG and its version (new DAGs
+    /// start paused per `is_paused_upon_creation`, else `paused_by_default`), mark DAGs absent
+    /// from `loaded` inactive, and replace the import errors with `errors`. One transaction.
+    /// Existing DAGs keep their paused flag; `last_parsed_at = now` for the loaded ones. A
+    /// version, once recorded, keeps its first definition and source.
+    async fn sync_dags(
+        &self,
+        loaded: &[LoadedDagRecord<'_>],
+        errors: &[ImportError],
+        paused_by_default: bool,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Every DAG ever synced, active or not, ordered by `dag_id`.
+    async fn dags(&self) -> Result<Vec<DagRow>>;
+    async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>>;
+    /// The definition a run is pinned to.
+    async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>>;
+    /// Source text of a DAG version.
+    async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<String>>;
+    /// Returns false when the DAG does not exist.
+    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool>;
+    /// In the order given to the last [`Store::sync_dags`].
+    async fn import_errors(&self) -> Result<Vec<ImportError>>;
+
+    // ---- runs -----------------------------------------------------------------------------
+
+    /// Create a run in state `queued` with one task instance per `tis` in state `none`.
+    /// A run with the same `(dag_id, run_id)`, or a task id listed twice, is a
+    /// [`StoreError::Conflict`]; a `(dag_id, version)` not recorded by [`Store::sync_dags`] is
+    /// [`StoreError::NotFound`]. Either way nothing is written.
+    async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow>;
+    async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>>;
+    async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>>;
+    /// Newest (greatest `logical_date`) first; empty `filter.states` means any state.
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>>;
+    /// The scheduled or backfill run with the latest data interval, to continue the timetable.
+    async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>>;
+    /// Sets `start_date` on entering `running` (if unset) and `end_date` on finishing
+    /// (clearing it when a finished run goes back to queued/running); `queued_at = now` when
+    /// the run comes back to `queued`. Unconditional. Unknown run: [`StoreError::NotFound`].
+    async fn set_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<()>;
+    /// Deletes the run, its task instances and their try history.
+    async fn delete_run(&self, run_pk: i64) -> Result<bool>;
+
+    // ---- task instances -------------------------------------------------------------------
+
+    /// Ordered by `task_id`.
+    async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>>;
+    async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>>;
+    /// Apply core decisions; each applies only if the row is still in `expected`. Terminal
+    /// states (and leaving `queued`/`running`) get `end_date = now`; leaving `up_for_retry`
+    /// clears `retry_at`. Leaving `queued`/`running` also closes the try in the history.
+    /// One transaction. Returns how many applied.
+    async fn apply_transitions(
+        &self,
+        run_pk: i64,
+        transitions: &[TiTransition],
+        now: DateTime<Utc>,
+    ) -> Result<usize>;
+    /// Instances in state `scheduled` in runs that are `running`, highest priority first, then
+    /// oldest `logical_date`. Paused DAGs are not filtered out here.
+    async fn scheduled_task_instances(&self) -> Result<Vec<TiRow>>;
+    async fn active_counts(&self) -> Result<ActiveCounts>;
+    /// `scheduled` → `queued`, incrementing `try_number`, `queued_at = now` and the previous
+    /// try's `start_date`/`end_date`/`retry_at`/`pid`/`hostname` reset. The new try enters the
+    /// history. One transaction. Returns the updated rows (those that were still `scheduled`),
+    /// in the order of `keys`.
+    async fn queue(&self, keys: &[TiKey], now: DateTime<Utc>) -> Result<Vec<TiRow>>;
+    /// `queued` → `running` for the given try, recording `start_date = now`, pid and hostname.
+    /// Returns false (and changes nothing) unless the instance is `queued` at `try_number`.
+    async fn mark_running(
+        &self,
+        key: &TiKey,
+        try_number: u32,
+        pid: Option<i64>,
+        hostname: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Finish a try: `new` is success, failed, skipped or up_for_retry (with `retry_at`).
+    /// Applies only if `try_number` is still the current try and the instance is queued or
+    /// running; records the try in the history. Returns false if it did not apply.
+    /// Sets `end_date = now`; `retry_at` is kept only for `up_for_retry`. Any other `new` is
+    /// [`StoreError::Invalid`].
+    async fn finish_try(
+        &self,
+        key: &TiKey,
+        try_number: u32,
+        new: TaskState,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Force a state (mark success/failed from the CLI/UI), whatever the current one. Records
+    /// end_date for terminal states. A live (queued/running) try ends with the forced state in
+    /// the history, so its process's late `finish_try` no longer applies. False if unknown.
+    async fn set_ti_state(&self, key: &TiKey, state: TaskState, now: DateTime<Utc>)
+    -> Result<bool>;
+    /// Clear instances so they run again: state `none`, `max_tries` extended so each gets its
+    /// full `retries` again (`max_tries = try_number + ` the `max_tries` it was created with);
+    /// per-try fields (`queued_at`, dates, `retry_at`, pid, hostname) are reset and
+    /// `try_number` is kept. A live try is abandoned: its history row keeps its state and gets
+    /// `end_date = now`. If anything was cleared, the run goes back to `queued` with `end_date`
+    /// cleared (`start_date` kept). Unknown task ids are ignored; returns how many were cleared.
+    async fn clear(&self, run_pk: i64, task_ids: &[String], now: DateTime<Utc>) -> Result<usize>;
+    /// Every try recorded for an instance, oldest first (finished tries and the current one,
+    /// from the moment it is queued).
+    async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>>;
+    /// Instances left `queued` or `running` (e.g. by a process that died), by run then task.
+    async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>>;
+    /// State of each task in the run of this DAG immediately before `logical_date`
+    /// (for `depends_on_past`): the run of `dag_id` with the greatest `logical_date` strictly
+    /// before the given one, of any run type. `None` when there is no earlier run.
+    async fn previous_run_states(
+        &self,
+        dag_id: &str,
+        logical_date: DateTime<Utc>,
+    ) -> Result<Option<HashMap<String, TaskState>>>;
+
+    // ---- pools ----------------------------------------------------------------------------
+
+    /// Ordered by name.
+    async fn pools(&self) -> Result<Vec<PoolRow>>;
+    async fn upsert_pool(&self, pool: &PoolRow) -> Result<()>;
+    /// False if there was no such pool; `default_pool` cannot be deleted
+    /// ([`StoreError::Invalid`]).
+    async fn delete_pool(&self, name: &str) -> Result<bool>;
+}

@@ -1,0 +1,24 @@
+//! `updraft config ...`
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::config::{Settings, masked_toml};
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (file plus environment), secrets masked.
+    Show,
+}
+
+pub fn run(cmd: ConfigCommand, settings: &Settings) -> Result<ExitCode> {
+    match cmd {
+        ConfigCommand::Show => {
+            println!("# UPDRAFT_HOME = {}", settings.home.display());
+            print!("{}", masked_toml(&settings.config)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! `updraft dags ...`
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use updraft_core::timetable::{intervals_between, manual_interval, next_interval};
+use updraft_core::{RunState, RunType};
+use updraft_dag::{Dag, Schedule};
+use updraft_scheduler::{RunRequest, Scheduler, SchedulerError, create_run, trigger_run};
+use updraft_store::{DagRow, RunFilter, RunRow, SqliteStore, Store};
+
+use super::{fmt_time, parse_conf, parse_date, require_dag, sync_dags};
+use crate::config::Settings;
+use crate::output::{Format, print_object, print_rows};
+
+#[derive(Subcommand)]
+pub enum DagsCommand {
+    /// List all DAGs.
+    List,
+    /// List DAG files that failed to load, with file, line and column.
+    ListImportErrors,
+    /// Show a DAG's structure (Graphviz DOT; `-o json` prints the definition).
+    Show { dag_id: String },
+    /// Create a manual run.
+    Trigger {
+        dag_id: String,
+        /// JSON object passed as `dag_run.conf`; validated against the DAG's params.
+        #[arg(long, short = 'c')]
+        conf: Option<String>,
+        #[arg(long, short = 'r')]
+        run_id: Option<String>,
+        /// Default: now.
+        #[arg(long, short = 'l')]
+        logical_date: Option<String>,
+    },
+    /// Pause a DAG: no new runs, its runs stop advancing.
+    Pause { dag_id: String },
+    /// Unpause a DAG.
+    Unpause { dag_id: String },
+    /// Run one whole DAG run in this process, without touching the database; print each
+    /// task's state and log.
+    Test {
+        dag_id: String,
+        /// Logical date (default: now).
+        logical_date: Option<String>,
+        #[arg(long, short = 'c')]
+        conf: Option<String>,
+    },
+    /// Create and run the runs whose logical dates fall in a range.
+    Backfill {
+        dag_id: String,
+        #[arg(long, short = 's')]
+        start_date: String,
+        #[arg(long, short = 'e')]
+        end_date: String,
+        /// Create the runs and return without waiting for them.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// List a DAG's runs, newest first.
+    ListRuns {
+        dag_id: String,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// State of a run, by run id or logical date.
+    State {
+        dag_id: String,
+        run_id_or_logical_date: String,
+    },
+}
+
+pub async fn run(cmd: DagsCommand, settings: &Settings, format: Format) -> Result<ExitCode> {
+    if let DagsCommand::Test {
+        dag_id,
+        logical_date,
+        conf,
+    } = &cmd
+    {
+        return test(settings, dag_id, logical_date.as_deref(), conf.as_deref()).await;
+    }
+    let store = super::open_store(settings).await?;
+    sync_dags(settings, store.as_ref()).await?;
+    let store = store.as_ref();
+    match cmd {
+        DagsCommand::List => list(store, format).await,
+        DagsCommand::ListImportErrors => list_import_errors(store, format).await,
+        DagsCommand::Show { dag_id } => show(store, &dag_id, format).await,
+        DagsCommand::Trigger {
+            dag_id,
+            conf,
+            run_id,
+            logical_date,
+        } => {
+            let conf = parse_conf(conf.as_deref())?;
+            let logical_date = logical_date.as_deref().map(parse_date).transpose()?;
+            require_dag(store, &dag_id).await?;
+            let run = trigger_run(store, &dag_id, run_id, logical_date, conf, Utc::now()).await?;
+            print_object(format, &run_json(&run));
+            Ok(ExitCode::SUCCESS)
+        }
+        DagsCommand::Pause { dag_id } => set_paused(store, &dag_id, true).await,
+        DagsCommand::Unpause { dag_id } => set_paused(store, &dag_id, false).await,
+        DagsCommand::Test { .. } => unreachable!("handled above"),
+        DagsCommand::Backfill {
+            dag_id,
+            start_date,
+            end_date,
+            no_wait,
+        } => backfill(settings, store, &dag_id, &start_date, &end_date, no_wait).await,
+        DagsCommand::ListRuns {
+            dag_id,
+            state,
+            limit,
+        } => list_runs(store, &dag_id, state.as_deref(), limit, format).await,
+        DagsCommand::State {
+            dag_id,
+            run_id_or_logical_date,
+        } => state(store, &dag_id, &run_id_or_logical_date, format).await,
+    }
+}
+
+async fn list(store: &dyn Store, format: Format) -> Result<ExitCode> {
+    let mut dags = store.dags().await?;
+    dags.retain(|d| d.is_active);
+    dags.sort_by(|a, b| a.dag.dag_id.cmp(&b.dag.dag_id));
+    let mut rows = Vec::new();
+    for row in &dags {
+        rows.push(dag_json(store, row).await?);
+    }
+    print_rows(
+        format,
+        &["dag_id", "tenant", "fileloc", "schedule", "is_paused", "next_dagrun", "tags"],
+        &rows,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dag_json(store: &dyn Store, row: &DagRow) -> Result<Value> {
+    let last = store
+        .latest_scheduled_run(&row.dag.dag_id)
+        .await?
+        .map(|r| updraft_core::timetable::DataInterval {
+            start: r.data_interval_start,
+            end: r.data_interval_end,
+        });
+    let next = next_interval(&row.dag, last.as_ref(), Utc::now());
+    Ok(json!({
+        "dag_id": row.dag.dag_id,
+        "tenant": row.dag.tenant,
+        "fileloc": row.dag.fileloc,
+        "description": row.dag.description,
+        "schedule": schedule_text(&row.dag.schedule),
+        "timezone": row.dag.timezone.name(),
+        "is_paused": row.is_paused,
+        "is_active": row.is_active,
+        "version": row.version,
+        "next_dagrun": fmt_time(next.as_ref().map(|i| i.start)),
+        "tags": row.dag.tags,
+    }))
+}
+
+pub fn schedule_text(schedule: &Schedule) -> String {
+    match schedule {
+        Schedule::None => "None".to_string(),
+        Schedule::Once => "@once".to_string(),
+        Schedule::Cron(expr) => expr.clone(),
+        Schedule::Every(d) => humantime::format_duration(*d).to_string(),
+    }
+}
+
+async fn list_import_errors(store: &dyn Store, format: Format) -> Result<ExitCode> {
+    let errors = store.import_errors().await?;
+    let rows: Vec<Value> = errors
+        .iter()
+        .map(|e| {
+            json!({"tenant": e.tenant, "filename": e.filename, "line": e.line,
+                   "column": e.column, "message": e.message})
+        })
+        .collect();
+    print_rows(format, &["tenant", "filename", "line", "column", "message"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(store: &dyn Store, dag_id: &str, format: Format) -> Result<ExitCode> {
+    let row = require_dag(store, dag_id).await?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string(&row.dag)?),
+        Format::Table => print!("{}", dot(&row.dag)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dot(dag: &Dag) -> String {
+    let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n", dag.dag_id);
+    for task in &dag.tasks {
+        out.push_str(&format!("  \"{}\";\n", task.task_id));
+    }
+    for task in &dag.tasks {
+        for up in &task.upstream {
+            out.push_str(&format!("  \"{up}\" -> \"{}\";\n", task.task_id));
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+async fn set_paused(store: &dyn Store, dag_id: &str, paused: bool) -> Result<ExitCode> {
+    if !store.set_paused(dag_id, paused).await? {
+        bail!("DAG `{dag_id}` not found");
+    }
+    println!("Dag: {dag_id}, paused: {paused}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_json(run: &RunRow) -> Value {
+    json!({
+        "dag_id": run.dag_id,
+        "run_id": run.run_id,
+        "tenant": run.tenant,
+        "state": run.state.as_str(),
+        "run_type": run.run_type.as_str(),
+        "logical_date": run.logical_date.to_rfc3339(),
+        "data_interval_start": run.data_interval_start.to_rfc3339(),
+        "data_interval_end": run.data_interval_end.to_rfc3339(),
+        "start_date": fmt_time(run.start_date),
+        "end_date": fmt_time(run.end_date),
+        "conf": run.conf,
+        "version": run.version,
+    })
+}
+
+const RUN_COLUMNS: [&str; 6] = ["dag_id", "run_id", "state", "logical_date", "start_date", "end_date"];
+
+async fn list_runs(
+    store: &dyn Store,
+    dag_id: &str,
+    state: Option<&str>,
+    limit: u32,
+    format: Format,
+) -> Result<ExitCode> {
+    let states = match state {
+        Some(s) => vec![s.parse::<RunState>().map_err(|e| anyhow::anyhow!("--state: {e}"))?],
+        None => vec![],
+    };
+    let runs = store
+        .runs(&RunFilter {
+            dag_id: Some(dag_id.to_string()),
+            states,
+            limit: Some(limit),
+        })
+        .await?;
+    let rows: Vec<Value> = runs.iter().map(run_json).collect();
+    print_rows(format, &RUN_COLUMNS, &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Find a run by run id, or by logical date.
+pub async fn find_run(store: &dyn Store, dag_id: &str, key: &str) -> Result<RunRow> {
+    if let Some(run) = store.run(dag_id, key).await? {
+        return Ok(run);
+    }
+    if let Ok(date) = parse_date(key) {
+        let runs = store
+            .runs(&RunFilter {
+                dag_id: Some(dag_id.to_string()),
+                states: vec![],
+                limit: None,
+            })
+            .await?;
+        if let Some(run) = runs.into_iter().find(|r| r.logical_date == date) {
+            return Ok(run);
+        }
+    }
+    bail!("no run `{key}` of DAG `{dag_id}`")
+}
+
+async fn state(store: &dyn Store, dag_id: &str, key: &str, format: Format) -> Result<ExitCode> {
+    let run = find_run(store, dag_id, key).await?;
+    match format {
+        Format::Json => print_object(format, &run_json(&run)),
+        Format::Table => println!("{}", run.state),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn backfill(
+    settings: &Settings,
+    store: &dyn Store,
+    dag_id: &str,
+    start: &str,
+    end: &str,
+    no_wait: bool,
+) -> Result<ExitCode> {
+    let row = require_dag(store, dag_id).await?;
+    let (start, end) = (parse_date(start)?, parse_date(end)?);
+    if end < start {
+        bail!("--end-date is before --start-date");
+    }
+    let intervals = intervals_between(&row.dag, start, end);
+    if intervals.is_empty() {
+        bail!("no data interval of DAG `{dag_id}` starts between {start} and {end}");
+    }
+    let mut run_pks = Vec::new();
+    for interval in intervals {
+        let request = RunRequest {
+            run_type: RunType::Backfill,
+            run_id: None,
+            logical_date: interval.start,
+            interval,
+            conf: json!({}),
+        };
+        match create_run(store, &row.dag, &row.version, request, Utc::now()).await {
+            Ok(run) => run_pks.push(run.id),
+            Err(SchedulerError::RunExists { run_id, .. }) => {
+                eprintln!("run {run_id} already exists; skipped")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    eprintln!("created {} backfill runs of {dag_id}", run_pks.len());
+    if no_wait || run_pks.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    wait_for_backfill(settings, store, &run_pks).await
+}
+
+async fn wait_for_backfill(settings: &Settings, store: &dyn Store, run_pks: &[i64]) -> Result<ExitCode> {
+    let bar = ProgressBar::new(run_pks.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} runs finished {elapsed}")
+            .expect("valid template"),
+    );
+    match super::try_scheduler_lock(settings)? {
+        Some(_lock) => {
+            // No scheduler is running on this database: drive the backfill here.
+            let store = Arc::new(SqliteStore::open(&settings.sqlite_path()?).await?);
+            let config = super::scheduler_config(settings, None, settings.logs_folder());
+            let mut scheduler = Scheduler::for_runs(store, config, run_pks)?;
+            scheduler
+                .run_until_finished(|done, _| bar.set_position(done as u64))
+                .await?;
+        }
+        None => {
+            eprintln!("a scheduler is running on this database: it runs the backfill");
+            loop {
+                let mut done = 0;
+                for pk in run_pks {
+                    if store.run_by_pk(*pk).await?.is_some_and(|r| r.state.is_finished()) {
+                        done += 1;
+                    }
+                }
+                bar.set_position(done);
+                if done as usize == run_pks.len() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+    bar.finish();
+    let mut failed = 0;
+    for pk in run_pks {
+        if let Some(run) = store.run_by_pk(*pk).await?
+            && run.state == RunState::Failed
+        {
+            failed += 1;
+            eprintln!("run {} failed", run.run_id);
+        }
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `dags test`: a whole run in an in-memory database and a temporary logs folder.
+async fn test(
+    settings: &Settings,
+    dag_id: &str,
+    logical_date: Option<&str>,
+    conf: Option<&str>,
+) -> Result<ExitCode> {
+    let logical_date = logical_date.map(parse_date).transpose()?.unwrap_or_else(Utc::now);
+    let conf = parse_conf(conf)?;
+    let mut bag = updraft_dag::DagBag::with_options(settings.dags_folder(), super::bag_options(settings));
+    bag.refresh();
+    let Some(loaded) = bag.dags().find(|l| l.dag.dag_id == dag_id) else {
+        for error in bag.import_errors() {
+            eprintln!("import error: {error}");
+        }
+        bail!("DAG `{dag_id}` not found in {}", settings.dags_folder().display());
+    };
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await?);
+    store.migrate().await?;
+    let record = updraft_store::LoadedDagRecord {
+        dag: &loaded.dag,
+        version: &loaded.version,
+        source: &loaded.source,
+    };
+    store.sync_dags(&[record], &[], false, Utc::now()).await?;
+    let request = RunRequest {
+        run_type: RunType::Manual,
+        run_id: None,
+        logical_date,
+        interval: manual_interval(&loaded.dag, logical_date),
+        conf,
+    };
+    let run = create_run(store.as_ref(), &loaded.dag, &loaded.version, request, Utc::now()).await?;
+    let logs = tempfile::tempdir().context("creating a temporary logs folder")?;
+    let config = super::scheduler_config(settings, None, logs.path().to_path_buf());
+    let mut scheduler = Scheduler::for_runs(store.clone(), config, &[run.id])?;
+    scheduler.run_until_finished(|_, _| {}).await?;
+    let run = store
+        .run_by_pk(run.id)
+        .await?
+        .context("the test run disappeared")?;
+    super::tasks::print_run_report(store.as_ref(), &run, logs.path()).await?;
+    println!("Run {} of {dag_id}: {}", run.run_id, run.state);
+    Ok(if run.state == RunState::Success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

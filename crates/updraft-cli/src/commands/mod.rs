@@ -1,0 +1,168 @@
+//! One module per command group; shared plumbing lives here.
+
+pub mod config_cmd;
+pub mod dags;
+pub mod db;
+pub mod pools;
+pub mod service;
+pub mod tasks;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use updraft_dag::DagBag;
+use updraft_scheduler::SchedulerConfig;
+use updraft_store::{DagRow, LoadedDagRecord, SqliteStore, Store};
+
+use crate::config::Settings;
+
+/// Open the database named by the configuration, creating and migrating it as needed.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
+    let path = settings.sqlite_path()?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let store = SqliteStore::open(&path)
+        .await
+        .with_context(|| format!("opening database {}", path.display()))?;
+    store.migrate().await.context("migrating the database")?;
+    Ok(Arc::new(store))
+}
+
+/// Load the DAGs folder and record it, as Airflow's CLI parses the DAG files it works on.
+pub async fn sync_dags(settings: &Settings, store: &dyn Store) -> Result<DagBag> {
+    let folder = settings.dags_folder();
+    let mut bag = DagBag::with_options(&folder, bag_options(settings));
+    bag.refresh();
+    let records: Vec<LoadedDagRecord<'_>> = bag
+        .dags()
+        .map(|loaded| LoadedDagRecord {
+            dag: &loaded.dag,
+            version: &loaded.version,
+            source: &loaded.source,
+        })
+        .collect();
+    store
+        .sync_dags(
+            &records,
+            bag.import_errors(),
+            settings.config.core.dags_are_paused_at_creation,
+            Utc::now(),
+        )
+        .await?;
+    Ok(bag)
+}
+
+pub fn bag_options(settings: &Settings) -> updraft_dag::DagBagOptions {
+    updraft_dag::DagBagOptions {
+        max_file_size: settings.config.core.max_dag_file_size,
+        ..Default::default()
+    }
+}
+
+/// The DAG, or an error that says why it is not there (including its import error).
+pub async fn require_dag(store: &dyn Store, dag_id: &str) -> Result<DagRow> {
+    match store.dag(dag_id).await? {
+        Some(row) if row.is_active => Ok(row),
+        Some(row) => bail!(
+            "DAG `{dag_id}` is not active: its file `{}` is gone or broken (see `updraft dags list-import-errors`)",
+            row.dag.fileloc
+        ),
+        None => bail!("DAG `{dag_id}` not found (see `updraft dags list` and `updraft dags list-import-errors`)"),
+    }
+}
+
+pub fn scheduler_config(settings: &Settings, dags_folder: Option<PathBuf>, logs: PathBuf) -> SchedulerConfig {
+    let c = &settings.config;
+    SchedulerConfig {
+        dags_folder,
+        logs_folder: logs,
+        parallelism: c.core.parallelism,
+        default_pool_slots: c.core.default_pool_slots,
+        dags_are_paused_at_creation: c.core.dags_are_paused_at_creation,
+        rescan_interval: c.scheduler.rescan_interval,
+        poll_interval: c.scheduler.poll_interval,
+        kill_grace: c.scheduler.kill_grace,
+        shutdown_grace: c.scheduler.shutdown_grace,
+        max_dag_file_size: c.core.max_dag_file_size,
+        hostname: hostname(),
+        default_cwd: None,
+    }
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Only one scheduler may drive an SQLite database: held for the life of the process.
+pub struct SchedulerLock {
+    _file: File,
+}
+
+pub fn try_scheduler_lock(settings: &Settings) -> Result<Option<SchedulerLock>> {
+    let db = settings.sqlite_path()?;
+    let path = lock_path(&db);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(SchedulerLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
+fn lock_path(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".scheduler.lock");
+    db.with_file_name(name)
+}
+
+/// `2024-01-01`, `2024-01-01T06:00:00` (UTC) or RFC 3339 with an offset.
+pub fn parse_date(text: &str) -> Result<DateTime<Utc>> {
+    if let Ok(dt) = DateTime::parse_from_rfc3339(text) {
+        return Ok(dt.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(naive.and_utc());
+        }
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    bail!("`{text}` is not a date: use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS or RFC 3339")
+}
+
+pub fn parse_conf(conf: Option<&str>) -> Result<serde_json::Value> {
+    match conf {
+        None => Ok(serde_json::Value::Object(Default::default())),
+        Some(text) => {
+            let value: serde_json::Value =
+                serde_json::from_str(text).context("--conf is not valid JSON")?;
+            if !value.is_object() {
+                bail!("--conf must be a JSON object, e.g. '{{\"key\": \"value\"}}'");
+            }
+            Ok(value)
+        }
+    }
+}
+
+pub fn fmt_time(t: Option<DateTime<Utc>>) -> serde_json::Value {
+    match t {
+        Some(t) => serde_json::Value::String(t.to_rfc3339()),
+        None => serde_json::Value::Null,
+    }
+}

@@ -1,0 +1,328 @@
+//! `updraft tasks ...`
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use clap::Subcommand;
+use regex::Regex;
+use serde_json::{Value, json};
+use updraft_core::TaskState;
+use updraft_core::timetable::manual_interval;
+use updraft_executor::render::{TemplateContext, render_task};
+use updraft_executor::{ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TryEvent, TryKey, log_path};
+use updraft_store::{RunFilter, RunRow, Store, TiKey, TiRow};
+
+use super::dags::find_run;
+use super::{fmt_time, parse_date, require_dag, sync_dags};
+use crate::config::Settings;
+use crate::output::{Format, print_rows};
+
+#[derive(Subcommand)]
+pub enum TasksCommand {
+    /// List a DAG's tasks in dependency order.
+    List { dag_id: String },
+    /// Run one task now, in this process, ignoring dependencies and recording nothing.
+    Test {
+        dag_id: String,
+        task_id: String,
+        /// Logical date (default: now).
+        logical_date: Option<String>,
+    },
+    /// Print a task try's log.
+    Logs {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+        /// Try number (default: the latest).
+        #[arg(long = "try")]
+        try_number: Option<u32>,
+    },
+    /// Clear task instances so they run again.
+    Clear {
+        dag_id: String,
+        /// Only tasks whose id matches this regular expression.
+        #[arg(long, short = 't')]
+        task_regex: Option<String>,
+        /// Also clear every task downstream of the matched ones.
+        #[arg(long, short = 'd')]
+        downstream: bool,
+        /// Only this run.
+        #[arg(long, short = 'r')]
+        run_id: Option<String>,
+        /// Only runs with logical date at or after this.
+        #[arg(long, short = 's')]
+        start_date: Option<String>,
+        /// Only runs with logical date at or before this.
+        #[arg(long, short = 'e')]
+        end_date: Option<String>,
+        /// Only failed and upstream_failed instances.
+        #[arg(long, short = 'f')]
+        only_failed: bool,
+    },
+    /// Set a task instance's state (mark success / failed / skipped).
+    SetState {
+        dag_id: String,
+        run_id: String,
+        task_id: String,
+        /// success, failed or skipped
+        state: String,
+    },
+    /// Each task instance's state in a run.
+    StatesForDagRun { dag_id: String, run_id: String },
+}
+
+pub async fn run(cmd: TasksCommand, settings: &Settings, format: Format) -> Result<ExitCode> {
+    let store = super::open_store(settings).await?;
+    sync_dags(settings, store.as_ref()).await?;
+    let store = store.as_ref();
+    match cmd {
+        TasksCommand::List { dag_id } => {
+            let row = require_dag(store, &dag_id).await?;
+            let rows: Vec<Value> = updraft_dag::topological_order(&row.dag)
+                .into_iter()
+                .map(|t| {
+                    json!({"task_id": t.task_id, "upstream": t.upstream,
+                           "trigger_rule": format!("{:?}", t.trigger_rule), "pool": t.pool})
+                })
+                .collect();
+            match format {
+                Format::Table => rows.iter().for_each(|r| println!("{}", r["task_id"].as_str().unwrap_or_default())),
+                Format::Json => println!("{}", Value::Array(rows)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TasksCommand::Test {
+            dag_id,
+            task_id,
+            logical_date,
+        } => test(settings, store, &dag_id, &task_id, logical_date.as_deref()).await,
+        TasksCommand::Logs {
+            dag_id,
+            run_id,
+            task_id,
+            try_number,
+        } => logs(settings, store, &dag_id, &run_id, &task_id, try_number).await,
+        TasksCommand::Clear {
+            dag_id,
+            task_regex,
+            downstream,
+            run_id,
+            start_date,
+            end_date,
+            only_failed,
+        } => {
+            let selection = ClearSelection {
+                task_regex: task_regex.as_deref().map(Regex::new).transpose().context("--task-regex")?,
+                downstream,
+                run_id,
+                start: start_date.as_deref().map(parse_date).transpose()?,
+                end: end_date.as_deref().map(parse_date).transpose()?,
+                only_failed,
+            };
+            clear(store, &dag_id, &selection).await
+        }
+        TasksCommand::SetState {
+            dag_id,
+            run_id,
+            task_id,
+            state,
+        } => {
+            let state: TaskState = state.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !matches!(state, TaskState::Success | TaskState::Failed | TaskState::Skipped) {
+                bail!("a task instance can be set to success, failed or skipped");
+            }
+            let run = find_run(store, &dag_id, &run_id).await?;
+            let key = TiKey { run_pk: run.id, task_id: task_id.clone() };
+            if !store.set_ti_state(&key, state, Utc::now()).await? {
+                bail!("no task `{task_id}` in run `{}`", run.run_id);
+            }
+            println!("{dag_id}.{task_id} in {} set to {state}", run.run_id);
+            Ok(ExitCode::SUCCESS)
+        }
+        TasksCommand::StatesForDagRun { dag_id, run_id } => {
+            let run = find_run(store, &dag_id, &run_id).await?;
+            let rows: Vec<Value> = store.task_instances(run.id).await?.iter().map(ti_json).collect();
+            print_rows(
+                format,
+                &["task_id", "state", "try_number", "start_date", "end_date"],
+                &rows,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn ti_json(ti: &TiRow) -> Value {
+    json!({
+        "dag_id": ti.dag_id,
+        "run_id": ti.run_id,
+        "task_id": ti.task_id,
+        "state": ti.state.as_str(),
+        "try_number": ti.try_number,
+        "start_date": fmt_time(ti.start_date),
+        "end_date": fmt_time(ti.end_date),
+        "pool": ti.pool,
+    })
+}
+
+struct ClearSelection {
+    task_regex: Option<Regex>,
+    downstream: bool,
+    run_id: Option<String>,
+    start: Option<chrono::DateTime<Utc>>,
+    end: Option<chrono::DateTime<Utc>>,
+    only_failed: bool,
+}
+
+async fn clear(store: &dyn Store, dag_id: &str, selection: &ClearSelection) -> Result<ExitCode> {
+    require_dag(store, dag_id).await?;
+    let runs: Vec<RunRow> = match &selection.run_id {
+        Some(run_id) => vec![find_run(store, dag_id, run_id).await?],
+        None => store
+            .runs(&RunFilter { dag_id: Some(dag_id.to_string()), states: vec![], limit: None })
+            .await?
+            .into_iter()
+            .filter(|r| selection.start.is_none_or(|s| r.logical_date >= s))
+            .filter(|r| selection.end.is_none_or(|e| r.logical_date <= e))
+            .collect(),
+    };
+    let mut cleared = 0;
+    for run in &runs {
+        let dag = store
+            .dag_version(&run.dag_id, &run.version)
+            .await?
+            .with_context(|| format!("version {} of {dag_id} is missing", run.version))?;
+        let tis = store.task_instances(run.id).await?;
+        let task_ids = tasks_to_clear(&dag, &tis, selection);
+        if !task_ids.is_empty() {
+            cleared += store.clear(run.id, &task_ids, Utc::now()).await?;
+        }
+    }
+    println!("Cleared {cleared} task instances in {} runs", runs.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tasks_to_clear(dag: &updraft_dag::Dag, tis: &[TiRow], selection: &ClearSelection) -> Vec<String> {
+    let mut chosen: Vec<String> = tis
+        .iter()
+        .filter(|ti| selection.task_regex.as_ref().is_none_or(|re| re.is_match(&ti.task_id)))
+        .filter(|ti| {
+            !selection.only_failed || matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed)
+        })
+        .map(|ti| ti.task_id.clone())
+        .collect();
+    if selection.downstream {
+        let extra: Vec<String> = chosen
+            .iter()
+            .flat_map(|id| dag.downstream_of(id))
+            .map(str::to_string)
+            .collect();
+        chosen.extend(extra);
+    }
+    chosen.sort();
+    chosen.dedup();
+    chosen
+}
+
+async fn logs(
+    settings: &Settings,
+    store: &dyn Store,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    try_number: Option<u32>,
+) -> Result<ExitCode> {
+    let run = find_run(store, dag_id, run_id).await?;
+    let ti = store
+        .task_instance(&TiKey { run_pk: run.id, task_id: task_id.to_string() })
+        .await?
+        .with_context(|| format!("no task `{task_id}` in run `{}`", run.run_id))?;
+    let try_number = try_number.unwrap_or(ti.try_number);
+    if try_number == 0 {
+        bail!("task `{task_id}` has not run yet in `{}`", run.run_id);
+    }
+    let path = log_path(&settings.logs_folder(), &run.tenant, dag_id, &run.run_id, task_id, try_number);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Print each task instance's state, then each try's log, for a finished run.
+pub async fn print_run_report(store: &dyn Store, run: &RunRow, logs_root: &Path) -> Result<()> {
+    let tis = store.task_instances(run.id).await?;
+    let rows: Vec<Value> = tis.iter().map(ti_json).collect();
+    print_rows(Format::Table, &["task_id", "state", "try_number", "start_date", "end_date"], &rows);
+    for ti in &tis {
+        for try_number in 1..=ti.try_number {
+            let path = log_path(logs_root, &run.tenant, &run.dag_id, &run.run_id, &ti.task_id, try_number);
+            println!("--- {} try {try_number} ({}) ---", ti.task_id, ti.state);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => print!("{text}"),
+                Err(e) => println!("(no log: {e})"),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn test(
+    settings: &Settings,
+    store: &dyn Store,
+    dag_id: &str,
+    task_id: &str,
+    logical_date: Option<&str>,
+) -> Result<ExitCode> {
+    let row = require_dag(store, dag_id).await?;
+    let dag = &row.dag;
+    let task = dag
+        .task(task_id)
+        .with_context(|| format!("DAG `{dag_id}` has no task `{task_id}`"))?;
+    let logical_date = logical_date.map(parse_date).transpose()?.unwrap_or_else(Utc::now);
+    let interval = manual_interval(dag, logical_date);
+    let run_id = updraft_core::runs::manual_run_id(logical_date);
+    let params = updraft_dag::resolve_params(dag, &Default::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let context = TemplateContext {
+        tenant: dag.tenant.clone(),
+        dag_id: dag.dag_id.clone(),
+        run_id: run_id.clone(),
+        task_id: task_id.to_string(),
+        try_number: 1,
+        logical_date,
+        data_interval_start: interval.start,
+        data_interval_end: interval.end,
+        conf: json!({}),
+        params,
+        run_type: "manual".to_string(),
+        timezone: dag.timezone,
+    };
+    let rendered = render_task(dag, task, &context)?;
+    let logs = tempfile::tempdir()?;
+    let log = log_path(logs.path(), &dag.tenant, dag_id, &run_id, task_id, 1);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let executor = LocalExecutor::new(
+        LocalExecutorConfig {
+            max_concurrency: 1,
+            kill_grace: settings.config.scheduler.kill_grace,
+            default_cwd: None,
+            ..LocalExecutorConfig::default()
+        },
+        tx,
+    );
+    let key = TryKey { run_pk: 0, task_id: task_id.to_string(), try_number: 1 };
+    executor.launch(LaunchSpec { key, rendered, log_path: log.clone(), timeout: task.execution_timeout });
+    let outcome = loop {
+        match rx.recv().await {
+            Some(TryEvent::Finished { outcome, .. }) => break outcome,
+            Some(TryEvent::Started { .. }) => continue,
+            None => bail!("the executor stopped without reporting"),
+        }
+    };
+    print!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+    println!("Task {task_id}: {outcome:?}");
+    Ok(match outcome {
+        ExecOutcome::Success | ExecOutcome::Skipped => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    })
+}

@@ -1,0 +1,306 @@
+//! Configuration: `updraft.toml` in `UPDRAFT_HOME`, overridden by `UPDRAFT__<SECTION>__<KEY>`
+//! environment variables (as Airflow's `AIRFLOW__SECTION__KEY`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+pub const CONFIG_FILE: &str = "updraft.toml";
+const ENV_PREFIX: &str = "UPDRAFT__";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub core: CoreSection,
+    pub database: DatabaseSection,
+    pub logging: LoggingSection,
+    pub scheduler: SchedulerSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoreSection {
+    /// Relative paths are resolved against `UPDRAFT_HOME`.
+    pub dags_folder: PathBuf,
+    pub parallelism: u32,
+    pub dags_are_paused_at_creation: bool,
+    pub default_pool_slots: i64,
+    /// Offer the example DAGs when `standalone` finds the DAGs folder empty.
+    pub load_examples: bool,
+    pub max_dag_file_size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSection {
+    /// `sqlite://<path>` (relative to `UPDRAFT_HOME`).
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingSection {
+    pub base_log_folder: PathBuf,
+    /// `error`, `warn`, `info`, `debug` or a tracing filter.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerSection {
+    #[serde(with = "humantime_serde_str")]
+    pub poll_interval: Duration,
+    #[serde(with = "humantime_serde_str")]
+    pub rescan_interval: Duration,
+    #[serde(with = "humantime_serde_str")]
+    pub kill_grace: Duration,
+    #[serde(with = "humantime_serde_str")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            core: CoreSection::default(),
+            database: DatabaseSection::default(),
+            logging: LoggingSection::default(),
+            scheduler: SchedulerSection::default(),
+        }
+    }
+}
+
+impl Default for CoreSection {
+    fn default() -> Self {
+        CoreSection {
+            dags_folder: PathBuf::from("dags"),
+            parallelism: 32,
+            dags_are_paused_at_creation: true,
+            default_pool_slots: 128,
+            load_examples: true,
+            max_dag_file_size: 1024 * 1024,
+        }
+    }
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        DatabaseSection {
+            url: "sqlite://updraft.db".to_string(),
+        }
+    }
+}
+
+impl Default for LoggingSection {
+    fn default() -> Self {
+        LoggingSection {
+            base_log_folder: PathBuf::from("logs"),
+            level: "info".to_string(),
+        }
+    }
+}
+
+impl Default for SchedulerSection {
+    fn default() -> Self {
+        SchedulerSection {
+            poll_interval: Duration::from_secs(1),
+            rescan_interval: Duration::from_secs(30),
+            kill_grace: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+mod humantime_serde_str {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where the configuration came from, and the resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub home: PathBuf,
+    pub config: Config,
+}
+
+impl Settings {
+    /// Read `UPDRAFT_HOME` (default: the current directory), its `updraft.toml` if present,
+    /// and the `UPDRAFT__*` environment overrides.
+    pub fn load() -> Result<Settings> {
+        let home = match std::env::var_os("UPDRAFT_HOME") {
+            Some(home) => PathBuf::from(home),
+            None => std::env::current_dir().context("reading the current directory")?,
+        };
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        let config = load_config(&home, &vars)?;
+        Ok(Settings { home, config })
+    }
+
+    pub fn dags_folder(&self) -> PathBuf {
+        self.home.join(&self.config.core.dags_folder)
+    }
+
+    pub fn logs_folder(&self) -> PathBuf {
+        self.home.join(&self.config.logging.base_log_folder)
+    }
+
+    /// The SQLite database file named by `database.url`.
+    pub fn sqlite_path(&self) -> Result<PathBuf> {
+        let url = self.config.database.url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            bail!(
+                "database.url: PostgreSQL is not supported by this build yet; use sqlite://<path>"
+            );
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .with_context(|| format!("database.url: expected sqlite://<path>, got `{url}`"))?;
+        Ok(self.home.join(path))
+    }
+}
+
+pub fn load_config(home: &Path, vars: &[(String, String)]) -> Result<Config> {
+    let path = home.join(CONFIG_FILE);
+    let mut table = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            // Parsing into the typed config first gives errors with the file's line and column.
+            toml::from_str::<Config>(&text).with_context(|| format!("{}", path.display()))?;
+            text.parse::<toml::Table>()
+                .with_context(|| format!("{}", path.display()))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    for (name, value) in vars {
+        apply_env_override(&mut table, name, value)?;
+    }
+    toml::Value::Table(table)
+        .try_into::<Config>()
+        .context("applying UPDRAFT__<SECTION>__<KEY> environment overrides")
+}
+
+fn apply_env_override(table: &mut toml::Table, name: &str, value: &str) -> Result<()> {
+    let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+        return Ok(());
+    };
+    let Some((section, key)) = rest.split_once("__") else {
+        bail!("{name}: expected UPDRAFT__<SECTION>__<KEY>");
+    };
+    let (section, key) = (section.to_lowercase(), key.to_lowercase());
+    let entry = table
+        .entry(section.clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let toml::Value::Table(section_table) = entry else {
+        bail!("{name}: `{section}` is not a section");
+    };
+    section_table.insert(key, env_value(value));
+    Ok(())
+}
+
+/// Environment values are strings; numbers and booleans are recognised as such.
+fn env_value(value: &str) -> toml::Value {
+    if let Ok(b) = value.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if let Ok(i) = value.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    toml::Value::String(value.to_string())
+}
+
+/// The configuration as TOML with secrets masked: values of keys that look secret, and
+/// passwords inside URLs.
+pub fn masked_toml(config: &Config) -> Result<String> {
+    let mut value = toml::Value::try_from(config)?;
+    mask_value(None, &mut value);
+    Ok(toml::to_string_pretty(&value)?)
+}
+
+fn mask_value(key: Option<&str>, value: &mut toml::Value) {
+    match value {
+        toml::Value::Table(table) => {
+            for (k, v) in table.iter_mut() {
+                mask_value(Some(k), v);
+            }
+        }
+        toml::Value::String(s) => {
+            if key.is_some_and(is_secret_key) {
+                *s = "***".to_string();
+            } else {
+                *s = mask_url_password(s);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_lowercase();
+    ["password", "secret", "token", "fernet", "private_key", "api_key"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// `scheme://user:password@host` → `scheme://user:***@host`.
+pub fn mask_url_password(text: &str) -> String {
+    let Some(scheme_end) = text.find("://") else {
+        return text.to_string();
+    };
+    let rest = &text[scheme_end + 3..];
+    let Some(at) = rest.find('@') else {
+        return text.to_string();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{}://{user}:***@{}", &text[..scheme_end], &rest[at + 1..]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_win_over_the_file() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join(CONFIG_FILE), "[core]\nparallelism = 4\n").unwrap();
+        let vars = vec![
+            ("UPDRAFT__CORE__PARALLELISM".to_string(), "9".to_string()),
+            ("UPDRAFT__SCHEDULER__POLL_INTERVAL".to_string(), "250ms".to_string()),
+        ];
+        let config = load_config(home.path(), &vars).unwrap();
+        assert_eq!(config.core.parallelism, 9);
+        assert_eq!(config.scheduler.poll_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn unknown_key_in_file_names_file_and_line() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join(CONFIG_FILE), "[core]\n\nparalelism = 4\n").unwrap();
+        let err = format!("{:#}", load_config(home.path(), &[]).unwrap_err());
+        assert!(err.contains("updraft.toml"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("paralelism"), "{err}");
+    }
+
+    #[test]
+    fn url_passwords_are_masked() {
+        assert_eq!(
+            mask_url_password("postgres://app:hunter2@db:5432/updraft"),
+            "postgres://app:***@db:5432/updraft"
+        );
+        assert_eq!(mask_url_password("sqlite://updraft.db"), "sqlite://updraft.db");
+    }
+}

@@ -1,0 +1,317 @@
+//! A DAG run's next decisions: which task instances become scheduled, skipped or
+//! upstream_failed, and whether the run is over (Airflow's `TriggerRuleDep` with
+//! `flag_upstream_failed`, `PrevDagrunDep` and `DagRun.update_state`).
+//!
+//! ## Trigger rules
+//!
+//! Each rule looks only at the states of the task's *direct* upstream instances, counted into
+//! [`UpstreamCounts`]; [`trigger_decision`] maps the counts to [`TriggerDecision`]. Decisions that
+//! flag a task (skipped / upstream_failed) are taken as soon as they are certain, even while
+//! other upstreams still run, exactly as Airflow does. A task whose rule is `one_success`,
+//! `one_failed`, `one_done` or `always` may also *run* before all its upstreams are finished;
+//! every other rule runs only once all upstreams are terminal.
+//!
+//! In the table, *n* is the number of upstreams that are not `removed`, *s* success, *f* failed,
+//! *uf* upstream_failed, *k* skipped, and "all done" means *s + f + uf + k = n*:
+//!
+//! | rule | run when | skipped when | upstream_failed when |
+//! |---|---|---|---|
+//! | `all_success` | *s = n* | no *f/uf*, *k > 0* | *f + uf > 0* |
+//! | `all_failed` | *f + uf = n* | *s + k > 0* | never |
+//! | `all_done` | all done | never | never |
+//! | `all_done_min_one_success` | all done, *s > 0* | all done, *s = 0*, *k = n* | all done, *s = 0*, *k < n* |
+//! | `all_skipped` | *k = n* | *s + f + uf > 0* | never |
+//! | `one_success` | *s > 0* | all done, *s = 0*, *k = n* | all done, *s = 0*, *k < n* |
+//! | `one_failed` | *f + uf > 0* | all done, *f + uf = 0* | never |
+//! | `one_done` | *s + f > 0* | all done, *s + f = 0* | never |
+//! | `none_failed` | all done, no *f/uf* | never | *f + uf > 0* |
+//! | `none_failed_min_one_success` | all done, no *f/uf*, *k < n* | all done, no *f/uf*, *k = n* | *f + uf > 0* |
+//! | `none_skipped` | all done, *k = 0* | *k > 0* | never |
+//! | `always` | always | never | never |
+//!
+//! A task with no upstream runs at once whatever its rule. **`removed` upstreams** are terminal
+//! and count as neither success nor failure: they are left out of the counts altogether (*n*
+//! excludes them), as if the edge did not exist, which is what Airflow sees once a task is
+//! removed from the DAG. A task whose upstreams are all removed is runnable like a root task.
+//! With this, every combination of terminal upstream states leads to a decision, so without
+//! `depends_on_past` a run can never get stuck.
+//!
+//! **`all_done_min_one_success`**: waits for all upstreams; runs if at least one succeeded;
+//! otherwise skipped when every (non-removed) upstream was skipped, else upstream_failed (the
+//! same outcome `one_success` gives once everything is done).
+//!
+//! ## One call resolves a cascade
+//!
+//! Tasks are visited in topological order on a working copy of the states, so a decision is
+//! seen by the task's downstream tasks within the same call: a chain of tasks downstream of a
+//! failure is marked upstream_failed by a single [`evaluate_run`]. The transitions come out in
+//! that topological order (a task's transition after those of its upstreams).
+//!
+//! ## Retries and depends_on_past
+//!
+//! An `up_for_retry` instance is scheduled again once its `retry_at <= now` (no `retry_at` means
+//! at once); otherwise its `retry_at` contributes to [`RunEvaluation::wake_at`]. A task with
+//! `depends_on_past = true` may only go `none → scheduled` if the same task in `previous_run`
+//! is success or skipped, or there is no previous run, or the task is absent from it. It does
+//! not hold back skipped/upstream_failed decisions (Airflow's default
+//! `wait_for_past_depends_before_skipping = false`), nor a retry in the same run (the task
+//! already passed the check).
+//!
+//! ## When the run is over
+//!
+//! When every instance is terminal, the run is `failed` if any leaf task (no downstream) is
+//! failed or upstream_failed, else `success` (Airflow's rule: a failure handled downstream, e.g.
+//! by an `all_done` cleanup leaf, leaves the run successful).
+//!
+//! **Deadlock**: when, after this call's transitions, some instance is still not terminal but
+//! none is scheduled, queued, running or up_for_retry, nothing can ever change (the single
+//! topological pass has reached the fixpoint), so the run is `failed`; the stuck instances are
+//! left in state `none` (as Airflow does). This only happens through `depends_on_past` on a
+//! previous run whose task did not succeed. (Airflow itself does not fail runs whose tasks
+//! use `depends_on_past`; it leaves them running.)
+//!
+//! ## Instances and DAG tasks
+//!
+//! A DAG task without a snapshot in `tis` is treated as an instance in state `none` (the caller
+//! is expected to have created one instance per task; a transition naming such a task means the
+//! instance should be created). Snapshots naming no task of the DAG are ignored (the caller
+//! should mark them `removed`). If a task has several snapshots, the first one counts.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use updraft_dag::{Dag, TriggerRule};
+
+use crate::index::DagIndex;
+use crate::state::{RunState, TaskState};
+
+/// The recorded state of one task instance of the run being evaluated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TiSnapshot {
+    pub task_id: String,
+    pub state: TaskState,
+    pub try_number: u32,
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// What to do next with a run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunEvaluation {
+    /// (task_id, from, to): none→scheduled, up_for_retry→scheduled (when retry_at <= now),
+    /// none→skipped, none→upstream_failed. In topological order.
+    pub transitions: Vec<(String, TaskState, TaskState)>,
+    /// Some(Success|Failed) when the run is over after applying `transitions`.
+    pub run_state: Option<RunState>,
+    /// Earliest future retry_at among up_for_retry instances, to set a timer.
+    pub wake_at: Option<DateTime<Utc>>,
+}
+
+/// States of a task's direct upstream instances, counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UpstreamCounts {
+    /// Number of direct upstream tasks, removed ones included.
+    pub total: u32,
+    pub success: u32,
+    pub failed: u32,
+    pub upstream_failed: u32,
+    pub skipped: u32,
+    pub removed: u32,
+}
+
+impl UpstreamCounts {
+    pub fn from_states(states: impl IntoIterator<Item = TaskState>) -> UpstreamCounts {
+        let mut c = UpstreamCounts::default();
+        for s in states {
+            c.add(s);
+        }
+        c
+    }
+
+    pub fn add(&mut self, state: TaskState) {
+        self.total += 1;
+        match state {
+            TaskState::Success => self.success += 1,
+            TaskState::Failed => self.failed += 1,
+            TaskState::UpstreamFailed => self.upstream_failed += 1,
+            TaskState::Skipped => self.skipped += 1,
+            TaskState::Removed => self.removed += 1,
+            _ => {}
+        }
+    }
+}
+
+/// What a trigger rule makes of a task in state `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TriggerDecision {
+    /// Not decided yet: some upstream must finish first.
+    Wait,
+    /// May be scheduled.
+    Run,
+    /// Becomes skipped.
+    Skip,
+    /// Becomes upstream_failed.
+    UpstreamFailed,
+}
+
+/// The trigger rule table of the [module documentation](self).
+pub fn trigger_decision(rule: TriggerRule, c: &UpstreamCounts) -> TriggerDecision {
+    use TriggerDecision::{Run, Skip, UpstreamFailed, Wait};
+    let n = c.total.saturating_sub(c.removed);
+    if n == 0 {
+        return Run;
+    }
+    let (s, k) = (c.success, c.skipped);
+    let fails = c.failed + c.upstream_failed;
+    let all_done = s + fails + k >= n;
+    // "everything done, nothing succeeded": skipped if all skipped, else upstream_failed.
+    let none_succeeded = if k == n { Skip } else { UpstreamFailed };
+    match rule {
+        TriggerRule::Always => Run,
+        TriggerRule::AllSuccess if fails > 0 => UpstreamFailed,
+        TriggerRule::AllSuccess if k > 0 => Skip,
+        TriggerRule::AllSuccess => pick(s == n, Run, Wait),
+        TriggerRule::AllFailed if s + k > 0 => Skip,
+        TriggerRule::AllFailed => pick(fails == n, Run, Wait),
+        TriggerRule::AllDone => pick(all_done, Run, Wait),
+        TriggerRule::AllDoneMinOneSuccess if !all_done => Wait,
+        TriggerRule::AllDoneMinOneSuccess => pick(s > 0, Run, none_succeeded),
+        TriggerRule::AllSkipped if s + fails > 0 => Skip,
+        TriggerRule::AllSkipped => pick(k == n, Run, Wait),
+        TriggerRule::OneSuccess if s > 0 => Run,
+        TriggerRule::OneSuccess => pick(all_done, none_succeeded, Wait),
+        TriggerRule::OneFailed if fails > 0 => Run,
+        TriggerRule::OneFailed => pick(all_done, Skip, Wait),
+        TriggerRule::OneDone if s + c.failed > 0 => Run,
+        TriggerRule::OneDone => pick(all_done, Skip, Wait),
+        TriggerRule::NoneFailed if fails > 0 => UpstreamFailed,
+        TriggerRule::NoneFailed => pick(all_done, Run, Wait),
+        TriggerRule::NoneFailedMinOneSuccess if fails > 0 => UpstreamFailed,
+        TriggerRule::NoneFailedMinOneSuccess if !all_done => Wait,
+        TriggerRule::NoneFailedMinOneSuccess => pick(k == n, Skip, Run),
+        TriggerRule::NoneSkipped if k > 0 => Skip,
+        TriggerRule::NoneSkipped => pick(all_done, Run, Wait),
+    }
+}
+
+fn pick(cond: bool, yes: TriggerDecision, no: TriggerDecision) -> TriggerDecision {
+    if cond { yes } else { no }
+}
+
+/// Whether `rule` lets a task run before all of its upstreams are terminal.
+pub fn runs_early(rule: TriggerRule) -> bool {
+    matches!(
+        rule,
+        TriggerRule::OneSuccess
+            | TriggerRule::OneFailed
+            | TriggerRule::OneDone
+            | TriggerRule::Always
+    )
+}
+
+/// A run's next decisions; see the [module documentation](self). Builds a [`DagIndex`]; callers
+/// evaluating many runs of one DAG version should build it once and use
+/// [`evaluate_run_indexed`].
+pub fn evaluate_run(
+    dag: &Dag,
+    tis: &[TiSnapshot],
+    previous_run: Option<&HashMap<String, TaskState>>,
+    now: DateTime<Utc>,
+) -> RunEvaluation {
+    evaluate_run_indexed(dag, &DagIndex::new(dag), tis, previous_run, now)
+}
+
+/// [`evaluate_run`] with a prebuilt index of `dag`. Linear in tasks + edges + snapshots.
+pub fn evaluate_run_indexed(
+    dag: &Dag,
+    index: &DagIndex,
+    tis: &[TiSnapshot],
+    previous_run: Option<&HashMap<String, TaskState>>,
+    now: DateTime<Utc>,
+) -> RunEvaluation {
+    debug_assert_eq!(index.len(), dag.tasks.len(), "index built for another DAG");
+    let n = index.len();
+    let mut states = vec![TaskState::None; n];
+    let mut retry_at: Vec<Option<DateTime<Utc>>> = vec![None; n];
+    let mut known = vec![false; n];
+    for ti in tis {
+        if let Some(p) = index.position(&ti.task_id).filter(|&p| !known[p]) {
+            known[p] = true;
+            states[p] = ti.state;
+            retry_at[p] = ti.retry_at;
+        }
+    }
+
+    let mut eval = RunEvaluation::default();
+    for &p in index.topological_order() {
+        let p = p as usize;
+        let to = match states[p] {
+            TaskState::None => decide_none(dag, index, &states, p, previous_run),
+            TaskState::UpForRetry => match retry_at[p] {
+                Some(at) if at > now => {
+                    eval.wake_at = Some(eval.wake_at.map_or(at, |w| w.min(at)));
+                    None
+                }
+                _ => Some(TaskState::Scheduled),
+            },
+            _ => None,
+        };
+        if let Some(to) = to {
+            let from = std::mem::replace(&mut states[p], to);
+            eval.transitions
+                .push((index.task_id(p).to_owned(), from, to));
+        }
+    }
+    eval.run_state = run_state(index, &states);
+    eval
+}
+
+/// The transition of an instance in state `none`, if any.
+fn decide_none(
+    dag: &Dag,
+    index: &DagIndex,
+    states: &[TaskState],
+    p: usize,
+    previous_run: Option<&HashMap<String, TaskState>>,
+) -> Option<TaskState> {
+    let task = &dag.tasks[p];
+    let counts = UpstreamCounts::from_states(index.upstream(p).iter().map(|&u| states[u as usize]));
+    match trigger_decision(task.trigger_rule, &counts) {
+        TriggerDecision::Wait => None,
+        TriggerDecision::Skip => Some(TaskState::Skipped),
+        TriggerDecision::UpstreamFailed => Some(TaskState::UpstreamFailed),
+        TriggerDecision::Run => {
+            let past_ok = !task.depends_on_past || past_allows(previous_run, &task.task_id);
+            past_ok.then_some(TaskState::Scheduled)
+        }
+    }
+}
+
+/// `depends_on_past`: the previous run's instance of the task succeeded or was skipped (or
+/// there is none).
+pub fn past_allows(previous_run: Option<&HashMap<String, TaskState>>, task_id: &str) -> bool {
+    match previous_run.and_then(|prev| prev.get(task_id)) {
+        None => true,
+        Some(s) => matches!(s, TaskState::Success | TaskState::Skipped),
+    }
+}
+
+/// The run's final state, if it is over (see the module documentation).
+fn run_state(index: &DagIndex, states: &[TaskState]) -> Option<RunState> {
+    if states.iter().all(|s| s.is_terminal()) {
+        let leaf_failed = states.iter().enumerate().any(|(p, s)| {
+            index.is_leaf(p) && matches!(s, TaskState::Failed | TaskState::UpstreamFailed)
+        });
+        return Some(if leaf_failed {
+            RunState::Failed
+        } else {
+            RunState::Success
+        });
+    }
+    let progressing = states.iter().any(|s| {
+        matches!(
+            s,
+            TaskState::Scheduled | TaskState::Queued | TaskState::Running | TaskState::UpForRetry
+        )
+    });
+    (!progressing).then_some(RunState::Failed)
+}

@@ -1,0 +1,594 @@
+//! Loading a DAGs folder: [`DagBag`].
+//!
+//! A file directly in the folder belongs to tenant [`DEFAULT_TENANT`]; a file anywhere below
+//! `<folder>/<tenant>/` belongs to `<tenant>`. Only `.yaml`/`.yml` files are read; hidden files
+//! and folders (name starting with `.`) are skipped. Every file is parsed on its own, so one
+//! broken file never keeps the others from loading.
+//!
+//! [`DagBag::refresh`] rescans the folder and re-parses only the files whose size, mtime or
+//! content changed, in parallel, and reports which DAGs were added, updated or removed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use crate::model::{DEFAULT_TENANT, Dag, ImportError};
+use crate::parse::{check_identifier, parse_located};
+use crate::yaml::Pos;
+
+/// Default limit on the size of a DAG file.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 1024 * 1024;
+
+/// A file modified this recently is read again on every refresh even when its size and mtime
+/// look unchanged, as a second write within the file system's mtime granularity would not
+/// change them.
+const MTIME_GRACE: Duration = Duration::from_secs(2);
+
+/// How a [`DagBag`] reads its folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DagBagOptions {
+    /// Files larger than this many bytes are import errors.
+    pub max_file_size: u64,
+    /// Threads used to read and parse files; 0 means one per available core.
+    pub threads: usize,
+}
+
+impl Default for DagBagOptions {
+    fn default() -> Self {
+        DagBagOptions {
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            threads: 0,
+        }
+    }
+}
+
+/// A DAG as loaded from its file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedDag {
+    pub dag: Dag,
+    /// [`Dag::version`] of `dag`.
+    pub version: String,
+    /// The text of the file it was parsed from.
+    pub source: String,
+}
+
+/// What a [`DagBag::refresh`] changed. DAG ids are sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefreshReport {
+    /// DAGs that were not loaded before.
+    pub added: Vec<String>,
+    /// DAGs whose definition (version), defining file or source text changed.
+    pub updated: Vec<String>,
+    /// DAGs no longer loaded (file deleted, broken, or lost its dag_id to another file).
+    pub removed: Vec<String>,
+    /// Whether the set of import errors changed.
+    pub import_errors_changed: bool,
+    /// Files (relative paths) parsed by this refresh; unchanged files are not parsed again.
+    pub parsed_files: Vec<String>,
+    /// DAG files found in the folder.
+    pub files_seen: usize,
+}
+
+impl RefreshReport {
+    /// Whether anything a caller acts on changed: DAGs or import errors.
+    pub fn has_changes(&self) -> bool {
+        !(self.added.is_empty()
+            && self.updated.is_empty()
+            && self.removed.is_empty()
+            && !self.import_errors_changed)
+    }
+}
+
+/// The DAGs of a folder, kept up to date by [`DagBag::refresh`].
+#[derive(Debug)]
+pub struct DagBag {
+    root: PathBuf,
+    options: DagBagOptions,
+    files: BTreeMap<String, FileEntry>,
+    dags: BTreeMap<String, Arc<LoadedDag>>,
+    import_errors: Vec<ImportError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    mtime: Option<SystemTime>,
+    size: u64,
+}
+
+#[derive(Debug)]
+struct FileEntry {
+    stamp: Stamp,
+    /// Hash of the content last read; `None` when the file could not be read.
+    digest: Option<[u8; 32]>,
+    outcome: Outcome,
+}
+
+#[derive(Debug, Clone)]
+enum Outcome {
+    Dag {
+        loaded: Arc<LoadedDag>,
+        dag_id_pos: Option<Pos>,
+    },
+    Failed(Vec<ImportError>),
+}
+
+/// A DAG file found by the scan.
+#[derive(Debug)]
+struct Found {
+    rel: String,
+    tenant: String,
+    path: PathBuf,
+    stamp: Stamp,
+}
+
+/// The result of reading (and maybe parsing) one file.
+#[derive(Debug)]
+enum Read {
+    /// Content identical to what was parsed before.
+    Unchanged { digest: [u8; 32] },
+    Parsed {
+        digest: Option<[u8; 32]>,
+        outcome: Outcome,
+    },
+    /// The file disappeared between the scan and the read.
+    Vanished,
+}
+
+impl DagBag {
+    /// A bag over `root` with default options. Nothing is loaded until [`DagBag::refresh`].
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self::with_options(root, DagBagOptions::default())
+    }
+
+    pub fn with_options(root: impl Into<PathBuf>, options: DagBagOptions) -> Self {
+        DagBag {
+            root: root.into(),
+            options,
+            files: BTreeMap::new(),
+            dags: BTreeMap::new(),
+            import_errors: Vec::new(),
+        }
+    }
+
+    /// A bag over `root`, loaded.
+    pub fn load(root: impl Into<PathBuf>) -> Self {
+        let mut bag = Self::new(root);
+        bag.refresh();
+        bag
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The loaded DAGs, by dag_id.
+    pub fn dags(&self) -> impl ExactSizeIterator<Item = &Arc<LoadedDag>> {
+        self.dags.values()
+    }
+
+    pub fn dag(&self, dag_id: &str) -> Option<&Arc<LoadedDag>> {
+        self.dags.get(dag_id)
+    }
+
+    /// Every import error of the folder, by file then position.
+    pub fn import_errors(&self) -> &[ImportError] {
+        &self.import_errors
+    }
+
+    /// How many DAG files the last refresh found.
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Rescans the folder, re-parses the files that changed, and reports what changed.
+    pub fn refresh(&mut self) -> RefreshReport {
+        let (found, mut scan_errors) = scan(&self.root);
+        let now = SystemTime::now();
+        let mut report = RefreshReport {
+            files_seen: found.len(),
+            ..RefreshReport::default()
+        };
+        let jobs: Vec<&Found> = found.iter().filter(|f| self.needs_read(f, now)).collect();
+        let results = self.read_all(&jobs);
+        let mut kept: BTreeMap<String, FileEntry> = BTreeMap::new();
+        let mut results: HashMap<&str, Read> = results.into_iter().collect();
+        for f in &found {
+            let previous = self.files.remove(&f.rel);
+            match (results.remove(f.rel.as_str()), previous) {
+                (None, Some(entry)) => {
+                    kept.insert(f.rel.clone(), entry);
+                }
+                (Some(Read::Unchanged { digest }), Some(entry)) => {
+                    let entry = FileEntry {
+                        stamp: f.stamp,
+                        digest: Some(digest),
+                        ..entry
+                    };
+                    kept.insert(f.rel.clone(), entry);
+                }
+                (Some(Read::Parsed { digest, outcome }), _) => {
+                    report.parsed_files.push(f.rel.clone());
+                    let entry = FileEntry {
+                        stamp: f.stamp,
+                        digest,
+                        outcome,
+                    };
+                    kept.insert(f.rel.clone(), entry);
+                }
+                (Some(Read::Vanished), _) | (None, None) | (Some(Read::Unchanged { .. }), None) => {
+                }
+            }
+        }
+        self.files = kept;
+        let (dags, mut errors) = self.resolve_dag_ids();
+        errors.append(&mut scan_errors);
+        errors.sort_by(|a, b| {
+            (&a.filename, a.line, a.column, &a.message).cmp(&(
+                &b.filename,
+                b.line,
+                b.column,
+                &b.message,
+            ))
+        });
+        report.import_errors_changed = errors != self.import_errors;
+        diff_dags(&self.dags, &dags, &mut report);
+        self.dags = dags;
+        self.import_errors = errors;
+        report
+    }
+
+    /// Whether `f` must be read: new, size/mtime changed, modified very recently, or it could
+    /// not be read last time (permissions may have changed without touching the mtime).
+    fn needs_read(&self, f: &Found, now: SystemTime) -> bool {
+        let Some(entry) = self.files.get(&f.rel) else {
+            return true;
+        };
+        let recent = f
+            .stamp
+            .mtime
+            .is_none_or(|m| now.duration_since(m).map_or(true, |age| age < MTIME_GRACE));
+        let unreadable = entry.digest.is_none() && f.stamp.size <= self.options.max_file_size;
+        entry.stamp != f.stamp || recent || unreadable
+    }
+
+    /// Reads and parses `jobs` on a few threads.
+    fn read_all<'f>(&self, jobs: &[&'f Found]) -> Vec<(&'f str, Read)> {
+        let threads = match self.options.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .min(jobs.len().div_ceil(16).max(1));
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else {
+                    return out;
+                };
+                let previous = self.files.get(&job.rel).and_then(|e| e.digest);
+                out.push((
+                    job.rel.as_str(),
+                    read_file(job, previous, self.options.max_file_size),
+                ));
+            }
+        };
+        if threads <= 1 {
+            return work();
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    }
+
+    /// Gives each dag_id to the file that sorts first; other files declaring it get an import
+    /// error naming both files.
+    fn resolve_dag_ids(&self) -> (BTreeMap<String, Arc<LoadedDag>>, Vec<ImportError>) {
+        let mut dags: BTreeMap<String, Arc<LoadedDag>> = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (rel, entry) in &self.files {
+            match &entry.outcome {
+                Outcome::Failed(file_errors) => errors.extend(file_errors.iter().cloned()),
+                Outcome::Dag { loaded, dag_id_pos } => {
+                    let dag = &loaded.dag;
+                    if let Some(owner) = dags.get(&dag.dag_id) {
+                        errors.push(duplicate_error(dag, rel, &owner.dag, *dag_id_pos));
+                    } else {
+                        dags.insert(dag.dag_id.clone(), Arc::clone(loaded));
+                    }
+                }
+            }
+        }
+        (dags, errors)
+    }
+}
+
+fn duplicate_error(dag: &Dag, rel: &str, owner: &Dag, pos: Option<Pos>) -> ImportError {
+    ImportError {
+        tenant: dag.tenant.clone(),
+        filename: rel.to_owned(),
+        line: pos.map(|p| p.line),
+        column: pos.map(|p| p.column),
+        message: format!(
+            "dag_id `{}` is already used by {} (tenant `{}`); {rel} declares it too, and dag_ids must be unique across the whole DAGs folder",
+            dag.dag_id, owner.fileloc, owner.tenant
+        ),
+    }
+}
+
+fn diff_dags(
+    old: &BTreeMap<String, Arc<LoadedDag>>,
+    new: &BTreeMap<String, Arc<LoadedDag>>,
+    report: &mut RefreshReport,
+) {
+    for (id, loaded) in new {
+        match old.get(id) {
+            None => report.added.push(id.clone()),
+            Some(before) if Arc::ptr_eq(before, loaded) => {}
+            Some(before) => {
+                let same = before.version == loaded.version
+                    && before.source == loaded.source
+                    && before.dag.fileloc == loaded.dag.fileloc;
+                if !same {
+                    report.updated.push(id.clone());
+                }
+            }
+        }
+    }
+    report.removed = old
+        .keys()
+        .filter(|id| !new.contains_key(*id))
+        .cloned()
+        .collect();
+}
+
+/// Reads one file and parses it unless its content hashes to `previous`.
+fn read_file(f: &Found, previous: Option<[u8; 32]>, max_size: u64) -> Read {
+    let fail = |message: String| Read::Parsed {
+        digest: None,
+        outcome: Outcome::Failed(vec![file_error(f, message)]),
+    };
+    if f.stamp.size > max_size {
+        return fail(too_large(f.stamp.size, max_size));
+    }
+    let bytes = match fs::read(&f.path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Vanished,
+        Err(e) => return fail(format!("cannot read the file: {e}")),
+    };
+    if bytes.len() as u64 > max_size {
+        return fail(too_large(bytes.len() as u64, max_size));
+    }
+    let digest: [u8; 32] = Sha256::digest(&bytes).into();
+    if previous == Some(digest) {
+        return Read::Unchanged { digest };
+    }
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let offset = e.utf8_error().valid_up_to();
+            return Read::Parsed {
+                digest: Some(digest),
+                outcome: Outcome::Failed(vec![file_error(
+                    f,
+                    format!("the file is not valid UTF-8 (invalid byte at offset {offset})"),
+                )]),
+            };
+        }
+    };
+    let outcome = match parse_located(&f.tenant, &f.rel, &text) {
+        Ok(parsed) => Outcome::Dag {
+            loaded: Arc::new(LoadedDag {
+                version: parsed.dag.version(),
+                dag: parsed.dag,
+                source: text,
+            }),
+            dag_id_pos: parsed.dag_id_pos,
+        },
+        Err(errors) => Outcome::Failed(errors),
+    };
+    Read::Parsed {
+        digest: Some(digest),
+        outcome,
+    }
+}
+
+fn too_large(size: u64, max: u64) -> String {
+    format!("the file is {size} bytes, over the {max}-byte limit for DAG files")
+}
+
+fn file_error(f: &Found, message: String) -> ImportError {
+    ImportError {
+        tenant: f.tenant.clone(),
+        filename: f.rel.clone(),
+        line: None,
+        column: None,
+        message,
+    }
+}
+
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().first() == Some(&b'.')
+}
+
+fn is_dag_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
+}
+
+/// `a/b/c.yaml` from the path relative to the root.
+fn relative_name(rel: &Path) -> String {
+    let parts: Vec<String> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(part) => Some(part.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    parts.join("/")
+}
+
+/// The tenant of a relative file name.
+pub fn tenant_of(rel: &str) -> &str {
+    match rel.split_once('/') {
+        Some((tenant, _)) => tenant,
+        None => DEFAULT_TENANT,
+    }
+}
+
+/// Finds the DAG files under `root`, with errors for what cannot be scanned and for files in
+/// folders whose name is not a valid tenant.
+fn scan(root: &Path) -> (Vec<Found>, Vec<ImportError>) {
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !is_hidden(e.file_name()));
+    for entry in walker {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                errors.push(walk_error(root, &e));
+                continue;
+            }
+        };
+        if !entry.file_type().is_file() || !is_dag_file(entry.path()) {
+            continue;
+        }
+        let rel = relative_name(entry.path().strip_prefix(root).unwrap_or(entry.path()));
+        let tenant = tenant_of(&rel).to_owned();
+        let stamp = match entry.metadata() {
+            Ok(m) => Stamp {
+                mtime: m.modified().ok(),
+                size: m.len(),
+            },
+            Err(e) => {
+                errors.push(walk_error(root, &e));
+                continue;
+            }
+        };
+        if let Err(message) = check_identifier("tenant folder name", &tenant) {
+            errors.push(ImportError {
+                tenant,
+                filename: rel,
+                line: None,
+                column: None,
+                message,
+            });
+            continue;
+        }
+        found.push(Found {
+            path: entry.into_path(),
+            rel,
+            tenant,
+            stamp,
+        });
+    }
+    (found, errors)
+}
+
+fn walk_error(root: &Path, e: &walkdir::Error) -> ImportError {
+    let rel = e
+        .path()
+        .and_then(|p| p.strip_prefix(root).ok())
+        .map(relative_name)
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| ".".to_owned());
+    ImportError {
+        tenant: tenant_of(&rel).to_owned(),
+        message: format!(
+            "cannot scan {}: {e}",
+            if rel == "." {
+                root.display().to_string()
+            } else {
+                rel.clone()
+            }
+        ),
+        filename: rel,
+        line: None,
+        column: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bag_with(stamp: Stamp, digest: Option<[u8; 32]>) -> (DagBag, Found) {
+        let mut bag = DagBag::with_options(
+            "/nonexistent",
+            DagBagOptions {
+                max_file_size: 100,
+                threads: 1,
+            },
+        );
+        let entry = FileEntry {
+            stamp,
+            digest,
+            outcome: Outcome::Failed(Vec::new()),
+        };
+        bag.files.insert("a.yaml".to_owned(), entry);
+        let found = Found {
+            rel: "a.yaml".to_owned(),
+            tenant: DEFAULT_TENANT.to_owned(),
+            path: PathBuf::from("a.yaml"),
+            stamp,
+        };
+        (bag, found)
+    }
+
+    #[test]
+    fn which_files_are_read_again() {
+        let now = SystemTime::now();
+        let old = Stamp {
+            mtime: Some(now - Duration::from_secs(3600)),
+            size: 10,
+        };
+        let (bag, found) = bag_with(old, Some([0; 32]));
+        assert!(!bag.needs_read(&found, now), "unchanged and old");
+        let (bag, _) = bag_with(old, None);
+        assert!(bag.needs_read(&found, now), "could not be read last time");
+        let big = Stamp { size: 1000, ..old };
+        let (bag, found_big) = bag_with(big, None);
+        assert!(
+            !bag.needs_read(&found_big, now),
+            "still too large: no need to read"
+        );
+        let (bag, _) = bag_with(old, Some([0; 32]));
+        let grown = Found {
+            stamp: Stamp { size: 11, ..old },
+            ..found
+        };
+        assert!(bag.needs_read(&grown, now), "size changed");
+        let recent = Stamp {
+            mtime: Some(now - Duration::from_millis(500)),
+            ..old
+        };
+        let (bag, found_recent) = bag_with(recent, Some([0; 32]));
+        assert!(
+            bag.needs_read(&found_recent, now),
+            "modified within the mtime grace"
+        );
+    }
+
+    #[test]
+    fn tenants() {
+        assert_eq!(tenant_of("a.yaml"), DEFAULT_TENANT);
+        assert_eq!(tenant_of("team_a/x/y.yaml"), "team_a");
+        assert_eq!(
+            relative_name(Path::new("team_a/x/y.yaml")),
+            "team_a/x/y.yaml"
+        );
+    }
+}

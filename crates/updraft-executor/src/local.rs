@@ -1,0 +1,727 @@
+//! The local executor: runs task tries as child processes of this process.
+//!
+//! Each try is one child in its own process group, so that a timeout or a kill reaches
+//! everything the task started (`SIGTERM` to the group, [`LocalExecutorConfig::kill_grace`],
+//! then `SIGKILL` to the group). Its stdout and stderr are both appended to the try's log file,
+//! between a header and a footer line written by the executor.
+//!
+//! Progress is reported on an unbounded channel as [`TryEvent`]s: `Started` once the process
+//! is spawned, `Finished` the moment it exits (the executor awaits the child, it never polls).
+//! Every launched try gets exactly one `Finished`; `Started` only precedes it when a process
+//! was actually spawned (or for [`Program::Noop`]). So a `Finished` can come without a
+//! `Started`: spawn failures, tries killed or shut down while waiting for a slot.
+//!
+//! A process that exits normally while processes it started keep running in its group is a
+//! finished try: those leftovers are not killed (they were detached on purpose, or will be
+//! found by whoever looks at the host).
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, watch};
+
+use crate::render::{Program, RenderedTask};
+
+/// Identifies one try of one task instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TryKey {
+    /// Primary key of the DAG run in the store.
+    pub run_pk: i64,
+    pub task_id: String,
+    pub try_number: u32,
+}
+
+impl fmt::Display for TryKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "run {} task {} try {}",
+            self.run_pk, self.task_id, self.try_number
+        )
+    }
+}
+
+/// One try to run.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    pub key: TryKey,
+    pub rendered: RenderedTask,
+    /// The try's log file (see [`log_path`]); its parent directories are created.
+    pub log_path: PathBuf,
+    /// The task's `execution_timeout`, counted from the moment the process is spawned.
+    pub timeout: Option<Duration>,
+}
+
+/// Progress of a try.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TryEvent {
+    /// The process was spawned (`pid` is `None` only for [`Program::Noop`]).
+    Started { key: TryKey, pid: Option<u32> },
+    /// The try is over; sent exactly once per launched try.
+    Finished { key: TryKey, outcome: ExecOutcome },
+}
+
+/// How a try ended, as far as the executor can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOutcome {
+    /// Exit code 0.
+    Success,
+    /// Exit code [`updraft_dag::SKIP_EXIT_CODE`] (99).
+    Skipped,
+    /// Any other exit code, death by a signal, or a process that could not be started
+    /// (both codes `None`; `message` says why).
+    Failed {
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        message: String,
+    },
+    /// `execution_timeout` expired; the process group was terminated.
+    TimedOut,
+    /// Ended by [`LocalExecutor::kill`] or [`LocalExecutor::shutdown`] (including tries that
+    /// never got to start).
+    Killed,
+}
+
+impl ExecOutcome {
+    fn failed(message: impl Into<String>) -> Self {
+        ExecOutcome::Failed {
+            exit_code: None,
+            signal: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ExecOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExecOutcome::Success => f.write_str("success"),
+            ExecOutcome::Skipped => {
+                write!(f, "skipped (exit code {})", updraft_dag::SKIP_EXIT_CODE)
+            }
+            ExecOutcome::Failed { message, .. } => write!(f, "failed: {message}"),
+            ExecOutcome::TimedOut => f.write_str("timed out"),
+            ExecOutcome::Killed => f.write_str("killed"),
+        }
+    }
+}
+
+/// Settings of a [`LocalExecutor`].
+#[derive(Debug, Clone)]
+pub struct LocalExecutorConfig {
+    /// Tries running at once; further launches wait their turn in launch order.
+    /// 0 means unbounded.
+    pub max_concurrency: usize,
+    /// Time between `SIGTERM` and `SIGKILL` when a try times out or is killed.
+    pub kill_grace: Duration,
+    /// Working directory of tries without a `cwd`, and base of relative ones. `None`: this
+    /// process's working directory.
+    pub default_cwd: Option<PathBuf>,
+    /// Environment given to every try, beneath the task's own (which wins).
+    pub base_env: Vec<(String, String)>,
+    /// The shell for [`Program::Bash`] scripts, run as `<bash> -c <script>`.
+    pub bash: PathBuf,
+}
+
+impl Default for LocalExecutorConfig {
+    fn default() -> Self {
+        LocalExecutorConfig {
+            max_concurrency: 32,
+            kill_grace: Duration::from_secs(10),
+            default_cwd: None,
+            base_env: Vec::new(),
+            bash: PathBuf::from("bash"),
+        }
+    }
+}
+
+/// Runs tries as child processes. Cheap to clone: clones share the same executor.
+#[derive(Clone)]
+pub struct LocalExecutor {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for LocalExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalExecutor")
+            .field("running", &self.running())
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: LocalExecutorConfig,
+    events: mpsc::UnboundedSender<TryEvent>,
+    handle: Handle,
+    /// Slots: `max_concurrency`, or unbounded.
+    max_running: usize,
+    state: Mutex<State>,
+    /// Tries (and reported failures) launched whose `Finished` has not been sent yet.
+    in_flight: watch::Sender<usize>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Kill switches of the tries in flight (queued or running).
+    tries: HashMap<TryKey, watch::Sender<bool>>,
+    /// Tries waiting for a slot, in launch order.
+    queue: VecDeque<Queued>,
+    /// Tries holding a slot.
+    running: usize,
+    shutting_down: bool,
+}
+
+struct Queued {
+    spec: LaunchSpec,
+    kill: watch::Receiver<bool>,
+    guard: InFlight,
+}
+
+impl LocalExecutor {
+    /// Creates an executor reporting on `events`.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime (tries run on the runtime current at creation).
+    pub fn new(config: LocalExecutorConfig, events: mpsc::UnboundedSender<TryEvent>) -> Self {
+        let max_running = match config.max_concurrency {
+            0 => usize::MAX,
+            n => n,
+        };
+        LocalExecutor {
+            inner: Arc::new(Inner {
+                config,
+                events,
+                handle: Handle::current(),
+                max_running,
+                state: Mutex::new(State::default()),
+                in_flight: watch::Sender::new(0),
+            }),
+        }
+    }
+
+    /// Starts a try in the background; never blocks. Its progress arrives as [`TryEvent`]s.
+    ///
+    /// Slots are given in launch order: when all are taken, the try waits for the ones
+    /// launched before it. After [`shutdown`](Self::shutdown) has begun, the try is reported
+    /// `Killed` at once. A try whose key is already in flight is reported `Failed` (the one in
+    /// flight is left alone). [`Program::Noop`] reports `Started` and `Finished { Success }`
+    /// right away, without a slot or a log file.
+    pub fn launch(&self, spec: LaunchSpec) {
+        let inner = &self.inner;
+        let mut state = inner.lock();
+        if state.shutting_down {
+            drop(state);
+            inner.send(TryEvent::Finished {
+                key: spec.key,
+                outcome: ExecOutcome::Killed,
+            });
+            return;
+        }
+        if matches!(spec.rendered.program, Program::Noop) {
+            drop(state);
+            inner.send(TryEvent::Started {
+                key: spec.key.clone(),
+                pid: None,
+            });
+            inner.send(TryEvent::Finished {
+                key: spec.key,
+                outcome: ExecOutcome::Success,
+            });
+            return;
+        }
+        if state.tries.contains_key(&spec.key) {
+            drop(state);
+            let message = format!("{} is already in flight in this executor", spec.key);
+            tracing::error!("{message}");
+            inner.send(TryEvent::Finished {
+                key: spec.key,
+                outcome: ExecOutcome::failed(message),
+            });
+            return;
+        }
+        let (kill_tx, kill) = watch::channel(false);
+        state.tries.insert(spec.key.clone(), kill_tx);
+        let guard = InFlight::new(inner.clone());
+        let queued = Queued { spec, kill, guard };
+        if state.running < inner.max_running {
+            state.running += 1;
+            inner.start(queued);
+        } else {
+            state.queue.push_back(queued);
+        }
+    }
+
+    /// Asks a try to stop: `SIGTERM` to its process group, then `SIGKILL` to the group after
+    /// the grace period. It is reported `Finished { Killed }` once its process is gone, or at
+    /// once if it was still waiting for a slot. Returns false when no such try is in flight.
+    pub fn kill(&self, key: &TryKey) -> bool {
+        let inner = &self.inner;
+        let mut state = inner.lock();
+        if let Some(pos) = state.queue.iter().position(|q| q.spec.key == *key) {
+            let queued = state.queue.remove(pos).expect("position is in range");
+            state.tries.remove(key);
+            inner.send(TryEvent::Finished {
+                key: queued.spec.key,
+                outcome: ExecOutcome::Killed,
+            });
+            drop(queued.guard);
+            return true;
+        }
+        match state.tries.get(key) {
+            // Fails when the try has already stopped listening: it is finishing anyway.
+            Some(switch) => switch.send(true).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Writes `message` to the log at `log_path` and reports the try `Finished { Failed }`
+    /// without running anything: for tries that fail before launch (e.g. a template error).
+    pub fn report_failure(&self, key: TryKey, log_path: PathBuf, message: String) {
+        let inner = self.inner.clone();
+        let guard = InFlight::new(inner.clone());
+        inner.handle.clone().spawn(async move {
+            let header = header_line(key.try_number);
+            let line = format!("[updraft] {message}\n");
+            let path = log_path.clone();
+            let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                let mut f = open_log(&path)?;
+                f.write_all(header.as_bytes())?;
+                f.write_all(line.as_bytes())
+            })
+            .await;
+            if !matches!(written, Ok(Ok(()))) {
+                tracing::warn!(log = %log_path.display(), "could not write the failure of {key} to its log");
+            }
+            let _state = inner.lock();
+            inner.send(TryEvent::Finished { key, outcome: ExecOutcome::failed(message) });
+            drop(guard);
+        });
+    }
+
+    /// Stops accepting tries and ends the ones in flight: tries still waiting for a slot are
+    /// reported `Killed` at once; running ones get up to `grace` to finish on their own, then
+    /// are killed like [`kill`](Self::kill) does. Returns when every try has been reported.
+    pub async fn shutdown(&self, grace: Duration) {
+        let inner = &self.inner;
+        {
+            let mut state = inner.lock();
+            state.shutting_down = true;
+            for q in std::mem::take(&mut state.queue) {
+                state.tries.remove(&q.spec.key);
+                inner.send(TryEvent::Finished {
+                    key: q.spec.key,
+                    outcome: ExecOutcome::Killed,
+                });
+                drop(q.guard);
+            }
+        }
+        let mut in_flight = inner.in_flight.subscribe();
+        let done = tokio::time::timeout(grace, in_flight.wait_for(|n| *n == 0))
+            .await
+            .is_ok();
+        if !done {
+            for switch in inner.lock().tries.values() {
+                switch.send_replace(true);
+            }
+            let _ = in_flight.wait_for(|n| *n == 0).await;
+        }
+    }
+
+    /// Tries holding a slot: spawning or running.
+    pub fn running(&self) -> usize {
+        self.inner.lock().running
+    }
+
+    /// Tries launched and not yet reported `Finished` (running or waiting for a slot).
+    pub fn in_flight(&self) -> usize {
+        let _state = self.inner.lock();
+        *self.inner.in_flight.borrow()
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; recover the state if something ever did.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn send(&self, event: TryEvent) {
+        // The receiver is gone only when the scheduler is shutting down: nothing to tell.
+        let _ = self.events.send(event);
+    }
+
+    /// Runs a try in the slot already counted for it in `State::running`.
+    fn start(self: &Arc<Self>, q: Queued) {
+        let slot = Slot(Some(self.clone()));
+        self.handle
+            .spawn(run_try(self.clone(), q.spec, q.kill, q.guard, slot));
+    }
+}
+
+/// Counts a try in flight until dropped (after its `Finished` is sent).
+struct InFlight(Arc<Inner>);
+
+impl InFlight {
+    fn new(inner: Arc<Inner>) -> Self {
+        inner.in_flight.send_modify(|n| *n += 1);
+        InFlight(inner)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.send_modify(|n| *n -= 1);
+    }
+}
+
+/// A slot held by a running try. Releasing it hands the slot to the next queued try.
+struct Slot(Option<Arc<Inner>>);
+
+impl Slot {
+    fn release(mut self, state: &mut State) {
+        if let Some(inner) = self.0.take() {
+            inner.hand_over(state);
+        }
+    }
+}
+
+impl Drop for Slot {
+    /// Only when a try's task ends abnormally (panic, runtime shutdown).
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.take() {
+            let mut state = inner.lock();
+            inner.hand_over(&mut state);
+        }
+    }
+}
+
+impl Inner {
+    fn hand_over(self: &Arc<Self>, state: &mut State) {
+        match state.queue.pop_front() {
+            Some(next) if !state.shutting_down => self.start(next),
+            _ => state.running -= 1,
+        }
+    }
+}
+
+async fn run_try(
+    inner: Arc<Inner>,
+    spec: LaunchSpec,
+    mut kill: watch::Receiver<bool>,
+    guard: InFlight,
+    slot: Slot,
+) {
+    let key = spec.key.clone();
+    let (outcome, log) = drive(&inner, spec, &mut kill).await;
+    // Stop listening first, so that `kill` answers false from now on.
+    drop(kill);
+    if let Some((mut file, footer)) = log {
+        // A single small append to a file that is already open.
+        let _ = file.write_all(footer(&outcome).as_bytes());
+    }
+    // One critical section, so that the counts seen after the event are up to date, and the
+    // slot is handed over only after `Finished` is sent: events never show more than
+    // `max_concurrency` tries between `Started` and `Finished`.
+    let mut state = inner.lock();
+    state.tries.remove(&key);
+    inner.send(TryEvent::Finished { key, outcome });
+    slot.release(&mut state);
+    drop(guard);
+}
+
+type Footer = Box<dyn FnOnce(&ExecOutcome) -> String + Send>;
+
+/// Runs the try to its end. Returns the outcome and the log file with the footer to write.
+async fn drive(
+    inner: &Arc<Inner>,
+    spec: LaunchSpec,
+    kill: &mut watch::Receiver<bool>,
+) -> (ExecOutcome, Option<(File, Footer)>) {
+    if *kill.borrow() {
+        return (ExecOutcome::Killed, None);
+    }
+    // Creating directories, opening the log and fork/exec are blocking system calls.
+    let config = inner.clone();
+    let LaunchSpec {
+        key,
+        rendered,
+        log_path,
+        timeout,
+    } = spec;
+    let try_number = key.try_number;
+    let spawned = tokio::task::spawn_blocking(move || {
+        spawn(&config.config, &rendered, &log_path, try_number)
+    })
+    .await;
+    let (mut child, mut log) = match spawned {
+        Ok(Ok(s)) => s,
+        Ok(Err((message, log))) => {
+            let footer: Footer = Box::new(|_| String::new());
+            return (ExecOutcome::failed(message), log.map(|f| (f, footer)));
+        }
+        Err(join) => {
+            return (
+                ExecOutcome::failed(format!("spawning failed: {join}")),
+                None,
+            );
+        }
+    };
+    let started = Instant::now();
+    let pid = child.id();
+    inner.send(TryEvent::Started { key, pid });
+    let footer: Footer = Box::new(move |outcome| {
+        let secs = started.elapsed().as_secs_f64();
+        format!(
+            "[updraft] try {try_number} finished at {}: {outcome} after {secs:.3}s\n",
+            now()
+        )
+    });
+    let Some(pid) = pid else {
+        // Already reaped: cannot happen before we wait, but do not signal a bogus group.
+        let outcome = outcome_of(child.wait().await);
+        return (outcome, Some((log, footer)));
+    };
+    let pgid = Pid::from_raw(pid as i32);
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let grace = inner.config.kill_grace;
+
+    let outcome = tokio::select! {
+        biased;
+        status = child.wait() => outcome_of(status),
+        true = raised(kill) => {
+            let _ = writeln!(log, "[updraft] kill requested at {}: terminating process group {pgid}", now());
+            terminate_group(&mut child, pgid, grace).await;
+            ExecOutcome::Killed
+        }
+        _ = sleep_until(deadline), if deadline.is_some() => {
+            let t = timeout.unwrap_or_default();
+            let _ = writeln!(
+                log,
+                "[updraft] execution_timeout of {} exceeded at {}: terminating process group {pgid}",
+                humanize(t),
+                now(),
+            );
+            terminate_group(&mut child, pgid, grace).await;
+            ExecOutcome::TimedOut
+        }
+    };
+    (outcome, Some((log, footer)))
+}
+
+/// Resolves to true once the flag is raised; false (never) when its sender is gone.
+async fn raised(flag: &mut watch::Receiver<bool>) -> bool {
+    flag.wait_for(|f| *f).await.is_ok()
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `SIGTERM` to the group; once the leader is gone, up to the rest of `grace` for the others
+/// to leave; then `SIGKILL` to whatever is left of the group, and reap the leader.
+async fn terminate_group(child: &mut Child, pgid: Pid, grace: Duration) {
+    let until = tokio::time::Instant::now() + grace;
+    let _ = killpg(pgid, Signal::SIGTERM);
+    if tokio::time::timeout_at(until, child.wait()).await.is_ok() {
+        // The leader is gone; its descendants have no exit to await. This only runs while
+        // killing, so a short poll costs nothing on the hot path.
+        while tokio::time::Instant::now() < until && killpg(pgid, None) != Err(Errno::ESRCH) {
+            tokio::time::sleep(Duration::from_millis(10).min(grace)).await;
+        }
+    }
+    match killpg(pgid, Signal::SIGKILL) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(e) => tracing::warn!(%pgid, "could not SIGKILL process group: {e}"),
+    }
+    let _ = child.wait().await;
+}
+
+fn outcome_of(status: std::io::Result<ExitStatus>) -> ExecOutcome {
+    use std::os::unix::process::ExitStatusExt;
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => return ExecOutcome::failed(format!("waiting for the process failed: {e}")),
+    };
+    match (status.code(), status.signal()) {
+        (Some(0), _) => ExecOutcome::Success,
+        (Some(updraft_dag::SKIP_EXIT_CODE), _) => ExecOutcome::Skipped,
+        (Some(code), _) => ExecOutcome::Failed {
+            exit_code: Some(code),
+            signal: None,
+            message: format!("exit code {code}"),
+        },
+        (None, Some(sig)) => {
+            let name = Signal::try_from(sig)
+                .map(|s| s.as_str())
+                .unwrap_or("unknown signal");
+            ExecOutcome::Failed {
+                exit_code: None,
+                signal: Some(sig),
+                message: format!("killed by signal {sig} ({name})"),
+            }
+        }
+        (None, None) => ExecOutcome::failed(format!("ended with {status}")),
+    }
+}
+
+type SpawnError = (String, Option<File>);
+
+/// Opens the log, writes the header and spawns the process. On failure, the message has
+/// been written to the log (if it could be opened).
+fn spawn(
+    config: &LocalExecutorConfig,
+    rendered: &RenderedTask,
+    log_path: &Path,
+    try_number: u32,
+) -> Result<(Child, File), SpawnError> {
+    let mut log = open_log(log_path).map_err(|e| {
+        (
+            format!("cannot open log file {}: {e}", log_path.display()),
+            None,
+        )
+    })?;
+    let _ = log.write_all(header_line(try_number).as_bytes());
+    let fail = |mut log: File, message: String| {
+        let _ = writeln!(log, "[updraft] {message}");
+        Err((message, Some(log)))
+    };
+
+    let mut cmd = match &rendered.program {
+        Program::Bash(script) => {
+            let mut c = Command::new(&config.bash);
+            c.arg("-c").arg(script);
+            c
+        }
+        Program::Command(argv) => match argv.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args);
+                c
+            }
+            None => return fail(log, "cannot start the process: empty command".into()),
+        },
+        Program::Noop => unreachable!("noop tries are never spawned"),
+    };
+    cmd.envs(config.base_env.iter().map(|(k, v)| (k, v)));
+    cmd.envs(rendered.env.iter().map(|(k, v)| (k, v)));
+    let cwd = match (&config.default_cwd, &rendered.cwd) {
+        (Some(base), Some(cwd)) => Some(base.join(cwd)),
+        (None, Some(cwd)) => Some(cwd.clone()),
+        (base, None) => base.clone(),
+    };
+    if let Some(cwd) = &cwd {
+        cmd.current_dir(cwd);
+    }
+    let (out, err) = match (log.try_clone(), log.try_clone()) {
+        (Ok(o), Ok(e)) => (o, e),
+        (Err(e), _) | (_, Err(e)) => {
+            return fail(log, format!("cannot duplicate the log file handle: {e}"));
+        }
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .process_group(0)
+        .kill_on_drop(false);
+    match cmd.spawn() {
+        Ok(child) => Ok((child, log)),
+        Err(e) => {
+            let what = match &rendered.program {
+                Program::Bash(_) => config.bash.display().to_string(),
+                Program::Command(argv) => argv[0].clone(),
+                Program::Noop => unreachable!(),
+            };
+            let place = cwd
+                .map(|c| format!(" in {}", c.display()))
+                .unwrap_or_default();
+            fail(log, format!("cannot start `{what}`{place}: {e}"))
+        }
+    }
+}
+
+fn open_log(path: &Path) -> std::io::Result<File> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+fn header_line(try_number: u32) -> String {
+    format!("[updraft] try {try_number} started at {}\n", now())
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn humanize(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
+    }
+}
+
+/// `<logs_root>/<tenant>/<dag_id>/<run_id>/<task_id>/attempt=<n>.log`, Airflow's layout.
+///
+/// Each component is kept readable (`scheduled__2024-01-01T00:00:00+00:00` stays as is) but
+/// cannot leave its directory: `%`, `/`, `\`, NUL and control characters are percent-encoded
+/// (`%2F`, ...), a component of only dots (`.`, `..`) has its dots encoded (`%2E`), and an
+/// empty one becomes `%`. The encoding is injective, so distinct ids get distinct paths.
+pub fn log_path(
+    logs_root: &Path,
+    tenant: &str,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    try_number: u32,
+) -> PathBuf {
+    let mut p = logs_root.to_path_buf();
+    for part in [tenant, dag_id, run_id, task_id] {
+        p.push(path_component(part));
+    }
+    p.push(format!("attempt={try_number}.log"));
+    p
+}
+
+fn path_component(s: &str) -> String {
+    if s.is_empty() {
+        return "%".to_owned();
+    }
+    if s.bytes().all(|b| b == b'.') {
+        return "%2E".repeat(s.len());
+    }
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '%' | '/' | '\\' => out.push_str(&format!("%{:02X}", c as u32)),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,1137 @@
+//! Jinja templating of tasks with Airflow's template context.
+//!
+//! Every string field of a task — the `bash` script, each `command` argv element, the values of
+//! the DAG's and the task's `env`, and `cwd` — is a [minijinja] template rendered with the names
+//! Airflow puts in its template context:
+//!
+//! | name | value |
+//! |---|---|
+//! | `ds` | the logical date as `YYYY-MM-DD` |
+//! | `ds_nodash` | the logical date as `YYYYMMDD` |
+//! | `ts` | the logical date in ISO 8601 with offset, `2024-01-01T00:00:00+00:00` |
+//! | `ts_nodash` | `20240101T000000` |
+//! | `ts_nodash_with_tz` | `20240101T000000+0000` |
+//! | `logical_date`, `data_interval_start`, `data_interval_end` | date-time objects (below) |
+//! | `run_id` | the run id |
+//! | `dag_run` | `.run_id`, `.conf`, `.run_type`, `.dag_id`, `.logical_date`, `.data_interval_start`, `.data_interval_end` |
+//! | `params` | the run's params (a map) |
+//! | `dag` | `.dag_id`, `.tenant`, `.timezone` (the DAG's time zone name) |
+//! | `task` | `.task_id` |
+//! | `ti` / `task_instance` | `.try_number`, `.task_id`, `.dag_id`, `.run_id` |
+//! | `task_instance_key_str` | `<dag_id>__<task_id>__<ds_nodash>` |
+//! | `macros` | `ds_add(ds, days)`, `ds_format(ds, in_fmt, out_fmt)` |
+//! | `tenant` | the DAG's tenant |
+//!
+//! Like Airflow, the date strings (`ds`, `ts`, ...) are those of the logical date **in UTC**, not
+//! in the DAG's time zone: a daily DAG in `Europe/Paris` whose run starts at local midnight has
+//! the previous day as its `ds`. Use `logical_date.in_timezone(dag.timezone)` for local values.
+//!
+//! The date-time objects print as ISO 8601 (like `ts`) and offer `.year`, `.month`, `.day`,
+//! `.hour`, `.minute`, `.second`, `.microsecond`, `.int_timestamp`, `.timezone_name` and the
+//! methods `strftime(fmt)`, `isoformat()`, `timestamp()`, `date()`, `to_date_string()`,
+//! `to_datetime_string()` and `in_timezone(tz)` / `in_tz(tz)`.
+//!
+//! The Python methods templates use most also work: `.get(key, default)`, `.items()`,
+//! `.keys()`, `.values()` on maps (`dag_run.conf.get('table', 'users')`), and `.upper()`,
+//! `.lower()`, `.strip()`, `.lstrip()`, `.rstrip()`, `.replace()`, `.split()`,
+//! `.startswith()`, `.endswith()` on strings. `airflow.conf` (`conf`), `var` and `conn` are not
+//! provided.
+//!
+//! As in Airflow, `{#` opens a Jinja comment, including inside bash's `${#var}`: such scripts
+//! need `{% raw %}...{% endraw %}` (the syntax error says so).
+//!
+//! Undefined names are errors (strict undefined), so a typo fails the try with a message naming
+//! the task and the field, e.g. ``task `load`, field `bash`: undefined variable `dss` ``.
+//! Rendering keeps a template's trailing newline, so a string renders to itself when it has no
+//! template syntax; strings without `{{`, `{%` or `{#` are not parsed at all.
+//!
+//! The same values reach the process as environment variables (see [`render_task`]).
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+use minijinja::value::{Object, Value};
+use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior};
+use updraft_dag::{Dag, Task, TaskKind};
+
+/// Everything a task's templates may refer to, for one try of one task instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateContext {
+    pub tenant: String,
+    pub dag_id: String,
+    pub run_id: String,
+    pub task_id: String,
+    /// 1-based, as in Airflow.
+    pub try_number: u32,
+    pub logical_date: DateTime<Utc>,
+    pub data_interval_start: DateTime<Utc>,
+    pub data_interval_end: DateTime<Utc>,
+    /// The run's `conf` (`dag_run.conf`); `{}` when the run was triggered without one.
+    pub conf: serde_json::Value,
+    /// The run's params: the DAG's defaults merged with the trigger's values by the caller.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// `scheduled`, `manual`, `backfill`, ... (`dag_run.run_type`).
+    pub run_type: String,
+    /// The DAG's time zone (`dag.timezone`).
+    pub timezone: Tz,
+}
+
+/// What the process of a task is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// A script for `bash -c`.
+    Bash(String),
+    /// An argv run without a shell.
+    Command(Vec<String>),
+    /// Benchmarking only: succeeds without spawning anything.
+    Noop,
+}
+
+/// A task with all its templates rendered: ready to be launched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedTask {
+    pub program: Program,
+    /// The whole extra environment of the process, applied on top of the executor's own
+    /// environment: the DAG's `env`, then the task's `env` (task values win), then the
+    /// `UPDRAFT_*` / `AIRFLOW_CTX_*` variables (which win over both). Sorted by name, no
+    /// duplicates.
+    pub env: Vec<(String, String)>,
+    /// The rendered `cwd`; `None` means the executor's default. A relative path is taken
+    /// relative to the executor's default working directory.
+    pub cwd: Option<PathBuf>,
+}
+
+/// A template of a task that failed to render.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("task `{task_id}`, field `{field}`: {message}")]
+pub struct RenderError {
+    pub task_id: String,
+    /// `bash`, `command[1]`, `env.NAME`, `dag.env.NAME` or `cwd`.
+    pub field: String,
+    pub message: String,
+}
+
+/// Renders every template of `task` (and the DAG's `env`) for one try.
+///
+/// The returned environment holds, besides the rendered `env` entries: `UPDRAFT_TENANT`,
+/// `UPDRAFT_DAG_ID`, `UPDRAFT_TASK_ID`, `UPDRAFT_RUN_ID`, `UPDRAFT_TRY_NUMBER`, `UPDRAFT_DS`,
+/// `UPDRAFT_DS_NODASH`, `UPDRAFT_TS`, `UPDRAFT_LOGICAL_DATE`, `UPDRAFT_DATA_INTERVAL_START`,
+/// `UPDRAFT_DATA_INTERVAL_END`, `UPDRAFT_CONF` (the run's conf as compact JSON), and
+/// `AIRFLOW_CTX_DAG_ID`, `AIRFLOW_CTX_TASK_ID`, `AIRFLOW_CTX_DAG_RUN_ID`,
+/// `AIRFLOW_CTX_TRY_NUMBER`, `AIRFLOW_CTX_LOGICAL_DATE`.
+pub fn render_task(
+    dag: &Dag,
+    task: &Task,
+    ctx: &TemplateContext,
+) -> Result<RenderedTask, RenderError> {
+    let r = Renderer {
+        ctx,
+        value: OnceLock::new(),
+    };
+    let err = |field: String, message: String| RenderError {
+        task_id: task.task_id.clone(),
+        field,
+        message,
+    };
+
+    let program = match &task.kind {
+        TaskKind::Bash(script) => {
+            Program::Bash(r.render(script).map_err(|m| err("bash".into(), m))?)
+        }
+        TaskKind::Command(argv) => Program::Command(
+            argv.iter()
+                .enumerate()
+                .map(|(i, a)| r.render(a).map_err(|m| err(format!("command[{i}]"), m)))
+                .collect::<Result<_, _>>()?,
+        ),
+        TaskKind::Noop => Program::Noop,
+    };
+
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in &dag.env {
+        if task.env.contains_key(k) {
+            continue; // overridden: not rendered, so it cannot fail the task either
+        }
+        env.insert(
+            k.clone(),
+            r.render(v).map_err(|m| err(format!("dag.env.{k}"), m))?,
+        );
+    }
+    for (k, v) in &task.env {
+        env.insert(
+            k.clone(),
+            r.render(v).map_err(|m| err(format!("env.{k}"), m))?,
+        );
+    }
+    let d = Derived::new(ctx);
+    let try_number = ctx.try_number.to_string();
+    let conf = serde_json::to_string(&ctx.conf).unwrap_or_else(|_| "{}".into());
+    let vars: [(&str, &str); 17] = [
+        ("UPDRAFT_TENANT", &ctx.tenant),
+        ("UPDRAFT_DAG_ID", &ctx.dag_id),
+        ("UPDRAFT_TASK_ID", &ctx.task_id),
+        ("UPDRAFT_RUN_ID", &ctx.run_id),
+        ("UPDRAFT_TRY_NUMBER", &try_number),
+        ("UPDRAFT_DS", &d.ds),
+        ("UPDRAFT_DS_NODASH", &d.ds_nodash),
+        ("UPDRAFT_TS", &d.ts),
+        ("UPDRAFT_LOGICAL_DATE", &d.ts),
+        ("UPDRAFT_DATA_INTERVAL_START", &d.data_interval_start),
+        ("UPDRAFT_DATA_INTERVAL_END", &d.data_interval_end),
+        ("UPDRAFT_CONF", &conf),
+        ("AIRFLOW_CTX_DAG_ID", &ctx.dag_id),
+        ("AIRFLOW_CTX_TASK_ID", &ctx.task_id),
+        ("AIRFLOW_CTX_DAG_RUN_ID", &ctx.run_id),
+        ("AIRFLOW_CTX_TRY_NUMBER", &try_number),
+        ("AIRFLOW_CTX_LOGICAL_DATE", &d.ts),
+    ];
+    for (k, v) in vars {
+        env.insert(k.to_owned(), v.to_owned());
+    }
+
+    let cwd = match &task.cwd {
+        Some(c) => Some(PathBuf::from(
+            r.render(c).map_err(|m| err("cwd".into(), m))?,
+        )),
+        None => None,
+    };
+
+    Ok(RenderedTask {
+        program,
+        env: env.into_iter().collect(),
+        cwd,
+    })
+}
+
+/// Renders one standalone template with the context of `ctx` (no DAG or task fields beyond
+/// those in `ctx`). Errors are the message only, without task or field.
+pub fn render_str(source: &str, ctx: &TemplateContext) -> Result<String, String> {
+    Renderer {
+        ctx,
+        value: OnceLock::new(),
+    }
+    .render(source)
+}
+
+/// True when `s` contains template syntax and must go through the engine.
+fn is_template(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.windows(2)
+        .any(|w| w[0] == b'{' && matches!(w[1], b'{' | b'%' | b'#'))
+}
+
+struct Renderer<'a> {
+    ctx: &'a TemplateContext,
+    /// The template context, built on first use: most tasks have no templates at all.
+    value: OnceLock<Value>,
+}
+
+impl Renderer<'_> {
+    fn render(&self, source: &str) -> Result<String, String> {
+        if !is_template(source) {
+            return Ok(source.to_owned());
+        }
+        let value = self.value.get_or_init(|| context_value(self.ctx));
+        let env = environment();
+        env.template_from_str(source)
+            .and_then(|t| t.render(value))
+            .map_err(|e| describe_error(&e, source))
+    }
+}
+
+/// The shared engine: built once, reused for every render.
+fn environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Debug mode makes undefined-value errors name the expression (`dss` is undefined);
+        // it costs nothing until an error happens.
+        env.set_debug(true);
+        env.set_unknown_method_callback(python_methods);
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .keep_trailing_newline(true)
+                .build()
+                .expect("default delimiters are valid"),
+        );
+        env
+    })
+}
+
+/// The Python methods Airflow templates use most on dicts and strings
+/// (`dag_run.conf.get('key', 'default')`, `params.name.upper()`, ...).
+fn python_methods(
+    state: &mut State,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> Result<Value, Error> {
+    use minijinja::value::{ValueKind, from_args};
+    match (value.kind(), method) {
+        (ValueKind::Map, "get") => {
+            let (key, default): (Value, Option<Value>) = from_args(args)?;
+            let found = value.get_item(&key)?;
+            Ok(if found.is_undefined() {
+                default.unwrap_or(Value::from(()))
+            } else {
+                found
+            })
+        }
+        (ValueKind::Map, "items") => {
+            let () = from_args(args)?;
+            state.apply_filter("items", std::slice::from_ref(value))
+        }
+        (ValueKind::Map, "keys") => {
+            let () = from_args(args)?;
+            Ok(Value::from(value.try_iter()?.collect::<Vec<_>>()))
+        }
+        (ValueKind::Map, "values") => {
+            let () = from_args(args)?;
+            let values = value
+                .try_iter()?
+                .map(|k| value.get_item(&k))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Value::from(values))
+        }
+        (ValueKind::String, _) => {
+            let s = value.as_str().unwrap_or_default();
+            let out = match method {
+                "upper" => {
+                    let () = from_args(args)?;
+                    Value::from(s.to_uppercase())
+                }
+                "lower" => {
+                    let () = from_args(args)?;
+                    Value::from(s.to_lowercase())
+                }
+                "strip" | "lstrip" | "rstrip" => {
+                    let (chars,): (Option<String>,) = from_args(args)?;
+                    let set = |c: char| match &chars {
+                        Some(chars) => chars.contains(c),
+                        None => c.is_whitespace(),
+                    };
+                    Value::from(match method {
+                        "strip" => s.trim_matches(set),
+                        "lstrip" => s.trim_start_matches(set),
+                        _ => s.trim_end_matches(set),
+                    })
+                }
+                "replace" => {
+                    let (old, new, count): (String, String, Option<i64>) = from_args(args)?;
+                    Value::from(match count {
+                        Some(n) if n >= 0 => s.replacen(&old, &new, n as usize),
+                        _ => s.replace(&old, &new),
+                    })
+                }
+                "split" => {
+                    let (sep, maxsplit): (Option<String>, Option<i64>) = from_args(args)?;
+                    let parts: Vec<Value> = match (sep, maxsplit) {
+                        (Some(sep), Some(n)) if n >= 0 => {
+                            s.splitn(n as usize + 1, &sep).map(Value::from).collect()
+                        }
+                        (Some(sep), _) => s.split(&sep).map(Value::from).collect(),
+                        (None, _) => s.split_whitespace().map(Value::from).collect(),
+                    };
+                    Value::from(parts)
+                }
+                "startswith" => {
+                    let (prefix,): (String,) = from_args(args)?;
+                    Value::from(s.starts_with(&prefix))
+                }
+                "endswith" => {
+                    let (suffix,): (String,) = from_args(args)?;
+                    Value::from(s.ends_with(&suffix))
+                }
+                _ => return Err(Error::from(ErrorKind::UnknownMethod)),
+            };
+            Ok(out)
+        }
+        _ => Err(Error::from(ErrorKind::UnknownMethod)),
+    }
+}
+
+fn describe_error(e: &Error, source: &str) -> String {
+    let mut msg = match (e.kind(), e.detail()) {
+        (ErrorKind::UndefinedError, Some(detail)) => match undefined_expr(detail) {
+            Some(expr) => format!("undefined variable `{expr}`"),
+            None => format!("undefined value: {detail}"),
+        },
+        (ErrorKind::UndefinedError, None) => "undefined value".to_owned(),
+        (kind, Some(detail)) => format!("{kind}: {detail}"),
+        (kind, None) => kind.to_string(),
+    };
+    if e.kind() == ErrorKind::SyntaxError && source.contains("${#") {
+        msg.push_str(
+            " (`{#` starts a Jinja comment, also in bash's `${#var}`: \
+             write `${{ '{#' }}var}` or wrap the script in {% raw %}...{% endraw %})",
+        );
+    }
+    if let Some(line) = e.line()
+        && source.trim_end().contains('\n')
+    {
+        let _ = write!(msg, " (line {line})");
+    }
+    let mut source_err = std::error::Error::source(e);
+    while let Some(inner) = source_err {
+        let _ = write!(msg, ": {inner}");
+        source_err = inner.source();
+    }
+    msg
+}
+
+/// `dss` out of "`dss` is undefined" / "`dss` is undefined (from line 2)".
+fn undefined_expr(detail: &str) -> Option<&str> {
+    let rest = detail.strip_prefix('`')?;
+    let end = rest.find("` is undefined")?;
+    Some(&rest[..end])
+}
+
+/// The date strings shared by the template context and the environment variables.
+struct Derived {
+    ds: String,
+    ds_nodash: String,
+    ts: String,
+    ts_nodash: String,
+    ts_nodash_with_tz: String,
+    data_interval_start: String,
+    data_interval_end: String,
+}
+
+impl Derived {
+    fn new(ctx: &TemplateContext) -> Self {
+        let ld = ctx.logical_date;
+        let ts = iso(&ld.fixed_offset());
+        Derived {
+            ds: ld.format("%Y-%m-%d").to_string(),
+            ds_nodash: ld.format("%Y%m%d").to_string(),
+            ts_nodash: ld.format("%Y%m%dT%H%M%S").to_string(),
+            ts_nodash_with_tz: ts.replace(['-', ':'], ""),
+            ts,
+            data_interval_start: iso(&ctx.data_interval_start.fixed_offset()),
+            data_interval_end: iso(&ctx.data_interval_end.fixed_offset()),
+        }
+    }
+}
+
+/// Python's `datetime.isoformat()`: microseconds only when non-zero, offset as `+HH:MM`.
+fn iso(dt: &DateTime<FixedOffset>) -> String {
+    if dt.nanosecond() == 0 {
+        dt.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+    } else {
+        dt.format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string()
+    }
+}
+
+fn context_value(ctx: &TemplateContext) -> Value {
+    let d = Derived::new(ctx);
+    let conf = json_to_value(&ctx.conf);
+    let params = Value::from_pairs(
+        ctx.params
+            .iter()
+            .map(|(k, v)| (k.as_str(), json_to_value(v))),
+    );
+    let logical_date = DateTimeObj::utc(ctx.logical_date);
+    let data_interval_start = DateTimeObj::utc(ctx.data_interval_start);
+    let data_interval_end = DateTimeObj::utc(ctx.data_interval_end);
+    let dag_run = Value::from_pairs([
+        ("run_id", Value::from(ctx.run_id.as_str())),
+        ("dag_id", Value::from(ctx.dag_id.as_str())),
+        ("conf", conf),
+        ("run_type", Value::from(ctx.run_type.as_str())),
+        ("logical_date", logical_date.clone()),
+        ("data_interval_start", data_interval_start.clone()),
+        ("data_interval_end", data_interval_end.clone()),
+    ]);
+    let dag = Value::from_pairs([
+        ("dag_id", Value::from(ctx.dag_id.as_str())),
+        ("tenant", Value::from(ctx.tenant.as_str())),
+        ("timezone", Value::from(ctx.timezone.name())),
+    ]);
+    let task = Value::from_pairs([("task_id", Value::from(ctx.task_id.as_str()))]);
+    let ti = Value::from_pairs([
+        ("try_number", Value::from(ctx.try_number)),
+        ("task_id", Value::from(ctx.task_id.as_str())),
+        ("dag_id", Value::from(ctx.dag_id.as_str())),
+        ("run_id", Value::from(ctx.run_id.as_str())),
+    ]);
+    let task_instance_key_str = format!("{}__{}__{}", ctx.dag_id, ctx.task_id, d.ds_nodash);
+    Value::from_pairs([
+        ("ds", Value::from(d.ds)),
+        ("ds_nodash", Value::from(d.ds_nodash)),
+        ("ts", Value::from(d.ts)),
+        ("ts_nodash", Value::from(d.ts_nodash)),
+        ("ts_nodash_with_tz", Value::from(d.ts_nodash_with_tz)),
+        ("logical_date", logical_date),
+        ("data_interval_start", data_interval_start),
+        ("data_interval_end", data_interval_end),
+        ("run_id", Value::from(ctx.run_id.as_str())),
+        ("dag_run", dag_run),
+        ("params", params),
+        ("dag", dag),
+        ("task", task),
+        ("ti", ti.clone()),
+        ("task_instance", ti),
+        ("task_instance_key_str", Value::from(task_instance_key_str)),
+        ("macros", macros()),
+        ("tenant", Value::from(ctx.tenant.as_str())),
+    ])
+}
+
+fn macros() -> Value {
+    static MACROS: OnceLock<Value> = OnceLock::new();
+    MACROS
+        .get_or_init(|| {
+            Value::from_pairs([
+                ("ds_add", Value::from_function(ds_add)),
+                ("ds_format", Value::from_function(ds_format)),
+            ])
+        })
+        .clone()
+}
+
+fn invalid(msg: String) -> Error {
+    Error::new(ErrorKind::InvalidOperation, msg)
+}
+
+/// Airflow's `macros.ds_add('2015-01-01', 5)` → `'2015-01-06'`.
+fn ds_add(ds: String, days: i64) -> Result<String, Error> {
+    let date = NaiveDate::parse_from_str(&ds, "%Y-%m-%d")
+        .map_err(|e| invalid(format!("ds_add: `{ds}` is not a YYYY-MM-DD date: {e}")))?;
+    let shifted = chrono::TimeDelta::try_days(days)
+        .and_then(|d| date.checked_add_signed(d))
+        .ok_or_else(|| invalid(format!("ds_add: `{ds}` + {days} days is out of range")))?;
+    Ok(shifted.format("%Y-%m-%d").to_string())
+}
+
+/// Airflow's `macros.ds_format('2015-01-01', '%Y-%m-%d', '%m-%d-%y')` → `'01-01-15'`.
+fn ds_format(ds: String, input_format: String, output_format: String) -> Result<String, Error> {
+    let parsed = NaiveDateTime::parse_from_str(&ds, &input_format).or_else(|e| {
+        NaiveDate::parse_from_str(&ds, &input_format)
+            .map(|d| d.and_time(chrono::NaiveTime::MIN))
+            .map_err(|_| e)
+    });
+    let dt = parsed.map_err(|e| {
+        invalid(format!(
+            "ds_format: `{ds}` does not match `{input_format}`: {e}"
+        ))
+    })?;
+    try_format(dt.format(&output_format), &output_format)
+}
+
+/// Writes a chrono `DelayedFormat`, reporting a bad format string instead of panicking.
+fn try_format(formatted: impl fmt::Display, fmt: &str) -> Result<String, Error> {
+    let mut out = String::new();
+    write!(out, "{formatted}").map_err(|_| invalid(format!("invalid strftime format `{fmt}`")))?;
+    Ok(out)
+}
+
+/// A date-time in templates: prints as ISO 8601, with a few of Python's and pendulum's
+/// attributes and methods.
+#[derive(Debug)]
+struct DateTimeObj {
+    dt: DateTime<FixedOffset>,
+    /// `UTC`, `Europe/Paris`, ...
+    tz_name: String,
+}
+
+impl DateTimeObj {
+    fn utc(dt: DateTime<Utc>) -> Value {
+        Value::from_object(DateTimeObj {
+            dt: dt.fixed_offset(),
+            tz_name: "UTC".into(),
+        })
+    }
+}
+
+impl Object for DateTimeObj {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let dt = &self.dt;
+        Some(match key.as_str()? {
+            "year" => Value::from(dt.year()),
+            "month" => Value::from(dt.month()),
+            "day" => Value::from(dt.day()),
+            "hour" => Value::from(dt.hour()),
+            "minute" => Value::from(dt.minute()),
+            "second" => Value::from(dt.second()),
+            "microsecond" => Value::from(dt.nanosecond() / 1000),
+            "int_timestamp" => Value::from(dt.timestamp()),
+            "timezone_name" => Value::from(self.tz_name.as_str()),
+            _ => return None,
+        })
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> Result<Value, Error> {
+        let dt = &self.dt;
+        let no_args = |v: Value| {
+            if args.is_empty() {
+                Ok(v)
+            } else {
+                Err(Error::from(ErrorKind::TooManyArguments))
+            }
+        };
+        match method {
+            "strftime" => {
+                let (fmt,): (String,) = minijinja::value::from_args(args)?;
+                Ok(Value::from(try_format(dt.format(&fmt), &fmt)?))
+            }
+            "isoformat" => no_args(Value::from(iso(dt))),
+            "timestamp" => no_args(Value::from(
+                dt.timestamp() as f64 + f64::from(dt.nanosecond()) / 1e9,
+            )),
+            "date" | "to_date_string" => no_args(Value::from(dt.format("%Y-%m-%d").to_string())),
+            "to_datetime_string" => {
+                no_args(Value::from(dt.format("%Y-%m-%d %H:%M:%S").to_string()))
+            }
+            "in_timezone" | "in_tz" => {
+                let (name,): (String,) = minijinja::value::from_args(args)?;
+                let tz: Tz = name
+                    .parse()
+                    .map_err(|_| invalid(format!("unknown time zone `{name}`")))?;
+                Ok(Value::from_object(DateTimeObj {
+                    dt: tz.from_utc_datetime(&dt.naive_utc()).fixed_offset(),
+                    tz_name: tz.name().to_owned(),
+                }))
+            }
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&iso(&self.dt))
+    }
+}
+
+fn json_to_value(v: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Value::from(()),
+        J::Bool(b) => Value::from(*b),
+        J::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                Value::from(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        J::String(s) => Value::from(s.as_str()),
+        J::Array(items) => Value::from(items.iter().map(json_to_value).collect::<Vec<_>>()),
+        J::Object(map) => {
+            Value::from_pairs(map.iter().map(|(k, v)| (k.as_str(), json_to_value(v))))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use std::time::Duration;
+    use updraft_dag::{Schedule, TriggerRule, WeightRule};
+
+    fn ctx() -> TemplateContext {
+        TemplateContext {
+            tenant: "acme".into(),
+            dag_id: "etl".into(),
+            run_id: "scheduled__2024-03-05T06:07:08+00:00".into(),
+            task_id: "load".into(),
+            try_number: 2,
+            logical_date: Utc.with_ymd_and_hms(2024, 3, 5, 6, 7, 8).unwrap(),
+            data_interval_start: Utc.with_ymd_and_hms(2024, 3, 5, 6, 7, 8).unwrap(),
+            data_interval_end: Utc.with_ymd_and_hms(2024, 3, 6, 6, 7, 8).unwrap(),
+            conf: serde_json::json!({"table": "users", "n": 3, "nested": {"list": [1, "two"]}}),
+            params: serde_json::json!({"limit": 10, "mode": "full"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            run_type: "scheduled".into(),
+            timezone: chrono_tz::Europe::Paris,
+        }
+    }
+
+    fn task(kind: TaskKind) -> Task {
+        Task {
+            task_id: "load".into(),
+            upstream: vec![],
+            trigger_rule: TriggerRule::AllSuccess,
+            retries: 0,
+            retry_delay: Duration::from_secs(300),
+            retry_exponential_backoff: false,
+            max_retry_delay: None,
+            execution_timeout: None,
+            pool: "default_pool".into(),
+            pool_slots: 1,
+            priority_weight: 1,
+            weight_rule: WeightRule::Downstream,
+            depends_on_past: false,
+            env: BTreeMap::new(),
+            cwd: None,
+            kind,
+        }
+    }
+
+    fn dag(tasks: Vec<Task>) -> Dag {
+        Dag {
+            dag_id: "etl".into(),
+            tenant: "acme".into(),
+            fileloc: "etl.yaml".into(),
+            description: None,
+            schedule: Schedule::None,
+            timezone: chrono_tz::Europe::Paris,
+            start_date: None,
+            end_date: None,
+            catchup: false,
+            max_active_runs: 16,
+            max_active_tasks: 16,
+            tags: vec![],
+            params: BTreeMap::new(),
+            env: BTreeMap::new(),
+            is_paused_upon_creation: None,
+            tasks,
+        }
+    }
+
+    fn r(src: &str) -> Result<String, String> {
+        render_str(src, &ctx())
+    }
+
+    #[test]
+    fn airflow_date_names() {
+        assert_eq!(r("{{ ds }}").unwrap(), "2024-03-05");
+        assert_eq!(r("{{ ds_nodash }}").unwrap(), "20240305");
+        assert_eq!(r("{{ ts }}").unwrap(), "2024-03-05T06:07:08+00:00");
+        assert_eq!(r("{{ ts_nodash }}").unwrap(), "20240305T060708");
+        assert_eq!(
+            r("{{ ts_nodash_with_tz }}").unwrap(),
+            "20240305T060708+0000"
+        );
+        assert_eq!(
+            r("{{ logical_date }}").unwrap(),
+            "2024-03-05T06:07:08+00:00"
+        );
+        assert_eq!(
+            r("{{ data_interval_start }}").unwrap(),
+            "2024-03-05T06:07:08+00:00"
+        );
+        assert_eq!(
+            r("{{ data_interval_end }}").unwrap(),
+            "2024-03-06T06:07:08+00:00"
+        );
+        assert_eq!(
+            r("{{ dag_run.logical_date }}").unwrap(),
+            "2024-03-05T06:07:08+00:00"
+        );
+        assert_eq!(
+            r("{{ dag_run.data_interval_end }}").unwrap(),
+            "2024-03-06T06:07:08+00:00"
+        );
+    }
+
+    #[test]
+    fn ds_is_the_utc_date_whatever_the_dag_time_zone() {
+        // 23:30 UTC is already the next day in Paris; Airflow's ds stays the UTC date.
+        let mut c = ctx();
+        c.logical_date = Utc.with_ymd_and_hms(2024, 3, 5, 23, 30, 0).unwrap();
+        assert_eq!(
+            render_str("{{ ds }} {{ ts }}", &c).unwrap(),
+            "2024-03-05 2024-03-05T23:30:00+00:00"
+        );
+        assert_eq!(
+            render_str("{{ logical_date.in_timezone(dag.timezone) }}", &c).unwrap(),
+            "2024-03-06T00:30:00+01:00"
+        );
+        assert_eq!(
+            render_str(
+                "{{ logical_date.in_timezone(dag.timezone).strftime('%Y-%m-%d') }}",
+                &c
+            )
+            .unwrap(),
+            "2024-03-06"
+        );
+    }
+
+    #[test]
+    fn ts_has_microseconds_only_when_non_zero() {
+        let mut c = ctx();
+        c.logical_date = Utc.with_ymd_and_hms(2024, 3, 5, 6, 7, 8).unwrap()
+            + chrono::TimeDelta::microseconds(1500);
+        assert_eq!(
+            render_str("{{ ts }}", &c).unwrap(),
+            "2024-03-05T06:07:08.001500+00:00"
+        );
+        assert_eq!(
+            render_str("{{ ts_nodash }}", &c).unwrap(),
+            "20240305T060708"
+        );
+        assert_eq!(
+            render_str("{{ logical_date.microsecond }}", &c).unwrap(),
+            "1500"
+        );
+    }
+
+    #[test]
+    fn run_dag_task_and_ti_names() {
+        assert_eq!(
+            r("{{ run_id }}").unwrap(),
+            "scheduled__2024-03-05T06:07:08+00:00"
+        );
+        assert_eq!(
+            r("{{ dag_run.run_id }}").unwrap(),
+            "scheduled__2024-03-05T06:07:08+00:00"
+        );
+        assert_eq!(
+            r("{{ dag_run.run_type }}/{{ dag_run.dag_id }}").unwrap(),
+            "scheduled/etl"
+        );
+        assert_eq!(
+            r("{{ dag.dag_id }} {{ dag.tenant }} {{ dag.timezone }}").unwrap(),
+            "etl acme Europe/Paris"
+        );
+        assert_eq!(r("{{ task.task_id }}").unwrap(), "load");
+        assert_eq!(
+            r("{{ ti.try_number }} {{ ti.task_id }} {{ ti.dag_id }} {{ ti.run_id }}").unwrap(),
+            "2 load etl scheduled__2024-03-05T06:07:08+00:00"
+        );
+        assert_eq!(r("{{ task_instance.try_number + 1 }}").unwrap(), "3");
+        assert_eq!(
+            r("{{ task_instance_key_str }}").unwrap(),
+            "etl__load__20240305"
+        );
+        assert_eq!(r("{{ tenant }}").unwrap(), "acme");
+    }
+
+    #[test]
+    fn conf_and_params() {
+        assert_eq!(
+            r("{{ dag_run.conf.table }} {{ dag_run.conf['n'] * 2 }}").unwrap(),
+            "users 6"
+        );
+        assert_eq!(r("{{ dag_run.conf.nested.list[1] }}").unwrap(), "two");
+        assert_eq!(
+            r("{{ dag_run.conf | tojson }}").unwrap(),
+            r#"{"n": 3, "nested": {"list": [1, "two"]}, "table": "users"}"#
+        );
+        assert_eq!(
+            r("{{ params.limit }} {{ params['mode'] }}").unwrap(),
+            "10 full"
+        );
+        assert_eq!(
+            r("{% if params.missing is defined %}y{% else %}n{% endif %}").unwrap(),
+            "n"
+        );
+    }
+
+    #[test]
+    fn common_python_methods() {
+        assert_eq!(
+            r("{{ dag_run.conf.get('absent', 'dflt') }}").unwrap(),
+            "dflt"
+        );
+        assert_eq!(
+            r("{{ dag_run.conf.get('table', 'dflt') }}").unwrap(),
+            "users"
+        );
+        assert_eq!(r("{{ dag_run.conf.get('absent') }}").unwrap(), "None");
+        assert_eq!(
+            r("{% for k, v in params.items() %}{{ k }}={{ v }};{% endfor %}").unwrap(),
+            "limit=10;mode=full;"
+        );
+        assert_eq!(
+            r("{{ params.keys() | join(',') }} {{ params.values() | join(',') }}").unwrap(),
+            "limit,mode 10,full"
+        );
+        assert_eq!(
+            r("{{ params.mode.upper() }} {{ 'AbC'.lower() }} [{{ '  x  '.strip() }}]").unwrap(),
+            "FULL abc [x]"
+        );
+        assert_eq!(
+            r("{{ 'xxaxx'.strip('x') }} {{ 'xa'.lstrip('x') }} {{ 'ax'.rstrip('x') }}").unwrap(),
+            "a a a"
+        );
+        assert_eq!(
+            r("{{ ds.replace('-', '/') }} {{ ds.split('-')[0] }} {{ 'a b  c'.split() | length }}")
+                .unwrap(),
+            "2024/03/05 2024 3"
+        );
+        assert_eq!(
+            r("{{ run_id.startswith('scheduled__') }} {{ run_id.endswith('x') }}").unwrap(),
+            "True False"
+        );
+        assert!(
+            r("{{ ds.frobnicate() }}")
+                .unwrap_err()
+                .contains("unknown method")
+        );
+    }
+
+    #[test]
+    fn macros() {
+        assert_eq!(r("{{ macros.ds_add(ds, 5) }}").unwrap(), "2024-03-10");
+        assert_eq!(r("{{ macros.ds_add(ds, -5) }}").unwrap(), "2024-02-29");
+        assert_eq!(
+            r("{{ macros.ds_add('2015-01-01', 0) }}").unwrap(),
+            "2015-01-01"
+        );
+        assert_eq!(
+            r("{{ macros.ds_format(ds, '%Y-%m-%d', '%m-%d-%y') }}").unwrap(),
+            "03-05-24"
+        );
+        assert_eq!(
+            r("{{ macros.ds_format(ts_nodash, '%Y%m%dT%H%M%S', '%H:%M') }}").unwrap(),
+            "06:07"
+        );
+        assert!(
+            r("{{ macros.ds_add('yesterday', 1) }}")
+                .unwrap_err()
+                .contains("not a YYYY-MM-DD date")
+        );
+        assert!(
+            r("{{ macros.ds_format(ds, '%d/%m/%Y', '%Y') }}")
+                .unwrap_err()
+                .contains("does not match")
+        );
+    }
+
+    #[test]
+    fn date_time_objects() {
+        assert_eq!(
+            r("{{ logical_date.year }}-{{ logical_date.month }}-{{ logical_date.day }}").unwrap(),
+            "2024-3-5"
+        );
+        assert_eq!(
+            r("{{ logical_date.hour }}:{{ logical_date.minute }}:{{ logical_date.second }}")
+                .unwrap(),
+            "6:7:8"
+        );
+        assert_eq!(
+            r("{{ logical_date.strftime('%Y/%m/%d %H') }}").unwrap(),
+            "2024/03/05 06"
+        );
+        assert_eq!(
+            r("{{ logical_date.isoformat() }}").unwrap(),
+            "2024-03-05T06:07:08+00:00"
+        );
+        assert_eq!(r("{{ data_interval_end.date() }}").unwrap(), "2024-03-06");
+        assert_eq!(
+            r("{{ logical_date.to_datetime_string() }}").unwrap(),
+            "2024-03-05 06:07:08"
+        );
+        assert_eq!(r("{{ logical_date.int_timestamp }}").unwrap(), "1709618828");
+        assert_eq!(
+            r("{{ logical_date.in_tz('Asia/Tokyo').hour }}").unwrap(),
+            "15"
+        );
+        assert!(
+            r("{{ logical_date.strftime('%Q') }}")
+                .unwrap_err()
+                .contains("invalid strftime format")
+        );
+        assert!(
+            r("{{ logical_date.in_timezone('Mars/Base') }}")
+                .unwrap_err()
+                .contains("unknown time zone")
+        );
+    }
+
+    #[test]
+    fn strings_without_template_syntax_are_returned_as_is() {
+        for s in [
+            "",
+            "echo ${HOME} {x} }} %} #}",
+            "a { {",
+            "trailing\n",
+            "ends with {",
+        ] {
+            assert_eq!(r(s).unwrap(), s);
+        }
+        assert_eq!(
+            r("echo {{ ds }}\n").unwrap(),
+            "echo 2024-03-05\n",
+            "the trailing newline is kept"
+        );
+        assert_eq!(r("{# comment #}x").unwrap(), "x");
+    }
+
+    #[test]
+    fn undefined_names_are_errors_naming_task_and_field() {
+        let t = task(TaskKind::Bash("echo {{ dss }}".into()));
+        let e = render_task(&dag(vec![]), &t, &ctx()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "task `load`, field `bash`: undefined variable `dss`"
+        );
+        assert_eq!((e.task_id.as_str(), e.field.as_str()), ("load", "bash"));
+
+        let t = task(TaskKind::Command(vec![
+            "echo".into(),
+            "{{ dag_run.confx }}".into(),
+        ]));
+        let e = render_task(&dag(vec![]), &t, &ctx()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "task `load`, field `command[1]`: undefined variable `dag_run.confx`"
+        );
+
+        let mut t = task(TaskKind::Noop);
+        t.env.insert("OUT".into(), "x\n{{ nope }}".into());
+        let e = render_task(&dag(vec![]), &t, &ctx()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "task `load`, field `env.OUT`: undefined variable `nope` (line 2)"
+        );
+
+        let mut t = task(TaskKind::Noop);
+        t.cwd = Some("/data/{{ params.nope }}".into());
+        let e = render_task(&dag(vec![]), &t, &ctx()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "task `load`, field `cwd`: undefined variable `params.nope`"
+        );
+
+        let mut d = dag(vec![]);
+        d.env.insert("X".into(), "{{ conf }}".into());
+        let e = render_task(&d, &task(TaskKind::Noop), &ctx()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "task `load`, field `dag.env.X`: undefined variable `conf`"
+        );
+
+        assert_eq!(
+            r("{% if dss %}x{% endif %}").unwrap_err(),
+            "undefined variable `dss`"
+        );
+    }
+
+    #[test]
+    fn other_errors_are_described() {
+        assert_eq!(
+            r("{{ 1 + }}").unwrap_err(),
+            "syntax error: unexpected end of variable block"
+        );
+        assert_eq!(
+            r("{{ nofilter | frobnicate }}").unwrap_err(),
+            "unknown filter: filter frobnicate is unknown"
+        );
+        let e = r("echo {{ ds }} ${#arr[@]}").unwrap_err();
+        assert!(
+            e.starts_with("syntax error: unexpected end of comment"),
+            "{e}"
+        );
+        assert!(e.contains("{% raw %}"), "hints at bash's ${{#...}}: {e}");
+    }
+
+    #[test]
+    fn render_task_renders_every_field_and_the_environment() {
+        let mut t = task(TaskKind::Bash(
+            "echo {{ ds }} > {{ params.mode }}.txt".into(),
+        ));
+        t.env.insert("DAY".into(), "{{ ds_nodash }}".into());
+        t.env.insert("SHARED".into(), "task".into());
+        t.cwd = Some("/data/{{ dag.dag_id }}".into());
+        let mut d = dag(vec![]);
+        d.env
+            .insert("SHARED".into(), "{{ undefined_but_overridden }}".into());
+        d.env.insert("FROM_DAG".into(), "{{ tenant }}".into());
+        d.env.insert("UPDRAFT_DS".into(), "spoofed".into());
+        let out = render_task(&d, &t, &ctx()).unwrap();
+        assert_eq!(
+            out.program,
+            Program::Bash("echo 2024-03-05 > full.txt".into())
+        );
+        assert_eq!(out.cwd, Some(PathBuf::from("/data/etl")));
+        let env: BTreeMap<_, _> = out.env.iter().cloned().collect();
+        assert_eq!(env.len(), out.env.len(), "no duplicates");
+        assert!(out.env.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
+        let expect = [
+            ("DAY", "20240305"),
+            ("SHARED", "task"),
+            ("FROM_DAG", "acme"),
+            ("UPDRAFT_TENANT", "acme"),
+            ("UPDRAFT_DAG_ID", "etl"),
+            ("UPDRAFT_TASK_ID", "load"),
+            ("UPDRAFT_RUN_ID", "scheduled__2024-03-05T06:07:08+00:00"),
+            ("UPDRAFT_TRY_NUMBER", "2"),
+            ("UPDRAFT_DS", "2024-03-05"),
+            ("UPDRAFT_DS_NODASH", "20240305"),
+            ("UPDRAFT_TS", "2024-03-05T06:07:08+00:00"),
+            ("UPDRAFT_LOGICAL_DATE", "2024-03-05T06:07:08+00:00"),
+            ("UPDRAFT_DATA_INTERVAL_START", "2024-03-05T06:07:08+00:00"),
+            ("UPDRAFT_DATA_INTERVAL_END", "2024-03-06T06:07:08+00:00"),
+            (
+                "UPDRAFT_CONF",
+                r#"{"n":3,"nested":{"list":[1,"two"]},"table":"users"}"#,
+            ),
+            ("AIRFLOW_CTX_DAG_ID", "etl"),
+            ("AIRFLOW_CTX_TASK_ID", "load"),
+            (
+                "AIRFLOW_CTX_DAG_RUN_ID",
+                "scheduled__2024-03-05T06:07:08+00:00",
+            ),
+            ("AIRFLOW_CTX_TRY_NUMBER", "2"),
+            ("AIRFLOW_CTX_LOGICAL_DATE", "2024-03-05T06:07:08+00:00"),
+        ];
+        for (k, v) in expect {
+            assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}");
+        }
+        assert_eq!(env.len(), expect.len());
+
+        // Without the task's override, the DAG's value is rendered (and here fails).
+        let e = render_task(&d, &task(TaskKind::Noop), &ctx()).unwrap_err();
+        assert_eq!(e.field, "dag.env.SHARED");
+        d.env.remove("SHARED");
+
+        let t = task(TaskKind::Command(vec![
+            "/bin/{{ 'echo' }}".into(),
+            "{{ ti.try_number }}".into(),
+            "plain".into(),
+        ]));
+        let out = render_task(&d, &t, &ctx()).unwrap();
+        assert_eq!(
+            out.program,
+            Program::Command(vec!["/bin/echo".into(), "2".into(), "plain".into()])
+        );
+        assert_eq!(out.cwd, None);
+        assert_eq!(
+            render_task(&d, &task(TaskKind::Noop), &ctx())
+                .unwrap()
+                .program,
+            Program::Noop
+        );
+    }
+
+    /// `cargo test -p updraft-executor --release --lib -- --ignored --nocapture throughput`
+    #[test]
+    #[ignore = "measurement, not a check"]
+    fn render_throughput() {
+        let mut templated = task(TaskKind::Bash(
+            "echo {{ ds }} {{ params.mode }} > /tmp/{{ run_id }}".into(),
+        ));
+        templated.env.insert("DAY".into(), "{{ ds_nodash }}".into());
+        let plain = task(TaskKind::Bash("echo hello".into()));
+        let d = dag(vec![]);
+        for (name, t) in [("templated", &templated), ("plain", &plain)] {
+            let n = 20_000;
+            let t0 = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(render_task(&d, t, &ctx()).unwrap());
+            }
+            let per = t0.elapsed() / n;
+            println!("{name}: {per:?} per task");
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Pinned DAG definitions by (dag_id, version), loaded from the store once and shared.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use updraft_core::index::DagIndex;
+use updraft_dag::Dag;
+use updraft_store::Store;
+
+use crate::SchedulerError;
+
+/// A DAG version with what the hot path derives from it, computed once.
+pub struct CachedDag {
+    pub dag: Dag,
+    pub index: DagIndex,
+}
+
+#[derive(Default)]
+pub struct DagCache {
+    entries: HashMap<(String, String), Arc<CachedDag>>,
+}
+
+impl DagCache {
+    pub async fn get(
+        &mut self,
+        store: &dyn Store,
+        dag_id: &str,
+        version: &str,
+    ) -> Result<Arc<CachedDag>, SchedulerError> {
+        let key = (dag_id.to_string(), version.to_string());
+        if let Some(found) = self.entries.get(&key) {
+            return Ok(found.clone());
+        }
+        let dag = store
+            .dag_version(dag_id, version)
+            .await?
+            .ok_or_else(|| SchedulerError::VersionMissing {
+                dag_id: dag_id.to_string(),
+                version: version.to_string(),
+            })?;
+        let entry = Arc::new(CachedDag::new(dag));
+        self.entries.insert(key, entry.clone());
+        Ok(entry)
+    }
+}
+
+impl CachedDag {
+    pub fn new(dag: Dag) -> Self {
+        let index = DagIndex::new(&dag);
+        CachedDag { dag, index }
+    }
+}

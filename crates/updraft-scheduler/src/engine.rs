@@ -1,0 +1,906 @@
+//! The event-driven scheduling loop.
+//!
+//! Stimuli: a try's event from the executor (handled at once, with every other pending event),
+//! a change in the DAGs folder, a timer (retry due, schedule interval due) and a slow poll that
+//! notices work recorded by other processes. Each stimulus is turned into core decisions on the
+//! runs it touches; every decision is recorded before it is acted on.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use updraft_core::evaluate::{TiSnapshot, evaluate_run_indexed};
+use updraft_core::queue::{Candidate, Capacity, select_to_queue};
+use updraft_core::retry::{TryOutcome, on_try_finished};
+use updraft_core::timetable::{DataInterval, due_intervals, next_interval};
+use updraft_core::{RunState, RunType};
+use updraft_dag::Schedule;
+use updraft_executor::render::{TemplateContext, render_task};
+use updraft_executor::{
+    ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TryEvent, TryKey, log_path,
+};
+use updraft_store::{DagRow, LoadedDagRecord, RunFilter, RunRow, Store, TiKey, TiRow, TiTransition};
+
+use crate::SchedulerError;
+use crate::dagcache::{CachedDag, DagCache};
+use crate::runs::{RunRequest, create_run};
+
+/// Most scheduled runs created for one DAG in one pass (catchup creates the rest later).
+const MAX_RUNS_PER_PASS: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// `None` when the DAGs are put in the store by the caller (`dags test`).
+    pub dags_folder: Option<PathBuf>,
+    pub logs_folder: PathBuf,
+    /// Task instances queued or running at once, installation-wide.
+    pub parallelism: u32,
+    pub default_pool_slots: i64,
+    pub dags_are_paused_at_creation: bool,
+    /// Full rescan of the DAGs folder, in case a change notification was missed.
+    pub rescan_interval: Duration,
+    /// How often to look for work recorded by other processes.
+    pub poll_interval: Duration,
+    /// Between SIGTERM and SIGKILL when a try is stopped.
+    pub kill_grace: Duration,
+    /// How long shutdown waits for running tries before stopping them.
+    pub shutdown_grace: Duration,
+    pub max_dag_file_size: u64,
+    pub hostname: String,
+    /// Working directory of tries that set none.
+    pub default_cwd: Option<PathBuf>,
+}
+
+/// Which runs this scheduler drives.
+#[derive(Debug, Clone)]
+enum Scope {
+    /// The whole installation: creates scheduled runs, runs every unpaused DAG's runs.
+    Service,
+    /// Only these runs, paused or not, creating none (`dags test`, local backfill).
+    Runs(HashSet<i64>),
+}
+
+/// A try handed to the executor and not yet reported finished.
+struct InFlight {
+    try_number: u32,
+    max_tries: u32,
+    dag: Arc<CachedDag>,
+}
+
+enum Stimulus {
+    Event(TryEvent),
+    FolderChanged,
+    Timer,
+    Shutdown,
+}
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    config: SchedulerConfig,
+    executor: LocalExecutor,
+    events: mpsc::UnboundedReceiver<TryEvent>,
+    scope: Scope,
+    dags: DagCache,
+    bag: Option<updraft_dag::DagBag>,
+    folder_changed: Arc<Notify>,
+    _watcher: Option<updraft_dag::FolderWatcher>,
+    /// Latest definitions by dag_id, refreshed on every full pass.
+    dag_rows: HashMap<String, DagRow>,
+    /// When each unpaused DAG next needs a look for due scheduled runs.
+    next_schedule_check: HashMap<String, DateTime<Utc>>,
+    in_flight: HashMap<(i64, String), InFlight>,
+    /// Running runs this scheduler drives (in scope, DAG not paused); only their instances
+    /// are queued.
+    runs_in_play: HashSet<i64>,
+    dirty_runs: BTreeSet<i64>,
+    wake_at: Option<DateTime<Utc>>,
+    next_poll: Instant,
+    next_rescan: Instant,
+}
+
+impl Scheduler {
+    /// A scheduler for the whole installation.
+    pub fn new(store: Arc<dyn Store>, config: SchedulerConfig) -> Result<Self, SchedulerError> {
+        Self::build(store, config, Scope::Service)
+    }
+
+    /// A scheduler that drives only `run_pks` (whatever their DAG's paused flag) and creates
+    /// no runs: for `dags test` and for backfills run in the foreground.
+    pub fn for_runs(
+        store: Arc<dyn Store>,
+        config: SchedulerConfig,
+        run_pks: &[i64],
+    ) -> Result<Self, SchedulerError> {
+        let scope = Scope::Runs(run_pks.iter().copied().collect());
+        Self::build(store, config, scope)
+    }
+
+    fn build(
+        store: Arc<dyn Store>,
+        config: SchedulerConfig,
+        scope: Scope,
+    ) -> Result<Self, SchedulerError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let executor = LocalExecutor::new(
+            LocalExecutorConfig {
+                max_concurrency: config.parallelism as usize,
+                kill_grace: config.kill_grace,
+                default_cwd: config.default_cwd.clone(),
+                ..LocalExecutorConfig::default()
+            },
+            tx,
+        );
+        let folder_changed = Arc::new(Notify::new());
+        let (bag, watcher) = match (&config.dags_folder, &scope) {
+            (Some(folder), Scope::Service) => {
+                let bag = updraft_dag::DagBag::with_options(
+                    folder,
+                    updraft_dag::DagBagOptions {
+                        max_file_size: config.max_dag_file_size,
+                        ..Default::default()
+                    },
+                );
+                let notify = folder_changed.clone();
+                let watcher = updraft_dag::watch(folder, updraft_dag::DEFAULT_DEBOUNCE, move || notify.notify_one())
+                    .map_err(|e| warn!("watching {} failed, rescanning only: {e}", folder.display()))
+                    .ok();
+                (Some(bag), watcher)
+            }
+            _ => (None, None),
+        };
+        let now = Instant::now();
+        Ok(Scheduler {
+            store,
+            config,
+            executor,
+            events: rx,
+            scope,
+            dags: DagCache::default(),
+            bag,
+            folder_changed,
+            _watcher: watcher,
+            dag_rows: HashMap::new(),
+            next_schedule_check: HashMap::new(),
+            in_flight: HashMap::new(),
+            runs_in_play: HashSet::new(),
+            dirty_runs: BTreeSet::new(),
+            wake_at: None,
+            next_poll: now,
+            next_rescan: now,
+        })
+    }
+
+    /// Run until `shutdown` completes, then stop cleanly: running tries get
+    /// `shutdown_grace` to finish, then are stopped; every outcome is recorded.
+    pub async fn run(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), SchedulerError> {
+        self.prepare().await?;
+        tokio::pin!(shutdown);
+        loop {
+            let stimulus = self.next_stimulus(shutdown.as_mut()).await;
+            if matches!(stimulus, Stimulus::Shutdown) {
+                break;
+            }
+            if let Err(e) = self.handle(stimulus).await {
+                warn!("scheduler pass failed, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        self.shutdown().await
+    }
+
+    /// Drive the scoped runs until all are finished; `progress(finished, total)` is called
+    /// after every pass.
+    pub async fn run_until_finished(
+        &mut self,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<(), SchedulerError> {
+        let Scope::Runs(runs) = &self.scope else {
+            return Err(SchedulerError::Other(
+                "run_until_finished needs a scheduler made with for_runs".into(),
+            ));
+        };
+        let runs: Vec<i64> = runs.iter().copied().collect();
+        self.prepare().await?;
+        let never = std::future::pending::<()>();
+        tokio::pin!(never);
+        loop {
+            let finished = self.count_finished(&runs).await?;
+            progress(finished, runs.len());
+            if finished == runs.len() && self.in_flight.is_empty() {
+                return Ok(());
+            }
+            let stimulus = self.next_stimulus(never.as_mut()).await;
+            self.handle(stimulus).await?;
+        }
+    }
+
+    async fn prepare(&mut self) -> Result<(), SchedulerError> {
+        self.ensure_default_pool().await?;
+        if matches!(self.scope, Scope::Service) {
+            self.recover_orphans().await?;
+            self.sync_folder(true).await?;
+        }
+        self.full_pass().await
+    }
+
+    async fn count_finished(&self, runs: &[i64]) -> Result<usize, SchedulerError> {
+        let mut finished = 0;
+        for pk in runs {
+            if let Some(run) = self.store.run_by_pk(*pk).await?
+                && run.state.is_finished()
+            {
+                finished += 1;
+            }
+        }
+        Ok(finished)
+    }
+
+    async fn next_stimulus(
+        &mut self,
+        shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Stimulus {
+        let deadline = self.next_deadline();
+        tokio::select! {
+            biased;
+            _ = shutdown => Stimulus::Shutdown,
+            Some(event) = self.events.recv() => Stimulus::Event(event),
+            _ = self.folder_changed.notified() => Stimulus::FolderChanged,
+            _ = tokio::time::sleep_until(deadline) => Stimulus::Timer,
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut deadline = self.next_poll;
+        if self.bag.is_some() {
+            deadline = deadline.min(self.next_rescan);
+        }
+        if let Some(at) = self.wake_at {
+            let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            deadline = deadline.min(Instant::now() + wait);
+        }
+        deadline
+    }
+
+    async fn handle(&mut self, stimulus: Stimulus) -> Result<(), SchedulerError> {
+        match stimulus {
+            Stimulus::Event(event) => {
+                self.handle_event(event).await?;
+                while let Ok(event) = self.events.try_recv() {
+                    self.handle_event(event).await?;
+                }
+                self.quick_pass().await
+            }
+            Stimulus::FolderChanged => {
+                self.sync_folder(false).await?;
+                self.full_pass().await
+            }
+            Stimulus::Timer => {
+                if self.bag.is_some() && Instant::now() >= self.next_rescan {
+                    self.sync_folder(false).await?;
+                }
+                self.full_pass().await
+            }
+            Stimulus::Shutdown => Ok(()),
+        }
+    }
+
+    // ---- DAGs folder ----------------------------------------------------------------------
+
+    async fn sync_folder(&mut self, force: bool) -> Result<(), SchedulerError> {
+        self.next_rescan = Instant::now() + self.config.rescan_interval;
+        let Some(bag) = self.bag.as_mut() else {
+            return Ok(());
+        };
+        let changed = tokio::task::block_in_place(|| bag.refresh()).has_changes();
+        if !changed && !force {
+            return Ok(());
+        }
+        let records: Vec<LoadedDagRecord<'_>> = bag
+            .dags()
+            .map(|loaded| LoadedDagRecord {
+                dag: &loaded.dag,
+                version: &loaded.version,
+                source: &loaded.source,
+            })
+            .collect();
+        info!(
+            dags = records.len(),
+            import_errors = bag.import_errors().len(),
+            "DAGs folder loaded"
+        );
+        self.store
+            .sync_dags(
+                &records,
+                bag.import_errors(),
+                self.config.dags_are_paused_at_creation,
+                Utc::now(),
+            )
+            .await?;
+        self.next_schedule_check.clear();
+        Ok(())
+    }
+
+    async fn ensure_default_pool(&self) -> Result<(), SchedulerError> {
+        let pools = self.store.pools().await?;
+        let wanted = self.config.default_pool_slots;
+        let current = pools.iter().find(|p| p.name == updraft_dag::DEFAULT_POOL);
+        if current.is_none_or(|p| p.slots != wanted) {
+            self.store
+                .upsert_pool(&updraft_store::PoolRow {
+                    name: updraft_dag::DEFAULT_POOL.to_string(),
+                    slots: wanted,
+                    description: "Default pool".to_string(),
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    // ---- passes ---------------------------------------------------------------------------
+
+    /// Everything: new scheduled runs, queued runs to start, every active run re-evaluated,
+    /// tries stopped whose instance was changed elsewhere, runnable work queued.
+    async fn full_pass(&mut self) -> Result<(), SchedulerError> {
+        self.next_poll = Instant::now() + self.config.poll_interval;
+        self.wake_at = None;
+        let now = Utc::now();
+        self.dag_rows = self
+            .store
+            .dags()
+            .await?
+            .into_iter()
+            .map(|row| (row.dag.dag_id.clone(), row))
+            .collect();
+        if matches!(self.scope, Scope::Service) {
+            self.create_scheduled_runs(now).await?;
+        }
+        self.start_queued_runs(now).await?;
+        let running = self.runs_in_scope(RunState::Running).await?;
+        self.runs_in_play = running.iter().map(|r| r.id).collect();
+        self.dirty_runs.extend(running.iter().map(|r| r.id));
+        self.stop_tries_changed_elsewhere().await?;
+        self.quick_pass().await
+    }
+
+    /// Re-evaluate the runs touched since the last pass and queue what became runnable.
+    async fn quick_pass(&mut self) -> Result<(), SchedulerError> {
+        let now = Utc::now();
+        let mut any_finished = false;
+        while let Some(run_pk) = self.dirty_runs.pop_first() {
+            any_finished |= self.evaluate(run_pk, now).await?;
+        }
+        if any_finished {
+            self.start_queued_runs(now).await?;
+            while let Some(run_pk) = self.dirty_runs.pop_first() {
+                self.evaluate(run_pk, now).await?;
+            }
+        }
+        self.queue_and_launch(now).await
+    }
+
+    async fn runs_in_scope(&self, state: RunState) -> Result<Vec<RunRow>, SchedulerError> {
+        let runs = self
+            .store
+            .runs(&RunFilter {
+                dag_id: None,
+                states: vec![state],
+                limit: None,
+            })
+            .await?;
+        Ok(runs.into_iter().filter(|r| self.in_scope(r)).collect())
+    }
+
+    fn in_scope(&self, run: &RunRow) -> bool {
+        match &self.scope {
+            Scope::Runs(set) => set.contains(&run.id),
+            Scope::Service => {
+                run.run_type == RunType::Backfill
+                    || self.dag_rows.get(&run.dag_id).is_some_and(|d| !d.is_paused)
+            }
+        }
+    }
+
+    fn wake(&mut self, at: DateTime<Utc>) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+
+    // ---- runs -----------------------------------------------------------------------------
+
+    async fn create_scheduled_runs(&mut self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
+        let candidates: Vec<DagRow> = self
+            .dag_rows
+            .values()
+            .filter(|row| row.is_active && !row.is_paused && row.dag.schedule != Schedule::None)
+            .filter(|row| {
+                self.next_schedule_check
+                    .get(&row.dag.dag_id)
+                    .is_none_or(|at| *at <= now)
+            })
+            .cloned()
+            .collect();
+        for row in candidates {
+            let next = self.create_due_runs_for(&row, now).await?;
+            match next {
+                Some(at) => {
+                    self.next_schedule_check.insert(row.dag.dag_id.clone(), at);
+                    self.wake(at);
+                }
+                None => {
+                    self.next_schedule_check
+                        .insert(row.dag.dag_id.clone(), DateTime::<Utc>::MAX_UTC);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the due runs of one DAG; returns when it next needs a look.
+    async fn create_due_runs_for(
+        &mut self,
+        row: &DagRow,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, SchedulerError> {
+        let dag = &row.dag;
+        let active = self
+            .store
+            .runs(&RunFilter {
+                dag_id: Some(dag.dag_id.clone()),
+                states: vec![RunState::Queued, RunState::Running],
+                limit: None,
+            })
+            .await?
+            .len();
+        let room = (dag.max_active_runs as usize).saturating_sub(active);
+        let mut last = self
+            .store
+            .latest_scheduled_run(&dag.dag_id)
+            .await?
+            .map(|r| DataInterval {
+                start: r.data_interval_start,
+                end: r.data_interval_end,
+            });
+        if room == 0 {
+            // A finishing run triggers a full pass through start_queued_runs; look again then.
+            return Ok(Some(now + chrono::Duration::from_std(self.config.poll_interval).unwrap_or_default()));
+        }
+        let due = due_intervals(dag, last.as_ref(), now, room.min(MAX_RUNS_PER_PASS));
+        for interval in due {
+            let request = RunRequest {
+                run_type: RunType::Scheduled,
+                run_id: None,
+                logical_date: interval.start,
+                interval: interval.clone(),
+                conf: serde_json::Value::Object(Default::default()),
+            };
+            match create_run(self.store.as_ref(), dag, &row.version, request, now).await {
+                Ok(run) => debug!(dag_id = %dag.dag_id, run_id = %run.run_id, "created scheduled run"),
+                Err(SchedulerError::RunExists { run_id, .. }) => {
+                    debug!(dag_id = %dag.dag_id, %run_id, "scheduled run already exists")
+                }
+                Err(e) => return Err(e),
+            }
+            last = Some(interval);
+        }
+        Ok(next_interval(dag, last.as_ref(), now).map(|i| i.end.max(now)))
+    }
+
+    async fn start_queued_runs(&mut self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
+        let mut queued = self.runs_in_scope(RunState::Queued).await?;
+        if queued.is_empty() {
+            return Ok(());
+        }
+        queued.sort_by_key(|r| (r.logical_date, r.id));
+        let running = self.runs_in_scope(RunState::Running).await?;
+        let mut running_per_dag: HashMap<&str, usize> = HashMap::new();
+        for run in &running {
+            *running_per_dag.entry(run.dag_id.as_str()).or_default() += 1;
+        }
+        let mut started: Vec<i64> = Vec::new();
+        let mut started_per_dag: HashMap<String, usize> = HashMap::new();
+        for run in &queued {
+            let max = self.max_active_runs(run);
+            let taken = running_per_dag.get(run.dag_id.as_str()).copied().unwrap_or(0)
+                + started_per_dag.get(&run.dag_id).copied().unwrap_or(0);
+            if taken < max {
+                started.push(run.id);
+                *started_per_dag.entry(run.dag_id.clone()).or_default() += 1;
+            }
+        }
+        for pk in started {
+            self.store.set_run_state(pk, RunState::Running, now).await?;
+            self.runs_in_play.insert(pk);
+            self.dirty_runs.insert(pk);
+        }
+        Ok(())
+    }
+
+    fn max_active_runs(&self, run: &RunRow) -> usize {
+        match (&self.scope, self.dag_rows.get(&run.dag_id)) {
+            (Scope::Runs(_), _) => usize::MAX,
+            (_, Some(row)) => row.dag.max_active_runs as usize,
+            (_, None) => 16,
+        }
+    }
+
+    /// Returns true when the run finished in this evaluation.
+    async fn evaluate(&mut self, run_pk: i64, now: DateTime<Utc>) -> Result<bool, SchedulerError> {
+        let Some(run) = self.store.run_by_pk(run_pk).await? else {
+            return Ok(false);
+        };
+        if run.state != RunState::Running {
+            return Ok(false);
+        }
+        let cached = self.dags.get(self.store.as_ref(), &run.dag_id, &run.version).await?;
+        let tis = self.store.task_instances(run_pk).await?;
+        let snapshots: Vec<TiSnapshot> = tis.iter().map(snapshot).collect();
+        let previous = if cached.dag.tasks.iter().any(|t| t.depends_on_past) {
+            self.store
+                .previous_run_states(&run.dag_id, run.logical_date)
+                .await?
+        } else {
+            None
+        };
+        let evaluation =
+            evaluate_run_indexed(&cached.dag, &cached.index, &snapshots, previous.as_ref(), now);
+        if !evaluation.transitions.is_empty() {
+            let transitions: Vec<TiTransition> = evaluation
+                .transitions
+                .iter()
+                .map(|(task_id, from, to)| TiTransition {
+                    task_id: task_id.clone(),
+                    expected: *from,
+                    new: *to,
+                })
+                .collect();
+            self.store.apply_transitions(run_pk, &transitions, now).await?;
+        }
+        if let Some(at) = evaluation.wake_at {
+            self.wake(at);
+        }
+        match evaluation.run_state {
+            Some(state) => {
+                self.store.set_run_state(run_pk, state, now).await?;
+                self.runs_in_play.remove(&run_pk);
+                info!(dag_id = %run.dag_id, run_id = %run.run_id, %state, "run finished");
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    // ---- task instances -------------------------------------------------------------------
+
+    async fn queue_and_launch(&mut self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
+        let mut scheduled = self.store.scheduled_task_instances().await?;
+        scheduled.retain(|ti| self.runs_in_play.contains(&ti.run_pk));
+        if scheduled.is_empty() {
+            return Ok(());
+        }
+        let capacity = self.capacity().await?;
+        let candidates: Vec<Candidate> = scheduled
+            .iter()
+            .map(|ti| Candidate {
+                dag_id: ti.dag_id.clone(),
+                pool: ti.pool.clone(),
+                pool_slots: ti.pool_slots,
+                priority_weight: ti.priority_weight,
+                logical_date: ti.logical_date,
+                task_id: ti.task_id.clone(),
+            })
+            .collect();
+        let keys: Vec<TiKey> = select_to_queue(&candidates, &capacity)
+            .into_iter()
+            .map(|i| TiKey {
+                run_pk: scheduled[i].run_pk,
+                task_id: scheduled[i].task_id.clone(),
+            })
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let queued = self.store.queue(&keys, now).await?;
+        let mut runs: HashMap<i64, RunRow> = HashMap::new();
+        for ti in queued {
+            if let std::collections::hash_map::Entry::Vacant(e) = runs.entry(ti.run_pk)
+                && let Some(run) = self.store.run_by_pk(ti.run_pk).await?
+            {
+                e.insert(run);
+            }
+            match runs.get(&ti.run_pk) {
+                Some(run) => {
+                    let run = run.clone();
+                    self.launch(&run, &ti, now).await?
+                }
+                None => warn!(run_pk = ti.run_pk, "queued an instance of a run that vanished"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn capacity(&self) -> Result<Capacity, SchedulerError> {
+        let counts = self.store.active_counts().await?;
+        let pools = self.store.pools().await?;
+        let pool_free = pools
+            .iter()
+            .map(|p| {
+                let used = counts.per_pool.get(&p.name).copied().unwrap_or(0);
+                (p.name.clone(), p.slots - used)
+            })
+            .collect();
+        let dag_free = self
+            .dag_rows
+            .values()
+            .map(|row| {
+                let used = counts.per_dag.get(&row.dag.dag_id).copied().unwrap_or(0);
+                (row.dag.dag_id.clone(), row.dag.max_active_tasks as i64 - used)
+            })
+            .collect();
+        Ok(Capacity {
+            pool_free,
+            dag_free,
+            parallelism_free: self.config.parallelism as i64 - counts.total,
+        })
+    }
+
+    async fn launch(&mut self, run: &RunRow, ti: &TiRow, now: DateTime<Utc>) -> Result<(), SchedulerError> {
+        let cached = self.dags.get(self.store.as_ref(), &run.dag_id, &run.version).await?;
+        let key = TryKey {
+            run_pk: ti.run_pk,
+            task_id: ti.task_id.clone(),
+            try_number: ti.try_number,
+        };
+        let log = log_path(
+            &self.config.logs_folder,
+            &run.tenant,
+            &run.dag_id,
+            &run.run_id,
+            &ti.task_id,
+            ti.try_number,
+        );
+        self.in_flight.insert(
+            (ti.run_pk, ti.task_id.clone()),
+            InFlight {
+                try_number: ti.try_number,
+                max_tries: ti.max_tries,
+                dag: cached.clone(),
+            },
+        );
+        let Some(task) = cached.dag.task(&ti.task_id) else {
+            return self
+                .fail_before_start(key, &log, "task is missing from the run's DAG version", now)
+                .await;
+        };
+        let context = match template_context(run, &cached, ti) {
+            Ok(context) => context,
+            Err(message) => return self.fail_before_start(key, &log, &message, now).await,
+        };
+        match render_task(&cached.dag, task, &context) {
+            Ok(rendered) => {
+                self.executor.launch(LaunchSpec {
+                    key,
+                    rendered,
+                    log_path: log,
+                    timeout: task.execution_timeout,
+                });
+                Ok(())
+            }
+            Err(e) => self.fail_before_start(key, &log, &e.to_string(), now).await,
+        }
+    }
+
+    /// A try that could not be started (bad template, missing task) fails like any other.
+    async fn fail_before_start(
+        &mut self,
+        key: TryKey,
+        log: &std::path::Path,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), SchedulerError> {
+        append_log_line(log, &format!("try {} could not start: {message}", key.try_number));
+        let outcome = ExecOutcome::Failed {
+            exit_code: None,
+            signal: None,
+            message: message.to_string(),
+        };
+        self.record_finish(key, outcome, now).await
+    }
+
+    async fn handle_event(&mut self, event: TryEvent) -> Result<(), SchedulerError> {
+        let now = Utc::now();
+        match event {
+            TryEvent::Started { key, pid } => {
+                let ti_key = TiKey {
+                    run_pk: key.run_pk,
+                    task_id: key.task_id.clone(),
+                };
+                self.store
+                    .mark_running(&ti_key, key.try_number, pid.map(i64::from), &self.config.hostname, now)
+                    .await?;
+                Ok(())
+            }
+            TryEvent::Finished { key, outcome } => self.record_finish(key, outcome, now).await,
+        }
+    }
+
+    async fn record_finish(
+        &mut self,
+        key: TryKey,
+        outcome: ExecOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<(), SchedulerError> {
+        let Some(flight) = self.in_flight.remove(&(key.run_pk, key.task_id.clone())) else {
+            warn!(task_id = %key.task_id, "finish reported for a try not in flight");
+            return Ok(());
+        };
+        let ti_key = TiKey {
+            run_pk: key.run_pk,
+            task_id: key.task_id.clone(),
+        };
+        let Some(task) = flight.dag.dag.task(&key.task_id) else {
+            return Ok(());
+        };
+        let (state, retry_at) = on_try_finished(
+            task,
+            flight.try_number,
+            flight.max_tries,
+            try_outcome(&outcome),
+            now,
+        );
+        let applied = self
+            .store
+            .finish_try(&ti_key, flight.try_number, state, retry_at, now)
+            .await?;
+        if !applied {
+            debug!(task_id = %key.task_id, "try outcome not recorded: instance changed meanwhile");
+        }
+        if let Some(at) = retry_at {
+            self.wake(at);
+        }
+        self.dirty_runs.insert(key.run_pk);
+        Ok(())
+    }
+
+    /// Stop tries whose instance was cleared or marked by someone else meanwhile.
+    async fn stop_tries_changed_elsewhere(&mut self) -> Result<(), SchedulerError> {
+        let keys: Vec<(i64, String, u32)> = self
+            .in_flight
+            .iter()
+            .map(|((pk, task), f)| (*pk, task.clone(), f.try_number))
+            .collect();
+        for (run_pk, task_id, try_number) in keys {
+            let key = TiKey {
+                run_pk,
+                task_id: task_id.clone(),
+            };
+            let still_ours = self
+                .store
+                .task_instance(&key)
+                .await?
+                .is_some_and(|ti| ti.state.is_active() && ti.try_number == try_number);
+            if !still_ours {
+                info!(%task_id, try_number, "stopping a try whose instance changed elsewhere");
+                self.executor.kill(&TryKey {
+                    run_pk,
+                    task_id,
+                    try_number,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Instances left queued or running by a scheduler that stopped without recording their
+    /// end: their try counts as failed (and is retried per `retries`). Their processes, if
+    /// still alive, are not adopted.
+    async fn recover_orphans(&mut self) -> Result<(), SchedulerError> {
+        let now = Utc::now();
+        for ti in self.store.orphaned_task_instances().await? {
+            let Some(run) = self.store.run_by_pk(ti.run_pk).await? else {
+                continue;
+            };
+            let cached = self.dags.get(self.store.as_ref(), &run.dag_id, &run.version).await?;
+            let Some(task) = cached.dag.task(&ti.task_id) else {
+                continue;
+            };
+            let log = log_path(
+                &self.config.logs_folder,
+                &run.tenant,
+                &run.dag_id,
+                &run.run_id,
+                &ti.task_id,
+                ti.try_number,
+            );
+            append_log_line(
+                &log,
+                "the scheduler stopped while this try was in flight; the try is marked failed",
+            );
+            let (state, retry_at) =
+                on_try_finished(task, ti.try_number, ti.max_tries, TryOutcome::Failed, now);
+            let key = TiKey {
+                run_pk: ti.run_pk,
+                task_id: ti.task_id.clone(),
+            };
+            self.store
+                .finish_try(&key, ti.try_number, state, retry_at, now)
+                .await?;
+            warn!(dag_id = %run.dag_id, run_id = %run.run_id, task_id = %ti.task_id, %state, "recovered an orphaned task instance");
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) -> Result<(), SchedulerError> {
+        info!(
+            running = self.in_flight.len(),
+            grace = ?self.config.shutdown_grace,
+            "shutting down"
+        );
+        self.executor.shutdown(self.config.shutdown_grace).await;
+        while let Ok(event) = self.events.try_recv() {
+            self.handle_event(event).await?;
+        }
+        Ok(())
+    }
+}
+
+fn snapshot(ti: &TiRow) -> TiSnapshot {
+    TiSnapshot {
+        task_id: ti.task_id.clone(),
+        state: ti.state,
+        try_number: ti.try_number,
+        retry_at: ti.retry_at,
+    }
+}
+
+fn try_outcome(outcome: &ExecOutcome) -> TryOutcome {
+    match outcome {
+        ExecOutcome::Success => TryOutcome::Success,
+        ExecOutcome::Skipped => TryOutcome::Skipped,
+        ExecOutcome::TimedOut => TryOutcome::TimedOut,
+        ExecOutcome::Failed { .. } | ExecOutcome::Killed => TryOutcome::Failed,
+    }
+}
+
+fn template_context(run: &RunRow, cached: &CachedDag, ti: &TiRow) -> Result<TemplateContext, String> {
+    let conf = match &run.conf {
+        serde_json::Value::Object(map) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    let params = updraft_dag::resolve_params(&cached.dag, &conf).map_err(|e| e.to_string())?;
+    Ok(TemplateContext {
+        tenant: run.tenant.clone(),
+        dag_id: run.dag_id.clone(),
+        run_id: run.run_id.clone(),
+        task_id: ti.task_id.clone(),
+        try_number: ti.try_number,
+        logical_date: run.logical_date,
+        data_interval_start: run.data_interval_start,
+        data_interval_end: run.data_interval_end,
+        conf: run.conf.clone(),
+        params,
+        run_type: run.run_type.to_string(),
+        timezone: cached.dag.timezone,
+    })
+}
+
+fn append_log_line(path: &std::path::Path, line: &str) {
+    use std::io::Write;
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| writeln!(f, "[{}] {line}", Utc::now().to_rfc3339()));
+    if let Err(e) = written {
+        warn!("could not write to {}: {e}", path.display());
+    }
+}

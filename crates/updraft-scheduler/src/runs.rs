@@ -1,0 +1,112 @@
+//! Creating DAG runs. Scheduled, manual and backfill runs all go through [`create_run`], so
+//! every run gets its task instances, parameters and run id the same way.
+
+use chrono::{DateTime, Utc};
+use updraft_core::RunType;
+use updraft_core::timetable::{DataInterval, manual_interval};
+use updraft_dag::Dag;
+use updraft_store::{NewRun, NewTi, RunRow, Store, StoreError};
+
+use crate::SchedulerError;
+
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub run_type: RunType,
+    /// `None`: Airflow's `<run_type>__<logical_date>` form.
+    pub run_id: Option<String>,
+    pub logical_date: DateTime<Utc>,
+    pub interval: DataInterval,
+    pub conf: serde_json::Value,
+}
+
+/// Create a run of `dag` pinned to `version`, after validating `conf` against the DAG's params.
+pub async fn create_run(
+    store: &dyn Store,
+    dag: &Dag,
+    version: &str,
+    request: RunRequest,
+    now: DateTime<Utc>,
+) -> Result<RunRow, SchedulerError> {
+    validate_conf(dag, &request.conf)?;
+    let run_id = request
+        .run_id
+        .unwrap_or_else(|| default_run_id(request.run_type, request.logical_date));
+    let index = updraft_core::index::DagIndex::new(dag);
+    let weights = updraft_core::queue::priority_weights_indexed(dag, &index);
+    let tis: Vec<NewTi> = dag
+        .tasks
+        .iter()
+        .map(|task| NewTi {
+            task_id: task.task_id.clone(),
+            max_tries: updraft_core::retry::initial_max_tries(task),
+            pool: task.pool.clone(),
+            pool_slots: task.pool_slots,
+            priority_weight: weights.get(&task.task_id).copied().unwrap_or(1),
+        })
+        .collect();
+    let new_run = NewRun {
+        dag_id: dag.dag_id.clone(),
+        tenant: dag.tenant.clone(),
+        run_id: run_id.clone(),
+        run_type: request.run_type,
+        version: version.to_string(),
+        logical_date: request.logical_date,
+        data_interval_start: request.interval.start,
+        data_interval_end: request.interval.end,
+        conf: request.conf,
+    };
+    match store.create_run(&new_run, &tis, now).await {
+        Err(StoreError::Conflict(_)) => Err(SchedulerError::RunExists {
+            dag_id: dag.dag_id.clone(),
+            run_id,
+        }),
+        other => Ok(other?),
+    }
+}
+
+/// A manual run, as `dags trigger` and the API create it.
+pub async fn trigger_run(
+    store: &dyn Store,
+    dag_id: &str,
+    run_id: Option<String>,
+    logical_date: Option<DateTime<Utc>>,
+    conf: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<RunRow, SchedulerError> {
+    let row = store
+        .dag(dag_id)
+        .await?
+        .ok_or_else(|| SchedulerError::DagNotFound(dag_id.to_string()))?;
+    let logical_date = logical_date.unwrap_or(now);
+    let request = RunRequest {
+        run_type: RunType::Manual,
+        run_id,
+        logical_date,
+        interval: manual_interval(&row.dag, logical_date),
+        conf,
+    };
+    create_run(store, &row.dag, &row.version, request, now).await
+}
+
+fn default_run_id(run_type: RunType, logical_date: DateTime<Utc>) -> String {
+    match run_type {
+        RunType::Scheduled => updraft_core::runs::scheduled_run_id(logical_date),
+        RunType::Manual => updraft_core::runs::manual_run_id(logical_date),
+        RunType::Backfill => updraft_core::runs::backfill_run_id(logical_date),
+    }
+}
+
+fn validate_conf(dag: &Dag, conf: &serde_json::Value) -> Result<(), SchedulerError> {
+    let invalid = |message: String| SchedulerError::InvalidConf {
+        dag_id: dag.dag_id.clone(),
+        message,
+    };
+    let map = match conf {
+        serde_json::Value::Object(map) => map,
+        serde_json::Value::Null => return Ok(()),
+        _ => return Err(invalid("conf must be a JSON object".to_string())),
+    };
+    updraft_dag::resolve_params(dag, map)
+        .map(|_| ())
+        .map_err(|e| invalid(e.to_string()))
+}

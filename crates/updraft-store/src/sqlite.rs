@@ -1,0 +1,334 @@
+//! SQLite backend (WAL), the embedded default.
+//!
+//! Layout: one *writer* pool holding a single connection, through which every write goes, and
+//! a *reader* pool of a few connections for plain reads (WAL lets readers run alongside the
+//! writer). Funnelling writes through one connection queues them fairly inside the process
+//! instead of leaving them to spin in SQLite's busy handler; transactions that write more than
+//! one statement start with `BEGIN IMMEDIATE`, so they take the write lock up front and never
+//! fail upgrading a read lock, and `busy_timeout` covers other processes (a CLI next to the
+//! scheduler).
+//!
+//! Durability: `journal_mode = WAL`, `synchronous = FULL`, so a method that returned `Ok` has
+//! its transaction on disk. Timestamps are INTEGER microseconds since the Unix epoch, UTC.
+//!
+//! The SQL is split by subject: `dags`, `runs`, `task_instances`, `pools`; the row
+//! decoding lives in `codec`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use updraft_core::{RunState, TaskState};
+use updraft_dag::{Dag, ImportError};
+
+use crate::{
+    ActiveCounts, DagRow, LoadedDagRecord, NewRun, NewTi, PoolRow, Result, RunFilter, RunRow,
+    Store, TiKey, TiRow, TiTransition, TryRow,
+};
+
+mod codec;
+mod dags;
+mod pools;
+mod runs;
+mod task_instances;
+
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections for reads on a file database.
+const READERS: u32 = 4;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// SQLite implementation of [`crate::Store`]. Cloning shares the connections.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (creating if missing) the database file at `path`. The schema is not touched:
+    /// call [`Store::migrate`] before use.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        // The writer connects first so the file exists and is in WAL mode before readers open.
+        let writer = pool_options(1).connect_with(options.clone()).await?;
+        let reader = pool_options(READERS).connect_with(options).await?;
+        tracing::debug!(path = %path.display(), "opened SQLite store");
+        Ok(SqliteStore { writer, reader })
+    }
+
+    /// A private in-memory database, already migrated (for tests and `dags test`).
+    ///
+    /// An in-memory SQLite database lives in its connection, so reads and writes share one
+    /// connection that is never recycled; the data is gone when the store is dropped.
+    pub async fn in_memory() -> Result<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = pool_options(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        let store = SqliteStore {
+            writer: pool.clone(),
+            reader: pool,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Wait for in-flight work, then close every connection (checkpointing the WAL).
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn pool_options(max_connections: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        // Long enough to queue behind a burst of writers without surfacing a timeout.
+        .acquire_timeout(Duration::from_secs(30))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.writer).await?;
+        tracing::debug!("SQLite schema up to date");
+        Ok(())
+    }
+
+    async fn sync_dags(
+        &self,
+        loaded: &[LoadedDagRecord<'_>],
+        errors: &[ImportError],
+        paused_by_default: bool,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        dags::sync(&self.writer, loaded, errors, paused_by_default, now).await
+    }
+
+    async fn dags(&self) -> Result<Vec<DagRow>> {
+        dags::all(&self.reader).await
+    }
+
+    async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
+        dags::one(&self.reader, dag_id).await
+    }
+
+    async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>> {
+        dags::version(&self.reader, dag_id, version).await
+    }
+
+    async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<String>> {
+        dags::source(&self.reader, dag_id, version).await
+    }
+
+    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool> {
+        dags::set_paused(&self.writer, dag_id, paused).await
+    }
+
+    async fn import_errors(&self) -> Result<Vec<ImportError>> {
+        dags::import_errors(&self.reader).await
+    }
+
+    async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow> {
+        runs::create(&self.writer, run, tis, now).await
+    }
+
+    async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>> {
+        runs::by_run_id(&self.reader, dag_id, run_id).await
+    }
+
+    async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>> {
+        runs::by_pk(&self.reader, run_pk).await
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
+        runs::filtered(&self.reader, filter).await
+    }
+
+    async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>> {
+        runs::latest_scheduled(&self.reader, dag_id).await
+    }
+
+    async fn set_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<()> {
+        runs::set_state(&self.writer, run_pk, state, now).await
+    }
+
+    async fn delete_run(&self, run_pk: i64) -> Result<bool> {
+        runs::delete(&self.writer, run_pk).await
+    }
+
+    async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>> {
+        task_instances::of_run(&self.reader, run_pk).await
+    }
+
+    async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>> {
+        task_instances::one(&self.reader, key).await
+    }
+
+    async fn apply_transitions(
+        &self,
+        run_pk: i64,
+        transitions: &[TiTransition],
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        task_instances::apply_transitions(&self.writer, run_pk, transitions, now).await
+    }
+
+    async fn scheduled_task_instances(&self) -> Result<Vec<TiRow>> {
+        task_instances::scheduled(&self.reader).await
+    }
+
+    async fn active_counts(&self) -> Result<ActiveCounts> {
+        task_instances::active_counts(&self.reader).await
+    }
+
+    async fn queue(&self, keys: &[TiKey], now: DateTime<Utc>) -> Result<Vec<TiRow>> {
+        task_instances::queue(&self.writer, keys, now).await
+    }
+
+    async fn mark_running(
+        &self,
+        key: &TiKey,
+        try_number: u32,
+        pid: Option<i64>,
+        hostname: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        task_instances::mark_running(&self.writer, key, try_number, pid, hostname, now).await
+    }
+
+    async fn finish_try(
+        &self,
+        key: &TiKey,
+        try_number: u32,
+        new: TaskState,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        task_instances::finish_try(&self.writer, key, try_number, new, retry_at, now).await
+    }
+
+    async fn set_ti_state(
+        &self,
+        key: &TiKey,
+        state: TaskState,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        task_instances::set_state(&self.writer, key, state, now).await
+    }
+
+    async fn clear(&self, run_pk: i64, task_ids: &[String], now: DateTime<Utc>) -> Result<usize> {
+        task_instances::clear(&self.writer, run_pk, task_ids, now).await
+    }
+
+    async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>> {
+        task_instances::tries(&self.reader, key).await
+    }
+
+    async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>> {
+        task_instances::orphaned(&self.reader).await
+    }
+
+    async fn previous_run_states(
+        &self,
+        dag_id: &str,
+        logical_date: DateTime<Utc>,
+    ) -> Result<Option<HashMap<String, TaskState>>> {
+        task_instances::previous_run_states(&self.reader, dag_id, logical_date).await
+    }
+
+    async fn pools(&self) -> Result<Vec<PoolRow>> {
+        pools::all(&self.reader).await
+    }
+
+    async fn upsert_pool(&self, pool: &PoolRow) -> Result<()> {
+        pools::upsert(&self.writer, pool).await
+    }
+
+    async fn delete_pool(&self, name: &str) -> Result<bool> {
+        pools::delete(&self.writer, name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pragma(pool: &SqlitePool, name: &'static str) -> String {
+        let row: (String,) = sqlx::query_as(match name {
+            "journal_mode" => "SELECT journal_mode FROM pragma_journal_mode",
+            "synchronous" => "SELECT CAST(synchronous AS TEXT) FROM pragma_synchronous",
+            "foreign_keys" => "SELECT CAST(foreign_keys AS TEXT) FROM pragma_foreign_keys",
+            "busy_timeout" => "SELECT CAST(timeout AS TEXT) FROM pragma_busy_timeout",
+            _ => unreachable!(),
+        })
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        row.0
+    }
+
+    #[tokio::test]
+    async fn file_connections_are_durable_wal_with_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("p.db")).await.unwrap();
+        for pool in [&store.writer, &store.reader] {
+            assert_eq!(pragma(pool, "journal_mode").await, "wal");
+            assert_eq!(pragma(pool, "synchronous").await, "2", "FULL");
+            assert_eq!(pragma(pool, "foreign_keys").await, "1");
+            assert_eq!(pragma(pool, "busy_timeout").await, "5000");
+        }
+    }
+
+    async fn query_plan(pool: &SqlitePool, sql: &str) -> String {
+        let explain = sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"));
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(explain).fetch_all(pool).await.unwrap();
+        let details: Vec<String> = rows.into_iter().map(|r| r.3).collect();
+        details.join("\n")
+    }
+
+    /// The queries the scheduler runs every loop must stay index searches as history grows.
+    #[tokio::test]
+    async fn scheduler_loop_queries_use_indexes() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let cases = [
+            (runs::RUNS_OF_DAG_IN_STATES, "dag_run_dag_state"),
+            (runs::RUNS_IN_STATES, "dag_run_state"),
+            (runs::RUNS_OF_DAG, "dag_run_dag_logical_date"),
+            (runs::ALL_RUNS, "dag_run_logical_date"),
+            (task_instances::SCHEDULED, "task_instance_state"),
+            (task_instances::ACTIVE_COUNTS, "task_instance_state"),
+        ];
+        for (sql, index) in cases {
+            let plan = query_plan(&store.writer, sql).await;
+            assert!(plan.contains(index), "{sql}\n{plan}");
+        }
+    }
+
+    #[tokio::test]
+    async fn in_memory_store_is_migrated_and_enforces_foreign_keys() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        assert_eq!(pragma(&store.writer, "foreign_keys").await, "1");
+        assert_eq!(store.pools().await.unwrap().len(), 1);
+    }
+}

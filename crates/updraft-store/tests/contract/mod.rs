@@ -1,0 +1,1421 @@
+//! The backend-neutral contract of [`Store`]: scenarios every backend must pass.
+//!
+//! Each scenario is an `async fn` taking a freshly migrated, empty store. A backend's test
+//! file declares `#[macro_use] mod contract;` and invokes [`contract_tests!`] with an async
+//! function returning `(Box<dyn Store>, guard)`, which generates one test per scenario. The
+//! scenarios that need more than one store (durability across reopen, several processes)
+//! are exposed as building blocks for the backend file to wire up.
+
+#![allow(dead_code)] // each backend test file uses what it needs
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use updraft_core::{RunState, RunType, TaskState};
+use updraft_dag::{Dag, ImportError, Schedule};
+use updraft_store::{
+    LoadedDagRecord, NewRun, NewTi, PoolRow, RunFilter, RunRow, Store, StoreError, TiKey,
+    TiTransition,
+};
+
+/// Generates one `#[tokio::test]` per contract scenario, each on a fresh store from `$fresh`
+/// (an async fn returning `(Box<dyn Store>, G)`; `G` is kept alive for the test).
+macro_rules! contract_tests {
+    ($fresh:path) => {
+        contract_tests!(@each $fresh;
+            migrate_is_idempotent_and_seeds_default_pool,
+            new_dags_follow_paused_by_default,
+            is_paused_upon_creation_overrides_default,
+            existing_dag_keeps_paused_flag_and_tracks_latest_version,
+            versions_are_inserted_once,
+            missing_dags_become_inactive_and_keep_history,
+            import_errors_are_replaced,
+            set_paused_reports_unknown_dag,
+            create_run_creates_queued_run_with_none_instances,
+            create_run_conflicts_on_duplicate_run_id,
+            create_run_needs_a_recorded_version,
+            runs_filter_and_order,
+            latest_scheduled_run_ignores_manual_runs,
+            set_run_state_maintains_dates,
+            delete_run_removes_instances_and_history,
+            apply_transitions_is_conditional,
+            scheduled_task_instances_only_from_running_runs_in_priority_order,
+            queue_starts_a_try_only_for_scheduled_instances,
+            mark_running_is_conditional_on_queued_and_try,
+            finish_try_records_history_and_refuses_stale_tries,
+            finish_try_rejects_states_that_do_not_end_a_try,
+            retry_cycle_keeps_every_try,
+            set_ti_state_forces_and_closes_live_try,
+            clear_resets_instances_and_requeues_run,
+            clear_abandons_live_try,
+            clear_of_unknown_tasks_leaves_run_alone,
+            active_counts_sum_queued_and_running,
+            orphaned_task_instances_are_queued_or_running,
+            previous_run_states_finds_the_run_just_before,
+            pools_crud,
+            timestamps_keep_microseconds,
+        );
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_finishers() {
+            let (store, _guard) = $fresh().await;
+            crate::contract::concurrent_finishers(std::sync::Arc::from(store)).await;
+        }
+    };
+    (@each $fresh:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (store, _guard) = $fresh().await;
+                crate::contract::$name(store.as_ref()).await;
+            }
+        )*
+    };
+}
+
+// ---- fixtures -----------------------------------------------------------------------------
+
+/// `2024-01-01T00:00Z` plus `hours`.
+pub fn t(hours: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap() + Duration::hours(hours)
+}
+
+pub fn dag(dag_id: &str) -> Dag {
+    Dag {
+        dag_id: dag_id.to_string(),
+        tenant: "acme".to_string(),
+        fileloc: format!("acme/{dag_id}.yaml"),
+        description: None,
+        schedule: Schedule::None,
+        timezone: chrono_tz::UTC,
+        start_date: Some(t(0)),
+        end_date: None,
+        catchup: false,
+        max_active_runs: 16,
+        max_active_tasks: 16,
+        tags: vec![],
+        params: Default::default(),
+        env: Default::default(),
+        is_paused_upon_creation: None,
+        tasks: vec![],
+    }
+}
+
+/// Sync exactly `dags` (each with source `source of <dag_id>`); returns their versions.
+pub async fn sync(store: &dyn Store, dags: &[&Dag], paused_by_default: bool) -> Vec<String> {
+    sync_at(store, dags, paused_by_default, t(0)).await
+}
+
+pub async fn sync_at(
+    store: &dyn Store,
+    dags: &[&Dag],
+    paused_by_default: bool,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let versions: Vec<String> = dags.iter().map(|d| d.version()).collect();
+    let sources: Vec<String> = dags
+        .iter()
+        .map(|d| format!("source of {}", d.dag_id))
+        .collect();
+    let records: Vec<LoadedDagRecord<'_>> = dags
+        .iter()
+        .zip(&versions)
+        .zip(&sources)
+        .map(|((dag, version), source)| LoadedDagRecord {
+            dag,
+            version,
+            source,
+        })
+        .collect();
+    store
+        .sync_dags(&records, &[], paused_by_default, now)
+        .await
+        .unwrap();
+    versions
+}
+
+pub fn new_run(dag: &Dag, run_id: &str, run_type: RunType, logical_hour: i64) -> NewRun {
+    NewRun {
+        dag_id: dag.dag_id.clone(),
+        tenant: dag.tenant.clone(),
+        run_id: run_id.to_string(),
+        run_type,
+        version: dag.version(),
+        logical_date: t(logical_hour),
+        data_interval_start: t(logical_hour),
+        data_interval_end: t(logical_hour + 1),
+        conf: serde_json::json!({"k": run_id}),
+    }
+}
+
+pub fn ti(task_id: &str, max_tries: u32) -> NewTi {
+    NewTi {
+        task_id: task_id.to_string(),
+        max_tries,
+        pool: "default_pool".to_string(),
+        pool_slots: 1,
+        priority_weight: 1,
+    }
+}
+
+pub fn key(run: &RunRow, task_id: &str) -> TiKey {
+    TiKey {
+        run_pk: run.id,
+        task_id: task_id.to_string(),
+    }
+}
+
+fn to(task_id: &str, expected: TaskState, new: TaskState) -> TiTransition {
+    TiTransition {
+        task_id: task_id.to_string(),
+        expected,
+        new,
+    }
+}
+
+/// A synced DAG `d` and one running run `r1` with the given instances.
+async fn running_run(store: &dyn Store, tis: &[NewTi]) -> RunRow {
+    let d = dag("d");
+    sync(store, &[&d], false).await;
+    let run = store
+        .create_run(&new_run(&d, "r1", RunType::Manual, 0), tis, t(1))
+        .await
+        .unwrap();
+    store
+        .set_run_state(run.id, RunState::Running, t(1))
+        .await
+        .unwrap();
+    run
+}
+
+/// none → scheduled → queued (new try) → running; returns the try number.
+async fn start_try(store: &dyn Store, run: &RunRow, task_id: &str, now: DateTime<Utc>) -> u32 {
+    let expected = store
+        .task_instance(&key(run, task_id))
+        .await
+        .unwrap()
+        .unwrap()
+        .state;
+    if expected != TaskState::Scheduled {
+        let applied = store
+            .apply_transitions(run.id, &[to(task_id, expected, TaskState::Scheduled)], now)
+            .await
+            .unwrap();
+        assert_eq!(
+            applied, 1,
+            "{task_id} should become scheduled from {expected}"
+        );
+    }
+    let queued = store.queue(&[key(run, task_id)], now).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    let try_number = queued[0].try_number;
+    assert!(
+        store
+            .mark_running(&key(run, task_id), try_number, Some(42), "host-a", now)
+            .await
+            .unwrap()
+    );
+    try_number
+}
+
+async fn ti_state(store: &dyn Store, run: &RunRow, task_id: &str) -> TaskState {
+    store
+        .task_instance(&key(run, task_id))
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+}
+
+// ---- schema and DAGs ----------------------------------------------------------------------
+
+pub async fn migrate_is_idempotent_and_seeds_default_pool(store: &dyn Store) {
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    let pools = store.pools().await.unwrap();
+    assert_eq!(pools.len(), 1);
+    assert_eq!(pools[0].name, "default_pool");
+    assert_eq!(pools[0].slots, 128);
+}
+
+pub async fn new_dags_follow_paused_by_default(store: &dyn Store) {
+    sync(store, &[&dag("a")], true).await;
+    assert!(store.dag("a").await.unwrap().unwrap().is_paused);
+
+    let (a, b) = (dag("a"), dag("b"));
+    sync(store, &[&a, &b], false).await;
+    assert!(
+        store.dag("a").await.unwrap().unwrap().is_paused,
+        "existing keeps"
+    );
+    assert!(!store.dag("b").await.unwrap().unwrap().is_paused);
+}
+
+pub async fn is_paused_upon_creation_overrides_default(store: &dyn Store) {
+    let mut eager = dag("eager");
+    eager.is_paused_upon_creation = Some(false);
+    let mut careful = dag("careful");
+    careful.is_paused_upon_creation = Some(true);
+    sync(store, &[&eager], true).await;
+    sync(store, &[&eager, &careful], false).await;
+    assert!(!store.dag("eager").await.unwrap().unwrap().is_paused);
+    assert!(store.dag("careful").await.unwrap().unwrap().is_paused);
+}
+
+pub async fn existing_dag_keeps_paused_flag_and_tracks_latest_version(store: &dyn Store) {
+    let v1_dag = dag("a");
+    let [v1] = sync_at(store, &[&v1_dag], true, t(0))
+        .await
+        .try_into()
+        .unwrap();
+    assert!(store.set_paused("a", false).await.unwrap());
+
+    let mut v2_dag = dag("a");
+    v2_dag.description = Some("changed".into());
+    let [v2] = sync_at(store, &[&v2_dag], true, t(5))
+        .await
+        .try_into()
+        .unwrap();
+    assert_ne!(v1, v2);
+
+    let row = store.dag("a").await.unwrap().unwrap();
+    assert!(!row.is_paused, "re-sync must not re-pause");
+    assert!(row.is_active);
+    assert_eq!(row.version, v2);
+    assert_eq!(row.dag, v2_dag);
+    assert_eq!(row.last_parsed_at, t(5));
+    assert_eq!(store.dag_version("a", &v1).await.unwrap(), Some(v1_dag));
+    assert_eq!(store.dag_version("a", &v2).await.unwrap(), Some(v2_dag));
+    assert_eq!(store.dags().await.unwrap(), vec![row]);
+
+    assert!(store.set_paused("a", true).await.unwrap());
+    assert!(store.dag("a").await.unwrap().unwrap().is_paused);
+}
+
+pub async fn versions_are_inserted_once(store: &dyn Store) {
+    let d = dag("a");
+    let version = d.version();
+    let sync_source = |source: &'static str| {
+        let record = LoadedDagRecord {
+            dag: &d,
+            version: &version,
+            source,
+        };
+        async move { store.sync_dags(&[record], &[], false, t(0)).await }
+    };
+    sync_source("# first formatting").await.unwrap();
+    sync_source("# second formatting, same definition")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.dag_source("a", &version).await.unwrap().as_deref(),
+        Some("# first formatting")
+    );
+    assert_eq!(store.dag_source("a", "nope").await.unwrap(), None);
+    assert_eq!(store.dag_source("zz", &version).await.unwrap(), None);
+    assert_eq!(store.dag_version("a", "nope").await.unwrap(), None);
+}
+
+pub async fn missing_dags_become_inactive_and_keep_history(store: &dyn Store) {
+    let (a, b) = (dag("a"), dag("b"));
+    sync(store, &[&a, &b], false).await;
+    store.set_paused("b", true).await.unwrap();
+    let run = store
+        .create_run(&new_run(&b, "r1", RunType::Manual, 0), &[ti("x", 1)], t(1))
+        .await
+        .unwrap();
+
+    sync_at(store, &[&a], false, t(9)).await;
+    let dags = store.dags().await.unwrap();
+    assert_eq!(dags.len(), 2, "inactive DAGs stay listed");
+    let gone = store.dag("b").await.unwrap().unwrap();
+    assert!(!gone.is_active);
+    assert_eq!(gone.last_parsed_at, t(0), "not parsed since");
+    assert!(store.dag("a").await.unwrap().unwrap().is_active);
+    assert_eq!(store.run_by_pk(run.id).await.unwrap(), Some(run.clone()));
+    assert_eq!(store.task_instances(run.id).await.unwrap().len(), 1);
+    assert_eq!(
+        store.dag_version("b", &b.version()).await.unwrap(),
+        Some(b.clone())
+    );
+
+    sync(store, &[&a, &b], false).await;
+    let back = store.dag("b").await.unwrap().unwrap();
+    assert!(back.is_active);
+    assert!(back.is_paused, "paused flag survives absence");
+
+    sync(store, &[], false).await;
+    assert!(store.dags().await.unwrap().iter().all(|d| !d.is_active));
+}
+
+pub async fn import_errors_are_replaced(store: &dyn Store) {
+    let err = |filename: &str, line: Option<u32>, column: Option<u32>| ImportError {
+        tenant: "acme".into(),
+        filename: filename.into(),
+        line,
+        column,
+        message: format!("bad {filename}"),
+    };
+    let first = vec![err("b.yaml", Some(3), Some(7)), err("a.yaml", None, None)];
+    store.sync_dags(&[], &first, false, t(0)).await.unwrap();
+    assert_eq!(store.import_errors().await.unwrap(), first);
+
+    let second = vec![err("c.yaml", Some(1), None)];
+    store.sync_dags(&[], &second, false, t(1)).await.unwrap();
+    assert_eq!(store.import_errors().await.unwrap(), second);
+
+    store.sync_dags(&[], &[], false, t(2)).await.unwrap();
+    assert!(store.import_errors().await.unwrap().is_empty());
+}
+
+pub async fn set_paused_reports_unknown_dag(store: &dyn Store) {
+    assert!(!store.set_paused("ghost", true).await.unwrap());
+    assert_eq!(store.dag("ghost").await.unwrap(), None);
+}
+
+// ---- runs ---------------------------------------------------------------------------------
+
+pub async fn create_run_creates_queued_run_with_none_instances(store: &dyn Store) {
+    let d = dag("d");
+    sync(store, &[&d], false).await;
+    let spec = new_run(&d, "manual__1", RunType::Manual, 3);
+    let mut heavy = ti("heavy", 3);
+    heavy.pool = "big".into();
+    heavy.pool_slots = 4;
+    heavy.priority_weight = 10;
+    let run = store
+        .create_run(&spec, &[ti("light", 1), heavy], t(4))
+        .await
+        .unwrap();
+
+    assert_eq!(run.dag_id, "d");
+    assert_eq!(run.tenant, "acme");
+    assert_eq!(run.run_id, "manual__1");
+    assert_eq!(run.run_type, RunType::Manual);
+    assert_eq!(run.state, RunState::Queued);
+    assert_eq!(run.version, d.version());
+    assert_eq!(run.logical_date, t(3));
+    assert_eq!(run.data_interval_start, t(3));
+    assert_eq!(run.data_interval_end, t(4));
+    assert_eq!(run.conf, serde_json::json!({"k": "manual__1"}));
+    assert_eq!(run.queued_at, t(4));
+    assert_eq!((run.start_date, run.end_date), (None, None));
+    assert_eq!(
+        store.run("d", "manual__1").await.unwrap(),
+        Some(run.clone())
+    );
+    assert_eq!(store.run_by_pk(run.id).await.unwrap(), Some(run.clone()));
+    assert_eq!(store.run("d", "other").await.unwrap(), None);
+    assert_eq!(store.run_by_pk(run.id + 1000).await.unwrap(), None);
+
+    let tis = store.task_instances(run.id).await.unwrap();
+    assert_eq!(tis.len(), 2);
+    let heavy = tis.iter().find(|t| t.task_id == "heavy").unwrap();
+    assert_eq!(heavy.run_pk, run.id);
+    assert_eq!(heavy.dag_id, "d");
+    assert_eq!(heavy.run_id, "manual__1");
+    assert_eq!(heavy.tenant, "acme");
+    assert_eq!(heavy.state, TaskState::None);
+    assert_eq!(heavy.try_number, 0);
+    assert_eq!(heavy.max_tries, 3);
+    assert_eq!(heavy.pool, "big");
+    assert_eq!(heavy.pool_slots, 4);
+    assert_eq!(heavy.priority_weight, 10);
+    assert_eq!(heavy.logical_date, t(3));
+    assert_eq!(
+        (
+            heavy.queued_at,
+            heavy.start_date,
+            heavy.end_date,
+            heavy.retry_at
+        ),
+        (None, None, None, None)
+    );
+    assert_eq!((heavy.pid, heavy.hostname.as_deref()), (None, None));
+    assert_eq!(
+        store
+            .task_instance(&key(&run, "heavy"))
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(heavy)
+    );
+    assert_eq!(store.task_instance(&key(&run, "nope")).await.unwrap(), None);
+    assert!(store.tries(&key(&run, "heavy")).await.unwrap().is_empty());
+}
+
+pub async fn create_run_conflicts_on_duplicate_run_id(store: &dyn Store) {
+    let (d, e) = (dag("d"), dag("e"));
+    sync(store, &[&d, &e], false).await;
+    let spec = new_run(&d, "r1", RunType::Manual, 0);
+    let first = store.create_run(&spec, &[ti("a", 1)], t(1)).await.unwrap();
+
+    let again = store
+        .create_run(&spec, &[ti("a", 1), ti("b", 1)], t(2))
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(
+        store.runs(&RunFilter::default()).await.unwrap(),
+        vec![first.clone()]
+    );
+    assert_eq!(store.task_instances(first.id).await.unwrap().len(), 1);
+
+    // Duplicate task ids roll the whole run back.
+    let dup = store
+        .create_run(
+            &new_run(&d, "r2", RunType::Manual, 1),
+            &[ti("a", 1), ti("a", 1)],
+            t(2),
+        )
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert_eq!(store.run("d", "r2").await.unwrap(), None);
+
+    // The same run_id in another DAG is fine.
+    store
+        .create_run(&new_run(&e, "r1", RunType::Manual, 0), &[], t(1))
+        .await
+        .unwrap();
+}
+
+pub async fn create_run_needs_a_recorded_version(store: &dyn Store) {
+    let d = dag("d");
+    let missing = store
+        .create_run(&new_run(&d, "r1", RunType::Manual, 0), &[ti("a", 1)], t(1))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+    assert!(store.runs(&RunFilter::default()).await.unwrap().is_empty());
+}
+
+pub async fn runs_filter_and_order(store: &dyn Store) {
+    let (d, e) = (dag("d"), dag("e"));
+    sync(store, &[&d, &e], false).await;
+    let mut made = HashMap::new();
+    for (dag, run_id, hour) in [(&d, "d1", 1), (&d, "d3", 3), (&d, "d2", 2), (&e, "e1", 5)] {
+        let run = store
+            .create_run(
+                &new_run(dag, run_id, RunType::Scheduled, hour),
+                &[],
+                t(hour),
+            )
+            .await
+            .unwrap();
+        made.insert(run_id, run.id);
+    }
+    store
+        .set_run_state(made["d2"], RunState::Success, t(9))
+        .await
+        .unwrap();
+    let ids = |runs: Vec<RunRow>| runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+
+    let all = store.runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(ids(all), ["e1", "d3", "d2", "d1"]);
+    let only_d = RunFilter {
+        dag_id: Some("d".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(store.runs(&only_d).await.unwrap()), ["d3", "d2", "d1"]);
+    let limited = RunFilter {
+        limit: Some(2),
+        ..only_d.clone()
+    };
+    assert_eq!(ids(store.runs(&limited).await.unwrap()), ["d3", "d2"]);
+    let queued = RunFilter {
+        states: vec![RunState::Queued],
+        ..only_d.clone()
+    };
+    assert_eq!(ids(store.runs(&queued).await.unwrap()), ["d3", "d1"]);
+    let finished = RunFilter {
+        states: vec![RunState::Success, RunState::Failed],
+        ..Default::default()
+    };
+    assert_eq!(ids(store.runs(&finished).await.unwrap()), ["d2"]);
+    let nothing = RunFilter {
+        dag_id: Some("ghost".into()),
+        ..Default::default()
+    };
+    assert!(store.runs(&nothing).await.unwrap().is_empty());
+}
+
+pub async fn latest_scheduled_run_ignores_manual_runs(store: &dyn Store) {
+    let d = dag("d");
+    sync(store, &[&d], false).await;
+    assert_eq!(store.latest_scheduled_run("d").await.unwrap(), None);
+    store
+        .create_run(&new_run(&d, "s1", RunType::Scheduled, 1), &[], t(1))
+        .await
+        .unwrap();
+    let backfill = store
+        .create_run(&new_run(&d, "b5", RunType::Backfill, 5), &[], t(2))
+        .await
+        .unwrap();
+    store
+        .create_run(&new_run(&d, "s3", RunType::Scheduled, 3), &[], t(3))
+        .await
+        .unwrap();
+    store
+        .create_run(&new_run(&d, "m9", RunType::Manual, 9), &[], t(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.latest_scheduled_run("d").await.unwrap(),
+        Some(backfill)
+    );
+    assert_eq!(store.latest_scheduled_run("other").await.unwrap(), None);
+}
+
+pub async fn set_run_state_maintains_dates(store: &dyn Store) {
+    let d = dag("d");
+    sync(store, &[&d], false).await;
+    let run = store
+        .create_run(&new_run(&d, "r", RunType::Manual, 0), &[], t(1))
+        .await
+        .unwrap();
+    let get = || async { store.run_by_pk(run.id).await.unwrap().unwrap() };
+
+    store
+        .set_run_state(run.id, RunState::Running, t(2))
+        .await
+        .unwrap();
+    let r = get().await;
+    assert_eq!(
+        (r.state, r.start_date, r.end_date),
+        (RunState::Running, Some(t(2)), None)
+    );
+
+    store
+        .set_run_state(run.id, RunState::Running, t(3))
+        .await
+        .unwrap();
+    assert_eq!(get().await.start_date, Some(t(2)), "start_date set once");
+
+    store
+        .set_run_state(run.id, RunState::Failed, t(4))
+        .await
+        .unwrap();
+    let r = get().await;
+    assert_eq!(
+        (r.state, r.start_date, r.end_date),
+        (RunState::Failed, Some(t(2)), Some(t(4)))
+    );
+
+    store
+        .set_run_state(run.id, RunState::Queued, t(5))
+        .await
+        .unwrap();
+    let r = get().await;
+    assert_eq!((r.state, r.end_date), (RunState::Queued, None));
+    assert_eq!(r.queued_at, t(5), "re-queued");
+
+    store
+        .set_run_state(run.id, RunState::Running, t(6))
+        .await
+        .unwrap();
+    store
+        .set_run_state(run.id, RunState::Success, t(7))
+        .await
+        .unwrap();
+    let r = get().await;
+    assert_eq!(
+        (r.state, r.start_date, r.end_date),
+        (RunState::Success, Some(t(2)), Some(t(7)))
+    );
+
+    let missing = store
+        .set_run_state(run.id + 99, RunState::Running, t(8))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+}
+
+pub async fn delete_run_removes_instances_and_history(store: &dyn Store) {
+    let run = running_run(store, &[ti("a", 1), ti("b", 1)]).await;
+    let try_number = start_try(store, &run, "a", t(2)).await;
+    store
+        .finish_try(&key(&run, "a"), try_number, TaskState::Success, None, t(3))
+        .await
+        .unwrap();
+
+    assert!(store.delete_run(run.id).await.unwrap());
+    assert_eq!(store.run_by_pk(run.id).await.unwrap(), None);
+    assert!(store.task_instances(run.id).await.unwrap().is_empty());
+    assert!(store.tries(&key(&run, "a")).await.unwrap().is_empty());
+    assert!(!store.delete_run(run.id).await.unwrap());
+
+    // The run_id is free again.
+    let d = dag("d");
+    store
+        .create_run(&new_run(&d, "r1", RunType::Manual, 0), &[ti("a", 1)], t(4))
+        .await
+        .unwrap();
+}
+
+// ---- task instances -----------------------------------------------------------------------
+
+pub async fn apply_transitions_is_conditional(store: &dyn Store) {
+    let run = running_run(store, &[ti("a", 1), ti("b", 1), ti("c", 1)]).await;
+    let applied = store
+        .apply_transitions(
+            run.id,
+            &[
+                to("a", TaskState::None, TaskState::Scheduled),
+                to("b", TaskState::None, TaskState::Skipped),
+                to("c", TaskState::Scheduled, TaskState::UpstreamFailed), // stale: c is none
+                to("ghost", TaskState::None, TaskState::Scheduled),
+            ],
+            t(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied, 2);
+    let tis = store.task_instances(run.id).await.unwrap();
+    let by_id: HashMap<_, _> = tis.iter().map(|t| (t.task_id.as_str(), t)).collect();
+    assert_eq!(by_id["a"].state, TaskState::Scheduled);
+    assert_eq!(by_id["a"].end_date, None, "non-terminal: no end_date");
+    assert_eq!(by_id["b"].state, TaskState::Skipped);
+    assert_eq!(by_id["b"].end_date, Some(t(2)), "terminal: end_date");
+    assert_eq!(by_id["c"].state, TaskState::None);
+
+    // Applying the same decision twice: the second is stale.
+    let again = store
+        .apply_transitions(
+            run.id,
+            &[to("a", TaskState::None, TaskState::Scheduled)],
+            t(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    assert_eq!(store.apply_transitions(run.id, &[], t(3)).await.unwrap(), 0);
+
+    // Transitions are scoped to their run.
+    let other = store
+        .apply_transitions(
+            run.id + 1,
+            &[to("c", TaskState::None, TaskState::Removed)],
+            t(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(other, 0);
+    assert_eq!(ti_state(store, &run, "c").await, TaskState::None);
+}
+
+pub async fn scheduled_task_instances_only_from_running_runs_in_priority_order(store: &dyn Store) {
+    let d = dag("d");
+    sync(store, &[&d], false).await;
+    let weighted = |id: &str, w: i64| NewTi {
+        priority_weight: w,
+        ..ti(id, 1)
+    };
+    let mut runs = vec![];
+    for (run_id, hour) in [("late", 5), ("early", 1), ("idle", 0)] {
+        let run = store
+            .create_run(
+                &new_run(&d, run_id, RunType::Scheduled, hour),
+                &[weighted("lo", 1), weighted("hi", 9), weighted("none", 50)],
+                t(hour),
+            )
+            .await
+            .unwrap();
+        let sched = [
+            to("lo", TaskState::None, TaskState::Scheduled),
+            to("hi", TaskState::None, TaskState::Scheduled),
+        ];
+        store.apply_transitions(run.id, &sched, t(6)).await.unwrap();
+        runs.push(run);
+    }
+    for run in &runs[..2] {
+        store
+            .set_run_state(run.id, RunState::Running, t(6))
+            .await
+            .unwrap();
+    }
+    let got: Vec<(String, String)> = store
+        .scheduled_task_instances()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|ti| (ti.task_id, ti.run_id))
+        .collect();
+    let want = [
+        ("hi", "early"),
+        ("hi", "late"),
+        ("lo", "early"),
+        ("lo", "late"),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(got, want);
+}
+
+pub async fn queue_starts_a_try_only_for_scheduled_instances(store: &dyn Store) {
+    let run = running_run(store, &[ti("a", 2), ti("b", 2)]).await;
+    store
+        .apply_transitions(
+            run.id,
+            &[to("a", TaskState::None, TaskState::Scheduled)],
+            t(2),
+        )
+        .await
+        .unwrap();
+    let queued = store
+        .queue(&[key(&run, "a"), key(&run, "b"), key(&run, "ghost")], t(3))
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1, "b was not scheduled");
+    let a = &queued[0];
+    assert_eq!(
+        (a.task_id.as_str(), a.state, a.try_number),
+        ("a", TaskState::Queued, 1)
+    );
+    assert_eq!(a.queued_at, Some(t(3)));
+    assert_eq!(
+        store.task_instance(&key(&run, "a")).await.unwrap().as_ref(),
+        Some(a)
+    );
+    assert_eq!(ti_state(store, &run, "b").await, TaskState::None);
+
+    let tries = store.tries(&key(&run, "a")).await.unwrap();
+    assert_eq!(tries.len(), 1, "the current try is in the history");
+    assert_eq!(
+        (tries[0].try_number, tries[0].state),
+        (1, TaskState::Queued)
+    );
+
+    assert!(
+        store
+            .queue(&[key(&run, "a")], t(4))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.queue(&[], t(4)).await.unwrap().is_empty());
+}
+
+pub async fn mark_running_is_conditional_on_queued_and_try(store: &dyn Store) {
+    let run = running_run(store, &[ti("a", 2)]).await;
+    let k = key(&run, "a");
+    assert!(
+        !store.mark_running(&k, 0, None, "h", t(2)).await.unwrap(),
+        "not queued"
+    );
+    store
+        .apply_transitions(
+            run.id,
+            &[to("a", TaskState::None, TaskState::Scheduled)],
+            t(2),
+        )
+        .await
+        .unwrap();
+    store.queue(std::slice::from_ref(&k), t(2)).await.unwrap();
+
+    assert!(
+        !store.mark_running(&k, 2, Some(1), "h", t(3)).await.unwrap(),
+        "wrong try"
+    );
+    assert!(
+        store
+            .mark_running(&k, 1, Some(4242), "worker-1", t(3))
+            .await
+            .unwrap()
+    );
+    let row = store.task_instance(&k).await.unwrap().unwrap();
+    assert_eq!(row.state, TaskState::Running);
+    assert_eq!(row.start_date, Some(t(3)));
+    assert_eq!(row.pid, Some(4242));
+    assert_eq!(row.hostname.as_deref(), Some("worker-1"));
+    assert!(
+        !store.mark_running(&k, 1, Some(1), "h", t(4)).await.unwrap(),
+        "already running"
+    );
+
+    let tries = store.tries(&k).await.unwrap();
+    assert_eq!(tries.len(), 1);
+    assert_eq!(tries[0].state, TaskState::Running);
+    assert_eq!(tries[0].start_date, Some(t(3)));
+    assert_eq!(tries[0].hostname.as_deref(), Some("worker-1"));
+}
+
+pub async fn finish_try_records_history_and_refuses_stale_tries(store: &dyn Store) {
+    let run = running_run(store, &[ti("a", 1), ti("q", 1)]).await;
+    let k = key(&run, "a");
+    let n = start_try(store, &run, "a", t(2)).await;
+
+    assert!(
+        !store
+            .finish_try(&k, n + 1, TaskState::Success, None, t(3))
+            .await
+            .unwrap()
+    );
+    assert_eq!(ti_state(store, &run, "a").await, TaskState::Running);
+
+    assert!(
+        store
+            .finish_try(&k, n, TaskState::Success, None, t(3))
+            .await
+            .unwrap()
+    );
+    let row = store.task_instance(&k).await.unwrap().unwrap();
+    assert_eq!(
+        (row.state, row.end_date, row.retry_at),
+        (TaskState::Success, Some(t(3)), None)
+    );
+    let tries = store.tries(&k).await.unwrap();
+    assert_eq!(tries.len(), 1);
+    let tr = &tries[0];
+    assert_eq!(
+        (tr.run_pk, tr.task_id.as_str(), tr.try_number),
+        (run.id, "a", n)
+    );
+    assert_eq!(tr.state, TaskState::Success);
+    assert_eq!((tr.start_date, tr.end_date), (Some(t(2)), Some(t(3))));
+    assert_eq!(tr.hostname.as_deref(), Some("host-a"));
+
+    // Finished already: a late second report does not apply.
+    assert!(
+        !store
+            .finish_try(&k, n, TaskState::Failed, None, t(4))
+            .await
+            .unwrap()
+    );
+    assert_eq!(ti_state(store, &run, "a").await, TaskState::Success);
+
+    // A queued try may finish without having run (the executor could not start it).
+    store
+        .apply_transitions(
+            run.id,
+            &[to("q", TaskState::None, TaskState::Scheduled)],
+            t(5),
+        )
+        .await
+        .unwrap();
+    let q = store
+        .queue(&[key(&run, "q")], t(5))
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        store
+            .finish_try(&key(&run, "q"), q.try_number, TaskState::Failed, None, t(6))
+            .await
+            .unwrap()
+    );
+    let tries = store.tries(&key(&run, "q")).await.unwrap();
+    assert_eq!(
+        (tries[0].state, tries[0].start_date),
+        (TaskState::Failed, None)
+    );
+}
+
+pub async fn finish_try_rejects_states_that_do_not_end_a_try(store: &dyn Store) {
+    let run = running_run(store, &[ti("a", 1)]).await;
+    let n = start_try(store, &run, "a", t(2)).await;
+    for bad in [
+        TaskState::Running,
+        TaskState::None,
+        TaskState::Scheduled,
+        TaskState::Queued,
+    ] {
+        let res = store.finish_try(&key(&run, "a"), n, bad, None, t(3)).await;
+        assert!(matches!(res, Err(StoreError::Invalid(_))), "{bad}: {res:?}");
+    }
+    assert_eq!(ti_state(store, &run, "a").await, TaskState::Running);
+}
+
+pub async fn retry_cycle_keeps_every_try(store: &dyn Store) {
+    let run = running_run(store, &[ti("a", 2)]).await;
+    let k = key(&run, "a");
+    let first = start_try(store, &run, "a", t(2)).await;
+    assert_eq!(first, 1);
+    let retry_at = t(3) + Duration::minutes(5);
+    assert!(
+        store
+            .finish_try(&k, first, TaskState::UpForRetry, Some(retry_at), t(3))
+            .await
+            .unwrap()
+    );
+    let row = store.task_instance(&k).await.unwrap().unwrap();
+    assert_eq!(
+        (row.state, row.retry_at),
+        (TaskState::UpForRetry, Some(retry_at))
+    );
+    assert_eq!(row.end_date, Some(t(3)));
+
+    let second = start_try(store, &run, "a", t(4)).await;
+    assert_eq!(second, 2);
+    let row = store.task_instance(&k).await.unwrap().unwrap();
+    assert_eq!(
+        (row.retry_at, row.end_date),
+        (None, None),
+        "a new try starts clean"
+    );
+    assert_eq!(row.start_date, Some(t(4)));
+    assert_eq!(row.max_tries, 2);
+
+    assert!(
+        store
+            .finish_try(&k, second, TaskState::Failed, None, t(5))
+            .await
+            .unwrap()
+    );
+    let tries = store.tries(&k).await.unwrap();
+    let summary: Vec<_> = tries
+        .iter()
+        .map(|t| (t.try_number, t.state, t.end_date))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, TaskState::UpForRetry, Some(t(3))),
+            (2, TaskState::Failed, Some(t(5)))
+        ]
+    );
+}
+
+pub async fn set_ti_state_forces_and_closes_live_try(store: &dyn Store) {
+    let run = running_run(store, &[ti("a", 1), ti("b", 1)]).await;
+    let k = key(&run, "a");
+    let n = start_try(store, &run, "a", t(2)).await;
+
+    assert!(
+        store
+            .set_ti_state(&k, TaskState::Success, t(3))
+            .await
+            .unwrap()
+    );
+    let row = store.task_instance(&k).await.unwrap().unwrap();
+    assert_eq!((row.state, row.end_date), (TaskState::Success, Some(t(3))));
+    let tries = store.tries(&k).await.unwrap();
+    assert_eq!(
+        (tries[0].state, tries[0].end_date),
+        (TaskState::Success, Some(t(3)))
+    );
+    // The process reporting afterwards is too late.
+    assert!(
+        !store
+            .finish_try(&k, n, TaskState::Failed, None, t(4))
+            .await
+            .unwrap()
+    );
+
+    // Never-run instances can be forced too; no try appears.
+    assert!(
+        store
+            .set_ti_state(&key(&run, "b"), TaskState::Failed, t(4))
+            .await
+            .unwrap()
+    );
+    assert_eq!(ti_state(store, &run, "b").await, TaskState::Failed);
+    assert!(store.tries(&key(&run, "b")).await.unwrap().is_empty());
+
+    assert!(
+        !store
+            .set_ti_state(&key(&run, "ghost"), TaskState::Failed, t(4))
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn clear_resets_instances_and_requeues_run(store: &dyn Store) {
+    let run = running_run(store, &[ti("a", 2), ti("b", 1), ti("c", 1)]).await;
+    let ka = key(&run, "a");
+    let n1 = start_try(store, &run, "a", t(2)).await;
+    store
+        .finish_try(&ka, n1, TaskState::UpForRetry, None, t(3))
+        .await
+        .unwrap();
+    let n2 = start_try(store, &run, "a", t(4)).await;
+    store
+        .finish_try(&ka, n2, TaskState::Failed, None, t(5))
+        .await
+        .unwrap();
+    let nb = start_try(store, &run, "b", t(4)).await;
+    store
+        .finish_try(&key(&run, "b"), nb, TaskState::Success, None, t(5))
+        .await
+        .unwrap();
+    store
+        .set_run_state(run.id, RunState::Failed, t(6))
+        .await
+        .unwrap();
+
+    let cleared = store
+        .clear(run.id, &["a".to_string(), "ghost".to_string()], t(7))
+        .await
+        .unwrap();
+    assert_eq!(cleared, 1);
+
+    let a = store.task_instance(&ka).await.unwrap().unwrap();
+    assert_eq!(a.state, TaskState::None);
+    assert_eq!(a.try_number, 2, "try numbers keep counting");
+    assert_eq!(
+        a.max_tries, 4,
+        "two more tries: the task's full retries again"
+    );
+    assert_eq!(
+        (a.queued_at, a.start_date, a.end_date, a.retry_at, a.pid),
+        (None, None, None, None, None)
+    );
+    assert_eq!(store.tries(&ka).await.unwrap().len(), 2, "history kept");
+    assert_eq!(
+        ti_state(store, &run, "b").await,
+        TaskState::Success,
+        "not cleared"
+    );
+
+    let r = store.run_by_pk(run.id).await.unwrap().unwrap();
+    assert_eq!((r.state, r.end_date), (RunState::Queued, None));
+    assert_eq!(r.queued_at, t(7));
+
+    // The cleared instance runs again as try 3.
+    store
+        .set_run_state(run.id, RunState::Running, t(8))
+        .await
+        .unwrap();
+    assert_eq!(start_try(store, &run, "a", t(8)).await, 3);
+
+    // Clearing a never-run instance keeps its original budget.
+    store.clear(run.id, &["c".to_string()], t(9)).await.unwrap();
+    assert_eq!(
+        store
+            .task_instance(&key(&run, "c"))
+            .await
+            .unwrap()
+            .unwrap()
+            .max_tries,
+        1
+    );
+}
+
+pub async fn clear_abandons_live_try(store: &dyn Store) {
+    let run = running_run(store, &[ti("a", 1)]).await;
+    let k = key(&run, "a");
+    let n = start_try(store, &run, "a", t(2)).await;
+    assert_eq!(
+        store.clear(run.id, &["a".to_string()], t(3)).await.unwrap(),
+        1
+    );
+
+    let tries = store.tries(&k).await.unwrap();
+    assert_eq!(tries.len(), 1);
+    assert_eq!(
+        (tries[0].state, tries[0].end_date),
+        (TaskState::Running, Some(t(3)))
+    );
+    // The abandoned process's report must not touch the cleared instance.
+    assert!(
+        !store
+            .finish_try(&k, n, TaskState::Success, None, t(4))
+            .await
+            .unwrap()
+    );
+    let row = store.task_instance(&k).await.unwrap().unwrap();
+    assert_eq!((row.state, row.max_tries), (TaskState::None, 2));
+}
+
+pub async fn clear_of_unknown_tasks_leaves_run_alone(store: &dyn Store) {
+    let run = running_run(store, &[ti("a", 1)]).await;
+    store
+        .set_run_state(run.id, RunState::Success, t(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .clear(run.id, &["ghost".to_string()], t(6))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.clear(run.id, &[], t(6)).await.unwrap(), 0);
+    let r = store.run_by_pk(run.id).await.unwrap().unwrap();
+    assert_eq!((r.state, r.end_date), (RunState::Success, Some(t(5))));
+}
+
+pub async fn active_counts_sum_queued_and_running(store: &dyn Store) {
+    assert_eq!(store.active_counts().await.unwrap().total, 0);
+    let (d, e) = (dag("d"), dag("e"));
+    sync(store, &[&d, &e], false).await;
+    let big = |id: &str| NewTi {
+        pool: "big".into(),
+        pool_slots: 3,
+        ..ti(id, 1)
+    };
+    let rd = store
+        .create_run(
+            &new_run(&d, "r", RunType::Manual, 0),
+            &[big("q"), ti("r", 1), ti("s", 1), ti("done", 1)],
+            t(0),
+        )
+        .await
+        .unwrap();
+    let re = store
+        .create_run(&new_run(&e, "r", RunType::Manual, 0), &[big("x")], t(0))
+        .await
+        .unwrap();
+    for run in [&rd, &re] {
+        store
+            .set_run_state(run.id, RunState::Running, t(1))
+            .await
+            .unwrap();
+    }
+    // d: q queued (big, 3), r running (default, 1), s scheduled, done success. e: x running.
+    let sched: Vec<_> = ["q", "r", "s", "done"]
+        .iter()
+        .map(|id| to(id, TaskState::None, TaskState::Scheduled))
+        .collect();
+    store.apply_transitions(rd.id, &sched, t(1)).await.unwrap();
+    store.queue(&[key(&rd, "q")], t(1)).await.unwrap();
+    start_try(store, &rd, "r", t(1)).await;
+    let n = start_try(store, &rd, "done", t(1)).await;
+    store
+        .finish_try(&key(&rd, "done"), n, TaskState::Success, None, t(2))
+        .await
+        .unwrap();
+    start_try(store, &re, "x", t(1)).await;
+
+    let counts = store.active_counts().await.unwrap();
+    assert_eq!(counts.total, 3);
+    assert_eq!(
+        counts.per_pool,
+        HashMap::from([("big".into(), 6), ("default_pool".into(), 1)])
+    );
+    assert_eq!(
+        counts.per_dag,
+        HashMap::from([("d".into(), 2), ("e".into(), 1)])
+    );
+}
+
+pub async fn orphaned_task_instances_are_queued_or_running(store: &dyn Store) {
+    let run = running_run(store, &[ti("q", 1), ti("r", 1), ti("s", 1), ti("f", 1)]).await;
+    let sched: Vec<_> = ["q", "r", "s", "f"]
+        .iter()
+        .map(|id| to(id, TaskState::None, TaskState::Scheduled))
+        .collect();
+    store.apply_transitions(run.id, &sched, t(1)).await.unwrap();
+    store.queue(&[key(&run, "q")], t(1)).await.unwrap();
+    start_try(store, &run, "r", t(1)).await;
+    let n = start_try(store, &run, "f", t(1)).await;
+    store
+        .finish_try(&key(&run, "f"), n, TaskState::Failed, None, t(2))
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = store
+        .orphaned_task_instances()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|ti| (ti.task_id, ti.state))
+        .collect();
+    ids.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        ids,
+        [
+            ("q".into(), TaskState::Queued),
+            ("r".into(), TaskState::Running)
+        ]
+    );
+}
+
+pub async fn previous_run_states_finds_the_run_just_before(store: &dyn Store) {
+    let (d, e) = (dag("d"), dag("e"));
+    sync(store, &[&d, &e], false).await;
+    assert_eq!(store.previous_run_states("d", t(10)).await.unwrap(), None);
+
+    let mk = |dag: &Dag, run_id: &str, hour: i64, tis: Vec<NewTi>| {
+        let spec = new_run(dag, run_id, RunType::Scheduled, hour);
+        async move { store.create_run(&spec, &tis, t(hour)).await.unwrap() }
+    };
+    let older = mk(&d, "h1", 1, vec![ti("a", 1)]).await;
+    let prev = mk(&d, "h3", 3, vec![ti("a", 1), ti("b", 1)]).await;
+    mk(&d, "h5", 5, vec![ti("a", 1)]).await;
+    mk(&e, "h4", 4, vec![ti("z", 1)]).await;
+    store
+        .set_ti_state(&key(&older, "a"), TaskState::Failed, t(6))
+        .await
+        .unwrap();
+    store
+        .set_ti_state(&key(&prev, "a"), TaskState::Success, t(6))
+        .await
+        .unwrap();
+
+    let states = store.previous_run_states("d", t(5)).await.unwrap().unwrap();
+    assert_eq!(
+        states,
+        HashMap::from([
+            ("a".into(), TaskState::Success),
+            ("b".into(), TaskState::None)
+        ])
+    );
+    let first = store.previous_run_states("d", t(3)).await.unwrap().unwrap();
+    assert_eq!(first, HashMap::from([("a".into(), TaskState::Failed)]));
+    assert_eq!(
+        store.previous_run_states("d", t(1)).await.unwrap(),
+        None,
+        "strictly before"
+    );
+
+    // A previous run without task instances is still a previous run.
+    mk(&e, "h6", 6, vec![]).await;
+    assert_eq!(
+        store.previous_run_states("e", t(7)).await.unwrap(),
+        Some(HashMap::new())
+    );
+}
+
+// ---- pools --------------------------------------------------------------------------------
+
+pub async fn pools_crud(store: &dyn Store) {
+    let pool = |name: &str, slots: i64, description: &str| PoolRow {
+        name: name.into(),
+        slots,
+        description: description.into(),
+    };
+    store
+        .upsert_pool(&pool("default_pool", 32, "from config"))
+        .await
+        .unwrap();
+    store.upsert_pool(&pool("gpu", 2, "GPUs")).await.unwrap();
+    store
+        .upsert_pool(&pool("api", 5, "rate limited"))
+        .await
+        .unwrap();
+    store
+        .upsert_pool(&pool("gpu", 4, "more GPUs"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.pools().await.unwrap(),
+        [
+            pool("api", 5, "rate limited"),
+            pool("default_pool", 32, "from config"),
+            pool("gpu", 4, "more GPUs")
+        ]
+    );
+    assert!(store.delete_pool("api").await.unwrap());
+    assert!(!store.delete_pool("api").await.unwrap());
+    let res = store.delete_pool("default_pool").await;
+    assert!(matches!(res, Err(StoreError::Invalid(_))), "{res:?}");
+    assert_eq!(store.pools().await.unwrap().len(), 2);
+}
+
+pub async fn timestamps_keep_microseconds(store: &dyn Store) {
+    let precise = t(2) + Duration::nanoseconds(123_456_789);
+    let micros = t(2) + Duration::microseconds(123_456);
+    let run = running_run(store, &[ti("a", 1)]).await;
+    store
+        .apply_transitions(
+            run.id,
+            &[to("a", TaskState::None, TaskState::Scheduled)],
+            t(1),
+        )
+        .await
+        .unwrap();
+    let queued = store.queue(&[key(&run, "a")], precise).await.unwrap();
+    assert_eq!(queued[0].queued_at, Some(micros));
+    let stored = store.task_instance(&key(&run, "a")).await.unwrap().unwrap();
+    assert_eq!(stored.queued_at, Some(micros));
+}
+
+// ---- multi-store building blocks ----------------------------------------------------------
+
+/// 8 tasks finish 8 tries each at the same time, reading as they go; none may fail
+/// (e.g. with SQLITE_BUSY) and every finish must land.
+pub async fn concurrent_finishers(store: Arc<dyn Store>) {
+    const WORKERS: usize = 8;
+    const EACH: usize = 8;
+    let names: Vec<String> = (0..WORKERS * EACH).map(|i| format!("t{i:02}")).collect();
+    let tis: Vec<NewTi> = names.iter().map(|n| ti(n, 1)).collect();
+    let run = running_run(store.as_ref(), &tis).await;
+    let sched: Vec<_> = names
+        .iter()
+        .map(|n| to(n, TaskState::None, TaskState::Scheduled))
+        .collect();
+    store.apply_transitions(run.id, &sched, t(1)).await.unwrap();
+    let keys: Vec<TiKey> = names.iter().map(|n| key(&run, n)).collect();
+    assert_eq!(store.queue(&keys, t(1)).await.unwrap().len(), names.len());
+
+    let mut handles = vec![];
+    for (worker, chunk) in keys.chunks(EACH).enumerate() {
+        let store = store.clone();
+        let chunk = chunk.to_vec();
+        handles.push(tokio::spawn(async move {
+            for (i, k) in chunk.iter().enumerate() {
+                assert!(store.mark_running(k, 1, Some(7), "h", t(2)).await?);
+                store.task_instances(k.run_pk).await?;
+                assert!(
+                    store
+                        .finish_try(k, 1, TaskState::Success, None, t(3))
+                        .await?
+                );
+                store.active_counts().await?;
+                // Writes that read before they write (a lock upgrade without BEGIN IMMEDIATE).
+                assert!(store.set_ti_state(k, TaskState::Success, t(4)).await?);
+                let spec = new_run(&dag("d"), &format!("w{worker}-{i}"), RunType::Manual, 9);
+                store.create_run(&spec, &[ti("x", 1)], t(4)).await?;
+            }
+            Ok::<_, StoreError>(())
+        }));
+    }
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    let tis = store.task_instances(run.id).await.unwrap();
+    assert!(tis.iter().all(|t| t.state == TaskState::Success));
+    assert_eq!(store.active_counts().await.unwrap().total, 0);
+    for k in &keys {
+        assert_eq!(store.tries(k).await.unwrap().len(), 1);
+    }
+    let all_runs = store.runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(all_runs.len(), 1 + WORKERS * EACH);
+}
+
+/// First half of the durability check: commit a representative state. Returns the run.
+pub async fn durable_write(store: &dyn Store) -> RunRow {
+    let run = running_run(store, &[ti("a", 2), ti("b", 1)]).await;
+    let n = start_try(store, &run, "a", t(2)).await;
+    store
+        .finish_try(&key(&run, "a"), n, TaskState::UpForRetry, Some(t(3)), t(2))
+        .await
+        .unwrap();
+    store
+        .upsert_pool(&PoolRow {
+            name: "kept".into(),
+            slots: 3,
+            description: String::new(),
+        })
+        .await
+        .unwrap();
+    run
+}
+
+/// Second half, on a store reopened over the same database.
+pub async fn durable_check(store: &dyn Store, run: &RunRow) {
+    store.migrate().await.unwrap();
+    let mut expected_run = run.clone();
+    expected_run.state = RunState::Running;
+    expected_run.start_date = Some(t(1));
+    assert_eq!(store.run_by_pk(run.id).await.unwrap(), Some(expected_run));
+    let a = store.task_instance(&key(run, "a")).await.unwrap().unwrap();
+    assert_eq!(
+        (a.state, a.try_number, a.retry_at),
+        (TaskState::UpForRetry, 1, Some(t(3)))
+    );
+    assert_eq!(store.tries(&key(run, "a")).await.unwrap().len(), 1);
+    assert!(store.dag("d").await.unwrap().is_some());
+    assert!(
+        store
+            .pools()
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.name == "kept")
+    );
+}

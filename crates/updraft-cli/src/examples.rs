@@ -21,6 +21,17 @@ pub fn offer(folder: &Path) -> Result<usize> {
     Ok(EXAMPLE_DAGS.len())
 }
 
+/// Pools the example DAGs use.
+pub async fn create_example_pools(store: &dyn updraft_store::Store) -> Result<()> {
+    let pool = updraft_store::PoolRow {
+        name: "team_a_pool".to_string(),
+        slots: 2,
+        description: "Used by the team_a example DAG".to_string(),
+    };
+    store.upsert_pool(&pool).await?;
+    Ok(())
+}
+
 fn holds_dag_files(folder: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(folder) else {
         return false;

@@ -376,35 +376,3 @@ fn load_10k_files() {
     println!("load 10,000 files: {full:?}; refresh with nothing changed: {rescan:?}");
 }
 
-#[cfg(unix)]
-#[test]
-fn an_unreadable_file_is_retried_once_readable() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = TempDir::new().unwrap();
-    let path = dir.path().join("locked.yaml");
-    write(dir.path(), "locked.yaml", dag("locked"));
-    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-    fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
-    if fs::read(&path).is_ok() {
-        eprintln!("skipped: running with privileges that read any file");
-        return;
-    }
-    let mut bag = DagBag::load(dir.path());
-    assert_eq!(error_files(&bag), ["locked.yaml"]);
-    assert!(
-        bag.import_errors()[0]
-            .message
-            .starts_with("cannot read the file")
-    );
-    // chmod does not change the mtime; the file must be read again anyway.
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-    let report = bag.refresh();
-    assert_eq!(report.added, ["locked"]);
-    assert!(bag.import_errors().is_empty());
-}

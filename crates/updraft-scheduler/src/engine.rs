@@ -101,6 +101,8 @@ pub struct Scheduler {
     wake_at: Option<DateTime<Utc>>,
     next_poll: Instant,
     next_rescan: Instant,
+    /// Unknown pools already warned about, so the log says it once.
+    unknown_pools_reported: HashSet<String>,
 }
 
 impl Scheduler {
@@ -172,6 +174,7 @@ impl Scheduler {
             wake_at: None,
             next_poll: now,
             next_rescan: now,
+            unknown_pools_reported: HashSet::new(),
         })
     }
 
@@ -585,6 +588,7 @@ impl Scheduler {
             return Ok(());
         }
         let capacity = self.capacity().await?;
+        self.report_unknown_pools(&scheduled, &capacity);
         let candidates: Vec<Candidate> = scheduled
             .iter()
             .map(|ti| Candidate {
@@ -623,6 +627,22 @@ impl Scheduler {
             }
         }
         Ok(())
+    }
+
+    /// Airflow leaves a task whose pool does not exist scheduled; so does updraft, saying why.
+    fn report_unknown_pools(&mut self, scheduled: &[TiRow], capacity: &Capacity) {
+        for ti in scheduled {
+            if !capacity.pool_free.contains_key(&ti.pool)
+                && self.unknown_pools_reported.insert(ti.pool.clone())
+            {
+                warn!(
+                    pool = %ti.pool,
+                    dag_id = %ti.dag_id,
+                    task_id = %ti.task_id,
+                    "task waits for a pool that does not exist; create it with `updraft pools set`"
+                );
+            }
+        }
     }
 
     async fn capacity(&self) -> Result<Capacity, SchedulerError> {

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use updraft_core::timetable::{intervals_between, manual_interval, next_interval};
 use updraft_core::{RunState, RunType};
-use updraft_dag::{Dag, Schedule};
+use updraft_dag::Dag;
 use updraft_scheduler::{RunRequest, Scheduler, SchedulerError, create_run, trigger_run};
 use updraft_store::{DagRow, RunFilter, RunRow, SqliteStore, Store};
 
@@ -157,7 +157,7 @@ async fn dag_json(store: &dyn Store, row: &DagRow) -> Result<Value> {
         "tenant": row.dag.tenant,
         "fileloc": row.dag.fileloc,
         "description": row.dag.description,
-        "schedule": schedule_text(&row.dag.schedule),
+        "schedule": row.dag.schedule.to_string(),
         "timezone": row.dag.timezone.name(),
         "is_paused": row.is_paused,
         "is_active": row.is_active,
@@ -165,15 +165,6 @@ async fn dag_json(store: &dyn Store, row: &DagRow) -> Result<Value> {
         "next_dagrun": fmt_time(next.as_ref().map(|i| i.start)),
         "tags": row.dag.tags,
     }))
-}
-
-pub fn schedule_text(schedule: &Schedule) -> String {
-    match schedule {
-        Schedule::None => "None".to_string(),
-        Schedule::Once => "@once".to_string(),
-        Schedule::Cron(expr) => expr.clone(),
-        Schedule::Every(d) => humantime::format_duration(*d).to_string(),
-    }
 }
 
 async fn list_import_errors(store: &dyn Store, format: Format) -> Result<ExitCode> {

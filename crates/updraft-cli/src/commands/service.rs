@@ -14,6 +14,8 @@ pub async fn standalone(settings: &Settings) -> Result<ExitCode> {
     if settings.config.core.load_examples {
         let written = examples::offer(&folder)?;
         if written > 0 {
+            let store = super::open_store(settings).await?;
+            examples::create_example_pools(store.as_ref()).await?;
             eprintln!(
                 "The DAGs folder {} was empty: wrote {written} example DAGs into it \
                  (set core.load_examples = false to stop this).",

@@ -15,11 +15,16 @@ fn main() {
         let relative = file.strip_prefix(&root).expect("under root");
         let relative = relative.to_string_lossy().replace('\\', "/");
         let absolute = file.canonicalize().expect("example file exists");
-        writeln!(out, "    ({relative:?}, include_str!({:?})),", absolute.display().to_string())
-            .expect("writing to a String");
+        writeln!(
+            out,
+            "    ({relative:?}, include_str!({:?})),",
+            absolute.display().to_string()
+        )
+        .expect("writing to a String");
     }
     out.push_str("];\n");
-    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR set by cargo")).join("examples.rs");
+    let dest =
+        PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR set by cargo")).join("examples.rs");
     std::fs::write(dest, out).expect("writing examples.rs");
 }
 

@@ -166,7 +166,12 @@ impl Settings {
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
-            .with_context(|| format!("database.url: expected sqlite://<path>, got `{url}`"))?;
+            .with_context(|| {
+                format!(
+                    "database.url: expected sqlite://<path>, got `{}`",
+                    mask_url_password(url)
+                )
+            })?;
         Ok(self.home.join(path))
     }
 }
@@ -184,7 +189,13 @@ pub fn load_config(home: &Path, vars: &[(String, String)]) -> Result<Config> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     for (name, value) in vars {
-        apply_env_override(&mut table, name, value)?;
+        if name.starts_with(ENV_PREFIX) {
+            apply_env_override(&mut table, name, value)?;
+            // Checked one variable at a time, so an error names the variable at fault.
+            toml::Value::Table(table.clone())
+                .try_into::<Config>()
+                .with_context(|| format!("environment variable {name}"))?;
+        }
     }
     toml::Value::Table(table)
         .try_into::<Config>()
@@ -248,9 +259,16 @@ fn mask_value(key: Option<&str>, value: &mut toml::Value) {
 
 fn is_secret_key(key: &str) -> bool {
     let key = key.to_lowercase();
-    ["password", "secret", "token", "fernet", "private_key", "api_key"]
-        .iter()
-        .any(|word| key.contains(word))
+    [
+        "password",
+        "secret",
+        "token",
+        "fernet",
+        "private_key",
+        "api_key",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
 }
 
 /// `scheme://user:password@host` → `scheme://user:***@host`.
@@ -278,7 +296,10 @@ mod tests {
         std::fs::write(home.path().join(CONFIG_FILE), "[core]\nparallelism = 4\n").unwrap();
         let vars = vec![
             ("UPDRAFT__CORE__PARALLELISM".to_string(), "9".to_string()),
-            ("UPDRAFT__SCHEDULER__POLL_INTERVAL".to_string(), "250ms".to_string()),
+            (
+                "UPDRAFT__SCHEDULER__POLL_INTERVAL".to_string(),
+                "250ms".to_string(),
+            ),
         ];
         let config = load_config(home.path(), &vars).unwrap();
         assert_eq!(config.core.parallelism, 9);
@@ -296,11 +317,29 @@ mod tests {
     }
 
     #[test]
+    fn unknown_key_in_environment_names_the_variable() {
+        let home = tempfile::tempdir().unwrap();
+        let vars = vec![
+            ("UPDRAFT__CORE__PARALLELISM".to_string(), "9".to_string()),
+            ("UPDRAFT__CORE__PARALELISM".to_string(), "4".to_string()),
+        ];
+        let err = format!("{:#}", load_config(home.path(), &vars).unwrap_err());
+        assert!(
+            err.contains("environment variable UPDRAFT__CORE__PARALELISM"),
+            "{err}"
+        );
+        assert!(err.contains("unknown field `paralelism`"), "{err}");
+    }
+
+    #[test]
     fn url_passwords_are_masked() {
         assert_eq!(
             mask_url_password("postgres://app:hunter2@db:5432/updraft"),
             "postgres://app:***@db:5432/updraft"
         );
-        assert_eq!(mask_url_password("sqlite://updraft.db"), "sqlite://updraft.db");
+        assert_eq!(
+            mask_url_password("sqlite://updraft.db"),
+            "sqlite://updraft.db"
+        );
     }
 }

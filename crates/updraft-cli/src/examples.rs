@@ -14,7 +14,8 @@ pub fn offer(folder: &Path) -> Result<usize> {
     for (relative, text) in EXAMPLE_DAGS {
         let path = folder.join(relative);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }

@@ -15,7 +15,11 @@ use clap::{Parser, Subcommand};
 use crate::output::Format;
 
 #[derive(Parser)]
-#[command(name = "updraft", version, about = "A small, fast workflow orchestrator that speaks Airflow")]
+#[command(
+    name = "updraft",
+    version,
+    about = "A small, fast workflow orchestrator that speaks Airflow"
+)]
 struct Cli {
     /// Output format of listing commands.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
@@ -57,7 +61,10 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&settings.config.logging.level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");

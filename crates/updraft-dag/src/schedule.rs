@@ -88,7 +88,24 @@ pub fn parse_cron(text: &str) -> Result<String, String> {
         .build();
     match parser.parse(&normalised) {
         Ok(_) => Ok(normalised),
-        Err(e) => Err(format!("invalid cron expression {}: {e}", quoted(text))),
+        Err(e) => {
+            // Name the field the parser refuses, when one field alone is enough to refuse it.
+            const NAMES: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
+            let culprit = (0..5).find(|&i| {
+                let mut alone = ["*"; 5];
+                alone[i] = fields[i];
+                parser.parse(&alone.join(" ")).is_err()
+            });
+            Err(match culprit {
+                Some(i) => format!(
+                    "invalid cron expression {}: {} field `{}`: {e}",
+                    quoted(text),
+                    NAMES[i],
+                    fields[i]
+                ),
+                None => format!("invalid cron expression {}: {e}", quoted(text)),
+            })
+        }
     }
 }
 
@@ -247,6 +264,16 @@ mod tests {
             parse_schedule("0 3 * x *")
                 .unwrap_err()
                 .contains("invalid cron expression")
+        );
+        assert!(
+            parse_schedule("61 3 * * *")
+                .unwrap_err()
+                .contains("minute field `61`")
+        );
+        assert!(
+            parse_schedule("0 3 * x *")
+                .unwrap_err()
+                .contains("month field `x`")
         );
     }
 

@@ -375,4 +375,3 @@ fn load_10k_files() {
     assert!(again.parsed_files.is_empty());
     println!("load 10,000 files: {full:?}; refresh with nothing changed: {rescan:?}");
 }
-

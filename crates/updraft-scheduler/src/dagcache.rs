@@ -31,13 +31,12 @@ impl DagCache {
         if let Some(found) = self.entries.get(&key) {
             return Ok(found.clone());
         }
-        let dag = store
-            .dag_version(dag_id, version)
-            .await?
-            .ok_or_else(|| SchedulerError::VersionMissing {
+        let dag = store.dag_version(dag_id, version).await?.ok_or_else(|| {
+            SchedulerError::VersionMissing {
                 dag_id: dag_id.to_string(),
                 version: version.to_string(),
-            })?;
+            }
+        })?;
         let entry = Arc::new(CachedDag::new(dag));
         self.entries.insert(key, entry.clone());
         Ok(entry)

@@ -24,7 +24,9 @@ use updraft_executor::render::{TemplateContext, render_task};
 use updraft_executor::{
     ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TryEvent, TryKey, log_path,
 };
-use updraft_store::{DagRow, LoadedDagRecord, RunFilter, RunRow, Store, TiKey, TiRow, TiTransition};
+use updraft_store::{
+    DagRow, LoadedDagRecord, RunFilter, RunRow, Store, TiKey, TiRow, TiTransition,
+};
 
 use crate::SchedulerError;
 use crate::dagcache::{CachedDag, DagCache};
@@ -75,6 +77,8 @@ struct InFlight {
 enum Stimulus {
     Event(TryEvent),
     FolderChanged,
+    /// Another component recorded work (a trigger, a clear): look now, not at the next poll.
+    Poked,
     Timer,
     Shutdown,
 }
@@ -88,6 +92,7 @@ pub struct Scheduler {
     dags: DagCache,
     bag: Option<updraft_dag::DagBag>,
     folder_changed: Arc<Notify>,
+    poke: Arc<Notify>,
     _watcher: Option<updraft_dag::FolderWatcher>,
     /// Latest definitions by dag_id, refreshed on every full pass.
     dag_rows: HashMap<String, DagRow>,
@@ -148,8 +153,13 @@ impl Scheduler {
                     },
                 );
                 let notify = folder_changed.clone();
-                let watcher = updraft_dag::watch(folder, updraft_dag::DEFAULT_DEBOUNCE, move || notify.notify_one())
-                    .map_err(|e| warn!("watching {} failed, rescanning only: {e}", folder.display()))
+                let watcher =
+                    updraft_dag::watch(folder, updraft_dag::DEFAULT_DEBOUNCE, move || {
+                        notify.notify_one()
+                    })
+                    .map_err(|e| {
+                        warn!("watching {} failed, rescanning only: {e}", folder.display())
+                    })
                     .ok();
                 (Some(bag), watcher)
             }
@@ -165,6 +175,7 @@ impl Scheduler {
             dags: DagCache::default(),
             bag,
             folder_changed,
+            poke: Arc::new(Notify::new()),
             _watcher: watcher,
             dag_rows: HashMap::new(),
             next_schedule_check: HashMap::new(),
@@ -176,6 +187,12 @@ impl Scheduler {
             next_rescan: now,
             unknown_pools_reported: HashSet::new(),
         })
+    }
+
+    /// A handle that makes the scheduler look for new work at once, for components that record
+    /// work outside the scheduler (API handlers, a signal from a CLI command).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.poke.clone()
     }
 
     /// Run until `shutdown` completes, then stop cleanly: running tries get
@@ -256,6 +273,7 @@ impl Scheduler {
             _ = shutdown => Stimulus::Shutdown,
             Some(event) = self.events.recv() => Stimulus::Event(event),
             _ = self.folder_changed.notified() => Stimulus::FolderChanged,
+            _ = self.poke.notified() => Stimulus::Poked,
             _ = tokio::time::sleep_until(deadline) => Stimulus::Timer,
         }
     }
@@ -285,6 +303,7 @@ impl Scheduler {
                 self.sync_folder(false).await?;
                 self.full_pass().await
             }
+            Stimulus::Poked => self.full_pass().await,
             Stimulus::Timer => {
                 if self.bag.is_some() && Instant::now() >= self.next_rescan {
                     self.sync_folder(false).await?;
@@ -472,7 +491,9 @@ impl Scheduler {
             });
         if room == 0 {
             // A finishing run triggers a full pass through start_queued_runs; look again then.
-            return Ok(Some(now + chrono::Duration::from_std(self.config.poll_interval).unwrap_or_default()));
+            return Ok(Some(
+                now + chrono::Duration::from_std(self.config.poll_interval).unwrap_or_default(),
+            ));
         }
         let due = due_intervals(dag, last.as_ref(), now, room.min(MAX_RUNS_PER_PASS));
         for interval in due {
@@ -484,7 +505,9 @@ impl Scheduler {
                 conf: serde_json::Value::Object(Default::default()),
             };
             match create_run(self.store.as_ref(), dag, &row.version, request, now).await {
-                Ok(run) => debug!(dag_id = %dag.dag_id, run_id = %run.run_id, "created scheduled run"),
+                Ok(run) => {
+                    debug!(dag_id = %dag.dag_id, run_id = %run.run_id, "created scheduled run")
+                }
                 Err(SchedulerError::RunExists { run_id, .. }) => {
                     debug!(dag_id = %dag.dag_id, %run_id, "scheduled run already exists")
                 }
@@ -510,7 +533,10 @@ impl Scheduler {
         let mut started_per_dag: HashMap<String, usize> = HashMap::new();
         for run in &queued {
             let max = self.max_active_runs(run);
-            let taken = running_per_dag.get(run.dag_id.as_str()).copied().unwrap_or(0)
+            let taken = running_per_dag
+                .get(run.dag_id.as_str())
+                .copied()
+                .unwrap_or(0)
                 + started_per_dag.get(&run.dag_id).copied().unwrap_or(0);
             if taken < max {
                 started.push(run.id);
@@ -541,7 +567,10 @@ impl Scheduler {
         if run.state != RunState::Running {
             return Ok(false);
         }
-        let cached = self.dags.get(self.store.as_ref(), &run.dag_id, &run.version).await?;
+        let cached = self
+            .dags
+            .get(self.store.as_ref(), &run.dag_id, &run.version)
+            .await?;
         let tis = self.store.task_instances(run_pk).await?;
         let snapshots: Vec<TiSnapshot> = tis.iter().map(snapshot).collect();
         let previous = if cached.dag.tasks.iter().any(|t| t.depends_on_past) {
@@ -551,8 +580,13 @@ impl Scheduler {
         } else {
             None
         };
-        let evaluation =
-            evaluate_run_indexed(&cached.dag, &cached.index, &snapshots, previous.as_ref(), now);
+        let evaluation = evaluate_run_indexed(
+            &cached.dag,
+            &cached.index,
+            &snapshots,
+            previous.as_ref(),
+            now,
+        );
         if !evaluation.transitions.is_empty() {
             let transitions: Vec<TiTransition> = evaluation
                 .transitions
@@ -563,7 +597,9 @@ impl Scheduler {
                     new: *to,
                 })
                 .collect();
-            self.store.apply_transitions(run_pk, &transitions, now).await?;
+            self.store
+                .apply_transitions(run_pk, &transitions, now)
+                .await?;
         }
         if let Some(at) = evaluation.wake_at {
             self.wake(at);
@@ -623,7 +659,10 @@ impl Scheduler {
                     let run = run.clone();
                     self.launch(&run, &ti, now).await?
                 }
-                None => warn!(run_pk = ti.run_pk, "queued an instance of a run that vanished"),
+                None => warn!(
+                    run_pk = ti.run_pk,
+                    "queued an instance of a run that vanished"
+                ),
             }
         }
         Ok(())
@@ -660,7 +699,10 @@ impl Scheduler {
             .values()
             .map(|row| {
                 let used = counts.per_dag.get(&row.dag.dag_id).copied().unwrap_or(0);
-                (row.dag.dag_id.clone(), row.dag.max_active_tasks as i64 - used)
+                (
+                    row.dag.dag_id.clone(),
+                    row.dag.max_active_tasks as i64 - used,
+                )
             })
             .collect();
         Ok(Capacity {
@@ -670,8 +712,16 @@ impl Scheduler {
         })
     }
 
-    async fn launch(&mut self, run: &RunRow, ti: &TiRow, now: DateTime<Utc>) -> Result<(), SchedulerError> {
-        let cached = self.dags.get(self.store.as_ref(), &run.dag_id, &run.version).await?;
+    async fn launch(
+        &mut self,
+        run: &RunRow,
+        ti: &TiRow,
+        now: DateTime<Utc>,
+    ) -> Result<(), SchedulerError> {
+        let cached = self
+            .dags
+            .get(self.store.as_ref(), &run.dag_id, &run.version)
+            .await?;
         let key = TryKey {
             run_pk: ti.run_pk,
             task_id: ti.task_id.clone(),
@@ -724,7 +774,10 @@ impl Scheduler {
         message: &str,
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
-        append_log_line(log, &format!("try {} could not start: {message}", key.try_number));
+        append_log_line(
+            log,
+            &format!("try {} could not start: {message}", key.try_number),
+        );
         let outcome = ExecOutcome::Failed {
             exit_code: None,
             signal: None,
@@ -742,7 +795,13 @@ impl Scheduler {
                     task_id: key.task_id.clone(),
                 };
                 self.store
-                    .mark_running(&ti_key, key.try_number, pid.map(i64::from), &self.config.hostname, now)
+                    .mark_running(
+                        &ti_key,
+                        key.try_number,
+                        pid.map(i64::from),
+                        &self.config.hostname,
+                        now,
+                    )
                     .await?;
                 Ok(())
             }
@@ -826,7 +885,10 @@ impl Scheduler {
             let Some(run) = self.store.run_by_pk(ti.run_pk).await? else {
                 continue;
             };
-            let cached = self.dags.get(self.store.as_ref(), &run.dag_id, &run.version).await?;
+            let cached = self
+                .dags
+                .get(self.store.as_ref(), &run.dag_id, &run.version)
+                .await?;
             let Some(task) = cached.dag.task(&ti.task_id) else {
                 continue;
             };
@@ -888,7 +950,11 @@ fn try_outcome(outcome: &ExecOutcome) -> TryOutcome {
     }
 }
 
-fn template_context(run: &RunRow, cached: &CachedDag, ti: &TiRow) -> Result<TemplateContext, String> {
+fn template_context(
+    run: &RunRow,
+    cached: &CachedDag,
+    ti: &TiRow,
+) -> Result<TemplateContext, String> {
     let conf = match &run.conf {
         serde_json::Value::Object(map) => map.clone(),
         _ => serde_json::Map::new(),

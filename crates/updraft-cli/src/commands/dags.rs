@@ -103,11 +103,12 @@ pub async fn run(cmd: DagsCommand, settings: &Settings, format: Format) -> Resul
             let logical_date = logical_date.as_deref().map(parse_date).transpose()?;
             require_dag(store, &dag_id).await?;
             let run = trigger_run(store, &dag_id, run_id, logical_date, conf, Utc::now()).await?;
+            super::poke_scheduler(settings);
             print_object(format, &run_json(&run));
             Ok(ExitCode::SUCCESS)
         }
-        DagsCommand::Pause { dag_id } => set_paused(store, &dag_id, true).await,
-        DagsCommand::Unpause { dag_id } => set_paused(store, &dag_id, false).await,
+        DagsCommand::Pause { dag_id } => set_paused(settings, store, &dag_id, true).await,
+        DagsCommand::Unpause { dag_id } => set_paused(settings, store, &dag_id, false).await,
         DagsCommand::Test { .. } => unreachable!("handled above"),
         DagsCommand::Backfill {
             dag_id,
@@ -137,20 +138,27 @@ async fn list(store: &dyn Store, format: Format) -> Result<ExitCode> {
     }
     print_rows(
         format,
-        &["dag_id", "tenant", "fileloc", "schedule", "is_paused", "next_dagrun", "tags"],
+        &[
+            "dag_id",
+            "tenant",
+            "fileloc",
+            "schedule",
+            "is_paused",
+            "next_dagrun",
+            "tags",
+        ],
         &rows,
     );
     Ok(ExitCode::SUCCESS)
 }
 
 async fn dag_json(store: &dyn Store, row: &DagRow) -> Result<Value> {
-    let last = store
-        .latest_scheduled_run(&row.dag.dag_id)
-        .await?
-        .map(|r| updraft_core::timetable::DataInterval {
+    let last = store.latest_scheduled_run(&row.dag.dag_id).await?.map(|r| {
+        updraft_core::timetable::DataInterval {
             start: r.data_interval_start,
             end: r.data_interval_end,
-        });
+        }
+    });
     let next = next_interval(&row.dag, last.as_ref(), Utc::now());
     Ok(json!({
         "dag_id": row.dag.dag_id,
@@ -176,7 +184,11 @@ async fn list_import_errors(store: &dyn Store, format: Format) -> Result<ExitCod
                    "column": e.column, "message": e.message})
         })
         .collect();
-    print_rows(format, &["tenant", "filename", "line", "column", "message"], &rows);
+    print_rows(
+        format,
+        &["tenant", "filename", "line", "column", "message"],
+        &rows,
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -203,10 +215,16 @@ fn dot(dag: &Dag) -> String {
     out
 }
 
-async fn set_paused(store: &dyn Store, dag_id: &str, paused: bool) -> Result<ExitCode> {
+async fn set_paused(
+    settings: &Settings,
+    store: &dyn Store,
+    dag_id: &str,
+    paused: bool,
+) -> Result<ExitCode> {
     if !store.set_paused(dag_id, paused).await? {
         bail!("DAG `{dag_id}` not found");
     }
+    super::poke_scheduler(settings);
     println!("Dag: {dag_id}, paused: {paused}");
     Ok(ExitCode::SUCCESS)
 }
@@ -228,7 +246,14 @@ pub fn run_json(run: &RunRow) -> Value {
     })
 }
 
-const RUN_COLUMNS: [&str; 6] = ["dag_id", "run_id", "state", "logical_date", "start_date", "end_date"];
+const RUN_COLUMNS: [&str; 6] = [
+    "dag_id",
+    "run_id",
+    "state",
+    "logical_date",
+    "start_date",
+    "end_date",
+];
 
 async fn list_runs(
     store: &dyn Store,
@@ -238,9 +263,17 @@ async fn list_runs(
     format: Format,
 ) -> Result<ExitCode> {
     let states = match state {
-        Some(s) => vec![s.parse::<RunState>().map_err(|e| anyhow::anyhow!("--state: {e}"))?],
+        Some(s) => vec![s.parse::<RunState>().map_err(|e| {
+            anyhow::anyhow!("--state: {e}; expected queued, running, success or failed")
+        })?],
         None => vec![],
     };
+    // Inactive DAGs (file gone or broken) keep their runs, so only an unknown DAG is an error.
+    if store.dag(dag_id).await?.is_none() {
+        bail!(
+            "DAG `{dag_id}` not found (see `updraft dags list` and `updraft dags list-import-errors`)"
+        );
+    }
     let runs = store
         .runs(&RunFilter {
             dag_id: Some(dag_id.to_string()),
@@ -317,13 +350,18 @@ async fn backfill(
         }
     }
     eprintln!("created {} backfill runs of {dag_id}", run_pks.len());
+    super::poke_scheduler(settings);
     if no_wait || run_pks.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
     wait_for_backfill(settings, store, &run_pks).await
 }
 
-async fn wait_for_backfill(settings: &Settings, store: &dyn Store, run_pks: &[i64]) -> Result<ExitCode> {
+async fn wait_for_backfill(
+    settings: &Settings,
+    store: &dyn Store,
+    run_pks: &[i64],
+) -> Result<ExitCode> {
     let bar = ProgressBar::new(run_pks.len() as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} runs finished {elapsed}")
             .expect("valid template"),
@@ -334,6 +372,7 @@ async fn wait_for_backfill(settings: &Settings, store: &dyn Store, run_pks: &[i6
             let store = Arc::new(SqliteStore::open(&settings.sqlite_path()?).await?);
             let config = super::scheduler_config(settings, None, settings.logs_folder());
             let mut scheduler = Scheduler::for_runs(store, config, run_pks)?;
+            super::listen_for_pokes(scheduler.waker())?;
             scheduler
                 .run_until_finished(|done, _| bar.set_position(done as u64))
                 .await?;
@@ -343,7 +382,11 @@ async fn wait_for_backfill(settings: &Settings, store: &dyn Store, run_pks: &[i6
             loop {
                 let mut done = 0;
                 for pk in run_pks {
-                    if store.run_by_pk(*pk).await?.is_some_and(|r| r.state.is_finished()) {
+                    if store
+                        .run_by_pk(*pk)
+                        .await?
+                        .is_some_and(|r| r.state.is_finished())
+                    {
                         done += 1;
                     }
                 }
@@ -365,7 +408,11 @@ async fn wait_for_backfill(settings: &Settings, store: &dyn Store, run_pks: &[i6
             eprintln!("run {} failed", run.run_id);
         }
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `dags test`: a whole run in an in-memory database and a temporary logs folder.
@@ -375,15 +422,22 @@ async fn test(
     logical_date: Option<&str>,
     conf: Option<&str>,
 ) -> Result<ExitCode> {
-    let logical_date = logical_date.map(parse_date).transpose()?.unwrap_or_else(Utc::now);
+    let logical_date = logical_date
+        .map(parse_date)
+        .transpose()?
+        .unwrap_or_else(Utc::now);
     let conf = parse_conf(conf)?;
-    let mut bag = updraft_dag::DagBag::with_options(settings.dags_folder(), super::bag_options(settings));
+    let mut bag =
+        updraft_dag::DagBag::with_options(settings.dags_folder(), super::bag_options(settings));
     bag.refresh();
     let Some(loaded) = bag.dags().find(|l| l.dag.dag_id == dag_id) else {
         for error in bag.import_errors() {
             eprintln!("import error: {error}");
         }
-        bail!("DAG `{dag_id}` not found in {}", settings.dags_folder().display());
+        bail!(
+            "DAG `{dag_id}` not found in {}",
+            settings.dags_folder().display()
+        );
     };
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await?);
     store.migrate().await?;
@@ -400,7 +454,14 @@ async fn test(
         interval: manual_interval(&loaded.dag, logical_date),
         conf,
     };
-    let run = create_run(store.as_ref(), &loaded.dag, &loaded.version, request, Utc::now()).await?;
+    let run = create_run(
+        store.as_ref(),
+        &loaded.dag,
+        &loaded.version,
+        request,
+        Utc::now(),
+    )
+    .await?;
     let logs = tempfile::tempdir().context("creating a temporary logs folder")?;
     let config = super::scheduler_config(settings, None, logs.path().to_path_buf());
     let mut scheduler = Scheduler::for_runs(store.clone(), config, &[run.id])?;

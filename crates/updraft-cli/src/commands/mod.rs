@@ -72,11 +72,17 @@ pub async fn require_dag(store: &dyn Store, dag_id: &str) -> Result<DagRow> {
             "DAG `{dag_id}` is not active: its file `{}` is gone or broken (see `updraft dags list-import-errors`)",
             row.dag.fileloc
         ),
-        None => bail!("DAG `{dag_id}` not found (see `updraft dags list` and `updraft dags list-import-errors`)"),
+        None => bail!(
+            "DAG `{dag_id}` not found (see `updraft dags list` and `updraft dags list-import-errors`)"
+        ),
     }
 }
 
-pub fn scheduler_config(settings: &Settings, dags_folder: Option<PathBuf>, logs: PathBuf) -> SchedulerConfig {
+pub fn scheduler_config(
+    settings: &Settings,
+    dags_folder: Option<PathBuf>,
+    logs: PathBuf,
+) -> SchedulerConfig {
     let c = &settings.config;
     SchedulerConfig {
         dags_folder,
@@ -101,27 +107,80 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Only one scheduler may drive an SQLite database: held for the life of the process.
+/// Only one scheduler may drive an SQLite database: held for the life of the process. The
+/// holder's pid is written into the lock file so commands that record work can wake it.
 pub struct SchedulerLock {
     _file: File,
 }
 
 pub fn try_scheduler_lock(settings: &Settings) -> Result<Option<SchedulerLock>> {
-    let db = settings.sqlite_path()?;
-    let path = lock_path(&db);
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(SchedulerLock { _file: file })),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("locking {}", path.display()))
+    let path = lock_path(&settings.sqlite_path()?);
+    let mut file = open_lock_file(&path)?;
+    // `poke_scheduler` probes the lock with a brief shared lock; a few attempts ride that out.
+    for attempt in 0..5 {
+        match file.try_lock() {
+            Ok(()) => {
+                use std::io::Write;
+                file.set_len(0)?;
+                write!(file, "{}", std::process::id())?;
+                return Ok(Some(SchedulerLock { _file: file }));
+            }
+            Err(std::fs::TryLockError::WouldBlock) if attempt < 4 => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
         }
     }
+    Ok(None)
+}
+
+fn open_lock_file(path: &Path) -> Result<File> {
+    File::options()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// Make the scheduler running on this database (if any) look for new work now, instead of at
+/// its next poll. Best effort: without it the work is still picked up by the poll.
+pub fn poke_scheduler(settings: &Settings) {
+    let Ok(db) = settings.sqlite_path() else {
+        return;
+    };
+    let path = lock_path(&db);
+    let Ok(file) = File::open(&path) else {
+        return;
+    };
+    if file.try_lock_shared().is_ok() {
+        return; // nobody holds the lock: no scheduler is running
+    }
+    let pid = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok());
+    if let Some(pid) = pid {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGUSR1,
+        );
+    }
+}
+
+/// While the scheduler lock is held, SIGUSR1 (sent by [`poke_scheduler`]) wakes `waker`.
+pub fn listen_for_pokes(waker: Arc<tokio::sync::Notify>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut pokes = signal(SignalKind::user_defined1()).context("listening for SIGUSR1")?;
+    tokio::spawn(async move {
+        while pokes.recv().await.is_some() {
+            waker.notify_one();
+        }
+    });
+    Ok(())
 }
 
 fn lock_path(db: &Path) -> PathBuf {
@@ -141,7 +200,10 @@ pub fn parse_date(text: &str) -> Result<DateTime<Utc>> {
         }
     }
     if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+        return Ok(date
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc());
     }
     bail!("`{text}` is not a date: use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS or RFC 3339")
 }

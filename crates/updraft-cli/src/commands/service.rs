@@ -42,6 +42,7 @@ async fn run_scheduler(settings: &Settings) -> Result<ExitCode> {
     std::fs::create_dir_all(&folder)?;
     let config = super::scheduler_config(settings, Some(folder.clone()), settings.logs_folder());
     let mut scheduler = Scheduler::new(store, config)?;
+    super::listen_for_pokes(scheduler.waker())?;
     eprintln!(
         "updraft scheduler running: DAGs from {}, database {}, logs in {}. Stop with Ctrl-C or SIGTERM.",
         folder.display(),

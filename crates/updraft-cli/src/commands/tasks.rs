@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use updraft_core::TaskState;
 use updraft_core::timetable::manual_interval;
 use updraft_executor::render::{TemplateContext, render_task};
-use updraft_executor::{ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TryEvent, TryKey, log_path};
+use updraft_executor::{
+    ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TryEvent, TryKey, log_path,
+};
 use updraft_store::{RunFilter, RunRow, Store, TiKey, TiRow};
 
 use super::dags::find_run;
@@ -84,11 +86,13 @@ pub async fn run(cmd: TasksCommand, settings: &Settings, format: Format) -> Resu
                 .into_iter()
                 .map(|t| {
                     json!({"task_id": t.task_id, "upstream": t.upstream,
-                           "trigger_rule": format!("{:?}", t.trigger_rule), "pool": t.pool})
+                           "trigger_rule": t.trigger_rule.as_str(), "pool": t.pool})
                 })
                 .collect();
             match format {
-                Format::Table => rows.iter().for_each(|r| println!("{}", r["task_id"].as_str().unwrap_or_default())),
+                Format::Table => rows
+                    .iter()
+                    .for_each(|r| println!("{}", r["task_id"].as_str().unwrap_or_default())),
                 Format::Json => println!("{}", Value::Array(rows)),
             }
             Ok(ExitCode::SUCCESS)
@@ -114,14 +118,20 @@ pub async fn run(cmd: TasksCommand, settings: &Settings, format: Format) -> Resu
             only_failed,
         } => {
             let selection = ClearSelection {
-                task_regex: task_regex.as_deref().map(Regex::new).transpose().context("--task-regex")?,
+                task_regex: task_regex
+                    .as_deref()
+                    .map(Regex::new)
+                    .transpose()
+                    .context("--task-regex")?,
                 downstream,
                 run_id,
                 start: start_date.as_deref().map(parse_date).transpose()?,
                 end: end_date.as_deref().map(parse_date).transpose()?,
                 only_failed,
             };
-            clear(store, &dag_id, &selection).await
+            let code = clear(store, &dag_id, &selection).await?;
+            super::poke_scheduler(settings);
+            Ok(code)
         }
         TasksCommand::SetState {
             dag_id,
@@ -130,20 +140,32 @@ pub async fn run(cmd: TasksCommand, settings: &Settings, format: Format) -> Resu
             state,
         } => {
             let state: TaskState = state.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-            if !matches!(state, TaskState::Success | TaskState::Failed | TaskState::Skipped) {
+            if !matches!(
+                state,
+                TaskState::Success | TaskState::Failed | TaskState::Skipped
+            ) {
                 bail!("a task instance can be set to success, failed or skipped");
             }
             let run = find_run(store, &dag_id, &run_id).await?;
-            let key = TiKey { run_pk: run.id, task_id: task_id.clone() };
+            let key = TiKey {
+                run_pk: run.id,
+                task_id: task_id.clone(),
+            };
             if !store.set_ti_state(&key, state, Utc::now()).await? {
                 bail!("no task `{task_id}` in run `{}`", run.run_id);
             }
+            super::poke_scheduler(settings);
             println!("{dag_id}.{task_id} in {} set to {state}", run.run_id);
             Ok(ExitCode::SUCCESS)
         }
         TasksCommand::StatesForDagRun { dag_id, run_id } => {
             let run = find_run(store, &dag_id, &run_id).await?;
-            let rows: Vec<Value> = store.task_instances(run.id).await?.iter().map(ti_json).collect();
+            let rows: Vec<Value> = store
+                .task_instances(run.id)
+                .await?
+                .iter()
+                .map(ti_json)
+                .collect();
             print_rows(
                 format,
                 &["task_id", "state", "try_number", "start_date", "end_date"],
@@ -181,7 +203,11 @@ async fn clear(store: &dyn Store, dag_id: &str, selection: &ClearSelection) -> R
     let runs: Vec<RunRow> = match &selection.run_id {
         Some(run_id) => vec![find_run(store, dag_id, run_id).await?],
         None => store
-            .runs(&RunFilter { dag_id: Some(dag_id.to_string()), states: vec![], limit: None })
+            .runs(&RunFilter {
+                dag_id: Some(dag_id.to_string()),
+                states: vec![],
+                limit: None,
+            })
             .await?
             .into_iter()
             .filter(|r| selection.start.is_none_or(|s| r.logical_date >= s))
@@ -204,12 +230,22 @@ async fn clear(store: &dyn Store, dag_id: &str, selection: &ClearSelection) -> R
     Ok(ExitCode::SUCCESS)
 }
 
-fn tasks_to_clear(dag: &updraft_dag::Dag, tis: &[TiRow], selection: &ClearSelection) -> Vec<String> {
+fn tasks_to_clear(
+    dag: &updraft_dag::Dag,
+    tis: &[TiRow],
+    selection: &ClearSelection,
+) -> Vec<String> {
     let mut chosen: Vec<String> = tis
         .iter()
-        .filter(|ti| selection.task_regex.as_ref().is_none_or(|re| re.is_match(&ti.task_id)))
         .filter(|ti| {
-            !selection.only_failed || matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed)
+            selection
+                .task_regex
+                .as_ref()
+                .is_none_or(|re| re.is_match(&ti.task_id))
+        })
+        .filter(|ti| {
+            !selection.only_failed
+                || matches!(ti.state, TaskState::Failed | TaskState::UpstreamFailed)
         })
         .map(|ti| ti.task_id.clone())
         .collect();
@@ -236,15 +272,26 @@ async fn logs(
 ) -> Result<ExitCode> {
     let run = find_run(store, dag_id, run_id).await?;
     let ti = store
-        .task_instance(&TiKey { run_pk: run.id, task_id: task_id.to_string() })
+        .task_instance(&TiKey {
+            run_pk: run.id,
+            task_id: task_id.to_string(),
+        })
         .await?
         .with_context(|| format!("no task `{task_id}` in run `{}`", run.run_id))?;
     let try_number = try_number.unwrap_or(ti.try_number);
     if try_number == 0 {
         bail!("task `{task_id}` has not run yet in `{}`", run.run_id);
     }
-    let path = log_path(&settings.logs_folder(), &run.tenant, dag_id, &run.run_id, task_id, try_number);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let path = log_path(
+        &settings.logs_folder(),
+        &run.tenant,
+        dag_id,
+        &run.run_id,
+        task_id,
+        try_number,
+    );
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     print!("{text}");
     Ok(ExitCode::SUCCESS)
 }
@@ -253,11 +300,28 @@ async fn logs(
 pub async fn print_run_report(store: &dyn Store, run: &RunRow, logs_root: &Path) -> Result<()> {
     let tis = store.task_instances(run.id).await?;
     let rows: Vec<Value> = tis.iter().map(ti_json).collect();
-    print_rows(Format::Table, &["task_id", "state", "try_number", "start_date", "end_date"], &rows);
+    print_rows(
+        Format::Table,
+        &["task_id", "state", "try_number", "start_date", "end_date"],
+        &rows,
+    );
     for ti in &tis {
         for try_number in 1..=ti.try_number {
-            let path = log_path(logs_root, &run.tenant, &run.dag_id, &run.run_id, &ti.task_id, try_number);
-            println!("--- {} try {try_number} ({}) ---", ti.task_id, ti.state);
+            let path = log_path(
+                logs_root,
+                &run.tenant,
+                &run.dag_id,
+                &run.run_id,
+                &ti.task_id,
+                try_number,
+            );
+            let shown = path.strip_prefix(logs_root).unwrap_or(&path);
+            println!(
+                "--- {} try {try_number} ({}): {} ---",
+                ti.task_id,
+                ti.state,
+                shown.display()
+            );
             match std::fs::read_to_string(&path) {
                 Ok(text) => print!("{text}"),
                 Err(e) => println!("(no log: {e})"),
@@ -279,10 +343,14 @@ async fn test(
     let task = dag
         .task(task_id)
         .with_context(|| format!("DAG `{dag_id}` has no task `{task_id}`"))?;
-    let logical_date = logical_date.map(parse_date).transpose()?.unwrap_or_else(Utc::now);
+    let logical_date = logical_date
+        .map(parse_date)
+        .transpose()?
+        .unwrap_or_else(Utc::now);
     let interval = manual_interval(dag, logical_date);
     let run_id = updraft_core::runs::manual_run_id(logical_date);
-    let params = updraft_dag::resolve_params(dag, &Default::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let params = updraft_dag::resolve_params(dag, &Default::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let context = TemplateContext {
         tenant: dag.tenant.clone(),
         dag_id: dag.dag_id.clone(),
@@ -310,8 +378,17 @@ async fn test(
         },
         tx,
     );
-    let key = TryKey { run_pk: 0, task_id: task_id.to_string(), try_number: 1 };
-    executor.launch(LaunchSpec { key, rendered, log_path: log.clone(), timeout: task.execution_timeout });
+    let key = TryKey {
+        run_pk: 0,
+        task_id: task_id.to_string(),
+        try_number: 1,
+    };
+    executor.launch(LaunchSpec {
+        key,
+        rendered,
+        log_path: log.clone(),
+        timeout: task.execution_timeout,
+    });
     let outcome = loop {
         match rx.recv().await {
             Some(TryEvent::Finished { outcome, .. }) => break outcome,
@@ -320,7 +397,14 @@ async fn test(
         }
     };
     print!("{}", std::fs::read_to_string(&log).unwrap_or_default());
-    println!("Task {task_id}: {outcome:?}");
+    let outcome_text = match &outcome {
+        ExecOutcome::Success => "success".to_string(),
+        ExecOutcome::Skipped => "skipped".to_string(),
+        ExecOutcome::Failed { message, .. } => format!("failed: {message}"),
+        ExecOutcome::TimedOut => "failed: execution_timeout expired".to_string(),
+        ExecOutcome::Killed => "killed".to_string(),
+    };
+    println!("Task {task_id}: {outcome_text}");
     Ok(match outcome {
         ExecOutcome::Success | ExecOutcome::Skipped => ExitCode::SUCCESS,
         _ => ExitCode::from(1),

@@ -90,11 +90,26 @@ impl Home {
             .expect("creating a temporary UPDRAFT_HOME");
         fs::create_dir_all(dir.path().join("dags")).expect("creating dags/");
         let env = vec![
-            ("UPDRAFT__CORE__DAGS_ARE_PAUSED_AT_CREATION".to_string(), "false".to_string()),
-            ("UPDRAFT__CORE__LOAD_EXAMPLES".to_string(), "false".to_string()),
-            ("UPDRAFT__SCHEDULER__POLL_INTERVAL".to_string(), "100ms".to_string()),
-            ("UPDRAFT__SCHEDULER__RESCAN_INTERVAL".to_string(), "1s".to_string()),
-            ("UPDRAFT__SCHEDULER__KILL_GRACE".to_string(), "2s".to_string()),
+            (
+                "UPDRAFT__CORE__DAGS_ARE_PAUSED_AT_CREATION".to_string(),
+                "false".to_string(),
+            ),
+            (
+                "UPDRAFT__CORE__LOAD_EXAMPLES".to_string(),
+                "false".to_string(),
+            ),
+            (
+                "UPDRAFT__SCHEDULER__POLL_INTERVAL".to_string(),
+                "100ms".to_string(),
+            ),
+            (
+                "UPDRAFT__SCHEDULER__RESCAN_INTERVAL".to_string(),
+                "1s".to_string(),
+            ),
+            (
+                "UPDRAFT__SCHEDULER__KILL_GRACE".to_string(),
+                "2s".to_string(),
+            ),
         ];
         Home { dir, env }
     }
@@ -121,7 +136,7 @@ impl Home {
         self.path().join("dags")
     }
 
-    pub fn logs(&self) -> PathBuf {
+    pub fn logs_folder(&self) -> PathBuf {
         self.path().join("logs")
     }
 
@@ -187,7 +202,11 @@ impl Home {
     /// Run `updraft ARGS`; panic (showing both streams) unless it exits 0.
     pub fn ok(&self, args: &[&str]) -> CmdResult {
         let result = self.run(args);
-        assert!(result.success(), "`updraft {}` failed:\n{result}", args.join(" "));
+        assert!(
+            result.success(),
+            "`updraft {}` failed:\n{result}",
+            args.join(" ")
+        );
         result
     }
 
@@ -265,7 +284,13 @@ impl Home {
     }
 
     /// `tasks logs DAG RUN TASK [--try N]` stdout (panics if the command fails).
-    pub fn logs(&self, dag_id: &str, run_id: &str, task_id: &str, try_number: Option<u32>) -> String {
+    pub fn logs(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        task_id: &str,
+        try_number: Option<u32>,
+    ) -> String {
         let try_text = try_number.map(|n| n.to_string());
         let mut args = vec!["tasks", "logs", dag_id, run_id, task_id];
         if let Some(t) = &try_text {
@@ -279,7 +304,12 @@ impl Home {
         self.wait_run_finished_within(dag_id, run_id, DEFAULT_TIMEOUT)
     }
 
-    pub fn wait_run_finished_within(&self, dag_id: &str, run_id: &str, timeout: Duration) -> String {
+    pub fn wait_run_finished_within(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        timeout: Duration,
+    ) -> String {
         wait_until(
             &format!("run {run_id} of {dag_id} to finish"),
             timeout,
@@ -292,9 +322,16 @@ impl Home {
 
     /// Wait until the DAG is listed by `dags list` (the CLI parses the folder itself).
     pub fn wait_dag_listed(&self, dag_id: &str) {
-        wait_until(&format!("DAG {dag_id} to be listed"), DEFAULT_TIMEOUT, || {
-            self.dags_list().iter().any(|d| d["dag_id"] == dag_id).then_some(())
-        })
+        wait_until(
+            &format!("DAG {dag_id} to be listed"),
+            DEFAULT_TIMEOUT,
+            || {
+                self.dags_list()
+                    .iter()
+                    .any(|d| d["dag_id"] == dag_id)
+                    .then_some(())
+            },
+        )
     }
 
     /// Wait until a task instance is in `state`; returns its row.
@@ -312,9 +349,11 @@ impl Home {
 
     /// Wait until a file exists (e.g. a marker written by a task); returns its contents.
     pub fn wait_file(&self, path: &Path) -> String {
-        wait_until(&format!("{} to exist", path.display()), DEFAULT_TIMEOUT, || {
-            fs::read_to_string(path).ok()
-        })
+        wait_until(
+            &format!("{} to exist", path.display()),
+            DEFAULT_TIMEOUT,
+            || fs::read_to_string(path).ok(),
+        )
     }
 
     // ---- the scheduler -------------------------------------------------------------------
@@ -466,9 +505,9 @@ pub fn read_stamps(file: &Path) -> Vec<(f64, String)> {
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
             let (t, label) = line.split_once(' ').unwrap_or((line, ""));
-            let t: f64 = t
-                .parse()
-                .unwrap_or_else(|e| panic!("bad timestamp line `{line}` in {}: {e}", file.display()));
+            let t: f64 = t.parse().unwrap_or_else(|e| {
+                panic!("bad timestamp line `{line}` in {}: {e}", file.display())
+            });
             (t, label.to_string())
         })
         .collect()

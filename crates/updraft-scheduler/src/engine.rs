@@ -24,9 +24,7 @@ use updraft_executor::render::{TemplateContext, render_task};
 use updraft_executor::{
     ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TryEvent, TryKey, log_path,
 };
-use updraft_store::{
-    DagRow, LoadedDagRecord, RunFilter, RunRow, Store, TiKey, TiRow, TiTransition,
-};
+use updraft_store::{DagRow, RunFilter, RunRow, Store, TiKey, TiRow, TiTransition};
 
 use crate::SchedulerError;
 use crate::dagcache::{CachedDag, DagCache};
@@ -325,27 +323,18 @@ impl Scheduler {
         if !changed && !force {
             return Ok(());
         }
-        let records: Vec<LoadedDagRecord<'_>> = bag
-            .dags()
-            .map(|loaded| LoadedDagRecord {
-                dag: &loaded.dag,
-                version: &loaded.version,
-                source: &loaded.source,
-            })
-            .collect();
         info!(
-            dags = records.len(),
+            dags = bag.dags().len(),
             import_errors = bag.import_errors().len(),
             "DAGs folder loaded"
         );
-        self.store
-            .sync_dags(
-                &records,
-                bag.import_errors(),
-                self.config.dags_are_paused_at_creation,
-                Utc::now(),
-            )
-            .await?;
+        crate::record_dag_bag(
+            self.store.as_ref(),
+            bag,
+            self.config.dags_are_paused_at_creation,
+            Utc::now(),
+        )
+        .await?;
         self.next_schedule_check.clear();
         Ok(())
     }
@@ -727,14 +716,7 @@ impl Scheduler {
             task_id: ti.task_id.clone(),
             try_number: ti.try_number,
         };
-        let log = log_path(
-            &self.config.logs_folder,
-            &run.tenant,
-            &run.dag_id,
-            &run.run_id,
-            &ti.task_id,
-            ti.try_number,
-        );
+        let log = self.try_log_path(run, ti);
         self.in_flight.insert(
             (ti.run_pk, ti.task_id.clone()),
             InFlight {
@@ -892,14 +874,7 @@ impl Scheduler {
             let Some(task) = cached.dag.task(&ti.task_id) else {
                 continue;
             };
-            let log = log_path(
-                &self.config.logs_folder,
-                &run.tenant,
-                &run.dag_id,
-                &run.run_id,
-                &ti.task_id,
-                ti.try_number,
-            );
+            let log = self.try_log_path(&run, &ti);
             append_log_line(
                 &log,
                 "the scheduler stopped while this try was in flight; the try is marked failed",
@@ -929,6 +904,19 @@ impl Scheduler {
             self.handle_event(event).await?;
         }
         Ok(())
+    }
+}
+
+impl Scheduler {
+    fn try_log_path(&self, run: &RunRow, ti: &TiRow) -> PathBuf {
+        log_path(
+            &self.config.logs_folder,
+            &run.tenant,
+            &run.dag_id,
+            &run.run_id,
+            &ti.task_id,
+            ti.try_number,
+        )
     }
 }
 

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use updraft_dag::DagBag;
 use updraft_scheduler::SchedulerConfig;
-use updraft_store::{DagRow, LoadedDagRecord, SqliteStore, Store};
+use updraft_store::{DagRow, SqliteStore, Store};
 
 use crate::config::Settings;
 
@@ -38,22 +38,13 @@ pub async fn sync_dags(settings: &Settings, store: &dyn Store) -> Result<DagBag>
     let folder = settings.dags_folder();
     let mut bag = DagBag::with_options(&folder, bag_options(settings));
     bag.refresh();
-    let records: Vec<LoadedDagRecord<'_>> = bag
-        .dags()
-        .map(|loaded| LoadedDagRecord {
-            dag: &loaded.dag,
-            version: &loaded.version,
-            source: &loaded.source,
-        })
-        .collect();
-    store
-        .sync_dags(
-            &records,
-            bag.import_errors(),
-            settings.config.core.dags_are_paused_at_creation,
-            Utc::now(),
-        )
-        .await?;
+    updraft_scheduler::record_dag_bag(
+        store,
+        &bag,
+        settings.config.core.dags_are_paused_at_creation,
+        Utc::now(),
+    )
+    .await?;
     Ok(bag)
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const CONFIG_FILE: &str = "updraft.toml";
 const ENV_PREFIX: &str = "UPDRAFT__";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub core: CoreSection,
@@ -58,17 +58,6 @@ pub struct SchedulerSection {
     pub kill_grace: Duration,
     #[serde(with = "humantime_serde_str")]
     pub shutdown_grace: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            core: CoreSection::default(),
-            database: DatabaseSection::default(),
-            logging: LoggingSection::default(),
-            scheduler: SchedulerSection::default(),
-        }
-    }
 }
 
 impl Default for CoreSection {

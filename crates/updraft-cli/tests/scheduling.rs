@@ -115,7 +115,8 @@ tasks:
     ]);
     let run_id = str_of(&run["run_id"]);
     assert_eq!(run["state"], "queued");
-    let default_run = home.trigger("render", None);
+    // Templates are strict (an undefined name fails the try), so this run sets `x` too.
+    let default_run = home.trigger("render", Some(r#"{"x": 2}"#));
 
     let _scheduler = home.start_scheduler();
     assert_eq!(home.wait_run_finished("render", &run_id), "success");
@@ -131,7 +132,8 @@ tasks:
 
     let log = home.logs("render", &default_run, "show", None);
     assert!(
-        log.contains("param_p=the-default") && log.contains(&format!("run_id={default_run}")),
+        log.contains("conf_x=2 param_p=the-default")
+            && log.contains(&format!("run_id={default_run}")),
         "the default param and run id are not in the log:\n{log}"
     );
     let row = home.run_row("render", &run_id);
@@ -269,7 +271,7 @@ sleep 30
     home.write_dag(
         "slow.yaml",
         &format!(
-            "dag_id: slow\ntasks:\n  - task_id: slow\n    execution_timeout: 1s\n    bash: |\n{}",
+            "dag_id: slow\ntasks:\n  - task_id: slow\n    execution_timeout: 3s\n    bash: |\n{}",
             indent(&script, 6)
         ),
     );
@@ -399,6 +401,18 @@ tasks:
     bash: "touch '{}'"
   - task_id: independent
     bash: "true"
+  - task_id: alert
+    upstream: [fail, independent]
+    trigger_rule: one_failed
+    bash: "true"
+  - task_id: none_failed_down
+    upstream: [fail]
+    trigger_rule: none_failed
+    bash: "true"
+  - task_id: nfmos_down
+    upstream: [fail, independent]
+    trigger_rule: none_failed_min_one_success
+    bash: "true"
 "#,
             marker.display()
         ),
@@ -414,6 +428,9 @@ tasks:
             ("down2", "upstream_failed"),
             ("cleanup", "success"),
             ("independent", "success"),
+            ("alert", "success"),
+            ("none_failed_down", "upstream_failed"),
+            ("nfmos_down", "upstream_failed"),
         ])
     );
     assert!(marker.exists(), "the all_done cleanup task did not run");
@@ -532,6 +549,19 @@ fn catchup_creates_every_missed_run_once_unpaused_one_at_a_time() {
     let intervals = intervals(&stamps);
     assert_eq!(intervals.len(), runs.len(), "{intervals:?}");
     assert_no_overlap(&intervals);
+
+    // A manual run goes through a full scheduler pass, which would also create any further
+    // (wrongly) due scheduled run.
+    let manual = home.trigger("caught", None);
+    assert_eq!(home.wait_run_finished("caught", &manual), "success");
+    let scheduled: Vec<Value> = home
+        .runs("caught")
+        .into_iter()
+        .filter(|r| r["run_type"] == "scheduled")
+        .collect();
+    if today_utc() == today {
+        assert_eq!(logical_days(&scheduled), expected);
+    }
     let mut by_start: Vec<(&String, f64)> = intervals.iter().map(|(d, (s, _))| (d, *s)).collect();
     by_start.sort_by(|a, b| a.1.total_cmp(&b.1));
     let order: Vec<String> = by_start.into_iter().map(|(d, _)| d.clone()).collect();
@@ -821,6 +851,14 @@ fn sigterm_with_a_short_grace_stops_the_task_and_records_it() {
         "the task's process to be gone",
         Duration::from_secs(10),
         || (!process_alive(pid)).then_some(()),
+    );
+
+    // The next scheduler finishes the run from what was recorded.
+    let _again = home.start_scheduler();
+    assert_eq!(home.wait_run_finished("stopped", &run_id), "failed");
+    assert_eq!(
+        home.task_instances("stopped", &run_id)["t"]["try_number"],
+        1
     );
 }
 

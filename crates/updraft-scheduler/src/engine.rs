@@ -490,7 +490,7 @@ impl Scheduler {
                 run_type: RunType::Scheduled,
                 run_id: None,
                 logical_date: interval.start,
-                interval: interval.clone(),
+                interval,
                 conf: serde_json::Value::Object(Default::default()),
             };
             match create_run(self.store.as_ref(), dag, &row.version, request, now).await {

@@ -58,10 +58,32 @@ pub async fn create_run(
     match store.create_run(&new_run, &tis, now).await {
         Err(StoreError::Conflict(_)) => Err(SchedulerError::RunExists {
             dag_id: dag.dag_id.clone(),
-            run_id,
+            run_id: existing_run_id(store, &new_run).await.unwrap_or(run_id),
         }),
         other => Ok(other?),
     }
+}
+
+/// The run that holds `run`'s run id or, failing that, its logical date.
+async fn existing_run_id(store: &dyn Store, run: &NewRun) -> Option<String> {
+    if store
+        .run(&run.dag_id, &run.run_id)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        return Some(run.run_id.clone());
+    }
+    let filter = updraft_store::RunFilter {
+        dag_id: Some(run.dag_id.clone()),
+        states: vec![],
+        limit: None,
+    };
+    let runs = store.runs(&filter).await.ok()?;
+    runs.into_iter()
+        .find(|r| r.logical_date == run.logical_date)
+        .map(|r| r.run_id)
 }
 
 /// A manual run, as `dags trigger` and the API create it.

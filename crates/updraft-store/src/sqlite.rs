@@ -15,7 +15,7 @@
 //! decoding lives in `codec`.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -50,6 +50,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The database file; `None` in memory.
+    path: Option<PathBuf>,
 }
 
 impl SqliteStore {
@@ -63,11 +65,18 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
+        // Switching a new file to WAL takes a lock SQLite does not wait for, so processes
+        // opening the same new database at once take turns.
+        let _lock = init_lock(path).await?;
         // The writer connects first so the file exists and is in WAL mode before readers open.
         let writer = pool_options(1).connect_with(options.clone()).await?;
         let reader = pool_options(READERS).connect_with(options).await?;
         tracing::debug!(path = %path.display(), "opened SQLite store");
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            path: Some(path.to_path_buf()),
+        })
     }
 
     /// A private in-memory database, already migrated (for tests and `dags test`).
@@ -87,6 +96,7 @@ impl SqliteStore {
         let store = SqliteStore {
             writer: pool.clone(),
             reader: pool,
+            path: None,
         };
         store.migrate().await?;
         Ok(store)
@@ -99,6 +109,27 @@ impl SqliteStore {
     }
 }
 
+/// Waits until this process holds `<database>.init.lock`, which serialises opening and
+/// migrating the database across processes; released when dropped.
+async fn init_lock(db: &Path) -> Result<std::fs::File> {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".init.lock");
+    let path = db.with_file_name(name);
+    let locked = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r);
+    locked.map_err(|e| sqlx::Error::Io(e).into())
+}
+
 fn pool_options(max_connections: u32) -> SqlitePoolOptions {
     SqlitePoolOptions::new()
         .max_connections(max_connections)
@@ -109,6 +140,13 @@ fn pool_options(max_connections: u32) -> SqlitePoolOptions {
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
+        // sqlx takes no lock when migrating SQLite, so two processes migrating a new database
+        // at once (a scheduler starting next to a CLI command) would both apply the first
+        // migration, and one would fail.
+        let _lock = match &self.path {
+            Some(path) => Some(init_lock(path).await?),
+            None => None,
+        };
         MIGRATOR.run(&self.writer).await?;
         tracing::debug!("SQLite schema up to date");
         Ok(())
@@ -322,6 +360,28 @@ mod tests {
         for (sql, index) in cases {
             let plan = query_plan(&store.writer, sql).await;
             assert!(plan.contains(index), "{sql}\n{plan}");
+        }
+    }
+
+    /// Stores opened on one new file at once (as by processes starting together) all open
+    /// and migrate it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_opens_and_migrations_of_a_new_database_all_succeed() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("race.db");
+            let tasks: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    tokio::spawn(async move {
+                        let store = SqliteStore::open(&path).await?;
+                        store.migrate().await
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap().unwrap();
+            }
         }
     }
 

@@ -303,7 +303,10 @@ pub async fn find_run(store: &dyn Store, dag_id: &str, key: &str) -> Result<RunR
             return Ok(run);
         }
     }
-    bail!("no run `{key}` of DAG `{dag_id}`")
+    if store.dag(dag_id).await?.is_none() {
+        bail!("DAG `{dag_id}` not found (see `updraft dags list`)");
+    }
+    bail!("no run `{key}` of DAG `{dag_id}` (see `updraft dags list-runs {dag_id}`)")
 }
 
 async fn state(store: &dyn Store, dag_id: &str, key: &str, format: Format) -> Result<ExitCode> {
@@ -427,18 +430,7 @@ async fn test(
         .transpose()?
         .unwrap_or_else(Utc::now);
     let conf = parse_conf(conf)?;
-    let mut bag =
-        updraft_dag::DagBag::with_options(settings.dags_folder(), super::bag_options(settings));
-    bag.refresh();
-    let Some(loaded) = bag.dags().find(|l| l.dag.dag_id == dag_id) else {
-        for error in bag.import_errors() {
-            eprintln!("import error: {error}");
-        }
-        bail!(
-            "DAG `{dag_id}` not found in {}",
-            settings.dags_folder().display()
-        );
-    };
+    let loaded = super::load_dag_file(settings, dag_id)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await?);
     store.migrate().await?;
     let record = updraft_store::LoadedDagRecord {
@@ -447,6 +439,20 @@ async fn test(
         source: &loaded.source,
     };
     store.sync_dags(&[record], &[], false, Utc::now()).await?;
+    // As in Airflow, a test run is not limited by pools: each pool the DAG names gets room
+    // for all of its tasks at once.
+    let mut pools: std::collections::BTreeMap<&str, i64> = Default::default();
+    for task in &loaded.dag.tasks {
+        *pools.entry(task.pool.as_str()).or_default() += i64::from(task.pool_slots);
+    }
+    for (name, slots) in pools {
+        let pool = updraft_store::PoolRow {
+            name: name.to_string(),
+            slots,
+            description: "dags test".to_string(),
+        };
+        store.upsert_pool(&pool).await?;
+    }
     let request = RunRequest {
         run_type: RunType::Manual,
         run_id: None,

@@ -55,6 +55,23 @@ pub fn bag_options(settings: &Settings) -> updraft_dag::DagBagOptions {
     }
 }
 
+/// Parse the DAGs folder and return one DAG, recording nothing (`dags test`, `tasks test`).
+/// When the DAG is not there, the folder's import errors are printed.
+pub fn load_dag_file(settings: &Settings, dag_id: &str) -> Result<Arc<updraft_dag::LoadedDag>> {
+    let mut bag = DagBag::with_options(settings.dags_folder(), bag_options(settings));
+    bag.refresh();
+    if let Some(loaded) = bag.dag(dag_id) {
+        return Ok(Arc::clone(loaded));
+    }
+    for error in bag.import_errors() {
+        eprintln!("import error: {error}");
+    }
+    bail!(
+        "DAG `{dag_id}` not found in {}",
+        settings.dags_folder().display()
+    );
+}
+
 /// The DAG, or an error that says why it is not there (including its import error).
 pub async fn require_dag(store: &dyn Store, dag_id: &str) -> Result<DagRow> {
     match store.dag(dag_id).await? {

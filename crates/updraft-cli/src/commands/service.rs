@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 use updraft_scheduler::Scheduler;
 
@@ -10,6 +10,7 @@ use crate::config::Settings;
 use crate::examples;
 
 pub async fn standalone(settings: &Settings) -> Result<ExitCode> {
+    let shutdown = shutdown_signal()?;
     let folder = settings.dags_folder();
     if settings.config.core.load_examples {
         let written = examples::offer(&folder)?;
@@ -23,14 +24,18 @@ pub async fn standalone(settings: &Settings) -> Result<ExitCode> {
             );
         }
     }
-    run_scheduler(settings).await
+    run_scheduler(settings, shutdown).await
 }
 
 pub async fn scheduler(settings: &Settings) -> Result<ExitCode> {
-    run_scheduler(settings).await
+    let shutdown = shutdown_signal()?;
+    run_scheduler(settings, shutdown).await
 }
 
-async fn run_scheduler(settings: &Settings) -> Result<ExitCode> {
+async fn run_scheduler(
+    settings: &Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<ExitCode> {
     let store = super::open_store(settings).await?;
     let Some(_lock) = super::try_scheduler_lock(settings)? else {
         bail!(
@@ -49,23 +54,20 @@ async fn run_scheduler(settings: &Settings) -> Result<ExitCode> {
         settings.sqlite_path()?.display(),
         settings.logs_folder().display()
     );
-    scheduler.run(shutdown_signal()).await?;
+    scheduler.run(shutdown).await?;
     eprintln!("updraft scheduler stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot listen for SIGTERM: {e}");
-            std::future::pending::<()>().await;
-            return;
+/// A future that completes on SIGTERM or SIGINT. The handlers are installed at once, so a
+/// stop requested while the service is still starting is not lost (nor fatal).
+fn shutdown_signal() -> Result<impl Future<Output = ()>> {
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    })
 }

@@ -76,6 +76,14 @@ pub enum TasksCommand {
 }
 
 pub async fn run(cmd: TasksCommand, settings: &Settings, format: Format) -> Result<ExitCode> {
+    if let TasksCommand::Test {
+        dag_id,
+        task_id,
+        logical_date,
+    } = &cmd
+    {
+        return test(settings, dag_id, task_id, logical_date.as_deref()).await;
+    }
     let store = super::open_store(settings).await?;
     sync_dags(settings, store.as_ref()).await?;
     let store = store.as_ref();
@@ -97,11 +105,7 @@ pub async fn run(cmd: TasksCommand, settings: &Settings, format: Format) -> Resu
             }
             Ok(ExitCode::SUCCESS)
         }
-        TasksCommand::Test {
-            dag_id,
-            task_id,
-            logical_date,
-        } => test(settings, store, &dag_id, &task_id, logical_date.as_deref()).await,
+        TasksCommand::Test { .. } => unreachable!("handled above"),
         TasksCommand::Logs {
             dag_id,
             run_id,
@@ -331,15 +335,15 @@ pub async fn print_run_report(store: &dyn Store, run: &RunRow, logs_root: &Path)
     Ok(())
 }
 
+/// `tasks test`: one task, from the DAG file as it is now, without touching the database.
 async fn test(
     settings: &Settings,
-    store: &dyn Store,
     dag_id: &str,
     task_id: &str,
     logical_date: Option<&str>,
 ) -> Result<ExitCode> {
-    let row = require_dag(store, dag_id).await?;
-    let dag = &row.dag;
+    let loaded = super::load_dag_file(settings, dag_id)?;
+    let dag = &loaded.dag;
     let task = dag
         .task(task_id)
         .with_context(|| format!("DAG `{dag_id}` has no task `{task_id}`"))?;

@@ -69,9 +69,26 @@ impl std::fmt::Display for CmdResult {
 }
 
 /// A temporary `UPDRAFT_HOME`, removed when dropped.
+///
+/// When a test fails, set `UPDRAFT_TEST_KEEP_HOME=1` to keep the home of failing tests (its path
+/// is printed) for a look at the database, logs and the scheduler's output.
 pub struct Home {
-    dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
     env: Vec<(String, String)>,
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && std::env::var_os("UPDRAFT_TEST_KEEP_HOME").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!(
+                "kept UPDRAFT_HOME of the failed test: {}",
+                dir.keep().display()
+            );
+        }
+    }
 }
 
 impl Default for Home {
@@ -111,7 +128,10 @@ impl Home {
                 "2s".to_string(),
             ),
         ];
-        Home { dir, env }
+        Home {
+            dir: Some(dir),
+            env,
+        }
     }
 
     /// Set (or replace) an environment variable for every later command and scheduler, e.g.
@@ -129,7 +149,10 @@ impl Home {
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        self.dir
+            .as_ref()
+            .expect("the home exists until dropped")
+            .path()
     }
 
     pub fn dags(&self) -> PathBuf {
@@ -181,6 +204,7 @@ impl Home {
         }
         cmd.env("UPDRAFT_HOME", self.path());
         cmd.env("UPDRAFT_LOG", "warn");
+        cmd.env("NO_COLOR", "1");
         for (name, value) in &self.env {
             cmd.env(name, value);
         }
@@ -458,6 +482,13 @@ impl Drop for SchedulerProcess {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- output of the scheduler ({}) ---\n{}--- end of the scheduler's output ---",
+                self.log_path.display(),
+                self.output()
+            );
         }
     }
 }

@@ -17,12 +17,33 @@ pub(super) async fn create(
 ) -> Result<RunRow> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     ensure_version_exists(&mut tx, &run.dag_id, &run.version).await?;
+    ensure_logical_date_free(&mut tx, run).await?;
     let row = insert_run(&mut tx, run, now).await?;
     for ti in tis {
         insert_ti(&mut tx, &row, ti).await?;
     }
     tx.commit().await?;
     Ok(row)
+}
+
+/// A DAG has at most one run per logical date, whatever the run ids (Airflow's unique
+/// `(dag_id, logical_date)`).
+async fn ensure_logical_date_free(conn: &mut SqliteConnection, run: &NewRun) -> Result<()> {
+    let taken: Option<(String,)> = sqlx::query_as(
+        "SELECT run_id FROM dag_run WHERE dag_id = ?1 AND logical_date = ?2 LIMIT 1",
+    )
+    .bind(&run.dag_id)
+    .bind(ts(run.logical_date))
+    .fetch_optional(conn)
+    .await?;
+    match taken {
+        Some((run_id,)) => Err(StoreError::Conflict(format!(
+            "DAG {} already has a run at logical date {}: {run_id}",
+            run.dag_id,
+            run.logical_date.to_rfc3339()
+        ))),
+        None => Ok(()),
+    }
 }
 
 async fn ensure_version_exists(

@@ -476,6 +476,20 @@ pub async fn create_run_conflicts_on_duplicate_run_id(store: &dyn Store) {
         .create_run(&new_run(&e, "r1", RunType::Manual, 0), &[], t(1))
         .await
         .unwrap();
+
+    // One run per logical date of a DAG, whatever the run id.
+    let same_date = store
+        .create_run(
+            &new_run(&d, "r3", RunType::Backfill, 0),
+            &[ti("a", 1)],
+            t(2),
+        )
+        .await;
+    assert!(
+        matches!(same_date, Err(StoreError::Conflict(_))),
+        "{same_date:?}"
+    );
+    assert_eq!(store.run("d", "r3").await.unwrap(), None);
 }
 
 pub async fn create_run_needs_a_recorded_version(store: &dyn Store) {
@@ -1358,7 +1372,8 @@ pub async fn concurrent_finishers(store: Arc<dyn Store>) {
                 store.active_counts().await?;
                 // Writes that read before they write (a lock upgrade without BEGIN IMMEDIATE).
                 assert!(store.set_ti_state(k, TaskState::Success, t(4)).await?);
-                let spec = new_run(&dag("d"), &format!("w{worker}-{i}"), RunType::Manual, 9);
+                let hour = (100 + worker * EACH + i) as i64;
+                let spec = new_run(&dag("d"), &format!("w{worker}-{i}"), RunType::Manual, hour);
                 store.create_run(&spec, &[ti("x", 1)], t(4)).await?;
             }
             Ok::<_, StoreError>(())

@@ -690,6 +690,21 @@ fn backfill_skips_a_logical_date_that_already_has_a_manual_run() {
         manual[0]["state"], "queued",
         "the backfill ran a run it did not create"
     );
+    assert!(
+        result.stderr.contains("manual__2024-01-02"),
+        "the skipped date should name the run that holds it:\n{result}"
+    );
+
+    // A trigger at a logical date that has a run is refused.
+    let refused = home.fails(&[
+        "dags",
+        "trigger",
+        "filled2",
+        "--logical-date",
+        "2024-01-03T00:00:00",
+    ]);
+    assert!(refused.stderr.contains("already exists"), "{refused}");
+    assert_eq!(home.runs("filled2").len(), 3);
 }
 
 // ---- 10. clear and set-state ---------------------------------------------------------------
@@ -740,6 +755,65 @@ fn clear_reruns_the_task_and_its_downstream_and_set_state_marks_it() {
     assert_eq!(home.task_states("clearable", &run_id)["a"], "failed");
     let refused = home.fails(&["tasks", "set-state", "clearable", &run_id, "a", "running"]);
     assert!(refused.stderr.contains("success"), "{refused}");
+}
+
+#[test]
+fn clearing_a_running_task_stops_its_try_and_runs_it_again() {
+    let home = Home::new();
+    let work = home.work();
+    let counter = work.join("counter");
+    let release = work.join("release");
+    let script = format!(
+        r#"n=$(cat '{counter}' 2>/dev/null || echo 0); n=$((n+1)); echo $n > '{counter}'
+echo "try $n running"
+if [ "$n" -eq 1 ]; then sleep 60; fi
+{wait}
+echo "try $n done"
+"#,
+        counter = counter.display(),
+        wait = wait_for_file_sh(&release),
+    );
+    home.write_dag(
+        "recleared.yaml",
+        &format!(
+            "dag_id: recleared\ntasks:\n  - task_id: t\n    bash: |\n{}  - task_id: after\n    upstream: [t]\n    bash: \"true\"\n",
+            indent(&script, 6)
+        ),
+    );
+    let _scheduler = home.start_scheduler();
+    let run_id = home.trigger("recleared", None);
+    home.wait_task_state("recleared", &run_id, "t", "running");
+    home.ok(&["tasks", "clear", "recleared", "-t", "^t$", "-r", &run_id]);
+    // Try 2 is running (and waits for the release file) while try 1 is being stopped.
+    wait_until("try 2 to run", DEFAULT_TIMEOUT, || {
+        let ti = home.task_instances("recleared", &run_id).remove("t")?;
+        (ti["try_number"] == 2 && ti["state"] == "running").then_some(())
+    });
+    let try1 = wait_until("try 1 to be stopped", DEFAULT_TIMEOUT, || {
+        let log = home.logs("recleared", &run_id, "t", Some(1));
+        log.contains("kill requested").then_some(log)
+    });
+    assert!(!try1.contains("try 1 done"), "{try1}");
+    // Let try 1's end be handled before try 2 ends.
+    wait_until("try 1's end to be logged", DEFAULT_TIMEOUT, || {
+        home.logs("recleared", &run_id, "t", Some(1))
+            .contains("try 1 finished")
+            .then_some(())
+    });
+    let ti = &home.task_instances("recleared", &run_id)["t"];
+    assert_eq!(ti["try_number"], 2);
+    assert_eq!(
+        ti["state"], "running",
+        "try 1's end was recorded as try 2's"
+    );
+    fs::write(&release, "").unwrap();
+    assert_eq!(home.wait_run_finished("recleared", &run_id), "success");
+    let tis = home.task_instances("recleared", &run_id);
+    assert_eq!(tis["t"]["state"], "success");
+    assert_eq!(tis["t"]["try_number"], 2);
+    assert_eq!(tis["after"]["state"], "success");
+    let try2 = home.logs("recleared", &run_id, "t", Some(2));
+    assert!(try2.contains("try 2 done"), "{try2}");
 }
 
 // ---- 11. pause -----------------------------------------------------------------------------
@@ -813,9 +887,8 @@ fn sigterm_lets_a_running_task_finish_within_shutdown_grace() {
     let log = home.logs("graceful", &run_id, "t", None);
     assert!(log.contains("finished normally"), "{log}");
 
-    // A new scheduler finishes the run.
-    let _again = home.start_scheduler();
-    assert_eq!(home.wait_run_finished("graceful", &run_id), "success");
+    // The run's outcome is recorded before the scheduler exits.
+    assert_eq!(home.run_state("graceful", &run_id), "success");
 }
 
 #[test]
@@ -853,13 +926,12 @@ fn sigterm_with_a_short_grace_stops_the_task_and_records_it() {
         || (!process_alive(pid)).then_some(()),
     );
 
-    // The next scheduler finishes the run from what was recorded.
-    let _again = home.start_scheduler();
-    assert_eq!(home.wait_run_finished("stopped", &run_id), "failed");
     assert_eq!(
         home.task_instances("stopped", &run_id)["t"]["try_number"],
         1
     );
+    // The run's outcome is recorded before the scheduler exits (no retries left).
+    assert_eq!(home.run_state("stopped", &run_id), "failed");
 }
 
 // ---- 13. kill -9 recovery ------------------------------------------------------------------

@@ -797,7 +797,18 @@ impl Scheduler {
         outcome: ExecOutcome,
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
-        let Some(flight) = self.in_flight.remove(&(key.run_pk, key.task_id.clone())) else {
+        let flight_key = (key.run_pk, key.task_id.clone());
+        // The end of an older try (stopped after its instance was cleared, while the next
+        // try already runs) must not be taken for the end of the try in flight.
+        if self
+            .in_flight
+            .get(&flight_key)
+            .is_some_and(|f| f.try_number != key.try_number)
+        {
+            debug!(task_id = %key.task_id, try_number = key.try_number, "end of a superseded try");
+            return Ok(());
+        }
+        let Some(flight) = self.in_flight.remove(&flight_key) else {
             warn!(task_id = %key.task_id, "finish reported for a try not in flight");
             return Ok(());
         };
@@ -902,6 +913,12 @@ impl Scheduler {
         self.executor.shutdown(self.config.shutdown_grace).await;
         while let Ok(event) = self.events.try_recv() {
             self.handle_event(event).await?;
+        }
+        // Runs whose last tries just ended get their final state now, not at the next start;
+        // nothing new is queued.
+        let now = Utc::now();
+        while let Some(run_pk) = self.dirty_runs.pop_first() {
+            self.evaluate(run_pk, now).await?;
         }
         Ok(())
     }

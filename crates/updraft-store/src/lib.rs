@@ -219,10 +219,10 @@ pub trait Store: Send + Sync {
     // ---- runs -----------------------------------------------------------------------------
 
     /// Create a run in state `queued` with one task instance per `tis` in state `none`.
-    /// A run with the same `(dag_id, run_id)` or the same `(dag_id, logical_date)`, or a task
-    /// id listed twice, is a
-    /// [`StoreError::Conflict`]; a `(dag_id, version)` not recorded by [`Store::sync_dags`] is
-    /// [`StoreError::NotFound`]. Either way nothing is written.
+    /// A run with the same `(dag_id, run_id)` or the same `(dag_id, logical_date)` (one run per
+    /// logical date, as in Airflow), or a task id listed twice, is a [`StoreError::Conflict`];
+    /// a `(dag_id, version)` not recorded by [`Store::sync_dags`] is [`StoreError::NotFound`].
+    /// Either way nothing is written.
     async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow>;
     async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>>;
     async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>>;

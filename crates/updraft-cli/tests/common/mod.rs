@@ -99,7 +99,9 @@ impl Default for Home {
 
 impl Home {
     /// A fresh home with an empty `dags/` folder. DAGs are unpaused at creation, the scheduler
-    /// polls every 100 ms, and example DAGs are not offered.
+    /// polls every 100 ms and rescans the folder every second, a stopped try gets 2 s between
+    /// SIGTERM and SIGKILL, and example DAGs are not offered. Change any of it with
+    /// [`Home::set_env`].
     pub fn new() -> Home {
         let dir = tempfile::Builder::new()
             .prefix("updraft-test-")

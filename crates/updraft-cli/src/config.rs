@@ -17,6 +17,24 @@ pub struct Config {
     pub database: DatabaseSection,
     pub logging: LoggingSection,
     pub scheduler: SchedulerSection,
+    pub api: ApiSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// Address the web UI and REST API listen on. Non-loopback addresses need authentication.
+    pub host: String,
+    pub port: u16,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            host: "127.0.0.1".to_string(),
+            port: 8080,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

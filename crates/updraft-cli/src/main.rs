@@ -30,10 +30,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Everything in one process: migrate the database, offer example DAGs, run the scheduler.
+    /// Everything in one process: migrate the database, offer example DAGs, run the scheduler
+    /// and the web UI and API.
     Standalone,
     /// Run the scheduler.
     Scheduler,
+    /// Run the web UI and REST API (default http://127.0.0.1:8080).
+    Server,
     /// Database commands.
     #[command(subcommand)]
     Db(commands::db::DbCommand),
@@ -86,6 +89,7 @@ async fn run(cli: Cli, settings: config::Settings) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Standalone => commands::service::standalone(&settings).await,
         Command::Scheduler => commands::service::scheduler(&settings).await,
+        Command::Server => commands::service::server(&settings).await,
         Command::Db(cmd) => commands::db::run(cmd, &settings).await,
         Command::Config(cmd) => commands::config_cmd::run(cmd, &settings),
         Command::Dags(cmd) => commands::dags::run(cmd, &settings, format).await,

@@ -81,8 +81,15 @@ enum Stimulus {
     Shutdown,
 }
 
+/// A recorded state change of a run or one of its task instances, published for live views.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateChange {
+    pub run_pk: i64,
+}
+
 pub struct Scheduler {
     store: Arc<dyn Store>,
+    changes: tokio::sync::broadcast::Sender<StateChange>,
     config: SchedulerConfig,
     executor: LocalExecutor,
     events: mpsc::UnboundedReceiver<TryEvent>,
@@ -166,6 +173,7 @@ impl Scheduler {
         let now = Instant::now();
         Ok(Scheduler {
             store,
+            changes: tokio::sync::broadcast::channel(1024).0,
             config,
             executor,
             events: rx,
@@ -191,6 +199,16 @@ impl Scheduler {
     /// work outside the scheduler (API handlers, a signal from a CLI command).
     pub fn waker(&self) -> Arc<Notify> {
         self.poke.clone()
+    }
+
+    /// Every recorded state change is sent here (lagging receivers miss some; a live view then
+    /// reloads).
+    pub fn changes(&self) -> tokio::sync::broadcast::Sender<StateChange> {
+        self.changes.clone()
+    }
+
+    fn publish(&self, run_pk: i64) {
+        let _ = self.changes.send(StateChange { run_pk });
     }
 
     /// Run until `shutdown` completes, then stop cleanly: running tries get
@@ -534,6 +552,7 @@ impl Scheduler {
         }
         for pk in started {
             self.store.set_run_state(pk, RunState::Running, now).await?;
+            self.publish(pk);
             self.runs_in_play.insert(pk);
             self.dirty_runs.insert(pk);
         }
@@ -589,6 +608,7 @@ impl Scheduler {
             self.store
                 .apply_transitions(run_pk, &transitions, now)
                 .await?;
+            self.publish(run_pk);
         }
         if let Some(at) = evaluation.wake_at {
             self.wake(at);
@@ -596,6 +616,7 @@ impl Scheduler {
         match evaluation.run_state {
             Some(state) => {
                 self.store.set_run_state(run_pk, state, now).await?;
+                self.publish(run_pk);
                 self.runs_in_play.remove(&run_pk);
                 info!(dag_id = %run.dag_id, run_id = %run.run_id, %state, "run finished");
                 Ok(true)
@@ -636,6 +657,9 @@ impl Scheduler {
             return Ok(());
         }
         let queued = self.store.queue(&keys, now).await?;
+        for ti in &queued {
+            self.publish(ti.run_pk);
+        }
         let mut runs: HashMap<i64, RunRow> = HashMap::new();
         for ti in queued {
             if let std::collections::hash_map::Entry::Vacant(e) = runs.entry(ti.run_pk)
@@ -785,6 +809,7 @@ impl Scheduler {
                         now,
                     )
                     .await?;
+                self.publish(key.run_pk);
                 Ok(())
             }
             TryEvent::Finished { key, outcome } => self.record_finish(key, outcome, now).await,
@@ -830,6 +855,7 @@ impl Scheduler {
             .store
             .finish_try(&ti_key, flight.try_number, state, retry_at, now)
             .await?;
+        self.publish(key.run_pk);
         if !applied {
             debug!(task_id = %key.task_id, "try outcome not recorded: instance changed meanwhile");
         }

@@ -1,16 +1,22 @@
-//! Long-running commands: `standalone` and `scheduler`.
+//! Long-running commands: `standalone` (scheduler and web server in one process),
+//! `scheduler` and `server`.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 use updraft_scheduler::Scheduler;
+use updraft_server::{AppState, ServerConfig};
+use updraft_store::Store;
 
 use crate::config::Settings;
 use crate::examples;
 
 pub async fn standalone(settings: &Settings) -> Result<ExitCode> {
-    let shutdown = shutdown_signal()?;
+    let stop = stop_on_signal()?;
     let folder = settings.dags_folder();
     if settings.config.core.load_examples {
         let written = examples::offer(&folder)?;
@@ -24,17 +30,32 @@ pub async fn standalone(settings: &Settings) -> Result<ExitCode> {
             );
         }
     }
-    run_scheduler(settings, shutdown).await
+    run(settings, stop, true).await
 }
 
 pub async fn scheduler(settings: &Settings) -> Result<ExitCode> {
-    let shutdown = shutdown_signal()?;
-    run_scheduler(settings, shutdown).await
+    let stop = stop_on_signal()?;
+    run(settings, stop, false).await
 }
 
-async fn run_scheduler(
+/// The web UI and API alone, beside a scheduler running elsewhere on the same database.
+pub async fn server(settings: &Settings) -> Result<ExitCode> {
+    let stop = stop_on_signal()?;
+    let store = super::open_store(settings).await?;
+    let changes = tokio::sync::broadcast::channel(1024).0;
+    let poke_settings = settings.clone();
+    let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || super::poke_scheduler(&poke_settings));
+    let config = server_config(settings)?;
+    let listener = updraft_server::listen(&config).await?;
+    let state = AppState::new(store, config, changes, wake);
+    updraft_server::serve(listener, state, wait_for(stop)).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(
     settings: &Settings,
-    shutdown: impl Future<Output = ()>,
+    stop: watch::Receiver<bool>,
+    with_server: bool,
 ) -> Result<ExitCode> {
     let store = super::open_store(settings).await?;
     let Some(_lock) = super::try_scheduler_lock(settings)? else {
@@ -46,28 +67,88 @@ async fn run_scheduler(
     let folder = settings.dags_folder();
     std::fs::create_dir_all(&folder)?;
     let config = super::scheduler_config(settings, Some(folder.clone()), settings.logs_folder());
-    let mut scheduler = Scheduler::new(store, config)?;
+    let mut scheduler = Scheduler::new(store.clone(), config)?;
     super::listen_for_pokes(scheduler.waker())?;
+    let server = if with_server {
+        Some(spawn_server(settings, store, &scheduler, stop.clone()).await?)
+    } else {
+        None
+    };
     eprintln!(
         "updraft scheduler running: DAGs from {}, database {}, logs in {}. Stop with Ctrl-C or SIGTERM.",
         folder.display(),
         settings.sqlite_path()?.display(),
         settings.logs_folder().display()
     );
-    scheduler.run(shutdown).await?;
+    scheduler.run(wait_for(stop)).await?;
+    if let Some(server) = server {
+        server.await.context("the web server task failed")??;
+    }
     eprintln!("updraft scheduler stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// A future that completes on SIGTERM or SIGINT. The handlers are installed at once, so a
-/// stop requested while the service is still starting is not lost (nor fatal).
-fn shutdown_signal() -> Result<impl Future<Output = ()>> {
+async fn spawn_server(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    scheduler: &Scheduler,
+    stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<Result<(), updraft_server::ServerError>>> {
+    let config = server_config(settings)?;
+    // Bind before the scheduler starts, so a bad or busy address stops everything at once.
+    let listener = updraft_server::listen(&config).await?;
+    let waker = scheduler.waker();
+    let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || waker.notify_one());
+    let state = AppState::new(store, config, scheduler.changes(), wake);
+    Ok(tokio::spawn(updraft_server::serve(
+        listener,
+        state,
+        wait_for(stop),
+    )))
+}
+
+fn server_config(settings: &Settings) -> Result<ServerConfig> {
+    let api = &settings.config.api;
+    let bind: SocketAddr = format!("{}:{}", bracket_ipv6(&api.host), api.port)
+        .parse()
+        .with_context(|| {
+            format!(
+                "api.host / api.port: `{}:{}` is not an address",
+                api.host, api.port
+            )
+        })?;
+    Ok(ServerConfig {
+        bind,
+        dags_folder: settings.dags_folder(),
+        logs_folder: settings.logs_folder(),
+        authentication_configured: false,
+    })
+}
+
+fn bracket_ipv6(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+/// Becomes true on SIGTERM or SIGINT. The handlers are installed at once, so a stop
+/// requested while the service is still starting is not lost (nor fatal).
+fn stop_on_signal() -> Result<watch::Receiver<bool>> {
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    Ok(async move {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-    })
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+async fn wait_for(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
 }

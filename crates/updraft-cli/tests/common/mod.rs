@@ -129,6 +129,8 @@ impl Home {
                 "UPDRAFT__SCHEDULER__KILL_GRACE".to_string(),
                 "2s".to_string(),
             ),
+            // Tests run in parallel: let each server pick a free port.
+            ("UPDRAFT__API__PORT".to_string(), "0".to_string()),
         ];
         Home {
             dir: Some(dir),

@@ -24,7 +24,7 @@ use updraft_executor::render::{TemplateContext, render_task};
 use updraft_executor::{
     ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TryEvent, TryKey, log_path,
 };
-use updraft_store::{DagRow, RunFilter, RunRow, Store, TiKey, TiRow, TiTransition};
+use updraft_store::{DagRow, RunFilter, RunRow, Store, TiKey, TiRow, TiTransition, TryReport};
 
 use crate::SchedulerError;
 use crate::dagcache::{CachedDag, DagCache};
@@ -309,10 +309,9 @@ impl Scheduler {
     async fn handle(&mut self, stimulus: Stimulus) -> Result<(), SchedulerError> {
         match stimulus {
             Stimulus::Event(event) => {
-                self.handle_event(event).await?;
-                while let Ok(event) = self.events.try_recv() {
-                    self.handle_event(event).await?;
-                }
+                let mut events = vec![event];
+                self.drain_events(&mut events);
+                self.record_events(events).await?;
                 self.quick_pass().await
             }
             Stimulus::FolderChanged => {
@@ -792,28 +791,34 @@ impl Scheduler {
         self.record_finish(key, outcome, now).await
     }
 
-    async fn handle_event(&mut self, event: TryEvent) -> Result<(), SchedulerError> {
-        let now = Utc::now();
-        match event {
-            TryEvent::Started { key, pid } => {
-                let ti_key = TiKey {
-                    run_pk: key.run_pk,
-                    task_id: key.task_id.clone(),
-                };
-                self.store
-                    .mark_running(
-                        &ti_key,
-                        key.try_number,
-                        pid.map(i64::from),
-                        &self.config.hostname,
-                        now,
-                    )
-                    .await?;
-                self.publish(key.run_pk);
-                Ok(())
-            }
-            TryEvent::Finished { key, outcome } => self.record_finish(key, outcome, now).await,
+    fn drain_events(&mut self, events: &mut Vec<TryEvent>) {
+        while let Ok(event) = self.events.try_recv() {
+            events.push(event);
         }
+    }
+
+    /// Record a burst of executor events in one transaction (the hot path: one commit for
+    /// every try that started or ended meanwhile).
+    async fn record_events(&mut self, events: Vec<TryEvent>) -> Result<(), SchedulerError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let reports: Vec<TryReport> = events
+            .into_iter()
+            .filter_map(|event| match event {
+                TryEvent::Started { key, pid } => Some(TryReport::Started {
+                    key: TiKey {
+                        run_pk: key.run_pk,
+                        task_id: key.task_id,
+                    },
+                    try_number: key.try_number,
+                    pid: pid.map(i64::from),
+                }),
+                TryEvent::Finished { key, outcome } => self.finish_report(key, outcome, now),
+            })
+            .collect();
+        self.record_reports(&reports, now).await
     }
 
     async fn record_finish(
@@ -822,6 +827,53 @@ impl Scheduler {
         outcome: ExecOutcome,
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
+        let reports: Vec<TryReport> = self.finish_report(key, outcome, now).into_iter().collect();
+        self.record_reports(&reports, now).await
+    }
+
+    async fn record_reports(
+        &mut self,
+        reports: &[TryReport],
+        now: DateTime<Utc>,
+    ) -> Result<(), SchedulerError> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let applied = self
+            .store
+            .record_try_reports(reports, &self.config.hostname, now)
+            .await?;
+        let mut touched = BTreeSet::new();
+        for (report, applied) in reports.iter().zip(applied) {
+            match report {
+                TryReport::Started { key, .. } => {
+                    touched.insert(key.run_pk);
+                }
+                TryReport::Finished { key, retry_at, .. } => {
+                    if !applied {
+                        debug!(task_id = %key.task_id, "try outcome not recorded: instance changed meanwhile");
+                    }
+                    if let Some(at) = retry_at {
+                        self.wake(*at);
+                    }
+                    touched.insert(key.run_pk);
+                    self.dirty_runs.insert(key.run_pk);
+                }
+            }
+        }
+        for run_pk in touched {
+            self.publish(run_pk);
+        }
+        Ok(())
+    }
+
+    /// What a finished try becomes, or `None` when its end must not be recorded.
+    fn finish_report(
+        &mut self,
+        key: TryKey,
+        outcome: ExecOutcome,
+        now: DateTime<Utc>,
+    ) -> Option<TryReport> {
         let flight_key = (key.run_pk, key.task_id.clone());
         // The end of an older try (stopped after its instance was cleared, while the next
         // try already runs) must not be taken for the end of the try in flight.
@@ -831,19 +883,13 @@ impl Scheduler {
             .is_some_and(|f| f.try_number != key.try_number)
         {
             debug!(task_id = %key.task_id, try_number = key.try_number, "end of a superseded try");
-            return Ok(());
+            return None;
         }
         let Some(flight) = self.in_flight.remove(&flight_key) else {
             warn!(task_id = %key.task_id, "finish reported for a try not in flight");
-            return Ok(());
+            return None;
         };
-        let ti_key = TiKey {
-            run_pk: key.run_pk,
-            task_id: key.task_id.clone(),
-        };
-        let Some(task) = flight.dag.dag.task(&key.task_id) else {
-            return Ok(());
-        };
+        let task = flight.dag.dag.task(&key.task_id)?;
         let (state, retry_at) = on_try_finished(
             task,
             flight.try_number,
@@ -851,19 +897,15 @@ impl Scheduler {
             try_outcome(&outcome),
             now,
         );
-        let applied = self
-            .store
-            .finish_try(&ti_key, flight.try_number, state, retry_at, now)
-            .await?;
-        self.publish(key.run_pk);
-        if !applied {
-            debug!(task_id = %key.task_id, "try outcome not recorded: instance changed meanwhile");
-        }
-        if let Some(at) = retry_at {
-            self.wake(at);
-        }
-        self.dirty_runs.insert(key.run_pk);
-        Ok(())
+        Some(TryReport::Finished {
+            key: TiKey {
+                run_pk: key.run_pk,
+                task_id: key.task_id,
+            },
+            try_number: flight.try_number,
+            new: state,
+            retry_at,
+        })
     }
 
     /// Stop tries whose instance was cleared or marked by someone else meanwhile.
@@ -937,9 +979,9 @@ impl Scheduler {
             "shutting down"
         );
         self.executor.shutdown(self.config.shutdown_grace).await;
-        while let Ok(event) = self.events.try_recv() {
-            self.handle_event(event).await?;
-        }
+        let mut events = Vec::new();
+        self.drain_events(&mut events);
+        self.record_events(events).await?;
         // Runs whose last tries just ended get their final state now, not at the next start;
         // nothing new is queued.
         let now = Utc::now();

@@ -145,6 +145,24 @@ pub struct TiTransition {
     pub new: TaskState,
 }
 
+/// An executor's report about a try, for [`Store::record_try_reports`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TryReport {
+    /// As [`Store::mark_running`].
+    Started {
+        key: TiKey,
+        try_number: u32,
+        pid: Option<i64>,
+    },
+    /// As [`Store::finish_try`].
+    Finished {
+        key: TiKey,
+        try_number: u32,
+        new: TaskState,
+        retry_at: Option<DateTime<Utc>>,
+    },
+}
+
 /// One finished (or abandoned) try, as kept in the try history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TryRow {
@@ -284,6 +302,15 @@ pub trait Store: Send + Sync {
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<bool>;
+    /// Record a burst of executor reports in ONE transaction, in order, each with the same
+    /// conditions as [`Store::mark_running`] / [`Store::finish_try`]. Returns, per report,
+    /// whether it applied. This is the scheduler's hot path: one commit for many tries.
+    async fn record_try_reports(
+        &self,
+        reports: &[TryReport],
+        hostname: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>>;
     /// Force a state (mark success/failed from the CLI/UI), whatever the current one. Records
     /// end_date for terminal states. A live (queued/running) try ends with the forced state in
     /// the history, so its process's late `finish_try` no longer applies. False if unknown.
@@ -318,4 +345,42 @@ pub trait Store: Send + Sync {
     /// False if there was no such pool; `default_pool` cannot be deleted
     /// ([`StoreError::Invalid`]).
     async fn delete_pool(&self, name: &str) -> Result<bool>;
+
+    // ---- web UI: bounded, batched reads and the change log ---------------------------------
+    // (one statement per call, bounded by the caller's page size, whatever the history)
+
+    /// The `per_dag` newest runs (greatest `logical_date`, then newest) of each DAG in
+    /// `dag_ids`, in one query. Ordered by `dag_id`, then newest first. Unknown ids give none.
+    async fn recent_runs(&self, dag_ids: &[String], per_dag: u32) -> Result<Vec<RunRow>>;
+    /// For each DAG in `dag_ids` that has one, its scheduled or backfill run with the latest
+    /// `data_interval_end` (ties: the newest run), in one query; ordered by `dag_id`. For the
+    /// "next run" of many DAGs at once.
+    async fn latest_scheduled_runs(&self, dag_ids: &[String]) -> Result<Vec<RunRow>>;
+    /// Task instances of several runs in one query, ordered by run, then `task_id`.
+    async fn task_instances_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TiRow>>;
+    /// Every try of every instance of a run, by `task_id` then try number.
+    async fn tries_of_run(&self, run_pk: i64) -> Result<Vec<TryRow>>;
+    /// Every recorded version of a DAG, newest first.
+    async fn dag_versions(&self, dag_id: &str) -> Result<Vec<DagVersionRow>>;
+    /// Runs that changed (created, deleted, run state or an instance's state changed) after
+    /// change `after`, oldest change first, at most `limit`. A run changed several times is
+    /// listed once, with its latest change. Covers writes by every process on the database.
+    async fn run_changes_since(&self, after: i64, limit: u32) -> Result<Vec<RunChange>>;
+    /// The latest change's `seq` (0 when none), to start following [`Store::run_changes_since`].
+    async fn latest_run_change(&self) -> Result<i64>;
+}
+
+/// A recorded version of a DAG, for [`Store::dag_versions`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DagVersionRow {
+    pub version: String,
+    /// When this version was first recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A run that changed, for [`Store::run_changes_since`]: `seq` grows with every change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunChange {
+    pub seq: i64,
+    pub run_pk: i64,
 }

@@ -37,6 +37,7 @@ mod dags;
 mod pools;
 mod runs;
 mod task_instances;
+mod ui;
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -265,6 +266,15 @@ impl Store for SqliteStore {
         task_instances::finish_try(&self.writer, key, try_number, new, retry_at, now).await
     }
 
+    async fn record_try_reports(
+        &self,
+        reports: &[crate::TryReport],
+        hostname: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
+        task_instances::record_reports(&self.writer, reports, hostname, now).await
+    }
+
     async fn set_ti_state(
         &self,
         key: &TiKey,
@@ -304,6 +314,36 @@ impl Store for SqliteStore {
 
     async fn delete_pool(&self, name: &str) -> Result<bool> {
         pools::delete(&self.writer, name).await
+    }
+
+    // ---- web UI ---------------------------------------------------------------------------
+
+    async fn recent_runs(&self, dag_ids: &[String], per_dag: u32) -> Result<Vec<RunRow>> {
+        ui::recent_runs(&self.reader, dag_ids, per_dag).await
+    }
+
+    async fn latest_scheduled_runs(&self, dag_ids: &[String]) -> Result<Vec<RunRow>> {
+        ui::latest_scheduled_runs(&self.reader, dag_ids).await
+    }
+
+    async fn task_instances_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TiRow>> {
+        ui::task_instances_of_runs(&self.reader, run_pks).await
+    }
+
+    async fn tries_of_run(&self, run_pk: i64) -> Result<Vec<TryRow>> {
+        ui::tries_of_run(&self.reader, run_pk).await
+    }
+
+    async fn dag_versions(&self, dag_id: &str) -> Result<Vec<crate::DagVersionRow>> {
+        ui::dag_versions(&self.reader, dag_id).await
+    }
+
+    async fn run_changes_since(&self, after: i64, limit: u32) -> Result<Vec<crate::RunChange>> {
+        ui::run_changes_since(&self.reader, after, limit).await
+    }
+
+    async fn latest_run_change(&self) -> Result<i64> {
+        ui::latest_run_change(&self.reader).await
     }
 }
 
@@ -356,6 +396,23 @@ mod tests {
             (runs::ALL_RUNS, "dag_run_logical_date"),
             (task_instances::SCHEDULED, "task_instance_state"),
             (task_instances::ACTIVE_COUNTS, "task_instance_state"),
+        ];
+        for (sql, index) in cases {
+            let plan = query_plan(&store.writer, sql).await;
+            assert!(plan.contains(index), "{sql}\n{plan}");
+        }
+    }
+
+    /// The web UI's batched reads stay bounded index searches as history grows.
+    #[tokio::test]
+    async fn ui_queries_use_indexes() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let cases = [
+            (ui::RECENT_RUNS, "dag_run_dag_logical_date"),
+            (ui::LATEST_SCHEDULED, "dag_run_dag_interval"),
+            (ui::TIS_OF_RUNS, "sqlite_autoindex_task_instance_1"),
+            (ui::TRIES_OF_RUN, "sqlite_autoindex_task_try_1"),
+            (ui::RUN_CHANGES, "run_change_seq"),
         ];
         for (sql, index) in cases {
             let plan = query_plan(&store.writer, sql).await;

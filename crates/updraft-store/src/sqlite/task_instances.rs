@@ -16,7 +16,7 @@ use sqlx::sqlite::SqlitePool;
 use updraft_core::TaskState;
 
 use super::codec::{self, opt_ts, ti_columns, ts};
-use crate::{ActiveCounts, Result, StoreError, TiKey, TiRow, TiTransition, TryRow};
+use crate::{ActiveCounts, Result, StoreError, TiKey, TiRow, TiTransition, TryReport, TryRow};
 
 pub(super) async fn of_run(pool: &SqlitePool, run_pk: i64) -> Result<Vec<TiRow>> {
     let rows = sqlx::query(concat!(
@@ -199,6 +199,19 @@ pub(super) async fn mark_running(
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let applied = mark_running_in(&mut tx, key, try_number, pid, hostname, now).await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+async fn mark_running_in(
+    conn: &mut SqliteConnection,
+    key: &TiKey,
+    try_number: u32,
+    pid: Option<i64>,
+    hostname: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE task_instance SET state = 'running', start_date = ?1, pid = ?2, hostname = ?3
          WHERE run_pk = ?4 AND task_id = ?5 AND try_number = ?6 AND state = 'queued'",
@@ -209,13 +222,12 @@ pub(super) async fn mark_running(
     .bind(key.run_pk)
     .bind(&key.task_id)
     .bind(i64::from(try_number))
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     let applied = done.rows_affected() > 0;
     if applied {
-        record_try(&mut tx, key.run_pk, &key.task_id).await?;
+        record_try(conn, key.run_pk, &key.task_id).await?;
     }
-    tx.commit().await?;
     Ok(applied)
 }
 
@@ -227,16 +239,35 @@ pub(super) async fn finish_try(
     retry_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    if !matches!(
+    check_finish_state(new)?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let applied = finish_try_in(&mut tx, key, try_number, new, retry_at, now).await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+fn check_finish_state(new: TaskState) -> Result<()> {
+    if matches!(
         new,
         TaskState::Success | TaskState::Failed | TaskState::Skipped | TaskState::UpForRetry
     ) {
-        return Err(StoreError::Invalid(format!(
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
             "a try cannot finish as `{new}`"
-        )));
+        )))
     }
+}
+
+async fn finish_try_in(
+    conn: &mut SqliteConnection,
+    key: &TiKey,
+    try_number: u32,
+    new: TaskState,
+    retry_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<bool> {
     let retry_at = retry_at.filter(|_| new == TaskState::UpForRetry);
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let done = sqlx::query(
         "UPDATE task_instance SET state = ?1, end_date = ?2, retry_at = ?3
          WHERE run_pk = ?4 AND task_id = ?5 AND try_number = ?6
@@ -248,11 +279,43 @@ pub(super) async fn finish_try(
     .bind(key.run_pk)
     .bind(&key.task_id)
     .bind(i64::from(try_number))
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     let applied = done.rows_affected() > 0;
     if applied {
-        record_try(&mut tx, key.run_pk, &key.task_id).await?;
+        record_try(conn, key.run_pk, &key.task_id).await?;
+    }
+    Ok(applied)
+}
+
+pub(super) async fn record_reports(
+    pool: &SqlitePool,
+    reports: &[TryReport],
+    hostname: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<bool>> {
+    for report in reports {
+        if let TryReport::Finished { new, .. } = report {
+            check_finish_state(*new)?;
+        }
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut applied = Vec::with_capacity(reports.len());
+    for report in reports {
+        let done = match report {
+            TryReport::Started {
+                key,
+                try_number,
+                pid,
+            } => mark_running_in(&mut tx, key, *try_number, *pid, hostname, now).await?,
+            TryReport::Finished {
+                key,
+                try_number,
+                new,
+                retry_at,
+            } => finish_try_in(&mut tx, key, *try_number, *new, *retry_at, now).await?,
+        };
+        applied.push(done);
     }
     tx.commit().await?;
     Ok(applied)

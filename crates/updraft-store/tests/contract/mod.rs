@@ -16,7 +16,7 @@ use updraft_core::{RunState, RunType, TaskState};
 use updraft_dag::{Dag, ImportError, Schedule};
 use updraft_store::{
     LoadedDagRecord, NewRun, NewTi, PoolRow, RunFilter, RunRow, Store, StoreError, TiKey,
-    TiTransition,
+    TiTransition, TryReport,
 };
 
 /// Generates one `#[tokio::test]` per contract scenario, each on a fresh store from `$fresh`
@@ -45,6 +45,7 @@ macro_rules! contract_tests {
             mark_running_is_conditional_on_queued_and_try,
             finish_try_records_history_and_refuses_stale_tries,
             finish_try_rejects_states_that_do_not_end_a_try,
+            try_reports_apply_in_order_in_one_batch,
             retry_cycle_keeps_every_try,
             set_ti_state_forces_and_closes_live_try,
             clear_resets_instances_and_requeues_run,
@@ -55,6 +56,12 @@ macro_rules! contract_tests {
             previous_run_states_finds_the_run_just_before,
             pools_crud,
             timestamps_keep_microseconds,
+            // web UI reads
+            recent_runs_are_bounded_per_dag_and_newest_first,
+            latest_scheduled_runs_skip_manual_runs,
+            task_instances_of_runs_and_tries_of_run_batch,
+            dag_versions_are_listed_newest_first,
+            run_changes_follow_every_state_change,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_finishers() {
@@ -929,6 +936,77 @@ pub async fn finish_try_records_history_and_refuses_stale_tries(store: &dyn Stor
     );
 }
 
+pub async fn try_reports_apply_in_order_in_one_batch(store: &dyn Store) {
+    let run = running_run(store, &[ti("a", 1), ti("b", 1)]).await;
+    for task in ["a", "b"] {
+        store
+            .apply_transitions(
+                run.id,
+                &[to(task, TaskState::None, TaskState::Scheduled)],
+                t(2),
+            )
+            .await
+            .unwrap();
+    }
+    let queued = store
+        .queue(&[key(&run, "a"), key(&run, "b")], t(2))
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 2);
+    let reports = [
+        TryReport::Started {
+            key: key(&run, "a"),
+            try_number: 1,
+            pid: Some(7),
+        },
+        TryReport::Finished {
+            key: key(&run, "a"),
+            try_number: 1,
+            new: TaskState::Success,
+            retry_at: None,
+        },
+        // A stale try number does not apply, and does not stop the rest.
+        TryReport::Started {
+            key: key(&run, "b"),
+            try_number: 2,
+            pid: Some(8),
+        },
+        TryReport::Started {
+            key: key(&run, "b"),
+            try_number: 1,
+            pid: Some(9),
+        },
+    ];
+    let applied = store
+        .record_try_reports(&reports, "host-b", t(3))
+        .await
+        .unwrap();
+    assert_eq!(applied, [true, true, false, true]);
+    assert_eq!(ti_state(store, &run, "a").await, TaskState::Success);
+    let b = store.task_instance(&key(&run, "b")).await.unwrap().unwrap();
+    assert_eq!(
+        (b.state, b.pid, b.hostname.as_deref()),
+        (TaskState::Running, Some(9), Some("host-b"))
+    );
+    let tries = store.tries(&key(&run, "a")).await.unwrap();
+    assert_eq!(tries.len(), 1);
+    assert_eq!(tries[0].state, TaskState::Success);
+
+    let bad = [TryReport::Finished {
+        key: key(&run, "b"),
+        try_number: 1,
+        new: TaskState::Running,
+        retry_at: None,
+    }];
+    assert!(
+        store
+            .record_try_reports(&bad, "host-b", t(4))
+            .await
+            .is_err()
+    );
+    assert_eq!(ti_state(store, &run, "b").await, TaskState::Running);
+}
+
 pub async fn finish_try_rejects_states_that_do_not_end_a_try(store: &dyn Store) {
     let run = running_run(store, &[ti("a", 1)]).await;
     let n = start_try(store, &run, "a", t(2)).await;
@@ -1432,5 +1510,226 @@ pub async fn durable_check(store: &dyn Store, run: &RunRow) {
             .unwrap()
             .iter()
             .any(|p| p.name == "kept")
+    );
+}
+
+// ---- web UI: bounded, batched reads and the change log -----------------------------------
+
+pub async fn recent_runs_are_bounded_per_dag_and_newest_first(store: &dyn Store) {
+    let (a, b, c) = (dag("a"), dag("b"), dag("c"));
+    sync(store, &[&a, &b, &c], false).await;
+    for h in 0..5 {
+        store
+            .create_run(
+                &new_run(&a, &format!("a{h}"), RunType::Scheduled, h),
+                &[],
+                t(h),
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .create_run(&new_run(&b, "b0", RunType::Manual, 0), &[], t(0))
+        .await
+        .unwrap();
+    let ids = |runs: &[RunRow]| -> Vec<String> { runs.iter().map(|r| r.run_id.clone()).collect() };
+    let wanted = [
+        "c".to_string(),
+        "b".to_string(),
+        "a".to_string(),
+        "nope".to_string(),
+    ];
+    let recent = store.recent_runs(&wanted, 3).await.unwrap();
+    assert_eq!(ids(&recent), ["a4", "a3", "a2", "b0"]);
+    assert_eq!(recent[0], store.run("a", "a4").await.unwrap().unwrap());
+    assert!(store.recent_runs(&wanted, 0).await.unwrap().is_empty());
+    assert!(store.recent_runs(&[], 3).await.unwrap().is_empty());
+    let only_b = store.recent_runs(&["b".to_string()], 10).await.unwrap();
+    assert_eq!(ids(&only_b), ["b0"]);
+}
+
+pub async fn latest_scheduled_runs_skip_manual_runs(store: &dyn Store) {
+    let (a, b, m) = (dag("a"), dag("b"), dag("m"));
+    sync(store, &[&a, &b, &m], false).await;
+    store
+        .create_run(&new_run(&a, "a1", RunType::Scheduled, 1), &[], t(1))
+        .await
+        .unwrap();
+    store
+        .create_run(&new_run(&a, "a2", RunType::Backfill, 2), &[], t(2))
+        .await
+        .unwrap();
+    store
+        .create_run(&new_run(&a, "a9", RunType::Manual, 9), &[], t(9))
+        .await
+        .unwrap();
+    store
+        .create_run(&new_run(&b, "b1", RunType::Scheduled, 1), &[], t(1))
+        .await
+        .unwrap();
+    store
+        .create_run(&new_run(&m, "m1", RunType::Manual, 1), &[], t(1))
+        .await
+        .unwrap();
+    let ids = ["m".to_string(), "b".to_string(), "a".to_string()];
+    let latest: Vec<(String, String)> = store
+        .latest_scheduled_runs(&ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.dag_id, r.run_id))
+        .collect();
+    assert_eq!(
+        latest,
+        [("a".into(), "a2".into()), ("b".into(), "b1".into())]
+    );
+    for id in ["a", "b"] {
+        let one = store.latest_scheduled_run(id).await.unwrap();
+        let batch = store
+            .latest_scheduled_runs(&[id.to_string()])
+            .await
+            .unwrap();
+        assert_eq!(
+            batch.first(),
+            one.as_ref(),
+            "batch agrees with latest_scheduled_run"
+        );
+    }
+    assert!(store.latest_scheduled_runs(&[]).await.unwrap().is_empty());
+}
+
+pub async fn task_instances_of_runs_and_tries_of_run_batch(store: &dyn Store) {
+    let run = running_run(store, &[ti("b", 2), ti("a", 2)]).await;
+    let d = dag("d");
+    let other = store
+        .create_run(&new_run(&d, "r2", RunType::Manual, 5), &[ti("z", 1)], t(5))
+        .await
+        .unwrap();
+    let lonely = store
+        .create_run(&new_run(&d, "r3", RunType::Manual, 6), &[ti("y", 1)], t(6))
+        .await
+        .unwrap();
+    let tis = store
+        .task_instances_of_runs(&[other.id, run.id, 999_999])
+        .await
+        .unwrap();
+    let got: Vec<(i64, String)> = tis.iter().map(|t| (t.run_pk, t.task_id.clone())).collect();
+    let mut expected = vec![
+        (run.id, "a".to_string()),
+        (run.id, "b".to_string()),
+        (other.id, "z".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(got, expected);
+    assert!(!got.iter().any(|(pk, _)| *pk == lonely.id));
+    assert_eq!(
+        tis[0],
+        store.task_instance(&key(&run, "a")).await.unwrap().unwrap()
+    );
+    assert!(store.task_instances_of_runs(&[]).await.unwrap().is_empty());
+
+    // Two tries of b, one of a: the run's history, by task then try.
+    let n = start_try(store, &run, "b", t(2)).await;
+    store
+        .finish_try(&key(&run, "b"), n, TaskState::UpForRetry, Some(t(3)), t(2))
+        .await
+        .unwrap();
+    start_try(store, &run, "b", t(3)).await;
+    start_try(store, &run, "a", t(3)).await;
+    let tries: Vec<(String, u32)> = store
+        .tries_of_run(run.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.task_id, t.try_number))
+        .collect();
+    assert_eq!(tries, [("a".into(), 1), ("b".into(), 1), ("b".into(), 2)]);
+    assert_eq!(
+        store.tries_of_run(run.id).await.unwrap()[1..],
+        store.tries(&key(&run, "b")).await.unwrap()[..]
+    );
+    assert!(store.tries_of_run(other.id).await.unwrap().is_empty());
+}
+
+pub async fn dag_versions_are_listed_newest_first(store: &dyn Store) {
+    let mut d = dag("d");
+    let v1 = sync_at(store, &[&d], false, t(0)).await.remove(0);
+    d.description = Some("changed".to_string());
+    let v2 = sync_at(store, &[&d], false, t(1)).await.remove(0);
+    sync_at(store, &[&d], false, t(2)).await;
+    let versions = store.dag_versions("d").await.unwrap();
+    let got: Vec<(String, DateTime<Utc>)> = versions
+        .into_iter()
+        .map(|v| (v.version, v.created_at))
+        .collect();
+    assert_eq!(got, [(v2, t(1)), (v1, t(0))]);
+    assert!(store.dag_versions("nope").await.unwrap().is_empty());
+}
+
+pub async fn run_changes_follow_every_state_change(store: &dyn Store) {
+    let start = store.latest_run_change().await.unwrap();
+    let run = running_run(store, &[ti("a", 1), ti("b", 1)]).await;
+    let d = dag("d");
+    let quiet = store
+        .create_run(
+            &new_run(&d, "quiet", RunType::Manual, 3),
+            &[ti("q", 1)],
+            t(3),
+        )
+        .await
+        .unwrap();
+    let changes = store.run_changes_since(start, 100).await.unwrap();
+    let pks: Vec<i64> = changes.iter().map(|c| c.run_pk).collect();
+    assert_eq!(pks, [run.id, quiet.id], "each run once, latest change last");
+    assert!(changes[0].seq < changes[1].seq);
+    let mark = store.latest_run_change().await.unwrap();
+    assert_eq!(mark, changes[1].seq);
+    assert!(store.run_changes_since(mark, 100).await.unwrap().is_empty());
+
+    // An instance's state change marks its run; a change that is not a state change does not.
+    start_try(store, &run, "a", t(4)).await;
+    let after_try = store.run_changes_since(mark, 100).await.unwrap();
+    assert_eq!(
+        after_try.iter().map(|c| c.run_pk).collect::<Vec<_>>(),
+        [run.id]
+    );
+    let mark = store.latest_run_change().await.unwrap();
+    store
+        .upsert_pool(&PoolRow {
+            name: "p".to_string(),
+            slots: 1,
+            description: String::new(),
+        })
+        .await
+        .unwrap();
+    assert!(store.run_changes_since(mark, 100).await.unwrap().is_empty());
+
+    // Run state changes, clears, forced states and deletion all count.
+    store
+        .set_run_state(quiet.id, RunState::Running, t(5))
+        .await
+        .unwrap();
+    let c1 = store.run_changes_since(mark, 100).await.unwrap();
+    assert_eq!(c1.iter().map(|c| c.run_pk).collect::<Vec<_>>(), [quiet.id]);
+    let mark = store.latest_run_change().await.unwrap();
+    store
+        .set_ti_state(&key(&run, "b"), TaskState::Success, t(6))
+        .await
+        .unwrap();
+    let c2 = store.run_changes_since(mark, 100).await.unwrap();
+    assert_eq!(c2.iter().map(|c| c.run_pk).collect::<Vec<_>>(), [run.id]);
+    let mark = store.latest_run_change().await.unwrap();
+    assert!(store.delete_run(quiet.id).await.unwrap());
+    let c3 = store.run_changes_since(mark, 100).await.unwrap();
+    assert_eq!(c3.iter().map(|c| c.run_pk).collect::<Vec<_>>(), [quiet.id]);
+
+    // The limit bounds the answer; the rest follows from the last seq read.
+    let all = store.run_changes_since(start, 100).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let first = store.run_changes_since(start, 1).await.unwrap();
+    assert_eq!(first, all[..1]);
+    assert_eq!(
+        store.run_changes_since(first[0].seq, 1).await.unwrap(),
+        all[1..]
     );
 }

@@ -16,8 +16,13 @@ use serde::{Deserialize, Serialize};
 use updraft_core::{RunState, RunType, TaskState};
 use updraft_dag::{Dag, ImportError};
 
+pub mod api;
 pub mod sqlite;
 
+pub use api::{
+    DagOrder, DagQuery, ImportErrorOrder, ImportErrorQuery, ImportErrorRow, NoteRow, Page, Paging,
+    PoolUsage, RunOrder, RunQuery, TiOrder, TiQuery, TimeRange,
+};
 pub use sqlite::SqliteStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -368,6 +373,45 @@ pub trait Store: Send + Sync {
     async fn run_changes_since(&self, after: i64, limit: u32) -> Result<Vec<RunChange>>;
     /// The latest change's `seq` (0 when none), to start following [`Store::run_changes_since`].
     async fn latest_run_change(&self) -> Result<i64>;
+
+    // ---- REST API: paged listings and the writes the API needs ----------------------------
+    // (types in `api.rs`; each listing is one counted, filtered, ordered, paged query)
+
+    /// DAGs matching `query`, with the number matching in all.
+    async fn dags_page(&self, query: &DagQuery) -> Result<Page<DagRow>>;
+    /// Runs matching `query`, with the number matching in all.
+    async fn runs_page(&self, query: &RunQuery) -> Result<Page<RunRow>>;
+    /// Task instances matching `query`, with the number matching in all.
+    async fn task_instances_page(&self, query: &TiQuery) -> Result<Page<TiRow>>;
+    /// Import errors matching `query`, with their ids, and the number matching in all.
+    async fn import_errors_page(&self, query: &ImportErrorQuery) -> Result<Page<ImportErrorRow>>;
+    async fn import_error(&self, id: i64) -> Result<Option<ImportErrorRow>>;
+    /// Mark a run as a user does (Airflow's "mark success / failed"), in one transaction:
+    /// `success` sets every instance not in `success` to `success`; `failed` sets `running`
+    /// instances to `failed` and unfinished ones (none, scheduled, queued, up_for_retry) to
+    /// `skipped`; `queued` changes no instance. Instances change as with
+    /// [`Store::set_ti_state`]; the run's state and dates as with [`Store::set_run_state`].
+    /// False (and nothing changed) when the run does not exist.
+    async fn mark_run(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<bool>;
+    /// [`Store::set_ti_state`] for several instances in one transaction; unknown keys are
+    /// skipped. Returns how many were set.
+    async fn set_ti_states(
+        &self,
+        keys: &[TiKey],
+        state: TaskState,
+        now: DateTime<Utc>,
+    ) -> Result<usize>;
+    /// Create a pool; an existing name is a [`StoreError::Conflict`].
+    async fn create_pool(&self, pool: &PoolRow) -> Result<()>;
+    /// Slots held per pool by running, queued and scheduled instances (pools with none are
+    /// absent).
+    async fn pool_usage(&self) -> Result<HashMap<String, PoolUsage>>;
+    /// Set (or with `None` remove) the note of a run (`task_id` `None`) or of one of its task
+    /// instances. Notes go with their run. Unknown run: [`StoreError::NotFound`].
+    async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>)
+    -> Result<()>;
+    /// Every note of these runs and of their task instances.
+    async fn notes(&self, run_pks: &[i64]) -> Result<Vec<NoteRow>>;
 }
 
 /// A recorded version of a DAG, for [`Store::dag_versions`].

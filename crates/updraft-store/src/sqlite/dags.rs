@@ -23,7 +23,7 @@ pub(super) async fn sync(
         insert_version(&mut tx, record, now).await?;
     }
     deactivate_missing(&mut tx, loaded).await?;
-    replace_import_errors(&mut tx, errors).await?;
+    replace_import_errors(&mut tx, errors, now).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -97,15 +97,25 @@ async fn deactivate_missing(
     Ok(())
 }
 
-async fn replace_import_errors(conn: &mut SqliteConnection, errors: &[ImportError]) -> Result<()> {
-    sqlx::query("DELETE FROM import_error")
+/// The errors of this load replace the recorded ones; an error found again (same tenant, file,
+/// place and message) keeps its id and first-recorded timestamp.
+async fn replace_import_errors(
+    conn: &mut SqliteConnection,
+    errors: &[ImportError],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query("UPDATE import_error SET position = -1")
         .execute(&mut *conn)
         .await?;
-    for e in errors {
-        sqlx::query(
-            "INSERT INTO import_error (tenant, filename, line, col, message)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+    for (position, e) in (0_i64..).zip(errors) {
+        let kept = sqlx::query(
+            "UPDATE import_error SET position = ?1
+             WHERE id = (SELECT id FROM import_error
+                         WHERE position = -1 AND tenant = ?2 AND filename = ?3
+                           AND line IS ?4 AND col IS ?5 AND message = ?6
+                         ORDER BY id LIMIT 1)",
         )
+        .bind(position)
         .bind(&e.tenant)
         .bind(&e.filename)
         .bind(e.line.map(i64::from))
@@ -113,7 +123,26 @@ async fn replace_import_errors(conn: &mut SqliteConnection, errors: &[ImportErro
         .bind(&e.message)
         .execute(&mut *conn)
         .await?;
+        if kept.rows_affected() == 0 {
+            sqlx::query(
+                "INSERT INTO import_error (tenant, filename, line, col, message, position,
+                     created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .bind(&e.tenant)
+            .bind(&e.filename)
+            .bind(e.line.map(i64::from))
+            .bind(e.column.map(i64::from))
+            .bind(&e.message)
+            .bind(position)
+            .bind(ts(now))
+            .execute(&mut *conn)
+            .await?;
+        }
     }
+    sqlx::query("DELETE FROM import_error WHERE position = -1")
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -176,7 +205,7 @@ pub(super) async fn set_paused(pool: &SqlitePool, dag_id: &str, paused: bool) ->
 /// In the order they were handed to the last [`sync`].
 pub(super) async fn import_errors(pool: &SqlitePool) -> Result<Vec<ImportError>> {
     let rows =
-        sqlx::query("SELECT tenant, filename, line, col, message FROM import_error ORDER BY id")
+        sqlx::query("SELECT tenant, filename, line, col, message FROM import_error ORDER BY position")
             .fetch_all(pool)
             .await?;
     codec::all(&rows, codec::import_error_row)

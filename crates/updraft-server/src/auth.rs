@@ -86,8 +86,14 @@ pub fn authorize(
 impl<S: Send + Sync> FromRequestParts<S> for Identity {
     type Rejection = ApiError;
 
-    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Identity::local_admin())
+    /// The identity an authentication layer put in the request's extensions; without one
+    /// (no authentication configured), the local admin.
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Identity>()
+            .cloned()
+            .unwrap_or_else(Identity::local_admin))
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod live;
 pub mod state;
 pub mod ui;
 
@@ -14,7 +15,7 @@ use std::net::SocketAddr;
 use axum::Router;
 
 pub use error::{ApiError, ServerError};
-pub use state::{AppState, ServerConfig};
+pub use state::{AppState, SchedulerStatus, ServerConfig};
 
 /// The whole application: API and UI.
 pub fn router(state: AppState) -> Router {
@@ -43,8 +44,13 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         eprintln!("updraft web UI and API on http://{addr}");
     }
+    let stopping = state.clone();
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Open event streams end now; otherwise they would hold the shutdown up forever.
+            stopping.begin_stopping();
+        })
         .await
         .map_err(ServerError::Serve)
 }

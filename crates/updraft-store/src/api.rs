@@ -125,6 +125,8 @@ pub struct TiQuery {
     pub dag_id: Option<String>,
     /// Only the instances of this run (surrogate key); `None`: of every run.
     pub run_pk: Option<i64>,
+    /// Only instances of runs with this run id (of any DAG, unless `dag_id` is set).
+    pub run_id: Option<String>,
     /// Empty: every task.
     pub task_ids: Vec<String>,
     /// Empty: any state.

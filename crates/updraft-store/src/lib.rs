@@ -408,8 +408,7 @@ pub trait Store: Send + Sync {
     async fn pool_usage(&self) -> Result<HashMap<String, PoolUsage>>;
     /// Set (or with `None` remove) the note of a run (`task_id` `None`) or of one of its task
     /// instances. Notes go with their run. Unknown run: [`StoreError::NotFound`].
-    async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>)
-    -> Result<()>;
+    async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>) -> Result<()>;
     /// Every note of these runs and of their task instances.
     async fn notes(&self, run_pks: &[i64]) -> Result<Vec<NoteRow>>;
 }

@@ -32,6 +32,7 @@ use crate::{
     Store, TiKey, TiRow, TiTransition, TryRow,
 };
 
+mod api;
 mod codec;
 mod dags;
 mod pools;
@@ -344,6 +345,60 @@ impl Store for SqliteStore {
 
     async fn latest_run_change(&self) -> Result<i64> {
         ui::latest_run_change(&self.reader).await
+    }
+
+    // ---- REST API -------------------------------------------------------------------------
+
+    async fn dags_page(&self, query: &crate::DagQuery) -> Result<crate::Page<DagRow>> {
+        api::dags_page(&self.reader, query).await
+    }
+
+    async fn runs_page(&self, query: &crate::RunQuery) -> Result<crate::Page<RunRow>> {
+        api::runs_page(&self.reader, query).await
+    }
+
+    async fn task_instances_page(&self, query: &crate::TiQuery) -> Result<crate::Page<TiRow>> {
+        api::task_instances_page(&self.reader, query).await
+    }
+
+    async fn import_errors_page(
+        &self,
+        query: &crate::ImportErrorQuery,
+    ) -> Result<crate::Page<crate::ImportErrorRow>> {
+        api::import_errors_page(&self.reader, query).await
+    }
+
+    async fn import_error(&self, id: i64) -> Result<Option<crate::ImportErrorRow>> {
+        api::import_error(&self.reader, id).await
+    }
+
+    async fn mark_run(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<bool> {
+        api::mark_run(&self.writer, run_pk, state, now).await
+    }
+
+    async fn set_ti_states(
+        &self,
+        keys: &[TiKey],
+        state: TaskState,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        api::set_ti_states(&self.writer, keys, state, now).await
+    }
+
+    async fn create_pool(&self, pool: &PoolRow) -> Result<()> {
+        api::create_pool(&self.writer, pool).await
+    }
+
+    async fn pool_usage(&self) -> Result<HashMap<String, crate::PoolUsage>> {
+        api::pool_usage(&self.reader).await
+    }
+
+    async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>) -> Result<()> {
+        api::set_note(&self.writer, run_pk, task_id, note).await
+    }
+
+    async fn notes(&self, run_pks: &[i64]) -> Result<Vec<crate::NoteRow>> {
+        api::notes(&self.reader, run_pks).await
     }
 }
 

@@ -179,6 +179,22 @@ pub fn poke_scheduler(settings: &Settings) {
     }
 }
 
+/// Whether a scheduler holds this database's scheduler lock (for the API's health check).
+pub fn scheduler_running(settings: &Settings) -> bool {
+    let Ok(db) = settings.sqlite_path() else {
+        return false;
+    };
+    let Ok(file) = File::open(lock_path(&db)) else {
+        return false;
+    };
+    // A shared lock is refused while the scheduler holds its exclusive one.
+    match file.try_lock_shared() {
+        Ok(()) => false,
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => false,
+    }
+}
+
 /// While the scheduler lock is held, SIGUSR1 (sent by [`poke_scheduler`]) wakes `waker`.
 pub fn listen_for_pokes(waker: Arc<tokio::sync::Notify>) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use updraft_scheduler::Scheduler;
-use updraft_server::{AppState, ServerConfig};
+use updraft_server::{AppState, SchedulerStatus, ServerConfig};
 use updraft_store::Store;
 
 use crate::config::Settings;
@@ -43,11 +43,20 @@ pub async fn server(settings: &Settings) -> Result<ExitCode> {
     let stop = stop_on_signal()?;
     let store = super::open_store(settings).await?;
     let changes = tokio::sync::broadcast::channel(1024).0;
+    // No scheduler in this process publishes state changes: the live views follow the
+    // database's change log instead.
+    tokio::spawn(updraft_server::live::watch_store_changes(
+        store.clone(),
+        changes.clone(),
+        updraft_server::live::DEFAULT_INTERVAL,
+        wait_for(stop.clone()),
+    ));
     let poke_settings = settings.clone();
     let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || super::poke_scheduler(&poke_settings));
     let config = server_config(settings)?;
     let listener = updraft_server::listen(&config).await?;
-    let state = AppState::new(store, config, changes, wake);
+    let state = AppState::new(store, config, changes, wake)
+        .with_scheduler_status(scheduler_status(settings));
     updraft_server::serve(listener, state, wait_for(stop)).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -99,12 +108,25 @@ async fn spawn_server(
     let listener = updraft_server::listen(&config).await?;
     let waker = scheduler.waker();
     let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || waker.notify_one());
-    let state = AppState::new(store, config, scheduler.changes(), wake);
+    let state = AppState::new(store, config, scheduler.changes(), wake)
+        .with_scheduler_status(scheduler_status(settings));
     Ok(tokio::spawn(updraft_server::serve(
         listener,
         state,
         wait_for(stop),
     )))
+}
+
+/// A scheduler runs on the database while it holds the database's scheduler lock.
+fn scheduler_status(settings: &Settings) -> Arc<dyn Fn() -> SchedulerStatus + Send + Sync> {
+    let settings = settings.clone();
+    Arc::new(move || {
+        if super::scheduler_running(&settings) {
+            SchedulerStatus::Running
+        } else {
+            SchedulerStatus::NotRunning
+        }
+    })
 }
 
 fn server_config(settings: &Settings) -> Result<ServerConfig> {

@@ -396,6 +396,12 @@ impl Home {
         self.start_service("standalone")
     }
 
+    /// Start `updraft server` (web UI and API without a scheduler) in this home. It is killed
+    /// when the handle is dropped.
+    pub fn start_server(&self) -> SchedulerProcess {
+        self.start_service("server")
+    }
+
     fn start_service(&self, command: &str) -> SchedulerProcess {
         let log_path = self.path().join(format!(
             "{command}-{}.log",

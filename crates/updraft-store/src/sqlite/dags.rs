@@ -204,9 +204,10 @@ pub(super) async fn set_paused(pool: &SqlitePool, dag_id: &str, paused: bool) ->
 
 /// In the order they were handed to the last [`sync`].
 pub(super) async fn import_errors(pool: &SqlitePool) -> Result<Vec<ImportError>> {
-    let rows =
-        sqlx::query("SELECT tenant, filename, line, col, message FROM import_error ORDER BY position")
-            .fetch_all(pool)
-            .await?;
+    let rows = sqlx::query(
+        "SELECT tenant, filename, line, col, message FROM import_error ORDER BY position",
+    )
+    .fetch_all(pool)
+    .await?;
     codec::all(&rows, codec::import_error_row)
 }

@@ -234,8 +234,8 @@ pub(super) async fn latest_scheduled(pool: &SqlitePool, dag_id: &str) -> Result<
 /// `start_date` is set on first entering `running`; `end_date` is set on finishing (kept when
 /// the run was already in that finished state) and cleared otherwise; `queued_at` moves when
 /// the run comes back to `queued`.
-pub(super) async fn set_state(
-    pool: &SqlitePool,
+pub(super) async fn set_state<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
     run_pk: i64,
     state: RunState,
     now: DateTime<Utc>,
@@ -255,7 +255,7 @@ pub(super) async fn set_state(
     .bind(ts(now))
     .bind(state.is_finished())
     .bind(run_pk)
-    .execute(pool)
+    .execute(executor)
     .await?;
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound(format!("run {run_pk}")));

@@ -330,7 +330,19 @@ pub(super) async fn set_state(
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let Some(old) = current_state(&mut tx, key).await? else {
+    let applied = set_state_in(&mut tx, key, state, now).await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// [`set_state`] inside the caller's transaction.
+pub(super) async fn set_state_in(
+    conn: &mut SqliteConnection,
+    key: &TiKey,
+    state: TaskState,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let Some(old) = current_state(&mut *conn, key).await? else {
         return Ok(false);
     };
     sqlx::query(
@@ -345,12 +357,11 @@ pub(super) async fn set_state(
     .bind(ts(now))
     .bind(key.run_pk)
     .bind(&key.task_id)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     if old.is_active() {
-        record_try(&mut tx, key.run_pk, &key.task_id).await?;
+        record_try(conn, key.run_pk, &key.task_id).await?;
     }
-    tx.commit().await?;
     Ok(true)
 }
 

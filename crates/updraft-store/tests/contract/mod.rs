@@ -63,6 +63,17 @@ macro_rules! contract_tests {
             dag_versions_are_listed_newest_first,
             run_changes_follow_every_state_change,
         );
+        // REST API queries and writes.
+        contract_tests!(@each $fresh;
+            api_import_errors_keep_ids_and_timestamps,
+            api_dags_page_filters_orders_pages_and_counts,
+            api_runs_page_filters_orders_pages_and_counts,
+            api_task_instances_page_filters_and_counts,
+            api_mark_run_success_and_failed_set_instances,
+            api_set_ti_states_in_one_go,
+            api_create_pool_conflicts_and_pool_usage_counts_slots,
+            api_notes_set_replace_remove_and_go_with_the_run,
+        );
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_finishers() {
             let (store, _guard) = $fresh().await;
@@ -1732,4 +1743,556 @@ pub async fn run_changes_follow_every_state_change(store: &dyn Store) {
         store.run_changes_since(first[0].seq, 1).await.unwrap(),
         all[1..]
     );
+}
+
+// ---- REST API queries and writes -----------------------------------------------------------
+
+pub async fn api_import_errors_keep_ids_and_timestamps(store: &dyn Store) {
+    use updraft_store::{ImportErrorOrder, ImportErrorQuery, Paging};
+    let err = |tenant: &str, filename: &str| ImportError {
+        tenant: tenant.into(),
+        filename: filename.into(),
+        line: Some(2),
+        column: None,
+        message: format!("bad {filename}"),
+    };
+    let all = ImportErrorQuery::default();
+    store
+        .sync_dags(
+            &[],
+            &[err("acme", "b.yaml"), err("acme", "a.yaml")],
+            false,
+            t(0),
+        )
+        .await
+        .unwrap();
+    let first = store.import_errors_page(&all).await.unwrap();
+    assert_eq!(first.total, 2);
+    let (b, a) = (first.items[0].clone(), first.items[1].clone());
+    assert_eq!(b.error.filename, "b.yaml");
+    assert_eq!(b.timestamp, t(0));
+    assert_eq!(store.import_error(a.id).await.unwrap(), Some(a.clone()));
+
+    // a.yaml is still broken, b.yaml fixed, c.yaml newly broken (other tenant).
+    let later = vec![err("other", "c.yaml"), err("acme", "a.yaml")];
+    store.sync_dags(&[], &later, false, t(5)).await.unwrap();
+    assert_eq!(
+        store.import_errors().await.unwrap(),
+        later,
+        "load order kept"
+    );
+    assert_eq!(store.import_error(b.id).await.unwrap(), None);
+    let kept = store.import_error(a.id).await.unwrap().unwrap();
+    assert_eq!(
+        kept.timestamp,
+        t(0),
+        "an error found again keeps its first timestamp"
+    );
+    let page = store.import_errors_page(&all).await.unwrap();
+    let c = &page.items[0];
+    assert_eq!(c.error.filename, "c.yaml");
+    assert_eq!(c.timestamp, t(5));
+    assert!(c.id > b.id, "ids are never reused");
+
+    let scoped = store
+        .import_errors_page(&ImportErrorQuery {
+            tenants: Some(vec!["acme".into()]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(scoped.total, 1);
+    assert_eq!(scoped.items[0].id, a.id);
+    let by_name = store
+        .import_errors_page(&ImportErrorQuery {
+            filename_pattern: Some("C.YA".into()),
+            order_by: ImportErrorOrder::Filename,
+            descending: true,
+            paging: Paging {
+                limit: Some(5),
+                offset: 0,
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_name.total, 1);
+    assert_eq!(by_name.items[0].error.filename, "c.yaml");
+}
+
+pub async fn api_dags_page_filters_orders_pages_and_counts(store: &dyn Store) {
+    use updraft_store::{DagOrder, DagQuery, Paging};
+    let mut a = dag("alpha_etl");
+    a.tags = vec!["etl".into(), "daily".into()];
+    let mut b = dag("beta_etl");
+    b.tags = vec!["etl".into()];
+    b.tenant = "other".into();
+    let c = dag("gamma");
+    sync(store, &[&a, &b, &c], false).await;
+    store.set_paused("gamma", true).await.unwrap();
+    let ids = |page: &updraft_store::Page<updraft_store::DagRow>| -> Vec<String> {
+        page.items.iter().map(|r| r.dag.dag_id.clone()).collect()
+    };
+
+    let all = store.dags_page(&DagQuery::default()).await.unwrap();
+    assert_eq!(ids(&all), ["alpha_etl", "beta_etl", "gamma"]);
+    assert_eq!(all.total, 3);
+    assert_eq!(all.items[0], store.dag("alpha_etl").await.unwrap().unwrap());
+
+    let page = store
+        .dags_page(&DagQuery {
+            order_by: DagOrder::DagId,
+            descending: true,
+            paging: Paging {
+                limit: Some(1),
+                offset: 1,
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&page), ["beta_etl"]);
+    assert_eq!(page.total, 3, "total counts every match, not the page");
+
+    let q = |f: &dyn Fn(&mut DagQuery)| {
+        let mut q = DagQuery::default();
+        f(&mut q);
+        q
+    };
+    let etl = store
+        .dags_page(&q(&|q| q.dag_id_pattern = Some("ETL".into())))
+        .await
+        .unwrap();
+    assert_eq!(ids(&etl), ["alpha_etl", "beta_etl"]);
+    let any_tag = store
+        .dags_page(&q(&|q| q.tags = vec!["daily".into(), "etl".into()]))
+        .await
+        .unwrap();
+    assert_eq!(any_tag.total, 2);
+    let all_tags = store
+        .dags_page(&q(&|q| {
+            q.tags = vec!["daily".into(), "etl".into()];
+            q.all_tags = true;
+        }))
+        .await
+        .unwrap();
+    assert_eq!(ids(&all_tags), ["alpha_etl"]);
+    let paused = store
+        .dags_page(&q(&|q| q.paused = Some(true)))
+        .await
+        .unwrap();
+    assert_eq!(ids(&paused), ["gamma"]);
+    let acme = store
+        .dags_page(&q(&|q| q.tenants = Some(vec!["acme".into()])))
+        .await
+        .unwrap();
+    assert_eq!(ids(&acme), ["alpha_etl", "gamma"]);
+
+    // gamma's file goes away: inactive.
+    sync(store, &[&a, &b], false).await;
+    let active = store
+        .dags_page(&q(&|q| q.active = Some(true)))
+        .await
+        .unwrap();
+    assert_eq!(ids(&active), ["alpha_etl", "beta_etl"]);
+    let by_paused = store
+        .dags_page(&q(&|q| {
+            q.order_by = DagOrder::IsPaused;
+            q.descending = true;
+        }))
+        .await
+        .unwrap();
+    assert_eq!(by_paused.items[0].dag.dag_id, "gamma");
+}
+
+pub async fn api_runs_page_filters_orders_pages_and_counts(store: &dyn Store) {
+    use updraft_store::{Paging, RunOrder, RunQuery, TimeRange};
+    let d = dag("d");
+    let mut e = dag("e");
+    e.tenant = "other".into();
+    sync(store, &[&d, &e], false).await;
+    let r1 = store
+        .create_run(
+            &new_run(&d, "scheduled_1", RunType::Scheduled, 0),
+            &[],
+            t(0),
+        )
+        .await
+        .unwrap();
+    let r2 = store
+        .create_run(&new_run(&d, "manual_2", RunType::Manual, 2), &[], t(0))
+        .await
+        .unwrap();
+    let r3 = store
+        .create_run(&new_run(&e, "manual_3", RunType::Manual, 1), &[], t(0))
+        .await
+        .unwrap();
+    store
+        .set_run_state(r2.id, RunState::Running, t(3))
+        .await
+        .unwrap();
+    let ids = |page: &updraft_store::Page<RunRow>| -> Vec<String> {
+        page.items.iter().map(|r| r.run_id.clone()).collect()
+    };
+
+    let all = store.runs_page(&RunQuery::default()).await.unwrap();
+    assert_eq!(ids(&all), ["scheduled_1", "manual_2", "manual_3"], "by id");
+    assert_eq!(all.total, 3);
+    assert_eq!(all.items[1], store.run_by_pk(r2.id).await.unwrap().unwrap());
+
+    let of_d = store
+        .runs_page(&RunQuery {
+            dag_id: Some("d".into()),
+            order_by: RunOrder::LogicalDate,
+            descending: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&of_d), ["manual_2", "scheduled_1"]);
+
+    let paged = store
+        .runs_page(&RunQuery {
+            order_by: RunOrder::LogicalDate,
+            paging: Paging {
+                limit: Some(1),
+                offset: 1,
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&paged), ["manual_3"]);
+    assert_eq!(paged.total, 3);
+
+    let running = store
+        .runs_page(&RunQuery {
+            states: vec![RunState::Running],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&running), ["manual_2"]);
+    let manual = store
+        .runs_page(&RunQuery {
+            run_types: vec![RunType::Manual],
+            tenants: Some(vec!["acme".into()]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&manual), ["manual_2"]);
+    let window = store
+        .runs_page(&RunQuery {
+            logical_date: TimeRange {
+                gt: Some(t(0)),
+                lte: Some(t(1)),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&window), ["manual_3"]);
+    assert_eq!(window.items[0].id, r3.id);
+    let started = store
+        .runs_page(&RunQuery {
+            start_date: TimeRange {
+                gte: Some(t(3)),
+                ..Default::default()
+            },
+            run_id_pattern: Some("MANUAL".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&started), ["manual_2"]);
+    assert!(r1.id < r2.id);
+}
+
+pub async fn api_task_instances_page_filters_and_counts(store: &dyn Store) {
+    use updraft_store::{Paging, TiOrder, TiQuery};
+    let run = running_run(store, &[ti("a", 1), ti("b", 1), ti("c", 1)]).await;
+    let d = dag("d");
+    let other = store
+        .create_run(&new_run(&d, "r2", RunType::Manual, 5), &[ti("a", 1)], t(1))
+        .await
+        .unwrap();
+    start_try(store, &run, "b", t(2)).await;
+    let names = |page: &updraft_store::Page<updraft_store::TiRow>| -> Vec<(String, String)> {
+        page.items
+            .iter()
+            .map(|ti| (ti.run_id.clone(), ti.task_id.clone()))
+            .collect()
+    };
+    let pair = |r: &str, t: &str| (r.to_string(), t.to_string());
+
+    let all = store
+        .task_instances_page(&TiQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&all),
+        [
+            pair("r1", "a"),
+            pair("r1", "b"),
+            pair("r1", "c"),
+            pair("r2", "a")
+        ]
+    );
+    assert_eq!(all.total, 4);
+    let of_run = store
+        .task_instances_page(&TiQuery {
+            run_pk: Some(other.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(names(&of_run), [pair("r2", "a")]);
+    let running = store
+        .task_instances_page(&TiQuery {
+            dag_id: Some("d".into()),
+            states: vec![TaskState::Running],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(names(&running), [pair("r1", "b")]);
+    assert_eq!(running.items[0].hostname.as_deref(), Some("host-a"));
+    let paged = store
+        .task_instances_page(&TiQuery {
+            task_ids: vec!["a".into(), "c".into()],
+            order_by: TiOrder::TaskId,
+            descending: true,
+            paging: Paging {
+                limit: Some(2),
+                offset: 0,
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(names(&paged), [pair("r1", "c"), pair("r2", "a")]);
+    assert_eq!(paged.total, 3);
+    let none = store
+        .task_instances_page(&TiQuery {
+            tenants: Some(vec!["nobody".into()]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(none.total, 0);
+    assert!(none.items.is_empty());
+    let unknown_dag = store
+        .task_instances_page(&TiQuery {
+            dag_id: Some("nope".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(unknown_dag.total, 0);
+}
+
+pub async fn api_mark_run_success_and_failed_set_instances(store: &dyn Store) {
+    let tis = [
+        ti("done", 1),
+        ti("live", 1),
+        ti("waiting", 1),
+        ti("broken", 1),
+    ];
+    let run = running_run(store, &tis).await;
+    let try_done = start_try(store, &run, "done", t(2));
+    let try_done = try_done.await;
+    store
+        .finish_try(&key(&run, "done"), try_done, TaskState::Success, None, t(3))
+        .await
+        .unwrap();
+    let try_broken = start_try(store, &run, "broken", t(2)).await;
+    store
+        .finish_try(
+            &key(&run, "broken"),
+            try_broken,
+            TaskState::Failed,
+            None,
+            t(3),
+        )
+        .await
+        .unwrap();
+    let live_try = start_try(store, &run, "live", t(2)).await;
+
+    assert!(
+        store
+            .mark_run(run.id, RunState::Failed, t(4))
+            .await
+            .unwrap()
+    );
+    let states: HashMap<String, TaskState> = store
+        .task_instances(run.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|ti| (ti.task_id, ti.state))
+        .collect();
+    assert_eq!(states["done"], TaskState::Success);
+    assert_eq!(states["broken"], TaskState::Failed);
+    assert_eq!(states["live"], TaskState::Failed, "running → failed");
+    assert_eq!(
+        states["waiting"],
+        TaskState::Skipped,
+        "unfinished → skipped"
+    );
+    let row = store.run_by_pk(run.id).await.unwrap().unwrap();
+    assert_eq!(row.state, RunState::Failed);
+    assert_eq!(row.end_date, Some(t(4)));
+    let live_tries = store.tries(&key(&run, "live")).await.unwrap();
+    assert_eq!(live_tries[0].state, TaskState::Failed, "live try closed");
+    assert!(
+        !store
+            .finish_try(&key(&run, "live"), live_try, TaskState::Success, None, t(5))
+            .await
+            .unwrap(),
+        "the killed process's late report no longer applies"
+    );
+
+    assert!(
+        store
+            .mark_run(run.id, RunState::Success, t(6))
+            .await
+            .unwrap()
+    );
+    let tis = store.task_instances(run.id).await.unwrap();
+    assert!(
+        tis.iter().all(|ti| ti.state == TaskState::Success),
+        "{tis:?}"
+    );
+    let row = store.run_by_pk(run.id).await.unwrap().unwrap();
+    assert_eq!(row.state, RunState::Success);
+
+    assert!(
+        store
+            .mark_run(run.id, RunState::Queued, t(7))
+            .await
+            .unwrap()
+    );
+    let row = store.run_by_pk(run.id).await.unwrap().unwrap();
+    assert_eq!(row.state, RunState::Queued);
+    assert_eq!(row.end_date, None);
+    assert_eq!(ti_state(store, &run, "done").await, TaskState::Success);
+
+    assert!(
+        !store
+            .mark_run(run.id + 1000, RunState::Failed, t(8))
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn api_set_ti_states_in_one_go(store: &dyn Store) {
+    let run = running_run(store, &[ti("a", 1), ti("b", 1), ti("c", 1)]).await;
+    let keys = [key(&run, "a"), key(&run, "c"), key(&run, "missing")];
+    let set = store
+        .set_ti_states(&keys, TaskState::Skipped, t(2))
+        .await
+        .unwrap();
+    assert_eq!(set, 2);
+    assert_eq!(ti_state(store, &run, "a").await, TaskState::Skipped);
+    assert_eq!(ti_state(store, &run, "b").await, TaskState::None);
+    assert_eq!(ti_state(store, &run, "c").await, TaskState::Skipped);
+    let a = store.task_instance(&key(&run, "a")).await.unwrap().unwrap();
+    assert_eq!(a.end_date, Some(t(2)));
+}
+
+pub async fn api_create_pool_conflicts_and_pool_usage_counts_slots(store: &dyn Store) {
+    let pool = PoolRow {
+        name: "gpu".into(),
+        slots: 4,
+        description: "GPUs".into(),
+    };
+    store.create_pool(&pool).await.unwrap();
+    assert!(matches!(
+        store.create_pool(&pool).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.pools().await.unwrap().contains(&pool));
+
+    let mut big = ti("big", 1);
+    big.pool = "gpu".into();
+    big.pool_slots = 3;
+    let run = running_run(store, &[big, ti("a", 1), ti("b", 1)]).await;
+    start_try(store, &run, "big", t(2)).await;
+    store
+        .apply_transitions(
+            run.id,
+            &[to("a", TaskState::None, TaskState::Scheduled)],
+            t(2),
+        )
+        .await
+        .unwrap();
+    store
+        .apply_transitions(
+            run.id,
+            &[to("b", TaskState::None, TaskState::Scheduled)],
+            t(2),
+        )
+        .await
+        .unwrap();
+    store.queue(&[key(&run, "b")], t(2)).await.unwrap();
+    let usage = store.pool_usage().await.unwrap();
+    assert_eq!(
+        usage["gpu"],
+        updraft_store::PoolUsage {
+            running: 3,
+            queued: 0,
+            scheduled: 0
+        }
+    );
+    assert_eq!(
+        usage["default_pool"],
+        updraft_store::PoolUsage {
+            running: 0,
+            queued: 1,
+            scheduled: 1
+        }
+    );
+}
+
+pub async fn api_notes_set_replace_remove_and_go_with_the_run(store: &dyn Store) {
+    let run = running_run(store, &[ti("a", 1)]).await;
+    store
+        .set_note(run.id, None, Some("run note"))
+        .await
+        .unwrap();
+    store
+        .set_note(run.id, Some("a"), Some("first"))
+        .await
+        .unwrap();
+    store
+        .set_note(run.id, Some("a"), Some("second"))
+        .await
+        .unwrap();
+    let notes = store.notes(&[run.id]).await.unwrap();
+    assert_eq!(
+        notes,
+        vec![
+            updraft_store::NoteRow {
+                run_pk: run.id,
+                task_id: None,
+                note: "run note".into()
+            },
+            updraft_store::NoteRow {
+                run_pk: run.id,
+                task_id: Some("a".into()),
+                note: "second".into()
+            },
+        ]
+    );
+    store.set_note(run.id, None, None).await.unwrap();
+    assert_eq!(store.notes(&[run.id]).await.unwrap().len(), 1);
+    assert!(matches!(
+        store.set_note(run.id + 99, None, Some("x")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.notes(&[]).await.unwrap().is_empty());
+    store.delete_run(run.id).await.unwrap();
+    assert!(store.notes(&[run.id]).await.unwrap().is_empty());
 }

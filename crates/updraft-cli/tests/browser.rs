@@ -1,0 +1,591 @@
+//! The web UI in a real browser: `updraft standalone`, Debian's headless Chromium driven over
+//! WebDriver (chromedriver). A person's path through the UI: the DAG list, unpausing a DAG,
+//! triggering it with params (a bad value first, to see the API's message), the graph turning
+//! green through live updates while the page stays open, and a task's log.
+//!
+//! Screenshots of each step go to `target/screenshots/` for a person to look at.
+//!
+//! This test needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`scripts/test` installs
+//! Debian's `chromium` and `chromium-driver`); it fails when they are missing.
+//! `UPDRAFT_TEST_CHROMIUM` and `UPDRAFT_TEST_CHROMEDRIVER` name other binaries.
+
+mod common;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Home, SchedulerProcess, wait_until};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+/// Deadline for anything the browser waits for (generous: CI has two slow cores).
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn binary(var: &str, default: &str) -> PathBuf {
+    let path = std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from);
+    assert!(
+        path.exists(),
+        "{} is missing: install Debian's `chromium` and `chromium-driver` (scripts/test does: \
+         apt-get install chromium chromium-driver), or set {var}",
+        path.display()
+    );
+    path
+}
+
+fn screenshots_dir() -> PathBuf {
+    // <target>/tmp → <target>/screenshots
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target directory")
+        .join("screenshots");
+    std::fs::create_dir_all(&dir).expect("creating target/screenshots");
+    dir
+}
+
+/// chromedriver on a free loopback port; killed on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Driver {
+    fn start(home: &Home) -> Driver {
+        let chromedriver = binary("UPDRAFT_TEST_CHROMEDRIVER", "/usr/bin/chromedriver");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = home.path().join("chromedriver.log");
+        let child = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromedriver");
+        let driver = Driver { child, port, log };
+        wait_until("chromedriver to listen", TIMEOUT, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        driver
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            eprintln!("--- end of the chromedriver log ---\n{tail}");
+        }
+    }
+}
+
+async fn browser(driver: &Driver, home: &Home) -> Client {
+    let chromium = binary("UPDRAFT_TEST_CHROMIUM", "/usr/bin/chromium");
+    let profile = home.path().join("chromium-profile");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_string(),
+        json!({
+            "binary": chromium,
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--window-size=1440,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a WebDriver session with chromium")
+}
+
+/// Poll `check` until it gives `Some`, or panic after [`TIMEOUT`] naming `what`.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "timed out after {TIMEOUT:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Click the element `css` selects; again if the page's live part replaced it meanwhile.
+async fn click(client: &Client, css: &str) {
+    eventually(&format!("to click {css}"), || async {
+        client
+            .find(Locator::Css(css))
+            .await
+            .ok()?
+            .click()
+            .await
+            .ok()
+    })
+    .await
+}
+
+/// Wait until the page's live part has been refreshed once: its event stream is connected and
+/// the refresh that follows connecting is done, so elements found now stay (until the next
+/// change). Pages without a live part are settled at once.
+async fn settled(client: &Client) {
+    eventually("the page's live updates to connect", || async {
+        let n = js(
+            client,
+            "const l = document.getElementById('live'); \
+             return l ? Number(l.dataset.refreshes || 0) : -1;",
+        )
+        .await;
+        (n.as_i64()? != 0).then_some(())
+    })
+    .await
+}
+
+/// How often the live part was refreshed since the page loaded.
+async fn refreshes(client: &Client) -> u64 {
+    js(
+        client,
+        "return Number(document.getElementById('live').dataset.refreshes || 0);",
+    )
+    .await
+    .as_u64()
+    .unwrap_or(0)
+}
+
+async fn js(client: &Client, script: &str) -> Value {
+    client
+        .execute(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("running {script}: {e}"))
+}
+
+async fn shot(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("a screenshot");
+    let path = screenshots_dir().join(format!("{name}.png"));
+    std::fs::write(&path, png).expect("writing the screenshot");
+    eprintln!("screenshot: {}", path.display());
+}
+
+/// The UI's address, from the line `updraft standalone` prints.
+fn ui_address(service: &SchedulerProcess) -> String {
+    wait_until("the web server to start", TIMEOUT, || {
+        let output = service.output();
+        let line = output
+            .lines()
+            .find(|l| l.contains("updraft web UI and API on http://"))?;
+        Some(line.rsplit("http://").next()?.trim().to_string())
+    })
+}
+
+/// `greet` waits for `gate2` only once `armed` exists (for its second try, after a clear).
+fn dag_yaml(gate: &Path, armed: &Path, gate2: &Path) -> String {
+    format!(
+        r#"dag_id: browser_demo
+description: Waits for the test to open a gate, then greets
+schedule: null
+tags: [demo]
+params:
+  greeting: {{default: hello, type: string}}
+  repeat: {{default: 1, type: integer, minimum: 1, maximum: 3, description: How many greetings}}
+tasks:
+  - task_id: wait_for_gate
+    bash: |
+      while [ ! -f '{gate}' ]; do sleep 0.1; done
+      echo "the gate is open"
+  - task_id: side_job
+    bash: echo "side job done"
+  - task_id: greet
+    upstream: [wait_for_gate, side_job]
+    bash: |
+      for i in $(seq {{{{ params.repeat }}}}); do echo "{{{{ params.greeting }}}} number $i from the browser"; done
+      if [ -f '{armed}' ]; then
+        while [ ! -f '{gate2}' ]; do sleep 0.1; done
+        echo "greet saw the second gate"
+      fi
+  - task_id: wrap_up
+    upstream: [greet]
+    bash: echo "all done"
+"#,
+        gate = gate.display(),
+        armed = armed.display(),
+        gate2 = gate2.display(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_triggers_a_dag_and_watches_it_succeed_live() {
+    let home = Home::new().with_env("UPDRAFT__CORE__DAGS_ARE_PAUSED_AT_CREATION", "true");
+    let gate = home.work().join("gate");
+    let (armed, gate2) = (home.work().join("armed"), home.work().join("gate2"));
+    home.write_dag("browser_demo.yaml", &dag_yaml(&gate, &armed, &gate2));
+    home.write_dag("broken.yaml", "dag_id: broken\ntasks: [\n");
+    let service = home.start_standalone();
+    let base = format!("http://{}", ui_address(&service));
+    let driver = Driver::start(&home);
+    let client = browser(&driver, &home).await;
+
+    // ---- the DAG list: the DAG, paused, and the import error banner -----------------------
+    let row = r#"tr[data-dag-id="browser_demo"]"#;
+    eventually("the DAG in the list", || async {
+        client.goto(&format!("{base}/dags")).await.ok()?;
+        client.find(Locator::Css(row)).await.ok()
+    })
+    .await;
+    let banner = client
+        .find(Locator::Css(".banner.error"))
+        .await
+        .expect("the import errors banner")
+        .text()
+        .await
+        .unwrap();
+    assert!(banner.contains("broken.yaml"), "{banner}");
+    settled(&client).await;
+    let toggle_text = format!("{row} .switch-text");
+    let text = client
+        .find(Locator::Css(&toggle_text))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, "paused");
+    shot(&client, "01-dag-list").await;
+
+    // ---- unpause with the toggle ----------------------------------------------------------
+    click(&client, &format!("{row} label.switch")).await;
+    eventually("the toggle to say active", || async {
+        let t = client
+            .find(Locator::Css(&toggle_text))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (t == "active").then_some(())
+    })
+    .await;
+    let listed = home.dags_list();
+    let demo = listed
+        .iter()
+        .find(|d| d["dag_id"] == "browser_demo")
+        .unwrap();
+    assert_eq!(demo["is_paused"], false, "the API recorded the unpause");
+
+    // ---- trigger: a bad param first, then a good one ---------------------------------------
+    click(&client, &format!("{row} a.button")).await;
+    let repeat = client
+        .wait()
+        .at_most(TIMEOUT)
+        .for_element(Locator::Css(r#"[data-param="repeat"] input"#))
+        .await
+        .expect("the trigger form");
+    repeat.clear().await.unwrap();
+    repeat.send_keys("7").await.unwrap();
+    click(&client, "#trigger-form button[type=submit]").await;
+    let message = eventually("the API's error in the form", || async {
+        let error = client.find(Locator::Css("#trigger-error")).await.ok()?;
+        let shown = error.is_displayed().await.ok()?;
+        let text = error.text().await.ok()?;
+        (shown && !text.is_empty()).then_some(text)
+    })
+    .await;
+    assert!(
+        message.contains("repeat") && message.contains('3'),
+        "{message}"
+    );
+    shot(&client, "02-trigger-form-error").await;
+    assert!(
+        home.runs("browser_demo").is_empty(),
+        "no run from a refused trigger"
+    );
+
+    repeat.clear().await.unwrap();
+    repeat.send_keys("2").await.unwrap();
+    click(&client, "#trigger-form button[type=submit]").await;
+
+    // ---- the graph of the new run, turning green live -------------------------------------
+    eventually("the graph of the new run", || async {
+        let url = client.current_url().await.ok()?;
+        (url.path().ends_with("/graph") && url.query().is_some_and(|q| q.contains("run_id=")))
+            .then_some(())
+    })
+    .await;
+    let runs = home.runs("browser_demo");
+    assert_eq!(runs.len(), 1, "one run was triggered");
+    assert_eq!(
+        runs[0]["conf"]["repeat"], 2,
+        "with the form's params: {}",
+        runs[0]
+    );
+    let node_state = |task: &'static str| {
+        format!(
+            "const n = document.querySelector('#graph g.node[data-task-id=\"{task}\"]'); \
+             return n ? n.getAttribute('data-state') : null;"
+        )
+    };
+    eventually("wait_for_gate to run", || async {
+        let state = js(&client, &node_state("wait_for_gate")).await;
+        (state == "running").then_some(())
+    })
+    .await;
+    settled(&client).await;
+    // From here on the page must not be reloaded: the marker survives only in this document.
+    js(&client, "window.updraftSameDocument = true; return null;").await;
+    let refreshed_before = refreshes(&client).await;
+    eventually("the live-updates indicator", || async {
+        let live = js(
+            &client,
+            "const s = document.getElementById('live-status'); return s && s.dataset.connected;",
+        )
+        .await;
+        (live == "true").then_some(())
+    })
+    .await;
+    shot(&client, "03-graph-running").await;
+
+    std::fs::write(&gate, "open").expect("opening the gate");
+    let tasks = ["wait_for_gate", "side_job", "greet", "wrap_up"];
+    eventually("every node of the graph to turn success", || async {
+        let states = js(
+            &client,
+            "return Array.from(document.querySelectorAll('#graph g.node')).map(n => n.getAttribute('data-state'));",
+        )
+        .await;
+        let all = states.as_array()?;
+        (all.len() == tasks.len() && all.iter().all(|s| s == "success")).then_some(())
+    })
+    .await;
+    let same = js(&client, "return window.updraftSameDocument === true;").await;
+    assert_eq!(
+        same, true,
+        "the graph changed through live updates, not a reload"
+    );
+    assert!(
+        refreshes(&client).await > refreshed_before,
+        "the live part was refreshed after the gate opened"
+    );
+    // Colour is paired with words.
+    let label = js(
+        &client,
+        "return document.querySelector('#graph g.node[data-task-id=\"greet\"] .state-label').textContent;",
+    )
+    .await;
+    assert_eq!(label, "success");
+    shot(&client, "04-graph-success").await;
+
+    // ---- the grid -------------------------------------------------------------------------
+    client
+        .goto(&format!("{base}/dags/browser_demo/grid"))
+        .await
+        .unwrap();
+    let cells = client
+        .find_all(Locator::Css(r#"table.grid a.cell[data-state="success"]"#))
+        .await
+        .unwrap();
+    assert_eq!(cells.len(), tasks.len());
+    shot(&client, "05-grid").await;
+
+    // ---- a task's log ---------------------------------------------------------------------
+    client.back().await.unwrap();
+    // The live part may be swapped in just as we click (its first refresh): click again then.
+    eventually("to open greet from the graph", || async {
+        let node = client
+            .find(Locator::Css(r#"#graph g.node[data-task-id="greet"] a"#))
+            .await
+            .ok()?;
+        node.click().await.ok()?;
+        let url = client.current_url().await.ok()?;
+        url.path().ends_with("/tasks/greet").then_some(())
+    })
+    .await;
+    settled(&client).await;
+    let log = eventually("the log of greet", || async {
+        let pre = client.find(Locator::Css("#log")).await.ok()?;
+        let complete = pre.attr("data-complete").await.ok()??;
+        let text = pre.text().await.ok()?;
+        (complete == "true").then_some(text)
+    })
+    .await;
+    assert!(log.contains("hello number 1 from the browser"), "{log}");
+    assert!(log.contains("hello number 2 from the browser"), "{log}");
+    let tries = client
+        .find_all(Locator::Css("table.tries tbody tr[data-try]"))
+        .await
+        .unwrap();
+    assert_eq!(tries.len(), 1);
+    shot(&client, "06-task-log").await;
+
+    // ---- clear greet: a second try, whose log is followed while it runs --------------------
+    std::fs::write(&armed, "armed").unwrap();
+    js(&client, "window.updraftSameDocument = true; return null;").await;
+    click(&client, r#"button[data-action="clear"]"#).await;
+    eventually("the confirmation to be accepted", || async {
+        client.accept_alert().await.ok()
+    })
+    .await;
+    let second_try = eventually("try 2 in the tries table (live)", || async {
+        let row = client
+            .find(Locator::Css(r#"table.tries tbody tr[data-try="2"] a"#))
+            .await
+            .ok()?;
+        row.attr("href").await.ok()?
+    })
+    .await;
+    let same = js(&client, "return window.updraftSameDocument === true;").await;
+    assert_eq!(same, true, "the tries table grew through live updates");
+    client.goto(&format!("{base}{second_try}")).await.unwrap();
+    settled(&client).await;
+    let following = eventually("the log of try 2 while it runs", || async {
+        let pre = client.find(Locator::Css("#log")).await.ok()?;
+        let text = pre.text().await.ok()?;
+        let complete = pre.attr("data-complete").await.ok()??;
+        (complete == "false" && text.contains("hello number 2 from the browser")).then_some(text)
+    })
+    .await;
+    assert!(!following.contains("second gate"), "{following}");
+    js(&client, "window.updraftSameDocument = true; return null;").await;
+    shot(&client, "07-task-log-following").await;
+    std::fs::write(&gate2, "open").unwrap();
+    let log = eventually("the rest of the log, tailed", || async {
+        let pre = client.find(Locator::Css("#log")).await.ok()?;
+        let complete = pre.attr("data-complete").await.ok()??;
+        let text = pre.text().await.ok()?;
+        (complete == "true").then_some(text)
+    })
+    .await;
+    assert!(log.contains("greet saw the second gate"), "{log}");
+    assert_eq!(
+        log.matches("hello number 1 from the browser").count(),
+        1,
+        "tailing appends only what is new: {log}"
+    );
+    eventually("greet's state to turn success (live)", || async {
+        let state = js(&client, "const f = document.querySelector('#live [data-ti-state]'); return f && f.dataset.tiState;").await;
+        (state == "success").then_some(())
+    })
+    .await;
+    let same = js(&client, "return window.updraftSameDocument === true;").await;
+    assert_eq!(same, true, "the log and state followed without a reload");
+    shot(&client, "08-task-log-tailed").await;
+
+    // ---- the other views, for a look ------------------------------------------------------
+    let tour = [
+        (
+            "09-gantt",
+            "/dags/browser_demo/gantt",
+            r#".gantt-bar[data-state="success"]"#,
+        ),
+        (
+            "10-runs",
+            "/dags/browser_demo/runs",
+            r#"button[data-action="delete-run"]"#,
+        ),
+        ("11-code", "/dags/browser_demo/code", "pre.code .line"),
+        ("12-pools", "/pools", r#"tr[data-pool="default_pool"]"#),
+        ("13-import-errors", "/import-errors", ".import-error"),
+    ];
+    for (name, path, selector) in tour {
+        client.goto(&format!("{base}{path}")).await.unwrap();
+        client
+            .wait()
+            .at_most(TIMEOUT)
+            .for_element(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("{path}: no {selector}: {e}"));
+        shot(&client, name).await;
+    }
+    client
+        .goto(&format!("{base}/dags/browser_demo/runs"))
+        .await
+        .unwrap();
+    click(&client, "table.runs tbody td a").await;
+    client
+        .wait()
+        .at_most(TIMEOUT)
+        .for_element(Locator::Css("tr[data-ti-row]"))
+        .await
+        .expect("the run page's task instances");
+    settled(&client).await;
+    shot(&client, "14-run").await;
+
+    // ---- mark a task failed, then delete the run ----------------------------------------------
+    click(
+        &client,
+        r#"tr[data-task-id="wrap_up"] button[data-action="mark"][data-state="failed"]"#,
+    )
+    .await;
+    eventually("the confirmation to be accepted", || async {
+        client.accept_alert().await.ok()
+    })
+    .await;
+    eventually("wrap_up to show failed", || async {
+        let badge = client
+            .find(Locator::Css(r#"tr[data-task-id="wrap_up"] .badge"#))
+            .await
+            .ok()?;
+        (badge.attr("data-state").await.ok()?? == "failed").then_some(())
+    })
+    .await;
+    let run_id = runs[0]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        home.task_states("browser_demo", &run_id)["wrap_up"],
+        "failed",
+        "the API recorded the mark"
+    );
+    click(&client, r#"button[data-action="delete-run"]"#).await;
+    eventually("the confirmation to be accepted", || async {
+        client.accept_alert().await.ok()
+    })
+    .await;
+    eventually("the runs list, without the run", || async {
+        let url = client.current_url().await.ok()?;
+        let rows = client
+            .find_all(Locator::Css("table.runs tbody tr[data-run-id]"))
+            .await
+            .ok()?;
+        (url.path().ends_with("/runs") && rows.is_empty()).then_some(())
+    })
+    .await;
+    assert!(
+        home.runs("browser_demo").is_empty(),
+        "the API deleted the run"
+    );
+
+    client.close().await.expect("closing the browser");
+    drop(driver);
+    drop(service);
+}

@@ -1,0 +1,56 @@
+//! Schemathesis fuzzes every operation of the OpenAPI document `updraft standalone` serves
+//! (generated and random inputs, stateful sequences) for a bounded time; any 5xx, dropped
+//! connection or panic fails the test.
+//!
+//! Needs Python 3 and PyPI: schemathesis is installed into a virtual environment kept under
+//! `target/` (made once). The test fails, never skips, when it cannot be installed.
+
+mod common;
+mod python;
+
+use std::process::Command;
+
+use common::Home;
+
+/// Seconds of fuzzing (schemathesis' `--max-time`), sized for two slow shared cores.
+const BUDGET_SECONDS: &str = "90";
+
+#[test]
+fn no_input_makes_the_api_fail_with_a_server_error() {
+    let venv = python::venv("schemathesis-venv", &["schemathesis>=4,<5"]);
+    let home = Home::new()
+        .with_env("UPDRAFT__CORE__LOAD_EXAMPLES", "true")
+        .with_env("UPDRAFT__CORE__DAGS_ARE_PAUSED_AT_CREATION", "true");
+    let mut service = home.start_standalone();
+    let address = python::api_address(&service);
+    let output = Command::new(venv.join("bin/schemathesis"))
+        .arg("run")
+        .arg(format!("{address}/api/v2/openapi.json"))
+        .args(["--checks", "not_a_server_error"])
+        .args(["--max-time", BUDGET_SECONDS])
+        .args(["--workers", "2"])
+        .args(["--request-timeout", "20"])
+        .arg("--no-color")
+        .env("SCHEMATHESIS_TELEMETRY", "false")
+        // It keeps a cache of found failures in its working directory.
+        .current_dir(home.path())
+        .output()
+        .expect("running schemathesis");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let server = service.output();
+    assert!(
+        output.status.success(),
+        "schemathesis found failures ({}):\n{stdout}\n{}\n--- server ---\n{server}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        stdout.contains("passed"),
+        "schemathesis ran no test cases:\n{stdout}"
+    );
+    assert!(
+        !server.contains("panicked"),
+        "the server panicked:\n{server}"
+    );
+    assert!(service.try_wait().is_none(), "the server exited:\n{server}");
+}

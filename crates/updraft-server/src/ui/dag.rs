@@ -1,0 +1,772 @@
+//! One DAG's tabs: grid, graph, Gantt, code, runs, and the trigger form.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use chrono::Utc;
+use serde::Serialize;
+use updraft_core::TaskState;
+use updraft_dag::{Dag, ParamType};
+use updraft_store::{RunFilter, RunRow, TiRow};
+
+use super::common::{
+    DagHeader, Frame, Mark, RunSummary, dag_header, load_dag, run_summary, task_state_label,
+};
+use super::format::{self, enc, query_get, query_pairs};
+use super::layout::{self, NODE_HEIGHT};
+use super::render::{self, UiError};
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Runs the grid shows unless asked otherwise, and the most it shows.
+pub const GRID_RUNS: usize = 25;
+const GRID_MAX_RUNS: usize = 100;
+/// Runs offered in the graph's and Gantt's run pickers.
+const PICKER_RUNS: u32 = 25;
+/// Runs listed on the runs tab.
+const RUNS_TAB_LIMIT: u32 = 100;
+
+#[derive(Serialize)]
+struct Legend {
+    state: &'static str,
+    label: &'static str,
+}
+
+fn legend() -> Vec<Legend> {
+    TaskState::ALL
+        .iter()
+        .map(|s| Legend {
+            state: s.as_str(),
+            label: task_state_label(*s),
+        })
+        .collect()
+}
+
+/// The tasks of `dag` in topological order, then any other task ids seen in `tis` (tasks a
+/// run has that the definition no longer has).
+fn task_order(dag: &Dag, tis: &[TiRow]) -> Vec<(String, bool)> {
+    let mut order: Vec<(String, bool)> = dag
+        .topological_order()
+        .into_iter()
+        .map(|t| (t.task_id.clone(), true))
+        .collect();
+    let mut extra: Vec<String> = tis
+        .iter()
+        .filter(|ti| dag.task(&ti.task_id).is_none())
+        .map(|ti| ti.task_id.clone())
+        .collect();
+    extra.sort();
+    extra.dedup();
+    order.extend(extra.into_iter().map(|id| (id, false)));
+    order
+}
+
+fn ti_mark(ti: &TiRow) -> Mark {
+    let label = task_state_label(ti.state);
+    let tries = if ti.try_number > 1 {
+        format!(", try {}", ti.try_number)
+    } else {
+        String::new()
+    };
+    Mark {
+        state: ti.state.as_str().to_string(),
+        label: label.to_string(),
+        title: format!("{} in {}: {label}{tries}", ti.task_id, ti.run_id),
+        url: format::ti_url(&ti.dag_id, &ti.run_id, &ti.task_id),
+    }
+}
+
+fn partial(raw: &Option<String>) -> bool {
+    query_get(&query_pairs(raw.as_deref()), "partial").is_some()
+}
+
+// ---- grid -------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct GridPage {
+    #[serde(flatten)]
+    frame: Frame,
+    dag: DagHeader,
+    runs: Vec<GridRun>,
+    rows: Vec<GridRow>,
+    num_runs: usize,
+    run_choices: Vec<Choice>,
+    legend: Vec<Legend>,
+    live_src: String,
+}
+
+#[derive(Serialize)]
+struct Choice {
+    label: String,
+    url: String,
+    selected: bool,
+}
+
+#[derive(Serialize)]
+struct GridRun {
+    #[serde(flatten)]
+    run: RunSummary,
+    /// Height of the run's duration bar, in percent of the longest shown.
+    bar: u32,
+    graph_url: String,
+}
+
+#[derive(Serialize)]
+struct GridRow {
+    task_id: String,
+    /// False for a task the current definition no longer has.
+    current: bool,
+    cells: Vec<Option<Mark>>,
+}
+
+pub async fn grid(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path(dag_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    let row = load_dag(&state, &identity, &dag_id).await?;
+    let pairs = query_pairs(raw.as_deref());
+    let num_runs = query_get(&pairs, "num_runs")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(GRID_RUNS)
+        .clamp(1, GRID_MAX_RUNS);
+    let filter = RunFilter {
+        dag_id: Some(dag_id.clone()),
+        states: Vec::new(),
+        limit: Some(num_runs as u32),
+    };
+    let (header, runs) = tokio::join!(
+        dag_header(&state, &identity, &row, "grid"),
+        state.store.runs(&filter)
+    );
+    let header = header?;
+    let mut runs = runs?;
+    runs.reverse(); // oldest left
+    let pks: Vec<i64> = runs.iter().map(|r| r.id).collect();
+    let tis = state.store.task_instances_of_runs(&pks).await?;
+    let by_key: HashMap<(i64, &str), &TiRow> = tis
+        .iter()
+        .map(|ti| ((ti.run_pk, ti.task_id.as_str()), ti))
+        .collect();
+    let now = Utc::now();
+    let summaries: Vec<RunSummary> = runs.iter().map(|r| run_summary(r, now)).collect();
+    let longest = summaries
+        .iter()
+        .map(|s| s.duration_ms)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let grid_runs = summaries
+        .into_iter()
+        .zip(&runs)
+        .map(|(s, r)| GridRun {
+            bar: ((s.duration_ms * 100 / longest) as u32).max(4),
+            graph_url: format!("{}/graph?run_id={}", header.url, enc(&r.run_id)),
+            run: s,
+        })
+        .collect();
+    let rows = task_order(&row.dag, &tis)
+        .into_iter()
+        .map(|(task_id, current)| GridRow {
+            cells: runs
+                .iter()
+                .map(|r| by_key.get(&(r.id, task_id.as_str())).map(|ti| ti_mark(ti)))
+                .collect(),
+            task_id,
+            current,
+        })
+        .collect();
+    let run_choices = [10, 25, 50, 100]
+        .into_iter()
+        .map(|n| Choice {
+            label: n.to_string(),
+            url: format!("{}/grid?num_runs={n}", header.url),
+            selected: n == num_runs,
+        })
+        .collect();
+    let ctx = GridPage {
+        frame: Frame::new(format!("{dag_id} · grid"), "dags").live_for(&[&dag_id]),
+        live_src: format!("{}/grid?num_runs={num_runs}", header.url),
+        dag: header,
+        runs: grid_runs,
+        rows,
+        num_runs,
+        run_choices,
+        legend: legend(),
+    };
+    render::page("grid.html", "grid_live.html", partial(&raw), &ctx)
+}
+
+// ---- run picker shared by graph and Gantt --------------------------------------------------
+
+#[derive(Serialize)]
+struct RunOption {
+    run_id: String,
+    label: String,
+    selected: bool,
+}
+
+/// The run chosen by `?run_id=` (else the newest) and the picker's choices.
+async fn pick_run(
+    state: &AppState,
+    dag_id: &str,
+    raw: &Option<String>,
+) -> Result<(Option<RunRow>, Vec<RunOption>), UiError> {
+    let pairs = query_pairs(raw.as_deref());
+    let recent = state
+        .store
+        .runs(&RunFilter {
+            dag_id: Some(dag_id.to_string()),
+            states: Vec::new(),
+            limit: Some(PICKER_RUNS),
+        })
+        .await?;
+    let chosen = match query_get(&pairs, "run_id") {
+        Some(run_id) => match recent.iter().find(|r| r.run_id == run_id) {
+            Some(r) => Some(r.clone()),
+            None => Some(state.store.run(dag_id, run_id).await?.ok_or_else(|| {
+                ApiError::not_found(format!("run `{run_id}` of DAG `{dag_id}` not found"))
+            })?),
+        },
+        None => recent.first().cloned(),
+    };
+    let mut options: Vec<RunOption> = recent
+        .iter()
+        .map(|r| RunOption {
+            run_id: r.run_id.clone(),
+            label: format!(
+                "{} · {} · {}",
+                format::time(Some(r.logical_date)),
+                r.run_id,
+                r.state
+            ),
+            selected: chosen.as_ref().is_some_and(|c| c.id == r.id),
+        })
+        .collect();
+    if let Some(c) = &chosen
+        && !options.iter().any(|o| o.selected)
+    {
+        options.push(RunOption {
+            run_id: c.run_id.clone(),
+            label: format!(
+                "{} · {} · {}",
+                format::time(Some(c.logical_date)),
+                c.run_id,
+                c.state
+            ),
+            selected: true,
+        });
+    }
+    Ok((chosen, options))
+}
+
+/// The definition a run is pinned to (the current one without a run, or if it is missing).
+async fn pinned_dag(state: &AppState, current: &Dag, run: Option<&RunRow>) -> Result<Dag, UiError> {
+    if let Some(run) = run
+        && let Some(dag) = state.store.dag_version(&run.dag_id, &run.version).await?
+    {
+        return Ok(dag);
+    }
+    Ok(current.clone())
+}
+
+// ---- graph ------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct GraphPage {
+    #[serde(flatten)]
+    frame: Frame,
+    dag: DagHeader,
+    runs: Vec<RunOption>,
+    run: Option<RunSummary>,
+    graph: Graph,
+    legend: Vec<Legend>,
+    live_src: String,
+}
+
+#[derive(Serialize)]
+pub struct Graph {
+    pub width: f64,
+    pub height: f64,
+    pub nodes: Vec<GraphNode>,
+    pub edges: Vec<GraphEdge>,
+}
+
+#[derive(Serialize)]
+pub struct GraphNode {
+    pub task_id: String,
+    pub label: String,
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+    pub layer: usize,
+    pub state: String,
+    pub state_label: String,
+    pub title: String,
+    pub url: Option<String>,
+    pub kind: String,
+}
+
+#[derive(Serialize)]
+pub struct GraphEdge {
+    pub from: String,
+    pub to: String,
+    pub path: String,
+}
+
+/// The drawing of `dag`, coloured by the states in `tis` (a run's instances).
+pub fn graph(dag: &Dag, run: Option<&RunRow>, tis: &[TiRow]) -> Graph {
+    let tasks: Vec<(&str, &[String])> = dag
+        .tasks
+        .iter()
+        .map(|t| (t.task_id.as_str(), t.upstream.as_slice()))
+        .collect();
+    let laid = layout::layout(&tasks);
+    let states: HashMap<&str, &TiRow> = tis.iter().map(|t| (t.task_id.as_str(), t)).collect();
+    let nodes = laid
+        .nodes
+        .iter()
+        .zip(&dag.tasks)
+        .map(|(n, task)| {
+            let ti = states.get(task.task_id.as_str());
+            let state = ti.map(|t| t.state);
+            let state_label = match state {
+                Some(s) => task_state_label(s),
+                None if run.is_some() => "no instance",
+                None => "",
+            };
+            let kind = match &task.kind {
+                updraft_dag::TaskKind::Bash(_) => "bash",
+                updraft_dag::TaskKind::Command(_) => "command",
+                updraft_dag::TaskKind::Noop => "noop",
+            };
+            GraphNode {
+                task_id: task.task_id.clone(),
+                label: layout::label_fits(&task.task_id),
+                x: n.x,
+                y: n.y,
+                width: n.width,
+                height: NODE_HEIGHT,
+                layer: n.layer,
+                state: state.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                title: if state_label.is_empty() {
+                    format!("{} ({kind})", task.task_id)
+                } else {
+                    format!("{}: {state_label}", task.task_id)
+                },
+                state_label: state_label.to_string(),
+                url: run.map(|r| format::ti_url(&r.dag_id, &r.run_id, &task.task_id)),
+                kind: kind.to_string(),
+            }
+        })
+        .collect();
+    let edges = laid
+        .edges
+        .iter()
+        .map(|e| GraphEdge {
+            from: laid.nodes[e.from].id.clone(),
+            to: laid.nodes[e.to].id.clone(),
+            path: e.path.clone(),
+        })
+        .collect();
+    Graph {
+        width: laid.width,
+        height: laid.height,
+        nodes,
+        edges,
+    }
+}
+
+pub async fn graph_view(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path(dag_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    let row = load_dag(&state, &identity, &dag_id).await?;
+    let (header, picked) = tokio::join!(
+        dag_header(&state, &identity, &row, "graph"),
+        pick_run(&state, &dag_id, &raw)
+    );
+    let header = header?;
+    let (run, runs) = picked?;
+    let dag = pinned_dag(&state, &row.dag, run.as_ref()).await?;
+    let tis = match &run {
+        Some(r) => state.store.task_instances(r.id).await?,
+        None => Vec::new(),
+    };
+    let now = Utc::now();
+    let live_src = match &run {
+        Some(r) => format!("{}/graph?run_id={}", header.url, enc(&r.run_id)),
+        None => format!("{}/graph", header.url),
+    };
+    let ctx = GraphPage {
+        frame: Frame::new(format!("{dag_id} · graph"), "dags").live_for(&[&dag_id]),
+        graph: graph(&dag, run.as_ref(), &tis),
+        run: run.as_ref().map(|r| run_summary(r, now)),
+        dag: header,
+        runs,
+        legend: legend(),
+        live_src,
+    };
+    render::page("graph.html", "graph_live.html", partial(&raw), &ctx)
+}
+
+// ---- Gantt ------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct GanttPage {
+    #[serde(flatten)]
+    frame: Frame,
+    dag: DagHeader,
+    runs: Vec<RunOption>,
+    run: Option<RunSummary>,
+    rows: Vec<GanttRow>,
+    start: String,
+    end: String,
+    total: String,
+    live_src: String,
+}
+
+#[derive(Serialize)]
+struct GanttRow {
+    task_id: String,
+    url: String,
+    state: String,
+    state_label: String,
+    bars: Vec<GanttBar>,
+}
+
+#[derive(Serialize)]
+struct GanttBar {
+    left: f64,
+    width: f64,
+    state: String,
+    title: String,
+}
+
+pub async fn gantt(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path(dag_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    let row = load_dag(&state, &identity, &dag_id).await?;
+    let (header, picked) = tokio::join!(
+        dag_header(&state, &identity, &row, "gantt"),
+        pick_run(&state, &dag_id, &raw)
+    );
+    let header = header?;
+    let (run, runs) = picked?;
+    let now = Utc::now();
+    let mut rows = Vec::new();
+    let (mut t0, mut t1) = (None, None);
+    if let Some(run) = &run {
+        let dag = pinned_dag(&state, &row.dag, Some(run)).await?;
+        let (tis, tries) = tokio::join!(
+            state.store.task_instances(run.id),
+            state.store.tries_of_run(run.id)
+        );
+        let (tis, tries) = (tis?, tries?);
+        for t in &tries {
+            if let Some(s) = t.start_date {
+                t0 = Some(t0.map_or(s, |m: chrono::DateTime<Utc>| m.min(s)));
+                let e = t.end_date.unwrap_or(now).max(s);
+                t1 = Some(t1.map_or(e, |m: chrono::DateTime<Utc>| m.max(e)));
+            }
+        }
+        let (lo, hi) = (t0.unwrap_or(now), t1.unwrap_or(now));
+        let span_ms = (hi - lo).num_milliseconds().max(1) as f64;
+        let pct = |t: chrono::DateTime<Utc>| (t - lo).num_milliseconds() as f64 * 100.0 / span_ms;
+        let ti_by_task: HashMap<&str, &TiRow> =
+            tis.iter().map(|t| (t.task_id.as_str(), t)).collect();
+        for (task_id, _) in task_order(&dag, &tis) {
+            let ti = ti_by_task.get(task_id.as_str());
+            let bars = tries
+                .iter()
+                .filter(|t| t.task_id == task_id)
+                .filter_map(|t| {
+                    let s = t.start_date?;
+                    let e = t.end_date.unwrap_or(now).max(s);
+                    let left = pct(s);
+                    Some(GanttBar {
+                        left,
+                        width: (pct(e) - left).max(0.4),
+                        state: t.state.as_str().to_string(),
+                        title: format!(
+                            "{task_id} try {}: {}, {} → {} ({})",
+                            t.try_number,
+                            task_state_label(t.state),
+                            format::time(Some(s)),
+                            if t.end_date.is_some() {
+                                format::time(t.end_date)
+                            } else {
+                                "now".to_string()
+                            },
+                            format::span(Some(s), t.end_date, now)
+                        ),
+                    })
+                })
+                .collect();
+            let state = ti.map(|t| t.state).unwrap_or(TaskState::None);
+            rows.push(GanttRow {
+                url: format::ti_url(&dag_id, &run.run_id, &task_id),
+                task_id,
+                state: state.as_str().to_string(),
+                state_label: task_state_label(state).to_string(),
+                bars,
+            });
+        }
+    }
+    let live_src = match &run {
+        Some(r) => format!("{}/gantt?run_id={}", header.url, enc(&r.run_id)),
+        None => format!("{}/gantt", header.url),
+    };
+    let ctx = GanttPage {
+        frame: Frame::new(format!("{dag_id} · Gantt"), "dags").live_for(&[&dag_id]),
+        dag: header,
+        runs,
+        run: run.as_ref().map(|r| run_summary(r, now)),
+        rows,
+        start: format::time(t0),
+        end: format::time(t1),
+        total: format::span(t0, t1, now),
+        live_src,
+    };
+    render::page("gantt.html", "gantt_live.html", partial(&raw), &ctx)
+}
+
+// ---- code -------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct CodePage {
+    #[serde(flatten)]
+    frame: Frame,
+    dag: DagHeader,
+    version: String,
+    versions: Vec<Choice>,
+    lines: Vec<String>,
+    found: bool,
+}
+
+pub async fn code(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path(dag_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    let row = load_dag(&state, &identity, &dag_id).await?;
+    let pairs = query_pairs(raw.as_deref());
+    let version = query_get(&pairs, "version")
+        .unwrap_or(&row.version)
+        .to_string();
+    let (header, versions, source) = tokio::join!(
+        dag_header(&state, &identity, &row, "code"),
+        state.store.dag_versions(&dag_id),
+        state.store.dag_source(&dag_id, &version)
+    );
+    let header = header?;
+    let source = source?;
+    let versions = versions?
+        .into_iter()
+        .map(|v| Choice {
+            label: format!(
+                "{} · {}{}",
+                v.version,
+                format::time(Some(v.created_at)),
+                if v.version == row.version {
+                    " (current)"
+                } else {
+                    ""
+                }
+            ),
+            url: format!("{}/code?version={}", header.url, enc(&v.version)),
+            selected: v.version == version,
+        })
+        .collect();
+    let ctx = CodePage {
+        frame: Frame::new(format!("{dag_id} · code"), "dags"),
+        dag: header,
+        found: source.is_some(),
+        lines: source
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        version,
+        versions,
+    };
+    render::page("code.html", "code.html", false, &ctx)
+}
+
+// ---- runs -------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct RunsPage {
+    #[serde(flatten)]
+    frame: Frame,
+    dag: DagHeader,
+    runs: Vec<RunSummary>,
+    states: Vec<Choice>,
+    limit: u32,
+    live_src: String,
+}
+
+pub async fn runs(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path(dag_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    let row = load_dag(&state, &identity, &dag_id).await?;
+    let pairs = query_pairs(raw.as_deref());
+    let wanted: Option<updraft_core::RunState> =
+        query_get(&pairs, "state").and_then(|s| s.parse().ok());
+    let filter = RunFilter {
+        dag_id: Some(dag_id.clone()),
+        states: wanted.into_iter().collect(),
+        limit: Some(RUNS_TAB_LIMIT),
+    };
+    let (header, runs) = tokio::join!(
+        dag_header(&state, &identity, &row, "runs"),
+        state.store.runs(&filter)
+    );
+    let header = header?;
+    let now = Utc::now();
+    let mut states = vec![Choice {
+        label: "all".to_string(),
+        url: format!("{}/runs", header.url),
+        selected: wanted.is_none(),
+    }];
+    states.extend(updraft_core::RunState::ALL.iter().map(|s| Choice {
+        label: s.as_str().to_string(),
+        url: format!("{}/runs?state={}", header.url, s.as_str()),
+        selected: wanted == Some(*s),
+    }));
+    let live_src = match wanted {
+        Some(s) => format!("{}/runs?state={}", header.url, s.as_str()),
+        None => format!("{}/runs", header.url),
+    };
+    let ctx = RunsPage {
+        frame: Frame::new(format!("{dag_id} · runs"), "dags").live_for(&[&dag_id]),
+        dag: header,
+        runs: runs?.iter().map(|r| run_summary(r, now)).collect(),
+        states,
+        limit: RUNS_TAB_LIMIT,
+        live_src,
+    };
+    render::page("runs.html", "runs_live.html", partial(&raw), &ctx)
+}
+
+// ---- trigger ----------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct TriggerPage {
+    #[serde(flatten)]
+    frame: Frame,
+    dag: DagHeader,
+    fields: Vec<Field>,
+}
+
+/// One param as a form field. `kind` picks the input and how the page's script reads it:
+/// `integer`, `number`, `boolean`, `enum` (values are JSON), `string`, `json` (a JSON text),
+/// `any` (JSON if it parses, else a string).
+#[derive(Serialize)]
+struct Field {
+    name: String,
+    kind: &'static str,
+    value: String,
+    checked: bool,
+    options: Vec<FieldOption>,
+    min: Option<f64>,
+    max: Option<f64>,
+    description: Option<String>,
+    required: bool,
+    type_name: &'static str,
+}
+
+#[derive(Serialize)]
+struct FieldOption {
+    json: String,
+    label: String,
+    selected: bool,
+}
+
+fn field(name: &str, param: &updraft_dag::Param) -> Field {
+    use serde_json::Value as Json;
+    let default = param.default.as_ref();
+    let inferred = param.kind.or(match default {
+        Some(Json::String(_)) => Some(ParamType::String),
+        Some(Json::Bool(_)) => Some(ParamType::Boolean),
+        Some(Json::Number(n)) if n.is_i64() || n.is_u64() => Some(ParamType::Integer),
+        Some(Json::Number(_)) => Some(ParamType::Number),
+        Some(Json::Array(_)) => Some(ParamType::Array),
+        Some(Json::Object(_)) => Some(ParamType::Object),
+        _ => None,
+    });
+    let (kind, type_name) = match (&param.allowed, inferred) {
+        (Some(_), _) => ("enum", "one of"),
+        (None, Some(ParamType::Integer)) => ("integer", "integer"),
+        (None, Some(ParamType::Number)) => ("number", "number"),
+        (None, Some(ParamType::Boolean)) => ("boolean", "boolean"),
+        (None, Some(ParamType::String)) => ("string", "string"),
+        (None, Some(ParamType::Array)) => ("json", "array (JSON)"),
+        (None, Some(ParamType::Object)) => ("json", "object (JSON)"),
+        (None, Some(ParamType::Null)) => ("json", "null"),
+        (None, None) => ("any", "any (JSON or text)"),
+    };
+    let value = match default {
+        None => String::new(),
+        Some(Json::String(s)) if kind != "json" => s.clone(),
+        Some(v) => v.to_string(),
+    };
+    let options = param
+        .allowed
+        .iter()
+        .flatten()
+        .map(|v| FieldOption {
+            json: v.to_string(),
+            label: match v {
+                Json::String(s) => s.clone(),
+                other => other.to_string(),
+            },
+            selected: Some(v) == default,
+        })
+        .collect();
+    Field {
+        name: name.to_string(),
+        kind,
+        checked: default == Some(&Json::Bool(true)),
+        value,
+        options,
+        min: param.minimum,
+        max: param.maximum,
+        description: param.description.clone(),
+        required: default.is_none(),
+        type_name,
+    }
+}
+
+pub async fn trigger_form(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path(dag_id): Path<String>,
+) -> Result<Response, UiError> {
+    let row = load_dag(&state, &identity, &dag_id).await?;
+    let header = dag_header(&state, &identity, &row, "trigger").await?;
+    let ctx = TriggerPage {
+        frame: Frame::new(format!("Trigger {dag_id}"), "dags"),
+        fields: row
+            .dag
+            .params
+            .iter()
+            .map(|(name, p)| field(name, p))
+            .collect(),
+        dag: header,
+    };
+    render::page("trigger.html", "trigger.html", false, &ctx)
+}

@@ -1,0 +1,300 @@
+//! A run's page and a task instance's page (tries, log with live tail, actions).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use chrono::Utc;
+use serde::Serialize;
+use updraft_dag::{Dag, TaskKind};
+use updraft_store::{RunRow, TiKey, TiRow};
+
+use super::common::{
+    DagHeader, Frame, RunSummary, dag_header, load_dag, run_summary, task_state_label,
+};
+use super::format::{self, enc, query_get, query_pairs};
+use super::render::{self, UiError};
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+async fn load_run(state: &AppState, dag_id: &str, run_id: &str) -> Result<RunRow, UiError> {
+    Ok(state.store.run(dag_id, run_id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("run `{run_id}` of DAG `{dag_id}` not found"))
+    })?)
+}
+
+async fn pinned(state: &AppState, current: &Dag, run: &RunRow) -> Result<Dag, UiError> {
+    Ok(state
+        .store
+        .dag_version(&run.dag_id, &run.version)
+        .await?
+        .unwrap_or_else(|| current.clone()))
+}
+
+/// `/api/v2/dags/{dag_id}/dagRuns/{run_id}`: the base of the API calls a run's page makes.
+fn api_run(dag_id: &str, run_id: &str) -> String {
+    format!("/api/v2/dags/{}/dagRuns/{}", enc(dag_id), enc(run_id))
+}
+
+#[derive(Serialize)]
+struct TiLine {
+    task_id: String,
+    url: String,
+    state: String,
+    state_label: String,
+    try_number: u32,
+    max_tries: u32,
+    start_date: String,
+    end_date: String,
+    duration: String,
+    pool: String,
+}
+
+fn ti_line(ti: &TiRow, now: chrono::DateTime<Utc>) -> TiLine {
+    TiLine {
+        task_id: ti.task_id.clone(),
+        url: format::ti_url(&ti.dag_id, &ti.run_id, &ti.task_id),
+        state: ti.state.as_str().to_string(),
+        state_label: task_state_label(ti.state).to_string(),
+        try_number: ti.try_number,
+        max_tries: ti.max_tries,
+        start_date: format::time(ti.start_date),
+        end_date: format::time(ti.end_date),
+        duration: format::span(ti.start_date, ti.end_date, now),
+        pool: ti.pool.clone(),
+    }
+}
+
+// ---- run --------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct RunPage {
+    #[serde(flatten)]
+    frame: Frame,
+    dag: DagHeader,
+    run: RunSummary,
+    conf: String,
+    tis: Vec<TiLine>,
+    api_run: String,
+    graph_url: String,
+    gantt_url: String,
+    live_src: String,
+}
+
+pub async fn run_page(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    let row = load_dag(&state, &identity, &dag_id).await?;
+    let (header, run) = tokio::join!(
+        dag_header(&state, &identity, &row, "run"),
+        load_run(&state, &dag_id, &run_id)
+    );
+    let (header, run) = (header?, run?);
+    let (dag, tis) = tokio::join!(
+        pinned(&state, &row.dag, &run),
+        state.store.task_instances(run.id)
+    );
+    let (dag, tis) = (dag?, tis?);
+    let position: HashMap<&str, usize> = dag
+        .topological_order()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.task_id.as_str(), i))
+        .collect();
+    let mut tis = tis;
+    tis.sort_by_key(|t| {
+        (
+            position
+                .get(t.task_id.as_str())
+                .copied()
+                .unwrap_or(usize::MAX),
+            t.task_id.clone(),
+        )
+    });
+    let now = Utc::now();
+    let run_q = enc(&run.run_id);
+    let ctx = RunPage {
+        frame: Frame::new(format!("{dag_id} · {run_id}"), "dags").live_for(&[&dag_id]),
+        conf: serde_json::to_string_pretty(&run.conf).unwrap_or_default(),
+        tis: tis.iter().map(|t| ti_line(t, now)).collect(),
+        api_run: api_run(&dag_id, &run.run_id),
+        graph_url: format!("{}/graph?run_id={run_q}", header.url),
+        gantt_url: format!("{}/gantt?run_id={run_q}", header.url),
+        live_src: format::run_url(&dag_id, &run.run_id),
+        run: run_summary(&run, now),
+        dag: header,
+    };
+    let partial = query_get(&query_pairs(raw.as_deref()), "partial").is_some();
+    render::page("run.html", "run_live.html", partial, &ctx)
+}
+
+// ---- task instance ----------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct TaskPage {
+    #[serde(flatten)]
+    frame: Frame,
+    dag: DagHeader,
+    run: RunSummary,
+    ti: TiLine,
+    tries: Vec<TryLine>,
+    task: Option<TaskInfo>,
+    /// The try whose log is shown (0: none started yet).
+    log_try: u32,
+    log_tries: Vec<LogTry>,
+    /// API URL of the shown try's log.
+    log_api: String,
+    /// Whether the shown try is the current one (its log may still grow while it runs).
+    log_current: bool,
+    api_run: String,
+    live_src: String,
+}
+
+#[derive(Serialize)]
+struct TryLine {
+    try_number: u32,
+    state: String,
+    state_label: String,
+    start_date: String,
+    end_date: String,
+    duration: String,
+    hostname: String,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct LogTry {
+    try_number: u32,
+    url: String,
+    selected: bool,
+}
+
+#[derive(Serialize)]
+struct TaskInfo {
+    kind: &'static str,
+    command: String,
+    trigger_rule: String,
+    retries: u32,
+    pool: String,
+    upstream: Vec<Link>,
+    downstream: Vec<Link>,
+}
+
+#[derive(Serialize)]
+struct Link {
+    label: String,
+    url: String,
+}
+
+pub async fn task_page(
+    State(state): State<AppState>,
+    identity: Identity,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, UiError> {
+    let row = load_dag(&state, &identity, &dag_id).await?;
+    let (header, run) = tokio::join!(
+        dag_header(&state, &identity, &row, "task"),
+        load_run(&state, &dag_id, &run_id)
+    );
+    let (header, run) = (header?, run?);
+    let key = TiKey {
+        run_pk: run.id,
+        task_id: task_id.clone(),
+    };
+    let (dag, ti, tries) = tokio::join!(
+        pinned(&state, &row.dag, &run),
+        state.store.task_instance(&key),
+        state.store.tries(&key)
+    );
+    let (dag, tries) = (dag?, tries?);
+    let ti = ti?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "task `{task_id}` in run `{run_id}` of DAG `{dag_id}` not found"
+        ))
+    })?;
+    let now = Utc::now();
+    let pairs = query_pairs(raw.as_deref());
+    let ti_url = format::ti_url(&dag_id, &run.run_id, &task_id);
+    let log_try = query_get(&pairs, "try")
+        .and_then(|t| t.parse::<u32>().ok())
+        .filter(|t| (1..=ti.try_number).contains(t))
+        .unwrap_or(ti.try_number);
+    let task = dag.task(&task_id).map(|t| TaskInfo {
+        kind: match &t.kind {
+            TaskKind::Bash(_) => "bash",
+            TaskKind::Command(_) => "command",
+            TaskKind::Noop => "noop",
+        },
+        command: match &t.kind {
+            TaskKind::Bash(script) => script.clone(),
+            TaskKind::Command(argv) => serde_json::to_string(argv).unwrap_or_default(),
+            TaskKind::Noop => String::new(),
+        },
+        trigger_rule: t.trigger_rule.as_str().to_string(),
+        retries: t.retries,
+        pool: t.pool.clone(),
+        upstream: t
+            .upstream
+            .iter()
+            .map(|u| Link {
+                label: u.clone(),
+                url: format::ti_url(&dag_id, &run.run_id, u),
+            })
+            .collect(),
+        downstream: dag
+            .direct_downstream_of(&task_id)
+            .into_iter()
+            .map(|d| Link {
+                label: d.to_string(),
+                url: format::ti_url(&dag_id, &run.run_id, d),
+            })
+            .collect(),
+    });
+    let ctx = TaskPage {
+        frame: Frame::new(format!("{task_id} · {run_id}"), "dags").live_for(&[&dag_id]),
+        tries: tries
+            .iter()
+            .map(|t| TryLine {
+                try_number: t.try_number,
+                state: t.state.as_str().to_string(),
+                state_label: task_state_label(t.state).to_string(),
+                start_date: format::time(t.start_date),
+                end_date: format::time(t.end_date),
+                duration: format::span(t.start_date, t.end_date, now),
+                hostname: t.hostname.clone().unwrap_or_default(),
+                url: format!("{ti_url}?try={}", t.try_number),
+            })
+            .collect(),
+        log_tries: (1..=ti.try_number)
+            .map(|n| LogTry {
+                try_number: n,
+                url: format!("{ti_url}?try={n}"),
+                selected: n == log_try,
+            })
+            .collect(),
+        log_api: format!(
+            "{}/taskInstances/{}/logs/{log_try}",
+            api_run(&dag_id, &run.run_id),
+            enc(&task_id)
+        ),
+        log_current: log_try == ti.try_number,
+        log_try,
+        api_run: api_run(&dag_id, &run.run_id),
+        live_src: if log_try == ti.try_number {
+            ti_url.clone()
+        } else {
+            format!("{ti_url}?try={log_try}")
+        },
+        ti: ti_line(&ti, now),
+        run: run_summary(&run, now),
+        task,
+        dag: header,
+    };
+    let partial = query_get(&pairs, "partial").is_some();
+    render::page("task.html", "task_live.html", partial, &ctx)
+}

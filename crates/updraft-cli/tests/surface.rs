@@ -1119,3 +1119,21 @@ fn db_migrate_twice_is_harmless() {
     assert_eq!(names, ["default_pool", "kept_pool"], "{pools:?}");
     assert_eq!(pools[1]["slots"], 3);
 }
+
+/// Without authentication the web server only listens on loopback: a public address is refused
+/// by `server` and by `standalone` (before its scheduler starts), with a message that says how.
+#[test]
+fn a_non_loopback_address_is_refused_without_authentication() {
+    let mut home = Home::new();
+    home.set_env("UPDRAFT__API__HOST", "0.0.0.0");
+    for command in ["server", "standalone"] {
+        let result = home.fails(&[command]);
+        assert_eq!(result.status.code(), Some(1), "{result}");
+        assert!(
+            result.stderr.contains("refusing to serve on 0.0.0.0")
+                && result.stderr.contains("without authentication")
+                && result.stderr.contains("127.0.0.1"),
+            "{result}"
+        );
+    }
+}

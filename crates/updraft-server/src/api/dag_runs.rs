@@ -19,7 +19,7 @@ use super::params::{check_run_id, order_by, paging, parse_list, time_range};
 use super::task_instances::ti_responses;
 use super::{
     ApiJson, ApiPath, ApiQuery, check_note, check_update_mask, load_dag, load_run, notes_of, now,
-    tenants_of, versions_of_many,
+    patch_note, retain_allowed, tenants_of, versions_of_many,
 };
 use crate::AppState;
 use crate::auth::{self, Action, Identity, Resource};
@@ -195,13 +195,8 @@ pub async fn get_dag_runs(
         paging: paging(&query.limit, &query.offset)?,
     };
     let mut page = state.store.runs_page(&store_query).await?;
-    page.items.retain(|run| {
-        auth::authorize(
-            &identity,
-            Action::Read,
-            super::dag_resource(&run.tenant, &run.dag_id),
-        )
-        .is_ok()
+    retain_allowed(&identity, Action::Read, &mut page.items, |run| {
+        (&run.tenant, &run.dag_id)
     });
     Ok(Json(DagRunCollectionResponse {
         dag_runs: run_responses(&state, &page.items).await?,
@@ -350,16 +345,7 @@ pub async fn patch_dag_run(
         }
     }
     if wanted("note") {
-        match &body.note {
-            Some(note) => {
-                check_note(note.as_deref())?;
-                state.store.set_note(run.id, None, note.as_deref()).await?;
-            }
-            None if !fields.is_empty() => {
-                state.store.set_note(run.id, None, None).await?;
-            }
-            None => {}
-        }
+        patch_note(&state, run.id, None, &body.note, !fields.is_empty()).await?;
     }
     let run = reload(&state, &run).await?;
     Ok(Json(run_response(&state, &run).await?))

@@ -16,8 +16,8 @@ use super::models::{
 };
 use super::params::{order_by, paging, parse_bool};
 use super::{
-    ApiJson, ApiPath, ApiQuery, check_update_mask, dag_not_found, load_dag, now, tenants_of,
-    versions_of,
+    ApiJson, ApiPath, ApiQuery, check_update_mask, dag_not_found, load_dag, now, retain_allowed,
+    tenants_of, versions_of,
 };
 use crate::AppState;
 use crate::auth::{self, Action, Identity, Resource};
@@ -158,13 +158,8 @@ async fn dag_page(
     } else {
         state.store.dags_page(&store_query).await?
     };
-    page.items.retain(|row| {
-        auth::authorize(
-            identity,
-            action,
-            super::dag_resource(&row.dag.tenant, &row.dag.dag_id),
-        )
-        .is_ok()
+    retain_allowed(identity, action, &mut page.items, |row| {
+        (&row.dag.tenant, &row.dag.dag_id)
     });
     Ok(page)
 }

@@ -138,6 +138,20 @@ fn dag_resource<'a>(tenant: &'a str, dag_id: &'a str) -> Resource<'a> {
     Resource::Dag { tenant, dag_id }
 }
 
+/// Leaves out the items (of a listing) on whose DAG, named by `dag_of` as tenant and dag_id,
+/// the caller may not do `action`.
+fn retain_allowed<T>(
+    identity: &Identity,
+    action: Action,
+    items: &mut Vec<T>,
+    dag_of: impl Fn(&T) -> (&str, &str),
+) {
+    items.retain(|item| {
+        let (tenant, dag_id) = dag_of(item);
+        auth::authorize(identity, action, dag_resource(tenant, dag_id)).is_ok()
+    });
+}
+
 /// The DAG, after checking the caller may do `action` on it; 404 when unknown.
 async fn load_dag(
     state: &AppState,
@@ -227,6 +241,31 @@ fn check_note(note: Option<&str>) -> Result<(), ApiError> {
         }
         _ => Ok(()),
     }
+}
+
+/// A `PATCH` body's `note` for a run (`task_id` `None`) or one of its task instances:
+/// `null` removes it; left out, it is removed only when `update_mask` names it.
+async fn patch_note(
+    state: &AppState,
+    run_pk: i64,
+    task_id: Option<&str>,
+    note: &Option<Option<String>>,
+    masked: bool,
+) -> Result<(), ApiError> {
+    match note {
+        Some(note) => {
+            check_note(note.as_deref())?;
+            state
+                .store
+                .set_note(run_pk, task_id, note.as_deref())
+                .await?;
+        }
+        None if masked => {
+            state.store.set_note(run_pk, task_id, None).await?;
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 /// `update_mask` names fields of the body to apply; each must be one of `allowed`.

@@ -19,7 +19,7 @@ use super::models::{
 use super::params::{order_by, paging, parse_list, time_range};
 use super::{
     ApiJson, ApiPath, ApiQuery, check_note, check_update_mask, load_dag, load_run, notes_of, now,
-    tenants_of, versions_of_many,
+    patch_note, retain_allowed, tenants_of, versions_of_many,
 };
 use crate::AppState;
 use crate::auth::{self, Action, Identity, Resource};
@@ -222,13 +222,8 @@ pub async fn get_task_instances(
     store_query.descending = descending;
     store_query.paging = paging(&query.limit, &query.offset)?;
     let mut page = state.store.task_instances_page(&store_query).await?;
-    page.items.retain(|ti| {
-        auth::authorize(
-            &identity,
-            Action::Read,
-            super::dag_resource(&ti.tenant, &ti.dag_id),
-        )
-        .is_ok()
+    retain_allowed(&identity, Action::Read, &mut page.items, |ti| {
+        (&ti.tenant, &ti.dag_id)
     });
     Ok(Json(TaskInstanceCollectionResponse {
         task_instances: ti_responses(&state, &page.items).await?,
@@ -434,22 +429,8 @@ pub async fn patch_task_instance(
         }
     }
     if wanted("note") {
-        match &body.note {
-            Some(note) => {
-                check_note(note.as_deref())?;
-                state
-                    .store
-                    .set_note(run.id, Some(&ti.task_id), note.as_deref())
-                    .await?;
-            }
-            None if !fields.is_empty() => {
-                state
-                    .store
-                    .set_note(run.id, Some(&ti.task_id), None)
-                    .await?;
-            }
-            None => {}
-        }
+        let masked = !fields.is_empty();
+        patch_note(&state, run.id, Some(&ti.task_id), &body.note, masked).await?;
     }
     let rows = read_keys(&state, &keys).await?;
     Ok(Json(collection(&state, &rows).await?))

@@ -209,6 +209,45 @@ struct RunOption {
     selected: bool,
 }
 
+/// What a per-run tab (graph, Gantt) starts from: the DAG, its header, the chosen run and
+/// the run picker.
+struct RunTab {
+    row: updraft_store::DagRow,
+    header: DagHeader,
+    run: Option<RunRow>,
+    runs: Vec<RunOption>,
+}
+
+async fn run_tab(
+    state: &AppState,
+    identity: &Identity,
+    dag_id: &str,
+    raw: &Option<String>,
+    tab: &'static str,
+) -> Result<RunTab, UiError> {
+    let row = load_dag(state, identity, dag_id).await?;
+    let (header, picked) = tokio::join!(
+        dag_header(state, identity, &row, tab),
+        pick_run(state, dag_id, raw)
+    );
+    let header = header?;
+    let (run, runs) = picked?;
+    Ok(RunTab {
+        row,
+        header,
+        run,
+        runs,
+    })
+}
+
+/// Where a per-run tab's live part is re-fetched from.
+fn run_tab_src(header: &DagHeader, tab: &str, run: Option<&RunRow>) -> String {
+    match run {
+        Some(r) => format!("{}/{tab}?run_id={}", header.url, enc(&r.run_id)),
+        None => format!("{}/{tab}", header.url),
+    }
+}
+
 /// The run chosen by `?run_id=` (else the newest) and the picker's choices.
 async fn pick_run(
     state: &AppState,
@@ -387,23 +426,19 @@ pub async fn graph_view(
     Path(dag_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
-    let row = load_dag(&state, &identity, &dag_id).await?;
-    let (header, picked) = tokio::join!(
-        dag_header(&state, &identity, &row, "graph"),
-        pick_run(&state, &dag_id, &raw)
-    );
-    let header = header?;
-    let (run, runs) = picked?;
+    let RunTab {
+        row,
+        header,
+        run,
+        runs,
+    } = run_tab(&state, &identity, &dag_id, &raw, "graph").await?;
     let dag = pinned_dag(&state, &row.dag, run.as_ref()).await?;
     let tis = match &run {
         Some(r) => state.store.task_instances(r.id).await?,
         None => Vec::new(),
     };
     let now = Utc::now();
-    let live_src = match &run {
-        Some(r) => format!("{}/graph?run_id={}", header.url, enc(&r.run_id)),
-        None => format!("{}/graph", header.url),
-    };
+    let live_src = run_tab_src(&header, "graph", run.as_ref());
     let ctx = GraphPage {
         frame: Frame::new(format!("{dag_id} · graph"), "dags").live_for(&[&dag_id]),
         graph: graph(&dag, run.as_ref(), &tis),
@@ -455,13 +490,12 @@ pub async fn gantt(
     Path(dag_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
-    let row = load_dag(&state, &identity, &dag_id).await?;
-    let (header, picked) = tokio::join!(
-        dag_header(&state, &identity, &row, "gantt"),
-        pick_run(&state, &dag_id, &raw)
-    );
-    let header = header?;
-    let (run, runs) = picked?;
+    let RunTab {
+        row,
+        header,
+        run,
+        runs,
+    } = run_tab(&state, &identity, &dag_id, &raw, "gantt").await?;
     let now = Utc::now();
     let mut rows = Vec::new();
     let (mut t0, mut t1) = (None, None);
@@ -522,10 +556,7 @@ pub async fn gantt(
             });
         }
     }
-    let live_src = match &run {
-        Some(r) => format!("{}/gantt?run_id={}", header.url, enc(&r.run_id)),
-        None => format!("{}/gantt", header.url),
-    };
+    let live_src = run_tab_src(&header, "gantt", run.as_ref());
     let ctx = GanttPage {
         frame: Frame::new(format!("{dag_id} · Gantt"), "dags").live_for(&[&dag_id]),
         dag: header,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
-use sqlx::sqlite::{Sqlite, SqlitePool};
+use sqlx::sqlite::{Sqlite, SqlitePool, SqliteRow};
 use updraft_core::{RunState, TaskState};
 
 use super::codec::{self, run_columns, ti_columns, ts};
@@ -59,10 +59,20 @@ fn push_range(qb: &mut Builder, column: &str, range: &TimeRange) {
     }
 }
 
-fn push_order(qb: &mut Builder, column: &str, descending: bool, tie_break: &str) {
-    let dir = if descending { "DESC" } else { "ASC" };
+/// How a listing is sorted: its column, then its tie breaks, all in one direction.
+struct Order<'a> {
+    column: &'a str,
+    tie_breaks: &'a [&'a str],
+    descending: bool,
+}
+
+fn push_order(qb: &mut Builder, order: &Order<'_>) {
+    let dir = if order.descending { "DESC" } else { "ASC" };
     // NULLs sort as the smallest values either way, as SQLite does.
-    qb.push(format_args!(" ORDER BY {column} {dir}, {tie_break} {dir}"));
+    qb.push(format_args!(" ORDER BY {} {dir}", order.column));
+    for tie_break in order.tie_breaks {
+        qb.push(format_args!(", {tie_break} {dir}"));
+    }
 }
 
 fn push_paging(qb: &mut Builder, paging: &Paging) {
@@ -77,6 +87,31 @@ async fn count(pool: &SqlitePool, mut qb: Builder) -> Result<u64> {
     let row = qb.build().fetch_one(pool).await?;
     let n: i64 = codec::col(&row, "n")?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// One page of a listing: `SELECT COUNT(*)` and `SELECT <columns>` from `from` (which ends in
+/// a `WHERE`), both narrowed by `filters`; the page sorted by `order`.
+async fn page<T>(
+    pool: &SqlitePool,
+    columns: &str,
+    from: &str,
+    filters: impl Fn(&mut Builder) -> Result<()>,
+    order: Order<'_>,
+    paging: &Paging,
+    row: fn(&SqliteRow) -> Result<T>,
+) -> Result<Page<T>> {
+    let mut counted = Builder::new(format!("SELECT COUNT(*) AS n{from}"));
+    filters(&mut counted)?;
+    let total = count(pool, counted).await?;
+    let mut qb = Builder::new(format!("SELECT {columns}{from}"));
+    filters(&mut qb)?;
+    push_order(&mut qb, &order);
+    push_paging(&mut qb, paging);
+    let rows = qb.build().fetch_all(pool).await?;
+    Ok(Page {
+        items: codec::all(&rows, row)?,
+        total,
+    })
 }
 
 // ---- DAGs ---------------------------------------------------------------------------------
@@ -116,13 +151,6 @@ const DAG_FROM: &str =
     " FROM dag d JOIN dag_version v ON v.dag_id = d.dag_id AND v.version = d.version WHERE 1 = 1";
 
 pub(super) async fn dags_page(pool: &SqlitePool, q: &DagQuery) -> Result<Page<DagRow>> {
-    let mut counted = Builder::new(format!("SELECT COUNT(*) AS n{DAG_FROM}"));
-    dag_filters(&mut counted, q)?;
-    let total = count(pool, counted).await?;
-    let mut qb = Builder::new(format!(
-        "SELECT d.version, d.is_paused, d.is_active, d.last_parsed_at, v.definition{DAG_FROM}"
-    ));
-    dag_filters(&mut qb, q)?;
     let column = match q.order_by {
         DagOrder::DagId => "d.dag_id",
         DagOrder::IsPaused => "d.is_paused",
@@ -130,13 +158,21 @@ pub(super) async fn dags_page(pool: &SqlitePool, q: &DagQuery) -> Result<Page<Da
         DagOrder::Fileloc => "d.fileloc",
         DagOrder::Tenant => "d.tenant",
     };
-    push_order(&mut qb, column, q.descending, "d.dag_id");
-    push_paging(&mut qb, &q.paging);
-    let rows = qb.build().fetch_all(pool).await?;
-    Ok(Page {
-        items: codec::all(&rows, codec::dag_row)?,
-        total,
-    })
+    let order = Order {
+        column,
+        tie_breaks: &["d.dag_id"],
+        descending: q.descending,
+    };
+    page(
+        pool,
+        "d.version, d.is_paused, d.is_active, d.last_parsed_at, v.definition",
+        DAG_FROM,
+        |qb| dag_filters(qb, q),
+        order,
+        &q.paging,
+        codec::dag_row,
+    )
+    .await
 }
 
 // ---- runs ---------------------------------------------------------------------------------
@@ -163,15 +199,6 @@ fn run_filters(qb: &mut Builder, q: &RunQuery) -> Result<()> {
 }
 
 pub(super) async fn runs_page(pool: &SqlitePool, q: &RunQuery) -> Result<Page<RunRow>> {
-    let mut counted = Builder::new("SELECT COUNT(*) AS n FROM dag_run WHERE 1 = 1");
-    run_filters(&mut counted, q)?;
-    let total = count(pool, counted).await?;
-    let mut qb = Builder::new(concat!(
-        "SELECT ",
-        run_columns!(),
-        " FROM dag_run WHERE 1 = 1"
-    ));
-    run_filters(&mut qb, q)?;
     let column = match q.order_by {
         RunOrder::Id => "id",
         RunOrder::DagId => "dag_id",
@@ -185,13 +212,21 @@ pub(super) async fn runs_page(pool: &SqlitePool, q: &RunQuery) -> Result<Page<Ru
         RunOrder::StartDate => "start_date",
         RunOrder::EndDate => "end_date",
     };
-    push_order(&mut qb, column, q.descending, "id");
-    push_paging(&mut qb, &q.paging);
-    let rows = qb.build().fetch_all(pool).await?;
-    Ok(Page {
-        items: codec::all(&rows, codec::run_row)?,
-        total,
-    })
+    let order = Order {
+        column,
+        tie_breaks: &["id"],
+        descending: q.descending,
+    };
+    page(
+        pool,
+        run_columns!(),
+        " FROM dag_run WHERE 1 = 1",
+        |qb| run_filters(qb, q),
+        order,
+        &q.paging,
+        codec::run_row,
+    )
+    .await
 }
 
 // ---- task instances -----------------------------------------------------------------------
@@ -231,15 +266,6 @@ fn ti_filters(qb: &mut Builder, q: &TiQuery) -> Result<()> {
 }
 
 pub(super) async fn task_instances_page(pool: &SqlitePool, q: &TiQuery) -> Result<Page<TiRow>> {
-    let mut counted = Builder::new("SELECT COUNT(*) AS n FROM task_instance WHERE 1 = 1");
-    ti_filters(&mut counted, q)?;
-    let total = count(pool, counted).await?;
-    let mut qb = Builder::new(concat!(
-        "SELECT ",
-        ti_columns!(),
-        " FROM task_instance WHERE 1 = 1"
-    ));
-    ti_filters(&mut qb, q)?;
     let column = match q.order_by {
         TiOrder::Run => "run_pk",
         TiOrder::DagId => "dag_id",
@@ -254,24 +280,29 @@ pub(super) async fn task_instances_page(pool: &SqlitePool, q: &TiQuery) -> Resul
         TiOrder::StartDate => "start_date",
         TiOrder::EndDate => "end_date",
     };
-    let dir = if q.descending { "DESC" } else { "ASC" };
-    qb.push(format_args!(
-        " ORDER BY {column} {dir}, run_pk {dir}, task_id {dir}"
-    ));
-    push_paging(&mut qb, &q.paging);
-    let rows = qb.build().fetch_all(pool).await?;
-    Ok(Page {
-        items: codec::all(&rows, codec::ti_row)?,
-        total,
-    })
+    let order = Order {
+        column,
+        tie_breaks: &["run_pk", "task_id"],
+        descending: q.descending,
+    };
+    page(
+        pool,
+        ti_columns!(),
+        " FROM task_instance WHERE 1 = 1",
+        |qb| ti_filters(qb, q),
+        order,
+        &q.paging,
+        codec::ti_row,
+    )
+    .await
 }
 
 // ---- import errors ------------------------------------------------------------------------
 
-const IMPORT_ERROR_COLUMNS: &str =
-    "SELECT id, tenant, filename, line, col, message, created_at FROM import_error WHERE 1 = 1";
+const IMPORT_ERROR_COLUMNS: &str = "id, tenant, filename, line, col, message, created_at";
+const IMPORT_ERROR_FROM: &str = " FROM import_error WHERE 1 = 1";
 
-fn import_error_row(row: &sqlx::sqlite::SqliteRow) -> Result<ImportErrorRow> {
+fn import_error_row(row: &SqliteRow) -> Result<ImportErrorRow> {
     Ok(ImportErrorRow {
         id: codec::col(row, "id")?,
         error: codec::import_error_row(row)?,
@@ -289,28 +320,31 @@ pub(super) async fn import_errors_page(
     pool: &SqlitePool,
     q: &ImportErrorQuery,
 ) -> Result<Page<ImportErrorRow>> {
-    let mut counted = Builder::new("SELECT COUNT(*) AS n FROM import_error WHERE 1 = 1");
-    import_error_filters(&mut counted, q)?;
-    let total = count(pool, counted).await?;
-    let mut qb = Builder::new(IMPORT_ERROR_COLUMNS);
-    import_error_filters(&mut qb, q)?;
     let column = match q.order_by {
         ImportErrorOrder::Position => "position",
         ImportErrorOrder::Id => "id",
         ImportErrorOrder::Filename => "filename",
         ImportErrorOrder::Timestamp => "created_at",
     };
-    push_order(&mut qb, column, q.descending, "id");
-    push_paging(&mut qb, &q.paging);
-    let rows = qb.build().fetch_all(pool).await?;
-    Ok(Page {
-        items: codec::all(&rows, import_error_row)?,
-        total,
-    })
+    let order = Order {
+        column,
+        tie_breaks: &["id"],
+        descending: q.descending,
+    };
+    page(
+        pool,
+        IMPORT_ERROR_COLUMNS,
+        IMPORT_ERROR_FROM,
+        |qb| import_error_filters(qb, q),
+        order,
+        &q.paging,
+        import_error_row,
+    )
+    .await
 }
 
 pub(super) async fn import_error(pool: &SqlitePool, id: i64) -> Result<Option<ImportErrorRow>> {
-    let mut qb = Builder::new(IMPORT_ERROR_COLUMNS);
+    let mut qb = Builder::new(format!("SELECT {IMPORT_ERROR_COLUMNS}{IMPORT_ERROR_FROM}"));
     qb.push(" AND id = ");
     qb.push_bind(id);
     let row = qb.build().fetch_optional(pool).await?;

@@ -17,12 +17,14 @@ use updraft_core::{RunState, RunType, TaskState};
 use updraft_dag::{Dag, ImportError};
 
 pub mod api;
+pub mod postgres;
 pub mod sqlite;
 
 pub use api::{
     DagOrder, DagQuery, ImportErrorOrder, ImportErrorQuery, ImportErrorRow, NoteRow, Page, Paging,
     PoolUsage, RunOrder, RunQuery, TiOrder, TiQuery, TimeRange,
 };
+pub use postgres::{PgStore, PgStoreOptions};
 pub use sqlite::SqliteStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,419 @@
+//! PostgreSQL backend, for installations that outgrow one SQLite file.
+//!
+//! Layout: one connection pool; every method is one statement or one transaction, and no
+//! session state is kept between transactions (no `SET`, no temporary tables, no session
+//! advisory locks outside migration), so the store can sit behind a transaction-pooling
+//! connection pooler such as PgBouncer. For such a pooler, turn the prepared-statement cache
+//! off ([`PgStoreOptions::statement_cache`]): sqlx otherwise prepares named statements and
+//! reuses them on the same client connection, which a transaction pooler may map to another
+//! server connection. (Setting sqlx's `statement_cache_capacity(0)` alone is not enough: sqlx
+//! still prepares named statements, uncached and never closed, so the store also marks its
+//! queries non-persistent, i.e. unnamed.)
+//!
+//! Concurrency: changes are conditional `UPDATE`s (on the expected state, and for a try on its
+//! number), reads that decide a write lock their rows (`SELECT ... FOR UPDATE`), one run per
+//! logical date is a unique index, and replacing the import errors locks their table for the
+//! transaction, so several schedulers may share one database.
+//!
+//! Timestamps are BIGINT microseconds since the Unix epoch, UTC, as in the SQLite schema, and
+//! the SQL mirrors the SQLite backend's module by module: `dags`, `runs`, `task_instances`,
+//! `pools`, `ui`, `api`; the row decoding lives in `codec`.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use updraft_core::{RunState, TaskState};
+use updraft_dag::{Dag, ImportError};
+
+use crate::{
+    ActiveCounts, DagRow, LoadedDagRecord, NewRun, NewTi, PoolRow, Result, RunFilter, RunRow,
+    Store, TiKey, TiRow, TiTransition, TryRow,
+};
+
+mod api;
+mod codec;
+mod dags;
+mod pools;
+mod runs;
+mod task_instances;
+mod ui;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How a [`PgStore`] connects.
+#[derive(Debug, Clone)]
+pub struct PgStoreOptions {
+    /// Most connections the store opens at once.
+    pub max_connections: u32,
+    /// Keep prepared statements by name per connection (sqlx's default, fastest: one round
+    /// trip per statement). Turn off behind a transaction-pooling PgBouncer: every statement is
+    /// then parsed as the unnamed statement each time it runs and no statement is cached, so
+    /// nothing relies on a server connection's named statements across transactions. (Run
+    /// [`Store::migrate`] on a direct or session-pooled connection: sqlx's migrator holds a
+    /// session-level advisory lock.)
+    pub statement_cache: bool,
+    /// How long a method waits for a free connection before failing.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PgStoreOptions {
+    fn default() -> Self {
+        PgStoreOptions {
+            max_connections: 8,
+            statement_cache: true,
+            acquire_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// PostgreSQL implementation of [`crate::Store`]. Cloning shares the connections.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    /// [`PgStoreOptions::statement_cache`].
+    statement_cache: bool,
+}
+
+impl PgStore {
+    /// Connect to the database at `url` (`postgres://user@host:port/db?...`) with the default
+    /// options. The schema is not touched: call [`Store::migrate`] before use.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(PgConnectOptions::from_str(url)?, &PgStoreOptions::default()).await
+    }
+
+    /// Connect with explicit connection and store options.
+    pub async fn connect_with(connect: PgConnectOptions, options: &PgStoreOptions) -> Result<Self> {
+        let connect = if options.statement_cache {
+            connect
+        } else {
+            connect.statement_cache_capacity(0)
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        tracing::debug!("opened PostgreSQL store");
+        Ok(PgStore {
+            pool,
+            statement_cache: options.statement_cache,
+        })
+    }
+
+    /// Run a call with this store's statement-cache choice.
+    async fn scoped<T>(&self, call: impl Future<Output = T>) -> T {
+        codec::PERSISTENT.scope(self.statement_cache, call).await
+    }
+
+    /// Wait for in-flight work, then close every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<()> {
+        // sqlx's migrator holds a PostgreSQL advisory lock (keyed on the database name) while
+        // it checks and applies migrations, so processes migrating at once take turns.
+        MIGRATOR.run(&self.pool).await?;
+        tracing::debug!("PostgreSQL schema up to date");
+        Ok(())
+    }
+
+    async fn sync_dags(
+        &self,
+        loaded: &[LoadedDagRecord<'_>],
+        errors: &[ImportError],
+        paused_by_default: bool,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.scoped(dags::sync(
+            &self.pool,
+            loaded,
+            errors,
+            paused_by_default,
+            now,
+        ))
+        .await
+    }
+
+    async fn dags(&self) -> Result<Vec<DagRow>> {
+        self.scoped(dags::all(&self.pool)).await
+    }
+
+    async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
+        self.scoped(dags::one(&self.pool, dag_id)).await
+    }
+
+    async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>> {
+        self.scoped(dags::version(&self.pool, dag_id, version))
+            .await
+    }
+
+    async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<String>> {
+        self.scoped(dags::source(&self.pool, dag_id, version)).await
+    }
+
+    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool> {
+        self.scoped(dags::set_paused(&self.pool, dag_id, paused))
+            .await
+    }
+
+    async fn import_errors(&self) -> Result<Vec<ImportError>> {
+        self.scoped(dags::import_errors(&self.pool)).await
+    }
+
+    async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow> {
+        self.scoped(runs::create(&self.pool, run, tis, now)).await
+    }
+
+    async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>> {
+        self.scoped(runs::by_run_id(&self.pool, dag_id, run_id))
+            .await
+    }
+
+    async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>> {
+        self.scoped(runs::by_pk(&self.pool, run_pk)).await
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
+        self.scoped(runs::filtered(&self.pool, filter)).await
+    }
+
+    async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>> {
+        self.scoped(runs::latest_scheduled(&self.pool, dag_id))
+            .await
+    }
+
+    async fn set_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<()> {
+        self.scoped(runs::set_state(&self.pool, run_pk, state, now))
+            .await
+    }
+
+    async fn delete_run(&self, run_pk: i64) -> Result<bool> {
+        self.scoped(runs::delete(&self.pool, run_pk)).await
+    }
+
+    async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>> {
+        self.scoped(task_instances::of_run(&self.pool, run_pk))
+            .await
+    }
+
+    async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>> {
+        self.scoped(task_instances::one(&self.pool, key)).await
+    }
+
+    async fn apply_transitions(
+        &self,
+        run_pk: i64,
+        transitions: &[TiTransition],
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        self.scoped(task_instances::apply_transitions(
+            &self.pool,
+            run_pk,
+            transitions,
+            now,
+        ))
+        .await
+    }
+
+    async fn scheduled_task_instances(&self) -> Result<Vec<TiRow>> {
+        self.scoped(task_instances::scheduled(&self.pool)).await
+    }
+
+    async fn active_counts(&self) -> Result<ActiveCounts> {
+        self.scoped(task_instances::active_counts(&self.pool)).await
+    }
+
+    async fn queue(&self, keys: &[TiKey], now: DateTime<Utc>) -> Result<Vec<TiRow>> {
+        self.scoped(task_instances::queue(&self.pool, keys, now))
+            .await
+    }
+
+    async fn mark_running(
+        &self,
+        key: &TiKey,
+        try_number: u32,
+        pid: Option<i64>,
+        hostname: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.scoped(task_instances::mark_running(
+            &self.pool, key, try_number, pid, hostname, now,
+        ))
+        .await
+    }
+
+    async fn finish_try(
+        &self,
+        key: &TiKey,
+        try_number: u32,
+        new: TaskState,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.scoped(task_instances::finish_try(
+            &self.pool, key, try_number, new, retry_at, now,
+        ))
+        .await
+    }
+
+    async fn record_try_reports(
+        &self,
+        reports: &[crate::TryReport],
+        hostname: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
+        self.scoped(task_instances::record_reports(
+            &self.pool, reports, hostname, now,
+        ))
+        .await
+    }
+
+    async fn set_ti_state(
+        &self,
+        key: &TiKey,
+        state: TaskState,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.scoped(task_instances::set_state(&self.pool, key, state, now))
+            .await
+    }
+
+    async fn clear(&self, run_pk: i64, task_ids: &[String], now: DateTime<Utc>) -> Result<usize> {
+        self.scoped(task_instances::clear(&self.pool, run_pk, task_ids, now))
+            .await
+    }
+
+    async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>> {
+        self.scoped(task_instances::tries(&self.pool, key)).await
+    }
+
+    async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>> {
+        self.scoped(task_instances::orphaned(&self.pool)).await
+    }
+
+    async fn previous_run_states(
+        &self,
+        dag_id: &str,
+        logical_date: DateTime<Utc>,
+    ) -> Result<Option<HashMap<String, TaskState>>> {
+        self.scoped(task_instances::previous_run_states(
+            &self.pool,
+            dag_id,
+            logical_date,
+        ))
+        .await
+    }
+
+    async fn pools(&self) -> Result<Vec<PoolRow>> {
+        self.scoped(pools::all(&self.pool)).await
+    }
+
+    async fn upsert_pool(&self, pool: &PoolRow) -> Result<()> {
+        self.scoped(pools::upsert(&self.pool, pool)).await
+    }
+
+    async fn delete_pool(&self, name: &str) -> Result<bool> {
+        self.scoped(pools::delete(&self.pool, name)).await
+    }
+
+    // ---- web UI ---------------------------------------------------------------------------
+
+    async fn recent_runs(&self, dag_ids: &[String], per_dag: u32) -> Result<Vec<RunRow>> {
+        self.scoped(ui::recent_runs(&self.pool, dag_ids, per_dag))
+            .await
+    }
+
+    async fn latest_scheduled_runs(&self, dag_ids: &[String]) -> Result<Vec<RunRow>> {
+        self.scoped(ui::latest_scheduled_runs(&self.pool, dag_ids))
+            .await
+    }
+
+    async fn task_instances_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TiRow>> {
+        self.scoped(ui::task_instances_of_runs(&self.pool, run_pks))
+            .await
+    }
+
+    async fn tries_of_run(&self, run_pk: i64) -> Result<Vec<TryRow>> {
+        self.scoped(ui::tries_of_run(&self.pool, run_pk)).await
+    }
+
+    async fn dag_versions(&self, dag_id: &str) -> Result<Vec<crate::DagVersionRow>> {
+        self.scoped(ui::dag_versions(&self.pool, dag_id)).await
+    }
+
+    async fn run_changes_since(&self, after: i64, limit: u32) -> Result<Vec<crate::RunChange>> {
+        self.scoped(ui::run_changes_since(&self.pool, after, limit))
+            .await
+    }
+
+    async fn latest_run_change(&self) -> Result<i64> {
+        self.scoped(ui::latest_run_change(&self.pool)).await
+    }
+
+    // ---- REST API -------------------------------------------------------------------------
+
+    async fn dags_page(&self, query: &crate::DagQuery) -> Result<crate::Page<DagRow>> {
+        self.scoped(api::dags_page(&self.pool, query)).await
+    }
+
+    async fn runs_page(&self, query: &crate::RunQuery) -> Result<crate::Page<RunRow>> {
+        self.scoped(api::runs_page(&self.pool, query)).await
+    }
+
+    async fn task_instances_page(&self, query: &crate::TiQuery) -> Result<crate::Page<TiRow>> {
+        self.scoped(api::task_instances_page(&self.pool, query))
+            .await
+    }
+
+    async fn import_errors_page(
+        &self,
+        query: &crate::ImportErrorQuery,
+    ) -> Result<crate::Page<crate::ImportErrorRow>> {
+        self.scoped(api::import_errors_page(&self.pool, query))
+            .await
+    }
+
+    async fn import_error(&self, id: i64) -> Result<Option<crate::ImportErrorRow>> {
+        self.scoped(api::import_error(&self.pool, id)).await
+    }
+
+    async fn mark_run(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<bool> {
+        self.scoped(api::mark_run(&self.pool, run_pk, state, now))
+            .await
+    }
+
+    async fn set_ti_states(
+        &self,
+        keys: &[TiKey],
+        state: TaskState,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        self.scoped(api::set_ti_states(&self.pool, keys, state, now))
+            .await
+    }
+
+    async fn create_pool(&self, pool: &PoolRow) -> Result<()> {
+        self.scoped(api::create_pool(&self.pool, pool)).await
+    }
+
+    async fn pool_usage(&self) -> Result<HashMap<String, crate::PoolUsage>> {
+        self.scoped(api::pool_usage(&self.pool)).await
+    }
+
+    async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>) -> Result<()> {
+        self.scoped(api::set_note(&self.pool, run_pk, task_id, note))
+            .await
+    }
+
+    async fn notes(&self, run_pks: &[i64]) -> Result<Vec<crate::NoteRow>> {
+        self.scoped(api::notes(&self.pool, run_pks)).await
+    }
+}

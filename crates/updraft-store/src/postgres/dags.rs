@@ -1,0 +1,210 @@
+//! DAGs, their versions and import errors.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use sqlx::postgres::PgPool;
+use updraft_dag::{Dag, ImportError};
+
+use super::codec::{self, ts};
+use crate::{DagRow, LoadedDagRecord, Result};
+
+/// One transaction: upsert the loaded DAGs and their versions, deactivate the rest, replace
+/// the import errors.
+pub(super) async fn sync(
+    pool: &PgPool,
+    loaded: &[LoadedDagRecord<'_>],
+    errors: &[ImportError],
+    paused_by_default: bool,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    for record in loaded {
+        upsert_dag(&mut tx, record, paused_by_default, now).await?;
+        insert_version(&mut tx, record, now).await?;
+    }
+    deactivate_missing(&mut tx, loaded).await?;
+    replace_import_errors(&mut tx, errors, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Insert a new DAG (paused per its own setting, else the default) or refresh an existing one,
+/// keeping its paused flag.
+async fn upsert_dag(
+    conn: &mut PgConnection,
+    record: &LoadedDagRecord<'_>,
+    paused_by_default: bool,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let dag = record.dag;
+    let paused = dag.is_paused_upon_creation.unwrap_or(paused_by_default);
+    codec::query(
+        "INSERT INTO dag (dag_id, tenant, fileloc, is_paused, is_active, version, last_parsed_at)
+         VALUES ($1, $2, $3, $4, TRUE, $5, $6)
+         ON CONFLICT (dag_id) DO UPDATE SET
+             tenant = excluded.tenant,
+             fileloc = excluded.fileloc,
+             is_active = TRUE,
+             version = excluded.version,
+             last_parsed_at = excluded.last_parsed_at",
+    )
+    .bind(&dag.dag_id)
+    .bind(&dag.tenant)
+    .bind(&dag.fileloc)
+    .bind(paused)
+    .bind(record.version)
+    .bind(ts(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Versions are immutable: the first definition and source recorded for a version stay.
+async fn insert_version(
+    conn: &mut PgConnection,
+    record: &LoadedDagRecord<'_>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let dag = record.dag;
+    codec::query(
+        "INSERT INTO dag_version (dag_id, version, tenant, definition, source, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (dag_id, version) DO NOTHING",
+    )
+    .bind(&dag.dag_id)
+    .bind(record.version)
+    .bind(&dag.tenant)
+    .bind(codec::to_json(dag)?)
+    .bind(record.source)
+    .bind(ts(now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn deactivate_missing(conn: &mut PgConnection, loaded: &[LoadedDagRecord<'_>]) -> Result<()> {
+    let ids: Vec<&str> = loaded.iter().map(|r| r.dag.dag_id.as_str()).collect();
+    codec::query(
+        "UPDATE dag SET is_active = FALSE
+         WHERE is_active AND dag_id NOT IN (SELECT jsonb_array_elements_text($1::jsonb))",
+    )
+    .bind(codec::to_json(&ids)?)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The errors of this load replace the recorded ones; an error found again (same tenant, file,
+/// place and message) keeps its id and first-recorded timestamp.
+async fn replace_import_errors(
+    conn: &mut PgConnection,
+    errors: &[ImportError],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    // Concurrent loads take turns replacing the list (released at commit).
+    codec::query("LOCK TABLE import_error IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *conn)
+        .await?;
+    codec::query("UPDATE import_error SET position = -1")
+        .execute(&mut *conn)
+        .await?;
+    for (position, e) in (0_i64..).zip(errors) {
+        let kept = codec::query(
+            "UPDATE import_error SET position = $1
+             WHERE id = (SELECT id FROM import_error
+                         WHERE position = -1 AND tenant = $2 AND filename = $3
+                           AND line IS NOT DISTINCT FROM $4 AND col IS NOT DISTINCT FROM $5 AND message = $6
+                         ORDER BY id LIMIT 1)",
+        )
+        .bind(position)
+        .bind(&e.tenant)
+        .bind(&e.filename)
+        .bind(e.line.map(i64::from))
+        .bind(e.column.map(i64::from))
+        .bind(&e.message)
+        .execute(&mut *conn)
+        .await?;
+        if kept.rows_affected() == 0 {
+            codec::query(
+                "INSERT INTO import_error (tenant, filename, line, col, message, position,
+                     created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&e.tenant)
+            .bind(&e.filename)
+            .bind(e.line.map(i64::from))
+            .bind(e.column.map(i64::from))
+            .bind(&e.message)
+            .bind(position)
+            .bind(ts(now))
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    codec::query("DELETE FROM import_error WHERE position = -1")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn all(pool: &PgPool) -> Result<Vec<DagRow>> {
+    let rows = codec::query(
+        "SELECT d.version, d.is_paused, d.is_active, d.last_parsed_at, v.definition
+         FROM dag d JOIN dag_version v ON v.dag_id = d.dag_id AND v.version = d.version
+         ORDER BY d.dag_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    codec::all(&rows, codec::dag_row)
+}
+
+pub(super) async fn one(pool: &PgPool, dag_id: &str) -> Result<Option<DagRow>> {
+    let row = codec::query(
+        "SELECT d.version, d.is_paused, d.is_active, d.last_parsed_at, v.definition
+         FROM dag d JOIN dag_version v ON v.dag_id = d.dag_id AND v.version = d.version
+         WHERE d.dag_id = $1",
+    )
+    .bind(dag_id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(codec::dag_row).transpose()
+}
+
+pub(super) async fn version(pool: &PgPool, dag_id: &str, version: &str) -> Result<Option<Dag>> {
+    let row = codec::query("SELECT definition FROM dag_version WHERE dag_id = $1 AND version = $2")
+        .bind(dag_id)
+        .bind(version)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref()
+        .map(|r| codec::json_col(r, "definition"))
+        .transpose()
+}
+
+pub(super) async fn source(pool: &PgPool, dag_id: &str, version: &str) -> Result<Option<String>> {
+    let row = codec::query("SELECT source FROM dag_version WHERE dag_id = $1 AND version = $2")
+        .bind(dag_id)
+        .bind(version)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(|r| codec::col(r, "source")).transpose()
+}
+
+pub(super) async fn set_paused(pool: &PgPool, dag_id: &str, paused: bool) -> Result<bool> {
+    let done = codec::query("UPDATE dag SET is_paused = $1 WHERE dag_id = $2")
+        .bind(paused)
+        .bind(dag_id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// In the order they were handed to the last [`sync`].
+pub(super) async fn import_errors(pool: &PgPool) -> Result<Vec<ImportError>> {
+    let rows = codec::query(
+        "SELECT tenant, filename, line, col, message FROM import_error ORDER BY position",
+    )
+    .fetch_all(pool)
+    .await?;
+    codec::all(&rows, codec::import_error_row)
+}

@@ -370,12 +370,12 @@ async fn wait_for_backfill(
             .expect("valid template"),
     );
     match super::try_scheduler_lock(settings)? {
-        Some(_lock) => {
+        Some(mut lock) => {
             // No scheduler is running on this database: drive the backfill here.
             let store = Arc::new(SqliteStore::open(&settings.sqlite_path()?).await?);
             let config = super::scheduler_config(settings, None, settings.logs_folder());
             let mut scheduler = Scheduler::for_runs(store, config, run_pks)?;
-            super::listen_for_pokes(scheduler.waker())?;
+            lock.forward_pokes_to(scheduler.waker());
             scheduler
                 .run_until_finished(|done, _| bar.set_position(done as u64))
                 .await?;

@@ -119,11 +119,30 @@ pub fn hostname() -> String {
 /// holder's pid is written into the lock file so commands that record work can wake it.
 pub struct SchedulerLock {
     _file: File,
+    /// SIGUSR1 is caught from before the pid is published (its default action would end the
+    /// process); [`SchedulerLock::forward_pokes_to`] hands pokes to the scheduler.
+    pokes: Option<tokio::signal::unix::Signal>,
+}
+
+impl SchedulerLock {
+    /// From now on SIGUSR1 (sent by [`poke_scheduler`]) wakes `waker`; a poke that arrived
+    /// earlier is delivered at once.
+    pub fn forward_pokes_to(&mut self, waker: Arc<tokio::sync::Notify>) {
+        if let Some(mut pokes) = self.pokes.take() {
+            tokio::spawn(async move {
+                while pokes.recv().await.is_some() {
+                    waker.notify_one();
+                }
+            });
+        }
+    }
 }
 
 pub fn try_scheduler_lock(settings: &Settings) -> Result<Option<SchedulerLock>> {
     let path = lock_path(&settings.sqlite_path()?);
     let mut file = open_lock_file(&path)?;
+    let pokes = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .context("listening for SIGUSR1")?;
     // `poke_scheduler` probes the lock with a brief shared lock; a few attempts ride that out.
     for attempt in 0..5 {
         match file.try_lock() {
@@ -131,7 +150,10 @@ pub fn try_scheduler_lock(settings: &Settings) -> Result<Option<SchedulerLock>> 
                 use std::io::Write;
                 file.set_len(0)?;
                 write!(file, "{}", std::process::id())?;
-                return Ok(Some(SchedulerLock { _file: file }));
+                return Ok(Some(SchedulerLock {
+                    _file: file,
+                    pokes: Some(pokes),
+                }));
             }
             Err(std::fs::TryLockError::WouldBlock) if attempt < 4 => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
@@ -193,18 +215,6 @@ pub fn scheduler_running(settings: &Settings) -> bool {
         Err(std::fs::TryLockError::WouldBlock) => true,
         Err(std::fs::TryLockError::Error(_)) => false,
     }
-}
-
-/// While the scheduler lock is held, SIGUSR1 (sent by [`poke_scheduler`]) wakes `waker`.
-pub fn listen_for_pokes(waker: Arc<tokio::sync::Notify>) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut pokes = signal(SignalKind::user_defined1()).context("listening for SIGUSR1")?;
-    tokio::spawn(async move {
-        while pokes.recv().await.is_some() {
-            waker.notify_one();
-        }
-    });
-    Ok(())
 }
 
 fn lock_path(db: &Path) -> PathBuf {

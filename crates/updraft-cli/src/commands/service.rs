@@ -67,7 +67,7 @@ async fn run(
     with_server: bool,
 ) -> Result<ExitCode> {
     let store = super::open_store(settings).await?;
-    let Some(_lock) = super::try_scheduler_lock(settings)? else {
+    let Some(mut lock) = super::try_scheduler_lock(settings)? else {
         bail!(
             "another scheduler is already running on {}",
             settings.sqlite_path()?.display()
@@ -77,7 +77,7 @@ async fn run(
     std::fs::create_dir_all(&folder)?;
     let config = super::scheduler_config(settings, Some(folder.clone()), settings.logs_folder());
     let mut scheduler = Scheduler::new(store.clone(), config)?;
-    super::listen_for_pokes(scheduler.waker())?;
+    lock.forward_pokes_to(scheduler.waker());
     let server = if with_server {
         Some(spawn_server(settings, store, &scheduler, stop.clone()).await?)
     } else {

@@ -53,8 +53,28 @@ pub struct CoreSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSection {
-    /// `sqlite://<path>` (relative to `UPDRAFT_HOME`).
+    /// `sqlite://<path>` (relative to `UPDRAFT_HOME`) or `postgres://user:password@host/db`.
     pub url: String,
+    /// PostgreSQL: most connections each process opens.
+    pub max_connections: u32,
+    /// PostgreSQL: how long a database call waits for a connection (e.g. while the server
+    /// restarts) before it fails and is retried later.
+    #[serde(with = "humantime_serde_str")]
+    pub acquire_timeout: Duration,
+    /// PostgreSQL: keep prepared statements per connection. Set false behind a
+    /// transaction-pooling PgBouncer.
+    pub statement_cache: bool,
+    /// Create or upgrade the schema whenever a command opens the database. Behind a
+    /// transaction-pooling PgBouncer set false and run `updraft db migrate` against the
+    /// database directly (the migration lock is held per session).
+    pub migrate_on_start: bool,
+}
+
+/// The metadata database `database.url` names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +96,13 @@ pub struct SchedulerSection {
     pub kill_grace: Duration,
     #[serde(with = "humantime_serde_str")]
     pub shutdown_grace: Duration,
+    /// How often a scheduler records that it is alive.
+    #[serde(with = "humantime_serde_str")]
+    pub heartbeat_interval: Duration,
+    /// A scheduler silent this long is declared dead; its tries are failed and retried by the
+    /// others (Airflow's `scheduler_health_check_threshold`).
+    #[serde(with = "humantime_serde_str")]
+    pub health_check_threshold: Duration,
 }
 
 impl Default for CoreSection {
@@ -95,6 +122,10 @@ impl Default for DatabaseSection {
     fn default() -> Self {
         DatabaseSection {
             url: "sqlite://updraft.db".to_string(),
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            statement_cache: true,
+            migrate_on_start: true,
         }
     }
 }
@@ -115,6 +146,8 @@ impl Default for SchedulerSection {
             rescan_interval: Duration::from_secs(30),
             kill_grace: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
+            health_check_threshold: Duration::from_secs(30),
         }
     }
 }
@@ -162,24 +195,39 @@ impl Settings {
         self.home.join(&self.config.logging.base_log_folder)
     }
 
-    /// The SQLite database file named by `database.url`.
-    pub fn sqlite_path(&self) -> Result<PathBuf> {
+    /// The database named by `database.url`.
+    pub fn database(&self) -> Result<Database> {
         let url = self.config.database.url.trim();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            bail!(
-                "database.url: PostgreSQL is not supported by this build yet; use sqlite://<path>"
-            );
+            return Ok(Database::Postgres(url.to_string()));
         }
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
             .with_context(|| {
                 format!(
-                    "database.url: expected sqlite://<path>, got `{}`",
+                    "database.url: expected sqlite://<path> or postgres://..., got `{}`",
                     mask_url_password(url)
                 )
             })?;
-        Ok(self.home.join(path))
+        Ok(Database::Sqlite(self.home.join(path)))
+    }
+
+    /// The SQLite database file, or `None` on PostgreSQL.
+    pub fn sqlite_path(&self) -> Result<Option<PathBuf>> {
+        Ok(match self.database()? {
+            Database::Sqlite(path) => Some(path),
+            Database::Postgres(_) => None,
+        })
+    }
+
+    /// The database for messages: the SQLite path, or the URL with its password masked.
+    pub fn database_display(&self) -> String {
+        match self.database() {
+            Ok(Database::Sqlite(path)) => path.display().to_string(),
+            Ok(Database::Postgres(url)) => mask_url_password(&url),
+            Err(_) => mask_url_password(&self.config.database.url),
+        }
     }
 }
 

@@ -90,7 +90,7 @@ async fn run(cli: Cli, settings: config::Settings) -> anyhow::Result<ExitCode> {
         Command::Standalone => commands::service::standalone(&settings).await,
         Command::Scheduler => commands::service::scheduler(&settings).await,
         Command::Server => commands::service::server(&settings).await,
-        Command::Db(cmd) => commands::db::run(cmd, &settings).await,
+        Command::Db(cmd) => commands::db::run(cmd, &settings, format).await,
         Command::Config(cmd) => commands::config_cmd::run(cmd, &settings),
         Command::Dags(cmd) => commands::dags::run(cmd, &settings, format).await,
         Command::Tasks(cmd) => commands::tasks::run(cmd, &settings, format).await,

@@ -1120,6 +1120,99 @@ fn db_migrate_twice_is_harmless() {
     assert_eq!(pools[1]["slots"], 3);
 }
 
+/// `db clean` (Airflow's): a dry run counts and keeps everything; the real clean deletes old
+/// finished runs with their task instances and tries, keeps the DAG's latest backfill run (the
+/// timetable continues from it) and unfinished runs; exactly one cutoff option is accepted.
+#[test]
+fn db_clean_deletes_old_runs_but_keeps_the_latest_scheduled_one() {
+    let home = Home::new();
+    home.write_dag("daily.yaml", &daily_dag("daily"));
+    home.ok(&[
+        "dags",
+        "backfill",
+        "daily",
+        "-s",
+        "2024-01-01",
+        "-e",
+        "2024-01-03",
+    ]);
+    let manual = home.trigger("daily", None);
+    let run_ids = |home: &Home| -> Vec<String> {
+        let mut ids: Vec<String> = home
+            .runs("daily")
+            .iter()
+            .map(|r| str_of(&r["run_id"]))
+            .collect();
+        ids.sort();
+        ids
+    };
+    let before = run_ids(&home);
+    assert_eq!(before.len(), 4, "{before:?}");
+    let latest = "backfill__2024-01-03T00:00:00+00:00";
+
+    let future = "2999-01-01";
+    let dry = home.json(&[
+        "db",
+        "clean",
+        "--clean-before-timestamp",
+        future,
+        "--dry-run",
+    ]);
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(dry["before"], "2999-01-01T00:00:00.000000Z", "{dry}");
+    assert_eq!(
+        (&dry["runs"], &dry["task_instances"], &dry["tries"]),
+        (&json!(2), &json!(2), &json!(2)),
+        "{dry}"
+    );
+    assert_eq!(run_ids(&home), before);
+
+    let done = home.json(&["db", "clean", "--clean-before-timestamp", future]);
+    assert_eq!(done["dry_run"], false, "{done}");
+    for count in [
+        "runs",
+        "task_instances",
+        "tries",
+        "run_changes",
+        "scheduler_jobs",
+        "dag_versions",
+    ] {
+        assert_eq!(done[count], dry[count], "{count}: {done} vs {dry}");
+    }
+    let mut kept = vec![latest.to_string(), manual.clone()];
+    kept.sort();
+    assert_eq!(run_ids(&home), kept);
+    assert_eq!(home.run_state("daily", latest), "success");
+    assert_eq!(home.task_states("daily", latest)["t"], "success");
+    assert!(
+        home.logs("daily", latest, "t", None)
+            .contains("ran daily for 2024-01-03")
+    );
+
+    // Nothing left to delete; the table output names each count.
+    let table = home.ok(&["db", "clean", "--older-than", "30d"]).stdout;
+    assert!(
+        table.starts_with("Deleted (history that ended before "),
+        "{table}"
+    );
+    assert!(table.contains("runs: 0"), "{table}");
+
+    let neither = home.fails(&["db", "clean"]);
+    assert!(neither.stderr.contains("--older-than"), "{neither}");
+    let both = home.fails(&[
+        "db",
+        "clean",
+        "--older-than",
+        "30d",
+        "--clean-before-timestamp",
+        future,
+    ]);
+    assert!(both.stderr.contains("cannot be used with"), "{both}");
+    let bad = home.fails(&["db", "clean", "--clean-before-timestamp", "soon"]);
+    assert!(bad.stderr.contains("is not a date"), "{bad}");
+    assert_eq!(run_ids(&home), kept);
+}
+
 /// Without authentication the web server only listens on loopback: a public address is refused
 /// by `server` and by `standalone` (before its scheduler starts), with a message that says how.
 #[test]

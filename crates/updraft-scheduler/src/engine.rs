@@ -1,9 +1,18 @@
 //! The event-driven scheduling loop.
 //!
 //! Stimuli: a try's event from the executor (handled at once, with every other pending event),
-//! a change in the DAGs folder, a timer (retry due, schedule interval due) and a slow poll that
-//! notices work recorded by other processes. Each stimulus is turned into core decisions on the
-//! runs it touches; every decision is recorded before it is acted on.
+//! a change in the DAGs folder, a timer (retry due, schedule interval due, heartbeat) and a
+//! slow poll that notices work recorded by other processes. Each stimulus is turned into core
+//! decisions on the runs it touches; every decision is recorded before it is acted on.
+//!
+//! Several schedulers may share one (PostgreSQL) database. Each registers as a scheduler job
+//! and heartbeats; the tries it queues are its own (`queued_by_job_id`). A run is evaluated
+//! under its row lock (another scheduler holding it makes this one try again shortly), and
+//! queueing re-checks pools and limits inside one serialised transaction, so every try is
+//! queued by exactly one scheduler and runs once. Tries of a scheduler that stopped
+//! heartbeating are failed (and retried per `retries`) by the others. A database error never
+//! ends the loop: the pass is retried with backoff, and reports of finished tries wait in
+//! memory until they are recorded.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -24,7 +33,10 @@ use updraft_executor::render::{TemplateContext, render_task};
 use updraft_executor::{
     ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TryEvent, TryKey, log_path,
 };
-use updraft_store::{DagRow, RunFilter, RunRow, Store, TiKey, TiRow, TiTransition, TryReport};
+use updraft_store::{
+    DagRow, Evaluated, QueueLimits, RunDecision, RunFilter, RunRow, Store, TiKey, TiRow,
+    TiTransition, TryReport,
+};
 
 use crate::SchedulerError;
 use crate::dagcache::{CachedDag, DagCache};
@@ -54,7 +66,20 @@ pub struct SchedulerConfig {
     pub hostname: String,
     /// Working directory of tries that set none.
     pub default_cwd: Option<PathBuf>,
+    /// How often the scheduler records that it is alive.
+    pub heartbeat_interval: Duration,
+    /// A scheduler silent for this long is declared dead; its tries are failed and retried.
+    pub health_check_threshold: Duration,
+    /// True when no other scheduler can be running on the database (SQLite, under its
+    /// scheduler lock): every other scheduler job is then dead at once, without waiting for
+    /// `health_check_threshold`.
+    pub exclusive: bool,
 }
+
+/// Longest wait between retries of a pass that failed (e.g. the database is away).
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How soon a run locked by another scheduler is looked at again.
+const BUSY_RETRY: Duration = Duration::from_millis(20);
 
 /// Which runs this scheduler drives.
 #[derive(Debug, Clone)]
@@ -113,6 +138,19 @@ pub struct Scheduler {
     next_rescan: Instant,
     /// Unknown pools already warned about, so the log says it once.
     unknown_pools_reported: HashSet<String>,
+    /// This process's scheduler job (0 until registered).
+    job_id: i64,
+    next_heartbeat: Instant,
+    /// When the last database error happened: dead schedulers are only declared by a scheduler
+    /// that has itself been reaching the database for a whole `health_check_threshold`.
+    last_db_error: Option<Instant>,
+    /// Executor reports not yet recorded (the database was away): recorded before anything
+    /// else, so no try's end is lost.
+    pending_reports: Vec<TryReport>,
+    /// Runs another scheduler was evaluating: looked at again after [`BUSY_RETRY`].
+    busy_runs: BTreeSet<i64>,
+    /// Tries queued (recorded as this scheduler's) and not yet handed to the executor.
+    pending_launches: std::collections::VecDeque<TiRow>,
 }
 
 impl Scheduler {
@@ -192,6 +230,12 @@ impl Scheduler {
             next_poll: now,
             next_rescan: now,
             unknown_pools_reported: HashSet::new(),
+            job_id: 0,
+            next_heartbeat: now,
+            last_db_error: None,
+            pending_reports: Vec::new(),
+            busy_runs: BTreeSet::new(),
+            pending_launches: std::collections::VecDeque::new(),
         })
     }
 
@@ -217,19 +261,59 @@ impl Scheduler {
         &mut self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), SchedulerError> {
-        self.prepare().await?;
         tokio::pin!(shutdown);
+        let mut backoff = Backoff::default();
+        loop {
+            let prepared = self.prepare().await;
+            let ready = prepared.is_ok();
+            if self.settle(prepared, &mut backoff, shutdown.as_mut()).await {
+                return self.shutdown().await;
+            }
+            if ready {
+                break;
+            }
+        }
         loop {
             let stimulus = self.next_stimulus(shutdown.as_mut()).await;
             if matches!(stimulus, Stimulus::Shutdown) {
                 break;
             }
-            if let Err(e) = self.handle(stimulus).await {
-                warn!("scheduler pass failed, retrying: {e}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            let handled = self.handle(stimulus).await;
+            if self.settle(handled, &mut backoff, shutdown.as_mut()).await {
+                // Stopping while the database is away: tries are still stopped and whatever
+                // can be recorded is.
+                break;
             }
         }
         self.shutdown().await
+    }
+
+    /// After a pass: on success clear the backoff; on failure log it, remember when, and
+    /// wait the backoff (or until shutdown, returning true).
+    async fn settle(
+        &mut self,
+        outcome: Result<(), SchedulerError>,
+        backoff: &mut Backoff,
+        shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> bool {
+        match outcome {
+            Ok(()) => {
+                if !backoff.is_clear() {
+                    info!("the database answers again; scheduling resumes");
+                }
+                backoff.clear();
+                false
+            }
+            Err(e) => {
+                self.last_db_error = Some(Instant::now());
+                let wait = backoff.next();
+                warn!("scheduler pass failed, retrying in {wait:?}: {e}");
+                tokio::select! {
+                    _ = shutdown => true,
+                    _ = tokio::time::sleep(wait) => false,
+                }
+            }
+        }
     }
 
     /// Drive the scoped runs until all are finished; `progress(finished, total)` is called
@@ -259,12 +343,90 @@ impl Scheduler {
     }
 
     async fn prepare(&mut self) -> Result<(), SchedulerError> {
+        self.register().await?;
         self.ensure_default_pool().await?;
         if matches!(self.scope, Scope::Service) {
             self.recover_orphans().await?;
             self.sync_folder(true).await?;
         }
         self.full_pass().await
+    }
+
+    /// Record this process as a scheduler job (once), so its tries are known to be its own.
+    async fn register(&mut self) -> Result<(), SchedulerError> {
+        if self.job_id != 0 {
+            return Ok(());
+        }
+        let now = Utc::now();
+        self.job_id = self
+            .store
+            .register_scheduler(&self.config.hostname, std::process::id(), now)
+            .await?;
+        self.next_heartbeat = Instant::now() + self.config.heartbeat_interval;
+        info!(job_id = self.job_id, "registered as scheduler job");
+        if self.config.exclusive {
+            // Nobody else can be running: every other job ended without saying so.
+            let reaped = self
+                .store
+                .reap_schedulers(DateTime::<Utc>::MAX_UTC, self.job_id, now)
+                .await?;
+            if !reaped.is_empty() {
+                info!(jobs = ?reaped, "earlier scheduler jobs ended without stopping cleanly");
+            }
+        }
+        Ok(())
+    }
+
+    /// Heartbeat when due; then declare silent schedulers dead and take over their tries.
+    async fn heartbeat_if_due(&mut self) -> Result<(), SchedulerError> {
+        if Instant::now() < self.next_heartbeat || self.job_id == 0 {
+            return Ok(());
+        }
+        let now = Utc::now();
+        self.next_heartbeat = Instant::now() + self.config.heartbeat_interval;
+        if !self.store.heartbeat(self.job_id, now).await? {
+            self.declared_dead().await?;
+        }
+        if matches!(self.scope, Scope::Service) && self.reaching_database_long_enough() {
+            let threshold =
+                chrono::Duration::from_std(self.config.health_check_threshold).unwrap_or_default();
+            let reaped = self
+                .store
+                .reap_schedulers(now - threshold, self.job_id, now)
+                .await?;
+            if !reaped.is_empty() {
+                warn!(jobs = ?reaped, "schedulers stopped heartbeating; taking over their tries");
+            }
+            self.recover_orphans().await?;
+        }
+        Ok(())
+    }
+
+    /// A scheduler that could not reach the database for a while must not take everyone
+    /// else's silence (during the same outage) for death.
+    fn reaching_database_long_enough(&self) -> bool {
+        self.last_db_error
+            .is_none_or(|at| at.elapsed() >= self.config.health_check_threshold)
+    }
+
+    /// Another scheduler took this one for dead and failed its tries: stop them (their ends
+    /// no longer apply) and carry on under a new job.
+    async fn declared_dead(&mut self) -> Result<(), SchedulerError> {
+        warn!(
+            job_id = self.job_id,
+            tries = self.in_flight.len(),
+            "this scheduler was declared dead by another; stopping its tries and registering again"
+        );
+        for ((run_pk, task_id), flight) in &self.in_flight {
+            self.executor.kill(&TryKey {
+                run_pk: *run_pk,
+                task_id: task_id.clone(),
+                try_number: flight.try_number,
+            });
+        }
+        self.pending_launches.clear();
+        self.job_id = 0;
+        self.register().await
     }
 
     async fn count_finished(&self, runs: &[i64]) -> Result<usize, SchedulerError> {
@@ -295,7 +457,7 @@ impl Scheduler {
     }
 
     fn next_deadline(&self) -> Instant {
-        let mut deadline = self.next_poll;
+        let mut deadline = self.next_poll.min(self.next_heartbeat);
         if self.bag.is_some() {
             deadline = deadline.min(self.next_rescan);
         }
@@ -309,17 +471,25 @@ impl Scheduler {
     async fn handle(&mut self, stimulus: Stimulus) -> Result<(), SchedulerError> {
         match stimulus {
             Stimulus::Event(event) => {
+                // Taken into the pending reports before any database call, so a failing call
+                // loses none of them.
                 let mut events = vec![event];
                 self.drain_events(&mut events);
-                self.record_events(events).await?;
+                self.take_events(events);
+                self.housekeeping().await?;
                 self.quick_pass().await
             }
             Stimulus::FolderChanged => {
+                self.housekeeping().await?;
                 self.sync_folder(false).await?;
                 self.full_pass().await
             }
-            Stimulus::Poked => self.full_pass().await,
+            Stimulus::Poked => {
+                self.housekeeping().await?;
+                self.full_pass().await
+            }
             Stimulus::Timer => {
+                self.housekeeping().await?;
                 if self.bag.is_some() && Instant::now() >= self.next_rescan {
                     self.sync_folder(false).await?;
                 }
@@ -327,6 +497,14 @@ impl Scheduler {
             }
             Stimulus::Shutdown => Ok(()),
         }
+    }
+
+    /// Before any pass: be registered, record what is pending, heartbeat when due.
+    async fn housekeeping(&mut self) -> Result<(), SchedulerError> {
+        self.register().await?;
+        self.record_pending_reports().await?;
+        self.launch_pending(Utc::now()).await?;
+        self.heartbeat_if_due().await
     }
 
     // ---- DAGs folder ----------------------------------------------------------------------
@@ -410,6 +588,11 @@ impl Scheduler {
             while let Some(run_pk) = self.dirty_runs.pop_first() {
                 self.evaluate(run_pk, now).await?;
             }
+        }
+        if !self.busy_runs.is_empty() {
+            self.dirty_runs.append(&mut self.busy_runs);
+            let soon = chrono::Duration::from_std(BUSY_RETRY).unwrap_or_default();
+            self.wake(now + soon);
         }
         self.queue_and_launch(now).await
     }
@@ -530,27 +713,13 @@ impl Scheduler {
             return Ok(());
         }
         queued.sort_by_key(|r| (r.logical_date, r.id));
-        let running = self.runs_in_scope(RunState::Running).await?;
-        let mut running_per_dag: HashMap<&str, usize> = HashMap::new();
-        for run in &running {
-            *running_per_dag.entry(run.dag_id.as_str()).or_default() += 1;
-        }
-        let mut started: Vec<i64> = Vec::new();
-        let mut started_per_dag: HashMap<String, usize> = HashMap::new();
-        for run in &queued {
-            let max = self.max_active_runs(run);
-            let taken = running_per_dag
-                .get(run.dag_id.as_str())
-                .copied()
-                .unwrap_or(0)
-                + started_per_dag.get(&run.dag_id).copied().unwrap_or(0);
-            if taken < max {
-                started.push(run.id);
-                *started_per_dag.entry(run.dag_id.clone()).or_default() += 1;
-            }
-        }
-        for pk in started {
-            self.store.set_run_state(pk, RunState::Running, now).await?;
+        // The store re-counts running runs inside one serialised transaction, so schedulers
+        // starting runs at once never exceed max_active_runs.
+        let candidates: Vec<(i64, u32)> = queued
+            .iter()
+            .map(|run| (run.id, self.max_active_runs(run)))
+            .collect();
+        for pk in self.store.start_runs(&candidates, now).await? {
             self.publish(pk);
             self.runs_in_play.insert(pk);
             self.dirty_runs.insert(pk);
@@ -558,10 +727,10 @@ impl Scheduler {
         Ok(())
     }
 
-    fn max_active_runs(&self, run: &RunRow) -> usize {
+    fn max_active_runs(&self, run: &RunRow) -> u32 {
         match (&self.scope, self.dag_rows.get(&run.dag_id)) {
-            (Scope::Runs(_), _) => usize::MAX,
-            (_, Some(row)) => row.dag.max_active_runs as usize,
+            (Scope::Runs(_), _) => u32::MAX,
+            (_, Some(row)) => row.dag.max_active_runs,
             (_, None) => 16,
         }
     }
@@ -578,8 +747,6 @@ impl Scheduler {
             .dags
             .get(self.store.as_ref(), &run.dag_id, &run.version)
             .await?;
-        let tis = self.store.task_instances(run_pk).await?;
-        let snapshots: Vec<TiSnapshot> = tis.iter().map(snapshot).collect();
         let previous = if cached.dag.tasks.iter().any(|t| t.depends_on_past) {
             self.store
                 .previous_run_states(&run.dag_id, run.logical_date)
@@ -587,35 +754,48 @@ impl Scheduler {
         } else {
             None
         };
-        let evaluation = evaluate_run_indexed(
-            &cached.dag,
-            &cached.index,
-            &snapshots,
-            previous.as_ref(),
-            now,
-        );
-        if !evaluation.transitions.is_empty() {
-            let transitions: Vec<TiTransition> = evaluation
-                .transitions
-                .iter()
-                .map(|(task_id, from, to)| TiTransition {
-                    task_id: task_id.clone(),
-                    expected: *from,
-                    new: *to,
-                })
-                .collect();
-            self.store
-                .apply_transitions(run_pk, &transitions, now)
-                .await?;
-            self.publish(run_pk);
-        }
-        if let Some(at) = evaluation.wake_at {
+        let wake_at = std::sync::Mutex::new(None);
+        let decide = |_: &RunRow, tis: &[TiRow]| {
+            let snapshots: Vec<TiSnapshot> = tis.iter().map(snapshot).collect();
+            let evaluation = evaluate_run_indexed(
+                &cached.dag,
+                &cached.index,
+                &snapshots,
+                previous.as_ref(),
+                now,
+            );
+            *wake_at.lock().expect("not poisoned") = evaluation.wake_at;
+            RunDecision {
+                transitions: evaluation
+                    .transitions
+                    .into_iter()
+                    .map(|(task_id, expected, new)| TiTransition {
+                        task_id,
+                        expected,
+                        new,
+                    })
+                    .collect(),
+                run_state: evaluation.run_state,
+            }
+        };
+        let outcome = self.store.evaluate_run(run_pk, &decide, now).await?;
+        if let Some(at) = wake_at.into_inner().expect("not poisoned") {
             self.wake(at);
         }
-        match evaluation.run_state {
+        let decision = match outcome {
+            Evaluated::Applied { decision, .. } => decision,
+            Evaluated::NotRunning => return Ok(false),
+            Evaluated::Busy => {
+                // Another scheduler is evaluating it; what it read may predate our changes.
+                self.busy_runs.insert(run_pk);
+                return Ok(false);
+            }
+        };
+        if !decision.transitions.is_empty() || decision.run_state.is_some() {
+            self.publish(run_pk);
+        }
+        match decision.run_state {
             Some(state) => {
-                self.store.set_run_state(run_pk, state, now).await?;
-                self.publish(run_pk);
                 self.runs_in_play.remove(&run_pk);
                 info!(dag_id = %run.dag_id, run_id = %run.run_id, %state, "run finished");
                 Ok(true)
@@ -655,27 +835,37 @@ impl Scheduler {
         if keys.is_empty() {
             return Ok(());
         }
-        let queued = self.store.queue(&keys, now).await?;
+        let limits = self.queue_limits(&keys, &scheduled);
+        let queued = self
+            .store
+            .queue(&keys, self.job_id, &limits, now)
+            .await?;
         for ti in &queued {
             self.publish(ti.run_pk);
         }
+        self.pending_launches.extend(queued);
+        self.launch_pending(now).await
+    }
+
+    /// Hand queued tries to the executor. A try leaves the list only once launched (or failed
+    /// before start), so one queued just before the database went away is launched later, not
+    /// left queued forever.
+    async fn launch_pending(&mut self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
         let mut runs: HashMap<i64, RunRow> = HashMap::new();
-        for ti in queued {
+        while let Some(ti) = self.pending_launches.front().cloned() {
             if let std::collections::hash_map::Entry::Vacant(e) = runs.entry(ti.run_pk)
                 && let Some(run) = self.store.run_by_pk(ti.run_pk).await?
             {
                 e.insert(run);
             }
-            match runs.get(&ti.run_pk) {
-                Some(run) => {
-                    let run = run.clone();
-                    self.launch(&run, &ti, now).await?
-                }
+            match runs.get(&ti.run_pk).cloned() {
+                Some(run) => self.launch(&run, &ti, now).await?,
                 None => warn!(
                     run_pk = ti.run_pk,
                     "queued an instance of a run that vanished"
                 ),
             }
+            self.pending_launches.pop_front();
         }
         Ok(())
     }
@@ -694,6 +884,20 @@ impl Scheduler {
                 );
             }
         }
+    }
+
+    /// `max_active_tasks` of the DAGs whose instances are about to be queued.
+    fn queue_limits(&self, keys: &[TiKey], scheduled: &[TiRow]) -> QueueLimits {
+        let wanted: HashSet<i64> = keys.iter().map(|k| k.run_pk).collect();
+        let max_active_tasks = scheduled
+            .iter()
+            .filter(|ti| wanted.contains(&ti.run_pk))
+            .filter_map(|ti| {
+                let row = self.dag_rows.get(&ti.dag_id)?;
+                Some((ti.dag_id.clone(), row.dag.max_active_tasks as i64))
+            })
+            .collect();
+        QueueLimits { max_active_tasks }
     }
 
     async fn capacity(&self) -> Result<Capacity, SchedulerError> {
@@ -720,7 +924,9 @@ impl Scheduler {
         Ok(Capacity {
             pool_free,
             dag_free,
-            parallelism_free: self.config.parallelism as i64 - counts.total,
+            // Per scheduler, as in Airflow: this process's own tries in flight.
+            parallelism_free: self.config.parallelism as i64
+                - (self.in_flight.len() + self.pending_launches.len()) as i64,
         })
     }
 
@@ -800,8 +1006,14 @@ impl Scheduler {
     /// Record a burst of executor events in one transaction (the hot path: one commit for
     /// every try that started or ended meanwhile).
     async fn record_events(&mut self, events: Vec<TryEvent>) -> Result<(), SchedulerError> {
+        self.take_events(events);
+        self.record_pending_reports().await
+    }
+
+    /// Turn executor events into reports waiting to be recorded.
+    fn take_events(&mut self, events: Vec<TryEvent>) {
         if events.is_empty() {
-            return Ok(());
+            return;
         }
         let now = Utc::now();
         let reports: Vec<TryReport> = events
@@ -818,7 +1030,7 @@ impl Scheduler {
                 TryEvent::Finished { key, outcome } => self.finish_report(key, outcome, now),
             })
             .collect();
-        self.record_reports(&reports, now).await
+        self.pending_reports.extend(reports);
     }
 
     async fn record_finish(
@@ -828,21 +1040,30 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
         let reports: Vec<TryReport> = self.finish_report(key, outcome, now).into_iter().collect();
-        self.record_reports(&reports, now).await
+        self.record_reports(reports, now).await
     }
 
+    /// Reports that could not be recorded earlier (the database was away), before anything
+    /// else is decided.
+    async fn record_pending_reports(&mut self) -> Result<(), SchedulerError> {
+        self.record_reports(Vec::new(), Utc::now()).await
+    }
+
+    /// Record `reports` after any still pending; on failure all of them stay pending.
     async fn record_reports(
         &mut self,
-        reports: &[TryReport],
+        reports: Vec<TryReport>,
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
-        if reports.is_empty() {
+        self.pending_reports.extend(reports);
+        if self.pending_reports.is_empty() {
             return Ok(());
         }
         let applied = self
             .store
-            .record_try_reports(reports, &self.config.hostname, now)
+            .record_try_reports(&self.pending_reports, &self.config.hostname, now)
             .await?;
+        let reports = std::mem::take(&mut self.pending_reports);
         let mut touched = BTreeSet::new();
         for (report, applied) in reports.iter().zip(applied) {
             match report {
@@ -988,7 +1209,32 @@ impl Scheduler {
         while let Some(run_pk) = self.dirty_runs.pop_first() {
             self.evaluate(run_pk, now).await?;
         }
+        if self.job_id != 0 {
+            self.store.stop_scheduler(self.job_id, now).await?;
+        }
         Ok(())
+    }
+}
+
+/// Waits between retries of a failed pass: 100 ms, doubling up to [`MAX_BACKOFF`].
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let wait = Duration::from_millis(100).saturating_mul(1 << self.failures.min(10).saturating_sub(1));
+        wait.min(MAX_BACKOFF)
+    }
+
+    fn clear(&mut self) {
+        self.failures = 0;
+    }
+
+    fn is_clear(&self) -> bool {
+        self.failures == 0
     }
 }
 

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use axum::Router;
 
 pub use error::{ApiError, ServerError};
-pub use state::{AppState, SchedulerStatus, ServerConfig};
+pub use state::{AppState, ServerConfig};
 
 /// The whole application: API and UI.
 pub fn router(state: AppState) -> Router {

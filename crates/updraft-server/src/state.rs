@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
 use updraft_scheduler::StateChange;
@@ -24,18 +25,11 @@ pub struct AppState {
     /// State changes for live views (SSE).
     pub changes: broadcast::Sender<StateChange>,
     wake: Arc<dyn Fn() + Send + Sync>,
-    scheduler_status: Arc<dyn Fn() -> SchedulerStatus + Send + Sync>,
+    /// A scheduler whose latest heartbeat is older than this is not healthy.
+    health_check_threshold: Duration,
     /// Set when the server begins shutting down ([`crate::serve`]), so long-lived responses
     /// (SSE streams) end instead of holding the shutdown up.
     stopping: Arc<watch::Sender<bool>>,
-}
-
-/// Whether a scheduler is running on the server's database, as far as the server can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SchedulerStatus {
-    Running,
-    NotRunning,
-    Unknown,
 }
 
 impl AppState {
@@ -50,22 +44,20 @@ impl AppState {
             config: Arc::new(config),
             changes,
             wake,
-            scheduler_status: Arc::new(|| SchedulerStatus::Unknown),
+            health_check_threshold: Duration::from_secs(30),
             stopping: Arc::new(watch::channel(false).0),
         }
     }
 
-    /// How to tell whether a scheduler is running (for `/monitor/health`); unknown by default.
-    pub fn with_scheduler_status(
-        mut self,
-        status: Arc<dyn Fn() -> SchedulerStatus + Send + Sync>,
-    ) -> Self {
-        self.scheduler_status = status;
+    /// How old a scheduler's latest heartbeat may be for `/monitor/health` to call it healthy
+    /// (the schedulers' `health_check_threshold`; 30 s by default).
+    pub fn with_health_check_threshold(mut self, threshold: Duration) -> Self {
+        self.health_check_threshold = threshold;
         self
     }
 
-    pub fn scheduler_status(&self) -> SchedulerStatus {
-        (self.scheduler_status)()
+    pub fn health_check_threshold(&self) -> Duration {
+        self.health_check_threshold
     }
 
     /// Becomes true once the server is shutting down.

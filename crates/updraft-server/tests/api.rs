@@ -13,7 +13,7 @@ use tower::ServiceExt;
 use updraft_core::TaskState;
 use updraft_server::auth::{Identity, Role};
 use updraft_server::{AppState, ServerConfig};
-use updraft_store::{SqliteStore, Store, TiKey, TiTransition};
+use updraft_store::{QueueLimits, SqliteStore, Store, TiKey, TiTransition};
 
 const ETL: &str = r#"
 description: Nightly ETL
@@ -230,9 +230,16 @@ impl App {
             )
             .await
             .unwrap();
+        // No scheduler job runs in these tests (so scheduler health is as each test sets it):
+        // the try is queued by a job that does not exist.
         let queued = self
             .store
-            .queue(std::slice::from_ref(&key), Utc::now())
+            .queue(
+                std::slice::from_ref(&key),
+                0,
+                &QueueLimits::default(),
+                Utc::now(),
+            )
             .await
             .unwrap();
         self.store
@@ -1291,18 +1298,38 @@ async fn health_version_and_the_openapi_document() {
     let app = App::new().await;
     let health = app.get_ok("/api/v2/monitor/health").await;
     assert_eq!(health["metadatabase"]["status"], "healthy");
-    assert!(
-        health["scheduler"]["status"].is_null(),
-        "unknown by default"
-    );
+    assert_eq!(health["scheduler"]["status"], "unhealthy", "no scheduler yet");
     assert!(health["scheduler"]["latest_scheduler_heartbeat"].is_null());
+
+    // A scheduler that heartbeat within the threshold is healthy, and its heartbeat shown.
+    let beat = Utc::now() - chrono::Duration::seconds(10);
+    let job = app
+        .state
+        .store
+        .register_scheduler("host-a", 4242, beat)
+        .await
+        .unwrap();
+    let health = app.get_ok("/api/v2/monitor/health").await;
+    assert_eq!(health["scheduler"]["status"], "healthy");
+    let shown: chrono::DateTime<Utc> = health["scheduler"]["latest_scheduler_heartbeat"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(shown.timestamp(), beat.timestamp());
+
+    // Older than the threshold: unhealthy; a stopped scheduler does not count.
     let mut app = app;
     app.state = app
         .state
         .clone()
-        .with_scheduler_status(Arc::new(|| updraft_server::SchedulerStatus::Running));
+        .with_health_check_threshold(std::time::Duration::from_secs(5));
     let health = app.get_ok("/api/v2/monitor/health").await;
-    assert_eq!(health["scheduler"]["status"], "healthy");
+    assert_eq!(health["scheduler"]["status"], "unhealthy");
+    app.state.store.heartbeat(job, Utc::now()).await.unwrap();
+    assert_eq!(app.get_ok("/api/v2/monitor/health").await["scheduler"]["status"], "healthy");
+    app.state.store.stop_scheduler(job, Utc::now()).await.unwrap();
+    assert_eq!(app.get_ok("/api/v2/monitor/health").await["scheduler"]["status"], "unhealthy");
 
     let version = app.get_ok("/api/v2/version").await;
     assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));

@@ -17,7 +17,11 @@ use updraft_core::{RunState, TaskState};
 use updraft_scheduler::StateChange;
 use updraft_server::auth::{Identity, Role};
 use updraft_server::{AppState, ServerConfig};
-use updraft_store::{RunRow, SqliteStore, Store, TiKey, TiTransition};
+use updraft_store::{QueueLimits, RunRow, SqliteStore, Store, TiKey, TiTransition};
+
+/// The scheduler job the fixtures' tries are queued by: none is registered, as no scheduler
+/// runs in these tests.
+const FIXTURE_JOB: i64 = 0;
 
 const ETL: &str = r#"
 dag_id: etl
@@ -161,7 +165,12 @@ impl Fixture {
                     .await
                     .unwrap();
                 let queued = store
-                    .queue(std::slice::from_ref(&key), t(hour))
+                    .queue(
+                        std::slice::from_ref(&key),
+                        FIXTURE_JOB,
+                        &QueueLimits::default(),
+                        t(hour),
+                    )
                     .await
                     .unwrap();
                 let n = queued[0].try_number;

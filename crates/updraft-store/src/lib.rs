@@ -25,6 +25,8 @@ pub use api::{
     PoolUsage, RunOrder, RunQuery, TiOrder, TiQuery, TimeRange,
 };
 pub use postgres::{PgStore, PgStoreOptions};
+/// How to reach a PostgreSQL server (parsed from a `postgres://` URL), for [`PgStore::connect_with`].
+pub use sqlx::postgres::PgConnectOptions;
 pub use sqlite::SqliteStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -125,6 +127,9 @@ pub struct TiRow {
     pub retry_at: Option<DateTime<Utc>>,
     pub pid: Option<i64>,
     pub hostname: Option<String>,
+    /// The scheduler job that queued the current try and owns it until it ends (Airflow's
+    /// `queued_by_job_id`); `None` before the first try and for instances that were cleared.
+    pub queued_by_job_id: Option<i64>,
 }
 
 /// Identifies a task instance within a run.
@@ -281,11 +286,78 @@ pub trait Store: Send + Sync {
     /// oldest `logical_date`. Paused DAGs are not filtered out here.
     async fn scheduled_task_instances(&self) -> Result<Vec<TiRow>>;
     async fn active_counts(&self) -> Result<ActiveCounts>;
-    /// `scheduled` → `queued`, incrementing `try_number`, `queued_at = now` and the previous
+    /// `scheduled` → `queued` for `keys`, in order, owned by scheduler job `owner`
+    /// (`queued_by_job_id`), incrementing `try_number`, `queued_at = now` and the previous
     /// try's `start_date`/`end_date`/`retry_at`/`pid`/`hostname` reset. The new try enters the
-    /// history. One transaction. Returns the updated rows (those that were still `scheduled`),
-    /// in the order of `keys`.
-    async fn queue(&self, keys: &[TiKey], now: DateTime<Utc>) -> Result<Vec<TiRow>>;
+    /// history. One transaction, serialised against every other `queue` and `start_runs` on the
+    /// database (several schedulers may call it at once).
+    ///
+    /// Inside that transaction the global limits are checked again, so racing schedulers never
+    /// overflow them: a key is skipped when it is no longer `scheduled`, when its pool does not
+    /// exist or queueing it would take the slots held by the pool's `queued` and `running`
+    /// instances beyond the pool's slots, or when `limits.max_active_tasks` names its DAG and
+    /// queueing it would take the DAG's `queued` and `running` instances beyond that number.
+    /// Returns the queued rows, in the order of `keys`.
+    async fn queue(
+        &self,
+        keys: &[TiKey],
+        owner: i64,
+        limits: &QueueLimits,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TiRow>>;
+    /// Move `queued` runs to `running`, in the order given, each only if it is still `queued`
+    /// and its DAG then has fewer `running` runs than the `max_active_runs` given with it
+    /// (runs started earlier in the same call count). Dates as [`Store::set_run_state`].
+    /// Serialised like [`Store::queue`]. Returns the pks of the runs started.
+    async fn start_runs(&self, runs: &[(i64, u32)], now: DateTime<Utc>) -> Result<Vec<i64>>;
+    /// Evaluate one run under a lock and record the outcome in one transaction: the run's row
+    /// is locked (`FOR UPDATE SKIP LOCKED` on PostgreSQL); if another transaction holds it,
+    /// nothing happens and [`Evaluated::Busy`] is returned (the caller tries again soon). If the
+    /// run is not `running`, [`Evaluated::NotRunning`]. Otherwise `decide` is called with the
+    /// run and its task instances (ordered by `task_id`), its transitions are applied as with
+    /// [`Store::apply_transitions`] and its run state, if any, is set as with
+    /// [`Store::set_run_state`].
+    ///
+    /// (`decide`'s lifetimes are spelled out: `async_trait` would otherwise turn the elided
+    /// ones into lifetimes of the whole call, and no implementation could pass it its own rows.)
+    async fn evaluate_run(
+        &self,
+        run_pk: i64,
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiRow]) -> RunDecision + Send + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<Evaluated>;
+
+    // ---- scheduler jobs (several schedulers on one database) -------------------------------
+
+    /// Record a starting scheduler process (state `running`, `latest_heartbeat = now`) and
+    /// return its job id.
+    async fn register_scheduler(&self, hostname: &str, pid: u32, now: DateTime<Utc>)
+    -> Result<i64>;
+    /// `latest_heartbeat = now` for a `running` job. False when the job is no longer `running`
+    /// (another scheduler declared it dead, or it stopped): its instances are no longer its own.
+    async fn heartbeat(&self, job_id: i64, now: DateTime<Utc>) -> Result<bool>;
+    /// A scheduler stopping cleanly: state `stopped`, `end_date = now`.
+    async fn stop_scheduler(&self, job_id: i64, now: DateTime<Utc>) -> Result<()>;
+    /// Declare dead (state `dead`, `end_date = now`) every `running` job other than `except`
+    /// whose `latest_heartbeat` is before `cutoff`. Returns their ids.
+    async fn reap_schedulers(
+        &self,
+        cutoff: DateTime<Utc>,
+        except: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>>;
+    /// Every scheduler job, newest first, at most `limit`.
+    async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>>;
+
+    // ---- housekeeping ---------------------------------------------------------------------
+
+    /// Airflow's `db clean`: delete finished runs (with their task instances, tries and notes)
+    /// whose `end_date` is before `before`, except each DAG's latest scheduled or backfill run
+    /// (the timetable continues from it); change-log entries older than `before`; scheduler
+    /// jobs not `running` that ended before `before`; DAG versions that are neither a DAG's
+    /// current version nor pinned by a remaining run. With `dry_run`, count only. One
+    /// transaction.
+    async fn clean(&self, before: DateTime<Utc>, dry_run: bool) -> Result<CleanReport>;
     /// `queued` → `running` for the given try, recording `start_date = now`, pid and hostname.
     /// Returns false (and changes nothing) unless the instance is `queued` at `try_number`.
     async fn mark_running(
@@ -333,7 +405,9 @@ pub trait Store: Send + Sync {
     /// Every try recorded for an instance, oldest first (finished tries and the current one,
     /// from the moment it is queued).
     async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>>;
-    /// Instances left `queued` or `running` (e.g. by a process that died), by run then task.
+    /// Instances `queued` or `running` whose owning scheduler job is not alive (its state is
+    /// not `running`, or `queued_by_job_id` is `None` or names no job), by run then task. Run
+    /// [`Store::reap_schedulers`] first so that silent schedulers count as not alive.
     async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>>;
     /// State of each task in the run of this DAG immediately before `logical_date`
     /// (for `depends_on_past`): the run of `dag_id` with the greatest `logical_date` strictly
@@ -413,6 +487,60 @@ pub trait Store: Send + Sync {
     async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>) -> Result<()>;
     /// Every note of these runs and of their task instances.
     async fn notes(&self, run_pks: &[i64]) -> Result<Vec<NoteRow>>;
+}
+
+/// Global limits [`Store::queue`] re-checks inside its transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueLimits {
+    /// dag_id → `max_active_tasks`; DAGs not listed are not limited here.
+    pub max_active_tasks: HashMap<String, i64>,
+}
+
+/// What the core decided for a run, for [`Store::evaluate_run`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunDecision {
+    pub transitions: Vec<TiTransition>,
+    /// The run's final state, when it finished.
+    pub run_state: Option<RunState>,
+}
+
+/// The outcome of [`Store::evaluate_run`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Evaluated {
+    /// Another transaction holds the run: nothing was read or written.
+    Busy,
+    /// The run does not exist or is not `running`.
+    NotRunning,
+    Applied {
+        /// The decision as `decide` returned it.
+        decision: RunDecision,
+        /// How many transitions applied.
+        applied: usize,
+    },
+}
+
+/// A scheduler process as recorded in the database, for health and `jobs` listings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchedulerJobRow {
+    pub id: i64,
+    pub hostname: String,
+    pub pid: i64,
+    /// `running`, `stopped` or `dead`.
+    pub state: String,
+    pub start_date: DateTime<Utc>,
+    pub latest_heartbeat: DateTime<Utc>,
+    pub end_date: Option<DateTime<Utc>>,
+}
+
+/// Rows [`Store::clean`] deleted (or, with `dry_run`, would delete).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CleanReport {
+    pub runs: u64,
+    pub task_instances: u64,
+    pub tries: u64,
+    pub run_changes: u64,
+    pub scheduler_jobs: u64,
+    pub dag_versions: u64,
 }
 
 /// A recorded version of a DAG, for [`Store::dag_versions`].

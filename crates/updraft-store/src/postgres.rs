@@ -13,11 +13,19 @@
 //! Concurrency: changes are conditional `UPDATE`s (on the expected state, and for a try on its
 //! number), reads that decide a write lock their rows (`SELECT ... FOR UPDATE`), one run per
 //! logical date is a unique index, and replacing the import errors locks their table for the
-//! transaction, so several schedulers may share one database.
+//! transaction, so several schedulers may share one database. Queueing task instances and
+//! starting runs, which check global limits (pool slots, `max_active_tasks`,
+//! `max_active_runs`), are serialised by a transaction-scoped advisory lock
+//! (`pg_advisory_xact_lock`, released at commit, so still fine behind PgBouncer). A run is
+//! evaluated under its row lock taken with `FOR UPDATE SKIP LOCKED`, so a scheduler skips a run
+//! another one holds instead of waiting; transactions that change a run's instances and its
+//! row lock the run first, in the same order, so they cannot deadlock with an evaluation.
+//! Scheduler processes record themselves as jobs and heartbeat (`scheduler_job`); the tries a
+//! job queued are its own until it is declared dead. See the `scheduling` and `jobs` modules.
 //!
 //! Timestamps are BIGINT microseconds since the Unix epoch, UTC, as in the SQLite schema, and
 //! the SQL mirrors the SQLite backend's module by module: `dags`, `runs`, `task_instances`,
-//! `pools`, `ui`, `api`; the row decoding lives in `codec`.
+//! `scheduling`, `jobs`, `pools`, `ui`, `api`; the row decoding lives in `codec`.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -30,15 +38,18 @@ use updraft_core::{RunState, TaskState};
 use updraft_dag::{Dag, ImportError};
 
 use crate::{
-    ActiveCounts, DagRow, LoadedDagRecord, NewRun, NewTi, PoolRow, Result, RunFilter, RunRow,
-    Store, TiKey, TiRow, TiTransition, TryRow,
+    ActiveCounts, DagRow, Evaluated, LoadedDagRecord, NewRun, NewTi, PoolRow, QueueLimits, Result,
+    RunDecision, RunFilter, RunRow, SchedulerJobRow, Store, TiKey, TiRow, TiTransition, TryRow,
 };
 
 mod api;
+mod clean;
 mod codec;
 mod dags;
+mod jobs;
 mod pools;
 mod runs;
+mod scheduling;
 mod task_instances;
 mod ui;
 
@@ -199,6 +210,10 @@ impl Store for PgStore {
         self.scoped(runs::delete(&self.pool, run_pk)).await
     }
 
+    async fn clean(&self, before: DateTime<Utc>, dry_run: bool) -> Result<crate::CleanReport> {
+        self.scoped(clean::clean(&self.pool, before, dry_run)).await
+    }
+
     async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>> {
         self.scoped(task_instances::of_run(&self.pool, run_pk))
             .await
@@ -231,9 +246,62 @@ impl Store for PgStore {
         self.scoped(task_instances::active_counts(&self.pool)).await
     }
 
-    async fn queue(&self, keys: &[TiKey], now: DateTime<Utc>) -> Result<Vec<TiRow>> {
-        self.scoped(task_instances::queue(&self.pool, keys, now))
+    async fn queue(
+        &self,
+        keys: &[TiKey],
+        owner: i64,
+        limits: &QueueLimits,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TiRow>> {
+        self.scoped(scheduling::queue(&self.pool, keys, owner, limits, now))
             .await
+    }
+
+    async fn start_runs(&self, runs: &[(i64, u32)], now: DateTime<Utc>) -> Result<Vec<i64>> {
+        self.scoped(scheduling::start_runs(&self.pool, runs, now))
+            .await
+    }
+
+    async fn evaluate_run(
+        &self,
+        run_pk: i64,
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiRow]) -> RunDecision + Send + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<Evaluated> {
+        self.scoped(scheduling::evaluate_run(&self.pool, run_pk, decide, now))
+            .await
+    }
+
+    async fn register_scheduler(
+        &self,
+        hostname: &str,
+        pid: u32,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        self.scoped(jobs::register(&self.pool, hostname, pid, now))
+            .await
+    }
+
+    async fn heartbeat(&self, job_id: i64, now: DateTime<Utc>) -> Result<bool> {
+        self.scoped(jobs::heartbeat(&self.pool, job_id, now)).await
+    }
+
+    async fn stop_scheduler(&self, job_id: i64, now: DateTime<Utc>) -> Result<()> {
+        self.scoped(jobs::stop(&self.pool, job_id, now)).await
+    }
+
+    async fn reap_schedulers(
+        &self,
+        cutoff: DateTime<Utc>,
+        except: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
+        self.scoped(jobs::reap(&self.pool, cutoff, except, now))
+            .await
+    }
+
+    async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>> {
+        self.scoped(jobs::all(&self.pool, limit)).await
     }
 
     async fn mark_running(

@@ -11,8 +11,13 @@
 //! Durability: `journal_mode = WAL`, `synchronous = FULL`, so a method that returned `Ok` has
 //! its transaction on disk. Timestamps are INTEGER microseconds since the Unix epoch, UTC.
 //!
-//! The SQL is split by subject: `dags`, `runs`, `task_instances`, `pools`; the row
-//! decoding lives in `codec`.
+//! Several schedulers on one file: `BEGIN IMMEDIATE` already serialises the transactions that
+//! queue task instances within the global limits, start runs and evaluate a run, so each sees
+//! what the one before it committed (see `scheduling`). Scheduler processes record themselves
+//! as jobs and heartbeat (`jobs`).
+//!
+//! The SQL is split by subject: `dags`, `runs`, `task_instances`, `scheduling`, `jobs`,
+//! `pools`, `ui`, `api`; the row decoding lives in `codec`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,15 +33,18 @@ use updraft_core::{RunState, TaskState};
 use updraft_dag::{Dag, ImportError};
 
 use crate::{
-    ActiveCounts, DagRow, LoadedDagRecord, NewRun, NewTi, PoolRow, Result, RunFilter, RunRow,
-    Store, TiKey, TiRow, TiTransition, TryRow,
+    ActiveCounts, DagRow, Evaluated, LoadedDagRecord, NewRun, NewTi, PoolRow, QueueLimits, Result,
+    RunDecision, RunFilter, RunRow, SchedulerJobRow, Store, TiKey, TiRow, TiTransition, TryRow,
 };
 
 mod api;
+mod clean;
 mod codec;
 mod dags;
+mod jobs;
 mod pools;
 mod runs;
+mod scheduling;
 mod task_instances;
 mod ui;
 
@@ -216,6 +224,10 @@ impl Store for SqliteStore {
         runs::delete(&self.writer, run_pk).await
     }
 
+    async fn clean(&self, before: DateTime<Utc>, dry_run: bool) -> Result<crate::CleanReport> {
+        clean::clean(&self.writer, before, dry_run).await
+    }
+
     async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>> {
         task_instances::of_run(&self.reader, run_pk).await
     }
@@ -241,8 +253,57 @@ impl Store for SqliteStore {
         task_instances::active_counts(&self.reader).await
     }
 
-    async fn queue(&self, keys: &[TiKey], now: DateTime<Utc>) -> Result<Vec<TiRow>> {
-        task_instances::queue(&self.writer, keys, now).await
+    async fn queue(
+        &self,
+        keys: &[TiKey],
+        owner: i64,
+        limits: &QueueLimits,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TiRow>> {
+        scheduling::queue(&self.writer, keys, owner, limits, now).await
+    }
+
+    async fn start_runs(&self, runs: &[(i64, u32)], now: DateTime<Utc>) -> Result<Vec<i64>> {
+        scheduling::start_runs(&self.writer, runs, now).await
+    }
+
+    async fn evaluate_run(
+        &self,
+        run_pk: i64,
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiRow]) -> RunDecision + Send + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<Evaluated> {
+        scheduling::evaluate_run(&self.writer, run_pk, decide, now).await
+    }
+
+    async fn register_scheduler(
+        &self,
+        hostname: &str,
+        pid: u32,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        jobs::register(&self.writer, hostname, pid, now).await
+    }
+
+    async fn heartbeat(&self, job_id: i64, now: DateTime<Utc>) -> Result<bool> {
+        jobs::heartbeat(&self.writer, job_id, now).await
+    }
+
+    async fn stop_scheduler(&self, job_id: i64, now: DateTime<Utc>) -> Result<()> {
+        jobs::stop(&self.writer, job_id, now).await
+    }
+
+    async fn reap_schedulers(
+        &self,
+        cutoff: DateTime<Utc>,
+        except: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
+        jobs::reap(&self.writer, cutoff, except, now).await
+    }
+
+    async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>> {
+        jobs::all(&self.reader, limit).await
     }
 
     async fn mark_running(
@@ -451,6 +512,8 @@ mod tests {
             (runs::ALL_RUNS, "dag_run_logical_date"),
             (task_instances::SCHEDULED, "task_instance_state"),
             (task_instances::ACTIVE_COUNTS, "task_instance_state"),
+            (task_instances::ORPHANED, "task_instance_state"),
+            (scheduling::RUNNING_RUNS, "dag_run_dag_state"),
         ];
         for (sql, index) in cases {
             let plan = query_plan(&store.writer, sql).await;

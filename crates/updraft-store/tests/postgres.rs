@@ -1,6 +1,7 @@
 //! The store contract run against [`PgStore`], each test on a database of its own, plus
 //! PostgreSQL-specific checks: concurrent migration, the statement-cache-free mode a
-//! transaction-pooling PgBouncer needs, and durability across reconnect.
+//! transaction-pooling PgBouncer needs, durability across reconnect, and the locks that let
+//! several schedulers share the database.
 //!
 //! Needs a PostgreSQL server: `UPDRAFT_TEST_POSTGRES_URL` names a database on it as a role
 //! allowed to create databases (`scripts/test` starts a throwaway server and sets it). Without
@@ -8,80 +9,16 @@
 
 #[macro_use]
 mod contract;
+mod pg_support;
 
-use std::str::FromStr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
-use sqlx::postgres::PgConnectOptions;
-use updraft_store::{PgStore, PgStoreOptions, Store};
+use updraft_core::TaskState;
+use updraft_store::{
+    Evaluated, PgStore, PgStoreOptions, RunDecision, RunRow, Store, TiRow, TiTransition,
+};
 
-const URL_VAR: &str = "UPDRAFT_TEST_POSTGRES_URL";
-
-fn server_url() -> String {
-    match std::env::var(URL_VAR) {
-        Ok(url) if !url.is_empty() => url,
-        _ => panic!(
-            "{URL_VAR} is not set: the PostgreSQL store tests need a server. Run scripts/test \
-             (it starts a throwaway PostgreSQL), or set {URL_VAR} to e.g. \
-             postgres://postgres@127.0.0.1:5432/postgres (a role that may CREATE DATABASE)"
-        ),
-    }
-}
-
-/// Drops its database (and whatever is still connected to it) when the test ends.
-struct DropDatabase {
-    name: String,
-}
-
-impl Drop for DropDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // The test's runtime may be shutting down: drop from a runtime of our own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut admin) = admin().await {
-                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut admin)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-async fn admin() -> Result<sqlx::PgConnection, sqlx::Error> {
-    use sqlx::Connection;
-    sqlx::PgConnection::connect_with(&PgConnectOptions::from_str(&server_url())?).await
-}
-
-/// A new, empty database on the test server, dropped with the guard.
-async fn fresh_database() -> (PgConnectOptions, DropDatabase) {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "updraft_test_{}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
-    let mut admin = admin().await.expect("connect to UPDRAFT_TEST_POSTGRES_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await
-        .expect("CREATE DATABASE");
-    let options = PgConnectOptions::from_str(&server_url())
-        .unwrap()
-        .database(&name);
-    (options, DropDatabase { name })
-}
+use pg_support::{DropDatabase, fresh_database};
 
 async fn fresh_with(options: &PgStoreOptions) -> (Box<dyn Store>, DropDatabase) {
     let (connect, guard) = fresh_database().await;
@@ -149,4 +86,74 @@ async fn data_survives_reconnect_and_is_visible_to_another_store() {
     let reopened = PgStore::connect_with(connect, &options).await.unwrap();
     reopened.migrate().await.unwrap();
     contract::durable_check(&reopened, &run).await;
+}
+
+/// Two schedulers (two stores, as two processes) queueing at once never overflow a pool: the
+/// advisory transaction lock serialises their `queue` transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_schedulers_never_overflow_a_pool() {
+    let (connect, _guard) = fresh_database().await;
+    let options = PgStoreOptions::default();
+    let a = PgStore::connect_with(connect.clone(), &options)
+        .await
+        .unwrap();
+    a.migrate().await.unwrap();
+    let b = PgStore::connect_with(connect, &options).await.unwrap();
+    contract::concurrent_queues_never_overflow_a_pool(Arc::new(a), Arc::new(b)).await;
+}
+
+/// A run whose row another transaction holds is not waited for: `evaluate_run` reports it
+/// busy and changes nothing; once the row is free, it evaluates.
+#[tokio::test]
+async fn evaluate_run_reports_a_locked_run_busy() {
+    use sqlx::Connection;
+    let (connect, _guard) = fresh_database().await;
+    let store = PgStore::connect_with(connect.clone(), &PgStoreOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let run = contract::running_run(&store, &[contract::ti("a", 1)]).await;
+    let decide = |_: &RunRow, _: &[TiRow]| RunDecision {
+        transitions: vec![TiTransition {
+            task_id: "a".into(),
+            expected: TaskState::None,
+            new: TaskState::Scheduled,
+        }],
+        run_state: None,
+    };
+
+    let mut other = sqlx::PgConnection::connect_with(&connect).await.unwrap();
+    let mut tx = other.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM dag_run WHERE id = $1 FOR UPDATE")
+        .bind(run.id)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        store.evaluate_run(run.id, &decide, contract::t(2)),
+    )
+    .await
+    .expect("evaluate_run must not wait for the lock")
+    .unwrap();
+    assert_eq!(outcome, Evaluated::Busy);
+    let a = store
+        .task_instance(&contract::key(&run, "a"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.state, TaskState::None, "nothing written");
+    tx.rollback().await.unwrap();
+
+    let outcome = store
+        .evaluate_run(run.id, &decide, contract::t(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        Evaluated::Applied {
+            decision: decide(&run, &[]),
+            applied: 1
+        }
+    );
 }

@@ -73,6 +73,17 @@ async fn committed_writes_are_visible_to_another_store_at_once() {
     contract::durable_check(&other, &run).await;
 }
 
+/// Two schedulers (two stores over one file, as two processes) queueing at once never
+/// overflow a pool: `BEGIN IMMEDIATE` serialises them across connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_schedulers_on_one_file_never_overflow_a_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("updraft.db");
+    let a: Arc<dyn Store> = Arc::new(open_migrated(&path).await);
+    let b: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    contract::concurrent_queues_never_overflow_a_pool(a, b).await;
+}
+
 /// Two stores over one file stand in for two processes (scheduler and CLI): their writes
 /// contend for SQLite's lock and must wait for each other, not fail with SQLITE_BUSY.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -106,7 +117,7 @@ async fn two_stores_on_one_file_write_concurrently() {
         .await
         .unwrap();
     let keys: Vec<TiKey> = names.iter().map(|n| contract::key(&run, n)).collect();
-    a.queue(&keys, contract::t(0)).await.unwrap();
+    contract::queue(a.as_ref(), &keys, contract::t(0)).await;
 
     let mut handles = vec![];
     for (i, chunk) in keys.chunks(4).enumerate() {
@@ -213,7 +224,7 @@ async fn hot_path_latency() {
         let k = contract::key(&run, name);
         let now = contract::t(1);
         let started = Instant::now();
-        let q = store.queue(std::slice::from_ref(&k), now).await.unwrap();
+        let q = contract::queue(&store, std::slice::from_ref(&k), now).await;
         timings[0].push(started.elapsed());
         let started = Instant::now();
         assert!(

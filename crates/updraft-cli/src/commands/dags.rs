@@ -103,7 +103,7 @@ pub async fn run(cmd: DagsCommand, settings: &Settings, format: Format) -> Resul
             let logical_date = logical_date.as_deref().map(parse_date).transpose()?;
             require_dag(store, &dag_id).await?;
             let run = trigger_run(store, &dag_id, run_id, logical_date, conf, Utc::now()).await?;
-            super::poke_scheduler(settings);
+            super::poke_scheduler(settings, store).await;
             print_object(format, &run_json(&run));
             Ok(ExitCode::SUCCESS)
         }
@@ -224,7 +224,7 @@ async fn set_paused(
     if !store.set_paused(dag_id, paused).await? {
         bail!("DAG `{dag_id}` not found");
     }
-    super::poke_scheduler(settings);
+    super::poke_scheduler(settings, store).await;
     println!("Dag: {dag_id}, paused: {paused}");
     Ok(ExitCode::SUCCESS)
 }
@@ -353,7 +353,7 @@ async fn backfill(
         }
     }
     eprintln!("created {} backfill runs of {dag_id}", run_pks.len());
-    super::poke_scheduler(settings);
+    super::poke_scheduler(settings, store).await;
     if no_wait || run_pks.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -372,7 +372,7 @@ async fn wait_for_backfill(
     match super::try_scheduler_lock(settings)? {
         Some(mut lock) => {
             // No scheduler is running on this database: drive the backfill here.
-            let store = Arc::new(SqliteStore::open(&settings.sqlite_path()?).await?);
+            let store = super::connect_store(settings).await?;
             let config = super::scheduler_config(settings, None, settings.logs_folder());
             let mut scheduler = Scheduler::for_runs(store, config, run_pks)?;
             lock.forward_pokes_to(scheduler.waker());

@@ -15,22 +15,64 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use updraft_dag::DagBag;
 use updraft_scheduler::SchedulerConfig;
-use updraft_store::{DagRow, SqliteStore, Store};
+use updraft_store::{DagRow, PgStore, PgStoreOptions, SqliteStore, Store};
 
-use crate::config::Settings;
+use crate::config::{Database, Settings};
 
-/// Open the database named by the configuration, creating and migrating it as needed.
+/// Open the database named by the configuration, creating and migrating it as needed
+/// (unless `database.migrate_on_start` is off).
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
-    let path = settings.sqlite_path()?;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
+    let store = connect_store(settings).await?;
+    if settings.config.database.migrate_on_start {
+        migrate(settings, store.as_ref()).await?;
     }
-    let store = SqliteStore::open(&path)
+    Ok(store)
+}
+
+/// Create or upgrade the schema (safe from several processes at once).
+pub async fn migrate(settings: &Settings, store: &dyn Store) -> Result<()> {
+    store
+        .migrate()
         .await
-        .with_context(|| format!("opening database {}", path.display()))?;
-    store.migrate().await.context("migrating the database")?;
-    Ok(Arc::new(store))
+        .with_context(|| format!("migrating the database {}", settings.database_display()))
+}
+
+/// Connect to the configured database without touching its schema.
+pub async fn connect_store(settings: &Settings) -> Result<Arc<dyn Store>> {
+    match settings.database()? {
+        Database::Sqlite(path) => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            let store = SqliteStore::open(&path)
+                .await
+                .with_context(|| format!("opening database {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        Database::Postgres(url) => {
+            let db = &settings.config.database;
+            let options = PgStoreOptions {
+                max_connections: db.max_connections.max(1),
+                statement_cache: db.statement_cache,
+                acquire_timeout: db.acquire_timeout,
+            };
+            let connect = url
+                .parse::<updraft_store::PgConnectOptions>()
+                .with_context(|| {
+                    format!(
+                        "database.url: `{}` is not a PostgreSQL URL",
+                        settings.database_display()
+                    )
+                })?;
+            let store = PgStore::connect_with(connect, &options)
+                .await
+                .with_context(|| {
+                    format!("connecting to the database {}", settings.database_display())
+                })?;
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 /// Load the DAGs folder and record it, as Airflow's CLI parses the DAG files it works on.
@@ -105,6 +147,9 @@ pub fn scheduler_config(
         max_dag_file_size: c.core.max_dag_file_size,
         hostname: hostname(),
         default_cwd: None,
+        heartbeat_interval: c.scheduler.heartbeat_interval,
+        health_check_threshold: c.scheduler.health_check_threshold,
+        exclusive: matches!(settings.database(), Ok(Database::Sqlite(_))),
     }
 }
 
@@ -115,10 +160,12 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Only one scheduler may drive an SQLite database: held for the life of the process. The
-/// holder's pid is written into the lock file so commands that record work can wake it.
+/// What a scheduler process holds for its life. On SQLite only one scheduler may drive the
+/// database: an exclusive lock on a file next to it, holding the holder's pid so that commands
+/// that record work can wake it. On PostgreSQL any number may run; commands find local
+/// schedulers among the scheduler jobs recorded in the database.
 pub struct SchedulerLock {
-    _file: File,
+    _file: Option<File>,
     /// SIGUSR1 is caught from before the pid is published (its default action would end the
     /// process); [`SchedulerLock::forward_pokes_to`] hands pokes to the scheduler.
     pokes: Option<tokio::signal::unix::Signal>,
@@ -138,11 +185,19 @@ impl SchedulerLock {
     }
 }
 
+/// The right to run a scheduler on the configured database; `None` when another scheduler
+/// holds an SQLite database. Always granted on PostgreSQL.
 pub fn try_scheduler_lock(settings: &Settings) -> Result<Option<SchedulerLock>> {
-    let path = lock_path(&settings.sqlite_path()?);
-    let mut file = open_lock_file(&path)?;
     let pokes = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
         .context("listening for SIGUSR1")?;
+    let Some(db) = settings.sqlite_path()? else {
+        return Ok(Some(SchedulerLock {
+            _file: None,
+            pokes: Some(pokes),
+        }));
+    };
+    let path = lock_path(&db);
+    let mut file = open_lock_file(&path)?;
     // `poke_scheduler` probes the lock with a brief shared lock; a few attempts ride that out.
     for attempt in 0..5 {
         match file.try_lock() {
@@ -151,7 +206,7 @@ pub fn try_scheduler_lock(settings: &Settings) -> Result<Option<SchedulerLock>> 
                 file.set_len(0)?;
                 write!(file, "{}", std::process::id())?;
                 return Ok(Some(SchedulerLock {
-                    _file: file,
+                    _file: Some(file),
                     pokes: Some(pokes),
                 }));
             }
@@ -177,23 +232,11 @@ fn open_lock_file(path: &Path) -> Result<File> {
         .with_context(|| format!("opening {}", path.display()))
 }
 
-/// Make the scheduler running on this database (if any) look for new work now, instead of at
-/// its next poll. Best effort: without it the work is still picked up by the poll.
-pub fn poke_scheduler(settings: &Settings) {
-    let Ok(db) = settings.sqlite_path() else {
-        return;
-    };
-    let path = lock_path(&db);
-    let Ok(file) = File::open(&path) else {
-        return;
-    };
-    if file.try_lock_shared().is_ok() {
-        return; // nobody holds the lock: no scheduler is running
-    }
-    let pid = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|text| text.trim().parse::<i32>().ok());
-    if let Some(pid) = pid {
+/// Make the schedulers running on this database on this machine look for new work now,
+/// instead of at their next poll. Best effort: without it the work is still picked up by the
+/// poll (schedulers on other machines always pick it up that way).
+pub async fn poke_scheduler(settings: &Settings, store: &dyn Store) {
+    for pid in local_scheduler_pids(settings, store).await {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGUSR1,
@@ -201,19 +244,43 @@ pub fn poke_scheduler(settings: &Settings) {
     }
 }
 
-/// Whether a scheduler holds this database's scheduler lock (for the API's health check).
-pub fn scheduler_running(settings: &Settings) -> bool {
-    let Ok(db) = settings.sqlite_path() else {
-        return false;
-    };
-    let Ok(file) = File::open(lock_path(&db)) else {
-        return false;
-    };
-    // A shared lock is refused while the scheduler holds its exclusive one.
-    match file.try_lock_shared() {
-        Ok(()) => false,
-        Err(std::fs::TryLockError::WouldBlock) => true,
-        Err(std::fs::TryLockError::Error(_)) => false,
+async fn local_scheduler_pids(settings: &Settings, store: &dyn Store) -> Vec<i32> {
+    match settings.sqlite_path() {
+        Ok(Some(db)) => sqlite_scheduler_pid(&db).into_iter().collect(),
+        Ok(None) => {
+            let Ok(jobs) = store.schedulers(64).await else {
+                return Vec::new();
+            };
+            let host = hostname();
+            jobs.into_iter()
+                .filter(|job| job.state == "running" && job.hostname == host)
+                .filter_map(|job| i32::try_from(job.pid).ok())
+                .filter(|pid| is_updraft_process(*pid))
+                .collect()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The pid in the SQLite scheduler lock file, if a scheduler holds the lock.
+fn sqlite_scheduler_pid(db: &Path) -> Option<i32> {
+    let path = lock_path(db);
+    let file = File::open(&path).ok()?;
+    if file.try_lock_shared().is_ok() {
+        return None; // nobody holds the lock: no scheduler is running
+    }
+    std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+}
+
+/// A recorded pid may have been reused after its scheduler died without a word; SIGUSR1 would
+/// end most other programs, so only a process running this same executable is signalled.
+fn is_updraft_process(pid: i32) -> bool {
+    let exe = |p: String| std::fs::read_link(p).ok();
+    match (exe(format!("/proc/{pid}/exe")), exe("/proc/self/exe".to_string())) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        _ => false,
     }
 }
 

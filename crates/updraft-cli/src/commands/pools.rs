@@ -52,7 +52,7 @@ pub async fn run(cmd: PoolsCommand, settings: &Settings, format: Format) -> Resu
                     description,
                 })
                 .await?;
-            super::poke_scheduler(settings);
+            super::poke_scheduler(settings, store.as_ref()).await;
             println!("Pool {name} set to {slots} slots");
         }
         PoolsCommand::Delete { name } => {

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use updraft_scheduler::Scheduler;
-use updraft_server::{AppState, SchedulerStatus, ServerConfig};
+use updraft_server::{AppState, ServerConfig};
 use updraft_store::Store;
 
 use crate::config::Settings;
@@ -52,11 +52,16 @@ pub async fn server(settings: &Settings) -> Result<ExitCode> {
         wait_for(stop.clone()),
     ));
     let poke_settings = settings.clone();
-    let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || super::poke_scheduler(&poke_settings));
+    let poke_store = store.clone();
+    let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        let settings = poke_settings.clone();
+        let store = poke_store.clone();
+        tokio::spawn(async move { super::poke_scheduler(&settings, store.as_ref()).await });
+    });
     let config = server_config(settings)?;
     let listener = updraft_server::listen(&config).await?;
     let state = AppState::new(store, config, changes, wake)
-        .with_scheduler_status(scheduler_status(settings));
+        .with_health_check_threshold(settings.config.scheduler.health_check_threshold);
     updraft_server::serve(listener, state, wait_for(stop)).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -69,8 +74,9 @@ async fn run(
     let store = super::open_store(settings).await?;
     let Some(mut lock) = super::try_scheduler_lock(settings)? else {
         bail!(
-            "another scheduler is already running on {}",
-            settings.sqlite_path()?.display()
+            "another scheduler is already running on {} (an SQLite database has one scheduler; \
+             run several on PostgreSQL)",
+            settings.database_display()
         );
     };
     let folder = settings.dags_folder();
@@ -86,7 +92,7 @@ async fn run(
     eprintln!(
         "updraft scheduler running: DAGs from {}, database {}, logs in {}. Stop with Ctrl-C or SIGTERM.",
         folder.display(),
-        settings.sqlite_path()?.display(),
+        settings.database_display(),
         settings.logs_folder().display()
     );
     scheduler.run(wait_for(stop)).await?;
@@ -109,24 +115,12 @@ async fn spawn_server(
     let waker = scheduler.waker();
     let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || waker.notify_one());
     let state = AppState::new(store, config, scheduler.changes(), wake)
-        .with_scheduler_status(scheduler_status(settings));
+        .with_health_check_threshold(settings.config.scheduler.health_check_threshold);
     Ok(tokio::spawn(updraft_server::serve(
         listener,
         state,
         wait_for(stop),
     )))
-}
-
-/// A scheduler runs on the database while it holds the database's scheduler lock.
-fn scheduler_status(settings: &Settings) -> Arc<dyn Fn() -> SchedulerStatus + Send + Sync> {
-    let settings = settings.clone();
-    Arc::new(move || {
-        if super::scheduler_running(&settings) {
-            SchedulerStatus::Running
-        } else {
-            SchedulerStatus::NotRunning
-        }
-    })
 }
 
 fn server_config(settings: &Settings) -> Result<ServerConfig> {

@@ -134,7 +134,7 @@ pub async fn run(cmd: TasksCommand, settings: &Settings, format: Format) -> Resu
                 only_failed,
             };
             let code = clear(store, &dag_id, &selection).await?;
-            super::poke_scheduler(settings);
+            super::poke_scheduler(settings, store).await;
             Ok(code)
         }
         TasksCommand::SetState {
@@ -158,7 +158,7 @@ pub async fn run(cmd: TasksCommand, settings: &Settings, format: Format) -> Resu
             if !store.set_ti_state(&key, state, Utc::now()).await? {
                 bail!("no task `{task_id}` in run `{}`", run.run_id);
             }
-            super::poke_scheduler(settings);
+            super::poke_scheduler(settings, store).await;
             println!("{dag_id}.{task_id} in {} set to {state}", run.run_id);
             Ok(ExitCode::SUCCESS)
         }

@@ -9,11 +9,12 @@ use super::models::{
 use crate::AppState;
 use crate::auth::{self, Action, Identity, Resource};
 use crate::error::ApiError;
-use crate::state::SchedulerStatus;
+use chrono::Utc;
 
-/// What this server can tell: the metadata database answers a query; a scheduler holds the
-/// database's scheduler lock (updraft records no heartbeats, so none is reported). updraft has
-/// no triggerer and no separate DAG processor.
+/// The metadata database answers a query; the scheduler is healthy while some scheduler job's
+/// latest heartbeat is within the health-check threshold (Airflow's rule), and its newest
+/// heartbeat is reported. While the database is away both are unhealthy. updraft has no
+/// triggerer and no separate DAG processor.
 #[utoipa::path(
     get,
     path = "/monitor/health",
@@ -25,25 +26,31 @@ pub async fn get_health(
     identity: Identity,
 ) -> Result<Json<HealthInfoResponse>, ApiError> {
     auth::authorize(&identity, Action::Read, Resource::Health)?;
-    let database = match state.store.pools().await {
-        Ok(_) => "healthy",
+    let (database, scheduler, latest) = match state.store.schedulers(64).await {
+        Ok(jobs) => {
+            let latest = jobs
+                .iter()
+                .filter(|job| job.state == "running")
+                .map(|job| job.latest_heartbeat)
+                .max();
+            let threshold = chrono::Duration::from_std(state.health_check_threshold())
+                .unwrap_or(chrono::Duration::MAX);
+            let healthy = latest.is_some_and(|at| Utc::now() - at <= threshold);
+            let scheduler = if healthy { "healthy" } else { "unhealthy" };
+            ("healthy", scheduler, latest)
+        }
         Err(e) => {
             tracing::warn!("health check: the metadata database failed: {e}");
-            "unhealthy"
+            ("unhealthy", "unhealthy", None)
         }
-    };
-    let scheduler = match state.scheduler_status() {
-        SchedulerStatus::Running => Some("healthy".to_string()),
-        SchedulerStatus::NotRunning => Some("unhealthy".to_string()),
-        SchedulerStatus::Unknown => None,
     };
     Ok(Json(HealthInfoResponse {
         metadatabase: BaseInfoResponse {
             status: Some(database.to_string()),
         },
         scheduler: SchedulerInfoResponse {
-            status: scheduler,
-            latest_scheduler_heartbeat: None,
+            status: Some(scheduler.to_string()),
+            latest_scheduler_heartbeat: latest.map(|at| at.to_rfc3339()),
         },
         triggerer: TriggererInfoResponse {
             status: None,

@@ -378,11 +378,8 @@ pub(super) async fn mark_run(
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    let exists = codec::query("SELECT 1 FROM dag_run WHERE id = $1 FOR UPDATE")
-        .bind(run_pk)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if exists.is_none() {
+    // The run first, then its instances (see `runs::lock`).
+    if !runs::lock(&mut tx, run_pk).await? {
         return Ok(false);
     }
     let rows = codec::query(
@@ -475,11 +472,8 @@ pub(super) async fn set_note(
     note: Option<&str>,
 ) -> Result<()> {
     let mut tx = pool.begin().await?;
-    let exists = codec::query("SELECT 1 FROM dag_run WHERE id = $1 FOR UPDATE")
-        .bind(run_pk)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if exists.is_none() {
+    // Held until commit, so the run cannot be deleted under the note.
+    if !runs::lock(&mut tx, run_pk).await? {
         return Err(StoreError::NotFound(format!("run {run_pk}")));
     }
     let task_id = task_id.unwrap_or("");

@@ -12,7 +12,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgRow, Postgres};
 use updraft_dag::{Dag, ImportError};
 
-use crate::{DagRow, PoolRow, Result, RunRow, StoreError, TiRow, TryRow};
+use crate::{DagRow, PoolRow, Result, RunRow, SchedulerJobRow, StoreError, TiRow, TryRow};
 
 /// Columns of `dag_run` decoded by [`run_row`], as a string literal for `concat!`.
 macro_rules! run_columns {
@@ -27,11 +27,18 @@ macro_rules! ti_columns {
     () => {
         "run_pk, task_id, tenant, dag_id, run_id, logical_date, state, try_number, max_tries, \
          pool, pool_slots, priority_weight, queued_at, start_date, end_date, retry_at, pid, \
-         hostname"
+         hostname, queued_by_job_id"
     };
 }
 
-pub(super) use {run_columns, ti_columns};
+/// Columns of `scheduler_job` decoded by [`job_row`], as a string literal for `concat!`.
+macro_rules! job_columns {
+    () => {
+        "id, hostname, pid, state, start_date, latest_heartbeat, end_date"
+    };
+}
+
+pub(super) use {job_columns, run_columns, ti_columns};
 
 tokio::task_local! {
     /// Whether this store's statements may be kept prepared by name on their connection
@@ -190,6 +197,7 @@ pub(super) fn ti_row(row: &PgRow) -> Result<TiRow> {
         retry_at: opt_time_col(row, "retry_at")?,
         pid: col(row, "pid")?,
         hostname: col(row, "hostname")?,
+        queued_by_job_id: col(row, "queued_by_job_id")?,
     })
 }
 
@@ -210,6 +218,18 @@ pub(super) fn pool_row(row: &PgRow) -> Result<PoolRow> {
         name: col(row, "name")?,
         slots: col(row, "slots")?,
         description: col(row, "description")?,
+    })
+}
+
+pub(super) fn job_row(row: &PgRow) -> Result<SchedulerJobRow> {
+    Ok(SchedulerJobRow {
+        id: col(row, "id")?,
+        hostname: col(row, "hostname")?,
+        pid: col(row, "pid")?,
+        state: col(row, "state")?,
+        start_date: time_col(row, "start_date")?,
+        latest_heartbeat: time_col(row, "latest_heartbeat")?,
+        end_date: opt_time_col(row, "end_date")?,
     })
 }
 

@@ -133,14 +133,17 @@ pub(super) async fn by_run_id(pool: &PgPool, dag_id: &str, run_id: &str) -> Resu
     row.as_ref().map(codec::run_row).transpose()
 }
 
-pub(super) async fn by_pk(pool: &PgPool, run_pk: i64) -> Result<Option<RunRow>> {
+pub(super) async fn by_pk<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    run_pk: i64,
+) -> Result<Option<RunRow>> {
     let row = codec::query(concat!(
         "SELECT ",
         run_columns!(),
         " FROM dag_run WHERE id = $1"
     ))
     .bind(run_pk)
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await?;
     row.as_ref().map(codec::run_row).transpose()
 }
@@ -252,6 +255,18 @@ pub(super) async fn set_state<'e>(
         return Err(StoreError::NotFound(format!("run {run_pk}")));
     }
     Ok(())
+}
+
+/// Lock the run's row until the transaction ends (`FOR UPDATE`); false when there is no such
+/// run. A transaction that changes a run's task instances and its row takes this lock first,
+/// so it locks in the same order as `scheduling::evaluate_run` (run, then instances) and the
+/// two cannot deadlock.
+pub(super) async fn lock(conn: &mut PgConnection, run_pk: i64) -> Result<bool> {
+    let found = codec::query("SELECT 1 FROM dag_run WHERE id = $1 FOR UPDATE")
+        .bind(run_pk)
+        .fetch_optional(conn)
+        .await?;
+    Ok(found.is_some())
 }
 
 /// Task instances and tries go with the run (`ON DELETE CASCADE`).

@@ -145,14 +145,17 @@ pub(super) async fn by_run_id(
     row.as_ref().map(codec::run_row).transpose()
 }
 
-pub(super) async fn by_pk(pool: &SqlitePool, run_pk: i64) -> Result<Option<RunRow>> {
+pub(super) async fn by_pk<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    run_pk: i64,
+) -> Result<Option<RunRow>> {
     let row = sqlx::query(concat!(
         "SELECT ",
         run_columns!(),
         " FROM dag_run WHERE id = ?1"
     ))
     .bind(run_pk)
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await?;
     row.as_ref().map(codec::run_row).transpose()
 }

@@ -18,14 +18,18 @@ use updraft_core::TaskState;
 use super::codec::{self, opt_ts, ti_columns, ts};
 use crate::{ActiveCounts, Result, StoreError, TiKey, TiRow, TiTransition, TryReport, TryRow};
 
-pub(super) async fn of_run(pool: &SqlitePool, run_pk: i64) -> Result<Vec<TiRow>> {
+/// Ordered by `task_id`.
+pub(super) async fn of_run<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    run_pk: i64,
+) -> Result<Vec<TiRow>> {
     let rows = sqlx::query(concat!(
         "SELECT ",
         ti_columns!(),
         " FROM task_instance WHERE run_pk = ?1 ORDER BY task_id"
     ))
     .bind(run_pk)
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await?;
     codec::all(&rows, codec::ti_row)
 }
@@ -55,13 +59,24 @@ pub(super) async fn apply_transitions(
     now: DateTime<Utc>,
 ) -> Result<usize> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let applied = apply_transitions_in(&mut tx, run_pk, transitions, now).await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// [`apply_transitions`] inside the caller's transaction; returns how many applied.
+pub(super) async fn apply_transitions_in(
+    conn: &mut SqliteConnection,
+    run_pk: i64,
+    transitions: &[TiTransition],
+    now: DateTime<Utc>,
+) -> Result<usize> {
     let mut applied = 0;
     for t in transitions {
-        if apply_one(&mut tx, run_pk, t, now).await? {
+        if apply_one(conn, run_pk, t, now).await? {
             applied += 1;
         }
     }
-    tx.commit().await?;
     Ok(applied)
 }
 
@@ -133,8 +148,10 @@ pub(super) const ACTIVE_COUNTS: &str = "
     FROM task_instance WHERE state IN ('queued', 'running')
     GROUP BY pool, dag_id";
 
-pub(super) async fn active_counts(pool: &SqlitePool) -> Result<ActiveCounts> {
-    let rows = sqlx::query(ACTIVE_COUNTS).fetch_all(pool).await?;
+pub(super) async fn active_counts<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+) -> Result<ActiveCounts> {
+    let rows = sqlx::query(ACTIVE_COUNTS).fetch_all(executor).await?;
     let mut counts = ActiveCounts::default();
     for row in &rows {
         let tis: i64 = codec::col(row, "tis")?;
@@ -149,32 +166,19 @@ pub(super) async fn active_counts(pool: &SqlitePool) -> Result<ActiveCounts> {
     Ok(counts)
 }
 
-/// One transaction: each still-`scheduled` key becomes `queued` with a new try.
-pub(super) async fn queue(
-    pool: &SqlitePool,
-    keys: &[TiKey],
-    now: DateTime<Utc>,
-) -> Result<Vec<TiRow>> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut queued = Vec::with_capacity(keys.len());
-    for key in keys {
-        if let Some(row) = queue_one(&mut tx, key, now).await? {
-            queued.push(row);
-        }
-    }
-    tx.commit().await?;
-    Ok(queued)
-}
-
-async fn queue_one(
+/// `scheduled` → `queued` with a new try owned by job `owner`; `None` when the instance is
+/// not `scheduled` (or unknown). The caller checks the limits (see `scheduling::queue`).
+pub(super) async fn queue_one(
     conn: &mut SqliteConnection,
     key: &TiKey,
+    owner: i64,
     now: DateTime<Utc>,
 ) -> Result<Option<TiRow>> {
     let row = sqlx::query(concat!(
         "UPDATE task_instance SET
              state = 'queued', try_number = try_number + 1, queued_at = ?1,
-             start_date = NULL, end_date = NULL, retry_at = NULL, pid = NULL, hostname = NULL
+             start_date = NULL, end_date = NULL, retry_at = NULL, pid = NULL, hostname = NULL,
+             queued_by_job_id = ?4
          WHERE run_pk = ?2 AND task_id = ?3 AND state = 'scheduled'
          RETURNING ",
         ti_columns!()
@@ -182,6 +186,7 @@ async fn queue_one(
     .bind(ts(now))
     .bind(key.run_pk)
     .bind(&key.task_id)
+    .bind(owner)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -421,7 +426,7 @@ async fn clear_one(
         "UPDATE task_instance SET
              state = 'none', max_tries = try_number + tries_budget,
              queued_at = NULL, start_date = NULL, end_date = NULL, retry_at = NULL,
-             pid = NULL, hostname = NULL
+             pid = NULL, hostname = NULL, queued_by_job_id = NULL
          WHERE run_pk = ?1 AND task_id = ?2",
     )
     .bind(run_pk)
@@ -457,14 +462,20 @@ pub(super) async fn tries(pool: &SqlitePool, key: &TiKey) -> Result<Vec<TryRow>>
     codec::all(&rows, codec::try_row)
 }
 
+/// Live instances whose owning scheduler job is not `running` (or unknown, or unset).
+pub(super) const ORPHANED: &str = concat!(
+    "SELECT ",
+    ti_columns!(),
+    " FROM task_instance
+     WHERE state IN ('queued', 'running')
+       AND (queued_by_job_id IS NULL
+            OR NOT EXISTS (SELECT 1 FROM scheduler_job j
+                           WHERE j.id = queued_by_job_id AND j.state = 'running'))
+     ORDER BY run_pk, task_id"
+);
+
 pub(super) async fn orphaned(pool: &SqlitePool) -> Result<Vec<TiRow>> {
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        ti_columns!(),
-        " FROM task_instance WHERE state IN ('queued', 'running') ORDER BY run_pk, task_id"
-    ))
-    .fetch_all(pool)
-    .await?;
+    let rows = sqlx::query(ORPHANED).fetch_all(pool).await?;
     codec::all(&rows, codec::ti_row)
 }
 

@@ -15,16 +15,25 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use updraft_core::{RunState, RunType, TaskState};
 use updraft_dag::{Dag, ImportError, Schedule};
 use updraft_store::{
-    LoadedDagRecord, NewRun, NewTi, PoolRow, RunFilter, RunRow, Store, StoreError, TiKey,
-    TiTransition, TryReport,
+    Evaluated, LoadedDagRecord, NewRun, NewTi, PoolRow, QueueLimits, RunDecision, RunFilter,
+    RunRow, Store, StoreError, TiKey, TiRow, TiTransition, TryReport,
 };
 
 /// Generates one `#[tokio::test]` per contract scenario, each on a fresh store from `$fresh`
 /// (an async fn returning `(Box<dyn Store>, G)`; `G` is kept alive for the test).
+///
+/// `contract_tests!(@transaction_pooled $fresh)` generates every scenario but
+/// `migrate_is_idempotent_and_seeds_default_pool`, for a store behind a transaction-pooling
+/// PgBouncer: sqlx's migrator holds a session-level advisory lock from one statement to a
+/// later one (and prepares its statements by name), which a transaction pooler may run on
+/// different server connections, so such a store is migrated over a direct connection.
 macro_rules! contract_tests {
     ($fresh:path) => {
+        contract_tests!(@each $fresh; migrate_is_idempotent_and_seeds_default_pool);
+        contract_tests!(@transaction_pooled $fresh);
+    };
+    (@transaction_pooled $fresh:path) => {
         contract_tests!(@each $fresh;
-            migrate_is_idempotent_and_seeds_default_pool,
             new_dags_follow_paused_by_default,
             is_paused_upon_creation_overrides_default,
             existing_dag_keeps_paused_flag_and_tracks_latest_version,
@@ -52,10 +61,15 @@ macro_rules! contract_tests {
             clear_abandons_live_try,
             clear_of_unknown_tasks_leaves_run_alone,
             active_counts_sum_queued_and_running,
-            orphaned_task_instances_are_queued_or_running,
+            orphaned_task_instances_belong_to_jobs_not_alive,
             previous_run_states_finds_the_run_just_before,
             pools_crud,
             timestamps_keep_microseconds,
+            // several schedulers on one database
+            queue_respects_pool_slots_and_max_active_tasks,
+            start_runs_respects_max_active_runs_and_starts_only_queued_runs,
+            evaluate_run_records_the_decision_of_a_running_run,
+            scheduler_jobs_heartbeat_and_silent_ones_are_reaped,
             // web UI reads
             recent_runs_are_bounded_per_dag_and_newest_first,
             latest_scheduled_runs_skip_manual_runs,
@@ -74,10 +88,23 @@ macro_rules! contract_tests {
             api_create_pool_conflicts_and_pool_usage_counts_slots,
             api_notes_set_replace_remove_and_go_with_the_run,
         );
+        // Housekeeping (`db clean`).
+        contract_tests!(@each $fresh;
+            clean_deletes_old_finished_runs_with_their_instances_tries_and_notes,
+            clean_dry_run_counts_and_changes_nothing,
+            clean_keeps_versions_pinned_by_remaining_runs_or_current,
+            clean_removes_scheduler_jobs_that_ended_before,
+        );
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_finishers() {
             let (store, _guard) = $fresh().await;
             crate::contract::concurrent_finishers(std::sync::Arc::from(store)).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_queues_never_overflow_a_pool() {
+            let (store, _guard) = $fresh().await;
+            let store: std::sync::Arc<dyn updraft_store::Store> = std::sync::Arc::from(store);
+            crate::contract::concurrent_queues_never_overflow_a_pool(store.clone(), store).await;
         }
     };
     (@each $fresh:path; $($name:ident),* $(,)?) => {
@@ -192,7 +219,7 @@ fn to(task_id: &str, expected: TaskState, new: TaskState) -> TiTransition {
 }
 
 /// A synced DAG `d` and one running run `r1` with the given instances.
-async fn running_run(store: &dyn Store, tis: &[NewTi]) -> RunRow {
+pub async fn running_run(store: &dyn Store, tis: &[NewTi]) -> RunRow {
     let d = dag("d");
     sync(store, &[&d], false).await;
     let run = store
@@ -204,6 +231,46 @@ async fn running_run(store: &dyn Store, tis: &[NewTi]) -> RunRow {
         .await
         .unwrap();
     run
+}
+
+/// The scheduler job the scenarios queue as: the newest job if it is `running`, else a new one.
+pub async fn job(store: &dyn Store) -> i64 {
+    match store.schedulers(1).await.unwrap().first() {
+        Some(newest) if newest.state == "running" => newest.id,
+        _ => store
+            .register_scheduler("contract-host", 4242, t(0))
+            .await
+            .unwrap(),
+    }
+}
+
+/// [`Store::queue`] as scheduler job `owner`, without DAG limits.
+pub async fn queue_as(
+    store: &dyn Store,
+    owner: i64,
+    keys: &[TiKey],
+    now: DateTime<Utc>,
+) -> Vec<TiRow> {
+    store
+        .queue(keys, owner, &QueueLimits::default(), now)
+        .await
+        .unwrap()
+}
+
+/// [`Store::queue`] as [`job`], without DAG limits.
+pub async fn queue(store: &dyn Store, keys: &[TiKey], now: DateTime<Utc>) -> Vec<TiRow> {
+    let owner = job(store).await;
+    queue_as(store, owner, keys, now).await
+}
+
+/// Move instances of `run` from `none` to `scheduled`.
+async fn schedule(store: &dyn Store, run: &RunRow, task_ids: &[&str], now: DateTime<Utc>) {
+    let sched: Vec<_> = task_ids
+        .iter()
+        .map(|id| to(id, TaskState::None, TaskState::Scheduled))
+        .collect();
+    let applied = store.apply_transitions(run.id, &sched, now).await.unwrap();
+    assert_eq!(applied, task_ids.len());
 }
 
 /// none → scheduled → queued (new try) → running; returns the try number.
@@ -224,7 +291,7 @@ async fn start_try(store: &dyn Store, run: &RunRow, task_id: &str, now: DateTime
             "{task_id} should become scheduled from {expected}"
         );
     }
-    let queued = store.queue(&[key(run, task_id)], now).await.unwrap();
+    let queued = queue(store, &[key(run, task_id)], now).await;
     assert_eq!(queued.len(), 1);
     let try_number = queued[0].try_number;
     assert!(
@@ -798,10 +865,12 @@ pub async fn queue_starts_a_try_only_for_scheduled_instances(store: &dyn Store) 
         )
         .await
         .unwrap();
-    let queued = store
-        .queue(&[key(&run, "a"), key(&run, "b"), key(&run, "ghost")], t(3))
-        .await
-        .unwrap();
+    let queued = queue(
+        store,
+        &[key(&run, "a"), key(&run, "b"), key(&run, "ghost")],
+        t(3),
+    )
+    .await;
     assert_eq!(queued.len(), 1, "b was not scheduled");
     let a = &queued[0];
     assert_eq!(
@@ -809,6 +878,11 @@ pub async fn queue_starts_a_try_only_for_scheduled_instances(store: &dyn Store) 
         ("a", TaskState::Queued, 1)
     );
     assert_eq!(a.queued_at, Some(t(3)));
+    assert_eq!(
+        a.queued_by_job_id,
+        Some(job(store).await),
+        "owned by the queueing job"
+    );
     assert_eq!(
         store.task_instance(&key(&run, "a")).await.unwrap().as_ref(),
         Some(a)
@@ -822,14 +896,8 @@ pub async fn queue_starts_a_try_only_for_scheduled_instances(store: &dyn Store) 
         (1, TaskState::Queued)
     );
 
-    assert!(
-        store
-            .queue(&[key(&run, "a")], t(4))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(store.queue(&[], t(4)).await.unwrap().is_empty());
+    assert!(queue(store, &[key(&run, "a")], t(4)).await.is_empty());
+    assert!(queue(store, &[], t(4)).await.is_empty());
 }
 
 pub async fn mark_running_is_conditional_on_queued_and_try(store: &dyn Store) {
@@ -847,7 +915,7 @@ pub async fn mark_running_is_conditional_on_queued_and_try(store: &dyn Store) {
         )
         .await
         .unwrap();
-    store.queue(std::slice::from_ref(&k), t(2)).await.unwrap();
+    queue(store, std::slice::from_ref(&k), t(2)).await;
 
     assert!(
         !store.mark_running(&k, 2, Some(1), "h", t(3)).await.unwrap(),
@@ -929,11 +997,7 @@ pub async fn finish_try_records_history_and_refuses_stale_tries(store: &dyn Stor
         )
         .await
         .unwrap();
-    let q = store
-        .queue(&[key(&run, "q")], t(5))
-        .await
-        .unwrap()
-        .remove(0);
+    let q = queue(store, &[key(&run, "q")], t(5)).await.remove(0);
     assert!(
         store
             .finish_try(&key(&run, "q"), q.try_number, TaskState::Failed, None, t(6))
@@ -959,10 +1023,7 @@ pub async fn try_reports_apply_in_order_in_one_batch(store: &dyn Store) {
             .await
             .unwrap();
     }
-    let queued = store
-        .queue(&[key(&run, "a"), key(&run, "b")], t(2))
-        .await
-        .unwrap();
+    let queued = queue(store, &[key(&run, "a"), key(&run, "b")], t(2)).await;
     assert_eq!(queued.len(), 2);
     let reports = [
         TryReport::Started {
@@ -1149,6 +1210,17 @@ pub async fn clear_resets_instances_and_requeues_run(store: &dyn Store) {
         .set_run_state(run.id, RunState::Failed, t(6))
         .await
         .unwrap();
+    let owner = job(store).await;
+    assert_eq!(
+        store
+            .task_instance(&ka)
+            .await
+            .unwrap()
+            .unwrap()
+            .queued_by_job_id,
+        Some(owner),
+        "a finished try keeps who ran it"
+    );
 
     let cleared = store
         .clear(run.id, &["a".to_string(), "ghost".to_string()], t(7))
@@ -1167,6 +1239,7 @@ pub async fn clear_resets_instances_and_requeues_run(store: &dyn Store) {
         (a.queued_at, a.start_date, a.end_date, a.retry_at, a.pid),
         (None, None, None, None, None)
     );
+    assert_eq!((a.hostname, a.queued_by_job_id), (None, None));
     assert_eq!(store.tries(&ka).await.unwrap().len(), 2, "history kept");
     assert_eq!(
         ti_state(store, &run, "b").await,
@@ -1244,6 +1317,14 @@ pub async fn clear_of_unknown_tasks_leaves_run_alone(store: &dyn Store) {
 
 pub async fn active_counts_sum_queued_and_running(store: &dyn Store) {
     assert_eq!(store.active_counts().await.unwrap().total, 0);
+    store
+        .upsert_pool(&PoolRow {
+            name: "big".into(),
+            slots: 10,
+            description: String::new(),
+        })
+        .await
+        .unwrap();
     let (d, e) = (dag("d"), dag("e"));
     sync(store, &[&d, &e], false).await;
     let big = |id: &str| NewTi {
@@ -1275,7 +1356,7 @@ pub async fn active_counts_sum_queued_and_running(store: &dyn Store) {
         .map(|id| to(id, TaskState::None, TaskState::Scheduled))
         .collect();
     store.apply_transitions(rd.id, &sched, t(1)).await.unwrap();
-    store.queue(&[key(&rd, "q")], t(1)).await.unwrap();
+    queue(store, &[key(&rd, "q")], t(1)).await;
     start_try(store, &rd, "r", t(1)).await;
     let n = start_try(store, &rd, "done", t(1)).await;
     store
@@ -1296,35 +1377,69 @@ pub async fn active_counts_sum_queued_and_running(store: &dyn Store) {
     );
 }
 
-pub async fn orphaned_task_instances_are_queued_or_running(store: &dyn Store) {
-    let run = running_run(store, &[ti("q", 1), ti("r", 1), ti("s", 1), ti("f", 1)]).await;
-    let sched: Vec<_> = ["q", "r", "s", "f"]
-        .iter()
-        .map(|id| to(id, TaskState::None, TaskState::Scheduled))
-        .collect();
-    store.apply_transitions(run.id, &sched, t(1)).await.unwrap();
-    store.queue(&[key(&run, "q")], t(1)).await.unwrap();
-    start_try(store, &run, "r", t(1)).await;
-    let n = start_try(store, &run, "f", t(1)).await;
-    store
-        .finish_try(&key(&run, "f"), n, TaskState::Failed, None, t(2))
-        .await
-        .unwrap();
-    let mut ids: Vec<_> = store
+pub async fn orphaned_task_instances_belong_to_jobs_not_alive(store: &dyn Store) {
+    let names = ["aq", "ar", "bq", "br", "bf", "gq", "n"];
+    let tis: Vec<NewTi> = names.iter().map(|n| ti(n, 1)).collect();
+    let run = running_run(store, &tis).await;
+    schedule(store, &run, &names, t(1)).await;
+    let a = store.register_scheduler("host-a", 1, t(1)).await.unwrap();
+    let b = store.register_scheduler("host-b", 2, t(1)).await.unwrap();
+    // a: aq queued, ar running. b: bq queued, br running, bf failed. A job that never
+    // existed: gq queued. n never queued.
+    queue_as(store, a, &[key(&run, "aq"), key(&run, "ar")], t(2)).await;
+    queue_as(
+        store,
+        b,
+        &[key(&run, "bq"), key(&run, "br"), key(&run, "bf")],
+        t(2),
+    )
+    .await;
+    queue_as(store, 999_999, &[key(&run, "gq")], t(2)).await;
+    for id in ["ar", "br", "bf"] {
+        assert!(
+            store
+                .mark_running(&key(&run, id), 1, Some(7), "h", t(2))
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        store
+            .finish_try(&key(&run, "bf"), 1, TaskState::Failed, None, t(3))
+            .await
+            .unwrap()
+    );
+    assert_eq!(orphan_ids(store).await, ["gq"], "both jobs are alive");
+
+    // b falls silent and is declared dead: its live instances are orphans, by task id.
+    assert_eq!(store.reap_schedulers(t(5), a, t(6)).await.unwrap(), [b]);
+    assert_eq!(orphan_ids(store).await, ["bq", "br", "gq"]);
+
+    // a stops cleanly: its live instances are orphans too.
+    store.stop_scheduler(a, t(7)).await.unwrap();
+    assert_eq!(orphan_ids(store).await, ["aq", "ar", "bq", "br", "gq"]);
+    let states: Vec<(String, TaskState, Option<i64>)> = store
         .orphaned_task_instances()
         .await
         .unwrap()
         .into_iter()
-        .map(|ti| (ti.task_id, ti.state))
+        .map(|ti| (ti.task_id, ti.state, ti.queued_by_job_id))
         .collect();
-    ids.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(
-        ids,
-        [
-            ("q".into(), TaskState::Queued),
-            ("r".into(), TaskState::Running)
-        ]
-    );
+    assert_eq!(states[1], ("ar".into(), TaskState::Running, Some(a)));
+
+    // An instance that lost its owner by a clear is an orphan only while live; clearing
+    // leaves it `none`.
+    store
+        .clear(run.id, &["aq".to_string()], t(8))
+        .await
+        .unwrap();
+    assert_eq!(orphan_ids(store).await, ["ar", "bq", "br", "gq"]);
+}
+
+/// Task ids of [`Store::orphaned_task_instances`], in the order returned.
+async fn orphan_ids(store: &dyn Store) -> Vec<String> {
+    let rows = store.orphaned_task_instances().await.unwrap();
+    rows.into_iter().map(|ti| ti.task_id).collect()
 }
 
 pub async fn previous_run_states_finds_the_run_just_before(store: &dyn Store) {
@@ -1421,10 +1536,360 @@ pub async fn timestamps_keep_microseconds(store: &dyn Store) {
         )
         .await
         .unwrap();
-    let queued = store.queue(&[key(&run, "a")], precise).await.unwrap();
+    let queued = queue(store, &[key(&run, "a")], precise).await;
     assert_eq!(queued[0].queued_at, Some(micros));
     let stored = store.task_instance(&key(&run, "a")).await.unwrap().unwrap();
     assert_eq!(stored.queued_at, Some(micros));
+}
+
+// ---- several schedulers on one database --------------------------------------------------
+
+fn in_pool(task_id: &str, pool: &str, pool_slots: u32) -> NewTi {
+    NewTi {
+        pool: pool.to_string(),
+        pool_slots,
+        ..ti(task_id, 1)
+    }
+}
+
+fn limits(max_active_tasks: &[(&str, i64)]) -> QueueLimits {
+    QueueLimits {
+        max_active_tasks: max_active_tasks
+            .iter()
+            .map(|(dag_id, max)| (dag_id.to_string(), *max))
+            .collect(),
+    }
+}
+
+fn ids(rows: &[TiRow]) -> Vec<&str> {
+    rows.iter().map(|r| r.task_id.as_str()).collect()
+}
+
+pub async fn queue_respects_pool_slots_and_max_active_tasks(store: &dyn Store) {
+    store
+        .upsert_pool(&PoolRow {
+            name: "p".into(),
+            slots: 3,
+            description: String::new(),
+        })
+        .await
+        .unwrap();
+    let (d, e) = (dag("d"), dag("e"));
+    sync(store, &[&d, &e], false).await;
+    let rd = store
+        .create_run(
+            &new_run(&d, "r", RunType::Manual, 0),
+            &[
+                in_pool("a", "p", 2),
+                in_pool("b", "p", 2),
+                in_pool("c", "p", 1),
+                in_pool("g", "ghost", 1),
+                ti("x", 1),
+            ],
+            t(0),
+        )
+        .await
+        .unwrap();
+    let re = store
+        .create_run(
+            &new_run(&e, "r", RunType::Manual, 0),
+            &[ti("e0", 1), ti("e1", 1), ti("e2", 1), ti("e3", 1)],
+            t(0),
+        )
+        .await
+        .unwrap();
+    for run in [&rd, &re] {
+        store
+            .set_run_state(run.id, RunState::Running, t(0))
+            .await
+            .unwrap();
+    }
+    schedule(store, &rd, &["a", "b", "c", "g"], t(1)).await;
+    schedule(store, &re, &["e0", "e1", "e2", "e3"], t(1)).await;
+    let owner = store.register_scheduler("host", 1, t(0)).await.unwrap();
+
+    // a takes 2 of p's 3 slots, b (2) would overflow, c (1) fits; g's pool does not exist;
+    // x is not scheduled.
+    let keys: Vec<TiKey> = ["a", "b", "c", "g", "x"]
+        .iter()
+        .map(|id| key(&rd, id))
+        .collect();
+    let queued = store
+        .queue(&keys, owner, &limits(&[("e", 1)]), t(2))
+        .await
+        .unwrap();
+    assert_eq!(ids(&queued), ["a", "c"]);
+    assert!(queued.iter().all(|r| r.queued_by_job_id == Some(owner)
+        && r.state == TaskState::Queued
+        && r.try_number == 1));
+    for (id, state) in [
+        ("b", TaskState::Scheduled),
+        ("g", TaskState::Scheduled),
+        ("x", TaskState::None),
+    ] {
+        assert_eq!(ti_state(store, &rd, id).await, state, "{id}");
+    }
+    // Running instances hold their slots too: with a running, p is still full.
+    assert!(
+        store
+            .mark_running(&key(&rd, "a"), 1, None, "h", t(3))
+            .await
+            .unwrap()
+    );
+    assert!(
+        queue_as(store, owner, &[key(&rd, "b")], t(3))
+            .await
+            .is_empty()
+    );
+    // Freed slots are taken again.
+    store
+        .finish_try(&key(&rd, "a"), 1, TaskState::Success, None, t(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&queue_as(store, owner, &[key(&rd, "b")], t(4)).await),
+        ["b"]
+    );
+
+    // e may have 2 active instances: e0 runs, so only e1 of e1..e3 is queued. The limit of
+    // another DAG does not apply to e.
+    assert_eq!(
+        ids(&queue_as(store, owner, &[key(&re, "e0")], t(5)).await),
+        ["e0"]
+    );
+    store
+        .mark_running(&key(&re, "e0"), 1, None, "h", t(5))
+        .await
+        .unwrap();
+    let keys: Vec<TiKey> = ["e1", "e2", "e3"].iter().map(|id| key(&re, id)).collect();
+    let queued = store
+        .queue(&keys, owner, &limits(&[("e", 2), ("d", 0)]), t(6))
+        .await
+        .unwrap();
+    assert_eq!(ids(&queued), ["e1"]);
+    // Without a limit for e, the rest go (the default pool has room).
+    assert_eq!(
+        ids(&queue_as(store, owner, &keys, t(7)).await),
+        ["e2", "e3"]
+    );
+}
+
+pub async fn start_runs_respects_max_active_runs_and_starts_only_queued_runs(store: &dyn Store) {
+    let (d, e) = (dag("d"), dag("e"));
+    sync(store, &[&d, &e], false).await;
+    let mut runs = vec![];
+    for (hour, run_id) in ["running", "done", "q1", "q2", "q3"].iter().enumerate() {
+        let run = store
+            .create_run(
+                &new_run(&d, run_id, RunType::Manual, hour as i64),
+                &[],
+                t(0),
+            )
+            .await
+            .unwrap();
+        runs.push(run);
+    }
+    let [running, done, q1, q2, q3] = &runs[..] else {
+        unreachable!()
+    };
+    let other = store
+        .create_run(&new_run(&e, "q", RunType::Manual, 0), &[], t(0))
+        .await
+        .unwrap();
+    store
+        .set_run_state(running.id, RunState::Running, t(1))
+        .await
+        .unwrap();
+    store
+        .set_run_state(done.id, RunState::Success, t(1))
+        .await
+        .unwrap();
+
+    // d may run 2: `running` holds one, q1 takes the other; `done` is not queued; e counts
+    // on its own.
+    let started = store
+        .start_runs(
+            &[
+                (done.id, 2),
+                (q1.id, 2),
+                (q2.id, 2),
+                (other.id, 1),
+                (q3.id, 2),
+                (4242, 2),
+            ],
+            t(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(started, [q1.id, other.id]);
+    let r = store.run_by_pk(q1.id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.state, r.start_date, r.end_date),
+        (RunState::Running, Some(t(2)), None)
+    );
+    for (run, state) in [
+        (done, RunState::Success),
+        (q2, RunState::Queued),
+        (q3, RunState::Queued),
+    ] {
+        let r = store.run_by_pk(run.id).await.unwrap().unwrap();
+        assert_eq!(r.state, state, "{}", r.run_id);
+    }
+    assert_eq!(
+        store.run_by_pk(done.id).await.unwrap().unwrap().end_date,
+        Some(t(1)),
+        "a run that was not started keeps its dates"
+    );
+
+    // A higher limit starts one more; a run listed twice starts once.
+    let started = store
+        .start_runs(&[(q2.id, 3), (q2.id, 3), (q3.id, 3)], t(3))
+        .await
+        .unwrap();
+    assert_eq!(started, [q2.id]);
+    assert!(store.start_runs(&[], t(3)).await.unwrap().is_empty());
+}
+
+pub async fn evaluate_run_records_the_decision_of_a_running_run(store: &dyn Store) {
+    let run = running_run(store, &[ti("b", 1), ti("a", 1), ti("c", 1)]).await;
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let run_pk = run.id;
+    let decide = |r: &RunRow, tis: &[TiRow]| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(r.id, run_pk);
+        assert_eq!(r.state, RunState::Running);
+        assert_eq!(ids(tis), ["a", "b", "c"], "ordered by task_id");
+        RunDecision {
+            transitions: vec![
+                to("a", TaskState::None, TaskState::Scheduled),
+                to("b", TaskState::Success, TaskState::Failed),
+                to("c", TaskState::None, TaskState::Skipped),
+            ],
+            run_state: None,
+        }
+    };
+    let outcome = store.evaluate_run(run.id, &decide, t(2)).await.unwrap();
+    let Evaluated::Applied { decision, applied } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(applied, 2, "b was not in the expected state");
+    assert_eq!(decision.transitions.len(), 3);
+    assert_eq!(decision.run_state, None);
+    assert_eq!(ti_state(store, &run, "a").await, TaskState::Scheduled);
+    assert_eq!(ti_state(store, &run, "b").await, TaskState::None);
+    let c = store.task_instance(&key(&run, "c")).await.unwrap().unwrap();
+    assert_eq!((c.state, c.end_date), (TaskState::Skipped, Some(t(2))));
+    assert_eq!(
+        store.run_by_pk(run.id).await.unwrap().unwrap().state,
+        RunState::Running
+    );
+
+    // The run finishes, with dates as set_run_state sets them.
+    let finish = |_: &RunRow, _: &[TiRow]| RunDecision {
+        transitions: vec![to("b", TaskState::None, TaskState::Skipped)],
+        run_state: Some(RunState::Failed),
+    };
+    let outcome = store.evaluate_run(run.id, &finish, t(3)).await.unwrap();
+    assert_eq!(
+        outcome,
+        Evaluated::Applied {
+            decision: finish(&run, &[]),
+            applied: 1
+        }
+    );
+    let r = store.run_by_pk(run.id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.state, r.start_date, r.end_date),
+        (RunState::Failed, Some(t(1)), Some(t(3)))
+    );
+
+    // Finished, queued and unknown runs are not evaluated.
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        store.evaluate_run(run.id, &decide, t(4)).await.unwrap(),
+        Evaluated::NotRunning
+    );
+    store
+        .set_run_state(run.id, RunState::Queued, t(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.evaluate_run(run.id, &decide, t(4)).await.unwrap(),
+        Evaluated::NotRunning
+    );
+    assert_eq!(
+        store
+            .evaluate_run(run.id + 1000, &decide, t(4))
+            .await
+            .unwrap(),
+        Evaluated::NotRunning
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(ti_state(store, &run, "a").await, TaskState::Scheduled);
+}
+
+pub async fn scheduler_jobs_heartbeat_and_silent_ones_are_reaped(store: &dyn Store) {
+    assert!(store.schedulers(10).await.unwrap().is_empty());
+    let j1 = store.register_scheduler("host-1", 101, t(0)).await.unwrap();
+    let j2 = store.register_scheduler("host-2", 102, t(0)).await.unwrap();
+    let me = store.register_scheduler("host-3", 103, t(0)).await.unwrap();
+    assert!(j1 < j2 && j2 < me, "ids grow");
+
+    let jobs = store.schedulers(10).await.unwrap();
+    assert_eq!(
+        jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [me, j2, j1],
+        "newest first"
+    );
+    let first = &jobs[2];
+    assert_eq!(
+        (first.hostname.as_str(), first.pid, first.state.as_str()),
+        ("host-1", 101, "running")
+    );
+    assert_eq!(
+        (first.start_date, first.latest_heartbeat, first.end_date),
+        (t(0), t(0), None)
+    );
+
+    assert!(store.heartbeat(j2, t(5)).await.unwrap());
+    // j1 is silent since t(0); `me` too, but it is the reaper.
+    assert_eq!(store.reap_schedulers(t(3), me, t(6)).await.unwrap(), [j1]);
+    assert!(
+        !store.heartbeat(j1, t(7)).await.unwrap(),
+        "a reaped job's heartbeat no longer applies"
+    );
+    assert!(store.heartbeat(me, t(7)).await.unwrap());
+    let jobs = store.schedulers(10).await.unwrap();
+    let dead = jobs.iter().find(|j| j.id == j1).unwrap();
+    assert_eq!(
+        (dead.state.as_str(), dead.latest_heartbeat, dead.end_date),
+        ("dead", t(0), Some(t(6)))
+    );
+    let alive = jobs.iter().find(|j| j.id == j2).unwrap();
+    assert_eq!(
+        (alive.state.as_str(), alive.latest_heartbeat),
+        ("running", t(5))
+    );
+
+    // A clean stop; a stopped job is not reaped, nor does it heartbeat.
+    store.stop_scheduler(j2, t(8)).await.unwrap();
+    assert!(!store.heartbeat(j2, t(9)).await.unwrap());
+    assert!(
+        store
+            .reap_schedulers(t(100), me, t(100))
+            .await
+            .unwrap()
+            .is_empty(),
+        "only `me` is running, and it is spared"
+    );
+    let jobs = store.schedulers(2).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!((jobs[0].id, jobs[0].state.as_str()), (me, "running"));
+    assert_eq!(
+        (jobs[1].id, jobs[1].state.as_str(), jobs[1].end_date),
+        (j2, "stopped", Some(t(8)))
+    );
+    assert!(!store.heartbeat(9_999, t(9)).await.unwrap(), "unknown job");
 }
 
 // ---- multi-store building blocks ----------------------------------------------------------
@@ -1443,7 +1908,7 @@ pub async fn concurrent_finishers(store: Arc<dyn Store>) {
         .collect();
     store.apply_transitions(run.id, &sched, t(1)).await.unwrap();
     let keys: Vec<TiKey> = names.iter().map(|n| key(&run, n)).collect();
-    assert_eq!(store.queue(&keys, t(1)).await.unwrap().len(), names.len());
+    assert_eq!(queue(store.as_ref(), &keys, t(1)).await.len(), names.len());
 
     let mut handles = vec![];
     for (worker, chunk) in keys.chunks(EACH).enumerate() {
@@ -1479,6 +1944,76 @@ pub async fn concurrent_finishers(store: Arc<dyn Store>) {
     }
     let all_runs = store.runs(&RunFilter::default()).await.unwrap();
     assert_eq!(all_runs.len(), 1 + WORKERS * EACH);
+}
+
+/// Two schedulers queue from the same candidates at once (one in order, the other in reverse,
+/// as schedulers with different views would), round after round: a pool never holds more
+/// than its slots, and no instance is queued twice. `store` and `other` are one database (the
+/// same store, or two stores as two processes would have).
+pub async fn concurrent_queues_never_overflow_a_pool(store: Arc<dyn Store>, other: Arc<dyn Store>) {
+    const SLOTS: usize = 5;
+    const TASKS: usize = 40;
+    store
+        .upsert_pool(&PoolRow {
+            name: "p".into(),
+            slots: SLOTS as i64,
+            description: String::new(),
+        })
+        .await
+        .unwrap();
+    let names: Vec<String> = (0..TASKS).map(|i| format!("t{i:02}")).collect();
+    let tis: Vec<NewTi> = names.iter().map(|n| in_pool(n, "p", 1)).collect();
+    let run = running_run(store.as_ref(), &tis).await;
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    schedule(store.as_ref(), &run, &all, t(1)).await;
+    let a = store.register_scheduler("a", 1, t(1)).await.unwrap();
+    let b = store.register_scheduler("b", 2, t(1)).await.unwrap();
+
+    let mut done = 0;
+    for round in 0..TASKS {
+        let candidates: Vec<TiKey> = store
+            .scheduled_task_instances()
+            .await
+            .unwrap()
+            .iter()
+            .map(|ti| key(&run, &ti.task_id))
+            .collect();
+        if candidates.is_empty() {
+            break;
+        }
+        let reversed: Vec<TiKey> = candidates.iter().rev().cloned().collect();
+        let (sa, sb) = (store.clone(), other.clone());
+        let now = t(2 + round as i64);
+        let ta =
+            tokio::spawn(
+                async move { sa.queue(&candidates, a, &QueueLimits::default(), now).await },
+            );
+        let tb =
+            tokio::spawn(async move { sb.queue(&reversed, b, &QueueLimits::default(), now).await });
+        let (qa, qb) = (ta.await.unwrap().unwrap(), tb.await.unwrap().unwrap());
+        let held = store.active_counts().await.unwrap().per_pool["p"];
+        assert!(held <= SLOTS as i64, "round {round}: {held} slots held");
+        assert_eq!(held as usize, qa.len() + qb.len(), "round {round}");
+        assert!(held > 0, "round {round}: the pool had room");
+        let mut queued: Vec<&str> = ids(&qa).into_iter().chain(ids(&qb)).collect();
+        queued.sort_unstable();
+        queued.dedup();
+        assert_eq!(queued.len(), qa.len() + qb.len(), "queued twice");
+        assert!(qa.iter().all(|r| r.queued_by_job_id == Some(a)));
+        assert!(qb.iter().all(|r| r.queued_by_job_id == Some(b)));
+        // Their tries end, freeing the slots for the next round.
+        for row in qa.iter().chain(&qb) {
+            let k = key(&run, &row.task_id);
+            assert!(
+                store
+                    .finish_try(&k, row.try_number, TaskState::Success, None, now)
+                    .await
+                    .unwrap()
+            );
+        }
+        done += qa.len() + qb.len();
+    }
+    assert_eq!(done, TASKS, "every instance ran once");
 }
 
 /// First half of the durability check: commit a representative state. Returns the run.
@@ -2236,7 +2771,7 @@ pub async fn api_create_pool_conflicts_and_pool_usage_counts_slots(store: &dyn S
         )
         .await
         .unwrap();
-    store.queue(&[key(&run, "b")], t(2)).await.unwrap();
+    queue(store, &[key(&run, "b")], t(2)).await;
     let usage = store.pool_usage().await.unwrap();
     assert_eq!(
         usage["gpu"],
@@ -2295,4 +2830,295 @@ pub async fn api_notes_set_replace_remove_and_go_with_the_run(store: &dyn Store)
     assert!(store.notes(&[]).await.unwrap().is_empty());
     store.delete_run(run.id).await.unwrap();
     assert!(store.notes(&[run.id]).await.unwrap().is_empty());
+}
+
+// ---- housekeeping (`db clean`) ------------------------------------------------------------
+
+/// The runs of [`clean_fixture`], all of DAG `d` (instances `a` and `b` each).
+pub struct CleanFixture {
+    /// Manual, finished at t(1), with a try of `a` and notes: old, goes.
+    pub old_manual: RunRow,
+    /// Scheduled (interval t(1)..t(2)), failed at t(3): old and not the latest, goes.
+    pub old_scheduled: RunRow,
+    /// Scheduled (interval t(2)..t(3)), finished at t(4): old but the latest scheduled, stays.
+    pub latest_scheduled: RunRow,
+    /// Manual, running since t(3): stays.
+    pub running: RunRow,
+    /// Manual, queued: stays.
+    pub queued: RunRow,
+    /// Manual, finished at t(20): recent, stays.
+    pub recent: RunRow,
+}
+
+/// Runs old and new, finished and not, for `clean(t(10), ..)`.
+pub async fn clean_fixture(store: &dyn Store) -> CleanFixture {
+    let d = dag("d");
+    sync(store, &[&d], false).await;
+    let tis = [ti("a", 1), ti("b", 1)];
+    let create = async |run_id: &str, run_type: RunType, hour: i64| {
+        store
+            .create_run(&new_run(&d, run_id, run_type, hour), &tis, t(hour))
+            .await
+            .unwrap()
+    };
+    let finish = async |run: &RunRow, state: RunState, start: i64, end: i64| {
+        store
+            .set_run_state(run.id, RunState::Running, t(start))
+            .await
+            .unwrap();
+        store.set_run_state(run.id, state, t(end)).await.unwrap();
+    };
+
+    let old_manual = create("old_manual", RunType::Manual, 0).await;
+    store
+        .set_run_state(old_manual.id, RunState::Running, t(0))
+        .await
+        .unwrap();
+    let try_number = start_try(store, &old_manual, "a", t(0)).await;
+    store
+        .finish_try(
+            &key(&old_manual, "a"),
+            try_number,
+            TaskState::Success,
+            None,
+            t(1),
+        )
+        .await
+        .unwrap();
+    store
+        .set_run_state(old_manual.id, RunState::Success, t(1))
+        .await
+        .unwrap();
+    store
+        .set_note(old_manual.id, None, Some("run note"))
+        .await
+        .unwrap();
+    store
+        .set_note(old_manual.id, Some("a"), Some("task note"))
+        .await
+        .unwrap();
+
+    let old_scheduled = create("old_scheduled", RunType::Scheduled, 1).await;
+    finish(&old_scheduled, RunState::Failed, 1, 3).await;
+    let latest_scheduled = create("latest_scheduled", RunType::Scheduled, 2).await;
+    finish(&latest_scheduled, RunState::Success, 2, 4).await;
+    let running = create("running", RunType::Manual, 3).await;
+    store
+        .set_run_state(running.id, RunState::Running, t(3))
+        .await
+        .unwrap();
+    let queued = create("queued", RunType::Manual, 4).await;
+    let recent = create("recent", RunType::Manual, 5).await;
+    finish(&recent, RunState::Success, 5, 20).await;
+
+    CleanFixture {
+        old_manual,
+        old_scheduled,
+        latest_scheduled,
+        running,
+        queued,
+        recent,
+    }
+}
+
+/// What `clean(t(10), ..)` deletes from [`clean_fixture`].
+fn clean_fixture_report() -> updraft_store::CleanReport {
+    updraft_store::CleanReport {
+        runs: 2,
+        task_instances: 4,
+        tries: 1,
+        run_changes: 0,
+        scheduler_jobs: 0,
+        dag_versions: 0,
+    }
+}
+
+async fn run_pks(store: &dyn Store) -> Vec<i64> {
+    let mut pks: Vec<i64> = store
+        .runs(&RunFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    pks.sort();
+    pks
+}
+
+pub async fn clean_deletes_old_finished_runs_with_their_instances_tries_and_notes(
+    store: &dyn Store,
+) {
+    let f = clean_fixture(store).await;
+    let report = store.clean(t(10), false).await.unwrap();
+    assert_eq!(report, clean_fixture_report());
+
+    for gone in [&f.old_manual, &f.old_scheduled] {
+        assert_eq!(store.run_by_pk(gone.id).await.unwrap(), None);
+        assert!(store.task_instances(gone.id).await.unwrap().is_empty());
+    }
+    assert!(
+        store
+            .tries(&key(&f.old_manual, "a"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.notes(&[f.old_manual.id]).await.unwrap().is_empty());
+
+    let mut kept = vec![
+        f.latest_scheduled.id,
+        f.running.id,
+        f.queued.id,
+        f.recent.id,
+    ];
+    kept.sort();
+    assert_eq!(run_pks(store).await, kept);
+    for run in [&f.latest_scheduled, &f.running, &f.queued, &f.recent] {
+        assert_eq!(store.task_instances(run.id).await.unwrap().len(), 2);
+    }
+    // The timetable continues from the latest scheduled run, however old.
+    assert_eq!(
+        store.latest_scheduled_run("d").await.unwrap().map(|r| r.id),
+        Some(f.latest_scheduled.id)
+    );
+
+    // The change log keeps the deletions for live views until the next clean; a later change
+    // of a remaining run makes them old.
+    let changed: Vec<i64> = store
+        .run_changes_since(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.run_pk)
+        .collect();
+    assert!(changed.contains(&f.old_manual.id) && changed.contains(&f.old_scheduled.id));
+    store
+        .set_run_state(f.queued.id, RunState::Running, t(11))
+        .await
+        .unwrap();
+    let again = store.clean(t(10), false).await.unwrap();
+    assert_eq!(
+        again,
+        updraft_store::CleanReport {
+            run_changes: 2,
+            ..Default::default()
+        }
+    );
+    let changed: Vec<i64> = store
+        .run_changes_since(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.run_pk)
+        .collect();
+    assert!(!changed.contains(&f.old_manual.id) && !changed.contains(&f.old_scheduled.id));
+    assert!(changed.contains(&f.queued.id));
+    assert_eq!(run_pks(store).await, kept);
+}
+
+pub async fn clean_dry_run_counts_and_changes_nothing(store: &dyn Store) {
+    let f = clean_fixture(store).await;
+    let pks = run_pks(store).await;
+    let latest_change = store.latest_run_change().await.unwrap();
+
+    let dry = store.clean(t(10), true).await.unwrap();
+    assert_eq!(dry, clean_fixture_report());
+    assert_eq!(run_pks(store).await, pks);
+    assert_eq!(
+        store.task_instances(f.old_manual.id).await.unwrap().len(),
+        2
+    );
+    assert_eq!(
+        store.tries(&key(&f.old_manual, "a")).await.unwrap().len(),
+        1
+    );
+    assert_eq!(store.notes(&[f.old_manual.id]).await.unwrap().len(), 2);
+    assert_eq!(store.latest_run_change().await.unwrap(), latest_change);
+    // Again: still nothing changed, same counts.
+    assert_eq!(store.clean(t(10), true).await.unwrap(), dry);
+
+    // The real clean deletes what the dry run counted.
+    assert_eq!(store.clean(t(10), false).await.unwrap(), dry);
+    assert_eq!(run_pks(store).await.len(), pks.len() - 2);
+}
+
+pub async fn clean_keeps_versions_pinned_by_remaining_runs_or_current(store: &dyn Store) {
+    let mut d = dag("d");
+    let v1 = sync_at(store, &[&d], false, t(0)).await.remove(0);
+    let finished = async |d: &Dag, run_id: &str, hour: i64, end: i64| {
+        let run = store
+            .create_run(
+                &new_run(d, run_id, RunType::Manual, hour),
+                &[ti("a", 1)],
+                t(hour),
+            )
+            .await
+            .unwrap();
+        store
+            .set_run_state(run.id, RunState::Running, t(hour))
+            .await
+            .unwrap();
+        store
+            .set_run_state(run.id, RunState::Success, t(end))
+            .await
+            .unwrap();
+        run
+    };
+    // v1: one old run (goes) and one recent run (stays, so v1 stays).
+    finished(&d, "v1_old", 0, 1).await;
+    let v1_recent = finished(&d, "v1_recent", 1, 20).await;
+    // v2: only an old run, which goes, and v2 with it.
+    d.description = Some("second".to_string());
+    let v2 = sync_at(store, &[&d], false, t(2)).await.remove(0);
+    finished(&d, "v2_old", 2, 3).await;
+    // v3: the DAG's current version, no runs: stays.
+    d.description = Some("third".to_string());
+    let v3 = sync_at(store, &[&d], false, t(4)).await.remove(0);
+    assert_eq!(store.dag_versions("d").await.unwrap().len(), 3);
+
+    let dry = store.clean(t(10), true).await.unwrap();
+    assert_eq!((dry.runs, dry.dag_versions), (2, 1));
+    assert_eq!(store.dag_versions("d").await.unwrap().len(), 3);
+
+    let report = store.clean(t(10), false).await.unwrap();
+    assert_eq!(report, dry);
+    let versions: Vec<String> = store
+        .dag_versions("d")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(versions, [v3.clone(), v1.clone()]);
+    assert!(!versions.contains(&v2));
+    assert_eq!(store.dag_source("d", &v2).await.unwrap(), None);
+    assert!(store.dag_version("d", &v1).await.unwrap().is_some());
+    assert_eq!(store.dag("d").await.unwrap().unwrap().version, v3);
+    assert_eq!(run_pks(store).await, [v1_recent.id]);
+}
+
+pub async fn clean_removes_scheduler_jobs_that_ended_before(store: &dyn Store) {
+    let stopped_old = store.register_scheduler("h", 1, t(0)).await.unwrap();
+    store.stop_scheduler(stopped_old, t(1)).await.unwrap();
+    let stopped_recent = store.register_scheduler("h", 2, t(0)).await.unwrap();
+    store.stop_scheduler(stopped_recent, t(20)).await.unwrap();
+    // Running, however old its heartbeat: stays.
+    let running = store.register_scheduler("h", 3, t(0)).await.unwrap();
+
+    let report = store.clean(t(10), true).await.unwrap();
+    assert_eq!(report.scheduler_jobs, 1);
+    assert_eq!(store.schedulers(10).await.unwrap().len(), 3);
+    assert_eq!(store.clean(t(10), false).await.unwrap(), report);
+    let mut left: Vec<i64> = store
+        .schedulers(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [stopped_recent.min(running), stopped_recent.max(running)]
+    );
 }

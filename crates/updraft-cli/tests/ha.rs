@@ -1,0 +1,310 @@
+//! Several schedulers on one PostgreSQL database, through the real binary: every try runs
+//! exactly once, a scheduler killed mid-run has its tries retried by the others, and a
+//! PostgreSQL restart mid-run is survived.
+//!
+//! Every task appends `<dag>/<run>/<task>/<try>` to one file; the tests compare that file with
+//! the task instances recorded in the database. Needs PostgreSQL: `UPDRAFT_TEST_POSTGRES_URL`
+//! (set by `scripts/test`) for the shared server, and PostgreSQL 15's `initdb`/`pg_ctl` for the
+//! restart test's own cluster. Without them the tests fail; they never skip.
+
+mod common;
+#[path = "common/pg.rs"]
+mod pg;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Home, SchedulerProcess, wait_until};
+use pg::{PgCluster, TestDatabase, WORKLOAD_TIMEOUT, with_store};
+use updraft_core::{RunState, TaskState};
+use updraft_store::{RunFilter, Store, TiRow};
+
+/// `dags` DAGs of `layers` × `width` tasks; each layer waits for the whole previous one. Each
+/// task sleeps `sleep` seconds, then appends its try to `ledger`. One `@once` run per DAG.
+fn write_workload(
+    home: &Home,
+    dags: usize,
+    layers: usize,
+    width: usize,
+    sleep: &str,
+    retries: u32,
+    ledger: &Path,
+) {
+    for d in 0..dags {
+        let mut yaml = format!(
+            "dag_id: ha_{d:02}\nschedule: \"@once\"\nstart_date: 2024-01-01\n\
+             default_args:\n  retries: {retries}\n  retry_delay: 0s\ntasks:\n"
+        );
+        for layer in 0..layers {
+            for i in 0..width {
+                yaml.push_str(&format!("  - task_id: l{layer}_t{i}\n"));
+                if layer > 0 {
+                    let upstream: Vec<String> =
+                        (0..width).map(|j| format!("l{}_t{j}", layer - 1)).collect();
+                    yaml.push_str(&format!("    upstream: [{}]\n", upstream.join(", ")));
+                }
+                yaml.push_str(&format!(
+                    "    bash: \"sleep {sleep}; echo '{{{{ ti.dag_id }}}}/{{{{ run_id }}}}/{{{{ ti.task_id }}}}/{{{{ ti.try_number }}}}' >> '{}'\"\n",
+                    ledger.display()
+                ));
+            }
+        }
+        home.write_dag(&format!("ha_{d:02}.yaml"), &yaml);
+    }
+}
+
+/// A home whose commands use `database_url`, with fast heartbeats.
+fn ha_home(database_url: &str, health_check_threshold: &str) -> Home {
+    Home::new()
+        .with_env("UPDRAFT__DATABASE__URL", database_url)
+        .with_env("UPDRAFT__DATABASE__ACQUIRE_TIMEOUT", "2s")
+        .with_env("UPDRAFT__SCHEDULER__HEARTBEAT_INTERVAL", "200ms")
+        .with_env(
+            "UPDRAFT__SCHEDULER__HEALTH_CHECK_THRESHOLD",
+            health_check_threshold,
+        )
+}
+
+/// The ledger's lines, counted.
+fn ledger_counts(ledger: &Path) -> BTreeMap<String, usize> {
+    let text = std::fs::read_to_string(ledger).unwrap_or_default();
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        *counts.entry(line.to_string()).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn ledger_lines(ledger: &Path) -> usize {
+    ledger_counts(ledger).values().sum()
+}
+
+/// Every run and task instance in the database, once all `expected_runs` runs are finished.
+fn wait_all_runs_finished(url: &str, expected_runs: usize) -> Vec<(String, RunState, Vec<TiRow>)> {
+    wait_until("every run to finish", WORKLOAD_TIMEOUT, || {
+        let runs = with_store(url, async |store: &dyn Store| {
+            store.runs(&RunFilter::default()).await.ok()
+        })?;
+        let done = runs.len() == expected_runs && runs.iter().all(|r| r.state.is_finished());
+        if !done {
+            return None;
+        }
+        Some(with_store(url, async |store: &dyn Store| {
+            let mut all = Vec::new();
+            for run in runs {
+                let tis = store.task_instances(run.id).await.expect("reading instances");
+                all.push((format!("{}/{}", run.dag_id, run.run_id), run.state, tis));
+            }
+            all
+        }))
+    })
+}
+
+/// Each recorded instance succeeded and its final try appears in the ledger exactly once; no
+/// line appears twice; every line names a recorded instance and a try it really had.
+fn assert_exactly_once(
+    runs: &[(String, RunState, Vec<TiRow>)],
+    ledger: &Path,
+    tasks_per_run: usize,
+) {
+    let counts = ledger_counts(ledger);
+    let twice: Vec<&String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(l, _)| l)
+        .collect();
+    assert!(twice.is_empty(), "tries that ran more than once: {twice:?}");
+    let mut expected_final = BTreeSet::new();
+    let mut allowed = BTreeSet::new();
+    for (run, state, tis) in runs {
+        assert_eq!(*state, RunState::Success, "run {run}");
+        assert_eq!(tis.len(), tasks_per_run, "run {run}");
+        for ti in tis {
+            assert_eq!(ti.state, TaskState::Success, "{run}/{}", ti.task_id);
+            expected_final.insert(format!("{run}/{}/{}", ti.task_id, ti.try_number));
+            for try_number in 1..=ti.try_number {
+                allowed.insert(format!("{run}/{}/{try_number}", ti.task_id));
+            }
+        }
+    }
+    let missing: Vec<&String> = expected_final
+        .iter()
+        .filter(|l| !counts.contains_key(*l))
+        .collect();
+    assert!(missing.is_empty(), "final tries missing from the ledger: {missing:?}");
+    let unknown: Vec<&String> = counts.keys().filter(|l| !allowed.contains(*l)).collect();
+    assert!(unknown.is_empty(), "ledger lines of no recorded try: {unknown:?}");
+}
+
+fn start_schedulers(home: &Home, n: usize) -> Vec<SchedulerProcess> {
+    (0..n).map(|_| home.start_scheduler()).collect()
+}
+
+#[test]
+fn three_schedulers_run_every_try_exactly_once() {
+    let db = TestDatabase::create();
+    let home = ha_home(&db.url, "30s");
+    let ledger = home.work().join("ledger");
+    write_workload(&home, 50, 4, 5, "0", 0, &ledger);
+    // All three start on an empty database at once: they migrate, load the same folder and
+    // race to create the same @once runs.
+    let _schedulers = start_schedulers(&home, 3);
+    let runs = wait_all_runs_finished(&db.url, 50);
+    assert_exactly_once(&runs, &ledger, 20);
+    assert_eq!(ledger_lines(&ledger), 1000, "one try per task");
+    // The work was shared: more than one scheduler queued tries.
+    let owners: BTreeSet<i64> = runs
+        .iter()
+        .flat_map(|(_, _, tis)| tis.iter().filter_map(|ti| ti.queued_by_job_id))
+        .collect();
+    assert!(owners.len() > 1, "one scheduler did everything: {owners:?}");
+}
+
+#[test]
+fn a_killed_schedulers_tries_are_retried_by_the_others() {
+    let db = TestDatabase::create();
+    let home = ha_home(&db.url, "2s");
+    let ledger = home.work().join("ledger");
+    write_workload(&home, 50, 4, 5, "0.4", 2, &ledger);
+    let mut schedulers = start_schedulers(&home, 3);
+    let victim_pid = schedulers[0].pid();
+
+    wait_until("half of the tries to run", WORKLOAD_TIMEOUT, || {
+        (ledger_lines(&ledger) >= 500).then_some(())
+    });
+    // The victim's job, and the instances it holds right now.
+    let (victim_job, held) = wait_until("the victim to hold running tries", WORKLOAD_TIMEOUT, || {
+        with_store(&db.url, async |store: &dyn Store| {
+            let job = store
+                .schedulers(16)
+                .await
+                .ok()?
+                .into_iter()
+                .find(|j| j.pid == i64::from(victim_pid) && j.state == "running")?;
+            let mut held = Vec::new();
+            for run in store.runs(&RunFilter::default()).await.ok()? {
+                for ti in store.task_instances(run.id).await.ok()? {
+                    if ti.queued_by_job_id == Some(job.id) && ti.state == TaskState::Running {
+                        held.push((run.id, ti.task_id, ti.try_number));
+                    }
+                }
+            }
+            (!held.is_empty()).then_some((job.id, held))
+        })
+    });
+    schedulers[0].kill();
+
+    let runs = wait_all_runs_finished(&db.url, 50);
+    assert_exactly_once(&runs, &ledger, 20);
+    let jobs = with_store(&db.url, async |store: &dyn Store| {
+        store.schedulers(16).await.unwrap()
+    });
+    let victim = jobs.iter().find(|j| j.id == victim_job).unwrap();
+    assert_eq!(victim.state, "dead", "the silent scheduler is declared dead");
+    // Each try the victim held when it died was failed and followed by another try.
+    let mut retried = 0;
+    for (run_pk, task_id, try_number) in &held {
+        let (_, _, tis) = runs
+            .iter()
+            .find(|(_, _, tis)| tis.first().is_some_and(|t| t.run_pk == *run_pk))
+            .unwrap();
+        let ti = tis.iter().find(|t| &t.task_id == task_id).unwrap();
+        // The try may have ended (and been recorded) just before the kill.
+        if ti.try_number > *try_number {
+            retried += 1;
+            assert_ne!(ti.queued_by_job_id, Some(victim_job), "{task_id}");
+            let tries = with_store(&db.url, async |store: &dyn Store| {
+                store.tries(&updraft_store::TiKey {
+                    run_pk: *run_pk,
+                    task_id: task_id.clone(),
+                })
+                .await
+                .unwrap()
+            });
+            let dead = tries.iter().find(|t| t.try_number == *try_number).unwrap();
+            assert!(
+                matches!(dead.state, TaskState::Failed | TaskState::UpForRetry),
+                "{task_id} try {try_number} ended {:?}",
+                dead.state
+            );
+        }
+    }
+    assert!(retried > 0, "none of the victim's tries {held:?} was retried");
+}
+
+#[test]
+fn schedulers_survive_a_postgresql_restart_mid_run() {
+    let cluster = PgCluster::start();
+    let db = TestDatabase::create_on(&cluster.admin_url());
+    let home = ha_home(&db.url, "30s");
+    let ledger = home.work().join("ledger");
+    // Tries long enough that some still run when the server stops, and end during the outage.
+    write_workload(&home, 10, 4, 5, "1.5", 0, &ledger);
+    let mut schedulers = start_schedulers(&home, 2);
+    let server = home.start_server();
+    let api = api_address(&server);
+
+    wait_until("a third of the tries to run", WORKLOAD_TIMEOUT, || {
+        (ledger_lines(&ledger) >= 60).then_some(())
+    });
+    let ends_at_stop = ledger_lines(&ledger);
+    cluster.stop_server();
+    let health = wait_until("the health check to see the outage", WORKLOAD_TIMEOUT, || {
+        let health = get_json(&api, "/api/v2/monitor/health")?;
+        (health["metadatabase"]["status"] == "unhealthy").then_some(health)
+    });
+    assert_eq!(health["scheduler"]["status"], "unhealthy");
+    // Tries keep finishing meanwhile; their ends wait in the schedulers until the database is
+    // back.
+    wait_until("a try to end during the outage", WORKLOAD_TIMEOUT, || {
+        (ledger_lines(&ledger) > ends_at_stop).then_some(())
+    });
+    cluster.start_server();
+
+    let runs = wait_all_runs_finished(&db.url, 10);
+    assert_exactly_once(&runs, &ledger, 20);
+    assert_eq!(ledger_lines(&ledger), 200, "no try ran twice or was retried");
+    for scheduler in &mut schedulers {
+        assert!(
+            scheduler.try_wait().is_none(),
+            "a scheduler exited during the outage:\n{}",
+            scheduler.output()
+        );
+    }
+    wait_until("the health check to recover", WORKLOAD_TIMEOUT, || {
+        let health = get_json(&api, "/api/v2/monitor/health")?;
+        (health["metadatabase"]["status"] == "healthy" && health["scheduler"]["status"] == "healthy")
+            .then_some(())
+    });
+}
+
+fn api_address(service: &SchedulerProcess) -> String {
+    wait_until(
+        "the server to announce its address",
+        Duration::from_secs(60),
+        || {
+            let output = service.output();
+            let (_, rest) = output.split_once("updraft web UI and API on http://")?;
+            Some(rest.split(['/', ' ', '\n']).next()?.to_string())
+        },
+    )
+}
+
+/// A plain HTTP/1.1 GET; `None` when the server does not answer with JSON.
+fn get_json(address: &str, path: &str) -> Option<serde_json::Value> {
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    serde_json::from_str(body).ok()
+}

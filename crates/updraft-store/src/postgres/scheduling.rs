@@ -1,0 +1,256 @@
+//! The scheduler's critical sections, safe with several schedulers on one database: queueing
+//! task instances within the global limits ([`queue`]), starting runs within
+//! `max_active_runs` ([`start_runs`]) and evaluating a run under its lock ([`evaluate_run`]).
+//!
+//! [`queue`] and [`start_runs`] first take the transaction-scoped advisory lock
+//! [`SCHEDULING_LOCK`] (`pg_advisory_xact_lock`, released by the commit or rollback, so safe
+//! behind a transaction-pooling PgBouncer; never a session lock). Under it, each statement of
+//! the READ COMMITTED transaction sees what the previous holder committed, so the slots and
+//! counts they read cannot be taken by another scheduler before they commit.
+//!
+//! [`evaluate_run`] locks the run's row with `FOR UPDATE SKIP LOCKED`: a run another
+//! transaction holds is reported busy instead of waited for. It locks the run, then its
+//! instances; every other transaction that changes both takes the run first (`runs::lock`).
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use sqlx::postgres::PgPool;
+use updraft_core::RunState;
+
+use super::codec::{self, run_columns};
+use super::{runs, task_instances};
+use crate::{ActiveCounts, Evaluated, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow};
+
+/// Key of the advisory lock serialising [`queue`] and [`start_runs`] across schedulers
+/// ("updraft" in ASCII).
+pub(super) const SCHEDULING_LOCK: i64 = 0x0075_7064_7261_6674;
+
+/// Wait for [`SCHEDULING_LOCK`]; held until the transaction ends.
+async fn lock_scheduling(conn: &mut PgConnection) -> Result<()> {
+    codec::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(SCHEDULING_LOCK)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// One transaction: each key still `scheduled` whose pool and DAG have room becomes `queued`,
+/// owned by `owner`. The room is counted once, under the lock, then kept up to date as keys
+/// are queued.
+pub(super) async fn queue(
+    pool: &PgPool,
+    keys: &[TiKey],
+    owner: i64,
+    limits: &QueueLimits,
+    now: DateTime<Utc>,
+) -> Result<Vec<TiRow>> {
+    let mut tx = pool.begin().await?;
+    lock_scheduling(&mut tx).await?;
+    let mut room = Room::load(&mut tx).await?;
+    let mut queued = Vec::with_capacity(keys.len());
+    for key in keys {
+        let Some(candidate) = candidate(&mut tx, key).await? else {
+            continue;
+        };
+        if !room.admits(&candidate, limits) {
+            continue;
+        }
+        if let Some(row) = task_instances::queue_one(&mut tx, key, owner, now).await? {
+            room.take(&candidate);
+            queued.push(row);
+        }
+    }
+    tx.commit().await?;
+    Ok(queued)
+}
+
+/// What a `scheduled` instance would take once queued.
+struct Candidate {
+    dag_id: String,
+    pool: String,
+    pool_slots: i64,
+}
+
+/// `None` unless the instance exists and is `scheduled`.
+async fn candidate(conn: &mut PgConnection, key: &TiKey) -> Result<Option<Candidate>> {
+    let row = codec::query(
+        "SELECT dag_id, pool, pool_slots FROM task_instance
+         WHERE run_pk = $1 AND task_id = $2 AND state = 'scheduled'",
+    )
+    .bind(key.run_pk)
+    .bind(&key.task_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| {
+        Ok(Candidate {
+            dag_id: codec::col(&row, "dag_id")?,
+            pool: codec::col(&row, "pool")?,
+            pool_slots: codec::col(&row, "pool_slots")?,
+        })
+    })
+    .transpose()
+}
+
+/// Pool slots and DAG task counts held by `queued` and `running` instances, against the
+/// pools' sizes.
+struct Room {
+    /// Pool name → its slots.
+    pools: HashMap<String, i64>,
+    held: ActiveCounts,
+}
+
+impl Room {
+    async fn load(conn: &mut PgConnection) -> Result<Room> {
+        let pools: Vec<(String, i64)> = codec::query_as("SELECT name, slots FROM pool")
+            .fetch_all(&mut *conn)
+            .await?;
+        let held = task_instances::active_counts(conn).await?;
+        Ok(Room {
+            pools: pools.into_iter().collect(),
+            held,
+        })
+    }
+
+    /// Whether queueing `c` keeps its pool and (if limited) its DAG within bounds.
+    fn admits(&self, c: &Candidate, limits: &QueueLimits) -> bool {
+        let Some(&slots) = self.pools.get(&c.pool) else {
+            return false;
+        };
+        let pool_held = self.held.per_pool.get(&c.pool).copied().unwrap_or(0);
+        if pool_held + c.pool_slots > slots {
+            return false;
+        }
+        match limits.max_active_tasks.get(&c.dag_id) {
+            Some(&max) => self.held.per_dag.get(&c.dag_id).copied().unwrap_or(0) < max,
+            None => true,
+        }
+    }
+
+    fn take(&mut self, c: &Candidate) {
+        *self.held.per_pool.entry(c.pool.clone()).or_default() += c.pool_slots;
+        *self.held.per_dag.entry(c.dag_id.clone()).or_default() += 1;
+        self.held.total += 1;
+    }
+}
+
+/// One transaction under [`SCHEDULING_LOCK`]: each run still `queued` whose DAG has fewer
+/// `running` runs than its `max_active_runs` becomes `running` (dates as `runs::set_state`).
+pub(super) async fn start_runs(
+    pool: &PgPool,
+    runs: &[(i64, u32)],
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>> {
+    let mut tx = pool.begin().await?;
+    lock_scheduling(&mut tx).await?;
+    // dag_id → its running runs, counting those started here.
+    let mut running: HashMap<String, i64> = HashMap::new();
+    let mut started = Vec::with_capacity(runs.len());
+    for &(run_pk, max_active_runs) in runs {
+        let Some(dag_id) = queued_run_dag(&mut tx, run_pk).await? else {
+            continue;
+        };
+        let count = match running.entry(dag_id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let n = running_runs(&mut tx, e.key()).await?;
+                e.insert(n)
+            }
+        };
+        if *count >= i64::from(max_active_runs) {
+            continue;
+        }
+        runs::set_state(&mut *tx, run_pk, RunState::Running, now).await?;
+        *count += 1;
+        started.push(run_pk);
+    }
+    tx.commit().await?;
+    Ok(started)
+}
+
+/// The DAG of the run, if the run is `queued`; locks the run's row.
+async fn queued_run_dag(conn: &mut PgConnection, run_pk: i64) -> Result<Option<String>> {
+    let row: Option<(String,)> =
+        codec::query_as("SELECT dag_id FROM dag_run WHERE id = $1 AND state = 'queued' FOR UPDATE")
+            .bind(run_pk)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(dag_id,)| dag_id))
+}
+
+async fn running_runs(conn: &mut PgConnection, dag_id: &str) -> Result<i64> {
+    let (n,): (i64,) =
+        codec::query_as("SELECT COUNT(*) FROM dag_run WHERE dag_id = $1 AND state = 'running'")
+            .bind(dag_id)
+            .fetch_one(conn)
+            .await?;
+    Ok(n)
+}
+
+/// One transaction: lock the run (or report it busy), read its instances, let `decide`,
+/// record the decision.
+pub(super) async fn evaluate_run(
+    pool: &PgPool,
+    run_pk: i64,
+    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiRow]) -> RunDecision + Send + Sync),
+    now: DateTime<Utc>,
+) -> Result<Evaluated> {
+    let mut tx = pool.begin().await?;
+    let Some(run) = lock_run_unless_busy(&mut tx, run_pk).await? else {
+        return Ok(if run_exists(&mut tx, run_pk).await? {
+            Evaluated::Busy
+        } else {
+            Evaluated::NotRunning
+        });
+    };
+    if run.state != RunState::Running {
+        return Ok(Evaluated::NotRunning);
+    }
+    let tis = task_instances::of_run(&mut *tx, run_pk).await?;
+    let decision = decide(&run, &tis);
+    let applied = record(&mut tx, run_pk, &decision, now).await?;
+    tx.commit().await?;
+    Ok(Evaluated::Applied { decision, applied })
+}
+
+/// The run, its row locked until the transaction ends; `None` when another transaction holds
+/// the row (or there is no such run).
+async fn lock_run_unless_busy(conn: &mut PgConnection, run_pk: i64) -> Result<Option<RunRow>> {
+    let row = codec::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM dag_run WHERE id = $1 FOR UPDATE SKIP LOCKED"
+    ))
+    .bind(run_pk)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(codec::run_row).transpose()
+}
+
+/// A plain read: sees a run whose row another transaction holds.
+async fn run_exists(conn: &mut PgConnection, run_pk: i64) -> Result<bool> {
+    let found = codec::query("SELECT 1 FROM dag_run WHERE id = $1")
+        .bind(run_pk)
+        .fetch_optional(conn)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// The decision's transitions (as `apply_transitions`), then its run state (as
+/// `set_run_state`). Returns how many transitions applied.
+async fn record(
+    conn: &mut PgConnection,
+    run_pk: i64,
+    decision: &RunDecision,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let applied =
+        task_instances::apply_transitions_in(&mut *conn, run_pk, &decision.transitions, now)
+            .await?;
+    if let Some(state) = decision.run_state {
+        runs::set_state(conn, run_pk, state, now).await?;
+    }
+    Ok(applied)
+}

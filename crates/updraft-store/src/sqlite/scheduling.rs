@@ -1,0 +1,205 @@
+//! The scheduler's critical sections, safe with several schedulers on one database: queueing
+//! task instances within the global limits ([`queue`]), starting runs within
+//! `max_active_runs` ([`start_runs`]) and evaluating a run under its lock ([`evaluate_run`]).
+//!
+//! SQLite serialises them by itself: each is one `BEGIN IMMEDIATE` transaction, which takes
+//! the database's write lock up front, so nothing it reads changes before it commits. Hence
+//! [`evaluate_run`] never finds its run busy.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
+use sqlx::sqlite::SqlitePool;
+use updraft_core::RunState;
+
+use super::{codec, runs, task_instances};
+use crate::{ActiveCounts, Evaluated, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow};
+
+/// One transaction: each key still `scheduled` whose pool and DAG have room becomes `queued`,
+/// owned by `owner`. The room is counted once, then kept up to date as keys are queued.
+pub(super) async fn queue(
+    pool: &SqlitePool,
+    keys: &[TiKey],
+    owner: i64,
+    limits: &QueueLimits,
+    now: DateTime<Utc>,
+) -> Result<Vec<TiRow>> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut room = Room::load(&mut tx).await?;
+    let mut queued = Vec::with_capacity(keys.len());
+    for key in keys {
+        let Some(candidate) = candidate(&mut tx, key).await? else {
+            continue;
+        };
+        if !room.admits(&candidate, limits) {
+            continue;
+        }
+        if let Some(row) = task_instances::queue_one(&mut tx, key, owner, now).await? {
+            room.take(&candidate);
+            queued.push(row);
+        }
+    }
+    tx.commit().await?;
+    Ok(queued)
+}
+
+/// What a `scheduled` instance would take once queued.
+struct Candidate {
+    dag_id: String,
+    pool: String,
+    pool_slots: i64,
+}
+
+/// `None` unless the instance exists and is `scheduled`.
+async fn candidate(conn: &mut SqliteConnection, key: &TiKey) -> Result<Option<Candidate>> {
+    let row = sqlx::query(
+        "SELECT dag_id, pool, pool_slots FROM task_instance
+         WHERE run_pk = ?1 AND task_id = ?2 AND state = 'scheduled'",
+    )
+    .bind(key.run_pk)
+    .bind(&key.task_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| {
+        Ok(Candidate {
+            dag_id: codec::col(&row, "dag_id")?,
+            pool: codec::col(&row, "pool")?,
+            pool_slots: codec::col(&row, "pool_slots")?,
+        })
+    })
+    .transpose()
+}
+
+/// Pool slots and DAG task counts held by `queued` and `running` instances, against the
+/// pools' sizes.
+struct Room {
+    /// Pool name → its slots.
+    pools: HashMap<String, i64>,
+    held: ActiveCounts,
+}
+
+impl Room {
+    async fn load(conn: &mut SqliteConnection) -> Result<Room> {
+        let pools: Vec<(String, i64)> = sqlx::query_as("SELECT name, slots FROM pool")
+            .fetch_all(&mut *conn)
+            .await?;
+        let held = task_instances::active_counts(conn).await?;
+        Ok(Room {
+            pools: pools.into_iter().collect(),
+            held,
+        })
+    }
+
+    /// Whether queueing `c` keeps its pool and (if limited) its DAG within bounds.
+    fn admits(&self, c: &Candidate, limits: &QueueLimits) -> bool {
+        let Some(&slots) = self.pools.get(&c.pool) else {
+            return false;
+        };
+        let pool_held = self.held.per_pool.get(&c.pool).copied().unwrap_or(0);
+        if pool_held + c.pool_slots > slots {
+            return false;
+        }
+        match limits.max_active_tasks.get(&c.dag_id) {
+            Some(&max) => self.held.per_dag.get(&c.dag_id).copied().unwrap_or(0) < max,
+            None => true,
+        }
+    }
+
+    fn take(&mut self, c: &Candidate) {
+        *self.held.per_pool.entry(c.pool.clone()).or_default() += c.pool_slots;
+        *self.held.per_dag.entry(c.dag_id.clone()).or_default() += 1;
+        self.held.total += 1;
+    }
+}
+
+/// One transaction: each run still `queued` whose DAG has fewer `running` runs than its
+/// `max_active_runs` becomes `running` (dates as `runs::set_state`).
+pub(super) async fn start_runs(
+    pool: &SqlitePool,
+    runs: &[(i64, u32)],
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    // dag_id → its running runs, counting those started here.
+    let mut running: HashMap<String, i64> = HashMap::new();
+    let mut started = Vec::with_capacity(runs.len());
+    for &(run_pk, max_active_runs) in runs {
+        let Some(dag_id) = queued_run_dag(&mut tx, run_pk).await? else {
+            continue;
+        };
+        let count = match running.entry(dag_id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let n = running_runs(&mut tx, e.key()).await?;
+                e.insert(n)
+            }
+        };
+        if *count >= i64::from(max_active_runs) {
+            continue;
+        }
+        runs::set_state(&mut *tx, run_pk, RunState::Running, now).await?;
+        *count += 1;
+        started.push(run_pk);
+    }
+    tx.commit().await?;
+    Ok(started)
+}
+
+/// The DAG of the run, if the run is `queued`.
+async fn queued_run_dag(conn: &mut SqliteConnection, run_pk: i64) -> Result<Option<String>> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT dag_id FROM dag_run WHERE id = ?1 AND state = 'queued'")
+            .bind(run_pk)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(dag_id,)| dag_id))
+}
+
+pub(super) const RUNNING_RUNS: &str =
+    "SELECT COUNT(*) FROM dag_run WHERE dag_id = ?1 AND state = 'running'";
+
+async fn running_runs(conn: &mut SqliteConnection, dag_id: &str) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as(RUNNING_RUNS)
+        .bind(dag_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(n)
+}
+
+/// One transaction: read the run and its instances, let `decide`, record the decision.
+pub(super) async fn evaluate_run(
+    pool: &SqlitePool,
+    run_pk: i64,
+    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiRow]) -> RunDecision + Send + Sync),
+    now: DateTime<Utc>,
+) -> Result<Evaluated> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let run = match runs::by_pk(&mut *tx, run_pk).await? {
+        Some(run) if run.state == RunState::Running => run,
+        _ => return Ok(Evaluated::NotRunning),
+    };
+    let tis = task_instances::of_run(&mut *tx, run_pk).await?;
+    let decision = decide(&run, &tis);
+    let applied = record(&mut tx, run_pk, &decision, now).await?;
+    tx.commit().await?;
+    Ok(Evaluated::Applied { decision, applied })
+}
+
+/// The decision's transitions (as `apply_transitions`), then its run state (as
+/// `set_run_state`). Returns how many transitions applied.
+async fn record(
+    conn: &mut SqliteConnection,
+    run_pk: i64,
+    decision: &RunDecision,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let applied =
+        task_instances::apply_transitions_in(&mut *conn, run_pk, &decision.transitions, now)
+            .await?;
+    if let Some(state) = decision.run_state {
+        runs::set_state(conn, run_pk, state, now).await?;
+    }
+    Ok(applied)
+}

@@ -308,3 +308,32 @@ fn get_json(address: &str, path: &str) -> Option<serde_json::Value> {
     let (_, body) = response.split_once("\r\n\r\n")?;
     serde_json::from_str(body).ok()
 }
+
+#[test]
+fn db_migrate_from_several_processes_at_once_is_safe() {
+    let db = TestDatabase::create();
+    let home = ha_home(&db.url, "30s");
+    let children: Vec<std::process::Child> = (0..4)
+        .map(|_| {
+            home.command(["db", "migrate"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("starting db migrate")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("waiting for db migrate");
+        assert!(
+            out.status.success(),
+            "db migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("Database migrated"), "{stdout}");
+    }
+    // The schema is whole: a command that records and reads works.
+    home.write_dag("m.yaml", "dag_id: migrated\ntasks:\n  - {task_id: a, noop: true}\n");
+    let dags = home.dags_list();
+    assert_eq!(dags.len(), 1, "{dags:?}");
+}

@@ -904,15 +904,21 @@ fn config_show_applies_overrides_and_masks_secrets_without_opening_the_database(
         "{shown}"
     );
 
-    // Commands that need the database refuse such URLs without echoing the password.
-    for url in [
-        "postgres://app:hunter2@db/updraft",
-        "mysql://app:hunter2@db/updraft",
+    // Commands that cannot reach or do not know the database say so without echoing the
+    // password.
+    for (url, said) in [
+        (
+            "postgres://app:hunter2@db.invalid/updraft",
+            "connecting to the database postgres://app:***@db.invalid/updraft",
+        ),
+        ("mysql://app:hunter2@db/updraft", "database.url"),
     ] {
-        let home = Home::new().with_env("UPDRAFT__DATABASE__URL", url);
+        let home = Home::new()
+            .with_env("UPDRAFT__DATABASE__URL", url)
+            .with_env("UPDRAFT__DATABASE__ACQUIRE_TIMEOUT", "1s");
         let refused = home.fails(&["dags", "list"]);
         assert_eq!(refused.code(), Some(1), "{refused}");
-        assert!(refused.stderr.contains("database.url"), "{refused}");
+        assert!(refused.stderr.contains(said), "{refused}");
         assert!(
             !refused.stderr.contains("hunter2"),
             "password shown:\n{refused}"

@@ -151,6 +151,9 @@ pub struct Scheduler {
     busy_runs: BTreeSet<i64>,
     /// Tries queued (recorded as this scheduler's) and not yet handed to the executor.
     pending_launches: std::collections::VecDeque<TiRow>,
+    /// Running runs as last read, for what never changes in a run (DAG, version, dates);
+    /// their state is always re-read under the run's lock.
+    known_runs: HashMap<i64, RunRow>,
 }
 
 impl Scheduler {
@@ -236,6 +239,7 @@ impl Scheduler {
             pending_reports: Vec::new(),
             busy_runs: BTreeSet::new(),
             pending_launches: std::collections::VecDeque::new(),
+            known_runs: HashMap::new(),
         })
     }
 
@@ -572,6 +576,7 @@ impl Scheduler {
         let running = self.runs_in_scope(RunState::Running).await?;
         self.runs_in_play = running.iter().map(|r| r.id).collect();
         self.dirty_runs.extend(running.iter().map(|r| r.id));
+        self.known_runs = running.into_iter().map(|r| (r.id, r)).collect();
         self.stop_tries_changed_elsewhere().await?;
         self.quick_pass().await
     }
@@ -737,12 +742,16 @@ impl Scheduler {
 
     /// Returns true when the run finished in this evaluation.
     async fn evaluate(&mut self, run_pk: i64, now: DateTime<Utc>) -> Result<bool, SchedulerError> {
-        let Some(run) = self.store.run_by_pk(run_pk).await? else {
-            return Ok(false);
+        let run = match self.known_runs.get(&run_pk) {
+            Some(run) => run.clone(),
+            None => match self.store.run_by_pk(run_pk).await? {
+                Some(run) if run.state == RunState::Running => {
+                    self.known_runs.insert(run_pk, run.clone());
+                    run
+                }
+                _ => return Ok(false),
+            },
         };
-        if run.state != RunState::Running {
-            return Ok(false);
-        }
         let cached = self
             .dags
             .get(self.store.as_ref(), &run.dag_id, &run.version)
@@ -784,7 +793,10 @@ impl Scheduler {
         }
         let decision = match outcome {
             Evaluated::Applied { decision, .. } => decision,
-            Evaluated::NotRunning => return Ok(false),
+            Evaluated::NotRunning => {
+                self.known_runs.remove(&run_pk);
+                return Ok(false);
+            }
             Evaluated::Busy => {
                 // Another scheduler is evaluating it; what it read may predate our changes.
                 self.busy_runs.insert(run_pk);
@@ -797,6 +809,7 @@ impl Scheduler {
         match decision.run_state {
             Some(state) => {
                 self.runs_in_play.remove(&run_pk);
+                self.known_runs.remove(&run_pk);
                 info!(dag_id = %run.dag_id, run_id = %run.run_id, %state, "run finished");
                 Ok(true)
             }
@@ -851,14 +864,13 @@ impl Scheduler {
     /// before start), so one queued just before the database went away is launched later, not
     /// left queued forever.
     async fn launch_pending(&mut self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
-        let mut runs: HashMap<i64, RunRow> = HashMap::new();
         while let Some(ti) = self.pending_launches.front().cloned() {
-            if let std::collections::hash_map::Entry::Vacant(e) = runs.entry(ti.run_pk)
+            if !self.known_runs.contains_key(&ti.run_pk)
                 && let Some(run) = self.store.run_by_pk(ti.run_pk).await?
             {
-                e.insert(run);
+                self.known_runs.insert(ti.run_pk, run);
             }
-            match runs.get(&ti.run_pk).cloned() {
+            match self.known_runs.get(&ti.run_pk).cloned() {
                 Some(run) => self.launch(&run, &ti, now).await?,
                 None => warn!(
                     run_pk = ti.run_pk,

@@ -10,6 +10,13 @@
 //! database is created and migrated over a direct connection first, as an installation behind
 //! PgBouncer would (see [`PgStoreOptions::statement_cache`]).
 //!
+//! What "no session state" takes with sqlx: it sends a statement with parameters in two round
+//! trips, Parse + Describe + Sync and then Bind + Execute + Sync, even unnamed (statement cache
+//! off). Inside a transaction both reach the same server connection; outside one, PgBouncer may
+//! hand the Bind to another server connection, which fails ("unnamed prepared statement does
+//! not exist") or, worse, binds to another client's unnamed statement there. So behind a
+//! transaction pooler every statement with parameters has to run inside a transaction.
+//!
 //! Needs a PostgreSQL server and a PgBouncer in transaction pooling mode in front of it:
 //! `UPDRAFT_TEST_POSTGRES_URL` names a database on the server as a role allowed to create
 //! databases, and `UPDRAFT_TEST_PGBOUNCER_URL` the PgBouncer, which must forward every database

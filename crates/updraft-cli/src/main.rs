@@ -52,6 +52,9 @@ enum Command {
     /// Pool commands.
     #[command(subcommand)]
     Pools(commands::pools::PoolsCommand),
+    /// Scheduler jobs: list them, check that one is alive.
+    #[command(subcommand)]
+    Jobs(commands::jobs::JobsCommand),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +98,7 @@ async fn run(cli: Cli, settings: config::Settings) -> anyhow::Result<ExitCode> {
         Command::Dags(cmd) => commands::dags::run(cmd, &settings, format).await,
         Command::Tasks(cmd) => commands::tasks::run(cmd, &settings, format).await,
         Command::Pools(cmd) => commands::pools::run(cmd, &settings, format).await,
+        Command::Jobs(cmd) => commands::jobs::run(cmd, &settings, format).await,
     }
 }
 

@@ -160,6 +160,18 @@ fn three_schedulers_run_every_try_exactly_once() {
         .flat_map(|(_, _, tis)| tis.iter().filter_map(|ti| ti.queued_by_job_id))
         .collect();
     assert!(owners.len() > 1, "one scheduler did everything: {owners:?}");
+    // The three are listed as running scheduler jobs, and a liveness probe finds them.
+    let jobs = common::as_array(home.json(&["jobs", "list"]));
+    let running = jobs.iter().filter(|j| j["state"] == "running").count();
+    assert_eq!(running, 3, "{jobs:?}");
+    home.ok(&["jobs", "check", "--hostname", &common_hostname()]);
+}
+
+fn common_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("reading the hostname")
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -203,6 +215,9 @@ fn a_killed_schedulers_tries_are_retried_by_the_others() {
     });
     let victim = jobs.iter().find(|j| j.id == victim_job).unwrap();
     assert_eq!(victim.state, "dead", "the silent scheduler is declared dead");
+    let probe = home.run(&["jobs", "check", "--pid", &victim_pid.to_string()]);
+    assert_eq!(probe.code(), Some(1), "the dead scheduler passed the liveness probe: {probe}");
+    home.ok(&["jobs", "check"]);
     // Each try the victim held when it died was failed and followed by another try.
     let mut retried = 0;
     for (run_pk, task_id, try_number) in &held {

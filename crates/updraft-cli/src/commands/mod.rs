@@ -3,6 +3,7 @@
 pub mod config_cmd;
 pub mod dags;
 pub mod db;
+pub mod jobs;
 pub mod pools;
 pub mod service;
 pub mod tasks;

@@ -12,8 +12,8 @@
 //! transaction holds is reported busy instead of waited for. It locks the run, then its
 //! instances; every other transaction that changes both takes the run first (`runs::lock`).
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -39,7 +39,12 @@ async fn lock_scheduling(conn: &mut PgConnection) -> Result<()> {
 
 /// One transaction: each key still `scheduled` whose pool and DAG have room becomes `queued`,
 /// owned by `owner`. The room is counted once, under the lock, then kept up to date as keys
-/// are queued.
+/// are admitted in order.
+///
+/// A constant number of statements whatever the number of keys: the candidates still
+/// `scheduled` are read (and locked, in `(run_pk, task_id)` order, so they stay `scheduled`
+/// until the commit) in one query, the limits are checked here, and the admitted ones are
+/// queued in one statement.
 pub(super) async fn queue(
     pool: &PgPool,
     keys: &[TiKey],
@@ -47,24 +52,42 @@ pub(super) async fn queue(
     limits: &QueueLimits,
     now: DateTime<Utc>,
 ) -> Result<Vec<TiRow>> {
+    // A key listed again is no longer `scheduled` once the first is queued.
+    let mut seen = HashSet::with_capacity(keys.len());
+    let keys: Vec<&TiKey> = keys.iter().filter(|k| seen.insert(*k)).collect();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut tx = pool.begin().await?;
     lock_scheduling(&mut tx).await?;
     let mut room = Room::load(&mut tx).await?;
-    let mut queued = Vec::with_capacity(keys.len());
+    let candidates = candidates(&mut tx, &keys).await?;
+    let mut admitted = Vec::with_capacity(keys.len());
     for key in keys {
-        let Some(candidate) = candidate(&mut tx, key).await? else {
+        let Some(candidate) = candidates.get(key) else {
             continue;
         };
-        if !room.admits(&candidate, limits) {
-            continue;
-        }
-        if let Some(row) = task_instances::queue_one(&mut tx, key, owner, now).await? {
-            room.take(&candidate);
-            queued.push(row);
+        if room.admits(candidate, limits) {
+            room.take(candidate);
+            admitted.push(key);
         }
     }
+    let rows = task_instances::queue_many(&mut tx, &admitted, owner, now).await?;
     tx.commit().await?;
-    Ok(queued)
+    let mut by_key: HashMap<TiKey, TiRow> = rows
+        .into_iter()
+        .map(|row| {
+            let key = TiKey {
+                run_pk: row.run_pk,
+                task_id: row.task_id.clone(),
+            };
+            (key, row)
+        })
+        .collect();
+    Ok(admitted
+        .into_iter()
+        .filter_map(|key| by_key.remove(key))
+        .collect())
 }
 
 /// What a `scheduled` instance would take once queued.
@@ -74,24 +97,38 @@ struct Candidate {
     pool_slots: i64,
 }
 
-/// `None` unless the instance exists and is `scheduled`.
-async fn candidate(conn: &mut PgConnection, key: &TiKey) -> Result<Option<Candidate>> {
-    let row = codec::query(
-        "SELECT dag_id, pool, pool_slots FROM task_instance
-         WHERE run_pk = $1 AND task_id = $2 AND state = 'scheduled'",
+/// The instances of `keys` (distinct) that exist and are `scheduled`, locked in
+/// `(run_pk, task_id)` order.
+async fn candidates(conn: &mut PgConnection, keys: &[&TiKey]) -> Result<HashMap<TiKey, Candidate>> {
+    let run_pks: Vec<i64> = keys.iter().map(|k| k.run_pk).collect();
+    let task_ids: Vec<&str> = keys.iter().map(|k| k.task_id.as_str()).collect();
+    let rows = codec::query(
+        "SELECT ti.run_pk, ti.task_id, ti.dag_id, ti.pool, ti.pool_slots
+         FROM task_instance ti
+         JOIN unnest($1::bigint[], $2::text[]) AS k(k_run_pk, k_task_id)
+           ON ti.run_pk = k.k_run_pk AND ti.task_id = k.k_task_id
+         WHERE ti.state = 'scheduled'
+         ORDER BY ti.run_pk, ti.task_id
+         FOR UPDATE OF ti",
     )
-    .bind(key.run_pk)
-    .bind(&key.task_id)
-    .fetch_optional(conn)
+    .bind(run_pks)
+    .bind(task_ids)
+    .fetch_all(conn)
     .await?;
-    row.map(|row| {
-        Ok(Candidate {
-            dag_id: codec::col(&row, "dag_id")?,
-            pool: codec::col(&row, "pool")?,
-            pool_slots: codec::col(&row, "pool_slots")?,
+    rows.iter()
+        .map(|row| {
+            let key = TiKey {
+                run_pk: codec::col(row, "run_pk")?,
+                task_id: codec::col(row, "task_id")?,
+            };
+            let candidate = Candidate {
+                dag_id: codec::col(row, "dag_id")?,
+                pool: codec::col(row, "pool")?,
+                pool_slots: codec::col(row, "pool_slots")?,
+            };
+            Ok((key, candidate))
         })
-    })
-    .transpose()
+        .collect()
 }
 
 /// Pool slots and DAG task counts held by `queued` and `running` instances, against the

@@ -8,7 +8,7 @@
 //! holds finished tries and the current one. A try cut short by `clear` keeps the state it was
 //! in, with `end_date` set to the time of the clear.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -109,6 +109,23 @@ async fn apply_one(
     Ok(applied)
 }
 
+/// [`record_try`] for every row of a data-modifying CTE named `upd` that returns the
+/// changed instances' `run_pk, task_id, try_number, tenant, state, start_date, end_date,
+/// hostname` (the rows as updated), as a string literal for `concat!`.
+macro_rules! record_tries_from_upd {
+    () => {
+        "INSERT INTO task_try (run_pk, task_id, try_number, tenant, state, start_date, end_date,
+             hostname)
+         SELECT run_pk, task_id, try_number, tenant, state, start_date, end_date, hostname
+         FROM upd WHERE try_number > 0
+         ON CONFLICT (run_pk, task_id, try_number) DO UPDATE SET
+             state = excluded.state,
+             start_date = excluded.start_date,
+             end_date = excluded.end_date,
+             hostname = excluded.hostname"
+    };
+}
+
 /// Copy the instance's current try into the history (insert or refresh).
 async fn record_try(conn: &mut PgConnection, run_pk: i64, task_id: &str) -> Result<()> {
     codec::query(
@@ -165,33 +182,57 @@ pub(super) async fn active_counts<'e>(executor: impl sqlx::PgExecutor<'e>) -> Re
     Ok(counts)
 }
 
-/// `scheduled` → `queued` with a new try owned by job `owner`; `None` when the instance is
-/// not `scheduled` (or unknown). The caller checks the limits (see `scheduling::queue`).
-pub(super) async fn queue_one(
+/// `scheduled` → `queued` with a new try owned by job `owner`, for every key still `scheduled`
+/// (the others are left out), in one statement that also enters the new tries in the
+/// history. `keys` must be distinct; they are updated in `(run_pk, task_id)` order so
+/// concurrent transactions lock rows in one order. Rows come back in no particular order.
+/// The caller checks the limits (see `scheduling::queue`).
+pub(super) async fn queue_many(
     conn: &mut PgConnection,
-    key: &TiKey,
+    keys: &[&TiKey],
     owner: i64,
     now: DateTime<Utc>,
-) -> Result<Option<TiRow>> {
-    let row = codec::query(concat!(
-        "UPDATE task_instance SET
-             state = 'queued', try_number = try_number + 1, queued_at = $1,
-             start_date = NULL, end_date = NULL, retry_at = NULL, pid = NULL, hostname = NULL,
-             queued_by_job_id = $4
-         WHERE run_pk = $2 AND task_id = $3 AND state = 'scheduled'
-         RETURNING ",
-        ti_columns!()
+) -> Result<Vec<TiRow>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (run_pks, task_ids) = sorted_key_arrays(keys);
+    let rows = codec::query(concat!(
+        "WITH upd AS (
+             UPDATE task_instance SET
+                 state = 'queued', try_number = try_number + 1, queued_at = $1,
+                 start_date = NULL, end_date = NULL, retry_at = NULL, pid = NULL,
+                 hostname = NULL, queued_by_job_id = $2
+             FROM unnest($3::bigint[], $4::text[]) AS k(k_run_pk, k_task_id)
+             WHERE run_pk = k.k_run_pk AND task_id = k.k_task_id AND state = 'scheduled'
+             RETURNING ",
+        ti_columns!(),
+        "
+         ), hist AS (",
+        record_tries_from_upd!(),
+        ")
+         SELECT ",
+        ti_columns!(),
+        " FROM upd"
     ))
     .bind(ts(now))
-    .bind(key.run_pk)
-    .bind(&key.task_id)
     .bind(owner)
-    .fetch_optional(&mut *conn)
+    .bind(run_pks)
+    .bind(task_ids)
+    .fetch_all(&mut *conn)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let ti = codec::ti_row(&row)?;
-    record_try(conn, key.run_pk, &key.task_id).await?;
-    Ok(Some(ti))
+    codec::all(&rows, codec::ti_row)
+}
+
+/// Parallel `run_pk` / `task_id` arrays of `keys`, sorted by `(run_pk, task_id)` (byte order,
+/// as the `"C"` collation of the columns).
+fn sorted_key_arrays(keys: &[&TiKey]) -> (Vec<i64>, Vec<String>) {
+    let mut sorted = keys.to_vec();
+    sorted.sort_by(|a, b| (a.run_pk, &a.task_id).cmp(&(b.run_pk, &b.task_id)));
+    sorted
+        .into_iter()
+        .map(|k| (k.run_pk, k.task_id.clone()))
+        .unzip()
 }
 
 pub(super) async fn mark_running(
@@ -292,6 +333,14 @@ async fn finish_try_in(
     Ok(applied)
 }
 
+/// One transaction, with the outcome of recording `reports` one by one in order (each as
+/// [`mark_running`] / [`finish_try`]) but a constant number of statements for a burst.
+///
+/// The burst is split into stages (see [`report_stages`]); each stage is one `UPDATE` for its
+/// `Started` reports, then one for its `Finished` reports, each also refreshing the history
+/// of the tries it changed. A burst without a `Started` after a `Finished` of the same
+/// instance (the usual case: a try starts before it finishes, and a new try is only queued
+/// after the previous one's end is recorded) is a single stage: two statements.
 pub(super) async fn record_reports(
     pool: &PgPool,
     reports: &[TryReport],
@@ -303,26 +352,227 @@ pub(super) async fn record_reports(
             check_finish_state(*new)?;
         }
     }
+    let stages = report_stages(reports);
+    let mut applied = vec![false; reports.len()];
     let mut tx = pool.begin().await?;
-    let mut applied = Vec::with_capacity(reports.len());
-    for report in reports {
-        let done = match report {
-            TryReport::Started {
-                key,
-                try_number,
-                pid,
-            } => mark_running_in(&mut tx, key, *try_number, *pid, hostname, now).await?,
-            TryReport::Finished {
-                key,
-                try_number,
-                new,
-                retry_at,
-            } => finish_try_in(&mut tx, key, *try_number, *new, *retry_at, now).await?,
-        };
-        applied.push(done);
+    for stage in &stages {
+        let mut done = mark_running_many(&mut tx, &stage.started, hostname, now).await?;
+        done.extend(finish_many(&mut tx, &stage.finished, now).await?);
+        for ord in done {
+            applied[ord_from_db(ord, reports.len())?] = true;
+        }
     }
     tx.commit().await?;
     Ok(applied)
+}
+
+/// A `Started` report, with its position in the burst.
+struct StartedReport<'a> {
+    ord: usize,
+    key: &'a TiKey,
+    try_number: u32,
+    pid: Option<i64>,
+}
+
+/// A `Finished` report, with its position in the burst.
+struct FinishedReport<'a> {
+    ord: usize,
+    key: &'a TiKey,
+    try_number: u32,
+    new: TaskState,
+    retry_at: Option<DateTime<Utc>>,
+}
+
+/// Reports recorded together: first every `Started`, then every `Finished`.
+#[derive(Default)]
+struct Stage<'a> {
+    started: Vec<StartedReport<'a>>,
+    finished: Vec<FinishedReport<'a>>,
+}
+
+/// Split a burst so that recording each stage's `Started` reports, then its `Finished`
+/// reports, stage after stage, gives the outcome of recording the burst in order.
+///
+/// Reports of different instances do not affect each other. For one instance, its reports in
+/// a stage are some `Started` followed by some `Finished`; a `Started` after a `Finished` of
+/// the instance opens the instance's next stage. Within a stage and kind, a report repeating
+/// an earlier one's try cannot apply (the earlier one either applied, leaving a state the
+/// repeat does not accept, or did not, and nothing in between changed the instance), so it
+/// is left out (not applied); the rest match the instance's current try at most once, so
+/// one `UPDATE` per stage and kind decides them all.
+fn report_stages(reports: &[TryReport]) -> Vec<Stage<'_>> {
+    // Instance → its current stage, and whether that stage holds a `Finished` of it.
+    let mut at: HashMap<&TiKey, (usize, bool)> = HashMap::new();
+    // (stage, instance, try, is `Started`) already in a stage.
+    let mut seen: HashSet<(usize, &TiKey, u32, bool)> = HashSet::new();
+    let mut stages: Vec<Stage<'_>> = Vec::new();
+    for (ord, report) in reports.iter().enumerate() {
+        let (key, try_number, started) = match report {
+            TryReport::Started {
+                key, try_number, ..
+            } => (key, *try_number, true),
+            TryReport::Finished {
+                key, try_number, ..
+            } => (key, *try_number, false),
+        };
+        let (stage, has_finished) = at.entry(key).or_insert((0, false));
+        if started && *has_finished {
+            *stage += 1;
+            *has_finished = false;
+        }
+        if !started {
+            *has_finished = true;
+        }
+        let stage = *stage;
+        if !seen.insert((stage, key, try_number, started)) {
+            continue;
+        }
+        if stages.len() <= stage {
+            stages.resize_with(stage + 1, Stage::default);
+        }
+        match report {
+            TryReport::Started { pid, .. } => stages[stage].started.push(StartedReport {
+                ord,
+                key,
+                try_number,
+                pid: *pid,
+            }),
+            TryReport::Finished { new, retry_at, .. } => {
+                stages[stage].finished.push(FinishedReport {
+                    ord,
+                    key,
+                    try_number,
+                    new: *new,
+                    retry_at: *retry_at,
+                });
+            }
+        }
+    }
+    stages
+}
+
+/// Lock order: by instance, then try.
+fn report_order(a: (&TiKey, u32), b: (&TiKey, u32)) -> std::cmp::Ordering {
+    (a.0.run_pk, &a.0.task_id, a.1).cmp(&(b.0.run_pk, &b.0.task_id, b.1))
+}
+
+/// `ord` as stored in the statements' arrays and back.
+fn ord_to_db(ord: usize) -> Result<i64> {
+    i64::try_from(ord).map_err(|_| StoreError::Invalid(format!("report {ord} out of range")))
+}
+
+fn ord_from_db(ord: i64, len: usize) -> Result<usize> {
+    usize::try_from(ord)
+        .ok()
+        .filter(|&o| o < len)
+        .ok_or_else(|| StoreError::Corrupt(format!("report position {ord} out of range")))
+}
+
+/// [`mark_running_in`] for every report at once (their tries distinct); the positions of
+/// those that applied.
+async fn mark_running_many(
+    conn: &mut PgConnection,
+    reports: &[StartedReport<'_>],
+    hostname: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>> {
+    if reports.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sorted: Vec<&StartedReport<'_>> = reports.iter().collect();
+    sorted.sort_by(|a, b| report_order((a.key, a.try_number), (b.key, b.try_number)));
+    let mut run_pks = Vec::with_capacity(sorted.len());
+    let mut task_ids = Vec::with_capacity(sorted.len());
+    let mut tries = Vec::with_capacity(sorted.len());
+    let mut pids = Vec::with_capacity(sorted.len());
+    let mut ords = Vec::with_capacity(sorted.len());
+    for r in sorted {
+        run_pks.push(r.key.run_pk);
+        task_ids.push(r.key.task_id.as_str());
+        tries.push(i64::from(r.try_number));
+        pids.push(r.pid);
+        ords.push(ord_to_db(r.ord)?);
+    }
+    let applied: Vec<(i64,)> = codec::query_as(concat!(
+        "WITH upd AS (
+             UPDATE task_instance SET
+                 state = 'running', start_date = $1, pid = k.k_pid, hostname = $2
+             FROM unnest($3::bigint[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[])
+                 AS k(k_run_pk, k_task_id, k_try, k_pid, k_ord)
+             WHERE run_pk = k.k_run_pk AND task_id = k.k_task_id AND try_number = k.k_try
+               AND state = 'queued'
+             RETURNING k.k_ord, run_pk, task_id, try_number, tenant, state, start_date,
+                 end_date, hostname
+         ), hist AS (",
+        record_tries_from_upd!(),
+        ")
+         SELECT k_ord FROM upd"
+    ))
+    .bind(ts(now))
+    .bind(hostname)
+    .bind(run_pks)
+    .bind(task_ids)
+    .bind(tries)
+    .bind(pids)
+    .bind(ords)
+    .fetch_all(conn)
+    .await?;
+    Ok(applied.into_iter().map(|(ord,)| ord).collect())
+}
+
+/// [`finish_try_in`] for every report at once (their tries distinct, their states checked);
+/// the positions of those that applied.
+async fn finish_many(
+    conn: &mut PgConnection,
+    reports: &[FinishedReport<'_>],
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>> {
+    if reports.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sorted: Vec<&FinishedReport<'_>> = reports.iter().collect();
+    sorted.sort_by(|a, b| report_order((a.key, a.try_number), (b.key, b.try_number)));
+    let mut run_pks = Vec::with_capacity(sorted.len());
+    let mut task_ids = Vec::with_capacity(sorted.len());
+    let mut tries = Vec::with_capacity(sorted.len());
+    let mut states = Vec::with_capacity(sorted.len());
+    let mut retry_ats = Vec::with_capacity(sorted.len());
+    let mut ords = Vec::with_capacity(sorted.len());
+    for r in sorted {
+        run_pks.push(r.key.run_pk);
+        task_ids.push(r.key.task_id.as_str());
+        tries.push(i64::from(r.try_number));
+        states.push(r.new.as_str());
+        retry_ats.push(opt_ts(
+            r.retry_at.filter(|_| r.new == TaskState::UpForRetry),
+        ));
+        ords.push(ord_to_db(r.ord)?);
+    }
+    let applied: Vec<(i64,)> = codec::query_as(concat!(
+        "WITH upd AS (
+             UPDATE task_instance SET state = k.k_state, end_date = $1, retry_at = k.k_retry_at
+             FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
+                         $7::bigint[])
+                 AS k(k_run_pk, k_task_id, k_try, k_state, k_retry_at, k_ord)
+             WHERE run_pk = k.k_run_pk AND task_id = k.k_task_id AND try_number = k.k_try
+               AND state IN ('queued', 'running')
+             RETURNING k.k_ord, run_pk, task_id, try_number, tenant, state, start_date,
+                 end_date, hostname
+         ), hist AS (",
+        record_tries_from_upd!(),
+        ")
+         SELECT k_ord FROM upd"
+    ))
+    .bind(ts(now))
+    .bind(run_pks)
+    .bind(task_ids)
+    .bind(tries)
+    .bind(states)
+    .bind(retry_ats)
+    .bind(ords)
+    .fetch_all(conn)
+    .await?;
+    Ok(applied.into_iter().map(|(ord,)| ord).collect())
 }
 
 /// Unconditional. `end_date = now` when the new state is terminal or ends a live try;
@@ -509,4 +759,80 @@ pub(super) async fn previous_run_states(
         }
     }
     Ok(Some(states))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(task_id: &str) -> TiKey {
+        TiKey {
+            run_pk: 1,
+            task_id: task_id.to_owned(),
+        }
+    }
+
+    fn started(task_id: &str, try_number: u32) -> TryReport {
+        TryReport::Started {
+            key: key(task_id),
+            try_number,
+            pid: None,
+        }
+    }
+
+    fn finished(task_id: &str, try_number: u32) -> TryReport {
+        TryReport::Finished {
+            key: key(task_id),
+            try_number,
+            new: TaskState::Success,
+            retry_at: None,
+        }
+    }
+
+    /// Per stage: positions of its `Started`, then of its `Finished` reports.
+    fn shape(reports: &[TryReport]) -> Vec<(Vec<usize>, Vec<usize>)> {
+        report_stages(reports)
+            .iter()
+            .map(|s| {
+                (
+                    s.started.iter().map(|r| r.ord).collect(),
+                    s.finished.iter().map(|r| r.ord).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_usual_burst_is_one_stage() {
+        let reports = [
+            started("a", 1),
+            finished("b", 1),
+            finished("a", 1),
+            started("c", 2),
+        ];
+        assert_eq!(shape(&reports), [(vec![0, 3], vec![1, 2])]);
+    }
+
+    #[test]
+    fn a_start_after_a_finish_of_the_same_instance_waits_for_the_next_stage() {
+        let reports = [
+            finished("a", 1),
+            started("a", 2),
+            started("b", 1),
+            finished("a", 2),
+        ];
+        assert_eq!(shape(&reports), [(vec![2], vec![0]), (vec![1], vec![3])]);
+    }
+
+    #[test]
+    fn repeated_reports_of_a_try_are_left_out() {
+        let reports = [
+            started("a", 1),
+            started("a", 1),
+            started("a", 2),
+            finished("a", 1),
+            finished("a", 1),
+        ];
+        assert_eq!(shape(&reports), [(vec![0, 2], vec![3])]);
+    }
 }

@@ -1,14 +1,22 @@
 //! PostgreSQL backend, for installations that outgrow one SQLite file.
 //!
-//! Layout: one connection pool; every method is one statement or one transaction, and no
-//! session state is kept between transactions (no `SET`, no temporary tables, no session
-//! advisory locks outside migration), so the store can sit behind a transaction-pooling
-//! connection pooler such as PgBouncer. For such a pooler, turn the prepared-statement cache
-//! off ([`PgStoreOptions::statement_cache`]): sqlx otherwise prepares named statements and
+//! Layout: one connection pool; every method is one statement or one transaction (always a
+//! transaction when the statement cache is off, see below), and no session state is kept
+//! between transactions (no `SET`, no temporary tables, no session advisory locks outside
+//! migration), so the store can sit behind a transaction-pooling connection pooler such as
+//! PgBouncer. For such a pooler, turn the prepared-statement cache off
+//! ([`PgStoreOptions::statement_cache`]): sqlx otherwise prepares named statements and
 //! reuses them on the same client connection, which a transaction pooler may map to another
 //! server connection. (Setting sqlx's `statement_cache_capacity(0)` alone is not enough: sqlx
 //! still prepares named statements, uncached and never closed, so the store also marks its
-//! queries non-persistent, i.e. unnamed.)
+//! queries non-persistent, i.e. unnamed.) With the cache off, every statement also runs inside
+//! a transaction, even a lone read (`PgStore::conn` opens one for the methods that do not open
+//! their own): sqlx sends a statement with parameters in two round trips, Parse+Describe+Sync
+//! and then Bind+Execute+Sync, and outside a transaction a transaction pooler may hand the
+//! second half to another server connection, which fails ("unnamed prepared statement does not
+//! exist") or, worse, binds another client's unnamed statement. Inside a transaction both halves
+//! stay on one server connection. With the cache on, such methods take a plain pooled
+//! connection and pay no `BEGIN`/`COMMIT`.
 //!
 //! Concurrency: changes are conditional `UPDATE`s (on the expected state, and for a try on its
 //! number), reads that decide a write lock their rows (`SELECT ... FOR UPDATE`), one run per
@@ -28,12 +36,15 @@
 //! `scheduling`, `jobs`, `pools`, `ui`, `api`; the row decoding lives in `codec`.
 
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Transaction;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
 use updraft_core::{RunState, TaskState};
 use updraft_dag::{Dag, ImportError};
 
@@ -62,10 +73,10 @@ pub struct PgStoreOptions {
     pub max_connections: u32,
     /// Keep prepared statements by name per connection (sqlx's default, fastest: one round
     /// trip per statement). Turn off behind a transaction-pooling PgBouncer: every statement is
-    /// then parsed as the unnamed statement each time it runs and no statement is cached, so
-    /// nothing relies on a server connection's named statements across transactions. (Run
-    /// [`Store::migrate`] on a direct or session-pooled connection: sqlx's migrator holds a
-    /// session-level advisory lock.)
+    /// then parsed as the unnamed statement each time it runs, always inside a transaction,
+    /// and no statement is cached, so nothing relies on a server connection's statements
+    /// across transactions. (Run [`Store::migrate`] on a direct or session-pooled connection:
+    /// sqlx's migrator holds a session-level advisory lock.)
     pub statement_cache: bool,
     /// How long a method waits for a free connection before failing.
     pub acquire_timeout: Duration,
@@ -120,9 +131,69 @@ impl PgStore {
         codec::PERSISTENT.scope(self.statement_cache, call).await
     }
 
+    /// A connection for a method that does not open a transaction itself: a pooled connection
+    /// when the statement cache is on, a transaction when it is off (see the module doc).
+    async fn conn(&self) -> Result<Conn> {
+        Ok(if self.statement_cache {
+            Conn::Pooled(self.pool.acquire().await?)
+        } else {
+            Conn::Transaction(self.pool.begin().await?)
+        })
+    }
+
+    /// Run `call` on [`Self::conn`] with this store's statement-cache choice, then commit.
+    async fn on_conn<T>(
+        &self,
+        call: impl AsyncFnOnce(&mut PgConnection) -> Result<T>,
+    ) -> Result<T> {
+        self.scoped(async {
+            let mut conn = self.conn().await?;
+            let out = call(&mut conn).await?;
+            conn.finish().await?;
+            Ok(out)
+        })
+        .await
+    }
+
     /// Wait for in-flight work, then close every connection.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// A connection from [`PgStore::conn`]; dropping it unfinished rolls a transaction back.
+enum Conn {
+    Pooled(PoolConnection<Postgres>),
+    Transaction(Transaction<'static, Postgres>),
+}
+
+impl Conn {
+    /// Commit, if this is a transaction.
+    async fn finish(self) -> Result<()> {
+        if let Conn::Transaction(tx) = self {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Deref for Conn {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Conn::Pooled(conn) => conn,
+            Conn::Transaction(tx) => tx,
+        }
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            Conn::Pooled(conn) => conn,
+            Conn::Transaction(tx) => tx,
+        }
     }
 }
 
@@ -154,29 +225,32 @@ impl Store for PgStore {
     }
 
     async fn dags(&self) -> Result<Vec<DagRow>> {
-        self.scoped(dags::all(&self.pool)).await
+        self.on_conn(async |conn| dags::all(conn).await).await
     }
 
     async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
-        self.scoped(dags::one(&self.pool, dag_id)).await
+        self.on_conn(async |conn| dags::one(conn, dag_id).await)
+            .await
     }
 
     async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>> {
-        self.scoped(dags::version(&self.pool, dag_id, version))
+        self.on_conn(async |conn| dags::version(conn, dag_id, version).await)
             .await
     }
 
     async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<String>> {
-        self.scoped(dags::source(&self.pool, dag_id, version)).await
+        self.on_conn(async |conn| dags::source(conn, dag_id, version).await)
+            .await
     }
 
     async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool> {
-        self.scoped(dags::set_paused(&self.pool, dag_id, paused))
+        self.on_conn(async |conn| dags::set_paused(conn, dag_id, paused).await)
             .await
     }
 
     async fn import_errors(&self) -> Result<Vec<ImportError>> {
-        self.scoped(dags::import_errors(&self.pool)).await
+        self.on_conn(async |conn| dags::import_errors(conn).await)
+            .await
     }
 
     async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow> {
@@ -184,30 +258,33 @@ impl Store for PgStore {
     }
 
     async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>> {
-        self.scoped(runs::by_run_id(&self.pool, dag_id, run_id))
+        self.on_conn(async |conn| runs::by_run_id(conn, dag_id, run_id).await)
             .await
     }
 
     async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>> {
-        self.scoped(runs::by_pk(&self.pool, run_pk)).await
+        self.on_conn(async |conn| runs::by_pk(conn, run_pk).await)
+            .await
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
-        self.scoped(runs::filtered(&self.pool, filter)).await
+        self.on_conn(async |conn| runs::filtered(conn, filter).await)
+            .await
     }
 
     async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>> {
-        self.scoped(runs::latest_scheduled(&self.pool, dag_id))
+        self.on_conn(async |conn| runs::latest_scheduled(conn, dag_id).await)
             .await
     }
 
     async fn set_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<()> {
-        self.scoped(runs::set_state(&self.pool, run_pk, state, now))
+        self.on_conn(async |conn| runs::set_state(conn, run_pk, state, now).await)
             .await
     }
 
     async fn delete_run(&self, run_pk: i64) -> Result<bool> {
-        self.scoped(runs::delete(&self.pool, run_pk)).await
+        self.on_conn(async |conn| runs::delete(conn, run_pk).await)
+            .await
     }
 
     async fn clean(&self, before: DateTime<Utc>, dry_run: bool) -> Result<crate::CleanReport> {
@@ -215,12 +292,13 @@ impl Store for PgStore {
     }
 
     async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>> {
-        self.scoped(task_instances::of_run(&self.pool, run_pk))
+        self.on_conn(async |conn| task_instances::of_run(conn, run_pk).await)
             .await
     }
 
     async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>> {
-        self.scoped(task_instances::one(&self.pool, key)).await
+        self.on_conn(async |conn| task_instances::one(conn, key).await)
+            .await
     }
 
     async fn apply_transitions(
@@ -239,11 +317,13 @@ impl Store for PgStore {
     }
 
     async fn scheduled_task_instances(&self) -> Result<Vec<TiRow>> {
-        self.scoped(task_instances::scheduled(&self.pool)).await
+        self.on_conn(async |conn| task_instances::scheduled(conn).await)
+            .await
     }
 
     async fn active_counts(&self) -> Result<ActiveCounts> {
-        self.scoped(task_instances::active_counts(&self.pool)).await
+        self.on_conn(async |conn| task_instances::active_counts(conn).await)
+            .await
     }
 
     async fn queue(
@@ -278,16 +358,18 @@ impl Store for PgStore {
         pid: u32,
         now: DateTime<Utc>,
     ) -> Result<i64> {
-        self.scoped(jobs::register(&self.pool, hostname, pid, now))
+        self.on_conn(async |conn| jobs::register(conn, hostname, pid, now).await)
             .await
     }
 
     async fn heartbeat(&self, job_id: i64, now: DateTime<Utc>) -> Result<bool> {
-        self.scoped(jobs::heartbeat(&self.pool, job_id, now)).await
+        self.on_conn(async |conn| jobs::heartbeat(conn, job_id, now).await)
+            .await
     }
 
     async fn stop_scheduler(&self, job_id: i64, now: DateTime<Utc>) -> Result<()> {
-        self.scoped(jobs::stop(&self.pool, job_id, now)).await
+        self.on_conn(async |conn| jobs::stop(conn, job_id, now).await)
+            .await
     }
 
     async fn reap_schedulers(
@@ -296,12 +378,13 @@ impl Store for PgStore {
         except: i64,
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>> {
-        self.scoped(jobs::reap(&self.pool, cutoff, except, now))
+        self.on_conn(async |conn| jobs::reap(conn, cutoff, except, now).await)
             .await
     }
 
     async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>> {
-        self.scoped(jobs::all(&self.pool, limit)).await
+        self.on_conn(async |conn| jobs::all(conn, limit).await)
+            .await
     }
 
     async fn mark_running(
@@ -360,11 +443,13 @@ impl Store for PgStore {
     }
 
     async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>> {
-        self.scoped(task_instances::tries(&self.pool, key)).await
+        self.on_conn(async |conn| task_instances::tries(conn, key).await)
+            .await
     }
 
     async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>> {
-        self.scoped(task_instances::orphaned(&self.pool)).await
+        self.on_conn(async |conn| task_instances::orphaned(conn).await)
+            .await
     }
 
     async fn previous_run_states(
@@ -372,72 +457,77 @@ impl Store for PgStore {
         dag_id: &str,
         logical_date: DateTime<Utc>,
     ) -> Result<Option<HashMap<String, TaskState>>> {
-        self.scoped(task_instances::previous_run_states(
-            &self.pool,
-            dag_id,
-            logical_date,
-        ))
+        self.on_conn(async |conn| {
+            task_instances::previous_run_states(conn, dag_id, logical_date).await
+        })
         .await
     }
 
     async fn pools(&self) -> Result<Vec<PoolRow>> {
-        self.scoped(pools::all(&self.pool)).await
+        self.on_conn(async |conn| pools::all(conn).await).await
     }
 
     async fn upsert_pool(&self, pool: &PoolRow) -> Result<()> {
-        self.scoped(pools::upsert(&self.pool, pool)).await
+        self.on_conn(async |conn| pools::upsert(conn, pool).await)
+            .await
     }
 
     async fn delete_pool(&self, name: &str) -> Result<bool> {
-        self.scoped(pools::delete(&self.pool, name)).await
+        self.on_conn(async |conn| pools::delete(conn, name).await)
+            .await
     }
 
     // ---- web UI ---------------------------------------------------------------------------
 
     async fn recent_runs(&self, dag_ids: &[String], per_dag: u32) -> Result<Vec<RunRow>> {
-        self.scoped(ui::recent_runs(&self.pool, dag_ids, per_dag))
+        self.on_conn(async |conn| ui::recent_runs(conn, dag_ids, per_dag).await)
             .await
     }
 
     async fn latest_scheduled_runs(&self, dag_ids: &[String]) -> Result<Vec<RunRow>> {
-        self.scoped(ui::latest_scheduled_runs(&self.pool, dag_ids))
+        self.on_conn(async |conn| ui::latest_scheduled_runs(conn, dag_ids).await)
             .await
     }
 
     async fn task_instances_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TiRow>> {
-        self.scoped(ui::task_instances_of_runs(&self.pool, run_pks))
+        self.on_conn(async |conn| ui::task_instances_of_runs(conn, run_pks).await)
             .await
     }
 
     async fn tries_of_run(&self, run_pk: i64) -> Result<Vec<TryRow>> {
-        self.scoped(ui::tries_of_run(&self.pool, run_pk)).await
+        self.on_conn(async |conn| ui::tries_of_run(conn, run_pk).await)
+            .await
     }
 
     async fn dag_versions(&self, dag_id: &str) -> Result<Vec<crate::DagVersionRow>> {
-        self.scoped(ui::dag_versions(&self.pool, dag_id)).await
+        self.on_conn(async |conn| ui::dag_versions(conn, dag_id).await)
+            .await
     }
 
     async fn run_changes_since(&self, after: i64, limit: u32) -> Result<Vec<crate::RunChange>> {
-        self.scoped(ui::run_changes_since(&self.pool, after, limit))
+        self.on_conn(async |conn| ui::run_changes_since(conn, after, limit).await)
             .await
     }
 
     async fn latest_run_change(&self) -> Result<i64> {
-        self.scoped(ui::latest_run_change(&self.pool)).await
+        self.on_conn(async |conn| ui::latest_run_change(conn).await)
+            .await
     }
 
     // ---- REST API -------------------------------------------------------------------------
 
     async fn dags_page(&self, query: &crate::DagQuery) -> Result<crate::Page<DagRow>> {
-        self.scoped(api::dags_page(&self.pool, query)).await
+        self.on_conn(async |conn| api::dags_page(conn, query).await)
+            .await
     }
 
     async fn runs_page(&self, query: &crate::RunQuery) -> Result<crate::Page<RunRow>> {
-        self.scoped(api::runs_page(&self.pool, query)).await
+        self.on_conn(async |conn| api::runs_page(conn, query).await)
+            .await
     }
 
     async fn task_instances_page(&self, query: &crate::TiQuery) -> Result<crate::Page<TiRow>> {
-        self.scoped(api::task_instances_page(&self.pool, query))
+        self.on_conn(async |conn| api::task_instances_page(conn, query).await)
             .await
     }
 
@@ -445,12 +535,13 @@ impl Store for PgStore {
         &self,
         query: &crate::ImportErrorQuery,
     ) -> Result<crate::Page<crate::ImportErrorRow>> {
-        self.scoped(api::import_errors_page(&self.pool, query))
+        self.on_conn(async |conn| api::import_errors_page(conn, query).await)
             .await
     }
 
     async fn import_error(&self, id: i64) -> Result<Option<crate::ImportErrorRow>> {
-        self.scoped(api::import_error(&self.pool, id)).await
+        self.on_conn(async |conn| api::import_error(conn, id).await)
+            .await
     }
 
     async fn mark_run(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<bool> {
@@ -469,11 +560,12 @@ impl Store for PgStore {
     }
 
     async fn create_pool(&self, pool: &PoolRow) -> Result<()> {
-        self.scoped(api::create_pool(&self.pool, pool)).await
+        self.on_conn(async |conn| api::create_pool(conn, pool).await)
+            .await
     }
 
     async fn pool_usage(&self) -> Result<HashMap<String, crate::PoolUsage>> {
-        self.scoped(api::pool_usage(&self.pool)).await
+        self.on_conn(async |conn| api::pool_usage(conn).await).await
     }
 
     async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>) -> Result<()> {
@@ -482,6 +574,7 @@ impl Store for PgStore {
     }
 
     async fn notes(&self, run_pks: &[i64]) -> Result<Vec<crate::NoteRow>> {
-        self.scoped(api::notes(&self.pool, run_pks)).await
+        self.on_conn(async |conn| api::notes(conn, run_pks).await)
+            .await
     }
 }

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::QueryBuilder;
 use sqlx::postgres::{PgPool, PgRow, Postgres};
+use sqlx::{PgConnection, QueryBuilder};
 use updraft_core::{RunState, TaskState};
 
 use super::codec::{self, run_columns, ti_columns, ts};
@@ -88,11 +88,11 @@ fn push_paging(qb: &mut Builder, paging: &Paging) {
     qb.push_bind(i64::try_from(paging.offset).unwrap_or(i64::MAX));
 }
 
-async fn count(pool: &PgPool, mut qb: Builder) -> Result<u64> {
+async fn count(conn: &mut PgConnection, mut qb: Builder) -> Result<u64> {
     let row = qb
         .build()
         .persistent(codec::persistent())
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
     let n: i64 = codec::col(&row, "n")?;
     Ok(u64::try_from(n).unwrap_or(0))
@@ -101,7 +101,7 @@ async fn count(pool: &PgPool, mut qb: Builder) -> Result<u64> {
 /// One page of a listing: `SELECT COUNT(*)` and `SELECT <columns>` from `from` (which ends in
 /// a `WHERE`), both narrowed by `filters`; the page sorted by `order`.
 async fn page<T>(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     columns: &str,
     from: &str,
     filters: impl Fn(&mut Builder) -> Result<()>,
@@ -111,7 +111,7 @@ async fn page<T>(
 ) -> Result<Page<T>> {
     let mut counted = Builder::new(format!("SELECT COUNT(*) AS n{from}"));
     filters(&mut counted)?;
-    let total = count(pool, counted).await?;
+    let total = count(&mut *conn, counted).await?;
     let mut qb = Builder::new(format!("SELECT {columns}{from}"));
     filters(&mut qb)?;
     push_order(&mut qb, &order);
@@ -119,7 +119,7 @@ async fn page<T>(
     let rows = qb
         .build()
         .persistent(codec::persistent())
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
     Ok(Page {
         items: codec::all(&rows, row)?,
@@ -164,7 +164,7 @@ fn dag_filters(qb: &mut Builder, q: &DagQuery) -> Result<()> {
 const DAG_FROM: &str =
     " FROM dag d JOIN dag_version v ON v.dag_id = d.dag_id AND v.version = d.version WHERE 1 = 1";
 
-pub(super) async fn dags_page(pool: &PgPool, q: &DagQuery) -> Result<Page<DagRow>> {
+pub(super) async fn dags_page(conn: &mut PgConnection, q: &DagQuery) -> Result<Page<DagRow>> {
     let column = match q.order_by {
         DagOrder::DagId => "d.dag_id",
         DagOrder::IsPaused => "d.is_paused",
@@ -178,7 +178,7 @@ pub(super) async fn dags_page(pool: &PgPool, q: &DagQuery) -> Result<Page<DagRow
         descending: q.descending,
     };
     page(
-        pool,
+        &mut *conn,
         "d.version, d.is_paused, d.is_active, d.last_parsed_at, v.definition",
         DAG_FROM,
         |qb| dag_filters(qb, q),
@@ -212,7 +212,7 @@ fn run_filters(qb: &mut Builder, q: &RunQuery) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn runs_page(pool: &PgPool, q: &RunQuery) -> Result<Page<RunRow>> {
+pub(super) async fn runs_page(conn: &mut PgConnection, q: &RunQuery) -> Result<Page<RunRow>> {
     let column = match q.order_by {
         RunOrder::Id => "id",
         RunOrder::DagId => "dag_id",
@@ -232,7 +232,7 @@ pub(super) async fn runs_page(pool: &PgPool, q: &RunQuery) -> Result<Page<RunRow
         descending: q.descending,
     };
     page(
-        pool,
+        &mut *conn,
         run_columns!(),
         " FROM dag_run WHERE 1 = 1",
         |qb| run_filters(qb, q),
@@ -279,7 +279,10 @@ fn ti_filters(qb: &mut Builder, q: &TiQuery) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn task_instances_page(pool: &PgPool, q: &TiQuery) -> Result<Page<TiRow>> {
+pub(super) async fn task_instances_page(
+    conn: &mut PgConnection,
+    q: &TiQuery,
+) -> Result<Page<TiRow>> {
     let column = match q.order_by {
         TiOrder::Run => "run_pk",
         TiOrder::DagId => "dag_id",
@@ -300,7 +303,7 @@ pub(super) async fn task_instances_page(pool: &PgPool, q: &TiQuery) -> Result<Pa
         descending: q.descending,
     };
     page(
-        pool,
+        &mut *conn,
         ti_columns!(),
         " FROM task_instance WHERE 1 = 1",
         |qb| ti_filters(qb, q),
@@ -331,7 +334,7 @@ fn import_error_filters(qb: &mut Builder, q: &ImportErrorQuery) -> Result<()> {
 }
 
 pub(super) async fn import_errors_page(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     q: &ImportErrorQuery,
 ) -> Result<Page<ImportErrorRow>> {
     let column = match q.order_by {
@@ -346,7 +349,7 @@ pub(super) async fn import_errors_page(
         descending: q.descending,
     };
     page(
-        pool,
+        &mut *conn,
         IMPORT_ERROR_COLUMNS,
         IMPORT_ERROR_FROM,
         |qb| import_error_filters(qb, q),
@@ -357,14 +360,17 @@ pub(super) async fn import_errors_page(
     .await
 }
 
-pub(super) async fn import_error(pool: &PgPool, id: i64) -> Result<Option<ImportErrorRow>> {
+pub(super) async fn import_error(
+    conn: &mut PgConnection,
+    id: i64,
+) -> Result<Option<ImportErrorRow>> {
     let mut qb = Builder::new(format!("SELECT {IMPORT_ERROR_COLUMNS}{IMPORT_ERROR_FROM}"));
     qb.push(" AND id = ");
     qb.push_bind(id);
     let row = qb
         .build()
         .persistent(codec::persistent())
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await?;
     row.as_ref().map(import_error_row).transpose()
 }
@@ -426,12 +432,12 @@ pub(super) async fn set_ti_states(
     Ok(set)
 }
 
-pub(super) async fn create_pool(pool: &PgPool, row: &PoolRow) -> Result<()> {
+pub(super) async fn create_pool(conn: &mut PgConnection, row: &PoolRow) -> Result<()> {
     let done = codec::query("INSERT INTO pool (name, slots, description) VALUES ($1, $2, $3)")
         .bind(&row.name)
         .bind(row.slots)
         .bind(&row.description)
-        .execute(pool)
+        .execute(&mut *conn)
         .await;
     match done {
         Ok(_) => Ok(()),
@@ -448,8 +454,8 @@ pub(super) const POOL_USAGE: &str = "
     FROM task_instance WHERE state IN ('running', 'queued', 'scheduled')
     GROUP BY pool, state";
 
-pub(super) async fn pool_usage(pool: &PgPool) -> Result<HashMap<String, PoolUsage>> {
-    let rows = codec::query(POOL_USAGE).fetch_all(pool).await?;
+pub(super) async fn pool_usage(conn: &mut PgConnection) -> Result<HashMap<String, PoolUsage>> {
+    let rows = codec::query(POOL_USAGE).fetch_all(&mut *conn).await?;
     let mut usage: HashMap<String, PoolUsage> = HashMap::new();
     for row in &rows {
         let name: String = codec::col(row, "pool")?;
@@ -501,7 +507,7 @@ pub(super) async fn set_note(
     Ok(())
 }
 
-pub(super) async fn notes(pool: &PgPool, run_pks: &[i64]) -> Result<Vec<NoteRow>> {
+pub(super) async fn notes(conn: &mut PgConnection, run_pks: &[i64]) -> Result<Vec<NoteRow>> {
     if run_pks.is_empty() {
         return Ok(Vec::new());
     }
@@ -510,7 +516,7 @@ pub(super) async fn notes(pool: &PgPool, run_pks: &[i64]) -> Result<Vec<NoteRow>
          WHERE run_pk IN (SELECT jsonb_array_elements_text($1::jsonb)::BIGINT) ORDER BY run_pk, task_id",
     )
     .bind(codec::to_json(run_pks)?)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     rows.iter()
         .map(|row| {

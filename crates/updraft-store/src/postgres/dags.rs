@@ -147,64 +147,76 @@ async fn replace_import_errors(
     Ok(())
 }
 
-pub(super) async fn all(pool: &PgPool) -> Result<Vec<DagRow>> {
+pub(super) async fn all(conn: &mut PgConnection) -> Result<Vec<DagRow>> {
     let rows = codec::query(
         "SELECT d.version, d.is_paused, d.is_active, d.last_parsed_at, v.definition
          FROM dag d JOIN dag_version v ON v.dag_id = d.dag_id AND v.version = d.version
          ORDER BY d.dag_id",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     codec::all(&rows, codec::dag_row)
 }
 
-pub(super) async fn one(pool: &PgPool, dag_id: &str) -> Result<Option<DagRow>> {
+pub(super) async fn one(conn: &mut PgConnection, dag_id: &str) -> Result<Option<DagRow>> {
     let row = codec::query(
         "SELECT d.version, d.is_paused, d.is_active, d.last_parsed_at, v.definition
          FROM dag d JOIN dag_version v ON v.dag_id = d.dag_id AND v.version = d.version
          WHERE d.dag_id = $1",
     )
     .bind(dag_id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     row.as_ref().map(codec::dag_row).transpose()
 }
 
-pub(super) async fn version(pool: &PgPool, dag_id: &str, version: &str) -> Result<Option<Dag>> {
+pub(super) async fn version(
+    conn: &mut PgConnection,
+    dag_id: &str,
+    version: &str,
+) -> Result<Option<Dag>> {
     let row = codec::query("SELECT definition FROM dag_version WHERE dag_id = $1 AND version = $2")
         .bind(dag_id)
         .bind(version)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await?;
     row.as_ref()
         .map(|r| codec::json_col(r, "definition"))
         .transpose()
 }
 
-pub(super) async fn source(pool: &PgPool, dag_id: &str, version: &str) -> Result<Option<String>> {
+pub(super) async fn source(
+    conn: &mut PgConnection,
+    dag_id: &str,
+    version: &str,
+) -> Result<Option<String>> {
     let row = codec::query("SELECT source FROM dag_version WHERE dag_id = $1 AND version = $2")
         .bind(dag_id)
         .bind(version)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await?;
     row.as_ref().map(|r| codec::col(r, "source")).transpose()
 }
 
-pub(super) async fn set_paused(pool: &PgPool, dag_id: &str, paused: bool) -> Result<bool> {
+pub(super) async fn set_paused(
+    conn: &mut PgConnection,
+    dag_id: &str,
+    paused: bool,
+) -> Result<bool> {
     let done = codec::query("UPDATE dag SET is_paused = $1 WHERE dag_id = $2")
         .bind(paused)
         .bind(dag_id)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected() > 0)
 }
 
 /// In the order they were handed to the last [`sync`].
-pub(super) async fn import_errors(pool: &PgPool) -> Result<Vec<ImportError>> {
+pub(super) async fn import_errors(conn: &mut PgConnection) -> Result<Vec<ImportError>> {
     let rows = codec::query(
         "SELECT tenant, filename, line, col, message FROM import_error ORDER BY position",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     codec::all(&rows, codec::import_error_row)
 }

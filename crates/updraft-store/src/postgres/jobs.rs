@@ -6,13 +6,13 @@
 //! that its task instances are no longer its own.
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgPool;
+use sqlx::PgConnection;
 
 use super::codec::{self, job_columns, ts};
 use crate::{Result, SchedulerJobRow};
 
 pub(super) async fn register(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     hostname: &str,
     pid: u32,
     now: DateTime<Utc>,
@@ -25,39 +25,43 @@ pub(super) async fn register(
     .bind(hostname)
     .bind(i64::from(pid))
     .bind(ts(now))
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     Ok(id)
 }
 
 /// False when the job is no longer `running` (or unknown).
-pub(super) async fn heartbeat(pool: &PgPool, job_id: i64, now: DateTime<Utc>) -> Result<bool> {
+pub(super) async fn heartbeat(
+    conn: &mut PgConnection,
+    job_id: i64,
+    now: DateTime<Utc>,
+) -> Result<bool> {
     let done = codec::query(
         "UPDATE scheduler_job SET latest_heartbeat = $1 WHERE id = $2 AND state = 'running'",
     )
     .bind(ts(now))
     .bind(job_id)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() > 0)
 }
 
 /// A `running` job becomes `stopped`; a job already declared dead stays dead.
-pub(super) async fn stop(pool: &PgPool, job_id: i64, now: DateTime<Utc>) -> Result<()> {
+pub(super) async fn stop(conn: &mut PgConnection, job_id: i64, now: DateTime<Utc>) -> Result<()> {
     codec::query(
         "UPDATE scheduler_job SET state = 'stopped', end_date = $1
          WHERE id = $2 AND state = 'running'",
     )
     .bind(ts(now))
     .bind(job_id)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
 /// Silent `running` jobs other than `except` become `dead`; returns their ids, ascending.
 pub(super) async fn reap(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     cutoff: DateTime<Utc>,
     except: i64,
     now: DateTime<Utc>,
@@ -70,7 +74,7 @@ pub(super) async fn reap(
     .bind(ts(now))
     .bind(except)
     .bind(ts(cutoff))
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let mut ids: Vec<i64> = rows.into_iter().map(|(id,)| id).collect();
     ids.sort_unstable();
@@ -78,14 +82,14 @@ pub(super) async fn reap(
 }
 
 /// Newest (greatest id) first.
-pub(super) async fn all(pool: &PgPool, limit: u32) -> Result<Vec<SchedulerJobRow>> {
+pub(super) async fn all(conn: &mut PgConnection, limit: u32) -> Result<Vec<SchedulerJobRow>> {
     let rows = codec::query(concat!(
         "SELECT ",
         job_columns!(),
         " FROM scheduler_job ORDER BY id DESC LIMIT $1"
     ))
     .bind(i64::from(limit))
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     codec::all(&rows, codec::job_row)
 }

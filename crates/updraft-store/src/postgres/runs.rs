@@ -120,7 +120,11 @@ async fn insert_ti(conn: &mut PgConnection, run: &RunRow, ti: &NewTi) -> Result<
     }
 }
 
-pub(super) async fn by_run_id(pool: &PgPool, dag_id: &str, run_id: &str) -> Result<Option<RunRow>> {
+pub(super) async fn by_run_id(
+    conn: &mut PgConnection,
+    dag_id: &str,
+    run_id: &str,
+) -> Result<Option<RunRow>> {
     let row = codec::query(concat!(
         "SELECT ",
         run_columns!(),
@@ -128,7 +132,7 @@ pub(super) async fn by_run_id(pool: &PgPool, dag_id: &str, run_id: &str) -> Resu
     ))
     .bind(dag_id)
     .bind(run_id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     row.as_ref().map(codec::run_row).transpose()
 }
@@ -182,7 +186,7 @@ pub(super) const ALL_RUNS: &str = runs_where!("", "logical_date", "1");
 /// One statement per filter shape, so each can use its index: an `x IS NULL OR` catch-all
 /// would scan the table. With both a DAG and states, `+logical_date` keeps the planner on
 /// `(dag_id, state)` instead of walking the DAG's whole history in date order.
-pub(super) async fn filtered(pool: &PgPool, filter: &RunFilter) -> Result<Vec<RunRow>> {
+pub(super) async fn filtered(conn: &mut PgConnection, filter: &RunFilter) -> Result<Vec<RunRow>> {
     let states = if filter.states.is_empty() {
         None
     } else {
@@ -205,12 +209,15 @@ pub(super) async fn filtered(pool: &PgPool, filter: &RunFilter) -> Result<Vec<Ru
     // PostgreSQL reads `LIMIT NULL` as "no limit".
     let rows = query
         .bind(filter.limit.map(i64::from))
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
     codec::all(&rows, codec::run_row)
 }
 
-pub(super) async fn latest_scheduled(pool: &PgPool, dag_id: &str) -> Result<Option<RunRow>> {
+pub(super) async fn latest_scheduled(
+    conn: &mut PgConnection,
+    dag_id: &str,
+) -> Result<Option<RunRow>> {
     let row = codec::query(concat!(
         "SELECT ",
         run_columns!(),
@@ -220,7 +227,7 @@ pub(super) async fn latest_scheduled(pool: &PgPool, dag_id: &str) -> Result<Opti
          LIMIT 1"
     ))
     .bind(dag_id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     row.as_ref().map(codec::run_row).transpose()
 }
@@ -270,10 +277,10 @@ pub(super) async fn lock(conn: &mut PgConnection, run_pk: i64) -> Result<bool> {
 }
 
 /// Task instances and tries go with the run (`ON DELETE CASCADE`).
-pub(super) async fn delete(pool: &PgPool, run_pk: i64) -> Result<bool> {
+pub(super) async fn delete(conn: &mut PgConnection, run_pk: i64) -> Result<bool> {
     let done = codec::query("DELETE FROM dag_run WHERE id = $1")
         .bind(run_pk)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected() > 0)
 }

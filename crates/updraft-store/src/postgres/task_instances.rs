@@ -35,7 +35,7 @@ pub(super) async fn of_run<'e>(
     codec::all(&rows, codec::ti_row)
 }
 
-pub(super) async fn one(pool: &PgPool, key: &TiKey) -> Result<Option<TiRow>> {
+pub(super) async fn one(conn: &mut PgConnection, key: &TiKey) -> Result<Option<TiRow>> {
     let row = codec::query(concat!(
         "SELECT ",
         ti_columns!(),
@@ -43,7 +43,7 @@ pub(super) async fn one(pool: &PgPool, key: &TiKey) -> Result<Option<TiRow>> {
     ))
     .bind(key.run_pk)
     .bind(&key.task_id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     row.as_ref().map(codec::ti_row).transpose()
 }
@@ -147,8 +147,8 @@ async fn record_try(conn: &mut PgConnection, run_pk: i64, task_id: &str) -> Resu
 }
 
 /// `scheduled` instances of `running` runs: highest priority first, then oldest logical date.
-pub(super) async fn scheduled(pool: &PgPool) -> Result<Vec<TiRow>> {
-    let rows = codec::query(SCHEDULED).fetch_all(pool).await?;
+pub(super) async fn scheduled(conn: &mut PgConnection) -> Result<Vec<TiRow>> {
+    let rows = codec::query(SCHEDULED).fetch_all(&mut *conn).await?;
     codec::all(&rows, codec::ti_row)
 }
 
@@ -703,14 +703,14 @@ async fn requeue_run(conn: &mut PgConnection, run_pk: i64, now: DateTime<Utc>) -
     Ok(())
 }
 
-pub(super) async fn tries(pool: &PgPool, key: &TiKey) -> Result<Vec<TryRow>> {
+pub(super) async fn tries(conn: &mut PgConnection, key: &TiKey) -> Result<Vec<TryRow>> {
     let rows = codec::query(
         "SELECT run_pk, task_id, try_number, state, start_date, end_date, hostname
          FROM task_try WHERE run_pk = $1 AND task_id = $2 ORDER BY try_number",
     )
     .bind(key.run_pk)
     .bind(&key.task_id)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     codec::all(&rows, codec::try_row)
 }
@@ -727,14 +727,14 @@ pub(super) const ORPHANED: &str = concat!(
      ORDER BY run_pk, task_id"
 );
 
-pub(super) async fn orphaned(pool: &PgPool) -> Result<Vec<TiRow>> {
-    let rows = codec::query(ORPHANED).fetch_all(pool).await?;
+pub(super) async fn orphaned(conn: &mut PgConnection) -> Result<Vec<TiRow>> {
+    let rows = codec::query(ORPHANED).fetch_all(&mut *conn).await?;
     codec::all(&rows, codec::ti_row)
 }
 
 /// One query, so the run found and its instances come from the same snapshot.
 pub(super) async fn previous_run_states(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     dag_id: &str,
     logical_date: DateTime<Utc>,
 ) -> Result<Option<HashMap<String, TaskState>>> {
@@ -746,7 +746,7 @@ pub(super) async fn previous_run_states(
     )
     .bind(dag_id)
     .bind(ts(logical_date))
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     if rows.is_empty() {
         return Ok(None);

@@ -4,7 +4,7 @@
 //! per DAG), and every statement is bounded by the page's size, so pages stay fast however
 //! much history is recorded.
 
-use sqlx::postgres::PgPool;
+use sqlx::PgConnection;
 
 use super::codec::{self, run_columns, ti_columns};
 use crate::{DagVersionRow, Result, RunChange, RunRow, TiRow, TryRow};
@@ -51,7 +51,7 @@ pub(super) const RUN_CHANGES: &str =
     "SELECT seq, run_pk FROM run_change WHERE seq > $1 ORDER BY seq LIMIT $2";
 
 pub(super) async fn recent_runs(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     dag_ids: &[String],
     per_dag: u32,
 ) -> Result<Vec<RunRow>> {
@@ -61,13 +61,13 @@ pub(super) async fn recent_runs(
     let rows = codec::query(RECENT_RUNS)
         .bind(codec::to_json(dag_ids)?)
         .bind(i64::from(per_dag))
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
     codec::all(&rows, codec::run_row)
 }
 
 pub(super) async fn latest_scheduled_runs(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     dag_ids: &[String],
 ) -> Result<Vec<RunRow>> {
     if dag_ids.is_empty() {
@@ -75,37 +75,43 @@ pub(super) async fn latest_scheduled_runs(
     }
     let rows = codec::query(LATEST_SCHEDULED)
         .bind(codec::to_json(dag_ids)?)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
     codec::all(&rows, codec::run_row)
 }
 
-pub(super) async fn task_instances_of_runs(pool: &PgPool, run_pks: &[i64]) -> Result<Vec<TiRow>> {
+pub(super) async fn task_instances_of_runs(
+    conn: &mut PgConnection,
+    run_pks: &[i64],
+) -> Result<Vec<TiRow>> {
     if run_pks.is_empty() {
         return Ok(Vec::new());
     }
     let rows = codec::query(TIS_OF_RUNS)
         .bind(codec::to_json(run_pks)?)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
     codec::all(&rows, codec::ti_row)
 }
 
-pub(super) async fn tries_of_run(pool: &PgPool, run_pk: i64) -> Result<Vec<TryRow>> {
+pub(super) async fn tries_of_run(conn: &mut PgConnection, run_pk: i64) -> Result<Vec<TryRow>> {
     let rows = codec::query(TRIES_OF_RUN)
         .bind(run_pk)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
     codec::all(&rows, codec::try_row)
 }
 
-pub(super) async fn dag_versions(pool: &PgPool, dag_id: &str) -> Result<Vec<DagVersionRow>> {
+pub(super) async fn dag_versions(
+    conn: &mut PgConnection,
+    dag_id: &str,
+) -> Result<Vec<DagVersionRow>> {
     let rows = codec::query(
         "SELECT version, created_at FROM dag_version WHERE dag_id = $1
          ORDER BY created_at DESC, version",
     )
     .bind(dag_id)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     rows.iter()
         .map(|row| {
@@ -118,14 +124,14 @@ pub(super) async fn dag_versions(pool: &PgPool, dag_id: &str) -> Result<Vec<DagV
 }
 
 pub(super) async fn run_changes_since(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     after: i64,
     limit: u32,
 ) -> Result<Vec<RunChange>> {
     let rows = codec::query(RUN_CHANGES)
         .bind(after)
         .bind(i64::from(limit))
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
     rows.iter()
         .map(|row| {
@@ -137,9 +143,9 @@ pub(super) async fn run_changes_since(
         .collect()
 }
 
-pub(super) async fn latest_run_change(pool: &PgPool) -> Result<i64> {
+pub(super) async fn latest_run_change(conn: &mut PgConnection) -> Result<i64> {
     let (seq,): (i64,) = codec::query_as("SELECT COALESCE(MAX(seq), 0) FROM run_change")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
     Ok(seq)
 }

@@ -65,48 +65,69 @@ pub(super) async fn apply_transitions(
     Ok(applied)
 }
 
-/// [`apply_transitions`] inside the caller's transaction; returns how many applied.
+/// [`apply_transitions`] inside the caller's transaction; returns how many applied. One
+/// statement whatever the number of transitions: the instances are matched through `unnest`
+/// arrays in `task_id` order (a fixed lock order), and the tries that leave `queued`/`running`
+/// are closed in the history by the same statement.
 pub(super) async fn apply_transitions_in(
     conn: &mut PgConnection,
     run_pk: i64,
     transitions: &[TiTransition],
     now: DateTime<Utc>,
 ) -> Result<usize> {
-    let mut applied = 0;
-    for t in transitions {
-        if apply_one(conn, run_pk, t, now).await? {
-            applied += 1;
-        }
+    // A task named twice: only its first transition can apply, as if applied in order.
+    let mut seen = std::collections::HashSet::new();
+    let mut batch: Vec<&TiTransition> = transitions
+        .iter()
+        .filter(|t| seen.insert(t.task_id.as_str()))
+        .collect();
+    if batch.is_empty() {
+        return Ok(0);
     }
-    Ok(applied)
-}
-
-async fn apply_one(
-    conn: &mut PgConnection,
-    run_pk: i64,
-    t: &TiTransition,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let done = codec::query(
-        "UPDATE task_instance SET
-             state = $1,
-             end_date = CASE WHEN $2 THEN $3 ELSE end_date END,
-             retry_at = CASE WHEN $1 = 'up_for_retry' THEN retry_at ELSE NULL END
-         WHERE run_pk = $4 AND task_id = $5 AND state = $6",
-    )
-    .bind(t.new.as_str())
-    .bind(ends(t.expected, t.new))
-    .bind(ts(now))
+    batch.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    let task_ids: Vec<&str> = batch.iter().map(|t| t.task_id.as_str()).collect();
+    let expected: Vec<&str> = batch.iter().map(|t| t.expected.as_str()).collect();
+    let new: Vec<&str> = batch.iter().map(|t| t.new.as_str()).collect();
+    let ending: Vec<bool> = batch.iter().map(|t| ends(t.expected, t.new)).collect();
+    let closing: Vec<bool> = batch.iter().map(|t| t.expected.is_active()).collect();
+    let (applied,): (i64,) = codec::query_as(concat!(
+        "WITH t AS (
+             SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[], $6::bool[])
+                 AS t(task_id, expected, new, ending, closing)
+         ),
+         upd AS (
+             UPDATE task_instance ti SET
+                 state = t.new,
+                 end_date = CASE WHEN t.ending THEN $7 ELSE ti.end_date END,
+                 retry_at = CASE WHEN t.new = 'up_for_retry' THEN ti.retry_at ELSE NULL END
+             FROM t
+             WHERE ti.run_pk = $1 AND ti.task_id = t.task_id AND ti.state = t.expected
+             RETURNING ti.run_pk, ti.task_id, ti.try_number, ti.tenant, ti.state, ti.start_date,
+                 ti.end_date, ti.hostname, t.closing
+         ),
+         closed AS (
+             INSERT INTO task_try (run_pk, task_id, try_number, tenant, state, start_date,
+                 end_date, hostname)
+             SELECT run_pk, task_id, try_number, tenant, state, start_date, end_date, hostname
+             FROM upd WHERE closing AND try_number > 0
+             ON CONFLICT (run_pk, task_id, try_number) DO UPDATE SET
+                 state = excluded.state,
+                 start_date = excluded.start_date,
+                 end_date = excluded.end_date,
+                 hostname = excluded.hostname
+         )
+         SELECT COUNT(*) FROM upd"
+    ))
     .bind(run_pk)
-    .bind(&t.task_id)
-    .bind(t.expected.as_str())
-    .execute(&mut *conn)
+    .bind(&task_ids)
+    .bind(&expected)
+    .bind(&new)
+    .bind(&ending)
+    .bind(&closing)
+    .bind(ts(now))
+    .fetch_one(&mut *conn)
     .await?;
-    let applied = done.rows_affected() > 0;
-    if applied && t.expected.is_active() {
-        record_try(conn, run_pk, &t.task_id).await?;
-    }
-    Ok(applied)
+    Ok(applied as usize)
 }
 
 /// [`record_try`] for every row of a data-modifying CTE named `upd` that returns the

@@ -90,7 +90,7 @@ pub(super) async fn apply_transitions_in(
     let new: Vec<&str> = batch.iter().map(|t| t.new.as_str()).collect();
     let ending: Vec<bool> = batch.iter().map(|t| ends(t.expected, t.new)).collect();
     let closing: Vec<bool> = batch.iter().map(|t| t.expected.is_active()).collect();
-    let (applied,): (i64,) = codec::query_as(concat!(
+    let (applied,): (i64,) = codec::query_as(
         "WITH t AS (
              SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[], $6::bool[])
                  AS t(task_id, expected, new, ending, closing)
@@ -116,8 +116,8 @@ pub(super) async fn apply_transitions_in(
                  end_date = excluded.end_date,
                  hostname = excluded.hostname
          )
-         SELECT COUNT(*) FROM upd"
-    ))
+         SELECT COUNT(*) FROM upd",
+    )
     .bind(run_pk)
     .bind(&task_ids)
     .bind(&expected)

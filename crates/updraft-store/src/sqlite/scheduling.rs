@@ -19,6 +19,8 @@ use crate::{ActiveCounts, Evaluated, QueueLimits, Result, RunDecision, RunRow, T
 
 /// One transaction: each key still `scheduled` whose pool and DAG have room becomes `queued`,
 /// owned by `owner`. The room is counted once, then kept up to date as keys are queued.
+/// A constant number of statements: the candidates are read in one `SELECT`, the limits
+/// checked here in the order of `keys`, and the admitted ones queued together.
 pub(super) async fn queue(
     pool: &SqlitePool,
     keys: &[TiKey],
@@ -26,23 +28,38 @@ pub(super) async fn queue(
     limits: &QueueLimits,
     now: DateTime<Utc>,
 ) -> Result<Vec<TiRow>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut room = Room::load(&mut tx).await?;
-    let mut queued = Vec::with_capacity(keys.len());
-    for key in keys {
-        let Some(candidate) = candidate(&mut tx, key).await? else {
+    let candidates = candidates(&mut tx, keys).await?;
+    // (run_pk, task_id) → position in `admitted`; a key given twice is queued once.
+    let mut positions: HashMap<(i64, &str), usize> = HashMap::new();
+    let mut admitted: Vec<&TiKey> = Vec::new();
+    for (key, candidate) in keys.iter().zip(&candidates) {
+        let Some(candidate) = candidate else {
             continue;
         };
-        if !room.admits(&candidate, limits) {
+        let Entry::Vacant(position) = positions.entry((key.run_pk, key.task_id.as_str())) else {
+            continue;
+        };
+        if !room.admits(candidate, limits) {
             continue;
         }
-        if let Some(row) = task_instances::queue_one(&mut tx, key, owner, now).await? {
-            room.take(&candidate);
-            queued.push(row);
+        room.take(candidate);
+        position.insert(admitted.len());
+        admitted.push(key);
+    }
+    let rows = task_instances::queue_many(&mut tx, &admitted, owner, now).await?;
+    tx.commit().await?;
+    let mut ordered: Vec<Option<TiRow>> = vec![None; admitted.len()];
+    for row in rows {
+        if let Some(&i) = positions.get(&(row.run_pk, row.task_id.as_str())) {
+            ordered[i] = Some(row);
         }
     }
-    tx.commit().await?;
-    Ok(queued)
+    Ok(ordered.into_iter().flatten().collect())
 }
 
 /// What a `scheduled` instance would take once queued.
@@ -52,24 +69,34 @@ struct Candidate {
     pool_slots: i64,
 }
 
-/// `None` unless the instance exists and is `scheduled`.
-async fn candidate(conn: &mut SqliteConnection, key: &TiKey) -> Result<Option<Candidate>> {
-    let row = sqlx::query(
-        "SELECT dag_id, pool, pool_slots FROM task_instance
-         WHERE run_pk = ?1 AND task_id = ?2 AND state = 'scheduled'",
+/// Per key, in order: `None` unless the instance exists and is `scheduled`.
+async fn candidates(conn: &mut SqliteConnection, keys: &[TiKey]) -> Result<Vec<Option<Candidate>>> {
+    let json = task_instances::keys_json(keys.iter().map(|k| (k.run_pk, k.task_id.as_str())))?;
+    let rows = sqlx::query(
+        "SELECT j.key AS position, ti.dag_id, ti.pool, ti.pool_slots
+         FROM json_each(?1) AS j
+         JOIN task_instance AS ti ON ti.run_pk = json_extract(j.value, '$[0]')
+                                 AND ti.task_id = json_extract(j.value, '$[1]')
+         WHERE +ti.state = 'scheduled'",
     )
-    .bind(key.run_pk)
-    .bind(&key.task_id)
-    .fetch_optional(conn)
+    .bind(json)
+    .fetch_all(conn)
     .await?;
-    row.map(|row| {
-        Ok(Candidate {
-            dag_id: codec::col(&row, "dag_id")?,
-            pool: codec::col(&row, "pool")?,
-            pool_slots: codec::col(&row, "pool_slots")?,
-        })
-    })
-    .transpose()
+    let mut candidates: Vec<Option<Candidate>> = keys.iter().map(|_| None).collect();
+    for row in &rows {
+        let position: i64 = codec::col(row, "position")?;
+        if let Some(slot) = usize::try_from(position)
+            .ok()
+            .and_then(|p| candidates.get_mut(p))
+        {
+            *slot = Some(Candidate {
+                dag_id: codec::col(row, "dag_id")?,
+                pool: codec::col(row, "pool")?,
+                pool_slots: codec::col(row, "pool_slots")?,
+            });
+        }
+    }
+    Ok(candidates)
 }
 
 /// Pool slots and DAG task counts held by `queued` and `running` instances, against the

@@ -166,33 +166,72 @@ pub(super) async fn active_counts<'e>(
     Ok(counts)
 }
 
-/// `scheduled` → `queued` with a new try owned by job `owner`; `None` when the instance is
-/// not `scheduled` (or unknown). The caller checks the limits (see `scheduling::queue`).
-pub(super) async fn queue_one(
+/// `scheduled` → `queued` with a new try owned by job `owner`, for each of `keys` still
+/// `scheduled` (others are left alone; `keys` are distinct), recording the new tries. One
+/// `UPDATE` and one `INSERT` whatever the number of keys. The caller checks the limits (see
+/// `scheduling::queue`). Returns the queued rows in no particular order.
+pub(super) async fn queue_many(
     conn: &mut SqliteConnection,
-    key: &TiKey,
+    keys: &[&TiKey],
     owner: i64,
     now: DateTime<Utc>,
-) -> Result<Option<TiRow>> {
-    let row = sqlx::query(concat!(
+) -> Result<Vec<TiRow>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys = keys_json(keys.iter().map(|k| (k.run_pk, k.task_id.as_str())))?;
+    let rows = sqlx::query(concat!(
         "UPDATE task_instance SET
              state = 'queued', try_number = try_number + 1, queued_at = ?1,
              start_date = NULL, end_date = NULL, retry_at = NULL, pid = NULL, hostname = NULL,
-             queued_by_job_id = ?4
-         WHERE run_pk = ?2 AND task_id = ?3 AND state = 'scheduled'
+             queued_by_job_id = ?3
+         FROM json_each(?2) AS j
+         WHERE task_instance.run_pk = json_extract(j.value, '$[0]')
+           AND task_instance.task_id = json_extract(j.value, '$[1]')
+           AND +task_instance.state = 'scheduled'
          RETURNING ",
         ti_columns!()
     ))
     .bind(ts(now))
-    .bind(key.run_pk)
-    .bind(&key.task_id)
+    .bind(&keys)
     .bind(owner)
-    .fetch_optional(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let ti = codec::ti_row(&row)?;
-    record_try(conn, key.run_pk, &key.task_id).await?;
-    Ok(Some(ti))
+    let tis = codec::all(&rows, codec::ti_row)?;
+    record_tries(conn, &keys).await?;
+    Ok(tis)
+}
+
+/// `[[run_pk, task_id], ...]`, for [`record_tries`] and `json_each`.
+pub(super) fn keys_json<'a>(keys: impl Iterator<Item = (i64, &'a str)>) -> Result<String> {
+    codec::to_json(&keys.collect::<Vec<_>>())
+}
+
+/// [`record_try`] for each instance of `keys` (as [`keys_json`]), in one statement.
+///
+/// In the batched statements here, a unary `+` on `state` keeps the planner off the `state`
+/// index: lacking statistics it would otherwise scan every instance in that state and, for
+/// each, all the keys. With it, the keys drive the loop, each a primary-key lookup.
+async fn record_tries(conn: &mut SqliteConnection, keys: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO task_try (run_pk, task_id, try_number, tenant, state, start_date, end_date,
+             hostname)
+         SELECT ti.run_pk, ti.task_id, ti.try_number, ti.tenant, ti.state, ti.start_date,
+             ti.end_date, ti.hostname
+         FROM json_each(?1) AS j
+         JOIN task_instance AS ti ON ti.run_pk = json_extract(j.value, '$[0]')
+                                 AND ti.task_id = json_extract(j.value, '$[1]')
+         WHERE ti.try_number > 0
+         ON CONFLICT (run_pk, task_id, try_number) DO UPDATE SET
+             state = excluded.state,
+             start_date = excluded.start_date,
+             end_date = excluded.end_date,
+             hostname = excluded.hostname",
+    )
+    .bind(keys)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 pub(super) async fn mark_running(
@@ -293,6 +332,18 @@ async fn finish_try_in(
     Ok(applied)
 }
 
+/// Three statements whatever the number of reports: every `Started` report in one `UPDATE`,
+/// then every `Finished` one in another, then the history of the instances changed.
+///
+/// Same outcome as applying the reports one by one in order: a try's `Started` and
+/// `Finished` are the only reports that change it, and the instance is `queued` at a try
+/// before it is `running` at it, so only these orders matter, for one try:
+/// - a second `Started` (or `Finished`) never applies: the first either applied and moved the
+///   instance on, or found it in no state the second could accept;
+/// - a `Started` after the try's `Finished` never applies (the `Finished` either ended the
+///   try, or found it neither queued nor running), so it is left out;
+/// - a `Finished` after the try's `Started` sees the `Started` applied, as the `Started`
+///   batch runs first.
 pub(super) async fn record_reports(
     pool: &SqlitePool,
     reports: &[TryReport],
@@ -304,23 +355,102 @@ pub(super) async fn record_reports(
             check_finish_state(*new)?;
         }
     }
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut applied = Vec::with_capacity(reports.len());
-    for report in reports {
-        let done = match report {
+    // (run_pk, task_id, try_number) → index of the report that may apply.
+    let mut started: HashMap<(i64, &str, i64), usize> = HashMap::new();
+    let mut finished: HashMap<(i64, &str, i64), usize> = HashMap::new();
+    // [run_pk, task_id, try_number, pid] and [run_pk, task_id, try_number, state, retry_at].
+    let mut started_json = Vec::new();
+    let mut finished_json = Vec::new();
+    for (i, report) in reports.iter().enumerate() {
+        match report {
             TryReport::Started {
                 key,
                 try_number,
                 pid,
-            } => mark_running_in(&mut tx, key, *try_number, *pid, hostname, now).await?,
+            } => {
+                let k = (key.run_pk, key.task_id.as_str(), i64::from(*try_number));
+                if started.contains_key(&k) || finished.contains_key(&k) {
+                    continue;
+                }
+                started.insert(k, i);
+                started_json.push(serde_json::json!([k.0, k.1, k.2, pid]));
+            }
             TryReport::Finished {
                 key,
                 try_number,
                 new,
                 retry_at,
-            } => finish_try_in(&mut tx, key, *try_number, *new, *retry_at, now).await?,
-        };
-        applied.push(done);
+            } => {
+                let k = (key.run_pk, key.task_id.as_str(), i64::from(*try_number));
+                if finished.contains_key(&k) {
+                    continue;
+                }
+                finished.insert(k, i);
+                let retry_at = opt_ts(retry_at.filter(|_| *new == TaskState::UpForRetry));
+                finished_json.push(serde_json::json!([k.0, k.1, k.2, new.as_str(), retry_at]));
+            }
+        }
+    }
+    let mut applied = vec![false; reports.len()];
+    // Instances whose current try changed, for the history.
+    let mut changed: Vec<(i64, String)> = Vec::new();
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    if !started_json.is_empty() {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "UPDATE task_instance AS ti SET
+                 state = 'running', start_date = ?1, pid = json_extract(j.value, '$[3]'),
+                 hostname = ?2
+             FROM json_each(?3) AS j
+             WHERE ti.run_pk = json_extract(j.value, '$[0]')
+               AND ti.task_id = json_extract(j.value, '$[1]')
+               AND ti.try_number = json_extract(j.value, '$[2]')
+               AND +ti.state = 'queued'
+             RETURNING run_pk, task_id, try_number",
+        )
+        .bind(ts(now))
+        .bind(hostname)
+        .bind(codec::to_json(&started_json)?)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (run_pk, task_id, try_number) in rows {
+            if let Some(&i) = started.get(&(run_pk, task_id.as_str(), try_number)) {
+                applied[i] = true;
+            }
+            changed.push((run_pk, task_id));
+        }
+    }
+    if !finished_json.is_empty() {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "UPDATE task_instance AS ti SET
+                 state = json_extract(j.value, '$[3]'), end_date = ?1,
+                 retry_at = json_extract(j.value, '$[4]')
+             FROM json_each(?2) AS j
+             WHERE ti.run_pk = json_extract(j.value, '$[0]')
+               AND ti.task_id = json_extract(j.value, '$[1]')
+               AND ti.try_number = json_extract(j.value, '$[2]')
+               AND +ti.state IN ('queued', 'running')
+             RETURNING run_pk, task_id, try_number",
+        )
+        .bind(ts(now))
+        .bind(codec::to_json(&finished_json)?)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (run_pk, task_id, try_number) in rows {
+            if let Some(&i) = finished.get(&(run_pk, task_id.as_str(), try_number)) {
+                applied[i] = true;
+            }
+            changed.push((run_pk, task_id));
+        }
+    }
+    if !changed.is_empty() {
+        changed.sort_unstable();
+        changed.dedup();
+        let keys = keys_json(
+            changed
+                .iter()
+                .map(|(run_pk, task_id)| (*run_pk, task_id.as_str())),
+        )?;
+        record_tries(&mut tx, &keys).await?;
     }
     tx.commit().await?;
     Ok(applied)

@@ -71,41 +71,59 @@ pub(super) async fn apply_transitions_in(
     transitions: &[TiTransition],
     now: DateTime<Utc>,
 ) -> Result<usize> {
-    let mut applied = 0;
-    for t in transitions {
-        if apply_one(conn, run_pk, t, now).await? {
-            applied += 1;
-        }
+    // A task named twice: only its first transition can apply, as if applied in order.
+    let mut seen = std::collections::HashSet::new();
+    let batch: Vec<&TiTransition> = transitions
+        .iter()
+        .filter(|t| seen.insert(t.task_id.as_str()))
+        .collect();
+    if batch.is_empty() {
+        return Ok(0);
     }
-    Ok(applied)
-}
-
-async fn apply_one(
-    conn: &mut SqliteConnection,
-    run_pk: i64,
-    t: &TiTransition,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE task_instance SET
-             state = ?1,
-             end_date = CASE WHEN ?2 THEN ?3 ELSE end_date END,
-             retry_at = CASE WHEN ?1 = 'up_for_retry' THEN retry_at ELSE NULL END
-         WHERE run_pk = ?4 AND task_id = ?5 AND state = ?6",
+    let items: Vec<serde_json::Value> = batch
+        .iter()
+        .map(|t| {
+            serde_json::json!([
+                t.task_id,
+                t.expected.as_str(),
+                t.new.as_str(),
+                ends(t.expected, t.new)
+            ])
+        })
+        .collect();
+    // `+ti.state`: the transitions drive the loop (one primary-key lookup each), not the
+    // state index.
+    let changed: Vec<(String,)> = sqlx::query_as(
+        "UPDATE task_instance AS ti SET
+             state = json_extract(j.value, '$[2]'),
+             end_date = CASE WHEN json_extract(j.value, '$[3]') THEN ?3 ELSE ti.end_date END,
+             retry_at = CASE WHEN json_extract(j.value, '$[2]') = 'up_for_retry'
+                             THEN ti.retry_at ELSE NULL END
+         FROM json_each(?1) AS j
+         WHERE ti.run_pk = ?2 AND ti.task_id = json_extract(j.value, '$[0]')
+           AND +ti.state = json_extract(j.value, '$[1]')
+         RETURNING task_id",
     )
-    .bind(t.new.as_str())
-    .bind(ends(t.expected, t.new))
-    .bind(ts(now))
+    .bind(serde_json::Value::Array(items).to_string())
     .bind(run_pk)
-    .bind(&t.task_id)
-    .bind(t.expected.as_str())
-    .execute(&mut *conn)
+    .bind(ts(now))
+    .fetch_all(&mut *conn)
     .await?;
-    let applied = done.rows_affected() > 0;
-    if applied && t.expected.is_active() {
-        record_try(conn, run_pk, &t.task_id).await?;
+    // Tries that left queued/running are closed in the history.
+    let live: std::collections::HashSet<&str> = batch
+        .iter()
+        .filter(|t| t.expected.is_active())
+        .map(|t| t.task_id.as_str())
+        .collect();
+    let closing: Vec<serde_json::Value> = changed
+        .iter()
+        .filter(|(task_id,)| live.contains(task_id.as_str()))
+        .map(|(task_id,)| serde_json::json!([run_pk, task_id]))
+        .collect();
+    if !closing.is_empty() {
+        record_tries(conn, &serde_json::Value::Array(closing).to_string()).await?;
     }
-    Ok(applied)
+    Ok(changed.len())
 }
 
 /// Copy the instance's current try into the history (insert or refresh).

@@ -94,7 +94,10 @@ fn wait_all_runs_finished(url: &str, expected_runs: usize) -> Vec<(String, RunSt
         Some(with_store(url, async |store: &dyn Store| {
             let mut all = Vec::new();
             for run in runs {
-                let tis = store.task_instances(run.id).await.expect("reading instances");
+                let tis = store
+                    .task_instances(run.id)
+                    .await
+                    .expect("reading instances");
                 all.push((format!("{}/{}", run.dag_id, run.run_id), run.state, tis));
             }
             all
@@ -133,9 +136,15 @@ fn assert_exactly_once(
         .iter()
         .filter(|l| !counts.contains_key(*l))
         .collect();
-    assert!(missing.is_empty(), "final tries missing from the ledger: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "final tries missing from the ledger: {missing:?}"
+    );
     let unknown: Vec<&String> = counts.keys().filter(|l| !allowed.contains(*l)).collect();
-    assert!(unknown.is_empty(), "ledger lines of no recorded try: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "ledger lines of no recorded try: {unknown:?}"
+    );
 }
 
 fn start_schedulers(home: &Home, n: usize) -> Vec<SchedulerProcess> {
@@ -187,25 +196,26 @@ fn a_killed_schedulers_tries_are_retried_by_the_others() {
         (ledger_lines(&ledger) >= 500).then_some(())
     });
     // The victim's job, and the instances it holds right now.
-    let (victim_job, held) = wait_until("the victim to hold running tries", WORKLOAD_TIMEOUT, || {
-        with_store(&db.url, async |store: &dyn Store| {
-            let job = store
-                .schedulers(16)
-                .await
-                .ok()?
-                .into_iter()
-                .find(|j| j.pid == i64::from(victim_pid) && j.state == "running")?;
-            let mut held = Vec::new();
-            for run in store.runs(&RunFilter::default()).await.ok()? {
-                for ti in store.task_instances(run.id).await.ok()? {
-                    if ti.queued_by_job_id == Some(job.id) && ti.state == TaskState::Running {
-                        held.push((run.id, ti.task_id, ti.try_number));
+    let (victim_job, held) =
+        wait_until("the victim to hold running tries", WORKLOAD_TIMEOUT, || {
+            with_store(&db.url, async |store: &dyn Store| {
+                let job = store
+                    .schedulers(16)
+                    .await
+                    .ok()?
+                    .into_iter()
+                    .find(|j| j.pid == i64::from(victim_pid) && j.state == "running")?;
+                let mut held = Vec::new();
+                for run in store.runs(&RunFilter::default()).await.ok()? {
+                    for ti in store.task_instances(run.id).await.ok()? {
+                        if ti.queued_by_job_id == Some(job.id) && ti.state == TaskState::Running {
+                            held.push((run.id, ti.task_id, ti.try_number));
+                        }
                     }
                 }
-            }
-            (!held.is_empty()).then_some((job.id, held))
-        })
-    });
+                (!held.is_empty()).then_some((job.id, held))
+            })
+        });
     schedulers[0].kill();
 
     let runs = wait_all_runs_finished(&db.url, 50);
@@ -214,9 +224,16 @@ fn a_killed_schedulers_tries_are_retried_by_the_others() {
         store.schedulers(16).await.unwrap()
     });
     let victim = jobs.iter().find(|j| j.id == victim_job).unwrap();
-    assert_eq!(victim.state, "dead", "the silent scheduler is declared dead");
+    assert_eq!(
+        victim.state, "dead",
+        "the silent scheduler is declared dead"
+    );
     let probe = home.run(&["jobs", "check", "--pid", &victim_pid.to_string()]);
-    assert_eq!(probe.code(), Some(1), "the dead scheduler passed the liveness probe: {probe}");
+    assert_eq!(
+        probe.code(),
+        Some(1),
+        "the dead scheduler passed the liveness probe: {probe}"
+    );
     home.ok(&["jobs", "check"]);
     // Each try the victim held when it died was failed and followed by another try.
     let mut retried = 0;
@@ -231,12 +248,13 @@ fn a_killed_schedulers_tries_are_retried_by_the_others() {
             retried += 1;
             assert_ne!(ti.queued_by_job_id, Some(victim_job), "{task_id}");
             let tries = with_store(&db.url, async |store: &dyn Store| {
-                store.tries(&updraft_store::TiKey {
-                    run_pk: *run_pk,
-                    task_id: task_id.clone(),
-                })
-                .await
-                .unwrap()
+                store
+                    .tries(&updraft_store::TiKey {
+                        run_pk: *run_pk,
+                        task_id: task_id.clone(),
+                    })
+                    .await
+                    .unwrap()
             });
             let dead = tries.iter().find(|t| t.try_number == *try_number).unwrap();
             assert!(
@@ -246,7 +264,10 @@ fn a_killed_schedulers_tries_are_retried_by_the_others() {
             );
         }
     }
-    assert!(retried > 0, "none of the victim's tries {held:?} was retried");
+    assert!(
+        retried > 0,
+        "none of the victim's tries {held:?} was retried"
+    );
 }
 
 #[test]
@@ -266,10 +287,14 @@ fn schedulers_survive_a_postgresql_restart_mid_run() {
     });
     let ends_at_stop = ledger_lines(&ledger);
     cluster.stop_server();
-    let health = wait_until("the health check to see the outage", WORKLOAD_TIMEOUT, || {
-        let health = get_json(&api, "/api/v2/monitor/health")?;
-        (health["metadatabase"]["status"] == "unhealthy").then_some(health)
-    });
+    let health = wait_until(
+        "the health check to see the outage",
+        WORKLOAD_TIMEOUT,
+        || {
+            let health = get_json(&api, "/api/v2/monitor/health")?;
+            (health["metadatabase"]["status"] == "unhealthy").then_some(health)
+        },
+    );
     assert_eq!(health["scheduler"]["status"], "unhealthy");
     // Tries keep finishing meanwhile; their ends wait in the schedulers until the database is
     // back.
@@ -280,7 +305,11 @@ fn schedulers_survive_a_postgresql_restart_mid_run() {
 
     let runs = wait_all_runs_finished(&db.url, 10);
     assert_exactly_once(&runs, &ledger, 20);
-    assert_eq!(ledger_lines(&ledger), 200, "no try ran twice or was retried");
+    assert_eq!(
+        ledger_lines(&ledger),
+        200,
+        "no try ran twice or was retried"
+    );
     for scheduler in &mut schedulers {
         assert!(
             scheduler.try_wait().is_none(),
@@ -290,7 +319,8 @@ fn schedulers_survive_a_postgresql_restart_mid_run() {
     }
     wait_until("the health check to recover", WORKLOAD_TIMEOUT, || {
         let health = get_json(&api, "/api/v2/monitor/health")?;
-        (health["metadatabase"]["status"] == "healthy" && health["scheduler"]["status"] == "healthy")
+        (health["metadatabase"]["status"] == "healthy"
+            && health["scheduler"]["status"] == "healthy")
             .then_some(())
     });
 }
@@ -348,7 +378,10 @@ fn db_migrate_from_several_processes_at_once_is_safe() {
         assert!(stdout.contains("Database migrated"), "{stdout}");
     }
     // The schema is whole: a command that records and reads works.
-    home.write_dag("m.yaml", "dag_id: migrated\ntasks:\n  - {task_id: a, noop: true}\n");
+    home.write_dag(
+        "m.yaml",
+        "dag_id: migrated\ntasks:\n  - {task_id: a, noop: true}\n",
+    );
     let dags = home.dags_list();
     assert_eq!(dags.len(), 1, "{dags:?}");
 }

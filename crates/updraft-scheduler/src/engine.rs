@@ -27,7 +27,7 @@ use updraft_core::evaluate::{TiSnapshot, evaluate_run_indexed};
 use updraft_core::queue::{Candidate, Capacity, select_to_queue};
 use updraft_core::retry::{TryOutcome, on_try_finished};
 use updraft_core::timetable::{DataInterval, due_intervals, next_interval};
-use updraft_core::{RunState, RunType};
+use updraft_core::{RunState, RunType, TaskState};
 use updraft_dag::Schedule;
 use updraft_executor::render::{TemplateContext, render_task};
 use updraft_executor::{
@@ -584,15 +584,10 @@ impl Scheduler {
     /// Re-evaluate the runs touched since the last pass and queue what became runnable.
     async fn quick_pass(&mut self) -> Result<(), SchedulerError> {
         let now = Utc::now();
-        let mut any_finished = false;
-        while let Some(run_pk) = self.dirty_runs.pop_first() {
-            any_finished |= self.evaluate(run_pk, now).await?;
-        }
-        if any_finished {
+        if self.evaluate(now).await? {
+            // Some run finished: queued runs may start now.
             self.start_queued_runs(now).await?;
-            while let Some(run_pk) = self.dirty_runs.pop_first() {
-                self.evaluate(run_pk, now).await?;
-            }
+            self.evaluate(now).await?;
         }
         if !self.busy_runs.is_empty() {
             self.dirty_runs.append(&mut self.busy_runs);
@@ -740,8 +735,108 @@ impl Scheduler {
         }
     }
 
-    /// Returns true when the run finished in this evaluation.
-    async fn evaluate(&mut self, run_pk: i64, now: DateTime<Utc>) -> Result<bool, SchedulerError> {
+    /// Evaluate every dirty run, all in one [`Store::evaluate_runs`] call (one transaction).
+    /// Returns true when some run finished in this evaluation.
+    async fn evaluate(&mut self, now: DateTime<Utc>) -> Result<bool, SchedulerError> {
+        let run_pks: Vec<i64> = std::mem::take(&mut self.dirty_runs).into_iter().collect();
+        // What `decide` needs, read before the transaction: each run's DAG by dag_id and
+        // version, and for DAGs with `depends_on_past` tasks the previous run's states.
+        let mut dags: HashMap<String, HashMap<String, Arc<CachedDag>>> = HashMap::new();
+        let mut previous: HashMap<i64, HashMap<String, TaskState>> = HashMap::new();
+        let mut pks = Vec::with_capacity(run_pks.len());
+        for (i, &run_pk) in run_pks.iter().enumerate() {
+            match self
+                .prepare_evaluation(run_pk, &mut dags, &mut previous)
+                .await
+            {
+                Ok(true) => pks.push(run_pk),
+                Ok(false) => {}
+                Err(e) => {
+                    // As one at a time: the failing run is dropped, the others stay dirty.
+                    self.dirty_runs.extend(pks);
+                    self.dirty_runs.extend(&run_pks[i + 1..]);
+                    return Err(e);
+                }
+            }
+        }
+        if pks.is_empty() {
+            return Ok(false);
+        }
+        let wake_at = std::sync::Mutex::new(None::<DateTime<Utc>>);
+        let decide = |run: &RunRow, tis: &[TiSnapshot]| {
+            let Some(cached) = dags
+                .get(run.dag_id.as_str())
+                .and_then(|versions| versions.get(run.version.as_str()))
+            else {
+                // Not prepared (cannot happen: a run's DAG and version never change).
+                return RunDecision::default();
+            };
+            let evaluation =
+                evaluate_run_indexed(&cached.dag, &cached.index, tis, previous.get(&run.id), now);
+            if let Some(at) = evaluation.wake_at {
+                let mut wake_at = wake_at.lock().expect("not poisoned");
+                *wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+            }
+            RunDecision {
+                transitions: evaluation
+                    .transitions
+                    .into_iter()
+                    .map(|(task_id, expected, new)| TiTransition {
+                        task_id,
+                        expected,
+                        new,
+                    })
+                    .collect(),
+                run_state: evaluation.run_state,
+            }
+        };
+        let outcomes = match self.store.evaluate_runs(&pks, &decide, now).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                self.dirty_runs.extend(pks);
+                return Err(e.into());
+            }
+        };
+        if let Some(at) = wake_at.into_inner().expect("not poisoned") {
+            self.wake(at);
+        }
+        let mut any_finished = false;
+        for (run_pk, outcome) in outcomes {
+            let decision = match outcome {
+                Evaluated::Applied { decision, .. } => decision,
+                Evaluated::NotRunning => {
+                    self.known_runs.remove(&run_pk);
+                    continue;
+                }
+                Evaluated::Busy => {
+                    // Another scheduler is evaluating it; what it read may predate our changes.
+                    self.busy_runs.insert(run_pk);
+                    continue;
+                }
+            };
+            if !decision.transitions.is_empty() || decision.run_state.is_some() {
+                self.publish(run_pk);
+            }
+            if let Some(state) = decision.run_state {
+                self.runs_in_play.remove(&run_pk);
+                if let Some(run) = self.known_runs.remove(&run_pk) {
+                    info!(dag_id = %run.dag_id, run_id = %run.run_id, %state, "run finished");
+                }
+                any_finished = true;
+            }
+        }
+        Ok(any_finished)
+    }
+
+    /// Ready `run_pk` for [`Self::evaluate`]: its DAG into `dags` and, when the DAG has
+    /// `depends_on_past` tasks, the previous run's states into `previous`. False when the run
+    /// is not known and not `running`.
+    async fn prepare_evaluation(
+        &mut self,
+        run_pk: i64,
+        dags: &mut HashMap<String, HashMap<String, Arc<CachedDag>>>,
+        previous: &mut HashMap<i64, HashMap<String, TaskState>>,
+    ) -> Result<bool, SchedulerError> {
         let run = match self.known_runs.get(&run_pk) {
             Some(run) => run.clone(),
             None => match self.store.run_by_pk(run_pk).await? {
@@ -756,74 +851,63 @@ impl Scheduler {
             .dags
             .get(self.store.as_ref(), &run.dag_id, &run.version)
             .await?;
-        let previous = if cached.dag.tasks.iter().any(|t| t.depends_on_past) {
-            self.store
+        if cached.dag.tasks.iter().any(|t| t.depends_on_past)
+            && let Some(states) = self
+                .store
                 .previous_run_states(&run.dag_id, run.logical_date)
                 .await?
-        } else {
-            None
-        };
-        let wake_at = std::sync::Mutex::new(None);
-        let decide = |_: &RunRow, tis: &[TiRow]| {
-            let snapshots: Vec<TiSnapshot> = tis.iter().map(snapshot).collect();
-            let evaluation = evaluate_run_indexed(
-                &cached.dag,
-                &cached.index,
-                &snapshots,
-                previous.as_ref(),
-                now,
-            );
-            *wake_at.lock().expect("not poisoned") = evaluation.wake_at;
-            RunDecision {
-                transitions: evaluation
-                    .transitions
-                    .into_iter()
-                    .map(|(task_id, expected, new)| TiTransition {
-                        task_id,
-                        expected,
-                        new,
-                    })
-                    .collect(),
-                run_state: evaluation.run_state,
-            }
-        };
-        let outcome = self.store.evaluate_run(run_pk, &decide, now).await?;
-        if let Some(at) = wake_at.into_inner().expect("not poisoned") {
-            self.wake(at);
+        {
+            previous.insert(run_pk, states);
         }
-        let decision = match outcome {
-            Evaluated::Applied { decision, .. } => decision,
-            Evaluated::NotRunning => {
-                self.known_runs.remove(&run_pk);
-                return Ok(false);
-            }
-            Evaluated::Busy => {
-                // Another scheduler is evaluating it; what it read may predate our changes.
-                self.busy_runs.insert(run_pk);
-                return Ok(false);
-            }
-        };
-        if !decision.transitions.is_empty() || decision.run_state.is_some() {
-            self.publish(run_pk);
-        }
-        match decision.run_state {
-            Some(state) => {
-                self.runs_in_play.remove(&run_pk);
-                self.known_runs.remove(&run_pk);
-                info!(dag_id = %run.dag_id, run_id = %run.run_id, %state, "run finished");
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        dags.entry(run.dag_id)
+            .or_default()
+            .insert(run.version, cached);
+        Ok(true)
     }
 
     // ---- task instances -------------------------------------------------------------------
 
+    /// Queue what is runnable within the limits, reading the scheduled instances a page at a
+    /// time (in priority order) rather than all of them: a page twice this scheduler's free
+    /// parallelism, and the next page only while the one before was full and some of it could
+    /// not be queued (blocked by a pool or a DAG's limit).
     async fn queue_and_launch(&mut self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
-        let mut scheduled = self.store.scheduled_task_instances().await?;
+        let mut offset = 0u32;
+        loop {
+            let free = self.parallelism_free();
+            if free <= 0 {
+                return Ok(());
+            }
+            let page = u32::try_from(free)
+                .unwrap_or(u32::MAX)
+                .saturating_mul(2)
+                .max(64);
+            let scheduled = self.store.scheduled_task_instances(page, offset).await?;
+            let full = scheduled.len() == page as usize;
+            let queued = self.queue_page(scheduled, now).await?;
+            self.launch_pending(now).await?;
+            if !full {
+                return Ok(());
+            }
+            // Queued instances left the `scheduled` set, so the rest moved up by as many.
+            offset = offset.saturating_add(page - queued.min(page as usize) as u32);
+        }
+    }
+
+    /// Tries this scheduler may still start (Airflow's parallelism is per scheduler).
+    fn parallelism_free(&self) -> i64 {
+        self.config.parallelism as i64 - (self.in_flight.len() + self.pending_launches.len()) as i64
+    }
+
+    /// Queue what fits of one page of scheduled instances; returns how many were queued.
+    async fn queue_page(
+        &mut self,
+        mut scheduled: Vec<TiRow>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, SchedulerError> {
         scheduled.retain(|ti| self.runs_in_play.contains(&ti.run_pk));
         if scheduled.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let capacity = self.capacity().await?;
         self.report_unknown_pools(&scheduled, &capacity);
@@ -846,18 +930,16 @@ impl Scheduler {
             })
             .collect();
         if keys.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let limits = self.queue_limits(&keys, &scheduled);
-        let queued = self
-            .store
-            .queue(&keys, self.job_id, &limits, now)
-            .await?;
+        let queued = self.store.queue(&keys, self.job_id, &limits, now).await?;
         for ti in &queued {
             self.publish(ti.run_pk);
         }
+        let count = queued.len();
         self.pending_launches.extend(queued);
-        self.launch_pending(now).await
+        Ok(count)
     }
 
     /// Hand queued tries to the executor. A try leaves the list only once launched (or failed
@@ -937,8 +1019,7 @@ impl Scheduler {
             pool_free,
             dag_free,
             // Per scheduler, as in Airflow: this process's own tries in flight.
-            parallelism_free: self.config.parallelism as i64
-                - (self.in_flight.len() + self.pending_launches.len()) as i64,
+            parallelism_free: self.parallelism_free(),
         })
     }
 
@@ -1218,9 +1299,7 @@ impl Scheduler {
         // Runs whose last tries just ended get their final state now, not at the next start;
         // nothing new is queued.
         let now = Utc::now();
-        while let Some(run_pk) = self.dirty_runs.pop_first() {
-            self.evaluate(run_pk, now).await?;
-        }
+        self.evaluate(now).await?;
         if self.job_id != 0 {
             self.store.stop_scheduler(self.job_id, now).await?;
         }
@@ -1237,7 +1316,8 @@ struct Backoff {
 impl Backoff {
     fn next(&mut self) -> Duration {
         self.failures = self.failures.saturating_add(1);
-        let wait = Duration::from_millis(100).saturating_mul(1 << self.failures.min(10).saturating_sub(1));
+        let wait =
+            Duration::from_millis(100).saturating_mul(1 << self.failures.min(10).saturating_sub(1));
         wait.min(MAX_BACKOFF)
     }
 
@@ -1260,15 +1340,6 @@ impl Scheduler {
             &ti.task_id,
             ti.try_number,
         )
-    }
-}
-
-fn snapshot(ti: &TiRow) -> TiSnapshot {
-    TiSnapshot {
-        task_id: ti.task_id.clone(),
-        state: ti.state,
-        try_number: ti.try_number,
-        retry_at: ti.retry_at,
     }
 }
 

@@ -1298,7 +1298,10 @@ async fn health_version_and_the_openapi_document() {
     let app = App::new().await;
     let health = app.get_ok("/api/v2/monitor/health").await;
     assert_eq!(health["metadatabase"]["status"], "healthy");
-    assert_eq!(health["scheduler"]["status"], "unhealthy", "no scheduler yet");
+    assert_eq!(
+        health["scheduler"]["status"], "unhealthy",
+        "no scheduler yet"
+    );
     assert!(health["scheduler"]["latest_scheduler_heartbeat"].is_null());
 
     // A scheduler that heartbeat within the threshold is healthy, and its heartbeat shown.
@@ -1327,9 +1330,19 @@ async fn health_version_and_the_openapi_document() {
     let health = app.get_ok("/api/v2/monitor/health").await;
     assert_eq!(health["scheduler"]["status"], "unhealthy");
     app.state.store.heartbeat(job, Utc::now()).await.unwrap();
-    assert_eq!(app.get_ok("/api/v2/monitor/health").await["scheduler"]["status"], "healthy");
-    app.state.store.stop_scheduler(job, Utc::now()).await.unwrap();
-    assert_eq!(app.get_ok("/api/v2/monitor/health").await["scheduler"]["status"], "unhealthy");
+    assert_eq!(
+        app.get_ok("/api/v2/monitor/health").await["scheduler"]["status"],
+        "healthy"
+    );
+    app.state
+        .store
+        .stop_scheduler(job, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get_ok("/api/v2/monitor/health").await["scheduler"]["status"],
+        "unhealthy"
+    );
 
     let version = app.get_ok("/api/v2/version").await;
     assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use updraft_core::evaluate::TiSnapshot;
 use updraft_core::{RunState, RunType, TaskState};
 use updraft_dag::{Dag, ImportError};
 
@@ -25,9 +26,9 @@ pub use api::{
     PoolUsage, RunOrder, RunQuery, TiOrder, TiQuery, TimeRange,
 };
 pub use postgres::{PgStore, PgStoreOptions};
+pub use sqlite::SqliteStore;
 /// How to reach a PostgreSQL server (parsed from a `postgres://` URL), for [`PgStore::connect_with`].
 pub use sqlx::postgres::PgConnectOptions;
-pub use sqlite::SqliteStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -283,8 +284,9 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<usize>;
     /// Instances in state `scheduled` in runs that are `running`, highest priority first, then
-    /// oldest `logical_date`. Paused DAGs are not filtered out here.
-    async fn scheduled_task_instances(&self) -> Result<Vec<TiRow>>;
+    /// oldest `logical_date` (then run, then `task_id`): at most `limit`, after skipping
+    /// `offset`. Paused DAGs are not filtered out here.
+    async fn scheduled_task_instances(&self, limit: u32, offset: u32) -> Result<Vec<TiRow>>;
     async fn active_counts(&self) -> Result<ActiveCounts>;
     /// `scheduled` → `queued` for `keys`, in order, owned by scheduler job `owner`
     /// (`queued_by_job_id`), incrementing `try_number`, `queued_at = now` and the previous
@@ -310,22 +312,26 @@ pub trait Store: Send + Sync {
     /// (runs started earlier in the same call count). Dates as [`Store::set_run_state`].
     /// Serialised like [`Store::queue`]. Returns the pks of the runs started.
     async fn start_runs(&self, runs: &[(i64, u32)], now: DateTime<Utc>) -> Result<Vec<i64>>;
-    /// Evaluate one run under a lock and record the outcome in one transaction: the run's row
-    /// is locked (`FOR UPDATE SKIP LOCKED` on PostgreSQL); if another transaction holds it,
-    /// nothing happens and [`Evaluated::Busy`] is returned (the caller tries again soon). If the
-    /// run is not `running`, [`Evaluated::NotRunning`]. Otherwise `decide` is called with the
-    /// run and its task instances (ordered by `task_id`), its transitions are applied as with
-    /// [`Store::apply_transitions`] and its run state, if any, is set as with
-    /// [`Store::set_run_state`].
+    /// Evaluate several runs in ONE transaction, each under its lock, and record the outcomes:
+    /// the runs' rows are locked, in pk order (`FOR UPDATE SKIP LOCKED` on PostgreSQL); a run
+    /// whose row another transaction holds is left alone and reported [`Evaluated::Busy`] (the
+    /// caller tries again soon). A run that does not exist or is not `running` is
+    /// [`Evaluated::NotRunning`]. For each other run, in pk order, `decide` is called with the
+    /// run and the snapshots of its task instances (ordered by `task_id`; only what the core
+    /// reads), its transitions are applied as with [`Store::apply_transitions`] and its run
+    /// state, if any, is set as with [`Store::set_run_state`].
+    ///
+    /// Returns one outcome per distinct pk of `run_pks`, in the order given (a pk listed
+    /// again is evaluated, and reported, once).
     ///
     /// (`decide`'s lifetimes are spelled out: `async_trait` would otherwise turn the elided
     /// ones into lifetimes of the whole call, and no implementation could pass it its own rows.)
-    async fn evaluate_run(
+    async fn evaluate_runs(
         &self,
-        run_pk: i64,
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiRow]) -> RunDecision + Send + Sync),
+        run_pks: &[i64],
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
         now: DateTime<Utc>,
-    ) -> Result<Evaluated>;
+    ) -> Result<Vec<(i64, Evaluated)>>;
 
     // ---- scheduler jobs (several schedulers on one database) -------------------------------
 
@@ -496,7 +502,7 @@ pub struct QueueLimits {
     pub max_active_tasks: HashMap<String, i64>,
 }
 
-/// What the core decided for a run, for [`Store::evaluate_run`].
+/// What the core decided for a run, for [`Store::evaluate_runs`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunDecision {
     pub transitions: Vec<TiTransition>,
@@ -504,7 +510,7 @@ pub struct RunDecision {
     pub run_state: Option<RunState>,
 }
 
-/// The outcome of [`Store::evaluate_run`].
+/// The outcome of [`Store::evaluate_runs`] for one run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Evaluated {
     /// Another transaction holds the run: nothing was read or written.

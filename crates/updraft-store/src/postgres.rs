@@ -45,6 +45,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Transaction;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
+use updraft_core::evaluate::TiSnapshot;
 use updraft_core::{RunState, TaskState};
 use updraft_dag::{Dag, ImportError};
 
@@ -316,8 +317,8 @@ impl Store for PgStore {
         .await
     }
 
-    async fn scheduled_task_instances(&self) -> Result<Vec<TiRow>> {
-        self.on_conn(async |conn| task_instances::scheduled(conn).await)
+    async fn scheduled_task_instances(&self, limit: u32, offset: u32) -> Result<Vec<TiRow>> {
+        self.on_conn(async |conn| task_instances::scheduled(conn, limit, offset).await)
             .await
     }
 
@@ -342,13 +343,13 @@ impl Store for PgStore {
             .await
     }
 
-    async fn evaluate_run(
+    async fn evaluate_runs(
         &self,
-        run_pk: i64,
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiRow]) -> RunDecision + Send + Sync),
+        run_pks: &[i64],
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
         now: DateTime<Utc>,
-    ) -> Result<Evaluated> {
-        self.scoped(scheduling::evaluate_run(&self.pool, run_pk, decide, now))
+    ) -> Result<Vec<(i64, Evaluated)>> {
+        self.scoped(scheduling::evaluate_runs(&self.pool, run_pks, decide, now))
             .await
     }
 

@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use updraft_core::evaluate::TiSnapshot;
 use updraft_core::{RunState, TaskState};
 use updraft_dag::{Dag, ImportError};
 
@@ -245,8 +246,8 @@ impl Store for SqliteStore {
         task_instances::apply_transitions(&self.writer, run_pk, transitions, now).await
     }
 
-    async fn scheduled_task_instances(&self) -> Result<Vec<TiRow>> {
-        task_instances::scheduled(&self.reader).await
+    async fn scheduled_task_instances(&self, limit: u32, offset: u32) -> Result<Vec<TiRow>> {
+        task_instances::scheduled(&self.reader, limit, offset).await
     }
 
     async fn active_counts(&self) -> Result<ActiveCounts> {
@@ -267,13 +268,13 @@ impl Store for SqliteStore {
         scheduling::start_runs(&self.writer, runs, now).await
     }
 
-    async fn evaluate_run(
+    async fn evaluate_runs(
         &self,
-        run_pk: i64,
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiRow]) -> RunDecision + Send + Sync),
+        run_pks: &[i64],
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
         now: DateTime<Utc>,
-    ) -> Result<Evaluated> {
-        scheduling::evaluate_run(&self.writer, run_pk, decide, now).await
+    ) -> Result<Vec<(i64, Evaluated)>> {
+        scheduling::evaluate_runs(&self.writer, run_pks, decide, now).await
     }
 
     async fn register_scheduler(

@@ -13,10 +13,9 @@ mod pg_support;
 
 use std::sync::Arc;
 
-use updraft_core::TaskState;
-use updraft_store::{
-    Evaluated, PgStore, PgStoreOptions, RunDecision, RunRow, Store, TiRow, TiTransition,
-};
+use updraft_core::evaluate::TiSnapshot;
+use updraft_core::{RunState, RunType, TaskState};
+use updraft_store::{Evaluated, PgStore, PgStoreOptions, RunDecision, RunRow, Store, TiTransition};
 
 use pg_support::{DropDatabase, fresh_database};
 
@@ -102,10 +101,11 @@ async fn two_schedulers_never_overflow_a_pool() {
     contract::concurrent_queues_never_overflow_a_pool(Arc::new(a), Arc::new(b)).await;
 }
 
-/// A run whose row another transaction holds is not waited for: `evaluate_run` reports it
-/// busy and changes nothing; once the row is free, it evaluates.
+/// A run whose row another transaction holds is not waited for: `evaluate_runs` reports it
+/// busy and changes nothing for it, while evaluating the other runs asked; once the row is
+/// free, it evaluates.
 #[tokio::test]
-async fn evaluate_run_reports_a_locked_run_busy() {
+async fn evaluate_runs_reports_a_locked_run_busy() {
     use sqlx::Connection;
     let (connect, _guard) = fresh_database().await;
     let store = PgStore::connect_with(connect.clone(), &PgStoreOptions::default())
@@ -113,13 +113,29 @@ async fn evaluate_run_reports_a_locked_run_busy() {
         .unwrap();
     store.migrate().await.unwrap();
     let run = contract::running_run(&store, &[contract::ti("a", 1)]).await;
-    let decide = |_: &RunRow, _: &[TiRow]| RunDecision {
+    let free = store
+        .create_run(
+            &contract::new_run(&contract::dag("d"), "r2", RunType::Manual, 1),
+            &[contract::ti("a", 1)],
+            contract::t(1),
+        )
+        .await
+        .unwrap();
+    store
+        .set_run_state(free.id, RunState::Running, contract::t(1))
+        .await
+        .unwrap();
+    let decide = |_: &RunRow, _: &[TiSnapshot]| RunDecision {
         transitions: vec![TiTransition {
             task_id: "a".into(),
             expected: TaskState::None,
             new: TaskState::Scheduled,
         }],
         run_state: None,
+    };
+    let applied = Evaluated::Applied {
+        decision: decide(&run, &[]),
+        applied: 1,
     };
 
     let mut other = sqlx::PgConnection::connect_with(&connect).await.unwrap();
@@ -129,31 +145,34 @@ async fn evaluate_run_reports_a_locked_run_busy() {
         .fetch_one(&mut *tx)
         .await
         .unwrap();
-    let outcome = tokio::time::timeout(
+    let outcomes = tokio::time::timeout(
         std::time::Duration::from_secs(10),
-        store.evaluate_run(run.id, &decide, contract::t(2)),
+        store.evaluate_runs(&[run.id, free.id], &decide, contract::t(2)),
     )
     .await
-    .expect("evaluate_run must not wait for the lock")
+    .expect("evaluate_runs must not wait for the lock")
     .unwrap();
-    assert_eq!(outcome, Evaluated::Busy);
+    assert_eq!(
+        outcomes,
+        [(run.id, Evaluated::Busy), (free.id, applied.clone())]
+    );
     let a = store
         .task_instance(&contract::key(&run, "a"))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(a.state, TaskState::None, "nothing written");
+    let a = store
+        .task_instance(&contract::key(&free, "a"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.state, TaskState::Scheduled, "the free run evaluated");
     tx.rollback().await.unwrap();
 
-    let outcome = store
-        .evaluate_run(run.id, &decide, contract::t(3))
+    let outcomes = store
+        .evaluate_runs(&[run.id], &decide, contract::t(3))
         .await
         .unwrap();
-    assert_eq!(
-        outcome,
-        Evaluated::Applied {
-            decision: decide(&run, &[]),
-            applied: 1
-        }
-    );
+    assert_eq!(outcomes, [(run.id, applied)]);
 }

@@ -279,7 +279,10 @@ fn sqlite_scheduler_pid(db: &Path) -> Option<i32> {
 /// end most other programs, so only a process running this same executable is signalled.
 fn is_updraft_process(pid: i32) -> bool {
     let exe = |p: String| std::fs::read_link(p).ok();
-    match (exe(format!("/proc/{pid}/exe")), exe("/proc/self/exe".to_string())) {
+    match (
+        exe(format!("/proc/{pid}/exe")),
+        exe("/proc/self/exe".to_string()),
+    ) {
         (Some(theirs), Some(ours)) => theirs == ours,
         _ => false,
     }

@@ -106,10 +106,7 @@ fn execute(url: &str, sql: &str) {
 }
 
 /// Read something through a store on `url`, in a runtime of its own.
-pub fn with_store<T>(
-    url: &str,
-    read: impl AsyncFnOnce(&dyn Store) -> T,
-) -> T {
+pub fn with_store<T>(url: &str, read: impl AsyncFnOnce(&dyn Store) -> T) -> T {
     let url = url.to_string();
     block_on(async move {
         let store = PgStore::connect(&url).await.expect("connecting");
@@ -175,13 +172,31 @@ impl PgCluster {
         );
         let log = self.dir.join("server.log").display().to_string();
         self.pg(&[
-            "pg_ctl", "-D", &self.data(), "-l", &log, "-w", "-t", "60", "-o", &options, "start",
+            "pg_ctl",
+            "-D",
+            &self.data(),
+            "-l",
+            &log,
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            &options,
+            "start",
         ]);
     }
 
     /// Stop the server at once (`immediate`: connections are cut, as in a crash).
     pub fn stop_server(&self) {
-        self.pg(&["pg_ctl", "-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        self.pg(&[
+            "pg_ctl",
+            "-D",
+            &self.data(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ]);
     }
 
     fn pg(&self, args: &[&str]) {

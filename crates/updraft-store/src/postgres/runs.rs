@@ -266,7 +266,7 @@ pub(super) async fn set_state<'e>(
 
 /// Lock the run's row until the transaction ends (`FOR UPDATE`); false when there is no such
 /// run. A transaction that changes a run's task instances and its row takes this lock first,
-/// so it locks in the same order as `scheduling::evaluate_run` (run, then instances) and the
+/// so it locks in the same order as `scheduling::evaluate_runs` (run, then instances) and the
 /// two cannot deadlock.
 pub(super) async fn lock(conn: &mut PgConnection, run_pk: i64) -> Result<bool> {
     let found = codec::query("SELECT 1 FROM dag_run WHERE id = $1 FOR UPDATE")

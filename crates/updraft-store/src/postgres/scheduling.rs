@@ -1,6 +1,6 @@
 //! The scheduler's critical sections, safe with several schedulers on one database: queueing
 //! task instances within the global limits ([`queue`]), starting runs within
-//! `max_active_runs` ([`start_runs`]) and evaluating a run under its lock ([`evaluate_run`]).
+//! `max_active_runs` ([`start_runs`]) and evaluating runs under their locks ([`evaluate_runs`]).
 //!
 //! [`queue`] and [`start_runs`] first take the transaction-scoped advisory lock
 //! [`SCHEDULING_LOCK`] (`pg_advisory_xact_lock`, released by the commit or rollback, so safe
@@ -8,9 +8,10 @@
 //! the READ COMMITTED transaction sees what the previous holder committed, so the slots and
 //! counts they read cannot be taken by another scheduler before they commit.
 //!
-//! [`evaluate_run`] locks the run's row with `FOR UPDATE SKIP LOCKED`: a run another
-//! transaction holds is reported busy instead of waited for. It locks the run, then its
-//! instances; every other transaction that changes both takes the run first (`runs::lock`).
+//! [`evaluate_runs`] locks the runs' rows, in pk order, with `FOR UPDATE SKIP LOCKED`: a run
+//! another transaction holds is reported busy instead of waited for. It locks the runs, then
+//! their instances; every other transaction that changes both takes the run first
+//! (`runs::lock`).
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -19,6 +20,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use sqlx::postgres::PgPool;
 use updraft_core::RunState;
+use updraft_core::evaluate::TiSnapshot;
 
 use super::codec::{self, run_columns};
 use super::{runs, task_instances};
@@ -226,53 +228,108 @@ async fn running_runs(conn: &mut PgConnection, dag_id: &str) -> Result<i64> {
     Ok(n)
 }
 
-/// One transaction: lock the run (or report it busy), read its instances, let `decide`,
-/// record the decision.
-pub(super) async fn evaluate_run(
+/// One transaction: lock the runs not held elsewhere (the others are busy), read the
+/// snapshots of their instances, let `decide` for each `running` one (in pk order), record
+/// the decisions.
+pub(super) async fn evaluate_runs(
     pool: &PgPool,
-    run_pk: i64,
-    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiRow]) -> RunDecision + Send + Sync),
+    run_pks: &[i64],
+    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
     now: DateTime<Utc>,
-) -> Result<Evaluated> {
-    let mut tx = pool.begin().await?;
-    let Some(run) = lock_run_unless_busy(&mut tx, run_pk).await? else {
-        return Ok(if run_exists(&mut tx, run_pk).await? {
-            Evaluated::Busy
-        } else {
-            Evaluated::NotRunning
-        });
-    };
-    if run.state != RunState::Running {
-        return Ok(Evaluated::NotRunning);
+) -> Result<Vec<(i64, Evaluated)>> {
+    let mut seen = HashSet::with_capacity(run_pks.len());
+    let pks: Vec<i64> = run_pks
+        .iter()
+        .copied()
+        .filter(|pk| seen.insert(*pk))
+        .collect();
+    if pks.is_empty() {
+        return Ok(Vec::new());
     }
-    let tis = task_instances::of_run(&mut *tx, run_pk).await?;
-    let decision = decide(&run, &tis);
-    let applied = record(&mut tx, run_pk, &decision, now).await?;
+    let mut tx = pool.begin().await?;
+    let locked = lock_runs_unless_busy(&mut tx, &pks).await?;
+    let mut outcomes: HashMap<i64, Evaluated> = HashMap::with_capacity(pks.len());
+    if locked.len() < pks.len() {
+        let held: HashSet<i64> = locked.iter().map(|run| run.id).collect();
+        let missing: Vec<i64> = pks
+            .iter()
+            .copied()
+            .filter(|pk| !held.contains(pk))
+            .collect();
+        for pk in existing_runs(&mut tx, &missing).await? {
+            outcomes.insert(pk, Evaluated::Busy);
+        }
+    }
+    let running: Vec<RunRow> = locked
+        .into_iter()
+        .filter(|run| run.state == RunState::Running)
+        .collect();
+    if !running.is_empty() {
+        let running_pks: Vec<i64> = running.iter().map(|run| run.id).collect();
+        let mut snapshots = snapshots(&mut tx, &running_pks).await?;
+        for run in &running {
+            let tis = snapshots.remove(&run.id).unwrap_or_default();
+            let decision = decide(run, &tis);
+            let applied = record(&mut tx, run.id, &decision, now).await?;
+            outcomes.insert(run.id, Evaluated::Applied { decision, applied });
+        }
+    }
     tx.commit().await?;
-    Ok(Evaluated::Applied { decision, applied })
+    Ok(pks
+        .into_iter()
+        .map(|pk| (pk, outcomes.remove(&pk).unwrap_or(Evaluated::NotRunning)))
+        .collect())
 }
 
-/// The run, its row locked until the transaction ends; `None` when another transaction holds
-/// the row (or there is no such run).
-async fn lock_run_unless_busy(conn: &mut PgConnection, run_pk: i64) -> Result<Option<RunRow>> {
-    let row = codec::query(concat!(
+/// The runs of `run_pks` whose rows no other transaction holds, locked until the transaction
+/// ends, in pk order.
+async fn lock_runs_unless_busy(conn: &mut PgConnection, run_pks: &[i64]) -> Result<Vec<RunRow>> {
+    let rows = codec::query(concat!(
         "SELECT ",
         run_columns!(),
-        " FROM dag_run WHERE id = $1 FOR UPDATE SKIP LOCKED"
+        " FROM dag_run WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED"
     ))
-    .bind(run_pk)
-    .fetch_optional(conn)
+    .bind(run_pks)
+    .fetch_all(conn)
     .await?;
-    row.as_ref().map(codec::run_row).transpose()
+    codec::all(&rows, codec::run_row)
 }
 
-/// A plain read: sees a run whose row another transaction holds.
-async fn run_exists(conn: &mut PgConnection, run_pk: i64) -> Result<bool> {
-    let found = codec::query("SELECT 1 FROM dag_run WHERE id = $1")
-        .bind(run_pk)
-        .fetch_optional(conn)
+/// A plain read: which of `run_pks` exist, including runs whose rows another transaction
+/// holds.
+async fn existing_runs(conn: &mut PgConnection, run_pks: &[i64]) -> Result<Vec<i64>> {
+    let found: Vec<(i64,)> = codec::query_as("SELECT id FROM dag_run WHERE id = ANY($1)")
+        .bind(run_pks)
+        .fetch_all(conn)
         .await?;
-    Ok(found.is_some())
+    Ok(found.into_iter().map(|(id,)| id).collect())
+}
+
+/// The snapshots of the instances of `run_pks`, by run, each ordered by `task_id`: only the
+/// columns the core reads, in one query.
+async fn snapshots(
+    conn: &mut PgConnection,
+    run_pks: &[i64],
+) -> Result<HashMap<i64, Vec<TiSnapshot>>> {
+    let rows = codec::query(
+        "SELECT run_pk, task_id, state, try_number, retry_at FROM task_instance
+         WHERE run_pk = ANY($1)
+         ORDER BY run_pk, task_id",
+    )
+    .bind(run_pks)
+    .fetch_all(conn)
+    .await?;
+    let mut by_run: HashMap<i64, Vec<TiSnapshot>> = HashMap::new();
+    for row in &rows {
+        let run_pk: i64 = codec::col(row, "run_pk")?;
+        by_run.entry(run_pk).or_default().push(TiSnapshot {
+            task_id: codec::col(row, "task_id")?,
+            state: codec::enum_col(row, "state")?,
+            try_number: codec::u32_col(row, "try_number")?,
+            retry_at: codec::opt_time_col(row, "retry_at")?,
+        });
+    }
+    Ok(by_run)
 }
 
 /// The decision's transitions (as `apply_transitions`), then its run state (as

@@ -168,8 +168,16 @@ async fn record_try(conn: &mut PgConnection, run_pk: i64, task_id: &str) -> Resu
 }
 
 /// `scheduled` instances of `running` runs: highest priority first, then oldest logical date.
-pub(super) async fn scheduled(conn: &mut PgConnection) -> Result<Vec<TiRow>> {
-    let rows = codec::query(SCHEDULED).fetch_all(&mut *conn).await?;
+pub(super) async fn scheduled(
+    conn: &mut PgConnection,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<TiRow>> {
+    let rows = codec::query(SCHEDULED)
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&mut *conn)
+        .await?;
     codec::all(&rows, codec::ti_row)
 }
 
@@ -179,7 +187,8 @@ pub(super) const SCHEDULED: &str = concat!(
     " FROM task_instance
      WHERE state = 'scheduled'
        AND run_pk IN (SELECT id FROM dag_run WHERE state = 'running')
-     ORDER BY priority_weight DESC, logical_date ASC, run_pk ASC, task_id ASC"
+     ORDER BY priority_weight DESC, logical_date ASC, run_pk ASC, task_id ASC
+     LIMIT $1 OFFSET $2"
 );
 
 pub(super) const ACTIVE_COUNTS: &str = "

@@ -1,20 +1,22 @@
 //! The scheduler's critical sections, safe with several schedulers on one database: queueing
 //! task instances within the global limits ([`queue`]), starting runs within
-//! `max_active_runs` ([`start_runs`]) and evaluating a run under its lock ([`evaluate_run`]).
+//! `max_active_runs` ([`start_runs`]) and evaluating runs under their locks ([`evaluate_runs`]).
 //!
 //! SQLite serialises them by itself: each is one `BEGIN IMMEDIATE` transaction, which takes
 //! the database's write lock up front, so nothing it reads changes before it commits. Hence
-//! [`evaluate_run`] never finds its run busy.
+//! [`evaluate_runs`] never finds a run busy.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use sqlx::sqlite::SqlitePool;
 use updraft_core::RunState;
+use updraft_core::evaluate::TiSnapshot;
 
-use super::{codec, runs, task_instances};
+use super::codec::{self, run_columns};
+use super::{runs, task_instances};
 use crate::{ActiveCounts, Evaluated, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow};
 
 /// One transaction: each key still `scheduled` whose pool and DAG have room becomes `queued`,
@@ -195,23 +197,80 @@ async fn running_runs(conn: &mut SqliteConnection, dag_id: &str) -> Result<i64> 
     Ok(n)
 }
 
-/// One transaction: read the run and its instances, let `decide`, record the decision.
-pub(super) async fn evaluate_run(
+/// One transaction: read the runs and the snapshots of their instances, let `decide` for
+/// each `running` one (in pk order), record the decisions.
+pub(super) async fn evaluate_runs(
     pool: &SqlitePool,
-    run_pk: i64,
-    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiRow]) -> RunDecision + Send + Sync),
+    run_pks: &[i64],
+    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
     now: DateTime<Utc>,
-) -> Result<Evaluated> {
+) -> Result<Vec<(i64, Evaluated)>> {
+    let mut seen = HashSet::with_capacity(run_pks.len());
+    let pks: Vec<i64> = run_pks
+        .iter()
+        .copied()
+        .filter(|pk| seen.insert(*pk))
+        .collect();
+    if pks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pks_json = codec::to_json(&pks)?;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let run = match runs::by_pk(&mut *tx, run_pk).await? {
-        Some(run) if run.state == RunState::Running => run,
-        _ => return Ok(Evaluated::NotRunning),
-    };
-    let tis = task_instances::of_run(&mut *tx, run_pk).await?;
-    let decision = decide(&run, &tis);
-    let applied = record(&mut tx, run_pk, &decision, now).await?;
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM dag_run WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
+    ))
+    .bind(&pks_json)
+    .fetch_all(&mut *tx)
+    .await?;
+    let running: Vec<RunRow> = codec::all(&rows, codec::run_row)?
+        .into_iter()
+        .filter(|run| run.state == RunState::Running)
+        .collect();
+    let mut outcomes: HashMap<i64, Evaluated> = HashMap::with_capacity(running.len());
+    if !running.is_empty() {
+        let running_json = codec::to_json(&running.iter().map(|r| r.id).collect::<Vec<_>>())?;
+        let mut snapshots = snapshots(&mut tx, &running_json).await?;
+        for run in &running {
+            let tis = snapshots.remove(&run.id).unwrap_or_default();
+            let decision = decide(run, &tis);
+            let applied = record(&mut tx, run.id, &decision, now).await?;
+            outcomes.insert(run.id, Evaluated::Applied { decision, applied });
+        }
+    }
     tx.commit().await?;
-    Ok(Evaluated::Applied { decision, applied })
+    Ok(pks
+        .into_iter()
+        .map(|pk| (pk, outcomes.remove(&pk).unwrap_or(Evaluated::NotRunning)))
+        .collect())
+}
+
+/// The snapshots of the instances of the runs in `run_pks` (a JSON array), by run, each
+/// ordered by `task_id`: only the columns the core reads, in one query.
+async fn snapshots(
+    conn: &mut SqliteConnection,
+    run_pks: &str,
+) -> Result<HashMap<i64, Vec<TiSnapshot>>> {
+    let rows = sqlx::query(
+        "SELECT run_pk, task_id, state, try_number, retry_at FROM task_instance
+         WHERE run_pk IN (SELECT value FROM json_each(?1))
+         ORDER BY run_pk, task_id",
+    )
+    .bind(run_pks)
+    .fetch_all(conn)
+    .await?;
+    let mut by_run: HashMap<i64, Vec<TiSnapshot>> = HashMap::new();
+    for row in &rows {
+        let run_pk: i64 = codec::col(row, "run_pk")?;
+        by_run.entry(run_pk).or_default().push(TiSnapshot {
+            task_id: codec::col(row, "task_id")?,
+            state: codec::enum_col(row, "state")?,
+            try_number: codec::u32_col(row, "try_number")?,
+            retry_at: codec::opt_time_col(row, "retry_at")?,
+        });
+    }
+    Ok(by_run)
 }
 
 /// The decision's transitions (as `apply_transitions`), then its run state (as

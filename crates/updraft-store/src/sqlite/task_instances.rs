@@ -147,8 +147,12 @@ async fn record_try(conn: &mut SqliteConnection, run_pk: i64, task_id: &str) -> 
 }
 
 /// `scheduled` instances of `running` runs: highest priority first, then oldest logical date.
-pub(super) async fn scheduled(pool: &SqlitePool) -> Result<Vec<TiRow>> {
-    let rows = sqlx::query(SCHEDULED).fetch_all(pool).await?;
+pub(super) async fn scheduled(pool: &SqlitePool, limit: u32, offset: u32) -> Result<Vec<TiRow>> {
+    let rows = sqlx::query(SCHEDULED)
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(pool)
+        .await?;
     codec::all(&rows, codec::ti_row)
 }
 
@@ -158,7 +162,8 @@ pub(super) const SCHEDULED: &str = concat!(
     " FROM task_instance
      WHERE state = 'scheduled'
        AND run_pk IN (SELECT id FROM dag_run WHERE state = 'running')
-     ORDER BY priority_weight DESC, logical_date ASC, run_pk ASC, task_id ASC"
+     ORDER BY priority_weight DESC, logical_date ASC, run_pk ASC, task_id ASC
+     LIMIT ?1 OFFSET ?2"
 );
 
 pub(super) const ACTIVE_COUNTS: &str = "

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use updraft_core::evaluate::TiSnapshot;
 use updraft_core::{RunState, RunType, TaskState};
 use updraft_dag::{Dag, ImportError, Schedule};
 use updraft_store::{
@@ -68,7 +69,8 @@ macro_rules! contract_tests {
             // several schedulers on one database
             queue_respects_pool_slots_and_max_active_tasks,
             start_runs_respects_max_active_runs_and_starts_only_queued_runs,
-            evaluate_run_records_the_decision_of_a_running_run,
+            evaluate_runs_records_the_decision_of_a_running_run,
+            evaluate_runs_evaluates_several_runs_at_once,
             scheduler_jobs_heartbeat_and_silent_ones_are_reaped,
             // web UI reads
             recent_runs_are_bounded_per_dag_and_newest_first,
@@ -835,13 +837,15 @@ pub async fn scheduled_task_instances_only_from_running_runs_in_priority_order(s
             .await
             .unwrap();
     }
-    let got: Vec<(String, String)> = store
-        .scheduled_task_instances()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|ti| (ti.task_id, ti.run_id))
-        .collect();
+    let page = async |limit: u32, offset: u32| -> Vec<(String, String)> {
+        store
+            .scheduled_task_instances(limit, offset)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|ti| (ti.task_id, ti.run_id))
+            .collect()
+    };
     let want = [
         ("hi", "early"),
         ("hi", "late"),
@@ -852,7 +856,11 @@ pub async fn scheduled_task_instances_only_from_running_runs_in_priority_order(s
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
-    assert_eq!(got, want);
+    assert_eq!(page(100, 0).await, want);
+    // Pages of the same order.
+    assert_eq!(page(3, 0).await, want[..3]);
+    assert_eq!(page(3, 3).await, want[3..]);
+    assert!(page(3, 4).await.is_empty());
 }
 
 pub async fn queue_starts_a_try_only_for_scheduled_instances(store: &dyn Store) {
@@ -1750,15 +1758,39 @@ pub async fn start_runs_respects_max_active_runs_and_starts_only_queued_runs(sto
     assert!(store.start_runs(&[], t(3)).await.unwrap().is_empty());
 }
 
-pub async fn evaluate_run_records_the_decision_of_a_running_run(store: &dyn Store) {
+/// [`Store::evaluate_runs`] of one run, as the only outcome.
+async fn evaluate_one(
+    store: &dyn Store,
+    run_pk: i64,
+    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+    now: DateTime<Utc>,
+) -> Evaluated {
+    let mut outcomes = store.evaluate_runs(&[run_pk], decide, now).await.unwrap();
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    let (pk, outcome) = outcomes.remove(0);
+    assert_eq!(pk, run_pk);
+    outcome
+}
+
+fn snapshot_ids(tis: &[TiSnapshot]) -> Vec<&str> {
+    tis.iter().map(|ti| ti.task_id.as_str()).collect()
+}
+
+pub async fn evaluate_runs_records_the_decision_of_a_running_run(store: &dyn Store) {
     let run = running_run(store, &[ti("b", 1), ti("a", 1), ti("c", 1)]).await;
     let calls = std::sync::atomic::AtomicUsize::new(0);
     let run_pk = run.id;
-    let decide = |r: &RunRow, tis: &[TiRow]| {
+    let decide = |r: &RunRow, tis: &[TiSnapshot]| {
         calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         assert_eq!(r.id, run_pk);
         assert_eq!(r.state, RunState::Running);
-        assert_eq!(ids(tis), ["a", "b", "c"], "ordered by task_id");
+        assert_eq!(snapshot_ids(tis), ["a", "b", "c"], "ordered by task_id");
+        assert!(
+            tis.iter().all(|ti| ti.state == TaskState::None
+                && ti.try_number == 0
+                && ti.retry_at.is_none()),
+            "{tis:?}"
+        );
         RunDecision {
             transitions: vec![
                 to("a", TaskState::None, TaskState::Scheduled),
@@ -1768,7 +1800,7 @@ pub async fn evaluate_run_records_the_decision_of_a_running_run(store: &dyn Stor
             run_state: None,
         }
     };
-    let outcome = store.evaluate_run(run.id, &decide, t(2)).await.unwrap();
+    let outcome = evaluate_one(store, run.id, &decide, t(2)).await;
     let Evaluated::Applied { decision, applied } = outcome else {
         panic!("{outcome:?}")
     };
@@ -1784,12 +1816,22 @@ pub async fn evaluate_run_records_the_decision_of_a_running_run(store: &dyn Stor
         RunState::Running
     );
 
-    // The run finishes, with dates as set_run_state sets them.
-    let finish = |_: &RunRow, _: &[TiRow]| RunDecision {
-        transitions: vec![to("b", TaskState::None, TaskState::Skipped)],
-        run_state: Some(RunState::Failed),
+    // The run finishes, with dates as set_run_state sets them; the snapshots show the
+    // instances as they now are.
+    let finish = |_: &RunRow, tis: &[TiSnapshot]| {
+        let states: Vec<TaskState> = tis.iter().map(|ti| ti.state).collect();
+        if !tis.is_empty() {
+            assert_eq!(
+                states,
+                [TaskState::Scheduled, TaskState::None, TaskState::Skipped]
+            );
+        }
+        RunDecision {
+            transitions: vec![to("b", TaskState::None, TaskState::Skipped)],
+            run_state: Some(RunState::Failed),
+        }
     };
-    let outcome = store.evaluate_run(run.id, &finish, t(3)).await.unwrap();
+    let outcome = evaluate_one(store, run.id, &finish, t(3)).await;
     assert_eq!(
         outcome,
         Evaluated::Applied {
@@ -1806,7 +1848,7 @@ pub async fn evaluate_run_records_the_decision_of_a_running_run(store: &dyn Stor
     // Finished, queued and unknown runs are not evaluated.
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(
-        store.evaluate_run(run.id, &decide, t(4)).await.unwrap(),
+        evaluate_one(store, run.id, &decide, t(4)).await,
         Evaluated::NotRunning
     );
     store
@@ -1814,18 +1856,103 @@ pub async fn evaluate_run_records_the_decision_of_a_running_run(store: &dyn Stor
         .await
         .unwrap();
     assert_eq!(
-        store.evaluate_run(run.id, &decide, t(4)).await.unwrap(),
+        evaluate_one(store, run.id, &decide, t(4)).await,
         Evaluated::NotRunning
     );
     assert_eq!(
-        store
-            .evaluate_run(run.id + 1000, &decide, t(4))
-            .await
-            .unwrap(),
+        evaluate_one(store, run.id + 1000, &decide, t(4)).await,
         Evaluated::NotRunning
     );
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(ti_state(store, &run, "a").await, TaskState::Scheduled);
+    assert!(
+        store
+            .evaluate_runs(&[], &decide, t(4))
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing to evaluate"
+    );
+}
+
+pub async fn evaluate_runs_evaluates_several_runs_at_once(store: &dyn Store) {
+    let d = dag("d");
+    sync(store, &[&d], false).await;
+    let mut runs = Vec::new();
+    for (hour, run_id) in ["r1", "r2", "r3"].into_iter().enumerate() {
+        let run = store
+            .create_run(
+                &new_run(&d, run_id, RunType::Manual, hour as i64),
+                &[ti("b", 1), ti("a", 1)],
+                t(1),
+            )
+            .await
+            .unwrap();
+        store
+            .set_run_state(run.id, RunState::Running, t(1))
+            .await
+            .unwrap();
+        runs.push(run);
+    }
+    let (r1, r2, r3) = (&runs[0], &runs[1], &runs[2]);
+    // r2 already finished: it is not evaluated.
+    store
+        .set_run_state(r2.id, RunState::Success, t(2))
+        .await
+        .unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let decide = |r: &RunRow, tis: &[TiSnapshot]| {
+        seen.lock().unwrap().push(r.id);
+        assert_eq!(r.state, RunState::Running);
+        assert_eq!(snapshot_ids(tis), ["a", "b"], "only this run's, by task_id");
+        RunDecision {
+            transitions: vec![to("a", TaskState::None, TaskState::Scheduled)],
+            // r3 finishes; r1 goes on.
+            run_state: (r.id == r3.id).then_some(RunState::Success),
+        }
+    };
+    let unknown = r3.id + 1000;
+    // Asked in an order of its own, r1 twice.
+    let outcomes = store
+        .evaluate_runs(&[r3.id, unknown, r1.id, r2.id, r1.id], &decide, t(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [r1.id, r3.id],
+        "each once, in pk order"
+    );
+    let applied = |finished: bool| Evaluated::Applied {
+        decision: RunDecision {
+            transitions: vec![to("a", TaskState::None, TaskState::Scheduled)],
+            run_state: finished.then_some(RunState::Success),
+        },
+        applied: 1,
+    };
+    assert_eq!(
+        outcomes,
+        [
+            (r3.id, applied(true)),
+            (unknown, Evaluated::NotRunning),
+            (r1.id, applied(false)),
+            (r2.id, Evaluated::NotRunning),
+        ],
+        "in the order asked, a pk listed again once"
+    );
+    for (run, a, state) in [
+        (r1, TaskState::Scheduled, RunState::Running),
+        (r2, TaskState::None, RunState::Success),
+        (r3, TaskState::Scheduled, RunState::Success),
+    ] {
+        assert_eq!(ti_state(store, run, "a").await, a, "{}", run.run_id);
+        assert_eq!(ti_state(store, run, "b").await, TaskState::None);
+        let row = store.run_by_pk(run.id).await.unwrap().unwrap();
+        assert_eq!(row.state, state, "{}", run.run_id);
+    }
+    assert_eq!(
+        store.run_by_pk(r3.id).await.unwrap().unwrap().end_date,
+        Some(t(3))
+    );
 }
 
 pub async fn scheduler_jobs_heartbeat_and_silent_ones_are_reaped(store: &dyn Store) {
@@ -1972,7 +2099,7 @@ pub async fn concurrent_queues_never_overflow_a_pool(store: Arc<dyn Store>, othe
     let mut done = 0;
     for round in 0..TASKS {
         let candidates: Vec<TiKey> = store
-            .scheduled_task_instances()
+            .scheduled_task_instances(u32::MAX, 0)
             .await
             .unwrap()
             .iter()

@@ -562,13 +562,7 @@ impl Scheduler {
         self.next_poll = Instant::now() + self.config.poll_interval;
         self.wake_at = None;
         let now = Utc::now();
-        self.dag_rows = self
-            .store
-            .dags()
-            .await?
-            .into_iter()
-            .map(|row| (row.dag.dag_id.clone(), row))
-            .collect();
+        self.refresh_dag_rows().await?;
         if matches!(self.scope, Scope::Service) {
             self.create_scheduled_runs(now).await?;
         }
@@ -579,6 +573,30 @@ impl Scheduler {
         self.known_runs = running.into_iter().map(|r| (r.id, r)).collect();
         self.stop_tries_changed_elsewhere().await?;
         self.quick_pass().await
+    }
+
+    /// Bring `dag_rows` up to date: switches every time, a definition only when its version
+    /// changed (definitions are large; decoding them all on every poll would dominate an idle
+    /// scheduler's CPU).
+    async fn refresh_dag_rows(&mut self) -> Result<(), SchedulerError> {
+        let heads = self.store.dag_heads().await?;
+        let mut rows = HashMap::with_capacity(heads.len());
+        for head in heads {
+            let row = match self.dag_rows.remove(&head.dag_id) {
+                Some(mut row) if row.version == head.version => {
+                    row.is_paused = head.is_paused;
+                    row.is_active = head.is_active;
+                    row
+                }
+                _ => match self.store.dag(&head.dag_id).await? {
+                    Some(row) => row,
+                    None => continue,
+                },
+            };
+            rows.insert(head.dag_id, row);
+        }
+        self.dag_rows = rows;
+        Ok(())
     }
 
     /// Re-evaluate the runs touched since the last pass and queue what became runnable.

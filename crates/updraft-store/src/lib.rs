@@ -61,6 +61,15 @@ pub struct DagRow {
     pub last_parsed_at: DateTime<Utc>,
 }
 
+/// A DAG's identity, version and switches, for [`Store::dag_heads`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DagHead {
+    pub dag_id: String,
+    pub version: String,
+    pub is_paused: bool,
+    pub is_active: bool,
+}
+
 /// One successfully loaded DAG file, handed to [`Store::sync_dags`].
 #[derive(Debug, Clone)]
 pub struct LoadedDagRecord<'a> {
@@ -237,6 +246,9 @@ pub trait Store: Send + Sync {
     ) -> Result<()>;
     /// Every DAG ever synced, active or not, ordered by `dag_id`.
     async fn dags(&self) -> Result<Vec<DagRow>>;
+    /// [`Store::dags`] without the definitions (which are large): for noticing which DAGs
+    /// changed version or switches, cheaply and often.
+    async fn dag_heads(&self) -> Result<Vec<DagHead>>;
     async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>>;
     /// The definition a run is pinned to.
     async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>>;

@@ -229,6 +229,10 @@ impl Store for PgStore {
         self.on_conn(async |conn| dags::all(conn).await).await
     }
 
+    async fn dag_heads(&self) -> Result<Vec<crate::DagHead>> {
+        self.on_conn(async |conn| dags::heads(conn).await).await
+    }
+
     async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
         self.on_conn(async |conn| dags::one(conn, dag_id).await)
             .await

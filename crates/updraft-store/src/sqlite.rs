@@ -177,6 +177,10 @@ impl Store for SqliteStore {
         dags::all(&self.reader).await
     }
 
+    async fn dag_heads(&self) -> Result<Vec<crate::DagHead>> {
+        dags::heads(&self.reader).await
+    }
+
     async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
         dags::one(&self.reader, dag_id).await
     }

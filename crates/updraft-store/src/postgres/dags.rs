@@ -147,6 +147,22 @@ async fn replace_import_errors(
     Ok(())
 }
 
+pub(super) async fn heads(conn: &mut PgConnection) -> Result<Vec<crate::DagHead>> {
+    let rows: Vec<(String, String, bool, bool)> =
+        codec::query_as("SELECT dag_id, version, is_paused, is_active FROM dag ORDER BY dag_id")
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(dag_id, version, is_paused, is_active)| crate::DagHead {
+            dag_id,
+            version,
+            is_paused,
+            is_active,
+        })
+        .collect())
+}
+
 pub(super) async fn all(conn: &mut PgConnection) -> Result<Vec<DagRow>> {
     let rows = codec::query(
         "SELECT d.version, d.is_paused, d.is_active, d.last_parsed_at, v.definition

@@ -157,6 +157,23 @@ pub(super) async fn all(pool: &SqlitePool) -> Result<Vec<DagRow>> {
     codec::all(&rows, codec::dag_row)
 }
 
+pub(super) async fn heads(pool: &SqlitePool) -> Result<Vec<crate::DagHead>> {
+    let rows: Vec<(String, String, bool, bool)> = sqlx::query_as(
+        "SELECT dag_id, version, is_paused, is_active FROM dag ORDER BY dag_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(dag_id, version, is_paused, is_active)| crate::DagHead {
+            dag_id,
+            version,
+            is_paused,
+            is_active,
+        })
+        .collect())
+}
+
 pub(super) async fn one(pool: &SqlitePool, dag_id: &str) -> Result<Option<DagRow>> {
     let row = sqlx::query(
         "SELECT d.version, d.is_paused, d.is_active, d.last_parsed_at, v.definition

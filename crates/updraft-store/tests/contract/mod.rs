@@ -36,6 +36,7 @@ macro_rules! contract_tests {
     (@transaction_pooled $fresh:path) => {
         contract_tests!(@each $fresh;
             new_dags_follow_paused_by_default,
+            dag_heads_mirror_dags_without_definitions,
             is_paused_upon_creation_overrides_default,
             existing_dag_keeps_paused_flag_and_tracks_latest_version,
             versions_are_inserted_once,
@@ -336,6 +337,30 @@ pub async fn new_dags_follow_paused_by_default(store: &dyn Store) {
         "existing keeps"
     );
     assert!(!store.dag("b").await.unwrap().unwrap().is_paused);
+}
+
+pub async fn dag_heads_mirror_dags_without_definitions(store: &dyn Store) {
+    let (a, b) = (dag("a"), dag("b"));
+    sync(store, &[&a, &b], true).await;
+    store.set_paused("b", false).await.unwrap();
+    sync(store, &[&a], true).await; // b's file is gone: inactive
+    let heads = store.dag_heads().await.unwrap();
+    let from_dags: Vec<updraft_store::DagHead> = store
+        .dags()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| updraft_store::DagHead {
+            dag_id: row.dag.dag_id,
+            version: row.version,
+            is_paused: row.is_paused,
+            is_active: row.is_active,
+        })
+        .collect();
+    assert_eq!(heads, from_dags);
+    assert_eq!(heads.len(), 2);
+    assert!(heads[0].is_paused && heads[0].is_active, "{heads:?}");
+    assert!(!heads[1].is_paused && !heads[1].is_active, "{heads:?}");
 }
 
 pub async fn is_paused_upon_creation_overrides_default(store: &dyn Store) {

@@ -34,8 +34,8 @@ use updraft_executor::{
     ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TryEvent, TryKey, log_path,
 };
 use updraft_store::{
-    DagRow, Evaluated, QueueLimits, RunDecision, RunFilter, RunRow, Store, TiKey, TiRow,
-    TiTransition, TryReport,
+    DagRow, Evaluated, QueueLimits, RunDecision, RunFilter, RunRow, ScheduledSkip, Store, TiKey,
+    TiRow, TiTransition, TryReport,
 };
 
 use crate::SchedulerError;
@@ -885,10 +885,10 @@ impl Scheduler {
 
     // ---- task instances -------------------------------------------------------------------
 
-    /// Queue what is runnable within the limits, reading the scheduled instances a page at a
-    /// time (in priority order) rather than all of them: a page twice this scheduler's free
-    /// parallelism, and the next page only while the one before was full and some of it could
-    /// not be queued (blocked by a pool or a DAG's limit).
+    /// Queue what is runnable within the limits. Scheduled instances are read in priority
+    /// order a page at a time (twice this scheduler's free parallelism), leaving out DAGs and
+    /// pools with no room; the next page is read only while a full page still queued
+    /// something.
     async fn queue_and_launch(&mut self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
         let mut offset = 0u32;
         loop {
@@ -896,15 +896,19 @@ impl Scheduler {
             if free <= 0 {
                 return Ok(());
             }
+            let capacity = self.capacity().await?;
             let page = u32::try_from(free)
                 .unwrap_or(u32::MAX)
                 .saturating_mul(2)
                 .max(64);
-            let scheduled = self.store.scheduled_task_instances(page, offset).await?;
+            let scheduled = self
+                .store
+                .scheduled_task_instances(page, offset, &no_room(&capacity))
+                .await?;
             let full = scheduled.len() == page as usize;
-            let queued = self.queue_page(scheduled, now).await?;
+            let queued = self.queue_page(scheduled, &capacity, now).await?;
             self.launch_pending(now).await?;
-            if !full {
+            if !full || queued == 0 {
                 return Ok(());
             }
             // Queued instances left the `scheduled` set, so the rest moved up by as many.
@@ -921,14 +925,14 @@ impl Scheduler {
     async fn queue_page(
         &mut self,
         mut scheduled: Vec<TiRow>,
+        capacity: &Capacity,
         now: DateTime<Utc>,
     ) -> Result<usize, SchedulerError> {
         scheduled.retain(|ti| self.runs_in_play.contains(&ti.run_pk));
         if scheduled.is_empty() {
             return Ok(0);
         }
-        let capacity = self.capacity().await?;
-        self.report_unknown_pools(&scheduled, &capacity);
+        self.report_unknown_pools(&scheduled, capacity);
         let candidates: Vec<Candidate> = scheduled
             .iter()
             .map(|ti| Candidate {
@@ -940,7 +944,7 @@ impl Scheduler {
                 task_id: ti.task_id.clone(),
             })
             .collect();
-        let keys: Vec<TiKey> = select_to_queue(&candidates, &capacity)
+        let keys: Vec<TiKey> = select_to_queue(&candidates, capacity)
             .into_iter()
             .map(|i| TiKey {
                 run_pk: scheduled[i].run_pk,
@@ -1358,6 +1362,20 @@ impl Scheduler {
             &ti.task_id,
             ti.try_number,
         )
+    }
+}
+
+/// The DAGs and pools with no room left, whose scheduled instances need not be read.
+fn no_room(capacity: &Capacity) -> ScheduledSkip {
+    let full = |free: &HashMap<String, i64>| -> Vec<String> {
+        free.iter()
+            .filter(|(_, room)| **room <= 0)
+            .map(|(name, _)| name.clone())
+            .collect()
+    };
+    ScheduledSkip {
+        dags: full(&capacity.dag_free),
+        pools: full(&capacity.pool_free),
     }
 }
 

@@ -297,8 +297,14 @@ pub trait Store: Send + Sync {
     ) -> Result<usize>;
     /// Instances in state `scheduled` in runs that are `running`, highest priority first, then
     /// oldest `logical_date` (then run, then `task_id`): at most `limit`, after skipping
-    /// `offset`. Paused DAGs are not filtered out here.
-    async fn scheduled_task_instances(&self, limit: u32, offset: u32) -> Result<Vec<TiRow>>;
+    /// `offset`, leaving out those of the DAGs in `skip.dags` and of the pools in
+    /// `skip.pools` (the ones with no room left). Paused DAGs are not filtered out here.
+    async fn scheduled_task_instances(
+        &self,
+        limit: u32,
+        offset: u32,
+        skip: &ScheduledSkip,
+    ) -> Result<Vec<TiRow>>;
     async fn active_counts(&self) -> Result<ActiveCounts>;
     /// `scheduled` → `queued` for `keys`, in order, owned by scheduler job `owner`
     /// (`queued_by_job_id`), incrementing `try_number`, `queued_at = now` and the previous
@@ -505,6 +511,13 @@ pub trait Store: Send + Sync {
     async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>) -> Result<()>;
     /// Every note of these runs and of their task instances.
     async fn notes(&self, run_pks: &[i64]) -> Result<Vec<NoteRow>>;
+}
+
+/// What [`Store::scheduled_task_instances`] leaves out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScheduledSkip {
+    pub dags: Vec<String>,
+    pub pools: Vec<String>,
 }
 
 /// Global limits [`Store::queue`] re-checks inside its transaction.

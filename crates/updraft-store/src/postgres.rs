@@ -321,8 +321,13 @@ impl Store for PgStore {
         .await
     }
 
-    async fn scheduled_task_instances(&self, limit: u32, offset: u32) -> Result<Vec<TiRow>> {
-        self.on_conn(async |conn| task_instances::scheduled(conn, limit, offset).await)
+    async fn scheduled_task_instances(
+        &self,
+        limit: u32,
+        offset: u32,
+        skip: &crate::ScheduledSkip,
+    ) -> Result<Vec<TiRow>> {
+        self.on_conn(async |conn| task_instances::scheduled(conn, limit, offset, skip).await)
             .await
     }
 

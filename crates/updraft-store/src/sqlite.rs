@@ -250,8 +250,13 @@ impl Store for SqliteStore {
         task_instances::apply_transitions(&self.writer, run_pk, transitions, now).await
     }
 
-    async fn scheduled_task_instances(&self, limit: u32, offset: u32) -> Result<Vec<TiRow>> {
-        task_instances::scheduled(&self.reader, limit, offset).await
+    async fn scheduled_task_instances(
+        &self,
+        limit: u32,
+        offset: u32,
+        skip: &crate::ScheduledSkip,
+    ) -> Result<Vec<TiRow>> {
+        task_instances::scheduled(&self.reader, limit, offset, skip).await
     }
 
     async fn active_counts(&self) -> Result<ActiveCounts> {

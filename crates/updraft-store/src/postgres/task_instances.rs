@@ -172,10 +172,13 @@ pub(super) async fn scheduled(
     conn: &mut PgConnection,
     limit: u32,
     offset: u32,
+    skip: &crate::ScheduledSkip,
 ) -> Result<Vec<TiRow>> {
     let rows = codec::query(SCHEDULED)
         .bind(i64::from(limit))
         .bind(i64::from(offset))
+        .bind(&skip.dags)
+        .bind(&skip.pools)
         .fetch_all(&mut *conn)
         .await?;
     codec::all(&rows, codec::ti_row)
@@ -187,6 +190,8 @@ pub(super) const SCHEDULED: &str = concat!(
     " FROM task_instance
      WHERE state = 'scheduled'
        AND run_pk IN (SELECT id FROM dag_run WHERE state = 'running')
+       AND dag_id <> ALL($3::text[])
+       AND pool <> ALL($4::text[])
      ORDER BY priority_weight DESC, logical_date ASC, run_pk ASC, task_id ASC
      LIMIT $1 OFFSET $2"
 );

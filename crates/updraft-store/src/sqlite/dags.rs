@@ -158,11 +158,10 @@ pub(super) async fn all(pool: &SqlitePool) -> Result<Vec<DagRow>> {
 }
 
 pub(super) async fn heads(pool: &SqlitePool) -> Result<Vec<crate::DagHead>> {
-    let rows: Vec<(String, String, bool, bool)> = sqlx::query_as(
-        "SELECT dag_id, version, is_paused, is_active FROM dag ORDER BY dag_id",
-    )
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(String, String, bool, bool)> =
+        sqlx::query_as("SELECT dag_id, version, is_paused, is_active FROM dag ORDER BY dag_id")
+            .fetch_all(pool)
+            .await?;
     Ok(rows
         .into_iter()
         .map(|(dag_id, version, is_paused, is_active)| crate::DagHead {

@@ -147,10 +147,17 @@ async fn record_try(conn: &mut SqliteConnection, run_pk: i64, task_id: &str) -> 
 }
 
 /// `scheduled` instances of `running` runs: highest priority first, then oldest logical date.
-pub(super) async fn scheduled(pool: &SqlitePool, limit: u32, offset: u32) -> Result<Vec<TiRow>> {
+pub(super) async fn scheduled(
+    pool: &SqlitePool,
+    limit: u32,
+    offset: u32,
+    skip: &crate::ScheduledSkip,
+) -> Result<Vec<TiRow>> {
     let rows = sqlx::query(SCHEDULED)
         .bind(i64::from(limit))
         .bind(i64::from(offset))
+        .bind(serde_json::to_string(&skip.dags).unwrap_or_else(|_| "[]".into()))
+        .bind(serde_json::to_string(&skip.pools).unwrap_or_else(|_| "[]".into()))
         .fetch_all(pool)
         .await?;
     codec::all(&rows, codec::ti_row)
@@ -162,6 +169,8 @@ pub(super) const SCHEDULED: &str = concat!(
     " FROM task_instance
      WHERE state = 'scheduled'
        AND run_pk IN (SELECT id FROM dag_run WHERE state = 'running')
+       AND dag_id NOT IN (SELECT value FROM json_each(?3))
+       AND pool NOT IN (SELECT value FROM json_each(?4))
      ORDER BY priority_weight DESC, logical_date ASC, run_pk ASC, task_id ASC
      LIMIT ?1 OFFSET ?2"
 );

@@ -17,7 +17,7 @@ use updraft_core::{RunState, RunType, TaskState};
 use updraft_dag::{Dag, ImportError, Schedule};
 use updraft_store::{
     Evaluated, LoadedDagRecord, NewRun, NewTi, PoolRow, QueueLimits, RunDecision, RunFilter,
-    RunRow, Store, StoreError, TiKey, TiRow, TiTransition, TryReport,
+    RunRow, ScheduledSkip, Store, StoreError, TiKey, TiRow, TiTransition, TryReport,
 };
 
 /// Generates one `#[tokio::test]` per contract scenario, each on a fresh store from `$fresh`
@@ -864,7 +864,7 @@ pub async fn scheduled_task_instances_only_from_running_runs_in_priority_order(s
     }
     let page = async |limit: u32, offset: u32| -> Vec<(String, String)> {
         store
-            .scheduled_task_instances(limit, offset)
+            .scheduled_task_instances(limit, offset, &ScheduledSkip::default())
             .await
             .unwrap()
             .into_iter()
@@ -886,6 +886,27 @@ pub async fn scheduled_task_instances_only_from_running_runs_in_priority_order(s
     assert_eq!(page(3, 0).await, want[..3]);
     assert_eq!(page(3, 3).await, want[3..]);
     assert!(page(3, 4).await.is_empty());
+    // DAGs and pools without room are left out.
+    let skipping = async |dags: &[&str], pools: &[&str]| {
+        let skip = ScheduledSkip {
+            dags: dags.iter().map(|d| d.to_string()).collect(),
+            pools: pools.iter().map(|p| p.to_string()).collect(),
+        };
+        store
+            .scheduled_task_instances(100, 0, &skip)
+            .await
+            .unwrap()
+            .len()
+    };
+    let dag_id = store
+        .scheduled_task_instances(1, 0, &ScheduledSkip::default())
+        .await
+        .unwrap()[0]
+        .dag_id
+        .clone();
+    assert_eq!(skipping(&["another"], &["another_pool"]).await, 4);
+    assert_eq!(skipping(&[dag_id.as_str()], &[]).await, 0);
+    assert_eq!(skipping(&[], &["default_pool"]).await, 0);
 }
 
 pub async fn queue_starts_a_try_only_for_scheduled_instances(store: &dyn Store) {
@@ -2124,7 +2145,7 @@ pub async fn concurrent_queues_never_overflow_a_pool(store: Arc<dyn Store>, othe
     let mut done = 0;
     for round in 0..TASKS {
         let candidates: Vec<TiKey> = store
-            .scheduled_task_instances(u32::MAX, 0)
+            .scheduled_task_instances(u32::MAX, 0, &ScheduledSkip::default())
             .await
             .unwrap()
             .iter()

@@ -19,6 +19,7 @@ use updraft_dag::{Dag, ImportError};
 
 pub mod api;
 pub mod postgres;
+mod room;
 pub mod sqlite;
 
 pub use api::{

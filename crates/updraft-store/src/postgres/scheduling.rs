@@ -24,7 +24,8 @@ use updraft_core::evaluate::TiSnapshot;
 
 use super::codec::{self, run_columns};
 use super::{runs, task_instances};
-use crate::{ActiveCounts, Evaluated, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow};
+use crate::room::{Candidate, Room};
+use crate::{Evaluated, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow};
 
 /// Key of the advisory lock serialising [`queue`] and [`start_runs`] across schedulers
 /// ("updraft" in ASCII).
@@ -62,7 +63,7 @@ pub(super) async fn queue(
     }
     let mut tx = pool.begin().await?;
     lock_scheduling(&mut tx).await?;
-    let mut room = Room::load(&mut tx).await?;
+    let mut room = load_room(&mut tx).await?;
     let candidates = candidates(&mut tx, &keys).await?;
     let mut admitted = Vec::with_capacity(keys.len());
     for key in keys {
@@ -90,13 +91,6 @@ pub(super) async fn queue(
         .into_iter()
         .filter_map(|key| by_key.remove(key))
         .collect())
-}
-
-/// What a `scheduled` instance would take once queued.
-struct Candidate {
-    dag_id: String,
-    pool: String,
-    pool_slots: i64,
 }
 
 /// The instances of `keys` (distinct) that exist and are `scheduled`, locked in
@@ -133,46 +127,13 @@ async fn candidates(conn: &mut PgConnection, keys: &[&TiKey]) -> Result<HashMap<
         .collect()
 }
 
-/// Pool slots and DAG task counts held by `queued` and `running` instances, against the
-/// pools' sizes.
-struct Room {
-    /// Pool name → its slots.
-    pools: HashMap<String, i64>,
-    held: ActiveCounts,
-}
-
-impl Room {
-    async fn load(conn: &mut PgConnection) -> Result<Room> {
-        let pools: Vec<(String, i64)> = codec::query_as("SELECT name, slots FROM pool")
-            .fetch_all(&mut *conn)
-            .await?;
-        let held = task_instances::active_counts(conn).await?;
-        Ok(Room {
-            pools: pools.into_iter().collect(),
-            held,
-        })
-    }
-
-    /// Whether queueing `c` keeps its pool and (if limited) its DAG within bounds.
-    fn admits(&self, c: &Candidate, limits: &QueueLimits) -> bool {
-        let Some(&slots) = self.pools.get(&c.pool) else {
-            return false;
-        };
-        let pool_held = self.held.per_pool.get(&c.pool).copied().unwrap_or(0);
-        if pool_held + c.pool_slots > slots {
-            return false;
-        }
-        match limits.max_active_tasks.get(&c.dag_id) {
-            Some(&max) => self.held.per_dag.get(&c.dag_id).copied().unwrap_or(0) < max,
-            None => true,
-        }
-    }
-
-    fn take(&mut self, c: &Candidate) {
-        *self.held.per_pool.entry(c.pool.clone()).or_default() += c.pool_slots;
-        *self.held.per_dag.entry(c.dag_id.clone()).or_default() += 1;
-        self.held.total += 1;
-    }
+/// The pools' sizes and what `queued` and `running` instances hold.
+async fn load_room(conn: &mut PgConnection) -> Result<Room> {
+    let pools: Vec<(String, i64)> = codec::query_as("SELECT name, slots FROM pool")
+        .fetch_all(&mut *conn)
+        .await?;
+    let held = task_instances::active_counts(conn).await?;
+    Ok(Room::new(pools, held))
 }
 
 /// One transaction under [`SCHEDULING_LOCK`]: each run still `queued` whose DAG has fewer

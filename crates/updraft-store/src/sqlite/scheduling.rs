@@ -17,7 +17,8 @@ use updraft_core::evaluate::TiSnapshot;
 
 use super::codec::{self, run_columns};
 use super::{runs, task_instances};
-use crate::{ActiveCounts, Evaluated, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow};
+use crate::room::{Candidate, Room};
+use crate::{Evaluated, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow};
 
 /// One transaction: each key still `scheduled` whose pool and DAG have room becomes `queued`,
 /// owned by `owner`. The room is counted once, then kept up to date as keys are queued.
@@ -34,7 +35,7 @@ pub(super) async fn queue(
         return Ok(Vec::new());
     }
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut room = Room::load(&mut tx).await?;
+    let mut room = load_room(&mut tx).await?;
     let candidates = candidates(&mut tx, keys).await?;
     // (run_pk, task_id) → position in `admitted`; a key given twice is queued once.
     let mut positions: HashMap<(i64, &str), usize> = HashMap::new();
@@ -62,13 +63,6 @@ pub(super) async fn queue(
         }
     }
     Ok(ordered.into_iter().flatten().collect())
-}
-
-/// What a `scheduled` instance would take once queued.
-struct Candidate {
-    dag_id: String,
-    pool: String,
-    pool_slots: i64,
 }
 
 /// Per key, in order: `None` unless the instance exists and is `scheduled`.
@@ -101,46 +95,13 @@ async fn candidates(conn: &mut SqliteConnection, keys: &[TiKey]) -> Result<Vec<O
     Ok(candidates)
 }
 
-/// Pool slots and DAG task counts held by `queued` and `running` instances, against the
-/// pools' sizes.
-struct Room {
-    /// Pool name → its slots.
-    pools: HashMap<String, i64>,
-    held: ActiveCounts,
-}
-
-impl Room {
-    async fn load(conn: &mut SqliteConnection) -> Result<Room> {
-        let pools: Vec<(String, i64)> = sqlx::query_as("SELECT name, slots FROM pool")
-            .fetch_all(&mut *conn)
-            .await?;
-        let held = task_instances::active_counts(conn).await?;
-        Ok(Room {
-            pools: pools.into_iter().collect(),
-            held,
-        })
-    }
-
-    /// Whether queueing `c` keeps its pool and (if limited) its DAG within bounds.
-    fn admits(&self, c: &Candidate, limits: &QueueLimits) -> bool {
-        let Some(&slots) = self.pools.get(&c.pool) else {
-            return false;
-        };
-        let pool_held = self.held.per_pool.get(&c.pool).copied().unwrap_or(0);
-        if pool_held + c.pool_slots > slots {
-            return false;
-        }
-        match limits.max_active_tasks.get(&c.dag_id) {
-            Some(&max) => self.held.per_dag.get(&c.dag_id).copied().unwrap_or(0) < max,
-            None => true,
-        }
-    }
-
-    fn take(&mut self, c: &Candidate) {
-        *self.held.per_pool.entry(c.pool.clone()).or_default() += c.pool_slots;
-        *self.held.per_dag.entry(c.dag_id.clone()).or_default() += 1;
-        self.held.total += 1;
-    }
+/// The pools' sizes and what `queued` and `running` instances hold.
+async fn load_room(conn: &mut SqliteConnection) -> Result<Room> {
+    let pools: Vec<(String, i64)> = sqlx::query_as("SELECT name, slots FROM pool")
+        .fetch_all(&mut *conn)
+        .await?;
+    let held = task_instances::active_counts(conn).await?;
+    Ok(Room::new(pools, held))
 }
 
 /// One transaction: each run still `queued` whose DAG has fewer `running` runs than its

@@ -24,7 +24,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -67,10 +67,18 @@ pub struct LaunchSpec {
 /// Progress of a try.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TryEvent {
-    /// The process was spawned (`pid` is `None` only for [`Program::Noop`]).
-    Started { key: TryKey, pid: Option<u32> },
-    /// The try is over; sent exactly once per launched try.
-    Finished { key: TryKey, outcome: ExecOutcome },
+    /// The process was spawned (`pid` is `None` only for [`Program::Noop`]) at `at`.
+    Started {
+        key: TryKey,
+        pid: Option<u32>,
+        at: DateTime<Utc>,
+    },
+    /// The try is over (its process reaped at `at`); sent exactly once per launched try.
+    Finished {
+        key: TryKey,
+        outcome: ExecOutcome,
+        at: DateTime<Utc>,
+    },
 }
 
 /// How a try ended, as far as the executor can tell.
@@ -227,6 +235,7 @@ impl LocalExecutor {
             inner.send(TryEvent::Finished {
                 key: spec.key,
                 outcome: ExecOutcome::Killed,
+                at: Utc::now(),
             });
             return;
         }
@@ -235,10 +244,12 @@ impl LocalExecutor {
             inner.send(TryEvent::Started {
                 key: spec.key.clone(),
                 pid: None,
+                at: Utc::now(),
             });
             inner.send(TryEvent::Finished {
                 key: spec.key,
                 outcome: ExecOutcome::Success,
+                at: Utc::now(),
             });
             return;
         }
@@ -249,6 +260,7 @@ impl LocalExecutor {
             inner.send(TryEvent::Finished {
                 key: spec.key,
                 outcome: ExecOutcome::failed(message),
+                at: Utc::now(),
             });
             return;
         }
@@ -276,6 +288,7 @@ impl LocalExecutor {
             inner.send(TryEvent::Finished {
                 key: queued.spec.key,
                 outcome: ExecOutcome::Killed,
+                at: Utc::now(),
             });
             drop(queued.guard);
             return true;
@@ -306,7 +319,11 @@ impl LocalExecutor {
                 tracing::warn!(log = %log_path.display(), "could not write the failure of {key} to its log");
             }
             let _state = inner.lock();
-            inner.send(TryEvent::Finished { key, outcome: ExecOutcome::failed(message) });
+            inner.send(TryEvent::Finished {
+                key,
+                outcome: ExecOutcome::failed(message),
+                at: Utc::now(),
+            });
             drop(guard);
         });
     }
@@ -324,6 +341,7 @@ impl LocalExecutor {
                 inner.send(TryEvent::Finished {
                     key: q.spec.key,
                     outcome: ExecOutcome::Killed,
+                    at: Utc::now(),
                 });
                 drop(q.guard);
             }
@@ -426,6 +444,7 @@ async fn run_try(
 ) {
     let key = spec.key.clone();
     let (outcome, log) = drive(&inner, spec, &mut kill).await;
+    let ended = Utc::now();
     // Stop listening first, so that `kill` answers false from now on.
     drop(kill);
     if let Some((mut file, footer)) = log {
@@ -437,7 +456,11 @@ async fn run_try(
     // `max_concurrency` tries between `Started` and `Finished`.
     let mut state = inner.lock();
     state.tries.remove(&key);
-    inner.send(TryEvent::Finished { key, outcome });
+    inner.send(TryEvent::Finished {
+        key,
+        outcome,
+        at: ended,
+    });
     slot.release(&mut state);
     drop(guard);
 }
@@ -462,11 +485,14 @@ async fn drive(
         timeout,
     } = spec;
     let try_number = key.try_number;
+    // The start is stamped just before the spawn, so it never follows the process's first
+    // instruction.
     let spawned = tokio::task::spawn_blocking(move || {
-        spawn(&config.config, &rendered, &log_path, try_number)
+        let at = Utc::now();
+        spawn(&config.config, &rendered, &log_path, try_number).map(|s| (s, at))
     })
     .await;
-    let (mut child, mut log) = match spawned {
+    let ((mut child, mut log), spawned_at) = match spawned {
         Ok(Ok(s)) => s,
         Ok(Err((message, log))) => {
             let footer: Footer = Box::new(|_| String::new());
@@ -481,7 +507,11 @@ async fn drive(
     };
     let started = Instant::now();
     let pid = child.id();
-    inner.send(TryEvent::Started { key, pid });
+    inner.send(TryEvent::Started {
+        key,
+        pid,
+        at: spawned_at,
+    });
     let footer: Footer = Box::new(move |outcome| {
         let secs = started.elapsed().as_secs_f64();
         format!(

@@ -690,6 +690,46 @@ async fn spawn_failures_are_failed_tries_with_the_reason_in_the_log() {
     assert_eq!(ex.in_flight(), 0);
 }
 
+/// The times on the events bracket the process's life as the process itself saw it (it
+/// writes the wall clock on entry and on exit), so start and end dates are when the try ran,
+/// not when the scheduler got round to recording them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_times_bracket_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ex, mut ev) = executor(2, Duration::from_secs(5));
+    let clock = dir.path().join("clock");
+    let script = format!(
+        "date +%s%6N > {c}; sleep 0.05; date +%s%6N >> {c}",
+        c = clock.display()
+    );
+    ex.launch(spec(dir.path(), "timed", bash(&script), None));
+    let started_at = match ev.wait(|e| matches!(e, TryEvent::Started { .. })).await {
+        TryEvent::Started { at, .. } => at,
+        _ => unreachable!(),
+    };
+    let ended_at = match ev.wait(|e| matches!(e, TryEvent::Finished { .. })).await {
+        TryEvent::Finished { outcome, at, .. } => {
+            assert_eq!(outcome, ExecOutcome::Success);
+            at
+        }
+        _ => unreachable!(),
+    };
+    let seen: Vec<i64> = std::fs::read_to_string(&clock)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    let (entered, left) = (seen[0], seen[1]);
+    assert!(
+        started_at.timestamp_micros() <= entered,
+        "started after the process ran"
+    );
+    assert!(
+        ended_at.timestamp_micros() >= left,
+        "ended before the process finished"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn noop_duplicates_and_reported_failures() {
     let dir = tempfile::tempdir().unwrap();
@@ -700,20 +740,24 @@ async fn noop_duplicates_and_reported_failures() {
         cwd: None,
     };
     ex.launch(spec(dir.path(), "noop", noop, None));
-    assert_eq!(
-        ev.next().await,
-        TryEvent::Started {
-            key: key("noop"),
-            pid: None
+    let started_at = match ev.next().await {
+        TryEvent::Started { key: k, pid, at } => {
+            assert_eq!((k, pid), (key("noop"), None));
+            at
         }
-    );
-    assert_eq!(
-        ev.next().await,
+        other => panic!("expected Started, got {other:?}"),
+    };
+    match ev.next().await {
         TryEvent::Finished {
-            key: key("noop"),
-            outcome: ExecOutcome::Success
+            key: k,
+            outcome,
+            at,
+        } => {
+            assert_eq!((k, outcome), (key("noop"), ExecOutcome::Success));
+            assert!(at >= started_at);
         }
-    );
+        other => panic!("expected Finished, got {other:?}"),
+    }
 
     let fifo = dir.path().join("hold");
     mkfifo(&fifo);

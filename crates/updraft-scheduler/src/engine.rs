@@ -1130,19 +1130,19 @@ impl Scheduler {
         if events.is_empty() {
             return;
         }
-        let now = Utc::now();
         let reports: Vec<TryReport> = events
             .into_iter()
             .filter_map(|event| match event {
-                TryEvent::Started { key, pid } => Some(TryReport::Started {
+                TryEvent::Started { key, pid, at } => Some(TryReport::Started {
                     key: TiKey {
                         run_pk: key.run_pk,
                         task_id: key.task_id,
                     },
                     try_number: key.try_number,
                     pid: pid.map(i64::from),
+                    at,
                 }),
-                TryEvent::Finished { key, outcome } => self.finish_report(key, outcome, now),
+                TryEvent::Finished { key, outcome, at } => self.finish_report(key, outcome, at),
             })
             .collect();
         self.pending_reports.extend(reports);
@@ -1155,28 +1155,24 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
         let reports: Vec<TryReport> = self.finish_report(key, outcome, now).into_iter().collect();
-        self.record_reports(reports, now).await
+        self.record_reports(reports).await
     }
 
     /// Reports that could not be recorded earlier (the database was away), before anything
     /// else is decided.
     async fn record_pending_reports(&mut self) -> Result<(), SchedulerError> {
-        self.record_reports(Vec::new(), Utc::now()).await
+        self.record_reports(Vec::new()).await
     }
 
     /// Record `reports` after any still pending; on failure all of them stay pending.
-    async fn record_reports(
-        &mut self,
-        reports: Vec<TryReport>,
-        now: DateTime<Utc>,
-    ) -> Result<(), SchedulerError> {
+    async fn record_reports(&mut self, reports: Vec<TryReport>) -> Result<(), SchedulerError> {
         self.pending_reports.extend(reports);
         if self.pending_reports.is_empty() {
             return Ok(());
         }
         let applied = self
             .store
-            .record_try_reports(&self.pending_reports, &self.config.hostname, now)
+            .record_try_reports(&self.pending_reports, &self.config.hostname)
             .await?;
         let reports = std::mem::take(&mut self.pending_reports);
         let mut touched = BTreeSet::new();
@@ -1203,12 +1199,12 @@ impl Scheduler {
         Ok(())
     }
 
-    /// What a finished try becomes, or `None` when its end must not be recorded.
+    /// What a try that ended at `at` becomes, or `None` when its end must not be recorded.
     fn finish_report(
         &mut self,
         key: TryKey,
         outcome: ExecOutcome,
-        now: DateTime<Utc>,
+        at: DateTime<Utc>,
     ) -> Option<TryReport> {
         let flight_key = (key.run_pk, key.task_id.clone());
         // The end of an older try (stopped after its instance was cleared, while the next
@@ -1231,7 +1227,7 @@ impl Scheduler {
             flight.try_number,
             flight.max_tries,
             try_outcome(&outcome),
-            now,
+            at,
         );
         Some(TryReport::Finished {
             key: TiKey {
@@ -1241,6 +1237,7 @@ impl Scheduler {
             try_number: flight.try_number,
             new: state,
             retry_at,
+            at,
         })
     }
 

@@ -171,11 +171,13 @@ pub struct TiTransition {
 /// An executor's report about a try, for [`Store::record_try_reports`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum TryReport {
-    /// As [`Store::mark_running`].
+    /// As [`Store::mark_running`]; `at` (the executor's clock, when the process started)
+    /// becomes the start date.
     Started {
         key: TiKey,
         try_number: u32,
         pid: Option<i64>,
+        at: DateTime<Utc>,
     },
     /// As [`Store::finish_try`].
     Finished {
@@ -183,6 +185,8 @@ pub enum TryReport {
         try_number: u32,
         new: TaskState,
         retry_at: Option<DateTime<Utc>>,
+        /// When the try ended (the executor's clock): the end date.
+        at: DateTime<Utc>,
     },
 }
 
@@ -408,13 +412,9 @@ pub trait Store: Send + Sync {
     ) -> Result<bool>;
     /// Record a burst of executor reports in ONE transaction, in order, each with the same
     /// conditions as [`Store::mark_running`] / [`Store::finish_try`]. Returns, per report,
-    /// whether it applied. This is the scheduler's hot path: one commit for many tries.
-    async fn record_try_reports(
-        &self,
-        reports: &[TryReport],
-        hostname: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<bool>>;
+    /// whether it applied. Start and end dates are the reports' own times, not the time of
+    /// recording. This is the scheduler's hot path: one commit for many tries.
+    async fn record_try_reports(&self, reports: &[TryReport], hostname: &str) -> Result<Vec<bool>>;
     /// Force a state (mark success/failed from the CLI/UI), whatever the current one. Records
     /// end_date for terminal states. A live (queued/running) try ends with the forced state in
     /// the history, so its process's late `finish_try` no longer applies. False if unknown.

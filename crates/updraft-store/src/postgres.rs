@@ -429,10 +429,9 @@ impl Store for PgStore {
         &self,
         reports: &[crate::TryReport],
         hostname: &str,
-        now: DateTime<Utc>,
     ) -> Result<Vec<bool>> {
         self.scoped(task_instances::record_reports(
-            &self.pool, reports, hostname, now,
+            &self.pool, reports, hostname,
         ))
         .await
     }

@@ -342,9 +342,8 @@ impl Store for SqliteStore {
         &self,
         reports: &[crate::TryReport],
         hostname: &str,
-        now: DateTime<Utc>,
     ) -> Result<Vec<bool>> {
-        task_instances::record_reports(&self.writer, reports, hostname, now).await
+        task_instances::record_reports(&self.writer, reports, hostname).await
     }
 
     async fn set_ti_state(

@@ -380,7 +380,6 @@ pub(super) async fn record_reports(
     pool: &PgPool,
     reports: &[TryReport],
     hostname: &str,
-    now: DateTime<Utc>,
 ) -> Result<Vec<bool>> {
     for report in reports {
         if let TryReport::Finished { new, .. } = report {
@@ -391,8 +390,8 @@ pub(super) async fn record_reports(
     let mut applied = vec![false; reports.len()];
     let mut tx = pool.begin().await?;
     for stage in &stages {
-        let mut done = mark_running_many(&mut tx, &stage.started, hostname, now).await?;
-        done.extend(finish_many(&mut tx, &stage.finished, now).await?);
+        let mut done = mark_running_many(&mut tx, &stage.started, hostname).await?;
+        done.extend(finish_many(&mut tx, &stage.finished).await?);
         for ord in done {
             applied[ord_from_db(ord, reports.len())?] = true;
         }
@@ -407,6 +406,7 @@ struct StartedReport<'a> {
     key: &'a TiKey,
     try_number: u32,
     pid: Option<i64>,
+    at: DateTime<Utc>,
 }
 
 /// A `Finished` report, with its position in the burst.
@@ -416,6 +416,7 @@ struct FinishedReport<'a> {
     try_number: u32,
     new: TaskState,
     retry_at: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
 }
 
 /// Reports recorded together: first every `Started`, then every `Finished`.
@@ -466,19 +467,23 @@ fn report_stages(reports: &[TryReport]) -> Vec<Stage<'_>> {
             stages.resize_with(stage + 1, Stage::default);
         }
         match report {
-            TryReport::Started { pid, .. } => stages[stage].started.push(StartedReport {
+            TryReport::Started { pid, at, .. } => stages[stage].started.push(StartedReport {
                 ord,
                 key,
                 try_number,
                 pid: *pid,
+                at: *at,
             }),
-            TryReport::Finished { new, retry_at, .. } => {
+            TryReport::Finished {
+                new, retry_at, at, ..
+            } => {
                 stages[stage].finished.push(FinishedReport {
                     ord,
                     key,
                     try_number,
                     new: *new,
                     retry_at: *retry_at,
+                    at: *at,
                 });
             }
         }
@@ -509,7 +514,6 @@ async fn mark_running_many(
     conn: &mut PgConnection,
     reports: &[StartedReport<'_>],
     hostname: &str,
-    now: DateTime<Utc>,
 ) -> Result<Vec<i64>> {
     if reports.is_empty() {
         return Ok(Vec::new());
@@ -520,20 +524,23 @@ async fn mark_running_many(
     let mut task_ids = Vec::with_capacity(sorted.len());
     let mut tries = Vec::with_capacity(sorted.len());
     let mut pids = Vec::with_capacity(sorted.len());
+    let mut starts = Vec::with_capacity(sorted.len());
     let mut ords = Vec::with_capacity(sorted.len());
     for r in sorted {
         run_pks.push(r.key.run_pk);
         task_ids.push(r.key.task_id.as_str());
         tries.push(i64::from(r.try_number));
         pids.push(r.pid);
+        starts.push(ts(r.at));
         ords.push(ord_to_db(r.ord)?);
     }
     let applied: Vec<(i64,)> = codec::query_as(concat!(
         "WITH upd AS (
              UPDATE task_instance SET
-                 state = 'running', start_date = $1, pid = k.k_pid, hostname = $2
-             FROM unnest($3::bigint[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[])
-                 AS k(k_run_pk, k_task_id, k_try, k_pid, k_ord)
+                 state = 'running', start_date = k.k_start, pid = k.k_pid, hostname = $1
+             FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
+                         $7::bigint[])
+                 AS k(k_run_pk, k_task_id, k_try, k_pid, k_start, k_ord)
              WHERE run_pk = k.k_run_pk AND task_id = k.k_task_id AND try_number = k.k_try
                AND state = 'queued'
              RETURNING k.k_ord, run_pk, task_id, try_number, tenant, state, start_date,
@@ -543,12 +550,12 @@ async fn mark_running_many(
         ")
          SELECT k_ord FROM upd"
     ))
-    .bind(ts(now))
     .bind(hostname)
     .bind(run_pks)
     .bind(task_ids)
     .bind(tries)
     .bind(pids)
+    .bind(starts)
     .bind(ords)
     .fetch_all(conn)
     .await?;
@@ -557,11 +564,7 @@ async fn mark_running_many(
 
 /// [`finish_try_in`] for every report at once (their tries distinct, their states checked);
 /// the positions of those that applied.
-async fn finish_many(
-    conn: &mut PgConnection,
-    reports: &[FinishedReport<'_>],
-    now: DateTime<Utc>,
-) -> Result<Vec<i64>> {
+async fn finish_many(conn: &mut PgConnection, reports: &[FinishedReport<'_>]) -> Result<Vec<i64>> {
     if reports.is_empty() {
         return Ok(Vec::new());
     }
@@ -572,6 +575,7 @@ async fn finish_many(
     let mut tries = Vec::with_capacity(sorted.len());
     let mut states = Vec::with_capacity(sorted.len());
     let mut retry_ats = Vec::with_capacity(sorted.len());
+    let mut ends = Vec::with_capacity(sorted.len());
     let mut ords = Vec::with_capacity(sorted.len());
     for r in sorted {
         run_pks.push(r.key.run_pk);
@@ -581,14 +585,16 @@ async fn finish_many(
         retry_ats.push(opt_ts(
             r.retry_at.filter(|_| r.new == TaskState::UpForRetry),
         ));
+        ends.push(ts(r.at));
         ords.push(ord_to_db(r.ord)?);
     }
     let applied: Vec<(i64,)> = codec::query_as(concat!(
         "WITH upd AS (
-             UPDATE task_instance SET state = k.k_state, end_date = $1, retry_at = k.k_retry_at
-             FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
-                         $7::bigint[])
-                 AS k(k_run_pk, k_task_id, k_try, k_state, k_retry_at, k_ord)
+             UPDATE task_instance SET
+                 state = k.k_state, end_date = k.k_end, retry_at = k.k_retry_at
+             FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],
+                         $6::bigint[], $7::bigint[])
+                 AS k(k_run_pk, k_task_id, k_try, k_state, k_retry_at, k_end, k_ord)
              WHERE run_pk = k.k_run_pk AND task_id = k.k_task_id AND try_number = k.k_try
                AND state IN ('queued', 'running')
              RETURNING k.k_ord, run_pk, task_id, try_number, tenant, state, start_date,
@@ -598,12 +604,12 @@ async fn finish_many(
         ")
          SELECT k_ord FROM upd"
     ))
-    .bind(ts(now))
     .bind(run_pks)
     .bind(task_ids)
     .bind(tries)
     .bind(states)
     .bind(retry_ats)
+    .bind(ends)
     .bind(ords)
     .fetch_all(conn)
     .await?;
@@ -812,6 +818,7 @@ mod tests {
             key: key(task_id),
             try_number,
             pid: None,
+            at: chrono::DateTime::UNIX_EPOCH,
         }
     }
 
@@ -821,6 +828,7 @@ mod tests {
             try_number,
             new: TaskState::Success,
             retry_at: None,
+            at: chrono::DateTime::UNIX_EPOCH,
         }
     }
 

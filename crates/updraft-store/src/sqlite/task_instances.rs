@@ -384,7 +384,6 @@ pub(super) async fn record_reports(
     pool: &SqlitePool,
     reports: &[TryReport],
     hostname: &str,
-    now: DateTime<Utc>,
 ) -> Result<Vec<bool>> {
     for report in reports {
         if let TryReport::Finished { new, .. } = report {
@@ -394,7 +393,8 @@ pub(super) async fn record_reports(
     // (run_pk, task_id, try_number) → index of the report that may apply.
     let mut started: HashMap<(i64, &str, i64), usize> = HashMap::new();
     let mut finished: HashMap<(i64, &str, i64), usize> = HashMap::new();
-    // [run_pk, task_id, try_number, pid] and [run_pk, task_id, try_number, state, retry_at].
+    // [run_pk, task_id, try_number, pid, start_date] and
+    // [run_pk, task_id, try_number, state, retry_at, end_date].
     let mut started_json = Vec::new();
     let mut finished_json = Vec::new();
     for (i, report) in reports.iter().enumerate() {
@@ -403,19 +403,21 @@ pub(super) async fn record_reports(
                 key,
                 try_number,
                 pid,
+                at,
             } => {
                 let k = (key.run_pk, key.task_id.as_str(), i64::from(*try_number));
                 if started.contains_key(&k) || finished.contains_key(&k) {
                     continue;
                 }
                 started.insert(k, i);
-                started_json.push(serde_json::json!([k.0, k.1, k.2, pid]));
+                started_json.push(serde_json::json!([k.0, k.1, k.2, pid, ts(*at)]));
             }
             TryReport::Finished {
                 key,
                 try_number,
                 new,
                 retry_at,
+                at,
             } => {
                 let k = (key.run_pk, key.task_id.as_str(), i64::from(*try_number));
                 if finished.contains_key(&k) {
@@ -423,7 +425,14 @@ pub(super) async fn record_reports(
                 }
                 finished.insert(k, i);
                 let retry_at = opt_ts(retry_at.filter(|_| *new == TaskState::UpForRetry));
-                finished_json.push(serde_json::json!([k.0, k.1, k.2, new.as_str(), retry_at]));
+                finished_json.push(serde_json::json!([
+                    k.0,
+                    k.1,
+                    k.2,
+                    new.as_str(),
+                    retry_at,
+                    ts(*at)
+                ]));
             }
         }
     }
@@ -434,16 +443,15 @@ pub(super) async fn record_reports(
     if !started_json.is_empty() {
         let rows: Vec<(i64, String, i64)> = sqlx::query_as(
             "UPDATE task_instance AS ti SET
-                 state = 'running', start_date = ?1, pid = json_extract(j.value, '$[3]'),
-                 hostname = ?2
-             FROM json_each(?3) AS j
+                 state = 'running', start_date = json_extract(j.value, '$[4]'),
+                 pid = json_extract(j.value, '$[3]'), hostname = ?1
+             FROM json_each(?2) AS j
              WHERE ti.run_pk = json_extract(j.value, '$[0]')
                AND ti.task_id = json_extract(j.value, '$[1]')
                AND ti.try_number = json_extract(j.value, '$[2]')
                AND +ti.state = 'queued'
              RETURNING run_pk, task_id, try_number",
         )
-        .bind(ts(now))
         .bind(hostname)
         .bind(codec::to_json(&started_json)?)
         .fetch_all(&mut *tx)
@@ -458,16 +466,15 @@ pub(super) async fn record_reports(
     if !finished_json.is_empty() {
         let rows: Vec<(i64, String, i64)> = sqlx::query_as(
             "UPDATE task_instance AS ti SET
-                 state = json_extract(j.value, '$[3]'), end_date = ?1,
+                 state = json_extract(j.value, '$[3]'), end_date = json_extract(j.value, '$[5]'),
                  retry_at = json_extract(j.value, '$[4]')
-             FROM json_each(?2) AS j
+             FROM json_each(?1) AS j
              WHERE ti.run_pk = json_extract(j.value, '$[0]')
                AND ti.task_id = json_extract(j.value, '$[1]')
                AND ti.try_number = json_extract(j.value, '$[2]')
                AND +ti.state IN ('queued', 'running')
              RETURNING run_pk, task_id, try_number",
         )
-        .bind(ts(now))
         .bind(codec::to_json(&finished_json)?)
         .fetch_all(&mut *tx)
         .await?;

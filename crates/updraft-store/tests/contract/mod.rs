@@ -1084,52 +1084,55 @@ pub async fn try_reports_apply_in_order_in_one_batch(store: &dyn Store) {
             key: key(&run, "a"),
             try_number: 1,
             pid: Some(7),
+            at: t(3),
         },
         TryReport::Finished {
             key: key(&run, "a"),
             try_number: 1,
             new: TaskState::Success,
             retry_at: None,
+            at: t(5),
         },
         // A stale try number does not apply, and does not stop the rest.
         TryReport::Started {
             key: key(&run, "b"),
             try_number: 2,
             pid: Some(8),
+            at: t(3),
         },
         TryReport::Started {
             key: key(&run, "b"),
             try_number: 1,
             pid: Some(9),
+            at: t(4),
         },
     ];
-    let applied = store
-        .record_try_reports(&reports, "host-b", t(3))
-        .await
-        .unwrap();
+    let applied = store.record_try_reports(&reports, "host-b").await.unwrap();
     assert_eq!(applied, [true, true, false, true]);
     assert_eq!(ti_state(store, &run, "a").await, TaskState::Success);
     let b = store.task_instance(&key(&run, "b")).await.unwrap().unwrap();
     assert_eq!(
-        (b.state, b.pid, b.hostname.as_deref()),
-        (TaskState::Running, Some(9), Some("host-b"))
+        (b.state, b.pid, b.hostname.as_deref(), b.start_date),
+        (TaskState::Running, Some(9), Some("host-b"), Some(t(4)))
     );
+    // Dates are the reports' own, not the time of recording.
+    let a = store.task_instance(&key(&run, "a")).await.unwrap().unwrap();
+    assert_eq!((a.start_date, a.end_date), (Some(t(3)), Some(t(5))));
     let tries = store.tries(&key(&run, "a")).await.unwrap();
     assert_eq!(tries.len(), 1);
-    assert_eq!(tries[0].state, TaskState::Success);
+    assert_eq!(
+        (tries[0].state, tries[0].start_date, tries[0].end_date),
+        (TaskState::Success, Some(t(3)), Some(t(5)))
+    );
 
     let bad = [TryReport::Finished {
         key: key(&run, "b"),
         try_number: 1,
         new: TaskState::Running,
         retry_at: None,
+        at: t(6),
     }];
-    assert!(
-        store
-            .record_try_reports(&bad, "host-b", t(4))
-            .await
-            .is_err()
-    );
+    assert!(store.record_try_reports(&bad, "host-b").await.is_err());
     assert_eq!(ti_state(store, &run, "b").await, TaskState::Running);
 }
 

@@ -150,9 +150,22 @@ impl Default for LocalExecutorConfig {
             kill_grace: Duration::from_secs(10),
             default_cwd: None,
             base_env: Vec::new(),
-            bash: PathBuf::from("bash"),
+            bash: find_in_path("bash").unwrap_or_else(|| PathBuf::from("bash")),
         }
     }
+}
+
+/// The first executable `name` on this process's `PATH`. Resolved once, so each spawn execs
+/// the shell directly instead of trying every `PATH` entry in the child.
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// Runs tries as child processes. Cheap to clone: clones share the same executor.

@@ -479,9 +479,22 @@ impl Scheduler {
                 // loses none of them.
                 let mut events = vec![event];
                 self.drain_events(&mut events);
+                // A try that only started frees nothing and makes nothing runnable: recording
+                // it is all there is to do (and leaves the cores to the try).
+                let any_finished = events
+                    .iter()
+                    .any(|e| matches!(e, TryEvent::Finished { .. }));
                 self.take_events(events);
-                self.housekeeping().await?;
-                self.quick_pass().await
+                if any_finished {
+                    // The reports are recorded by the evaluation that follows, in its
+                    // transaction where the store allows.
+                    self.register().await?;
+                    self.launch_pending(Utc::now()).await?;
+                    self.heartbeat_if_due().await?;
+                    self.quick_pass().await
+                } else {
+                    self.housekeeping().await
+                }
             }
             Stimulus::FolderChanged => {
                 self.housekeeping().await?;
@@ -753,9 +766,15 @@ impl Scheduler {
         }
     }
 
-    /// Evaluate every dirty run, all in one [`Store::evaluate_runs`] call (one transaction).
-    /// Returns true when some run finished in this evaluation.
+    /// Record the pending reports and evaluate every dirty run (and the runs of tries that
+    /// ended), in one [`Store::record_and_evaluate`] call. Returns true when some run finished
+    /// in this evaluation.
     async fn evaluate(&mut self, now: DateTime<Utc>) -> Result<bool, SchedulerError> {
+        for report in &self.pending_reports {
+            if let TryReport::Finished { key, .. } = report {
+                self.dirty_runs.insert(key.run_pk);
+            }
+        }
         let run_pks: Vec<i64> = std::mem::take(&mut self.dirty_runs).into_iter().collect();
         // What `decide` needs, read before the transaction: each run's DAG by dag_id and
         // version, and for DAGs with `depends_on_past` tasks the previous run's states.
@@ -777,7 +796,7 @@ impl Scheduler {
                 }
             }
         }
-        if pks.is_empty() {
+        if pks.is_empty() && self.pending_reports.is_empty() {
             return Ok(false);
         }
         let wake_at = std::sync::Mutex::new(None::<DateTime<Utc>>);
@@ -808,8 +827,22 @@ impl Scheduler {
                 run_state: evaluation.run_state,
             }
         };
-        let outcomes = match self.store.evaluate_runs(&pks, &decide, now).await {
-            Ok(outcomes) => outcomes,
+        let recorded = self
+            .store
+            .record_and_evaluate(
+                &self.pending_reports,
+                &self.config.hostname,
+                &pks,
+                &decide,
+                now,
+            )
+            .await;
+        let outcomes = match recorded {
+            Ok((applied, outcomes)) => {
+                let reports = std::mem::take(&mut self.pending_reports);
+                self.reports_recorded(&reports, &applied, false);
+                outcomes
+            }
             Err(e) => {
                 self.dirty_runs.extend(pks);
                 return Err(e.into());
@@ -1175,8 +1208,15 @@ impl Scheduler {
             .record_try_reports(&self.pending_reports, &self.config.hostname)
             .await?;
         let reports = std::mem::take(&mut self.pending_reports);
+        self.reports_recorded(&reports, &applied, true);
+        Ok(())
+    }
+
+    /// After `reports` were recorded: tell the live views, wake for retries and, unless the
+    /// runs were evaluated in the same step, mark the runs of ended tries for evaluation.
+    fn reports_recorded(&mut self, reports: &[TryReport], applied: &[bool], mark_dirty: bool) {
         let mut touched = BTreeSet::new();
-        for (report, applied) in reports.iter().zip(applied) {
+        for (report, &applied) in reports.iter().zip(applied) {
             match report {
                 TryReport::Started { key, .. } => {
                     touched.insert(key.run_pk);
@@ -1189,14 +1229,15 @@ impl Scheduler {
                         self.wake(*at);
                     }
                     touched.insert(key.run_pk);
-                    self.dirty_runs.insert(key.run_pk);
+                    if mark_dirty {
+                        self.dirty_runs.insert(key.run_pk);
+                    }
                 }
             }
         }
         for run_pk in touched {
             self.publish(run_pk);
         }
-        Ok(())
     }
 
     /// What a try that ended at `at` becomes, or `None` when its end must not be recorded.

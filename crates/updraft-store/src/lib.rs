@@ -356,6 +356,28 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>>;
 
+    /// [`Store::record_try_reports`], then [`Store::evaluate_runs`]: the scheduler's step
+    /// after tries ended. SQLite does both in one transaction (one commit per step); the
+    /// default, kept by PostgreSQL so that runs are always locked before their instances,
+    /// runs them one after the other (reports recorded by a step that then fails are
+    /// recorded again later, where they no longer apply).
+    async fn record_and_evaluate(
+        &self,
+        reports: &[TryReport],
+        hostname: &str,
+        run_pks: &[i64],
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<bool>, Vec<(i64, Evaluated)>)> {
+        let applied = if reports.is_empty() {
+            Vec::new()
+        } else {
+            self.record_try_reports(reports, hostname).await?
+        };
+        let evaluated = self.evaluate_runs(run_pks, decide, now).await?;
+        Ok((applied, evaluated))
+    }
+
     // ---- scheduler jobs (several schedulers on one database) -------------------------------
 
     /// Record a starting scheduler process (state `running`, `latest_heartbeat = now`) and

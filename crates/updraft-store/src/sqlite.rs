@@ -286,6 +286,17 @@ impl Store for SqliteStore {
         scheduling::evaluate_runs(&self.writer, run_pks, decide, now).await
     }
 
+    async fn record_and_evaluate(
+        &self,
+        reports: &[crate::TryReport],
+        hostname: &str,
+        run_pks: &[i64],
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<bool>, Vec<(i64, Evaluated)>)> {
+        scheduling::record_and_evaluate(&self.writer, reports, hostname, run_pks, decide, now).await
+    }
+
     async fn register_scheduler(
         &self,
         hostname: &str,

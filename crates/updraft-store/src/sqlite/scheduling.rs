@@ -18,7 +18,7 @@ use updraft_core::evaluate::TiSnapshot;
 use super::codec::{self, run_columns};
 use super::{runs, task_instances};
 use crate::room::{Candidate, Room};
-use crate::{Evaluated, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow};
+use crate::{Evaluated, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow, TryReport};
 
 /// One transaction: each key still `scheduled` whose pool and DAG have room becomes `queued`,
 /// owned by `owner`. The room is counted once, then kept up to date as keys are queued.
@@ -166,17 +166,53 @@ pub(super) async fn evaluate_runs(
     decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
     now: DateTime<Utc>,
 ) -> Result<Vec<(i64, Evaluated)>> {
+    let pks = distinct(run_pks);
+    if pks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let outcomes = evaluate_runs_in(&mut tx, pks, decide, now).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Both in one transaction: one commit for the scheduler's step after tries ended.
+pub(super) async fn record_and_evaluate(
+    pool: &SqlitePool,
+    reports: &[TryReport],
+    hostname: &str,
+    run_pks: &[i64],
+    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+    now: DateTime<Utc>,
+) -> Result<(Vec<bool>, Vec<(i64, Evaluated)>)> {
+    let pks = distinct(run_pks);
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let applied = task_instances::record_reports_in(&mut tx, reports, hostname).await?;
+    let outcomes = evaluate_runs_in(&mut tx, pks, decide, now).await?;
+    tx.commit().await?;
+    Ok((applied, outcomes))
+}
+
+fn distinct(run_pks: &[i64]) -> Vec<i64> {
     let mut seen = HashSet::with_capacity(run_pks.len());
-    let pks: Vec<i64> = run_pks
+    run_pks
         .iter()
         .copied()
         .filter(|pk| seen.insert(*pk))
-        .collect();
+        .collect()
+}
+
+/// [`evaluate_runs`] inside the caller's transaction, for distinct `pks`.
+async fn evaluate_runs_in(
+    tx: &mut SqliteConnection,
+    pks: Vec<i64>,
+    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+    now: DateTime<Utc>,
+) -> Result<Vec<(i64, Evaluated)>> {
     if pks.is_empty() {
         return Ok(Vec::new());
     }
     let pks_json = codec::to_json(&pks)?;
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let rows = sqlx::query(concat!(
         "SELECT ",
         run_columns!(),
@@ -192,15 +228,14 @@ pub(super) async fn evaluate_runs(
     let mut outcomes: HashMap<i64, Evaluated> = HashMap::with_capacity(running.len());
     if !running.is_empty() {
         let running_json = codec::to_json(&running.iter().map(|r| r.id).collect::<Vec<_>>())?;
-        let mut snapshots = snapshots(&mut tx, &running_json).await?;
+        let mut snapshots = snapshots(&mut *tx, &running_json).await?;
         for run in &running {
             let tis = snapshots.remove(&run.id).unwrap_or_default();
             let decision = decide(run, &tis);
-            let applied = record(&mut tx, run.id, &decision, now).await?;
+            let applied = record(&mut *tx, run.id, &decision, now).await?;
             outcomes.insert(run.id, Evaluated::Applied { decision, applied });
         }
     }
-    tx.commit().await?;
     Ok(pks
         .into_iter()
         .map(|pk| (pk, outcomes.remove(&pk).unwrap_or(Evaluated::NotRunning)))

@@ -385,6 +385,18 @@ pub(super) async fn record_reports(
     reports: &[TryReport],
     hostname: &str,
 ) -> Result<Vec<bool>> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let applied = record_reports_in(&mut tx, reports, hostname).await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// [`record_reports`] inside the caller's transaction.
+pub(super) async fn record_reports_in(
+    tx: &mut SqliteConnection,
+    reports: &[TryReport],
+    hostname: &str,
+) -> Result<Vec<bool>> {
     for report in reports {
         if let TryReport::Finished { new, .. } = report {
             check_finish_state(*new)?;
@@ -439,7 +451,6 @@ pub(super) async fn record_reports(
     let mut applied = vec![false; reports.len()];
     // Instances whose current try changed, for the history.
     let mut changed: Vec<(i64, String)> = Vec::new();
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     if !started_json.is_empty() {
         let rows: Vec<(i64, String, i64)> = sqlx::query_as(
             "UPDATE task_instance AS ti SET
@@ -493,9 +504,8 @@ pub(super) async fn record_reports(
                 .iter()
                 .map(|(run_pk, task_id)| (*run_pk, task_id.as_str())),
         )?;
-        record_tries(&mut tx, &keys).await?;
+        record_tries(&mut *tx, &keys).await?;
     }
-    tx.commit().await?;
     Ok(applied)
 }
 

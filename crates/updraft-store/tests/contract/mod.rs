@@ -72,6 +72,7 @@ macro_rules! contract_tests {
             start_runs_respects_max_active_runs_and_starts_only_queued_runs,
             evaluate_runs_records_the_decision_of_a_running_run,
             evaluate_runs_evaluates_several_runs_at_once,
+            record_and_evaluate_sees_the_reports_it_records,
             scheduler_jobs_heartbeat_and_silent_ones_are_reaped,
             // web UI reads
             recent_runs_are_bounded_per_dag_and_newest_first,
@@ -1922,6 +1923,63 @@ pub async fn evaluate_runs_records_the_decision_of_a_running_run(store: &dyn Sto
             .is_empty(),
         "nothing to evaluate"
     );
+}
+
+/// The evaluation reads what the reports of the same call recorded.
+pub async fn record_and_evaluate_sees_the_reports_it_records(store: &dyn Store) {
+    let run = running_run(store, &[ti("a", 1), ti("b", 1)]).await;
+    store
+        .apply_transitions(
+            run.id,
+            &[to("a", TaskState::None, TaskState::Scheduled)],
+            t(2),
+        )
+        .await
+        .unwrap();
+    let queued = queue(store, &[key(&run, "a")], t(2)).await;
+    assert_eq!(queued.len(), 1);
+    let reports = [
+        TryReport::Started {
+            key: key(&run, "a"),
+            try_number: 1,
+            pid: Some(7),
+            at: t(3),
+        },
+        TryReport::Finished {
+            key: key(&run, "a"),
+            try_number: 1,
+            new: TaskState::Success,
+            retry_at: None,
+            at: t(4),
+        },
+    ];
+    let decide = |_: &RunRow, tis: &[TiSnapshot]| {
+        let a = tis.iter().find(|ti| ti.task_id == "a").unwrap();
+        assert_eq!(a.state, TaskState::Success, "the report is visible");
+        RunDecision {
+            transitions: vec![to("b", TaskState::None, TaskState::Scheduled)],
+            run_state: None,
+        }
+    };
+    let (applied, outcomes) = store
+        .record_and_evaluate(&reports, "host-a", &[run.id], &decide, t(5))
+        .await
+        .unwrap();
+    assert_eq!(applied, [true, true]);
+    assert!(matches!(
+        outcomes.as_slice(),
+        [(pk, Evaluated::Applied { applied: 1, .. })] if *pk == run.id
+    ));
+    assert_eq!(ti_state(store, &run, "b").await, TaskState::Scheduled);
+    let a = store.task_instance(&key(&run, "a")).await.unwrap().unwrap();
+    assert_eq!((a.start_date, a.end_date), (Some(t(3)), Some(t(4))));
+
+    // Reports alone, nothing to evaluate.
+    let (applied, outcomes) = store
+        .record_and_evaluate(&reports, "host-a", &[], &decide, t(6))
+        .await
+        .unwrap();
+    assert_eq!((applied, outcomes.len()), (vec![false, false], 0));
 }
 
 pub async fn evaluate_runs_evaluates_several_runs_at_once(store: &dyn Store) {

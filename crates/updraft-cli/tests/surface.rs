@@ -272,6 +272,21 @@ fn assert_import_error(
     assert!(table.contains(file), "{table}");
 }
 
+/// `dags reserialize` records every DAG it can load and counts the files it cannot.
+#[test]
+fn reserialize_records_the_folder_and_counts_what_failed() {
+    let home = Home::new();
+    write_good_dags(&home);
+    home.write_dag("broken.yaml", "dag_id: broken\ntasks: [\n");
+    let counts = home.json(&["dags", "reserialize"]);
+    assert_eq!(counts["dags"], 2, "{counts}");
+    assert_eq!(counts["import_errors"], 1, "{counts}");
+    assert_eq!(dag_ids(&home), ["good", "good_a"]);
+    let errors = import_errors(&home);
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].to_string().contains("broken.yaml"), "{errors:?}");
+}
+
 #[test]
 fn import_error_bad_yaml_syntax() {
     assert_import_error(

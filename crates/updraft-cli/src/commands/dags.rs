@@ -24,6 +24,9 @@ pub enum DagsCommand {
     List,
     /// List DAG files that failed to load, with file, line and column.
     ListImportErrors,
+    /// Parse the DAGs folder and record every DAG and import error in the database; print
+    /// how many of each.
+    Reserialize,
     /// Show a DAG's structure (Graphviz DOT; `-o json` prints the definition).
     Show { dag_id: String },
     /// Create a manual run.
@@ -87,9 +90,17 @@ pub async fn run(cmd: DagsCommand, settings: &Settings, format: Format) -> Resul
         return test(settings, dag_id, logical_date.as_deref(), conf.as_deref()).await;
     }
     let store = super::open_store(settings).await?;
-    sync_dags(settings, store.as_ref()).await?;
+    let bag = sync_dags(settings, store.as_ref()).await?;
     let store = store.as_ref();
     match cmd {
+        DagsCommand::Reserialize => {
+            let counts = json!({
+                "dags": bag.dags().count(),
+                "import_errors": bag.import_errors().len(),
+            });
+            print_object(format, &counts);
+            Ok(ExitCode::SUCCESS)
+        }
         DagsCommand::List => list(store, format).await,
         DagsCommand::ListImportErrors => list_import_errors(store, format).await,
         DagsCommand::Show { dag_id } => show(store, &dag_id, format).await,

@@ -1,0 +1,260 @@
+//! The figures the harness reports, their samples and how two of them compare.
+
+use serde::Serialize;
+
+/// Which way is better for a figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Better {
+    Lower,
+    Higher,
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Figure {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub unit: &'static str,
+    pub better: Better,
+    pub target: Option<f64>,
+}
+
+/// Every figure, in table order.
+pub const FIGURES: &[Figure] = &[
+    Figure {
+        id: "chain40_run",
+        label: "chain of 40 `true` tasks, run start → end",
+        unit: "s",
+        better: Better::Lower,
+        target: Some(0.2),
+    },
+    Figure {
+        id: "chain40_gap_median",
+        label: "chain of 40: median edge gap",
+        unit: "ms",
+        better: Better::Lower,
+        target: Some(2.0),
+    },
+    Figure {
+        id: "chain40_gap_p99",
+        label: "chain of 40: p99 edge gap",
+        unit: "ms",
+        better: Better::Lower,
+        target: None,
+    },
+    Figure {
+        id: "wide200",
+        label: "200 independent `true` tasks",
+        unit: "tasks/s",
+        better: Better::Higher,
+        target: Some(1000.0),
+    },
+    Figure {
+        id: "wide1000",
+        label: "1,000 independent `true` tasks",
+        unit: "tasks/s",
+        better: Better::Higher,
+        target: None,
+    },
+    Figure {
+        id: "idle_pss",
+        label: "control plane idle, PSS of every process",
+        unit: "MB",
+        better: Better::Lower,
+        target: Some(30.0),
+    },
+    Figure {
+        id: "start_ready",
+        label: "start → API ready",
+        unit: "s",
+        better: Better::Lower,
+        target: Some(0.3),
+    },
+    Figure {
+        id: "dag_files_10k",
+        label: "load 10,000 DAG files (fresh database)",
+        unit: "s",
+        better: Better::Lower,
+        target: Some(1.0),
+    },
+    Figure {
+        id: "noop_sqlite",
+        label: "no-op orchestration, SQLite (20 runs × 500)",
+        unit: "TI/s",
+        better: Better::Higher,
+        target: Some(10_000.0),
+    },
+    Figure {
+        id: "noop_postgres",
+        label: "no-op orchestration, PostgreSQL 15 (20 runs × 500)",
+        unit: "TI/s",
+        better: Better::Higher,
+        target: None,
+    },
+];
+
+/// Repeated measurements of one figure by one engine.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Samples {
+    pub values: Vec<f64>,
+}
+
+/// Median, min and max of some samples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Summary {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Samples {
+    pub fn push(&mut self, value: f64) {
+        if value.is_finite() {
+            self.values.push(value);
+        }
+    }
+
+    pub fn summary(&self) -> Option<Summary> {
+        if self.values.is_empty() {
+            return None;
+        }
+        let mut sorted = self.values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        Some(Summary {
+            median,
+            min: sorted[0],
+            max: sorted[n - 1],
+        })
+    }
+}
+
+/// How many times better (> 1) or worse (< 1) `ours` is than `theirs`.
+pub fn advantage(better: Better, ours: f64, theirs: f64) -> Option<f64> {
+    let ratio = match better {
+        Better::Lower => theirs / ours,
+        Better::Higher => ours / theirs,
+    };
+    ratio.is_finite().then_some(ratio).filter(|r| *r > 0.0)
+}
+
+/// "312× better", "1.4× worse", "same".
+pub fn advantage_words(advantage: f64) -> String {
+    if (advantage - 1.0).abs() < 0.05 {
+        return "same".into();
+    }
+    let (times, word) = if advantage > 1.0 {
+        (advantage, "better")
+    } else {
+        (1.0 / advantage, "worse")
+    };
+    format!("{}× {word}", compact(times))
+}
+
+/// Whether `value` meets `target` in the figure's direction.
+pub fn meets(better: Better, value: f64, target: f64) -> bool {
+    match better {
+        Better::Lower => value <= target,
+        Better::Higher => value >= target,
+    }
+}
+
+/// A number with as many digits as it deserves: 0.149, 1.56, 45.3, 1,098, 12,345.
+pub fn compact(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1000.0 {
+        thousands(v.round() as i64)
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(v: &[f64]) -> Samples {
+        let mut s = Samples::default();
+        for x in v {
+            s.push(*x);
+        }
+        s
+    }
+
+    #[test]
+    fn median_min_max_of_odd_and_even_counts() {
+        let odd = samples(&[3.0, 1.0, 2.0]).summary().unwrap();
+        assert_eq!((odd.median, odd.min, odd.max), (2.0, 1.0, 3.0));
+        let even = samples(&[4.0, 1.0, 3.0, 2.0]).summary().unwrap();
+        assert_eq!((even.median, even.min, even.max), (2.5, 1.0, 4.0));
+        assert!(samples(&[]).summary().is_none());
+    }
+
+    #[test]
+    fn non_finite_samples_are_dropped() {
+        let s = samples(&[f64::NAN, 1.0, f64::INFINITY]);
+        assert_eq!(s.values, [1.0]);
+    }
+
+    #[test]
+    fn advantage_follows_the_direction_of_the_figure() {
+        // Times: 0.15 s against 45 s is 300 times better.
+        let a = advantage(Better::Lower, 0.15, 45.0).unwrap();
+        assert!((a - 300.0).abs() < 1e-9);
+        assert_eq!(advantage_words(a), "300× better");
+        // Rates: 7 tasks/s against 1,000 is worse for the one with 7.
+        let b = advantage(Better::Higher, 7.0, 1000.0).unwrap();
+        assert_eq!(advantage_words(b), "143× worse");
+        assert_eq!(advantage_words(1.01), "same");
+        assert!(advantage(Better::Lower, 0.0, 1.0).is_none());
+    }
+
+    #[test]
+    fn targets_are_met_in_the_right_direction() {
+        assert!(meets(Better::Lower, 0.15, 0.2));
+        assert!(!meets(Better::Lower, 0.25, 0.2));
+        assert!(meets(Better::Higher, 1200.0, 1000.0));
+        assert!(!meets(Better::Higher, 900.0, 1000.0));
+    }
+
+    #[test]
+    fn numbers_are_compact_and_grouped() {
+        assert_eq!(compact(0.1494), "0.149");
+        assert_eq!(compact(1.556), "1.56");
+        assert_eq!(compact(45.31), "45.3");
+        assert_eq!(compact(1098.0), "1,098");
+        assert_eq!(compact(12345.4), "12,345");
+    }
+
+    #[test]
+    fn every_figure_id_is_unique() {
+        let mut ids: Vec<_> = FIGURES.iter().map(|f| f.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), FIGURES.len());
+    }
+}

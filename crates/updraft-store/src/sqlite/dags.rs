@@ -18,29 +18,44 @@ pub(super) async fn sync(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    for record in loaded {
-        upsert_dag(&mut tx, record, paused_by_default, now).await?;
-        insert_version(&mut tx, record, now).await?;
-    }
+    upsert_dags(&mut tx, loaded, paused_by_default, now).await?;
+    insert_versions(&mut tx, loaded, now).await?;
     deactivate_missing(&mut tx, loaded).await?;
     replace_import_errors(&mut tx, errors, now).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// Insert a new DAG (paused per its own setting, else the default) or refresh an existing one,
-/// keeping its paused flag.
-async fn upsert_dag(
+/// Insert the new DAGs (paused per their own setting, else the default) and refresh the
+/// existing ones, keeping their paused flag: one statement for the whole load.
+async fn upsert_dags(
     conn: &mut SqliteConnection,
-    record: &LoadedDagRecord<'_>,
+    loaded: &[LoadedDagRecord<'_>],
     paused_by_default: bool,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let dag = record.dag;
-    let paused = dag.is_paused_upon_creation.unwrap_or(paused_by_default);
+    if loaded.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<serde_json::Value> = loaded
+        .iter()
+        .map(|record| {
+            let dag = record.dag;
+            let paused = dag.is_paused_upon_creation.unwrap_or(paused_by_default);
+            serde_json::json!([
+                dag.dag_id,
+                dag.tenant,
+                dag.fileloc,
+                i64::from(paused),
+                record.version
+            ])
+        })
+        .collect();
+    // `WHERE true`: SQLite's grammar needs it between a SELECT and an upsert clause.
     sqlx::query(
         "INSERT INTO dag (dag_id, tenant, fileloc, is_paused, is_active, version, last_parsed_at)
-         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, 1, value ->> 4, ?2
+         FROM json_each(?1) WHERE true
          ON CONFLICT (dag_id) DO UPDATE SET
              tenant = excluded.tenant,
              fileloc = excluded.fileloc,
@@ -48,34 +63,41 @@ async fn upsert_dag(
              version = excluded.version,
              last_parsed_at = excluded.last_parsed_at",
     )
-    .bind(&dag.dag_id)
-    .bind(&dag.tenant)
-    .bind(&dag.fileloc)
-    .bind(paused)
-    .bind(record.version)
+    .bind(codec::to_json(&rows)?)
     .bind(ts(now))
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Versions are immutable: the first definition and source recorded for a version stay.
-async fn insert_version(
+/// Versions are immutable: the first definition and source recorded for a version stay. One
+/// statement for the whole load.
+async fn insert_versions(
     conn: &mut SqliteConnection,
-    record: &LoadedDagRecord<'_>,
+    loaded: &[LoadedDagRecord<'_>],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let dag = record.dag;
+    if loaded.is_empty() {
+        return Ok(());
+    }
+    let mut rows = Vec::with_capacity(loaded.len());
+    for record in loaded {
+        let dag = record.dag;
+        rows.push(serde_json::json!([
+            dag.dag_id,
+            record.version,
+            dag.tenant,
+            codec::to_json(dag)?,
+            record.source
+        ]));
+    }
     sqlx::query(
         "INSERT INTO dag_version (dag_id, version, tenant, definition, source, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, ?2
+         FROM json_each(?1) WHERE true
          ON CONFLICT (dag_id, version) DO NOTHING",
     )
-    .bind(&dag.dag_id)
-    .bind(record.version)
-    .bind(&dag.tenant)
-    .bind(codec::to_json(dag)?)
-    .bind(record.source)
+    .bind(codec::to_json(&rows)?)
     .bind(ts(now))
     .execute(conn)
     .await?;

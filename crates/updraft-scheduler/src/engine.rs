@@ -1050,8 +1050,8 @@ impl Scheduler {
     }
 
     async fn capacity(&self) -> Result<Capacity, SchedulerError> {
-        let counts = self.store.active_counts().await?;
-        let pools = self.store.pools().await?;
+        // Two independent reads, side by side.
+        let (counts, pools) = tokio::try_join!(self.store.active_counts(), self.store.pools())?;
         let pool_free = pools
             .iter()
             .map(|p| {

@@ -1,16 +1,14 @@
 //! The same shapes on Apache Airflow, through the shared script that installs and runs it
 //! (`airflow standalone`: LocalExecutor and SQLite) and prints one JSON line per run.
 
-use std::io::Read as _;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use serde::Deserialize;
+
+use crate::process;
 
 /// What the script prints for one run.
 #[derive(Debug, Clone, Deserialize)]
@@ -37,33 +35,10 @@ pub fn script(root: &Path) -> PathBuf {
 /// script then stops everything it started). Its progress (and the first-use install) goes
 /// to our stderr.
 pub fn run(script: &Path, shape: &str, n: usize, patience: Duration) -> Result<AirflowRun> {
-    let mut child = Command::new(script)
-        .args([shape, &n.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("running {}", script.display()))?;
-    let deadline = Instant::now() + patience;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            // SIGTERM: the script's exit trap stops Airflow.
-            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            child.wait()?;
-            bail!("did not finish within {} min", patience.as_secs() / 60);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    let mut stdout = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        out.read_to_string(&mut stdout)?;
-    }
-    if !status.success() {
-        bail!("{} {shape} {n} failed", script.display());
-    }
+    let mut command = Command::new(script);
+    command.args([shape, &n.to_string()]);
+    let stdout = process::run_captured(command, patience)
+        .with_context(|| format!("{} {shape} {n}", script.display()))?;
     parse(&stdout)
 }
 

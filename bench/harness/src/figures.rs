@@ -10,14 +10,48 @@ pub enum Better {
     Higher,
 }
 
+/// What a figure measures, which sets the way that is better and the words of a comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A duration: lower is better, "faster" or "slower".
+    Time,
+    /// Memory: lower is better, "less" or "more".
+    Memory,
+    /// Work per second: higher is better, "faster" or "slower".
+    Rate,
+}
+
+impl Kind {
+    pub fn better(self) -> Better {
+        match self {
+            Kind::Time | Kind::Memory => Better::Lower,
+            Kind::Rate => Better::Higher,
+        }
+    }
+
+    /// The words for "better" and "worse" in this kind of figure.
+    fn words(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Time | Kind::Rate => ("faster", "slower"),
+            Kind::Memory => ("less", "more"),
+        }
+    }
+}
+
 /// One row of the table.
 #[derive(Debug, Clone, Copy)]
 pub struct Figure {
     pub id: &'static str,
     pub label: &'static str,
     pub unit: &'static str,
-    pub better: Better,
+    pub kind: Kind,
     pub target: Option<f64>,
+}
+
+impl Figure {
+    pub fn better(&self) -> Better {
+        self.kind.better()
+    }
 }
 
 /// Every figure, in table order.
@@ -26,70 +60,70 @@ pub const FIGURES: &[Figure] = &[
         id: "chain40_run",
         label: "chain of 40 `true` tasks, run start → end",
         unit: "s",
-        better: Better::Lower,
+        kind: Kind::Time,
         target: Some(0.2),
     },
     Figure {
         id: "chain40_gap_median",
         label: "chain of 40: median edge gap",
         unit: "ms",
-        better: Better::Lower,
+        kind: Kind::Time,
         target: Some(2.0),
     },
     Figure {
         id: "chain40_gap_p99",
         label: "chain of 40: p99 edge gap",
         unit: "ms",
-        better: Better::Lower,
+        kind: Kind::Time,
         target: None,
     },
     Figure {
         id: "wide200",
         label: "200 independent `true` tasks",
         unit: "tasks/s",
-        better: Better::Higher,
+        kind: Kind::Rate,
         target: Some(1000.0),
     },
     Figure {
         id: "wide1000",
         label: "1,000 independent `true` tasks",
         unit: "tasks/s",
-        better: Better::Higher,
+        kind: Kind::Rate,
         target: None,
     },
     Figure {
         id: "idle_pss",
         label: "control plane idle, PSS of every process",
         unit: "MB",
-        better: Better::Lower,
+        kind: Kind::Memory,
         target: Some(30.0),
     },
     Figure {
         id: "start_ready",
         label: "start → API ready",
         unit: "s",
-        better: Better::Lower,
+        kind: Kind::Time,
         target: Some(0.3),
     },
     Figure {
         id: "dag_files_10k",
         label: "load 10,000 DAG files (fresh database)",
         unit: "s",
-        better: Better::Lower,
+        kind: Kind::Time,
         target: Some(1.0),
     },
     Figure {
         id: "noop_sqlite",
         label: "no-op orchestration, SQLite (20 runs × 500)",
         unit: "TI/s",
-        better: Better::Higher,
+        kind: Kind::Rate,
         target: Some(10_000.0),
     },
     Figure {
         id: "noop_postgres",
         label: "no-op orchestration, PostgreSQL 15 (20 runs × 500)",
         unit: "TI/s",
-        better: Better::Higher,
+        kind: Kind::Rate,
         target: None,
     },
 ];
@@ -144,15 +178,17 @@ pub fn advantage(better: Better, ours: f64, theirs: f64) -> Option<f64> {
     ratio.is_finite().then_some(ratio).filter(|r| *r > 0.0)
 }
 
-/// "312× better", "1.4× worse", "same".
-pub fn advantage_words(advantage: f64) -> String {
+/// How an advantage reads for a kind of figure: "312× faster", "49× less", "1.40× slower",
+/// "same".
+pub fn advantage_words(kind: Kind, advantage: f64) -> String {
     if (advantage - 1.0).abs() < 0.05 {
         return "same".into();
     }
+    let (better, worse) = kind.words();
     let (times, word) = if advantage > 1.0 {
-        (advantage, "better")
+        (advantage, better)
     } else {
-        (1.0 / advantage, "worse")
+        (1.0 / advantage, worse)
     };
     format!("{}× {word}", compact(times))
 }
@@ -225,11 +261,16 @@ mod tests {
         // Times: 0.15 s against 45 s is 300 times better.
         let a = advantage(Better::Lower, 0.15, 45.0).unwrap();
         assert!((a - 300.0).abs() < 1e-9);
-        assert_eq!(advantage_words(a), "300× better");
-        // Rates: 7 tasks/s against 1,000 is worse for the one with 7.
+        assert_eq!(advantage_words(Kind::Time, a), "300× faster");
+        // Rates: 7 tasks/s against 1,000 is slower for the one with 7.
         let b = advantage(Better::Higher, 7.0, 1000.0).unwrap();
-        assert_eq!(advantage_words(b), "143× worse");
-        assert_eq!(advantage_words(1.01), "same");
+        assert_eq!(advantage_words(Kind::Rate, b), "143× slower");
+        // Memory: 20 MB against 1,000 MB is 50 times less; 60 MB against 20 MB, 3 times more.
+        let c = advantage(Better::Lower, 20.0, 1000.0).unwrap();
+        assert_eq!(advantage_words(Kind::Memory, c), "50.0× less");
+        let d = advantage(Better::Lower, 60.0, 20.0).unwrap();
+        assert_eq!(advantage_words(Kind::Memory, d), "3.00× more");
+        assert_eq!(advantage_words(Kind::Time, 1.01), "same");
         assert!(advantage(Better::Lower, 0.0, 1.0).is_none());
     }
 
@@ -248,6 +289,15 @@ mod tests {
         assert_eq!(compact(45.31), "45.3");
         assert_eq!(compact(1098.0), "1,098");
         assert_eq!(compact(12345.4), "12,345");
+    }
+
+    #[test]
+    fn the_kind_of_a_figure_sets_its_direction() {
+        assert_eq!(Kind::Time.better(), Better::Lower);
+        assert_eq!(Kind::Memory.better(), Better::Lower);
+        assert_eq!(Kind::Rate.better(), Better::Higher);
+        let wide = FIGURES.iter().find(|f| f.id == "wide200").unwrap();
+        assert_eq!(wide.better(), Better::Higher);
     }
 
     #[test]

@@ -8,16 +8,19 @@ mod airflow;
 mod figures;
 mod process;
 mod report;
+mod scenarios;
 mod updraft;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use serde_json::json;
 
-use crate::report::Results;
+use crate::figures::compact;
+use crate::report::{Engine, Results};
+use crate::scenarios::{Sample, Scenario, Setup};
 
 #[derive(Parser)]
 #[command(about = "updraft and Apache Airflow side by side, with the physical limit")]
@@ -37,6 +40,10 @@ struct Args {
     /// Repetitions of every Airflow scenario (each takes a minute or more).
     #[arg(long, default_value_t = 3)]
     airflow_repeat: usize,
+    /// Take Apache Airflow's samples from an earlier results file (its `*.json`) instead of
+    /// running Airflow again: its rounds take half an hour, updraft's a few minutes.
+    #[arg(long, conflicts_with = "no_airflow")]
+    airflow_from: Option<PathBuf>,
     /// Minutes an Airflow run may take before it is stopped and reported as unfinished.
     #[arg(long, default_value_t = 30)]
     airflow_patience_min: u64,
@@ -49,75 +56,40 @@ struct Args {
     out: Option<PathBuf>,
 }
 
-/// A scenario: what it measures on updraft, on Airflow and as the limit.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Scenario {
-    Chain40,
-    Wide200,
-    Wide1000,
-    Footprint,
-    DagFiles,
-    NoopSqlite,
-    NoopPostgres,
-}
-
-const SCENARIOS: &[(Scenario, &str)] = &[
-    (Scenario::Chain40, "chain40"),
-    (Scenario::Wide200, "wide200"),
-    (Scenario::Wide1000, "wide1000"),
-    (Scenario::Footprint, "footprint"),
-    (Scenario::DagFiles, "dagfiles"),
-    (Scenario::NoopSqlite, "noop-sqlite"),
-    (Scenario::NoopPostgres, "noop-postgres"),
-];
-
-const DAG_FILES: usize = 10_000;
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let chosen = chosen_scenarios(&args.only)?;
+    process::clean_up_on_signals();
+    let chosen = scenarios::chosen(&args.only).map_err(|e| anyhow!(e))?;
+    if args.repeat == 0 {
+        bail!("--repeat must be at least 1");
+    }
     let airflow_script = airflow::script(&args.root);
-    if !args.no_airflow && !airflow_script.exists() {
+    if !args.no_airflow && args.airflow_from.is_none() && !airflow_script.exists() {
         bail!(
-            "the Airflow script {} is missing: set UPDRAFT_BENCH_AIRFLOW or pass --no-airflow",
+            "the Apache Airflow script {} is missing: set UPDRAFT_BENCH_AIRFLOW to its path, \
+             or pass --no-airflow",
             airflow_script.display()
         );
     }
+    let load_dags = updraft::load_dags_command(&args.updraft);
+    let setup = Setup {
+        root: &args.root,
+        updraft: &args.updraft,
+        repeat: args.repeat,
+        load_dags,
+    };
     let mut results = Results::default();
-    for &scenario in &chosen {
-        for round in 1..=args.repeat {
-            eprintln!("updraft {scenario:?}, round {round}/{}", args.repeat);
-            measure_updraft(scenario, &args, &mut results)
-                .await
-                .with_context(|| format!("updraft {scenario:?}"))?;
-            measure_limit(scenario, &mut results)?;
-        }
+    for scenario in &chosen {
+        run_on_updraft(scenario, &setup, &mut results)
+            .await
+            .with_context(|| format!("updraft, scenario {}", scenario.name))?;
     }
-    if !args.no_airflow {
-        for &scenario in &chosen {
-            let Some((shape, n)) = airflow_shape(scenario) else {
-                continue;
-            };
-            let rounds = airflow_rounds(scenario, args.airflow_repeat);
-            if rounds < args.airflow_repeat {
-                results.note(
-                    airflow_figure(scenario),
-                    format!("Airflow: {rounds} round(s) only"),
-                );
-            }
-            for round in 1..=rounds {
-                eprintln!("Airflow {shape} {n}, round {round}/{rounds}");
-                let patience = Duration::from_secs(args.airflow_patience_min * 60);
-                match airflow::run(&airflow_script, shape, n, patience) {
-                    Ok(run) => record_airflow(scenario, &run, &mut results),
-                    Err(e) => {
-                        eprintln!("Airflow {shape} {n}: {e:#}");
-                        let id = airflow_figure(scenario);
-                        results.note(id, format!("Airflow round {round}: {e:#}"));
-                    }
-                }
-            }
+    if let Some(earlier) = &args.airflow_from {
+        airflow_from(earlier, &mut results)?;
+    } else if !args.no_airflow {
+        for scenario in &chosen {
+            run_on_airflow(scenario, &args, &airflow_script, &mut results);
         }
     }
     let out = args
@@ -133,188 +105,141 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-fn chosen_scenarios(only: &[String]) -> Result<Vec<Scenario>> {
-    if only.is_empty() {
-        return Ok(SCENARIOS.iter().map(|(s, _)| *s).collect());
+/// Every round of `scenario` on updraft (and the limit), or the reason it cannot run here.
+async fn run_on_updraft(
+    scenario: &Scenario,
+    setup: &Setup<'_>,
+    results: &mut Results,
+) -> Result<()> {
+    for (id, note) in scenario.notes(setup) {
+        results.note(id, note);
     }
-    only.iter()
-        .map(|name| {
-            SCENARIOS
-                .iter()
-                .find(|(_, n)| n == name)
-                .map(|(s, _)| *s)
-                .with_context(|| format!("unknown scenario {name}"))
-        })
-        .collect()
-}
-
-async fn measure_updraft(scenario: Scenario, args: &Args, results: &mut Results) -> Result<()> {
-    let bin = &args.updraft;
-    match scenario {
-        Scenario::Chain40 => {
-            let run = updraft::run_bench_dag(bin, 40, true).await?;
-            let gaps = run.edge_gaps_ms();
-            results.row("chain40_run").updraft.push(run.seconds());
-            if let Some(median) = updraft::quantile(&gaps, 0.5) {
-                results.row("chain40_gap_median").updraft.push(median);
-            }
-            if let Some(p99) = updraft::quantile(&gaps, 0.99) {
-                results.row("chain40_gap_p99").updraft.push(p99);
-            }
-        }
-        Scenario::Wide200 | Scenario::Wide1000 => {
-            let (id, n) = wide(scenario);
-            let run = updraft::run_bench_dag(bin, n, false).await?;
-            results.row(id).updraft.push(n as f64 / run.seconds());
-        }
-        Scenario::Footprint => {
-            let (pss, ready) = updraft::footprint(&args.root)?;
-            results.row("idle_pss").updraft.push(pss);
-            results.row("start_ready").updraft.push(ready);
-            results.note("idle_pss", "updraft: `updraft standalone` with 100 DAGs");
-            results.note("start_ready", "updraft: `updraft standalone` with 100 DAGs");
-        }
-        Scenario::DagFiles => {
-            let (seconds, cat) = updraft::load_dag_files(bin, DAG_FILES)?;
-            results.row("dag_files_10k").updraft.push(seconds);
-            results.row("dag_files_10k").limit.push(cat);
-            results.note("dag_files_10k", "limit: one `cat` reading every file");
-        }
-        Scenario::NoopSqlite => {
-            // bench/orchestration repeats itself; one call per harness round would
-            // multiply the rounds, so it runs once with all of them.
-            if results.row("noop_sqlite").updraft.values.is_empty() {
-                for rate in updraft::orchestration(&args.root, "sqlite", args.repeat)? {
-                    results.row("noop_sqlite").updraft.push(rate);
-                }
-            }
-        }
-        Scenario::NoopPostgres => {
-            if !updraft::postgres_available() {
-                results.row("noop_postgres");
-                results.note("noop_postgres", "skipped: PostgreSQL 15 is not installed");
-            } else if results.row("noop_postgres").updraft.values.is_empty() {
-                for rate in updraft::orchestration(&args.root, "postgres", args.repeat)? {
-                    results.row("noop_postgres").updraft.push(rate);
-                }
-            }
-        }
+    if let Some((id, why)) = scenario.skipped() {
+        eprintln!("updraft {}: {why}", scenario.name);
+        results.skip(id, why);
+        return Ok(());
+    }
+    let rounds = scenario.rounds(setup.repeat);
+    for round in 1..=rounds {
+        let label = format!("updraft {} {round}/{rounds}", scenario.name);
+        eprintln!("{label}: started");
+        let started = Instant::now();
+        let samples = scenario.measure(setup).await?;
+        eprintln!(
+            "{label}: done in {:.1} s: {}",
+            started.elapsed().as_secs_f64(),
+            describe(&samples)
+        );
+        record(results, &samples);
     }
     Ok(())
 }
 
-fn wide(scenario: Scenario) -> (&'static str, usize) {
-    match scenario {
-        Scenario::Wide1000 => ("wide1000", 1000),
-        _ => ("wide200", 200),
+/// Every round of `scenario` on Airflow; a failed or unfinished round is a note, not the end.
+fn run_on_airflow(scenario: &Scenario, args: &Args, script: &Path, results: &mut Results) {
+    let Some((shape, n)) = scenario.airflow_shape() else {
+        return;
+    };
+    let rounds = scenario.airflow_rounds(args.airflow_repeat);
+    if rounds < args.airflow_repeat {
+        results.note(
+            scenario.airflow_figure(),
+            format!("Airflow: {rounds} round(s) only"),
+        );
+    }
+    let patience = scenarios::airflow_patience(args.airflow_patience_min);
+    for round in 1..=rounds {
+        let label = format!("Airflow {} {round}/{rounds}", scenario.name);
+        eprintln!("{label}: started ({} {shape} {n})", script.display());
+        let started = Instant::now();
+        match airflow::run(script, shape, n, patience) {
+            Ok(run) => {
+                let samples = scenario.airflow_samples(&run);
+                eprintln!(
+                    "{label}: done in {:.0} s: {}",
+                    started.elapsed().as_secs_f64(),
+                    describe(&samples)
+                );
+                record(results, &samples);
+                for (id, note) in scenarios::airflow_notes(&run) {
+                    results.note(id, note);
+                }
+                results.airflow_version = Some(run.version);
+            }
+            Err(e) => {
+                eprintln!("{label}: {e:#}");
+                results.note(
+                    scenario.airflow_figure(),
+                    format!("Airflow round {round}: {e:#}"),
+                );
+            }
+        }
     }
 }
 
-fn measure_limit(scenario: Scenario, results: &mut Results) -> Result<()> {
-    match scenario {
-        Scenario::Chain40 => {
-            let seconds = process::spawn_true(40)?;
-            results.row("chain40_run").limit.push(seconds);
-            results
-                .row("chain40_gap_median")
-                .limit
-                .push(seconds / 40.0 * 1000.0);
-            results.note(
-                "chain40_run",
-                "limit: bash spawning /bin/true 40 times in a row",
-            );
-            results.note(
-                "chain40_gap_median",
-                "limit: one spawn of /bin/true (the loop's time per spawn)",
-            );
-        }
-        Scenario::Wide200 | Scenario::Wide1000 => {
-            let (id, n) = wide(scenario);
-            results
-                .row(id)
-                .limit
-                .push(n as f64 / process::spawn_true(n)?);
-            results.note(id, "limit: bash spawning /bin/true as many times, in a row");
-        }
-        Scenario::Footprint => {
-            results
-                .row("start_ready")
-                .limit
-                .push(process::spawn_true_once()?);
-            results.note("start_ready", "limit: spawning /bin/true once");
-        }
-        Scenario::DagFiles | Scenario::NoopSqlite | Scenario::NoopPostgres => {}
-    }
-    Ok(())
-}
-
-/// 1,000 tasks take Airflow about twenty minutes here: one round of those.
-fn airflow_rounds(scenario: Scenario, repeat: usize) -> usize {
-    match scenario {
-        Scenario::Wide1000 => repeat.min(1),
-        _ => repeat,
-    }
-}
-
-/// The row an Airflow run of `scenario` reports on first.
-fn airflow_figure(scenario: Scenario) -> &'static str {
-    match scenario {
-        Scenario::Chain40 => "chain40_run",
-        _ => wide(scenario).0,
-    }
-}
-
-fn airflow_shape(scenario: Scenario) -> Option<(&'static str, usize)> {
-    match scenario {
-        Scenario::Chain40 => Some(("chain", 40)),
-        Scenario::Wide200 => Some(("wide", 200)),
-        Scenario::Wide1000 => Some(("wide", 1000)),
-        _ => None,
-    }
-}
-
-fn record_airflow(scenario: Scenario, run: &airflow::AirflowRun, results: &mut Results) {
-    results.airflow_version = Some(run.version.clone());
-    match scenario {
-        Scenario::Chain40 => {
-            push(results, "chain40_run", run.run_s);
-            push(
-                results,
-                "chain40_gap_median",
-                run.median_gap_s.map(|s| s * 1000.0),
-            );
-            push(
-                results,
-                "chain40_gap_p99",
-                run.p99_gap_s.map(|s| s * 1000.0),
-            );
-        }
-        Scenario::Wide200 | Scenario::Wide1000 => {
-            push(results, wide(scenario).0, run.tasks_per_s);
-        }
-        _ => {}
-    }
-    // Every Airflow run starts it afresh: its idle memory and start-up count for those rows.
-    push(results, "idle_pss", run.idle_pss_mb);
-    push(results, "start_ready", run.startup_s);
-    let processes = run
-        .processes
-        .map(|p| format!(", {p} processes"))
+/// Airflow's samples and notes of every figure in an earlier results file.
+fn airflow_from(path: &Path, results: &mut Results) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let earlier: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a results file", path.display()))?;
+    let date = earlier["context"]["date"]
+        .as_str()
+        .unwrap_or("an earlier run");
+    results.airflow_version = earlier["airflow_version"].as_str().map(str::to_owned);
+    let figures = earlier["figures"]
+        .as_array()
+        .map(Vec::as_slice)
         .unwrap_or_default();
-    results.note(
-        "idle_pss",
-        format!("Airflow: `airflow standalone` with its 2 bench DAGs{processes}"),
-    );
-    results.note(
-        "start_ready",
-        "Airflow: `airflow standalone` until both bench DAGs are parsed and the API answers",
-    );
+    for figure in figures {
+        let Some(known) = figures::FIGURES.iter().find(|f| figure["id"] == f.id) else {
+            continue;
+        };
+        let samples = figure["airflow"]["samples"].as_array().map(Vec::as_slice);
+        for value in samples
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.as_f64())
+        {
+            results.push(known.id, Engine::Airflow, value);
+        }
+        let notes = figure["notes"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for note in notes.iter().filter_map(|n| n.as_str()) {
+            if note.starts_with("Airflow") {
+                results.note(known.id, note.to_owned());
+            }
+        }
+        if !results.row(known.id).airflow.values.is_empty() {
+            results.note(
+                known.id,
+                format!("Airflow's samples taken from the run of {date}"),
+            );
+        }
+    }
+    Ok(())
 }
 
-fn push(results: &mut Results, id: &'static str, value: Option<f64>) {
-    if let Some(v) = value {
-        results.row(id).airflow.push(v);
+fn record(results: &mut Results, samples: &[Sample]) {
+    for &(id, engine, value) in samples {
+        results.push(id, engine, value);
     }
+}
+
+/// "chain40_run updraft 0.190, chain40_run limit 0.031"
+fn describe(samples: &[Sample]) -> String {
+    let engine = |e| match e {
+        Engine::Updraft => "updraft",
+        Engine::Airflow => "Airflow",
+        Engine::Limit => "limit",
+    };
+    samples
+        .iter()
+        .map(|(id, e, v)| format!("{id} {} {}", engine(*e), compact(*v)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn write_results(args: &Args, results: &Results, out: &Path) -> Result<()> {
@@ -356,7 +281,7 @@ fn machine() -> serde_json::Value {
         .and_then(|l| l.split(':').nth(1))
         .map(str::trim);
     json!({
-        "cores": std::thread::available_parallelism().map(|n| n.get()).ok(),
+        "nproc": command_output("nproc", &[]).and_then(|n| n.parse::<u64>().ok()),
         "cpu": cpu,
         "memory": mem,
         "kernel": command_output("uname", &["-r"]),

@@ -6,11 +6,21 @@ use std::path::Path;
 use anyhow::Result;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde_json::{Value, json};
 
 use crate::figures::{
     Better, FIGURES, Figure, Samples, Summary, advantage, advantage_words, compact, meets,
 };
+
+/// Who a sample is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Updraft,
+    Airflow,
+    /// The physical limit of the same work on this machine.
+    Limit,
+}
 
 /// Every engine's samples of one figure, and what to know when reading them.
 #[derive(Debug, Default, Clone)]
@@ -19,6 +29,8 @@ pub struct Row {
     pub airflow: Samples,
     pub limit: Samples,
     pub notes: Vec<String>,
+    /// Why updraft's figure was not measured, if it was not (shown in its cell).
+    pub skipped: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +42,19 @@ pub struct Results {
 impl Results {
     pub fn row(&mut self, id: &'static str) -> &mut Row {
         self.rows.entry(id).or_default()
+    }
+
+    pub fn push(&mut self, id: &'static str, engine: Engine, value: f64) {
+        let row = self.row(id);
+        match engine {
+            Engine::Updraft => row.updraft.push(value),
+            Engine::Airflow => row.airflow.push(value),
+            Engine::Limit => row.limit.push(value),
+        }
+    }
+
+    pub fn skip(&mut self, id: &'static str, why: impl Into<String>) {
+        self.row(id).skipped = Some(why.into());
     }
 
     pub fn note(&mut self, id: &'static str, note: impl Into<String>) {
@@ -63,8 +88,8 @@ fn cell(summary: Option<Summary>) -> String {
 
 fn ratio_cell(figure: &Figure, ours: Option<Summary>, theirs: Option<Summary>) -> String {
     match (ours, theirs) {
-        (Some(o), Some(t)) => advantage(figure.better, o.median, t.median)
-            .map(advantage_words)
+        (Some(o), Some(t)) => advantage(figure.better(), o.median, t.median)
+            .map(|a| advantage_words(figure.kind, a))
             .unwrap_or_else(|| "—".into()),
         _ => "—".into(),
     }
@@ -74,12 +99,12 @@ fn target_cell(figure: &Figure, ours: Option<Summary>) -> String {
     let Some(target) = figure.target else {
         return "—".into();
     };
-    let sign = match figure.better {
+    let sign = match figure.better() {
         Better::Lower => "≤",
         Better::Higher => "≥",
     };
     let verdict = match ours {
-        Some(o) if meets(figure.better, o.median, target) => " met",
+        Some(o) if meets(figure.better(), o.median, target) => " met",
         Some(_) => " MISSED",
         None => "",
     };
@@ -97,17 +122,21 @@ pub fn table(results: &Results) -> Table {
             "updraft",
             "Airflow",
             "limit",
-            "updraft vs Airflow",
-            "updraft vs limit",
+            "updraft/Airflow",
+            "updraft/limit",
             "target",
         ]);
     for (figure, row) in results.measured() {
         let ours = row.updraft.summary();
         let airflow = row.airflow.summary();
         let limit = row.limit.summary();
+        let updraft_cell = match &row.skipped {
+            Some(why) if ours.is_none() => why.clone(),
+            _ => cell(ours),
+        };
         table.add_row([
             format!("{} ({})", figure.label, figure.unit),
-            cell(ours),
+            updraft_cell,
             cell(airflow),
             cell(limit),
             ratio_cell(figure, ours, airflow),
@@ -146,17 +175,17 @@ pub fn to_json(results: &Results, context: Value) -> Value {
         .map(|(figure, row)| {
             let ours = row.updraft.summary();
             let ratio = |other: &Samples| match (ours, other.summary()) {
-                (Some(o), Some(t)) => advantage(figure.better, o.median, t.median),
+                (Some(o), Some(t)) => advantage(figure.better(), o.median, t.median),
                 _ => None,
             };
             json!({
                 "id": figure.id,
                 "label": figure.label,
                 "unit": figure.unit,
-                "better": figure.better,
+                "better": figure.better(),
                 "target": figure.target,
                 "target_met": match (ours, figure.target) {
-                    (Some(o), Some(t)) => Some(meets(figure.better, o.median, t)),
+                    (Some(o), Some(t)) => Some(meets(figure.better(), o.median, t)),
                     _ => None,
                 },
                 "updraft": summary_json(&row.updraft),
@@ -165,6 +194,7 @@ pub fn to_json(results: &Results, context: Value) -> Value {
                 "advantage_over_airflow": ratio(&row.airflow),
                 "advantage_over_limit": ratio(&row.limit),
                 "notes": row.notes,
+                "skipped": row.skipped,
             })
         })
         .collect();
@@ -222,10 +252,16 @@ fn draw_panel(
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = values.iter().copied().fold(0.0, f64::max);
     if !lo.is_finite() || hi <= 0.0 {
+        let why = row.skipped.as_deref().unwrap_or("not measured");
+        area.draw_text(
+            &format!("{}: {why}", figure.label),
+            &("sans-serif", 13).into_text_style(area),
+            (20, 20),
+        )?;
         return Ok(());
     }
     let (y_lo, y_hi) = (lo / 3.0, hi * 3.0);
-    let direction = match figure.better {
+    let direction = match figure.better() {
         Better::Lower => "lower is better",
         Better::Higher => "higher is better",
     };
@@ -263,10 +299,11 @@ fn draw_panel(
             vec![(x + 0.5, s.min), (x + 0.5, s.max)],
             BLACK.stroke_width(1),
         )))?;
+        // Above the bar and its whisker.
         chart.draw_series(std::iter::once(Text::new(
             format!("{name} {}", compact(s.median)),
-            (x + 0.12, s.median * 1.25),
-            ("sans-serif", 12),
+            (x + 0.15, s.max.max(s.median) * 1.12),
+            TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Left, VPos::Bottom)),
         )))?;
     }
     if let Some(target) = figure.target {
@@ -298,12 +335,40 @@ mod tests {
     fn the_table_shows_medians_ranges_ratios_and_targets() {
         let text = table(&results()).to_string();
         assert!(text.contains("0.150 (0.140–0.160)"), "{text}");
-        assert!(text.contains("302× better"), "{text}");
-        assert!(text.contains("3.00× worse"), "{text}");
+        assert!(text.contains("302× faster"), "{text}");
+        assert!(text.contains("3.00× slower"), "{text}");
+        assert!(text.contains("updraft/Airflow") && text.contains("updraft/limit"));
         assert!(text.contains("≤ 0.200 met"), "{text}");
         assert!(text.contains("≤ 30.0 MISSED"), "{text}");
         // Figures not measured are not listed.
         assert!(!text.contains("1,000 independent"), "{text}");
+    }
+
+    #[test]
+    fn missing_values_are_dashes_and_a_skipped_figure_says_why() {
+        let mut r = Results::default();
+        r.push("noop_sqlite", Engine::Updraft, 12_000.0);
+        r.skip("noop_postgres", "skipped: PostgreSQL 15 not installed");
+        let text = table(&r).to_string();
+        let line = |needle: &str| {
+            text.lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no {needle} in {text}"))
+                .to_string()
+        };
+        let sqlite = line("SQLite");
+        assert!(
+            sqlite.contains("12,000") && sqlite.contains("≥ 10,000 met"),
+            "{sqlite}"
+        );
+        assert_eq!(sqlite.matches('—').count(), 4, "{sqlite}");
+        // The reason may wrap over lines: look for its start.
+        assert!(text.contains("skipped:"), "{text}");
+        let json = to_json(&r, json!({}));
+        assert_eq!(
+            json["figures"][1]["skipped"],
+            "skipped: PostgreSQL 15 not installed"
+        );
     }
 
     #[test]

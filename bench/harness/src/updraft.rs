@@ -3,16 +3,14 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
-use crate::process::{TempDir, free_port, wait_for_health};
+use crate::process::{Group, TempDir, free_port, run_captured, wait_for_health};
 
 /// How long a run may take before the harness gives up on it.
 const RUN_PATIENCE: Duration = Duration::from_secs(600);
@@ -123,45 +121,87 @@ async fn read_run(conn: &mut SqliteConnection) -> Result<RecordedRun> {
     Ok(RecordedRun { start, end, tasks })
 }
 
-/// Seconds `updraft dags reserialize` takes to load `count` new DAG files into a fresh
-/// database, and the seconds one `cat` takes to read the same files (the limit).
-pub fn load_dag_files(updraft: &Path, count: usize) -> Result<(f64, f64)> {
+/// The command that parses the DAGs folder, records every DAG in the database, prints how
+/// many and exits.
+pub const LOAD_DAGS: &[&str] = &["dags", "reserialize"];
+/// The same load for builds without it (prints the import errors only).
+const LOAD_DAGS_FALLBACK: &[&str] = &["dags", "list-import-errors"];
+
+/// [`LOAD_DAGS`] if this build of updraft has it, else the fallback.
+pub fn load_dags_command(updraft: &Path) -> &'static [&'static str] {
+    let has_it = Command::new(updraft)
+        .args(LOAD_DAGS)
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_it {
+        LOAD_DAGS
+    } else {
+        LOAD_DAGS_FALLBACK
+    }
+}
+
+/// A small DAG file like bench/footprint's: two tasks, daily.
+const SMALL_DAG: &str = "schedule: \"@daily\"\nstart_date: 2024-01-01\ntasks:\n  - task_id: extract\n    \
+                         bash: echo extract {{ ds }}\n  - task_id: load\n    upstream: [extract]\n    \
+                         bash: echo load\n";
+
+/// Seconds `updraft <load>` takes to load `count` new DAG files into a fresh database
+/// (spawn to exit), and the seconds one `cat` takes to read the same files (the limit).
+pub fn load_dag_files(updraft: &Path, count: usize, load: &[&str]) -> Result<(f64, f64)> {
     let home = TempDir::new("updraft-bench-dags")?;
     let dags = home.path().join("dags");
     std::fs::create_dir_all(&dags)?;
     for i in 0..count {
-        std::fs::write(
-            dags.join(format!("dag_{i:05}.yaml")),
-            "schedule: \"@daily\"\nstart_date: 2024-01-01\ntasks:\n  - task_id: extract\n    \
-             bash: echo extract {{ ds }}\n  - task_id: load\n    upstream: [extract]\n    \
-             bash: echo load\n",
-        )?;
+        std::fs::write(dags.join(format!("dag_{i:05}.yaml")), SMALL_DAG)?;
     }
+    let shown = format!("updraft {}", load.join(" "));
     let started = Instant::now();
-    let status = updraft_command(updraft, home.path(), 0)
-        .args(["dags", "reserialize"])
-        .stdout(Stdio::null())
-        .status()
-        .context("running `updraft dags reserialize`")?;
+    let out = updraft_command(updraft, home.path(), 0)
+        .args(load)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running `{shown}`"))?;
     let seconds = started.elapsed().as_secs_f64();
-    if !status.success() {
-        bail!("`updraft dags reserialize` failed");
+    if !out.status.success() {
+        bail!("`{shown}` failed");
     }
+    if load == LOAD_DAGS {
+        let loaded = loaded_dags(&String::from_utf8_lossy(&out.stdout));
+        if loaded != Some(count) {
+            bail!("`{shown}` recorded {loaded:?} DAGs, not {count}");
+        }
+    }
+    Ok((seconds, cat_folder(&dags)?))
+}
+
+/// The count in `dags: N`, as `updraft dags reserialize` prints it.
+pub fn loaded_dags(output: &str) -> Option<usize> {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix("dags:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Seconds for one `cat` to read every file of `folder`.
+fn cat_folder(folder: &Path) -> Result<f64> {
     let started = Instant::now();
     let cat = Command::new("sh")
         .arg("-c")
-        .arg("find . -name '*.yaml' -exec cat {} + > /dev/null")
-        .current_dir(&dags)
+        .arg("find . -type f -exec cat {} + > /dev/null")
+        .current_dir(folder)
         .status()?;
     if !cat.success() {
         bail!("reading the DAG files with cat failed");
     }
-    Ok((seconds, started.elapsed().as_secs_f64()))
+    Ok(started.elapsed().as_secs_f64())
 }
 
-/// `bench/footprint 100`: (idle PSS in MB, start → API ready in s).
-pub fn footprint(root: &Path) -> Result<(f64, f64)> {
-    let json = run_script(&root.join("bench/footprint"), &["100"])?;
+/// `bench/footprint DAGS`: (idle PSS in MB, start → API ready in s).
+pub fn footprint(root: &Path, dags: usize) -> Result<(f64, f64)> {
+    let json = run_script(&root.join("bench/footprint"), &[&dags.to_string()])?;
     let pss = number(&json, "idle_pss_mb")?;
     let ready_ms = number(&json, "start_to_api_ready_ms")?;
     Ok((pss, ready_ms / 1000.0))
@@ -185,27 +225,39 @@ pub fn orchestration(root: &Path, backend: &str, repeat: usize) -> Result<Vec<f6
         .collect())
 }
 
-/// Whether this machine can start the throwaway PostgreSQL 15 bench/orchestration needs.
-pub fn postgres_available() -> bool {
-    Path::new("/usr/lib/postgresql/15/bin/initdb").exists()
+/// Why bench/orchestration cannot run on PostgreSQL here, if it cannot: without
+/// `UPDRAFT_BENCH_POSTGRES_URL` it starts a throwaway PostgreSQL 15 cluster, which takes its
+/// binaries and root (to run them as `postgres`).
+pub fn postgres_unavailable() -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    if std::env::var_os("UPDRAFT_BENCH_POSTGRES_URL").is_some() {
+        return None;
+    }
+    let bin = Path::new("/usr/lib/postgresql/15/bin");
+    if !["initdb", "pg_ctl", "postgres"]
+        .iter()
+        .all(|b| bin.join(b).exists())
+    {
+        return Some("PostgreSQL 15 not installed".into());
+    }
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    (!root).then(|| "starting PostgreSQL 15 takes root (or set UPDRAFT_BENCH_POSTGRES_URL)".into())
 }
 
+/// Scripts get this long; bench/orchestration on PostgreSQL takes a few minutes.
+const SCRIPT_PATIENCE: Duration = Duration::from_secs(1800);
+
 fn run_script(script: &Path, args: &[&str]) -> Result<serde_json::Value> {
-    let out = Command::new(script)
-        .args(args)
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !out.status.success() {
-        bail!("{} {} failed", script.display(), args.join(" "));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let mut command = Command::new(script);
+    command.args(args);
+    let shown = format!("{} {}", script.display(), args.join(" "));
+    let text = run_captured(command, SCRIPT_PATIENCE).with_context(|| shown.clone())?;
     let line = text
         .lines()
         .rev()
         .find(|l| l.trim_start().starts_with('{'))
-        .with_context(|| format!("{} printed no JSON", script.display()))?;
-    Ok(serde_json::from_str(line)?)
+        .with_context(|| format!("{shown} printed no JSON"))?;
+    serde_json::from_str(line).with_context(|| format!("reading the JSON of {shown}"))
 }
 
 fn number(json: &serde_json::Value, key: &str) -> Result<f64> {
@@ -228,42 +280,40 @@ fn updraft_command(updraft: &Path, home: &Path, port: u16) -> Command {
 
 /// `updraft standalone` in a process group of its own, stopped when dropped.
 struct Service {
-    child: Child,
+    group: Group,
     log: PathBuf,
 }
 
 impl Service {
     fn start(updraft: &Path, home: &Path, port: u16) -> Result<Self> {
-        use std::os::unix::process::CommandExt as _;
         let log = home.join("standalone.log");
-        let child = updraft_command(updraft, home, port)
+        let mut command = updraft_command(updraft, home, port);
+        command
             .arg("standalone")
             .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::create(home.join("standalone.err"))?)
-            .process_group(0)
-            .spawn()
-            .context("starting `updraft standalone`")?;
-        Ok(Service { child, log })
+            .stderr(std::fs::File::create(home.join("standalone.err"))?);
+        let group = Group::spawn(command).context("starting `updraft standalone`")?;
+        Ok(Service { group, log })
     }
 
     fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.group.alive()
     }
 
     fn stop(&mut self) {
-        if self.alive() {
-            let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        }
-        let _ = self.child.wait();
+        self.group.stop();
     }
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
         if self.alive() {
-            eprintln!("  updraft standalone log: {}", self.log.display());
-            let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
-            let _ = self.child.wait();
+            let err = self.log.with_file_name("standalone.err");
+            if let Ok(text) = std::fs::read_to_string(&err)
+                && !text.trim().is_empty()
+            {
+                eprintln!("  updraft standalone said:\n{text}");
+            }
         }
     }
 }
@@ -290,6 +340,12 @@ mod tests {
         assert_eq!(quantile(&v, 0.99), Some(99.0));
         assert_eq!(quantile(&[3.0], 0.99), Some(3.0));
         assert_eq!(quantile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn reads_the_count_reserialize_prints() {
+        assert_eq!(loaded_dags("dags: 10000\nimport_errors: 0\n"), Some(10_000));
+        assert_eq!(loaded_dags("import_errors: 3\n"), None);
     }
 
     #[test]

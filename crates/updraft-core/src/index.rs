@@ -103,7 +103,7 @@ fn pos_u32(i: usize) -> u32 {
 }
 
 /// Reverses CSR adjacency.
-fn invert(n: usize, start: &[u32], list: &[u32]) -> (Vec<u32>, Vec<u32>) {
+pub(crate) fn invert(n: usize, start: &[u32], list: &[u32]) -> (Vec<u32>, Vec<u32>) {
     let mut counts = vec![0u32; n + 1];
     for &p in list {
         counts[p as usize + 1] += 1;

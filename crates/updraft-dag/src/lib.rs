@@ -17,6 +17,7 @@ mod graph;
 pub mod model;
 mod params;
 mod parse;
+mod pod;
 mod schedule;
 mod task;
 mod watch;
@@ -30,6 +31,7 @@ pub use parse::{
     DAG_KEYS, DEFAULT_MAX_ACTIVE, MAX_IDENTIFIER_LEN, MAX_TAG_LEN, check_identifier,
     is_valid_identifier, parse_dag,
 };
+pub use pod::{check_namespace, check_template_path};
 pub use schedule::{CRON_PRESETS, cron_preset_name, parse_cron, parse_datetime, parse_schedule};
 pub use task::DEFAULT_RETRY_DELAY;
 pub use watch::{DEFAULT_DEBOUNCE, FolderWatcher, WatchError, watch, watch_channel};

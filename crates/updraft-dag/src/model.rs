@@ -238,7 +238,7 @@ pub struct Task {
     pub kind: TaskKind,
 }
 
-/// What a task does. More kinds (pods) are added as variants.
+/// What a task does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskKind {
@@ -248,6 +248,99 @@ pub enum TaskKind {
     Command(Vec<String>),
     /// Benchmarking only: completes successfully in-process without spawning anything.
     Noop,
+    /// A Kubernetes pod, from a PodTemplate file or an inline spec.
+    Pod(PodTask),
+}
+
+impl TaskKind {
+    /// The key that selects this kind in a DAG file (`bash`, `command`, `pod`, `noop`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskKind::Bash(_) => "bash",
+            TaskKind::Command(_) => "command",
+            TaskKind::Noop => "noop",
+            TaskKind::Pod(_) => "pod",
+        }
+    }
+}
+
+/// A `pod:` task: a Kubernetes pod built from a Pod manifest file kept under the tenant's
+/// templates folder (`templates/<tenant>/`) or from an inline pod spec, with overrides applied
+/// to one container. Every string (overrides, inline spec values, template path) is a template.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PodTask {
+    /// A Pod manifest, relative to `templates/<tenant>/`; never absolute, never with `..`.
+    pub template: Option<String>,
+    /// An inline pod spec (`containers`, `volumes`, ...), when there is no template.
+    pub spec: Option<serde_json::Value>,
+    /// The container the overrides apply to; `None`: the first one.
+    pub container: Option<String>,
+    pub image: Option<String>,
+    /// The container's `command` (its entrypoint), as Airflow's `cmds`.
+    pub cmds: Option<Vec<String>>,
+    /// The container's `args`.
+    pub args: Option<Vec<String>>,
+    /// Set on the container on top of what the manifest has (these win).
+    pub env: BTreeMap<String, String>,
+    /// `requests` and `limits` (`cpu`, `memory`, ...), replacing the container's own per key.
+    pub resources: Option<PodResources>,
+    /// The namespace to run in; `None`: the manifest's, else the tenant's first allowed one.
+    pub namespace: Option<String>,
+    /// Extra pod labels and annotations (beside the ones updraft sets to find its pods).
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// When the pod is deleted after it ends; `None`: the installation's default.
+    pub delete_pod: Option<DeletePolicy>,
+    /// How long the pod may take to start its containers (scheduling, image pull) before the
+    /// try fails; `None`: the installation's default.
+    pub startup_timeout: Option<Duration>,
+}
+
+/// Container resources: quantity strings by resource name.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PodResources {
+    pub requests: BTreeMap<String, String>,
+    pub limits: BTreeMap<String, String>,
+}
+
+/// When a finished pod is deleted (Airflow's `on_finish_action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeletePolicy {
+    /// Whatever the outcome (Airflow's `delete_pod`).
+    #[default]
+    Always,
+    /// Only when the try succeeded or skipped; failed pods stay for inspection
+    /// (`delete_succeeded_pod`).
+    OnSuccess,
+    /// Never (`keep_pod`).
+    Never,
+}
+
+impl DeletePolicy {
+    pub const ALL: [DeletePolicy; 3] = [
+        DeletePolicy::Always,
+        DeletePolicy::OnSuccess,
+        DeletePolicy::Never,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeletePolicy::Always => "always",
+            DeletePolicy::OnSuccess => "on_success",
+            DeletePolicy::Never => "never",
+        }
+    }
+
+    /// The policy named `name`; Airflow's `on_finish_action` names are accepted too.
+    pub fn from_name(name: &str) -> Option<DeletePolicy> {
+        match name {
+            "delete_pod" => Some(DeletePolicy::Always),
+            "delete_succeeded_pod" => Some(DeletePolicy::OnSuccess),
+            "keep_pod" => Some(DeletePolicy::Never),
+            _ => DeletePolicy::ALL.into_iter().find(|p| p.as_str() == name),
+        }
+    }
 }
 
 /// A run parameter: its default and the constraints a triggered value must meet.

@@ -36,11 +36,12 @@ pub(crate) const SETTING_KEYS: [&str; 14] = [
 
 type KindReader = fn(&mut Diagnostics<'_>, &Node) -> Option<TaskKind>;
 
-/// The task kinds: the key that selects each and how its value is read. A new kind (such as a
-/// `pod:`) is one more entry here and one more [`TaskKind`] variant.
-pub(crate) const KINDS: [(&str, KindReader); 3] = [
+/// The task kinds: the key that selects each and how its value is read. A new kind is one more
+/// entry here and one more [`TaskKind`] variant.
+pub(crate) const KINDS: [(&str, KindReader); 4] = [
     ("bash", bash_kind),
     ("command", command_kind),
+    ("pod", crate::pod::pod_kind),
     ("noop", noop_kind),
 ];
 
@@ -266,7 +267,12 @@ fn task_hint(key: &str) -> Option<String> {
         }
         "timeout" => "use `execution_timeout`",
         "python_callable" | "python" => "updraft cannot call Python: run a script with `command`",
-        "operator" | "type" => "the kind of a task is its key: one of `bash`, `command`, `noop`",
+        "pod_template_file" | "kubernetes" | "k8s" => {
+            "a Kubernetes pod is the `pod:` kind (with `template:` inside it)"
+        }
+        "operator" | "type" => {
+            "the kind of a task is its key: one of `bash`, `command`, `pod`, `noop`"
+        }
         _ if DAG_KEYS.contains(&key) => "this is a DAG-level key, not a task key",
         _ => return None,
     };

@@ -126,6 +126,9 @@ impl fmt::Display for ExecOutcome {
     }
 }
 
+/// Why a `pod` task reaching this executor fails.
+pub const POD_WITHOUT_CLUSTER: &str = "this is a `pod` task but no Kubernetes cluster is configured: set `[kubernetes] enabled = true` in updraft.toml (see the README's \"Kubernetes\" section)";
+
 /// Settings of a [`LocalExecutor`].
 #[derive(Debug, Clone)]
 pub struct LocalExecutorConfig {
@@ -660,6 +663,7 @@ fn spawn(
             None => return fail(log, "cannot start the process: empty command".into()),
         },
         Program::Noop => unreachable!("noop tries are never spawned"),
+        Program::Pod(_) => return fail(log, POD_WITHOUT_CLUSTER.into()),
     };
     cmd.envs(config.base_env.iter().map(|(k, v)| (k, v)));
     cmd.envs(rendered.env.iter().map(|(k, v)| (k, v)));
@@ -688,7 +692,7 @@ fn spawn(
             let what = match &rendered.program {
                 Program::Bash(_) => config.bash.display().to_string(),
                 Program::Command(argv) => argv[0].clone(),
-                Program::Noop => unreachable!(),
+                Program::Noop | Program::Pod(_) => unreachable!(),
             };
             let place = cwd
                 .map(|c| format!(" in {}", c.display()))

@@ -56,7 +56,7 @@ use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, TimeZone
 use chrono_tz::Tz;
 use minijinja::value::{Object, Value};
 use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior};
-use updraft_dag::{Dag, Task, TaskKind};
+use updraft_dag::{Dag, PodTask, Task, TaskKind};
 
 /// Everything a task's templates may refer to, for one try of one task instance.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +89,9 @@ pub enum Program {
     Command(Vec<String>),
     /// Benchmarking only: succeeds without spawning anything.
     Noop,
+    /// A Kubernetes pod: the task's `pod:` with every string rendered (the template file
+    /// itself is read, checked and merged by the pod executor).
+    Pod(Box<PodTask>),
 }
 
 /// A task with all its templates rendered: ready to be launched.
@@ -149,6 +152,9 @@ pub fn render_task(
                 .collect::<Result<_, _>>()?,
         ),
         TaskKind::Noop => Program::Noop,
+        TaskKind::Pod(pod) => Program::Pod(Box::new(
+            render_pod(&r, pod).map_err(|(field, message)| err(format!("pod.{field}"), message))?,
+        )),
     };
 
     let mut env: BTreeMap<String, String> = BTreeMap::new();
@@ -204,6 +210,92 @@ pub fn render_task(
         program,
         env: env.into_iter().collect(),
         cwd,
+    })
+}
+
+type FieldError = (String, String);
+
+/// Renders every string of a pod task; errors name the field (`image`, `args[1]`,
+/// `spec.containers[0].image`, ...).
+fn render_pod(r: &Renderer<'_>, pod: &PodTask) -> Result<PodTask, FieldError> {
+    let one = |field: &str, s: &str| r.render(s).map_err(|m| (field.to_owned(), m));
+    let opt = |field: &str, s: &Option<String>| s.as_deref().map(|s| one(field, s)).transpose();
+    let list = |field: &str, items: &Option<Vec<String>>| {
+        items
+            .as_ref()
+            .map(|items| {
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| one(&format!("{field}[{i}]"), s))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+    };
+    let map = |field: &str, m: &BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| Ok((k.clone(), one(&format!("{field}.{k}"), v)?)))
+            .collect::<Result<BTreeMap<_, _>, FieldError>>()
+    };
+    let template = opt("template", &pod.template)?;
+    if let Some(path) = &template {
+        updraft_dag::check_template_path(path)
+            .map_err(|m| ("template".to_owned(), format!("{path:?}: {m}")))?;
+    }
+    let namespace = opt("namespace", &pod.namespace)?;
+    if let Some(ns) = &namespace {
+        updraft_dag::check_namespace(ns).map_err(|m| ("namespace".to_owned(), m))?;
+    }
+    let resources = match &pod.resources {
+        Some(res) => Some(updraft_dag::PodResources {
+            requests: map("resources.requests", &res.requests)?,
+            limits: map("resources.limits", &res.limits)?,
+        }),
+        None => None,
+    };
+    Ok(PodTask {
+        template,
+        spec: pod
+            .spec
+            .as_ref()
+            .map(|spec| render_json(r, spec, "spec"))
+            .transpose()?,
+        container: opt("container", &pod.container)?,
+        image: opt("image", &pod.image)?,
+        cmds: list("cmds", &pod.cmds)?,
+        args: list("args", &pod.args)?,
+        env: map("env", &pod.env)?,
+        resources,
+        namespace,
+        labels: map("labels", &pod.labels)?,
+        annotations: map("annotations", &pod.annotations)?,
+        delete_pod: pod.delete_pod,
+        startup_timeout: pod.startup_timeout,
+    })
+}
+
+/// Renders every string inside a JSON value (an inline pod spec).
+fn render_json(
+    r: &Renderer<'_>,
+    value: &serde_json::Value,
+    path: &str,
+) -> Result<serde_json::Value, FieldError> {
+    use serde_json::Value as J;
+    Ok(match value {
+        J::String(s) => J::String(r.render(s).map_err(|m| (path.to_owned(), m))?),
+        J::Array(items) => J::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| render_json(r, v, &format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        J::Object(map) => J::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), render_json(r, v, &format!("{path}.{k}"))?)))
+                .collect::<Result<_, FieldError>>()?,
+        ),
+        other => other.clone(),
     })
 }
 

@@ -555,6 +555,7 @@ pub fn operator_name(dag: Option<&Dag>, task_id: &str) -> Option<String> {
             TaskKind::Bash(_) => "BashOperator",
             TaskKind::Command(_) => "CommandOperator",
             TaskKind::Noop => "EmptyOperator",
+            TaskKind::Pod(_) => "KubernetesPodOperator",
         }
         .to_string(),
     )

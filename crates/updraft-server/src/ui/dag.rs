@@ -378,11 +378,7 @@ pub fn graph(dag: &Dag, run: Option<&RunRow>, tis: &[TiRow]) -> Graph {
                 None if run.is_some() => "no instance",
                 None => "",
             };
-            let kind = match &task.kind {
-                updraft_dag::TaskKind::Bash(_) => "bash",
-                updraft_dag::TaskKind::Command(_) => "command",
-                updraft_dag::TaskKind::Noop => "noop",
-            };
+            let kind = task.kind.name();
             GraphNode {
                 task_id: task.task_id.clone(),
                 label: layout::label_fits(&task.task_id),

@@ -225,15 +225,12 @@ pub async fn task_page(
         .filter(|t| (1..=ti.try_number).contains(t))
         .unwrap_or(ti.try_number);
     let task = dag.task(&task_id).map(|t| TaskInfo {
-        kind: match &t.kind {
-            TaskKind::Bash(_) => "bash",
-            TaskKind::Command(_) => "command",
-            TaskKind::Noop => "noop",
-        },
+        kind: t.kind.name(),
         command: match &t.kind {
             TaskKind::Bash(script) => script.clone(),
             TaskKind::Command(argv) => serde_json::to_string(argv).unwrap_or_default(),
             TaskKind::Noop => String::new(),
+            TaskKind::Pod(pod) => serde_json::to_string_pretty(pod).unwrap_or_default(),
         },
         trigger_rule: t.trigger_rule.as_str().to_string(),
         retries: t.retries,

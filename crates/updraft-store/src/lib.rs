@@ -456,6 +456,12 @@ pub trait Store: Send + Sync {
     /// not `running`, or `queued_by_job_id` is `None` or names no job), by run then task. Run
     /// [`Store::reap_schedulers`] first so that silent schedulers count as not alive.
     async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>>;
+    /// Take over an orphaned try whose work is still going on elsewhere (a Kubernetes pod
+    /// found again after a restart): its `queued_by_job_id` becomes `job_id`. Applies only
+    /// while the instance is still on `try_number`, queued or running, and orphaned (as in
+    /// [`Store::orphaned_task_instances`]), so two schedulers never both adopt it. Returns
+    /// whether it applied.
+    async fn adopt_orphan(&self, key: &TiKey, try_number: u32, job_id: i64) -> Result<bool>;
     /// State of each task in the run of this DAG immediately before `logical_date`
     /// (for `depends_on_past`): the run of `dag_id` with the greatest `logical_date` strictly
     /// before the given one, of any run type. `None` when there is no earlier run.

@@ -461,6 +461,11 @@ impl Store for PgStore {
             .await
     }
 
+    async fn adopt_orphan(&self, key: &TiKey, try_number: u32, job_id: i64) -> Result<bool> {
+        self.on_conn(async |conn| task_instances::adopt_orphan(conn, key, try_number, job_id).await)
+            .await
+    }
+
     async fn previous_run_states(
         &self,
         dag_id: &str,

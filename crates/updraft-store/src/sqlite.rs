@@ -378,6 +378,10 @@ impl Store for SqliteStore {
         task_instances::orphaned(&self.reader).await
     }
 
+    async fn adopt_orphan(&self, key: &TiKey, try_number: u32, job_id: i64) -> Result<bool> {
+        task_instances::adopt_orphan(&self.writer, key, try_number, job_id).await
+    }
+
     async fn previous_run_states(
         &self,
         dag_id: &str,

@@ -773,6 +773,30 @@ pub(super) async fn orphaned(conn: &mut PgConnection) -> Result<Vec<TiRow>> {
     codec::all(&rows, codec::ti_row)
 }
 
+/// See [`crate::Store::adopt_orphan`].
+pub(super) async fn adopt_orphan(
+    conn: &mut PgConnection,
+    key: &TiKey,
+    try_number: u32,
+    job_id: i64,
+) -> Result<bool> {
+    let done = codec::query(
+        "UPDATE task_instance SET queued_by_job_id = $1
+         WHERE run_pk = $2 AND task_id = $3 AND try_number = $4
+           AND state IN ('queued', 'running')
+           AND (queued_by_job_id IS NULL
+                OR NOT EXISTS (SELECT 1 FROM scheduler_job j
+                               WHERE j.id = queued_by_job_id AND j.state = 'running'))",
+    )
+    .bind(job_id)
+    .bind(key.run_pk)
+    .bind(&key.task_id)
+    .bind(i64::from(try_number))
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// One query, so the run found and its instances come from the same snapshot.
 pub(super) async fn previous_run_states(
     conn: &mut PgConnection,

@@ -64,6 +64,7 @@ macro_rules! contract_tests {
             clear_of_unknown_tasks_leaves_run_alone,
             active_counts_sum_queued_and_running,
             orphaned_task_instances_belong_to_jobs_not_alive,
+            an_orphan_is_adopted_once_and_only_while_orphaned,
             previous_run_states_finds_the_run_just_before,
             pools_crud,
             timestamps_keep_microseconds,
@@ -1492,6 +1493,54 @@ pub async fn orphaned_task_instances_belong_to_jobs_not_alive(store: &dyn Store)
         .await
         .unwrap();
     assert_eq!(orphan_ids(store).await, ["ar", "bq", "br", "gq"]);
+}
+
+pub async fn an_orphan_is_adopted_once_and_only_while_orphaned(store: &dyn Store) {
+    let names = ["p", "q"];
+    let tis: Vec<NewTi> = names.iter().map(|n| ti(n, 1)).collect();
+    let run = running_run(store, &tis).await;
+    schedule(store, &run, &names, t(1)).await;
+    let old = store.register_scheduler("host-a", 1, t(1)).await.unwrap();
+    queue_as(store, old, &[key(&run, "p"), key(&run, "q")], t(2)).await;
+    assert!(
+        store
+            .mark_running(&key(&run, "p"), 1, None, "h", t(2))
+            .await
+            .unwrap()
+    );
+    let new = store.register_scheduler("host-b", 2, t(3)).await.unwrap();
+    assert!(
+        !store.adopt_orphan(&key(&run, "p"), 1, new).await.unwrap(),
+        "its scheduler is alive: not an orphan"
+    );
+    store.stop_scheduler(old, t(4)).await.unwrap();
+    assert!(
+        !store.adopt_orphan(&key(&run, "p"), 2, new).await.unwrap(),
+        "another try"
+    );
+    assert!(store.adopt_orphan(&key(&run, "p"), 1, new).await.unwrap());
+    let third = store.register_scheduler("host-c", 3, t(5)).await.unwrap();
+    assert!(
+        !store.adopt_orphan(&key(&run, "p"), 1, third).await.unwrap(),
+        "adopted by a live scheduler already"
+    );
+    assert_eq!(orphan_ids(store).await, ["q"]);
+    let p = store.task_instance(&key(&run, "p")).await.unwrap().unwrap();
+    assert_eq!(
+        (p.state, p.queued_by_job_id),
+        (TaskState::Running, Some(new))
+    );
+    // Its end is recorded as usual afterwards.
+    assert!(
+        store
+            .finish_try(&key(&run, "p"), 1, TaskState::Success, None, t(6))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store.adopt_orphan(&key(&run, "p"), 1, new).await.unwrap(),
+        "not live"
+    );
 }
 
 /// Task ids of [`Store::orphaned_task_instances`], in the order returned.

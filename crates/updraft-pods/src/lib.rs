@@ -1,0 +1,729 @@
+//! Running task tries as Kubernetes pods, through the Kubernetes API (kube-rs).
+//!
+//! The [`PodExecutor`] reports on the same [`TryEvent`] channel as the local executor: a try's
+//! pod is built ([`manifest`]: template file, inline spec or a bare container, the task's
+//! overrides, a deterministic name, labels and annotations naming the try), checked against
+//! the tenant's allowed namespaces, created, then followed with a watch (never polled): its
+//! container's log is streamed into the try's log file while it runs, and its end becomes the
+//! try's outcome ([`status`]: exit code 0 success, 99 skipped, anything else failed, with
+//! Kubernetes' reason: OOMKilled, Evicted, DeadlineExceeded, ImagePullBackOff, Unschedulable
+//! after the startup timeout). The pod is then deleted per the task's policy; a try that is
+//! killed (its instance marked or cleared) or times out has its pod deleted.
+//!
+//! Pods outlive the scheduler: [`PodExecutor::detach`] stops following them without touching
+//! them, and a scheduler starting later finds them by label ([`PodExecutor::find`]) and
+//! follows them to their end ([`PodExecutor::adopt`]) instead of launching them again.
+
+pub mod manifest;
+pub mod status;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::{AsyncReadExt as _, StreamExt as _};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::runtime::watcher;
+use tokio::sync::{mpsc, watch};
+use updraft_dag::DeletePolicy;
+use updraft_executor::{ExecOutcome, LaunchSpec, Program, TryEvent, TryKey};
+
+pub use manifest::{ManifestError, TryIdentity};
+use manifest::{Overrides, build_pod, choose_namespace};
+use status::Progress;
+
+/// Settings of a [`PodExecutor`].
+#[derive(Debug, Clone)]
+pub struct PodExecutorConfig {
+    /// Holds one folder per tenant: `pod.template` paths are resolved in `<folder>/<tenant>/`.
+    pub templates_folder: PathBuf,
+    /// Namespaces each tenant's pods may run in; a tenant not listed may use only the
+    /// namespace named like itself.
+    pub namespaces: BTreeMap<String, Vec<String>>,
+    /// The Pod manifest `bash`/`command` tasks run in when every task is a pod (the
+    /// `kubernetes` executor); `None`: one container of `default_image`.
+    pub default_template: Option<PathBuf>,
+    /// Image for `bash`/`command` tasks run as pods, when the default template names none.
+    pub default_image: String,
+    /// The shell a `bash` task runs in, inside its container.
+    pub shell: String,
+    /// How long a pod may take to start its container before the try fails.
+    pub startup_timeout: Duration,
+    /// When finished pods are deleted, for tasks that do not say.
+    pub delete_pod: DeletePolicy,
+    /// Grace period given to a pod deleted while it runs (kill, timeout).
+    pub delete_grace: Duration,
+}
+
+impl Default for PodExecutorConfig {
+    fn default() -> Self {
+        PodExecutorConfig {
+            templates_folder: PathBuf::from("templates"),
+            namespaces: BTreeMap::new(),
+            default_template: None,
+            default_image: "debian:bookworm-slim".to_owned(),
+            shell: "bash".to_owned(),
+            startup_timeout: Duration::from_secs(120),
+            delete_pod: DeletePolicy::Always,
+            delete_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl PodExecutorConfig {
+    /// The namespaces `tenant`'s pods may use.
+    pub fn allowed_namespaces(&self, tenant: &str) -> Vec<String> {
+        self.namespaces
+            .get(tenant)
+            .cloned()
+            .unwrap_or_else(|| vec![tenant.to_owned()])
+    }
+}
+
+/// What is asked of a try's follower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    No,
+    /// End the try: delete its pod, report it killed.
+    Kill,
+    /// Stop following, leave the pod alone, report nothing (the scheduler is stopping).
+    Detach,
+}
+
+/// Runs tries as pods. Cheap to clone: clones share the same executor.
+#[derive(Clone)]
+pub struct PodExecutor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PodExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodExecutor").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    client: kube::Client,
+    config: PodExecutorConfig,
+    events: mpsc::UnboundedSender<TryEvent>,
+    tries: Mutex<HashMap<TryKey, watch::Sender<Stop>>>,
+    /// Followers running; `detach` waits for it to reach 0.
+    followers: watch::Sender<usize>,
+}
+
+/// A try to follow: created now, or adopted after a restart.
+struct Job {
+    key: TryKey,
+    api: Api<Pod>,
+    name: String,
+    container: String,
+    log_path: PathBuf,
+    timeout: Option<Duration>,
+    startup_timeout: Duration,
+    delete_pod: DeletePolicy,
+    /// The pod to create; `None` when adopting one that exists.
+    create: Option<Pod>,
+}
+
+impl PodExecutor {
+    /// An executor creating pods through `client` and reporting on `events`.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn new(
+        client: kube::Client,
+        config: PodExecutorConfig,
+        events: mpsc::UnboundedSender<TryEvent>,
+    ) -> Self {
+        PodExecutor {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                events,
+                tries: Mutex::new(HashMap::new()),
+                followers: watch::Sender::new(0),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &PodExecutorConfig {
+        &self.inner.config
+    }
+
+    /// Starts a try as a pod; never blocks. A `pod` task becomes its pod; a `bash` or
+    /// `command` task runs in the default template. A pod that cannot be built (bad template,
+    /// namespace not allowed) fails the try before anything is created, the reason in its log.
+    pub fn launch(&self, spec: LaunchSpec, id: TryIdentity) {
+        match self.plan(&spec, &id) {
+            Ok((pod, container)) => {
+                let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+                let startup_timeout = match &spec.rendered.program {
+                    Program::Pod(task) => task.startup_timeout,
+                    _ => None,
+                }
+                .unwrap_or(self.inner.config.startup_timeout);
+                let delete_pod = match &spec.rendered.program {
+                    Program::Pod(task) => task.delete_pod,
+                    _ => None,
+                }
+                .unwrap_or(self.inner.config.delete_pod);
+                let job = Job {
+                    key: spec.key,
+                    api: Api::namespaced(self.inner.client.clone(), &namespace),
+                    name: pod.metadata.name.clone().unwrap_or_default(),
+                    container,
+                    log_path: spec.log_path,
+                    timeout: spec.timeout,
+                    startup_timeout,
+                    delete_pod,
+                    create: Some(pod),
+                };
+                self.start(job);
+            }
+            Err(e) => self.fail_before_start(spec.key, &spec.log_path, e.to_string()),
+        }
+    }
+
+    /// The pod for a try, and the container that decides it.
+    fn plan(&self, spec: &LaunchSpec, id: &TryIdentity) -> Result<(Pod, String), ManifestError> {
+        let config = &self.inner.config;
+        let env = &spec.rendered.env;
+        let allowed = config.allowed_namespaces(&id.tenant);
+        match &spec.rendered.program {
+            Program::Pod(task) => {
+                let base = match (&task.template, &task.spec) {
+                    (Some(rel), _) => {
+                        manifest::load_template(&config.templates_folder, &id.tenant, rel)?
+                    }
+                    (None, Some(spec)) => manifest::pod_from_spec(spec)?,
+                    (None, None) => manifest::bare_pod(task.image.as_deref().unwrap_or_default()),
+                };
+                let ns = choose_namespace(task.namespace.as_deref(), &base, &id.tenant, &allowed)?;
+                build_pod(base, &Overrides::of_pod_task(task, env), id, &ns)
+            }
+            program => {
+                let command = match program {
+                    Program::Bash(script) => {
+                        vec![config.shell.clone(), "-c".to_owned(), script.clone()]
+                    }
+                    Program::Command(argv) => argv.clone(),
+                    _ => {
+                        return Err(ManifestError::Invalid(
+                            "this task kind does not run in a pod".to_owned(),
+                        ));
+                    }
+                };
+                let base = match &config.default_template {
+                    Some(path) => manifest::load_trusted_template(path)?,
+                    None => manifest::bare_pod(&config.default_image),
+                };
+                let needs_image = base
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.containers.first())
+                    .is_some_and(|c| c.image.as_deref().is_none_or(str::is_empty));
+                let ns = choose_namespace(None, &base, &id.tenant, &allowed)?;
+                let overrides = Overrides {
+                    image: needs_image.then_some(config.default_image.as_str()),
+                    command: Some(command),
+                    args: Some(Vec::new()),
+                    env: env.clone(),
+                    working_dir: spec.rendered.cwd.as_ref().map(|p| p.display().to_string()),
+                    ..Overrides::default()
+                };
+                build_pod(base, &overrides, id, &ns)
+            }
+        }
+    }
+
+    /// The pod of a try, if one exists in a namespace its tenant may use.
+    pub async fn find(&self, id: &TryIdentity) -> Result<Option<Pod>, kube::Error> {
+        let params = ListParams::default().labels(&manifest::identity_selector(id));
+        for namespace in self.inner.config.allowed_namespaces(&id.tenant) {
+            let api: Api<Pod> = Api::namespaced(self.inner.client.clone(), &namespace);
+            let pods = api.list(&params).await?;
+            if let Some(pod) = pods
+                .items
+                .into_iter()
+                .find(|p| manifest::identity_of(p).as_ref() == Some(id))
+            {
+                return Ok(Some(pod));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Follows an existing pod (found by [`find`](Self::find)) to its end, as if this executor
+    /// had launched it: its log continues in `log_path` where it stopped.
+    pub fn adopt(
+        &self,
+        key: TryKey,
+        pod: &Pod,
+        log_path: PathBuf,
+        timeout: Option<Duration>,
+        delete_pod: Option<DeletePolicy>,
+        container: Option<&str>,
+    ) {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let container = container
+            .map(str::to_owned)
+            .or_else(|| {
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.containers.first())
+                    .map(|c| c.name.clone())
+            })
+            .unwrap_or_default();
+        // The timeout counts from the pod's creation, not from now.
+        let age = pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| Duration::from_secs(t.0.as_second().max(0) as u64))
+            .and_then(|created| {
+                let now = Duration::from_secs(Utc::now().timestamp().max(0) as u64);
+                now.checked_sub(created)
+            })
+            .unwrap_or_default();
+        let job = Job {
+            key,
+            api: Api::namespaced(self.inner.client.clone(), &namespace),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            container,
+            log_path,
+            timeout: timeout.map(|t| t.saturating_sub(age)),
+            startup_timeout: self.inner.config.startup_timeout,
+            delete_pod: delete_pod.unwrap_or(self.inner.config.delete_pod),
+            create: None,
+        };
+        self.start(job);
+    }
+
+    /// Asks a try to stop: its pod is deleted and the try reported `Killed`. False when no
+    /// such try is followed.
+    pub fn kill(&self, key: &TryKey) -> bool {
+        let tries = self.inner.lock();
+        tries
+            .get(key)
+            .is_some_and(|stop| stop.send(Stop::Kill).is_ok())
+    }
+
+    /// Stops following every pod, leaving them running, and reports nothing for them; returns
+    /// once every follower has stopped.
+    pub async fn detach(&self) {
+        for stop in self.inner.lock().values() {
+            stop.send_replace(Stop::Detach);
+        }
+        let mut followers = self.inner.followers.subscribe();
+        let _ = followers.wait_for(|n| *n == 0).await;
+    }
+
+    /// Tries followed now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.lock().len()
+    }
+
+    fn start(&self, job: Job) {
+        let (stop_tx, stop) = watch::channel(Stop::No);
+        {
+            let mut tries = self.inner.lock();
+            if tries.contains_key(&job.key) {
+                drop(tries);
+                let message = format!("{} is already followed by this executor", job.key);
+                self.inner
+                    .finished(job.key, ExecOutcome::failed(message), Utc::now());
+                return;
+            }
+            tries.insert(job.key.clone(), stop_tx);
+        }
+        self.inner.followers.send_modify(|n| *n += 1);
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let key = job.key.clone();
+            let ended = follow(&inner, job, stop).await;
+            inner.lock().remove(&key);
+            if let Some((outcome, at)) = ended {
+                inner.finished(key, outcome, at);
+            }
+            inner.followers.send_modify(|n| *n -= 1);
+        });
+    }
+
+    fn fail_before_start(&self, key: TryKey, log_path: &Path, message: String) {
+        let mut log = LogFile::open(log_path);
+        log.line(&format!("try {} started at {}", key.try_number, now()));
+        log.line(&format!("no pod was created: {message}"));
+        self.inner
+            .finished(key, ExecOutcome::failed(message), Utc::now());
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TryKey, watch::Sender<Stop>>> {
+        self.tries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn send(&self, event: TryEvent) {
+        // The receiver is gone only when the scheduler is shutting down: nothing to tell.
+        let _ = self.events.send(event);
+    }
+
+    fn finished(&self, key: TryKey, outcome: ExecOutcome, at: DateTime<Utc>) {
+        self.send(TryEvent::Finished { key, outcome, at });
+    }
+}
+
+trait FailedOutcome {
+    fn failed(message: String) -> ExecOutcome;
+}
+
+impl FailedOutcome for ExecOutcome {
+    fn failed(message: String) -> ExecOutcome {
+        ExecOutcome::Failed {
+            exit_code: None,
+            signal: None,
+            message,
+        }
+    }
+}
+
+/// The line after which a try's log holds the container's output, byte for byte.
+const LOG_MARKER: &str = "log of the container follows";
+
+/// A try's log file; write failures are reported once and otherwise ignored (the try goes on).
+struct LogFile {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl LogFile {
+    fn open(path: &Path) -> LogFile {
+        let opened = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+            });
+        let file = match opened {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!(log = %path.display(), "cannot open a try's log: {e}");
+                None
+            }
+        };
+        LogFile {
+            path: path.to_owned(),
+            file,
+        }
+    }
+
+    fn line(&mut self, text: &str) {
+        self.bytes(format!("[updraft] {text}\n").as_bytes());
+    }
+
+    fn bytes(&mut self, data: &[u8]) {
+        if let Some(f) = &mut self.file
+            && let Err(e) = f.write_all(data)
+        {
+            tracing::warn!(log = %self.path.display(), "cannot write a try's log: {e}");
+            self.file = None;
+        }
+    }
+
+    /// Bytes of container output already in the log (after the last marker line), or `None`
+    /// when the container's log was never started in it.
+    fn container_bytes_written(path: &Path) -> Option<u64> {
+        let text = std::fs::read(path).ok()?;
+        let marker = LOG_MARKER.as_bytes();
+        let at = text.windows(marker.len()).rposition(|w| w == marker)?;
+        let line_end = text[at..].iter().position(|b| *b == b'\n')? + at + 1;
+        Some((text.len() - line_end) as u64)
+    }
+}
+
+/// Follows a try's pod to its end. Returns its outcome and when it ended, or `None` when
+/// detached.
+async fn follow(
+    inner: &Arc<Inner>,
+    job: Job,
+    mut stop: watch::Receiver<Stop>,
+) -> Option<(ExecOutcome, DateTime<Utc>)> {
+    let mut log = LogFile::open(&job.log_path);
+    let adopted = job.create.is_none();
+    let started_at = match &job.create {
+        Some(pod) => {
+            log.line(&format!(
+                "try {} started at {}: pod {}/{}",
+                job.key.try_number,
+                now(),
+                job.api_namespace(),
+                job.name
+            ));
+            let at = Utc::now();
+            if let Err(message) = create(&job, pod).await {
+                log.line(&message);
+                return Some((ExecOutcome::failed(message), Utc::now()));
+            }
+            inner.send(TryEvent::Started {
+                key: job.key.clone(),
+                pid: None,
+                at,
+            });
+            at
+        }
+        None => Utc::now(),
+    };
+    let created = tokio::time::Instant::now();
+    let deadline = job.timeout.map(|t| created + t);
+    let startup_deadline = created + job.startup_timeout;
+
+    let fields = format!("metadata.name={}", job.name);
+    let mut events = watcher(job.api.clone(), watcher::Config::default().fields(&fields)).boxed();
+    let mut logs: Option<tokio::task::JoinHandle<()>> = None;
+    let mut last_why: Option<String> = None;
+    let mut seen = false;
+    let _ = started_at;
+
+    let outcome = loop {
+        tokio::select! {
+            changed = stop.changed() => {
+                let asked = if changed.is_ok() { *stop.borrow() } else { Stop::Detach };
+                match asked {
+                    Stop::No => continue,
+                    Stop::Detach => {
+                        if let Some(l) = logs.take() { l.abort(); }
+                        return None;
+                    }
+                    Stop::Kill => {
+                        log.line(&format!("kill requested at {}: deleting pod {}", now(), job.name));
+                        delete(&job, inner.config.delete_grace).await;
+                        break ExecOutcome::Killed;
+                    }
+                }
+            }
+            _ = sleep_until(deadline) => {
+                let t = job.timeout.unwrap_or_default();
+                log.line(&format!(
+                    "execution_timeout of {}s exceeded at {}: deleting pod {}",
+                    t.as_secs_f64(), now(), job.name
+                ));
+                delete(&job, inner.config.delete_grace).await;
+                break ExecOutcome::TimedOut;
+            }
+            _ = tokio::time::sleep_until(startup_deadline), if logs.is_none() => {
+                let why = last_why.clone().unwrap_or_else(|| "no reason given".to_owned());
+                let message = format!(
+                    "the pod did not start within the startup timeout of {}s: {why}",
+                    job.startup_timeout.as_secs_f64()
+                );
+                log.line(&message);
+                delete_per_policy(&job, false, &mut log).await;
+                break ExecOutcome::failed(message);
+            }
+            event = events.next() => {
+                let Some(event) = event else { break ExecOutcome::failed("the pod watch ended".into()) };
+                let pod = match event {
+                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => { seen = true; p }
+                    Ok(watcher::Event::Delete(_)) => {
+                        let message = format!("pod {} was deleted before it finished", job.name);
+                        log.line(&message);
+                        break ExecOutcome::failed(message);
+                    }
+                    Ok(watcher::Event::InitDone) if !seen => {
+                        let message = format!("pod {} no longer exists", job.name);
+                        log.line(&message);
+                        break ExecOutcome::failed(message);
+                    }
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::warn!(pod = %job.name, "watching the pod: {e}");
+                        continue;
+                    }
+                };
+                match status::progress(&pod, &job.container) {
+                    Progress::Waiting { why } => {
+                        if why.is_some() && why != last_why {
+                            log.line(&format!("pod {} waiting: {}", job.name, why.as_deref().unwrap_or_default()));
+                        }
+                        last_why = why;
+                    }
+                    Progress::Started => {
+                        if logs.is_none() {
+                            logs = Some(stream_logs(&job, &mut log, adopted));
+                        }
+                    }
+                    Progress::CannotStart(why) => {
+                        let message = format!("the pod cannot start: {why}");
+                        log.line(&message);
+                        delete_per_policy(&job, false, &mut log).await;
+                        break ExecOutcome::failed(message);
+                    }
+                    Progress::Ended(outcome) => {
+                        if logs.is_none() {
+                            logs = Some(stream_logs(&job, &mut log, adopted));
+                        }
+                        if let Some(l) = logs.take() {
+                            // The log stream ends with the container; the bound only guards
+                            // against a server that never closes it.
+                            let _ = tokio::time::timeout(Duration::from_secs(30), l).await;
+                        }
+                        let ok = matches!(outcome, ExecOutcome::Success | ExecOutcome::Skipped);
+                        delete_per_policy(&job, ok, &mut log).await;
+                        break outcome;
+                    }
+                }
+            }
+        }
+    };
+    if let Some(l) = logs.take() {
+        l.abort();
+    }
+    let ended = Utc::now();
+    let mut log = LogFile::open(&job.log_path);
+    let note = if adopted {
+        " (followed again after a scheduler restart)"
+    } else {
+        ""
+    };
+    log.line(&format!(
+        "try {} finished at {}: {outcome}{note}",
+        job.key.try_number,
+        ended.to_rfc3339_opts(SecondsFormat::Millis, true)
+    ));
+    Some((outcome, ended))
+}
+
+impl Job {
+    fn api_namespace(&self) -> String {
+        self.create
+            .as_ref()
+            .and_then(|p| p.metadata.namespace.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Creates the pod. One already there under this name is this very try's (created before a
+/// crash) when its annotations say so: it is followed instead.
+async fn create(job: &Job, pod: &Pod) -> Result<(), String> {
+    match job.api.create(&PostParams::default(), pod).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let existing = job
+                .api
+                .get_opt(&job.name)
+                .await
+                .map_err(|e| format!("pod {} exists but cannot be read: {e}", job.name))?;
+            let ours = existing
+                .as_ref()
+                .and_then(manifest::identity_of)
+                .is_some_and(|id| Some(id) == manifest::identity_of(pod));
+            if ours {
+                Ok(())
+            } else {
+                Err(format!(
+                    "a pod named {} already exists and does not belong to this try",
+                    job.name
+                ))
+            }
+        }
+        Err(e) => Err(format!("the pod could not be created: {e}")),
+    }
+}
+
+async fn delete(job: &Job, grace: Duration) {
+    let params = DeleteParams {
+        grace_period_seconds: Some(grace.as_secs().min(u32::MAX as u64) as u32),
+        ..DeleteParams::default()
+    };
+    match job.api.delete(&job.name, &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(e) => tracing::warn!(pod = %job.name, "could not delete the pod: {e}"),
+    }
+}
+
+async fn delete_per_policy(job: &Job, succeeded: bool, log: &mut LogFile) {
+    let delete_it = match job.delete_pod {
+        DeletePolicy::Always => true,
+        DeletePolicy::OnSuccess => succeeded,
+        DeletePolicy::Never => false,
+    };
+    if delete_it {
+        delete(job, Duration::ZERO).await;
+    } else {
+        log.line(&format!(
+            "pod {} is kept ({})",
+            job.name,
+            job.delete_pod.as_str()
+        ));
+    }
+}
+
+/// Streams the container's log into the try's log, live, until the container ends. When
+/// following a try again, the output already in the log is skipped.
+fn stream_logs(job: &Job, log: &mut LogFile, adopted: bool) -> tokio::task::JoinHandle<()> {
+    let already = if adopted {
+        LogFile::container_bytes_written(&job.log_path)
+    } else {
+        None
+    };
+    if already.is_none() {
+        log.line(&format!(
+            "pod {}: {LOG_MARKER} ({})",
+            job.name, job.container
+        ));
+    }
+    let mut skip = already.unwrap_or(0);
+    let api = job.api.clone();
+    let name = job.name.clone();
+    let params = LogParams {
+        container: Some(job.container.clone()),
+        follow: true,
+        ..LogParams::default()
+    };
+    let path = job.log_path.clone();
+    tokio::spawn(async move {
+        let mut out = LogFile::open(&path);
+        let mut reader = match api.log_stream(&name, &params).await {
+            Ok(r) => r,
+            Err(e) => {
+                out.line(&format!("the container's log cannot be read: {e}"));
+                return;
+            }
+        };
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    let chunk = &buf[..n];
+                    let skipped = (skip.min(n as u64)) as usize;
+                    skip -= skipped as u64;
+                    out.bytes(&chunk[skipped..]);
+                }
+                Err(e) => {
+                    out.line(&format!("reading the container's log failed: {e}"));
+                    break;
+                }
+            }
+        }
+    })
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}

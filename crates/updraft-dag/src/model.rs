@@ -249,7 +249,7 @@ pub enum TaskKind {
     /// Benchmarking only: completes successfully in-process without spawning anything.
     Noop,
     /// A Kubernetes pod, from a PodTemplate file or an inline spec.
-    Pod(PodTask),
+    Pod(Box<PodTask>),
 }
 
 impl TaskKind {

@@ -82,7 +82,7 @@ pub(crate) fn pod_kind(diags: &mut Diagnostics<'_>, node: &Node) -> Option<TaskK
             "`pod` needs a `template` (a Pod manifest in templates/<tenant>/), an inline `spec`, or at least an `image`",
         );
     }
-    (diags.count() == before).then_some(TaskKind::Pod(pod))
+    (diags.count() == before).then_some(TaskKind::Pod(Box::new(pod)))
 }
 
 fn read_pod_field(diags: &mut Diagnostics<'_>, key: &str, node: &Node, pod: &mut PodTask) {

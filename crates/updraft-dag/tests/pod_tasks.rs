@@ -8,7 +8,7 @@ use updraft_dag::{DeletePolicy, ImportError, PodTask, TaskKind, parse_dag};
 fn pod_of(yaml: &str) -> PodTask {
     let dag = parse_dag("shop", "shop/orders.yaml", yaml).expect("parses");
     match &dag.tasks[0].kind {
-        TaskKind::Pod(pod) => pod.clone(),
+        TaskKind::Pod(pod) => (**pod).clone(),
         other => panic!("expected a pod task, got {other:?}"),
     }
 }

@@ -18,6 +18,64 @@ pub struct Config {
     pub logging: LoggingSection,
     pub scheduler: SchedulerSection,
     pub api: ApiSection,
+    pub kubernetes: KubernetesSection,
+}
+
+/// Where task tries run (Airflow's `core.executor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorKind {
+    /// Local processes; `pod` tasks go to the cluster when `[kubernetes] enabled`.
+    #[default]
+    Local,
+    /// Every task is a pod (bash and command tasks in the default template).
+    Kubernetes,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesSection {
+    /// Run `pod` tasks in a cluster (always on with `core.executor = "kubernetes"`).
+    pub enabled: bool,
+    /// A kubeconfig file; empty: the in-cluster service account when running in a pod, else
+    /// `$KUBECONFIG` or `~/.kube/config`.
+    pub kubeconfig: String,
+    /// The kubeconfig context; empty: its current context.
+    pub context: String,
+    /// One folder per tenant holding its Pod templates; relative to `UPDRAFT_HOME`.
+    pub templates_folder: PathBuf,
+    /// Pod manifest for `bash`/`command` tasks under the kubernetes executor; empty: one
+    /// container of `default_image`. Relative to `UPDRAFT_HOME`.
+    pub default_template: String,
+    pub default_image: String,
+    /// How long a pod may take to start its container before its try fails.
+    #[serde(with = "humantime_serde_str")]
+    pub startup_timeout: Duration,
+    /// When finished pods are deleted: `always`, `on_success` or `never`.
+    pub delete_pod: updraft_dag::DeletePolicy,
+    /// Grace period of a pod deleted while running (kill, execution_timeout).
+    #[serde(with = "humantime_serde_str")]
+    pub delete_grace: Duration,
+    /// Namespaces each tenant may run pods in; a tenant not listed gets the namespace named
+    /// like itself.
+    pub namespaces: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Default for KubernetesSection {
+    fn default() -> Self {
+        KubernetesSection {
+            enabled: false,
+            kubeconfig: String::new(),
+            context: String::new(),
+            templates_folder: PathBuf::from("templates"),
+            default_template: String::new(),
+            default_image: "debian:bookworm-slim".to_string(),
+            startup_timeout: Duration::from_secs(120),
+            delete_pod: updraft_dag::DeletePolicy::Always,
+            delete_grace: Duration::from_secs(10),
+            namespaces: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +106,8 @@ pub struct CoreSection {
     /// Offer the example DAGs when `standalone` finds the DAGs folder empty.
     pub load_examples: bool,
     pub max_dag_file_size: u64,
+    /// `local` or `kubernetes`.
+    pub executor: ExecutorKind,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,6 +174,7 @@ impl Default for CoreSection {
             default_pool_slots: 128,
             load_examples: true,
             max_dag_file_size: 1024 * 1024,
+            executor: ExecutorKind::Local,
         }
     }
 }

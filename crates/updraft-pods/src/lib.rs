@@ -17,6 +17,8 @@
 pub mod manifest;
 pub mod status;
 
+pub use kube;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -266,11 +268,13 @@ impl PodExecutor {
         log_path: PathBuf,
         timeout: Option<Duration>,
         delete_pod: Option<DeletePolicy>,
-        container: Option<&str>,
     ) {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let container = container
-            .map(str::to_owned)
+        let container = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(manifest::CONTAINER_KEY).cloned())
             .or_else(|| {
                 pod.spec
                     .as_ref()

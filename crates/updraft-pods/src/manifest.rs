@@ -19,6 +19,8 @@ pub const DAG_ID_KEY: &str = "updraft.io/dag-id";
 pub const RUN_ID_KEY: &str = "updraft.io/run-id";
 pub const TASK_ID_KEY: &str = "updraft.io/task-id";
 pub const TRY_NUMBER_KEY: &str = "updraft.io/try-number";
+/// Annotation naming the container whose exit decides the try.
+pub const CONTAINER_KEY: &str = "updraft.io/container";
 /// Name of the container updraft creates when there is no template (Airflow's choice).
 pub const BASE_CONTAINER: &str = "base";
 
@@ -237,6 +239,7 @@ pub fn build_pod(
     let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
     annotations.extend(overrides.annotations.clone());
     annotations.extend(identity_annotations(id));
+    annotations.insert(CONTAINER_KEY.to_owned(), container_name.clone());
     base.status = None;
     Ok((base, container_name))
 }

@@ -31,12 +31,15 @@ use updraft_core::{RunState, RunType, TaskState};
 use updraft_dag::Schedule;
 use updraft_executor::render::{TemplateContext, render_task};
 use updraft_executor::{
-    ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TryEvent, TryKey, log_path,
+    ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, Program, TryEvent, TryKey,
+    log_path,
 };
 use updraft_store::{
     DagRow, Evaluated, QueueLimits, RunDecision, RunFilter, RunRow, ScheduledSkip, Store, TiKey,
     TiRow, TiTransition, TryReport,
 };
+
+use updraft_pods::{PodExecutor, PodExecutorConfig, TryIdentity};
 
 use crate::SchedulerError;
 use crate::dagcache::{CachedDag, DagCache};
@@ -74,6 +77,27 @@ pub struct SchedulerConfig {
     /// scheduler lock): every other scheduler job is then dead at once, without waiting for
     /// `health_check_threshold`.
     pub exclusive: bool,
+    /// Where `pod` tasks run (and, with `every_task`, all tasks); `None`: no cluster, and
+    /// `pod` tasks fail saying so.
+    pub kubernetes: Option<KubernetesConfig>,
+}
+
+/// A Kubernetes cluster to run tries in.
+#[derive(Clone)]
+pub struct KubernetesConfig {
+    pub client: updraft_pods::kube::Client,
+    pub pods: PodExecutorConfig,
+    /// Run `bash` and `command` tasks as pods too (the `kubernetes` executor).
+    pub every_task: bool,
+}
+
+impl std::fmt::Debug for KubernetesConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesConfig")
+            .field("pods", &self.pods)
+            .field("every_task", &self.every_task)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Longest wait between retries of a pass that failed (e.g. the database is away).
@@ -117,6 +141,9 @@ pub struct Scheduler {
     changes: tokio::sync::broadcast::Sender<StateChange>,
     config: SchedulerConfig,
     executor: LocalExecutor,
+    /// Runs `pod` tasks (and every task with `every_task`), when a cluster is configured.
+    pods: Option<PodExecutor>,
+    every_task_in_pods: bool,
     events: mpsc::UnboundedReceiver<TryEvent>,
     scope: Scope,
     dags: DagCache,
@@ -186,8 +213,13 @@ impl Scheduler {
                 default_cwd: config.default_cwd.clone(),
                 ..LocalExecutorConfig::default()
             },
-            tx,
+            tx.clone(),
         );
+        let pods = config
+            .kubernetes
+            .as_ref()
+            .map(|k| PodExecutor::new(k.client.clone(), k.pods.clone(), tx));
+        let every_task_in_pods = config.kubernetes.as_ref().is_some_and(|k| k.every_task);
         let folder_changed = Arc::new(Notify::new());
         let (bag, watcher) = match (&config.dags_folder, &scope) {
             (Some(folder), Scope::Service) => {
@@ -217,6 +249,8 @@ impl Scheduler {
             changes: tokio::sync::broadcast::channel(1024).0,
             config,
             executor,
+            pods,
+            every_task_in_pods,
             events: rx,
             scope,
             dags: DagCache::default(),
@@ -422,7 +456,7 @@ impl Scheduler {
             "this scheduler was declared dead by another; stopping its tries and registering again"
         );
         for ((run_pk, task_id), flight) in &self.in_flight {
-            self.executor.kill(&TryKey {
+            self.kill_try(&TryKey {
                 run_pk: *run_pk,
                 task_id: task_id.clone(),
                 try_number: flight.try_number,
@@ -1113,16 +1147,35 @@ impl Scheduler {
         };
         match render_task(&cached.dag, task, &context) {
             Ok(rendered) => {
-                self.executor.launch(LaunchSpec {
+                let spec = LaunchSpec {
                     key,
                     rendered,
                     log_path: log,
                     timeout: task.execution_timeout,
-                });
+                };
+                match self.pods_for(&spec.rendered.program) {
+                    Some(pods) => pods.launch(spec, try_identity(run, ti)),
+                    None => self.executor.launch(spec),
+                }
                 Ok(())
             }
             Err(e) => self.fail_before_start(key, &log, &e.to_string(), now).await,
         }
+    }
+
+    /// The pod executor, when this program runs as a pod.
+    fn pods_for(&self, program: &Program) -> Option<&PodExecutor> {
+        let as_pod = match program {
+            Program::Pod(_) => true,
+            Program::Noop => false,
+            Program::Bash(_) | Program::Command(_) => self.every_task_in_pods,
+        };
+        self.pods.as_ref().filter(|_| as_pod)
+    }
+
+    /// Stops a try wherever it runs.
+    fn kill_try(&self, key: &TryKey) -> bool {
+        self.pods.as_ref().is_some_and(|p| p.kill(key)) || self.executor.kill(key)
     }
 
     /// A try that could not be started (bad template, missing task) fails like any other.
@@ -1301,7 +1354,7 @@ impl Scheduler {
                 .is_some_and(|ti| ti.state.is_active() && ti.try_number == try_number);
             if !still_ours {
                 info!(%task_id, try_number, "stopping a try whose instance changed elsewhere");
-                self.executor.kill(&TryKey {
+                self.kill_try(&TryKey {
                     run_pk,
                     task_id,
                     try_number,
@@ -1312,8 +1365,8 @@ impl Scheduler {
     }
 
     /// Instances left queued or running by a scheduler that stopped without recording their
-    /// end: their try counts as failed (and is retried per `retries`). Their processes, if
-    /// still alive, are not adopted.
+    /// end. A try whose pod still exists is adopted and followed to its end; any other counts
+    /// as failed (and is retried per `retries`): local processes are not adopted.
     async fn recover_orphans(&mut self) -> Result<(), SchedulerError> {
         let now = Utc::now();
         for ti in self.store.orphaned_task_instances().await? {
@@ -1327,6 +1380,10 @@ impl Scheduler {
             let Some(task) = cached.dag.task(&ti.task_id) else {
                 continue;
             };
+            match self.adopt_pod(&run, &ti, &cached).await? {
+                Adoption::Adopted | Adoption::Later => continue,
+                Adoption::NoPod => {}
+            }
             let log = self.try_log_path(&run, &ti);
             append_log_line(
                 &log,
@@ -1346,12 +1403,75 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Follows an orphaned try's pod again, if it has one: the try becomes this scheduler's.
+    async fn adopt_pod(
+        &mut self,
+        run: &RunRow,
+        ti: &TiRow,
+        cached: &Arc<CachedDag>,
+    ) -> Result<Adoption, SchedulerError> {
+        let Some(pods) = self.pods.clone() else {
+            return Ok(Adoption::NoPod);
+        };
+        let id = try_identity(run, ti);
+        let pod = match pods.find(&id).await {
+            Ok(Some(pod)) => pod,
+            Ok(None) => return Ok(Adoption::NoPod),
+            Err(e) => {
+                // Failing it now could run a second pod beside one still running.
+                warn!(dag_id = %run.dag_id, task_id = %ti.task_id, "cannot look for the pod of an orphaned try, trying again later: {e}");
+                return Ok(Adoption::Later);
+            }
+        };
+        let key = TiKey {
+            run_pk: ti.run_pk,
+            task_id: ti.task_id.clone(),
+        };
+        if !self
+            .store
+            .adopt_orphan(&key, ti.try_number, self.job_id)
+            .await?
+        {
+            return Ok(Adoption::Later);
+        }
+        let task = cached.dag.task(&ti.task_id);
+        let delete_pod = task.and_then(|t| match &t.kind {
+            updraft_dag::TaskKind::Pod(p) => p.delete_pod,
+            _ => None,
+        });
+        self.in_flight.insert(
+            (ti.run_pk, ti.task_id.clone()),
+            InFlight {
+                try_number: ti.try_number,
+                max_tries: ti.max_tries,
+                dag: cached.clone(),
+            },
+        );
+        info!(dag_id = %run.dag_id, run_id = %run.run_id, task_id = %ti.task_id, pod = ?pod.metadata.name, "following the pod of a try started before a restart");
+        pods.adopt(
+            TryKey {
+                run_pk: ti.run_pk,
+                task_id: ti.task_id.clone(),
+                try_number: ti.try_number,
+            },
+            &pod,
+            self.try_log_path(run, ti),
+            task.and_then(|t| t.execution_timeout),
+            delete_pod,
+        );
+        Ok(Adoption::Adopted)
+    }
+
     async fn shutdown(&mut self) -> Result<(), SchedulerError> {
         info!(
             running = self.in_flight.len(),
             grace = ?self.config.shutdown_grace,
             "shutting down"
         );
+        // Pods go on without the scheduler: the next one follows them again.
+        if let Some(pods) = &self.pods {
+            pods.detach().await;
+        }
         self.executor.shutdown(self.config.shutdown_grace).await;
         let mut events = Vec::new();
         self.drain_events(&mut events);
@@ -1400,6 +1520,26 @@ impl Scheduler {
             &ti.task_id,
             ti.try_number,
         )
+    }
+}
+
+/// What became of an orphaned try's pod.
+enum Adoption {
+    /// Followed by this scheduler from now on.
+    Adopted,
+    /// It has no pod: it failed like any orphan.
+    NoPod,
+    /// Undecided now (the cluster or the instance is busy); looked at again later.
+    Later,
+}
+
+fn try_identity(run: &RunRow, ti: &TiRow) -> TryIdentity {
+    TryIdentity {
+        tenant: run.tenant.clone(),
+        dag_id: run.dag_id.clone(),
+        run_id: run.run_id.clone(),
+        task_id: ti.task_id.clone(),
+        try_number: ti.try_number,
     }
 }
 

@@ -10,7 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod runs;
 
-pub use engine::{Scheduler, SchedulerConfig, StateChange};
+pub use engine::{KubernetesConfig, Scheduler, SchedulerConfig, StateChange};
 pub use error::SchedulerError;
 pub use runs::{RunRequest, create_run, trigger_run};
 

@@ -384,7 +384,7 @@ async fn wait_for_backfill(
         Some(mut lock) => {
             // No scheduler is running on this database: drive the backfill here.
             let store = super::connect_store(settings).await?;
-            let config = super::scheduler_config(settings, None, settings.logs_folder());
+            let config = super::scheduler_config(settings, None, settings.logs_folder()).await?;
             let mut scheduler = Scheduler::for_runs(store, config, run_pks)?;
             lock.forward_pokes_to(scheduler.waker());
             scheduler
@@ -480,7 +480,7 @@ async fn test(
     )
     .await?;
     let logs = tempfile::tempdir().context("creating a temporary logs folder")?;
-    let config = super::scheduler_config(settings, None, logs.path().to_path_buf());
+    let config = super::scheduler_config(settings, None, logs.path().to_path_buf()).await?;
     let mut scheduler = Scheduler::for_runs(store.clone(), config, &[run.id])?;
     scheduler.run_until_finished(|_, _| {}).await?;
     let run = store

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use updraft_dag::DagBag;
-use updraft_scheduler::SchedulerConfig;
+use updraft_scheduler::{KubernetesConfig, SchedulerConfig};
 use updraft_store::{DagRow, PgStore, PgStoreOptions, SqliteStore, Store};
 
 use crate::config::{Database, Settings};
@@ -129,13 +129,13 @@ pub async fn require_dag(store: &dyn Store, dag_id: &str) -> Result<DagRow> {
     }
 }
 
-pub fn scheduler_config(
+pub async fn scheduler_config(
     settings: &Settings,
     dags_folder: Option<PathBuf>,
     logs: PathBuf,
-) -> SchedulerConfig {
+) -> Result<SchedulerConfig> {
     let c = &settings.config;
-    SchedulerConfig {
+    Ok(SchedulerConfig {
         dags_folder,
         logs_folder: logs,
         parallelism: c.core.parallelism,
@@ -151,7 +151,62 @@ pub fn scheduler_config(
         heartbeat_interval: c.scheduler.heartbeat_interval,
         health_check_threshold: c.scheduler.health_check_threshold,
         exclusive: matches!(settings.database(), Ok(Database::Sqlite(_))),
+        kubernetes: kubernetes_config(settings).await?,
+    })
+}
+
+/// The cluster pods run in, when `[kubernetes]` is enabled or the executor is `kubernetes`.
+async fn kubernetes_config(settings: &Settings) -> Result<Option<KubernetesConfig>> {
+    use updraft_pods::kube;
+    let c = &settings.config;
+    let k = &c.kubernetes;
+    let every_task = c.core.executor == crate::config::ExecutorKind::Kubernetes;
+    if !k.enabled && !every_task {
+        return Ok(None);
     }
+    for (tenant, namespaces) in &k.namespaces {
+        for ns in namespaces {
+            updraft_dag::check_namespace(ns)
+                .map_err(|m| anyhow::anyhow!("kubernetes.namespaces.{tenant}: {m}"))?;
+        }
+    }
+    let options = kube::config::KubeConfigOptions {
+        context: (!k.context.is_empty()).then(|| k.context.clone()),
+        ..Default::default()
+    };
+    let client_config = if !k.kubeconfig.is_empty() {
+        let path = settings.home.join(&k.kubeconfig);
+        let file = kube::config::Kubeconfig::read_from(&path)
+            .with_context(|| format!("kubernetes.kubeconfig: reading {}", path.display()))?;
+        kube::Config::from_custom_kubeconfig(file, &options)
+            .await
+            .with_context(|| format!("kubernetes.kubeconfig: {}", path.display()))?
+    } else if options.context.is_some() {
+        kube::Config::from_kubeconfig(&options)
+            .await
+            .context("kubernetes.context")?
+    } else {
+        kube::Config::infer()
+            .await
+            .context("finding the Kubernetes cluster (in-cluster service account, $KUBECONFIG or ~/.kube/config); set kubernetes.kubeconfig")?
+    };
+    let client = kube::Client::try_from(client_config).context("creating the Kubernetes client")?;
+    let pods = updraft_pods::PodExecutorConfig {
+        templates_folder: settings.home.join(&k.templates_folder),
+        namespaces: k.namespaces.clone(),
+        default_template: (!k.default_template.is_empty())
+            .then(|| settings.home.join(&k.default_template)),
+        default_image: k.default_image.clone(),
+        startup_timeout: k.startup_timeout,
+        delete_pod: k.delete_pod,
+        delete_grace: k.delete_grace,
+        ..Default::default()
+    };
+    Ok(Some(KubernetesConfig {
+        client,
+        pods,
+        every_task,
+    }))
 }
 
 pub fn hostname() -> String {

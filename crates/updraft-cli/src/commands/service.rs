@@ -81,7 +81,8 @@ async fn run(
     };
     let folder = settings.dags_folder();
     std::fs::create_dir_all(&folder)?;
-    let config = super::scheduler_config(settings, Some(folder.clone()), settings.logs_folder());
+    let config =
+        super::scheduler_config(settings, Some(folder.clone()), settings.logs_folder()).await?;
     let mut scheduler = Scheduler::new(store.clone(), config)?;
     lock.forward_pokes_to(scheduler.waker());
     let server = if with_server {

@@ -1206,6 +1206,43 @@ mod tests {
         );
     }
 
+    #[test]
+    fn pod_tasks_render_every_string_and_recheck_paths_and_namespaces() {
+        let pod = |yaml: &str| -> Task {
+            let text = format!("dag_id: d\ntasks:\n  - task_id: t\n    pod: {yaml}\n");
+            updraft_dag::parse_dag("shop", "shop/d.yaml", &text)
+                .unwrap()
+                .tasks[0]
+                .clone()
+        };
+        let t = pod(
+            r#"{template: "app/{{ ds_nodash }}.yaml", args: ["--date={{ ds }}"], env: {D: "{{ ds }}"}, labels: {day: "{{ ds }}"}}"#,
+        );
+        let rendered = render_task(&dag(vec![t.clone()]), &t, &ctx()).unwrap();
+        let Program::Pod(p) = rendered.program else {
+            panic!("a pod program")
+        };
+        assert_eq!(p.template.as_deref(), Some("app/20240305.yaml"));
+        assert_eq!(p.args, Some(vec!["--date=2024-03-05".to_owned()]));
+        assert_eq!(p.env["D"], "2024-03-05");
+        assert_eq!(p.labels["day"], "2024-03-05");
+
+        let t = pod(r#"{template: "{{ params.get('t', '../other/x.yaml') }}"}"#);
+        let e = render_task(&dag(vec![t.clone()]), &t, &ctx()).unwrap_err();
+        assert_eq!(e.field, "pod.template");
+        assert!(e.message.contains("`..` is not allowed"), "{e}");
+
+        let t = pod(r#"{image: x, namespace: "{{ 'Bad_NS' }}"}"#);
+        let e = render_task(&dag(vec![t.clone()]), &t, &ctx()).unwrap_err();
+        assert_eq!(e.field, "pod.namespace");
+
+        let t = pod(
+            r#"{spec: {containers: [{name: m, image: "img:{{ ds }}", command: ["{{ nope }}"]}]}}"#,
+        );
+        let e = render_task(&dag(vec![t.clone()]), &t, &ctx()).unwrap_err();
+        assert_eq!(e.field, "pod.spec.containers[0].command[0]");
+    }
+
     /// `cargo test -p updraft-executor --release --lib -- --ignored --nocapture throughput`
     #[test]
     #[ignore = "measurement, not a check"]

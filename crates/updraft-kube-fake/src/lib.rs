@@ -1,0 +1,270 @@
+//! A fake Kubernetes API server, for tests: a test double for a real API server and its
+//! kubelets, since none can run on the machines the tests run on.
+//!
+//! It speaks the real wire format over HTTP for what updraft uses, so the real client
+//! (kube-rs) talks to it as to a cluster: create, get, list and watch pods (label and field
+//! selectors, resource versions, newline-delimited watch events), delete them (with a grace
+//! period), and read a container's log (with `follow`). Errors are `Status` objects with the
+//! real codes and reasons. Bodies are serialized from `k8s-openapi`'s types.
+//!
+//! Each pod's first container really runs, as a local process in its own process group
+//! (`command` ++ `args`, the container's plain `env` values): its output is the container's
+//! log and its exit code the container's. The pod goes through Kubernetes' phases (Pending,
+//! scheduled with `ContainerCreating`, Running, Succeeded or Failed). Failure modes are chosen
+//! by the image name: `err-image-pull` (ErrImagePull then ImagePullBackOff, never runs),
+//! `unschedulable` (PodScheduled False, reason Unschedulable), `oom` (runs, then terminated
+//! with OOMKilled and exit code 137), `evicted` (runs, then the pod fails with reason Evicted);
+//! `spec.activeDeadlineSeconds` ends a pod still running after that long with reason
+//! DeadlineExceeded.
+
+mod kubelet;
+mod selector;
+mod server;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use tokio::sync::watch;
+
+/// A watch event as kept in the history.
+#[derive(Debug, Clone)]
+pub(crate) struct Event {
+    pub rv: u64,
+    pub kind: &'static str,
+    pub pod: Pod,
+}
+
+/// What the simulated kubelet is asked to do to a pod's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    None,
+    /// Delete: SIGTERM, then SIGKILL after the grace period.
+    Terminate {
+        grace: Duration,
+    },
+    /// End the process now and record this exit code.
+    Finish(i32),
+}
+
+pub(crate) struct PodEntry {
+    pub pod: Pod,
+    /// The container's output, with the time each chunk arrived.
+    pub log: Vec<(chrono::DateTime<chrono::Utc>, Vec<u8>)>,
+    /// The container has started (its log can be read).
+    pub started: bool,
+    /// The container has ended (a followed log ends).
+    pub log_done: bool,
+    pub signal: watch::Sender<Signal>,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub pods: BTreeMap<(String, String), PodEntry>,
+    pub rv: u64,
+    pub history: Vec<Event>,
+    pub namespaces: Option<HashSet<String>>,
+    pub requests: Vec<String>,
+    pub next_uid: u64,
+}
+
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    /// Bumped on every change (pods and logs), so watches, followed logs and tests wake.
+    pub changed: watch::Sender<u64>,
+    pub workdir: tempfile::TempDir,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn notify(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Records a new version of a pod (a new resource version and a watch event).
+    pub fn record(&self, state: &mut State, kind: &'static str, pod: &mut Pod) {
+        state.rv += 1;
+        pod.metadata.resource_version = Some(state.rv.to_string());
+        state.history.push(Event {
+            rv: state.rv,
+            kind,
+            pod: pod.clone(),
+        });
+    }
+
+    /// Changes a pod with `change`, records it as MODIFIED and wakes waiters. False when the
+    /// pod is gone.
+    pub fn update(&self, ns: &str, name: &str, change: impl FnOnce(&mut PodEntry)) -> bool {
+        {
+            let mut state = self.lock();
+            let Some(entry) = state.pods.get_mut(&(ns.to_owned(), name.to_owned())) else {
+                return false;
+            };
+            change(entry);
+            let mut pod = entry.pod.clone();
+            self.record(&mut state, "MODIFIED", &mut pod);
+            if let Some(entry) = state.pods.get_mut(&(ns.to_owned(), name.to_owned())) {
+                entry.pod = pod;
+            }
+        }
+        self.notify();
+        true
+    }
+}
+
+/// The fake API server. Stops (and kills every simulated process) when dropped.
+pub struct FakeKube {
+    shared: Arc<Shared>,
+    url: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl FakeKube {
+    /// Serves on 127.0.0.1 (a free port), accepting pods in any namespace.
+    pub async fn start() -> FakeKube {
+        Self::serve(None).await
+    }
+
+    /// Like [`start`](Self::start), but only these namespaces exist: creating a pod elsewhere
+    /// answers 404, as a cluster does.
+    pub async fn start_with_namespaces(namespaces: &[&str]) -> FakeKube {
+        Self::serve(Some(namespaces.iter().map(|s| s.to_string()).collect())).await
+    }
+
+    async fn serve(namespaces: Option<HashSet<String>>) -> FakeKube {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                namespaces,
+                ..State::default()
+            }),
+            changed: watch::Sender::new(0),
+            workdir: tempfile::tempdir().expect("a temporary folder"),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
+        let url = format!("http://{}", listener.local_addr().expect("local address"));
+        let app = server::router(shared.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeKube {
+            shared,
+            url,
+            server,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// A client configuration for this server (no authentication, namespace `default`).
+    pub fn client_config(&self) -> kube::Config {
+        kube::Config::new(self.url.parse().expect("a valid URL"))
+    }
+
+    /// Writes a kubeconfig file whose current context is this server.
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\nusers:\n- name: fake\n  user:\n    token: fake-token\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\ncurrent-context: fake\n",
+            self.url
+        );
+        std::fs::write(path, text)
+    }
+
+    /// Every pod now, including pods being deleted.
+    pub fn pods(&self) -> Vec<Pod> {
+        self.shared
+            .lock()
+            .pods
+            .values()
+            .map(|e| e.pod.clone())
+            .collect()
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
+        self.shared
+            .lock()
+            .pods
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .map(|e| e.pod.clone())
+    }
+
+    /// Every request received, as `METHOD /path?query`, in arrival order.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Waits until `predicate` holds for the pods (woken by every change, never polling).
+    ///
+    /// # Panics
+    /// After `timeout`, showing the pods' names and phases.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        predicate: impl Fn(&[Pod]) -> bool,
+    ) -> Vec<Pod> {
+        let mut changes = self.shared.changed.subscribe();
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                let pods = self.pods();
+                if predicate(&pods) {
+                    return pods;
+                }
+                if changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .await;
+        match waited {
+            Ok(pods) => pods,
+            Err(_) => {
+                let seen: Vec<String> = self
+                    .pods()
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}: {}",
+                            p.metadata.name.as_deref().unwrap_or("?"),
+                            p.status
+                                .as_ref()
+                                .and_then(|s| s.phase.as_deref())
+                                .unwrap_or("?")
+                        )
+                    })
+                    .collect();
+                panic!("pods never matched within {timeout:?}; pods now: {seen:?}");
+            }
+        }
+    }
+
+    /// Ends a pod's process now, its container exiting with `code`.
+    pub fn finish_pod(&self, namespace: &str, name: &str, code: i32) {
+        let state = self.shared.lock();
+        if let Some(entry) = state.pods.get(&(namespace.to_owned(), name.to_owned())) {
+            entry.signal.send_replace(Signal::Finish(code));
+        }
+    }
+
+    /// Stops serving and kills every simulated process.
+    pub async fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for FakeKube {
+    fn drop(&mut self) {
+        self.server.abort();
+        let state = self.shared.lock();
+        for entry in state.pods.values() {
+            entry.signal.send_replace(Signal::Finish(137));
+        }
+    }
+}

@@ -1,0 +1,542 @@
+//! The pod executor against a Kubernetes API server.
+//!
+//! No Kubernetes API server can run where these tests run, so they use the in-repo fake
+//! (`updraft-kube-fake`): the real kube-rs client talks to it over HTTP in the real wire
+//! format, and its simulated kubelet runs each pod's container as a local process. The
+//! opt-in test at the end runs against a real cluster when `UPDRAFT_E2E_KUBECONFIG` is set.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use tokio::sync::mpsc;
+use updraft_dag::DeletePolicy;
+use updraft_executor::render::{TemplateContext, render_task};
+use updraft_executor::{ExecOutcome, LaunchSpec, TryEvent, TryKey};
+use updraft_kube_fake::FakeKube;
+use updraft_pods::{PodExecutor, PodExecutorConfig, TryIdentity};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Harness {
+    fake: FakeKube,
+    executor: PodExecutor,
+    events: mpsc::UnboundedReceiver<TryEvent>,
+    dir: tempfile::TempDir,
+}
+
+async fn harness(config: impl FnOnce(&mut PodExecutorConfig)) -> Harness {
+    let fake = FakeKube::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = PodExecutorConfig {
+        templates_folder: dir.path().join("templates"),
+        delete_grace: Duration::ZERO,
+        ..PodExecutorConfig::default()
+    };
+    config(&mut cfg);
+    let client = kube::Client::try_from(fake.client_config()).unwrap();
+    let (tx, events) = mpsc::unbounded_channel();
+    Harness {
+        executor: PodExecutor::new(client, cfg, tx),
+        fake,
+        events,
+        dir,
+    }
+}
+
+impl Harness {
+    /// Launches task `t` of a DAG file of tenant `shop` whose tasks are `tasks_yaml`.
+    fn launch(&self, tasks_yaml: &str, run_id: &str) -> (TryKey, PathBuf) {
+        let yaml = format!("dag_id: orders\ntasks:\n{tasks_yaml}");
+        let dag = updraft_dag::parse_dag("shop", "shop/orders.yaml", &yaml).expect("valid DAG");
+        let task = dag.task("t").expect("task t");
+        let date = Utc.with_ymd_and_hms(2024, 3, 5, 0, 0, 0).unwrap();
+        let ctx = TemplateContext {
+            tenant: "shop".into(),
+            dag_id: "orders".into(),
+            run_id: run_id.into(),
+            task_id: "t".into(),
+            try_number: 1,
+            logical_date: date,
+            data_interval_start: date,
+            data_interval_end: date,
+            conf: serde_json::json!({}),
+            params: serde_json::Map::new(),
+            run_type: "manual".into(),
+            timezone: chrono_tz::UTC,
+        };
+        let rendered = render_task(&dag, task, &ctx).expect("renders");
+        let key = TryKey {
+            run_pk: 1,
+            task_id: "t".into(),
+            try_number: 1,
+        };
+        let log = self.dir.path().join(format!("logs/{run_id}.log"));
+        self.executor.launch(
+            LaunchSpec {
+                key: key.clone(),
+                rendered,
+                log_path: log.clone(),
+                timeout: task.execution_timeout,
+            },
+            identity(run_id),
+        );
+        (key, log)
+    }
+
+    async fn finished(&mut self) -> ExecOutcome {
+        loop {
+            let event = tokio::time::timeout(WAIT, self.events.recv())
+                .await
+                .expect("the try ends in time")
+                .expect("events flow");
+            if let TryEvent::Finished { outcome, .. } = event {
+                return outcome;
+            }
+        }
+    }
+
+    async fn started(&mut self) {
+        let event = tokio::time::timeout(WAIT, self.events.recv())
+            .await
+            .expect("the try starts in time")
+            .expect("events flow");
+        assert!(matches!(event, TryEvent::Started { .. }), "{event:?}");
+    }
+
+    fn template(&self, rel: &str, text: &str) {
+        let path = self.dir.path().join("templates").join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+fn identity(run_id: &str) -> TryIdentity {
+    TryIdentity {
+        tenant: "shop".into(),
+        dag_id: "orders".into(),
+        run_id: run_id.into(),
+        task_id: "t".into(),
+        try_number: 1,
+    }
+}
+
+fn pod_task(pod: &str) -> String {
+    format!("  - task_id: t\n    pod: {pod}\n")
+}
+
+fn message(outcome: &ExecOutcome) -> &str {
+    match outcome {
+        ExecOutcome::Failed { message, .. } => message,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Waits until the file contains `text` (the log is written by the executor's own task).
+async fn wait_for_text(path: &Path, text: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !read(path).contains(text) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never contained {text:?}: {}",
+            path.display(),
+            read(path)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_pod_runs_with_rendered_overrides_its_log_is_kept_and_it_is_deleted() {
+    let mut h = harness(|_| {}).await;
+    let (_, log) = h.launch(
+        &pod_task(r#"{image: "busybox:1.36", cmds: ["sh", "-c"], args: ["echo ds={{ ds }} region=$REGION; echo oops >&2"], env: {REGION: jp}}"#),
+        "manual__1",
+    );
+    h.started().await;
+    assert_eq!(h.finished().await, ExecOutcome::Success);
+    let text = read(&log);
+    assert!(text.contains("ds=2024-03-05 region=jp\n"), "{text}");
+    assert!(text.contains("oops\n"), "{text}");
+    assert!(
+        text.contains("finished at") && text.contains("success"),
+        "{text}"
+    );
+    h.fake.wait_for(WAIT, |pods| pods.is_empty()).await;
+
+    let requests = h.fake.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("POST /api/v1/namespaces/shop/pods")),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.contains("/log?") && r.contains("follow=true")),
+        "{requests:?}"
+    );
+    let gets = requests
+        .iter()
+        .filter(|r| r.starts_with("GET /api/v1/namespaces/shop/pods/") && !r.contains("/log"))
+        .count();
+    assert_eq!(gets, 0, "no polling: {requests:?}");
+}
+
+#[tokio::test]
+async fn pods_carry_deterministic_names_labels_and_the_tenant_namespace() {
+    let mut h = harness(|_| {}).await;
+    h.launch(
+        &pod_task(r#"{image: "busybox", cmds: ["sleep", "3600"], labels: {team: pay}}"#),
+        "manual__2",
+    );
+    h.started().await;
+    let pods = h.fake.wait_for(WAIT, |pods| pods.len() == 1).await;
+    let pod = &pods[0];
+    let name = pod.metadata.name.clone().unwrap();
+    assert_eq!(
+        name,
+        updraft_pods::manifest::pod_name(&identity("manual__2"))
+    );
+    assert_eq!(pod.metadata.namespace.as_deref(), Some("shop"));
+    let labels = pod.metadata.labels.clone().unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "updraft");
+    assert_eq!(labels["updraft.io/dag-id"], "orders");
+    assert_eq!(labels["updraft.io/try-number"], "1");
+    assert_eq!(labels["team"], "pay");
+    assert_eq!(
+        pod.spec.as_ref().unwrap().restart_policy.as_deref(),
+        Some("Never")
+    );
+    h.fake.finish_pod("shop", &name, 0);
+    assert_eq!(h.finished().await, ExecOutcome::Success);
+}
+
+#[tokio::test]
+async fn exit_codes_become_outcomes_and_the_policy_keeps_failed_pods() {
+    let mut h = harness(|_| {}).await;
+    h.launch(
+        &pod_task(r#"{image: busybox, cmds: ["sh", "-c", "exit 99"]}"#),
+        "skip",
+    );
+    assert_eq!(h.finished().await, ExecOutcome::Skipped);
+    h.launch(
+        &pod_task(r#"{image: busybox, cmds: ["sh", "-c", "exit 3"], delete_pod: on_success}"#),
+        "fail",
+    );
+    let outcome = h.finished().await;
+    assert_eq!(message(&outcome), "exit code 3");
+    let pods = h.fake.pods();
+    assert_eq!(
+        pods.len(),
+        1,
+        "the failed pod is kept, the skipped one deleted"
+    );
+    assert_eq!(
+        pods[0].status.as_ref().unwrap().phase.as_deref(),
+        Some("Failed")
+    );
+}
+
+#[tokio::test]
+async fn a_template_is_read_from_the_tenant_folder_and_overridden() {
+    let mut h = harness(|_| {}).await;
+    h.template(
+        "shop/order-service/settle.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  labels: {app: order}\nspec:\n  containers:\n    - name: sidecar\n      image: proxy\n      command: [\"true\"]\n    - name: main\n      image: order:1\n      command: [\"sh\", \"-c\", \"echo from-template\"]\n",
+    );
+    // The fake runs the first container; the override goes to the named one.
+    let (_, log) = h.launch(
+        &pod_task(r#"{template: order-service/settle.yaml, container: sidecar, image: "order:{{ ds_nodash }}", cmds: ["sh", "-c", "echo overridden $UPDRAFT_DS"]}"#),
+        "tpl",
+    );
+    h.started().await;
+    let pods = h.fake.wait_for(WAIT, |pods| pods.len() == 1).await;
+    let spec = pods[0].spec.clone().unwrap();
+    assert_eq!(spec.containers[0].image.as_deref(), Some("order:20240305"));
+    assert_eq!(spec.containers[1].image.as_deref(), Some("order:1"));
+    assert_eq!(pods[0].metadata.labels.as_ref().unwrap()["app"], "order");
+    assert_eq!(h.finished().await, ExecOutcome::Success);
+    assert!(
+        read(&log).contains("overridden 2024-03-05\n"),
+        "{}",
+        read(&log)
+    );
+}
+
+#[tokio::test]
+async fn escapes_and_foreign_namespaces_are_refused_before_anything_is_created() {
+    let mut h = harness(|c| {
+        c.namespaces
+            .insert("shop".into(), vec!["shop".into(), "shop-batch".into()]);
+    })
+    .await;
+    h.template(
+        "billing/secret.yaml",
+        "apiVersion: v1\nkind: Pod\nspec:\n  containers: [{name: a, image: b}]\n",
+    );
+    std::fs::create_dir_all(h.dir.path().join("templates/shop")).unwrap();
+    std::os::unix::fs::symlink(
+        h.dir.path().join("templates/billing/secret.yaml"),
+        h.dir.path().join("templates/shop/link.yaml"),
+    )
+    .unwrap();
+    let (_, log) = h.launch(&pod_task("{template: link.yaml}"), "link");
+    let outcome = h.finished().await;
+    assert!(
+        message(&outcome).contains("outside the tenant's templates folder"),
+        "{outcome}"
+    );
+    assert!(read(&log).contains("no pod was created"), "{}", read(&log));
+
+    h.launch(&pod_task("{image: x, namespace: kube-system}"), "ns");
+    let outcome = h.finished().await;
+    assert!(
+        message(&outcome).contains("namespace `kube-system` is not allowed for tenant `shop`"),
+        "{outcome}"
+    );
+
+    h.launch(
+        &pod_task(r#"{image: busybox, namespace: shop-batch, cmds: ["true"]}"#),
+        "ok",
+    );
+    assert_eq!(h.finished().await, ExecOutcome::Success);
+    assert!(
+        h.fake
+            .requests()
+            .iter()
+            .filter(|r| r.starts_with("POST"))
+            .all(|r| r.contains("/namespaces/shop-batch/")),
+        "only the allowed pod was created: {:?}",
+        h.fake.requests()
+    );
+}
+
+#[tokio::test]
+async fn failures_name_kubernetes_reasons() {
+    let mut h = harness(|c| c.startup_timeout = Duration::from_secs(1)).await;
+    let cases = [
+        (
+            r#"{image: "registry/err-image-pull:1", cmds: ["true"]}"#,
+            "ErrImagePull",
+        ),
+        (
+            r#"{image: "unschedulable", cmds: ["true"]}"#,
+            "Unschedulable: 0/3 nodes are available",
+        ),
+        (
+            r#"{image: "oom", cmds: ["sh", "-c", "echo eating"]}"#,
+            "OOMKilled (exit code 137)",
+        ),
+        (
+            r#"{image: "evicted", cmds: ["true"]}"#,
+            "Evicted: The node was low on resource: memory",
+        ),
+        (
+            r#"{spec: {activeDeadlineSeconds: 1, containers: [{name: main, image: busybox, command: ["sleep", "3600"]}]}}"#,
+            "DeadlineExceeded",
+        ),
+    ];
+    for (i, (pod, reason)) in cases.iter().enumerate() {
+        h.launch(&pod_task(pod), &format!("case{i}"));
+        let outcome = h.finished().await;
+        assert!(message(&outcome).contains(reason), "{pod}: {outcome}");
+    }
+}
+
+#[tokio::test]
+async fn timeouts_and_kills_delete_the_pod() {
+    let mut h = harness(|_| {}).await;
+    h.launch(
+        "  - task_id: t\n    execution_timeout: 1s\n    pod: {image: busybox, cmds: [\"sleep\", \"3600\"]}\n",
+        "timeout",
+    );
+    h.started().await;
+    assert_eq!(h.finished().await, ExecOutcome::TimedOut);
+    h.fake.wait_for(WAIT, |pods| pods.is_empty()).await;
+
+    let (key, log) = h.launch(
+        &pod_task(r#"{image: busybox, cmds: ["sleep", "3600"], delete_pod: never}"#),
+        "kill",
+    );
+    h.started().await;
+    h.fake
+        .wait_for(WAIT, |pods| {
+            pods.iter()
+                .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        })
+        .await;
+    assert!(h.executor.kill(&key));
+    assert_eq!(h.finished().await, ExecOutcome::Killed);
+    h.fake.wait_for(WAIT, |pods| pods.is_empty()).await;
+    assert!(read(&log).contains("kill requested"), "{}", read(&log));
+}
+
+#[tokio::test]
+async fn the_log_is_streamed_while_the_pod_runs() {
+    let mut h = harness(|_| {}).await;
+    let (_, log) = h.launch(
+        &pod_task(r#"{image: busybox, cmds: ["sh", "-c", "echo first; exec sleep 3600"]}"#),
+        "live",
+    );
+    h.started().await;
+    wait_for_text(&log, "first\n").await;
+    let pods = h.fake.pods();
+    assert_eq!(
+        pods[0].status.as_ref().unwrap().phase.as_deref(),
+        Some("Running")
+    );
+    h.fake
+        .finish_pod("shop", pods[0].metadata.name.as_deref().unwrap(), 0);
+    assert_eq!(h.finished().await, ExecOutcome::Success);
+    let requests = h.fake.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.contains("watch=true") && r.contains("fieldSelector=metadata.name")),
+        "a running pod is followed by a watch: {requests:?}"
+    );
+    let gets = requests
+        .iter()
+        .filter(|r| r.starts_with("GET /api/v1/namespaces/shop/pods/") && !r.contains("/log"))
+        .count();
+    assert_eq!(gets, 0, "never polled: {requests:?}");
+}
+
+#[tokio::test]
+async fn a_detached_pod_is_found_again_and_followed_to_its_end() {
+    let mut h = harness(|c| c.delete_pod = DeletePolicy::Always).await;
+    let (key, log) = h.launch(
+        &pod_task(r#"{image: busybox, cmds: ["sh", "-c", "echo before; exec sleep 3600"]}"#),
+        "restart",
+    );
+    h.started().await;
+    wait_for_text(&log, "before\n").await;
+    h.executor.detach().await;
+    assert!(
+        h.events.try_recv().is_err(),
+        "a detached try reports nothing"
+    );
+    let pods = h.fake.pods();
+    assert_eq!(pods.len(), 1, "the pod goes on");
+
+    // A new executor, as after a scheduler restart.
+    let client = kube::Client::try_from(h.fake.client_config()).unwrap();
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let again = PodExecutor::new(client, h.executor.config().clone(), tx);
+    let found = again
+        .find(&identity("restart"))
+        .await
+        .unwrap()
+        .expect("the pod is found by its labels");
+    assert!(again.find(&identity("other-run")).await.unwrap().is_none());
+    again.adopt(key, &found, log.clone(), None, None);
+    h.fake
+        .finish_pod("shop", found.metadata.name.as_deref().unwrap(), 0);
+    let outcome = match tokio::time::timeout(WAIT, events.recv())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        TryEvent::Finished { outcome, .. } => outcome,
+        TryEvent::Started { .. } => panic!("an adopted try is not started again"),
+    };
+    assert_eq!(outcome, ExecOutcome::Success);
+    let text = read(&log);
+    assert_eq!(
+        text.matches("before\n").count(),
+        1,
+        "the log is not repeated: {text}"
+    );
+    assert!(
+        text.contains("followed again after a scheduler restart"),
+        "{text}"
+    );
+    h.fake.wait_for(WAIT, |pods| pods.is_empty()).await;
+    let posts = h
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("POST"))
+        .count();
+    assert_eq!(posts, 1, "never launched twice");
+}
+
+/// Opt-in (ignored unless asked for): runs one pod on a real cluster. Run with
+/// `UPDRAFT_E2E_KUBECONFIG=<kubeconfig> cargo test -p updraft-pods --test pods -- --ignored`
+/// (e.g. a kubeconfig from `kind create cluster`); `UPDRAFT_E2E_NAMESPACE` (default
+/// `default`) is where the pod runs; the image `busybox:1.36` must be pullable.
+#[tokio::test]
+#[ignore = "needs a real Kubernetes cluster: set UPDRAFT_E2E_KUBECONFIG and pass --ignored"]
+async fn e2e_a_pod_on_a_real_cluster() {
+    let path = std::env::var("UPDRAFT_E2E_KUBECONFIG")
+        .expect("UPDRAFT_E2E_KUBECONFIG names the kubeconfig of the cluster to test against");
+    let namespace = std::env::var("UPDRAFT_E2E_NAMESPACE").unwrap_or_else(|_| "default".into());
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let mut cfg = PodExecutorConfig {
+        templates_folder: dir.path().join("templates"),
+        ..PodExecutorConfig::default()
+    };
+    cfg.namespaces
+        .insert("shop".into(), vec![namespace.clone()]);
+    let executor = PodExecutor::new(client, cfg, tx);
+    let yaml = format!(
+        "dag_id: orders\ntasks:\n  - task_id: t\n    pod: {{image: \"busybox:1.36\", cmds: [\"sh\", \"-c\", \"echo e2e {{{{ ds }}}}\"], namespace: {namespace}}}\n"
+    );
+    let dag = updraft_dag::parse_dag("shop", "shop/orders.yaml", &yaml).unwrap();
+    let date = Utc.with_ymd_and_hms(2024, 3, 5, 0, 0, 0).unwrap();
+    let run_id = format!("e2e__{}", Utc::now().timestamp_millis());
+    let ctx = TemplateContext {
+        tenant: "shop".into(),
+        dag_id: "orders".into(),
+        run_id: run_id.clone(),
+        task_id: "t".into(),
+        try_number: 1,
+        logical_date: date,
+        data_interval_start: date,
+        data_interval_end: date,
+        conf: serde_json::json!({}),
+        params: serde_json::Map::new(),
+        run_type: "manual".into(),
+        timezone: chrono_tz::UTC,
+    };
+    let rendered = render_task(&dag, dag.task("t").unwrap(), &ctx).unwrap();
+    let log = dir.path().join("e2e.log");
+    let key = TryKey {
+        run_pk: 1,
+        task_id: "t".into(),
+        try_number: 1,
+    };
+    executor.launch(
+        LaunchSpec {
+            key,
+            rendered,
+            log_path: log.clone(),
+            timeout: Some(Duration::from_secs(300)),
+        },
+        identity(&run_id),
+    );
+    let outcome = loop {
+        match tokio::time::timeout(Duration::from_secs(300), events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            TryEvent::Finished { outcome, .. } => break outcome,
+            TryEvent::Started { .. } => {}
+        }
+    };
+    assert_eq!(outcome, ExecOutcome::Success, "{}", read(&log));
+    assert!(read(&log).contains("e2e 2024-03-05"), "{}", read(&log));
+}

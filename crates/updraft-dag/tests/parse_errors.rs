@@ -521,7 +521,7 @@ fn task_kind_is_exactly_one() {
         5,
         &[
             "task `a` does not say what to run",
-            "`bash`, `command`, `noop`",
+            "`bash`, `command`, `pod`, `noop`",
         ],
     );
     assert_one(

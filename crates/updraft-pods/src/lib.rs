@@ -29,7 +29,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{AsyncReadExt as _, StreamExt as _};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio::sync::{mpsc, watch};
 use updraft_dag::DeletePolicy;
 use updraft_executor::{ExecOutcome, LaunchSpec, Program, TryEvent, TryKey};
@@ -316,6 +316,15 @@ impl PodExecutor {
             .is_some_and(|stop| stop.send(Stop::Kill).is_ok())
     }
 
+    /// Stops following one try's pod, leaving it running (another scheduler follows it now);
+    /// nothing is reported for it. False when no such try is followed.
+    pub fn release(&self, key: &TryKey) -> bool {
+        let tries = self.inner.lock();
+        tries
+            .get(key)
+            .is_some_and(|stop| stop.send(Stop::Detach).is_ok())
+    }
+
     /// Stops following every pod, leaving them running, and reports nothing for them; returns
     /// once every follower has stopped.
     pub async fn detach(&self) {
@@ -489,7 +498,9 @@ async fn follow(
     let startup_deadline = created + job.startup_timeout;
 
     let fields = format!("metadata.name={}", job.name);
-    let mut events = watcher(job.api.clone(), watcher::Config::default().fields(&fields)).boxed();
+    let mut events = watcher(job.api.clone(), watcher::Config::default().fields(&fields))
+        .default_backoff()
+        .boxed();
     let mut logs: Option<tokio::task::JoinHandle<()>> = None;
     let mut last_why: Option<String> = None;
     let mut seen = false;
@@ -703,6 +714,7 @@ fn stream_logs(job: &Job, log: &mut LogFile, adopted: bool) -> tokio::task::Join
             }
         };
         let mut buf = vec![0u8; 16 * 1024];
+        let mut line_open = false;
         loop {
             match reader.read(&mut buf).await {
                 Ok(0) => break,
@@ -710,13 +722,21 @@ fn stream_logs(job: &Job, log: &mut LogFile, adopted: bool) -> tokio::task::Join
                     let chunk = &buf[..n];
                     let skipped = (skip.min(n as u64)) as usize;
                     skip -= skipped as u64;
-                    out.bytes(&chunk[skipped..]);
+                    let fresh = &chunk[skipped..];
+                    if let Some(last) = fresh.last() {
+                        line_open = *last != b'\n';
+                    }
+                    out.bytes(fresh);
                 }
                 Err(e) => {
                     out.line(&format!("reading the container's log failed: {e}"));
                     break;
                 }
             }
+        }
+        // The lines updraft writes after the output start on a line of their own.
+        if line_open {
+            out.bytes(b"\n");
         }
     })
 }

@@ -467,6 +467,42 @@ async fn a_detached_pod_is_found_again_and_followed_to_its_end() {
     assert_eq!(posts, 1, "never launched twice");
 }
 
+#[tokio::test]
+async fn a_released_try_is_left_running_and_reports_nothing() {
+    let mut h = harness(|_| {}).await;
+    let (key, log) = h.launch(
+        &pod_task(r#"{image: busybox, cmds: ["sh", "-c", "printf no-newline; exec sleep 3600"]}"#),
+        "released",
+    );
+    h.started().await;
+    wait_for_text(&log, "no-newline").await;
+    assert!(h.executor.release(&key));
+    h.executor.detach().await;
+    assert_eq!(h.executor.in_flight(), 0);
+    assert!(
+        h.events.try_recv().is_err(),
+        "a released try reports nothing"
+    );
+    let pods = h.fake.pods();
+    assert_eq!(pods.len(), 1, "its pod goes on");
+    assert!(!h.executor.kill(&key), "no longer followed");
+}
+
+#[tokio::test]
+async fn output_without_a_final_newline_does_not_swallow_the_footer() {
+    let mut h = harness(|_| {}).await;
+    let (_, log) = h.launch(
+        &pod_task(r#"{image: busybox, cmds: ["printf", "partial"]}"#),
+        "partial",
+    );
+    assert_eq!(h.finished().await, ExecOutcome::Success);
+    let text = read(&log);
+    assert!(
+        text.contains("partial\n[updraft] try 1 finished at"),
+        "{text}"
+    );
+}
+
 /// Opt-in (ignored unless asked for): runs one pod on a real cluster. Run with
 /// `UPDRAFT_E2E_KUBECONFIG=<kubeconfig> cargo test -p updraft-pods --test pods -- --ignored`
 /// (e.g. a kubeconfig from `kind create cluster`); `UPDRAFT_E2E_NAMESPACE` (default

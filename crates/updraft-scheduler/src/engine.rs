@@ -455,12 +455,23 @@ impl Scheduler {
             tries = self.in_flight.len(),
             "this scheduler was declared dead by another; stopping its tries and registering again"
         );
+        let mut released = Vec::new();
         for ((run_pk, task_id), flight) in &self.in_flight {
-            self.kill_try(&TryKey {
+            let key = TryKey {
                 run_pk: *run_pk,
                 task_id: task_id.clone(),
                 try_number: flight.try_number,
-            });
+            };
+            // A pod is left to whoever took the try over (it adopts the pod); a local process
+            // is stopped.
+            if self.pods.as_ref().is_some_and(|p| p.release(&key)) {
+                released.push((*run_pk, task_id.clone()));
+            } else {
+                self.executor.kill(&key);
+            }
+        }
+        for flight in released {
+            self.in_flight.remove(&flight);
         }
         self.pending_launches.clear();
         self.job_id = 0;
@@ -1413,6 +1424,17 @@ impl Scheduler {
         let Some(pods) = self.pods.clone() else {
             return Ok(Adoption::NoPod);
         };
+        let kind = cached.dag.task(&ti.task_id).map(|t| &t.kind);
+        let ran_as_pod = match kind {
+            Some(updraft_dag::TaskKind::Pod(_)) => true,
+            Some(updraft_dag::TaskKind::Bash(_) | updraft_dag::TaskKind::Command(_)) => {
+                self.every_task_in_pods
+            }
+            _ => false,
+        };
+        if !ran_as_pod {
+            return Ok(Adoption::NoPod);
+        }
         let id = try_identity(run, ti);
         let pod = match pods.find(&id).await {
             Ok(Some(pod)) => pod,

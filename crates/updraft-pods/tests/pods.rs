@@ -241,6 +241,23 @@ async fn exit_codes_become_outcomes_and_the_policy_keeps_failed_pods() {
         pods[0].status.as_ref().unwrap().phase.as_deref(),
         Some("Failed")
     );
+    h.launch(
+        &pod_task(r#"{image: busybox, cmds: ["true"], delete_pod: never}"#),
+        "keep",
+    );
+    assert_eq!(h.finished().await, ExecOutcome::Success);
+    let mut phases: Vec<String> = h
+        .fake
+        .pods()
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.phase.clone())
+        .collect();
+    phases.sort();
+    assert_eq!(
+        phases,
+        ["Failed", "Succeeded"],
+        "`never` keeps even a succeeded pod"
+    );
 }
 
 #[tokio::test]

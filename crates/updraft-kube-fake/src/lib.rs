@@ -68,6 +68,8 @@ pub(crate) struct State {
     pub namespaces: Option<HashSet<String>>,
     pub requests: Vec<String>,
     pub next_uid: u64,
+    /// Bumped by [`FakeKube::cut_log_streams`]: open log streams end.
+    pub log_cuts: u64,
 }
 
 pub(crate) struct Shared {
@@ -251,6 +253,12 @@ impl FakeKube {
         if let Some(entry) = state.pods.get(&(namespace.to_owned(), name.to_owned())) {
             entry.signal.send_replace(Signal::Finish(code));
         }
+    }
+
+    /// Ends every open log stream now, as a dropped connection would, leaving the pods alone.
+    pub fn cut_log_streams(&self) {
+        self.shared.lock().log_cuts += 1;
+        self.shared.notify();
     }
 
     /// Stops serving and kills every simulated process.

@@ -421,11 +421,15 @@ async fn log(
     let follow = matches!(params.get("follow").map(String::as_str), Some("true" | "1"));
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
     let mut changes = shared.changed.subscribe();
+    let cuts = shared.lock().log_cuts;
     tokio::spawn(async move {
         let mut sent = 0;
         loop {
             let (chunks, done) = {
                 let state = shared.lock();
+                if state.log_cuts != cuts {
+                    return;
+                }
                 match state.pods.get(&key) {
                     Some(entry) => (entry.log[sent..].to_vec(), entry.log_done),
                     None => (Vec::new(), true),

@@ -502,6 +502,7 @@ async fn follow(
         .default_backoff()
         .boxed();
     let mut logs: Option<tokio::task::JoinHandle<()>> = None;
+    let (container_ended, ended) = watch::channel(false);
     let mut last_why: Option<String> = None;
     let mut seen = false;
     let _ = started_at;
@@ -571,7 +572,7 @@ async fn follow(
                     }
                     Progress::Started => {
                         if logs.is_none() {
-                            logs = Some(stream_logs(&job, &mut log, adopted));
+                            logs = Some(stream_logs(&job, &mut log, adopted, ended.clone()));
                         }
                     }
                     Progress::CannotStart(why) => {
@@ -581,8 +582,9 @@ async fn follow(
                         break ExecOutcome::failed(message);
                     }
                     Progress::Ended(outcome) => {
+                        container_ended.send_replace(true);
                         if logs.is_none() {
-                            logs = Some(stream_logs(&job, &mut log, adopted));
+                            logs = Some(stream_logs(&job, &mut log, adopted, ended.clone()));
                         }
                         if let Some(l) = logs.take() {
                             // The log stream ends with the container; the bound only guards
@@ -681,9 +683,15 @@ async fn delete_per_policy(job: &Job, succeeded: bool, log: &mut LogFile) {
     }
 }
 
-/// Streams the container's log into the try's log, live, until the container ends. When
-/// following a try again, the output already in the log is skipped.
-fn stream_logs(job: &Job, log: &mut LogFile, adopted: bool) -> tokio::task::JoinHandle<()> {
+/// Streams the container's log into the try's log, live, until the container ends (`ended`
+/// turns true). A stream that breaks off while the container runs is opened again, skipping
+/// what is already written; so is it when following a try again after a restart.
+fn stream_logs(
+    job: &Job,
+    log: &mut LogFile,
+    adopted: bool,
+    ended: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     let already = if adopted {
         LogFile::container_bytes_written(&job.log_path)
     } else {
@@ -695,50 +703,81 @@ fn stream_logs(job: &Job, log: &mut LogFile, adopted: bool) -> tokio::task::Join
             job.name, job.container
         ));
     }
-    let mut skip = already.unwrap_or(0);
-    let api = job.api.clone();
-    let name = job.name.clone();
-    let params = LogParams {
-        container: Some(job.container.clone()),
-        follow: true,
-        ..LogParams::default()
+    let source = LogSource {
+        api: job.api.clone(),
+        name: job.name.clone(),
+        params: LogParams {
+            container: Some(job.container.clone()),
+            follow: true,
+            ..LogParams::default()
+        },
     };
     let path = job.log_path.clone();
-    tokio::spawn(async move {
-        let mut out = LogFile::open(&path);
-        let mut reader = match api.log_stream(&name, &params).await {
-            Ok(r) => r,
-            Err(e) => {
-                out.line(&format!("the container's log cannot be read: {e}"));
-                return;
-            }
-        };
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut line_open = false;
-        loop {
-            match reader.read(&mut buf).await {
-                Ok(0) => break,
-                Ok(n) => {
-                    let chunk = &buf[..n];
-                    let skipped = (skip.min(n as u64)) as usize;
-                    skip -= skipped as u64;
-                    let fresh = &chunk[skipped..];
-                    if let Some(last) = fresh.last() {
-                        line_open = *last != b'\n';
+    let written = already.unwrap_or(0);
+    tokio::spawn(copy_container_log(source, path, written, ended))
+}
+
+struct LogSource {
+    api: Api<Pod>,
+    name: String,
+    params: LogParams,
+}
+
+/// How long to wait before opening a broken-off log stream again.
+const LOG_RETRY: Duration = Duration::from_millis(500);
+
+async fn copy_container_log(
+    source: LogSource,
+    path: PathBuf,
+    mut written: u64,
+    mut ended: watch::Receiver<bool>,
+) {
+    let mut out = LogFile::open(&path);
+    let mut line_open = false;
+    loop {
+        // Known ended before this stream opened: this stream has read everything.
+        let last_read = *ended.borrow();
+        match source.api.log_stream(&source.name, &source.params).await {
+            Ok(mut reader) => {
+                // The server sends the log from the container's start: skip what is written.
+                let mut skip = written;
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    match reader.read(&mut buf).await {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            let skipped = skip.min(n as u64) as usize;
+                            skip -= skipped as u64;
+                            let fresh = &buf[skipped..n];
+                            if let Some(last) = fresh.last() {
+                                line_open = *last != b'\n';
+                            }
+                            written += fresh.len() as u64;
+                            out.bytes(fresh);
+                        }
+                        Err(e) => {
+                            tracing::warn!(pod = %source.name, "the container's log stream broke off: {e}");
+                            break;
+                        }
                     }
-                    out.bytes(fresh);
-                }
-                Err(e) => {
-                    out.line(&format!("reading the container's log failed: {e}"));
-                    break;
                 }
             }
+            Err(e) => {
+                tracing::warn!(pod = %source.name, "the container's log cannot be read yet: {e}")
+            }
         }
-        // The lines updraft writes after the output start on a line of their own.
-        if line_open {
-            out.bytes(b"\n");
+        if last_read {
+            break;
         }
-    })
+        // The stream ended while the container was (as far as is known) running: it has just
+        // ended, its status on its way, or the stream broke off. Either way the log is read
+        // again from where it stopped, once the end is known or after a short wait.
+        let _ = tokio::time::timeout(LOG_RETRY, ended.wait_for(|e| *e)).await;
+    }
+    // The lines updraft writes after the output start on a line of their own.
+    if line_open {
+        out.bytes(b"\n");
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -506,6 +506,37 @@ async fn a_released_try_is_left_running_and_reports_nothing() {
 }
 
 #[tokio::test]
+async fn a_log_stream_that_breaks_off_is_resumed_without_repeating_lines() {
+    let mut h = harness(|_| {}).await;
+    let go = h.dir.path().join("go");
+    let script = format!(
+        "echo one; while [ ! -e {} ]; do sleep 0.05; done; echo two",
+        go.display()
+    );
+    let (_, log) = h.launch(
+        &pod_task(&format!(
+            r#"{{image: busybox, cmds: ["sh", "-c", "{script}"]}}"#
+        )),
+        "cut",
+    );
+    h.started().await;
+    wait_for_text(&log, "one\n").await;
+    h.fake.cut_log_streams();
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(h.finished().await, ExecOutcome::Success);
+    let text = read(&log);
+    assert_eq!(text.matches("one\n").count(), 1, "{text}");
+    assert_eq!(text.matches("two\n").count(), 1, "{text}");
+    let log_requests = h
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.contains("/log?"))
+        .count();
+    assert!(log_requests >= 2, "the stream was opened again");
+}
+
+#[tokio::test]
 async fn output_without_a_final_newline_does_not_swallow_the_footer() {
     let mut h = harness(|_| {}).await;
     let (_, log) = h.launch(

@@ -17,6 +17,7 @@
 pub mod manifest;
 pub mod status;
 
+pub use k8s_openapi::api::core::v1::Pod;
 pub use kube;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,7 +28,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{AsyncReadExt as _, StreamExt as _};
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio::sync::{mpsc, watch};
@@ -257,6 +257,32 @@ impl PodExecutor {
             }
         }
         Ok(None)
+    }
+
+    /// Every pod of `tenant`'s tries in its namespaces, by try: one list call per namespace,
+    /// for looking up many tries at once (after a restart).
+    pub async fn pods_of_tenant(
+        &self,
+        tenant: &str,
+    ) -> Result<HashMap<TryIdentity, Pod>, kube::Error> {
+        let selector = format!(
+            "{}={},{}={}",
+            manifest::MANAGED_BY.0,
+            manifest::MANAGED_BY.1,
+            manifest::TENANT_KEY,
+            manifest::label_value(tenant)
+        );
+        let params = ListParams::default().labels(&selector);
+        let mut found = HashMap::new();
+        for namespace in self.inner.config.allowed_namespaces(tenant) {
+            let api: Api<Pod> = Api::namespaced(self.inner.client.clone(), &namespace);
+            for pod in api.list(&params).await?.items {
+                if let Some(id) = manifest::identity_of(&pod).filter(|id| id.tenant == tenant) {
+                    found.insert(id, pod);
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Follows an existing pod (found by [`find`](Self::find)) to its end, as if this executor

@@ -452,6 +452,9 @@ async fn a_detached_pod_is_found_again_and_followed_to_its_end() {
         .unwrap()
         .expect("the pod is found by its labels");
     assert!(again.find(&identity("other-run")).await.unwrap().is_none());
+    let listed = again.pods_of_tenant("shop").await.unwrap();
+    assert_eq!(listed.keys().collect::<Vec<_>>(), [&identity("restart")]);
+    assert!(again.pods_of_tenant("billing").await.unwrap().is_empty());
     again.adopt(key, &found, log.clone(), None, None);
     h.fake
         .finish_pod("shop", found.metadata.name.as_deref().unwrap(), 0);

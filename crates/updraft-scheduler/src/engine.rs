@@ -1380,6 +1380,7 @@ impl Scheduler {
     /// as failed (and is retried per `retries`): local processes are not adopted.
     async fn recover_orphans(&mut self) -> Result<(), SchedulerError> {
         let now = Utc::now();
+        let mut tenant_pods = TenantPods::new();
         for ti in self.store.orphaned_task_instances().await? {
             let Some(run) = self.store.run_by_pk(ti.run_pk).await? else {
                 continue;
@@ -1391,7 +1392,7 @@ impl Scheduler {
             let Some(task) = cached.dag.task(&ti.task_id) else {
                 continue;
             };
-            match self.adopt_pod(&run, &ti, &cached).await? {
+            match self.adopt_pod(&run, &ti, &cached, &mut tenant_pods).await? {
                 Adoption::Adopted | Adoption::Later => continue,
                 Adoption::NoPod => {}
             }
@@ -1420,6 +1421,7 @@ impl Scheduler {
         run: &RunRow,
         ti: &TiRow,
         cached: &Arc<CachedDag>,
+        tenant_pods: &mut TenantPods,
     ) -> Result<Adoption, SchedulerError> {
         let Some(pods) = self.pods.clone() else {
             return Ok(Adoption::NoPod);
@@ -1435,15 +1437,19 @@ impl Scheduler {
         if !ran_as_pod {
             return Ok(Adoption::NoPod);
         }
-        let id = try_identity(run, ti);
-        let pod = match pods.find(&id).await {
-            Ok(Some(pod)) => pod,
-            Ok(None) => return Ok(Adoption::NoPod),
-            Err(e) => {
-                // Failing it now could run a second pod beside one still running.
-                warn!(dag_id = %run.dag_id, task_id = %ti.task_id, "cannot look for the pod of an orphaned try, trying again later: {e}");
-                return Ok(Adoption::Later);
+        if !tenant_pods.contains_key(&run.tenant) {
+            let listed = pods.pods_of_tenant(&run.tenant).await;
+            if let Err(e) = &listed {
+                warn!(tenant = %run.tenant, "cannot list the pods of orphaned tries, looking again later: {e}");
             }
+            tenant_pods.insert(run.tenant.clone(), listed.ok());
+        }
+        let Some(listed) = &tenant_pods[&run.tenant] else {
+            // Failing the try now could run a second pod beside one still running.
+            return Ok(Adoption::Later);
+        };
+        let Some(pod) = listed.get(&try_identity(run, ti)).cloned() else {
+            return Ok(Adoption::NoPod);
         };
         let key = TiKey {
             run_pk: ti.run_pk,
@@ -1544,6 +1550,10 @@ impl Scheduler {
         )
     }
 }
+
+/// The pods of each tenant's tries, listed once per pass over orphans; `None` when the
+/// cluster could not be asked.
+type TenantPods = HashMap<String, Option<HashMap<TryIdentity, updraft_pods::Pod>>>;
 
 /// What became of an orphaned try's pod.
 enum Adoption {

@@ -496,29 +496,25 @@ async fn follow(
 ) -> Option<(ExecOutcome, DateTime<Utc>)> {
     let mut log = LogFile::open(&job.log_path);
     let adopted = job.create.is_none();
-    let started_at = match &job.create {
-        Some(pod) => {
-            log.line(&format!(
-                "try {} started at {}: pod {}/{}",
-                job.key.try_number,
-                now(),
-                job.api_namespace(),
-                job.name
-            ));
-            let at = Utc::now();
-            if let Err(message) = create(&job, pod).await {
-                log.line(&message);
-                return Some((ExecOutcome::failed(message), Utc::now()));
-            }
-            inner.send(TryEvent::Started {
-                key: job.key.clone(),
-                pid: None,
-                at,
-            });
-            at
+    if let Some(pod) = &job.create {
+        log.line(&format!(
+            "try {} started at {}: pod {}/{}",
+            job.key.try_number,
+            now(),
+            job.api_namespace(),
+            job.name
+        ));
+        let at = Utc::now();
+        if let Err(message) = create(&job, pod).await {
+            log.line(&message);
+            return Some((ExecOutcome::failed(message), Utc::now()));
         }
-        None => Utc::now(),
-    };
+        inner.send(TryEvent::Started {
+            key: job.key.clone(),
+            pid: None,
+            at,
+        });
+    }
     let created = tokio::time::Instant::now();
     let deadline = job.timeout.map(|t| created + t);
     let startup_deadline = created + job.startup_timeout;
@@ -531,7 +527,6 @@ async fn follow(
     let (container_ended, ended) = watch::channel(false);
     let mut last_why: Option<String> = None;
     let mut seen = false;
-    let _ = started_at;
 
     let outcome = loop {
         tokio::select! {

@@ -3,7 +3,7 @@
 //! No I/O here except reading the template file.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -421,11 +421,6 @@ pub fn identity_of(pod: &Pod) -> Option<TryIdentity> {
         task_id: a.get(TASK_ID_KEY)?.clone(),
         try_number: a.get(TRY_NUMBER_KEY)?.parse().ok()?,
     })
-}
-
-/// Where a tenant's templates live.
-pub fn tenant_templates(templates_root: &Path, tenant: &str) -> PathBuf {
-    templates_root.join(tenant)
 }
 
 #[cfg(test)]

@@ -336,13 +336,20 @@ fn apply_env_override(table: &mut toml::Table, name: &str, value: &str) -> Resul
     Ok(())
 }
 
-/// Environment values are strings; numbers and booleans are recognised as such.
+/// Environment values are strings; numbers and booleans are recognised as such, and so are
+/// TOML inline tables and arrays (`{shop = ["shop", "shop-batch"]}`) for keys that take them.
 fn env_value(value: &str) -> toml::Value {
     if let Ok(b) = value.parse::<bool>() {
         return toml::Value::Boolean(b);
     }
     if let Ok(i) = value.parse::<i64>() {
         return toml::Value::Integer(i);
+    }
+    if value.trim_start().starts_with(['{', '['])
+        && let Ok(mut parsed) = format!("v = {value}").parse::<toml::Table>()
+        && let Some(inline) = parsed.remove("v")
+    {
+        return inline;
     }
     toml::Value::String(value.to_string())
 }
@@ -420,6 +427,20 @@ mod tests {
         let config = load_config(home.path(), &vars).unwrap();
         assert_eq!(config.core.parallelism, 9);
         assert_eq!(config.scheduler.poll_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn env_overrides_take_inline_tables() {
+        let home = tempfile::tempdir().unwrap();
+        let vars = vec![(
+            "UPDRAFT__KUBERNETES__NAMESPACES".to_string(),
+            r#"{shop = ["shop", "shop-batch"]}"#.to_string(),
+        )];
+        let config = load_config(home.path(), &vars).unwrap();
+        assert_eq!(
+            config.kubernetes.namespaces["shop"],
+            ["shop".to_string(), "shop-batch".to_string()]
+        );
     }
 
     #[test]

@@ -231,12 +231,8 @@ async fn exit_codes_become_outcomes_and_the_policy_keeps_failed_pods() {
     );
     let outcome = h.finished().await;
     assert_eq!(message(&outcome), "exit code 3");
-    let pods = h.fake.pods();
-    assert_eq!(
-        pods.len(),
-        1,
-        "the failed pod is kept, the skipped one deleted"
-    );
+    // The skipped pod's deletion completes asynchronously in the API server.
+    let pods = h.fake.wait_for(WAIT, |pods| pods.len() == 1).await;
     assert_eq!(
         pods[0].status.as_ref().unwrap().phase.as_deref(),
         Some("Failed")
@@ -246,18 +242,18 @@ async fn exit_codes_become_outcomes_and_the_policy_keeps_failed_pods() {
         "keep",
     );
     assert_eq!(h.finished().await, ExecOutcome::Success);
-    let mut phases: Vec<String> = h
-        .fake
-        .pods()
-        .iter()
-        .filter_map(|p| p.status.as_ref()?.phase.clone())
-        .collect();
-    phases.sort();
-    assert_eq!(
-        phases,
-        ["Failed", "Succeeded"],
-        "`never` keeps even a succeeded pod"
-    );
+    let phases = |pods: &[k8s_openapi::api::core::v1::Pod]| {
+        let mut phases: Vec<String> = pods
+            .iter()
+            .filter_map(|p| p.status.as_ref()?.phase.clone())
+            .collect();
+        phases.sort();
+        phases
+    };
+    // `never` keeps even a succeeded pod (the wait fails if it is deleted).
+    h.fake
+        .wait_for(WAIT, |pods| phases(pods) == ["Failed", "Succeeded"])
+        .await;
 }
 
 #[tokio::test]

@@ -385,3 +385,91 @@ fn db_migrate_from_several_processes_at_once_is_safe() {
     let dags = home.dags_list();
     assert_eq!(dags.len(), 1, "{dags:?}");
 }
+
+/// A pod outlives the scheduler that launched it: when that scheduler falls silent, another
+/// adopts the pod (Kubernetes through the in-repo fake API server, which runs each pod's
+/// container as a local process); when the silent one comes back and finds itself declared
+/// dead, it lets go of the pod instead of deleting it, and the try ends once, as its first.
+#[test]
+fn a_silent_schedulers_pod_is_adopted_and_not_deleted_when_it_returns() {
+    use nix::sys::signal::Signal;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fake = rt.block_on(updraft_kube_fake::FakeKube::start());
+    let db = TestDatabase::create();
+    let home = ha_home(&db.url, "2s");
+    let kubeconfig = home.path().join("kubeconfig.yaml");
+    fake.write_kubeconfig(&kubeconfig).unwrap();
+    let home = home
+        .with_env("UPDRAFT__KUBERNETES__ENABLED", "true")
+        .with_env(
+            "UPDRAFT__KUBERNETES__KUBECONFIG",
+            kubeconfig.to_str().unwrap(),
+        );
+    home.write_dag(
+        "shop/long.yaml",
+        "dag_id: long\ntasks:\n  - task_id: t\n    pod: {image: busybox, cmds: [\"sleep\", \"3600\"]}\n",
+    );
+    let schedulers = start_schedulers(&home, 2);
+    home.wait_dag_listed("long");
+    let run_id = home.trigger("long", None);
+    let instance = || -> Option<TiRow> {
+        with_store(&db.url, async |store: &dyn Store| {
+            let run = store
+                .runs(&RunFilter::default())
+                .await
+                .ok()?
+                .into_iter()
+                .next()?;
+            store.task_instances(run.id).await.ok()?.into_iter().next()
+        })
+    };
+    let owner_job = || -> Option<i64> {
+        instance()
+            .filter(|ti| ti.state == TaskState::Running)
+            .and_then(|ti| ti.queued_by_job_id)
+    };
+    let holder_job = wait_until("the try runs", WORKLOAD_TIMEOUT, owner_job);
+    let jobs = with_store(&db.url, async |store: &dyn Store| {
+        store.schedulers(16).await.unwrap()
+    });
+    let holder_pid = jobs.iter().find(|j| j.id == holder_job).unwrap().pid;
+    let holder = schedulers
+        .iter()
+        .find(|s| i64::from(s.pid()) == holder_pid)
+        .expect("one of ours holds the try");
+
+    holder.signal(Signal::SIGSTOP);
+    let adopter_job = wait_until("another scheduler adopts the pod", WORKLOAD_TIMEOUT, || {
+        owner_job().filter(|job| *job != holder_job)
+    });
+    holder.signal(Signal::SIGCONT);
+    // It lets go of its tries, then registers again.
+    wait_until(
+        "the returning scheduler registers again",
+        WORKLOAD_TIMEOUT,
+        || {
+            let output = holder.output();
+            (output.contains("declared dead by another")
+                && output.matches("registered as scheduler job").count() >= 2)
+                .then_some(())
+        },
+    );
+    let pods = fake.pods();
+    assert_eq!(pods.len(), 1);
+    assert!(
+        pods[0].metadata.deletion_timestamp.is_none(),
+        "the pod was not deleted"
+    );
+
+    fake.finish_pod("shop", pods[0].metadata.name.as_deref().unwrap(), 0);
+    assert_eq!(home.wait_run_finished("long", &run_id), "success");
+    let ti = instance().unwrap();
+    assert_eq!(ti.try_number, 1, "{ti:?}");
+    assert_eq!(ti.queued_by_job_id, Some(adopter_job));
+    let requests = fake.requests();
+    assert_eq!(
+        requests.iter().filter(|r| r.starts_with("POST")).count(),
+        1,
+        "{requests:?}"
+    );
+}

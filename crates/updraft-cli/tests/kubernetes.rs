@@ -179,3 +179,24 @@ tasks:
         .count();
     assert_eq!(posts, 1, "launched once");
 }
+
+#[test]
+fn tasks_test_runs_a_pod_task_in_the_cluster_and_prints_its_log() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (home, fake) = cluster_home(&rt);
+    let home = home.with_env("UPDRAFT__KUBERNETES__ENABLED", "true");
+    home.write_dag(
+        "shop/probe.yaml",
+        "dag_id: probe\ntasks:\n  - task_id: t\n    pod: {image: busybox, cmds: [\"sh\", \"-c\", \"echo probing {{ ds }}\"]}\n",
+    );
+    let out = home.ok(&["tasks", "test", "probe", "t", "2024-03-05"]);
+    assert!(out.stdout.contains("probing 2024-03-05"), "{out}");
+    assert!(out.stdout.contains("Task t: success"), "{out}");
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.starts_with("POST"))
+            .count(),
+        1
+    );
+}

@@ -156,7 +156,7 @@ pub async fn scheduler_config(
 }
 
 /// The cluster pods run in, when `[kubernetes]` is enabled or the executor is `kubernetes`.
-async fn kubernetes_config(settings: &Settings) -> Result<Option<KubernetesConfig>> {
+pub async fn kubernetes_config(settings: &Settings) -> Result<Option<KubernetesConfig>> {
     use updraft_pods::kube;
     let c = &settings.config;
     let k = &c.kubernetes;

@@ -12,7 +12,8 @@ use updraft_core::TaskState;
 use updraft_core::timetable::manual_interval;
 use updraft_executor::render::{TemplateContext, render_task};
 use updraft_executor::{
-    ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TryEvent, TryKey, log_path,
+    ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, Program, TryEvent, TryKey,
+    log_path,
 };
 use updraft_store::{RunFilter, RunRow, Store, TiKey, TiRow};
 
@@ -373,26 +374,46 @@ async fn test(
     let logs = tempfile::tempdir()?;
     let log = log_path(logs.path(), &dag.tenant, dag_id, &run_id, task_id, 1);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let executor = LocalExecutor::new(
-        LocalExecutorConfig {
-            max_concurrency: 1,
-            kill_grace: settings.config.scheduler.kill_grace,
-            default_cwd: None,
-            ..LocalExecutorConfig::default()
+    let spec = LaunchSpec {
+        key: TryKey {
+            run_pk: 0,
+            task_id: task_id.to_string(),
+            try_number: 1,
         },
-        tx,
-    );
-    let key = TryKey {
-        run_pk: 0,
-        task_id: task_id.to_string(),
-        try_number: 1,
-    };
-    executor.launch(LaunchSpec {
-        key,
         rendered,
         log_path: log.clone(),
         timeout: task.execution_timeout,
-    });
+    };
+    let kubernetes = super::kubernetes_config(settings).await?;
+    let as_pod = match (&spec.rendered.program, &kubernetes) {
+        (Program::Pod(_), Some(_)) => true,
+        (Program::Bash(_) | Program::Command(_), Some(k)) => k.every_task,
+        _ => false,
+    };
+    match kubernetes.filter(|_| as_pod) {
+        Some(k) => {
+            let identity = updraft_pods::TryIdentity {
+                tenant: dag.tenant.clone(),
+                dag_id: dag.dag_id.clone(),
+                run_id: run_id.clone(),
+                task_id: task_id.to_string(),
+                try_number: 1,
+            };
+            updraft_pods::PodExecutor::new(k.client, k.pods, tx).launch(spec, identity);
+        }
+        None => {
+            let executor = LocalExecutor::new(
+                LocalExecutorConfig {
+                    max_concurrency: 1,
+                    kill_grace: settings.config.scheduler.kill_grace,
+                    default_cwd: None,
+                    ..LocalExecutorConfig::default()
+                },
+                tx,
+            );
+            executor.launch(spec);
+        }
+    }
     let outcome = loop {
         match rx.recv().await {
             Some(TryEvent::Finished { outcome, .. }) => break outcome,

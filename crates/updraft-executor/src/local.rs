@@ -103,7 +103,9 @@ pub enum ExecOutcome {
 }
 
 impl ExecOutcome {
-    fn failed(message: impl Into<String>) -> Self {
+    /// A failure with no exit code or signal (the try could not run, or failed for a reason
+    /// `message` gives).
+    pub fn failed(message: impl Into<String>) -> Self {
         ExecOutcome::Failed {
             exit_code: None,
             signal: None,

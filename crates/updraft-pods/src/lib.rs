@@ -163,16 +163,13 @@ impl PodExecutor {
         match self.plan(&spec, &id) {
             Ok((pod, container)) => {
                 let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-                let startup_timeout = match &spec.rendered.program {
-                    Program::Pod(task) => task.startup_timeout,
-                    _ => None,
-                }
-                .unwrap_or(self.inner.config.startup_timeout);
-                let delete_pod = match &spec.rendered.program {
-                    Program::Pod(task) => task.delete_pod,
-                    _ => None,
-                }
-                .unwrap_or(self.inner.config.delete_pod);
+                let (startup_timeout, delete_pod) = match &spec.rendered.program {
+                    Program::Pod(task) => (task.startup_timeout, task.delete_pod),
+                    _ => (None, None),
+                };
+                let config = &self.inner.config;
+                let startup_timeout = startup_timeout.unwrap_or(config.startup_timeout);
+                let delete_pod = delete_pod.unwrap_or(config.delete_pod);
                 let job = Job {
                     key: spec.key,
                     api: Api::namespaced(self.inner.client.clone(), &namespace),
@@ -416,20 +413,6 @@ impl Inner {
     }
 }
 
-trait FailedOutcome {
-    fn failed(message: String) -> ExecOutcome;
-}
-
-impl FailedOutcome for ExecOutcome {
-    fn failed(message: String) -> ExecOutcome {
-        ExecOutcome::Failed {
-            exit_code: None,
-            signal: None,
-            message,
-        }
-    }
-}
-
 /// The line after which a try's log holds the container's output, byte for byte.
 const LOG_MARKER: &str = "log of the container follows";
 
@@ -565,7 +548,7 @@ async fn follow(
                 break ExecOutcome::failed(message);
             }
             event = events.next() => {
-                let Some(event) = event else { break ExecOutcome::failed("the pod watch ended".into()) };
+                let Some(event) = event else { break ExecOutcome::failed("the pod watch ended") };
                 let pod = match event {
                     Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => { seen = true; p }
                     Ok(watcher::Event::Delete(_)) => {

@@ -121,6 +121,14 @@ fn identity(run_id: &str) -> TryIdentity {
     }
 }
 
+/// Reads of single pods (not of their logs): a follower that polled would make them.
+fn pod_reads(requests: &[String]) -> usize {
+    requests
+        .iter()
+        .filter(|r| r.starts_with("GET /api/v1/namespaces/shop/pods/") && !r.contains("/log"))
+        .count()
+}
+
 fn pod_task(pod: &str) -> String {
     format!("  - task_id: t\n    pod: {pod}\n")
 }
@@ -181,11 +189,7 @@ async fn a_pod_runs_with_rendered_overrides_its_log_is_kept_and_it_is_deleted() 
             .any(|r| r.contains("/log?") && r.contains("follow=true")),
         "{requests:?}"
     );
-    let gets = requests
-        .iter()
-        .filter(|r| r.starts_with("GET /api/v1/namespaces/shop/pods/") && !r.contains("/log"))
-        .count();
-    assert_eq!(gets, 0, "no polling: {requests:?}");
+    assert_eq!(pod_reads(&requests), 0, "no polling: {requests:?}");
 }
 
 #[tokio::test]
@@ -414,11 +418,7 @@ async fn the_log_is_streamed_while_the_pod_runs() {
             .any(|r| r.contains("watch=true") && r.contains("fieldSelector=metadata.name")),
         "a running pod is followed by a watch: {requests:?}"
     );
-    let gets = requests
-        .iter()
-        .filter(|r| r.starts_with("GET /api/v1/namespaces/shop/pods/") && !r.contains("/log"))
-        .count();
-    assert_eq!(gets, 0, "never polled: {requests:?}");
+    assert_eq!(pod_reads(&requests), 0, "never polled: {requests:?}");
 }
 
 #[tokio::test]

@@ -1139,14 +1139,7 @@ impl Scheduler {
             try_number: ti.try_number,
         };
         let log = self.try_log_path(run, ti);
-        self.in_flight.insert(
-            (ti.run_pk, ti.task_id.clone()),
-            InFlight {
-                try_number: ti.try_number,
-                max_tries: ti.max_tries,
-                dag: cached.clone(),
-            },
-        );
+        self.track_in_flight(ti, &cached);
         let Some(task) = cached.dag.task(&ti.task_id) else {
             return self
                 .fail_before_start(key, &log, "task is missing from the run's DAG version", now)
@@ -1172,6 +1165,18 @@ impl Scheduler {
             }
             Err(e) => self.fail_before_start(key, &log, &e.to_string(), now).await,
         }
+    }
+
+    /// Remembers a try handed to an executor until its end is reported.
+    fn track_in_flight(&mut self, ti: &TiRow, cached: &Arc<CachedDag>) {
+        self.in_flight.insert(
+            (ti.run_pk, ti.task_id.clone()),
+            InFlight {
+                try_number: ti.try_number,
+                max_tries: ti.max_tries,
+                dag: cached.clone(),
+            },
+        );
     }
 
     /// The pod executor, when this program runs as a pod.
@@ -1467,14 +1472,7 @@ impl Scheduler {
             updraft_dag::TaskKind::Pod(p) => p.delete_pod,
             _ => None,
         });
-        self.in_flight.insert(
-            (ti.run_pk, ti.task_id.clone()),
-            InFlight {
-                try_number: ti.try_number,
-                max_tries: ti.max_tries,
-                dag: cached.clone(),
-            },
-        );
+        self.track_in_flight(ti, cached);
         info!(dag_id = %run.dag_id, run_id = %run.run_id, task_id = %ti.task_id, pod = ?pod.metadata.name, "following the pod of a try started before a restart");
         pods.adopt(
             TryKey {

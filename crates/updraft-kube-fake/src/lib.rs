@@ -3,7 +3,8 @@
 //!
 //! It speaks the real wire format over HTTP for what updraft uses, so the real client
 //! (kube-rs) talks to it as to a cluster: create, get, list and watch pods (label and field
-//! selectors, resource versions, newline-delimited watch events), delete them (with a grace
+//! selectors, resource versions, newline-delimited watch events, 410 Gone for a watch from a
+//! compacted resource version), delete them (with a grace
 //! period), and read a container's log (with `follow`). Errors are `Status` objects with the
 //! real codes and reasons. Bodies are serialized from `k8s-openapi`'s types.
 //!
@@ -70,6 +71,11 @@ pub(crate) struct State {
     pub next_uid: u64,
     /// Bumped by [`FakeKube::cut_log_streams`]: open log streams end.
     pub log_cuts: u64,
+    /// Bumped by [`FakeKube::vanish_pod`]: open watches end.
+    pub watch_cuts: u64,
+    /// Watches from a resource version older than this are refused (410 Gone): the history
+    /// before it is compacted away.
+    pub compacted: u64,
 }
 
 pub(crate) struct Shared {
@@ -258,6 +264,23 @@ impl FakeKube {
     /// Ends every open log stream now, as a dropped connection would, leaving the pods alone.
     pub fn cut_log_streams(&self) {
         self.shared.lock().log_cuts += 1;
+        self.shared.notify();
+    }
+
+    /// Removes a pod as if it were deleted while no watch could see it: its process is killed,
+    /// the history so far is compacted away and every open watch is cut, so a watcher resuming
+    /// from its last resource version is told 410 Gone and must list again to learn of it.
+    pub fn vanish_pod(&self, namespace: &str, name: &str) {
+        {
+            let mut state = self.shared.lock();
+            if let Some(entry) = state.pods.remove(&(namespace.to_owned(), name.to_owned())) {
+                entry.signal.send_replace(Signal::Finish(137));
+            }
+            state.rv += 1;
+            state.compacted = state.rv;
+            state.history.clear();
+            state.watch_cuts += 1;
+        }
         self.shared.notify();
     }
 

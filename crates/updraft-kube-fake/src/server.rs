@@ -134,9 +134,12 @@ fn watch_pods(
         .map_or(Duration::from_secs(1800), Duration::from_secs);
     let deadline = tokio::time::Instant::now() + timeout;
     let mut changes = shared.changed.subscribe();
-    let (initial, mut last) = {
+    let (initial, mut last, cuts) = {
         let state = shared.lock();
-        match from {
+        if from.is_some_and(|rv| rv < state.compacted) {
+            return expired(from.unwrap_or_default(), state.compacted);
+        }
+        let (initial, last) = match from {
             Some(rv) => (Vec::new(), rv),
             None => {
                 let added: Vec<Event> = state
@@ -151,7 +154,8 @@ fn watch_pods(
                     .collect();
                 (added, state.rv)
             }
-        }
+        };
+        (initial, last, state.watch_cuts)
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
     tokio::spawn(async move {
@@ -163,6 +167,9 @@ fn watch_pods(
         loop {
             let events: Vec<Event> = {
                 let state = shared.lock();
+                if state.watch_cuts != cuts {
+                    return;
+                }
                 state
                     .history
                     .iter()
@@ -190,6 +197,25 @@ fn watch_pods(
     Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(stream))
+        .expect("a valid response")
+}
+
+/// What the API server answers a watch from a compacted resource version: one ERROR event
+/// carrying a 410 `Status`.
+fn expired(from: u64, oldest: u64) -> Response {
+    let event = json!({
+        "type": "ERROR",
+        "object": {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("too old resource version: {from} ({oldest})"),
+            "reason": "Expired", "code": 410,
+        },
+    });
+    let mut line = serde_json::to_vec(&event).expect("an event serializes");
+    line.push(b'\n');
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(line))
         .expect("a valid response")
 }
 

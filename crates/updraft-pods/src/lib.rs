@@ -3,7 +3,8 @@
 //! The [`PodExecutor`] reports on the same [`TryEvent`] channel as the local executor: a try's
 //! pod is built ([`manifest`]: template file, inline spec or a bare container, the task's
 //! overrides, a deterministic name, labels and annotations naming the try), checked against
-//! the tenant's allowed namespaces, created, then followed with a watch (never polled): its
+//! the tenant's allowed namespaces, created, then followed through its namespace's watch
+//! ([`watches`]: one per namespace, shared by every try there; never polled): its
 //! container's log is streamed into the try's log file while it runs, and its end becomes the
 //! try's outcome ([`status`]: exit code 0 success, 99 skipped, anything else failed, with
 //! Kubernetes' reason: OOMKilled, Evicted, DeadlineExceeded, ImagePullBackOff, Unschedulable
@@ -16,6 +17,7 @@
 
 pub mod manifest;
 pub mod status;
+mod watches;
 
 pub use k8s_openapi::api::core::v1::Pod;
 pub use kube;
@@ -27,9 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures::{AsyncReadExt as _, StreamExt as _};
+use futures::AsyncReadExt as _;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
-use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio::sync::{mpsc, watch};
 use updraft_dag::DeletePolicy;
 use updraft_executor::{ExecOutcome, LaunchSpec, Program, TryEvent, TryKey};
@@ -37,6 +38,7 @@ use updraft_executor::{ExecOutcome, LaunchSpec, Program, TryEvent, TryKey};
 pub use manifest::{ManifestError, TryIdentity};
 use manifest::{Overrides, build_pod, choose_namespace};
 use status::Progress;
+use watches::{PodChange, PodWatches};
 
 /// Settings of a [`PodExecutor`].
 #[derive(Debug, Clone)]
@@ -113,6 +115,7 @@ struct Inner {
     config: PodExecutorConfig,
     events: mpsc::UnboundedSender<TryEvent>,
     tries: Mutex<HashMap<TryKey, watch::Sender<Stop>>>,
+    watches: PodWatches,
     /// Followers running; `detach` waits for it to reach 0.
     followers: watch::Sender<usize>,
 }
@@ -121,6 +124,7 @@ struct Inner {
 struct Job {
     key: TryKey,
     api: Api<Pod>,
+    namespace: String,
     name: String,
     container: String,
     log_path: PathBuf,
@@ -141,8 +145,10 @@ impl PodExecutor {
         config: PodExecutorConfig,
         events: mpsc::UnboundedSender<TryEvent>,
     ) -> Self {
+        let managed = format!("{}={}", manifest::MANAGED_BY.0, manifest::MANAGED_BY.1);
         PodExecutor {
             inner: Arc::new(Inner {
+                watches: PodWatches::new(client.clone(), managed),
                 client,
                 config,
                 events,
@@ -173,6 +179,7 @@ impl PodExecutor {
                 let job = Job {
                     key: spec.key,
                     api: Api::namespaced(self.inner.client.clone(), &namespace),
+                    namespace,
                     name: pod.metadata.name.clone().unwrap_or_default(),
                     container,
                     log_path: spec.log_path,
@@ -319,6 +326,7 @@ impl PodExecutor {
         let job = Job {
             key,
             api: Api::namespaced(self.inner.client.clone(), &namespace),
+            namespace,
             name: pod.metadata.name.clone().unwrap_or_default(),
             container,
             log_path,
@@ -349,13 +357,19 @@ impl PodExecutor {
     }
 
     /// Stops following every pod, leaving them running, and reports nothing for them; returns
-    /// once every follower has stopped.
+    /// once every follower has stopped, their namespaces' watches closed.
     pub async fn detach(&self) {
         for stop in self.inner.lock().values() {
             stop.send_replace(Stop::Detach);
         }
         let mut followers = self.inner.followers.subscribe();
         let _ = followers.wait_for(|n| *n == 0).await;
+        self.inner.watches.stop_all();
+    }
+
+    /// Namespaces whose pods are watched now (one watch connection each).
+    pub fn namespaces_watched(&self) -> usize {
+        self.inner.watches.watched()
     }
 
     /// Tries followed now.
@@ -479,12 +493,16 @@ async fn follow(
 ) -> Option<(ExecOutcome, DateTime<Utc>)> {
     let mut log = LogFile::open(&job.log_path);
     let adopted = job.create.is_none();
+    // Subscribed before the pod is created, so that none of its changes is missed.
+    let mut changes = inner.watches.subscribe(&job.namespace, &job.name);
+    // The pod's state known before its first change arrives.
+    let mut known: Option<Pod> = None;
     if let Some(pod) = &job.create {
         log.line(&format!(
             "try {} started at {}: pod {}/{}",
             job.key.try_number,
             now(),
-            job.api_namespace(),
+            job.namespace,
             job.name
         ));
         let at = Utc::now();
@@ -497,19 +515,28 @@ async fn follow(
             pid: None,
             at,
         });
+    } else {
+        // Found by a list a moment ago, the pod may have gone since, its deletion passed
+        // before the subscription: ask once.
+        match job.api.get_opt(&job.name).await {
+            Ok(Some(pod)) => known = Some(pod),
+            Ok(None) => {
+                let message = format!("pod {} no longer exists", job.name);
+                log.line(&message);
+                return Some((ExecOutcome::failed(message), Utc::now()));
+            }
+            Err(e) => tracing::warn!(pod = %job.name, "reading the adopted pod: {e}"),
+        }
     }
     let created = tokio::time::Instant::now();
     let deadline = job.timeout.map(|t| created + t);
     let startup_deadline = created + job.startup_timeout;
 
-    let fields = format!("metadata.name={}", job.name);
-    let mut events = watcher(job.api.clone(), watcher::Config::default().fields(&fields))
-        .default_backoff()
-        .boxed();
     let mut logs: Option<tokio::task::JoinHandle<()>> = None;
     let (container_ended, ended) = watch::channel(false);
     let mut last_why: Option<String> = None;
-    let mut seen = false;
+    // A change of the pod has been heard (so the pod was there after the subscription).
+    let mut seen = known.is_some();
 
     let outcome = loop {
         tokio::select! {
@@ -547,25 +574,31 @@ async fn follow(
                 delete_per_policy(&job, false, &mut log).await;
                 break ExecOutcome::failed(message);
             }
-            event = events.next() => {
-                let Some(event) = event else { break ExecOutcome::failed("the pod watch ended") };
-                let pod = match event {
-                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => { seen = true; p }
-                    Ok(watcher::Event::Delete(_)) => {
-                        let message = format!("pod {} was deleted before it finished", job.name);
+            change = next_change(&mut known, &mut changes) => {
+                let Some(change) = change else { break ExecOutcome::failed("the pod watch ended") };
+                let gone = || format!("pod {} was deleted before it finished", job.name);
+                let pod = match change {
+                    PodChange::Changed(p) => { seen = true; *p }
+                    PodChange::Deleted => {
+                        let message = gone();
                         log.line(&message);
                         break ExecOutcome::failed(message);
                     }
-                    Ok(watcher::Event::InitDone) if !seen => {
-                        let message = format!("pod {} no longer exists", job.name);
-                        log.line(&message);
-                        break ExecOutcome::failed(message);
-                    }
-                    Ok(_) => continue,
-                    Err(e) => {
-                        tracing::warn!(pod = %job.name, "watching the pod: {e}");
-                        continue;
-                    }
+                    // Not heard of yet: the list was taken before the pod was created. Were it
+                    // deleted unseen, the startup timeout ends the try.
+                    PodChange::Missing if !seen => continue,
+                    PodChange::Missing => match job.api.get_opt(&job.name).await {
+                        Ok(Some(p)) => p,
+                        Ok(None) => {
+                            let message = gone();
+                            log.line(&message);
+                            break ExecOutcome::failed(message);
+                        }
+                        Err(e) => {
+                            tracing::warn!(pod = %job.name, "reading the pod after a relist: {e}");
+                            continue;
+                        }
+                    },
                 };
                 match status::progress(&pod, &job.container) {
                     Progress::Waiting { why } => {
@@ -619,15 +652,6 @@ async fn follow(
         ended.to_rfc3339_opts(SecondsFormat::Millis, true)
     ));
     Some((outcome, ended))
-}
-
-impl Job {
-    fn api_namespace(&self) -> String {
-        self.create
-            .as_ref()
-            .and_then(|p| p.metadata.namespace.clone())
-            .unwrap_or_default()
-    }
 }
 
 /// Creates the pod. One already there under this name is this very try's (created before a
@@ -781,6 +805,17 @@ async fn copy_container_log(
     // The lines updraft writes after the output start on a line of their own.
     if line_open {
         out.bytes(b"\n");
+    }
+}
+
+/// The state known before any change was heard, then each change as it comes.
+async fn next_change(
+    known: &mut Option<Pod>,
+    changes: &mut watches::Subscription,
+) -> Option<PodChange> {
+    match known.take() {
+        Some(pod) => Some(PodChange::Changed(Box::new(pod))),
+        None => changes.next().await,
     }
 }
 

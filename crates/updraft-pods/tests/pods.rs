@@ -23,6 +23,8 @@ struct Harness {
     executor: PodExecutor,
     events: mpsc::UnboundedReceiver<TryEvent>,
     dir: tempfile::TempDir,
+    /// The run of the next launched try, so that tries launched together differ.
+    next_run_pk: std::cell::Cell<i64>,
 }
 
 async fn harness(config: impl FnOnce(&mut PodExecutorConfig)) -> Harness {
@@ -41,6 +43,7 @@ async fn harness(config: impl FnOnce(&mut PodExecutorConfig)) -> Harness {
         fake,
         events,
         dir,
+        next_run_pk: std::cell::Cell::new(1),
     }
 }
 
@@ -66,8 +69,9 @@ impl Harness {
             timezone: chrono_tz::UTC,
         };
         let rendered = render_task(&dag, task, &ctx).expect("renders");
+        let run_pk = self.next_run_pk.replace(self.next_run_pk.get() + 1);
         let key = TryKey {
-            run_pk: 1,
+            run_pk,
             task_id: "t".into(),
             try_number: 1,
         };
@@ -415,10 +419,83 @@ async fn the_log_is_streamed_while_the_pod_runs() {
     assert!(
         requests
             .iter()
-            .any(|r| r.contains("watch=true") && r.contains("fieldSelector=metadata.name")),
+            .any(|r| r.contains("watch=true") && r.contains("labelSelector=app.kubernetes.io")),
         "a running pod is followed by a watch: {requests:?}"
     );
     assert_eq!(pod_reads(&requests), 0, "never polled: {requests:?}");
+}
+
+/// Watch requests on the `shop` namespace (the watcher's lists are not counted).
+fn watches_of_shop(requests: &[String]) -> usize {
+    requests
+        .iter()
+        .filter(|r| r.starts_with("GET /api/v1/namespaces/shop/pods?") && r.contains("watch=true"))
+        .count()
+}
+
+#[tokio::test]
+async fn pods_in_one_namespace_share_one_watch() {
+    let mut h = harness(|_| {}).await;
+    let task = pod_task(r#"{image: busybox, cmds: ["sh", "-c", "echo up; exec sleep 3600"]}"#);
+    let logs: Vec<PathBuf> = ["a", "b", "c"]
+        .iter()
+        .map(|run| h.launch(&task, run).1)
+        .collect();
+    for log in &logs {
+        wait_for_text(log, "up\n").await;
+    }
+    assert_eq!(h.executor.in_flight(), 3);
+    for pod in h.fake.pods() {
+        h.fake
+            .finish_pod("shop", pod.metadata.name.as_deref().unwrap(), 0);
+    }
+    let mut outcomes = Vec::new();
+    while outcomes.len() < 3 {
+        outcomes.push(h.finished().await);
+    }
+    assert!(
+        outcomes.iter().all(|o| *o == ExecOutcome::Success),
+        "{outcomes:?}"
+    );
+    let requests = h.fake.requests();
+    assert_eq!(
+        watches_of_shop(&requests),
+        1,
+        "three pods, one watch: {requests:?}"
+    );
+    assert_eq!(h.executor.namespaces_watched(), 1);
+    assert_eq!(pod_reads(&requests), 0, "never polled: {requests:?}");
+    h.executor.detach().await;
+    assert_eq!(
+        h.executor.namespaces_watched(),
+        0,
+        "detach closes the watch"
+    );
+}
+
+#[tokio::test]
+async fn a_pod_deleted_while_the_watch_was_away_is_noticed_after_the_relist() {
+    let mut h = harness(|_| {}).await;
+    let (_, log) = h.launch(
+        &pod_task(r#"{image: busybox, cmds: ["sh", "-c", "echo up; exec sleep 3600"]}"#),
+        "vanished",
+    );
+    h.started().await;
+    wait_for_text(&log, "up\n").await;
+    let name = h.fake.pods()[0].metadata.name.clone().unwrap();
+    h.fake.vanish_pod("shop", &name);
+    let outcome = h.finished().await;
+    assert!(
+        message(&outcome).contains("was deleted before it finished"),
+        "{outcome:?}"
+    );
+    let requests = h.fake.requests();
+    let lists = requests
+        .iter()
+        .filter(|r| r.starts_with("GET /api/v1/namespaces/shop/pods?") && !r.contains("watch="))
+        .count();
+    assert_eq!(lists, 2, "listed again after 410 Gone: {requests:?}");
+    assert_eq!(pod_reads(&requests), 1, "asked once whether it is gone");
 }
 
 #[tokio::test]

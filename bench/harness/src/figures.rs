@@ -78,6 +78,20 @@ pub const FIGURES: &[Figure] = &[
         target: None,
     },
     Figure {
+        id: "podchain40_run",
+        label: "chain of 40 pod tasks (fake API server), run start → end",
+        unit: "s",
+        kind: Kind::Time,
+        target: None,
+    },
+    Figure {
+        id: "podchain40_gap_median",
+        label: "chain of 40 pod tasks: median edge gap",
+        unit: "ms",
+        kind: Kind::Time,
+        target: None,
+    },
+    Figure {
         id: "wide200",
         label: "200 independent `true` tasks",
         unit: "tasks/s",

@@ -20,6 +20,8 @@ pub type Sample = (&'static str, Engine, f64);
 pub enum Work {
     /// `n` tasks in a chain, under `updraft standalone`.
     Chain { n: usize },
+    /// `n` pod tasks in a chain, under `updraft standalone`, against the fake Kubernetes API.
+    PodChain { n: usize },
     /// `n` independent tasks, under `updraft standalone`.
     Wide { n: usize, figure: &'static str },
     /// `bench/footprint DAGS`: idle memory and start → API ready.
@@ -58,6 +60,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "chain40",
         work: Work::Chain { n: 40 },
         airflow: AirflowRounds::All,
+    },
+    Scenario {
+        name: "podchain40",
+        work: Work::PodChain { n: 40 },
+        airflow: AirflowRounds::Never,
     },
     Scenario {
         name: "wide200",
@@ -169,6 +176,14 @@ impl Scenario {
                 samples.extend(updraft::quantile(&gaps, 0.99).map(|g| up("chain40_gap_p99", g)));
                 samples
             }
+            Work::PodChain { n } => {
+                let run = updraft::run_pod_chain(setup.updraft, n).await?;
+                let gaps = run.edge_gaps_ms();
+                let mut samples = vec![up("podchain40_run", run.seconds())];
+                samples
+                    .extend(updraft::quantile(&gaps, 0.5).map(|g| up("podchain40_gap_median", g)));
+                samples
+            }
             Work::Wide { n, figure } => {
                 let run = updraft::run_bench_dag(setup.updraft, n, false).await?;
                 vec![up(figure, n as f64 / run.seconds())]
@@ -207,7 +222,7 @@ impl Scenario {
             }
             Work::Wide { n, figure } => vec![limit(figure, n as f64 / process::spawn_true(n)?)],
             Work::Footprint { .. } => vec![limit("start_ready", process::spawn_true_once()?)],
-            Work::DagFiles { .. } | Work::Orchestration { .. } => vec![],
+            Work::PodChain { .. } | Work::DagFiles { .. } | Work::Orchestration { .. } => vec![],
         })
     }
 
@@ -225,6 +240,12 @@ impl Scenario {
                     "limit: per-spawn time (the 40 spawns' total / 40)",
                 ),
             ],
+            Work::PodChain { .. } => vec![note(
+                "podchain40_run",
+                "updraft: pod tasks against updraft-kube-fake (each pod a local process, \
+                 created, watched, its log streamed and deleted over HTTP); no Airflow \
+                 equivalent; on a cluster, pod scheduling and start-up add seconds",
+            )],
             Work::Wide { figure, .. } => vec![note(
                 figure,
                 "limit: bash spawning /bin/true as many times, in a row",
@@ -289,6 +310,7 @@ impl Scenario {
         match self.work {
             Work::Wide { figure, .. } | Work::Orchestration { figure, .. } => figure,
             Work::Chain { .. } => "chain40_run",
+            Work::PodChain { .. } => "podchain40_run",
             Work::Footprint { .. } => "idle_pss",
             Work::DagFiles { .. } => "dag_files_10k",
         }

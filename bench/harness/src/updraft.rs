@@ -28,6 +28,21 @@ pub fn bench_dag(n: usize, chained: bool) -> String {
     yaml
 }
 
+/// A chain of `n` pod tasks whose container runs `true`.
+pub fn pod_chain_dag(n: usize) -> String {
+    let mut yaml = String::from("dag_id: bench\nmax_active_tasks: 64\ntasks:\n");
+    for i in 0..n {
+        let _ = writeln!(
+            yaml,
+            "  - task_id: t{i:05}\n    pod: {{image: busybox, cmds: [\"true\"]}}"
+        );
+        if i > 0 {
+            let _ = writeln!(yaml, "    upstream: [t{:05}]", i - 1);
+        }
+    }
+    yaml
+}
+
 /// What one run of the bench DAG recorded: the run's dates and each instance's, in task order
 /// (microseconds since the epoch).
 #[derive(Debug)]
@@ -65,12 +80,56 @@ pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
 /// Run the bench DAG of `n` tasks once under `updraft standalone` on a fresh home.
 pub async fn run_bench_dag(updraft: &Path, n: usize, chained: bool) -> Result<RecordedRun> {
     let home = TempDir::new("updraft-bench")?;
-    std::fs::create_dir_all(home.path().join("dags"))?;
-    std::fs::write(home.path().join("dags/bench.yaml"), bench_dag(n, chained))?;
+    run_dag(updraft, home.path(), &bench_dag(n, chained), &[]).await
+}
+
+/// Run a chain of `n` pod tasks once under `updraft standalone` with pod tasks on, against
+/// the fake Kubernetes API server (`updraft-kube-fake`, built next to `updraft`), whose
+/// simulated kubelet runs each pod's container as a local process.
+pub async fn run_pod_chain(updraft: &Path, n: usize) -> Result<RecordedRun> {
+    let home = TempDir::new("updraft-bench")?;
+    let kubeconfig = home.path().join("kubeconfig");
+    let fake_bin = updraft.with_file_name("updraft-kube-fake");
+    let said = home.path().join("fake.out");
+    let mut fake = Command::new(&fake_bin);
+    fake.arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .stdout(std::fs::File::create(&said)?)
+        .stderr(Stdio::null());
+    let mut fake = Group::spawn(fake)?;
+    // The fake prints where it serves once the kubeconfig is written.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&said)?.contains("API at") {
+        if !fake.alive() || Instant::now() > deadline {
+            bail!("{} did not start", fake_bin.display());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let env = [
+        ("UPDRAFT__KUBERNETES__ENABLED", "true".to_owned()),
+        (
+            "UPDRAFT__KUBERNETES__KUBECONFIG",
+            kubeconfig.display().to_string(),
+        ),
+    ];
+    let recorded = run_dag(updraft, home.path(), &pod_chain_dag(n), &env).await;
+    fake.stop();
+    recorded
+}
+
+/// Runs `dag_yaml` (DAG `bench`) once under `updraft standalone` in `home`, with `env` set.
+async fn run_dag(
+    updraft: &Path,
+    home: &Path,
+    dag_yaml: &str,
+    env: &[(&str, String)],
+) -> Result<RecordedRun> {
+    std::fs::create_dir_all(home.join("dags"))?;
+    std::fs::write(home.join("dags/bench.yaml"), dag_yaml)?;
     let port = free_port()?;
-    let mut standalone = Service::start(updraft, home.path(), port)?;
+    let mut standalone = Service::start(updraft, home, port, env)?;
     wait_for_health(port, Duration::from_secs(60), || standalone.alive())?;
-    let trigger = updraft_command(updraft, home.path(), port)
+    let trigger = updraft_command(updraft, home, port)
         .args(["dags", "trigger", "bench", "-r", "bench"])
         .stdout(Stdio::null())
         .status()
@@ -78,7 +137,7 @@ pub async fn run_bench_dag(updraft: &Path, n: usize, chained: bool) -> Result<Re
     if !trigger.success() {
         bail!("`updraft dags trigger` failed");
     }
-    let recorded = wait_for_run(&home.path().join("updraft.db")).await;
+    let recorded = wait_for_run(&home.join("updraft.db")).await;
     standalone.stop();
     recorded
 }
@@ -98,7 +157,10 @@ async fn wait_for_run(db: &Path) -> Result<RecordedRun> {
                 .await?;
         match state.as_ref().map(|(s,)| s.as_str()) {
             Some("success") => break,
-            Some("failed") => bail!("the bench run failed"),
+            Some("failed") => bail!(
+                "the bench run failed:\n{}",
+                failed_logs(&mut conn, db).await
+            ),
             _ if Instant::now() > deadline => bail!("the bench run did not finish in time"),
             _ => tokio::time::sleep(Duration::from_millis(10)).await,
         }
@@ -106,6 +168,25 @@ async fn wait_for_run(db: &Path) -> Result<RecordedRun> {
     let recorded = read_run(&mut conn).await;
     conn.close().await?;
     recorded
+}
+
+/// The logs of the bench run's failed tasks, to say why it failed.
+async fn failed_logs(conn: &mut SqliteConnection, db: &Path) -> String {
+    let failed: Vec<(String,)> = sqlx::query_as(
+        "SELECT task_id FROM task_instance WHERE run_id = 'bench' AND state = 'failed'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap_or_default();
+    let logs = db.with_file_name("logs");
+    failed
+        .iter()
+        .map(|(task,)| {
+            let log = logs.join(format!("default/bench/bench/{task}/attempt=1.log"));
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            format!("{task}:\n{text}")
+        })
+        .collect()
 }
 
 async fn read_run(conn: &mut SqliteConnection) -> Result<RecordedRun> {
@@ -285,10 +366,11 @@ struct Service {
 }
 
 impl Service {
-    fn start(updraft: &Path, home: &Path, port: u16) -> Result<Self> {
+    fn start(updraft: &Path, home: &Path, port: u16, env: &[(&str, String)]) -> Result<Self> {
         let log = home.join("standalone.log");
         let mut command = updraft_command(updraft, home, port);
         command
+            .envs(env.iter().map(|(k, v)| (*k, v)))
             .arg("standalone")
             .stdout(std::fs::File::create(&log)?)
             .stderr(std::fs::File::create(home.join("standalone.err"))?);

@@ -27,6 +27,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::watch;
 
@@ -61,6 +62,15 @@ pub(crate) struct PodEntry {
     pub signal: watch::Sender<Signal>,
 }
 
+/// Pod creations to answer with an error.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FailingCreates {
+    pub left: u32,
+    pub code: u16,
+    /// The pod is created all the same (the answer is lost on its way back).
+    pub created_anyway: bool,
+}
+
 #[derive(Default)]
 pub(crate) struct State {
     pub pods: BTreeMap<(String, String), PodEntry>,
@@ -71,6 +81,8 @@ pub(crate) struct State {
     pub next_uid: u64,
     /// Bumped by [`FakeKube::cut_log_streams`]: open log streams end.
     pub log_cuts: u64,
+    /// Set by [`FakeKube::fail_next_creates`].
+    pub failing_creates: Option<FailingCreates>,
     /// Bumped by [`FakeKube::vanish_pod`]: open watches end.
     pub watch_cuts: u64,
     /// Watches from a resource version older than this are refused (410 Gone): the history
@@ -158,6 +170,11 @@ impl FakeKube {
             .expect("bind 127.0.0.1");
         let url = format!("http://{}", listener.local_addr().expect("local address"));
         let app = server::router(shared.clone());
+        // As the real API server (Go sets TCP_NODELAY on every connection): watch events and
+        // log chunks go out at once, not after the client's delayed acknowledgement.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -265,6 +282,18 @@ impl FakeKube {
     pub fn cut_log_streams(&self) {
         self.shared.lock().log_cuts += 1;
         self.shared.notify();
+    }
+
+    /// Answers the next `count` pod creations with HTTP `code` (a `Status`), as an API server
+    /// that is briefly unavailable (503) or a proxy in front of it whose answer timed out
+    /// (504). With `created_anyway`, each pod is created all the same before the error is
+    /// sent.
+    pub fn fail_next_creates(&self, count: u32, code: u16, created_anyway: bool) {
+        self.shared.lock().failing_creates = Some(FailingCreates {
+            left: count,
+            code,
+            created_anyway,
+        });
     }
 
     /// Removes a pod as if it were deleted while no watch could see it: its process is killed,

@@ -21,8 +21,14 @@ async fn main() {
             eprintln!("cannot write {}: {e}", path.display());
             std::process::exit(1);
         }
-        println!("kubeconfig written to {}", path.display());
+        say(&format!("kubeconfig written to {}", path.display()));
     }
-    println!("fake Kubernetes API at {}", fake.url());
+    say(&format!("fake Kubernetes API at {}", fake.url()));
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Prints a line; a reader that has gone away does not stop the server.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }

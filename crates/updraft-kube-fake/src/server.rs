@@ -272,6 +272,39 @@ async fn create(
     if let Some(refused) = check_new_pod(&shared, &ns, &mut pod) {
         return refused;
     }
+    let failure = take_create_failure(&shared);
+    if let Some(f) = failure.filter(|f| !f.created_anyway) {
+        return create_failure(f.code);
+    }
+    let created = create_pod(shared, ns, pod);
+    match failure {
+        Some(f) => create_failure(f.code),
+        None => created,
+    }
+}
+
+/// One of the failures [`crate::FakeKube::fail_next_creates`] asked for, if any is left.
+fn take_create_failure(shared: &Shared) -> Option<crate::FailingCreates> {
+    let mut state = shared.lock();
+    let failing = state.failing_creates.as_mut()?;
+    if failing.left == 0 {
+        return None;
+    }
+    failing.left -= 1;
+    Some(*failing)
+}
+
+fn create_failure(code: u16) -> Response {
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let reason = match code {
+        StatusCode::GATEWAY_TIMEOUT => "Timeout",
+        StatusCode::TOO_MANY_REQUESTS => "TooManyRequests",
+        _ => "ServiceUnavailable",
+    };
+    status(code, reason, format!("the server answered {code}"))
+}
+
+fn create_pod(shared: Arc<Shared>, ns: String, mut pod: Pod) -> Response {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let (signal, signals) = watch::channel(Signal::None);
     {

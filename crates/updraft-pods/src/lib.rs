@@ -654,31 +654,68 @@ async fn follow(
     Some((outcome, ended))
 }
 
-/// Creates the pod. One already there under this name is this very try's (created before a
-/// crash) when its annotations say so: it is followed instead.
+/// Waits before each new attempt at creating a pod after a transient error: about 6 s in all,
+/// enough for an API server's brief unavailability, short of a task's usual timeouts.
+const CREATE_RETRY_WAITS: [Duration; 5] = [
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(800),
+    Duration::from_millis(1600),
+    Duration::from_millis(3200),
+];
+
+/// Creates the pod, trying again after transient errors the client does not retry itself (it
+/// does 429, 503 and 504: kube's default retry policy): the connection failing, 500 and 502. One
+/// already there under this name is this very try's (created before a crash, or by an attempt
+/// whose answer was lost) when its annotations say so: it is followed instead.
 async fn create(job: &Job, pod: &Pod) -> Result<(), String> {
-    match job.api.create(&PostParams::default(), pod).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            let existing = job
-                .api
-                .get_opt(&job.name)
-                .await
-                .map_err(|e| format!("pod {} exists but cannot be read: {e}", job.name))?;
-            let ours = existing
-                .as_ref()
-                .and_then(manifest::identity_of)
-                .is_some_and(|id| Some(id) == manifest::identity_of(pod));
-            if ours {
-                Ok(())
-            } else {
-                Err(format!(
-                    "a pod named {} already exists and does not belong to this try",
-                    job.name
-                ))
+    let mut waits = CREATE_RETRY_WAITS.iter();
+    loop {
+        match job.api.create(&PostParams::default(), pod).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                return claim_existing(job, pod).await;
             }
+            Err(e) if is_transient(&e) => match waits.next() {
+                Some(wait) => {
+                    tracing::warn!(pod = %job.name, "creating the pod, trying again: {e}");
+                    tokio::time::sleep(*wait).await;
+                }
+                None => return Err(format!("the pod could not be created: {e}")),
+            },
+            Err(e) => return Err(format!("the pod could not be created: {e}")),
         }
-        Err(e) => Err(format!("the pod could not be created: {e}")),
+    }
+}
+
+/// An error another attempt may not meet: the connection failed, or the server (or a webhook
+/// it called, or a proxy in front of it) failed.
+fn is_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => matches!(status.code, 500 | 502),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+/// The pod named like this try's already exists: follow it if it is this try's.
+async fn claim_existing(job: &Job, pod: &Pod) -> Result<(), String> {
+    let existing = job
+        .api
+        .get_opt(&job.name)
+        .await
+        .map_err(|e| format!("pod {} exists but cannot be read: {e}", job.name))?;
+    let ours = existing
+        .as_ref()
+        .and_then(manifest::identity_of)
+        .is_some_and(|id| Some(id) == manifest::identity_of(pod));
+    if ours {
+        Ok(())
+    } else {
+        Err(format!(
+            "a pod named {} already exists and does not belong to this try",
+            job.name
+        ))
     }
 }
 

@@ -425,6 +425,48 @@ async fn the_log_is_streamed_while_the_pod_runs() {
     assert_eq!(pod_reads(&requests), 0, "never polled: {requests:?}");
 }
 
+fn posts(requests: &[String]) -> usize {
+    requests.iter().filter(|r| r.starts_with("POST")).count()
+}
+
+#[tokio::test]
+async fn pod_creation_is_tried_again_while_the_api_server_is_briefly_failing() {
+    let mut h = harness(|_| {}).await;
+    h.fake.fail_next_creates(2, 503, false);
+    let (_, log) = h.launch(
+        &pod_task(r#"{image: busybox, cmds: ["echo", "ran"]}"#),
+        "busy",
+    );
+    assert_eq!(h.finished().await, ExecOutcome::Success);
+    assert!(read(&log).contains("ran\n"), "{}", read(&log));
+    assert_eq!(posts(&h.fake.requests()), 3, "two refusals, then created");
+
+    // The answer lost after the pod was made: the next attempt finds it there, as this try's.
+    h.fake.fail_next_creates(1, 504, true);
+    let (_, log) = h.launch(
+        &pod_task(r#"{image: busybox, cmds: ["echo", "once"]}"#),
+        "lost",
+    );
+    assert_eq!(h.finished().await, ExecOutcome::Success);
+    assert_eq!(read(&log).matches("once\n").count(), 1, "{}", read(&log));
+    assert_eq!(posts(&h.fake.requests()), 5);
+
+    // Failing for longer than the retries last: the try fails, saying so. (Answers of 503
+    // are retried by the client for minutes, so this is a 500, which updraft retries.)
+    h.fake.fail_next_creates(100, 500, false);
+    h.launch(&pod_task(r#"{image: busybox, cmds: ["true"]}"#), "down");
+    let outcome = h.finished().await;
+    assert!(
+        message(&outcome).contains("the pod could not be created"),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        posts(&h.fake.requests()),
+        5 + 6,
+        "one attempt and five more"
+    );
+}
+
 /// Watch requests on the `shop` namespace (the watcher's lists are not counted).
 fn watches_of_shop(requests: &[String]) -> usize {
     requests

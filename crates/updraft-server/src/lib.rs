@@ -13,6 +13,7 @@ pub mod ui;
 use std::net::SocketAddr;
 
 use axum::Router;
+use axum::serve::ListenerExt as _;
 
 pub use error::{ApiError, ServerError};
 pub use state::{AppState, ServerConfig};
@@ -45,6 +46,11 @@ pub async fn serve(
         eprintln!("updraft web UI and API on http://{addr}");
     }
     let stopping = state.clone();
+    // Small writes (event-stream messages, short responses) go out at once instead of waiting
+    // up to 40 ms for the client's delayed acknowledgement.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move {
             shutdown.await;

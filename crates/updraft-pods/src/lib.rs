@@ -506,9 +506,29 @@ async fn follow(
             job.name
         ));
         let at = Utc::now();
-        if let Err(message) = create(&job, pod).await {
-            log.line(&message);
-            return Some((ExecOutcome::failed(message), Utc::now()));
+        // Creating may take minutes while the API server is unavailable (the client retries):
+        // a kill or a detach is heard meanwhile.
+        let created = tokio::select! {
+            created = create(&job, pod) => Some(created),
+            _ = stop.wait_for(|s| *s != Stop::No) => None,
+        };
+        match created {
+            Some(Ok(())) => {}
+            Some(Err(message)) => {
+                log.line(&message);
+                return Some((ExecOutcome::failed(message), Utc::now()));
+            }
+            None if *stop.borrow() == Stop::Detach => return None,
+            None => {
+                log.line(&format!(
+                    "kill requested at {} while creating pod {}",
+                    now(),
+                    job.name
+                ));
+                // The request may have reached the server before it was dropped.
+                delete(&job, inner.config.delete_grace).await;
+                return Some((ExecOutcome::Killed, Utc::now()));
+            }
         }
         inner.send(TryEvent::Started {
             key: job.key.clone(),

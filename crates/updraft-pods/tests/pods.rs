@@ -467,6 +467,27 @@ async fn pod_creation_is_tried_again_while_the_api_server_is_briefly_failing() {
     );
 }
 
+#[tokio::test]
+async fn a_try_killed_while_its_pod_is_being_created_ends_at_once() {
+    let mut h = harness(|_| {}).await;
+    // Answers of 503 are retried by the client for minutes.
+    h.fake.fail_next_creates(1000, 503, false);
+    let (key, log) = h.launch(&pod_task(r#"{image: busybox, cmds: ["true"]}"#), "stuck");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while posts(&h.fake.requests()) < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "creation is retried"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(h.executor.kill(&key));
+    assert_eq!(h.finished().await, ExecOutcome::Killed);
+    assert!(read(&log).contains("kill requested"), "{}", read(&log));
+    assert!(h.fake.pods().is_empty());
+    assert_eq!(h.executor.in_flight(), 0);
+}
+
 /// Watch requests on the `shop` namespace (the watcher's lists are not counted).
 fn watches_of_shop(requests: &[String]) -> usize {
     requests

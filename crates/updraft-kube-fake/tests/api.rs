@@ -284,3 +284,50 @@ async fn failure_modes_follow_the_image() {
         Some("Evicted")
     );
 }
+
+#[tokio::test]
+async fn a_vanished_pod_cuts_watches_and_old_resource_versions_are_gone() {
+    let fake = FakeKube::start().await;
+    let pods = api(&fake, "team").await;
+    let created = pods
+        .create(
+            &PostParams::default(),
+            &pod("v", "busybox", &["sleep", "3600"]),
+        )
+        .await
+        .unwrap();
+    let rv = created.metadata.resource_version.clone().unwrap();
+    let mut open = pods
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    fake.vanish_pod("team", "v");
+    // The open watch ends without telling of the deletion...
+    loop {
+        match tokio::time::timeout(WAIT, open.next()).await.unwrap() {
+            None => break,
+            Some(Ok(WatchEvent::Deleted(_))) => panic!("the deletion was not to be seen"),
+            Some(_) => {}
+        }
+    }
+    // ...a watch from before it is refused with 410 Gone, in the API server's wire form...
+    let mut again = pods
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    match tokio::time::timeout(WAIT, again.next()).await.unwrap() {
+        Some(Ok(WatchEvent::Error(e))) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+    // ...and only a new list shows that the pod is gone.
+    assert!(
+        pods.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(pods.get_opt("v").await.unwrap().is_none());
+}

@@ -124,7 +124,6 @@ struct Inner {
 struct Job {
     key: TryKey,
     api: Api<Pod>,
-    namespace: String,
     name: String,
     container: String,
     log_path: PathBuf,
@@ -179,7 +178,6 @@ impl PodExecutor {
                 let job = Job {
                     key: spec.key,
                     api: Api::namespaced(self.inner.client.clone(), &namespace),
-                    namespace,
                     name: pod.metadata.name.clone().unwrap_or_default(),
                     container,
                     log_path: spec.log_path,
@@ -326,7 +324,6 @@ impl PodExecutor {
         let job = Job {
             key,
             api: Api::namespaced(self.inner.client.clone(), &namespace),
-            namespace,
             name: pod.metadata.name.clone().unwrap_or_default(),
             container,
             log_path,
@@ -494,7 +491,7 @@ async fn follow(
     let mut log = LogFile::open(&job.log_path);
     let adopted = job.create.is_none();
     // Subscribed before the pod is created, so that none of its changes is missed.
-    let mut changes = inner.watches.subscribe(&job.namespace, &job.name);
+    let mut changes = inner.watches.subscribe(job.namespace(), &job.name);
     // The pod's state known before its first change arrives.
     let mut known: Option<Pod> = None;
     if let Some(pod) = &job.create {
@@ -502,7 +499,7 @@ async fn follow(
             "try {} started at {}: pod {}/{}",
             job.key.try_number,
             now(),
-            job.namespace,
+            job.namespace(),
             job.name
         ));
         let at = Utc::now();
@@ -672,6 +669,12 @@ async fn follow(
         ended.to_rfc3339_opts(SecondsFormat::Millis, true)
     ));
     Some((outcome, ended))
+}
+
+impl Job {
+    fn namespace(&self) -> &str {
+        self.api.namespace().unwrap_or_default()
+    }
 }
 
 /// Waits before each new attempt at creating a pod after a transient error: about 6 s in all,

@@ -1,8 +1,10 @@
-//! Data intervals: which scheduled runs exist and when they become due (Airflow 2 timetables).
+//! Data intervals: which scheduled runs exist and when they become due (Airflow's data-interval
+//! timetables, `CronDataIntervalTimetable` and `DeltaDataIntervalTimetable`).
 //!
 //! A scheduled run covers a *data interval* `[start, end)`; its logical date is `start`, and it is
-//! created once `end <= now` (the interval is complete). This is Airflow 2's
-//! `CronDataIntervalTimetable` / `DeltaDataIntervalTimetable` / `OnceTimetable` behaviour:
+//! created once `end <= now` (the interval is complete). This is the behaviour of Airflow's
+//! `CronDataIntervalTimetable` / `DeltaDataIntervalTimetable` / `OnceTimetable` (Airflow 3 uses
+//! them for cron strings with `create_cron_data_intervals = True`, Airflow 2 always):
 //!
 //! * **`Schedule::None`**: no scheduled runs at all; manual runs get `[d, d]`.
 //! * **`Schedule::Once`**: a single interval `[start_date, start_date]`, due once
@@ -10,17 +12,23 @@
 //!   `start_date` is unset or after `end_date`.
 //! * **`Schedule::Every(d)`**: a grid anchored at `start_date` (at the Unix epoch when there is no
 //!   `start_date`): intervals `[start + k*d, start + (k+1)*d)`. Airflow anchors `catchup=false`
-//!   runs on an epoch-based grid instead; updraft keeps every interval on the `start_date` grid. A
-//!   zero duration schedules nothing.
+//!   runs on an epoch-based grid instead; updraft keeps them on the `start_date` grid, so that
+//!   turning catchup off does not move a DAG's runs. A zero duration schedules nothing (and is
+//!   refused when a DAG file is read).
 //! * **`Schedule::Cron(expr)`**: intervals between consecutive cron ticks, the ticks being computed
 //!   on the wall clock of the DAG's time zone (see *Daylight saving time* below).
 //!
 //! ## Which intervals are created
 //!
 //! As in Airflow's `next_dagrun_info`, each new interval follows the latest scheduled interval
-//! already created (`last`): it starts at `last.end` (moved forward to the next tick when
-//! `last.end` is not on the schedule's grid, e.g. after the schedule changed, so a new interval
-//! never starts before the last created one ends). Without a `last`, it starts at the first tick at or after `start_date`.
+//! already created (`last`): it starts at `last.end` when that is a tick, else at the last tick
+//! *before* `last.end` (Airflow's `_align_to_prev`: after a schedule change from `0 1 * * *` to
+//! `0 0 * * *`, the run after `[01:00, 01:00 next day)` covers `[00:00 next day, 00:00 the day
+//! after)`, overlapping the last one by an hour). It never starts at or before `last.start`
+//! (a zero-length `last`, left by a DAG that was `@once`, is followed by the next tick, not
+//! given its logical date again). A duration schedule starts at `last.end` as it is, as
+//! Airflow's `DeltaDataIntervalTimetable` does. Without a `last`, an interval starts at the
+//! first tick at or after `start_date`.
 //!
 //! * `catchup = true`: every interval since `start_date` is created, oldest first, as long as it
 //!   is complete ([`due_intervals`] returns at most `limit` per call). If `start_date` moved past
@@ -38,29 +46,31 @@
 //!
 //! ## Daylight saving time
 //!
-//! Cron ticks are found with croner on the wall clock of `Dag::timezone` and converted to UTC;
-//! intervals are always contiguous in UTC (`end` of one is `start` of the next). croner treats an
-//! expression whose second, minute and hour fields are each a single fixed value (such as
-//! `0 0 * * *` or `30 2 * * *`) as a *fixed-time* job, and anything else (`0 * * * *`,
-//! `*/15 * * * *`, `0 1,2 * * *`) as an *interval* job. With that:
+//! Cron ticks are found on the wall clock of `Dag::timezone` exactly as Airflow's `CronMixin`
+//! does, and converted to UTC; intervals are always contiguous in UTC (`end` of one is `start`
+//! of the next). What matters is whether the hour field matches every hour (`*`, `0-23`,
+//! `*/1`; Airflow's `_covers_every_hour`):
 //!
-//! * **A wall-clock time that does not exist** (spring forward, e.g. 02:30 on 2024-03-10 in
-//!   America/New_York or on 2024-03-31 in Europe/Berlin): a fixed-time job fires at the first real
-//!   instant after the gap (03:00 local, daylight time), so the day still gets exactly one tick;
-//!   an interval job simply has no tick inside the gap (an hourly job goes 01:00 → 03:00 local,
-//!   which is one hour of real time).
-//! * **A wall-clock time that occurs twice** (fall back, e.g. 01:30 on 2024-11-03 in New York or
-//!   02:30 on 2024-10-27 in Berlin): a fixed-time job fires once, at the *earlier* instant (still
-//!   on daylight time); an interval job fires at both instants (an hourly job gets 01:00 EDT and
-//!   01:00 EST, each interval one real hour long).
-//! * **Daily intervals across a transition** therefore span the real elapsed time between local
-//!   midnights (or the given local time): `0 0 * * *` in Europe/Berlin gives
-//!   `[2024-03-30T23:00Z, 2024-03-31T22:00Z)` (23 h) on the spring-forward day and
-//!   `[2024-10-26T22:00Z, 2024-10-27T23:00Z)` (25 h) on the fall-back day. A fixed time inside
-//!   the gap shifts that day's tick (`30 2 * * *` in Berlin: 2024-03-31 ticks at 03:00 CEST =
-//!   01:00Z, so the intervals around it are 23.5 h and 23.5 h).
+//! * **Hour field `*`** (`0 * * * *`, `*/15 * * * *`): ticks step by the real time between
+//!   wall-clock ticks. A repeated hour is run twice (an hourly job gets 01:00 EDT and 01:00 EST
+//!   on 2024-11-03 in New York), a skipped hour not at all (01:00 EST → 03:00 EDT on
+//!   2024-03-10); every interval is one real hour.
+//! * **Any other hour field** (`0 0 * * *`, `30 2 * * *`, `0 1,2 * * *`): each wall-clock tick
+//!   is placed on its own, as pendulum places a time with `fold=1`. A time that occurs twice
+//!   (fall back, 01:30 on 2024-11-03 in New York, 02:30 on 2024-10-27 in Berlin) is its
+//!   **second** occurrence (01:30 EST = 06:30Z; 02:30 CET = 01:30Z). A time that does not exist
+//!   (spring forward, 02:30 on 2024-03-10 in New York or 2024-03-31 in Berlin) is moved forward
+//!   by the gap's length: 03:30 daylight time (07:30Z in New York, 01:30Z in Berlin).
+//! * **Daily intervals across a transition** therefore span the real elapsed time between the
+//!   local ticks: `0 0 * * *` in Europe/Berlin gives `[2024-03-30T23:00Z, 2024-03-31T22:00Z)`
+//!   (23 h) on the spring-forward day and `[2024-10-26T22:00Z, 2024-10-27T23:00Z)` (25 h) on the
+//!   fall-back day; `30 2 * * *` in Berlin gives 23 h then 24 h around 2024-03-31 (its tick that
+//!   day is 03:30 CEST), and 25 h then 24 h around 2024-10-27 (its tick is 02:30 CET).
+//! * A manual run's interval and the latest complete interval (`catchup = false`) never end
+//!   after the moment they are computed for, even when the previous wall-clock tick is the later
+//!   of two repeated times and so still ahead (Airflow's tests `new-york-fold`).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -182,12 +192,23 @@ pub fn manual_interval(dag: &Dag, logical_date: DateTime<Utc>) -> DataInterval {
 pub enum Timetable {
     Once,
     /// Ticks of a cron expression on the wall clock of a time zone.
-    Cron(Box<Cron>, Tz),
+    Cron(Box<CronClock>),
     /// A fixed step in nanoseconds on a grid through `anchor`.
     Every {
         anchor: DateTime<Utc>,
         step_ns: i128,
     },
+}
+
+/// A cron expression read on the wall clock of a time zone, as Airflow's `CronMixin` reads it.
+#[derive(Debug, Clone)]
+pub struct CronClock {
+    cron: Cron,
+    tz: Tz,
+    /// The hour field matches every hour (Airflow's `_covers_every_hour`): ticks then step by
+    /// the real time between wall-clock ticks, so a repeated hour is run twice and a skipped
+    /// one not at all. Otherwise each wall-clock tick is placed on its own (see [`make_aware`]).
+    every_hour: bool,
 }
 
 impl Timetable {
@@ -203,7 +224,12 @@ impl Timetable {
                     .year(Year::Disallowed)
                     .build();
                 let cron = parser.parse(expr).ok()?;
-                Some(Timetable::Cron(Box::new(cron), dag.timezone))
+                let every_hour = (0..24).all(|h| cron.pattern.hour_match(h).unwrap_or(false));
+                Some(Timetable::Cron(Box::new(CronClock {
+                    cron,
+                    tz: dag.timezone,
+                    every_hour,
+                })))
             }
             Schedule::Every(d) => {
                 let step_ns = i128::try_from(d.as_nanos()).ok().filter(|n| *n > 0)?;
@@ -253,7 +279,7 @@ impl Timetable {
         let start = match last {
             None => earliest?,
             Some(l) => {
-                let after_last = self.align_next(l.end).unwrap_or(l.end);
+                let after_last = self.start_after(l)?;
                 earliest.map_or(after_last, |e| e.max(after_last))
             }
         };
@@ -264,25 +290,37 @@ impl Timetable {
         Some(DataInterval::new(start, end))
     }
 
+    /// Where the interval after `last` starts: Airflow's `_align_to_prev(last.end)`, i.e.
+    /// `last.end` itself when it is a tick, else the last tick before it (after a schedule
+    /// change the new interval may then overlap the last one). A duration schedule starts at
+    /// `last.end` as it is. Never at or before `last.start`, so a zero-length `last` (a DAG that
+    /// was `@once`) or a tick before it does not give its logical date again.
+    fn start_after(&self, last: &DataInterval) -> Option<DateTime<Utc>> {
+        let aligned = match self {
+            Timetable::Every { .. } => last.end,
+            _ => self.align_prev(last.end)?,
+        };
+        if aligned > last.start {
+            return Some(aligned);
+        }
+        let mut tick = self.align_next(last.start)?;
+        if tick <= last.start {
+            tick = self.next(tick)?;
+        }
+        Some(tick)
+    }
+
     /// Start of the latest interval complete at `now` (Airflow's `_skip_to_latest`).
     fn latest_complete_start(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let end = self.align_prev(now)?;
         self.prev(end)
     }
 
-    /// First tick at or after `t`.
+    /// First tick at or after `t` (Airflow's `_align_to_next`).
     pub fn align_next(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Timetable::Once => Some(t),
-            Timetable::Cron(cron, tz) => {
-                // A tick moved out of a DST gap (02:30 → 03:00) does not match the expression on
-                // its own wall clock, so an inclusive forward search from it would skip it; the
-                // backward search recognises it.
-                if cron_find(cron, tz, t, true, false) == Some(t) {
-                    return Some(t);
-                }
-                cron_find(cron, tz, t, true, true)
-            }
+            Timetable::Cron(clock) => clock.align_next(t),
             Timetable::Every { anchor, step_ns } => {
                 let k = (ns_between(*anchor, t) + step_ns - 1).div_euclid(*step_ns);
                 add_ns(*anchor, k * step_ns)
@@ -290,11 +328,11 @@ impl Timetable {
         }
     }
 
-    /// Last tick at or before `t`.
+    /// Last tick at or before `t` (Airflow's `_align_to_prev`).
     pub fn align_prev(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Timetable::Once => Some(t),
-            Timetable::Cron(cron, tz) => cron_find(cron, tz, t, true, false),
+            Timetable::Cron(clock) => clock.align_prev(t),
             Timetable::Every { anchor, step_ns } => {
                 let k = ns_between(*anchor, t).div_euclid(*step_ns);
                 add_ns(*anchor, k * step_ns)
@@ -306,7 +344,7 @@ impl Timetable {
     pub fn next(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Timetable::Once => Some(t),
-            Timetable::Cron(cron, tz) => cron_find(cron, tz, t, false, true),
+            Timetable::Cron(clock) => clock.get_next(t),
             Timetable::Every { step_ns, .. } => add_ns(t, *step_ns),
         }
     }
@@ -315,26 +353,101 @@ impl Timetable {
     pub fn prev(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Timetable::Once => Some(t),
-            Timetable::Cron(cron, tz) => cron_find(cron, tz, t, false, false),
+            Timetable::Cron(clock) => clock.get_prev(t),
             Timetable::Every { step_ns, .. } => add_ns(t, -step_ns),
         }
     }
 }
 
-fn cron_find(
-    cron: &Cron,
-    tz: &Tz,
-    t: DateTime<Utc>,
-    inclusive: bool,
-    forward: bool,
-) -> Option<DateTime<Utc>> {
-    let local = t.with_timezone(tz);
-    let found = if forward {
-        cron.find_next_occurrence(&local, inclusive)
-    } else {
-        cron.find_previous_occurrence(&local, inclusive)
-    };
-    found.ok().map(|d| d.with_timezone(&Utc))
+/// How many wall-clock ticks a search steps over at most to get past its starting instant (a
+/// tick placed on the later of two repeated times, or moved out of a gap, can lie on the wrong
+/// side of it; two steps always suffice).
+const MAX_STEPS: usize = 4;
+
+impl CronClock {
+    /// Airflow's `_get_next`: the first wall-clock tick after `t`'s wall-clock time, and after
+    /// `t` itself.
+    fn get_next(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut wall = t.with_timezone(&self.tz).naive_local();
+        if self.every_hour {
+            let tick = self.cron.find_next_occurrence(&wall, false).ok()?;
+            return t.checked_add_signed(tick - wall);
+        }
+        for _ in 0..MAX_STEPS {
+            wall = self.cron.find_next_occurrence(&wall, false).ok()?;
+            let tick = make_aware(wall, self.tz)?;
+            if tick > t {
+                return Some(tick);
+            }
+        }
+        None
+    }
+
+    /// Airflow's `_get_prev`: the last wall-clock tick before `t`'s wall-clock time, and before
+    /// `t` itself (a tick moved out of a gap, 02:30 → 03:30, is not its own predecessor: the
+    /// inferred interval is never empty, as Airflow's `lord-howe-half-hour-dst-gap` test asks).
+    fn get_prev(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut wall = t.with_timezone(&self.tz).naive_local();
+        if self.every_hour {
+            let tick = self.cron.find_previous_occurrence(&wall, false).ok()?;
+            return t.checked_sub_signed(wall - tick);
+        }
+        for _ in 0..MAX_STEPS {
+            wall = self.cron.find_previous_occurrence(&wall, false).ok()?;
+            let tick = make_aware(wall, self.tz)?;
+            if tick < t {
+                return Some(tick);
+            }
+        }
+        None
+    }
+
+    /// Airflow's `_align_to_next`: `t` when it is a tick, else the next tick.
+    fn align_next(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let next = self.get_next(t)?;
+        if self.get_prev(next) == Some(t) {
+            return Some(t);
+        }
+        Some(next)
+    }
+
+    /// Airflow's `_align_to_prev`: `t` when it is a tick, else the previous tick; never a tick
+    /// after `t` (the later of two repeated wall-clock times can be, as on 2024-11-03 in New
+    /// York at 01:30 EDT, where the previous `0 1 * * *` tick is 01:00 EST, half an hour ahead).
+    fn align_prev(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut prev = self.get_prev(t)?;
+        if self.get_next(prev) == Some(t) {
+            return Some(t);
+        }
+        for _ in 0..MAX_STEPS {
+            if prev <= t {
+                return Some(prev);
+            }
+            prev = self.get_prev(prev)?;
+        }
+        None
+    }
+}
+
+/// Airflow's `make_aware` (pendulum with `fold=1`): a wall-clock time read in `tz`. A time that
+/// occurs twice is its *second* occurrence; a time that does not exist is moved forward by the
+/// length of the gap (02:30 in a 02:00→03:00 gap is 03:30), i.e. read with the offset in force
+/// before the gap.
+fn make_aware(wall: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
+    match tz.from_local_datetime(&wall) {
+        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+        LocalResult::Ambiguous(_, later) => Some(later.with_timezone(&Utc)),
+        LocalResult::None => {
+            let before_gap = wall.checked_sub_signed(TimeDelta::days(1))?;
+            let offset = match tz.from_local_datetime(&before_gap) {
+                LocalResult::Single(t) | LocalResult::Ambiguous(_, t) => t.offset().fix(),
+                LocalResult::None => return None,
+            };
+            let utc =
+                wall.checked_sub_signed(TimeDelta::seconds(i64::from(offset.local_minus_utc())))?;
+            Some(Utc.from_utc_datetime(&utc))
+        }
+    }
 }
 
 fn ns_between(a: DateTime<Utc>, b: DateTime<Utc>) -> i128 {

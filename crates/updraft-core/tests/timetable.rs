@@ -361,47 +361,55 @@ fn berlin_daily_is_23h_on_spring_forward_and_25h_on_fall_back() {
 }
 
 #[test]
-fn berlin_fixed_time_in_the_gap_runs_right_after_it() {
-    // 02:30 does not exist on 2024-03-31 in Berlin: that day's tick is 03:00 CEST = 01:00Z.
+fn berlin_fixed_time_in_the_gap_moves_forward_by_the_gap() {
+    // 02:30 does not exist on 2024-03-31 in Berlin: as in Airflow (pendulum, fold=1), that day's
+    // tick is moved forward by the hour the clocks skip, to 03:30 CEST = 01:30Z.
     let d = cron_dag("30 2 * * *", berlin(), Some(utc(2024, 3, 29, 12, 0)), true);
     let got = due_intervals(&d, None, utc(2024, 4, 2, 0, 0), 10);
     assert_eq!(
         got,
         vec![
-            // 2024-03-30 02:30 CET .. 2024-03-31 03:00 CEST
-            iv(utc(2024, 3, 30, 1, 30), utc(2024, 3, 31, 1, 0)),
+            // 2024-03-30 02:30 CET .. 2024-03-31 03:30 CEST
+            iv(utc(2024, 3, 30, 1, 30), utc(2024, 3, 31, 1, 30)),
             // .. 2024-04-01 02:30 CEST
-            iv(utc(2024, 3, 31, 1, 0), utc(2024, 4, 1, 0, 30)),
+            iv(utc(2024, 3, 31, 1, 30), utc(2024, 4, 1, 0, 30)),
         ]
     );
-    assert_eq!(got.iter().map(hours).collect::<Vec<_>>(), vec![23.5, 23.5]);
+    assert_eq!(got.iter().map(hours).collect::<Vec<_>>(), vec![24.0, 23.0]);
     assert_eq!(
         manual_interval(&d, utc(2024, 4, 1, 0, 0)),
-        iv(utc(2024, 3, 30, 1, 30), utc(2024, 3, 31, 1, 0))
+        iv(utc(2024, 3, 30, 1, 30), utc(2024, 3, 31, 1, 30))
     );
     assert_eq!(
         manual_interval(&d, utc(2024, 4, 1, 0, 30)),
-        iv(utc(2024, 3, 31, 1, 0), utc(2024, 4, 1, 0, 30))
+        iv(utc(2024, 3, 31, 1, 30), utc(2024, 4, 1, 0, 30))
     );
 }
 
 #[test]
-fn berlin_fixed_time_in_the_overlap_runs_once_at_the_earlier_instant() {
-    // 02:30 happens twice on 2024-10-27 (00:30Z CEST, 01:30Z CET): one tick, at 00:30Z.
+fn berlin_fixed_time_in_the_overlap_runs_once_at_the_second_instant() {
+    // 02:30 happens twice on 2024-10-27 (00:30Z CEST, 01:30Z CET): one tick, at the second,
+    // 01:30Z (Airflow's fold=1).
     let d = cron_dag("30 2 * * *", berlin(), Some(utc(2024, 10, 25, 12, 0)), true);
     let got = due_intervals(&d, None, utc(2024, 10, 29, 0, 0), 10);
     assert_eq!(
         got,
         vec![
-            iv(utc(2024, 10, 26, 0, 30), utc(2024, 10, 27, 0, 30)),
+            // 2024-10-26 02:30 CEST .. 2024-10-27 02:30 CET
+            iv(utc(2024, 10, 26, 0, 30), utc(2024, 10, 27, 1, 30)),
             // .. 2024-10-28 02:30 CET
-            iv(utc(2024, 10, 27, 0, 30), utc(2024, 10, 28, 1, 30)),
+            iv(utc(2024, 10, 27, 1, 30), utc(2024, 10, 28, 1, 30)),
         ]
     );
-    assert_eq!(got.iter().map(hours).collect::<Vec<_>>(), vec![24.0, 25.0]);
+    assert_eq!(got.iter().map(hours).collect::<Vec<_>>(), vec![25.0, 24.0]);
     assert_eq!(
         manual_interval(&d, utc(2024, 10, 27, 1, 45)),
-        iv(utc(2024, 10, 26, 0, 30), utc(2024, 10, 27, 0, 30))
+        iv(utc(2024, 10, 26, 0, 30), utc(2024, 10, 27, 1, 30))
+    );
+    // Between the two 02:30s the day's tick is still ahead: the interval ends a day earlier.
+    assert_eq!(
+        manual_interval(&d, utc(2024, 10, 27, 1, 0)),
+        iv(utc(2024, 10, 25, 0, 30), utc(2024, 10, 26, 0, 30))
     );
 }
 
@@ -440,24 +448,24 @@ fn new_york_hourly_across_both_transitions_stays_one_real_hour() {
 
 #[test]
 fn new_york_fixed_time_on_transition_days() {
-    // 02:30 is skipped on 2024-03-10 (tick at 03:00 EDT = 07:00Z).
+    // 02:30 is skipped on 2024-03-10: the tick moves forward by the gap, to 03:30 EDT = 07:30Z.
     let d = cron_dag("30 2 * * *", new_york(), Some(utc(2024, 3, 9, 0, 0)), true);
     let got = due_intervals(&d, None, utc(2024, 3, 12, 0, 0), 10);
     assert_eq!(
         got,
         vec![
-            iv(utc(2024, 3, 9, 7, 30), utc(2024, 3, 10, 7, 0)),
-            iv(utc(2024, 3, 10, 7, 0), utc(2024, 3, 11, 6, 30)),
+            iv(utc(2024, 3, 9, 7, 30), utc(2024, 3, 10, 7, 30)),
+            iv(utc(2024, 3, 10, 7, 30), utc(2024, 3, 11, 6, 30)),
         ]
     );
-    // 01:30 happens twice on 2024-11-03: one tick at 01:30 EDT = 05:30Z.
+    // 01:30 happens twice on 2024-11-03: one tick, at the second, 01:30 EST = 06:30Z.
     let d = cron_dag("30 1 * * *", new_york(), Some(utc(2024, 11, 2, 0, 0)), true);
     let got = due_intervals(&d, None, utc(2024, 11, 5, 0, 0), 10);
     assert_eq!(
         got,
         vec![
-            iv(utc(2024, 11, 2, 5, 30), utc(2024, 11, 3, 5, 30)),
-            iv(utc(2024, 11, 3, 5, 30), utc(2024, 11, 4, 6, 30)),
+            iv(utc(2024, 11, 2, 5, 30), utc(2024, 11, 3, 6, 30)),
+            iv(utc(2024, 11, 3, 6, 30), utc(2024, 11, 4, 6, 30)),
         ]
     );
 }

@@ -22,6 +22,9 @@ pub const CRON_PRESETS: [(&str, &str); 6] = [
     ("@yearly", "0 0 1 1 *"),
 ];
 
+/// The refusal of a zero (or negative) duration schedule, worded as for the other durations.
+const SCHEDULE_NOT_POSITIVE: &str = "`schedule` must be longer than zero";
+
 /// Preset spellings accepted on input besides those of [`CRON_PRESETS`].
 const PRESET_ALIASES: [(&str, &str); 1] = [("@annually", "0 0 1 1 *")];
 
@@ -44,7 +47,7 @@ pub fn parse_schedule(text: &str) -> Result<Schedule, String> {
         return parse_cron(text).map(Schedule::Cron);
     }
     match diag::parse_duration_text(text) {
-        Ok(d) if d.is_zero() => Err("a schedule interval must be longer than zero".to_owned()),
+        Ok(d) if d.is_zero() => Err(SCHEDULE_NOT_POSITIVE.to_owned()),
         Ok(d) => Ok(Schedule::Every(d)),
         Err(reason) => Err(format!(
             "{} is neither a cron expression, a preset (@once, @hourly, @daily, @weekly, \
@@ -114,9 +117,10 @@ pub(crate) fn schedule(diags: &mut Diagnostics<'_>, node: &Node) -> Option<Sched
     let parsed = match &node.value {
         Value::Null => Ok(Schedule::None),
         Value::Str(s) => parse_schedule(s),
-        Value::Int(i) if *i > 0 => Ok(Schedule::Every(Duration::from_secs(
-            u64::try_from(*i).unwrap_or(u64::MAX),
-        ))),
+        Value::Int(i) => match u64::try_from(*i) {
+            Ok(seconds) if seconds > 0 => Ok(Schedule::Every(Duration::from_secs(seconds))),
+            _ => Err(SCHEDULE_NOT_POSITIVE.to_owned()),
+        },
         _ => Err(format!(
             "`schedule` must be a cron expression, a preset such as \"@daily\", a duration such \
              as \"1h\", or null, found {}",

@@ -212,6 +212,21 @@ fn bad_cron_expressions() {
     );
 }
 
+/// A zero schedule is refused like any other zero duration (Airflow: "schedule interval must
+/// be positive"), whether written as a number of seconds or as a duration.
+#[test]
+fn zero_or_negative_schedule_is_refused() {
+    for value in ["0", "-60", "0s", "'0m'"] {
+        let error = assert_one(
+            &format!("schedule: {value}\nstart_date: 2024-01-01\n"),
+            1,
+            11,
+            &["`schedule` must be longer than zero"],
+        );
+        assert!(error.to_string().contains("team_file.yaml"), "{error}");
+    }
+}
+
 #[test]
 fn unknown_timezone() {
     assert_one(

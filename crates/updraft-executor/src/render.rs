@@ -26,7 +26,8 @@
 //! in the DAG's time zone: a daily DAG in `Europe/Paris` whose run starts at local midnight has
 //! the previous day as its `ds`. Use `logical_date.in_timezone(dag.timezone)` for local values.
 //!
-//! The date-time objects print as ISO 8601 (like `ts`) and offer `.year`, `.month`, `.day`,
+//! The date-time objects print as Airflow 3 prints them (pendulum 3's `str()`, ISO 8601 with a
+//! space: `2024-12-01 01:00:00+00:00`; `ts` and `.isoformat()` keep the `T`) and offer `.year`, `.month`, `.day`,
 //! `.hour`, `.minute`, `.second`, `.microsecond`, `.int_timestamp`, `.timezone_name` and the
 //! methods `strftime(fmt)`, `isoformat()`, `timestamp()`, `date()`, `to_date_string()`,
 //! `to_datetime_string()` and `in_timezone(tz)` / `in_tz(tz)`.
@@ -512,10 +513,21 @@ impl Derived {
 
 /// Python's `datetime.isoformat()`: microseconds only when non-zero, offset as `+HH:MM`.
 fn iso(dt: &DateTime<FixedOffset>) -> String {
+    iso_with_separator(dt, 'T')
+}
+
+/// How Airflow 3 prints a date-time in a template, `str()` of a pendulum 3 `DateTime`:
+/// `isoformat(" ")`, e.g. `2024-12-01 01:00:00+00:00`.
+fn pendulum_str(dt: &DateTime<FixedOffset>) -> String {
+    iso_with_separator(dt, ' ')
+}
+
+fn iso_with_separator(dt: &DateTime<FixedOffset>, separator: char) -> String {
+    let date = dt.format("%Y-%m-%d");
     if dt.nanosecond() == 0 {
-        dt.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+        format!("{date}{separator}{}", dt.format("%H:%M:%S%:z"))
     } else {
-        dt.format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string()
+        format!("{date}{separator}{}", dt.format("%H:%M:%S%.6f%:z"))
     }
 }
 
@@ -622,8 +634,8 @@ fn try_format(formatted: impl fmt::Display, fmt: &str) -> Result<String, Error> 
     Ok(out)
 }
 
-/// A date-time in templates: prints as ISO 8601, with a few of Python's and pendulum's
-/// attributes and methods.
+/// A date-time in templates: prints as pendulum's `str()` (`2024-12-01 01:00:00+00:00`), with
+/// a few of Python's and pendulum's attributes and methods.
 #[derive(Debug)]
 struct DateTimeObj {
     dt: DateTime<FixedOffset>,
@@ -703,7 +715,7 @@ impl Object for DateTimeObj {
     }
 
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&iso(&self.dt))
+        f.write_str(&pendulum_str(&self.dt))
     }
 }
 
@@ -812,26 +824,32 @@ mod tests {
             r("{{ ts_nodash_with_tz }}").unwrap(),
             "20240305T060708+0000"
         );
-        assert_eq!(
-            r("{{ logical_date }}").unwrap(),
-            "2024-03-05T06:07:08+00:00"
-        );
-        assert_eq!(
-            r("{{ data_interval_start }}").unwrap(),
-            "2024-03-05T06:07:08+00:00"
-        );
-        assert_eq!(
-            r("{{ data_interval_end }}").unwrap(),
-            "2024-03-06T06:07:08+00:00"
-        );
-        assert_eq!(
-            r("{{ dag_run.logical_date }}").unwrap(),
-            "2024-03-05T06:07:08+00:00"
-        );
-        assert_eq!(
-            r("{{ dag_run.data_interval_end }}").unwrap(),
-            "2024-03-06T06:07:08+00:00"
-        );
+    }
+
+    /// Airflow 3 prints date-times as pendulum 3's `str()`: ISO 8601 with a space.
+    #[test]
+    fn date_times_print_as_airflow_3_prints_them() {
+        for (template, expected) in [
+            ("{{ logical_date }}", "2024-03-05 06:07:08+00:00"),
+            ("{{ data_interval_start }}", "2024-03-05 06:07:08+00:00"),
+            ("{{ data_interval_end }}", "2024-03-06 06:07:08+00:00"),
+            ("{{ dag_run.logical_date }}", "2024-03-05 06:07:08+00:00"),
+            (
+                "{{ dag_run.data_interval_start }}",
+                "2024-03-05 06:07:08+00:00",
+            ),
+            (
+                "{{ dag_run.data_interval_end }}",
+                "2024-03-06 06:07:08+00:00",
+            ),
+            ("{{ logical_date | string }}", "2024-03-05 06:07:08+00:00"),
+            (
+                "{{ logical_date.isoformat() }}",
+                "2024-03-05T06:07:08+00:00",
+            ),
+        ] {
+            assert_eq!(r(template).unwrap(), expected, "{template}");
+        }
     }
 
     #[test]
@@ -845,7 +863,7 @@ mod tests {
         );
         assert_eq!(
             render_str("{{ logical_date.in_timezone(dag.timezone) }}", &c).unwrap(),
-            "2024-03-06T00:30:00+01:00"
+            "2024-03-06 00:30:00+01:00"
         );
         assert_eq!(
             render_str(
@@ -873,6 +891,10 @@ mod tests {
         assert_eq!(
             render_str("{{ logical_date.microsecond }}", &c).unwrap(),
             "1500"
+        );
+        assert_eq!(
+            render_str("{{ ts_nodash_with_tz }} {{ logical_date }}", &c).unwrap(),
+            "20240305T060708.001500+0000 2024-03-05 06:07:08.001500+00:00"
         );
     }
 
@@ -969,6 +991,28 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown method")
         );
+    }
+
+    /// The cases of Airflow's `test_macros.py` (`test_ds_add`, `test_ds_format`).
+    #[test]
+    fn airflow_macro_cases() {
+        for (ds, days, expected) in [
+            ("2015-01-01", 5, "2015-01-06"),
+            ("2015-01-02", 0, "2015-01-02"),
+            ("2015-01-06", -5, "2015-01-01"),
+        ] {
+            let template = format!("{{{{ macros.ds_add('{ds}', {days}) }}}}");
+            assert_eq!(r(&template).unwrap(), expected, "{template}");
+        }
+        for (ds, input, output, expected) in [
+            ("2015-01-02", "%Y-%m-%d", "%m-%d-%y", "01-02-15"),
+            ("2015-01-02", "%Y-%m-%d", "%Y-%m-%d", "2015-01-02"),
+            ("1/5/2015", "%m/%d/%Y", "%m-%d-%y", "01-05-15"),
+            ("1/5/2015", "%m/%d/%Y", "%Y-%m-%d", "2015-01-05"),
+        ] {
+            let template = format!("{{{{ macros.ds_format('{ds}', '{input}', '{output}') }}}}");
+            assert_eq!(r(&template).unwrap(), expected, "{template}");
+        }
     }
 
     #[test]

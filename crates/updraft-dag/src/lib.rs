@@ -9,9 +9,11 @@
 //! - [`DagBag`] loads a DAGs folder (with tenants) and [`DagBag::refresh`] reloads what changed.
 //! - [`watch`] calls back when anything under the folder changes.
 //! - [`resolve_params`] computes a run's params from the DAG's specs and the run's conf.
+//! - [`Schedule::description`] reads a schedule as Airflow's `timetable_description` does.
 //! - [`Dag::topological_order`], [`Dag::downstream_of`] and [`Dag::upstream_of`] query the graph.
 
 mod bag;
+mod describe;
 mod diag;
 mod graph;
 pub mod model;
@@ -24,6 +26,7 @@ mod watch;
 mod yaml;
 
 pub use bag::{DEFAULT_MAX_FILE_SIZE, DagBag, DagBagOptions, LoadedDag, RefreshReport, tenant_of};
+pub use describe::{describe_cron, describe_duration};
 pub use graph::topological_order;
 pub use model::*;
 pub use params::{ParamError, check_value, resolve_params};

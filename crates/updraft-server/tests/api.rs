@@ -295,6 +295,7 @@ async fn dags_list_pages_filters_and_orders() {
         ("relative_fileloc", json!("etl.yaml")),
         ("description", json!("Nightly ETL")),
         ("timetable_summary", json!("@daily")),
+        ("timetable_description", json!("At 00:00")),
         ("timetable_periodic", json!(true)),
         ("max_consecutive_failed_dag_runs", json!(0)),
         ("has_task_concurrency_limits", json!(false)),
@@ -310,6 +311,10 @@ async fn dags_list_pages_filters_and_orders() {
     assert!(etl["version"].is_string());
     assert_eq!(all["dags"][2]["tenant"], "team_a");
     assert!(all["dags"][1]["timetable_summary"].is_null());
+    assert_eq!(
+        all["dags"][1]["timetable_description"],
+        "Never, external triggers only"
+    );
 
     let page = app
         .get_ok("/api/v2/dags?limit=1&offset=1&order_by=-dag_id")

@@ -95,15 +95,6 @@ pub struct DagContext<'a> {
     pub now: DateTime<Utc>,
 }
 
-fn timetable_description(schedule: &Schedule) -> String {
-    match schedule {
-        Schedule::None => "Never, external triggers only".to_string(),
-        Schedule::Once => "Once, as soon as possible".to_string(),
-        Schedule::Cron(expr) => format!("Cron schedule `{expr}`"),
-        Schedule::Every(d) => format!("Every {}", updraft_dag::format_duration(*d)),
-    }
-}
-
 fn is_periodic(schedule: &Schedule) -> bool {
     matches!(schedule, Schedule::Cron(_) | Schedule::Every(_))
 }
@@ -137,7 +128,7 @@ pub fn dag_response(row: &DagRow, ctx: &DagContext<'_>) -> DagResponse {
         fileloc: ctx.dags_folder.join(&dag.fileloc).display().to_string(),
         description: dag.description.clone(),
         timetable_summary: summary,
-        timetable_description: Some(timetable_description(&dag.schedule)),
+        timetable_description: Some(dag.schedule.description()),
         timetable_partitioned: false,
         timetable_periodic: is_periodic(&dag.schedule),
         tags: dag

@@ -19,7 +19,7 @@
 //! | `all_success` | *s = n* | no *f/uf*, *k > 0* | *f + uf > 0* |
 //! | `all_failed` | *f + uf = n* | *s + k > 0* | never |
 //! | `all_done` | all done | never | never |
-//! | `all_done_min_one_success` | all done, *s > 0* | all done, *s = 0*, *k = n* | all done, *s = 0*, *k < n* |
+//! | `all_done_min_one_success` | all done, *k = 0*, *s > 0* | *k > 0* | all done, *k = 0*, *s = 0* |
 //! | `all_skipped` | *k = n* | *s + f + uf > 0* | never |
 //! | `one_success` | *s > 0* | all done, *s = 0*, *k = n* | all done, *s = 0*, *k < n* |
 //! | `one_failed` | *f + uf > 0* | all done, *f + uf = 0* | never |
@@ -36,9 +36,10 @@
 //! With this, every combination of terminal upstream states leads to a decision, so without
 //! `depends_on_past` a run can never get stuck.
 //!
-//! **`all_done_min_one_success`**: waits for all upstreams; runs if at least one succeeded;
-//! otherwise skipped when every (non-removed) upstream was skipped, else upstream_failed (the
-//! same outcome `one_success` gives once everything is done).
+//! **`all_done_min_one_success`** (Airflow 3.1): skipped upstreams are not "done" for this
+//! rule, so one skipped upstream skips the task at once; otherwise it waits for every upstream
+//! and runs if at least one succeeded, else it is upstream_failed (Airflow's
+//! `TriggerRuleDep`, whose tests also skip it after a partly skipped mapped upstream).
 //!
 //! ## One call resolves a cascade
 //!
@@ -173,8 +174,9 @@ pub fn trigger_decision(rule: TriggerRule, c: &UpstreamCounts) -> TriggerDecisio
         TriggerRule::AllFailed if s + k > 0 => Skip,
         TriggerRule::AllFailed => pick(fails == n, Run, Wait),
         TriggerRule::AllDone => pick(all_done, Run, Wait),
+        TriggerRule::AllDoneMinOneSuccess if k > 0 => Skip,
         TriggerRule::AllDoneMinOneSuccess if !all_done => Wait,
-        TriggerRule::AllDoneMinOneSuccess => pick(s > 0, Run, none_succeeded),
+        TriggerRule::AllDoneMinOneSuccess => pick(s > 0, Run, UpstreamFailed),
         TriggerRule::AllSkipped if s + fails > 0 => Skip,
         TriggerRule::AllSkipped => pick(k == n, Run, Wait),
         TriggerRule::OneSuccess if s > 0 => Run,

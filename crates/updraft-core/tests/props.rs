@@ -86,12 +86,14 @@ fn reference(rule: TriggerRule, upstream: &[TaskState]) -> Expect {
             }
         }
         TriggerRule::AllDoneMinOneSuccess => {
-            if !finished {
+            if any(&[S::Skipped]) {
+                Expect::Skip
+            } else if !finished {
                 Expect::Wait
             } else if any(&[S::Success]) {
                 Expect::Run
             } else {
-                skipped_or_uf(all(&[S::Skipped]))
+                Expect::UpstreamFailed
             }
         }
         TriggerRule::AllSkipped => {
@@ -749,9 +751,23 @@ fn reference_table_spot_checks() {
         reference(R::NoneFailedMinOneSuccess, &[S::Skipped, S::Success]),
         Expect::Run
     );
+    // Airflow 3.1: a skipped upstream skips an all_done_min_one_success task, even before
+    // the others finish.
     assert_eq!(
         reference(R::AllDoneMinOneSuccess, &[S::Failed, S::Skipped]),
+        Expect::Skip
+    );
+    assert_eq!(
+        reference(R::AllDoneMinOneSuccess, &[S::Running, S::Skipped]),
+        Expect::Skip
+    );
+    assert_eq!(
+        reference(R::AllDoneMinOneSuccess, &[S::Failed, S::UpstreamFailed]),
         Expect::UpstreamFailed
+    );
+    assert_eq!(
+        reference(R::AllDoneMinOneSuccess, &[S::Failed, S::Success]),
+        Expect::Run
     );
     assert_eq!(reference(R::AllSuccess, &[S::Removed]), Expect::Run);
     assert_eq!(reference(R::Always, &[S::None]), Expect::Run);

@@ -172,7 +172,8 @@ pub(crate) fn datetime(
         .ok()
 }
 
-/// Parses a date or datetime; naive values are local to `tz`.
+/// Parses a date or datetime; naive values are local to `tz`. A local time that happens twice
+/// is its second occurrence (as in Airflow); one that does not exist is an error.
 pub fn parse_datetime(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
     let text = text.trim();
     if let Ok(dt) = DateTime::parse_from_rfc3339(text) {
@@ -195,7 +196,8 @@ pub fn parse_datetime(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
     })?;
     match tz.from_local_datetime(&naive) {
         LocalResult::Single(dt) => Ok(dt.with_timezone(&Utc)),
-        LocalResult::Ambiguous(earliest, _) => Ok(earliest.with_timezone(&Utc)),
+        // The second occurrence, as pendulum (fold=1) and Airflow's make_aware take it.
+        LocalResult::Ambiguous(_, latest) => Ok(latest.with_timezone(&Utc)),
         LocalResult::None => Err(format!(
             "{naive} does not exist in {} (it falls in a daylight-saving gap)",
             tz.name()
@@ -327,10 +329,10 @@ mod tests {
         let paris: Tz = "Europe/Paris".parse().unwrap();
         let gap = parse_datetime("2024-03-31T02:30:00", paris).unwrap_err();
         assert!(gap.contains("daylight-saving gap"), "{gap}");
-        // Ambiguous local times take the earlier instant.
+        // Ambiguous local times take the second instant (02:30 CET), as Airflow does.
         assert_eq!(
             parse_datetime("2024-10-27T02:30:00", paris),
-            Ok(utc("2024-10-27T00:30:00Z"))
+            Ok(utc("2024-10-27T01:30:00Z"))
         );
     }
 }

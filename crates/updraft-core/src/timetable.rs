@@ -46,25 +46,30 @@
 //!
 //! ## Daylight saving time
 //!
-//! Cron ticks are found on the wall clock of `Dag::timezone` exactly as Airflow's `CronMixin`
-//! does, and converted to UTC; intervals are always contiguous in UTC (`end` of one is `start`
-//! of the next). What matters is whether the hour field matches every hour (`*`, `0-23`,
+//! Cron ticks are found on the wall clock of `Dag::timezone` as Airflow's `CronMixin` does (one
+//! exception below), and converted to UTC; intervals are always contiguous in UTC (`end` of one
+//! is `start` of the next). What matters is whether the hour field matches every hour (`*`, `0-23`,
 //! `*/1`; Airflow's `_covers_every_hour`):
 //!
-//! * **Hour field `*`** (`0 * * * *`, `*/15 * * * *`): ticks step by the real time between
-//!   wall-clock ticks. A repeated hour is run twice (an hourly job gets 01:00 EDT and 01:00 EST
-//!   on 2024-11-03 in New York), a skipped hour not at all (01:00 EST → 03:00 EDT on
-//!   2024-03-10); every interval is one real hour.
+//! * **Hour field `*`** (`0 * * * *`, `*/15 * * * *`): the ticks are the instants whose local
+//!   time matches. A repeated hour is run twice (an hourly job gets 01:00 EDT and 01:00 EST on
+//!   2024-11-03 in New York), a skipped hour not at all (01:00 EST → 03:00 EDT on 2024-03-10).
+//!   Airflow steps by the real time between wall-clock ticks instead, which gives the same
+//!   ticks wherever clocks move by a whole hour; on Lord Howe (30-minute shifts) its steps land
+//!   off the hour (01:30 LHST) and its catch-up and latest-interval paths disagree, so updraft
+//!   keeps whole local hours there.
 //! * **Any other hour field** (`0 0 * * *`, `30 2 * * *`, `0 1,2 * * *`): each wall-clock tick
 //!   is placed on its own, as pendulum places a time with `fold=1`. A time that occurs twice
 //!   (fall back, 01:30 on 2024-11-03 in New York, 02:30 on 2024-10-27 in Berlin) is its
 //!   **second** occurrence (01:30 EST = 06:30Z; 02:30 CET = 01:30Z). A time that does not exist
 //!   (spring forward, 02:30 on 2024-03-10 in New York or 2024-03-31 in Berlin) is moved forward
 //!   by the gap's length: 03:30 daylight time (07:30Z in New York, 01:30Z in Berlin).
+//!   Ticks are taken in the order of the instants they land on, so `*/15 2 * * *` on that day
+//!   in Berlin runs at 03:00, 03:15, 03:30 and 03:45 CEST.
 //! * **Daily intervals across a transition** therefore span the real elapsed time between the
 //!   local ticks: `0 0 * * *` in Europe/Berlin gives `[2024-03-30T23:00Z, 2024-03-31T22:00Z)`
 //!   (23 h) on the spring-forward day and `[2024-10-26T22:00Z, 2024-10-27T23:00Z)` (25 h) on the
-//!   fall-back day; `30 2 * * *` in Berlin gives 23 h then 24 h around 2024-03-31 (its tick that
+//!   fall-back day; `30 2 * * *` in Berlin gives 24 h then 23 h around 2024-03-31 (its tick that
 //!   day is 03:30 CEST), and 25 h then 24 h around 2024-10-27 (its tick is 02:30 CET).
 //! * A manual run's interval and the latest complete interval (`catchup = false`) never end
 //!   after the moment they are computed for, even when the previous wall-clock tick is the later
@@ -205,9 +210,9 @@ pub enum Timetable {
 pub struct CronClock {
     cron: Cron,
     tz: Tz,
-    /// The hour field matches every hour (Airflow's `_covers_every_hour`): ticks then step by
-    /// the real time between wall-clock ticks, so a repeated hour is run twice and a skipped
-    /// one not at all. Otherwise each wall-clock tick is placed on its own (see [`make_aware`]).
+    /// The hour field matches every hour (Airflow's `_covers_every_hour`): the ticks are then
+    /// the instants whose local time matches, so a repeated hour is run twice and a skipped one
+    /// not at all. Otherwise each wall-clock tick is placed on its own (see [`make_aware`]).
     every_hour: bool,
 }
 
@@ -359,47 +364,116 @@ impl Timetable {
     }
 }
 
-/// How many wall-clock ticks a search steps over at most to get past its starting instant (a
-/// tick placed on the later of two repeated times, or moved out of a gap, can lie on the wrong
-/// side of it; two steps always suffice).
-const MAX_STEPS: usize = 4;
+/// How many wall-clock ticks a search looks at, at most, before giving up (a whole gap of
+/// minutely ticks is 60 to 120; an expression that never matches ends much sooner).
+const MAX_STEPS: usize = 10_000;
+
+/// How far around a daylight-saving transition a placed tick can land from its wall-clock time
+/// (a gap or fold lasts an hour, 30 minutes on Lord Howe, two hours at most).
+const DST_REACH: TimeDelta = TimeDelta::hours(6);
 
 impl CronClock {
-    /// Airflow's `_get_next`: the first wall-clock tick after `t`'s wall-clock time, and after
-    /// `t` itself.
+    /// Airflow's `_get_next`: the first tick after `t`. Away from daylight-saving transitions
+    /// that is the next wall-clock tick; near one, where a tick moved out of a gap or placed on
+    /// the later of two repeated times can land before a tick of an earlier wall-clock time,
+    /// the ticks around are compared by the instants they land on.
     fn get_next(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let mut wall = t.with_timezone(&self.tz).naive_local();
         if self.every_hour {
-            let tick = self.cron.find_next_occurrence(&wall, false).ok()?;
-            return t.checked_add_signed(tick - wall);
+            let local = t.with_timezone(&self.tz);
+            let tick = self.cron.find_next_occurrence(&local, false).ok()?;
+            return Some(tick.with_timezone(&Utc));
         }
+        let wall = self.wall(t);
+        let (first_wall, first) = self.walk(wall, |tick| tick > t, true)?;
+        if !self.near_transition(t) && !self.near_transition(first) {
+            return Some(first);
+        }
+        let from = wall.checked_sub_signed(DST_REACH)?;
+        let to = first_wall.checked_add_signed(DST_REACH)?;
+        self.ticks_between(from, to)
+            .into_iter()
+            .filter(|tick| *tick > t)
+            .min()
+    }
+
+    /// Airflow's `_get_prev`: the last tick before `t` (see [`CronClock::get_next`]). A tick
+    /// moved out of a gap (02:30 → 03:30) is not its own predecessor, so an interval is never
+    /// empty, as Airflow's `lord-howe-half-hour-dst-gap` test asks.
+    fn get_prev(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.every_hour {
+            let local = t.with_timezone(&self.tz);
+            let tick = self.cron.find_previous_occurrence(&local, false).ok()?;
+            return Some(tick.with_timezone(&Utc));
+        }
+        let wall = self.wall(t);
+        let (first_wall, first) = self.walk(wall, |tick| tick < t, false)?;
+        if !self.near_transition(t) && !self.near_transition(first) {
+            return Some(first);
+        }
+        let from = first_wall.checked_sub_signed(DST_REACH)?;
+        let to = wall.checked_add_signed(DST_REACH)?;
+        self.ticks_between(from, to)
+            .into_iter()
+            .filter(|tick| *tick < t)
+            .max()
+    }
+
+    /// `t` on the wall clock of the time zone.
+    fn wall(&self, t: DateTime<Utc>) -> NaiveDateTime {
+        t.with_timezone(&self.tz).naive_local()
+    }
+
+    /// The first wall-clock tick from `wall` on (forward or backward, `wall` excluded) whose
+    /// instant satisfies `wanted`, with that instant.
+    fn walk(
+        &self,
+        mut wall: NaiveDateTime,
+        wanted: impl Fn(DateTime<Utc>) -> bool,
+        forward: bool,
+    ) -> Option<(NaiveDateTime, DateTime<Utc>)> {
         for _ in 0..MAX_STEPS {
-            wall = self.cron.find_next_occurrence(&wall, false).ok()?;
+            wall = if forward {
+                self.cron.find_next_occurrence(&wall, false).ok()?
+            } else {
+                self.cron.find_previous_occurrence(&wall, false).ok()?
+            };
             let tick = make_aware(wall, self.tz)?;
-            if tick > t {
-                return Some(tick);
+            if wanted(tick) {
+                return Some((wall, tick));
             }
         }
         None
     }
 
-    /// Airflow's `_get_prev`: the last wall-clock tick before `t`'s wall-clock time, and before
-    /// `t` itself (a tick moved out of a gap, 02:30 → 03:30, is not its own predecessor: the
-    /// inferred interval is never empty, as Airflow's `lord-howe-half-hour-dst-gap` test asks).
-    fn get_prev(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let mut wall = t.with_timezone(&self.tz).naive_local();
-        if self.every_hour {
-            let tick = self.cron.find_previous_occurrence(&wall, false).ok()?;
-            return t.checked_sub_signed(wall - tick);
-        }
-        for _ in 0..MAX_STEPS {
-            wall = self.cron.find_previous_occurrence(&wall, false).ok()?;
-            let tick = make_aware(wall, self.tz)?;
-            if tick < t {
-                return Some(tick);
+    /// The instants of the wall-clock ticks in `[from, to]`.
+    fn ticks_between(&self, from: NaiveDateTime, to: NaiveDateTime) -> Vec<DateTime<Utc>> {
+        let mut ticks = Vec::new();
+        let mut wall = from;
+        let mut inclusive = true;
+        while ticks.len() < MAX_STEPS {
+            let Ok(next) = self.cron.find_next_occurrence(&wall, inclusive) else {
+                break;
+            };
+            if next > to {
+                break;
             }
+            ticks.extend(make_aware(next, self.tz));
+            wall = next;
+            inclusive = false;
         }
-        None
+        ticks
+    }
+
+    /// Whether a daylight-saving transition lies within [`DST_REACH`] of `t`.
+    fn near_transition(&self, t: DateTime<Utc>) -> bool {
+        let offset = |t: DateTime<Utc>| t.with_timezone(&self.tz).offset().fix();
+        match (
+            t.checked_sub_signed(DST_REACH),
+            t.checked_add_signed(DST_REACH),
+        ) {
+            (Some(before), Some(after)) => offset(before) != offset(after),
+            _ => false,
+        }
     }
 
     /// Airflow's `_align_to_next`: `t` when it is a tick, else the next tick.
@@ -413,19 +487,14 @@ impl CronClock {
 
     /// Airflow's `_align_to_prev`: `t` when it is a tick, else the previous tick; never a tick
     /// after `t` (the later of two repeated wall-clock times can be, as on 2024-11-03 in New
-    /// York at 01:30 EDT, where the previous `0 1 * * *` tick is 01:00 EST, half an hour ahead).
+    /// York at 01:30 EDT, where the wall-clock tick of `0 1 * * *` is 01:00 EST, half an hour
+    /// ahead: [`CronClock::get_prev`] steps over it).
     fn align_prev(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let mut prev = self.get_prev(t)?;
+        let prev = self.get_prev(t)?;
         if self.get_next(prev) == Some(t) {
             return Some(t);
         }
-        for _ in 0..MAX_STEPS {
-            if prev <= t {
-                return Some(prev);
-            }
-            prev = self.get_prev(prev)?;
-        }
-        None
+        Some(prev)
     }
 }
 

@@ -614,6 +614,8 @@ fn cron_expr() -> impl Strategy<Value = String> {
         "*/20 * * * *",
         "15 3,14 * * 1-5",
         "0 0 1 * *",
+        "0 1,2 * * *",
+        "*/15 2 * * *",
     ])
     .prop_map(str::to_string)
 }
@@ -688,6 +690,14 @@ proptest! {
         if let Some(l) = all.last() {
             prop_assert_eq!(manual_interval(&d, now), *l);
         }
+        // A manual interval is never empty and never ends after its logical date (Airflow's
+        // test_cron_infer_manual_data_interval_dst), and ends on a tick.
+        let m = manual_interval(&d, now);
+        prop_assert!(m.start < m.end && m.end <= now, "{:?} at {}", m, now);
+        // The scheduled interval after it starts where it ends (no period skipped; Airflow's
+        // test_cron_next_dagrun_info_after_dst_manual_run).
+        let unbounded = cron_dag(&expr, tz, None, true);
+        prop_assert_eq!(next_interval(&unbounded, Some(&m), now).map(|n| n.start), Some(m.end));
     }
 
     #[test]

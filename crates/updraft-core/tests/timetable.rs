@@ -476,3 +476,68 @@ fn impossible_cron_creates_nothing() {
     assert_eq!(due_intervals(&d, None, utc(2030, 1, 1, 0, 0), 5), vec![]);
     assert_eq!(manual_interval(&d, day(3)), iv(day(3), day(3)));
 }
+
+#[test]
+fn ticks_of_a_whole_hour_in_the_gap_land_in_order_after_it() {
+    // `*/15 2 * * *` on 2024-03-31 in Berlin: 02:00-02:45 do not exist; each is moved forward
+    // by the hour (03:00-03:45 CEST, 01:00Z-01:45Z) and they still follow each other in order.
+    let d = cron_dag(
+        "*/15 2 * * *",
+        berlin(),
+        Some(utc(2024, 3, 31, 0, 30)),
+        true,
+    );
+    let starts: Vec<_> = due_intervals(&d, None, utc(2024, 4, 2, 0, 0), 10)
+        .iter()
+        .map(|i| i.start)
+        .collect();
+    assert_eq!(
+        starts,
+        vec![
+            utc(2024, 3, 31, 1, 0), // 03:00 CEST, for 02:00
+            utc(2024, 3, 31, 1, 15),
+            utc(2024, 3, 31, 1, 30),
+            utc(2024, 3, 31, 1, 45),
+            utc(2024, 4, 1, 0, 0), // 02:00 CEST
+            utc(2024, 4, 1, 0, 15),
+            utc(2024, 4, 1, 0, 30),
+            utc(2024, 4, 1, 0, 45),
+        ]
+    );
+    // A manual run at 03:20 CEST covers the quarter hour before; one at 03:00 CEST the day
+    // since the day before's last tick (02:45 CET = 01:45Z).
+    assert_eq!(
+        manual_interval(&d, utc(2024, 3, 31, 1, 20)),
+        iv(utc(2024, 3, 31, 1, 0), utc(2024, 3, 31, 1, 15))
+    );
+    assert_eq!(
+        manual_interval(&d, utc(2024, 3, 31, 1, 0)),
+        iv(utc(2024, 3, 30, 1, 45), utc(2024, 3, 31, 1, 0))
+    );
+}
+
+#[test]
+fn hourly_on_lord_howe_runs_at_local_whole_hours() {
+    // Lord Howe moves its clocks by 30 minutes. An hourly schedule runs at the instants whose
+    // local time is on the hour: on 2024-04-07 (02:00 LHDT -> 01:30 LHST at 15:00Z) the
+    // repeated half hour holds no whole hour, so 01:00 LHDT (14:00Z) is followed by 02:00 LHST
+    // (15:30Z); on 2024-10-06 (02:00 LHST -> 02:30 LHDT at 15:30Z), 01:00 LHST (14:30Z) by
+    // 03:00 LHDT (16:00Z).
+    let lord_howe: Tz = "Australia/Lord_Howe".parse().unwrap();
+    let fall = cron_dag("0 * * * *", lord_howe, Some(utc(2024, 4, 6, 14, 0)), true);
+    assert_eq!(
+        due_intervals(&fall, None, utc(2024, 4, 6, 17, 0), 10),
+        vec![
+            iv(utc(2024, 4, 6, 14, 0), utc(2024, 4, 6, 15, 30)),
+            iv(utc(2024, 4, 6, 15, 30), utc(2024, 4, 6, 16, 30)),
+        ]
+    );
+    let spring = cron_dag("0 * * * *", lord_howe, Some(utc(2024, 10, 5, 14, 30)), true);
+    assert_eq!(
+        due_intervals(&spring, None, utc(2024, 10, 5, 17, 0), 10),
+        vec![
+            iv(utc(2024, 10, 5, 14, 30), utc(2024, 10, 5, 16, 0)),
+            iv(utc(2024, 10, 5, 16, 0), utc(2024, 10, 5, 17, 0)),
+        ]
+    );
+}

@@ -27,9 +27,9 @@
 //! the previous day as its `ds`. Use `logical_date.in_timezone(dag.timezone)` for local values.
 //!
 //! The date-time objects print as Airflow 3 prints them (pendulum 3's `str()`, ISO 8601 with a
-//! space: `2024-12-01 01:00:00+00:00`; `ts` and `.isoformat()` keep the `T`) and offer `.year`, `.month`, `.day`,
-//! `.hour`, `.minute`, `.second`, `.microsecond`, `.int_timestamp`, `.timezone_name` and the
-//! methods `strftime(fmt)`, `isoformat()`, `timestamp()`, `date()`, `to_date_string()`,
+//! space: `2024-12-01 01:00:00+00:00`; `ts` and `.isoformat()` keep the `T`) and offer `.year`,
+//! `.month`, `.day`, `.hour`, `.minute`, `.second`, `.microsecond`, `.int_timestamp`,
+//! `.timezone_name` and the methods `strftime(fmt)`, `isoformat()`, `timestamp()`, `date()`, `to_date_string()`,
 //! `to_datetime_string()` and `in_timezone(tz)` / `in_tz(tz)`.
 //!
 //! The Python methods templates use most also work: `.get(key, default)`, `.items()`,

@@ -231,7 +231,12 @@ fn time_of_day(minute: &str, hour: &str) -> String {
         let times: Vec<String> = hour.split(',').map(|h| clock(h, minute)).collect();
         return format!("At {}", join_times(&times));
     }
-    let minutes = minutes_part(minute);
+    let minutes = if minute == "0" && hour != "*" {
+        // "Between 09:00 and 17:59" alone would read as every minute of those hours.
+        "at 0 minutes past the hour".to_owned()
+    } else {
+        minutes_part(minute)
+    };
     let hours = if !has_special(hour) && (minute == "*" || minute.contains('/')) {
         format!("between {} and {}", clock(hour, "0"), clock(hour, "59"))
     } else {
@@ -406,7 +411,8 @@ fn month_name(s: &str) -> String {
 mod tests {
     use super::*;
 
-    /// cron_descriptor's own cases (its `test_formats.py`), in Airflow's 24-hour form.
+    /// cron_descriptor's own cases (its `test_formats.py`) in Airflow's 24-hour form, then a few
+    /// common shapes.
     #[test]
     fn cron_descriptor_cases() {
         for (expr, expected) in [
@@ -444,6 +450,12 @@ mod tests {
             ),
             ("0 7 * * * ", "At 07:00"),
             ("5 * * * *", "At 5 minutes past the hour"),
+            (
+                "0 9-17 * * 1-5",
+                "At 0 minutes past the hour, between 09:00 and 17:59, Monday through Friday",
+            ),
+            ("0 */2 * * *", "At 0 minutes past the hour, every 2 hours"),
+            ("0 0 1,15 * *", "At 00:00, on day 1 and 15 of the month"),
         ] {
             assert_eq!(describe_cron(expr), expected, "{expr}");
         }

@@ -423,3 +423,32 @@ fn duration_schedule_after_a_change_starts_at_the_last_end() {
         Some(iv(utc(2021, 9, 5, 0, 45), utc(2021, 9, 5, 1, 45)))
     );
 }
+
+#[test]
+fn once_runs_a_single_time_unless_end_date_precedes_it() {
+    // test_once_timetable.py, with `start_date` at the frozen clock (updraft requires a
+    // `start_date` for every scheduled DAG; Airflow's `@once` without one runs at once).
+    let now = utc(2025, 3, 4, 5, 6);
+    let day = chrono::TimeDelta::days(1);
+    let previous = DataInterval::new(now - day, now - day);
+    for catchup in [true, false] {
+        for (last, end_date, expected) in [
+            (None, None, Some(DataInterval::new(now, now))),
+            (None, Some(now + day), Some(DataInterval::new(now, now))),
+            (None, Some(now - day), None),
+            (Some(previous), None, None),
+            (Some(previous), Some(now + day), None),
+            (Some(previous), Some(now - day), None),
+        ] {
+            let mut d = dag(Schedule::Once, vec![task("t", &[])]);
+            d.start_date = Some(now);
+            d.end_date = end_date;
+            d.catchup = catchup;
+            assert_eq!(
+                next_interval(&d, last.as_ref(), now),
+                expected,
+                "last = {last:?}, end_date = {end_date:?}, catchup = {catchup}"
+            );
+        }
+    }
+}

@@ -19,12 +19,14 @@ impl Scheduler {
     /// ended), in one [`Store::record_and_evaluate`] call. Returns true when some run finished
     /// in this evaluation.
     pub(super) async fn evaluate(&mut self, now: DateTime<Utc>) -> Result<bool, SchedulerError> {
-        for report in &self.pending_reports {
+        for report in &self.tries.pending_reports {
             if let TryReport::Finished { key, .. } = report {
-                self.dirty_runs.insert(key.run_pk);
+                self.tracked.dirty.insert(key.run_pk);
             }
         }
-        let run_pks: Vec<i64> = std::mem::take(&mut self.dirty_runs).into_iter().collect();
+        let run_pks: Vec<i64> = std::mem::take(&mut self.tracked.dirty)
+            .into_iter()
+            .collect();
         // What `decide` needs, read before the transaction: each run's DAG by dag_id and
         // version, and for DAGs with `depends_on_past` tasks the previous run's states.
         let mut dags: HashMap<String, HashMap<String, Arc<CachedDag>>> = HashMap::new();
@@ -39,13 +41,13 @@ impl Scheduler {
                 Ok(false) => {}
                 Err(e) => {
                     // As one at a time: the failing run is dropped, the others stay dirty.
-                    self.dirty_runs.extend(pks);
-                    self.dirty_runs.extend(&run_pks[i + 1..]);
+                    self.tracked.dirty.extend(pks);
+                    self.tracked.dirty.extend(&run_pks[i + 1..]);
                     return Err(e);
                 }
             }
         }
-        if pks.is_empty() && self.pending_reports.is_empty() {
+        if pks.is_empty() && self.tries.pending_reports.is_empty() {
             return Ok(false);
         }
         let wake_at = std::sync::Mutex::new(None::<DateTime<Utc>>);
@@ -79,7 +81,7 @@ impl Scheduler {
         let recorded = self
             .store
             .record_and_evaluate(
-                &self.pending_reports,
+                &self.tries.pending_reports,
                 &self.config.hostname,
                 &pks,
                 &decide,
@@ -88,12 +90,12 @@ impl Scheduler {
             .await;
         let outcomes = match recorded {
             Ok((applied, outcomes)) => {
-                let reports = std::mem::take(&mut self.pending_reports);
+                let reports = std::mem::take(&mut self.tries.pending_reports);
                 self.reports_recorded(&reports, &applied, false);
                 outcomes
             }
             Err(e) => {
-                self.dirty_runs.extend(pks);
+                self.tracked.dirty.extend(pks);
                 return Err(e.into());
             }
         };
@@ -105,12 +107,12 @@ impl Scheduler {
             let decision = match outcome {
                 Evaluated::Applied { decision, .. } => decision,
                 Evaluated::NotRunning => {
-                    self.known_runs.remove(&run_pk);
+                    self.tracked.known.remove(&run_pk);
                     continue;
                 }
                 Evaluated::Busy => {
                     // Another scheduler is evaluating it; what it read may predate our changes.
-                    self.busy_runs.insert(run_pk);
+                    self.tracked.busy.insert(run_pk);
                     continue;
                 }
             };
@@ -118,8 +120,8 @@ impl Scheduler {
                 self.publish(run_pk);
             }
             if let Some(state) = decision.run_state {
-                self.runs_in_play.remove(&run_pk);
-                if let Some(run) = self.known_runs.remove(&run_pk) {
+                self.tracked.in_play.remove(&run_pk);
+                if let Some(run) = self.tracked.known.remove(&run_pk) {
                     info!(dag_id = %run.dag_id, run_id = %run.run_id, %state, "run finished");
                 }
                 any_finished = true;
@@ -137,18 +139,19 @@ impl Scheduler {
         dags: &mut HashMap<String, HashMap<String, Arc<CachedDag>>>,
         previous: &mut HashMap<i64, HashMap<String, TaskState>>,
     ) -> Result<bool, SchedulerError> {
-        let run = match self.known_runs.get(&run_pk) {
+        let run = match self.tracked.known.get(&run_pk) {
             Some(run) => run.clone(),
             None => match self.store.run_by_pk(run_pk).await? {
                 Some(run) if run.state == RunState::Running => {
-                    self.known_runs.insert(run_pk, run.clone());
+                    self.tracked.known.insert(run_pk, run.clone());
                     run
                 }
                 _ => return Ok(false),
             },
         };
         let cached = self
-            .dags
+            .definitions
+            .cache
             .get(self.store.as_ref(), &run.dag_id, &run.version)
             .await?;
         if cached.dag.tasks.iter().any(|t| t.depends_on_past)

@@ -12,21 +12,21 @@ use crate::SchedulerError;
 impl Scheduler {
     /// Record this process as a scheduler job (once), so its tries are known to be its own.
     pub(super) async fn register(&mut self) -> Result<(), SchedulerError> {
-        if self.job_id != 0 {
+        if self.job.id != 0 {
             return Ok(());
         }
         let now = Utc::now();
-        self.job_id = self
+        self.job.id = self
             .store
             .register_scheduler(&self.config.hostname, std::process::id(), now)
             .await?;
-        self.next_heartbeat = Instant::now() + self.config.heartbeat_interval;
-        info!(job_id = self.job_id, "registered as scheduler job");
+        self.job.next_heartbeat = Instant::now() + self.config.heartbeat_interval;
+        info!(job_id = self.job.id, "registered as scheduler job");
         if self.config.exclusive {
             // Nobody else can be running: every other job ended without saying so.
             let reaped = self
                 .store
-                .reap_schedulers(DateTime::<Utc>::MAX_UTC, self.job_id, now)
+                .reap_schedulers(DateTime::<Utc>::MAX_UTC, self.job.id, now)
                 .await?;
             if !reaped.is_empty() {
                 info!(jobs = ?reaped, "earlier scheduler jobs ended without stopping cleanly");
@@ -37,12 +37,12 @@ impl Scheduler {
 
     /// Heartbeat when due; then declare silent schedulers dead and take over their tries.
     pub(super) async fn heartbeat_if_due(&mut self) -> Result<(), SchedulerError> {
-        if Instant::now() < self.next_heartbeat || self.job_id == 0 {
+        if Instant::now() < self.job.next_heartbeat || self.job.id == 0 {
             return Ok(());
         }
         let now = Utc::now();
-        self.next_heartbeat = Instant::now() + self.config.heartbeat_interval;
-        if !self.store.heartbeat(self.job_id, now).await? {
+        self.job.next_heartbeat = Instant::now() + self.config.heartbeat_interval;
+        if !self.store.heartbeat(self.job.id, now).await? {
             self.declared_dead().await?;
         }
         if matches!(self.scope, Scope::Service) && self.reaching_database_long_enough() {
@@ -50,7 +50,7 @@ impl Scheduler {
                 chrono::Duration::from_std(self.config.health_check_threshold).unwrap_or_default();
             let reaped = self
                 .store
-                .reap_schedulers(now - threshold, self.job_id, now)
+                .reap_schedulers(now - threshold, self.job.id, now)
                 .await?;
             if !reaped.is_empty() {
                 warn!(jobs = ?reaped, "schedulers stopped heartbeating; taking over their tries");
@@ -63,7 +63,8 @@ impl Scheduler {
     /// A scheduler that could not reach the database for a while must not take everyone
     /// else's silence (during the same outage) for death.
     fn reaching_database_long_enough(&self) -> bool {
-        self.last_db_error
+        self.job
+            .last_db_error
             .is_none_or(|at| at.elapsed() >= self.config.health_check_threshold)
     }
 
@@ -71,12 +72,12 @@ impl Scheduler {
     /// no longer apply) and carry on under a new job.
     async fn declared_dead(&mut self) -> Result<(), SchedulerError> {
         warn!(
-            job_id = self.job_id,
-            tries = self.in_flight.len(),
+            job_id = self.job.id,
+            tries = self.tries.in_flight.len(),
             "this scheduler was declared dead by another; stopping its tries and registering again"
         );
         let mut released = Vec::new();
-        for ((run_pk, task_id), flight) in &self.in_flight {
+        for ((run_pk, task_id), flight) in &self.tries.in_flight {
             let key = TryKey {
                 run_pk: *run_pk,
                 task_id: task_id.clone(),
@@ -84,17 +85,22 @@ impl Scheduler {
             };
             // A pod is left to whoever took the try over (it adopts the pod); a local process
             // is stopped.
-            if self.pods.as_ref().is_some_and(|p| p.release(&key)) {
+            if self
+                .executors
+                .pods
+                .as_ref()
+                .is_some_and(|p| p.release(&key))
+            {
                 released.push((*run_pk, task_id.clone()));
             } else {
-                self.executor.kill(&key);
+                self.executors.local.kill(&key);
             }
         }
         for flight in released {
-            self.in_flight.remove(&flight);
+            self.tries.in_flight.remove(&flight);
         }
-        self.pending_launches.clear();
-        self.job_id = 0;
+        self.tries.pending_launches.clear();
+        self.job.id = 0;
         self.register().await
     }
 }

@@ -1,7 +1,7 @@
 //! Launching tries: rendering a task, choosing the local or pod executor, and failing a try
 //! that cannot start.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -24,7 +24,8 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
         let cached = self
-            .dags
+            .definitions
+            .cache
             .get(self.store.as_ref(), &run.dag_id, &run.version)
             .await?;
         let key = TryKey {
@@ -53,7 +54,7 @@ impl Scheduler {
                 };
                 match self.pods_for(&spec.rendered.program) {
                     Some(pods) => pods.launch(spec, try_identity(run, ti)),
-                    None => self.executor.launch(spec),
+                    None => self.executors.local.launch(spec),
                 }
                 Ok(())
             }
@@ -63,7 +64,7 @@ impl Scheduler {
 
     /// Remembers a try handed to an executor until its end is reported.
     pub(super) fn track_in_flight(&mut self, ti: &TiRow, cached: &Arc<CachedDag>) {
-        self.in_flight.insert(
+        self.tries.in_flight.insert(
             (ti.run_pk, ti.task_id.clone()),
             InFlight {
                 try_number: ti.try_number,
@@ -78,28 +79,29 @@ impl Scheduler {
         let as_pod = match program {
             Program::Pod(_) => true,
             Program::Noop => false,
-            Program::Bash(_) | Program::Command(_) => self.every_task_in_pods,
+            Program::Bash(_) | Program::Command(_) => self.executors.every_task_in_pods,
         };
-        self.pods.as_ref().filter(|_| as_pod)
+        self.executors.pods.as_ref().filter(|_| as_pod)
     }
 
     /// Stops a try wherever it runs.
     pub(super) fn kill_try(&self, key: &TryKey) -> bool {
-        self.pods.as_ref().is_some_and(|p| p.kill(key)) || self.executor.kill(key)
+        self.executors.pods.as_ref().is_some_and(|p| p.kill(key)) || self.executors.local.kill(key)
     }
 
     /// A try that could not be started (bad template, missing task) fails like any other.
     async fn fail_before_start(
         &mut self,
         key: TryKey,
-        log: &std::path::Path,
+        log: &Path,
         message: &str,
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
         append_log_line(
             log,
             &format!("try {} could not start: {message}", key.try_number),
-        );
+        )
+        .await;
         let outcome = ExecOutcome::Failed {
             exit_code: None,
             signal: None,
@@ -156,17 +158,27 @@ fn template_context(
     })
 }
 
-pub(super) fn append_log_line(path: &std::path::Path, line: &str) {
+/// Appends a stamped line to a try's log, on the blocking pool (file work must not hold up the
+/// loop); a failure to write is logged, not returned.
+pub(super) async fn append_log_line(path: &Path, line: &str) {
+    let stamped = format!("[{}] {line}", Utc::now().to_rfc3339());
+    let target = path.to_path_buf();
+    let written = tokio::task::spawn_blocking(move || write_log_line(&target, &stamped))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    if let Err(e) = written {
+        warn!("could not write to {}: {e}", path.display());
+    }
+}
+
+fn write_log_line(path: &Path, line: &str) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(parent) = path.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let written = std::fs::OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(path)
-        .and_then(|mut f| writeln!(f, "[{}] {line}", Utc::now().to_rfc3339()));
-    if let Err(e) = written {
-        warn!("could not write to {}: {e}", path.display());
-    }
+        .open(path)?;
+    writeln!(file, "{line}")
 }

@@ -14,11 +14,14 @@
 //! ends the loop: the pass is retried with backoff, and reports of finished tries wait in
 //! memory until they are recorded.
 //!
-//! One [`Scheduler`] state, its `impl` split by job: this file holds the state and the event
-//! loop; `passes` what each stimulus runs; `jobs` registration and heartbeats; `folder` the
-//! DAGs folder and definitions; `runs` run creation and start; `evaluate` run evaluation;
-//! `queue` queueing; `launch` handing tries to executors; `reports` executor reports;
-//! `orphans` orphaned tries and pod adoption; `shutdown` the clean stop; `config` the settings.
+//! One [`Scheduler`] state, its `impl` split by job: this file holds the struct and the event
+//! loop; `state` its parts (executors, wakeups, definitions, job, tries, tracked runs);
+//! `passes` what each stimulus runs; `jobs` registration and heartbeats; `folder` the DAGs
+//! folder (loaded on the blocking pool) and definitions; `runs` run creation and start;
+//! `evaluate` run evaluation; `queue` queueing; `launch` handing tries to executors; `reports`
+//! executor reports; `orphans` orphaned tries and pod adoption; `shutdown` the clean stop;
+//! `config` the settings. Blocking file work (the folder, log lines) goes through
+//! `spawn_blocking`, so the loop runs on any Tokio runtime, current-thread included.
 
 mod config;
 mod evaluate;
@@ -31,24 +34,24 @@ mod queue;
 mod reports;
 mod runs;
 mod shutdown;
+mod state;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, mpsc};
+use chrono::Utc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{info, warn};
-use updraft_executor::{LocalExecutor, LocalExecutorConfig, TryEvent};
-use updraft_store::{DagRow, RunRow, Store, TiRow, TryReport};
-
-use updraft_pods::PodExecutor;
+use updraft_executor::TryEvent;
+use updraft_store::Store;
 
 use crate::SchedulerError;
-use crate::dagcache::{CachedDag, DagCache};
 
 pub use config::{KubernetesConfig, SchedulerConfig};
+use folder::DagsFolder;
+use state::{Definitions, Executors, InFlight, Job, TrackedRuns, Tries, Wakeups};
 
 /// Longest wait between retries of a pass that failed (e.g. the database is away).
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -62,13 +65,6 @@ enum Scope {
     Service,
     /// Only these runs, paused or not, creating none (`dags test`, local backfill).
     Runs(HashSet<i64>),
-}
-
-/// A try handed to the executor and not yet reported finished.
-struct InFlight {
-    try_number: u32,
-    max_tries: u32,
-    dag: Arc<CachedDag>,
 }
 
 enum Stimulus {
@@ -86,51 +82,22 @@ pub struct StateChange {
     pub run_pk: i64,
 }
 
+/// One scheduler: its state in small parts by job, its methods in this module's files.
 pub struct Scheduler {
     store: Arc<dyn Store>,
-    changes: tokio::sync::broadcast::Sender<StateChange>,
     config: SchedulerConfig,
-    executor: LocalExecutor,
-    /// Runs `pod` tasks (and every task with `every_task`), when a cluster is configured.
-    pods: Option<PodExecutor>,
-    every_task_in_pods: bool,
-    events: mpsc::UnboundedReceiver<TryEvent>,
     scope: Scope,
-    dags: DagCache,
-    bag: Option<updraft_dag::DagBag>,
-    folder_changed: Arc<Notify>,
-    poke: Arc<Notify>,
-    _watcher: Option<updraft_dag::FolderWatcher>,
-    /// Latest definitions by dag_id, refreshed on every full pass.
-    dag_rows: HashMap<String, DagRow>,
-    /// When each unpaused DAG next needs a look for due scheduled runs.
-    next_schedule_check: HashMap<String, DateTime<Utc>>,
-    in_flight: HashMap<(i64, String), InFlight>,
-    /// Running runs this scheduler drives (in scope, DAG not paused); only their instances
-    /// are queued.
-    runs_in_play: HashSet<i64>,
-    dirty_runs: BTreeSet<i64>,
-    wake_at: Option<DateTime<Utc>>,
-    next_poll: Instant,
-    next_rescan: Instant,
+    changes: tokio::sync::broadcast::Sender<StateChange>,
+    executors: Executors,
+    /// The DAGs folder this scheduler loads; `None` when the caller puts the DAGs in the store.
+    folder: Option<DagsFolder>,
+    wakeups: Wakeups,
+    definitions: Definitions,
+    job: Job,
+    tries: Tries,
+    tracked: TrackedRuns,
     /// Unknown pools already warned about, so the log says it once.
     unknown_pools_reported: HashSet<String>,
-    /// This process's scheduler job (0 until registered).
-    job_id: i64,
-    next_heartbeat: Instant,
-    /// When the last database error happened: dead schedulers are only declared by a scheduler
-    /// that has itself been reaching the database for a whole `health_check_threshold`.
-    last_db_error: Option<Instant>,
-    /// Executor reports not yet recorded (the database was away): recorded before anything
-    /// else, so no try's end is lost.
-    pending_reports: Vec<TryReport>,
-    /// Runs another scheduler was evaluating: looked at again after [`BUSY_RETRY`].
-    busy_runs: BTreeSet<i64>,
-    /// Tries queued (recorded as this scheduler's) and not yet handed to the executor.
-    pending_launches: std::collections::VecDeque<TiRow>,
-    /// Running runs as last read, for what never changes in a run (DAG, version, dates);
-    /// their state is always re-read under the run's lock.
-    known_runs: HashMap<i64, RunRow>,
 }
 
 impl Scheduler {
@@ -155,82 +122,35 @@ impl Scheduler {
         config: SchedulerConfig,
         scope: Scope,
     ) -> Result<Self, SchedulerError> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let executor = LocalExecutor::new(
-            LocalExecutorConfig {
-                max_concurrency: config.parallelism as usize,
-                kill_grace: config.kill_grace,
-                default_cwd: config.default_cwd.clone(),
-                ..LocalExecutorConfig::default()
-            },
-            tx.clone(),
-        );
-        let pods = config
-            .kubernetes
-            .as_ref()
-            .map(|k| PodExecutor::new(k.client.clone(), k.pods.clone(), tx));
-        let every_task_in_pods = config.kubernetes.as_ref().is_some_and(|k| k.every_task);
-        let folder_changed = Arc::new(Notify::new());
-        let (bag, watcher) = match (&config.dags_folder, &scope) {
-            (Some(folder), Scope::Service) => {
-                let bag = updraft_dag::DagBag::with_options(
-                    folder,
-                    updraft_dag::DagBagOptions {
-                        max_file_size: config.max_dag_file_size,
-                        ..Default::default()
-                    },
-                );
-                let notify = folder_changed.clone();
-                let watcher =
-                    updraft_dag::watch(folder, updraft_dag::DEFAULT_DEBOUNCE, move || {
-                        notify.notify_one()
-                    })
-                    .map_err(|e| {
-                        warn!("watching {} failed, rescanning only: {e}", folder.display())
-                    })
-                    .ok();
-                (Some(bag), watcher)
-            }
-            _ => (None, None),
+        let wakeups = Wakeups::new();
+        let folder = match (&config.dags_folder, &scope) {
+            (Some(path), Scope::Service) => Some(DagsFolder::new(
+                path,
+                config.max_dag_file_size,
+                wakeups.folder_changed.clone(),
+            )),
+            _ => None,
         };
-        let now = Instant::now();
         Ok(Scheduler {
             store,
             changes: tokio::sync::broadcast::channel(1024).0,
-            config,
-            executor,
-            pods,
-            every_task_in_pods,
-            events: rx,
-            scope,
-            dags: DagCache::default(),
-            bag,
-            folder_changed,
-            poke: Arc::new(Notify::new()),
-            _watcher: watcher,
-            dag_rows: HashMap::new(),
-            next_schedule_check: HashMap::new(),
-            in_flight: HashMap::new(),
-            runs_in_play: HashSet::new(),
-            dirty_runs: BTreeSet::new(),
-            wake_at: None,
-            next_poll: now,
-            next_rescan: now,
+            executors: Executors::new(&config),
+            folder,
+            wakeups,
+            definitions: Definitions::default(),
+            job: Job::new(),
+            tries: Tries::default(),
+            tracked: TrackedRuns::default(),
             unknown_pools_reported: HashSet::new(),
-            job_id: 0,
-            next_heartbeat: now,
-            last_db_error: None,
-            pending_reports: Vec::new(),
-            busy_runs: BTreeSet::new(),
-            pending_launches: std::collections::VecDeque::new(),
-            known_runs: HashMap::new(),
+            config,
+            scope,
         })
     }
 
     /// A handle that makes the scheduler look for new work at once, for components that record
     /// work outside the scheduler (API handlers, a signal from a CLI command).
     pub fn waker(&self) -> Arc<Notify> {
-        self.poke.clone()
+        self.wakeups.poke.clone()
     }
 
     /// Every recorded state change is sent here (lagging receivers miss some; a live view then
@@ -293,7 +213,7 @@ impl Scheduler {
                 false
             }
             Err(e) => {
-                self.last_db_error = Some(Instant::now());
+                self.job.last_db_error = Some(Instant::now());
                 let wait = backoff.next();
                 warn!("scheduler pass failed, retrying in {wait:?}: {e}");
                 tokio::select! {
@@ -322,7 +242,7 @@ impl Scheduler {
         loop {
             let finished = self.count_finished(&runs).await?;
             progress(finished, runs.len());
-            if finished == runs.len() && self.in_flight.is_empty() {
+            if finished == runs.len() && self.tries.in_flight.is_empty() {
                 return Ok(());
             }
             let stimulus = self.next_stimulus(never.as_mut()).await;
@@ -360,19 +280,19 @@ impl Scheduler {
         tokio::select! {
             biased;
             _ = shutdown => Stimulus::Shutdown,
-            Some(event) = self.events.recv() => Stimulus::Event(event),
-            _ = self.folder_changed.notified() => Stimulus::FolderChanged,
-            _ = self.poke.notified() => Stimulus::Poked,
+            Some(event) = self.executors.events.recv() => Stimulus::Event(event),
+            _ = self.wakeups.folder_changed.notified() => Stimulus::FolderChanged,
+            _ = self.wakeups.poke.notified() => Stimulus::Poked,
             _ = tokio::time::sleep_until(deadline) => Stimulus::Timer,
         }
     }
 
     fn next_deadline(&self) -> Instant {
-        let mut deadline = self.next_poll.min(self.next_heartbeat);
-        if self.bag.is_some() {
-            deadline = deadline.min(self.next_rescan);
+        let mut deadline = self.wakeups.next_poll.min(self.job.next_heartbeat);
+        if let Some(folder) = &self.folder {
+            deadline = deadline.min(folder.next_rescan);
         }
-        if let Some(at) = self.wake_at {
+        if let Some(at) = self.wakeups.wake_at {
             let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             deadline = deadline.min(Instant::now() + wait);
         }
@@ -414,7 +334,11 @@ impl Scheduler {
             }
             Stimulus::Timer => {
                 self.housekeeping().await?;
-                if self.bag.is_some() && Instant::now() >= self.next_rescan {
+                if self
+                    .folder
+                    .as_ref()
+                    .is_some_and(|f| Instant::now() >= f.next_rescan)
+                {
                     self.sync_folder(false).await?;
                 }
                 self.full_pass().await

@@ -21,6 +21,7 @@ impl Scheduler {
     /// Stop tries whose instance was cleared or marked by someone else meanwhile.
     pub(super) async fn stop_tries_changed_elsewhere(&mut self) -> Result<(), SchedulerError> {
         let keys: Vec<(i64, String, u32)> = self
+            .tries
             .in_flight
             .iter()
             .map(|((pk, task), f)| (*pk, task.clone(), f.try_number))
@@ -58,7 +59,8 @@ impl Scheduler {
                 continue;
             };
             let cached = self
-                .dags
+                .definitions
+                .cache
                 .get(self.store.as_ref(), &run.dag_id, &run.version)
                 .await?;
             let Some(task) = cached.dag.task(&ti.task_id) else {
@@ -72,7 +74,8 @@ impl Scheduler {
             append_log_line(
                 &log,
                 "the scheduler stopped while this try was in flight; the try is marked failed",
-            );
+            )
+            .await;
             let (state, retry_at) =
                 on_try_finished(task, ti.try_number, ti.max_tries, TryOutcome::Failed, now);
             let key = TiKey {
@@ -95,14 +98,14 @@ impl Scheduler {
         cached: &Arc<CachedDag>,
         tenant_pods: &mut TenantPods,
     ) -> Result<Adoption, SchedulerError> {
-        let Some(pods) = self.pods.clone() else {
+        let Some(pods) = self.executors.pods.clone() else {
             return Ok(Adoption::NoPod);
         };
         let kind = cached.dag.task(&ti.task_id).map(|t| &t.kind);
         let ran_as_pod = match kind {
             Some(updraft_dag::TaskKind::Pod(_)) => true,
             Some(updraft_dag::TaskKind::Bash(_) | updraft_dag::TaskKind::Command(_)) => {
-                self.every_task_in_pods
+                self.executors.every_task_in_pods
             }
             _ => false,
         };
@@ -129,7 +132,7 @@ impl Scheduler {
         };
         if !self
             .store
-            .adopt_orphan(&key, ti.try_number, self.job_id)
+            .adopt_orphan(&key, ti.try_number, self.job.id)
             .await?
         {
             return Ok(Adoption::Later);

@@ -12,8 +12,8 @@ impl Scheduler {
     /// Everything: new scheduled runs, queued runs to start, every active run re-evaluated,
     /// tries stopped whose instance was changed elsewhere, runnable work queued.
     pub(super) async fn full_pass(&mut self) -> Result<(), SchedulerError> {
-        self.next_poll = Instant::now() + self.config.poll_interval;
-        self.wake_at = None;
+        self.wakeups.next_poll = Instant::now() + self.config.poll_interval;
+        self.wakeups.wake_at = None;
         let now = Utc::now();
         self.refresh_dag_rows().await?;
         if matches!(self.scope, Scope::Service) {
@@ -21,9 +21,9 @@ impl Scheduler {
         }
         self.start_queued_runs(now).await?;
         let running = self.runs_in_scope(RunState::Running).await?;
-        self.runs_in_play = running.iter().map(|r| r.id).collect();
-        self.dirty_runs.extend(running.iter().map(|r| r.id));
-        self.known_runs = running.into_iter().map(|r| (r.id, r)).collect();
+        self.tracked.in_play = running.iter().map(|r| r.id).collect();
+        self.tracked.dirty.extend(running.iter().map(|r| r.id));
+        self.tracked.known = running.into_iter().map(|r| (r.id, r)).collect();
         self.stop_tries_changed_elsewhere().await?;
         self.quick_pass().await
     }
@@ -36,8 +36,8 @@ impl Scheduler {
             self.start_queued_runs(now).await?;
             self.evaluate(now).await?;
         }
-        if !self.busy_runs.is_empty() {
-            self.dirty_runs.append(&mut self.busy_runs);
+        if !self.tracked.busy.is_empty() {
+            self.tracked.dirty.append(&mut self.tracked.busy);
             let soon = chrono::Duration::from_std(BUSY_RETRY).unwrap_or_default();
             self.wake(now + soon);
         }
@@ -64,12 +64,16 @@ impl Scheduler {
             Scope::Runs(set) => set.contains(&run.id),
             Scope::Service => {
                 run.run_type == RunType::Backfill
-                    || self.dag_rows.get(&run.dag_id).is_some_and(|d| !d.is_paused)
+                    || self
+                        .definitions
+                        .rows
+                        .get(&run.dag_id)
+                        .is_some_and(|d| !d.is_paused)
             }
         }
     }
 
     pub(super) fn wake(&mut self, at: DateTime<Utc>) {
-        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+        self.wakeups.wake_at = Some(self.wakeups.wake_at.map_or(at, |w| w.min(at)));
     }
 }

@@ -48,7 +48,8 @@ impl Scheduler {
 
     /// Tries this scheduler may still start (Airflow's parallelism is per scheduler).
     fn parallelism_free(&self) -> i64 {
-        self.config.parallelism as i64 - (self.in_flight.len() + self.pending_launches.len()) as i64
+        self.config.parallelism as i64
+            - (self.tries.in_flight.len() + self.tries.pending_launches.len()) as i64
     }
 
     /// Queue what fits of one page of scheduled instances; returns how many were queued.
@@ -58,7 +59,7 @@ impl Scheduler {
         capacity: &Capacity,
         now: DateTime<Utc>,
     ) -> Result<usize, SchedulerError> {
-        scheduled.retain(|ti| self.runs_in_play.contains(&ti.run_pk));
+        scheduled.retain(|ti| self.tracked.in_play.contains(&ti.run_pk));
         if scheduled.is_empty() {
             return Ok(0);
         }
@@ -85,12 +86,12 @@ impl Scheduler {
             return Ok(0);
         }
         let limits = self.queue_limits(&keys, &scheduled);
-        let queued = self.store.queue(&keys, self.job_id, &limits, now).await?;
+        let queued = self.store.queue(&keys, self.job.id, &limits, now).await?;
         for ti in &queued {
             self.publish(ti.run_pk);
         }
         let count = queued.len();
-        self.pending_launches.extend(queued);
+        self.tries.pending_launches.extend(queued);
         Ok(count)
     }
 
@@ -101,20 +102,20 @@ impl Scheduler {
         &mut self,
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
-        while let Some(ti) = self.pending_launches.front().cloned() {
-            if !self.known_runs.contains_key(&ti.run_pk)
+        while let Some(ti) = self.tries.pending_launches.front().cloned() {
+            if !self.tracked.known.contains_key(&ti.run_pk)
                 && let Some(run) = self.store.run_by_pk(ti.run_pk).await?
             {
-                self.known_runs.insert(ti.run_pk, run);
+                self.tracked.known.insert(ti.run_pk, run);
             }
-            match self.known_runs.get(&ti.run_pk).cloned() {
+            match self.tracked.known.get(&ti.run_pk).cloned() {
                 Some(run) => self.launch(&run, &ti, now).await?,
                 None => warn!(
                     run_pk = ti.run_pk,
                     "queued an instance of a run that vanished"
                 ),
             }
-            self.pending_launches.pop_front();
+            self.tries.pending_launches.pop_front();
         }
         Ok(())
     }
@@ -142,7 +143,7 @@ impl Scheduler {
             .iter()
             .filter(|ti| wanted.contains(&ti.run_pk))
             .filter_map(|ti| {
-                let row = self.dag_rows.get(&ti.dag_id)?;
+                let row = self.definitions.rows.get(&ti.dag_id)?;
                 Some((ti.dag_id.clone(), row.dag.max_active_tasks as i64))
             })
             .collect();
@@ -160,7 +161,8 @@ impl Scheduler {
             })
             .collect();
         let dag_free = self
-            .dag_rows
+            .definitions
+            .rows
             .values()
             .map(|row| {
                 let used = counts.per_dag.get(&row.dag.dag_id).copied().unwrap_or(0);

@@ -14,7 +14,7 @@ use crate::SchedulerError;
 
 impl Scheduler {
     pub(super) fn drain_events(&mut self, events: &mut Vec<TryEvent>) {
-        while let Ok(event) = self.events.try_recv() {
+        while let Ok(event) = self.executors.events.try_recv() {
             events.push(event);
         }
     }
@@ -49,7 +49,7 @@ impl Scheduler {
                 TryEvent::Finished { key, outcome, at } => self.finish_report(key, outcome, at),
             })
             .collect();
-        self.pending_reports.extend(reports);
+        self.tries.pending_reports.extend(reports);
     }
 
     pub(super) async fn record_finish(
@@ -70,15 +70,15 @@ impl Scheduler {
 
     /// Record `reports` after any still pending; on failure all of them stay pending.
     async fn record_reports(&mut self, reports: Vec<TryReport>) -> Result<(), SchedulerError> {
-        self.pending_reports.extend(reports);
-        if self.pending_reports.is_empty() {
+        self.tries.pending_reports.extend(reports);
+        if self.tries.pending_reports.is_empty() {
             return Ok(());
         }
         let applied = self
             .store
-            .record_try_reports(&self.pending_reports, &self.config.hostname)
+            .record_try_reports(&self.tries.pending_reports, &self.config.hostname)
             .await?;
-        let reports = std::mem::take(&mut self.pending_reports);
+        let reports = std::mem::take(&mut self.tries.pending_reports);
         self.reports_recorded(&reports, &applied, true);
         Ok(())
     }
@@ -106,7 +106,7 @@ impl Scheduler {
                     }
                     touched.insert(key.run_pk);
                     if mark_dirty {
-                        self.dirty_runs.insert(key.run_pk);
+                        self.tracked.dirty.insert(key.run_pk);
                     }
                 }
             }
@@ -127,6 +127,7 @@ impl Scheduler {
         // The end of an older try (stopped after its instance was cleared, while the next
         // try already runs) must not be taken for the end of the try in flight.
         if self
+            .tries
             .in_flight
             .get(&flight_key)
             .is_some_and(|f| f.try_number != key.try_number)
@@ -134,7 +135,7 @@ impl Scheduler {
             debug!(task_id = %key.task_id, try_number = key.try_number, "end of a superseded try");
             return None;
         }
-        let Some(flight) = self.in_flight.remove(&flight_key) else {
+        let Some(flight) = self.tries.in_flight.remove(&flight_key) else {
             warn!(task_id = %key.task_id, "finish reported for a try not in flight");
             return None;
         };

@@ -18,11 +18,13 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
         let candidates: Vec<DagRow> = self
-            .dag_rows
+            .definitions
+            .rows
             .values()
             .filter(|row| row.is_active && !row.is_paused && row.dag.schedule != Schedule::None)
             .filter(|row| {
-                self.next_schedule_check
+                self.definitions
+                    .next_schedule_check
                     .get(&row.dag.dag_id)
                     .is_none_or(|at| *at <= now)
             })
@@ -32,11 +34,14 @@ impl Scheduler {
             let next = self.create_due_runs_for(&row, now).await?;
             match next {
                 Some(at) => {
-                    self.next_schedule_check.insert(row.dag.dag_id.clone(), at);
+                    self.definitions
+                        .next_schedule_check
+                        .insert(row.dag.dag_id.clone(), at);
                     self.wake(at);
                 }
                 None => {
-                    self.next_schedule_check
+                    self.definitions
+                        .next_schedule_check
                         .insert(row.dag.dag_id.clone(), DateTime::<Utc>::MAX_UTC);
                 }
             }
@@ -115,14 +120,14 @@ impl Scheduler {
             .collect();
         for pk in self.store.start_runs(&candidates, now).await? {
             self.publish(pk);
-            self.runs_in_play.insert(pk);
-            self.dirty_runs.insert(pk);
+            self.tracked.in_play.insert(pk);
+            self.tracked.dirty.insert(pk);
         }
         Ok(())
     }
 
     fn max_active_runs(&self, run: &RunRow) -> u32 {
-        match (&self.scope, self.dag_rows.get(&run.dag_id)) {
+        match (&self.scope, self.definitions.rows.get(&run.dag_id)) {
             (Scope::Runs(_), _) => u32::MAX,
             (_, Some(row)) => row.dag.max_active_runs,
             (_, None) => 16,

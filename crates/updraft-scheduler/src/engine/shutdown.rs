@@ -9,15 +9,18 @@ use crate::SchedulerError;
 impl Scheduler {
     pub(super) async fn shutdown(&mut self) -> Result<(), SchedulerError> {
         info!(
-            running = self.in_flight.len(),
+            running = self.tries.in_flight.len(),
             grace = ?self.config.shutdown_grace,
             "shutting down"
         );
         // Pods go on without the scheduler: the next one follows them again.
-        if let Some(pods) = &self.pods {
+        if let Some(pods) = &self.executors.pods {
             pods.detach().await;
         }
-        self.executor.shutdown(self.config.shutdown_grace).await;
+        self.executors
+            .local
+            .shutdown(self.config.shutdown_grace)
+            .await;
         let mut events = Vec::new();
         self.drain_events(&mut events);
         self.record_events(events).await?;
@@ -25,8 +28,8 @@ impl Scheduler {
         // nothing new is queued.
         let now = Utc::now();
         self.evaluate(now).await?;
-        if self.job_id != 0 {
-            self.store.stop_scheduler(self.job_id, now).await?;
+        if self.job.id != 0 {
+            self.store.stop_scheduler(self.job.id, now).await?;
         }
         Ok(())
     }

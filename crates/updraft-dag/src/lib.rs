@@ -8,12 +8,14 @@
 //! - [`parse_dag`] parses one file; the format is described in `docs/dag-files.md`.
 //! - [`DagBag`] loads a DAGs folder (with tenants) and [`DagBag::refresh`] reloads what changed.
 //! - [`watch`] calls back when anything under the folder changes.
+//! - [`log_path`] says where a try's log lives under the logs folder.
 //! - [`resolve_params`] computes a run's params from the DAG's specs and the run's conf.
 //! - [`Dag::topological_order`], [`Dag::downstream_of`] and [`Dag::upstream_of`] query the graph.
 
 mod bag;
 mod diag;
 mod graph;
+mod logs;
 pub mod model;
 mod params;
 mod parse;
@@ -25,6 +27,7 @@ mod yaml;
 
 pub use bag::{DEFAULT_MAX_FILE_SIZE, DagBag, DagBagOptions, LoadedDag, RefreshReport, tenant_of};
 pub use graph::topological_order;
+pub use logs::log_path;
 pub use model::*;
 pub use params::{ParamError, check_value, resolve_params};
 pub use parse::{

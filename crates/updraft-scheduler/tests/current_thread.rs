@@ -91,7 +91,7 @@ async fn the_scheduler_syncs_the_folder_and_runs_a_dag_on_a_current_thread_runti
         })
         .await;
 
-        let run = updraft_scheduler::trigger_run(
+        let run = updraft_runs::trigger_run(
             store.as_ref(),
             "second",
             None,
@@ -108,7 +108,7 @@ async fn the_scheduler_syncs_the_folder_and_runs_a_dag_on_a_current_thread_runti
         })
         .await;
         assert_eq!(state, RunState::Success);
-        let log = updraft_executor::log_path(&logs, &run.tenant, "second", &run.run_id, "say", 1);
+        let log = updraft_dag::log_path(&logs, &run.tenant, "second", &run.run_id, "say", 1);
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.contains("hello from second"), "the try's log:\n{text}");
         stop.send(()).unwrap();

@@ -80,7 +80,7 @@ impl Scheduler {
             import_errors = bag.import_errors().len(),
             "DAGs folder loaded"
         );
-        crate::record_dag_bag(
+        updraft_runs::record_dag_bag(
             self.store.as_ref(),
             bag,
             self.config.dags_are_paused_at_creation,

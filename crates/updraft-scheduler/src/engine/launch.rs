@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tracing::warn;
+use updraft_dag::log_path;
 use updraft_executor::render::{TemplateContext, render_task};
-use updraft_executor::{ExecOutcome, LaunchSpec, Program, TryKey, log_path};
+use updraft_executor::{ExecOutcome, LaunchSpec, Program, TryKey};
 use updraft_store::{RunRow, TiRow};
 
 use updraft_pods::{PodExecutor, TryIdentity};

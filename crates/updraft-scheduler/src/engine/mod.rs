@@ -45,6 +45,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{info, warn};
 use updraft_executor::TryEvent;
+use updraft_runs::StateChange;
 use updraft_store::Store;
 
 use crate::SchedulerError;
@@ -74,12 +75,6 @@ enum Stimulus {
     Poked,
     Timer,
     Shutdown,
-}
-
-/// A recorded state change of a run or one of its task instances, published for live views.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StateChange {
-    pub run_pk: i64,
 }
 
 /// One scheduler: its state in small parts by job, its methods in this module's files.

@@ -10,7 +10,7 @@ use updraft_store::{DagRow, RunFilter, RunRow};
 
 use super::{Scheduler, Scope};
 use crate::SchedulerError;
-use crate::runs::{RunRequest, create_run};
+use updraft_runs::{RunError, RunRequest, create_run};
 
 impl Scheduler {
     pub(super) async fn create_scheduled_runs(
@@ -93,10 +93,10 @@ impl Scheduler {
                 Ok(run) => {
                     debug!(dag_id = %dag.dag_id, run_id = %run.run_id, "created scheduled run")
                 }
-                Err(SchedulerError::RunExists { run_id, .. }) => {
+                Err(RunError::RunExists { run_id, .. }) => {
                     debug!(dag_id = %dag.dag_id, %run_id, "scheduled run already exists")
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
             last = Some(interval);
         }

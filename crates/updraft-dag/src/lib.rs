@@ -8,6 +8,7 @@
 //! - [`parse_dag`] parses one file; the format is described in `docs/dag-files.md`.
 //! - [`DagBag`] loads a DAGs folder (with tenants) and [`DagBag::refresh`] reloads what changed.
 //! - [`watch`] calls back when anything under the folder changes.
+//! - [`log_path`] says where a try's log lives under the logs folder.
 //! - [`resolve_params`] computes a run's params from the DAG's specs and the run's conf.
 //! - [`Schedule::description`] reads a schedule as Airflow's `timetable_description` does.
 //! - [`Dag::topological_order`], [`Dag::downstream_of`] and [`Dag::upstream_of`] query the graph.
@@ -16,6 +17,7 @@ mod bag;
 mod describe;
 mod diag;
 mod graph;
+mod logs;
 pub mod model;
 mod params;
 mod parse;
@@ -28,6 +30,7 @@ mod yaml;
 pub use bag::{DEFAULT_MAX_FILE_SIZE, DagBag, DagBagOptions, LoadedDag, RefreshReport, tenant_of};
 pub use describe::{describe_cron, describe_duration};
 pub use graph::topological_order;
+pub use logs::log_path;
 pub use model::*;
 pub use params::{ParamError, check_value, resolve_params};
 pub use parse::{

@@ -4,7 +4,5 @@
 pub mod local;
 pub mod render;
 
-pub use local::{
-    ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TryEvent, TryKey, log_path,
-};
+pub use local::{ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TryEvent, TryKey};
 pub use render::{Program, RenderError, RenderedTask, TemplateContext, render_task};

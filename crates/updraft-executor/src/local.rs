@@ -58,7 +58,7 @@ impl fmt::Display for TryKey {
 pub struct LaunchSpec {
     pub key: TryKey,
     pub rendered: RenderedTask,
-    /// The try's log file (see [`log_path`]); its parent directories are created.
+    /// The try's log file (see [`updraft_dag::log_path`]); its parent directories are created.
     pub log_path: PathBuf,
     /// The task's `execution_timeout`, counted from the moment the process is spawned.
     pub timeout: Option<Duration>,
@@ -728,49 +728,4 @@ fn humanize(d: Duration) -> String {
     } else {
         format!("{:.3}s", d.as_secs_f64())
     }
-}
-
-/// `<logs_root>/<tenant>/<dag_id>/<run_id>/<task_id>/attempt=<n>.log`, Airflow's layout.
-///
-/// Each component is kept readable (`scheduled__2024-01-01T00:00:00+00:00` stays as is) but
-/// cannot leave its directory: `%`, `/`, `\`, NUL and control characters are percent-encoded
-/// (`%2F`, ...), a component of only dots (`.`, `..`) has its dots encoded (`%2E`), and an
-/// empty one becomes `%`. The encoding is injective, so distinct ids get distinct paths.
-pub fn log_path(
-    logs_root: &Path,
-    tenant: &str,
-    dag_id: &str,
-    run_id: &str,
-    task_id: &str,
-    try_number: u32,
-) -> PathBuf {
-    let mut p = logs_root.to_path_buf();
-    for part in [tenant, dag_id, run_id, task_id] {
-        p.push(path_component(part));
-    }
-    p.push(format!("attempt={try_number}.log"));
-    p
-}
-
-fn path_component(s: &str) -> String {
-    if s.is_empty() {
-        return "%".to_owned();
-    }
-    if s.bytes().all(|b| b == b'.') {
-        return "%2E".repeat(s.len());
-    }
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '%' | '/' | '\\' => out.push_str(&format!("%{:02X}", c as u32)),
-            c if c.is_control() => {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    out.push_str(&format!("%{b:02X}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }

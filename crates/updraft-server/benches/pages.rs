@@ -111,7 +111,7 @@ fn write_dag_files(folder: &Path) {
 async fn seed(store: &dyn Store, folder: &Path) -> String {
     let mut bag = updraft_dag::DagBag::new(folder);
     bag.refresh();
-    updraft_scheduler::record_dag_bag(store, &bag, false, Utc::now())
+    updraft_runs::record_dag_bag(store, &bag, false, Utc::now())
         .await
         .expect("sync");
     let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
-use updraft_scheduler::StateChange;
+use updraft_runs::StateChange;
 use updraft_store::Store;
 
 /// How often `updraft server` looks for changes recorded by other processes.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
-use updraft_scheduler::StateChange;
+use updraft_runs::StateChange;
 use updraft_store::Store;
 
 #[derive(Debug, Clone)]

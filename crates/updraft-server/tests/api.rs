@@ -106,7 +106,7 @@ impl App {
         store.migrate().await.unwrap();
         let mut bag = updraft_dag::DagBag::with_options(&dags, Default::default());
         bag.refresh();
-        updraft_scheduler::record_dag_bag(store.as_ref(), &bag, true, Utc::now())
+        updraft_runs::record_dag_bag(store.as_ref(), &bag, true, Utc::now())
             .await
             .unwrap();
         let logs = dir.path().join("logs");
@@ -1050,7 +1050,7 @@ async fn logs_tail_with_a_continuation_token() {
         .await
         .unwrap();
     app.start(pk, "extract").await;
-    let path = updraft_executor::log_path(&app.logs, "default", "etl", "r", "extract", 1);
+    let path = updraft_dag::log_path(&app.logs, "default", "etl", "r", "extract", 1);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, "line one\nline two\npartial").unwrap();
     let url = "/api/v2/dags/etl/dagRuns/r/taskInstances/extract/logs/1";

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 use tokio::sync::broadcast;
 use tower::ServiceExt;
 use updraft_core::{RunState, TaskState};
-use updraft_scheduler::StateChange;
+use updraft_runs::StateChange;
 use updraft_server::auth::{Identity, Role};
 use updraft_server::{AppState, ServerConfig};
 use updraft_store::{QueueLimits, RunRow, SqliteStore, Store, TiKey, TiTransition};
@@ -78,7 +78,7 @@ impl Fixture {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
         let mut bag = updraft_dag::DagBag::new(&dags);
         bag.refresh();
-        updraft_scheduler::record_dag_bag(store.as_ref(), &bag, true, t(0))
+        updraft_runs::record_dag_bag(store.as_ref(), &bag, true, t(0))
             .await
             .unwrap();
         let config = ServerConfig {
@@ -128,7 +128,7 @@ impl Fixture {
     /// through a real try where the state ends one.
     async fn run(&self, dag_id: &str, hour: i64, states: &[(&str, TaskState)]) -> RunRow {
         let store = self.store.as_ref();
-        let run = updraft_scheduler::trigger_run(
+        let run = updraft_runs::trigger_run(
             store,
             dag_id,
             Some(format!("manual__{hour}")),
@@ -572,7 +572,7 @@ async fn runs_run_and_task_instance_pages() {
 #[tokio::test]
 async fn run_ids_with_url_characters_round_trip() {
     let fx = Fixture::new(&[("other.yaml", OTHER)]).await;
-    let run = updraft_scheduler::trigger_run(
+    let run = updraft_runs::trigger_run(
         fx.store.as_ref(),
         "other",
         Some("manual__2024-03-01T00:00:00+00:00".to_string()),

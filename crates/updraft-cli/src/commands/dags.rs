@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use updraft_core::timetable::{intervals_between, manual_interval, next_interval};
 use updraft_core::{RunState, RunType};
 use updraft_dag::Dag;
-use updraft_scheduler::{RunRequest, Scheduler, SchedulerError, create_run, trigger_run};
+use updraft_runs::{RunError, RunRequest, create_run, trigger_run};
+use updraft_scheduler::Scheduler;
 use updraft_store::{DagRow, RunFilter, RunRow, SqliteStore, Store};
 
 use super::{fmt_time, parse_conf, parse_date, require_dag, sync_dags};
@@ -357,7 +358,7 @@ async fn backfill(
         };
         match create_run(store, &row.dag, &row.version, request, Utc::now()).await {
             Ok(run) => run_pks.push(run.id),
-            Err(SchedulerError::RunExists { run_id, .. }) => {
+            Err(RunError::RunExists { run_id, .. }) => {
                 eprintln!("run {run_id} already exists; skipped")
             }
             Err(e) => return Err(e.into()),

@@ -81,7 +81,7 @@ pub async fn sync_dags(settings: &Settings, store: &dyn Store) -> Result<DagBag>
     let folder = settings.dags_folder();
     let mut bag = DagBag::with_options(&folder, bag_options(settings));
     bag.refresh();
-    updraft_scheduler::record_dag_bag(
+    updraft_runs::record_dag_bag(
         store,
         &bag,
         settings.config.core.dags_are_paused_at_creation,

@@ -10,10 +10,10 @@ use regex::Regex;
 use serde_json::{Value, json};
 use updraft_core::TaskState;
 use updraft_core::timetable::manual_interval;
+use updraft_dag::log_path;
 use updraft_executor::render::{TemplateContext, render_task};
 use updraft_executor::{
     ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, Program, TryEvent, TryKey,
-    log_path,
 };
 use updraft_store::{RunFilter, RunRow, Store, TiKey, TiRow};
 

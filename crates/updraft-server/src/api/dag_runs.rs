@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use updraft_core::timetable::{DataInterval, manual_interval};
 use updraft_core::{RunState, RunType, TaskState};
-use updraft_scheduler::{RunRequest, SchedulerError, create_run};
+use updraft_runs::{RunError, RunRequest, create_run};
 use updraft_store::{RunOrder, RunQuery, RunRow};
 use utoipa::{IntoParams, ToSchema};
 
@@ -221,19 +221,15 @@ pub async fn get_dag_run(
     Ok(Json(run_response(&state, &run).await?))
 }
 
-fn scheduler_error(e: SchedulerError) -> ApiError {
+fn run_error(e: RunError) -> ApiError {
     match e {
-        SchedulerError::Store(e) => e.into(),
-        SchedulerError::DagNotFound(dag_id) => super::dag_not_found(&dag_id),
-        SchedulerError::InvalidConf { message, .. } => ApiError::bad_request(message),
-        SchedulerError::RunExists { dag_id, run_id } => ApiError::conflict(format!(
+        RunError::Store(e) => e.into(),
+        RunError::DagNotFound(dag_id) => super::dag_not_found(&dag_id),
+        RunError::InvalidConf { message, .. } => ApiError::bad_request(message),
+        RunError::RunExists { dag_id, run_id } => ApiError::conflict(format!(
             "A DAG run with dag_id `{dag_id}` already exists at this logical date or with \
              run_id `{run_id}`"
         )),
-        other => {
-            tracing::error!("creating a run failed: {other}");
-            ApiError::internal("creating the run failed; see the server log")
-        }
     }
 }
 
@@ -294,7 +290,7 @@ pub async fn trigger_dag_run(
     };
     let run = create_run(state.store.as_ref(), &row.dag, &row.version, request, now)
         .await
-        .map_err(scheduler_error)?;
+        .map_err(run_error)?;
     if let Some(note) = &body.note {
         state.store.set_note(run.id, None, Some(note)).await?;
     }

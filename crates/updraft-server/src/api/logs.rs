@@ -153,7 +153,7 @@ pub async fn get_log(
         _ => 0,
     };
     let live = try_number == ti.try_number && ti.state.is_active();
-    let path = updraft_executor::log_path(
+    let path = updraft_dag::log_path(
         &state.config.logs_folder,
         &run.tenant,
         &dag_id,

@@ -7,7 +7,7 @@ use updraft_core::timetable::{DataInterval, manual_interval};
 use updraft_dag::Dag;
 use updraft_store::{NewRun, NewTi, RunRow, Store, StoreError};
 
-use crate::SchedulerError;
+use crate::RunError;
 
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -26,7 +26,7 @@ pub async fn create_run(
     version: &str,
     request: RunRequest,
     now: DateTime<Utc>,
-) -> Result<RunRow, SchedulerError> {
+) -> Result<RunRow, RunError> {
     validate_conf(dag, &request.conf)?;
     let run_id = request
         .run_id
@@ -56,7 +56,7 @@ pub async fn create_run(
         conf: request.conf,
     };
     match store.create_run(&new_run, &tis, now).await {
-        Err(StoreError::Conflict(_)) => Err(SchedulerError::RunExists {
+        Err(StoreError::Conflict(_)) => Err(RunError::RunExists {
             dag_id: dag.dag_id.clone(),
             run_id: existing_run_id(store, &new_run).await.unwrap_or(run_id),
         }),
@@ -94,11 +94,11 @@ pub async fn trigger_run(
     logical_date: Option<DateTime<Utc>>,
     conf: serde_json::Value,
     now: DateTime<Utc>,
-) -> Result<RunRow, SchedulerError> {
+) -> Result<RunRow, RunError> {
     let row = store
         .dag(dag_id)
         .await?
-        .ok_or_else(|| SchedulerError::DagNotFound(dag_id.to_string()))?;
+        .ok_or_else(|| RunError::DagNotFound(dag_id.to_string()))?;
     let logical_date = logical_date.unwrap_or(now);
     let request = RunRequest {
         run_type: RunType::Manual,
@@ -118,8 +118,8 @@ fn default_run_id(run_type: RunType, logical_date: DateTime<Utc>) -> String {
     }
 }
 
-fn validate_conf(dag: &Dag, conf: &serde_json::Value) -> Result<(), SchedulerError> {
-    let invalid = |message: String| SchedulerError::InvalidConf {
+fn validate_conf(dag: &Dag, conf: &serde_json::Value) -> Result<(), RunError> {
+    let invalid = |message: String| RunError::InvalidConf {
         dag_id: dag.dag_id.clone(),
         message,
     };

@@ -1,0 +1,138 @@
+//! The scheduler's state, in small parts by job: the executors and their events, what wakes
+//! the loop, the DAG definitions at hand, this process's scheduler job, the tries in flight,
+//! and the runs being driven.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+use updraft_executor::{LocalExecutor, LocalExecutorConfig, TryEvent};
+use updraft_pods::PodExecutor;
+use updraft_store::{DagRow, RunRow, TiRow, TryReport};
+
+use super::SchedulerConfig;
+use crate::dagcache::{CachedDag, DagCache};
+
+/// Where tries run, and the channel on which both executors report them.
+pub(super) struct Executors {
+    pub(super) local: LocalExecutor,
+    /// Runs `pod` tasks (and every task with `every_task`), when a cluster is configured.
+    pub(super) pods: Option<PodExecutor>,
+    pub(super) every_task_in_pods: bool,
+    pub(super) events: mpsc::UnboundedReceiver<TryEvent>,
+}
+
+impl Executors {
+    pub(super) fn new(config: &SchedulerConfig) -> Self {
+        let (tx, events) = mpsc::unbounded_channel();
+        let local = LocalExecutor::new(
+            LocalExecutorConfig {
+                max_concurrency: config.parallelism as usize,
+                kill_grace: config.kill_grace,
+                default_cwd: config.default_cwd.clone(),
+                ..LocalExecutorConfig::default()
+            },
+            tx.clone(),
+        );
+        let pods = config
+            .kubernetes
+            .as_ref()
+            .map(|k| PodExecutor::new(k.client.clone(), k.pods.clone(), tx));
+        let every_task_in_pods = config.kubernetes.as_ref().is_some_and(|k| k.every_task);
+        Executors {
+            local,
+            pods,
+            every_task_in_pods,
+            events,
+        }
+    }
+}
+
+/// What wakes the loop besides executor events.
+pub(super) struct Wakeups {
+    /// Notified by the folder watcher.
+    pub(super) folder_changed: Arc<Notify>,
+    /// Notified by components that recorded work outside the scheduler.
+    pub(super) poke: Arc<Notify>,
+    /// The earliest retry or schedule due.
+    pub(super) wake_at: Option<DateTime<Utc>>,
+    /// The next slow poll for work recorded by other processes.
+    pub(super) next_poll: Instant,
+}
+
+impl Wakeups {
+    pub(super) fn new() -> Self {
+        Wakeups {
+            folder_changed: Arc::new(Notify::new()),
+            poke: Arc::new(Notify::new()),
+            wake_at: None,
+            next_poll: Instant::now(),
+        }
+    }
+}
+
+/// The DAG definitions at hand.
+#[derive(Default)]
+pub(super) struct Definitions {
+    /// Pinned versions by (dag_id, version), for running runs.
+    pub(super) cache: DagCache,
+    /// Latest definitions by dag_id, refreshed on every full pass.
+    pub(super) rows: HashMap<String, DagRow>,
+    /// When each unpaused DAG next needs a look for due scheduled runs.
+    pub(super) next_schedule_check: HashMap<String, DateTime<Utc>>,
+}
+
+/// This process's scheduler job.
+pub(super) struct Job {
+    /// 0 until registered.
+    pub(super) id: i64,
+    pub(super) next_heartbeat: Instant,
+    /// When the last database error happened: dead schedulers are only declared by a scheduler
+    /// that has itself been reaching the database for a whole `health_check_threshold`.
+    pub(super) last_db_error: Option<Instant>,
+}
+
+impl Job {
+    pub(super) fn new() -> Self {
+        Job {
+            id: 0,
+            next_heartbeat: Instant::now(),
+            last_db_error: None,
+        }
+    }
+}
+
+/// A try handed to the executor and not yet reported finished.
+pub(super) struct InFlight {
+    pub(super) try_number: u32,
+    pub(super) max_tries: u32,
+    pub(super) dag: Arc<CachedDag>,
+}
+
+/// Tries between queueing and the record of their end.
+#[derive(Default)]
+pub(super) struct Tries {
+    /// Handed to an executor, by (run, task).
+    pub(super) in_flight: HashMap<(i64, String), InFlight>,
+    /// Queued (recorded as this scheduler's) and not yet handed to the executor.
+    pub(super) pending_launches: VecDeque<TiRow>,
+    /// Executor reports not yet recorded (the database was away): recorded before anything
+    /// else, so no try's end is lost.
+    pub(super) pending_reports: Vec<TryReport>,
+}
+
+/// The runs this scheduler drives, and which of them need a look.
+#[derive(Default)]
+pub(super) struct TrackedRuns {
+    /// Running runs in scope whose DAG is not paused; only their instances are queued.
+    pub(super) in_play: HashSet<i64>,
+    /// Runs to evaluate at the next pass.
+    pub(super) dirty: BTreeSet<i64>,
+    /// Runs another scheduler was evaluating: looked at again after [`super::BUSY_RETRY`].
+    pub(super) busy: BTreeSet<i64>,
+    /// Running runs as last read, for what never changes in a run (DAG, version, dates);
+    /// their state is always re-read under the run's lock.
+    pub(super) known: HashMap<i64, RunRow>,
+}

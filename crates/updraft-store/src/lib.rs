@@ -20,6 +20,7 @@ use updraft_dag::{Dag, ImportError};
 pub mod api;
 pub mod postgres;
 mod room;
+mod sql;
 pub mod sqlite;
 
 pub use api::{

@@ -29,11 +29,13 @@
 //! another one holds instead of waiting; transactions that change a run's instances and its
 //! row lock the run first, in the same order, so they cannot deadlock with an evaluation.
 //! Scheduler processes record themselves as jobs and heartbeat (`scheduler_job`); the tries a
-//! job queued are its own until it is declared dead. See the `scheduling` and `jobs` modules.
+//! job queued are its own until it is declared dead. See `scheduling` and `crate::sql::jobs`.
 //!
-//! Timestamps are BIGINT microseconds since the Unix epoch, UTC, as in the SQLite schema, and
-//! the SQL mirrors the SQLite backend's module by module: `dags`, `runs`, `task_instances`,
-//! `scheduling`, `jobs`, `pools`, `ui`, `api`; the row decoding lives in `codec`.
+//! Timestamps are BIGINT microseconds since the Unix epoch, UTC, as in the SQLite schema. Most
+//! of the SQL is shared with SQLite (`crate::sql`); kept here are the connection (`codec`: the
+//! connection as a `Db`, and the statement-cache switch), the scheduler's critical sections
+//! (`scheduling`), the batched statements of the hot path (`task_instances`) and the DAG sync
+//! (`dags`).
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -54,16 +56,13 @@ use crate::{
     RunDecision, RunFilter, RunRow, SchedulerJobRow, Store, TiKey, TiRow, TiTransition, TryRow,
 };
 
-mod api;
-mod clean;
 mod codec;
 mod dags;
-mod jobs;
-mod pools;
-mod runs;
 mod scheduling;
 mod task_instances;
-mod ui;
+
+use crate::sql;
+use crate::sql::runs;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -156,6 +155,17 @@ impl PgStore {
         .await
     }
 
+    /// Run `call` in a transaction with this store's statement-cache choice, then commit.
+    async fn in_tx<T>(&self, call: impl AsyncFnOnce(&mut PgConnection) -> Result<T>) -> Result<T> {
+        self.scoped(async {
+            let mut tx = self.pool.begin().await?;
+            let out = call(&mut tx).await?;
+            tx.commit().await?;
+            Ok(out)
+        })
+        .await
+    }
+
     /// Wait for in-flight work, then close every connection.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -226,83 +236,92 @@ impl Store for PgStore {
     }
 
     async fn dags(&self) -> Result<Vec<DagRow>> {
-        self.on_conn(async |conn| dags::all(conn).await).await
+        self.on_conn(async |c| sql::dags::all(c).await).await
     }
 
     async fn dag_heads(&self) -> Result<Vec<crate::DagHead>> {
-        self.on_conn(async |conn| dags::heads(conn).await).await
+        self.on_conn(async |c| sql::dags::heads(c).await).await
     }
 
     async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
-        self.on_conn(async |conn| dags::one(conn, dag_id).await)
+        self.on_conn(async |c| sql::dags::one(c, dag_id).await)
             .await
     }
 
     async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>> {
-        self.on_conn(async |conn| dags::version(conn, dag_id, version).await)
+        self.on_conn(async |c| sql::dags::version(c, dag_id, version).await)
             .await
     }
 
     async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<String>> {
-        self.on_conn(async |conn| dags::source(conn, dag_id, version).await)
+        self.on_conn(async |c| sql::dags::source(c, dag_id, version).await)
             .await
     }
 
     async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool> {
-        self.on_conn(async |conn| dags::set_paused(conn, dag_id, paused).await)
+        self.on_conn(async |c| sql::dags::set_paused(c, dag_id, paused).await)
             .await
     }
 
     async fn import_errors(&self) -> Result<Vec<ImportError>> {
-        self.on_conn(async |conn| dags::import_errors(conn).await)
+        self.on_conn(async |c| sql::dags::import_errors(c).await)
             .await
     }
 
     async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow> {
-        self.scoped(runs::create(&self.pool, run, tis, now)).await
+        self.in_tx(async |c| runs::create(c, run, tis, now).await)
+            .await
     }
 
     async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>> {
-        self.on_conn(async |conn| runs::by_run_id(conn, dag_id, run_id).await)
+        self.on_conn(async |c| runs::by_run_id(c, dag_id, run_id).await)
             .await
     }
 
     async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>> {
-        self.on_conn(async |conn| runs::by_pk(conn, run_pk).await)
-            .await
+        self.on_conn(async |c| runs::by_pk(c, run_pk).await).await
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
-        self.on_conn(async |conn| runs::filtered(conn, filter).await)
+        self.on_conn(async |c| runs::filtered(c, filter).await)
             .await
     }
 
     async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>> {
-        self.on_conn(async |conn| runs::latest_scheduled(conn, dag_id).await)
+        self.on_conn(async |c| runs::latest_scheduled(c, dag_id).await)
             .await
     }
 
     async fn set_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<()> {
-        self.on_conn(async |conn| runs::set_state(conn, run_pk, state, now).await)
+        self.on_conn(async |c| runs::set_state(c, run_pk, state, now).await)
             .await
     }
 
     async fn delete_run(&self, run_pk: i64) -> Result<bool> {
-        self.on_conn(async |conn| runs::delete(conn, run_pk).await)
-            .await
+        self.on_conn(async |c| runs::delete(c, run_pk).await).await
     }
 
     async fn clean(&self, before: DateTime<Utc>, dry_run: bool) -> Result<crate::CleanReport> {
-        self.scoped(clean::clean(&self.pool, before, dry_run)).await
+        self.scoped(async {
+            let mut tx = self.pool.begin().await?;
+            let report = sql::clean::delete_all(&mut *tx, codec::ts(before)).await?;
+            if dry_run {
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
+            }
+            Ok(report)
+        })
+        .await
     }
 
     async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>> {
-        self.on_conn(async |conn| task_instances::of_run(conn, run_pk).await)
+        self.on_conn(async |c| sql::task_instances::of_run(c, run_pk).await)
             .await
     }
 
     async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>> {
-        self.on_conn(async |conn| task_instances::one(conn, key).await)
+        self.on_conn(async |c| sql::task_instances::one(c, key).await)
             .await
     }
 
@@ -312,12 +331,9 @@ impl Store for PgStore {
         transitions: &[TiTransition],
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        self.scoped(task_instances::apply_transitions(
-            &self.pool,
-            run_pk,
-            transitions,
-            now,
-        ))
+        self.in_tx(async |c| {
+            task_instances::apply_transitions_in(c, run_pk, transitions, now).await
+        })
         .await
     }
 
@@ -327,12 +343,12 @@ impl Store for PgStore {
         offset: u32,
         skip: &crate::ScheduledSkip,
     ) -> Result<Vec<TiRow>> {
-        self.on_conn(async |conn| task_instances::scheduled(conn, limit, offset, skip).await)
+        self.on_conn(async |c| sql::task_instances::scheduled(c, limit, offset, skip).await)
             .await
     }
 
     async fn active_counts(&self) -> Result<ActiveCounts> {
-        self.on_conn(async |conn| task_instances::active_counts(conn).await)
+        self.on_conn(async |c| sql::task_instances::active_counts(c).await)
             .await
     }
 
@@ -368,17 +384,17 @@ impl Store for PgStore {
         pid: u32,
         now: DateTime<Utc>,
     ) -> Result<i64> {
-        self.on_conn(async |conn| jobs::register(conn, hostname, pid, now).await)
+        self.on_conn(async |c| sql::jobs::register(c, hostname, pid, now).await)
             .await
     }
 
     async fn heartbeat(&self, job_id: i64, now: DateTime<Utc>) -> Result<bool> {
-        self.on_conn(async |conn| jobs::heartbeat(conn, job_id, now).await)
+        self.on_conn(async |c| sql::jobs::heartbeat(c, job_id, now).await)
             .await
     }
 
     async fn stop_scheduler(&self, job_id: i64, now: DateTime<Utc>) -> Result<()> {
-        self.on_conn(async |conn| jobs::stop(conn, job_id, now).await)
+        self.on_conn(async |c| sql::jobs::stop(c, job_id, now).await)
             .await
     }
 
@@ -388,13 +404,12 @@ impl Store for PgStore {
         except: i64,
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>> {
-        self.on_conn(async |conn| jobs::reap(conn, cutoff, except, now).await)
+        self.on_conn(async |c| sql::jobs::reap(c, cutoff, except, now).await)
             .await
     }
 
     async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>> {
-        self.on_conn(async |conn| jobs::all(conn, limit).await)
-            .await
+        self.on_conn(async |c| sql::jobs::all(c, limit).await).await
     }
 
     async fn mark_running(
@@ -405,9 +420,9 @@ impl Store for PgStore {
         hostname: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        self.scoped(task_instances::mark_running(
-            &self.pool, key, try_number, pid, hostname, now,
-        ))
+        self.in_tx(async |c| {
+            sql::task_instances::mark_running_in(c, key, try_number, pid, hostname, now).await
+        })
         .await
     }
 
@@ -419,9 +434,10 @@ impl Store for PgStore {
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        self.scoped(task_instances::finish_try(
-            &self.pool, key, try_number, new, retry_at, now,
-        ))
+        sql::task_instances::check_finish_state(new)?;
+        self.in_tx(async |c| {
+            sql::task_instances::finish_try_in(c, key, try_number, new, retry_at, now).await
+        })
         .await
     }
 
@@ -442,27 +458,27 @@ impl Store for PgStore {
         state: TaskState,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        self.scoped(task_instances::set_state(&self.pool, key, state, now))
+        self.in_tx(async |c| sql::task_instances::set_state_in(c, key, state, now).await)
             .await
     }
 
     async fn clear(&self, run_pk: i64, task_ids: &[String], now: DateTime<Utc>) -> Result<usize> {
-        self.scoped(task_instances::clear(&self.pool, run_pk, task_ids, now))
+        self.in_tx(async |c| sql::task_instances::clear(c, run_pk, task_ids, now).await)
             .await
     }
 
     async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>> {
-        self.on_conn(async |conn| task_instances::tries(conn, key).await)
+        self.on_conn(async |c| sql::task_instances::tries(c, key).await)
             .await
     }
 
     async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>> {
-        self.on_conn(async |conn| task_instances::orphaned(conn).await)
+        self.on_conn(async |c| sql::task_instances::orphaned(c).await)
             .await
     }
 
     async fn adopt_orphan(&self, key: &TiKey, try_number: u32, job_id: i64) -> Result<bool> {
-        self.on_conn(async |conn| task_instances::adopt_orphan(conn, key, try_number, job_id).await)
+        self.on_conn(async |c| sql::task_instances::adopt_orphan(c, key, try_number, job_id).await)
             .await
     }
 
@@ -471,77 +487,77 @@ impl Store for PgStore {
         dag_id: &str,
         logical_date: DateTime<Utc>,
     ) -> Result<Option<HashMap<String, TaskState>>> {
-        self.on_conn(async |conn| {
-            task_instances::previous_run_states(conn, dag_id, logical_date).await
+        self.on_conn(async |c| {
+            sql::task_instances::previous_run_states(c, dag_id, logical_date).await
         })
         .await
     }
 
     async fn pools(&self) -> Result<Vec<PoolRow>> {
-        self.on_conn(async |conn| pools::all(conn).await).await
+        self.on_conn(async |c| sql::pools::all(c).await).await
     }
 
     async fn upsert_pool(&self, pool: &PoolRow) -> Result<()> {
-        self.on_conn(async |conn| pools::upsert(conn, pool).await)
+        self.on_conn(async |c| sql::pools::upsert(c, pool).await)
             .await
     }
 
     async fn delete_pool(&self, name: &str) -> Result<bool> {
-        self.on_conn(async |conn| pools::delete(conn, name).await)
+        self.on_conn(async |c| sql::pools::delete(c, name).await)
             .await
     }
 
     // ---- web UI ---------------------------------------------------------------------------
 
     async fn recent_runs(&self, dag_ids: &[String], per_dag: u32) -> Result<Vec<RunRow>> {
-        self.on_conn(async |conn| ui::recent_runs(conn, dag_ids, per_dag).await)
+        self.on_conn(async |c| sql::ui::recent_runs(c, dag_ids, per_dag).await)
             .await
     }
 
     async fn latest_scheduled_runs(&self, dag_ids: &[String]) -> Result<Vec<RunRow>> {
-        self.on_conn(async |conn| ui::latest_scheduled_runs(conn, dag_ids).await)
+        self.on_conn(async |c| sql::ui::latest_scheduled_runs(c, dag_ids).await)
             .await
     }
 
     async fn task_instances_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TiRow>> {
-        self.on_conn(async |conn| ui::task_instances_of_runs(conn, run_pks).await)
+        self.on_conn(async |c| sql::ui::task_instances_of_runs(c, run_pks).await)
             .await
     }
 
     async fn tries_of_run(&self, run_pk: i64) -> Result<Vec<TryRow>> {
-        self.on_conn(async |conn| ui::tries_of_run(conn, run_pk).await)
+        self.on_conn(async |c| sql::ui::tries_of_run(c, run_pk).await)
             .await
     }
 
     async fn dag_versions(&self, dag_id: &str) -> Result<Vec<crate::DagVersionRow>> {
-        self.on_conn(async |conn| ui::dag_versions(conn, dag_id).await)
+        self.on_conn(async |c| sql::ui::dag_versions(c, dag_id).await)
             .await
     }
 
     async fn run_changes_since(&self, after: i64, limit: u32) -> Result<Vec<crate::RunChange>> {
-        self.on_conn(async |conn| ui::run_changes_since(conn, after, limit).await)
+        self.on_conn(async |c| sql::ui::run_changes_since(c, after, limit).await)
             .await
     }
 
     async fn latest_run_change(&self) -> Result<i64> {
-        self.on_conn(async |conn| ui::latest_run_change(conn).await)
+        self.on_conn(async |c| sql::ui::latest_run_change(c).await)
             .await
     }
 
     // ---- REST API -------------------------------------------------------------------------
 
     async fn dags_page(&self, query: &crate::DagQuery) -> Result<crate::Page<DagRow>> {
-        self.on_conn(async |conn| api::dags_page(conn, query).await)
+        self.on_conn(async |c| sql::api::dags_page(c, query).await)
             .await
     }
 
     async fn runs_page(&self, query: &crate::RunQuery) -> Result<crate::Page<RunRow>> {
-        self.on_conn(async |conn| api::runs_page(conn, query).await)
+        self.on_conn(async |c| sql::api::runs_page(c, query).await)
             .await
     }
 
     async fn task_instances_page(&self, query: &crate::TiQuery) -> Result<crate::Page<TiRow>> {
-        self.on_conn(async |conn| api::task_instances_page(conn, query).await)
+        self.on_conn(async |c| sql::api::task_instances_page(c, query).await)
             .await
     }
 
@@ -549,17 +565,17 @@ impl Store for PgStore {
         &self,
         query: &crate::ImportErrorQuery,
     ) -> Result<crate::Page<crate::ImportErrorRow>> {
-        self.on_conn(async |conn| api::import_errors_page(conn, query).await)
+        self.on_conn(async |c| sql::api::import_errors_page(c, query).await)
             .await
     }
 
     async fn import_error(&self, id: i64) -> Result<Option<crate::ImportErrorRow>> {
-        self.on_conn(async |conn| api::import_error(conn, id).await)
+        self.on_conn(async |c| sql::api::import_error(c, id).await)
             .await
     }
 
     async fn mark_run(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<bool> {
-        self.scoped(api::mark_run(&self.pool, run_pk, state, now))
+        self.in_tx(async |c| sql::api::mark_run(c, run_pk, state, now).await)
             .await
     }
 
@@ -569,26 +585,26 @@ impl Store for PgStore {
         state: TaskState,
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        self.scoped(api::set_ti_states(&self.pool, keys, state, now))
+        self.in_tx(async |c| sql::api::set_ti_states(c, keys, state, now).await)
             .await
     }
 
     async fn create_pool(&self, pool: &PoolRow) -> Result<()> {
-        self.on_conn(async |conn| api::create_pool(conn, pool).await)
+        self.on_conn(async |c| sql::pools::create(c, pool).await)
             .await
     }
 
     async fn pool_usage(&self) -> Result<HashMap<String, crate::PoolUsage>> {
-        self.on_conn(async |conn| api::pool_usage(conn).await).await
+        self.on_conn(async |c| sql::api::pool_usage(c).await).await
     }
 
     async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>) -> Result<()> {
-        self.scoped(api::set_note(&self.pool, run_pk, task_id, note))
+        self.in_tx(async |c| sql::api::set_note(c, run_pk, task_id, note).await)
             .await
     }
 
     async fn notes(&self, run_pks: &[i64]) -> Result<Vec<crate::NoteRow>> {
-        self.on_conn(async |conn| api::notes(conn, run_pks).await)
+        self.on_conn(async |c| sql::api::notes(c, run_pks).await)
             .await
     }
 }

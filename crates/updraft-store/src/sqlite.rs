@@ -16,8 +16,9 @@
 //! what the one before it committed (see `scheduling`). Scheduler processes record themselves
 //! as jobs and heartbeat (`jobs`).
 //!
-//! The SQL is split by subject: `dags`, `runs`, `task_instances`, `scheduling`, `jobs`,
-//! `pools`, `ui`, `api`; the row decoding lives in `codec`.
+//! Most of the SQL is shared with PostgreSQL (`crate::sql`); kept here are the connection
+//! (`codec`: the connection as a `Db`), the scheduler's critical sections (`scheduling`), the
+//! batched statements of the hot path (`task_instances`) and the batched DAG sync (`dags`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -38,16 +40,13 @@ use crate::{
     RunDecision, RunFilter, RunRow, SchedulerJobRow, Store, TiKey, TiRow, TiTransition, TryRow,
 };
 
-mod api;
-mod clean;
 mod codec;
 mod dags;
-mod jobs;
-mod pools;
-mod runs;
 mod scheduling;
 mod task_instances;
-mod ui;
+
+use crate::sql;
+use crate::sql::runs;
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -113,6 +112,33 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Run `call` on a reader connection.
+    async fn read<T>(
+        &self,
+        call: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
+    ) -> Result<T> {
+        call(&mut *self.reader.acquire().await?).await
+    }
+
+    /// Run `call` on the writer connection, outside a transaction (for a single statement).
+    async fn write<T>(
+        &self,
+        call: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
+    ) -> Result<T> {
+        call(&mut *self.writer.acquire().await?).await
+    }
+
+    /// Run `call` in a `BEGIN IMMEDIATE` transaction on the writer connection, then commit.
+    async fn write_tx<T>(
+        &self,
+        call: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
+    ) -> Result<T> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let out = call(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
     /// Wait for in-flight work, then close every connection (checkpointing the WAL).
     pub async fn close(&self) {
         self.reader.close().await;
@@ -174,71 +200,87 @@ impl Store for SqliteStore {
     }
 
     async fn dags(&self) -> Result<Vec<DagRow>> {
-        dags::all(&self.reader).await
+        self.read(async |c| sql::dags::all(c).await).await
     }
 
     async fn dag_heads(&self) -> Result<Vec<crate::DagHead>> {
-        dags::heads(&self.reader).await
+        self.read(async |c| sql::dags::heads(c).await).await
     }
 
     async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
-        dags::one(&self.reader, dag_id).await
+        self.read(async |c| sql::dags::one(c, dag_id).await).await
     }
 
     async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>> {
-        dags::version(&self.reader, dag_id, version).await
+        self.read(async |c| sql::dags::version(c, dag_id, version).await)
+            .await
     }
 
     async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<String>> {
-        dags::source(&self.reader, dag_id, version).await
+        self.read(async |c| sql::dags::source(c, dag_id, version).await)
+            .await
     }
 
     async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool> {
-        dags::set_paused(&self.writer, dag_id, paused).await
+        self.write(async |c| sql::dags::set_paused(c, dag_id, paused).await)
+            .await
     }
 
     async fn import_errors(&self) -> Result<Vec<ImportError>> {
-        dags::import_errors(&self.reader).await
+        self.read(async |c| sql::dags::import_errors(c).await).await
     }
 
     async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow> {
-        runs::create(&self.writer, run, tis, now).await
+        self.write_tx(async |c| runs::create(c, run, tis, now).await)
+            .await
     }
 
     async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>> {
-        runs::by_run_id(&self.reader, dag_id, run_id).await
+        self.read(async |c| runs::by_run_id(c, dag_id, run_id).await)
+            .await
     }
 
     async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>> {
-        runs::by_pk(&self.reader, run_pk).await
+        self.read(async |c| runs::by_pk(c, run_pk).await).await
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
-        runs::filtered(&self.reader, filter).await
+        self.read(async |c| runs::filtered(c, filter).await).await
     }
 
     async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>> {
-        runs::latest_scheduled(&self.reader, dag_id).await
+        self.read(async |c| runs::latest_scheduled(c, dag_id).await)
+            .await
     }
 
     async fn set_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<()> {
-        runs::set_state(&self.writer, run_pk, state, now).await
+        self.write(async |c| runs::set_state(c, run_pk, state, now).await)
+            .await
     }
 
     async fn delete_run(&self, run_pk: i64) -> Result<bool> {
-        runs::delete(&self.writer, run_pk).await
+        self.write(async |c| runs::delete(c, run_pk).await).await
     }
 
     async fn clean(&self, before: DateTime<Utc>, dry_run: bool) -> Result<crate::CleanReport> {
-        clean::clean(&self.writer, before, dry_run).await
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let report = sql::clean::delete_all(&mut *tx, codec::ts(before)).await?;
+        if dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(report)
     }
 
     async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>> {
-        task_instances::of_run(&self.reader, run_pk).await
+        self.read(async |c| sql::task_instances::of_run(c, run_pk).await)
+            .await
     }
 
     async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>> {
-        task_instances::one(&self.reader, key).await
+        self.read(async |c| sql::task_instances::one(c, key).await)
+            .await
     }
 
     async fn apply_transitions(
@@ -247,7 +289,10 @@ impl Store for SqliteStore {
         transitions: &[TiTransition],
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        task_instances::apply_transitions(&self.writer, run_pk, transitions, now).await
+        self.write_tx(async |c| {
+            task_instances::apply_transitions_in(c, run_pk, transitions, now).await
+        })
+        .await
     }
 
     async fn scheduled_task_instances(
@@ -256,11 +301,13 @@ impl Store for SqliteStore {
         offset: u32,
         skip: &crate::ScheduledSkip,
     ) -> Result<Vec<TiRow>> {
-        task_instances::scheduled(&self.reader, limit, offset, skip).await
+        self.read(async |c| sql::task_instances::scheduled(c, limit, offset, skip).await)
+            .await
     }
 
     async fn active_counts(&self) -> Result<ActiveCounts> {
-        task_instances::active_counts(&self.reader).await
+        self.read(async |c| sql::task_instances::active_counts(c).await)
+            .await
     }
 
     async fn queue(
@@ -303,15 +350,18 @@ impl Store for SqliteStore {
         pid: u32,
         now: DateTime<Utc>,
     ) -> Result<i64> {
-        jobs::register(&self.writer, hostname, pid, now).await
+        self.write(async |c| sql::jobs::register(c, hostname, pid, now).await)
+            .await
     }
 
     async fn heartbeat(&self, job_id: i64, now: DateTime<Utc>) -> Result<bool> {
-        jobs::heartbeat(&self.writer, job_id, now).await
+        self.write(async |c| sql::jobs::heartbeat(c, job_id, now).await)
+            .await
     }
 
     async fn stop_scheduler(&self, job_id: i64, now: DateTime<Utc>) -> Result<()> {
-        jobs::stop(&self.writer, job_id, now).await
+        self.write(async |c| sql::jobs::stop(c, job_id, now).await)
+            .await
     }
 
     async fn reap_schedulers(
@@ -320,11 +370,12 @@ impl Store for SqliteStore {
         except: i64,
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>> {
-        jobs::reap(&self.writer, cutoff, except, now).await
+        self.write(async |c| sql::jobs::reap(c, cutoff, except, now).await)
+            .await
     }
 
     async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>> {
-        jobs::all(&self.reader, limit).await
+        self.read(async |c| sql::jobs::all(c, limit).await).await
     }
 
     async fn mark_running(
@@ -335,7 +386,10 @@ impl Store for SqliteStore {
         hostname: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        task_instances::mark_running(&self.writer, key, try_number, pid, hostname, now).await
+        self.write_tx(async |c| {
+            sql::task_instances::mark_running_in(c, key, try_number, pid, hostname, now).await
+        })
+        .await
     }
 
     async fn finish_try(
@@ -346,7 +400,11 @@ impl Store for SqliteStore {
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        task_instances::finish_try(&self.writer, key, try_number, new, retry_at, now).await
+        sql::task_instances::check_finish_state(new)?;
+        self.write_tx(async |c| {
+            sql::task_instances::finish_try_in(c, key, try_number, new, retry_at, now).await
+        })
+        .await
     }
 
     async fn record_try_reports(
@@ -354,7 +412,8 @@ impl Store for SqliteStore {
         reports: &[crate::TryReport],
         hostname: &str,
     ) -> Result<Vec<bool>> {
-        task_instances::record_reports(&self.writer, reports, hostname).await
+        self.write_tx(async |c| task_instances::record_reports_in(c, reports, hostname).await)
+            .await
     }
 
     async fn set_ti_state(
@@ -363,23 +422,28 @@ impl Store for SqliteStore {
         state: TaskState,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        task_instances::set_state(&self.writer, key, state, now).await
+        self.write_tx(async |c| sql::task_instances::set_state_in(c, key, state, now).await)
+            .await
     }
 
     async fn clear(&self, run_pk: i64, task_ids: &[String], now: DateTime<Utc>) -> Result<usize> {
-        task_instances::clear(&self.writer, run_pk, task_ids, now).await
+        self.write_tx(async |c| sql::task_instances::clear(c, run_pk, task_ids, now).await)
+            .await
     }
 
     async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>> {
-        task_instances::tries(&self.reader, key).await
+        self.read(async |c| sql::task_instances::tries(c, key).await)
+            .await
     }
 
     async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>> {
-        task_instances::orphaned(&self.reader).await
+        self.read(async |c| sql::task_instances::orphaned(c).await)
+            .await
     }
 
     async fn adopt_orphan(&self, key: &TiKey, try_number: u32, job_id: i64) -> Result<bool> {
-        task_instances::adopt_orphan(&self.writer, key, try_number, job_id).await
+        self.write(async |c| sql::task_instances::adopt_orphan(c, key, try_number, job_id).await)
+            .await
     }
 
     async fn previous_run_states(
@@ -387,78 +451,94 @@ impl Store for SqliteStore {
         dag_id: &str,
         logical_date: DateTime<Utc>,
     ) -> Result<Option<HashMap<String, TaskState>>> {
-        task_instances::previous_run_states(&self.reader, dag_id, logical_date).await
+        self.read(async |c| sql::task_instances::previous_run_states(c, dag_id, logical_date).await)
+            .await
     }
 
     async fn pools(&self) -> Result<Vec<PoolRow>> {
-        pools::all(&self.reader).await
+        self.read(async |c| sql::pools::all(c).await).await
     }
 
     async fn upsert_pool(&self, pool: &PoolRow) -> Result<()> {
-        pools::upsert(&self.writer, pool).await
+        self.write(async |c| sql::pools::upsert(c, pool).await)
+            .await
     }
 
     async fn delete_pool(&self, name: &str) -> Result<bool> {
-        pools::delete(&self.writer, name).await
+        self.write(async |c| sql::pools::delete(c, name).await)
+            .await
     }
 
     // ---- web UI ---------------------------------------------------------------------------
 
     async fn recent_runs(&self, dag_ids: &[String], per_dag: u32) -> Result<Vec<RunRow>> {
-        ui::recent_runs(&self.reader, dag_ids, per_dag).await
+        self.read(async |c| sql::ui::recent_runs(c, dag_ids, per_dag).await)
+            .await
     }
 
     async fn latest_scheduled_runs(&self, dag_ids: &[String]) -> Result<Vec<RunRow>> {
-        ui::latest_scheduled_runs(&self.reader, dag_ids).await
+        self.read(async |c| sql::ui::latest_scheduled_runs(c, dag_ids).await)
+            .await
     }
 
     async fn task_instances_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TiRow>> {
-        ui::task_instances_of_runs(&self.reader, run_pks).await
+        self.read(async |c| sql::ui::task_instances_of_runs(c, run_pks).await)
+            .await
     }
 
     async fn tries_of_run(&self, run_pk: i64) -> Result<Vec<TryRow>> {
-        ui::tries_of_run(&self.reader, run_pk).await
+        self.read(async |c| sql::ui::tries_of_run(c, run_pk).await)
+            .await
     }
 
     async fn dag_versions(&self, dag_id: &str) -> Result<Vec<crate::DagVersionRow>> {
-        ui::dag_versions(&self.reader, dag_id).await
+        self.read(async |c| sql::ui::dag_versions(c, dag_id).await)
+            .await
     }
 
     async fn run_changes_since(&self, after: i64, limit: u32) -> Result<Vec<crate::RunChange>> {
-        ui::run_changes_since(&self.reader, after, limit).await
+        self.read(async |c| sql::ui::run_changes_since(c, after, limit).await)
+            .await
     }
 
     async fn latest_run_change(&self) -> Result<i64> {
-        ui::latest_run_change(&self.reader).await
+        self.read(async |c| sql::ui::latest_run_change(c).await)
+            .await
     }
 
     // ---- REST API -------------------------------------------------------------------------
 
     async fn dags_page(&self, query: &crate::DagQuery) -> Result<crate::Page<DagRow>> {
-        api::dags_page(&self.reader, query).await
+        self.read(async |c| sql::api::dags_page(c, query).await)
+            .await
     }
 
     async fn runs_page(&self, query: &crate::RunQuery) -> Result<crate::Page<RunRow>> {
-        api::runs_page(&self.reader, query).await
+        self.read(async |c| sql::api::runs_page(c, query).await)
+            .await
     }
 
     async fn task_instances_page(&self, query: &crate::TiQuery) -> Result<crate::Page<TiRow>> {
-        api::task_instances_page(&self.reader, query).await
+        self.read(async |c| sql::api::task_instances_page(c, query).await)
+            .await
     }
 
     async fn import_errors_page(
         &self,
         query: &crate::ImportErrorQuery,
     ) -> Result<crate::Page<crate::ImportErrorRow>> {
-        api::import_errors_page(&self.reader, query).await
+        self.read(async |c| sql::api::import_errors_page(c, query).await)
+            .await
     }
 
     async fn import_error(&self, id: i64) -> Result<Option<crate::ImportErrorRow>> {
-        api::import_error(&self.reader, id).await
+        self.read(async |c| sql::api::import_error(c, id).await)
+            .await
     }
 
     async fn mark_run(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<bool> {
-        api::mark_run(&self.writer, run_pk, state, now).await
+        self.write_tx(async |c| sql::api::mark_run(c, run_pk, state, now).await)
+            .await
     }
 
     async fn set_ti_states(
@@ -467,29 +547,34 @@ impl Store for SqliteStore {
         state: TaskState,
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        api::set_ti_states(&self.writer, keys, state, now).await
+        self.write_tx(async |c| sql::api::set_ti_states(c, keys, state, now).await)
+            .await
     }
 
     async fn create_pool(&self, pool: &PoolRow) -> Result<()> {
-        api::create_pool(&self.writer, pool).await
+        self.write(async |c| sql::pools::create(c, pool).await)
+            .await
     }
 
     async fn pool_usage(&self) -> Result<HashMap<String, crate::PoolUsage>> {
-        api::pool_usage(&self.reader).await
+        self.read(async |c| sql::api::pool_usage(c).await).await
     }
 
     async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>) -> Result<()> {
-        api::set_note(&self.writer, run_pk, task_id, note).await
+        self.write_tx(async |c| sql::api::set_note(c, run_pk, task_id, note).await)
+            .await
     }
 
     async fn notes(&self, run_pks: &[i64]) -> Result<Vec<crate::NoteRow>> {
-        api::notes(&self.reader, run_pks).await
+        self.read(async |c| sql::api::notes(c, run_pks).await).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::task_instances as ti;
+    use crate::sql::{Dialect, ui};
 
     async fn pragma(pool: &SqlitePool, name: &'static str) -> String {
         let row: (String,) = sqlx::query_as(match name {
@@ -529,18 +614,22 @@ mod tests {
     #[tokio::test]
     async fn scheduler_loop_queries_use_indexes() {
         let store = SqliteStore::in_memory().await.unwrap();
+        let d = Dialect::Sqlite;
         let cases = [
-            (runs::RUNS_OF_DAG_IN_STATES, "dag_run_dag_state"),
-            (runs::RUNS_IN_STATES, "dag_run_state"),
-            (runs::RUNS_OF_DAG, "dag_run_dag_logical_date"),
-            (runs::ALL_RUNS, "dag_run_logical_date"),
-            (task_instances::SCHEDULED, "task_instance_state"),
-            (task_instances::ACTIVE_COUNTS, "task_instance_state"),
-            (task_instances::ORPHANED, "task_instance_state"),
-            (scheduling::RUNNING_RUNS, "dag_run_dag_state"),
+            (runs::filtered_sql(d, true, true), "dag_run_dag_state"),
+            (runs::filtered_sql(d, false, true), "dag_run_state"),
+            (
+                runs::filtered_sql(d, true, false),
+                "dag_run_dag_logical_date",
+            ),
+            (runs::filtered_sql(d, false, false), "dag_run_logical_date"),
+            (ti::scheduled_sql(d), "task_instance_state"),
+            (ti::ACTIVE_COUNTS.to_owned(), "task_instance_state"),
+            (ti::ORPHANED.to_owned(), "task_instance_state"),
+            (scheduling::RUNNING_RUNS.to_owned(), "dag_run_dag_state"),
         ];
         for (sql, index) in cases {
-            let plan = query_plan(&store.writer, sql).await;
+            let plan = query_plan(&store.writer, &sql).await;
             assert!(plan.contains(index), "{sql}\n{plan}");
         }
     }
@@ -549,15 +638,16 @@ mod tests {
     #[tokio::test]
     async fn ui_queries_use_indexes() {
         let store = SqliteStore::in_memory().await.unwrap();
+        let d = Dialect::Sqlite;
         let cases = [
-            (ui::RECENT_RUNS, "dag_run_dag_logical_date"),
-            (ui::LATEST_SCHEDULED, "dag_run_dag_interval"),
-            (ui::TIS_OF_RUNS, "sqlite_autoindex_task_instance_1"),
-            (ui::TRIES_OF_RUN, "sqlite_autoindex_task_try_1"),
-            (ui::RUN_CHANGES, "run_change_seq"),
+            (ui::recent_runs_sql(d), "dag_run_dag_logical_date"),
+            (ui::latest_scheduled_sql(d), "dag_run_dag_interval"),
+            (ui::tis_of_runs_sql(d), "sqlite_autoindex_task_instance_1"),
+            (ui::TRIES_OF_RUN.to_owned(), "sqlite_autoindex_task_try_1"),
+            (ui::RUN_CHANGES.to_owned(), "run_change_seq"),
         ];
         for (sql, index) in cases {
-            let plan = query_plan(&store.writer, sql).await;
+            let plan = query_plan(&store.writer, &sql).await;
             assert!(plan.contains(index), "{sql}\n{plan}");
         }
     }

@@ -37,7 +37,6 @@
 //! (`scheduling`), the batched statements of the hot path (`task_instances`) and the DAG sync
 //! (`dags`).
 
-use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::time::Duration;
@@ -47,13 +46,14 @@ use chrono::{DateTime, Utc};
 use sqlx::Transaction;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
+use updraft_dag::ImportError;
+
+use crate::backend::Backend;
 use updraft_core::evaluate::TiSnapshot;
-use updraft_core::{RunState, TaskState};
-use updraft_dag::{Dag, ImportError};
 
 use crate::{
-    ActiveCounts, DagRow, Evaluated, LoadedDagRecord, NewRun, NewTi, PoolRow, QueueLimits, Result,
-    RunDecision, RunFilter, RunRow, SchedulerJobRow, Store, TiKey, TiRow, TiTransition, TryRow,
+    Evaluated, LoadedDagRecord, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow,
+    TiTransition, TryReport,
 };
 
 mod codec;
@@ -128,7 +128,7 @@ impl PgStore {
 
     /// Run a call with this store's statement-cache choice.
     async fn scoped<T>(&self, call: impl Future<Output = T>) -> T {
-        codec::PERSISTENT.scope(self.statement_cache, call).await
+        sql::PERSISTENT.scope(self.statement_cache, call).await
     }
 
     /// A connection for a method that does not open a transaction itself: a pooled connection
@@ -141,31 +141,6 @@ impl PgStore {
         })
     }
 
-    /// Run `call` on [`Self::conn`] with this store's statement-cache choice, then commit.
-    async fn on_conn<T>(
-        &self,
-        call: impl AsyncFnOnce(&mut PgConnection) -> Result<T>,
-    ) -> Result<T> {
-        self.scoped(async {
-            let mut conn = self.conn().await?;
-            let out = call(&mut conn).await?;
-            conn.finish().await?;
-            Ok(out)
-        })
-        .await
-    }
-
-    /// Run `call` in a transaction with this store's statement-cache choice, then commit.
-    async fn in_tx<T>(&self, call: impl AsyncFnOnce(&mut PgConnection) -> Result<T>) -> Result<T> {
-        self.scoped(async {
-            let mut tx = self.pool.begin().await?;
-            let out = call(&mut tx).await?;
-            tx.commit().await?;
-            Ok(out)
-        })
-        .await
-    }
-
     /// Wait for in-flight work, then close every connection.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -173,7 +148,7 @@ impl PgStore {
 }
 
 /// A connection from [`PgStore::conn`]; dropping it unfinished rolls a transaction back.
-enum Conn {
+pub(crate) enum Conn {
     Pooled(PoolConnection<Postgres>),
     Transaction(Transaction<'static, Postgres>),
 }
@@ -209,7 +184,31 @@ impl DerefMut for Conn {
 }
 
 #[async_trait]
-impl Store for PgStore {
+impl Backend for PgStore {
+    type Database = Postgres;
+    type Conn = PgConnection;
+    type Guard = Conn;
+
+    fn statement_cache(&self) -> bool {
+        self.statement_cache
+    }
+
+    async fn reader(&self) -> Result<Conn> {
+        self.conn().await
+    }
+
+    async fn writer(&self) -> Result<Conn> {
+        self.conn().await
+    }
+
+    async fn done(guard: Conn) -> Result<()> {
+        guard.finish().await
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
     async fn migrate(&self) -> Result<()> {
         // sqlx's migrator holds a PostgreSQL advisory lock (keyed on the database name) while
         // it checks and applies migrations, so processes migrating at once take turns.
@@ -235,121 +234,27 @@ impl Store for PgStore {
         .await
     }
 
-    async fn dags(&self) -> Result<Vec<DagRow>> {
-        self.on_conn(async |c| sql::dags::all(c).await).await
-    }
-
-    async fn dag_heads(&self) -> Result<Vec<crate::DagHead>> {
-        self.on_conn(async |c| sql::dags::heads(c).await).await
-    }
-
-    async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
-        self.on_conn(async |c| sql::dags::one(c, dag_id).await)
-            .await
-    }
-
-    async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>> {
-        self.on_conn(async |c| sql::dags::version(c, dag_id, version).await)
-            .await
-    }
-
-    async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<String>> {
-        self.on_conn(async |c| sql::dags::source(c, dag_id, version).await)
-            .await
-    }
-
-    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool> {
-        self.on_conn(async |c| sql::dags::set_paused(c, dag_id, paused).await)
-            .await
-    }
-
-    async fn import_errors(&self) -> Result<Vec<ImportError>> {
-        self.on_conn(async |c| sql::dags::import_errors(c).await)
-            .await
-    }
-
-    async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow> {
-        self.in_tx(async |c| runs::create(c, run, tis, now).await)
-            .await
-    }
-
-    async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>> {
-        self.on_conn(async |c| runs::by_run_id(c, dag_id, run_id).await)
-            .await
-    }
-
-    async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>> {
-        self.on_conn(async |c| runs::by_pk(c, run_pk).await).await
-    }
-
-    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
-        self.on_conn(async |c| runs::filtered(c, filter).await)
-            .await
-    }
-
-    async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>> {
-        self.on_conn(async |c| runs::latest_scheduled(c, dag_id).await)
-            .await
-    }
-
-    async fn set_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<()> {
-        self.on_conn(async |c| runs::set_state(c, run_pk, state, now).await)
-            .await
-    }
-
-    async fn delete_run(&self, run_pk: i64) -> Result<bool> {
-        self.on_conn(async |c| runs::delete(c, run_pk).await).await
-    }
-
-    async fn clean(&self, before: DateTime<Utc>, dry_run: bool) -> Result<crate::CleanReport> {
-        self.scoped(async {
-            let mut tx = self.pool.begin().await?;
-            let report = sql::clean::delete_all(&mut *tx, codec::ts(before)).await?;
-            if dry_run {
-                tx.rollback().await?;
-            } else {
-                tx.commit().await?;
-            }
-            Ok(report)
-        })
-        .await
-    }
-
-    async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>> {
-        self.on_conn(async |c| sql::task_instances::of_run(c, run_pk).await)
-            .await
-    }
-
-    async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>> {
-        self.on_conn(async |c| sql::task_instances::one(c, key).await)
-            .await
-    }
-
     async fn apply_transitions(
         &self,
         run_pk: i64,
         transitions: &[TiTransition],
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        self.in_tx(async |c| {
-            task_instances::apply_transitions_in(c, run_pk, transitions, now).await
+        self.scoped(async {
+            let mut tx = self.pool.begin().await?;
+            let applied =
+                task_instances::apply_transitions_in(&mut tx, run_pk, transitions, now).await?;
+            tx.commit().await?;
+            Ok(applied)
         })
         .await
     }
 
-    async fn scheduled_task_instances(
-        &self,
-        limit: u32,
-        offset: u32,
-        skip: &crate::ScheduledSkip,
-    ) -> Result<Vec<TiRow>> {
-        self.on_conn(async |c| sql::task_instances::scheduled(c, limit, offset, skip).await)
-            .await
-    }
-
-    async fn active_counts(&self) -> Result<ActiveCounts> {
-        self.on_conn(async |c| sql::task_instances::active_counts(c).await)
-            .await
+    async fn record_try_reports(&self, reports: &[TryReport], hostname: &str) -> Result<Vec<bool>> {
+        self.scoped(task_instances::record_reports(
+            &self.pool, reports, hostname,
+        ))
+        .await
     }
 
     async fn queue(
@@ -375,236 +280,6 @@ impl Store for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>> {
         self.scoped(scheduling::evaluate_runs(&self.pool, run_pks, decide, now))
-            .await
-    }
-
-    async fn register_scheduler(
-        &self,
-        hostname: &str,
-        pid: u32,
-        now: DateTime<Utc>,
-    ) -> Result<i64> {
-        self.on_conn(async |c| sql::jobs::register(c, hostname, pid, now).await)
-            .await
-    }
-
-    async fn heartbeat(&self, job_id: i64, now: DateTime<Utc>) -> Result<bool> {
-        self.on_conn(async |c| sql::jobs::heartbeat(c, job_id, now).await)
-            .await
-    }
-
-    async fn stop_scheduler(&self, job_id: i64, now: DateTime<Utc>) -> Result<()> {
-        self.on_conn(async |c| sql::jobs::stop(c, job_id, now).await)
-            .await
-    }
-
-    async fn reap_schedulers(
-        &self,
-        cutoff: DateTime<Utc>,
-        except: i64,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<i64>> {
-        self.on_conn(async |c| sql::jobs::reap(c, cutoff, except, now).await)
-            .await
-    }
-
-    async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>> {
-        self.on_conn(async |c| sql::jobs::all(c, limit).await).await
-    }
-
-    async fn mark_running(
-        &self,
-        key: &TiKey,
-        try_number: u32,
-        pid: Option<i64>,
-        hostname: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        self.in_tx(async |c| {
-            sql::task_instances::mark_running_in(c, key, try_number, pid, hostname, now).await
-        })
-        .await
-    }
-
-    async fn finish_try(
-        &self,
-        key: &TiKey,
-        try_number: u32,
-        new: TaskState,
-        retry_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        sql::task_instances::check_finish_state(new)?;
-        self.in_tx(async |c| {
-            sql::task_instances::finish_try_in(c, key, try_number, new, retry_at, now).await
-        })
-        .await
-    }
-
-    async fn record_try_reports(
-        &self,
-        reports: &[crate::TryReport],
-        hostname: &str,
-    ) -> Result<Vec<bool>> {
-        self.scoped(task_instances::record_reports(
-            &self.pool, reports, hostname,
-        ))
-        .await
-    }
-
-    async fn set_ti_state(
-        &self,
-        key: &TiKey,
-        state: TaskState,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        self.in_tx(async |c| sql::task_instances::set_state_in(c, key, state, now).await)
-            .await
-    }
-
-    async fn clear(&self, run_pk: i64, task_ids: &[String], now: DateTime<Utc>) -> Result<usize> {
-        self.in_tx(async |c| sql::task_instances::clear(c, run_pk, task_ids, now).await)
-            .await
-    }
-
-    async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>> {
-        self.on_conn(async |c| sql::task_instances::tries(c, key).await)
-            .await
-    }
-
-    async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>> {
-        self.on_conn(async |c| sql::task_instances::orphaned(c).await)
-            .await
-    }
-
-    async fn adopt_orphan(&self, key: &TiKey, try_number: u32, job_id: i64) -> Result<bool> {
-        self.on_conn(async |c| sql::task_instances::adopt_orphan(c, key, try_number, job_id).await)
-            .await
-    }
-
-    async fn previous_run_states(
-        &self,
-        dag_id: &str,
-        logical_date: DateTime<Utc>,
-    ) -> Result<Option<HashMap<String, TaskState>>> {
-        self.on_conn(async |c| {
-            sql::task_instances::previous_run_states(c, dag_id, logical_date).await
-        })
-        .await
-    }
-
-    async fn pools(&self) -> Result<Vec<PoolRow>> {
-        self.on_conn(async |c| sql::pools::all(c).await).await
-    }
-
-    async fn upsert_pool(&self, pool: &PoolRow) -> Result<()> {
-        self.on_conn(async |c| sql::pools::upsert(c, pool).await)
-            .await
-    }
-
-    async fn delete_pool(&self, name: &str) -> Result<bool> {
-        self.on_conn(async |c| sql::pools::delete(c, name).await)
-            .await
-    }
-
-    // ---- web UI ---------------------------------------------------------------------------
-
-    async fn recent_runs(&self, dag_ids: &[String], per_dag: u32) -> Result<Vec<RunRow>> {
-        self.on_conn(async |c| sql::ui::recent_runs(c, dag_ids, per_dag).await)
-            .await
-    }
-
-    async fn latest_scheduled_runs(&self, dag_ids: &[String]) -> Result<Vec<RunRow>> {
-        self.on_conn(async |c| sql::ui::latest_scheduled_runs(c, dag_ids).await)
-            .await
-    }
-
-    async fn task_instances_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TiRow>> {
-        self.on_conn(async |c| sql::ui::task_instances_of_runs(c, run_pks).await)
-            .await
-    }
-
-    async fn tries_of_run(&self, run_pk: i64) -> Result<Vec<TryRow>> {
-        self.on_conn(async |c| sql::ui::tries_of_run(c, run_pk).await)
-            .await
-    }
-
-    async fn dag_versions(&self, dag_id: &str) -> Result<Vec<crate::DagVersionRow>> {
-        self.on_conn(async |c| sql::ui::dag_versions(c, dag_id).await)
-            .await
-    }
-
-    async fn run_changes_since(&self, after: i64, limit: u32) -> Result<Vec<crate::RunChange>> {
-        self.on_conn(async |c| sql::ui::run_changes_since(c, after, limit).await)
-            .await
-    }
-
-    async fn latest_run_change(&self) -> Result<i64> {
-        self.on_conn(async |c| sql::ui::latest_run_change(c).await)
-            .await
-    }
-
-    // ---- REST API -------------------------------------------------------------------------
-
-    async fn dags_page(&self, query: &crate::DagQuery) -> Result<crate::Page<DagRow>> {
-        self.on_conn(async |c| sql::api::dags_page(c, query).await)
-            .await
-    }
-
-    async fn runs_page(&self, query: &crate::RunQuery) -> Result<crate::Page<RunRow>> {
-        self.on_conn(async |c| sql::api::runs_page(c, query).await)
-            .await
-    }
-
-    async fn task_instances_page(&self, query: &crate::TiQuery) -> Result<crate::Page<TiRow>> {
-        self.on_conn(async |c| sql::api::task_instances_page(c, query).await)
-            .await
-    }
-
-    async fn import_errors_page(
-        &self,
-        query: &crate::ImportErrorQuery,
-    ) -> Result<crate::Page<crate::ImportErrorRow>> {
-        self.on_conn(async |c| sql::api::import_errors_page(c, query).await)
-            .await
-    }
-
-    async fn import_error(&self, id: i64) -> Result<Option<crate::ImportErrorRow>> {
-        self.on_conn(async |c| sql::api::import_error(c, id).await)
-            .await
-    }
-
-    async fn mark_run(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<bool> {
-        self.in_tx(async |c| sql::api::mark_run(c, run_pk, state, now).await)
-            .await
-    }
-
-    async fn set_ti_states(
-        &self,
-        keys: &[TiKey],
-        state: TaskState,
-        now: DateTime<Utc>,
-    ) -> Result<usize> {
-        self.in_tx(async |c| sql::api::set_ti_states(c, keys, state, now).await)
-            .await
-    }
-
-    async fn create_pool(&self, pool: &PoolRow) -> Result<()> {
-        self.on_conn(async |c| sql::pools::create(c, pool).await)
-            .await
-    }
-
-    async fn pool_usage(&self) -> Result<HashMap<String, crate::PoolUsage>> {
-        self.on_conn(async |c| sql::api::pool_usage(c).await).await
-    }
-
-    async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>) -> Result<()> {
-        self.in_tx(async |c| sql::api::set_note(c, run_pk, task_id, note).await)
-            .await
-    }
-
-    async fn notes(&self, run_pks: &[i64]) -> Result<Vec<crate::NoteRow>> {
-        self.on_conn(async |c| sql::api::notes(c, run_pks).await)
             .await
     }
 }

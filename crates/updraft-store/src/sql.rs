@@ -27,6 +27,19 @@ pub(crate) mod runs;
 pub(crate) mod task_instances;
 pub(crate) mod ui;
 
+tokio::task_local! {
+    /// Whether the statements of the current call may be prepared by name and kept on their
+    /// connection (sqlx's default), or must be unnamed and parsed at each execution, which a
+    /// transaction-pooling PgBouncer needs. Set around every store call from the backend's
+    /// choice; only PostgreSQL's connection reads it.
+    pub(crate) static PERSISTENT: bool;
+}
+
+/// [`PERSISTENT`] for the current call (kept by name when unset).
+pub(crate) fn persistent() -> bool {
+    PERSISTENT.try_with(|p| *p).unwrap_or(true)
+}
+
 /// The SQL dialect of a backend, for the few fragments that differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {

@@ -20,24 +20,26 @@
 //! (`codec`: the connection as a `Db`), the scheduler's critical sections (`scheduling`), the
 //! batched statements of the hot path (`task_instances`) and the batched DAG sync (`dags`).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
+use sqlx::{SqliteConnection, Transaction};
+use updraft_dag::ImportError;
+
+use crate::backend::Backend;
 use updraft_core::evaluate::TiSnapshot;
-use updraft_core::{RunState, TaskState};
-use updraft_dag::{Dag, ImportError};
 
 use crate::{
-    ActiveCounts, DagRow, Evaluated, LoadedDagRecord, NewRun, NewTi, PoolRow, QueueLimits, Result,
-    RunDecision, RunFilter, RunRow, SchedulerJobRow, Store, TiKey, TiRow, TiTransition, TryRow,
+    Evaluated, LoadedDagRecord, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow,
+    TiTransition, TryReport,
 };
 
 mod codec;
@@ -45,7 +47,6 @@ mod dags;
 mod scheduling;
 mod task_instances;
 
-use crate::sql;
 use crate::sql::runs;
 
 /// How long a statement waits for another process's write lock before failing.
@@ -112,33 +113,6 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// Run `call` on a reader connection.
-    async fn read<T>(
-        &self,
-        call: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
-    ) -> Result<T> {
-        call(&mut *self.reader.acquire().await?).await
-    }
-
-    /// Run `call` on the writer connection, outside a transaction (for a single statement).
-    async fn write<T>(
-        &self,
-        call: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
-    ) -> Result<T> {
-        call(&mut *self.writer.acquire().await?).await
-    }
-
-    /// Run `call` in a `BEGIN IMMEDIATE` transaction on the writer connection, then commit.
-    async fn write_tx<T>(
-        &self,
-        call: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
-    ) -> Result<T> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let out = call(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(out)
-    }
-
     /// Wait for in-flight work, then close every connection (checkpointing the WAL).
     pub async fn close(&self) {
         self.reader.close().await;
@@ -175,7 +149,33 @@ fn pool_options(max_connections: u32) -> SqlitePoolOptions {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Backend for SqliteStore {
+    type Database = Sqlite;
+    type Conn = SqliteConnection;
+    type Guard = PoolConnection<Sqlite>;
+
+    fn statement_cache(&self) -> bool {
+        true
+    }
+
+    async fn reader(&self) -> Result<PoolConnection<Sqlite>> {
+        Ok(self.reader.acquire().await?)
+    }
+
+    /// The writer connection: every write goes through it.
+    async fn writer(&self) -> Result<PoolConnection<Sqlite>> {
+        Ok(self.writer.acquire().await?)
+    }
+
+    async fn done(_guard: PoolConnection<Sqlite>) -> Result<()> {
+        Ok(())
+    }
+
+    /// `BEGIN IMMEDIATE` on the writer connection: the write lock up front.
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     async fn migrate(&self) -> Result<()> {
         // sqlx takes no lock when migrating SQLite, so two processes migrating a new database
         // at once (a scheduler starting next to a CLI command) would both apply the first
@@ -199,115 +199,24 @@ impl Store for SqliteStore {
         dags::sync(&self.writer, loaded, errors, paused_by_default, now).await
     }
 
-    async fn dags(&self) -> Result<Vec<DagRow>> {
-        self.read(async |c| sql::dags::all(c).await).await
-    }
-
-    async fn dag_heads(&self) -> Result<Vec<crate::DagHead>> {
-        self.read(async |c| sql::dags::heads(c).await).await
-    }
-
-    async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
-        self.read(async |c| sql::dags::one(c, dag_id).await).await
-    }
-
-    async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>> {
-        self.read(async |c| sql::dags::version(c, dag_id, version).await)
-            .await
-    }
-
-    async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<String>> {
-        self.read(async |c| sql::dags::source(c, dag_id, version).await)
-            .await
-    }
-
-    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool> {
-        self.write(async |c| sql::dags::set_paused(c, dag_id, paused).await)
-            .await
-    }
-
-    async fn import_errors(&self) -> Result<Vec<ImportError>> {
-        self.read(async |c| sql::dags::import_errors(c).await).await
-    }
-
-    async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow> {
-        self.write_tx(async |c| runs::create(c, run, tis, now).await)
-            .await
-    }
-
-    async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>> {
-        self.read(async |c| runs::by_run_id(c, dag_id, run_id).await)
-            .await
-    }
-
-    async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>> {
-        self.read(async |c| runs::by_pk(c, run_pk).await).await
-    }
-
-    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
-        self.read(async |c| runs::filtered(c, filter).await).await
-    }
-
-    async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>> {
-        self.read(async |c| runs::latest_scheduled(c, dag_id).await)
-            .await
-    }
-
-    async fn set_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<()> {
-        self.write(async |c| runs::set_state(c, run_pk, state, now).await)
-            .await
-    }
-
-    async fn delete_run(&self, run_pk: i64) -> Result<bool> {
-        self.write(async |c| runs::delete(c, run_pk).await).await
-    }
-
-    async fn clean(&self, before: DateTime<Utc>, dry_run: bool) -> Result<crate::CleanReport> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let report = sql::clean::delete_all(&mut *tx, codec::ts(before)).await?;
-        if dry_run {
-            tx.rollback().await?;
-        } else {
-            tx.commit().await?;
-        }
-        Ok(report)
-    }
-
-    async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>> {
-        self.read(async |c| sql::task_instances::of_run(c, run_pk).await)
-            .await
-    }
-
-    async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>> {
-        self.read(async |c| sql::task_instances::one(c, key).await)
-            .await
-    }
-
     async fn apply_transitions(
         &self,
         run_pk: i64,
         transitions: &[TiTransition],
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        self.write_tx(async |c| {
-            task_instances::apply_transitions_in(c, run_pk, transitions, now).await
-        })
-        .await
+        let mut tx = self.begin().await?;
+        let applied =
+            task_instances::apply_transitions_in(&mut tx, run_pk, transitions, now).await?;
+        tx.commit().await?;
+        Ok(applied)
     }
 
-    async fn scheduled_task_instances(
-        &self,
-        limit: u32,
-        offset: u32,
-        skip: &crate::ScheduledSkip,
-    ) -> Result<Vec<TiRow>> {
-        self.read(async |c| sql::task_instances::scheduled(c, limit, offset, skip).await)
-            .await
-    }
-
-    async fn active_counts(&self) -> Result<ActiveCounts> {
-        self.read(async |c| sql::task_instances::active_counts(c).await)
-            .await
+    async fn record_try_reports(&self, reports: &[TryReport], hostname: &str) -> Result<Vec<bool>> {
+        let mut tx = self.begin().await?;
+        let applied = task_instances::record_reports_in(&mut tx, reports, hostname).await?;
+        tx.commit().await?;
+        Ok(applied)
     }
 
     async fn queue(
@@ -333,9 +242,10 @@ impl Store for SqliteStore {
         scheduling::evaluate_runs(&self.writer, run_pks, decide, now).await
     }
 
+    /// Both in one transaction: one commit per step.
     async fn record_and_evaluate(
         &self,
-        reports: &[crate::TryReport],
+        reports: &[TryReport],
         hostname: &str,
         run_pks: &[i64],
         decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
@@ -343,236 +253,12 @@ impl Store for SqliteStore {
     ) -> Result<(Vec<bool>, Vec<(i64, Evaluated)>)> {
         scheduling::record_and_evaluate(&self.writer, reports, hostname, run_pks, decide, now).await
     }
-
-    async fn register_scheduler(
-        &self,
-        hostname: &str,
-        pid: u32,
-        now: DateTime<Utc>,
-    ) -> Result<i64> {
-        self.write(async |c| sql::jobs::register(c, hostname, pid, now).await)
-            .await
-    }
-
-    async fn heartbeat(&self, job_id: i64, now: DateTime<Utc>) -> Result<bool> {
-        self.write(async |c| sql::jobs::heartbeat(c, job_id, now).await)
-            .await
-    }
-
-    async fn stop_scheduler(&self, job_id: i64, now: DateTime<Utc>) -> Result<()> {
-        self.write(async |c| sql::jobs::stop(c, job_id, now).await)
-            .await
-    }
-
-    async fn reap_schedulers(
-        &self,
-        cutoff: DateTime<Utc>,
-        except: i64,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<i64>> {
-        self.write(async |c| sql::jobs::reap(c, cutoff, except, now).await)
-            .await
-    }
-
-    async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>> {
-        self.read(async |c| sql::jobs::all(c, limit).await).await
-    }
-
-    async fn mark_running(
-        &self,
-        key: &TiKey,
-        try_number: u32,
-        pid: Option<i64>,
-        hostname: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        self.write_tx(async |c| {
-            sql::task_instances::mark_running_in(c, key, try_number, pid, hostname, now).await
-        })
-        .await
-    }
-
-    async fn finish_try(
-        &self,
-        key: &TiKey,
-        try_number: u32,
-        new: TaskState,
-        retry_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        sql::task_instances::check_finish_state(new)?;
-        self.write_tx(async |c| {
-            sql::task_instances::finish_try_in(c, key, try_number, new, retry_at, now).await
-        })
-        .await
-    }
-
-    async fn record_try_reports(
-        &self,
-        reports: &[crate::TryReport],
-        hostname: &str,
-    ) -> Result<Vec<bool>> {
-        self.write_tx(async |c| task_instances::record_reports_in(c, reports, hostname).await)
-            .await
-    }
-
-    async fn set_ti_state(
-        &self,
-        key: &TiKey,
-        state: TaskState,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        self.write_tx(async |c| sql::task_instances::set_state_in(c, key, state, now).await)
-            .await
-    }
-
-    async fn clear(&self, run_pk: i64, task_ids: &[String], now: DateTime<Utc>) -> Result<usize> {
-        self.write_tx(async |c| sql::task_instances::clear(c, run_pk, task_ids, now).await)
-            .await
-    }
-
-    async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>> {
-        self.read(async |c| sql::task_instances::tries(c, key).await)
-            .await
-    }
-
-    async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>> {
-        self.read(async |c| sql::task_instances::orphaned(c).await)
-            .await
-    }
-
-    async fn adopt_orphan(&self, key: &TiKey, try_number: u32, job_id: i64) -> Result<bool> {
-        self.write(async |c| sql::task_instances::adopt_orphan(c, key, try_number, job_id).await)
-            .await
-    }
-
-    async fn previous_run_states(
-        &self,
-        dag_id: &str,
-        logical_date: DateTime<Utc>,
-    ) -> Result<Option<HashMap<String, TaskState>>> {
-        self.read(async |c| sql::task_instances::previous_run_states(c, dag_id, logical_date).await)
-            .await
-    }
-
-    async fn pools(&self) -> Result<Vec<PoolRow>> {
-        self.read(async |c| sql::pools::all(c).await).await
-    }
-
-    async fn upsert_pool(&self, pool: &PoolRow) -> Result<()> {
-        self.write(async |c| sql::pools::upsert(c, pool).await)
-            .await
-    }
-
-    async fn delete_pool(&self, name: &str) -> Result<bool> {
-        self.write(async |c| sql::pools::delete(c, name).await)
-            .await
-    }
-
-    // ---- web UI ---------------------------------------------------------------------------
-
-    async fn recent_runs(&self, dag_ids: &[String], per_dag: u32) -> Result<Vec<RunRow>> {
-        self.read(async |c| sql::ui::recent_runs(c, dag_ids, per_dag).await)
-            .await
-    }
-
-    async fn latest_scheduled_runs(&self, dag_ids: &[String]) -> Result<Vec<RunRow>> {
-        self.read(async |c| sql::ui::latest_scheduled_runs(c, dag_ids).await)
-            .await
-    }
-
-    async fn task_instances_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TiRow>> {
-        self.read(async |c| sql::ui::task_instances_of_runs(c, run_pks).await)
-            .await
-    }
-
-    async fn tries_of_run(&self, run_pk: i64) -> Result<Vec<TryRow>> {
-        self.read(async |c| sql::ui::tries_of_run(c, run_pk).await)
-            .await
-    }
-
-    async fn dag_versions(&self, dag_id: &str) -> Result<Vec<crate::DagVersionRow>> {
-        self.read(async |c| sql::ui::dag_versions(c, dag_id).await)
-            .await
-    }
-
-    async fn run_changes_since(&self, after: i64, limit: u32) -> Result<Vec<crate::RunChange>> {
-        self.read(async |c| sql::ui::run_changes_since(c, after, limit).await)
-            .await
-    }
-
-    async fn latest_run_change(&self) -> Result<i64> {
-        self.read(async |c| sql::ui::latest_run_change(c).await)
-            .await
-    }
-
-    // ---- REST API -------------------------------------------------------------------------
-
-    async fn dags_page(&self, query: &crate::DagQuery) -> Result<crate::Page<DagRow>> {
-        self.read(async |c| sql::api::dags_page(c, query).await)
-            .await
-    }
-
-    async fn runs_page(&self, query: &crate::RunQuery) -> Result<crate::Page<RunRow>> {
-        self.read(async |c| sql::api::runs_page(c, query).await)
-            .await
-    }
-
-    async fn task_instances_page(&self, query: &crate::TiQuery) -> Result<crate::Page<TiRow>> {
-        self.read(async |c| sql::api::task_instances_page(c, query).await)
-            .await
-    }
-
-    async fn import_errors_page(
-        &self,
-        query: &crate::ImportErrorQuery,
-    ) -> Result<crate::Page<crate::ImportErrorRow>> {
-        self.read(async |c| sql::api::import_errors_page(c, query).await)
-            .await
-    }
-
-    async fn import_error(&self, id: i64) -> Result<Option<crate::ImportErrorRow>> {
-        self.read(async |c| sql::api::import_error(c, id).await)
-            .await
-    }
-
-    async fn mark_run(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<bool> {
-        self.write_tx(async |c| sql::api::mark_run(c, run_pk, state, now).await)
-            .await
-    }
-
-    async fn set_ti_states(
-        &self,
-        keys: &[TiKey],
-        state: TaskState,
-        now: DateTime<Utc>,
-    ) -> Result<usize> {
-        self.write_tx(async |c| sql::api::set_ti_states(c, keys, state, now).await)
-            .await
-    }
-
-    async fn create_pool(&self, pool: &PoolRow) -> Result<()> {
-        self.write(async |c| sql::pools::create(c, pool).await)
-            .await
-    }
-
-    async fn pool_usage(&self) -> Result<HashMap<String, crate::PoolUsage>> {
-        self.read(async |c| sql::api::pool_usage(c).await).await
-    }
-
-    async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>) -> Result<()> {
-        self.write_tx(async |c| sql::api::set_note(c, run_pk, task_id, note).await)
-            .await
-    }
-
-    async fn notes(&self, run_pks: &[i64]) -> Result<Vec<crate::NoteRow>> {
-        self.read(async |c| sql::api::notes(c, run_pks).await).await
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Store;
     use crate::sql::task_instances as ti;
     use crate::sql::{Dialect, ui};
 
@@ -664,7 +350,7 @@ mod tests {
                     let path = path.clone();
                     tokio::spawn(async move {
                         let store = SqliteStore::open(&path).await?;
-                        store.migrate().await
+                        Store::migrate(&store).await
                     })
                 })
                 .collect();

@@ -2,7 +2,7 @@
 //!
 //! Arguments are bound with their PostgreSQL types (lists as arrays). Every statement is
 //! prepared by name and cached, or left unnamed, as the store is configured (see
-//! [`persistent`]); the shared row decoding is re-exported for the SQL kept here.
+//! [`crate::sql::PERSISTENT`]); the shared row decoding is re-exported for the SQL kept here.
 
 use sqlx::postgres::{PgRow, Postgres};
 use sqlx::{AssertSqlSafe, PgConnection};
@@ -14,17 +14,7 @@ pub(super) use crate::sql::codec::{
     ts, u32_col,
 };
 
-tokio::task_local! {
-    /// Whether this store's statements may be kept prepared by name on their connection
-    /// (set around every call by [`super::PgStore`], from its statement-cache option).
-    pub(super) static PERSISTENT: bool;
-}
-
-/// Whether statements are prepared by name and cached (else unnamed, parsed per execution,
-/// which a transaction-pooling PgBouncer needs).
-pub(super) fn persistent() -> bool {
-    PERSISTENT.try_with(|p| *p).unwrap_or(true)
-}
+pub(super) use crate::sql::persistent;
 
 /// `sqlx::query`, prepared by name or not as the store is configured.
 pub(super) fn query<'q>(

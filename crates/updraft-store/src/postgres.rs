@@ -32,8 +32,9 @@
 //! job queued are its own until it is declared dead. See `scheduling` and `crate::sql::jobs`.
 //!
 //! Timestamps are BIGINT microseconds since the Unix epoch, UTC, as in the SQLite schema. Most
-//! of the SQL is shared with SQLite (`crate::sql`); kept here are the connection (`codec`: the
-//! connection as a `Db`, and the statement-cache switch), the scheduler's critical sections
+//! of the SQL is shared with SQLite (`crate::sql`), and the store's methods are written once
+//! over `Backend`; kept here are the connections (the `Backend` impl, and `codec`: the
+//! connection as a `Db`, honouring the statement-cache choice), the scheduler's critical sections
 //! (`scheduling`), the batched statements of the hot path (`task_instances`) and the DAG sync
 //! (`dags`).
 

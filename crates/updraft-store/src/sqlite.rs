@@ -14,10 +14,11 @@
 //! Several schedulers on one file: `BEGIN IMMEDIATE` already serialises the transactions that
 //! queue task instances within the global limits, start runs and evaluate a run, so each sees
 //! what the one before it committed (see `scheduling`). Scheduler processes record themselves
-//! as jobs and heartbeat (`jobs`).
+//! as jobs and heartbeat (`crate::sql::jobs`).
 //!
-//! Most of the SQL is shared with PostgreSQL (`crate::sql`); kept here are the connection
-//! (`codec`: the connection as a `Db`), the scheduler's critical sections (`scheduling`), the
+//! Most of the SQL is shared with PostgreSQL (`crate::sql`), and the store's methods are
+//! written once over `Backend`; kept here are the connections (the `Backend` impl, and
+//! `codec`: the connection as a `Db`), the scheduler's critical sections (`scheduling`), the
 //! batched statements of the hot path (`task_instances`) and the batched DAG sync (`dags`).
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
-//! The PostgreSQL connection as a [`Db`] for the shared SQL, and the statement-cache switch.
+//! The PostgreSQL connection as a [`Db`] for the shared SQL, and `query`/`query_as` for the SQL
+//! kept here, both honouring the statement-cache choice.
 //!
 //! Arguments are bound with their PostgreSQL types (lists as arrays). Every statement is
 //! prepared by name and cached, or left unnamed, as the store is configured (see

@@ -16,10 +16,9 @@ use crate::sql::task_instances::{check_finish_state, ends};
 use crate::{Result, StoreError, TiKey, TiRow, TiTransition, TryReport};
 
 /// [`crate::Store::apply_transitions`] inside the caller's transaction; returns how many
-/// applied. One
-/// statement whatever the number of transitions: the instances are matched through `unnest`
-/// arrays in `task_id` order (a fixed lock order), and the tries that leave `queued`/`running`
-/// are closed in the history by the same statement.
+/// applied. One statement whatever the number of transitions: the instances are matched
+/// through `unnest` arrays in `task_id` order (a fixed lock order), and the tries that leave
+/// `queued`/`running` are closed in the history by the same statement.
 pub(super) async fn apply_transitions_in(
     conn: &mut PgConnection,
     run_pk: i64,
@@ -81,9 +80,10 @@ pub(super) async fn apply_transitions_in(
     Ok(applied as usize)
 }
 
-/// `record_try` (in `crate::sql::task_instances`) for every row of a data-modifying CTE named `upd` that returns the
-/// changed instances' `run_pk, task_id, try_number, tenant, state, start_date, end_date,
-/// hostname` (the rows as updated), as a string literal for `concat!`.
+/// The history refresh of `crate::sql::task_instances` for every row of a data-modifying CTE
+/// named `upd` that returns the changed instances' `run_pk, task_id, try_number, tenant,
+/// state, start_date, end_date, hostname` (the rows as updated), as a string literal for
+/// `concat!`.
 macro_rules! record_tries_from_upd {
     () => {
         "INSERT INTO task_try (run_pk, task_id, try_number, tenant, state, start_date, end_date,
@@ -152,7 +152,8 @@ fn sorted_key_arrays(keys: &[&TiKey]) -> (Vec<i64>, Vec<String>) {
 }
 
 /// One transaction, with the outcome of recording `reports` one by one in order (each as
-/// [`crate::Store::mark_running`] / [`crate::Store::finish_try`]) but a constant number of statements for a burst.
+/// [`crate::Store::mark_running`] / [`crate::Store::finish_try`]) but a constant number of
+/// statements for a burst.
 ///
 /// The burst is split into stages (see [`report_stages`]); each stage is one `UPDATE` for its
 /// `Started` reports, then one for its `Finished` reports, each also refreshing the history

@@ -121,7 +121,8 @@ pub(super) fn keys_json<'a>(keys: impl Iterator<Item = (i64, &'a str)>) -> Resul
     codec::to_json(&keys.collect::<Vec<_>>())
 }
 
-/// `record_try` (in `crate::sql::task_instances`) for each instance of `keys` (as [`keys_json`]), in one statement.
+/// The history refresh of `crate::sql::task_instances` for each instance of `keys` (as
+/// [`keys_json`]), in one statement.
 ///
 /// In the batched statements here, a unary `+` on `state` keeps the planner off the `state`
 /// index: lacking statistics it would otherwise scan every instance in that state and, for

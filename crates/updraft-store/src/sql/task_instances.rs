@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use updraft_core::TaskState;
 
 use super::codec::{self, StoreRow, ti_columns};
-use super::{Arg, Db, Dialect, query, runs};
+use super::{Arg, Db, Dialect, Query, query, runs};
 use crate::{ActiveCounts, Result, ScheduledSkip, StoreError, TiKey, TiRow, TryRow};
 
 /// Ordered by `task_id`.
@@ -131,18 +131,30 @@ pub(crate) async fn mark_running_in<C: Db + ?Sized>(
     hostname: &str,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let done = query(
+    let update = query(
         "UPDATE task_instance SET state = 'running', start_date = $1, pid = $2, hostname = $3
          WHERE run_pk = $4 AND task_id = $5 AND try_number = $6 AND state = 'queued'",
     )
     .bind(now)
     .bind(pid)
-    .bind(hostname)
-    .bind(key.run_pk)
-    .bind(&key.task_id)
-    .bind(try_number)
-    .execute(&mut *conn)
-    .await?;
+    .bind(hostname);
+    change_try(conn, update, key, try_number).await
+}
+
+/// Run `update`, a change of a try whose `$4`, `$5` and `$6` are the instance's `run_pk`,
+/// `task_id` and `try_number`; if it applied, refresh the try in the history.
+async fn change_try<C: Db + ?Sized>(
+    conn: &mut C,
+    update: Query,
+    key: &TiKey,
+    try_number: u32,
+) -> Result<bool> {
+    let done = update
+        .bind(key.run_pk)
+        .bind(&key.task_id)
+        .bind(try_number)
+        .execute(&mut *conn)
+        .await?;
     let applied = done > 0;
     if applied {
         record_try(conn, key.run_pk, &key.task_id).await?;
@@ -174,24 +186,15 @@ pub(crate) async fn finish_try_in<C: Db + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let retry_at = retry_at.filter(|_| new == TaskState::UpForRetry);
-    let done = query(
+    let update = query(
         "UPDATE task_instance SET state = $1, end_date = $2, retry_at = $3
          WHERE run_pk = $4 AND task_id = $5 AND try_number = $6
            AND state IN ('queued', 'running')",
     )
     .bind(new.as_str())
     .bind(now)
-    .bind(retry_at)
-    .bind(key.run_pk)
-    .bind(&key.task_id)
-    .bind(try_number)
-    .execute(&mut *conn)
-    .await?;
-    let applied = done > 0;
-    if applied {
-        record_try(conn, key.run_pk, &key.task_id).await?;
-    }
-    Ok(applied)
+    .bind(retry_at);
+    change_try(conn, update, key, try_number).await
 }
 
 /// Unconditional, in the caller's transaction. `end_date = now` when the new state is terminal

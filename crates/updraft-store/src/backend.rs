@@ -124,13 +124,7 @@ async fn read<B: Backend, T>(
     backend: &B,
     call: impl AsyncFnOnce(&mut B::Conn) -> Result<T>,
 ) -> Result<T> {
-    scoped(backend, async {
-        let mut guard = backend.reader().await?;
-        let out = call(&mut guard).await?;
-        B::done(guard).await?;
-        Ok(out)
-    })
-    .await
+    on_guard(backend, false, call).await
 }
 
 /// Run `call` (one statement) on a [`Backend::writer`] connection.
@@ -138,8 +132,21 @@ async fn write<B: Backend, T>(
     backend: &B,
     call: impl AsyncFnOnce(&mut B::Conn) -> Result<T>,
 ) -> Result<T> {
+    on_guard(backend, true, call).await
+}
+
+/// Run `call` on a reader or writer connection, then give it back.
+async fn on_guard<B: Backend, T>(
+    backend: &B,
+    writer: bool,
+    call: impl AsyncFnOnce(&mut B::Conn) -> Result<T>,
+) -> Result<T> {
     scoped(backend, async {
-        let mut guard = backend.writer().await?;
+        let mut guard = if writer {
+            backend.writer().await?
+        } else {
+            backend.reader().await?
+        };
         let out = call(&mut guard).await?;
         B::done(guard).await?;
         Ok(out)

@@ -25,7 +25,8 @@ pub struct Candidate {
 pub struct Capacity {
     /// Free slots per pool name. A pool absent here does not exist.
     pub pool_free: HashMap<String, i64>,
-    /// Free `max_active_tasks` per DAG id. A DAG absent here gets nothing queued.
+    /// Free `max_active_tasks` per DAG id. A DAG absent here is not limited by
+    /// `max_active_tasks` (see [`admits`]).
     pub dag_free: HashMap<String, i64>,
     /// Free global `parallelism`.
     pub parallelism_free: i64,
@@ -35,12 +36,12 @@ pub struct Capacity {
 /// earliest `logical_date`, then `task_id` (then `dag_id`, then input position, so the order is
 /// total).
 ///
-/// Greedy in that order: a candidate is taken when its pool has at least `pool_slots` free
-/// slots, its DAG at least one free `max_active_tasks` slot and the installation at least one
-/// free `parallelism` slot; taking it uses those up. A candidate whose pool or DAG is absent from
-/// `capacity` is never queued. A candidate that doesn't fit does not block lower-priority ones
-/// that do; and since capacity only shrinks along the way, no candidate left out would still fit
-/// once the selection is made.
+/// Greedy in that order: a candidate is taken when [`admits`] admits it into what is left of
+/// its pool and DAG and the installation has at least one free `parallelism` slot; taking it
+/// uses those up. A candidate whose pool is absent from `capacity` is never queued; one whose
+/// DAG is absent is not limited by `max_active_tasks`. A candidate that doesn't fit does not
+/// block lower-priority ones that do; and since capacity only shrinks along the way, no
+/// candidate left out would still fit once the selection is made.
 pub fn select_to_queue(candidates: &[Candidate], capacity: &Capacity) -> Vec<usize> {
     let mut order: Vec<usize> = (0..candidates.len()).collect();
     // The input position breaks every tie, so an unstable sort gives the same order.
@@ -71,25 +72,38 @@ pub fn select_to_queue(candidates: &[Candidate], capacity: &Capacity) -> Vec<usi
             break;
         }
         let c = &candidates[i];
-        let Some(pool_free) = pool_left.get_mut(c.pool.as_str()) else {
-            continue;
-        };
         let slots = i64::from(c.pool_slots);
-        if *pool_free < slots {
+        let pool_free = pool_left.get_mut(c.pool.as_str());
+        let dag_free = dag_left.get_mut(c.dag_id.as_str());
+        if !admits(
+            pool_free.as_deref().copied(),
+            slots,
+            dag_free.as_deref().copied(),
+        ) {
             continue;
         }
-        let Some(dag_free) = dag_left.get_mut(c.dag_id.as_str()) else {
-            continue;
-        };
-        if *dag_free < 1 {
-            continue;
+        if let Some(free) = pool_free {
+            *free -= slots;
         }
-        *pool_free -= slots;
-        *dag_free -= 1;
+        if let Some(free) = dag_free {
+            *free -= 1;
+        }
         parallelism_left -= 1;
         chosen.push(i);
     }
     chosen
+}
+
+/// The admission rule for pools and DAG limits, the same for the scheduler's choice
+/// ([`select_to_queue`]) and for the store's re-check inside the transaction that queues:
+/// whether one more instance taking `pool_slots` fits.
+///
+/// `pool_free` is what is left of the instance's pool, `None` when the pool does not exist:
+/// such an instance is never admitted (Airflow leaves it scheduled). `dag_free` is what is left
+/// of its DAG's `max_active_tasks`, `None` when no limit is given for the DAG: it is then not
+/// limited by `max_active_tasks` (its pool, and the scheduler's `parallelism`, still apply).
+pub fn admits(pool_free: Option<i64>, pool_slots: i64, dag_free: Option<i64>) -> bool {
+    pool_free.is_some_and(|free| free >= pool_slots) && dag_free.is_none_or(|free| free >= 1)
 }
 
 /// Effective priority of each task under its `weight_rule` (Airflow's `priority_weight_total`):
@@ -368,6 +382,22 @@ mod tests {
     use updraft_dag::{DEFAULT_POOL, Schedule, Task, TaskKind, TriggerRule};
 
     use super::*;
+
+    #[test]
+    fn an_instance_is_admitted_only_into_an_existing_pool_with_room() {
+        assert!(admits(Some(3), 3, Some(1)));
+        assert!(!admits(Some(2), 3, Some(1)), "pool too small");
+        assert!(!admits(None, 1, Some(1)), "no such pool");
+        assert!(!admits(None, 0, None), "no such pool, even for no slots");
+    }
+
+    #[test]
+    fn a_dag_limit_admits_while_one_slot_is_left_and_no_limit_admits_always() {
+        assert!(admits(Some(1), 1, Some(1)));
+        assert!(!admits(Some(1), 1, Some(0)), "DAG full");
+        assert!(!admits(Some(1), 1, Some(-2)), "DAG over its limit");
+        assert!(admits(Some(1), 1, None), "no limit given for the DAG");
+    }
 
     fn dag(tasks: Vec<Task>) -> Dag {
         Dag {

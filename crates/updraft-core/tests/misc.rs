@@ -131,13 +131,19 @@ fn queue_respects_limits_without_blocking_smaller_candidates() {
         cand("d", "p", 1, 4, 1, "tiny"),  // pool now full
         cand("e", "q", 1, 3, 1, "other"), // DAG e full
         cand("d", "nope", 1, 8, 1, "x"),  // unknown pool
-        cand("f", "q", 1, 2, 1, "y"),     // DAG f unknown
+        cand("f", "q", 1, 2, 1, "y"),     // DAG f: no limit given
         cand("d", "q", 1, 1, 1, "last"),
     ];
     let cap = capacity(&[("p", 2), ("q", 5)], &[("d", 5), ("e", 0)], 10);
-    assert_eq!(select_to_queue(&cs, &cap), vec![1, 6]);
+    assert_eq!(select_to_queue(&cs, &cap), vec![1, 5, 6]);
     let cap = capacity(&[("p", 2), ("q", 5)], &[("d", 1), ("e", 0)], 10);
-    assert_eq!(select_to_queue(&cs, &cap), vec![1]);
+    assert_eq!(select_to_queue(&cs, &cap), vec![1, 5]);
+    let cap = capacity(&[("p", 1), ("q", 1)], &[("d", 5), ("e", 0)], 10);
+    assert_eq!(
+        select_to_queue(&cs, &cap),
+        vec![2, 5],
+        "f, without a limit, takes q's last slot"
+    );
     let cap = capacity(&[("p", 2), ("q", 5)], &[("d", 5), ("e", 1)], 1);
     assert_eq!(select_to_queue(&cs, &cap), vec![1]);
     let cap = capacity(&[("p", 2), ("q", 5)], &[("d", 5), ("e", 1)], 0);

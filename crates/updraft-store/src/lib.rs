@@ -18,8 +18,10 @@ use updraft_core::{RunState, RunType, TaskState};
 use updraft_dag::{Dag, ImportError};
 
 pub mod api;
+mod backend;
 pub mod postgres;
 mod room;
+mod sql;
 pub mod sqlite;
 
 pub use api::{

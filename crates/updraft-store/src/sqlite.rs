@@ -14,40 +14,41 @@
 //! Several schedulers on one file: `BEGIN IMMEDIATE` already serialises the transactions that
 //! queue task instances within the global limits, start runs and evaluate a run, so each sees
 //! what the one before it committed (see `scheduling`). Scheduler processes record themselves
-//! as jobs and heartbeat (`jobs`).
+//! as jobs and heartbeat (`crate::sql::jobs`).
 //!
-//! The SQL is split by subject: `dags`, `runs`, `task_instances`, `scheduling`, `jobs`,
-//! `pools`, `ui`, `api`; the row decoding lives in `codec`.
+//! Most of the SQL is shared with PostgreSQL (`crate::sql`), and the store's methods are
+//! written once over `Backend`; kept here are the connections (the `Backend` impl, and
+//! `codec`: the connection as a `Db`), the scheduler's critical sections (`scheduling`), the
+//! batched statements of the hot path (`task_instances`) and the batched DAG sync (`dags`).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
+use sqlx::{SqliteConnection, Transaction};
+use updraft_dag::ImportError;
+
+use crate::backend::Backend;
 use updraft_core::evaluate::TiSnapshot;
-use updraft_core::{RunState, TaskState};
-use updraft_dag::{Dag, ImportError};
 
 use crate::{
-    ActiveCounts, DagRow, Evaluated, LoadedDagRecord, NewRun, NewTi, PoolRow, QueueLimits, Result,
-    RunDecision, RunFilter, RunRow, SchedulerJobRow, Store, TiKey, TiRow, TiTransition, TryRow,
+    Evaluated, LoadedDagRecord, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow,
+    TiTransition, TryReport,
 };
 
-mod api;
-mod clean;
 mod codec;
 mod dags;
-mod jobs;
-mod pools;
-mod runs;
 mod scheduling;
 mod task_instances;
-mod ui;
+
+use crate::sql::runs;
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -149,7 +150,33 @@ fn pool_options(max_connections: u32) -> SqlitePoolOptions {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Backend for SqliteStore {
+    type Database = Sqlite;
+    type Conn = SqliteConnection;
+    type Guard = PoolConnection<Sqlite>;
+
+    fn statement_cache(&self) -> bool {
+        true
+    }
+
+    async fn reader(&self) -> Result<PoolConnection<Sqlite>> {
+        Ok(self.reader.acquire().await?)
+    }
+
+    /// The writer connection: every write goes through it.
+    async fn writer(&self) -> Result<PoolConnection<Sqlite>> {
+        Ok(self.writer.acquire().await?)
+    }
+
+    async fn done(_guard: PoolConnection<Sqlite>) -> Result<()> {
+        Ok(())
+    }
+
+    /// `BEGIN IMMEDIATE` on the writer connection: the write lock up front.
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     async fn migrate(&self) -> Result<()> {
         // sqlx takes no lock when migrating SQLite, so two processes migrating a new database
         // at once (a scheduler starting next to a CLI command) would both apply the first
@@ -173,94 +200,24 @@ impl Store for SqliteStore {
         dags::sync(&self.writer, loaded, errors, paused_by_default, now).await
     }
 
-    async fn dags(&self) -> Result<Vec<DagRow>> {
-        dags::all(&self.reader).await
-    }
-
-    async fn dag_heads(&self) -> Result<Vec<crate::DagHead>> {
-        dags::heads(&self.reader).await
-    }
-
-    async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
-        dags::one(&self.reader, dag_id).await
-    }
-
-    async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>> {
-        dags::version(&self.reader, dag_id, version).await
-    }
-
-    async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<String>> {
-        dags::source(&self.reader, dag_id, version).await
-    }
-
-    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool> {
-        dags::set_paused(&self.writer, dag_id, paused).await
-    }
-
-    async fn import_errors(&self) -> Result<Vec<ImportError>> {
-        dags::import_errors(&self.reader).await
-    }
-
-    async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow> {
-        runs::create(&self.writer, run, tis, now).await
-    }
-
-    async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>> {
-        runs::by_run_id(&self.reader, dag_id, run_id).await
-    }
-
-    async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>> {
-        runs::by_pk(&self.reader, run_pk).await
-    }
-
-    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
-        runs::filtered(&self.reader, filter).await
-    }
-
-    async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>> {
-        runs::latest_scheduled(&self.reader, dag_id).await
-    }
-
-    async fn set_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<()> {
-        runs::set_state(&self.writer, run_pk, state, now).await
-    }
-
-    async fn delete_run(&self, run_pk: i64) -> Result<bool> {
-        runs::delete(&self.writer, run_pk).await
-    }
-
-    async fn clean(&self, before: DateTime<Utc>, dry_run: bool) -> Result<crate::CleanReport> {
-        clean::clean(&self.writer, before, dry_run).await
-    }
-
-    async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>> {
-        task_instances::of_run(&self.reader, run_pk).await
-    }
-
-    async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>> {
-        task_instances::one(&self.reader, key).await
-    }
-
     async fn apply_transitions(
         &self,
         run_pk: i64,
         transitions: &[TiTransition],
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        task_instances::apply_transitions(&self.writer, run_pk, transitions, now).await
+        let mut tx = self.begin().await?;
+        let applied =
+            task_instances::apply_transitions_in(&mut tx, run_pk, transitions, now).await?;
+        tx.commit().await?;
+        Ok(applied)
     }
 
-    async fn scheduled_task_instances(
-        &self,
-        limit: u32,
-        offset: u32,
-        skip: &crate::ScheduledSkip,
-    ) -> Result<Vec<TiRow>> {
-        task_instances::scheduled(&self.reader, limit, offset, skip).await
-    }
-
-    async fn active_counts(&self) -> Result<ActiveCounts> {
-        task_instances::active_counts(&self.reader).await
+    async fn record_try_reports(&self, reports: &[TryReport], hostname: &str) -> Result<Vec<bool>> {
+        let mut tx = self.begin().await?;
+        let applied = task_instances::record_reports_in(&mut tx, reports, hostname).await?;
+        tx.commit().await?;
+        Ok(applied)
     }
 
     async fn queue(
@@ -286,9 +243,10 @@ impl Store for SqliteStore {
         scheduling::evaluate_runs(&self.writer, run_pks, decide, now).await
     }
 
+    /// Both in one transaction: one commit per step.
     async fn record_and_evaluate(
         &self,
-        reports: &[crate::TryReport],
+        reports: &[TryReport],
         hostname: &str,
         run_pks: &[i64],
         decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
@@ -296,200 +254,14 @@ impl Store for SqliteStore {
     ) -> Result<(Vec<bool>, Vec<(i64, Evaluated)>)> {
         scheduling::record_and_evaluate(&self.writer, reports, hostname, run_pks, decide, now).await
     }
-
-    async fn register_scheduler(
-        &self,
-        hostname: &str,
-        pid: u32,
-        now: DateTime<Utc>,
-    ) -> Result<i64> {
-        jobs::register(&self.writer, hostname, pid, now).await
-    }
-
-    async fn heartbeat(&self, job_id: i64, now: DateTime<Utc>) -> Result<bool> {
-        jobs::heartbeat(&self.writer, job_id, now).await
-    }
-
-    async fn stop_scheduler(&self, job_id: i64, now: DateTime<Utc>) -> Result<()> {
-        jobs::stop(&self.writer, job_id, now).await
-    }
-
-    async fn reap_schedulers(
-        &self,
-        cutoff: DateTime<Utc>,
-        except: i64,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<i64>> {
-        jobs::reap(&self.writer, cutoff, except, now).await
-    }
-
-    async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>> {
-        jobs::all(&self.reader, limit).await
-    }
-
-    async fn mark_running(
-        &self,
-        key: &TiKey,
-        try_number: u32,
-        pid: Option<i64>,
-        hostname: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        task_instances::mark_running(&self.writer, key, try_number, pid, hostname, now).await
-    }
-
-    async fn finish_try(
-        &self,
-        key: &TiKey,
-        try_number: u32,
-        new: TaskState,
-        retry_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        task_instances::finish_try(&self.writer, key, try_number, new, retry_at, now).await
-    }
-
-    async fn record_try_reports(
-        &self,
-        reports: &[crate::TryReport],
-        hostname: &str,
-    ) -> Result<Vec<bool>> {
-        task_instances::record_reports(&self.writer, reports, hostname).await
-    }
-
-    async fn set_ti_state(
-        &self,
-        key: &TiKey,
-        state: TaskState,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        task_instances::set_state(&self.writer, key, state, now).await
-    }
-
-    async fn clear(&self, run_pk: i64, task_ids: &[String], now: DateTime<Utc>) -> Result<usize> {
-        task_instances::clear(&self.writer, run_pk, task_ids, now).await
-    }
-
-    async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>> {
-        task_instances::tries(&self.reader, key).await
-    }
-
-    async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>> {
-        task_instances::orphaned(&self.reader).await
-    }
-
-    async fn adopt_orphan(&self, key: &TiKey, try_number: u32, job_id: i64) -> Result<bool> {
-        task_instances::adopt_orphan(&self.writer, key, try_number, job_id).await
-    }
-
-    async fn previous_run_states(
-        &self,
-        dag_id: &str,
-        logical_date: DateTime<Utc>,
-    ) -> Result<Option<HashMap<String, TaskState>>> {
-        task_instances::previous_run_states(&self.reader, dag_id, logical_date).await
-    }
-
-    async fn pools(&self) -> Result<Vec<PoolRow>> {
-        pools::all(&self.reader).await
-    }
-
-    async fn upsert_pool(&self, pool: &PoolRow) -> Result<()> {
-        pools::upsert(&self.writer, pool).await
-    }
-
-    async fn delete_pool(&self, name: &str) -> Result<bool> {
-        pools::delete(&self.writer, name).await
-    }
-
-    // ---- web UI ---------------------------------------------------------------------------
-
-    async fn recent_runs(&self, dag_ids: &[String], per_dag: u32) -> Result<Vec<RunRow>> {
-        ui::recent_runs(&self.reader, dag_ids, per_dag).await
-    }
-
-    async fn latest_scheduled_runs(&self, dag_ids: &[String]) -> Result<Vec<RunRow>> {
-        ui::latest_scheduled_runs(&self.reader, dag_ids).await
-    }
-
-    async fn task_instances_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TiRow>> {
-        ui::task_instances_of_runs(&self.reader, run_pks).await
-    }
-
-    async fn tries_of_run(&self, run_pk: i64) -> Result<Vec<TryRow>> {
-        ui::tries_of_run(&self.reader, run_pk).await
-    }
-
-    async fn dag_versions(&self, dag_id: &str) -> Result<Vec<crate::DagVersionRow>> {
-        ui::dag_versions(&self.reader, dag_id).await
-    }
-
-    async fn run_changes_since(&self, after: i64, limit: u32) -> Result<Vec<crate::RunChange>> {
-        ui::run_changes_since(&self.reader, after, limit).await
-    }
-
-    async fn latest_run_change(&self) -> Result<i64> {
-        ui::latest_run_change(&self.reader).await
-    }
-
-    // ---- REST API -------------------------------------------------------------------------
-
-    async fn dags_page(&self, query: &crate::DagQuery) -> Result<crate::Page<DagRow>> {
-        api::dags_page(&self.reader, query).await
-    }
-
-    async fn runs_page(&self, query: &crate::RunQuery) -> Result<crate::Page<RunRow>> {
-        api::runs_page(&self.reader, query).await
-    }
-
-    async fn task_instances_page(&self, query: &crate::TiQuery) -> Result<crate::Page<TiRow>> {
-        api::task_instances_page(&self.reader, query).await
-    }
-
-    async fn import_errors_page(
-        &self,
-        query: &crate::ImportErrorQuery,
-    ) -> Result<crate::Page<crate::ImportErrorRow>> {
-        api::import_errors_page(&self.reader, query).await
-    }
-
-    async fn import_error(&self, id: i64) -> Result<Option<crate::ImportErrorRow>> {
-        api::import_error(&self.reader, id).await
-    }
-
-    async fn mark_run(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<bool> {
-        api::mark_run(&self.writer, run_pk, state, now).await
-    }
-
-    async fn set_ti_states(
-        &self,
-        keys: &[TiKey],
-        state: TaskState,
-        now: DateTime<Utc>,
-    ) -> Result<usize> {
-        api::set_ti_states(&self.writer, keys, state, now).await
-    }
-
-    async fn create_pool(&self, pool: &PoolRow) -> Result<()> {
-        api::create_pool(&self.writer, pool).await
-    }
-
-    async fn pool_usage(&self) -> Result<HashMap<String, crate::PoolUsage>> {
-        api::pool_usage(&self.reader).await
-    }
-
-    async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>) -> Result<()> {
-        api::set_note(&self.writer, run_pk, task_id, note).await
-    }
-
-    async fn notes(&self, run_pks: &[i64]) -> Result<Vec<crate::NoteRow>> {
-        api::notes(&self.reader, run_pks).await
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Store;
+    use crate::sql::task_instances as ti;
+    use crate::sql::{Dialect, ui};
 
     async fn pragma(pool: &SqlitePool, name: &'static str) -> String {
         let row: (String,) = sqlx::query_as(match name {
@@ -529,18 +301,22 @@ mod tests {
     #[tokio::test]
     async fn scheduler_loop_queries_use_indexes() {
         let store = SqliteStore::in_memory().await.unwrap();
+        let d = Dialect::Sqlite;
         let cases = [
-            (runs::RUNS_OF_DAG_IN_STATES, "dag_run_dag_state"),
-            (runs::RUNS_IN_STATES, "dag_run_state"),
-            (runs::RUNS_OF_DAG, "dag_run_dag_logical_date"),
-            (runs::ALL_RUNS, "dag_run_logical_date"),
-            (task_instances::SCHEDULED, "task_instance_state"),
-            (task_instances::ACTIVE_COUNTS, "task_instance_state"),
-            (task_instances::ORPHANED, "task_instance_state"),
-            (scheduling::RUNNING_RUNS, "dag_run_dag_state"),
+            (runs::filtered_sql(d, true, true), "dag_run_dag_state"),
+            (runs::filtered_sql(d, false, true), "dag_run_state"),
+            (
+                runs::filtered_sql(d, true, false),
+                "dag_run_dag_logical_date",
+            ),
+            (runs::filtered_sql(d, false, false), "dag_run_logical_date"),
+            (ti::scheduled_sql(d), "task_instance_state"),
+            (ti::ACTIVE_COUNTS.to_owned(), "task_instance_state"),
+            (ti::ORPHANED.to_owned(), "task_instance_state"),
+            (scheduling::RUNNING_RUNS.to_owned(), "dag_run_dag_state"),
         ];
         for (sql, index) in cases {
-            let plan = query_plan(&store.writer, sql).await;
+            let plan = query_plan(&store.writer, &sql).await;
             assert!(plan.contains(index), "{sql}\n{plan}");
         }
     }
@@ -549,15 +325,16 @@ mod tests {
     #[tokio::test]
     async fn ui_queries_use_indexes() {
         let store = SqliteStore::in_memory().await.unwrap();
+        let d = Dialect::Sqlite;
         let cases = [
-            (ui::RECENT_RUNS, "dag_run_dag_logical_date"),
-            (ui::LATEST_SCHEDULED, "dag_run_dag_interval"),
-            (ui::TIS_OF_RUNS, "sqlite_autoindex_task_instance_1"),
-            (ui::TRIES_OF_RUN, "sqlite_autoindex_task_try_1"),
-            (ui::RUN_CHANGES, "run_change_seq"),
+            (ui::recent_runs_sql(d), "dag_run_dag_logical_date"),
+            (ui::latest_scheduled_sql(d), "dag_run_dag_interval"),
+            (ui::tis_of_runs_sql(d), "sqlite_autoindex_task_instance_1"),
+            (ui::TRIES_OF_RUN.to_owned(), "sqlite_autoindex_task_try_1"),
+            (ui::RUN_CHANGES.to_owned(), "run_change_seq"),
         ];
         for (sql, index) in cases {
-            let plan = query_plan(&store.writer, sql).await;
+            let plan = query_plan(&store.writer, &sql).await;
             assert!(plan.contains(index), "{sql}\n{plan}");
         }
     }
@@ -574,7 +351,7 @@ mod tests {
                     let path = path.clone();
                     tokio::spawn(async move {
                         let store = SqliteStore::open(&path).await?;
-                        store.migrate().await
+                        Store::migrate(&store).await
                     })
                 })
                 .collect();

@@ -6,90 +6,96 @@
 //! that its task instances are no longer its own.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
 
-use super::codec::{self, job_columns, ts};
+use super::codec::{self, StoreRow, job_columns};
+use super::{Db, query};
 use crate::{Result, SchedulerJobRow};
 
-pub(super) async fn register(
-    conn: &mut PgConnection,
+pub(crate) async fn register<C: Db + ?Sized>(
+    conn: &mut C,
     hostname: &str,
     pid: u32,
     now: DateTime<Utc>,
 ) -> Result<i64> {
-    let (id,): (i64,) = codec::query_as(
+    let row = query(
         "INSERT INTO scheduler_job (hostname, pid, state, start_date, latest_heartbeat)
          VALUES ($1, $2, 'running', $3, $3)
          RETURNING id",
     )
     .bind(hostname)
-    .bind(i64::from(pid))
-    .bind(ts(now))
-    .fetch_one(&mut *conn)
+    .bind(pid)
+    .bind(now)
+    .fetch_one(conn)
     .await?;
-    Ok(id)
+    row.int("id")
 }
 
 /// False when the job is no longer `running` (or unknown).
-pub(super) async fn heartbeat(
-    conn: &mut PgConnection,
+pub(crate) async fn heartbeat<C: Db + ?Sized>(
+    conn: &mut C,
     job_id: i64,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let done = codec::query(
-        "UPDATE scheduler_job SET latest_heartbeat = $1 WHERE id = $2 AND state = 'running'",
-    )
-    .bind(ts(now))
-    .bind(job_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() > 0)
+    let done =
+        query("UPDATE scheduler_job SET latest_heartbeat = $1 WHERE id = $2 AND state = 'running'")
+            .bind(now)
+            .bind(job_id)
+            .execute(conn)
+            .await?;
+    Ok(done > 0)
 }
 
 /// A `running` job becomes `stopped`; a job already declared dead stays dead.
-pub(super) async fn stop(conn: &mut PgConnection, job_id: i64, now: DateTime<Utc>) -> Result<()> {
-    codec::query(
+pub(crate) async fn stop<C: Db + ?Sized>(
+    conn: &mut C,
+    job_id: i64,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    query(
         "UPDATE scheduler_job SET state = 'stopped', end_date = $1
          WHERE id = $2 AND state = 'running'",
     )
-    .bind(ts(now))
+    .bind(now)
     .bind(job_id)
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
     Ok(())
 }
 
 /// Silent `running` jobs other than `except` become `dead`; returns their ids, ascending.
-pub(super) async fn reap(
-    conn: &mut PgConnection,
+pub(crate) async fn reap<C: Db + ?Sized>(
+    conn: &mut C,
     cutoff: DateTime<Utc>,
     except: i64,
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>> {
-    let rows: Vec<(i64,)> = codec::query_as(
+    let rows = query(
         "UPDATE scheduler_job SET state = 'dead', end_date = $1
          WHERE state = 'running' AND id <> $2 AND latest_heartbeat < $3
          RETURNING id",
     )
-    .bind(ts(now))
+    .bind(now)
     .bind(except)
-    .bind(ts(cutoff))
-    .fetch_all(&mut *conn)
+    .bind(cutoff)
+    .fetch_all(conn)
     .await?;
-    let mut ids: Vec<i64> = rows.into_iter().map(|(id,)| id).collect();
+    let mut ids = rows
+        .iter()
+        .map(|row| row.int("id"))
+        .collect::<Result<Vec<i64>>>()?;
     ids.sort_unstable();
     Ok(ids)
 }
 
 /// Newest (greatest id) first.
-pub(super) async fn all(conn: &mut PgConnection, limit: u32) -> Result<Vec<SchedulerJobRow>> {
-    let rows = codec::query(concat!(
+pub(crate) async fn all<C: Db + ?Sized>(conn: &mut C, limit: u32) -> Result<Vec<SchedulerJobRow>> {
+    let rows = query(concat!(
         "SELECT ",
         job_columns!(),
         " FROM scheduler_job ORDER BY id DESC LIMIT $1"
     ))
-    .bind(i64::from(limit))
-    .fetch_all(&mut *conn)
+    .bind(limit)
+    .fetch_all(conn)
     .await?;
     codec::all(&rows, codec::job_row)
 }

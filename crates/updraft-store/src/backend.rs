@@ -1,0 +1,563 @@
+//! The [`Store`] written once over a [`Backend`]: every method whose SQL reads the same on
+//! both databases runs the shared statements of `crate::sql` on a connection the backend
+//! hands out; the few whose SQL differs (the scheduler's critical sections, the batched
+//! statements of the hot path, the DAG sync, migrations) are the backend's own.
+//!
+//! A new table therefore needs a migration per backend, its statements in `crate::sql`, and
+//! its methods here, once.
+
+use std::collections::HashMap;
+use std::ops::DerefMut;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Transaction;
+use updraft_core::evaluate::TiSnapshot;
+use updraft_core::{RunState, TaskState};
+use updraft_dag::{Dag, ImportError};
+
+use crate::sql::{self, Db, codec};
+use crate::{
+    ActiveCounts, CleanReport, DagHead, DagQuery, DagRow, DagVersionRow, Evaluated,
+    ImportErrorQuery, ImportErrorRow, LoadedDagRecord, NewRun, NewTi, NoteRow, Page, PoolRow,
+    PoolUsage, QueueLimits, Result, RunChange, RunDecision, RunFilter, RunQuery, RunRow,
+    ScheduledSkip, SchedulerJobRow, Store, TiKey, TiQuery, TiRow, TiTransition, TryReport, TryRow,
+};
+
+/// A database backend: its connections and transactions, and the store methods whose SQL is
+/// its own.
+#[async_trait]
+pub(crate) trait Backend: Send + Sync {
+    type Database: sqlx::Database<Connection = Self::Conn>;
+    /// The connection the shared SQL runs on.
+    type Conn: Db + sqlx::Connection + 'static;
+    /// A connection for one call outside [`Backend::begin`], given back with [`Backend::done`].
+    type Guard: DerefMut<Target = Self::Conn> + Send;
+
+    /// Whether statements may be prepared by name and kept on their connection (see
+    /// [`sql::PERSISTENT`]).
+    fn statement_cache(&self) -> bool;
+
+    /// A connection for reads.
+    async fn reader(&self) -> Result<Self::Guard>;
+
+    /// A connection for a write of one statement.
+    async fn writer(&self) -> Result<Self::Guard>;
+
+    /// The call on a [`Backend::reader`] or [`Backend::writer`] connection is over (on
+    /// PostgreSQL without the statement cache, that commits its transaction).
+    async fn done(guard: Self::Guard) -> Result<()>;
+
+    /// A transaction for a write of several statements.
+    async fn begin(&self) -> Result<Transaction<'static, Self::Database>>;
+
+    /// [`Store::migrate`].
+    async fn migrate(&self) -> Result<()>;
+
+    /// [`Store::sync_dags`].
+    async fn sync_dags(
+        &self,
+        loaded: &[LoadedDagRecord<'_>],
+        errors: &[ImportError],
+        paused_by_default: bool,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// [`Store::apply_transitions`].
+    async fn apply_transitions(
+        &self,
+        run_pk: i64,
+        transitions: &[TiTransition],
+        now: DateTime<Utc>,
+    ) -> Result<usize>;
+
+    /// [`Store::record_try_reports`].
+    async fn record_try_reports(&self, reports: &[TryReport], hostname: &str) -> Result<Vec<bool>>;
+
+    /// [`Store::queue`].
+    async fn queue(
+        &self,
+        keys: &[TiKey],
+        owner: i64,
+        limits: &QueueLimits,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TiRow>>;
+
+    /// [`Store::start_runs`].
+    async fn start_runs(&self, runs: &[(i64, u32)], now: DateTime<Utc>) -> Result<Vec<i64>>;
+
+    /// [`Store::evaluate_runs`].
+    async fn evaluate_runs(
+        &self,
+        run_pks: &[i64],
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(i64, Evaluated)>>;
+
+    /// [`Store::record_and_evaluate`]: by default the reports, then the evaluation, each in
+    /// its own transaction.
+    async fn record_and_evaluate(
+        &self,
+        reports: &[TryReport],
+        hostname: &str,
+        run_pks: &[i64],
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<bool>, Vec<(i64, Evaluated)>)> {
+        let applied = if reports.is_empty() {
+            Vec::new()
+        } else {
+            Backend::record_try_reports(self, reports, hostname).await?
+        };
+        let evaluated = Backend::evaluate_runs(self, run_pks, decide, now).await?;
+        Ok((applied, evaluated))
+    }
+}
+
+/// Run `call` with the backend's statement-cache choice.
+async fn scoped<B: Backend, T>(backend: &B, call: impl Future<Output = T>) -> T {
+    sql::PERSISTENT.scope(backend.statement_cache(), call).await
+}
+
+/// Run `call` on a [`Backend::reader`] connection.
+async fn read<B: Backend, T>(
+    backend: &B,
+    call: impl AsyncFnOnce(&mut B::Conn) -> Result<T>,
+) -> Result<T> {
+    on_guard(backend, false, call).await
+}
+
+/// Run `call` (one statement) on a [`Backend::writer`] connection.
+async fn write<B: Backend, T>(
+    backend: &B,
+    call: impl AsyncFnOnce(&mut B::Conn) -> Result<T>,
+) -> Result<T> {
+    on_guard(backend, true, call).await
+}
+
+/// Run `call` on a reader or writer connection, then give it back.
+async fn on_guard<B: Backend, T>(
+    backend: &B,
+    writer: bool,
+    call: impl AsyncFnOnce(&mut B::Conn) -> Result<T>,
+) -> Result<T> {
+    scoped(backend, async {
+        let mut guard = if writer {
+            backend.writer().await?
+        } else {
+            backend.reader().await?
+        };
+        let out = call(&mut guard).await?;
+        B::done(guard).await?;
+        Ok(out)
+    })
+    .await
+}
+
+/// Run `call` in a [`Backend::begin`] transaction, then commit.
+async fn write_tx<B: Backend, T>(
+    backend: &B,
+    call: impl AsyncFnOnce(&mut B::Conn) -> Result<T>,
+) -> Result<T> {
+    scoped(backend, async {
+        let mut tx = backend.begin().await?;
+        let out = call(&mut tx).await?;
+        tx.commit().await?;
+        Ok(out)
+    })
+    .await
+}
+
+#[async_trait]
+impl<B: Backend> Store for B {
+    async fn migrate(&self) -> Result<()> {
+        Backend::migrate(self).await
+    }
+
+    async fn sync_dags(
+        &self,
+        loaded: &[LoadedDagRecord<'_>],
+        errors: &[ImportError],
+        paused_by_default: bool,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        Backend::sync_dags(self, loaded, errors, paused_by_default, now).await
+    }
+
+    async fn dags(&self) -> Result<Vec<DagRow>> {
+        read(self, async |c| sql::dags::all(c).await).await
+    }
+
+    async fn dag_heads(&self) -> Result<Vec<DagHead>> {
+        read(self, async |c| sql::dags::heads(c).await).await
+    }
+
+    async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
+        read(self, async |c| sql::dags::one(c, dag_id).await).await
+    }
+
+    async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>> {
+        read(self, async |c| sql::dags::version(c, dag_id, version).await).await
+    }
+
+    async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<String>> {
+        read(self, async |c| sql::dags::source(c, dag_id, version).await).await
+    }
+
+    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool> {
+        write(self, async |c| {
+            sql::dags::set_paused(c, dag_id, paused).await
+        })
+        .await
+    }
+
+    async fn import_errors(&self) -> Result<Vec<ImportError>> {
+        read(self, async |c| sql::dags::import_errors(c).await).await
+    }
+
+    async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow> {
+        write_tx(self, async |c| sql::runs::create(c, run, tis, now).await).await
+    }
+
+    async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>> {
+        read(self, async |c| {
+            sql::runs::by_run_id(c, dag_id, run_id).await
+        })
+        .await
+    }
+
+    async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>> {
+        read(self, async |c| sql::runs::by_pk(c, run_pk).await).await
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
+        read(self, async |c| sql::runs::filtered(c, filter).await).await
+    }
+
+    async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>> {
+        read(self, async |c| sql::runs::latest_scheduled(c, dag_id).await).await
+    }
+
+    async fn set_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<()> {
+        write(self, async |c| {
+            sql::runs::set_state(c, run_pk, state, now).await
+        })
+        .await
+    }
+
+    async fn delete_run(&self, run_pk: i64) -> Result<bool> {
+        write(self, async |c| sql::runs::delete(c, run_pk).await).await
+    }
+
+    async fn clean(&self, before: DateTime<Utc>, dry_run: bool) -> Result<CleanReport> {
+        scoped(self, async {
+            let mut tx = self.begin().await?;
+            let report = sql::clean::delete_all(&mut *tx, codec::ts(before)).await?;
+            if dry_run {
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
+            }
+            Ok(report)
+        })
+        .await
+    }
+
+    async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>> {
+        read(self, async |c| sql::task_instances::of_run(c, run_pk).await).await
+    }
+
+    async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>> {
+        read(self, async |c| sql::task_instances::one(c, key).await).await
+    }
+
+    async fn apply_transitions(
+        &self,
+        run_pk: i64,
+        transitions: &[TiTransition],
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        Backend::apply_transitions(self, run_pk, transitions, now).await
+    }
+
+    async fn scheduled_task_instances(
+        &self,
+        limit: u32,
+        offset: u32,
+        skip: &ScheduledSkip,
+    ) -> Result<Vec<TiRow>> {
+        read(self, async |c| {
+            sql::task_instances::scheduled(c, limit, offset, skip).await
+        })
+        .await
+    }
+
+    async fn active_counts(&self) -> Result<ActiveCounts> {
+        read(self, async |c| sql::task_instances::active_counts(c).await).await
+    }
+
+    async fn queue(
+        &self,
+        keys: &[TiKey],
+        owner: i64,
+        limits: &QueueLimits,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TiRow>> {
+        Backend::queue(self, keys, owner, limits, now).await
+    }
+
+    async fn start_runs(&self, runs: &[(i64, u32)], now: DateTime<Utc>) -> Result<Vec<i64>> {
+        Backend::start_runs(self, runs, now).await
+    }
+
+    async fn evaluate_runs(
+        &self,
+        run_pks: &[i64],
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(i64, Evaluated)>> {
+        Backend::evaluate_runs(self, run_pks, decide, now).await
+    }
+
+    async fn record_and_evaluate(
+        &self,
+        reports: &[TryReport],
+        hostname: &str,
+        run_pks: &[i64],
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<bool>, Vec<(i64, Evaluated)>)> {
+        Backend::record_and_evaluate(self, reports, hostname, run_pks, decide, now).await
+    }
+
+    async fn register_scheduler(
+        &self,
+        hostname: &str,
+        pid: u32,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        write(self, async |c| {
+            sql::jobs::register(c, hostname, pid, now).await
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, job_id: i64, now: DateTime<Utc>) -> Result<bool> {
+        write(self, async |c| sql::jobs::heartbeat(c, job_id, now).await).await
+    }
+
+    async fn stop_scheduler(&self, job_id: i64, now: DateTime<Utc>) -> Result<()> {
+        write(self, async |c| sql::jobs::stop(c, job_id, now).await).await
+    }
+
+    async fn reap_schedulers(
+        &self,
+        cutoff: DateTime<Utc>,
+        except: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
+        write(self, async |c| {
+            sql::jobs::reap(c, cutoff, except, now).await
+        })
+        .await
+    }
+
+    async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>> {
+        read(self, async |c| sql::jobs::all(c, limit).await).await
+    }
+
+    async fn mark_running(
+        &self,
+        key: &TiKey,
+        try_number: u32,
+        pid: Option<i64>,
+        hostname: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        write_tx(self, async |c| {
+            sql::task_instances::mark_running_in(c, key, try_number, pid, hostname, now).await
+        })
+        .await
+    }
+
+    async fn finish_try(
+        &self,
+        key: &TiKey,
+        try_number: u32,
+        new: TaskState,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        sql::task_instances::check_finish_state(new)?;
+        write_tx(self, async |c| {
+            sql::task_instances::finish_try_in(c, key, try_number, new, retry_at, now).await
+        })
+        .await
+    }
+
+    async fn record_try_reports(&self, reports: &[TryReport], hostname: &str) -> Result<Vec<bool>> {
+        Backend::record_try_reports(self, reports, hostname).await
+    }
+
+    async fn set_ti_state(
+        &self,
+        key: &TiKey,
+        state: TaskState,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        write_tx(self, async |c| {
+            sql::task_instances::set_state_in(c, key, state, now).await
+        })
+        .await
+    }
+
+    async fn clear(&self, run_pk: i64, task_ids: &[String], now: DateTime<Utc>) -> Result<usize> {
+        write_tx(self, async |c| {
+            sql::task_instances::clear(c, run_pk, task_ids, now).await
+        })
+        .await
+    }
+
+    async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>> {
+        read(self, async |c| sql::task_instances::tries(c, key).await).await
+    }
+
+    async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>> {
+        read(self, async |c| sql::task_instances::orphaned(c).await).await
+    }
+
+    async fn adopt_orphan(&self, key: &TiKey, try_number: u32, job_id: i64) -> Result<bool> {
+        write(self, async |c| {
+            sql::task_instances::adopt_orphan(c, key, try_number, job_id).await
+        })
+        .await
+    }
+
+    async fn previous_run_states(
+        &self,
+        dag_id: &str,
+        logical_date: DateTime<Utc>,
+    ) -> Result<Option<HashMap<String, TaskState>>> {
+        read(self, async |c| {
+            sql::task_instances::previous_run_states(c, dag_id, logical_date).await
+        })
+        .await
+    }
+
+    async fn pools(&self) -> Result<Vec<PoolRow>> {
+        read(self, async |c| sql::pools::all(c).await).await
+    }
+
+    async fn upsert_pool(&self, pool: &PoolRow) -> Result<()> {
+        write(self, async |c| sql::pools::upsert(c, pool).await).await
+    }
+
+    async fn delete_pool(&self, name: &str) -> Result<bool> {
+        write(self, async |c| sql::pools::delete(c, name).await).await
+    }
+
+    // ---- web UI ---------------------------------------------------------------------------
+
+    async fn recent_runs(&self, dag_ids: &[String], per_dag: u32) -> Result<Vec<RunRow>> {
+        read(self, async |c| {
+            sql::ui::recent_runs(c, dag_ids, per_dag).await
+        })
+        .await
+    }
+
+    async fn latest_scheduled_runs(&self, dag_ids: &[String]) -> Result<Vec<RunRow>> {
+        read(self, async |c| {
+            sql::ui::latest_scheduled_runs(c, dag_ids).await
+        })
+        .await
+    }
+
+    async fn task_instances_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TiRow>> {
+        read(self, async |c| {
+            sql::ui::task_instances_of_runs(c, run_pks).await
+        })
+        .await
+    }
+
+    async fn tries_of_run(&self, run_pk: i64) -> Result<Vec<TryRow>> {
+        read(self, async |c| sql::ui::tries_of_run(c, run_pk).await).await
+    }
+
+    async fn dag_versions(&self, dag_id: &str) -> Result<Vec<DagVersionRow>> {
+        read(self, async |c| sql::ui::dag_versions(c, dag_id).await).await
+    }
+
+    async fn run_changes_since(&self, after: i64, limit: u32) -> Result<Vec<RunChange>> {
+        read(self, async |c| {
+            sql::ui::run_changes_since(c, after, limit).await
+        })
+        .await
+    }
+
+    async fn latest_run_change(&self) -> Result<i64> {
+        read(self, async |c| sql::ui::latest_run_change(c).await).await
+    }
+
+    // ---- REST API -------------------------------------------------------------------------
+
+    async fn dags_page(&self, query: &DagQuery) -> Result<Page<DagRow>> {
+        read(self, async |c| sql::api::dags_page(c, query).await).await
+    }
+
+    async fn runs_page(&self, query: &RunQuery) -> Result<Page<RunRow>> {
+        read(self, async |c| sql::api::runs_page(c, query).await).await
+    }
+
+    async fn task_instances_page(&self, query: &TiQuery) -> Result<Page<TiRow>> {
+        read(self, async |c| {
+            sql::api::task_instances_page(c, query).await
+        })
+        .await
+    }
+
+    async fn import_errors_page(&self, query: &ImportErrorQuery) -> Result<Page<ImportErrorRow>> {
+        read(self, async |c| sql::api::import_errors_page(c, query).await).await
+    }
+
+    async fn import_error(&self, id: i64) -> Result<Option<ImportErrorRow>> {
+        read(self, async |c| sql::api::import_error(c, id).await).await
+    }
+
+    async fn mark_run(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<bool> {
+        write_tx(self, async |c| {
+            sql::api::mark_run(c, run_pk, state, now).await
+        })
+        .await
+    }
+
+    async fn set_ti_states(
+        &self,
+        keys: &[TiKey],
+        state: TaskState,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        write_tx(self, async |c| {
+            sql::api::set_ti_states(c, keys, state, now).await
+        })
+        .await
+    }
+
+    async fn create_pool(&self, pool: &PoolRow) -> Result<()> {
+        write(self, async |c| sql::pools::create(c, pool).await).await
+    }
+
+    async fn pool_usage(&self) -> Result<HashMap<String, PoolUsage>> {
+        read(self, async |c| sql::api::pool_usage(c).await).await
+    }
+
+    async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>) -> Result<()> {
+        write_tx(self, async |c| {
+            sql::api::set_note(c, run_pk, task_id, note).await
+        })
+        .await
+    }
+
+    async fn notes(&self, run_pks: &[i64]) -> Result<Vec<NoteRow>> {
+        read(self, async |c| sql::api::notes(c, run_pks).await).await
+    }
+}

@@ -1,0 +1,169 @@
+//! DAGs, their versions and import errors. (Upserting the loaded DAGs and their versions
+//! stays with each backend, which batch it differently.)
+
+use chrono::{DateTime, Utc};
+use updraft_dag::{Dag, ImportError};
+
+use super::codec::{self, StoreRow};
+use super::{Arg, Db, Dialect, query};
+use crate::{DagHead, DagRow, LoadedDagRecord, Result};
+
+/// DAGs absent from `loaded` become inactive.
+pub(crate) async fn deactivate_missing<C: Db + ?Sized>(
+    conn: &mut C,
+    loaded: &[LoadedDagRecord<'_>],
+) -> Result<()> {
+    let ids: Vec<String> = loaded.iter().map(|r| r.dag.dag_id.clone()).collect();
+    let sql = format!(
+        "UPDATE dag SET is_active = FALSE WHERE is_active AND {}",
+        C::DIALECT.not_in_texts("dag_id", 1)
+    );
+    query(sql).bind(Arg::Texts(ids)).execute(conn).await?;
+    Ok(())
+}
+
+/// The errors of this load replace the recorded ones; an error found again (same tenant, file,
+/// place and message) keeps its id and first-recorded timestamp.
+pub(crate) async fn replace_import_errors<C: Db + ?Sized>(
+    conn: &mut C,
+    errors: &[ImportError],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if C::DIALECT == Dialect::Postgres {
+        // Concurrent loads take turns replacing the list (released at commit). On SQLite the
+        // write transaction already holds the database.
+        query("LOCK TABLE import_error IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *conn)
+            .await?;
+    }
+    query("UPDATE import_error SET position = -1")
+        .execute(&mut *conn)
+        .await?;
+    for (position, e) in (0_i64..).zip(errors) {
+        let kept = query(
+            "UPDATE import_error SET position = $1
+             WHERE id = (SELECT id FROM import_error
+                         WHERE position = -1 AND tenant = $2 AND filename = $3
+                           AND line IS NOT DISTINCT FROM $4 AND col IS NOT DISTINCT FROM $5
+                           AND message = $6
+                         ORDER BY id LIMIT 1)",
+        )
+        .bind(position)
+        .bind(&e.tenant)
+        .bind(&e.filename)
+        .bind(e.line.map(i64::from))
+        .bind(e.column.map(i64::from))
+        .bind(&e.message)
+        .execute(&mut *conn)
+        .await?;
+        if kept == 0 {
+            query(
+                "INSERT INTO import_error (tenant, filename, line, col, message, position,
+                     created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&e.tenant)
+            .bind(&e.filename)
+            .bind(e.line.map(i64::from))
+            .bind(e.column.map(i64::from))
+            .bind(&e.message)
+            .bind(position)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    query("DELETE FROM import_error WHERE position = -1")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn heads<C: Db + ?Sized>(conn: &mut C) -> Result<Vec<DagHead>> {
+    let rows = query("SELECT dag_id, version, is_paused, is_active FROM dag ORDER BY dag_id")
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(DagHead {
+                dag_id: row.text("dag_id")?,
+                version: row.text("version")?,
+                is_paused: row.flag("is_paused")?,
+                is_active: row.flag("is_active")?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn all<C: Db + ?Sized>(conn: &mut C) -> Result<Vec<DagRow>> {
+    let rows = query(
+        "SELECT d.version, d.is_paused, d.is_active, d.last_parsed_at, v.definition
+         FROM dag d JOIN dag_version v ON v.dag_id = d.dag_id AND v.version = d.version
+         ORDER BY d.dag_id",
+    )
+    .fetch_all(conn)
+    .await?;
+    codec::all(&rows, codec::dag_row)
+}
+
+pub(crate) async fn one<C: Db + ?Sized>(conn: &mut C, dag_id: &str) -> Result<Option<DagRow>> {
+    let row = query(
+        "SELECT d.version, d.is_paused, d.is_active, d.last_parsed_at, v.definition
+         FROM dag d JOIN dag_version v ON v.dag_id = d.dag_id AND v.version = d.version
+         WHERE d.dag_id = $1",
+    )
+    .bind(dag_id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(codec::dag_row).transpose()
+}
+
+pub(crate) async fn version<C: Db + ?Sized>(
+    conn: &mut C,
+    dag_id: &str,
+    version: &str,
+) -> Result<Option<Dag>> {
+    let row = query("SELECT definition FROM dag_version WHERE dag_id = $1 AND version = $2")
+        .bind(dag_id)
+        .bind(version)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref()
+        .map(|r| codec::json_col(r, "definition"))
+        .transpose()
+}
+
+pub(crate) async fn source<C: Db + ?Sized>(
+    conn: &mut C,
+    dag_id: &str,
+    version: &str,
+) -> Result<Option<String>> {
+    let row = query("SELECT source FROM dag_version WHERE dag_id = $1 AND version = $2")
+        .bind(dag_id)
+        .bind(version)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(|r| r.text("source")).transpose()
+}
+
+pub(crate) async fn set_paused<C: Db + ?Sized>(
+    conn: &mut C,
+    dag_id: &str,
+    paused: bool,
+) -> Result<bool> {
+    let done = query("UPDATE dag SET is_paused = $1 WHERE dag_id = $2")
+        .bind(paused)
+        .bind(dag_id)
+        .execute(conn)
+        .await?;
+    Ok(done > 0)
+}
+
+/// In the order they were handed to the last sync.
+pub(crate) async fn import_errors<C: Db + ?Sized>(conn: &mut C) -> Result<Vec<ImportError>> {
+    let rows =
+        query("SELECT tenant, filename, line, col, message FROM import_error ORDER BY position")
+            .fetch_all(conn)
+            .await?;
+    codec::all(&rows, codec::import_error_row)
+}

@@ -1,0 +1,396 @@
+//! Task instances and their try history, one instance at a time. (The batched statements of
+//! the hot path — queueing, applying transitions, recording reports — stay with each backend.)
+//!
+//! Every change is a conditional `UPDATE` (on the expected state, and for a try's own changes
+//! on its `try_number`), so a decision made on stale data does not overwrite newer state.
+//!
+//! The `task_try` row of the current try mirrors the instance from the moment the try is
+//! queued ([`record_try`] copies it after each change that concerns the try), so the history
+//! holds finished tries and the current one. A try cut short by `clear` keeps the state it was
+//! in, with `end_date` set to the time of the clear.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use updraft_core::TaskState;
+
+use super::codec::{self, StoreRow, ti_columns};
+use super::{Arg, Db, Dialect, Query, query, runs};
+use crate::{ActiveCounts, Result, ScheduledSkip, StoreError, TiKey, TiRow, TryRow};
+
+/// Ordered by `task_id`.
+pub(crate) async fn of_run<C: Db + ?Sized>(conn: &mut C, run_pk: i64) -> Result<Vec<TiRow>> {
+    let rows = query(concat!(
+        "SELECT ",
+        ti_columns!(),
+        " FROM task_instance WHERE run_pk = $1 ORDER BY task_id"
+    ))
+    .bind(run_pk)
+    .fetch_all(conn)
+    .await?;
+    codec::all(&rows, codec::ti_row)
+}
+
+pub(crate) async fn one<C: Db + ?Sized>(conn: &mut C, key: &TiKey) -> Result<Option<TiRow>> {
+    let row = query(concat!(
+        "SELECT ",
+        ti_columns!(),
+        " FROM task_instance WHERE run_pk = $1 AND task_id = $2"
+    ))
+    .bind(key.run_pk)
+    .bind(&key.task_id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(codec::ti_row).transpose()
+}
+
+/// Whether moving from `old` to `new` ends something: a terminal state, or leaving a try.
+pub(crate) fn ends(old: TaskState, new: TaskState) -> bool {
+    new.is_terminal() || (old.is_active() && !new.is_active())
+}
+
+/// Copy the instance's current try into the history (insert or refresh).
+async fn record_try<C: Db + ?Sized>(conn: &mut C, run_pk: i64, task_id: &str) -> Result<()> {
+    query(
+        "INSERT INTO task_try (run_pk, task_id, try_number, tenant, state, start_date, end_date,
+             hostname)
+         SELECT run_pk, task_id, try_number, tenant, state, start_date, end_date, hostname
+         FROM task_instance WHERE run_pk = $1 AND task_id = $2 AND try_number > 0
+         ON CONFLICT (run_pk, task_id, try_number) DO UPDATE SET
+             state = excluded.state,
+             start_date = excluded.start_date,
+             end_date = excluded.end_date,
+             hostname = excluded.hostname",
+    )
+    .bind(run_pk)
+    .bind(task_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The statement of [`scheduled`]: `$1` limit, `$2` offset, `$3` DAGs and `$4` pools left out.
+pub(crate) fn scheduled_sql(dialect: Dialect) -> String {
+    format!(
+        concat!(
+            "SELECT ",
+            ti_columns!(),
+            " FROM task_instance
+             WHERE state = 'scheduled'
+               AND run_pk IN (SELECT id FROM dag_run WHERE state = 'running')
+               AND {}
+               AND {}
+             ORDER BY priority_weight DESC, logical_date ASC, run_pk ASC, task_id ASC
+             LIMIT $1 OFFSET $2"
+        ),
+        dialect.not_in_texts("dag_id", 3),
+        dialect.not_in_texts("pool", 4)
+    )
+}
+
+/// `scheduled` instances of `running` runs: highest priority first, then oldest logical date.
+pub(crate) async fn scheduled<C: Db + ?Sized>(
+    conn: &mut C,
+    limit: u32,
+    offset: u32,
+    skip: &ScheduledSkip,
+) -> Result<Vec<TiRow>> {
+    let rows = query(scheduled_sql(C::DIALECT))
+        .bind(limit)
+        .bind(offset)
+        .bind(Arg::Texts(skip.dags.clone()))
+        .bind(Arg::Texts(skip.pools.clone()))
+        .fetch_all(conn)
+        .await?;
+    codec::all(&rows, codec::ti_row)
+}
+
+pub(crate) const ACTIVE_COUNTS: &str = "
+    SELECT pool, dag_id, COUNT(*) AS tis, CAST(SUM(pool_slots) AS BIGINT) AS slots
+    FROM task_instance WHERE state IN ('queued', 'running')
+    GROUP BY pool, dag_id";
+
+pub(crate) async fn active_counts<C: Db + ?Sized>(conn: &mut C) -> Result<ActiveCounts> {
+    let rows = query(ACTIVE_COUNTS).fetch_all(conn).await?;
+    let mut counts = ActiveCounts::default();
+    for row in &rows {
+        let tis = row.int("tis")?;
+        *counts.per_pool.entry(row.text("pool")?).or_default() += row.int("slots")?;
+        *counts.per_dag.entry(row.text("dag_id")?).or_default() += tis;
+        counts.total += tis;
+    }
+    Ok(counts)
+}
+
+/// See [`crate::Store::mark_running`]; in the caller's transaction.
+pub(crate) async fn mark_running_in<C: Db + ?Sized>(
+    conn: &mut C,
+    key: &TiKey,
+    try_number: u32,
+    pid: Option<i64>,
+    hostname: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let update = query(
+        "UPDATE task_instance SET state = 'running', start_date = $1, pid = $2, hostname = $3
+         WHERE run_pk = $4 AND task_id = $5 AND try_number = $6 AND state = 'queued'",
+    )
+    .bind(now)
+    .bind(pid)
+    .bind(hostname);
+    change_try(conn, update, key, try_number).await
+}
+
+/// Run `update`, a change of a try whose `$4`, `$5` and `$6` are the instance's `run_pk`,
+/// `task_id` and `try_number`; if it applied, refresh the try in the history.
+async fn change_try<C: Db + ?Sized>(
+    conn: &mut C,
+    update: Query,
+    key: &TiKey,
+    try_number: u32,
+) -> Result<bool> {
+    let done = update
+        .bind(key.run_pk)
+        .bind(&key.task_id)
+        .bind(try_number)
+        .execute(&mut *conn)
+        .await?;
+    let applied = done > 0;
+    if applied {
+        record_try(conn, key.run_pk, &key.task_id).await?;
+    }
+    Ok(applied)
+}
+
+/// The states a try may finish in; any other is [`StoreError::Invalid`].
+pub(crate) fn check_finish_state(new: TaskState) -> Result<()> {
+    if matches!(
+        new,
+        TaskState::Success | TaskState::Failed | TaskState::Skipped | TaskState::UpForRetry
+    ) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "a try cannot finish as `{new}`"
+        )))
+    }
+}
+
+/// See [`crate::Store::finish_try`]; in the caller's transaction, `new` already checked.
+pub(crate) async fn finish_try_in<C: Db + ?Sized>(
+    conn: &mut C,
+    key: &TiKey,
+    try_number: u32,
+    new: TaskState,
+    retry_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let retry_at = retry_at.filter(|_| new == TaskState::UpForRetry);
+    let update = query(
+        "UPDATE task_instance SET state = $1, end_date = $2, retry_at = $3
+         WHERE run_pk = $4 AND task_id = $5 AND try_number = $6
+           AND state IN ('queued', 'running')",
+    )
+    .bind(new.as_str())
+    .bind(now)
+    .bind(retry_at);
+    change_try(conn, update, key, try_number).await
+}
+
+/// Unconditional, in the caller's transaction. `end_date = now` when the new state is terminal
+/// or ends a live try; a live try's history row takes the forced state.
+pub(crate) async fn set_state_in<C: Db + ?Sized>(
+    conn: &mut C,
+    key: &TiKey,
+    state: TaskState,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let Some(old) = current_state(conn, key).await? else {
+        return Ok(false);
+    };
+    query(
+        "UPDATE task_instance SET
+             state = $1,
+             end_date = CASE WHEN $2 THEN $3 ELSE end_date END,
+             retry_at = CASE WHEN $1 = 'up_for_retry' THEN retry_at ELSE NULL END
+         WHERE run_pk = $4 AND task_id = $5",
+    )
+    .bind(state.as_str())
+    .bind(ends(old, state))
+    .bind(now)
+    .bind(key.run_pk)
+    .bind(&key.task_id)
+    .execute(&mut *conn)
+    .await?;
+    if old.is_active() {
+        record_try(conn, key.run_pk, &key.task_id).await?;
+    }
+    Ok(true)
+}
+
+/// The instance's state, its row locked where rows can be locked.
+async fn current_state<C: Db + ?Sized>(conn: &mut C, key: &TiKey) -> Result<Option<TaskState>> {
+    let sql = format!(
+        "SELECT state FROM task_instance WHERE run_pk = $1 AND task_id = $2{}",
+        C::DIALECT.for_update()
+    );
+    let row = query(sql)
+        .bind(key.run_pk)
+        .bind(&key.task_id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref()
+        .map(|r| codec::enum_col(r, "state"))
+        .transpose()
+}
+
+/// In the caller's transaction: reset the named instances to `none` with a fresh try budget
+/// and, if any was cleared, put the run back to `queued`. Unknown task ids are ignored. The
+/// run's row is locked first (see [`runs::lock`]).
+pub(crate) async fn clear<C: Db + ?Sized>(
+    conn: &mut C,
+    run_pk: i64,
+    task_ids: &[String],
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    runs::lock(conn, run_pk).await?;
+    let mut cleared = 0;
+    for task_id in task_ids {
+        if clear_one(conn, run_pk, task_id, now).await? {
+            cleared += 1;
+        }
+    }
+    if cleared > 0 {
+        requeue_run(conn, run_pk, now).await?;
+    }
+    Ok(cleared)
+}
+
+async fn clear_one<C: Db + ?Sized>(
+    conn: &mut C,
+    run_pk: i64,
+    task_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    // A live try is abandoned: its history row keeps its state and gets an end.
+    query(
+        "UPDATE task_try SET end_date = $1
+         WHERE run_pk = $2 AND task_id = $3 AND end_date IS NULL
+           AND try_number = (SELECT try_number FROM task_instance
+                             WHERE run_pk = $2 AND task_id = $3
+                               AND state IN ('queued', 'running'))",
+    )
+    .bind(now)
+    .bind(run_pk)
+    .bind(task_id)
+    .execute(&mut *conn)
+    .await?;
+    let done = query(
+        "UPDATE task_instance SET
+             state = 'none', max_tries = try_number + tries_budget,
+             queued_at = NULL, start_date = NULL, end_date = NULL, retry_at = NULL,
+             pid = NULL, hostname = NULL, queued_by_job_id = NULL
+         WHERE run_pk = $1 AND task_id = $2",
+    )
+    .bind(run_pk)
+    .bind(task_id)
+    .execute(conn)
+    .await?;
+    Ok(done > 0)
+}
+
+async fn requeue_run<C: Db + ?Sized>(conn: &mut C, run_pk: i64, now: DateTime<Utc>) -> Result<()> {
+    query(
+        "UPDATE dag_run SET
+             state = 'queued', end_date = NULL,
+             queued_at = CASE WHEN state <> 'queued' THEN $1 ELSE queued_at END
+         WHERE id = $2",
+    )
+    .bind(now)
+    .bind(run_pk)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn tries<C: Db + ?Sized>(conn: &mut C, key: &TiKey) -> Result<Vec<TryRow>> {
+    let rows = query(
+        "SELECT run_pk, task_id, try_number, state, start_date, end_date, hostname
+         FROM task_try WHERE run_pk = $1 AND task_id = $2 ORDER BY try_number",
+    )
+    .bind(key.run_pk)
+    .bind(&key.task_id)
+    .fetch_all(conn)
+    .await?;
+    codec::all(&rows, codec::try_row)
+}
+
+/// Live instances whose owning scheduler job is not `running` (or unknown, or unset).
+pub(crate) const ORPHANED: &str = concat!(
+    "SELECT ",
+    ti_columns!(),
+    " FROM task_instance
+     WHERE state IN ('queued', 'running')
+       AND (queued_by_job_id IS NULL
+            OR NOT EXISTS (SELECT 1 FROM scheduler_job j
+                           WHERE j.id = queued_by_job_id AND j.state = 'running'))
+     ORDER BY run_pk, task_id"
+);
+
+pub(crate) async fn orphaned<C: Db + ?Sized>(conn: &mut C) -> Result<Vec<TiRow>> {
+    let rows = query(ORPHANED).fetch_all(conn).await?;
+    codec::all(&rows, codec::ti_row)
+}
+
+/// See [`crate::Store::adopt_orphan`].
+pub(crate) async fn adopt_orphan<C: Db + ?Sized>(
+    conn: &mut C,
+    key: &TiKey,
+    try_number: u32,
+    job_id: i64,
+) -> Result<bool> {
+    let done = query(
+        "UPDATE task_instance SET queued_by_job_id = $1
+         WHERE run_pk = $2 AND task_id = $3 AND try_number = $4
+           AND state IN ('queued', 'running')
+           AND (queued_by_job_id IS NULL
+                OR NOT EXISTS (SELECT 1 FROM scheduler_job j
+                               WHERE j.id = queued_by_job_id AND j.state = 'running'))",
+    )
+    .bind(job_id)
+    .bind(key.run_pk)
+    .bind(&key.task_id)
+    .bind(try_number)
+    .execute(conn)
+    .await?;
+    Ok(done == 1)
+}
+
+/// One query, so the run found and its instances come from the same snapshot.
+pub(crate) async fn previous_run_states<C: Db + ?Sized>(
+    conn: &mut C,
+    dag_id: &str,
+    logical_date: DateTime<Utc>,
+) -> Result<Option<HashMap<String, TaskState>>> {
+    let rows = query(
+        "SELECT r.id, ti.task_id, ti.state
+         FROM (SELECT id FROM dag_run WHERE dag_id = $1 AND logical_date < $2
+               ORDER BY logical_date DESC, id DESC LIMIT 1) r
+         LEFT JOIN task_instance ti ON ti.run_pk = r.id",
+    )
+    .bind(dag_id)
+    .bind(logical_date)
+    .fetch_all(conn)
+    .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut states = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        // A run without task instances yields one row of NULLs.
+        if let Some(task_id) = row.opt_text("task_id")? {
+            states.insert(task_id, codec::enum_col(row, "state")?);
+        }
+    }
+    Ok(Some(states))
+}

@@ -362,6 +362,21 @@ impl Store for PgStore {
             .await
     }
 
+    async fn record_evaluate_and_queue(
+        &self,
+        reports: &[crate::TryReport],
+        hostname: &str,
+        run_pks: &[i64],
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        queue: &crate::QueueStep<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<crate::StepOutcome> {
+        self.scoped(scheduling::record_evaluate_and_queue(
+            &self.pool, reports, hostname, run_pks, decide, queue, now,
+        ))
+        .await
+    }
+
     async fn register_scheduler(
         &self,
         hostname: &str,

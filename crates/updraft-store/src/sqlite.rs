@@ -297,6 +297,27 @@ impl Store for SqliteStore {
         scheduling::record_and_evaluate(&self.writer, reports, hostname, run_pks, decide, now).await
     }
 
+    async fn record_evaluate_and_queue(
+        &self,
+        reports: &[crate::TryReport],
+        hostname: &str,
+        run_pks: &[i64],
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        queue: &crate::QueueStep<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<crate::StepOutcome> {
+        scheduling::record_evaluate_and_queue(
+            &self.writer,
+            reports,
+            hostname,
+            run_pks,
+            decide,
+            queue,
+            now,
+        )
+        .await
+    }
+
     async fn register_scheduler(
         &self,
         hostname: &str,

@@ -151,8 +151,8 @@ async fn record_try(conn: &mut SqliteConnection, run_pk: i64, task_id: &str) -> 
 }
 
 /// `scheduled` instances of `running` runs: highest priority first, then oldest logical date.
-pub(super) async fn scheduled(
-    pool: &SqlitePool,
+pub(super) async fn scheduled<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
     limit: u32,
     offset: u32,
     skip: &crate::ScheduledSkip,
@@ -162,7 +162,7 @@ pub(super) async fn scheduled(
         .bind(i64::from(offset))
         .bind(serde_json::to_string(&skip.dags).unwrap_or_else(|_| "[]".into()))
         .bind(serde_json::to_string(&skip.pools).unwrap_or_else(|_| "[]".into()))
-        .fetch_all(pool)
+        .fetch_all(executor)
         .await?;
     codec::all(&rows, codec::ti_row)
 }

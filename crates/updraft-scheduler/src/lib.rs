@@ -9,6 +9,7 @@ mod dagcache;
 pub mod engine;
 pub mod error;
 pub mod runs;
+mod selection;
 
 pub use engine::{KubernetesConfig, Scheduler, SchedulerConfig, StateChange};
 pub use error::SchedulerError;

@@ -1,0 +1,58 @@
+//! How a scheduler is configured: its folders, limits, timings and the cluster it may use.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use updraft_pods::PodExecutorConfig;
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// `None` when the DAGs are put in the store by the caller (`dags test`).
+    pub dags_folder: Option<PathBuf>,
+    pub logs_folder: PathBuf,
+    /// Task instances queued or running at once, installation-wide.
+    pub parallelism: u32,
+    pub default_pool_slots: i64,
+    pub dags_are_paused_at_creation: bool,
+    /// Full rescan of the DAGs folder, in case a change notification was missed.
+    pub rescan_interval: Duration,
+    /// How often to look for work recorded by other processes.
+    pub poll_interval: Duration,
+    /// Between SIGTERM and SIGKILL when a try is stopped.
+    pub kill_grace: Duration,
+    /// How long shutdown waits for running tries before stopping them.
+    pub shutdown_grace: Duration,
+    pub max_dag_file_size: u64,
+    pub hostname: String,
+    /// Working directory of tries that set none.
+    pub default_cwd: Option<PathBuf>,
+    /// How often the scheduler records that it is alive.
+    pub heartbeat_interval: Duration,
+    /// A scheduler silent for this long is declared dead; its tries are failed and retried.
+    pub health_check_threshold: Duration,
+    /// True when no other scheduler can be running on the database (SQLite, under its
+    /// scheduler lock): every other scheduler job is then dead at once, without waiting for
+    /// `health_check_threshold`.
+    pub exclusive: bool,
+    /// Where `pod` tasks run (and, with `every_task`, all tasks); `None`: no cluster, and
+    /// `pod` tasks fail saying so.
+    pub kubernetes: Option<KubernetesConfig>,
+}
+
+/// A Kubernetes cluster to run tries in.
+#[derive(Clone)]
+pub struct KubernetesConfig {
+    pub client: updraft_pods::kube::Client,
+    pub pods: PodExecutorConfig,
+    /// Run `bash` and `command` tasks as pods too (the `kubernetes` executor).
+    pub every_task: bool,
+}
+
+impl std::fmt::Debug for KubernetesConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesConfig")
+            .field("pods", &self.pods)
+            .field("every_task", &self.every_task)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,167 @@
+//! Evaluating runs: pending reports recorded and the touched runs' task states decided by the
+//! core, in one store call.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tracing::info;
+use updraft_core::evaluate::{TiSnapshot, evaluate_run_indexed};
+use updraft_core::{RunState, TaskState};
+use updraft_store::{Evaluated, RunDecision, RunRow, TiTransition, TryReport};
+
+use super::Scheduler;
+use crate::SchedulerError;
+use crate::dagcache::CachedDag;
+
+impl Scheduler {
+    /// Record the pending reports and evaluate every dirty run (and the runs of tries that
+    /// ended), in one [`Store::record_and_evaluate`] call. Returns true when some run finished
+    /// in this evaluation.
+    pub(super) async fn evaluate(&mut self, now: DateTime<Utc>) -> Result<bool, SchedulerError> {
+        for report in &self.pending_reports {
+            if let TryReport::Finished { key, .. } = report {
+                self.dirty_runs.insert(key.run_pk);
+            }
+        }
+        let run_pks: Vec<i64> = std::mem::take(&mut self.dirty_runs).into_iter().collect();
+        // What `decide` needs, read before the transaction: each run's DAG by dag_id and
+        // version, and for DAGs with `depends_on_past` tasks the previous run's states.
+        let mut dags: HashMap<String, HashMap<String, Arc<CachedDag>>> = HashMap::new();
+        let mut previous: HashMap<i64, HashMap<String, TaskState>> = HashMap::new();
+        let mut pks = Vec::with_capacity(run_pks.len());
+        for (i, &run_pk) in run_pks.iter().enumerate() {
+            match self
+                .prepare_evaluation(run_pk, &mut dags, &mut previous)
+                .await
+            {
+                Ok(true) => pks.push(run_pk),
+                Ok(false) => {}
+                Err(e) => {
+                    // As one at a time: the failing run is dropped, the others stay dirty.
+                    self.dirty_runs.extend(pks);
+                    self.dirty_runs.extend(&run_pks[i + 1..]);
+                    return Err(e);
+                }
+            }
+        }
+        if pks.is_empty() && self.pending_reports.is_empty() {
+            return Ok(false);
+        }
+        let wake_at = std::sync::Mutex::new(None::<DateTime<Utc>>);
+        let decide = |run: &RunRow, tis: &[TiSnapshot]| {
+            let Some(cached) = dags
+                .get(run.dag_id.as_str())
+                .and_then(|versions| versions.get(run.version.as_str()))
+            else {
+                // Not prepared (cannot happen: a run's DAG and version never change).
+                return RunDecision::default();
+            };
+            let evaluation =
+                evaluate_run_indexed(&cached.dag, &cached.index, tis, previous.get(&run.id), now);
+            if let Some(at) = evaluation.wake_at {
+                let mut wake_at = wake_at.lock().expect("not poisoned");
+                *wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+            }
+            RunDecision {
+                transitions: evaluation
+                    .transitions
+                    .into_iter()
+                    .map(|(task_id, expected, new)| TiTransition {
+                        task_id,
+                        expected,
+                        new,
+                    })
+                    .collect(),
+                run_state: evaluation.run_state,
+            }
+        };
+        let recorded = self
+            .store
+            .record_and_evaluate(
+                &self.pending_reports,
+                &self.config.hostname,
+                &pks,
+                &decide,
+                now,
+            )
+            .await;
+        let outcomes = match recorded {
+            Ok((applied, outcomes)) => {
+                let reports = std::mem::take(&mut self.pending_reports);
+                self.reports_recorded(&reports, &applied, false);
+                outcomes
+            }
+            Err(e) => {
+                self.dirty_runs.extend(pks);
+                return Err(e.into());
+            }
+        };
+        if let Some(at) = wake_at.into_inner().expect("not poisoned") {
+            self.wake(at);
+        }
+        let mut any_finished = false;
+        for (run_pk, outcome) in outcomes {
+            let decision = match outcome {
+                Evaluated::Applied { decision, .. } => decision,
+                Evaluated::NotRunning => {
+                    self.known_runs.remove(&run_pk);
+                    continue;
+                }
+                Evaluated::Busy => {
+                    // Another scheduler is evaluating it; what it read may predate our changes.
+                    self.busy_runs.insert(run_pk);
+                    continue;
+                }
+            };
+            if !decision.transitions.is_empty() || decision.run_state.is_some() {
+                self.publish(run_pk);
+            }
+            if let Some(state) = decision.run_state {
+                self.runs_in_play.remove(&run_pk);
+                if let Some(run) = self.known_runs.remove(&run_pk) {
+                    info!(dag_id = %run.dag_id, run_id = %run.run_id, %state, "run finished");
+                }
+                any_finished = true;
+            }
+        }
+        Ok(any_finished)
+    }
+
+    /// Ready `run_pk` for [`Self::evaluate`]: its DAG into `dags` and, when the DAG has
+    /// `depends_on_past` tasks, the previous run's states into `previous`. False when the run
+    /// is not known and not `running`.
+    async fn prepare_evaluation(
+        &mut self,
+        run_pk: i64,
+        dags: &mut HashMap<String, HashMap<String, Arc<CachedDag>>>,
+        previous: &mut HashMap<i64, HashMap<String, TaskState>>,
+    ) -> Result<bool, SchedulerError> {
+        let run = match self.known_runs.get(&run_pk) {
+            Some(run) => run.clone(),
+            None => match self.store.run_by_pk(run_pk).await? {
+                Some(run) if run.state == RunState::Running => {
+                    self.known_runs.insert(run_pk, run.clone());
+                    run
+                }
+                _ => return Ok(false),
+            },
+        };
+        let cached = self
+            .dags
+            .get(self.store.as_ref(), &run.dag_id, &run.version)
+            .await?;
+        if cached.dag.tasks.iter().any(|t| t.depends_on_past)
+            && let Some(states) = self
+                .store
+                .previous_run_states(&run.dag_id, run.logical_date)
+                .await?
+        {
+            previous.insert(run_pk, states);
+        }
+        dags.entry(run.dag_id)
+            .or_default()
+            .insert(run.version, cached);
+        Ok(true)
+    }
+}

@@ -1,0 +1,172 @@
+//! Launching tries: rendering a task, choosing the local or pod executor, and failing a try
+//! that cannot start.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tracing::warn;
+use updraft_executor::render::{TemplateContext, render_task};
+use updraft_executor::{ExecOutcome, LaunchSpec, Program, TryKey, log_path};
+use updraft_store::{RunRow, TiRow};
+
+use updraft_pods::{PodExecutor, TryIdentity};
+
+use super::{InFlight, Scheduler};
+use crate::SchedulerError;
+use crate::dagcache::CachedDag;
+
+impl Scheduler {
+    pub(super) async fn launch(
+        &mut self,
+        run: &RunRow,
+        ti: &TiRow,
+        now: DateTime<Utc>,
+    ) -> Result<(), SchedulerError> {
+        let cached = self
+            .dags
+            .get(self.store.as_ref(), &run.dag_id, &run.version)
+            .await?;
+        let key = TryKey {
+            run_pk: ti.run_pk,
+            task_id: ti.task_id.clone(),
+            try_number: ti.try_number,
+        };
+        let log = self.try_log_path(run, ti);
+        self.track_in_flight(ti, &cached);
+        let Some(task) = cached.dag.task(&ti.task_id) else {
+            return self
+                .fail_before_start(key, &log, "task is missing from the run's DAG version", now)
+                .await;
+        };
+        let context = match template_context(run, &cached, ti) {
+            Ok(context) => context,
+            Err(message) => return self.fail_before_start(key, &log, &message, now).await,
+        };
+        match render_task(&cached.dag, task, &context) {
+            Ok(rendered) => {
+                let spec = LaunchSpec {
+                    key,
+                    rendered,
+                    log_path: log,
+                    timeout: task.execution_timeout,
+                };
+                match self.pods_for(&spec.rendered.program) {
+                    Some(pods) => pods.launch(spec, try_identity(run, ti)),
+                    None => self.executor.launch(spec),
+                }
+                Ok(())
+            }
+            Err(e) => self.fail_before_start(key, &log, &e.to_string(), now).await,
+        }
+    }
+
+    /// Remembers a try handed to an executor until its end is reported.
+    pub(super) fn track_in_flight(&mut self, ti: &TiRow, cached: &Arc<CachedDag>) {
+        self.in_flight.insert(
+            (ti.run_pk, ti.task_id.clone()),
+            InFlight {
+                try_number: ti.try_number,
+                max_tries: ti.max_tries,
+                dag: cached.clone(),
+            },
+        );
+    }
+
+    /// The pod executor, when this program runs as a pod.
+    fn pods_for(&self, program: &Program) -> Option<&PodExecutor> {
+        let as_pod = match program {
+            Program::Pod(_) => true,
+            Program::Noop => false,
+            Program::Bash(_) | Program::Command(_) => self.every_task_in_pods,
+        };
+        self.pods.as_ref().filter(|_| as_pod)
+    }
+
+    /// Stops a try wherever it runs.
+    pub(super) fn kill_try(&self, key: &TryKey) -> bool {
+        self.pods.as_ref().is_some_and(|p| p.kill(key)) || self.executor.kill(key)
+    }
+
+    /// A try that could not be started (bad template, missing task) fails like any other.
+    async fn fail_before_start(
+        &mut self,
+        key: TryKey,
+        log: &std::path::Path,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), SchedulerError> {
+        append_log_line(
+            log,
+            &format!("try {} could not start: {message}", key.try_number),
+        );
+        let outcome = ExecOutcome::Failed {
+            exit_code: None,
+            signal: None,
+            message: message.to_string(),
+        };
+        self.record_finish(key, outcome, now).await
+    }
+
+    pub(super) fn try_log_path(&self, run: &RunRow, ti: &TiRow) -> PathBuf {
+        log_path(
+            &self.config.logs_folder,
+            &run.tenant,
+            &run.dag_id,
+            &run.run_id,
+            &ti.task_id,
+            ti.try_number,
+        )
+    }
+}
+
+pub(super) fn try_identity(run: &RunRow, ti: &TiRow) -> TryIdentity {
+    TryIdentity {
+        tenant: run.tenant.clone(),
+        dag_id: run.dag_id.clone(),
+        run_id: run.run_id.clone(),
+        task_id: ti.task_id.clone(),
+        try_number: ti.try_number,
+    }
+}
+
+fn template_context(
+    run: &RunRow,
+    cached: &CachedDag,
+    ti: &TiRow,
+) -> Result<TemplateContext, String> {
+    let conf = match &run.conf {
+        serde_json::Value::Object(map) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    let params = updraft_dag::resolve_params(&cached.dag, &conf).map_err(|e| e.to_string())?;
+    Ok(TemplateContext {
+        tenant: run.tenant.clone(),
+        dag_id: run.dag_id.clone(),
+        run_id: run.run_id.clone(),
+        task_id: ti.task_id.clone(),
+        try_number: ti.try_number,
+        logical_date: run.logical_date,
+        data_interval_start: run.data_interval_start,
+        data_interval_end: run.data_interval_end,
+        conf: run.conf.clone(),
+        params,
+        run_type: run.run_type.to_string(),
+        timezone: cached.dag.timezone,
+    })
+}
+
+pub(super) fn append_log_line(path: &std::path::Path, line: &str) {
+    use std::io::Write;
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| writeln!(f, "[{}] {line}", Utc::now().to_rfc3339()));
+    if let Err(e) = written {
+        warn!("could not write to {}: {e}", path.display());
+    }
+}

@@ -1,0 +1,456 @@
+//! The event-driven scheduling loop.
+//!
+//! Stimuli: a try's event from the executor (handled at once, with every other pending event),
+//! a change in the DAGs folder, a timer (retry due, schedule interval due, heartbeat) and a
+//! slow poll that notices work recorded by other processes. Each stimulus is turned into core
+//! decisions on the runs it touches; every decision is recorded before it is acted on.
+//!
+//! Several schedulers may share one (PostgreSQL) database. Each registers as a scheduler job
+//! and heartbeats; the tries it queues are its own (`queued_by_job_id`). A run is evaluated
+//! under its row lock (another scheduler holding it makes this one try again shortly), and
+//! queueing re-checks pools and limits inside one serialised transaction, so every try is
+//! queued by exactly one scheduler and runs once. Tries of a scheduler that stopped
+//! heartbeating are failed (and retried per `retries`) by the others. A database error never
+//! ends the loop: the pass is retried with backoff, and reports of finished tries wait in
+//! memory until they are recorded.
+//!
+//! One [`Scheduler`] state, its `impl` split by job: this file holds the state and the event
+//! loop; `passes` what each stimulus runs; `jobs` registration and heartbeats; `folder` the
+//! DAGs folder and definitions; `runs` run creation and start; `evaluate` run evaluation;
+//! `queue` queueing; `launch` handing tries to executors; `reports` executor reports;
+//! `orphans` orphaned tries and pod adoption; `shutdown` the clean stop; `config` the settings.
+
+mod config;
+mod evaluate;
+mod folder;
+mod jobs;
+mod launch;
+mod orphans;
+mod passes;
+mod queue;
+mod reports;
+mod runs;
+mod shutdown;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+use tracing::{info, warn};
+use updraft_executor::{LocalExecutor, LocalExecutorConfig, TryEvent};
+use updraft_store::{DagRow, RunRow, Store, TiRow, TryReport};
+
+use updraft_pods::PodExecutor;
+
+use crate::SchedulerError;
+use crate::dagcache::{CachedDag, DagCache};
+
+pub use config::{KubernetesConfig, SchedulerConfig};
+
+/// Longest wait between retries of a pass that failed (e.g. the database is away).
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How soon a run locked by another scheduler is looked at again.
+const BUSY_RETRY: Duration = Duration::from_millis(20);
+
+/// Which runs this scheduler drives.
+#[derive(Debug, Clone)]
+enum Scope {
+    /// The whole installation: creates scheduled runs, runs every unpaused DAG's runs.
+    Service,
+    /// Only these runs, paused or not, creating none (`dags test`, local backfill).
+    Runs(HashSet<i64>),
+}
+
+/// A try handed to the executor and not yet reported finished.
+struct InFlight {
+    try_number: u32,
+    max_tries: u32,
+    dag: Arc<CachedDag>,
+}
+
+enum Stimulus {
+    Event(TryEvent),
+    FolderChanged,
+    /// Another component recorded work (a trigger, a clear): look now, not at the next poll.
+    Poked,
+    Timer,
+    Shutdown,
+}
+
+/// A recorded state change of a run or one of its task instances, published for live views.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateChange {
+    pub run_pk: i64,
+}
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    changes: tokio::sync::broadcast::Sender<StateChange>,
+    config: SchedulerConfig,
+    executor: LocalExecutor,
+    /// Runs `pod` tasks (and every task with `every_task`), when a cluster is configured.
+    pods: Option<PodExecutor>,
+    every_task_in_pods: bool,
+    events: mpsc::UnboundedReceiver<TryEvent>,
+    scope: Scope,
+    dags: DagCache,
+    bag: Option<updraft_dag::DagBag>,
+    folder_changed: Arc<Notify>,
+    poke: Arc<Notify>,
+    _watcher: Option<updraft_dag::FolderWatcher>,
+    /// Latest definitions by dag_id, refreshed on every full pass.
+    dag_rows: HashMap<String, DagRow>,
+    /// When each unpaused DAG next needs a look for due scheduled runs.
+    next_schedule_check: HashMap<String, DateTime<Utc>>,
+    in_flight: HashMap<(i64, String), InFlight>,
+    /// Running runs this scheduler drives (in scope, DAG not paused); only their instances
+    /// are queued.
+    runs_in_play: HashSet<i64>,
+    dirty_runs: BTreeSet<i64>,
+    wake_at: Option<DateTime<Utc>>,
+    next_poll: Instant,
+    next_rescan: Instant,
+    /// Unknown pools already warned about, so the log says it once.
+    unknown_pools_reported: HashSet<String>,
+    /// This process's scheduler job (0 until registered).
+    job_id: i64,
+    next_heartbeat: Instant,
+    /// When the last database error happened: dead schedulers are only declared by a scheduler
+    /// that has itself been reaching the database for a whole `health_check_threshold`.
+    last_db_error: Option<Instant>,
+    /// Executor reports not yet recorded (the database was away): recorded before anything
+    /// else, so no try's end is lost.
+    pending_reports: Vec<TryReport>,
+    /// Runs another scheduler was evaluating: looked at again after [`BUSY_RETRY`].
+    busy_runs: BTreeSet<i64>,
+    /// Tries queued (recorded as this scheduler's) and not yet handed to the executor.
+    pending_launches: std::collections::VecDeque<TiRow>,
+    /// Running runs as last read, for what never changes in a run (DAG, version, dates);
+    /// their state is always re-read under the run's lock.
+    known_runs: HashMap<i64, RunRow>,
+}
+
+impl Scheduler {
+    /// A scheduler for the whole installation.
+    pub fn new(store: Arc<dyn Store>, config: SchedulerConfig) -> Result<Self, SchedulerError> {
+        Self::build(store, config, Scope::Service)
+    }
+
+    /// A scheduler that drives only `run_pks` (whatever their DAG's paused flag) and creates
+    /// no runs: for `dags test` and for backfills run in the foreground.
+    pub fn for_runs(
+        store: Arc<dyn Store>,
+        config: SchedulerConfig,
+        run_pks: &[i64],
+    ) -> Result<Self, SchedulerError> {
+        let scope = Scope::Runs(run_pks.iter().copied().collect());
+        Self::build(store, config, scope)
+    }
+
+    fn build(
+        store: Arc<dyn Store>,
+        config: SchedulerConfig,
+        scope: Scope,
+    ) -> Result<Self, SchedulerError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let executor = LocalExecutor::new(
+            LocalExecutorConfig {
+                max_concurrency: config.parallelism as usize,
+                kill_grace: config.kill_grace,
+                default_cwd: config.default_cwd.clone(),
+                ..LocalExecutorConfig::default()
+            },
+            tx.clone(),
+        );
+        let pods = config
+            .kubernetes
+            .as_ref()
+            .map(|k| PodExecutor::new(k.client.clone(), k.pods.clone(), tx));
+        let every_task_in_pods = config.kubernetes.as_ref().is_some_and(|k| k.every_task);
+        let folder_changed = Arc::new(Notify::new());
+        let (bag, watcher) = match (&config.dags_folder, &scope) {
+            (Some(folder), Scope::Service) => {
+                let bag = updraft_dag::DagBag::with_options(
+                    folder,
+                    updraft_dag::DagBagOptions {
+                        max_file_size: config.max_dag_file_size,
+                        ..Default::default()
+                    },
+                );
+                let notify = folder_changed.clone();
+                let watcher =
+                    updraft_dag::watch(folder, updraft_dag::DEFAULT_DEBOUNCE, move || {
+                        notify.notify_one()
+                    })
+                    .map_err(|e| {
+                        warn!("watching {} failed, rescanning only: {e}", folder.display())
+                    })
+                    .ok();
+                (Some(bag), watcher)
+            }
+            _ => (None, None),
+        };
+        let now = Instant::now();
+        Ok(Scheduler {
+            store,
+            changes: tokio::sync::broadcast::channel(1024).0,
+            config,
+            executor,
+            pods,
+            every_task_in_pods,
+            events: rx,
+            scope,
+            dags: DagCache::default(),
+            bag,
+            folder_changed,
+            poke: Arc::new(Notify::new()),
+            _watcher: watcher,
+            dag_rows: HashMap::new(),
+            next_schedule_check: HashMap::new(),
+            in_flight: HashMap::new(),
+            runs_in_play: HashSet::new(),
+            dirty_runs: BTreeSet::new(),
+            wake_at: None,
+            next_poll: now,
+            next_rescan: now,
+            unknown_pools_reported: HashSet::new(),
+            job_id: 0,
+            next_heartbeat: now,
+            last_db_error: None,
+            pending_reports: Vec::new(),
+            busy_runs: BTreeSet::new(),
+            pending_launches: std::collections::VecDeque::new(),
+            known_runs: HashMap::new(),
+        })
+    }
+
+    /// A handle that makes the scheduler look for new work at once, for components that record
+    /// work outside the scheduler (API handlers, a signal from a CLI command).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.poke.clone()
+    }
+
+    /// Every recorded state change is sent here (lagging receivers miss some; a live view then
+    /// reloads).
+    pub fn changes(&self) -> tokio::sync::broadcast::Sender<StateChange> {
+        self.changes.clone()
+    }
+
+    fn publish(&self, run_pk: i64) {
+        let _ = self.changes.send(StateChange { run_pk });
+    }
+
+    /// Run until `shutdown` completes, then stop cleanly: running tries get
+    /// `shutdown_grace` to finish, then are stopped; every outcome is recorded.
+    pub async fn run(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), SchedulerError> {
+        tokio::pin!(shutdown);
+        let mut backoff = Backoff::default();
+        loop {
+            let prepared = self.prepare().await;
+            let ready = prepared.is_ok();
+            if self.settle(prepared, &mut backoff, shutdown.as_mut()).await {
+                return self.shutdown().await;
+            }
+            if ready {
+                break;
+            }
+        }
+        loop {
+            let stimulus = self.next_stimulus(shutdown.as_mut()).await;
+            if matches!(stimulus, Stimulus::Shutdown) {
+                break;
+            }
+            let handled = self.handle(stimulus).await;
+            if self.settle(handled, &mut backoff, shutdown.as_mut()).await {
+                // Stopping while the database is away: tries are still stopped and whatever
+                // can be recorded is.
+                break;
+            }
+        }
+        self.shutdown().await
+    }
+
+    /// After a pass: on success clear the backoff; on failure log it, remember when, and
+    /// wait the backoff (or until shutdown, returning true).
+    async fn settle(
+        &mut self,
+        outcome: Result<(), SchedulerError>,
+        backoff: &mut Backoff,
+        shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> bool {
+        match outcome {
+            Ok(()) => {
+                if !backoff.is_clear() {
+                    info!("the database answers again; scheduling resumes");
+                }
+                backoff.clear();
+                false
+            }
+            Err(e) => {
+                self.last_db_error = Some(Instant::now());
+                let wait = backoff.next();
+                warn!("scheduler pass failed, retrying in {wait:?}: {e}");
+                tokio::select! {
+                    _ = shutdown => true,
+                    _ = tokio::time::sleep(wait) => false,
+                }
+            }
+        }
+    }
+
+    /// Drive the scoped runs until all are finished; `progress(finished, total)` is called
+    /// after every pass.
+    pub async fn run_until_finished(
+        &mut self,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<(), SchedulerError> {
+        let Scope::Runs(runs) = &self.scope else {
+            return Err(SchedulerError::Other(
+                "run_until_finished needs a scheduler made with for_runs".into(),
+            ));
+        };
+        let runs: Vec<i64> = runs.iter().copied().collect();
+        self.prepare().await?;
+        let never = std::future::pending::<()>();
+        tokio::pin!(never);
+        loop {
+            let finished = self.count_finished(&runs).await?;
+            progress(finished, runs.len());
+            if finished == runs.len() && self.in_flight.is_empty() {
+                return Ok(());
+            }
+            let stimulus = self.next_stimulus(never.as_mut()).await;
+            self.handle(stimulus).await?;
+        }
+    }
+
+    async fn prepare(&mut self) -> Result<(), SchedulerError> {
+        self.register().await?;
+        self.ensure_default_pool().await?;
+        if matches!(self.scope, Scope::Service) {
+            self.recover_orphans().await?;
+            self.sync_folder(true).await?;
+        }
+        self.full_pass().await
+    }
+
+    async fn count_finished(&self, runs: &[i64]) -> Result<usize, SchedulerError> {
+        let mut finished = 0;
+        for pk in runs {
+            if let Some(run) = self.store.run_by_pk(*pk).await?
+                && run.state.is_finished()
+            {
+                finished += 1;
+            }
+        }
+        Ok(finished)
+    }
+
+    async fn next_stimulus(
+        &mut self,
+        shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Stimulus {
+        let deadline = self.next_deadline();
+        tokio::select! {
+            biased;
+            _ = shutdown => Stimulus::Shutdown,
+            Some(event) = self.events.recv() => Stimulus::Event(event),
+            _ = self.folder_changed.notified() => Stimulus::FolderChanged,
+            _ = self.poke.notified() => Stimulus::Poked,
+            _ = tokio::time::sleep_until(deadline) => Stimulus::Timer,
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut deadline = self.next_poll.min(self.next_heartbeat);
+        if self.bag.is_some() {
+            deadline = deadline.min(self.next_rescan);
+        }
+        if let Some(at) = self.wake_at {
+            let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            deadline = deadline.min(Instant::now() + wait);
+        }
+        deadline
+    }
+
+    async fn handle(&mut self, stimulus: Stimulus) -> Result<(), SchedulerError> {
+        match stimulus {
+            Stimulus::Event(event) => {
+                // Taken into the pending reports before any database call, so a failing call
+                // loses none of them.
+                let mut events = vec![event];
+                self.drain_events(&mut events);
+                // A try that only started frees nothing and makes nothing runnable: recording
+                // it is all there is to do (and leaves the cores to the try).
+                let any_finished = events
+                    .iter()
+                    .any(|e| matches!(e, TryEvent::Finished { .. }));
+                self.take_events(events);
+                if any_finished {
+                    // The reports are recorded by the evaluation that follows, in its
+                    // transaction where the store allows.
+                    self.register().await?;
+                    self.launch_pending(Utc::now()).await?;
+                    self.heartbeat_if_due().await?;
+                    self.quick_pass().await
+                } else {
+                    self.housekeeping().await
+                }
+            }
+            Stimulus::FolderChanged => {
+                self.housekeeping().await?;
+                self.sync_folder(false).await?;
+                self.full_pass().await
+            }
+            Stimulus::Poked => {
+                self.housekeeping().await?;
+                self.full_pass().await
+            }
+            Stimulus::Timer => {
+                self.housekeeping().await?;
+                if self.bag.is_some() && Instant::now() >= self.next_rescan {
+                    self.sync_folder(false).await?;
+                }
+                self.full_pass().await
+            }
+            Stimulus::Shutdown => Ok(()),
+        }
+    }
+
+    /// Before any pass: be registered, record what is pending, heartbeat when due.
+    async fn housekeeping(&mut self) -> Result<(), SchedulerError> {
+        self.register().await?;
+        self.record_pending_reports().await?;
+        self.launch_pending(Utc::now()).await?;
+        self.heartbeat_if_due().await
+    }
+}
+
+/// Waits between retries of a failed pass: 100 ms, doubling up to [`MAX_BACKOFF`].
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let wait =
+            Duration::from_millis(100).saturating_mul(1 << self.failures.min(10).saturating_sub(1));
+        wait.min(MAX_BACKOFF)
+    }
+
+    fn clear(&mut self) {
+        self.failures = 0;
+    }
+
+    fn is_clear(&self) -> bool {
+        self.failures == 0
+    }
+}

@@ -1,0 +1,171 @@
+//! Orphaned tries: instances left in flight by a scheduler that stopped, adopted when their pod
+//! still runs and failed otherwise; tries stopped when their instance changed elsewhere.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use tracing::{info, warn};
+use updraft_core::retry::{TryOutcome, on_try_finished};
+use updraft_executor::TryKey;
+use updraft_store::{RunRow, TiKey, TiRow};
+
+use updraft_pods::TryIdentity;
+
+use super::Scheduler;
+use super::launch::{append_log_line, try_identity};
+use crate::SchedulerError;
+use crate::dagcache::CachedDag;
+
+impl Scheduler {
+    /// Stop tries whose instance was cleared or marked by someone else meanwhile.
+    pub(super) async fn stop_tries_changed_elsewhere(&mut self) -> Result<(), SchedulerError> {
+        let keys: Vec<(i64, String, u32)> = self
+            .in_flight
+            .iter()
+            .map(|((pk, task), f)| (*pk, task.clone(), f.try_number))
+            .collect();
+        for (run_pk, task_id, try_number) in keys {
+            let key = TiKey {
+                run_pk,
+                task_id: task_id.clone(),
+            };
+            let still_ours = self
+                .store
+                .task_instance(&key)
+                .await?
+                .is_some_and(|ti| ti.state.is_active() && ti.try_number == try_number);
+            if !still_ours {
+                info!(%task_id, try_number, "stopping a try whose instance changed elsewhere");
+                self.kill_try(&TryKey {
+                    run_pk,
+                    task_id,
+                    try_number,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Instances left queued or running by a scheduler that stopped without recording their
+    /// end. A try whose pod still exists is adopted and followed to its end; any other counts
+    /// as failed (and is retried per `retries`): local processes are not adopted.
+    pub(super) async fn recover_orphans(&mut self) -> Result<(), SchedulerError> {
+        let now = Utc::now();
+        let mut tenant_pods = TenantPods::new();
+        for ti in self.store.orphaned_task_instances().await? {
+            let Some(run) = self.store.run_by_pk(ti.run_pk).await? else {
+                continue;
+            };
+            let cached = self
+                .dags
+                .get(self.store.as_ref(), &run.dag_id, &run.version)
+                .await?;
+            let Some(task) = cached.dag.task(&ti.task_id) else {
+                continue;
+            };
+            match self.adopt_pod(&run, &ti, &cached, &mut tenant_pods).await? {
+                Adoption::Adopted | Adoption::Later => continue,
+                Adoption::NoPod => {}
+            }
+            let log = self.try_log_path(&run, &ti);
+            append_log_line(
+                &log,
+                "the scheduler stopped while this try was in flight; the try is marked failed",
+            );
+            let (state, retry_at) =
+                on_try_finished(task, ti.try_number, ti.max_tries, TryOutcome::Failed, now);
+            let key = TiKey {
+                run_pk: ti.run_pk,
+                task_id: ti.task_id.clone(),
+            };
+            self.store
+                .finish_try(&key, ti.try_number, state, retry_at, now)
+                .await?;
+            warn!(dag_id = %run.dag_id, run_id = %run.run_id, task_id = %ti.task_id, %state, "recovered an orphaned task instance");
+        }
+        Ok(())
+    }
+
+    /// Follows an orphaned try's pod again, if it has one: the try becomes this scheduler's.
+    async fn adopt_pod(
+        &mut self,
+        run: &RunRow,
+        ti: &TiRow,
+        cached: &Arc<CachedDag>,
+        tenant_pods: &mut TenantPods,
+    ) -> Result<Adoption, SchedulerError> {
+        let Some(pods) = self.pods.clone() else {
+            return Ok(Adoption::NoPod);
+        };
+        let kind = cached.dag.task(&ti.task_id).map(|t| &t.kind);
+        let ran_as_pod = match kind {
+            Some(updraft_dag::TaskKind::Pod(_)) => true,
+            Some(updraft_dag::TaskKind::Bash(_) | updraft_dag::TaskKind::Command(_)) => {
+                self.every_task_in_pods
+            }
+            _ => false,
+        };
+        if !ran_as_pod {
+            return Ok(Adoption::NoPod);
+        }
+        if !tenant_pods.contains_key(&run.tenant) {
+            let listed = pods.pods_of_tenant(&run.tenant).await;
+            if let Err(e) = &listed {
+                warn!(tenant = %run.tenant, "cannot list the pods of orphaned tries, looking again later: {e}");
+            }
+            tenant_pods.insert(run.tenant.clone(), listed.ok());
+        }
+        let Some(listed) = &tenant_pods[&run.tenant] else {
+            // Failing the try now could run a second pod beside one still running.
+            return Ok(Adoption::Later);
+        };
+        let Some(pod) = listed.get(&try_identity(run, ti)).cloned() else {
+            return Ok(Adoption::NoPod);
+        };
+        let key = TiKey {
+            run_pk: ti.run_pk,
+            task_id: ti.task_id.clone(),
+        };
+        if !self
+            .store
+            .adopt_orphan(&key, ti.try_number, self.job_id)
+            .await?
+        {
+            return Ok(Adoption::Later);
+        }
+        let task = cached.dag.task(&ti.task_id);
+        let delete_pod = task.and_then(|t| match &t.kind {
+            updraft_dag::TaskKind::Pod(p) => p.delete_pod,
+            _ => None,
+        });
+        self.track_in_flight(ti, cached);
+        info!(dag_id = %run.dag_id, run_id = %run.run_id, task_id = %ti.task_id, pod = ?pod.metadata.name, "following the pod of a try started before a restart");
+        pods.adopt(
+            TryKey {
+                run_pk: ti.run_pk,
+                task_id: ti.task_id.clone(),
+                try_number: ti.try_number,
+            },
+            &pod,
+            self.try_log_path(run, ti),
+            task.and_then(|t| t.execution_timeout),
+            delete_pod,
+        );
+        Ok(Adoption::Adopted)
+    }
+}
+
+/// The pods of each tenant's tries, listed once per pass over orphans; `None` when the
+/// cluster could not be asked.
+type TenantPods = HashMap<String, Option<HashMap<TryIdentity, updraft_pods::Pod>>>;
+
+/// What became of an orphaned try's pod.
+enum Adoption {
+    /// Followed by this scheduler from now on.
+    Adopted,
+    /// It has no pod: it failed like any orphan.
+    NoPod,
+    /// Undecided now (the cluster or the instance is busy); looked at again later.
+    Later,
+}

@@ -1,0 +1,75 @@
+//! Full and quick passes: what each stimulus runs, and which runs this scheduler drives.
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+use updraft_core::{RunState, RunType};
+use updraft_store::{RunFilter, RunRow};
+
+use super::{BUSY_RETRY, Scheduler, Scope};
+use crate::SchedulerError;
+
+impl Scheduler {
+    /// Everything: new scheduled runs, queued runs to start, every active run re-evaluated,
+    /// tries stopped whose instance was changed elsewhere, runnable work queued.
+    pub(super) async fn full_pass(&mut self) -> Result<(), SchedulerError> {
+        self.next_poll = Instant::now() + self.config.poll_interval;
+        self.wake_at = None;
+        let now = Utc::now();
+        self.refresh_dag_rows().await?;
+        if matches!(self.scope, Scope::Service) {
+            self.create_scheduled_runs(now).await?;
+        }
+        self.start_queued_runs(now).await?;
+        let running = self.runs_in_scope(RunState::Running).await?;
+        self.runs_in_play = running.iter().map(|r| r.id).collect();
+        self.dirty_runs.extend(running.iter().map(|r| r.id));
+        self.known_runs = running.into_iter().map(|r| (r.id, r)).collect();
+        self.stop_tries_changed_elsewhere().await?;
+        self.quick_pass().await
+    }
+
+    /// Re-evaluate the runs touched since the last pass and queue what became runnable.
+    pub(super) async fn quick_pass(&mut self) -> Result<(), SchedulerError> {
+        let now = Utc::now();
+        if self.evaluate(now).await? {
+            // Some run finished: queued runs may start now.
+            self.start_queued_runs(now).await?;
+            self.evaluate(now).await?;
+        }
+        if !self.busy_runs.is_empty() {
+            self.dirty_runs.append(&mut self.busy_runs);
+            let soon = chrono::Duration::from_std(BUSY_RETRY).unwrap_or_default();
+            self.wake(now + soon);
+        }
+        self.queue_and_launch(now).await
+    }
+
+    pub(super) async fn runs_in_scope(
+        &self,
+        state: RunState,
+    ) -> Result<Vec<RunRow>, SchedulerError> {
+        let runs = self
+            .store
+            .runs(&RunFilter {
+                dag_id: None,
+                states: vec![state],
+                limit: None,
+            })
+            .await?;
+        Ok(runs.into_iter().filter(|r| self.in_scope(r)).collect())
+    }
+
+    fn in_scope(&self, run: &RunRow) -> bool {
+        match &self.scope {
+            Scope::Runs(set) => set.contains(&run.id),
+            Scope::Service => {
+                run.run_type == RunType::Backfill
+                    || self.dag_rows.get(&run.dag_id).is_some_and(|d| !d.is_paused)
+            }
+        }
+    }
+
+    pub(super) fn wake(&mut self, at: DateTime<Utc>) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+}

@@ -1,0 +1,169 @@
+//! Recording what executors report: tries started and ended, kept in memory until recorded so
+//! no try's end is lost while the database is away.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use tracing::{debug, warn};
+use updraft_core::retry::{TryOutcome, on_try_finished};
+use updraft_executor::{ExecOutcome, TryEvent, TryKey};
+use updraft_store::{TiKey, TryReport};
+
+use super::Scheduler;
+use crate::SchedulerError;
+
+impl Scheduler {
+    pub(super) fn drain_events(&mut self, events: &mut Vec<TryEvent>) {
+        while let Ok(event) = self.events.try_recv() {
+            events.push(event);
+        }
+    }
+
+    /// Record a burst of executor events in one transaction (the hot path: one commit for
+    /// every try that started or ended meanwhile).
+    pub(super) async fn record_events(
+        &mut self,
+        events: Vec<TryEvent>,
+    ) -> Result<(), SchedulerError> {
+        self.take_events(events);
+        self.record_pending_reports().await
+    }
+
+    /// Turn executor events into reports waiting to be recorded.
+    pub(super) fn take_events(&mut self, events: Vec<TryEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let reports: Vec<TryReport> = events
+            .into_iter()
+            .filter_map(|event| match event {
+                TryEvent::Started { key, pid, at } => Some(TryReport::Started {
+                    key: TiKey {
+                        run_pk: key.run_pk,
+                        task_id: key.task_id,
+                    },
+                    try_number: key.try_number,
+                    pid: pid.map(i64::from),
+                    at,
+                }),
+                TryEvent::Finished { key, outcome, at } => self.finish_report(key, outcome, at),
+            })
+            .collect();
+        self.pending_reports.extend(reports);
+    }
+
+    pub(super) async fn record_finish(
+        &mut self,
+        key: TryKey,
+        outcome: ExecOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<(), SchedulerError> {
+        let reports: Vec<TryReport> = self.finish_report(key, outcome, now).into_iter().collect();
+        self.record_reports(reports).await
+    }
+
+    /// Reports that could not be recorded earlier (the database was away), before anything
+    /// else is decided.
+    pub(super) async fn record_pending_reports(&mut self) -> Result<(), SchedulerError> {
+        self.record_reports(Vec::new()).await
+    }
+
+    /// Record `reports` after any still pending; on failure all of them stay pending.
+    async fn record_reports(&mut self, reports: Vec<TryReport>) -> Result<(), SchedulerError> {
+        self.pending_reports.extend(reports);
+        if self.pending_reports.is_empty() {
+            return Ok(());
+        }
+        let applied = self
+            .store
+            .record_try_reports(&self.pending_reports, &self.config.hostname)
+            .await?;
+        let reports = std::mem::take(&mut self.pending_reports);
+        self.reports_recorded(&reports, &applied, true);
+        Ok(())
+    }
+
+    /// After `reports` were recorded: tell the live views, wake for retries and, unless the
+    /// runs were evaluated in the same step, mark the runs of ended tries for evaluation.
+    pub(super) fn reports_recorded(
+        &mut self,
+        reports: &[TryReport],
+        applied: &[bool],
+        mark_dirty: bool,
+    ) {
+        let mut touched = BTreeSet::new();
+        for (report, &applied) in reports.iter().zip(applied) {
+            match report {
+                TryReport::Started { key, .. } => {
+                    touched.insert(key.run_pk);
+                }
+                TryReport::Finished { key, retry_at, .. } => {
+                    if !applied {
+                        debug!(task_id = %key.task_id, "try outcome not recorded: instance changed meanwhile");
+                    }
+                    if let Some(at) = retry_at {
+                        self.wake(*at);
+                    }
+                    touched.insert(key.run_pk);
+                    if mark_dirty {
+                        self.dirty_runs.insert(key.run_pk);
+                    }
+                }
+            }
+        }
+        for run_pk in touched {
+            self.publish(run_pk);
+        }
+    }
+
+    /// What a try that ended at `at` becomes, or `None` when its end must not be recorded.
+    fn finish_report(
+        &mut self,
+        key: TryKey,
+        outcome: ExecOutcome,
+        at: DateTime<Utc>,
+    ) -> Option<TryReport> {
+        let flight_key = (key.run_pk, key.task_id.clone());
+        // The end of an older try (stopped after its instance was cleared, while the next
+        // try already runs) must not be taken for the end of the try in flight.
+        if self
+            .in_flight
+            .get(&flight_key)
+            .is_some_and(|f| f.try_number != key.try_number)
+        {
+            debug!(task_id = %key.task_id, try_number = key.try_number, "end of a superseded try");
+            return None;
+        }
+        let Some(flight) = self.in_flight.remove(&flight_key) else {
+            warn!(task_id = %key.task_id, "finish reported for a try not in flight");
+            return None;
+        };
+        let task = flight.dag.dag.task(&key.task_id)?;
+        let (state, retry_at) = on_try_finished(
+            task,
+            flight.try_number,
+            flight.max_tries,
+            try_outcome(&outcome),
+            at,
+        );
+        Some(TryReport::Finished {
+            key: TiKey {
+                run_pk: key.run_pk,
+                task_id: key.task_id,
+            },
+            try_number: flight.try_number,
+            new: state,
+            retry_at,
+            at,
+        })
+    }
+}
+
+fn try_outcome(outcome: &ExecOutcome) -> TryOutcome {
+    match outcome {
+        ExecOutcome::Success => TryOutcome::Success,
+        ExecOutcome::Skipped => TryOutcome::Skipped,
+        ExecOutcome::TimedOut => TryOutcome::TimedOut,
+        ExecOutcome::Failed { .. } | ExecOutcome::Killed => TryOutcome::Failed,
+    }
+}

@@ -1,0 +1,33 @@
+//! Stopping cleanly: pods detached, local tries given their grace, every outcome recorded.
+
+use chrono::Utc;
+use tracing::info;
+
+use super::Scheduler;
+use crate::SchedulerError;
+
+impl Scheduler {
+    pub(super) async fn shutdown(&mut self) -> Result<(), SchedulerError> {
+        info!(
+            running = self.in_flight.len(),
+            grace = ?self.config.shutdown_grace,
+            "shutting down"
+        );
+        // Pods go on without the scheduler: the next one follows them again.
+        if let Some(pods) = &self.pods {
+            pods.detach().await;
+        }
+        self.executor.shutdown(self.config.shutdown_grace).await;
+        let mut events = Vec::new();
+        self.drain_events(&mut events);
+        self.record_events(events).await?;
+        // Runs whose last tries just ended get their final state now, not at the next start;
+        // nothing new is queued.
+        let now = Utc::now();
+        self.evaluate(now).await?;
+        if self.job_id != 0 {
+            self.store.stop_scheduler(self.job_id, now).await?;
+        }
+        Ok(())
+    }
+}

@@ -296,12 +296,18 @@ pub struct Orchestration {
     pub limit: Vec<f64>,
 }
 
-/// `bench/orchestration BACKEND 1 20 500 REPEAT`.
-pub fn orchestration(root: &Path, backend: &str, repeat: usize) -> Result<Orchestration> {
+/// `bench/orchestration BACKEND 1 20 500 REPEAT`, on the `updraft` binary given.
+pub fn orchestration(
+    root: &Path,
+    updraft: &Path,
+    backend: &str,
+    repeat: usize,
+) -> Result<Orchestration> {
     let repeat = repeat.to_string();
-    let json = run_script(
+    let json = run_script_with(
         &root.join("bench/orchestration"),
         &[backend, "1", "20", "500", &repeat],
+        &[("UPDRAFT_BENCH_BIN", updraft)],
     )?;
     orchestration_rates(&json)
 }
@@ -348,8 +354,17 @@ pub fn postgres_unavailable() -> Option<String> {
 const SCRIPT_PATIENCE: Duration = Duration::from_secs(1800);
 
 fn run_script(script: &Path, args: &[&str]) -> Result<serde_json::Value> {
+    run_script_with(script, args, &[])
+}
+
+/// [`run_script`] with `env` set.
+fn run_script_with(
+    script: &Path,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> Result<serde_json::Value> {
     let mut command = Command::new(script);
-    command.args(args);
+    command.args(args).envs(env.iter().copied());
     let shown = format!("{} {}", script.display(), args.join(" "));
     let text = run_captured(command, SCRIPT_PATIENCE).with_context(|| shown.clone())?;
     let line = text

@@ -24,7 +24,7 @@ impl Scheduler {
         // Runs whose last tries just ended get their final state now, not at the next start;
         // nothing new is queued.
         let now = Utc::now();
-        self.evaluate(now).await?;
+        self.evaluate(now, false).await?;
         if self.job_id != 0 {
             self.store.stop_scheduler(self.job_id, now).await?;
         }

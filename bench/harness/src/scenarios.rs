@@ -202,7 +202,8 @@ impl Scenario {
             }
             Work::Orchestration { backend, figure } => {
                 // The script measures the limit in every round, next to updraft.
-                let rates = updraft::orchestration(setup.root, setup.updraft, backend, setup.repeat)?;
+                let rates =
+                    updraft::orchestration(setup.root, setup.updraft, backend, setup.repeat)?;
                 let limit = rates.limit.into_iter().map(|r| (figure, Engine::Limit, r));
                 rates
                     .updraft

@@ -114,7 +114,7 @@ impl Scheduler {
             Ok(step) => {
                 let reports = std::mem::take(&mut self.pending_reports);
                 self.reports_recorded(&reports, &step.applied, false);
-                let queued_page = (page > 0).then(|| QueuedPage {
+                let queued_page = (page > 0).then_some(QueuedPage {
                     page,
                     read: step.scheduled_read,
                     queued: step.queued.len(),

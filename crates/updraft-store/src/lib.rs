@@ -395,9 +395,10 @@ pub trait Store: Send + Sync {
     /// `max_active_tasks` (chosen keys not on the page are skipped), serialised the same way
     /// against every other `queue`, `start_runs` and step on the database.
     ///
-    /// On PostgreSQL the step takes the scheduling lock first, then the runs (`FOR UPDATE SKIP
-    /// LOCKED`, in pk order), then instances, so no step waits for the lock while it holds
-    /// rows. Several schedulers' steps run one after the other.
+    /// On PostgreSQL a step that queues (`queue.page` above zero) takes the scheduling lock
+    /// first, then the runs (`FOR UPDATE SKIP LOCKED`, in pk order), then instances, so no
+    /// step waits for the lock while it holds rows; several schedulers' such steps run one
+    /// after the other.
     async fn record_evaluate_and_queue(
         &self,
         reports: &[TryReport],

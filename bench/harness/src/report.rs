@@ -347,7 +347,7 @@ mod tests {
     #[test]
     fn missing_values_are_dashes_and_a_skipped_figure_says_why() {
         let mut r = Results::default();
-        r.push("noop_sqlite", Engine::Updraft, 12_000.0);
+        r.push("noop_sqlite", Engine::Updraft, 24_000.0);
         r.skip("noop_postgres", "skipped: PostgreSQL 15 not installed");
         let text = table(&r).to_string();
         let line = |needle: &str| {
@@ -358,7 +358,7 @@ mod tests {
         };
         let sqlite = line("SQLite");
         assert!(
-            sqlite.contains("12,000") && sqlite.contains("≥ 10,000 met"),
+            sqlite.contains("24,000") && sqlite.contains("≥ 20,000 met"),
             "{sqlite}"
         );
         assert_eq!(sqlite.matches('—').count(), 4, "{sqlite}");

@@ -201,15 +201,22 @@ impl Scenario {
                 ]
             }
             Work::Orchestration { backend, figure } => {
-                updraft::orchestration(setup.root, backend, setup.repeat)?
+                // The script measures the limit in every round, next to updraft.
+                let rates =
+                    updraft::orchestration(setup.root, setup.updraft, backend, setup.repeat)?;
+                let limit = rates.limit.into_iter().map(|r| (figure, Engine::Limit, r));
+                rates
+                    .updraft
                     .into_iter()
                     .map(|rate| up(figure, rate))
+                    .chain(limit)
                     .collect()
             }
         })
     }
 
-    /// The physical limit of the same work (the DAG files' limit is measured with them).
+    /// The physical limit of the same work (the DAG files' and orchestration's limits are
+    /// measured with them).
     fn measure_limit(&self) -> Result<Vec<Sample>> {
         let limit = |id, v| (id, Engine::Limit, v);
         Ok(match self.work {
@@ -274,13 +281,21 @@ impl Scenario {
                     "limit: one `cat` reading every file (find -exec cat {} +)",
                 ),
             ],
-            Work::Orchestration { figure, .. } => vec![(
-                figure,
-                format!(
-                    "updraft: bench/orchestration, {} rounds, no Airflow equivalent",
-                    setup.repeat
+            Work::Orchestration { figure, .. } => vec![
+                (
+                    figure,
+                    format!(
+                        "updraft: bench/orchestration, {} rounds, no Airflow equivalent",
+                        setup.repeat
+                    ),
                 ),
-            )],
+                note(
+                    figure,
+                    "limit: the database alone (sqlite3 or psql, no updraft) committing the \
+                     same batches durably: each instance written queued then ended, 512 a \
+                     transaction",
+                ),
+            ],
         }
     }
 

@@ -288,22 +288,47 @@ pub fn footprint(root: &Path, dags: usize) -> Result<(f64, f64)> {
     Ok((pss, ready_ms / 1000.0))
 }
 
-/// `bench/orchestration BACKEND 1 20 500 REPEAT`: task instances per second of each round.
-pub fn orchestration(root: &Path, backend: &str, repeat: usize) -> Result<Vec<f64>> {
+/// Task instances per second of each round of `bench/orchestration`, updraft's and the
+/// limit's (the database committing the same batches alone).
+#[derive(Debug, Default, PartialEq)]
+pub struct Orchestration {
+    pub updraft: Vec<f64>,
+    pub limit: Vec<f64>,
+}
+
+/// `bench/orchestration BACKEND 1 20 500 REPEAT`, on the `updraft` binary given.
+pub fn orchestration(
+    root: &Path,
+    updraft: &Path,
+    backend: &str,
+    repeat: usize,
+) -> Result<Orchestration> {
     let repeat = repeat.to_string();
-    let json = run_script(
+    let json = run_script_with(
         &root.join("bench/orchestration"),
         &[backend, "1", "20", "500", &repeat],
+        &[("UPDRAFT_BENCH_BIN", updraft)],
     )?;
-    let tis = number(&json, "task_instances")?;
-    let seconds = json["seconds"]
-        .as_array()
-        .context("no `seconds` in bench/orchestration's output")?;
-    Ok(seconds
-        .iter()
-        .filter_map(serde_json::Value::as_f64)
-        .map(|s| tis / s)
-        .collect())
+    orchestration_rates(&json)
+}
+
+/// The rates in bench/orchestration's JSON: task instances over each round's seconds.
+pub fn orchestration_rates(json: &serde_json::Value) -> Result<Orchestration> {
+    let tis = number(json, "task_instances")?;
+    let rates = |key: &str| -> Result<Vec<f64>> {
+        let seconds = json[key]
+            .as_array()
+            .with_context(|| format!("no `{key}` in bench/orchestration's output"))?;
+        Ok(seconds
+            .iter()
+            .filter_map(serde_json::Value::as_f64)
+            .map(|s| tis / s)
+            .collect())
+    };
+    Ok(Orchestration {
+        updraft: rates("seconds")?,
+        limit: rates("limit_seconds")?,
+    })
 }
 
 /// Why bench/orchestration cannot run on PostgreSQL here, if it cannot: without
@@ -329,8 +354,17 @@ pub fn postgres_unavailable() -> Option<String> {
 const SCRIPT_PATIENCE: Duration = Duration::from_secs(1800);
 
 fn run_script(script: &Path, args: &[&str]) -> Result<serde_json::Value> {
+    run_script_with(script, args, &[])
+}
+
+/// [`run_script`] with `env` set.
+fn run_script_with(
+    script: &Path,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> Result<serde_json::Value> {
     let mut command = Command::new(script);
-    command.args(args);
+    command.args(args).envs(env.iter().copied());
     let shown = format!("{} {}", script.display(), args.join(" "));
     let text = run_captured(command, SCRIPT_PATIENCE).with_context(|| shown.clone())?;
     let line = text
@@ -428,6 +462,19 @@ mod tests {
     fn reads_the_count_reserialize_prints() {
         assert_eq!(loaded_dags("dags: 10000\nimport_errors: 0\n"), Some(10_000));
         assert_eq!(loaded_dags("import_errors: 3\n"), None);
+    }
+
+    #[test]
+    fn orchestration_rates_are_task_instances_over_seconds_for_both() {
+        let json = serde_json::json!({
+            "task_instances": 10000, "seconds": [2.0, 0.5], "limit_seconds": [0.1],
+        });
+        let rates = orchestration_rates(&json).unwrap();
+        assert_eq!(rates.updraft, [5000.0, 20000.0]);
+        assert_eq!(rates.limit, [100_000.0]);
+        assert!(
+            orchestration_rates(&serde_json::json!({"task_instances": 1, "seconds": []})).is_err()
+        );
     }
 
     #[test]

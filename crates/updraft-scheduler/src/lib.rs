@@ -11,6 +11,7 @@
 mod dagcache;
 pub mod engine;
 pub mod error;
+mod selection;
 
 pub use engine::{KubernetesConfig, Scheduler, SchedulerConfig};
 pub use error::SchedulerError;

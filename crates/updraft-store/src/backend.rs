@@ -20,8 +20,9 @@ use crate::sql::{self, Db, codec};
 use crate::{
     ActiveCounts, CleanReport, DagHead, DagQuery, DagRow, DagVersionRow, Evaluated,
     ImportErrorQuery, ImportErrorRow, LoadedDagRecord, NewRun, NewTi, NoteRow, Page, PoolRow,
-    PoolUsage, QueueLimits, Result, RunChange, RunDecision, RunFilter, RunQuery, RunRow,
-    ScheduledSkip, SchedulerJobRow, Store, TiKey, TiQuery, TiRow, TiTransition, TryReport, TryRow,
+    PoolUsage, QueueLimits, QueueStep, Result, RunChange, RunDecision, RunFilter, RunQuery, RunRow,
+    ScheduledSkip, SchedulerJobRow, StepOutcome, Store, TiKey, TiQuery, TiRow, TiTransition,
+    TryReport, TryRow,
 };
 
 /// A database backend: its connections and transactions, and the store methods whose SQL is
@@ -93,6 +94,17 @@ pub(crate) trait Backend: Send + Sync {
         decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>>;
+
+    /// [`Store::record_evaluate_and_queue`]: one transaction, its locking the backend's own.
+    async fn record_evaluate_and_queue(
+        &self,
+        reports: &[TryReport],
+        hostname: &str,
+        run_pks: &[i64],
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        queue: &QueueStep<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<StepOutcome>;
 
     /// [`Store::record_and_evaluate`]: by default the reports, then the evaluation, each in
     /// its own transaction.
@@ -328,6 +340,19 @@ impl<B: Backend> Store for B {
         now: DateTime<Utc>,
     ) -> Result<(Vec<bool>, Vec<(i64, Evaluated)>)> {
         Backend::record_and_evaluate(self, reports, hostname, run_pks, decide, now).await
+    }
+
+    async fn record_evaluate_and_queue(
+        &self,
+        reports: &[TryReport],
+        hostname: &str,
+        run_pks: &[i64],
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        queue: &QueueStep<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<StepOutcome> {
+        Backend::record_evaluate_and_queue(self, reports, hostname, run_pks, decide, queue, now)
+            .await
     }
 
     async fn register_scheduler(

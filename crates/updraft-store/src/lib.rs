@@ -23,6 +23,7 @@ pub mod postgres;
 mod room;
 mod sql;
 pub mod sqlite;
+mod step;
 
 pub use api::{
     DagOrder, DagQuery, ImportErrorOrder, ImportErrorQuery, ImportErrorRow, NoteRow, Page, Paging,
@@ -380,6 +381,36 @@ pub trait Store: Send + Sync {
         Ok((applied, evaluated))
     }
 
+    /// The scheduler's whole step after tries ended, in ONE transaction (one commit): record
+    /// `reports` (as [`Store::record_try_reports`]), evaluate `run_pks` (as
+    /// [`Store::evaluate_runs`], busy runs included), then queue what became runnable (as
+    /// [`Store::queue`]). A queued try is thus recorded before the executor sees it, and the
+    /// instances its upstream's end made runnable are queued by the same commit.
+    ///
+    /// Queueing: with `queue.page` zero nothing is queued. Otherwise the room is read inside
+    /// the transaction (the pools' slots and what `queued` and `running` instances hold, after
+    /// the reports and the evaluation), `queue.selector` names the DAGs and pools to leave out
+    /// ([`QueueSelector::skip`]), one page of at most `queue.page` scheduled instances is read
+    /// as [`Store::scheduled_task_instances`] reads it (offset 0), and the selector chooses among
+    /// them ([`QueueSelector::select`]). The choice is queued for `queue.owner` as
+    /// [`Store::queue`] queues keys, with the same re-checks of pool slots and
+    /// `max_active_tasks` (chosen keys not on the page are skipped), serialised the same way
+    /// against every other `queue`, `start_runs` and step on the database.
+    ///
+    /// On PostgreSQL a step that queues (`queue.page` above zero) takes the scheduling lock
+    /// first, then the runs (`FOR UPDATE SKIP LOCKED`, in pk order), then instances, so no
+    /// step waits for the lock while it holds rows; several schedulers' such steps run one
+    /// after the other.
+    async fn record_evaluate_and_queue(
+        &self,
+        reports: &[TryReport],
+        hostname: &str,
+        run_pks: &[i64],
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        queue: &QueueStep<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<StepOutcome>;
+
     // ---- scheduler jobs (several schedulers on one database) -------------------------------
 
     /// Record a starting scheduler process (state `running`, `latest_heartbeat = now`) and
@@ -556,6 +587,57 @@ pub struct ScheduledSkip {
 pub struct QueueLimits {
     /// dag_id → `max_active_tasks`; DAGs not listed are not limited here.
     pub max_active_tasks: HashMap<String, i64>,
+}
+
+/// How [`Store::record_evaluate_and_queue`] queues inside its transaction.
+#[derive(Clone, Copy)]
+pub struct QueueStep<'a> {
+    /// The scheduler job that owns the tries queued.
+    pub owner: i64,
+    /// At most this many scheduled instances are read for the selector; zero queues nothing.
+    pub page: u32,
+    pub selector: &'a dyn QueueSelector,
+}
+
+/// The caller's choice of what to queue, called by [`Store::record_evaluate_and_queue`]
+/// inside its transaction (so it must not block). The store applies no policy of its own
+/// beyond re-checking the limits.
+pub trait QueueSelector: Send + Sync {
+    /// The DAGs and pools whose instances the page leaves out (those with no room).
+    fn skip(&self, room: &QueueRoom) -> ScheduledSkip;
+    /// What to queue among `scheduled` (a page as [`Store::scheduled_task_instances`] returns
+    /// it), in queueing order, with the limits to re-check.
+    fn select(&self, scheduled: &[TiRow], room: &QueueRoom) -> QueueChoice;
+}
+
+/// The room as [`Store::record_evaluate_and_queue`] reads it inside its transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueRoom {
+    /// Pool name → its slots, for every pool.
+    pub pool_slots: HashMap<String, i64>,
+    /// What `queued` and `running` instances hold.
+    pub held: ActiveCounts,
+}
+
+/// What a [`QueueSelector`] chose: keys in queueing order and the limits [`Store::queue`]
+/// re-checks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueChoice {
+    pub keys: Vec<TiKey>,
+    pub limits: QueueLimits,
+}
+
+/// The outcome of [`Store::record_evaluate_and_queue`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepOutcome {
+    /// Per report, whether it applied (as [`Store::record_try_reports`]).
+    pub applied: Vec<bool>,
+    /// As [`Store::evaluate_runs`] returns it.
+    pub evaluated: Vec<(i64, Evaluated)>,
+    /// The instances queued, in the order the selector chose them.
+    pub queued: Vec<TiRow>,
+    /// How many scheduled instances the page held: a full page means more may be waiting.
+    pub scheduled_read: usize,
 }
 
 /// What the core decided for a run, for [`Store::evaluate_runs`].

@@ -283,4 +283,19 @@ impl Backend for PgStore {
         self.scoped(scheduling::evaluate_runs(&self.pool, run_pks, decide, now))
             .await
     }
+
+    async fn record_evaluate_and_queue(
+        &self,
+        reports: &[crate::TryReport],
+        hostname: &str,
+        run_pks: &[i64],
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        queue: &crate::QueueStep<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<crate::StepOutcome> {
+        self.scoped(scheduling::record_evaluate_and_queue(
+            &self.pool, reports, hostname, run_pks, decide, queue, now,
+        ))
+        .await
+    }
 }

@@ -254,6 +254,27 @@ impl Backend for SqliteStore {
     ) -> Result<(Vec<bool>, Vec<(i64, Evaluated)>)> {
         scheduling::record_and_evaluate(&self.writer, reports, hostname, run_pks, decide, now).await
     }
+
+    async fn record_evaluate_and_queue(
+        &self,
+        reports: &[crate::TryReport],
+        hostname: &str,
+        run_pks: &[i64],
+        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        queue: &crate::QueueStep<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<crate::StepOutcome> {
+        scheduling::record_evaluate_and_queue(
+            &self.writer,
+            reports,
+            hostname,
+            run_pks,
+            decide,
+            queue,
+            now,
+        )
+        .await
+    }
 }
 
 #[cfg(test)]

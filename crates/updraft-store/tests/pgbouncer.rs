@@ -66,8 +66,14 @@ async fn fresh_bounced() -> (Box<dyn Store>, DropDatabase) {
         .unwrap();
     migrator.migrate().await.unwrap();
     migrator.close().await;
-    let store = PgStore::connect_with(
-        through_bouncer(&guard.name),
+    let store = bounced_store(&guard.name).await;
+    (Box::new(store), guard)
+}
+
+/// A store on database `name` through the bouncer, with the statement cache off.
+async fn bounced_store(name: &str) -> PgStore {
+    PgStore::connect_with(
+        through_bouncer(name),
         &PgStoreOptions {
             statement_cache: false,
             max_connections: 6,
@@ -75,8 +81,7 @@ async fn fresh_bounced() -> (Box<dyn Store>, DropDatabase) {
         },
     )
     .await
-    .unwrap();
-    (Box::new(store), guard)
+    .unwrap()
 }
 
 mod bounced {
@@ -123,4 +128,18 @@ async fn the_bouncer_pools_transactions() {
     tx.rollback().await.unwrap();
     a.close().await.unwrap();
     b.close().await.unwrap();
+}
+
+/// Two schedulers (two stores, as two processes) behind the bouncer taking their
+/// one-transaction steps at once never overflow a pool: the advisory lock is transaction
+/// scoped, so it holds whichever server connection each transaction gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_bounced_schedulers_step_without_overflowing_a_pool() {
+    let (a, guard) = fresh_bounced().await;
+    let b = bounced_store(&guard.name).await;
+    contract::concurrent_steps_never_overflow_a_pool(
+        std::sync::Arc::from(a),
+        std::sync::Arc::new(b),
+    )
+    .await;
 }

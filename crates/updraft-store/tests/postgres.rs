@@ -101,6 +101,21 @@ async fn two_schedulers_never_overflow_a_pool() {
     contract::concurrent_queues_never_overflow_a_pool(Arc::new(a), Arc::new(b)).await;
 }
 
+/// Two schedulers (two stores) taking their one-transaction steps at once, beside a third
+/// party evaluating the same runs, never overflow a pool and never deadlock: each step takes
+/// the advisory lock before any row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_schedulers_step_without_overflowing_a_pool() {
+    let (connect, _guard) = fresh_database().await;
+    let options = PgStoreOptions::default();
+    let a = PgStore::connect_with(connect.clone(), &options)
+        .await
+        .unwrap();
+    a.migrate().await.unwrap();
+    let b = PgStore::connect_with(connect, &options).await.unwrap();
+    contract::concurrent_steps_never_overflow_a_pool(Arc::new(a), Arc::new(b)).await;
+}
+
 /// A run whose row another transaction holds is not waited for: `evaluate_runs` reports it
 /// busy and changes nothing for it, while evaluating the other runs asked; once the row is
 /// free, it evaluates.

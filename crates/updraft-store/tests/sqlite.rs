@@ -84,6 +84,17 @@ async fn two_schedulers_on_one_file_never_overflow_a_pool() {
     contract::concurrent_queues_never_overflow_a_pool(a, b).await;
 }
 
+/// Two schedulers (two stores over one file) taking their one-transaction steps at once never
+/// overflow a pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_schedulers_on_one_file_step_without_overflowing_a_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("updraft.db");
+    let a: Arc<dyn Store> = Arc::new(open_migrated(&path).await);
+    let b: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    contract::concurrent_steps_never_overflow_a_pool(a, b).await;
+}
+
 /// Two stores over one file stand in for two processes (scheduler and CLI): their writes
 /// contend for SQLite's lock and must wait for each other, not fail with SQLITE_BUSY.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

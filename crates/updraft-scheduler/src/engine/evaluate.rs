@@ -1,5 +1,6 @@
-//! Evaluating runs: pending reports recorded and the touched runs' task states decided by the
-//! core, in one store call.
+//! Evaluating runs: pending reports recorded, the touched runs' task states decided by the
+//! core and a first page of what became runnable queued, in one store call (one transaction,
+//! one commit per chain edge).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,17 +9,26 @@ use chrono::{DateTime, Utc};
 use tracing::info;
 use updraft_core::evaluate::{TiSnapshot, evaluate_run_indexed};
 use updraft_core::{RunState, TaskState};
-use updraft_store::{Evaluated, RunDecision, RunRow, TiTransition, TryReport};
+use updraft_store::{Evaluated, QueueStep, RunDecision, RunRow, TiTransition, TryReport};
 
 use super::Scheduler;
+use super::queue::QueuedPage;
 use crate::SchedulerError;
 use crate::dagcache::CachedDag;
+use crate::selection::Selector;
 
 impl Scheduler {
-    /// Record the pending reports and evaluate every dirty run (and the runs of tries that
-    /// ended), in one [`Store::record_and_evaluate`] call. Returns true when some run finished
-    /// in this evaluation.
-    pub(super) async fn evaluate(&mut self, now: DateTime<Utc>) -> Result<bool, SchedulerError> {
+    /// Record the pending reports, evaluate every dirty run (and the runs of tries that
+    /// ended) and, with `queue`, queue a first page of what is runnable: one
+    /// [`Store::record_evaluate_and_queue`] call, one transaction. Returns whether some run
+    /// finished, and the page queued (`None` when the store was not called).
+    ///
+    /// [`Store::record_evaluate_and_queue`]: updraft_store::Store::record_evaluate_and_queue
+    pub(super) async fn evaluate(
+        &mut self,
+        now: DateTime<Utc>,
+        queue: bool,
+    ) -> Result<(bool, Option<QueuedPage>), SchedulerError> {
         for report in &self.tries.pending_reports {
             if let TryReport::Finished { key, .. } = report {
                 self.tracked.dirty.insert(key.run_pk);
@@ -48,7 +58,7 @@ impl Scheduler {
             }
         }
         if pks.is_empty() && self.tries.pending_reports.is_empty() {
-            return Ok(false);
+            return Ok((false, None));
         }
         let wake_at = std::sync::Mutex::new(None::<DateTime<Utc>>);
         let decide = |run: &RunRow, tis: &[TiSnapshot]| {
@@ -78,27 +88,48 @@ impl Scheduler {
                 run_state: evaluation.run_state,
             }
         };
+        let page = if queue { self.queue_page_size() } else { 0 };
+        let selector = Selector {
+            dag_rows: &self.definitions.rows,
+            in_play: &self.tracked.in_play,
+            parallelism_free: self.parallelism_free(),
+            unknown_pools: Default::default(),
+        };
+        let step = QueueStep {
+            owner: self.job.id,
+            page,
+            selector: &selector,
+        };
         let recorded = self
             .store
-            .record_and_evaluate(
+            .record_evaluate_and_queue(
                 &self.tries.pending_reports,
                 &self.config.hostname,
                 &pks,
                 &decide,
+                &step,
                 now,
             )
             .await;
-        let outcomes = match recorded {
-            Ok((applied, outcomes)) => {
+        let unknown_pools = selector.unknown_pools.into_inner().unwrap_or_default();
+        let (outcomes, queued_page) = match recorded {
+            Ok(step) => {
                 let reports = std::mem::take(&mut self.tries.pending_reports);
-                self.reports_recorded(&reports, &applied, false);
-                outcomes
+                self.reports_recorded(&reports, &step.applied, false);
+                let queued_page = (page > 0).then_some(QueuedPage {
+                    page,
+                    read: step.scheduled_read,
+                    queued: step.queued.len(),
+                });
+                self.queued(step.queued);
+                (step.evaluated, queued_page)
             }
             Err(e) => {
                 self.tracked.dirty.extend(pks);
                 return Err(e.into());
             }
         };
+        self.report_unknown_pools(&unknown_pools);
         if let Some(at) = wake_at.into_inner().expect("not poisoned") {
             self.wake(at);
         }
@@ -127,7 +158,7 @@ impl Scheduler {
                 any_finished = true;
             }
         }
-        Ok(any_finished)
+        Ok((any_finished, queued_page))
     }
 
     /// Ready `run_pk` for [`Self::evaluate`]: its DAG into `dags` and, when the DAG has

@@ -28,20 +28,23 @@ impl Scheduler {
         self.quick_pass().await
     }
 
-    /// Re-evaluate the runs touched since the last pass and queue what became runnable.
+    /// Re-evaluate the runs touched since the last pass and queue what became runnable (a
+    /// first page in the evaluation's own transaction).
     pub(super) async fn quick_pass(&mut self) -> Result<(), SchedulerError> {
         let now = Utc::now();
-        if self.evaluate(now).await? {
+        let (run_finished, mut first_page) = self.evaluate(now, true).await?;
+        if run_finished {
             // Some run finished: queued runs may start now.
             self.start_queued_runs(now).await?;
-            self.evaluate(now).await?;
+            let (_, page) = self.evaluate(now, true).await?;
+            first_page = page.or(first_page);
         }
         if !self.tracked.busy.is_empty() {
             self.tracked.dirty.append(&mut self.tracked.busy);
             let soon = chrono::Duration::from_std(BUSY_RETRY).unwrap_or_default();
             self.wake(now + soon);
         }
-        self.queue_and_launch(now).await
+        self.queue_and_launch(now, first_page).await
     }
 
     pub(super) async fn runs_in_scope(

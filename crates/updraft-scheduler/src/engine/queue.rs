@@ -1,39 +1,52 @@
 //! Queueing runnable task instances within pools, DAG limits and parallelism, and handing the
 //! queued tries on to be launched.
 
-use std::collections::{HashMap, HashSet};
-
 use chrono::{DateTime, Utc};
 use tracing::warn;
-use updraft_core::queue::{Candidate, Capacity, select_to_queue};
-use updraft_store::{QueueLimits, ScheduledSkip, TiKey, TiRow};
+use updraft_core::queue::Capacity;
+use updraft_store::TiRow;
 
 use super::Scheduler;
 use crate::SchedulerError;
+use crate::selection;
+
+/// A page of scheduled instances the evaluation's transaction read and queued from.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct QueuedPage {
+    /// Most instances the page could hold.
+    pub page: u32,
+    /// Instances it held.
+    pub read: usize,
+    pub queued: usize,
+}
 
 impl Scheduler {
-    /// Queue what is runnable within the limits. Scheduled instances are read in priority
-    /// order a page at a time (twice this scheduler's free parallelism), leaving out DAGs and
+    /// Queue what is runnable within the limits and launch it. Scheduled instances are read
+    /// in priority order a page at a time ([`Self::queue_page_size`]), leaving out DAGs and
     /// pools with no room; the next page is read only while a full page still queued
-    /// something.
+    /// something. `first`: the page the evaluation's transaction already queued, if any.
     pub(super) async fn queue_and_launch(
         &mut self,
         now: DateTime<Utc>,
+        first: Option<QueuedPage>,
     ) -> Result<(), SchedulerError> {
         let mut offset = 0u32;
+        if let Some(first) = first {
+            self.launch_pending(now).await?;
+            if first.read < first.page as usize || first.queued == 0 {
+                return Ok(());
+            }
+            offset = first.page - first.queued.min(first.page as usize) as u32;
+        }
         loop {
-            let free = self.parallelism_free();
-            if free <= 0 {
+            let page = self.queue_page_size();
+            if page == 0 {
                 return Ok(());
             }
             let capacity = self.capacity().await?;
-            let page = u32::try_from(free)
-                .unwrap_or(u32::MAX)
-                .saturating_mul(2)
-                .max(64);
             let scheduled = self
                 .store
-                .scheduled_task_instances(page, offset, &no_room(&capacity))
+                .scheduled_task_instances(page, offset, &selection::no_room(&capacity))
                 .await?;
             let full = scheduled.len() == page as usize;
             let queued = self.queue_page(scheduled, &capacity, now).await?;
@@ -47,52 +60,60 @@ impl Scheduler {
     }
 
     /// Tries this scheduler may still start (Airflow's parallelism is per scheduler).
-    fn parallelism_free(&self) -> i64 {
+    pub(super) fn parallelism_free(&self) -> i64 {
         self.config.parallelism as i64
             - (self.tries.in_flight.len() + self.tries.pending_launches.len()) as i64
+    }
+
+    /// Scheduled instances read at a time: twice the free parallelism, at least 64; none
+    /// when no try may start.
+    pub(super) fn queue_page_size(&self) -> u32 {
+        let free = self.parallelism_free();
+        if free <= 0 {
+            return 0;
+        }
+        u32::try_from(free)
+            .unwrap_or(u32::MAX)
+            .saturating_mul(2)
+            .max(64)
     }
 
     /// Queue what fits of one page of scheduled instances; returns how many were queued.
     async fn queue_page(
         &mut self,
-        mut scheduled: Vec<TiRow>,
+        scheduled: Vec<TiRow>,
         capacity: &Capacity,
         now: DateTime<Utc>,
     ) -> Result<usize, SchedulerError> {
-        scheduled.retain(|ti| self.tracked.in_play.contains(&ti.run_pk));
-        if scheduled.is_empty() {
+        let unknown: Vec<TiRow> =
+            selection::in_unknown_pools(&scheduled, capacity, &self.tracked.in_play)
+                .cloned()
+                .collect();
+        self.report_unknown_pools(&unknown);
+        let choice = selection::choose(
+            &scheduled,
+            capacity,
+            &self.definitions.rows,
+            &self.tracked.in_play,
+        );
+        if choice.keys.is_empty() {
             return Ok(0);
         }
-        self.report_unknown_pools(&scheduled, capacity);
-        let candidates: Vec<Candidate> = scheduled
-            .iter()
-            .map(|ti| Candidate {
-                dag_id: ti.dag_id.clone(),
-                pool: ti.pool.clone(),
-                pool_slots: ti.pool_slots,
-                priority_weight: ti.priority_weight,
-                logical_date: ti.logical_date,
-                task_id: ti.task_id.clone(),
-            })
-            .collect();
-        let keys: Vec<TiKey> = select_to_queue(&candidates, capacity)
-            .into_iter()
-            .map(|i| TiKey {
-                run_pk: scheduled[i].run_pk,
-                task_id: scheduled[i].task_id.clone(),
-            })
-            .collect();
-        if keys.is_empty() {
-            return Ok(0);
-        }
-        let limits = self.queue_limits(&keys, &scheduled);
-        let queued = self.store.queue(&keys, self.job.id, &limits, now).await?;
+        let queued = self
+            .store
+            .queue(&choice.keys, self.job.id, &choice.limits, now)
+            .await?;
+        let count = queued.len();
+        self.queued(queued);
+        Ok(count)
+    }
+
+    /// Tries just queued (recorded as this scheduler's): published, and waiting for launch.
+    pub(super) fn queued(&mut self, queued: Vec<TiRow>) {
         for ti in &queued {
             self.publish(ti.run_pk);
         }
-        let count = queued.len();
         self.tries.pending_launches.extend(queued);
-        Ok(count)
     }
 
     /// Hand queued tries to the executor. A try leaves the list only once launched (or failed
@@ -121,11 +142,9 @@ impl Scheduler {
     }
 
     /// Airflow leaves a task whose pool does not exist scheduled; so does updraft, saying why.
-    fn report_unknown_pools(&mut self, scheduled: &[TiRow], capacity: &Capacity) {
-        for ti in scheduled {
-            if !capacity.pool_free.contains_key(&ti.pool)
-                && self.unknown_pools_reported.insert(ti.pool.clone())
-            {
+    pub(super) fn report_unknown_pools(&mut self, waiting: &[TiRow]) {
+        for ti in waiting {
+            if self.unknown_pools_reported.insert(ti.pool.clone()) {
                 warn!(
                     pool = %ti.pool,
                     dag_id = %ti.dag_id,
@@ -136,48 +155,17 @@ impl Scheduler {
         }
     }
 
-    /// `max_active_tasks` of the DAGs whose instances are about to be queued.
-    fn queue_limits(&self, keys: &[TiKey], scheduled: &[TiRow]) -> QueueLimits {
-        let wanted: HashSet<i64> = keys.iter().map(|k| k.run_pk).collect();
-        let max_active_tasks = scheduled
-            .iter()
-            .filter(|ti| wanted.contains(&ti.run_pk))
-            .filter_map(|ti| {
-                let row = self.definitions.rows.get(&ti.dag_id)?;
-                Some((ti.dag_id.clone(), row.dag.max_active_tasks as i64))
-            })
-            .collect();
-        QueueLimits { max_active_tasks }
-    }
-
     async fn capacity(&self) -> Result<Capacity, SchedulerError> {
         // Two independent reads, side by side.
         let (counts, pools) = tokio::try_join!(self.store.active_counts(), self.store.pools())?;
-        let pool_free = pools
-            .iter()
-            .map(|p| {
-                let used = counts.per_pool.get(&p.name).copied().unwrap_or(0);
-                (p.name.clone(), p.slots - used)
-            })
-            .collect();
-        let dag_free = self
-            .definitions
-            .rows
-            .values()
-            .map(|row| {
-                let used = counts.per_dag.get(&row.dag.dag_id).copied().unwrap_or(0);
-                (
-                    row.dag.dag_id.clone(),
-                    row.dag.max_active_tasks as i64 - used,
-                )
-            })
-            .collect();
-        Ok(Capacity {
-            pool_free,
-            dag_free,
-            // Per scheduler, as in Airflow: this process's own tries in flight.
-            parallelism_free: self.parallelism_free(),
-        })
+        let pools = pools.iter().map(|p| (p.name.as_str(), p.slots));
+        // Parallelism is per scheduler, as in Airflow: this process's own tries in flight.
+        Ok(selection::capacity(
+            pools,
+            &counts,
+            &self.definitions.rows,
+            self.parallelism_free(),
+        ))
     }
 
     pub(super) async fn ensure_default_pool(&self) -> Result<(), SchedulerError> {
@@ -194,19 +182,5 @@ impl Scheduler {
                 .await?;
         }
         Ok(())
-    }
-}
-
-/// The DAGs and pools with no room left, whose scheduled instances need not be read.
-fn no_room(capacity: &Capacity) -> ScheduledSkip {
-    let full = |free: &HashMap<String, i64>| -> Vec<String> {
-        free.iter()
-            .filter(|(_, room)| **room <= 0)
-            .map(|(name, _)| name.clone())
-            .collect()
-    };
-    ScheduledSkip {
-        dags: full(&capacity.dag_free),
-        pools: full(&capacity.pool_free),
     }
 }

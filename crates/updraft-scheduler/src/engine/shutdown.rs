@@ -27,7 +27,7 @@ impl Scheduler {
         // Runs whose last tries just ended get their final state now, not at the next start;
         // nothing new is queued.
         let now = Utc::now();
-        self.evaluate(now).await?;
+        self.evaluate(now, false).await?;
         if self.job.id != 0 {
             self.store.stop_scheduler(self.job.id, now).await?;
         }

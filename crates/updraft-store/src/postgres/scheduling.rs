@@ -12,6 +12,12 @@
 //! another transaction holds is reported busy instead of waited for. It locks the runs, then
 //! their instances; every other transaction that changes both takes the run first
 //! (`runs::lock`).
+//!
+//! [`record_evaluate_and_queue`] (the scheduler's step after tries ended: reports, evaluation
+//! and queueing in one transaction) takes the advisory lock first, then the runs as
+//! [`evaluate_runs`] does, then instances. Whoever waits for the advisory lock holds no row
+//! (`queue`, `start_runs` and the step all take it first), so its holder only ever waits for
+//! row locks of transactions that never wait for it: no cycle, no deadlock.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -25,7 +31,11 @@ use updraft_core::evaluate::TiSnapshot;
 use super::codec::{self, run_columns};
 use super::{runs, task_instances};
 use crate::room::{Candidate, Room};
-use crate::{Evaluated, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow};
+use crate::step;
+use crate::{
+    Evaluated, QueueLimits, QueueRoom, QueueStep, Result, RunDecision, RunRow, StepOutcome, TiKey,
+    TiRow, TryReport,
+};
 
 /// Key of the advisory lock serialising [`queue`] and [`start_runs`] across schedulers
 /// ("updraft" in ASCII).
@@ -129,11 +139,20 @@ async fn candidates(conn: &mut PgConnection, keys: &[&TiKey]) -> Result<HashMap<
 
 /// The pools' sizes and what `queued` and `running` instances hold.
 async fn load_room(conn: &mut PgConnection) -> Result<Room> {
+    let room = read_room(conn).await?;
+    Ok(Room::new(room.pool_slots, room.held))
+}
+
+/// [`load_room`]'s counts, as the queue selector sees them.
+async fn read_room(conn: &mut PgConnection) -> Result<QueueRoom> {
     let pools: Vec<(String, i64)> = codec::query_as("SELECT name, slots FROM pool")
         .fetch_all(&mut *conn)
         .await?;
     let held = task_instances::active_counts(conn).await?;
-    Ok(Room::new(pools, held))
+    Ok(QueueRoom {
+        pool_slots: pools.into_iter().collect(),
+        held,
+    })
 }
 
 /// One transaction under [`SCHEDULING_LOCK`]: each run still `queued` whose DAG has fewer
@@ -198,18 +217,99 @@ pub(super) async fn evaluate_runs(
     decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
     now: DateTime<Utc>,
 ) -> Result<Vec<(i64, Evaluated)>> {
-    let mut seen = HashSet::with_capacity(run_pks.len());
-    let pks: Vec<i64> = run_pks
-        .iter()
-        .copied()
-        .filter(|pk| seen.insert(*pk))
-        .collect();
+    let pks = distinct(run_pks);
     if pks.is_empty() {
         return Ok(Vec::new());
     }
     let mut tx = pool.begin().await?;
-    let locked = lock_runs_unless_busy(&mut tx, &pks).await?;
-    let mut outcomes: HashMap<i64, Evaluated> = HashMap::with_capacity(pks.len());
+    let locked = lock_runs(&mut tx, &pks).await?;
+    let outcomes = evaluate_locked(&mut tx, pks, locked, decide, now).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// One transaction, in lock order: the scheduling lock (when something may be queued), the
+/// runs not held elsewhere, then instances: the reports recorded, the locked runs evaluated,
+/// one page queued.
+pub(super) async fn record_evaluate_and_queue(
+    pool: &PgPool,
+    reports: &[TryReport],
+    hostname: &str,
+    run_pks: &[i64],
+    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+    queue: &QueueStep<'_>,
+    now: DateTime<Utc>,
+) -> Result<StepOutcome> {
+    let pks = distinct(run_pks);
+    let mut tx = pool.begin().await?;
+    if queue.page > 0 {
+        // Before any row: a transaction waiting for this lock must hold none, or the lock's
+        // holder could wait for it in turn.
+        lock_scheduling(&mut tx).await?;
+    }
+    let locked = lock_runs(&mut tx, &pks).await?;
+    let applied = task_instances::record_reports_in(&mut tx, reports, hostname).await?;
+    let evaluated = evaluate_locked(&mut tx, pks, locked, decide, now).await?;
+    let (queued, scheduled_read) = queue_page_in(&mut tx, queue, now).await?;
+    tx.commit().await?;
+    Ok(StepOutcome {
+        applied,
+        evaluated,
+        queued,
+        scheduled_read,
+    })
+}
+
+/// The queueing of [`record_evaluate_and_queue`], under [`SCHEDULING_LOCK`]: the room, one
+/// page of scheduled instances, the selector's choice re-checked and queued. Returns the
+/// queued rows (in the choice's order) and the page's length.
+async fn queue_page_in(
+    conn: &mut PgConnection,
+    queue: &QueueStep<'_>,
+    now: DateTime<Utc>,
+) -> Result<(Vec<TiRow>, usize)> {
+    if queue.page == 0 {
+        return Ok((Vec::new(), 0));
+    }
+    let room = read_room(&mut *conn).await?;
+    let skip = queue.selector.skip(&room);
+    let page = crate::sql::task_instances::scheduled(&mut *conn, queue.page, 0, &skip).await?;
+    let choice = queue.selector.select(&page, &room);
+    let admitted = step::admit(&page, &choice, &room);
+    let keys = step::keys(&admitted);
+    let keys: Vec<&TiKey> = keys.iter().collect();
+    // An instance changed since the page was read is no longer `scheduled`: `queue_many`
+    // leaves it out.
+    let queued = task_instances::queue_many(conn, &keys, queue.owner, now).await?;
+    Ok((step::in_order(&admitted, queued), page.len()))
+}
+
+fn distinct(run_pks: &[i64]) -> Vec<i64> {
+    let mut seen = HashSet::with_capacity(run_pks.len());
+    run_pks
+        .iter()
+        .copied()
+        .filter(|pk| seen.insert(*pk))
+        .collect()
+}
+
+/// The runs of `pks` this transaction locked, and those another transaction holds.
+struct LockedRuns {
+    running: Vec<RunRow>,
+    busy: Vec<i64>,
+}
+
+/// Lock the runs of `pks` (distinct) not held elsewhere, in pk order; the others that exist
+/// are busy.
+async fn lock_runs(conn: &mut PgConnection, pks: &[i64]) -> Result<LockedRuns> {
+    if pks.is_empty() {
+        return Ok(LockedRuns {
+            running: Vec::new(),
+            busy: Vec::new(),
+        });
+    }
+    let locked = lock_runs_unless_busy(&mut *conn, pks).await?;
+    let mut busy = Vec::new();
     if locked.len() < pks.len() {
         let held: HashSet<i64> = locked.iter().map(|run| run.id).collect();
         let missing: Vec<i64> = pks
@@ -217,25 +317,39 @@ pub(super) async fn evaluate_runs(
             .copied()
             .filter(|pk| !held.contains(pk))
             .collect();
-        for pk in existing_runs(&mut tx, &missing).await? {
-            outcomes.insert(pk, Evaluated::Busy);
-        }
+        busy = existing_runs(conn, &missing).await?;
     }
-    let running: Vec<RunRow> = locked
+    let running = locked
         .into_iter()
         .filter(|run| run.state == RunState::Running)
         .collect();
+    Ok(LockedRuns { running, busy })
+}
+
+/// Read the snapshots of the locked running runs' instances, let `decide` for each (in pk
+/// order), record the decisions. One outcome per pk of `pks`, in order.
+async fn evaluate_locked(
+    conn: &mut PgConnection,
+    pks: Vec<i64>,
+    locked: LockedRuns,
+    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+    now: DateTime<Utc>,
+) -> Result<Vec<(i64, Evaluated)>> {
+    let mut outcomes: HashMap<i64, Evaluated> = HashMap::with_capacity(pks.len());
+    for pk in locked.busy {
+        outcomes.insert(pk, Evaluated::Busy);
+    }
+    let running = locked.running;
     if !running.is_empty() {
         let running_pks: Vec<i64> = running.iter().map(|run| run.id).collect();
-        let mut snapshots = snapshots(&mut tx, &running_pks).await?;
+        let mut snapshots = snapshots(&mut *conn, &running_pks).await?;
         for run in &running {
             let tis = snapshots.remove(&run.id).unwrap_or_default();
             let decision = decide(run, &tis);
-            let applied = record(&mut tx, run.id, &decision, now).await?;
+            let applied = record(&mut *conn, run.id, &decision, now).await?;
             outcomes.insert(run.id, Evaluated::Applied { decision, applied });
         }
     }
-    tx.commit().await?;
     Ok(pks
         .into_iter()
         .map(|pk| (pk, outcomes.remove(&pk).unwrap_or(Evaluated::NotRunning)))

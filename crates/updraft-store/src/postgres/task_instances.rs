@@ -165,6 +165,18 @@ pub(super) async fn record_reports(
     reports: &[TryReport],
     hostname: &str,
 ) -> Result<Vec<bool>> {
+    let mut tx = pool.begin().await?;
+    let applied = record_reports_in(&mut tx, reports, hostname).await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// [`record_reports`] inside the caller's transaction.
+pub(super) async fn record_reports_in(
+    conn: &mut PgConnection,
+    reports: &[TryReport],
+    hostname: &str,
+) -> Result<Vec<bool>> {
     for report in reports {
         if let TryReport::Finished { new, .. } = report {
             check_finish_state(*new)?;
@@ -172,15 +184,13 @@ pub(super) async fn record_reports(
     }
     let stages = report_stages(reports);
     let mut applied = vec![false; reports.len()];
-    let mut tx = pool.begin().await?;
     for stage in &stages {
-        let mut done = mark_running_many(&mut tx, &stage.started, hostname).await?;
-        done.extend(finish_many(&mut tx, &stage.finished).await?);
+        let mut done = mark_running_many(&mut *conn, &stage.started, hostname).await?;
+        done.extend(finish_many(&mut *conn, &stage.finished).await?);
         for ord in done {
             applied[ord_from_db(ord, reports.len())?] = true;
         }
     }
-    tx.commit().await?;
     Ok(applied)
 }
 

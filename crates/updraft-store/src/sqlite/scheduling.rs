@@ -1,6 +1,8 @@
 //! The scheduler's critical sections, safe with several schedulers on one database: queueing
 //! task instances within the global limits ([`queue`]), starting runs within
-//! `max_active_runs` ([`start_runs`]) and evaluating runs under their locks ([`evaluate_runs`]).
+//! `max_active_runs` ([`start_runs`]), evaluating runs under their locks ([`evaluate_runs`]),
+//! and the scheduler's step after tries ended, all three in one transaction
+//! ([`record_evaluate_and_queue`]).
 //!
 //! SQLite serialises them by itself: each is one `BEGIN IMMEDIATE` transaction, which takes
 //! the database's write lock up front, so nothing it reads changes before it commits. Hence
@@ -18,7 +20,11 @@ use updraft_core::evaluate::TiSnapshot;
 use super::codec::{self, run_columns};
 use super::{runs, task_instances};
 use crate::room::{Candidate, Room};
-use crate::{Evaluated, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow, TryReport};
+use crate::step;
+use crate::{
+    Evaluated, QueueLimits, QueueRoom, QueueStep, Result, RunDecision, RunRow, StepOutcome, TiKey,
+    TiRow, TryReport,
+};
 
 /// One transaction: each key still `scheduled` whose pool and DAG have room becomes `queued`,
 /// owned by `owner`. The room is counted once, then kept up to date as keys are queued.
@@ -97,11 +103,20 @@ async fn candidates(conn: &mut SqliteConnection, keys: &[TiKey]) -> Result<Vec<O
 
 /// The pools' sizes and what `queued` and `running` instances hold.
 async fn load_room(conn: &mut SqliteConnection) -> Result<Room> {
+    let room = read_room(conn).await?;
+    Ok(Room::new(room.pool_slots, room.held))
+}
+
+/// [`load_room`]'s counts, as the queue selector sees them.
+async fn read_room(conn: &mut SqliteConnection) -> Result<QueueRoom> {
     let pools: Vec<(String, i64)> = sqlx::query_as("SELECT name, slots FROM pool")
         .fetch_all(&mut *conn)
         .await?;
     let held = task_instances::active_counts(conn).await?;
-    Ok(Room::new(pools, held))
+    Ok(QueueRoom {
+        pool_slots: pools.into_iter().collect(),
+        held,
+    })
 }
 
 /// One transaction: each run still `queued` whose DAG has fewer `running` runs than its
@@ -191,6 +206,52 @@ pub(super) async fn record_and_evaluate(
     let outcomes = evaluate_runs_in(&mut tx, pks, decide, now).await?;
     tx.commit().await?;
     Ok((applied, outcomes))
+}
+
+/// All three in one transaction: one commit for the scheduler's step after tries ended.
+pub(super) async fn record_evaluate_and_queue(
+    pool: &SqlitePool,
+    reports: &[TryReport],
+    hostname: &str,
+    run_pks: &[i64],
+    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+    queue: &QueueStep<'_>,
+    now: DateTime<Utc>,
+) -> Result<StepOutcome> {
+    let pks = distinct(run_pks);
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let applied = task_instances::record_reports_in(&mut tx, reports, hostname).await?;
+    let evaluated = evaluate_runs_in(&mut tx, pks, decide, now).await?;
+    let (queued, scheduled_read) = queue_page_in(&mut tx, queue, now).await?;
+    tx.commit().await?;
+    Ok(StepOutcome {
+        applied,
+        evaluated,
+        queued,
+        scheduled_read,
+    })
+}
+
+/// The queueing of [`record_evaluate_and_queue`], inside its transaction: the room, one page
+/// of scheduled instances, the selector's choice re-checked and queued. Returns the queued
+/// rows (in the choice's order) and the page's length.
+async fn queue_page_in(
+    conn: &mut SqliteConnection,
+    queue: &QueueStep<'_>,
+    now: DateTime<Utc>,
+) -> Result<(Vec<TiRow>, usize)> {
+    if queue.page == 0 {
+        return Ok((Vec::new(), 0));
+    }
+    let room = read_room(&mut *conn).await?;
+    let skip = queue.selector.skip(&room);
+    let page = crate::sql::task_instances::scheduled(&mut *conn, queue.page, 0, &skip).await?;
+    let choice = queue.selector.select(&page, &room);
+    let admitted = step::admit(&page, &choice, &room);
+    let keys = step::keys(&admitted);
+    let keys: Vec<&TiKey> = keys.iter().collect();
+    let queued = task_instances::queue_many(conn, &keys, queue.owner, now).await?;
+    Ok((step::in_order(&admitted, queued), page.len()))
 }
 
 fn distinct(run_pks: &[i64]) -> Vec<i64> {

@@ -8,6 +8,9 @@
 
 #![allow(dead_code)] // each backend test file uses what it needs
 
+mod step;
+pub use step::*;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -74,6 +77,9 @@ macro_rules! contract_tests {
             evaluate_runs_records_the_decision_of_a_running_run,
             evaluate_runs_evaluates_several_runs_at_once,
             record_and_evaluate_sees_the_reports_it_records,
+            step_records_evaluates_and_queues_in_one_call,
+            step_with_an_empty_page_records_and_evaluates_only,
+            step_queues_only_what_the_room_admits,
             scheduler_jobs_heartbeat_and_silent_ones_are_reaped,
             // web UI reads
             recent_runs_are_bounded_per_dag_and_newest_first,
@@ -110,6 +116,12 @@ macro_rules! contract_tests {
             let (store, _guard) = $fresh().await;
             let store: std::sync::Arc<dyn updraft_store::Store> = std::sync::Arc::from(store);
             crate::contract::concurrent_queues_never_overflow_a_pool(store.clone(), store).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_steps_never_overflow_a_pool() {
+            let (store, _guard) = $fresh().await;
+            let store: std::sync::Arc<dyn updraft_store::Store> = std::sync::Arc::from(store);
+            crate::contract::concurrent_steps_never_overflow_a_pool(store.clone(), store).await;
         }
     };
     (@each $fresh:path; $($name:ident),* $(,)?) => {

@@ -331,7 +331,7 @@ mod tests {
                 "dag_run_dag_logical_date",
             ),
             (runs::filtered_sql(d, false, false), "dag_run_logical_date"),
-            (ti::scheduled_sql(d), "task_instance_state"),
+            (ti::scheduled_sql(d), "task_instance_scheduled_order"),
             (ti::ACTIVE_COUNTS.to_owned(), "task_instance_state"),
             (ti::ORPHANED.to_owned(), "task_instance_state"),
             (scheduling::RUNNING_RUNS.to_owned(), "dag_run_dag_state"),
@@ -340,6 +340,10 @@ mod tests {
             let plan = query_plan(&store.writer, &sql).await;
             assert!(plan.contains(index), "{sql}\n{plan}");
         }
+        // The page of scheduled instances is read in index order and stops at its limit,
+        // never sorting every scheduled instance.
+        let plan = query_plan(&store.writer, &ti::scheduled_sql(d)).await;
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
 
     /// The web UI's batched reads stay bounded index searches as history grows.

@@ -75,7 +75,7 @@ pub(crate) fn scheduled_sql(dialect: Dialect) -> String {
         concat!(
             "SELECT ",
             ti_columns!(),
-            " FROM task_instance
+            " FROM {}
              WHERE state = 'scheduled'
                AND run_pk IN (SELECT id FROM dag_run WHERE state = 'running')
                AND {}
@@ -83,6 +83,7 @@ pub(crate) fn scheduled_sql(dialect: Dialect) -> String {
              ORDER BY priority_weight DESC, logical_date ASC, run_pk ASC, task_id ASC
              LIMIT $1 OFFSET $2"
         ),
+        dialect.indexed_by("task_instance", "task_instance_scheduled_order"),
         dialect.not_in_texts("dag_id", 3),
         dialect.not_in_texts("pool", 4)
     )

@@ -75,12 +75,12 @@ async fn existing_run_id(store: &dyn Store, run: &NewRun) -> Option<String> {
     {
         return Some(run.run_id.clone());
     }
-    let filter = updraft_store::RunFilter {
+    let filter = updraft_store::NewestRunsFilter {
         dag_id: Some(run.dag_id.clone()),
         states: vec![],
         limit: None,
     };
-    let runs = store.runs(&filter).await.ok()?;
+    let runs = store.newest_runs(&filter).await.ok()?;
     runs.into_iter()
         .find(|r| r.logical_date == run.logical_date)
         .map(|r| r.run_id)

@@ -563,7 +563,7 @@ async fn runs_list_filter_order_and_page_across_dags() {
     }
     let pk = app.run_pk("etl", "r2").await;
     app.store
-        .set_run_state(pk, updraft_core::RunState::Running, Utc::now())
+        .force_run_state(pk, updraft_core::RunState::Running, Utc::now())
         .await
         .unwrap();
 
@@ -626,7 +626,7 @@ async fn marking_a_run_sets_its_task_instances_as_airflow_does() {
     app.trigger("etl", json!({"dag_run_id": "r"})).await;
     let pk = app.run_pk("etl", "r").await;
     app.store
-        .set_run_state(pk, updraft_core::RunState::Running, Utc::now())
+        .force_run_state(pk, updraft_core::RunState::Running, Utc::now())
         .await
         .unwrap();
     app.start(pk, "extract").await;
@@ -718,7 +718,7 @@ async fn clearing_and_deleting_runs() {
     app.trigger("etl", json!({"dag_run_id": "r"})).await;
     let pk = app.run_pk("etl", "r").await;
     app.store
-        .set_run_state(pk, updraft_core::RunState::Running, Utc::now())
+        .force_run_state(pk, updraft_core::RunState::Running, Utc::now())
         .await
         .unwrap();
     app.start(pk, "extract").await;
@@ -789,7 +789,7 @@ async fn task_instances_list_read_mark_and_tries() {
     app.trigger("manual", json!({"dag_run_id": "m"})).await;
     let pk = app.run_pk("etl", "r").await;
     app.store
-        .set_run_state(pk, updraft_core::RunState::Running, Utc::now())
+        .force_run_state(pk, updraft_core::RunState::Running, Utc::now())
         .await
         .unwrap();
     app.start(pk, "extract").await;
@@ -947,7 +947,7 @@ async fn clear_task_instances_selects_like_airflow() {
     for run in ["a", "b"] {
         let pk = app.run_pk("etl", run).await;
         app.store
-            .set_run_state(pk, updraft_core::RunState::Running, Utc::now())
+            .force_run_state(pk, updraft_core::RunState::Running, Utc::now())
             .await
             .unwrap();
         app.start(pk, "extract").await;
@@ -1046,7 +1046,7 @@ async fn logs_tail_with_a_continuation_token() {
     app.trigger("etl", json!({"dag_run_id": "r"})).await;
     let pk = app.run_pk("etl", "r").await;
     app.store
-        .set_run_state(pk, updraft_core::RunState::Running, Utc::now())
+        .force_run_state(pk, updraft_core::RunState::Running, Utc::now())
         .await
         .unwrap();
     app.start(pk, "extract").await;

@@ -18,9 +18,9 @@ use updraft_dag::{Dag, ImportError};
 
 use crate::sql::{self, Db, codec};
 use crate::{
-    ActiveCounts, CleanReport, DagHead, DagQuery, DagRow, DagVersionRow, Evaluated,
-    ImportErrorQuery, ImportErrorRow, LoadedDagRecord, NewRun, NewTi, NoteRow, Page, PoolRow,
-    PoolUsage, QueueLimits, Result, RunChange, RunDecision, RunFilter, RunQuery, RunRow,
+    ActiveCounts, DagHead, DagQuery, DagRow, DagVersionRow, Evaluated, ImportErrorQuery,
+    ImportErrorRow, LoadedDagRecord, NewRun, NewTi, NewestRunsFilter, NoteRow, Page, PoolRow,
+    PoolUsage, PurgeReport, QueueLimits, Result, RunChange, RunDecision, RunQuery, RunRow,
     ScheduledSkip, SchedulerJobRow, Store, TiKey, TiQuery, TiRow, TiTransition, TryReport, TryRow,
 };
 
@@ -230,7 +230,7 @@ impl<B: Backend> Store for B {
         read(self, async |c| sql::runs::by_pk(c, run_pk).await).await
     }
 
-    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
+    async fn newest_runs(&self, filter: &NewestRunsFilter) -> Result<Vec<RunRow>> {
         read(self, async |c| sql::runs::filtered(c, filter).await).await
     }
 
@@ -238,7 +238,12 @@ impl<B: Backend> Store for B {
         read(self, async |c| sql::runs::latest_scheduled(c, dag_id).await).await
     }
 
-    async fn set_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<()> {
+    async fn force_run_state(
+        &self,
+        run_pk: i64,
+        state: RunState,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         write(self, async |c| {
             sql::runs::set_state(c, run_pk, state, now).await
         })
@@ -249,10 +254,10 @@ impl<B: Backend> Store for B {
         write(self, async |c| sql::runs::delete(c, run_pk).await).await
     }
 
-    async fn clean(&self, before: DateTime<Utc>, dry_run: bool) -> Result<CleanReport> {
+    async fn purge_history(&self, before: DateTime<Utc>, dry_run: bool) -> Result<PurgeReport> {
         scoped(self, async {
             let mut tx = self.begin().await?;
-            let report = sql::clean::delete_all(&mut *tx, codec::ts(before)).await?;
+            let report = sql::purge::delete_all(&mut *tx, codec::ts(before)).await?;
             if dry_run {
                 tx.rollback().await?;
             } else {
@@ -399,7 +404,7 @@ impl<B: Backend> Store for B {
         Backend::record_try_reports(self, reports, hostname).await
     }
 
-    async fn set_ti_state(
+    async fn force_ti_state(
         &self,
         key: &TiKey,
         state: TaskState,
@@ -411,7 +416,12 @@ impl<B: Backend> Store for B {
         .await
     }
 
-    async fn clear(&self, run_pk: i64, task_ids: &[String], now: DateTime<Utc>) -> Result<usize> {
+    async fn clear_task_instances(
+        &self,
+        run_pk: i64,
+        task_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
         write_tx(self, async |c| {
             sql::task_instances::clear(c, run_pk, task_ids, now).await
         })
@@ -523,21 +533,26 @@ impl<B: Backend> Store for B {
         read(self, async |c| sql::api::import_error(c, id).await).await
     }
 
-    async fn mark_run(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<bool> {
+    async fn mark_run_and_instances(
+        &self,
+        run_pk: i64,
+        state: RunState,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         write_tx(self, async |c| {
-            sql::api::mark_run(c, run_pk, state, now).await
+            sql::api::mark_run_and_instances(c, run_pk, state, now).await
         })
         .await
     }
 
-    async fn set_ti_states(
+    async fn force_ti_states(
         &self,
         keys: &[TiKey],
         state: TaskState,
         now: DateTime<Utc>,
     ) -> Result<usize> {
         write_tx(self, async |c| {
-            sql::api::set_ti_states(c, keys, state, now).await
+            sql::api::force_ti_states(c, keys, state, now).await
         })
         .await
     }

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use updraft_core::evaluate::TiSnapshot;
-use updraft_core::{RunState, RunType, TaskState};
+use updraft_core::{RunState, RunType, TaskState, UnknownState};
 use updraft_dag::{Dag, ImportError};
 
 pub mod api;
@@ -223,7 +223,7 @@ pub struct ActiveCounts {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct RunFilter {
+pub struct NewestRunsFilter {
     pub dag_id: Option<String>,
     pub states: Vec<RunState>,
     /// Newest first; `None` = no limit.
@@ -277,13 +277,14 @@ pub trait Store: Send + Sync {
     async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>>;
     async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>>;
     /// Newest (greatest `logical_date`) first; empty `filter.states` means any state.
-    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>>;
+    async fn newest_runs(&self, filter: &NewestRunsFilter) -> Result<Vec<RunRow>>;
     /// The scheduled or backfill run with the latest data interval, to continue the timetable.
     async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>>;
     /// Sets `start_date` on entering `running` (if unset) and `end_date` on finishing
     /// (clearing it when a finished run goes back to queued/running); `queued_at = now` when
     /// the run comes back to `queued`. Unconditional. Unknown run: [`StoreError::NotFound`].
-    async fn set_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<()>;
+    async fn force_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>)
+    -> Result<()>;
     /// Deletes the run, its task instances and their try history.
     async fn delete_run(&self, run_pk: i64) -> Result<bool>;
 
@@ -334,7 +335,7 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<TiRow>>;
     /// Move `queued` runs to `running`, in the order given, each only if it is still `queued`
     /// and its DAG then has fewer `running` runs than the `max_active_runs` given with it
-    /// (runs started earlier in the same call count). Dates as [`Store::set_run_state`].
+    /// (runs started earlier in the same call count). Dates as [`Store::force_run_state`].
     /// Serialised like [`Store::queue`]. Returns the pks of the runs started.
     async fn start_runs(&self, runs: &[(i64, u32)], now: DateTime<Utc>) -> Result<Vec<i64>>;
     /// Evaluate several runs in ONE transaction, each under its lock, and record the outcomes:
@@ -344,7 +345,7 @@ pub trait Store: Send + Sync {
     /// [`Evaluated::NotRunning`]. For each other run, in pk order, `decide` is called with the
     /// run and the snapshots of its task instances (ordered by `task_id`; only what the core
     /// reads), its transitions are applied as with [`Store::apply_transitions`] and its run
-    /// state, if any, is set as with [`Store::set_run_state`].
+    /// state, if any, is set as with [`Store::force_run_state`].
     ///
     /// Returns one outcome per distinct pk of `run_pks`, in the order given (a pk listed
     /// again is evaluated, and reported, once).
@@ -410,7 +411,7 @@ pub trait Store: Send + Sync {
     /// jobs not `running` that ended before `before`; DAG versions that are neither a DAG's
     /// current version nor pinned by a remaining run. With `dry_run`, count only. One
     /// transaction.
-    async fn clean(&self, before: DateTime<Utc>, dry_run: bool) -> Result<CleanReport>;
+    async fn purge_history(&self, before: DateTime<Utc>, dry_run: bool) -> Result<PurgeReport>;
     /// `queued` → `running` for the given try, recording `start_date = now`, pid and hostname.
     /// Returns false (and changes nothing) unless the instance is `queued` at `try_number`.
     async fn mark_running(
@@ -442,15 +443,24 @@ pub trait Store: Send + Sync {
     /// Force a state (mark success/failed from the CLI/UI), whatever the current one. Records
     /// end_date for terminal states. A live (queued/running) try ends with the forced state in
     /// the history, so its process's late `finish_try` no longer applies. False if unknown.
-    async fn set_ti_state(&self, key: &TiKey, state: TaskState, now: DateTime<Utc>)
-    -> Result<bool>;
+    async fn force_ti_state(
+        &self,
+        key: &TiKey,
+        state: TaskState,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
     /// Clear instances so they run again: state `none`, `max_tries` extended so each gets its
     /// full `retries` again (`max_tries = try_number + ` the `max_tries` it was created with);
     /// per-try fields (`queued_at`, dates, `retry_at`, pid, hostname) are reset and
     /// `try_number` is kept. A live try is abandoned: its history row keeps its state and gets
     /// `end_date = now`. If anything was cleared, the run goes back to `queued` with `end_date`
     /// cleared (`start_date` kept). Unknown task ids are ignored; returns how many were cleared.
-    async fn clear(&self, run_pk: i64, task_ids: &[String], now: DateTime<Utc>) -> Result<usize>;
+    async fn clear_task_instances(
+        &self,
+        run_pk: i64,
+        task_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<usize>;
     /// Every try recorded for an instance, oldest first (finished tries and the current one,
     /// from the moment it is queued).
     async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>>;
@@ -521,12 +531,17 @@ pub trait Store: Send + Sync {
     /// `success` sets every instance not in `success` to `success`; `failed` sets `running`
     /// instances to `failed` and unfinished ones (none, scheduled, queued, up_for_retry) to
     /// `skipped`; `queued` changes no instance. Instances change as with
-    /// [`Store::set_ti_state`]; the run's state and dates as with [`Store::set_run_state`].
+    /// [`Store::force_ti_state`]; the run's state and dates as with [`Store::force_run_state`].
     /// False (and nothing changed) when the run does not exist.
-    async fn mark_run(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<bool>;
-    /// [`Store::set_ti_state`] for several instances in one transaction; unknown keys are
+    async fn mark_run_and_instances(
+        &self,
+        run_pk: i64,
+        state: RunState,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// [`Store::force_ti_state`] for several instances in one transaction; unknown keys are
     /// skipped. Returns how many were set.
-    async fn set_ti_states(
+    async fn force_ti_states(
         &self,
         keys: &[TiKey],
         state: TaskState,
@@ -587,16 +602,55 @@ pub struct SchedulerJobRow {
     pub id: i64,
     pub hostname: String,
     pub pid: i64,
-    /// `running`, `stopped` or `dead`.
-    pub state: String,
+    pub state: JobState,
     pub start_date: DateTime<Utc>,
     pub latest_heartbeat: DateTime<Utc>,
     pub end_date: Option<DateTime<Utc>>,
 }
 
-/// Rows [`Store::clean`] deleted (or, with `dry_run`, would delete).
+/// Where a scheduler job is in its life, stored as its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Alive: it heartbeats, and the instances it queued are its own.
+    Running,
+    /// Stopped cleanly.
+    Stopped,
+    /// Declared dead by another scheduler after its heartbeat went silent.
+    Dead,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 3] = [JobState::Running, JobState::Stopped, JobState::Dead];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Stopped => "stopped",
+            JobState::Dead => "dead",
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for JobState {
+    type Err = UnknownState;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| UnknownState(s.to_string()))
+    }
+}
+
+/// Rows [`Store::purge_history`] deleted (or, with `dry_run`, would delete).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CleanReport {
+pub struct PurgeReport {
     pub runs: u64,
     pub task_instances: u64,
     pub tries: u64,

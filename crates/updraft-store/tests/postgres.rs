@@ -122,7 +122,7 @@ async fn evaluate_runs_reports_a_locked_run_busy() {
         .await
         .unwrap();
     store
-        .set_run_state(free.id, RunState::Running, contract::t(1))
+        .force_run_state(free.id, RunState::Running, contract::t(1))
         .await
         .unwrap();
     let decide = |_: &RunRow, _: &[TiSnapshot]| RunDecision {

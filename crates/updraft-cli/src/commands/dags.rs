@@ -13,7 +13,7 @@ use updraft_core::{RunState, RunType};
 use updraft_dag::Dag;
 use updraft_runs::{RunError, RunRequest, create_run, trigger_run};
 use updraft_scheduler::Scheduler;
-use updraft_store::{DagRow, RunFilter, RunRow, SqliteStore, Store};
+use updraft_store::{DagRow, NewestRunsFilter, RunRow, SqliteStore, Store};
 
 use super::{fmt_time, parse_conf, parse_date, require_dag, sync_dags};
 use crate::config::Settings;
@@ -287,7 +287,7 @@ async fn list_runs(
         );
     }
     let runs = store
-        .runs(&RunFilter {
+        .newest_runs(&NewestRunsFilter {
             dag_id: Some(dag_id.to_string()),
             states,
             limit: Some(limit),
@@ -305,7 +305,7 @@ pub async fn find_run(store: &dyn Store, dag_id: &str, key: &str) -> Result<RunR
     }
     if let Ok(date) = parse_date(key) {
         let runs = store
-            .runs(&RunFilter {
+            .newest_runs(&NewestRunsFilter {
                 dag_id: Some(dag_id.to_string()),
                 states: vec![],
                 limit: None,

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use updraft_dag::DagBag;
 use updraft_scheduler::{KubernetesConfig, SchedulerConfig};
-use updraft_store::{DagRow, PgStore, PgStoreOptions, SqliteStore, Store};
+use updraft_store::{DagRow, JobState, PgStore, PgStoreOptions, SqliteStore, Store};
 
 use crate::config::{Database, Settings};
 
@@ -309,7 +309,7 @@ async fn local_scheduler_pids(settings: &Settings, store: &dyn Store) -> Vec<i32
             };
             let host = hostname();
             jobs.into_iter()
-                .filter(|job| job.state == "running" && job.hostname == host)
+                .filter(|job| job.state == JobState::Running && job.hostname == host)
                 .filter_map(|job| i32::try_from(job.pid).ok())
                 .filter(|pid| is_updraft_process(*pid))
                 .collect()

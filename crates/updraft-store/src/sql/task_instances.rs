@@ -6,7 +6,7 @@
 //!
 //! The `task_try` row of the current try mirrors the instance from the moment the try is
 //! queued ([`record_try`] copies it after each change that concerns the try), so the history
-//! holds finished tries and the current one. A try cut short by `clear` keeps the state it was
+//! holds finished tries and the current one. A try cut short by `clear_task_instances` keeps the state it was
 //! in, with `end_date` set to the time of the clear.
 
 use std::collections::HashMap;

@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use updraft_core::{RunState, RunType};
 use updraft_runs::{RunError, record_dag_bag, trigger_run};
-use updraft_store::{NewestRunsFilter, SqliteStore, Store};
+use updraft_store::{NewestRunsFilter, ReadStore, SqliteStore, Store};
 
 fn t(hour: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 3, 5, hour, 0, 0).unwrap()

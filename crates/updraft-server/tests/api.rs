@@ -13,7 +13,10 @@ use tower::ServiceExt;
 use updraft_core::TaskState;
 use updraft_server::auth::{Identity, Role};
 use updraft_server::{AppState, ServerConfig};
-use updraft_store::{QueueLimits, SqliteStore, Store, TiKey, TiTransition};
+use updraft_store::{
+    AdminStore, OperatorStore, QueueLimits, ReadStore, SchedulerStore, SqliteStore, TiKey,
+    TiTransition,
+};
 
 const ETL: &str = r#"
 description: Nightly ETL

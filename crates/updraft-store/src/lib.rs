@@ -1,5 +1,11 @@
 //! Durable state for updraft: the [`Store`] contract and its backends.
 //!
+//! The contract is split by role, so each caller takes only what it uses: [`SchedulerStore`]
+//! (the scheduler's loop: DAG sync, the evaluate and queue critical sections, reports, jobs
+//! and orphans), [`ReadStore`] (what the API, the UI and the CLI read), [`OperatorStore`]
+//! (what a user does: trigger, pause, clear, mark, delete, notes, pools) and [`AdminStore`]
+//! (schema, purging history, scheduler job listings). [`Store`] is all four.
+//!
 //! Every state transition is one transaction. The contract is backend-neutral so SQLite (the
 //! embedded default) and PostgreSQL implement the same methods and run the same test suite.
 //! The store records decisions; it never makes them (that is `updraft-core`'s job).
@@ -30,7 +36,8 @@ pub use api::{
 };
 pub use postgres::{PgStore, PgStoreOptions};
 pub use sqlite::SqliteStore;
-/// How to reach a PostgreSQL server (parsed from a `postgres://` URL), for [`PgStore::connect_with`].
+/// How to reach a PostgreSQL server (parsed from a `postgres://` URL), for
+/// [`PgStore::connect_with`].
 pub use sqlx::postgres::PgConnectOptions;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -64,7 +71,7 @@ pub struct DagRow {
     pub last_parsed_at: DateTime<Utc>,
 }
 
-/// A DAG's identity, version and switches, for [`Store::dag_heads`].
+/// A DAG's identity, version and switches, for [`ReadStore::dag_heads`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DagHead {
     pub dag_id: String,
@@ -73,7 +80,7 @@ pub struct DagHead {
     pub is_active: bool,
 }
 
-/// One successfully loaded DAG file, handed to [`Store::sync_dags`].
+/// One successfully loaded DAG file, handed to [`SchedulerStore::sync_dags`].
 #[derive(Debug, Clone)]
 pub struct LoadedDagRecord<'a> {
     pub dag: &'a Dag,
@@ -170,10 +177,10 @@ pub struct TiTransition {
     pub new: TaskState,
 }
 
-/// An executor's report about a try, for [`Store::record_try_reports`].
+/// An executor's report about a try, for [`SchedulerStore::record_try_reports`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum TryReport {
-    /// As [`Store::mark_running`]; `at` (the executor's clock, when the process started)
+    /// As [`SchedulerStore::mark_running`]; `at` (the executor's clock, when the process started)
     /// becomes the start date.
     Started {
         key: TiKey,
@@ -181,7 +188,7 @@ pub enum TryReport {
         pid: Option<i64>,
         at: DateTime<Utc>,
     },
-    /// As [`Store::finish_try`].
+    /// As [`SchedulerStore::finish_try`].
     Finished {
         key: TiKey,
         try_number: u32,
@@ -230,15 +237,12 @@ pub struct NewestRunsFilter {
     pub limit: Option<u32>,
 }
 
-/// The durable-state contract. Methods that change state run in one transaction each.
+/// What the scheduler's loop needs beyond reading: recording the DAGs folder, the instances
+/// ready to queue, the critical sections that evaluate runs and queue instances (safe with
+/// several schedulers on one database), executors' reports, its job and heartbeat, and orphaned
+/// tries. Methods that change state run in one transaction each.
 #[async_trait]
-pub trait Store: Send + Sync {
-    /// Create or upgrade the schema. Safe to call on an up-to-date database. Seeds
-    /// `default_pool` (128 slots) when creating it.
-    async fn migrate(&self) -> Result<()>;
-
-    // ---- DAGs -----------------------------------------------------------------------------
-
+pub trait SchedulerStore: Send + Sync {
     /// Record the result of loading the DAGs folder: upsert each DAG and its version (new DAGs
     /// start paused per `is_paused_upon_creation`, else `paused_by_default`), mark DAGs absent
     /// from `loaded` inactive, and replace the import errors with `errors`. One transaction.
@@ -251,48 +255,6 @@ pub trait Store: Send + Sync {
         paused_by_default: bool,
         now: DateTime<Utc>,
     ) -> Result<()>;
-    /// Every DAG ever synced, active or not, ordered by `dag_id`.
-    async fn dags(&self) -> Result<Vec<DagRow>>;
-    /// [`Store::dags`] without the definitions (which are large): for noticing which DAGs
-    /// changed version or switches, cheaply and often.
-    async fn dag_heads(&self) -> Result<Vec<DagHead>>;
-    async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>>;
-    /// The definition a run is pinned to.
-    async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>>;
-    /// Source text of a DAG version.
-    async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<String>>;
-    /// Returns false when the DAG does not exist.
-    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool>;
-    /// In the order given to the last [`Store::sync_dags`].
-    async fn import_errors(&self) -> Result<Vec<ImportError>>;
-
-    // ---- runs -----------------------------------------------------------------------------
-
-    /// Create a run in state `queued` with one task instance per `tis` in state `none`.
-    /// A run with the same `(dag_id, run_id)` or the same `(dag_id, logical_date)` (one run per
-    /// logical date, as in Airflow), or a task id listed twice, is a [`StoreError::Conflict`];
-    /// a `(dag_id, version)` not recorded by [`Store::sync_dags`] is [`StoreError::NotFound`].
-    /// Either way nothing is written.
-    async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow>;
-    async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>>;
-    async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>>;
-    /// Newest (greatest `logical_date`) first; empty `filter.states` means any state.
-    async fn newest_runs(&self, filter: &NewestRunsFilter) -> Result<Vec<RunRow>>;
-    /// The scheduled or backfill run with the latest data interval, to continue the timetable.
-    async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>>;
-    /// Sets `start_date` on entering `running` (if unset) and `end_date` on finishing
-    /// (clearing it when a finished run goes back to queued/running); `queued_at = now` when
-    /// the run comes back to `queued`. Unconditional. Unknown run: [`StoreError::NotFound`].
-    async fn force_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>)
-    -> Result<()>;
-    /// Deletes the run, its task instances and their try history.
-    async fn delete_run(&self, run_pk: i64) -> Result<bool>;
-
-    // ---- task instances -------------------------------------------------------------------
-
-    /// Ordered by `task_id`.
-    async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>>;
-    async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>>;
     /// Apply core decisions; each applies only if the row is still in `expected`. Terminal
     /// states (and leaving `queued`/`running`) get `end_date = now`; leaving `up_for_retry`
     /// clears `retry_at`. Leaving `queued`/`running` also closes the try in the history.
@@ -313,7 +275,6 @@ pub trait Store: Send + Sync {
         offset: u32,
         skip: &ScheduledSkip,
     ) -> Result<Vec<TiRow>>;
-    async fn active_counts(&self) -> Result<ActiveCounts>;
     /// `scheduled` → `queued` for `keys`, in order, owned by scheduler job `owner`
     /// (`queued_by_job_id`), incrementing `try_number`, `queued_at = now` and the previous
     /// try's `start_date`/`end_date`/`retry_at`/`pid`/`hostname` reset. The new try enters the
@@ -335,8 +296,8 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<TiRow>>;
     /// Move `queued` runs to `running`, in the order given, each only if it is still `queued`
     /// and its DAG then has fewer `running` runs than the `max_active_runs` given with it
-    /// (runs started earlier in the same call count). Dates as [`Store::force_run_state`].
-    /// Serialised like [`Store::queue`]. Returns the pks of the runs started.
+    /// (runs started earlier in the same call count). Dates as [`OperatorStore::force_run_state`].
+    /// Serialised like [`SchedulerStore::queue`]. Returns the pks of the runs started.
     async fn start_runs(&self, runs: &[(i64, u32)], now: DateTime<Utc>) -> Result<Vec<i64>>;
     /// Evaluate several runs in ONE transaction, each under its lock, and record the outcomes:
     /// the runs' rows are locked, in pk order (`FOR UPDATE SKIP LOCKED` on PostgreSQL); a run
@@ -344,8 +305,8 @@ pub trait Store: Send + Sync {
     /// caller tries again soon). A run that does not exist or is not `running` is
     /// [`Evaluated::NotRunning`]. For each other run, in pk order, `decide` is called with the
     /// run and the snapshots of its task instances (ordered by `task_id`; only what the core
-    /// reads), its transitions are applied as with [`Store::apply_transitions`] and its run
-    /// state, if any, is set as with [`Store::force_run_state`].
+    /// reads), its transitions are applied as with [`SchedulerStore::apply_transitions`] and its
+    /// run state, if any, is set as with [`OperatorStore::force_run_state`].
     ///
     /// Returns one outcome per distinct pk of `run_pks`, in the order given (a pk listed
     /// again is evaluated, and reported, once).
@@ -358,11 +319,10 @@ pub trait Store: Send + Sync {
         decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>>;
-
-    /// [`Store::record_try_reports`], then [`Store::evaluate_runs`]: the scheduler's step
-    /// after tries ended. SQLite does both in one transaction (one commit per step); the
-    /// default, kept by PostgreSQL so that runs are always locked before their instances,
-    /// runs them one after the other (reports recorded by a step that then fails are
+    /// [`SchedulerStore::record_try_reports`], then [`SchedulerStore::evaluate_runs`]: the
+    /// scheduler's step after tries ended. SQLite does both in one transaction (one commit per
+    /// step); the default, kept by PostgreSQL so that runs are always locked before their
+    /// instances, runs them one after the other (reports recorded by a step that then fails are
     /// recorded again later, where they no longer apply).
     async fn record_and_evaluate(
         &self,
@@ -380,9 +340,6 @@ pub trait Store: Send + Sync {
         let evaluated = self.evaluate_runs(run_pks, decide, now).await?;
         Ok((applied, evaluated))
     }
-
-    // ---- scheduler jobs (several schedulers on one database) -------------------------------
-
     /// Record a starting scheduler process (state `running`, `latest_heartbeat = now`) and
     /// return its job id.
     async fn register_scheduler(&self, hostname: &str, pid: u32, now: DateTime<Utc>)
@@ -400,18 +357,6 @@ pub trait Store: Send + Sync {
         except: i64,
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>>;
-    /// Every scheduler job, newest first, at most `limit`.
-    async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>>;
-
-    // ---- housekeeping ---------------------------------------------------------------------
-
-    /// Airflow's `db clean`: delete finished runs (with their task instances, tries and notes)
-    /// whose `end_date` is before `before`, except each DAG's latest scheduled or backfill run
-    /// (the timetable continues from it); change-log entries older than `before`; scheduler
-    /// jobs not `running` that ended before `before`; DAG versions that are neither a DAG's
-    /// current version nor pinned by a remaining run. With `dry_run`, count only. One
-    /// transaction.
-    async fn purge_history(&self, before: DateTime<Utc>, dry_run: bool) -> Result<PurgeReport>;
     /// `queued` → `running` for the given try, recording `start_date = now`, pid and hostname.
     /// Returns false (and changes nothing) unless the instance is `queued` at `try_number`.
     async fn mark_running(
@@ -436,10 +381,117 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool>;
     /// Record a burst of executor reports in ONE transaction, in order, each with the same
-    /// conditions as [`Store::mark_running`] / [`Store::finish_try`]. Returns, per report,
-    /// whether it applied. Start and end dates are the reports' own times, not the time of
-    /// recording. This is the scheduler's hot path: one commit for many tries.
+    /// conditions as [`SchedulerStore::mark_running`] / [`SchedulerStore::finish_try`]. Returns,
+    /// per report, whether it applied. Start and end dates are the reports' own times, not the time
+    /// of recording. This is the scheduler's hot path: one commit for many tries.
     async fn record_try_reports(&self, reports: &[TryReport], hostname: &str) -> Result<Vec<bool>>;
+    /// Instances `queued` or `running` whose owning scheduler job is not alive (its state is
+    /// not `running`, or `queued_by_job_id` is `None` or names no job), by run then task. Run
+    /// [`SchedulerStore::reap_schedulers`] first so that silent schedulers count as not alive.
+    async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>>;
+    /// Take over an orphaned try whose work is still going on elsewhere (a Kubernetes pod
+    /// found again after a restart): its `queued_by_job_id` becomes `job_id`. Applies only
+    /// while the instance is still on `try_number`, queued or running, and orphaned (as in
+    /// [`SchedulerStore::orphaned_task_instances`]), so two schedulers never both adopt it. Returns
+    /// whether it applied.
+    async fn adopt_orphan(&self, key: &TiKey, try_number: u32, job_id: i64) -> Result<bool>;
+    /// State of each task in the run of this DAG immediately before `logical_date`
+    /// (for `depends_on_past`): the run of `dag_id` with the greatest `logical_date` strictly
+    /// before the given one, of any run type. `None` when there is no earlier run.
+    async fn previous_run_states(
+        &self,
+        dag_id: &str,
+        logical_date: DateTime<Utc>,
+    ) -> Result<Option<HashMap<String, TaskState>>>;
+}
+
+/// Reads of the installation's state, for the REST API, the web UI, the CLI and the
+/// scheduler: single rows, lists, the API's paged queries and the change log. Never writes.
+#[async_trait]
+pub trait ReadStore: Send + Sync {
+    /// Every DAG ever synced, active or not, ordered by `dag_id`.
+    async fn dags(&self) -> Result<Vec<DagRow>>;
+    /// [`ReadStore::dags`] without the definitions (which are large): for noticing which DAGs
+    /// changed version or switches, cheaply and often.
+    async fn dag_heads(&self) -> Result<Vec<DagHead>>;
+    async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>>;
+    /// The definition a run is pinned to.
+    async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>>;
+    /// Source text of a DAG version.
+    async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<String>>;
+    /// In the order given to the last [`SchedulerStore::sync_dags`].
+    async fn import_errors(&self) -> Result<Vec<ImportError>>;
+    async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>>;
+    async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>>;
+    /// Newest (greatest `logical_date`) first; empty `filter.states` means any state.
+    async fn newest_runs(&self, filter: &NewestRunsFilter) -> Result<Vec<RunRow>>;
+    /// The scheduled or backfill run with the latest data interval, to continue the timetable.
+    async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>>;
+    /// Ordered by `task_id`.
+    async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>>;
+    async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>>;
+    async fn active_counts(&self) -> Result<ActiveCounts>;
+    /// Every try recorded for an instance, oldest first (finished tries and the current one,
+    /// from the moment it is queued).
+    async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>>;
+    /// Ordered by name.
+    async fn pools(&self) -> Result<Vec<PoolRow>>;
+    /// The `per_dag` newest runs (greatest `logical_date`, then newest) of each DAG in
+    /// `dag_ids`, in one query. Ordered by `dag_id`, then newest first. Unknown ids give none.
+    async fn recent_runs(&self, dag_ids: &[String], per_dag: u32) -> Result<Vec<RunRow>>;
+    /// For each DAG in `dag_ids` that has one, its scheduled or backfill run with the latest
+    /// `data_interval_end` (ties: the newest run), in one query; ordered by `dag_id`. For the
+    /// "next run" of many DAGs at once.
+    async fn latest_scheduled_runs(&self, dag_ids: &[String]) -> Result<Vec<RunRow>>;
+    /// Task instances of several runs in one query, ordered by run, then `task_id`.
+    async fn task_instances_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TiRow>>;
+    /// Every try of every instance of a run, by `task_id` then try number.
+    async fn tries_of_run(&self, run_pk: i64) -> Result<Vec<TryRow>>;
+    /// Every recorded version of a DAG, newest first.
+    async fn dag_versions(&self, dag_id: &str) -> Result<Vec<DagVersionRow>>;
+    /// Runs that changed (created, deleted, run state or an instance's state changed) after
+    /// change `after`, oldest change first, at most `limit`. A run changed several times is
+    /// listed once, with its latest change. Covers writes by every process on the database.
+    async fn run_changes_since(&self, after: i64, limit: u32) -> Result<Vec<RunChange>>;
+    /// The latest change's `seq` (0 when none), to start following
+    /// [`ReadStore::run_changes_since`].
+    async fn latest_run_change(&self) -> Result<i64>;
+    /// DAGs matching `query`, with the number matching in all.
+    async fn dags_page(&self, query: &DagQuery) -> Result<Page<DagRow>>;
+    /// Runs matching `query`, with the number matching in all.
+    async fn runs_page(&self, query: &RunQuery) -> Result<Page<RunRow>>;
+    /// Task instances matching `query`, with the number matching in all.
+    async fn task_instances_page(&self, query: &TiQuery) -> Result<Page<TiRow>>;
+    /// Import errors matching `query`, with their ids, and the number matching in all.
+    async fn import_errors_page(&self, query: &ImportErrorQuery) -> Result<Page<ImportErrorRow>>;
+    async fn import_error(&self, id: i64) -> Result<Option<ImportErrorRow>>;
+    /// Slots held per pool by running, queued and scheduled instances (pools with none are
+    /// absent).
+    async fn pool_usage(&self) -> Result<HashMap<String, PoolUsage>>;
+    /// Every note of these runs and of their task instances.
+    async fn notes(&self, run_pks: &[i64]) -> Result<Vec<NoteRow>>;
+}
+
+/// What a user does to the installation (from the CLI, the REST API or the web UI): create
+/// (trigger) runs, pause DAGs, clear, mark and force states, delete runs, write notes and edit
+/// pools. Each method is one transaction.
+#[async_trait]
+pub trait OperatorStore: Send + Sync {
+    /// Returns false when the DAG does not exist.
+    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool>;
+    /// Create a run in state `queued` with one task instance per `tis` in state `none`.
+    /// A run with the same `(dag_id, run_id)` or the same `(dag_id, logical_date)` (one run per
+    /// logical date, as in Airflow), or a task id listed twice, is a [`StoreError::Conflict`];
+    /// a `(dag_id, version)` not recorded by [`SchedulerStore::sync_dags`] is
+    /// [`StoreError::NotFound`]. Either way nothing is written.
+    async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow>;
+    /// Sets `start_date` on entering `running` (if unset) and `end_date` on finishing
+    /// (clearing it when a finished run goes back to queued/running); `queued_at = now` when
+    /// the run comes back to `queued`. Unconditional. Unknown run: [`StoreError::NotFound`].
+    async fn force_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>)
+    -> Result<()>;
+    /// Deletes the run, its task instances and their try history.
+    async fn delete_run(&self, run_pk: i64) -> Result<bool>;
     /// Force a state (mark success/failed from the CLI/UI), whatever the current one. Records
     /// end_date for terminal states. A live (queued/running) try ends with the forced state in
     /// the history, so its process's late `finish_try` no longer applies. False if unknown.
@@ -461,85 +513,23 @@ pub trait Store: Send + Sync {
         task_ids: &[String],
         now: DateTime<Utc>,
     ) -> Result<usize>;
-    /// Every try recorded for an instance, oldest first (finished tries and the current one,
-    /// from the moment it is queued).
-    async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>>;
-    /// Instances `queued` or `running` whose owning scheduler job is not alive (its state is
-    /// not `running`, or `queued_by_job_id` is `None` or names no job), by run then task. Run
-    /// [`Store::reap_schedulers`] first so that silent schedulers count as not alive.
-    async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>>;
-    /// Take over an orphaned try whose work is still going on elsewhere (a Kubernetes pod
-    /// found again after a restart): its `queued_by_job_id` becomes `job_id`. Applies only
-    /// while the instance is still on `try_number`, queued or running, and orphaned (as in
-    /// [`Store::orphaned_task_instances`]), so two schedulers never both adopt it. Returns
-    /// whether it applied.
-    async fn adopt_orphan(&self, key: &TiKey, try_number: u32, job_id: i64) -> Result<bool>;
-    /// State of each task in the run of this DAG immediately before `logical_date`
-    /// (for `depends_on_past`): the run of `dag_id` with the greatest `logical_date` strictly
-    /// before the given one, of any run type. `None` when there is no earlier run.
-    async fn previous_run_states(
-        &self,
-        dag_id: &str,
-        logical_date: DateTime<Utc>,
-    ) -> Result<Option<HashMap<String, TaskState>>>;
-
-    // ---- pools ----------------------------------------------------------------------------
-
-    /// Ordered by name.
-    async fn pools(&self) -> Result<Vec<PoolRow>>;
     async fn upsert_pool(&self, pool: &PoolRow) -> Result<()>;
     /// False if there was no such pool; `default_pool` cannot be deleted
     /// ([`StoreError::Invalid`]).
     async fn delete_pool(&self, name: &str) -> Result<bool>;
-
-    // ---- web UI: bounded, batched reads and the change log ---------------------------------
-    // (one statement per call, bounded by the caller's page size, whatever the history)
-
-    /// The `per_dag` newest runs (greatest `logical_date`, then newest) of each DAG in
-    /// `dag_ids`, in one query. Ordered by `dag_id`, then newest first. Unknown ids give none.
-    async fn recent_runs(&self, dag_ids: &[String], per_dag: u32) -> Result<Vec<RunRow>>;
-    /// For each DAG in `dag_ids` that has one, its scheduled or backfill run with the latest
-    /// `data_interval_end` (ties: the newest run), in one query; ordered by `dag_id`. For the
-    /// "next run" of many DAGs at once.
-    async fn latest_scheduled_runs(&self, dag_ids: &[String]) -> Result<Vec<RunRow>>;
-    /// Task instances of several runs in one query, ordered by run, then `task_id`.
-    async fn task_instances_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TiRow>>;
-    /// Every try of every instance of a run, by `task_id` then try number.
-    async fn tries_of_run(&self, run_pk: i64) -> Result<Vec<TryRow>>;
-    /// Every recorded version of a DAG, newest first.
-    async fn dag_versions(&self, dag_id: &str) -> Result<Vec<DagVersionRow>>;
-    /// Runs that changed (created, deleted, run state or an instance's state changed) after
-    /// change `after`, oldest change first, at most `limit`. A run changed several times is
-    /// listed once, with its latest change. Covers writes by every process on the database.
-    async fn run_changes_since(&self, after: i64, limit: u32) -> Result<Vec<RunChange>>;
-    /// The latest change's `seq` (0 when none), to start following [`Store::run_changes_since`].
-    async fn latest_run_change(&self) -> Result<i64>;
-
-    // ---- REST API: paged listings and the writes the API needs ----------------------------
-    // (types in `api.rs`; each listing is one counted, filtered, ordered, paged query)
-
-    /// DAGs matching `query`, with the number matching in all.
-    async fn dags_page(&self, query: &DagQuery) -> Result<Page<DagRow>>;
-    /// Runs matching `query`, with the number matching in all.
-    async fn runs_page(&self, query: &RunQuery) -> Result<Page<RunRow>>;
-    /// Task instances matching `query`, with the number matching in all.
-    async fn task_instances_page(&self, query: &TiQuery) -> Result<Page<TiRow>>;
-    /// Import errors matching `query`, with their ids, and the number matching in all.
-    async fn import_errors_page(&self, query: &ImportErrorQuery) -> Result<Page<ImportErrorRow>>;
-    async fn import_error(&self, id: i64) -> Result<Option<ImportErrorRow>>;
     /// Mark a run as a user does (Airflow's "mark success / failed"), in one transaction:
     /// `success` sets every instance not in `success` to `success`; `failed` sets `running`
     /// instances to `failed` and unfinished ones (none, scheduled, queued, up_for_retry) to
     /// `skipped`; `queued` changes no instance. Instances change as with
-    /// [`Store::force_ti_state`]; the run's state and dates as with [`Store::force_run_state`].
-    /// False (and nothing changed) when the run does not exist.
+    /// [`OperatorStore::force_ti_state`]; the run's state and dates as with
+    /// [`OperatorStore::force_run_state`]. False (and nothing changed) when the run does not exist.
     async fn mark_run_and_instances(
         &self,
         run_pk: i64,
         state: RunState,
         now: DateTime<Utc>,
     ) -> Result<bool>;
-    /// [`Store::force_ti_state`] for several instances in one transaction; unknown keys are
+    /// [`OperatorStore::force_ti_state`] for several instances in one transaction; unknown keys are
     /// skipped. Returns how many were set.
     async fn force_ti_states(
         &self,
@@ -549,31 +539,51 @@ pub trait Store: Send + Sync {
     ) -> Result<usize>;
     /// Create a pool; an existing name is a [`StoreError::Conflict`].
     async fn create_pool(&self, pool: &PoolRow) -> Result<()>;
-    /// Slots held per pool by running, queued and scheduled instances (pools with none are
-    /// absent).
-    async fn pool_usage(&self) -> Result<HashMap<String, PoolUsage>>;
     /// Set (or with `None` remove) the note of a run (`task_id` `None`) or of one of its task
     /// instances. Notes go with their run. Unknown run: [`StoreError::NotFound`].
     async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>) -> Result<()>;
-    /// Every note of these runs and of their task instances.
-    async fn notes(&self, run_pks: &[i64]) -> Result<Vec<NoteRow>>;
 }
 
-/// What [`Store::scheduled_task_instances`] leaves out.
+/// Administration of the database itself: the schema, purging old history (Airflow's
+/// `db clean`) and the scheduler jobs recorded in it.
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// Create or upgrade the schema. Safe to call on an up-to-date database. Seeds
+    /// `default_pool` (128 slots) when creating it.
+    async fn migrate(&self) -> Result<()>;
+    /// Every scheduler job, newest first, at most `limit`.
+    async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>>;
+    /// Airflow's `db clean`: delete finished runs (with their task instances, tries and notes)
+    /// whose `end_date` is before `before`, except each DAG's latest scheduled or backfill run
+    /// (the timetable continues from it); change-log entries older than `before`; scheduler
+    /// jobs not `running` that ended before `before`; DAG versions that are neither a DAG's
+    /// current version nor pinned by a remaining run. With `dry_run`, count only. One
+    /// transaction.
+    async fn purge_history(&self, before: DateTime<Utc>, dry_run: bool) -> Result<PurgeReport>;
+}
+
+/// The whole contract: every role at once, for the callers that truly need all of it (a
+/// scheduler process, the server's shared state, the contract tests). Implemented for anything
+/// that implements the four roles; callers that need less take the narrowest role.
+pub trait Store: SchedulerStore + ReadStore + OperatorStore + AdminStore {}
+
+impl<S: SchedulerStore + ReadStore + OperatorStore + AdminStore + ?Sized> Store for S {}
+
+/// What [`SchedulerStore::scheduled_task_instances`] leaves out.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScheduledSkip {
     pub dags: Vec<String>,
     pub pools: Vec<String>,
 }
 
-/// Global limits [`Store::queue`] re-checks inside its transaction.
+/// Global limits [`SchedulerStore::queue`] re-checks inside its transaction.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueLimits {
     /// dag_id → `max_active_tasks`; DAGs not listed are not limited here.
     pub max_active_tasks: HashMap<String, i64>,
 }
 
-/// What the core decided for a run, for [`Store::evaluate_runs`].
+/// What the core decided for a run, for [`SchedulerStore::evaluate_runs`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunDecision {
     pub transitions: Vec<TiTransition>,
@@ -581,7 +591,7 @@ pub struct RunDecision {
     pub run_state: Option<RunState>,
 }
 
-/// The outcome of [`Store::evaluate_runs`] for one run.
+/// The outcome of [`SchedulerStore::evaluate_runs`] for one run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Evaluated {
     /// Another transaction holds the run: nothing was read or written.
@@ -648,7 +658,7 @@ impl std::str::FromStr for JobState {
     }
 }
 
-/// Rows [`Store::purge_history`] deleted (or, with `dry_run`, would delete).
+/// Rows [`AdminStore::purge_history`] deleted (or, with `dry_run`, would delete).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PurgeReport {
     pub runs: u64,
@@ -659,7 +669,7 @@ pub struct PurgeReport {
     pub dag_versions: u64,
 }
 
-/// A recorded version of a DAG, for [`Store::dag_versions`].
+/// A recorded version of a DAG, for [`ReadStore::dag_versions`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DagVersionRow {
     pub version: String,
@@ -667,7 +677,7 @@ pub struct DagVersionRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// A run that changed, for [`Store::run_changes_since`]: `seq` grows with every change.
+/// A run that changed, for [`ReadStore::run_changes_since`]: `seq` grows with every change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunChange {
     pub seq: i64,

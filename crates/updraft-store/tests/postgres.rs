@@ -15,7 +15,10 @@ use std::sync::Arc;
 
 use updraft_core::evaluate::TiSnapshot;
 use updraft_core::{RunState, RunType, TaskState};
-use updraft_store::{Evaluated, PgStore, PgStoreOptions, RunDecision, RunRow, Store, TiTransition};
+use updraft_store::{
+    AdminStore, Evaluated, OperatorStore, PgStore, PgStoreOptions, ReadStore, RunDecision, RunRow,
+    SchedulerStore, Store, TiTransition,
+};
 
 use pg_support::{DropDatabase, fresh_database};
 

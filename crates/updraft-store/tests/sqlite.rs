@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use updraft_core::TaskState;
-use updraft_store::{SqliteStore, Store, StoreError, TiKey};
+use updraft_store::{
+    AdminStore, OperatorStore, ReadStore, SchedulerStore, SqliteStore, Store, StoreError, TiKey,
+};
 
 /// A migrated store over a fresh file in a temporary directory (kept alive by the guard).
 async fn fresh_file() -> (Box<dyn Store>, TempDir) {

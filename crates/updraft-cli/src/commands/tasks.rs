@@ -15,7 +15,7 @@ use updraft_executor::render::{TemplateContext, render_task};
 use updraft_executor::{
     ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, Program, TryEvent, TryKey,
 };
-use updraft_store::{NewestRunsFilter, RunRow, Store, TiKey, TiRow};
+use updraft_store::{NewestRunsFilter, ReadStore, RunRow, Store, TiKey, TiRow};
 
 use super::dags::find_run;
 use super::{fmt_time, parse_date, require_dag, sync_dags};
@@ -271,7 +271,7 @@ fn tasks_to_clear(
 
 async fn logs(
     settings: &Settings,
-    store: &dyn Store,
+    store: &dyn ReadStore,
     dag_id: &str,
     run_id: &str,
     task_id: &str,
@@ -304,7 +304,7 @@ async fn logs(
 }
 
 /// Print each task instance's state, then each try's log, for a finished run.
-pub async fn print_run_report(store: &dyn Store, run: &RunRow, logs_root: &Path) -> Result<()> {
+pub async fn print_run_report(store: &dyn ReadStore, run: &RunRow, logs_root: &Path) -> Result<()> {
     let tis = store.task_instances(run.id).await?;
     let rows: Vec<Value> = tis.iter().map(ti_json).collect();
     print_rows(

@@ -1,4 +1,4 @@
-//! Housekeeping: Airflow's `db clean` ([`crate::Store::purge_history`]).
+//! Housekeeping: Airflow's `db clean` ([`crate::AdminStore::purge_history`]).
 //!
 //! Inside the caller's transaction, delete in order: change-log rows of runs deleted before
 //! (never the newest row: SQLite's `seq` is `MAX(seq) + 1`, so removing it would hand its
@@ -98,7 +98,7 @@ async fn delete_old_runs<C: Db + ?Sized>(conn: &mut C, before: i64) -> Result<(u
     }
 }
 
-/// Delete everything [`crate::Store::purge_history`] deletes, in the caller's transaction.
+/// Delete everything [`crate::AdminStore::purge_history`] deletes, in the caller's transaction.
 pub(crate) async fn delete_all<C: Db + ?Sized>(conn: &mut C, before: i64) -> Result<PurgeReport> {
     // Change-log rows of runs that no longer exist, recorded before this clean (the rows have
     // no time of their own; a follower has long read them).

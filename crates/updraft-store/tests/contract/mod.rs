@@ -249,7 +249,7 @@ pub async fn job(store: &dyn Store) -> i64 {
     }
 }
 
-/// [`Store::queue`] as scheduler job `owner`, without DAG limits.
+/// [`SchedulerStore::queue`] as scheduler job `owner`, without DAG limits.
 pub async fn queue_as(
     store: &dyn Store,
     owner: i64,
@@ -262,7 +262,7 @@ pub async fn queue_as(
         .unwrap()
 }
 
-/// [`Store::queue`] as [`job`], without DAG limits.
+/// [`SchedulerStore::queue`] as [`job`], without DAG limits.
 pub async fn queue(store: &dyn Store, keys: &[TiKey], now: DateTime<Utc>) -> Vec<TiRow> {
     let owner = job(store).await;
     queue_as(store, owner, keys, now).await
@@ -1570,7 +1570,7 @@ pub async fn an_orphan_is_adopted_once_and_only_while_orphaned(store: &dyn Store
     );
 }
 
-/// Task ids of [`Store::orphaned_task_instances`], in the order returned.
+/// Task ids of [`SchedulerStore::orphaned_task_instances`], in the order returned.
 async fn orphan_ids(store: &dyn Store) -> Vec<String> {
     let rows = store.orphaned_task_instances().await.unwrap();
     rows.into_iter().map(|ti| ti.task_id).collect()
@@ -1884,7 +1884,7 @@ pub async fn start_runs_respects_max_active_runs_and_starts_only_queued_runs(sto
     assert!(store.start_runs(&[], t(3)).await.unwrap().is_empty());
 }
 
-/// [`Store::evaluate_runs`] of one run, as the only outcome.
+/// [`SchedulerStore::evaluate_runs`] of one run, as the only outcome.
 async fn evaluate_one(
     store: &dyn Store,
     run_pk: i64,

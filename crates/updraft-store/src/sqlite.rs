@@ -68,7 +68,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Open (creating if missing) the database file at `path`. The schema is not touched:
-    /// call [`AdminStore::migrate`] before use.
+    /// call [`crate::AdminStore::migrate`] before use.
     pub async fn open(path: &Path) -> Result<Self> {
         let options = SqliteConnectOptions::new()
             .filename(path)

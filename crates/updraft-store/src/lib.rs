@@ -683,3 +683,23 @@ pub struct RunChange {
     pub seq: i64,
     pub run_pk: i64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_states_read_back_as_stored_and_unknown_ones_are_refused() {
+        for state in JobState::ALL {
+            assert_eq!(state.as_str().parse::<JobState>(), Ok(state));
+            assert_eq!(state.to_string(), state.as_str());
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+        }
+        assert_eq!(
+            ["running", "stopped", "dead"].map(|s| s.parse::<JobState>().unwrap()),
+            [JobState::Running, JobState::Stopped, JobState::Dead]
+        );
+        assert!("Running".parse::<JobState>().is_err());
+    }
+}

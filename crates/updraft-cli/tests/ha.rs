@@ -19,7 +19,7 @@ use std::time::Duration;
 use common::{Home, SchedulerProcess, wait_until};
 use pg::{PgCluster, TestDatabase, WORKLOAD_TIMEOUT, with_store};
 use updraft_core::{RunState, TaskState};
-use updraft_store::{RunFilter, Store, TiRow};
+use updraft_store::{JobState, NewestRunsFilter, Store, TiRow};
 
 /// `dags` DAGs of `layers` × `width` tasks; each layer waits for the whole previous one. Each
 /// task sleeps `sleep` seconds, then appends its try to `ledger`. One `@once` run per DAG.
@@ -85,7 +85,7 @@ fn ledger_lines(ledger: &Path) -> usize {
 fn wait_all_runs_finished(url: &str, expected_runs: usize) -> Vec<(String, RunState, Vec<TiRow>)> {
     wait_until("every run to finish", WORKLOAD_TIMEOUT, || {
         let runs = with_store(url, async |store: &dyn Store| {
-            store.runs(&RunFilter::default()).await.ok()
+            store.newest_runs(&NewestRunsFilter::default()).await.ok()
         })?;
         let done = runs.len() == expected_runs && runs.iter().all(|r| r.state.is_finished());
         if !done {
@@ -204,9 +204,9 @@ fn a_killed_schedulers_tries_are_retried_by_the_others() {
                     .await
                     .ok()?
                     .into_iter()
-                    .find(|j| j.pid == i64::from(victim_pid) && j.state == "running")?;
+                    .find(|j| j.pid == i64::from(victim_pid) && j.state == JobState::Running)?;
                 let mut held = Vec::new();
-                for run in store.runs(&RunFilter::default()).await.ok()? {
+                for run in store.newest_runs(&NewestRunsFilter::default()).await.ok()? {
                     for ti in store.task_instances(run.id).await.ok()? {
                         if ti.queued_by_job_id == Some(job.id) && ti.state == TaskState::Running {
                             held.push((run.id, ti.task_id, ti.try_number));
@@ -225,7 +225,8 @@ fn a_killed_schedulers_tries_are_retried_by_the_others() {
     });
     let victim = jobs.iter().find(|j| j.id == victim_job).unwrap();
     assert_eq!(
-        victim.state, "dead",
+        victim.state,
+        JobState::Dead,
         "the silent scheduler is declared dead"
     );
     let probe = home.run(&["jobs", "check", "--pid", &victim_pid.to_string()]);
@@ -415,7 +416,7 @@ fn a_silent_schedulers_pod_is_adopted_and_not_deleted_when_it_returns() {
     let instance = || -> Option<TiRow> {
         with_store(&db.url, async |store: &dyn Store| {
             let run = store
-                .runs(&RunFilter::default())
+                .newest_runs(&NewestRunsFilter::default())
                 .await
                 .ok()?
                 .into_iter()

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use updraft_core::RunType;
 use updraft_core::timetable::{DataInterval, manual_interval};
 use updraft_dag::Dag;
-use updraft_store::{NewRun, NewTi, RunRow, Store, StoreError};
+use updraft_store::{NewRun, NewTi, OperatorStore, ReadStore, RunRow, StoreError};
 
 use crate::RunError;
 
@@ -20,8 +20,8 @@ pub struct RunRequest {
 }
 
 /// Create a run of `dag` pinned to `version`, after validating `conf` against the DAG's params.
-pub async fn create_run(
-    store: &dyn Store,
+pub async fn create_run<S: ReadStore + OperatorStore + ?Sized>(
+    store: &S,
     dag: &Dag,
     version: &str,
     request: RunRequest,
@@ -65,7 +65,7 @@ pub async fn create_run(
 }
 
 /// The run that holds `run`'s run id or, failing that, its logical date.
-async fn existing_run_id(store: &dyn Store, run: &NewRun) -> Option<String> {
+async fn existing_run_id<S: ReadStore + ?Sized>(store: &S, run: &NewRun) -> Option<String> {
     if store
         .run(&run.dag_id, &run.run_id)
         .await
@@ -75,20 +75,20 @@ async fn existing_run_id(store: &dyn Store, run: &NewRun) -> Option<String> {
     {
         return Some(run.run_id.clone());
     }
-    let filter = updraft_store::RunFilter {
+    let filter = updraft_store::NewestRunsFilter {
         dag_id: Some(run.dag_id.clone()),
         states: vec![],
         limit: None,
     };
-    let runs = store.runs(&filter).await.ok()?;
+    let runs = store.newest_runs(&filter).await.ok()?;
     runs.into_iter()
         .find(|r| r.logical_date == run.logical_date)
         .map(|r| r.run_id)
 }
 
 /// A manual run, as `dags trigger` and the API create it.
-pub async fn trigger_run(
-    store: &dyn Store,
+pub async fn trigger_run<S: ReadStore + OperatorStore + ?Sized>(
+    store: &S,
     dag_id: &str,
     run_id: Option<String>,
     logical_date: Option<DateTime<Utc>>,

@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use updraft_core::{RunState, RunType};
 use updraft_runs::{RunError, record_dag_bag, trigger_run};
-use updraft_store::{RunFilter, SqliteStore, Store};
+use updraft_store::{NewestRunsFilter, ReadStore, SqliteStore, Store};
 
 fn t(hour: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 3, 5, hour, 0, 0).unwrap()
@@ -35,12 +35,12 @@ async fn store_with_dag() -> (SqliteStore, tempfile::TempDir) {
 }
 
 async fn run_count(store: &dyn Store) -> usize {
-    let filter = RunFilter {
+    let filter = NewestRunsFilter {
         dag_id: Some("etl".to_string()),
         states: vec![],
         limit: None,
     };
-    store.runs(&filter).await.unwrap().len()
+    store.newest_runs(&filter).await.unwrap().len()
 }
 
 #[tokio::test]

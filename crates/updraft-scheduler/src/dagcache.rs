@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use updraft_core::index::DagIndex;
 use updraft_dag::Dag;
-use updraft_store::Store;
+use updraft_store::ReadStore;
 
 use crate::SchedulerError;
 
@@ -23,7 +23,7 @@ pub struct DagCache {
 impl DagCache {
     pub async fn get(
         &mut self,
-        store: &dyn Store,
+        store: &dyn ReadStore,
         dag_id: &str,
         version: &str,
     ) -> Result<Arc<CachedDag>, SchedulerError> {

@@ -143,7 +143,7 @@ async fn seed(store: &dyn Store, folder: &Path) -> String {
             };
             let row = store.create_run(&run, &tis, Utc::now()).await.expect("run");
             store
-                .set_run_state(row.id, RunState::Running, Utc::now())
+                .force_run_state(row.id, RunState::Running, Utc::now())
                 .await
                 .expect("running");
             let done: Vec<TiTransition> = dag
@@ -169,7 +169,7 @@ async fn seed(store: &dyn Store, folder: &Path) -> String {
                 RunState::Success
             };
             store
-                .set_run_state(row.id, state, Utc::now())
+                .force_run_state(row.id, state, Utc::now())
                 .await
                 .expect("finished");
         }

@@ -3,7 +3,7 @@
 //! `updraft standalone` shares the scheduler's broadcast of recorded state changes with the
 //! server. `updraft server` runs beside a scheduler in another process, so nothing would be
 //! broadcast: [`watch_store_changes`] fills the same channel by reading the store's change
-//! log ([`Store::run_changes_since`], maintained by the database itself for every writer) once
+//! log ([`ReadStore::run_changes_since`], maintained by the database itself for every writer) once
 //! per `interval`: an index lookup that finds nothing most of the time. The live views cannot
 //! tell the two sources apart.
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 use updraft_runs::StateChange;
-use updraft_store::Store;
+use updraft_store::ReadStore;
 
 /// How often `updraft server` looks for changes recorded by other processes.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -22,7 +22,7 @@ const BATCH: u32 = 1_000;
 /// Publish every run change recorded from now on, checking every `interval`, until
 /// `shutdown` completes. Failed reads are logged and retried at the next tick.
 pub async fn watch_store_changes(
-    store: Arc<dyn Store>,
+    store: Arc<dyn ReadStore>,
     changes: broadcast::Sender<StateChange>,
     interval: Duration,
     shutdown: impl std::future::Future<Output = ()>,
@@ -44,9 +44,9 @@ pub async fn watch_store_changes(
 }
 
 /// [`watch_store_changes`] from change `since` on (as read from
-/// [`Store::latest_run_change`]).
+/// [`ReadStore::latest_run_change`]).
 pub async fn follow_store_changes(
-    store: Arc<dyn Store>,
+    store: Arc<dyn ReadStore>,
     changes: broadcast::Sender<StateChange>,
     since: i64,
     interval: Duration,

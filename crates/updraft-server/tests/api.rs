@@ -13,7 +13,10 @@ use tower::ServiceExt;
 use updraft_core::TaskState;
 use updraft_server::auth::{Identity, Role};
 use updraft_server::{AppState, ServerConfig};
-use updraft_store::{QueueLimits, SqliteStore, Store, TiKey, TiTransition};
+use updraft_store::{
+    AdminStore, OperatorStore, QueueLimits, ReadStore, SchedulerStore, SqliteStore, TiKey,
+    TiTransition,
+};
 
 const ETL: &str = r#"
 description: Nightly ETL
@@ -563,7 +566,7 @@ async fn runs_list_filter_order_and_page_across_dags() {
     }
     let pk = app.run_pk("etl", "r2").await;
     app.store
-        .set_run_state(pk, updraft_core::RunState::Running, Utc::now())
+        .force_run_state(pk, updraft_core::RunState::Running, Utc::now())
         .await
         .unwrap();
 
@@ -626,7 +629,7 @@ async fn marking_a_run_sets_its_task_instances_as_airflow_does() {
     app.trigger("etl", json!({"dag_run_id": "r"})).await;
     let pk = app.run_pk("etl", "r").await;
     app.store
-        .set_run_state(pk, updraft_core::RunState::Running, Utc::now())
+        .force_run_state(pk, updraft_core::RunState::Running, Utc::now())
         .await
         .unwrap();
     app.start(pk, "extract").await;
@@ -718,7 +721,7 @@ async fn clearing_and_deleting_runs() {
     app.trigger("etl", json!({"dag_run_id": "r"})).await;
     let pk = app.run_pk("etl", "r").await;
     app.store
-        .set_run_state(pk, updraft_core::RunState::Running, Utc::now())
+        .force_run_state(pk, updraft_core::RunState::Running, Utc::now())
         .await
         .unwrap();
     app.start(pk, "extract").await;
@@ -789,7 +792,7 @@ async fn task_instances_list_read_mark_and_tries() {
     app.trigger("manual", json!({"dag_run_id": "m"})).await;
     let pk = app.run_pk("etl", "r").await;
     app.store
-        .set_run_state(pk, updraft_core::RunState::Running, Utc::now())
+        .force_run_state(pk, updraft_core::RunState::Running, Utc::now())
         .await
         .unwrap();
     app.start(pk, "extract").await;
@@ -947,7 +950,7 @@ async fn clear_task_instances_selects_like_airflow() {
     for run in ["a", "b"] {
         let pk = app.run_pk("etl", run).await;
         app.store
-            .set_run_state(pk, updraft_core::RunState::Running, Utc::now())
+            .force_run_state(pk, updraft_core::RunState::Running, Utc::now())
             .await
             .unwrap();
         app.start(pk, "extract").await;
@@ -1046,7 +1049,7 @@ async fn logs_tail_with_a_continuation_token() {
     app.trigger("etl", json!({"dag_run_id": "r"})).await;
     let pk = app.run_pk("etl", "r").await;
     app.store
-        .set_run_state(pk, updraft_core::RunState::Running, Utc::now())
+        .force_run_state(pk, updraft_core::RunState::Running, Utc::now())
         .await
         .unwrap();
     app.start(pk, "extract").await;

@@ -139,7 +139,7 @@ impl Fixture {
         .await
         .unwrap();
         store
-            .set_run_state(run.id, RunState::Running, t(hour))
+            .force_run_state(run.id, RunState::Running, t(hour))
             .await
             .unwrap();
         for (task, state) in states {
@@ -226,11 +226,11 @@ async fn dag_list_shows_dags_schedule_runs_and_import_errors_escaped() {
     let first = fx.run("etl", 1, &[("extract", TaskState::Success)]).await;
     let second = fx.run("etl", 2, &[("extract", TaskState::Failed)]).await;
     fx.store
-        .set_run_state(first.id, RunState::Success, t(3))
+        .force_run_state(first.id, RunState::Success, t(3))
         .await
         .unwrap();
     fx.store
-        .set_run_state(second.id, RunState::Failed, t(3))
+        .force_run_state(second.id, RunState::Failed, t(3))
         .await
         .unwrap();
 
@@ -514,7 +514,7 @@ async fn runs_run_and_task_instance_pages() {
     fx.run("etl", 1, &[("extract", TaskState::Success)]).await;
     let second = fx.run("etl", 2, &[("extract", TaskState::Failed)]).await;
     fx.store
-        .set_run_state(second.id, RunState::Failed, t(3))
+        .force_run_state(second.id, RunState::Failed, t(3))
         .await
         .unwrap();
 

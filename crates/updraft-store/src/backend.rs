@@ -1,7 +1,7 @@
-//! The [`Store`] written once over a [`Backend`]: every method whose SQL reads the same on
-//! both databases runs the shared statements of `crate::sql` on a connection the backend
-//! hands out; the few whose SQL differs (the scheduler's critical sections, the batched
-//! statements of the hot path, the DAG sync, migrations) are the backend's own.
+//! The [`crate::Store`] roles written once over a [`Backend`]: every method whose SQL reads the
+//! same on both databases runs the shared statements of `crate::sql` on a connection the backend
+//! hands out; the few whose SQL differs (the scheduler's critical sections, the batched statements
+//! of the hot path, the DAG sync, migrations) are the backend's own.
 //!
 //! A new table therefore needs a migration per backend, its statements in `crate::sql`, and
 //! its methods here, once.
@@ -18,11 +18,11 @@ use updraft_dag::{Dag, ImportError};
 
 use crate::sql::{self, Db, codec};
 use crate::{
-    ActiveCounts, CleanReport, DagHead, DagQuery, DagRow, DagVersionRow, Evaluated,
-    ImportErrorQuery, ImportErrorRow, LoadedDagRecord, NewRun, NewTi, NoteRow, Page, PoolRow,
-    PoolUsage, QueueLimits, QueueStep, Result, RunChange, RunDecision, RunFilter, RunQuery, RunRow,
-    ScheduledSkip, SchedulerJobRow, StepOutcome, Store, TiKey, TiQuery, TiRow, TiTransition,
-    TryReport, TryRow,
+    ActiveCounts, AdminStore, DagHead, DagQuery, DagRow, DagVersionRow, Evaluated,
+    ImportErrorQuery, ImportErrorRow, LoadedDagRecord, NewRun, NewTi, NewestRunsFilter, NoteRow,
+    OperatorStore, Page, PoolRow, PoolUsage, PurgeReport, QueueLimits, QueueStep, ReadStore,
+    Result, RunChange, RunDecision, RunQuery, RunRow, ScheduledSkip, SchedulerJobRow,
+    SchedulerStore, StepOutcome, TiKey, TiQuery, TiRow, TiTransition, TryReport, TryRow,
 };
 
 /// A database backend: its connections and transactions, and the store methods whose SQL is
@@ -52,10 +52,10 @@ pub(crate) trait Backend: Send + Sync {
     /// A transaction for a write of several statements.
     async fn begin(&self) -> Result<Transaction<'static, Self::Database>>;
 
-    /// [`Store::migrate`].
+    /// [`AdminStore::migrate`].
     async fn migrate(&self) -> Result<()>;
 
-    /// [`Store::sync_dags`].
+    /// [`SchedulerStore::sync_dags`].
     async fn sync_dags(
         &self,
         loaded: &[LoadedDagRecord<'_>],
@@ -64,7 +64,7 @@ pub(crate) trait Backend: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<()>;
 
-    /// [`Store::apply_transitions`].
+    /// [`SchedulerStore::apply_transitions`].
     async fn apply_transitions(
         &self,
         run_pk: i64,
@@ -72,10 +72,10 @@ pub(crate) trait Backend: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<usize>;
 
-    /// [`Store::record_try_reports`].
+    /// [`SchedulerStore::record_try_reports`].
     async fn record_try_reports(&self, reports: &[TryReport], hostname: &str) -> Result<Vec<bool>>;
 
-    /// [`Store::queue`].
+    /// [`SchedulerStore::queue`].
     async fn queue(
         &self,
         keys: &[TiKey],
@@ -84,10 +84,10 @@ pub(crate) trait Backend: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Vec<TiRow>>;
 
-    /// [`Store::start_runs`].
+    /// [`SchedulerStore::start_runs`].
     async fn start_runs(&self, runs: &[(i64, u32)], now: DateTime<Utc>) -> Result<Vec<i64>>;
 
-    /// [`Store::evaluate_runs`].
+    /// [`SchedulerStore::evaluate_runs`].
     async fn evaluate_runs(
         &self,
         run_pks: &[i64],
@@ -95,7 +95,7 @@ pub(crate) trait Backend: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>>;
 
-    /// [`Store::record_evaluate_and_queue`]: one transaction, its locking the backend's own.
+    /// [`SchedulerStore::record_evaluate_and_queue`]: one transaction, its locking the backend's own.
     async fn record_evaluate_and_queue(
         &self,
         reports: &[TryReport],
@@ -106,8 +106,8 @@ pub(crate) trait Backend: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<StepOutcome>;
 
-    /// [`Store::record_and_evaluate`]: by default the reports, then the evaluation, each in
-    /// its own transaction.
+    /// [`SchedulerStore::record_and_evaluate`]: by default the reports, then the evaluation, each
+    /// in its own transaction.
     async fn record_and_evaluate(
         &self,
         reports: &[TryReport],
@@ -181,11 +181,7 @@ async fn write_tx<B: Backend, T>(
 }
 
 #[async_trait]
-impl<B: Backend> Store for B {
-    async fn migrate(&self) -> Result<()> {
-        Backend::migrate(self).await
-    }
-
+impl<B: Backend> SchedulerStore for B {
     async fn sync_dags(
         &self,
         loaded: &[LoadedDagRecord<'_>],
@@ -194,93 +190,6 @@ impl<B: Backend> Store for B {
         now: DateTime<Utc>,
     ) -> Result<()> {
         Backend::sync_dags(self, loaded, errors, paused_by_default, now).await
-    }
-
-    async fn dags(&self) -> Result<Vec<DagRow>> {
-        read(self, async |c| sql::dags::all(c).await).await
-    }
-
-    async fn dag_heads(&self) -> Result<Vec<DagHead>> {
-        read(self, async |c| sql::dags::heads(c).await).await
-    }
-
-    async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
-        read(self, async |c| sql::dags::one(c, dag_id).await).await
-    }
-
-    async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>> {
-        read(self, async |c| sql::dags::version(c, dag_id, version).await).await
-    }
-
-    async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<String>> {
-        read(self, async |c| sql::dags::source(c, dag_id, version).await).await
-    }
-
-    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool> {
-        write(self, async |c| {
-            sql::dags::set_paused(c, dag_id, paused).await
-        })
-        .await
-    }
-
-    async fn import_errors(&self) -> Result<Vec<ImportError>> {
-        read(self, async |c| sql::dags::import_errors(c).await).await
-    }
-
-    async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow> {
-        write_tx(self, async |c| sql::runs::create(c, run, tis, now).await).await
-    }
-
-    async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>> {
-        read(self, async |c| {
-            sql::runs::by_run_id(c, dag_id, run_id).await
-        })
-        .await
-    }
-
-    async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>> {
-        read(self, async |c| sql::runs::by_pk(c, run_pk).await).await
-    }
-
-    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
-        read(self, async |c| sql::runs::filtered(c, filter).await).await
-    }
-
-    async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>> {
-        read(self, async |c| sql::runs::latest_scheduled(c, dag_id).await).await
-    }
-
-    async fn set_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<()> {
-        write(self, async |c| {
-            sql::runs::set_state(c, run_pk, state, now).await
-        })
-        .await
-    }
-
-    async fn delete_run(&self, run_pk: i64) -> Result<bool> {
-        write(self, async |c| sql::runs::delete(c, run_pk).await).await
-    }
-
-    async fn clean(&self, before: DateTime<Utc>, dry_run: bool) -> Result<CleanReport> {
-        scoped(self, async {
-            let mut tx = self.begin().await?;
-            let report = sql::clean::delete_all(&mut *tx, codec::ts(before)).await?;
-            if dry_run {
-                tx.rollback().await?;
-            } else {
-                tx.commit().await?;
-            }
-            Ok(report)
-        })
-        .await
-    }
-
-    async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>> {
-        read(self, async |c| sql::task_instances::of_run(c, run_pk).await).await
-    }
-
-    async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>> {
-        read(self, async |c| sql::task_instances::one(c, key).await).await
     }
 
     async fn apply_transitions(
@@ -302,10 +211,6 @@ impl<B: Backend> Store for B {
             sql::task_instances::scheduled(c, limit, offset, skip).await
         })
         .await
-    }
-
-    async fn active_counts(&self) -> Result<ActiveCounts> {
-        read(self, async |c| sql::task_instances::active_counts(c).await).await
     }
 
     async fn queue(
@@ -387,10 +292,6 @@ impl<B: Backend> Store for B {
         .await
     }
 
-    async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>> {
-        read(self, async |c| sql::jobs::all(c, limit).await).await
-    }
-
     async fn mark_running(
         &self,
         key: &TiKey,
@@ -424,29 +325,6 @@ impl<B: Backend> Store for B {
         Backend::record_try_reports(self, reports, hostname).await
     }
 
-    async fn set_ti_state(
-        &self,
-        key: &TiKey,
-        state: TaskState,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        write_tx(self, async |c| {
-            sql::task_instances::set_state_in(c, key, state, now).await
-        })
-        .await
-    }
-
-    async fn clear(&self, run_pk: i64, task_ids: &[String], now: DateTime<Utc>) -> Result<usize> {
-        write_tx(self, async |c| {
-            sql::task_instances::clear(c, run_pk, task_ids, now).await
-        })
-        .await
-    }
-
-    async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>> {
-        read(self, async |c| sql::task_instances::tries(c, key).await).await
-    }
-
     async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>> {
         read(self, async |c| sql::task_instances::orphaned(c).await).await
     }
@@ -468,20 +346,72 @@ impl<B: Backend> Store for B {
         })
         .await
     }
+}
+
+#[async_trait]
+impl<B: Backend> ReadStore for B {
+    async fn dags(&self) -> Result<Vec<DagRow>> {
+        read(self, async |c| sql::dags::all(c).await).await
+    }
+
+    async fn dag_heads(&self) -> Result<Vec<DagHead>> {
+        read(self, async |c| sql::dags::heads(c).await).await
+    }
+
+    async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>> {
+        read(self, async |c| sql::dags::one(c, dag_id).await).await
+    }
+
+    async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>> {
+        read(self, async |c| sql::dags::version(c, dag_id, version).await).await
+    }
+
+    async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<String>> {
+        read(self, async |c| sql::dags::source(c, dag_id, version).await).await
+    }
+
+    async fn import_errors(&self) -> Result<Vec<ImportError>> {
+        read(self, async |c| sql::dags::import_errors(c).await).await
+    }
+
+    async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>> {
+        read(self, async |c| {
+            sql::runs::by_run_id(c, dag_id, run_id).await
+        })
+        .await
+    }
+
+    async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>> {
+        read(self, async |c| sql::runs::by_pk(c, run_pk).await).await
+    }
+
+    async fn newest_runs(&self, filter: &NewestRunsFilter) -> Result<Vec<RunRow>> {
+        read(self, async |c| sql::runs::filtered(c, filter).await).await
+    }
+
+    async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>> {
+        read(self, async |c| sql::runs::latest_scheduled(c, dag_id).await).await
+    }
+
+    async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>> {
+        read(self, async |c| sql::task_instances::of_run(c, run_pk).await).await
+    }
+
+    async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>> {
+        read(self, async |c| sql::task_instances::one(c, key).await).await
+    }
+
+    async fn active_counts(&self) -> Result<ActiveCounts> {
+        read(self, async |c| sql::task_instances::active_counts(c).await).await
+    }
+
+    async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>> {
+        read(self, async |c| sql::task_instances::tries(c, key).await).await
+    }
 
     async fn pools(&self) -> Result<Vec<PoolRow>> {
         read(self, async |c| sql::pools::all(c).await).await
     }
-
-    async fn upsert_pool(&self, pool: &PoolRow) -> Result<()> {
-        write(self, async |c| sql::pools::upsert(c, pool).await).await
-    }
-
-    async fn delete_pool(&self, name: &str) -> Result<bool> {
-        write(self, async |c| sql::pools::delete(c, name).await).await
-    }
-
-    // ---- web UI ---------------------------------------------------------------------------
 
     async fn recent_runs(&self, dag_ids: &[String], per_dag: u32) -> Result<Vec<RunRow>> {
         read(self, async |c| {
@@ -523,8 +453,6 @@ impl<B: Backend> Store for B {
         read(self, async |c| sql::ui::latest_run_change(c).await).await
     }
 
-    // ---- REST API -------------------------------------------------------------------------
-
     async fn dags_page(&self, query: &DagQuery) -> Result<Page<DagRow>> {
         read(self, async |c| sql::api::dags_page(c, query).await).await
     }
@@ -548,21 +476,96 @@ impl<B: Backend> Store for B {
         read(self, async |c| sql::api::import_error(c, id).await).await
     }
 
-    async fn mark_run(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<bool> {
-        write_tx(self, async |c| {
-            sql::api::mark_run(c, run_pk, state, now).await
+    async fn pool_usage(&self) -> Result<HashMap<String, PoolUsage>> {
+        read(self, async |c| sql::api::pool_usage(c).await).await
+    }
+
+    async fn notes(&self, run_pks: &[i64]) -> Result<Vec<NoteRow>> {
+        read(self, async |c| sql::api::notes(c, run_pks).await).await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> OperatorStore for B {
+    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool> {
+        write(self, async |c| {
+            sql::dags::set_paused(c, dag_id, paused).await
         })
         .await
     }
 
-    async fn set_ti_states(
+    async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow> {
+        write_tx(self, async |c| sql::runs::create(c, run, tis, now).await).await
+    }
+
+    async fn force_run_state(
+        &self,
+        run_pk: i64,
+        state: RunState,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        write(self, async |c| {
+            sql::runs::set_state(c, run_pk, state, now).await
+        })
+        .await
+    }
+
+    async fn delete_run(&self, run_pk: i64) -> Result<bool> {
+        write(self, async |c| sql::runs::delete(c, run_pk).await).await
+    }
+
+    async fn force_ti_state(
+        &self,
+        key: &TiKey,
+        state: TaskState,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        write_tx(self, async |c| {
+            sql::task_instances::set_state_in(c, key, state, now).await
+        })
+        .await
+    }
+
+    async fn clear_task_instances(
+        &self,
+        run_pk: i64,
+        task_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        write_tx(self, async |c| {
+            sql::task_instances::clear(c, run_pk, task_ids, now).await
+        })
+        .await
+    }
+
+    async fn upsert_pool(&self, pool: &PoolRow) -> Result<()> {
+        write(self, async |c| sql::pools::upsert(c, pool).await).await
+    }
+
+    async fn delete_pool(&self, name: &str) -> Result<bool> {
+        write(self, async |c| sql::pools::delete(c, name).await).await
+    }
+
+    async fn mark_run_and_instances(
+        &self,
+        run_pk: i64,
+        state: RunState,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        write_tx(self, async |c| {
+            sql::api::mark_run_and_instances(c, run_pk, state, now).await
+        })
+        .await
+    }
+
+    async fn force_ti_states(
         &self,
         keys: &[TiKey],
         state: TaskState,
         now: DateTime<Utc>,
     ) -> Result<usize> {
         write_tx(self, async |c| {
-            sql::api::set_ti_states(c, keys, state, now).await
+            sql::api::force_ti_states(c, keys, state, now).await
         })
         .await
     }
@@ -571,18 +574,35 @@ impl<B: Backend> Store for B {
         write(self, async |c| sql::pools::create(c, pool).await).await
     }
 
-    async fn pool_usage(&self) -> Result<HashMap<String, PoolUsage>> {
-        read(self, async |c| sql::api::pool_usage(c).await).await
-    }
-
     async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>) -> Result<()> {
         write_tx(self, async |c| {
             sql::api::set_note(c, run_pk, task_id, note).await
         })
         .await
     }
+}
 
-    async fn notes(&self, run_pks: &[i64]) -> Result<Vec<NoteRow>> {
-        read(self, async |c| sql::api::notes(c, run_pks).await).await
+#[async_trait]
+impl<B: Backend> AdminStore for B {
+    async fn migrate(&self) -> Result<()> {
+        Backend::migrate(self).await
+    }
+
+    async fn purge_history(&self, before: DateTime<Utc>, dry_run: bool) -> Result<PurgeReport> {
+        scoped(self, async {
+            let mut tx = self.begin().await?;
+            let report = sql::purge::delete_all(&mut *tx, codec::ts(before)).await?;
+            if dry_run {
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
+            }
+            Ok(report)
+        })
+        .await
+    }
+
+    async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>> {
+        read(self, async |c| sql::jobs::all(c, limit).await).await
     }
 }

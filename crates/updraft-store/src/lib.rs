@@ -1,5 +1,11 @@
 //! Durable state for updraft: the [`Store`] contract and its backends.
 //!
+//! The contract is split by role, so each caller takes only what it uses: [`SchedulerStore`]
+//! (the scheduler's loop: DAG sync, the evaluate and queue critical sections, reports, jobs
+//! and orphans), [`ReadStore`] (what the API, the UI and the CLI read), [`OperatorStore`]
+//! (what a user does: trigger, pause, clear, mark, delete, notes, pools) and [`AdminStore`]
+//! (schema, purging history, scheduler job listings). [`Store`] is all four.
+//!
 //! Every state transition is one transaction. The contract is backend-neutral so SQLite (the
 //! embedded default) and PostgreSQL implement the same methods and run the same test suite.
 //! The store records decisions; it never makes them (that is `updraft-core`'s job).
@@ -14,7 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use updraft_core::evaluate::TiSnapshot;
-use updraft_core::{RunState, RunType, TaskState};
+use updraft_core::{RunState, RunType, TaskState, UnknownState};
 use updraft_dag::{Dag, ImportError};
 
 pub mod api;
@@ -31,7 +37,8 @@ pub use api::{
 };
 pub use postgres::{PgStore, PgStoreOptions};
 pub use sqlite::SqliteStore;
-/// How to reach a PostgreSQL server (parsed from a `postgres://` URL), for [`PgStore::connect_with`].
+/// How to reach a PostgreSQL server (parsed from a `postgres://` URL), for
+/// [`PgStore::connect_with`].
 pub use sqlx::postgres::PgConnectOptions;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -65,7 +72,7 @@ pub struct DagRow {
     pub last_parsed_at: DateTime<Utc>,
 }
 
-/// A DAG's identity, version and switches, for [`Store::dag_heads`].
+/// A DAG's identity, version and switches, for [`ReadStore::dag_heads`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DagHead {
     pub dag_id: String,
@@ -74,7 +81,7 @@ pub struct DagHead {
     pub is_active: bool,
 }
 
-/// One successfully loaded DAG file, handed to [`Store::sync_dags`].
+/// One successfully loaded DAG file, handed to [`SchedulerStore::sync_dags`].
 #[derive(Debug, Clone)]
 pub struct LoadedDagRecord<'a> {
     pub dag: &'a Dag,
@@ -171,10 +178,10 @@ pub struct TiTransition {
     pub new: TaskState,
 }
 
-/// An executor's report about a try, for [`Store::record_try_reports`].
+/// An executor's report about a try, for [`SchedulerStore::record_try_reports`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum TryReport {
-    /// As [`Store::mark_running`]; `at` (the executor's clock, when the process started)
+    /// As [`SchedulerStore::mark_running`]; `at` (the executor's clock, when the process started)
     /// becomes the start date.
     Started {
         key: TiKey,
@@ -182,7 +189,7 @@ pub enum TryReport {
         pid: Option<i64>,
         at: DateTime<Utc>,
     },
-    /// As [`Store::finish_try`].
+    /// As [`SchedulerStore::finish_try`].
     Finished {
         key: TiKey,
         try_number: u32,
@@ -224,22 +231,19 @@ pub struct ActiveCounts {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct RunFilter {
+pub struct NewestRunsFilter {
     pub dag_id: Option<String>,
     pub states: Vec<RunState>,
     /// Newest first; `None` = no limit.
     pub limit: Option<u32>,
 }
 
-/// The durable-state contract. Methods that change state run in one transaction each.
+/// What the scheduler's loop needs beyond reading: recording the DAGs folder, the instances
+/// ready to queue, the critical sections that evaluate runs and queue instances (safe with
+/// several schedulers on one database), executors' reports, its job and heartbeat, and orphaned
+/// tries. Methods that change state run in one transaction each.
 #[async_trait]
-pub trait Store: Send + Sync {
-    /// Create or upgrade the schema. Safe to call on an up-to-date database. Seeds
-    /// `default_pool` (128 slots) when creating it.
-    async fn migrate(&self) -> Result<()>;
-
-    // ---- DAGs -----------------------------------------------------------------------------
-
+pub trait SchedulerStore: Send + Sync {
     /// Record the result of loading the DAGs folder: upsert each DAG and its version (new DAGs
     /// start paused per `is_paused_upon_creation`, else `paused_by_default`), mark DAGs absent
     /// from `loaded` inactive, and replace the import errors with `errors`. One transaction.
@@ -252,47 +256,6 @@ pub trait Store: Send + Sync {
         paused_by_default: bool,
         now: DateTime<Utc>,
     ) -> Result<()>;
-    /// Every DAG ever synced, active or not, ordered by `dag_id`.
-    async fn dags(&self) -> Result<Vec<DagRow>>;
-    /// [`Store::dags`] without the definitions (which are large): for noticing which DAGs
-    /// changed version or switches, cheaply and often.
-    async fn dag_heads(&self) -> Result<Vec<DagHead>>;
-    async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>>;
-    /// The definition a run is pinned to.
-    async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>>;
-    /// Source text of a DAG version.
-    async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<String>>;
-    /// Returns false when the DAG does not exist.
-    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool>;
-    /// In the order given to the last [`Store::sync_dags`].
-    async fn import_errors(&self) -> Result<Vec<ImportError>>;
-
-    // ---- runs -----------------------------------------------------------------------------
-
-    /// Create a run in state `queued` with one task instance per `tis` in state `none`.
-    /// A run with the same `(dag_id, run_id)` or the same `(dag_id, logical_date)` (one run per
-    /// logical date, as in Airflow), or a task id listed twice, is a [`StoreError::Conflict`];
-    /// a `(dag_id, version)` not recorded by [`Store::sync_dags`] is [`StoreError::NotFound`].
-    /// Either way nothing is written.
-    async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow>;
-    async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>>;
-    async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>>;
-    /// Newest (greatest `logical_date`) first; empty `filter.states` means any state.
-    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>>;
-    /// The scheduled or backfill run with the latest data interval, to continue the timetable.
-    async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>>;
-    /// Sets `start_date` on entering `running` (if unset) and `end_date` on finishing
-    /// (clearing it when a finished run goes back to queued/running); `queued_at = now` when
-    /// the run comes back to `queued`. Unconditional. Unknown run: [`StoreError::NotFound`].
-    async fn set_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<()>;
-    /// Deletes the run, its task instances and their try history.
-    async fn delete_run(&self, run_pk: i64) -> Result<bool>;
-
-    // ---- task instances -------------------------------------------------------------------
-
-    /// Ordered by `task_id`.
-    async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>>;
-    async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>>;
     /// Apply core decisions; each applies only if the row is still in `expected`. Terminal
     /// states (and leaving `queued`/`running`) get `end_date = now`; leaving `up_for_retry`
     /// clears `retry_at`. Leaving `queued`/`running` also closes the try in the history.
@@ -313,7 +276,6 @@ pub trait Store: Send + Sync {
         offset: u32,
         skip: &ScheduledSkip,
     ) -> Result<Vec<TiRow>>;
-    async fn active_counts(&self) -> Result<ActiveCounts>;
     /// `scheduled` → `queued` for `keys`, in order, owned by scheduler job `owner`
     /// (`queued_by_job_id`), incrementing `try_number`, `queued_at = now` and the previous
     /// try's `start_date`/`end_date`/`retry_at`/`pid`/`hostname` reset. The new try enters the
@@ -335,8 +297,8 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<TiRow>>;
     /// Move `queued` runs to `running`, in the order given, each only if it is still `queued`
     /// and its DAG then has fewer `running` runs than the `max_active_runs` given with it
-    /// (runs started earlier in the same call count). Dates as [`Store::set_run_state`].
-    /// Serialised like [`Store::queue`]. Returns the pks of the runs started.
+    /// (runs started earlier in the same call count). Dates as [`OperatorStore::force_run_state`].
+    /// Serialised like [`SchedulerStore::queue`]. Returns the pks of the runs started.
     async fn start_runs(&self, runs: &[(i64, u32)], now: DateTime<Utc>) -> Result<Vec<i64>>;
     /// Evaluate several runs in ONE transaction, each under its lock, and record the outcomes:
     /// the runs' rows are locked, in pk order (`FOR UPDATE SKIP LOCKED` on PostgreSQL); a run
@@ -344,8 +306,8 @@ pub trait Store: Send + Sync {
     /// caller tries again soon). A run that does not exist or is not `running` is
     /// [`Evaluated::NotRunning`]. For each other run, in pk order, `decide` is called with the
     /// run and the snapshots of its task instances (ordered by `task_id`; only what the core
-    /// reads), its transitions are applied as with [`Store::apply_transitions`] and its run
-    /// state, if any, is set as with [`Store::set_run_state`].
+    /// reads), its transitions are applied as with [`SchedulerStore::apply_transitions`] and its
+    /// run state, if any, is set as with [`OperatorStore::force_run_state`].
     ///
     /// Returns one outcome per distinct pk of `run_pks`, in the order given (a pk listed
     /// again is evaluated, and reported, once).
@@ -358,11 +320,10 @@ pub trait Store: Send + Sync {
         decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>>;
-
-    /// [`Store::record_try_reports`], then [`Store::evaluate_runs`]: the scheduler's step
-    /// after tries ended. SQLite does both in one transaction (one commit per step); the
-    /// default, kept by PostgreSQL so that runs are always locked before their instances,
-    /// runs them one after the other (reports recorded by a step that then fails are
+    /// [`SchedulerStore::record_try_reports`], then [`SchedulerStore::evaluate_runs`]: the
+    /// scheduler's step after tries ended. SQLite does both in one transaction (one commit per
+    /// step); the default, kept by PostgreSQL so that runs are always locked before their
+    /// instances, runs them one after the other (reports recorded by a step that then fails are
     /// recorded again later, where they no longer apply).
     async fn record_and_evaluate(
         &self,
@@ -382,18 +343,18 @@ pub trait Store: Send + Sync {
     }
 
     /// The scheduler's whole step after tries ended, in ONE transaction (one commit): record
-    /// `reports` (as [`Store::record_try_reports`]), evaluate `run_pks` (as
-    /// [`Store::evaluate_runs`], busy runs included), then queue what became runnable (as
-    /// [`Store::queue`]). A queued try is thus recorded before the executor sees it, and the
+    /// `reports` (as [`SchedulerStore::record_try_reports`]), evaluate `run_pks` (as
+    /// [`SchedulerStore::evaluate_runs`], busy runs included), then queue what became runnable (as
+    /// [`SchedulerStore::queue`]). A queued try is thus recorded before the executor sees it, and the
     /// instances its upstream's end made runnable are queued by the same commit.
     ///
     /// Queueing: with `queue.page` zero nothing is queued. Otherwise the room is read inside
     /// the transaction (the pools' slots and what `queued` and `running` instances hold, after
     /// the reports and the evaluation), `queue.selector` names the DAGs and pools to leave out
     /// ([`QueueSelector::skip`]), one page of at most `queue.page` scheduled instances is read
-    /// as [`Store::scheduled_task_instances`] reads it (offset 0), and the selector chooses among
+    /// as [`SchedulerStore::scheduled_task_instances`] reads it (offset 0), and the selector chooses among
     /// them ([`QueueSelector::select`]). The choice is queued for `queue.owner` as
-    /// [`Store::queue`] queues keys, with the same re-checks of pool slots and
+    /// [`SchedulerStore::queue`] queues keys, with the same re-checks of pool slots and
     /// `max_active_tasks` (chosen keys not on the page are skipped), serialised the same way
     /// against every other `queue`, `start_runs` and step on the database.
     ///
@@ -410,8 +371,6 @@ pub trait Store: Send + Sync {
         queue: &QueueStep<'_>,
         now: DateTime<Utc>,
     ) -> Result<StepOutcome>;
-
-    // ---- scheduler jobs (several schedulers on one database) -------------------------------
 
     /// Record a starting scheduler process (state `running`, `latest_heartbeat = now`) and
     /// return its job id.
@@ -430,18 +389,6 @@ pub trait Store: Send + Sync {
         except: i64,
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>>;
-    /// Every scheduler job, newest first, at most `limit`.
-    async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>>;
-
-    // ---- housekeeping ---------------------------------------------------------------------
-
-    /// Airflow's `db clean`: delete finished runs (with their task instances, tries and notes)
-    /// whose `end_date` is before `before`, except each DAG's latest scheduled or backfill run
-    /// (the timetable continues from it); change-log entries older than `before`; scheduler
-    /// jobs not `running` that ended before `before`; DAG versions that are neither a DAG's
-    /// current version nor pinned by a remaining run. With `dry_run`, count only. One
-    /// transaction.
-    async fn clean(&self, before: DateTime<Utc>, dry_run: bool) -> Result<CleanReport>;
     /// `queued` → `running` for the given try, recording `start_date = now`, pid and hostname.
     /// Returns false (and changes nothing) unless the instance is `queued` at `try_number`.
     async fn mark_running(
@@ -466,33 +413,18 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool>;
     /// Record a burst of executor reports in ONE transaction, in order, each with the same
-    /// conditions as [`Store::mark_running`] / [`Store::finish_try`]. Returns, per report,
-    /// whether it applied. Start and end dates are the reports' own times, not the time of
-    /// recording. This is the scheduler's hot path: one commit for many tries.
+    /// conditions as [`SchedulerStore::mark_running`] / [`SchedulerStore::finish_try`]. Returns,
+    /// per report, whether it applied. Start and end dates are the reports' own times, not the time
+    /// of recording. This is the scheduler's hot path: one commit for many tries.
     async fn record_try_reports(&self, reports: &[TryReport], hostname: &str) -> Result<Vec<bool>>;
-    /// Force a state (mark success/failed from the CLI/UI), whatever the current one. Records
-    /// end_date for terminal states. A live (queued/running) try ends with the forced state in
-    /// the history, so its process's late `finish_try` no longer applies. False if unknown.
-    async fn set_ti_state(&self, key: &TiKey, state: TaskState, now: DateTime<Utc>)
-    -> Result<bool>;
-    /// Clear instances so they run again: state `none`, `max_tries` extended so each gets its
-    /// full `retries` again (`max_tries = try_number + ` the `max_tries` it was created with);
-    /// per-try fields (`queued_at`, dates, `retry_at`, pid, hostname) are reset and
-    /// `try_number` is kept. A live try is abandoned: its history row keeps its state and gets
-    /// `end_date = now`. If anything was cleared, the run goes back to `queued` with `end_date`
-    /// cleared (`start_date` kept). Unknown task ids are ignored; returns how many were cleared.
-    async fn clear(&self, run_pk: i64, task_ids: &[String], now: DateTime<Utc>) -> Result<usize>;
-    /// Every try recorded for an instance, oldest first (finished tries and the current one,
-    /// from the moment it is queued).
-    async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>>;
     /// Instances `queued` or `running` whose owning scheduler job is not alive (its state is
     /// not `running`, or `queued_by_job_id` is `None` or names no job), by run then task. Run
-    /// [`Store::reap_schedulers`] first so that silent schedulers count as not alive.
+    /// [`SchedulerStore::reap_schedulers`] first so that silent schedulers count as not alive.
     async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>>;
     /// Take over an orphaned try whose work is still going on elsewhere (a Kubernetes pod
     /// found again after a restart): its `queued_by_job_id` becomes `job_id`. Applies only
     /// while the instance is still on `try_number`, queued or running, and orphaned (as in
-    /// [`Store::orphaned_task_instances`]), so two schedulers never both adopt it. Returns
+    /// [`SchedulerStore::orphaned_task_instances`]), so two schedulers never both adopt it. Returns
     /// whether it applied.
     async fn adopt_orphan(&self, key: &TiKey, try_number: u32, job_id: i64) -> Result<bool>;
     /// State of each task in the run of this DAG immediately before `logical_date`
@@ -503,19 +435,39 @@ pub trait Store: Send + Sync {
         dag_id: &str,
         logical_date: DateTime<Utc>,
     ) -> Result<Option<HashMap<String, TaskState>>>;
+}
 
-    // ---- pools ----------------------------------------------------------------------------
-
+/// Reads of the installation's state, for the REST API, the web UI, the CLI and the
+/// scheduler: single rows, lists, the API's paged queries and the change log. Never writes.
+#[async_trait]
+pub trait ReadStore: Send + Sync {
+    /// Every DAG ever synced, active or not, ordered by `dag_id`.
+    async fn dags(&self) -> Result<Vec<DagRow>>;
+    /// [`ReadStore::dags`] without the definitions (which are large): for noticing which DAGs
+    /// changed version or switches, cheaply and often.
+    async fn dag_heads(&self) -> Result<Vec<DagHead>>;
+    async fn dag(&self, dag_id: &str) -> Result<Option<DagRow>>;
+    /// The definition a run is pinned to.
+    async fn dag_version(&self, dag_id: &str, version: &str) -> Result<Option<Dag>>;
+    /// Source text of a DAG version.
+    async fn dag_source(&self, dag_id: &str, version: &str) -> Result<Option<String>>;
+    /// In the order given to the last [`SchedulerStore::sync_dags`].
+    async fn import_errors(&self) -> Result<Vec<ImportError>>;
+    async fn run(&self, dag_id: &str, run_id: &str) -> Result<Option<RunRow>>;
+    async fn run_by_pk(&self, run_pk: i64) -> Result<Option<RunRow>>;
+    /// Newest (greatest `logical_date`) first; empty `filter.states` means any state.
+    async fn newest_runs(&self, filter: &NewestRunsFilter) -> Result<Vec<RunRow>>;
+    /// The scheduled or backfill run with the latest data interval, to continue the timetable.
+    async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>>;
+    /// Ordered by `task_id`.
+    async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>>;
+    async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>>;
+    async fn active_counts(&self) -> Result<ActiveCounts>;
+    /// Every try recorded for an instance, oldest first (finished tries and the current one,
+    /// from the moment it is queued).
+    async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>>;
     /// Ordered by name.
     async fn pools(&self) -> Result<Vec<PoolRow>>;
-    async fn upsert_pool(&self, pool: &PoolRow) -> Result<()>;
-    /// False if there was no such pool; `default_pool` cannot be deleted
-    /// ([`StoreError::Invalid`]).
-    async fn delete_pool(&self, name: &str) -> Result<bool>;
-
-    // ---- web UI: bounded, batched reads and the change log ---------------------------------
-    // (one statement per call, bounded by the caller's page size, whatever the history)
-
     /// The `per_dag` newest runs (greatest `logical_date`, then newest) of each DAG in
     /// `dag_ids`, in one query. Ordered by `dag_id`, then newest first. Unknown ids give none.
     async fn recent_runs(&self, dag_ids: &[String], per_dag: u32) -> Result<Vec<RunRow>>;
@@ -533,12 +485,9 @@ pub trait Store: Send + Sync {
     /// change `after`, oldest change first, at most `limit`. A run changed several times is
     /// listed once, with its latest change. Covers writes by every process on the database.
     async fn run_changes_since(&self, after: i64, limit: u32) -> Result<Vec<RunChange>>;
-    /// The latest change's `seq` (0 when none), to start following [`Store::run_changes_since`].
+    /// The latest change's `seq` (0 when none), to start following
+    /// [`ReadStore::run_changes_since`].
     async fn latest_run_change(&self) -> Result<i64>;
-
-    // ---- REST API: paged listings and the writes the API needs ----------------------------
-    // (types in `api.rs`; each listing is one counted, filtered, ordered, paged query)
-
     /// DAGs matching `query`, with the number matching in all.
     async fn dags_page(&self, query: &DagQuery) -> Result<Page<DagRow>>;
     /// Runs matching `query`, with the number matching in all.
@@ -548,16 +497,73 @@ pub trait Store: Send + Sync {
     /// Import errors matching `query`, with their ids, and the number matching in all.
     async fn import_errors_page(&self, query: &ImportErrorQuery) -> Result<Page<ImportErrorRow>>;
     async fn import_error(&self, id: i64) -> Result<Option<ImportErrorRow>>;
+    /// Slots held per pool by running, queued and scheduled instances (pools with none are
+    /// absent).
+    async fn pool_usage(&self) -> Result<HashMap<String, PoolUsage>>;
+    /// Every note of these runs and of their task instances.
+    async fn notes(&self, run_pks: &[i64]) -> Result<Vec<NoteRow>>;
+}
+
+/// What a user does to the installation (from the CLI, the REST API or the web UI): create
+/// (trigger) runs, pause DAGs, clear, mark and force states, delete runs, write notes and edit
+/// pools. Each method is one transaction.
+#[async_trait]
+pub trait OperatorStore: Send + Sync {
+    /// Returns false when the DAG does not exist.
+    async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool>;
+    /// Create a run in state `queued` with one task instance per `tis` in state `none`.
+    /// A run with the same `(dag_id, run_id)` or the same `(dag_id, logical_date)` (one run per
+    /// logical date, as in Airflow), or a task id listed twice, is a [`StoreError::Conflict`];
+    /// a `(dag_id, version)` not recorded by [`SchedulerStore::sync_dags`] is
+    /// [`StoreError::NotFound`]. Either way nothing is written.
+    async fn create_run(&self, run: &NewRun, tis: &[NewTi], now: DateTime<Utc>) -> Result<RunRow>;
+    /// Sets `start_date` on entering `running` (if unset) and `end_date` on finishing
+    /// (clearing it when a finished run goes back to queued/running); `queued_at = now` when
+    /// the run comes back to `queued`. Unconditional. Unknown run: [`StoreError::NotFound`].
+    async fn force_run_state(&self, run_pk: i64, state: RunState, now: DateTime<Utc>)
+    -> Result<()>;
+    /// Deletes the run, its task instances and their try history.
+    async fn delete_run(&self, run_pk: i64) -> Result<bool>;
+    /// Force a state (mark success/failed from the CLI/UI), whatever the current one. Records
+    /// end_date for terminal states. A live (queued/running) try ends with the forced state in
+    /// the history, so its process's late `finish_try` no longer applies. False if unknown.
+    async fn force_ti_state(
+        &self,
+        key: &TiKey,
+        state: TaskState,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Clear instances so they run again: state `none`, `max_tries` extended so each gets its
+    /// full `retries` again (`max_tries = try_number + ` the `max_tries` it was created with);
+    /// per-try fields (`queued_at`, dates, `retry_at`, pid, hostname) are reset and
+    /// `try_number` is kept. A live try is abandoned: its history row keeps its state and gets
+    /// `end_date = now`. If anything was cleared, the run goes back to `queued` with `end_date`
+    /// cleared (`start_date` kept). Unknown task ids are ignored; returns how many were cleared.
+    async fn clear_task_instances(
+        &self,
+        run_pk: i64,
+        task_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<usize>;
+    async fn upsert_pool(&self, pool: &PoolRow) -> Result<()>;
+    /// False if there was no such pool; `default_pool` cannot be deleted
+    /// ([`StoreError::Invalid`]).
+    async fn delete_pool(&self, name: &str) -> Result<bool>;
     /// Mark a run as a user does (Airflow's "mark success / failed"), in one transaction:
     /// `success` sets every instance not in `success` to `success`; `failed` sets `running`
     /// instances to `failed` and unfinished ones (none, scheduled, queued, up_for_retry) to
     /// `skipped`; `queued` changes no instance. Instances change as with
-    /// [`Store::set_ti_state`]; the run's state and dates as with [`Store::set_run_state`].
-    /// False (and nothing changed) when the run does not exist.
-    async fn mark_run(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<bool>;
-    /// [`Store::set_ti_state`] for several instances in one transaction; unknown keys are
+    /// [`OperatorStore::force_ti_state`]; the run's state and dates as with
+    /// [`OperatorStore::force_run_state`]. False (and nothing changed) when the run does not exist.
+    async fn mark_run_and_instances(
+        &self,
+        run_pk: i64,
+        state: RunState,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// [`OperatorStore::force_ti_state`] for several instances in one transaction; unknown keys are
     /// skipped. Returns how many were set.
-    async fn set_ti_states(
+    async fn force_ti_states(
         &self,
         keys: &[TiKey],
         state: TaskState,
@@ -565,31 +571,51 @@ pub trait Store: Send + Sync {
     ) -> Result<usize>;
     /// Create a pool; an existing name is a [`StoreError::Conflict`].
     async fn create_pool(&self, pool: &PoolRow) -> Result<()>;
-    /// Slots held per pool by running, queued and scheduled instances (pools with none are
-    /// absent).
-    async fn pool_usage(&self) -> Result<HashMap<String, PoolUsage>>;
     /// Set (or with `None` remove) the note of a run (`task_id` `None`) or of one of its task
     /// instances. Notes go with their run. Unknown run: [`StoreError::NotFound`].
     async fn set_note(&self, run_pk: i64, task_id: Option<&str>, note: Option<&str>) -> Result<()>;
-    /// Every note of these runs and of their task instances.
-    async fn notes(&self, run_pks: &[i64]) -> Result<Vec<NoteRow>>;
 }
 
-/// What [`Store::scheduled_task_instances`] leaves out.
+/// Administration of the database itself: the schema, purging old history (Airflow's
+/// `db clean`) and the scheduler jobs recorded in it.
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// Create or upgrade the schema. Safe to call on an up-to-date database. Seeds
+    /// `default_pool` (128 slots) when creating it.
+    async fn migrate(&self) -> Result<()>;
+    /// Every scheduler job, newest first, at most `limit`.
+    async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>>;
+    /// Airflow's `db clean`: delete finished runs (with their task instances, tries and notes)
+    /// whose `end_date` is before `before`, except each DAG's latest scheduled or backfill run
+    /// (the timetable continues from it); change-log entries older than `before`; scheduler
+    /// jobs not `running` that ended before `before`; DAG versions that are neither a DAG's
+    /// current version nor pinned by a remaining run. With `dry_run`, count only. One
+    /// transaction.
+    async fn purge_history(&self, before: DateTime<Utc>, dry_run: bool) -> Result<PurgeReport>;
+}
+
+/// The whole contract: every role at once, for the callers that truly need all of it (a
+/// scheduler process, the server's shared state, the contract tests). Implemented for anything
+/// that implements the four roles; callers that need less take the narrowest role.
+pub trait Store: SchedulerStore + ReadStore + OperatorStore + AdminStore {}
+
+impl<S: SchedulerStore + ReadStore + OperatorStore + AdminStore + ?Sized> Store for S {}
+
+/// What [`SchedulerStore::scheduled_task_instances`] leaves out.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScheduledSkip {
     pub dags: Vec<String>,
     pub pools: Vec<String>,
 }
 
-/// Global limits [`Store::queue`] re-checks inside its transaction.
+/// Global limits [`SchedulerStore::queue`] re-checks inside its transaction.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueLimits {
     /// dag_id → `max_active_tasks`; DAGs not listed are not limited here.
     pub max_active_tasks: HashMap<String, i64>,
 }
 
-/// How [`Store::record_evaluate_and_queue`] queues inside its transaction.
+/// How [`SchedulerStore::record_evaluate_and_queue`] queues inside its transaction.
 #[derive(Clone, Copy)]
 pub struct QueueStep<'a> {
     /// The scheduler job that owns the tries queued.
@@ -599,18 +625,18 @@ pub struct QueueStep<'a> {
     pub selector: &'a dyn QueueSelector,
 }
 
-/// The caller's choice of what to queue, called by [`Store::record_evaluate_and_queue`]
+/// The caller's choice of what to queue, called by [`SchedulerStore::record_evaluate_and_queue`]
 /// inside its transaction (so it must not block). The store applies no policy of its own
 /// beyond re-checking the limits.
 pub trait QueueSelector: Send + Sync {
     /// The DAGs and pools whose instances the page leaves out (those with no room).
     fn skip(&self, room: &QueueRoom) -> ScheduledSkip;
-    /// What to queue among `scheduled` (a page as [`Store::scheduled_task_instances`] returns
+    /// What to queue among `scheduled` (a page as [`SchedulerStore::scheduled_task_instances`] returns
     /// it), in queueing order, with the limits to re-check.
     fn select(&self, scheduled: &[TiRow], room: &QueueRoom) -> QueueChoice;
 }
 
-/// The room as [`Store::record_evaluate_and_queue`] reads it inside its transaction.
+/// The room as [`SchedulerStore::record_evaluate_and_queue`] reads it inside its transaction.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueRoom {
     /// Pool name → its slots, for every pool.
@@ -619,7 +645,7 @@ pub struct QueueRoom {
     pub held: ActiveCounts,
 }
 
-/// What a [`QueueSelector`] chose: keys in queueing order and the limits [`Store::queue`]
+/// What a [`QueueSelector`] chose: keys in queueing order and the limits [`SchedulerStore::queue`]
 /// re-checks.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueChoice {
@@ -627,12 +653,12 @@ pub struct QueueChoice {
     pub limits: QueueLimits,
 }
 
-/// The outcome of [`Store::record_evaluate_and_queue`].
+/// The outcome of [`SchedulerStore::record_evaluate_and_queue`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StepOutcome {
-    /// Per report, whether it applied (as [`Store::record_try_reports`]).
+    /// Per report, whether it applied (as [`SchedulerStore::record_try_reports`]).
     pub applied: Vec<bool>,
-    /// As [`Store::evaluate_runs`] returns it.
+    /// As [`SchedulerStore::evaluate_runs`] returns it.
     pub evaluated: Vec<(i64, Evaluated)>,
     /// The instances queued, in the order the selector chose them.
     pub queued: Vec<TiRow>,
@@ -640,7 +666,7 @@ pub struct StepOutcome {
     pub scheduled_read: usize,
 }
 
-/// What the core decided for a run, for [`Store::evaluate_runs`].
+/// What the core decided for a run, for [`SchedulerStore::evaluate_runs`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunDecision {
     pub transitions: Vec<TiTransition>,
@@ -648,7 +674,7 @@ pub struct RunDecision {
     pub run_state: Option<RunState>,
 }
 
-/// The outcome of [`Store::evaluate_runs`] for one run.
+/// The outcome of [`SchedulerStore::evaluate_runs`] for one run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Evaluated {
     /// Another transaction holds the run: nothing was read or written.
@@ -669,16 +695,55 @@ pub struct SchedulerJobRow {
     pub id: i64,
     pub hostname: String,
     pub pid: i64,
-    /// `running`, `stopped` or `dead`.
-    pub state: String,
+    pub state: JobState,
     pub start_date: DateTime<Utc>,
     pub latest_heartbeat: DateTime<Utc>,
     pub end_date: Option<DateTime<Utc>>,
 }
 
-/// Rows [`Store::clean`] deleted (or, with `dry_run`, would delete).
+/// Where a scheduler job is in its life, stored as its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Alive: it heartbeats, and the instances it queued are its own.
+    Running,
+    /// Stopped cleanly.
+    Stopped,
+    /// Declared dead by another scheduler after its heartbeat went silent.
+    Dead,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 3] = [JobState::Running, JobState::Stopped, JobState::Dead];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Stopped => "stopped",
+            JobState::Dead => "dead",
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for JobState {
+    type Err = UnknownState;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| UnknownState(s.to_string()))
+    }
+}
+
+/// Rows [`AdminStore::purge_history`] deleted (or, with `dry_run`, would delete).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CleanReport {
+pub struct PurgeReport {
     pub runs: u64,
     pub task_instances: u64,
     pub tries: u64,
@@ -687,7 +752,7 @@ pub struct CleanReport {
     pub dag_versions: u64,
 }
 
-/// A recorded version of a DAG, for [`Store::dag_versions`].
+/// A recorded version of a DAG, for [`ReadStore::dag_versions`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DagVersionRow {
     pub version: String,
@@ -695,9 +760,29 @@ pub struct DagVersionRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// A run that changed, for [`Store::run_changes_since`]: `seq` grows with every change.
+/// A run that changed, for [`ReadStore::run_changes_since`]: `seq` grows with every change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunChange {
     pub seq: i64,
     pub run_pk: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_states_read_back_as_stored_and_unknown_ones_are_refused() {
+        for state in JobState::ALL {
+            assert_eq!(state.as_str().parse::<JobState>(), Ok(state));
+            assert_eq!(state.to_string(), state.as_str());
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{}\"", state.as_str()));
+        }
+        assert_eq!(
+            ["running", "stopped", "dead"].map(|s| s.parse::<JobState>().unwrap()),
+            [JobState::Running, JobState::Stopped, JobState::Dead]
+        );
+        assert!("Running".parse::<JobState>().is_err());
+    }
 }

@@ -76,8 +76,8 @@ pub struct PgStoreOptions {
     /// trip per statement). Turn off behind a transaction-pooling PgBouncer: every statement is
     /// then parsed as the unnamed statement each time it runs, always inside a transaction,
     /// and no statement is cached, so nothing relies on a server connection's statements
-    /// across transactions. (Run [`Store::migrate`] on a direct or session-pooled connection:
-    /// sqlx's migrator holds a session-level advisory lock.)
+    /// across transactions. (Run [`crate::AdminStore::migrate`] on a direct or session-pooled
+    /// connection: sqlx's migrator holds a session-level advisory lock.)
     pub statement_cache: bool,
     /// How long a method waits for a free connection before failing.
     pub acquire_timeout: Duration,
@@ -103,7 +103,7 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connect to the database at `url` (`postgres://user@host:port/db?...`) with the default
-    /// options. The schema is not touched: call [`Store::migrate`] before use.
+    /// options. The schema is not touched: call [`crate::AdminStore::migrate`] before use.
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(PgConnectOptions::from_str(url)?, &PgStoreOptions::default()).await
     }

@@ -1,5 +1,5 @@
-//! The room left in pools and DAGs while [`crate::Store::queue`] admits instances one by one:
-//! the core's admission rule ([`updraft_core::queue::admits`], the one the scheduler chose
+//! The room left in pools and DAGs while [`crate::SchedulerStore::queue`] admits instances one by
+//! one: the core's admission rule ([`updraft_core::queue::admits`], the one the scheduler chose
 //! by), the same for both backends, which only differ in how they read the starting counts.
 
 use std::collections::HashMap;

@@ -1,6 +1,6 @@
 //! The dialect-neutral layer both backends share: every statement that reads the same on
 //! SQLite and PostgreSQL is written once here, in the submodules by subject (`dags`, `runs`,
-//! `task_instances`, `jobs`, `pools`, `ui`, `api`, `clean`), and the row decoding in `codec`.
+//! `task_instances`, `jobs`, `pools`, `ui`, `api`, `purge`), and the row decoding in `codec`.
 //!
 //! The SQL uses numbered `$N` placeholders, which both drivers bind by number. What differs
 //! between the dialects (list parameters, `ILIKE`, where NULLs sort, "no limit", row locks) is
@@ -18,11 +18,11 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 pub(crate) mod api;
-pub(crate) mod clean;
 pub(crate) mod codec;
 pub(crate) mod dags;
 pub(crate) mod jobs;
 pub(crate) mod pools;
+pub(crate) mod purge;
 pub(crate) mod runs;
 pub(crate) mod task_instances;
 pub(crate) mod ui;

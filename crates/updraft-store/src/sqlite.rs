@@ -68,7 +68,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Open (creating if missing) the database file at `path`. The schema is not touched:
-    /// call [`Store::migrate`] before use.
+    /// call [`crate::AdminStore::migrate`] before use.
     pub async fn open(path: &Path) -> Result<Self> {
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -280,9 +280,9 @@ impl Backend for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Store;
     use crate::sql::task_instances as ti;
     use crate::sql::{Dialect, ui};
+    use crate::{AdminStore, ReadStore};
 
     async fn pragma(pool: &SqlitePool, name: &'static str) -> String {
         let row: (String,) = sqlx::query_as(match name {
@@ -376,7 +376,7 @@ mod tests {
                     let path = path.clone();
                     tokio::spawn(async move {
                         let store = SqliteStore::open(&path).await?;
-                        Store::migrate(&store).await
+                        AdminStore::migrate(&store).await
                     })
                 })
                 .collect();

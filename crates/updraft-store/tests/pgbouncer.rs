@@ -31,7 +31,7 @@ use std::str::FromStr;
 
 use sqlx::Connection;
 use sqlx::postgres::PgConnectOptions;
-use updraft_store::{PgStore, PgStoreOptions, Store};
+use updraft_store::{AdminStore, PgStore, PgStoreOptions, Store};
 
 use pg_support::{DropDatabase, fresh_database};
 

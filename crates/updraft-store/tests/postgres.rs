@@ -15,7 +15,10 @@ use std::sync::Arc;
 
 use updraft_core::evaluate::TiSnapshot;
 use updraft_core::{RunState, RunType, TaskState};
-use updraft_store::{Evaluated, PgStore, PgStoreOptions, RunDecision, RunRow, Store, TiTransition};
+use updraft_store::{
+    AdminStore, Evaluated, OperatorStore, PgStore, PgStoreOptions, ReadStore, RunDecision, RunRow,
+    SchedulerStore, Store, TiTransition,
+};
 
 use pg_support::{DropDatabase, fresh_database};
 
@@ -137,7 +140,7 @@ async fn evaluate_runs_reports_a_locked_run_busy() {
         .await
         .unwrap();
     store
-        .set_run_state(free.id, RunState::Running, contract::t(1))
+        .force_run_state(free.id, RunState::Running, contract::t(1))
         .await
         .unwrap();
     let decide = |_: &RunRow, _: &[TiSnapshot]| RunDecision {

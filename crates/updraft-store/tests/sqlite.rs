@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use updraft_core::TaskState;
-use updraft_store::{SqliteStore, Store, StoreError, TiKey};
+use updraft_store::{
+    AdminStore, OperatorStore, ReadStore, SchedulerStore, SqliteStore, Store, StoreError, TiKey,
+};
 
 /// A migrated store over a fresh file in a temporary directory (kept alive by the guard).
 async fn fresh_file() -> (Box<dyn Store>, TempDir) {
@@ -142,10 +144,14 @@ async fn two_stores_on_one_file_write_concurrently() {
                     .await?;
                 // Read-then-write transactions, the kind that deadlock on lock upgrade.
                 store
-                    .set_ti_state(k, TaskState::Success, contract::t(3))
+                    .force_ti_state(k, TaskState::Success, contract::t(3))
                     .await?;
                 store
-                    .clear(k.run_pk, std::slice::from_ref(&k.task_id), contract::t(3))
+                    .clear_task_instances(
+                        k.run_pk,
+                        std::slice::from_ref(&k.task_id),
+                        contract::t(3),
+                    )
                     .await?;
             }
             Ok::<_, StoreError>(())
@@ -170,6 +176,10 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
     let path = dir.path().join("updraft.db");
     let store = open_migrated(&path).await;
     let run = contract::durable_write(&store).await;
+    store
+        .register_scheduler("host", 1, contract::t(0))
+        .await
+        .unwrap();
 
     let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
         .await
@@ -179,6 +189,10 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
         .await
         .unwrap();
     sqlx::query("UPDATE dag_run SET conf = '{not json'")
+        .execute(&raw)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE scheduler_job SET state = 'zombie'")
         .execute(&raw)
         .await
         .unwrap();
@@ -193,6 +207,11 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
     assert!(
         matches!(run_row, Err(StoreError::Corrupt(ref m)) if m.contains("conf")),
         "{run_row:?}"
+    );
+    let jobs = store.schedulers(10).await;
+    assert!(
+        matches!(jobs, Err(StoreError::Corrupt(ref m)) if m.contains("`state`") && m.contains("zombie")),
+        "{jobs:?}"
     );
 }
 

@@ -13,7 +13,7 @@ use updraft_core::{RunState, RunType};
 use updraft_dag::Dag;
 use updraft_runs::{RunError, RunRequest, create_run, trigger_run};
 use updraft_scheduler::Scheduler;
-use updraft_store::{DagRow, RunFilter, RunRow, SqliteStore, Store};
+use updraft_store::{DagRow, NewestRunsFilter, ReadStore, RunRow, SqliteStore, Store};
 
 use super::{fmt_time, parse_conf, parse_date, require_dag, sync_dags};
 use crate::config::Settings;
@@ -140,7 +140,7 @@ pub async fn run(cmd: DagsCommand, settings: &Settings, format: Format) -> Resul
     }
 }
 
-async fn list(store: &dyn Store, format: Format) -> Result<ExitCode> {
+async fn list(store: &dyn ReadStore, format: Format) -> Result<ExitCode> {
     let mut dags = store.dags().await?;
     dags.retain(|d| d.is_active);
     dags.sort_by(|a, b| a.dag.dag_id.cmp(&b.dag.dag_id));
@@ -164,7 +164,7 @@ async fn list(store: &dyn Store, format: Format) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn dag_json(store: &dyn Store, row: &DagRow) -> Result<Value> {
+async fn dag_json(store: &dyn ReadStore, row: &DagRow) -> Result<Value> {
     let last = store.latest_scheduled_run(&row.dag.dag_id).await?.map(|r| {
         updraft_core::timetable::DataInterval {
             start: r.data_interval_start,
@@ -187,7 +187,7 @@ async fn dag_json(store: &dyn Store, row: &DagRow) -> Result<Value> {
     }))
 }
 
-async fn list_import_errors(store: &dyn Store, format: Format) -> Result<ExitCode> {
+async fn list_import_errors(store: &dyn ReadStore, format: Format) -> Result<ExitCode> {
     let errors = store.import_errors().await?;
     let rows: Vec<Value> = errors
         .iter()
@@ -204,7 +204,7 @@ async fn list_import_errors(store: &dyn Store, format: Format) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-async fn show(store: &dyn Store, dag_id: &str, format: Format) -> Result<ExitCode> {
+async fn show(store: &dyn ReadStore, dag_id: &str, format: Format) -> Result<ExitCode> {
     let row = require_dag(store, dag_id).await?;
     match format {
         Format::Json => println!("{}", serde_json::to_string(&row.dag)?),
@@ -268,7 +268,7 @@ const RUN_COLUMNS: [&str; 6] = [
 ];
 
 async fn list_runs(
-    store: &dyn Store,
+    store: &dyn ReadStore,
     dag_id: &str,
     state: Option<&str>,
     limit: u32,
@@ -287,7 +287,7 @@ async fn list_runs(
         );
     }
     let runs = store
-        .runs(&RunFilter {
+        .newest_runs(&NewestRunsFilter {
             dag_id: Some(dag_id.to_string()),
             states,
             limit: Some(limit),
@@ -299,13 +299,13 @@ async fn list_runs(
 }
 
 /// Find a run by run id, or by logical date.
-pub async fn find_run(store: &dyn Store, dag_id: &str, key: &str) -> Result<RunRow> {
+pub async fn find_run(store: &dyn ReadStore, dag_id: &str, key: &str) -> Result<RunRow> {
     if let Some(run) = store.run(dag_id, key).await? {
         return Ok(run);
     }
     if let Ok(date) = parse_date(key) {
         let runs = store
-            .runs(&RunFilter {
+            .newest_runs(&NewestRunsFilter {
                 dag_id: Some(dag_id.to_string()),
                 states: vec![],
                 limit: None,
@@ -321,7 +321,7 @@ pub async fn find_run(store: &dyn Store, dag_id: &str, key: &str) -> Result<RunR
     bail!("no run `{key}` of DAG `{dag_id}` (see `updraft dags list-runs {dag_id}`)")
 }
 
-async fn state(store: &dyn Store, dag_id: &str, key: &str, format: Format) -> Result<ExitCode> {
+async fn state(store: &dyn ReadStore, dag_id: &str, key: &str, format: Format) -> Result<ExitCode> {
     let run = find_run(store, dag_id, key).await?;
     match format {
         Format::Json => print_object(format, &run_json(&run)),
@@ -374,7 +374,7 @@ async fn backfill(
 
 async fn wait_for_backfill(
     settings: &Settings,
-    store: &dyn Store,
+    store: &dyn ReadStore,
     run_pks: &[i64],
 ) -> Result<ExitCode> {
     let bar = ProgressBar::new(run_pks.len() as u64).with_style(

@@ -56,7 +56,7 @@ pub async fn run(cmd: DbCommand, settings: &Settings, format: Format) -> Result<
             let before = cutoff(older_than, clean_before_timestamp.as_deref(), Utc::now())?;
             let store = super::open_store(settings).await?;
             let report = store
-                .clean(before, dry_run)
+                .purge_history(before, dry_run)
                 .await
                 .context("cleaning the database")?;
             let before_text = before.to_rfc3339_opts(SecondsFormat::Micros, true);

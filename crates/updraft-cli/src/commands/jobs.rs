@@ -7,7 +7,7 @@ use anyhow::Result;
 use chrono::Utc;
 use clap::Subcommand;
 use serde_json::json;
-use updraft_store::SchedulerJobRow;
+use updraft_store::{JobState, SchedulerJobRow};
 
 use crate::config::Settings;
 use crate::output::{Format, print_rows};
@@ -66,7 +66,9 @@ pub async fn run(cmd: JobsCommand, settings: &Settings, format: Format) -> Resul
                 .schedulers(1000)
                 .await?
                 .into_iter()
-                .filter(|job| job.state == "running" && now - job.latest_heartbeat <= threshold)
+                .filter(|job| {
+                    job.state == JobState::Running && now - job.latest_heartbeat <= threshold
+                })
                 .filter(|job| hostname.as_ref().is_none_or(|h| &job.hostname == h))
                 .filter(|job| pid.is_none_or(|p| job.pid == p))
                 .collect();

@@ -16,7 +16,10 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use updraft_dag::DagBag;
 use updraft_scheduler::{KubernetesConfig, SchedulerConfig};
-use updraft_store::{DagRow, PgStore, PgStoreOptions, SqliteStore, Store};
+use updraft_store::{
+    AdminStore, DagRow, JobState, PgStore, PgStoreOptions, ReadStore, SchedulerStore, SqliteStore,
+    Store,
+};
 
 use crate::config::{Database, Settings};
 
@@ -31,7 +34,7 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
 }
 
 /// Create or upgrade the schema (safe from several processes at once).
-pub async fn migrate(settings: &Settings, store: &dyn Store) -> Result<()> {
+pub async fn migrate(settings: &Settings, store: &dyn AdminStore) -> Result<()> {
     store
         .migrate()
         .await
@@ -77,7 +80,7 @@ pub async fn connect_store(settings: &Settings) -> Result<Arc<dyn Store>> {
 }
 
 /// Load the DAGs folder and record it, as Airflow's CLI parses the DAG files it works on.
-pub async fn sync_dags(settings: &Settings, store: &dyn Store) -> Result<DagBag> {
+pub async fn sync_dags(settings: &Settings, store: &dyn SchedulerStore) -> Result<DagBag> {
     let folder = settings.dags_folder();
     let mut bag = DagBag::with_options(&folder, bag_options(settings));
     bag.refresh();
@@ -116,7 +119,7 @@ pub fn load_dag_file(settings: &Settings, dag_id: &str) -> Result<Arc<updraft_da
 }
 
 /// The DAG, or an error that says why it is not there (including its import error).
-pub async fn require_dag(store: &dyn Store, dag_id: &str) -> Result<DagRow> {
+pub async fn require_dag(store: &dyn ReadStore, dag_id: &str) -> Result<DagRow> {
     match store.dag(dag_id).await? {
         Some(row) if row.is_active => Ok(row),
         Some(row) => bail!(
@@ -291,7 +294,7 @@ fn open_lock_file(path: &Path) -> Result<File> {
 /// Make the schedulers running on this database on this machine look for new work now,
 /// instead of at their next poll. Best effort: without it the work is still picked up by the
 /// poll (schedulers on other machines always pick it up that way).
-pub async fn poke_scheduler(settings: &Settings, store: &dyn Store) {
+pub async fn poke_scheduler(settings: &Settings, store: &dyn AdminStore) {
     for pid in local_scheduler_pids(settings, store).await {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -300,7 +303,7 @@ pub async fn poke_scheduler(settings: &Settings, store: &dyn Store) {
     }
 }
 
-async fn local_scheduler_pids(settings: &Settings, store: &dyn Store) -> Vec<i32> {
+async fn local_scheduler_pids(settings: &Settings, store: &dyn AdminStore) -> Vec<i32> {
     match settings.sqlite_path() {
         Ok(Some(db)) => sqlite_scheduler_pid(&db).into_iter().collect(),
         Ok(None) => {
@@ -309,7 +312,7 @@ async fn local_scheduler_pids(settings: &Settings, store: &dyn Store) -> Vec<i32
             };
             let host = hostname();
             jobs.into_iter()
-                .filter(|job| job.state == "running" && job.hostname == host)
+                .filter(|job| job.state == JobState::Running && job.hostname == host)
                 .filter_map(|job| i32::try_from(job.pid).ok())
                 .filter(|pid| is_updraft_process(*pid))
                 .collect()

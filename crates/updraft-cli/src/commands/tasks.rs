@@ -15,7 +15,7 @@ use updraft_executor::render::{TemplateContext, render_task};
 use updraft_executor::{
     ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, Program, TryEvent, TryKey,
 };
-use updraft_store::{RunFilter, RunRow, Store, TiKey, TiRow};
+use updraft_store::{NewestRunsFilter, ReadStore, RunRow, Store, TiKey, TiRow};
 
 use super::dags::find_run;
 use super::{fmt_time, parse_date, require_dag, sync_dags};
@@ -156,7 +156,7 @@ pub async fn run(cmd: TasksCommand, settings: &Settings, format: Format) -> Resu
                 run_pk: run.id,
                 task_id: task_id.clone(),
             };
-            if !store.set_ti_state(&key, state, Utc::now()).await? {
+            if !store.force_ti_state(&key, state, Utc::now()).await? {
                 bail!("no task `{task_id}` in run `{}`", run.run_id);
             }
             super::poke_scheduler(settings, store).await;
@@ -208,7 +208,7 @@ async fn clear(store: &dyn Store, dag_id: &str, selection: &ClearSelection) -> R
     let runs: Vec<RunRow> = match &selection.run_id {
         Some(run_id) => vec![find_run(store, dag_id, run_id).await?],
         None => store
-            .runs(&RunFilter {
+            .newest_runs(&NewestRunsFilter {
                 dag_id: Some(dag_id.to_string()),
                 states: vec![],
                 limit: None,
@@ -228,7 +228,9 @@ async fn clear(store: &dyn Store, dag_id: &str, selection: &ClearSelection) -> R
         let tis = store.task_instances(run.id).await?;
         let task_ids = tasks_to_clear(&dag, &tis, selection);
         if !task_ids.is_empty() {
-            cleared += store.clear(run.id, &task_ids, Utc::now()).await?;
+            cleared += store
+                .clear_task_instances(run.id, &task_ids, Utc::now())
+                .await?;
         }
     }
     println!("Cleared {cleared} task instances in {} runs", runs.len());
@@ -269,7 +271,7 @@ fn tasks_to_clear(
 
 async fn logs(
     settings: &Settings,
-    store: &dyn Store,
+    store: &dyn ReadStore,
     dag_id: &str,
     run_id: &str,
     task_id: &str,
@@ -302,7 +304,7 @@ async fn logs(
 }
 
 /// Print each task instance's state, then each try's log, for a finished run.
-pub async fn print_run_report(store: &dyn Store, run: &RunRow, logs_root: &Path) -> Result<()> {
+pub async fn print_run_report(store: &dyn ReadStore, run: &RunRow, logs_root: &Path) -> Result<()> {
     let tis = store.task_instances(run.id).await?;
     let rows: Vec<Value> = tis.iter().map(ti_json).collect();
     print_rows(

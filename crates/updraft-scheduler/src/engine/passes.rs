@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use updraft_core::{RunState, RunType};
-use updraft_store::{RunFilter, RunRow};
+use updraft_store::{NewestRunsFilter, RunRow};
 
 use super::{BUSY_RETRY, Scheduler, Scope};
 use crate::SchedulerError;
@@ -53,7 +53,7 @@ impl Scheduler {
     ) -> Result<Vec<RunRow>, SchedulerError> {
         let runs = self
             .store
-            .runs(&RunFilter {
+            .newest_runs(&NewestRunsFilter {
                 dag_id: None,
                 states: vec![state],
                 limit: None,

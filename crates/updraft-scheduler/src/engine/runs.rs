@@ -6,7 +6,7 @@ use tracing::debug;
 use updraft_core::timetable::{DataInterval, due_intervals, next_interval};
 use updraft_core::{RunState, RunType};
 use updraft_dag::Schedule;
-use updraft_store::{DagRow, RunFilter, RunRow};
+use updraft_store::{DagRow, NewestRunsFilter, RunRow};
 
 use super::{Scheduler, Scope};
 use crate::SchedulerError;
@@ -58,7 +58,7 @@ impl Scheduler {
         let dag = &row.dag;
         let active = self
             .store
-            .runs(&RunFilter {
+            .newest_runs(&NewestRunsFilter {
                 dag_id: Some(dag.dag_id.clone()),
                 states: vec![RunState::Queued, RunState::Running],
                 limit: None,

@@ -331,7 +331,7 @@ pub async fn patch_dag_run(
         if let Some(new_state) = body.state {
             state
                 .store
-                .mark_run(run.id, new_state.into(), now())
+                .mark_run_and_instances(run.id, new_state.into(), now())
                 .await?;
             state.wake_scheduler();
         } else if !fields.is_empty() {
@@ -412,7 +412,10 @@ pub async fn clear_dag_run(
     }
     let task_ids: Vec<String> = tis.iter().map(|ti| ti.task_id.clone()).collect();
     if !task_ids.is_empty() {
-        state.store.clear(run.id, &task_ids, now()).await?;
+        state
+            .store
+            .clear_task_instances(run.id, &task_ids, now())
+            .await?;
         state.wake_scheduler();
     }
     if let Some(note) = &body.note {

@@ -10,6 +10,7 @@ use crate::AppState;
 use crate::auth::{self, Action, Identity, Resource};
 use crate::error::ApiError;
 use chrono::Utc;
+use updraft_store::JobState;
 
 /// The metadata database answers a query; the scheduler is healthy while some scheduler job's
 /// latest heartbeat is within the health-check threshold (Airflow's rule), and its newest
@@ -30,7 +31,7 @@ pub async fn get_health(
         Ok(jobs) => {
             let latest = jobs
                 .iter()
-                .filter(|job| job.state == "running")
+                .filter(|job| job.state == JobState::Running)
                 .map(|job| job.latest_heartbeat)
                 .max();
             let threshold = chrono::Duration::from_std(state.health_check_threshold())

@@ -416,7 +416,7 @@ pub async fn patch_task_instance(
                 keys = affected(&state, &run, &ti, &body).await?;
                 state
                     .store
-                    .set_ti_states(&keys, new_state.into(), now())
+                    .force_ti_states(&keys, new_state.into(), now())
                     .await?;
                 state.wake_scheduler();
             }
@@ -632,7 +632,10 @@ pub async fn post_clear_task_instances(
     }
     let now = now();
     for (run_pk, task_ids) in &by_run {
-        state.store.clear(*run_pk, task_ids, now).await?;
+        state
+            .store
+            .clear_task_instances(*run_pk, task_ids, now)
+            .await?;
         if let Some(note) = &body.note {
             state.store.set_note(*run_pk, None, Some(note)).await?;
         }

@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde::Serialize;
 use updraft_core::TaskState;
 use updraft_dag::{Dag, ParamType};
-use updraft_store::{RunFilter, RunRow, TiRow};
+use updraft_store::{NewestRunsFilter, RunRow, TiRow};
 
 use super::common::{
     DagHeader, Frame, Mark, RunSummary, dag_header, load_dag, run_summary, task_state_label,
@@ -133,14 +133,14 @@ pub async fn grid(
         .and_then(|n| n.parse().ok())
         .unwrap_or(GRID_RUNS)
         .clamp(1, GRID_MAX_RUNS);
-    let filter = RunFilter {
+    let filter = NewestRunsFilter {
         dag_id: Some(dag_id.clone()),
         states: Vec::new(),
         limit: Some(num_runs as u32),
     };
     let (header, runs) = tokio::join!(
         dag_header(&state, &identity, &row, "grid"),
-        state.store.runs(&filter)
+        state.store.newest_runs(&filter)
     );
     let header = header?;
     let mut runs = runs?;
@@ -257,7 +257,7 @@ async fn pick_run(
     let pairs = query_pairs(raw.as_deref());
     let recent = state
         .store
-        .runs(&RunFilter {
+        .newest_runs(&NewestRunsFilter {
             dag_id: Some(dag_id.to_string()),
             states: Vec::new(),
             limit: Some(PICKER_RUNS),
@@ -653,14 +653,14 @@ pub async fn runs(
     let pairs = query_pairs(raw.as_deref());
     let wanted: Option<updraft_core::RunState> =
         query_get(&pairs, "state").and_then(|s| s.parse().ok());
-    let filter = RunFilter {
+    let filter = NewestRunsFilter {
         dag_id: Some(dag_id.clone()),
         states: wanted.into_iter().collect(),
         limit: Some(RUNS_TAB_LIMIT),
     };
     let (header, runs) = tokio::join!(
         dag_header(&state, &identity, &row, "runs"),
-        state.store.runs(&filter)
+        state.store.newest_runs(&filter)
     );
     let header = header?;
     let now = Utc::now();

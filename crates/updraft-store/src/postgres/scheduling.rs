@@ -408,7 +408,7 @@ async fn snapshots(
 }
 
 /// The decision's transitions (as `apply_transitions`), then its run state (as
-/// `set_run_state`). Returns how many transitions applied.
+/// `force_run_state`). Returns how many transitions applied.
 async fn record(
     conn: &mut PgConnection,
     run_pk: i64,

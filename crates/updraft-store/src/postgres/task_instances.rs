@@ -15,7 +15,7 @@ pub(super) use crate::sql::task_instances::active_counts;
 use crate::sql::task_instances::{check_finish_state, ends};
 use crate::{Result, StoreError, TiKey, TiRow, TiTransition, TryReport};
 
-/// [`crate::Store::apply_transitions`] inside the caller's transaction; returns how many
+/// [`crate::SchedulerStore::apply_transitions`] inside the caller's transaction; returns how many
 /// applied. One statement whatever the number of transitions: the instances are matched
 /// through `unnest` arrays in `task_id` order (a fixed lock order), and the tries that leave
 /// `queued`/`running` are closed in the history by the same statement.
@@ -152,8 +152,8 @@ fn sorted_key_arrays(keys: &[&TiKey]) -> (Vec<i64>, Vec<String>) {
 }
 
 /// One transaction, with the outcome of recording `reports` one by one in order (each as
-/// [`crate::Store::mark_running`] / [`crate::Store::finish_try`]) but a constant number of
-/// statements for a burst.
+/// [`crate::SchedulerStore::mark_running`] / [`crate::SchedulerStore::finish_try`]) but a constant
+/// number of statements for a burst.
 ///
 /// The burst is split into stages (see [`report_stages`]); each stage is one `UPDATE` for its
 /// `Started` reports, then one for its `Finished` reports, each also refreshing the history

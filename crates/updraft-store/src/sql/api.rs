@@ -374,7 +374,7 @@ pub(crate) async fn import_error<C: Db + ?Sized>(
 
 /// In the caller's transaction; false when the run does not exist. The run's row is locked
 /// first, then its instances (see [`runs::lock`]).
-pub(crate) async fn mark_run<C: Db + ?Sized>(
+pub(crate) async fn mark_run_and_instances<C: Db + ?Sized>(
     conn: &mut C,
     run_pk: i64,
     state: RunState,
@@ -409,7 +409,7 @@ pub(crate) async fn mark_run<C: Db + ?Sized>(
 }
 
 /// In the caller's transaction; unknown keys are skipped.
-pub(crate) async fn set_ti_states<C: Db + ?Sized>(
+pub(crate) async fn force_ti_states<C: Db + ?Sized>(
     conn: &mut C,
     keys: &[TiKey],
     state: TaskState,

@@ -240,7 +240,7 @@ pub(crate) fn job_row<R: StoreRow>(row: &R) -> Result<SchedulerJobRow> {
         id: row.int("id")?,
         hostname: row.text("hostname")?,
         pid: row.int("pid")?,
-        state: row.text("state")?,
+        state: enum_col(row, "state")?,
         start_date: time_col(row, "start_date")?,
         latest_heartbeat: time_col(row, "latest_heartbeat")?,
         end_date: opt_time_col(row, "end_date")?,

@@ -5,7 +5,7 @@ use updraft_core::{RunState, TaskState};
 
 use super::codec::{self, StoreRow, run_columns};
 use super::{Db, Dialect, is_unique_violation, query};
-use crate::{NewRun, NewTi, Result, RunFilter, RunRow, StoreError};
+use crate::{NewRun, NewTi, NewestRunsFilter, Result, RunRow, StoreError};
 
 /// The run (state `queued`) and its task instances (state `none`), inside the caller's
 /// transaction.
@@ -192,7 +192,7 @@ pub(crate) fn filtered_sql(dialect: Dialect, dag: bool, states: bool) -> String 
 /// `(dag_id, state)` instead of walking the DAG's whole history in date order.
 pub(crate) async fn filtered<C: Db + ?Sized>(
     conn: &mut C,
-    filter: &RunFilter,
+    filter: &NewestRunsFilter,
 ) -> Result<Vec<RunRow>> {
     let sql = filtered_sql(
         C::DIALECT,

@@ -6,8 +6,8 @@
 //!
 //! The `task_try` row of the current try mirrors the instance from the moment the try is
 //! queued ([`record_try`] copies it after each change that concerns the try), so the history
-//! holds finished tries and the current one. A try cut short by `clear` keeps the state it was
-//! in, with `end_date` set to the time of the clear.
+//! holds finished tries and the current one. A try cut short by `clear_task_instances` keeps the
+//! state it was in, with `end_date` set to the time of the clear.
 
 use std::collections::HashMap;
 
@@ -123,7 +123,7 @@ pub(crate) async fn active_counts<C: Db + ?Sized>(conn: &mut C) -> Result<Active
     Ok(counts)
 }
 
-/// See [`crate::Store::mark_running`]; in the caller's transaction.
+/// See [`crate::SchedulerStore::mark_running`]; in the caller's transaction.
 pub(crate) async fn mark_running_in<C: Db + ?Sized>(
     conn: &mut C,
     key: &TiKey,
@@ -177,7 +177,7 @@ pub(crate) fn check_finish_state(new: TaskState) -> Result<()> {
     }
 }
 
-/// See [`crate::Store::finish_try`]; in the caller's transaction, `new` already checked.
+/// See [`crate::SchedulerStore::finish_try`]; in the caller's transaction, `new` already checked.
 pub(crate) async fn finish_try_in<C: Db + ?Sized>(
     conn: &mut C,
     key: &TiKey,
@@ -343,7 +343,7 @@ pub(crate) async fn orphaned<C: Db + ?Sized>(conn: &mut C) -> Result<Vec<TiRow>>
     codec::all(&rows, codec::ti_row)
 }
 
-/// See [`crate::Store::adopt_orphan`].
+/// See [`crate::SchedulerStore::adopt_orphan`].
 pub(crate) async fn adopt_orphan<C: Db + ?Sized>(
     conn: &mut C,
     key: &TiKey,

@@ -14,7 +14,8 @@ pub(super) use crate::sql::task_instances::active_counts;
 use crate::sql::task_instances::{check_finish_state, ends};
 use crate::{Result, TiKey, TiRow, TiTransition, TryReport};
 
-/// [`crate::Store::apply_transitions`] inside the caller's transaction; returns how many applied.
+/// [`crate::SchedulerStore::apply_transitions`] inside the caller's transaction; returns how many
+/// applied.
 pub(super) async fn apply_transitions_in(
     conn: &mut SqliteConnection,
     run_pk: i64,

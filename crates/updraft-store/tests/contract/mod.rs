@@ -19,8 +19,8 @@ use updraft_core::evaluate::TiSnapshot;
 use updraft_core::{RunState, RunType, TaskState};
 use updraft_dag::{Dag, ImportError, Schedule};
 use updraft_store::{
-    Evaluated, LoadedDagRecord, NewRun, NewTi, PoolRow, QueueLimits, RunDecision, RunFilter,
-    RunRow, ScheduledSkip, Store, StoreError, TiKey, TiRow, TiTransition, TryReport,
+    Evaluated, JobState, LoadedDagRecord, NewRun, NewTi, NewestRunsFilter, PoolRow, QueueLimits,
+    RunDecision, RunRow, ScheduledSkip, Store, StoreError, TiKey, TiRow, TiTransition, TryReport,
 };
 
 /// Generates one `#[tokio::test]` per contract scenario, each on a fresh store from `$fresh`
@@ -49,9 +49,9 @@ macro_rules! contract_tests {
             create_run_creates_queued_run_with_none_instances,
             create_run_conflicts_on_duplicate_run_id,
             create_run_needs_a_recorded_version,
-            runs_filter_and_order,
+            newest_runs_filter_and_order,
             latest_scheduled_run_ignores_manual_runs,
-            set_run_state_maintains_dates,
+            force_run_state_maintains_dates,
             delete_run_removes_instances_and_history,
             apply_transitions_is_conditional,
             scheduled_task_instances_only_from_running_runs_in_priority_order,
@@ -61,10 +61,10 @@ macro_rules! contract_tests {
             finish_try_rejects_states_that_do_not_end_a_try,
             try_reports_apply_in_order_in_one_batch,
             retry_cycle_keeps_every_try,
-            set_ti_state_forces_and_closes_live_try,
-            clear_resets_instances_and_requeues_run,
-            clear_abandons_live_try,
-            clear_of_unknown_tasks_leaves_run_alone,
+            force_ti_state_overrides_and_closes_live_try,
+            clear_task_instances_resets_them_and_requeues_run,
+            clear_task_instances_abandons_live_try,
+            clear_task_instances_of_unknown_tasks_leaves_run_alone,
             active_counts_sum_queued_and_running,
             orphaned_task_instances_belong_to_jobs_not_alive,
             an_orphan_is_adopted_once_and_only_while_orphaned,
@@ -94,17 +94,17 @@ macro_rules! contract_tests {
             api_dags_page_filters_orders_pages_and_counts,
             api_runs_page_filters_orders_pages_and_counts,
             api_task_instances_page_filters_and_counts,
-            api_mark_run_success_and_failed_set_instances,
-            api_set_ti_states_in_one_go,
+            api_mark_run_and_instances_success_and_failed,
+            api_force_ti_states_in_one_go,
             api_create_pool_conflicts_and_pool_usage_counts_slots,
             api_notes_set_replace_remove_and_go_with_the_run,
         );
         // Housekeeping (`db clean`).
         contract_tests!(@each $fresh;
-            clean_deletes_old_finished_runs_with_their_instances_tries_and_notes,
-            clean_dry_run_counts_and_changes_nothing,
-            clean_keeps_versions_pinned_by_remaining_runs_or_current,
-            clean_removes_scheduler_jobs_that_ended_before,
+            purge_history_deletes_old_finished_runs_with_their_instances_tries_and_notes,
+            purge_history_dry_run_counts_and_changes_nothing,
+            purge_history_keeps_versions_pinned_by_remaining_runs_or_current,
+            purge_history_removes_scheduler_jobs_that_ended_before,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_finishers() {
@@ -244,7 +244,7 @@ pub async fn running_run(store: &dyn Store, tis: &[NewTi]) -> RunRow {
         .await
         .unwrap();
     store
-        .set_run_state(run.id, RunState::Running, t(1))
+        .force_run_state(run.id, RunState::Running, t(1))
         .await
         .unwrap();
     run
@@ -253,7 +253,7 @@ pub async fn running_run(store: &dyn Store, tis: &[NewTi]) -> RunRow {
 /// The scheduler job the scenarios queue as: the newest job if it is `running`, else a new one.
 pub async fn job(store: &dyn Store) -> i64 {
     match store.schedulers(1).await.unwrap().first() {
-        Some(newest) if newest.state == "running" => newest.id,
+        Some(newest) if newest.state == JobState::Running => newest.id,
         _ => store
             .register_scheduler("contract-host", 4242, t(0))
             .await
@@ -261,7 +261,7 @@ pub async fn job(store: &dyn Store) -> i64 {
     }
 }
 
-/// [`Store::queue`] as scheduler job `owner`, without DAG limits.
+/// [`SchedulerStore::queue`] as scheduler job `owner`, without DAG limits.
 pub async fn queue_as(
     store: &dyn Store,
     owner: i64,
@@ -274,7 +274,7 @@ pub async fn queue_as(
         .unwrap()
 }
 
-/// [`Store::queue`] as [`job`], without DAG limits.
+/// [`SchedulerStore::queue`] as [`job`], without DAG limits.
 pub async fn queue(store: &dyn Store, keys: &[TiKey], now: DateTime<Utc>) -> Vec<TiRow> {
     let owner = job(store).await;
     queue_as(store, owner, keys, now).await
@@ -581,7 +581,10 @@ pub async fn create_run_conflicts_on_duplicate_run_id(store: &dyn Store) {
         .await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
     assert_eq!(
-        store.runs(&RunFilter::default()).await.unwrap(),
+        store
+            .newest_runs(&NewestRunsFilter::default())
+            .await
+            .unwrap(),
         vec![first.clone()]
     );
     assert_eq!(store.task_instances(first.id).await.unwrap().len(), 1);
@@ -627,10 +630,16 @@ pub async fn create_run_needs_a_recorded_version(store: &dyn Store) {
         matches!(missing, Err(StoreError::NotFound(_))),
         "{missing:?}"
     );
-    assert!(store.runs(&RunFilter::default()).await.unwrap().is_empty());
+    assert!(
+        store
+            .newest_runs(&NewestRunsFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
-pub async fn runs_filter_and_order(store: &dyn Store) {
+pub async fn newest_runs_filter_and_order(store: &dyn Store) {
     let (d, e) = (dag("d"), dag("e"));
     sync(store, &[&d, &e], false).await;
     let mut made = HashMap::new();
@@ -646,38 +655,47 @@ pub async fn runs_filter_and_order(store: &dyn Store) {
         made.insert(run_id, run.id);
     }
     store
-        .set_run_state(made["d2"], RunState::Success, t(9))
+        .force_run_state(made["d2"], RunState::Success, t(9))
         .await
         .unwrap();
     let ids = |runs: Vec<RunRow>| runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
 
-    let all = store.runs(&RunFilter::default()).await.unwrap();
+    let all = store
+        .newest_runs(&NewestRunsFilter::default())
+        .await
+        .unwrap();
     assert_eq!(ids(all), ["e1", "d3", "d2", "d1"]);
-    let only_d = RunFilter {
+    let only_d = NewestRunsFilter {
         dag_id: Some("d".into()),
         ..Default::default()
     };
-    assert_eq!(ids(store.runs(&only_d).await.unwrap()), ["d3", "d2", "d1"]);
-    let limited = RunFilter {
+    assert_eq!(
+        ids(store.newest_runs(&only_d).await.unwrap()),
+        ["d3", "d2", "d1"]
+    );
+    let limited = NewestRunsFilter {
         limit: Some(2),
         ..only_d.clone()
     };
-    assert_eq!(ids(store.runs(&limited).await.unwrap()), ["d3", "d2"]);
-    let queued = RunFilter {
+    assert_eq!(
+        ids(store.newest_runs(&limited).await.unwrap()),
+        ["d3", "d2"]
+    );
+    let queued = NewestRunsFilter {
         states: vec![RunState::Queued],
         ..only_d.clone()
     };
-    assert_eq!(ids(store.runs(&queued).await.unwrap()), ["d3", "d1"]);
-    let finished = RunFilter {
+    assert_eq!(ids(store.newest_runs(&queued).await.unwrap()), ["d3", "d1"]);
+    let finished = NewestRunsFilter {
         states: vec![RunState::Success, RunState::Failed],
         ..Default::default()
     };
-    assert_eq!(ids(store.runs(&finished).await.unwrap()), ["d2"]);
-    let nothing = RunFilter {
+    assert_eq!(ids(store.newest_runs(&finished).await.unwrap()), ["d2"]);
+    let nothing = NewestRunsFilter {
         dag_id: Some("ghost".into()),
         ..Default::default()
     };
-    assert!(store.runs(&nothing).await.unwrap().is_empty());
+    assert!(store.newest_runs(&nothing).await.unwrap().is_empty());
 }
 
 pub async fn latest_scheduled_run_ignores_manual_runs(store: &dyn Store) {
@@ -707,7 +725,7 @@ pub async fn latest_scheduled_run_ignores_manual_runs(store: &dyn Store) {
     assert_eq!(store.latest_scheduled_run("other").await.unwrap(), None);
 }
 
-pub async fn set_run_state_maintains_dates(store: &dyn Store) {
+pub async fn force_run_state_maintains_dates(store: &dyn Store) {
     let d = dag("d");
     sync(store, &[&d], false).await;
     let run = store
@@ -717,7 +735,7 @@ pub async fn set_run_state_maintains_dates(store: &dyn Store) {
     let get = || async { store.run_by_pk(run.id).await.unwrap().unwrap() };
 
     store
-        .set_run_state(run.id, RunState::Running, t(2))
+        .force_run_state(run.id, RunState::Running, t(2))
         .await
         .unwrap();
     let r = get().await;
@@ -727,13 +745,13 @@ pub async fn set_run_state_maintains_dates(store: &dyn Store) {
     );
 
     store
-        .set_run_state(run.id, RunState::Running, t(3))
+        .force_run_state(run.id, RunState::Running, t(3))
         .await
         .unwrap();
     assert_eq!(get().await.start_date, Some(t(2)), "start_date set once");
 
     store
-        .set_run_state(run.id, RunState::Failed, t(4))
+        .force_run_state(run.id, RunState::Failed, t(4))
         .await
         .unwrap();
     let r = get().await;
@@ -743,7 +761,7 @@ pub async fn set_run_state_maintains_dates(store: &dyn Store) {
     );
 
     store
-        .set_run_state(run.id, RunState::Queued, t(5))
+        .force_run_state(run.id, RunState::Queued, t(5))
         .await
         .unwrap();
     let r = get().await;
@@ -751,11 +769,11 @@ pub async fn set_run_state_maintains_dates(store: &dyn Store) {
     assert_eq!(r.queued_at, t(5), "re-queued");
 
     store
-        .set_run_state(run.id, RunState::Running, t(6))
+        .force_run_state(run.id, RunState::Running, t(6))
         .await
         .unwrap();
     store
-        .set_run_state(run.id, RunState::Success, t(7))
+        .force_run_state(run.id, RunState::Success, t(7))
         .await
         .unwrap();
     let r = get().await;
@@ -765,7 +783,7 @@ pub async fn set_run_state_maintains_dates(store: &dyn Store) {
     );
 
     let missing = store
-        .set_run_state(run.id + 99, RunState::Running, t(8))
+        .force_run_state(run.id + 99, RunState::Running, t(8))
         .await;
     assert!(
         matches!(missing, Err(StoreError::NotFound(_))),
@@ -872,7 +890,7 @@ pub async fn scheduled_task_instances_only_from_running_runs_in_priority_order(s
     }
     for run in &runs[..2] {
         store
-            .set_run_state(run.id, RunState::Running, t(6))
+            .force_run_state(run.id, RunState::Running, t(6))
             .await
             .unwrap();
     }
@@ -1215,14 +1233,14 @@ pub async fn retry_cycle_keeps_every_try(store: &dyn Store) {
     );
 }
 
-pub async fn set_ti_state_forces_and_closes_live_try(store: &dyn Store) {
+pub async fn force_ti_state_overrides_and_closes_live_try(store: &dyn Store) {
     let run = running_run(store, &[ti("a", 1), ti("b", 1)]).await;
     let k = key(&run, "a");
     let n = start_try(store, &run, "a", t(2)).await;
 
     assert!(
         store
-            .set_ti_state(&k, TaskState::Success, t(3))
+            .force_ti_state(&k, TaskState::Success, t(3))
             .await
             .unwrap()
     );
@@ -1244,7 +1262,7 @@ pub async fn set_ti_state_forces_and_closes_live_try(store: &dyn Store) {
     // Never-run instances can be forced too; no try appears.
     assert!(
         store
-            .set_ti_state(&key(&run, "b"), TaskState::Failed, t(4))
+            .force_ti_state(&key(&run, "b"), TaskState::Failed, t(4))
             .await
             .unwrap()
     );
@@ -1253,13 +1271,13 @@ pub async fn set_ti_state_forces_and_closes_live_try(store: &dyn Store) {
 
     assert!(
         !store
-            .set_ti_state(&key(&run, "ghost"), TaskState::Failed, t(4))
+            .force_ti_state(&key(&run, "ghost"), TaskState::Failed, t(4))
             .await
             .unwrap()
     );
 }
 
-pub async fn clear_resets_instances_and_requeues_run(store: &dyn Store) {
+pub async fn clear_task_instances_resets_them_and_requeues_run(store: &dyn Store) {
     let run = running_run(store, &[ti("a", 2), ti("b", 1), ti("c", 1)]).await;
     let ka = key(&run, "a");
     let n1 = start_try(store, &run, "a", t(2)).await;
@@ -1278,7 +1296,7 @@ pub async fn clear_resets_instances_and_requeues_run(store: &dyn Store) {
         .await
         .unwrap();
     store
-        .set_run_state(run.id, RunState::Failed, t(6))
+        .force_run_state(run.id, RunState::Failed, t(6))
         .await
         .unwrap();
     let owner = job(store).await;
@@ -1294,7 +1312,7 @@ pub async fn clear_resets_instances_and_requeues_run(store: &dyn Store) {
     );
 
     let cleared = store
-        .clear(run.id, &["a".to_string(), "ghost".to_string()], t(7))
+        .clear_task_instances(run.id, &["a".to_string(), "ghost".to_string()], t(7))
         .await
         .unwrap();
     assert_eq!(cleared, 1);
@@ -1324,13 +1342,16 @@ pub async fn clear_resets_instances_and_requeues_run(store: &dyn Store) {
 
     // The cleared instance runs again as try 3.
     store
-        .set_run_state(run.id, RunState::Running, t(8))
+        .force_run_state(run.id, RunState::Running, t(8))
         .await
         .unwrap();
     assert_eq!(start_try(store, &run, "a", t(8)).await, 3);
 
     // Clearing a never-run instance keeps its original budget.
-    store.clear(run.id, &["c".to_string()], t(9)).await.unwrap();
+    store
+        .clear_task_instances(run.id, &["c".to_string()], t(9))
+        .await
+        .unwrap();
     assert_eq!(
         store
             .task_instance(&key(&run, "c"))
@@ -1342,12 +1363,15 @@ pub async fn clear_resets_instances_and_requeues_run(store: &dyn Store) {
     );
 }
 
-pub async fn clear_abandons_live_try(store: &dyn Store) {
+pub async fn clear_task_instances_abandons_live_try(store: &dyn Store) {
     let run = running_run(store, &[ti("a", 1)]).await;
     let k = key(&run, "a");
     let n = start_try(store, &run, "a", t(2)).await;
     assert_eq!(
-        store.clear(run.id, &["a".to_string()], t(3)).await.unwrap(),
+        store
+            .clear_task_instances(run.id, &["a".to_string()], t(3))
+            .await
+            .unwrap(),
         1
     );
 
@@ -1368,20 +1392,23 @@ pub async fn clear_abandons_live_try(store: &dyn Store) {
     assert_eq!((row.state, row.max_tries), (TaskState::None, 2));
 }
 
-pub async fn clear_of_unknown_tasks_leaves_run_alone(store: &dyn Store) {
+pub async fn clear_task_instances_of_unknown_tasks_leaves_run_alone(store: &dyn Store) {
     let run = running_run(store, &[ti("a", 1)]).await;
     store
-        .set_run_state(run.id, RunState::Success, t(5))
+        .force_run_state(run.id, RunState::Success, t(5))
         .await
         .unwrap();
     assert_eq!(
         store
-            .clear(run.id, &["ghost".to_string()], t(6))
+            .clear_task_instances(run.id, &["ghost".to_string()], t(6))
             .await
             .unwrap(),
         0
     );
-    assert_eq!(store.clear(run.id, &[], t(6)).await.unwrap(), 0);
+    assert_eq!(
+        store.clear_task_instances(run.id, &[], t(6)).await.unwrap(),
+        0
+    );
     let r = store.run_by_pk(run.id).await.unwrap().unwrap();
     assert_eq!((r.state, r.end_date), (RunState::Success, Some(t(5))));
 }
@@ -1417,7 +1444,7 @@ pub async fn active_counts_sum_queued_and_running(store: &dyn Store) {
         .unwrap();
     for run in [&rd, &re] {
         store
-            .set_run_state(run.id, RunState::Running, t(1))
+            .force_run_state(run.id, RunState::Running, t(1))
             .await
             .unwrap();
     }
@@ -1501,7 +1528,7 @@ pub async fn orphaned_task_instances_belong_to_jobs_not_alive(store: &dyn Store)
     // An instance that lost its owner by a clear is an orphan only while live; clearing
     // leaves it `none`.
     store
-        .clear(run.id, &["aq".to_string()], t(8))
+        .clear_task_instances(run.id, &["aq".to_string()], t(8))
         .await
         .unwrap();
     assert_eq!(orphan_ids(store).await, ["ar", "bq", "br", "gq"]);
@@ -1555,7 +1582,7 @@ pub async fn an_orphan_is_adopted_once_and_only_while_orphaned(store: &dyn Store
     );
 }
 
-/// Task ids of [`Store::orphaned_task_instances`], in the order returned.
+/// Task ids of [`SchedulerStore::orphaned_task_instances`], in the order returned.
 async fn orphan_ids(store: &dyn Store) -> Vec<String> {
     let rows = store.orphaned_task_instances().await.unwrap();
     rows.into_iter().map(|ti| ti.task_id).collect()
@@ -1575,11 +1602,11 @@ pub async fn previous_run_states_finds_the_run_just_before(store: &dyn Store) {
     mk(&d, "h5", 5, vec![ti("a", 1)]).await;
     mk(&e, "h4", 4, vec![ti("z", 1)]).await;
     store
-        .set_ti_state(&key(&older, "a"), TaskState::Failed, t(6))
+        .force_ti_state(&key(&older, "a"), TaskState::Failed, t(6))
         .await
         .unwrap();
     store
-        .set_ti_state(&key(&prev, "a"), TaskState::Success, t(6))
+        .force_ti_state(&key(&prev, "a"), TaskState::Success, t(6))
         .await
         .unwrap();
 
@@ -1719,7 +1746,7 @@ pub async fn queue_respects_pool_slots_and_max_active_tasks(store: &dyn Store) {
         .unwrap();
     for run in [&rd, &re] {
         store
-            .set_run_state(run.id, RunState::Running, t(0))
+            .force_run_state(run.id, RunState::Running, t(0))
             .await
             .unwrap();
     }
@@ -1816,11 +1843,11 @@ pub async fn start_runs_respects_max_active_runs_and_starts_only_queued_runs(sto
         .await
         .unwrap();
     store
-        .set_run_state(running.id, RunState::Running, t(1))
+        .force_run_state(running.id, RunState::Running, t(1))
         .await
         .unwrap();
     store
-        .set_run_state(done.id, RunState::Success, t(1))
+        .force_run_state(done.id, RunState::Success, t(1))
         .await
         .unwrap();
 
@@ -1869,7 +1896,7 @@ pub async fn start_runs_respects_max_active_runs_and_starts_only_queued_runs(sto
     assert!(store.start_runs(&[], t(3)).await.unwrap().is_empty());
 }
 
-/// [`Store::evaluate_runs`] of one run, as the only outcome.
+/// [`SchedulerStore::evaluate_runs`] of one run, as the only outcome.
 async fn evaluate_one(
     store: &dyn Store,
     run_pk: i64,
@@ -1927,7 +1954,7 @@ pub async fn evaluate_runs_records_the_decision_of_a_running_run(store: &dyn Sto
         RunState::Running
     );
 
-    // The run finishes, with dates as set_run_state sets them; the snapshots show the
+    // The run finishes, with dates as force_run_state sets them; the snapshots show the
     // instances as they now are.
     let finish = |_: &RunRow, tis: &[TiSnapshot]| {
         let states: Vec<TaskState> = tis.iter().map(|ti| ti.state).collect();
@@ -1963,7 +1990,7 @@ pub async fn evaluate_runs_records_the_decision_of_a_running_run(store: &dyn Sto
         Evaluated::NotRunning
     );
     store
-        .set_run_state(run.id, RunState::Queued, t(4))
+        .force_run_state(run.id, RunState::Queued, t(4))
         .await
         .unwrap();
     assert_eq!(
@@ -2057,7 +2084,7 @@ pub async fn evaluate_runs_evaluates_several_runs_at_once(store: &dyn Store) {
             .await
             .unwrap();
         store
-            .set_run_state(run.id, RunState::Running, t(1))
+            .force_run_state(run.id, RunState::Running, t(1))
             .await
             .unwrap();
         runs.push(run);
@@ -2065,7 +2092,7 @@ pub async fn evaluate_runs_evaluates_several_runs_at_once(store: &dyn Store) {
     let (r1, r2, r3) = (&runs[0], &runs[1], &runs[2]);
     // r2 already finished: it is not evaluated.
     store
-        .set_run_state(r2.id, RunState::Success, t(2))
+        .force_run_state(r2.id, RunState::Success, t(2))
         .await
         .unwrap();
     let seen = std::sync::Mutex::new(Vec::new());
@@ -2220,7 +2247,7 @@ pub async fn concurrent_finishers(store: Arc<dyn Store>) {
                 );
                 store.active_counts().await?;
                 // Writes that read before they write (a lock upgrade without BEGIN IMMEDIATE).
-                assert!(store.set_ti_state(k, TaskState::Success, t(4)).await?);
+                assert!(store.force_ti_state(k, TaskState::Success, t(4)).await?);
                 let hour = (100 + worker * EACH + i) as i64;
                 let spec = new_run(&dag("d"), &format!("w{worker}-{i}"), RunType::Manual, hour);
                 store.create_run(&spec, &[ti("x", 1)], t(4)).await?;
@@ -2237,7 +2264,10 @@ pub async fn concurrent_finishers(store: Arc<dyn Store>) {
     for k in &keys {
         assert_eq!(store.tries(k).await.unwrap().len(), 1);
     }
-    let all_runs = store.runs(&RunFilter::default()).await.unwrap();
+    let all_runs = store
+        .newest_runs(&NewestRunsFilter::default())
+        .await
+        .unwrap();
     assert_eq!(all_runs.len(), 1 + WORKERS * EACH);
 }
 
@@ -2547,14 +2577,14 @@ pub async fn run_changes_follow_every_state_change(store: &dyn Store) {
 
     // Run state changes, clears, forced states and deletion all count.
     store
-        .set_run_state(quiet.id, RunState::Running, t(5))
+        .force_run_state(quiet.id, RunState::Running, t(5))
         .await
         .unwrap();
     let c1 = store.run_changes_since(mark, 100).await.unwrap();
     assert_eq!(c1.iter().map(|c| c.run_pk).collect::<Vec<_>>(), [quiet.id]);
     let mark = store.latest_run_change().await.unwrap();
     store
-        .set_ti_state(&key(&run, "b"), TaskState::Success, t(6))
+        .force_ti_state(&key(&run, "b"), TaskState::Success, t(6))
         .await
         .unwrap();
     let c2 = store.run_changes_since(mark, 100).await.unwrap();
@@ -2758,7 +2788,7 @@ pub async fn api_runs_page_filters_orders_pages_and_counts(store: &dyn Store) {
         .await
         .unwrap();
     store
-        .set_run_state(r2.id, RunState::Running, t(3))
+        .force_run_state(r2.id, RunState::Running, t(3))
         .await
         .unwrap();
     let ids = |page: &updraft_store::Page<RunRow>| -> Vec<String> {
@@ -2923,7 +2953,7 @@ pub async fn api_task_instances_page_filters_and_counts(store: &dyn Store) {
     assert_eq!(unknown_dag.total, 0);
 }
 
-pub async fn api_mark_run_success_and_failed_set_instances(store: &dyn Store) {
+pub async fn api_mark_run_and_instances_success_and_failed(store: &dyn Store) {
     let tis = [
         ti("done", 1),
         ti("live", 1),
@@ -2952,7 +2982,7 @@ pub async fn api_mark_run_success_and_failed_set_instances(store: &dyn Store) {
 
     assert!(
         store
-            .mark_run(run.id, RunState::Failed, t(4))
+            .mark_run_and_instances(run.id, RunState::Failed, t(4))
             .await
             .unwrap()
     );
@@ -2986,7 +3016,7 @@ pub async fn api_mark_run_success_and_failed_set_instances(store: &dyn Store) {
 
     assert!(
         store
-            .mark_run(run.id, RunState::Success, t(6))
+            .mark_run_and_instances(run.id, RunState::Success, t(6))
             .await
             .unwrap()
     );
@@ -3000,7 +3030,7 @@ pub async fn api_mark_run_success_and_failed_set_instances(store: &dyn Store) {
 
     assert!(
         store
-            .mark_run(run.id, RunState::Queued, t(7))
+            .mark_run_and_instances(run.id, RunState::Queued, t(7))
             .await
             .unwrap()
     );
@@ -3011,17 +3041,17 @@ pub async fn api_mark_run_success_and_failed_set_instances(store: &dyn Store) {
 
     assert!(
         !store
-            .mark_run(run.id + 1000, RunState::Failed, t(8))
+            .mark_run_and_instances(run.id + 1000, RunState::Failed, t(8))
             .await
             .unwrap()
     );
 }
 
-pub async fn api_set_ti_states_in_one_go(store: &dyn Store) {
+pub async fn api_force_ti_states_in_one_go(store: &dyn Store) {
     let run = running_run(store, &[ti("a", 1), ti("b", 1), ti("c", 1)]).await;
     let keys = [key(&run, "a"), key(&run, "c"), key(&run, "missing")];
     let set = store
-        .set_ti_states(&keys, TaskState::Skipped, t(2))
+        .force_ti_states(&keys, TaskState::Skipped, t(2))
         .await
         .unwrap();
     assert_eq!(set, 2);
@@ -3129,8 +3159,8 @@ pub async fn api_notes_set_replace_remove_and_go_with_the_run(store: &dyn Store)
 
 // ---- housekeeping (`db clean`) ------------------------------------------------------------
 
-/// The runs of [`clean_fixture`], all of DAG `d` (instances `a` and `b` each).
-pub struct CleanFixture {
+/// The runs of [`purge_fixture`], all of DAG `d` (instances `a` and `b` each).
+pub struct PurgeFixture {
     /// Manual, finished at t(1), with a try of `a` and notes: old, goes.
     pub old_manual: RunRow,
     /// Scheduled (interval t(1)..t(2)), failed at t(3): old and not the latest, goes.
@@ -3145,8 +3175,8 @@ pub struct CleanFixture {
     pub recent: RunRow,
 }
 
-/// Runs old and new, finished and not, for `clean(t(10), ..)`.
-pub async fn clean_fixture(store: &dyn Store) -> CleanFixture {
+/// Runs old and new, finished and not, for `purge_history(t(10), ..)`.
+pub async fn purge_fixture(store: &dyn Store) -> PurgeFixture {
     let d = dag("d");
     sync(store, &[&d], false).await;
     let tis = [ti("a", 1), ti("b", 1)];
@@ -3158,15 +3188,15 @@ pub async fn clean_fixture(store: &dyn Store) -> CleanFixture {
     };
     let finish = async |run: &RunRow, state: RunState, start: i64, end: i64| {
         store
-            .set_run_state(run.id, RunState::Running, t(start))
+            .force_run_state(run.id, RunState::Running, t(start))
             .await
             .unwrap();
-        store.set_run_state(run.id, state, t(end)).await.unwrap();
+        store.force_run_state(run.id, state, t(end)).await.unwrap();
     };
 
     let old_manual = create("old_manual", RunType::Manual, 0).await;
     store
-        .set_run_state(old_manual.id, RunState::Running, t(0))
+        .force_run_state(old_manual.id, RunState::Running, t(0))
         .await
         .unwrap();
     let try_number = start_try(store, &old_manual, "a", t(0)).await;
@@ -3181,7 +3211,7 @@ pub async fn clean_fixture(store: &dyn Store) -> CleanFixture {
         .await
         .unwrap();
     store
-        .set_run_state(old_manual.id, RunState::Success, t(1))
+        .force_run_state(old_manual.id, RunState::Success, t(1))
         .await
         .unwrap();
     store
@@ -3199,14 +3229,14 @@ pub async fn clean_fixture(store: &dyn Store) -> CleanFixture {
     finish(&latest_scheduled, RunState::Success, 2, 4).await;
     let running = create("running", RunType::Manual, 3).await;
     store
-        .set_run_state(running.id, RunState::Running, t(3))
+        .force_run_state(running.id, RunState::Running, t(3))
         .await
         .unwrap();
     let queued = create("queued", RunType::Manual, 4).await;
     let recent = create("recent", RunType::Manual, 5).await;
     finish(&recent, RunState::Success, 5, 20).await;
 
-    CleanFixture {
+    PurgeFixture {
         old_manual,
         old_scheduled,
         latest_scheduled,
@@ -3216,9 +3246,9 @@ pub async fn clean_fixture(store: &dyn Store) -> CleanFixture {
     }
 }
 
-/// What `clean(t(10), ..)` deletes from [`clean_fixture`].
-fn clean_fixture_report() -> updraft_store::CleanReport {
-    updraft_store::CleanReport {
+/// What `purge_history(t(10), ..)` deletes from [`purge_fixture`].
+fn purge_fixture_report() -> updraft_store::PurgeReport {
+    updraft_store::PurgeReport {
         runs: 2,
         task_instances: 4,
         tries: 1,
@@ -3230,7 +3260,7 @@ fn clean_fixture_report() -> updraft_store::CleanReport {
 
 async fn run_pks(store: &dyn Store) -> Vec<i64> {
     let mut pks: Vec<i64> = store
-        .runs(&RunFilter::default())
+        .newest_runs(&NewestRunsFilter::default())
         .await
         .unwrap()
         .iter()
@@ -3240,12 +3270,12 @@ async fn run_pks(store: &dyn Store) -> Vec<i64> {
     pks
 }
 
-pub async fn clean_deletes_old_finished_runs_with_their_instances_tries_and_notes(
+pub async fn purge_history_deletes_old_finished_runs_with_their_instances_tries_and_notes(
     store: &dyn Store,
 ) {
-    let f = clean_fixture(store).await;
-    let report = store.clean(t(10), false).await.unwrap();
-    assert_eq!(report, clean_fixture_report());
+    let f = purge_fixture(store).await;
+    let report = store.purge_history(t(10), false).await.unwrap();
+    assert_eq!(report, purge_fixture_report());
 
     for gone in [&f.old_manual, &f.old_scheduled] {
         assert_eq!(store.run_by_pk(gone.id).await.unwrap(), None);
@@ -3288,13 +3318,13 @@ pub async fn clean_deletes_old_finished_runs_with_their_instances_tries_and_note
         .collect();
     assert!(changed.contains(&f.old_manual.id) && changed.contains(&f.old_scheduled.id));
     store
-        .set_run_state(f.queued.id, RunState::Running, t(11))
+        .force_run_state(f.queued.id, RunState::Running, t(11))
         .await
         .unwrap();
-    let again = store.clean(t(10), false).await.unwrap();
+    let again = store.purge_history(t(10), false).await.unwrap();
     assert_eq!(
         again,
-        updraft_store::CleanReport {
+        updraft_store::PurgeReport {
             run_changes: 2,
             ..Default::default()
         }
@@ -3311,13 +3341,13 @@ pub async fn clean_deletes_old_finished_runs_with_their_instances_tries_and_note
     assert_eq!(run_pks(store).await, kept);
 }
 
-pub async fn clean_dry_run_counts_and_changes_nothing(store: &dyn Store) {
-    let f = clean_fixture(store).await;
+pub async fn purge_history_dry_run_counts_and_changes_nothing(store: &dyn Store) {
+    let f = purge_fixture(store).await;
     let pks = run_pks(store).await;
     let latest_change = store.latest_run_change().await.unwrap();
 
-    let dry = store.clean(t(10), true).await.unwrap();
-    assert_eq!(dry, clean_fixture_report());
+    let dry = store.purge_history(t(10), true).await.unwrap();
+    assert_eq!(dry, purge_fixture_report());
     assert_eq!(run_pks(store).await, pks);
     assert_eq!(
         store.task_instances(f.old_manual.id).await.unwrap().len(),
@@ -3330,14 +3360,14 @@ pub async fn clean_dry_run_counts_and_changes_nothing(store: &dyn Store) {
     assert_eq!(store.notes(&[f.old_manual.id]).await.unwrap().len(), 2);
     assert_eq!(store.latest_run_change().await.unwrap(), latest_change);
     // Again: still nothing changed, same counts.
-    assert_eq!(store.clean(t(10), true).await.unwrap(), dry);
+    assert_eq!(store.purge_history(t(10), true).await.unwrap(), dry);
 
     // The real clean deletes what the dry run counted.
-    assert_eq!(store.clean(t(10), false).await.unwrap(), dry);
+    assert_eq!(store.purge_history(t(10), false).await.unwrap(), dry);
     assert_eq!(run_pks(store).await.len(), pks.len() - 2);
 }
 
-pub async fn clean_keeps_versions_pinned_by_remaining_runs_or_current(store: &dyn Store) {
+pub async fn purge_history_keeps_versions_pinned_by_remaining_runs_or_current(store: &dyn Store) {
     let mut d = dag("d");
     let v1 = sync_at(store, &[&d], false, t(0)).await.remove(0);
     let finished = async |d: &Dag, run_id: &str, hour: i64, end: i64| {
@@ -3350,11 +3380,11 @@ pub async fn clean_keeps_versions_pinned_by_remaining_runs_or_current(store: &dy
             .await
             .unwrap();
         store
-            .set_run_state(run.id, RunState::Running, t(hour))
+            .force_run_state(run.id, RunState::Running, t(hour))
             .await
             .unwrap();
         store
-            .set_run_state(run.id, RunState::Success, t(end))
+            .force_run_state(run.id, RunState::Success, t(end))
             .await
             .unwrap();
         run
@@ -3371,11 +3401,11 @@ pub async fn clean_keeps_versions_pinned_by_remaining_runs_or_current(store: &dy
     let v3 = sync_at(store, &[&d], false, t(4)).await.remove(0);
     assert_eq!(store.dag_versions("d").await.unwrap().len(), 3);
 
-    let dry = store.clean(t(10), true).await.unwrap();
+    let dry = store.purge_history(t(10), true).await.unwrap();
     assert_eq!((dry.runs, dry.dag_versions), (2, 1));
     assert_eq!(store.dag_versions("d").await.unwrap().len(), 3);
 
-    let report = store.clean(t(10), false).await.unwrap();
+    let report = store.purge_history(t(10), false).await.unwrap();
     assert_eq!(report, dry);
     let versions: Vec<String> = store
         .dag_versions("d")
@@ -3392,7 +3422,7 @@ pub async fn clean_keeps_versions_pinned_by_remaining_runs_or_current(store: &dy
     assert_eq!(run_pks(store).await, [v1_recent.id]);
 }
 
-pub async fn clean_removes_scheduler_jobs_that_ended_before(store: &dyn Store) {
+pub async fn purge_history_removes_scheduler_jobs_that_ended_before(store: &dyn Store) {
     let stopped_old = store.register_scheduler("h", 1, t(0)).await.unwrap();
     store.stop_scheduler(stopped_old, t(1)).await.unwrap();
     let stopped_recent = store.register_scheduler("h", 2, t(0)).await.unwrap();
@@ -3400,10 +3430,10 @@ pub async fn clean_removes_scheduler_jobs_that_ended_before(store: &dyn Store) {
     // Running, however old its heartbeat: stays.
     let running = store.register_scheduler("h", 3, t(0)).await.unwrap();
 
-    let report = store.clean(t(10), true).await.unwrap();
+    let report = store.purge_history(t(10), true).await.unwrap();
     assert_eq!(report.scheduler_jobs, 1);
     assert_eq!(store.schedulers(10).await.unwrap().len(), 3);
-    assert_eq!(store.clean(t(10), false).await.unwrap(), report);
+    assert_eq!(store.purge_history(t(10), false).await.unwrap(), report);
     let mut left: Vec<i64> = store
         .schedulers(10)
         .await

@@ -265,7 +265,7 @@ pub async fn step_queues_only_what_the_room_admits(store: &dyn Store) {
     // f's run stays queued: its instance is never on the page.
     for run in &runs[..2] {
         store
-            .set_run_state(run.id, RunState::Running, t(1))
+            .force_run_state(run.id, RunState::Running, t(1))
             .await
             .unwrap();
     }
@@ -361,7 +361,7 @@ pub async fn concurrent_steps_never_overflow_a_pool(store: Arc<dyn Store>, other
             .await
             .unwrap();
         store
-            .set_run_state(run.id, RunState::Running, t(1))
+            .force_run_state(run.id, RunState::Running, t(1))
             .await
             .unwrap();
         runs.push(run);

@@ -1,4 +1,4 @@
-//! Housekeeping: Airflow's `db clean` ([`crate::Store::clean`]).
+//! Housekeeping: Airflow's `db clean` ([`crate::AdminStore::purge_history`]).
 //!
 //! Inside the caller's transaction, delete in order: change-log rows of runs deleted before
 //! (never the newest row: SQLite's `seq` is `MAX(seq) + 1`, so removing it would hand its
@@ -10,7 +10,7 @@
 
 use super::codec::StoreRow;
 use super::{Db, Dialect, query};
-use crate::{CleanReport, Result};
+use crate::{PurgeReport, Result};
 
 /// Whether run `r` is old enough to go (`$1` = `before`, microseconds): finished before
 /// `before`, and not the DAG's latest scheduled or backfill run (ordered as
@@ -98,8 +98,8 @@ async fn delete_old_runs<C: Db + ?Sized>(conn: &mut C, before: i64) -> Result<(u
     }
 }
 
-/// Delete everything [`crate::Store::clean`] deletes, in the caller's transaction.
-pub(crate) async fn delete_all<C: Db + ?Sized>(conn: &mut C, before: i64) -> Result<CleanReport> {
+/// Delete everything [`crate::AdminStore::purge_history`] deletes, in the caller's transaction.
+pub(crate) async fn delete_all<C: Db + ?Sized>(conn: &mut C, before: i64) -> Result<PurgeReport> {
     // Change-log rows of runs that no longer exist, recorded before this clean (the rows have
     // no time of their own; a follower has long read them).
     let run_changes = query(
@@ -132,7 +132,7 @@ pub(crate) async fn delete_all<C: Db + ?Sized>(conn: &mut C, before: i64) -> Res
     .execute(conn)
     .await?;
 
-    Ok(CleanReport {
+    Ok(PurgeReport {
         runs,
         task_instances,
         tries,

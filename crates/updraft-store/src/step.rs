@@ -1,12 +1,77 @@
-//! The backend-neutral part of queueing inside [`crate::Store::record_evaluate_and_queue`]:
-//! which of the selector's keys are queued (those on the page, once each, that the room still
-//! admits, by the same rule as [`crate::Store::queue`]) and the queued rows put back in the
-//! selector's order.
+//! The backend-neutral part of the scheduler's step inside
+//! [`crate::SchedulerStore::record_evaluate_and_queue`] and of queueing: the room read inside
+//! the caller's transaction, the selector's page chosen from, which of the selector's keys are
+//! queued (those on the page, once each, that the room still admits, by the same rule as
+//! [`crate::SchedulerStore::queue`]) and the queued rows put back in the selector's order. Only
+//! the batched `queue_many` and the locking around them stay per backend.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::room::{Candidate, Room};
-use crate::{QueueChoice, QueueRoom, TiKey, TiRow};
+use crate::sql::codec::StoreRow;
+use crate::sql::{Db, query, task_instances};
+use crate::{QueueChoice, QueueRoom, QueueStep, Result, TiKey, TiRow};
+
+/// The pools' sizes and what `queued` and `running` instances hold, as the queue selector
+/// sees them.
+pub(crate) async fn read_room<C: Db + ?Sized>(conn: &mut C) -> Result<QueueRoom> {
+    let rows = query("SELECT name, slots FROM pool")
+        .fetch_all(&mut *conn)
+        .await?;
+    let pool_slots = rows
+        .iter()
+        .map(|row| Ok((row.text("name")?, row.int("slots")?)))
+        .collect::<Result<HashMap<_, _>>>()?;
+    let held = task_instances::active_counts(conn).await?;
+    Ok(QueueRoom { pool_slots, held })
+}
+
+/// [`read_room`] as the store's own re-check of the limits keeps it.
+pub(crate) async fn load_room<C: Db + ?Sized>(conn: &mut C) -> Result<Room> {
+    let room = read_room(conn).await?;
+    Ok(Room::new(room.pool_slots, room.held))
+}
+
+/// What a step queues, chosen inside its transaction: the room, one page of scheduled
+/// instances without the DAGs and pools the selector leaves out, and the selector's choice.
+pub(crate) struct ChosenPage {
+    pub page: Vec<TiRow>,
+    pub choice: QueueChoice,
+    pub room: QueueRoom,
+}
+
+impl ChosenPage {
+    /// The chosen instances the room admits, in the choice's order (see [`admit`]).
+    pub fn admitted(&self) -> Vec<&TiRow> {
+        admit(&self.page, &self.choice, &self.room)
+    }
+}
+
+/// Read the room and one page for `queue.selector` and let it choose; `None` when the step
+/// queues nothing (`queue.page` zero), with no statement run.
+pub(crate) async fn choose_page<C: Db + ?Sized>(
+    conn: &mut C,
+    queue: &QueueStep<'_>,
+) -> Result<Option<ChosenPage>> {
+    if queue.page == 0 {
+        return Ok(None);
+    }
+    let room = read_room(&mut *conn).await?;
+    let skip = queue.selector.skip(&room);
+    let page = task_instances::scheduled(conn, queue.page, 0, &skip).await?;
+    let choice = queue.selector.select(&page, &room);
+    Ok(Some(ChosenPage { page, choice, room }))
+}
+
+/// `run_pks` without repeats, in their first order.
+pub(crate) fn distinct(run_pks: &[i64]) -> Vec<i64> {
+    let mut seen = HashSet::with_capacity(run_pks.len());
+    run_pks
+        .iter()
+        .copied()
+        .filter(|pk| seen.insert(*pk))
+        .collect()
+}
 
 /// The keys of `choice` to queue, in its order: each found on `page` (still `scheduled` when
 /// the page was read), listed for the first time, and admitted by the room as the keys

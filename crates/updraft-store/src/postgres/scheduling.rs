@@ -30,11 +30,11 @@ use updraft_core::evaluate::TiSnapshot;
 
 use super::codec::{self, run_columns};
 use super::{runs, task_instances};
-use crate::room::{Candidate, Room};
+use crate::room::Candidate;
 use crate::step;
 use crate::{
-    Evaluated, QueueLimits, QueueRoom, QueueStep, Result, RunDecision, RunRow, StepOutcome, TiKey,
-    TiRow, TryReport,
+    Evaluated, QueueLimits, QueueStep, Result, RunDecision, RunRow, StepOutcome, TiKey, TiRow,
+    TryReport,
 };
 
 /// Key of the advisory lock serialising [`queue`] and [`start_runs`] across schedulers
@@ -73,7 +73,7 @@ pub(super) async fn queue(
     }
     let mut tx = pool.begin().await?;
     lock_scheduling(&mut tx).await?;
-    let mut room = load_room(&mut tx).await?;
+    let mut room = step::load_room(&mut *tx).await?;
     let candidates = candidates(&mut tx, &keys).await?;
     let mut admitted = Vec::with_capacity(keys.len());
     for key in keys {
@@ -135,24 +135,6 @@ async fn candidates(conn: &mut PgConnection, keys: &[&TiKey]) -> Result<HashMap<
             Ok((key, candidate))
         })
         .collect()
-}
-
-/// The pools' sizes and what `queued` and `running` instances hold.
-async fn load_room(conn: &mut PgConnection) -> Result<Room> {
-    let room = read_room(conn).await?;
-    Ok(Room::new(room.pool_slots, room.held))
-}
-
-/// [`load_room`]'s counts, as the queue selector sees them.
-async fn read_room(conn: &mut PgConnection) -> Result<QueueRoom> {
-    let pools: Vec<(String, i64)> = codec::query_as("SELECT name, slots FROM pool")
-        .fetch_all(&mut *conn)
-        .await?;
-    let held = task_instances::active_counts(conn).await?;
-    Ok(QueueRoom {
-        pool_slots: pools.into_iter().collect(),
-        held,
-    })
 }
 
 /// One transaction under [`SCHEDULING_LOCK`]: each run still `queued` whose DAG has fewer
@@ -217,7 +199,7 @@ pub(super) async fn evaluate_runs(
     decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
     now: DateTime<Utc>,
 ) -> Result<Vec<(i64, Evaluated)>> {
-    let pks = distinct(run_pks);
+    let pks = step::distinct(run_pks);
     if pks.is_empty() {
         return Ok(Vec::new());
     }
@@ -240,7 +222,7 @@ pub(super) async fn record_evaluate_and_queue(
     queue: &QueueStep<'_>,
     now: DateTime<Utc>,
 ) -> Result<StepOutcome> {
-    let pks = distinct(run_pks);
+    let pks = step::distinct(run_pks);
     let mut tx = pool.begin().await?;
     if queue.page > 0 {
         // Before any row: a transaction waiting for this lock must hold none, or the lock's
@@ -268,29 +250,16 @@ async fn queue_page_in(
     queue: &QueueStep<'_>,
     now: DateTime<Utc>,
 ) -> Result<(Vec<TiRow>, usize)> {
-    if queue.page == 0 {
+    let Some(chosen) = step::choose_page(&mut *conn, queue).await? else {
         return Ok((Vec::new(), 0));
-    }
-    let room = read_room(&mut *conn).await?;
-    let skip = queue.selector.skip(&room);
-    let page = crate::sql::task_instances::scheduled(&mut *conn, queue.page, 0, &skip).await?;
-    let choice = queue.selector.select(&page, &room);
-    let admitted = step::admit(&page, &choice, &room);
+    };
+    let admitted = chosen.admitted();
     let keys = step::keys(&admitted);
     let keys: Vec<&TiKey> = keys.iter().collect();
     // An instance changed since the page was read is no longer `scheduled`: `queue_many`
     // leaves it out.
     let queued = task_instances::queue_many(conn, &keys, queue.owner, now).await?;
-    Ok((step::in_order(&admitted, queued), page.len()))
-}
-
-fn distinct(run_pks: &[i64]) -> Vec<i64> {
-    let mut seen = HashSet::with_capacity(run_pks.len());
-    run_pks
-        .iter()
-        .copied()
-        .filter(|pk| seen.insert(*pk))
-        .collect()
+    Ok((step::in_order(&admitted, queued), chosen.page.len()))
 }
 
 /// The runs of `pks` this transaction locked, and those another transaction holds.

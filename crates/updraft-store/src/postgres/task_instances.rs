@@ -11,7 +11,6 @@ use sqlx::postgres::PgPool;
 use updraft_core::TaskState;
 
 use super::codec::{self, opt_ts, ti_columns, ts};
-pub(super) use crate::sql::task_instances::active_counts;
 use crate::sql::task_instances::{check_finish_state, ends};
 use crate::{Result, StoreError, TiKey, TiRow, TiTransition, TryReport};
 

@@ -8,8 +8,8 @@
 //! the database's write lock up front, so nothing it reads changes before it commits. Hence
 //! [`evaluate_runs`] never finds a run busy.
 
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
@@ -19,11 +19,11 @@ use updraft_core::evaluate::TiSnapshot;
 
 use super::codec::{self, run_columns};
 use super::{runs, task_instances};
-use crate::room::{Candidate, Room};
+use crate::room::Candidate;
 use crate::step;
 use crate::{
-    Evaluated, QueueLimits, QueueRoom, QueueStep, Result, RunDecision, RunRow, StepOutcome, TiKey,
-    TiRow, TryReport,
+    Evaluated, QueueLimits, QueueStep, Result, RunDecision, RunRow, StepOutcome, TiKey, TiRow,
+    TryReport,
 };
 
 /// One transaction: each key still `scheduled` whose pool and DAG have room becomes `queued`,
@@ -41,7 +41,7 @@ pub(super) async fn queue(
         return Ok(Vec::new());
     }
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut room = load_room(&mut tx).await?;
+    let mut room = step::load_room(&mut *tx).await?;
     let candidates = candidates(&mut tx, keys).await?;
     // (run_pk, task_id) → position in `admitted`; a key given twice is queued once.
     let mut positions: HashMap<(i64, &str), usize> = HashMap::new();
@@ -99,24 +99,6 @@ async fn candidates(conn: &mut SqliteConnection, keys: &[TiKey]) -> Result<Vec<O
         }
     }
     Ok(candidates)
-}
-
-/// The pools' sizes and what `queued` and `running` instances hold.
-async fn load_room(conn: &mut SqliteConnection) -> Result<Room> {
-    let room = read_room(conn).await?;
-    Ok(Room::new(room.pool_slots, room.held))
-}
-
-/// [`load_room`]'s counts, as the queue selector sees them.
-async fn read_room(conn: &mut SqliteConnection) -> Result<QueueRoom> {
-    let pools: Vec<(String, i64)> = sqlx::query_as("SELECT name, slots FROM pool")
-        .fetch_all(&mut *conn)
-        .await?;
-    let held = task_instances::active_counts(conn).await?;
-    Ok(QueueRoom {
-        pool_slots: pools.into_iter().collect(),
-        held,
-    })
 }
 
 /// One transaction: each run still `queued` whose DAG has fewer `running` runs than its
@@ -181,7 +163,7 @@ pub(super) async fn evaluate_runs(
     decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
     now: DateTime<Utc>,
 ) -> Result<Vec<(i64, Evaluated)>> {
-    let pks = distinct(run_pks);
+    let pks = step::distinct(run_pks);
     if pks.is_empty() {
         return Ok(Vec::new());
     }
@@ -200,7 +182,7 @@ pub(super) async fn record_and_evaluate(
     decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
     now: DateTime<Utc>,
 ) -> Result<(Vec<bool>, Vec<(i64, Evaluated)>)> {
-    let pks = distinct(run_pks);
+    let pks = step::distinct(run_pks);
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let applied = task_instances::record_reports_in(&mut tx, reports, hostname).await?;
     let outcomes = evaluate_runs_in(&mut tx, pks, decide, now).await?;
@@ -218,7 +200,7 @@ pub(super) async fn record_evaluate_and_queue(
     queue: &QueueStep<'_>,
     now: DateTime<Utc>,
 ) -> Result<StepOutcome> {
-    let pks = distinct(run_pks);
+    let pks = step::distinct(run_pks);
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let applied = task_instances::record_reports_in(&mut tx, reports, hostname).await?;
     let evaluated = evaluate_runs_in(&mut tx, pks, decide, now).await?;
@@ -240,27 +222,16 @@ async fn queue_page_in(
     queue: &QueueStep<'_>,
     now: DateTime<Utc>,
 ) -> Result<(Vec<TiRow>, usize)> {
-    if queue.page == 0 {
+    let Some(chosen) = step::choose_page(&mut *conn, queue).await? else {
         return Ok((Vec::new(), 0));
-    }
-    let room = read_room(&mut *conn).await?;
-    let skip = queue.selector.skip(&room);
-    let page = crate::sql::task_instances::scheduled(&mut *conn, queue.page, 0, &skip).await?;
-    let choice = queue.selector.select(&page, &room);
-    let admitted = step::admit(&page, &choice, &room);
+    };
+    let admitted = chosen.admitted();
     let keys = step::keys(&admitted);
     let keys: Vec<&TiKey> = keys.iter().collect();
+    // An instance changed since the page was read is no longer `scheduled`: `queue_many`
+    // leaves it out.
     let queued = task_instances::queue_many(conn, &keys, queue.owner, now).await?;
-    Ok((step::in_order(&admitted, queued), page.len()))
-}
-
-fn distinct(run_pks: &[i64]) -> Vec<i64> {
-    let mut seen = HashSet::with_capacity(run_pks.len());
-    run_pks
-        .iter()
-        .copied()
-        .filter(|pk| seen.insert(*pk))
-        .collect()
+    Ok((step::in_order(&admitted, queued), chosen.page.len()))
 }
 
 /// [`evaluate_runs`] inside the caller's transaction, for distinct `pks`.

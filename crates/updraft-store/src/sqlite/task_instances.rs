@@ -10,7 +10,6 @@ use sqlx::SqliteConnection;
 use updraft_core::TaskState;
 
 use super::codec::{self, opt_ts, ti_columns, ts};
-pub(super) use crate::sql::task_instances::active_counts;
 use crate::sql::task_instances::{check_finish_state, ends};
 use crate::{Result, TiKey, TiRow, TiTransition, TryReport};
 

@@ -11,8 +11,7 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use crate::sql::{Arg, Db, Dialect, Query};
 
 pub(super) use crate::sql::codec::{
-    all, col, enum_col, opt_time_col, opt_ts, run_columns, run_row, ti_columns, ti_row, to_json,
-    ts, u32_col,
+    all, col, opt_ts, run_columns, run_row, ti_columns, ti_row, to_json, ts,
 };
 
 pub(super) use crate::sql::persistent;

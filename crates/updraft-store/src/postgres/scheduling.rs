@@ -311,7 +311,7 @@ async fn evaluate_locked(
     let running = locked.running;
     if !running.is_empty() {
         let running_pks: Vec<i64> = running.iter().map(|run| run.id).collect();
-        let mut snapshots = snapshots(&mut *conn, &running_pks).await?;
+        let mut snapshots = crate::sql::task_instances::snapshots(&mut *conn, &running_pks).await?;
         for run in &running {
             let tis = snapshots.remove(&run.id).unwrap_or_default();
             let decision = decide(run, &tis);
@@ -347,33 +347,6 @@ async fn existing_runs(conn: &mut PgConnection, run_pks: &[i64]) -> Result<Vec<i
         .fetch_all(conn)
         .await?;
     Ok(found.into_iter().map(|(id,)| id).collect())
-}
-
-/// The snapshots of the instances of `run_pks`, by run, each ordered by `task_id`: only the
-/// columns the core reads, in one query.
-async fn snapshots(
-    conn: &mut PgConnection,
-    run_pks: &[i64],
-) -> Result<HashMap<i64, Vec<TiSnapshot>>> {
-    let rows = codec::query(
-        "SELECT run_pk, task_id, state, try_number, retry_at FROM task_instance
-         WHERE run_pk = ANY($1)
-         ORDER BY run_pk, task_id",
-    )
-    .bind(run_pks)
-    .fetch_all(conn)
-    .await?;
-    let mut by_run: HashMap<i64, Vec<TiSnapshot>> = HashMap::new();
-    for row in &rows {
-        let run_pk: i64 = codec::col(row, "run_pk")?;
-        by_run.entry(run_pk).or_default().push(TiSnapshot {
-            task_id: codec::col(row, "task_id")?,
-            state: codec::enum_col(row, "state")?,
-            try_number: codec::u32_col(row, "try_number")?,
-            retry_at: codec::opt_time_col(row, "retry_at")?,
-        });
-    }
-    Ok(by_run)
 }
 
 /// The decision's transitions (as `apply_transitions`), then its run state (as

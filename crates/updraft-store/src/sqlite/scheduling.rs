@@ -259,8 +259,8 @@ async fn evaluate_runs_in(
         .collect();
     let mut outcomes: HashMap<i64, Evaluated> = HashMap::with_capacity(running.len());
     if !running.is_empty() {
-        let running_json = codec::to_json(&running.iter().map(|r| r.id).collect::<Vec<_>>())?;
-        let mut snapshots = snapshots(&mut *tx, &running_json).await?;
+        let running_pks: Vec<i64> = running.iter().map(|run| run.id).collect();
+        let mut snapshots = crate::sql::task_instances::snapshots(&mut *tx, &running_pks).await?;
         for run in &running {
             let tis = snapshots.remove(&run.id).unwrap_or_default();
             let decision = decide(run, &tis);
@@ -272,33 +272,6 @@ async fn evaluate_runs_in(
         .into_iter()
         .map(|pk| (pk, outcomes.remove(&pk).unwrap_or(Evaluated::NotRunning)))
         .collect())
-}
-
-/// The snapshots of the instances of the runs in `run_pks` (a JSON array), by run, each
-/// ordered by `task_id`: only the columns the core reads, in one query.
-async fn snapshots(
-    conn: &mut SqliteConnection,
-    run_pks: &str,
-) -> Result<HashMap<i64, Vec<TiSnapshot>>> {
-    let rows = sqlx::query(
-        "SELECT run_pk, task_id, state, try_number, retry_at FROM task_instance
-         WHERE run_pk IN (SELECT value FROM json_each(?1))
-         ORDER BY run_pk, task_id",
-    )
-    .bind(run_pks)
-    .fetch_all(conn)
-    .await?;
-    let mut by_run: HashMap<i64, Vec<TiSnapshot>> = HashMap::new();
-    for row in &rows {
-        let run_pk: i64 = codec::col(row, "run_pk")?;
-        by_run.entry(run_pk).or_default().push(TiSnapshot {
-            task_id: codec::col(row, "task_id")?,
-            state: codec::enum_col(row, "state")?,
-            try_number: codec::u32_col(row, "try_number")?,
-            retry_at: codec::opt_time_col(row, "retry_at")?,
-        });
-    }
-    Ok(by_run)
 }
 
 /// The decision's transitions (as `apply_transitions`), then its run state (as

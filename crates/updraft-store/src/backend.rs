@@ -105,25 +105,6 @@ pub(crate) trait Backend: Send + Sync {
         queue: &QueueStep<'_>,
         now: DateTime<Utc>,
     ) -> Result<StepOutcome>;
-
-    /// [`SchedulerStore::record_and_evaluate`]: by default the reports, then the evaluation, each
-    /// in its own transaction.
-    async fn record_and_evaluate(
-        &self,
-        reports: &[TryReport],
-        hostname: &str,
-        run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<bool>, Vec<(i64, Evaluated)>)> {
-        let applied = if reports.is_empty() {
-            Vec::new()
-        } else {
-            Backend::record_try_reports(self, reports, hostname).await?
-        };
-        let evaluated = Backend::evaluate_runs(self, run_pks, decide, now).await?;
-        Ok((applied, evaluated))
-    }
 }
 
 /// Run `call` with the backend's statement-cache choice.
@@ -234,17 +215,6 @@ impl<B: Backend> SchedulerStore for B {
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>> {
         Backend::evaluate_runs(self, run_pks, decide, now).await
-    }
-
-    async fn record_and_evaluate(
-        &self,
-        reports: &[TryReport],
-        hostname: &str,
-        run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<bool>, Vec<(i64, Evaluated)>)> {
-        Backend::record_and_evaluate(self, reports, hostname, run_pks, decide, now).await
     }
 
     async fn record_evaluate_and_queue(

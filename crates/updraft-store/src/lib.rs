@@ -320,28 +320,6 @@ pub trait SchedulerStore: Send + Sync {
         decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>>;
-    /// [`SchedulerStore::record_try_reports`], then [`SchedulerStore::evaluate_runs`]: the
-    /// scheduler's step after tries ended. SQLite does both in one transaction (one commit per
-    /// step); the default, kept by PostgreSQL so that runs are always locked before their
-    /// instances, runs them one after the other (reports recorded by a step that then fails are
-    /// recorded again later, where they no longer apply).
-    async fn record_and_evaluate(
-        &self,
-        reports: &[TryReport],
-        hostname: &str,
-        run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<bool>, Vec<(i64, Evaluated)>)> {
-        let applied = if reports.is_empty() {
-            Vec::new()
-        } else {
-            self.record_try_reports(reports, hostname).await?
-        };
-        let evaluated = self.evaluate_runs(run_pks, decide, now).await?;
-        Ok((applied, evaluated))
-    }
-
     /// The scheduler's whole step after tries ended, in ONE transaction (one commit): record
     /// `reports` (as [`SchedulerStore::record_try_reports`]), evaluate `run_pks` (as
     /// [`SchedulerStore::evaluate_runs`], busy runs included), then queue what became runnable (as

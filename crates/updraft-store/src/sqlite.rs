@@ -243,18 +243,6 @@ impl Backend for SqliteStore {
         scheduling::evaluate_runs(&self.writer, run_pks, decide, now).await
     }
 
-    /// Both in one transaction: one commit per step.
-    async fn record_and_evaluate(
-        &self,
-        reports: &[TryReport],
-        hostname: &str,
-        run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<bool>, Vec<(i64, Evaluated)>)> {
-        scheduling::record_and_evaluate(&self.writer, reports, hostname, run_pks, decide, now).await
-    }
-
     async fn record_evaluate_and_queue(
         &self,
         reports: &[crate::TryReport],

@@ -173,23 +173,6 @@ pub(super) async fn evaluate_runs(
     Ok(outcomes)
 }
 
-/// Both in one transaction: one commit for the scheduler's step after tries ended.
-pub(super) async fn record_and_evaluate(
-    pool: &SqlitePool,
-    reports: &[TryReport],
-    hostname: &str,
-    run_pks: &[i64],
-    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
-    now: DateTime<Utc>,
-) -> Result<(Vec<bool>, Vec<(i64, Evaluated)>)> {
-    let pks = step::distinct(run_pks);
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let applied = task_instances::record_reports_in(&mut tx, reports, hostname).await?;
-    let outcomes = evaluate_runs_in(&mut tx, pks, decide, now).await?;
-    tx.commit().await?;
-    Ok((applied, outcomes))
-}
-
 /// All three in one transaction: one commit for the scheduler's step after tries ended.
 pub(super) async fn record_evaluate_and_queue(
     pool: &SqlitePool,

@@ -76,7 +76,7 @@ macro_rules! contract_tests {
             start_runs_respects_max_active_runs_and_starts_only_queued_runs,
             evaluate_runs_records_the_decision_of_a_running_run,
             evaluate_runs_evaluates_several_runs_at_once,
-            record_and_evaluate_sees_the_reports_it_records,
+            step_sees_the_reports_it_records,
             step_records_evaluates_and_queues_in_one_call,
             step_with_an_empty_page_records_and_evaluates_only,
             step_queues_only_what_the_room_admits,
@@ -2013,8 +2013,8 @@ pub async fn evaluate_runs_records_the_decision_of_a_running_run(store: &dyn Sto
     );
 }
 
-/// The evaluation reads what the reports of the same call recorded.
-pub async fn record_and_evaluate_sees_the_reports_it_records(store: &dyn Store) {
+/// The evaluation reads what the reports of the same step recorded.
+pub async fn step_sees_the_reports_it_records(store: &dyn Store) {
     let run = running_run(store, &[ti("a", 1), ti("b", 1)]).await;
     store
         .apply_transitions(
@@ -2049,10 +2049,12 @@ pub async fn record_and_evaluate_sees_the_reports_it_records(store: &dyn Store) 
             run_state: None,
         }
     };
-    let (applied, outcomes) = store
-        .record_and_evaluate(&reports, "host-a", &[run.id], &decide, t(5))
+    let no_queueing = step::without_queueing(job(store).await);
+    let outcome = store
+        .record_evaluate_and_queue(&reports, "host-a", &[run.id], &decide, &no_queueing, t(5))
         .await
         .unwrap();
+    let (applied, outcomes) = (outcome.applied, outcome.evaluated);
     assert_eq!(applied, [true, true]);
     assert!(matches!(
         outcomes.as_slice(),
@@ -2063,11 +2065,14 @@ pub async fn record_and_evaluate_sees_the_reports_it_records(store: &dyn Store) 
     assert_eq!((a.start_date, a.end_date), (Some(t(3)), Some(t(4))));
 
     // Reports alone, nothing to evaluate.
-    let (applied, outcomes) = store
-        .record_and_evaluate(&reports, "host-a", &[], &decide, t(6))
+    let outcome = store
+        .record_evaluate_and_queue(&reports, "host-a", &[], &decide, &no_queueing, t(6))
         .await
         .unwrap();
-    assert_eq!((applied, outcomes.len()), (vec![false, false], 0));
+    assert_eq!(
+        (outcome.applied, outcome.evaluated.len()),
+        (vec![false, false], 0)
+    );
 }
 
 pub async fn evaluate_runs_evaluates_several_runs_at_once(store: &dyn Store) {

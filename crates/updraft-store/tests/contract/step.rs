@@ -58,6 +58,15 @@ impl TakeAll {
 /// A selector that must not be asked.
 struct NeverAsked;
 
+/// A step for `owner` that records and evaluates but queues nothing (a page of zero).
+pub fn without_queueing(owner: i64) -> QueueStep<'static> {
+    QueueStep {
+        owner,
+        page: 0,
+        selector: &NeverAsked,
+    }
+}
+
 impl QueueSelector for NeverAsked {
     fn skip(&self, _room: &QueueRoom) -> ScheduledSkip {
         panic!("asked to skip with nothing to queue")

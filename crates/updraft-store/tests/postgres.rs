@@ -16,8 +16,9 @@ use std::sync::Arc;
 use updraft_core::evaluate::TiSnapshot;
 use updraft_core::{RunState, RunType, TaskState};
 use updraft_store::{
-    AdminStore, Evaluated, OperatorStore, PgStore, PgStoreOptions, ReadStore, RunDecision, RunRow,
-    SchedulerStore, Store, TiTransition,
+    AdminStore, Evaluated, OperatorStore, PgStore, PgStoreOptions, QueueChoice, QueueRoom,
+    QueueSelector, QueueStep, ReadStore, RunDecision, RunRow, ScheduledSkip, SchedulerStore, Store,
+    TiRow, TiTransition,
 };
 
 use pg_support::{DropDatabase, fresh_database};
@@ -117,6 +118,96 @@ async fn two_schedulers_step_without_overflowing_a_pool() {
     a.migrate().await.unwrap();
     let b = PgStore::connect_with(connect, &options).await.unwrap();
     contract::concurrent_steps_never_overflow_a_pool(Arc::new(a), Arc::new(b)).await;
+}
+
+/// A selector that tells the test it was reached (inside the step's transaction, with the
+/// scheduling lock held) and then stalls its thread, as a scheduler frozen by SIGSTOP or a
+/// paused machine would.
+struct Stall {
+    reached: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    for_how_long: std::time::Duration,
+}
+
+impl QueueSelector for Stall {
+    fn skip(&self, _room: &QueueRoom) -> ScheduledSkip {
+        if let Some(reached) = self.reached.lock().unwrap().take() {
+            reached.send(()).unwrap();
+        }
+        std::thread::sleep(self.for_how_long);
+        ScheduledSkip::default()
+    }
+
+    fn select(&self, _scheduled: &[TiRow], _room: &QueueRoom) -> QueueChoice {
+        QueueChoice::default()
+    }
+}
+
+/// Chooses nothing.
+struct TakeNothing;
+
+impl QueueSelector for TakeNothing {
+    fn skip(&self, _room: &QueueRoom) -> ScheduledSkip {
+        ScheduledSkip::default()
+    }
+
+    fn select(&self, _scheduled: &[TiRow], _room: &QueueRoom) -> QueueChoice {
+        QueueChoice::default()
+    }
+}
+
+/// A scheduler frozen while it holds the scheduling lock loses its session once it has kept
+/// its transaction waiting for the idle limit (10 s), so the other schedulers queue again
+/// instead of waiting for it for ever; the frozen one's step fails and records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_holder_of_the_scheduling_lock_does_not_stop_the_others() {
+    let (connect, _guard) = fresh_database().await;
+    let options = PgStoreOptions::default();
+    let frozen = PgStore::connect_with(connect.clone(), &options)
+        .await
+        .unwrap();
+    frozen.migrate().await.unwrap();
+    let other = PgStore::connect_with(connect, &options).await.unwrap();
+    let now = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    let frozen_job = frozen.register_scheduler("a", 1, now).await.unwrap();
+    let other_job = other.register_scheduler("b", 2, now).await.unwrap();
+    let decide = |_: &RunRow, _: &[TiSnapshot]| RunDecision::default();
+
+    let (reached, lock_held) = std::sync::mpsc::channel();
+    let stall = Stall {
+        reached: std::sync::Mutex::new(Some(reached)),
+        for_how_long: std::time::Duration::from_secs(13),
+    };
+    let stalled = tokio::spawn(async move {
+        let step = QueueStep {
+            owner: frozen_job,
+            page: 8,
+            selector: &stall,
+        };
+        frozen
+            .record_evaluate_and_queue(&[], "a", &[], &decide, &step, now)
+            .await
+    });
+    tokio::task::spawn_blocking(move || lock_held.recv().unwrap())
+        .await
+        .unwrap();
+
+    let step = QueueStep {
+        owner: other_job,
+        page: 8,
+        selector: &TakeNothing,
+    };
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        other.record_evaluate_and_queue(&[], "b", &[], &decide, &step, now),
+    )
+    .await
+    .expect("the other scheduler gets the lock once the frozen one's session ends")
+    .unwrap();
+    assert_eq!(outcome.queued.len(), 0);
+    assert!(
+        stalled.await.unwrap().is_err(),
+        "the frozen scheduler's transaction was ended"
+    );
 }
 
 /// A run whose row another transaction holds is not waited for: `evaluate_runs` reports it

@@ -41,12 +41,25 @@ use crate::{
 /// ("updraft" in ASCII).
 pub(super) const SCHEDULING_LOCK: i64 = 0x0075_7064_7261_6674;
 
-/// Wait for [`SCHEDULING_LOCK`]; held until the transaction ends.
+/// How long a transaction holding [`SCHEDULING_LOCK`] may sit waiting for its client before
+/// PostgreSQL ends its session. A scheduler's transactions wait for nothing but its own CPU
+/// (milliseconds), so only a frozen or cut-off holder (SIGSTOP, a paused VM, a partition)
+/// reaches it; without it, that holder would keep every other scheduler from queueing until
+/// it came back.
+const LOCK_HOLDER_IDLE_LIMIT: &str = "10s";
+
+/// Wait for [`SCHEDULING_LOCK`]; held until the transaction ends, or until the transaction has
+/// waited on its client for [`LOCK_HOLDER_IDLE_LIMIT`] (a transaction-local setting, so
+/// nothing outlives the transaction: PgBouncer's transaction pooling is fine).
 async fn lock_scheduling(conn: &mut PgConnection) -> Result<()> {
-    codec::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(SCHEDULING_LOCK)
-        .execute(conn)
-        .await?;
+    codec::query(
+        "SELECT set_config('idle_in_transaction_session_timeout', $2, true),
+                pg_advisory_xact_lock($1)",
+    )
+    .bind(SCHEDULING_LOCK)
+    .bind(LOCK_HOLDER_IDLE_LIMIT)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

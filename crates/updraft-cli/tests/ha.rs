@@ -195,28 +195,19 @@ fn a_killed_schedulers_tries_are_retried_by_the_others() {
     wait_until("half of the tries to run", WORKLOAD_TIMEOUT, || {
         (ledger_lines(&ledger) >= 500).then_some(())
     });
-    // The victim's job, and the instances it holds right now.
-    let (victim_job, held) =
-        wait_until("the victim to hold running tries", WORKLOAD_TIMEOUT, || {
-            with_store(&db.url, async |store: &dyn Store| {
-                let job = store
-                    .schedulers(16)
-                    .await
-                    .ok()?
-                    .into_iter()
-                    .find(|j| j.pid == i64::from(victim_pid) && j.state == JobState::Running)?;
-                let mut held = Vec::new();
-                for run in store.newest_runs(&NewestRunsFilter::default()).await.ok()? {
-                    for ti in store.task_instances(run.id).await.ok()? {
-                        if ti.queued_by_job_id == Some(job.id) && ti.state == TaskState::Running {
-                            held.push((run.id, ti.task_id, ti.try_number));
-                        }
-                    }
-                }
-                (!held.is_empty()).then_some((job.id, held))
-            })
-        });
+    // Kill the victim while it holds running tries. Which tries it held when it died is read
+    // after the kill: a dead scheduler records nothing more, and the others wait for its
+    // heartbeat to age (2 s) before taking its tries over, so the snapshot is exact.
+    let victim_job = wait_until("the victim to hold running tries", WORKLOAD_TIMEOUT, || {
+        let job = running_job_of(&db.url, victim_pid)?;
+        (!running_tries_of(&db.url, job).is_empty()).then_some(job)
+    });
     schedulers[0].kill();
+    let held = running_tries_of(&db.url, victim_job);
+    assert!(
+        !held.is_empty(),
+        "the victim held no running try when it died"
+    );
 
     let runs = wait_all_runs_finished(&db.url, 50);
     assert_exactly_once(&runs, &ledger, 20);
@@ -236,39 +227,64 @@ fn a_killed_schedulers_tries_are_retried_by_the_others() {
         "the dead scheduler passed the liveness probe: {probe}"
     );
     home.ok(&["jobs", "check"]);
-    // Each try the victim held when it died was failed and followed by another try.
-    let mut retried = 0;
+    // Each try the victim held when it died was failed and followed by another try, queued by
+    // one of the survivors.
     for (run_pk, task_id, try_number) in &held {
         let (_, _, tis) = runs
             .iter()
             .find(|(_, _, tis)| tis.first().is_some_and(|t| t.run_pk == *run_pk))
             .unwrap();
         let ti = tis.iter().find(|t| &t.task_id == task_id).unwrap();
-        // The try may have ended (and been recorded) just before the kill.
-        if ti.try_number > *try_number {
-            retried += 1;
-            assert_ne!(ti.queued_by_job_id, Some(victim_job), "{task_id}");
-            let tries = with_store(&db.url, async |store: &dyn Store| {
-                store
-                    .tries(&updraft_store::TiKey {
-                        run_pk: *run_pk,
-                        task_id: task_id.clone(),
-                    })
-                    .await
-                    .unwrap()
-            });
-            let dead = tries.iter().find(|t| t.try_number == *try_number).unwrap();
-            assert!(
-                matches!(dead.state, TaskState::Failed | TaskState::UpForRetry),
-                "{task_id} try {try_number} ended {:?}",
-                dead.state
-            );
-        }
+        assert!(
+            ti.try_number > *try_number,
+            "{task_id} of run {run_pk}: try {try_number} held by the victim was not retried: {ti:?}"
+        );
+        assert_ne!(ti.queued_by_job_id, Some(victim_job), "{task_id}");
+        let tries = with_store(&db.url, async |store: &dyn Store| {
+            store
+                .tries(&updraft_store::TiKey {
+                    run_pk: *run_pk,
+                    task_id: task_id.clone(),
+                })
+                .await
+                .unwrap()
+        });
+        let dead = tries.iter().find(|t| t.try_number == *try_number).unwrap();
+        assert!(
+            matches!(dead.state, TaskState::Failed | TaskState::UpForRetry),
+            "{task_id} try {try_number} ended {:?}",
+            dead.state
+        );
     }
-    assert!(
-        retried > 0,
-        "none of the victim's tries {held:?} was retried"
-    );
+}
+
+/// The id of the running scheduler job of the process `pid`.
+fn running_job_of(url: &str, pid: i32) -> Option<i64> {
+    with_store(url, async |store: &dyn Store| {
+        let jobs = store.schedulers(16).await.ok()?;
+        jobs.into_iter()
+            .find(|j| j.pid == i64::from(pid) && j.state == JobState::Running)
+            .map(|j| j.id)
+    })
+}
+
+/// The tries queued by scheduler job `job` that are running now: (run, task, try number).
+fn running_tries_of(url: &str, job: i64) -> Vec<(i64, String, u32)> {
+    with_store(url, async |store: &dyn Store| {
+        let mut held = Vec::new();
+        let runs = store
+            .newest_runs(&NewestRunsFilter::default())
+            .await
+            .unwrap();
+        for run in runs {
+            for ti in store.task_instances(run.id).await.unwrap() {
+                if ti.queued_by_job_id == Some(job) && ti.state == TaskState::Running {
+                    held.push((run.id, ti.task_id, ti.try_number));
+                }
+            }
+        }
+        held
+    })
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Home, SchedulerProcess, wait_until};
+use common::{Home, SchedulerProcess, get_json, wait_until};
 use pg::{PgCluster, TestDatabase, WORKLOAD_TIMEOUT, with_store};
 use updraft_core::{RunState, TaskState};
 use updraft_store::{JobState, NewestRunsFilter, Store, TiRow};
@@ -297,7 +297,7 @@ fn schedulers_survive_a_postgresql_restart_mid_run() {
     write_workload(&home, 10, 4, 5, "1.5", 0, &ledger);
     let mut schedulers = start_schedulers(&home, 2);
     let server = home.start_server();
-    let api = api_address(&server);
+    let api = server.api_address();
 
     wait_until("a third of the tries to run", WORKLOAD_TIMEOUT, || {
         (ledger_lines(&ledger) >= 60).then_some(())
@@ -340,35 +340,6 @@ fn schedulers_survive_a_postgresql_restart_mid_run() {
             && health["scheduler"]["status"] == "healthy")
             .then_some(())
     });
-}
-
-fn api_address(service: &SchedulerProcess) -> String {
-    wait_until(
-        "the server to announce its address",
-        Duration::from_secs(60),
-        || {
-            let output = service.output();
-            let (_, rest) = output.split_once("updraft web UI and API on http://")?;
-            Some(rest.split(['/', ' ', '\n']).next()?.to_string())
-        },
-    )
-}
-
-/// A plain HTTP/1.1 GET; `None` when the server does not answer with JSON.
-fn get_json(address: &str, path: &str) -> Option<serde_json::Value> {
-    let mut stream = std::net::TcpStream::connect(address).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (_, body) = response.split_once("\r\n\r\n")?;
-    serde_json::from_str(body).ok()
 }
 
 #[test]

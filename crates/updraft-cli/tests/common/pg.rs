@@ -2,6 +2,8 @@
 //! (`UPDRAFT_TEST_POSTGRES_URL`, started by `scripts/test`), or a whole cluster of the test's
 //! own when the test must stop and restart the server.
 
+#![allow(dead_code)] // each test binary uses a part of it
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
@@ -249,7 +251,7 @@ fn chown_to_postgres(dir: &Path) {
 }
 
 /// Whether the tests run as root (the owner of this process's /proc entry).
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }

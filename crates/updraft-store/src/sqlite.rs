@@ -32,7 +32,7 @@ use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{SqliteConnection, Transaction};
+use sqlx::{Connection, SqliteConnection, Transaction};
 use updraft_dag::ImportError;
 
 use crate::backend::Backend;
@@ -81,8 +81,8 @@ impl SqliteStore {
         // opening the same new database at once take turns.
         let _lock = init_lock(path).await?;
         // The writer connects first so the file exists and is in WAL mode before readers open.
-        let writer = pool_options(1).connect_with(options.clone()).await?;
-        let reader = pool_options(READERS).connect_with(options).await?;
+        let writer = file_pool_options(1).connect_with(options.clone()).await?;
+        let reader = file_pool_options(READERS).connect_with(options).await?;
         tracing::debug!(path = %path.display(), "opened SQLite store");
         Ok(SqliteStore {
             writer,
@@ -147,6 +147,27 @@ fn pool_options(max_connections: u32) -> SqlitePoolOptions {
         .max_connections(max_connections)
         // Long enough to queue behind a burst of writers without surfacing a timeout.
         .acquire_timeout(Duration::from_secs(30))
+}
+
+/// [`pool_options`] for a file database, whose connections can be replaced: one that comes
+/// back still counted inside a transaction is closed, and the pool opens a fresh one.
+///
+/// SQLite ends a transaction by itself on some errors (`SQLITE_FULL`, `SQLITE_IOERR`, ...,
+/// at a statement or at `COMMIT`); sqlx still counts the transaction open, its rollback on
+/// drop then fails ("no transaction is active") unseen, and every later `BEGIN` on that
+/// connection would fail with "attempted to call begin_with at non-zero transaction depth".
+/// By the time a connection is acquired again, the pool's ping has run that rollback, so the
+/// count is final.
+fn file_pool_options(max_connections: u32) -> SqlitePoolOptions {
+    pool_options(max_connections).before_acquire(|conn, _| {
+        Box::pin(async move {
+            let clean = !conn.is_in_transaction();
+            if !clean {
+                tracing::warn!("closing a database connection left inside a failed transaction");
+            }
+            Ok(clean)
+        })
+    })
 }
 
 #[async_trait]

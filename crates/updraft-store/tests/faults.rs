@@ -11,6 +11,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use updraft_core::{RunType, TaskState};
@@ -185,4 +186,142 @@ async fn writes_fail_while_the_disk_is_full_and_work_again_once_space_returns() 
     }
     assert!(store.run("d", "r3").await.unwrap().is_some());
     store.close().await;
+}
+
+/// The health check's view of writes: none failing before, nor on a full disk before a write
+/// fails there; then failing with SQLite's words; and working again once space returns, with
+/// no other write in between (its own probe finds out).
+#[tokio::test]
+async fn write_failure_is_reported_while_writes_fail_and_clears_by_itself() {
+    let tmpfs = Tmpfs::mount("8M");
+    let path = tmpfs.path().join("updraft.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.migrate().await.unwrap();
+    contract::sync(&store, &[&contract::dag("d")], false).await;
+    assert_eq!(store.write_failure().await, None);
+
+    checkpoint(&path).await;
+    let filler = tmpfs.fill();
+    assert_eq!(store.write_failure().await, None, "no write has failed yet");
+    let failed = write_each_kind(&store, 1).await;
+    assert!(failed[0].1.is_err(), "{failed:?}");
+    let failure = store.write_failure().await.unwrap_or_default();
+    assert!(failure.contains("disk is full"), "{failure:?}");
+
+    fs::remove_file(&filler).unwrap();
+    // Polled: a failure is held for a few seconds, whatever succeeds meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Some(failure) = store.write_failure().await {
+        assert!(
+            Instant::now() < deadline,
+            "writes still reported failing: {failure}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (what, result) in write_each_kind(&store, 2).await {
+        result.unwrap_or_else(|e| panic!("{what} once space returned: {e}"));
+    }
+    store.close().await;
+}
+
+// ---- corruption -------------------------------------------------------------------------------
+
+const PAGE: usize = 4096;
+
+/// A closed database file with a few thousand task instances spread over many pages.
+async fn database_with_data(path: &Path) {
+    let store = SqliteStore::open(path).await.unwrap();
+    store.migrate().await.unwrap();
+    let d = contract::dag("d");
+    contract::sync(&store, &[&d], false).await;
+    let tis: Vec<NewTi> = (0..300)
+        .map(|i| contract::ti(&format!("t{i:03}"), 1))
+        .collect();
+    for round in 0..10 {
+        store
+            .create_run(
+                &contract::new_run(&d, &format!("r{round}"), RunType::Manual, round),
+                &tis,
+                contract::t(round),
+            )
+            .await
+            .unwrap();
+    }
+    store.close().await;
+}
+
+/// Overwrite the middle half of the file's pages with garbage (not page 1, the header and
+/// the start of the schema).
+fn corrupt_middle_pages(path: &Path) {
+    let mut bytes = fs::read(path).unwrap();
+    let pages = bytes.len() / PAGE;
+    assert!(
+        pages >= 16,
+        "only {pages} pages: too few to corrupt the middle"
+    );
+    let mut noise: u32 = 0x9e37_79b9;
+    for byte in &mut bytes[(pages / 4) * PAGE..(3 * pages / 4) * PAGE] {
+        noise ^= noise << 13;
+        noise ^= noise >> 17;
+        noise ^= noise << 5;
+        *byte = noise as u8;
+    }
+    fs::write(path, bytes).unwrap();
+}
+
+/// Corrupt pages are found by the start-up check and by the first read that meets them, each
+/// time as [`StoreError::DatabaseCorrupt`] naming the file and how to recover, and the store
+/// remembers it for the process to stop.
+#[tokio::test]
+async fn corrupt_pages_are_reported_naming_the_file_and_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("updraft.db");
+    database_with_data(&path).await;
+    let healthy = SqliteStore::open(&path).await.unwrap();
+    healthy.check_integrity().await.unwrap();
+    healthy.close().await;
+
+    corrupt_middle_pages(&path);
+    let store = SqliteStore::open(&path).await.unwrap();
+    let file = path.display().to_string();
+    let checked = store.check_integrity().await.unwrap_err();
+    assert!(checked.is_database_corrupt(), "{checked:?}");
+    let message = checked.to_string();
+    assert!(message.contains(&file), "{message}");
+    assert!(message.contains(".recover"), "{message}");
+
+    // A second store (another process) meets it when reading.
+    let other = SqliteStore::open(&path).await.unwrap();
+    let mut met = None;
+    for round in 0..10 {
+        let Some(run) = other.run("d", &format!("r{round}")).await.ok().flatten() else {
+            continue;
+        };
+        if let Err(e) = other.task_instances(run.id).await {
+            met = Some(e);
+            break;
+        }
+    }
+    let met = match met {
+        Some(e) => e,
+        None => other.runs_page(&Default::default()).await.unwrap_err(),
+    };
+    assert!(met.is_database_corrupt(), "{met:?}");
+    assert!(met.to_string().contains(&file), "{met}");
+    let found = tokio::time::timeout(Duration::from_secs(5), other.corruption_found())
+        .await
+        .expect("the store remembers the corruption it met");
+    assert!(found.to_string().contains(&file), "{found}");
+}
+
+/// A file that is not a database at all is named corrupt when opened.
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_named_corrupt_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("updraft.db");
+    fs::write(&path, vec![0x5a; 16 * PAGE]).unwrap();
+    let opened = SqliteStore::open(&path).await;
+    let e = opened.err().expect("a garbage file does not open");
+    assert!(e.is_database_corrupt(), "{e:?}");
+    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
 }

@@ -4,7 +4,8 @@
 //! Mounting a tmpfs needs root, which the test suite has in CI; run as another user, the
 //! disk-full tests fail saying so (they never skip).
 
-#[macro_use]
+// The fixtures only: the scenarios run in `sqlite.rs`.
+#[allow(unused_imports, unused_macros)]
 mod contract;
 
 use std::fs;
@@ -320,8 +321,9 @@ async fn a_file_that_is_not_a_database_is_named_corrupt_when_opened() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("updraft.db");
     fs::write(&path, vec![0x5a; 16 * PAGE]).unwrap();
-    let opened = SqliteStore::open(&path).await;
-    let e = opened.err().expect("a garbage file does not open");
+    let e = SqliteStore::open(&path)
+        .await
+        .expect_err("a garbage file does not open");
     assert!(e.is_database_corrupt(), "{e:?}");
     assert!(e.to_string().contains(&path.display().to_string()), "{e}");
 }

@@ -106,7 +106,8 @@ impl Health {
             if met.is_some() {
                 return false;
             }
-            tracing::error!(database = %self.database, "the database is corrupt: {detail}");
+            // The caller reports it (a service stops with it): logged only for debugging.
+            tracing::debug!(database = %self.database, "the database is corrupt: {detail}");
             *met = Some(detail.clone());
             true
         });

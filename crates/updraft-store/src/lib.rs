@@ -592,7 +592,7 @@ pub trait AdminStore: Send + Sync {
     /// transaction.
     async fn purge_history(&self, before: DateTime<Utc>, dry_run: bool) -> Result<PurgeReport>;
     /// Check the database's pages: SQLite's `PRAGMA quick_check` (it reads the whole file:
-    /// about a second per GB); nothing on PostgreSQL, whose damaged relations report
+    /// some 6-10 s per GB); nothing on PostgreSQL, whose damaged relations report
     /// themselves when read. A damaged database is [`StoreError::DatabaseCorrupt`].
     async fn check_integrity(&self) -> Result<()>;
     /// Whether this store's writes fail, for a health check: the last write error while they

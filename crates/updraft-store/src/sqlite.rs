@@ -238,20 +238,28 @@ impl Backend for SqliteStore {
     /// `PRAGMA quick_check`: every page and record of the file read and checked (not the
     /// indexes' agreement with their tables, which the full `integrity_check` adds).
     async fn check_integrity(&self) -> Result<()> {
-        let problems: Vec<(String,)> = sqlx::query_as("PRAGMA quick_check(10)")
+        const SHOWN: usize = 3;
+        let rows: Vec<(String,)> = sqlx::query_as("PRAGMA quick_check(4)")
             .fetch_all(&self.reader)
             .await?;
-        let problems: Vec<String> = problems
-            .into_iter()
-            .map(|(line,)| line)
-            .filter(|line| line != "ok")
+        // One row "ok", or problems, several lines per row, headed "*** in database main ***".
+        let problems: Vec<String> = rows
+            .iter()
+            .flat_map(|(text,)| text.lines())
+            .filter(|line| *line != "ok" && !line.starts_with("***"))
+            .map(str::to_string)
             .collect();
         if problems.is_empty() {
             return Ok(());
         }
-        Err(self
-            .health
-            .corrupt(format!("quick_check: {}", problems.join("; "))))
+        let mut detail = format!(
+            "quick_check: {}",
+            problems[..problems.len().min(SHOWN)].join("; ")
+        );
+        if problems.len() > SHOWN {
+            detail.push_str("; ...");
+        }
+        Err(self.health.corrupt(detail))
     }
 
     /// Empties the WAL into the file (a write may otherwise land in space the WAL already

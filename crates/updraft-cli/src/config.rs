@@ -128,6 +128,10 @@ pub struct DatabaseSection {
     /// transaction-pooling PgBouncer set false and run `updraft db migrate` against the
     /// database directly (the migration lock is held per session).
     pub migrate_on_start: bool,
+    /// SQLite: check the file's pages (`PRAGMA quick_check`) when `scheduler`, `server` or
+    /// `standalone` starts, so a corrupt database stops them at once. It reads the whole file
+    /// (some 6-10 s per GB); `updraft db check` runs it on demand.
+    pub check_on_start: bool,
 }
 
 /// The metadata database `database.url` names.
@@ -187,6 +191,7 @@ impl Default for DatabaseSection {
             acquire_timeout: Duration::from_secs(5),
             statement_cache: true,
             migrate_on_start: true,
+            check_on_start: true,
         }
     }
 }

@@ -14,3 +14,16 @@ pub enum SchedulerError {
     #[error("{0}")]
     Other(String),
 }
+
+impl SchedulerError {
+    /// Whether no retry can mend this: the database is corrupt. The loop stops on it rather
+    /// than retry for ever.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            SchedulerError::Store(e) | SchedulerError::Run(RunError::Store(e)) => {
+                e.is_database_corrupt()
+            }
+            _ => false,
+        }
+    }
+}

@@ -16,13 +16,15 @@ use updraft_core::evaluate::TiSnapshot;
 use updraft_core::{RunState, TaskState};
 use updraft_dag::{Dag, ImportError};
 
+use crate::health::{Access, Health};
 use crate::sql::{self, Db, codec};
 use crate::{
     ActiveCounts, AdminStore, DagHead, DagQuery, DagRow, DagVersionRow, Evaluated,
     ImportErrorQuery, ImportErrorRow, LoadedDagRecord, NewRun, NewTi, NewestRunsFilter, NoteRow,
     OperatorStore, Page, PoolRow, PoolUsage, PurgeReport, QueueLimits, QueueStep, ReadStore,
     Result, RunChange, RunDecision, RunQuery, RunRow, ScheduledSkip, SchedulerJobRow,
-    SchedulerStore, StepOutcome, TiKey, TiQuery, TiRow, TiTransition, TryReport, TryRow,
+    SchedulerStore, StepOutcome, StoreError, TiKey, TiQuery, TiRow, TiTransition, TryReport,
+    TryRow,
 };
 
 /// A database backend: its connections and transactions, and the store methods whose SQL is
@@ -34,6 +36,9 @@ pub(crate) trait Backend: Send + Sync {
     type Conn: Db + sqlx::Connection + 'static;
     /// A connection for one call outside [`Backend::begin`], given back with [`Backend::done`].
     type Guard: DerefMut<Target = Self::Conn> + Send;
+
+    /// What this store has met going wrong with its database.
+    fn health(&self) -> &Health;
 
     /// Whether statements may be prepared by name and kept on their connection (see
     /// [`sql::PERSISTENT`]).
@@ -54,6 +59,13 @@ pub(crate) trait Backend: Send + Sync {
 
     /// [`AdminStore::migrate`].
     async fn migrate(&self) -> Result<()>;
+
+    /// [`AdminStore::check_integrity`].
+    async fn check_integrity(&self) -> Result<()>;
+
+    /// One small write in its own transaction, changing nothing anyone reads, for
+    /// [`AdminStore::write_failure`].
+    async fn probe_write(&self) -> Result<()>;
 
     /// [`SchedulerStore::sync_dags`].
     async fn sync_dags(
@@ -134,7 +146,7 @@ async fn on_guard<B: Backend, T>(
     writer: bool,
     call: impl AsyncFnOnce(&mut B::Conn) -> Result<T>,
 ) -> Result<T> {
-    scoped(backend, async {
+    let result = scoped(backend, async {
         let mut guard = if writer {
             backend.writer().await?
         } else {
@@ -144,7 +156,9 @@ async fn on_guard<B: Backend, T>(
         B::done(guard).await?;
         Ok(out)
     })
-    .await
+    .await;
+    let access = if writer { Access::Write } else { Access::Read };
+    backend.health().observe(access, result)
 }
 
 /// Run `call` in a [`Backend::begin`] transaction, then commit.
@@ -152,13 +166,19 @@ async fn write_tx<B: Backend, T>(
     backend: &B,
     call: impl AsyncFnOnce(&mut B::Conn) -> Result<T>,
 ) -> Result<T> {
-    scoped(backend, async {
+    let result = scoped(backend, async {
         let mut tx = backend.begin().await?;
         let out = call(&mut tx).await?;
         tx.commit().await?;
         Ok(out)
     })
-    .await
+    .await;
+    backend.health().observe(Access::Write, result)
+}
+
+/// The outcome of one of the backend's own writes, observed (see [`Health::observe`]).
+fn wrote<B: Backend, T>(backend: &B, result: Result<T>) -> Result<T> {
+    backend.health().observe(Access::Write, result)
 }
 
 #[async_trait]
@@ -170,7 +190,10 @@ impl<B: Backend> SchedulerStore for B {
         paused_by_default: bool,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        Backend::sync_dags(self, loaded, errors, paused_by_default, now).await
+        wrote(
+            self,
+            Backend::sync_dags(self, loaded, errors, paused_by_default, now).await,
+        )
     }
 
     async fn apply_transitions(
@@ -179,7 +202,10 @@ impl<B: Backend> SchedulerStore for B {
         transitions: &[TiTransition],
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        Backend::apply_transitions(self, run_pk, transitions, now).await
+        wrote(
+            self,
+            Backend::apply_transitions(self, run_pk, transitions, now).await,
+        )
     }
 
     async fn scheduled_task_instances(
@@ -201,11 +227,11 @@ impl<B: Backend> SchedulerStore for B {
         limits: &QueueLimits,
         now: DateTime<Utc>,
     ) -> Result<Vec<TiRow>> {
-        Backend::queue(self, keys, owner, limits, now).await
+        wrote(self, Backend::queue(self, keys, owner, limits, now).await)
     }
 
     async fn start_runs(&self, runs: &[(i64, u32)], now: DateTime<Utc>) -> Result<Vec<i64>> {
-        Backend::start_runs(self, runs, now).await
+        wrote(self, Backend::start_runs(self, runs, now).await)
     }
 
     async fn evaluate_runs(
@@ -214,7 +240,10 @@ impl<B: Backend> SchedulerStore for B {
         decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>> {
-        Backend::evaluate_runs(self, run_pks, decide, now).await
+        wrote(
+            self,
+            Backend::evaluate_runs(self, run_pks, decide, now).await,
+        )
     }
 
     async fn record_evaluate_and_queue(
@@ -226,8 +255,13 @@ impl<B: Backend> SchedulerStore for B {
         queue: &QueueStep<'_>,
         now: DateTime<Utc>,
     ) -> Result<StepOutcome> {
-        Backend::record_evaluate_and_queue(self, reports, hostname, run_pks, decide, queue, now)
-            .await
+        wrote(
+            self,
+            Backend::record_evaluate_and_queue(
+                self, reports, hostname, run_pks, decide, queue, now,
+            )
+            .await,
+        )
     }
 
     async fn register_scheduler(
@@ -292,7 +326,10 @@ impl<B: Backend> SchedulerStore for B {
     }
 
     async fn record_try_reports(&self, reports: &[TryReport], hostname: &str) -> Result<Vec<bool>> {
-        Backend::record_try_reports(self, reports, hostname).await
+        wrote(
+            self,
+            Backend::record_try_reports(self, reports, hostname).await,
+        )
     }
 
     async fn orphaned_task_instances(&self) -> Result<Vec<TiRow>> {
@@ -555,11 +592,11 @@ impl<B: Backend> OperatorStore for B {
 #[async_trait]
 impl<B: Backend> AdminStore for B {
     async fn migrate(&self) -> Result<()> {
-        Backend::migrate(self).await
+        wrote(self, Backend::migrate(self).await)
     }
 
     async fn purge_history(&self, before: DateTime<Utc>, dry_run: bool) -> Result<PurgeReport> {
-        scoped(self, async {
+        let result = scoped(self, async {
             let mut tx = self.begin().await?;
             let report = sql::purge::delete_all(&mut *tx, codec::ts(before)).await?;
             if dry_run {
@@ -569,10 +606,25 @@ impl<B: Backend> AdminStore for B {
             }
             Ok(report)
         })
-        .await
+        .await;
+        wrote(self, result)
     }
 
     async fn schedulers(&self, limit: u32) -> Result<Vec<SchedulerJobRow>> {
         read(self, async |c| sql::jobs::all(c, limit).await).await
+    }
+
+    async fn check_integrity(&self) -> Result<()> {
+        let result = Backend::check_integrity(self).await;
+        self.health().observe(Access::Read, result)
+    }
+
+    async fn write_failure(&self) -> Option<String> {
+        let probe = async { wrote(self, Backend::probe_write(self).await) };
+        self.health().write_failure(probe).await
+    }
+
+    async fn corruption_found(&self) -> StoreError {
+        self.health().corruption_found().await
     }
 }

@@ -25,6 +25,7 @@ use updraft_dag::{Dag, ImportError};
 
 pub mod api;
 mod backend;
+mod health;
 pub mod postgres;
 mod room;
 mod sql;
@@ -59,6 +60,26 @@ pub enum StoreError {
     /// a state that does not end a try, or deleting `default_pool`).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The database itself is damaged: SQLite's file (`SQLITE_CORRUPT`, `SQLITE_NOTADB`, a
+    /// failed `quick_check`) or a PostgreSQL relation (`XX001`, `XX002`). Retrying cannot
+    /// help: a process meeting it stops, and someone must repair or restore the database.
+    #[error("the database {database} is corrupt ({detail}): {recovery}")]
+    DatabaseCorrupt {
+        /// The SQLite file's path, or the PostgreSQL URL without its password.
+        database: String,
+        /// The database's own words.
+        detail: String,
+        /// How to recover.
+        recovery: String,
+    },
+}
+
+impl StoreError {
+    /// Whether this says the database is damaged ([`StoreError::DatabaseCorrupt`]): no retry
+    /// can succeed.
+    pub fn is_database_corrupt(&self) -> bool {
+        matches!(self, StoreError::DatabaseCorrupt { .. })
+    }
 }
 
 /// A DAG as the installation knows it: its latest parsed definition plus its switches.
@@ -570,6 +591,21 @@ pub trait AdminStore: Send + Sync {
     /// current version nor pinned by a remaining run. With `dry_run`, count only. One
     /// transaction.
     async fn purge_history(&self, before: DateTime<Utc>, dry_run: bool) -> Result<PurgeReport>;
+    /// Check the database's pages: SQLite's `PRAGMA quick_check` (it reads the whole file:
+    /// some 6-10 s per GB); nothing on PostgreSQL, whose damaged relations report
+    /// themselves when read. A damaged database is [`StoreError::DatabaseCorrupt`].
+    async fn check_integrity(&self) -> Result<()>;
+    /// Whether this store's writes fail, for a health check: the last write error while they
+    /// do, `None` while they work. Failing means a write failed for a reason of the database's
+    /// own (a full disk, an I/O error, the server away; not a conflict) within the last 10 s,
+    /// whatever succeeded meanwhile (on a full disk small writes may still succeed), or
+    /// longer ago with nothing written since and a small probe write (one page, one commit)
+    /// failing now. Costs nothing while writes work.
+    async fn write_failure(&self) -> Option<String>;
+    /// Resolves, with that error, once any call on this store has met a corrupt database
+    /// ([`StoreError::DatabaseCorrupt`]); pending until then. For a process that must stop
+    /// then, whichever part of it met the corruption.
+    async fn corruption_found(&self) -> StoreError;
 }
 
 /// The whole contract: every role at once, for the callers that truly need all of it (a

@@ -40,6 +40,7 @@
 
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -50,6 +51,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Post
 use updraft_dag::ImportError;
 
 use crate::backend::Backend;
+use crate::health::{Engine, Health};
 use updraft_core::evaluate::TiSnapshot;
 
 use crate::{
@@ -99,6 +101,7 @@ pub struct PgStore {
     pool: PgPool,
     /// [`PgStoreOptions::statement_cache`].
     statement_cache: bool,
+    health: Arc<Health>,
 }
 
 impl PgStore {
@@ -110,6 +113,11 @@ impl PgStore {
 
     /// Connect with explicit connection and store options.
     pub async fn connect_with(connect: PgConnectOptions, options: &PgStoreOptions) -> Result<Self> {
+        let health = Arc::new(Health::new(
+            Engine::Postgres,
+            display(&connect),
+            Health::postgres_recovery(),
+        ));
         let connect = if options.statement_cache {
             connect
         } else {
@@ -124,6 +132,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             statement_cache: options.statement_cache,
+            health,
         })
     }
 
@@ -146,6 +155,17 @@ impl PgStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The database as messages name it: `postgres://user@host:port/database`, no password.
+fn display(connect: &PgConnectOptions) -> String {
+    format!(
+        "postgres://{}@{}:{}/{}",
+        connect.get_username(),
+        connect.get_host(),
+        connect.get_port(),
+        connect.get_database().unwrap_or_default()
+    )
 }
 
 /// A connection from [`PgStore::conn`]; dropping it unfinished rolls a transaction back.
@@ -190,6 +210,10 @@ impl Backend for PgStore {
     type Conn = PgConnection;
     type Guard = Conn;
 
+    fn health(&self) -> &Health {
+        &self.health
+    }
+
     fn statement_cache(&self) -> bool {
         self.statement_cache
     }
@@ -215,6 +239,21 @@ impl Backend for PgStore {
         // it checks and applies migrations, so processes migrating at once take turns.
         MIGRATOR.run(&self.pool).await?;
         tracing::debug!("PostgreSQL schema up to date");
+        Ok(())
+    }
+
+    /// Nothing to do: PostgreSQL reports a damaged relation when it reads it (XX001,
+    /// XX002), which the store turns into [`crate::StoreError::DatabaseCorrupt`].
+    async fn check_integrity(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// A transaction that takes a transaction id, so its commit writes to the WAL. Sent as a
+    /// simple query (no prepared statement, fine behind PgBouncer).
+    async fn probe_write(&self) -> Result<()> {
+        sqlx::raw_sql("SELECT txid_current()")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -23,6 +23,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,10 +33,11 @@ use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{SqliteConnection, Transaction};
+use sqlx::{Connection, SqliteConnection, Transaction};
 use updraft_dag::ImportError;
 
 use crate::backend::Backend;
+use crate::health::{Access, Engine, Health};
 use updraft_core::evaluate::TiSnapshot;
 
 use crate::{
@@ -64,6 +66,7 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// The database file; `None` in memory.
     path: Option<PathBuf>,
+    health: Arc<Health>,
 }
 
 impl SqliteStore {
@@ -77,17 +80,29 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
+        let name = path.display().to_string();
+        let health = Arc::new(Health::new(
+            Engine::Sqlite,
+            name.clone(),
+            Health::sqlite_recovery(&name),
+        ));
         // Switching a new file to WAL takes a lock SQLite does not wait for, so processes
         // opening the same new database at once take turns.
         let _lock = init_lock(path).await?;
         // The writer connects first so the file exists and is in WAL mode before readers open.
-        let writer = pool_options(1).connect_with(options.clone()).await?;
-        let reader = pool_options(READERS).connect_with(options).await?;
+        // A file that is not a database fails here, and is named corrupt.
+        let connect = async {
+            let writer = file_pool_options(1).connect_with(options.clone()).await?;
+            let reader = file_pool_options(READERS).connect_with(options).await?;
+            Ok((writer, reader))
+        };
+        let (writer, reader) = health.observe(Access::Read, connect.await)?;
         tracing::debug!(path = %path.display(), "opened SQLite store");
         Ok(SqliteStore {
             writer,
             reader,
             path: Some(path.to_path_buf()),
+            health,
         })
     }
 
@@ -109,6 +124,11 @@ impl SqliteStore {
             writer: pool.clone(),
             reader: pool,
             path: None,
+            health: Arc::new(Health::new(
+                Engine::Sqlite,
+                "in memory".to_string(),
+                "it lives only in this process".to_string(),
+            )),
         };
         store.migrate().await?;
         Ok(store)
@@ -149,11 +169,36 @@ fn pool_options(max_connections: u32) -> SqlitePoolOptions {
         .acquire_timeout(Duration::from_secs(30))
 }
 
+/// [`pool_options`] for a file database, whose connections can be replaced: one that comes
+/// back still counted inside a transaction is closed, and the pool opens a fresh one.
+///
+/// SQLite ends a transaction by itself on some errors (`SQLITE_FULL`, `SQLITE_IOERR`, ...,
+/// at a statement or at `COMMIT`); sqlx still counts the transaction open, its rollback on
+/// drop then fails ("no transaction is active") unseen, and every later `BEGIN` on that
+/// connection would fail with "attempted to call begin_with at non-zero transaction depth".
+/// By the time a connection is acquired again, the pool's ping has run that rollback, so the
+/// count is final.
+fn file_pool_options(max_connections: u32) -> SqlitePoolOptions {
+    pool_options(max_connections).before_acquire(|conn, _| {
+        Box::pin(async move {
+            let clean = !conn.is_in_transaction();
+            if !clean {
+                tracing::warn!("closing a database connection left inside a failed transaction");
+            }
+            Ok(clean)
+        })
+    })
+}
+
 #[async_trait]
 impl Backend for SqliteStore {
     type Database = Sqlite;
     type Conn = SqliteConnection;
     type Guard = PoolConnection<Sqlite>;
+
+    fn health(&self) -> &Health {
+        &self.health
+    }
 
     fn statement_cache(&self) -> bool {
         true
@@ -187,6 +232,54 @@ impl Backend for SqliteStore {
         };
         MIGRATOR.run(&self.writer).await?;
         tracing::debug!("SQLite schema up to date");
+        Ok(())
+    }
+
+    /// `PRAGMA quick_check`: every page and record of the file read and checked (not the
+    /// indexes' agreement with their tables, which the full `integrity_check` adds).
+    async fn check_integrity(&self) -> Result<()> {
+        const SHOWN: usize = 3;
+        let rows: Vec<(String,)> = sqlx::query_as("PRAGMA quick_check(4)")
+            .fetch_all(&self.reader)
+            .await?;
+        // One row "ok", or problems, several lines per row, headed "*** in database main ***".
+        let problems: Vec<String> = rows
+            .iter()
+            .flat_map(|(text,)| text.lines())
+            .filter(|line| *line != "ok" && !line.starts_with("***"))
+            .map(str::to_string)
+            .collect();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let mut detail = format!(
+            "quick_check: {}",
+            problems[..problems.len().min(SHOWN)].join("; ")
+        );
+        if problems.len() > SHOWN {
+            detail.push_str("; ...");
+        }
+        Err(self.health.corrupt(detail))
+    }
+
+    /// Empties the WAL into the file (a write may otherwise land in space the WAL already
+    /// holds, even on a full disk), then rewrites the header's `user_version` (unused by
+    /// updraft) with its own value: one page through the WAL and a commit, as any write needs.
+    async fn probe_write(&self) -> Result<()> {
+        let mut conn = self.writer.acquire().await?;
+        // Busy (a reader still on the WAL) leaves the WAL as it is: the probe is weaker, not
+        // wrong.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut *conn)
+            .await?;
+        let (version,): (i64,) = sqlx::query_as("PRAGMA user_version")
+            .fetch_one(&mut *conn)
+            .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "PRAGMA user_version = {version}"
+        )))
+        .execute(&mut *conn)
+        .await?;
         Ok(())
     }
 

@@ -16,6 +16,9 @@ use crate::output::{Format, print_object};
 pub enum DbCommand {
     /// Create or upgrade the database schema.
     Migrate,
+    /// Check the database's pages (SQLite's `PRAGMA quick_check`; the services run it at
+    /// start). Exits non-zero, naming what is wrong and how to recover, on a corrupt database.
+    Check,
     /// Delete old history, as Airflow's `db clean`: finished runs that ended before the cutoff
     /// (with their task instances, tries and notes), except each DAG's latest scheduled or
     /// backfill run; scheduler jobs that ended before it; change-log entries of deleted runs;
@@ -46,6 +49,14 @@ pub async fn run(cmd: DbCommand, settings: &Settings, format: Format) -> Result<
             let store = super::connect_store(settings).await?;
             super::migrate(settings, store.as_ref()).await?;
             println!("Database migrated: {}", settings.database_display());
+            Ok(ExitCode::SUCCESS)
+        }
+        DbCommand::Check => {
+            let store = super::connect_store(settings).await?;
+            store.check_integrity().await.with_context(|| {
+                format!("checking the database {}", settings.database_display())
+            })?;
+            println!("Database OK: {}", settings.database_display());
             Ok(ExitCode::SUCCESS)
         }
         DbCommand::Clean {

@@ -33,6 +33,27 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
     Ok(store)
 }
 
+/// [`open_store`] for a long-running service: the database's pages are checked first
+/// ([`AdminStore::check_integrity`], unless `database.check_on_start` is off), so a corrupt
+/// database stops the service at once with a message naming it, instead of failing passes.
+pub async fn open_checked_store(settings: &Settings) -> Result<Arc<dyn Store>> {
+    let store = connect_store(settings).await?;
+    if settings.config.database.check_on_start {
+        let started = std::time::Instant::now();
+        store.check_integrity().await.with_context(|| {
+            format!(
+                "checking the database {} before starting",
+                settings.database_display()
+            )
+        })?;
+        tracing::info!(elapsed = ?started.elapsed(), "database integrity checked");
+    }
+    if settings.config.database.migrate_on_start {
+        migrate(settings, store.as_ref()).await?;
+    }
+    Ok(store)
+}
+
 /// Create or upgrade the schema (safe from several processes at once).
 pub async fn migrate(settings: &Settings, store: &dyn AdminStore) -> Result<()> {
     store

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
@@ -33,6 +33,49 @@ pub async fn standalone(settings: &Settings) -> Result<ExitCode> {
     run(settings, stop, true).await
 }
 
+/// Why a service stops: a signal, or a corrupt database met by any of its parts.
+#[derive(Clone)]
+struct Stop {
+    /// Becomes true on SIGTERM, SIGINT, or corruption.
+    requested: watch::Receiver<bool>,
+    /// The corruption's message, when that is why.
+    corruption: Arc<OnceLock<String>>,
+}
+
+impl Stop {
+    /// Stops on `signals`, or once `store` meets a corrupt database.
+    fn new(signals: watch::Receiver<bool>, store: Arc<dyn Store>) -> Stop {
+        let (tx, requested) = watch::channel(false);
+        let corruption = Arc::new(OnceLock::new());
+        let found = corruption.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = wait_for(signals) => {}
+                e = store.corruption_found() => {
+                    let _ = found.set(e.to_string());
+                }
+            }
+            let _ = tx.send(true);
+        });
+        Stop {
+            requested,
+            corruption,
+        }
+    }
+
+    fn wait(&self) -> impl Future<Output = ()> + use<> {
+        wait_for(self.requested.clone())
+    }
+
+    /// After the service stopped: an error when a corrupt database stopped it.
+    fn outcome(&self) -> Result<()> {
+        match self.corruption.get() {
+            Some(message) => bail!("{message}"),
+            None => Ok(()),
+        }
+    }
+}
+
 pub async fn scheduler(settings: &Settings) -> Result<ExitCode> {
     let stop = stop_on_signal()?;
     run(settings, stop, false).await
@@ -40,8 +83,9 @@ pub async fn scheduler(settings: &Settings) -> Result<ExitCode> {
 
 /// The web UI and API alone, beside a scheduler running elsewhere on the same database.
 pub async fn server(settings: &Settings) -> Result<ExitCode> {
-    let stop = stop_on_signal()?;
-    let store = super::open_store(settings).await?;
+    let signals = stop_on_signal()?;
+    let store = super::open_checked_store(settings).await?;
+    let stop = Stop::new(signals, store.clone());
     let changes = tokio::sync::broadcast::channel(1024).0;
     // No scheduler in this process publishes state changes: the live views follow the
     // database's change log instead.
@@ -49,7 +93,7 @@ pub async fn server(settings: &Settings) -> Result<ExitCode> {
         store.clone(),
         changes.clone(),
         updraft_server::live::DEFAULT_INTERVAL,
-        wait_for(stop.clone()),
+        stop.wait(),
     ));
     let poke_settings = settings.clone();
     let poke_store = store.clone();
@@ -62,16 +106,18 @@ pub async fn server(settings: &Settings) -> Result<ExitCode> {
     let listener = updraft_server::listen(&config).await?;
     let state = AppState::new(store, config, changes, wake)
         .with_health_check_threshold(settings.config.scheduler.health_check_threshold);
-    updraft_server::serve(listener, state, wait_for(stop)).await?;
+    updraft_server::serve(listener, state, stop.wait()).await?;
+    stop.outcome()?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn run(
     settings: &Settings,
-    stop: watch::Receiver<bool>,
+    signals: watch::Receiver<bool>,
     with_server: bool,
 ) -> Result<ExitCode> {
-    let store = super::open_store(settings).await?;
+    let store = super::open_checked_store(settings).await?;
+    let stop = Stop::new(signals, store.clone());
     let Some(mut lock) = super::try_scheduler_lock(settings)? else {
         bail!(
             "another scheduler is already running on {} (an SQLite database has one scheduler; \
@@ -86,7 +132,7 @@ async fn run(
     let mut scheduler = Scheduler::new(store.clone(), config)?;
     lock.forward_pokes_to(scheduler.waker());
     let server = if with_server {
-        Some(spawn_server(settings, store, &scheduler, stop.clone()).await?)
+        Some(spawn_server(settings, store, &scheduler, stop.wait()).await?)
     } else {
         None
     };
@@ -96,10 +142,11 @@ async fn run(
         settings.database_display(),
         settings.logs_folder().display()
     );
-    scheduler.run(wait_for(stop)).await?;
+    scheduler.run(stop.wait()).await?;
     if let Some(server) = server {
         server.await.context("the web server task failed")??;
     }
+    stop.outcome()?;
     eprintln!("updraft scheduler stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -108,7 +155,7 @@ async fn spawn_server(
     settings: &Settings,
     store: Arc<dyn Store>,
     scheduler: &Scheduler,
-    stop: watch::Receiver<bool>,
+    stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<Result<(), updraft_server::ServerError>>> {
     let config = server_config(settings)?;
     // Bind before the scheduler starts, so a bad or busy address stops everything at once.
@@ -117,11 +164,7 @@ async fn spawn_server(
     let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || waker.notify_one());
     let state = AppState::new(store, config, scheduler.changes(), wake)
         .with_health_check_threshold(settings.config.scheduler.health_check_threshold);
-    Ok(tokio::spawn(updraft_server::serve(
-        listener,
-        state,
-        wait_for(stop),
-    )))
+    Ok(tokio::spawn(updraft_server::serve(listener, state, stop)))
 }
 
 fn server_config(settings: &Settings) -> Result<ServerConfig> {

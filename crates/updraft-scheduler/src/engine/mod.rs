@@ -12,7 +12,8 @@
 //! queued by exactly one scheduler and runs once. Tries of a scheduler that stopped
 //! heartbeating are failed (and retried per `retries`) by the others. A database error never
 //! ends the loop: the pass is retried with backoff, and reports of finished tries wait in
-//! memory until they are recorded.
+//! memory until they are recorded. The one exception is a corrupt database, which no retry
+//! mends: the loop stops its tries and returns the error.
 //!
 //! One [`Scheduler`] state, its `impl` split by job: this file holds the struct and the event
 //! loop; `state` its parts (executors, wakeups, definitions, job, tries, tracked runs);
@@ -169,8 +170,10 @@ impl Scheduler {
         loop {
             let prepared = self.prepare().await;
             let ready = prepared.is_ok();
-            if self.settle(prepared, &mut backoff, shutdown.as_mut()).await {
-                return self.shutdown().await;
+            match self.settle(prepared, &mut backoff, shutdown.as_mut()).await {
+                Ok(true) => return self.shutdown().await,
+                Ok(false) => {}
+                Err(fatal) => return self.abandon(fatal).await,
             }
             if ready {
                 break;
@@ -182,39 +185,43 @@ impl Scheduler {
                 break;
             }
             let handled = self.handle(stimulus).await;
-            if self.settle(handled, &mut backoff, shutdown.as_mut()).await {
+            match self.settle(handled, &mut backoff, shutdown.as_mut()).await {
                 // Stopping while the database is away: tries are still stopped and whatever
                 // can be recorded is.
-                break;
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(fatal) => return self.abandon(fatal).await,
             }
         }
         self.shutdown().await
     }
 
     /// After a pass: on success clear the backoff; on failure log it, remember when, and
-    /// wait the backoff (or until shutdown, returning true).
+    /// wait the backoff (or until shutdown, returning true). An error no retry can mend (see
+    /// [`SchedulerError::is_fatal`]) is returned instead.
     async fn settle(
         &mut self,
         outcome: Result<(), SchedulerError>,
         backoff: &mut Backoff,
         shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-    ) -> bool {
+    ) -> Result<bool, SchedulerError> {
         match outcome {
             Ok(()) => {
                 if !backoff.is_clear() {
                     info!("the database answers again; scheduling resumes");
                 }
                 backoff.clear();
-                false
+                Ok(false)
             }
+            Err(e) if e.is_fatal() => Err(e),
             Err(e) => {
                 self.job.last_db_error = Some(Instant::now());
                 let wait = backoff.next();
                 warn!("scheduler pass failed, retrying in {wait:?}: {e}");
-                tokio::select! {
+                Ok(tokio::select! {
                     _ = shutdown => true,
                     _ = tokio::time::sleep(wait) => false,
-                }
+                })
             }
         }
     }

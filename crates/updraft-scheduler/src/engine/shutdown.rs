@@ -1,7 +1,8 @@
-//! Stopping cleanly: pods detached, local tries given their grace, every outcome recorded.
+//! Stopping cleanly: pods detached, local tries given their grace, every outcome recorded;
+//! and stopping on an error no retry can mend.
 
 use chrono::Utc;
-use tracing::info;
+use tracing::{error, info, warn};
 
 use super::Scheduler;
 use crate::SchedulerError;
@@ -32,5 +33,17 @@ impl Scheduler {
             self.store.stop_scheduler(self.job.id, now).await?;
         }
         Ok(())
+    }
+}
+
+impl Scheduler {
+    /// Stop on an error no retry can mend (a corrupt database): tries are stopped as at
+    /// shutdown, whatever can still be recorded is, and `fatal` is returned.
+    pub(super) async fn abandon(&mut self, fatal: SchedulerError) -> Result<(), SchedulerError> {
+        error!("the scheduler stops: {fatal}");
+        if let Err(e) = self.shutdown().await {
+            warn!("while stopping: {e}");
+        }
+        Err(fatal)
     }
 }

@@ -12,10 +12,12 @@ use crate::error::ApiError;
 use chrono::Utc;
 use updraft_store::JobState;
 
-/// The metadata database answers a query; the scheduler is healthy while some scheduler job's
-/// latest heartbeat is within the health-check threshold (Airflow's rule), and its newest
-/// heartbeat is reported. While the database is away both are unhealthy. updraft has no
-/// triggerer and no separate DAG processor.
+/// The metadata database is healthy while it answers a query and its writes work (none failed
+/// for a reason of the database's own, a full disk say, within the last seconds: see
+/// `AdminStore::write_failure`); the scheduler is healthy while some scheduler job's latest
+/// heartbeat is within the health-check threshold (Airflow's rule), and its newest heartbeat
+/// is reported. While the database is away both are unhealthy. updraft has no triggerer and no
+/// separate DAG processor.
 #[utoipa::path(
     get,
     path = "/monitor/health",
@@ -38,7 +40,14 @@ pub async fn get_health(
                 .unwrap_or(chrono::Duration::MAX);
             let healthy = latest.is_some_and(|at| Utc::now() - at <= threshold);
             let scheduler = if healthy { "healthy" } else { "unhealthy" };
-            ("healthy", scheduler, latest)
+            let database = match state.store.write_failure().await {
+                None => "healthy",
+                Some(e) => {
+                    tracing::warn!("health check: writes to the metadata database fail: {e}");
+                    "unhealthy"
+                }
+            };
+            (database, scheduler, latest)
         }
         Err(e) => {
             tracing::warn!("health check: the metadata database failed: {e}");

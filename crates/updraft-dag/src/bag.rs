@@ -596,6 +596,23 @@ mod tests {
     }
 
     #[test]
+    fn a_file_replaced_after_the_walk_keeps_what_was_known() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("a.yaml"), "dag_id: a\ntasks: []\n").unwrap();
+        let mut bag = DagBag::load(root);
+        assert!(bag.dag("a").is_some());
+        let walked = walk::scan(root, &bag.options, &AtomicBool::new(false)).unwrap();
+        let mut found = walked.found.into_iter().next().unwrap();
+        found.stamp.id.ino += 1;
+        assert!(matches!(read_file(&found, None, 100), Read::Changed));
+        // Renamed over before the walk: another inode, read again.
+        std::fs::write(root.join("b.yaml"), "tasks: [\n").unwrap();
+        std::fs::rename(root.join("b.yaml"), root.join("a.yaml")).unwrap();
+        assert!(bag.refresh().removed == ["a"], "the new content is read");
+    }
+
+    #[test]
     fn tenants() {
         assert_eq!(tenant_of("a.yaml"), DEFAULT_TENANT);
         assert_eq!(tenant_of("team_a/x/y.yaml"), "team_a");

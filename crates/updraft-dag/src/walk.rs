@@ -475,6 +475,32 @@ mod tests {
     }
 
     #[test]
+    fn only_the_regular_file_seen_is_opened() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let file = dir.path().join("a.yaml");
+        fs::write(&file, "x").unwrap();
+        let id = FileId::of(&fs::metadata(&file).unwrap());
+        assert!(open_regular(&file, Some(id)).is_ok());
+        let other = FileId {
+            ino: id.ino + 1,
+            ..id
+        };
+        assert!(matches!(
+            open_regular(&file, Some(other)),
+            Err(OpenError::Changed)
+        ));
+        let link = dir.path().join("link.yaml");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(matches!(open_regular(&link, None), Err(OpenError::Changed)));
+        let fifo = dir.path().join("fifo.yaml");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        // Returns at once (no writer will ever come), refusing the pipe.
+        assert!(matches!(open_regular(&fifo, None), Err(OpenError::Changed)));
+    }
+
+    #[test]
     fn dag_files_by_extension() {
         assert!(is_dag_file("a/b.yaml") && is_dag_file("B.YML"));
         assert!(!is_dag_file("a.yaml.txt") && !is_dag_file("yaml"));

@@ -95,8 +95,11 @@ pub async fn sync_dags(settings: &Settings, store: &dyn SchedulerStore) -> Resul
 }
 
 pub fn bag_options(settings: &Settings) -> updraft_dag::DagBagOptions {
+    let core = &settings.config.core;
     updraft_dag::DagBagOptions {
-        max_file_size: settings.config.core.max_dag_file_size,
+        max_file_size: core.max_dag_file_size,
+        max_entries: core.max_dag_folder_entries,
+        max_depth: core.max_dag_folder_depth,
         ..Default::default()
     }
 }
@@ -148,7 +151,7 @@ pub async fn scheduler_config(
         poll_interval: c.scheduler.poll_interval,
         kill_grace: c.scheduler.kill_grace,
         shutdown_grace: c.scheduler.shutdown_grace,
-        max_dag_file_size: c.core.max_dag_file_size,
+        dag_bag: bag_options(settings),
         hostname: hostname(),
         default_cwd: None,
         heartbeat_interval: c.scheduler.heartbeat_interval,

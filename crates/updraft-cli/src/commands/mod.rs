@@ -126,7 +126,7 @@ pub async fn require_dag(store: &dyn ReadStore, dag_id: &str) -> Result<DagRow> 
     match store.dag(dag_id).await? {
         Some(row) if row.is_active => Ok(row),
         Some(row) => bail!(
-            "DAG `{dag_id}` is not active: its file `{}` is gone or broken (see `updraft dags list-import-errors`)",
+            "DAG `{dag_id}` is not active: its file `{}` is gone or no longer defines it (see `updraft dags list-import-errors`)",
             row.dag.fileloc
         ),
         None => bail!(

@@ -305,6 +305,11 @@ impl Walk<'_> {
             }
         };
         if !target.starts_with(&self.root) {
+            // A link named like no DAG file, to a regular file, would not be read anyway.
+            let plain_file = fs::metadata(&target).is_ok_and(|m| m.is_file());
+            if plain_file && !is_dag_file(&rel) {
+                return;
+            }
             return self.error(
                 &rel,
                 "the symbolic link points outside the DAGs folder; links are followed only \

@@ -73,6 +73,8 @@ fn links_out_of_the_folder_are_import_errors_that_quote_nothing() {
         root.join("dotdot.yaml"),
     )
     .unwrap();
+    // Not named like a DAG file, to a file: not a DAG file, nothing to report.
+    symlink("/etc/passwd", root.join("README.md")).unwrap();
 
     let mut bag = DagBag::new(root);
     let report = bag.refresh();

@@ -105,7 +105,13 @@ pub struct CoreSection {
     pub default_pool_slots: i64,
     /// Offer the example DAGs when `standalone` finds the DAGs folder empty.
     pub load_examples: bool,
+    /// DAG files larger than this many bytes are import errors.
     pub max_dag_file_size: u64,
+    /// A walk of the DAGs folder reading more entries (files, folders, links, hidden ones
+    /// included) stops there, with an import error.
+    pub max_dag_folder_entries: usize,
+    /// Folders nested deeper than this below the DAGs folder are import errors, not read.
+    pub max_dag_folder_depth: usize,
     /// `local` or `kubernetes`.
     pub executor: ExecutorKind,
 }
@@ -177,7 +183,9 @@ impl Default for CoreSection {
             dags_are_paused_at_creation: true,
             default_pool_slots: 128,
             load_examples: true,
-            max_dag_file_size: 1024 * 1024,
+            max_dag_file_size: updraft_dag::DEFAULT_MAX_FILE_SIZE,
+            max_dag_folder_entries: updraft_dag::DEFAULT_MAX_ENTRIES,
+            max_dag_folder_depth: updraft_dag::DEFAULT_MAX_DEPTH,
             executor: ExecutorKind::Local,
         }
     }

@@ -33,16 +33,31 @@ pub async fn create_example_pools(store: &dyn updraft_store::Store) -> Result<()
     Ok(())
 }
 
+/// Whether `folder` holds a DAG file (or a link named like one) anywhere below it. Links are
+/// not followed, so a link to `/` costs nothing; a folder too large to look through in
+/// [`updraft_dag::DEFAULT_MAX_ENTRIES`] entries is taken to hold some.
 fn holds_dag_files(folder: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return false;
-    };
-    entries.flatten().any(|entry| {
-        let path = entry.path();
-        if path.is_dir() {
-            holds_dag_files(&path)
-        } else {
-            path.extension().is_some_and(|e| e == "yaml" || e == "yml")
+    let mut budget = updraft_dag::DEFAULT_MAX_ENTRIES;
+    let mut folders = vec![folder.to_path_buf()];
+    while let Some(dir) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            budget = match budget.checked_sub(1) {
+                Some(left) => left,
+                None => return true,
+            };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let path = entry.path();
+            if kind.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                return true;
+            }
         }
-    })
+    }
+    false
 }

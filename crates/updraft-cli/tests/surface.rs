@@ -451,8 +451,11 @@ fn import_error_duplicate_dag_id_across_tenants_names_both_files() {
 
 // ---- 3. a DAG whose file breaks after it ran --------------------------------------------------
 
+/// As in Airflow, a file that fails to parse keeps its DAG on its last good version (listed,
+/// triggerable, its import error shown); only deleting the file deactivates the DAG, whose
+/// history and paused flag survive until the file comes back.
 #[test]
-fn broken_file_makes_dag_inactive_keeps_history_and_recovers_with_its_paused_flag() {
+fn broken_file_keeps_its_dag_and_deleted_file_deactivates_it_keeping_history() {
     let home = Home::new();
     home.write_dag("keeper.yaml", &one_task_dag("keeper", "echo keeper"));
     home.write_dag("flaky.yaml", &daily_dag("flaky"));
@@ -472,24 +475,37 @@ fn broken_file_makes_dag_inactive_keeps_history_and_recovers_with_its_paused_fla
     // Unpaused by the test home's default; pausing makes the flag worth keeping.
     assert_eq!(listed(&home)["flaky"]["is_paused"], false);
     home.ok(&["dags", "pause", "flaky"]);
+    let version = str_of(&listed(&home)["flaky"]["version"]);
 
     home.write_dag("flaky.yaml", "dag_id: flaky\nschedule: [\"@daily\"\n");
     let by_id = listed(&home);
     assert!(
-        !by_id.contains_key("flaky"),
-        "inactive DAG listed: {by_id:?}"
+        by_id.contains_key("flaky"),
+        "broken, still listed: {by_id:?}"
+    );
+    assert_eq!(
+        str_of(&by_id["flaky"]["version"]),
+        version,
+        "last good version"
     );
     assert!(by_id.contains_key("keeper"));
     let errors = import_errors(&home);
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert_eq!(errors[0]["filename"], "flaky.yaml");
     assert_eq!(errors[0]["line"], 2, "{}", errors[0]);
+    home.ok(&["dags", "trigger", "flaky", "--run-id", "while_broken"]);
 
+    home.remove_dag("flaky.yaml");
+    let by_id = listed(&home);
+    assert!(
+        !by_id.contains_key("flaky"),
+        "inactive DAG listed: {by_id:?}"
+    );
+    assert!(import_errors(&home).is_empty());
     // History is kept and readable.
     let runs = home.runs("flaky");
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    assert_eq!(runs[0]["run_id"], run_id.as_str());
-    assert_eq!(runs[0]["state"], "success");
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(runs.iter().any(|r| r["run_id"] == run_id.as_str()));
     assert_eq!(
         home.ok(&["dags", "state", "flaky", &run_id]).stdout.trim(),
         "success"
@@ -504,7 +520,7 @@ fn broken_file_makes_dag_inactive_keeps_history_and_recovers_with_its_paused_fla
     let by_id = listed(&home);
     assert_eq!(by_id["flaky"]["is_paused"], true, "{}", by_id["flaky"]);
     assert!(import_errors(&home).is_empty());
-    assert_eq!(home.runs("flaky").len(), 1);
+    assert_eq!(home.runs("flaky").len(), 2);
 }
 
 // ---- 4. dags test -----------------------------------------------------------------------------

@@ -3,26 +3,44 @@
 //! A file directly in the folder belongs to tenant [`DEFAULT_TENANT`]; a file anywhere below
 //! `<folder>/<tenant>/` belongs to `<tenant>`. Only `.yaml`/`.yml` files are read; hidden files
 //! and folders (name starting with `.`) are skipped. Every file is parsed on its own, so one
-//! broken file never keeps the others from loading.
+//! broken file never keeps the others from loading. The folder is walked by `walk`, which never
+//! leaves it and turns what it will not read (links out of the folder, pipes, devices, names
+//! with bidirectional controls, what lies beyond the limits) into import errors.
 //!
-//! [`DagBag::refresh`] rescans the folder and re-parses only the files whose size, mtime or
-//! content changed, in parallel, and reports which DAGs were added, updated or removed.
+//! [`DagBag::refresh`] rescans the folder and re-parses only the files whose size, mtime,
+//! inode or content changed, in parallel, and reports which DAGs were added, updated or
+//! removed. [`DagBag::refresh_unless_stopped`] does the same but gives up, changing nothing,
+//! as soon as its stop flag is set.
+//!
+//! An import error's message quotes at most [`MAX_ERROR_MESSAGE_CHARS`] characters (control
+//! and bidirectional characters escaped), and a file reports at most
+//! [`MAX_ERRORS_PER_FILE`] errors, so a hostile file cannot flood the error list.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::path::{Component, Path, PathBuf};
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
 use crate::model::{DEFAULT_TENANT, Dag, ImportError};
-use crate::parse::{check_identifier, parse_located};
+use crate::parse::parse_located;
+use crate::walk::{self, Found, OpenError, Stamp, Stopped};
 use crate::yaml::Pos;
 
 /// Default limit on the size of a DAG file.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 1024 * 1024;
+/// Default limit on the entries (files, folders, links; hidden ones too) one walk of the DAGs
+/// folder reads.
+pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
+/// Default limit on how deep folders nest below the DAGs folder.
+pub const DEFAULT_MAX_DEPTH: usize = 32;
+/// Longest import-error message kept, in characters; longer ones are cut.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 500;
+/// Most import errors kept for one file; the rest are counted in a last one.
+pub const MAX_ERRORS_PER_FILE: usize = 20;
 
 /// A file modified this recently is read again on every refresh even when its size and mtime
 /// look unchanged, as a second write within the file system's mtime granularity would not
@@ -34,6 +52,10 @@ const MTIME_GRACE: Duration = Duration::from_secs(2);
 pub struct DagBagOptions {
     /// Files larger than this many bytes are import errors.
     pub max_file_size: u64,
+    /// A walk reading more entries than this stops there, with an import error.
+    pub max_entries: usize,
+    /// Folders nested deeper than this below the root are import errors, not read.
+    pub max_depth: usize,
     /// Threads used to read and parse files; 0 means one per available core.
     pub threads: usize,
 }
@@ -42,6 +64,8 @@ impl Default for DagBagOptions {
     fn default() -> Self {
         DagBagOptions {
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            max_entries: DEFAULT_MAX_ENTRIES,
+            max_depth: DEFAULT_MAX_DEPTH,
             threads: 0,
         }
     }
@@ -64,7 +88,9 @@ pub struct RefreshReport {
     pub added: Vec<String>,
     /// DAGs whose definition (version), defining file or source text changed.
     pub updated: Vec<String>,
-    /// DAGs no longer loaded (file deleted, broken, or lost its dag_id to another file).
+    /// DAGs no longer loaded (file deleted, broken, or lost its dag_id to another file). A
+    /// broken file's DAGs stay scheduled on their last good version in the store (see
+    /// `SchedulerStore::sync_dags`); here they are simply not loaded.
     pub removed: Vec<String>,
     /// Whether the set of import errors changed.
     pub import_errors_changed: bool,
@@ -94,15 +120,10 @@ pub struct DagBag {
     import_errors: Vec<ImportError>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    mtime: Option<SystemTime>,
-    size: u64,
-}
-
 #[derive(Debug)]
 struct FileEntry {
-    stamp: Stamp,
+    /// `None` when the file must be read again whatever the next walk sees.
+    stamp: Option<Stamp>,
     /// Hash of the content last read; `None` when the file could not be read.
     digest: Option<[u8; 32]>,
     outcome: Outcome,
@@ -117,15 +138,6 @@ enum Outcome {
     Failed(Vec<ImportError>),
 }
 
-/// A DAG file found by the scan.
-#[derive(Debug)]
-struct Found {
-    rel: String,
-    tenant: String,
-    path: PathBuf,
-    stamp: Stamp,
-}
-
 /// The result of reading (and maybe parsing) one file.
 #[derive(Debug)]
 enum Read {
@@ -135,8 +147,9 @@ enum Read {
         digest: Option<[u8; 32]>,
         outcome: Outcome,
     },
-    /// The file disappeared between the scan and the read.
-    Vanished,
+    /// The file disappeared or was replaced between the walk and the read: what was known of
+    /// it stands until the next refresh reads it again.
+    Changed,
 }
 
 impl DagBag {
@@ -187,14 +200,27 @@ impl DagBag {
 
     /// Rescans the folder, re-parses the files that changed, and reports what changed.
     pub fn refresh(&mut self) -> RefreshReport {
-        let (found, mut scan_errors) = scan(&self.root);
+        let never = AtomicBool::new(false);
+        match self.refresh_unless_stopped(&never) {
+            Some(report) => report,
+            None => unreachable!("the stop flag is never set"),
+        }
+    }
+
+    /// [`DagBag::refresh`], checking `stop` before every folder entry and every file: once it
+    /// is set, returns `None` at once and leaves the bag as it was.
+    pub fn refresh_unless_stopped(&mut self, stop: &AtomicBool) -> Option<RefreshReport> {
+        let walk::Scan {
+            found,
+            errors: mut scan_errors,
+        } = walk::scan(&self.root, &self.options, stop).ok()?;
         let now = SystemTime::now();
         let mut report = RefreshReport {
             files_seen: found.len(),
             ..RefreshReport::default()
         };
         let jobs: Vec<&Found> = found.iter().filter(|f| self.needs_read(f, now)).collect();
-        let results = self.read_all(&jobs);
+        let results = self.read_all(&jobs, stop).ok()?;
         let mut kept: BTreeMap<String, FileEntry> = BTreeMap::new();
         let mut results: HashMap<&str, Read> = results.into_iter().collect();
         for f in &found {
@@ -205,7 +231,7 @@ impl DagBag {
                 }
                 (Some(Read::Unchanged { digest }), Some(entry)) => {
                     let entry = FileEntry {
-                        stamp: f.stamp,
+                        stamp: Some(f.stamp),
                         digest: Some(digest),
                         ..entry
                     };
@@ -214,14 +240,22 @@ impl DagBag {
                 (Some(Read::Parsed { digest, outcome }), _) => {
                     report.parsed_files.push(f.rel.clone());
                     let entry = FileEntry {
-                        stamp: f.stamp,
+                        stamp: Some(f.stamp),
                         digest,
                         outcome,
                     };
                     kept.insert(f.rel.clone(), entry);
                 }
-                (Some(Read::Vanished), _) | (None, None) | (Some(Read::Unchanged { .. }), None) => {
+                (Some(Read::Changed), Some(entry)) => {
+                    let entry = FileEntry {
+                        stamp: None,
+                        ..entry
+                    };
+                    kept.insert(f.rel.clone(), entry);
                 }
+                (Some(Read::Changed), None)
+                | (None, None)
+                | (Some(Read::Unchanged { .. }), None) => {}
             }
         }
         self.files = kept;
@@ -239,7 +273,7 @@ impl DagBag {
         diff_dags(&self.dags, &dags, &mut report);
         self.dags = dags;
         self.import_errors = errors;
-        report
+        Some(report)
     }
 
     /// Whether `f` must be read: new, size/mtime changed, modified very recently, or it could
@@ -253,11 +287,15 @@ impl DagBag {
             .mtime
             .is_none_or(|m| now.duration_since(m).map_or(true, |age| age < MTIME_GRACE));
         let unreadable = entry.digest.is_none() && f.stamp.size <= self.options.max_file_size;
-        entry.stamp != f.stamp || recent || unreadable
+        entry.stamp != Some(f.stamp) || recent || unreadable
     }
 
-    /// Reads and parses `jobs` on a few threads.
-    fn read_all<'f>(&self, jobs: &[&'f Found]) -> Vec<(&'f str, Read)> {
+    /// Reads and parses `jobs` on a few threads, until done or `stop` is set.
+    fn read_all<'f>(
+        &self,
+        jobs: &[&'f Found],
+        stop: &AtomicBool,
+    ) -> Result<Vec<(&'f str, Read)>, Stopped> {
         let threads = match self.options.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -267,6 +305,9 @@ impl DagBag {
         let work = || {
             let mut out = Vec::new();
             loop {
+                if stop.load(Ordering::Relaxed) {
+                    return out;
+                }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(i) else {
                     return out;
@@ -278,16 +319,21 @@ impl DagBag {
                 ));
             }
         };
-        if threads <= 1 {
-            return work();
+        let results = if threads <= 1 {
+            work()
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_default())
+                    .collect()
+            })
+        };
+        if stop.load(Ordering::Relaxed) {
+            return Err(Stopped);
         }
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        })
+        Ok(results)
     }
 
     /// Gives each dag_id to the file that sorts first; other files declaring it get an import
@@ -351,7 +397,8 @@ fn diff_dags(
         .collect();
 }
 
-/// Reads one file and parses it unless its content hashes to `previous`.
+/// Reads one file and parses it unless its content hashes to `previous`. Only the regular file
+/// the walk saw is read (see [`walk::open_regular`]), and never more than `max_size + 1` bytes.
 fn read_file(f: &Found, previous: Option<[u8; 32]>, max_size: u64) -> Read {
     let fail = |message: String| Read::Parsed {
         digest: None,
@@ -360,13 +407,23 @@ fn read_file(f: &Found, previous: Option<[u8; 32]>, max_size: u64) -> Read {
     if f.stamp.size > max_size {
         return fail(too_large(f.stamp.size, max_size));
     }
-    let bytes = match fs::read(&f.path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Vanished,
-        Err(e) => return fail(format!("cannot read the file: {e}")),
+    let file = match walk::open_regular(&f.path, Some(f.stamp.id)) {
+        Ok((file, _)) => file,
+        Err(OpenError::Changed) => return Read::Changed,
+        Err(OpenError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Read::Changed,
+        Err(OpenError::Io(e)) => return fail(format!("cannot read the file: {e}")),
     };
+    let mut bytes = Vec::new();
+    if let Err(e) = file
+        .take(max_size.saturating_add(1))
+        .read_to_end(&mut bytes)
+    {
+        return fail(format!("cannot read the file: {e}"));
+    }
     if bytes.len() as u64 > max_size {
-        return fail(too_large(bytes.len() as u64, max_size));
+        return fail(format!(
+            "the file is over the {max_size}-byte limit for DAG files"
+        ));
     }
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
     if previous == Some(digest) {
@@ -394,12 +451,51 @@ fn read_file(f: &Found, previous: Option<[u8; 32]>, max_size: u64) -> Read {
             }),
             dag_id_pos: parsed.dag_id_pos,
         },
-        Err(errors) => Outcome::Failed(errors),
+        Err(errors) => Outcome::Failed(bounded(errors)),
     };
     Read::Parsed {
         digest: Some(digest),
         outcome,
     }
+}
+
+/// At most [`MAX_ERRORS_PER_FILE`] errors, each message cut to [`MAX_ERROR_MESSAGE_CHARS`]
+/// with control and bidirectional characters escaped: messages may quote the file.
+fn bounded(mut errors: Vec<ImportError>) -> Vec<ImportError> {
+    let more = errors.len().saturating_sub(MAX_ERRORS_PER_FILE);
+    if more > 0 {
+        errors.truncate(MAX_ERRORS_PER_FILE - 1);
+        if let Some(last) = errors.last().cloned() {
+            errors.push(ImportError {
+                line: None,
+                column: None,
+                message: format!("… and {} more errors in this file", more + 1),
+                ..last
+            });
+        }
+    }
+    for error in &mut errors {
+        error.message = bounded_message(&error.message);
+    }
+    errors
+}
+
+/// `message` with control (but newline and tab) and bidirectional characters escaped, cut to
+/// [`MAX_ERROR_MESSAGE_CHARS`] characters.
+pub fn bounded_message(message: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in message.chars().enumerate() {
+        if i == MAX_ERROR_MESSAGE_CHARS {
+            out.push_str("… (cut)");
+            break;
+        }
+        if (c.is_control() && c != '\n' && c != '\t') || walk::is_bidi_control(c) {
+            out.push_str(&walk::escape_name(&c.to_string()));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn too_large(size: u64, max: u64) -> String {
@@ -416,108 +512,11 @@ fn file_error(f: &Found, message: String) -> ImportError {
     }
 }
 
-fn is_hidden(name: &std::ffi::OsStr) -> bool {
-    name.as_encoded_bytes().first() == Some(&b'.')
-}
-
-fn is_dag_file(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
-}
-
-/// `a/b/c.yaml` from the path relative to the root.
-fn relative_name(rel: &Path) -> String {
-    let parts: Vec<String> = rel
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(part) => Some(part.to_string_lossy().into_owned()),
-            _ => None,
-        })
-        .collect();
-    parts.join("/")
-}
-
 /// The tenant of a relative file name.
 pub fn tenant_of(rel: &str) -> &str {
     match rel.split_once('/') {
         Some((tenant, _)) => tenant,
         None => DEFAULT_TENANT,
-    }
-}
-
-/// Finds the DAG files under `root`, with errors for what cannot be scanned and for files in
-/// folders whose name is not a valid tenant.
-fn scan(root: &Path) -> (Vec<Found>, Vec<ImportError>) {
-    let mut found = Vec::new();
-    let mut errors = Vec::new();
-    let walker = walkdir::WalkDir::new(root)
-        .follow_links(true)
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !is_hidden(e.file_name()));
-    for entry in walker {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                errors.push(walk_error(root, &e));
-                continue;
-            }
-        };
-        if !entry.file_type().is_file() || !is_dag_file(entry.path()) {
-            continue;
-        }
-        let rel = relative_name(entry.path().strip_prefix(root).unwrap_or(entry.path()));
-        let tenant = tenant_of(&rel).to_owned();
-        let stamp = match entry.metadata() {
-            Ok(m) => Stamp {
-                mtime: m.modified().ok(),
-                size: m.len(),
-            },
-            Err(e) => {
-                errors.push(walk_error(root, &e));
-                continue;
-            }
-        };
-        if let Err(message) = check_identifier("tenant folder name", &tenant) {
-            errors.push(ImportError {
-                tenant,
-                filename: rel,
-                line: None,
-                column: None,
-                message,
-            });
-            continue;
-        }
-        found.push(Found {
-            path: entry.into_path(),
-            rel,
-            tenant,
-            stamp,
-        });
-    }
-    (found, errors)
-}
-
-fn walk_error(root: &Path, e: &walkdir::Error) -> ImportError {
-    let rel = e
-        .path()
-        .and_then(|p| p.strip_prefix(root).ok())
-        .map(relative_name)
-        .filter(|r| !r.is_empty())
-        .unwrap_or_else(|| ".".to_owned());
-    ImportError {
-        tenant: tenant_of(&rel).to_owned(),
-        message: format!(
-            "cannot scan {}: {e}",
-            if rel == "." {
-                root.display().to_string()
-            } else {
-                rel.clone()
-            }
-        ),
-        filename: rel,
-        line: None,
-        column: None,
     }
 }
 
@@ -531,10 +530,11 @@ mod tests {
             DagBagOptions {
                 max_file_size: 100,
                 threads: 1,
+                ..DagBagOptions::default()
             },
         );
         let entry = FileEntry {
-            stamp,
+            stamp: Some(stamp),
             digest,
             outcome: Outcome::Failed(Vec::new()),
         };
@@ -554,6 +554,7 @@ mod tests {
         let old = Stamp {
             mtime: Some(now - Duration::from_secs(3600)),
             size: 10,
+            id: walk::FileId { dev: 1, ino: 7 },
         };
         let (bag, found) = bag_with(old, Some([0; 32]));
         assert!(!bag.needs_read(&found, now), "unchanged and old");
@@ -571,6 +572,18 @@ mod tests {
             ..found
         };
         assert!(bag.needs_read(&grown, now), "size changed");
+        let (bag, _) = bag_with(old, Some([0; 32]));
+        let replaced = Found {
+            stamp: Stamp {
+                id: walk::FileId { dev: 1, ino: 8 },
+                ..old
+            },
+            ..grown
+        };
+        assert!(
+            bag.needs_read(&replaced, now),
+            "another file (renamed over it)"
+        );
         let recent = Stamp {
             mtime: Some(now - Duration::from_millis(500)),
             ..old
@@ -583,12 +596,52 @@ mod tests {
     }
 
     #[test]
+    fn a_file_replaced_after_the_walk_keeps_what_was_known() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("a.yaml"), "dag_id: a\ntasks: []\n").unwrap();
+        let mut bag = DagBag::load(root);
+        assert!(bag.dag("a").is_some());
+        let walked = walk::scan(root, &bag.options, &AtomicBool::new(false)).unwrap();
+        let mut found = walked.found.into_iter().next().unwrap();
+        found.stamp.id.ino += 1;
+        assert!(matches!(read_file(&found, None, 100), Read::Changed));
+        // Renamed over before the walk: another inode, read again.
+        std::fs::write(root.join("b.yaml"), "tasks: [\n").unwrap();
+        std::fs::rename(root.join("b.yaml"), root.join("a.yaml")).unwrap();
+        assert!(bag.refresh().removed == ["a"], "the new content is read");
+    }
+
+    #[test]
     fn tenants() {
         assert_eq!(tenant_of("a.yaml"), DEFAULT_TENANT);
         assert_eq!(tenant_of("team_a/x/y.yaml"), "team_a");
+    }
+
+    #[test]
+    fn messages_are_bounded_and_escaped() {
+        let long = "x".repeat(MAX_ERROR_MESSAGE_CHARS + 10);
+        let cut = bounded_message(&long);
         assert_eq!(
-            relative_name(Path::new("team_a/x/y.yaml")),
-            "team_a/x/y.yaml"
+            cut.chars().count(),
+            MAX_ERROR_MESSAGE_CHARS + "… (cut)".chars().count()
+        );
+        assert_eq!(
+            bounded_message("a\u{1b}[31mb\u{202e}c\nd"),
+            "a\\u{1b}[31mb\\u{202e}c\nd"
+        );
+        let error = |line| ImportError {
+            tenant: "default".into(),
+            filename: "a.yaml".into(),
+            line: Some(line),
+            column: Some(1),
+            message: "bad".into(),
+        };
+        let many = bounded((1..=100).map(error).collect());
+        assert_eq!(many.len(), MAX_ERRORS_PER_FILE);
+        assert_eq!(
+            many.last().unwrap().message,
+            "… and 81 more errors in this file"
         );
     }
 }

@@ -8,6 +8,7 @@
 //! - [`parse_dag`] parses one file; the format is described in `docs/dag-files.md`.
 //! - [`DagBag`] loads a DAGs folder (with tenants) and [`DagBag::refresh`] reloads what changed.
 //! - [`watch`] calls back when anything under the folder changes.
+//! - [`excerpt`] reads the lines around an import error without leaving the folder.
 //! - [`log_path`] says where a try's log lives under the logs folder.
 //! - [`resolve_params`] computes a run's params from the DAG's specs and the run's conf.
 //! - [`Schedule::description`] reads a schedule as Airflow's `timetable_description` does.
@@ -16,6 +17,7 @@
 mod bag;
 mod describe;
 mod diag;
+mod excerpt;
 mod graph;
 mod logs;
 pub mod model;
@@ -24,11 +26,17 @@ mod parse;
 mod pod;
 mod schedule;
 mod task;
+mod walk;
 mod watch;
 mod yaml;
 
-pub use bag::{DEFAULT_MAX_FILE_SIZE, DagBag, DagBagOptions, LoadedDag, RefreshReport, tenant_of};
+pub use bag::{
+    DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_FILE_SIZE, DagBag, DagBagOptions,
+    LoadedDag, MAX_ERROR_MESSAGE_CHARS, MAX_ERRORS_PER_FILE, RefreshReport, bounded_message,
+    tenant_of,
+};
 pub use describe::{describe_cron, describe_duration};
+pub use excerpt::{ExcerptLine, MAX_EXCERPT_FILE, MAX_EXCERPT_LINE_CHARS, excerpt};
 pub use graph::topological_order;
 pub use logs::log_path;
 pub use model::*;
@@ -40,4 +48,5 @@ pub use parse::{
 pub use pod::{check_namespace, check_template_path};
 pub use schedule::{CRON_PRESETS, cron_preset_name, parse_cron, parse_datetime, parse_schedule};
 pub use task::DEFAULT_RETRY_DELAY;
+pub use walk::{FOLDER_ERROR_FILENAME, escape_name, is_bidi_control};
 pub use watch::{DEFAULT_DEBOUNCE, FolderWatcher, WatchError, watch, watch_channel};

@@ -6,6 +6,10 @@
 //! in all), then calls back once. It knows nothing of async runtimes; the callback can send on
 //! any channel. Events can be missed (network file systems, overflowing queues), so callers
 //! should also refresh on an interval.
+//!
+//! Symbolic links are not followed: a link to `/` in the folder would otherwise have the
+//! watcher walk, and watch, the whole file system. Folders that links inside the DAGs folder
+//! point to are inside it, so they are watched anyway.
 
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -13,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
-use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{Config, Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 /// Debounce period suited to editors and `git checkout`: short enough to feel immediate.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(200);
@@ -66,7 +70,8 @@ pub fn watch(
         }
         let _ = events_tx.send(());
     };
-    let mut watcher = notify::recommended_watcher(handler).map_err(error)?;
+    let config = Config::default().with_follow_symlinks(false);
+    let mut watcher = RecommendedWatcher::new(handler, config).map_err(error)?;
     watcher
         .watch(folder, RecursiveMode::Recursive)
         .map_err(error)?;

@@ -44,6 +44,23 @@ fn changes_under_the_folder_are_signalled_once_per_burst() {
 }
 
 #[test]
+fn links_are_not_followed() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let outside = tempfile::TempDir::new().unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
+    std::os::unix::fs::symlink("/", dir.path().join("slash")).unwrap();
+    let (_watcher, changes) = watch_channel(dir.path(), Duration::from_millis(50)).unwrap();
+    fs::write(outside.path().join("x.yaml"), "tasks: []\n").unwrap();
+    assert_eq!(
+        changes.recv_timeout(Duration::from_millis(500)),
+        Err(RecvTimeoutError::Timeout),
+        "a change outside the folder, behind a link, is not watched"
+    );
+    fs::write(dir.path().join("inside.yaml"), "tasks: []\n").unwrap();
+    assert_eq!(changes.recv_timeout(Duration::from_secs(5)), Ok(()));
+}
+
+#[test]
 fn watching_a_missing_folder_fails() {
     let dir = tempfile::TempDir::new().unwrap();
     let err = watch_channel(&dir.path().join("nope"), Duration::from_millis(50)).unwrap_err();

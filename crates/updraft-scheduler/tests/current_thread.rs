@@ -29,7 +29,7 @@ fn config(dags: &Path, logs: &Path) -> SchedulerConfig {
         poll_interval: Duration::from_millis(200),
         kill_grace: Duration::from_secs(1),
         shutdown_grace: Duration::from_secs(5),
-        max_dag_file_size: 1024 * 1024,
+        dag_bag: updraft_dag::DagBagOptions::default(),
         hostname: "current-thread-test".to_string(),
         default_cwd: None,
         heartbeat_interval: Duration::from_secs(1),

@@ -647,6 +647,27 @@ async fn pools_and_import_errors_pages() {
 }
 
 #[tokio::test]
+async fn import_error_context_is_never_read_outside_the_dags_folder() {
+    let fx = Fixture::new(&[("broken.yaml", BROKEN)]).await;
+    let dags = fx.state.config.dags_folder.clone();
+    // The file is swapped for a link out of the folder after its error was recorded.
+    std::fs::remove_file(dags.join("broken.yaml")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dags.join("broken.yaml")).unwrap();
+    let errors = fx.page("/import-errors").await;
+    assert!(errors.contains("<code>broken.yaml</code>"), "{errors}");
+    assert!(
+        !errors.contains("class=\"line"),
+        "no context shown: {errors}"
+    );
+    for line in std::fs::read_to_string("/etc/passwd").unwrap().lines() {
+        assert!(
+            line.len() < 8 || !errors.contains(line),
+            "quotes /etc/passwd: {errors}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn static_assets_are_served_and_versioned() {
     let fx = Fixture::new(&[]).await;
     let page = fx.page("/dags").await;

@@ -267,7 +267,11 @@ pub struct NewestRunsFilter {
 pub trait SchedulerStore: Send + Sync {
     /// Record the result of loading the DAGs folder: upsert each DAG and its version (new DAGs
     /// start paused per `is_paused_upon_creation`, else `paused_by_default`), mark DAGs absent
-    /// from `loaded` inactive, and replace the import errors with `errors`. One transaction.
+    /// from `loaded` inactive unless their file failed to load (an error in `errors` names
+    /// their `fileloc` or a folder above it, or is folder-wide, filename
+    /// [`updraft_dag::FOLDER_ERROR_FILENAME`]): those stay active on their last good version,
+    /// so only a deleted file deactivates its DAGs. Then replace the import errors with
+    /// `errors`. One transaction.
     /// Existing DAGs keep their paused flag; `last_parsed_at = now` for the loaded ones. A
     /// version, once recorded, keeps its first definition and source.
     async fn sync_dags(

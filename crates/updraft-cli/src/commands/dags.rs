@@ -280,7 +280,7 @@ async fn list_runs(
         })?],
         None => vec![],
     };
-    // Inactive DAGs (file gone or broken) keep their runs, so only an unknown DAG is an error.
+    // Inactive DAGs (file gone) keep their runs, so only an unknown DAG is an error.
     if store.dag(dag_id).await?.is_none() {
         bail!(
             "DAG `{dag_id}` not found (see `updraft dags list` and `updraft dags list-import-errors`)"

@@ -116,8 +116,11 @@ pub async fn sync_dags(settings: &Settings, store: &dyn SchedulerStore) -> Resul
 }
 
 pub fn bag_options(settings: &Settings) -> updraft_dag::DagBagOptions {
+    let core = &settings.config.core;
     updraft_dag::DagBagOptions {
-        max_file_size: settings.config.core.max_dag_file_size,
+        max_file_size: core.max_dag_file_size,
+        max_entries: core.max_dag_folder_entries,
+        max_depth: core.max_dag_folder_depth,
         ..Default::default()
     }
 }
@@ -144,7 +147,7 @@ pub async fn require_dag(store: &dyn ReadStore, dag_id: &str) -> Result<DagRow> 
     match store.dag(dag_id).await? {
         Some(row) if row.is_active => Ok(row),
         Some(row) => bail!(
-            "DAG `{dag_id}` is not active: its file `{}` is gone or broken (see `updraft dags list-import-errors`)",
+            "DAG `{dag_id}` is not active: its file `{}` is gone or no longer defines it (see `updraft dags list-import-errors`)",
             row.dag.fileloc
         ),
         None => bail!(
@@ -169,7 +172,7 @@ pub async fn scheduler_config(
         poll_interval: c.scheduler.poll_interval,
         kill_grace: c.scheduler.kill_grace,
         shutdown_grace: c.scheduler.shutdown_grace,
-        max_dag_file_size: c.core.max_dag_file_size,
+        dag_bag: bag_options(settings),
         hostname: hostname(),
         default_cwd: None,
         heartbeat_interval: c.scheduler.heartbeat_interval,

@@ -22,7 +22,8 @@ pub struct SchedulerConfig {
     pub kill_grace: Duration,
     /// How long shutdown waits for running tries before stopping them.
     pub shutdown_grace: Duration,
-    pub max_dag_file_size: u64,
+    /// How the DAGs folder is read: file size, entry and depth limits.
+    pub dag_bag: updraft_dag::DagBagOptions,
     pub hostname: String,
     /// Working directory of tries that set none.
     pub default_cwd: Option<PathBuf>,

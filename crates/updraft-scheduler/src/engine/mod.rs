@@ -122,7 +122,7 @@ impl Scheduler {
         let folder = match (&config.dags_folder, &scope) {
             (Some(path), Scope::Service) => Some(DagsFolder::new(
                 path,
-                config.max_dag_file_size,
+                config.dag_bag.clone(),
                 wakeups.folder_changed.clone(),
             )),
             _ => None,

@@ -14,6 +14,10 @@ impl Scheduler {
             grace = ?self.config.shutdown_grace,
             "shutting down"
         );
+        // A walk of the DAGs folder still running ends at its next entry.
+        if let Some(folder) = &self.folder {
+            folder.stop();
+        }
         // Pods go on without the scheduler: the next one follows them again.
         if let Some(pods) = &self.executors.pods {
             pods.detach().await;

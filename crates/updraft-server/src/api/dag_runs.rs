@@ -251,7 +251,7 @@ pub async fn trigger_dag_run(
     let row = load_dag(&state, &identity, &dag_id, Action::Trigger).await?;
     if !row.is_active {
         return Err(ApiError::not_found(format!(
-            "The Dag with ID: `{dag_id}` is stale: its file `{}` is gone or broken",
+            "The Dag with ID: `{dag_id}` is stale: its file `{}` is gone or no longer defines it",
             row.dag.fileloc
         )));
     }

@@ -51,7 +51,7 @@ pub struct DagsQuery {
     owners: Vec<String>,
     /// Case-insensitive substring of the dag_id; `%` and `_` are SQL LIKE wildcards.
     dag_id_pattern: Option<String>,
-    /// Leave out DAGs whose file is gone or broken (default true).
+    /// Leave out DAGs whose file is gone (default true).
     #[param(value_type = Option<bool>)]
     exclude_stale: Option<String>,
     #[param(value_type = Option<bool>)]

@@ -45,7 +45,8 @@ pub struct DagResponse {
     pub dag_id: String,
     pub dag_display_name: String,
     pub is_paused: bool,
-    /// The DAG's file is gone or broken: it is no longer scheduled (updraft's inactive DAG).
+    /// The DAG's file is gone (or no longer defines it): it is no longer scheduled (updraft's
+    /// inactive DAG). A file that fails to parse keeps its DAG scheduled on its last good version.
     pub is_stale: bool,
     pub last_parsed_time: Option<DateTime<Utc>>,
     pub last_parse_duration: Option<f64>,

@@ -1,6 +1,6 @@
 //! Pools and import errors.
 
-use std::path::{Component, Path};
+use std::path::Path;
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
@@ -10,12 +10,11 @@ use super::common::Frame;
 use super::format::{query_get, query_pairs};
 use super::render::{self, UiError};
 use crate::auth::{Action, Identity, Resource, authorize};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Lines of context shown around an import error's line.
 const CONTEXT_LINES: u32 = 3;
-/// Largest DAG file read for showing context.
-const MAX_SNIPPET_FILE: u64 = 1 << 20;
 
 #[derive(Serialize)]
 struct PoolsPage {
@@ -102,7 +101,7 @@ pub async fn import_errors(
     authorize(&identity, Action::Read, Resource::ImportErrors)?;
     let errors = state.store.import_errors().await?;
     let folder = state.config.dags_folder.clone();
-    let errors = errors
+    let errors: Vec<_> = errors
         .into_iter()
         .filter(|e| {
             authorize(
@@ -115,18 +114,30 @@ pub async fn import_errors(
             )
             .is_ok()
         })
-        .map(|e| ImportErrorView {
-            snippet: e
-                .line
-                .map(|line| snippet(&folder, &e.filename, line))
-                .unwrap_or_default(),
-            tenant: e.tenant,
-            filename: e.filename,
-            line: e.line,
-            column: e.column,
-            message: e.message,
-        })
         .collect();
+    // Reading the files may block (a slow disk): not on the runtime's threads.
+    let errors = tokio::task::spawn_blocking(move || {
+        errors
+            .into_iter()
+            .map(|e| ImportErrorView {
+                snippet: e
+                    .line
+                    .map(|line| snippet(&folder, &e.filename, line))
+                    .unwrap_or_default(),
+                tenant: e.tenant,
+                filename: e.filename,
+                line: e.line,
+                column: e.column,
+                message: e.message,
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| {
+        UiError(ApiError::internal(format!(
+            "reading import errors' context: {e}"
+        )))
+    })?;
     let ctx = ImportErrorsPage {
         frame: Frame::new("Import errors", "import_errors"),
         errors,
@@ -134,37 +145,15 @@ pub async fn import_errors(
     render::page("import_errors.html", "import_errors.html", false, &ctx)
 }
 
-/// The lines around `line` of a DAG file, read from the DAGs folder (only plain relative
-/// paths inside it; nothing if the file is unreadable or large).
+/// The lines around `line`, read only from a regular file inside the DAGs folder (see
+/// [`updraft_dag::excerpt`]).
 fn snippet(folder: &Path, filename: &str, line: u32) -> Vec<SnippetLine> {
-    let relative = Path::new(filename);
-    if !relative
-        .components()
-        .all(|c| matches!(c, Component::Normal(_)))
-    {
-        return Vec::new();
-    }
-    let path = folder.join(relative);
-    let Ok(meta) = std::fs::metadata(&path) else {
-        return Vec::new();
-    };
-    if !meta.is_file() || meta.len() > MAX_SNIPPET_FILE {
-        return Vec::new();
-    }
-    let Ok(bytes) = std::fs::read(&path) else {
-        return Vec::new();
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    let first = line.saturating_sub(CONTEXT_LINES).max(1);
-    let last = line + CONTEXT_LINES;
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| (i as u32 + 1, l))
-        .filter(|(n, _)| (first..=last).contains(n))
-        .map(|(number, l)| SnippetLine {
-            number,
-            text: l.to_string(),
-            culprit: number == line,
+    updraft_dag::excerpt(folder, filename, line, CONTEXT_LINES)
+        .into_iter()
+        .map(|l| SnippetLine {
+            culprit: l.number == line,
+            number: l.number,
+            text: l.text,
         })
         .collect()
 }

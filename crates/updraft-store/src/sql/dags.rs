@@ -2,23 +2,44 @@
 //! stays with each backend, which batch it differently.)
 
 use chrono::{DateTime, Utc};
-use updraft_dag::{Dag, ImportError};
+use updraft_dag::{Dag, FOLDER_ERROR_FILENAME, ImportError};
 
 use super::codec::{self, StoreRow};
 use super::{Arg, Db, Dialect, query};
 use crate::{DagHead, DagRow, LoadedDagRecord, Result};
 
-/// DAGs absent from `loaded` become inactive.
+/// DAGs absent from `loaded` become inactive, unless their file is still there but failed to
+/// load: an import error of this load names their file, or a folder above it (one that could
+/// not be read). A folder-wide error ([`FOLDER_ERROR_FILENAME`]: the folder could not be read
+/// in full) keeps every DAG. Such DAGs stay scheduled on their last good version, as in
+/// Airflow; only a deleted file deactivates its DAGs.
 pub(crate) async fn deactivate_missing<C: Db + ?Sized>(
     conn: &mut C,
     loaded: &[LoadedDagRecord<'_>],
+    errors: &[ImportError],
 ) -> Result<()> {
+    if errors.iter().any(|e| e.filename == FOLDER_ERROR_FILENAME) {
+        return Ok(());
+    }
     let ids: Vec<String> = loaded.iter().map(|r| r.dag.dag_id.clone()).collect();
+    let mut failed: Vec<String> = errors.iter().map(|e| e.filename.clone()).collect();
+    failed.sort();
+    failed.dedup();
     let sql = format!(
-        "UPDATE dag SET is_active = FALSE WHERE is_active AND {}",
-        C::DIALECT.not_in_texts("dag_id", 1)
+        "UPDATE dag SET is_active = FALSE
+         WHERE is_active AND {}
+           AND NOT EXISTS (SELECT 1 FROM {}
+                           WHERE dag.fileloc = failed.value
+                              OR substr(dag.fileloc, 1, length(failed.value) + 1)
+                                 = failed.value || '/')",
+        C::DIALECT.not_in_texts("dag_id", 1),
+        C::DIALECT.texts_table(2, "failed"),
     );
-    query(sql).bind(Arg::Texts(ids)).execute(conn).await?;
+    query(sql)
+        .bind(Arg::Texts(ids))
+        .bind(Arg::Texts(failed))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

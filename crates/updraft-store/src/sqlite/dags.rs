@@ -10,8 +10,8 @@ use updraft_dag::ImportError;
 use super::codec::{self, ts};
 use crate::{LoadedDagRecord, Result, sql};
 
-/// One transaction: upsert the loaded DAGs and their versions, deactivate the rest, replace
-/// the import errors.
+/// One transaction: upsert the loaded DAGs and their versions, deactivate those whose file is
+/// gone, replace the import errors.
 pub(super) async fn sync(
     pool: &SqlitePool,
     loaded: &[LoadedDagRecord<'_>],
@@ -22,7 +22,7 @@ pub(super) async fn sync(
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     upsert_dags(&mut tx, loaded, paused_by_default, now).await?;
     insert_versions(&mut tx, loaded, now).await?;
-    sql::dags::deactivate_missing(&mut *tx, loaded).await?;
+    sql::dags::deactivate_missing(&mut *tx, loaded, errors).await?;
     sql::dags::replace_import_errors(&mut *tx, errors, now).await?;
     tx.commit().await?;
     Ok(())

@@ -44,6 +44,7 @@ macro_rules! contract_tests {
             existing_dag_keeps_paused_flag_and_tracks_latest_version,
             versions_are_inserted_once,
             missing_dags_become_inactive_and_keep_history,
+            dags_of_a_file_that_fails_to_load_stay_active,
             import_errors_are_replaced,
             set_paused_reports_unknown_dag,
             create_run_creates_queued_run_with_none_instances,
@@ -472,6 +473,77 @@ pub async fn missing_dags_become_inactive_and_keep_history(store: &dyn Store) {
 
     sync(store, &[], false).await;
     assert!(store.dags().await.unwrap().iter().all(|d| !d.is_active));
+}
+
+/// Airflow's behaviour: a file that fails to parse keeps its DAGs scheduled on their last good
+/// version while its import error is shown; only a deleted file deactivates its DAGs.
+pub async fn dags_of_a_file_that_fails_to_load_stay_active(store: &dyn Store) {
+    let a = dag("a");
+    let b = dag("b");
+    let c = Dag {
+        fileloc: "acme/sub/c.yaml".into(),
+        ..dag("c")
+    };
+    let d = Dag {
+        fileloc: "acme_other/d.yaml".into(),
+        ..dag("d")
+    };
+    let error = |filename: &str| ImportError {
+        tenant: "acme".into(),
+        filename: filename.into(),
+        line: Some(1),
+        column: None,
+        message: "broken".into(),
+    };
+    let active = || async {
+        let mut ids: Vec<String> = store
+            .dags()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.is_active)
+            .map(|d| d.dag.dag_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    sync_at(store, &[&a, &b, &c, &d], false, t(0)).await;
+
+    // a.yaml broken, the folder sub/ unreadable, b.yaml and d.yaml deleted.
+    let errors = [error("acme/a.yaml"), error("acme/sub")];
+    store.sync_dags(&[], &errors, false, t(1)).await.unwrap();
+    assert_eq!(active().await, ["a", "c"]);
+    let kept = store.dag("a").await.unwrap().unwrap();
+    assert_eq!(
+        (kept.version, kept.last_parsed_at),
+        (a.version(), t(0)),
+        "last good version"
+    );
+    assert_eq!(store.import_errors().await.unwrap(), errors);
+
+    // A folder's error covers what is under it, not a folder sharing its prefix.
+    sync_at(store, &[&a, &b, &c, &d], false, t(2)).await;
+    store
+        .sync_dags(&[], &[error("acme")], false, t(3))
+        .await
+        .unwrap();
+    assert_eq!(active().await, ["a", "b", "c"]);
+
+    // The folder could not be read in full: nothing is taken for deleted.
+    store
+        .sync_dags(
+            &[],
+            &[error(updraft_dag::FOLDER_ERROR_FILENAME)],
+            false,
+            t(4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(active().await, ["a", "b", "c"]);
+
+    // Deleted: inactive.
+    store.sync_dags(&[], &[], false, t(5)).await.unwrap();
+    assert!(active().await.is_empty());
 }
 
 pub async fn import_errors_are_replaced(store: &dyn Store) {

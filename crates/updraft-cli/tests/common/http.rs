@@ -1,0 +1,66 @@
+//! Plain HTTP/1.1 calls to the REST API of a running `updraft standalone` (or `server`), for
+//! tests of the binary. Include it with `#[path = "common/http.rs"] mod http;` next to
+//! `mod common;`.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{DEFAULT_TIMEOUT, SchedulerProcess, wait_until};
+
+/// The `host:port` the service announced for its web UI and API.
+pub fn api_address(service: &SchedulerProcess) -> String {
+    wait_until(
+        "the server to announce its address",
+        DEFAULT_TIMEOUT,
+        || {
+            let output = service.output();
+            let (_, rest) = output.split_once("updraft web UI and API on http://")?;
+            Some(rest.split(['/', ' ', '\n']).next()?.to_string())
+        },
+    )
+}
+
+/// `METHOD /api/v2{path}` with an optional JSON body: the status and the JSON answer (`Null`
+/// when the body is not JSON). Panics when the server cannot be reached.
+pub fn api(address: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut stream = TcpStream::connect(address).expect("connecting to the API");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("setting a read timeout");
+    write!(
+        stream,
+        "{method} /api/v2{path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("sending the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("reading the answer");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or((response.as_str(), ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// `GET /api/v2{path}`.
+pub fn get(address: &str, path: &str) -> (u16, Value) {
+    api(address, "GET", path, None)
+}
+
+/// `POST /api/v2{path}` with a JSON body.
+pub fn post(address: &str, path: &str, body: &Value) -> (u16, Value) {
+    api(address, "POST", path, Some(body))
+}

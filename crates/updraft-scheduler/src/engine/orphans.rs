@@ -50,7 +50,9 @@ impl Scheduler {
 
     /// Instances left queued or running by a scheduler that stopped without recording their
     /// end. A try whose pod still exists is adopted and followed to its end; any other counts
-    /// as failed (and is retried per `retries`): local processes are not adopted.
+    /// as failed (and is retried per `retries`). Local processes are not adopted: they died
+    /// with their scheduler (the local executor's reaper kills them the moment it dies), so
+    /// the retry never runs beside them, whichever host it runs on.
     pub(super) async fn recover_orphans(&mut self) -> Result<(), SchedulerError> {
         let now = Utc::now();
         let mut tenant_pods = TenantPods::new();

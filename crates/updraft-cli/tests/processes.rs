@@ -134,9 +134,11 @@ const SLACK: Duration = Duration::from_secs(8);
 /// Sends SIGTERM once the service waits on the silent database; returns its exit status and
 /// how long after the signal it came.
 fn terminate_stuck(service: &mut SchedulerProcess, server: &SilentServer) -> (i32, Duration) {
-    wait_until("the service to connect to the database", DEFAULT_TIMEOUT, || {
-        (server.accepted.load(Ordering::SeqCst) > 0).then_some(())
-    });
+    wait_until(
+        "the service to connect to the database",
+        DEFAULT_TIMEOUT,
+        || (server.accepted.load(Ordering::SeqCst) > 0).then_some(()),
+    );
     let signalled = Instant::now();
     service.terminate();
     let status = service.wait_exit(HARD_DEADLINE + SLACK + Duration::from_secs(30));
@@ -192,9 +194,11 @@ fn a_second_signal_ends_a_stopping_service_at_once() {
     let server = SilentServer::start();
     let home = stuck_home(&server);
     let mut scheduler = home.start_scheduler();
-    wait_until("the scheduler to connect to the database", DEFAULT_TIMEOUT, || {
-        (server.accepted.load(Ordering::SeqCst) > 0).then_some(())
-    });
+    wait_until(
+        "the scheduler to connect to the database",
+        DEFAULT_TIMEOUT,
+        || (server.accepted.load(Ordering::SeqCst) > 0).then_some(()),
+    );
     scheduler.terminate();
     wait_until("the first signal to be heard", DEFAULT_TIMEOUT, || {
         scheduler

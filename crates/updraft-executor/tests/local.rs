@@ -901,7 +901,10 @@ fn a_try_never_outlives_its_executors_process() {
     // The try's leader and the other process in its group, both killed by the reaper.
     let until = Instant::now() + Duration::from_secs(3);
     while !pids.iter().all(|pid| is_gone(*pid)) {
-        assert!(Instant::now() < until, "the try outlived its executor: {pids:?}");
+        assert!(
+            Instant::now() < until,
+            "the try outlived its executor: {pids:?}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -24,12 +24,10 @@ fn lines(file: &Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_killed_schedulers_running_try_is_killed_with_its_children_before_the_retry() {
-    let home = Home::new();
-    let work = home.work();
-    let ledger = work.join("ledger");
-    let pids = work.join("pids");
+/// A DAG `orphan` whose one task, retried once at once, writes `<n> started` and
+/// `<n> finished` to `ledger`; its first try records its pid and a child's (a second process
+/// in its group) in `pids`, and takes 5 s.
+fn write_orphan_dag(home: &Home, ledger: &Path, pids: &Path) {
     // The first try records its pid and a child's (a second process in its group), then
     // would take 5 s; the retry ends at once. Each writes when it starts and when it ends.
     let script = format!(
@@ -52,9 +50,11 @@ echo "$n finished" >> '{ledger}'
             "dag_id: orphan\ntasks:\n  - task_id: t\n    retries: 1\n    retry_delay: 0s\n    bash: |\n{indented}"
         ),
     );
-    let mut scheduler = home.start_scheduler();
-    let run_id = home.trigger("orphan", None);
-    let recorded = home.wait_file(&pids);
+}
+
+/// The pids `write_orphan_dag`'s first try recorded: its leader and its child.
+fn wait_pids(home: &Home, pids: &Path) -> (i32, i32) {
+    let recorded = home.wait_file(pids);
     let [leader, child]: [i32; 2] = recorded
         .split_whitespace()
         .map(|p| p.parse().unwrap())
@@ -62,6 +62,29 @@ echo "$n finished" >> '{ledger}'
         .try_into()
         .unwrap();
     assert!(process_alive(leader) && process_alive(child));
+    (leader, child)
+}
+
+/// Kills a process group when dropped: for what a failing test leaves behind.
+struct KillGroupOnDrop(i32);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.0), Signal::SIGKILL);
+    }
+}
+
+#[test]
+fn a_killed_schedulers_running_try_is_killed_with_its_children_before_the_retry() {
+    let home = Home::new();
+    let work = home.work();
+    let ledger = work.join("ledger");
+    let pids = work.join("pids");
+    write_orphan_dag(&home, &ledger, &pids);
+    let mut scheduler = home.start_scheduler();
+    let run_id = home.trigger("orphan", None);
+    let (leader, child) = wait_pids(&home, &pids);
+    let _leftover = KillGroupOnDrop(leader);
     scheduler.kill();
 
     // Both processes of the try are gone within a moment, long before the try would have
@@ -86,6 +109,68 @@ echo "$n finished" >> '{ledger}'
     );
     let try1 = home.logs("orphan", &run_id, "t", Some(1));
     assert!(try1.contains("scheduler stopped"), "try 1 log:\n{try1}");
+}
+
+/// The reaper of the scheduler `scheduler`: its child running `updraft-reaper`.
+fn reaper_of(scheduler: i32) -> i32 {
+    let children = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok());
+    let reapers: Vec<i32> = children
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            parent == Some(scheduler)
+                && String::from_utf8_lossy(&cmdline).contains("updraft-reaper")
+        })
+        .collect();
+    assert_eq!(reapers.len(), 1, "the scheduler's reapers: {reapers:?}");
+    reapers[0]
+}
+
+/// When the reaper is killed with its scheduler (`pkill -9`), the restarted scheduler finds the
+/// try's processes still running on this host, kills them and waits until they are gone
+/// before it retries the try.
+#[test]
+fn a_restarted_scheduler_kills_what_a_killed_scheduler_left_before_the_retry() {
+    let home = Home::new();
+    let work = home.work();
+    let ledger = work.join("ledger");
+    let pids = work.join("pids");
+    write_orphan_dag(&home, &ledger, &pids);
+    let mut scheduler = home.start_scheduler();
+    let run_id = home.trigger("orphan", None);
+    let (leader, child) = wait_pids(&home, &pids);
+    let _leftover = KillGroupOnDrop(leader);
+    // The try's pid is recorded with its start.
+    home.wait_task_state("orphan", &run_id, "t", "running");
+    let reaper = reaper_of(scheduler.pid());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(reaper), Signal::SIGKILL).unwrap();
+    scheduler.kill();
+    assert!(
+        process_alive(leader) && process_alive(child),
+        "nothing was left running"
+    );
+
+    let _restarted = home.start_scheduler();
+    assert_eq!(home.wait_run_finished("orphan", &run_id), "success");
+    assert!(
+        !process_alive(leader) && !process_alive(child),
+        "the first try still runs after its retry"
+    );
+    assert_eq!(
+        lines(&ledger),
+        ["1 started", "2 started", "2 finished"],
+        "the first try ended unseen, or ran beside its retry"
+    );
+    let try1 = home.logs("orphan", &run_id, "t", Some(1));
+    assert!(
+        try1.contains("its processes still running on this host were killed"),
+        "try 1 log:\n{try1}"
+    );
 }
 
 /// A TCP server that accepts connections and never answers: a database that hangs.

@@ -7,6 +7,7 @@ mod commands;
 mod config;
 mod examples;
 mod output;
+mod stop;
 
 use std::process::ExitCode;
 
@@ -67,6 +68,19 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&settings.config.logging.level);
+    // Before the runtime starts any thread: see `stop::on_signal`.
+    let stop = if cli.command.is_service() {
+        let s = &settings.config.scheduler;
+        match stop::on_signal(stop::hard_deadline(s.shutdown_grace, s.kill_grace)) {
+            Ok(stop) => Some(stop),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -77,7 +91,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(run(cli, settings));
+    let result = runtime.block_on(run(cli, settings, stop));
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -87,12 +101,27 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli, settings: config::Settings) -> anyhow::Result<ExitCode> {
+impl Command {
+    /// A long-running service, stopped by SIGTERM or SIGINT within a hard deadline.
+    fn is_service(&self) -> bool {
+        matches!(
+            self,
+            Command::Standalone | Command::Scheduler | Command::Server
+        )
+    }
+}
+
+async fn run(
+    cli: Cli,
+    settings: config::Settings,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
+) -> anyhow::Result<ExitCode> {
     let format = cli.output;
+    let stop = || stop.clone().expect("services listen for stop signals");
     match cli.command {
-        Command::Standalone => commands::service::standalone(&settings).await,
-        Command::Scheduler => commands::service::scheduler(&settings).await,
-        Command::Server => commands::service::server(&settings).await,
+        Command::Standalone => commands::service::standalone(&settings, stop()).await,
+        Command::Scheduler => commands::service::scheduler(&settings, stop()).await,
+        Command::Server => commands::service::server(&settings, stop()).await,
         Command::Db(cmd) => commands::db::run(cmd, &settings, format).await,
         Command::Config(cmd) => commands::config_cmd::run(cmd, &settings),
         Command::Dags(cmd) => commands::dags::run(cmd, &settings, format).await,

@@ -208,6 +208,12 @@ impl World {
         let schedulers = vec![home.start_scheduler(), home.start_scheduler()];
         let server = home.start_server();
         let api = server.api_address();
+        for (_, dag_id, ..) in GOOD_DAGS {
+            wait_until(&format!("{dag_id} to be listed"), WORKLOAD_TIMEOUT, || {
+                get_json(&api, &format!("/api/v2/dags/{dag_id}"))
+                    .filter(|dag| dag["dag_id"] == dag_id)
+            });
+        }
         World {
             cluster,
             db,

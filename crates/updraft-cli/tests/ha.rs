@@ -2,8 +2,9 @@
 //! exactly once, a scheduler killed mid-run has its tries retried by the others, and a
 //! PostgreSQL restart mid-run is survived.
 //!
-//! Every task appends `<dag>/<run>/<task>/<try>` to one file; the tests compare that file with
-//! the task instances recorded in the database. Needs PostgreSQL: `UPDRAFT_TEST_POSTGRES_URL`
+//! Every task appends `+<dag>/<run>/<task>/<try>` to one file when it starts and
+//! `<dag>/<run>/<task>/<try>` when it ends; the tests compare that file with the task instances
+//! recorded in the database, and check that no try ended after its retry started. Needs PostgreSQL: `UPDRAFT_TEST_POSTGRES_URL`
 //! (set by `scripts/test`) for the shared server, and PostgreSQL 15's `initdb`/`pg_ctl` for the
 //! restart test's own cluster. Without them the tests fail; they never skip.
 
@@ -22,7 +23,9 @@ use updraft_core::{RunState, TaskState};
 use updraft_store::{JobState, NewestRunsFilter, Store, TiRow};
 
 /// `dags` DAGs of `layers` × `width` tasks; each layer waits for the whole previous one. Each
-/// task sleeps `sleep` seconds, then appends its try to `ledger`. One `@once` run per DAG.
+/// task appends `+<its try>` to `ledger`, sleeps as many seconds as the file
+/// [`sleep_file`]`(ledger)` says when it starts (`sleep` at first), then appends its try. One
+/// `@once` run per DAG.
 fn write_workload(
     home: &Home,
     dags: usize,
@@ -32,6 +35,9 @@ fn write_workload(
     retries: u32,
     ledger: &Path,
 ) {
+    let sleep_file = sleep_file(ledger);
+    std::fs::write(&sleep_file, sleep).unwrap();
+    let this_try = "{{ ti.dag_id }}/{{ run_id }}/{{ ti.task_id }}/{{ ti.try_number }}";
     for d in 0..dags {
         let mut yaml = format!(
             "dag_id: ha_{d:02}\nschedule: \"@once\"\nstart_date: 2024-01-01\n\
@@ -46,8 +52,9 @@ fn write_workload(
                     yaml.push_str(&format!("    upstream: [{}]\n", upstream.join(", ")));
                 }
                 yaml.push_str(&format!(
-                    "    bash: \"sleep {sleep}; echo '{{{{ ti.dag_id }}}}/{{{{ run_id }}}}/{{{{ ti.task_id }}}}/{{{{ ti.try_number }}}}' >> '{}'\"\n",
-                    ledger.display()
+                    "    bash: \"echo '+{this_try}' >> '{ledger}'; sleep $(< '{sleep}'); echo '{this_try}' >> '{ledger}'\"\n",
+                    ledger = ledger.display(),
+                    sleep = sleep_file.display(),
                 ));
             }
         }
@@ -67,14 +74,50 @@ fn ha_home(database_url: &str, health_check_threshold: &str) -> Home {
         )
 }
 
-/// The ledger's lines, counted.
+/// The file whose number of seconds the workload's tasks sleep.
+fn sleep_file(ledger: &Path) -> std::path::PathBuf {
+    ledger.with_extension("sleep")
+}
+
+/// The ledger's ends of tries, counted.
 fn ledger_counts(ledger: &Path) -> BTreeMap<String, usize> {
     let text = std::fs::read_to_string(ledger).unwrap_or_default();
     let mut counts = BTreeMap::new();
-    for line in text.lines() {
+    for line in text.lines().filter(|l| !l.starts_with('+')) {
         *counts.entry(line.to_string()).or_insert(0) += 1;
     }
     counts
+}
+
+/// No try ended after the next try of its instance started: of the ledger's lines, each end of
+/// try `n` precedes the start of try `n + 1`. Returns the number of retries seen.
+fn assert_no_try_ends_after_its_retry_starts(ledger: &Path) -> usize {
+    let text = std::fs::read_to_string(ledger).unwrap_or_default();
+    let mut started = BTreeMap::new();
+    let mut ended = BTreeMap::new();
+    for (at, line) in text.lines().enumerate() {
+        let (ends, name) = match line.strip_prefix('+') {
+            Some(name) => (&mut started, name),
+            None => (&mut ended, line),
+        };
+        let (instance, try_number) = name.rsplit_once('/').expect("a ledger line");
+        let try_number: u32 = try_number.parse().expect("a try number");
+        ends.insert((instance.to_string(), try_number), at);
+    }
+    let mut retries = 0;
+    for ((instance, try_number), start) in &started {
+        let Some(previous) = try_number.checked_sub(1).filter(|n| *n > 0) else {
+            continue;
+        };
+        retries += 1;
+        if let Some(end) = ended.get(&(instance.clone(), previous)) {
+            assert!(
+                end < start,
+                "{instance}: try {previous} ended (line {end}) after try {try_number} started (line {start})"
+            );
+        }
+    }
+    retries
 }
 
 fn ledger_lines(ledger: &Path) -> usize {
@@ -195,14 +238,23 @@ fn a_killed_schedulers_tries_are_retried_by_the_others() {
     wait_until("half of the tries to run", WORKLOAD_TIMEOUT, || {
         (ledger_lines(&ledger) >= 500).then_some(())
     });
-    // Kill the victim while it holds running tries. Which tries it held when it died is read
+    // Tries starting from now take 6 s: longer than the others need to take a dead
+    // scheduler's tries over (its heartbeat ages 2 s), so a try left running by the victim
+    // would still run when its retry starts.
+    std::fs::write(sleep_file(&ledger), "6").unwrap();
+    let slow_from = chrono::Utc::now();
+    // Kill the victim while it holds such a try. Which tries it held when it died is read
     // after the kill: a dead scheduler records nothing more, and the others wait for its
-    // heartbeat to age (2 s) before taking its tries over, so the snapshot is exact.
-    let victim_job = wait_until("the victim to hold running tries", WORKLOAD_TIMEOUT, || {
+    // heartbeat to age before taking its tries over, so the snapshot is exact.
+    let victim_job = wait_until("the victim to hold a slow try", WORKLOAD_TIMEOUT, || {
         let job = running_job_of(&db.url, victim_pid)?;
-        (!running_tries_of(&db.url, job).is_empty()).then_some(job)
+        running_tries_of(&db.url, job)
+            .iter()
+            .any(|held| held.3.is_some_and(|start| start > slow_from))
+            .then_some(job)
     });
     schedulers[0].kill();
+    std::fs::write(sleep_file(&ledger), "0.4").unwrap();
     let held = running_tries_of(&db.url, victim_job);
     assert!(
         !held.is_empty(),
@@ -211,6 +263,9 @@ fn a_killed_schedulers_tries_are_retried_by_the_others() {
 
     let runs = wait_all_runs_finished(&db.url, 50);
     assert_exactly_once(&runs, &ledger, 20);
+    // The victim's tries were stopped when it died (by its reaper), before any retry started.
+    let retries = assert_no_try_ends_after_its_retry_starts(&ledger);
+    assert!(retries >= held.len(), "{retries} retries for {held:?}");
     let jobs = with_store(&db.url, async |store: &dyn Store| {
         store.schedulers(16).await.unwrap()
     });
@@ -229,7 +284,7 @@ fn a_killed_schedulers_tries_are_retried_by_the_others() {
     home.ok(&["jobs", "check"]);
     // Each try the victim held when it died was failed and followed by another try, queued by
     // one of the survivors.
-    for (run_pk, task_id, try_number) in &held {
+    for (run_pk, task_id, try_number, _) in &held {
         let (_, _, tis) = runs
             .iter()
             .find(|(_, _, tis)| tis.first().is_some_and(|t| t.run_pk == *run_pk))
@@ -268,8 +323,11 @@ fn running_job_of(url: &str, pid: i32) -> Option<i64> {
     })
 }
 
-/// The tries queued by scheduler job `job` that are running now: (run, task, try number).
-fn running_tries_of(url: &str, job: i64) -> Vec<(i64, String, u32)> {
+/// The tries queued by scheduler job `job` that are running now: (run, task, try number,
+/// start).
+type HeldTry = (i64, String, u32, Option<chrono::DateTime<chrono::Utc>>);
+
+fn running_tries_of(url: &str, job: i64) -> Vec<HeldTry> {
     with_store(url, async |store: &dyn Store| {
         let mut held = Vec::new();
         let runs = store
@@ -279,7 +337,7 @@ fn running_tries_of(url: &str, job: i64) -> Vec<(i64, String, u32)> {
         for run in runs {
             for ti in store.task_instances(run.id).await.unwrap() {
                 if ti.queued_by_job_id == Some(job) && ti.state == TaskState::Running {
-                    held.push((run.id, ti.task_id, ti.try_number));
+                    held.push((run.id, ti.task_id, ti.try_number, ti.start_date));
                 }
             }
         }

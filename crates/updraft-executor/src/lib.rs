@@ -1,6 +1,8 @@
 //! Task execution: rendering a task's templates with Airflow's context ([`render`]) and running
-//! task tries as child processes on this machine ([`local`]).
+//! task tries as child processes on this machine ([`local`]), and ending what a scheduler that
+//! is gone left running of them ([`leftovers`]).
 
+pub mod leftovers;
 pub mod local;
 pub mod render;
 

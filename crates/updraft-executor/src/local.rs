@@ -14,6 +14,15 @@
 //! A process that exits normally while processes it started keep running in its group is a
 //! finished try: those leftovers are not killed (they were detached on purpose, or will be
 //! found by whoever looks at the host).
+//!
+//! No try outlives this process. With the first try, the executor starts a reaper: a small
+//! shell process in its own process group, reading the process group of every try as it starts
+//! and ends from a pipe whose only writer is this process. When this process ends without
+//! stopping its tries (`kill -9`, a crash, a forced exit), the kernel closes the pipe; the reaper
+//! reads its end and sends `SIGKILL` to the groups of the tries still running, at once (the
+//! tries are abandoned: whoever takes them over retries them, and no grace period may let an
+//! old try run beside its retry). A clean shutdown ends every try first, so the reaper finds
+//! nothing to do.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -21,7 +30,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -197,6 +206,8 @@ struct Inner {
     state: Mutex<State>,
     /// Tries (and reported failures) launched whose `Finished` has not been sent yet.
     in_flight: watch::Sender<usize>,
+    /// Started with the first try that spawns a process; `None` if it could not start.
+    reaper: OnceLock<Option<Reaper>>,
 }
 
 #[derive(Default)]
@@ -234,6 +245,7 @@ impl LocalExecutor {
                 max_running,
                 state: Mutex::new(State::default()),
                 in_flight: watch::Sender::new(0),
+                reaper: OnceLock::new(),
             }),
         }
     }
@@ -506,8 +518,17 @@ async fn drive(
     // The start is stamped just before the spawn, so it never follows the process's first
     // instruction.
     let spawned = tokio::task::spawn_blocking(move || {
+        let reaper = config.reaper();
         let at = Utc::now();
-        spawn(&config.config, &rendered, &log_path, try_number).map(|s| (s, at))
+        let spawned = spawn(&config.config, &rendered, &log_path, try_number);
+        // At once, so that the window in which a crash would leave the try unknown to the
+        // reaper is as short as it can be.
+        if let (Some(reaper), Ok((child, _))) = (reaper, &spawned)
+            && let Some(pid) = child.id()
+        {
+            reaper.track(pid);
+        }
+        spawned.map(|s| (s, at))
     })
     .await;
     let ((mut child, mut log), spawned_at) = match spawned {
@@ -566,6 +587,9 @@ async fn drive(
             ExecOutcome::TimedOut
         }
     };
+    if let Some(reaper) = inner.reaper() {
+        reaper.untrack(pid);
+    }
     (outcome, Some((log, footer)))
 }
 
@@ -598,6 +622,97 @@ async fn terminate_group(child: &mut Child, pgid: Pid, grace: Duration) {
         Err(e) => tracing::warn!(%pgid, "could not SIGKILL process group: {e}"),
     }
     let _ = child.wait().await;
+}
+
+impl Inner {
+    /// The reaper, started on first use (a blocking call: spawn it off the loop).
+    fn reaper(&self) -> Option<&Reaper> {
+        self.reaper
+            .get_or_init(|| {
+                let _runtime = self.handle.enter();
+                Reaper::start(&self.config.bash)
+                    .inspect_err(|e| {
+                        tracing::warn!(
+                            "cannot start the reaper of local tries ({e}): tries will outlive \
+                             this process if it is killed"
+                        );
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
+}
+
+/// What the reaper runs: it keeps the set of live process groups from `+ <pgid>` and
+/// `- <pgid>` lines on its standard input, and on end of input (this process is gone) kills
+/// the groups left. It ignores the signals that stop a service, so it outlives the scheduler's
+/// own shutdown; nothing but the end of its input ends it.
+const REAPER_SCRIPT: &str = r#"trap '' HUP INT TERM
+groups=()
+while read -r op pgid; do
+  [[ $pgid =~ ^[0-9]+$ ]] || continue
+  case $op in
+    +) groups[pgid]=1 ;;
+    -) unset 'groups[pgid]' ;;
+  esac
+done
+[ ${#groups[@]} -eq 0 ] && exit 0
+for pgid in "${!groups[@]}"; do kill -KILL -- "-$pgid" 2>/dev/null; done
+echo "updraft: the process that ran these tries ended without stopping them; killed their process groups: ${!groups[*]}" >&2
+"#;
+
+/// The writing end of the reaper's pipe (see the module's doc).
+struct Reaper {
+    /// Non-blocking and close-on-exec: no try inherits it, so only this process's end closes
+    /// the pipe, and a reaper that stopped reading never blocks a launch.
+    pipe: std::io::PipeWriter,
+    /// Whether a failed write was already reported.
+    warned: std::sync::atomic::AtomicBool,
+}
+
+impl Reaper {
+    fn start(bash: &Path) -> std::io::Result<Reaper> {
+        let (reader, writer) = std::io::pipe()?;
+        nix::fcntl::fcntl(
+            &writer,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )?;
+        // Its own process group, so a terminal's Ctrl-C reaches the scheduler and not it.
+        // Tokio reaps it when it exits, the handle being dropped.
+        Command::new(bash)
+            .arg("-c")
+            .arg(REAPER_SCRIPT)
+            .arg("updraft-reaper")
+            .stdin(Stdio::from(reader))
+            .stdout(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn()?;
+        Ok(Reaper {
+            pipe: writer,
+            warned: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn track(&self, pgid: u32) {
+        self.send(&format!("+ {pgid}\n"));
+    }
+
+    fn untrack(&self, pgid: u32) {
+        self.send(&format!("- {pgid}\n"));
+    }
+
+    /// One `write` of a line shorter than `PIPE_BUF`, so lines from several threads never mix.
+    fn send(&self, line: &str) {
+        if let Err(e) = (&self.pipe).write_all(line.as_bytes())
+            && !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "the reaper of local tries is not listening ({e}): tries may outlive this \
+                 process if it is killed"
+            );
+        }
+    }
 }
 
 fn outcome_of(status: std::io::Result<ExitStatus>) -> ExecOutcome {

@@ -858,3 +858,69 @@ fn latency_baseline_std_wait() {
         pct(99)
     );
 }
+
+/// Set in the process [`a_try_never_outlives_its_executors_process`] starts: the executor's
+/// process, which writes the try's pids to this file and then waits to be killed.
+const EXECUTOR_PROCESS: &str = "UPDRAFT_TEST_EXECUTOR_PROCESS";
+
+#[test]
+fn a_try_never_outlives_its_executors_process() {
+    if let Some(pids) = std::env::var_os(EXECUTOR_PROCESS) {
+        run_a_try_until_killed(Path::new(&pids));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    // This test again, in a process of its own, as the executor's process.
+    let mut process = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_try_never_outlives_its_executors_process",
+            "--nocapture",
+        ])
+        .env(EXECUTOR_PROCESS, &pids)
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + PATIENCE;
+    let recorded = loop {
+        if let Ok(text) = std::fs::read_to_string(&pids)
+            && text.ends_with('\n')
+        {
+            break text;
+        }
+        assert!(Instant::now() < until, "the try did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let pids: Vec<u32> = recorded
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(pids.iter().all(|pid| !is_gone(*pid)), "{pids:?}");
+    process.kill().unwrap();
+    process.wait().unwrap();
+    // The try's leader and the other process in its group, both killed by the reaper.
+    let until = Instant::now() + Duration::from_secs(3);
+    while !pids.iter().all(|pid| is_gone(*pid)) {
+        assert!(
+            Instant::now() < until,
+            "the try outlived its executor: {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The executor's side of [`a_try_never_outlives_its_executors_process`].
+fn run_a_try_until_killed(pids: &Path) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (ex, mut events) = executor(1, Duration::from_secs(1));
+        let script = format!(
+            "sleep 60 & echo \"$$ $!\" > '{0}.tmp'; mv '{0}.tmp' '{0}'; sleep 60",
+            pids.display()
+        );
+        ex.launch(spec(dir.path(), "t", bash(&script), None));
+        events.finished("t").await;
+        panic!("the try ended before its executor was killed");
+    });
+}

@@ -1,12 +1,12 @@
 //! Long-running commands: `standalone` (scheduler and web server in one process),
-//! `scheduler` and `server`.
+//! `scheduler` and `server`. Each stops when `stop` becomes true (SIGTERM or SIGINT, see
+//! `crate::stop`, which also bounds how long stopping may take).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result, bail};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use updraft_scheduler::Scheduler;
 use updraft_server::{AppState, ServerConfig};
@@ -15,8 +15,7 @@ use updraft_store::Store;
 use crate::config::Settings;
 use crate::examples;
 
-pub async fn standalone(settings: &Settings) -> Result<ExitCode> {
-    let stop = stop_on_signal()?;
+pub async fn standalone(settings: &Settings, stop: watch::Receiver<bool>) -> Result<ExitCode> {
     let folder = settings.dags_folder();
     if settings.config.core.load_examples {
         let written = examples::offer(&folder)?;
@@ -76,14 +75,12 @@ impl Stop {
     }
 }
 
-pub async fn scheduler(settings: &Settings) -> Result<ExitCode> {
-    let stop = stop_on_signal()?;
+pub async fn scheduler(settings: &Settings, stop: watch::Receiver<bool>) -> Result<ExitCode> {
     run(settings, stop, false).await
 }
 
 /// The web UI and API alone, beside a scheduler running elsewhere on the same database.
-pub async fn server(settings: &Settings) -> Result<ExitCode> {
-    let signals = stop_on_signal()?;
+pub async fn server(settings: &Settings, signals: watch::Receiver<bool>) -> Result<ExitCode> {
     let store = super::open_checked_store(settings).await?;
     let stop = Stop::new(signals, store.clone());
     let changes = tokio::sync::broadcast::channel(1024).0;
@@ -191,22 +188,6 @@ fn bracket_ipv6(host: &str) -> String {
     } else {
         host.to_string()
     }
-}
-
-/// Becomes true on SIGTERM or SIGINT. The handlers are installed at once, so a stop
-/// requested while the service is still starting is not lost (nor fatal).
-fn stop_on_signal() -> Result<watch::Receiver<bool>> {
-    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        let _ = tx.send(true);
-    });
-    Ok(rx)
 }
 
 async fn wait_for(mut stop: watch::Receiver<bool>) {

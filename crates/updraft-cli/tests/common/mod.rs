@@ -459,7 +459,8 @@ impl SchedulerProcess {
         self.signal(nix::sys::signal::Signal::SIGTERM);
     }
 
-    /// SIGKILL the scheduler and reap it (like a crash). Its task processes are not touched.
+    /// SIGKILL the scheduler and reap it (like a crash). Its local tries' processes are then
+    /// killed by its reaper, as after any crash.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

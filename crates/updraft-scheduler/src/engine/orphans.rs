@@ -1,13 +1,17 @@
 //! Orphaned tries: instances left in flight by a scheduler that stopped, adopted when their pod
-//! still runs and failed otherwise; tries stopped when their instance changed elsewhere.
+//! still runs and failed otherwise (after killing what still runs of their processes on this
+//! host); tries stopped when their instance changed elsewhere.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use std::time::Duration;
 
 use chrono::Utc;
 use tracing::{info, warn};
 use updraft_core::retry::{TryOutcome, on_try_finished};
 use updraft_executor::TryKey;
+use updraft_executor::leftovers::{Leftover, end_leftover_group};
 use updraft_store::{RunRow, TiKey, TiRow};
 
 use updraft_pods::TryIdentity;
@@ -50,7 +54,9 @@ impl Scheduler {
 
     /// Instances left queued or running by a scheduler that stopped without recording their
     /// end. A try whose pod still exists is adopted and followed to its end; any other counts
-    /// as failed (and is retried per `retries`): local processes are not adopted.
+    /// as failed (and is retried per `retries`). Local processes are not adopted: they died
+    /// with their scheduler (the local executor's reaper kills them the moment it dies), so
+    /// the retry never runs beside them, whichever host it runs on.
     pub(super) async fn recover_orphans(&mut self) -> Result<(), SchedulerError> {
         let now = Utc::now();
         let mut tenant_pods = TenantPods::new();
@@ -70,12 +76,18 @@ impl Scheduler {
                 Adoption::Adopted | Adoption::Later => continue,
                 Adoption::NoPod => {}
             }
+            let leftover = self.end_leftover_processes(&ti).await;
             let log = self.try_log_path(&run, &ti);
-            append_log_line(
-                &log,
-                "the scheduler stopped while this try was in flight; the try is marked failed",
-            )
-            .await;
+            let line = match leftover {
+                Leftover::Killed | Leftover::Lingering => {
+                    "the scheduler stopped while this try was in flight; its processes still \
+                     running on this host were killed; the try is marked failed"
+                }
+                Leftover::None | Leftover::Reused => {
+                    "the scheduler stopped while this try was in flight; the try is marked failed"
+                }
+            };
+            append_log_line(&log, line).await;
             let (state, retry_at) =
                 on_try_finished(task, ti.try_number, ti.max_tries, TryOutcome::Failed, now);
             let key = TiKey {
@@ -88,6 +100,32 @@ impl Scheduler {
             warn!(dag_id = %run.dag_id, run_id = %run.run_id, task_id = %ti.task_id, %state, "recovered an orphaned task instance");
         }
         Ok(())
+    }
+
+    /// Kills what still runs of an orphaned try's process group, when it ran on this host, and
+    /// waits until it is gone: its retry must not run beside it. Normally nothing is left (the
+    /// executor's reaper killed the group when its scheduler died).
+    async fn end_leftover_processes(&self, ti: &TiRow) -> Leftover {
+        let (Some(pid), Some(started_at)) = (ti.pid, ti.start_date) else {
+            return Leftover::None;
+        };
+        let Ok(pgid) = u32::try_from(pid) else {
+            return Leftover::None;
+        };
+        if ti.hostname.as_deref() != Some(self.config.hostname.as_str()) {
+            return Leftover::None;
+        }
+        let leftover = end_leftover_group(pgid, started_at, LEFTOVER_PATIENCE).await;
+        match leftover {
+            Leftover::Killed => {
+                warn!(task_id = %ti.task_id, try_number = ti.try_number, pgid, "killed the processes an orphaned try left running")
+            }
+            Leftover::Lingering => {
+                warn!(task_id = %ti.task_id, try_number = ti.try_number, pgid, "the processes of an orphaned try were killed but are not all gone yet")
+            }
+            Leftover::None | Leftover::Reused => {}
+        }
+        leftover
     }
 
     /// Follows an orphaned try's pod again, if it has one: the try becomes this scheduler's.
@@ -158,6 +196,10 @@ impl Scheduler {
         Ok(Adoption::Adopted)
     }
 }
+
+/// How long an orphaned try's killed processes may take to be gone before it is retried
+/// anyway (what is left then is a zombie or a process stuck in the kernel).
+const LEFTOVER_PATIENCE: Duration = Duration::from_secs(5);
 
 /// The pods of each tenant's tries, listed once per pass over orphans; `None` when the
 /// cluster could not be asked.

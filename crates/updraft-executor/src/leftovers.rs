@@ -1,0 +1,145 @@
+//! Process groups of tries left running on this host by a scheduler that is gone.
+//!
+//! The local executor's reaper kills a try's group the moment its scheduler dies (see
+//! [`crate::local`]). This is the check made on the same host before such a try is retried,
+//! for when the reaper could not act (it was killed too, say by `pkill -9`): the group the try
+//! recorded (its leader's pid) is killed, and the retry waits until it is gone. A group whose
+//! leader is alive but started at another time than the try belongs to another program (the
+//! pid was reused) and is left alone.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// How far the start of a try's leader (as the kernel tells it, to 10 ms, on a boot time
+/// given in whole seconds) may be from the start recorded for the try (stamped just before
+/// the spawn).
+const SAME_START: Duration = Duration::from_secs(3);
+
+/// What became of an orphaned try's process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    /// Nothing of it runs.
+    None,
+    /// It still ran; it was killed and is gone.
+    Killed,
+    /// Its pid now leads another program's group: left alone.
+    Reused,
+    /// Killed, but something of it is still there after the wait (a zombie nobody reaps, or a
+    /// process stuck in the kernel).
+    Lingering,
+}
+
+/// Kills what runs of the process group `pgid` of a try started at `started_at` on this host
+/// (`SIGKILL`: the try is abandoned), and waits up to `patience` for it to be gone.
+pub async fn end_leftover_group(
+    pgid: u32,
+    started_at: DateTime<Utc>,
+    patience: Duration,
+) -> Leftover {
+    let Ok(raw) = i32::try_from(pgid) else {
+        return Leftover::None;
+    };
+    let group = Pid::from_raw(raw);
+    if killpg(group, None) == Err(Errno::ESRCH) {
+        return Leftover::None;
+    }
+    // With its leader gone the group keeps its id, which no new process can take while the
+    // group exists: it is the try's.
+    if let Some(leader_start) = running_since(raw) {
+        let apart = (leader_start - started_at)
+            .abs()
+            .to_std()
+            .unwrap_or(Duration::MAX);
+        if apart > SAME_START {
+            return Leftover::Reused;
+        }
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+    let until = tokio::time::Instant::now() + patience;
+    while killpg(group, None) != Err(Errno::ESRCH) {
+        if tokio::time::Instant::now() >= until {
+            return Leftover::Lingering;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Leftover::Killed
+}
+
+/// When the process `pid` started, if it runs (a zombie does not).
+fn running_since(pid: i32) -> Option<DateTime<Utc>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold anything.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    if matches!(fields.first(), Some(&"Z" | &"X")) {
+        return None;
+    }
+    // Field 22 of the whole line: the start, in clock ticks since boot.
+    let ticks: i64 = fields.get(19)?.parse().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)?;
+    let boot = boot_time()?;
+    Some(boot + chrono::Duration::milliseconds(ticks * 1000 / per_second))
+}
+
+/// The wall-clock time the system booted, from `/proc/stat`.
+fn boot_time() -> Option<DateTime<Utc>> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let seconds: i64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    DateTime::from_timestamp(seconds, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_started_before_now_and_after_boot() {
+        let since = running_since(std::process::id() as i32).expect("this process runs");
+        let now = Utc::now();
+        assert!(since <= now + chrono::Duration::seconds(1), "{since} {now}");
+        assert!(since >= boot_time().unwrap(), "{since}");
+    }
+
+    #[tokio::test]
+    async fn a_group_started_at_another_time_is_left_alone() {
+        let mut child = tokio::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let long_ago = Utc::now() - chrono::Duration::hours(1);
+        assert_eq!(
+            end_leftover_group(pid, long_ago, Duration::from_secs(5)).await,
+            Leftover::Reused
+        );
+        assert_eq!(child.try_wait().unwrap(), None, "the group was killed");
+        // Recorded as started now, it is the try's, and ends.
+        let reaped = tokio::spawn(async move { child.wait().await });
+        assert_eq!(
+            end_leftover_group(pid, Utc::now(), Duration::from_secs(5)).await,
+            Leftover::Killed
+        );
+        let status = reaped.await.unwrap().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        assert_eq!(
+            end_leftover_group(pid, Utc::now(), Duration::from_secs(5)).await,
+            Leftover::None
+        );
+    }
+}

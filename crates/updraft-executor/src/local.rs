@@ -14,6 +14,10 @@
 //! A process that exits normally while processes it started keep running in its group is a
 //! finished try: those leftovers are not killed (they were detached on purpose, or will be
 //! found by whoever looks at the host).
+//!
+//! The run's conf reaches each try as a file of its own, named in `UPDRAFT_CONF_FILE`: a
+//! `<run_pk>-<task_id>-<try>.json` in a directory only this user can read, made once per
+//! executor under the system's temporary directory; the file is removed when the try ends.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -21,7 +25,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -190,6 +194,8 @@ impl fmt::Debug for LocalExecutor {
 
 struct Inner {
     config: LocalExecutorConfig,
+    /// Where tries' conf files go: made on first use, removed with the executor.
+    conf_dir: OnceLock<Result<PathBuf, String>>,
     events: mpsc::UnboundedSender<TryEvent>,
     handle: Handle,
     /// Slots: `max_concurrency`, or unbounded.
@@ -229,6 +235,7 @@ impl LocalExecutor {
         LocalExecutor {
             inner: Arc::new(Inner {
                 config,
+                conf_dir: OnceLock::new(),
                 events,
                 handle: Handle::current(),
                 max_running,
@@ -318,6 +325,15 @@ impl LocalExecutor {
         }
     }
 
+    /// Counts a try that is still being prepared (rendered) as in flight until the returned
+    /// guard is dropped, so that [`shutdown`](Self::shutdown) waits for it to be launched or
+    /// reported: launched after shutdown began, it is reported `Killed` at once.
+    pub fn preparing(&self) -> Preparing {
+        Preparing {
+            _in_flight: InFlight::new(self.inner.clone()),
+        }
+    }
+
     /// Writes `message` to the log at `log_path` and reports the try `Finished { Failed }`
     /// without running anything: for tries that fail before launch (e.g. a template error).
     pub fn report_failure(&self, key: TryKey, log_path: PathBuf, message: String) {
@@ -388,7 +404,23 @@ impl LocalExecutor {
     }
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(Ok(dir)) = self.conf_dir.get() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 impl Inner {
+    /// The private directory of conf files, made on first use.
+    fn conf_dir(&self) -> Result<&Path, String> {
+        self.conf_dir
+            .get_or_init(make_conf_dir)
+            .as_deref()
+            .map_err(Clone::clone)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Nothing panics while holding the lock; recover the state if something ever did.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -405,6 +437,11 @@ impl Inner {
         self.handle
             .spawn(run_try(self.clone(), q.spec, q.kill, q.guard, slot));
     }
+}
+
+/// A try being prepared for [`LocalExecutor::launch`]: counted in flight until dropped.
+pub struct Preparing {
+    _in_flight: InFlight,
 }
 
 /// Counts a try in flight until dropped (after its `Finished` is sent).
@@ -463,6 +500,10 @@ async fn run_try(
     let key = spec.key.clone();
     let (outcome, log) = drive(&inner, spec, &mut kill).await;
     let ended = Utc::now();
+    if let Ok(dir) = inner.conf_dir() {
+        // One unlink; the file is absent when the try never got to spawn.
+        let _ = std::fs::remove_file(conf_path(dir, &key));
+    }
     // Stop listening first, so that `kill` answers false from now on.
     drop(kill);
     if let Some((mut file, footer)) = log {
@@ -506,11 +547,16 @@ async fn drive(
     // The start is stamped just before the spawn, so it never follows the process's first
     // instruction.
     let spawned = tokio::task::spawn_blocking(move || {
+        let conf_file = config
+            .conf_dir()
+            .map(|dir| conf_path(dir, &key))
+            .and_then(|path| write_conf_file(&path, &rendered.conf).map(|()| path));
         let at = Utc::now();
-        spawn(&config.config, &rendered, &log_path, try_number).map(|s| (s, at))
+        spawn(&config.config, &rendered, conf_file, &log_path, try_number)
+            .map(|s| (s, at, key))
     })
     .await;
-    let ((mut child, mut log), spawned_at) = match spawned {
+    let ((mut child, mut log), spawned_at, key) = match spawned {
         Ok(Ok(s)) => s,
         Ok(Err((message, log))) => {
             let footer: Footer = Box::new(|_| String::new());
@@ -635,6 +681,7 @@ type SpawnError = (String, Option<File>);
 fn spawn(
     config: &LocalExecutorConfig,
     rendered: &RenderedTask,
+    conf_file: Result<PathBuf, String>,
     log_path: &Path,
     try_number: u32,
 ) -> Result<(Child, File), SpawnError> {
@@ -669,6 +716,10 @@ fn spawn(
     };
     cmd.envs(config.base_env.iter().map(|(k, v)| (k, v)));
     cmd.envs(rendered.env.iter().map(|(k, v)| (k, v)));
+    match conf_file {
+        Ok(path) => cmd.env("UPDRAFT_CONF_FILE", path),
+        Err(e) => return fail(log, format!("cannot write the run's conf file: {e}")),
+    };
     let cwd = match (&config.default_cwd, &rendered.cwd) {
         (Some(base), Some(cwd)) => Some(base.join(cwd)),
         (None, Some(cwd)) => Some(cwd.clone()),
@@ -702,6 +753,49 @@ fn spawn(
             fail(log, format!("cannot start `{what}`{place}: {e}"))
         }
     }
+}
+
+/// A new directory under the system's temporary directory that only this user can enter.
+fn make_conf_dir() -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let base = std::env::temp_dir();
+    let mut last_error = None;
+    for attempt in 0..16u32 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = base.join(format!(
+            "updraft-conf-{}-{nanos:x}{attempt}",
+            std::process::id()
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let e = last_error.map(|e| e.to_string()).unwrap_or_default();
+    Err(format!("cannot make a directory in {}: {e}", base.display()))
+}
+
+/// The conf file of one try (task ids are plain identifiers: no `/`).
+fn conf_path(dir: &Path, key: &TryKey) -> PathBuf {
+    dir.join(format!(
+        "{}-{}-{}.json",
+        key.run_pk, key.task_id, key.try_number
+    ))
+}
+
+fn write_conf_file(path: &Path, conf: &str) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.write_all(conf.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn open_log(path: &Path) -> std::io::Result<File> {

@@ -102,6 +102,7 @@ fn bash(script: &str) -> RenderedTask {
         program: Program::Bash(script.into()),
         env: vec![],
         cwd: None,
+        conf: "{}".into(),
     }
 }
 
@@ -110,6 +111,7 @@ fn command(argv: &[&str]) -> RenderedTask {
         program: Program::Command(argv.iter().map(|s| s.to_string()).collect()),
         env: vec![],
         cwd: None,
+        conf: "{}".into(),
     }
 }
 
@@ -738,6 +740,7 @@ async fn noop_duplicates_and_reported_failures() {
         program: Program::Noop,
         env: vec![],
         cwd: None,
+        conf: "{}".into(),
     };
     ex.launch(spec(dir.path(), "noop", noop, None));
     let started_at = match ev.next().await {

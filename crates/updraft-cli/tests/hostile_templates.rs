@@ -100,7 +100,10 @@ fn a_template_over_budget_fails_its_try_and_delays_no_other_tenant() {
     };
     reasons("t0", "template instructions");
     reasons("t1", "would render more than 1048576 bytes");
-    reasons("t2", "`join` would build a string of more than 1048576 bytes");
+    reasons(
+        "t2",
+        "`join` would build a string of more than 1048576 bytes",
+    );
 
     // The scheduler is still up, and still schedules.
     let after = home.trigger("good_chain", Some(r#"{"n": 3}"#));

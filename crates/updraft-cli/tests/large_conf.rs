@@ -66,9 +66,17 @@ fn a_conf_over_the_limit_is_refused_at_trigger_naming_it() {
         "{refused}"
     );
     assert!(home.runs("big_conf").is_empty());
-    let missing = home.fails(&["dags", "trigger", "big_conf", "--conf", "@/nonexistent.json"]);
+    let missing = home.fails(&[
+        "dags",
+        "trigger",
+        "big_conf",
+        "--conf",
+        "@/nonexistent.json",
+    ]);
     assert!(
-        missing.stderr.contains("cannot read --conf file /nonexistent.json"),
+        missing
+            .stderr
+            .contains("cannot read --conf file /nonexistent.json"),
         "{missing}"
     );
 }

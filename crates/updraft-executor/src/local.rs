@@ -552,8 +552,7 @@ async fn drive(
             .map(|dir| conf_path(dir, &key))
             .and_then(|path| write_conf_file(&path, &rendered.conf).map(|()| path));
         let at = Utc::now();
-        spawn(&config.config, &rendered, conf_file, &log_path, try_number)
-            .map(|s| (s, at, key))
+        spawn(&config.config, &rendered, conf_file, &log_path, try_number).map(|s| (s, at, key))
     })
     .await;
     let ((mut child, mut log), spawned_at, key) = match spawned {
@@ -774,7 +773,10 @@ fn make_conf_dir() -> Result<PathBuf, String> {
         }
     }
     let e = last_error.map(|e| e.to_string()).unwrap_or_default();
-    Err(format!("cannot make a directory in {}: {e}", base.display()))
+    Err(format!(
+        "cannot make a directory in {}: {e}",
+        base.display()
+    ))
 }
 
 /// The conf file of one try (task ids are plain identifiers: no `/`).

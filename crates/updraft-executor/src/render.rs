@@ -376,7 +376,8 @@ impl Renderer<'_> {
         let template = env
             .template_from_str(source)
             .map_err(|e| describe_error(&e, source))?;
-        self.budget.render(&template, value, |e| describe_error(e, source))
+        self.budget
+            .render(&template, value, |e| describe_error(e, source))
     }
 }
 
@@ -1396,7 +1397,10 @@ mod tests {
             "{% set s = ('a\n' * 100000) | indent(10000) %}",
         ] {
             let m = over_budget(src);
-            assert!(m.contains("would build a string of more than"), "{src}: {m}");
+            assert!(
+                m.contains("would build a string of more than"),
+                "{src}: {m}"
+            );
         }
         // minijinja's own limits: ranges and repeated strings.
         let e = within("{{ range(1000000000) | join }}", RenderBudget::default()).unwrap_err();
@@ -1497,7 +1501,11 @@ mod tests {
         assert!(out.env.iter().all(|(k, _)| k != "UPDRAFT_CONF"));
         assert_eq!(out.conf, serde_json::to_string(&c.conf).unwrap());
         let out = render_task(&dag(vec![]), &task(TaskKind::Noop), &ctx()).unwrap();
-        assert!(out.env.iter().any(|(k, v)| k == "UPDRAFT_CONF" && *v == out.conf));
+        assert!(
+            out.env
+                .iter()
+                .any(|(k, v)| k == "UPDRAFT_CONF" && *v == out.conf)
+        );
     }
 
     /// `cargo test -p updraft-executor --release --lib -- --ignored --nocapture throughput`

@@ -413,7 +413,9 @@ async fn a_large_conf_reaches_the_task_through_its_file() {
     use sha2::Digest as _;
     let dir = tempfile::tempdir().unwrap();
     let (ex, mut ev) = executor(2, Duration::from_secs(5));
-    let blob: String = (0..500 * 1024).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let blob: String = (0..500 * 1024)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
     let mut ctx = TemplateContext {
         tenant: "acme".into(),
         dag_id: "etl".into(),
@@ -442,7 +444,10 @@ async fn a_large_conf_reaches_the_task_through_its_file() {
     assert_eq!(ev.finished("big").await, ExecOutcome::Success);
     let log = read_log(dir.path(), "big");
     assert!(log.contains(&format!("{expected}  -")), "{log}");
-    assert!(log.contains("in_env=\n"), "a large conf is not in the environment: {log}");
+    assert!(
+        log.contains("in_env=\n"),
+        "a large conf is not in the environment: {log}"
+    );
     assert!(log.contains("mode=600"), "{log}");
     let file = log
         .lines()

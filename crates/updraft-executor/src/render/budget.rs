@@ -350,7 +350,10 @@ fn check_indent(value: &Value, args: &[Value]) -> Result<(), Error> {
     let width = args
         .first()
         .and_then(Value::as_usize)
-        .or_else(|| args.last().and_then(|k| k.get_attr("width").ok()?.as_usize()))
+        .or_else(|| {
+            args.last()
+                .and_then(|k| k.get_attr("width").ok()?.as_usize())
+        })
         .unwrap_or(0);
     let len = printed_len("indent", value)?;
     let lines = value.as_str().map_or(1, |s| s.lines().count().max(1));

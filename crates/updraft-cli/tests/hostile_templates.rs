@@ -80,6 +80,7 @@ fn a_template_over_budget_fails_its_try_and_delays_no_other_tenant() {
     let state = home.wait_run_finished_within("good_chain", &beside, bound);
     assert_eq!(state, "success");
     let took = run_duration(&home, "good_chain", &beside);
+    eprintln!("the chain took {baseline:?} alone, {took:?} beside the bomb");
     assert!(
         took <= bound,
         "the chain took {took:?} beside the bomb, {baseline:?} alone"

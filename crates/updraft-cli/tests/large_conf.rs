@@ -18,10 +18,12 @@ tasks:
 
 /// A conf of `bytes` bytes of compact JSON, and its SHA-256.
 fn conf_of(bytes: usize) -> (String, String) {
-    let blob: String = (0..bytes - 20)
+    // `{"blob":"` and `","n":7}` are 17 bytes.
+    let blob: String = (0..bytes - 17)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
     let conf = serde_json::to_string(&serde_json::json!({ "blob": blob, "n": 7 })).unwrap();
+    assert_eq!(conf.len(), bytes);
     let hash = sha2::Sha256::digest(conf.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))

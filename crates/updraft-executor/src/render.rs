@@ -349,6 +349,22 @@ pub fn render_str(source: &str, ctx: &TemplateContext) -> Result<String, String>
     .render(source)
 }
 
+/// True when some field of `task` (or a value of the DAG's `env`) has template syntax, so that
+/// rendering it runs the template engine; false when rendering only copies text. Pod tasks
+/// count as templated.
+pub fn has_templates(dag: &Dag, task: &Task) -> bool {
+    let program = match &task.kind {
+        TaskKind::Bash(script) => is_template(script),
+        TaskKind::Command(argv) => argv.iter().any(|a| is_template(a)),
+        TaskKind::Noop => false,
+        TaskKind::Pod(_) => true,
+    };
+    program
+        || dag.env.values().any(|v| is_template(v))
+        || task.env.values().any(|v| is_template(v))
+        || task.cwd.as_deref().is_some_and(is_template)
+}
+
 /// True when `s` contains template syntax and must go through the engine.
 fn is_template(s: &str) -> bool {
     let b = s.as_bytes();
@@ -1491,6 +1507,28 @@ mod tests {
         assert!(!stuck.is_finished());
         release.send(()).unwrap();
         assert!(stuck.await.unwrap().is_ok());
+    }
+
+    #[test]
+    fn tasks_without_template_syntax_need_no_engine() {
+        let plain = task(TaskKind::Bash("echo hello".into()));
+        assert!(!has_templates(&dag(vec![]), &plain));
+        assert!(!has_templates(&dag(vec![]), &task(TaskKind::Noop)));
+        assert!(has_templates(
+            &dag(vec![]),
+            &task(TaskKind::Bash("echo {{ ds }}".into()))
+        ));
+        let mut t = plain.clone();
+        t.env.insert("D".into(), "{{ ds }}".into());
+        assert!(has_templates(&dag(vec![]), &t));
+        let mut t = plain.clone();
+        t.cwd = Some("/x/{% if true %}y{% endif %}".into());
+        assert!(has_templates(&dag(vec![]), &t));
+        let mut d = dag(vec![]);
+        d.env.insert("D".into(), "{# note #}".into());
+        assert!(has_templates(&d, &plain));
+        let argv = task(TaskKind::Command(vec!["echo".into(), "{{ ds }}".into()]));
+        assert!(has_templates(&dag(vec![]), &argv));
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Launching tries: rendering a task, choosing the local or pod executor, and failing a try
 //! that cannot start.
 //!
-//! Rendering runs off the loop ([`render_off_loop`]: the blocking pool, a bounded number at a
-//! time, one per tenant, within the default `RenderBudget`); the try is handed to its executor
-//! when its templates are rendered, or fails through the local executor's events when they
-//! cannot be (over budget, an undefined name), its reason in its log. The loop never waits for
-//! a template.
+//! A task with templates is rendered off the loop ([`render_off_loop`]: the blocking pool, a
+//! bounded number at a time, one per tenant, within the default `RenderBudget`); the try is
+//! handed to its executor when its templates are rendered, or fails through the local
+//! executor's events when they cannot be (over budget, an undefined name), its reason in its
+//! log. The loop never waits for a template; a task without any is only copied, on the loop.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,8 +13,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tracing::warn;
 use updraft_dag::{TaskKind, log_path};
-use updraft_executor::render::{RenderBudget, TemplateContext, render_task_within};
-use updraft_executor::{ExecOutcome, LaunchSpec, TryKey, render_off_loop};
+use updraft_executor::render::{
+    RenderBudget, TemplateContext, has_templates, render_task, render_task_within,
+};
+use updraft_executor::{
+    ExecOutcome, LaunchSpec, RenderError, RenderedTask, TryKey, render_off_loop,
+};
 use updraft_store::{RunRow, TiRow};
 
 use updraft_pods::{PodExecutor, TryIdentity};
@@ -54,29 +58,37 @@ impl Scheduler {
         let timeout = task.execution_timeout;
         let pods = self.pods_for(&task.kind).cloned();
         let local = self.executors.local.clone();
-        let preparing = local.preparing();
         let identity = try_identity(run, ti);
+        let hand_over = move |rendered: Result<RenderedTask, RenderError>| match rendered {
+            Ok(rendered) => {
+                let spec = LaunchSpec {
+                    key,
+                    rendered,
+                    log_path: log,
+                    timeout,
+                };
+                match pods {
+                    Some(pods) => pods.launch(spec, identity),
+                    None => local.launch(spec),
+                }
+            }
+            Err(e) => local.report_failure(key, log, format!("could not start: {e}")),
+        };
+        if !has_templates(&cached.dag, task) {
+            // Only text to copy, bounded by the DAG file: nothing to wait for.
+            hand_over(render_task(&cached.dag, task, &context));
+            return Ok(());
+        }
+        let preparing = self.executors.local.preparing();
+        let tenant = run.tenant.clone();
+        let task_id = ti.task_id.clone();
         let dag = cached.clone();
         let task = task.clone();
         let render =
             move |budget: &RenderBudget| render_task_within(&dag.dag, &task, &context, budget);
         tokio::spawn(async move {
             let budget = RenderBudget::default();
-            match render_off_loop(&identity.tenant, &identity.task_id, budget, render).await {
-                Ok(rendered) => {
-                    let spec = LaunchSpec {
-                        key,
-                        rendered,
-                        log_path: log,
-                        timeout,
-                    };
-                    match pods {
-                        Some(pods) => pods.launch(spec, identity),
-                        None => local.launch(spec),
-                    }
-                }
-                Err(e) => local.report_failure(key, log, format!("could not start: {e}")),
-            }
+            hand_over(render_off_loop(&tenant, &task_id, budget, render).await);
             drop(preparing);
         });
         Ok(())

@@ -17,7 +17,8 @@
 //!
 //! The run's conf reaches each try as a file of its own, named in `UPDRAFT_CONF_FILE`: a
 //! `<run_pk>-<task_id>-<try>.json` in a directory only this user can read, made once per
-//! executor under the system's temporary directory; the file is removed when the try ends.
+//! executor under the system's temporary directory (`$TMPDIR`, else `/tmp`); the file is
+//! removed when the try ends.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -25,7 +26,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -194,8 +195,9 @@ impl fmt::Debug for LocalExecutor {
 
 struct Inner {
     config: LocalExecutorConfig,
-    /// Where tries' conf files go: made on first use, removed with the executor.
-    conf_dir: OnceLock<Result<PathBuf, String>>,
+    /// Where tries' conf files go: made on first use (again if it has gone), removed with
+    /// the executor.
+    conf_dir: Mutex<Option<PathBuf>>,
     events: mpsc::UnboundedSender<TryEvent>,
     handle: Handle,
     /// Slots: `max_concurrency`, or unbounded.
@@ -235,7 +237,7 @@ impl LocalExecutor {
         LocalExecutor {
             inner: Arc::new(Inner {
                 config,
-                conf_dir: OnceLock::new(),
+                conf_dir: Mutex::new(None),
                 events,
                 handle: Handle::current(),
                 max_running,
@@ -406,7 +408,7 @@ impl LocalExecutor {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(Ok(dir)) = self.conf_dir.get() {
+        if let Some(dir) = self.existing_conf_dir() {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
@@ -414,11 +416,27 @@ impl Drop for Inner {
 
 impl Inner {
     /// The private directory of conf files, made on first use.
-    fn conf_dir(&self) -> Result<&Path, String> {
+    ///
+    /// A failure is not kept: the next try makes it again (the disk may have room by then),
+    /// as it does when the directory was removed (by a cleaner of old temporary files).
+    fn conf_dir(&self) -> Result<PathBuf, String> {
+        let mut dir = self.conf_dir.lock().unwrap_or_else(|e| e.into_inner());
+        match &*dir {
+            Some(d) if d.is_dir() => Ok(d.clone()),
+            _ => {
+                let made = make_conf_dir()?;
+                *dir = Some(made.clone());
+                Ok(made)
+            }
+        }
+    }
+
+    /// The directory of conf files, if one was made.
+    fn existing_conf_dir(&self) -> Option<PathBuf> {
         self.conf_dir
-            .get_or_init(make_conf_dir)
-            .as_deref()
-            .map_err(Clone::clone)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -500,9 +518,9 @@ async fn run_try(
     let key = spec.key.clone();
     let (outcome, log) = drive(&inner, spec, &mut kill).await;
     let ended = Utc::now();
-    if let Ok(dir) = inner.conf_dir() {
+    if let Some(dir) = inner.existing_conf_dir() {
         // One unlink; the file is absent when the try never got to spawn.
-        let _ = std::fs::remove_file(conf_path(dir, &key));
+        let _ = std::fs::remove_file(conf_path(&dir, &key));
     }
     // Stop listening first, so that `kill` answers false from now on.
     drop(kill);
@@ -549,7 +567,7 @@ async fn drive(
     let spawned = tokio::task::spawn_blocking(move || {
         let conf_file = config
             .conf_dir()
-            .map(|dir| conf_path(dir, &key))
+            .map(|dir| conf_path(&dir, &key))
             .and_then(|path| write_conf_file(&path, &rendered.conf).map(|()| path));
         let at = Utc::now();
         spawn(&config.config, &rendered, conf_file, &log_path, try_number).map(|s| (s, at, key))

@@ -1546,6 +1546,32 @@ mod tests {
         );
     }
 
+    /// What rendering off the loop adds per templated try, one tenant's tries launched at once:
+    /// `cargo test -p updraft-executor --release --lib -- --ignored --nocapture off_loop`
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "measurement, not a check"]
+    async fn off_loop_throughput() {
+        let n = 20_000u32;
+        let t0 = std::time::Instant::now();
+        let renders: Vec<_> = (0..n)
+            .map(|_| {
+                tokio::spawn(render_off_loop(
+                    "bench",
+                    "load",
+                    RenderBudget::default(),
+                    |budget| {
+                        let t = task(TaskKind::Bash("echo {{ ds }} {{ params.mode }}".into()));
+                        render_task_within(&dag(vec![]), &t, &ctx(), budget)
+                    },
+                ))
+            })
+            .collect();
+        for r in renders {
+            r.await.unwrap().unwrap();
+        }
+        println!("off the loop: {:?} per task", t0.elapsed() / n);
+    }
+
     /// `cargo test -p updraft-executor --release --lib -- --ignored --nocapture throughput`
     #[test]
     #[ignore = "measurement, not a check"]

@@ -6,5 +6,10 @@ pub mod leftovers;
 pub mod local;
 pub mod render;
 
-pub use local::{ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TryEvent, TryKey};
-pub use render::{Program, RenderError, RenderedTask, TemplateContext, render_task};
+pub use local::{
+    ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, Preparing, TryEvent, TryKey,
+};
+pub use render::{
+    Program, RenderBudget, RenderError, RenderedTask, TemplateContext, has_templates,
+    render_off_loop, render_task, render_task_within,
+};

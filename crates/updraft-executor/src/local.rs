@@ -23,6 +23,11 @@
 //! tries are abandoned: whoever takes them over retries them, and no grace period may let an
 //! old try run beside its retry). A clean shutdown ends every try first, so the reaper finds
 //! nothing to do.
+//!
+//! The run's conf reaches each try as a file of its own, named in `UPDRAFT_CONF_FILE`: a
+//! `<run_pk>-<task_id>-<try>.json` in a directory only this user can read, made once per
+//! executor under the system's temporary directory (`$TMPDIR`, else `/tmp`); the file is
+//! removed when the try ends.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -199,6 +204,9 @@ impl fmt::Debug for LocalExecutor {
 
 struct Inner {
     config: LocalExecutorConfig,
+    /// Where tries' conf files go: made on first use (again if it has gone), removed with
+    /// the executor.
+    conf_dir: Mutex<Option<PathBuf>>,
     events: mpsc::UnboundedSender<TryEvent>,
     handle: Handle,
     /// Slots: `max_concurrency`, or unbounded.
@@ -240,6 +248,7 @@ impl LocalExecutor {
         LocalExecutor {
             inner: Arc::new(Inner {
                 config,
+                conf_dir: Mutex::new(None),
                 events,
                 handle: Handle::current(),
                 max_running,
@@ -330,6 +339,15 @@ impl LocalExecutor {
         }
     }
 
+    /// Counts a try that is still being prepared (rendered) as in flight until the returned
+    /// guard is dropped, so that [`shutdown`](Self::shutdown) waits for it to be launched or
+    /// reported: launched after shutdown began, it is reported `Killed` at once.
+    pub fn preparing(&self) -> Preparing {
+        Preparing {
+            _in_flight: InFlight::new(self.inner.clone()),
+        }
+    }
+
     /// Writes `message` to the log at `log_path` and reports the try `Finished { Failed }`
     /// without running anything: for tries that fail before launch (e.g. a template error).
     pub fn report_failure(&self, key: TryKey, log_path: PathBuf, message: String) {
@@ -400,7 +418,39 @@ impl LocalExecutor {
     }
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(dir) = self.existing_conf_dir() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 impl Inner {
+    /// The private directory of conf files, made on first use.
+    ///
+    /// A failure is not kept: the next try makes it again (the disk may have room by then),
+    /// as it does when the directory was removed (by a cleaner of old temporary files).
+    fn conf_dir(&self) -> Result<PathBuf, String> {
+        let mut dir = self.conf_dir.lock().unwrap_or_else(|e| e.into_inner());
+        match &*dir {
+            Some(d) if d.is_dir() => Ok(d.clone()),
+            _ => {
+                let made = make_conf_dir()?;
+                *dir = Some(made.clone());
+                Ok(made)
+            }
+        }
+    }
+
+    /// The directory of conf files, if one was made.
+    fn existing_conf_dir(&self) -> Option<PathBuf> {
+        self.conf_dir
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Nothing panics while holding the lock; recover the state if something ever did.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -417,6 +467,11 @@ impl Inner {
         self.handle
             .spawn(run_try(self.clone(), q.spec, q.kill, q.guard, slot));
     }
+}
+
+/// A try being prepared for [`LocalExecutor::launch`]: counted in flight until dropped.
+pub struct Preparing {
+    _in_flight: InFlight,
 }
 
 /// Counts a try in flight until dropped (after its `Finished` is sent).
@@ -475,6 +530,10 @@ async fn run_try(
     let key = spec.key.clone();
     let (outcome, log) = drive(&inner, spec, &mut kill).await;
     let ended = Utc::now();
+    if let Some(dir) = inner.existing_conf_dir() {
+        // One unlink; the file is absent when the try never got to spawn.
+        let _ = std::fs::remove_file(conf_path(&dir, &key));
+    }
     // Stop listening first, so that `kill` answers false from now on.
     drop(kill);
     if let Some((mut file, footer)) = log {
@@ -519,8 +578,12 @@ async fn drive(
     // instruction.
     let spawned = tokio::task::spawn_blocking(move || {
         let reaper = config.reaper();
+        let conf_file = config
+            .conf_dir()
+            .map(|dir| conf_path(&dir, &key))
+            .and_then(|path| write_conf_file(&path, &rendered.conf).map(|()| path));
         let at = Utc::now();
-        let spawned = spawn(&config.config, &rendered, &log_path, try_number);
+        let spawned = spawn(&config.config, &rendered, conf_file, &log_path, try_number);
         // At once, so that the window in which a crash would leave the try unknown to the
         // reaper is as short as it can be.
         if let (Some(reaper), Ok((child, _))) = (reaper, &spawned)
@@ -528,10 +591,10 @@ async fn drive(
         {
             reaper.track(pid);
         }
-        spawned.map(|s| (s, at))
+        spawned.map(|s| (s, at, key))
     })
     .await;
-    let ((mut child, mut log), spawned_at) = match spawned {
+    let ((mut child, mut log), spawned_at, key) = match spawned {
         Ok(Ok(s)) => s,
         Ok(Err((message, log))) => {
             let footer: Footer = Box::new(|_| String::new());
@@ -750,6 +813,7 @@ type SpawnError = (String, Option<File>);
 fn spawn(
     config: &LocalExecutorConfig,
     rendered: &RenderedTask,
+    conf_file: Result<PathBuf, String>,
     log_path: &Path,
     try_number: u32,
 ) -> Result<(Child, File), SpawnError> {
@@ -784,6 +848,10 @@ fn spawn(
     };
     cmd.envs(config.base_env.iter().map(|(k, v)| (k, v)));
     cmd.envs(rendered.env.iter().map(|(k, v)| (k, v)));
+    match conf_file {
+        Ok(path) => cmd.env("UPDRAFT_CONF_FILE", path),
+        Err(e) => return fail(log, format!("cannot write the run's conf file: {e}")),
+    };
     let cwd = match (&config.default_cwd, &rendered.cwd) {
         (Some(base), Some(cwd)) => Some(base.join(cwd)),
         (None, Some(cwd)) => Some(cwd.clone()),
@@ -817,6 +885,52 @@ fn spawn(
             fail(log, format!("cannot start `{what}`{place}: {e}"))
         }
     }
+}
+
+/// A new directory under the system's temporary directory that only this user can enter.
+fn make_conf_dir() -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let base = std::env::temp_dir();
+    let mut last_error = None;
+    for attempt in 0..16u32 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = base.join(format!(
+            "updraft-conf-{}-{nanos:x}{attempt}",
+            std::process::id()
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let e = last_error.map(|e| e.to_string()).unwrap_or_default();
+    Err(format!(
+        "cannot make a directory in {}: {e}",
+        base.display()
+    ))
+}
+
+/// The conf file of one try (task ids are plain identifiers: no `/`).
+fn conf_path(dir: &Path, key: &TryKey) -> PathBuf {
+    dir.join(format!(
+        "{}-{}-{}.json",
+        key.run_pk, key.task_id, key.try_number
+    ))
+}
+
+fn write_conf_file(path: &Path, conf: &str) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.write_all(conf.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn open_log(path: &Path) -> std::io::Result<File> {

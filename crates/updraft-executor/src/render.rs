@@ -46,7 +46,14 @@
 //! Rendering keeps a template's trailing newline, so a string renders to itself when it has no
 //! template syntax; strings without `{{`, `{%` or `{#` are not parsed at all.
 //!
-//! The same values reach the process as environment variables (see [`render_task`]).
+//! The same values reach the process as environment variables (see [`render_task`]); the
+//! run's conf reaches it as a file (`UPDRAFT_CONF_FILE`, see [`RenderedTask::conf`]).
+//!
+//! Rendering has a budget ([`RenderBudget`]): a number of template instructions (minijinja's
+//! fuel), a size for the rendered fields together and for any string a filter builds, and a
+//! time limit. A template over budget fails its try with a message saying which limit it
+//! passed; the scheduler renders on a bounded pool off its loop ([`render_off_loop`]), so a
+//! slow template delays no other task.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -58,6 +65,17 @@ use chrono_tz::Tz;
 use minijinja::value::{Object, Value};
 use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior};
 use updraft_dag::{Dag, PodTask, Task, TaskKind};
+
+mod budget;
+mod pool;
+
+pub use budget::RenderBudget;
+pub use pool::render_off_loop;
+
+/// The largest conf (compact JSON) that is also given in the `UPDRAFT_CONF` variable. Every
+/// conf, whatever its size, is in the file named by `UPDRAFT_CONF_FILE`; a larger one in the
+/// environment would make the process fail to start (Linux caps one variable at 128 KiB).
+pub const CONF_ENV_MAX_BYTES: usize = 32 * 1024;
 
 /// Everything a task's templates may refer to, for one try of one task instance.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +125,10 @@ pub struct RenderedTask {
     /// The rendered `cwd`; `None` means the executor's default. A relative path is taken
     /// relative to the executor's default working directory.
     pub cwd: Option<PathBuf>,
+    /// The run's conf as compact JSON. The local executor writes it to a file of the try's
+    /// own and names that file in `UPDRAFT_CONF_FILE`; `env` also holds it as `UPDRAFT_CONF`
+    /// when it is at most [`CONF_ENV_MAX_BYTES`].
+    pub conf: String,
 }
 
 /// A template of a task that failed to render.
@@ -119,22 +141,35 @@ pub struct RenderError {
     pub message: String,
 }
 
-/// Renders every template of `task` (and the DAG's `env`) for one try.
+/// Renders every template of `task` (and the DAG's `env`) for one try, within the default
+/// [`RenderBudget`].
 ///
 /// The returned environment holds, besides the rendered `env` entries: `UPDRAFT_TENANT`,
 /// `UPDRAFT_DAG_ID`, `UPDRAFT_TASK_ID`, `UPDRAFT_RUN_ID`, `UPDRAFT_TRY_NUMBER`, `UPDRAFT_DS`,
 /// `UPDRAFT_DS_NODASH`, `UPDRAFT_TS`, `UPDRAFT_LOGICAL_DATE`, `UPDRAFT_DATA_INTERVAL_START`,
-/// `UPDRAFT_DATA_INTERVAL_END`, `UPDRAFT_CONF` (the run's conf as compact JSON), and
-/// `AIRFLOW_CTX_DAG_ID`, `AIRFLOW_CTX_TASK_ID`, `AIRFLOW_CTX_DAG_RUN_ID`,
-/// `AIRFLOW_CTX_TRY_NUMBER`, `AIRFLOW_CTX_LOGICAL_DATE`.
+/// `UPDRAFT_DATA_INTERVAL_END`, `UPDRAFT_CONF` (the run's conf as compact JSON, only when at
+/// most [`CONF_ENV_MAX_BYTES`]), and `AIRFLOW_CTX_DAG_ID`, `AIRFLOW_CTX_TASK_ID`,
+/// `AIRFLOW_CTX_DAG_RUN_ID`, `AIRFLOW_CTX_TRY_NUMBER`, `AIRFLOW_CTX_LOGICAL_DATE`. The
+/// executor adds `UPDRAFT_CONF_FILE`.
 pub fn render_task(
     dag: &Dag,
     task: &Task,
     ctx: &TemplateContext,
 ) -> Result<RenderedTask, RenderError> {
+    render_task_within(dag, task, ctx, &RenderBudget::default())
+}
+
+/// [`render_task`] within `budget`: over it, the error names the limit passed.
+pub fn render_task_within(
+    dag: &Dag,
+    task: &Task,
+    ctx: &TemplateContext,
+    budget: &RenderBudget,
+) -> Result<RenderedTask, RenderError> {
     let r = Renderer {
         ctx,
         value: OnceLock::new(),
+        budget: budget::Tracker::new(budget),
     };
     let err = |field: String, message: String| RenderError {
         task_id: task.task_id.clone(),
@@ -177,7 +212,7 @@ pub fn render_task(
     let d = Derived::new(ctx);
     let try_number = ctx.try_number.to_string();
     let conf = serde_json::to_string(&ctx.conf).unwrap_or_else(|_| "{}".into());
-    let vars: [(&str, &str); 17] = [
+    let vars: [(&str, &str); 16] = [
         ("UPDRAFT_TENANT", &ctx.tenant),
         ("UPDRAFT_DAG_ID", &ctx.dag_id),
         ("UPDRAFT_TASK_ID", &ctx.task_id),
@@ -189,7 +224,6 @@ pub fn render_task(
         ("UPDRAFT_LOGICAL_DATE", &d.ts),
         ("UPDRAFT_DATA_INTERVAL_START", &d.data_interval_start),
         ("UPDRAFT_DATA_INTERVAL_END", &d.data_interval_end),
-        ("UPDRAFT_CONF", &conf),
         ("AIRFLOW_CTX_DAG_ID", &ctx.dag_id),
         ("AIRFLOW_CTX_TASK_ID", &ctx.task_id),
         ("AIRFLOW_CTX_DAG_RUN_ID", &ctx.run_id),
@@ -198,6 +232,9 @@ pub fn render_task(
     ];
     for (k, v) in vars {
         env.insert(k.to_owned(), v.to_owned());
+    }
+    if conf.len() <= CONF_ENV_MAX_BYTES {
+        env.insert("UPDRAFT_CONF".to_owned(), conf.clone());
     }
 
     let cwd = match &task.cwd {
@@ -211,6 +248,7 @@ pub fn render_task(
         program,
         env: env.into_iter().collect(),
         cwd,
+        conf,
     })
 }
 
@@ -306,8 +344,25 @@ pub fn render_str(source: &str, ctx: &TemplateContext) -> Result<String, String>
     Renderer {
         ctx,
         value: OnceLock::new(),
+        budget: budget::Tracker::new(&RenderBudget::default()),
     }
     .render(source)
+}
+
+/// True when some field of `task` (or a value of the DAG's `env`) has template syntax, so that
+/// rendering it runs the template engine; false when rendering only copies text. Pod tasks
+/// count as templated.
+pub fn has_templates(dag: &Dag, task: &Task) -> bool {
+    let program = match &task.kind {
+        TaskKind::Bash(script) => is_template(script),
+        TaskKind::Command(argv) => argv.iter().any(|a| is_template(a)),
+        TaskKind::Noop => false,
+        TaskKind::Pod(_) => true,
+    };
+    program
+        || dag.env.values().any(|v| is_template(v))
+        || task.env.values().any(|v| is_template(v))
+        || task.cwd.as_deref().is_some_and(is_template)
 }
 
 /// True when `s` contains template syntax and must go through the engine.
@@ -321,26 +376,33 @@ struct Renderer<'a> {
     ctx: &'a TemplateContext,
     /// The template context, built on first use: most tasks have no templates at all.
     value: OnceLock<Value>,
+    /// What is left of the budget for the whole task.
+    budget: budget::Tracker,
 }
 
 impl Renderer<'_> {
     fn render(&self, source: &str) -> Result<String, String> {
+        self.budget.check_time()?;
         if !is_template(source) {
+            self.budget.count_output(source.len())?;
             return Ok(source.to_owned());
         }
         let value = self.value.get_or_init(|| context_value(self.ctx));
-        let env = environment();
-        env.template_from_str(source)
-            .and_then(|t| t.render(value))
-            .map_err(|e| describe_error(&e, source))
+        let env = budget::environment(self.budget.fuel());
+        let template = env
+            .template_from_str(source)
+            .map_err(|e| describe_error(&e, source))?;
+        self.budget
+            .render(&template, value, |e| describe_error(e, source))
     }
 }
 
-/// The shared engine: built once, reused for every render.
-fn environment() -> &'static Environment<'static> {
-    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
+/// A new engine with updraft's settings; `fuel` caps the instructions of one render.
+fn new_environment(fuel: u64) -> Environment<'static> {
+    {
         let mut env = Environment::new();
+        env.set_fuel(Some(fuel));
+        budget::add_sized_filters(&mut env);
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Debug mode makes undefined-value errors name the expression (`dss` is undefined);
         // it costs nothing until an error happens.
@@ -353,7 +415,7 @@ fn environment() -> &'static Environment<'static> {
                 .expect("default delimiters are valid"),
         );
         env
-    })
+    }
 }
 
 /// The Python methods Airflow templates use most on dicts and strings
@@ -416,6 +478,8 @@ fn python_methods(
                 }
                 "replace" => {
                     let (old, new, count): (String, String, Option<i64>) = from_args(args)?;
+                    let limit = usize::try_from(count.unwrap_or(-1)).ok();
+                    budget::check_replace(s, &old, &new, limit)?;
                     Value::from(match count {
                         Some(n) if n >= 0 => s.replacen(&old, &new, n as usize),
                         _ => s.replace(&old, &new),
@@ -1285,6 +1349,227 @@ mod tests {
         );
         let e = render_task(&dag(vec![t.clone()]), &t, &ctx()).unwrap_err();
         assert_eq!(e.field, "pod.spec.containers[0].command[0]");
+    }
+
+    fn within(src: &str, budget: RenderBudget) -> Result<RenderedTask, RenderError> {
+        render_task_within(
+            &dag(vec![]),
+            &task(TaskKind::Bash(src.into())),
+            &ctx(),
+            &budget,
+        )
+    }
+
+    fn over_budget(src: &str) -> String {
+        let e = within(src, RenderBudget::default()).unwrap_err();
+        assert_eq!((e.task_id.as_str(), e.field.as_str()), ("load", "bash"));
+        assert!(e.message.contains("template over budget"), "{src}: {e}");
+        e.message
+    }
+
+    #[test]
+    fn nested_loops_run_out_of_fuel() {
+        let m = over_budget(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        );
+        assert!(m.contains("more than 1000000 template instructions"), "{m}");
+        // A loop well within the budget renders.
+        let ok = within(
+            "{% for i in range(1000) %}{{ i % 10 }}{% endfor %}",
+            RenderBudget::default(),
+        )
+        .unwrap();
+        assert!(matches!(ok.program, Program::Bash(s) if s.len() == 1000));
+    }
+
+    #[test]
+    fn output_is_capped_for_the_whole_task() {
+        let m = over_budget("{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}");
+        assert!(m.contains("more than 1048576 bytes"), "{m}");
+        over_budget("{{ 'x' * 100000000 }}");
+        // Fields count together: two fields of 600 KiB pass the 1 MiB between them.
+        let mut t = task(TaskKind::Bash("{{ 'a' * 600000 }}".into()));
+        t.env.insert("B".into(), "{{ 'b' * 600000 }}".into());
+        let e = render_task(&dag(vec![]), &t, &ctx()).unwrap_err();
+        assert_eq!(e.field, "env.B");
+        assert!(e.message.contains("more than 1048576 bytes"), "{e}");
+        // Without template syntax too.
+        let mut t = task(TaskKind::Bash("{{ 'a' * 600000 }}".into()));
+        t.env.insert("B".into(), "b".repeat(600_000));
+        assert_eq!(
+            render_task(&dag(vec![]), &t, &ctx()).unwrap_err().field,
+            "env.B"
+        );
+    }
+
+    #[test]
+    fn strings_built_in_memory_are_capped_before_they_are_built() {
+        // Each of these would build a gigabyte or more before anything is written.
+        for src in [
+            "{% set s = (['x' * 1000000] * 1000) | join %}",
+            "{% set s = (['x' * 1000000] * 1000) | join(',') %}",
+            "{% set s = ('x' * 100000) | replace('x', 'y' * 100000) %}",
+            "{% set s = ('x' * 100000).replace('', 'yyyyyyyyyyyyyyyyyyyy') %}",
+            "{% set s = ('a\n' * 100000) | indent(10000) %}",
+        ] {
+            let m = over_budget(src);
+            assert!(
+                m.contains("would build a string of more than"),
+                "{src}: {m}"
+            );
+        }
+        // minijinja's own limits: ranges and repeated strings.
+        let e = within("{{ range(1000000000) | join }}", RenderBudget::default()).unwrap_err();
+        assert!(e.message.contains("range has too many elements"), "{e}");
+        let e = within("{{ 'x' * 1000000000 }}", RenderBudget::default()).unwrap_err();
+        assert!(e.message.contains("repeated string is too large"), "{e}");
+        // Ordinary uses of the same filters are untouched.
+        assert_eq!(r("{{ ['a', 'b'] | join('-') }}").unwrap(), "a-b");
+        assert_eq!(r("{{ ds | replace('-', '') }}").unwrap(), "20240305");
+        assert_eq!(r("{{ 'a\nb' | indent(2) }}").unwrap(), "a\n  b");
+    }
+
+    #[test]
+    fn rendering_stops_at_its_time_limit() {
+        let budget = RenderBudget {
+            fuel: u64::MAX / 2,
+            time_limit: Duration::from_millis(50),
+            ..RenderBudget::default()
+        };
+        let e = within(
+            "{% for i in range(100000) %}{% for j in range(100000) %}\
+             {% if j == 0 %}.{% endif %}{% endfor %}{% endfor %}",
+            budget,
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("template over budget: rendering took longer than 50 ms"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn off_the_loop_the_caller_stops_waiting_at_the_time_limit() {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let budget = RenderBudget {
+            time_limit: Duration::from_millis(50),
+            ..RenderBudget::default()
+        };
+        let e = render_off_loop("slow", "load", budget, move |_| {
+            let _ = held.recv();
+            Err(RenderError {
+                task_id: "load".into(),
+                field: "bash".into(),
+                message: "finished".into(),
+            })
+        })
+        .await
+        .unwrap_err();
+        // The render is still blocked: the error came from the waiting side.
+        assert_eq!(e.field, "templates");
+        assert_eq!(
+            e.message,
+            "template over budget: rendering took longer than 50 ms"
+        );
+        release.send(()).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tenant_stuck_rendering_does_not_hold_up_another() {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let stuck = tokio::spawn(render_off_loop(
+            "stuck",
+            "load",
+            RenderBudget {
+                time_limit: Duration::from_secs(600),
+                ..RenderBudget::default()
+            },
+            move |budget| {
+                let _ = started_tx.send(());
+                let _ = held.recv();
+                render_task_within(&dag(vec![]), &task(TaskKind::Noop), &ctx(), budget)
+            },
+        ));
+        started.await.unwrap();
+        let other = tokio::time::timeout(
+            Duration::from_secs(30),
+            render_off_loop("other", "load", RenderBudget::default(), |budget| {
+                let t = task(TaskKind::Bash("echo {{ ds }}".into()));
+                render_task_within(&dag(vec![]), &t, &ctx(), budget)
+            }),
+        )
+        .await
+        .expect("another tenant renders while the first is stuck")
+        .unwrap();
+        assert_eq!(other.program, Program::Bash("echo 2024-03-05".into()));
+        assert!(!stuck.is_finished());
+        release.send(()).unwrap();
+        assert!(stuck.await.unwrap().is_ok());
+    }
+
+    #[test]
+    fn tasks_without_template_syntax_need_no_engine() {
+        let plain = task(TaskKind::Bash("echo hello".into()));
+        assert!(!has_templates(&dag(vec![]), &plain));
+        assert!(!has_templates(&dag(vec![]), &task(TaskKind::Noop)));
+        assert!(has_templates(
+            &dag(vec![]),
+            &task(TaskKind::Bash("echo {{ ds }}".into()))
+        ));
+        let mut t = plain.clone();
+        t.env.insert("D".into(), "{{ ds }}".into());
+        assert!(has_templates(&dag(vec![]), &t));
+        let mut t = plain.clone();
+        t.cwd = Some("/x/{% if true %}y{% endif %}".into());
+        assert!(has_templates(&dag(vec![]), &t));
+        let mut d = dag(vec![]);
+        d.env.insert("D".into(), "{# note #}".into());
+        assert!(has_templates(&d, &plain));
+        let argv = task(TaskKind::Command(vec!["echo".into(), "{{ ds }}".into()]));
+        assert!(has_templates(&dag(vec![]), &argv));
+    }
+
+    #[test]
+    fn conf_is_in_the_environment_only_when_small() {
+        let mut c = ctx();
+        c.conf = serde_json::json!({ "big": "x".repeat(CONF_ENV_MAX_BYTES) });
+        let out = render_task(&dag(vec![]), &task(TaskKind::Noop), &c).unwrap();
+        assert!(out.env.iter().all(|(k, _)| k != "UPDRAFT_CONF"));
+        assert_eq!(out.conf, serde_json::to_string(&c.conf).unwrap());
+        let out = render_task(&dag(vec![]), &task(TaskKind::Noop), &ctx()).unwrap();
+        assert!(
+            out.env
+                .iter()
+                .any(|(k, v)| k == "UPDRAFT_CONF" && *v == out.conf)
+        );
+    }
+
+    /// What rendering off the loop adds per templated try, one tenant's tries launched at once:
+    /// `cargo test -p updraft-executor --release --lib -- --ignored --nocapture off_loop`
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "measurement, not a check"]
+    async fn off_loop_throughput() {
+        let n = 20_000u32;
+        let t0 = std::time::Instant::now();
+        let renders: Vec<_> = (0..n)
+            .map(|_| {
+                tokio::spawn(render_off_loop(
+                    "bench",
+                    "load",
+                    RenderBudget::default(),
+                    |budget| {
+                        let t = task(TaskKind::Bash("echo {{ ds }} {{ params.mode }}".into()));
+                        render_task_within(&dag(vec![]), &t, &ctx(), budget)
+                    },
+                ))
+            })
+            .collect();
+        for r in renders {
+            r.await.unwrap().unwrap();
+        }
+        println!("off the loop: {:?} per task", t0.elapsed() / n);
     }
 
     /// `cargo test -p updraft-executor --release --lib -- --ignored --nocapture throughput`

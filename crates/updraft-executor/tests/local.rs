@@ -102,6 +102,7 @@ fn bash(script: &str) -> RenderedTask {
         program: Program::Bash(script.into()),
         env: vec![],
         cwd: None,
+        conf: "{}".into(),
     }
 }
 
@@ -110,6 +111,7 @@ fn command(argv: &[&str]) -> RenderedTask {
         program: Program::Command(argv.iter().map(|s| s.to_string()).collect()),
         env: vec![],
         cwd: None,
+        conf: "{}".into(),
     }
 }
 
@@ -402,6 +404,74 @@ async fn rendered_environment_and_cwd_reach_the_process() {
             .lines()
             .any(|l| Path::new(l) == cwd)
     );
+}
+
+/// A conf far over what the environment takes (Linux: 128 KiB per variable) reaches the task
+/// whole through `UPDRAFT_CONF_FILE`; the file is the try's own and goes when the try ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_conf_reaches_the_task_through_its_file() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (ex, mut ev) = executor(2, Duration::from_secs(5));
+    let blob: String = (0..500 * 1024)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let mut ctx = TemplateContext {
+        tenant: "acme".into(),
+        dag_id: "etl".into(),
+        run_id: "manual__2024-01-02T00:00:00+00:00".into(),
+        task_id: "env".into(),
+        try_number: 1,
+        logical_date: Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap(),
+        data_interval_start: Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap(),
+        data_interval_end: Utc.with_ymd_and_hms(2024, 1, 3, 0, 0, 0).unwrap(),
+        conf: serde_json::json!({ "blob": blob, "n": 1 }),
+        params: serde_json::Map::new(),
+        run_type: "manual".into(),
+        timezone: chrono_tz::UTC,
+    };
+    let script = "echo \"file=$UPDRAFT_CONF_FILE\"; echo \"in_env=${UPDRAFT_CONF:+yes}\"; \
+                  sha256sum < \"$UPDRAFT_CONF_FILE\"; stat -c 'mode=%a' \"$UPDRAFT_CONF_FILE\"";
+    let (dag, mut task) = test_dag_and_task(TaskKind::Bash(script.into()));
+    task.cwd = None;
+    let rendered = render_task(&dag, &task, &ctx).unwrap();
+    let expected: String = sha2::Sha256::digest(rendered.conf.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(rendered.conf.len() > 500 * 1024);
+    ex.launch(spec(dir.path(), "big", rendered, None));
+    assert_eq!(ev.finished("big").await, ExecOutcome::Success);
+    let log = read_log(dir.path(), "big");
+    assert!(log.contains(&format!("{expected}  -")), "{log}");
+    assert!(
+        log.contains("in_env=\n"),
+        "a large conf is not in the environment: {log}"
+    );
+    assert!(log.contains("mode=600"), "{log}");
+    let file = log
+        .lines()
+        .find_map(|l| l.strip_prefix("file="))
+        .expect("UPDRAFT_CONF_FILE is set");
+    assert!(
+        !Path::new(file).exists(),
+        "the conf file is removed when the try ends"
+    );
+
+    // A cleaner of old temporary files removes the directory: the next try makes another.
+    std::fs::remove_dir_all(Path::new(file).parent().unwrap()).unwrap();
+
+    // A small conf is in both.
+    ctx.conf = serde_json::json!({ "k": "v" });
+    let (dag, mut task) = test_dag_and_task(TaskKind::Bash(
+        "cat \"$UPDRAFT_CONF_FILE\"; echo; echo \"env=$UPDRAFT_CONF\"".into(),
+    ));
+    task.cwd = None;
+    let rendered = render_task(&dag, &task, &ctx).unwrap();
+    ex.launch(spec(dir.path(), "small", rendered, None));
+    assert_eq!(ev.finished("small").await, ExecOutcome::Success);
+    let log = read_log(dir.path(), "small");
+    assert!(log.contains("{\"k\":\"v\"}\nenv={\"k\":\"v\"}\n"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -738,6 +808,7 @@ async fn noop_duplicates_and_reported_failures() {
         program: Program::Noop,
         env: vec![],
         cwd: None,
+        conf: "{}".into(),
     };
     ex.launch(spec(dir.path(), "noop", noop, None));
     let started_at = match ev.next().await {

@@ -14,6 +14,10 @@
 //! Pods outlive the scheduler: [`PodExecutor::detach`] stops following them without touching
 //! them, and a scheduler starting later finds them by label ([`PodExecutor::find`]) and
 //! follows them to their end ([`PodExecutor::adopt`]) instead of launching them again.
+//!
+//! A pod receives the run's conf in its spec, as the `UPDRAFT_CONF` variable of its
+//! containers (there is no `UPDRAFT_CONF_FILE` in a pod): a conf over [`POD_CONF_MAX_BYTES`]
+//! fails the try before its pod is created, since the container could not start with it.
 
 pub mod manifest;
 pub mod status;
@@ -33,7 +37,7 @@ use futures::AsyncReadExt as _;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use tokio::sync::{mpsc, watch};
 use updraft_dag::DeletePolicy;
-use updraft_executor::{ExecOutcome, LaunchSpec, Program, TryEvent, TryKey};
+use updraft_executor::{ExecOutcome, LaunchSpec, Program, RenderedTask, TryEvent, TryKey};
 
 pub use manifest::{ManifestError, TryIdentity};
 use manifest::{Overrides, build_pod, choose_namespace};
@@ -86,6 +90,30 @@ impl PodExecutorConfig {
             .cloned()
             .unwrap_or_else(|| vec![tenant.to_owned()])
     }
+}
+
+/// The largest run conf (compact JSON) a pod receives: it is in the pod's spec as the
+/// `UPDRAFT_CONF` variable, which the container's start refuses past 128 KiB. A try of a run
+/// with a larger conf fails before its pod is created.
+pub const POD_CONF_MAX_BYTES: usize = 96 * 1024;
+
+/// A pod's environment: the rendered one, with the run's conf as `UPDRAFT_CONF` (the
+/// renderer leaves out confs over `CONF_ENV_MAX_BYTES`, which pods still take up to
+/// [`POD_CONF_MAX_BYTES`]). Pods have no `UPDRAFT_CONF_FILE`.
+fn pod_env(rendered: &RenderedTask) -> Result<Vec<(String, String)>, ManifestError> {
+    if rendered.conf.len() > POD_CONF_MAX_BYTES {
+        return Err(ManifestError::Invalid(format!(
+            "the run's conf is {} bytes of JSON; a pod receives it in its spec as \
+             UPDRAFT_CONF, at most {POD_CONF_MAX_BYTES} bytes",
+            rendered.conf.len()
+        )));
+    }
+    let mut env = rendered.env.clone();
+    if !env.iter().any(|(k, _)| k == "UPDRAFT_CONF") {
+        env.push(("UPDRAFT_CONF".to_owned(), rendered.conf.clone()));
+        env.sort();
+    }
+    Ok(env)
 }
 
 /// What is asked of a try's follower.
@@ -195,7 +223,7 @@ impl PodExecutor {
     /// The pod for a try, and the container that decides it.
     fn plan(&self, spec: &LaunchSpec, id: &TryIdentity) -> Result<(Pod, String), ManifestError> {
         let config = &self.inner.config;
-        let env = &spec.rendered.env;
+        let env = &pod_env(&spec.rendered)?;
         let allowed = config.allowed_namespaces(&id.tenant);
         match &spec.rendered.program {
             Program::Pod(task) => {
@@ -888,4 +916,44 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(conf_bytes: usize, env: Vec<(String, String)>) -> RenderedTask {
+        let conf = serde_json::json!({ "b": "x".repeat(conf_bytes - 8) }).to_string();
+        assert_eq!(conf.len(), conf_bytes);
+        RenderedTask {
+            program: Program::Noop,
+            env,
+            cwd: None,
+            conf,
+        }
+    }
+
+    #[test]
+    fn pods_receive_the_conf_in_their_spec_up_to_the_limit() {
+        // Over the local executor's environment threshold, still given to a pod.
+        let env = pod_env(&rendered(64 * 1024, vec![("A".into(), "a".into())])).unwrap();
+        let conf = env.iter().find(|(k, _)| k == "UPDRAFT_CONF").unwrap();
+        assert_eq!(conf.1.len(), 64 * 1024);
+        assert_eq!(env[0], ("A".into(), "a".into()));
+        // Already in the rendered environment: kept once.
+        let small = rendered(100, vec![]);
+        let with = vec![("UPDRAFT_CONF".to_owned(), small.conf.clone())];
+        let env = pod_env(&rendered(100, with.clone())).unwrap();
+        assert_eq!(env, with);
+        // Over the limit: the reason names it.
+        let e = pod_env(&rendered(POD_CONF_MAX_BYTES + 1, vec![])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "the run's conf is {} bytes of JSON; a pod receives it in its spec as \
+                 UPDRAFT_CONF, at most {POD_CONF_MAX_BYTES} bytes",
+                POD_CONF_MAX_BYTES + 1
+            )
+        );
+    }
 }

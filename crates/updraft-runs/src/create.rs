@@ -19,7 +19,13 @@ pub struct RunRequest {
     pub conf: serde_json::Value,
 }
 
-/// Create a run of `dag` pinned to `version`, after validating `conf` against the DAG's params.
+/// The largest run conf, as compact JSON: 1 MiB. Checked when a run is created, whoever
+/// creates it; tasks read the conf from a file (`UPDRAFT_CONF_FILE`), so a conf this large
+/// reaches them, where the environment would refuse it.
+pub const MAX_CONF_BYTES: usize = 1024 * 1024;
+
+/// Create a run of `dag` pinned to `version`, after checking `conf`'s size
+/// ([`MAX_CONF_BYTES`]) and validating it against the DAG's params.
 pub async fn create_run<S: ReadStore + OperatorStore + ?Sized>(
     store: &S,
     dag: &Dag,
@@ -128,7 +134,32 @@ fn validate_conf(dag: &Dag, conf: &serde_json::Value) -> Result<(), RunError> {
         serde_json::Value::Null => return Ok(()),
         _ => return Err(invalid("conf must be a JSON object".to_string())),
     };
+    let size = json_size(conf);
+    if size > MAX_CONF_BYTES {
+        return Err(invalid(format!(
+            "conf is {size} bytes of JSON, over the limit of {MAX_CONF_BYTES} bytes (1 MiB); \
+             pass large data by reference (a path or URL) instead"
+        )));
+    }
     updraft_dag::resolve_params(dag, map)
         .map(|_| ())
         .map_err(|e| invalid(e.to_string()))
+}
+
+/// The length of `value` as compact JSON, counted without building the text.
+fn json_size(value: &serde_json::Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing to a counter cannot fail, nor can serializing a JSON value.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
 }

@@ -6,7 +6,8 @@
 //! needs neither the scheduler nor an executor (nor the Kubernetes client they bring).
 //!
 //! - [`create_run`] (and [`trigger_run`] for a manual run): a run of a DAG version with its
-//!   task instances, its conf checked against the DAG's params, its run id in Airflow's form.
+//!   task instances, its conf checked against the DAG's params and its size
+//!   ([`MAX_CONF_BYTES`]), its run id in Airflow's form.
 //! - [`record_dag_bag`]: what a DAGs-folder load found, recorded.
 //! - [`StateChange`]: the notice that a run or one of its task instances changed.
 
@@ -16,6 +17,6 @@ mod dags;
 mod error;
 
 pub use changes::StateChange;
-pub use create::{RunRequest, create_run, trigger_run};
+pub use create::{MAX_CONF_BYTES, RunRequest, create_run, trigger_run};
 pub use dags::record_dag_bag;
 pub use error::RunError;

@@ -93,6 +93,30 @@ async fn a_conf_that_breaks_a_param_creates_no_run() {
 }
 
 #[tokio::test]
+async fn a_conf_over_the_size_limit_is_refused_naming_the_limit() {
+    let (store, _dir) = store_with_dag().await;
+    // `{"blob":"..."}` is 11 bytes around the string.
+    let at_limit = json!({ "blob": "x".repeat(updraft_runs::MAX_CONF_BYTES - 11) });
+    assert_eq!(
+        serde_json::to_string(&at_limit).unwrap().len(),
+        updraft_runs::MAX_CONF_BYTES
+    );
+    trigger_run(&store, "etl", Some("at".into()), Some(t(1)), at_limit, t(1))
+        .await
+        .unwrap();
+    let over = json!({ "blob": "x".repeat(updraft_runs::MAX_CONF_BYTES - 10) });
+    let err = trigger_run(&store, "etl", Some("over".into()), Some(t(2)), over, t(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RunError::InvalidConf { message, .. }
+            if message.starts_with("conf is 1048577 bytes of JSON, over the limit of 1048576 bytes (1 MiB)")),
+        "{err}"
+    );
+    assert_eq!(run_count(&store).await, 1);
+}
+
+#[tokio::test]
 async fn a_second_run_with_the_same_id_or_logical_date_names_the_existing_run() {
     let (store, _dir) = store_with_dag().await;
     let first = trigger_run(

@@ -460,6 +460,29 @@ async fn a_dag_is_read_paused_and_detailed() {
 // ---- runs ---------------------------------------------------------------------------------
 
 #[tokio::test]
+async fn trigger_refuses_a_conf_over_the_size_limit_naming_it() {
+    let app = App::new().await;
+    let conf = json!({"limit": 5, "blob": "x".repeat(1536 * 1024)});
+    let refused = app
+        .post("/api/v2/dags/etl/dagRuns", json!({ "conf": conf }))
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    let detail = refused.json()["detail"].as_str().unwrap().to_owned();
+    assert!(
+        detail.contains("over the limit of 1048576 bytes (1 MiB)"),
+        "{detail}"
+    );
+    // A body past the HTTP server's own limit is refused before it is read as JSON.
+    let huge = json!({"conf": {"blob": "x".repeat(3 * 1024 * 1024)}});
+    let status = app.post("/api/v2/dags/etl/dagRuns", huge).await.status;
+    assert!(status.is_client_error(), "{status}");
+    let under = json!({"conf": {"limit": 5, "blob": "x".repeat(500 * 1024)}});
+    app.post("/api/v2/dags/etl/dagRuns", under)
+        .await
+        .expect(StatusCode::OK);
+}
+
+#[tokio::test]
 async fn trigger_validates_conf_and_refuses_duplicates() {
     let app = App::new().await;
     let before = app.wakes();

@@ -33,7 +33,8 @@ pub enum DagsCommand {
     /// Create a manual run.
     Trigger {
         dag_id: String,
-        /// JSON object passed as `dag_run.conf`; validated against the DAG's params.
+        /// JSON object passed as `dag_run.conf`; validated against the DAG's params and its
+        /// size (1 MiB at most). `@path` reads it from a file.
         #[arg(long, short = 'c')]
         conf: Option<String>,
         #[arg(long, short = 'r')]

@@ -399,6 +399,16 @@ pub fn parse_conf(conf: Option<&str>) -> Result<serde_json::Value> {
     match conf {
         None => Ok(serde_json::Value::Object(Default::default())),
         Some(text) => {
+            // `@path` reads the JSON from a file: a conf over 128 KiB cannot be one argument.
+            let from_file;
+            let text = match text.strip_prefix('@') {
+                Some(path) => {
+                    from_file = std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read --conf file {path}"))?;
+                    from_file.as_str()
+                }
+                None => text,
+            };
             let value: serde_json::Value =
                 serde_json::from_str(text).context("--conf is not valid JSON")?;
             if !value.is_object() {

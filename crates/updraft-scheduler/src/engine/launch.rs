@@ -1,14 +1,24 @@
 //! Launching tries: rendering a task, choosing the local or pod executor, and failing a try
 //! that cannot start.
+//!
+//! A task with templates is rendered off the loop ([`render_off_loop`]: the blocking pool, a
+//! bounded number at a time, one per tenant, within the default `RenderBudget`); the try is
+//! handed to its executor when its templates are rendered, or fails through the local
+//! executor's events when they cannot be (over budget, an undefined name), its reason in its
+//! log. The loop never waits for a template; a task without any is only copied, on the loop.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tracing::warn;
-use updraft_dag::log_path;
-use updraft_executor::render::{TemplateContext, render_task};
-use updraft_executor::{ExecOutcome, LaunchSpec, Program, TryKey};
+use updraft_dag::{TaskKind, log_path};
+use updraft_executor::render::{
+    RenderBudget, TemplateContext, has_templates, render_task, render_task_within,
+};
+use updraft_executor::{
+    ExecOutcome, LaunchSpec, RenderError, RenderedTask, TryKey, render_off_loop,
+};
 use updraft_store::{RunRow, TiRow};
 
 use updraft_pods::{PodExecutor, TryIdentity};
@@ -45,22 +55,43 @@ impl Scheduler {
             Ok(context) => context,
             Err(message) => return self.fail_before_start(key, &log, &message, now).await,
         };
-        match render_task(&cached.dag, task, &context) {
+        let timeout = task.execution_timeout;
+        let pods = self.pods_for(&task.kind).cloned();
+        let local = self.executors.local.clone();
+        let identity = try_identity(run, ti);
+        let hand_over = move |rendered: Result<RenderedTask, RenderError>| match rendered {
             Ok(rendered) => {
                 let spec = LaunchSpec {
                     key,
                     rendered,
                     log_path: log,
-                    timeout: task.execution_timeout,
+                    timeout,
                 };
-                match self.pods_for(&spec.rendered.program) {
-                    Some(pods) => pods.launch(spec, try_identity(run, ti)),
-                    None => self.executors.local.launch(spec),
+                match pods {
+                    Some(pods) => pods.launch(spec, identity),
+                    None => local.launch(spec),
                 }
-                Ok(())
             }
-            Err(e) => self.fail_before_start(key, &log, &e.to_string(), now).await,
+            Err(e) => local.report_failure(key, log, format!("could not start: {e}")),
+        };
+        if !has_templates(&cached.dag, task) {
+            // Only text to copy, bounded by the DAG file: nothing to wait for.
+            hand_over(render_task(&cached.dag, task, &context));
+            return Ok(());
         }
+        let preparing = self.executors.local.preparing();
+        let tenant = run.tenant.clone();
+        let task_id = ti.task_id.clone();
+        let dag = cached.clone();
+        let task = task.clone();
+        let render =
+            move |budget: &RenderBudget| render_task_within(&dag.dag, &task, &context, budget);
+        tokio::spawn(async move {
+            let budget = RenderBudget::default();
+            hand_over(render_off_loop(&tenant, &task_id, budget, render).await);
+            drop(preparing);
+        });
+        Ok(())
     }
 
     /// Remembers a try handed to an executor until its end is reported.
@@ -75,12 +106,12 @@ impl Scheduler {
         );
     }
 
-    /// The pod executor, when this program runs as a pod.
-    fn pods_for(&self, program: &Program) -> Option<&PodExecutor> {
-        let as_pod = match program {
-            Program::Pod(_) => true,
-            Program::Noop => false,
-            Program::Bash(_) | Program::Command(_) => self.executors.every_task_in_pods,
+    /// The pod executor, when a task of this kind runs as a pod.
+    fn pods_for(&self, kind: &TaskKind) -> Option<&PodExecutor> {
+        let as_pod = match kind {
+            TaskKind::Pod(_) => true,
+            TaskKind::Noop => false,
+            TaskKind::Bash(_) | TaskKind::Command(_) => self.executors.every_task_in_pods,
         };
         self.executors.pods.as_ref().filter(|_| as_pod)
     }

@@ -129,6 +129,9 @@ impl Evidence {
     }
 }
 
+/// `flock`'s exit status when the lock is held by another process.
+const LOCK_TAKEN: i32 = 75;
+
 /// A task that holds its instance's lock while it works, then writes its try to the ledger;
 /// a copy finding the lock taken writes a `concurrent` line instead.
 fn guarded_task(evidence: &Evidence, sleep: &str) -> String {
@@ -139,8 +142,9 @@ fn guarded_task(evidence: &Evidence, sleep: &str) -> String {
     );
     let ledger = evidence.ledger.display();
     format!(
-        "flock -n '{lock}' sh -c \"sleep {sleep}; echo '{key}/{{{{ ti.try_number }}}}' >> '{ledger}'\" \
-         || echo 'concurrent {key}/{{{{ ti.try_number }}}}' >> '{ledger}'"
+        "flock -n -E {LOCK_TAKEN} '{lock}' sh -c \"sleep {sleep}; echo '{key}/{{{{ ti.try_number }}}}' >> '{ledger}'\"; \
+         status=$?; if [ $status -eq {LOCK_TAKEN} ]; then echo 'concurrent {key}/{{{{ ti.try_number }}}}' >> '{ledger}'; fi; \
+         exit $status"
     )
 }
 

@@ -18,13 +18,13 @@ mod common;
 mod pg;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::{Home, SchedulerProcess, get_json, http, wait_until};
+use common::http::{api_address, get_json, try_api};
+use common::tmpfs::Tmpfs;
+use common::{Home, SchedulerProcess, wait_until};
 use nix::sys::signal::Signal;
 use pg::{PgCluster, TestDatabase, WORKLOAD_TIMEOUT, with_store};
 use serde_json::{Value, json};
@@ -48,55 +48,6 @@ const DISK_FULL_FOR: Duration = Duration::from_secs(3);
 /// fault (a silent scheduler is declared dead after 2 s, then its tries are retried, the
 /// longest working 4 s) with room for a busy machine.
 const FAULT_ALLOWANCE: Duration = Duration::from_secs(30);
-
-/// A tmpfs of `size` mounted on a fresh folder; unmounted and removed when dropped.
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        assert!(
-            pg::is_root(),
-            "the chaos test mounts a tmpfs to fill it and must run as root (scripts/test does in CI)"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("updraft-chaos-fs-")
-            .tempdir()
-            .expect("a mount point")
-            .keep();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .status()
-            .expect("running mount");
-        assert!(status.success(), "mounting a tmpfs on {}", dir.display());
-        Tmpfs { dir }
-    }
-
-    /// Write a file until the file system has no space left; returns the file.
-    fn fill(&self) -> PathBuf {
-        let filler = self.dir.join("filler");
-        let mut file = std::fs::File::create(&filler).expect("creating the filler");
-        let chunk = vec![0u8; 1 << 20];
-        loop {
-            match file.write(&chunk) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => break,
-                Err(e) => panic!("filling {}: {e}", filler.display()),
-            }
-        }
-        filler
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
 
 /// Where the tasks leave their evidence, outside the file system that gets filled.
 struct Evidence {
@@ -142,8 +93,9 @@ fn guarded_task(evidence: &Evidence, sleep: &str) -> String {
     );
     let ledger = evidence.ledger.display();
     format!(
-        "flock -n -E {LOCK_TAKEN} '{lock}' sh -c \"sleep {sleep}; echo '{key}/{{{{ ti.try_number }}}}' >> '{ledger}'\"; \
-         status=$?; if [ $status -eq {LOCK_TAKEN} ]; then echo 'concurrent {key}/{{{{ ti.try_number }}}}' >> '{ledger}'; fi; \
+        "flock -n -E {LOCK_TAKEN} '{lock}' sh -c \"echo started $(date +%s.%N) '{key}/{{{{ ti.try_number }}}}' >> '{ledger}'; \
+         sleep {sleep}; echo '{key}/{{{{ ti.try_number }}}}' >> '{ledger}'\"; \
+         status=$?; if [ $status -eq {LOCK_TAKEN} ]; then echo concurrent $(date +%s.%N) '{key}/{{{{ ti.try_number }}}}' >> '{ledger}'; fi; \
          exit $status"
     )
 }
@@ -180,16 +132,18 @@ fn good_dag_file(tenant: &str, dag_id: &str) -> String {
 
 /// The test's world: the database, the home on a tmpfs, the processes.
 struct World {
-    cluster: PgCluster,
-    db: TestDatabase,
-    home: Home,
-    fs: Tmpfs,
-    evidence: Evidence,
+    // Dropped in this order: the processes first (printing their output if the test failed,
+    // while the home is still there), the file system last.
     schedulers: Vec<SchedulerProcess>,
     server: SchedulerProcess,
     api: String,
     /// Runs of the well-behaved DAGs: (dag id, run id) as the API answered the trigger.
     triggered: Vec<(String, String)>,
+    evidence: Evidence,
+    home: Home,
+    db: TestDatabase,
+    cluster: PgCluster,
+    fs: Tmpfs,
 }
 
 impl World {
@@ -197,7 +151,7 @@ impl World {
         let fs = Tmpfs::mount("64m");
         let cluster = PgCluster::start();
         let db = TestDatabase::create_on(&cluster.admin_url());
-        let home = Home::new_in(&fs.dir)
+        let home = Home::new_in(fs.path())
             .with_env("UPDRAFT__DATABASE__URL", &db.url)
             .with_env("UPDRAFT__DATABASE__ACQUIRE_TIMEOUT", "2s")
             .with_env("UPDRAFT__SCHEDULER__HEARTBEAT_INTERVAL", "200ms")
@@ -211,11 +165,10 @@ impl World {
         }
         let schedulers = vec![home.start_scheduler(), home.start_scheduler()];
         let server = home.start_server();
-        let api = server.api_address();
+        let api = api_address(&server);
         for (_, dag_id, ..) in GOOD_DAGS {
             wait_until(&format!("{dag_id} to be listed"), WORKLOAD_TIMEOUT, || {
-                get_json(&api, &format!("/api/v2/dags/{dag_id}"))
-                    .filter(|dag| dag["dag_id"] == dag_id)
+                get_json(&api, &format!("/dags/{dag_id}")).filter(|dag| dag["dag_id"] == dag_id)
             });
         }
         World {
@@ -241,14 +194,13 @@ impl World {
 
     fn trigger(&self, dag_id: &str) -> String {
         let body = json!({"logical_date": null});
-        let path = format!("/api/v2/dags/{dag_id}/dagRuns");
+        let path = format!("/dags/{dag_id}/dagRuns");
         let (status, answer) = wait_until(
             &format!("the API to answer a trigger of {dag_id}"),
             WORKLOAD_TIMEOUT,
-            || http(&self.api, "POST", &path, Some(&body)),
+            || try_api(&self.api, "POST", &path, Some(&body)),
         );
         assert_eq!(status, 200, "triggering {dag_id}: {answer}");
-        let answer: Value = serde_json::from_str(&answer).expect("a JSON run");
         answer["dag_run_id"].as_str().expect("a run id").to_string()
     }
 
@@ -304,11 +256,11 @@ impl World {
     }
 
     fn health(&self) -> Option<Value> {
-        get_json(&self.api, "/api/v2/monitor/health")
+        get_json(&self.api, "/monitor/health")
     }
 
     fn import_errors(&self) -> Vec<Value> {
-        let errors = get_json(&self.api, "/api/v2/importErrors?limit=100").unwrap_or_default();
+        let errors = get_json(&self.api, "/importErrors?limit=100").unwrap_or_default();
         errors["import_errors"]
             .as_array()
             .cloned()
@@ -372,6 +324,9 @@ impl RunSummary {
         (self.end - self.start).to_std().unwrap_or_default()
     }
 }
+
+/// A fault's name, and what injects it and waits until it is over.
+type Fault = (&'static str, fn(&mut World));
 
 // ---- the faults ---------------------------------------------------------------------------
 
@@ -454,13 +409,13 @@ fn templates_over_budget(world: &mut World) {
          \x20   bash: \"echo {{ 'x' * 4000000000 }}\"\n",
     );
     wait_until("the greedy DAG to be listed", WORKLOAD_TIMEOUT, || {
-        get_json(&world.api, "/api/v2/dags/greedy").filter(|d| d["dag_id"] == "greedy")
+        get_json(&world.api, "/dags/greedy").filter(|d| d["dag_id"] == "greedy")
     });
     world.trigger_wave();
     let run_id = world.trigger("greedy");
     world.trigger_wave();
     let states = wait_until("the greedy tries to fail", WORKLOAD_TIMEOUT, || {
-        let path = format!("/api/v2/dags/greedy/dagRuns/{run_id}/taskInstances");
+        let path = format!("/dags/greedy/dagRuns/{run_id}/taskInstances");
         let tis = get_json(&world.api, &path)?;
         let states: BTreeMap<String, String> = tis["task_instances"]
             .as_array()?
@@ -557,7 +512,7 @@ fn a_mixed_workload_survives_every_fault_in_turn() {
         .collect();
     eprintln!("normal run times: {normal:?}");
 
-    let faults: [(&str, fn(&mut World)); 7] = [
+    let faults: [Fault; 7] = [
         ("the disk full and freed", disk_full_and_freed),
         ("a PostgreSQL restart", postgresql_restart),
         ("kill -9 of a scheduler", kill_a_scheduler),
@@ -587,7 +542,8 @@ fn a_mixed_workload_survives_every_fault_in_turn() {
         .collect();
     assert!(
         concurrent.is_empty(),
-        "task instances ran twice at once: {concurrent:?}"
+        "task instances ran twice at once: {concurrent:?}\nthe ledger:\n{}",
+        ledger.join("\n")
     );
     let ledger: BTreeSet<&String> = ledger.iter().collect();
     let mut slowest = Vec::new();

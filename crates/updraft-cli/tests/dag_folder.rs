@@ -4,15 +4,13 @@
 //! links point to.
 
 mod common;
-#[path = "common/http.rs"]
-mod http;
 
 use std::fs;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use common::http::{api_address, get, post};
 use common::{DEFAULT_TIMEOUT, Home, wait_until};
-use http::{api_address, get, post};
 use serde_json::{Value, json};
 
 fn dag(dag_id: &str, word: &str) -> String {

@@ -13,11 +13,10 @@ mod common;
 mod pg;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 use std::path::Path;
-use std::time::Duration;
 
-use common::{Home, SchedulerProcess, get_json, wait_until};
+use common::http::{api_address, get_json};
+use common::{Home, SchedulerProcess, wait_until};
 use pg::{PgCluster, TestDatabase, WORKLOAD_TIMEOUT, with_store};
 use updraft_core::{RunState, TaskState};
 use updraft_store::{JobState, NewestRunsFilter, Store, TiRow};
@@ -355,7 +354,7 @@ fn schedulers_survive_a_postgresql_restart_mid_run() {
     write_workload(&home, 10, 4, 5, "1.5", 0, &ledger);
     let mut schedulers = start_schedulers(&home, 2);
     let server = home.start_server();
-    let api = server.api_address();
+    let api = api_address(&server);
 
     wait_until("a third of the tries to run", WORKLOAD_TIMEOUT, || {
         (ledger_lines(&ledger) >= 60).then_some(())
@@ -366,7 +365,7 @@ fn schedulers_survive_a_postgresql_restart_mid_run() {
         "the health check to see the outage",
         WORKLOAD_TIMEOUT,
         || {
-            let health = get_json(&api, "/api/v2/monitor/health")?;
+            let health = get_json(&api, "/monitor/health")?;
             (health["metadatabase"]["status"] == "unhealthy").then_some(health)
         },
     );
@@ -393,7 +392,7 @@ fn schedulers_survive_a_postgresql_restart_mid_run() {
         );
     }
     wait_until("the health check to recover", WORKLOAD_TIMEOUT, || {
-        let health = get_json(&api, "/api/v2/monitor/health")?;
+        let health = get_json(&api, "/monitor/health")?;
         (health["metadatabase"]["status"] == "healthy"
             && health["scheduler"]["status"] == "healthy")
             .then_some(())

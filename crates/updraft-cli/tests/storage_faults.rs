@@ -8,59 +8,12 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use common::{DEFAULT_TIMEOUT, Home, SchedulerProcess, wait_until};
-use serde_json::Value;
-use tempfile::TempDir;
-
-/// A small tmpfs mounted on a temporary directory, unmounted when dropped.
-struct Tmpfs {
-    dir: TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("running mount");
-        assert!(
-            out.status.success(),
-            "this test mounts a {size} tmpfs to fill it, which needs root (the test suite runs \
-             as root in CI): mount failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Write a file until the file system has no byte left; returns its path.
-    fn fill(&self) -> PathBuf {
-        let path = self.path().join("filler");
-        let mut file = fs::File::create(&path).unwrap();
-        for chunk in [1 << 20, 4096, 1] {
-            let block = vec![0u8; chunk];
-            while file.write_all(&block).is_ok() {}
-        }
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy: the services' files may still be closing.
-        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
-    }
-}
+use common::http::{self, api_address};
+use common::tmpfs::Tmpfs;
+use common::{DEFAULT_TIMEOUT, Home, wait_until};
 
 /// Run SQL on the database file from the test, as a third process would.
 fn on_database<T>(path: &Path, call: impl AsyncFnOnce(&sqlx::SqlitePool) -> T) -> T {
@@ -93,57 +46,19 @@ fn checkpoint(path: &Path) {
     });
 }
 
-fn api_address(service: &SchedulerProcess) -> String {
-    wait_until(
-        "the server to announce its address",
-        DEFAULT_TIMEOUT,
-        || {
-            let output = service.output();
-            let (_, rest) = output.split_once("updraft web UI and API on http://")?;
-            Some(rest.split(['/', ' ', '\n']).next()?.to_string())
-        },
-    )
-}
-
-/// One plain HTTP/1.1 request; returns the status code and the body parsed as JSON (`Null`
-/// when it is not JSON).
-fn request(address: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let mut stream = std::net::TcpStream::connect(address).expect("connecting to the server");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
 /// `POST /api/v2/dags/{dag_id}/dagRuns`: the status, and the run id when created.
 fn trigger(address: &str, dag_id: &str) -> (u16, Option<String>) {
-    let (status, body) = request(
+    let (status, body) = http::post(
         address,
-        "POST",
-        &format!("/api/v2/dags/{dag_id}/dagRuns"),
-        r#"{"logical_date": null}"#,
+        &format!("/dags/{dag_id}/dagRuns"),
+        &serde_json::json!({"logical_date": null}),
     );
     let run_id = body["dag_run_id"].as_str().map(str::to_string);
     (status, run_id)
 }
 
 fn metadatabase_status(address: &str) -> String {
-    let (_, health) = request(address, "GET", "/api/v2/monitor/health", "");
+    let (_, health) = http::get(address, "/monitor/health");
     health["metadatabase"]["status"]
         .as_str()
         .unwrap_or_default()
@@ -152,11 +67,9 @@ fn metadatabase_status(address: &str) -> String {
 
 /// A task instance's state as the API reads it from the database.
 fn api_task_state(address: &str, dag_id: &str, run_id: &str, task_id: &str) -> String {
-    let (_, ti) = request(
+    let (_, ti) = http::get(
         address,
-        "GET",
-        &format!("/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"),
-        "",
+        &format!("/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"),
     );
     ti["state"].as_str().unwrap_or_default().to_string()
 }

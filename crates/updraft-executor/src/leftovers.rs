@@ -6,6 +6,12 @@
 //! recorded (its leader's pid) is killed, and the retry waits until it is gone. A group whose
 //! leader is alive but started at another time than the try belongs to another program (the
 //! pid was reused) and is left alone.
+//!
+//! A try whose start was never recorded (its scheduler froze or died between the spawn and
+//! the record) has no pid in the store. Every local try therefore carries a mark in its
+//! environment, [`TRY_MARK_VAR`], naming its scheduler's process and the try; the processes
+//! of this host carrying an orphaned try's mark are found in `/proc` and their groups killed
+//! the same way.
 
 use std::time::Duration;
 
@@ -18,6 +24,79 @@ use nix::unistd::Pid;
 /// given in whole seconds) may be from the start recorded for the try (stamped just before
 /// the spawn).
 const SAME_START: Duration = Duration::from_secs(3);
+
+/// The environment variable holding a local try's mark (see [`try_mark`]).
+pub const TRY_MARK_VAR: &str = "UPDRAFT_TRY_MARK";
+
+/// The mark of try `try_number` of task `task_id` in run `run_pk`, launched by the scheduler
+/// process `owner_pid` of this host: unique on the host while that process exists.
+pub fn try_mark(owner_pid: u32, run_pk: i64, task_id: &str, try_number: u32) -> String {
+    format!("{owner_pid}/{run_pk}/{try_number}/{task_id}")
+}
+
+/// Kills the process groups of every process of this host whose environment carries `mark`
+/// (`SIGKILL`: the try is abandoned), and waits up to `patience` for them to be gone.
+pub async fn end_marked_groups(mark: &str, patience: Duration) -> Leftover {
+    let wanted = format!("{TRY_MARK_VAR}={mark}");
+    let groups = marked_groups(wanted.as_bytes());
+    if groups.is_empty() {
+        return Leftover::None;
+    }
+    for group in &groups {
+        let _ = killpg(*group, Signal::SIGKILL);
+    }
+    let until = tokio::time::Instant::now() + patience;
+    while groups.iter().any(|g| killpg(*g, None) != Err(Errno::ESRCH)) {
+        if tokio::time::Instant::now() >= until {
+            return Leftover::Lingering;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Leftover::Killed
+}
+
+/// The process groups of the processes whose environment holds the entry `wanted`. This
+/// process's own group is never among them.
+fn marked_groups(wanted: &[u8]) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let own = nix::unistd::getpgrp();
+    let mut groups = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if !environ.split(|b| *b == 0).any(|var| var == wanted) {
+            continue;
+        }
+        if let Some(group) = group_of(pid)
+            && group != own
+            && !groups.contains(&group)
+        {
+            groups.push(group);
+        }
+    }
+    groups
+}
+
+/// The process group of the running process `pid`.
+fn group_of(pid: i32) -> Option<Pid> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    if matches!(fields.first(), Some(&"Z" | &"X")) {
+        return None;
+    }
+    // Field 5 of the whole line: the process group.
+    fields.get(2)?.parse().ok().map(Pid::from_raw)
+}
 
 /// What became of an orphaned try's process group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +188,41 @@ mod tests {
         let now = Utc::now();
         assert!(since <= now + chrono::Duration::seconds(1), "{since} {now}");
         assert!(since >= boot_time().unwrap(), "{since}");
+    }
+
+    #[tokio::test]
+    async fn groups_carrying_a_tries_mark_are_killed_and_others_left_alone() {
+        let mark = try_mark(std::process::id(), 7, "marked", 1);
+        let spawn = |mark: &str| {
+            tokio::process::Command::new("sh")
+                .args(["-c", "sleep 30 & wait"])
+                .env(TRY_MARK_VAR, mark)
+                .process_group(0)
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap()
+        };
+        let mut marked = spawn(&mark);
+        let mut other = spawn(&try_mark(std::process::id(), 7, "marked", 2));
+        let reaped = tokio::spawn(async move { marked.wait().await });
+        assert_eq!(
+            end_marked_groups(&mark, Duration::from_secs(5)).await,
+            Leftover::Killed
+        );
+        let status = reaped.await.unwrap().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        assert_eq!(
+            other.try_wait().unwrap(),
+            None,
+            "another try's group was killed"
+        );
+        assert_eq!(
+            end_marked_groups(&mark, Duration::from_secs(5)).await,
+            Leftover::None
+        );
     }
 
     #[tokio::test]

@@ -583,7 +583,7 @@ async fn drive(
             .map(|dir| conf_path(&dir, &key))
             .and_then(|path| write_conf_file(&path, &rendered.conf).map(|()| path));
         let at = Utc::now();
-        let spawned = spawn(&config.config, &rendered, conf_file, &log_path, try_number);
+        let spawned = spawn(&config.config, &rendered, conf_file, &log_path, &key);
         // At once, so that the window in which a crash would leave the try unknown to the
         // reaper is as short as it can be.
         if let (Some(reaper), Ok((child, _))) = (reaper, &spawned)
@@ -815,8 +815,9 @@ fn spawn(
     rendered: &RenderedTask,
     conf_file: Result<PathBuf, String>,
     log_path: &Path,
-    try_number: u32,
+    key: &TryKey,
 ) -> Result<(Child, File), SpawnError> {
+    let try_number = key.try_number;
     let mut log = open_log(log_path).map_err(|e| {
         (
             format!("cannot open log file {}: {e}", log_path.display()),
@@ -848,6 +849,10 @@ fn spawn(
     };
     cmd.envs(config.base_env.iter().map(|(k, v)| (k, v)));
     cmd.envs(rendered.env.iter().map(|(k, v)| (k, v)));
+    cmd.env(
+        crate::leftovers::TRY_MARK_VAR,
+        crate::leftovers::try_mark(std::process::id(), key.run_pk, &key.task_id, try_number),
+    );
     match conf_file {
         Ok(path) => cmd.env("UPDRAFT_CONF_FILE", path),
         Err(e) => return fail(log, format!("cannot write the run's conf file: {e}")),

@@ -1,6 +1,5 @@
 //! Plain HTTP/1.1 calls to the REST API of a running `updraft standalone` (or `server`), for
-//! tests of the binary. Include it with `#[path = "common/http.rs"] mod http;` next to
-//! `mod common;`.
+//! tests of the binary (`common::http`).
 
 #![allow(dead_code)]
 
@@ -28,31 +27,40 @@ pub fn api_address(service: &SchedulerProcess) -> String {
 /// `METHOD /api/v2{path}` with an optional JSON body: the status and the JSON answer (`Null`
 /// when the body is not JSON). Panics when the server cannot be reached.
 pub fn api(address: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    try_api(address, method, path, body)
+        .unwrap_or_else(|| panic!("the API at {address} did not answer {method} {path}"))
+}
+
+/// [`api`], or `None` when the server cannot be reached or does not answer (for tests that
+/// take the server or its database away).
+pub fn try_api(
+    address: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Option<(u16, Value)> {
     let body = body.map(Value::to_string).unwrap_or_default();
-    let mut stream = TcpStream::connect(address).expect("connecting to the API");
+    let mut stream = TcpStream::connect(address).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("setting a read timeout");
+        .ok()?;
     write!(
         stream,
         "{method} /api/v2{path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
-    .expect("sending the request");
+    .ok()?;
     let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("reading the answer");
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or((response.as_str(), ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {head:?}"));
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+/// `GET /api/v2{path}`'s JSON answer, or `None` when the server does not answer with JSON.
+pub fn get_json(address: &str, path: &str) -> Option<Value> {
+    try_api(address, "GET", path, None).and_then(|(_, body)| (!body.is_null()).then_some(body))
 }
 
 /// `GET /api/v2{path}`.

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod http;
+pub mod tmpfs;
+
 /// The deadline used by the `wait_*` helpers: generous, for slow shared CI machines.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -468,19 +471,6 @@ impl SchedulerProcess {
         }
     }
 
-    /// The `host:port` the service's web UI and API announced on start.
-    pub fn api_address(&self) -> String {
-        wait_until(
-            "the server to announce its address",
-            Duration::from_secs(60),
-            || {
-                let output = self.output();
-                let (_, rest) = output.split_once("updraft web UI and API on http://")?;
-                Some(rest.split(['/', ' ', '\n']).next()?.to_string())
-            },
-        )
-    }
-
     /// Whether the process has exited (without waiting).
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
         self.child
@@ -589,62 +579,4 @@ pub fn process_alive(pid: i32) -> bool {
         }
         Err(_) => false,
     }
-}
-
-/// A plain HTTP/1.1 GET; `None` when the server does not answer with JSON.
-pub fn get_json(address: &str, path: &str) -> Option<Value> {
-    let (_, body) = http(address, "GET", path, None)?;
-    serde_json::from_str(&body).ok()
-}
-
-/// A plain HTTP/1.1 request with an optional JSON body: the status and the body, or `None`
-/// when the server cannot be reached or does not answer.
-pub fn http(
-    address: &str,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    let body = body.map(Value::to_string).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Some((status, body))
-}
-
-/// The payload of a chunked HTTP/1.1 body.
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
 }

@@ -11,7 +11,7 @@ use chrono::Utc;
 use tracing::{info, warn};
 use updraft_core::retry::{TryOutcome, on_try_finished};
 use updraft_executor::TryKey;
-use updraft_executor::leftovers::{Leftover, end_leftover_group};
+use updraft_executor::leftovers::{Leftover, end_leftover_group, end_marked_groups, try_mark};
 use updraft_store::{RunRow, TiKey, TiRow};
 
 use updraft_pods::TryIdentity;
@@ -60,7 +60,13 @@ impl Scheduler {
     pub(super) async fn recover_orphans(&mut self) -> Result<(), SchedulerError> {
         let now = Utc::now();
         let mut tenant_pods = TenantPods::new();
-        for ti in self.store.orphaned_task_instances().await? {
+        let orphans = self.store.orphaned_task_instances().await?;
+        let owners = if orphans.is_empty() {
+            HashMap::new()
+        } else {
+            self.schedulers_of_this_host().await?
+        };
+        for ti in orphans {
             let Some(run) = self.store.run_by_pk(ti.run_pk).await? else {
                 continue;
             };
@@ -76,7 +82,7 @@ impl Scheduler {
                 Adoption::Adopted | Adoption::Later => continue,
                 Adoption::NoPod => {}
             }
-            let leftover = self.end_leftover_processes(&ti).await;
+            let leftover = self.end_leftover_processes(&ti, &owners).await;
             let log = self.try_log_path(&run, &ti);
             let line = match leftover {
                 Leftover::Killed | Leftover::Lingering => {
@@ -105,7 +111,39 @@ impl Scheduler {
     /// Kills what still runs of an orphaned try's process group, when it ran on this host, and
     /// waits until it is gone: its retry must not run beside it. Normally nothing is left (the
     /// executor's reaper killed the group when its scheduler died).
-    async fn end_leftover_processes(&self, ti: &TiRow) -> Leftover {
+    async fn end_leftover_processes(&self, ti: &TiRow, owners: &HashMap<i64, u32>) -> Leftover {
+        let marked = match ti.queued_by_job_id.and_then(|job| owners.get(&job)) {
+            // Found by the mark in their environment: also when the start was never recorded.
+            Some(owner) => {
+                let mark = try_mark(*owner, ti.run_pk, &ti.task_id, ti.try_number);
+                let leftover = end_marked_groups(&mark, LEFTOVER_PATIENCE).await;
+                if leftover != Leftover::None {
+                    warn!(task_id = %ti.task_id, try_number = ti.try_number, ?leftover, "killed the processes carrying an orphaned try's mark");
+                }
+                leftover
+            }
+            None => Leftover::None,
+        };
+        let recorded = self.end_recorded_group(ti).await;
+        match (marked, recorded) {
+            (Leftover::Lingering, _) | (_, Leftover::Lingering) => Leftover::Lingering,
+            (Leftover::Killed, _) | (_, Leftover::Killed) => Leftover::Killed,
+            (_, other) => other,
+        }
+    }
+
+    /// The scheduler jobs that ran on this host: job id → process id.
+    async fn schedulers_of_this_host(&self) -> Result<HashMap<i64, u32>, SchedulerError> {
+        let jobs = self.store.schedulers(RECENT_SCHEDULERS).await?;
+        Ok(jobs
+            .into_iter()
+            .filter(|job| job.hostname == self.config.hostname)
+            .filter_map(|job| Some((job.id, u32::try_from(job.pid).ok()?)))
+            .collect())
+    }
+
+    /// Kills the process group recorded for the try's start, when it ran on this host.
+    async fn end_recorded_group(&self, ti: &TiRow) -> Leftover {
         let (Some(pid), Some(started_at)) = (ti.pid, ti.start_date) else {
             return Leftover::None;
         };
@@ -200,6 +238,10 @@ impl Scheduler {
 /// How long an orphaned try's killed processes may take to be gone before it is retried
 /// anyway (what is left then is a zombie or a process stuck in the kernel).
 const LEFTOVER_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How many of the newest scheduler jobs are looked at for the owners of orphaned tries; an
+/// older owner's tries were recovered long ago.
+const RECENT_SCHEDULERS: u32 = 1_000;
 
 /// The pods of each tenant's tries, listed once per pass over orphans; `None` when the
 /// cluster could not be asked.

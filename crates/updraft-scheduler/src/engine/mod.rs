@@ -267,19 +267,38 @@ impl Scheduler {
         Ok(finished)
     }
 
+    /// The next stimulus to handle. Shutdown always comes first. Executor events and the
+    /// other stimuli (the folder, pokes, timers) take turns: after a burst of events, anything
+    /// else that is ready is handled before the next burst, so a run whose tries end
+    /// continuously never keeps run starts, other DAGs' work or timers waiting. (Each turn of
+    /// events drains every pending one, so events lose nothing by waiting a turn.)
     async fn next_stimulus(
         &mut self,
-        shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+        mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     ) -> Stimulus {
         let deadline = self.next_deadline();
-        tokio::select! {
-            biased;
-            _ = shutdown => Stimulus::Shutdown,
-            Some(event) = self.executors.events.recv() => Stimulus::Event(event),
-            _ = self.wakeups.folder_changed.notified() => Stimulus::FolderChanged,
-            _ = self.wakeups.poke.notified() => Stimulus::Poked,
-            _ = tokio::time::sleep_until(deadline) => Stimulus::Timer,
-        }
+        let events_first = !self.wakeups.events_had_turn;
+        let stimulus = if events_first {
+            tokio::select! {
+                biased;
+                _ = shutdown.as_mut() => Stimulus::Shutdown,
+                Some(event) = self.executors.events.recv() => Stimulus::Event(event),
+                _ = self.wakeups.folder_changed.notified() => Stimulus::FolderChanged,
+                _ = self.wakeups.poke.notified() => Stimulus::Poked,
+                _ = tokio::time::sleep_until(deadline) => Stimulus::Timer,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                _ = shutdown.as_mut() => Stimulus::Shutdown,
+                _ = self.wakeups.folder_changed.notified() => Stimulus::FolderChanged,
+                _ = self.wakeups.poke.notified() => Stimulus::Poked,
+                _ = tokio::time::sleep_until(deadline) => Stimulus::Timer,
+                Some(event) = self.executors.events.recv() => Stimulus::Event(event),
+            }
+        };
+        self.wakeups.events_had_turn = matches!(stimulus, Stimulus::Event(_));
+        stimulus
     }
 
     fn next_deadline(&self) -> Instant {

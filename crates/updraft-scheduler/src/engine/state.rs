@@ -60,6 +60,8 @@ pub(super) struct Wakeups {
     pub(super) wake_at: Option<DateTime<Utc>>,
     /// The next slow poll for work recorded by other processes.
     pub(super) next_poll: Instant,
+    /// The last stimulus handled was executor events: the others go first next time.
+    pub(super) events_had_turn: bool,
 }
 
 impl Wakeups {
@@ -69,6 +71,7 @@ impl Wakeups {
             poke: Arc::new(Notify::new()),
             wake_at: None,
             next_poll: Instant::now(),
+            events_had_turn: false,
         }
     }
 }

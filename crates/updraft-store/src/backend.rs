@@ -12,17 +12,17 @@ use std::ops::DerefMut;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Transaction;
-use updraft_core::evaluate::TiSnapshot;
 use updraft_core::{RunState, TaskState};
 use updraft_dag::{Dag, ImportError};
 
+use crate::RunDecider;
 use crate::sql::{self, Db, codec};
 use crate::{
     ActiveCounts, AdminStore, DagHead, DagQuery, DagRow, DagVersionRow, Evaluated,
     ImportErrorQuery, ImportErrorRow, LoadedDagRecord, NewRun, NewTi, NewestRunsFilter, NoteRow,
     OperatorStore, Page, PoolRow, PoolUsage, PurgeReport, QueueLimits, QueueStep, ReadStore,
-    Result, RunChange, RunDecision, RunQuery, RunRow, ScheduledSkip, SchedulerJobRow,
-    SchedulerStore, StepOutcome, TiKey, TiQuery, TiRow, TiTransition, TryReport, TryRow,
+    Result, RunChange, RunQuery, RunRow, ScheduledSkip, SchedulerJobRow, SchedulerStore,
+    StepOutcome, TiKey, TiQuery, TiRow, TiTransition, TryReport, TryRow,
 };
 
 /// A database backend: its connections and transactions, and the store methods whose SQL is
@@ -91,7 +91,7 @@ pub(crate) trait Backend: Send + Sync {
     async fn evaluate_runs(
         &self,
         run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        decide: &dyn RunDecider,
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>>;
 
@@ -101,7 +101,7 @@ pub(crate) trait Backend: Send + Sync {
         reports: &[TryReport],
         hostname: &str,
         run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        decide: &dyn RunDecider,
         queue: &QueueStep<'_>,
         now: DateTime<Utc>,
     ) -> Result<StepOutcome>;
@@ -211,7 +211,7 @@ impl<B: Backend> SchedulerStore for B {
     async fn evaluate_runs(
         &self,
         run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        decide: &dyn RunDecider,
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>> {
         Backend::evaluate_runs(self, run_pks, decide, now).await
@@ -222,7 +222,7 @@ impl<B: Backend> SchedulerStore for B {
         reports: &[TryReport],
         hostname: &str,
         run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        decide: &dyn RunDecider,
         queue: &QueueStep<'_>,
         now: DateTime<Utc>,
     ) -> Result<StepOutcome> {

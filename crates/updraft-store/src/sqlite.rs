@@ -35,12 +35,11 @@ use sqlx::sqlite::{
 use sqlx::{SqliteConnection, Transaction};
 use updraft_dag::ImportError;
 
+use crate::RunDecider;
 use crate::backend::Backend;
-use updraft_core::evaluate::TiSnapshot;
 
 use crate::{
-    Evaluated, LoadedDagRecord, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow,
-    TiTransition, TryReport,
+    Evaluated, LoadedDagRecord, QueueLimits, Result, TiKey, TiRow, TiTransition, TryReport,
 };
 
 mod codec;
@@ -237,7 +236,7 @@ impl Backend for SqliteStore {
     async fn evaluate_runs(
         &self,
         run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        decide: &dyn RunDecider,
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>> {
         scheduling::evaluate_runs(&self.writer, run_pks, decide, now).await
@@ -248,7 +247,7 @@ impl Backend for SqliteStore {
         reports: &[crate::TryReport],
         hostname: &str,
         run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        decide: &dyn RunDecider,
         queue: &crate::QueueStep<'_>,
         now: DateTime<Utc>,
     ) -> Result<crate::StepOutcome> {

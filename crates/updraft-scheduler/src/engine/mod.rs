@@ -52,6 +52,7 @@ use crate::SchedulerError;
 
 pub use config::{KubernetesConfig, SchedulerConfig};
 use folder::DagsFolder;
+use passes::Reread;
 use state::{Definitions, Executors, InFlight, Job, TrackedRuns, Tries, Wakeups};
 
 /// Longest wait between retries of a pass that failed (e.g. the database is away).
@@ -252,7 +253,7 @@ impl Scheduler {
             self.recover_orphans().await?;
             self.sync_folder(true).await?;
         }
-        self.full_pass().await
+        self.full_pass(Reread::All).await
     }
 
     async fn count_finished(&self, runs: &[i64]) -> Result<usize, SchedulerError> {
@@ -340,11 +341,12 @@ impl Scheduler {
             Stimulus::FolderChanged => {
                 self.housekeeping().await?;
                 self.sync_folder(false).await?;
-                self.full_pass().await
+                self.full_pass(Reread::Due).await
             }
             Stimulus::Poked => {
+                // Work recorded elsewhere may have changed any run.
                 self.housekeeping().await?;
-                self.full_pass().await
+                self.full_pass(Reread::All).await
             }
             Stimulus::Timer => {
                 self.housekeeping().await?;
@@ -355,7 +357,7 @@ impl Scheduler {
                 {
                     self.sync_folder(false).await?;
                 }
-                self.full_pass().await
+                self.full_pass(Reread::Due).await
             }
             Stimulus::Shutdown => Ok(()),
         }

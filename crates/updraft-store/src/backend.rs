@@ -404,6 +404,17 @@ impl<B: Backend> ReadStore for B {
         .await
     }
 
+    async fn task_instances_of_runs_for_tasks(
+        &self,
+        run_pks: &[i64],
+        task_ids: &[String],
+    ) -> Result<Vec<TiRow>> {
+        read(self, async |c| {
+            sql::ui::task_instances_of_runs_for_tasks(c, run_pks, task_ids).await
+        })
+        .await
+    }
+
     async fn tries_of_run(&self, run_pk: i64) -> Result<Vec<TryRow>> {
         read(self, async |c| sql::ui::tries_of_run(c, run_pk).await).await
     }

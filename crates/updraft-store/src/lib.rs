@@ -455,6 +455,13 @@ pub trait ReadStore: Send + Sync {
     async fn latest_scheduled_runs(&self, dag_ids: &[String]) -> Result<Vec<RunRow>>;
     /// Task instances of several runs in one query, ordered by run, then `task_id`.
     async fn task_instances_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TiRow>>;
+    /// [`ReadStore::task_instances_of_runs`] of only the tasks `task_ids` (one page of a
+    /// grid): one primary-key lookup per run and task, whatever the runs' sizes.
+    async fn task_instances_of_runs_for_tasks(
+        &self,
+        run_pks: &[i64],
+        task_ids: &[String],
+    ) -> Result<Vec<TiRow>>;
     /// Every try of every instance of a run, by `task_id` then try number.
     async fn tries_of_run(&self, run_pk: i64) -> Result<Vec<TryRow>>;
     /// Every recorded version of a DAG, newest first.

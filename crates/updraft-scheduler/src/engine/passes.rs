@@ -90,10 +90,17 @@ impl Scheduler {
                 .or_default()
                 .insert(task_id);
         }
+        // A due run wake is this pass's whole read (or, for a busy run, its retry's).
         let wakes: Vec<DateTime<Utc>> = later
             .iter()
             .map(|(at, _, _)| *at)
-            .chain(self.tracked.run_wake.values().copied())
+            .chain(
+                self.tracked
+                    .run_wake
+                    .values()
+                    .copied()
+                    .filter(|at| *at > now),
+            )
             .collect();
         for at in wakes {
             self.wake(at);

@@ -148,7 +148,7 @@ impl Scheduler {
             warn!(task_id = %key.task_id, "finish reported for a try not in flight");
             return None;
         };
-        let task = flight.dag.dag.task(&key.task_id)?;
+        let task = flight.dag.task(&key.task_id)?;
         let (state, retry_at) = on_try_finished(
             task,
             flight.try_number,

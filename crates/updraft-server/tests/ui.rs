@@ -425,29 +425,59 @@ async fn the_grid_and_graph_of_a_50000_task_run_stay_small() {
     fx.run("huge", 1, &[("t00000", TaskState::Success)]).await;
 
     let grid = fx.page("/dags/huge/grid").await;
-    assert!(grid.len() < HUGE_PAGE_BOUND, "grid page of {} bytes", grid.len());
-    assert!(grid.contains("Tasks 1–200 of 50000"), "a pager over the task rows");
+    assert!(
+        grid.len() < HUGE_PAGE_BOUND,
+        "grid page of {} bytes",
+        grid.len()
+    );
+    assert!(
+        grid.contains("Tasks 1–200 of 50000"),
+        "a pager over the task rows"
+    );
     assert!(grid.contains(r#"<tr data-task-id="t00000">"#));
     assert!(grid.contains(r#"title="t00000 in manual__1: success""#));
-    assert!(!grid.contains(r#"<tr data-task-id="t00200">"#), "one page of rows");
+    assert!(
+        !grid.contains(r#"<tr data-task-id="t00200">"#),
+        "one page of rows"
+    );
     assert!(grid.contains(r#"href="/dags/huge/grid?num_runs=25&amp;page=2" rel="next""#));
 
     let last = fx.page("/dags/huge/grid?page=250").await;
-    assert!(last.len() < HUGE_PAGE_BOUND, "grid page of {} bytes", last.len());
+    assert!(
+        last.len() < HUGE_PAGE_BOUND,
+        "grid page of {} bytes",
+        last.len()
+    );
     assert!(last.contains("Tasks 49801–50000 of 50000"));
-    assert!(last.contains(r#"<tr data-task-id="last">"#), "the join comes last");
+    assert!(
+        last.contains(r#"<tr data-task-id="last">"#),
+        "the join comes last"
+    );
     assert!(last.contains(r#"rel="prev""#) && !last.contains(r#"rel="next""#));
     let live = fx.page("/dags/huge/grid?page=250&partial=1").await;
-    assert!(live.contains(r#"<tr data-task-id="last">"#), "the live part keeps its page");
+    assert!(
+        live.contains(r#"<tr data-task-id="last">"#),
+        "the live part keeps its page"
+    );
 
     let graph = fx.page("/dags/huge/graph").await;
-    assert!(graph.len() < HUGE_PAGE_BOUND, "graph page of {} bytes", graph.len());
-    assert!(!graph.contains(r#"<svg id="graph""#), "not drawn node by node");
+    assert!(
+        graph.len() < HUGE_PAGE_BOUND,
+        "graph page of {} bytes",
+        graph.len()
+    );
+    assert!(
+        !graph.contains(r#"<svg id="graph""#),
+        "not drawn node by node"
+    );
     assert!(graph.contains("50000 tasks and 49999 dependencies"));
     let groups = between(&graph, "<tbody>", "</tbody>");
     assert_eq!(groups.matches("<tr>").count(), 2, "two depths: {groups}");
     assert!(groups.contains("<td>49999</td>") && groups.contains("<td>1</td>"));
-    assert!(graph.contains(r#"data-state="success">success: 1</span>"#), "{graph}");
+    assert!(
+        graph.contains(r#"data-state="success">success: 1</span>"#),
+        "{graph}"
+    );
 }
 
 #[tokio::test]

@@ -171,11 +171,14 @@ async fn grid_task_order(
         .collect();
     versions.sort_unstable();
     versions.dedup();
-    let known: std::collections::HashSet<&str> =
-        order.iter().map(|(id, _)| id.as_str()).collect();
+    let known: std::collections::HashSet<&str> = order.iter().map(|(id, _)| id.as_str()).collect();
     let mut extra: Vec<String> = Vec::new();
     for version in versions {
-        if let Some(pinned) = state.store.dag_version(&current.dag.dag_id, version).await? {
+        if let Some(pinned) = state
+            .store
+            .dag_version(&current.dag.dag_id, version)
+            .await?
+        {
             extra.extend(
                 pinned
                     .tasks
@@ -492,10 +495,8 @@ pub fn graph_summary(dag: &Dag, tis: &[TiRow]) -> GraphSummary {
     }
     let deepest = depth.values().copied().max().unwrap_or(0);
     let span = deepest.div_ceil(GRAPH_MAX_GROUPS).max(1);
-    let states: HashMap<&str, TaskState> = tis
-        .iter()
-        .map(|t| (t.task_id.as_str(), t.state))
-        .collect();
+    let states: HashMap<&str, TaskState> =
+        tis.iter().map(|t| (t.task_id.as_str(), t.state)).collect();
     let mut groups: Vec<(usize, [usize; TaskState::ALL.len()])> =
         vec![(0, [0; TaskState::ALL.len()]); deepest.div_ceil(span)];
     let mut whole = [0usize; TaskState::ALL.len()];

@@ -134,6 +134,27 @@ pub const FIGURES: &[Figure] = &[
         target: Some(20_000.0),
     },
     Figure {
+        id: "scale_small_runs",
+        label: "no-op, SQLite: 50,000 task instances as 100 runs × 500",
+        unit: "TI/s",
+        kind: Kind::Rate,
+        target: None,
+    },
+    Figure {
+        id: "scale_one_run",
+        label: "no-op, SQLite: 50,000 task instances as one run",
+        unit: "TI/s",
+        kind: Kind::Rate,
+        target: None,
+    },
+    Figure {
+        id: "scale_ratio",
+        label: "one run of 50,000 ÷ 100 runs × 500 (rate per task instance)",
+        unit: "×",
+        kind: Kind::Rate,
+        target: Some(0.8),
+    },
+    Figure {
         id: "noop_postgres",
         label: "no-op orchestration, PostgreSQL 15 (20 runs × 500)",
         unit: "TI/s",

@@ -33,6 +33,9 @@ pub enum Work {
         backend: &'static str,
         figure: &'static str,
     },
+    /// The same no-op task instances (SQLite) as `runs` runs of `tasks / runs` tasks, then as
+    /// one run of `tasks`: the rate per task instance should not depend on the run's size.
+    Scale { runs: usize, tasks: usize },
 }
 
 /// How many rounds of the scenario run on Airflow.
@@ -101,6 +104,14 @@ pub const SCENARIOS: &[Scenario] = &[
         airflow: AirflowRounds::Never,
     },
     Scenario {
+        name: "scale",
+        work: Work::Scale {
+            runs: 100,
+            tasks: 50_000,
+        },
+        airflow: AirflowRounds::Never,
+    },
+    Scenario {
         name: "noop-postgres",
         work: Work::Orchestration {
             backend: "postgres",
@@ -142,7 +153,7 @@ impl Scenario {
     /// Harness rounds: `repeat`, or one for a script that repeats itself.
     pub fn rounds(&self, repeat: usize) -> usize {
         match self.work {
-            Work::Orchestration { .. } => 1,
+            Work::Orchestration { .. } | Work::Scale { .. } => 1,
             _ => repeat,
         }
     }
@@ -212,6 +223,34 @@ impl Scenario {
                     .chain(limit)
                     .collect()
             }
+            Work::Scale { runs, tasks } => {
+                let small = updraft::orchestration_shape(
+                    setup.root,
+                    setup.updraft,
+                    runs,
+                    tasks / runs,
+                    setup.repeat,
+                )?;
+                let huge = updraft::orchestration_shape(
+                    setup.root,
+                    setup.updraft,
+                    1,
+                    tasks,
+                    setup.repeat,
+                )?;
+                let ratios = updraft::round_ratios(&huge.updraft, &small.updraft);
+                small
+                    .updraft
+                    .into_iter()
+                    .map(|rate| up("scale_small_runs", rate))
+                    .chain(
+                        huge.updraft
+                            .into_iter()
+                            .map(|rate| up("scale_one_run", rate)),
+                    )
+                    .chain(ratios.into_iter().map(|ratio| up("scale_ratio", ratio)))
+                    .collect()
+            }
         })
     }
 
@@ -229,7 +268,10 @@ impl Scenario {
             }
             Work::Wide { n, figure } => vec![limit(figure, n as f64 / process::spawn_true(n)?)],
             Work::Footprint { .. } => vec![limit("start_ready", process::spawn_true_once()?)],
-            Work::PodChain { .. } | Work::DagFiles { .. } | Work::Orchestration { .. } => vec![],
+            Work::PodChain { .. }
+            | Work::DagFiles { .. }
+            | Work::Orchestration { .. }
+            | Work::Scale { .. } => vec![],
         })
     }
 
@@ -296,6 +338,17 @@ impl Scenario {
                      transaction",
                 ),
             ],
+            Work::Scale { runs, tasks } => vec![(
+                "scale_ratio",
+                format!(
+                    "updraft: bench/orchestration sqlite, {} rounds each: {tasks} no-op task \
+                     instances as {runs} runs of {}, then as one run; the ratio is per round \
+                     (one run's rate ÷ the small runs' rate); 1 means the run's size costs \
+                     nothing",
+                    setup.repeat,
+                    tasks / runs
+                ),
+            )],
         }
     }
 
@@ -328,6 +381,7 @@ impl Scenario {
             Work::PodChain { .. } => "podchain40_run",
             Work::Footprint { .. } => "idle_pss",
             Work::DagFiles { .. } => "dag_files_10k",
+            Work::Scale { .. } => "scale_ratio",
         }
     }
 

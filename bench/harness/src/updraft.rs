@@ -312,6 +312,29 @@ pub fn orchestration(
     orchestration_rates(&json)
 }
 
+/// `bench/orchestration sqlite 1 RUNS TASKS REPEAT` (RUNS runs of TASKS no-op tasks each),
+/// on the `updraft` binary given.
+pub fn orchestration_shape(
+    root: &Path,
+    updraft: &Path,
+    runs: usize,
+    tasks: usize,
+    repeat: usize,
+) -> Result<Orchestration> {
+    let (runs, tasks, repeat) = (runs.to_string(), tasks.to_string(), repeat.to_string());
+    let json = run_script_with(
+        &root.join("bench/orchestration"),
+        &["sqlite", "1", &runs, &tasks, &repeat],
+        &[("UPDRAFT_BENCH_BIN", updraft)],
+    )?;
+    orchestration_rates(&json)
+}
+
+/// Round by round, `ours[i] / base[i]` (as many as the shorter has).
+pub fn round_ratios(ours: &[f64], base: &[f64]) -> Vec<f64> {
+    ours.iter().zip(base).map(|(o, b)| o / b).collect()
+}
+
 /// The rates in bench/orchestration's JSON: task instances over each round's seconds.
 pub fn orchestration_rates(json: &serde_json::Value) -> Result<Orchestration> {
     let tis = number(json, "task_instances")?;
@@ -475,6 +498,11 @@ mod tests {
         assert!(
             orchestration_rates(&serde_json::json!({"task_instances": 1, "seconds": []})).is_err()
         );
+    }
+
+    #[test]
+    fn round_ratios_pair_rounds_in_order() {
+        assert_eq!(round_ratios(&[4.0, 9.0, 1.0], &[2.0, 3.0]), [2.0, 3.0]);
     }
 
     #[test]

@@ -71,6 +71,18 @@
 //! previous run whose task did not succeed. (Airflow itself does not fail runs whose tasks
 //! use `depends_on_past`; it leaves them running.)
 //!
+//! ## Focused evaluation
+//!
+//! A run's evaluation reaches a fixpoint: afterwards no instance is decidable until some instance
+//! changes. When the only changes since are known tries ending, only the instances they can
+//! affect need a look: [`focus`] names them (the tasks that changed, their downstream tasks and
+//! those tasks' upstreams) and [`evaluate_run_focused`] decides from their snapshots alone, so
+//! the cost of a step is that of the tries it records, not of the run's size. It gives up
+//! (`None`, read the whole run) where the focus cannot see enough: a skip or upstream_failed that
+//! would cascade beyond it, or no instance of the run left scheduled, queued, running or
+//! up_for_retry (the run may be over, and only the whole run says how). Retries that fall due
+//! are not its business: the caller evaluates the whole run at their `wake_at`.
+//!
 //! ## Instances and DAG tasks
 //!
 //! A DAG task without a snapshot in `tis` is treated as an instance in state `none` (the caller
@@ -247,7 +259,7 @@ pub fn evaluate_run_indexed(
     for &p in index.topological_order() {
         let p = p as usize;
         let to = match states[p] {
-            TaskState::None => decide_none(dag, index, &states, p, previous_run),
+            TaskState::None => decide_none(dag, index, |u| states[u], p, previous_run),
             TaskState::UpForRetry => match retry_at[p] {
                 Some(at) if at > now => {
                     eval.wake_at = Some(eval.wake_at.map_or(at, |w| w.min(at)));
@@ -271,12 +283,13 @@ pub fn evaluate_run_indexed(
 fn decide_none(
     dag: &Dag,
     index: &DagIndex,
-    states: &[TaskState],
+    state_of: impl Fn(usize) -> TaskState,
     p: usize,
     previous_run: Option<&HashMap<String, TaskState>>,
 ) -> Option<TaskState> {
     let task = &dag.tasks[p];
-    let counts = UpstreamCounts::from_states(index.upstream(p).iter().map(|&u| states[u as usize]));
+    let counts =
+        UpstreamCounts::from_states(index.upstream(p).iter().map(|&u| state_of(u as usize)));
     match trigger_decision(task.trigger_rule, &counts) {
         TriggerDecision::Wait => None,
         TriggerDecision::Skip => Some(TaskState::Skipped),
@@ -316,4 +329,90 @@ fn run_state(index: &DagIndex, states: &[TaskState]) -> Option<RunState> {
         )
     });
     (!progressing).then_some(RunState::Failed)
+}
+
+/// The positions whose instances [`evaluate_run_focused`] needs after the instances at
+/// `changed` changed: those, their downstream tasks and every upstream of those, in
+/// topological order, each once.
+pub fn focus(index: &DagIndex, changed: impl IntoIterator<Item = usize>) -> Vec<usize> {
+    let mut wanted: Vec<usize> = Vec::new();
+    for c in changed {
+        wanted.push(c);
+        for &d in index.downstream(c) {
+            wanted.push(d as usize);
+            wanted.extend(index.upstream(d as usize).iter().map(|&u| u as usize));
+        }
+    }
+    wanted.sort_unstable_by_key(|&p| index.topological_rank(p));
+    wanted.dedup();
+    wanted
+}
+
+/// [`evaluate_run_indexed`] from the snapshots of a [`focus`] alone, for a run that was at its
+/// fixpoint before the focus's tries changed (see the [module documentation](self)).
+/// `progressing`: whether some instance of the run, read or not, is scheduled, queued, running
+/// or up_for_retry. Only tasks whose upstreams were all read are decided (an up_for_retry one
+/// whatever its upstreams); `wake_at` covers the instances read. `None` when the whole run
+/// must be read instead. Linear in the snapshots and their edges, whatever the run's size.
+pub fn evaluate_run_focused(
+    dag: &Dag,
+    index: &DagIndex,
+    tis: &[TiSnapshot],
+    progressing: bool,
+    previous_run: Option<&HashMap<String, TaskState>>,
+    now: DateTime<Utc>,
+) -> Option<RunEvaluation> {
+    // Position → (state, retry_at); the first snapshot of a task counts.
+    let mut read: HashMap<usize, (TaskState, Option<DateTime<Utc>>)> =
+        HashMap::with_capacity(tis.len());
+    for ti in tis {
+        if let Some(p) = index.position(&ti.task_id) {
+            read.entry(p).or_insert((ti.state, ti.retry_at));
+        }
+    }
+    let mut order: Vec<usize> = read.keys().copied().collect();
+    order.sort_unstable_by_key(|&p| index.topological_rank(p));
+    let all_read = |read: &HashMap<usize, _>, p: usize| {
+        index
+            .upstream(p)
+            .iter()
+            .all(|u| read.contains_key(&(*u as usize)))
+    };
+    let mut eval = RunEvaluation::default();
+    let mut scheduled_any = false;
+    for p in order {
+        let (state, retry_at) = read[&p];
+        let to = match state {
+            TaskState::None if all_read(&read, p) => {
+                decide_none(dag, index, |u| read[&u].0, p, previous_run)
+            }
+            TaskState::UpForRetry => match retry_at {
+                Some(at) if at > now => {
+                    eval.wake_at = Some(eval.wake_at.map_or(at, |w| w.min(at)));
+                    None
+                }
+                _ => Some(TaskState::Scheduled),
+            },
+            _ => None,
+        };
+        let Some(to) = to else { continue };
+        if to.is_terminal()
+            && index
+                .downstream(p)
+                .iter()
+                .any(|&d| !read.contains_key(&(d as usize)) || !all_read(&read, d as usize))
+        {
+            // The decision cascades to tasks this read cannot decide.
+            return None;
+        }
+        scheduled_any |= to == TaskState::Scheduled;
+        if let Some(entry) = read.get_mut(&p) {
+            entry.0 = to;
+        }
+        eval.transitions
+            .push((index.task_id(p).to_owned(), state, to));
+    }
+    // A transition never takes an instance out of the progressing states, so the run goes on
+    // if one was there before or one was scheduled now; otherwise it may be over.
+    (progressing || scheduled_any).then_some(eval)
 }

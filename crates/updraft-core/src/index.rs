@@ -21,6 +21,8 @@ pub struct DagIndex {
     down_start: Vec<u32>,
     down: Vec<u32>,
     topo: Vec<u32>,
+    /// Position → its place in `topo`.
+    rank: Vec<u32>,
 }
 
 impl DagIndex {
@@ -47,6 +49,10 @@ impl DagIndex {
         }
         let (down_start, down) = invert(n, &up_start, &up);
         let topo = topological_order(n, &up_start, &down_start, &down);
+        let mut rank = vec![0u32; n];
+        for (place, &p) in topo.iter().enumerate() {
+            rank[p as usize] = pos_u32(place);
+        }
         DagIndex {
             ids: dag.tasks.iter().map(|t| t.task_id.clone()).collect(),
             by_id,
@@ -55,6 +61,7 @@ impl DagIndex {
             down_start,
             down,
             topo,
+            rank,
         }
     }
 
@@ -95,6 +102,11 @@ impl DagIndex {
     /// are done, declaration order first.
     pub fn topological_order(&self) -> &[u32] {
         &self.topo
+    }
+
+    /// The place of the task at `pos` in [`Self::topological_order`].
+    pub fn topological_rank(&self, pos: usize) -> usize {
+        self.rank[pos] as usize
     }
 }
 

@@ -22,8 +22,8 @@ pub mod state;
 pub mod timetable;
 
 pub use evaluate::{
-    RunEvaluation, TiSnapshot, TriggerDecision, UpstreamCounts, evaluate_run, evaluate_run_indexed,
-    trigger_decision,
+    RunEvaluation, TiSnapshot, TriggerDecision, UpstreamCounts, evaluate_run, evaluate_run_focused,
+    evaluate_run_indexed, focus, trigger_decision,
 };
 pub use index::DagIndex;
 pub use queue::{Candidate, Capacity, priority_weights, select_to_queue};

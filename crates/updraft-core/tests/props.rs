@@ -10,7 +10,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use common::{cron_dag, dag, task, utc};
 use proptest::prelude::*;
-use updraft_core::evaluate::{TiSnapshot, evaluate_run};
+use updraft_core::DagIndex;
+use updraft_core::evaluate::{TiSnapshot, evaluate_run, evaluate_run_focused, focus};
 use updraft_core::queue::{Candidate, Capacity, select_to_queue};
 use updraft_core::retry::{TryOutcome, on_try_finished, retry_delay};
 use updraft_core::timetable::{
@@ -415,8 +416,9 @@ impl Sim {
         Ok(eval.run_state)
     }
 
-    /// Starts scheduled instances and finishes some running ones with random outcomes.
-    fn execute(&mut self, rng: &mut Rng) -> Result<(), TestCaseError> {
+    /// Starts scheduled instances and finishes some running ones with random outcomes; returns
+    /// the positions of the tries that finished.
+    fn execute(&mut self, rng: &mut Rng) -> Result<Vec<usize>, TestCaseError> {
         for i in 0..self.states.len() {
             if self.states[i] == S::Scheduled {
                 self.states[i] = S::Running;
@@ -429,7 +431,7 @@ impl Sim {
             .filter(|&i| self.states[i] == S::Running)
             .collect();
         if running.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut finishing: Vec<usize> = running
             .iter()
@@ -439,7 +441,7 @@ impl Sim {
         if finishing.is_empty() {
             finishing.push(running[rng.below(running.len() as u64) as usize]);
         }
-        for i in finishing {
+        for &i in &finishing {
             let outcome = [
                 TryOutcome::Success,
                 TryOutcome::Failed,
@@ -466,6 +468,43 @@ impl Sim {
             self.states[i] = state;
             self.retry_at[i] = at;
         }
+        Ok(finishing)
+    }
+
+    /// After `changed` finished on a run at its fixpoint: the focused evaluation either asks
+    /// for the whole run or agrees with the whole run's evaluation, retries falling due
+    /// outside the focus aside (the caller's timer evaluates the whole run for those).
+    fn check_focused(&self, changed: &[usize]) -> Result<(), TestCaseError> {
+        let index = DagIndex::new(&self.dag);
+        let wanted = focus(&index, changed.iter().copied());
+        let all = self.snapshots();
+        let tis: Vec<TiSnapshot> = wanted.iter().map(|&p| all[p].clone()).collect();
+        let progressing = self
+            .states
+            .iter()
+            .any(|s| matches!(s, S::Scheduled | S::Queued | S::Running | S::UpForRetry));
+        let whole = evaluate_run(&self.dag, &all, None, self.now);
+        let Some(focused) =
+            evaluate_run_focused(&self.dag, &index, &tis, progressing, None, self.now)
+        else {
+            return Ok(());
+        };
+        let expected: Vec<_> = whole
+            .transitions
+            .iter()
+            .filter(|(id, from, _)| {
+                let p: usize = id[1..].parse().unwrap();
+                *from != S::UpForRetry || wanted.contains(&p)
+            })
+            .cloned()
+            .collect();
+        prop_assert_eq!(&focused.transitions, &expected, "focus {:?}", wanted);
+        prop_assert_eq!(focused.run_state, None);
+        prop_assert_eq!(
+            whole.run_state,
+            None,
+            "the run is over but the focus went on"
+        );
         Ok(())
     }
 }
@@ -507,6 +546,36 @@ proptest! {
         prop_assert!(finished, "not finished in {} steps: {:?}", bound, sim.states);
         for (i, t) in sim.dag.tasks.iter().enumerate() {
             prop_assert!(sim.tries[i] <= t.retries + 1);
+        }
+    }
+
+    /// A focused evaluation after tries ended decides exactly what the whole run's
+    /// evaluation decides, or asks for the whole run.
+    #[test]
+    fn focused_evaluations_agree_with_whole_ones(
+        specs in prop::collection::vec(task_spec(), 1..=12),
+        seed in any::<u64>(),
+    ) {
+        let mut sim = Sim::new(&specs);
+        let mut rng = Rng(seed);
+        let total_tries: usize = specs.iter().map(|s| s.retries as usize + 1).sum();
+        let bound = 3 * total_tries + 2 * specs.len() + 5;
+        for _ in 0..bound {
+            if sim.evaluate_and_check()?.is_some() {
+                break;
+            }
+            if sim.states.iter().any(|s| matches!(s, S::Scheduled | S::Running)) {
+                let changed = sim.execute(&mut rng)?;
+                sim.now += TimeDelta::seconds(rng.below(120) as i64);
+                sim.check_focused(&changed)?;
+            } else {
+                let next = sim.retry_at.iter().zip(&sim.states)
+                    .filter(|(_, s)| **s == S::UpForRetry)
+                    .filter_map(|(at, _)| *at)
+                    .min();
+                prop_assert!(next.is_some(), "stuck: {:?}", sim.states);
+                sim.now = sim.now.max(next.unwrap());
+            }
         }
     }
 }

@@ -79,9 +79,19 @@ pub(crate) struct SyntaxError {
     pub message: String,
 }
 
+/// Most YAML nodes (mappings, sequences, scalars) one DAG file may hold: 200,000 tasks of five.
+const MAX_NODES: usize = 1_000_000;
+
 /// Parses one YAML document into a [`Node`] tree. An empty document is a `Null` node.
 pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut options = serde_saphyr::Options::default();
+    // The parser's default of 250,000 nodes refuses DAGs of 50,000 tasks (five nodes each).
+    // The file-size cap already bounds the nodes a file can spell out, and aliases keep their
+    // own caps, so the node and event budgets follow the biggest DAGs instead.
+    let mut budget = options.budget.clone().unwrap_or_default();
+    budget.max_nodes = MAX_NODES;
+    budget.max_events = 2 * MAX_NODES;
+    options.budget = Some(budget);
     options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
     options.strict_booleans = true;
     options.with_snippet = false;

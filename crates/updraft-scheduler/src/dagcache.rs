@@ -15,6 +15,16 @@ pub struct CachedDag {
     pub index: DagIndex,
 }
 
+impl CachedDag {
+    /// The task `task_id`, found through the index: `Dag::task` searches the tasks one by one,
+    /// which per try of a big run makes the run quadratic.
+    pub fn task(&self, task_id: &str) -> Option<&updraft_dag::Task> {
+        self.index
+            .position(task_id)
+            .and_then(|p| self.dag.tasks.get(p))
+    }
+}
+
 #[derive(Default)]
 pub struct DagCache {
     entries: HashMap<(String, String), Arc<CachedDag>>,

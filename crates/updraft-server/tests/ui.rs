@@ -76,7 +76,12 @@ impl Fixture {
             std::fs::write(path, text).unwrap();
         }
         let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
-        let mut bag = updraft_dag::DagBag::new(&dags);
+        // Big enough for the 50,000-task DAG of the size tests.
+        let options = updraft_dag::DagBagOptions {
+            max_file_size: 16 * 1024 * 1024,
+            ..Default::default()
+        };
+        let mut bag = updraft_dag::DagBag::with_options(&dags, options);
         bag.refresh();
         updraft_runs::record_dag_bag(store.as_ref(), &bag, true, t(0))
             .await
@@ -395,6 +400,84 @@ async fn grid_is_runs_by_tasks_coloured_by_state_with_words() {
     assert!(partial.contains(r#"<tr data-task-id="extract">"#));
     let few = fx.page("/dags/etl/grid?num_runs=1").await;
     assert!(!few.contains("manual__1"), "only the newest run");
+}
+
+/// A DAG of `n` tasks: `n - 1` independent ones, all upstream of a last one.
+fn huge_dag(n: usize) -> String {
+    let mut text = String::from("dag_id: huge\ntasks:\n");
+    for t in 0..n - 1 {
+        text.push_str(&format!("  - {{task_id: t{t:05}, noop: true}}\n"));
+    }
+    text.push_str("  - task_id: last\n    noop: true\n    upstream: [");
+    let ups: Vec<String> = (0..n - 1).map(|t| format!("t{t:05}")).collect();
+    text.push_str(&ups.join(", "));
+    text.push_str("]\n");
+    text
+}
+
+/// Most bytes a grid or graph page of a huge run may take.
+const HUGE_PAGE_BOUND: usize = 300 * 1024;
+
+#[tokio::test]
+async fn the_grid_and_graph_of_a_50000_task_run_stay_small() {
+    const TASKS: usize = 50_000;
+    let fx = Fixture::new(&[("huge.yaml", &huge_dag(TASKS))]).await;
+    fx.run("huge", 1, &[("t00000", TaskState::Success)]).await;
+
+    let grid = fx.page("/dags/huge/grid").await;
+    assert!(
+        grid.len() < HUGE_PAGE_BOUND,
+        "grid page of {} bytes",
+        grid.len()
+    );
+    assert!(
+        grid.contains("Tasks 1–200 of 50000"),
+        "a pager over the task rows"
+    );
+    assert!(grid.contains(r#"<tr data-task-id="t00000">"#));
+    assert!(grid.contains(r#"title="t00000 in manual__1: success""#));
+    assert!(
+        !grid.contains(r#"<tr data-task-id="t00200">"#),
+        "one page of rows"
+    );
+    assert!(grid.contains(r#"href="/dags/huge/grid?num_runs=25&amp;page=2" rel="next""#));
+
+    let last = fx.page("/dags/huge/grid?page=250").await;
+    assert!(
+        last.len() < HUGE_PAGE_BOUND,
+        "grid page of {} bytes",
+        last.len()
+    );
+    assert!(last.contains("Tasks 49801–50000 of 50000"));
+    assert!(
+        last.contains(r#"<tr data-task-id="last">"#),
+        "the join comes last"
+    );
+    assert!(last.contains(r#"rel="prev""#) && !last.contains(r#"rel="next""#));
+    let live = fx.page("/dags/huge/grid?page=250&partial=1").await;
+    assert!(
+        live.contains(r#"<tr data-task-id="last">"#),
+        "the live part keeps its page"
+    );
+
+    let graph = fx.page("/dags/huge/graph").await;
+    assert!(
+        graph.len() < HUGE_PAGE_BOUND,
+        "graph page of {} bytes",
+        graph.len()
+    );
+    assert!(
+        !graph.contains(r#"<svg id="graph""#),
+        "not drawn node by node"
+    );
+    assert!(graph.contains("50000 tasks and 49999 dependencies"));
+    let groups = between(&graph, "<tbody>", "</tbody>");
+    assert_eq!(groups.matches("<tr>").count(), 2, "two depths: {groups}");
+    assert!(groups.contains("<td>49999</td>") && groups.contains("<td>1</td>"));
+    assert!(
+        graph.contains(r#"data-state="success">success: 1</span>"#),
+        "{graph}"
+    );
 }
 
 #[tokio::test]

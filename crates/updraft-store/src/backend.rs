@@ -12,19 +12,18 @@ use std::ops::DerefMut;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Transaction;
-use updraft_core::evaluate::TiSnapshot;
 use updraft_core::{RunState, TaskState};
 use updraft_dag::{Dag, ImportError};
 
+use crate::RunDecider;
 use crate::health::{Access, Health};
 use crate::sql::{self, Db, codec};
 use crate::{
     ActiveCounts, AdminStore, DagHead, DagQuery, DagRow, DagVersionRow, Evaluated,
     ImportErrorQuery, ImportErrorRow, LoadedDagRecord, NewRun, NewTi, NewestRunsFilter, NoteRow,
     OperatorStore, Page, PoolRow, PoolUsage, PurgeReport, QueueLimits, QueueStep, ReadStore,
-    Result, RunChange, RunDecision, RunQuery, RunRow, ScheduledSkip, SchedulerJobRow,
-    SchedulerStore, StepOutcome, StoreError, TiKey, TiQuery, TiRow, TiTransition, TryReport,
-    TryRow,
+    Result, RunChange, RunQuery, RunRow, ScheduledSkip, SchedulerJobRow, SchedulerStore,
+    StepOutcome, StoreError, TiKey, TiQuery, TiRow, TiTransition, TryReport, TryRow,
 };
 
 /// A database backend: its connections and transactions, and the store methods whose SQL is
@@ -103,7 +102,7 @@ pub(crate) trait Backend: Send + Sync {
     async fn evaluate_runs(
         &self,
         run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        decide: &dyn RunDecider,
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>>;
 
@@ -113,7 +112,7 @@ pub(crate) trait Backend: Send + Sync {
         reports: &[TryReport],
         hostname: &str,
         run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        decide: &dyn RunDecider,
         queue: &QueueStep<'_>,
         now: DateTime<Utc>,
     ) -> Result<StepOutcome>;
@@ -237,7 +236,7 @@ impl<B: Backend> SchedulerStore for B {
     async fn evaluate_runs(
         &self,
         run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        decide: &dyn RunDecider,
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>> {
         wrote(
@@ -251,7 +250,7 @@ impl<B: Backend> SchedulerStore for B {
         reports: &[TryReport],
         hostname: &str,
         run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        decide: &dyn RunDecider,
         queue: &QueueStep<'_>,
         now: DateTime<Utc>,
     ) -> Result<StepOutcome> {
@@ -437,6 +436,17 @@ impl<B: Backend> ReadStore for B {
     async fn task_instances_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TiRow>> {
         read(self, async |c| {
             sql::ui::task_instances_of_runs(c, run_pks).await
+        })
+        .await
+    }
+
+    async fn task_instances_of_runs_for_tasks(
+        &self,
+        run_pks: &[i64],
+        task_ids: &[String],
+    ) -> Result<Vec<TiRow>> {
+        read(self, async |c| {
+            sql::ui::task_instances_of_runs_for_tasks(c, run_pks, task_ids).await
         })
         .await
     }

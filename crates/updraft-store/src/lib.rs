@@ -331,18 +331,18 @@ pub trait SchedulerStore: Send + Sync {
     /// caller tries again soon). A run that does not exist or is not `running` is
     /// [`Evaluated::NotRunning`]. For each other run, in pk order, `decide` is called with the
     /// run and the snapshots of its task instances (ordered by `task_id`; only what the core
-    /// reads), its transitions are applied as with [`SchedulerStore::apply_transitions`] and its
-    /// run state, if any, is set as with [`OperatorStore::force_run_state`].
+    /// reads; those of [`RunDecider::focus`] when it names some, with whether the run has
+    /// instances still progressing), its transitions are applied as with
+    /// [`SchedulerStore::apply_transitions`] and its run state, if any, is set as with
+    /// [`OperatorStore::force_run_state`].
     ///
     /// Returns one outcome per distinct pk of `run_pks`, in the order given (a pk listed
     /// again is evaluated, and reported, once).
     ///
-    /// (`decide`'s lifetimes are spelled out: `async_trait` would otherwise turn the elided
-    /// ones into lifetimes of the whole call, and no implementation could pass it its own rows.)
     async fn evaluate_runs(
         &self,
         run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        decide: &dyn RunDecider,
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>>;
     /// The scheduler's whole step after tries ended, in ONE transaction (one commit): record
@@ -370,7 +370,7 @@ pub trait SchedulerStore: Send + Sync {
         reports: &[TryReport],
         hostname: &str,
         run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        decide: &dyn RunDecider,
         queue: &QueueStep<'_>,
         now: DateTime<Utc>,
     ) -> Result<StepOutcome>;
@@ -480,6 +480,13 @@ pub trait ReadStore: Send + Sync {
     async fn latest_scheduled_runs(&self, dag_ids: &[String]) -> Result<Vec<RunRow>>;
     /// Task instances of several runs in one query, ordered by run, then `task_id`.
     async fn task_instances_of_runs(&self, run_pks: &[i64]) -> Result<Vec<TiRow>>;
+    /// [`ReadStore::task_instances_of_runs`] of only the tasks `task_ids` (one page of a
+    /// grid): one primary-key lookup per run and task, whatever the runs' sizes.
+    async fn task_instances_of_runs_for_tasks(
+        &self,
+        run_pks: &[i64],
+        task_ids: &[String],
+    ) -> Result<Vec<TiRow>>;
     /// Every try of every instance of a run, by `task_id` then try number.
     async fn tries_of_run(&self, run_pk: i64) -> Result<Vec<TryRow>>;
     /// Every recorded version of a DAG, newest first.
@@ -682,6 +689,41 @@ pub struct StepOutcome {
     pub queued: Vec<TiRow>,
     /// How many scheduled instances the page held: a full page means more may be waiting.
     pub scheduled_read: usize,
+}
+
+/// What [`SchedulerStore::evaluate_runs`] and [`SchedulerStore::record_evaluate_and_queue`]
+/// ask about each run they evaluate: which instances to read, and the decision. A closure
+/// `Fn(&RunRow, &[TiSnapshot]) -> RunDecision` is one that always reads the whole run.
+pub trait RunDecider: Send + Sync {
+    /// The task ids whose instances [`RunDecider::decide`] needs for `run`; `None` (the
+    /// default) for every instance of the run.
+    fn focus(&self, run: &RunRow) -> Option<Vec<String>> {
+        let _ = run;
+        None
+    }
+
+    /// The decision for `run` from what was read. `None` asks for the whole run: the store
+    /// then reads every instance and asks once more (a `None` to a whole read decides nothing).
+    fn decide(&self, run: &RunRow, read: &RunRead<'_>) -> Option<RunDecision>;
+}
+
+impl<F> RunDecider for F
+where
+    F: for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync,
+{
+    fn decide(&self, run: &RunRow, read: &RunRead<'_>) -> Option<RunDecision> {
+        Some(self(run, read.tis))
+    }
+}
+
+/// The instances of a run read for [`RunDecider::decide`].
+#[derive(Debug, Clone, Copy)]
+pub struct RunRead<'a> {
+    /// Ordered by `task_id`: every instance of the run, or those of the decider's focus.
+    pub tis: &'a [TiSnapshot],
+    /// With a focus: whether some instance of the run, read or not, is scheduled, queued,
+    /// running or up_for_retry. `None` when every instance was read.
+    pub progressing: Option<bool>,
 }
 
 /// What the core decided for a run, for [`SchedulerStore::evaluate_runs`].

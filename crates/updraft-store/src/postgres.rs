@@ -50,13 +50,12 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
 use updraft_dag::ImportError;
 
+use crate::RunDecider;
 use crate::backend::Backend;
 use crate::health::{Engine, Health};
-use updraft_core::evaluate::TiSnapshot;
 
 use crate::{
-    Evaluated, LoadedDagRecord, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow,
-    TiTransition, TryReport,
+    Evaluated, LoadedDagRecord, QueueLimits, Result, TiKey, TiRow, TiTransition, TryReport,
 };
 
 mod codec;
@@ -316,7 +315,7 @@ impl Backend for PgStore {
     async fn evaluate_runs(
         &self,
         run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        decide: &dyn RunDecider,
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>> {
         self.scoped(scheduling::evaluate_runs(&self.pool, run_pks, decide, now))
@@ -328,7 +327,7 @@ impl Backend for PgStore {
         reports: &[crate::TryReport],
         hostname: &str,
         run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        decide: &dyn RunDecider,
         queue: &crate::QueueStep<'_>,
         now: DateTime<Utc>,
     ) -> Result<crate::StepOutcome> {

@@ -36,13 +36,12 @@ use sqlx::sqlite::{
 use sqlx::{Connection, SqliteConnection, Transaction};
 use updraft_dag::ImportError;
 
+use crate::RunDecider;
 use crate::backend::Backend;
 use crate::health::{Access, Engine, Health};
-use updraft_core::evaluate::TiSnapshot;
 
 use crate::{
-    Evaluated, LoadedDagRecord, QueueLimits, Result, RunDecision, RunRow, TiKey, TiRow,
-    TiTransition, TryReport,
+    Evaluated, LoadedDagRecord, QueueLimits, Result, TiKey, TiRow, TiTransition, TryReport,
 };
 
 mod codec;
@@ -330,7 +329,7 @@ impl Backend for SqliteStore {
     async fn evaluate_runs(
         &self,
         run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        decide: &dyn RunDecider,
         now: DateTime<Utc>,
     ) -> Result<Vec<(i64, Evaluated)>> {
         scheduling::evaluate_runs(&self.writer, run_pks, decide, now).await
@@ -341,7 +340,7 @@ impl Backend for SqliteStore {
         reports: &[crate::TryReport],
         hostname: &str,
         run_pks: &[i64],
-        decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+        decide: &dyn RunDecider,
         queue: &crate::QueueStep<'_>,
         now: DateTime<Utc>,
     ) -> Result<crate::StepOutcome> {

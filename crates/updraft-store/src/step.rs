@@ -2,15 +2,19 @@
 //! [`crate::SchedulerStore::record_evaluate_and_queue`] and of queueing: the room read inside
 //! the caller's transaction, the selector's page chosen from, which of the selector's keys are
 //! queued (those on the page, once each, that the room still admits, by the same rule as
-//! [`crate::SchedulerStore::queue`]) and the queued rows put back in the selector's order. Only
-//! the batched `queue_many` and the locking around them stay per backend.
+//! [`crate::SchedulerStore::queue`]) and the queued rows put back in the selector's order; the
+//! runs' decisions, each run read whole or only its decider's focus. Only the batched
+//! `queue_many`, recording the decisions and the locking around them stay per backend.
 
 use std::collections::{HashMap, HashSet};
 
 use crate::room::{Candidate, Room};
 use crate::sql::codec::StoreRow;
 use crate::sql::{Db, query, task_instances};
-use crate::{QueueChoice, QueueRoom, QueueStep, Result, TiKey, TiRow};
+use crate::{
+    QueueChoice, QueueRoom, QueueStep, Result, RunDecider, RunDecision, RunRead, RunRow, TiKey,
+    TiRow,
+};
 
 /// The pools' sizes and what `queued` and `running` instances hold, as the queue selector
 /// sees them.
@@ -130,4 +134,60 @@ pub(crate) fn in_order(admitted: &[&TiRow], queued: Vec<TiRow>) -> Vec<TiRow> {
         .iter()
         .filter_map(|ti| by_key.remove(&(ti.run_pk, ti.task_id.clone())))
         .collect()
+}
+
+/// The decisions for `running` (locked, `running` runs), in their order. The runs without a
+/// focus are read whole in one statement; each run with one has its focus's instances read
+/// and is read whole only if the decider asks for it.
+pub(crate) async fn decide_runs<C: Db + ?Sized>(
+    conn: &mut C,
+    running: &[RunRow],
+    decider: &dyn RunDecider,
+) -> Result<Vec<RunDecision>> {
+    let focuses: Vec<Option<Vec<String>>> = running.iter().map(|run| decider.focus(run)).collect();
+    let whole: Vec<i64> = running
+        .iter()
+        .zip(&focuses)
+        .filter(|(_, focus)| focus.is_none())
+        .map(|(run, _)| run.id)
+        .collect();
+    let mut snapshots = if whole.is_empty() {
+        HashMap::new()
+    } else {
+        task_instances::snapshots(&mut *conn, &whole).await?
+    };
+    let mut decisions = Vec::with_capacity(running.len());
+    for (run, focus) in running.iter().zip(focuses) {
+        let focused = match focus {
+            Some(task_ids) => {
+                let tis = task_instances::focused_snapshots(&mut *conn, run.id, &task_ids).await?;
+                let progressing = task_instances::progressing(&mut *conn, run.id).await?;
+                let read = RunRead {
+                    tis: &tis,
+                    progressing: Some(progressing),
+                };
+                decider.decide(run, &read)
+            }
+            None => None,
+        };
+        let decision = match focused {
+            Some(decision) => decision,
+            None => {
+                let tis = match snapshots.remove(&run.id) {
+                    Some(tis) => tis,
+                    None => task_instances::snapshots(&mut *conn, &[run.id])
+                        .await?
+                        .remove(&run.id)
+                        .unwrap_or_default(),
+                };
+                let read = RunRead {
+                    tis: &tis,
+                    progressing: None,
+                };
+                decider.decide(run, &read).unwrap_or_default()
+            }
+        };
+        decisions.push(decision);
+    }
+    Ok(decisions)
 }

@@ -1,27 +1,115 @@
 //! Evaluating runs: pending reports recorded, the touched runs' task states decided by the
 //! core and a first page of what became runnable queued, in one store call (one transaction,
-//! one commit per chain edge).
+//! one commit per chain edge). A run whose only news is tries ending is evaluated from the
+//! instances those can affect (the core's focused evaluation), so a step costs what it
+//! records, not the size of the runs it touches; a run is read whole when it is new here, when
+//! something else may have changed it (a poke, the slow poll), or when the focus is not enough.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use tokio::time::Instant;
 use tracing::info;
-use updraft_core::evaluate::{TiSnapshot, evaluate_run_indexed};
+use updraft_core::evaluate::{evaluate_run_focused, evaluate_run_indexed, focus};
 use updraft_core::{RunState, TaskState};
-use updraft_store::{Evaluated, QueueStep, RunDecision, RunRow, TiTransition, TryReport};
+use updraft_store::{
+    Evaluated, QueueStep, RunDecider, RunDecision, RunRead, RunRow, TiTransition, TryReport,
+};
 
-use super::Scheduler;
 use super::queue::QueuedPage;
+use super::{BUSY_RETRY, Scheduler};
 use crate::SchedulerError;
 use crate::dagcache::CachedDag;
 use crate::selection::Selector;
 
+/// The core's decisions for the runs of one step, as the store asks for them: runs in
+/// `whole` read whole, the others from the focus of the tasks whose tries ended.
+struct Decider<'a> {
+    dags: &'a HashMap<String, HashMap<String, Arc<CachedDag>>>,
+    previous: &'a HashMap<i64, HashMap<String, TaskState>>,
+    whole: &'a BTreeSet<i64>,
+    ended: &'a HashMap<i64, BTreeSet<String>>,
+    now: DateTime<Utc>,
+    /// Runs read whole, with the earliest retry their evaluation found.
+    read_whole: Mutex<HashMap<i64, Option<DateTime<Utc>>>>,
+}
+
+impl Decider<'_> {
+    fn cached(&self, run: &RunRow) -> Option<&Arc<CachedDag>> {
+        // Always there: every run was prepared, and a run's DAG and version never change.
+        self.dags
+            .get(run.dag_id.as_str())
+            .and_then(|versions| versions.get(run.version.as_str()))
+    }
+}
+
+impl RunDecider for Decider<'_> {
+    fn focus(&self, run: &RunRow) -> Option<Vec<String>> {
+        if self.whole.contains(&run.id) {
+            return None;
+        }
+        let cached = self.cached(run)?;
+        let mut changed = Vec::new();
+        for task_id in self.ended.get(&run.id)? {
+            // A task the version does not know (cannot happen): read the whole run.
+            changed.push(cached.index.position(task_id)?);
+        }
+        let positions = focus(&cached.index, changed);
+        Some(
+            positions
+                .into_iter()
+                .map(|p| cached.index.task_id(p).to_owned())
+                .collect(),
+        )
+    }
+
+    fn decide(&self, run: &RunRow, read: &RunRead<'_>) -> Option<RunDecision> {
+        let Some(cached) = self.cached(run) else {
+            return Some(RunDecision::default());
+        };
+        let previous = self.previous.get(&run.id);
+        let evaluation = match read.progressing {
+            Some(progressing) => evaluate_run_focused(
+                &cached.dag,
+                &cached.index,
+                read.tis,
+                progressing,
+                previous,
+                self.now,
+            )?,
+            None => {
+                let evaluation =
+                    evaluate_run_indexed(&cached.dag, &cached.index, read.tis, previous, self.now);
+                if let Ok(mut read_whole) = self.read_whole.lock() {
+                    read_whole.insert(run.id, evaluation.wake_at);
+                }
+                evaluation
+            }
+        };
+        // A focused evaluation's retries are already timed: each by the report that made it
+        // (`TrackedRuns::retries`) or by the whole evaluation that found it (`run_wake`).
+        Some(RunDecision {
+            transitions: evaluation
+                .transitions
+                .into_iter()
+                .map(|(task_id, expected, new)| TiTransition {
+                    task_id,
+                    expected,
+                    new,
+                })
+                .collect(),
+            run_state: evaluation.run_state,
+        })
+    }
+}
+
 impl Scheduler {
-    /// Record the pending reports, evaluate every dirty run (and the runs of tries that
-    /// ended) and, with `queue`, queue a first page of what is runnable: one
-    /// [`Store::record_evaluate_and_queue`] call, one transaction. Returns whether some run
-    /// finished, and the page queued (`None` when the store was not called).
+    /// Record the pending reports, evaluate every dirty run (read whole) and the runs of tries
+    /// that ended (from the instances those can affect) and, with `queue`, queue a first page
+    /// of what is runnable: one [`Store::record_evaluate_and_queue`] call, one transaction.
+    /// Returns whether some run finished, and the page queued (`None` when the store was not
+    /// called).
     ///
     /// [`Store::record_evaluate_and_queue`]: updraft_store::Store::record_evaluate_and_queue
     pub(super) async fn evaluate(
@@ -31,12 +119,17 @@ impl Scheduler {
     ) -> Result<(bool, Option<QueuedPage>), SchedulerError> {
         for report in &self.tries.pending_reports {
             if let TryReport::Finished { key, .. } = report {
-                self.tracked.dirty.insert(key.run_pk);
+                self.tracked
+                    .ended
+                    .entry(key.run_pk)
+                    .or_default()
+                    .insert(key.task_id.clone());
             }
         }
-        let run_pks: Vec<i64> = std::mem::take(&mut self.tracked.dirty)
-            .into_iter()
-            .collect();
+        let whole = std::mem::take(&mut self.tracked.dirty);
+        let mut ended = std::mem::take(&mut self.tracked.ended);
+        ended.retain(|run_pk, _| !whole.contains(run_pk));
+        let run_pks: Vec<i64> = whole.iter().chain(ended.keys()).copied().collect();
         // What `decide` needs, read before the transaction: each run's DAG by dag_id and
         // version, and for DAGs with `depends_on_past` tasks the previous run's states.
         let mut dags: HashMap<String, HashMap<String, Arc<CachedDag>>> = HashMap::new();
@@ -50,9 +143,8 @@ impl Scheduler {
                 Ok(true) => pks.push(run_pk),
                 Ok(false) => {}
                 Err(e) => {
-                    // As one at a time: the failing run is dropped, the others stay dirty.
-                    self.tracked.dirty.extend(pks);
-                    self.tracked.dirty.extend(&run_pks[i + 1..]);
+                    // As one at a time: the failing run is dropped, the others stay to do.
+                    self.put_back(&whole, ended, pks.iter().chain(&run_pks[i + 1..]));
                     return Err(e);
                 }
             }
@@ -60,33 +152,14 @@ impl Scheduler {
         if pks.is_empty() && self.tries.pending_reports.is_empty() {
             return Ok((false, None));
         }
-        let wake_at = std::sync::Mutex::new(None::<DateTime<Utc>>);
-        let decide = |run: &RunRow, tis: &[TiSnapshot]| {
-            let Some(cached) = dags
-                .get(run.dag_id.as_str())
-                .and_then(|versions| versions.get(run.version.as_str()))
-            else {
-                // Not prepared (cannot happen: a run's DAG and version never change).
-                return RunDecision::default();
-            };
-            let evaluation =
-                evaluate_run_indexed(&cached.dag, &cached.index, tis, previous.get(&run.id), now);
-            if let Some(at) = evaluation.wake_at {
-                let mut wake_at = wake_at.lock().expect("not poisoned");
-                *wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
-            }
-            RunDecision {
-                transitions: evaluation
-                    .transitions
-                    .into_iter()
-                    .map(|(task_id, expected, new)| TiTransition {
-                        task_id,
-                        expected,
-                        new,
-                    })
-                    .collect(),
-                run_state: evaluation.run_state,
-            }
+        pks.sort_unstable();
+        let decider = Decider {
+            dags: &dags,
+            previous: &previous,
+            whole: &whole,
+            ended: &ended,
+            now,
+            read_whole: Mutex::default(),
         };
         let page = if queue { self.queue_page_size() } else { 0 };
         let selector = Selector {
@@ -106,12 +179,13 @@ impl Scheduler {
                 &self.tries.pending_reports,
                 &self.config.hostname,
                 &pks,
-                &decide,
+                &decider,
                 &step,
                 now,
             )
             .await;
         let unknown_pools = selector.unknown_pools.into_inner().unwrap_or_default();
+        let read_whole = decider.read_whole.into_inner().unwrap_or_default();
         let (outcomes, queued_page) = match recorded {
             Ok(step) => {
                 let reports = std::mem::take(&mut self.tries.pending_reports);
@@ -125,25 +199,30 @@ impl Scheduler {
                 (step.evaluated, queued_page)
             }
             Err(e) => {
-                self.tracked.dirty.extend(pks);
+                self.put_back(&whole, ended, pks.iter());
                 return Err(e.into());
             }
         };
         self.report_unknown_pools(&unknown_pools);
-        if let Some(at) = wake_at.into_inner().expect("not poisoned") {
-            self.wake(at);
-        }
+        self.runs_read_whole(read_whole, &dags);
         let mut any_finished = false;
         for (run_pk, outcome) in outcomes {
             let decision = match outcome {
                 Evaluated::Applied { decision, .. } => decision,
                 Evaluated::NotRunning => {
-                    self.tracked.known.remove(&run_pk);
+                    self.forget(run_pk);
                     continue;
                 }
                 Evaluated::Busy => {
                     // Another scheduler is evaluating it; what it read may predate our changes.
-                    self.tracked.busy.insert(run_pk);
+                    match ended.remove(&run_pk) {
+                        Some(tasks) => self.tracked.ended.entry(run_pk).or_default().extend(tasks),
+                        None => {
+                            self.tracked.busy.insert(run_pk);
+                        }
+                    }
+                    let soon = chrono::Duration::from_std(BUSY_RETRY).unwrap_or_default();
+                    self.wake(now + soon);
                     continue;
                 }
             };
@@ -152,13 +231,67 @@ impl Scheduler {
             }
             if let Some(state) = decision.run_state {
                 self.tracked.in_play.remove(&run_pk);
-                if let Some(run) = self.tracked.known.remove(&run_pk) {
+                if let Some(run) = self.tracked.known.get(&run_pk) {
                     info!(dag_id = %run.dag_id, run_id = %run.run_id, %state, "run finished");
                 }
+                self.forget(run_pk);
                 any_finished = true;
             }
         }
         Ok((any_finished, queued_page))
+    }
+
+    /// The runs of a step that did not happen (`pks`), to evaluate again as they were: read
+    /// whole if they were to be, else from their focus.
+    fn put_back<'a>(
+        &mut self,
+        whole: &BTreeSet<i64>,
+        mut ended: HashMap<i64, BTreeSet<String>>,
+        pks: impl Iterator<Item = &'a i64>,
+    ) {
+        for pk in pks {
+            if whole.contains(pk) {
+                self.tracked.dirty.insert(*pk);
+            } else if let Some(tasks) = ended.remove(pk) {
+                self.tracked.ended.entry(*pk).or_default().extend(tasks);
+            }
+        }
+    }
+
+    /// Remember when the runs of `read_whole` were read whole, their size, and the retries
+    /// their evaluation found.
+    fn runs_read_whole(
+        &mut self,
+        read_whole: HashMap<i64, Option<DateTime<Utc>>>,
+        dags: &HashMap<String, HashMap<String, Arc<CachedDag>>>,
+    ) {
+        let at = Instant::now();
+        for (run_pk, wake_at) in read_whole {
+            let tasks = self
+                .tracked
+                .known
+                .get(&run_pk)
+                .and_then(|run| dags.get(&run.dag_id)?.get(&run.version))
+                .map_or(0, |cached| cached.dag.tasks.len());
+            self.tracked.read_whole.insert(run_pk, (at, tasks));
+            match wake_at {
+                Some(wake_at) => {
+                    self.tracked.run_wake.insert(run_pk, wake_at);
+                    self.wake(wake_at);
+                }
+                None => {
+                    self.tracked.run_wake.remove(&run_pk);
+                }
+            }
+        }
+    }
+
+    /// A run that finished or is no longer running: nothing about it is kept.
+    fn forget(&mut self, run_pk: i64) {
+        self.tracked.known.remove(&run_pk);
+        self.tracked.read_whole.remove(&run_pk);
+        self.tracked.run_wake.remove(&run_pk);
+        self.tracked.retries.retain(|(_, pk, _)| *pk != run_pk);
     }
 
     /// Ready `run_pk` for [`Self::evaluate`]: its DAG into `dags` and, when the DAG has

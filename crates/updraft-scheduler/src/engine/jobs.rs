@@ -54,6 +54,8 @@ impl Scheduler {
                 .await?;
             if !reaped.is_empty() {
                 warn!(jobs = ?reaped, "schedulers stopped heartbeating; taking over their tries");
+                // Their tries, failed below, may decide any run: the next pass reads all whole.
+                self.tracked.read_whole.clear();
             }
             self.recover_orphans().await?;
         }

@@ -46,7 +46,7 @@ impl Scheduler {
         };
         let log = self.try_log_path(run, ti);
         self.track_in_flight(ti, &cached);
-        let Some(task) = cached.dag.task(&ti.task_id) else {
+        let Some(task) = cached.task(&ti.task_id) else {
             return self
                 .fail_before_start(key, &log, "task is missing from the run's DAG version", now)
                 .await;

@@ -53,6 +53,7 @@ use crate::SchedulerError;
 
 pub use config::{KubernetesConfig, SchedulerConfig};
 use folder::DagsFolder;
+use passes::Reread;
 use state::{Definitions, Executors, InFlight, Job, TrackedRuns, Tries, Wakeups};
 
 /// Longest wait between retries of a pass that failed (e.g. the database is away).
@@ -259,7 +260,7 @@ impl Scheduler {
             self.recover_orphans().await?;
             self.sync_folder(true).await?;
         }
-        self.full_pass().await
+        self.full_pass(Reread::All).await
     }
 
     async fn count_finished(&self, runs: &[i64]) -> Result<usize, SchedulerError> {
@@ -274,19 +275,38 @@ impl Scheduler {
         Ok(finished)
     }
 
+    /// The next stimulus to handle. Shutdown always comes first. Executor events and the
+    /// other stimuli (the folder, pokes, timers) take turns: after a burst of events, anything
+    /// else that is ready is handled before the next burst, so a run whose tries end
+    /// continuously never keeps run starts, other DAGs' work or timers waiting. (Each turn of
+    /// events drains every pending one, so events lose nothing by waiting a turn.)
     async fn next_stimulus(
         &mut self,
-        shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+        mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     ) -> Stimulus {
         let deadline = self.next_deadline();
-        tokio::select! {
-            biased;
-            _ = shutdown => Stimulus::Shutdown,
-            Some(event) = self.executors.events.recv() => Stimulus::Event(event),
-            _ = self.wakeups.folder_changed.notified() => Stimulus::FolderChanged,
-            _ = self.wakeups.poke.notified() => Stimulus::Poked,
-            _ = tokio::time::sleep_until(deadline) => Stimulus::Timer,
-        }
+        let events_first = !self.wakeups.events_had_turn;
+        let stimulus = if events_first {
+            tokio::select! {
+                biased;
+                _ = shutdown.as_mut() => Stimulus::Shutdown,
+                Some(event) = self.executors.events.recv() => Stimulus::Event(event),
+                _ = self.wakeups.folder_changed.notified() => Stimulus::FolderChanged,
+                _ = self.wakeups.poke.notified() => Stimulus::Poked,
+                _ = tokio::time::sleep_until(deadline) => Stimulus::Timer,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                _ = shutdown.as_mut() => Stimulus::Shutdown,
+                _ = self.wakeups.folder_changed.notified() => Stimulus::FolderChanged,
+                _ = self.wakeups.poke.notified() => Stimulus::Poked,
+                _ = tokio::time::sleep_until(deadline) => Stimulus::Timer,
+                Some(event) = self.executors.events.recv() => Stimulus::Event(event),
+            }
+        };
+        self.wakeups.events_had_turn = matches!(stimulus, Stimulus::Event(_));
+        stimulus
     }
 
     fn next_deadline(&self) -> Instant {
@@ -328,11 +348,12 @@ impl Scheduler {
             Stimulus::FolderChanged => {
                 self.housekeeping().await?;
                 self.sync_folder(false).await?;
-                self.full_pass().await
+                self.full_pass(Reread::Due).await
             }
             Stimulus::Poked => {
+                // Work recorded elsewhere may have changed any run.
                 self.housekeeping().await?;
-                self.full_pass().await
+                self.full_pass(Reread::All).await
             }
             Stimulus::Timer => {
                 self.housekeeping().await?;
@@ -343,7 +364,7 @@ impl Scheduler {
                 {
                     self.sync_folder(false).await?;
                 }
-                self.full_pass().await
+                self.full_pass(Reread::Due).await
             }
             Stimulus::Shutdown => Ok(()),
         }

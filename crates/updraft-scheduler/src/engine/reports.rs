@@ -83,8 +83,8 @@ impl Scheduler {
         Ok(())
     }
 
-    /// After `reports` were recorded: tell the live views, wake for retries and, unless the
-    /// runs were evaluated in the same step, mark the runs of ended tries for evaluation.
+    /// After `reports` were recorded: tell the live views, time the retries and, unless the
+    /// runs were evaluated in the same step, mark the ended tries for a focused evaluation.
     pub(super) fn reports_recorded(
         &mut self,
         reports: &[TryReport],
@@ -101,12 +101,21 @@ impl Scheduler {
                     if !applied {
                         debug!(task_id = %key.task_id, "try outcome not recorded: instance changed meanwhile");
                     }
-                    if let Some(at) = retry_at {
+                    if let Some(at) = retry_at
+                        && applied
+                    {
+                        self.tracked
+                            .retries
+                            .push((*at, key.run_pk, key.task_id.clone()));
                         self.wake(*at);
                     }
                     touched.insert(key.run_pk);
                     if mark_dirty {
-                        self.tracked.dirty.insert(key.run_pk);
+                        self.tracked
+                            .ended
+                            .entry(key.run_pk)
+                            .or_default()
+                            .insert(key.task_id.clone());
                     }
                 }
             }
@@ -139,7 +148,7 @@ impl Scheduler {
             warn!(task_id = %key.task_id, "finish reported for a try not in flight");
             return None;
         };
-        let task = flight.dag.dag.task(&key.task_id)?;
+        let task = flight.dag.task(&key.task_id)?;
         let (state, retry_at) = on_try_finished(
             task,
             flight.try_number,

@@ -60,6 +60,8 @@ pub(super) struct Wakeups {
     pub(super) wake_at: Option<DateTime<Utc>>,
     /// The next slow poll for work recorded by other processes.
     pub(super) next_poll: Instant,
+    /// The last stimulus handled was executor events: the others go first next time.
+    pub(super) events_had_turn: bool,
 }
 
 impl Wakeups {
@@ -69,6 +71,7 @@ impl Wakeups {
             poke: Arc::new(Notify::new()),
             wake_at: None,
             next_poll: Instant::now(),
+            events_had_turn: false,
         }
     }
 }
@@ -128,8 +131,20 @@ pub(super) struct Tries {
 pub(super) struct TrackedRuns {
     /// Running runs in scope whose DAG is not paused; only their instances are queued.
     pub(super) in_play: HashSet<i64>,
-    /// Runs to evaluate at the next pass.
+    /// Runs to read whole and evaluate at the next pass.
     pub(super) dirty: BTreeSet<i64>,
+    /// Runs (not in `dirty`) whose only changes since their last evaluation are these tasks'
+    /// tries ending: evaluated from the instances those can affect (a focused evaluation).
+    pub(super) ended: HashMap<i64, BTreeSet<String>>,
+    /// Tries recorded `up_for_retry` here, by when they are due: (retry_at, run, task). Due,
+    /// each goes into `ended`, so its retry is decided without reading its whole run.
+    pub(super) retries: Vec<(DateTime<Utc>, i64, String)>,
+    /// The earliest retry a whole evaluation of the run found (after a restart, say).
+    pub(super) run_wake: HashMap<i64, DateTime<Utc>>,
+    /// When each run was last read whole, and its number of tasks: the slow poll re-reads a
+    /// run of `n` tasks at most every `poll_interval × ⌈n / 1000⌉`, so the safety net costs
+    /// the same per unit of time whatever the runs' sizes.
+    pub(super) read_whole: HashMap<i64, (Instant, usize)>,
     /// Runs another scheduler was evaluating: looked at again after [`super::BUSY_RETRY`].
     pub(super) busy: BTreeSet<i64>,
     /// Running runs as last read, for what never changes in a run (DAG, version, dates);

@@ -23,6 +23,17 @@ use crate::state::AppState;
 /// Runs the grid shows unless asked otherwise, and the most it shows.
 pub const GRID_RUNS: usize = 25;
 const GRID_MAX_RUNS: usize = 100;
+/// Cells one grid page shows at most: it shows `GRID_CELLS / runs` task rows (within
+/// [`GRID_MIN_ROWS`] and [`GRID_MAX_ROWS`]), and pages through the rest, so a DAG of any size
+/// gets a page of bounded size.
+const GRID_CELLS: usize = 2_500;
+const GRID_MIN_ROWS: usize = 20;
+const GRID_MAX_ROWS: usize = 200;
+/// Above this many tasks the graph is summarised (tasks counted by depth and state) instead of
+/// drawn node by node.
+pub const GRAPH_MAX_NODES: usize = 500;
+/// Most groups (rows) of a summarised graph: depths are merged into ranges beyond it.
+const GRAPH_MAX_GROUPS: usize = 100;
 /// Runs offered in the graph's and Gantt's run pickers.
 const PICKER_RUNS: u32 = 25;
 /// Runs listed on the runs tab.
@@ -93,8 +104,21 @@ struct GridPage {
     rows: Vec<GridRow>,
     num_runs: usize,
     run_choices: Vec<Choice>,
+    /// Set when the DAG has more task rows than one page shows.
+    pager: Option<Pager>,
     legend: Vec<Legend>,
     live_src: String,
+}
+
+/// Where a grid page is among the DAG's task rows.
+#[derive(Serialize)]
+struct Pager {
+    /// 1-based, of the first and last task row shown.
+    first: usize,
+    last: usize,
+    total: usize,
+    previous: Option<String>,
+    next: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -121,6 +145,55 @@ struct GridRow {
     cells: Vec<Option<Mark>>,
 }
 
+/// Task rows per grid page when `runs` runs are shown.
+fn grid_rows_per_page(runs: usize) -> usize {
+    (GRID_CELLS / runs.max(1)).clamp(GRID_MIN_ROWS, GRID_MAX_ROWS)
+}
+
+/// The grid's task rows: the current definition's tasks in topological order, then tasks the
+/// shown runs' pinned versions have and it no longer has (read from those versions, so no
+/// instance is read for rows off the page).
+async fn grid_task_order(
+    state: &AppState,
+    current: &updraft_store::DagRow,
+    runs: &[RunRow],
+) -> Result<Vec<(String, bool)>, UiError> {
+    let mut order: Vec<(String, bool)> = current
+        .dag
+        .topological_order()
+        .into_iter()
+        .map(|t| (t.task_id.clone(), true))
+        .collect();
+    let mut versions: Vec<&str> = runs
+        .iter()
+        .map(|r| r.version.as_str())
+        .filter(|v| *v != current.version)
+        .collect();
+    versions.sort_unstable();
+    versions.dedup();
+    let known: std::collections::HashSet<&str> = order.iter().map(|(id, _)| id.as_str()).collect();
+    let mut extra: Vec<String> = Vec::new();
+    for version in versions {
+        if let Some(pinned) = state
+            .store
+            .dag_version(&current.dag.dag_id, version)
+            .await?
+        {
+            extra.extend(
+                pinned
+                    .tasks
+                    .into_iter()
+                    .filter(|t| !known.contains(t.task_id.as_str()))
+                    .map(|t| t.task_id),
+            );
+        }
+    }
+    extra.sort();
+    extra.dedup();
+    order.extend(extra.into_iter().map(|id| (id, false)));
+    Ok(order)
+}
+
 pub async fn grid(
     State(state): State<AppState>,
     identity: Identity,
@@ -133,6 +206,10 @@ pub async fn grid(
         .and_then(|n| n.parse().ok())
         .unwrap_or(GRID_RUNS)
         .clamp(1, GRID_MAX_RUNS);
+    let page: usize = query_get(&pairs, "page")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let filter = NewestRunsFilter {
         dag_id: Some(dag_id.clone()),
         states: Vec::new(),
@@ -145,8 +222,18 @@ pub async fn grid(
     let header = header?;
     let mut runs = runs?;
     runs.reverse(); // oldest left
+    let order = grid_task_order(&state, &row, &runs).await?;
+    let per_page = grid_rows_per_page(runs.len());
+    let pages = order.len().div_ceil(per_page).max(1);
+    let page = page.min(pages);
+    let first = (page - 1) * per_page;
+    let shown: Vec<(String, bool)> = order.iter().skip(first).take(per_page).cloned().collect();
     let pks: Vec<i64> = runs.iter().map(|r| r.id).collect();
-    let tis = state.store.task_instances_of_runs(&pks).await?;
+    let task_ids: Vec<String> = shown.iter().map(|(id, _)| id.clone()).collect();
+    let tis = state
+        .store
+        .task_instances_of_runs_for_tasks(&pks, &task_ids)
+        .await?;
     let by_key: HashMap<(i64, &str), &TiRow> = tis
         .iter()
         .map(|ti| ((ti.run_pk, ti.task_id.as_str()), ti))
@@ -168,7 +255,7 @@ pub async fn grid(
             run: s,
         })
         .collect();
-    let rows = task_order(&row.dag, &tis)
+    let rows = shown
         .into_iter()
         .map(|(task_id, current)| GridRow {
             cells: runs
@@ -179,6 +266,14 @@ pub async fn grid(
             current,
         })
         .collect();
+    let page_url = |p: usize| format!("{}/grid?num_runs={num_runs}&page={p}", header.url);
+    let pager = (pages > 1).then(|| Pager {
+        first: first + 1,
+        last: (first + per_page).min(order.len()),
+        total: order.len(),
+        previous: (page > 1).then(|| page_url(page - 1)),
+        next: (page < pages).then(|| page_url(page + 1)),
+    });
     let run_choices = [10, 25, 50, 100]
         .into_iter()
         .map(|n| Choice {
@@ -187,14 +282,20 @@ pub async fn grid(
             selected: n == num_runs,
         })
         .collect();
+    let live_src = if pager.is_some() {
+        page_url(page)
+    } else {
+        format!("{}/grid?num_runs={num_runs}", header.url)
+    };
     let ctx = GridPage {
         frame: Frame::new(format!("{dag_id} · grid"), "dags").live_for(&[&dag_id]),
-        live_src: format!("{}/grid?num_runs={num_runs}", header.url),
+        live_src,
         dag: header,
         runs: grid_runs,
         rows,
         num_runs,
         run_choices,
+        pager,
         legend: legend(),
     };
     render::page("grid.html", "grid_live.html", partial(&raw), &ctx)
@@ -321,9 +422,115 @@ struct GraphPage {
     dag: DagHeader,
     runs: Vec<RunOption>,
     run: Option<RunSummary>,
-    graph: Graph,
+    /// Drawn node by node, for DAGs of at most [`GRAPH_MAX_NODES`] tasks.
+    graph: Option<Graph>,
+    /// Tasks counted by depth and state, for bigger DAGs.
+    summary: Option<GraphSummary>,
     legend: Vec<Legend>,
     live_src: String,
+}
+
+/// A graph too big to draw, as Airflow shows mapped tasks: counts instead of nodes. Tasks are
+/// grouped by depth (the longest upstream path to them: a group's tasks depend only on
+/// earlier groups), each group with its tasks counted by state.
+#[derive(Serialize)]
+pub struct GraphSummary {
+    pub tasks: usize,
+    pub edges: usize,
+    /// The whole run's instances by state (empty without a run).
+    pub states: Vec<StateCount>,
+    pub groups: Vec<DepthGroup>,
+}
+
+#[derive(Serialize)]
+pub struct DepthGroup {
+    /// 1-based depths, first and last (equal unless depths were merged).
+    pub first: usize,
+    pub last: usize,
+    pub tasks: usize,
+    pub states: Vec<StateCount>,
+}
+
+#[derive(Serialize)]
+pub struct StateCount {
+    pub state: &'static str,
+    pub label: &'static str,
+    pub count: usize,
+}
+
+/// `counts` (by [`TaskState::ALL`] position) as the states that occur, in that order.
+fn state_counts(counts: &[usize; TaskState::ALL.len()]) -> Vec<StateCount> {
+    TaskState::ALL
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, n)| StateCount {
+            state: s.as_str(),
+            label: task_state_label(*s),
+            count: *n,
+        })
+        .collect()
+}
+
+fn state_position(state: TaskState) -> usize {
+    TaskState::ALL
+        .iter()
+        .position(|s| *s == state)
+        .unwrap_or_default()
+}
+
+/// The summary of `dag` with the states in `tis`; tasks without an instance are counted as
+/// `none`. Linear in tasks and edges; its size is bounded by [`GRAPH_MAX_GROUPS`].
+pub fn graph_summary(dag: &Dag, tis: &[TiRow]) -> GraphSummary {
+    let order = dag.topological_order();
+    let mut depth: HashMap<&str, usize> = HashMap::with_capacity(order.len());
+    for task in &order {
+        let d = task
+            .upstream
+            .iter()
+            .filter_map(|u| depth.get(u.as_str()))
+            .max()
+            .map_or(1, |d| d + 1);
+        depth.insert(task.task_id.as_str(), d);
+    }
+    let deepest = depth.values().copied().max().unwrap_or(0);
+    let span = deepest.div_ceil(GRAPH_MAX_GROUPS).max(1);
+    let states: HashMap<&str, TaskState> =
+        tis.iter().map(|t| (t.task_id.as_str(), t.state)).collect();
+    let mut groups: Vec<(usize, [usize; TaskState::ALL.len()])> =
+        vec![(0, [0; TaskState::ALL.len()]); deepest.div_ceil(span)];
+    let mut whole = [0usize; TaskState::ALL.len()];
+    for task in &dag.tasks {
+        let d = depth.get(task.task_id.as_str()).copied().unwrap_or(1);
+        let state = states
+            .get(task.task_id.as_str())
+            .copied()
+            .unwrap_or(TaskState::None);
+        if let Some(group) = groups.get_mut((d - 1) / span) {
+            group.0 += 1;
+            group.1[state_position(state)] += 1;
+        }
+        whole[state_position(state)] += 1;
+    }
+    GraphSummary {
+        tasks: dag.tasks.len(),
+        edges: dag.tasks.iter().map(|t| t.upstream.len()).sum(),
+        states: if tis.is_empty() {
+            Vec::new()
+        } else {
+            state_counts(&whole)
+        },
+        groups: groups
+            .iter()
+            .enumerate()
+            .map(|(i, (tasks, counts))| DepthGroup {
+                first: i * span + 1,
+                last: ((i + 1) * span).min(deepest),
+                tasks: *tasks,
+                states: state_counts(counts),
+            })
+            .collect(),
+    }
 }
 
 #[derive(Serialize)]
@@ -435,9 +642,11 @@ pub async fn graph_view(
     };
     let now = Utc::now();
     let live_src = run_tab_src(&header, "graph", run.as_ref());
+    let drawn = dag.tasks.len() <= GRAPH_MAX_NODES;
     let ctx = GraphPage {
         frame: Frame::new(format!("{dag_id} · graph"), "dags").live_for(&[&dag_id]),
-        graph: graph(&dag, run.as_ref(), &tis),
+        graph: drawn.then(|| graph(&dag, run.as_ref(), &tis)),
+        summary: (!drawn).then(|| graph_summary(&dag, &tis)),
         run: run.as_ref().map(|r| run_summary(r, now)),
         dag: header,
         runs,

@@ -26,10 +26,10 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use sqlx::postgres::PgPool;
 use updraft_core::RunState;
-use updraft_core::evaluate::TiSnapshot;
 
 use super::codec::{self, run_columns};
 use super::{runs, task_instances};
+use crate::RunDecider;
 use crate::room::Candidate;
 use crate::step;
 use crate::{
@@ -209,7 +209,7 @@ async fn running_runs(conn: &mut PgConnection, dag_id: &str) -> Result<i64> {
 pub(super) async fn evaluate_runs(
     pool: &PgPool,
     run_pks: &[i64],
-    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+    decide: &dyn RunDecider,
     now: DateTime<Utc>,
 ) -> Result<Vec<(i64, Evaluated)>> {
     let pks = step::distinct(run_pks);
@@ -231,7 +231,7 @@ pub(super) async fn record_evaluate_and_queue(
     reports: &[TryReport],
     hostname: &str,
     run_pks: &[i64],
-    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+    decide: &dyn RunDecider,
     queue: &QueueStep<'_>,
     now: DateTime<Utc>,
 ) -> Result<StepOutcome> {
@@ -314,7 +314,7 @@ async fn evaluate_locked(
     conn: &mut PgConnection,
     pks: Vec<i64>,
     locked: LockedRuns,
-    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+    decide: &dyn RunDecider,
     now: DateTime<Utc>,
 ) -> Result<Vec<(i64, Evaluated)>> {
     let mut outcomes: HashMap<i64, Evaluated> = HashMap::with_capacity(pks.len());
@@ -323,11 +323,8 @@ async fn evaluate_locked(
     }
     let running = locked.running;
     if !running.is_empty() {
-        let running_pks: Vec<i64> = running.iter().map(|run| run.id).collect();
-        let mut snapshots = crate::sql::task_instances::snapshots(&mut *conn, &running_pks).await?;
-        for run in &running {
-            let tis = snapshots.remove(&run.id).unwrap_or_default();
-            let decision = decide(run, &tis);
+        let decisions = step::decide_runs(&mut *conn, &running, decide).await?;
+        for (run, decision) in running.iter().zip(decisions) {
             let applied = record(&mut *conn, run.id, &decision, now).await?;
             outcomes.insert(run.id, Evaluated::Applied { decision, applied });
         }

@@ -418,12 +418,54 @@ pub(crate) async fn snapshots<C: Db + ?Sized>(
         by_run
             .entry(row.int("run_pk")?)
             .or_default()
-            .push(TiSnapshot {
-                task_id: row.text("task_id")?,
-                state: codec::enum_col(row, "state")?,
-                try_number: codec::u32_col(row, "try_number")?,
-                retry_at: codec::opt_time_col(row, "retry_at")?,
-            });
+            .push(snapshot(row)?);
     }
     Ok(by_run)
+}
+
+fn snapshot<R: StoreRow>(row: &R) -> Result<TiSnapshot> {
+    Ok(TiSnapshot {
+        task_id: row.text("task_id")?,
+        state: codec::enum_col(row, "state")?,
+        try_number: codec::u32_col(row, "try_number")?,
+        retry_at: codec::opt_time_col(row, "retry_at")?,
+    })
+}
+
+/// The snapshots of the instances of `task_ids` in run `run_pk`, ordered by `task_id`: one
+/// primary-key lookup per task id, whatever the run's size.
+pub(crate) async fn focused_snapshots<C: Db + ?Sized>(
+    conn: &mut C,
+    run_pk: i64,
+    task_ids: &[String],
+) -> Result<Vec<TiSnapshot>> {
+    if task_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT task_id, state, try_number, retry_at FROM task_instance
+         WHERE run_pk = $1 AND {}
+         ORDER BY task_id",
+        C::DIALECT.in_texts("task_id", 2)
+    );
+    let rows = query(sql)
+        .bind(run_pk)
+        .bind(Arg::Texts(task_ids.to_vec()))
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(snapshot).collect()
+}
+
+/// Whether some instance of run `run_pk` is scheduled, queued, running or up_for_retry: one
+/// seek in the partial index `task_instance_progressing` (its condition, word for word).
+pub(crate) async fn progressing<C: Db + ?Sized>(conn: &mut C, run_pk: i64) -> Result<bool> {
+    let row = query(
+        "SELECT run_pk FROM task_instance
+         WHERE run_pk = $1 AND state IN ('scheduled', 'queued', 'running', 'up_for_retry')
+         LIMIT 1",
+    )
+    .bind(run_pk)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
 }

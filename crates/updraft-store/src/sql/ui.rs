@@ -116,6 +116,31 @@ pub(crate) async fn task_instances_of_runs<C: Db + ?Sized>(
     codec::all(&rows, codec::ti_row)
 }
 
+pub(crate) async fn task_instances_of_runs_for_tasks<C: Db + ?Sized>(
+    conn: &mut C,
+    run_pks: &[i64],
+    task_ids: &[String],
+) -> Result<Vec<TiRow>> {
+    if run_pks.is_empty() || task_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        concat!(
+            "SELECT ",
+            ti_columns!(),
+            " FROM task_instance WHERE {} AND {} ORDER BY run_pk, task_id"
+        ),
+        C::DIALECT.in_ints("run_pk", 1),
+        C::DIALECT.in_texts("task_id", 2)
+    );
+    let rows = query(sql)
+        .bind(Arg::Ints(run_pks.to_vec()))
+        .bind(Arg::Texts(task_ids.to_vec()))
+        .fetch_all(conn)
+        .await?;
+    codec::all(&rows, codec::ti_row)
+}
+
 pub(crate) async fn tries_of_run<C: Db + ?Sized>(conn: &mut C, run_pk: i64) -> Result<Vec<TryRow>> {
     let rows = query(TRIES_OF_RUN).bind(run_pk).fetch_all(conn).await?;
     codec::all(&rows, codec::try_row)

@@ -15,10 +15,10 @@ use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use sqlx::sqlite::SqlitePool;
 use updraft_core::RunState;
-use updraft_core::evaluate::TiSnapshot;
 
 use super::codec::{self, run_columns};
 use super::{runs, task_instances};
+use crate::RunDecider;
 use crate::room::Candidate;
 use crate::step;
 use crate::{
@@ -160,7 +160,7 @@ async fn running_runs(conn: &mut SqliteConnection, dag_id: &str) -> Result<i64> 
 pub(super) async fn evaluate_runs(
     pool: &SqlitePool,
     run_pks: &[i64],
-    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+    decide: &dyn RunDecider,
     now: DateTime<Utc>,
 ) -> Result<Vec<(i64, Evaluated)>> {
     let pks = step::distinct(run_pks);
@@ -179,7 +179,7 @@ pub(super) async fn record_evaluate_and_queue(
     reports: &[TryReport],
     hostname: &str,
     run_pks: &[i64],
-    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+    decide: &dyn RunDecider,
     queue: &QueueStep<'_>,
     now: DateTime<Utc>,
 ) -> Result<StepOutcome> {
@@ -221,7 +221,7 @@ async fn queue_page_in(
 async fn evaluate_runs_in(
     tx: &mut SqliteConnection,
     pks: Vec<i64>,
-    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+    decide: &dyn RunDecider,
     now: DateTime<Utc>,
 ) -> Result<Vec<(i64, Evaluated)>> {
     if pks.is_empty() {
@@ -242,11 +242,8 @@ async fn evaluate_runs_in(
         .collect();
     let mut outcomes: HashMap<i64, Evaluated> = HashMap::with_capacity(running.len());
     if !running.is_empty() {
-        let running_pks: Vec<i64> = running.iter().map(|run| run.id).collect();
-        let mut snapshots = crate::sql::task_instances::snapshots(&mut *tx, &running_pks).await?;
-        for run in &running {
-            let tis = snapshots.remove(&run.id).unwrap_or_default();
-            let decision = decide(run, &tis);
+        let decisions = step::decide_runs(&mut *tx, &running, decide).await?;
+        for (run, decision) in running.iter().zip(decisions) {
             let applied = record(&mut *tx, run.id, &decision, now).await?;
             outcomes.insert(run.id, Evaluated::Applied { decision, applied });
         }

@@ -41,21 +41,22 @@ pub(super) async fn apply_transitions_in(
             ])
         })
         .collect();
-    // The transitions drive the loop, one primary-key lookup each: materialised first,
-    // because with `run_pk` a constant SQLite would otherwise scan the run's instances and
-    // re-read the whole JSON array for each (quadratic in the run's size). `+ti.state` keeps
-    // the state index out of it.
+    // The transitions drive the loop, one primary-key lookup each: materialised first, and
+    // `run_pk` taken from the batch rather than compared with a constant, because with
+    // `ti.run_pk = ?2` SQLite may make the run's instances the outer loop and scan the whole
+    // batch for each: quadratic in the run's size (minutes for the first evaluation of a
+    // 50,000-task run). `+ti.state` keeps the state index out of it.
     let changed: Vec<(String,)> = sqlx::query_as(
         "WITH j AS MATERIALIZED (
-             SELECT value ->> 0 AS task_id, value ->> 1 AS expected, value ->> 2 AS new_state,
-                    value ->> 3 AS ends
+             SELECT ?2 AS run_pk, value ->> 0 AS task_id, value ->> 1 AS expected,
+                    value ->> 2 AS new_state, value ->> 3 AS ends
              FROM json_each(?1))
          UPDATE task_instance AS ti SET
              state = j.new_state,
              end_date = CASE WHEN j.ends THEN ?3 ELSE ti.end_date END,
              retry_at = CASE WHEN j.new_state = 'up_for_retry' THEN ti.retry_at ELSE NULL END
          FROM j
-         WHERE ti.run_pk = ?2 AND ti.task_id = j.task_id AND +ti.state = j.expected
+         WHERE ti.run_pk = j.run_pk AND ti.task_id = j.task_id AND +ti.state = j.expected
          RETURNING task_id",
     )
     .bind(serde_json::Value::Array(items).to_string())

@@ -20,7 +20,8 @@ use updraft_core::{RunState, RunType, TaskState};
 use updraft_dag::{Dag, ImportError, Schedule};
 use updraft_store::{
     Evaluated, JobState, LoadedDagRecord, NewRun, NewTi, NewestRunsFilter, PoolRow, QueueLimits,
-    RunDecision, RunRow, ScheduledSkip, Store, StoreError, TiKey, TiRow, TiTransition, TryReport,
+    RunDecider, RunDecision, RunRead, RunRow, ScheduledSkip, Store, StoreError, TiKey, TiRow,
+    TiTransition, TryReport,
 };
 
 /// Generates one `#[tokio::test]` per contract scenario, each on a fresh store from `$fresh`
@@ -77,6 +78,7 @@ macro_rules! contract_tests {
             start_runs_respects_max_active_runs_and_starts_only_queued_runs,
             evaluate_runs_records_the_decision_of_a_running_run,
             evaluate_runs_evaluates_several_runs_at_once,
+            evaluate_runs_reads_only_a_deciders_focus_unless_asked_for_all,
             step_sees_the_reports_it_records,
             step_records_evaluates_and_queues_in_one_call,
             step_with_an_empty_page_records_and_evaluates_only,
@@ -1972,7 +1974,7 @@ pub async fn start_runs_respects_max_active_runs_and_starts_only_queued_runs(sto
 async fn evaluate_one(
     store: &dyn Store,
     run_pk: i64,
-    decide: &(dyn for<'r> Fn(&'r RunRow, &'r [TiSnapshot]) -> RunDecision + Send + Sync),
+    decide: &dyn RunDecider,
     now: DateTime<Utc>,
 ) -> Evaluated {
     let mut outcomes = store.evaluate_runs(&[run_pk], decide, now).await.unwrap();
@@ -2083,6 +2085,70 @@ pub async fn evaluate_runs_records_the_decision_of_a_running_run(store: &dyn Sto
             .is_empty(),
         "nothing to evaluate"
     );
+}
+
+/// A decider that reads one task's instance, then asks for the whole run when `whole_too`.
+struct Focused {
+    task_id: &'static str,
+    whole_too: bool,
+    reads: std::sync::Mutex<Vec<(Vec<String>, Option<bool>)>>,
+}
+
+impl RunDecider for Focused {
+    fn focus(&self, _run: &RunRow) -> Option<Vec<String>> {
+        Some(vec![self.task_id.to_string(), "missing".to_string()])
+    }
+
+    fn decide(&self, _run: &RunRow, read: &RunRead<'_>) -> Option<RunDecision> {
+        let ids = read.tis.iter().map(|ti| ti.task_id.clone()).collect();
+        self.reads.lock().unwrap().push((ids, read.progressing));
+        if self.whole_too && read.progressing.is_some() {
+            return None;
+        }
+        Some(RunDecision {
+            transitions: vec![to(self.task_id, TaskState::None, TaskState::Scheduled)],
+            run_state: None,
+        })
+    }
+}
+
+pub async fn evaluate_runs_reads_only_a_deciders_focus_unless_asked_for_all(store: &dyn Store) {
+    let run = running_run(store, &[ti("a", 1), ti("b", 1), ti("c", 1)]).await;
+    let focused = Focused {
+        task_id: "b",
+        whole_too: false,
+        reads: Default::default(),
+    };
+    let outcome = evaluate_one(store, run.id, &focused, t(2)).await;
+    assert!(
+        matches!(outcome, Evaluated::Applied { applied: 1, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        *focused.reads.lock().unwrap(),
+        [(vec!["b".to_string()], Some(false))],
+        "only the focus, and nothing progressing before the decision"
+    );
+    assert_eq!(ti_state(store, &run, "b").await, TaskState::Scheduled);
+
+    // Asked for the whole run, the store reads every instance and asks again.
+    let focused = Focused {
+        task_id: "c",
+        whole_too: true,
+        reads: Default::default(),
+    };
+    let outcome = evaluate_one(store, run.id, &focused, t(3)).await;
+    assert!(
+        matches!(outcome, Evaluated::Applied { applied: 1, .. }),
+        "{outcome:?}"
+    );
+    let abc = ["a", "b", "c"].map(String::from).to_vec();
+    assert_eq!(
+        *focused.reads.lock().unwrap(),
+        [(vec!["c".to_string()], Some(true)), (abc, None)],
+        "b is scheduled: the run is progressing"
+    );
+    assert_eq!(ti_state(store, &run, "c").await, TaskState::Scheduled);
 }
 
 /// The evaluation reads what the reports of the same step recorded.

@@ -29,7 +29,10 @@ fn config(dags: &Path, logs: &Path) -> SchedulerConfig {
         poll_interval: Duration::from_secs(60),
         kill_grace: Duration::from_secs(1),
         shutdown_grace: Duration::from_secs(5),
-        max_dag_file_size: 16 * 1024 * 1024,
+        dag_bag: updraft_dag::DagBagOptions {
+            max_file_size: 16 * 1024 * 1024,
+            ..updraft_dag::DagBagOptions::default()
+        },
         hostname: "fairness-test".to_string(),
         default_cwd: None,
         heartbeat_interval: Duration::from_secs(1),

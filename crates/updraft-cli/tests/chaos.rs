@@ -107,23 +107,10 @@ fn good_dag_yaml(
     sleep: &str,
     evidence: &Evidence,
 ) -> String {
-    let mut yaml = format!(
-        "dag_id: {dag_id}\nschedule: null\nstart_date: 2024-01-01\n\
-         default_args:\n  retries: 3\n  retry_delay: 0s\ntasks:\n"
-    );
-    let command = serde_json::to_string(&guarded_task(evidence, sleep)).unwrap();
-    for layer in 0..layers {
-        for i in 0..width {
-            yaml.push_str(&format!("  - task_id: l{layer}_t{i}\n"));
-            if layer > 0 {
-                let upstream: Vec<String> =
-                    (0..width).map(|j| format!("l{}_t{j}", layer - 1)).collect();
-                yaml.push_str(&format!("    upstream: [{}]\n", upstream.join(", ")));
-            }
-            yaml.push_str(&format!("    bash: {command}\n"));
-        }
-    }
-    yaml
+    let header = "schedule: null\nstart_date: 2024-01-01\n\
+                  default_args:\n  retries: 3\n  retry_delay: 0s\n";
+    let bash = guarded_task(evidence, sleep);
+    common::layered_dag_yaml(dag_id, header, layers, width, &bash)
 }
 
 fn good_dag_file(tenant: &str, dag_id: &str) -> String {

@@ -37,27 +37,19 @@ fn write_workload(
     let sleep_file = sleep_file(ledger);
     std::fs::write(&sleep_file, sleep).unwrap();
     let this_try = "{{ ti.dag_id }}/{{ run_id }}/{{ ti.task_id }}/{{ ti.try_number }}";
+    let bash = format!(
+        "echo '+{this_try}' >> '{ledger}'; sleep $(< '{sleep}'); echo '{this_try}' >> '{ledger}'",
+        ledger = ledger.display(),
+        sleep = sleep_file.display(),
+    );
+    let header = format!(
+        "schedule: \"@once\"\nstart_date: 2024-01-01\n\
+         default_args:\n  retries: {retries}\n  retry_delay: 0s\n"
+    );
     for d in 0..dags {
-        let mut yaml = format!(
-            "dag_id: ha_{d:02}\nschedule: \"@once\"\nstart_date: 2024-01-01\n\
-             default_args:\n  retries: {retries}\n  retry_delay: 0s\ntasks:\n"
-        );
-        for layer in 0..layers {
-            for i in 0..width {
-                yaml.push_str(&format!("  - task_id: l{layer}_t{i}\n"));
-                if layer > 0 {
-                    let upstream: Vec<String> =
-                        (0..width).map(|j| format!("l{}_t{j}", layer - 1)).collect();
-                    yaml.push_str(&format!("    upstream: [{}]\n", upstream.join(", ")));
-                }
-                yaml.push_str(&format!(
-                    "    bash: \"echo '+{this_try}' >> '{ledger}'; sleep $(< '{sleep}'); echo '{this_try}' >> '{ledger}'\"\n",
-                    ledger = ledger.display(),
-                    sleep = sleep_file.display(),
-                ));
-            }
-        }
-        home.write_dag(&format!("ha_{d:02}.yaml"), &yaml);
+        let dag_id = format!("ha_{d:02}");
+        let yaml = common::layered_dag_yaml(&dag_id, &header, layers, width, &bash);
+        home.write_dag(&format!("{dag_id}.yaml"), &yaml);
     }
 }
 

@@ -2,7 +2,10 @@
 //! or an embedding application's): loading the DAGs folder, noticing a new file and running a
 //! try need no worker threads.
 
-use std::future::Future;
+mod common;
+
+use common::eventually;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,25 +48,6 @@ fn write_dag(dags: &Path, dag_id: &str) {
     std::fs::write(dags.join(format!("{dag_id}.yaml")), text).unwrap();
 }
 
-/// Polls `check` until it yields a value, failing the test after [`DEADLINE`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn the_scheduler_syncs_the_folder_and_runs_a_dag_on_a_current_thread_runtime() {
     let dir = tempfile::tempdir().unwrap();
@@ -80,15 +64,19 @@ async fn the_scheduler_syncs_the_folder_and_runs_a_dag_on_a_current_thread_runti
         let _ = stopped.await;
     });
     let checks = async {
-        eventually("the folder sync at start to record `first`", || async {
-            store.dag("first").await.unwrap()
-        })
+        eventually(
+            "the folder sync at start to record `first`",
+            DEADLINE,
+            || async { store.dag("first").await.unwrap() },
+        )
         .await;
 
         write_dag(&dags, "second");
-        eventually("a later folder sync to record `second`", || async {
-            store.dag("second").await.unwrap()
-        })
+        eventually(
+            "a later folder sync to record `second`",
+            DEADLINE,
+            || async { store.dag("second").await.unwrap() },
+        )
         .await;
 
         let run = updraft_runs::trigger_run(
@@ -102,7 +90,7 @@ async fn the_scheduler_syncs_the_folder_and_runs_a_dag_on_a_current_thread_runti
         .await
         .unwrap();
         waker.notify_one();
-        let state = eventually("the run of `second` to finish", || async {
+        let state = eventually("the run of `second` to finish", DEADLINE, || async {
             let row = store.run_by_pk(run.id).await.unwrap()?;
             row.state.is_finished().then_some(row.state)
         })

@@ -2,7 +2,10 @@
 //! executor events never stop coming), a one-task DAG triggered meanwhile is started, run and
 //! finished long before the huge run is over.
 
-use std::future::Future;
+mod common;
+
+use common::eventually;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,25 +60,6 @@ fn write_dags(dags: &Path) {
     .unwrap();
 }
 
-/// Polls `check` until it yields a value, failing the test after [`DEADLINE`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn succeeded(store: &dyn Store, run_pk: i64) -> usize {
     store
         .task_instances(run_pk)
@@ -102,7 +86,7 @@ async fn a_one_task_run_triggered_during_a_huge_run_finishes_long_before_it() {
         let _ = stopped.await;
     });
     let checks = async {
-        eventually("both DAGs recorded", || async {
+        eventually("both DAGs recorded", DEADLINE, || async {
             let huge = store.dag("huge").await.unwrap();
             let small = store.dag("small").await.unwrap();
             (huge.is_some() && small.is_some()).then_some(())
@@ -126,7 +110,7 @@ async fn a_one_task_run_triggered_during_a_huge_run_finishes_long_before_it() {
         let huge = trigger("huge").await;
         waker.notify_one();
         // Events flow: the huge run's tries are ending one after another.
-        eventually("the huge run under way", || async {
+        eventually("the huge run under way", DEADLINE, || async {
             (succeeded(store.as_ref(), huge.id).await >= 20).then_some(())
         })
         .await;
@@ -134,7 +118,7 @@ async fn a_one_task_run_triggered_during_a_huge_run_finishes_long_before_it() {
         let small = trigger("small").await;
         waker.notify_one();
         let done_at_trigger = succeeded(store.as_ref(), huge.id).await;
-        let state = eventually("the small run to finish", || async {
+        let state = eventually("the small run to finish", DEADLINE, || async {
             let row = store.run_by_pk(small.id).await.unwrap()?;
             row.state.is_finished().then_some(row.state)
         })

@@ -580,3 +580,29 @@ pub fn process_alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// A DAG of `layers` × `width` tasks `l<layer>_t<i>`, each layer waiting for the whole previous
+/// one, every task running `bash` (YAML-quoted here). `header` holds the DAG's other keys
+/// (`schedule`, `default_args`, ...), each line ending in a newline.
+pub fn layered_dag_yaml(
+    dag_id: &str,
+    header: &str,
+    layers: usize,
+    width: usize,
+    bash: &str,
+) -> String {
+    let mut yaml = format!("dag_id: {dag_id}\n{header}tasks:\n");
+    let bash = serde_json::to_string(bash).expect("a JSON string");
+    for layer in 0..layers {
+        for i in 0..width {
+            yaml.push_str(&format!("  - task_id: l{layer}_t{i}\n"));
+            if layer > 0 {
+                let upstream: Vec<String> =
+                    (0..width).map(|j| format!("l{}_t{j}", layer - 1)).collect();
+                yaml.push_str(&format!("    upstream: [{}]\n", upstream.join(", ")));
+            }
+            yaml.push_str(&format!("    bash: {bash}\n"));
+        }
+    }
+    yaml
+}

@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 use tower::ServiceExt;
 use updraft_core::{RunState, TaskState};
 use updraft_runs::StateChange;
-use updraft_server::auth::{Identity, Role};
+use updraft_server::auth::{Grant, Identity, Role};
 use updraft_server::{AppState, ServerConfig};
 use updraft_store::{QueueLimits, RunRow, SqliteStore, Store, TiKey, TiTransition};
 
@@ -926,26 +926,18 @@ async fn pages_show_only_what_the_caller_may_see_and_do() {
         ("broken.yaml", BROKEN),
     ])
     .await;
-    let team_b = Identity {
-        username: "bea".to_string(),
-        role: Role::User,
-        tenants: Some(vec!["team_b".to_string()]),
-    };
+    let team_b = Identity::new("bea", vec![Grant::for_tenant(Role::User, "team_b")]);
     let (status, list) = fx.get_as("/dags", team_b.clone()).await;
     assert_eq!(status, StatusCode::OK);
     assert!(list.contains(r#"<tr data-dag-id="other">"#));
     assert!(!list.contains("etl"), "another tenant's DAG is not listed");
     assert!(!list.contains("broken.yaml"), "nor its import errors");
     let (status, _) = fx.get_as("/dags/etl/grid", team_b.clone()).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = fx.get_as("/dags/other/grid", team_b).await;
     assert_eq!(status, StatusCode::OK);
 
-    let viewer = Identity {
-        username: "vic".to_string(),
-        role: Role::Viewer,
-        tenants: None,
-    };
+    let viewer = Identity::new("vic", vec![Grant::everywhere(Role::Viewer)]);
     let (_, list) = fx.get_as("/dags", viewer.clone()).await;
     let row = between(&list, r#"<tr data-dag-id="etl">"#, "</tr>");
     assert!(row.contains(" disabled"), "a viewer cannot pause: {row}");

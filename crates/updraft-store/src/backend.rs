@@ -638,3 +638,52 @@ impl<B: Backend> AdminStore for B {
         self.health().corruption_found().await
     }
 }
+
+#[async_trait]
+impl<B: Backend> crate::UserStore for B {
+    async fn create_user(
+        &self,
+        _user: &crate::NewUser,
+        _grants: &[updraft_auth::Grant],
+    ) -> Result<()> {
+        todo!("users table")
+    }
+    async fn sync_external_user(
+        &self,
+        _user: &crate::NewUser,
+        _grants: &[updraft_auth::Grant],
+    ) -> Result<crate::UserRow> {
+        todo!("users table")
+    }
+    async fn user(&self, _username: &str) -> Result<Option<crate::UserRow>> {
+        todo!("users table")
+    }
+    async fn users(&self) -> Result<Vec<crate::UserRow>> {
+        todo!("users table")
+    }
+    async fn delete_user(&self, _username: &str) -> Result<bool> {
+        todo!("users table")
+    }
+    async fn add_grant(&self, _username: &str, _grant: &updraft_auth::Grant) -> Result<bool> {
+        todo!("users table")
+    }
+    async fn remove_grant(&self, _username: &str, _grant: &updraft_auth::Grant) -> Result<bool> {
+        todo!("users table")
+    }
+    async fn set_password_hash(&self, _username: &str, _password_hash: &str) -> Result<()> {
+        todo!("users table")
+    }
+    async fn record_login(
+        &self,
+        _username: &str,
+        _at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        todo!("users table")
+    }
+    async fn record_event(&self, _event: &crate::NewEvent) -> Result<i64> {
+        todo!("event_log table")
+    }
+    async fn events(&self, _query: &crate::EventQuery) -> Result<(Vec<crate::EventRow>, u64)> {
+        todo!("event_log table")
+    }
+}

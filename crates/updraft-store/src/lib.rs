@@ -31,6 +31,7 @@ mod room;
 mod sql;
 pub mod sqlite;
 mod step;
+mod users;
 
 pub use api::{
     DagOrder, DagQuery, ImportErrorOrder, ImportErrorQuery, ImportErrorRow, NoteRow, Page, Paging,
@@ -41,6 +42,7 @@ pub use sqlite::SqliteStore;
 /// How to reach a PostgreSQL server (parsed from a `postgres://` URL), for
 /// [`PgStore::connect_with`].
 pub use sqlx::postgres::PgConnectOptions;
+pub use users::{EventQuery, EventRow, NewEvent, NewUser, UserRow, UserStore};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -622,9 +624,9 @@ pub trait AdminStore: Send + Sync {
 /// The whole contract: every role at once, for the callers that truly need all of it (a
 /// scheduler process, the server's shared state, the contract tests). Implemented for anything
 /// that implements the four roles; callers that need less take the narrowest role.
-pub trait Store: SchedulerStore + ReadStore + OperatorStore + AdminStore {}
+pub trait Store: SchedulerStore + ReadStore + OperatorStore + AdminStore + UserStore {}
 
-impl<S: SchedulerStore + ReadStore + OperatorStore + AdminStore + ?Sized> Store for S {}
+impl<S: SchedulerStore + ReadStore + OperatorStore + AdminStore + UserStore + ?Sized> Store for S {}
 
 /// What [`SchedulerStore::scheduled_task_instances`] leaves out.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -22,7 +22,7 @@ use super::{
     patch_note, retain_allowed, tenants_of, versions_of_many,
 };
 use crate::AppState;
-use crate::auth::{self, Action, Identity, Resource};
+use crate::auth::{self, Action, Caller, Resource};
 use crate::error::ApiError;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -141,7 +141,7 @@ async fn reload(state: &AppState, run: &RunRow) -> Result<RunRow, ApiError> {
 )]
 pub async fn get_dag_runs(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath(dag_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<DagRunsQuery>,
 ) -> Result<Json<DagRunCollectionResponse>, ApiError> {
@@ -214,7 +214,7 @@ pub async fn get_dag_runs(
 )]
 pub async fn get_dag_run(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath((dag_id, run_id)): ApiPath<(String, String)>,
 ) -> Result<Json<DagRunResponse>, ApiError> {
     let run = load_run(&state, &identity, &dag_id, &run_id, Action::Read).await?;
@@ -244,7 +244,7 @@ fn run_error(e: RunError) -> ApiError {
 )]
 pub async fn trigger_dag_run(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath(dag_id): ApiPath<String>,
     ApiJson(body): ApiJson<TriggerDagRunPostBody>,
 ) -> Result<Json<DagRunResponse>, ApiError> {
@@ -319,7 +319,7 @@ pub struct RunUpdateMaskQuery {
 )]
 pub async fn patch_dag_run(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath((dag_id, run_id)): ApiPath<(String, String)>,
     ApiQuery(mask): ApiQuery<RunUpdateMaskQuery>,
     ApiJson(body): ApiJson<DagRunPatchBody>,
@@ -357,7 +357,7 @@ pub async fn patch_dag_run(
 )]
 pub async fn delete_dag_run(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath((dag_id, run_id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let run = load_run(&state, &identity, &dag_id, &run_id, Action::Delete).await?;
@@ -386,7 +386,7 @@ pub enum ClearDagRunResponse {
 )]
 pub async fn clear_dag_run(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath((dag_id, run_id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<DagRunClearBody>,
 ) -> Result<Json<ClearDagRunResponse>, ApiError> {

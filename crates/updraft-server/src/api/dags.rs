@@ -20,7 +20,7 @@ use super::{
     tenants_of, versions_of,
 };
 use crate::AppState;
-use crate::auth::{self, Action, Identity, Resource};
+use crate::auth::{self, Action, Caller, Identity, Resource};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
@@ -174,7 +174,7 @@ async fn dag_page(
 )]
 pub async fn get_dags(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiQuery(query): ApiQuery<DagsQuery>,
 ) -> Result<Json<DagCollectionResponse>, ApiError> {
     auth::authorize(&identity, Action::Read, Resource::Dags)?;
@@ -215,7 +215,7 @@ fn check_dag_mask(mask: &[String]) -> Result<(), ApiError> {
 )]
 pub async fn patch_dags(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiQuery(query): ApiQuery<DagsQuery>,
     ApiQuery(mask): ApiQuery<UpdateMaskQuery>,
     ApiJson(body): ApiJson<DagPatchBody>,
@@ -252,7 +252,7 @@ pub async fn patch_dags(
 )]
 pub async fn get_dag(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath(dag_id): ApiPath<String>,
 ) -> Result<Json<DagResponse>, ApiError> {
     let row = load_dag(&state, &identity, &dag_id, Action::Read).await?;
@@ -271,7 +271,7 @@ pub async fn get_dag(
 )]
 pub async fn patch_dag(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath(dag_id): ApiPath<String>,
     ApiQuery(mask): ApiQuery<UpdateMaskQuery>,
     ApiJson(body): ApiJson<DagPatchBody>,
@@ -297,7 +297,7 @@ pub async fn patch_dag(
 )]
 pub async fn get_dag_details(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath(dag_id): ApiPath<String>,
 ) -> Result<Json<DagDetailsResponse>, ApiError> {
     let row = load_dag(&state, &identity, &dag_id, Action::Read).await?;
@@ -368,7 +368,7 @@ pub struct DagVersionsQuery {
 )]
 pub async fn get_dag_versions(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath(dag_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<DagVersionsQuery>,
 ) -> Result<Json<DagVersionCollectionResponse>, ApiError> {
@@ -422,7 +422,7 @@ pub async fn get_dag_versions(
 )]
 pub async fn get_dag_version(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath((dag_id, version_number)): ApiPath<(String, i64)>,
 ) -> Result<Json<DagVersionResponse>, ApiError> {
     load_dag(&state, &identity, &dag_id, Action::Read).await?;

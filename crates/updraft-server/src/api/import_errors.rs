@@ -11,7 +11,7 @@ use super::models::{ImportErrorCollectionResponse, ImportErrorResponse};
 use super::params::{order_by, paging};
 use super::{ApiPath, ApiQuery, tenants_of};
 use crate::AppState;
-use crate::auth::{self, Action, Identity, Resource};
+use crate::auth::{self, Action, Caller, Identity, Resource};
 use crate::error::ApiError;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -40,10 +40,7 @@ const ORDER: [(&str, ImportErrorOrder); 4] = [
 
 /// May the identity see errors of this tenant's files?
 fn visible(identity: &Identity, tenant: &str) -> bool {
-    identity
-        .tenants
-        .as_ref()
-        .is_none_or(|allowed| allowed.iter().any(|t| t == tenant))
+    crate::auth::allows(identity, Action::Read, Resource::ImportError { tenant })
 }
 
 /// List import errors.
@@ -56,7 +53,7 @@ fn visible(identity: &Identity, tenant: &str) -> bool {
 )]
 pub async fn get_import_errors(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiQuery(query): ApiQuery<ImportErrorsQuery>,
 ) -> Result<Json<ImportErrorCollectionResponse>, ApiError> {
     auth::authorize(&identity, Action::Read, Resource::ImportErrors)?;
@@ -92,7 +89,7 @@ pub async fn get_import_errors(
 )]
 pub async fn get_import_error(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ImportErrorResponse>, ApiError> {
     auth::authorize(&identity, Action::Read, Resource::ImportErrors)?;

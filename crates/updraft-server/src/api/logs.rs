@@ -21,7 +21,7 @@ use super::models::{StructuredLogMessage, TaskInstancesLogResponse};
 use super::params::parse_bool;
 use super::{Accept, ApiPath, ApiQuery, load_run};
 use crate::AppState;
-use crate::auth::{Action, Identity};
+use crate::auth::{Action, Caller};
 use crate::error::ApiError;
 
 /// Most bytes returned by one request; the token then points at the rest.
@@ -118,7 +118,7 @@ fn read_chunk(path: &Path, offset: u64, live: bool) -> std::io::Result<Chunk> {
 )]
 pub async fn get_log(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     accept: Accept,
     ApiPath((dag_id, run_id, task_id, try_number)): ApiPath<(String, String, String, u32)>,
     ApiQuery(query): ApiQuery<LogQuery>,

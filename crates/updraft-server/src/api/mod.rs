@@ -131,7 +131,7 @@ async fn method_not_allowed() -> impl IntoResponse {
 
 /// Tenants the identity may see, for restricting listings.
 fn tenants_of(identity: &Identity) -> Option<Vec<String>> {
-    identity.tenants.clone()
+    identity.visible_tenants()
 }
 
 fn dag_resource<'a>(tenant: &'a str, dag_id: &'a str) -> Resource<'a> {

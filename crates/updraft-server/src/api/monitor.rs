@@ -7,7 +7,7 @@ use super::models::{
     BaseInfoResponse, HealthInfoResponse, SchedulerInfoResponse, TriggererInfoResponse, VersionInfo,
 };
 use crate::AppState;
-use crate::auth::{self, Action, Identity, Resource};
+use crate::auth::{self, Action, Caller, Resource};
 use crate::error::ApiError;
 use chrono::Utc;
 use updraft_store::JobState;
@@ -26,7 +26,7 @@ use updraft_store::JobState;
 )]
 pub async fn get_health(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
 ) -> Result<Json<HealthInfoResponse>, ApiError> {
     auth::authorize(&identity, Action::Read, Resource::Health)?;
     let (database, scheduler, latest) = match state.store.schedulers(64).await {
@@ -77,7 +77,7 @@ pub async fn get_health(
     tag = "Version",
     responses((status = 200, description = "Successful response", body = VersionInfo))
 )]
-pub async fn get_version(identity: Identity) -> Result<Json<VersionInfo>, ApiError> {
+pub async fn get_version(Caller(identity): Caller) -> Result<Json<VersionInfo>, ApiError> {
     auth::authorize(&identity, Action::Read, Resource::Health)?;
     Ok(Json(VersionInfo {
         version: env!("CARGO_PKG_VERSION").to_string(),

@@ -15,7 +15,7 @@ use super::models::{PoolBody, PoolCollectionResponse, PoolPatchBody, PoolRespons
 use super::params::{order_by, paging};
 use super::{ApiJson, ApiPath, ApiQuery, check_update_mask};
 use crate::AppState;
-use crate::auth::{self, Action, Identity, Resource};
+use crate::auth::{self, Action, Caller, Resource};
 use crate::error::ApiError;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -72,7 +72,7 @@ async fn find(state: &AppState, name: &str) -> Result<PoolRow, ApiError> {
 )]
 pub async fn get_pools(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiQuery(query): ApiQuery<PoolsQuery>,
 ) -> Result<Json<PoolCollectionResponse>, ApiError> {
     auth::authorize(&identity, Action::Read, Resource::Pools)?;
@@ -123,7 +123,7 @@ pub async fn get_pools(
 )]
 pub async fn get_pool(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<PoolResponse>, ApiError> {
     auth::authorize(&identity, Action::Read, Resource::Pools)?;
@@ -168,7 +168,7 @@ fn check_unsupported(
 )]
 pub async fn post_pool(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiJson(body): ApiJson<PoolBody>,
 ) -> Result<(StatusCode, Json<PoolResponse>), ApiError> {
     auth::authorize(&identity, Action::Edit, Resource::Pools)?;
@@ -214,7 +214,7 @@ pub struct PoolMaskQuery {
 )]
 pub async fn patch_pool(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath(name): ApiPath<String>,
     ApiQuery(mask): ApiQuery<PoolMaskQuery>,
     ApiJson(body): ApiJson<PoolPatchBody>,
@@ -281,7 +281,7 @@ pub async fn patch_pool(
 )]
 pub async fn delete_pool(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     auth::authorize(&identity, Action::Delete, Resource::Pools)?;

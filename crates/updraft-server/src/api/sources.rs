@@ -11,7 +11,7 @@ use super::doc::{E403, E404, E406, E422};
 use super::models::DagSourceResponse;
 use super::{Accept, ApiPath, ApiQuery, load_dag, versions_of};
 use crate::AppState;
-use crate::auth::{Action, Identity};
+use crate::auth::{Action, Caller};
 use crate::error::ApiError;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -38,7 +38,7 @@ pub struct SourceQuery {
 )]
 pub async fn get_dag_source(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     accept: Accept,
     ApiPath(dag_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<SourceQuery>,

@@ -22,7 +22,7 @@ use super::{
     patch_note, retain_allowed, tenants_of, versions_of_many,
 };
 use crate::AppState;
-use crate::auth::{self, Action, Identity, Resource};
+use crate::auth::{self, Action, Caller, Identity, Resource};
 use crate::error::ApiError;
 
 /// Responses for task instances of any runs: their runs, pinned definitions, versions and
@@ -168,7 +168,7 @@ const TI_ORDER: [(&str, TiOrder); 15] = [
 )]
 pub async fn get_task_instances(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath((dag_id, run_id)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<TaskInstancesQuery>,
 ) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
@@ -262,7 +262,7 @@ async fn load_ti(
 )]
 pub async fn get_task_instance(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
 ) -> Result<Json<TaskInstanceResponse>, ApiError> {
     let (_, ti) = load_ti(&state, &identity, &dag_id, &run_id, &task_id, Action::Read).await?;
@@ -397,7 +397,7 @@ async fn collection(
 )]
 pub async fn patch_task_instance(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
     ApiQuery(query): ApiQuery<PatchTiQuery>,
     ApiJson(body): ApiJson<PatchTaskInstanceBody>,
@@ -450,7 +450,7 @@ pub async fn patch_task_instance(
 )]
 pub async fn patch_task_instance_dry_run(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
     ApiQuery(query): ApiQuery<PatchTiQuery>,
     ApiJson(body): ApiJson<PatchTaskInstanceBody>,
@@ -483,7 +483,7 @@ pub async fn patch_task_instance_dry_run(
 )]
 pub async fn get_task_instance_tries(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
     ApiQuery(query): ApiQuery<PatchTiQuery>,
 ) -> Result<Json<TaskInstanceHistoryCollectionResponse>, ApiError> {
@@ -530,7 +530,7 @@ async fn tries_of(
 )]
 pub async fn get_task_instance_try_details(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath((dag_id, run_id, task_id, try_number)): ApiPath<(String, String, String, i64)>,
     ApiQuery(query): ApiQuery<PatchTiQuery>,
 ) -> Result<Json<TaskInstanceHistoryResponse>, ApiError> {
@@ -562,7 +562,7 @@ pub async fn get_task_instance_try_details(
 )]
 pub async fn post_clear_task_instances(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     ApiPath(dag_id): ApiPath<String>,
     ApiJson(body): ApiJson<ClearTaskInstancesBody>,
 ) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::common::Frame;
 use super::format::{query_get, query_pairs};
 use super::render::{self, UiError};
-use crate::auth::{Action, Identity, Resource, authorize};
+use crate::auth::{Action, Caller, Resource, authorize};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -37,7 +37,7 @@ struct PoolLine {
 
 pub async fn pools(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
     authorize(&identity, Action::Read, Resource::Pools)?;
@@ -96,7 +96,7 @@ struct SnippetLine {
 
 pub async fn import_errors(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
 ) -> Result<Response, UiError> {
     authorize(&identity, Action::Read, Resource::ImportErrors)?;
     let errors = state.store.import_errors().await?;

@@ -246,22 +246,16 @@ pub fn run_summary(run: &RunRow, now: DateTime<Utc>) -> RunSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Role;
+    use crate::auth::{Grant, Role};
 
     #[test]
     fn abilities_follow_authorization() {
         let admin = Abilities::of(&Identity::local_admin(), "t", "d");
         assert!(admin.edit && admin.trigger && admin.delete);
-        let viewer = Identity {
-            role: Role::Viewer,
-            ..Identity::local_admin()
-        };
+        let viewer = Identity::new("v", vec![Grant::everywhere(Role::Viewer)]);
         let seen = Abilities::of(&viewer, "t", "d");
         assert!(!seen.edit && !seen.trigger && !seen.delete);
-        let elsewhere = Identity {
-            tenants: Some(vec!["other".to_string()]),
-            ..Identity::local_admin()
-        };
+        let elsewhere = Identity::new("o", vec![Grant::for_tenant(Role::Admin, "other")]);
         assert!(!Abilities::of(&elsewhere, "t", "d").trigger);
     }
 }

@@ -16,7 +16,7 @@ use super::common::{
 use super::format::{self, enc, query_get, query_pairs};
 use super::layout::{self, NODE_HEIGHT};
 use super::render::{self, UiError};
-use crate::auth::Identity;
+use crate::auth::{Caller, Identity};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -196,7 +196,7 @@ async fn grid_task_order(
 
 pub async fn grid(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     Path(dag_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
@@ -625,7 +625,7 @@ pub fn graph(dag: &Dag, run: Option<&RunRow>, tis: &[TiRow]) -> Graph {
 
 pub async fn graph_view(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     Path(dag_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
@@ -691,7 +691,7 @@ struct GanttBar {
 
 pub async fn gantt(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     Path(dag_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
@@ -791,7 +791,7 @@ struct CodePage {
 
 pub async fn code(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     Path(dag_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
@@ -854,7 +854,7 @@ struct RunsPage {
 
 pub async fn runs(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     Path(dag_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
@@ -989,7 +989,7 @@ fn field(name: &str, param: &updraft_dag::Param) -> Field {
 
 pub async fn trigger_form(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     Path(dag_id): Path<String>,
 ) -> Result<Response, UiError> {
     let row = load_dag(&state, &identity, &dag_id).await?;

@@ -16,7 +16,7 @@ use updraft_store::{DagRow, RunRow};
 use super::common::{Abilities, Frame, Mark, next_run, next_run_title};
 use super::format::{self, enc, query_all, query_get, query_pairs};
 use super::render::{self, UiError};
-use crate::auth::{Action, Identity, Resource, authorize};
+use crate::auth::{Action, Caller, Resource, authorize};
 use crate::state::AppState;
 
 /// DAGs per page.
@@ -186,7 +186,7 @@ impl Filters {
 
 pub async fn list(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
     authorize(&identity, Action::Read, Resource::Dags)?;

@@ -23,7 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::format::{query_all, query_pairs};
 use super::render::UiError;
-use crate::auth::{Action, Identity, Resource, authorize};
+use crate::auth::{Action, Caller, Resource, authorize};
 use crate::state::AppState;
 
 /// Changes arriving within this window after a first one go out as one event.
@@ -33,7 +33,7 @@ const MAX_REMEMBERED_RUNS: usize = 10_000;
 
 pub async fn events(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, UiError> {
     authorize(&identity, Action::Read, Resource::Dags)?;

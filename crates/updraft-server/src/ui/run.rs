@@ -14,7 +14,7 @@ use super::common::{
 };
 use super::format::{self, enc, query_get, query_pairs};
 use super::render::{self, UiError};
-use crate::auth::Identity;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -84,7 +84,7 @@ struct RunPage {
 
 pub async fn run_page(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     Path((dag_id, run_id)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {
@@ -192,7 +192,7 @@ struct Link {
 
 pub async fn task_page(
     State(state): State<AppState>,
-    identity: Identity,
+    Caller(identity): Caller,
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, UiError> {

@@ -111,12 +111,13 @@ impl TenantArgs {
         if self.tenants.is_empty() || self.tenants.iter().any(|t| t == "*") {
             return vec![Grant::everywhere(role)];
         }
-        let mut grants: Vec<Grant> = self
-            .tenants
-            .iter()
-            .map(|tenant| Grant::for_tenant(role, tenant))
-            .collect();
-        grants.dedup();
+        let mut grants: Vec<Grant> = Vec::new();
+        for tenant in &self.tenants {
+            let grant = Grant::for_tenant(role, tenant);
+            if !grants.contains(&grant) {
+                grants.push(grant);
+            }
+        }
         grants
     }
 }

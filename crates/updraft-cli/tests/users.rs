@@ -25,8 +25,8 @@ fn roles_of(home: &Home, username: &str) -> Vec<String> {
     as_array(user["roles"].clone()).iter().map(str_of).collect()
 }
 
-/// The stored password hash of `username`, read from the SQLite database.
-fn stored_hash(home: &Home, username: &str) -> String {
+/// The one text column of the one row `sql` (binding `args`) reads from the SQLite database.
+fn read_text(home: &Home, sql: &'static str, args: &[&str]) -> String {
     let db = home.path().join("updraft.db");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -35,15 +35,32 @@ fn stored_hash(home: &Home, username: &str) -> String {
     runtime.block_on(async {
         let url = format!("sqlite://{}", db.display());
         let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-        let (hash,): (String,) =
-            sqlx::query_as("SELECT password_hash FROM users WHERE username = ?")
-                .bind(username)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+        let mut query = sqlx::query_as(sql);
+        for arg in args {
+            query = query.bind(*arg);
+        }
+        let (text,): (String,) = query.fetch_one(&pool).await.unwrap();
         pool.close().await;
-        hash
+        text
     })
+}
+
+/// The stored password hash of `username`.
+fn stored_hash(home: &Home, username: &str) -> String {
+    read_text(
+        home,
+        "SELECT password_hash FROM users WHERE username = ?",
+        &[username],
+    )
+}
+
+/// The audit log's events, oldest first, joined with spaces.
+fn audited_events(home: &Home) -> String {
+    read_text(
+        home,
+        "SELECT COALESCE(group_concat(event, ' '), '') FROM (SELECT event FROM event_log ORDER BY id)",
+        &[],
+    )
 }
 
 fn verifies(home: &Home, username: &str, password: &str) -> bool {
@@ -161,6 +178,11 @@ fn users_are_created_listed_granted_and_deleted() {
 
     home.ok(&["users", "delete", "-u", "bob"]);
     assert_eq!(listed_user(&home, "bob"), None);
+    assert_eq!(
+        audited_events(&home),
+        "cli_users_create cli_users_add_role cli_users_add_role cli_users_remove_role \
+         cli_users_delete"
+    );
     let gone = home.fails(&["users", "delete", "--username", "bob"]);
     assert!(gone.stderr.contains("user `bob` not found"), "{gone}");
 }

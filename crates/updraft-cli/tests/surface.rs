@@ -1062,7 +1062,7 @@ fn json_output_parses_for_every_listing_and_exit_codes_follow_convention() {
         &["dags"][..],
         &["no-such-command"][..],
         &["dags", "list", "--bogus"][..],
-        &["-o", "yaml", "dags", "list"][..],
+        &["-o", "xml", "dags", "list"][..],
         &["dags", "trigger"][..],
         &["dags", "list-runs", "diamond", "--limit", "many"][..],
     ] {

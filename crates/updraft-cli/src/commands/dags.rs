@@ -209,7 +209,8 @@ async fn show(store: &dyn ReadStore, dag_id: &str, format: Format) -> Result<Exi
     let row = require_dag(store, dag_id).await?;
     match format {
         Format::Json => println!("{}", serde_json::to_string(&row.dag)?),
-        Format::Table => print!("{}", dot(&row.dag)),
+        Format::Yaml => print!("{}", serde_saphyr::to_string(&row.dag)?),
+        Format::Table | Format::Plain => print!("{}", dot(&row.dag)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -325,8 +326,8 @@ pub async fn find_run(store: &dyn ReadStore, dag_id: &str, key: &str) -> Result<
 async fn state(store: &dyn ReadStore, dag_id: &str, key: &str, format: Format) -> Result<ExitCode> {
     let run = find_run(store, dag_id, key).await?;
     match format {
-        Format::Json => print_object(format, &run_json(&run)),
-        Format::Table => println!("{}", run.state),
+        Format::Json | Format::Yaml => print_object(format, &run_json(&run)),
+        Format::Table | Format::Plain => println!("{}", run.state),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod pools;
 pub mod service;
 pub mod tasks;
+pub mod users;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -122,6 +122,9 @@ async fn run(
             settings.database_display()
         );
     };
+    if with_server {
+        super::users::ensure_standalone_admin(settings, store.as_ref()).await?;
+    }
     let folder = settings.dags_folder();
     std::fs::create_dir_all(&folder)?;
     let config =

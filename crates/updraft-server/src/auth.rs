@@ -54,7 +54,8 @@ fn describe(resource: Resource<'_>) -> String {
         Resource::Variable { .. } => "the variable".to_string(),
         Resource::Config => "the configuration".to_string(),
         Resource::Users => "users".to_string(),
-        Resource::AuditLog { .. } => "the audit log".to_string(),
+        Resource::AuditLog { .. } => "the audit log entry".to_string(),
+        Resource::AuditLogs => "the audit log".to_string(),
         Resource::Version => "the version".to_string(),
         Resource::Health => "the health check".to_string(),
     }

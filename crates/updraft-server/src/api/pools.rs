@@ -181,6 +181,7 @@ pub async fn post_pool(
         name: body.name.clone(),
         slots: body.slots,
         description: body.description.clone().unwrap_or_default(),
+        tenant: None,
     };
     state.store.create_pool(&pool).await?;
     // Tasks waiting for a pool that did not exist may run now.

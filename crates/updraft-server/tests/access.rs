@@ -564,3 +564,385 @@ async fn every_operation_for_every_role_and_tenant() {
         failures.join("\n")
     );
 }
+
+/// The status and detail of a reply, with `name` (the object asked for) written as `<name>`.
+fn answer(reply: &Reply, name: &str) -> (StatusCode, String) {
+    let detail = reply.json()["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (reply.status, detail.replace(name, "<name>"))
+}
+
+#[tokio::test]
+async fn another_tenants_objects_answer_exactly_as_missing_ones() {
+    let fixture = Fixture::new().await;
+    let error_id = fixture.params["import_error_id"].clone();
+    let event_id = fixture.params["event_log_id"].clone();
+    // (method, URI of team_a's object, URI of a missing one, the names that differ, body)
+    let cases: Vec<(Method, String, String, String, Option<Value>)> = vec![
+        (
+            Method::GET,
+            "/api/v2/dags/a_job".into(),
+            "/api/v2/dags/nope".into(),
+            "a_job|nope".into(),
+            None,
+        ),
+        (
+            Method::PATCH,
+            "/api/v2/dags/a_job".into(),
+            "/api/v2/dags/nope".into(),
+            "a_job|nope".into(),
+            Some(json!({"is_paused": true})),
+        ),
+        (
+            Method::POST,
+            "/api/v2/dags/a_job/dagRuns".into(),
+            "/api/v2/dags/nope/dagRuns".into(),
+            "a_job|nope".into(),
+            Some(json!({})),
+        ),
+        (
+            Method::GET,
+            "/api/v2/dags/a_job/dagRuns/no_such_run".into(),
+            "/api/v2/dags/nope/dagRuns/no_such_run".into(),
+            "a_job|nope".into(),
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/api/v2/dags/a_job/dagRuns/run_a".into(),
+            "/api/v2/dags/nope/dagRuns/run_a".into(),
+            "a_job|nope".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/v2/dags/a_job/dagRuns/run_a/taskInstances/work/logs/1".into(),
+            "/api/v2/dags/nope/dagRuns/run_a/taskInstances/work/logs/1".into(),
+            "a_job|nope".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/v2/dagSources/a_job".into(),
+            "/api/v2/dagSources/nope".into(),
+            "a_job|nope".into(),
+            None,
+        ),
+        (
+            Method::PATCH,
+            "/api/v2/pools/a_pool".into(),
+            "/api/v2/pools/nope".into(),
+            "a_pool|nope".into(),
+            Some(json!({"slots": 1})),
+        ),
+        (
+            Method::DELETE,
+            "/api/v2/pools/a_pool".into(),
+            "/api/v2/pools/nope".into(),
+            "a_pool|nope".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v2/importErrors/{error_id}"),
+            "/api/v2/importErrors/999999".into(),
+            format!("{error_id}|999999"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v2/eventLogs/{event_id}"),
+            "/api/v2/eventLogs/999999".into(),
+            format!("{event_id}|999999"),
+            None,
+        ),
+    ];
+    // Even an Admin of team_b, who may do all of these to team_b's objects.
+    let stranger = Identity::new("b_admin", vec![Grant::for_tenant(Role::Admin, "team_b")]);
+    for (method, hidden, missing, names, body) in cases {
+        let (hidden_name, missing_name) = names.split_once('|').unwrap();
+        let got = fixture
+            .send(&stranger, method.clone(), &hidden, body.clone())
+            .await;
+        let absent = fixture
+            .send(&stranger, method.clone(), &missing, body)
+            .await;
+        assert_eq!(
+            got.status,
+            StatusCode::NOT_FOUND,
+            "{method} {hidden}: {}",
+            got.text
+        );
+        assert_eq!(
+            answer(&got, hidden_name),
+            answer(&absent, missing_name),
+            "{method} {hidden} must read like {missing}"
+        );
+    }
+    // The objects are still there for their own tenant.
+    fixture
+        .send(
+            &Identity::local_admin(),
+            Method::GET,
+            "/api/v2/dags/a_job/dagRuns/run_a",
+            None,
+        )
+        .await
+        .expect_status(StatusCode::OK);
+}
+
+#[tokio::test]
+async fn wildcard_listings_count_only_visible_tenants() {
+    let fixture = Fixture::new().await;
+    let alice = Identity::new("alice", vec![Grant::for_tenant(Role::Viewer, "team_a")]);
+    for (uri, key, field, expected) in [
+        ("/api/v2/dags", "dags", "dag_id", json!("a_job")),
+        (
+            "/api/v2/dags/~/dagRuns",
+            "dag_runs",
+            "dag_id",
+            json!("a_job"),
+        ),
+        (
+            "/api/v2/dags/~/dagRuns/~/taskInstances",
+            "task_instances",
+            "dag_id",
+            json!("a_job"),
+        ),
+        (
+            "/api/v2/importErrors",
+            "import_errors",
+            "filename",
+            json!("team_a/broken.yaml"),
+        ),
+    ] {
+        let list = fixture
+            .send(&alice, Method::GET, uri, None)
+            .await
+            .expect_status(StatusCode::OK)
+            .json();
+        let items = list[key].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{uri}: {list}");
+        assert_eq!(items[0][field], expected, "{uri}");
+        assert_eq!(list["total_entries"], 1, "{uri}");
+    }
+    let pools = fixture
+        .send(&alice, Method::GET, "/api/v2/pools", None)
+        .await
+        .expect_status(StatusCode::OK)
+        .json();
+    let names: Vec<&str> = pools["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a_pool", "default_pool"], "own and shared pools");
+    assert_eq!(pools["total_entries"], 2);
+}
+
+#[tokio::test]
+async fn tenant_ops_manage_their_own_pools_and_read_shared_ones() {
+    let fixture = Fixture::new().await;
+    let op_a = Identity::new("op_a", vec![Grant::for_tenant(Role::Op, "team_a")]);
+    let created = fixture
+        .send(
+            &op_a,
+            Method::POST,
+            "/api/v2/pools",
+            Some(json!({"name": "a_gpu", "slots": 1})),
+        )
+        .await
+        .expect_status(StatusCode::CREATED)
+        .json();
+    assert_eq!(
+        created["team_name"], "team_a",
+        "a tenant Op's pool is its tenant's"
+    );
+    fixture
+        .send(
+            &op_a,
+            Method::POST,
+            "/api/v2/pools",
+            Some(json!({"name": "b_gpu", "slots": 1, "team_name": "team_b"})),
+        )
+        .await
+        .expect_status(StatusCode::FORBIDDEN);
+    fixture
+        .send(
+            &op_a,
+            Method::POST,
+            "/api/v2/pools",
+            Some(json!({"name": "shared", "slots": 1, "tenant": "team_b"})),
+        )
+        .await
+        .expect_status(StatusCode::FORBIDDEN);
+    // A name taken by another tenant's pool: a conflict that does not say whose.
+    let clash = fixture
+        .send(
+            &op_a,
+            Method::POST,
+            "/api/v2/pools",
+            Some(json!({"name": "b_pool", "slots": 1})),
+        )
+        .await
+        .expect_status(StatusCode::CONFLICT);
+    assert!(!clash.text.contains("team_b"), "{}", clash.text);
+    // Shared pools: read, not changed.
+    fixture
+        .send(&op_a, Method::GET, "/api/v2/pools/default_pool", None)
+        .await
+        .expect_status(StatusCode::OK);
+    fixture
+        .send(
+            &op_a,
+            Method::PATCH,
+            "/api/v2/pools/default_pool",
+            Some(json!({"slots": 1})),
+        )
+        .await
+        .expect_status(StatusCode::FORBIDDEN);
+    // A pool's tenant does not change.
+    fixture
+        .send(
+            &op_a,
+            Method::PATCH,
+            "/api/v2/pools/a_gpu",
+            Some(json!({"team_name": "team_b"})),
+        )
+        .await
+        .expect_status(StatusCode::BAD_REQUEST);
+    // A global Op shares what it creates, or gives it to a tenant.
+    let op = Identity::new("op", vec![Grant::everywhere(Role::Op)]);
+    let shared = fixture
+        .send(
+            &op,
+            Method::POST,
+            "/api/v2/pools",
+            Some(json!({"name": "s", "slots": 1})),
+        )
+        .await
+        .expect_status(StatusCode::CREATED)
+        .json();
+    assert_eq!(shared["team_name"], Value::Null);
+    let given = fixture
+        .send(
+            &op,
+            Method::POST,
+            "/api/v2/pools",
+            Some(json!({"name": "for_b", "slots": 1, "team_name": "team_b"})),
+        )
+        .await
+        .expect_status(StatusCode::CREATED)
+        .json();
+    assert_eq!(given["team_name"], "team_b");
+    fixture
+        .send(&op_a, Method::GET, "/api/v2/pools/for_b", None)
+        .await
+        .expect_status(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn every_write_is_audited_per_tenant_with_secrets_masked() {
+    let fixture = Fixture::new().await;
+    let user_a = Identity::new("user_a", vec![Grant::for_tenant(Role::User, "team_a")]);
+    fixture
+        .send(
+            &user_a,
+            Method::POST,
+            "/api/v2/dags/a_job/dagRuns",
+            Some(json!({"dag_run_id": "audited", "conf": {"who": "x", "db_password": "hunter2"}})),
+        )
+        .await
+        .expect_status(StatusCode::OK);
+    let op = Identity::new("op", vec![Grant::everywhere(Role::Op)]);
+    fixture
+        .send(
+            &op,
+            Method::POST,
+            "/api/v2/pools",
+            Some(json!({"name": "s", "slots": 1})),
+        )
+        .await
+        .expect_status(StatusCode::CREATED);
+
+    let admin = Identity::new("root", vec![Grant::everywhere(Role::Admin)]);
+    let log = fixture
+        .send(
+            &admin,
+            Method::GET,
+            "/api/v2/eventLogs?event=trigger_dag_run&owner=user_a",
+            None,
+        )
+        .await
+        .expect_status(StatusCode::OK)
+        .json();
+    assert_eq!(log["total_entries"], 1, "{log}");
+    let entry = &log["event_logs"][0];
+    assert_eq!(entry["dag_id"], "a_job");
+    assert_eq!(entry["run_id"], "audited");
+    assert_eq!(entry["owner"], "user_a");
+    assert_eq!(entry["tenant"], "team_a");
+    assert!(entry["when"].is_string());
+    let extra = entry["extra"].as_str().unwrap();
+    assert!(extra.contains("\"who\":\"x\""), "{extra}");
+    assert!(
+        !extra.contains("hunter2"),
+        "a secret reached the audit log: {extra}"
+    );
+    let id = entry["event_log_id"].as_i64().unwrap();
+    let pool_entry = fixture
+        .send(
+            &admin,
+            Method::GET,
+            "/api/v2/eventLogs?event=post_pool",
+            None,
+        )
+        .await
+        .expect_status(StatusCode::OK)
+        .json();
+    assert_eq!(
+        pool_entry["event_logs"][0]["tenant"],
+        Value::Null,
+        "{pool_entry}"
+    );
+    assert_eq!(pool_entry["event_logs"][0]["owner"], "op");
+
+    // An Admin of team_a reads team_a's entries only; of team_b, none of team_a's.
+    let admin_a = Identity::new("admin_a", vec![Grant::for_tenant(Role::Admin, "team_a")]);
+    let seen = fixture
+        .send(&admin_a, Method::GET, "/api/v2/eventLogs?limit=100", None)
+        .await
+        .expect_status(StatusCode::OK)
+        .json();
+    let entries = seen["event_logs"].as_array().unwrap();
+    assert!(entries.iter().any(|e| e["event_log_id"] == id));
+    assert!(entries.iter().all(|e| e["tenant"] == "team_a"), "{seen}");
+    assert_eq!(seen["total_entries"], entries.len());
+    fixture
+        .send(
+            &admin_a,
+            Method::GET,
+            &format!("/api/v2/eventLogs/{id}"),
+            None,
+        )
+        .await
+        .expect_status(StatusCode::OK);
+    let admin_b = Identity::new("admin_b", vec![Grant::for_tenant(Role::Admin, "team_b")]);
+    fixture
+        .send(
+            &admin_b,
+            Method::GET,
+            &format!("/api/v2/eventLogs/{id}"),
+            None,
+        )
+        .await
+        .expect_status(StatusCode::NOT_FOUND);
+    // Reading is for Admins.
+    fixture
+        .send(&op, Method::GET, "/api/v2/eventLogs", None)
+        .await
+        .expect_status(StatusCode::FORBIDDEN);
+}

@@ -201,8 +201,8 @@ pub async fn get_event_log(
     Ok(Json(EventLogResponse::from(row)))
 }
 
-/// The entry with this id. The store reads pages newest first; ids grow with time, so the
-/// entry is found by paging down from the newest.
+/// The entry with this id, found by paging through the log (the store reads pages, not
+/// single entries).
 async fn find(state: &AppState, id: i64) -> Result<Option<EventRow>, ApiError> {
     const PAGE: u32 = 500;
     let mut offset = 0;
@@ -215,13 +215,13 @@ async fn find(state: &AppState, id: i64) -> Result<Option<EventRow>, ApiError> {
                 ..EventQuery::default()
             })
             .await?;
-        let oldest = rows.last().map(|row| row.id);
-        if let Some(row) = rows.iter().find(|row| row.id == id) {
-            return Ok(Some(row.clone()));
+        let full = rows.len() == PAGE as usize;
+        if let Some(row) = rows.into_iter().find(|row| row.id == id) {
+            return Ok(Some(row));
         }
-        match oldest {
-            Some(oldest) if oldest > id && rows.len() == PAGE as usize => offset += PAGE,
-            _ => return Ok(None),
+        if !full {
+            return Ok(None);
         }
+        offset += PAGE;
     }
 }

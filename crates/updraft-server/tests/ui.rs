@@ -951,3 +951,56 @@ async fn pages_show_only_what_the_caller_may_see_and_do() {
     let (_, admin_run) = fx.get("/dags/etl/runs/manual__1").await;
     assert!(admin_run.contains(r#"data-action="delete-run""#));
 }
+
+#[tokio::test]
+async fn pools_import_errors_and_missing_pages_keep_tenants_apart() {
+    let fx = Fixture::new(&[
+        ("etl.yaml", ETL),
+        ("team_b/other.yaml", OTHER),
+        ("team_b/broken.yaml", BROKEN),
+        ("broken.yaml", BROKEN),
+    ])
+    .await;
+    for (name, tenant) in [("default_gpu", "default"), ("b_gpu", "team_b")] {
+        fx.store
+            .create_pool(&updraft_store::PoolRow {
+                name: name.into(),
+                slots: 1,
+                description: String::new(),
+                tenant: Some(tenant.into()),
+            })
+            .await
+            .unwrap();
+    }
+    let team_b = Identity::new("bea", vec![Grant::for_tenant(Role::Viewer, "team_b")]);
+    let (status, pools) = fx.get_as("/pools", team_b.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(pools.contains(r#"<tr data-pool="b_gpu">"#), "its own pool");
+    assert!(
+        pools.contains(r#"<tr data-pool="default_pool">"#),
+        "shared pools"
+    );
+    assert!(!pools.contains("default_gpu"), "not another tenant's pool");
+
+    let (_, errors) = fx.get_as("/import-errors", team_b.clone()).await;
+    assert!(
+        errors.contains("<code>team_b&#x2f;broken.yaml</code>"),
+        "{errors}"
+    );
+    assert!(
+        !errors.contains("<code>broken.yaml</code>"),
+        "not another tenant's"
+    );
+
+    // Another tenant's DAG reads exactly like one that does not exist.
+    let (hidden_status, hidden) = fx.get_as("/dags/etl/grid", team_b.clone()).await;
+    let (missing_status, missing) = fx.get_as("/dags/nope/grid", team_b).await;
+    assert_eq!(
+        (hidden_status, missing_status),
+        (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND)
+    );
+    assert_eq!(
+        hidden.replace("etl", "<id>"),
+        missing.replace("nope", "<id>")
+    );
+}

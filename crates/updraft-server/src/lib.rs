@@ -4,6 +4,7 @@
 //! the scheduler through [`AppState::wake_scheduler`].
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod live;

@@ -240,6 +240,10 @@ pub struct PoolRow {
     pub name: String,
     pub slots: i64,
     pub description: String,
+    /// The tenant whose pool it is; `None`: shared by every tenant (`default_pool`, pools made
+    /// by a global Op or Admin). Set when the pool is created; updates keep it.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 /// Slots currently held by queued and running task instances.

@@ -464,6 +464,7 @@ async fn test(
             name: name.to_string(),
             slots,
             description: "dags test".to_string(),
+            tenant: None,
         };
         store.upsert_pool(&pool).await?;
     }

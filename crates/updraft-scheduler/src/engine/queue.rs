@@ -178,6 +178,7 @@ impl Scheduler {
                     name: updraft_dag::DEFAULT_POOL.to_string(),
                     slots: wanted,
                     description: "Default pool".to_string(),
+                    tenant: None,
                 })
                 .await?;
         }

@@ -74,6 +74,7 @@ macro_rules! contract_tests {
             an_orphan_is_adopted_once_and_only_while_orphaned,
             previous_run_states_finds_the_run_just_before,
             pools_crud,
+            pools_belong_to_a_tenant_or_to_all,
             timestamps_keep_microseconds,
             // several schedulers on one database
             queue_respects_pool_slots_and_max_active_tasks,
@@ -1506,6 +1507,7 @@ pub async fn active_counts_sum_queued_and_running(store: &dyn Store) {
             name: "big".into(),
             slots: 10,
             description: String::new(),
+            tenant: None,
         })
         .await
         .unwrap();
@@ -1727,6 +1729,7 @@ pub async fn pools_crud(store: &dyn Store) {
         name: name.into(),
         slots,
         description: description.into(),
+        tenant: None,
     };
     store
         .upsert_pool(&pool("default_pool", 32, "from config"))
@@ -1754,6 +1757,40 @@ pub async fn pools_crud(store: &dyn Store) {
     let res = store.delete_pool("default_pool").await;
     assert!(matches!(res, Err(StoreError::Invalid(_))), "{res:?}");
     assert_eq!(store.pools().await.unwrap().len(), 2);
+}
+
+pub async fn pools_belong_to_a_tenant_or_to_all(store: &dyn Store) {
+    let own = PoolRow {
+        name: "a_gpu".into(),
+        slots: 2,
+        description: "team a's GPUs".into(),
+        tenant: Some("team_a".into()),
+    };
+    store.create_pool(&own).await.unwrap();
+    let taken = store
+        .create_pool(&PoolRow {
+            tenant: Some("team_b".into()),
+            ..own.clone()
+        })
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    // Updates change slots and description, never the owner.
+    store
+        .upsert_pool(&PoolRow {
+            slots: 3,
+            tenant: None,
+            ..own.clone()
+        })
+        .await
+        .unwrap();
+    let pools = store.pools().await.unwrap();
+    let stored = pools.iter().find(|p| p.name == "a_gpu").unwrap();
+    assert_eq!(
+        (stored.slots, stored.tenant.as_deref()),
+        (3, Some("team_a"))
+    );
+    let default = pools.iter().find(|p| p.name == "default_pool").unwrap();
+    assert_eq!(default.tenant, None, "default_pool is shared");
 }
 
 pub async fn timestamps_keep_microseconds(store: &dyn Store) {
@@ -1803,6 +1840,7 @@ pub async fn queue_respects_pool_slots_and_max_active_tasks(store: &dyn Store) {
             name: "p".into(),
             slots: 3,
             description: String::new(),
+            tenant: None,
         })
         .await
         .unwrap();
@@ -2438,6 +2476,7 @@ pub async fn concurrent_queues_never_overflow_a_pool(store: Arc<dyn Store>, othe
             name: "p".into(),
             slots: SLOTS as i64,
             description: String::new(),
+            tenant: None,
         })
         .await
         .unwrap();
@@ -2509,6 +2548,7 @@ pub async fn durable_write(store: &dyn Store) -> RunRow {
             name: "kept".into(),
             slots: 3,
             description: String::new(),
+            tenant: None,
         })
         .await
         .unwrap();
@@ -2725,6 +2765,7 @@ pub async fn run_changes_follow_every_state_change(store: &dyn Store) {
             name: "p".to_string(),
             slots: 1,
             description: String::new(),
+            tenant: None,
         })
         .await
         .unwrap();
@@ -3222,6 +3263,7 @@ pub async fn api_create_pool_conflicts_and_pool_usage_counts_slots(store: &dyn S
         name: "gpu".into(),
         slots: 4,
         description: "GPUs".into(),
+        tenant: None,
     };
     store.create_pool(&pool).await.unwrap();
     assert!(matches!(

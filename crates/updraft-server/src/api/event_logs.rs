@@ -201,27 +201,15 @@ pub async fn get_event_log(
     Ok(Json(EventLogResponse::from(row)))
 }
 
-/// The entry with this id, found by paging through the log (the store reads pages, not
-/// single entries).
+/// The entry with this id.
 async fn find(state: &AppState, id: i64) -> Result<Option<EventRow>, ApiError> {
-    const PAGE: u32 = 500;
-    let mut offset = 0;
-    loop {
-        let (rows, _) = state
-            .store
-            .events(&EventQuery {
-                limit: PAGE,
-                offset,
-                ..EventQuery::default()
-            })
-            .await?;
-        let full = rows.len() == PAGE as usize;
-        if let Some(row) = rows.into_iter().find(|row| row.id == id) {
-            return Ok(Some(row));
-        }
-        if !full {
-            return Ok(None);
-        }
-        offset += PAGE;
-    }
+    let (rows, _) = state
+        .store
+        .events(&EventQuery {
+            id: Some(id),
+            limit: 1,
+            ..EventQuery::default()
+        })
+        .await?;
+    Ok(rows.into_iter().next())
 }

@@ -672,6 +672,8 @@ pub trait QueueSelector: Send + Sync {
 pub struct QueueRoom {
     /// Pool name → its slots, for every pool.
     pub pool_slots: HashMap<String, i64>,
+    /// Pool name → the tenant owning it, for the pools of one tenant (shared pools are absent).
+    pub pool_tenants: HashMap<String, String>,
     /// What `queued` and `running` instances hold.
     pub held: ActiveCounts,
 }

@@ -511,3 +511,53 @@ async fn event_streams_are_refused_when_descriptors_run_short() {
     );
     assert_eq!(server.state.guard().open_streams(), 0);
 }
+
+/// The first inline script, event handler attribute or style attribute in `html`, which the
+/// Content-Security-Policy would refuse.
+fn inline_code(html: &str) -> Option<String> {
+    let lower = html.to_ascii_lowercase();
+    if let Some(at) = lower.find(" style=") {
+        return Some(lower[at..].chars().take(60).collect());
+    }
+    for (at, _) in lower.match_indices("<script") {
+        let tag = &lower[at..at + lower[at..].find('>')?];
+        if !tag.contains(" src=") {
+            return Some(tag.to_string());
+        }
+    }
+    lower.match_indices(" on").find_map(|(at, _)| {
+        let name: String = lower[at + 3..]
+            .chars()
+            .take_while(char::is_ascii_lowercase)
+            .collect();
+        let after = &lower[at + 3 + name.len()..];
+        (!name.is_empty() && after.starts_with('=')).then(|| lower[at..].chars().take(60).collect())
+    })
+}
+
+#[tokio::test]
+async fn pages_have_no_inline_script_or_style() {
+    assert!(inline_code(r#"<p style="x">"#).is_some());
+    assert!(inline_code("<script>alert(1)</script>").is_some());
+    assert!(inline_code(r#"<a onclick="x()">"#).is_some());
+    assert!(inline_code(r#"<script src="/a.js" defer></script><p>on time</p>"#).is_none());
+
+    let server = start(GuardSettings::default()).await;
+    let host = local(server.addr);
+    for path in [
+        "/dags",
+        "/dags/hello/grid",
+        "/dags/hello/graph",
+        "/dags/hello/gantt",
+        "/dags/hello/code",
+        "/dags/hello/runs",
+        "/dags/hello/trigger",
+        "/pools",
+        "/import-errors",
+        "/dags/nope/grid",
+    ] {
+        let page = get(server.addr, path, &host, b"").await;
+        assert!(page.body.contains("</html>"), "{path}: {}", page.head);
+        assert_eq!(inline_code(&page.body), None, "{path}");
+    }
+}

@@ -498,6 +498,41 @@ mod tests {
     }
 
     #[test]
+    fn api_host_check_and_stream_limits_are_read_and_checked() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join(CONFIG_FILE),
+            "[api]\npublic_url = \"https://updraft.example.com\"\nevent_streams_max = 40\n",
+        )
+        .unwrap();
+        let vars = vec![
+            (
+                "UPDRAFT__API__ALLOWED_HOSTS".to_string(),
+                r#"["ops.internal"]"#.to_string(),
+            ),
+            (
+                "UPDRAFT__API__EVENT_STREAM_IDLE_TIMEOUT".to_string(),
+                "5m".to_string(),
+            ),
+        ];
+        let config = load_config(home.path(), &vars).unwrap();
+        let guard = config.api.guard().unwrap();
+        assert!(guard.host_allowed("updraft.example.com").is_ok());
+        assert!(guard.host_allowed("ops.internal:8080").is_ok());
+        assert!(guard.host_allowed("other.example").is_err());
+        assert_eq!(guard.settings().streams.total, 40);
+        assert_eq!(guard.settings().streams.per_user, 16);
+        assert_eq!(
+            guard.settings().streams.idle_timeout,
+            Duration::from_secs(300)
+        );
+        let mut bad = config.api.clone();
+        bad.public_url = "updraft.example.com".to_string();
+        let err = bad.guard().unwrap_err().to_string();
+        assert!(err.contains("api.public_url"), "{err}");
+    }
+
+    #[test]
     fn unknown_key_in_file_names_file_and_line() {
         let home = tempfile::tempdir().unwrap();
         std::fs::write(home.path().join(CONFIG_FILE), "[core]\n\nparalelism = 4\n").unwrap();

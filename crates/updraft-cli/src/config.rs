@@ -84,14 +84,55 @@ pub struct ApiSection {
     /// Address the web UI and REST API listen on. Non-loopback addresses need authentication.
     pub host: String,
     pub port: u16,
+    /// The URL users reach updraft at (`https://updraft.example.com`). Requests naming another
+    /// host are refused (against DNS rebinding) unless it is a loopback name, an IP address or
+    /// listed in `allowed_hosts`. Empty: loopback names and IP addresses only.
+    pub public_url: String,
+    /// More host names to answer; `["*"]` turns the host check off.
+    pub allowed_hosts: Vec<String>,
+    /// Live update streams (`/ui/events`, one per open page) allowed at once, in all.
+    pub event_streams_max: usize,
+    /// Live update streams allowed at once per user.
+    pub event_streams_per_user: usize,
+    /// A live update stream with nothing to send for this long ends; the page reconnects.
+    #[serde(with = "humantime_serde_str")]
+    pub event_stream_idle_timeout: Duration,
+    /// File descriptors kept for the API, the DAG scan and task launches: a new live update
+    /// stream is refused when fewer would remain under the open-files limit (which updraft
+    /// raises to the hard limit at start).
+    pub reserved_file_descriptors: u64,
 }
 
 impl Default for ApiSection {
     fn default() -> Self {
+        let streams = updraft_server::guard::StreamLimits::default();
         ApiSection {
             host: "127.0.0.1".to_string(),
             port: 8080,
+            public_url: String::new(),
+            allowed_hosts: Vec::new(),
+            event_streams_max: streams.total,
+            event_streams_per_user: streams.per_user,
+            event_stream_idle_timeout: streams.idle_timeout,
+            reserved_file_descriptors: streams.reserved_file_descriptors,
         }
+    }
+}
+
+impl ApiSection {
+    /// The server's `Host` check and live update stream limits.
+    pub fn guard(&self) -> Result<updraft_server::guard::Guard> {
+        let settings = updraft_server::guard::GuardSettings {
+            public_url: Some(self.public_url.clone()).filter(|u| !u.trim().is_empty()),
+            allowed_hosts: self.allowed_hosts.clone(),
+            streams: updraft_server::guard::StreamLimits {
+                per_user: self.event_streams_per_user,
+                total: self.event_streams_max,
+                idle_timeout: self.event_stream_idle_timeout,
+                reserved_file_descriptors: self.reserved_file_descriptors,
+            },
+        };
+        Ok(updraft_server::guard::Guard::new(settings)?)
     }
 }
 
@@ -454,6 +495,41 @@ mod tests {
             config.kubernetes.namespaces["shop"],
             ["shop".to_string(), "shop-batch".to_string()]
         );
+    }
+
+    #[test]
+    fn api_host_check_and_stream_limits_are_read_and_checked() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join(CONFIG_FILE),
+            "[api]\npublic_url = \"https://updraft.example.com\"\nevent_streams_max = 40\n",
+        )
+        .unwrap();
+        let vars = vec![
+            (
+                "UPDRAFT__API__ALLOWED_HOSTS".to_string(),
+                r#"["ops.internal"]"#.to_string(),
+            ),
+            (
+                "UPDRAFT__API__EVENT_STREAM_IDLE_TIMEOUT".to_string(),
+                "5m".to_string(),
+            ),
+        ];
+        let config = load_config(home.path(), &vars).unwrap();
+        let guard = config.api.guard().unwrap();
+        assert!(guard.host_allowed("updraft.example.com").is_ok());
+        assert!(guard.host_allowed("ops.internal:8080").is_ok());
+        assert!(guard.host_allowed("other.example").is_err());
+        assert_eq!(guard.settings().streams.total, 40);
+        assert_eq!(guard.settings().streams.per_user, 16);
+        assert_eq!(
+            guard.settings().streams.idle_timeout,
+            Duration::from_secs(300)
+        );
+        let mut bad = config.api.clone();
+        bad.public_url = "updraft.example.com".to_string();
+        let err = bad.guard().unwrap_err().to_string();
+        assert!(err.contains("api.public_url"), "{err}");
     }
 
     #[test]

@@ -119,11 +119,55 @@ async fn browser(driver: &Driver, home: &Home) -> Client {
             ],
         }),
     );
+    // The console is read at the end for Content-Security-Policy violations.
+    caps.insert("goog:loggingPrefs".to_string(), json!({ "browser": "ALL" }));
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{}", driver.port))
         .await
         .expect("a WebDriver session with chromium")
+}
+
+/// chromedriver's `POST /session/{id}/se/log`: the browser console's messages since the last
+/// read.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
+    }
+}
+
+/// The console messages about the Content-Security-Policy (a refused inline script or style,
+/// a refused source) since the last call.
+async fn csp_violations(client: &Client) -> Vec<String> {
+    let entries = client
+        .issue_cmd(BrowserLog)
+        .await
+        .expect("the browser's console log (chromedriver's se/log)");
+    entries
+        .as_array()
+        .expect("a list of console entries")
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .filter(|m| m.contains("Content Security Policy") || m.contains("Content-Security-Policy"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Poll `check` until it gives `Some`, or panic after [`TIMEOUT`] naming `what`.
@@ -583,6 +627,37 @@ async fn a_person_triggers_a_dag_and_watches_it_succeed_live() {
     assert!(
         home.runs("browser_demo").is_empty(),
         "the API deleted the run"
+    );
+
+    // Every page kept to the Content-Security-Policy: no inline script or style was refused.
+    let violations = csp_violations(&client).await;
+    assert!(
+        violations.is_empty(),
+        "the Content-Security-Policy refused parts of the UI:\n{}",
+        violations.join("\n")
+    );
+    // The check sees violations: an inline style put in the page now is refused and reported.
+    js(
+        &client,
+        "document.body.insertAdjacentHTML('beforeend', '<span style=\"color: red\">x</span>'); return null;",
+    )
+    .await;
+    let seen = eventually("the deliberate violation in the console", || async {
+        let v = csp_violations(&client).await;
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    assert!(seen.iter().any(|m| m.contains("style")), "{seen:?}");
+    let headers = js(
+        &client,
+        "return fetch('/dags').then(r => r.headers.get('content-security-policy'));",
+    )
+    .await;
+    assert!(
+        headers
+            .as_str()
+            .is_some_and(|csp| csp.contains("script-src 'self'")),
+        "the UI is served with the policy: {headers}"
     );
 
     client.close().await.expect("closing the browser");

@@ -7,6 +7,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod guard;
 pub mod live;
 pub mod state;
 pub mod ui;
@@ -24,6 +25,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v2", api::router())
         .merge(ui::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::protect,
+        ))
         .with_state(state)
 }
 
@@ -43,6 +48,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    guard::raise_descriptor_limit();
     if let Ok(addr) = listener.local_addr() {
         eprintln!("updraft web UI and API on http://{addr}");
     }

@@ -9,6 +9,8 @@ use tokio::sync::{broadcast, watch};
 use updraft_runs::StateChange;
 use updraft_store::Store;
 
+use crate::guard::Guard;
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub bind: SocketAddr,
@@ -30,6 +32,8 @@ pub struct AppState {
     /// Set when the server begins shutting down ([`crate::serve`]), so long-lived responses
     /// (SSE streams) end instead of holding the shutdown up.
     stopping: Arc<watch::Sender<bool>>,
+    /// The `Host` check and the event stream limits.
+    guard: Arc<Guard>,
 }
 
 impl AppState {
@@ -46,6 +50,7 @@ impl AppState {
             wake,
             health_check_threshold: Duration::from_secs(30),
             stopping: Arc::new(watch::channel(false).0),
+            guard: Arc::new(Guard::default()),
         }
     }
 
@@ -54,6 +59,16 @@ impl AppState {
     pub fn with_health_check_threshold(mut self, threshold: Duration) -> Self {
         self.health_check_threshold = threshold;
         self
+    }
+
+    /// The `Host` check and the event stream limits ([`Guard::default`] without this).
+    pub fn with_guard(mut self, guard: Guard) -> Self {
+        self.guard = Arc::new(guard);
+        self
+    }
+
+    pub fn guard(&self) -> &Arc<Guard> {
+        &self.guard
     }
 
     pub fn health_check_threshold(&self) -> Duration {

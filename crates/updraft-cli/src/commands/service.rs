@@ -102,7 +102,8 @@ pub async fn server(settings: &Settings, signals: watch::Receiver<bool>) -> Resu
     let config = server_config(settings)?;
     let listener = updraft_server::listen(&config).await?;
     let state = AppState::new(store, config, changes, wake)
-        .with_health_check_threshold(settings.config.scheduler.health_check_threshold);
+        .with_health_check_threshold(settings.config.scheduler.health_check_threshold)
+        .with_guard(settings.config.api.guard()?);
     updraft_server::serve(listener, state, stop.wait()).await?;
     stop.outcome()?;
     Ok(ExitCode::SUCCESS)
@@ -163,7 +164,8 @@ async fn spawn_server(
     let waker = scheduler.waker();
     let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || waker.notify_one());
     let state = AppState::new(store, config, scheduler.changes(), wake)
-        .with_health_check_threshold(settings.config.scheduler.health_check_threshold);
+        .with_health_check_threshold(settings.config.scheduler.health_check_threshold)
+        .with_guard(settings.config.api.guard()?);
     Ok(tokio::spawn(updraft_server::serve(listener, state, stop)))
 }
 

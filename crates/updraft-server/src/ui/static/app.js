@@ -103,8 +103,12 @@
     // `ready` on every (re)connection: refresh once for changes made while not listening.
     source.addEventListener('ready', () => { setLive(true); refreshLive(); });
     source.addEventListener('change', () => refreshLive());
-    source.addEventListener('error', () => setLive(false));
-    window.addEventListener('pagehide', () => source.close());
+    source.addEventListener('error', () => {
+      setLive(false);
+      // Refused (too many open pages: 429/503) or gone: the browser gives up; try again later.
+      if (source.readyState === EventSource.CLOSED) setTimeout(followEvents, 30000);
+    });
+    window.addEventListener('pagehide', () => source.close(), { once: true });
   }
 
   // ---- actions ---------------------------------------------------------------------------

@@ -493,6 +493,39 @@ mod tests {
     }
 
     #[test]
+    fn tenants_users_and_the_executors_allowlist_come_from_file_and_environment() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join(CONFIG_FILE),
+            "[executor]\nenv_allowlist = [\"AWS_REGION\"]\n\n[tenants.team_a]\nrun_as_user = \"svc_a\"\n",
+        )
+        .unwrap();
+        let vars = vec![
+            (
+                "UPDRAFT__TENANTS__TEAM_B".to_string(),
+                r#"{run_as_user = "svc_b"}"#.to_string(),
+            ),
+            (
+                "UPDRAFT__EXECUTOR__KEEP_WORK_DIRS".to_string(),
+                "true".to_string(),
+            ),
+        ];
+        let config = load_config(home.path(), &vars).unwrap();
+        assert_eq!(config.executor.env_allowlist, ["AWS_REGION"]);
+        assert!(config.executor.keep_work_dirs);
+        assert_eq!(config.executor.work_folder, PathBuf::from("tries"));
+        let users: Vec<(&str, Option<&str>)> = config
+            .tenants
+            .iter()
+            .map(|(t, s)| (t.as_str(), s.run_as_user.as_deref()))
+            .collect();
+        assert_eq!(
+            users,
+            [("team_a", Some("svc_a")), ("team_b", Some("svc_b"))]
+        );
+    }
+
+    #[test]
     fn unknown_key_in_file_names_file_and_line() {
         let home = tempfile::tempdir().unwrap();
         std::fs::write(home.path().join(CONFIG_FILE), "[core]\n\nparalelism = 4\n").unwrap();

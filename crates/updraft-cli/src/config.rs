@@ -19,6 +19,42 @@ pub struct Config {
     pub scheduler: SchedulerSection,
     pub api: ApiSection,
     pub kubernetes: KubernetesSection,
+    pub executor: ExecutorSection,
+    /// Settings per tenant (the first folder level under the DAGs folder).
+    pub tenants: std::collections::BTreeMap<String, TenantSection>,
+}
+
+/// How the local executor keeps tries apart from the scheduler and from each other.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutorSection {
+    /// Environment variables of the scheduler passed on to local tries besides `PATH`, `LANG`,
+    /// `LC_*` and `TZ` (a trailing `*` matches a prefix). Nothing else of the scheduler's
+    /// environment reaches a try.
+    pub env_allowlist: Vec<String>,
+    /// Where each local try gets a working directory of its own (relative to `UPDRAFT_HOME`).
+    pub work_folder: PathBuf,
+    /// Keep each try's working directory after it ends (else removed).
+    pub keep_work_dirs: bool,
+}
+
+impl Default for ExecutorSection {
+    fn default() -> Self {
+        ExecutorSection {
+            env_allowlist: Vec::new(),
+            work_folder: PathBuf::from("tries"),
+            keep_work_dirs: false,
+        }
+    }
+}
+
+/// One tenant's settings (`[tenants.<tenant>]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantSection {
+    /// The unix user the local executor runs this tenant's tries as (updraft must run as
+    /// root); unset: updraft's own user.
+    pub run_as_user: Option<String>,
 }
 
 /// Where task tries run (Airflow's `core.executor`).
@@ -494,6 +530,39 @@ mod tests {
         assert_eq!(
             config.kubernetes.namespaces["shop"],
             ["shop".to_string(), "shop-batch".to_string()]
+        );
+    }
+
+    #[test]
+    fn tenants_users_and_the_executors_allowlist_come_from_file_and_environment() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join(CONFIG_FILE),
+            "[executor]\nenv_allowlist = [\"AWS_REGION\"]\n\n[tenants.team_a]\nrun_as_user = \"svc_a\"\n",
+        )
+        .unwrap();
+        let vars = vec![
+            (
+                "UPDRAFT__TENANTS__TEAM_B".to_string(),
+                r#"{run_as_user = "svc_b"}"#.to_string(),
+            ),
+            (
+                "UPDRAFT__EXECUTOR__KEEP_WORK_DIRS".to_string(),
+                "true".to_string(),
+            ),
+        ];
+        let config = load_config(home.path(), &vars).unwrap();
+        assert_eq!(config.executor.env_allowlist, ["AWS_REGION"]);
+        assert!(config.executor.keep_work_dirs);
+        assert_eq!(config.executor.work_folder, PathBuf::from("tries"));
+        let users: Vec<(&str, Option<&str>)> = config
+            .tenants
+            .iter()
+            .map(|(t, s)| (t.as_str(), s.run_as_user.as_deref()))
+            .collect();
+        assert_eq!(
+            users,
+            [("team_a", Some("svc_a")), ("team_b", Some("svc_b"))]
         );
     }
 

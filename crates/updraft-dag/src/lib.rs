@@ -35,7 +35,7 @@ mod yaml;
 pub use bag::{
     DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_FILE_SIZE, DagBag, DagBagOptions,
     LoadedDag, MAX_ERROR_MESSAGE_CHARS, MAX_ERRORS_PER_FILE, RefreshReport, bounded_message,
-    tenant_of,
+    foreign_claim_error, tenant_of,
 };
 pub use describe::{describe_cron, describe_duration};
 pub use excerpt::{ExcerptLine, MAX_EXCERPT_FILE, MAX_EXCERPT_LINE_CHARS, excerpt};

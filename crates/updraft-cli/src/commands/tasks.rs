@@ -409,6 +409,7 @@ async fn test(
                     max_concurrency: 1,
                     kill_grace: settings.config.scheduler.kill_grace,
                     default_cwd: None,
+                    isolation: super::try_isolation(settings),
                     ..LocalExecutorConfig::default()
                 },
                 tx,

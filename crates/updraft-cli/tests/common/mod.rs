@@ -139,11 +139,19 @@ impl Home {
             ),
             // Tests run in parallel: let each server pick a free port.
             ("UPDRAFT__API__PORT".to_string(), "0".to_string()),
+            // Most tests exercise what the API does, not who may call it; the tests of the web
+            // UI, of API clients and of authentication turn it back on (`Home::with_auth`).
+            ("UPDRAFT__AUTH__ENABLED".to_string(), "false".to_string()),
         ];
         Home {
             dir: Some(dir),
             env,
         }
+    }
+
+    /// Authentication on, as it is by default outside the tests.
+    pub fn with_auth(self) -> Home {
+        self.with_env("UPDRAFT__AUTH__ENABLED", "true")
     }
 
     /// Set (or replace) an environment variable for every later command and scheduler, e.g.

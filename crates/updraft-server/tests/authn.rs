@@ -16,7 +16,7 @@ use updraft_auth::{Grant, Role};
 use updraft_server::authn::token::{self, Claims};
 use updraft_server::authn::{AuthSettings, TokenKeys};
 use updraft_server::{AppState, ServerConfig};
-use updraft_store::{NewUser, SqliteStore, Store, UserStore};
+use updraft_store::{AdminStore, NewUser, SqliteStore, Store, UserStore};
 
 const DAG: &str = "tasks:\n  - task_id: only\n    bash: echo only\n";
 const PASSWORD: &str = "correct horse battery staple";

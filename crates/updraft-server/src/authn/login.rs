@@ -14,7 +14,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use updraft_auth::Identity;
 
 use super::session;
 use crate::AppState;
@@ -188,11 +187,11 @@ struct LoginPage<'a> {
 /// `GET /login`: the form, with a fresh CSRF nonce. A signed-in user goes on to `next`.
 pub async fn login_page(
     State(state): State<AppState>,
-    identity: Option<axum::Extension<Identity>>,
+    signed_in: Option<axum::Extension<super::SignedIn>>,
     Query(query): Query<NextQuery>,
 ) -> Response {
     let next = session::safe_next(query.next.as_deref().unwrap_or("/"));
-    if identity.is_some() && state.config.auth.enabled {
+    if signed_in.is_some() || !state.config.auth.enabled {
         return session::redirect(next);
     }
     login_form(&state, StatusCode::OK, next, "", None)

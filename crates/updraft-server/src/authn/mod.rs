@@ -9,7 +9,8 @@
 //!    removed grant, takes effect at the next request. State-changing requests authenticated
 //!    by the cookie must carry the session's CSRF token;
 //! 4. no credentials: the open paths (health, `/auth/*`, `/login`, `/logout`, static assets)
-//!    pass without an identity; the rest of the API is 401, UI pages redirect to `/login`.
+//!    pass as [`anonymous`], who holds no role (Public); the rest of the API is 401, UI pages
+//!    redirect to `/login`.
 //!
 //! Handlers then ask `crate::auth::authorize` what the identity may do.
 
@@ -82,6 +83,15 @@ pub fn page_auth() -> PageAuth {
     PAGE_AUTH.try_with(Clone::clone).unwrap_or_default()
 }
 
+/// The caller of an open path without credentials: no grants, so Public (the health check).
+pub fn anonymous() -> Identity {
+    Identity::new("anonymous", Vec::new())
+}
+
+/// Put in a request's extensions when its caller proved who it is (not [`anonymous`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SignedIn;
+
 /// Paths anyone may reach: the health check for load balancers, sign-in and its assets.
 pub fn is_open_path(path: &str) -> bool {
     path == "/api/v2/monitor/health"
@@ -123,10 +133,14 @@ pub async fn authenticate(
         Err(refusal) => return refusal,
     };
     match credentials {
-        Credentials::None if open => next.run(request).await,
+        Credentials::None if open => {
+            request.extensions_mut().insert(anonymous());
+            next.run(request).await
+        }
         Credentials::None => refuse_anonymous(&request),
         Credentials::Bearer(identity) => {
             request.extensions_mut().insert(identity);
+            request.extensions_mut().insert(SignedIn);
             next.run(request).await
         }
         Credentials::Session(identity, cookie) => {
@@ -140,6 +154,7 @@ pub async fn authenticate(
             };
             let mut request = request;
             request.extensions_mut().insert(identity);
+            request.extensions_mut().insert(SignedIn);
             PAGE_AUTH.scope(page, next.run(request)).await
         }
     }

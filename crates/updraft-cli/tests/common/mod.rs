@@ -154,6 +154,36 @@ impl Home {
         self.with_env("UPDRAFT__AUTH__ENABLED", "true")
     }
 
+    /// Records a local user holding `role` for every tenant in this home's SQLite database
+    /// (creating the schema first), as `updraft users create` does.
+    pub fn create_user(&self, username: &str, password: &str, role: &str) {
+        use updraft_store::{AdminStore, UserStore};
+        self.ok(&["db", "migrate"]);
+        let role: updraft_auth::Role = role.parse().expect("a role name");
+        let user = updraft_store::NewUser {
+            username: username.to_string(),
+            email: format!("{username}@example.com"),
+            first_name: username.to_string(),
+            last_name: "Tester".to_string(),
+            password_hash: Some(updraft_auth::password::hash(password).expect("hashing")),
+            source: "local".to_string(),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let store = updraft_store::SqliteStore::open(&self.path().join("updraft.db"))
+                .await
+                .expect("opening the home's database");
+            store.migrate().await.expect("migrating");
+            store
+                .create_user(&user, &[updraft_auth::Grant::everywhere(role)])
+                .await
+                .expect("recording the user");
+        });
+    }
+
     /// Set (or replace) an environment variable for every later command and scheduler, e.g.
     /// `home.set_env("UPDRAFT__SCHEDULER__SHUTDOWN_GRACE", "1s")`.
     pub fn set_env(&mut self, name: &str, value: &str) -> &mut Home {

@@ -19,6 +19,7 @@ pub struct Config {
     pub scheduler: SchedulerSection,
     pub api: ApiSection,
     pub kubernetes: KubernetesSection,
+    pub auth: AuthSection,
     pub executor: ExecutorSection,
     /// Settings per tenant (the first folder level under the DAGs folder).
     pub tenants: std::collections::BTreeMap<String, TenantSection>,
@@ -55,6 +56,55 @@ pub struct TenantSection {
     /// The unix user the local executor runs this tenant's tries as (updraft must run as
     /// root); unset: updraft's own user.
     pub run_as_user: Option<String>,
+}
+
+
+/// Authentication (`[auth]`): local login with sessions, and API tokens. Sign-in methods of
+/// their own get subsections (`[auth.oidc]`, `[auth.iap]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Turning authentication off makes every caller an admin; allowed on a loopback
+    /// `api.host` only.
+    pub enabled: bool,
+    /// Signs session cookies, CSRF tokens and (without a key pair) API tokens. Empty: a key
+    /// generated at first start and kept in `$UPDRAFT_HOME/secret_key`. Several servers on
+    /// one database need the same key.
+    pub secret_key: String,
+    /// `HS256` (with the secret key), or `RS256` / `ES256` with the key files below.
+    pub token_algorithm: String,
+    /// PEM private key that signs API tokens (RS256/ES256); relative to `UPDRAFT_HOME`.
+    pub private_key_file: String,
+    /// PEM public key that verifies API tokens (RS256/ES256); relative to `UPDRAFT_HOME`.
+    pub public_key_file: String,
+    /// How long an API token from `POST /auth/token` is valid.
+    #[serde(with = "humantime_serde_str")]
+    pub token_expiry: Duration,
+    pub token_issuer: String,
+    pub token_audience: String,
+    /// How long a login session lasts.
+    #[serde(with = "humantime_serde_str")]
+    pub session_lifetime: Duration,
+    /// Failed logins allowed per username and per client address within a minute.
+    pub login_failures_per_minute: u32,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        use updraft_server::authn::settings as auth;
+        AuthSection {
+            enabled: true,
+            secret_key: String::new(),
+            token_algorithm: "HS256".to_string(),
+            private_key_file: String::new(),
+            public_key_file: String::new(),
+            token_expiry: auth::DEFAULT_TOKEN_EXPIRY,
+            token_issuer: auth::DEFAULT_ISSUER.to_string(),
+            token_audience: auth::DEFAULT_AUDIENCE.to_string(),
+            session_lifetime: auth::DEFAULT_SESSION_LIFETIME,
+            login_failures_per_minute: auth::DEFAULT_LOGIN_FAILURES_PER_MINUTE,
+        }
+    }
 }
 
 /// Where task tries run (Airflow's `core.executor`).
@@ -117,12 +167,14 @@ impl Default for KubernetesSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {
-    /// Address the web UI and REST API listen on. Non-loopback addresses need authentication.
+    /// Address the web UI and REST API listen on. Non-loopback addresses need authentication
+    /// on (`auth.enabled`, the default).
     pub host: String,
     pub port: u16,
     /// The URL users reach updraft at (`https://updraft.example.com`). Requests naming another
     /// host are refused (against DNS rebinding) unless it is a loopback name, an IP address or
-    /// listed in `allowed_hosts`. Empty: loopback names and IP addresses only.
+    /// listed in `allowed_hosts`; https makes session cookies Secure. Empty: loopback names and
+    /// IP addresses only.
     pub public_url: String,
     /// More host names to answer; `["*"]` turns the host check off.
     pub allowed_hosts: Vec<String>,
@@ -370,6 +422,47 @@ impl Settings {
             Database::Sqlite(path) => Some(path),
             Database::Postgres(_) => None,
         })
+    }
+
+    /// The server's authentication settings from `[auth]`: the secret key as configured, or
+    /// generated once into `$UPDRAFT_HOME/secret_key`; the token key pair when configured.
+    pub fn auth_settings(&self) -> Result<updraft_server::authn::AuthSettings> {
+        use updraft_server::authn::{AuthSettings, TokenKeys, settings};
+        let auth = &self.config.auth;
+        if !auth.enabled {
+            return Ok(AuthSettings::disabled());
+        }
+        let secret = if auth.secret_key.is_empty() {
+            settings::load_or_create_secret_key(&self.home.join(settings::SECRET_KEY_FILE))?
+        } else {
+            auth.secret_key.as_bytes().to_vec()
+        };
+        let mut result = AuthSettings::new(secret)?;
+        let algorithm = auth.token_algorithm.trim();
+        if !algorithm.eq_ignore_ascii_case("HS256") {
+            if auth.private_key_file.is_empty() || auth.public_key_file.is_empty() {
+                bail!(
+                    "auth.token_algorithm = \"{algorithm}\" needs auth.private_key_file and \
+                     auth.public_key_file"
+                );
+            }
+            result.token_keys = TokenKeys::from_pem_files(
+                algorithm,
+                &self.home.join(&auth.private_key_file),
+                &self.home.join(&auth.public_key_file),
+            )?;
+        }
+        result.token_expiry = auth.token_expiry;
+        result.issuer = auth.token_issuer.clone();
+        result.audience = auth.token_audience.clone();
+        result.session_lifetime = auth.session_lifetime;
+        result.login_failures_per_minute = auth.login_failures_per_minute.max(1);
+        // One public URL for the Host check and for Secure cookies.
+        let public_url = &self.config.api.public_url;
+        if !public_url.is_empty() {
+            result = result.with_public_url(public_url)?;
+        }
+        Ok(result)
     }
 
     /// The database for messages: the SQLite path, or the URL with its password masked.

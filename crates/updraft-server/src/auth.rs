@@ -80,8 +80,9 @@ fn describe(resource: Resource<'_>) -> String {
     }
 }
 
-/// The caller of a handler: the [`Identity`] an authentication layer put in the request's
-/// extensions; without one (no authentication configured), the local admin.
+/// The caller of a handler: the [`Identity`] the authentication layer (`crate::authn`) put in
+/// the request's extensions. Without one the request is 401: only the open paths (health,
+/// login) reach handlers unauthenticated, and those do not ask for a caller.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Identity);
 
@@ -89,12 +90,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Caller(
-            parts
-                .extensions
-                .get::<Identity>()
-                .cloned()
-                .unwrap_or_else(Identity::local_admin),
-        ))
+        parts
+            .extensions
+            .get::<Identity>()
+            .cloned()
+            .map(Caller)
+            .ok_or_else(|| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "not authenticated"))
     }
 }

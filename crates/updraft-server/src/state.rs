@@ -16,8 +16,8 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     pub dags_folder: PathBuf,
     pub logs_folder: PathBuf,
-    /// False until an authentication method exists; then non-loopback binds are allowed.
-    pub authentication_configured: bool,
+    /// How callers authenticate; on by default.
+    pub auth: crate::authn::AuthSettings,
 }
 
 #[derive(Clone)]
@@ -26,6 +26,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// State changes for live views (SSE).
     pub changes: broadcast::Sender<StateChange>,
+    /// Session and token keys, failed-login counts.
+    pub authn: Arc<crate::authn::Authn>,
     wake: Arc<dyn Fn() + Send + Sync>,
     /// A scheduler whose latest heartbeat is older than this is not healthy.
     health_check_threshold: Duration,
@@ -45,6 +47,7 @@ impl AppState {
     ) -> Self {
         AppState {
             store,
+            authn: Arc::new(crate::authn::Authn::new(&config.auth)),
             config: Arc::new(config),
             changes,
             wake,

@@ -90,7 +90,7 @@ impl Fixture {
             bind: "127.0.0.1:0".parse().unwrap(),
             dags_folder: dags,
             logs_folder: dir.path().join("logs"),
-            authentication_configured: false,
+            auth: updraft_server::authn::AuthSettings::disabled(),
         };
         let changes = broadcast::channel(64).0;
         let state = AppState::new(store.clone(), config, changes.clone(), Arc::new(|| {}));

@@ -183,7 +183,7 @@ fn server_config(settings: &Settings) -> Result<ServerConfig> {
         bind,
         dags_folder: settings.dags_folder(),
         logs_folder: settings.logs_folder(),
-        authentication_configured: false,
+        auth: settings.auth_settings()?,
     })
 }
 

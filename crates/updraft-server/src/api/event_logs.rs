@@ -150,6 +150,7 @@ pub async fn get_event_logs(
     let (rows, total) = state
         .store
         .events(&EventQuery {
+            id: None,
             tenants,
             include_untenanted,
             dag_id: query.dag_id.clone(),

@@ -52,7 +52,7 @@ async fn state(settings: GuardSettings) -> (AppState, tempfile::TempDir) {
         bind: "127.0.0.1:0".parse().unwrap(),
         dags_folder: dags,
         logs_folder: dir.path().join("logs"),
-        authentication_configured: false,
+        auth: updraft_server::authn::AuthSettings::disabled(),
     };
     let state = AppState::new(store, config, broadcast::channel(64).0, Arc::new(|| {}))
         .with_guard(Guard::new(settings).unwrap());

@@ -58,7 +58,6 @@ pub struct TenantSection {
     pub run_as_user: Option<String>,
 }
 
-
 /// Authentication (`[auth]`): local login with sessions, and API tokens. Sign-in methods of
 /// their own get subsections (`[auth.oidc]`, `[auth.iap]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]

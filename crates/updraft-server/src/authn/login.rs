@@ -188,23 +188,31 @@ struct LoginPage<'a> {
 pub async fn login_page(
     State(state): State<AppState>,
     signed_in: Option<axum::Extension<super::SignedIn>>,
+    headers: HeaderMap,
     Query(query): Query<NextQuery>,
 ) -> Response {
     let next = session::safe_next(query.next.as_deref().unwrap_or("/"));
     if signed_in.is_some() || !state.config.auth.enabled {
         return session::redirect(next);
     }
-    login_form(&state, StatusCode::OK, next, "", None)
+    login_form(&state, &headers, StatusCode::OK, next, "", None)
 }
 
+/// The login page. The browser's nonce cookie is kept when it has one: a second login page
+/// loaded meanwhile (another tab, a favicon sent to the login page) must not expire the form
+/// already shown.
 fn login_form(
     state: &AppState,
+    headers: &HeaderMap,
     status: StatusCode,
     next: &str,
     username: &str,
     error: Option<String>,
 ) -> Response {
-    let nonce = super::encode_b64(&super::settings::random_bytes::<16>());
+    let nonce = session::cookie_value(headers, NONCE_COOKIE)
+        .filter(|nonce| !nonce.is_empty() && nonce.len() <= 64)
+        .map(str::to_string)
+        .unwrap_or_else(|| super::encode_b64(&super::settings::random_bytes::<16>()));
     let page = LoginPage {
         title: "Sign in",
         section: "login",
@@ -255,6 +263,7 @@ pub async fn login_submit(
         let error = "The login form expired; please sign in again.".to_string();
         return login_form(
             &state,
+            &headers,
             StatusCode::FORBIDDEN,
             next,
             &form.username,
@@ -265,6 +274,7 @@ pub async fn login_submit(
         Ok(()) => session::sign_in_response(&state, &form.username, next),
         Err(LoginFailure::Invalid) => login_form(
             &state,
+            &headers,
             StatusCode::UNAUTHORIZED,
             next,
             &form.username,
@@ -277,6 +287,7 @@ pub async fn login_submit(
             );
             let mut response = login_form(
                 &state,
+                &headers,
                 StatusCode::TOO_MANY_REQUESTS,
                 next,
                 &form.username,

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod authn_external;
 pub mod error;
 pub mod live;
 pub mod state;

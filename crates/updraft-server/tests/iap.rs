@@ -148,7 +148,7 @@ async fn forged_stale_and_misdirected_assertions_are_refused() {
             ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
         },
         &good,
-        &jsonwebtoken::EncodingKey::from_secret(b"guess"),
+        &jsonwebtoken::EncodingKey::from_secret(b"a guessed secret of thirty-two bytes").unwrap(),
     )
     .unwrap();
 

@@ -109,6 +109,9 @@ struct Provider {
 pub struct Oidc {
     settings: OidcSettings,
     http: reqwest::Client,
+    /// Sign and check the pending-sign-in cookie.
+    cookie_signing: EncodingKey,
+    cookie_checking: DecodingKey,
     /// Discovered on first use; a failed discovery is tried again by the next sign-in.
     provider: OnceCell<Provider>,
 }
@@ -166,6 +169,14 @@ impl OidcError {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("the key signing OIDC sign-ins in progress needs at least 32 bytes")]
+    CookieKey,
+    #[error("making the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
 /// The verified outcome of a callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedIn {
@@ -176,15 +187,24 @@ pub struct SignedIn {
 }
 
 impl Oidc {
-    pub fn new(settings: OidcSettings) -> Result<Oidc, reqwest::Error> {
+    pub fn new(settings: OidcSettings) -> Result<Oidc, SetupError> {
+        if settings.cookie_key.len() < 32 {
+            return Err(SetupError::CookieKey);
+        }
         let http = reqwest::Client::builder()
             .timeout(settings.http_timeout)
             // The token endpoint answers directly; a redirect there is not followed.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
+        let cookie_signing =
+            EncodingKey::from_secret(&settings.cookie_key).map_err(|_| SetupError::CookieKey)?;
+        let cookie_checking =
+            DecodingKey::from_secret(&settings.cookie_key).map_err(|_| SetupError::CookieKey)?;
         Ok(Oidc {
             settings,
             http,
+            cookie_signing,
+            cookie_checking,
             provider: OnceCell::new(),
         })
     }
@@ -259,9 +279,9 @@ impl Oidc {
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &pending,
-            &EncodingKey::from_secret(&self.settings.cookie_key),
+            &self.cookie_signing,
         )
-        .expect("signing a small JSON object with HMAC cannot fail");
+        .map_err(|e| OidcError::Provider(format!("signing the sign-in cookie: {e}")))?;
         Ok((url.into(), self.cookie(&token, PENDING_LIFETIME)))
     }
 
@@ -346,7 +366,7 @@ impl Oidc {
         validation.set_required_spec_claims(&["exp"]);
         jsonwebtoken::decode::<Pending>(
             cookie.ok_or(OidcError::NoPendingSignIn)?,
-            &DecodingKey::from_secret(&self.settings.cookie_key),
+            &self.cookie_checking,
             &validation,
         )
         .map(|data| data.claims)

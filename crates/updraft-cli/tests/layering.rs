@@ -10,6 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+const AUTH: &str = "updraft-auth";
 const DAG: &str = "updraft-dag";
 const CORE: &str = "updraft-core";
 const STORE: &str = "updraft-store";
@@ -25,17 +26,20 @@ const BENCH: &str = "updraft-bench";
 /// Every workspace crate and the workspace crates it may depend on, whatever the kind of
 /// dependency (the Kubernetes fake aside: any crate may have it as a dev-dependency).
 const ALLOWED: &[(&str, &[&str])] = &[
+    (AUTH, &[]),
     (DAG, &[]),
     (CORE, &[DAG]),
-    (STORE, &[DAG, CORE]),
+    (STORE, &[AUTH, DAG, CORE]),
     (RUNS, &[DAG, CORE, STORE]),
     (EXECUTOR, &[DAG, CORE, STORE]),
     (PODS, &[DAG, CORE, STORE, EXECUTOR]),
     (SCHEDULER, &[DAG, CORE, STORE, RUNS, EXECUTOR, PODS]),
-    (SERVER, &[DAG, CORE, STORE, RUNS]),
+    (SERVER, &[AUTH, DAG, CORE, STORE, RUNS]),
     (
         CLI,
-        &[DAG, CORE, STORE, RUNS, EXECUTOR, PODS, SCHEDULER, SERVER],
+        &[
+            AUTH, DAG, CORE, STORE, RUNS, EXECUTOR, PODS, SCHEDULER, SERVER,
+        ],
     ),
     (KUBE_FAKE, &[]),
     (BENCH, &[]),

@@ -12,6 +12,7 @@ use std::ops::DerefMut;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Transaction;
+use updraft_auth::Grant;
 use updraft_core::{RunState, TaskState};
 use updraft_dag::{Dag, ImportError};
 
@@ -25,6 +26,7 @@ use crate::{
     Result, RunChange, RunQuery, RunRow, ScheduledSkip, SchedulerJobRow, SchedulerStore,
     StepOutcome, StoreError, TiKey, TiQuery, TiRow, TiTransition, TryReport, TryRow,
 };
+use crate::{EventQuery, EventRow, NewEvent, NewUser, UserRow, UserStore};
 
 /// A database backend: its connections and transactions, and the store methods whose SQL is
 /// its own.
@@ -640,50 +642,82 @@ impl<B: Backend> AdminStore for B {
 }
 
 #[async_trait]
-impl<B: Backend> crate::UserStore for B {
-    async fn create_user(
-        &self,
-        _user: &crate::NewUser,
-        _grants: &[updraft_auth::Grant],
-    ) -> Result<()> {
-        todo!("users table")
+impl<B: Backend> UserStore for B {
+    async fn create_user(&self, user: &NewUser, grants: &[Grant]) -> Result<()> {
+        write_tx(self, async |c| {
+            sql::users::insert(c, user, Utc::now()).await?;
+            for grant in grants {
+                sql::users::add_grant(c, &user.username, grant).await?;
+            }
+            Ok(())
+        })
+        .await
     }
-    async fn sync_external_user(
-        &self,
-        _user: &crate::NewUser,
-        _grants: &[updraft_auth::Grant],
-    ) -> Result<crate::UserRow> {
-        todo!("users table")
+
+    async fn sync_external_user(&self, user: &NewUser, grants: &[Grant]) -> Result<UserRow> {
+        write_tx(self, async |c| {
+            sql::users::upsert_external(c, user, Utc::now()).await?;
+            sql::users::remove_all_grants(c, &user.username).await?;
+            for grant in grants {
+                sql::users::add_grant(c, &user.username, grant).await?;
+            }
+            sql::users::one(c, &user.username)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("user {}", user.username)))
+        })
+        .await
     }
-    async fn user(&self, _username: &str) -> Result<Option<crate::UserRow>> {
-        todo!("users table")
+
+    async fn user(&self, username: &str) -> Result<Option<UserRow>> {
+        read(self, async |c| sql::users::one(c, username).await).await
     }
-    async fn users(&self) -> Result<Vec<crate::UserRow>> {
-        todo!("users table")
+
+    async fn users(&self) -> Result<Vec<UserRow>> {
+        read(self, async |c| sql::users::all(c).await).await
     }
-    async fn delete_user(&self, _username: &str) -> Result<bool> {
-        todo!("users table")
+
+    async fn delete_user(&self, username: &str) -> Result<bool> {
+        write(self, async |c| sql::users::delete(c, username).await).await
     }
-    async fn add_grant(&self, _username: &str, _grant: &updraft_auth::Grant) -> Result<bool> {
-        todo!("users table")
+
+    async fn add_grant(&self, username: &str, grant: &Grant) -> Result<bool> {
+        write_tx(self, async |c| {
+            sql::users::require(c, username).await?;
+            sql::users::add_grant(c, username, grant).await
+        })
+        .await
     }
-    async fn remove_grant(&self, _username: &str, _grant: &updraft_auth::Grant) -> Result<bool> {
-        todo!("users table")
+
+    async fn remove_grant(&self, username: &str, grant: &Grant) -> Result<bool> {
+        write_tx(self, async |c| {
+            sql::users::require(c, username).await?;
+            sql::users::remove_grant(c, username, grant).await
+        })
+        .await
     }
-    async fn set_password_hash(&self, _username: &str, _password_hash: &str) -> Result<()> {
-        todo!("users table")
+
+    async fn set_password_hash(&self, username: &str, password_hash: &str) -> Result<()> {
+        write(self, async |c| {
+            sql::users::set_password_hash(c, username, password_hash).await
+        })
+        .await
     }
-    async fn record_login(
-        &self,
-        _username: &str,
-        _at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<()> {
-        todo!("users table")
+
+    async fn record_login(&self, username: &str, at: DateTime<Utc>) -> Result<()> {
+        write(self, async |c| {
+            sql::users::record_login(c, username, at).await
+        })
+        .await
     }
-    async fn record_event(&self, _event: &crate::NewEvent) -> Result<i64> {
-        todo!("event_log table")
+
+    async fn record_event(&self, event: &NewEvent) -> Result<i64> {
+        write(self, async |c| {
+            sql::users::record_event(c, event, Utc::now()).await
+        })
+        .await
     }
-    async fn events(&self, _query: &crate::EventQuery) -> Result<(Vec<crate::EventRow>, u64)> {
-        todo!("event_log table")
+
+    async fn events(&self, query: &EventQuery) -> Result<(Vec<EventRow>, u64)> {
+        read(self, async |c| sql::users::events(c, query).await).await
     }
 }

@@ -1,6 +1,7 @@
 //! The dialect-neutral layer both backends share: every statement that reads the same on
 //! SQLite and PostgreSQL is written once here, in the submodules by subject (`dags`, `runs`,
-//! `task_instances`, `jobs`, `pools`, `ui`, `api`, `purge`), and the row decoding in `codec`.
+//! `task_instances`, `jobs`, `pools`, `ui`, `api`, `purge`, `users`), and the row decoding in
+//! `codec`.
 //!
 //! The SQL uses numbered `$N` placeholders, which both drivers bind by number. What differs
 //! between the dialects (list parameters, `ILIKE`, where NULLs sort, "no limit", row locks) is
@@ -26,6 +27,7 @@ pub(crate) mod purge;
 pub(crate) mod runs;
 pub(crate) mod task_instances;
 pub(crate) mod ui;
+pub(crate) mod users;
 
 tokio::task_local! {
     /// Whether the statements of the current call may be prepared by name and kept on their

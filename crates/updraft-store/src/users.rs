@@ -42,6 +42,7 @@ pub struct NewUser {
 /// One audited write: who did what, when, to which object.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NewEvent {
+    /// When it was done; `None`: now.
     pub when: Option<DateTime<Utc>>,
     pub username: String,
     /// What was done, as Airflow names it (`trigger`, `clear`, `patch_dag`, `create_user`, ...).
@@ -84,8 +85,11 @@ pub struct EventQuery {
     pub task_id: Option<String>,
     pub event: Option<String>,
     pub username: Option<String>,
+    /// Only entries at or after this time.
     pub after: Option<DateTime<Utc>>,
+    /// Only entries strictly before this time.
     pub before: Option<DateTime<Utc>>,
+    /// The page size (0: an empty page, with the total).
     pub limit: u32,
     pub offset: u32,
 }

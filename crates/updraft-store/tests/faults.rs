@@ -229,10 +229,12 @@ async fn write_failure_is_reported_while_writes_fail_and_clears_by_itself() {
 
 const PAGE: usize = 4096;
 
-/// A closed database file with a few thousand task instances spread over many pages.
-async fn database_with_data(path: &Path) {
+/// A closed database file with a few thousand task instances spread over many pages. Returns
+/// how many pages the schema alone took (they come first in the file).
+async fn database_with_data(path: &Path) -> usize {
     let store = SqliteStore::open(path).await.unwrap();
     store.migrate().await.unwrap();
+    let schema_pages = page_count(path).await;
     let d = contract::dag("d");
     contract::sync(&store, &[&d], false).await;
     let tis: Vec<NewTi> = (0..300)
@@ -249,19 +251,35 @@ async fn database_with_data(path: &Path) {
             .unwrap();
     }
     store.close().await;
+    schema_pages
 }
 
-/// Overwrite the middle half of the file's pages with garbage (not page 1, the header and
-/// the start of the schema).
-fn corrupt_middle_pages(path: &Path) {
+/// The database's size in pages, as SQLite counts them (its WAL included).
+async fn page_count(path: &Path) -> usize {
+    use sqlx::Connection as _;
+    let url = format!("sqlite://{}", path.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let (pages,): (i64,) = sqlx::query_as("PRAGMA page_count")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    usize::try_from(pages).unwrap()
+}
+
+/// Overwrite the middle half of the data pages with garbage: the pages after the first
+/// `schema_pages` (the header and the schema, which every connection reads first).
+fn corrupt_middle_pages(path: &Path, schema_pages: usize) {
     let mut bytes = fs::read(path).unwrap();
-    let pages = bytes.len() / PAGE;
+    let data_pages = bytes.len() / PAGE - schema_pages;
     assert!(
-        pages >= 16,
-        "only {pages} pages: too few to corrupt the middle"
+        data_pages >= 16,
+        "only {data_pages} data pages: too few to corrupt the middle"
     );
+    let first = schema_pages + data_pages / 4;
+    let end = schema_pages + 3 * data_pages / 4;
     let mut noise: u32 = 0x9e37_79b9;
-    for byte in &mut bytes[(pages / 4) * PAGE..(3 * pages / 4) * PAGE] {
+    for byte in &mut bytes[first * PAGE..end * PAGE] {
         noise ^= noise << 13;
         noise ^= noise >> 17;
         noise ^= noise << 5;
@@ -277,12 +295,12 @@ fn corrupt_middle_pages(path: &Path) {
 async fn corrupt_pages_are_reported_naming_the_file_and_the_way_out() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("updraft.db");
-    database_with_data(&path).await;
+    let schema_pages = database_with_data(&path).await;
     let healthy = SqliteStore::open(&path).await.unwrap();
     healthy.check_integrity().await.unwrap();
     healthy.close().await;
 
-    corrupt_middle_pages(&path);
+    corrupt_middle_pages(&path, schema_pages);
     let store = SqliteStore::open(&path).await.unwrap();
     let file = path.display().to_string();
     let checked = store.check_integrity().await.unwrap_err();

@@ -9,7 +9,9 @@
 #![allow(dead_code)] // each backend test file uses what it needs
 
 mod step;
+mod users;
 pub use step::*;
+pub use users::*;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -101,6 +103,16 @@ macro_rules! contract_tests {
             api_force_ti_states_in_one_go,
             api_create_pool_conflicts_and_pool_usage_counts_slots,
             api_notes_set_replace_remove_and_go_with_the_run,
+        );
+        // Users, grants and the audit log.
+        contract_tests!(@each $fresh;
+            users_create_get_list_delete,
+            users_duplicate_username_is_a_conflict_and_changes_nothing,
+            users_grants_are_added_and_removed_once,
+            users_external_sign_in_creates_then_replaces_names_and_grants,
+            users_logins_and_passwords_are_recorded,
+            events_are_recorded_and_listed_newest_first_with_filters,
+            events_default_to_now_and_keep_order_within_one_instant,
         );
         // Housekeeping (`db clean`).
         contract_tests!(@each $fresh;

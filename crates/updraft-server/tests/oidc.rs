@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use updraft_auth::claims::RoleMapping;
 use updraft_auth::{Grant, Role};
 use updraft_server::authn_external::oidc::{self, ClaimToken, Oidc, OidcRoutes, OidcSettings};
+use updraft_store::{NewUser, SqliteStore, UserStore as _};
 
 struct Updraft {
     base: String,
@@ -337,5 +338,82 @@ async fn opaque_access_tokens_and_other_issuers_are_refused() {
             .await
             .unwrap()
             .contains("could not be reached")
+    );
+}
+
+/// The same routes over the real SQLite store.
+async fn updraft_on(provider: &Provider, store: Arc<SqliteStore>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let routes = OidcRoutes {
+        oidc: Arc::new(Oidc::new(settings(provider, &base)).unwrap()),
+        store: Arc::new(store),
+        start_session: Arc::new(|username: &str, _: &str| {
+            format!("session for {username}").into_response()
+        }),
+    };
+    let app: Router = oidc::router(routes);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_recorded_in_the_store_and_never_take_over_local_users() {
+    let provider = Provider::start().await;
+    let store = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let local = NewUser {
+        username: "admin".to_string(),
+        password_hash: Some("$argon2id$not-checked-here".to_string()),
+        source: "local".to_string(),
+        ..NewUser::default()
+    };
+    store
+        .create_user(&local, &[Grant::everywhere(Role::Admin)])
+        .await
+        .unwrap();
+    let base = updraft_on(&provider, store.clone()).await;
+    let updraft = Updraft {
+        base,
+        users: Arc::new(RecordingUsers::default()),
+    };
+
+    // The provider calls someone `admin`: refused, and the local admin is untouched.
+    provider
+        .set_user("u-9", &keycloak_user("admin", &["auditor"]))
+        .await;
+    let (back, cookie) = through_the_provider(&updraft, "u-9", "/").await;
+    let (status, page) = callback(&back, Some(&cookie)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("signs in another way"), "{page}");
+    let admin = store.user("admin").await.unwrap().unwrap();
+    assert_eq!(admin.source, "local");
+    assert_eq!(admin.grants, [Grant::everywhere(Role::Admin)]);
+
+    provider
+        .set_user("u-10", &keycloak_user("erin", &["viewer"]))
+        .await;
+    let (back, cookie) = through_the_provider(&updraft, "u-10", "/").await;
+    assert_eq!(
+        callback(&back, Some(&cookie)).await,
+        (StatusCode::OK, "session for erin".to_string())
+    );
+    let erin = store.user("erin").await.unwrap().expect("erin recorded");
+    assert_eq!(
+        (erin.source.as_str(), erin.email.as_str()),
+        ("oidc", "erin@example.com")
+    );
+    assert_eq!(erin.grants, [Grant::everywhere(Role::Admin)]);
+    assert!(erin.password_hash.is_none() && erin.last_login.is_some());
+
+    provider
+        .set_user("u-10", &keycloak_user("erin", &["team-a-dev"]))
+        .await;
+    let (back, cookie) = through_the_provider(&updraft, "u-10", "/").await;
+    assert_eq!(callback(&back, Some(&cookie)).await.0, StatusCode::OK);
+    let erin = store.user("erin").await.unwrap().unwrap();
+    assert_eq!(
+        erin.grants,
+        [Grant::for_tenant(Role::User, "team_a")],
+        "re-synced, not added"
     );
 }

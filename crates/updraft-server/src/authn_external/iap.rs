@@ -217,7 +217,8 @@ pub async fn require_assertion(
 pub fn refusal(error: &IapError, api: bool) -> Response {
     let status = match error {
         IapError::Missing | IapError::Refused(_) | IapError::NoEmail => StatusCode::UNAUTHORIZED,
-        IapError::Unmapped(_) | IapError::Sync(SyncError::NameTaken { .. }) => {
+        IapError::Unmapped(_)
+        | IapError::Sync(SyncError::NameTaken { .. } | SyncError::Inactive(_)) => {
             StatusCode::FORBIDDEN
         }
         IapError::Sync(SyncError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,

@@ -24,20 +24,23 @@ pub const SOURCE_PROXY: &str = "proxy";
 pub trait SignInStore: Send + Sync {
     /// Create or update `user` with exactly `grants`, and note the sign-in. A user of the same
     /// name who signs in another way (a local user `admin`, say) is never taken over:
-    /// [`SyncError::NameTaken`].
+    /// [`SyncError::NameTaken`]; a deactivated user stays out: [`SyncError::Inactive`].
     async fn sign_in(&self, user: &NewUser, grants: &[Grant]) -> Result<UserRow, SyncError>;
 }
 
 #[async_trait]
 impl<U: UserStore + ?Sized> SignInStore for Arc<U> {
     async fn sign_in(&self, user: &NewUser, grants: &[Grant]) -> Result<UserRow, SyncError> {
-        if let Some(existing) = self.user(&user.username).await?
-            && existing.source != user.source
-        {
-            return Err(SyncError::NameTaken {
-                username: user.username.clone(),
-                signs_in: existing.source,
-            });
+        if let Some(existing) = self.user(&user.username).await? {
+            if existing.source != user.source {
+                return Err(SyncError::NameTaken {
+                    username: user.username.clone(),
+                    signs_in: existing.source,
+                });
+            }
+            if !existing.active {
+                return Err(SyncError::Inactive(user.username.clone()));
+            }
         }
         let row = self.sync_external_user(user, grants).await?;
         self.record_login(&user.username, Utc::now()).await?;
@@ -52,6 +55,8 @@ pub enum SyncError {
          an administrator can rename or delete that user"
     )]
     NameTaken { username: String, signs_in: String },
+    #[error("the user `{0}` has been deactivated in updraft")]
+    Inactive(String),
     #[error("the user could not be recorded: {0}")]
     Store(#[from] StoreError),
 }

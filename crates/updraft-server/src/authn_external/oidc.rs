@@ -160,7 +160,8 @@ impl OidcError {
         match self {
             OidcError::Provider(_) => StatusCode::BAD_GATEWAY,
             OidcError::NoPendingSignIn | OidcError::NoCode => StatusCode::BAD_REQUEST,
-            OidcError::Unmapped(_) | OidcError::Sync(SyncError::NameTaken { .. }) => {
+            OidcError::Unmapped(_)
+            | OidcError::Sync(SyncError::NameTaken { .. } | SyncError::Inactive(_)) => {
                 StatusCode::FORBIDDEN
             }
             OidcError::Sync(SyncError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,

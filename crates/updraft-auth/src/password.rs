@@ -1,7 +1,7 @@
 //! Local users' passwords, hashed with argon2id (PHC strings, salt included).
 
 use argon2::Argon2;
-use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,27 @@ pub fn verify(password: &str, stored: &str) -> Result<bool, PasswordError> {
         .is_ok())
 }
 
+/// The characters of a [`generate`]d password: letters and digits, easy to copy and to type.
+const PASSWORD_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// A random password of `length` letters and digits from the operating system's generator
+/// (each character uniform: bytes that would bias the choice are drawn again).
+pub fn generate(length: usize) -> String {
+    let alphabet = PASSWORD_ALPHABET.len();
+    // The largest multiple of the alphabet's size that fits in a byte.
+    let unbiased = 256 - 256 % alphabet;
+    let mut password = String::with_capacity(length);
+    let mut byte = [0u8; 1];
+    while password.len() < length {
+        OsRng.fill_bytes(&mut byte);
+        let drawn = usize::from(byte[0]);
+        if drawn < unbiased {
+            password.push(char::from(PASSWORD_ALPHABET[drawn % alphabet]));
+        }
+    }
+    password
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -38,5 +59,14 @@ mod tests {
         assert!(super::verify("correct horse", &stored).unwrap());
         assert!(!super::verify("wrong horse", &stored).unwrap());
         assert!(super::verify("x", "not a hash").is_err());
+    }
+
+    #[test]
+    fn generated_passwords_are_alphanumeric_and_differ() {
+        let a = super::generate(24);
+        let b = super::generate(24);
+        assert_eq!(a.len(), 24);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()), "{a}");
+        assert_ne!(a, b);
     }
 }

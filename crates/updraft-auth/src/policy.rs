@@ -50,6 +50,8 @@ pub enum Resource<'a> {
     AuditLog {
         tenant: Option<&'a str>,
     },
+    /// The audit log as a list; each entry is still decided as [`Resource::AuditLog`].
+    AuditLogs,
     /// The version: anyone signed in.
     Version,
     /// The health check: anyone, signed in or not (load balancers).
@@ -78,7 +80,9 @@ impl Decision {
 /// object's tenant (or, for objects of no tenant, the role held for every tenant) must be at
 /// least the one the action needs.
 pub fn decide(identity: &Identity, action: Action, resource: Resource<'_>) -> Decision {
-    if resource == Resource::Health {
+    // Health is for load balancers; the version for anyone signed in (authentication, not
+    // this decision, keeps strangers out).
+    if matches!(resource, Resource::Health | Resource::Version) {
         return Decision::Allow;
     }
     let held = match tenant_of(resource) {
@@ -86,9 +90,7 @@ pub fn decide(identity: &Identity, action: Action, resource: Resource<'_>) -> De
             Some(role) if role > Role::Public => role,
             _ => return Decision::Hide,
         },
-        None if is_listing(resource) || resource == Resource::Version => {
-            identity.strongest_role().unwrap_or(Role::Public)
-        }
+        None if is_listing(resource) => identity.strongest_role().unwrap_or(Role::Public),
         None if matches!(resource, Resource::Pool { tenant: None }) && action == Action::Read => {
             identity.strongest_role().unwrap_or(Role::Public)
         }
@@ -114,7 +116,7 @@ fn tenant_of(resource: Resource<'_>) -> Option<&str> {
 fn is_listing(resource: Resource<'_>) -> bool {
     matches!(
         resource,
-        Resource::Dags | Resource::ImportErrors | Resource::Pools
+        Resource::Dags | Resource::ImportErrors | Resource::Pools | Resource::AuditLogs
     )
 }
 
@@ -122,8 +124,7 @@ fn is_listing(resource: Resource<'_>) -> bool {
 fn needed(action: Action, resource: Resource<'_>) -> Option<Role> {
     use Action::*;
     match (resource, action) {
-        (Resource::Health, _) => Some(Role::Public),
-        (Resource::Version, Read) => Some(Role::Viewer),
+        (Resource::Health | Resource::Version, Read) => Some(Role::Public),
         (Resource::Dag { .. }, Read) => Some(Role::Viewer),
         (Resource::Dag { .. }, Edit | Trigger | Delete) => Some(Role::User),
         (Resource::Dags, Read) => Some(Role::Viewer),
@@ -134,7 +135,7 @@ fn needed(action: Action, resource: Resource<'_>) -> Option<Role> {
         (Resource::Connection { .. } | Resource::Variable { .. }, _) => Some(Role::Op),
         (Resource::Config, Read) => Some(Role::Op),
         (Resource::Users, _) => Some(Role::Admin),
-        (Resource::AuditLog { .. }, Read) => Some(Role::Admin),
+        (Resource::AuditLog { .. } | Resource::AuditLogs, Read) => Some(Role::Admin),
         _ => None,
     }
 }
@@ -228,7 +229,226 @@ mod tests {
         );
         assert_eq!(
             decide(&nobody, Action::Read, Resource::Version),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&nobody, Action::Read, Resource::Dags),
             Decision::Forbid
         );
+    }
+
+    #[test]
+    fn airflow_roles_add_up() {
+        let role = |role| Identity::new("r", vec![Grant::everywhere(role)]);
+        let may = |r, action, resource| decide(&role(r), action, resource).allowed();
+        // Viewer reads DAGs, pools and import errors.
+        assert!(may(Role::Viewer, Action::Read, dag("a")));
+        assert!(may(Role::Viewer, Action::Read, Resource::Pools));
+        assert!(may(Role::Viewer, Action::Read, Resource::ImportErrors));
+        assert!(!may(Role::Viewer, Action::Edit, dag("a")));
+        // User triggers, clears, marks, pauses, deletes runs; no pools.
+        for action in [Action::Trigger, Action::Edit, Action::Delete] {
+            assert!(may(Role::User, action, dag("a")));
+        }
+        assert!(!may(
+            Role::User,
+            Action::Create,
+            Resource::Pool { tenant: None }
+        ));
+        assert!(!may(Role::User, Action::Read, Resource::Config));
+        // Op: pools, connections, variables, configuration; not users nor the audit log.
+        assert!(may(
+            Role::Op,
+            Action::Create,
+            Resource::Pool { tenant: None }
+        ));
+        assert!(may(
+            Role::Op,
+            Action::Delete,
+            Resource::Pool { tenant: Some("a") }
+        ));
+        assert!(may(
+            Role::Op,
+            Action::Edit,
+            Resource::Connection { tenant: "a" }
+        ));
+        assert!(may(
+            Role::Op,
+            Action::Edit,
+            Resource::Variable { tenant: "a" }
+        ));
+        assert!(may(Role::Op, Action::Read, Resource::Config));
+        assert!(!may(Role::Op, Action::Read, Resource::Users));
+        assert!(!may(Role::Op, Action::Read, Resource::AuditLogs));
+        // Admin: users, roles, the audit log.
+        assert!(may(Role::Admin, Action::Create, Resource::Users));
+        assert!(may(Role::Admin, Action::Read, Resource::AuditLogs));
+        assert!(may(
+            Role::Admin,
+            Action::Read,
+            Resource::AuditLog { tenant: None }
+        ));
+    }
+
+    #[test]
+    fn tenant_admins_read_their_tenants_audit_entries_only() {
+        let admin_a = Identity::new("a", vec![Grant::for_tenant(Role::Admin, "a")]);
+        let entry = |tenant| Resource::AuditLog { tenant };
+        assert_eq!(
+            decide(&admin_a, Action::Read, Resource::AuditLogs),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&admin_a, Action::Read, entry(Some("a"))),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&admin_a, Action::Read, entry(Some("b"))),
+            Decision::Hide
+        );
+        assert_eq!(
+            decide(&admin_a, Action::Read, entry(None)),
+            Decision::Forbid
+        );
+        let viewer_a = Identity::new("v", vec![Grant::for_tenant(Role::Viewer, "a")]);
+        assert_eq!(
+            decide(&viewer_a, Action::Read, entry(Some("a"))),
+            Decision::Forbid
+        );
+    }
+
+    #[test]
+    fn tenant_ops_manage_their_own_pools_and_only_read_shared_ones() {
+        let op_a = Identity::new("o", vec![Grant::for_tenant(Role::Op, "a")]);
+        let pool = |tenant| Resource::Pool { tenant };
+        assert_eq!(
+            decide(&op_a, Action::Create, pool(Some("a"))),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&op_a, Action::Delete, pool(Some("a"))),
+            Decision::Allow
+        );
+        assert_eq!(decide(&op_a, Action::Read, pool(None)), Decision::Allow);
+        assert_eq!(decide(&op_a, Action::Edit, pool(None)), Decision::Forbid);
+        assert_eq!(decide(&op_a, Action::Read, pool(Some("b"))), Decision::Hide);
+        assert_eq!(
+            decide(&op_a, Action::Create, pool(Some("b"))),
+            Decision::Hide
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const TENANTS: [&str; 3] = ["a", "b", "c"];
+        const ACTIONS: [Action; 5] = [
+            Action::Read,
+            Action::Edit,
+            Action::Trigger,
+            Action::Create,
+            Action::Delete,
+        ];
+
+        fn role() -> impl Strategy<Value = Role> {
+            prop::sample::select(Role::ALL.to_vec())
+        }
+
+        fn grant() -> impl Strategy<Value = Grant> {
+            (
+                role(),
+                prop::option::of(prop::sample::select(TENANTS.to_vec())),
+            )
+                .prop_map(|(role, tenant)| match tenant {
+                    Some(tenant) => Grant::for_tenant(role, tenant),
+                    None => Grant::everywhere(role),
+                })
+        }
+
+        fn action() -> impl Strategy<Value = Action> {
+            prop::sample::select(ACTIONS.to_vec())
+        }
+
+        fn resource() -> impl Strategy<Value = Resource<'static>> {
+            let tenant = prop::sample::select(TENANTS.to_vec());
+            prop_oneof![
+                tenant.clone().prop_map(|tenant| Resource::Dag {
+                    tenant,
+                    dag_id: "d"
+                }),
+                Just(Resource::Dags),
+                tenant
+                    .clone()
+                    .prop_map(|tenant| Resource::ImportError { tenant }),
+                Just(Resource::ImportErrors),
+                prop::option::of(tenant.clone()).prop_map(|tenant| Resource::Pool { tenant }),
+                Just(Resource::Pools),
+                tenant
+                    .clone()
+                    .prop_map(|tenant| Resource::Connection { tenant }),
+                tenant
+                    .clone()
+                    .prop_map(|tenant| Resource::Variable { tenant }),
+                Just(Resource::Config),
+                Just(Resource::Users),
+                prop::option::of(tenant).prop_map(|tenant| Resource::AuditLog { tenant }),
+                Just(Resource::AuditLogs),
+                Just(Resource::Version),
+                Just(Resource::Health),
+            ]
+        }
+
+        proptest! {
+            /// An object of a tenant the caller holds no role in is never allowed, and never
+            /// refused in a way that tells it exists.
+            #[test]
+            fn other_tenants_objects_are_always_hidden(
+                grants in prop::collection::vec(grant(), 0..4),
+                action in action(),
+                resource in resource(),
+            ) {
+                let identity = Identity::new("x", grants);
+                if let Some(tenant) = tenant_of(resource)
+                    && identity.role_in(tenant).is_none_or(|role| role == Role::Public)
+                {
+                    prop_assert_eq!(decide(&identity, action, resource), Decision::Hide);
+                }
+            }
+
+            /// Raising a grant's role never takes a permission away.
+            #[test]
+            fn a_stronger_role_never_loses_a_permission(
+                grants in prop::collection::vec(grant(), 1..4),
+                raised in role(),
+                action in action(),
+                resource in resource(),
+            ) {
+                let weaker = Identity::new("x", grants.clone());
+                let mut stronger_grants = grants;
+                stronger_grants[0].role = stronger_grants[0].role.max(raised);
+                let stronger = Identity::new("x", stronger_grants);
+                if decide(&weaker, action, resource).allowed() {
+                    prop_assert!(decide(&stronger, action, resource).allowed());
+                }
+            }
+
+            /// Grants for one tenant decide nothing about another tenant's objects.
+            #[test]
+            fn a_tenant_grant_changes_nothing_elsewhere(
+                grants in prop::collection::vec(grant(), 0..4),
+                extra in role(),
+                action in action(),
+                resource in resource(),
+            ) {
+                let Some(tenant) = tenant_of(resource) else { return Ok(()) };
+                let other = TENANTS.iter().find(|t| **t != tenant).copied().unwrap_or("z");
+                let without = Identity::new("x", grants.clone());
+                let mut more = grants;
+                more.push(Grant::for_tenant(extra, other));
+                let with = Identity::new("x", more);
+                prop_assert_eq!(decide(&without, action, resource), decide(&with, action, resource));
+            }
+        }
     }
 }

@@ -20,15 +20,96 @@ pub struct Config {
     pub api: ApiSection,
     pub kubernetes: KubernetesSection,
     pub auth: AuthSection,
+    pub executor: ExecutorSection,
+    /// Settings per tenant (the first folder level under the DAGs folder).
+    pub tenants: std::collections::BTreeMap<String, TenantSection>,
 }
 
-/// Authentication (`[auth]`). Sign-in methods of their own get subsections (`[auth.oidc]`,
-/// `[auth.iap]`); a subsection present turns its method on.
+/// How the local executor keeps tries apart from the scheduler and from each other.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutorSection {
+    /// Environment variables of the scheduler passed on to local tries besides `PATH`, `LANG`,
+    /// `LC_*` and `TZ` (a trailing `*` matches a prefix). Nothing else of the scheduler's
+    /// environment reaches a try.
+    pub env_allowlist: Vec<String>,
+    /// Where each local try gets a working directory of its own (relative to `UPDRAFT_HOME`).
+    pub work_folder: PathBuf,
+    /// Keep each try's working directory after it ends (else removed).
+    pub keep_work_dirs: bool,
+}
+
+impl Default for ExecutorSection {
+    fn default() -> Self {
+        ExecutorSection {
+            env_allowlist: Vec::new(),
+            work_folder: PathBuf::from("tries"),
+            keep_work_dirs: false,
+        }
+    }
+}
+
+/// One tenant's settings (`[tenants.<tenant>]`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct TenantSection {
+    /// The unix user the local executor runs this tenant's tries as (updraft must run as
+    /// root); unset: updraft's own user.
+    pub run_as_user: Option<String>,
+}
+
+/// Authentication (`[auth]`): local login with sessions, and API tokens. Sign-in methods of
+/// their own get subsections (`[auth.oidc]`, `[auth.iap]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
+    /// Turning authentication off makes every caller an admin; allowed on a loopback
+    /// `api.host` only.
+    pub enabled: bool,
+    /// Signs session cookies, CSRF tokens and (without a key pair) API tokens. Empty: a key
+    /// generated at first start and kept in `$UPDRAFT_HOME/secret_key`. Several servers on
+    /// one database need the same key.
+    pub secret_key: String,
+    /// `HS256` (with the secret key), or `RS256` / `ES256` with the key files below.
+    pub token_algorithm: String,
+    /// PEM private key that signs API tokens (RS256/ES256); relative to `UPDRAFT_HOME`.
+    pub private_key_file: String,
+    /// PEM public key that verifies API tokens (RS256/ES256); relative to `UPDRAFT_HOME`.
+    pub public_key_file: String,
+    /// How long an API token from `POST /auth/token` is valid.
+    #[serde(with = "humantime_serde_str")]
+    pub token_expiry: Duration,
+    pub token_issuer: String,
+    pub token_audience: String,
+    /// How long a login session lasts.
+    #[serde(with = "humantime_serde_str")]
+    pub session_lifetime: Duration,
+    /// Failed logins allowed per username and per client address within a minute.
+    pub login_failures_per_minute: u32,
+    /// `[auth.oidc]`: sign-in through an OpenID Connect provider.
     pub oidc: Option<OidcSection>,
+    /// `[auth.iap]`: Google IAP's signed assertion checked on every request.
     pub iap: Option<IapSection>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        use updraft_server::authn::settings as auth;
+        AuthSection {
+            enabled: true,
+            secret_key: String::new(),
+            token_algorithm: "HS256".to_string(),
+            private_key_file: String::new(),
+            public_key_file: String::new(),
+            token_expiry: auth::DEFAULT_TOKEN_EXPIRY,
+            token_issuer: auth::DEFAULT_ISSUER.to_string(),
+            token_audience: auth::DEFAULT_AUDIENCE.to_string(),
+            session_lifetime: auth::DEFAULT_SESSION_LIFETIME,
+            login_failures_per_minute: auth::DEFAULT_LOGIN_FAILURES_PER_MINUTE,
+            oidc: None,
+            iap: None,
+        }
+    }
 }
 
 /// Where task tries run (Airflow's `core.executor`).
@@ -91,17 +172,60 @@ impl Default for KubernetesSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {
-    /// Address the web UI and REST API listen on. Non-loopback addresses need authentication.
+    /// Address the web UI and REST API listen on. Non-loopback addresses need authentication
+    /// on (`auth.enabled`, the default).
     pub host: String,
     pub port: u16,
+    /// The URL users reach updraft at (`https://updraft.example.com`). Requests naming another
+    /// host are refused (against DNS rebinding) unless it is a loopback name, an IP address or
+    /// listed in `allowed_hosts`; https makes session cookies Secure. Empty: loopback names and
+    /// IP addresses only.
+    pub public_url: String,
+    /// More host names to answer; `["*"]` turns the host check off.
+    pub allowed_hosts: Vec<String>,
+    /// Live update streams (`/ui/events`, one per open page) allowed at once, in all.
+    pub event_streams_max: usize,
+    /// Live update streams allowed at once per user.
+    pub event_streams_per_user: usize,
+    /// A live update stream with nothing to send for this long ends; the page reconnects.
+    #[serde(with = "humantime_serde_str")]
+    pub event_stream_idle_timeout: Duration,
+    /// File descriptors kept for the API, the DAG scan and task launches: a new live update
+    /// stream is refused when fewer would remain under the open-files limit (which updraft
+    /// raises to the hard limit at start).
+    pub reserved_file_descriptors: u64,
 }
 
 impl Default for ApiSection {
     fn default() -> Self {
+        let streams = updraft_server::guard::StreamLimits::default();
         ApiSection {
             host: "127.0.0.1".to_string(),
             port: 8080,
+            public_url: String::new(),
+            allowed_hosts: Vec::new(),
+            event_streams_max: streams.total,
+            event_streams_per_user: streams.per_user,
+            event_stream_idle_timeout: streams.idle_timeout,
+            reserved_file_descriptors: streams.reserved_file_descriptors,
         }
+    }
+}
+
+impl ApiSection {
+    /// The server's `Host` check and live update stream limits.
+    pub fn guard(&self) -> Result<updraft_server::guard::Guard> {
+        let settings = updraft_server::guard::GuardSettings {
+            public_url: Some(self.public_url.clone()).filter(|u| !u.trim().is_empty()),
+            allowed_hosts: self.allowed_hosts.clone(),
+            streams: updraft_server::guard::StreamLimits {
+                per_user: self.event_streams_per_user,
+                total: self.event_streams_max,
+                idle_timeout: self.event_stream_idle_timeout,
+                reserved_file_descriptors: self.reserved_file_descriptors,
+            },
+        };
+        Ok(updraft_server::guard::Guard::new(settings)?)
     }
 }
 
@@ -240,6 +364,8 @@ impl Default for SchedulerSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OidcSection {
+    /// The provider's name on the login page ("Sign in with Keycloak").
+    pub display_name: String,
     /// The provider's issuer (`https://keycloak.example.com/realms/<realm>`); its discovery
     /// document is `<issuer>/.well-known/openid-configuration`.
     pub issuer: String,
@@ -259,7 +385,7 @@ pub struct OidcSection {
     pub default_role: String,
     /// The claim naming the user: `preferred_username` or `email`.
     pub username_claim: String,
-    /// The callback the provider redirects to; empty: `<auth.public_url>/auth/oidc/callback`.
+    /// The callback the provider redirects to; empty: `<api.public_url>/auth/oidc/callback`.
     pub redirect_url: String,
     /// How long a call to the provider may take.
     #[serde(with = "humantime_serde_str")]
@@ -269,6 +395,7 @@ pub struct OidcSection {
 impl Default for OidcSection {
     fn default() -> Self {
         OidcSection {
+            display_name: "OpenID Connect".to_string(),
             issuer: String::new(),
             client_id: String::new(),
             client_secret: String::new(),
@@ -284,7 +411,6 @@ impl Default for OidcSection {
     }
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 impl OidcSection {
     /// The server's OIDC settings; `public_url` is where browsers reach updraft, `cookie_key`
     /// signs sign-ins in progress.
@@ -292,8 +418,8 @@ impl OidcSection {
         &self,
         public_url: &str,
         cookie_key: Vec<u8>,
-    ) -> Result<updraft_server::authn_external::oidc::OidcSettings> {
-        use updraft_server::authn_external::oidc::{CALLBACK_PATH, ClaimToken, OidcSettings};
+    ) -> Result<updraft_server::authn::oidc::OidcSettings> {
+        use updraft_server::authn::oidc::{CALLBACK_PATH, ClaimToken, OidcSettings};
         let required = |value: &str, key: &str| {
             if value.trim().is_empty() {
                 bail!("auth.oidc.{key} is required");
@@ -305,7 +431,7 @@ impl OidcSection {
         let redirect_url = if self.redirect_url.trim().is_empty() {
             let base = public_url.trim().trim_end_matches('/');
             if base.is_empty() {
-                bail!("auth.oidc needs auth.public_url (or auth.oidc.redirect_url)");
+                bail!("auth.oidc needs api.public_url (or auth.oidc.redirect_url)");
             }
             format!("{base}{CALLBACK_PATH}")
         } else {
@@ -317,6 +443,7 @@ impl OidcSection {
             other => bail!("auth.oidc.roles_token: `{other}` is not id_token or access_token"),
         };
         Ok(OidcSettings {
+            display_name: self.display_name.trim().to_string(),
             issuer,
             client_id,
             client_secret: Some(self.client_secret.clone()).filter(|s| !s.is_empty()),
@@ -358,7 +485,7 @@ pub struct IapSection {
 
 impl Default for IapSection {
     fn default() -> Self {
-        use updraft_server::authn_external::iap;
+        use updraft_server::authn::iap;
         IapSection {
             audience: String::new(),
             issuer: iap::GOOGLE_IAP_ISSUER.to_string(),
@@ -372,14 +499,10 @@ impl Default for IapSection {
     }
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 impl IapSection {
-    pub fn settings(
-        &self,
-        home: &Path,
-    ) -> Result<updraft_server::authn_external::iap::IapSettings> {
-        use updraft_server::authn_external::iap::IapSettings;
-        use updraft_server::authn_external::jwks::{KeySource, MIN_REFRESH};
+    pub fn settings(&self, home: &Path) -> Result<updraft_server::authn::iap::IapSettings> {
+        use updraft_server::authn::iap::IapSettings;
+        use updraft_server::authn::jwks::{KeySource, MIN_REFRESH};
         let audience = self.audience.trim();
         if !(audience.starts_with("/projects/") && audience.contains("/global/backendServices/")
             || audience.starts_with("/projects/") && audience.contains("/apps/"))
@@ -413,7 +536,6 @@ impl IapSection {
     }
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 fn role_mapping(
     table: &std::collections::BTreeMap<String, Vec<String>>,
     default_role: &str,
@@ -490,6 +612,68 @@ impl Settings {
             Database::Sqlite(path) => Some(path),
             Database::Postgres(_) => None,
         })
+    }
+
+    /// The server's authentication settings from `[auth]`: the secret key as configured, or
+    /// generated once into `$UPDRAFT_HOME/secret_key`; the token key pair when configured.
+    pub fn auth_settings(&self) -> Result<updraft_server::authn::AuthSettings> {
+        use updraft_server::authn::{AuthSettings, TokenKeys, settings};
+        let auth = &self.config.auth;
+        if !auth.enabled {
+            if auth.oidc.is_some() || auth.iap.is_some() {
+                bail!("[auth.oidc] and [auth.iap] need authentication on (auth.enabled = true)");
+            }
+            return Ok(AuthSettings::disabled());
+        }
+        let secret = if auth.secret_key.is_empty() {
+            settings::load_or_create_secret_key(&self.home.join(settings::SECRET_KEY_FILE))?
+        } else {
+            auth.secret_key.as_bytes().to_vec()
+        };
+        let mut result = AuthSettings::new(secret)?;
+        let algorithm = auth.token_algorithm.trim();
+        if !algorithm.eq_ignore_ascii_case("HS256") {
+            if auth.private_key_file.is_empty() || auth.public_key_file.is_empty() {
+                bail!(
+                    "auth.token_algorithm = \"{algorithm}\" needs auth.private_key_file and \
+                     auth.public_key_file"
+                );
+            }
+            result.token_keys = TokenKeys::from_pem_files(
+                algorithm,
+                &self.home.join(&auth.private_key_file),
+                &self.home.join(&auth.public_key_file),
+            )?;
+        }
+        result.token_expiry = auth.token_expiry;
+        result.issuer = auth.token_issuer.clone();
+        result.audience = auth.token_audience.clone();
+        result.session_lifetime = auth.session_lifetime;
+        result.login_failures_per_minute = auth.login_failures_per_minute.max(1);
+        // One public URL for the Host check and for Secure cookies.
+        let public_url = &self.config.api.public_url;
+        if !public_url.is_empty() {
+            result = result.with_public_url(public_url)?;
+        }
+        self.external_sign_in(&mut result)?;
+        Ok(result)
+    }
+
+    /// `[auth.oidc]` and `[auth.iap]` into the server's settings.
+    fn external_sign_in(&self, result: &mut updraft_server::authn::AuthSettings) -> Result<()> {
+        use std::sync::Arc;
+        use updraft_server::authn::{iap::Iap, oidc::Oidc};
+        let auth = &self.config.auth;
+        if let Some(oidc) = &auth.oidc {
+            let cookie_key = result.derived_key(b"updraft oidc sign-in").to_vec();
+            let settings = oidc.settings(&self.config.api.public_url, cookie_key)?;
+            result.oidc = Some(Arc::new(Oidc::new(settings).context("auth.oidc")?));
+        }
+        if let Some(iap) = &auth.iap {
+            let settings = iap.settings(&self.home)?;
+            result.iap = Some(Arc::new(Iap::new(settings).context("auth.iap")?));
+        }
+        Ok(())
     }
 
     /// The database for messages: the SQLite path, or the URL with its password masked.
@@ -663,6 +847,74 @@ mod tests {
     }
 
     #[test]
+    fn tenants_users_and_the_executors_allowlist_come_from_file_and_environment() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join(CONFIG_FILE),
+            "[executor]\nenv_allowlist = [\"AWS_REGION\"]\n\n[tenants.team_a]\nrun_as_user = \"svc_a\"\n",
+        )
+        .unwrap();
+        let vars = vec![
+            (
+                "UPDRAFT__TENANTS__TEAM_B".to_string(),
+                r#"{run_as_user = "svc_b"}"#.to_string(),
+            ),
+            (
+                "UPDRAFT__EXECUTOR__KEEP_WORK_DIRS".to_string(),
+                "true".to_string(),
+            ),
+        ];
+        let config = load_config(home.path(), &vars).unwrap();
+        assert_eq!(config.executor.env_allowlist, ["AWS_REGION"]);
+        assert!(config.executor.keep_work_dirs);
+        assert_eq!(config.executor.work_folder, PathBuf::from("tries"));
+        let users: Vec<(&str, Option<&str>)> = config
+            .tenants
+            .iter()
+            .map(|(t, s)| (t.as_str(), s.run_as_user.as_deref()))
+            .collect();
+        assert_eq!(
+            users,
+            [("team_a", Some("svc_a")), ("team_b", Some("svc_b"))]
+        );
+    }
+
+    #[test]
+    fn api_host_check_and_stream_limits_are_read_and_checked() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join(CONFIG_FILE),
+            "[api]\npublic_url = \"https://updraft.example.com\"\nevent_streams_max = 40\n",
+        )
+        .unwrap();
+        let vars = vec![
+            (
+                "UPDRAFT__API__ALLOWED_HOSTS".to_string(),
+                r#"["ops.internal"]"#.to_string(),
+            ),
+            (
+                "UPDRAFT__API__EVENT_STREAM_IDLE_TIMEOUT".to_string(),
+                "5m".to_string(),
+            ),
+        ];
+        let config = load_config(home.path(), &vars).unwrap();
+        let guard = config.api.guard().unwrap();
+        assert!(guard.host_allowed("updraft.example.com").is_ok());
+        assert!(guard.host_allowed("ops.internal:8080").is_ok());
+        assert!(guard.host_allowed("other.example").is_err());
+        assert_eq!(guard.settings().streams.total, 40);
+        assert_eq!(guard.settings().streams.per_user, 16);
+        assert_eq!(
+            guard.settings().streams.idle_timeout,
+            Duration::from_secs(300)
+        );
+        let mut bad = config.api.clone();
+        bad.public_url = "updraft.example.com".to_string();
+        let err = bad.guard().unwrap_err().to_string();
+        assert!(err.contains("api.public_url"), "{err}");
+    }
+
+    #[test]
     fn unknown_key_in_file_names_file_and_line() {
         let home = tempfile::tempdir().unwrap();
         std::fs::write(home.path().join(CONFIG_FILE), "[core]\n\nparalelism = 4\n").unwrap();
@@ -715,7 +967,7 @@ viewer = ["Admin"]
     #[test]
     fn the_keycloak_section_reads_as_the_seed_meant_it() {
         use updraft_auth::{Grant, Role};
-        use updraft_server::authn_external::oidc::ClaimToken;
+        use updraft_server::authn::oidc::ClaimToken;
         let home = tempfile::tempdir().unwrap();
         std::fs::write(home.path().join(CONFIG_FILE), KEYCLOAK).unwrap();
         let vars = vec![(
@@ -767,7 +1019,7 @@ viewer = ["Admin"]
         let no_issuer = section("[auth.oidc]\nclient_id = \"a\"\n");
         assert!(err(no_issuer, "http://x").contains("auth.oidc.issuer"));
         let no_url = section("[auth.oidc]\nissuer = \"http://i\"\nclient_id = \"a\"\n");
-        assert!(err(no_url, "").contains("auth.public_url"));
+        assert!(err(no_url, "").contains("api.public_url"));
         let bad_role = section(
             "[auth.oidc]\nissuer = \"http://i\"\nclient_id = \"a\"\n[auth.oidc.role_mapping]\nx = [\"Root\"]\n",
         );
@@ -781,7 +1033,7 @@ viewer = ["Admin"]
     #[test]
     fn the_iap_section_reads_as_the_gke_setup_needs_it() {
         use updraft_auth::{Grant, Role};
-        use updraft_server::authn_external::jwks::KeySource;
+        use updraft_server::authn::jwks::KeySource;
         let home = tempfile::tempdir().unwrap();
         std::fs::write(
             home.path().join(CONFIG_FILE),

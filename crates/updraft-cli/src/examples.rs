@@ -28,6 +28,7 @@ pub async fn create_example_pools(store: &dyn updraft_store::Store) -> Result<()
         name: "team_a_pool".to_string(),
         slots: 2,
         description: "Used by the team_a example DAG".to_string(),
+        tenant: None,
     };
     store.upsert_pool(&pool).await?;
     Ok(())

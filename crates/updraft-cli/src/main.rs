@@ -56,6 +56,12 @@ enum Command {
     /// Scheduler jobs: list them, check that one is alive.
     #[command(subcommand)]
     Jobs(commands::jobs::JobsCommand),
+    /// Users and the roles they hold per tenant.
+    #[command(subcommand)]
+    Users(commands::users::UsersCommand),
+    /// Roles: what each may do.
+    #[command(subcommand)]
+    Roles(commands::users::RolesCommand),
 }
 
 fn main() -> ExitCode {
@@ -128,6 +134,8 @@ async fn run(
         Command::Tasks(cmd) => commands::tasks::run(cmd, &settings, format).await,
         Command::Pools(cmd) => commands::pools::run(cmd, &settings, format).await,
         Command::Jobs(cmd) => commands::jobs::run(cmd, &settings, format).await,
+        Command::Users(cmd) => commands::users::run(cmd, &settings, format).await,
+        Command::Roles(cmd) => commands::users::run_roles(cmd, format),
     }
 }
 

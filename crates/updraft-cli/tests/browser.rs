@@ -1,5 +1,6 @@
 //! The web UI in a real browser: `updraft standalone`, Debian's headless Chromium driven over
-//! WebDriver (chromedriver). A person's path through the UI: the DAG list, unpausing a DAG,
+//! WebDriver (chromedriver). A person's path through the UI: signing in on the login page
+//! (authentication is on), the DAG list, unpausing a DAG,
 //! triggering it with params (a bad value first, to see the API's message), the graph turning
 //! green through live updates while the page stays open, and a task's log.
 //!
@@ -23,6 +24,9 @@ use serde_json::{Value, json};
 
 /// Deadline for anything the browser waits for (generous: CI has two slow cores).
 const TIMEOUT: Duration = Duration::from_secs(60);
+
+const USERNAME: &str = "admin";
+const PASSWORD: &str = "a browser's password";
 
 fn binary(var: &str, default: &str) -> PathBuf {
     let path = std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from);
@@ -119,11 +123,55 @@ async fn browser(driver: &Driver, home: &Home) -> Client {
             ],
         }),
     );
+    // The console is read at the end for Content-Security-Policy violations.
+    caps.insert("goog:loggingPrefs".to_string(), json!({ "browser": "ALL" }));
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{}", driver.port))
         .await
         .expect("a WebDriver session with chromium")
+}
+
+/// chromedriver's `POST /session/{id}/se/log`: the browser console's messages since the last
+/// read.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
+    }
+}
+
+/// The console messages about the Content-Security-Policy (a refused inline script or style,
+/// a refused source) since the last call.
+async fn csp_violations(client: &Client) -> Vec<String> {
+    let entries = client
+        .issue_cmd(BrowserLog)
+        .await
+        .expect("the browser's console log (chromedriver's se/log)");
+    entries
+        .as_array()
+        .expect("a list of console entries")
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .filter(|m| m.contains("Content Security Policy") || m.contains("Content-Security-Policy"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Poll `check` until it gives `Some`, or panic after [`TIMEOUT`] naming `what`.
@@ -143,6 +191,55 @@ where
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Sign in as a person does: a page leads to the login page, a wrong password is refused, the
+/// right one leads back to the page, with the user's name in the header.
+async fn sign_in(client: &Client, base: &str) {
+    client.goto(&format!("{base}/dags")).await.unwrap();
+    let url = client.current_url().await.unwrap();
+    assert_eq!(url.path(), "/login", "{url}");
+    submit_login(client, "not the password").await;
+    let error = client
+        .find(Locator::Css(".form-error"))
+        .await
+        .expect("the login error")
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(error, "invalid username or password");
+    shot(client, "00-login-refused").await;
+    submit_login(client, PASSWORD).await;
+    eventually("the DAG list after signing in", || async {
+        let url = client.current_url().await.ok()?;
+        (url.path() == "/dags").then_some(())
+    })
+    .await;
+    let user = client
+        .find(Locator::Css(".account .user"))
+        .await
+        .expect("the signed-in user in the header")
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(user, USERNAME);
+}
+
+async fn submit_login(client: &Client, password: &str) {
+    for (field, value) in [("#username", USERNAME), ("#password", password)] {
+        let input = client.find(Locator::Css(field)).await.unwrap();
+        input.clear().await.unwrap();
+        input.send_keys(value).await.unwrap();
+    }
+    click(client, "form button[type=submit]").await;
+    eventually("the login form to be answered", || async {
+        let ready = js(client, "return document.readyState;").await;
+        let url = client.current_url().await.ok()?;
+        (ready == "complete"
+            && (url.path() != "/login" || client.find(Locator::Css(".form-error")).await.is_ok()))
+        .then_some(())
+    })
+    .await;
 }
 
 /// Click the element `css` selects; again if the page's live part replaced it meanwhile.
@@ -248,7 +345,10 @@ tasks:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_triggers_a_dag_and_watches_it_succeed_live() {
-    let home = Home::new().with_env("UPDRAFT__CORE__DAGS_ARE_PAUSED_AT_CREATION", "true");
+    let home = Home::new()
+        .with_auth()
+        .with_env("UPDRAFT__CORE__DAGS_ARE_PAUSED_AT_CREATION", "true");
+    home.create_user(USERNAME, PASSWORD, "Admin");
     let gate = home.work().join("gate");
     let (armed, gate2) = (home.work().join("armed"), home.work().join("gate2"));
     home.write_dag("browser_demo.yaml", &dag_yaml(&gate, &armed, &gate2));
@@ -257,6 +357,8 @@ async fn a_person_triggers_a_dag_and_watches_it_succeed_live() {
     let base = format!("http://{}", ui_address(&service));
     let driver = Driver::start(&home);
     let client = browser(&driver, &home).await;
+
+    sign_in(&client, &base).await;
 
     // ---- the DAG list: the DAG, paused, and the import error banner -----------------------
     let row = r#"tr[data-dag-id="browser_demo"]"#;
@@ -584,6 +686,48 @@ async fn a_person_triggers_a_dag_and_watches_it_succeed_live() {
         home.runs("browser_demo").is_empty(),
         "the API deleted the run"
     );
+
+    // Every page kept to the Content-Security-Policy: no inline script or style was refused.
+    let violations = csp_violations(&client).await;
+    assert!(
+        violations.is_empty(),
+        "the Content-Security-Policy refused parts of the UI:\n{}",
+        violations.join("\n")
+    );
+    // The check sees violations: an inline style put in the page now is refused and reported.
+    js(
+        &client,
+        "document.body.insertAdjacentHTML('beforeend', '<span style=\"color: red\">x</span>'); return null;",
+    )
+    .await;
+    let seen = eventually("the deliberate violation in the console", || async {
+        let v = csp_violations(&client).await;
+        (!v.is_empty()).then_some(v)
+    })
+    .await;
+    assert!(seen.iter().any(|m| m.contains("style")), "{seen:?}");
+    let headers = js(
+        &client,
+        "return fetch('/dags').then(r => r.headers.get('content-security-policy'));",
+    )
+    .await;
+    assert!(
+        headers
+            .as_str()
+            .is_some_and(|csp| csp.contains("script-src 'self'")),
+        "the UI is served with the policy: {headers}"
+    );
+
+    // ---- sign out: the pages lead to the login page again ---------------------------------
+    click(&client, ".account button[type=submit]").await;
+    eventually("the login page after signing out", || async {
+        let url = client.current_url().await.ok()?;
+        (url.path() == "/login").then_some(())
+    })
+    .await;
+    client.goto(&format!("{base}/dags")).await.unwrap();
+    let url = client.current_url().await.unwrap();
+    assert_eq!(url.path(), "/login", "signed out: {url}");
 
     client.close().await.expect("closing the browser");
     drop(driver);

@@ -1,6 +1,7 @@
 //! Schemathesis fuzzes every operation of the OpenAPI document `updraft standalone` serves
 //! (generated and random inputs, stateful sequences) for a bounded time; any 5xx, dropped
-//! connection or panic fails the test.
+//! connection or panic fails the test. It runs authenticated (a Bearer token of an admin), as
+//! authentication is on by default.
 //!
 //! Needs Python 3 and PyPI: schemathesis is installed into a virtual environment kept under
 //! `target/` (made once). The test fails, never skips, when it cannot be installed.
@@ -19,13 +20,21 @@ const BUDGET_SECONDS: &str = "90";
 fn no_input_makes_the_api_fail_with_a_server_error() {
     let venv = python::venv("schemathesis-venv", &["schemathesis>=4,<5"]);
     let home = Home::new()
+        .with_auth()
         .with_env("UPDRAFT__CORE__LOAD_EXAMPLES", "true")
         .with_env("UPDRAFT__CORE__DAGS_ARE_PAUSED_AT_CREATION", "true");
+    home.create_user("fuzzer", "fuzzer-password", "Admin");
     let mut service = home.start_standalone();
     let address = python::api_address(&service);
+    let token = common::http::access_token(
+        address.trim_start_matches("http://"),
+        "fuzzer",
+        "fuzzer-password",
+    );
     let output = Command::new(venv.join("bin/schemathesis"))
         .arg("run")
         .arg(format!("{address}/api/v2/openapi.json"))
+        .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--checks", "not_a_server_error"])
         .args(["--max-time", BUDGET_SECONDS])
         .args(["--workers", "2"])

@@ -1062,7 +1062,7 @@ fn json_output_parses_for_every_listing_and_exit_codes_follow_convention() {
         &["dags"][..],
         &["no-such-command"][..],
         &["dags", "list", "--bogus"][..],
-        &["-o", "yaml", "dags", "list"][..],
+        &["-o", "xml", "dags", "list"][..],
         &["dags", "trigger"][..],
         &["dags", "list-runs", "diamond", "--limit", "many"][..],
     ] {
@@ -1250,18 +1250,20 @@ fn db_clean_deletes_old_runs_but_keeps_the_latest_scheduled_one() {
     assert_eq!(run_ids(&home), kept);
 }
 
-/// Without authentication the web server only listens on loopback: a public address is refused
-/// by `server` and by `standalone` (before its scheduler starts), with a message that says how.
+/// With authentication turned off the web server only listens on loopback: a public address is
+/// refused by `server` and by `standalone` (before its scheduler starts), with a message that
+/// names the setting.
 #[test]
 fn a_non_loopback_address_is_refused_without_authentication() {
     let mut home = Home::new();
     home.set_env("UPDRAFT__API__HOST", "0.0.0.0");
+    home.set_env("UPDRAFT__AUTH__ENABLED", "false");
     for command in ["server", "standalone"] {
         let result = home.fails(&[command]);
         assert_eq!(result.status.code(), Some(1), "{result}");
         assert!(
             result.stderr.contains("refusing to serve on 0.0.0.0")
-                && result.stderr.contains("without authentication")
+                && result.stderr.contains("auth.enabled = false")
                 && result.stderr.contains("127.0.0.1"),
             "{result}"
         );

@@ -118,6 +118,8 @@ pub struct DagBag {
     files: BTreeMap<String, FileEntry>,
     dags: BTreeMap<String, Arc<LoadedDag>>,
     import_errors: Vec<ImportError>,
+    /// The import errors of the last walk itself (entries it would not read).
+    scan_errors: Vec<ImportError>,
 }
 
 #[derive(Debug)]
@@ -165,6 +167,7 @@ impl DagBag {
             files: BTreeMap::new(),
             dags: BTreeMap::new(),
             import_errors: Vec::new(),
+            scan_errors: Vec::new(),
         }
     }
 
@@ -212,7 +215,7 @@ impl DagBag {
     pub fn refresh_unless_stopped(&mut self, stop: &AtomicBool) -> Option<RefreshReport> {
         let walk::Scan {
             found,
-            errors: mut scan_errors,
+            errors: scan_errors,
         } = walk::scan(&self.root, &self.options, stop).ok()?;
         let now = SystemTime::now();
         let mut report = RefreshReport {
@@ -260,15 +263,9 @@ impl DagBag {
         }
         self.files = kept;
         let (dags, mut errors) = self.resolve_dag_ids();
-        errors.append(&mut scan_errors);
-        errors.sort_by(|a, b| {
-            (&a.filename, a.line, a.column, &a.message).cmp(&(
-                &b.filename,
-                b.line,
-                b.column,
-                &b.message,
-            ))
-        });
+        errors.extend(scan_errors.iter().cloned());
+        sort_errors(&mut errors);
+        self.scan_errors = scan_errors;
         report.import_errors_changed = errors != self.import_errors;
         diff_dags(&self.dags, &dags, &mut report);
         self.dags = dags;
@@ -336,39 +333,123 @@ impl DagBag {
         Ok(results)
     }
 
-    /// Gives each dag_id to the file that sorts first; other files declaring it get an import
-    /// error naming both files.
+    /// Resolves the dag_ids with no owner known: see [`DagBag::resolve_with_owners`].
     fn resolve_dag_ids(&self) -> (BTreeMap<String, Arc<LoadedDag>>, Vec<ImportError>) {
-        let mut dags: BTreeMap<String, Arc<LoadedDag>> = BTreeMap::new();
+        self.resolve(&HashMap::new())
+    }
+
+    /// The DAGs and import errors of the folder when `owners` (dag_id → tenant, as registered
+    /// in the store) own their dag_ids: a dag_id goes to its owner's file that sorts first
+    /// (a dag_id no one owns yet, to the file that sorts first); another file of the same
+    /// tenant declaring it gets an import error naming both files, a file of another tenant
+    /// one saying that the dag_id belongs to another tenant (naming neither it nor its file).
+    /// The bag itself is left as it is. Import errors are sorted by file then position.
+    pub fn resolve_with_owners(
+        &self,
+        owners: &HashMap<String, String>,
+    ) -> (Vec<Arc<LoadedDag>>, Vec<ImportError>) {
+        let (dags, mut errors) = self.resolve(owners);
+        errors.extend(self.scan_errors.iter().cloned());
+        sort_errors(&mut errors);
+        (dags.into_values().collect(), errors)
+    }
+
+    fn resolve(
+        &self,
+        owners: &HashMap<String, String>,
+    ) -> (BTreeMap<String, Arc<LoadedDag>>, Vec<ImportError>) {
+        let mut claims: BTreeMap<&str, Vec<Claim<'_>>> = BTreeMap::new();
         let mut errors = Vec::new();
+        // `files` is sorted by path, so each dag_id's claims are too.
         for (rel, entry) in &self.files {
             match &entry.outcome {
                 Outcome::Failed(file_errors) => errors.extend(file_errors.iter().cloned()),
                 Outcome::Dag { loaded, dag_id_pos } => {
-                    let dag = &loaded.dag;
-                    if let Some(owner) = dags.get(&dag.dag_id) {
-                        errors.push(duplicate_error(dag, rel, &owner.dag, *dag_id_pos));
-                    } else {
-                        dags.insert(dag.dag_id.clone(), Arc::clone(loaded));
-                    }
+                    claims
+                        .entry(loaded.dag.dag_id.as_str())
+                        .or_default()
+                        .push(Claim {
+                            rel,
+                            loaded,
+                            pos: *dag_id_pos,
+                        });
                 }
+            }
+        }
+        let mut dags = BTreeMap::new();
+        for (dag_id, claims) in claims {
+            let owner = owners.get(dag_id).map(String::as_str);
+            let winner = match owner {
+                Some(tenant) => claims.iter().find(|c| c.loaded.dag.tenant == tenant),
+                None => claims.first(),
+            };
+            for claim in &claims {
+                match winner {
+                    Some(w) if std::ptr::eq(w, claim) => {}
+                    Some(w) if w.loaded.dag.tenant == claim.loaded.dag.tenant => {
+                        errors.push(duplicate_error(claim, &w.loaded.dag));
+                    }
+                    _ => errors.push(foreign_claim_error(
+                        &claim.loaded.dag,
+                        claim.rel,
+                        claim.pos.map(|p| (p.line, p.column)),
+                    )),
+                }
+            }
+            if let Some(w) = winner {
+                dags.insert(dag_id.to_owned(), Arc::clone(w.loaded));
             }
         }
         (dags, errors)
     }
 }
 
-fn duplicate_error(dag: &Dag, rel: &str, owner: &Dag, pos: Option<Pos>) -> ImportError {
+/// A file declaring a dag_id.
+struct Claim<'a> {
+    rel: &'a str,
+    loaded: &'a Arc<LoadedDag>,
+    pos: Option<Pos>,
+}
+
+fn duplicate_error(claim: &Claim<'_>, owner: &Dag) -> ImportError {
+    let (dag, rel) = (&claim.loaded.dag, claim.rel);
     ImportError {
         tenant: dag.tenant.clone(),
         filename: rel.to_owned(),
-        line: pos.map(|p| p.line),
-        column: pos.map(|p| p.column),
+        line: claim.pos.map(|p| p.line),
+        column: claim.pos.map(|p| p.column),
         message: format!(
-            "dag_id `{}` is already used by {} (tenant `{}`); {rel} declares it too, and dag_ids must be unique across the whole DAGs folder",
-            dag.dag_id, owner.fileloc, owner.tenant
+            "dag_id `{}` is already used by {}; {rel} declares it too, and dag_ids must be unique across the whole DAGs folder",
+            dag.dag_id, owner.fileloc
         ),
     }
+}
+
+/// The import error of `rel` (whose DAG is `dag`) declaring a dag_id another tenant owns:
+/// names the file and the dag_id, never the owner or its file. `at` is the line and column
+/// of the `dag_id` key, when known.
+pub fn foreign_claim_error(dag: &Dag, rel: &str, at: Option<(u32, u32)>) -> ImportError {
+    ImportError {
+        tenant: dag.tenant.clone(),
+        filename: rel.to_owned(),
+        line: at.map(|(line, _)| line),
+        column: at.map(|(_, column)| column),
+        message: format!(
+            "dag_id `{}` belongs to another tenant; {rel} cannot declare it (a dag_id stays with the tenant that first registered it): choose another dag_id",
+            dag.dag_id
+        ),
+    }
+}
+
+fn sort_errors(errors: &mut [ImportError]) {
+    errors.sort_by(|a, b| {
+        (&a.filename, a.line, a.column, &a.message).cmp(&(
+            &b.filename,
+            b.line,
+            b.column,
+            &b.message,
+        ))
+    });
 }
 
 fn diff_dags(

@@ -9,6 +9,7 @@
 //! - [`DagBag`] loads a DAGs folder (with tenants) and [`DagBag::refresh`] reloads what changed.
 //! - [`watch`] calls back when anything under the folder changes.
 //! - [`excerpt`] reads the lines around an import error without leaving the folder.
+//! - [`lint::lint_dag_file`] finds DAG warnings: what loads but is likely a mistake.
 //! - [`log_path`] says where a try's log lives under the logs folder.
 //! - [`resolve_params`] computes a run's params from the DAG's specs and the run's conf.
 //! - [`Schedule::description`] reads a schedule as Airflow's `timetable_description` does.
@@ -19,6 +20,7 @@ mod describe;
 mod diag;
 mod excerpt;
 mod graph;
+pub mod lint;
 mod logs;
 pub mod model;
 mod params;
@@ -33,7 +35,7 @@ mod yaml;
 pub use bag::{
     DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_FILE_SIZE, DagBag, DagBagOptions,
     LoadedDag, MAX_ERROR_MESSAGE_CHARS, MAX_ERRORS_PER_FILE, RefreshReport, bounded_message,
-    tenant_of,
+    foreign_claim_error, tenant_of,
 };
 pub use describe::{describe_cron, describe_duration};
 pub use excerpt::{ExcerptLine, MAX_EXCERPT_FILE, MAX_EXCERPT_LINE_CHARS, excerpt};

@@ -1,5 +1,6 @@
 //! Loading a DAGs folder: tenants, duplicates, refresh, broken files, the bundled examples.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -100,21 +101,21 @@ fn hidden_and_other_files_are_ignored() {
 }
 
 #[test]
-fn duplicate_dag_id_goes_to_the_first_file_and_names_both() {
+fn duplicate_dag_id_goes_to_the_first_file_and_names_both_within_a_tenant() {
     let dir = TempDir::new().unwrap();
     let root = dir.path();
-    write(root, "team_b/shared.yaml", dag("shared"));
-    write(root, "a_first.yaml", dag("shared"));
-    write(root, "team_a/z.yaml", "\n\ndag_id: shared\n");
+    write(root, "team_a/b.yaml", dag("shared"));
+    write(root, "team_a/a.yaml", dag("shared"));
+    write(root, "team_a/sub/z.yaml", "\n\ndag_id: shared\n");
     let bag = DagBag::load(root);
-    assert_eq!(ids(&bag), vec![triple("shared", "default", "a_first.yaml")]);
+    assert_eq!(ids(&bag), vec![triple("shared", "team_a", "team_a/a.yaml")]);
     let errors = bag.import_errors();
-    assert_eq!(error_files(&bag), ["team_a/z.yaml", "team_b/shared.yaml"]);
+    assert_eq!(error_files(&bag), ["team_a/b.yaml", "team_a/sub/z.yaml"]);
     for error in errors {
         assert!(
             error
                 .message
-                .contains("dag_id `shared` is already used by a_first.yaml"),
+                .contains("dag_id `shared` is already used by team_a/a.yaml"),
             "{error}"
         );
         assert!(
@@ -124,8 +125,48 @@ fn duplicate_dag_id_goes_to_the_first_file_and_names_both() {
             "{error}"
         );
     }
-    assert_eq!(errors[0].tenant, "team_a");
-    assert_eq!((errors[0].line, errors[0].column), (Some(3), Some(9)));
+    assert_eq!(errors[1].tenant, "team_a");
+    assert_eq!((errors[1].line, errors[1].column), (Some(3), Some(9)));
+}
+
+#[test]
+fn another_tenants_claim_names_neither_the_owner_nor_its_file() {
+    let dir = TempDir::new().unwrap();
+    let root = dir.path();
+    write(root, "team_b/shared.yaml", dag("shared"));
+    write(root, "a_first.yaml", dag("shared"));
+    write(root, "team_a/z.yaml", "\n\ndag_id: shared\n");
+    let bag = DagBag::load(root);
+    // No owner registered yet: the first path in sorted order.
+    assert_eq!(ids(&bag), vec![triple("shared", "default", "a_first.yaml")]);
+    assert_eq!(error_files(&bag), ["team_a/z.yaml", "team_b/shared.yaml"]);
+    for error in bag.import_errors() {
+        assert_eq!(
+            error.message,
+            format!(
+                "dag_id `shared` belongs to another tenant; {} cannot declare it (a dag_id stays with the tenant that first registered it): choose another dag_id",
+                error.filename
+            )
+        );
+    }
+
+    // Registered to team_b: team_b's file keeps it, whatever sorts first.
+    let owners = HashMap::from([("shared".to_owned(), "team_b".to_owned())]);
+    let (dags, errors) = bag.resolve_with_owners(&owners);
+    let files: Vec<&str> = dags.iter().map(|d| d.dag.fileloc.as_str()).collect();
+    assert_eq!(files, ["team_b/shared.yaml"]);
+    let files: Vec<&str> = errors.iter().map(|e| e.filename.as_str()).collect();
+    assert_eq!(files, ["a_first.yaml", "team_a/z.yaml"]);
+    assert!(errors.iter().all(|e| !e.message.contains("team_b")));
+    assert_eq!((errors[1].line, errors[1].column), (Some(3), Some(9)));
+
+    // Registered to a tenant with no file here: no one gets it.
+    let owners = HashMap::from([("shared".to_owned(), "team_z".to_owned())]);
+    let (dags, errors) = bag.resolve_with_owners(&owners);
+    assert!(dags.is_empty());
+    assert_eq!(errors.len(), 3);
+    // The bag itself is untouched.
+    assert_eq!(ids(&bag), vec![triple("shared", "default", "a_first.yaml")]);
 }
 
 #[test]

@@ -127,7 +127,7 @@ fn links_inside_the_folder_are_followed() {
     assert!(
         duplicate
             .message
-            .contains("already used by shared/base.yaml"),
+            .contains("dag_id `base` belongs to another tenant"),
         "{duplicate}"
     );
     assert_eq!(

@@ -1,11 +1,13 @@
 //! Task execution: rendering a task's templates with Airflow's context ([`render`]) and running
-//! task tries as child processes on this machine ([`local`]), and ending what a scheduler that
+//! task tries as child processes on this machine ([`local`], kept apart by [`isolation`]), and ending what a scheduler that
 //! is gone left running of them ([`leftovers`]).
 
+pub mod isolation;
 pub mod leftovers;
 pub mod local;
 pub mod render;
 
+pub use isolation::{DEFAULT_ENV_ALLOWLIST, TryIsolation};
 pub use local::{
     ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, Preparing, TryEvent, TryKey,
 };

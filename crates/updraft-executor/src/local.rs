@@ -28,6 +28,11 @@
 //! `<run_pk>-<task_id>-<try>.json` in a directory only this user can read, made once per
 //! executor under the system's temporary directory (`$TMPDIR`, else `/tmp`); the file is
 //! removed when the try ends.
+//!
+//! A try gets only what [`TryIsolation`] lets through of this process's environment, runs in a
+//! working directory of its own (also its `HOME` and `TMPDIR`; removed after the try unless
+//! kept), writes to a log only updraft's user can read, and runs as its tenant's
+//! `run_as_user` when one is configured (see [`crate::isolation`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -46,6 +51,7 @@ use tokio::process::{Child, Command};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 
+use crate::isolation::{self, RunAs, TryIsolation, open_log};
 use crate::render::{Program, RenderedTask};
 
 /// Identifies one try of one task instance.
@@ -160,6 +166,8 @@ pub struct LocalExecutorConfig {
     pub base_env: Vec<(String, String)>,
     /// The shell for [`Program::Bash`] scripts, run as `<bash> -c <script>`.
     pub bash: PathBuf,
+    /// What of this process a try sees, where it works, and which user it runs as.
+    pub isolation: TryIsolation,
 }
 
 impl Default for LocalExecutorConfig {
@@ -170,6 +178,7 @@ impl Default for LocalExecutorConfig {
             default_cwd: None,
             base_env: Vec::new(),
             bash: find_in_path("bash").unwrap_or_else(|| PathBuf::from("bash")),
+            isolation: TryIsolation::default(),
         }
     }
 }
@@ -207,6 +216,9 @@ struct Inner {
     /// Where tries' conf files go: made on first use (again if it has gone), removed with
     /// the executor.
     conf_dir: Mutex<Option<PathBuf>>,
+    /// Where tries' working directories go when no `work_folder` is configured: made on first
+    /// use, removed with the executor.
+    work_root: Mutex<Option<PathBuf>>,
     events: mpsc::UnboundedSender<TryEvent>,
     handle: Handle,
     /// Slots: `max_concurrency`, or unbounded.
@@ -249,6 +261,7 @@ impl LocalExecutor {
             inner: Arc::new(Inner {
                 config,
                 conf_dir: Mutex::new(None),
+                work_root: Mutex::new(None),
                 events,
                 handle: Handle::current(),
                 max_running,
@@ -423,6 +436,12 @@ impl Drop for Inner {
         if let Some(dir) = self.existing_conf_dir() {
             let _ = std::fs::remove_dir_all(dir);
         }
+        if self.config.isolation.work_folder.is_none()
+            && let Some(dir) = self.existing_work_root()
+            && !self.config.isolation.keep_work_dirs
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -436,10 +455,41 @@ impl Inner {
         match &*dir {
             Some(d) if d.is_dir() => Ok(d.clone()),
             _ => {
-                let made = make_conf_dir()?;
+                // Passable (not listable) by others: a try running as its tenant's user opens
+                // its own conf file, handed over to that user, by name.
+                let made = make_temp_dir("updraft-conf", 0o711)?;
                 *dir = Some(made.clone());
                 Ok(made)
             }
+        }
+    }
+
+    /// The folder of tries' working directories: the configured one, else one made on first
+    /// use under the system's temporary directory.
+    fn work_root(&self) -> Result<PathBuf, String> {
+        if let Some(folder) = &self.config.isolation.work_folder {
+            return Ok(folder.clone());
+        }
+        let mut dir = self.work_root.lock().unwrap_or_else(|e| e.into_inner());
+        match &*dir {
+            Some(d) if d.is_dir() => Ok(d.clone()),
+            _ => {
+                let made = make_temp_dir("updraft-tries", 0o711)?;
+                *dir = Some(made.clone());
+                Ok(made)
+            }
+        }
+    }
+
+    /// The folder of tries' working directories, if there is one.
+    fn existing_work_root(&self) -> Option<PathBuf> {
+        match &self.config.isolation.work_folder {
+            Some(folder) => Some(folder.clone()),
+            None => self
+                .work_root
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 
@@ -534,6 +584,13 @@ async fn run_try(
         // One unlink; the file is absent when the try never got to spawn.
         let _ = std::fs::remove_file(conf_path(&dir, &key));
     }
+    if !inner.config.isolation.keep_work_dirs
+        && let Some(root) = inner.existing_work_root()
+    {
+        // Blocking, but rarely more than a few entries; a try's files are its own business.
+        let dir = root.join(work_dir_name(&key));
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+    }
     // Stop listening first, so that `kill` answers false from now on.
     drop(kill);
     if let Some((mut file, footer)) = log {
@@ -578,12 +635,9 @@ async fn drive(
     // instruction.
     let spawned = tokio::task::spawn_blocking(move || {
         let reaper = config.reaper();
-        let conf_file = config
-            .conf_dir()
-            .map(|dir| conf_path(&dir, &key))
-            .and_then(|path| write_conf_file(&path, &rendered.conf).map(|()| path));
+        let place = prepare(&config, &rendered, &key);
         let at = Utc::now();
-        let spawned = spawn(&config.config, &rendered, conf_file, &log_path, &key);
+        let spawned = spawn(&config.config, &rendered, place, &log_path, &key);
         // At once, so that the window in which a crash would leave the try unknown to the
         // reaper is as short as it can be.
         if let (Some(reaper), Ok((child, _))) = (reaper, &spawned)
@@ -808,12 +862,60 @@ fn outcome_of(status: std::io::Result<ExitStatus>) -> ExecOutcome {
 
 type SpawnError = (String, Option<File>);
 
+/// Where and as whom a try runs, made ready before it is spawned.
+struct Place {
+    run_as: Option<RunAs>,
+    work_dir: PathBuf,
+    conf_file: PathBuf,
+}
+
+/// The tenant of a rendered task: `UPDRAFT_TENANT`, which the renderer sets last (no `env` of
+/// the DAG or task can change it).
+fn tenant_of(rendered: &RenderedTask) -> Option<&str> {
+    rendered
+        .env
+        .iter()
+        .find(|(name, _)| name == "UPDRAFT_TENANT")
+        .map(|(_, value)| value.as_str())
+}
+
+/// Resolves the user the try runs as, makes its working directory and writes its conf file,
+/// both handed over to that user. The error says what could not be done.
+fn prepare(inner: &Inner, rendered: &RenderedTask, key: &TryKey) -> Result<Place, String> {
+    let run_as = inner.config.isolation.run_as(tenant_of(rendered))?;
+    let root = inner.work_root()?;
+    let work_dir = isolation::make_work_dir(&root, &work_dir_name(key), run_as.as_ref())?;
+    let conf_file = inner
+        .conf_dir()
+        .map(|dir| conf_path(&dir, key))
+        .and_then(|path| write_conf_file(&path, &rendered.conf).map(|()| path))
+        .map_err(|e| format!("cannot write the run's conf file: {e}"))?;
+    if let Some(user) = &run_as {
+        isolation::hand_over(&conf_file, user).map_err(|e| {
+            format!(
+                "cannot hand the run's conf file over to `{}`: {e}",
+                user.name
+            )
+        })?;
+    }
+    Ok(Place {
+        run_as,
+        work_dir,
+        conf_file,
+    })
+}
+
+/// The name of a try's working directory (task ids are plain identifiers: no `/`).
+fn work_dir_name(key: &TryKey) -> String {
+    format!("{}-{}-{}", key.run_pk, key.task_id, key.try_number)
+}
+
 /// Opens the log, writes the header and spawns the process. On failure, the message has
 /// been written to the log (if it could be opened).
 fn spawn(
     config: &LocalExecutorConfig,
     rendered: &RenderedTask,
-    conf_file: Result<PathBuf, String>,
+    place: Result<Place, String>,
     log_path: &Path,
     key: &TryKey,
 ) -> Result<(Child, File), SpawnError> {
@@ -847,24 +949,34 @@ fn spawn(
         Program::Noop => unreachable!("noop tries are never spawned"),
         Program::Pod(_) => return fail(log, POD_WITHOUT_CLUSTER.into()),
     };
+    let place = match place {
+        Ok(place) => place,
+        Err(message) => return fail(log, message),
+    };
+    // Nothing of this process's environment but what the allow-list names.
+    cmd.env_clear();
+    cmd.envs(config.isolation.inherited_env());
+    cmd.env("HOME", &place.work_dir)
+        .env("TMPDIR", &place.work_dir);
+    if let Some(user) = &place.run_as {
+        cmd.env("USER", &user.name).env("LOGNAME", &user.name);
+        // Also drops supplementary groups (the standard library does, as root).
+        cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
     cmd.envs(config.base_env.iter().map(|(k, v)| (k, v)));
     cmd.envs(rendered.env.iter().map(|(k, v)| (k, v)));
     cmd.env(
         crate::leftovers::TRY_MARK_VAR,
         crate::leftovers::try_mark(std::process::id(), key.run_pk, &key.task_id, try_number),
     );
-    match conf_file {
-        Ok(path) => cmd.env("UPDRAFT_CONF_FILE", path),
-        Err(e) => return fail(log, format!("cannot write the run's conf file: {e}")),
-    };
+    cmd.env("UPDRAFT_CONF_FILE", &place.conf_file);
     let cwd = match (&config.default_cwd, &rendered.cwd) {
-        (Some(base), Some(cwd)) => Some(base.join(cwd)),
-        (None, Some(cwd)) => Some(cwd.clone()),
-        (base, None) => base.clone(),
+        (Some(base), Some(cwd)) => base.join(cwd),
+        (None, Some(cwd)) => cwd.clone(),
+        (Some(base), None) => base.clone(),
+        (None, None) => place.work_dir.clone(),
     };
-    if let Some(cwd) = &cwd {
-        cmd.current_dir(cwd);
-    }
+    cmd.current_dir(&cwd);
     let (out, err) = match (log.try_clone(), log.try_clone()) {
         (Ok(o), Ok(e)) => (o, e),
         (Err(e), _) | (_, Err(e)) => {
@@ -884,17 +996,22 @@ fn spawn(
                 Program::Command(argv) => argv[0].clone(),
                 Program::Noop | Program::Pod(_) => unreachable!(),
             };
-            let place = cwd
-                .map(|c| format!(" in {}", c.display()))
+            let user = place
+                .run_as
+                .map(|u| format!(" as user `{}`", u.name))
                 .unwrap_or_default();
-            fail(log, format!("cannot start `{what}`{place}: {e}"))
+            fail(
+                log,
+                format!("cannot start `{what}` in {}{user}: {e}", cwd.display()),
+            )
         }
     }
 }
 
-/// A new directory under the system's temporary directory that only this user can enter.
-fn make_conf_dir() -> Result<PathBuf, String> {
-    use std::os::unix::fs::DirBuilderExt as _;
+/// A new directory `<prefix>-…` under the system's temporary directory, with `mode` (`0711`:
+/// only this user may list it).
+fn make_temp_dir(prefix: &str, mode: u32) -> Result<PathBuf, String> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
     let base = std::env::temp_dir();
     let mut last_error = None;
     for attempt in 0..16u32 {
@@ -902,11 +1019,16 @@ fn make_conf_dir() -> Result<PathBuf, String> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         let dir = base.join(format!(
-            "updraft-conf-{}-{nanos:x}{attempt}",
+            "{prefix}-{}-{nanos:x}{attempt}",
             std::process::id()
         ));
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
+            // The umask may have taken bits of `mode` away.
+            Ok(()) => {
+                return std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+                    .map(|()| dir)
+                    .map_err(|e| e.to_string());
+            }
             Err(e) => last_error = Some(e),
         }
     }
@@ -936,16 +1058,6 @@ fn write_conf_file(path: &Path, conf: &str) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     file.write_all(conf.as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn open_log(path: &Path) -> std::io::Result<File> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
 }
 
 fn header_line(try_number: u32) -> String {

@@ -38,6 +38,12 @@
 //! `.startswith()`, `.endswith()` on strings. `airflow.conf` (`conf`), `var` and `conn` are not
 //! provided.
 //!
+//! The `sh` filter quotes a value for the shell: `echo {{ params.who | sh }}` passes whatever the
+//! run's conf holds as one word, never as shell syntax (strings in single quotes, maps and lists
+//! as their JSON, quoted). A `bash` field that puts `params` or `dag_run.conf` in the script
+//! without it lets whoever triggers the run write shell code; the DAG lint warns about that
+//! (`updraft_dag::lint`).
+//!
 //! As in Airflow, `{#` opens a Jinja comment, including inside bash's `${#var}`: such scripts
 //! need `{% raw %}...{% endraw %}` (the syntax error says so).
 //!
@@ -403,6 +409,7 @@ fn new_environment(fuel: u64) -> Environment<'static> {
         let mut env = Environment::new();
         env.set_fuel(Some(fuel));
         budget::add_sized_filters(&mut env);
+        env.add_filter("sh", sh_quote);
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Debug mode makes undefined-value errors name the expression (`dss` is undefined);
         // it costs nothing until an error happens.
@@ -416,6 +423,38 @@ fn new_environment(fuel: u64) -> Environment<'static> {
         );
         env
     }
+}
+
+/// The `sh` filter: `value` as one word for a POSIX shell, whatever it holds
+/// (`{{ params.who | sh }}`). Strings are put in single quotes, each `'` in them written `'\''`;
+/// maps and lists are quoted as their JSON, other values as they print.
+fn sh_quote(value: &Value) -> Result<String, Error> {
+    use minijinja::value::ValueKind;
+    let text = match value.kind() {
+        ValueKind::Undefined => {
+            return Err(Error::new(
+                ErrorKind::UndefinedError,
+                "`sh` was given an undefined value",
+            ));
+        }
+        ValueKind::String => value.as_str().unwrap_or_default().to_owned(),
+        ValueKind::Map | ValueKind::Seq | ValueKind::Iterable => serde_json::to_string(value)
+            .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?,
+        _ => value.to_string(),
+    };
+    let quotes = text.matches('\'').count();
+    budget::check_size("sh", text.len() + 3 * quotes + 2)?;
+    Ok(shell_quote(&text))
+}
+
+/// `text` in single quotes for a POSIX shell: nothing inside is special but `'`, which closes
+/// the quotes, is escaped, and reopens them.
+pub fn shell_quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    out.push_str(&text.replace('\'', r"'\''"));
+    out.push('\'');
+    out
 }
 
 /// The Python methods Airflow templates use most on dicts and strings
@@ -1591,5 +1630,20 @@ mod tests {
             let per = t0.elapsed() / n;
             println!("{name}: {per:?} per task");
         }
+    }
+
+    #[test]
+    fn the_sh_filter_quotes_any_value_as_one_word() {
+        assert_eq!(r("{{ 'plain' | sh }}").unwrap(), "'plain'");
+        assert_eq!(r("{{ \"it's\" | sh }}").unwrap(), r"'it'\''s'");
+        assert_eq!(r("{{ dag_run.conf.n | sh }}").unwrap(), "'3'");
+        assert_eq!(
+            r("{{ dag_run.conf.nested | sh }}").unwrap(),
+            r#"'{"list":[1,"two"]}'"#
+        );
+        assert_eq!(r("{{ ds | sh }}").unwrap(), "'2024-03-05'");
+        assert_eq!(r("{{ '' | sh }}").unwrap(), "''");
+        let err = r("{{ params.missing | sh }}").unwrap_err();
+        assert!(err.contains("undefined"), "{err}");
     }
 }

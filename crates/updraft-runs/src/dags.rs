@@ -5,14 +5,21 @@ use updraft_store::{LoadedDagRecord, SchedulerStore, StoreError};
 
 /// Record what a DAGs-folder load found: every DAG (and version), the import errors, and
 /// which DAGs are gone.
+///
+/// A dag_id belongs to the tenant that first registered it (in the store, so across restarts
+/// and schedulers): the load is resolved with the registered owners, so the owner's file keeps
+/// its dag_id and another tenant's file declaring it is an import error in that file. A dag_id
+/// no one owns yet that several tenants' files declare goes to the file whose path sorts first.
 pub async fn record_dag_bag(
     store: &dyn SchedulerStore,
     bag: &updraft_dag::DagBag,
     paused_by_default: bool,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let records: Vec<LoadedDagRecord<'_>> = bag
-        .dags()
+    let owners = store.dag_owners().await?;
+    let (dags, errors) = bag.resolve_with_owners(&owners);
+    let records: Vec<LoadedDagRecord<'_>> = dags
+        .iter()
         .map(|loaded| LoadedDagRecord {
             dag: &loaded.dag,
             version: &loaded.version,
@@ -20,6 +27,6 @@ pub async fn record_dag_bag(
         })
         .collect();
     store
-        .sync_dags(&records, bag.import_errors(), paused_by_default, now)
+        .sync_dags(&records, &errors, paused_by_default, now)
         .await
 }

@@ -44,6 +44,15 @@ pub(crate) fn capacity<'a>(
     }
 }
 
+/// Pool name → the tenant owning it, for the pools of one tenant (shared pools are absent).
+pub(crate) type PoolOwners = HashMap<String, String>;
+
+/// Whether an instance may take slots of its pool: a shared pool, or one of its own tenant's.
+/// Another tenant's pool is to it a pool that does not exist: it waits, and is reported.
+fn may_use_pool(ti: &TiRow, owners: &PoolOwners) -> bool {
+    owners.get(&ti.pool).is_none_or(|owner| *owner == ti.tenant)
+}
+
 /// The DAGs and pools with no room left, whose scheduled instances need not be read.
 pub(crate) fn no_room(capacity: &Capacity) -> ScheduledSkip {
     let full = |free: &HashMap<String, i64>| -> Vec<String> {
@@ -63,12 +72,13 @@ pub(crate) fn no_room(capacity: &Capacity) -> ScheduledSkip {
 pub(crate) fn choose(
     scheduled: &[TiRow],
     capacity: &Capacity,
+    pool_owners: &PoolOwners,
     dag_rows: &HashMap<String, DagRow>,
     in_play: &HashSet<i64>,
 ) -> QueueChoice {
     let playing: Vec<&TiRow> = scheduled
         .iter()
-        .filter(|ti| in_play.contains(&ti.run_pk))
+        .filter(|ti| in_play.contains(&ti.run_pk) && may_use_pool(ti, pool_owners))
         .collect();
     let candidates: Vec<Candidate> = playing
         .iter()
@@ -104,14 +114,16 @@ pub(crate) fn choose(
     }
 }
 
-/// Scheduled instances (of runs in play) waiting for a pool that does not exist.
+/// Scheduled instances (of runs in play) waiting for a pool that does not exist (for them).
 pub(crate) fn in_unknown_pools<'a>(
     scheduled: &'a [TiRow],
-    capacity: &Capacity,
-    in_play: &HashSet<i64>,
+    capacity: &'a Capacity,
+    pool_owners: &'a PoolOwners,
+    in_play: &'a HashSet<i64>,
 ) -> impl Iterator<Item = &'a TiRow> {
     scheduled.iter().filter(move |ti| {
-        in_play.contains(&ti.run_pk) && !capacity.pool_free.contains_key(&ti.pool)
+        in_play.contains(&ti.run_pk)
+            && (!capacity.pool_free.contains_key(&ti.pool) || !may_use_pool(ti, pool_owners))
     })
 }
 
@@ -138,11 +150,12 @@ impl QueueSelector for Selector<'_> {
 
     fn select(&self, scheduled: &[TiRow], room: &QueueRoom) -> QueueChoice {
         let capacity = self.capacity(room);
-        let unknown = in_unknown_pools(scheduled, &capacity, self.in_play).cloned();
+        let owners = &room.pool_tenants;
+        let unknown = in_unknown_pools(scheduled, &capacity, owners, self.in_play).cloned();
         if let Ok(mut seen) = self.unknown_pools.lock() {
             seen.extend(unknown);
         }
-        choose(scheduled, &capacity, self.dag_rows, self.in_play)
+        choose(scheduled, &capacity, owners, self.dag_rows, self.in_play)
     }
 }
 
@@ -206,6 +219,7 @@ mod tests {
         }
         QueueRoom {
             pool_slots: pools.iter().map(|&(p, s)| (p.to_string(), s)).collect(),
+            pool_tenants: HashMap::new(),
             held,
         }
     }
@@ -241,6 +255,39 @@ mod tests {
         let unknown = selector.unknown_pools.lock().unwrap();
         assert_eq!(unknown.len(), 1);
         assert_eq!(unknown[0].task_id, "c");
+    }
+
+    #[test]
+    fn another_tenants_pool_does_not_exist_for_an_instance() {
+        let rows = dag_rows(&[("d", 5)]);
+        let in_play: HashSet<i64> = [1].into();
+        let selector = Selector {
+            dag_rows: &rows,
+            in_play: &in_play,
+            parallelism_free: 10,
+            unknown_pools: Mutex::new(Vec::new()),
+        };
+        let mut room = room(&[("theirs", 3), ("ours", 3), ("shared", 3)], &[]);
+        room.pool_tenants = [
+            ("theirs".to_string(), "other".to_string()),
+            ("ours".to_string(), "t".to_string()),
+        ]
+        .into();
+        let page = [
+            scheduled(1, "d", "a", "theirs", 9),
+            scheduled(1, "d", "b", "ours", 8),
+            scheduled(1, "d", "c", "shared", 7),
+        ];
+        let choice = selector.select(&page, &room);
+        let chosen: Vec<&str> = choice.keys.iter().map(|k| k.task_id.as_str()).collect();
+        assert_eq!(
+            chosen,
+            ["b", "c"],
+            "tenant t's task may not take tenant other's slots"
+        );
+        let unknown = selector.unknown_pools.lock().unwrap();
+        assert_eq!(unknown.len(), 1);
+        assert_eq!(unknown[0].task_id, "a");
     }
 
     #[test]

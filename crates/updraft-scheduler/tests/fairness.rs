@@ -38,6 +38,7 @@ fn config(dags: &Path, logs: &Path) -> SchedulerConfig {
         },
         hostname: "fairness-test".to_string(),
         default_cwd: None,
+        isolation: Default::default(),
         heartbeat_interval: Duration::from_secs(1),
         health_check_threshold: Duration::from_secs(30),
         exclusive: true,

@@ -59,7 +59,7 @@ async fn bench() {
         bind: "127.0.0.1:0".parse().expect("address"),
         dags_folder: dags.clone(),
         logs_folder: home.path().join("logs"),
-        authentication_configured: false,
+        auth: updraft_server::authn::AuthSettings::disabled(),
     };
     let listener = updraft_server::listen(&config).await.expect("listen");
     let addr = listener.local_addr().expect("local addr");

@@ -28,6 +28,25 @@ pub fn authorize(
     }
 }
 
+/// [`authorize`] for an object whose handler has its own not-found answer: a hidden object
+/// gets exactly `missing`, so the caller cannot tell it from one that does not exist.
+pub fn authorize_or_missing(
+    identity: &Identity,
+    action: Action,
+    resource: Resource<'_>,
+    missing: impl FnOnce() -> ApiError,
+) -> Result<(), ApiError> {
+    match decide(identity, action, resource) {
+        Decision::Hide => Err(missing()),
+        _ => authorize(identity, action, resource),
+    }
+}
+
+/// The answer for a DAG that does not exist, or that the caller may not know of.
+pub fn dag_not_found(dag_id: &str) -> ApiError {
+    ApiError::not_found(format!("The Dag with ID: `{dag_id}` was not found"))
+}
+
 /// Whether `identity` may do `action` on `resource`, for filtering listings and showing
 /// buttons.
 pub fn allows(identity: &Identity, action: Action, resource: Resource<'_>) -> bool {
@@ -37,7 +56,7 @@ pub fn allows(identity: &Identity, action: Action, resource: Resource<'_>) -> bo
 /// The same words a missing object gets, so a hidden one cannot be told apart.
 fn hidden_detail(resource: Resource<'_>) -> String {
     match resource {
-        Resource::Dag { dag_id, .. } => format!("The Dag with ID: `{dag_id}` was not found"),
+        Resource::Dag { dag_id, .. } => dag_not_found(dag_id).detail,
         other => format!("{} was not found", describe(other)),
     }
 }
@@ -54,14 +73,16 @@ fn describe(resource: Resource<'_>) -> String {
         Resource::Variable { .. } => "the variable".to_string(),
         Resource::Config => "the configuration".to_string(),
         Resource::Users => "users".to_string(),
-        Resource::AuditLog { .. } => "the audit log".to_string(),
+        Resource::AuditLog { .. } => "the audit log entry".to_string(),
+        Resource::AuditLogs => "the audit log".to_string(),
         Resource::Version => "the version".to_string(),
         Resource::Health => "the health check".to_string(),
     }
 }
 
-/// The caller of a handler: the [`Identity`] an authentication layer put in the request's
-/// extensions; without one (no authentication configured), the local admin.
+/// The caller of a handler: the [`Identity`] the authentication layer (`crate::authn`) put in
+/// the request's extensions. Without one the request is 401: only the open paths (health,
+/// login) reach handlers unauthenticated, and those do not ask for a caller.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Identity);
 
@@ -69,12 +90,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Caller(
-            parts
-                .extensions
-                .get::<Identity>()
-                .cloned()
-                .unwrap_or_else(Identity::local_admin),
-        ))
+        parts
+            .extensions
+            .get::<Identity>()
+            .cloned()
+            .map(Caller)
+            .ok_or_else(|| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "not authenticated"))
     }
 }

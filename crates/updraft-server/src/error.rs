@@ -10,10 +10,10 @@ use serde::Serialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(
-        "refusing to serve on {addr} without authentication: anyone who can reach it could run \
-         tasks. Bind a loopback address (api.host = \"127.0.0.1\", the default) and reach it \
-         through an SSH tunnel or an authenticating reverse proxy; serving other addresses \
-         needs authentication configured in updraft.toml, which this version does not offer yet"
+        "refusing to serve on {addr} with authentication turned off (auth.enabled = false): \
+         anyone who can reach it could run tasks. Turn authentication back on (remove \
+         auth.enabled = false / UPDRAFT__AUTH__ENABLED), or bind a loopback address \
+         (api.host = \"127.0.0.1\")"
     )]
     UnauthenticatedPublicBind { addr: SocketAddr },
     #[error("cannot listen on {addr}: {source}")]

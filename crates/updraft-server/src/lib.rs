@@ -4,9 +4,11 @@
 //! the scheduler through [`AppState::wake_scheduler`].
 
 pub mod api;
+pub mod audit;
 pub mod auth;
-pub mod authn_external;
+pub mod authn;
 pub mod error;
+pub mod guard;
 pub mod live;
 pub mod state;
 pub mod ui;
@@ -24,14 +26,25 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v2", api::router())
         .merge(ui::router())
+        .merge(authn::router())
+        // Inner: who is calling. Outer: the Host check and the security headers, so every
+        // answer, a refused sign-in too, carries them.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authn::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::protect,
+        ))
         .with_state(state)
 }
 
-/// Bind the configured address. Refuses a non-loopback address unless authentication is
-/// configured. Port 0 picks a free port (see the listener's `local_addr`).
+/// Bind the configured address. Refuses a non-loopback address when authentication is
+/// turned off. Port 0 picks a free port (see the listener's `local_addr`).
 pub async fn listen(config: &ServerConfig) -> Result<tokio::net::TcpListener, ServerError> {
     let addr = config.bind;
-    check_bind(addr, config.authentication_configured)?;
+    check_bind(addr, config.auth.enabled)?;
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })
@@ -43,6 +56,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    guard::raise_descriptor_limit();
     if let Ok(addr) = listener.local_addr() {
         eprintln!("updraft web UI and API on http://{addr}");
     }
@@ -52,7 +66,9 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(state))
+    // The client's address is known to handlers (login rate limiting per address).
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             // Open event streams end now; otherwise they would hold the shutdown up forever.
@@ -62,9 +78,10 @@ pub async fn serve(
         .map_err(ServerError::Serve)
 }
 
-/// A server reachable from other machines must know who is calling.
-pub fn check_bind(addr: SocketAddr, authentication_configured: bool) -> Result<(), ServerError> {
-    if addr.ip().is_loopback() || authentication_configured {
+/// A server reachable from other machines must know who is calling: authentication may be
+/// turned off on a loopback address only.
+pub fn check_bind(addr: SocketAddr, authentication_enabled: bool) -> Result<(), ServerError> {
+    if addr.ip().is_loopback() || authentication_enabled {
         Ok(())
     } else {
         Err(ServerError::UnauthenticatedPublicBind { addr })

@@ -9,13 +9,15 @@ use tokio::sync::{broadcast, watch};
 use updraft_runs::StateChange;
 use updraft_store::Store;
 
+use crate::guard::Guard;
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub bind: SocketAddr,
     pub dags_folder: PathBuf,
     pub logs_folder: PathBuf,
-    /// False until an authentication method exists; then non-loopback binds are allowed.
-    pub authentication_configured: bool,
+    /// How callers authenticate; on by default.
+    pub auth: crate::authn::AuthSettings,
 }
 
 #[derive(Clone)]
@@ -24,12 +26,16 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// State changes for live views (SSE).
     pub changes: broadcast::Sender<StateChange>,
+    /// Session and token keys, failed-login counts.
+    pub authn: Arc<crate::authn::Authn>,
     wake: Arc<dyn Fn() + Send + Sync>,
     /// A scheduler whose latest heartbeat is older than this is not healthy.
     health_check_threshold: Duration,
     /// Set when the server begins shutting down ([`crate::serve`]), so long-lived responses
     /// (SSE streams) end instead of holding the shutdown up.
     stopping: Arc<watch::Sender<bool>>,
+    /// The `Host` check and the event stream limits.
+    guard: Arc<Guard>,
 }
 
 impl AppState {
@@ -41,11 +47,13 @@ impl AppState {
     ) -> Self {
         AppState {
             store,
+            authn: Arc::new(crate::authn::Authn::new(&config.auth)),
             config: Arc::new(config),
             changes,
             wake,
             health_check_threshold: Duration::from_secs(30),
             stopping: Arc::new(watch::channel(false).0),
+            guard: Arc::new(Guard::default()),
         }
     }
 
@@ -54,6 +62,16 @@ impl AppState {
     pub fn with_health_check_threshold(mut self, threshold: Duration) -> Self {
         self.health_check_threshold = threshold;
         self
+    }
+
+    /// The `Host` check and the event stream limits ([`Guard::default`] without this).
+    pub fn with_guard(mut self, guard: Guard) -> Self {
+        self.guard = Arc::new(guard);
+        self
+    }
+
+    pub fn guard(&self) -> &Arc<Guard> {
+        &self.guard
     }
 
     pub fn health_check_threshold(&self) -> Duration {

@@ -121,7 +121,7 @@ impl App {
                 bind: "127.0.0.1:0".parse().unwrap(),
                 dags_folder: dags,
                 logs_folder: logs.clone(),
-                authentication_configured: false,
+                auth: updraft_server::authn::AuthSettings::disabled(),
             },
             tokio::sync::broadcast::channel(16).0,
             Arc::new(move || {

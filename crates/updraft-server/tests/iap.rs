@@ -8,20 +8,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use axum::routing::get;
-use external::{EsKey, JwksServer, RecordingUsers, now};
+use external::{EsKey, JwksServer, now};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use updraft_auth::claims::RoleMapping;
-use updraft_auth::{Grant, Identity, Role};
-use updraft_server::authn_external::iap::{
-    self, ASSERTION_HEADER, GOOGLE_IAP_ISSUER, Iap, IapError, IapLayer, IapSettings,
+use updraft_auth::{Grant, Role};
+use updraft_server::authn::AuthSettings;
+use updraft_server::authn::iap::{
+    self, ASSERTION_HEADER, GOOGLE_IAP_ISSUER, Iap, IapError, IapSettings,
 };
-use updraft_server::authn_external::jwks::{self, KeySource};
+use updraft_server::authn::jwks::{self, KeySource};
+use updraft_server::{AppState, ServerConfig};
+use updraft_store::{AdminStore, SqliteStore, Store, UserStore};
 
 const AUDIENCE: &str = "/projects/123456789/global/backendServices/987654321";
 
@@ -267,36 +268,39 @@ async fn an_unreachable_key_endpoint_refuses_rather_than_hangs() {
     );
 }
 
-/// A router guarded like the server's: a page that shows the caller, the API's health check,
-/// and an API route.
-fn guarded(iap: Iap, users: Arc<RecordingUsers>) -> Router {
-    let whoami = |identity: axum::Extension<Identity>| async move {
-        axum::Json(json!({
-            "username": identity.username,
-            "grants": identity.grants.iter().map(Grant::to_string).collect::<Vec<_>>(),
-        }))
-    };
-    let layer = IapLayer {
-        iap: Arc::new(iap),
-        store: users,
-    };
-    Router::new()
-        .route("/whoami", get(whoami))
-        .route("/api/v2/dags", get(whoami))
-        .route(iap::HEALTH_PATH, get(|| async { "healthy" }))
-        .layer(axum::middleware::from_fn_with_state(
-            layer,
-            iap::require_assertion,
-        ))
+/// The server's router over a temporary SQLite store, with IAP configured.
+async fn server(iap: Iap) -> (tempfile::TempDir, Arc<SqliteStore>, AppState) {
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dir.path().join("dags");
+    std::fs::create_dir_all(&dags).unwrap();
+    let store = Arc::new(
+        SqliteStore::open(&dir.path().join("updraft.db"))
+            .await
+            .unwrap(),
+    );
+    store.migrate().await.unwrap();
+    let mut auth = AuthSettings::ephemeral();
+    auth.iap = Some(Arc::new(iap));
+    let state = AppState::new(
+        store.clone() as Arc<dyn Store>,
+        ServerConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            dags_folder: dags,
+            logs_folder: dir.path().join("logs"),
+            auth,
+        },
+        tokio::sync::broadcast::channel(16).0,
+        Arc::new(|| {}),
+    );
+    (dir, store, state)
 }
 
-async fn call(router: &Router, path: &str, assertion: Option<&str>) -> (StatusCode, String) {
-    let mut request = Request::get(path);
-    if let Some(assertion) = assertion {
-        request = request.header(ASSERTION_HEADER, assertion);
+async fn call(state: &AppState, path: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+    let mut request = Request::get(path).header("host", "localhost");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
-    let response = router
-        .clone()
+    let response = updraft_server::router(state.clone())
         .oneshot(request.body(Body::empty()).unwrap())
         .await
         .unwrap();
@@ -309,53 +313,55 @@ async fn call(router: &Router, path: &str, assertion: Option<&str>) -> (StatusCo
 async fn every_route_but_the_health_check_needs_an_assertion() {
     let key = EsKey::generate("key-1");
     let (iap, _server) = iap_with(&key).await;
-    let users = Arc::new(RecordingUsers::default());
-    let router = guarded(iap, users.clone());
+    let (_dir, store, state) = server(iap).await;
 
-    assert_eq!(
-        call(&router, iap::HEALTH_PATH, None).await,
-        (StatusCode::OK, "healthy".to_string())
-    );
+    let (status, _) = call(&state, iap::HEALTH_PATH, &[]).await;
+    assert_eq!(status, StatusCode::OK);
 
-    let (status, page) = call(&router, "/whoami", None).await;
+    let (status, page) = call(&state, "/dags", &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(page.contains(ASSERTION_HEADER), "{page}");
-    let (status, body) = call(&router, "/api/v2/dags", Some("garbage")).await;
+    let (status, body) = call(&state, "/api/v2/dags", &[(ASSERTION_HEADER, "garbage")]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let error: Value = serde_json::from_str(&body).expect("the API's JSON error");
     assert!(
         error["detail"].as_str().unwrap().contains("refused"),
         "{error}"
     );
-    let (status, page) = call(
-        &router,
-        "/whoami",
-        Some(&key.sign(&claims("x@elsewhere.org"))),
-    )
-    .await;
+    let stranger = key.sign(&claims("x@elsewhere.org"));
+    let (status, page) = call(&state, "/dags", &[(ASSERTION_HEADER, &stranger)]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(page.contains("no role"), "{page}");
     assert!(
-        users.recorded().is_empty(),
+        store.user("x@elsewhere.org").await.unwrap().is_none(),
         "refused users are not recorded"
     );
 
     let assertion = key.sign(&claims("alice@example.com"));
-    let (status, body) = call(&router, "/whoami", Some(&assertion)).await;
+    let (status, body) = call(&state, "/api/v2/dags", &[(ASSERTION_HEADER, &assertion)]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let me: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        me,
-        json!({"username": "alice@example.com", "grants": ["Viewer@team_a"]})
+    let (status, page) = call(&state, "/dags", &[(ASSERTION_HEADER, &assertion)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("alice@example.com"),
+        "the page names the user"
     );
-    call(&router, "/api/v2/dags", Some(&assertion)).await;
-    let recorded = users.recorded();
-    assert_eq!(
-        recorded.len(),
-        1,
-        "recorded once, not on every request: {recorded:?}"
-    );
-    assert_eq!(recorded[0].0.username, "alice@example.com");
-    assert_eq!(recorded[0].0.source, "proxy");
-    assert_eq!(recorded[0].1, [Grant::for_tenant(Role::Viewer, "team_a")]);
+    let alice = store
+        .user("alice@example.com")
+        .await
+        .unwrap()
+        .expect("recorded");
+    assert_eq!(alice.source, "proxy");
+    assert_eq!(alice.grants, [Grant::for_tenant(Role::Viewer, "team_a")]);
+
+    // An API token of that (now recorded) user is no way around the proxy.
+    let token = updraft_server::authn::token::issue(
+        &state.config.auth,
+        "alice@example.com",
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    let bearer = format!("Bearer {token}");
+    let (status, _) = call(&state, "/api/v2/dags", &[("authorization", &bearer)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -19,7 +19,7 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 use updraft_auth::claims::RoleMapping;
 use updraft_auth::{Grant, Role};
-use updraft_server::authn_external::oidc::{self, ClaimToken, Oidc, OidcRoutes, OidcSettings};
+use updraft_server::authn::oidc::{self, ClaimToken, Oidc, OidcRoutes, OidcSettings};
 use updraft_store::{NewUser, SqliteStore, UserStore as _};
 
 struct Updraft {
@@ -38,6 +38,7 @@ fn mapping(default: Option<&str>) -> RoleMapping {
 
 fn settings(provider: &Provider, base: &str) -> OidcSettings {
     OidcSettings {
+        display_name: "Keycloak".to_string(),
         issuer: provider.issuer.clone(),
         client_id: "airflow".to_string(),
         client_secret: Some("s3cret".to_string()),

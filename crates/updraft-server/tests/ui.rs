@@ -90,7 +90,7 @@ impl Fixture {
             bind: "127.0.0.1:0".parse().unwrap(),
             dags_folder: dags,
             logs_folder: dir.path().join("logs"),
-            authentication_configured: false,
+            auth: updraft_server::authn::AuthSettings::disabled(),
         };
         let changes = broadcast::channel(64).0;
         let state = AppState::new(store.clone(), config, changes.clone(), Arc::new(|| {}));
@@ -774,12 +774,16 @@ struct Events {
 
 impl Events {
     async fn open(fx: &Fixture, uri: &str) -> Events {
-        let response = fx
-            .app
-            .clone()
-            .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
-            .await
+        Events::open_as(fx, uri, Identity::local_admin()).await
+    }
+
+    async fn open_as(fx: &Fixture, uri: &str, identity: Identity) -> Events {
+        let request = Request::builder()
+            .uri(uri)
+            .extension(identity)
+            .body(Body::empty())
             .unwrap();
+        let response = fx.app.clone().oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         Events {
@@ -950,4 +954,79 @@ async fn pages_show_only_what_the_caller_may_see_and_do() {
     );
     let (_, admin_run) = fx.get("/dags/etl/runs/manual__1").await;
     assert!(admin_run.contains(r#"data-action="delete-run""#));
+}
+
+#[tokio::test]
+async fn pools_import_errors_and_missing_pages_keep_tenants_apart() {
+    let fx = Fixture::new(&[
+        ("etl.yaml", ETL),
+        ("team_b/other.yaml", OTHER),
+        ("team_b/broken.yaml", BROKEN),
+        ("broken.yaml", BROKEN),
+    ])
+    .await;
+    for (name, tenant) in [("default_gpu", "default"), ("b_gpu", "team_b")] {
+        fx.store
+            .create_pool(&updraft_store::PoolRow {
+                name: name.into(),
+                slots: 1,
+                description: String::new(),
+                tenant: Some(tenant.into()),
+            })
+            .await
+            .unwrap();
+    }
+    let team_b = Identity::new("bea", vec![Grant::for_tenant(Role::Viewer, "team_b")]);
+    let (status, pools) = fx.get_as("/pools", team_b.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(pools.contains(r#"<tr data-pool="b_gpu">"#), "its own pool");
+    assert!(
+        pools.contains(r#"<tr data-pool="default_pool">"#),
+        "shared pools"
+    );
+    assert!(!pools.contains("default_gpu"), "not another tenant's pool");
+
+    let (_, errors) = fx.get_as("/import-errors", team_b.clone()).await;
+    assert!(
+        errors.contains("<code>team_b&#x2f;broken.yaml</code>"),
+        "{errors}"
+    );
+    assert!(
+        !errors.contains("<code>broken.yaml</code>"),
+        "not another tenant's"
+    );
+
+    // Another tenant's DAG reads exactly like one that does not exist.
+    let (hidden_status, hidden) = fx.get_as("/dags/etl/grid", team_b.clone()).await;
+    let (missing_status, missing) = fx.get_as("/dags/nope/grid", team_b).await;
+    assert_eq!(
+        (hidden_status, missing_status),
+        (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND)
+    );
+    assert_eq!(
+        hidden.replace("etl", "<id>"),
+        missing.replace("nope", "<id>")
+    );
+}
+
+#[tokio::test]
+async fn the_live_stream_reports_only_the_callers_tenants() {
+    let fx = Fixture::new(&[("etl.yaml", ETL), ("team_b/other.yaml", OTHER)]).await;
+    let etl = fx.run("etl", 1, &[]).await;
+    let other = fx.run("other", 1, &[]).await;
+    let team_b = Identity::new("bea", vec![Grant::for_tenant(Role::Viewer, "team_b")]);
+    // Even asking for etl by name.
+    let mut events = Events::open_as(&fx, "/ui/events?dag_id=etl&dag_id=other", team_b).await;
+    assert_eq!(events.next().await.0, "ready");
+    fx.changes.send(StateChange { run_pk: etl.id }).unwrap();
+    fx.changes.send(StateChange { run_pk: other.id }).unwrap();
+    let (name, data) = events.next().await;
+    assert_eq!(name, "change");
+    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(data["dag_ids"], serde_json::json!(["other"]), "{data}");
+    // etl's change alone reaches this follower as nothing: the next event is other's again.
+    fx.changes.send(StateChange { run_pk: etl.id }).unwrap();
+    fx.changes.send(StateChange { run_pk: other.id }).unwrap();
+    let (_, data) = events.next().await;
+    assert!(data.contains(r#""dag_ids":["other"]"#), "{data}");
 }

@@ -197,6 +197,10 @@ impl<B: Backend> SchedulerStore for B {
         )
     }
 
+    async fn dag_owners(&self) -> Result<HashMap<String, String>> {
+        read(self, async |c| sql::dags::owners(c).await).await
+    }
+
     async fn apply_transitions(
         &self,
         run_pk: i64,

@@ -240,6 +240,10 @@ pub struct PoolRow {
     pub name: String,
     pub slots: i64,
     pub description: String,
+    /// The tenant whose pool it is; `None`: shared by every tenant (`default_pool`, pools made
+    /// by a global Op or Admin). Set when the pool is created; updates keep it.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 /// Slots currently held by queued and running task instances.
@@ -276,6 +280,12 @@ pub trait SchedulerStore: Send + Sync {
     /// `errors`. One transaction.
     /// Existing DAGs keep their paused flag; `last_parsed_at = now` for the loaded ones. A
     /// version, once recorded, keeps its first definition and source.
+    ///
+    /// A dag_id belongs to the tenant that first registered it: a loaded DAG whose dag_id is
+    /// registered to another tenant changes nothing of that DAG (tenant, file, paused flag,
+    /// version, runs) and becomes an import error in its own file
+    /// ([`updraft_dag::foreign_claim_error`]), also when another scheduler registered it
+    /// while this load was on its way.
     async fn sync_dags(
         &self,
         loaded: &[LoadedDagRecord<'_>],
@@ -283,6 +293,9 @@ pub trait SchedulerStore: Send + Sync {
         paused_by_default: bool,
         now: DateTime<Utc>,
     ) -> Result<()>;
+    /// dag_id → owning tenant of every registered DAG, active or not (for resolving a DAGs
+    /// folder load before [`SchedulerStore::sync_dags`]).
+    async fn dag_owners(&self) -> Result<HashMap<String, String>>;
     /// Apply core decisions; each applies only if the row is still in `expected`. Terminal
     /// states (and leaving `queued`/`running`) get `end_date = now`; leaving `up_for_retry`
     /// clears `retry_at`. Leaving `queued`/`running` also closes the try in the history.
@@ -668,6 +681,8 @@ pub trait QueueSelector: Send + Sync {
 pub struct QueueRoom {
     /// Pool name → its slots, for every pool.
     pub pool_slots: HashMap<String, i64>,
+    /// Pool name → the tenant owning it, for the pools of one tenant (shared pools are absent).
+    pub pool_tenants: HashMap<String, String>,
     /// What `queued` and `running` instances hold.
     pub held: ActiveCounts,
 }

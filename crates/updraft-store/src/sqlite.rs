@@ -88,6 +88,7 @@ impl SqliteStore {
         // Switching a new file to WAL takes a lock SQLite does not wait for, so processes
         // opening the same new database at once take turns.
         let _lock = init_lock(path).await?;
+        private_files(path).await?;
         // The writer connects first so the file exists and is in WAL mode before readers open.
         // A file that is not a database fails here, and is named corrupt.
         let connect = async {
@@ -159,6 +160,43 @@ async fn init_lock(db: &Path) -> Result<std::fs::File> {
     .map_err(std::io::Error::other)
     .and_then(|r| r);
     locked.map_err(|e| sqlx::Error::Io(e).into())
+}
+
+/// The database file (made empty when missing: SQLite takes an empty file for a new
+/// database) and its WAL and shared-memory files readable by this user only: SQLite gives
+/// the WAL and shared-memory files the database file's permissions, and tasks running as
+/// other users must not read any of them.
+async fn private_files(db: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let db = db.to_path_buf();
+    let done = tokio::task::spawn_blocking(move || {
+        if std::fs::symlink_metadata(&db).is_err() {
+            std::fs::File::options()
+                .create_new(true)
+                .write(true)
+                .mode(0o600)
+                .open(&db)?;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            let private = std::fs::Permissions::from_mode(0o600);
+            match std::fs::set_permissions(&name, private) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // Someone else's file, or a read-only file system: opening decides.
+                Err(e) => tracing::warn!(
+                    file = %std::path::Path::new(&name).display(),
+                    "cannot make the database file private: {e}"
+                ),
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r);
+    done.map_err(|e| sqlx::Error::Io(e).into())
 }
 
 fn pool_options(max_connections: u32) -> SqlitePoolOptions {

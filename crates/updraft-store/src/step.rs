@@ -19,15 +19,25 @@ use crate::{
 /// The pools' sizes and what `queued` and `running` instances hold, as the queue selector
 /// sees them.
 pub(crate) async fn read_room<C: Db + ?Sized>(conn: &mut C) -> Result<QueueRoom> {
-    let rows = query("SELECT name, slots FROM pool")
+    let rows = query("SELECT name, slots, tenant FROM pool")
         .fetch_all(&mut *conn)
         .await?;
     let pool_slots = rows
         .iter()
         .map(|row| Ok((row.text("name")?, row.int("slots")?)))
         .collect::<Result<HashMap<_, _>>>()?;
+    let mut pool_tenants = HashMap::new();
+    for row in &rows {
+        if let Some(tenant) = row.opt_text("tenant")? {
+            pool_tenants.insert(row.text("name")?, tenant);
+        }
+    }
     let held = task_instances::active_counts(conn).await?;
-    Ok(QueueRoom { pool_slots, held })
+    Ok(QueueRoom {
+        pool_slots,
+        pool_tenants,
+        held,
+    })
 }
 
 /// [`read_room`] as the store's own re-check of the limits keeps it.

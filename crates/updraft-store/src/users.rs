@@ -76,6 +76,8 @@ pub struct EventRow {
 /// Which audit entries to read, newest first.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EventQuery {
+    /// Only the entry with this id.
+    pub id: Option<i64>,
     /// Only entries about these tenants' objects (plus, with `include_untenanted`, entries of
     /// no tenant); `None`: every entry.
     pub tenants: Option<Vec<String>>,

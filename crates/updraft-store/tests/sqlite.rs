@@ -51,6 +51,25 @@ async fn open_creates_the_file() {
     store.close().await;
 }
 
+/// Tasks may run as other unix users: the database and its WAL are this user's alone, also
+/// when the file was made before with looser permissions.
+#[tokio::test]
+async fn the_database_files_are_readable_by_this_user_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("updraft.db");
+    let store = open_migrated(&path).await;
+    contract::durable_write(&store).await;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&dir.path().join("updraft.db-wal")), 0o600);
+    store.close().await;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = open_migrated(&path).await;
+    assert_eq!(mode(&path), 0o600, "tightened on open");
+    store.close().await;
+}
+
 #[tokio::test]
 async fn data_survives_close_and_reopen() {
     let dir = tempfile::tempdir().unwrap();

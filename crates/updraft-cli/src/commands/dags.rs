@@ -25,6 +25,13 @@ pub enum DagsCommand {
     List,
     /// List DAG files that failed to load, with file, line and column.
     ListImportErrors,
+    /// DAG warnings: what loads but is likely a mistake, such as a `bash` script that puts
+    /// the run's conf in the script unquoted (quote it with `| sh`). Reads the DAGs folder, or
+    /// the FILEs given; records nothing. Warnings do not fail the command.
+    Lint {
+        /// DAG files to check instead of the DAGs folder.
+        files: Vec<std::path::PathBuf>,
+    },
     /// Parse the DAGs folder and record every DAG and import error in the database; print
     /// how many of each.
     Reserialize,
@@ -91,6 +98,9 @@ pub async fn run(cmd: DagsCommand, settings: &Settings, format: Format) -> Resul
     {
         return test(settings, dag_id, logical_date.as_deref(), conf.as_deref()).await;
     }
+    if let DagsCommand::Lint { files } = &cmd {
+        return lint(settings, files, format);
+    }
     let store = super::open_store(settings).await?;
     let bag = sync_dags(settings, store.as_ref()).await?;
     let store = store.as_ref();
@@ -122,7 +132,7 @@ pub async fn run(cmd: DagsCommand, settings: &Settings, format: Format) -> Resul
         }
         DagsCommand::Pause { dag_id } => set_paused(settings, store, &dag_id, true).await,
         DagsCommand::Unpause { dag_id } => set_paused(settings, store, &dag_id, false).await,
-        DagsCommand::Test { .. } => unreachable!("handled above"),
+        DagsCommand::Test { .. } | DagsCommand::Lint { .. } => unreachable!("handled above"),
         DagsCommand::Backfill {
             dag_id,
             start_date,
@@ -205,11 +215,43 @@ async fn list_import_errors(store: &dyn ReadStore, format: Format) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+fn lint(settings: &Settings, files: &[std::path::PathBuf], format: Format) -> Result<ExitCode> {
+    use updraft_dag::lint::lint_dag_file;
+    let mut warnings = Vec::new();
+    if files.is_empty() {
+        let mut bag =
+            updraft_dag::DagBag::with_options(settings.dags_folder(), super::bag_options(settings));
+        bag.refresh();
+        for loaded in bag.dags() {
+            warnings.extend(lint_dag_file(&loaded.dag.fileloc, &loaded.source));
+        }
+    } else {
+        for file in files {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            warnings.extend(lint_dag_file(&file.display().to_string(), &text));
+        }
+    }
+    warnings.sort_by(|a, b| (&a.filename, a.line).cmp(&(&b.filename, b.line)));
+    warnings.dedup();
+    let rows: Vec<Value> = warnings
+        .iter()
+        .map(|w| serde_json::to_value(w).unwrap_or(Value::Null))
+        .collect();
+    if rows.is_empty() && format == Format::Table {
+        println!("No DAG warnings");
+    } else {
+        print_rows(format, &["filename", "line", "task_id", "message"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn show(store: &dyn ReadStore, dag_id: &str, format: Format) -> Result<ExitCode> {
     let row = require_dag(store, dag_id).await?;
     match format {
         Format::Json => println!("{}", serde_json::to_string(&row.dag)?),
-        Format::Table => print!("{}", dot(&row.dag)),
+        Format::Yaml => print!("{}", serde_saphyr::to_string(&row.dag)?),
+        Format::Table | Format::Plain => print!("{}", dot(&row.dag)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -325,8 +367,8 @@ pub async fn find_run(store: &dyn ReadStore, dag_id: &str, key: &str) -> Result<
 async fn state(store: &dyn ReadStore, dag_id: &str, key: &str, format: Format) -> Result<ExitCode> {
     let run = find_run(store, dag_id, key).await?;
     match format {
-        Format::Json => print_object(format, &run_json(&run)),
-        Format::Table => println!("{}", run.state),
+        Format::Json | Format::Yaml => print_object(format, &run_json(&run)),
+        Format::Table | Format::Plain => println!("{}", run.state),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -463,6 +505,7 @@ async fn test(
             name: name.to_string(),
             slots,
             description: "dags test".to_string(),
+            tenant: None,
         };
         store.upsert_pool(&pool).await?;
     }

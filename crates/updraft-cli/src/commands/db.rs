@@ -80,11 +80,11 @@ pub async fn run(cmd: DbCommand, settings: &Settings, format: Format) -> Result<
                 "dag_versions": report.dag_versions,
             });
             match format {
-                Format::Table => {
+                Format::Table | Format::Plain => {
                     let verb = if dry_run { "Would delete" } else { "Deleted" };
                     println!("{verb} (history that ended before {before_text}):");
                 }
-                Format::Json => {
+                Format::Json | Format::Yaml => {
                     value["before"] = json!(before_text);
                     value["dry_run"] = json!(dry_run);
                 }

@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod pools;
 pub mod service;
 pub mod tasks;
+pub mod users;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -175,11 +176,34 @@ pub async fn scheduler_config(
         dag_bag: bag_options(settings),
         hostname: hostname(),
         default_cwd: None,
+        isolation: try_isolation(settings),
         heartbeat_interval: c.scheduler.heartbeat_interval,
         health_check_threshold: c.scheduler.health_check_threshold,
         exclusive: matches!(settings.database(), Ok(Database::Sqlite(_))),
         kubernetes: kubernetes_config(settings).await?,
     })
+}
+
+/// What local tries see, where they work and which user runs them: `[executor]` and each
+/// `[tenants.<tenant>] run_as_user`.
+pub fn try_isolation(settings: &Settings) -> updraft_executor::TryIsolation {
+    let executor = &settings.config.executor;
+    let mut env_allowlist: Vec<String> = updraft_executor::DEFAULT_ENV_ALLOWLIST
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    env_allowlist.extend(executor.env_allowlist.iter().cloned());
+    updraft_executor::TryIsolation {
+        env_allowlist,
+        work_folder: Some(settings.home.join(&executor.work_folder)),
+        keep_work_dirs: executor.keep_work_dirs,
+        run_as_user: settings
+            .config
+            .tenants
+            .iter()
+            .filter_map(|(tenant, t)| Some((tenant.clone(), t.run_as_user.clone()?)))
+            .collect(),
+    }
 }
 
 /// The cluster pods run in, when `[kubernetes]` is enabled or the executor is `kubernetes`.

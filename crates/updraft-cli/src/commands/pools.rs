@@ -50,6 +50,7 @@ pub async fn run(cmd: PoolsCommand, settings: &Settings, format: Format) -> Resu
                     name: name.clone(),
                     slots,
                     description,
+                    tenant: None,
                 })
                 .await?;
             super::poke_scheduler(settings, store.as_ref()).await;

@@ -102,7 +102,8 @@ pub async fn server(settings: &Settings, signals: watch::Receiver<bool>) -> Resu
     let config = server_config(settings)?;
     let listener = updraft_server::listen(&config).await?;
     let state = AppState::new(store, config, changes, wake)
-        .with_health_check_threshold(settings.config.scheduler.health_check_threshold);
+        .with_health_check_threshold(settings.config.scheduler.health_check_threshold)
+        .with_guard(settings.config.api.guard()?);
     updraft_server::serve(listener, state, stop.wait()).await?;
     stop.outcome()?;
     Ok(ExitCode::SUCCESS)
@@ -122,6 +123,9 @@ async fn run(
             settings.database_display()
         );
     };
+    if with_server {
+        super::users::ensure_standalone_admin(settings, store.as_ref()).await?;
+    }
     let folder = settings.dags_folder();
     std::fs::create_dir_all(&folder)?;
     let config =
@@ -160,7 +164,8 @@ async fn spawn_server(
     let waker = scheduler.waker();
     let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || waker.notify_one());
     let state = AppState::new(store, config, scheduler.changes(), wake)
-        .with_health_check_threshold(settings.config.scheduler.health_check_threshold);
+        .with_health_check_threshold(settings.config.scheduler.health_check_threshold)
+        .with_guard(settings.config.api.guard()?);
     Ok(tokio::spawn(updraft_server::serve(listener, state, stop)))
 }
 
@@ -178,7 +183,7 @@ fn server_config(settings: &Settings) -> Result<ServerConfig> {
         bind,
         dags_folder: settings.dags_folder(),
         logs_folder: settings.logs_folder(),
-        authentication_configured: false,
+        auth: settings.auth_settings()?,
     })
 }
 

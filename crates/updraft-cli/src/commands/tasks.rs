@@ -20,7 +20,7 @@ use updraft_store::{NewestRunsFilter, ReadStore, RunRow, Store, TiKey, TiRow};
 use super::dags::find_run;
 use super::{fmt_time, parse_date, require_dag, sync_dags};
 use crate::config::Settings;
-use crate::output::{Format, print_rows};
+use crate::output::{Format, print_rows, print_value};
 
 #[derive(Subcommand)]
 pub enum TasksCommand {
@@ -99,10 +99,10 @@ pub async fn run(cmd: TasksCommand, settings: &Settings, format: Format) -> Resu
                 })
                 .collect();
             match format {
-                Format::Table => rows
+                Format::Table | Format::Plain => rows
                     .iter()
                     .for_each(|r| println!("{}", r["task_id"].as_str().unwrap_or_default())),
-                Format::Json => println!("{}", Value::Array(rows)),
+                Format::Json | Format::Yaml => print_value(format, &Value::Array(rows)),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -409,6 +409,7 @@ async fn test(
                     max_concurrency: 1,
                     kill_grace: settings.config.scheduler.kill_grace,
                     default_cwd: None,
+                    isolation: super::try_isolation(settings),
                     ..LocalExecutorConfig::default()
                 },
                 tx,

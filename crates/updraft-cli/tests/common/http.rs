@@ -58,6 +58,33 @@ pub fn try_api(
     Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
 }
 
+/// An API token for `username` from `POST /auth/token`, as Airflow 3's clients get one.
+pub fn access_token(address: &str, username: &str, password: &str) -> String {
+    let body = serde_json::json!({"username": username, "password": password}).to_string();
+    let mut stream = TcpStream::connect(address).expect("connecting to the server");
+    write!(
+        stream,
+        "POST /auth/token HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("sending the token request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("reading the token response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.1 201"),
+        "POST /auth/token: {response}"
+    );
+    let token: Value = serde_json::from_str(body).expect("a JSON token response");
+    token["access_token"]
+        .as_str()
+        .expect("an access_token")
+        .to_string()
+}
+
 /// `GET /api/v2{path}`'s JSON answer, or `None` when the server does not answer with JSON.
 pub fn get_json(address: &str, path: &str) -> Option<Value> {
     try_api(address, "GET", path, None).and_then(|(_, body)| (!body.is_null()).then_some(body))

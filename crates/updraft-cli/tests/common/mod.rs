@@ -139,11 +139,49 @@ impl Home {
             ),
             // Tests run in parallel: let each server pick a free port.
             ("UPDRAFT__API__PORT".to_string(), "0".to_string()),
+            // Most tests exercise what the API does, not who may call it; the tests of the web
+            // UI, of API clients and of authentication turn it back on (`Home::with_auth`).
+            ("UPDRAFT__AUTH__ENABLED".to_string(), "false".to_string()),
         ];
         Home {
             dir: Some(dir),
             env,
         }
+    }
+
+    /// Authentication on, as it is by default outside the tests.
+    pub fn with_auth(self) -> Home {
+        self.with_env("UPDRAFT__AUTH__ENABLED", "true")
+    }
+
+    /// Records a local user holding `role` for every tenant in this home's SQLite database
+    /// (creating the schema first), as `updraft users create` does.
+    pub fn create_user(&self, username: &str, password: &str, role: &str) {
+        use updraft_store::{AdminStore, UserStore};
+        self.ok(&["db", "migrate"]);
+        let role: updraft_auth::Role = role.parse().expect("a role name");
+        let user = updraft_store::NewUser {
+            username: username.to_string(),
+            email: format!("{username}@example.com"),
+            first_name: username.to_string(),
+            last_name: "Tester".to_string(),
+            password_hash: Some(updraft_auth::password::hash(password).expect("hashing")),
+            source: "local".to_string(),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let store = updraft_store::SqliteStore::open(&self.path().join("updraft.db"))
+                .await
+                .expect("opening the home's database");
+            store.migrate().await.expect("migrating");
+            store
+                .create_user(&user, &[updraft_auth::Grant::everywhere(role)])
+                .await
+                .expect("recording the user");
+        });
     }
 
     /// Set (or replace) an environment variable for every later command and scheduler, e.g.

@@ -242,7 +242,7 @@ fn over_time() -> Error {
 }
 
 /// Fails when a string of `bytes` would pass the size limit.
-fn check_size(what: &str, bytes: usize) -> Result<(), Error> {
+pub(super) fn check_size(what: &str, bytes: usize) -> Result<(), Error> {
     let (max, _) = limits();
     if bytes > max {
         return Err(over_size(what, max));

@@ -25,8 +25,10 @@ pub struct SchedulerConfig {
     /// How the DAGs folder is read: file size, entry and depth limits.
     pub dag_bag: updraft_dag::DagBagOptions,
     pub hostname: String,
-    /// Working directory of tries that set none.
+    /// Working directory of tries that set none; `None`: a directory of each try's own.
     pub default_cwd: Option<PathBuf>,
+    /// What local tries see of the scheduler, where they work and which user runs them.
+    pub isolation: updraft_executor::TryIsolation,
     /// How often the scheduler records that it is alive.
     pub heartbeat_interval: Duration,
     /// A scheduler silent for this long is declared dead; its tries are failed and retried.

@@ -8,7 +8,7 @@ use updraft_store::TiRow;
 
 use super::Scheduler;
 use crate::SchedulerError;
-use crate::selection;
+use crate::selection::{self, PoolOwners};
 
 /// A page of scheduled instances the evaluation's transaction read and queued from.
 #[derive(Debug, Clone, Copy)]
@@ -43,13 +43,15 @@ impl Scheduler {
             if page == 0 {
                 return Ok(());
             }
-            let capacity = self.capacity().await?;
+            let (capacity, pool_owners) = self.capacity().await?;
             let scheduled = self
                 .store
                 .scheduled_task_instances(page, offset, &selection::no_room(&capacity))
                 .await?;
             let full = scheduled.len() == page as usize;
-            let queued = self.queue_page(scheduled, &capacity, now).await?;
+            let queued = self
+                .queue_page(scheduled, &capacity, &pool_owners, now)
+                .await?;
             self.launch_pending(now).await?;
             if !full || queued == 0 {
                 return Ok(());
@@ -83,16 +85,18 @@ impl Scheduler {
         &mut self,
         scheduled: Vec<TiRow>,
         capacity: &Capacity,
+        pool_owners: &PoolOwners,
         now: DateTime<Utc>,
     ) -> Result<usize, SchedulerError> {
         let unknown: Vec<TiRow> =
-            selection::in_unknown_pools(&scheduled, capacity, &self.tracked.in_play)
+            selection::in_unknown_pools(&scheduled, capacity, pool_owners, &self.tracked.in_play)
                 .cloned()
                 .collect();
         self.report_unknown_pools(&unknown);
         let choice = selection::choose(
             &scheduled,
             capacity,
+            pool_owners,
             &self.definitions.rows,
             &self.tracked.in_play,
         );
@@ -155,17 +159,23 @@ impl Scheduler {
         }
     }
 
-    async fn capacity(&self) -> Result<Capacity, SchedulerError> {
+    /// The room left, and which pools belong to one tenant.
+    async fn capacity(&self) -> Result<(Capacity, PoolOwners), SchedulerError> {
         // Two independent reads, side by side.
         let (counts, pools) = tokio::try_join!(self.store.active_counts(), self.store.pools())?;
-        let pools = pools.iter().map(|p| (p.name.as_str(), p.slots));
+        let owners = pools
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.tenant.clone()?)))
+            .collect();
+        let slots = pools.iter().map(|p| (p.name.as_str(), p.slots));
         // Parallelism is per scheduler, as in Airflow: this process's own tries in flight.
-        Ok(selection::capacity(
-            pools,
+        let capacity = selection::capacity(
+            slots,
             &counts,
             &self.definitions.rows,
             self.parallelism_free(),
-        ))
+        );
+        Ok((capacity, owners))
     }
 
     pub(super) async fn ensure_default_pool(&self) -> Result<(), SchedulerError> {
@@ -178,6 +188,7 @@ impl Scheduler {
                     name: updraft_dag::DEFAULT_POOL.to_string(),
                     slots: wanted,
                     description: "Default pool".to_string(),
+                    tenant: None,
                 })
                 .await?;
         }

@@ -32,6 +32,7 @@ impl Executors {
                 max_concurrency: config.parallelism as usize,
                 kill_grace: config.kill_grace,
                 default_cwd: config.default_cwd.clone(),
+                isolation: config.isolation.clone(),
                 ..LocalExecutorConfig::default()
             },
             tx.clone(),

@@ -22,6 +22,7 @@ use super::{
     patch_note, retain_allowed, tenants_of, versions_of_many,
 };
 use crate::AppState;
+use crate::audit::Entry;
 use crate::auth::{self, Action, Caller, Resource};
 use crate::error::ApiError;
 
@@ -295,6 +296,19 @@ pub async fn trigger_dag_run(
         state.store.set_note(run.id, None, Some(note)).await?;
     }
     state.wake_scheduler();
+    Entry::new(&identity, "trigger_dag_run")
+        .dag(&run.tenant, &dag_id)
+        .run(&run.run_id)
+        .extra(serde_json::json!({
+            "dag_run_id": body.dag_run_id,
+            "logical_date": body.logical_date,
+            "data_interval_start": body.data_interval_start,
+            "data_interval_end": body.data_interval_end,
+            "conf": body.conf,
+            "note": body.note,
+        }))
+        .record(&state)
+        .await;
     Ok(Json(run_response(&state, &run).await?))
 }
 
@@ -343,6 +357,16 @@ pub async fn patch_dag_run(
     if wanted("note") {
         patch_note(&state, run.id, None, &body.note, !fields.is_empty()).await?;
     }
+    Entry::new(&identity, "patch_dag_run")
+        .dag(&run.tenant, &dag_id)
+        .run(&run_id)
+        .extra(serde_json::json!({
+            "state": body.state.map(|s| format!("{s:?}").to_lowercase()),
+            "note": body.note,
+            "update_mask": fields,
+        }))
+        .record(&state)
+        .await;
     let run = reload(&state, &run).await?;
     Ok(Json(run_response(&state, &run).await?))
 }
@@ -364,6 +388,11 @@ pub async fn delete_dag_run(
     state.store.delete_run(run.id).await?;
     // Its slot under max_active_runs is free now.
     state.wake_scheduler();
+    Entry::new(&identity, "delete_dag_run")
+        .dag(&run.tenant, &dag_id)
+        .run(&run_id)
+        .record(&state)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -421,6 +450,16 @@ pub async fn clear_dag_run(
     if let Some(note) = &body.note {
         state.store.set_note(run.id, None, Some(note)).await?;
     }
+    Entry::new(&identity, "clear_dag_run")
+        .dag(&run.tenant, &dag_id)
+        .run(&run_id)
+        .extra(serde_json::json!({
+            "only_failed": body.only_failed,
+            "task_ids": task_ids,
+            "note": body.note,
+        }))
+        .record(&state)
+        .await;
     let run = reload(&state, &run).await?;
     Ok(Json(ClearDagRunResponse::Cleared(Box::new(
         run_response(&state, &run).await?,

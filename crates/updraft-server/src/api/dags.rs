@@ -20,6 +20,7 @@ use super::{
     tenants_of, versions_of,
 };
 use crate::AppState;
+use crate::audit::Entry;
 use crate::auth::{self, Action, Caller, Identity, Resource};
 use crate::error::ApiError;
 
@@ -228,6 +229,11 @@ pub async fn patch_dags(
             .store
             .set_paused(&row.dag.dag_id, body.is_paused)
             .await?;
+        Entry::new(&identity, "patch_dag")
+            .dag(&row.dag.tenant, &row.dag.dag_id)
+            .extra(serde_json::json!({ "is_paused": body.is_paused }))
+            .record(&state)
+            .await;
     }
     if !page.items.is_empty() {
         state.wake_scheduler();
@@ -282,6 +288,11 @@ pub async fn patch_dag(
         return Err(dag_not_found(&dag_id));
     }
     state.wake_scheduler();
+    Entry::new(&identity, "patch_dag")
+        .dag(&row.dag.tenant, &dag_id)
+        .extra(serde_json::json!({ "is_paused": body.is_paused }))
+        .record(&state)
+        .await;
     row.is_paused = body.is_paused;
     let mut responses = dag_responses(&state, std::slice::from_ref(&row)).await?;
     Ok(Json(responses.remove(0)))

@@ -25,6 +25,7 @@ use crate::error::ApiError;
         (name = "Import Error"),
         (name = "DagSource"),
         (name = "Pool"),
+        (name = "Event Log"),
         (name = "Monitor"),
         (name = "Version"),
     )

@@ -92,16 +92,18 @@ pub async fn get_import_error(
     Caller(identity): Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ImportErrorResponse>, ApiError> {
-    auth::authorize(&identity, Action::Read, Resource::ImportErrors)?;
-    state
-        .store
-        .import_error(id)
-        .await?
-        .filter(|row| visible(&identity, &row.error.tenant))
-        .map(|row| Json(ImportErrorResponse::from(&row)))
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "The ImportError with import_error_id: `{id}` was not found"
-            ))
-        })
+    let not_found = || {
+        ApiError::not_found(format!(
+            "The ImportError with import_error_id: `{id}` was not found"
+        ))
+    };
+    let row = state.store.import_error(id).await?.ok_or_else(not_found)?;
+    let tenant = &row.error.tenant;
+    auth::authorize_or_missing(
+        &identity,
+        Action::Read,
+        Resource::ImportError { tenant },
+        not_found,
+    )?;
+    Ok(Json(ImportErrorResponse::from(&row)))
 }

@@ -3,12 +3,15 @@
 //! handlers and served at `/api/v2/openapi.json`.
 //!
 //! Every handler asks [`auth::authorize`] for the caller's [`Identity`] before reading or
-//! writing; listings are restricted to the tenants the identity may see. Every write that
-//! records work wakes the scheduler.
+//! writing; listings are restricted to the tenants the identity may see, and an object of a
+//! tenant the caller has no role in is answered exactly as a missing one. Every write is
+//! recorded in the audit log ([`crate::audit`]); every write that records work wakes the
+//! scheduler.
 
 mod dag_runs;
 mod dags;
 mod doc;
+mod event_logs;
 mod extract;
 mod import_errors;
 mod logs;
@@ -96,6 +99,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
             pools::patch_pool,
             pools::delete_pool
         ))
+        .routes(routes!(event_logs::get_event_logs))
+        .routes(routes!(event_logs::get_event_log))
         .routes(routes!(monitor::get_health))
         .routes(routes!(monitor::get_version))
 }
@@ -169,7 +174,7 @@ async fn load_dag(
 }
 
 fn dag_not_found(dag_id: &str) -> ApiError {
-    ApiError::not_found(format!("The Dag with ID: `{dag_id}` was not found"))
+    auth::dag_not_found(dag_id)
 }
 
 /// The run, after checking the caller may do `action` on its DAG; 404 when unknown.
@@ -181,10 +186,9 @@ async fn load_run(
     action: Action,
 ) -> Result<RunRow, ApiError> {
     let Some(run) = state.store.run(dag_id, run_id).await? else {
-        // Say which of the two is missing, as Airflow does.
-        if state.store.dag(dag_id).await?.is_none() {
-            return Err(dag_not_found(dag_id));
-        }
+        // Say which of the two is missing, as Airflow does; but of a DAG the caller may not
+        // know of, only that the DAG is.
+        load_dag(state, identity, dag_id, action).await?;
         return Err(ApiError::not_found(format!(
             "The DagRun with dag_id: `{dag_id}` and run_id: `{run_id}` was not found"
         )));

@@ -870,6 +870,7 @@ pub struct PoolResponse {
     pub scheduled_slots: i64,
     pub open_slots: i64,
     pub deferred_slots: i64,
+    /// The tenant whose pool it is (Airflow's team); null: shared by every tenant.
     pub team_name: Option<String>,
 }
 
@@ -887,7 +888,7 @@ pub fn pool_response(pool: &PoolRow, usage: &HashMap<String, PoolUsage>) -> Pool
         scheduled_slots: used.scheduled,
         open_slots: pool.slots.saturating_sub(occupied),
         deferred_slots: 0,
-        team_name: None,
+        team_name: pool.tenant.clone(),
     }
 }
 
@@ -910,7 +911,10 @@ pub struct PoolBody {
     /// updraft has no deferred task instances: must be false.
     #[serde(default)]
     pub include_deferred: bool,
-    /// updraft has no teams: must be null.
+    /// The tenant whose pool it is (Airflow's team; `tenant` is accepted too). Left out: the
+    /// caller's tenant when it holds Op in exactly one, shared (null) for a global Op. Only a
+    /// global Op may name another tenant or share a pool.
+    #[serde(default, alias = "tenant")]
     pub team_name: Option<String>,
 }
 
@@ -926,6 +930,8 @@ pub struct PoolPatchBody {
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     pub include_deferred: Option<bool>,
+    /// A pool's tenant cannot change: null or the pool's own.
+    #[serde(alias = "tenant")]
     pub team_name: Option<String>,
 }
 

@@ -78,7 +78,7 @@ pub async fn get_health(
     responses((status = 200, description = "Successful response", body = VersionInfo))
 )]
 pub async fn get_version(Caller(identity): Caller) -> Result<Json<VersionInfo>, ApiError> {
-    auth::authorize(&identity, Action::Read, Resource::Health)?;
+    auth::authorize(&identity, Action::Read, Resource::Version)?;
     Ok(Json(VersionInfo {
         version: env!("CARGO_PKG_VERSION").to_string(),
         git_version: None,

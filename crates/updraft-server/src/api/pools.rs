@@ -15,7 +15,8 @@ use super::models::{PoolBody, PoolCollectionResponse, PoolPatchBody, PoolRespons
 use super::params::{order_by, paging};
 use super::{ApiJson, ApiPath, ApiQuery, check_update_mask};
 use crate::AppState;
-use crate::auth::{self, Action, Caller, Resource};
+use crate::audit::Entry;
+use crate::auth::{self, Action, Caller, Identity, Resource, Role};
 use crate::error::ApiError;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -52,14 +53,52 @@ async fn usage(state: &AppState) -> Result<HashMap<String, PoolUsage>, ApiError>
     Ok(state.store.pool_usage().await?)
 }
 
-async fn find(state: &AppState, name: &str) -> Result<PoolRow, ApiError> {
-    state
+fn pool_not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!("The Pool with name: `{name}` was not found"))
+}
+
+fn pool_resource(pool: &PoolRow) -> Resource<'_> {
+    Resource::Pool {
+        tenant: pool.tenant.as_deref(),
+    }
+}
+
+/// The pool, after checking the caller may do `action` on it; another tenant's pool is
+/// answered exactly as a missing one.
+async fn find(
+    state: &AppState,
+    identity: &Identity,
+    name: &str,
+    action: Action,
+) -> Result<PoolRow, ApiError> {
+    let pool = state
         .store
         .pools()
         .await?
         .into_iter()
         .find(|p| p.name == name)
-        .ok_or_else(|| ApiError::not_found(format!("The Pool with name: `{name}` was not found")))
+        .ok_or_else(|| pool_not_found(name))?;
+    auth::authorize_or_missing(identity, action, pool_resource(&pool), || {
+        pool_not_found(name)
+    })?;
+    Ok(pool)
+}
+
+/// The tenant a new pool belongs to: the one asked for, else the caller's only tenant with
+/// Op, else (for a global Op) none: shared.
+fn new_pool_tenant(identity: &Identity, asked: Option<&str>) -> Result<Option<String>, ApiError> {
+    if let Some(tenant) = asked {
+        return Ok(Some(tenant.to_string()));
+    }
+    match identity.tenants_with(Role::Op) {
+        None => Ok(None),
+        Some(tenants) if tenants.len() == 1 => Ok(tenants.into_iter().next()),
+        Some(tenants) if tenants.is_empty() => Ok(None),
+        Some(tenants) => Err(ApiError::unprocessable(format!(
+            "team_name: you manage pools of several tenants ({}); name the pool's tenant",
+            tenants.join(", ")
+        ))),
+    }
 }
 
 /// Pools are few: the whole list is read and paged here.
@@ -87,6 +126,7 @@ pub async fn get_pools(
         .pools()
         .await?
         .into_iter()
+        .filter(|p| auth::allows(&identity, Action::Read, pool_resource(p)))
         .filter(|p| {
             pattern
                 .as_deref()
@@ -126,8 +166,7 @@ pub async fn get_pool(
     Caller(identity): Caller,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<PoolResponse>, ApiError> {
-    auth::authorize(&identity, Action::Read, Resource::Pools)?;
-    let pool = find(&state, &name).await?;
+    let pool = find(&state, &identity, &name, Action::Read).await?;
     Ok(Json(pool_response(&pool, &usage(&state).await?)))
 }
 
@@ -141,18 +180,10 @@ fn check_slots(slots: i64) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_unsupported(
-    include_deferred: Option<bool>,
-    team_name: &Option<String>,
-) -> Result<(), ApiError> {
+fn check_unsupported(include_deferred: Option<bool>) -> Result<(), ApiError> {
     if include_deferred == Some(true) {
         return Err(ApiError::bad_request(
             "include_deferred: updraft has no deferred task instances; it must be false",
-        ));
-    }
-    if team_name.is_some() {
-        return Err(ApiError::bad_request(
-            "team_name: updraft has no teams; it must be null",
         ));
     }
     Ok(())
@@ -171,20 +202,53 @@ pub async fn post_pool(
     Caller(identity): Caller,
     ApiJson(body): ApiJson<PoolBody>,
 ) -> Result<(StatusCode, Json<PoolResponse>), ApiError> {
-    auth::authorize(&identity, Action::Edit, Resource::Pools)?;
+    auth::authorize(&identity, Action::Create, Resource::Pools)?;
     if body.name.trim().is_empty() || body.name.chars().count() > 256 {
         return Err(ApiError::unprocessable("name: 1 to 256 characters"));
     }
     check_slots(body.slots)?;
-    check_unsupported(Some(body.include_deferred), &body.team_name)?;
+    check_unsupported(Some(body.include_deferred))?;
+    let tenant = new_pool_tenant(&identity, body.team_name.as_deref())?;
+    // Naming a tenant the caller may not see is refused like any tenant it may not manage.
+    auth::authorize_or_missing(
+        &identity,
+        Action::Create,
+        Resource::Pool {
+            tenant: tenant.as_deref(),
+        },
+        || {
+            ApiError::forbidden(format!(
+                "{} may not create pools for that tenant",
+                identity.username
+            ))
+        },
+    )?;
     let pool = PoolRow {
         name: body.name.clone(),
         slots: body.slots,
         description: body.description.clone().unwrap_or_default(),
+        tenant,
     };
-    state.store.create_pool(&pool).await?;
+    // Pool names are one namespace (tasks name their pool); a clash with another tenant's
+    // pool is a conflict that does not say whose it is.
+    state.store.create_pool(&pool).await.map_err(|e| match e {
+        updraft_store::StoreError::Conflict(_) => {
+            ApiError::conflict(format!("a pool named `{}` already exists", pool.name))
+        }
+        other => other.into(),
+    })?;
     // Tasks waiting for a pool that did not exist may run now.
     state.wake_scheduler();
+    Entry::new(&identity, "post_pool")
+        .tenant(pool.tenant.as_deref())
+        .extra(serde_json::json!({
+            "name": pool.name,
+            "slots": pool.slots,
+            "description": pool.description,
+            "team_name": pool.tenant,
+        }))
+        .record(&state)
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(pool_response(&pool, &usage(&state).await?)),
@@ -219,13 +283,12 @@ pub async fn patch_pool(
     ApiQuery(mask): ApiQuery<PoolMaskQuery>,
     ApiJson(body): ApiJson<PoolPatchBody>,
 ) -> Result<Json<PoolResponse>, ApiError> {
-    auth::authorize(&identity, Action::Edit, Resource::Pools)?;
     let fields = check_update_mask(
         &mask.update_mask,
         &["slots", "description", "include_deferred", "pool", "name"],
     )?;
     let wanted = |field: &str| fields.is_empty() || fields.iter().any(|f| f == field);
-    let mut pool = find(&state, &name).await?;
+    let mut pool = find(&state, &identity, &name, Action::Edit).await?;
     if (wanted("pool") || wanted("name"))
         && let Some(new_name) = &body.pool
         && *new_name != name
@@ -234,14 +297,18 @@ pub async fn patch_pool(
             "renaming a pool is not supported: create a new pool instead",
         ));
     }
-    check_unsupported(
-        if wanted("include_deferred") {
-            body.include_deferred
-        } else {
-            None
-        },
-        &body.team_name,
-    )?;
+    check_unsupported(if wanted("include_deferred") {
+        body.include_deferred
+    } else {
+        None
+    })?;
+    if let Some(team) = &body.team_name
+        && pool.tenant.as_ref() != Some(team)
+    {
+        return Err(ApiError::bad_request(
+            "team_name: a pool's tenant cannot change: create a new pool instead",
+        ));
+    }
     if wanted("slots") {
         match body.slots {
             Some(slots) => {
@@ -268,6 +335,16 @@ pub async fn patch_pool(
     }
     state.store.upsert_pool(&pool).await?;
     state.wake_scheduler();
+    Entry::new(&identity, "patch_pool")
+        .tenant(pool.tenant.as_deref())
+        .extra(serde_json::json!({
+            "name": pool.name,
+            "slots": pool.slots,
+            "description": pool.description,
+            "update_mask": fields,
+        }))
+        .record(&state)
+        .await;
     Ok(Json(pool_response(&pool, &usage(&state).await?)))
 }
 
@@ -284,15 +361,17 @@ pub async fn delete_pool(
     Caller(identity): Caller,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    auth::authorize(&identity, Action::Delete, Resource::Pools)?;
+    let pool = find(&state, &identity, &name, Action::Delete).await?;
     if name == DEFAULT_POOL {
         return Err(ApiError::bad_request("Default Pool can't be deleted"));
     }
-    if state.store.delete_pool(&name).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!(
-            "The Pool with name: `{name}` was not found"
-        )))
+    if !state.store.delete_pool(&name).await? {
+        return Err(pool_not_found(&name));
     }
+    Entry::new(&identity, "delete_pool")
+        .tenant(pool.tenant.as_deref())
+        .extra(serde_json::json!({ "name": name }))
+        .record(&state)
+        .await;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -22,6 +22,7 @@ use super::{
     patch_note, retain_allowed, tenants_of, versions_of_many,
 };
 use crate::AppState;
+use crate::audit::Entry;
 use crate::auth::{self, Action, Caller, Identity, Resource};
 use crate::error::ApiError;
 
@@ -432,6 +433,22 @@ pub async fn patch_task_instance(
         let masked = !fields.is_empty();
         patch_note(&state, run.id, Some(&ti.task_id), &body.note, masked).await?;
     }
+    Entry::new(&identity, "patch_task_instance")
+        .dag(&run.tenant, &dag_id)
+        .run(&run_id)
+        .task(&task_id)
+        .extra(serde_json::json!({
+            "new_state": body.new_state.map(|s| format!("{s:?}").to_lowercase()),
+            "note": body.note,
+            "include_upstream": body.include_upstream,
+            "include_downstream": body.include_downstream,
+            "include_future": body.include_future,
+            "include_past": body.include_past,
+            "update_mask": fields,
+            "affected": keys.len(),
+        }))
+        .record(&state)
+        .await;
     let rows = read_keys(&state, &keys).await?;
     Ok(Json(collection(&state, &rows).await?))
 }
@@ -456,7 +473,8 @@ pub async fn patch_task_instance_dry_run(
     ApiJson(body): ApiJson<PatchTaskInstanceBody>,
 ) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
     check_map_index(&query.map_index, &dag_id, &run_id, &task_id)?;
-    let (run, ti) = load_ti(&state, &identity, &dag_id, &run_id, &task_id, Action::Read).await?;
+    // A preview of a write: only those who may make it may see it.
+    let (run, ti) = load_ti(&state, &identity, &dag_id, &run_id, &task_id, Action::Edit).await?;
     check_update_mask(&query.update_mask, &["new_state", "note"])?;
     let keys = if body.new_state.is_some() {
         affected(&state, &run, &ti, &body).await?
@@ -566,7 +584,7 @@ pub async fn post_clear_task_instances(
     ApiPath(dag_id): ApiPath<String>,
     ApiJson(body): ApiJson<ClearTaskInstancesBody>,
 ) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
-    load_dag(&state, &identity, &dag_id, Action::Edit).await?;
+    let dag = load_dag(&state, &identity, &dag_id, Action::Edit).await?;
     check_note(body.note.as_deref())?;
     if body
         .start_date
@@ -643,6 +661,24 @@ pub async fn post_clear_task_instances(
     if !by_run.is_empty() {
         state.wake_scheduler();
     }
+    Entry::new(&identity, "post_clear_task_instances")
+        .dag(&dag.dag.tenant, &dag_id)
+        .extra(serde_json::json!({
+            "dag_run_id": body.dag_run_id,
+            "task_ids": body.task_ids,
+            "start_date": body.start_date,
+            "end_date": body.end_date,
+            "only_failed": body.only_failed,
+            "only_running": body.only_running,
+            "include_upstream": body.include_upstream,
+            "include_downstream": body.include_downstream,
+            "include_future": body.include_future,
+            "include_past": body.include_past,
+            "note": body.note,
+            "cleared": chosen.len(),
+        }))
+        .record(&state)
+        .await;
     let keys: Vec<TiKey> = chosen
         .iter()
         .map(|ti| TiKey {

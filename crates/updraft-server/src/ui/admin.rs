@@ -45,6 +45,16 @@ pub async fn pools(
     let counts = counts?;
     let pools = pools?
         .into_iter()
+        .filter(|p| {
+            authorize(
+                &identity,
+                Action::Read,
+                Resource::Pool {
+                    tenant: p.tenant.as_deref(),
+                },
+            )
+            .is_ok()
+        })
         .map(|p| {
             let used = counts.per_pool.get(&p.name).copied().unwrap_or(0);
             PoolLine {
@@ -107,10 +117,7 @@ pub async fn import_errors(
             authorize(
                 &identity,
                 Action::Read,
-                Resource::Dag {
-                    tenant: &e.tenant,
-                    dag_id: &e.filename,
-                },
+                Resource::ImportError { tenant: &e.tenant },
             )
             .is_ok()
         })

@@ -9,7 +9,6 @@ use updraft_store::{DagRow, RunRow};
 use super::format::{self, enc};
 use super::render::UiError;
 use crate::auth::{Action, Identity, Resource, authorize};
-use crate::error::ApiError;
 use crate::state::AppState;
 
 /// What the frame around every page needs.
@@ -119,7 +118,7 @@ pub async fn load_dag(
         .store
         .dag(dag_id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("DAG `{dag_id}` not found")))?;
+        .ok_or_else(|| crate::auth::dag_not_found(dag_id))?;
     authorize(
         identity,
         Action::Read,

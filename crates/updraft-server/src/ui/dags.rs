@@ -319,10 +319,7 @@ pub async fn list(
                     authorize(
                         &identity,
                         Action::Read,
-                        Resource::Dag {
-                            tenant: &e.tenant,
-                            dag_id: &e.filename,
-                        },
+                        Resource::ImportError { tenant: &e.tenant },
                     )
                     .is_ok()
                 })

@@ -7,7 +7,9 @@
 //! [`COALESCE`] window: `{"dag_ids": [...], "run_ids": [...], "all": false}`. `all` is true
 //! when the connection fell behind the broadcast and changes were missed. The page then
 //! refreshes its live part once, however many changes the event stands for. Streams end when
-//! the server begins shutting down ([`AppState::stopping`]).
+//! the server begins shutting down ([`AppState::stopping`]) and after the guard's idle timeout
+//! without anything to send (the page reconnects); the guard caps how many are open
+//! ([`crate::guard::Guard::open_stream`]).
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -16,6 +18,7 @@ use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::Stream;
 use tokio_stream::StreamExt;
@@ -35,8 +38,14 @@ pub async fn events(
     State(state): State<AppState>,
     Caller(identity): Caller,
     RawQuery(raw): RawQuery,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, UiError> {
-    authorize(&identity, Action::Read, Resource::Dags)?;
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Response> {
+    authorize(&identity, Action::Read, Resource::Dags)
+        .map_err(|e| UiError::from(e).into_response())?;
+    let guard = state.guard().clone();
+    let permit = guard
+        .open_stream(&identity.username)
+        .map_err(IntoResponse::into_response)?;
+    let idle_timeout = guard.settings().streams.idle_timeout;
     let wanted: HashSet<String> = query_all(&query_pairs(raw.as_deref()), "dag_id")
         .into_iter()
         .map(str::to_string)
@@ -45,6 +54,10 @@ pub async fn events(
     let mut stopping = state.stopping();
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(8);
     tokio::spawn(async move {
+        // Counts this stream until it ends.
+        let _permit = permit;
+        let idle = tokio::time::sleep(idle_timeout);
+        tokio::pin!(idle);
         // Tells the page it is connected: it refreshes once, covering changes recorded between
         // rendering the page and subscribing.
         if tx
@@ -60,6 +73,7 @@ pub async fn events(
             let first = tokio::select! {
                 _ = tx.closed() => return,
                 _ = stopping.wait_for(|s| *s) => return,
+                _ = &mut idle => return,
                 got = changes.recv() => got,
             };
             let mut runs: BTreeSet<i64> = BTreeSet::new();
@@ -128,9 +142,13 @@ pub async fn events(
                 "all": all,
             });
             let event = Event::default().event("change").data(data.to_string());
-            if tx.send(event).await.is_err() {
-                return;
+            // A client that stopped reading leaves the channel full: the idle timeout ends it.
+            tokio::select! {
+                sent = tx.send(event) => if sent.is_err() { return },
+                _ = &mut idle => return,
             }
+            idle.as_mut()
+                .reset(tokio::time::Instant::now() + idle_timeout);
         }
     });
     let stream = ReceiverStream::new(rx).map(Ok::<_, Infallible>);

@@ -28,7 +28,7 @@ mod dags;
 mod events;
 pub mod format;
 pub mod layout;
-mod render;
+pub(crate) mod render;
 mod run;
 
 use axum::Router;

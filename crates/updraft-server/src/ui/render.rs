@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use minijinja::Environment;
-use minijinja::value::Serde;
+use minijinja::value::{Serde, Value};
 use serde::Serialize;
 
 use crate::error::ApiError;
@@ -40,6 +40,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         "import_errors.html",
         include_str!("templates/import_errors.html"),
     ),
+    ("login.html", include_str!("templates/login.html")),
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
@@ -54,12 +55,17 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
-/// Renders a template to HTML.
+/// Renders a template to HTML. Every page also gets `auth`: the signed-in user's name and the
+/// session's CSRF token (see `crate::authn::PageAuth`).
 pub fn html<T: Serialize>(name: &str, ctx: &T) -> Result<String, UiError> {
     let template = ENV
         .get_template(name)
         .map_err(|e| UiError(ApiError::internal(format!("template {name}: {e}"))))?;
-    template.render(Serde(ctx)).map_err(|e| {
+    let ctx = minijinja::context! {
+        auth => Value::from(Serde(crate::authn::page_auth())),
+        ..Value::from(Serde(ctx))
+    };
+    template.render(ctx).map_err(|e| {
         tracing::error!("rendering {name} failed: {e:#}");
         UiError(ApiError::internal(format!("rendering {name} failed")))
     })

@@ -15,7 +15,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use serde_json::{Value, json};
 use updraft_auth::Grant;
-use updraft_server::authn_external::{SignInStore, SyncError};
+use updraft_server::authn::{SignInStore, SyncError};
 use updraft_store::{NewUser, UserRow};
 
 pub fn now() -> i64 {

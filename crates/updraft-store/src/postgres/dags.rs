@@ -9,8 +9,9 @@ use updraft_dag::ImportError;
 use super::codec::{self, ts};
 use crate::{LoadedDagRecord, Result, sql};
 
-/// One transaction: upsert the loaded DAGs and their versions, deactivate those whose file is
-/// gone, replace the import errors.
+/// One transaction: upsert the loaded DAGs (a dag_id another tenant owns is left alone and
+/// becomes an import error in the claiming file) and their versions, deactivate those whose
+/// file is gone, replace the import errors.
 pub(super) async fn sync(
     pool: &PgPool,
     loaded: &[LoadedDagRecord<'_>],
@@ -21,16 +22,21 @@ pub(super) async fn sync(
     let mut tx = pool.begin().await?;
     for record in loaded {
         upsert_dag(&mut tx, record, paused_by_default, now).await?;
+    }
+    let (loaded, foreign) = sql::dags::owned_claims(&mut *tx, loaded).await?;
+    let errors = sql::dags::with_errors(errors, foreign);
+    for record in &loaded {
         insert_version(&mut tx, record, now).await?;
     }
-    sql::dags::deactivate_missing(&mut *tx, loaded, errors).await?;
-    sql::dags::replace_import_errors(&mut *tx, errors, now).await?;
+    sql::dags::deactivate_missing(&mut *tx, &loaded, &errors).await?;
+    sql::dags::replace_import_errors(&mut *tx, &errors, now).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// Insert a new DAG (paused per its own setting, else the default) or refresh an existing one,
-/// keeping its paused flag.
+/// Insert a new DAG (paused per its own setting, else the default) or refresh an existing one
+/// of the same tenant, keeping its paused flag (another tenant's row is not touched; the upsert
+/// waits for a registration of the same dag_id not committed yet).
 async fn upsert_dag(
     conn: &mut PgConnection,
     record: &LoadedDagRecord<'_>,
@@ -43,11 +49,11 @@ async fn upsert_dag(
         "INSERT INTO dag (dag_id, tenant, fileloc, is_paused, is_active, version, last_parsed_at)
          VALUES ($1, $2, $3, $4, TRUE, $5, $6)
          ON CONFLICT (dag_id) DO UPDATE SET
-             tenant = excluded.tenant,
              fileloc = excluded.fileloc,
              is_active = TRUE,
              version = excluded.version,
-             last_parsed_at = excluded.last_parsed_at",
+             last_parsed_at = excluded.last_parsed_at
+         WHERE dag.tenant = excluded.tenant",
     )
     .bind(&dag.dag_id)
     .bind(&dag.tenant)

@@ -232,6 +232,7 @@ pub(crate) fn pool_row<R: StoreRow>(row: &R) -> Result<PoolRow> {
         name: row.text("name")?,
         slots: row.int("slots")?,
         description: row.text("description")?,
+        tenant: row.opt_text("tenant")?,
     })
 }
 

@@ -1,12 +1,77 @@
 //! DAGs, their versions and import errors. (Upserting the loaded DAGs and their versions
 //! stays with each backend, which batch it differently.)
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use updraft_dag::{Dag, FOLDER_ERROR_FILENAME, ImportError};
 
 use super::codec::{self, StoreRow};
 use super::{Arg, Db, Dialect, query};
 use crate::{DagHead, DagRow, LoadedDagRecord, Result};
+
+/// dag_id → tenant of every registered DAG (active or not): the tenant that owns the dag_id.
+pub(crate) async fn owners<C: Db + ?Sized>(conn: &mut C) -> Result<HashMap<String, String>> {
+    let rows = query("SELECT dag_id, tenant FROM dag")
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.text("dag_id")?, row.text("tenant")?)))
+        .collect()
+}
+
+/// Splits `loaded` (already upserted, see the backends' `upsert`) into the records whose
+/// dag_id their tenant owns and, for the others, an import error in their file: a dag_id
+/// belongs to the tenant that first registered it, whatever a load (of this scheduler or
+/// another) says. Reads the rows inside the caller's transaction, after its upsert, so a
+/// registration committed by another scheduler in the meantime counts.
+pub(crate) async fn owned_claims<'a, C: Db + ?Sized>(
+    conn: &mut C,
+    loaded: &[LoadedDagRecord<'a>],
+) -> Result<(Vec<LoadedDagRecord<'a>>, Vec<ImportError>)> {
+    if loaded.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let ids: Vec<String> = loaded.iter().map(|r| r.dag.dag_id.clone()).collect();
+    let sql = format!(
+        "SELECT dag_id, tenant FROM dag WHERE {}",
+        C::DIALECT.in_texts("dag_id", 1)
+    );
+    let rows = query(sql).bind(Arg::Texts(ids)).fetch_all(conn).await?;
+    let mut owners = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        owners.insert(row.text("dag_id")?, row.text("tenant")?);
+    }
+    let (mut owned, mut foreign) = (Vec::new(), Vec::new());
+    for record in loaded {
+        let dag = record.dag;
+        match owners.get(&dag.dag_id) {
+            Some(tenant) if *tenant != dag.tenant => {
+                foreign.push(updraft_dag::foreign_claim_error(dag, &dag.fileloc, None));
+            }
+            _ => owned.push(record.clone()),
+        }
+    }
+    Ok((owned, foreign))
+}
+
+/// `errors` and `more`, sorted by file then position (as a DAG bag sorts them).
+pub(crate) fn with_errors(errors: &[ImportError], more: Vec<ImportError>) -> Vec<ImportError> {
+    let mut all = errors.to_vec();
+    if more.is_empty() {
+        return all;
+    }
+    all.extend(more);
+    all.sort_by(|a, b| {
+        (&a.filename, a.line, a.column, &a.message).cmp(&(
+            &b.filename,
+            b.line,
+            b.column,
+            &b.message,
+        ))
+    });
+    all
+}
 
 /// DAGs absent from `loaded` become inactive, unless their file is still there but failed to
 /// load: an import error of this load names their file, or a folder above it (one that could

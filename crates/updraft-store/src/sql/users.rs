@@ -337,6 +337,9 @@ fn push_event_filters<C: Db + ?Sized>(qb: &mut Query, q: &EventQuery) {
         }
         qb.push(")");
     }
+    if let Some(id) = q.id {
+        qb.push(" AND id = ").push_bind(id);
+    }
     for (column, value) in [
         ("dag_id", &q.dag_id),
         ("run_id", &q.run_id),

@@ -10,8 +10,9 @@ use updraft_dag::ImportError;
 use super::codec::{self, ts};
 use crate::{LoadedDagRecord, Result, sql};
 
-/// One transaction: upsert the loaded DAGs and their versions, deactivate those whose file is
-/// gone, replace the import errors.
+/// One transaction: upsert the loaded DAGs (a dag_id another tenant owns is left alone and
+/// becomes an import error in the claiming file) and their versions, deactivate those whose
+/// file is gone, replace the import errors.
 pub(super) async fn sync(
     pool: &SqlitePool,
     loaded: &[LoadedDagRecord<'_>],
@@ -21,15 +22,18 @@ pub(super) async fn sync(
 ) -> Result<()> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     upsert_dags(&mut tx, loaded, paused_by_default, now).await?;
-    insert_versions(&mut tx, loaded, now).await?;
-    sql::dags::deactivate_missing(&mut *tx, loaded, errors).await?;
-    sql::dags::replace_import_errors(&mut *tx, errors, now).await?;
+    let (loaded, foreign) = sql::dags::owned_claims(&mut *tx, loaded).await?;
+    let errors = sql::dags::with_errors(errors, foreign);
+    insert_versions(&mut tx, &loaded, now).await?;
+    sql::dags::deactivate_missing(&mut *tx, &loaded, &errors).await?;
+    sql::dags::replace_import_errors(&mut *tx, &errors, now).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Insert the new DAGs (paused per their own setting, else the default) and refresh the
-/// existing ones, keeping their paused flag: one statement for the whole load.
+/// existing ones of the same tenant, keeping their paused flag (another tenant's row is not
+/// touched): one statement for the whole load.
 async fn upsert_dags(
     conn: &mut SqliteConnection,
     loaded: &[LoadedDagRecord<'_>],
@@ -59,11 +63,11 @@ async fn upsert_dags(
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, 1, value ->> 4, ?2
          FROM json_each(?1) WHERE true
          ON CONFLICT (dag_id) DO UPDATE SET
-             tenant = excluded.tenant,
              fileloc = excluded.fileloc,
              is_active = 1,
              version = excluded.version,
-             last_parsed_at = excluded.last_parsed_at",
+             last_parsed_at = excluded.last_parsed_at
+         WHERE dag.tenant = excluded.tenant",
     )
     .bind(codec::to_json(&rows)?)
     .bind(ts(now))

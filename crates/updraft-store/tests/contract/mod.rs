@@ -49,6 +49,7 @@ macro_rules! contract_tests {
             missing_dags_become_inactive_and_keep_history,
             dags_of_a_file_that_fails_to_load_stay_active,
             import_errors_are_replaced,
+            a_dag_id_stays_with_the_tenant_that_registered_it,
             set_paused_reports_unknown_dag,
             create_run_creates_queued_run_with_none_instances,
             create_run_conflicts_on_duplicate_run_id,
@@ -74,6 +75,7 @@ macro_rules! contract_tests {
             an_orphan_is_adopted_once_and_only_while_orphaned,
             previous_run_states_finds_the_run_just_before,
             pools_crud,
+            pools_belong_to_a_tenant_or_to_all,
             timestamps_keep_microseconds,
             // several schedulers on one database
             queue_respects_pool_slots_and_max_active_tasks,
@@ -558,6 +560,78 @@ pub async fn dags_of_a_file_that_fails_to_load_stay_active(store: &dyn Store) {
     // Deleted: inactive.
     store.sync_dags(&[], &[], false, t(5)).await.unwrap();
     assert!(active().await.is_empty());
+}
+
+/// Another tenant's file declaring a registered dag_id changes nothing of the owner's DAG and
+/// becomes an import error in that file, naming neither the owner nor its file.
+pub async fn a_dag_id_stays_with_the_tenant_that_registered_it(store: &dyn Store) {
+    let mut owned = dag("etl");
+    owned.tenant = "team_b".into();
+    owned.fileloc = "team_b/etl.yaml".into();
+    let [version] = sync_at(store, &[&owned], true, t(0))
+        .await
+        .try_into()
+        .unwrap();
+    assert!(store.set_paused("etl", false).await.unwrap());
+    let run = store
+        .create_run(
+            &new_run(&owned, "r1", RunType::Manual, 0),
+            &[ti("x", 1)],
+            t(1),
+        )
+        .await
+        .unwrap();
+    let before = store.dag("etl").await.unwrap().unwrap();
+
+    let mut claim = dag("etl");
+    claim.tenant = "a_evil".into();
+    claim.fileloc = "a_evil/etl.yaml".into();
+    claim.description = Some("taken over".into());
+    // Twice: the second load finds the claim already refused.
+    for now in [t(2), t(3)] {
+        sync_at(store, &[&claim, &owned], true, now).await;
+        let after = store.dag("etl").await.unwrap().unwrap();
+        assert_eq!(after.dag, before.dag, "the owner's definition stays");
+        assert_eq!(
+            (after.dag.tenant.as_str(), after.version.as_str()),
+            ("team_b", version.as_str())
+        );
+        assert!(!after.is_paused, "the owner's paused flag stays");
+        assert!(after.is_active);
+        assert_eq!(
+            store.dag_version("etl", &claim.version()).await.unwrap(),
+            None,
+            "no version of the claimer's definition"
+        );
+        assert_eq!(store.run_by_pk(run.id).await.unwrap(), Some(run.clone()));
+        let errors = store.import_errors().await.unwrap();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let error = &errors[0];
+        assert_eq!(
+            (error.tenant.as_str(), error.filename.as_str()),
+            ("a_evil", "a_evil/etl.yaml")
+        );
+        assert!(
+            error
+                .message
+                .contains("dag_id `etl` belongs to another tenant"),
+            "{error}"
+        );
+        assert!(error.message.contains("a_evil/etl.yaml"), "{error}");
+        assert!(
+            !error.message.contains("team_b"),
+            "the owner is not named: {error}"
+        );
+    }
+    let owners = store.dag_owners().await.unwrap();
+    assert_eq!(owners.get("etl").map(String::as_str), Some("team_b"));
+
+    // The owner's file gone: its DAG goes inactive, still the owner's.
+    sync_at(store, &[&claim], true, t(4)).await;
+    let gone = store.dag("etl").await.unwrap().unwrap();
+    assert!(!gone.is_active);
+    assert_eq!(gone.dag.tenant, "team_b");
+    assert_eq!(store.dag_owners().await.unwrap()["etl"], "team_b");
 }
 
 pub async fn import_errors_are_replaced(store: &dyn Store) {
@@ -1506,6 +1580,7 @@ pub async fn active_counts_sum_queued_and_running(store: &dyn Store) {
             name: "big".into(),
             slots: 10,
             description: String::new(),
+            tenant: None,
         })
         .await
         .unwrap();
@@ -1727,6 +1802,7 @@ pub async fn pools_crud(store: &dyn Store) {
         name: name.into(),
         slots,
         description: description.into(),
+        tenant: None,
     };
     store
         .upsert_pool(&pool("default_pool", 32, "from config"))
@@ -1754,6 +1830,40 @@ pub async fn pools_crud(store: &dyn Store) {
     let res = store.delete_pool("default_pool").await;
     assert!(matches!(res, Err(StoreError::Invalid(_))), "{res:?}");
     assert_eq!(store.pools().await.unwrap().len(), 2);
+}
+
+pub async fn pools_belong_to_a_tenant_or_to_all(store: &dyn Store) {
+    let own = PoolRow {
+        name: "a_gpu".into(),
+        slots: 2,
+        description: "team a's GPUs".into(),
+        tenant: Some("team_a".into()),
+    };
+    store.create_pool(&own).await.unwrap();
+    let taken = store
+        .create_pool(&PoolRow {
+            tenant: Some("team_b".into()),
+            ..own.clone()
+        })
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    // Updates change slots and description, never the owner.
+    store
+        .upsert_pool(&PoolRow {
+            slots: 3,
+            tenant: None,
+            ..own.clone()
+        })
+        .await
+        .unwrap();
+    let pools = store.pools().await.unwrap();
+    let stored = pools.iter().find(|p| p.name == "a_gpu").unwrap();
+    assert_eq!(
+        (stored.slots, stored.tenant.as_deref()),
+        (3, Some("team_a"))
+    );
+    let default = pools.iter().find(|p| p.name == "default_pool").unwrap();
+    assert_eq!(default.tenant, None, "default_pool is shared");
 }
 
 pub async fn timestamps_keep_microseconds(store: &dyn Store) {
@@ -1803,6 +1913,7 @@ pub async fn queue_respects_pool_slots_and_max_active_tasks(store: &dyn Store) {
             name: "p".into(),
             slots: 3,
             description: String::new(),
+            tenant: None,
         })
         .await
         .unwrap();
@@ -2438,6 +2549,7 @@ pub async fn concurrent_queues_never_overflow_a_pool(store: Arc<dyn Store>, othe
             name: "p".into(),
             slots: SLOTS as i64,
             description: String::new(),
+            tenant: None,
         })
         .await
         .unwrap();
@@ -2509,6 +2621,7 @@ pub async fn durable_write(store: &dyn Store) -> RunRow {
             name: "kept".into(),
             slots: 3,
             description: String::new(),
+            tenant: None,
         })
         .await
         .unwrap();
@@ -2725,6 +2838,7 @@ pub async fn run_changes_follow_every_state_change(store: &dyn Store) {
             name: "p".to_string(),
             slots: 1,
             description: String::new(),
+            tenant: None,
         })
         .await
         .unwrap();
@@ -3222,6 +3336,7 @@ pub async fn api_create_pool_conflicts_and_pool_usage_counts_slots(store: &dyn S
         name: "gpu".into(),
         slots: 4,
         description: "GPUs".into(),
+        tenant: None,
     };
     store.create_pool(&pool).await.unwrap();
     assert!(matches!(

@@ -236,6 +236,7 @@ pub async fn step_queues_only_what_the_room_admits(store: &dyn Store) {
             name: "p".into(),
             slots: 3,
             description: String::new(),
+            tenant: None,
         })
         .await
         .unwrap();
@@ -352,6 +353,7 @@ pub async fn concurrent_steps_never_overflow_a_pool(store: Arc<dyn Store>, other
             name: "p".into(),
             slots: SLOTS,
             description: String::new(),
+            tenant: None,
         })
         .await
         .unwrap();

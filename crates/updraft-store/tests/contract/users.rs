@@ -363,6 +363,26 @@ pub async fn events_are_recorded_and_listed_newest_first_with_filters(store: &dy
         .await,
         [("clear".to_string(), t(0))]
     );
+    let (newest, _) = store
+        .events(&EventQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (by_id, by_id_total) = store
+        .events(&EventQuery {
+            id: Some(newest[0].id),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (by_id, by_id_total),
+        (newest, 1),
+        "an entry is found by its id"
+    );
     // `after` is inclusive, `before` exclusive.
     assert_eq!(
         count(EventQuery {

@@ -25,8 +25,16 @@
     return fallback;
   }
 
+  /** The session's CSRF token, which every state-changing request sends back. */
+  function csrfToken() {
+    const meta = $('meta[name="csrf-token"]');
+    return meta ? meta.content : '';
+  }
+
   async function api(method, url, body) {
     const init = { method, headers: { Accept: 'application/json' }, cache: 'no-store' };
+    const csrf = csrfToken();
+    if (csrf && method !== 'GET' && method !== 'HEAD') init.headers['X-CSRF-Token'] = csrf;
     if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
@@ -75,6 +83,8 @@
         const url = src + (src.includes('?') ? '&' : '?') + 'partial=1';
         try {
           const resp = await fetch(url, { headers: { Accept: 'text/html' }, cache: 'no-store' });
+          // The session ended: the page itself now leads to the login page.
+          if (resp.redirected && new URL(resp.url).pathname === '/login') { window.location.reload(); return; }
           if (resp.ok) {
             box.innerHTML = await resp.text();
             box.dataset.refreshes = String(Number(box.dataset.refreshes || '0') + 1);
@@ -103,8 +113,12 @@
     // `ready` on every (re)connection: refresh once for changes made while not listening.
     source.addEventListener('ready', () => { setLive(true); refreshLive(); });
     source.addEventListener('change', () => refreshLive());
-    source.addEventListener('error', () => setLive(false));
-    window.addEventListener('pagehide', () => source.close());
+    source.addEventListener('error', () => {
+      setLive(false);
+      // Refused (too many open pages: 429/503) or gone: the browser gives up; try again later.
+      if (source.readyState === EventSource.CLOSED) setTimeout(followEvents, 30000);
+    });
+    window.addEventListener('pagehide', () => source.close(), { once: true });
   }
 
   // ---- actions ---------------------------------------------------------------------------

@@ -33,9 +33,10 @@ use updraft_auth::Grant;
 use updraft_auth::claims::{ClaimPath, RoleMapping, Unmapped};
 use updraft_store::NewUser;
 
+use super::external::random_token;
+use super::external_page::sign_in_failed;
 use super::jwks::{KeySet, KeySource, VerifyError};
-use super::page::sign_in_failed;
-use super::{SOURCE_OIDC, SignInStore, SyncError, random_token};
+use super::{SOURCE_OIDC, SignInStore, SyncError};
 
 pub const LOGIN_PATH: &str = "/auth/oidc/login";
 pub const CALLBACK_PATH: &str = "/auth/oidc/callback";
@@ -69,6 +70,8 @@ pub enum ClaimToken {
 
 #[derive(Debug, Clone)]
 pub struct OidcSettings {
+    /// The provider's name on the login page's "Sign in with ..." link.
+    pub display_name: String,
     /// The provider's issuer, e.g. `https://keycloak.example.com/realms/data`; its discovery
     /// document is `<issuer>/.well-known/openid-configuration`.
     pub issuer: String,
@@ -188,6 +191,11 @@ pub struct SignedIn {
 }
 
 impl Oidc {
+    /// The provider's name for people (the login page's link).
+    pub fn display_name(&self) -> &str {
+        &self.settings.display_name
+    }
+
     pub fn new(settings: OidcSettings) -> Result<Oidc, SetupError> {
         if settings.cookie_key.len() < 32 {
             return Err(SetupError::CookieKey);
@@ -557,6 +565,53 @@ pub fn router<S>(routes: OidcRoutes) -> Router<S> {
         .route(LOGIN_PATH, get(login))
         .route(CALLBACK_PATH, get(callback))
         .with_state(routes)
+}
+
+/// The server's `GET /auth/oidc/login` and `GET /auth/oidc/callback` (merged in
+/// `authn::router`): the provider of `auth.oidc`, users recorded in the server's store, and a
+/// session started as the login form starts one. 404 when OIDC is not configured.
+pub(crate) fn server_routes() -> Router<crate::AppState> {
+    Router::new()
+        .route(LOGIN_PATH, get(server_login))
+        .route(CALLBACK_PATH, get(server_callback))
+}
+
+fn routes_of(state: &crate::AppState) -> Option<OidcRoutes> {
+    let oidc = state.config.auth.oidc.clone()?;
+    let server = state.clone();
+    Some(OidcRoutes {
+        oidc,
+        store: Arc::new(state.store.clone()),
+        start_session: Arc::new(move |username: &str, next: &str| {
+            super::session::sign_in_response(&server, username, next)
+        }),
+    })
+}
+
+fn not_configured() -> Response {
+    crate::error::ApiError::new(
+        StatusCode::NOT_FOUND,
+        "sign-in through OIDC is not configured ([auth.oidc])",
+    )
+    .into_response()
+}
+
+async fn server_login(State(state): State<crate::AppState>, query: Query<LoginQuery>) -> Response {
+    match routes_of(&state) {
+        Some(routes) => login(State(routes), query).await,
+        None => not_configured(),
+    }
+}
+
+async fn server_callback(
+    State(state): State<crate::AppState>,
+    headers: HeaderMap,
+    query: Query<Callback>,
+) -> Response {
+    match routes_of(&state) {
+        Some(routes) => callback(State(routes), headers, query).await,
+        None => not_configured(),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,12 +10,9 @@
 //! and is refused: updraft must only be reachable through IAP (the README says how).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
@@ -27,8 +24,8 @@ use updraft_store::NewUser;
 
 use crate::error::ApiError;
 
+use super::external_page::sign_in_failed;
 use super::jwks::{KeySet, KeySource, VerifyError};
-use super::page::sign_in_failed;
 use super::{SOURCE_PROXY, SignInStore, SyncError};
 
 pub const ASSERTION_HEADER: &str = "x-goog-iap-jwt-assertion";
@@ -179,36 +176,6 @@ impl Iap {
         }
         recorded.insert(user.email.clone(), user.grants.clone());
         Ok(())
-    }
-}
-
-/// What [`require_assertion`] needs.
-#[derive(Clone)]
-pub struct IapLayer {
-    pub iap: Arc<Iap>,
-    pub store: Arc<dyn SignInStore>,
-}
-
-/// Middleware: every request but the health check carries a valid assertion; its
-/// [`Identity`] goes into the request's extensions for the handlers.
-pub async fn require_assertion(
-    State(layer): State<IapLayer>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    if request.uri().path() == HEALTH_PATH {
-        return next.run(request).await;
-    }
-    match layer
-        .iap
-        .identify(request.headers(), layer.store.as_ref())
-        .await
-    {
-        Ok(identity) => {
-            request.extensions_mut().insert(identity);
-            next.run(request).await
-        }
-        Err(error) => refusal(&error, request.uri().path().starts_with("/api/")),
     }
 }
 

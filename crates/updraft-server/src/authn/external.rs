@@ -1,12 +1,7 @@
-//! Sign-in through an identity provider (OIDC, [`oidc`]) or a trusted proxy that signs each
-//! request (Google IAP, [`iap`]). Both verify a JWT against the issuer's published keys
-//! ([`jwks`]), map its claims to grants (`updraft_auth::claims`), and record the user with
+//! Sign-in through an identity provider (OIDC, [`oidc`](super::oidc)) or a trusted proxy that
+//! request (Google IAP, [`iap`](super::iap)). Both verify a JWT against the issuer's published keys
+//! ([`jwks`](super::jwks)), map its claims to grants (`updraft_auth::claims`), and record the user with
 //! those grants, replacing the ones it had ([`SignInStore`]).
-
-pub mod iap;
-pub mod jwks;
-pub mod oidc;
-mod page;
 
 use std::sync::Arc;
 
@@ -62,7 +57,7 @@ pub enum SyncError {
 }
 
 /// 32 random bytes, URL-safe base64 without padding: for state, nonce and PKCE verifiers.
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     use base64::Engine as _;
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the operating system's random number generator");

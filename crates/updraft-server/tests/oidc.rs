@@ -418,3 +418,118 @@ async fn users_are_recorded_in_the_store_and_never_take_over_local_users() {
         "re-synced, not added"
     );
 }
+
+/// The `name=value` of a cookie a response sets.
+fn set_cookie_pair(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("the cookie {name}"))
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_signs_in_through_the_login_pages_link_and_the_session_reaches_the_api() {
+    use updraft_server::authn::{AuthSettings, session};
+    use updraft_server::{AppState, ServerConfig};
+    use updraft_store::{AdminStore as _, Store};
+
+    let provider = Provider::start().await;
+    provider
+        .set_user("u-9", &keycloak_user("alice", &["viewer"]))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(&dir.path().join("updraft.db"))
+            .await
+            .unwrap(),
+    );
+    store.migrate().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    let mut auth = AuthSettings::ephemeral().with_public_url(&base).unwrap();
+    auth.oidc = Some(Arc::new(Oidc::new(settings(&provider, &base)).unwrap()));
+    let state = AppState::new(
+        store.clone() as Arc<dyn Store>,
+        ServerConfig {
+            bind: addr,
+            dags_folder: dir.path().join("dags"),
+            logs_folder: dir.path().join("logs"),
+            auth,
+        },
+        tokio::sync::broadcast::channel(16).0,
+        Arc::new(|| {}),
+    );
+    let app =
+        updraft_server::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = http();
+
+    let anonymous = client
+        .get(format!("{base}/api/v2/dags"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let login = client
+        .get(format!("{base}/login?next=/dags"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(login.contains("Sign in with Keycloak"), "{login}");
+    let link = login
+        .split("id=\"oidc-login\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the login page links to the provider")
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&");
+    assert!(link.starts_with(oidc::LOGIN_PATH), "{link}");
+
+    let start = client.get(format!("{base}{link}")).send().await.unwrap();
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    let authorize = location(&start);
+    let pending = pending_cookie(&start);
+    let signed = client
+        .post(&authorize)
+        .form(&[("sub", "u-9")])
+        .send()
+        .await
+        .unwrap();
+    let back = location(&signed);
+    let finished = client
+        .get(&back)
+        .header(COOKIE, &pending)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(finished.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&finished), "/dags");
+    let session = set_cookie_pair(&finished, session::COOKIE);
+
+    let dags = client
+        .get(format!("{base}/api/v2/dags"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        dags.status(),
+        StatusCode::OK,
+        "{}",
+        dags.text().await.unwrap()
+    );
+    let alice = store.user("alice").await.unwrap().expect("alice recorded");
+    assert_eq!(alice.source, "oidc");
+    assert_eq!(alice.grants, [Grant::everywhere(Role::Admin)]);
+}

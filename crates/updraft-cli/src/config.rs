@@ -1005,6 +1005,32 @@ viewer = ["Admin"]
     }
 
     #[test]
+    fn the_oidc_and_iap_sections_reach_the_server_settings() {
+        let home = tempfile::tempdir().unwrap();
+        let settings = |text: &str| Settings {
+            home: home.path().to_path_buf(),
+            config: toml::from_str(text).unwrap(),
+        };
+        let both = settings(
+            "[api]\npublic_url = \"https://updraft.example.com\"\n\
+             [auth]\nsecret_key = \"0123456789abcdef0123456789abcdef\"\n\
+             [auth.oidc]\nissuer = \"https://kc.example.com/realms/data\"\nclient_id = \"airflow\"\n\
+             [auth.iap]\naudience = \"/projects/1/global/backendServices/2\"\ndefault_role = \"Viewer\"\n",
+        )
+        .auth_settings()
+        .unwrap();
+        assert_eq!(both.oidc.as_ref().unwrap().display_name(), "OpenID Connect");
+        assert!(both.iap.is_some());
+        let none = settings("").auth_settings().unwrap();
+        assert!(none.oidc.is_none() && none.iap.is_none());
+        let off = settings(
+            "[auth]\nenabled = false\n[auth.iap]\naudience = \"/projects/1/global/backendServices/2\"\n",
+        );
+        let err = format!("{:#}", off.auth_settings().unwrap_err());
+        assert!(err.contains("auth.enabled"), "{err}");
+    }
+
+    #[test]
     fn oidc_mistakes_are_named() {
         let section = |text: &str| -> OidcSection {
             let config: Config = toml::from_str(text).unwrap();

@@ -86,6 +86,10 @@ pub struct AuthSection {
     pub session_lifetime: Duration,
     /// Failed logins allowed per username and per client address within a minute.
     pub login_failures_per_minute: u32,
+    /// `[auth.oidc]`: sign-in through an OpenID Connect provider.
+    pub oidc: Option<OidcSection>,
+    /// `[auth.iap]`: Google IAP's signed assertion checked on every request.
+    pub iap: Option<IapSection>,
 }
 
 impl Default for AuthSection {
@@ -102,6 +106,8 @@ impl Default for AuthSection {
             token_audience: auth::DEFAULT_AUDIENCE.to_string(),
             session_lifetime: auth::DEFAULT_SESSION_LIFETIME,
             login_failures_per_minute: auth::DEFAULT_LOGIN_FAILURES_PER_MINUTE,
+            oidc: None,
+            iap: None,
         }
     }
 }
@@ -354,6 +360,191 @@ impl Default for SchedulerSection {
     }
 }
 
+/// Sign-in with an OpenID Connect provider (`[auth.oidc]`), Keycloak first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcSection {
+    /// The provider's name on the login page ("Sign in with Keycloak").
+    pub display_name: String,
+    /// The provider's issuer (`https://keycloak.example.com/realms/<realm>`); its discovery
+    /// document is `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    /// Empty for a public client. Secret: set it with `UPDRAFT__AUTH__OIDC__CLIENT_SECRET`.
+    pub client_secret: String,
+    pub scopes: Vec<String>,
+    /// Where the roles are in the token: `resource_access.<client>.roles`, `groups`,
+    /// `realm_access.roles`.
+    pub roles_claim: String,
+    /// The token the roles claim is read from: `id_token` or `access_token` (a JWT, verified).
+    pub roles_token: String,
+    /// Claim value → grants (`viewer = ["Admin"]`, `team-a = ["User@team_a"]`).
+    pub role_mapping: std::collections::BTreeMap<String, Vec<String>>,
+    /// The grant of users no claim value maps (`Viewer`, `Viewer@team_a`); empty: such users
+    /// may not sign in.
+    pub default_role: String,
+    /// The claim naming the user: `preferred_username` or `email`.
+    pub username_claim: String,
+    /// The callback the provider redirects to; empty: `<api.public_url>/auth/oidc/callback`.
+    pub redirect_url: String,
+    /// How long a call to the provider may take.
+    #[serde(with = "humantime_serde_str")]
+    pub timeout: Duration,
+}
+
+impl Default for OidcSection {
+    fn default() -> Self {
+        OidcSection {
+            display_name: "OpenID Connect".to_string(),
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            scopes: ["openid", "profile", "email"].map(String::from).to_vec(),
+            roles_claim: "groups".to_string(),
+            roles_token: "id_token".to_string(),
+            role_mapping: Default::default(),
+            default_role: String::new(),
+            username_claim: "preferred_username".to_string(),
+            redirect_url: String::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl OidcSection {
+    /// The server's OIDC settings; `public_url` is where browsers reach updraft, `cookie_key`
+    /// signs sign-ins in progress.
+    pub fn settings(
+        &self,
+        public_url: &str,
+        cookie_key: Vec<u8>,
+    ) -> Result<updraft_server::authn::oidc::OidcSettings> {
+        use updraft_server::authn::oidc::{CALLBACK_PATH, ClaimToken, OidcSettings};
+        let required = |value: &str, key: &str| {
+            if value.trim().is_empty() {
+                bail!("auth.oidc.{key} is required");
+            }
+            Ok(value.trim().to_string())
+        };
+        let issuer = required(&self.issuer, "issuer")?;
+        let client_id = required(&self.client_id, "client_id")?;
+        let redirect_url = if self.redirect_url.trim().is_empty() {
+            let base = public_url.trim().trim_end_matches('/');
+            if base.is_empty() {
+                bail!("auth.oidc needs api.public_url (or auth.oidc.redirect_url)");
+            }
+            format!("{base}{CALLBACK_PATH}")
+        } else {
+            self.redirect_url.trim().to_string()
+        };
+        let claim_token = match self.roles_token.trim() {
+            "id_token" | "id" => ClaimToken::Id,
+            "access_token" | "access" => ClaimToken::Access,
+            other => bail!("auth.oidc.roles_token: `{other}` is not id_token or access_token"),
+        };
+        Ok(OidcSettings {
+            display_name: self.display_name.trim().to_string(),
+            issuer,
+            client_id,
+            client_secret: Some(self.client_secret.clone()).filter(|s| !s.is_empty()),
+            scopes: self.scopes.clone(),
+            claim: self.roles_claim.parse().context("auth.oidc.roles_claim")?,
+            claim_token,
+            mapping: role_mapping(&self.role_mapping, &self.default_role, "auth.oidc")?,
+            username_claim: required(&self.username_claim, "username_claim")?,
+            secure_cookie: redirect_url.starts_with("https://"),
+            redirect_url,
+            cookie_key,
+            http_timeout: self.timeout,
+        })
+    }
+}
+
+/// Sign-in by a trusted proxy's signed assertion (`[auth.iap]`): Google's Identity-Aware Proxy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IapSection {
+    /// `/projects/<project number>/global/backendServices/<backend service id>`.
+    pub audience: String,
+    pub issuer: String,
+    /// Where the proxy's public keys are published.
+    pub jwks_url: String,
+    /// A local JWKS file instead (relative to `UPDRAFT_HOME`); wins over `jwks_url`.
+    pub jwks_file: String,
+    /// A claim of the assertion whose values are looked up in `role_mapping`, besides the
+    /// user's email address and its `@domain`; empty: only those.
+    pub roles_claim: String,
+    /// Email address, `@domain` or claim value → grants.
+    pub role_mapping: std::collections::BTreeMap<String, Vec<String>>,
+    /// The grant of users nothing maps; empty: such users are refused.
+    pub default_role: String,
+    /// How long fetching the keys may take.
+    #[serde(with = "humantime_serde_str")]
+    pub timeout: Duration,
+}
+
+impl Default for IapSection {
+    fn default() -> Self {
+        use updraft_server::authn::iap;
+        IapSection {
+            audience: String::new(),
+            issuer: iap::GOOGLE_IAP_ISSUER.to_string(),
+            jwks_url: iap::GOOGLE_IAP_JWKS_URL.to_string(),
+            jwks_file: String::new(),
+            roles_claim: String::new(),
+            role_mapping: Default::default(),
+            default_role: String::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl IapSection {
+    pub fn settings(&self, home: &Path) -> Result<updraft_server::authn::iap::IapSettings> {
+        use updraft_server::authn::iap::IapSettings;
+        use updraft_server::authn::jwks::{KeySource, MIN_REFRESH};
+        let audience = self.audience.trim();
+        if !(audience.starts_with("/projects/") && audience.contains("/global/backendServices/")
+            || audience.starts_with("/projects/") && audience.contains("/apps/"))
+        {
+            bail!(
+                "auth.iap.audience: `{audience}` is not an IAP audience \
+                 (/projects/<number>/global/backendServices/<id>)"
+            );
+        }
+        let keys = if !self.jwks_file.trim().is_empty() {
+            KeySource::File(home.join(self.jwks_file.trim()))
+        } else if !self.jwks_url.trim().is_empty() {
+            KeySource::Url(self.jwks_url.trim().to_string())
+        } else {
+            bail!("auth.iap needs jwks_url or jwks_file");
+        };
+        let claim = Some(self.roles_claim.trim())
+            .filter(|c| !c.is_empty())
+            .map(str::parse)
+            .transpose()
+            .context("auth.iap.roles_claim")?;
+        Ok(IapSettings {
+            audience: audience.to_string(),
+            issuer: self.issuer.trim().to_string(),
+            keys,
+            http_timeout: self.timeout,
+            min_key_refresh: MIN_REFRESH,
+            claim,
+            mapping: role_mapping(&self.role_mapping, &self.default_role, "auth.iap")?,
+        })
+    }
+}
+
+fn role_mapping(
+    table: &std::collections::BTreeMap<String, Vec<String>>,
+    default_role: &str,
+    section: &str,
+) -> Result<updraft_auth::claims::RoleMapping> {
+    updraft_auth::claims::RoleMapping::parse(table, Some(default_role))
+        .with_context(|| format!("{section}.role_mapping / {section}.default_role"))
+}
+
 mod humantime_serde_str {
     use std::time::Duration;
 
@@ -429,6 +620,9 @@ impl Settings {
         use updraft_server::authn::{AuthSettings, TokenKeys, settings};
         let auth = &self.config.auth;
         if !auth.enabled {
+            if auth.oidc.is_some() || auth.iap.is_some() {
+                bail!("[auth.oidc] and [auth.iap] need authentication on (auth.enabled = true)");
+            }
             return Ok(AuthSettings::disabled());
         }
         let secret = if auth.secret_key.is_empty() {
@@ -461,7 +655,25 @@ impl Settings {
         if !public_url.is_empty() {
             result = result.with_public_url(public_url)?;
         }
+        self.external_sign_in(&mut result)?;
         Ok(result)
+    }
+
+    /// `[auth.oidc]` and `[auth.iap]` into the server's settings.
+    fn external_sign_in(&self, result: &mut updraft_server::authn::AuthSettings) -> Result<()> {
+        use std::sync::Arc;
+        use updraft_server::authn::{iap::Iap, oidc::Oidc};
+        let auth = &self.config.auth;
+        if let Some(oidc) = &auth.oidc {
+            let cookie_key = result.derived_key(b"updraft oidc sign-in").to_vec();
+            let settings = oidc.settings(&self.config.api.public_url, cookie_key)?;
+            result.oidc = Some(Arc::new(Oidc::new(settings).context("auth.oidc")?));
+        }
+        if let Some(iap) = &auth.iap {
+            let settings = iap.settings(&self.home)?;
+            result.iap = Some(Arc::new(Iap::new(settings).context("auth.iap")?));
+        }
+        Ok(())
     }
 
     /// The database for messages: the SQLite path, or the URL with its password masked.
@@ -507,14 +719,23 @@ fn apply_env_override(table: &mut toml::Table, name: &str, value: &str) -> Resul
     let Some((section, key)) = rest.split_once("__") else {
         bail!("{name}: expected UPDRAFT__<SECTION>__<KEY>");
     };
+    // `UPDRAFT__AUTH__OIDC__CLIENT_SECRET` sets `client_secret` in `[auth.oidc]`.
     let (section, key) = (section.to_lowercase(), key.to_lowercase());
-    let entry = table
-        .entry(section.clone())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    let toml::Value::Table(section_table) = entry else {
-        bail!("{name}: `{section}` is not a section");
-    };
-    section_table.insert(key, env_value(value));
+    let mut path: Vec<&str> = std::iter::once(section.as_str())
+        .chain(key.split("__"))
+        .collect();
+    let key = path.pop().unwrap_or_default().to_string();
+    let mut current = table;
+    for part in path {
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(inner) = entry else {
+            bail!("{name}: `{part}` is not a section");
+        };
+        current = inner;
+    }
+    current.insert(key, env_value(value));
     Ok(())
 }
 
@@ -728,5 +949,147 @@ mod tests {
             mask_url_password("sqlite://updraft.db"),
             "sqlite://updraft.db"
         );
+    }
+
+    /// Seed 001's Keycloak setup (Airflow's `webserver_config.py`) as updraft configuration.
+    const KEYCLOAK: &str = r#"
+[auth.oidc]
+issuer = "https://keycloak.example.com/realms/data"
+client_id = "airflow"
+roles_claim = "resource_access.airflow.roles"
+roles_token = "access_token"
+
+[auth.oidc.role_mapping]
+viewer = ["Admin"]
+"team-a" = ["User@team_a", "Viewer"]
+"#;
+
+    #[test]
+    fn the_keycloak_section_reads_as_the_seed_meant_it() {
+        use updraft_auth::{Grant, Role};
+        use updraft_server::authn::oidc::ClaimToken;
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join(CONFIG_FILE), KEYCLOAK).unwrap();
+        let vars = vec![(
+            "UPDRAFT__AUTH__OIDC__CLIENT_SECRET".to_string(),
+            "from-the-environment".to_string(),
+        )];
+        let config = load_config(home.path(), &vars).unwrap();
+        let oidc = config.auth.oidc.as_ref().expect("[auth.oidc]");
+        let settings = oidc
+            .settings("https://updraft.example.com/", b"k".repeat(32))
+            .unwrap();
+        assert_eq!(
+            settings.client_secret.as_deref(),
+            Some("from-the-environment")
+        );
+        assert_eq!(
+            settings.redirect_url,
+            "https://updraft.example.com/auth/oidc/callback"
+        );
+        assert!(settings.secure_cookie);
+        assert_eq!(settings.claim_token, ClaimToken::Access);
+        assert_eq!(settings.scopes, ["openid", "profile", "email"]);
+        assert_eq!(settings.username_claim, "preferred_username");
+        assert_eq!(
+            settings
+                .mapping
+                .grants_for(&["viewer".to_string()])
+                .unwrap(),
+            [Grant::everywhere(Role::Admin)]
+        );
+        assert!(settings.mapping.grants_for(&["x".to_string()]).is_err());
+        assert!(config.auth.iap.is_none());
+        let shown = masked_toml(&config).unwrap();
+        assert!(!shown.contains("from-the-environment"), "{shown}");
+    }
+
+    #[test]
+    fn the_oidc_and_iap_sections_reach_the_server_settings() {
+        let home = tempfile::tempdir().unwrap();
+        let settings = |text: &str| Settings {
+            home: home.path().to_path_buf(),
+            config: toml::from_str(text).unwrap(),
+        };
+        let both = settings(
+            "[api]\npublic_url = \"https://updraft.example.com\"\n\
+             [auth]\nsecret_key = \"0123456789abcdef0123456789abcdef\"\n\
+             [auth.oidc]\nissuer = \"https://kc.example.com/realms/data\"\nclient_id = \"airflow\"\n\
+             [auth.iap]\naudience = \"/projects/1/global/backendServices/2\"\ndefault_role = \"Viewer\"\n",
+        )
+        .auth_settings()
+        .unwrap();
+        assert_eq!(both.oidc.as_ref().unwrap().display_name(), "OpenID Connect");
+        assert!(both.iap.is_some());
+        let none = settings("").auth_settings().unwrap();
+        assert!(none.oidc.is_none() && none.iap.is_none());
+        let off = settings(
+            "[auth]\nenabled = false\n[auth.iap]\naudience = \"/projects/1/global/backendServices/2\"\n",
+        );
+        let err = format!("{:#}", off.auth_settings().unwrap_err());
+        assert!(err.contains("auth.enabled"), "{err}");
+    }
+
+    #[test]
+    fn oidc_mistakes_are_named() {
+        let section = |text: &str| -> OidcSection {
+            let config: Config = toml::from_str(text).unwrap();
+            config.auth.oidc.unwrap()
+        };
+        let err = |section: OidcSection, public_url: &str| {
+            format!(
+                "{:#}",
+                section.settings(public_url, vec![0; 32]).unwrap_err()
+            )
+        };
+        let no_issuer = section("[auth.oidc]\nclient_id = \"a\"\n");
+        assert!(err(no_issuer, "http://x").contains("auth.oidc.issuer"));
+        let no_url = section("[auth.oidc]\nissuer = \"http://i\"\nclient_id = \"a\"\n");
+        assert!(err(no_url, "").contains("api.public_url"));
+        let bad_role = section(
+            "[auth.oidc]\nissuer = \"http://i\"\nclient_id = \"a\"\n[auth.oidc.role_mapping]\nx = [\"Root\"]\n",
+        );
+        assert!(err(bad_role, "http://x").contains("Root"));
+        let bad_token = section(
+            "[auth.oidc]\nissuer = \"http://i\"\nclient_id = \"a\"\nroles_token = \"refresh\"\n",
+        );
+        assert!(err(bad_token, "http://x").contains("roles_token"));
+    }
+
+    #[test]
+    fn the_iap_section_reads_as_the_gke_setup_needs_it() {
+        use updraft_auth::{Grant, Role};
+        use updraft_server::authn::jwks::KeySource;
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join(CONFIG_FILE),
+            r#"
+[auth.iap]
+audience = "/projects/123456789/global/backendServices/987654321"
+default_role = "Viewer"
+
+[auth.iap.role_mapping]
+"momota@example.com" = ["Admin"]
+"#,
+        )
+        .unwrap();
+        let config = load_config(home.path(), &[]).unwrap();
+        let settings = config.auth.iap.unwrap().settings(home.path()).unwrap();
+        assert_eq!(settings.issuer, "https://cloud.google.com/iap");
+        assert!(matches!(settings.keys, KeySource::Url(ref url) if url.contains("gstatic.com")));
+        assert_eq!(
+            settings
+                .mapping
+                .grants_for(&["someone@else.org".to_string()])
+                .unwrap(),
+            [Grant::everywhere(Role::Viewer)]
+        );
+
+        let wrong: Config = toml::from_str("[auth.iap]\naudience = \"my-client-id\"\n").unwrap();
+        let err = format!(
+            "{:#}",
+            wrong.auth.iap.unwrap().settings(home.path()).unwrap_err()
+        );
+        assert!(err.contains("backendServices"), "{err}");
     }
 }

@@ -182,6 +182,9 @@ struct LoginPage<'a> {
     username: &'a str,
     csrf_token: String,
     error: Option<String>,
+    /// "Sign in with <provider>" when OIDC is configured: the provider's name and the link.
+    oidc_name: Option<String>,
+    oidc_link: String,
 }
 
 /// `GET /login`: the form, with a fresh CSRF nonce. A signed-in user goes on to `next`.
@@ -220,6 +223,12 @@ fn login_form(
         username,
         csrf_token: state.authn.sessions.csrf_token(&format!("login:{nonce}")),
         error,
+        oidc_name: (state.config.auth.oidc.as_ref()).map(|oidc| oidc.display_name().to_string()),
+        oidc_link: format!(
+            "{}?next={}",
+            super::oidc::LOGIN_PATH,
+            crate::ui::format::enc(next)
+        ),
     };
     let body = match crate::ui::render::html("login.html", &page) {
         Ok(body) => body,

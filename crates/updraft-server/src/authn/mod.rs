@@ -12,9 +12,19 @@
 //!    pass as [`anonymous`], who holds no role (Public); the rest of the API is 401, UI pages
 //!    redirect to `/login`.
 //!
+//! With Google IAP configured (`auth.iap`, [`iap`]) step 3 and 4 are replaced: every request
+//! but the health check needs the proxy's valid assertion, and sessions and API tokens are not
+//! accepted. With OIDC configured (`auth.oidc`, [`oidc`]) the login page links to
+//! `/auth/oidc/login`, whose callback starts the same session as the login form.
+//!
 //! Handlers then ask `crate::auth::authorize` what the identity may do.
 
+pub mod external;
+mod external_page;
+pub mod iap;
+pub mod jwks;
 pub mod login;
+pub mod oidc;
 pub mod session;
 pub mod settings;
 pub mod token;
@@ -33,6 +43,7 @@ use updraft_auth::Identity;
 
 use crate::AppState;
 use crate::error::ApiError;
+pub use external::{SOURCE_OIDC, SOURCE_PROXY, SignInStore, SyncError};
 pub use settings::{AuthConfigError, AuthSettings, TokenKeys};
 
 /// Largest form body read to find its CSRF token.
@@ -64,6 +75,7 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(login::login_page).post(login::login_submit))
         .route("/logout", post(login::logout))
         .route("/auth/token", post(login::create_token))
+        .merge(oidc::server_routes())
 }
 
 /// What pages show of the caller: the name and logout button in the header, and the CSRF
@@ -126,6 +138,9 @@ pub async fn authenticate(
         request.extensions_mut().insert(Identity::local_admin());
         return next.run(request).await;
     }
+    if let Some(iap) = state.config.auth.iap.clone() {
+        return through_proxy(&state, &iap, request, next).await;
+    }
     let open = is_open_path(request.uri().path());
     let credentials = match credentials(&state, request.headers()).await {
         Ok(credentials) => credentials,
@@ -158,6 +173,44 @@ pub async fn authenticate(
             PAGE_AUTH.scope(page, next.run(request)).await
         }
     }
+}
+
+/// Behind Google IAP: every request but the health check proves its caller with the proxy's
+/// assertion; sessions and API tokens are not accepted (a request that did not come through
+/// the proxy must not get in). State-changing requests from pages still carry a CSRF token,
+/// bound to the user, since the browser sends IAP's cookie with any site's requests.
+async fn through_proxy(
+    state: &AppState,
+    iap: &iap::Iap,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if request.uri().path() == iap::HEALTH_PATH {
+        request.extensions_mut().insert(anonymous());
+        return next.run(request).await;
+    }
+    let store: std::sync::Arc<dyn updraft_store::Store> = state.store.clone();
+    let identity = match iap.identify(request.headers(), &store).await {
+        Ok(identity) => identity,
+        Err(error) => return iap::refusal(&error, !is_page_path(request.uri().path())),
+    };
+    let csrf_subject = format!("iap:{}", identity.username);
+    let request = match check_csrf(state, request, &csrf_subject).await {
+        Ok(request) => request,
+        Err(refusal) => return refusal,
+    };
+    let page = PageAuth {
+        username: Some(identity.username.clone()),
+        csrf_token: Some(state.authn.sessions.csrf_token(&csrf_subject)),
+    };
+    let mut request = request;
+    request.extensions_mut().insert(identity);
+    request.extensions_mut().insert(SignedIn);
+    PAGE_AUTH.scope(page, next.run(request)).await
+}
+
+fn is_page_path(path: &str) -> bool {
+    !path.starts_with("/api/") && !path.starts_with("/ui/") && !path.starts_with("/auth/")
 }
 
 /// The request's credentials. `Err` is the response for credentials presented but refused

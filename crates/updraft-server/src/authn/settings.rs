@@ -65,6 +65,11 @@ pub struct AuthSettings {
     pub public_url: Option<String>,
     /// Failed logins allowed per username and per client address within a minute; more get 429.
     pub login_failures_per_minute: u32,
+    /// Sign-in through an OpenID Connect provider, besides the login form (`/auth/oidc/*`).
+    pub oidc: Option<std::sync::Arc<super::oidc::Oidc>>,
+    /// Google IAP's signed assertion, checked on every request but the health check instead of
+    /// sessions and API tokens.
+    pub iap: Option<std::sync::Arc<super::iap::Iap>>,
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -78,6 +83,8 @@ impl std::fmt::Debug for AuthSettings {
             .field("audience", &self.audience)
             .field("session_lifetime", &self.session_lifetime)
             .field("public_url", &self.public_url)
+            .field("oidc", &self.oidc.is_some())
+            .field("iap", &self.iap.is_some())
             .field("login_failures_per_minute", &self.login_failures_per_minute)
             .finish()
     }
@@ -109,6 +116,8 @@ impl AuthSettings {
             session_lifetime: DEFAULT_SESSION_LIFETIME,
             public_url: None,
             login_failures_per_minute: DEFAULT_LOGIN_FAILURES_PER_MINUTE,
+            oidc: None,
+            iap: None,
         })
     }
 

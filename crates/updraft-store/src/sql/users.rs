@@ -169,15 +169,7 @@ pub(crate) async fn set_password_hash<C: Db + ?Sized>(
     username: &str,
     password_hash: &str,
 ) -> Result<()> {
-    let done = query("UPDATE users SET password_hash = $1 WHERE username = $2")
-        .bind(password_hash)
-        .bind(username)
-        .execute(conn)
-        .await?;
-    if done == 0 {
-        return Err(not_found(username));
-    }
-    Ok(())
+    update_user(conn, "password_hash", password_hash, username).await
 }
 
 /// Unknown user: [`StoreError::NotFound`].
@@ -186,11 +178,23 @@ pub(crate) async fn record_login<C: Db + ?Sized>(
     username: &str,
     at: DateTime<Utc>,
 ) -> Result<()> {
-    let done = query("UPDATE users SET last_login = $1 WHERE username = $2")
-        .bind(at)
-        .bind(username)
-        .execute(conn)
-        .await?;
+    update_user(conn, "last_login", at, username).await
+}
+
+/// Set one column of a user's row; unknown user: [`StoreError::NotFound`].
+async fn update_user<C: Db + ?Sized>(
+    conn: &mut C,
+    column: &str,
+    value: impl Into<Arg>,
+    username: &str,
+) -> Result<()> {
+    let done = query(format!(
+        "UPDATE users SET {column} = $1 WHERE username = $2"
+    ))
+    .bind(value)
+    .bind(username)
+    .execute(conn)
+    .await?;
     if done == 0 {
         return Err(not_found(username));
     }

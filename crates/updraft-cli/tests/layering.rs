@@ -1,8 +1,8 @@
 //! The workspace's dependency direction, read from `cargo metadata`: data flows one way, from
 //! DAG files through the core and the store to the shells, and no crate depends on one above it.
 //!
-//! dag <- core <- store <- runs, executor <- pods <- scheduler <- cli; the server sees only
-//! dag, core, store and runs (never the scheduler, an executor or Kubernetes); the Kubernetes
+//! dag <- core <- store <- runs, secrets <- executor <- pods <- scheduler <- cli; the server
+//! sees only auth, dag, core, store, runs and secrets (never the scheduler, an executor or Kubernetes); the Kubernetes
 //! fake is a dev-dependency only.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +15,7 @@ const DAG: &str = "updraft-dag";
 const CORE: &str = "updraft-core";
 const STORE: &str = "updraft-store";
 const RUNS: &str = "updraft-runs";
+const SECRETS: &str = "updraft-secrets";
 const EXECUTOR: &str = "updraft-executor";
 const PODS: &str = "updraft-pods";
 const SCHEDULER: &str = "updraft-scheduler";
@@ -31,14 +32,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (CORE, &[DAG]),
     (STORE, &[AUTH, DAG, CORE]),
     (RUNS, &[DAG, CORE, STORE]),
-    (EXECUTOR, &[DAG, CORE, STORE]),
-    (PODS, &[DAG, CORE, STORE, EXECUTOR]),
-    (SCHEDULER, &[DAG, CORE, STORE, RUNS, EXECUTOR, PODS]),
-    (SERVER, &[AUTH, DAG, CORE, STORE, RUNS]),
+    (SECRETS, &[STORE]),
+    (EXECUTOR, &[DAG, CORE, STORE, SECRETS]),
+    (PODS, &[DAG, CORE, STORE, SECRETS, EXECUTOR]),
+    (
+        SCHEDULER,
+        &[DAG, CORE, STORE, RUNS, SECRETS, EXECUTOR, PODS],
+    ),
+    (SERVER, &[AUTH, DAG, CORE, STORE, RUNS, SECRETS]),
     (
         CLI,
         &[
-            AUTH, DAG, CORE, STORE, RUNS, EXECUTOR, PODS, SCHEDULER, SERVER,
+            AUTH, DAG, CORE, STORE, RUNS, SECRETS, EXECUTOR, PODS, SCHEDULER, SERVER,
         ],
     ),
     (KUBE_FAKE, &[]),

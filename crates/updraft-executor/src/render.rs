@@ -103,6 +103,19 @@ pub struct TemplateContext {
     pub run_type: String,
     /// The DAG's time zone (`dag.timezone`).
     pub timezone: Tz,
+    /// The connections and variables the templates may use (`conn`, `var`), looked up for
+    /// the DAG's tenant before rendering (see [`TemplateSecrets`]).
+    pub secrets: TemplateSecrets,
+}
+
+/// The connections and variables a try may use, looked up (through
+/// `updraft_secrets::Secrets`, for the DAG's tenant) before its templates are rendered:
+/// those its templates name (`{{ conn.my_db.host }}`, `{{ var.value.key }}`) and those its
+/// task asks for as environment variables.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TemplateSecrets {
+    pub connections: BTreeMap<String, updraft_secrets::Connection>,
+    pub variables: BTreeMap<String, String>,
 }
 
 /// What the process of a task is.
@@ -135,6 +148,12 @@ pub struct RenderedTask {
     /// own and names that file in `UPDRAFT_CONF_FILE`; `env` also holds it as `UPDRAFT_CONF`
     /// when it is at most [`CONF_ENV_MAX_BYTES`].
     pub conf: String,
+    /// Environment variables holding secrets (`AIRFLOW_CONN_<ID>` for the connections the task
+    /// asks for). The local executor adds them to the process's environment; the pod
+    /// executor puts them in a Kubernetes Secret of the try, never in the pod's spec.
+    pub secret_env: Vec<(String, String)>,
+    /// The values to mask in the try's log: every secret the templates and `secret_env` used.
+    pub mask: updraft_secrets::Masker,
 }
 
 /// A template of a task that failed to render.
@@ -251,6 +270,8 @@ pub fn render_task_within(
     };
 
     Ok(RenderedTask {
+        secret_env: Vec::new(),
+        mask: Default::default(),
         program,
         env: env.into_iter().collect(),
         cwd,
@@ -853,6 +874,7 @@ mod tests {
 
     fn ctx() -> TemplateContext {
         TemplateContext {
+            secrets: Default::default(),
             tenant: "acme".into(),
             dag_id: "etl".into(),
             run_id: "scheduled__2024-03-05T06:07:08+00:00".into(),

@@ -32,6 +32,8 @@ fn executor(isolation: TryIsolation) -> (LocalExecutor, mpsc::UnboundedReceiver<
 
 fn task(tenant: &str, script: &str) -> RenderedTask {
     RenderedTask {
+        secret_env: Vec::new(),
+        mask: Default::default(),
         program: Program::Bash(script.into()),
         env: vec![("UPDRAFT_TENANT".into(), tenant.into())],
         cwd: None,

@@ -40,6 +40,8 @@ fn a_try_sees_only_the_allowed_part_of_the_schedulers_environment() {
                 try_number: 1,
             },
             rendered: RenderedTask {
+                secret_env: Vec::new(),
+                mask: Default::default(),
                 program: Program::Command(vec!["env".into()]),
                 env: vec![
                     ("OWN_VAR".into(), "mine".into()),

@@ -99,6 +99,8 @@ fn key(task: &str) -> TryKey {
 
 fn bash(script: &str) -> RenderedTask {
     RenderedTask {
+        secret_env: Vec::new(),
+        mask: Default::default(),
         program: Program::Bash(script.into()),
         env: vec![],
         cwd: None,
@@ -108,6 +110,8 @@ fn bash(script: &str) -> RenderedTask {
 
 fn command(argv: &[&str]) -> RenderedTask {
     RenderedTask {
+        secret_env: Vec::new(),
+        mask: Default::default(),
         program: Program::Command(argv.iter().map(|s| s.to_string()).collect()),
         env: vec![],
         cwd: None,
@@ -344,6 +348,7 @@ async fn rendered_environment_and_cwd_reach_the_process() {
     };
 
     let ctx = TemplateContext {
+        secrets: Default::default(),
         tenant: "acme".into(),
         dag_id: "etl".into(),
         run_id: "scheduled__2024-01-02T00:00:00+00:00".into(),
@@ -417,6 +422,7 @@ async fn a_large_conf_reaches_the_task_through_its_file() {
         .map(|i| (b'a' + (i % 26) as u8) as char)
         .collect();
     let mut ctx = TemplateContext {
+        secrets: Default::default(),
         tenant: "acme".into(),
         dag_id: "etl".into(),
         run_id: "manual__2024-01-02T00:00:00+00:00".into(),
@@ -805,6 +811,8 @@ async fn noop_duplicates_and_reported_failures() {
     let dir = tempfile::tempdir().unwrap();
     let (ex, mut ev) = executor(2, Duration::from_secs(5));
     let noop = RenderedTask {
+        secret_env: Vec::new(),
+        mask: Default::default(),
         program: Program::Noop,
         env: vec![],
         cwd: None,

@@ -53,6 +53,7 @@ fn dag_with_script(script: &str) -> (Dag, Task) {
 fn context(who: &str) -> TemplateContext {
     let conf = serde_json::json!({ "who": who });
     TemplateContext {
+        secrets: Default::default(),
         tenant: "acme".into(),
         dag_id: "hello".into(),
         run_id: "manual__2024-01-02T00:00:00+00:00".into(),

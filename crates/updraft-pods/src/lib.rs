@@ -926,6 +926,8 @@ mod tests {
         let conf = serde_json::json!({ "b": "x".repeat(conf_bytes - 8) }).to_string();
         assert_eq!(conf.len(), conf_bytes);
         RenderedTask {
+            secret_env: Vec::new(),
+            mask: Default::default(),
             program: Program::Noop,
             env,
             cwd: None,

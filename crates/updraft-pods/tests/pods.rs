@@ -55,6 +55,7 @@ impl Harness {
         let task = dag.task("t").expect("task t");
         let date = Utc.with_ymd_and_hms(2024, 3, 5, 0, 0, 0).unwrap();
         let ctx = TemplateContext {
+            secrets: Default::default(),
             tenant: "shop".into(),
             dag_id: "orders".into(),
             run_id: run_id.into(),
@@ -721,6 +722,7 @@ async fn e2e_a_pod_on_a_real_cluster() {
     let date = Utc.with_ymd_and_hms(2024, 3, 5, 0, 0, 0).unwrap();
     let run_id = format!("e2e__{}", Utc::now().timestamp_millis());
     let ctx = TemplateContext {
+        secrets: Default::default(),
         tenant: "shop".into(),
         dag_id: "orders".into(),
         run_id: run_id.clone(),

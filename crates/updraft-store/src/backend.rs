@@ -26,7 +26,10 @@ use crate::{
     Result, RunChange, RunQuery, RunRow, ScheduledSkip, SchedulerJobRow, SchedulerStore,
     StepOutcome, StoreError, TiKey, TiQuery, TiRow, TiTransition, TryReport, TryRow,
 };
-use crate::{EventQuery, EventRow, NewEvent, NewUser, UserRow, UserStore};
+use crate::{
+    ConnectionRow, EventQuery, EventRow, NewEvent, NewUser, Reencrypt, SecretQuery, SecretStore,
+    UserRow, UserStore, VariableRow, WriteMode,
+};
 
 /// A database backend: its connections and transactions, and the store methods whose SQL is
 /// its own.
@@ -723,5 +726,57 @@ impl<B: Backend> UserStore for B {
 
     async fn events(&self, query: &EventQuery) -> Result<(Vec<EventRow>, u64)> {
         read(self, async |c| sql::users::events(c, query).await).await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> SecretStore for B {
+    async fn connection(
+        &self,
+        tenant: Option<&str>,
+        conn_id: &str,
+    ) -> Result<Option<ConnectionRow>> {
+        let _ = (tenant, conn_id);
+        todo!("SecretStore::connection")
+    }
+
+    async fn connections(&self, query: &SecretQuery) -> Result<(Vec<ConnectionRow>, u64)> {
+        let _ = query;
+        todo!("SecretStore::connections")
+    }
+
+    async fn write_connection(&self, row: &ConnectionRow, mode: WriteMode) -> Result<()> {
+        let _ = (row, mode);
+        todo!("SecretStore::write_connection")
+    }
+
+    async fn delete_connection(&self, tenant: Option<&str>, conn_id: &str) -> Result<bool> {
+        let _ = (tenant, conn_id);
+        todo!("SecretStore::delete_connection")
+    }
+
+    async fn variable(&self, tenant: Option<&str>, key: &str) -> Result<Option<VariableRow>> {
+        let _ = (tenant, key);
+        todo!("SecretStore::variable")
+    }
+
+    async fn variables(&self, query: &SecretQuery) -> Result<(Vec<VariableRow>, u64)> {
+        let _ = query;
+        todo!("SecretStore::variables")
+    }
+
+    async fn write_variable(&self, row: &VariableRow, mode: WriteMode) -> Result<()> {
+        let _ = (row, mode);
+        todo!("SecretStore::write_variable")
+    }
+
+    async fn delete_variable(&self, tenant: Option<&str>, key: &str) -> Result<bool> {
+        let _ = (tenant, key);
+        todo!("SecretStore::delete_variable")
+    }
+
+    async fn reencrypt(&self, reencrypt: &Reencrypt<'_>) -> Result<u64> {
+        let _ = reencrypt;
+        todo!("SecretStore::reencrypt")
     }
 }

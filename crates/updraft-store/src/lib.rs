@@ -28,6 +28,7 @@ mod backend;
 mod health;
 pub mod postgres;
 mod room;
+mod secrets;
 mod sql;
 pub mod sqlite;
 mod step;
@@ -38,6 +39,9 @@ pub use api::{
     PoolUsage, RunOrder, RunQuery, TiOrder, TiQuery, TimeRange,
 };
 pub use postgres::{PgStore, PgStoreOptions};
+pub use secrets::{
+    ConnectionRow, EncryptedField, Reencrypt, SecretQuery, SecretStore, VariableRow, WriteMode,
+};
 pub use sqlite::SqliteStore;
 /// How to reach a PostgreSQL server (parsed from a `postgres://` URL), for
 /// [`PgStore::connect_with`].
@@ -637,9 +641,15 @@ pub trait AdminStore: Send + Sync {
 /// The whole contract: every role at once, for the callers that truly need all of it (a
 /// scheduler process, the server's shared state, the contract tests). Implemented for anything
 /// that implements the four roles; callers that need less take the narrowest role.
-pub trait Store: SchedulerStore + ReadStore + OperatorStore + AdminStore + UserStore {}
+pub trait Store:
+    SchedulerStore + ReadStore + OperatorStore + AdminStore + UserStore + SecretStore
+{
+}
 
-impl<S: SchedulerStore + ReadStore + OperatorStore + AdminStore + UserStore + ?Sized> Store for S {}
+impl<S: SchedulerStore + ReadStore + OperatorStore + AdminStore + UserStore + SecretStore + ?Sized>
+    Store for S
+{
+}
 
 /// What [`SchedulerStore::scheduled_task_instances`] leaves out.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -359,6 +359,7 @@ async fn test(
     let params = updraft_dag::resolve_params(dag, &Default::default())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let context = TemplateContext {
+        secrets: Default::default(),
         tenant: dag.tenant.clone(),
         dag_id: dag.dag_id.clone(),
         run_id: run_id.clone(),

@@ -175,6 +175,7 @@ fn template_context(
     };
     let params = updraft_dag::resolve_params(&cached.dag, &conf).map_err(|e| e.to_string())?;
     Ok(TemplateContext {
+        secrets: Default::default(),
         tenant: run.tenant.clone(),
         dag_id: run.dag_id.clone(),
         run_id: run.run_id.clone(),

@@ -20,6 +20,7 @@
 //! fails the try before its pod is created, since the container could not start with it.
 
 pub mod manifest;
+mod secrets;
 pub mod status;
 mod watches;
 
@@ -41,6 +42,7 @@ use updraft_executor::{ExecOutcome, LaunchSpec, Program, RenderedTask, TryEvent,
 
 pub use manifest::{ManifestError, TryIdentity};
 use manifest::{Overrides, build_pod, choose_namespace};
+pub use secrets::KubernetesSecrets;
 use status::Progress;
 use watches::{PodChange, PodWatches};
 

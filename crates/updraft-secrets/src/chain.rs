@@ -39,3 +39,12 @@ impl Secrets {
         todo!("chained variable lookup")
     }
 }
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("backends", &self.backend_names())
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}

@@ -83,6 +83,7 @@ async fn app(home: &std::path::Path, auth: AuthSettings) -> (axum::Router, Strin
     let state = AppState::new(
         store as Arc<dyn Store>,
         ServerConfig {
+            keyring: None,
             bind: "127.0.0.1:0".parse().expect("address"),
             dags_folder: dags,
             logs_folder: home.join("logs"),

@@ -56,6 +56,7 @@ async fn bench() {
     );
 
     let config = ServerConfig {
+        keyring: None,
         bind: "127.0.0.1:0".parse().expect("address"),
         dags_folder: dags.clone(),
         logs_folder: home.path().join("logs"),

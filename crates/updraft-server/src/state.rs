@@ -18,6 +18,10 @@ pub struct ServerConfig {
     pub logs_folder: PathBuf,
     /// How callers authenticate; on by default.
     pub auth: crate::authn::AuthSettings,
+    /// The Fernet keys connections and variables are encrypted with (`core.fernet_key`);
+    /// `None`: none configured, so the connections and variables endpoints answer that they
+    /// need one.
+    pub keyring: Option<updraft_secrets::Keyring>,
 }
 
 #[derive(Clone)]

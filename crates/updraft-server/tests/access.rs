@@ -257,6 +257,7 @@ impl Fixture {
         let state = AppState::new(
             store.clone(),
             ServerConfig {
+                keyring: None,
                 bind: "127.0.0.1:0".parse().unwrap(),
                 dags_folder: dags,
                 logs_folder: logs.clone(),

@@ -118,6 +118,7 @@ impl App {
         let state = AppState::new(
             store.clone(),
             ServerConfig {
+                keyring: None,
                 bind: "127.0.0.1:0".parse().unwrap(),
                 dags_folder: dags,
                 logs_folder: logs.clone(),

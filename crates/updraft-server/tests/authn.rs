@@ -108,6 +108,7 @@ impl App {
         let state = AppState::new(
             store.clone() as Arc<dyn Store>,
             ServerConfig {
+                keyring: None,
                 bind: "127.0.0.1:0".parse().unwrap(),
                 dags_folder: dags,
                 logs_folder: dir.path().join("logs"),

@@ -49,6 +49,7 @@ async fn state(settings: GuardSettings) -> (AppState, tempfile::TempDir) {
         .await
         .unwrap();
     let config = ServerConfig {
+        keyring: None,
         bind: "127.0.0.1:0".parse().unwrap(),
         dags_folder: dags,
         logs_folder: dir.path().join("logs"),

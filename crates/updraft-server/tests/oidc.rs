@@ -459,6 +459,7 @@ async fn the_server_signs_in_through_the_login_pages_link_and_the_session_reache
     let state = AppState::new(
         store.clone() as Arc<dyn Store>,
         ServerConfig {
+            keyring: None,
             bind: addr,
             dags_folder: dir.path().join("dags"),
             logs_folder: dir.path().join("logs"),

@@ -87,6 +87,7 @@ impl Fixture {
             .await
             .unwrap();
         let config = ServerConfig {
+            keyring: None,
             bind: "127.0.0.1:0".parse().unwrap(),
             dags_folder: dags,
             logs_folder: dir.path().join("logs"),

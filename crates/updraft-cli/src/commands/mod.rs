@@ -164,6 +164,7 @@ pub async fn scheduler_config(
 ) -> Result<SchedulerConfig> {
     let c = &settings.config;
     Ok(SchedulerConfig {
+        secrets: None,
         dags_folder,
         logs_folder: logs,
         parallelism: c.core.parallelism,

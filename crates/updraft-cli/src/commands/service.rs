@@ -180,6 +180,7 @@ fn server_config(settings: &Settings) -> Result<ServerConfig> {
             )
         })?;
     Ok(ServerConfig {
+        keyring: None,
         bind,
         dags_folder: settings.dags_folder(),
         logs_folder: settings.logs_folder(),

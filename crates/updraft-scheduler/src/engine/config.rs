@@ -40,6 +40,9 @@ pub struct SchedulerConfig {
     /// Where `pod` tasks run (and, with `every_task`, all tasks); `None`: no cluster, and
     /// `pod` tasks fail saying so.
     pub kubernetes: Option<KubernetesConfig>,
+    /// Where tries' connections and variables are looked up (the configured backends in
+    /// order); `None`: nowhere, so a template naming `conn` or `var` fails its try saying so.
+    pub secrets: Option<std::sync::Arc<updraft_secrets::Secrets>>,
 }
 
 /// A Kubernetes cluster to run tries in.

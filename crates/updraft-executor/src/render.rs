@@ -78,7 +78,7 @@ mod secrets;
 
 pub use budget::RenderBudget;
 pub use pool::render_off_loop;
-pub use secrets::{SecretReferences, connection_env_name, secret_references};
+pub use secrets::{SecretReferences, connection_env_name, look_up_secrets, secret_references};
 
 /// The largest conf (compact JSON) that is also given in the `UPDRAFT_CONF` variable. Every
 /// conf, whatever its size, is in the file named by `UPDRAFT_CONF_FILE`; a larger one in the

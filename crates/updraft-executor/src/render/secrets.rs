@@ -131,6 +131,48 @@ fn scan(source: &str, refs: &mut SecretReferences) {
     }
 }
 
+/// The connections and variables `references` names, as `tenant` sees them. A name found
+/// nowhere is left out (the template fails naming it, or uses its default); a backend that
+/// fails to answer fails the lookup, naming what was looked up. Every secret value found is
+/// registered for masking in this process's own output.
+pub async fn look_up_secrets(
+    secrets: Option<&updraft_secrets::Secrets>,
+    tenant: &str,
+    references: &SecretReferences,
+) -> Result<TemplateSecrets, String> {
+    let Some(secrets) = secrets else {
+        return Err(format!(
+            "it uses {references}, but no secrets backend is configured"
+        ));
+    };
+    let mut found = TemplateSecrets::default();
+    for conn_id in &references.connections {
+        let conn = secrets
+            .connection(tenant, conn_id)
+            .await
+            .map_err(|e| format!("looking up connection `{conn_id}` failed: {e}"))?;
+        if let Some(conn) = conn {
+            conn.secret_values()
+                .iter()
+                .for_each(|v| updraft_secrets::mask::register(v));
+            found.connections.insert(conn_id.clone(), conn);
+        }
+    }
+    for key in &references.variables {
+        let value = secrets
+            .variable(tenant, key)
+            .await
+            .map_err(|e| format!("looking up variable `{key}` failed: {e}"))?;
+        if let Some(value) = value {
+            if updraft_secrets::is_sensitive_name(key) {
+                updraft_secrets::mask::register(&value);
+            }
+            found.variables.insert(key.clone(), value);
+        }
+    }
+    Ok(found)
+}
+
 /// `conn` in the template context.
 pub(super) fn conn_value(secrets: &TemplateSecrets, tenant: &str) -> Value {
     Value::from_object(Connections {

@@ -351,7 +351,8 @@ fn json_text(name: &str, value: &serde_json::Value) -> Result<Option<String>, Fo
     }
 }
 
-/// Airflow's `from_json` port: a number or its text; empty or null is no port.
+/// Airflow's `from_json` port: a number or its text; empty, null or zero is no port (Airflow
+/// reads a port only when it is truthy).
 fn json_port(value: &serde_json::Value) -> Result<Option<u16>, FormatError> {
     let text = match value {
         serde_json::Value::Null => return Ok(None),
@@ -359,11 +360,13 @@ fn json_port(value: &serde_json::Value) -> Result<Option<u16>, FormatError> {
         serde_json::Value::String(text) => text.clone(),
         other => other.to_string(),
     };
-    text.parse::<u16>().map(Some).map_err(|_| {
-        FormatError::new(format!(
-            "port {text:?} is not a port number (an integer from 0 to 65535)"
-        ))
-    })
+    text.parse::<u16>()
+        .map(|port| (port != 0).then_some(port))
+        .map_err(|_| {
+            FormatError::new(format!(
+                "port {text:?} is not a port number (an integer from 0 to 65535)"
+            ))
+        })
 }
 
 /// `extra` given as an object (written as Airflow's `json.dumps` writes it) or as JSON text.

@@ -31,14 +31,14 @@ struct Db {
 
 enum Raw {
     Sqlite(std::path::PathBuf),
-    Postgres(PgConnectOptions),
+    Postgres(Box<PgConnectOptions>),
 }
 
 /// What the store lives in, kept until the test ends.
 #[allow(dead_code)] // held for its drop
 enum Keep {
     Dir(tempfile::TempDir),
-    Database(DropDatabase),
+    Database(Box<DropDatabase>),
 }
 
 impl Db {
@@ -102,8 +102,8 @@ async fn postgres() -> Db {
     store.migrate().await.unwrap();
     Db {
         store: Arc::new(store),
-        raw: Raw::Postgres(options),
-        _keep: Keep::Database(DropDatabase { admin, name }),
+        raw: Raw::Postgres(Box::new(options)),
+        _keep: Keep::Database(Box::new(DropDatabase { admin, name })),
     }
 }
 

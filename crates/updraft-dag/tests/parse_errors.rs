@@ -635,8 +635,15 @@ fn display_is_file_line_column_message() {
 
 #[test]
 fn connections_must_be_a_list_of_valid_distinct_ids() {
-    let task = |value: &str| format!("dag_id: x\ntasks:\n  - task_id: a\n    bash: echo hi\n    connections: {value}\n");
-    assert_one(&task("my_db"), 5, 18, &["`connections`", "a list of strings"]);
+    let task = |value: &str| {
+        format!("dag_id: x\ntasks:\n  - task_id: a\n    bash: echo hi\n    connections: {value}\n")
+    };
+    assert_one(
+        &task("my_db"),
+        5,
+        18,
+        &["`connections`", "a list of strings"],
+    );
     assert_one(
         &task("[ok, \"my db\"]"),
         5,

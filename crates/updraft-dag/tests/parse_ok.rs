@@ -437,9 +437,13 @@ fn a_task_without_connections_keeps_the_version_it_had_before_the_field_existed(
     assert!(json["tasks"][0].get("connections").is_none(), "{json}");
     // A stored definition written before the field existed still reads.
     let mut old = json.clone();
-    old["tasks"][0].as_object_mut().unwrap().remove("connections");
+    old["tasks"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("connections");
     let back: Dag = serde_json::from_value(old).unwrap();
     assert_eq!(back, dag);
-    let with = parse("dag_id: x\ntasks:\n  - task_id: a\n    bash: echo hi\n    connections: [db]\n");
+    let with =
+        parse("dag_id: x\ntasks:\n  - task_id: a\n    bash: echo hi\n    connections: [db]\n");
     assert_ne!(with.version(), dag.version());
 }

@@ -1066,7 +1066,12 @@ fn spawn(
     } else {
         match output_pipe() {
             Ok((o, e, reader)) => (o, e, Some(reader)),
-            Err(e) => return fail(log, format!("cannot make the pipe of the task's output: {e}")),
+            Err(e) => {
+                return fail(
+                    log,
+                    format!("cannot make the pipe of the task's output: {e}"),
+                );
+            }
         }
     };
     cmd.stdin(Stdio::null())

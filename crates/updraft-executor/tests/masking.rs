@@ -9,8 +9,7 @@ use chrono::{TimeZone, Utc};
 use tokio::sync::mpsc;
 use updraft_executor::render::{TemplateSecrets, render_task};
 use updraft_executor::{
-    ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TemplateContext, TryEvent,
-    TryKey,
+    ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, TemplateContext, TryEvent, TryKey,
 };
 use updraft_secrets::Connection;
 
@@ -55,7 +54,10 @@ async fn wait_for_log(path: &Path, what: &str) -> String {
         if text.contains(what) {
             return text;
         }
-        assert!(Instant::now() < deadline, "{what:?} never reached the log: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "{what:?} never reached the log: {text}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -133,9 +135,7 @@ async fn the_connection_uri_reaches_the_process_environment() {
     let yaml = "dag_id: leaky\ntasks:\n  - task_id: print\n    connections: [my_db]\n    \
                 bash: 'test \"$AIRFLOW_CONN_MY_DB\" = \"$EXPECTED\"'\n";
     let mut dag = updraft_dag::parse_dag("acme", "acme/leaky.yaml", yaml).unwrap();
-    dag.tasks[0]
-        .env
-        .insert("EXPECTED".into(), my_db().to_uri());
+    dag.tasks[0].env.insert("EXPECTED".into(), my_db().to_uri());
     let mut secrets = TemplateSecrets::default();
     secrets.connections.insert("my_db".into(), my_db());
     let rendered = render_task(&dag, &dag.tasks[0], &context(secrets)).unwrap();
@@ -152,7 +152,11 @@ async fn the_connection_uri_reaches_the_process_environment() {
         timeout: None,
     });
     let outcome = loop {
-        match tokio::time::timeout(PATIENCE, events.recv()).await.unwrap().unwrap() {
+        match tokio::time::timeout(PATIENCE, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             TryEvent::Finished { outcome, .. } => break outcome,
             TryEvent::Started { .. } => {}
         }

@@ -132,7 +132,11 @@ async fn run_dags(
 async fn tries_get_their_tenant_s_secrets_masked_and_never_another_tenant_s() {
     let dir = tempfile::tempdir().unwrap();
     let dags = dir.path().join("dags");
-    let store = Arc::new(SqliteStore::open(&dir.path().join("updraft.db")).await.unwrap());
+    let store = Arc::new(
+        SqliteStore::open(&dir.path().join("updraft.db"))
+            .await
+            .unwrap(),
+    );
     store.migrate().await.unwrap();
     let keyring = Keyring::parse(&Keyring::generate_key(), "core.fernet_key").unwrap();
     let vault = Vault::new(store.clone(), keyring);
@@ -150,7 +154,11 @@ async fn tries_get_their_tenant_s_secrets_masked_and_never_another_tenant_s() {
         .await
         .unwrap();
     vault
-        .write_variable(None, &variable("settings", r#"{"bucket": "shared-bucket"}"#), create)
+        .write_variable(
+            None,
+            &variable("settings", r#"{"bucket": "shared-bucket"}"#),
+            create,
+        )
         .await
         .unwrap();
     let backends: Vec<Arc<dyn SecretsBackend>> = vec![Arc::new(DatabaseBackend::new(vault))];
@@ -180,13 +188,23 @@ async fn tries_get_their_tenant_s_secrets_masked_and_never_another_tenant_s() {
         "steals_by_env",
         "    connections: [b_only]\n    bash: echo \"$AIRFLOW_CONN_B_ONLY\"\n",
     );
-    write_dag(&dags, "b", "owns_it", "    bash: echo {{ conn.b_only.login }}\n");
+    write_dag(
+        &dags,
+        "b",
+        "owns_it",
+        "    bash: echo {{ conn.b_only.login }}\n",
+    );
 
     let results = run_dags(
         store,
         &dags,
         Some(secrets),
-        &["uses_secrets", "steals_by_template", "steals_by_env", "owns_it"],
+        &[
+            "uses_secrets",
+            "steals_by_template",
+            "steals_by_env",
+            "owns_it",
+        ],
     )
     .await;
 
@@ -195,7 +213,10 @@ async fn tries_get_their_tenant_s_secrets_masked_and_never_another_tenant_s() {
     assert!(log.contains("template *** login app\n"), "{log}");
     assert!(log.contains("env ***\n"), "{log}");
     assert!(log.contains("token ***\n"), "{log}");
-    assert!(log.contains("bucket shared-bucket default fallback\n"), "{log}");
+    assert!(
+        log.contains("bucket shared-bucket default fallback\n"),
+        "{log}"
+    );
     assert!(!log.contains(PASSWORD_A) && !log.contains(TOKEN_A), "{log}");
 
     for (state, log) in &results[1..3] {
@@ -206,8 +227,16 @@ async fn tries_get_their_tenant_s_secrets_masked_and_never_another_tenant_s() {
         );
         assert!(!log.contains(PASSWORD_B), "{log}");
     }
-    assert!(results[1].1.contains("task `t`, field `bash`"), "{}", results[1].1);
-    assert!(results[2].1.contains("task `t`, field `connections`"), "{}", results[2].1);
+    assert!(
+        results[1].1.contains("task `t`, field `bash`"),
+        "{}",
+        results[1].1
+    );
+    assert!(
+        results[2].1.contains("task `t`, field `connections`"),
+        "{}",
+        results[2].1
+    );
     // The owner reads it.
     assert_eq!(results[3].0, RunState::Success, "{}", results[3].1);
     assert!(results[3].1.contains("app\n"), "{}", results[3].1);
@@ -241,11 +270,30 @@ impl SecretsBackend for Down {
 async fn a_failing_backend_or_none_fails_the_try_with_the_reason_in_its_log() {
     let dir = tempfile::tempdir().unwrap();
     let dags = dir.path().join("dags");
-    write_dag(&dags, "a", "needs_db", "    bash: echo {{ conn.my_db.host }}\n");
-    write_dag(&dags, "a", "needs_var", "    bash: echo {{ var.value.get('k', 'd') }}\n");
-    write_dag(&dags, "a", "needs_nothing", "    bash: echo {{ ds }} plain\n");
+    write_dag(
+        &dags,
+        "a",
+        "needs_db",
+        "    bash: echo {{ conn.my_db.host }}\n",
+    );
+    write_dag(
+        &dags,
+        "a",
+        "needs_var",
+        "    bash: echo {{ var.value.get('k', 'd') }}\n",
+    );
+    write_dag(
+        &dags,
+        "a",
+        "needs_nothing",
+        "    bash: echo {{ ds }} plain\n",
+    );
 
-    let store = Arc::new(SqliteStore::open(&dir.path().join("updraft.db")).await.unwrap());
+    let store = Arc::new(
+        SqliteStore::open(&dir.path().join("updraft.db"))
+            .await
+            .unwrap(),
+    );
     store.migrate().await.unwrap();
     let down: Vec<Arc<dyn SecretsBackend>> = vec![Arc::new(Down)];
     let secrets = Arc::new(Secrets::new(down, Duration::ZERO));
@@ -276,9 +324,9 @@ async fn a_failing_backend_or_none_fails_the_try_with_the_reason_in_its_log() {
     let results = run_dags(store, &dags, None, &["needs_db", "needs_nothing"]).await;
     assert_eq!(results[0].0, RunState::Failed);
     assert!(
-        results[0].1.contains(
-            "task `t`: it uses connection `my_db`, but no secrets backend is configured"
-        ),
+        results[0]
+            .1
+            .contains("task `t`: it uses connection `my_db`, but no secrets backend is configured"),
         "{}",
         results[0].1
     );

@@ -11,9 +11,7 @@ use serde_json::{Value, json};
 use updraft_core::TaskState;
 use updraft_core::timetable::manual_interval;
 use updraft_dag::log_path;
-use updraft_executor::render::{
-    TemplateContext, look_up_secrets, render_task, secret_references,
-};
+use updraft_executor::render::{TemplateContext, look_up_secrets, render_task, secret_references};
 use updraft_executor::{
     ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, Program, RenderedTask, TryEvent,
     TryKey,
@@ -368,7 +366,9 @@ fn masked(text: &str) -> String {
 }
 
 /// The connections and variables templates may use here: the configured backends.
-async fn secrets_chain(settings: &Settings) -> Result<Option<std::sync::Arc<updraft_secrets::Secrets>>> {
+async fn secrets_chain(
+    settings: &Settings,
+) -> Result<Option<std::sync::Arc<updraft_secrets::Secrets>>> {
     let logs = settings.logs_folder();
     Ok(super::scheduler_config(settings, None, logs).await?.secrets)
 }
@@ -527,7 +527,10 @@ async fn test(
             None => bail!("the executor stopped without reporting"),
         }
     };
-    print!("{}", masked(&std::fs::read_to_string(&log).unwrap_or_default()));
+    print!(
+        "{}",
+        masked(&std::fs::read_to_string(&log).unwrap_or_default())
+    );
     let outcome_text = match &outcome {
         ExecOutcome::Success => "success".to_string(),
         ExecOutcome::Skipped => "skipped".to_string(),
@@ -568,6 +571,9 @@ mod tests {
         assert!(shown.contains("psql --password=*** -h db\n"), "{shown}");
         assert!(shown.contains("# property: env.DB_PASS\n"), "{shown}");
         assert!(shown.contains("pw ***\n"), "{shown}");
-        assert!(shown.contains("# property: env.AIRFLOW_CONN_MY_DB\n"), "{shown}");
+        assert!(
+            shown.contains("# property: env.AIRFLOW_CONN_MY_DB\n"),
+            "{shown}"
+        );
     }
 }

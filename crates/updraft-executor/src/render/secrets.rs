@@ -387,7 +387,11 @@ impl Object for Variables {
         if method != "get" {
             return Err(Error::from(ErrorKind::UnknownMethod));
         }
-        let what = if self.json { "var.json.get" } else { "var.value.get" };
+        let what = if self.json {
+            "var.json.get"
+        } else {
+            "var.value.get"
+        };
         let (name, default) = get_args(what, args)?;
         match (self.found.get(&name), default) {
             (Some(text), _) => Ok(self.read(&name, text)),
@@ -400,7 +404,11 @@ impl Object for Variables {
     }
 
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.json { "<var.json>" } else { "<var.value>" })
+        f.write_str(if self.json {
+            "<var.json>"
+        } else {
+            "<var.value>"
+        })
     }
 }
 

@@ -22,13 +22,13 @@ use chrono::{DateTime, Utc};
 use tracing::warn;
 use updraft_dag::{TaskKind, log_path};
 use updraft_executor::render::{
-    RenderBudget, SecretReferences, TemplateContext, has_templates, look_up_secrets,
-    render_task, render_task_within, secret_references,
+    RenderBudget, SecretReferences, TemplateContext, has_templates, look_up_secrets, render_task,
+    render_task_within, secret_references,
 };
-use updraft_secrets::Secrets;
 use updraft_executor::{
     ExecOutcome, LaunchSpec, RenderError, RenderedTask, TryKey, render_off_loop,
 };
+use updraft_secrets::Secrets;
 use updraft_store::{RunRow, TiRow};
 
 use updraft_pods::{PodExecutor, TryIdentity};

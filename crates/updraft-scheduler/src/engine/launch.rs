@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use tracing::warn;
 use updraft_dag::{TaskKind, log_path};
 use updraft_executor::render::{
-    RenderBudget, SecretReferences, TemplateContext, has_templates, look_up_secrets, render_task,
-    render_task_within, secret_references,
+    RenderBudget, TemplateContext, has_templates, look_up_secrets, render_task, render_task_within,
+    secret_references,
 };
 use updraft_executor::{
     ExecOutcome, LaunchSpec, RenderError, RenderedTask, TryKey, render_off_loop,
@@ -84,8 +84,7 @@ impl Scheduler {
             }
             Err(e) => local.report_failure(key, log, format!("could not start: {e}")),
         };
-        let references = secret_references(&cached.dag, task);
-        if !has_templates(&cached.dag, task) && references.is_empty() {
+        if !has_templates(&cached.dag, task) && task.connections.is_empty() {
             // Only text to copy, bounded by the DAG file: nothing to wait for.
             hand_over(render_task(&cached.dag, task, &context).map_err(|e| e.to_string()));
             return Ok(());
@@ -96,8 +95,7 @@ impl Scheduler {
         let dag = cached.clone();
         let task = task.clone();
         tokio::spawn(async move {
-            let rendered = prepare(secrets, &tenant, dag, task, context, &references).await;
-            hand_over(rendered);
+            hand_over(prepare(secrets, &tenant, dag, task, context).await);
             drop(preparing);
         });
         Ok(())
@@ -173,11 +171,11 @@ async fn prepare(
     dag: Arc<CachedDag>,
     task: updraft_dag::Task,
     mut context: TemplateContext,
-    references: &SecretReferences,
 ) -> Result<RenderedTask, String> {
     let task_id = task.task_id.clone();
+    let references = secret_references(&dag.dag, &task);
     if !references.is_empty() {
-        let lookup = look_up_secrets(secrets.as_deref(), tenant, references);
+        let lookup = look_up_secrets(secrets.as_deref(), tenant, &references);
         context.secrets = match tokio::time::timeout(SECRETS_LOOKUP_TIMEOUT, lookup).await {
             Ok(found) => found,
             Err(_) => Err(format!(

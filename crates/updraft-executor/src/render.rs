@@ -1758,6 +1758,14 @@ mod tests {
         );
         assert_eq!(rs("{{ var.value.get('nope', 'dflt') }}").unwrap(), "dflt");
         assert_eq!(
+            rs("{{ var.value.get('nope', default_var='kw') }} {{ var.value.get('nope', none) is none }}")
+                .unwrap(),
+            "kw True"
+        );
+        assert_eq!(rs("{{ conn.get('nope', default_conn='c') }}").unwrap(), "c");
+        let e = rs("{{ var.value.get('nope', default='x') }}").unwrap_err();
+        assert!(e.contains("default"), "{e}");
+        assert_eq!(
             rs(
                 "{{ var.json.settings.bucket }} {{ var.json.settings.retries + 1 }} \
                 {{ var.json.get('settings').bucket }} {{ var.json.get('nope', {'a': 7}).a }}"

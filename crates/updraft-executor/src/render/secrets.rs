@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use minijinja::value::{Object, ObjectRepr, Value};
+use minijinja::value::{Kwargs, Object, ObjectRepr, Value};
 use minijinja::{Error, ErrorKind, State};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use regex::Regex;
@@ -206,23 +206,35 @@ fn not_found(what: &str, name: &str, tenant: &str) -> String {
     format!("{what} `{name}` does not exist (tenant `{tenant}`)")
 }
 
-/// The name and the optional default of `get(name[, default])`.
-fn get_args(method: &str, args: &[Value]) -> Result<(String, Option<Value>), Error> {
-    match args {
-        [name] | [name, _] => {
-            let name = name.as_str().ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("`{method}` takes a name (a string) first"),
-                )
-            })?;
-            Ok((name.to_owned(), args.get(1).cloned()))
-        }
-        _ => Err(Error::new(
+/// The name and the optional default of `get(name[, default])`; the default may also be
+/// given by Airflow's keyword (`default_var=` for variables, `default_conn=` for connections).
+fn get_args(
+    method: &str,
+    default_keyword: &str,
+    args: &[Value],
+) -> Result<(String, Option<Value>), Error> {
+    let (positional, kwargs) = match args.split_last() {
+        Some((last, rest)) if last.is_kwargs() => (rest, Some(Kwargs::try_from(last.clone())?)),
+        _ => (args, None),
+    };
+    let usage = || {
+        Error::new(
             ErrorKind::InvalidOperation,
-            format!("`{method}` takes a name and an optional default"),
-        )),
+            format!("`{method}` takes a name (a string) and an optional default"),
+        )
+    };
+    let name = match positional {
+        [name] | [name, _] => name.as_str().ok_or_else(usage)?.to_owned(),
+        _ => return Err(usage()),
+    };
+    let mut default = positional.get(1).cloned();
+    if let Some(kwargs) = kwargs {
+        if kwargs.has(default_keyword) {
+            default = Some(kwargs.get::<Value>(default_keyword)?);
+        }
+        kwargs.assert_all_used()?;
     }
+    Ok((name, default))
 }
 
 #[derive(Debug)]
@@ -254,7 +266,7 @@ impl Object for Connections {
         if method != "get" {
             return Err(Error::from(ErrorKind::UnknownMethod));
         }
-        let (name, default) = get_args("conn.get", args)?;
+        let (name, default) = get_args("conn.get", "default_conn", args)?;
         Ok(match self.found.get(&name) {
             Some(conn) => Value::from_object(ConnectionValue(conn.clone())),
             None => default.unwrap_or(Value::from(())),
@@ -392,7 +404,7 @@ impl Object for Variables {
         } else {
             "var.value.get"
         };
-        let (name, default) = get_args(what, args)?;
+        let (name, default) = get_args(what, "default_var", args)?;
         match (self.found.get(&name), default) {
             (Some(text), _) => Ok(self.read(&name, text)),
             (None, Some(default)) => Ok(default),

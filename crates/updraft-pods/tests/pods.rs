@@ -12,7 +12,7 @@ use chrono::{TimeZone, Utc};
 use tokio::sync::mpsc;
 use updraft_dag::DeletePolicy;
 use updraft_executor::render::{TemplateContext, render_task};
-use updraft_executor::{ExecOutcome, LaunchSpec, TryEvent, TryKey};
+use updraft_executor::{ExecOutcome, LaunchSpec, RenderedTask, TryEvent, TryKey};
 use updraft_kube_fake::FakeKube;
 use updraft_pods::{PodExecutor, PodExecutorConfig, TryIdentity};
 
@@ -50,6 +50,16 @@ async fn harness(config: impl FnOnce(&mut PodExecutorConfig)) -> Harness {
 impl Harness {
     /// Launches task `t` of a DAG file of tenant `shop` whose tasks are `tasks_yaml`.
     fn launch(&self, tasks_yaml: &str, run_id: &str) -> (TryKey, PathBuf) {
+        self.launch_with(tasks_yaml, run_id, |_| {})
+    }
+
+    /// Launches like [`launch`](Self::launch), the rendered task changed by `edit` first.
+    fn launch_with(
+        &self,
+        tasks_yaml: &str,
+        run_id: &str,
+        edit: impl FnOnce(&mut RenderedTask),
+    ) -> (TryKey, PathBuf) {
         let yaml = format!("dag_id: orders\ntasks:\n{tasks_yaml}");
         let dag = updraft_dag::parse_dag("shop", "shop/orders.yaml", &yaml).expect("valid DAG");
         let task = dag.task("t").expect("task t");
@@ -69,7 +79,8 @@ impl Harness {
             run_type: "manual".into(),
             timezone: chrono_tz::UTC,
         };
-        let rendered = render_task(&dag, task, &ctx).expect("renders");
+        let mut rendered = render_task(&dag, task, &ctx).expect("renders");
+        edit(&mut rendered);
         let run_pk = self.next_run_pk.replace(self.next_run_pk.get() + 1);
         let key = TryKey {
             run_pk,
@@ -764,4 +775,174 @@ async fn e2e_a_pod_on_a_real_cluster() {
     };
     assert_eq!(outcome, ExecOutcome::Success, "{}", read(&log));
     assert!(read(&log).contains("e2e 2024-03-05"), "{}", read(&log));
+}
+
+const CONN_URI: &str = "postgres://app:s3cr3t-pw@db.shop:5432/orders";
+const PASSWORD: &str = "s3cr3t-pw";
+
+/// A connection as a secret variable of the try, its URI and password to be masked.
+fn with_connection(rendered: &mut RenderedTask) {
+    rendered.secret_env = vec![("AIRFLOW_CONN_ORDERS_DB".into(), CONN_URI.into())];
+    rendered.mask.add(PASSWORD);
+}
+
+fn try_secrets(fake: &FakeKube) -> Vec<k8s_openapi::api::core::v1::Secret> {
+    fake.secrets()
+}
+
+#[tokio::test]
+async fn a_pod_takes_secret_variables_from_a_secret_of_its_try_and_its_log_is_masked() {
+    let mut h = harness(|_| {}).await;
+    // The password leaves the container in two writes, so in two chunks of its log. The
+    // masker holds back the last bytes that could begin a secret until more output comes:
+    // the padding line lets "done" through while the container still runs.
+    let script = r#"echo "uri=$AIRFLOW_CONN_ORDERS_DB"; printf 'pw=s3cr'; sleep 0.3; printf '3t-pw!\n'; echo done; echo "$PADDING"; exec sleep 3600"#;
+    let (key, log) = h.launch_with(
+        &pod_task(&format!(r#"{{image: busybox, cmds: ["sh", "-c", {script:?}]}}"#)),
+        "secret",
+        |r| {
+            with_connection(r);
+            r.env.push(("PADDING".into(), "-".repeat(64)));
+        },
+    );
+    h.started().await;
+    wait_for_text(&log, "done\n").await;
+
+    let pod = h.fake.pods().pop().expect("the pod");
+    let name = pod.metadata.name.clone().unwrap();
+    let pod_json = serde_json::to_string(&pod).unwrap();
+    assert!(!pod_json.contains(PASSWORD), "{pod_json}");
+    assert!(!pod_json.contains("db.shop"), "{pod_json}");
+    let env = &pod.spec.as_ref().unwrap().containers[0].env.clone().unwrap();
+    let var = env
+        .iter()
+        .find(|v| v.name == "AIRFLOW_CONN_ORDERS_DB")
+        .unwrap();
+    assert!(var.value.is_none());
+    let reference = var
+        .value_from
+        .as_ref()
+        .and_then(|f| f.secret_key_ref.as_ref())
+        .unwrap();
+    assert_eq!(
+        (reference.name.as_str(), reference.key.as_str()),
+        (name.as_str(), "AIRFLOW_CONN_ORDERS_DB")
+    );
+
+    let secret = h.fake.secret("shop", &name).expect("the try's Secret");
+    let data = secret.data.as_ref().unwrap();
+    assert_eq!(data["AIRFLOW_CONN_ORDERS_DB"].0, CONN_URI.as_bytes());
+    assert_eq!(secret.metadata.labels, pod.metadata.labels.clone().map(|l| {
+        l.into_iter()
+            .filter(|(k, _)| k.starts_with("updraft.io/") || k.starts_with("app.kubernetes.io/managed-by"))
+            .collect()
+    }));
+    let owner = &secret.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), Some(&owner.uid)),
+        ("Pod", name.as_str(), pod.metadata.uid.as_ref())
+    );
+
+    h.fake.finish_pod("shop", &name, 0);
+    assert_eq!(h.finished().await, ExecOutcome::Success);
+    let text = read(&log);
+    assert!(text.contains("uri=***\n"), "{text}");
+    assert!(text.contains("pw=***!\n"), "{text}");
+    assert!(!text.contains("s3cr"), "{text}");
+    assert!(try_secrets(&h.fake).is_empty(), "the Secret goes with the try");
+    h.fake.wait_for(WAIT, |pods| pods.is_empty()).await;
+    let _ = key;
+}
+
+#[tokio::test]
+async fn the_secret_goes_when_the_pod_is_kept_or_cannot_be_created() {
+    let mut h = harness(|c| c.delete_pod = DeletePolicy::Never).await;
+    let (_, log) = h.launch_with(
+        &pod_task(r#"{image: busybox, cmds: ["sh", "-c", "test -n \"$AIRFLOW_CONN_ORDERS_DB\"; exit 3"]}"#),
+        "kept",
+        with_connection,
+    );
+    let outcome = h.finished().await;
+    assert!(message(&outcome).contains("exit code 3"), "{outcome:?}: {}", read(&log));
+    assert_eq!(h.fake.pods().len(), 1, "the pod is kept");
+    assert!(try_secrets(&h.fake).is_empty(), "its Secret is not");
+
+    h.fake.fail_next_creates(1, 403, false);
+    let (_, log) = h.launch_with(&pod_task("{image: busybox, cmds: [\"true\"]}"), "refused", with_connection);
+    let outcome = h.finished().await;
+    assert!(message(&outcome).contains("could not be created"), "{}", read(&log));
+    assert!(try_secrets(&h.fake).is_empty(), "no Secret without its pod");
+    assert_eq!(h.fake.pods().len(), 1, "no new pod");
+}
+
+#[tokio::test]
+async fn without_secret_variables_no_secret_is_made() {
+    let mut h = harness(|_| {}).await;
+    h.launch(&pod_task(r#"{image: busybox, cmds: ["true"]}"#), "plain");
+    assert_eq!(h.finished().await, ExecOutcome::Success);
+    let secret_requests = h
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("/secrets"))
+        .count();
+    assert_eq!(secret_requests, 0);
+}
+
+#[tokio::test]
+async fn an_adopted_pod_keeps_its_secret_until_its_end_and_its_log_stays_masked() {
+    let mut h = harness(|_| {}).await;
+    let script = r#"while true; do echo "pw=$AIRFLOW_CONN_ORDERS_DB"; sleep 0.1; done"#;
+    let (key, log) = h.launch_with(
+        &pod_task(&format!(r#"{{image: busybox, cmds: ["sh", "-c", {script:?}]}}"#)),
+        "adopted",
+        with_connection,
+    );
+    h.started().await;
+    wait_for_text(&log, "pw=***\n").await;
+    h.executor.detach().await;
+    assert_eq!(try_secrets(&h.fake).len(), 1, "the running pod keeps its Secret");
+
+    let client = kube::Client::try_from(h.fake.client_config()).unwrap();
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let again = PodExecutor::new(client, h.executor.config().clone(), tx);
+    let found = again.find(&identity("adopted")).await.unwrap().unwrap();
+    let name = found.metadata.name.clone().unwrap();
+    let before = read(&log).matches("pw=***").count();
+    again.adopt(key, &found, log.clone(), None, None);
+    // More output after the adoption, then the end.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while read(&log).matches("pw=***").count() < before + 3 {
+        assert!(tokio::time::Instant::now() < deadline, "{}", read(&log));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.fake.finish_pod("shop", &name, 0);
+    match tokio::time::timeout(WAIT, events.recv()).await.unwrap().unwrap() {
+        TryEvent::Finished { outcome, .. } => assert_eq!(outcome, ExecOutcome::Success),
+        other => panic!("{other:?}"),
+    }
+    let text = read(&log);
+    assert!(!text.contains(PASSWORD), "{text}");
+    assert!(try_secrets(&h.fake).is_empty(), "deleted at the adopted try's end");
+}
+
+#[tokio::test]
+async fn an_orphan_s_secret_is_found_by_its_labels_and_deleted() {
+    let mut h = harness(|_| {}).await;
+    h.launch_with(
+        &pod_task(r#"{image: busybox, cmds: ["sh", "-c", "exec sleep 3600"]}"#),
+        "orphan",
+        with_connection,
+    );
+    h.started().await;
+    h.executor.detach().await;
+    let pod = h.fake.pods().pop().unwrap();
+    h.fake.vanish_pod("shop", pod.metadata.name.as_deref().unwrap());
+    let client = kube::Client::try_from(h.fake.client_config()).unwrap();
+    let (tx, _events) = mpsc::unbounded_channel();
+    let again = PodExecutor::new(client, h.executor.config().clone(), tx);
+    assert_eq!(again.delete_try_secrets(&identity("other")).await.unwrap(), 0);
+    assert_eq!(try_secrets(&h.fake).len(), 1);
+    assert_eq!(again.delete_try_secrets(&identity("orphan")).await.unwrap(), 1);
+    assert!(try_secrets(&h.fake).is_empty());
 }

@@ -603,7 +603,7 @@ async fn follow_pod(
                     job.name
                 ));
                 // The request may have reached the server before it was dropped.
-                delete(&job, inner.config.delete_grace).await;
+                delete(job, inner.config.delete_grace).await;
                 return Some((ExecOutcome::Killed, Utc::now()));
             }
         }
@@ -652,7 +652,7 @@ async fn follow_pod(
                     }
                     Stop::Kill => {
                         log.line(&format!("kill requested at {}: deleting pod {}", now(), job.name));
-                        delete(&job, inner.config.delete_grace).await;
+                        delete(job, inner.config.delete_grace).await;
                         break ExecOutcome::Killed;
                     }
                 }
@@ -663,7 +663,7 @@ async fn follow_pod(
                     "execution_timeout of {}s exceeded at {}: deleting pod {}",
                     t.as_secs_f64(), now(), job.name
                 ));
-                delete(&job, inner.config.delete_grace).await;
+                delete(job, inner.config.delete_grace).await;
                 break ExecOutcome::TimedOut;
             }
             _ = tokio::time::sleep_until(startup_deadline), if logs.is_none() => {
@@ -673,7 +673,7 @@ async fn follow_pod(
                     job.startup_timeout.as_secs_f64()
                 );
                 log.line(&message);
-                delete_per_policy(&job, false, &mut log).await;
+                delete_per_policy(job, false, &mut log).await;
                 break ExecOutcome::failed(message);
             }
             change = next_change(&mut known, &mut changes) => {
@@ -711,19 +711,19 @@ async fn follow_pod(
                     }
                     Progress::Started => {
                         if logs.is_none() {
-                            logs = Some(stream_logs(&job, &mut log, adopted, ended.clone()));
+                            logs = Some(stream_logs(job, &mut log, adopted, ended.clone()));
                         }
                     }
                     Progress::CannotStart(why) => {
                         let message = format!("the pod cannot start: {why}");
                         log.line(&message);
-                        delete_per_policy(&job, false, &mut log).await;
+                        delete_per_policy(job, false, &mut log).await;
                         break ExecOutcome::failed(message);
                     }
                     Progress::Ended(outcome) => {
                         container_ended.send_replace(true);
                         if logs.is_none() {
-                            logs = Some(stream_logs(&job, &mut log, adopted, ended.clone()));
+                            logs = Some(stream_logs(job, &mut log, adopted, ended.clone()));
                         }
                         if let Some(l) = logs.take() {
                             // The log stream ends with the container; the bound only guards
@@ -731,7 +731,7 @@ async fn follow_pod(
                             let _ = tokio::time::timeout(Duration::from_secs(30), l).await;
                         }
                         let ok = matches!(outcome, ExecOutcome::Success | ExecOutcome::Skipped);
-                        delete_per_policy(&job, ok, &mut log).await;
+                        delete_per_policy(job, ok, &mut log).await;
                         break outcome;
                     }
                 }
@@ -779,7 +779,11 @@ fn secret_of_try(
     }
     let secret = try_secret::build(pod, id, &rendered.secret_env);
     let name = secret.metadata.name.clone().unwrap_or_default();
-    let names: Vec<&str> = rendered.secret_env.iter().map(|(k, _)| k.as_str()).collect();
+    let names: Vec<&str> = rendered
+        .secret_env
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
     try_secret::reference(pod, container, &name, &names);
     Some(secret)
 }
@@ -806,7 +810,7 @@ async fn adopted_mask(secrets: &Api<Secret>, name: &str) -> Masker {
         }
     };
     if let Ok(global) = updraft_secrets::mask::global().read() {
-        mask.extend(&*global);
+        mask.extend(&global);
     }
     mask
 }

@@ -83,7 +83,8 @@ pub fn is_referenced_by(pod: &Pod) -> bool {
 pub async fn create(api: &Api<Secret>, secret: &Secret) -> Result<(), String> {
     let name = secret.metadata.name.clone().unwrap_or_default();
     let namespace = secret.metadata.namespace.clone().unwrap_or_default();
-    let failed = |e: kube::Error| format!("the Secret {namespace}/{name} could not be created: {e}");
+    let failed =
+        |e: kube::Error| format!("the Secret {namespace}/{name} could not be created: {e}");
     match api.create(&PostParams::default(), secret).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => {

@@ -798,7 +798,9 @@ async fn a_pod_takes_secret_variables_from_a_secret_of_its_try_and_its_log_is_ma
     // the padding line lets "done" through while the container still runs.
     let script = r#"echo "uri=$AIRFLOW_CONN_ORDERS_DB"; printf 'pw=s3cr'; sleep 0.3; printf '3t-pw!\n'; echo done; echo "$PADDING"; exec sleep 3600"#;
     let (key, log) = h.launch_with(
-        &pod_task(&format!(r#"{{image: busybox, cmds: ["sh", "-c", {script:?}]}}"#)),
+        &pod_task(&format!(
+            r#"{{image: busybox, cmds: ["sh", "-c", {script:?}]}}"#
+        )),
         "secret",
         |r| {
             with_connection(r);
@@ -813,7 +815,10 @@ async fn a_pod_takes_secret_variables_from_a_secret_of_its_try_and_its_log_is_ma
     let pod_json = serde_json::to_string(&pod).unwrap();
     assert!(!pod_json.contains(PASSWORD), "{pod_json}");
     assert!(!pod_json.contains("db.shop"), "{pod_json}");
-    let env = &pod.spec.as_ref().unwrap().containers[0].env.clone().unwrap();
+    let env = &pod.spec.as_ref().unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
     let var = env
         .iter()
         .find(|v| v.name == "AIRFLOW_CONN_ORDERS_DB")
@@ -832,11 +837,16 @@ async fn a_pod_takes_secret_variables_from_a_secret_of_its_try_and_its_log_is_ma
     let secret = h.fake.secret("shop", &name).expect("the try's Secret");
     let data = secret.data.as_ref().unwrap();
     assert_eq!(data["AIRFLOW_CONN_ORDERS_DB"].0, CONN_URI.as_bytes());
-    assert_eq!(secret.metadata.labels, pod.metadata.labels.clone().map(|l| {
-        l.into_iter()
-            .filter(|(k, _)| k.starts_with("updraft.io/") || k.starts_with("app.kubernetes.io/managed-by"))
-            .collect()
-    }));
+    assert_eq!(
+        secret.metadata.labels,
+        pod.metadata.labels.clone().map(|l| {
+            l.into_iter()
+                .filter(|(k, _)| {
+                    k.starts_with("updraft.io/") || k.starts_with("app.kubernetes.io/managed-by")
+                })
+                .collect()
+        })
+    );
     let owner = &secret.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(
         (owner.kind.as_str(), owner.name.as_str(), Some(&owner.uid)),
@@ -849,7 +859,10 @@ async fn a_pod_takes_secret_variables_from_a_secret_of_its_try_and_its_log_is_ma
     assert!(text.contains("uri=***\n"), "{text}");
     assert!(text.contains("pw=***!\n"), "{text}");
     assert!(!text.contains("s3cr"), "{text}");
-    assert!(try_secrets(&h.fake).is_empty(), "the Secret goes with the try");
+    assert!(
+        try_secrets(&h.fake).is_empty(),
+        "the Secret goes with the try"
+    );
     h.fake.wait_for(WAIT, |pods| pods.is_empty()).await;
     let _ = key;
 }
@@ -863,14 +876,26 @@ async fn the_secret_goes_when_the_pod_is_kept_or_cannot_be_created() {
         with_connection,
     );
     let outcome = h.finished().await;
-    assert!(message(&outcome).contains("exit code 3"), "{outcome:?}: {}", read(&log));
+    assert!(
+        message(&outcome).contains("exit code 3"),
+        "{outcome:?}: {}",
+        read(&log)
+    );
     assert_eq!(h.fake.pods().len(), 1, "the pod is kept");
     assert!(try_secrets(&h.fake).is_empty(), "its Secret is not");
 
     h.fake.fail_next_creates(1, 403, false);
-    let (_, log) = h.launch_with(&pod_task("{image: busybox, cmds: [\"true\"]}"), "refused", with_connection);
+    let (_, log) = h.launch_with(
+        &pod_task("{image: busybox, cmds: [\"true\"]}"),
+        "refused",
+        with_connection,
+    );
     let outcome = h.finished().await;
-    assert!(message(&outcome).contains("could not be created"), "{}", read(&log));
+    assert!(
+        message(&outcome).contains("could not be created"),
+        "{}",
+        read(&log)
+    );
     assert!(try_secrets(&h.fake).is_empty(), "no Secret without its pod");
     assert_eq!(h.fake.pods().len(), 1, "no new pod");
 }
@@ -894,14 +919,20 @@ async fn an_adopted_pod_keeps_its_secret_until_its_end_and_its_log_stays_masked(
     let mut h = harness(|_| {}).await;
     let script = r#"while true; do echo "pw=$AIRFLOW_CONN_ORDERS_DB"; sleep 0.1; done"#;
     let (key, log) = h.launch_with(
-        &pod_task(&format!(r#"{{image: busybox, cmds: ["sh", "-c", {script:?}]}}"#)),
+        &pod_task(&format!(
+            r#"{{image: busybox, cmds: ["sh", "-c", {script:?}]}}"#
+        )),
         "adopted",
         with_connection,
     );
     h.started().await;
     wait_for_text(&log, "pw=***\n").await;
     h.executor.detach().await;
-    assert_eq!(try_secrets(&h.fake).len(), 1, "the running pod keeps its Secret");
+    assert_eq!(
+        try_secrets(&h.fake).len(),
+        1,
+        "the running pod keeps its Secret"
+    );
 
     let client = kube::Client::try_from(h.fake.client_config()).unwrap();
     let (tx, mut events) = mpsc::unbounded_channel();
@@ -917,13 +948,20 @@ async fn an_adopted_pod_keeps_its_secret_until_its_end_and_its_log_stays_masked(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     h.fake.finish_pod("shop", &name, 0);
-    match tokio::time::timeout(WAIT, events.recv()).await.unwrap().unwrap() {
+    match tokio::time::timeout(WAIT, events.recv())
+        .await
+        .unwrap()
+        .unwrap()
+    {
         TryEvent::Finished { outcome, .. } => assert_eq!(outcome, ExecOutcome::Success),
         other => panic!("{other:?}"),
     }
     let text = read(&log);
     assert!(!text.contains(PASSWORD), "{text}");
-    assert!(try_secrets(&h.fake).is_empty(), "deleted at the adopted try's end");
+    assert!(
+        try_secrets(&h.fake).is_empty(),
+        "deleted at the adopted try's end"
+    );
 }
 
 #[tokio::test]
@@ -937,12 +975,19 @@ async fn an_orphan_s_secret_is_found_by_its_labels_and_deleted() {
     h.started().await;
     h.executor.detach().await;
     let pod = h.fake.pods().pop().unwrap();
-    h.fake.vanish_pod("shop", pod.metadata.name.as_deref().unwrap());
+    h.fake
+        .vanish_pod("shop", pod.metadata.name.as_deref().unwrap());
     let client = kube::Client::try_from(h.fake.client_config()).unwrap();
     let (tx, _events) = mpsc::unbounded_channel();
     let again = PodExecutor::new(client, h.executor.config().clone(), tx);
-    assert_eq!(again.delete_try_secrets(&identity("other")).await.unwrap(), 0);
+    assert_eq!(
+        again.delete_try_secrets(&identity("other")).await.unwrap(),
+        0
+    );
     assert_eq!(try_secrets(&h.fake).len(), 1);
-    assert_eq!(again.delete_try_secrets(&identity("orphan")).await.unwrap(), 1);
+    assert_eq!(
+        again.delete_try_secrets(&identity("orphan")).await.unwrap(),
+        1
+    );
     assert!(try_secrets(&h.fake).is_empty());
 }

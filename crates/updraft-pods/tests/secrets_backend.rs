@@ -61,8 +61,20 @@ fn namespaces_asked(fake: &FakeKube) -> Vec<String> {
 #[tokio::test]
 async fn variables_come_from_the_tenant_namespace_only() {
     let fake = FakeKube::start().await;
-    put(&fake, "team-a", "updraft-var-api-token", &[("value", "tok-a")]).await;
-    put(&fake, "team-a-extra", "updraft-var-elsewhere", &[("value", "x")]).await;
+    put(
+        &fake,
+        "team-a",
+        "updraft-var-api-token",
+        &[("value", "tok-a")],
+    )
+    .await;
+    put(
+        &fake,
+        "team-a-extra",
+        "updraft-var-elsewhere",
+        &[("value", "x")],
+    )
+    .await;
     let backend = KubernetesSecrets::new(client(&fake), config());
     assert_eq!(backend.name(), "kubernetes");
 
@@ -109,10 +121,19 @@ async fn connections_are_read_from_a_uri_or_json_key() {
         &fake,
         "team-a",
         "updraft-conn-api",
-        &[("json", r#"{"conn_type": "http", "host": "api.a", "password": "tok"}"#)],
+        &[(
+            "json",
+            r#"{"conn_type": "http", "host": "api.a", "password": "tok"}"#,
+        )],
     )
     .await;
-    put(&fake, "team-b", "updraft-conn-orders-db", &[("uri", "postgres://b@db.b/x")]).await;
+    put(
+        &fake,
+        "team-b",
+        "updraft-conn-orders-db",
+        &[("uri", "postgres://b@db.b/x")],
+    )
+    .await;
     let backend = KubernetesSecrets::new(client(&fake), config());
 
     let a = backend.connection("a", "orders_db").await.unwrap().unwrap();
@@ -124,7 +145,10 @@ async fn connections_are_read_from_a_uri_or_json_key() {
     let b = backend.connection("b", "orders_db").await.unwrap().unwrap();
     assert_eq!(b.host.as_deref(), Some("db.b"), "b sees its own, not a's");
     let api = backend.connection("a", "api").await.unwrap().unwrap();
-    assert_eq!((api.conn_type.as_str(), api.password.as_deref()), ("http", Some("tok")));
+    assert_eq!(
+        (api.conn_type.as_str(), api.password.as_deref()),
+        ("http", Some("tok"))
+    );
     assert!(backend.connection("b", "api").await.unwrap().is_none());
 }
 
@@ -176,14 +200,21 @@ async fn e2e_a_variable_from_a_real_cluster() {
     let key = format!("e2e_{}", chrono::Utc::now().timestamp_millis());
     let name = format!("updraft-var-{}", key.replace('_', "-"));
     let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    api.create(&PostParams::default(), &secret(&name, &[("value", "from-the-cluster")]))
-        .await
-        .unwrap();
+    api.create(
+        &PostParams::default(),
+        &secret(&name, &[("value", "from-the-cluster")]),
+    )
+    .await
+    .unwrap();
     let mut cfg = PodExecutorConfig::default();
-    cfg.namespaces.insert("shop".into(), vec![namespace.clone()]);
+    cfg.namespaces
+        .insert("shop".into(), vec![namespace.clone()]);
     let backend = KubernetesSecrets::new(client, cfg);
     let got = backend.variable("shop", &key).await;
     api.delete(&name, &DeleteParams::default()).await.unwrap();
     assert_eq!(got.unwrap().as_deref(), Some("from-the-cluster"));
-    assert_eq!(backend.variable("shop", "e2e_never_made").await.unwrap(), None);
+    assert_eq!(
+        backend.variable("shop", "e2e_never_made").await.unwrap(),
+        None
+    );
 }

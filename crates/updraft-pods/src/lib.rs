@@ -15,6 +15,12 @@
 //! them, and a scheduler starting later finds them by label ([`PodExecutor::find`]) and
 //! follows them to their end ([`PodExecutor::adopt`]) instead of launching them again.
 //!
+//! Variables holding secrets (`RenderedTask::secret_env`, e.g. `AIRFLOW_CONN_<ID>`) never
+//! appear in a pod's spec: they go into a Kubernetes Secret of the try ([`try_secret`]), which
+//! the container reads through `secretKeyRef`; it is deleted when the try ends. The
+//! container's log passes through the try's masker ([`updraft_secrets::StreamMasker`]) before
+//! it is written, so a secret it prints leaves only `***`, even split across chunks.
+//!
 //! A pod receives the run's conf in its spec, as the `UPDRAFT_CONF` variable of its
 //! containers (there is no `UPDRAFT_CONF_FILE` in a pod): a conf over [`POD_CONF_MAX_BYTES`]
 //! fails the try before its pod is created, since the container could not start with it.

@@ -705,7 +705,9 @@ async fn output_without_a_final_newline_does_not_swallow_the_footer() {
 /// Opt-in (ignored unless asked for): runs one pod on a real cluster. Run with
 /// `UPDRAFT_E2E_KUBECONFIG=<kubeconfig> cargo test -p updraft-pods --test pods -- --ignored`
 /// (e.g. a kubeconfig from `kind create cluster`); `UPDRAFT_E2E_NAMESPACE` (default
-/// `default`) is where the pod runs; the image `busybox:1.36` must be pullable.
+/// `default`) is where the pod runs; the image `busybox:1.36` must be pullable. The pod takes
+/// a connection from its try's Secret (so the account needs to create, patch, list and delete
+/// Secrets there), prints it masked, and the Secret is gone after the try.
 #[tokio::test]
 #[ignore = "needs a real Kubernetes cluster: set UPDRAFT_E2E_KUBECONFIG and pass --ignored"]
 async fn e2e_a_pod_on_a_real_cluster() {
@@ -719,15 +721,16 @@ async fn e2e_a_pod_on_a_real_cluster() {
     let client = kube::Client::try_from(config).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (tx, mut events) = mpsc::unbounded_channel();
+    let executor_client = client.clone();
     let mut cfg = PodExecutorConfig {
         templates_folder: dir.path().join("templates"),
         ..PodExecutorConfig::default()
     };
     cfg.namespaces
         .insert("shop".into(), vec![namespace.clone()]);
-    let executor = PodExecutor::new(client, cfg, tx);
+    let executor = PodExecutor::new(executor_client, cfg, tx);
     let yaml = format!(
-        "dag_id: orders\ntasks:\n  - task_id: t\n    pod: {{image: \"busybox:1.36\", cmds: [\"sh\", \"-c\", \"echo e2e {{{{ ds }}}}\"], namespace: {namespace}}}\n"
+        "dag_id: orders\ntasks:\n  - task_id: t\n    pod: {{image: \"busybox:1.36\", cmds: [\"sh\", \"-c\", \"echo e2e {{{{ ds }}}} $AIRFLOW_CONN_ORDERS_DB\"], namespace: {namespace}}}\n"
     );
     let dag = updraft_dag::parse_dag("shop", "shop/orders.yaml", &yaml).unwrap();
     let date = Utc.with_ymd_and_hms(2024, 3, 5, 0, 0, 0).unwrap();
@@ -747,13 +750,20 @@ async fn e2e_a_pod_on_a_real_cluster() {
         run_type: "manual".into(),
         timezone: chrono_tz::UTC,
     };
-    let rendered = render_task(&dag, dag.task("t").unwrap(), &ctx).unwrap();
+    let mut rendered = render_task(&dag, dag.task("t").unwrap(), &ctx).unwrap();
+    with_connection(&mut rendered);
     let log = dir.path().join("e2e.log");
     let key = TryKey {
         run_pk: 1,
         task_id: "t".into(),
         try_number: 1,
     };
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client.clone(), &namespace);
+    let selector = format!(
+        "updraft.io/run-id={}",
+        updraft_pods::manifest::label_value(&run_id)
+    );
     executor.launch(
         LaunchSpec {
             key,
@@ -774,7 +784,13 @@ async fn e2e_a_pod_on_a_real_cluster() {
         }
     };
     assert_eq!(outcome, ExecOutcome::Success, "{}", read(&log));
-    assert!(read(&log).contains("e2e 2024-03-05"), "{}", read(&log));
+    // The connection came through the try's Secret, masked in the log; the Secret is gone.
+    assert!(read(&log).contains("e2e 2024-03-05 ***"), "{}", read(&log));
+    let left = secrets
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .unwrap();
+    assert!(left.items.is_empty(), "the try's Secret is deleted");
 }
 
 const CONN_URI: &str = "postgres://app:s3cr3t-pw@db.shop:5432/orders";

@@ -420,6 +420,7 @@ async fn until_deleted(
             return;
         };
         shared.record(&mut state, "DELETED", &mut entry.pod);
+        crate::secrets::collect_owned_by(&mut state, &entry.pod);
     }
     shared.notify();
 }

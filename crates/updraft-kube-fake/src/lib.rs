@@ -6,7 +6,9 @@
 //! selectors, resource versions, newline-delimited watch events, 410 Gone for a watch from a
 //! compacted resource version), delete them (with a grace
 //! period), and read a container's log (with `follow`); create, get, list (label selectors),
-//! merge-patch and delete Secrets (`data` in base64, `stringData` merged into it on create). Errors are `Status` objects with the
+//! merge-patch and delete Secrets (`data` in base64, `stringData` merged into it on create;
+//! a deleted pod's Secrets, by `ownerReferences`, deleted with it as the garbage collector
+//! does). Errors are `Status` objects with the
 //! real codes and reasons. Bodies are serialized from `k8s-openapi`'s types.
 //!
 //! Each pod's first container really runs, as a local process in its own process group
@@ -323,6 +325,7 @@ impl FakeKube {
             let mut state = self.shared.lock();
             if let Some(entry) = state.pods.remove(&(namespace.to_owned(), name.to_owned())) {
                 entry.signal.send_replace(Signal::Finish(137));
+                secrets::collect_owned_by(&mut state, &entry.pod);
             }
             state.rv += 1;
             state.compacted = state.rv;

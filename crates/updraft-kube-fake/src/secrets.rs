@@ -274,3 +274,18 @@ pub fn container_env(
     }
     Ok(env)
 }
+
+/// The garbage collector: a pod gone, the Secrets it owns (by `ownerReferences` uid) go too.
+pub fn collect_owned_by(state: &mut crate::State, owner: &k8s_openapi::api::core::v1::Pod) {
+    let Some(uid) = owner.metadata.uid.as_deref() else {
+        return;
+    };
+    state.secrets.retain(|_, secret| {
+        !secret
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.uid == uid)
+    });
+}

@@ -539,3 +539,44 @@ async fn the_kubelet_gives_containers_their_secrets_or_refuses_to_start_them() {
         Some("couldn't find key Z in Secret team/creds")
     );
 }
+
+#[tokio::test]
+async fn a_deleted_pod_takes_the_secrets_it_owns_with_it() {
+    let fake = FakeKube::start().await;
+    let client = kube::Client::try_from(fake.client_config()).unwrap();
+    let pods = api(&fake, "team").await;
+    let created = pods
+        .create(&PostParams::default(), &pod("owner", "busybox", &["true"]))
+        .await
+        .unwrap();
+    let uid = created.metadata.uid.clone().unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client, "team");
+    for (name, owner_uid) in [("owned", uid.as_str()), ("other", "another-uid")] {
+        let mut s = secret(name, json!({}), json!({"k": "v"}));
+        s.metadata.owner_references = Some(vec![
+            serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Pod", "name": "owner", "uid": owner_uid
+            }))
+            .unwrap(),
+        ]);
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+    }
+    secrets
+        .create(
+            &PostParams::default(),
+            &secret("free", json!({}), json!({})),
+        )
+        .await
+        .unwrap();
+    pods.delete("owner", &DeleteParams::default())
+        .await
+        .unwrap();
+    fake.wait_for(WAIT, |ps| ps.is_empty()).await;
+    let mut left: Vec<String> = fake
+        .secrets()
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["free", "other"]);
+}

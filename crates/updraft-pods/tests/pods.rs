@@ -982,28 +982,48 @@ async fn an_adopted_pod_keeps_its_secret_until_its_end_and_its_log_stays_masked(
 
 #[tokio::test]
 async fn an_orphan_s_secret_is_found_by_its_labels_and_deleted() {
+    // As left by a scheduler that stopped between creating a try's Secret and its pod.
+    let h = harness(|_| {}).await;
+    let id = identity("orphan");
+    let secret = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("orders-t-orphan-1".into()),
+            labels: Some(updraft_pods::manifest::identity_labels(&id)),
+            annotations: Some(updraft_pods::manifest::identity_annotations(&id)),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let client = kube::Client::try_from(h.fake.client_config()).unwrap();
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, "shop");
+    api.create(&kube::api::PostParams::default(), &secret)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.executor
+            .delete_try_secrets(&identity("other"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(try_secrets(&h.fake).len(), 1);
+    assert_eq!(h.executor.delete_try_secrets(&id).await.unwrap(), 1);
+    assert!(try_secrets(&h.fake).is_empty());
+}
+
+#[tokio::test]
+async fn a_pod_deleted_behind_updraft_s_back_takes_its_secret_along() {
     let mut h = harness(|_| {}).await;
     h.launch_with(
         &pod_task(r#"{image: busybox, cmds: ["sh", "-c", "exec sleep 3600"]}"#),
-        "orphan",
+        "collected",
         with_connection,
     );
     h.started().await;
     h.executor.detach().await;
+    assert_eq!(try_secrets(&h.fake).len(), 1);
     let pod = h.fake.pods().pop().unwrap();
     h.fake
         .vanish_pod("shop", pod.metadata.name.as_deref().unwrap());
-    let client = kube::Client::try_from(h.fake.client_config()).unwrap();
-    let (tx, _events) = mpsc::unbounded_channel();
-    let again = PodExecutor::new(client, h.executor.config().clone(), tx);
-    assert_eq!(
-        again.delete_try_secrets(&identity("other")).await.unwrap(),
-        0
-    );
-    assert_eq!(try_secrets(&h.fake).len(), 1);
-    assert_eq!(
-        again.delete_try_secrets(&identity("orphan")).await.unwrap(),
-        1
-    );
-    assert!(try_secrets(&h.fake).is_empty());
+    assert!(try_secrets(&h.fake).is_empty(), "owned by the pod");
 }

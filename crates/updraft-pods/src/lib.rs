@@ -581,23 +581,21 @@ async fn follow_pod(
             job.name
         ));
         let at = Utc::now();
-        if let Some(secret) = &job.create_secret
-            && let Err(message) = try_secret::create(&job.secret_api(&inner.client), secret).await
-        {
-            // Not created, or another's: not this try's to delete.
-            job.has_secret = false;
-            log.line(&message);
-            return Some((ExecOutcome::failed(message), Utc::now()));
-        }
         // Creating may take minutes while the API server is unavailable (the client retries):
         // a kill or a detach is heard meanwhile.
         let created = tokio::select! {
-            created = create_then_own_secret(inner, job, pod) => Some(created),
+            created = create_try(inner, job, pod) => Some(created),
             _ = stop.wait_for(|s| *s != Stop::No) => None,
         };
         match created {
-            Some(Ok(())) => {}
-            Some(Err(message)) => {
+            Some(Creation::Created) => {}
+            Some(Creation::SecretRefused(message)) => {
+                // Not created, or another's: not this try's to delete.
+                job.has_secret = false;
+                log.line(&message);
+                return Some((ExecOutcome::failed(message), Utc::now()));
+            }
+            Some(Creation::PodRefused(message)) => {
                 log.line(&message);
                 return Some((ExecOutcome::failed(message), Utc::now()));
             }
@@ -794,14 +792,33 @@ fn secret_of_try(
     Some(secret)
 }
 
-/// Creates the pod, then makes it the owner of the try's Secret (if any), so that a
-/// cluster's garbage collector deletes the Secret with the pod.
-async fn create_then_own_secret(inner: &Inner, job: &Job, pod: &Pod) -> Result<(), String> {
-    let created = create(job, pod).await?;
-    if let (Some(uid), true) = (created, job.has_secret) {
-        try_secret::set_owner(&job.secret_api(&inner.client), &job.name, &uid).await;
+/// What became of creating a try's Secret and pod.
+enum Creation {
+    Created,
+    /// The Secret could not be created (nothing was): the reason.
+    SecretRefused(String),
+    /// The pod could not be created: the reason.
+    PodRefused(String),
+}
+
+/// Creates the try's Secret (if any), then its pod, then makes the pod the Secret's owner,
+/// so that a cluster's garbage collector deletes the Secret with the pod.
+async fn create_try(inner: &Inner, job: &Job, pod: &Pod) -> Creation {
+    let secrets = job.secret_api(&inner.client);
+    if let Some(secret) = &job.create_secret
+        && let Err(message) = try_secret::create(&secrets, secret).await
+    {
+        return Creation::SecretRefused(message);
     }
-    Ok(())
+    match create(job, pod).await {
+        Ok(uid) => {
+            if let (Some(uid), true) = (uid, job.has_secret) {
+                try_secret::set_owner(&secrets, &job.name, &uid).await;
+            }
+            Creation::Created
+        }
+        Err(message) => Creation::PodRefused(message),
+    }
 }
 
 /// The masker of an adopted try: the values of its Secret (the renderer's mask is not kept

@@ -1027,3 +1027,38 @@ async fn a_pod_deleted_behind_updraft_s_back_takes_its_secret_along() {
         .vanish_pod("shop", pod.metadata.name.as_deref().unwrap());
     assert!(try_secrets(&h.fake).is_empty(), "owned by the pod");
 }
+
+#[tokio::test]
+async fn a_secret_of_the_same_name_not_of_this_try_is_left_alone_and_fails_it() {
+    let mut h = harness(|_| {}).await;
+    let name = updraft_pods::manifest::pod_name(&identity("taken"));
+    let foreign = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let client = kube::Client::try_from(h.fake.client_config()).unwrap();
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, "shop");
+    api.create(&kube::api::PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    let (_, log) = h.launch_with(
+        &pod_task(r#"{image: busybox, cmds: ["true"]}"#),
+        "taken",
+        with_connection,
+    );
+    let outcome = h.finished().await;
+    assert!(
+        message(&outcome).contains("does not belong to this try"),
+        "{}",
+        read(&log)
+    );
+    assert!(h.fake.pods().is_empty(), "no pod without its Secret");
+    let kept = h
+        .fake
+        .secret("shop", &name)
+        .expect("the other Secret stays");
+    assert!(kept.data.is_none(), "and is not overwritten");
+}

@@ -35,12 +35,19 @@ pub enum Resource<'a> {
     },
     /// The list of pools; each item is still decided as [`Resource::Pool`].
     Pools,
+    /// A connection of a tenant; a shared one (of every tenant) is `tenant: "*"`, which only
+    /// a grant for every tenant covers.
     Connection {
         tenant: &'a str,
     },
+    /// The list of connections; each item is still decided as [`Resource::Connection`].
+    Connections,
+    /// A variable of a tenant; a shared one is `tenant: "*"`, as for connections.
     Variable {
         tenant: &'a str,
     },
+    /// The list of variables; each item is still decided as [`Resource::Variable`].
+    Variables,
     /// The server's configuration.
     Config,
     /// Users, their grants, and the roles.
@@ -116,7 +123,12 @@ fn tenant_of(resource: Resource<'_>) -> Option<&str> {
 fn is_listing(resource: Resource<'_>) -> bool {
     matches!(
         resource,
-        Resource::Dags | Resource::ImportErrors | Resource::Pools | Resource::AuditLogs
+        Resource::Dags
+            | Resource::ImportErrors
+            | Resource::Pools
+            | Resource::AuditLogs
+            | Resource::Connections
+            | Resource::Variables
     )
 }
 
@@ -132,7 +144,13 @@ fn needed(action: Action, resource: Resource<'_>) -> Option<Role> {
         (Resource::ImportError { .. } | Resource::ImportErrors, Read) => Some(Role::Viewer),
         (Resource::Pool { .. } | Resource::Pools, Read) => Some(Role::Viewer),
         (Resource::Pool { .. } | Resource::Pools, Edit | Create | Delete) => Some(Role::Op),
-        (Resource::Connection { .. } | Resource::Variable { .. }, _) => Some(Role::Op),
+        (
+            Resource::Connection { .. }
+            | Resource::Connections
+            | Resource::Variable { .. }
+            | Resource::Variables,
+            _,
+        ) => Some(Role::Op),
         (Resource::Config, Read) => Some(Role::Op),
         (Resource::Users, _) => Some(Role::Admin),
         (Resource::AuditLog { .. } | Resource::AuditLogs, Read) => Some(Role::Admin),

@@ -294,7 +294,7 @@ async fn candidates(
 }
 
 /// The connection a request means (see [`pick`]), after checking the caller may do `action`.
-async fn find(
+pub(crate) async fn find(
     state: &AppState,
     identity: &Identity,
     conn_id: &str,

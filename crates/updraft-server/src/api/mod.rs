@@ -8,7 +8,7 @@
 //! recorded in the audit log ([`crate::audit`]); every write that records work wakes the
 //! scheduler.
 
-mod connections;
+pub(crate) mod connections;
 mod dag_runs;
 mod dags;
 mod doc;
@@ -23,7 +23,7 @@ mod pools;
 pub(crate) mod secrets;
 mod sources;
 mod task_instances;
-mod variables;
+pub(crate) mod variables;
 
 use std::sync::Arc;
 

@@ -209,7 +209,7 @@ async fn candidates(
     Ok(found.into_iter().filter(|(_, v)| v.key == key).collect())
 }
 
-async fn find(
+pub(crate) async fn find(
     state: &AppState,
     identity: &Identity,
     key: &str,

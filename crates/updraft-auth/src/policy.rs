@@ -17,35 +17,24 @@ pub enum Action {
 pub enum Resource<'a> {
     /// A DAG and everything under it: runs, task instances, tries, logs, source, versions,
     /// its live events.
-    Dag {
-        tenant: &'a str,
-        dag_id: &'a str,
-    },
+    Dag { tenant: &'a str, dag_id: &'a str },
     /// The list of DAGs; each item is still decided as [`Resource::Dag`].
     Dags,
     /// A file's import error, owned by the tenant of the folder the file is in.
-    ImportError {
-        tenant: &'a str,
-    },
+    ImportError { tenant: &'a str },
     /// The list of import errors; each item is still decided as [`Resource::ImportError`].
     ImportErrors,
     /// A pool: a tenant's own, or shared by every tenant (`tenant: None`).
-    Pool {
-        tenant: Option<&'a str>,
-    },
+    Pool { tenant: Option<&'a str> },
     /// The list of pools; each item is still decided as [`Resource::Pool`].
     Pools,
     /// A connection of a tenant; a shared one (of every tenant) is `tenant: "*"`, which only
     /// a grant for every tenant covers.
-    Connection {
-        tenant: &'a str,
-    },
+    Connection { tenant: &'a str },
     /// The list of connections; each item is still decided as [`Resource::Connection`].
     Connections,
     /// A variable of a tenant; a shared one is `tenant: "*"`, as for connections.
-    Variable {
-        tenant: &'a str,
-    },
+    Variable { tenant: &'a str },
     /// The list of variables; each item is still decided as [`Resource::Variable`].
     Variables,
     /// The server's configuration.
@@ -54,9 +43,7 @@ pub enum Resource<'a> {
     Users,
     /// The audit log's entries about one tenant's objects, or about none (`tenant: None`: users,
     /// shared pools).
-    AuditLog {
-        tenant: Option<&'a str>,
-    },
+    AuditLog { tenant: Option<&'a str> },
     /// The audit log as a list; each entry is still decided as [`Resource::AuditLog`].
     AuditLogs,
     /// The version: anyone signed in.

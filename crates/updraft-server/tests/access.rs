@@ -154,7 +154,10 @@ fn rules() -> BTreeMap<(&'static str, &'static str), Rule> {
         (("post", "/api/v2/connections/test"), CreateOwn(Op)),
         (("get", "/api/v2/connections/{connection_id}"), Object(Op)),
         (("patch", "/api/v2/connections/{connection_id}"), Object(Op)),
-        (("delete", "/api/v2/connections/{connection_id}"), Object(Op)),
+        (
+            ("delete", "/api/v2/connections/{connection_id}"),
+            Object(Op),
+        ),
         (
             ("get", "/api/v2/variables"),
             listing(Op, Op, "variables", "key"),

@@ -116,7 +116,10 @@ impl App {
         let bodies = self.bodies.lock().unwrap();
         assert!(!bodies.is_empty());
         for body in bodies.iter() {
-            assert!(!body.contains(secret), "a response carried a secret: {body}");
+            assert!(
+                !body.contains(secret),
+                "a response carried a secret: {body}"
+            );
         }
     }
 }
@@ -154,7 +157,12 @@ async fn a_tenant_op_manages_its_own_connections() {
     let app = App::new().await;
     let op_a = op_of("team_a");
     let created = app
-        .send(&op_a, Method::POST, "/api/v2/connections", Some(db_connection("warehouse")))
+        .send(
+            &op_a,
+            Method::POST,
+            "/api/v2/connections",
+            Some(db_connection("warehouse")),
+        )
         .await
         .expect(StatusCode::CREATED)
         .json();
@@ -178,9 +186,14 @@ async fn a_tenant_op_manages_its_own_connections() {
     assert_eq!(list["total_entries"], 1);
     assert_eq!(list["connections"][0]["connection_id"], "warehouse");
 
-    app.send(&op_a, Method::POST, "/api/v2/connections", Some(db_connection("warehouse")))
-        .await
-        .expect(StatusCode::CONFLICT);
+    app.send(
+        &op_a,
+        Method::POST,
+        "/api/v2/connections",
+        Some(db_connection("warehouse")),
+    )
+    .await
+    .expect(StatusCode::CONFLICT);
     app.send(&op_a, Method::DELETE, "/api/v2/connections/warehouse", None)
         .await
         .expect(StatusCode::NO_CONTENT);
@@ -194,9 +207,14 @@ async fn a_tenant_op_manages_its_own_connections() {
 #[tokio::test]
 async fn another_tenants_connection_reads_exactly_as_a_missing_one() {
     let app = App::new().await;
-    app.send(&op_of("team_a"), Method::POST, "/api/v2/connections", Some(db_connection("db")))
-        .await
-        .expect(StatusCode::CREATED);
+    app.send(
+        &op_of("team_a"),
+        Method::POST,
+        "/api/v2/connections",
+        Some(db_connection("db")),
+    )
+    .await
+    .expect(StatusCode::CREATED);
     let stranger = Identity::new("b_admin", vec![Grant::for_tenant(Role::Admin, "team_b")]);
     for (method, body) in [
         (Method::GET, None),
@@ -204,15 +222,28 @@ async fn another_tenants_connection_reads_exactly_as_a_missing_one() {
         (Method::DELETE, None),
     ] {
         let hidden = app
-            .send(&stranger, method.clone(), "/api/v2/connections/db", body.clone())
+            .send(
+                &stranger,
+                method.clone(),
+                "/api/v2/connections/db",
+                body.clone(),
+            )
             .await
             .expect(StatusCode::NOT_FOUND);
         let missing = app
-            .send(&stranger, method.clone(), "/api/v2/connections/zz", body.clone())
+            .send(
+                &stranger,
+                method.clone(),
+                "/api/v2/connections/zz",
+                body.clone(),
+            )
             .await
             .expect(StatusCode::NOT_FOUND);
         assert_eq!(
-            hidden.json()["detail"].as_str().unwrap().replace("`db`", "`zz`"),
+            hidden.json()["detail"]
+                .as_str()
+                .unwrap()
+                .replace("`db`", "`zz`"),
             missing.json()["detail"].as_str().unwrap(),
             "{method}"
         );
@@ -240,7 +271,12 @@ async fn another_tenants_connection_reads_exactly_as_a_missing_one() {
         .expect(StatusCode::FORBIDDEN);
     // Untouched for its own tenant.
     let got = app
-        .send(&op_of("team_a"), Method::GET, "/api/v2/connections/db", None)
+        .send(
+            &op_of("team_a"),
+            Method::GET,
+            "/api/v2/connections/db",
+            None,
+        )
         .await
         .expect(StatusCode::OK)
         .json();
@@ -252,18 +288,32 @@ async fn shared_objects_need_a_grant_for_every_tenant() {
     let app = App::new().await;
     let op = global_op();
     let shared = app
-        .send(&op, Method::POST, "/api/v2/variables", Some(json!({"key": "region", "value": "eu"})))
+        .send(
+            &op,
+            Method::POST,
+            "/api/v2/variables",
+            Some(json!({"key": "region", "value": "eu"})),
+        )
         .await
         .expect(StatusCode::CREATED)
         .json();
-    assert_eq!(shared["team_name"], Value::Null, "a global Op's variable is shared");
+    assert_eq!(
+        shared["team_name"],
+        Value::Null,
+        "a global Op's variable is shared"
+    );
     let op_a = op_of("team_a");
     app.send(&op_a, Method::GET, "/api/v2/variables/region", None)
         .await
         .expect(StatusCode::NOT_FOUND);
-    app.send(&op_a, Method::GET, "/api/v2/variables/region?team_name=*", None)
-        .await
-        .expect(StatusCode::NOT_FOUND);
+    app.send(
+        &op_a,
+        Method::GET,
+        "/api/v2/variables/region?team_name=*",
+        None,
+    )
+    .await
+    .expect(StatusCode::NOT_FOUND);
     app.send(
         &op_a,
         Method::POST,
@@ -280,24 +330,42 @@ async fn shared_objects_need_a_grant_for_every_tenant() {
     assert_eq!(listed["total_entries"], 0, "{listed}");
 
     // The same key in a tenant and shared: a caller who sees both must say which.
-    app.send(&op_a, Method::POST, "/api/v2/variables", Some(json!({"key": "region", "value": "us"})))
-        .await
-        .expect(StatusCode::CREATED);
+    app.send(
+        &op_a,
+        Method::POST,
+        "/api/v2/variables",
+        Some(json!({"key": "region", "value": "us"})),
+    )
+    .await
+    .expect(StatusCode::CREATED);
     let ambiguous = app
         .send(&op, Method::GET, "/api/v2/variables/region", None)
         .await
         .expect(StatusCode::BAD_REQUEST)
         .json();
     let detail = ambiguous["detail"].as_str().unwrap();
-    assert!(detail.contains("team_a") && detail.contains('*'), "{detail}");
+    assert!(
+        detail.contains("team_a") && detail.contains('*'),
+        "{detail}"
+    );
     let mine = app
-        .send(&op, Method::GET, "/api/v2/variables/region?team_name=team_a", None)
+        .send(
+            &op,
+            Method::GET,
+            "/api/v2/variables/region?team_name=team_a",
+            None,
+        )
         .await
         .expect(StatusCode::OK)
         .json();
     assert_eq!(mine["value"], "us");
     let theirs = app
-        .send(&op, Method::GET, "/api/v2/variables/region?team_name=*", None)
+        .send(
+            &op,
+            Method::GET,
+            "/api/v2/variables/region?team_name=*",
+            None,
+        )
         .await
         .expect(StatusCode::OK)
         .json();
@@ -309,20 +377,42 @@ async fn shared_objects_need_a_grant_for_every_tenant() {
         .expect(StatusCode::OK)
         .json();
     assert_eq!(own["value"], "us");
-    app.send(&op, Method::DELETE, "/api/v2/variables/region?team_name=*", None)
-        .await
-        .expect(StatusCode::NO_CONTENT);
-    assert!(app.vault().variable(None, "region").await.unwrap().is_none());
-    assert!(app.vault().variable(Some("team_a"), "region").await.unwrap().is_some());
+    app.send(
+        &op,
+        Method::DELETE,
+        "/api/v2/variables/region?team_name=*",
+        None,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    assert!(
+        app.vault()
+            .variable(None, "region")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        app.vault()
+            .variable(Some("team_a"), "region")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
 async fn patching_keeps_the_password_unless_it_is_given() {
     let app = App::new().await;
     let op_a = op_of("team_a");
-    app.send(&op_a, Method::POST, "/api/v2/connections", Some(db_connection("db")))
-        .await
-        .expect(StatusCode::CREATED);
+    app.send(
+        &op_a,
+        Method::POST,
+        "/api/v2/connections",
+        Some(db_connection("db")),
+    )
+    .await
+    .expect(StatusCode::CREATED);
     // What a client was shown, sent back with a change.
     let mut shown = app
         .send(&op_a, Method::GET, "/api/v2/connections/db", None)
@@ -337,15 +427,33 @@ async fn patching_keeps_the_password_unless_it_is_given() {
         .expect(StatusCode::OK)
         .json();
     assert_eq!(patched["host"], "db2.internal");
-    let stored = app.vault().connection(Some("team_a"), "db").await.unwrap().unwrap();
+    let stored = app
+        .vault()
+        .connection(Some("team_a"), "db")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.password.as_deref(), Some(PASSWORD));
     let extra = stored.extra_dejson();
-    assert_eq!(extra["api_token"], "tok-abcdef-123", "a masked extra sent back keeps its value");
+    assert_eq!(
+        extra["api_token"], "tok-abcdef-123",
+        "a masked extra sent back keeps its value"
+    );
 
-    app.send(&op_a, Method::PATCH, "/api/v2/connections/db", Some(json!({"port": 6543})))
+    app.send(
+        &op_a,
+        Method::PATCH,
+        "/api/v2/connections/db",
+        Some(json!({"port": 6543})),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let stored = app
+        .vault()
+        .connection(Some("team_a"), "db")
         .await
-        .expect(StatusCode::OK);
-    let stored = app.vault().connection(Some("team_a"), "db").await.unwrap().unwrap();
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.password.as_deref(), Some(PASSWORD));
     assert_eq!(stored.port, Some(6543));
     assert_eq!(stored.host.as_deref(), Some("db2.internal"));
@@ -358,7 +466,12 @@ async fn patching_keeps_the_password_unless_it_is_given() {
     )
     .await
     .expect(StatusCode::OK);
-    let stored = app.vault().connection(Some("team_a"), "db").await.unwrap().unwrap();
+    let stored = app
+        .vault()
+        .connection(Some("team_a"), "db")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.password.as_deref(), Some("new-password-1"));
     app.send(
         &op_a,
@@ -376,9 +489,14 @@ async fn patching_keeps_the_password_unless_it_is_given() {
 async fn values_are_stored_encrypted() {
     let app = App::new().await;
     let op_a = op_of("team_a");
-    app.send(&op_a, Method::POST, "/api/v2/connections", Some(db_connection("db")))
-        .await
-        .expect(StatusCode::CREATED);
+    app.send(
+        &op_a,
+        Method::POST,
+        "/api/v2/connections",
+        Some(db_connection("db")),
+    )
+    .await
+    .expect(StatusCode::CREATED);
     app.send(
         &op_a,
         Method::POST,
@@ -387,16 +505,29 @@ async fn values_are_stored_encrypted() {
     )
     .await
     .expect(StatusCode::CREATED);
-    let row = app.store.connection(Some("team_a"), "db").await.unwrap().unwrap();
+    let row = app
+        .store
+        .connection(Some("team_a"), "db")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(row.is_encrypted && row.is_extra_encrypted);
     let token = row.password.unwrap();
     assert!(!token.contains(PASSWORD));
     let keyring = app.keyring.clone().unwrap();
     assert_eq!(keyring.decrypt(&token, "password").unwrap(), PASSWORD);
     assert!(!row.extra.unwrap().contains("tok-abcdef"));
-    let row = app.store.variable(Some("team_a"), "plain_setting").await.unwrap().unwrap();
+    let row = app
+        .store
+        .variable(Some("team_a"), "plain_setting")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(row.is_encrypted);
-    assert_eq!(keyring.decrypt(&row.value, "value").unwrap(), r#"{"rows":5}"#);
+    assert_eq!(
+        keyring.decrypt(&row.value, "value").unwrap(),
+        r#"{"rows":5}"#
+    );
 }
 
 #[tokio::test]
@@ -424,12 +555,18 @@ async fn sensitive_variables_are_masked_and_kept_when_sent_back() {
     .await
     .expect(StatusCode::CREATED);
     let list = app
-        .send(&op_a, Method::GET, "/api/v2/variables?variable_key_pattern=set", None)
+        .send(
+            &op_a,
+            Method::GET,
+            "/api/v2/variables?variable_key_pattern=set",
+            None,
+        )
         .await
         .expect(StatusCode::OK)
         .json();
     assert_eq!(list["total_entries"], 1);
-    let value: Value = serde_json::from_str(list["variables"][0]["value"].as_str().unwrap()).unwrap();
+    let value: Value =
+        serde_json::from_str(list["variables"][0]["value"].as_str().unwrap()).unwrap();
     assert_eq!(value, json!({"user": "bob", "password": "***"}));
     app.send(
         &op_a,
@@ -439,7 +576,12 @@ async fn sensitive_variables_are_masked_and_kept_when_sent_back() {
     )
     .await
     .expect(StatusCode::OK);
-    let stored = app.vault().variable(Some("team_a"), "slack_api_key").await.unwrap().unwrap();
+    let stored = app
+        .vault()
+        .variable(Some("team_a"), "slack_api_key")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.value, "xoxb-12345-secret");
     assert_eq!(stored.description.as_deref(), Some("the bot"));
     app.assert_never_sent("xoxb-12345-secret");
@@ -456,7 +598,10 @@ async fn sensitive_variables_are_masked_and_kept_when_sent_back() {
         .iter()
         .map(|e| e["event"].as_str().unwrap())
         .collect();
-    assert!(events.contains(&"post_variable") && events.contains(&"patch_variable"), "{log}");
+    assert!(
+        events.contains(&"post_variable") && events.contains(&"patch_variable"),
+        "{log}"
+    );
     app.assert_never_sent("xoxb-12345-secret");
 }
 
@@ -464,12 +609,22 @@ async fn sensitive_variables_are_masked_and_kept_when_sent_back() {
 async fn every_write_is_audited_without_secrets() {
     let app = App::new().await;
     let op_a = op_of("team_a");
-    app.send(&op_a, Method::POST, "/api/v2/connections", Some(db_connection("db")))
-        .await
-        .expect(StatusCode::CREATED);
-    app.send(&op_a, Method::PATCH, "/api/v2/connections/db", Some(json!({"password": "rotated-pw-9"})))
-        .await
-        .expect(StatusCode::OK);
+    app.send(
+        &op_a,
+        Method::POST,
+        "/api/v2/connections",
+        Some(db_connection("db")),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    app.send(
+        &op_a,
+        Method::PATCH,
+        "/api/v2/connections/db",
+        Some(json!({"password": "rotated-pw-9"})),
+    )
+    .await
+    .expect(StatusCode::OK);
     app.send(&op_a, Method::DELETE, "/api/v2/connections/db", None)
         .await
         .expect(StatusCode::NO_CONTENT);
@@ -521,9 +676,17 @@ async fn without_a_fernet_key_the_endpoints_say_which_setting_to_set() {
     let app = App::with_keyring(None).await;
     for (method, uri, body) in [
         (Method::GET, "/api/v2/connections", None),
-        (Method::POST, "/api/v2/connections", Some(db_connection("db"))),
+        (
+            Method::POST,
+            "/api/v2/connections",
+            Some(db_connection("db")),
+        ),
         (Method::GET, "/api/v2/variables/x", None),
-        (Method::POST, "/api/v2/variables", Some(json!({"key": "k", "value": "v"}))),
+        (
+            Method::POST,
+            "/api/v2/variables",
+            Some(json!({"key": "k", "value": "v"})),
+        ),
     ] {
         let reply = app
             .send(&global_op(), method, uri, body)
@@ -531,7 +694,10 @@ async fn without_a_fernet_key_the_endpoints_say_which_setting_to_set() {
             .expect(StatusCode::SERVICE_UNAVAILABLE)
             .json();
         assert!(
-            reply["detail"].as_str().unwrap().contains("core.fernet_key"),
+            reply["detail"]
+                .as_str()
+                .unwrap()
+                .contains("core.fernet_key"),
             "{reply}"
         );
     }
@@ -577,24 +743,44 @@ async fn testing_an_http_connection_makes_a_request_to_its_host() {
         })
     };
     let good = app
-        .send(&op_a, Method::POST, "/api/v2/connections/test", Some(body(Some("http-pw-1"))))
+        .send(
+            &op_a,
+            Method::POST,
+            "/api/v2/connections/test",
+            Some(body(Some("http-pw-1"))),
+        )
         .await
         .expect(StatusCode::OK)
         .json();
     assert_eq!(good["status"], true, "{good}");
     let bad = app
-        .send(&op_a, Method::POST, "/api/v2/connections/test", Some(body(Some("wrong"))))
+        .send(
+            &op_a,
+            Method::POST,
+            "/api/v2/connections/test",
+            Some(body(Some("wrong"))),
+        )
         .await
         .expect(StatusCode::OK)
         .json();
     assert_eq!(bad["status"], false, "{bad}");
     assert!(bad["message"].as_str().unwrap().contains("401"), "{bad}");
     // A stored connection is tested with its stored password when none is sent.
-    app.send(&op_a, Method::POST, "/api/v2/connections", Some(body(Some("http-pw-1"))))
-        .await
-        .expect(StatusCode::CREATED);
+    app.send(
+        &op_a,
+        Method::POST,
+        "/api/v2/connections",
+        Some(body(Some("http-pw-1"))),
+    )
+    .await
+    .expect(StatusCode::CREATED);
     let stored = app
-        .send(&op_a, Method::POST, "/api/v2/connections/test", Some(body(Some("***"))))
+        .send(
+            &op_a,
+            Method::POST,
+            "/api/v2/connections/test",
+            Some(body(Some("***"))),
+        )
         .await
         .expect(StatusCode::OK)
         .json();
@@ -610,12 +796,20 @@ async fn testing_an_http_connection_makes_a_request_to_its_host() {
         .expect(StatusCode::OK)
         .json();
     assert_eq!(other["status"], false);
-    assert!(other["message"].as_str().unwrap().contains("not supported"), "{other}");
+    assert!(
+        other["message"].as_str().unwrap().contains("not supported"),
+        "{other}"
+    );
     // Testing is for those who may create connections.
     let viewer = Identity::new("v", vec![Grant::for_tenant(Role::Viewer, "team_a")]);
-    app.send(&viewer, Method::POST, "/api/v2/connections/test", Some(body(None)))
-        .await
-        .expect(StatusCode::FORBIDDEN);
+    app.send(
+        &viewer,
+        Method::POST,
+        "/api/v2/connections/test",
+        Some(body(None)),
+    )
+    .await
+    .expect(StatusCode::FORBIDDEN);
     app.assert_never_sent("http-pw-1");
 }
 
@@ -639,7 +833,12 @@ async fn testing_a_postgres_connection_connects_to_it() {
         })
     };
     let good = app
-        .send(&op_a, Method::POST, "/api/v2/connections/test", Some(body("postgres")))
+        .send(
+            &op_a,
+            Method::POST,
+            "/api/v2/connections/test",
+            Some(body("postgres")),
+        )
         .await
         .expect(StatusCode::OK)
         .json();
@@ -655,5 +854,11 @@ async fn testing_a_postgres_connection_connects_to_it() {
         .expect(StatusCode::OK)
         .json();
     assert_eq!(bad["status"], false, "{bad}");
-    assert!(bad["message"].as_str().unwrap().contains("no_such_database_here"), "{bad}");
+    assert!(
+        bad["message"]
+            .as_str()
+            .unwrap()
+            .contains("no_such_database_here"),
+        "{bad}"
+    );
 }

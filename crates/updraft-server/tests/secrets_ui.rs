@@ -89,8 +89,14 @@ impl Fixture {
     async fn page(&self, uri: &str, identity: &Identity) -> String {
         let (status, body) = self.get_as(uri, identity).await;
         assert_eq!(status, StatusCode::OK, "GET {uri}:\n{body}");
-        assert!(!body.contains(PASSWORD), "GET {uri} shows a password:\n{body}");
-        assert!(!body.contains(TOKEN), "GET {uri} shows a secret extra:\n{body}");
+        assert!(
+            !body.contains(PASSWORD),
+            "GET {uri} shows a password:\n{body}"
+        );
+        assert!(
+            !body.contains(TOKEN),
+            "GET {uri} shows a secret extra:\n{body}"
+        );
         assert_no_inline_code(&body);
         body
     }
@@ -117,8 +123,14 @@ async fn the_connections_page_lists_the_tenants_connections_masked() {
     let body = fixture.page("/connections", &op_a()).await;
     assert!(body.contains("team_a_db"), "{body}");
     assert!(body.contains("team_a.db.internal"));
-    assert!(!body.contains("team_b_db"), "another tenant's connection is listed");
-    assert!(body.contains("href=\"/connections\" aria-current=\"page\""), "the navigation");
+    assert!(
+        !body.contains("team_b_db"),
+        "another tenant's connection is listed"
+    );
+    assert!(
+        body.contains("href=\"/connections\" aria-current=\"page\""),
+        "the navigation"
+    );
     assert!(body.contains("href=\"/variables\""));
     assert!(body.contains("data-delete=\"/api/v2/connections/team_a_db?team_name=team_a\""));
     assert!(body.contains("/connections/team_a_db/edit?team_name=team_a"));
@@ -141,20 +153,24 @@ async fn the_edit_form_never_holds_the_password() {
     assert!(body.contains("(set; leave empty to keep it)"));
     assert!(body.contains("data-method=\"PATCH\""));
     assert!(body.contains("data-api=\"/api/v2/connections/team_a_db?team_name=team_a\""));
-    assert!(body.contains("&quot;api_token&quot;:&quot;***&quot;"), "{body}");
+    assert!(
+        body.contains("&quot;api_token&quot;:&quot;***&quot;"),
+        "{body}"
+    );
     assert!(body.contains("&quot;sslmode&quot;:&quot;require&quot;"));
     // Without the tenant: the only one the caller sees.
     fixture.page("/connections/team_a_db/edit", &op_a()).await;
     // Another tenant's: as missing.
-    let (hidden, _) = fixture
-        .get_as("/connections/team_b_db/edit", &op_a())
-        .await;
+    let (hidden, _) = fixture.get_as("/connections/team_b_db/edit", &op_a()).await;
     let (missing, _) = fixture.get_as("/connections/nope/edit", &op_a()).await;
     assert_eq!(hidden, StatusCode::NOT_FOUND);
     assert_eq!(missing, StatusCode::NOT_FOUND);
     let new = fixture.page("/connections/new", &op_a()).await;
     assert!(new.contains("data-method=\"POST\""));
-    assert!(new.contains("<option value=\"team_a\">team_a</option>"), "{new}");
+    assert!(
+        new.contains("<option value=\"team_a\">team_a</option>"),
+        "{new}"
+    );
     assert!(!new.contains("team_b"));
 }
 
@@ -163,10 +179,16 @@ async fn the_variables_page_masks_sensitive_values() {
     let fixture = Fixture::new().await;
     let body = fixture.page("/variables", &op_a()).await;
     assert!(body.contains("team_a_region"));
-    assert!(body.contains("eu-west-1"), "a value that is not secret is shown");
+    assert!(
+        body.contains("eu-west-1"),
+        "a value that is not secret is shown"
+    );
     assert!(body.contains("team_a_db_password"));
     assert!(body.contains("<code>***</code>"), "{body}");
-    assert!(body.contains("&lt;b&gt;desc&lt;/b&gt;"), "descriptions are escaped");
+    assert!(
+        body.contains("&lt;b&gt;desc&lt;/b&gt;"),
+        "descriptions are escaped"
+    );
     assert!(!body.contains("team_b_region"));
     let form = fixture
         .page("/variables/team_a_db_password/edit", &op_a())

@@ -19,8 +19,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::doc::{E400, E403, E404, E409, E422};
 use super::params::{de_present, order_by, paging};
 use super::secrets::{
-    LOOKUP_LIMIT, mask_json_text, new_object_tenant, pick, rule_tenant, unmask, unmask_text,
-    vault, vault_error,
+    LOOKUP_LIMIT, mask_json_text, new_object_tenant, pick, rule_tenant, unmask, unmask_text, vault,
+    vault_error,
 };
 use super::{ApiJson, ApiPath, ApiQuery, check_update_mask};
 use crate::AppState;
@@ -348,7 +348,9 @@ pub async fn get_connections(
     Ok(Json(ConnectionCollectionResponse {
         connections: rows
             .iter()
-            .filter(|(t, _)| auth::allows(&identity, Action::Read, resource(rule_tenant(t.as_deref()))))
+            .filter(|(t, _)| {
+                auth::allows(&identity, Action::Read, resource(rule_tenant(t.as_deref())))
+            })
             .map(|(t, c)| connection_response(t.as_deref(), c))
             .collect(),
         total_entries: total,
@@ -438,6 +440,9 @@ pub async fn post_connection(
     ))
 }
 
+/// A text field of a patch: its name, what the body says of it, where it goes.
+type TextPatch<'a> = (&'a str, Option<Option<String>>, &'a mut Option<String>);
+
 /// Applies a patch body to a stored connection; `fields` empty: every field given.
 fn apply_patch(
     connection: &mut Connection,
@@ -452,7 +457,7 @@ fn apply_patch(
         check_conn_type(&conn_type)?;
         connection.conn_type = conn_type;
     }
-    let text_fields: [(&str, Option<Option<String>>, &mut Option<String>); 4] = [
+    let text_fields: [TextPatch<'_>; 4] = [
         ("description", body.description, &mut connection.description),
         ("host", body.host, &mut connection.host),
         ("login", body.login, &mut connection.login),
@@ -723,7 +728,10 @@ async fn probe_postgres(connection: &Connection) -> (bool, String) {
     let _ = db.close().await;
     match answer {
         Ok(_) => (true, "Connection successfully tested".to_string()),
-        Err(e) => (false, format!("connected to {host}, but SELECT 1 failed: {e}")),
+        Err(e) => (
+            false,
+            format!("connected to {host}, but SELECT 1 failed: {e}"),
+        ),
     }
 }
 
@@ -766,8 +774,7 @@ mod tests {
         apply_patch(&mut stored, body, &[]).unwrap();
         assert_eq!(stored.host.as_deref(), Some("b"));
         assert_eq!(stored.password.as_deref(), Some("pw"));
-        let body: ConnectionPatchBody =
-            serde_json::from_value(json!({"password": "***"})).unwrap();
+        let body: ConnectionPatchBody = serde_json::from_value(json!({"password": "***"})).unwrap();
         apply_patch(&mut stored, body, &[]).unwrap();
         assert_eq!(stored.password.as_deref(), Some("pw"));
         let body: ConnectionPatchBody = serde_json::from_value(json!({})).unwrap();

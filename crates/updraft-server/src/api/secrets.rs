@@ -99,8 +99,11 @@ pub fn pick<T>(
         .into_iter()
         .filter(|(tenant, _)| wanted.is_none_or(|w| w == tenant.as_deref()))
         .filter(|(tenant, _)| {
-            auth::decide(identity, Action::Read, resource(rule_tenant(tenant.as_deref())))
-                != Decision::Hide
+            auth::decide(
+                identity,
+                Action::Read,
+                resource(rule_tenant(tenant.as_deref())),
+            ) != Decision::Hide
         })
         .collect();
     if visible.len() > 1 {
@@ -198,7 +201,10 @@ mod tests {
             unmask_text(Some("***".into()), Some("pw")),
             Some("pw".into())
         );
-        assert_eq!(unmask_text(Some("new".into()), Some("pw")), Some("new".into()));
+        assert_eq!(
+            unmask_text(Some("new".into()), Some("pw")),
+            Some("new".into())
+        );
         assert_eq!(unmask_text(None, Some("pw")), None);
     }
 }

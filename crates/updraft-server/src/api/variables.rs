@@ -202,10 +202,7 @@ async fn candidates(
         limit: LOOKUP_LIMIT,
         offset: 0,
     };
-    let (found, _) = vault(state)?
-        .variables(&query)
-        .await
-        .map_err(vault_error)?;
+    let (found, _) = vault(state)?.variables(&query).await.map_err(vault_error)?;
     Ok(found.into_iter().filter(|(_, v)| v.key == key).collect())
 }
 
@@ -467,7 +464,10 @@ mod tests {
         assert_eq!(merge_value("***".into(), "old"), "old");
         assert_eq!(merge_value("new".into(), "old"), "new");
         assert_eq!(
-            merge_value(r#"{"token":"***","a":1}"#.into(), r#"{"token":"t0k","a":0}"#),
+            merge_value(
+                r#"{"token":"***","a":1}"#.into(),
+                r#"{"token":"t0k","a":0}"#
+            ),
             r#"{"a":1,"token":"t0k"}"#
         );
         assert_eq!(stored_value(json!({"a": 1})), r#"{"a":1}"#);

@@ -143,7 +143,10 @@ pub async fn connection_edit(
         connections::find(&state, &identity, &conn_id, team, Action::Edit).await?;
     let page = FormPage {
         frame: Frame::new(format!("Connection {conn_id}"), "connections"),
-        item: Some(connections::connection_response(tenant.as_deref(), &connection)),
+        item: Some(connections::connection_response(
+            tenant.as_deref(),
+            &connection,
+        )),
         tenants: Vec::new(),
         tenant: rule_tenant(tenant.as_deref()).to_string(),
         api_url: format!(

@@ -323,6 +323,28 @@ mod tests {
     }
 
     #[test]
+    fn shared_connections_and_variables_need_a_grant_for_every_tenant() {
+        let op_a = Identity::new("a", vec![Grant::for_tenant(Role::Op, "a")]);
+        let op = Identity::new("o", vec![Grant::everywhere(Role::Op)]);
+        let shared = Resource::Connection { tenant: "*" };
+        assert_eq!(decide(&op_a, Action::Read, shared), Decision::Hide);
+        assert_eq!(decide(&op, Action::Edit, shared), Decision::Allow);
+        assert_eq!(
+            decide(&op_a, Action::Read, Resource::Variable { tenant: "a" }),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&op_a, Action::Read, Resource::Connections),
+            Decision::Allow
+        );
+        let viewer = Identity::new("v", vec![Grant::everywhere(Role::Viewer)]);
+        assert_eq!(
+            decide(&viewer, Action::Read, Resource::Variables),
+            Decision::Forbid
+        );
+    }
+
+    #[test]
     fn tenant_ops_manage_their_own_pools_and_only_read_shared_ones() {
         let op_a = Identity::new("o", vec![Grant::for_tenant(Role::Op, "a")]);
         let pool = |tenant| Resource::Pool { tenant };

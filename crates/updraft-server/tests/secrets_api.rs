@@ -11,10 +11,14 @@ use chrono::Utc;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+use updraft_core::TaskState;
 use updraft_secrets::{Keyring, Vault};
 use updraft_server::auth::{Grant, Identity, Role};
 use updraft_server::{AppState, ServerConfig};
-use updraft_store::{AdminStore, SecretStore, SqliteStore};
+use updraft_store::{
+    AdminStore, OperatorStore, QueueLimits, ReadStore, SchedulerStore, SecretStore, SqliteStore,
+    TiKey, TiTransition,
+};
 
 const PASSWORD: &str = "hunter2-very-secret";
 
@@ -26,6 +30,7 @@ tasks:
 
 struct App {
     _dir: tempfile::TempDir,
+    logs: std::path::PathBuf,
     store: Arc<SqliteStore>,
     keyring: Option<Keyring>,
     router: axum::Router,
@@ -81,6 +86,7 @@ impl App {
             Arc::new(|| {}),
         );
         App {
+            logs: dir.path().join("logs"),
             _dir: dir,
             store,
             keyring,
@@ -861,4 +867,77 @@ async fn testing_a_postgres_connection_connects_to_it() {
             .contains("no_such_database_here"),
         "{bad}"
     );
+}
+
+/// Move a task instance to `running` with its first try, as the scheduler would.
+async fn start(store: &SqliteStore, run_pk: i64, task_id: &str) {
+    let key = TiKey {
+        run_pk,
+        task_id: task_id.to_string(),
+    };
+    let current = store.task_instance(&key).await.unwrap().unwrap().state;
+    store
+        .apply_transitions(
+            run_pk,
+            &[TiTransition {
+                task_id: task_id.to_string(),
+                expected: current,
+                new: TaskState::Scheduled,
+            }],
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let queued = store
+        .queue(
+            std::slice::from_ref(&key),
+            0,
+            &QueueLimits::default(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    store
+        .mark_running(&key, queued[0].try_number, Some(4242), "host-1", Utc::now())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_log_served_after_the_server_learned_a_secret_shows_it_masked() {
+    let app = App::new().await;
+    let user = Identity::new("user_a", vec![Grant::for_tenant(Role::Op, "team_a")]);
+    app.send(
+        &user,
+        Method::POST,
+        "/api/v2/dags/a_job/dagRuns",
+        Some(json!({"dag_run_id": "r1"})),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let run = app.store.run("a_job", "r1").await.unwrap().unwrap();
+    start(app.store.as_ref(), run.id, "work").await;
+    let log = updraft_dag::log_path(&app.logs, "team_a", "a_job", "r1", "work", 1);
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::fs::write(&log, "connecting with log-leaked-pw-5\n").unwrap();
+    let mut body = db_connection("leaky");
+    body["password"] = json!("log-leaked-pw-5");
+    app.send(&user, Method::POST, "/api/v2/connections", Some(body))
+        .await
+        .expect(StatusCode::CREATED);
+    let shown = app
+        .send(
+            &user,
+            Method::GET,
+            "/api/v2/dags/a_job/dagRuns/r1/taskInstances/work/logs/1",
+            None,
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        shown["content"][0]["event"], "connecting with ***",
+        "{shown}"
+    );
+    app.assert_never_sent("log-leaked-pw-5");
 }

@@ -186,8 +186,12 @@ fn masker_for(connection: &Connection) -> Masker {
     masker
 }
 
-/// The connection as shown: no password, sensitive extra masked.
+/// The connection as shown: no password, sensitive extra masked. Its secret values join the
+/// process-wide masker, so the server masks them wherever else it shows text (task logs).
 pub fn connection_response(tenant: Option<&str>, connection: &Connection) -> ConnectionResponse {
+    for secret in connection.secret_values() {
+        updraft_secrets::mask::register(&secret);
+    }
     let masker = masker_for(connection);
     ConnectionResponse {
         connection_id: connection.conn_id.clone(),

@@ -116,9 +116,11 @@ fn resource(tenant: &str) -> Resource<'_> {
     Resource::Variable { tenant }
 }
 
-/// A variable's value as shown.
+/// A variable's value as shown. A sensitive value joins the process-wide masker, so the
+/// server masks it wherever else it shows text (task logs).
 pub fn shown_value(variable: &Variable) -> String {
     if variable.is_sensitive() {
+        updraft_secrets::mask::register(&variable.value);
         return MASK.to_string();
     }
     match serde_json::from_str::<Value>(&variable.value) {

@@ -16,8 +16,8 @@ use updraft_secrets::{Keyring, Vault};
 use updraft_server::auth::{Grant, Identity, Role};
 use updraft_server::{AppState, ServerConfig};
 use updraft_store::{
-    AdminStore, OperatorStore, QueueLimits, ReadStore, SchedulerStore, SecretStore, SqliteStore,
-    TiKey, TiTransition,
+    AdminStore, QueueLimits, ReadStore, SchedulerStore, SecretStore, SqliteStore, TiKey,
+    TiTransition,
 };
 
 const PASSWORD: &str = "hunter2-very-secret";

@@ -151,6 +151,8 @@ async fn the_edit_form_never_holds_the_password() {
         "{body}"
     );
     assert!(body.contains("(set; leave empty to keep it)"));
+    // The tenant goes with a test or a save, so the stored connection is the one meant.
+    assert!(body.contains(r#"<input type="hidden" name="team_name" value="team_a">"#));
     assert!(body.contains("data-method=\"PATCH\""));
     assert!(body.contains("data-api=\"/api/v2/connections/team_a_db?team_name=team_a\""));
     assert!(

@@ -164,3 +164,57 @@ async fn the_connection_uri_reaches_the_process_environment() {
     let text = std::fs::read_to_string(dir.path().join("print.log")).unwrap();
     assert_eq!(outcome, ExecOutcome::Success, "{text}");
 }
+
+/// Runs `rendered` to its end; returns its log.
+async fn run_to_end(rendered: updraft_executor::RenderedTask, log: &Path) -> String {
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let executor = LocalExecutor::new(LocalExecutorConfig::default(), tx);
+    executor.launch(LaunchSpec {
+        key: TryKey {
+            run_pk: 1,
+            task_id: "print".into(),
+            try_number: 1,
+        },
+        rendered,
+        log_path: log.to_path_buf(),
+        timeout: None,
+    });
+    loop {
+        match tokio::time::timeout(PATIENCE, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            TryEvent::Finished { outcome, .. } => {
+                assert_eq!(outcome, ExecOutcome::Success);
+                break;
+            }
+            TryEvent::Started { .. } => {}
+        }
+    }
+    std::fs::read_to_string(log).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_try_given_secrets_writes_through_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "dag_id: leaky\ntasks:\n  - task_id: print\n    bash: 'echo \"out=$(readlink /proc/$$/fd/1)\"'\n";
+    let dag = updraft_dag::parse_dag("acme", "acme/leaky.yaml", yaml).unwrap();
+    let task = &dag.tasks[0];
+
+    let plain = render_task(&dag, task, &context(TemplateSecrets::default())).unwrap();
+    let log = dir.path().join("plain.log");
+    let text = run_to_end(plain, &log).await;
+    assert!(
+        text.contains(&format!("out={}\n", log.canonicalize().unwrap().display())),
+        "a try without secrets writes to its log file itself: {text}"
+    );
+
+    let mut secrets = TemplateSecrets::default();
+    secrets.connections.insert("my_db".into(), my_db());
+    let mut with_db = task.clone();
+    with_db.connections = vec!["my_db".into()];
+    let masked = render_task(&dag, &with_db, &context(secrets)).unwrap();
+    let text = run_to_end(masked, &dir.path().join("masked.log")).await;
+    assert!(text.contains("out=pipe:["), "{text}");
+}

@@ -1,6 +1,7 @@
 //! One module per command group; shared plumbing lives here.
 
 pub mod config_cmd;
+pub mod connections;
 pub mod dags;
 pub mod db;
 pub mod jobs;
@@ -8,6 +9,8 @@ pub mod pools;
 pub mod service;
 pub mod tasks;
 pub mod users;
+pub mod variables;
+pub mod vault;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -183,6 +186,20 @@ pub async fn scheduler_config(
         exclusive: matches!(settings.database(), Ok(Database::Sqlite(_))),
         kubernetes: kubernetes_config(settings).await?,
     })
+}
+
+/// `config` with the secrets chain of `[secrets]` (connections and variables for templates).
+pub fn with_secrets(
+    mut config: SchedulerConfig,
+    settings: &Settings,
+    store: Arc<dyn Store>,
+) -> Result<SchedulerConfig> {
+    config.secrets = Some(crate::secret_sources::build(
+        settings,
+        store,
+        config.kubernetes.as_ref(),
+    )?);
+    Ok(config)
 }
 
 /// What local tries see, where they work and which user runs them: `[executor]` and each

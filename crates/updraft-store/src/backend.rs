@@ -736,47 +736,53 @@ impl<B: Backend> SecretStore for B {
         tenant: Option<&str>,
         conn_id: &str,
     ) -> Result<Option<ConnectionRow>> {
-        let _ = (tenant, conn_id);
-        todo!("SecretStore::connection")
+        read(self, async |c| {
+            sql::secrets::connection(c, tenant, conn_id).await
+        })
+        .await
     }
 
     async fn connections(&self, query: &SecretQuery) -> Result<(Vec<ConnectionRow>, u64)> {
-        let _ = query;
-        todo!("SecretStore::connections")
+        read(self, async |c| sql::secrets::connections(c, query).await).await
     }
 
     async fn write_connection(&self, row: &ConnectionRow, mode: WriteMode) -> Result<()> {
-        let _ = (row, mode);
-        todo!("SecretStore::write_connection")
+        write(self, async |c| {
+            sql::secrets::write_connection(c, row, mode).await
+        })
+        .await
     }
 
     async fn delete_connection(&self, tenant: Option<&str>, conn_id: &str) -> Result<bool> {
-        let _ = (tenant, conn_id);
-        todo!("SecretStore::delete_connection")
+        write(self, async |c| {
+            sql::secrets::delete_connection(c, tenant, conn_id).await
+        })
+        .await
     }
 
     async fn variable(&self, tenant: Option<&str>, key: &str) -> Result<Option<VariableRow>> {
-        let _ = (tenant, key);
-        todo!("SecretStore::variable")
+        read(self, async |c| sql::secrets::variable(c, tenant, key).await).await
     }
 
     async fn variables(&self, query: &SecretQuery) -> Result<(Vec<VariableRow>, u64)> {
-        let _ = query;
-        todo!("SecretStore::variables")
+        read(self, async |c| sql::secrets::variables(c, query).await).await
     }
 
     async fn write_variable(&self, row: &VariableRow, mode: WriteMode) -> Result<()> {
-        let _ = (row, mode);
-        todo!("SecretStore::write_variable")
+        write(self, async |c| {
+            sql::secrets::write_variable(c, row, mode).await
+        })
+        .await
     }
 
     async fn delete_variable(&self, tenant: Option<&str>, key: &str) -> Result<bool> {
-        let _ = (tenant, key);
-        todo!("SecretStore::delete_variable")
+        write(self, async |c| {
+            sql::secrets::delete_variable(c, tenant, key).await
+        })
+        .await
     }
 
     async fn reencrypt(&self, reencrypt: &Reencrypt<'_>) -> Result<u64> {
-        let _ = reencrypt;
-        todo!("SecretStore::reencrypt")
+        write_tx(self, async |c| sql::secrets::reencrypt(c, reencrypt).await).await
     }
 }

@@ -46,10 +46,12 @@ pub struct VariableRow {
 /// Which connections or variables to list, by tenant then id (or key).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SecretQuery {
-    /// Only these tenants' (plus, with `include_shared`, the shared ones); `None`: all.
+    /// Only these tenants' (plus, with `include_shared`, the shared ones); `None`: all,
+    /// shared ones included. `Some(vec![])` with `include_shared`: only the shared ones.
     pub tenants: Option<Vec<String>>,
     pub include_shared: bool,
-    /// Only ids (keys) containing this text (`%` and `_` are literal).
+    /// Only ids (keys) containing this text, ignoring ASCII case as Airflow's `*_pattern`
+    /// filters do (`%` and `_` are literal).
     pub id_pattern: Option<String>,
     /// The page size (0: an empty page, with the total).
     pub limit: u32,

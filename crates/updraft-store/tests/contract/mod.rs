@@ -8,8 +8,10 @@
 
 #![allow(dead_code)] // each backend test file uses what it needs
 
+mod secrets;
 mod step;
 mod users;
+pub use secrets::*;
 pub use step::*;
 pub use users::*;
 
@@ -115,6 +117,17 @@ macro_rules! contract_tests {
             users_logins_and_passwords_are_recorded,
             events_are_recorded_and_listed_newest_first_with_filters,
             events_default_to_now_and_keep_order_within_one_instant,
+        );
+        // Connections and variables.
+        contract_tests!(@each $fresh;
+            secrets_tenant_and_shared_rows_with_one_id_are_distinct,
+            secrets_unencrypted_and_empty_fields_read_back_as_written,
+            secrets_write_modes_create_update_upsert,
+            secrets_listings_filter_order_page_and_count,
+            secrets_delete_removes_only_the_named_row,
+            secrets_reencrypt_rewrites_every_encrypted_field,
+            secrets_reencrypt_is_all_or_nothing,
+            secrets_reencrypt_of_nothing_rewrites_nothing,
         );
         // Housekeeping (`db clean`).
         contract_tests!(@each $fresh;

@@ -1,0 +1,356 @@
+//! `updraft connections ...`, the Fernet key settings and `rotate-fernet-key`, through the
+//! binary: round trips, Airflow's import and export formats, tenants kept apart, the key
+//! errors, standalone's generated key, and a rotation while a scheduler runs.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::{Home, wait_until};
+use serde_json::Value;
+
+/// A Fernet key in Airflow's format, from the binary itself.
+fn new_key(home: &Home) -> String {
+    home.ok(&["config", "generate-fernet-key"])
+        .stdout
+        .trim()
+        .to_string()
+}
+
+/// A home with a Fernet key in `UPDRAFT__CORE__FERNET_KEY`.
+fn keyed_home() -> Home {
+    let mut home = Home::new();
+    let key = new_key(&home);
+    home.set_env("UPDRAFT__CORE__FERNET_KEY", &key);
+    home
+}
+
+fn rows(value: Value) -> Vec<Value> {
+    value.as_array().cloned().unwrap_or_default()
+}
+
+const PG_URI: &str = "postgres://app:s3cret-pass@db.example.com:5432/shop?sslmode=require";
+
+#[test]
+fn add_get_list_delete_round_trip_with_secrets_masked() {
+    let home = keyed_home();
+    home.ok(&["connections", "add", "my_db", "--conn-uri", PG_URI]);
+    home.ok(&[
+        "connections",
+        "add",
+        "api",
+        "--conn-type",
+        "http",
+        "--conn-host",
+        "api.example.com",
+        "--conn-login",
+        "bot",
+        "--conn-password",
+        "hunter2-long",
+        "--conn-port",
+        "8443",
+        "--conn-extra",
+        r#"{"api_key": "k-123456", "region": "eu"}"#,
+        "--conn-description",
+        "the API",
+    ]);
+
+    let got = home.json(&["connections", "get", "my_db"]);
+    assert_eq!(got["conn_type"], "postgres");
+    assert_eq!(got["host"], "db.example.com");
+    assert_eq!(got["login"], "app");
+    assert_eq!(got["port"], 5432);
+    assert_eq!(got["schema"], "shop");
+    assert_eq!(got["password"], "***");
+    assert_eq!(got["tenant"], "default");
+
+    let api = home.json(&["connections", "get", "api"]);
+    assert_eq!(api["extra"]["api_key"], "***");
+    assert_eq!(api["extra"]["region"], "eu");
+    assert_eq!(api["description"], "the API");
+
+    let listed = home.ok(&["connections", "list"]);
+    assert!(!listed.stdout.contains("s3cret-pass"), "{listed}");
+    assert!(!listed.stdout.contains("k-123456"), "{listed}");
+    let ids: Vec<Value> = rows(home.json(&["connections", "list"]))
+        .iter()
+        .map(|c| c["conn_id"].clone())
+        .collect();
+    assert_eq!(ids, ["api", "my_db"]);
+
+    let again = home.fails(&["connections", "add", "my_db", "--conn-uri", PG_URI]);
+    assert!(again.stderr.contains("already exists"), "{again}");
+
+    home.ok(&["connections", "delete", "my_db"]);
+    home.fails(&["connections", "get", "my_db"]);
+    let missing = home.fails(&["connections", "delete", "my_db"]);
+    assert!(missing.stderr.contains("my_db"), "{missing}");
+}
+
+#[test]
+fn export_and_import_in_every_format_keep_every_field() {
+    let home = keyed_home();
+    home.ok(&["connections", "add", "my_db", "--conn-uri", PG_URI]);
+    home.ok(&[
+        "connections",
+        "add",
+        "api",
+        "--conn-json",
+        r#"{"conn_type": "http", "host": "api.example.com", "password": "p@ss/word:1", "extra": {"token": "t-0987654", "retries": 3}}"#,
+    ]);
+    let original = rows(home.json(&["connections", "list"]));
+    for name in ["out.json", "out.yaml", "out.env"] {
+        let file = home.path().join(name);
+        let file = file.to_str().unwrap();
+        home.ok(&["connections", "export", file]);
+        let text = std::fs::read_to_string(file).unwrap();
+        // The export holds the secrets in the clear, and only its owner may read it.
+        assert!(text.contains("t-0987654"), "{name}: {text}");
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name}");
+
+        let other = keyed_home();
+        other.ok(&["connections", "import", file]);
+        assert_eq!(
+            rows(other.json(&["connections", "list"])),
+            original,
+            "{name}: {text}"
+        );
+        let exported_again = other.path().join(name);
+        other.ok(&["connections", "export", exported_again.to_str().unwrap()]);
+        let again = std::fs::read_to_string(&exported_again).unwrap();
+        assert_eq!(again, text, "{name}");
+    }
+    // The JSON file is Airflow's map of conn_id to fields.
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("out.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["my_db"]["password"], "s3cret-pass");
+    assert_eq!(json["my_db"]["host"], "db.example.com");
+    assert_eq!(json["api"]["password"], "p@ss/word:1");
+    // The .env file is Airflow's `ID=URI` lines.
+    let env = std::fs::read_to_string(home.path().join("out.env")).unwrap();
+    assert!(
+        env.lines()
+            .any(|l| l.starts_with("my_db=postgres://app:s3cret-pass@db.example.com:5432/shop")),
+        "{env}"
+    );
+}
+
+#[test]
+fn import_skips_existing_connections_unless_overwrite() {
+    let home = keyed_home();
+    home.ok(&["connections", "add", "my_db", "--conn-uri", PG_URI]);
+    let file = home.path().join("conns.env");
+    std::fs::write(
+        &file,
+        "# Airflow's .env format\n\nmy_db=mysql://other:pw-other1@mysql.example.com/x\nnew_one=http://h.example.com\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let first = home.ok(&["connections", "import", file]);
+    assert!(first.stdout.contains("already exists"), "{first}");
+    assert_eq!(
+        home.json(&["connections", "get", "my_db"])["conn_type"],
+        "postgres"
+    );
+    assert_eq!(
+        home.json(&["connections", "get", "new_one"])["host"],
+        "h.example.com"
+    );
+    home.ok(&["connections", "import", file, "--overwrite"]);
+    assert_eq!(
+        home.json(&["connections", "get", "my_db"])["conn_type"],
+        "mysql"
+    );
+
+    let bad = home.path().join("bad.env");
+    std::fs::write(&bad, "ok=http://h\nno equals sign here\n").unwrap();
+    let err = home.fails(&["connections", "import", bad.to_str().unwrap()]);
+    assert!(err.stderr.contains("line 2"), "{err}");
+}
+
+#[test]
+fn a_tenants_connections_are_invisible_to_another_tenant() {
+    let home = keyed_home();
+    home.ok(&[
+        "connections",
+        "add",
+        "a_db",
+        "--conn-uri",
+        PG_URI,
+        "--tenant",
+        "a",
+    ]);
+    home.ok(&[
+        "connections",
+        "add",
+        "everyone",
+        "--conn-uri",
+        "http://shared.example.com",
+        "--shared",
+    ]);
+    assert_eq!(
+        home.json(&["connections", "get", "a_db", "--tenant", "a"])["host"],
+        "db.example.com"
+    );
+    let refused = home.fails(&["connections", "get", "a_db", "--tenant", "b"]);
+    assert!(refused.stderr.contains("not found"), "{refused}");
+    home.fails(&["connections", "get", "a_db"]);
+    let b_ids: Vec<Value> = rows(home.json(&["connections", "list", "--tenant", "b"]))
+        .iter()
+        .map(|c| c["conn_id"].clone())
+        .collect();
+    assert_eq!(b_ids, ["everyone"]);
+    // Another tenant cannot delete it either, nor does its export hold it.
+    home.fails(&["connections", "delete", "a_db", "--tenant", "b"]);
+    let out = home.path().join("b.json");
+    home.ok(&[
+        "connections",
+        "export",
+        out.to_str().unwrap(),
+        "--tenant",
+        "b",
+    ]);
+    assert!(!std::fs::read_to_string(&out).unwrap().contains("a_db"));
+    // The shared one is seen by every tenant, as its own.
+    assert_eq!(
+        home.json(&["connections", "get", "everyone", "--tenant", "b"])["tenant"],
+        "*"
+    );
+    home.ok(&["connections", "delete", "a_db", "--tenant", "a"]);
+}
+
+#[test]
+fn without_a_key_or_with_a_wrong_one_the_error_names_core_fernet_key() {
+    let mut home = Home::new();
+    let none = home.fails(&["connections", "add", "my_db", "--conn-uri", PG_URI]);
+    assert!(none.stderr.contains("core.fernet_key"), "{none}");
+
+    let key = new_key(&home);
+    home.set_env("UPDRAFT__CORE__FERNET_KEY", &key);
+    home.ok(&["connections", "add", "my_db", "--conn-uri", PG_URI]);
+    let other = new_key(&home);
+    home.set_env("UPDRAFT__CORE__FERNET_KEY", &other);
+    let wrong = home.fails(&["connections", "get", "my_db"]);
+    assert!(wrong.stderr.contains("core.fernet_key"), "{wrong}");
+    assert!(!wrong.stderr.contains("s3cret-pass"), "{wrong}");
+
+    home.set_env("UPDRAFT__CORE__FERNET_KEY", "not-a-key");
+    let bad = home.fails(&["connections", "list"]);
+    assert!(bad.stderr.contains("core.fernet_key"), "{bad}");
+}
+
+#[test]
+fn airflows_fernet_key_variable_is_accepted() {
+    let setup = Home::new();
+    let key = new_key(&setup);
+    let home = Home::new().with_env("AIRFLOW__CORE__FERNET_KEY", &key);
+    home.ok(&["connections", "add", "my_db", "--conn-uri", PG_URI]);
+    assert_eq!(home.json(&["connections", "get", "my_db"])["login"], "app");
+}
+
+#[test]
+fn a_key_file_holds_the_keys_and_an_unreadable_one_is_named() {
+    let home = Home::new().with_env("UPDRAFT__CORE__FERNET_KEY_FILE", "keys/fernet");
+    let missing = home.fails(&["connections", "list"]);
+    assert!(missing.stderr.contains("core.fernet_key_file"), "{missing}");
+    assert!(missing.stderr.contains("keys/fernet"), "{missing}");
+
+    std::fs::create_dir_all(home.path().join("keys")).unwrap();
+    let key = new_key(&home);
+    // As a mounted Secret holds it: with a trailing newline.
+    std::fs::write(home.path().join("keys/fernet"), format!("{key}\n")).unwrap();
+    home.ok(&["connections", "add", "my_db", "--conn-uri", PG_URI]);
+    let same_key = Home::new().with_env("UPDRAFT__CORE__FERNET_KEY", &key);
+    std::fs::copy(
+        home.path().join("updraft.db"),
+        same_key.path().join("updraft.db"),
+    )
+    .unwrap();
+    assert_eq!(
+        same_key.json(&["connections", "get", "my_db"])["login"],
+        "app"
+    );
+}
+
+#[test]
+fn standalone_generates_a_key_once_that_later_commands_use() {
+    let home = Home::new();
+    let key_file = home.path().join("fernet_key");
+    let first_key = {
+        let mut service = home.start_standalone();
+        let key = wait_until("the generated key", common::DEFAULT_TIMEOUT, || {
+            std::fs::read_to_string(&key_file)
+                .ok()
+                .filter(|k| !k.is_empty())
+        });
+        service.terminate();
+        service.wait_exit(common::DEFAULT_TIMEOUT);
+        key
+    };
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    home.ok(&["connections", "add", "my_db", "--conn-uri", PG_URI]);
+    {
+        let mut service = home.start_standalone();
+        wait_until("standalone to run", common::DEFAULT_TIMEOUT, || {
+            service.output().contains("scheduler running").then_some(())
+        });
+        service.terminate();
+        service.wait_exit(common::DEFAULT_TIMEOUT);
+    }
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), first_key);
+    assert_eq!(home.json(&["connections", "get", "my_db"])["login"], "app");
+}
+
+/// Writes `keys` to the key file the scheduler and the commands read.
+fn write_keys(home: &Home, keys: &[&str]) {
+    let path = home.path().join("fernet_keys");
+    let partial = home.path().join("fernet_keys.partial");
+    std::fs::write(&partial, format!("{}\n", keys.join(","))).unwrap();
+    std::fs::rename(partial, path).unwrap();
+}
+
+fn run_and_read_password(home: &Home, out: &Path) -> String {
+    let _ = std::fs::remove_file(out);
+    let run_id = home.trigger("uses_conn", None);
+    assert_eq!(home.wait_run_finished("uses_conn", &run_id), "success");
+    std::fs::read_to_string(out).unwrap().trim().to_string()
+}
+
+#[test]
+fn rotation_with_a_live_scheduler_keeps_every_run_reading_the_password() {
+    let home = Home::new().with_env("UPDRAFT__CORE__FERNET_KEY_FILE", "fernet_keys");
+    let old = new_key(&home);
+    let new = new_key(&home);
+    write_keys(&home, &[&old]);
+    home.ok(&["connections", "add", "my_db", "--conn-uri", PG_URI]);
+    let out = home.path().join("password.txt");
+    home.write_dag(
+        "uses_conn.yaml",
+        &format!(
+            "dag_id: uses_conn\ntasks:\n  - task_id: read\n    bash: printf '%s' {{{{ conn.my_db.password | sh }}}} > {}\n",
+            out.display()
+        ),
+    );
+    let _scheduler = home.start_scheduler();
+    home.wait_dag_listed("uses_conn");
+    assert_eq!(run_and_read_password(&home, &out), "s3cret-pass");
+
+    write_keys(&home, &[&new, &old]);
+    let rotated = home.ok(&["rotate-fernet-key"]);
+    assert!(
+        rotated.stdout.contains("Re-encrypted 2 values"),
+        "{rotated}"
+    );
+    assert_eq!(run_and_read_password(&home, &out), "s3cret-pass");
+
+    write_keys(&home, &[&new]);
+    assert_eq!(run_and_read_password(&home, &out), "s3cret-pass");
+    // Only the new key reads the database now.
+    write_keys(&home, &[&old]);
+    let err = home.fails(&["connections", "get", "my_db"]);
+    assert!(err.stderr.contains("core.fernet_key"), "{err}");
+}

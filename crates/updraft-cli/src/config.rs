@@ -1016,6 +1016,57 @@ mod tests {
     }
 
     #[test]
+    fn airflows_fernet_key_variable_counts_unless_updrafts_is_set() {
+        let home = tempfile::tempdir().unwrap();
+        let airflow = || {
+            (
+                "AIRFLOW__CORE__FERNET_KEY".to_string(),
+                "from-airflow".to_string(),
+            )
+        };
+        let config = load_config(home.path(), &with_airflow_fernet_key(vec![airflow()])).unwrap();
+        assert_eq!(config.core.fernet_key, "from-airflow");
+        let both = with_airflow_fernet_key(vec![
+            airflow(),
+            (
+                "UPDRAFT__CORE__FERNET_KEY".to_string(),
+                "from-updraft".to_string(),
+            ),
+        ]);
+        assert_eq!(
+            load_config(home.path(), &both).unwrap().core.fernet_key,
+            "from-updraft"
+        );
+        assert!(!masked_toml(&config).unwrap().contains("from-airflow"));
+    }
+
+    #[test]
+    fn secrets_backends_are_read_in_order_and_unknown_ones_named() {
+        let home = tempfile::tempdir().unwrap();
+        let defaults = load_config(home.path(), &[]).unwrap();
+        assert_eq!(defaults.secrets.backends, ["environment", "database"]);
+        std::fs::write(
+            home.path().join(CONFIG_FILE),
+            "[secrets]\nbackends = [\"files\", \"database\"]\nfiles_dir = \"/var/run/secrets/updraft\"\ncache_ttl = \"5s\"\n",
+        )
+        .unwrap();
+        let config = load_config(home.path(), &[]).unwrap();
+        assert_eq!(config.secrets.backends, ["files", "database"]);
+        assert_eq!(config.secrets.cache_ttl, Duration::from_secs(5));
+        assert_eq!(
+            config.secrets.files_dir,
+            PathBuf::from("/var/run/secrets/updraft")
+        );
+        let vars = vec![(
+            "UPDRAFT__SECRETS__BACKENDS".to_string(),
+            r#"["environment", "hashicorp"]"#.to_string(),
+        )];
+        let err = format!("{:#}", load_config(home.path(), &vars).unwrap_err());
+        assert!(err.contains("secrets.backends"), "{err}");
+        assert!(err.contains("hashicorp"), "{err}");
+    }
+
+    #[test]
     fn url_passwords_are_masked() {
         assert_eq!(
             mask_url_password("postgres://app:hunter2@db:5432/updraft"),

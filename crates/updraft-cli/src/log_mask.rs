@@ -38,3 +38,15 @@ fn masked(buf: &[u8]) -> Option<Vec<u8>> {
     }
     Some(global.mask(&String::from_utf8_lossy(buf)).into_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_values_leave_log_lines_masked() {
+        updraft_secrets::mask::register("pw-from-a-connection");
+        let line = masked(b"connecting with pw-from-a-connection\n").unwrap();
+        assert_eq!(String::from_utf8(line).unwrap(), "connecting with ***\n");
+    }
+}

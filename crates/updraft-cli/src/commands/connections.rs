@@ -23,7 +23,7 @@ pub enum ConnectionsCommand {
     Add {
         conn_id: String,
         #[command(flatten)]
-        fields: ConnFields,
+        fields: Box<ConnFields>,
         #[command(flatten)]
         scope: Scope,
     },
@@ -176,7 +176,7 @@ pub async fn run(cmd: ConnectionsCommand, settings: &Settings, format: Format) -
 async fn add(
     settings: &Settings,
     conn_id: &str,
-    fields: ConnFields,
+    fields: Box<ConnFields>,
     scope: &Scope,
 ) -> Result<ExitCode> {
     check_conn_id(conn_id)?;

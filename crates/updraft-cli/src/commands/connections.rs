@@ -21,6 +21,7 @@ pub enum ConnectionsCommand {
     /// Add a connection: from a URI (--conn-uri), Airflow's JSON (--conn-json), or its parts
     /// (--conn-type and the others).
     Add {
+        /// The connection's id (`conn_id`).
         conn_id: String,
         #[command(flatten)]
         fields: Box<ConnFields>,
@@ -88,21 +89,28 @@ pub struct ConnFields {
     /// Airflow's connection JSON: {"conn_type": ..., "host": ..., "extra": {...}}.
     #[arg(long, conflicts_with = "conn_uri")]
     conn_json: Option<String>,
+    /// The connection type (`postgres`, `http`, ...).
     #[arg(long, conflicts_with_all = ["conn_uri", "conn_json"])]
     conn_type: Option<String>,
+    /// The host.
     #[arg(long, conflicts_with_all = ["conn_uri", "conn_json"])]
     conn_host: Option<String>,
+    /// The login.
     #[arg(long, conflicts_with_all = ["conn_uri", "conn_json"])]
     conn_login: Option<String>,
+    /// The password (stored encrypted).
     #[arg(long, conflicts_with_all = ["conn_uri", "conn_json"])]
     conn_password: Option<String>,
+    /// The schema (a database's name).
     #[arg(long, conflicts_with_all = ["conn_uri", "conn_json"])]
     conn_schema: Option<String>,
+    /// The port.
     #[arg(long, conflicts_with_all = ["conn_uri", "conn_json"])]
     conn_port: Option<u16>,
     /// The extra as a JSON object.
     #[arg(long, conflicts_with = "conn_json")]
     conn_extra: Option<String>,
+    /// A description.
     #[arg(long)]
     conn_description: Option<String>,
 }

@@ -15,6 +15,13 @@ pub struct EnvBackend {
     vars: HashMap<String, String>,
 }
 
+const PREFIXES: [&str; 4] = [
+    "UPDRAFT_CONN_",
+    "AIRFLOW_CONN_",
+    "UPDRAFT_VAR_",
+    "AIRFLOW_VAR_",
+];
+
 impl EnvBackend {
     /// This process's environment (only the `*_CONN_*` / `*_VAR_*` variables are kept).
     pub fn from_process() -> EnvBackend {
@@ -22,8 +29,23 @@ impl EnvBackend {
     }
 
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> EnvBackend {
-        let _ = vars;
-        todo!("environment backend")
+        EnvBackend {
+            vars: vars
+                .into_iter()
+                .filter(|(name, _)| PREFIXES.iter().any(|p| name.starts_with(p)))
+                .collect(),
+        }
+    }
+
+    /// The first of `UPDRAFT_<kind>_<NAME>`, `AIRFLOW_<kind>_<NAME>` that is set, with its
+    /// variable's name.
+    fn lookup(&self, kind: &str, name: &str) -> Option<(String, &str)> {
+        let upper = name.to_uppercase();
+        ["UPDRAFT", "AIRFLOW"].iter().find_map(|prefix| {
+            let variable = format!("{prefix}_{kind}_{upper}");
+            let value = self.vars.get(&variable)?;
+            Some((variable, value.as_str()))
+        })
     }
 }
 
@@ -38,12 +60,18 @@ impl SecretsBackend for EnvBackend {
         _tenant: &str,
         conn_id: &str,
     ) -> Result<Option<Connection>, SecretsError> {
-        let _ = (&self.vars, conn_id);
-        todo!("environment connection")
+        let Some((variable, value)) = self.lookup("CONN", conn_id) else {
+            return Ok(None);
+        };
+        Connection::from_uri_or_json(conn_id, value)
+            .map(Some)
+            .map_err(|error| SecretsError::Format {
+                source_name: format!("environment variable {variable}"),
+                error,
+            })
     }
 
     async fn variable(&self, _tenant: &str, key: &str) -> Result<Option<String>, SecretsError> {
-        let _ = key;
-        todo!("environment variable")
+        Ok(self.lookup("VAR", key).map(|(_, value)| value.to_owned()))
     }
 }

@@ -23,6 +23,7 @@ mod error;
 mod files;
 mod keyring;
 pub mod mask;
+mod pyurl;
 mod variable;
 mod vault;
 

@@ -81,8 +81,8 @@ impl Masker {
         Masker::default()
     }
 
-    /// Adds a value (ignored when shorter than [`MIN_MASKED_LEN`]), each of its lines when it
-    /// has several, and its percent-encoded form.
+    /// Adds a value (ignored when shorter than [`MIN_MASKED_LEN`] or only blanks), each of its
+    /// lines when it has several, and its percent-encoded form.
     pub fn add(&mut self, secret: &str) {
         let mut forms = vec![secret];
         if secret.contains('\n') {
@@ -96,7 +96,7 @@ impl Masker {
             .into_iter()
             .map(str::to_owned)
             .chain(encoded)
-            .filter(|form| form.len() >= MIN_MASKED_LEN)
+            .filter(|form| form.len() >= MIN_MASKED_LEN && !form.trim().is_empty())
             .filter(|form| !self.secrets.contains(form))
             .collect();
         if !added.is_empty() {

@@ -5,12 +5,12 @@
 //! `fernet_key`) and decrypts them on read, with an error naming the key setting when the
 //! configured keys cannot. [`DatabaseBackend`] is the vault as a [`SecretsBackend`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use updraft_store::{SecretQuery, SecretStore, WriteMode};
+use updraft_store::{ConnectionRow, SecretQuery, SecretStore, StoreError, VariableRow, WriteMode};
 
-use crate::{Connection, Keyring, SecretsBackend, SecretsError, Variable};
+use crate::{Connection, Keyring, KeyringError, SecretsBackend, SecretsError, Variable};
 
 /// Reads and writes connections and variables in the database, encrypting what is secret.
 #[derive(Clone)]
@@ -34,8 +34,8 @@ impl Vault {
         tenant: Option<&str>,
         conn_id: &str,
     ) -> Result<Option<Connection>, SecretsError> {
-        let _ = (&self.store, tenant, conn_id);
-        todo!("Vault::connection")
+        let row = self.store.connection(tenant, conn_id).await?;
+        row.map(|row| self.open_connection(row)).transpose()
     }
 
     /// A page of connections (decrypted), with the total matching; each with its tenant.
@@ -43,8 +43,12 @@ impl Vault {
         &self,
         query: &SecretQuery,
     ) -> Result<(Vec<(Option<String>, Connection)>, u64), SecretsError> {
-        let _ = query;
-        todo!("Vault::connections")
+        let (rows, total) = self.store.connections(query).await?;
+        let opened = rows
+            .into_iter()
+            .map(|row| Ok((row.tenant.clone(), self.open_connection(row)?)))
+            .collect::<Result<_, SecretsError>>()?;
+        Ok((opened, total))
     }
 
     pub async fn write_connection(
@@ -53,8 +57,8 @@ impl Vault {
         connection: &Connection,
         mode: WriteMode,
     ) -> Result<(), SecretsError> {
-        let _ = (tenant, connection, mode);
-        todo!("Vault::write_connection")
+        let row = self.seal_connection(tenant, connection);
+        Ok(self.store.write_connection(&row, mode).await?)
     }
 
     pub async fn delete_connection(
@@ -70,16 +74,20 @@ impl Vault {
         tenant: Option<&str>,
         key: &str,
     ) -> Result<Option<Variable>, SecretsError> {
-        let _ = (tenant, key);
-        todo!("Vault::variable")
+        let row = self.store.variable(tenant, key).await?;
+        row.map(|row| self.open_variable(row)).transpose()
     }
 
     pub async fn variables(
         &self,
         query: &SecretQuery,
     ) -> Result<(Vec<(Option<String>, Variable)>, u64), SecretsError> {
-        let _ = query;
-        todo!("Vault::variables")
+        let (rows, total) = self.store.variables(query).await?;
+        let opened = rows
+            .into_iter()
+            .map(|row| Ok((row.tenant.clone(), self.open_variable(row)?)))
+            .collect::<Result<_, SecretsError>>()?;
+        Ok((opened, total))
     }
 
     pub async fn write_variable(
@@ -88,8 +96,14 @@ impl Vault {
         variable: &Variable,
         mode: WriteMode,
     ) -> Result<(), SecretsError> {
-        let _ = (tenant, variable, mode);
-        todo!("Vault::write_variable")
+        let row = VariableRow {
+            tenant: tenant.map(str::to_owned),
+            key: variable.key.clone(),
+            value: self.keyring.encrypt(&variable.value),
+            description: variable.description.clone(),
+            is_encrypted: true,
+        };
+        Ok(self.store.write_variable(&row, mode).await?)
     }
 
     pub async fn delete_variable(
@@ -101,9 +115,116 @@ impl Vault {
     }
 
     /// Re-encrypts every encrypted value with the first key (`updraft rotate-fernet-key`), in
-    /// one transaction; returns how many values were rewritten.
+    /// one transaction; returns how many values were rewritten. A value no configured key can
+    /// decrypt aborts it, changing nothing, with [`KeyringError::WrongKey`] naming the value.
     pub async fn rotate(&self) -> Result<u64, SecretsError> {
-        todo!("Vault::rotate")
+        let failure: Mutex<Option<KeyringError>> = Mutex::new(None);
+        let rotated = self
+            .store
+            .reencrypt(&|field| {
+                self.keyring.rotate(field.token, &field.what).map_err(|e| {
+                    let message = e.to_string();
+                    failure
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .get_or_insert(e);
+                    message
+                })
+            })
+            .await;
+        let failure = failure
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match (rotated, failure) {
+            (Ok(count), _) => Ok(count),
+            (Err(_), Some(keyring)) => Err(keyring.into()),
+            (Err(store), None) => Err(store.into()),
+        }
+    }
+
+    /// The row to store for `connection`: its password and extra (when present) encrypted.
+    fn seal_connection(&self, tenant: Option<&str>, connection: &Connection) -> ConnectionRow {
+        let seal = |value: &Option<String>| value.as_deref().map(|v| self.keyring.encrypt(v));
+        ConnectionRow {
+            tenant: tenant.map(str::to_owned),
+            conn_id: connection.conn_id.clone(),
+            conn_type: connection.conn_type.clone(),
+            description: connection.description.clone(),
+            host: connection.host.clone(),
+            schema: connection.schema.clone(),
+            login: connection.login.clone(),
+            password: seal(&connection.password),
+            port: connection.port.map(i32::from),
+            extra: seal(&connection.extra),
+            is_encrypted: connection.password.is_some(),
+            is_extra_encrypted: connection.extra.is_some(),
+        }
+    }
+
+    /// `row` with its encrypted fields decrypted; fields stored unencrypted are kept as they are.
+    fn open_connection(&self, row: ConnectionRow) -> Result<Connection, SecretsError> {
+        let owner = owner(row.tenant.as_deref());
+        let what = |field: &str| format!("connection {}'s {field} ({owner})", row.conn_id);
+        let password = self.open(row.password.clone(), row.is_encrypted, || what("password"))?;
+        let extra = self.open(row.extra.clone(), row.is_extra_encrypted, || what("extra"))?;
+        let port = row
+            .port
+            .map(|port| {
+                u16::try_from(port).map_err(|_| {
+                    StoreError::Corrupt(format!("{}: port {port} is out of range", what("port")))
+                })
+            })
+            .transpose()?;
+        Ok(Connection {
+            conn_id: row.conn_id,
+            conn_type: row.conn_type,
+            description: row.description,
+            host: row.host,
+            schema: row.schema,
+            login: row.login,
+            password,
+            port,
+            extra,
+        })
+    }
+
+    fn open_variable(&self, row: VariableRow) -> Result<Variable, SecretsError> {
+        let value = if row.is_encrypted {
+            let what = format!(
+                "variable {}'s value ({})",
+                row.key,
+                owner(row.tenant.as_deref())
+            );
+            self.keyring.decrypt(&row.value, &what)?
+        } else {
+            row.value
+        };
+        Ok(Variable {
+            key: row.key,
+            value,
+            description: row.description,
+        })
+    }
+
+    /// `value` decrypted when `encrypted`; `what` names it for the error.
+    fn open(
+        &self,
+        value: Option<String>,
+        encrypted: bool,
+        what: impl FnOnce() -> String,
+    ) -> Result<Option<String>, KeyringError> {
+        match value {
+            Some(token) if encrypted => self.keyring.decrypt(&token, &what()).map(Some),
+            other => Ok(other),
+        }
+    }
+}
+
+/// Whose a value is, in messages: `tenant a`, or `shared`.
+fn owner(tenant: Option<&str>) -> String {
+    match tenant {
+        Some(tenant) => format!("tenant {tenant}"),
+        None => "shared".to_owned(),
     }
 }
 

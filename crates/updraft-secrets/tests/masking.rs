@@ -42,6 +42,12 @@ fn each_line_of_a_multi_line_value_is_hidden() {
 }
 
 #[test]
+fn blank_lines_of_a_multi_line_value_are_not_masked() {
+    let masker = masker(&["first-line\n        \nsecond-line"]);
+    assert_eq!(masker.mask("a        b first-line"), "a        b ***");
+}
+
+#[test]
 fn the_percent_encoded_form_is_hidden_too() {
     let masker = masker(&["p@ss word/1"]);
     assert_eq!(

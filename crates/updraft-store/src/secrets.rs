@@ -92,12 +92,14 @@ pub trait SecretStore: Send + Sync {
     ) -> Result<Option<ConnectionRow>>;
     /// A page of connections, by tenant (shared first) then id, with the total matching.
     async fn connections(&self, query: &SecretQuery) -> Result<(Vec<ConnectionRow>, u64)>;
+    /// A tenant named `*` (how shared rows are stored) is [`crate::StoreError::Invalid`].
     async fn write_connection(&self, row: &ConnectionRow, mode: WriteMode) -> Result<()>;
     /// False when there was none.
     async fn delete_connection(&self, tenant: Option<&str>, conn_id: &str) -> Result<bool>;
 
     async fn variable(&self, tenant: Option<&str>, key: &str) -> Result<Option<VariableRow>>;
     async fn variables(&self, query: &SecretQuery) -> Result<(Vec<VariableRow>, u64)>;
+    /// As [`SecretStore::write_connection`].
     async fn write_variable(&self, row: &VariableRow, mode: WriteMode) -> Result<()>;
     async fn delete_variable(&self, tenant: Option<&str>, key: &str) -> Result<bool>;
 

@@ -285,3 +285,66 @@ async fn evaluate_runs_reports_a_locked_run_busy() {
         .unwrap();
     assert_eq!(outcomes, [(run.id, applied)]);
 }
+
+/// Re-encryption locks the rows it reads until it commits, so no write slips in between a
+/// token's read and its rewrite: another connection asking for the row without waiting is
+/// refused while the re-encryption runs, and served once it is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reencrypt_locks_the_rows_it_rewrites() {
+    use sqlx::Connection;
+    use updraft_store::{SecretStore, VariableRow, WriteMode};
+
+    let (connect, _guard) = fresh_database().await;
+    let store = PgStore::connect_with(connect.clone(), &PgStoreOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let row = VariableRow {
+        tenant: Some("a".into()),
+        key: "k".into(),
+        value: "token".into(),
+        description: None,
+        is_encrypted: true,
+    };
+    store.write_variable(&row, WriteMode::Create).await.unwrap();
+
+    // The SQLSTATE another connection meets locking the row without waiting (None: it got it).
+    let try_lock = || {
+        let connect = connect.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let mut other = sqlx::PgConnection::connect_with(&connect).await.unwrap();
+                    let locked =
+                        sqlx::query("SELECT key FROM variable WHERE key = 'k' FOR UPDATE NOWAIT")
+                            .execute(&mut other)
+                            .await;
+                    locked
+                        .err()
+                        .and_then(|e| e.as_database_error()?.code().map(|c| c.into_owned()))
+                })
+        })
+        .join()
+        .unwrap()
+    };
+    let met = std::sync::Mutex::new(Vec::new());
+    let rewritten = store
+        .reencrypt(&|field| {
+            met.lock().unwrap().push(try_lock());
+            Ok(format!("re({})", field.token))
+        })
+        .await
+        .unwrap();
+    assert_eq!(rewritten, 1);
+    assert_eq!(
+        met.into_inner().unwrap(),
+        [Some("55P03".to_owned())],
+        "lock_not_available"
+    );
+    assert_eq!(try_lock(), None);
+    let after = store.variable(Some("a"), "k").await.unwrap().unwrap();
+    assert_eq!(after.value, "re(token)");
+}

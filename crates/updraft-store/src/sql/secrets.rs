@@ -42,6 +42,17 @@ fn stored_tenant(tenant: Option<&str>) -> &str {
     tenant.unwrap_or(SHARED)
 }
 
+/// A row's tenant as stored; the tenant `*` would be read back as shared, so none may be
+/// named so.
+fn tenant_to_write(tenant: Option<&str>) -> Result<&str> {
+    match tenant {
+        Some(SHARED) => Err(StoreError::Invalid(format!(
+            "`{SHARED}` is not a tenant name (a row for every tenant has no tenant)"
+        ))),
+        tenant => Ok(stored_tenant(tenant)),
+    }
+}
+
 fn tenant_of(stored: String) -> Option<String> {
     (stored != SHARED).then_some(stored)
 }
@@ -111,7 +122,7 @@ pub(crate) async fn write_connection<C: Db + ?Sized>(
             .to_owned(),
     };
     let statement = query(sql)
-        .bind(stored_tenant(row.tenant.as_deref()))
+        .bind(tenant_to_write(row.tenant.as_deref())?)
         .bind(&row.conn_id)
         .bind(&row.conn_type)
         .bind(row.description.clone())
@@ -206,7 +217,7 @@ pub(crate) async fn write_variable<C: Db + ?Sized>(
             .to_owned(),
     };
     let statement = query(sql)
-        .bind(stored_tenant(row.tenant.as_deref()))
+        .bind(tenant_to_write(row.tenant.as_deref())?)
         .bind(&row.key)
         .bind(&row.value)
         .bind(row.description.clone())

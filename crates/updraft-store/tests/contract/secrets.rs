@@ -67,8 +67,19 @@ pub async fn secrets_tenant_and_shared_rows_with_one_id_are_distinct(store: &dyn
     assert_eq!(store.connection(None, "my_db").await.unwrap(), Some(shared));
     // No fallback: a tenant without its own row gets nothing here.
     assert_eq!(store.connection(Some("c"), "my_db").await.unwrap(), None);
-    // The shared row is not a row of a tenant named `*`'s lookalike either way round.
-    assert_eq!(store.connection(Some("*"), "other").await.unwrap(), None);
+    // No tenant may be named as the shared rows are stored.
+    let starred = store
+        .write_connection(&conn(Some("*"), "other", "x"), WriteMode::Upsert)
+        .await
+        .unwrap_err();
+    assert!(matches!(starred, StoreError::Invalid(_)), "{starred}");
+    assert!(matches!(
+        store
+            .write_variable(&var(Some("*"), "other", "x"), WriteMode::Create)
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(store.connection(None, "other").await.unwrap(), None);
 
     let va = var(Some("a"), "token", "sealed-a");
     let vs = var(None, "token", "sealed-shared");

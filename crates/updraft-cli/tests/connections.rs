@@ -97,7 +97,7 @@ fn export_and_import_in_every_format_keep_every_field() {
         "add",
         "api",
         "--conn-json",
-        r#"{"conn_type": "http", "host": "api.example.com", "password": "p@ss/word:1", "extra": {"token": "t-0987654", "retries": 3}}"#,
+        r#"{"conn_type": "http", "host": "api.example.com", "login": "bot", "password": "p@ss/word:1", "extra": {"token": "t-0987654", "retries": 3}}"#,
     ]);
     let original = rows(home.json(&["connections", "list"]));
     for name in ["out.json", "out.yaml", "out.env"] {
@@ -263,12 +263,11 @@ fn a_key_file_holds_the_keys_and_an_unreadable_one_is_named() {
     // As a mounted Secret holds it: with a trailing newline.
     std::fs::write(home.path().join("keys/fernet"), format!("{key}\n")).unwrap();
     home.ok(&["connections", "add", "my_db", "--conn-uri", PG_URI]);
-    let same_key = Home::new().with_env("UPDRAFT__CORE__FERNET_KEY", &key);
-    std::fs::copy(
-        home.path().join("updraft.db"),
-        same_key.path().join("updraft.db"),
-    )
-    .unwrap();
+    // The same database read with the key given directly.
+    let database = format!("sqlite://{}", home.path().join("updraft.db").display());
+    let same_key = Home::new()
+        .with_env("UPDRAFT__CORE__FERNET_KEY", &key)
+        .with_env("UPDRAFT__DATABASE__URL", &database);
     assert_eq!(
         same_key.json(&["connections", "get", "my_db"])["login"],
         "app"

@@ -353,3 +353,39 @@ fn rotation_with_a_live_scheduler_keeps_every_run_reading_the_password() {
     let err = home.fails(&["connections", "get", "my_db"]);
     assert!(err.stderr.contains("core.fernet_key"), "{err}");
 }
+
+#[test]
+fn the_configured_backends_answer_in_their_order() {
+    let home = keyed_home()
+        .with_env(
+            "UPDRAFT__SECRETS__BACKENDS",
+            r#"["environment", "files", "database"]"#,
+        )
+        .with_env("UPDRAFT__SECRETS__FILES_DIR", "mounted")
+        .with_env("AIRFLOW_CONN_FROM_ENV", "http://env-host.example.com");
+    // The database's my_db is hidden by the mounted file of the same id.
+    home.ok(&["connections", "add", "my_db", "--conn-uri", PG_URI]);
+    home.ok(&["connections", "add", "only_db", "--conn-uri", PG_URI]);
+    std::fs::create_dir_all(home.path().join("mounted/connections")).unwrap();
+    std::fs::write(
+        home.path().join("mounted/connections/my_db"),
+        "postgres://app:from-files-pw@files.example.com/shop\n",
+    )
+    .unwrap();
+    let out = home.path().join("seen.txt");
+    home.write_dag(
+        "backends.yaml",
+        &format!(
+            "dag_id: backends\ntasks:\n  - task_id: read\n    bash: printf '%s %s %s' {{{{ conn.my_db.password | sh }}}} {{{{ conn.from_env.host | sh }}}} {{{{ conn.only_db.host | sh }}}} > {}\n",
+            out.display()
+        ),
+    );
+    let _scheduler = home.start_scheduler();
+    home.wait_dag_listed("backends");
+    let run_id = home.trigger("backends", None);
+    assert_eq!(home.wait_run_finished("backends", &run_id), "success");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "from-files-pw env-host.example.com db.example.com"
+    );
+}

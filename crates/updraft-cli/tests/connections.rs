@@ -26,6 +26,40 @@ fn keyed_home() -> Home {
     home
 }
 
+/// The audit log's `event tenant` pairs and every `extra`, oldest first, from the SQLite
+/// database.
+fn audit_log(home: &Home) -> (String, String) {
+    let db = home.path().join("updraft.db");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let (events, extras): (String, String) = sqlx::query_as(
+            "SELECT COALESCE(group_concat(event || ' ' || COALESCE(tenant, '-'), ', '), ''), \
+             COALESCE(group_concat(COALESCE(extra, ''), ' '), '') \
+             FROM (SELECT * FROM event_log ORDER BY id)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        (events, extras)
+    })
+}
+
+/// Whether `text` is anywhere in the database's files, in the clear.
+fn stored_in_the_clear(home: &Home, text: &str) -> bool {
+    ["updraft.db", "updraft.db-wal"].iter().any(|name| {
+        std::fs::read(home.path().join(name))
+            .map(|bytes| bytes.windows(text.len()).any(|w| w == text.as_bytes()))
+            .unwrap_or(false)
+    })
+}
+
 fn rows(value: Value) -> Vec<Value> {
     value.as_array().cloned().unwrap_or_default()
 }
@@ -86,6 +120,20 @@ fn add_get_list_delete_round_trip_with_secrets_masked() {
     home.fails(&["connections", "get", "my_db"]);
     let missing = home.fails(&["connections", "delete", "my_db"]);
     assert!(missing.stderr.contains("my_db"), "{missing}");
+
+    // The host is stored as is, the password and the extra encrypted.
+    assert!(stored_in_the_clear(&home, "api.example.com"));
+    assert!(!stored_in_the_clear(&home, "hunter2-long"));
+    assert!(!stored_in_the_clear(&home, "k-123456"));
+    let (events, extras) = audit_log(&home);
+    assert_eq!(
+        events,
+        "cli_connections_add default, cli_connections_add default, cli_connections_delete default"
+    );
+    assert!(
+        !extras.contains("s3cret-pass") && !extras.contains("hunter2-long"),
+        "{extras}"
+    );
 }
 
 #[test]

@@ -437,3 +437,45 @@ fn the_configured_backends_answer_in_their_order() {
         "from-files-pw env-host.example.com db.example.com"
     );
 }
+
+#[test]
+fn rotate_fernet_key_rewrites_connections_and_variables_with_the_first_key() {
+    let mut home = Home::new();
+    let (old, new) = (new_key(&home), new_key(&home));
+    home.set_env("UPDRAFT__CORE__FERNET_KEY", &old);
+    home.ok(&["connections", "add", "my_db", "--conn-uri", PG_URI]);
+    home.ok(&[
+        "variables",
+        "set",
+        "api_token",
+        "tok-1234567",
+        "--tenant",
+        "a",
+    ]);
+    home.set_env("UPDRAFT__CORE__FERNET_KEY", &format!("{new},{old}"));
+    let rotated = home.ok(&["rotate-fernet-key"]);
+    // The password and the extra of the connection, and the variable's value.
+    assert!(
+        rotated.stdout.contains("Re-encrypted 3 values"),
+        "{rotated}"
+    );
+    home.set_env("UPDRAFT__CORE__FERNET_KEY", &new);
+    assert_eq!(home.json(&["connections", "get", "my_db"])["login"], "app");
+    let exported = home
+        .ok(&[
+            "variables",
+            "export",
+            "-",
+            "--file-format",
+            "env",
+            "--tenant",
+            "a",
+        ])
+        .stdout;
+    assert_eq!(exported, "api_token=tok-1234567\n");
+    home.set_env("UPDRAFT__CORE__FERNET_KEY", &old);
+    let err = home.fails(&["connections", "get", "my_db"]);
+    assert!(err.stderr.contains("core.fernet_key"), "{err}");
+    let (events, _) = audit_log(&home);
+    assert!(events.ends_with("cli_rotate_fernet_key -"), "{events}");
+}

@@ -39,14 +39,6 @@ impl KeySource {
             }
         }
     }
-
-    /// The file's current text, for noticing a change; `None` for a fixed value.
-    pub fn file_text(&self) -> Result<Option<String>> {
-        match self {
-            KeySource::Value(_) => Ok(None),
-            KeySource::File { path, setting } => read_key_file(path, setting).map(Some),
-        }
-    }
 }
 
 fn read_key_file(path: &Path, setting: &str) -> Result<String> {

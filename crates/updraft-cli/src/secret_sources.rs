@@ -113,8 +113,8 @@ impl LiveDatabase {
         }
     }
 
-    fn backend(&self) -> Result<Arc<DatabaseBackend>, SecretsError> {
-        let text = self.keys.file_text().map_err(key_error)?;
+    async fn backend(&self) -> Result<Arc<DatabaseBackend>, SecretsError> {
+        let text = self.key_file_text().await?;
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((seen, backend)) = current.as_ref()
             && *seen == text
@@ -131,6 +131,22 @@ impl LiveDatabase {
         )));
         *current = Some((text, backend.clone()));
         Ok(backend)
+    }
+}
+
+impl LiveDatabase {
+    /// The key file's text now (read off the caller's thread); `None` for a fixed key.
+    async fn key_file_text(&self) -> Result<Option<String>, SecretsError> {
+        let KeySource::File { path, setting } = &self.keys else {
+            return Ok(None);
+        };
+        match tokio::fs::read_to_string(path).await {
+            Ok(text) => Ok(Some(text.trim_end_matches(['\n', '\r']).to_string())),
+            Err(e) => Err(key_error(anyhow::anyhow!(
+                "{setting}: cannot read the key file {}: {e}",
+                path.display()
+            ))),
+        }
     }
 }
 
@@ -152,10 +168,10 @@ impl SecretsBackend for LiveDatabase {
         tenant: &str,
         conn_id: &str,
     ) -> Result<Option<Connection>, SecretsError> {
-        self.backend()?.connection(tenant, conn_id).await
+        self.backend().await?.connection(tenant, conn_id).await
     }
 
     async fn variable(&self, tenant: &str, key: &str) -> Result<Option<String>, SecretsError> {
-        self.backend()?.variable(tenant, key).await
+        self.backend().await?.variable(tenant, key).await
     }
 }

@@ -17,39 +17,33 @@ pub enum Action {
 pub enum Resource<'a> {
     /// A DAG and everything under it: runs, task instances, tries, logs, source, versions,
     /// its live events.
-    Dag {
-        tenant: &'a str,
-        dag_id: &'a str,
-    },
+    Dag { tenant: &'a str, dag_id: &'a str },
     /// The list of DAGs; each item is still decided as [`Resource::Dag`].
     Dags,
     /// A file's import error, owned by the tenant of the folder the file is in.
-    ImportError {
-        tenant: &'a str,
-    },
+    ImportError { tenant: &'a str },
     /// The list of import errors; each item is still decided as [`Resource::ImportError`].
     ImportErrors,
     /// A pool: a tenant's own, or shared by every tenant (`tenant: None`).
-    Pool {
-        tenant: Option<&'a str>,
-    },
+    Pool { tenant: Option<&'a str> },
     /// The list of pools; each item is still decided as [`Resource::Pool`].
     Pools,
-    Connection {
-        tenant: &'a str,
-    },
-    Variable {
-        tenant: &'a str,
-    },
+    /// A connection of a tenant; a shared one (of every tenant) is `tenant: "*"`, which only
+    /// a grant for every tenant covers.
+    Connection { tenant: &'a str },
+    /// The list of connections; each item is still decided as [`Resource::Connection`].
+    Connections,
+    /// A variable of a tenant; a shared one is `tenant: "*"`, as for connections.
+    Variable { tenant: &'a str },
+    /// The list of variables; each item is still decided as [`Resource::Variable`].
+    Variables,
     /// The server's configuration.
     Config,
     /// Users, their grants, and the roles.
     Users,
     /// The audit log's entries about one tenant's objects, or about none (`tenant: None`: users,
     /// shared pools).
-    AuditLog {
-        tenant: Option<&'a str>,
-    },
+    AuditLog { tenant: Option<&'a str> },
     /// The audit log as a list; each entry is still decided as [`Resource::AuditLog`].
     AuditLogs,
     /// The version: anyone signed in.
@@ -116,7 +110,12 @@ fn tenant_of(resource: Resource<'_>) -> Option<&str> {
 fn is_listing(resource: Resource<'_>) -> bool {
     matches!(
         resource,
-        Resource::Dags | Resource::ImportErrors | Resource::Pools | Resource::AuditLogs
+        Resource::Dags
+            | Resource::ImportErrors
+            | Resource::Pools
+            | Resource::AuditLogs
+            | Resource::Connections
+            | Resource::Variables
     )
 }
 
@@ -132,7 +131,13 @@ fn needed(action: Action, resource: Resource<'_>) -> Option<Role> {
         (Resource::ImportError { .. } | Resource::ImportErrors, Read) => Some(Role::Viewer),
         (Resource::Pool { .. } | Resource::Pools, Read) => Some(Role::Viewer),
         (Resource::Pool { .. } | Resource::Pools, Edit | Create | Delete) => Some(Role::Op),
-        (Resource::Connection { .. } | Resource::Variable { .. }, _) => Some(Role::Op),
+        (
+            Resource::Connection { .. }
+            | Resource::Connections
+            | Resource::Variable { .. }
+            | Resource::Variables,
+            _,
+        ) => Some(Role::Op),
         (Resource::Config, Read) => Some(Role::Op),
         (Resource::Users, _) => Some(Role::Admin),
         (Resource::AuditLog { .. } | Resource::AuditLogs, Read) => Some(Role::Admin),
@@ -313,6 +318,28 @@ mod tests {
         let viewer_a = Identity::new("v", vec![Grant::for_tenant(Role::Viewer, "a")]);
         assert_eq!(
             decide(&viewer_a, Action::Read, entry(Some("a"))),
+            Decision::Forbid
+        );
+    }
+
+    #[test]
+    fn shared_connections_and_variables_need_a_grant_for_every_tenant() {
+        let op_a = Identity::new("a", vec![Grant::for_tenant(Role::Op, "a")]);
+        let op = Identity::new("o", vec![Grant::everywhere(Role::Op)]);
+        let shared = Resource::Connection { tenant: "*" };
+        assert_eq!(decide(&op_a, Action::Read, shared), Decision::Hide);
+        assert_eq!(decide(&op, Action::Edit, shared), Decision::Allow);
+        assert_eq!(
+            decide(&op_a, Action::Read, Resource::Variable { tenant: "a" }),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&op_a, Action::Read, Resource::Connections),
+            Decision::Allow
+        );
+        let viewer = Identity::new("v", vec![Grant::everywhere(Role::Viewer)]);
+        assert_eq!(
+            decide(&viewer, Action::Read, Resource::Variables),
             Decision::Forbid
         );
     }

@@ -437,6 +437,7 @@ mod tests {
             depends_on_past: false,
             env: BTreeMap::new(),
             cwd: None,
+            connections: vec![],
             kind: TaskKind::Noop,
         }
     }

@@ -235,6 +235,11 @@ pub struct Task {
     pub env: BTreeMap<String, String>,
     /// Working directory (a template); `None` means the executor's default.
     pub cwd: Option<String>,
+    /// Connections the task gets as environment variables (`AIRFLOW_CONN_<ID>` holding the
+    /// connection's URI), looked up for the DAG's tenant when a try starts. Not serialized
+    /// when empty, so adding the field changed no existing DAG's version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<String>,
     pub kind: TaskKind,
 }
 

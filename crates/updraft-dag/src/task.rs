@@ -17,7 +17,7 @@ use crate::yaml::{Node, Value};
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 /// Settings a task may set and `default_args` may default.
-pub(crate) const SETTING_KEYS: [&str; 14] = [
+pub(crate) const SETTING_KEYS: [&str; 15] = [
     "trigger_rule",
     "retries",
     "retry_delay",
@@ -31,6 +31,7 @@ pub(crate) const SETTING_KEYS: [&str; 14] = [
     "depends_on_past",
     "env",
     "cwd",
+    "connections",
     "owner",
 ];
 
@@ -73,6 +74,7 @@ pub(crate) struct Settings {
     depends_on_past: Option<bool>,
     env: Option<BTreeMap<String, String>>,
     cwd: Option<Option<String>>,
+    connections: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -95,6 +97,7 @@ impl Settings {
             depends_on_past: self.depends_on_past.or(d.depends_on_past),
             env: self.env.or(d.env),
             cwd: self.cwd.or(d.cwd),
+            connections: self.connections.or(d.connections),
         }
     }
 }
@@ -128,6 +131,7 @@ fn read_setting(diags: &mut Diagnostics<'_>, key: &str, node: &Node, s: &mut Set
             &mut s.cwd,
             nullable(node, |n| diag::non_empty_string(d, n, key)),
         ),
+        "connections" => set(&mut s.connections, connections(d, node)),
         // Accepted for Airflow familiarity; checked but not stored.
         "owner" => diag::string(d, node, key).is_some(),
         _ => false,
@@ -159,6 +163,57 @@ fn pool(diags: &mut Diagnostics<'_>, node: &Node) -> Option<String> {
             None
         }
     }
+}
+
+/// The longest connection id (Airflow's `conn_id` column).
+const MAX_CONN_ID_LEN: usize = 250;
+
+/// `connections`: a list of connection ids, each listed once, made of what Airflow allows in
+/// a `conn_id` (letters, digits, `_`, `-`, `.`).
+fn connections(diags: &mut Diagnostics<'_>, node: &Node) -> Option<Vec<String>> {
+    let items = diag::string_list(diags, node, "connections", false)?;
+    let mut ids: Vec<String> = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (id, item) in items {
+        let problem = if let Err(problem) = check_conn_id(&id) {
+            Some(problem)
+        } else if ids.contains(&id) {
+            Some(format!("connection {} is listed twice", quoted(&id)))
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => {
+                diags.at(item.pos, format!("invalid `connections` entry: {problem}"));
+                ok = false;
+            }
+            None => ids.push(id),
+        }
+    }
+    ok.then_some(ids)
+}
+
+fn check_conn_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("a connection id cannot be empty".to_owned());
+    }
+    if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "connection id {} contains {bad:?}; use letters, digits, `_`, `-` and `.`",
+            quoted(id)
+        ));
+    }
+    // Only ASCII from here on.
+    if id.len() > MAX_CONN_ID_LEN {
+        return Err(format!(
+            "connection id {}... is longer than {MAX_CONN_ID_LEN} characters",
+            quoted(&id[..40])
+        ));
+    }
+    Ok(())
 }
 
 fn trigger_rule(diags: &mut Diagnostics<'_>, node: &Node) -> Option<TriggerRule> {
@@ -436,6 +491,7 @@ fn build_task(task_id: String, upstream: &[(String, &Node)], kind: TaskKind, s: 
         depends_on_past: s.depends_on_past.unwrap_or(false),
         env: s.env.unwrap_or_default(),
         cwd: s.cwd.flatten(),
+        connections: s.connections.unwrap_or_default(),
         kind,
     }
 }

@@ -632,3 +632,33 @@ fn display_is_file_line_column_message() {
             .starts_with("team_file.yaml:1:1: unknown key `colour`")
     );
 }
+
+#[test]
+fn connections_must_be_a_list_of_valid_distinct_ids() {
+    let task = |value: &str| {
+        format!("dag_id: x\ntasks:\n  - task_id: a\n    bash: echo hi\n    connections: {value}\n")
+    };
+    assert_one(
+        &task("my_db"),
+        5,
+        18,
+        &["`connections`", "a list of strings"],
+    );
+    assert_one(
+        &task("[ok, \"my db\"]"),
+        5,
+        23,
+        &["invalid `connections` entry", "`my db`", "' '"],
+    );
+    assert_one(&task("[db, db]"), 5, 23, &["`db` is listed twice"]);
+    assert_one(&task("[\"\"]"), 5, 19, &["cannot be empty"]);
+    assert_one(&task("[1]"), 5, 19, &["each item of connections"]);
+    let long = "c".repeat(251);
+    assert_one(&task(&format!("[{long}]")), 5, 19, &["longer than 250"]);
+    assert_one(
+        "dag_id: x\ndefault_args: {connections: [a/b]}\ntasks: []\n",
+        2,
+        30,
+        &["`a/b` contains '/'"],
+    );
+}

@@ -406,3 +406,44 @@ fn anchors_and_merge_keys_work() {
     assert_eq!(b.kind, TaskKind::Bash("echo".into()));
     assert_eq!(b.env["A"], "x");
 }
+
+#[test]
+fn connections_are_read_from_tasks_and_default_args() {
+    let dag = parse(
+        "\
+dag_id: x
+default_args: {connections: [warehouse]}
+tasks:
+  - task_id: inherits
+    bash: echo hi
+  - task_id: own
+    bash: echo hi
+    connections: [my_db, s3-logs, legacy.ftp]
+  - task_id: cleared
+    bash: echo hi
+    connections: []
+",
+    );
+    let ids: Vec<&[String]> = dag.tasks.iter().map(|t| t.connections.as_slice()).collect();
+    assert_eq!(ids[0], ["warehouse"]);
+    assert_eq!(ids[1], ["my_db", "s3-logs", "legacy.ftp"]);
+    assert!(ids[2].is_empty());
+}
+
+#[test]
+fn a_task_without_connections_keeps_the_version_it_had_before_the_field_existed() {
+    let dag = parse("dag_id: x\ntasks:\n  - task_id: a\n    bash: echo hi\n");
+    let json = serde_json::to_value(&dag).unwrap();
+    assert!(json["tasks"][0].get("connections").is_none(), "{json}");
+    // A stored definition written before the field existed still reads.
+    let mut old = json.clone();
+    old["tasks"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("connections");
+    let back: Dag = serde_json::from_value(old).unwrap();
+    assert_eq!(back, dag);
+    let with =
+        parse("dag_id: x\ntasks:\n  - task_id: a\n    bash: echo hi\n    connections: [db]\n");
+    assert_ne!(with.version(), dag.version());
+}

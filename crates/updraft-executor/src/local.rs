@@ -5,6 +5,13 @@
 //! then `SIGKILL` to the group). Its stdout and stderr are both appended to the try's log file,
 //! between a header and a footer line written by the executor.
 //!
+//! A try that was given secrets (its [`RenderedTask::mask`] is not empty) writes into a pipe
+//! instead, which this process reads as the try writes and copies to the log through an
+//! [`updraft_secrets::StreamMasker`]: every secret is `***` in the log, also one written in
+//! pieces that arrive in separate reads. A try without secrets writes to its log file
+//! directly, as before. The try's `secret_env` (`AIRFLOW_CONN_<ID>`) is added to its
+//! environment.
+//!
 //! Progress is reported on an unbounded channel as [`TryEvent`]s: `Started` once the process
 //! is spawned, `Finished` the moment it exits (the executor awaits the child, it never polls).
 //! Every launched try gets exactly one `Finished`; `Started` only precedes it when a process
@@ -37,7 +44,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::fs::File;
-use std::io::Write as _;
+use std::io::{PipeReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -50,6 +57,7 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
+use updraft_secrets::StreamMasker;
 
 use crate::isolation::{self, RunAs, TryIsolation, open_log};
 use crate::render::{Program, RenderedTask};
@@ -631,6 +639,7 @@ async fn drive(
         timeout,
     } = spec;
     let try_number = key.try_number;
+    let masker = (!rendered.mask.is_empty()).then(|| rendered.mask.stream());
     // The start is stamped just before the spawn, so it never follows the process's first
     // instruction.
     let spawned = tokio::task::spawn_blocking(move || {
@@ -640,7 +649,7 @@ async fn drive(
         let spawned = spawn(&config.config, &rendered, place, &log_path, &key);
         // At once, so that the window in which a crash would leave the try unknown to the
         // reaper is as short as it can be.
-        if let (Some(reaper), Ok((child, _))) = (reaper, &spawned)
+        if let (Some(reaper), Ok((child, _, _))) = (reaper, &spawned)
             && let Some(pid) = child.id()
         {
             reaper.track(pid);
@@ -648,7 +657,7 @@ async fn drive(
         spawned.map(|s| (s, at, key))
     })
     .await;
-    let ((mut child, mut log), spawned_at, key) = match spawned {
+    let ((mut child, mut log, output), spawned_at, key) = match spawned {
         Ok(Ok(s)) => s,
         Ok(Err((message, log))) => {
             let footer: Footer = Box::new(|_| String::new());
@@ -663,6 +672,10 @@ async fn drive(
     };
     let started = Instant::now();
     let pid = child.id();
+    let pump = match (output, masker) {
+        (Some(output), Some(masker)) => Some(start_masked_copy(output, &log, masker)),
+        _ => None,
+    };
     inner.send(TryEvent::Started {
         key,
         pid,
@@ -678,6 +691,7 @@ async fn drive(
     let Some(pid) = pid else {
         // Already reaped: cannot happen before we wait, but do not signal a bogus group.
         let outcome = outcome_of(child.wait().await);
+        finish_masked_copy(pump).await;
         return (outcome, Some((log, footer)));
     };
     let pgid = Pid::from_raw(pid as i32);
@@ -707,7 +721,65 @@ async fn drive(
     if let Some(reaper) = inner.reaper() {
         reaper.untrack(pid);
     }
+    finish_masked_copy(pump).await;
     (outcome, Some((log, footer)))
+}
+
+/// How long the end of a try waits for the rest of its output once its process has exited:
+/// processes it left running may keep the pipe open; their output is still copied, after
+/// the footer.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
+/// Copies what the try writes into `output` to its log, masked, as it comes.
+fn start_masked_copy(
+    output: PipeReader,
+    log: &File,
+    masker: StreamMasker,
+) -> tokio::task::JoinHandle<()> {
+    let log = log.try_clone();
+    tokio::spawn(async move {
+        let mut log = match log {
+            Ok(log) => log,
+            Err(e) => {
+                tracing::warn!("cannot copy a try's output to its log: {e}");
+                return;
+            }
+        };
+        if let Err(e) = copy_masked(output, &mut log, masker).await {
+            let _ = writeln!(log, "[updraft] reading the task's output failed: {e}");
+        }
+    })
+}
+
+async fn copy_masked(
+    output: PipeReader,
+    log: &mut File,
+    mut masker: StreamMasker,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt as _;
+    let fd = std::os::fd::OwnedFd::from(output);
+    let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = pipe.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        let safe = masker.push(&buf[..n]);
+        if !safe.is_empty() {
+            log.write_all(&safe)?;
+        }
+    }
+    log.write_all(&masker.finish())
+}
+
+/// Waits for the masked copy to reach the end of the try's output, at most [`OUTPUT_DRAIN`].
+async fn finish_masked_copy(pump: Option<tokio::task::JoinHandle<()>>) {
+    if let Some(mut pump) = pump
+        && tokio::time::timeout(OUTPUT_DRAIN, &mut pump).await.is_err()
+    {
+        tracing::debug!("a try's leftover processes still hold its output open");
+    }
 }
 
 /// Resolves to true once the flag is raised; false (never) when its sender is gone.
@@ -918,7 +990,7 @@ fn spawn(
     place: Result<Place, String>,
     log_path: &Path,
     key: &TryKey,
-) -> Result<(Child, File), SpawnError> {
+) -> Result<(Child, File, Option<PipeReader>), SpawnError> {
     let try_number = key.try_number;
     let mut log = open_log(log_path).map_err(|e| {
         (
@@ -928,6 +1000,12 @@ fn spawn(
     })?;
     let _ = log.write_all(header_line(try_number).as_bytes());
     let fail = |mut log: File, message: String| {
+        // The program, its directory and the user may have been rendered from secrets.
+        let message = if rendered.mask.is_empty() {
+            message
+        } else {
+            rendered.mask.mask(&message)
+        };
         let _ = writeln!(log, "[updraft] {message}");
         Err((message, Some(log)))
     };
@@ -965,6 +1043,7 @@ fn spawn(
     }
     cmd.envs(config.base_env.iter().map(|(k, v)| (k, v)));
     cmd.envs(rendered.env.iter().map(|(k, v)| (k, v)));
+    cmd.envs(rendered.secret_env.iter().map(|(k, v)| (k, v)));
     cmd.env(
         crate::leftovers::TRY_MARK_VAR,
         crate::leftovers::try_mark(std::process::id(), key.run_pk, &key.task_id, try_number),
@@ -977,19 +1056,31 @@ fn spawn(
         (None, None) => place.work_dir.clone(),
     };
     cmd.current_dir(&cwd);
-    let (out, err) = match (log.try_clone(), log.try_clone()) {
-        (Ok(o), Ok(e)) => (o, e),
-        (Err(e), _) | (_, Err(e)) => {
-            return fail(log, format!("cannot duplicate the log file handle: {e}"));
+    let (out, err, output) = if rendered.mask.is_empty() {
+        match (log.try_clone(), log.try_clone()) {
+            (Ok(o), Ok(e)) => (Stdio::from(o), Stdio::from(e), None),
+            (Err(e), _) | (_, Err(e)) => {
+                return fail(log, format!("cannot duplicate the log file handle: {e}"));
+            }
+        }
+    } else {
+        match output_pipe() {
+            Ok((o, e, reader)) => (o, e, Some(reader)),
+            Err(e) => {
+                return fail(
+                    log,
+                    format!("cannot make the pipe of the task's output: {e}"),
+                );
+            }
         }
     };
     cmd.stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
+        .stdout(out)
+        .stderr(err)
         .process_group(0)
         .kill_on_drop(false);
     match cmd.spawn() {
-        Ok(child) => Ok((child, log)),
+        Ok(child) => Ok((child, log, output)),
         Err(e) => {
             let what = match &rendered.program {
                 Program::Bash(_) => config.bash.display().to_string(),
@@ -1006,6 +1097,13 @@ fn spawn(
             )
         }
     }
+}
+
+/// A pipe for a try's stdout and stderr (both write ends) and the end this process reads.
+fn output_pipe() -> std::io::Result<(Stdio, Stdio, PipeReader)> {
+    let (reader, writer) = std::io::pipe()?;
+    let second = writer.try_clone()?;
+    Ok((Stdio::from(writer), Stdio::from(second), reader))
 }
 
 /// A new directory `<prefix>-…` under the system's temporary directory, with `mode` (`0711`:

@@ -21,6 +21,8 @@
 //! | `task_instance_key_str` | `<dag_id>__<task_id>__<ds_nodash>` |
 //! | `macros` | `ds_add(ds, days)`, `ds_format(ds, in_fmt, out_fmt)` |
 //! | `tenant` | the DAG's tenant |
+//! | `conn` | the tenant's connections: `conn.my_db.host`, `.password`, `.extra_dejson.key`, `.get_uri()`, `conn.get('id')` (see [`secrets`]) |
+//! | `var` | the tenant's variables: `var.value.key`, `var.value.get('key', 'default')`, `var.json.key.field` |
 //!
 //! Like Airflow, the date strings (`ds`, `ts`, ...) are those of the logical date **in UTC**, not
 //! in the DAG's time zone: a daily DAG in `Europe/Paris` whose run starts at local midnight has
@@ -35,8 +37,13 @@
 //! The Python methods templates use most also work: `.get(key, default)`, `.items()`,
 //! `.keys()`, `.values()` on maps (`dag_run.conf.get('table', 'users')`), and `.upper()`,
 //! `.lower()`, `.strip()`, `.lstrip()`, `.rstrip()`, `.replace()`, `.split()`,
-//! `.startswith()`, `.endswith()` on strings. `airflow.conf` (`conf`), `var` and `conn` are not
-//! provided.
+//! `.startswith()`, `.endswith()` on strings. `airflow.conf` (`conf`) is not provided.
+//!
+//! `conn` and `var` hold what [`TemplateContext::secrets`] holds, looked up before rendering
+//! for the names [`secret_references`] reads from the task's templates. A task's
+//! `connections:` become `AIRFLOW_CONN_<ID>` in [`RenderedTask::secret_env`], and every
+//! secret value the try was given goes into [`RenderedTask::mask`] (render errors are masked
+//! with it too).
 //!
 //! The `sh` filter quotes a value for the shell: `echo {{ params.who | sh }}` passes whatever the
 //! run's conf holds as one word, never as shell syntax (strings in single quotes, maps and lists
@@ -74,9 +81,11 @@ use updraft_dag::{Dag, PodTask, Task, TaskKind};
 
 mod budget;
 mod pool;
+pub mod secrets;
 
 pub use budget::RenderBudget;
 pub use pool::render_off_loop;
+pub use secrets::{SecretReferences, connection_env_name, look_up_secrets, secret_references};
 
 /// The largest conf (compact JSON) that is also given in the `UPDRAFT_CONF` variable. Every
 /// conf, whatever its size, is in the file named by `UPDRAFT_CONF_FILE`; a larger one in the
@@ -196,10 +205,16 @@ pub fn render_task_within(
         value: OnceLock::new(),
         budget: budget::Tracker::new(budget),
     };
+    let mut mask = secrets::secret_mask(&ctx.secrets);
+    // A message may quote what a template was given (a value that is not a number, ...).
     let err = |field: String, message: String| RenderError {
         task_id: task.task_id.clone(),
         field,
-        message,
+        message: if mask.is_empty() {
+            message
+        } else {
+            mask.mask(&message)
+        },
     };
 
     let program = match &task.kind {
@@ -269,9 +284,17 @@ pub fn render_task_within(
         None => None,
     };
 
+    let secret_env = secrets::connection_env(task, &ctx.secrets, &ctx.tenant)
+        .map_err(|m| err("connections".into(), m))?;
+    for (id, (_, uri)) in task.connections.iter().zip(&secret_env) {
+        if ctx.secrets.connections[id].secret_values().is_empty() {
+            continue; // no password: the whole URI is not worth hiding
+        }
+        mask.add(uri);
+    }
     Ok(RenderedTask {
-        secret_env: Vec::new(),
-        mask: Default::default(),
+        secret_env,
+        mask,
         program,
         env: env.into_iter().collect(),
         cwd,
@@ -707,6 +730,8 @@ fn context_value(ctx: &TemplateContext) -> Value {
         ("task_instance_key_str", Value::from(task_instance_key_str)),
         ("macros", macros()),
         ("tenant", Value::from(ctx.tenant.as_str())),
+        ("conn", secrets::conn_value(&ctx.secrets, &ctx.tenant)),
+        ("var", secrets::var_value(&ctx.secrets, &ctx.tenant)),
     ])
 }
 
@@ -910,6 +935,7 @@ mod tests {
             depends_on_past: false,
             env: BTreeMap::new(),
             cwd: None,
+            connections: vec![],
             kind,
         }
     }
@@ -1652,6 +1678,250 @@ mod tests {
             let per = t0.elapsed() / n;
             println!("{name}: {per:?} per task");
         }
+    }
+
+    fn with_secrets() -> TemplateContext {
+        let mut c = ctx();
+        let db = updraft_secrets::Connection {
+            conn_id: "my_db".into(),
+            conn_type: "postgres".into(),
+            description: None,
+            host: Some("db.example".into()),
+            schema: Some("shop".into()),
+            login: Some("app".into()),
+            password: Some("p@ss word/1".into()),
+            port: Some(5432),
+            extra: Some(r#"{"sslmode": "require", "api_token": "tok-12345"}"#.into()),
+        };
+        c.secrets.connections.insert("my_db".into(), db);
+        let vars = [
+            ("region", "eu-west-1"),
+            ("settings", r#"{"bucket": "b1", "retries": 3}"#),
+            ("api_key", "key-abcdef"),
+            ("db_secret", r#"{"user": "u", "pass": "inner-pass"}"#),
+        ];
+        for (k, v) in vars {
+            c.secrets.variables.insert(k.into(), v.into());
+        }
+        c
+    }
+
+    fn rs(src: &str) -> Result<String, String> {
+        render_str(src, &with_secrets())
+    }
+
+    #[test]
+    fn conn_gives_a_connection_s_fields_as_airflow_does() {
+        assert_eq!(
+            rs(
+                "{{ conn.my_db.host }}:{{ conn.my_db.port }}/{{ conn.my_db.schema }} \
+                {{ conn.my_db.login }} {{ conn.my_db.password }} {{ conn.my_db.conn_type }} \
+                {{ conn.my_db.extra_dejson.sslmode }} {{ conn.my_db }}"
+            )
+            .unwrap(),
+            "db.example:5432/shop app p@ss word/1 postgres require my_db"
+        );
+        assert_eq!(
+            rs("{{ conn['my_db'].login }} {{ conn.get('my_db').host }} {{ conn.my_db.get_password() }}")
+                .unwrap(),
+            "app db.example p@ss word/1"
+        );
+        assert_eq!(
+            rs("{{ conn.my_db.extra_dejson.get('missing', 'dflt') }}").unwrap(),
+            "dflt"
+        );
+        assert!(
+            rs("{{ conn.my_db.extra }}")
+                .unwrap()
+                .contains("\"sslmode\"")
+        );
+        // conn.get: none (or the default given) when missing, as Airflow's.
+        assert_eq!(rs("{{ conn.get('nope') is none }}").unwrap(), "True");
+        assert_eq!(rs("{{ conn.get('nope', 'other') }}").unwrap(), "other");
+    }
+
+    #[test]
+    fn get_uri_is_the_connection_s_uri() {
+        let c = with_secrets();
+        assert_eq!(
+            render_str("{{ conn.my_db.get_uri() }}", &c).unwrap(),
+            c.secrets.connections["my_db"].to_uri()
+        );
+    }
+
+    #[test]
+    fn var_gives_values_and_json_with_defaults() {
+        assert_eq!(
+            rs("{{ var.value.region }} {{ var.value['region'] }} {{ var.value.get('region', 'x') }}")
+                .unwrap(),
+            "eu-west-1 eu-west-1 eu-west-1"
+        );
+        assert_eq!(rs("{{ var.value.get('nope', 'dflt') }}").unwrap(), "dflt");
+        assert_eq!(
+            rs(
+                "{{ var.json.settings.bucket }} {{ var.json.settings.retries + 1 }} \
+                {{ var.json.get('settings').bucket }} {{ var.json.get('nope', {'a': 7}).a }}"
+            )
+            .unwrap(),
+            "b1 4 b1 7"
+        );
+        assert_eq!(
+            rs("{{ var.value.settings }}").unwrap(),
+            r#"{"bucket": "b1", "retries": 3}"#
+        );
+    }
+
+    #[test]
+    fn a_missing_connection_or_variable_fails_naming_it_the_tenant_task_and_field() {
+        let c = with_secrets();
+        let fails = |src: &str| {
+            let t = task(TaskKind::Bash(src.into()));
+            render_task(&dag(vec![]), &t, &c).unwrap_err()
+        };
+        for (src, message) in [
+            (
+                "{{ conn.nope.host }}",
+                "connection `nope` does not exist (tenant `acme`)",
+            ),
+            (
+                "{{ conn['nope'] }}",
+                "connection `nope` does not exist (tenant `acme`)",
+            ),
+            (
+                "{{ var.value.nope }}",
+                "variable `nope` does not exist (tenant `acme`)",
+            ),
+            (
+                "{{ var.value.get('nope') }}",
+                "variable `nope` does not exist (tenant `acme`)",
+            ),
+            (
+                "{{ var.json.nope.field }}",
+                "variable `nope` does not exist (tenant `acme`)",
+            ),
+            (
+                "{{ var.json.region }}",
+                "variable `region` is not valid JSON",
+            ),
+        ] {
+            let e = fails(src);
+            assert_eq!(
+                (e.task_id.as_str(), e.field.as_str()),
+                ("load", "bash"),
+                "{src}"
+            );
+            assert!(e.message.contains(message), "{src}: {e}");
+        }
+        let e = fails("{{ conn.my_db.hots }}");
+        assert!(
+            e.message.contains("undefined variable `conn.my_db.hots`"),
+            "{e}"
+        );
+        // Without any secrets at all (no backend gave any), the same message.
+        let mut t = task(TaskKind::Noop);
+        t.env.insert("DB".into(), "{{ conn.my_db.host }}".into());
+        let e = render_task(&dag(vec![]), &t, &ctx()).unwrap_err();
+        assert_eq!(e.field, "env.DB");
+        assert!(
+            e.message.contains("connection `my_db` does not exist"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn references_are_read_from_every_template_of_the_task() {
+        let mut t = task(TaskKind::Bash(
+            r#"echo {{ conn.a.host }} {{ conn['b-1'].login }} {{ conn.get("c.x") }} {{ conn . spaced }}
+               {{ var.value.v1 }} {{ var.json['v2'].z }} {{ var.value.get('v3', 1) }} {{ dag_run.conf.conn }}"#
+                .into(),
+        ));
+        t.env.insert("E".into(), "{{ var.json.v4 }}".into());
+        t.env
+            .insert("PLAIN".into(), "conn.not_a_template var.value.nope".into());
+        t.cwd = Some("/data/{{ var.value.get(\"v5\") }}".into());
+        t.connections = vec!["d".into()];
+        let mut d = dag(vec![]);
+        d.env
+            .insert("E".into(), "{{ var.value.overridden }}".into());
+        d.env.insert("F".into(), "{{ conn.from_dag.host }}".into());
+        let refs = secret_references(&d, &t);
+        let names = |s: &std::collections::BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>();
+        assert_eq!(
+            names(&refs.connections),
+            ["a", "b-1", "c.x", "d", "from_dag", "spaced"]
+        );
+        assert_eq!(names(&refs.variables), ["v1", "v2", "v3", "v4", "v5"]);
+        assert!(
+            secret_references(&dag(vec![]), &task(TaskKind::Bash("echo {{ ds }}".into())))
+                .is_empty()
+        );
+        let argv = task(TaskKind::Command(vec![
+            "x".into(),
+            "{{ var.value.arg }}".into(),
+        ]));
+        assert_eq!(
+            names(&secret_references(&dag(vec![]), &argv).variables),
+            ["arg"]
+        );
+        let text = "dag_id: d\ntasks:\n  - task_id: t\n    pod: {image: x, env: {P: \"{{ conn.in_pod.password }}\"}}\n";
+        let pod = updraft_dag::parse_dag("shop", "shop/d.yaml", text)
+            .unwrap()
+            .tasks[0]
+            .clone();
+        assert_eq!(
+            names(&secret_references(&dag(vec![]), &pod).connections),
+            ["in_pod"]
+        );
+    }
+
+    #[test]
+    fn connections_become_airflow_conn_variables_and_secrets_are_masked() {
+        let c = with_secrets();
+        let mut t = task(TaskKind::Bash("echo {{ conn.my_db.login }}".into()));
+        t.connections = vec!["my_db".into()];
+        let out = render_task(&dag(vec![]), &t, &c).unwrap();
+        let uri = c.secrets.connections["my_db"].to_uri();
+        assert_eq!(
+            out.secret_env,
+            [("AIRFLOW_CONN_MY_DB".to_owned(), uri.clone())]
+        );
+        assert!(out.env.iter().all(|(k, _)| !k.starts_with("AIRFLOW_CONN_")));
+        let shown = out.mask.mask(&format!(
+            "pw=p@ss word/1 quoted=p%40ss%20word%2F1 token=tok-12345 key=key-abcdef \
+             inner=inner-pass region=eu-west-1 login=app uri={uri}"
+        ));
+        assert_eq!(
+            shown,
+            "pw=*** quoted=*** token=*** key=*** inner=*** region=eu-west-1 login=app uri=***"
+        );
+        t.connections = vec!["my_db".into(), "other_tenants_db".into()];
+        let e = render_task(&dag(vec![]), &t, &c).unwrap_err();
+        assert_eq!(e.field, "connections");
+        assert_eq!(
+            e.message,
+            "connection `other_tenants_db` does not exist (tenant `acme`)"
+        );
+        // Without secrets the mask is empty: the executor keeps its direct log.
+        let plain = render_task(
+            &dag(vec![]),
+            &task(TaskKind::Bash("echo {{ ds }}".into())),
+            &ctx(),
+        )
+        .unwrap();
+        assert!(plain.mask.is_empty() && plain.secret_env.is_empty());
+    }
+
+    #[test]
+    fn render_errors_never_show_a_secret() {
+        let t = task(TaskKind::Bash(
+            "{{ macros.ds_add(conn.my_db.password, 1) }}".into(),
+        ));
+        let e = render_task(&dag(vec![]), &t, &with_secrets()).unwrap_err();
+        assert!(
+            e.message.contains("ds_add: `***` is not a YYYY-MM-DD date"),
+            "{e}"
+        );
+        assert!(!e.message.contains("p@ss"), "{e}");
     }
 
     #[test]

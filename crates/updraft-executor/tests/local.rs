@@ -300,6 +300,7 @@ fn test_dag_and_task(kind: TaskKind) -> (Dag, Task) {
         depends_on_past: false,
         env,
         cwd: Some("work".into()),
+        connections: vec![],
         kind,
     };
     let mut dag_env = BTreeMap::new();

@@ -27,6 +27,7 @@ fn dag_with_script(script: &str) -> (Dag, Task) {
         depends_on_past: false,
         env: BTreeMap::new(),
         cwd: None,
+        connections: vec![],
         kind: TaskKind::Bash(script.into()),
     };
     let dag = Dag {

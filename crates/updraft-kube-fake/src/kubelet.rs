@@ -92,7 +92,7 @@ struct Spec {
     active_deadline: Option<Duration>,
 }
 
-fn spec_of(pod: &Pod) -> Spec {
+fn spec_of(pod: &Pod, env: Vec<(String, String)>) -> Spec {
     let spec = pod.spec.clone().unwrap_or_default();
     let c = spec.containers.first().cloned().unwrap_or_default();
     let mut argv = c.command.clone().unwrap_or_default();
@@ -101,12 +101,7 @@ fn spec_of(pod: &Pod) -> Spec {
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
         argv,
-        env: c
-            .env
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|v| v.value.map(|value| (v.name, value)))
-            .collect(),
+        env,
         active_deadline: spec
             .active_deadline_seconds
             .map(|s| Duration::from_secs(s.max(0) as u64)),
@@ -128,7 +123,14 @@ pub async fn run(
     else {
         return;
     };
-    let spec = spec_of(&pod);
+    let container = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .cloned()
+        .unwrap_or_default();
+    let env = crate::secrets::container_env(&shared, &ns, &container);
+    let spec = spec_of(&pod, env.clone().unwrap_or_default());
     let mode = mode_of(&spec.image);
     let set_status = |status: PodStatus| {
         shared.update(&ns, &name, |e| e.pod.status = Some(status));
@@ -168,6 +170,10 @@ pub async fn run(
             }
             _ = signals.changed() => {}
         }
+        return until_deleted(&shared, &ns, &name, &mut signals).await;
+    }
+    if let Err(message) = env {
+        set_status(pending(waiting("CreateContainerConfigError", message)));
         return until_deleted(&shared, &ns, &name, &mut signals).await;
     }
     if *signals.borrow() != Signal::None {
@@ -414,6 +420,7 @@ async fn until_deleted(
             return;
         };
         shared.record(&mut state, "DELETED", &mut entry.pod);
+        crate::secrets::collect_owned_by(&mut state, &entry.pod);
     }
     shared.notify();
 }

@@ -5,11 +5,16 @@
 //! (kube-rs) talks to it as to a cluster: create, get, list and watch pods (label and field
 //! selectors, resource versions, newline-delimited watch events, 410 Gone for a watch from a
 //! compacted resource version), delete them (with a grace
-//! period), and read a container's log (with `follow`). Errors are `Status` objects with the
+//! period), and read a container's log (with `follow`); create, get, list (label selectors),
+//! merge-patch and delete Secrets (`data` in base64, `stringData` merged into it on create;
+//! a deleted pod's Secrets, by `ownerReferences`, deleted with it as the garbage collector
+//! does). Errors are `Status` objects with the
 //! real codes and reasons. Bodies are serialized from `k8s-openapi`'s types.
 //!
 //! Each pod's first container really runs, as a local process in its own process group
-//! (`command` ++ `args`, the container's plain `env` values): its output is the container's
+//! (`command` ++ `args`, the container's `env`: plain values, `secretKeyRef`s and `envFrom`
+//! Secrets, resolved from the stored Secrets when it starts; a missing Secret or key leaves it
+//! waiting with `CreateContainerConfigError`, as the kubelet does): its output is the container's
 //! log and its exit code the container's. The pod goes through Kubernetes' phases (Pending,
 //! scheduled with `ContainerCreating`, Running, Succeeded or Failed). Failure modes are chosen
 //! by the image name: `err-image-pull` (ErrImagePull then ImagePullBackOff, never runs),
@@ -19,6 +24,7 @@
 //! DeadlineExceeded.
 
 mod kubelet;
+mod secrets;
 mod selector;
 mod server;
 
@@ -28,7 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::serve::ListenerExt as _;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use tokio::sync::watch;
 
 /// A watch event as kept in the history.
@@ -74,6 +80,8 @@ pub(crate) struct FailingCreates {
 #[derive(Default)]
 pub(crate) struct State {
     pub pods: BTreeMap<(String, String), PodEntry>,
+    /// Secrets by namespace and name (`stringData` already merged into `data`).
+    pub secrets: BTreeMap<(String, String), Secret>,
     pub rv: u64,
     pub history: Vec<Event>,
     pub namespaces: Option<HashSet<String>>,
@@ -270,6 +278,19 @@ impl FakeKube {
         }
     }
 
+    /// Every Secret now.
+    pub fn secrets(&self) -> Vec<Secret> {
+        self.shared.lock().secrets.values().cloned().collect()
+    }
+
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
+        self.shared
+            .lock()
+            .secrets
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
     /// Ends a pod's process now, its container exiting with `code`.
     pub fn finish_pod(&self, namespace: &str, name: &str, code: i32) {
         let state = self.shared.lock();
@@ -304,6 +325,7 @@ impl FakeKube {
             let mut state = self.shared.lock();
             if let Some(entry) = state.pods.remove(&(namespace.to_owned(), name.to_owned())) {
                 entry.signal.send_replace(Signal::Finish(137));
+                secrets::collect_owned_by(&mut state, &entry.pod);
             }
             state.rv += 1;
             state.compacted = state.rv;

@@ -1,10 +1,11 @@
 //! Label and field selectors, as the API server reads them.
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// `a=b`, `a==b`, `a!=b`, `a` (has the label), `!a` (has not), comma-separated, all must hold.
-pub fn labels_match(selector: &str, pod: &Pod) -> bool {
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
+pub fn labels_match(selector: &str, meta: &ObjectMeta) -> bool {
+    let labels = meta.labels.clone().unwrap_or_default();
     clauses(selector).all(|clause| {
         if let Some((k, v)) = clause.split_once("!=") {
             labels.get(k.trim()).map(String::as_str) != Some(v.trim())

@@ -18,10 +18,11 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::secrets;
 use crate::selector::{fields_match, labels_match};
 use crate::{Event, PodEntry, Shared, Signal};
 
-type Params = Query<HashMap<String, String>>;
+pub(crate) type Params = Query<HashMap<String, String>>;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -36,6 +37,17 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(get_pod).delete(delete),
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(log))
+        .route("/api/v1/secrets", get(secrets::list_all))
+        .route(
+            "/api/v1/namespaces/{ns}/secrets",
+            get(secrets::list).post(secrets::create),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/secrets/{name}",
+            get(secrets::get)
+                .delete(secrets::delete)
+                .patch(secrets::patch),
+        )
         .layer(middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared)
 }
@@ -47,7 +59,7 @@ async fn record(State(shared): State<Arc<Shared>>, request: Request, next: Next)
 }
 
 /// A `Status` object, as every error of the API server.
-fn status(code: StatusCode, reason: &str, message: String) -> Response {
+pub(crate) fn status(code: StatusCode, reason: &str, message: String) -> Response {
     let body = json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {},
         "status": "Failure", "message": message, "reason": reason, "code": code.as_u16(),
@@ -88,7 +100,7 @@ fn selected(pod: &Pod, ns: Option<&str>, params: &HashMap<String, String>) -> bo
     ns.is_none_or(|ns| pod.metadata.namespace.as_deref() == Some(ns))
         && params
             .get("labelSelector")
-            .is_none_or(|s| labels_match(s, pod))
+            .is_none_or(|s| labels_match(s, &pod.metadata))
         && params
             .get("fieldSelector")
             .is_none_or(|s| fields_match(s, pod))
@@ -244,7 +256,7 @@ async fn get_pod(
     }
 }
 
-fn is_dns_subdomain(name: &str) -> bool {
+pub(crate) fn is_dns_subdomain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name

@@ -3,8 +3,13 @@
 use std::time::Duration;
 
 use futures::{AsyncBufReadExt as _, StreamExt as _, TryStreamExt as _};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{
+    Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
+};
+use serde_json::json;
 use updraft_kube_fake::FakeKube;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -330,4 +335,248 @@ async fn a_vanished_pod_cuts_watches_and_old_resource_versions_are_gone() {
             .is_empty()
     );
     assert!(pods.get_opt("v").await.unwrap().is_none());
+}
+
+fn secret(name: &str, labels: serde_json::Value, string_data: serde_json::Value) -> Secret {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "labels": labels},
+        "stringData": string_data,
+    }))
+    .unwrap()
+}
+
+fn data_of(s: &Secret, key: &str) -> Option<String> {
+    s.data
+        .as_ref()?
+        .get(key)
+        .map(|v| String::from_utf8(v.0.clone()).unwrap())
+}
+
+#[tokio::test]
+async fn secrets_are_created_read_listed_patched_and_deleted() {
+    let fake = FakeKube::start_with_namespaces(&["team"]).await;
+    let client = kube::Client::try_from(fake.client_config()).unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "team");
+    let mut first = secret(
+        "one",
+        json!({"app": "x", "try": "1"}),
+        json!({"uri": "pg://u:p@h"}),
+    );
+    first.data = Some([("other".to_owned(), ByteString(b"kept".to_vec()))].into());
+    secrets
+        .create(&PostParams::default(), &first)
+        .await
+        .unwrap();
+    secrets
+        .create(
+            &PostParams::default(),
+            &secret("two", json!({"app": "y"}), json!({"k": "v"})),
+        )
+        .await
+        .unwrap();
+
+    // stringData lands in data, base64 on the wire.
+    let raw = fake.requests().len();
+    let got = secrets.get("one").await.unwrap();
+    assert!(got.string_data.is_none());
+    assert_eq!(data_of(&got, "uri").as_deref(), Some("pg://u:p@h"));
+    assert_eq!(data_of(&got, "other").as_deref(), Some("kept"));
+    assert_eq!(
+        fake.requests()[raw],
+        "GET /api/v1/namespaces/team/secrets/one"
+    );
+    let wire = reqwest_free_get(&fake.url(), "/api/v1/namespaces/team/secrets/one").await;
+    assert!(wire.contains("\"uri\":\"cGc6Ly91OnBAaA==\""), "{wire}");
+
+    let e = secrets
+        .create(&PostParams::default(), &secret("one", json!({}), json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(e), (409, "AlreadyExists".into()));
+    let elsewhere: Api<Secret> = Api::namespaced(client.clone(), "nope");
+    let e = elsewhere
+        .create(&PostParams::default(), &secret("one", json!({}), json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(e), (404, "NotFound".into()));
+
+    let listed = secrets
+        .list(&ListParams::default().labels("app=x,try=1"))
+        .await
+        .unwrap();
+    let names: Vec<_> = listed
+        .items
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, vec!["one".to_owned()]);
+
+    let patch = json!({"metadata": {"ownerReferences": [{
+        "apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "u-1"
+    }]}});
+    secrets
+        .patch("one", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let owners = secrets
+        .get("one")
+        .await
+        .unwrap()
+        .metadata
+        .owner_references
+        .unwrap();
+    assert_eq!(
+        (owners[0].name.as_str(), owners[0].uid.as_str()),
+        ("p", "u-1")
+    );
+    assert_eq!(
+        data_of(&secrets.get("one").await.unwrap(), "uri").as_deref(),
+        Some("pg://u:p@h")
+    );
+
+    secrets
+        .delete("one", &DeleteParams::default())
+        .await
+        .unwrap();
+    let e = secrets.get("one").await.unwrap_err();
+    assert_eq!(api_code(e), (404, "NotFound".into()));
+    assert!(secrets.get_opt("one").await.unwrap().is_none());
+    assert_eq!(fake.secrets().len(), 1);
+}
+
+/// A GET by hand, to see the body as sent.
+async fn reqwest_free_get(url: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let host = url.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut body = String::new();
+    tcp.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+#[tokio::test]
+async fn the_kubelet_gives_containers_their_secrets_or_refuses_to_start_them() {
+    let fake = FakeKube::start().await;
+    let client = kube::Client::try_from(fake.client_config()).unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "team");
+    secrets
+        .create(
+            &PostParams::default(),
+            &secret(
+                "creds",
+                json!({}),
+                json!({"A_KEY": "from-ref", "B": "from-envfrom"}),
+            ),
+        )
+        .await
+        .unwrap();
+    let pods = api(&fake, "team").await;
+    let with_env = |name: &str, secret_name: &str, key: &str| -> Pod {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {"containers": [{
+                "name": "main", "image": "busybox",
+                "command": ["sh", "-c", "echo \"$REFD $PRE_B $PLAIN\""],
+                "envFrom": [{"prefix": "PRE_", "secretRef": {"name": "creds"}}],
+                "env": [
+                    {"name": "PLAIN", "value": "plain"},
+                    {"name": "REFD", "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}},
+                ],
+            }]},
+        }))
+        .unwrap()
+    };
+    pods.create(&PostParams::default(), &with_env("ok", "creds", "A_KEY"))
+        .await
+        .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &with_env("no-secret", "gone", "A_KEY"),
+    )
+    .await
+    .unwrap();
+    pods.create(&PostParams::default(), &with_env("no-key", "creds", "Z"))
+        .await
+        .unwrap();
+    let waiting = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| c[0].state.as_ref())
+            .and_then(|s| s.waiting.clone())
+    };
+    let pods_now = fake
+        .wait_for(WAIT, |ps| {
+            ps.iter().all(|p| {
+                phase(p) == "Succeeded"
+                    || waiting(p)
+                        .is_some_and(|w| w.reason.as_deref() == Some("CreateContainerConfigError"))
+            })
+        })
+        .await;
+    let by_name = |n: &str| {
+        pods_now
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(n))
+            .unwrap()
+    };
+    assert_eq!(phase(by_name("ok")), "Succeeded");
+    let log = pods.logs("ok", &LogParams::default()).await.unwrap();
+    assert_eq!(log, "from-ref from-envfrom plain\n");
+    let missing = waiting(by_name("no-secret")).unwrap();
+    assert_eq!(
+        missing.message.as_deref(),
+        Some("secret \"gone\" not found")
+    );
+    assert_eq!(phase(by_name("no-secret")), "Pending");
+    let no_key = waiting(by_name("no-key")).unwrap();
+    assert_eq!(
+        no_key.message.as_deref(),
+        Some("couldn't find key Z in Secret team/creds")
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_pod_takes_the_secrets_it_owns_with_it() {
+    let fake = FakeKube::start().await;
+    let client = kube::Client::try_from(fake.client_config()).unwrap();
+    let pods = api(&fake, "team").await;
+    let created = pods
+        .create(&PostParams::default(), &pod("owner", "busybox", &["true"]))
+        .await
+        .unwrap();
+    let uid = created.metadata.uid.clone().unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client, "team");
+    for (name, owner_uid) in [("owned", uid.as_str()), ("other", "another-uid")] {
+        let mut s = secret(name, json!({}), json!({"k": "v"}));
+        s.metadata.owner_references = Some(vec![
+            serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Pod", "name": "owner", "uid": owner_uid
+            }))
+            .unwrap(),
+        ]);
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+    }
+    secrets
+        .create(
+            &PostParams::default(),
+            &secret("free", json!({}), json!({})),
+        )
+        .await
+        .unwrap();
+    pods.delete("owner", &DeleteParams::default())
+        .await
+        .unwrap();
+    fake.wait_for(WAIT, |ps| ps.is_empty()).await;
+    let mut left: Vec<String> = fake
+        .secrets()
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["free", "other"]);
 }

@@ -15,6 +15,12 @@
 //! them, and a scheduler starting later finds them by label ([`PodExecutor::find`]) and
 //! follows them to their end ([`PodExecutor::adopt`]) instead of launching them again.
 //!
+//! Variables holding secrets (`RenderedTask::secret_env`, e.g. `AIRFLOW_CONN_<ID>`) never
+//! appear in a pod's spec: they go into a Kubernetes Secret of the try ([`try_secret`]), which
+//! the container reads through `secretKeyRef`; it is deleted when the try ends. The
+//! container's log passes through the try's masker ([`updraft_secrets::StreamMasker`]) before
+//! it is written, so a secret it prints leaves only `***`, even split across chunks.
+//!
 //! A pod receives the run's conf in its spec, as the `UPDRAFT_CONF` variable of its
 //! containers (there is no `UPDRAFT_CONF_FILE` in a pod): a conf over [`POD_CONF_MAX_BYTES`]
 //! fails the try before its pod is created, since the container could not start with it.
@@ -22,9 +28,11 @@
 pub mod manifest;
 mod secrets;
 pub mod status;
+mod try_secret;
 mod watches;
 
 pub use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::Secret;
 pub use kube;
 
 use std::collections::{BTreeMap, HashMap};
@@ -39,6 +47,7 @@ use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use tokio::sync::{mpsc, watch};
 use updraft_dag::DeletePolicy;
 use updraft_executor::{ExecOutcome, LaunchSpec, Program, RenderedTask, TryEvent, TryKey};
+use updraft_secrets::{Masker, StreamMasker};
 
 pub use manifest::{ManifestError, TryIdentity};
 use manifest::{Overrides, build_pod, choose_namespace};
@@ -162,6 +171,13 @@ struct Job {
     delete_pod: DeletePolicy,
     /// The pod to create; `None` when adopting one that exists.
     create: Option<Pod>,
+    /// The try's Secret (see [`try_secret`]), created before the pod; `None` when it has none
+    /// or adopting.
+    create_secret: Option<Secret>,
+    /// The try has a Secret, deleted when it ends.
+    has_secret: bool,
+    /// What is masked in the container's log as it is copied to the try's log.
+    mask: Masker,
 }
 
 impl PodExecutor {
@@ -196,7 +212,12 @@ impl PodExecutor {
     /// namespace not allowed) fails the try before anything is created, the reason in its log.
     pub fn launch(&self, spec: LaunchSpec, id: TryIdentity) {
         match self.plan(&spec, &id) {
-            Ok((pod, container)) => {
+            Ok((mut pod, container)) => {
+                let secret = secret_of_try(&mut pod, &container, &id, &spec.rendered);
+                let mut mask = spec.rendered.mask.clone();
+                for (_, value) in &spec.rendered.secret_env {
+                    mask.add(value);
+                }
                 let namespace = pod.metadata.namespace.clone().unwrap_or_default();
                 let (startup_timeout, delete_pod) = match &spec.rendered.program {
                     Program::Pod(task) => (task.startup_timeout, task.delete_pod),
@@ -215,6 +236,9 @@ impl PodExecutor {
                     startup_timeout,
                     delete_pod,
                     create: Some(pod),
+                    has_secret: secret.is_some(),
+                    create_secret: secret,
+                    mask,
                 };
                 self.start(job);
             }
@@ -317,6 +341,14 @@ impl PodExecutor {
         Ok(found)
     }
 
+    /// Deletes the Secret of a try (found by its labels in its tenant's namespaces), for a try
+    /// that will not be followed to its end: an orphan whose pod is gone, or a try whose
+    /// scheduler died between creating the Secret and the pod. Returns how many were deleted.
+    pub async fn delete_try_secrets(&self, id: &TryIdentity) -> Result<usize, kube::Error> {
+        let namespaces = self.inner.config.allowed_namespaces(&id.tenant);
+        try_secret::delete_by_identity(&self.inner.client, &namespaces, id).await
+    }
+
     /// Follows an existing pod (found by [`find`](Self::find)) to its end, as if this executor
     /// had launched it: its log continues in `log_path` where it stopped.
     pub fn adopt(
@@ -361,6 +393,9 @@ impl PodExecutor {
             startup_timeout: self.inner.config.startup_timeout,
             delete_pod: delete_pod.unwrap_or(self.inner.config.delete_pod),
             create: None,
+            create_secret: None,
+            has_secret: try_secret::is_referenced_by(pod),
+            mask: Masker::new(),
         };
         self.start(job);
     }
@@ -515,7 +550,20 @@ impl LogFile {
 /// detached.
 async fn follow(
     inner: &Arc<Inner>,
-    job: Job,
+    mut job: Job,
+    stop: watch::Receiver<Stop>,
+) -> Option<(ExecOutcome, DateTime<Utc>)> {
+    let ended = follow_pod(inner, &mut job, stop).await;
+    // Detached, the pod runs on and still needs its Secret.
+    if ended.is_some() && job.has_secret {
+        try_secret::delete(&job.secret_api(&inner.client), &job.name).await;
+    }
+    ended
+}
+
+async fn follow_pod(
+    inner: &Arc<Inner>,
+    job: &mut Job,
     mut stop: watch::Receiver<Stop>,
 ) -> Option<(ExecOutcome, DateTime<Utc>)> {
     let mut log = LogFile::open(&job.log_path);
@@ -536,12 +584,18 @@ async fn follow(
         // Creating may take minutes while the API server is unavailable (the client retries):
         // a kill or a detach is heard meanwhile.
         let created = tokio::select! {
-            created = create(&job, pod) => Some(created),
+            created = create_try(inner, job, pod) => Some(created),
             _ = stop.wait_for(|s| *s != Stop::No) => None,
         };
         match created {
-            Some(Ok(())) => {}
-            Some(Err(message)) => {
+            Some(Creation::Created) => {}
+            Some(Creation::SecretRefused(message)) => {
+                // Not created, or another's: not this try's to delete.
+                job.has_secret = false;
+                log.line(&message);
+                return Some((ExecOutcome::failed(message), Utc::now()));
+            }
+            Some(Creation::PodRefused(message)) => {
                 log.line(&message);
                 return Some((ExecOutcome::failed(message), Utc::now()));
             }
@@ -553,7 +607,7 @@ async fn follow(
                     job.name
                 ));
                 // The request may have reached the server before it was dropped.
-                delete(&job, inner.config.delete_grace).await;
+                delete(job, inner.config.delete_grace).await;
                 return Some((ExecOutcome::Killed, Utc::now()));
             }
         }
@@ -566,7 +620,12 @@ async fn follow(
         // Found by a list a moment ago, the pod may have gone since, its deletion passed
         // before the subscription: ask once.
         match job.api.get_opt(&job.name).await {
-            Ok(Some(pod)) => known = Some(pod),
+            Ok(Some(pod)) => {
+                if job.has_secret {
+                    job.mask = adopted_mask(&job.secret_api(&inner.client), &job.name).await;
+                }
+                known = Some(pod);
+            }
             Ok(None) => {
                 let message = format!("pod {} no longer exists", job.name);
                 log.line(&message);
@@ -597,7 +656,7 @@ async fn follow(
                     }
                     Stop::Kill => {
                         log.line(&format!("kill requested at {}: deleting pod {}", now(), job.name));
-                        delete(&job, inner.config.delete_grace).await;
+                        delete(job, inner.config.delete_grace).await;
                         break ExecOutcome::Killed;
                     }
                 }
@@ -608,7 +667,7 @@ async fn follow(
                     "execution_timeout of {}s exceeded at {}: deleting pod {}",
                     t.as_secs_f64(), now(), job.name
                 ));
-                delete(&job, inner.config.delete_grace).await;
+                delete(job, inner.config.delete_grace).await;
                 break ExecOutcome::TimedOut;
             }
             _ = tokio::time::sleep_until(startup_deadline), if logs.is_none() => {
@@ -618,7 +677,7 @@ async fn follow(
                     job.startup_timeout.as_secs_f64()
                 );
                 log.line(&message);
-                delete_per_policy(&job, false, &mut log).await;
+                delete_per_policy(job, false, &mut log).await;
                 break ExecOutcome::failed(message);
             }
             change = next_change(&mut known, &mut changes) => {
@@ -656,19 +715,19 @@ async fn follow(
                     }
                     Progress::Started => {
                         if logs.is_none() {
-                            logs = Some(stream_logs(&job, &mut log, adopted, ended.clone()));
+                            logs = Some(stream_logs(job, &mut log, adopted, ended.clone()));
                         }
                     }
                     Progress::CannotStart(why) => {
                         let message = format!("the pod cannot start: {why}");
                         log.line(&message);
-                        delete_per_policy(&job, false, &mut log).await;
+                        delete_per_policy(job, false, &mut log).await;
                         break ExecOutcome::failed(message);
                     }
                     Progress::Ended(outcome) => {
                         container_ended.send_replace(true);
                         if logs.is_none() {
-                            logs = Some(stream_logs(&job, &mut log, adopted, ended.clone()));
+                            logs = Some(stream_logs(job, &mut log, adopted, ended.clone()));
                         }
                         if let Some(l) = logs.take() {
                             // The log stream ends with the container; the bound only guards
@@ -676,7 +735,7 @@ async fn follow(
                             let _ = tokio::time::timeout(Duration::from_secs(30), l).await;
                         }
                         let ok = matches!(outcome, ExecOutcome::Success | ExecOutcome::Skipped);
-                        delete_per_policy(&job, ok, &mut log).await;
+                        delete_per_policy(job, ok, &mut log).await;
                         break outcome;
                     }
                 }
@@ -705,6 +764,78 @@ impl Job {
     fn namespace(&self) -> &str {
         self.api.namespace().unwrap_or_default()
     }
+
+    fn secret_api(&self, client: &kube::Client) -> Api<Secret> {
+        Api::namespaced(client.clone(), self.namespace())
+    }
+}
+
+/// The try's Secret, when it has variables holding secrets: `pod`'s `container` is changed
+/// to take them from it.
+fn secret_of_try(
+    pod: &mut Pod,
+    container: &str,
+    id: &TryIdentity,
+    rendered: &RenderedTask,
+) -> Option<Secret> {
+    if rendered.secret_env.is_empty() {
+        return None;
+    }
+    let secret = try_secret::build(pod, id, &rendered.secret_env);
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    let names: Vec<&str> = rendered
+        .secret_env
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    try_secret::reference(pod, container, &name, &names);
+    Some(secret)
+}
+
+/// What became of creating a try's Secret and pod.
+enum Creation {
+    Created,
+    /// The Secret could not be created (nothing was): the reason.
+    SecretRefused(String),
+    /// The pod could not be created: the reason.
+    PodRefused(String),
+}
+
+/// Creates the try's Secret (if any), then its pod, then makes the pod the Secret's owner,
+/// so that a cluster's garbage collector deletes the Secret with the pod.
+async fn create_try(inner: &Inner, job: &Job, pod: &Pod) -> Creation {
+    let secrets = job.secret_api(&inner.client);
+    if let Some(secret) = &job.create_secret
+        && let Err(message) = try_secret::create(&secrets, secret).await
+    {
+        return Creation::SecretRefused(message);
+    }
+    match create(job, pod).await {
+        Ok(uid) => {
+            if let (Some(uid), true) = (uid, job.has_secret) {
+                try_secret::set_owner(&secrets, &job.name, &uid).await;
+            }
+            Creation::Created
+        }
+        Err(message) => Creation::PodRefused(message),
+    }
+}
+
+/// The masker of an adopted try: the values of its Secret (the renderer's mask is not kept
+/// across a restart), with what this process already knows to be secret.
+async fn adopted_mask(secrets: &Api<Secret>, name: &str) -> Masker {
+    let mut mask = match secrets.get_opt(name).await {
+        Ok(Some(secret)) => try_secret::masker_of(&secret),
+        Ok(None) => Masker::new(),
+        Err(e) => {
+            tracing::warn!(secret = %name, "reading the Secret of an adopted try: {e}");
+            Masker::new()
+        }
+    };
+    if let Ok(global) = updraft_secrets::mask::global().read() {
+        mask.extend(&global);
+    }
+    mask
 }
 
 /// Waits before each new attempt at creating a pod after a transient error: about 6 s in all,
@@ -721,11 +852,11 @@ const CREATE_RETRY_WAITS: [Duration; 5] = [
 /// does 429, 503 and 504: kube's default retry policy): the connection failing, 500 and 502. One
 /// already there under this name is this very try's (created before a crash, or by an attempt
 /// whose answer was lost) when its annotations say so: it is followed instead.
-async fn create(job: &Job, pod: &Pod) -> Result<(), String> {
+async fn create(job: &Job, pod: &Pod) -> Result<Option<String>, String> {
     let mut waits = CREATE_RETRY_WAITS.iter();
     loop {
         match job.api.create(&PostParams::default(), pod).await {
-            Ok(_) => return Ok(()),
+            Ok(created) => return Ok(created.metadata.uid),
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 return claim_existing(job, pod).await;
             }
@@ -752,7 +883,7 @@ fn is_transient(error: &kube::Error) -> bool {
 }
 
 /// The pod named like this try's already exists: follow it if it is this try's.
-async fn claim_existing(job: &Job, pod: &Pod) -> Result<(), String> {
+async fn claim_existing(job: &Job, pod: &Pod) -> Result<Option<String>, String> {
     let existing = job
         .api
         .get_opt(&job.name)
@@ -763,7 +894,7 @@ async fn claim_existing(job: &Job, pod: &Pod) -> Result<(), String> {
         .and_then(manifest::identity_of)
         .is_some_and(|id| Some(id) == manifest::identity_of(pod));
     if ours {
-        Ok(())
+        Ok(existing.and_then(|p| p.metadata.uid))
     } else {
         Err(format!(
             "a pod named {} already exists and does not belong to this try",
@@ -832,13 +963,54 @@ fn stream_logs(
     };
     let path = job.log_path.clone();
     let written = already.unwrap_or(0);
-    tokio::spawn(copy_container_log(source, path, written, ended))
+    let mask = (!job.mask.is_empty()).then(|| job.mask.stream());
+    tokio::spawn(copy_container_log(source, path, written, ended, mask))
 }
 
 struct LogSource {
     api: Api<Pod>,
     name: String,
     params: LogParams,
+}
+
+/// The try's log as the container's output is written to it: through the try's masker, if
+/// it has secrets to hide.
+struct MaskedLog {
+    out: LogFile,
+    mask: Option<StreamMasker>,
+    /// The last byte written does not end a line.
+    line_open: bool,
+}
+
+impl MaskedLog {
+    fn write(&mut self, chunk: &[u8]) {
+        match &mut self.mask {
+            Some(mask) => {
+                let safe = mask.push(chunk);
+                self.write_out(&safe);
+            }
+            None => self.write_out(chunk),
+        }
+    }
+
+    /// The stream ended: what the masker held back goes out.
+    fn finish(&mut self) {
+        if let Some(mask) = &mut self.mask {
+            let rest = mask.finish();
+            self.write_out(&rest);
+        }
+        // The lines updraft writes after the output start on a line of their own.
+        if self.line_open {
+            self.out.bytes(b"\n");
+        }
+    }
+
+    fn write_out(&mut self, bytes: &[u8]) {
+        if let Some(last) = bytes.last() {
+            self.line_open = *last != b'\n';
+        }
+        self.out.bytes(bytes);
+    }
 }
 
 /// How long to wait before opening a broken-off log stream again.
@@ -849,9 +1021,13 @@ async fn copy_container_log(
     path: PathBuf,
     mut written: u64,
     mut ended: watch::Receiver<bool>,
+    mask: Option<StreamMasker>,
 ) {
-    let mut out = LogFile::open(&path);
-    let mut line_open = false;
+    let mut out = MaskedLog {
+        out: LogFile::open(&path),
+        mask,
+        line_open: false,
+    };
     loop {
         // Known ended before this stream opened: this stream has read everything.
         let last_read = *ended.borrow();
@@ -867,11 +1043,8 @@ async fn copy_container_log(
                             let skipped = skip.min(n as u64) as usize;
                             skip -= skipped as u64;
                             let fresh = &buf[skipped..n];
-                            if let Some(last) = fresh.last() {
-                                line_open = *last != b'\n';
-                            }
                             written += fresh.len() as u64;
-                            out.bytes(fresh);
+                            out.write(fresh);
                         }
                         Err(e) => {
                             tracing::warn!(pod = %source.name, "the container's log stream broke off: {e}");
@@ -892,10 +1065,7 @@ async fn copy_container_log(
         // again from where it stopped, once the end is known or after a short wait.
         let _ = tokio::time::timeout(LOG_RETRY, ended.wait_for(|e| *e)).await;
     }
-    // The lines updraft writes after the output start on a line of their own.
-    if line_open {
-        out.bytes(b"\n");
-    }
+    out.finish();
 }
 
 /// The state known before any change was heard, then each change as it comes.

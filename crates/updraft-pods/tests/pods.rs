@@ -12,7 +12,7 @@ use chrono::{TimeZone, Utc};
 use tokio::sync::mpsc;
 use updraft_dag::DeletePolicy;
 use updraft_executor::render::{TemplateContext, render_task};
-use updraft_executor::{ExecOutcome, LaunchSpec, TryEvent, TryKey};
+use updraft_executor::{ExecOutcome, LaunchSpec, RenderedTask, TryEvent, TryKey};
 use updraft_kube_fake::FakeKube;
 use updraft_pods::{PodExecutor, PodExecutorConfig, TryIdentity};
 
@@ -50,6 +50,16 @@ async fn harness(config: impl FnOnce(&mut PodExecutorConfig)) -> Harness {
 impl Harness {
     /// Launches task `t` of a DAG file of tenant `shop` whose tasks are `tasks_yaml`.
     fn launch(&self, tasks_yaml: &str, run_id: &str) -> (TryKey, PathBuf) {
+        self.launch_with(tasks_yaml, run_id, |_| {})
+    }
+
+    /// Launches like [`launch`](Self::launch), the rendered task changed by `edit` first.
+    fn launch_with(
+        &self,
+        tasks_yaml: &str,
+        run_id: &str,
+        edit: impl FnOnce(&mut RenderedTask),
+    ) -> (TryKey, PathBuf) {
         let yaml = format!("dag_id: orders\ntasks:\n{tasks_yaml}");
         let dag = updraft_dag::parse_dag("shop", "shop/orders.yaml", &yaml).expect("valid DAG");
         let task = dag.task("t").expect("task t");
@@ -69,7 +79,8 @@ impl Harness {
             run_type: "manual".into(),
             timezone: chrono_tz::UTC,
         };
-        let rendered = render_task(&dag, task, &ctx).expect("renders");
+        let mut rendered = render_task(&dag, task, &ctx).expect("renders");
+        edit(&mut rendered);
         let run_pk = self.next_run_pk.replace(self.next_run_pk.get() + 1);
         let key = TryKey {
             run_pk,
@@ -694,7 +705,9 @@ async fn output_without_a_final_newline_does_not_swallow_the_footer() {
 /// Opt-in (ignored unless asked for): runs one pod on a real cluster. Run with
 /// `UPDRAFT_E2E_KUBECONFIG=<kubeconfig> cargo test -p updraft-pods --test pods -- --ignored`
 /// (e.g. a kubeconfig from `kind create cluster`); `UPDRAFT_E2E_NAMESPACE` (default
-/// `default`) is where the pod runs; the image `busybox:1.36` must be pullable.
+/// `default`) is where the pod runs; the image `busybox:1.36` must be pullable. The pod takes
+/// a connection from its try's Secret (so the account needs to create, patch, list and delete
+/// Secrets there), prints it masked, and the Secret is gone after the try.
 #[tokio::test]
 #[ignore = "needs a real Kubernetes cluster: set UPDRAFT_E2E_KUBECONFIG and pass --ignored"]
 async fn e2e_a_pod_on_a_real_cluster() {
@@ -708,15 +721,16 @@ async fn e2e_a_pod_on_a_real_cluster() {
     let client = kube::Client::try_from(config).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (tx, mut events) = mpsc::unbounded_channel();
+    let executor_client = client.clone();
     let mut cfg = PodExecutorConfig {
         templates_folder: dir.path().join("templates"),
         ..PodExecutorConfig::default()
     };
     cfg.namespaces
         .insert("shop".into(), vec![namespace.clone()]);
-    let executor = PodExecutor::new(client, cfg, tx);
+    let executor = PodExecutor::new(executor_client, cfg, tx);
     let yaml = format!(
-        "dag_id: orders\ntasks:\n  - task_id: t\n    pod: {{image: \"busybox:1.36\", cmds: [\"sh\", \"-c\", \"echo e2e {{{{ ds }}}}\"], namespace: {namespace}}}\n"
+        "dag_id: orders\ntasks:\n  - task_id: t\n    pod: {{image: \"busybox:1.36\", cmds: [\"sh\", \"-c\", \"echo e2e {{{{ ds }}}} $AIRFLOW_CONN_ORDERS_DB\"], namespace: {namespace}}}\n"
     );
     let dag = updraft_dag::parse_dag("shop", "shop/orders.yaml", &yaml).unwrap();
     let date = Utc.with_ymd_and_hms(2024, 3, 5, 0, 0, 0).unwrap();
@@ -736,13 +750,20 @@ async fn e2e_a_pod_on_a_real_cluster() {
         run_type: "manual".into(),
         timezone: chrono_tz::UTC,
     };
-    let rendered = render_task(&dag, dag.task("t").unwrap(), &ctx).unwrap();
+    let mut rendered = render_task(&dag, dag.task("t").unwrap(), &ctx).unwrap();
+    with_connection(&mut rendered);
     let log = dir.path().join("e2e.log");
     let key = TryKey {
         run_pk: 1,
         task_id: "t".into(),
         try_number: 1,
     };
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client.clone(), &namespace);
+    let selector = format!(
+        "updraft.io/run-id={}",
+        updraft_pods::manifest::label_value(&run_id)
+    );
     executor.launch(
         LaunchSpec {
             key,
@@ -763,5 +784,281 @@ async fn e2e_a_pod_on_a_real_cluster() {
         }
     };
     assert_eq!(outcome, ExecOutcome::Success, "{}", read(&log));
-    assert!(read(&log).contains("e2e 2024-03-05"), "{}", read(&log));
+    // The connection came through the try's Secret, masked in the log; the Secret is gone.
+    assert!(read(&log).contains("e2e 2024-03-05 ***"), "{}", read(&log));
+    let left = secrets
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .unwrap();
+    assert!(left.items.is_empty(), "the try's Secret is deleted");
+}
+
+const CONN_URI: &str = "postgres://app:s3cr3t-pw@db.shop:5432/orders";
+const PASSWORD: &str = "s3cr3t-pw";
+
+/// A connection as a secret variable of the try, its URI and password to be masked.
+fn with_connection(rendered: &mut RenderedTask) {
+    rendered.secret_env = vec![("AIRFLOW_CONN_ORDERS_DB".into(), CONN_URI.into())];
+    rendered.mask.add(PASSWORD);
+}
+
+fn try_secrets(fake: &FakeKube) -> Vec<k8s_openapi::api::core::v1::Secret> {
+    fake.secrets()
+}
+
+#[tokio::test]
+async fn a_pod_takes_secret_variables_from_a_secret_of_its_try_and_its_log_is_masked() {
+    let mut h = harness(|_| {}).await;
+    // The password leaves the container in two writes, so in two chunks of its log. The
+    // masker holds back the last bytes that could begin a secret until more output comes:
+    // the padding line lets "done" through while the container still runs.
+    let script = r#"echo "uri=$AIRFLOW_CONN_ORDERS_DB"; printf 'pw=s3cr'; sleep 0.3; printf '3t-pw!\n'; echo done; echo "$PADDING"; exec sleep 3600"#;
+    let (key, log) = h.launch_with(
+        &pod_task(&format!(
+            r#"{{image: busybox, cmds: ["sh", "-c", {script:?}]}}"#
+        )),
+        "secret",
+        |r| {
+            with_connection(r);
+            r.env.push(("PADDING".into(), "-".repeat(64)));
+        },
+    );
+    h.started().await;
+    wait_for_text(&log, "done\n").await;
+
+    let pod = h.fake.pods().pop().expect("the pod");
+    let name = pod.metadata.name.clone().unwrap();
+    let pod_json = serde_json::to_string(&pod).unwrap();
+    assert!(!pod_json.contains(PASSWORD), "{pod_json}");
+    assert!(!pod_json.contains("db.shop"), "{pod_json}");
+    let env = &pod.spec.as_ref().unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let var = env
+        .iter()
+        .find(|v| v.name == "AIRFLOW_CONN_ORDERS_DB")
+        .unwrap();
+    assert!(var.value.is_none());
+    let reference = var
+        .value_from
+        .as_ref()
+        .and_then(|f| f.secret_key_ref.as_ref())
+        .unwrap();
+    assert_eq!(
+        (reference.name.as_str(), reference.key.as_str()),
+        (name.as_str(), "AIRFLOW_CONN_ORDERS_DB")
+    );
+
+    let secret = h.fake.secret("shop", &name).expect("the try's Secret");
+    let data = secret.data.as_ref().unwrap();
+    assert_eq!(data["AIRFLOW_CONN_ORDERS_DB"].0, CONN_URI.as_bytes());
+    assert_eq!(
+        secret.metadata.labels,
+        pod.metadata.labels.clone().map(|l| {
+            l.into_iter()
+                .filter(|(k, _)| {
+                    k.starts_with("updraft.io/") || k.starts_with("app.kubernetes.io/managed-by")
+                })
+                .collect()
+        })
+    );
+    let owner = &secret.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), Some(&owner.uid)),
+        ("Pod", name.as_str(), pod.metadata.uid.as_ref())
+    );
+
+    h.fake.finish_pod("shop", &name, 0);
+    assert_eq!(h.finished().await, ExecOutcome::Success);
+    let text = read(&log);
+    assert!(text.contains("uri=***\n"), "{text}");
+    assert!(text.contains("pw=***!\n"), "{text}");
+    assert!(!text.contains("s3cr"), "{text}");
+    assert!(
+        try_secrets(&h.fake).is_empty(),
+        "the Secret goes with the try"
+    );
+    h.fake.wait_for(WAIT, |pods| pods.is_empty()).await;
+    let _ = key;
+}
+
+#[tokio::test]
+async fn the_secret_goes_when_the_pod_is_kept_or_cannot_be_created() {
+    let mut h = harness(|c| c.delete_pod = DeletePolicy::Never).await;
+    let (_, log) = h.launch_with(
+        &pod_task(r#"{image: busybox, cmds: ["sh", "-c", "test -n \"$AIRFLOW_CONN_ORDERS_DB\"; exit 3"]}"#),
+        "kept",
+        with_connection,
+    );
+    let outcome = h.finished().await;
+    assert!(
+        message(&outcome).contains("exit code 3"),
+        "{outcome:?}: {}",
+        read(&log)
+    );
+    assert_eq!(h.fake.pods().len(), 1, "the pod is kept");
+    assert!(try_secrets(&h.fake).is_empty(), "its Secret is not");
+
+    h.fake.fail_next_creates(1, 403, false);
+    let (_, log) = h.launch_with(
+        &pod_task("{image: busybox, cmds: [\"true\"]}"),
+        "refused",
+        with_connection,
+    );
+    let outcome = h.finished().await;
+    assert!(
+        message(&outcome).contains("could not be created"),
+        "{}",
+        read(&log)
+    );
+    assert!(try_secrets(&h.fake).is_empty(), "no Secret without its pod");
+    assert_eq!(h.fake.pods().len(), 1, "no new pod");
+}
+
+#[tokio::test]
+async fn without_secret_variables_no_secret_is_made() {
+    let mut h = harness(|_| {}).await;
+    h.launch(&pod_task(r#"{image: busybox, cmds: ["true"]}"#), "plain");
+    assert_eq!(h.finished().await, ExecOutcome::Success);
+    let secret_requests = h
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("/secrets"))
+        .count();
+    assert_eq!(secret_requests, 0);
+}
+
+#[tokio::test]
+async fn an_adopted_pod_keeps_its_secret_until_its_end_and_its_log_stays_masked() {
+    let mut h = harness(|_| {}).await;
+    let script = r#"while true; do echo "pw=$AIRFLOW_CONN_ORDERS_DB"; sleep 0.1; done"#;
+    let (key, log) = h.launch_with(
+        &pod_task(&format!(
+            r#"{{image: busybox, cmds: ["sh", "-c", {script:?}]}}"#
+        )),
+        "adopted",
+        with_connection,
+    );
+    h.started().await;
+    wait_for_text(&log, "pw=***\n").await;
+    h.executor.detach().await;
+    assert_eq!(
+        try_secrets(&h.fake).len(),
+        1,
+        "the running pod keeps its Secret"
+    );
+
+    let client = kube::Client::try_from(h.fake.client_config()).unwrap();
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let again = PodExecutor::new(client, h.executor.config().clone(), tx);
+    let found = again.find(&identity("adopted")).await.unwrap().unwrap();
+    let name = found.metadata.name.clone().unwrap();
+    let before = read(&log).matches("pw=***").count();
+    again.adopt(key, &found, log.clone(), None, None);
+    // More output after the adoption, then the end.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while read(&log).matches("pw=***").count() < before + 3 {
+        assert!(tokio::time::Instant::now() < deadline, "{}", read(&log));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.fake.finish_pod("shop", &name, 0);
+    match tokio::time::timeout(WAIT, events.recv())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        TryEvent::Finished { outcome, .. } => assert_eq!(outcome, ExecOutcome::Success),
+        other => panic!("{other:?}"),
+    }
+    let text = read(&log);
+    assert!(!text.contains(PASSWORD), "{text}");
+    assert!(
+        try_secrets(&h.fake).is_empty(),
+        "deleted at the adopted try's end"
+    );
+}
+
+#[tokio::test]
+async fn an_orphan_s_secret_is_found_by_its_labels_and_deleted() {
+    // As left by a scheduler that stopped between creating a try's Secret and its pod.
+    let h = harness(|_| {}).await;
+    let id = identity("orphan");
+    let secret = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("orders-t-orphan-1".into()),
+            labels: Some(updraft_pods::manifest::identity_labels(&id)),
+            annotations: Some(updraft_pods::manifest::identity_annotations(&id)),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let client = kube::Client::try_from(h.fake.client_config()).unwrap();
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, "shop");
+    api.create(&kube::api::PostParams::default(), &secret)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.executor
+            .delete_try_secrets(&identity("other"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(try_secrets(&h.fake).len(), 1);
+    assert_eq!(h.executor.delete_try_secrets(&id).await.unwrap(), 1);
+    assert!(try_secrets(&h.fake).is_empty());
+}
+
+#[tokio::test]
+async fn a_pod_deleted_behind_updraft_s_back_takes_its_secret_along() {
+    let mut h = harness(|_| {}).await;
+    h.launch_with(
+        &pod_task(r#"{image: busybox, cmds: ["sh", "-c", "exec sleep 3600"]}"#),
+        "collected",
+        with_connection,
+    );
+    h.started().await;
+    h.executor.detach().await;
+    assert_eq!(try_secrets(&h.fake).len(), 1);
+    let pod = h.fake.pods().pop().unwrap();
+    h.fake
+        .vanish_pod("shop", pod.metadata.name.as_deref().unwrap());
+    assert!(try_secrets(&h.fake).is_empty(), "owned by the pod");
+}
+
+#[tokio::test]
+async fn a_secret_of_the_same_name_not_of_this_try_is_left_alone_and_fails_it() {
+    let mut h = harness(|_| {}).await;
+    let name = updraft_pods::manifest::pod_name(&identity("taken"));
+    let foreign = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let client = kube::Client::try_from(h.fake.client_config()).unwrap();
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, "shop");
+    api.create(&kube::api::PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    let (_, log) = h.launch_with(
+        &pod_task(r#"{image: busybox, cmds: ["true"]}"#),
+        "taken",
+        with_connection,
+    );
+    let outcome = h.finished().await;
+    assert!(
+        message(&outcome).contains("does not belong to this try"),
+        "{}",
+        read(&log)
+    );
+    assert!(h.fake.pods().is_empty(), "no pod without its Secret");
+    let kept = h
+        .fake
+        .secret("shop", &name)
+        .expect("the other Secret stays");
+    assert!(kept.data.is_none(), "and is not overwritten");
 }

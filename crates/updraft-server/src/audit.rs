@@ -65,9 +65,10 @@ impl Entry {
         self
     }
 
-    /// The request's parameters; values under sensitive keys are masked.
+    /// The request's parameters; values under sensitive keys, and secret values the process
+    /// knows, are masked.
     pub fn extra(mut self, extra: Value) -> Entry {
-        self.0.extra = Some(masked(extra).to_string());
+        self.0.extra = Some(crate::masking::shown_json(&masked(extra)).to_string());
         self
     }
 

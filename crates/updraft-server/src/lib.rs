@@ -10,6 +10,7 @@ pub mod authn;
 pub mod error;
 pub mod guard;
 pub mod live;
+pub mod masking;
 pub mod state;
 pub mod ui;
 

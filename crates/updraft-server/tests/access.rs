@@ -18,11 +18,12 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use updraft_core::TaskState;
+use updraft_secrets::{Connection, Keyring, Variable, Vault};
 use updraft_server::auth::{Grant, Identity, Role};
 use updraft_server::{AppState, ServerConfig};
 use updraft_store::{
     AdminStore, NewEvent, OperatorStore, PoolRow, QueueLimits, ReadStore, SchedulerStore,
-    SqliteStore, TiKey, TiTransition, UserStore,
+    SqliteStore, TiKey, TiTransition, UserStore, WriteMode,
 };
 
 const JOB: &str = r#"
@@ -145,6 +146,26 @@ fn rules() -> BTreeMap<(&'static str, &'static str), Rule> {
             listing(Admin, Admin, "event_logs", "event_log_id"),
         ),
         (("get", "/api/v2/eventLogs/{event_log_id}"), Object(Admin)),
+        (
+            ("get", "/api/v2/connections"),
+            listing(Op, Op, "connections", "connection_id"),
+        ),
+        (("post", "/api/v2/connections"), CreateOwn(Op)),
+        (("post", "/api/v2/connections/test"), CreateOwn(Op)),
+        (("get", "/api/v2/connections/{connection_id}"), Object(Op)),
+        (("patch", "/api/v2/connections/{connection_id}"), Object(Op)),
+        (
+            ("delete", "/api/v2/connections/{connection_id}"),
+            Object(Op),
+        ),
+        (
+            ("get", "/api/v2/variables"),
+            listing(Op, Op, "variables", "key"),
+        ),
+        (("post", "/api/v2/variables"), CreateOwn(Op)),
+        (("get", "/api/v2/variables/{variable_key}"), Object(Op)),
+        (("patch", "/api/v2/variables/{variable_key}"), Object(Op)),
+        (("delete", "/api/v2/variables/{variable_key}"), Object(Op)),
         (("get", "/api/v2/monitor/health"), Open),
         (("get", "/api/v2/version"), SignedIn),
     ])
@@ -164,6 +185,14 @@ fn body_for(method: &str, path: &str, serial: usize) -> Option<Value> {
         ("patch", p) if p.contains("/taskInstances/") => json!({"new_state": "success"}),
         ("post", "/api/v2/pools") => json!({"name": format!("new_{serial}"), "slots": 1}),
         ("patch", "/api/v2/pools/{pool_name}") => json!({"slots": 3}),
+        ("post", "/api/v2/connections") => {
+            json!({"connection_id": format!("new_{serial}"), "conn_type": "fs"})
+        }
+        // A type updraft does not test: the answer is status false, without a network call.
+        ("post", "/api/v2/connections/test") => json!({"connection_id": "t", "conn_type": "fs"}),
+        ("patch", "/api/v2/connections/{connection_id}") => json!({"host": "h"}),
+        ("post", "/api/v2/variables") => json!({"key": format!("new_{serial}"), "value": "v"}),
+        ("patch", "/api/v2/variables/{variable_key}") => json!({"value": "w"}),
         _ => panic!("no request body written for {method} {path}: add one to body_for"),
     };
     Some(body)
@@ -254,10 +283,35 @@ impl Fixture {
             .await
             .unwrap();
         let logs = dir.path().join("logs");
+        let keyring = Keyring::parse(&Keyring::generate_key(), "core.fernet_key").unwrap();
+        let vault = Vault::new(store.clone(), keyring.clone());
+        for tenant in ["team_a", "team_b"] {
+            let short = &tenant[5..];
+            let connection = Connection {
+                conn_id: format!("{short}_conn"),
+                conn_type: "http".into(),
+                host: Some("example.com".into()),
+                password: Some("pw-secret".into()),
+                ..Connection::default()
+            };
+            vault
+                .write_connection(Some(tenant), &connection, WriteMode::Create)
+                .await
+                .unwrap();
+            let variable = Variable {
+                key: format!("{short}_var"),
+                value: "value".into(),
+                description: None,
+            };
+            vault
+                .write_variable(Some(tenant), &variable, WriteMode::Create)
+                .await
+                .unwrap();
+        }
         let state = AppState::new(
             store.clone(),
             ServerConfig {
-                keyring: None,
+                keyring: Some(keyring),
                 bind: "127.0.0.1:0".parse().unwrap(),
                 dags_folder: dags,
                 logs_folder: logs.clone(),
@@ -337,6 +391,8 @@ impl Fixture {
             ("task_try_number", "1".to_string()),
             ("version_number", "1".to_string()),
             ("pool_name", "a_pool".to_string()),
+            ("connection_id", "a_conn".to_string()),
+            ("variable_key", "a_var".to_string()),
             ("import_error_id", error_id),
             ("event_log_id", event_ids["team_a"].to_string()),
         ]);
@@ -349,6 +405,8 @@ impl Fixture {
             "dag_id" => json!("a_job"),
             "filename" => json!("team_a/broken.yaml"),
             "name" => json!("a_pool"),
+            "connection_id" => json!("a_conn"),
+            "key" => json!("a_var"),
             "event_log_id" => json!(self.params["event_log_id"].parse::<i64>().unwrap()),
             other => panic!("no value of team_a for listing field {other}"),
         }
@@ -644,6 +702,41 @@ async fn another_tenants_objects_answer_exactly_as_missing_ones() {
             "/api/v2/pools/nope".into(),
             "a_pool|nope".into(),
             None,
+        ),
+        (
+            Method::GET,
+            "/api/v2/connections/a_conn".into(),
+            "/api/v2/connections/nope".into(),
+            "a_conn|nope".into(),
+            None,
+        ),
+        (
+            Method::PATCH,
+            "/api/v2/connections/a_conn".into(),
+            "/api/v2/connections/nope".into(),
+            "a_conn|nope".into(),
+            Some(json!({"host": "x"})),
+        ),
+        (
+            Method::DELETE,
+            "/api/v2/connections/a_conn?team_name=team_a".into(),
+            "/api/v2/connections/nope?team_name=team_a".into(),
+            "a_conn|nope".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/v2/variables/a_var".into(),
+            "/api/v2/variables/nope".into(),
+            "a_var|nope".into(),
+            None,
+        ),
+        (
+            Method::PATCH,
+            "/api/v2/variables/a_var?team_name=team_a".into(),
+            "/api/v2/variables/nope?team_name=team_a".into(),
+            "a_var|nope".into(),
+            Some(json!({"value": "x"})),
         ),
         (
             Method::GET,

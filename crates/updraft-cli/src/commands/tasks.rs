@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 use updraft_core::TaskState;
 use updraft_core::timetable::manual_interval;
 use updraft_dag::log_path;
-use updraft_executor::render::{TemplateContext, render_task};
+use updraft_executor::render::{TemplateContext, look_up_secrets, render_task, secret_references};
 use updraft_executor::{
-    ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, Program, TryEvent, TryKey,
+    ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, Program, RenderedTask, TryEvent,
+    TryKey,
 };
 use updraft_store::{NewestRunsFilter, ReadStore, RunRow, Store, TiKey, TiRow};
 
@@ -28,6 +29,14 @@ pub enum TasksCommand {
     List { dag_id: String },
     /// Run one task now, in this process, ignoring dependencies and recording nothing.
     Test {
+        dag_id: String,
+        task_id: String,
+        /// Logical date (default: now).
+        logical_date: Option<String>,
+    },
+    /// Print a task's templates rendered for a logical date (secrets shown as `***`), as
+    /// Airflow's `tasks render`; runs nothing and records nothing.
+    Render {
         dag_id: String,
         task_id: String,
         /// Logical date (default: now).
@@ -85,6 +94,14 @@ pub async fn run(cmd: TasksCommand, settings: &Settings, format: Format) -> Resu
     {
         return test(settings, dag_id, task_id, logical_date.as_deref()).await;
     }
+    if let TasksCommand::Render {
+        dag_id,
+        task_id,
+        logical_date,
+    } = &cmd
+    {
+        return render(settings, dag_id, task_id, logical_date.as_deref()).await;
+    }
     let store = super::open_store(settings).await?;
     sync_dags(settings, store.as_ref()).await?;
     let store = store.as_ref();
@@ -106,7 +123,9 @@ pub async fn run(cmd: TasksCommand, settings: &Settings, format: Format) -> Resu
             }
             Ok(ExitCode::SUCCESS)
         }
-        TasksCommand::Test { .. } => unreachable!("handled above"),
+        TasksCommand::Test { .. } | TasksCommand::Render { .. } => {
+            unreachable!("handled above")
+        }
         TasksCommand::Logs {
             dag_id,
             run_id,
@@ -330,12 +349,120 @@ pub async fn print_run_report(store: &dyn ReadStore, run: &RunRow, logs_root: &P
                 shown.display()
             );
             match std::fs::read_to_string(&path) {
-                Ok(text) => print!("{text}"),
+                Ok(text) => print!("{}", masked(&text)),
                 Err(e) => println!("(no log: {e})"),
             }
         }
     }
     Ok(())
+}
+
+/// `text` with every secret this process has read hidden.
+fn masked(text: &str) -> String {
+    match updraft_secrets::mask::global().read() {
+        Ok(global) if !global.is_empty() => global.mask(text),
+        _ => text.to_owned(),
+    }
+}
+
+/// The connections and variables templates may use in `tasks test`, `tasks render` and
+/// `dags test`: the configured backends (the database among them is the configured one, not
+/// a test's own).
+pub async fn secrets_chain(
+    settings: &Settings,
+) -> Result<Option<std::sync::Arc<updraft_secrets::Secrets>>> {
+    let logs = settings.logs_folder();
+    Ok(super::scheduler_config(settings, None, logs).await?.secrets)
+}
+
+/// One task of the DAG file as it is now, rendered for a manual run at `logical_date` (now
+/// when absent), with the connections and variables it refers to looked up for its tenant.
+async fn render_from_file(
+    settings: &Settings,
+    dag: &updraft_dag::Dag,
+    task: &updraft_dag::Task,
+    logical_date: Option<&str>,
+) -> Result<(String, RenderedTask)> {
+    let logical_date = logical_date
+        .map(parse_date)
+        .transpose()?
+        .unwrap_or_else(Utc::now);
+    let interval = manual_interval(dag, logical_date);
+    let run_id = updraft_core::runs::manual_run_id(logical_date);
+    let params = updraft_dag::resolve_params(dag, &Default::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut context = TemplateContext {
+        secrets: Default::default(),
+        tenant: dag.tenant.clone(),
+        dag_id: dag.dag_id.clone(),
+        run_id: run_id.clone(),
+        task_id: task.task_id.clone(),
+        try_number: 1,
+        logical_date,
+        data_interval_start: interval.start,
+        data_interval_end: interval.end,
+        conf: json!({}),
+        params,
+        run_type: "manual".to_string(),
+        timezone: dag.timezone,
+    };
+    let references = secret_references(dag, task);
+    if !references.is_empty() {
+        let secrets = secrets_chain(settings).await?;
+        context.secrets = look_up_secrets(secrets.as_deref(), &dag.tenant, &references)
+            .await
+            .map_err(|e| anyhow::anyhow!("task `{}`: {}", task.task_id, masked(&e)))?;
+    }
+    let rendered = render_task(dag, task, &context)?;
+    Ok((run_id, rendered))
+}
+
+/// `tasks render`: each rendered field, masked.
+async fn render(
+    settings: &Settings,
+    dag_id: &str,
+    task_id: &str,
+    logical_date: Option<&str>,
+) -> Result<ExitCode> {
+    let loaded = super::load_dag_file(settings, dag_id)?;
+    let dag = &loaded.dag;
+    let task = dag
+        .task(task_id)
+        .with_context(|| format!("DAG `{dag_id}` has no task `{task_id}`"))?;
+    let (_, rendered) = render_from_file(settings, dag, task, logical_date).await?;
+    print!("{}", rendered_fields(&rendered));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The rendered fields as Airflow's `tasks render` prints them, every secret `***`.
+fn rendered_fields(rendered: &RenderedTask) -> String {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    match &rendered.program {
+        Program::Bash(script) => fields.push(("bash".into(), script.clone())),
+        Program::Command(argv) => fields.extend(
+            argv.iter()
+                .enumerate()
+                .map(|(i, a)| (format!("command[{i}]"), a.clone())),
+        ),
+        Program::Pod(pod) => fields.push((
+            "pod".into(),
+            serde_json::to_string_pretty(pod).unwrap_or_default(),
+        )),
+        Program::Noop => {}
+    }
+    if let Some(cwd) = &rendered.cwd {
+        fields.push(("cwd".into(), cwd.display().to_string()));
+    }
+    for (name, value) in rendered.env.iter().chain(&rendered.secret_env) {
+        fields.push((format!("env.{name}"), value.clone()));
+    }
+    let rule = "# ----------------------------------------------------------";
+    let mut out = String::new();
+    for (name, value) in fields {
+        let value = rendered.mask.mask(&value);
+        out.push_str(&format!("{rule}\n# property: {name}\n{rule}\n{value}\n\n"));
+    }
+    out
 }
 
 /// `tasks test`: one task, from the DAG file as it is now, without touching the database.
@@ -350,30 +477,7 @@ async fn test(
     let task = dag
         .task(task_id)
         .with_context(|| format!("DAG `{dag_id}` has no task `{task_id}`"))?;
-    let logical_date = logical_date
-        .map(parse_date)
-        .transpose()?
-        .unwrap_or_else(Utc::now);
-    let interval = manual_interval(dag, logical_date);
-    let run_id = updraft_core::runs::manual_run_id(logical_date);
-    let params = updraft_dag::resolve_params(dag, &Default::default())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let context = TemplateContext {
-        secrets: Default::default(),
-        tenant: dag.tenant.clone(),
-        dag_id: dag.dag_id.clone(),
-        run_id: run_id.clone(),
-        task_id: task_id.to_string(),
-        try_number: 1,
-        logical_date,
-        data_interval_start: interval.start,
-        data_interval_end: interval.end,
-        conf: json!({}),
-        params,
-        run_type: "manual".to_string(),
-        timezone: dag.timezone,
-    };
-    let rendered = render_task(dag, task, &context)?;
+    let (run_id, rendered) = render_from_file(settings, dag, task, logical_date).await?;
     let logs = tempfile::tempdir()?;
     let log = log_path(logs.path(), &dag.tenant, dag_id, &run_id, task_id, 1);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -425,7 +529,10 @@ async fn test(
             None => bail!("the executor stopped without reporting"),
         }
     };
-    print!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+    print!(
+        "{}",
+        masked(&std::fs::read_to_string(&log).unwrap_or_default())
+    );
     let outcome_text = match &outcome {
         ExecOutcome::Success => "success".to_string(),
         ExecOutcome::Skipped => "skipped".to_string(),
@@ -438,4 +545,37 @@ async fn test(
         ExecOutcome::Success | ExecOutcome::Skipped => ExitCode::SUCCESS,
         _ => ExitCode::from(1),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_fields_show_every_secret_as_stars() {
+        let mut mask = updraft_secrets::Masker::new();
+        mask.add("s3cr3t-password");
+        mask.add("postgres://app:s3cr3t-password@db/shop");
+        let rendered = RenderedTask {
+            program: Program::Bash("psql --password=s3cr3t-password -h db".into()),
+            env: vec![("DB_PASS".into(), "pw s3cr3t-password".into())],
+            cwd: None,
+            conf: "{}".into(),
+            secret_env: vec![(
+                "AIRFLOW_CONN_MY_DB".into(),
+                "postgres://app:s3cr3t-password@db/shop".into(),
+            )],
+            mask,
+        };
+        let shown = rendered_fields(&rendered);
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("# property: bash\n"), "{shown}");
+        assert!(shown.contains("psql --password=*** -h db\n"), "{shown}");
+        assert!(shown.contains("# property: env.DB_PASS\n"), "{shown}");
+        assert!(shown.contains("pw ***\n"), "{shown}");
+        assert!(
+            shown.contains("# property: env.AIRFLOW_CONN_MY_DB\n"),
+            "{shown}"
+        );
+    }
 }

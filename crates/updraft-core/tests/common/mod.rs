@@ -29,6 +29,7 @@ pub fn task(id: &str, upstream: &[&str]) -> Task {
         depends_on_past: false,
         env: BTreeMap::new(),
         cwd: None,
+        connections: vec![],
         kind: TaskKind::Noop,
     }
 }

@@ -6,19 +6,29 @@
 //! handed to its executor when its templates are rendered, or fails through the local
 //! executor's events when they cannot be (over budget, an undefined name), its reason in its
 //! log. The loop never waits for a template; a task without any is only copied, on the loop.
+//!
+//! A task referring to connections or variables (its templates' `conn` and `var`, its
+//! `connections:`) has them looked up for its run's tenant first, through the configured
+//! secrets backends, also off the loop ([`look_up_secrets`], within 30 s); a lookup that fails (a backend
+//! down, a value that cannot be decrypted), or no backend configured, fails the try with the
+//! reason in its log. A name that exists nowhere is left out, so that the template fails
+//! naming it (unless it gives a default).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tracing::warn;
 use updraft_dag::{TaskKind, log_path};
 use updraft_executor::render::{
-    RenderBudget, TemplateContext, has_templates, render_task, render_task_within,
+    RenderBudget, TemplateContext, has_templates, look_up_secrets, render_task, render_task_within,
+    secret_references,
 };
 use updraft_executor::{
     ExecOutcome, LaunchSpec, RenderError, RenderedTask, TryKey, render_off_loop,
 };
+use updraft_secrets::Secrets;
 use updraft_store::{RunRow, TiRow};
 
 use updraft_pods::{PodExecutor, TryIdentity};
@@ -59,7 +69,7 @@ impl Scheduler {
         let pods = self.pods_for(&task.kind).cloned();
         let local = self.executors.local.clone();
         let identity = try_identity(run, ti);
-        let hand_over = move |rendered: Result<RenderedTask, RenderError>| match rendered {
+        let hand_over = move |rendered: Result<RenderedTask, String>| match rendered {
             Ok(rendered) => {
                 let spec = LaunchSpec {
                     key,
@@ -74,21 +84,18 @@ impl Scheduler {
             }
             Err(e) => local.report_failure(key, log, format!("could not start: {e}")),
         };
-        if !has_templates(&cached.dag, task) {
+        if !has_templates(&cached.dag, task) && task.connections.is_empty() {
             // Only text to copy, bounded by the DAG file: nothing to wait for.
-            hand_over(render_task(&cached.dag, task, &context));
+            hand_over(render_task(&cached.dag, task, &context).map_err(|e| e.to_string()));
             return Ok(());
         }
         let preparing = self.executors.local.preparing();
+        let secrets = self.config.secrets.clone();
         let tenant = run.tenant.clone();
-        let task_id = ti.task_id.clone();
         let dag = cached.clone();
         let task = task.clone();
-        let render =
-            move |budget: &RenderBudget| render_task_within(&dag.dag, &task, &context, budget);
         tokio::spawn(async move {
-            let budget = RenderBudget::default();
-            hand_over(render_off_loop(&tenant, &task_id, budget, render).await);
+            hand_over(prepare(secrets, &tenant, dag, task, context).await);
             drop(preparing);
         });
         Ok(())
@@ -151,6 +158,50 @@ impl Scheduler {
             &ti.task_id,
             ti.try_number,
         )
+    }
+}
+
+/// How long looking up one try's connections and variables may take.
+const SECRETS_LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Looks up what the task refers to, then renders it off the loop.
+async fn prepare(
+    secrets: Option<Arc<Secrets>>,
+    tenant: &str,
+    dag: Arc<CachedDag>,
+    task: updraft_dag::Task,
+    mut context: TemplateContext,
+) -> Result<RenderedTask, String> {
+    let task_id = task.task_id.clone();
+    let references = secret_references(&dag.dag, &task);
+    if !references.is_empty() {
+        let lookup = look_up_secrets(secrets.as_deref(), tenant, &references);
+        context.secrets = match tokio::time::timeout(SECRETS_LOOKUP_TIMEOUT, lookup).await {
+            Ok(found) => found,
+            Err(_) => Err(format!(
+                "looking up {references} took longer than {} s",
+                SECRETS_LOOKUP_TIMEOUT.as_secs()
+            )),
+        }
+        .map_err(|message| format!("task `{task_id}`: {}", masked(&message)))?;
+    }
+    let render = move |budget: &RenderBudget| render_task_within(&dag.dag, &task, &context, budget);
+    let rendered = render_off_loop(tenant, &task_id, RenderBudget::default(), render)
+        .await
+        .map_err(|e: RenderError| e.to_string())?;
+    if !rendered.mask.is_empty()
+        && let Ok(mut global) = updraft_secrets::mask::global().write()
+    {
+        global.extend(&rendered.mask);
+    }
+    Ok(rendered)
+}
+
+/// `text` with every secret this process knows of hidden.
+fn masked(text: &str) -> String {
+    match updraft_secrets::mask::global().read() {
+        Ok(global) if !global.is_empty() => global.mask(text),
+        _ => text.to_owned(),
     }
 }
 

@@ -200,6 +200,10 @@ impl Scheduler {
             return Ok(Adoption::Later);
         };
         let Some(pod) = listed.get(&try_identity(run, ti)).cloned() else {
+            // Its Secret may be left (the scheduler stopped between creating it and the pod).
+            if let Err(e) = pods.delete_try_secrets(&try_identity(run, ti)).await {
+                warn!(task_id = %ti.task_id, try_number = ti.try_number, "cannot delete the Secret of an orphaned try: {e}");
+            }
             return Ok(Adoption::NoPod);
         };
         let key = TiKey {

@@ -25,6 +25,9 @@ use crate::error::ApiError;
         (name = "Import Error"),
         (name = "DagSource"),
         (name = "Pool"),
+        (name = "Connection", description = "Connections per tenant; passwords are write-only \
+                                              (`***` when set), sensitive extra fields `***`"),
+        (name = "Variable", description = "Variables per tenant; values of sensitive keys `***`"),
         (name = "Event Log"),
         (name = "Monitor"),
         (name = "Version"),

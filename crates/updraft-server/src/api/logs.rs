@@ -169,6 +169,12 @@ pub async fn get_log(
             ApiError::internal("reading the log failed; see the server log")
         })?;
     let token = chunk.next.to_string();
+    // Logs are masked as they are written; secrets the server has learned since are masked
+    // here too.
+    let chunk = Chunk {
+        text: crate::masking::shown_text(&chunk.text),
+        ..chunk
+    };
     Ok(match accept {
         Accept::Text => (
             [

@@ -8,6 +8,7 @@
 //! recorded in the audit log ([`crate::audit`]); every write that records work wakes the
 //! scheduler.
 
+pub(crate) mod connections;
 mod dag_runs;
 mod dags;
 mod doc;
@@ -19,8 +20,10 @@ pub mod models;
 mod monitor;
 mod params;
 mod pools;
+pub(crate) mod secrets;
 mod sources;
 mod task_instances;
+pub(crate) mod variables;
 
 use std::sync::Arc;
 
@@ -98,6 +101,22 @@ fn api_routes() -> OpenApiRouter<AppState> {
             pools::get_pool,
             pools::patch_pool,
             pools::delete_pool
+        ))
+        .routes(routes!(
+            connections::get_connections,
+            connections::post_connection
+        ))
+        .routes(routes!(
+            connections::get_connection,
+            connections::patch_connection,
+            connections::delete_connection
+        ))
+        .routes(routes!(connections::test_connection))
+        .routes(routes!(variables::get_variables, variables::post_variable))
+        .routes(routes!(
+            variables::get_variable,
+            variables::patch_variable,
+            variables::delete_variable
         ))
         .routes(routes!(event_logs::get_event_logs))
         .routes(routes!(event_logs::get_event_log))

@@ -388,7 +388,7 @@ pub fn dag_run_response(
         triggering_user_name: None,
         conf: Some(match &run.conf {
             Value::Null => json!({}),
-            other => other.clone(),
+            other => crate::masking::shown_json(other),
         }),
         note: note.map(str::to_string),
         dag_versions: versions

@@ -18,6 +18,8 @@
 //! | `/dags/{dag_id}/runs/{run_id}` | a run |
 //! | `/dags/{dag_id}/runs/{run_id}/tasks/{task_id}` | a task instance: tries, log |
 //! | `/pools`, `/import-errors` | pools, import errors |
+//! | `/connections`, `/connections/new`, `/connections/{id}/edit?team_name=` | connections |
+//! | `/variables`, `/variables/new`, `/variables/{key}/edit?team_name=` | variables |
 //! | `/ui/events` | Server-Sent Events |
 
 mod admin;
@@ -30,6 +32,7 @@ pub mod format;
 pub mod layout;
 pub(crate) mod render;
 mod run;
+mod secrets;
 
 use axum::Router;
 use axum::routing::get;
@@ -57,6 +60,12 @@ pub fn router() -> Router<AppState> {
         )
         .route("/pools", get(admin::pools))
         .route("/import-errors", get(admin::import_errors))
+        .route("/connections", get(secrets::connections_list))
+        .route("/connections/new", get(secrets::connection_new))
+        .route("/connections/{conn_id}/edit", get(secrets::connection_edit))
+        .route("/variables", get(secrets::variables_list))
+        .route("/variables/new", get(secrets::variable_new))
+        .route("/variables/{key}/edit", get(secrets::variable_edit))
         .route("/ui/events", get(events::events))
         .route("/ui/static/{file}", get(assets::serve))
 }

@@ -30,6 +30,19 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("runs.html", include_str!("templates/runs.html")),
     ("runs_live.html", include_str!("templates/runs_live.html")),
     ("trigger.html", include_str!("templates/trigger.html")),
+    (
+        "connections.html",
+        include_str!("templates/connections.html"),
+    ),
+    (
+        "connection_form.html",
+        include_str!("templates/connection_form.html"),
+    ),
+    ("variables.html", include_str!("templates/variables.html")),
+    (
+        "variable_form.html",
+        include_str!("templates/variable_form.html"),
+    ),
     ("run.html", include_str!("templates/run.html")),
     ("run_live.html", include_str!("templates/run_live.html")),
     ("task.html", include_str!("templates/task.html")),

@@ -119,7 +119,8 @@ pub async fn run_page(
     let run_q = enc(&run.run_id);
     let ctx = RunPage {
         frame: Frame::new(format!("{dag_id} · {run_id}"), "dags").live_for(&[&dag_id]),
-        conf: serde_json::to_string_pretty(&run.conf).unwrap_or_default(),
+        conf: serde_json::to_string_pretty(&crate::masking::shown_json(&run.conf))
+            .unwrap_or_default(),
         tis: tis.iter().map(|t| ti_line(t, now)).collect(),
         api_run: api_run(&dag_id, &run.run_id),
         graph_url: format!("{}/graph?run_id={run_q}", header.url),

@@ -330,6 +330,85 @@
     }
   }
 
+
+  // ---- connections and variables -------------------------------------------------------
+  // The form's fields become the API body; an empty password is left out (the stored one is
+  // kept), empty optional fields are null.
+
+  function secretBody(form) {
+    const body = {};
+    for (const el of Array.from(form.elements)) {
+      if (!el.name || el.tagName === 'BUTTON') continue;
+      const text = el.value;
+      if (el.name === 'password') {
+        if (text !== '') body.password = text;
+      } else if (el.name === 'port') {
+        body.port = text.trim() === '' ? null : Number(text);
+      } else if (el.name === 'value') {
+        body.value = text;
+      } else if (el.name === 'connection_id' || el.name === 'conn_type' || el.name === 'key' || el.name === 'team_name') {
+        body[el.name] = text.trim();
+      } else {
+        body[el.name] = text.trim() === '' ? null : text;
+      }
+    }
+    return body;
+  }
+
+  function showError(form, message) {
+    const error = $('#form-error', form);
+    if (!error) { flash(message, 'error'); return; }
+    error.textContent = message;
+    error.hidden = message === '';
+  }
+
+  async function saveSecret(form) {
+    const submit = $('button[type=submit]', form);
+    showError(form, '');
+    try {
+      submit.disabled = true;
+      await api(form.dataset.method, form.dataset.api, secretBody(form));
+      flash('Saved');
+      location.href = form.dataset.next;
+    } catch (e) {
+      showError(form, e.message);
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
+  async function testConnection(button) {
+    const form = button.closest('form');
+    const out = $('#test-result', form);
+    showError(form, '');
+    try {
+      button.disabled = true;
+      const body = secretBody(form);
+      if (body.password === undefined) delete body.password;
+      const result = await api('POST', '/api/v2/connections/test', body);
+      out.textContent = (result.status ? 'Test passed: ' : 'Test failed: ') + result.message;
+      out.hidden = false;
+    } catch (e) {
+      showError(form, e.message);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async function deleteSecret(button) {
+    if (!confirm(`Delete ${button.dataset.what}?`)) return;
+    try {
+      button.disabled = true;
+      await api('DELETE', button.dataset.delete);
+      const row = button.closest('tr');
+      if (row) row.remove();
+      flash(`Deleted ${button.dataset.what}`);
+    } catch (e) {
+      flash(e.message, 'error');
+      button.disabled = false;
+    }
+  }
+
   // ---- wiring ----------------------------------------------------------------------------
 
   document.addEventListener('change', (ev) => {
@@ -342,11 +421,16 @@
 
   document.addEventListener('click', (ev) => {
     const button = ev.target.closest('button[data-action]');
-    if (button) { ev.preventDefault(); act(button); }
+    if (button) { ev.preventDefault(); act(button); return; }
+    const remove = ev.target.closest('button[data-delete]');
+    if (remove) { ev.preventDefault(); deleteSecret(remove); return; }
+    const test = ev.target.closest('button[data-test-connection]');
+    if (test) { ev.preventDefault(); testConnection(test); }
   });
 
   document.addEventListener('submit', (ev) => {
     if (ev.target.matches('#trigger-form')) { ev.preventDefault(); trigger(ev.target); }
+    else if (ev.target.matches('#secret-form')) { ev.preventDefault(); saveSecret(ev.target); }
   });
 
   document.addEventListener('DOMContentLoaded', () => {

@@ -479,3 +479,16 @@ fn rotate_fernet_key_rewrites_connections_and_variables_with_the_first_key() {
     let (events, _) = audit_log(&home);
     assert!(events.ends_with("cli_rotate_fernet_key -"), "{events}");
 }
+
+#[test]
+fn dags_test_reads_the_configured_connections_and_shows_the_password_masked() {
+    let home = keyed_home();
+    home.ok(&["connections", "add", "my_db", "--conn-uri", PG_URI]);
+    home.write_dag(
+        "uses_conn.yaml",
+        "dag_id: uses_conn\ntasks:\n  - task_id: read\n    bash: echo {{ conn.my_db.password | sh }} {{ conn.my_db.host | sh }}\n",
+    );
+    let tested = home.ok(&["dags", "test", "uses_conn"]);
+    assert!(tested.stdout.contains("*** db.example.com"), "{tested}");
+    assert!(!tested.stdout.contains("s3cret-pass"), "{tested}");
+}

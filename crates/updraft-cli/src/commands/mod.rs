@@ -160,7 +160,29 @@ pub async fn require_dag(store: &dyn ReadStore, dag_id: &str) -> Result<DagRow> 
     }
 }
 
+/// The scheduler's configuration, with the secrets chain of `[secrets]` reading the
+/// database through a connection of its own.
 pub async fn scheduler_config(
+    settings: &Settings,
+    dags_folder: Option<PathBuf>,
+    logs: PathBuf,
+) -> Result<SchedulerConfig> {
+    let store = connect_store(settings).await?;
+    scheduler_config_over(settings, dags_folder, logs, store).await
+}
+
+/// [`scheduler_config`] whose secrets chain reads the database through `store`.
+pub async fn scheduler_config_over(
+    settings: &Settings,
+    dags_folder: Option<PathBuf>,
+    logs: PathBuf,
+    store: Arc<dyn Store>,
+) -> Result<SchedulerConfig> {
+    let config = scheduler_config_without_secrets(settings, dags_folder, logs).await?;
+    with_secrets(config, settings, store)
+}
+
+async fn scheduler_config_without_secrets(
     settings: &Settings,
     dags_folder: Option<PathBuf>,
     logs: PathBuf,
@@ -189,7 +211,7 @@ pub async fn scheduler_config(
 }
 
 /// `config` with the secrets chain of `[secrets]` (connections and variables for templates).
-pub fn with_secrets(
+fn with_secrets(
     mut config: SchedulerConfig,
     settings: &Settings,
     store: Arc<dyn Store>,

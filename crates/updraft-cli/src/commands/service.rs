@@ -135,9 +135,13 @@ async fn run(
     }
     let folder = settings.dags_folder();
     std::fs::create_dir_all(&folder)?;
-    let config =
-        super::scheduler_config(settings, Some(folder.clone()), settings.logs_folder()).await?;
-    let config = super::with_secrets(config, settings, store.clone())?;
+    let config = super::scheduler_config_over(
+        settings,
+        Some(folder.clone()),
+        settings.logs_folder(),
+        store.clone(),
+    )
+    .await?;
     let mut scheduler = Scheduler::new(store.clone(), config)?;
     lock.forward_pokes_to(scheduler.waker());
     let server = if with_server {

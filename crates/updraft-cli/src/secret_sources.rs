@@ -21,9 +21,12 @@ use crate::keys::KeySource;
 
 /// The configured chain. Without a Fernet key the database backend is left out (with a
 /// warning): nothing can have been written there without one.
+///
+/// `store` is the database when the caller has it open; `None`: it is opened when a lookup
+/// first reaches it (so `dags test` of a DAG that reads no connection opens no database).
 pub fn build(
     settings: &Settings,
-    store: Arc<dyn Store>,
+    store: Option<Arc<dyn Store>>,
     kubernetes: Option<&KubernetesConfig>,
 ) -> Result<Arc<Secrets>> {
     let section = &settings.config.secrets;
@@ -34,7 +37,7 @@ pub fn build(
             "environment" => Arc::new(EnvBackend::from_process()),
             "files" => Arc::new(FilesBackend::new(settings.home.join(&section.files_dir))),
             "database" => match settings.key_source()? {
-                Some(keys) => Arc::new(LiveDatabase::new(store.clone(), keys)),
+                Some(keys) => Arc::new(LiveDatabase::new(settings, store.clone(), keys)),
                 None => {
                     tracing::warn!(
                         "no Fernet key is configured (core.fernet_key): connections and \
@@ -99,21 +102,42 @@ impl SecretsBackend for Registering {
 /// The database backend over keys that may change while the process runs: when the key
 /// file's text changes, the vault is made again with the new keys.
 struct LiveDatabase {
-    store: Arc<dyn SecretStore>,
+    settings: Settings,
+    store: tokio::sync::OnceCell<Arc<dyn SecretStore>>,
     keys: KeySource,
     current: Mutex<Option<(Option<String>, Arc<DatabaseBackend>)>>,
 }
 
 impl LiveDatabase {
-    fn new(store: Arc<dyn Store>, keys: KeySource) -> LiveDatabase {
+    fn new(settings: &Settings, store: Option<Arc<dyn Store>>, keys: KeySource) -> LiveDatabase {
+        let opened = tokio::sync::OnceCell::new();
+        if let Some(store) = store {
+            let store: Arc<dyn SecretStore> = store;
+            let _ = opened.set(store);
+        }
         LiveDatabase {
-            store,
+            settings: settings.clone(),
+            store: opened,
             keys,
             current: Mutex::new(None),
         }
     }
 
+    /// The database, opened on first use unless it was given.
+    async fn store(&self) -> Result<Arc<dyn SecretStore>, SecretsError> {
+        self.store
+            .get_or_try_init(|| async {
+                let store = crate::commands::open_store(&self.settings)
+                    .await
+                    .map_err(key_error)?;
+                Ok::<Arc<dyn SecretStore>, SecretsError>(store)
+            })
+            .await
+            .cloned()
+    }
+
     async fn backend(&self) -> Result<Arc<DatabaseBackend>, SecretsError> {
+        let store = self.store().await?;
         let text = self.key_file_text().await?;
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((seen, backend)) = current.as_ref()
@@ -125,10 +149,7 @@ impl LiveDatabase {
             (KeySource::File { setting, .. }, Some(text)) => Keyring::parse(text, setting)?,
             _ => self.keys.keyring().map_err(key_error)?,
         };
-        let backend = Arc::new(DatabaseBackend::new(Vault::new(
-            self.store.clone(),
-            keyring,
-        )));
+        let backend = Arc::new(DatabaseBackend::new(Vault::new(store, keyring)));
         *current = Some((text, backend.clone()));
         Ok(backend)
     }

@@ -160,15 +160,15 @@ pub async fn require_dag(store: &dyn ReadStore, dag_id: &str) -> Result<DagRow> 
     }
 }
 
-/// The scheduler's configuration, with the secrets chain of `[secrets]` reading the
-/// database through a connection of its own.
+/// The scheduler's configuration, with the secrets chain of `[secrets]`, which opens the
+/// database when a template first looks a name up there.
 pub async fn scheduler_config(
     settings: &Settings,
     dags_folder: Option<PathBuf>,
     logs: PathBuf,
 ) -> Result<SchedulerConfig> {
-    let store = connect_store(settings).await?;
-    scheduler_config_over(settings, dags_folder, logs, store).await
+    let config = scheduler_config_without_secrets(settings, dags_folder, logs).await?;
+    with_secrets(config, settings, None)
 }
 
 /// [`scheduler_config`] whose secrets chain reads the database through `store`.
@@ -179,7 +179,7 @@ pub async fn scheduler_config_over(
     store: Arc<dyn Store>,
 ) -> Result<SchedulerConfig> {
     let config = scheduler_config_without_secrets(settings, dags_folder, logs).await?;
-    with_secrets(config, settings, store)
+    with_secrets(config, settings, Some(store))
 }
 
 async fn scheduler_config_without_secrets(
@@ -214,7 +214,7 @@ async fn scheduler_config_without_secrets(
 fn with_secrets(
     mut config: SchedulerConfig,
     settings: &Settings,
-    store: Arc<dyn Store>,
+    store: Option<Arc<dyn Store>>,
 ) -> Result<SchedulerConfig> {
     config.secrets = Some(crate::secret_sources::build(
         settings,

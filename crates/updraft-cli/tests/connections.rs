@@ -3,6 +3,8 @@
 //! errors, standalone's generated key, and a rotation while a scheduler runs.
 
 mod common;
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -491,4 +493,46 @@ fn dags_test_reads_the_configured_connections_and_shows_the_password_masked() {
     let tested = home.ok(&["dags", "test", "uses_conn"]);
     assert!(tested.stdout.contains("*** db.example.com"), "{tested}");
     assert!(!tested.stdout.contains("s3cret-pass"), "{tested}");
+}
+
+#[test]
+fn on_postgresql_tenants_stay_apart_and_rotation_rewrites_everything() {
+    let database = pg::TestDatabase::create();
+    let mut home = Home::new().with_env("UPDRAFT__DATABASE__URL", &database.url);
+    let (old, new) = (new_key(&home), new_key(&home));
+    home.set_env("AIRFLOW__CORE__FERNET_KEY", &old);
+    home.ok(&[
+        "connections",
+        "add",
+        "my_db",
+        "--conn-uri",
+        PG_URI,
+        "--tenant",
+        "a",
+    ]);
+    home.ok(&["variables", "set", "db_password", "pw-9876543", "--shared"]);
+    home.fails(&["connections", "get", "my_db", "--tenant", "b"]);
+    assert_eq!(
+        home.json(&["connections", "get", "my_db", "--tenant", "a"])["login"],
+        "app"
+    );
+    home.set_env("AIRFLOW__CORE__FERNET_KEY", &format!("{new},{old}"));
+    let rotated = home.ok(&["rotate-fernet-key"]);
+    assert!(
+        rotated.stdout.contains("Re-encrypted 3 values"),
+        "{rotated}"
+    );
+    home.set_env("AIRFLOW__CORE__FERNET_KEY", &new);
+    assert_eq!(
+        home.ok(&[
+            "variables",
+            "export",
+            "-",
+            "--file-format",
+            "env",
+            "--shared"
+        ])
+        .stdout,
+        "db_password=pw-9876543\n"
+    );
 }

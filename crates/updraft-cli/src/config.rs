@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub const CONFIG_FILE: &str = "updraft.toml";
 const ENV_PREFIX: &str = "UPDRAFT__";
+const AIRFLOW_FERNET_KEY: &str = "AIRFLOW__CORE__FERNET_KEY";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -21,6 +22,7 @@ pub struct Config {
     pub kubernetes: KubernetesSection,
     pub auth: AuthSection,
     pub executor: ExecutorSection,
+    pub secrets: SecretsSection,
     /// Settings per tenant (the first folder level under the DAGs folder).
     pub tenants: std::collections::BTreeMap<String, TenantSection>,
 }
@@ -46,6 +48,51 @@ impl Default for ExecutorSection {
             work_folder: PathBuf::from("tries"),
             keep_work_dirs: false,
         }
+    }
+}
+
+/// Where connections and variables come from (`[secrets]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsSection {
+    /// The backends asked, in order; the first that holds a name answers. `environment`
+    /// (`AIRFLOW_CONN_*`, `AIRFLOW_VAR_*`, `UPDRAFT_CONN_*`, `UPDRAFT_VAR_*`), `database`,
+    /// `files` (one file per connection or variable under `files_dir`) and `kubernetes` (the
+    /// tenant's namespace's Secrets; needs `[kubernetes] enabled`).
+    pub backends: Vec<String>,
+    /// The folder of the `files` backend (a mounted Kubernetes Secret); relative to
+    /// `UPDRAFT_HOME`.
+    pub files_dir: PathBuf,
+    /// How long answers of the backends other than the database are kept (`0s`: not kept).
+    #[serde(with = "humantime_serde_str")]
+    pub cache_ttl: Duration,
+}
+
+/// The secrets backends `[secrets] backends` may name.
+pub const SECRETS_BACKENDS: &[&str] = &["environment", "database", "files", "kubernetes"];
+
+impl Default for SecretsSection {
+    fn default() -> Self {
+        SecretsSection {
+            backends: vec!["environment".to_string(), "database".to_string()],
+            files_dir: PathBuf::from("secrets"),
+            cache_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+impl SecretsSection {
+    /// Every backend named is one updraft knows.
+    pub fn check(&self) -> Result<()> {
+        for name in &self.backends {
+            if !SECRETS_BACKENDS.contains(&name.as_str()) {
+                bail!(
+                    "secrets.backends: unknown backend `{name}` (known: {})",
+                    SECRETS_BACKENDS.join(", ")
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -248,6 +295,13 @@ pub struct CoreSection {
     pub max_dag_folder_depth: usize,
     /// `local` or `kubernetes`.
     pub executor: ExecutorKind,
+    /// The Fernet keys connections and variables are encrypted with, separated by commas:
+    /// the first encrypts, every one decrypts (Airflow's format; `AIRFLOW__CORE__FERNET_KEY`
+    /// is read too).
+    pub fernet_key: String,
+    /// A file holding the keys instead (a mounted Kubernetes Secret); relative to
+    /// `UPDRAFT_HOME`. Read again when it changes, so keys rotate without a restart.
+    pub fernet_key_file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -321,6 +375,8 @@ impl Default for CoreSection {
             max_dag_folder_entries: updraft_dag::DEFAULT_MAX_ENTRIES,
             max_dag_folder_depth: updraft_dag::DEFAULT_MAX_DEPTH,
             executor: ExecutorKind::Local,
+            fernet_key: String::new(),
+            fernet_key_file: String::new(),
         }
     }
 }
@@ -575,7 +631,7 @@ impl Settings {
             Some(home) => PathBuf::from(home),
             None => std::env::current_dir().context("reading the current directory")?,
         };
-        let vars: Vec<(String, String)> = std::env::vars().collect();
+        let vars = with_airflow_fernet_key(std::env::vars().collect());
         let config = load_config(&home, &vars)?;
         Ok(Settings { home, config })
     }
@@ -686,7 +742,27 @@ impl Settings {
     }
 }
 
+/// `AIRFLOW__CORE__FERNET_KEY` as `UPDRAFT__CORE__FERNET_KEY` when that is not set, so an
+/// Airflow deployment's key setting carries over.
+fn with_airflow_fernet_key(mut vars: Vec<(String, String)>) -> Vec<(String, String)> {
+    const UPDRAFT: &str = "UPDRAFT__CORE__FERNET_KEY";
+    if vars.iter().any(|(name, _)| name == UPDRAFT) {
+        return vars;
+    }
+    if let Some((_, value)) = vars.iter().find(|(name, _)| name == AIRFLOW_FERNET_KEY) {
+        let value = value.clone();
+        vars.push((UPDRAFT.to_string(), value));
+    }
+    vars
+}
+
 pub fn load_config(home: &Path, vars: &[(String, String)]) -> Result<Config> {
+    let config = load_unchecked_config(home, vars)?;
+    config.secrets.check()?;
+    Ok(config)
+}
+
+fn load_unchecked_config(home: &Path, vars: &[(String, String)]) -> Result<Config> {
     let path = home.join(CONFIG_FILE);
     let mut table = match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -937,6 +1013,57 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("unknown field `paralelism`"), "{err}");
+    }
+
+    #[test]
+    fn airflows_fernet_key_variable_counts_unless_updrafts_is_set() {
+        let home = tempfile::tempdir().unwrap();
+        let airflow = || {
+            (
+                "AIRFLOW__CORE__FERNET_KEY".to_string(),
+                "from-airflow".to_string(),
+            )
+        };
+        let config = load_config(home.path(), &with_airflow_fernet_key(vec![airflow()])).unwrap();
+        assert_eq!(config.core.fernet_key, "from-airflow");
+        let both = with_airflow_fernet_key(vec![
+            airflow(),
+            (
+                "UPDRAFT__CORE__FERNET_KEY".to_string(),
+                "from-updraft".to_string(),
+            ),
+        ]);
+        assert_eq!(
+            load_config(home.path(), &both).unwrap().core.fernet_key,
+            "from-updraft"
+        );
+        assert!(!masked_toml(&config).unwrap().contains("from-airflow"));
+    }
+
+    #[test]
+    fn secrets_backends_are_read_in_order_and_unknown_ones_named() {
+        let home = tempfile::tempdir().unwrap();
+        let defaults = load_config(home.path(), &[]).unwrap();
+        assert_eq!(defaults.secrets.backends, ["environment", "database"]);
+        std::fs::write(
+            home.path().join(CONFIG_FILE),
+            "[secrets]\nbackends = [\"files\", \"database\"]\nfiles_dir = \"/var/run/secrets/updraft\"\ncache_ttl = \"5s\"\n",
+        )
+        .unwrap();
+        let config = load_config(home.path(), &[]).unwrap();
+        assert_eq!(config.secrets.backends, ["files", "database"]);
+        assert_eq!(config.secrets.cache_ttl, Duration::from_secs(5));
+        assert_eq!(
+            config.secrets.files_dir,
+            PathBuf::from("/var/run/secrets/updraft")
+        );
+        let vars = vec![(
+            "UPDRAFT__SECRETS__BACKENDS".to_string(),
+            r#"["environment", "hashicorp"]"#.to_string(),
+        )];
+        let err = format!("{:#}", load_config(home.path(), &vars).unwrap_err());
+        assert!(err.contains("secrets.backends"), "{err}");
+        assert!(err.contains("hashicorp"), "{err}");
     }
 
     #[test]

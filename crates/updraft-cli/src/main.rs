@@ -6,7 +6,10 @@
 mod commands;
 mod config;
 mod examples;
+mod keys;
+mod log_mask;
 mod output;
+mod secret_sources;
 mod stop;
 
 use std::process::ExitCode;
@@ -62,6 +65,15 @@ enum Command {
     /// Roles: what each may do.
     #[command(subcommand)]
     Roles(commands::users::RolesCommand),
+    /// Connections (Airflow's): add, get, list, delete, import, export, per tenant.
+    #[command(subcommand)]
+    Connections(commands::connections::ConnectionsCommand),
+    /// Variables (Airflow's): set, get, list, delete, import, export, per tenant.
+    #[command(subcommand)]
+    Variables(commands::variables::VariablesCommand),
+    /// Re-encrypt every connection password and extra and every variable value with the
+    /// first key of core.fernet_key (put the new key first, run this, then drop the old one).
+    RotateFernetKey,
 }
 
 fn main() -> ExitCode {
@@ -136,6 +148,9 @@ async fn run(
         Command::Jobs(cmd) => commands::jobs::run(cmd, &settings, format).await,
         Command::Users(cmd) => commands::users::run(cmd, &settings, format).await,
         Command::Roles(cmd) => commands::users::run_roles(cmd, format),
+        Command::Connections(cmd) => commands::connections::run(cmd, &settings, format).await,
+        Command::Variables(cmd) => commands::variables::run(cmd, &settings, format).await,
+        Command::RotateFernetKey => commands::vault::rotate(&settings).await,
     }
 }
 
@@ -145,7 +160,7 @@ fn init_tracing(level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(log_mask::MaskedStderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();

@@ -11,6 +11,8 @@ use crate::config::{Settings, masked_toml};
 pub enum ConfigCommand {
     /// Print the effective configuration (file plus environment), secrets masked.
     Show,
+    /// Print a new Fernet key, for core.fernet_key (Airflow's format).
+    GenerateFernetKey,
 }
 
 pub fn run(cmd: ConfigCommand, settings: &Settings) -> Result<ExitCode> {
@@ -18,6 +20,10 @@ pub fn run(cmd: ConfigCommand, settings: &Settings) -> Result<ExitCode> {
         ConfigCommand::Show => {
             println!("# UPDRAFT_HOME = {}", settings.home.display());
             print!("{}", masked_toml(&settings.config)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCommand::GenerateFernetKey => {
+            println!("{}", updraft_secrets::Keyring::generate_key());
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -428,7 +428,9 @@ async fn wait_for_backfill(
         Some(mut lock) => {
             // No scheduler is running on this database: drive the backfill here.
             let store = super::connect_store(settings).await?;
-            let config = super::scheduler_config(settings, None, settings.logs_folder()).await?;
+            let config =
+                super::scheduler_config_over(settings, None, settings.logs_folder(), store.clone())
+                    .await?;
             let mut scheduler = Scheduler::for_runs(store, config, run_pks)?;
             lock.forward_pokes_to(scheduler.waker());
             scheduler

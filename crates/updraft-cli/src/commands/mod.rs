@@ -1,6 +1,7 @@
 //! One module per command group; shared plumbing lives here.
 
 pub mod config_cmd;
+pub mod connections;
 pub mod dags;
 pub mod db;
 pub mod jobs;
@@ -8,6 +9,8 @@ pub mod pools;
 pub mod service;
 pub mod tasks;
 pub mod users;
+pub mod variables;
+pub mod vault;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -157,7 +160,29 @@ pub async fn require_dag(store: &dyn ReadStore, dag_id: &str) -> Result<DagRow> 
     }
 }
 
+/// The scheduler's configuration, with the secrets chain of `[secrets]`, which opens the
+/// database when a template first looks a name up there.
 pub async fn scheduler_config(
+    settings: &Settings,
+    dags_folder: Option<PathBuf>,
+    logs: PathBuf,
+) -> Result<SchedulerConfig> {
+    let config = scheduler_config_without_secrets(settings, dags_folder, logs).await?;
+    with_secrets(config, settings, None)
+}
+
+/// [`scheduler_config`] whose secrets chain reads the database through `store`.
+pub async fn scheduler_config_over(
+    settings: &Settings,
+    dags_folder: Option<PathBuf>,
+    logs: PathBuf,
+    store: Arc<dyn Store>,
+) -> Result<SchedulerConfig> {
+    let config = scheduler_config_without_secrets(settings, dags_folder, logs).await?;
+    with_secrets(config, settings, Some(store))
+}
+
+async fn scheduler_config_without_secrets(
     settings: &Settings,
     dags_folder: Option<PathBuf>,
     logs: PathBuf,
@@ -183,6 +208,20 @@ pub async fn scheduler_config(
         exclusive: matches!(settings.database(), Ok(Database::Sqlite(_))),
         kubernetes: kubernetes_config(settings).await?,
     })
+}
+
+/// `config` with the secrets chain of `[secrets]` (connections and variables for templates).
+fn with_secrets(
+    mut config: SchedulerConfig,
+    settings: &Settings,
+    store: Option<Arc<dyn Store>>,
+) -> Result<SchedulerConfig> {
+    config.secrets = Some(crate::secret_sources::build(
+        settings,
+        store,
+        config.kubernetes.as_ref(),
+    )?);
+    Ok(config)
 }
 
 /// What local tries see, where they work and which user runs them: `[executor]` and each

@@ -16,6 +16,13 @@ use crate::config::Settings;
 use crate::examples;
 
 pub async fn standalone(settings: &Settings, stop: watch::Receiver<bool>) -> Result<ExitCode> {
+    if let Some(file) = crate::keys::ensure_generated_key(settings)? {
+        eprintln!(
+            "No Fernet key was configured: generated one into {} (set core.fernet_key or \
+             core.fernet_key_file to use your own).",
+            file.display()
+        );
+    }
     let folder = settings.dags_folder();
     if settings.config.core.load_examples {
         let written = examples::offer(&folder)?;
@@ -128,8 +135,13 @@ async fn run(
     }
     let folder = settings.dags_folder();
     std::fs::create_dir_all(&folder)?;
-    let config =
-        super::scheduler_config(settings, Some(folder.clone()), settings.logs_folder()).await?;
+    let config = super::scheduler_config_over(
+        settings,
+        Some(folder.clone()),
+        settings.logs_folder(),
+        store.clone(),
+    )
+    .await?;
     let mut scheduler = Scheduler::new(store.clone(), config)?;
     lock.forward_pokes_to(scheduler.waker());
     let server = if with_server {
@@ -179,8 +191,12 @@ fn server_config(settings: &Settings) -> Result<ServerConfig> {
                 api.host, api.port
             )
         })?;
+    let keyring = match settings.key_source()? {
+        Some(keys) => Some(keys.keyring()?),
+        None => None,
+    };
     Ok(ServerConfig {
-        keyring: None,
+        keyring,
         bind,
         dags_folder: settings.dags_folder(),
         logs_folder: settings.logs_folder(),

@@ -365,10 +365,9 @@ fn masked(text: &str) -> String {
     }
 }
 
-/// The connections and variables templates may use in `tasks test`, `tasks render` and
-/// `dags test`: the configured backends (the database among them is the configured one, not
-/// a test's own).
-pub async fn secrets_chain(
+/// The connections and variables templates may use in `tasks test` and `tasks render`: the
+/// configured backends.
+async fn secrets_chain(
     settings: &Settings,
 ) -> Result<Option<std::sync::Arc<updraft_secrets::Secrets>>> {
     let logs = settings.logs_folder();

@@ -31,8 +31,9 @@ const QUOTED: &AsciiSet = &NON_ALPHANUMERIC
 /// The shortest value masked.
 pub const MIN_MASKED_LEN: usize = 5;
 
-/// Airflow's sensitive names (`DEFAULT_SENSITIVE_FIELDS`): a variable, an extra field or a
-/// conf key whose name contains one of these (case-insensitively) has its value masked.
+/// Airflow's sensitive names (`DEFAULT_SENSITIVE_FIELDS`, plus `credential`): a variable, an
+/// extra field or a conf key whose name contains one of these (case-insensitively) has its
+/// value masked.
 pub const SENSITIVE_NAMES: &[&str] = &[
     "access_token",
     "api_key",
@@ -45,6 +46,7 @@ pub const SENSITIVE_NAMES: &[&str] = &[
     "secret",
     "token",
     "keyfile_dict",
+    "credential",
     "service_account",
 ];
 

@@ -11,23 +11,6 @@ use updraft_store::NewEvent;
 use crate::auth::Identity;
 use crate::state::AppState;
 
-/// Keys whose values never reach the audit log (as Airflow's secrets masker names them).
-const SENSITIVE: [&str; 13] = [
-    "access_token",
-    "api_key",
-    "apikey",
-    "authorization",
-    "passphrase",
-    "passwd",
-    "password",
-    "private_key",
-    "secret",
-    "token",
-    "keyfile_dict",
-    "service_account",
-    "credential",
-];
-
 /// An audit entry being built: `Entry::new(identity, "trigger_dag_run").dag(...)...`.
 #[derive(Debug, Clone)]
 pub struct Entry(NewEvent);
@@ -90,9 +73,9 @@ impl Entry {
     }
 }
 
+/// Keys whose values never reach the audit log: the names every masker treats as secret.
 fn is_sensitive(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    SENSITIVE.iter().any(|word| key.contains(word))
+    updraft_secrets::is_sensitive_name(key)
 }
 
 /// `value` with every value under a sensitive key replaced by `***`, at any depth.

@@ -2,7 +2,9 @@
 //! WebDriver (chromedriver). A person's path through the UI: signing in on the login page
 //! (authentication is on), the DAG list, unpausing a DAG,
 //! triggering it with params (a bad value first, to see the API's message), the graph turning
-//! green through live updates while the page stays open, and a task's log.
+//! green through live updates while the page stays open, and a task's log; then the
+//! connections and variables pages: a connection created with a password that no page ever
+//! holds, edited without retyping it, tested and deleted, and a sensitive variable shown as `***`.
 //!
 //! Screenshots of each step go to `target/screenshots/` for a person to look at.
 //!
@@ -687,6 +689,8 @@ async fn a_person_triggers_a_dag_and_watches_it_succeed_live() {
         "the API deleted the run"
     );
 
+    connections_and_variables(&client, &base, &home).await;
+
     // Every page kept to the Content-Security-Policy: no inline script or style was refused.
     let violations = csp_violations(&client).await;
     assert!(
@@ -732,4 +736,219 @@ async fn a_person_triggers_a_dag_and_watches_it_succeed_live() {
     client.close().await.expect("closing the browser");
     drop(driver);
     drop(service);
+}
+
+const CONN_ID: &str = "browser_api";
+const CONN_PASSWORD: &str = "pw-browser-5150";
+const CONN_TOKEN: &str = "tok-browser-6262";
+const VAR_KEY: &str = "browser_api_token";
+const VAR_VALUE: &str = "var-secret-7373";
+
+/// Fill the form field `css` with `value`, replacing what it held.
+async fn fill(client: &Client, css: &str, value: &str) {
+    let input = client.find(Locator::Css(css)).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(value).await.unwrap();
+}
+
+/// Submit the connection or variable form and wait for the list page it leads to.
+async fn save_secret_form(client: &Client, list: &str) {
+    click(client, "#secret-form button[type=submit]").await;
+    eventually(&format!("{list} after saving"), || async {
+        let url = client.current_url().await.ok()?;
+        let ready = js(client, "return document.readyState;").await;
+        (url.path() == list && ready == "complete").then_some(())
+    })
+    .await;
+}
+
+/// The page's HTML, asserted to hold none of `secrets`.
+async fn assert_page_hides(client: &Client, what: &str, secrets: &[&str]) -> String {
+    let html = client.source().await.expect("the page's HTML");
+    for secret in secrets {
+        assert!(!html.contains(secret), "{what} holds {secret}:\n{html}");
+    }
+    html
+}
+
+/// The shared connections as `connections export` writes them (the secrets in the clear).
+fn exported_connection(home: &Home) -> Value {
+    let out = home.ok(&[
+        "connections",
+        "export",
+        "-",
+        "--file-format",
+        "json",
+        "--shared",
+    ]);
+    let all: Value = serde_json::from_str(&out.stdout).expect("the exported JSON");
+    all[CONN_ID].clone()
+}
+
+/// Cell `column` (1-based) of the list row `row`.
+async fn cell(client: &Client, row: &str, column: usize) -> String {
+    client
+        .find(Locator::Css(&format!("{row} td:nth-child({column})")))
+        .await
+        .unwrap_or_else(|e| panic!("{row}: no column {column}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+/// A connection's life in the UI (create with a password, see it masked, edit without the
+/// password, test, delete) and a sensitive variable, checked against what the store holds.
+async fn connections_and_variables(client: &Client, base: &str, home: &Home) {
+    let secrets = [CONN_PASSWORD, CONN_TOKEN, VAR_VALUE];
+    let port = base.rsplit(':').next().unwrap().to_string();
+
+    // ---- create a connection with a password ---------------------------------------------
+    client
+        .goto(&format!("{base}/connections/new"))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#f-team"))
+        .await
+        .expect("the tenant choice")
+        .select_by_value("*")
+        .await
+        .unwrap();
+    fill(client, "#f-id", CONN_ID).await;
+    fill(client, "#f-type", "http").await;
+    fill(client, "#f-host", "no-such-host.invalid").await;
+    fill(client, "#f-login", "bot").await;
+    fill(client, "#f-password", CONN_PASSWORD).await;
+    fill(client, "#f-port", &port).await;
+    fill(client, "#f-schema", "api/v2/monitor/health").await;
+    fill(
+        client,
+        "#f-extra",
+        &format!(r#"{{"api_token": "{CONN_TOKEN}", "timeout": 5}}"#),
+    )
+    .await;
+    shot(client, "15-connection-new").await;
+    save_secret_form(client, "/connections").await;
+
+    let row = format!(r#"tr[data-connection-id="{CONN_ID}"]"#);
+    client
+        .find(Locator::Css(&row))
+        .await
+        .expect("the new connection in the list");
+    assert_eq!(cell(client, &row, 3).await, "no-such-host.invalid");
+    assert_eq!(cell(client, &row, 7).await, "***", "the password column");
+    assert_eq!(cell(client, &row, 8).await, "shared");
+    assert_page_hides(client, "the connections list", &secrets).await;
+    shot(client, "16-connections").await;
+    let stored = exported_connection(home);
+    assert_eq!(stored["password"], CONN_PASSWORD, "{stored}");
+
+    // ---- edit: a new host, the password field left empty ---------------------------------
+    click(client, &format!("{row} a.button")).await;
+    client
+        .wait()
+        .at_most(TIMEOUT)
+        .for_element(Locator::Css("#f-id[readonly]"))
+        .await
+        .expect("the connection's edit form");
+    let html = assert_page_hides(client, "the edit form", &secrets).await;
+    assert!(html.contains("leave empty to keep it"), "{html}");
+    let password = client.find(Locator::Css("#f-password")).await.unwrap();
+    assert_eq!(password.prop("value").await.unwrap().as_deref(), Some(""));
+    let extra = client.find(Locator::Css("#f-extra")).await.unwrap();
+    let extra_shown = extra.prop("value").await.unwrap().unwrap_or_default();
+    assert!(
+        extra_shown.contains("***"),
+        "the extra's token masked: {extra_shown}"
+    );
+    fill(client, "#f-host", "127.0.0.1").await;
+    shot(client, "17-connection-edit").await;
+    save_secret_form(client, "/connections").await;
+    assert_eq!(cell(client, &row, 3).await, "127.0.0.1");
+    assert_page_hides(client, "the connections list after the edit", &secrets).await;
+    let stored = exported_connection(home);
+    assert_eq!(stored["host"], "127.0.0.1", "{stored}");
+    assert_eq!(
+        stored["password"], CONN_PASSWORD,
+        "the password was kept: {stored}"
+    );
+    assert!(
+        stored["extra"].to_string().contains(CONN_TOKEN),
+        "the extra's token was kept: {stored}"
+    );
+
+    // ---- test it: a GET to updraft's own health endpoint ---------------------------------
+    click(client, &format!("{row} a.button")).await;
+    click(client, "button[data-test-connection]").await;
+    let result = eventually("the connection test's result", || async {
+        let out = client.find(Locator::Css("#test-result")).await.ok()?;
+        let text = out.text().await.ok()?;
+        (out.is_displayed().await.ok()? && !text.is_empty()).then_some(text)
+    })
+    .await;
+    assert!(
+        result.starts_with("Test passed: ") && result.contains(&format!("127.0.0.1:{port}")),
+        "{result}"
+    );
+    assert_page_hides(client, "the edit form after the test", &secrets).await;
+    shot(client, "18-connection-tested").await;
+
+    // ---- delete it ---------------------------------------------------------------------
+    client.goto(&format!("{base}/connections")).await.unwrap();
+    click(client, &format!("{row} button[data-delete]")).await;
+    eventually("the confirmation to be accepted", || async {
+        client.accept_alert().await.ok()
+    })
+    .await;
+    eventually("the row to go", || async {
+        client.find(Locator::Css(&row)).await.is_err().then_some(())
+    })
+    .await;
+    home.fails(&["connections", "get", CONN_ID, "--shared"]);
+    client.goto(&format!("{base}/connections")).await.unwrap();
+    assert!(
+        client.find(Locator::Css(&row)).await.is_err(),
+        "the connection is gone after a reload"
+    );
+
+    // ---- a variable whose key looks sensitive --------------------------------------------
+    client.goto(&format!("{base}/variables/new")).await.unwrap();
+    client
+        .find(Locator::Css("#f-team"))
+        .await
+        .expect("the tenant choice")
+        .select_by_value("*")
+        .await
+        .unwrap();
+    fill(client, "#f-key", VAR_KEY).await;
+    fill(client, "#f-value", VAR_VALUE).await;
+    fill(client, "#f-description", "made in the browser").await;
+    save_secret_form(client, "/variables").await;
+    let row = format!(r#"tr[data-variable-key="{VAR_KEY}"]"#);
+    client
+        .find(Locator::Css(&row))
+        .await
+        .expect("the new variable in the list");
+    assert_eq!(cell(client, &row, 2).await, "***", "the value column");
+    assert_eq!(cell(client, &row, 3).await, "made in the browser");
+    assert_page_hides(client, "the variables list", &secrets).await;
+    shot(client, "19-variables").await;
+    click(client, &format!("{row} a.button")).await;
+    client
+        .wait()
+        .at_most(TIMEOUT)
+        .for_element(Locator::Css("#f-key[readonly]"))
+        .await
+        .expect("the variable's edit form");
+    assert_page_hides(client, "the variable's edit form", &secrets).await;
+    let out = home.ok(&[
+        "variables",
+        "export",
+        "-",
+        "--file-format",
+        "json",
+        "--shared",
+    ]);
+    let stored: Value = serde_json::from_str(&out.stdout).expect("the exported JSON");
+    assert_eq!(stored[VAR_KEY]["value"], VAR_VALUE, "{stored}");
 }

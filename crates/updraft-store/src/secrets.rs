@@ -53,6 +53,8 @@ pub struct SecretQuery {
     /// Only ids (keys) containing this text, ignoring ASCII case as Airflow's `*_pattern`
     /// filters do (`%` and `_` are literal).
     pub id_pattern: Option<String>,
+    /// Only the ids (keys) equal to this one, exactly (one per tenant at most).
+    pub id: Option<String>,
     /// The page size (0: an empty page, with the total).
     pub limit: u32,
     pub offset: u32,

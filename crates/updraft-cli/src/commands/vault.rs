@@ -62,6 +62,7 @@ impl Scope {
             tenants: Some(self.tenant()?.map(str::to_string).into_iter().collect()),
             include_shared: true,
             id_pattern: None,
+            id: None,
             limit: PAGE,
             offset: 0,
         })
@@ -74,6 +75,7 @@ impl Scope {
             tenants: Some(tenant.map(str::to_string).into_iter().collect()),
             include_shared: tenant.is_none(),
             id_pattern: None,
+            id: None,
             limit: PAGE,
             offset: 0,
         })

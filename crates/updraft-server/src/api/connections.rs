@@ -283,18 +283,15 @@ async fn candidates(
     let query = SecretQuery {
         tenants: identity.visible_tenants(),
         include_shared: true,
-        id_pattern: Some(conn_id.to_string()),
+        id: Some(conn_id.to_string()),
         limit: LOOKUP_LIMIT,
-        offset: 0,
+        ..SecretQuery::default()
     };
     let (found, _) = vault(state)?
         .connections(&query)
         .await
         .map_err(vault_error)?;
-    Ok(found
-        .into_iter()
-        .filter(|(_, c)| c.conn_id == conn_id)
-        .collect())
+    Ok(found)
 }
 
 /// The connection a request means (see [`pick`]), after checking the caller may do `action`.
@@ -342,6 +339,7 @@ pub async fn get_connections(
             .as_deref()
             .map(|p| p.replace('%', ""))
             .filter(|p| !p.is_empty()),
+        id: None,
         limit: page.limit.unwrap_or(super::params::DEFAULT_LIMIT),
         offset: u32::try_from(page.offset).unwrap_or(u32::MAX),
     };

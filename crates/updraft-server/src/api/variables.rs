@@ -200,12 +200,12 @@ async fn candidates(
     let query = SecretQuery {
         tenants: identity.visible_tenants(),
         include_shared: true,
-        id_pattern: Some(key.to_string()),
+        id: Some(key.to_string()),
         limit: LOOKUP_LIMIT,
-        offset: 0,
+        ..SecretQuery::default()
     };
     let (found, _) = vault(state)?.variables(&query).await.map_err(vault_error)?;
-    Ok(found.into_iter().filter(|(_, v)| v.key == key).collect())
+    Ok(found)
 }
 
 pub(crate) async fn find(
@@ -252,6 +252,7 @@ pub async fn get_variables(
             .as_deref()
             .map(|p| p.replace('%', ""))
             .filter(|p| !p.is_empty()),
+        id: None,
         limit: page.limit.unwrap_or(super::params::DEFAULT_LIMIT),
         offset: u32::try_from(page.offset).unwrap_or(u32::MAX),
     };

@@ -61,6 +61,7 @@ fn managed(identity: &Identity) -> SecretQuery {
         include_shared: tenants.is_none(),
         tenants,
         id_pattern: None,
+        id: None,
         limit: PAGE_ROWS,
         offset: 0,
     }

@@ -308,6 +308,10 @@ fn push_filters<C: Db + ?Sized>(qb: &mut Query, listed: &Listed, q: &SecretQuery
             .push_bind(escape_like(pattern))
             .push(" || '%' ESCAPE '\\'");
     }
+    if let Some(id) = &q.id {
+        qb.push(&format!(" AND {} = ", listed.id))
+            .push_bind(id.clone());
+    }
 }
 
 /// `text` with `LIKE`'s wildcards (and the escape character) made literal.

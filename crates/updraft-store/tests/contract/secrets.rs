@@ -35,6 +35,7 @@ fn all() -> SecretQuery {
         tenants: None,
         include_shared: true,
         id_pattern: None,
+        id: None,
         limit: 100,
         offset: 0,
     }
@@ -345,6 +346,38 @@ pub async fn secrets_listings_filter_order_page_and_count(store: &dyn Store) {
     };
     let (rows, _) = store.variables(&literal_underscore).await.unwrap();
     assert_eq!(ids_of_variables(&rows), [(Some("b"), "k_1")]);
+
+    // An exact id: every tenant's row with that very key, no other key, and case counts.
+    let exactly_k1 = SecretQuery {
+        id: Some("k1".into()),
+        ..all()
+    };
+    let (rows, total) = store.variables(&exactly_k1).await.unwrap();
+    assert_eq!(
+        (ids_of_variables(&rows), total),
+        (vec![(None, "k1"), (Some("a"), "k1")], 2)
+    );
+    let exactly_k1_of_a = SecretQuery {
+        tenants: Some(vec!["a".into()]),
+        include_shared: false,
+        ..exactly_k1.clone()
+    };
+    let (rows, _) = store.variables(&exactly_k1_of_a).await.unwrap();
+    assert_eq!(ids_of_variables(&rows), [(Some("a"), "k1")]);
+    for other in ["K1", "k", "k_", "%1"] {
+        let query = SecretQuery {
+            id: Some(other.into()),
+            ..all()
+        };
+        let (rows, total) = store.variables(&query).await.unwrap();
+        assert_eq!((rows.len(), total), (0, 0), "{other}");
+    }
+    let exactly_my_percent_db = SecretQuery {
+        id: Some("my%db".into()),
+        ..all()
+    };
+    let (rows, _) = store.connections(&exactly_my_percent_db).await.unwrap();
+    assert_eq!(ids_of_connections(&rows), [(Some("a"), "my%db")]);
 }
 
 pub async fn secrets_delete_removes_only_the_named_row(store: &dyn Store) {

@@ -102,7 +102,10 @@ async fn heartbeat_until_stopped(
             }
             Err(e) => {
                 if !std::mem::replace(&mut failing, true) {
-                    warn!(job_id, "heartbeat failed, trying again every {interval:?}: {e}");
+                    warn!(
+                        job_id,
+                        "heartbeat failed, trying again every {interval:?}: {e}"
+                    );
                 }
             }
         }

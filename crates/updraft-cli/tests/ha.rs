@@ -220,10 +220,7 @@ fn common_hostname() -> String {
 #[test]
 fn a_killed_schedulers_tries_are_retried_by_the_others() {
     let db = TestDatabase::create();
-    // A debug build's scheduler may take over 2 s from registering to its first heartbeat
-    // while it loads 50 DAGs and launches its first tries beside two others on two cores; 3 s
-    // keeps a starting scheduler from being declared dead.
-    let home = ha_home(&db.url, "3s");
+    let home = ha_home(&db.url, "2s");
     let ledger = home.work().join("ledger");
     write_workload(&home, 50, 4, 5, "0.4", 2, &ledger);
     let mut schedulers = start_schedulers(&home, 3);
@@ -233,7 +230,7 @@ fn a_killed_schedulers_tries_are_retried_by_the_others() {
         (ledger_lines(&ledger) >= 500).then_some(())
     });
     // Tries starting from now take 6 s: longer than the others need to take a dead
-    // scheduler's tries over (its heartbeat ages 3 s), so a try left running by the victim
+    // scheduler's tries over (its heartbeat ages 2 s), so a try left running by the victim
     // would still run when its retry starts.
     std::fs::write(sleep_file(&ledger), "6").unwrap();
     let slow_from = chrono::Utc::now();

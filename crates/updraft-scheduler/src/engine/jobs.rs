@@ -1,13 +1,116 @@
 //! The scheduler's job: registering, heartbeating, declaring silent schedulers dead, and
 //! carrying on when this one was declared dead by another.
+//!
+//! Heartbeats are written by a task of their own, every `heartbeat_interval` from
+//! registration on, not by the loop between passes: a stretch of the loop's work (the first
+//! load of the DAGs folder and the first pass, taking over a dead scheduler's tries, a wait
+//! for the scheduling lock) can outlast `health_check_threshold` on a busy machine, and a
+//! live scheduler declared dead has its tries retried while they still run. The loop keeps
+//! the rest: declaring silent schedulers dead, and stopping its tries and registering again
+//! when the heartbeats find this job declared dead.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::time::Instant;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{info, warn};
 use updraft_executor::TryKey;
+use updraft_store::Store;
 
 use super::{Scheduler, Scope};
 use crate::SchedulerError;
+
+/// The task heartbeating one scheduler job.
+pub(super) struct Heartbeats {
+    task: JoinHandle<()>,
+    /// Ends the task between two heartbeats (never in the middle of one).
+    stop: Arc<Notify>,
+    /// Set when a heartbeat found the job no longer running: another scheduler declared it
+    /// dead.
+    declared_dead: Arc<AtomicBool>,
+}
+
+impl Heartbeats {
+    /// Starts heartbeating `job_id` every `interval` (its first heartbeat was its
+    /// registration); `wake` is notified when the job is found declared dead.
+    fn start(store: Arc<dyn Store>, job_id: i64, interval: Duration, wake: Arc<Notify>) -> Self {
+        let stop = Arc::new(Notify::new());
+        let declared_dead = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(heartbeat_until_stopped(
+            store,
+            job_id,
+            interval,
+            Arc::clone(&stop),
+            Arc::clone(&declared_dead),
+            wake,
+        ));
+        Heartbeats {
+            task,
+            stop,
+            declared_dead,
+        }
+    }
+
+    fn declared_dead(&self) -> bool {
+        self.declared_dead.load(Ordering::SeqCst)
+    }
+
+    /// Ends the task once a heartbeat under way is written.
+    pub(super) async fn stop(mut self) {
+        self.stop.notify_one();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn heartbeat_until_stopped(
+    store: Arc<dyn Store>,
+    job_id: i64,
+    interval: Duration,
+    stop: Arc<Notify>,
+    declared_dead: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+) {
+    let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.notified() => return,
+            _ = ticks.tick() => {}
+        }
+        match store.heartbeat(job_id, Utc::now()).await {
+            Ok(true) => {
+                if std::mem::take(&mut failing) {
+                    info!(job_id, "heartbeats are written again");
+                }
+            }
+            Ok(false) => {
+                declared_dead.store(true, Ordering::SeqCst);
+                wake.notify_one();
+                return;
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    warn!(
+                        job_id,
+                        "heartbeat failed, trying again every {interval:?}: {e}"
+                    );
+                }
+            }
+        }
+    }
+}
 
 impl Scheduler {
     /// Record this process as a scheduler job (once), so its tries are known to be its own.
@@ -20,7 +123,13 @@ impl Scheduler {
             .store
             .register_scheduler(&self.config.hostname, std::process::id(), now)
             .await?;
-        self.job.next_heartbeat = Instant::now() + self.config.heartbeat_interval;
+        self.job.heartbeats = Some(Heartbeats::start(
+            Arc::clone(&self.store),
+            self.job.id,
+            self.config.heartbeat_interval,
+            Arc::clone(&self.wakeups.poke),
+        ));
+        self.job.next_check = Instant::now() + self.config.heartbeat_interval;
         info!(job_id = self.job.id, "registered as scheduler job");
         if self.config.exclusive {
             // Nobody else can be running: every other job ended without saying so.
@@ -35,16 +144,22 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Heartbeat when due; then declare silent schedulers dead and take over their tries.
-    pub(super) async fn heartbeat_if_due(&mut self) -> Result<(), SchedulerError> {
-        if Instant::now() < self.job.next_heartbeat || self.job.id == 0 {
+    /// Carry on under a new job if this one was declared dead; when due, declare silent
+    /// schedulers dead and take over their tries.
+    pub(super) async fn check_jobs_if_due(&mut self) -> Result<(), SchedulerError> {
+        if self
+            .job
+            .heartbeats
+            .as_ref()
+            .is_some_and(Heartbeats::declared_dead)
+        {
+            self.declared_dead().await?;
+        }
+        if Instant::now() < self.job.next_check || self.job.id == 0 {
             return Ok(());
         }
         let now = Utc::now();
-        self.job.next_heartbeat = Instant::now() + self.config.heartbeat_interval;
-        if !self.store.heartbeat(self.job.id, now).await? {
-            self.declared_dead().await?;
-        }
+        self.job.next_check = Instant::now() + self.config.heartbeat_interval;
         if matches!(self.scope, Scope::Service) && self.reaching_database_long_enough() {
             let threshold =
                 chrono::Duration::from_std(self.config.health_check_threshold).unwrap_or_default();
@@ -103,6 +218,7 @@ impl Scheduler {
         }
         self.tries.pending_launches.clear();
         self.job.id = 0;
+        self.job.heartbeats = None;
         self.register().await
     }
 }

@@ -310,7 +310,7 @@ impl Scheduler {
     }
 
     fn next_deadline(&self) -> Instant {
-        let mut deadline = self.wakeups.next_poll.min(self.job.next_heartbeat);
+        let mut deadline = self.wakeups.next_poll.min(self.job.next_check);
         if let Some(folder) = &self.folder {
             deadline = deadline.min(folder.next_rescan);
         }
@@ -339,7 +339,7 @@ impl Scheduler {
                     // transaction where the store allows.
                     self.register().await?;
                     self.launch_pending(Utc::now()).await?;
-                    self.heartbeat_if_due().await?;
+                    self.check_jobs_if_due().await?;
                     self.quick_pass().await
                 } else {
                     self.housekeeping().await
@@ -370,12 +370,12 @@ impl Scheduler {
         }
     }
 
-    /// Before any pass: be registered, record what is pending, heartbeat when due.
+    /// Before any pass: be registered, record what is pending, look after the jobs when due.
     async fn housekeeping(&mut self) -> Result<(), SchedulerError> {
         self.register().await?;
         self.record_pending_reports().await?;
         self.launch_pending(Utc::now()).await?;
-        self.heartbeat_if_due().await
+        self.check_jobs_if_due().await
     }
 }
 

@@ -33,6 +33,10 @@ impl Scheduler {
         // nothing new is queued.
         let now = Utc::now();
         self.evaluate(now, false).await?;
+        // Heartbeats go on until here: a stopping scheduler's tries still run.
+        if let Some(heartbeats) = self.job.heartbeats.take() {
+            heartbeats.stop().await;
+        }
         if self.job.id != 0 {
             self.store.stop_scheduler(self.job.id, now).await?;
         }

@@ -13,6 +13,7 @@ use updraft_pods::PodExecutor;
 use updraft_store::{DagRow, RunRow, TiRow, TryReport};
 
 use super::SchedulerConfig;
+use super::jobs::Heartbeats;
 use crate::dagcache::{CachedDag, DagCache};
 
 /// Where tries run, and the channel on which both executors report them.
@@ -92,7 +93,10 @@ pub(super) struct Definitions {
 pub(super) struct Job {
     /// 0 until registered.
     pub(super) id: i64,
-    pub(super) next_heartbeat: Instant,
+    /// The task writing this job's heartbeats, from registration on.
+    pub(super) heartbeats: Option<Heartbeats>,
+    /// When the loop next looks for silent schedulers (every `heartbeat_interval`).
+    pub(super) next_check: Instant,
     /// When the last database error happened: dead schedulers are only declared by a scheduler
     /// that has itself been reaching the database for a whole `health_check_threshold`.
     pub(super) last_db_error: Option<Instant>,
@@ -102,7 +106,8 @@ impl Job {
     pub(super) fn new() -> Self {
         Job {
             id: 0,
-            next_heartbeat: Instant::now(),
+            heartbeats: None,
+            next_check: Instant::now(),
             last_db_error: None,
         }
     }

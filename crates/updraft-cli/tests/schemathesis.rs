@@ -37,7 +37,10 @@ fn no_input_makes_the_api_fail_with_a_server_error() {
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--checks", "not_a_server_error"])
         .args(["--max-time", BUDGET_SECONDS])
-        .args(["--workers", "2"])
+        // One worker: with two threads, hypothesis' parsing of its own lambdas in CPython 3.11
+        // intermittently dies inside `ast` ("AST constructor recursion depth mismatch", a
+        // CPython bug with concurrent parsing), failing the run with nothing wrong in the API.
+        .args(["--workers", "1"])
         .args(["--request-timeout", "20"])
         .arg("--no-color")
         .env("SCHEMATHESIS_TELEMETRY", "false")

@@ -37,8 +37,8 @@ fn token_verification(c: &mut Criterion) {
 fn list_dags(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let home = tempfile::tempdir().expect("temp home");
-    let (open, token) = runtime.block_on(app(home.path(), AuthSettings::disabled()));
-    let (closed, _) = runtime.block_on(app(home.path(), AuthSettings::ephemeral()));
+    let (open, _) = runtime.block_on(app(home.path(), AuthSettings::disabled()));
+    let (closed, token) = runtime.block_on(app(home.path(), AuthSettings::ephemeral()));
     let mut group = c.benchmark_group("api_list_100_dags");
     group.bench_function("authentication_off", |b| {
         b.to_async(&runtime).iter(|| call(&open, None))

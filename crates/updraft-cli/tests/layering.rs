@@ -1,9 +1,10 @@
 //! The workspace's dependency direction, read from `cargo metadata`: data flows one way, from
 //! DAG files through the core and the store to the shells, and no crate depends on one above it.
 //!
-//! dag <- core <- store <- runs, secrets <- executor <- pods <- scheduler <- cli; the server
-//! sees only auth, dag, core, store, runs and secrets (never the scheduler, an executor or Kubernetes); the Kubernetes
-//! fake is a dev-dependency only.
+//! dag <- core <- store <- runs, secrets, sources <- executor <- pods <- scheduler <- cli;
+//! objects under sources and logs. The server sees only auth, dag, core, store, runs, secrets,
+//! objects and logs (never the scheduler, an executor, a DAG source or Kubernetes); the
+//! Kubernetes fake and the test servers are dev-dependencies only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -16,6 +17,10 @@ const CORE: &str = "updraft-core";
 const STORE: &str = "updraft-store";
 const RUNS: &str = "updraft-runs";
 const SECRETS: &str = "updraft-secrets";
+const OBJECTS: &str = "updraft-objects";
+const SOURCES: &str = "updraft-sources";
+const LOGS: &str = "updraft-logs";
+const TEST_SERVERS: &str = "updraft-test-servers";
 const EXECUTOR: &str = "updraft-executor";
 const PODS: &str = "updraft-pods";
 const SCHEDULER: &str = "updraft-scheduler";
@@ -33,29 +38,39 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (STORE, &[AUTH, DAG, CORE]),
     (RUNS, &[DAG, CORE, STORE]),
     (SECRETS, &[STORE]),
+    (OBJECTS, &[]),
+    (SOURCES, &[STORE, OBJECTS]),
+    (LOGS, &[DAG, OBJECTS]),
     (EXECUTOR, &[DAG, CORE, STORE, SECRETS]),
     (PODS, &[DAG, CORE, STORE, SECRETS, EXECUTOR]),
     (
         SCHEDULER,
-        &[DAG, CORE, STORE, RUNS, SECRETS, EXECUTOR, PODS],
+        &[
+            DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, SOURCES, LOGS, EXECUTOR, PODS,
+        ],
     ),
-    (SERVER, &[AUTH, DAG, CORE, STORE, RUNS, SECRETS]),
+    (SERVER, &[AUTH, DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, LOGS]),
     (
         CLI,
         &[
-            AUTH, DAG, CORE, STORE, RUNS, SECRETS, EXECUTOR, PODS, SCHEDULER, SERVER,
+            AUTH, DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, SOURCES, LOGS, EXECUTOR, PODS,
+            SCHEDULER, SERVER,
         ],
     ),
     (KUBE_FAKE, &[]),
+    (TEST_SERVERS, &[]),
     (BENCH, &[]),
 ];
 
 /// The Kubernetes client crates: only the pod executor and the fake use them outside tests.
 const KUBERNETES: &[&str] = &["kube", "k8s-openapi"];
+/// Crates of tests only: any crate may have them as dev-dependencies, none as more.
+const TESTS_ONLY: &[&str] = &[KUBE_FAKE, TEST_SERVERS];
+
 const KUBERNETES_USERS: &[&str] = &[PODS, KUBE_FAKE];
 
 /// What the server must not reach, directly or through any crate it depends on.
-const NOT_IN_SERVER: &[&str] = &[SCHEDULER, EXECUTOR, PODS, "kube", "k8s-openapi"];
+const NOT_IN_SERVER: &[&str] = &[SCHEDULER, EXECUTOR, PODS, SOURCES, "git2", "kube", "k8s-openapi"];
 
 /// One dependency of a workspace crate: (name, kind), kind `normal`, `dev` or `build`.
 type Dependencies = BTreeMap<String, Vec<(String, String)>>;
@@ -131,7 +146,7 @@ fn workspace_crates_depend_only_on_crates_below_them() {
         };
         for (dep, kind) in dependencies {
             let in_workspace = deps.contains_key(dep);
-            if !in_workspace || (dep == KUBE_FAKE && kind == "dev") {
+            if !in_workspace || (TESTS_ONLY.contains(&dep.as_str()) && kind == "dev") {
                 continue;
             }
             if !may.contains(&dep.as_str()) {
@@ -146,20 +161,20 @@ fn workspace_crates_depend_only_on_crates_below_them() {
 }
 
 #[test]
-fn the_kubernetes_fake_is_only_a_dev_dependency() {
+fn test_servers_are_only_dev_dependencies() {
     let deps = workspace_dependencies();
     let violations = deps
         .iter()
         .flat_map(|(krate, dependencies)| {
             dependencies
                 .iter()
-                .filter(|(dep, kind)| dep == KUBE_FAKE && kind != "dev")
+                .filter(|(dep, kind)| TESTS_ONLY.contains(&dep.as_str()) && kind != "dev")
                 .map(move |(dep, kind)| {
                     format!("forbidden edge {krate} -> {dep} ({kind} dependency): tests only")
                 })
         })
         .collect();
-    assert_none(violations, "the Kubernetes fake outside tests");
+    assert_none(violations, "test servers outside tests");
 }
 
 #[test]

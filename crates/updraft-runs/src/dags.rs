@@ -24,6 +24,7 @@ pub async fn record_dag_bag(
             dag: &loaded.dag,
             version: &loaded.version,
             source: &loaded.source,
+            bundle: None,
         })
         .collect();
     store

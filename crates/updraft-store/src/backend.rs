@@ -786,3 +786,26 @@ impl<B: Backend> SecretStore for B {
         write_tx(self, async |c| sql::secrets::reencrypt(c, reencrypt).await).await
     }
 }
+
+#[async_trait]
+impl<B: Backend> crate::SourceStore for B {
+    async fn record_source(&self, _source: &crate::SourceRow) -> Result<()> {
+        todo!("record_source")
+    }
+
+    async fn sources(&self) -> Result<Vec<crate::SourceRow>> {
+        todo!("sources")
+    }
+
+    async fn source(&self, _name: &str) -> Result<Option<crate::SourceRow>> {
+        todo!("source")
+    }
+
+    async fn request_source_sync(&self, _name: &str, _now: DateTime<Utc>) -> Result<bool> {
+        todo!("request_source_sync")
+    }
+
+    async fn take_source_sync_requests(&self) -> Result<Vec<String>> {
+        todo!("take_source_sync_requests")
+    }
+}

@@ -29,6 +29,7 @@ mod health;
 pub mod postgres;
 mod room;
 mod secrets;
+mod sources;
 mod sql;
 pub mod sqlite;
 mod step;
@@ -42,6 +43,7 @@ pub use postgres::{PgStore, PgStoreOptions};
 pub use secrets::{
     ConnectionRow, EncryptedField, Reencrypt, SecretQuery, SecretStore, VariableRow, WriteMode,
 };
+pub use sources::{BundleRef, SourceRow, SourceStore};
 pub use sqlite::SqliteStore;
 /// How to reach a PostgreSQL server (parsed from a `postgres://` URL), for
 /// [`PgStore::connect_with`].
@@ -115,6 +117,8 @@ pub struct LoadedDagRecord<'a> {
     pub version: &'a str,
     /// The file's text, kept per version for the code view.
     pub source: &'a str,
+    /// The DAG source it was read from (`None`: the plain DAGs folder).
+    pub bundle: Option<BundleRef<'a>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -642,12 +646,20 @@ pub trait AdminStore: Send + Sync {
 /// scheduler process, the server's shared state, the contract tests). Implemented for anything
 /// that implements the four roles; callers that need less take the narrowest role.
 pub trait Store:
-    SchedulerStore + ReadStore + OperatorStore + AdminStore + UserStore + SecretStore
+    SchedulerStore + ReadStore + OperatorStore + AdminStore + UserStore + SecretStore + SourceStore
 {
 }
 
-impl<S: SchedulerStore + ReadStore + OperatorStore + AdminStore + UserStore + SecretStore + ?Sized>
-    Store for S
+impl<
+    S: SchedulerStore
+        + ReadStore
+        + OperatorStore
+        + AdminStore
+        + UserStore
+        + SecretStore
+        + SourceStore
+        + ?Sized,
+> Store for S
 {
 }
 

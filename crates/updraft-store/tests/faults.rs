@@ -108,6 +108,7 @@ async fn write_each_kind(
         dag: &other,
         version: &other.version(),
         source: "source",
+        bundle: None,
     }];
     let d_version = d.version();
     let both = [
@@ -116,6 +117,7 @@ async fn write_each_kind(
             dag: &d,
             version: &d_version,
             source: "source of d",
+            bundle: None,
         },
     ];
     results.push((

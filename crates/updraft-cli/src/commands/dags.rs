@@ -494,6 +494,7 @@ async fn test(
         dag: &loaded.dag,
         version: &loaded.version,
         source: &loaded.source,
+        bundle: None,
     };
     store.sync_dags(&[record], &[], false, Utc::now()).await?;
     // As in Airflow, a test run is not limited by pools: each pool the DAG names gets room

@@ -217,6 +217,7 @@ pub async fn sync_at(
             dag,
             version,
             source,
+            bundle: None,
         })
         .collect();
     store
@@ -456,6 +457,7 @@ pub async fn versions_are_inserted_once(store: &dyn Store) {
             dag: &d,
             version: &version,
             source,
+            bundle: None,
         };
         async move { store.sync_dags(&[record], &[], false, t(0)).await }
     };

@@ -186,7 +186,11 @@ fn open_azure(url: &Url, env: &[(String, String)]) -> Opened {
             )));
         }
         builder = builder.with_container_name(bucket(url, "container")?);
-        if !emulator && builder.get_config_value(&AzureConfigKey::AccountName).is_none() {
+        if !emulator
+            && builder
+                .get_config_value(&AzureConfigKey::AccountName)
+                .is_none()
+        {
             return Err(Failure::Invalid(AZURE_ACCOUNT_HINT.into()));
         }
     } else {
@@ -201,9 +205,7 @@ fn open_azure(url: &Url, env: &[(String, String)]) -> Opened {
                 "expected container@account.blob.core.windows.net".into(),
             ));
         }
-        builder = builder
-            .with_container_name(container)
-            .with_account(account);
+        builder = builder.with_container_name(container).with_account(account);
         if domain != "blob.core.windows.net" && !emulator {
             builder = builder.with_endpoint(format!("https://{host}"));
         }
@@ -217,7 +219,10 @@ fn open_azure(url: &Url, env: &[(String, String)]) -> Opened {
 
 /// `file:///abs/path`: a folder that exists; keys are paths under it.
 fn open_file(url: &Url) -> Opened {
-    if url.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
+    if url
+        .host_str()
+        .is_some_and(|h| !h.is_empty() && h != "localhost")
+    {
         return Err(Failure::Invalid(
             "a file:// URL names a local folder: file:///absolute/path".into(),
         ));
@@ -251,8 +256,8 @@ fn prefix(url: &Url) -> Result<Path, Failure> {
     let trimmed = url.path().trim_matches('/');
     let mut prefix = Path::default();
     for part in trimmed.split('/').filter(|p| !p.is_empty()) {
-        let part = Path::from_url_path(part)
-            .map_err(|e| Failure::Invalid(format!("prefix: {e}")))?;
+        let part =
+            Path::from_url_path(part).map_err(|e| Failure::Invalid(format!("prefix: {e}")))?;
         if part.as_ref() == "." || part.as_ref() == ".." {
             return Err(Failure::Invalid(format!(
                 "prefix: {part} is not a folder name"
@@ -291,7 +296,11 @@ fn shown(text: &str) -> String {
     let without_query = text.split(['?', '#']).next().unwrap_or_default();
     match (without_query.find("://"), without_query.rfind('@')) {
         (Some(start), Some(at)) if at > start => {
-            format!("{}://…@{}", &without_query[..start], &without_query[at + 1..])
+            format!(
+                "{}://…@{}",
+                &without_query[..start],
+                &without_query[at + 1..]
+            )
         }
         _ => without_query.to_string(),
     }

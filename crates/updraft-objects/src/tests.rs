@@ -98,7 +98,10 @@ fn file_url_opens_an_existing_folder() {
 #[test]
 fn file_url_of_a_missing_folder_is_refused() {
     let message = refused("file:///no/such/folder/here");
-    assert!(message.contains("/no/such/folder/here is not a folder"), "{message}");
+    assert!(
+        message.contains("/no/such/folder/here is not a folder"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -110,7 +113,10 @@ fn file_url_with_a_host_is_refused() {
 #[test]
 fn unknown_scheme_lists_the_known_ones() {
     let message = refused("ftp://host/path");
-    assert!(message.starts_with("ftp://host/path: unknown scheme ftp://"), "{message}");
+    assert!(
+        message.starts_with("ftp://host/path: unknown scheme ftp://"),
+        "{message}"
+    );
     assert!(message.contains("s3://, gs://, az://"), "{message}");
 }
 
@@ -150,7 +156,10 @@ fn dot_segments_never_reach_the_prefix() {
     for url in ["s3://b/a/../c", "s3://b/a/%2E%2E/c", "s3://b/./c"] {
         match ObjectLocation::open(url) {
             Ok(location) => assert!(
-                location.prefix.parts().all(|p| p.as_ref() != ".." && p.as_ref() != "."),
+                location
+                    .prefix
+                    .parts()
+                    .all(|p| p.as_ref() != ".." && p.as_ref() != "."),
                 "{url}: {}",
                 location.prefix
             ),

@@ -286,8 +286,10 @@ async fn an_emptied_prefix_keeps_the_last_tree() {
 async fn a_folder_object_beside_its_files_is_not_a_file() {
     let server = moto();
     let bucket = Bucket::new(server);
-    // What a console's "create folder" leaves: an empty object named like the folder.
+    // What a console's "create folder" leaves: an empty object named like the folder (with
+    // or without the trailing slash).
     server.upload(&bucket.name, &format!("{PREFIX}/dags/team-c"), b"");
+    server.upload(&bucket.name, &format!("{PREFIX}/templates/"), b"");
     server.upload(
         &bucket.name,
         &format!("{PREFIX}/dags/team-c/x.yaml"),
@@ -329,4 +331,45 @@ async fn file_url_source_through_sync() {
         .expect_err("the folder is gone");
     assert!(error.to_string().contains("is not a folder"), "{error}");
     assert_eq!(dir.current().unwrap().0, synced.revision);
+}
+
+#[tokio::test]
+async fn a_key_climbing_out_of_the_tree_fails_the_sync_and_writes_nothing() {
+    let server = moto();
+    let bucket = Bucket::new(server);
+    let home = tempfile::tempdir().unwrap();
+    let dir = SourceDir::new(home.path().join("sources").join("platform"));
+    let first = objects::sync_location("platform", &bucket.location(), &dir)
+        .await
+        .expect("sync");
+    server.upload(
+        &bucket.name,
+        &format!("{PREFIX}/dags/../../../escape.yaml"),
+        b"out",
+    );
+    let error = objects::sync_location("platform", &bucket.location(), &dir)
+        .await
+        .expect_err("a key with `..` parts");
+    assert!(error.to_string().contains("escape.yaml"), "{error}");
+    assert_eq!(dir.current().unwrap().0, first.revision);
+    let found: Vec<_> = walk(home.path())
+        .into_iter()
+        .filter(|p| p.ends_with("escape.yaml"))
+        .collect();
+    assert!(found.is_empty(), "{found:?}");
+}
+
+fn walk(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() && !path.is_symlink() {
+                stack.push(path.clone());
+            }
+            found.push(path);
+        }
+    }
+    found
 }

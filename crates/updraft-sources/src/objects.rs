@@ -58,6 +58,15 @@ pub async fn sync_location(
             files_written: 0,
         });
     }
+    if dir.tree(&revision).is_some() {
+        // A listing synced before (a rollback): its tree is still kept, whole.
+        dir.switch(&revision).map_err(|e| io(name, dir.base(), e))?;
+        return Ok(Synced {
+            revision,
+            changed: true,
+            files_written: 0,
+        });
+    }
     let before = previous.map(|(revision, tree)| (read_manifest(dir, &revision), tree));
     let staging = dir.stage().map_err(|e| io(name, dir.base(), e))?;
     let (unchanged, changed) = split_unchanged(&listing, before.as_ref());

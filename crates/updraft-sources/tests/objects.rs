@@ -373,3 +373,34 @@ fn walk(root: &Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+#[tokio::test]
+async fn a_listing_synced_before_switches_back_to_its_kept_tree() {
+    // moto's ETag is the content's MD5, so uploading the old content again gives the old
+    // listing back.
+    let server = moto();
+    let bucket = Bucket::new(server);
+    let location = bucket.location();
+    let home = tempfile::tempdir().unwrap();
+    let dir = SourceDir::new(home.path().join("platform"));
+    let first = objects::sync_location("platform", &location, &dir)
+        .await
+        .expect("sync");
+    let key = format!("{PREFIX}/dags/team-a/etl.yaml");
+    server.upload(&bucket.name, &key, b"dag_id: broken\n");
+    let second = objects::sync_location("platform", &location, &dir)
+        .await
+        .expect("sync");
+    assert_ne!(second.revision, first.revision);
+
+    server.upload(&bucket.name, &key, LAYOUT[0].1.as_bytes());
+    let back = objects::sync_location("platform", &location, &dir)
+        .await
+        .expect("sync");
+    assert_eq!(back.revision, first.revision);
+    assert!(back.changed);
+    assert_eq!(back.files_written, 0);
+    let (current, tree) = dir.current().unwrap();
+    assert_eq!(current, first.revision);
+    assert_eq!(files(&tree), layout_with(&[]));
+}

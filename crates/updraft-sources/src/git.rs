@@ -11,7 +11,7 @@
 //! the next fetch tells the server it has (so an update downloads only what changed) and what
 //! the next tree is compared with (so unchanged files are linked, not written).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs;
 use std::io;
@@ -47,6 +47,7 @@ const FETCHED_PREFIX: &str = "refs/updraft/fetched/";
 /// Fetches `spec` into `dir` and makes its tree current. Blocking: call it on the blocking
 /// pool.
 pub fn sync(name: &str, spec: &GitSpec, dir: &SourceDir) -> Result<Synced, SourceError> {
+    set_network_timeouts();
     let previous = dir.current().map(|(revision, _)| revision);
     let token = match &spec.auth {
         GitAuth::Token { token, .. } => Some(read_token(name, token)?),
@@ -92,6 +93,20 @@ pub fn sync(name: &str, spec: &GitSpec, dir: &SourceDir) -> Result<Synced, Sourc
         changed: true,
         files_written,
     })
+}
+
+/// A server that stops answering fails the sync instead of holding it (and every later sync
+/// of the source) forever: libgit2's options are process-wide, set once.
+fn set_network_timeouts() {
+    static SET: std::sync::Once = std::sync::Once::new();
+    SET.call_once(|| {
+        // SAFETY: called once, before this process's first fetch (libgit2 reads them per
+        // connection).
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(30_000);
+            let _ = git2::opts::set_server_timeout_in_milliseconds(300_000);
+        }
+    });
 }
 
 /// Writes the tree of `revision` from `dir`'s repository, when the repository still has it
@@ -231,8 +246,9 @@ fn fetch(spec: &GitSpec, repo: &Repository, token: Option<&str>) -> Result<Oid, 
             .collect(),
     };
     let mut remote = repo.remote_anonymous(&spec.url)?;
+    let refusal = RefCell::new(None);
     let mut options = FetchOptions::new();
-    options.remote_callbacks(callbacks(spec, token));
+    options.remote_callbacks(callbacks(spec, token, &refusal));
     options.download_tags(AutotagOption::None);
     options.update_fetchhead(false);
     let mut proxy = ProxyOptions::new();
@@ -242,7 +258,13 @@ fn fetch(spec: &GitSpec, repo: &Repository, token: Option<&str>) -> Result<Oid, 
     if spec.depth > 0 && !spec.url.starts_with("file://") {
         options.depth(i32::try_from(spec.depth).unwrap_or(i32::MAX));
     }
-    remote.fetch(&refspecs, Some(&mut options), None)?;
+    if let Err(error) = remote.fetch(&refspecs, Some(&mut options), None) {
+        // libgit2 replaces a host key check's message with its own: give ours back.
+        return Err(match refusal.take() {
+            Some(message) => git2::Error::new(error.code(), ErrorClass::Ssh, message),
+            None => error,
+        });
+    }
     resolve_fetched(repo, &target, &spec.reference)
 }
 
@@ -279,7 +301,11 @@ fn resolve_fetched(
 
 /// Credentials and host key checks. libgit2 asks again for as long as the server refuses,
 /// so each kind of credential is offered once and then the fetch gives up.
-fn callbacks<'a>(spec: &'a GitSpec, token: Option<&'a str>) -> RemoteCallbacks<'a> {
+fn callbacks<'a>(
+    spec: &'a GitSpec,
+    token: Option<&'a str>,
+    refusal: &'a RefCell<Option<String>>,
+) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     let offered = Cell::new(CredentialType::empty());
     callbacks.credentials(move |_url, username_from_url, allowed| {
@@ -333,6 +359,7 @@ fn callbacks<'a>(spec: &'a GitSpec, token: Option<&'a str>) -> RemoteCallbacks<'
             hostkey,
             known_hosts_file.as_deref(),
         )
+        .inspect_err(|error| *refusal.borrow_mut() = Some(error.message().to_string()))
     });
     callbacks
 }

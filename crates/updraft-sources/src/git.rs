@@ -212,10 +212,10 @@ enum Target {
 
 impl Target {
     fn of(reference: &str) -> Target {
-        if is_full_sha(reference) {
-            if let Ok(oid) = Oid::from_str(reference) {
-                return Target::Commit(oid);
-            }
+        if is_full_sha(reference)
+            && let Ok(oid) = Oid::from_str(reference)
+        {
+            return Target::Commit(oid);
         }
         if reference.starts_with("refs/") {
             Target::Refs(vec![reference.to_string()])
@@ -231,10 +231,10 @@ impl Target {
 /// Fetches the target and returns its commit.
 fn fetch(spec: &GitSpec, repo: &Repository, token: Option<&str>) -> Result<Oid, git2::Error> {
     let target = Target::of(&spec.reference);
-    if let Target::Commit(oid) = &target {
-        if repo.find_commit(*oid).is_ok() {
-            return Ok(*oid);
-        }
+    if let Target::Commit(oid) = &target
+        && repo.find_commit(*oid).is_ok()
+    {
+        return Ok(*oid);
     }
     forget_fetched(repo)?;
     let refspecs: Vec<String> = match &target {
@@ -477,10 +477,10 @@ fn previous_tree(repo: &Repository, dir: &SourceDir, revision: &str) -> Option<B
         .ok()?;
     let mut blobs = HashMap::new();
     tree.walk(TreeWalkMode::PreOrder, |root, entry| {
-        if entry.kind() == Some(git2::ObjectType::Blob) {
-            if let Ok(file) = entry.name() {
-                blobs.insert(format!("{root}{file}"), (entry.id(), entry.filemode()));
-            }
+        if entry.kind() == Some(git2::ObjectType::Blob)
+            && let Ok(file) = entry.name()
+        {
+            blobs.insert(format!("{root}{file}"), (entry.id(), entry.filemode()));
         }
         TreeWalkResult::Ok
     })

@@ -30,11 +30,11 @@ pub fn sshd() -> &'static Sshd {
 static CHILD: Mutex<Option<Child>> = Mutex::new(None);
 
 extern "C" fn stop_sshd() {
-    if let Ok(mut child) = CHILD.lock() {
-        if let Some(child) = child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    if let Ok(mut child) = CHILD.lock()
+        && let Some(child) = child.as_mut()
+    {
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

@@ -433,6 +433,18 @@ fn http_fetches_are_shallow_and_follow_force_pushes() {
         "1"
     );
 
+    let by_sha = SourceDir::new(temp.path().join("sources/by-sha"));
+    let mut pinned = spec(&server.url("shallow"));
+    pinned.reference = forced.clone();
+    assert_eq!(git::sync("s", &pinned, &by_sha).unwrap().revision, forced);
+    assert_eq!(
+        git_dir(
+            &by_sha.repo_path(),
+            &["rev-parse", "--is-shallow-repository"]
+        ),
+        "true"
+    );
+
     let full = SourceDir::new(temp.path().join("sources/full"));
     let mut whole = spec(&server.url("shallow"));
     whole.depth = 0;
@@ -544,6 +556,34 @@ fn ssh_refuses_a_wrong_or_unknown_host_key_unless_checking_is_off() {
     )
     .unwrap();
     assert_eq!(synced.revision, revision);
+}
+
+#[test]
+fn ssh_with_a_key_the_server_does_not_know_gives_up() {
+    let server = sshd();
+    let temp = tempfile::tempdir().unwrap();
+    let (upstream, _) = ssh_upstream(temp.path());
+    let stranger = temp.path().join("stranger");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut spec = ssh_spec(
+        &server.url(&upstream.work),
+        Some(server.known_hosts()),
+        true,
+    );
+    spec.auth = GitAuth::Ssh {
+        key_file: stranger,
+        known_hosts_file: Some(server.known_hosts()),
+        check_host_key: true,
+    };
+    let dir = SourceDir::new(temp.path().join("sources/s"));
+    let error = git::sync("s", &spec, &dir).unwrap_err().to_string();
+    assert!(error.contains("refused the credentials"), "{error}");
+    assert!(dir.current().is_none());
 }
 
 /// Set in the child process of the killed-sync test: `<url>\n<source folder>`.

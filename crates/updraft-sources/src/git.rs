@@ -147,10 +147,31 @@ fn open_or_create(name: &str, dir: &SourceDir) -> Result<Repository, SourceError
             .map_err(|e| git_error(name, "creating the repository", &e));
     }
     remove_stale_locks(&path);
+    if pack_count(&path) > MAX_PACKS {
+        tracing::info!(
+            source = name,
+            "starting the repository afresh: {MAX_PACKS} fetches' packs"
+        );
+        return recreate(name, dir);
+    }
     match Repository::open_bare(&path) {
         Ok(repo) if current_commit_readable(&repo) => Ok(repo),
         _ => recreate(name, dir),
     }
+}
+
+/// Each fetch that brings something adds a pack and libgit2 cannot repack: past this many
+/// the repository is started afresh (one full shallow fetch, every file written once more;
+/// trees on disk, pinned ones included, are not touched).
+const MAX_PACKS: usize = 100;
+
+fn pack_count(repo: &Path) -> usize {
+    fs::read_dir(repo.join("objects/pack")).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|ext| ext == "pack"))
+            .count()
+    })
 }
 
 fn recreate(name: &str, dir: &SourceDir) -> Result<Repository, SourceError> {

@@ -677,3 +677,40 @@ fn a_sync_killed_while_fetching_leaves_the_last_tree_and_the_next_sync_works() {
         4096
     );
 }
+
+#[test]
+fn the_repository_does_not_grow_without_bound() {
+    let temp = tempfile::tempdir().unwrap();
+    let upstream = Upstream::new(&temp.path().join("upstream"));
+    let dir = SourceDir::new(temp.path().join("sources/s"));
+    let packs = |dir: &SourceDir| {
+        fs::read_dir(dir.repo_path().join("objects/pack"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|ext| ext == "pack"))
+            .count()
+    };
+    let loose = |dir: &SourceDir| {
+        fs::read_dir(dir.repo_path().join("objects"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().len() == 2)
+            .count()
+    };
+    let mut most = 0;
+    for i in 0..110 {
+        upstream.write("dags/a.yaml", &format!("v: {i}\n"));
+        let revision = upstream.commit(&format!("commit {i}"));
+        assert_eq!(
+            git::sync("s", &spec(&upstream.url()), &dir)
+                .unwrap()
+                .revision,
+            revision
+        );
+        most = most.max(packs(&dir));
+        assert_eq!(loose(&dir), 0, "fetches write packs, not loose objects");
+    }
+    assert!(most > 50, "each changed fetch adds a pack ({most})");
+    assert!(packs(&dir) <= 101, "{}", packs(&dir));
+    assert_eq!(read(&current(&dir).1, "dags/a.yaml"), "v: 109\n");
+}

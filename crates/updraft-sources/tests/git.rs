@@ -363,23 +363,55 @@ fn http_basic_auth_rereads_a_rotated_token_and_keeps_the_last_tree_when_refused(
     assert!(error.contains("set token_file or token_env"), "{error}");
 }
 
+/// Set in the child process of the environment token test: `<url>\n<source folder>`; the
+/// child is started with the token in its environment (setting a variable in this
+/// multi-threaded process would race with libgit2 reading the environment).
+const ENV_TOKEN_CHILD: &str = "UPDRAFT_TEST_GIT_ENV_TOKEN_CHILD";
+
 #[test]
 fn http_token_from_the_environment() {
+    let token_spec = |url: &str| {
+        let mut spec = spec(url);
+        spec.auth = GitAuth::Token {
+            username: "ci".into(),
+            token: TokenSource::Env("UPDRAFT_TEST_GIT_TOKEN".into()),
+        };
+        spec
+    };
+    if let Ok(job) = std::env::var(ENV_TOKEN_CHILD) {
+        let (url, dir) = job.split_once('\n').unwrap();
+        git::sync("s", &token_spec(url), &SourceDir::new(dir)).unwrap();
+        return;
+    }
     let server = git_http();
     let upstream = Upstream::new(&server.root().join("env-token"));
     upstream.write("dags/a.yaml", "v: 1\n");
     let first = upstream.commit("one");
     server.require_auth("env-token", "ci", "tok-env-3b9e41");
-    // SAFETY: no other test reads or writes this variable.
-    unsafe { std::env::set_var("UPDRAFT_TEST_GIT_TOKEN", "tok-env-3b9e41") };
     let temp = tempfile::tempdir().unwrap();
-    let mut spec = spec(&server.url("env-token"));
-    spec.auth = GitAuth::Token {
-        username: "ci".into(),
-        token: TokenSource::Env("UPDRAFT_TEST_GIT_TOKEN".into()),
-    };
     let dir = SourceDir::new(temp.path().join("sources/s"));
-    assert_eq!(git::sync("s", &spec, &dir).unwrap().revision, first);
+    let error = git::sync("s", &token_spec(&server.url("env-token")), &dir).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("token_env UPDRAFT_TEST_GIT_TOKEN is not set"),
+        "{error}"
+    );
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "http_token_from_the_environment"])
+        .env(
+            ENV_TOKEN_CHILD,
+            format!("{}\n{}", server.url("env-token"), dir.base().display()),
+        )
+        .env("UPDRAFT_TEST_GIT_TOKEN", "tok-env-3b9e41")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the sync with the token from the environment failed"
+    );
+    assert_eq!(current(&dir).0, first);
 }
 
 fn git_dir(repo: &Path, args: &[&str]) -> String {

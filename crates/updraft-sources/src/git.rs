@@ -53,17 +53,7 @@ pub fn sync(name: &str, spec: &GitSpec, dir: &SourceDir) -> Result<Synced, Sourc
         GitAuth::Token { token, .. } => Some(read_token(name, token)?),
         _ => None,
     };
-    let mut repo = open_or_create(name, dir)?;
-    let commit = match fetch(spec, &repo, token.as_deref()) {
-        Ok(commit) => commit,
-        Err(error) if is_local_damage(&error) => {
-            tracing::warn!(source = name, error = %error.message(), "recreating the damaged repository");
-            repo = recreate(name, dir)?;
-            fetch(spec, &repo, token.as_deref())
-                .map_err(|error| fetch_error(name, spec, token.as_deref(), &error))?
-        }
-        Err(error) => return Err(fetch_error(name, spec, token.as_deref(), &error)),
-    };
+    let (repo, commit) = fetch_recovering(name, spec, dir, token.as_deref())?;
     let revision = commit.to_string();
     if previous.as_deref() == Some(revision.as_str()) {
         return Ok(Synced {
@@ -72,20 +62,7 @@ pub fn sync(name: &str, spec: &GitSpec, dir: &SourceDir) -> Result<Synced, Sourc
             files_written: 0,
         });
     }
-    let files_written = if dir.tree(&revision).is_some() {
-        dir.switch(&revision)
-            .map_err(|e| io_error(name, dir.base(), e))?;
-        0
-    } else {
-        let staging = dir.stage().map_err(|e| io_error(name, dir.base(), e))?;
-        let base = previous
-            .as_deref()
-            .and_then(|rev| previous_tree(&repo, dir, rev));
-        let written = write_tree(name, &repo, commit, base.as_ref(), staging.path())?;
-        dir.commit(staging, &revision)
-            .map_err(|e| io_error(name, dir.base(), e))?;
-        written
-    };
+    let files_written = make_current(name, dir, &repo, commit, previous.as_deref())?;
     repo.reference(CURRENT_REF, commit, true, "current tree")
         .map_err(|e| git_error(name, "recording the current commit", &e))?;
     Ok(Synced {
@@ -93,6 +70,52 @@ pub fn sync(name: &str, spec: &GitSpec, dir: &SourceDir) -> Result<Synced, Sourc
         changed: true,
         files_written,
     })
+}
+
+/// Fetches into the source's repository; when the repository itself turns out damaged, once
+/// more into a new one.
+fn fetch_recovering(
+    name: &str,
+    spec: &GitSpec,
+    dir: &SourceDir,
+    token: Option<&str>,
+) -> Result<(Repository, Oid), SourceError> {
+    let repo = open_or_create(name, dir)?;
+    match fetch(spec, &repo, token) {
+        Ok(commit) => Ok((repo, commit)),
+        Err(error) if is_local_damage(&error) => {
+            tracing::warn!(source = name, error = %error.message(), "recreating the damaged repository");
+            drop(repo);
+            let repo = recreate(name, dir)?;
+            let commit =
+                fetch(spec, &repo, token).map_err(|e| fetch_error(name, spec, token, &e))?;
+            Ok((repo, commit))
+        }
+        Err(error) => Err(fetch_error(name, spec, token, &error)),
+    }
+}
+
+/// Makes `commit`'s tree current: the kept tree when it was synced before, else a new one
+/// written beside the others. Returns the number of files written.
+fn make_current(
+    name: &str,
+    dir: &SourceDir,
+    repo: &Repository,
+    commit: Oid,
+    previous: Option<&str>,
+) -> Result<usize, SourceError> {
+    let revision = commit.to_string();
+    if dir.tree(&revision).is_some() {
+        dir.switch(&revision)
+            .map_err(|e| io_error(name, dir.base(), e))?;
+        return Ok(0);
+    }
+    let staging = dir.stage().map_err(|e| io_error(name, dir.base(), e))?;
+    let base = previous.and_then(|rev| previous_tree(repo, dir, rev));
+    let written = write_tree(name, repo, commit, base.as_ref(), staging.path())?;
+    dir.commit(staging, &revision)
+        .map_err(|e| io_error(name, dir.base(), e))?;
+    Ok(written)
 }
 
 /// A server that stops answering fails the sync instead of holding it (and every later sync

@@ -66,7 +66,7 @@ fn main() {
     let mut update_git = Vec::new();
     for round in 0..REPEATS {
         fs::write(
-            work.join("dags/team-007/dag_00042.yaml"),
+            work.join("dags/team-042/dag_00042.yaml"),
             dag_file(42, round + 1),
         )
         .unwrap();

@@ -132,14 +132,14 @@ impl SourceConfig {
                 ));
             }
         };
-        if let Some(tenant) = &self.tenant {
-            if !is_folder_name(tenant) {
-                return Err(config_error(
-                    name,
-                    "tenant",
-                    "must be a folder name: letters, digits, '-', '_' or '.', not starting with '.'",
-                ));
-            }
+        if let Some(tenant) = &self.tenant
+            && !is_folder_name(tenant)
+        {
+            return Err(config_error(
+                name,
+                "tenant",
+                "must be a folder name: letters, digits, '-', '_' or '.', not starting with '.'",
+            ));
         }
         let subdir = match &self.subdir {
             Some(subdir) => Some(check_relative(name, "subdir", subdir)?),
@@ -422,7 +422,7 @@ fn check_relative(name: &str, field: &str, path: &str) -> Result<String, SourceE
         .split('/')
         .filter(|p| !p.is_empty() && *p != ".")
         .collect();
-    if parts.iter().any(|p| *p == "..") {
+    if parts.contains(&"..") {
         return Err(config_error(name, field, "must not contain '..'"));
     }
     if parts.iter().any(|p| p.chars().any(char::is_control)) {

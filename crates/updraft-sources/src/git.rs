@@ -11,7 +11,7 @@
 //! the next fetch tells the server it has (so an update downloads only what changed) and what
 //! the next tree is compared with (so unchanged files are linked, not written).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs;
 use std::io;
@@ -47,22 +47,13 @@ const FETCHED_PREFIX: &str = "refs/updraft/fetched/";
 /// Fetches `spec` into `dir` and makes its tree current. Blocking: call it on the blocking
 /// pool.
 pub fn sync(name: &str, spec: &GitSpec, dir: &SourceDir) -> Result<Synced, SourceError> {
+    set_network_timeouts();
     let previous = dir.current().map(|(revision, _)| revision);
     let token = match &spec.auth {
         GitAuth::Token { token, .. } => Some(read_token(name, token)?),
         _ => None,
     };
-    let mut repo = open_or_create(name, dir)?;
-    let commit = match fetch(spec, &repo, token.as_deref()) {
-        Ok(commit) => commit,
-        Err(error) if is_local_damage(&error) => {
-            tracing::warn!(source = name, error = %error.message(), "recreating the damaged repository");
-            repo = recreate(name, dir)?;
-            fetch(spec, &repo, token.as_deref())
-                .map_err(|error| fetch_error(name, spec, token.as_deref(), &error))?
-        }
-        Err(error) => return Err(fetch_error(name, spec, token.as_deref(), &error)),
-    };
+    let (repo, commit) = fetch_recovering(name, spec, dir, token.as_deref())?;
     let revision = commit.to_string();
     if previous.as_deref() == Some(revision.as_str()) {
         return Ok(Synced {
@@ -71,20 +62,7 @@ pub fn sync(name: &str, spec: &GitSpec, dir: &SourceDir) -> Result<Synced, Sourc
             files_written: 0,
         });
     }
-    let files_written = if dir.tree(&revision).is_some() {
-        dir.switch(&revision)
-            .map_err(|e| io_error(name, dir.base(), e))?;
-        0
-    } else {
-        let staging = dir.stage().map_err(|e| io_error(name, dir.base(), e))?;
-        let base = previous
-            .as_deref()
-            .and_then(|rev| previous_tree(&repo, dir, rev));
-        let written = write_tree(name, &repo, commit, base.as_ref(), staging.path())?;
-        dir.commit(staging, &revision)
-            .map_err(|e| io_error(name, dir.base(), e))?;
-        written
-    };
+    let files_written = make_current(name, dir, &repo, commit, previous.as_deref())?;
     repo.reference(CURRENT_REF, commit, true, "current tree")
         .map_err(|e| git_error(name, "recording the current commit", &e))?;
     Ok(Synced {
@@ -92,6 +70,66 @@ pub fn sync(name: &str, spec: &GitSpec, dir: &SourceDir) -> Result<Synced, Sourc
         changed: true,
         files_written,
     })
+}
+
+/// Fetches into the source's repository; when the repository itself turns out damaged, once
+/// more into a new one.
+fn fetch_recovering(
+    name: &str,
+    spec: &GitSpec,
+    dir: &SourceDir,
+    token: Option<&str>,
+) -> Result<(Repository, Oid), SourceError> {
+    let repo = open_or_create(name, dir)?;
+    match fetch(spec, &repo, token) {
+        Ok(commit) => Ok((repo, commit)),
+        Err(error) if is_local_damage(&error) => {
+            tracing::warn!(source = name, error = %error.message(), "recreating the damaged repository");
+            drop(repo);
+            let repo = recreate(name, dir)?;
+            let commit =
+                fetch(spec, &repo, token).map_err(|e| fetch_error(name, spec, token, &e))?;
+            Ok((repo, commit))
+        }
+        Err(error) => Err(fetch_error(name, spec, token, &error)),
+    }
+}
+
+/// Makes `commit`'s tree current: the kept tree when it was synced before, else a new one
+/// written beside the others. Returns the number of files written.
+fn make_current(
+    name: &str,
+    dir: &SourceDir,
+    repo: &Repository,
+    commit: Oid,
+    previous: Option<&str>,
+) -> Result<usize, SourceError> {
+    let revision = commit.to_string();
+    if dir.tree(&revision).is_some() {
+        dir.switch(&revision)
+            .map_err(|e| io_error(name, dir.base(), e))?;
+        return Ok(0);
+    }
+    let staging = dir.stage().map_err(|e| io_error(name, dir.base(), e))?;
+    let base = previous.and_then(|rev| previous_tree(repo, dir, rev));
+    let written = write_tree(name, repo, commit, base.as_ref(), staging.path())?;
+    dir.commit(staging, &revision)
+        .map_err(|e| io_error(name, dir.base(), e))?;
+    Ok(written)
+}
+
+/// A server that stops answering fails the sync instead of holding it (and every later sync
+/// of the source) forever: libgit2's options are process-wide, set once.
+fn set_network_timeouts() {
+    static SET: std::sync::Once = std::sync::Once::new();
+    SET.call_once(|| {
+        // SAFETY: called once, before this process's first fetch (libgit2 reads them per
+        // connection).
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(30_000);
+            let _ = git2::opts::set_server_timeout_in_milliseconds(300_000);
+        }
+    });
 }
 
 /// Writes the tree of `revision` from `dir`'s repository, when the repository still has it
@@ -132,10 +170,31 @@ fn open_or_create(name: &str, dir: &SourceDir) -> Result<Repository, SourceError
             .map_err(|e| git_error(name, "creating the repository", &e));
     }
     remove_stale_locks(&path);
+    if pack_count(&path) > MAX_PACKS {
+        tracing::info!(
+            source = name,
+            "starting the repository afresh: {MAX_PACKS} fetches' packs"
+        );
+        return recreate(name, dir);
+    }
     match Repository::open_bare(&path) {
         Ok(repo) if current_commit_readable(&repo) => Ok(repo),
         _ => recreate(name, dir),
     }
+}
+
+/// Each fetch that brings something adds a pack and libgit2 cannot repack: past this many
+/// the repository is started afresh (one full shallow fetch, every file written once more;
+/// trees on disk, pinned ones included, are not touched).
+const MAX_PACKS: usize = 100;
+
+fn pack_count(repo: &Path) -> usize {
+    fs::read_dir(repo.join("objects/pack")).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|ext| ext == "pack"))
+            .count()
+    })
 }
 
 fn recreate(name: &str, dir: &SourceDir) -> Result<Repository, SourceError> {
@@ -197,10 +256,10 @@ enum Target {
 
 impl Target {
     fn of(reference: &str) -> Target {
-        if is_full_sha(reference) {
-            if let Ok(oid) = Oid::from_str(reference) {
-                return Target::Commit(oid);
-            }
+        if is_full_sha(reference)
+            && let Ok(oid) = Oid::from_str(reference)
+        {
+            return Target::Commit(oid);
         }
         if reference.starts_with("refs/") {
             Target::Refs(vec![reference.to_string()])
@@ -216,10 +275,10 @@ impl Target {
 /// Fetches the target and returns its commit.
 fn fetch(spec: &GitSpec, repo: &Repository, token: Option<&str>) -> Result<Oid, git2::Error> {
     let target = Target::of(&spec.reference);
-    if let Target::Commit(oid) = &target {
-        if repo.find_commit(*oid).is_ok() {
-            return Ok(*oid);
-        }
+    if let Target::Commit(oid) = &target
+        && repo.find_commit(*oid).is_ok()
+    {
+        return Ok(*oid);
     }
     forget_fetched(repo)?;
     let refspecs: Vec<String> = match &target {
@@ -231,8 +290,9 @@ fn fetch(spec: &GitSpec, repo: &Repository, token: Option<&str>) -> Result<Oid, 
             .collect(),
     };
     let mut remote = repo.remote_anonymous(&spec.url)?;
+    let refusal = RefCell::new(None);
     let mut options = FetchOptions::new();
-    options.remote_callbacks(callbacks(spec, token));
+    options.remote_callbacks(callbacks(spec, token, &refusal));
     options.download_tags(AutotagOption::None);
     options.update_fetchhead(false);
     let mut proxy = ProxyOptions::new();
@@ -242,7 +302,13 @@ fn fetch(spec: &GitSpec, repo: &Repository, token: Option<&str>) -> Result<Oid, 
     if spec.depth > 0 && !spec.url.starts_with("file://") {
         options.depth(i32::try_from(spec.depth).unwrap_or(i32::MAX));
     }
-    remote.fetch(&refspecs, Some(&mut options), None)?;
+    if let Err(error) = remote.fetch(&refspecs, Some(&mut options), None) {
+        // libgit2 replaces a host key check's message with its own: give ours back.
+        return Err(match refusal.take() {
+            Some(message) => git2::Error::new(error.code(), ErrorClass::Ssh, message),
+            None => error,
+        });
+    }
     resolve_fetched(repo, &target, &spec.reference)
 }
 
@@ -279,7 +345,11 @@ fn resolve_fetched(
 
 /// Credentials and host key checks. libgit2 asks again for as long as the server refuses,
 /// so each kind of credential is offered once and then the fetch gives up.
-fn callbacks<'a>(spec: &'a GitSpec, token: Option<&'a str>) -> RemoteCallbacks<'a> {
+fn callbacks<'a>(
+    spec: &'a GitSpec,
+    token: Option<&'a str>,
+    refusal: &'a RefCell<Option<String>>,
+) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     let offered = Cell::new(CredentialType::empty());
     callbacks.credentials(move |_url, username_from_url, allowed| {
@@ -333,6 +403,7 @@ fn callbacks<'a>(spec: &'a GitSpec, token: Option<&'a str>) -> RemoteCallbacks<'
             hostkey,
             known_hosts_file.as_deref(),
         )
+        .inspect_err(|error| *refusal.borrow_mut() = Some(error.message().to_string()))
     });
     callbacks
 }
@@ -450,10 +521,10 @@ fn previous_tree(repo: &Repository, dir: &SourceDir, revision: &str) -> Option<B
         .ok()?;
     let mut blobs = HashMap::new();
     tree.walk(TreeWalkMode::PreOrder, |root, entry| {
-        if entry.kind() == Some(git2::ObjectType::Blob) {
-            if let Ok(file) = entry.name() {
-                blobs.insert(format!("{root}{file}"), (entry.id(), entry.filemode()));
-            }
+        if entry.kind() == Some(git2::ObjectType::Blob)
+            && let Ok(file) = entry.name()
+        {
+            blobs.insert(format!("{root}{file}"), (entry.id(), entry.filemode()));
         }
         TreeWalkResult::Ok
     })

@@ -19,6 +19,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 const TREES: &str = "trees";
 const CURRENT: &str = "current";
@@ -43,8 +44,19 @@ impl Staging {
     }
 }
 
+/// The staging folders this process is writing: `stage` removes only the others (left by a
+/// killed process), never one a concurrent restore of the same source is filling.
+fn live_stagings() -> &'static Mutex<HashSet<PathBuf>> {
+    static LIVE: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    LIVE.get_or_init(Mutex::default)
+}
+
 impl Drop for Staging {
     fn drop(&mut self) {
+        live_stagings()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.path);
         if !self.committed {
             let _ = fs::remove_dir_all(&self.path);
         }
@@ -86,16 +98,19 @@ impl SourceDir {
         Some((revision, tree))
     }
 
-    /// A new, empty staging folder; staging folders left by a killed sync are removed first.
+    /// A new, empty staging folder; staging folders left by a killed sync are removed first
+    /// (those this process is still writing are kept).
     pub fn stage(&self) -> io::Result<Staging> {
         let trees = self.trees();
         fs::create_dir_all(&trees)?;
+        let mut live = live_stagings().lock().unwrap_or_else(|e| e.into_inner());
         for entry in fs::read_dir(&trees)? {
             let entry = entry?;
             if entry
                 .file_name()
                 .to_string_lossy()
                 .starts_with(STAGING_PREFIX)
+                && !live.contains(&entry.path())
             {
                 fs::remove_dir_all(entry.path())?;
             }
@@ -105,6 +120,7 @@ impl SourceDir {
             .map_or(0, |d| d.as_nanos());
         let path = trees.join(format!("{STAGING_PREFIX}{}-{nanos}", std::process::id()));
         fs::create_dir(&path)?;
+        live.insert(path.clone());
         Ok(Staging {
             path,
             committed: false,
@@ -199,5 +215,29 @@ pub fn link_unchanged(previous: &Path, staging: &Path, rel: &str) -> io::Result<
     match fs::hard_link(&from, &to) {
         Ok(()) => Ok(()),
         Err(_) => fs::copy(&from, &to).map(|_| ()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_staging_keeps_the_first_but_not_one_left_by_a_killed_process() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = SourceDir::new(temp.path());
+        let left = temp.path().join(TREES).join(format!("{STAGING_PREFIX}1-1"));
+        fs::create_dir_all(&left).unwrap();
+        let first = dir.stage().unwrap();
+        assert!(!left.exists());
+        fs::write(first.path().join("a.yaml"), "a").unwrap();
+        let second = dir.stage().unwrap();
+        assert!(first.path().join("a.yaml").exists());
+        assert_ne!(first.path(), second.path());
+        let first_path = first.path().to_path_buf();
+        drop(first);
+        assert!(!first_path.exists());
+        dir.commit(second, "rev1").unwrap();
+        assert_eq!(dir.current().unwrap().0, "rev1");
     }
 }

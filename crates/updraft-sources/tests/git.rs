@@ -10,6 +10,7 @@ use std::process::Command;
 use updraft_sources::config::{GitAuth, GitSpec, TokenSource};
 use updraft_sources::git;
 use updraft_sources::{SourceDir, SourceError};
+use updraft_test_servers::{git_http, sshd};
 
 /// A working repository the tests commit to, served as the remote.
 struct Upstream {
@@ -310,4 +311,438 @@ fn a_missing_token_fails_naming_the_setting() {
         error.contains("token_file") && error.contains("no-such-token"),
         "{error}"
     );
+}
+
+fn token_spec(url: &str, token_file: &Path) -> GitSpec {
+    GitSpec {
+        url: url.to_string(),
+        reference: "main".into(),
+        depth: 1,
+        auth: GitAuth::Token {
+            username: "ci".into(),
+            token: TokenSource::File(token_file.to_path_buf()),
+        },
+    }
+}
+
+#[test]
+fn http_basic_auth_rereads_a_rotated_token_and_keeps_the_last_tree_when_refused() {
+    let server = git_http();
+    let upstream = Upstream::new(&server.root().join("rotated"));
+    upstream.write("dags/a.yaml", "v: 1\n");
+    let first = upstream.commit("one");
+    server.require_auth("rotated", "ci", "tok-first-8c1f2e");
+    let temp = tempfile::tempdir().unwrap();
+    let token_file = temp.path().join("token");
+    fs::write(&token_file, "tok-first-8c1f2e\n").unwrap();
+    let spec = token_spec(&server.url("rotated"), &token_file);
+    let dir = SourceDir::new(temp.path().join("sources/s"));
+    assert_eq!(git::sync("s", &spec, &dir).unwrap().revision, first);
+
+    // The server moves to a new token; the file still holds the old one.
+    server.require_auth("rotated", "ci", "tok-second-77ad90");
+    upstream.write("dags/a.yaml", "v: 2\n");
+    let second = upstream.commit("two");
+    let error = git::sync("s", &spec, &dir).unwrap_err().to_string();
+    assert!(error.contains("refused the credentials"), "{error}");
+    assert!(
+        !error.contains("tok-first") && !error.contains("tok-second"),
+        "{error}"
+    );
+    assert_eq!(current(&dir).0, first);
+    assert_eq!(read(&current(&dir).1, "dags/a.yaml"), "v: 1\n");
+
+    // The file is rotated: the next sync reads it again.
+    fs::write(&token_file, "tok-second-77ad90\n").unwrap();
+    assert_eq!(git::sync("s", &spec, &dir).unwrap().revision, second);
+    assert_eq!(read(&current(&dir).1, "dags/a.yaml"), "v: 2\n");
+
+    let error = git::sync("s", &self::spec(&server.url("rotated")), &dir)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("set token_file or token_env"), "{error}");
+}
+
+/// Set in the child process of the environment token test: `<url>\n<source folder>`; the
+/// child is started with the token in its environment (setting a variable in this
+/// multi-threaded process would race with libgit2 reading the environment).
+const ENV_TOKEN_CHILD: &str = "UPDRAFT_TEST_GIT_ENV_TOKEN_CHILD";
+
+#[test]
+fn http_token_from_the_environment() {
+    let token_spec = |url: &str| {
+        let mut spec = spec(url);
+        spec.auth = GitAuth::Token {
+            username: "ci".into(),
+            token: TokenSource::Env("UPDRAFT_TEST_GIT_TOKEN".into()),
+        };
+        spec
+    };
+    if let Ok(job) = std::env::var(ENV_TOKEN_CHILD) {
+        let (url, dir) = job.split_once('\n').unwrap();
+        git::sync("s", &token_spec(url), &SourceDir::new(dir)).unwrap();
+        return;
+    }
+    let server = git_http();
+    let upstream = Upstream::new(&server.root().join("env-token"));
+    upstream.write("dags/a.yaml", "v: 1\n");
+    let first = upstream.commit("one");
+    server.require_auth("env-token", "ci", "tok-env-3b9e41");
+    let temp = tempfile::tempdir().unwrap();
+    let dir = SourceDir::new(temp.path().join("sources/s"));
+    let error = git::sync("s", &token_spec(&server.url("env-token")), &dir).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("token_env UPDRAFT_TEST_GIT_TOKEN is not set"),
+        "{error}"
+    );
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "http_token_from_the_environment"])
+        .env(
+            ENV_TOKEN_CHILD,
+            format!("{}\n{}", server.url("env-token"), dir.base().display()),
+        )
+        .env("UPDRAFT_TEST_GIT_TOKEN", "tok-env-3b9e41")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the sync with the token from the environment failed"
+    );
+    assert_eq!(current(&dir).0, first);
+}
+
+fn git_dir(repo: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn http_fetches_are_shallow_and_follow_force_pushes() {
+    let server = git_http();
+    let upstream = Upstream::new(&server.root().join("shallow"));
+    for i in 0..5 {
+        upstream.write("dags/a.yaml", &format!("v: {i}\n"));
+        upstream.commit(&format!("commit {i}"));
+    }
+    let temp = tempfile::tempdir().unwrap();
+    let dir = SourceDir::new(temp.path().join("sources/shallow"));
+    git::sync("s", &spec(&server.url("shallow")), &dir).unwrap();
+    let repo = dir.repo_path();
+    assert_eq!(
+        git_dir(&repo, &["rev-parse", "--is-shallow-repository"]),
+        "true"
+    );
+    assert_eq!(
+        git_dir(&repo, &["rev-list", "--count", "refs/updraft/current"]),
+        "1"
+    );
+
+    upstream.git(&["reset", "-q", "--hard", "HEAD~2"]);
+    upstream.write("dags/a.yaml", "v: forced\n");
+    let forced = upstream.commit("force-pushed");
+    assert_eq!(
+        git::sync("s", &spec(&server.url("shallow")), &dir)
+            .unwrap()
+            .revision,
+        forced
+    );
+    assert_eq!(read(&current(&dir).1, "dags/a.yaml"), "v: forced\n");
+    assert_eq!(
+        git_dir(&repo, &["rev-list", "--count", "refs/updraft/current"]),
+        "1"
+    );
+
+    let by_sha = SourceDir::new(temp.path().join("sources/by-sha"));
+    let mut pinned = spec(&server.url("shallow"));
+    pinned.reference = forced.clone();
+    assert_eq!(git::sync("s", &pinned, &by_sha).unwrap().revision, forced);
+    assert_eq!(
+        git_dir(
+            &by_sha.repo_path(),
+            &["rev-parse", "--is-shallow-repository"]
+        ),
+        "true"
+    );
+
+    let full = SourceDir::new(temp.path().join("sources/full"));
+    let mut whole = spec(&server.url("shallow"));
+    whole.depth = 0;
+    git::sync("s", &whole, &full).unwrap();
+    assert_eq!(
+        git_dir(&full.repo_path(), &["rev-parse", "--is-shallow-repository"]),
+        "false"
+    );
+    assert_eq!(
+        git_dir(
+            &full.repo_path(),
+            &["rev-list", "--count", "refs/updraft/current"]
+        ),
+        "4"
+    );
+}
+
+#[test]
+fn http_repository_gone_or_branch_deleted_keeps_the_last_tree() {
+    let server = git_http();
+    let upstream = Upstream::new(&server.root().join("vanishing"));
+    upstream.write("dags/a.yaml", "v: 1\n");
+    let first = upstream.commit("one");
+    let temp = tempfile::tempdir().unwrap();
+    let dir = SourceDir::new(temp.path().join("sources/s"));
+    git::sync("s", &spec(&server.url("vanishing")), &dir).unwrap();
+
+    upstream.git(&["checkout", "-q", "-b", "other"]);
+    upstream.git(&["branch", "-q", "-D", "main"]);
+    let error = git::sync("s", &spec(&server.url("vanishing")), &dir)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("no branch or tag \"main\""), "{error}");
+    assert_eq!(current(&dir).0, first);
+
+    fs::rename(&upstream.work, temp.path().join("taken-away")).unwrap();
+    let error = git::sync("s", &spec(&server.url("vanishing")), &dir).unwrap_err();
+    assert!(matches!(error, SourceError::Sync { .. }), "{error}");
+    assert_eq!(current(&dir).0, first);
+    assert_eq!(read(&current(&dir).1, "dags/a.yaml"), "v: 1\n");
+}
+
+fn ssh_spec(url: &str, known_hosts: Option<PathBuf>, check_host_key: bool) -> GitSpec {
+    GitSpec {
+        url: url.to_string(),
+        reference: "main".into(),
+        depth: 1,
+        auth: GitAuth::Ssh {
+            key_file: sshd().client_key(),
+            known_hosts_file: known_hosts,
+            check_host_key,
+        },
+    }
+}
+
+fn ssh_upstream(temp: &Path) -> (Upstream, String) {
+    let upstream = Upstream::new(&temp.join("upstream"));
+    upstream.write("dags/a.yaml", "over: ssh\n");
+    let revision = upstream.commit("one");
+    (upstream, revision)
+}
+
+#[test]
+fn ssh_with_a_key_and_known_hosts_plain_or_hashed() {
+    let server = sshd();
+    let temp = tempfile::tempdir().unwrap();
+    let (upstream, revision) = ssh_upstream(temp.path());
+    let url = server.url(&upstream.work);
+    for (n, known_hosts) in [server.known_hosts(), server.hashed_known_hosts()]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = SourceDir::new(temp.path().join(format!("sources/s{n}")));
+        let synced = git::sync("s", &ssh_spec(&url, Some(known_hosts), true), &dir).unwrap();
+        assert_eq!(synced.revision, revision);
+        assert_eq!(read(&current(&dir).1, "dags/a.yaml"), "over: ssh\n");
+    }
+}
+
+#[test]
+fn ssh_refuses_a_wrong_or_unknown_host_key_unless_checking_is_off() {
+    let server = sshd();
+    let temp = tempfile::tempdir().unwrap();
+    let (upstream, revision) = ssh_upstream(temp.path());
+    let url = server.url(&upstream.work);
+    let dir = SourceDir::new(temp.path().join("sources/s"));
+    let error = git::sync(
+        "s",
+        &ssh_spec(&url, Some(server.wrong_known_hosts()), true),
+        &dir,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("does not match known_hosts_file"), "{error}");
+    assert!(dir.current().is_none());
+
+    let empty = temp.path().join("empty_known_hosts");
+    fs::write(&empty, "").unwrap();
+    let error = git::sync("s", &ssh_spec(&url, Some(empty), true), &dir)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("is not in known_hosts_file"), "{error}");
+    assert!(dir.current().is_none());
+
+    let synced = git::sync(
+        "s",
+        &ssh_spec(&url, Some(server.wrong_known_hosts()), false),
+        &dir,
+    )
+    .unwrap();
+    assert_eq!(synced.revision, revision);
+}
+
+#[test]
+fn ssh_with_a_key_the_server_does_not_know_gives_up() {
+    let server = sshd();
+    let temp = tempfile::tempdir().unwrap();
+    let (upstream, _) = ssh_upstream(temp.path());
+    let stranger = temp.path().join("stranger");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut spec = ssh_spec(
+        &server.url(&upstream.work),
+        Some(server.known_hosts()),
+        true,
+    );
+    spec.auth = GitAuth::Ssh {
+        key_file: stranger,
+        known_hosts_file: Some(server.known_hosts()),
+        check_host_key: true,
+    };
+    let dir = SourceDir::new(temp.path().join("sources/s"));
+    let error = git::sync("s", &spec, &dir).unwrap_err().to_string();
+    assert!(error.contains("refused the credentials"), "{error}");
+    assert!(dir.current().is_none());
+}
+
+/// Set in the child process of the killed-sync test: `<url>\n<source folder>`.
+const CHILD_SYNC: &str = "UPDRAFT_TEST_GIT_CHILD_SYNC";
+
+#[test]
+fn a_sync_killed_while_fetching_leaves_the_last_tree_and_the_next_sync_works() {
+    if let Ok(job) = std::env::var(CHILD_SYNC) {
+        let (url, dir) = job.split_once('\n').unwrap();
+        let _ = git::sync("s", &spec(url), &SourceDir::new(dir));
+        return;
+    }
+    let server = git_http();
+    let upstream = Upstream::new(&server.root().join("killed"));
+    upstream.write("dags/a.yaml", "v: small\n");
+    let first = upstream.commit("small");
+    let temp = tempfile::tempdir().unwrap();
+    let dir = SourceDir::new(temp.path().join("sources/s"));
+    git::sync("s", &spec(&server.url("killed")), &dir).unwrap();
+
+    // About 12 MB that does not compress, served 16 KiB every 5 ms: seconds of fetching.
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for i in 0..3000 {
+        let bytes: Vec<u8> = (0..4096)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let path = upstream.work.join(format!("data/{:02}/{i}.bin", i % 50));
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, bytes).unwrap();
+    }
+    upstream.write("dags/a.yaml", "v: big\n");
+    let big = upstream.commit("big");
+    server.throttle("killed", std::time::Duration::from_millis(5));
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_sync_killed_while_fetching_leaves_the_last_tree_and_the_next_sync_works",
+        ])
+        .env(
+            CHILD_SYNC,
+            format!("{}\n{}", server.url("killed"), dir.base().display()),
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let packs = dir.repo_path().join("objects/pack");
+    let receiving = || {
+        fs::read_dir(&packs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                !name.ends_with(".idx")
+                    && !name.ends_with(".pack")
+                    && entry.metadata().is_ok_and(|m| m.len() > 0)
+            })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !receiving() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child sync ended before it was killed"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child sync never started receiving"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert_eq!(current(&dir).0, first);
+    assert_eq!(read(&current(&dir).1, "dags/a.yaml"), "v: small\n");
+    assert!(dir.tree(&big).is_none());
+
+    server.throttle("killed", std::time::Duration::ZERO);
+    let synced = git::sync("s", &spec(&server.url("killed")), &dir).unwrap();
+    assert_eq!(synced.revision, big);
+    let (_, tree) = current(&dir);
+    assert_eq!(read(&tree, "dags/a.yaml"), "v: big\n");
+    assert_eq!(
+        fs::metadata(tree.join("data/07/2957.bin")).unwrap().len(),
+        4096
+    );
+}
+
+#[test]
+fn the_repository_does_not_grow_without_bound() {
+    let temp = tempfile::tempdir().unwrap();
+    let upstream = Upstream::new(&temp.path().join("upstream"));
+    let dir = SourceDir::new(temp.path().join("sources/s"));
+    let packs = |dir: &SourceDir| {
+        fs::read_dir(dir.repo_path().join("objects/pack"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|ext| ext == "pack"))
+            .count()
+    };
+    let loose = |dir: &SourceDir| {
+        fs::read_dir(dir.repo_path().join("objects"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().len() == 2)
+            .count()
+    };
+    let mut most = 0;
+    for i in 0..110 {
+        upstream.write("dags/a.yaml", &format!("v: {i}\n"));
+        let revision = upstream.commit(&format!("commit {i}"));
+        assert_eq!(
+            git::sync("s", &spec(&upstream.url()), &dir)
+                .unwrap()
+                .revision,
+            revision
+        );
+        most = most.max(packs(&dir));
+        assert_eq!(loose(&dir), 0, "fetches write packs, not loose objects");
+    }
+    assert!(most > 50, "each changed fetch adds a pack ({most})");
+    assert!(packs(&dir) <= 101, "{}", packs(&dir));
+    assert_eq!(read(&current(&dir).1, "dags/a.yaml"), "v: 109\n");
 }

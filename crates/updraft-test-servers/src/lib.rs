@@ -6,9 +6,13 @@
 pub mod azurite;
 pub mod emulator;
 pub mod gcs;
+pub mod git_http;
 pub mod moto;
+pub mod sshd;
 
 pub use azurite::azurite;
 pub use emulator::{ObjectServer, StoreKind};
 pub use gcs::gcs;
+pub use git_http::{GitHttp, git_http};
 pub use moto::moto;
+pub use sshd::{Sshd, sshd};

@@ -190,6 +190,7 @@ async fn scheduler_config_without_secrets(
     let c = &settings.config;
     Ok(SchedulerConfig {
         secrets: None,
+        sources: None,
         dags_folder,
         logs_folder: logs,
         parallelism: c.core.parallelism,

@@ -373,6 +373,10 @@ impl Scheduler {
                 self.full_pass(Reread::Due).await
             }
             Stimulus::Poked => {
+                // A sync of a source may be what was asked for.
+                if let Some(sources) = &self.config.sources {
+                    sources.poke().notify_one();
+                }
                 // Work recorded elsewhere may have changed any run.
                 self.housekeeping().await?;
                 self.full_pass(Reread::All).await

@@ -81,6 +81,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Both ring and aws-lc-rs are linked: rustls needs to be told which one to use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let settings = match config::Settings::load() {
         Ok(settings) => settings,
         Err(e) => {

@@ -333,6 +333,5 @@ impl Scheduler {
 
 /// The revision of its DAG's source a run reads its files from.
 pub(super) fn pinned_revision(run: &updraft_store::RunRow) -> Option<String> {
-    let _ = run;
-    None
+    run.bundle_version.clone()
 }

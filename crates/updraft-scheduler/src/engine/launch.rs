@@ -141,8 +141,7 @@ impl Scheduler {
 
     /// The DAG source `run`'s DAG was read from.
     fn bundle_of(&self, run: &RunRow) -> Option<String> {
-        let _ = run;
-        None
+        self.definitions.rows.get(&run.dag_id)?.bundle_name.clone()
     }
 
     /// Remembers a try handed to an executor until its end is reported.

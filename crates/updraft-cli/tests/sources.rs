@@ -113,7 +113,10 @@ fn sources_at_the_root_and_at_a_tenant_sync_through_the_scheduler_and_survive_a_
             "dags/team_b/report.yaml",
             "dag_id: report\ntasks:\n  - task_id: t\n    bash: echo report\n",
         )
-        .write("templates/team_a/app/pod.yaml", "apiVersion: v1\nkind: Pod\n");
+        .write(
+            "templates/team_a/app/pod.yaml",
+            "apiVersion: v1\nkind: Pod\n",
+        );
     let first = platform.commit("first");
     let team = Repo::new(home.path().join("repos/team-c"));
     team.write(
@@ -151,7 +154,9 @@ fn sources_at_the_root_and_at_a_tenant_sync_through_the_scheduler_and_survive_a_
         "dag_id: more\ntasks:\n  - task_id: t\n    bash: echo more\n",
     );
     let second = platform.commit("more");
-    let synced = home.ok(&["sources", "sync", "platform", "-o", "json"]).json();
+    let synced = home
+        .ok(&["sources", "sync", "platform", "-o", "json"])
+        .json();
     assert_eq!(synced[0]["revision"], second, "{synced}");
     home.wait_dag_listed("more");
 
@@ -172,7 +177,10 @@ fn sources_at_the_root_and_at_a_tenant_sync_through_the_scheduler_and_survive_a_
 
     // Back again: the next sync succeeds and clears the failures.
     std::fs::rename(&moved, &platform.path).unwrap();
-    let row = home.ok(&["sources", "sync", "platform", "-o", "json"]).json()[0].clone();
+    let row = home
+        .ok(&["sources", "sync", "platform", "-o", "json"])
+        .json()[0]
+        .clone();
     assert_eq!(row["failures"], 0, "{row}");
     assert!(row["error"].is_null(), "{row}");
 }
@@ -237,7 +245,9 @@ fn a_run_pinned_to_revision_a_keeps_its_template_and_script_after_b_is_synced() 
     repo.write("dags/team_a/step.sh", "echo script B\n")
         .write("templates/team_a/app/pod.yaml", &pod_template("B"));
     let rev_b = repo.commit("B");
-    let synced = home.ok(&["sources", "sync", "platform", "-o", "json"]).json();
+    let synced = home
+        .ok(&["sources", "sync", "platform", "-o", "json"])
+        .json();
     assert_eq!(synced[0]["revision"], rev_b, "{synced}");
     std::fs::write(&flag, "").unwrap();
     assert_eq!(home.wait_run_finished("pinned", &run_a), "success");

@@ -890,7 +890,10 @@ mod tests {
     #[test]
     fn a_tenant_mount_does_not_take_folder_names_for_tenants() {
         let dir = tempfile::TempDir::new().unwrap();
-        write(&dir.path().join("Not A Tenant!/a.yaml"), "dag_id: a\ntasks: []\n");
+        write(
+            &dir.path().join("Not A Tenant!/a.yaml"),
+            "dag_id: a\ntasks: []\n",
+        );
         let mut bag = DagBag::with_mounts(
             vec![mount(dir.path(), Some("team_a"), "src")],
             DagBagOptions::default(),
@@ -920,7 +923,11 @@ mod tests {
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].filename, "team_a/x.yaml");
         assert_eq!(errors[0].tenant, "team_a");
-        assert!(errors[0].message.contains("first also holds this file"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.contains("first also holds this file"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]
@@ -932,13 +939,19 @@ mod tests {
         write(&rev1.join("a.yaml"), "dag_id: a\ntasks: []\n");
         write(&rev1.join("b.yaml"), "dag_id: b\ntasks: []\n");
         for name in ["a.yaml", "b.yaml"] {
-            let file = std::fs::File::options().write(true).open(rev1.join(name)).unwrap();
+            let file = std::fs::File::options()
+                .write(true)
+                .open(rev1.join(name))
+                .unwrap();
             file.set_modified(old).unwrap();
         }
         // rev2: a.yaml a hard link (unchanged), b.yaml rewritten.
         std::fs::create_dir_all(&rev2).unwrap();
         std::fs::hard_link(rev1.join("a.yaml"), rev2.join("a.yaml")).unwrap();
-        write(&rev2.join("b.yaml"), "dag_id: b\ndescription: new\ntasks: []\n");
+        write(
+            &rev2.join("b.yaml"),
+            "dag_id: b\ndescription: new\ntasks: []\n",
+        );
         let mut bag = DagBag::with_mounts(
             vec![mount(&rev1, Some("t"), "src")],
             DagBagOptions::default(),

@@ -16,9 +16,9 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 use updraft_store::{SourceRow, SourceStore};
 
+use crate::SourceError;
 use crate::config::{SourceKind, SourceSpec};
 use crate::tree::{SourceDir, is_revision_name};
-use crate::SourceError;
 
 /// How often [`Sources::run`] looks for sync requests recorded by other processes.
 const REQUEST_POLL: Duration = Duration::from_secs(1);
@@ -74,7 +74,9 @@ pub struct Sources {
 impl std::fmt::Debug for Sources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.sources.iter().map(|s| s.spec.name.as_str()).collect();
-        f.debug_struct("Sources").field("names", &names).finish_non_exhaustive()
+        f.debug_struct("Sources")
+            .field("names", &names)
+            .finish_non_exhaustive()
     }
 }
 
@@ -370,7 +372,9 @@ impl Sources {
         for name in names {
             match self.find(&name) {
                 Ok(source) => source.wake.notify_one(),
-                Err(_) => warn!(source = %name, "a sync was requested for a source not configured here"),
+                Err(_) => {
+                    warn!(source = %name, "a sync was requested for a source not configured here")
+                }
             }
         }
     }
@@ -429,7 +433,9 @@ fn join_subdir(tree: PathBuf, subdir: Option<&str>) -> PathBuf {
 }
 
 fn lock(state: &Mutex<SourceState>) -> std::sync::MutexGuard<'_, SourceState> {
-    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `url` as it may be shown: an HTTP(S) URL loses its user info (a token may be in it),
@@ -469,9 +475,15 @@ mod tests {
             without_credentials("ssh://git:pw@host:22/a.git"),
             "ssh://git@host:22/a.git"
         );
-        assert_eq!(without_credentials("ssh://git@host/a.git"), "ssh://git@host/a.git");
+        assert_eq!(
+            without_credentials("ssh://git@host/a.git"),
+            "ssh://git@host/a.git"
+        );
         assert_eq!(without_credentials("git@host:a/b.git"), "git@host:a/b.git");
-        assert_eq!(without_credentials("s3://bucket/prefix"), "s3://bucket/prefix");
+        assert_eq!(
+            without_credentials("s3://bucket/prefix"),
+            "s3://bucket/prefix"
+        );
         assert_eq!(without_credentials("file:///tmp/repo"), "file:///tmp/repo");
     }
 }

@@ -207,7 +207,9 @@ async fn a_pinned_revision_is_kept_by_prune_and_restored_once_pruned() {
     assert_eq!(pod_at(&rev_b).await, "B\n", "the current tree is kept");
     assert_eq!(pod_at(&rev_a).await, "A\n", "restored from the repository");
     assert!(matches!(
-        sources.templates_at("src", "0123456789abcdef0123456789abcdef01234567").await,
+        sources
+            .templates_at("src", "0123456789abcdef0123456789abcdef01234567")
+            .await,
         Err(SourceError::MissingRevision { .. })
     ));
 }

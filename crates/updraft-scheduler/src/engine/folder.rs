@@ -23,9 +23,9 @@ use tokio::sync::Notify;
 use tokio::sync::oneshot::{self, error::TryRecvError};
 use tokio::time::Instant;
 use tracing::{info, warn};
+use updraft_core::RunState;
 use updraft_dag::{DagBag, DagBagOptions, DagMount, FolderWatcher, RefreshReport};
 use updraft_sources::Sources;
-use updraft_core::RunState;
 use updraft_store::NewestRunsFilter;
 
 use super::Scheduler;

@@ -76,25 +76,24 @@ impl Scheduler {
         let pods = self.pods_for(&task.kind).cloned();
         let local = self.executors.local.clone();
         let identity = try_identity(run, ti);
-        let hand_over = move |rendered: Result<RenderedTask, String>, pinned: Pinned| {
-            match rendered {
-                Ok(mut rendered) => {
-                    pinned.add_env(&mut rendered.env, pods.is_none());
-                    let spec = LaunchSpec {
-                        key,
-                        rendered,
-                        log_path: log,
-                        timeout,
-                    };
-                    match pods {
-                        Some(pods) => {
-                            pods.launch_with_templates(spec, identity, pinned.tenant_templates)
-                        }
-                        None => local.launch(spec),
+        let hand_over = move |rendered: Result<RenderedTask, String>, pinned: Pinned| match rendered
+        {
+            Ok(mut rendered) => {
+                pinned.add_env(&mut rendered.env, pods.is_none());
+                let spec = LaunchSpec {
+                    key,
+                    rendered,
+                    log_path: log,
+                    timeout,
+                };
+                match pods {
+                    Some(pods) => {
+                        pods.launch_with_templates(spec, identity, pinned.tenant_templates)
                     }
+                    None => local.launch(spec),
                 }
-                Err(e) => local.report_failure(key, log, format!("could not start: {e}")),
             }
+            Err(e) => local.report_failure(key, log, format!("could not start: {e}")),
         };
         let pin = self.pin_of(run);
         if pin.is_none() && !has_templates(&cached.dag, task) && task.connections.is_empty() {
@@ -114,7 +113,9 @@ impl Scheduler {
                 None => Ok(Pinned::default()),
             };
             match pinned {
-                Ok(pinned) => hand_over(prepare(secrets, &tenant, dag, task, context).await, pinned),
+                Ok(pinned) => {
+                    hand_over(prepare(secrets, &tenant, dag, task, context).await, pinned)
+                }
                 Err(e) => hand_over(Err(e), Pinned::default()),
             }
             drop(preparing);
@@ -226,7 +227,9 @@ impl Pin {
     async fn resolve(self, tenant: &str) -> Result<Pinned, String> {
         let (sources, bundle, revision) = (&self.sources, &self.bundle, &self.revision);
         let failed = |e: updraft_sources::SourceError| {
-            format!("the run is pinned to revision {revision} of DAG source {bundle}, which cannot be read: {e}")
+            format!(
+                "the run is pinned to revision {revision} of DAG source {bundle}, which cannot be read: {e}"
+            )
         };
         let tenant_templates = sources
             .tenant_templates_at(bundle, revision, tenant)
@@ -248,12 +251,11 @@ impl Pinned {
         let Some((bundle, revision)) = &self.bundle else {
             return;
         };
-        let mut set = |name: &str, value: String| {
-            match env.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+        let mut set =
+            |name: &str, value: String| match env.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
                 Ok(i) => env[i].1 = value,
                 Err(i) => env.insert(i, (name.to_owned(), value)),
-            }
-        };
+            };
         set("UPDRAFT_BUNDLE_NAME", bundle.clone());
         set("UPDRAFT_BUNDLE_VERSION", revision.clone());
         if local && let Some(folder) = &self.dags_folder {

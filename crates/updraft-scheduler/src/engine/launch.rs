@@ -371,3 +371,51 @@ fn write_log_line(path: &Path, line: &str) -> std::io::Result<()> {
         .open(path)?;
     writeln!(file, "{line}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_pinned_revision_s_variables_win_and_keep_the_environment_sorted() {
+        let pinned = Pinned {
+            tenant_templates: None,
+            dags_folder: Some(PathBuf::from("/trees/abc/dags")),
+            bundle: Some(("platform".to_owned(), "abc".to_owned())),
+        };
+        let mut local = env(&[("A", "1"), ("UPDRAFT_BUNDLE_VERSION", "forged"), ("Z", "2")]);
+        pinned.add_env(&mut local, true);
+        assert_eq!(
+            local,
+            env(&[
+                ("A", "1"),
+                ("AIRFLOW__CORE__DAGS_FOLDER", "/trees/abc/dags"),
+                ("UPDRAFT_BUNDLE_NAME", "platform"),
+                ("UPDRAFT_BUNDLE_VERSION", "abc"),
+                ("UPDRAFT_DAGS_FOLDER", "/trees/abc/dags"),
+                ("Z", "2"),
+            ])
+        );
+        let mut pod = env(&[("A", "1")]);
+        pinned.add_env(&mut pod, false);
+        assert_eq!(
+            pod,
+            env(&[
+                ("A", "1"),
+                ("UPDRAFT_BUNDLE_NAME", "platform"),
+                ("UPDRAFT_BUNDLE_VERSION", "abc"),
+            ]),
+            "a pod has no DAG folder of the scheduler's"
+        );
+        let mut plain = env(&[("A", "1")]);
+        Pinned::default().add_env(&mut plain, true);
+        assert_eq!(plain, env(&[("A", "1")]), "nothing for the DAGs folder");
+    }
+}

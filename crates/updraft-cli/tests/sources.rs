@@ -265,3 +265,33 @@ fn a_run_pinned_to_revision_a_keeps_its_template_and_script_after_b_is_synced() 
     let deploy = home.logs("pinned", &run_b, "deploy", None);
     assert!(deploy.contains("template B"), "{deploy}");
 }
+
+#[test]
+fn sources_sync_here_needs_no_scheduler_and_dags_commands_read_the_synced_tree() {
+    let home = Home::new();
+    let repo = Repo::new(home.path().join("repos/platform"));
+    repo.write(
+        "dags/team_a/etl.yaml",
+        "dag_id: etl\ntasks:\n  - task_id: t\n    bash: echo etl\n",
+    );
+    let rev = repo.commit("first");
+    // A DAG in the plain folder is not read once sources replace it.
+    home.write_dag("team_z/plain.yaml", "dag_id: plain\ntasks: []\n");
+    write_config(&home, &source_entry("platform", &repo, ""));
+    let unknown = home.fails(&["sources", "sync", "nope", "--here"]);
+    assert!(unknown.stderr.contains("nope"), "{unknown}");
+    let synced = home.json(&["sources", "sync", "--here"]);
+    assert_eq!(synced[0]["revision"], rev, "{synced}");
+    assert_eq!(source(&home, "platform").unwrap()["revision"], rev);
+    let dags = home.dags_list();
+    assert_eq!(dag(&dags, "etl")["tenant"], "team_a");
+    assert!(dags.iter().all(|d| d["dag_id"] != "plain"), "{dags:?}");
+
+    write_config(
+        &home,
+        "[[sources]]\nname = \"bad\"\ngit = \"file:///nowhere\"\nperiod = \"soon\"\n",
+    );
+    let refused = home.fails(&["dags", "list"]);
+    assert!(refused.stderr.contains("bad"), "{refused}");
+    assert!(refused.stderr.contains("period"), "{refused}");
+}

@@ -5,6 +5,10 @@
 //! syncs again), on a task of its own within [`Sources::run`], so a slow source never
 //! delays another. A failed sync leaves the current tree in place: the last good revision
 //! keeps being read, and the failures are counted until the next success.
+//!
+//! A sync, a restore or a prune also holds an exclusive `flock` on the source's folder
+//! (`<name>/.lock`), so two processes of one `UPDRAFT_HOME` (a scheduler and `updraft sources
+//! sync --here`) never write it at once.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -170,7 +174,10 @@ impl Sources {
     pub async fn sync(&self, name: &str) -> Result<SyncOutcome, SourceError> {
         let source = self.find(name)?;
         let _busy = source.busy.lock().await;
-        let result = fetch(&source.spec, &source.dir).await;
+        let result = match lock_folder(&source.dir).await {
+            Ok(_locked) => fetch(&source.spec, &source.dir).await,
+            Err(e) => Err(e.to_string()),
+        };
         let now = Utc::now();
         {
             let mut state = lock(&source.state);
@@ -296,6 +303,7 @@ impl Sources {
             return Err(missing());
         };
         let _busy = source.busy.lock().await;
+        let _locked = lock_folder(&source.dir).await?;
         if let Some(tree) = source.dir.tree(revision) {
             return Ok(tree);
         }
@@ -320,11 +328,15 @@ impl Sources {
         let Ok(_busy) = source.busy.try_lock() else {
             return Ok(());
         };
-        source.dir.prune(revisions).map_err(|e| SourceError::Io {
+        let io_error = |e| SourceError::Io {
             name: name.to_owned(),
             path: source.dir.base().to_path_buf(),
             source: e,
-        })
+        };
+        let Some(_locked) = try_lock_folder(&source.dir).map_err(io_error)? else {
+            return Ok(());
+        };
+        source.dir.prune(revisions).map_err(io_error)
     }
 
     /// Syncs each source every `period`, and at once when the store holds a request for it
@@ -423,6 +435,49 @@ async fn fetch(spec: &SourceSpec, dir: &SourceDir) -> Result<crate::git::Synced,
         SourceKind::Objects(objects) => crate::objects::sync(&name, objects, dir).await,
     };
     result.map_err(|e| e.to_string())
+}
+
+type FolderLock = nix::fcntl::Flock<std::fs::File>;
+
+fn open_lock_file(dir: &SourceDir) -> std::io::Result<std::fs::File> {
+    std::fs::create_dir_all(dir.base())?;
+    std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.base().join(".lock"))
+}
+
+/// Waits (on the blocking pool) for the exclusive lock on `dir`, held until dropped.
+async fn lock_folder(dir: &SourceDir) -> Result<FolderLock, SourceError> {
+    let base = dir.base().to_path_buf();
+    let folder = dir.clone();
+    let locked = tokio::task::spawn_blocking(move || {
+        let file = open_lock_file(&folder)?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| std::io::Error::from(errno))
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|locked| locked);
+    locked.map_err(|source| SourceError::Io {
+        name: base
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        path: base.join(".lock"),
+        source,
+    })
+}
+
+/// The exclusive lock on `dir` if no other process holds it.
+fn try_lock_folder(dir: &SourceDir) -> std::io::Result<Option<FolderLock>> {
+    let file = open_lock_file(dir)?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => Ok(Some(locked)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, errno)) => Err(errno.into()),
+    }
 }
 
 fn join_subdir(tree: PathBuf, subdir: Option<&str>) -> PathBuf {

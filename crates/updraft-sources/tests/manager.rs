@@ -199,6 +199,16 @@ async fn a_pinned_revision_is_kept_by_prune_and_restored_once_pruned() {
     let dags_a = sources.dags_at("src", &rev_a).await.unwrap();
     assert!(dags_a.join("x/a.yaml").is_file());
 
+    // Another process holding the source's folder: prune leaves it alone.
+    let lock_file = std::fs::File::options()
+        .write(true)
+        .open(tmp.path().join("sources/src/.lock"))
+        .unwrap();
+    let held = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    sources.prune("src", &HashSet::new()).unwrap();
+    assert!(dags_a.is_dir(), "nothing removed under another's lock");
+    drop(held);
+
     let keep: HashSet<String> = [rev_a.clone()].into();
     sources.prune("src", &keep).unwrap();
     assert!(dags_a.is_dir(), "a pinned revision's tree is kept");

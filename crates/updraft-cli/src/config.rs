@@ -25,6 +25,9 @@ pub struct Config {
     pub secrets: SecretsSection,
     /// Settings per tenant (the first folder level under the DAGs folder).
     pub tenants: std::collections::BTreeMap<String, TenantSection>,
+    /// DAG sources (`[[sources]]`): git repositories or object-store prefixes read instead of
+    /// the DAGs folder; none: the DAGs folder.
+    pub sources: Vec<updraft_sources::SourceConfig>,
 }
 
 /// How the local executor keeps tries apart from the scheduler and from each other.
@@ -640,6 +643,16 @@ impl Settings {
         self.home.join(&self.config.core.dags_folder)
     }
 
+    /// Where the DAG sources' trees are kept.
+    pub fn sources_folder(&self) -> PathBuf {
+        self.home.join("sources")
+    }
+
+    /// The `[[sources]]` entries, checked.
+    pub fn source_specs(&self) -> Result<Vec<updraft_sources::SourceSpec>> {
+        check_sources(&self.config.sources)
+    }
+
     pub fn logs_folder(&self) -> PathBuf {
         self.home.join(&self.config.logging.base_log_folder)
     }
@@ -759,7 +772,27 @@ fn with_airflow_fernet_key(mut vars: Vec<(String, String)>) -> Vec<(String, Stri
 pub fn load_config(home: &Path, vars: &[(String, String)]) -> Result<Config> {
     let config = load_unchecked_config(home, vars)?;
     config.secrets.check()?;
+    check_sources(&config.sources)?;
     Ok(config)
+}
+
+/// Checks every `[[sources]]` entry; an error names the entry and the field.
+fn check_sources(
+    sources: &[updraft_sources::SourceConfig],
+) -> Result<Vec<updraft_sources::SourceSpec>> {
+    let mut names = std::collections::HashSet::new();
+    let mut specs = Vec::with_capacity(sources.len());
+    for (i, source) in sources.iter().enumerate() {
+        if !names.insert(source.name.as_str()) {
+            bail!(
+                "[[sources]] {} (entry {}): name: another entry has this name; names must be unique",
+                source.name,
+                i + 1
+            );
+        }
+        specs.push(source.check()?);
+    }
+    Ok(specs)
 }
 
 fn load_unchecked_config(home: &Path, vars: &[(String, String)]) -> Result<Config> {

@@ -71,6 +71,9 @@ enum Command {
     /// Variables (Airflow's): set, get, list, delete, import, export, per tenant.
     #[command(subcommand)]
     Variables(commands::variables::VariablesCommand),
+    /// DAG sources (`[[sources]]`): list them, sync them now.
+    #[command(subcommand)]
+    Sources(commands::sources::SourcesCommand),
     /// Re-encrypt every connection password and extra and every variable value with the
     /// first key of core.fernet_key (put the new key first, run this, then drop the old one).
     RotateFernetKey,
@@ -78,6 +81,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Both ring and aws-lc-rs are linked: rustls needs to be told which one to use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let settings = match config::Settings::load() {
         Ok(settings) => settings,
         Err(e) => {
@@ -150,6 +155,7 @@ async fn run(
         Command::Roles(cmd) => commands::users::run_roles(cmd, format),
         Command::Connections(cmd) => commands::connections::run(cmd, &settings, format).await,
         Command::Variables(cmd) => commands::variables::run(cmd, &settings, format).await,
+        Command::Sources(cmd) => commands::sources::run(cmd, &settings, format).await,
         Command::RotateFernetKey => commands::vault::rotate(&settings).await,
     }
 }

@@ -7,6 +7,14 @@
 //! leaves it and turns what it will not read (links out of the folder, pipes, devices, names
 //! with bidirectional controls, what lies beyond the limits) into import errors.
 //!
+//! A bag may read several folders instead of one ([`DagMount`]: the current trees of DAG
+//! sources, see `updraft-sources`): each mounted at a tenant (its files are named
+//! `<tenant>/<path>` and all belong to it) or at the root (folder names give tenants, as
+//! above), and named by its source (the bundle name each [`LoadedDag`] carries). Two mounts
+//! giving the same name to a file: the first mount's file is read, the other is an import
+//! error. A mount's folder may change between refreshes ([`DagBag::set_mounts`]); files that
+//! keep their inode and mtime (hard links between revision trees) are not read again.
+//!
 //! [`DagBag::refresh`] rescans the folder and re-parses only the files whose size, mtime,
 //! inode or content changed, in parallel, and reports which DAGs were added, updated or
 //! removed. [`DagBag::refresh_unless_stopped`] does the same but gives up, changing nothing,
@@ -79,6 +87,34 @@ pub struct LoadedDag {
     pub version: String,
     /// The text of the file it was parsed from.
     pub source: String,
+    /// The name of the mount (DAG source) it was read from; `None` for an unnamed folder.
+    pub bundle: Option<String>,
+}
+
+/// One folder a [`DagBag`] reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DagMount {
+    /// The folder, read as it is at each refresh.
+    pub root: PathBuf,
+    /// `Some`: every file belongs to this tenant and is named `<tenant>/<path>`; `None`: folder
+    /// names give tenants.
+    pub tenant: Option<String>,
+    /// The bundle name given to its DAGs; `None` for the plain DAGs folder.
+    pub name: Option<String>,
+    /// The revision of the folder's content (a source's commit or generation), if any.
+    pub version: Option<String>,
+}
+
+impl DagMount {
+    /// The plain DAGs folder: at the root, unnamed.
+    pub fn folder(root: impl Into<PathBuf>) -> Self {
+        DagMount {
+            root: root.into(),
+            tenant: None,
+            name: None,
+            version: None,
+        }
+    }
 }
 
 /// What a [`DagBag::refresh`] changed. DAG ids are sorted.
@@ -113,7 +149,9 @@ impl RefreshReport {
 /// The DAGs of a folder, kept up to date by [`DagBag::refresh`].
 #[derive(Debug)]
 pub struct DagBag {
+    /// The first mount's folder (the DAGs folder when there is one mount).
     root: PathBuf,
+    mounts: Vec<DagMount>,
     options: DagBagOptions,
     files: BTreeMap<String, FileEntry>,
     dags: BTreeMap<String, Arc<LoadedDag>>,
@@ -128,6 +166,8 @@ struct FileEntry {
     stamp: Option<Stamp>,
     /// Hash of the content last read; `None` when the file could not be read.
     digest: Option<[u8; 32]>,
+    /// The mount it was read through.
+    bundle: Option<String>,
     outcome: Outcome,
 }
 
@@ -161,8 +201,14 @@ impl DagBag {
     }
 
     pub fn with_options(root: impl Into<PathBuf>, options: DagBagOptions) -> Self {
+        Self::with_mounts(vec![DagMount::folder(root)], options)
+    }
+
+    /// A bag reading `mounts`, in order. Nothing is loaded until [`DagBag::refresh`].
+    pub fn with_mounts(mounts: Vec<DagMount>, options: DagBagOptions) -> Self {
         DagBag {
-            root: root.into(),
+            root: mounts.first().map(|m| m.root.clone()).unwrap_or_default(),
+            mounts,
             options,
             files: BTreeMap::new(),
             dags: BTreeMap::new(),
@@ -180,6 +226,25 @@ impl DagBag {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The folders read, in order.
+    pub fn mounts(&self) -> &[DagMount] {
+        &self.mounts
+    }
+
+    /// Replaces the folders read from the next refresh on (a source switched revision).
+    pub fn set_mounts(&mut self, mounts: Vec<DagMount>) {
+        self.root = mounts.first().map(|m| m.root.clone()).unwrap_or_default();
+        self.mounts = mounts;
+    }
+
+    /// The revision the mount named `bundle` was read at, by the last [`DagBag::set_mounts`].
+    pub fn bundle_version(&self, bundle: &str) -> Option<&str> {
+        self.mounts
+            .iter()
+            .find(|m| m.name.as_deref() == Some(bundle))
+            .and_then(|m| m.version.as_deref())
     }
 
     /// The loaded DAGs, by dag_id.
@@ -216,7 +281,7 @@ impl DagBag {
         let walk::Scan {
             found,
             errors: scan_errors,
-        } = walk::scan(&self.root, &self.options, stop).ok()?;
+        } = self.scan_mounts(stop)?;
         let now = SystemTime::now();
         let mut report = RefreshReport {
             files_seen: found.len(),
@@ -245,6 +310,7 @@ impl DagBag {
                     let entry = FileEntry {
                         stamp: Some(f.stamp),
                         digest,
+                        bundle: f.bundle.clone(),
                         outcome,
                     };
                     kept.insert(f.rel.clone(), entry);
@@ -273,12 +339,55 @@ impl DagBag {
         Some(report)
     }
 
+    /// Walks every mount, naming files as the bag does (a tenant mount's under
+    /// `<tenant>/`); a name a previous mount already gave is an import error.
+    fn scan_mounts(&self, stop: &AtomicBool) -> Option<walk::Scan> {
+        let mut all = walk::Scan::default();
+        let mut seen: HashMap<String, Option<String>> = HashMap::new();
+        for mount in &self.mounts {
+            let tenant = mount.tenant.as_deref();
+            let scan = walk::scan_for(&mount.root, tenant, &self.options, stop).ok()?;
+            let named = |rel: String| match tenant {
+                Some(t) => format!("{t}/{rel}"),
+                None => rel,
+            };
+            for mut error in scan.errors {
+                error.filename = named(error.filename);
+                all.errors.push(error);
+            }
+            for mut f in scan.found {
+                f.rel = named(f.rel);
+                f.bundle = mount.name.clone();
+                match seen.get(&f.rel) {
+                    Some(first) => all.errors.push(file_error(
+                        &f,
+                        format!(
+                            "{} also holds this file, and it is read from there; a file must come from one DAG source only",
+                            first.as_deref().unwrap_or("the DAGs folder")
+                        ),
+                    )),
+                    None => {
+                        seen.insert(f.rel.clone(), mount.name.clone());
+                        all.found.push(f);
+                    }
+                }
+            }
+        }
+        if self.mounts.len() > 1 {
+            all.found.sort_by(|a, b| a.rel.cmp(&b.rel));
+        }
+        Some(all)
+    }
+
     /// Whether `f` must be read: new, size/mtime changed, modified very recently, or it could
     /// not be read last time (permissions may have changed without touching the mtime).
     fn needs_read(&self, f: &Found, now: SystemTime) -> bool {
         let Some(entry) = self.files.get(&f.rel) else {
             return true;
         };
+        if entry.bundle != f.bundle {
+            return true;
+        }
         let recent = f
             .stamp
             .mtime
@@ -309,7 +418,11 @@ impl DagBag {
                 let Some(job) = jobs.get(i) else {
                     return out;
                 };
-                let previous = self.files.get(&job.rel).and_then(|e| e.digest);
+                let previous = self
+                    .files
+                    .get(&job.rel)
+                    .filter(|e| e.bundle == job.bundle)
+                    .and_then(|e| e.digest);
                 out.push((
                     job.rel.as_str(),
                     read_file(job, previous, self.options.max_file_size),
@@ -464,7 +577,8 @@ fn diff_dags(
             Some(before) => {
                 let same = before.version == loaded.version
                     && before.source == loaded.source
-                    && before.dag.fileloc == loaded.dag.fileloc;
+                    && before.dag.fileloc == loaded.dag.fileloc
+                    && before.bundle == loaded.bundle;
                 if !same {
                     report.updated.push(id.clone());
                 }
@@ -529,6 +643,7 @@ fn read_file(f: &Found, previous: Option<[u8; 32]>, max_size: u64) -> Read {
                 version: parsed.dag.version(),
                 dag: parsed.dag,
                 source: text,
+                bundle: f.bundle.clone(),
             }),
             dag_id_pos: parsed.dag_id_pos,
         },
@@ -617,6 +732,7 @@ mod tests {
         let entry = FileEntry {
             stamp: Some(stamp),
             digest,
+            bundle: None,
             outcome: Outcome::Failed(Vec::new()),
         };
         bag.files.insert("a.yaml".to_owned(), entry);
@@ -625,6 +741,7 @@ mod tests {
             tenant: DEFAULT_TENANT.to_owned(),
             path: PathBuf::from("a.yaml"),
             stamp,
+            bundle: None,
         };
         (bag, found)
     }
@@ -724,5 +841,133 @@ mod tests {
             many.last().unwrap().message,
             "… and 81 more errors in this file"
         );
+    }
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn mount(root: &Path, tenant: Option<&str>, name: &str) -> DagMount {
+        DagMount {
+            root: root.to_owned(),
+            tenant: tenant.map(str::to_owned),
+            name: Some(name.to_owned()),
+            version: Some("rev1".to_owned()),
+        }
+    }
+
+    #[test]
+    fn mounts_at_a_tenant_and_at_the_root() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let team = dir.path().join("team");
+        let shared = dir.path().join("shared");
+        write(&team.join("etl/a.yaml"), "dag_id: a\ntasks: []\n");
+        write(&shared.join("team_b/b.yaml"), "dag_id: b\ntasks: []\n");
+        write(&shared.join("c.yaml"), "dag_id: c\ntasks: []\n");
+        let mut bag = DagBag::with_mounts(
+            vec![
+                mount(&team, Some("team_a"), "team-src"),
+                mount(&shared, None, "shared-src"),
+            ],
+            DagBagOptions::default(),
+        );
+        let report = bag.refresh();
+        assert_eq!(report.added, ["a", "b", "c"]);
+        let a = bag.dag("a").unwrap();
+        assert_eq!(a.dag.tenant, "team_a");
+        assert_eq!(a.dag.fileloc, "team_a/etl/a.yaml");
+        assert_eq!(a.bundle.as_deref(), Some("team-src"));
+        let b = bag.dag("b").unwrap();
+        assert_eq!(b.dag.tenant, "team_b");
+        assert_eq!(b.dag.fileloc, "team_b/b.yaml");
+        assert_eq!(b.bundle.as_deref(), Some("shared-src"));
+        assert_eq!(bag.dag("c").unwrap().dag.tenant, DEFAULT_TENANT);
+        assert_eq!(bag.bundle_version("team-src"), Some("rev1"));
+        assert!(bag.import_errors().is_empty(), "{:?}", bag.import_errors());
+    }
+
+    #[test]
+    fn a_tenant_mount_does_not_take_folder_names_for_tenants() {
+        let dir = tempfile::TempDir::new().unwrap();
+        write(
+            &dir.path().join("Not A Tenant!/a.yaml"),
+            "dag_id: a\ntasks: []\n",
+        );
+        let mut bag = DagBag::with_mounts(
+            vec![mount(dir.path(), Some("team_a"), "src")],
+            DagBagOptions::default(),
+        );
+        bag.refresh();
+        assert_eq!(bag.dag("a").unwrap().dag.tenant, "team_a");
+        assert!(bag.import_errors().is_empty(), "{:?}", bag.import_errors());
+    }
+
+    #[test]
+    fn the_same_file_from_two_mounts_is_an_import_error() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let first = dir.path().join("first");
+        let second = dir.path().join("second");
+        write(&first.join("x.yaml"), "dag_id: one\ntasks: []\n");
+        write(&second.join("team_a/x.yaml"), "dag_id: two\ntasks: []\n");
+        let mut bag = DagBag::with_mounts(
+            vec![
+                mount(&first, Some("team_a"), "first"),
+                mount(&second, None, "second"),
+            ],
+            DagBagOptions::default(),
+        );
+        let report = bag.refresh();
+        assert_eq!(report.added, ["one"]);
+        let errors = bag.import_errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].filename, "team_a/x.yaml");
+        assert_eq!(errors[0].tenant, "team_a");
+        assert!(
+            errors[0].message.contains("first also holds this file"),
+            "{}",
+            errors[0].message
+        );
+    }
+
+    #[test]
+    fn a_new_revision_tree_rereads_only_changed_files() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        let rev1 = dir.path().join("rev1");
+        let rev2 = dir.path().join("rev2");
+        write(&rev1.join("a.yaml"), "dag_id: a\ntasks: []\n");
+        write(&rev1.join("b.yaml"), "dag_id: b\ntasks: []\n");
+        for name in ["a.yaml", "b.yaml"] {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(rev1.join(name))
+                .unwrap();
+            file.set_modified(old).unwrap();
+        }
+        // rev2: a.yaml a hard link (unchanged), b.yaml rewritten.
+        std::fs::create_dir_all(&rev2).unwrap();
+        std::fs::hard_link(rev1.join("a.yaml"), rev2.join("a.yaml")).unwrap();
+        write(
+            &rev2.join("b.yaml"),
+            "dag_id: b\ndescription: new\ntasks: []\n",
+        );
+        let mut bag = DagBag::with_mounts(
+            vec![mount(&rev1, Some("t"), "src")],
+            DagBagOptions::default(),
+        );
+        assert_eq!(bag.refresh().parsed_files.len(), 2);
+        let mut next = mount(&rev2, Some("t"), "src");
+        next.version = Some("rev2".to_owned());
+        bag.set_mounts(vec![next]);
+        let report = bag.refresh();
+        assert_eq!(report.parsed_files, ["t/b.yaml"]);
+        assert_eq!(report.updated, ["b"]);
+        assert_eq!(bag.bundle_version("src"), Some("rev2"));
+        // The same files under another mount name are read again, to carry the new name.
+        bag.set_mounts(vec![mount(&rev2, Some("t"), "renamed")]);
+        let report = bag.refresh();
+        assert_eq!(report.parsed_files, ["t/a.yaml", "t/b.yaml"]);
+        assert_eq!(bag.dag("a").unwrap().bundle.as_deref(), Some("renamed"));
     }
 }

@@ -33,7 +33,7 @@ mod watch;
 mod yaml;
 
 pub use bag::{
-    DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_FILE_SIZE, DagBag, DagBagOptions,
+    DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_FILE_SIZE, DagBag, DagBagOptions, DagMount,
     LoadedDag, MAX_ERROR_MESSAGE_CHARS, MAX_ERRORS_PER_FILE, RefreshReport, bounded_message,
     foreign_claim_error, tenant_of,
 };

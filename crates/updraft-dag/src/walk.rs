@@ -73,6 +73,8 @@ pub(crate) struct Found {
     /// The real path to read: no symbolic link in it when the walk saw it.
     pub path: PathBuf,
     pub stamp: Stamp,
+    /// The name of the mount it was found in (set by the bag).
+    pub bundle: Option<String>,
 }
 
 /// What a walk found.
@@ -87,13 +89,26 @@ pub(crate) struct Scan {
 pub(crate) struct Stopped;
 
 /// Walks `root` within `options`' bounds until done or until `stop` is set.
+#[cfg(test)]
 pub(crate) fn scan(
     root: &Path,
     options: &DagBagOptions,
     stop: &AtomicBool,
 ) -> Result<Scan, Stopped> {
+    scan_for(root, None, options, stop)
+}
+
+/// [`scan`], every file and error belonging to `tenant` when given (a folder mounted at a
+/// tenant: its folder names are not tenants); names stay relative to `root`.
+pub(crate) fn scan_for(
+    root: &Path,
+    tenant: Option<&str>,
+    options: &DagBagOptions,
+    stop: &AtomicBool,
+) -> Result<Scan, Stopped> {
     let mut walk = Walk {
         root: PathBuf::new(),
+        tenant,
         options,
         stop,
         entries: 0,
@@ -132,6 +147,8 @@ struct Dir {
 struct Walk<'a> {
     /// The root with every symbolic link resolved: nothing outside it is read.
     root: PathBuf,
+    /// The tenant of every file, when the folder is mounted at one.
+    tenant: Option<&'a str>,
     options: &'a DagBagOptions,
     stop: &'a AtomicBool,
     entries: usize,
@@ -154,7 +171,7 @@ impl Walk<'_> {
             rel
         };
         self.scan.errors.push(ImportError {
-            tenant: tenant_of(filename).to_owned(),
+            tenant: self.tenant.unwrap_or(tenant_of(filename)).to_owned(),
             filename: filename.to_owned(),
             line: None,
             column: None,
@@ -368,7 +385,10 @@ impl Walk<'_> {
         if !is_dag_file(&rel) {
             return;
         }
-        let tenant = tenant_of(&rel).to_owned();
+        let tenant = match self.tenant {
+            Some(tenant) => tenant.to_owned(),
+            None => tenant_of(&rel).to_owned(),
+        };
         if let Err(message) = check_identifier("tenant folder name", &tenant) {
             return self.error(&rel, message);
         }
@@ -377,6 +397,7 @@ impl Walk<'_> {
             tenant,
             path,
             stamp: Stamp::of(meta),
+            bundle: None,
         });
     }
 

@@ -211,7 +211,18 @@ impl PodExecutor {
     /// `command` task runs in the default template. A pod that cannot be built (bad template,
     /// namespace not allowed) fails the try before anything is created, the reason in its log.
     pub fn launch(&self, spec: LaunchSpec, id: TryIdentity) {
-        match self.plan(&spec, &id) {
+        self.launch_with_templates(spec, id, None);
+    }
+
+    /// [`PodExecutor::launch`], a `template:` read from `tenant_templates` (the tenant's
+    /// templates folder at the run's revision) instead of `templates_folder/<tenant>`.
+    pub fn launch_with_templates(
+        &self,
+        spec: LaunchSpec,
+        id: TryIdentity,
+        tenant_templates: Option<PathBuf>,
+    ) {
+        match self.plan(&spec, &id, tenant_templates.as_deref()) {
             Ok((mut pod, container)) => {
                 let secret = secret_of_try(&mut pod, &container, &id, &spec.rendered);
                 let mut mask = spec.rendered.mask.clone();
@@ -247,16 +258,22 @@ impl PodExecutor {
     }
 
     /// The pod for a try, and the container that decides it.
-    fn plan(&self, spec: &LaunchSpec, id: &TryIdentity) -> Result<(Pod, String), ManifestError> {
+    fn plan(
+        &self,
+        spec: &LaunchSpec,
+        id: &TryIdentity,
+        tenant_templates: Option<&Path>,
+    ) -> Result<(Pod, String), ManifestError> {
         let config = &self.inner.config;
         let env = &pod_env(&spec.rendered)?;
         let allowed = config.allowed_namespaces(&id.tenant);
         match &spec.rendered.program {
             Program::Pod(task) => {
                 let base = match (&task.template, &task.spec) {
-                    (Some(rel), _) => {
-                        manifest::load_template(&config.templates_folder, &id.tenant, rel)?
-                    }
+                    (Some(rel), _) => match tenant_templates {
+                        Some(root) => manifest::load_tenant_template(root, rel)?,
+                        None => manifest::load_template(&config.templates_folder, &id.tenant, rel)?,
+                    },
                     (None, Some(spec)) => manifest::pod_from_spec(spec)?,
                     (None, None) => manifest::bare_pod(task.image.as_deref().unwrap_or_default()),
                 };

@@ -62,8 +62,14 @@ fn template_error(path: &str, message: impl Into<String>) -> ManifestError {
 /// leave the tenant's folder: absolute, with `..`, or a symbolic link (of the file or of a
 /// folder on the way) that resolves outside it.
 pub fn load_template(templates_root: &Path, tenant: &str, rel: &str) -> Result<Pod, ManifestError> {
+    load_tenant_template(&templates_root.join(tenant), rel)
+}
+
+/// Reads `tenant_root/<rel>` as a Pod manifest, `tenant_root` being one tenant's templates
+/// folder (in a DAG source's tree at a run's revision, for instance), under the same rules as
+/// [`load_template`].
+pub fn load_tenant_template(tenant_root: &Path, rel: &str) -> Result<Pod, ManifestError> {
     updraft_dag::check_template_path(rel).map_err(|m| template_error(rel, m))?;
-    let tenant_root = templates_root.join(tenant);
     let root = tenant_root.canonicalize().map_err(|e| {
         template_error(
             rel,

@@ -1,10 +1,11 @@
 //! Recording a DAGs-folder load: the DAG versions runs are pinned to.
 
 use chrono::{DateTime, Utc};
-use updraft_store::{LoadedDagRecord, SchedulerStore, StoreError};
+use updraft_store::{BundleRef, LoadedDagRecord, SchedulerStore, StoreError};
 
 /// Record what a DAGs-folder load found: every DAG (and version), the import errors, and
-/// which DAGs are gone.
+/// which DAGs are gone. A DAG read from a DAG source carries its bundle: the source's name
+/// and the revision the bag read it at.
 ///
 /// A dag_id belongs to the tenant that first registered it (in the store, so across restarts
 /// and schedulers): the load is resolved with the registered owners, so the owner's file keeps
@@ -24,7 +25,10 @@ pub async fn record_dag_bag(
             dag: &loaded.dag,
             version: &loaded.version,
             source: &loaded.source,
-            bundle: None,
+            bundle: loaded.bundle.as_deref().map(|name| BundleRef {
+                name,
+                version: bag.bundle_version(name),
+            }),
         })
         .collect();
     store

@@ -22,6 +22,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 fn config(dags: &Path, logs: &Path) -> SchedulerConfig {
     SchedulerConfig {
         secrets: None,
+        sources: None,
         dags_folder: Some(dags.to_path_buf()),
         logs_folder: logs.to_path_buf(),
         parallelism: 4,

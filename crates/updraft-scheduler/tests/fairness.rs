@@ -24,6 +24,7 @@ const HUGE: usize = 3_000;
 fn config(dags: &Path, logs: &Path) -> SchedulerConfig {
     SchedulerConfig {
         secrets: None,
+        sources: None,
         dags_folder: Some(dags.to_path_buf()),
         logs_folder: logs.to_path_buf(),
         parallelism: 8,

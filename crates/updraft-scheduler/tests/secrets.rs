@@ -29,6 +29,7 @@ const TOKEN_A: &str = "tok-aaaa-5678";
 fn config(dags: &Path, logs: &Path, secrets: Option<Arc<Secrets>>) -> SchedulerConfig {
     SchedulerConfig {
         secrets,
+        sources: None,
         dags_folder: Some(dags.to_path_buf()),
         logs_folder: logs.to_path_buf(),
         parallelism: 8,

@@ -219,8 +219,7 @@ fn lint(settings: &Settings, files: &[std::path::PathBuf], format: Format) -> Re
     use updraft_dag::lint::lint_dag_file;
     let mut warnings = Vec::new();
     if files.is_empty() {
-        let mut bag =
-            updraft_dag::DagBag::with_options(settings.dags_folder(), super::bag_options(settings));
+        let mut bag = super::dag_bag(settings)?;
         bag.refresh();
         for loaded in bag.dags() {
             warnings.extend(lint_dag_file(&loaded.dag.fileloc, &loaded.source));

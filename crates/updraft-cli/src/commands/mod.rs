@@ -7,6 +7,7 @@ pub mod db;
 pub mod jobs;
 pub mod pools;
 pub mod service;
+pub mod sources;
 pub mod tasks;
 pub mod users;
 pub mod variables;
@@ -104,10 +105,44 @@ pub async fn connect_store(settings: &Settings) -> Result<Arc<dyn Store>> {
     }
 }
 
-/// Load the DAGs folder and record it, as Airflow's CLI parses the DAG files it works on.
+/// The configured DAG sources (their trees as last synced; nothing is fetched), or `None`
+/// when there are none and the DAGs folder is read.
+pub fn open_sources(settings: &Settings) -> Result<Option<Arc<updraft_sources::Sources>>> {
+    let specs = settings.source_specs()?;
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(updraft_sources::Sources::new(
+        settings.sources_folder(),
+        specs,
+    )?))
+}
+
+/// A bag over what the scheduler reads: the DAG sources' current trees, or the DAGs folder.
+/// Not loaded yet.
+pub fn dag_bag(settings: &Settings) -> Result<DagBag> {
+    Ok(match open_sources(settings)? {
+        Some(sources) => {
+            let mounts = sources
+                .mounts()
+                .into_iter()
+                .map(|m| updraft_dag::DagMount {
+                    root: m.root,
+                    tenant: m.tenant,
+                    name: Some(m.name),
+                    version: Some(m.revision),
+                })
+                .collect();
+            DagBag::with_mounts(mounts, bag_options(settings))
+        }
+        None => DagBag::with_options(settings.dags_folder(), bag_options(settings)),
+    })
+}
+
+/// Load the DAGs folder (or the DAG sources' trees) and record it, as Airflow's CLI parses
+/// the DAG files it works on.
 pub async fn sync_dags(settings: &Settings, store: &dyn SchedulerStore) -> Result<DagBag> {
-    let folder = settings.dags_folder();
-    let mut bag = DagBag::with_options(&folder, bag_options(settings));
+    let mut bag = dag_bag(settings)?;
     bag.refresh();
     updraft_runs::record_dag_bag(
         store,
@@ -132,7 +167,7 @@ pub fn bag_options(settings: &Settings) -> updraft_dag::DagBagOptions {
 /// Parse the DAGs folder and return one DAG, recording nothing (`dags test`, `tasks test`).
 /// When the DAG is not there, the folder's import errors are printed.
 pub fn load_dag_file(settings: &Settings, dag_id: &str) -> Result<Arc<updraft_dag::LoadedDag>> {
-    let mut bag = DagBag::with_options(settings.dags_folder(), bag_options(settings));
+    let mut bag = dag_bag(settings)?;
     bag.refresh();
     if let Some(loaded) = bag.dag(dag_id) {
         return Ok(Arc::clone(loaded));
@@ -190,6 +225,7 @@ async fn scheduler_config_without_secrets(
     let c = &settings.config;
     Ok(SchedulerConfig {
         secrets: None,
+        sources: open_sources(settings)?,
         dags_folder,
         logs_folder: logs,
         parallelism: c.core.parallelism,

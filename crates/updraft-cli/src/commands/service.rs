@@ -24,7 +24,8 @@ pub async fn standalone(settings: &Settings, stop: watch::Receiver<bool>) -> Res
         );
     }
     let folder = settings.dags_folder();
-    if settings.config.core.load_examples {
+    // With DAG sources the DAGs folder is not read: examples written there would not load.
+    if settings.config.core.load_examples && settings.config.sources.is_empty() {
         let written = examples::offer(&folder)?;
         if written > 0 {
             let store = super::open_store(settings).await?;

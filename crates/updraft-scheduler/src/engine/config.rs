@@ -43,6 +43,9 @@ pub struct SchedulerConfig {
     /// Where tries' connections and variables are looked up (the configured backends in
     /// order); `None`: nowhere, so a template naming `conn` or `var` fails its try saying so.
     pub secrets: Option<std::sync::Arc<updraft_secrets::Secrets>>,
+    /// DAG sources read instead of `dags_folder` (synced by the scheduler while it runs);
+    /// `None` or empty: the DAGs folder.
+    pub sources: Option<std::sync::Arc<updraft_sources::Sources>>,
 }
 
 /// A Kubernetes cluster to run tries in.

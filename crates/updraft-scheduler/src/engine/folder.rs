@@ -7,8 +7,13 @@
 //! walk takes, other DAGs keep being scheduled; and a walk checks a stop flag before every
 //! entry, set at shutdown (or when the folder is dropped), so it never holds a stop up. Only
 //! the first load, at start, is waited for: the first pass needs the DAGs.
+//!
+//! With DAG sources configured, the folder is their current trees instead ([`Sources::mounts`],
+//! taken again at every refresh); their trees never change once written, so nothing watches
+//! them: a sync that switches a source notifies `Sources::changed`, which marks the folder
+//! changed. After every load recorded, the trees no unfinished run is pinned to are pruned.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +23,10 @@ use tokio::sync::Notify;
 use tokio::sync::oneshot::{self, error::TryRecvError};
 use tokio::time::Instant;
 use tracing::{info, warn};
-use updraft_dag::{DagBag, DagBagOptions, FolderWatcher, RefreshReport};
+use updraft_core::RunState;
+use updraft_dag::{DagBag, DagBagOptions, DagMount, FolderWatcher, RefreshReport};
+use updraft_sources::Sources;
+use updraft_store::NewestRunsFilter;
 
 use super::Scheduler;
 use crate::SchedulerError;
@@ -44,26 +52,36 @@ pub(super) struct DagsFolder {
     /// A refresh found changes that are not recorded yet (or recording them failed).
     unrecorded: bool,
     _watcher: Option<FolderWatcher>,
+    /// The DAG sources read instead of `path`, when configured.
+    sources: Option<Arc<Sources>>,
     pub(super) next_rescan: Instant,
 }
 
 impl DagsFolder {
     /// A folder not loaded yet, watched for changes (which notify `changed`).
-    pub(super) fn new(path: &Path, options: DagBagOptions, changed: Arc<Notify>) -> Self {
+    pub(super) fn new(
+        path: &Path,
+        options: DagBagOptions,
+        changed: Arc<Notify>,
+        sources: Option<Arc<Sources>>,
+    ) -> Self {
         let dirty = Arc::new(AtomicBool::new(true));
-        let watcher = {
+        let sources = sources.filter(|s| !s.is_empty());
+        let watcher = if sources.is_some() {
+            None
+        } else {
             let dirty = Arc::clone(&dirty);
             let changed = Arc::clone(&changed);
             updraft_dag::watch(path, updraft_dag::DEFAULT_DEBOUNCE, move || {
                 dirty.store(true, Ordering::SeqCst);
                 changed.notify_one();
             })
-        }
-        .map_err(|e| warn!("watching {} failed, rescanning only: {e}", path.display()))
-        .ok();
+            .map_err(|e| warn!("watching {} failed, rescanning only: {e}", path.display()))
+            .ok()
+        };
         DagsFolder {
             path: path.to_path_buf(),
-            bag: Some(DagBag::with_options(path, options.clone())),
+            bag: Some(new_bag(path, sources.as_deref(), &options)),
             options,
             loading: None,
             dirty,
@@ -71,8 +89,19 @@ impl DagsFolder {
             changed,
             unrecorded: false,
             _watcher: watcher,
+            sources,
             next_rescan: Instant::now(),
         }
+    }
+
+    /// What a switch of a source notifies, when the folder is made of sources.
+    pub(super) fn sources_changed(&self) -> Option<Arc<Notify>> {
+        self.sources.as_ref().map(|s| s.changed())
+    }
+
+    /// Something changed: the next look starts a refresh.
+    pub(super) fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::SeqCst);
     }
 
     /// Ends a running walk at its next entry; no refresh starts afterwards.
@@ -91,8 +120,11 @@ impl DagsFolder {
         let mut bag = match self.bag.take() {
             Some(bag) => bag,
             // The last refresh failed: load everything again.
-            None => DagBag::with_options(&self.path, self.options.clone()),
+            None => new_bag(&self.path, self.sources.as_deref(), &self.options),
         };
+        if let Some(sources) = &self.sources {
+            bag.set_mounts(mounts_of(sources));
+        }
         let stop = Arc::clone(&self.stop);
         let changed = Arc::clone(&self.changed);
         let (done, loading) = oneshot::channel();
@@ -142,6 +174,43 @@ impl DagsFolder {
     }
 }
 
+/// The task syncing the DAG sources, stopped when dropped.
+pub(super) struct SourcesSyncing {
+    stop: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SourcesSyncing {
+    fn drop(&mut self) {
+        // `notify_one` keeps the permit if the task is not waiting yet; the abort covers a
+        // task stuck in a store call.
+        self.stop.notify_one();
+        self.task.abort();
+    }
+}
+
+/// A bag over the plain folder `path`, or over the sources' current trees.
+fn new_bag(path: &Path, sources: Option<&Sources>, options: &DagBagOptions) -> DagBag {
+    match sources {
+        Some(sources) => DagBag::with_mounts(mounts_of(sources), options.clone()),
+        None => DagBag::with_options(path, options.clone()),
+    }
+}
+
+/// The sources' current trees as the bag reads them.
+fn mounts_of(sources: &Sources) -> Vec<DagMount> {
+    sources
+        .mounts()
+        .into_iter()
+        .map(|m| DagMount {
+            root: m.root,
+            tenant: m.tenant,
+            name: Some(m.name),
+            version: Some(m.revision),
+        })
+        .collect()
+}
+
 impl Drop for DagsFolder {
     fn drop(&mut self) {
         self.stop();
@@ -166,6 +235,7 @@ impl Scheduler {
         } else {
             folder.collect(false).await?;
         }
+        let mut prune = None;
         if folder.unrecorded
             && let Some(bag) = folder.bag.as_ref()
         {
@@ -183,10 +253,56 @@ impl Scheduler {
             .await?;
             folder.unrecorded = false;
             self.definitions.next_schedule_check.clear();
+            if let Some(sources) = folder.sources.clone() {
+                let loaded = bag.mounts().iter().filter_map(|m| m.version.clone());
+                prune = Some((sources, loaded.collect()));
+            }
         }
         if folder.wants_refresh() {
             folder.start(interval);
         }
+        if let Some((sources, keep)) = prune {
+            self.prune_sources(sources, keep).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts syncing the DAG sources (a scheduler of the whole installation with sources
+    /// configured); they stop when the returned guard is dropped, whichever way `run` ends.
+    pub(super) fn start_syncing_sources(&self) -> Option<SourcesSyncing> {
+        let sources = self.folder.as_ref()?.sources.clone()?;
+        let store: Arc<dyn updraft_store::SourceStore> = self.store.clone();
+        let stop = Arc::new(Notify::new());
+        let stopped = Arc::clone(&stop);
+        let poke = sources.poke();
+        let task = tokio::spawn(sources.run(store, poke, async move {
+            stopped.notified().await;
+        }));
+        Some(SourcesSyncing { stop, task })
+    }
+
+    /// Removes the sources' trees that neither `keep` (the revisions the DAGs were just read
+    /// at) nor an unfinished run needs, on the blocking pool, without waiting.
+    async fn prune_sources(
+        &self,
+        sources: Arc<Sources>,
+        mut keep: HashSet<String>,
+    ) -> Result<(), SchedulerError> {
+        let unfinished = NewestRunsFilter {
+            dag_id: None,
+            states: vec![RunState::Queued, RunState::Running],
+            limit: None,
+        };
+        let runs = self.store.newest_runs(&unfinished).await?;
+        keep.extend(runs.into_iter().filter_map(|run| pinned_revision(&run)));
+        tokio::task::spawn_blocking(move || {
+            let names: Vec<String> = sources.specs().map(|s| s.name.clone()).collect();
+            for name in names {
+                if let Err(e) = sources.prune(&name, &keep) {
+                    warn!("pruning the trees of DAG source {name} failed: {e}");
+                }
+            }
+        });
         Ok(())
     }
 
@@ -213,4 +329,9 @@ impl Scheduler {
         self.definitions.rows = rows;
         Ok(())
     }
+}
+
+/// The revision of its DAG's source a run reads its files from.
+pub(super) fn pinned_revision(run: &updraft_store::RunRow) -> Option<String> {
+    run.bundle_version.clone()
 }

@@ -13,6 +13,12 @@
 //! down, a value that cannot be decrypted), or no backend configured, fails the try with the
 //! reason in its log. A name that exists nowhere is left out, so that the template fails
 //! naming it (unless it gives a default).
+//!
+//! A run of a DAG read from a DAG source is pinned to the source's revision it started with
+//! (its `bundle_version`): its pod tries read their `template:` from that revision's tree
+//! (restored from git if pruned), and its local tries get that revision's DAG folder in
+//! `UPDRAFT_DAGS_FOLDER` / `AIRFLOW__CORE__DAGS_FOLDER` and the revision in
+//! `UPDRAFT_BUNDLE_VERSION`, so files beside the DAG are read as they were when the run began.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +35,7 @@ use updraft_executor::{
     ExecOutcome, LaunchSpec, RenderError, RenderedTask, TryKey, render_off_loop,
 };
 use updraft_secrets::Secrets;
+use updraft_sources::Sources;
 use updraft_store::{RunRow, TiRow};
 
 use updraft_pods::{PodExecutor, TryIdentity};
@@ -69,8 +76,10 @@ impl Scheduler {
         let pods = self.pods_for(&task.kind).cloned();
         let local = self.executors.local.clone();
         let identity = try_identity(run, ti);
-        let hand_over = move |rendered: Result<RenderedTask, String>| match rendered {
-            Ok(rendered) => {
+        let hand_over = move |rendered: Result<RenderedTask, String>, pinned: Pinned| match rendered
+        {
+            Ok(mut rendered) => {
+                pinned.add_env(&mut rendered.env, pods.is_none());
                 let spec = LaunchSpec {
                     key,
                     rendered,
@@ -78,15 +87,19 @@ impl Scheduler {
                     timeout,
                 };
                 match pods {
-                    Some(pods) => pods.launch(spec, identity),
+                    Some(pods) => {
+                        pods.launch_with_templates(spec, identity, pinned.tenant_templates)
+                    }
                     None => local.launch(spec),
                 }
             }
             Err(e) => local.report_failure(key, log, format!("could not start: {e}")),
         };
-        if !has_templates(&cached.dag, task) && task.connections.is_empty() {
+        let pin = self.pin_of(run);
+        if pin.is_none() && !has_templates(&cached.dag, task) && task.connections.is_empty() {
             // Only text to copy, bounded by the DAG file: nothing to wait for.
-            hand_over(render_task(&cached.dag, task, &context).map_err(|e| e.to_string()));
+            let rendered = render_task(&cached.dag, task, &context).map_err(|e| e.to_string());
+            hand_over(rendered, Pinned::default());
             return Ok(());
         }
         let preparing = self.executors.local.preparing();
@@ -95,10 +108,41 @@ impl Scheduler {
         let dag = cached.clone();
         let task = task.clone();
         tokio::spawn(async move {
-            hand_over(prepare(secrets, &tenant, dag, task, context).await);
+            let pinned = match pin {
+                Some(pin) => pin.resolve(&tenant).await,
+                None => Ok(Pinned::default()),
+            };
+            match pinned {
+                Ok(pinned) => {
+                    hand_over(prepare(secrets, &tenant, dag, task, context).await, pinned)
+                }
+                Err(e) => hand_over(Err(e), Pinned::default()),
+            }
             drop(preparing);
         });
         Ok(())
+    }
+
+    /// The DAG source and revision `run` reads its files from, when its DAG comes from a
+    /// configured source: the run's `bundle_version`, else (a run created before its source
+    /// had a revision recorded) the source's current one.
+    fn pin_of(&self, run: &RunRow) -> Option<Pin> {
+        let sources = self.config.sources.clone()?;
+        let bundle = self.bundle_of(run)?;
+        let revision = match super::folder::pinned_revision(run) {
+            Some(revision) => revision,
+            None => sources.revision(&bundle)?,
+        };
+        Some(Pin {
+            sources,
+            bundle,
+            revision,
+        })
+    }
+
+    /// The DAG source `run`'s DAG was read from.
+    fn bundle_of(&self, run: &RunRow) -> Option<String> {
+        self.definitions.rows.get(&run.dag_id)?.bundle_name.clone()
     }
 
     /// Remembers a try handed to an executor until its end is reported.
@@ -158,6 +202,67 @@ impl Scheduler {
             &ti.task_id,
             ti.try_number,
         )
+    }
+}
+
+/// A run's DAG source and the revision it is pinned to.
+struct Pin {
+    sources: Arc<Sources>,
+    bundle: String,
+    revision: String,
+}
+
+/// What a try takes from its pinned revision.
+#[derive(Debug, Default)]
+struct Pinned {
+    /// The tenant's pod templates at the revision.
+    tenant_templates: Option<PathBuf>,
+    /// The DAG folder at the revision.
+    dags_folder: Option<PathBuf>,
+    bundle: Option<(String, String)>,
+}
+
+impl Pin {
+    /// Finds (or restores) the revision's tree; a revision gone for good fails the try.
+    async fn resolve(self, tenant: &str) -> Result<Pinned, String> {
+        let (sources, bundle, revision) = (&self.sources, &self.bundle, &self.revision);
+        let failed = |e: updraft_sources::SourceError| {
+            format!(
+                "the run is pinned to revision {revision} of DAG source {bundle}, which cannot be read: {e}"
+            )
+        };
+        let tenant_templates = sources
+            .tenant_templates_at(bundle, revision, tenant)
+            .await
+            .map_err(failed)?;
+        let dags_folder = sources.dags_at(bundle, revision).await.map_err(failed)?;
+        Ok(Pinned {
+            tenant_templates: Some(tenant_templates),
+            dags_folder: Some(dags_folder),
+            bundle: Some((self.bundle, self.revision)),
+        })
+    }
+}
+
+impl Pinned {
+    /// Adds the revision's variables to a try's environment (kept sorted, these winning);
+    /// the DAG folder only for a local try (a pod has no such path).
+    fn add_env(&self, env: &mut Vec<(String, String)>, local: bool) {
+        let Some((bundle, revision)) = &self.bundle else {
+            return;
+        };
+        let mut set =
+            |name: &str, value: String| match env.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+                Ok(i) => env[i].1 = value,
+                Err(i) => env.insert(i, (name.to_owned(), value)),
+            };
+        set("UPDRAFT_BUNDLE_NAME", bundle.clone());
+        set("UPDRAFT_BUNDLE_VERSION", revision.clone());
+        if local && let Some(folder) = &self.dags_folder {
+            let folder = folder.display().to_string();
+            set("UPDRAFT_DAGS_FOLDER", folder.clone());
+            set("AIRFLOW__CORE__DAGS_FOLDER", folder);
+        }
     }
 }
 
@@ -265,4 +370,52 @@ fn write_log_line(path: &Path, line: &str) -> std::io::Result<()> {
         .append(true)
         .open(path)?;
     writeln!(file, "{line}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_pinned_revision_s_variables_win_and_keep_the_environment_sorted() {
+        let pinned = Pinned {
+            tenant_templates: None,
+            dags_folder: Some(PathBuf::from("/trees/abc/dags")),
+            bundle: Some(("platform".to_owned(), "abc".to_owned())),
+        };
+        let mut local = env(&[("A", "1"), ("UPDRAFT_BUNDLE_VERSION", "forged"), ("Z", "2")]);
+        pinned.add_env(&mut local, true);
+        assert_eq!(
+            local,
+            env(&[
+                ("A", "1"),
+                ("AIRFLOW__CORE__DAGS_FOLDER", "/trees/abc/dags"),
+                ("UPDRAFT_BUNDLE_NAME", "platform"),
+                ("UPDRAFT_BUNDLE_VERSION", "abc"),
+                ("UPDRAFT_DAGS_FOLDER", "/trees/abc/dags"),
+                ("Z", "2"),
+            ])
+        );
+        let mut pod = env(&[("A", "1")]);
+        pinned.add_env(&mut pod, false);
+        assert_eq!(
+            pod,
+            env(&[
+                ("A", "1"),
+                ("UPDRAFT_BUNDLE_NAME", "platform"),
+                ("UPDRAFT_BUNDLE_VERSION", "abc"),
+            ]),
+            "a pod has no DAG folder of the scheduler's"
+        );
+        let mut plain = env(&[("A", "1")]);
+        Pinned::default().add_env(&mut plain, true);
+        assert_eq!(plain, env(&[("A", "1")]), "nothing for the DAGs folder");
+    }
 }

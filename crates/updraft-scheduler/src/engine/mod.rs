@@ -73,6 +73,8 @@ enum Scope {
 enum Stimulus {
     Event(TryEvent),
     FolderChanged,
+    /// A DAG source switched to a new revision: its tree is read again.
+    SourcesChanged,
     /// Another component recorded work (a trigger, a clear): look now, not at the next poll.
     Poked,
     Timer,
@@ -125,6 +127,7 @@ impl Scheduler {
                 path,
                 config.dag_bag.clone(),
                 wakeups.folder_changed.clone(),
+                config.sources.clone(),
             )),
             _ => None,
         };
@@ -167,6 +170,7 @@ impl Scheduler {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), SchedulerError> {
         tokio::pin!(shutdown);
+        let _syncing = self.start_syncing_sources();
         let mut backoff = Backoff::default();
         loop {
             let prepared = self.prepare().await;
@@ -286,11 +290,20 @@ impl Scheduler {
     ) -> Stimulus {
         let deadline = self.next_deadline();
         let events_first = !self.wakeups.events_had_turn;
+        let sources_changed = self.folder.as_ref().and_then(|f| f.sources_changed());
+        let sources_changed = async {
+            match &sources_changed {
+                Some(changed) => changed.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(sources_changed);
         let stimulus = if events_first {
             tokio::select! {
                 biased;
                 _ = shutdown.as_mut() => Stimulus::Shutdown,
                 Some(event) = self.executors.events.recv() => Stimulus::Event(event),
+                _ = sources_changed.as_mut() => Stimulus::SourcesChanged,
                 _ = self.wakeups.folder_changed.notified() => Stimulus::FolderChanged,
                 _ = self.wakeups.poke.notified() => Stimulus::Poked,
                 _ = tokio::time::sleep_until(deadline) => Stimulus::Timer,
@@ -299,6 +312,7 @@ impl Scheduler {
             tokio::select! {
                 biased;
                 _ = shutdown.as_mut() => Stimulus::Shutdown,
+                _ = sources_changed.as_mut() => Stimulus::SourcesChanged,
                 _ = self.wakeups.folder_changed.notified() => Stimulus::FolderChanged,
                 _ = self.wakeups.poke.notified() => Stimulus::Poked,
                 _ = tokio::time::sleep_until(deadline) => Stimulus::Timer,
@@ -345,12 +359,24 @@ impl Scheduler {
                     self.housekeeping().await
                 }
             }
+            Stimulus::SourcesChanged => {
+                if let Some(folder) = &self.folder {
+                    folder.mark_dirty();
+                }
+                self.housekeeping().await?;
+                self.sync_folder(false).await?;
+                self.full_pass(Reread::Due).await
+            }
             Stimulus::FolderChanged => {
                 self.housekeeping().await?;
                 self.sync_folder(false).await?;
                 self.full_pass(Reread::Due).await
             }
             Stimulus::Poked => {
+                // A sync of a source may be what was asked for.
+                if let Some(sources) = &self.config.sources {
+                    sources.poke().notify_one();
+                }
                 // Work recorded elsewhere may have changed any run.
                 self.housekeeping().await?;
                 self.full_pass(Reread::All).await

@@ -8,7 +8,7 @@
 //! repository gone fails the sync, and the last good tree stays in use.
 
 use crate::config::GitSpec;
-use crate::{SourceError, SourceDir};
+use crate::{SourceDir, SourceError};
 
 /// What a sync ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]

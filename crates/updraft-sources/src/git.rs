@@ -8,7 +8,7 @@
 //! repository gone fails the sync, and the last good tree stays in use.
 
 use crate::config::GitSpec;
-use crate::{SourceDir, SourceError};
+use crate::{SourceError, SourceDir};
 
 /// What a sync ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]

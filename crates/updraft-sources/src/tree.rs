@@ -92,11 +92,7 @@ impl SourceDir {
         fs::create_dir_all(&trees)?;
         for entry in fs::read_dir(&trees)? {
             let entry = entry?;
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(STAGING_PREFIX)
-            {
+            if entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
                 fs::remove_dir_all(entry.path())?;
             }
         }

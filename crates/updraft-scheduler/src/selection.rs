@@ -180,6 +180,8 @@ mod tests {
                     is_paused: false,
                     is_active: true,
                     last_parsed_at: Utc::now(),
+                    bundle_name: None,
+                    bundle_version: None,
                 };
                 (dag_id.to_string(), row)
             })

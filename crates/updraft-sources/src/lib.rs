@@ -6,6 +6,7 @@
 //! - `tree`: the revision trees of one source and the atomic switch ([`SourceDir`]).
 //! - `git`: fetching a branch, tag or commit with libgit2 (HTTPS user + token, SSH key with
 //!   host key checking), shallow, and writing its tree.
+//! - `known_hosts`: OpenSSH's known_hosts format, for checking SSH host keys.
 //! - `objects`: listing and downloading an object-store prefix, only what changed.
 //! - `manager`: [`Sources`], every configured source: syncs (periodic and on request),
 //!   failures counted, the last good tree kept, the trees a run pinned kept, the mounts the
@@ -13,6 +14,7 @@
 
 pub mod config;
 pub mod git;
+pub mod known_hosts;
 pub mod manager;
 pub mod objects;
 pub mod tree;

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use updraft_store::SourceStore;
 
-use crate::config::SourceSpec;
 use crate::SourceError;
+use crate::config::SourceSpec;
 
 /// One folder the DAG loader reads: a source's current tree (its `subdir`), mounted at a
 /// tenant or at the root.

@@ -92,7 +92,11 @@ impl SourceDir {
         fs::create_dir_all(&trees)?;
         for entry in fs::read_dir(&trees)? {
             let entry = entry?;
-            if entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(STAGING_PREFIX)
+            {
                 fs::remove_dir_all(entry.path())?;
             }
         }
@@ -110,7 +114,16 @@ impl SourceDir {
     /// Puts a complete staging tree in place as `revision` and makes it current. When that
     /// revision's tree already exists (synced before), the staging tree is dropped and the
     /// existing one made current.
-    pub fn commit(&self, mut staging: Staging, revision: &str) -> io::Result<PathBuf> {
+    pub fn commit(&self, staging: Staging, revision: &str) -> io::Result<PathBuf> {
+        let tree = self.install(staging, revision)?;
+        self.switch(revision)?;
+        Ok(tree)
+    }
+
+    /// Puts a complete staging tree in place as `revision` without making it current (an
+    /// older revision restored for a pinned run). When that revision's tree already exists,
+    /// the staging tree is dropped.
+    pub fn install(&self, mut staging: Staging, revision: &str) -> io::Result<PathBuf> {
         if !is_revision_name(revision) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -125,7 +138,6 @@ impl SourceDir {
             staging.committed = true;
             sync_dir(&self.trees())?;
         }
-        self.switch(revision)?;
         Ok(tree)
     }
 

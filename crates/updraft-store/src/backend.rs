@@ -28,7 +28,7 @@ use crate::{
 };
 use crate::{
     ConnectionRow, EventQuery, EventRow, NewEvent, NewUser, Reencrypt, SecretQuery, SecretStore,
-    UserRow, UserStore, VariableRow, WriteMode,
+    SourceRow, SourceStore, UserRow, UserStore, VariableRow, WriteMode,
 };
 
 /// A database backend: its connections and transactions, and the store methods whose SQL is
@@ -788,24 +788,27 @@ impl<B: Backend> SecretStore for B {
 }
 
 #[async_trait]
-impl<B: Backend> crate::SourceStore for B {
-    async fn record_source(&self, _source: &crate::SourceRow) -> Result<()> {
-        todo!("record_source")
+impl<B: Backend> SourceStore for B {
+    async fn record_source(&self, source: &SourceRow) -> Result<()> {
+        write(self, async |c| sql::sources::record(c, source).await).await
     }
 
-    async fn sources(&self) -> Result<Vec<crate::SourceRow>> {
-        todo!("sources")
+    async fn sources(&self) -> Result<Vec<SourceRow>> {
+        read(self, async |c| sql::sources::all(c).await).await
     }
 
-    async fn source(&self, _name: &str) -> Result<Option<crate::SourceRow>> {
-        todo!("source")
+    async fn source(&self, name: &str) -> Result<Option<SourceRow>> {
+        read(self, async |c| sql::sources::one(c, name).await).await
     }
 
-    async fn request_source_sync(&self, _name: &str, _now: DateTime<Utc>) -> Result<bool> {
-        todo!("request_source_sync")
+    async fn request_source_sync(&self, name: &str, now: DateTime<Utc>) -> Result<bool> {
+        write(self, async |c| {
+            sql::sources::request_sync(c, name, now).await
+        })
+        .await
     }
 
     async fn take_source_sync_requests(&self) -> Result<Vec<String>> {
-        todo!("take_source_sync_requests")
+        write(self, async |c| sql::sources::take_requests(c).await).await
     }
 }

@@ -99,6 +99,13 @@ pub struct DagRow {
     /// False once the defining file is gone (or broken): no longer scheduled, history kept.
     pub is_active: bool,
     pub last_parsed_at: DateTime<Utc>,
+    /// The DAG source its latest version was read from (Airflow's `bundle_name`); `None`: the
+    /// plain DAGs folder.
+    #[serde(default)]
+    pub bundle_name: Option<String>,
+    /// The source's revision its latest load read it at (Airflow's `bundle_version`).
+    #[serde(default)]
+    pub bundle_version: Option<String>,
 }
 
 /// A DAG's identity, version and switches, for [`ReadStore::dag_heads`].
@@ -139,6 +146,11 @@ pub struct RunRow {
     pub queued_at: DateTime<Utc>,
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
+    /// The revision of its DAG's source the run reads its files from (Airflow's
+    /// `bundle_version`): the source's revision when the run was created; `None` for a DAG of
+    /// the plain DAGs folder.
+    #[serde(default)]
+    pub bundle_version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -288,6 +300,12 @@ pub trait SchedulerStore: Send + Sync {
     /// `errors`. One transaction.
     /// Existing DAGs keep their paused flag; `last_parsed_at = now` for the loaded ones. A
     /// version, once recorded, keeps its first definition and source.
+    ///
+    /// Each record's `bundle` (the DAG source it was read from) becomes the DAG's
+    /// `bundle_name` and `bundle_version` (always the latest load's; `None` for the plain DAGs
+    /// folder) and, on a
+    /// version recorded now, its `bundle_name` and `bundle_version` (a version keeps the
+    /// bundle it was first read at).
     ///
     /// A dag_id belongs to the tenant that first registered it: a loaded DAG whose dag_id is
     /// registered to another tenant changes nothing of that DAG (tenant, file, paused flag,
@@ -544,7 +562,10 @@ pub trait ReadStore: Send + Sync {
 pub trait OperatorStore: Send + Sync {
     /// Returns false when the DAG does not exist.
     async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool>;
-    /// Create a run in state `queued` with one task instance per `tis` in state `none`.
+    /// Create a run in state `queued` with one task instance per `tis` in state `none`. The
+    /// run's `bundle_version` is the current `revision` of its DAG's source (its
+    /// `bundle_name`'s recorded [`SourceRow`]); `None` for a DAG of the plain DAGs folder or
+    /// a source with no revision recorded.
     /// A run with the same `(dag_id, run_id)` or the same `(dag_id, logical_date)` (one run per
     /// logical date, as in Airflow), or a task id listed twice, is a [`StoreError::Conflict`];
     /// a `(dag_id, version)` not recorded by [`SchedulerStore::sync_dags`] is
@@ -857,6 +878,12 @@ pub struct DagVersionRow {
     pub version: String,
     /// When this version was first recorded.
     pub created_at: DateTime<Utc>,
+    /// The DAG source it was first read from; `None`: the plain DAGs folder.
+    #[serde(default)]
+    pub bundle_name: Option<String>,
+    /// The source's revision it was first read at.
+    #[serde(default)]
+    pub bundle_version: Option<String>,
 }
 
 /// A run that changed, for [`ReadStore::run_changes_since`]: `seq` grows with every change.

@@ -1,6 +1,7 @@
 //! The dialect-neutral layer both backends share: every statement that reads the same on
 //! SQLite and PostgreSQL is written once here, in the submodules by subject (`dags`, `runs`,
-//! `task_instances`, `jobs`, `pools`, `ui`, `api`, `purge`, `users`, `secrets`), and the row decoding in
+//! `task_instances`, `jobs`, `pools`, `ui`, `api`, `purge`, `users`, `secrets`,
+//! `sources`), and the row decoding in
 //! `codec`.
 //!
 //! The SQL uses numbered `$N` placeholders, which both drivers bind by number. What differs
@@ -26,6 +27,7 @@ pub(crate) mod pools;
 pub(crate) mod purge;
 pub(crate) mod runs;
 pub(crate) mod secrets;
+pub(crate) mod sources;
 pub(crate) mod task_instances;
 pub(crate) mod ui;
 pub(crate) mod users;

@@ -35,7 +35,7 @@ pub(super) async fn sync(
 }
 
 /// Insert a new DAG (paused per its own setting, else the default) or refresh an existing one
-/// of the same tenant, keeping its paused flag (another tenant's row is not touched; the upsert
+/// of the same tenant (version, file, bundle), keeping its paused flag (another tenant's row is not touched; the upsert
 /// waits for a registration of the same dag_id not committed yet).
 async fn upsert_dag(
     conn: &mut PgConnection,
@@ -46,13 +46,16 @@ async fn upsert_dag(
     let dag = record.dag;
     let paused = dag.is_paused_upon_creation.unwrap_or(paused_by_default);
     codec::query(
-        "INSERT INTO dag (dag_id, tenant, fileloc, is_paused, is_active, version, last_parsed_at)
-         VALUES ($1, $2, $3, $4, TRUE, $5, $6)
+        "INSERT INTO dag (dag_id, tenant, fileloc, is_paused, is_active, version, last_parsed_at,
+             bundle_name, bundle_version)
+         VALUES ($1, $2, $3, $4, TRUE, $5, $6, $7, $8)
          ON CONFLICT (dag_id) DO UPDATE SET
              fileloc = excluded.fileloc,
              is_active = TRUE,
              version = excluded.version,
-             last_parsed_at = excluded.last_parsed_at
+             last_parsed_at = excluded.last_parsed_at,
+             bundle_name = excluded.bundle_name,
+             bundle_version = excluded.bundle_version
          WHERE dag.tenant = excluded.tenant",
     )
     .bind(&dag.dag_id)
@@ -61,12 +64,15 @@ async fn upsert_dag(
     .bind(paused)
     .bind(record.version)
     .bind(ts(now))
+    .bind(record.bundle.map(|b| b.name))
+    .bind(record.bundle.and_then(|b| b.version))
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Versions are immutable: the first definition and source recorded for a version stay.
+/// Versions are immutable: the first definition, source and bundle recorded for a version
+/// stay.
 async fn insert_version(
     conn: &mut PgConnection,
     record: &LoadedDagRecord<'_>,
@@ -74,8 +80,9 @@ async fn insert_version(
 ) -> Result<()> {
     let dag = record.dag;
     codec::query(
-        "INSERT INTO dag_version (dag_id, version, tenant, definition, source, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO dag_version (dag_id, version, tenant, definition, source, created_at,
+             bundle_name, bundle_version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (dag_id, version) DO NOTHING",
     )
     .bind(&dag.dag_id)
@@ -84,6 +91,8 @@ async fn insert_version(
     .bind(codec::to_json(dag)?)
     .bind(record.source)
     .bind(ts(now))
+    .bind(record.bundle.map(|b| b.name))
+    .bind(record.bundle.and_then(|b| b.version))
     .execute(conn)
     .await?;
     Ok(())

@@ -184,7 +184,7 @@ pub(crate) async fn dags_page<C: Db + ?Sized>(conn: &mut C, q: &DagQuery) -> Res
     };
     page(
         conn,
-        "d.version, d.is_paused, d.is_active, d.last_parsed_at, v.definition",
+        "d.version, d.is_paused, d.is_active, d.last_parsed_at, d.bundle_name, d.bundle_version, v.definition",
         DAG_FROM,
         |f| dag_filters(f, q),
         order,

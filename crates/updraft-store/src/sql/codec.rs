@@ -12,13 +12,16 @@ use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use updraft_dag::{Dag, ImportError};
 
-use crate::{DagRow, PoolRow, Result, RunRow, SchedulerJobRow, StoreError, TiRow, TryRow};
+use crate::{
+    DagRow, PoolRow, Result, RunRow, SchedulerJobRow, SourceRow, StoreError, TiRow, TryRow,
+};
 
 /// Columns of `dag_run` decoded by [`run_row`], as a string literal for `concat!`.
 macro_rules! run_columns {
     () => {
         "id, dag_id, tenant, run_id, run_type, state, version, logical_date, \
-         data_interval_start, data_interval_end, conf, queued_at, start_date, end_date"
+         data_interval_start, data_interval_end, conf, queued_at, start_date, end_date, \
+         bundle_version"
     };
 }
 
@@ -159,6 +162,8 @@ pub(crate) fn dag_row<R: StoreRow>(row: &R) -> Result<DagRow> {
         is_paused: row.flag("is_paused")?,
         is_active: row.flag("is_active")?,
         last_parsed_at: time_col(row, "last_parsed_at")?,
+        bundle_name: row.opt_text("bundle_name")?,
+        bundle_version: row.opt_text("bundle_version")?,
     })
 }
 
@@ -188,6 +193,7 @@ pub(crate) fn run_row<R: StoreRow>(row: &R) -> Result<RunRow> {
         queued_at: time_col(row, "queued_at")?,
         start_date: opt_time_col(row, "start_date")?,
         end_date: opt_time_col(row, "end_date")?,
+        bundle_version: row.opt_text("bundle_version")?,
     })
 }
 
@@ -245,6 +251,23 @@ pub(crate) fn job_row<R: StoreRow>(row: &R) -> Result<SchedulerJobRow> {
         start_date: time_col(row, "start_date")?,
         latest_heartbeat: time_col(row, "latest_heartbeat")?,
         end_date: opt_time_col(row, "end_date")?,
+    })
+}
+
+pub(crate) fn source_row<R: StoreRow>(row: &R) -> Result<SourceRow> {
+    Ok(SourceRow {
+        name: row.text("name")?,
+        tenant: row.opt_text("tenant")?,
+        kind: row.text("kind")?,
+        url: row.text("url")?,
+        reference: row.opt_text("reference")?,
+        revision: row.opt_text("revision")?,
+        revision_url: row.opt_text("revision_url")?,
+        last_sync_at: opt_time_col(row, "last_sync_at")?,
+        last_success_at: opt_time_col(row, "last_success_at")?,
+        failures: row.int("failures")?,
+        error: row.opt_text("error")?,
+        sync_requested_at: opt_time_col(row, "sync_requested_at")?,
     })
 }
 

@@ -183,7 +183,7 @@ pub(crate) async fn heads<C: Db + ?Sized>(conn: &mut C) -> Result<Vec<DagHead>> 
 
 pub(crate) async fn all<C: Db + ?Sized>(conn: &mut C) -> Result<Vec<DagRow>> {
     let rows = query(
-        "SELECT d.version, d.is_paused, d.is_active, d.last_parsed_at, v.definition
+        "SELECT d.version, d.is_paused, d.is_active, d.last_parsed_at, d.bundle_name, d.bundle_version, v.definition
          FROM dag d JOIN dag_version v ON v.dag_id = d.dag_id AND v.version = d.version
          ORDER BY d.dag_id",
     )
@@ -194,7 +194,7 @@ pub(crate) async fn all<C: Db + ?Sized>(conn: &mut C) -> Result<Vec<DagRow>> {
 
 pub(crate) async fn one<C: Db + ?Sized>(conn: &mut C, dag_id: &str) -> Result<Option<DagRow>> {
     let row = query(
-        "SELECT d.version, d.is_paused, d.is_active, d.last_parsed_at, v.definition
+        "SELECT d.version, d.is_paused, d.is_active, d.last_parsed_at, d.bundle_name, d.bundle_version, v.definition
          FROM dag d JOIN dag_version v ON v.dag_id = d.dag_id AND v.version = d.version
          WHERE d.dag_id = $1",
     )

@@ -8,7 +8,8 @@ use super::{Db, Dialect, is_unique_violation, query};
 use crate::{NewRun, NewTi, NewestRunsFilter, Result, RunRow, StoreError};
 
 /// The run (state `queued`) and its task instances (state `none`), inside the caller's
-/// transaction.
+/// transaction. The run reads its files from its DAG's source at the revision that source is
+/// at now (`bundle_version`; NULL for the plain DAGs folder).
 pub(crate) async fn create<C: Db + ?Sized>(
     conn: &mut C,
     run: &NewRun,
@@ -68,8 +69,10 @@ async fn insert_run<C: Db + ?Sized>(
 ) -> Result<RunRow> {
     let inserted = query(concat!(
         "INSERT INTO dag_run (dag_id, tenant, run_id, run_type, state, version, logical_date,
-             data_interval_start, data_interval_end, conf, queued_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             data_interval_start, data_interval_end, conf, queued_at, bundle_version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+                 (SELECT s.revision FROM dag AS d JOIN dag_source AS s ON s.name = d.bundle_name
+                  WHERE d.dag_id = $1))
          RETURNING ",
         run_columns!()
     ))

@@ -151,7 +151,8 @@ pub(crate) async fn dag_versions<C: Db + ?Sized>(
     dag_id: &str,
 ) -> Result<Vec<DagVersionRow>> {
     let rows = query(
-        "SELECT version, created_at FROM dag_version WHERE dag_id = $1
+        "SELECT version, created_at, bundle_name, bundle_version FROM dag_version
+         WHERE dag_id = $1
          ORDER BY created_at DESC, version",
     )
     .bind(dag_id)
@@ -162,6 +163,8 @@ pub(crate) async fn dag_versions<C: Db + ?Sized>(
             Ok(DagVersionRow {
                 version: row.text("version")?,
                 created_at: codec::time_col(row, "created_at")?,
+                bundle_name: row.opt_text("bundle_name")?,
+                bundle_version: row.opt_text("bundle_version")?,
             })
         })
         .collect()

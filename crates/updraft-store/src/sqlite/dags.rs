@@ -32,7 +32,7 @@ pub(super) async fn sync(
 }
 
 /// Insert the new DAGs (paused per their own setting, else the default) and refresh the
-/// existing ones of the same tenant, keeping their paused flag (another tenant's row is not
+/// existing ones of the same tenant (version, file, bundle), keeping their paused flag (another tenant's row is not
 /// touched): one statement for the whole load.
 async fn upsert_dags(
     conn: &mut SqliteConnection,
@@ -53,20 +53,26 @@ async fn upsert_dags(
                 dag.tenant,
                 dag.fileloc,
                 i64::from(paused),
-                record.version
+                record.version,
+                record.bundle.map(|b| b.name),
+                record.bundle.and_then(|b| b.version)
             ])
         })
         .collect();
     // `WHERE true`: SQLite's grammar needs it between a SELECT and an upsert clause.
     sqlx::query(
-        "INSERT INTO dag (dag_id, tenant, fileloc, is_paused, is_active, version, last_parsed_at)
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, 1, value ->> 4, ?2
+        "INSERT INTO dag (dag_id, tenant, fileloc, is_paused, is_active, version, last_parsed_at,
+             bundle_name, bundle_version)
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, 1, value ->> 4, ?2,
+             value ->> 5, value ->> 6
          FROM json_each(?1) WHERE true
          ON CONFLICT (dag_id) DO UPDATE SET
              fileloc = excluded.fileloc,
              is_active = 1,
              version = excluded.version,
-             last_parsed_at = excluded.last_parsed_at
+             last_parsed_at = excluded.last_parsed_at,
+             bundle_name = excluded.bundle_name,
+             bundle_version = excluded.bundle_version
          WHERE dag.tenant = excluded.tenant",
     )
     .bind(codec::to_json(&rows)?)
@@ -76,8 +82,8 @@ async fn upsert_dags(
     Ok(())
 }
 
-/// Versions are immutable: the first definition and source recorded for a version stay. One
-/// statement for the whole load.
+/// Versions are immutable: the first definition, source and bundle recorded for a version
+/// stay. One statement for the whole load.
 async fn insert_versions(
     conn: &mut SqliteConnection,
     loaded: &[LoadedDagRecord<'_>],
@@ -94,12 +100,16 @@ async fn insert_versions(
             record.version,
             dag.tenant,
             codec::to_json(dag)?,
-            record.source
+            record.source,
+            record.bundle.map(|b| b.name),
+            record.bundle.and_then(|b| b.version)
         ]));
     }
     sqlx::query(
-        "INSERT INTO dag_version (dag_id, version, tenant, definition, source, created_at)
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, ?2
+        "INSERT INTO dag_version (dag_id, version, tenant, definition, source, created_at,
+             bundle_name, bundle_version)
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, ?2,
+             value ->> 5, value ->> 6
          FROM json_each(?1) WHERE true
          ON CONFLICT (dag_id, version) DO NOTHING",
     )

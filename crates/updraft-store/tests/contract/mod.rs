@@ -9,9 +9,11 @@
 #![allow(dead_code)] // each backend test file uses what it needs
 
 mod secrets;
+mod sources;
 mod step;
 mod users;
 pub use secrets::*;
+pub use sources::*;
 pub use step::*;
 pub use users::*;
 
@@ -128,6 +130,14 @@ macro_rules! contract_tests {
             secrets_reencrypt_rewrites_every_encrypted_field,
             secrets_reencrypt_is_all_or_nothing,
             secrets_reencrypt_of_nothing_rewrites_nothing,
+        );
+        // DAG sources and the revisions runs are pinned to.
+        contract_tests!(@each $fresh;
+            sources_are_recorded_listed_and_replaced,
+            source_sync_requests_are_kept_until_taken_once,
+            source_sync_requests_taken_at_once_go_to_one_taker_each,
+            dags_and_versions_record_the_bundle_they_were_read_from,
+            runs_are_pinned_to_their_sources_revision_at_creation,
         );
         // Housekeeping (`db clean`).
         contract_tests!(@each $fresh;

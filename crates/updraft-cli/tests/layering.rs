@@ -49,7 +49,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, SOURCES, LOGS, EXECUTOR, PODS,
         ],
     ),
-    (SERVER, &[AUTH, DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, LOGS]),
+    (
+        SERVER,
+        &[AUTH, DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, LOGS],
+    ),
     (
         CLI,
         &[
@@ -70,7 +73,15 @@ const TESTS_ONLY: &[&str] = &[KUBE_FAKE, TEST_SERVERS];
 const KUBERNETES_USERS: &[&str] = &[PODS, KUBE_FAKE];
 
 /// What the server must not reach, directly or through any crate it depends on.
-const NOT_IN_SERVER: &[&str] = &[SCHEDULER, EXECUTOR, PODS, SOURCES, "git2", "kube", "k8s-openapi"];
+const NOT_IN_SERVER: &[&str] = &[
+    SCHEDULER,
+    EXECUTOR,
+    PODS,
+    SOURCES,
+    "git2",
+    "kube",
+    "k8s-openapi",
+];
 
 /// One dependency of a workspace crate: (name, kind), kind `normal`, `dev` or `build`.
 type Dependencies = BTreeMap<String, Vec<(String, String)>>;

@@ -331,8 +331,9 @@ async fn logs(
             })?;
             String::from_utf8_lossy(&slice.bytes).into_owned()
         }
-        None => std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?,
+        None => {
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
+        }
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)

@@ -8,7 +8,7 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -113,6 +113,7 @@ pub struct Running {
     pub port: u16,
     pub log: PathBuf,
     _lifeline: ChildStdin,
+    _shell: Child,
 }
 
 /// Runs the server (`"$@"`) in the background, with a watcher that kills it when its
@@ -164,6 +165,7 @@ pub fn start(program: &Path, args: &[String], port: u16, log: PathBuf) -> Runnin
         port,
         log,
         _lifeline: lifeline,
+        _shell: child,
     }
 }
 

@@ -8,6 +8,13 @@ use crate::emulator::{self, ObjectServer, StoreKind};
 /// The moto release the tests were written against.
 const MOTO: &str = "moto[server]==5.2.5";
 
+const ACCESS_KEY: &str = "updraft-test";
+
+/// The `Authorization` header of what the tests upload themselves: the access key
+/// object_store is given, in a SigV4 header whose signature moto does not check.
+const CALLER: &str = "AWS4-HMAC-SHA256 Credential=updraft-test/20260101/us-east-1/s3/aws4_request, \
+     SignedHeaders=host, Signature=0";
+
 /// The S3 server of this test binary, started on first use.
 pub fn moto() -> &'static ObjectServer {
     static SERVER: OnceLock<ObjectServer> = OnceLock::new();
@@ -35,7 +42,7 @@ fn start() -> ObjectServer {
     let env = [
         ("AWS_ENDPOINT_URL", endpoint.as_str()),
         ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "updraft-test"),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
         ("AWS_SECRET_ACCESS_KEY", "updraft-test-secret"),
         ("AWS_REGION", "us-east-1"),
     ]
@@ -51,17 +58,21 @@ fn start() -> ObjectServer {
     }
 }
 
-/// moto accepts an unsigned path-style `PUT /<bucket>`.
+/// A path-style `PUT /<bucket>` (see [`upload_object`] for the header).
 fn create_bucket(server: &ObjectServer, name: &str) -> Result<(), String> {
-    let (status, body) = emulator::request(server.port(), "PUT", &format!("/{name}"), &[], b"")
-        .map_err(|e| e.to_string())?;
+    let headers = [("Authorization", CALLER.to_string())];
+    let (status, body) =
+        emulator::request(server.port(), "PUT", &format!("/{name}"), &headers, b"")
+            .map_err(|e| e.to_string())?;
     match status {
         200 => Ok(()),
         _ => Err(format!("HTTP {status}: {body}")),
     }
 }
 
-/// An unsigned path-style `PUT /<bucket>/<key>`, which moto takes.
+/// A path-style `PUT /<bucket>/<key>` with an `Authorization` header: moto checks no
+/// signature (its IAM authorization is off) but refuses an overwrite to a request without
+/// that header, as it would to an anonymous caller.
 fn upload_object(
     server: &ObjectServer,
     bucket: &str,
@@ -69,8 +80,9 @@ fn upload_object(
     body: &[u8],
 ) -> Result<(), String> {
     let path = format!("/{bucket}/{}", emulator::encode_key(key));
-    let (status, answer) =
-        emulator::request(server.port(), "PUT", &path, &[], body).map_err(|e| e.to_string())?;
+    let headers = [("Authorization", CALLER.to_string())];
+    let (status, answer) = emulator::request(server.port(), "PUT", &path, &headers, body)
+        .map_err(|e| e.to_string())?;
     match status {
         200 => Ok(()),
         _ => Err(format!("HTTP {status}: {answer}")),

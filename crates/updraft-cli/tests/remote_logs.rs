@@ -2,7 +2,8 @@
 //! (`AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER` on an S3 server, moto, and
 //! `AIRFLOW__LOGGING__DELETE_LOCAL_LOGS`) uploads a running try's log in chunks, then whole at
 //! its end, removes the local file, and serves the log from the store through the API and
-//! `tasks logs`, the same bytes.
+//! `tasks logs`, the same bytes; a store that fails (a bucket not yet created) neither fails
+//! the try nor loses its log, which lands once the store takes it.
 
 mod common;
 
@@ -132,5 +133,58 @@ fn a_try_log_is_served_from_the_store_once_its_local_copy_is_gone() {
     assert_eq!(served, expected, "the API serves the stored bytes");
     assert_eq!(answer["end_of_log"], true);
     assert_eq!(home.logs("shout", &run_id, "say", Some(1)), *text);
+    drop(service);
+}
+
+#[test]
+fn a_store_that_fails_never_fails_the_try_and_gets_the_log_later() {
+    let server = moto();
+    // Not created yet: every upload fails until it is.
+    let bucket = format!("updraftlate{}", std::process::id());
+    let url = server.url(&bucket, "logs");
+    let mut home = Home::new();
+    for (name, value) in server.env() {
+        home.set_env(&name, &value);
+    }
+    home.set_env("UPDRAFT__LOGGING__REMOTE_BASE_LOG_FOLDER", &url)
+        .set_env("UPDRAFT__LOGGING__DELETE_LOCAL_LOGS", "true");
+    home.write_dag(
+        "late.yaml",
+        "dag_id: late\ntasks:\n  - task_id: say\n    bash: echo 'kept until it lands'\n",
+    );
+    let service = home.start_standalone();
+    let api = api_address(&service);
+    wait_until("the DAG to be registered", DEFAULT_TIMEOUT, || {
+        (get(&api, "/dags/late").0 == 200).then_some(())
+    });
+    let run_id = home.trigger("late", None);
+    assert_eq!(home.wait_run_finished("late", &run_id), "success");
+    let log_api = format!("/dags/late/dagRuns/{run_id}/taskInstances/say/logs/1?full_content=true");
+    let (status, from_local) = get(&api, &log_api);
+    assert_eq!(status, 200, "{from_local}");
+    assert!(
+        from_local.to_string().contains("kept until it lands"),
+        "{from_local}"
+    );
+    assert_eq!(
+        local_logs(&home.logs_folder()).len(),
+        1,
+        "kept until uploaded"
+    );
+
+    server.create_bucket(&bucket);
+    let location = ObjectLocation::open_with_env(&url, server.env()).unwrap();
+    let stored = wait_until("the retried upload", DEFAULT_TIMEOUT, || {
+        let stored = objects(&location);
+        (!stored.is_empty() && local_logs(&home.logs_folder()).is_empty()).then_some(stored)
+    });
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(
+        stored[0].1.contains("\nkept until it lands\n"),
+        "{stored:?}"
+    );
+    let (status, from_store) = get(&api, &log_api);
+    assert_eq!(status, 200, "{from_store}");
+    assert_eq!(from_store, from_local, "the same log, from the store");
     drop(service);
 }

@@ -344,6 +344,17 @@ pub struct LoggingSection {
     pub base_log_folder: PathBuf,
     /// `error`, `warn`, `info`, `debug` or a tracing filter.
     pub level: String,
+    /// Where tries' logs are uploaded: `s3://bucket/prefix`, `gs://bucket/prefix`,
+    /// `az://container/prefix` or Airflow's `wasb://container@account…`; empty: logs stay
+    /// local. Credentials come from the environment, as each cloud's SDK finds them.
+    pub remote_base_log_folder: String,
+    /// Airflow's switch: `false` keeps logs local even with `remote_base_log_folder` set.
+    pub remote_logging: bool,
+    /// Remove a try's local log once it is uploaded whole.
+    pub delete_local_logs: bool,
+    /// How often a running try's new log lines are uploaded.
+    #[serde(with = "humantime_serde_str")]
+    pub remote_log_upload_interval: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -402,6 +413,10 @@ impl Default for LoggingSection {
         LoggingSection {
             base_log_folder: PathBuf::from("logs"),
             level: "info".to_string(),
+            remote_base_log_folder: String::new(),
+            remote_logging: true,
+            delete_local_logs: false,
+            remote_log_upload_interval: Duration::from_secs(30),
         }
     }
 }
@@ -634,7 +649,7 @@ impl Settings {
             Some(home) => PathBuf::from(home),
             None => std::env::current_dir().context("reading the current directory")?,
         };
-        let vars = with_airflow_fernet_key(std::env::vars().collect());
+        let vars = with_airflow_logging(with_airflow_fernet_key(std::env::vars().collect()));
         let config = load_config(&home, &vars)?;
         Ok(Settings { home, config })
     }
@@ -655,6 +670,41 @@ impl Settings {
 
     pub fn logs_folder(&self) -> PathBuf {
         self.home.join(&self.config.logging.base_log_folder)
+    }
+
+    /// Where tries' logs are uploaded and read back (`[logging] remote_base_log_folder`),
+    /// or `None` when they stay local.
+    pub fn remote_logs(&self) -> Result<Option<updraft_logs::RemoteLogs>> {
+        let logging = &self.config.logging;
+        let url = logging.remote_base_log_folder.trim();
+        if url.is_empty() || !logging.remote_logging {
+            return Ok(None);
+        }
+        if logging.remote_log_upload_interval.is_zero() {
+            bail!("logging.remote_log_upload_interval: must be more than 0s");
+        }
+        let remote = updraft_logs::RemoteLogs::open(url, self.logs_folder()).map_err(|e| {
+            anyhow::anyhow!(
+                "logging.remote_base_log_folder: {}",
+                mask_url_password(&e.to_string())
+            )
+        })?;
+        Ok(Some(remote))
+    }
+
+    /// How tries' logs are uploaded when [`Settings::remote_logs`] is set.
+    pub fn log_upload_settings(&self) -> updraft_logs::UploadSettings {
+        updraft_logs::UploadSettings {
+            upload_interval: self.config.logging.remote_log_upload_interval,
+            delete_local_logs: self.config.logging.delete_local_logs,
+            ..updraft_logs::UploadSettings::default()
+        }
+    }
+
+    /// Whether tries' logs are uploaded (a stop then waits for the uploads, within a bound).
+    pub fn uploads_logs(&self) -> bool {
+        let logging = &self.config.logging;
+        logging.remote_logging && !logging.remote_base_log_folder.trim().is_empty()
     }
 
     /// The database named by `database.url`.
@@ -765,6 +815,33 @@ fn with_airflow_fernet_key(mut vars: Vec<(String, String)>) -> Vec<(String, Stri
     if let Some((_, value)) = vars.iter().find(|(name, _)| name == AIRFLOW_FERNET_KEY) {
         let value = value.clone();
         vars.push((UPDRAFT.to_string(), value));
+    }
+    vars
+}
+
+/// Airflow's remote logging variables (`AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER`, ...) as
+/// their `UPDRAFT__LOGGING__*` names when those are not set; Airflow's `True`/`False` read as
+/// booleans.
+fn with_airflow_logging(mut vars: Vec<(String, String)>) -> Vec<(String, String)> {
+    const KEYS: [&str; 3] = [
+        "REMOTE_BASE_LOG_FOLDER",
+        "REMOTE_LOGGING",
+        "DELETE_LOCAL_LOGS",
+    ];
+    for key in KEYS {
+        let updraft = format!("UPDRAFT__LOGGING__{key}");
+        let airflow = format!("AIRFLOW__LOGGING__{key}");
+        if vars.iter().any(|(name, _)| *name == updraft) {
+            continue;
+        }
+        if let Some((_, value)) = vars.iter().find(|(name, _)| *name == airflow) {
+            let value = match value.trim() {
+                v if v.eq_ignore_ascii_case("true") => "true".to_string(),
+                v if v.eq_ignore_ascii_case("false") => "false".to_string(),
+                _ => value.clone(),
+            };
+            vars.push((updraft, value));
+        }
     }
     vars
 }
@@ -1071,6 +1148,53 @@ mod tests {
             "from-updraft"
         );
         assert!(!masked_toml(&config).unwrap().contains("from-airflow"));
+    }
+
+    #[test]
+    fn remote_logging_comes_from_the_file_and_airflows_variables() {
+        let home = tempfile::tempdir().unwrap();
+        let config = load_config(home.path(), &[]).unwrap();
+        assert_eq!(config.logging.remote_base_log_folder, "");
+        assert_eq!(
+            config.logging.remote_log_upload_interval,
+            Duration::from_secs(30)
+        );
+        std::fs::write(
+            home.path().join(CONFIG_FILE),
+            "[logging]\nremote_base_log_folder = \"s3://from-file/logs\"\n\
+             remote_log_upload_interval = \"5s\"\n",
+        )
+        .unwrap();
+        let var = |name: &str, value: &str| (name.to_string(), value.to_string());
+        let airflow = with_airflow_logging(vec![
+            var(
+                "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER",
+                "wasb://logs@acct",
+            ),
+            var("AIRFLOW__LOGGING__DELETE_LOCAL_LOGS", "True"),
+            var("AIRFLOW__LOGGING__REMOTE_LOGGING", "True"),
+        ]);
+        let config = load_config(home.path(), &airflow).unwrap();
+        assert_eq!(config.logging.remote_base_log_folder, "wasb://logs@acct");
+        assert!(config.logging.delete_local_logs && config.logging.remote_logging);
+        assert_eq!(
+            config.logging.remote_log_upload_interval,
+            Duration::from_secs(5)
+        );
+        let mut both = airflow.clone();
+        both.push(var(
+            "UPDRAFT__LOGGING__REMOTE_BASE_LOG_FOLDER",
+            "gs://mine/x",
+        ));
+        let config = load_config(home.path(), &with_airflow_logging(both)).unwrap();
+        assert_eq!(config.logging.remote_base_log_folder, "gs://mine/x");
+        let off = with_airflow_logging(vec![var("AIRFLOW__LOGGING__REMOTE_LOGGING", "False")]);
+        let settings = Settings {
+            home: home.path().to_path_buf(),
+            config: load_config(home.path(), &off).unwrap(),
+        };
+        assert!(!settings.uploads_logs());
+        assert!(settings.remote_logs().unwrap().is_none());
     }
 
     #[test]

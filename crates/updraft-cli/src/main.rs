@@ -94,7 +94,11 @@ fn main() -> ExitCode {
     // Before the runtime starts any thread: see `stop::on_signal`.
     let stop = if cli.command.is_service() {
         let s = &settings.config.scheduler;
-        match stop::on_signal(stop::hard_deadline(s.shutdown_grace, s.kill_grace)) {
+        let mut deadline = stop::hard_deadline(s.shutdown_grace, s.kill_grace);
+        if settings.uploads_logs() {
+            deadline += updraft_scheduler::LOG_FLUSH_WAIT;
+        }
+        match stop::on_signal(deadline) {
             Ok(stop) => Some(stop),
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -13,5 +13,5 @@ pub mod engine;
 pub mod error;
 mod selection;
 
-pub use engine::{KubernetesConfig, Scheduler, SchedulerConfig};
+pub use engine::{KubernetesConfig, LOG_FLUSH_WAIT, Scheduler, SchedulerConfig};
 pub use error::SchedulerError;

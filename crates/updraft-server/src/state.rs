@@ -40,6 +40,9 @@ pub struct AppState {
     stopping: Arc<watch::Sender<bool>>,
     /// The `Host` check and the event stream limits.
     guard: Arc<Guard>,
+    /// Where tries' logs are uploaded (`[logging] remote_base_log_folder`), read when their
+    /// local file is gone; `None`: logs are only local.
+    remote_logs: Option<Arc<updraft_logs::RemoteLogs>>,
 }
 
 impl AppState {
@@ -58,7 +61,18 @@ impl AppState {
             health_check_threshold: Duration::from_secs(30),
             stopping: Arc::new(watch::channel(false).0),
             guard: Arc::new(Guard::default()),
+            remote_logs: None,
         }
+    }
+
+    /// Logs are also read from the object store `remote` names.
+    pub fn with_remote_logs(mut self, remote: Arc<updraft_logs::RemoteLogs>) -> Self {
+        self.remote_logs = Some(remote);
+        self
+    }
+
+    pub fn remote_logs(&self) -> Option<&Arc<updraft_logs::RemoteLogs>> {
+        self.remote_logs.as_ref()
     }
 
     /// How old a scheduler's latest heartbeat may be for `/monitor/health` to call it healthy

@@ -112,6 +112,7 @@ pub async fn server(settings: &Settings, signals: watch::Receiver<bool>) -> Resu
     let state = AppState::new(store, config, changes, wake)
         .with_health_check_threshold(settings.config.scheduler.health_check_threshold)
         .with_guard(settings.config.api.guard()?);
+    let state = with_remote_logs(state, settings.remote_logs()?.map(Arc::new));
     updraft_server::serve(listener, state, stop.wait()).await?;
     stop.outcome()?;
     Ok(ExitCode::SUCCESS)
@@ -145,8 +146,13 @@ async fn run(
     .await?;
     let mut scheduler = Scheduler::new(store.clone(), config)?;
     lock.forward_pokes_to(scheduler.waker());
+    let remote_logs = settings.remote_logs()?.map(Arc::new);
+    if let Some(remote) = &remote_logs {
+        let uploads = settings.log_upload_settings();
+        scheduler.upload_logs(updraft_logs::LogUploader::start(remote.clone(), uploads));
+    }
     let server = if with_server {
-        Some(spawn_server(settings, store, &scheduler, stop.wait()).await?)
+        Some(spawn_server(settings, store, &scheduler, remote_logs, stop.wait()).await?)
     } else {
         None
     };
@@ -169,6 +175,7 @@ async fn spawn_server(
     settings: &Settings,
     store: Arc<dyn Store>,
     scheduler: &Scheduler,
+    remote_logs: Option<Arc<updraft_logs::RemoteLogs>>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<Result<(), updraft_server::ServerError>>> {
     let config = server_config(settings)?;
@@ -179,7 +186,15 @@ async fn spawn_server(
     let state = AppState::new(store, config, scheduler.changes(), wake)
         .with_health_check_threshold(settings.config.scheduler.health_check_threshold)
         .with_guard(settings.config.api.guard()?);
+    let state = with_remote_logs(state, remote_logs);
     Ok(tokio::spawn(updraft_server::serve(listener, state, stop)))
+}
+
+fn with_remote_logs(state: AppState, remote: Option<Arc<updraft_logs::RemoteLogs>>) -> AppState {
+    match remote {
+        Some(remote) => state.with_remote_logs(remote),
+        None => state,
+    }
 }
 
 fn server_config(settings: &Settings) -> Result<ServerConfig> {

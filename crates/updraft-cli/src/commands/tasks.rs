@@ -316,8 +316,25 @@ async fn logs(
         task_id,
         try_number,
     );
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = match settings.remote_logs()? {
+        // The local file while it exists, else the object store.
+        Some(remote) => {
+            let rel = updraft_logs::rel_path(&run.tenant, dag_id, &run.run_id, task_id, try_number);
+            let running = try_number == ti.try_number && ti.state.is_active();
+            let slice = remote.read(&rel, running, 0, u64::MAX).await?;
+            let slice = slice.with_context(|| {
+                format!(
+                    "no log of try {try_number}: neither {} nor {rel} in {}",
+                    path.display(),
+                    remote.location().url
+                )
+            })?;
+            String::from_utf8_lossy(&slice.bytes).into_owned()
+        }
+        None => {
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
+        }
+    };
     print!("{text}");
     Ok(ExitCode::SUCCESS)
 }

@@ -62,7 +62,7 @@ impl Scheduler {
             try_number: ti.try_number,
         };
         let log = self.try_log_path(run, ti);
-        self.track_in_flight(ti, &cached);
+        self.track_in_flight(run, ti, &cached);
         let Some(task) = cached.task(&ti.task_id) else {
             return self
                 .fail_before_start(key, &log, "task is missing from the run's DAG version", now)
@@ -145,12 +145,16 @@ impl Scheduler {
         self.definitions.rows.get(&run.dag_id)?.bundle_name.clone()
     }
 
-    /// Remembers a try handed to an executor until its end is reported.
-    pub(super) fn track_in_flight(&mut self, ti: &TiRow, cached: &Arc<CachedDag>) {
+    /// Remembers a try handed to an executor until its end is reported; its log is
+    /// uploaded while it runs.
+    pub(super) fn track_in_flight(&mut self, run: &RunRow, ti: &TiRow, cached: &Arc<CachedDag>) {
+        let log = self.try_log_path(run, ti);
+        self.log_started(&log);
         self.tries.in_flight.insert(
             (ti.run_pk, ti.task_id.clone()),
             InFlight {
                 try_number: ti.try_number,
+                log,
                 max_tries: ti.max_tries,
                 dag: cached.clone(),
             },

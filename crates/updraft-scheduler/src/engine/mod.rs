@@ -20,7 +20,7 @@
 //! `passes` what each stimulus runs; `jobs` registration and heartbeats; `folder` the DAGs
 //! folder (loaded on the blocking pool) and definitions; `runs` run creation and start;
 //! `evaluate` run evaluation; `queue` queueing; `launch` handing tries to executors; `reports`
-//! executor reports; `orphans` orphaned tries and pod adoption; `shutdown` the clean stop;
+//! executor reports; `logs` telling the remote log uploader; `orphans` orphaned tries and pod adoption; `shutdown` the clean stop;
 //! `config` the settings. Blocking file work (the folder, log lines) goes through
 //! `spawn_blocking`, so the loop runs on any Tokio runtime, current-thread included.
 
@@ -29,6 +29,7 @@ mod evaluate;
 mod folder;
 mod jobs;
 mod launch;
+mod logs;
 mod orphans;
 mod passes;
 mod queue;
@@ -53,6 +54,7 @@ use crate::SchedulerError;
 
 pub use config::{KubernetesConfig, SchedulerConfig};
 use folder::DagsFolder;
+pub use logs::LOG_FLUSH_WAIT;
 use passes::Reread;
 use state::{Definitions, Executors, InFlight, Job, TrackedRuns, Tries, Wakeups};
 

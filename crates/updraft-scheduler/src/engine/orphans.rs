@@ -103,6 +103,9 @@ impl Scheduler {
             self.store
                 .finish_try(&key, ti.try_number, state, retry_at, now)
                 .await?;
+            if ran_here(&ti, &self.config.hostname) {
+                self.log_ended(&log);
+            }
             warn!(dag_id = %run.dag_id, run_id = %run.run_id, task_id = %ti.task_id, %state, "recovered an orphaned task instance");
         }
         Ok(())
@@ -222,7 +225,7 @@ impl Scheduler {
             updraft_dag::TaskKind::Pod(p) => p.delete_pod,
             _ => None,
         });
-        self.track_in_flight(ti, cached);
+        self.track_in_flight(run, ti, cached);
         info!(dag_id = %run.dag_id, run_id = %run.run_id, task_id = %ti.task_id, pod = ?pod.metadata.name, "following the pod of a try started before a restart");
         pods.adopt(
             TryKey {
@@ -237,6 +240,12 @@ impl Scheduler {
         );
         Ok(Adoption::Adopted)
     }
+}
+
+/// Whether the try's log was written on this host (or it never started anywhere): only then
+/// is the local file the whole log, to be uploaded as such.
+fn ran_here(ti: &TiRow, hostname: &str) -> bool {
+    ti.hostname.as_deref().is_none_or(|host| host == hostname)
 }
 
 /// How long an orphaned try's killed processes may take to be gone before it is retried

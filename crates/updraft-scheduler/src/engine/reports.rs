@@ -97,7 +97,13 @@ impl Scheduler {
                 TryReport::Started { key, .. } => {
                     touched.insert(key.run_pk);
                 }
-                TryReport::Finished { key, retry_at, .. } => {
+                TryReport::Finished {
+                    key,
+                    retry_at,
+                    try_number,
+                    ..
+                } => {
+                    self.end_recorded(key, *try_number);
                     if !applied {
                         debug!(task_id = %key.task_id, "try outcome not recorded: instance changed meanwhile");
                     }
@@ -148,6 +154,7 @@ impl Scheduler {
             warn!(task_id = %key.task_id, "finish reported for a try not in flight");
             return None;
         };
+        self.log_ending(&key, flight.log.clone());
         let task = flight.dag.task(&key.task_id)?;
         let (state, retry_at) = on_try_finished(
             task,

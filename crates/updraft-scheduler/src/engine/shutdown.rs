@@ -1,5 +1,5 @@
-//! Stopping cleanly: pods detached, local tries given their grace, every outcome recorded;
-//! and stopping on an error no retry can mend.
+//! Stopping cleanly: pods detached, local tries given their grace, every outcome recorded,
+//! the logs uploaded (within a bound); and stopping on an error no retry can mend.
 
 use chrono::Utc;
 use tracing::{error, info, warn};
@@ -9,6 +9,13 @@ use crate::SchedulerError;
 
 impl Scheduler {
     pub(super) async fn shutdown(&mut self) -> Result<(), SchedulerError> {
+        let stopped = self.stop_tries_and_record().await;
+        // Also when recording failed: what is not uploaded stays journaled.
+        self.stop_log_uploads().await;
+        stopped
+    }
+
+    async fn stop_tries_and_record(&mut self) -> Result<(), SchedulerError> {
         info!(
             running = self.tries.in_flight.len(),
             grace = ?self.config.shutdown_grace,

@@ -3,6 +3,7 @@
 //! and the runs being driven.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -116,6 +117,8 @@ impl Job {
 /// A try handed to the executor and not yet reported finished.
 pub(super) struct InFlight {
     pub(super) try_number: u32,
+    /// The try's log file.
+    pub(super) log: PathBuf,
     pub(super) max_tries: u32,
     pub(super) dag: Arc<CachedDag>,
 }
@@ -130,6 +133,16 @@ pub(super) struct Tries {
     /// Executor reports not yet recorded (the database was away): recorded before anything
     /// else, so no try's end is lost.
     pub(super) pending_reports: Vec<TryReport>,
+    /// Remote task logs: the uploader, and the logs of ended tries whose end is not yet
+    /// recorded (each is uploaded whole once it is).
+    pub(super) logs: LogUploads,
+}
+
+#[derive(Default)]
+pub(super) struct LogUploads {
+    pub(super) uploader: Option<updraft_logs::LogUploader>,
+    /// By (run, task, try number).
+    pub(super) ending: HashMap<(i64, String, u32), PathBuf>,
 }
 
 /// The runs this scheduler drives, and which of them need a look.

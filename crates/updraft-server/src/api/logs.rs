@@ -4,15 +4,18 @@
 //! a token returns only what follows it. While the try is live only complete lines are
 //! returned (a half-written line waits for its end); once it is over, everything is, and
 //! `end_of_log` is true.
+//!
+//! With remote task logs, a log whose local file is gone (uploaded and removed, or written on
+//! another node) is read from the object store: the same bytes at the same offsets.
 
-use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use updraft_logs::{LogSlice, read_local};
 use updraft_store::TiKey;
 use utoipa::IntoParams;
 
@@ -60,26 +63,23 @@ fn parse_token(token: &str) -> Option<u64> {
 
 /// The log from `offset` on: complete lines only while `live`.
 fn read_chunk(path: &Path, offset: u64, live: bool) -> std::io::Result<Chunk> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Chunk {
-                text: if live {
-                    String::new()
-                } else {
-                    "*** No log was written for this try\n".to_string()
-                },
-                next: offset,
-                end_of_log: !live,
-            });
-        }
-        Err(e) => return Err(e),
+    Ok(chunk_of(read_local(path, offset, MAX_CHUNK)?, offset, live))
+}
+
+/// The text to return of `slice` (read from `offset`, `None` when there is no log).
+fn chunk_of(slice: Option<LogSlice>, offset: u64, live: bool) -> Chunk {
+    let Some(LogSlice { mut bytes, len, .. }) = slice else {
+        return Chunk {
+            text: if live {
+                String::new()
+            } else {
+                "*** No log was written for this try\n".to_string()
+            },
+            next: offset,
+            end_of_log: !live,
+        };
     };
-    let len = file.metadata()?.len();
     let start = offset.min(len);
-    file.seek(SeekFrom::Start(start))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_CHUNK).read_to_end(&mut bytes)?;
     let read_all = start + bytes.len() as u64 >= len;
     if (live || !read_all) && !bytes.ends_with(b"\n") {
         // Hold back a partial last line until it is complete (unless it is all there is
@@ -91,11 +91,39 @@ fn read_chunk(path: &Path, offset: u64, live: bool) -> std::io::Result<Chunk> {
         }
     }
     let next = start + bytes.len() as u64;
-    Ok(Chunk {
+    Chunk {
         text: String::from_utf8_lossy(&bytes).into_owned(),
         next,
         end_of_log: !live && next >= len,
-    })
+    }
+}
+
+/// The try's log from `offset`: the local file, or (with remote logs) the object store once
+/// the local file is gone; the same bytes either way.
+async fn read_log(
+    state: &AppState,
+    path: PathBuf,
+    rel: String,
+    offset: u64,
+    live: bool,
+) -> Result<Chunk, ApiError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        tracing::error!("reading a log failed: {e}");
+        ApiError::internal("reading the log failed; see the server log")
+    };
+    match state.remote_logs() {
+        Some(remote) => {
+            let slice = remote
+                .read(&rel, live, offset, MAX_CHUNK)
+                .await
+                .map_err(|e| failed(&e))?;
+            Ok(chunk_of(slice, offset, live))
+        }
+        None => tokio::task::spawn_blocking(move || read_chunk(&path, offset, live))
+            .await
+            .map_err(|e| failed(&e))?
+            .map_err(|e| failed(&e)),
+    }
 }
 
 /// A try's log as lines (`application/json`) or as text (`text/plain`, with the token in the
@@ -161,13 +189,8 @@ pub async fn get_log(
         &task_id,
         try_number,
     );
-    let chunk = tokio::task::spawn_blocking(move || read_chunk(&path, offset, live))
-        .await
-        .map_err(|e| ApiError::internal(format!("reading the log failed: {e}")))?
-        .map_err(|e| {
-            tracing::error!("reading a log failed: {e}");
-            ApiError::internal("reading the log failed; see the server log")
-        })?;
+    let rel = updraft_logs::rel_path(&run.tenant, &dag_id, &run.run_id, &task_id, try_number);
+    let chunk = read_log(&state, path, rel, offset, live).await?;
     let token = chunk.next.to_string();
     // Logs are masked as they are written; secrets the server has learned since are masked
     // here too.

@@ -312,6 +312,8 @@ impl Fixture {
             store.clone(),
             ServerConfig {
                 keyring: Some(keyring),
+                source_sync: None,
+                source_webhooks: Default::default(),
                 bind: "127.0.0.1:0".parse().unwrap(),
                 dags_folder: dags,
                 logs_folder: logs.clone(),

@@ -130,9 +130,13 @@ impl Bundles {
 }
 
 /// A link to `revision` of `source`: its recorded `revision_url` (the link to its current
-/// revision) with the current revision replaced by `revision`; credentials left out.
+/// revision) with the current revision replaced by `revision`; credentials left out. Only
+/// `http(s)` links are made (pages put them in `href`).
 pub fn revision_url(source: &SourceRow, revision: &str) -> Option<String> {
-    let current_url = source.revision_url.as_deref()?;
+    let current_url = source
+        .revision_url
+        .as_deref()
+        .filter(|url| url.starts_with("https://") || url.starts_with("http://"))?;
     let url = match source.revision.as_deref() {
         Some(current) if current == revision => current_url.to_string(),
         Some(current) if !current.is_empty() && current_url.contains(current) => {

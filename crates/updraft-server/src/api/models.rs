@@ -1107,3 +1107,58 @@ pub struct VersionInfo {
     pub version: String,
     pub git_version: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_left_out_of_urls_shown() {
+        assert_eq!(
+            without_credentials("https://user:tok@git.example.com/a.git"),
+            "https://git.example.com/a.git"
+        );
+        assert_eq!(
+            without_credentials("ssh://git@git.example.com:2222/a.git"),
+            "ssh://git.example.com:2222/a.git"
+        );
+        assert_eq!(
+            without_credentials("git@github.com:org/dags.git"),
+            "github.com:org/dags.git"
+        );
+        assert_eq!(without_credentials("s3://bucket/dags"), "s3://bucket/dags");
+    }
+
+    #[test]
+    fn revision_links_follow_the_sources_link_to_its_current_revision() {
+        let source = SourceRow {
+            name: "dags".into(),
+            revision: Some("abc123".into()),
+            revision_url: Some("https://git.example.com/dags/commit/abc123".into()),
+            ..SourceRow::default()
+        };
+        assert_eq!(
+            revision_url(&source, "abc123").as_deref(),
+            Some("https://git.example.com/dags/commit/abc123")
+        );
+        assert_eq!(
+            revision_url(&source, "def456").as_deref(),
+            Some("https://git.example.com/dags/commit/def456")
+        );
+        let without_link = SourceRow {
+            revision_url: None,
+            ..source.clone()
+        };
+        assert_eq!(revision_url(&without_link, "abc123"), None);
+        let script = SourceRow {
+            revision_url: Some("javascript:alert(1)//abc123".into()),
+            ..source
+        };
+        assert_eq!(revision_url(&script, "abc123"), None);
+        let bundles = Bundles::new(vec![without_link]);
+        assert_eq!(bundles.url(Some("dags"), Some("abc123")), None);
+        assert_eq!(bundles.url(None, Some("abc123")), None);
+        assert_eq!(Bundles::name(None), neutral::BUNDLE_NAME);
+        assert_eq!(Bundles::name(Some("dags")), "dags");
+    }
+}

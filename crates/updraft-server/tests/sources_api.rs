@@ -630,4 +630,30 @@ async fn pages_show_failing_sources_the_sources_page_and_the_dags_source() {
     );
     let plain_page = app.get(&viewer_a, "/dags/plain_job").await.text;
     assert!(!plain_page.contains("commit&#x2f;"), "{plain_page}");
+
+    // A run's page: the revision it reads its files from, not the source's newest.
+    let admin = Identity::local_admin();
+    app.post(
+        &admin,
+        "/api/v2/dags/a_job/dagRuns",
+        json!({"dag_run_id": "pinned"}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    app.store
+        .record_source(&source("platform", None, REV_B))
+        .await
+        .unwrap();
+    let run_page = app
+        .get(&viewer_a, "/dags/a_job/runs/pinned")
+        .await
+        .expect(StatusCode::OK)
+        .text;
+    assert!(
+        run_page.contains(&format!(
+            "Reads its files from source platform at <a class=\"revision\" href=\"{}\"",
+            escaped(&commit_url("platform", REV_A))
+        )),
+        "{run_page}"
+    );
 }

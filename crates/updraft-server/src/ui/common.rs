@@ -100,12 +100,16 @@ pub struct BundleView {
     pub url: Option<String>,
 }
 
-async fn bundle_view(state: &AppState, row: &DagRow) -> Result<Option<BundleView>, UiError> {
-    let Some(name) = row.bundle_name.as_deref() else {
+/// Source `name` (`None`: the plain DAGs folder, shown as nothing) at `version`.
+pub async fn bundle_view(
+    state: &AppState,
+    name: Option<&str>,
+    version: Option<String>,
+) -> Result<Option<BundleView>, UiError> {
+    let Some(name) = name else {
         return Ok(None);
     };
     let source = state.store.source(name).await?;
-    let version = row.bundle_version.clone();
     let url = match (&source, version.as_deref()) {
         (Some(source), Some(version)) => crate::api::models::revision_url(source, version),
         _ => None,
@@ -195,7 +199,12 @@ pub async fn dag_header(
     tab: &'static str,
 ) -> Result<DagHeader, UiError> {
     let latest = state.store.latest_scheduled_run(&row.dag.dag_id).await?;
-    let bundle = bundle_view(state, row).await?;
+    let bundle = bundle_view(
+        state,
+        row.bundle_name.as_deref(),
+        row.bundle_version.clone(),
+    )
+    .await?;
     let next = next_run(row, latest.as_ref(), Utc::now());
     let dag = &row.dag;
     Ok(DagHeader {

@@ -8,6 +8,10 @@ use crate::{Grant, Role};
 pub struct Identity {
     pub username: String,
     pub grants: Vec<Grant>,
+    /// A git host's webhook for this DAG source, proved by the source's webhook secret: it
+    /// may ask for a sync of that source and do nothing else, whatever `grants` say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
 }
 
 impl Identity {
@@ -15,6 +19,17 @@ impl Identity {
         Identity {
             username: username.into(),
             grants,
+            webhook: None,
+        }
+    }
+
+    /// The caller of a DAG source's webhook (`POST /api/v2/sources/{name}/sync` signed with
+    /// the source's secret): no grants; it may sync `source` alone.
+    pub fn webhook(source: &str) -> Self {
+        Identity {
+            username: format!("webhook:{source}"),
+            grants: Vec::new(),
+            webhook: Some(source.to_string()),
         }
     }
 

@@ -7,6 +7,7 @@ pub enum Action {
     Read,
     /// Pause, clear, mark, set notes, edit pools, connections, variables.
     Edit,
+    /// Trigger a DAG run; sync a DAG source.
     Trigger,
     /// Create a pool, connection, variable or user.
     Create,
@@ -37,6 +38,14 @@ pub enum Resource<'a> {
     Variable { tenant: &'a str },
     /// The list of variables; each item is still decided as [`Resource::Variable`].
     Variables,
+    /// A DAG source (Airflow's DAG bundle) named `name`: of one tenant, or mounted at the root
+    /// (`tenant: None`), where folder names give the tenants of its DAGs.
+    Source {
+        tenant: Option<&'a str>,
+        name: &'a str,
+    },
+    /// The list of DAG sources; each item is still decided as [`Resource::Source`].
+    Sources,
     /// The server's configuration.
     Config,
     /// Users, their grants, and the roles.
@@ -79,13 +88,16 @@ pub fn decide(identity: &Identity, action: Action, resource: Resource<'_>) -> De
     if matches!(resource, Resource::Health | Resource::Version) {
         return Decision::Allow;
     }
+    if let Some(source) = &identity.webhook {
+        return webhook_decision(source, action, resource);
+    }
     let held = match tenant_of(resource) {
         Some(tenant) => match identity.role_in(tenant) {
             Some(role) if role > Role::Public => role,
             _ => return Decision::Hide,
         },
         None if is_listing(resource) => identity.strongest_role().unwrap_or(Role::Public),
-        None if matches!(resource, Resource::Pool { tenant: None }) && action == Action::Read => {
+        None if is_shared_with_every_tenant(resource) && action == Action::Read => {
             identity.strongest_role().unwrap_or(Role::Public)
         }
         None => identity.global_role().unwrap_or(Role::Public),
@@ -96,15 +108,34 @@ pub fn decide(identity: &Identity, action: Action, resource: Resource<'_>) -> De
     }
 }
 
+/// A source's webhook may sync that source, and nothing else.
+fn webhook_decision(source: &str, action: Action, resource: Resource<'_>) -> Decision {
+    match (action, resource) {
+        (Action::Trigger, Resource::Source { name, .. }) if name == source => Decision::Allow,
+        _ => Decision::Forbid,
+    }
+}
+
 fn tenant_of(resource: Resource<'_>) -> Option<&str> {
     match resource {
         Resource::Dag { tenant, .. }
         | Resource::ImportError { tenant }
         | Resource::Connection { tenant }
         | Resource::Variable { tenant } => Some(tenant),
-        Resource::Pool { tenant } | Resource::AuditLog { tenant } => tenant,
+        Resource::Pool { tenant }
+        | Resource::AuditLog { tenant }
+        | Resource::Source { tenant, .. } => tenant,
         _ => None,
     }
+}
+
+/// Objects of no tenant that every tenant uses, so a role in any tenant may read them: shared
+/// pools, DAG sources mounted at the root.
+fn is_shared_with_every_tenant(resource: Resource<'_>) -> bool {
+    matches!(
+        resource,
+        Resource::Pool { tenant: None } | Resource::Source { tenant: None, .. }
+    )
 }
 
 fn is_listing(resource: Resource<'_>) -> bool {
@@ -116,6 +147,7 @@ fn is_listing(resource: Resource<'_>) -> bool {
             | Resource::AuditLogs
             | Resource::Connections
             | Resource::Variables
+            | Resource::Sources
     )
 }
 
@@ -138,6 +170,8 @@ fn needed(action: Action, resource: Resource<'_>) -> Option<Role> {
             | Resource::Variables,
             _,
         ) => Some(Role::Op),
+        (Resource::Source { .. } | Resource::Sources, Read) => Some(Role::Viewer),
+        (Resource::Source { .. }, Trigger) => Some(Role::Op),
         (Resource::Config, Read) => Some(Role::Op),
         (Resource::Users, _) => Some(Role::Admin),
         (Resource::AuditLog { .. } | Resource::AuditLogs, Read) => Some(Role::Admin),
@@ -365,6 +399,85 @@ mod tests {
         );
     }
 
+    #[test]
+    fn sources_are_read_by_their_tenant_and_synced_by_its_ops() {
+        let source = |tenant| Resource::Source {
+            tenant,
+            name: "dags",
+        };
+        let viewer_a = Identity::new("v", vec![Grant::for_tenant(Role::Viewer, "a")]);
+        let op_a = Identity::new("o", vec![Grant::for_tenant(Role::Op, "a")]);
+        let op = Identity::new("g", vec![Grant::everywhere(Role::Op)]);
+        assert_eq!(
+            decide(&viewer_a, Action::Read, source(Some("a"))),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&viewer_a, Action::Trigger, source(Some("a"))),
+            Decision::Forbid
+        );
+        assert_eq!(
+            decide(&viewer_a, Action::Read, source(Some("b"))),
+            Decision::Hide
+        );
+        assert_eq!(
+            decide(&op_a, Action::Trigger, source(Some("a"))),
+            Decision::Allow
+        );
+        // Mounted at the root: read with a role in any tenant, synced by a global Op.
+        assert_eq!(
+            decide(&viewer_a, Action::Read, source(None)),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&op_a, Action::Trigger, source(None)),
+            Decision::Forbid
+        );
+        assert_eq!(decide(&op, Action::Trigger, source(None)), Decision::Allow);
+        let public = Identity::new("p", vec![Grant::for_tenant(Role::Public, "a")]);
+        assert_eq!(
+            decide(&public, Action::Read, source(None)),
+            Decision::Forbid
+        );
+        assert_eq!(
+            decide(&viewer_a, Action::Read, Resource::Sources),
+            Decision::Allow
+        );
+        assert!(!decide(&op, Action::Delete, source(None)).allowed());
+    }
+
+    #[test]
+    fn a_webhook_syncs_its_own_source_and_nothing_else() {
+        let hook = Identity::webhook("platform");
+        let source = |tenant, name| Resource::Source { tenant, name };
+        assert_eq!(
+            decide(&hook, Action::Trigger, source(None, "platform")),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&hook, Action::Trigger, source(Some("a"), "platform")),
+            Decision::Allow
+        );
+        for (action, resource) in [
+            (Action::Trigger, source(None, "other")),
+            (Action::Read, source(None, "platform")),
+            (Action::Read, Resource::Sources),
+            (Action::Trigger, dag("a")),
+            (Action::Read, dag("a")),
+            (Action::Create, Resource::Users),
+        ] {
+            assert_eq!(
+                decide(&hook, action, resource),
+                Decision::Forbid,
+                "{action:?} {resource:?}"
+            );
+        }
+        // Grants do not widen it.
+        let mut granted = Identity::webhook("platform");
+        granted.grants.push(Grant::everywhere(Role::Admin));
+        assert_eq!(decide(&granted, Action::Read, dag("a")), Decision::Forbid);
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -419,8 +532,10 @@ mod tests {
                     .prop_map(|tenant| Resource::Variable { tenant }),
                 Just(Resource::Config),
                 Just(Resource::Users),
-                prop::option::of(tenant).prop_map(|tenant| Resource::AuditLog { tenant }),
+                prop::option::of(tenant.clone()).prop_map(|tenant| Resource::AuditLog { tenant }),
                 Just(Resource::AuditLogs),
+                prop::option::of(tenant).prop_map(|tenant| Resource::Source { tenant, name: "s" }),
+                Just(Resource::Sources),
                 Just(Resource::Version),
                 Just(Resource::Health),
             ]

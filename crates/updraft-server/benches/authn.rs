@@ -84,6 +84,8 @@ async fn app(home: &std::path::Path, auth: AuthSettings) -> (axum::Router, Strin
         store as Arc<dyn Store>,
         ServerConfig {
             keyring: None,
+            source_sync: None,
+            source_webhooks: Default::default(),
             bind: "127.0.0.1:0".parse().expect("address"),
             dags_folder: dags,
             logs_folder: home.join("logs"),

@@ -57,6 +57,8 @@ async fn bench() {
 
     let config = ServerConfig {
         keyring: None,
+        source_sync: None,
+        source_webhooks: Default::default(),
         bind: "127.0.0.1:0".parse().expect("address"),
         dags_folder: dags.clone(),
         logs_folder: home.path().join("logs"),

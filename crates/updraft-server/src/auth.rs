@@ -47,6 +47,11 @@ pub fn dag_not_found(dag_id: &str) -> ApiError {
     ApiError::not_found(format!("The Dag with ID: `{dag_id}` was not found"))
 }
 
+/// The answer for a DAG source that does not exist, or that the caller may not know of.
+pub fn source_not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!("The source with name: `{name}` was not found"))
+}
+
 /// Whether `identity` may do `action` on `resource`, for filtering listings and showing
 /// buttons.
 pub fn allows(identity: &Identity, action: Action, resource: Resource<'_>) -> bool {
@@ -57,6 +62,7 @@ pub fn allows(identity: &Identity, action: Action, resource: Resource<'_>) -> bo
 fn hidden_detail(resource: Resource<'_>) -> String {
     match resource {
         Resource::Dag { dag_id, .. } => dag_not_found(dag_id).detail,
+        Resource::Source { name, .. } => source_not_found(name).detail,
         other => format!("{} was not found", describe(other)),
     }
 }
@@ -73,6 +79,8 @@ fn describe(resource: Resource<'_>) -> String {
         Resource::Connections => "connections".to_string(),
         Resource::Variable { .. } => "the variable".to_string(),
         Resource::Variables => "variables".to_string(),
+        Resource::Source { name, .. } => format!("source `{name}`"),
+        Resource::Sources => "DAG sources".to_string(),
         Resource::Config => "the configuration".to_string(),
         Resource::Users => "users".to_string(),
         Resource::AuditLog { .. } => "the audit log entry".to_string(),

@@ -20,13 +20,19 @@ use axum::Router;
 use axum::serve::ListenerExt as _;
 
 pub use error::{ApiError, ServerError};
-pub use state::{AppState, ServerConfig};
+pub use state::{AppState, ServerConfig, WebhookSecrets};
 
 /// The whole application: API and UI.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v2", api::router())
-        .merge(ui::router())
+        // Pages show a banner while a DAG source the caller may see is failing.
+        .merge(
+            ui::router().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                ui::sources::banner,
+            )),
+        )
         .merge(authn::router())
         // Inner: who is calling. Outer: the Host check and the security headers, so every
         // answer, a refused sign-in too, carries them.

@@ -1,11 +1,12 @@
 //! What every handler shares.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use updraft_runs::StateChange;
 use updraft_store::Store;
 
@@ -22,6 +23,38 @@ pub struct ServerConfig {
     /// `None`: none configured, so the connections and variables endpoints answer that they
     /// need one.
     pub keyring: Option<updraft_secrets::Keyring>,
+    /// Notified when a sync of a DAG source is asked for (`POST /api/v2/sources/{name}/sync`),
+    /// so that a scheduler in this process takes the request at once; `None`: schedulers find
+    /// the request in the store.
+    pub source_sync: Option<Arc<Notify>>,
+    /// The secrets of DAG sources' webhooks, by source name: a git host's push event signed
+    /// with one (`X-Hub-Signature-256`, or `X-Gitlab-Token`) may sync that source.
+    pub source_webhooks: WebhookSecrets,
+}
+
+/// The webhook secret of each DAG source that has one, by source name. Never printed.
+#[derive(Clone, Default)]
+pub struct WebhookSecrets(HashMap<String, String>);
+
+impl WebhookSecrets {
+    pub fn new(secrets: impl IntoIterator<Item = (String, String)>) -> Self {
+        WebhookSecrets(secrets.into_iter().collect())
+    }
+
+    /// The secret of source `name`, if it has one.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for WebhookSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.0.keys().collect();
+        names.sort();
+        f.debug_map()
+            .entries(names.into_iter().map(|name| (name, "***")))
+            .finish()
+    }
 }
 
 #[derive(Clone)]

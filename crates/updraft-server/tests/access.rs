@@ -23,7 +23,7 @@ use updraft_server::auth::{Grant, Identity, Role};
 use updraft_server::{AppState, ServerConfig};
 use updraft_store::{
     AdminStore, NewEvent, OperatorStore, PoolRow, QueueLimits, ReadStore, SchedulerStore,
-    SqliteStore, TiKey, TiTransition, UserStore, WriteMode,
+    SourceRow, SourceStore, SqliteStore, TiKey, TiTransition, UserStore, WriteMode,
 };
 
 const JOB: &str = r#"
@@ -166,6 +166,12 @@ fn rules() -> BTreeMap<(&'static str, &'static str), Rule> {
         (("get", "/api/v2/variables/{variable_key}"), Object(Op)),
         (("patch", "/api/v2/variables/{variable_key}"), Object(Op)),
         (("delete", "/api/v2/variables/{variable_key}"), Object(Op)),
+        (
+            ("get", "/api/v2/sources"),
+            listing(Viewer, Viewer, "sources", "name"),
+        ),
+        (("get", "/api/v2/sources/{source_name}"), Object(Viewer)),
+        (("post", "/api/v2/sources/{source_name}/sync"), Object(Op)),
         (("get", "/api/v2/monitor/health"), Open),
         (("get", "/api/v2/version"), SignedIn),
     ])
@@ -193,6 +199,8 @@ fn body_for(method: &str, path: &str, serial: usize) -> Option<Value> {
         ("patch", "/api/v2/connections/{connection_id}") => json!({"host": "h"}),
         ("post", "/api/v2/variables") => json!({"key": format!("new_{serial}"), "value": "v"}),
         ("patch", "/api/v2/variables/{variable_key}") => json!({"value": "w"}),
+        // A user's request has no body to speak of; a webhook's carries the push event.
+        ("post", "/api/v2/sources/{source_name}/sync") => json!({}),
         _ => panic!("no request body written for {method} {path}: add one to body_for"),
     };
     Some(body)
@@ -312,6 +320,8 @@ impl Fixture {
             store.clone(),
             ServerConfig {
                 keyring: Some(keyring),
+                source_sync: None,
+                source_webhooks: Default::default(),
                 bind: "127.0.0.1:0".parse().unwrap(),
                 dags_folder: dags,
                 logs_folder: logs.clone(),
@@ -343,6 +353,17 @@ impl Fixture {
             let log = updraft_dag::log_path(&logs, tenant, dag_id, &run_id, "work", 1);
             std::fs::create_dir_all(log.parent().unwrap()).unwrap();
             std::fs::write(&log, "working\n").unwrap();
+            store
+                .record_source(&SourceRow {
+                    name: format!("{}_source", &tenant[5..]),
+                    tenant: Some(tenant.to_string()),
+                    kind: "git".into(),
+                    url: format!("https://git.example.com/{tenant}.git"),
+                    revision: Some("0123456789abcdef".into()),
+                    ..SourceRow::default()
+                })
+                .await
+                .unwrap();
             store
                 .create_pool(&PoolRow {
                     name: format!("{}_pool", &tenant[5..]),
@@ -393,14 +414,18 @@ impl Fixture {
             ("pool_name", "a_pool".to_string()),
             ("connection_id", "a_conn".to_string()),
             ("variable_key", "a_var".to_string()),
+            ("source_name", "a_source".to_string()),
             ("import_error_id", error_id),
             ("event_log_id", event_ids["team_a"].to_string()),
         ]);
         fixture
     }
 
-    /// What names `team_a`'s object in a listing's `field`.
-    fn team_a_value(&self, field: &str) -> Value {
+    /// What names `team_a`'s object in the field `field` of a listing's `key`.
+    fn team_a_value(&self, key: &str, field: &str) -> Value {
+        if (key, field) == ("sources", "name") {
+            return json!("a_source");
+        }
         match field {
             "dag_id" => json!("a_job"),
             "filename" => json!("team_a/broken.yaml"),
@@ -540,7 +565,7 @@ fn check(expected: &Expect, reply: &Reply, rule: Rule, fixture: &Fixture) -> Res
                 return Ok(());
             };
             let items = reply.json()[key].as_array().cloned().unwrap_or_default();
-            let wanted = fixture.team_a_value(field);
+            let wanted = fixture.team_a_value(key, field);
             let found = items.iter().any(|item| item[field] == wanted);
             if found == *listed {
                 Ok(())
@@ -737,6 +762,20 @@ async fn another_tenants_objects_answer_exactly_as_missing_ones() {
             "/api/v2/variables/nope?team_name=team_a".into(),
             "a_var|nope".into(),
             Some(json!({"value": "x"})),
+        ),
+        (
+            Method::GET,
+            "/api/v2/sources/a_source".into(),
+            "/api/v2/sources/nope".into(),
+            "a_source|nope".into(),
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v2/sources/a_source/sync".into(),
+            "/api/v2/sources/nope/sync".into(),
+            "a_source|nope".into(),
+            Some(json!({})),
         ),
         (
             Method::GET,

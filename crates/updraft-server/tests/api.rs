@@ -119,6 +119,8 @@ impl App {
             store.clone(),
             ServerConfig {
                 keyring: None,
+                source_sync: None,
+                source_webhooks: Default::default(),
                 bind: "127.0.0.1:0".parse().unwrap(),
                 dags_folder: dags,
                 logs_folder: logs.clone(),

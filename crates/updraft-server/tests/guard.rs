@@ -50,6 +50,8 @@ async fn state(settings: GuardSettings) -> (AppState, tempfile::TempDir) {
         .unwrap();
     let config = ServerConfig {
         keyring: None,
+        source_sync: None,
+        source_webhooks: Default::default(),
         bind: "127.0.0.1:0".parse().unwrap(),
         dags_folder: dags,
         logs_folder: dir.path().join("logs"),

@@ -285,6 +285,8 @@ async fn server(iap: Iap) -> (tempfile::TempDir, Arc<SqliteStore>, AppState) {
         store.clone() as Arc<dyn Store>,
         ServerConfig {
             keyring: None,
+            source_sync: None,
+            source_webhooks: Default::default(),
             bind: "127.0.0.1:0".parse().unwrap(),
             dags_folder: dags,
             logs_folder: dir.path().join("logs"),

@@ -460,6 +460,8 @@ async fn the_server_signs_in_through_the_login_pages_link_and_the_session_reache
         store.clone() as Arc<dyn Store>,
         ServerConfig {
             keyring: None,
+            source_sync: None,
+            source_webhooks: Default::default(),
             bind: addr,
             dags_folder: dir.path().join("dags"),
             logs_folder: dir.path().join("logs"),

@@ -77,6 +77,8 @@ impl App {
             store.clone(),
             ServerConfig {
                 keyring: keyring.clone(),
+                source_sync: None,
+                source_webhooks: Default::default(),
                 bind: "127.0.0.1:0".parse().unwrap(),
                 dags_folder: dags,
                 logs_folder: dir.path().join("logs"),

@@ -59,6 +59,8 @@ impl Fixture {
             store,
             ServerConfig {
                 keyring: Some(keyring),
+                source_sync: None,
+                source_webhooks: Default::default(),
                 bind: "127.0.0.1:0".parse().unwrap(),
                 dags_folder: dir.path().join("dags"),
                 logs_folder: dir.path().join("logs"),

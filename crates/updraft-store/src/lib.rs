@@ -147,8 +147,8 @@ pub struct RunRow {
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
     /// The revision of its DAG's source the run reads its files from (Airflow's
-    /// `bundle_version`): the source's revision when the run was created; `None` for a DAG of
-    /// the plain DAGs folder.
+    /// `bundle_version`): the revision its DAG was last loaded from when the run was created;
+    /// `None` for a DAG of the plain DAGs folder.
     #[serde(default)]
     pub bundle_version: Option<String>,
 }
@@ -563,9 +563,9 @@ pub trait OperatorStore: Send + Sync {
     /// Returns false when the DAG does not exist.
     async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<bool>;
     /// Create a run in state `queued` with one task instance per `tis` in state `none`. The
-    /// run's `bundle_version` is the current `revision` of its DAG's source (its
-    /// `bundle_name`'s recorded [`SourceRow`]); `None` for a DAG of the plain DAGs folder or
-    /// a source with no revision recorded.
+    /// run's `bundle_version` is its DAG's (the revision of its source the DAG was last
+    /// loaded from, see [`SchedulerStore::sync_dags`]); `None` for a DAG of the plain DAGs
+    /// folder. It never changes afterwards.
     /// A run with the same `(dag_id, run_id)` or the same `(dag_id, logical_date)` (one run per
     /// logical date, as in Airflow), or a task id listed twice, is a [`StoreError::Conflict`];
     /// a `(dag_id, version)` not recorded by [`SchedulerStore::sync_dags`] is

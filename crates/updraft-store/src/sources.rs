@@ -4,9 +4,9 @@
 //!
 //! A scheduler syncs its sources and records what it found here; the server reads it for
 //! `GET /api/v2/sources` and the UI's banner, and records requests (`POST
-//! /api/v2/sources/{name}/sync`) that schedulers take. Run creation copies the source's
-//! current revision into the run (`bundle_version`), so a run keeps reading its DAG's files
-//! from the revision it started with.
+//! /api/v2/sources/{name}/sync`) that schedulers take. Run creation copies the revision its
+//! DAG was last loaded from into the run (`bundle_version`), so a run keeps reading its DAG's
+//! files from the revision it started with, the one its definition comes from.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

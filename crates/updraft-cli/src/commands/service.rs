@@ -213,6 +213,8 @@ fn server_config(settings: &Settings) -> Result<ServerConfig> {
     };
     Ok(ServerConfig {
         keyring,
+        source_sync: None,
+        source_webhooks: Default::default(),
         bind,
         dags_folder: settings.dags_folder(),
         logs_folder: settings.logs_folder(),

@@ -29,6 +29,9 @@ use crate::error::ApiError;
                                               (`***` when set), sensitive extra fields `***`"),
         (name = "Variable", description = "Variables per tenant; values of sensitive keys `***`"),
         (name = "Event Log"),
+        (name = "Source", description = "updraft's DAG sources (Airflow's DAG bundles): git \
+                                          repositories and object-store prefixes, their last \
+                                          sync, revision and error; a sync on request"),
         (name = "Monitor"),
         (name = "Version"),
     )
@@ -61,6 +64,11 @@ macro_rules! problem_response {
 }
 
 problem_response!(E400, "400", "Bad request");
+problem_response!(
+    E401,
+    "401",
+    "Not authenticated, or a webhook's signature or token does not match"
+);
 problem_response!(E403, "403", "Forbidden");
 problem_response!(E404, "404", "Not found");
 problem_response!(E406, "406", "Not acceptable");

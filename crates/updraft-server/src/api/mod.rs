@@ -8,6 +8,7 @@
 //! recorded in the audit log ([`crate::audit`]); every write that records work wakes the
 //! scheduler.
 
+mod bundles;
 pub(crate) mod connections;
 mod dag_runs;
 mod dags;
@@ -38,7 +39,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::auth::{self, Action, Identity, Resource};
 use crate::error::ApiError;
-use models::Versions;
+use models::{Bundles, Versions};
 
 pub use extract::{Accept, ApiJson, ApiPath, ApiQuery};
 
@@ -120,6 +121,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(event_logs::get_event_logs))
         .routes(routes!(event_logs::get_event_log))
+        .routes(routes!(bundles::get_sources))
+        .routes(routes!(bundles::get_source))
+        .routes(routes!(bundles::sync_source))
         .routes(routes!(monitor::get_health))
         .routes(routes!(monitor::get_version))
 }
@@ -216,12 +220,15 @@ async fn load_run(
     Ok(run)
 }
 
+/// The recorded DAG sources, for the bundle links of versions.
+async fn bundles(state: &AppState) -> Result<Arc<Bundles>, ApiError> {
+    Ok(Arc::new(Bundles::new(state.store.sources().await?)))
+}
+
 /// Versions of a DAG, numbered.
 async fn versions_of(state: &AppState, dag_id: &str) -> Result<Versions, ApiError> {
-    Ok(Versions::new(
-        dag_id,
-        state.store.dag_versions(dag_id).await?,
-    ))
+    let rows = state.store.dag_versions(dag_id).await?;
+    Ok(Versions::new(dag_id, rows).with_bundles(bundles(state).await?))
 }
 
 /// Versions of several DAGs, for a page of runs or task instances.
@@ -230,9 +237,14 @@ async fn versions_of_many(
     dag_ids: Vec<String>,
 ) -> Result<std::collections::HashMap<String, Versions>, ApiError> {
     let mut all = std::collections::HashMap::new();
+    if dag_ids.is_empty() {
+        return Ok(all);
+    }
+    let bundles = bundles(state).await?;
     for dag_id in dag_ids {
         if let std::collections::hash_map::Entry::Vacant(slot) = all.entry(dag_id) {
-            let versions = versions_of(state, slot.key()).await?;
+            let rows = state.store.dag_versions(slot.key()).await?;
+            let versions = Versions::new(slot.key(), rows).with_bundles(bundles.clone());
             slot.insert(versions);
         }
     }

@@ -13,14 +13,17 @@ use serde_json::{Value, json};
 use updraft_core::timetable::{DataInterval, next_interval};
 use updraft_core::{RunState, RunType, TaskState};
 use updraft_dag::{Dag, Schedule, TaskKind};
-use updraft_store::{DagRow, DagVersionRow, ImportErrorRow, PoolRow, PoolUsage, RunRow, TiRow};
+use updraft_store::{
+    DagRow, DagVersionRow, ImportErrorRow, PoolRow, PoolUsage, RunRow, SourceRow, TiRow,
+};
 use utoipa::ToSchema;
 
 use super::params::{de_opt_datetime, de_present, uuid_for};
 
 /// Airflow's values for what updraft does not have.
 pub mod neutral {
-    /// Every DAG comes from the one DAGs folder: Airflow's default bundle.
+    /// The bundle of a DAG read from the plain DAGs folder (no `[[sources]]`): Airflow's
+    /// default bundle.
     pub const BUNDLE_NAME: &str = "dags-folder";
     /// Airflow's default executor queue.
     pub const QUEUE: &str = "default";
@@ -96,6 +99,126 @@ pub struct DagContext<'a> {
     pub now: DateTime<Utc>,
 }
 
+// ---- DAG bundles (sources) ----------------------------------------------------------------
+
+/// The recorded DAG sources, by name: what the responses of DAGs, versions and runs say of
+/// the bundle they were read from.
+#[derive(Debug, Clone, Default)]
+pub struct Bundles {
+    sources: HashMap<String, SourceRow>,
+}
+
+impl Bundles {
+    pub fn new(sources: Vec<SourceRow>) -> Self {
+        Bundles {
+            sources: sources.into_iter().map(|s| (s.name.clone(), s)).collect(),
+        }
+    }
+
+    /// Airflow's `bundle_name`: the source's name, or the default bundle's for the plain DAGs
+    /// folder.
+    pub fn name(bundle_name: Option<&str>) -> String {
+        bundle_name.unwrap_or(neutral::BUNDLE_NAME).to_string()
+    }
+
+    /// A link to `version` of source `bundle_name` (a commit page), made from the source's
+    /// link to its current revision; `None` when the source makes none.
+    pub fn url(&self, bundle_name: Option<&str>, version: Option<&str>) -> Option<String> {
+        let source = self.sources.get(bundle_name?)?;
+        revision_url(source, version?)
+    }
+}
+
+/// A link to `revision` of `source`: its recorded `revision_url` (the link to its current
+/// revision) with the current revision replaced by `revision`; credentials left out. Only
+/// `http(s)` links are made (pages put them in `href`).
+pub fn revision_url(source: &SourceRow, revision: &str) -> Option<String> {
+    let current_url = source
+        .revision_url
+        .as_deref()
+        .filter(|url| url.starts_with("https://") || url.starts_with("http://"))?;
+    let url = match source.revision.as_deref() {
+        Some(current) if current == revision => current_url.to_string(),
+        Some(current) if !current.is_empty() && current_url.contains(current) => {
+            current_url.replace(current, revision)
+        }
+        _ => return None,
+    };
+    Some(without_credentials(&url))
+}
+
+/// `url` without a `user:password@` part, for showing.
+pub fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        // Not a URL with a scheme (`user@host:path`, scp-like git): drop what precedes `@`.
+        Err(_) => match url.split_once('@') {
+            Some((_, rest)) if !url.contains("://") => rest.to_string(),
+            _ => url.to_string(),
+        },
+    }
+}
+
+/// A DAG source as `GET /sources` shows it (updraft's own; Airflow has no such endpoint).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SourceResponse {
+    /// The source's name: the `bundle_name` of its DAGs.
+    pub name: String,
+    /// The tenant the whole source belongs to; `null`: mounted at the root, folder names give
+    /// tenants.
+    pub tenant: Option<String>,
+    /// `git` or `objects`.
+    pub kind: String,
+    /// Where it is read from (never with credentials).
+    pub url: String,
+    /// The branch, tag or commit followed (git).
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+    /// The revision in use: a commit sha (git) or an object-store generation.
+    pub revision: Option<String>,
+    /// A link to that revision (a commit page), when the source makes one.
+    pub revision_url: Option<String>,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// Failed syncs since the last success.
+    pub failures: i64,
+    /// The last failure's message; `null` after a success.
+    pub error: Option<String>,
+    /// A sync asked for and not taken by a scheduler yet.
+    pub sync_requested_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SourceCollectionResponse {
+    pub sources: Vec<SourceResponse>,
+    pub total_entries: u64,
+}
+
+pub fn source_response(row: &SourceRow) -> SourceResponse {
+    SourceResponse {
+        name: row.name.clone(),
+        tenant: row.tenant.clone(),
+        kind: row.kind.clone(),
+        url: without_credentials(&row.url),
+        reference: row.reference.clone(),
+        revision: row.revision.clone(),
+        revision_url: row
+            .revision
+            .as_deref()
+            .and_then(|revision| revision_url(row, revision)),
+        last_sync_at: row.last_sync_at,
+        last_success_at: row.last_success_at,
+        failures: row.failures,
+        error: row.error.clone(),
+        sync_requested_at: row.sync_requested_at,
+    }
+}
+
 fn is_periodic(schedule: &Schedule) -> bool {
     matches!(schedule, Schedule::Cron(_) | Schedule::Every(_))
 }
@@ -123,8 +246,8 @@ pub fn dag_response(row: &DagRow, ctx: &DagContext<'_>) -> DagResponse {
         last_parsed_time: Some(row.last_parsed_at),
         last_parse_duration: None,
         last_expired: None,
-        bundle_name: Some(neutral::BUNDLE_NAME.to_string()),
-        bundle_version: None,
+        bundle_name: Some(Bundles::name(row.bundle_name.as_deref())),
+        bundle_version: row.bundle_version.clone(),
         relative_fileloc: Some(dag.fileloc.clone()),
         fileloc: ctx.dags_folder.join(&dag.fileloc).display().to_string(),
         description: dag.description.clone(),
@@ -259,6 +382,8 @@ pub struct Versions {
     pub dag_id: String,
     /// Oldest first.
     pub rows: Vec<DagVersionRow>,
+    /// For the links to the revisions the versions were read at.
+    pub bundles: std::sync::Arc<Bundles>,
 }
 
 impl Versions {
@@ -271,7 +396,14 @@ impl Versions {
         Versions {
             dag_id: dag_id.to_string(),
             rows,
+            bundles: Default::default(),
         }
+    }
+
+    /// Links the versions' revisions through these sources.
+    pub fn with_bundles(mut self, bundles: std::sync::Arc<Bundles>) -> Self {
+        self.bundles = bundles;
+        self
     }
 
     pub fn number_of(&self, version: &str) -> Option<i64> {
@@ -294,9 +426,11 @@ impl Versions {
             version_number: number,
             dag_id: self.dag_id.clone(),
             dag_display_name: self.dag_id.clone(),
-            bundle_name: Some(neutral::BUNDLE_NAME.to_string()),
-            bundle_version: None,
-            bundle_url: None,
+            bundle_name: Some(Bundles::name(row.bundle_name.as_deref())),
+            bundle_version: row.bundle_version.clone(),
+            bundle_url: self
+                .bundles
+                .url(row.bundle_name.as_deref(), row.bundle_version.as_deref()),
             created_at: row.created_at,
             version: row.version.clone(),
         })
@@ -395,7 +529,7 @@ pub fn dag_run_response(
             .and_then(|v| v.response(&run.version))
             .into_iter()
             .collect(),
-        bundle_version: None,
+        bundle_version: run.bundle_version.clone(),
         partition_key: None,
         partition_date: None,
         tenant: run.tenant.clone(),
@@ -972,4 +1106,59 @@ pub struct HealthInfoResponse {
 pub struct VersionInfo {
     pub version: String,
     pub git_version: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_left_out_of_urls_shown() {
+        assert_eq!(
+            without_credentials("https://user:tok@git.example.com/a.git"),
+            "https://git.example.com/a.git"
+        );
+        assert_eq!(
+            without_credentials("ssh://git@git.example.com:2222/a.git"),
+            "ssh://git.example.com:2222/a.git"
+        );
+        assert_eq!(
+            without_credentials("git@github.com:org/dags.git"),
+            "github.com:org/dags.git"
+        );
+        assert_eq!(without_credentials("s3://bucket/dags"), "s3://bucket/dags");
+    }
+
+    #[test]
+    fn revision_links_follow_the_sources_link_to_its_current_revision() {
+        let source = SourceRow {
+            name: "dags".into(),
+            revision: Some("abc123".into()),
+            revision_url: Some("https://git.example.com/dags/commit/abc123".into()),
+            ..SourceRow::default()
+        };
+        assert_eq!(
+            revision_url(&source, "abc123").as_deref(),
+            Some("https://git.example.com/dags/commit/abc123")
+        );
+        assert_eq!(
+            revision_url(&source, "def456").as_deref(),
+            Some("https://git.example.com/dags/commit/def456")
+        );
+        let without_link = SourceRow {
+            revision_url: None,
+            ..source.clone()
+        };
+        assert_eq!(revision_url(&without_link, "abc123"), None);
+        let script = SourceRow {
+            revision_url: Some("javascript:alert(1)//abc123".into()),
+            ..source
+        };
+        assert_eq!(revision_url(&script, "abc123"), None);
+        let bundles = Bundles::new(vec![without_link]);
+        assert_eq!(bundles.url(Some("dags"), Some("abc123")), None);
+        assert_eq!(bundles.url(None, Some("abc123")), None);
+        assert_eq!(Bundles::name(None), neutral::BUNDLE_NAME);
+        assert_eq!(Bundles::name(Some("dags")), "dags");
+    }
 }

@@ -12,6 +12,10 @@
 //!    pass as [`anonymous`], who holds no role (Public); the rest of the API is 401, UI pages
 //!    redirect to `/login`.
 //!
+//! A call of a DAG source's webhook (`POST /api/v2/sources/{name}/sync` carrying a git host's
+//! signature or token, [`webhook`]) is checked against the source's secret before anything
+//! else: a match is that source's webhook identity, anything else 401.
+//!
 //! With Google IAP configured (`auth.iap`, [`iap`]) step 3 and 4 are replaced: every request
 //! but the health check needs the proxy's valid assertion, and sessions and API tokens are not
 //! accepted. With OIDC configured (`auth.oidc`, [`oidc`]) the login page links to
@@ -28,6 +32,7 @@ pub mod oidc;
 pub mod session;
 pub mod settings;
 pub mod token;
+pub mod webhook;
 
 use axum::Router;
 use axum::body::Body;
@@ -133,6 +138,16 @@ pub async fn authenticate(
             csrf_token: None,
         };
         return PAGE_AUTH.scope(page, next.run(request)).await;
+    }
+    if webhook::is_webhook_call(request.headers()) {
+        return match webhook::identify(&state.config.source_webhooks, request).await {
+            Ok((identity, mut request)) => {
+                request.extensions_mut().insert(identity);
+                request.extensions_mut().insert(SignedIn);
+                next.run(request).await
+            }
+            Err(refusal) => refusal,
+        };
     }
     if !state.config.auth.enabled {
         request.extensions_mut().insert(Identity::local_admin());

@@ -86,6 +86,43 @@ pub struct DagHeader {
     pub tab: &'static str,
     /// What the caller may do (buttons for the rest are not shown; the API refuses them).
     pub can: Abilities,
+    /// The DAG source it was last read from; `None`: the plain DAGs folder.
+    pub bundle: Option<BundleView>,
+}
+
+/// A DAG's source and the revision it was last read at, linked to its commit page when the
+/// source makes one.
+#[derive(Debug, Serialize)]
+pub struct BundleView {
+    pub name: String,
+    pub version: Option<String>,
+    pub version_short: String,
+    pub url: Option<String>,
+}
+
+/// Source `name` (`None`: the plain DAGs folder, shown as nothing) at `version`.
+pub async fn bundle_view(
+    state: &AppState,
+    name: Option<&str>,
+    version: Option<String>,
+) -> Result<Option<BundleView>, UiError> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    let source = state.store.source(name).await?;
+    let url = match (&source, version.as_deref()) {
+        (Some(source), Some(version)) => crate::api::models::revision_url(source, version),
+        _ => None,
+    };
+    Ok(Some(BundleView {
+        name: name.to_string(),
+        version_short: version
+            .as_deref()
+            .map(super::sources::short_revision)
+            .unwrap_or_default(),
+        version,
+        url,
+    }))
 }
 
 /// The actions on a DAG the caller is allowed, by [`authorize`].
@@ -162,6 +199,12 @@ pub async fn dag_header(
     tab: &'static str,
 ) -> Result<DagHeader, UiError> {
     let latest = state.store.latest_scheduled_run(&row.dag.dag_id).await?;
+    let bundle = bundle_view(
+        state,
+        row.bundle_name.as_deref(),
+        row.bundle_version.clone(),
+    )
+    .await?;
     let next = next_run(row, latest.as_ref(), Utc::now());
     let dag = &row.dag;
     Ok(DagHeader {
@@ -182,6 +225,7 @@ pub async fn dag_header(
         task_count: dag.tasks.len(),
         tab,
         can: Abilities::of(identity, &dag.tenant, &dag.dag_id),
+        bundle,
     })
 }
 

@@ -20,6 +20,7 @@
 //! | `/pools`, `/import-errors` | pools, import errors |
 //! | `/connections`, `/connections/new`, `/connections/{id}/edit?team_name=` | connections |
 //! | `/variables`, `/variables/new`, `/variables/{key}/edit?team_name=` | variables |
+//! | `/sources` | DAG sources: revision, last sync, error, sync button |
 //! | `/ui/events` | Server-Sent Events |
 
 mod admin;
@@ -33,6 +34,7 @@ pub mod layout;
 pub(crate) mod render;
 mod run;
 mod secrets;
+pub mod sources;
 
 use axum::Router;
 use axum::routing::get;
@@ -66,6 +68,7 @@ pub fn router() -> Router<AppState> {
         .route("/variables", get(secrets::variables_list))
         .route("/variables/new", get(secrets::variable_new))
         .route("/variables/{key}/edit", get(secrets::variable_edit))
+        .route("/sources", get(sources::sources_page))
         .route("/ui/events", get(events::events))
         .route("/ui/static/{file}", get(assets::serve))
 }

@@ -54,6 +54,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/import_errors.html"),
     ),
     ("login.html", include_str!("templates/login.html")),
+    ("sources.html", include_str!("templates/sources.html")),
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
@@ -69,13 +70,15 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
 });
 
 /// Renders a template to HTML. Every page also gets `auth`: the signed-in user's name and the
-/// session's CSRF token (see `crate::authn::PageAuth`).
+/// session's CSRF token (see `crate::authn::PageAuth`), and `source_alerts`: the failing DAG
+/// sources the caller may see (see `super::sources::banner`).
 pub fn html<T: Serialize>(name: &str, ctx: &T) -> Result<String, UiError> {
     let template = ENV
         .get_template(name)
         .map_err(|e| UiError(ApiError::internal(format!("template {name}: {e}"))))?;
     let ctx = minijinja::context! {
         auth => Value::from(Serde(crate::authn::page_auth())),
+        source_alerts => Value::from(Serde(super::sources::source_alerts())),
         ..Value::from(Serde(ctx))
     };
     template.render(ctx).map_err(|e| {

@@ -10,7 +10,8 @@ use updraft_dag::{Dag, TaskKind};
 use updraft_store::{RunRow, TiKey, TiRow};
 
 use super::common::{
-    DagHeader, Frame, RunSummary, dag_header, load_dag, run_summary, task_state_label,
+    BundleView, DagHeader, Frame, RunSummary, bundle_view, dag_header, load_dag, run_summary,
+    task_state_label,
 };
 use super::format::{self, enc, query_get, query_pairs};
 use super::render::{self, UiError};
@@ -74,6 +75,8 @@ struct RunPage {
     frame: Frame,
     dag: DagHeader,
     run: RunSummary,
+    /// The revision of the DAG's source the run reads its files from.
+    run_bundle: Option<BundleView>,
     conf: String,
     tis: Vec<TiLine>,
     api_run: String,
@@ -99,6 +102,10 @@ pub async fn run_page(
         state.store.task_instances(run.id)
     );
     let (dag, tis) = (dag?, tis?);
+    let run_bundle = match run.bundle_version.clone() {
+        Some(version) => bundle_view(&state, row.bundle_name.as_deref(), Some(version)).await?,
+        None => None,
+    };
     let position: HashMap<&str, usize> = dag
         .topological_order()
         .iter()
@@ -127,6 +134,7 @@ pub async fn run_page(
         gantt_url: format!("{}/gantt?run_id={run_q}", header.url),
         live_src: format::run_url(&dag_id, &run.run_id),
         run: run_summary(&run, now),
+        run_bundle,
         dag: header,
     };
     let partial = query_get(&query_pairs(raw.as_deref()), "partial").is_some();

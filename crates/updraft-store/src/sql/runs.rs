@@ -8,8 +8,10 @@ use super::{Db, Dialect, is_unique_violation, query};
 use crate::{NewRun, NewTi, NewestRunsFilter, Result, RunRow, StoreError};
 
 /// The run (state `queued`) and its task instances (state `none`), inside the caller's
-/// transaction. The run reads its files from its DAG's source at the revision that source is
-/// at now (`bundle_version`; NULL for the plain DAGs folder).
+/// transaction. The run reads its files from its DAG's source at the revision the DAG was last
+/// loaded from (`bundle_version`; NULL for the plain DAGs folder): the load its definition
+/// comes from, so definition and files agree even while a newer revision is synced but not
+/// loaded yet, or fails to load.
 pub(crate) async fn create<C: Db + ?Sized>(
     conn: &mut C,
     run: &NewRun,
@@ -71,8 +73,7 @@ async fn insert_run<C: Db + ?Sized>(
         "INSERT INTO dag_run (dag_id, tenant, run_id, run_type, state, version, logical_date,
              data_interval_start, data_interval_end, conf, queued_at, bundle_version)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-                 (SELECT s.revision FROM dag AS d JOIN dag_source AS s ON s.name = d.bundle_name
-                  WHERE d.dag_id = $1))
+                 (SELECT bundle_version FROM dag WHERE dag_id = $1))
          RETURNING ",
         run_columns!()
     ))

@@ -137,7 +137,7 @@ macro_rules! contract_tests {
             source_sync_requests_are_kept_until_taken_once,
             source_sync_requests_taken_at_once_go_to_one_taker_each,
             dags_and_versions_record_the_bundle_they_were_read_from,
-            runs_are_pinned_to_their_sources_revision_at_creation,
+            runs_are_pinned_to_the_revision_their_dag_was_loaded_from,
         );
         // Housekeeping (`db clean`).
         contract_tests!(@each $fresh;

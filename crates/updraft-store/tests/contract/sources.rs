@@ -203,84 +203,44 @@ pub async fn dags_and_versions_record_the_bundle_they_were_read_from(store: &dyn
     assert_eq!((newest.bundle_name, newest.bundle_version), (None, None));
 }
 
-pub async fn runs_are_pinned_to_their_sources_revision_at_creation(store: &dyn Store) {
+pub async fn runs_are_pinned_to_the_revision_their_dag_was_loaded_from(store: &dyn Store) {
     let d = dag("d");
     let plain = dag("plain");
-    let unsynced = dag("unsynced");
+    let run = async |dag: &Dag, run_id: &str, hour: i64| {
+        store
+            .create_run(
+                &new_run(dag, run_id, RunType::Manual, hour),
+                &[ti("a", 1)],
+                t(hour),
+            )
+            .await
+            .unwrap()
+    };
+    // `d` from `platform` at `aaa`; `plain` from the plain DAGs folder.
     store
         .record_source(&source("platform", None, Some("aaa")))
         .await
         .unwrap();
-    // `unsynced` names a source no sync has recorded; `plain` is of the plain DAGs folder.
-    let records = [
-        (
-            &d,
-            Some(BundleRef {
-                name: "platform",
-                version: Some("aaa"),
-            }),
-        ),
-        (&plain, None),
-        (
-            &unsynced,
-            Some(BundleRef {
-                name: "elsewhere",
-                version: Some("x"),
-            }),
-        ),
-    ];
-    let versions: Vec<String> = records.iter().map(|(dag, _)| dag.version()).collect();
-    let loaded: Vec<LoadedDagRecord<'_>> = records
-        .iter()
-        .zip(&versions)
-        .map(|((dag, bundle), version)| LoadedDagRecord {
-            dag,
-            version,
-            source: "source",
-            bundle: *bundle,
-        })
-        .collect();
-    store.sync_dags(&loaded, &[], false, t(0)).await.unwrap();
-
-    let first = store
-        .create_run(
-            &new_run(&d, "first", RunType::Manual, 0),
-            &[ti("a", 1)],
-            t(1),
-        )
-        .await
-        .unwrap();
+    sync_both(store, &d, "aaa", &plain).await;
+    let first = run(&d, "first", 0).await;
     assert_eq!(first.bundle_version.as_deref(), Some("aaa"));
-    // The source moves on (the DAG unchanged): a new run reads the new revision, the first
-    // stays where it started.
+
+    // The source moves on and the DAG (unchanged) is loaded from `bbb`: a new run reads `bbb`,
+    // the first stays where it started.
     store
         .record_source(&source("platform", None, Some("bbb")))
         .await
         .unwrap();
-    let second = store
-        .create_run(
-            &new_run(&d, "second", RunType::Scheduled, 1),
-            &[ti("a", 1)],
-            t(2),
-        )
-        .await
-        .unwrap();
+    sync_both(store, &d, "bbb", &plain).await;
+    let second = run(&d, "second", 1).await;
     assert_eq!(second.bundle_version.as_deref(), Some("bbb"));
-    // A failed sync keeps the revision in use, so runs keep being created at it.
-    let failing = SourceRow {
-        failures: 1,
-        error: Some("unreachable".to_owned()),
-        ..source("platform", None, Some("bbb"))
-    };
-    store.record_source(&failing).await.unwrap();
-    let third = store
-        .create_run(
-            &new_run(&d, "third", RunType::Manual, 2),
-            &[ti("a", 1)],
-            t(3),
-        )
+    // `ccc` is synced but not loaded yet (or fails to load): runs keep the revision their
+    // definition comes from.
+    store
+        .record_source(&source("platform", None, Some("ccc")))
         .await
         .unwrap();
+    let third = run(&d, "third", 2).await;
     assert_eq!(third.bundle_version.as_deref(), Some("bbb"));
 
     let pinned = |run: Option<updraft_store::RunRow>| run.unwrap().bundle_version;
@@ -315,12 +275,33 @@ pub async fn runs_are_pinned_to_their_sources_revision_at_creation(store: &dyn S
         [Some("aaa".into()), Some("bbb".into()), Some("bbb".into())]
     );
 
-    for dag in [&plain, &unsynced] {
-        let run = store
-            .create_run(&new_run(dag, "r", RunType::Manual, 0), &[ti("a", 1)], t(1))
-            .await
-            .unwrap();
-        assert_eq!(run.bundle_version, None, "{}", dag.dag_id);
-        assert_eq!(pinned(store.run(&dag.dag_id, "r").await.unwrap()), None);
-    }
+    let plain_run = run(&plain, "r", 0).await;
+    assert_eq!(plain_run.bundle_version, None);
+    assert_eq!(pinned(store.run("plain", "r").await.unwrap()), None);
+}
+
+/// One load of `d` from `platform` at `revision` and of `plain` from the plain DAGs folder.
+async fn sync_both(store: &dyn Store, d: &Dag, revision: &str, plain: &Dag) {
+    let records = [
+        (
+            d,
+            Some(BundleRef {
+                name: "platform",
+                version: Some(revision),
+            }),
+        ),
+        (plain, None),
+    ];
+    let versions: Vec<String> = records.iter().map(|(dag, _)| dag.version()).collect();
+    let loaded: Vec<LoadedDagRecord<'_>> = records
+        .iter()
+        .zip(&versions)
+        .map(|((dag, bundle), version)| LoadedDagRecord {
+            dag,
+            version,
+            source: "source",
+            bundle: *bundle,
+        })
+        .collect();
+    store.sync_dags(&loaded, &[], false, t(0)).await.unwrap();
 }

@@ -409,6 +409,19 @@
     }
   }
 
+  /** Asks for a sync of a DAG source now; a scheduler takes the request. */
+  async function syncSource(button) {
+    try {
+      button.disabled = true;
+      await api('POST', button.dataset.syncSource);
+      flash(`Sync of ${button.dataset.what} asked for`);
+      setTimeout(() => location.reload(), 2000);
+    } catch (e) {
+      flash(e.message, 'error');
+      button.disabled = false;
+    }
+  }
+
   // ---- wiring ----------------------------------------------------------------------------
 
   document.addEventListener('change', (ev) => {
@@ -425,7 +438,9 @@
     const remove = ev.target.closest('button[data-delete]');
     if (remove) { ev.preventDefault(); deleteSecret(remove); return; }
     const test = ev.target.closest('button[data-test-connection]');
-    if (test) { ev.preventDefault(); testConnection(test); }
+    if (test) { ev.preventDefault(); testConnection(test); return; }
+    const sync = ev.target.closest('button[data-sync-source]');
+    if (sync) { ev.preventDefault(); syncSource(sync); }
   });
 
   document.addEventListener('submit', (ev) => {

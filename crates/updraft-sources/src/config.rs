@@ -47,6 +47,12 @@ pub struct SourceConfig {
     pub revision_url: Option<String>,
     /// Failed syncs in a row before the source is reported failing (default 0: the first).
     pub max_failures: Option<u32>,
+    /// A file holding the secret a git host's webhook signs with (GitHub's
+    /// `X-Hub-Signature-256`) or sends (GitLab's `X-Gitlab-Token`) to `POST
+    /// /api/v2/sources/{name}/sync`; read when the server starts.
+    pub webhook_secret_file: Option<PathBuf>,
+    /// The same secret from an environment variable.
+    pub webhook_secret_env: Option<String>,
 }
 
 /// A checked source.
@@ -152,6 +158,13 @@ impl SourceConfig {
         if let Some(url) = &self.revision_url {
             check_revision_url(name, url)?;
         }
+        if self.webhook_secret_file.is_some() && self.webhook_secret_env.is_some() {
+            return Err(config_error(
+                name,
+                "webhook_secret_file",
+                "give either webhook_secret_file or webhook_secret_env, not both",
+            ));
+        }
         Ok(SourceSpec {
             name: name.to_string(),
             kind,
@@ -162,6 +175,37 @@ impl SourceConfig {
             revision_url: self.revision_url.clone(),
             max_failures: self.max_failures.unwrap_or(0),
         })
+    }
+
+    /// The secret of this source's webhook, when one is configured: the file's content or
+    /// the variable's value, a trailing newline dropped. An empty or unreadable secret is an
+    /// error naming the field (never the value).
+    pub fn webhook_secret(&self) -> Result<Option<String>, SourceError> {
+        let name = self.name.trim();
+        let (field, secret) = match (&self.webhook_secret_file, &self.webhook_secret_env) {
+            (Some(file), _) => (
+                "webhook_secret_file",
+                std::fs::read_to_string(file).map_err(|e| {
+                    config_error(
+                        name,
+                        "webhook_secret_file",
+                        &format!("{}: {e}", file.display()),
+                    )
+                })?,
+            ),
+            (None, Some(var)) => (
+                "webhook_secret_env",
+                std::env::var(var).map_err(|_| {
+                    config_error(name, "webhook_secret_env", &format!("{var} is not set"))
+                })?,
+            ),
+            (None, None) => return Ok(None),
+        };
+        let secret = secret.trim_end_matches(['\n', '\r']).to_string();
+        if secret.is_empty() {
+            return Err(config_error(name, field, "the secret is empty"));
+        }
+        Ok(Some(secret))
     }
 
     fn check_period(&self, name: &str) -> Result<Duration, SourceError> {
@@ -509,6 +553,31 @@ mod tests {
             ..SourceConfig::default()
         };
         assert_eq!(field_of(neither.check().unwrap_err()), "git");
+    }
+
+    #[test]
+    fn a_webhook_secret_comes_from_one_place_and_is_never_empty() {
+        let mut config = git("https://git.example.com/dags.git");
+        assert_eq!(config.webhook_secret().unwrap(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "s3cret-value\n").unwrap();
+        config.webhook_secret_file = Some(file.clone());
+        assert_eq!(
+            config.webhook_secret().unwrap().as_deref(),
+            Some("s3cret-value")
+        );
+        config.webhook_secret_env = Some("UPDRAFT_TEST_WEBHOOK_SECRET".into());
+        assert_eq!(field_of(config.check().unwrap_err()), "webhook_secret_file");
+        config.webhook_secret_env = None;
+        std::fs::write(&file, "\n").unwrap();
+        let error = config.webhook_secret().unwrap_err();
+        assert!(error.to_string().contains("empty"), "{error}");
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(
+            field_of(config.webhook_secret().unwrap_err()),
+            "webhook_secret_file"
+        );
     }
 
     #[test]

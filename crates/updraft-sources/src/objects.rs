@@ -237,8 +237,10 @@ async fn download_all(
     staging: &Path,
     entries: &[Entry],
 ) -> Result<(), SourceError> {
-    futures::stream::iter(entries)
-        .map(|entry| download(name, location, staging, entry))
+    // By index: a closure taking `&Entry` makes the future not `Send` for every lifetime,
+    // which a spawned sync needs.
+    futures::stream::iter(0..entries.len())
+        .map(|i| download(name, location, staging, &entries[i]))
         .buffer_unordered(PARALLEL_DOWNLOADS)
         .try_collect::<()>()
         .await

@@ -178,7 +178,8 @@ async fn spawn_server(
     remote_logs: Option<Arc<updraft_logs::RemoteLogs>>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::task::JoinHandle<Result<(), updraft_server::ServerError>>> {
-    let config = server_config(settings)?;
+    let mut config = server_config(settings)?;
+    config.source_sync = scheduler.sources().map(|sources| sources.poke());
     // Bind before the scheduler starts, so a bad or busy address stops everything at once.
     let listener = updraft_server::listen(&config).await?;
     let waker = scheduler.waker();
@@ -214,12 +215,23 @@ fn server_config(settings: &Settings) -> Result<ServerConfig> {
     Ok(ServerConfig {
         keyring,
         source_sync: None,
-        source_webhooks: Default::default(),
+        source_webhooks: webhook_secrets(settings)?,
         bind,
         dags_folder: settings.dags_folder(),
         logs_folder: settings.logs_folder(),
         auth: settings.auth_settings()?,
     })
+}
+
+/// The webhook secret of every source that has one (`webhook_secret_file`/`_env`).
+fn webhook_secrets(settings: &Settings) -> Result<updraft_server::WebhookSecrets> {
+    let mut secrets = Vec::new();
+    for source in &settings.config.sources {
+        if let Some(secret) = source.webhook_secret()? {
+            secrets.push((source.name.trim().to_string(), secret));
+        }
+    }
+    Ok(updraft_server::WebhookSecrets::new(secrets))
 }
 
 fn bracket_ipv6(host: &str) -> String {

@@ -155,6 +155,12 @@ impl Scheduler {
         self.wakeups.poke.clone()
     }
 
+    /// The DAG sources this scheduler syncs, if any (an API server in the same process pokes
+    /// them after recording a sync request).
+    pub fn sources(&self) -> Option<Arc<updraft_sources::Sources>> {
+        self.config.sources.clone()
+    }
+
     /// Every recorded state change is sent here (lagging receivers miss some; a live view then
     /// reloads).
     pub fn changes(&self) -> tokio::sync::broadcast::Sender<StateChange> {

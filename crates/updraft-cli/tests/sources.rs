@@ -7,12 +7,15 @@
 //!   repository gone) keeps the last good tree and its DAGs running.
 //! - A run pinned to revision A keeps A's pod template and A's script after B is synced while
 //!   it runs; a run started after the sync reads B.
+//! - A git host's webhook (GitLab's token, from `webhook_secret_env`) makes `standalone` sync
+//!   its source; a wrong token is refused.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::http::api_address;
 use common::{DEFAULT_TIMEOUT, Home, wait_until};
 use serde_json::Value;
 use updraft_kube_fake::FakeKube;
@@ -294,4 +297,56 @@ fn sources_sync_here_needs_no_scheduler_and_dags_commands_read_the_synced_tree()
     let refused = home.fails(&["dags", "list"]);
     assert!(refused.stderr.contains("bad"), "{refused}");
     assert!(refused.stderr.contains("period"), "{refused}");
+}
+
+/// `POST /api/v2/sources/{name}/sync` as GitLab's webhook sends it: no user, the secret token
+/// in `X-Gitlab-Token`. The status.
+fn gitlab_push(address: &str, name: &str, token: &str) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let body = r#"{"object_kind":"push","ref":"refs/heads/main"}"#;
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST /api/v2/sources/{name}/sync HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nX-Gitlab-Token: {token}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_git_hosts_webhook_makes_standalone_sync_its_source() {
+    let home = Home::new().with_env("PLATFORM_WEBHOOK", "hook-secret-4711");
+    let platform = Repo::new(home.path().join("repos/platform"));
+    platform.write(
+        "dags/team_a/etl.yaml",
+        "dag_id: etl\ntasks:\n  - task_id: t\n    bash: echo etl\n",
+    );
+    let first = platform.commit("first");
+    write_config(
+        &home,
+        &source_entry(
+            "platform",
+            &platform,
+            "webhook_secret_env = \"PLATFORM_WEBHOOK\"",
+        ),
+    );
+    let service = home.start_standalone();
+    let api = api_address(&service);
+    wait_revision(&home, "platform", &first);
+    platform.write(
+        "dags/team_a/more.yaml",
+        "dag_id: more\ntasks:\n  - task_id: t\n    bash: echo more\n",
+    );
+    let second = platform.commit("more");
+
+    assert_eq!(gitlab_push(&api, "platform", "a-wrong-token"), 401);
+    // The period is an hour: only the webhook's request can bring the new commit in.
+    assert_eq!(gitlab_push(&api, "platform", "hook-secret-4711"), 202);
+    wait_revision(&home, "platform", &second);
+    home.wait_dag_listed("more");
 }

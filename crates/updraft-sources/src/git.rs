@@ -573,7 +573,9 @@ fn write_tree(
                     base.is_some_and(|b| b.blobs.get(&rel) == Some(&(entry.id(), mode)));
                 if unchanged {
                     let base = base.expect("checked above");
-                    crate::tree::link_unchanged(&base.folder, staging, &rel)
+                    // The walk made the folder already: one link(2), the common case.
+                    fs::hard_link(base.folder.join(&rel), &path)
+                        .or_else(|_| crate::tree::link_unchanged(&base.folder, staging, &rel))
                         .map_err(|e| io_error(name, &path, e))
                 } else {
                     written += 1;

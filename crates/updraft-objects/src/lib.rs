@@ -63,6 +63,7 @@ impl ObjectLocation {
         K: AsRef<str>,
         V: AsRef<str>,
     {
+        install_crypto_provider();
         let env: Vec<(String, String)> = env
             .into_iter()
             .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string()))
@@ -308,3 +309,10 @@ fn shown(text: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Makes ring the process's rustls crypto provider unless one is installed already: the
+/// clouds' HTTP clients (reqwest without a provider of its own) take the process's, and ring
+/// is the one the Kubernetes client uses too.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

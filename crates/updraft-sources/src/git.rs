@@ -551,7 +551,7 @@ fn write_tree(
         .find_commit(commit)
         .and_then(|c| c.tree())
         .map_err(|e| git_error(name, "reading the commit's tree", &e))?;
-    let mut written = 0;
+    let mut files = Vec::new();
     let mut links = Vec::new();
     let mut failure: Option<SourceError> = None;
     let walked = tree.walk(TreeWalkMode::PreOrder, |root, entry| {
@@ -578,8 +578,8 @@ fn write_tree(
                         .or_else(|_| crate::tree::link_unchanged(&base.folder, staging, &rel))
                         .map_err(|e| io_error(name, &path, e))
                 } else {
-                    written += 1;
-                    write_blob(name, repo, entry.id(), &path, mode == MODE_EXECUTABLE)
+                    files.push((path, entry.id(), mode == MODE_EXECUTABLE));
+                    Ok(())
                 }
             }
             // Submodules and anything else git may hold: not part of the tree written.
@@ -597,8 +597,60 @@ fn write_tree(
         return Err(error);
     }
     walked.map_err(|e| git_error(name, "walking the commit's tree", &e))?;
+    write_blobs(name, repo, &files)?;
     write_links(name, repo, staging, &links)?;
-    Ok(written)
+    Ok(files.len())
+}
+
+/// Files of a tree to write: where, which blob, whether executable.
+type FileToWrite = (PathBuf, Oid, bool);
+
+/// Writes `files` (their folders exist) on a few threads, each with a repository handle of
+/// its own (a handle is not shared between threads): inflating and writing thousands of
+/// files is most of a first sync.
+fn write_blobs(name: &str, repo: &Repository, files: &[FileToWrite]) -> Result<(), SourceError> {
+    const FILES_PER_THREAD: usize = 256;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+        .min(files.len().div_ceil(FILES_PER_THREAD))
+        .max(1);
+    if threads == 1 {
+        return files
+            .iter()
+            .try_for_each(|(path, id, exec)| write_blob(name, repo, *id, path, *exec));
+    }
+    let repo_path = repo.path().to_path_buf();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let work = || -> Result<(), SourceError> {
+        let repo = Repository::open_bare(&repo_path)
+            .map_err(|e| git_error(name, "opening the repository", &e))?;
+        loop {
+            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(());
+            }
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some((path, id, exec)) = files.get(i) else {
+                return Ok(());
+            };
+            if let Err(error) = write_blob(name, &repo, *id, path, *exec) {
+                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err(error);
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(sync_error(name, "writing the tree panicked".into())))
+            })
+            .collect::<Result<Vec<()>, SourceError>>()
+            .map(|_| ())
+    })
 }
 
 /// A tree entry name that names one entry of its folder.

@@ -134,36 +134,39 @@ fn retry_config() -> RetryConfig {
     }
 }
 
-fn open_s3(url: &Url, env: &[(String, String)]) -> Opened {
-    let bucket = bucket(url, "bucket")?;
-    let mut builder = AmazonS3Builder::from_env();
-    for (key, value) in with_prefix(env, "AWS_") {
-        if let Ok(key) = key.parse::<AmazonS3ConfigKey>() {
-            builder = builder.with_config(key, value);
+/// A bucket store of `$builder` (S3's or GCS's): the process's environment, then `env`'s
+/// variables starting with `$vars` that name one of `$key`'s settings, the bucket, the retry
+/// policy. (The clouds' builders share no trait, so a macro rather than a generic function.)
+macro_rules! open_bucket {
+    ($url:expr, $env:expr, $builder:ty, $key:ty, $vars:literal) => {{
+        let bucket = bucket($url, "bucket")?;
+        let mut builder = <$builder>::from_env();
+        for (key, value) in with_prefix($env, $vars) {
+            if let Ok(key) = key.parse::<$key>() {
+                builder = builder.with_config(key, value);
+            }
         }
-    }
-    let store = builder
-        .with_bucket_name(bucket)
-        .with_retry(retry_config())
-        .build()
-        .map_err(Failure::Open)?;
-    Ok((Arc::new(store), prefix(url)?))
+        let store = builder
+            .with_bucket_name(bucket)
+            .with_retry(retry_config())
+            .build()
+            .map_err(Failure::Open)?;
+        Ok((Arc::new(store), prefix($url)?))
+    }};
+}
+
+fn open_s3(url: &Url, env: &[(String, String)]) -> Opened {
+    open_bucket!(url, env, AmazonS3Builder, AmazonS3ConfigKey, "AWS_")
 }
 
 fn open_gcs(url: &Url, env: &[(String, String)]) -> Opened {
-    let bucket = bucket(url, "bucket")?;
-    let mut builder = GoogleCloudStorageBuilder::from_env();
-    for (key, value) in with_prefix(env, "GOOGLE_") {
-        if let Ok(key) = key.parse::<GoogleConfigKey>() {
-            builder = builder.with_config(key, value);
-        }
-    }
-    let store = builder
-        .with_bucket_name(bucket)
-        .with_retry(retry_config())
-        .build()
-        .map_err(Failure::Open)?;
-    Ok((Arc::new(store), prefix(url)?))
+    open_bucket!(
+        url,
+        env,
+        GoogleCloudStorageBuilder,
+        GoogleConfigKey,
+        "GOOGLE_"
+    )
 }
 
 /// `az://container/prefix` (account from the environment), or `az://`, `wasb://`,

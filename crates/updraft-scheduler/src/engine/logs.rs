@@ -22,14 +22,19 @@ impl Scheduler {
         self.tries.logs.uploader = Some(uploader);
     }
 
+    /// Without remote logs (the common case) nothing is computed per try.
     pub(super) fn log_started(&self, log: &Path) {
-        if let (Some(uploader), Some(rel)) = (&self.tries.logs.uploader, self.log_rel(log)) {
+        if let Some(uploader) = &self.tries.logs.uploader
+            && let Some(rel) = self.log_rel(log)
+        {
             uploader.try_started(&rel);
         }
     }
 
     pub(super) fn log_ended(&self, log: &Path) {
-        if let (Some(uploader), Some(rel)) = (&self.tries.logs.uploader, self.log_rel(log)) {
+        if let Some(uploader) = &self.tries.logs.uploader
+            && let Some(rel) = self.log_rel(log)
+        {
             uploader.try_ended(&rel);
         }
     }

@@ -66,6 +66,7 @@ impl Harness {
         let date = Utc.with_ymd_and_hms(2024, 3, 5, 0, 0, 0).unwrap();
         let ctx = TemplateContext {
             secrets: Default::default(),
+            xcoms: Default::default(),
             tenant: "shop".into(),
             dag_id: "orders".into(),
             run_id: run_id.into(),
@@ -737,6 +738,7 @@ async fn e2e_a_pod_on_a_real_cluster() {
     let run_id = format!("e2e__{}", Utc::now().timestamp_millis());
     let ctx = TemplateContext {
         secrets: Default::default(),
+        xcoms: Default::default(),
         tenant: "shop".into(),
         dag_id: "orders".into(),
         run_id: run_id.clone(),

@@ -659,6 +659,7 @@ async fn drive(
     } = spec;
     let try_number = key.try_number;
     let do_xcom_push = rendered.do_xcom_push;
+    let log_to_read = log_path.clone();
     let masker = (!rendered.mask.is_empty()).then(|| rendered.mask.stream());
     // The start is stamped just before the spawn, so it never follows the process's first
     // instruction.
@@ -708,6 +709,7 @@ async fn drive(
         file: inner
             .existing_work_root()
             .map(|root| root.join(work_dir_name(&key)).join(xcom::XCOM_FILE_NAME)),
+        log: log_to_read,
         output_start,
         do_xcom_push,
         limit: inner.config.max_xcom_size,
@@ -773,7 +775,8 @@ async fn drive(
 struct Pushes {
     /// The XCom file (`None`: the try had no working directory).
     file: Option<PathBuf>,
-    /// Where the try's output begins in its log.
+    /// The try's log, and where the try's output begins in it.
+    log: PathBuf,
     output_start: u64,
     do_xcom_push: bool,
     limit: usize,
@@ -790,13 +793,9 @@ impl Pushes {
         if !file_present && !self.do_xcom_push {
             return (outcome, Vec::new());
         }
-        let reader = match log.try_clone() {
-            Ok(reader) => reader,
-            Err(e) => return (ExecOutcome::failed(format!("cannot read the try's log: {e}")), Vec::new()),
-        };
         let read = tokio::task::spawn_blocking(move || {
             let file = self.file.unwrap_or_default();
-            xcom::read_local(&file, &reader, self.output_start, self.do_xcom_push, self.limit)
+            xcom::read_local(&file, &self.log, self.output_start, self.do_xcom_push, self.limit)
         })
         .await
         .unwrap_or_else(|e| Err(format!("reading the try's XComs failed: {e}")));

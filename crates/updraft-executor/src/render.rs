@@ -1959,4 +1959,83 @@ mod tests {
         let err = r("{{ params.missing | sh }}").unwrap_err();
         assert!(err.contains("undefined"), "{err}");
     }
+
+    fn with_xcoms() -> TemplateContext {
+        let mut c = ctx();
+        let mut xcoms = TemplateXComs::new();
+        xcoms.entry("extract".into()).or_default().extend([
+            ("return_value".to_owned(), serde_json::json!("s3://b/2024")),
+            ("rows".to_owned(), serde_json::json!(42)),
+        ]);
+        xcoms
+            .entry("meta".into())
+            .or_default()
+            .insert("return_value".into(), serde_json::json!({"k": [1, "two"]}));
+        c.xcoms = Arc::new(xcoms);
+        c
+    }
+
+    #[test]
+    fn xcom_pull_reads_the_run_s_pushes_as_airflow_does() {
+        let x = |src: &str| render_str(src, &with_xcoms());
+        assert_eq!(x("{{ ti.xcom_pull(task_ids='extract') }}").unwrap(), "s3://b/2024");
+        assert_eq!(x("{{ ti.xcom_pull('extract') }}").unwrap(), "s3://b/2024");
+        assert_eq!(
+            x("{{ task_instance.xcom_pull(task_ids='extract', key='rows') + 1 }}").unwrap(),
+            "43"
+        );
+        assert_eq!(
+            x("{{ ti.xcom_pull(task_ids='meta') | tojson }}").unwrap(),
+            r#"{"k": [1, "two"]}"#
+        );
+        assert_eq!(x("{{ ti.xcom_pull(task_ids='meta').k[1] }}").unwrap(), "two");
+        assert_eq!(
+            x("{{ ti.xcom_pull(task_ids=['extract', 'nobody', 'meta'], key='rows') | tojson }}")
+                .unwrap(),
+            "[42, null, null]",
+            "a list of task ids gives one value per task"
+        );
+        assert_eq!(
+            x("{{ ti.xcom_pull(task_ids='nobody') is none }} {{ ti.xcom_pull(task_ids='nobody') }}")
+                .unwrap(),
+            "True None",
+            "never pushed: None, not an error"
+        );
+        assert_eq!(
+            x("{{ ti.xcom_pull(task_ids='extract', key='nope', default='d') }}").unwrap(),
+            "d"
+        );
+        assert_eq!(x("{{ ti.task_id }} {{ ti.try_number }}").unwrap(), "load 2");
+    }
+
+    #[test]
+    fn xcom_pull_without_task_ids_or_across_runs_says_why() {
+        let x = |src: &str| render_str(src, &with_xcoms()).unwrap_err();
+        let e = x("{{ ti.xcom_pull(key='rows') }}");
+        assert!(e.contains("needs `task_ids`"), "{e}");
+        let e = x("{{ ti.xcom_pull() }}");
+        assert!(e.contains("needs `task_ids`"), "{e}");
+        let e = x("{{ ti.xcom_pull(task_ids='extract', dag_id='other') }}");
+        assert!(e.contains("`dag_id` is not supported"), "{e}");
+        let e = x("{{ ti.xcom_pull(task_ids='extract', include_prior_dates=true) }}");
+        assert!(e.contains("`include_prior_dates`"), "{e}");
+        let e = x("{{ ti.xcom_pull(task_ids='extract', map_indexes=2) }}");
+        assert!(e.contains("map_indexes"), "{e}");
+    }
+
+    #[test]
+    fn xcom_references_name_the_literal_task_ids_or_every_task() {
+        let refs = |script: &str| {
+            xcom_references(&dag(vec![]), &task(TaskKind::Bash(script.into())))
+        };
+        assert_eq!(refs("echo {{ ds }}"), None);
+        assert_eq!(
+            refs("echo {{ ti.xcom_pull(task_ids='a') }} {{ ti.xcom_pull(task_ids=['b', 'c'], key='k') }}"),
+            Some(XComReferences::Tasks(["a", "b", "c"].map(String::from).into()))
+        );
+        assert_eq!(
+            refs("echo {{ ti.xcom_pull(task_ids=params.t) }} {{ ti.xcom_pull('a') }}"),
+            Some(XComReferences::All)
+        );
+    }
 }

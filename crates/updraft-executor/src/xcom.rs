@@ -113,7 +113,7 @@ fn kind_of(value: &serde_json::Value) -> &'static str {
 /// line of its output, the bytes of `log` from `output_start`. Blocking.
 pub(crate) fn read_local(
     file: &Path,
-    log: &std::fs::File,
+    log: &Path,
     output_start: u64,
     do_xcom_push: bool,
     limit: usize,
@@ -125,7 +125,8 @@ pub(crate) fn read_local(
     if !do_xcom_push {
         return Ok(pushed);
     }
-    let tail = read_tail(log, output_start, limit.saturating_add(2))
+    let tail = std::fs::File::open(log)
+        .and_then(|log| read_tail(&log, output_start, limit.saturating_add(2)))
         .map_err(|e| format!("cannot read the try's output for do_xcom_push: {e}"))?;
     let line = parse_last_line(&tail, limit).transpose()?;
     Ok(merge(pushed, line))

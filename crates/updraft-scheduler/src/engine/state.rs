@@ -35,6 +35,7 @@ impl Executors {
                 kill_grace: config.kill_grace,
                 default_cwd: config.default_cwd.clone(),
                 isolation: config.isolation.clone(),
+                max_xcom_size: config.max_xcom_size,
                 ..LocalExecutorConfig::default()
             },
             tx.clone(),

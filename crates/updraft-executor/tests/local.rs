@@ -838,8 +838,10 @@ async fn noop_duplicates_and_reported_failures() {
             key: k,
             outcome,
             at,
+            xcoms,
         } => {
             assert_eq!((k, outcome), (key("noop"), ExecOutcome::Success));
+            assert!(xcoms.is_empty(), "a noop pushes nothing");
             assert!(at >= started_at);
         }
         other => panic!("expected Finished, got {other:?}"),

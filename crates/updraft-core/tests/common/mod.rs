@@ -56,6 +56,7 @@ pub fn dag(schedule: Schedule, tasks: Vec<Task>) -> Dag {
         params: BTreeMap::new(),
         env: BTreeMap::new(),
         is_paused_upon_creation: None,
+        groups: Vec::new(),
         tasks,
     }
 }

@@ -364,6 +364,7 @@ fn the_examples_load_without_errors() {
         ("default", "retry_chain"),
         ("default", "fan_out_fan_in"),
         ("default", "params_example"),
+        ("default", "task_groups"),
         ("team_a", "team_a_nightly_report"),
     ] {
         assert!(
@@ -371,6 +372,12 @@ fn the_examples_load_without_errors() {
             "{tenant}/{id} missing from {loaded:?}"
         );
     }
+    let groups = &bag.dag("task_groups").unwrap().dag;
+    assert_eq!(groups.groups.len(), 3);
+    assert_eq!(
+        groups.task("transform.join").unwrap().upstream,
+        ["extract.orders", "extract.customers.dedupe"]
+    );
     let params = bag.dag("params_example").unwrap();
     assert!(updraft_dag::resolve_params(&params.dag, &serde_json::Map::new()).is_ok());
 }

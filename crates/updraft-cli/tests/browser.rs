@@ -781,7 +781,13 @@ async fn task_groups(client: &Client, base: &str) {
         .goto(&format!("{base}/dags/browser_groups/graph"))
         .await
         .unwrap();
-    let expanded = ["start", "extract.a", "extract.inner.x", "extract.inner.y", "load"];
+    let expanded = [
+        "start",
+        "extract.a",
+        "extract.inner.x",
+        "extract.inner.y",
+        "load",
+    ];
     eventually("the groups' graph, expanded", || async {
         (graph_nodes(client).await == expanded).then_some(())
     })
@@ -790,17 +796,30 @@ async fn task_groups(client: &Client, base: &str) {
         .find_all(Locator::Css("#graph g.group-box"))
         .await
         .unwrap();
-    assert_eq!(boxes.len(), 2, "a box for extract and one for extract.inner");
+    assert_eq!(
+        boxes.len(),
+        2,
+        "a box for extract and one for extract.inner"
+    );
     settled(client).await;
     shot(client, "15-groups-expanded").await;
 
-    click(client, r#"#graph g.group-box[data-group-id="extract"] a.group-toggle"#).await;
+    click(
+        client,
+        r#"#graph g.group-box[data-group-id="extract"] a.group-toggle"#,
+    )
+    .await;
     eventually("extract to collapse into one node", || async {
         (graph_nodes(client).await == ["start", "group:extract", "load"]).then_some(())
     })
     .await;
     assert!(
-        client.current_url().await.unwrap().query().is_some_and(|q| q.contains("groups=extract")),
+        client
+            .current_url()
+            .await
+            .unwrap()
+            .query()
+            .is_some_and(|q| q.contains("groups=extract")),
         "the view is in the address, so a reload or a link keeps it"
     );
     assert!(

@@ -429,13 +429,13 @@ enum Entry<'n> {
     Unknown(String, &'n Node),
 }
 
+/// Each task's resolved `upstream` entries, and the dependencies groups declare.
+type Resolved<'n> = (Vec<Vec<Entry<'n>>>, Vec<Declared<'n>>);
+
 /// Resolves every `upstream` name of tasks and groups, reporting what may not be named (a
 /// group holding the task or group that names it, a member of the naming group) and group
 /// upstream names that name nothing.
-fn resolve<'n>(
-    diags: &mut Diagnostics<'_>,
-    tree: &Tree<'n>,
-) -> (Vec<Vec<Entry<'n>>>, Vec<Declared<'n>>) {
+fn resolve<'n>(diags: &mut Diagnostics<'_>, tree: &Tree<'n>) -> Resolved<'n> {
     let mut full_ids: HashMap<&str, Member> = HashMap::new();
     for (i, group) in tree.groups.iter().enumerate() {
         full_ids.insert(group.group.group_id.as_str(), Member::Group(i));
@@ -571,7 +571,7 @@ fn member_tasks(ends: &Ends, member: Member, as_target: bool) -> Vec<usize> {
 /// entries in file order, then those its groups' `upstream` gave it.
 fn expand<'n>(
     tree: &Tree<'n>,
-    (per_task, by_groups): &(Vec<Vec<Entry<'n>>>, Vec<Declared<'n>>),
+    (per_task, by_groups): &Resolved<'n>,
 ) -> Vec<Vec<(String, &'n Node)>> {
     let mut declared: Vec<Declared<'n>> = per_task
         .iter()

@@ -651,6 +651,9 @@ enum Drawn<'d> {
     Group(&'d updraft_dag::TaskGroup, Vec<&'d str>),
 }
 
+/// A node to draw: its id, what it stands for, the ids of the nodes upstream of it.
+type DrawnNode<'d> = (String, Drawn<'d>, Vec<String>);
+
 /// The drawing of `view`'s DAG: a collapsed group is one node, an expanded one a box around
 /// its members. `toggle_url` gives the page with a group's state switched.
 fn graph_of(
@@ -661,7 +664,7 @@ fn graph_of(
 ) -> Graph {
     let dag = view.dag();
     // Nodes in declaration order: a task, or the first member of a collapsed group.
-    let mut drawn: Vec<(String, Drawn<'_>, Vec<String>)> = Vec::new();
+    let mut drawn: Vec<DrawnNode<'_>> = Vec::new();
     let mut node_of: HashMap<&str, usize> = HashMap::with_capacity(dag.tasks.len());
     for task in &dag.tasks {
         let index = match view.shown_as(&task.task_id) {
@@ -848,7 +851,7 @@ fn group_node(
 fn group_boxes(
     view: &GroupView<'_>,
     laid: &layout::Layout,
-    drawn: &[(String, Drawn<'_>, Vec<String>)],
+    drawn: &[DrawnNode<'_>],
     toggle_url: &dyn Fn(&str) -> String,
 ) -> Vec<GroupBox> {
     let dag = view.dag();

@@ -355,6 +355,7 @@ async fn a_person_triggers_a_dag_and_watches_it_succeed_live() {
     let (armed, gate2) = (home.work().join("armed"), home.work().join("gate2"));
     home.write_dag("browser_demo.yaml", &dag_yaml(&gate, &armed, &gate2));
     home.write_dag("broken.yaml", "dag_id: broken\ntasks: [\n");
+    home.write_dag("browser_groups.yaml", GROUPS_DAG);
     let service = home.start_standalone();
     let base = format!("http://{}", ui_address(&service));
     let driver = Driver::start(&home);
@@ -689,6 +690,7 @@ async fn a_person_triggers_a_dag_and_watches_it_succeed_live() {
         "the API deleted the run"
     );
 
+    task_groups(&client, &base).await;
     connections_and_variables(&client, &base, &home).await;
 
     // Every page kept to the Content-Security-Policy: no inline script or style was refused.
@@ -736,6 +738,114 @@ async fn a_person_triggers_a_dag_and_watches_it_succeed_live() {
     client.close().await.expect("closing the browser");
     drop(driver);
     drop(service);
+}
+
+/// A DAG of 3 tasks in nested groups beside 2 outside: small, so its graph starts expanded.
+const GROUPS_DAG: &str = r#"
+dag_id: browser_groups
+tasks:
+  - {task_id: start, bash: "true"}
+  - group_id: extract
+    tooltip: Read every source
+    upstream: start
+    tasks:
+      - {task_id: a, bash: "true"}
+      - group_id: inner
+        upstream: a
+        tasks:
+          - {task_id: x, bash: "true"}
+          - {task_id: y, bash: "true", upstream: x}
+  - {task_id: load, bash: "true", upstream: extract}
+"#;
+
+/// The ids of the graph's nodes: tasks, and collapsed groups as `group:<id>`.
+async fn graph_nodes(client: &Client) -> Vec<String> {
+    let nodes = js(
+        client,
+        "return Array.from(document.querySelectorAll('#graph g.node')).map(n => \
+           n.dataset.taskId || ('group:' + n.dataset.groupId));",
+    )
+    .await;
+    nodes
+        .as_array()
+        .expect("a list of nodes")
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A group's box in the graph collapses into one node when its title is clicked, and that
+/// node expands it again.
+async fn task_groups(client: &Client, base: &str) {
+    client
+        .goto(&format!("{base}/dags/browser_groups/graph"))
+        .await
+        .unwrap();
+    let expanded = [
+        "start",
+        "extract.a",
+        "extract.inner.x",
+        "extract.inner.y",
+        "load",
+    ];
+    eventually("the groups' graph, expanded", || async {
+        (graph_nodes(client).await == expanded).then_some(())
+    })
+    .await;
+    let boxes = client
+        .find_all(Locator::Css("#graph g.group-box"))
+        .await
+        .unwrap();
+    assert_eq!(
+        boxes.len(),
+        2,
+        "a box for extract and one for extract.inner"
+    );
+    settled(client).await;
+    shot(client, "15-groups-expanded").await;
+
+    click(
+        client,
+        r#"#graph g.group-box[data-group-id="extract"] a.group-toggle"#,
+    )
+    .await;
+    eventually("extract to collapse into one node", || async {
+        (graph_nodes(client).await == ["start", "group:extract", "load"]).then_some(())
+    })
+    .await;
+    assert!(
+        client
+            .current_url()
+            .await
+            .unwrap()
+            .query()
+            .is_some_and(|q| q.contains("groups=extract")),
+        "the view is in the address, so a reload or a link keeps it"
+    );
+    assert!(
+        client
+            .find_all(Locator::Css("#graph g.group-box"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no box is drawn inside a collapsed group"
+    );
+    let edges = js(
+        client,
+        "return Array.from(document.querySelectorAll('#graph path.edge')).map(e => \
+           e.dataset.from + '>' + e.dataset.to).sort();",
+    )
+    .await;
+    assert_eq!(edges, json!(["extract>load", "start>extract"]));
+    settled(client).await;
+    shot(client, "16-groups-collapsed").await;
+
+    click(client, r#"#graph g.group-node[data-group-id="extract"] a"#).await;
+    eventually("extract to expand again", || async {
+        (graph_nodes(client).await == expanded).then_some(())
+    })
+    .await;
+    settled(client).await;
 }
 
 const CONN_ID: &str = "browser_api";

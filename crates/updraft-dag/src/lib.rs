@@ -20,6 +20,7 @@ mod describe;
 mod diag;
 mod excerpt;
 mod graph;
+mod group;
 pub mod lint;
 mod logs;
 pub mod model;

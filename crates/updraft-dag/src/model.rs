@@ -37,13 +37,31 @@ pub struct Dag {
     pub env: BTreeMap<String, String>,
     /// `None` means "use the installation's default" (`core.dags_are_paused_at_creation`).
     pub is_paused_upon_creation: Option<bool>,
-    /// Tasks in declaration order.
+    /// Tasks in declaration order, with full ids (a grouped task's id starts with its
+    /// groups' ids: `extract.a`).
     pub tasks: Vec<Task>,
+    /// Task groups (Airflow's `TaskGroup`) in declaration order, a group before the groups
+    /// inside it. Only for showing the DAG: scheduling sees plain tasks. Not serialized when
+    /// empty, so a DAG without groups keeps its version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<TaskGroup>,
 }
 
 impl Dag {
     pub fn task(&self, task_id: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.task_id == task_id)
+    }
+
+    /// The group whose full id is `group_id`.
+    pub fn group(&self, group_id: &str) -> Option<&TaskGroup> {
+        self.groups.iter().find(|g| g.group_id == group_id)
+    }
+
+    /// The innermost group holding `task_id`, if any.
+    pub fn group_of(&self, task_id: &str) -> Option<&TaskGroup> {
+        self.groups
+            .iter()
+            .find(|g| g.tasks.iter().any(|t| t == task_id))
     }
 
     /// Content hash of the parsed definition: equal definitions have equal versions, whatever
@@ -250,6 +268,24 @@ pub struct Task {
 
 fn is_false(value: &bool) -> bool {
     !value
+}
+
+/// A task group (Airflow's `TaskGroup`): a named box of tasks and groups in the graph.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskGroup {
+    /// The full id: the enclosing groups' ids joined with `.` (where they prefix) and the
+    /// group's own id, `extract.inner`.
+    pub group_id: String,
+    /// The id as written in its `group_id:` key, `inner`.
+    pub label: String,
+    /// The full id of the enclosing group; `None` at the DAG's top level.
+    pub parent: Option<String>,
+    pub tooltip: Option<String>,
+    /// Whether the ids of its tasks and groups start with `group_id.` (Airflow's default).
+    pub prefix_group_id: bool,
+    /// Full ids of the tasks directly inside it (not those of nested groups), in declaration
+    /// order.
+    pub tasks: Vec<String>,
 }
 
 /// What a task does.

@@ -9,7 +9,8 @@ use chrono_tz::Tz;
 
 use crate::diag::{self, Diagnostics, Schema, quoted};
 use crate::graph;
-use crate::model::{Dag, ImportError, Schedule};
+use crate::group;
+use crate::model::{Dag, ImportError, Schedule, TaskGroup};
 use crate::params;
 use crate::schedule;
 use crate::task::{self, KINDS, SETTING_KEYS, Settings, TaskSource};
@@ -115,7 +116,9 @@ fn dag_hint(key: &str) -> Option<String> {
         "schedule_interval" | "timetable" => "use `schedule`".to_owned(),
         "concurrency" => "use `max_active_tasks`".to_owned(),
         "tz" | "time_zone" => "use `timezone`".to_owned(),
-        "task_id" | "upstream" => format!("{} belongs to an entry of `tasks`", quoted(key)),
+        "task_id" | "upstream" | "group_id" => {
+            format!("{} belongs to an entry of `tasks`", quoted(key))
+        }
         _ if KINDS.iter().any(|(k, _)| *k == key) => {
             format!("{} belongs to an entry of `tasks`", quoted(key))
         }
@@ -155,12 +158,13 @@ fn read_dag(
         .as_ref()
         .and_then(Option::as_ref)
         .unwrap_or(&no_defaults);
-    let sources = tasks(diags, fields.get("tasks"), task_defaults);
-    let (dag, _, sources) = (header?, defaults?, sources?);
+    let tree = tasks(diags, fields.get("tasks"), task_defaults);
+    let (dag, _, (sources, groups)) = (header?, defaults?, tree?);
     check_dates_and_schedule(diags, &dag, &fields);
     graph::check_graph(diags, &sources);
     let dag = Dag {
         tasks: sources.into_iter().map(|s| s.task).collect(),
+        groups,
         ..dag
     };
     let dag_id_pos = fields.get("dag_id").map(|n| n.pos);
@@ -237,6 +241,7 @@ fn read_header(
         env: env?.unwrap_or_default(),
         is_paused_upon_creation: paused?,
         tasks: Vec::new(),
+        groups: Vec::new(),
     })
 }
 
@@ -300,27 +305,8 @@ fn tasks<'n>(
     diags: &mut Diagnostics<'_>,
     node: Option<&'n Node>,
     defaults: &Settings,
-) -> Option<Vec<TaskSource<'n>>> {
-    let Some(node) = node else {
-        return Some(Vec::new());
-    };
-    let items: &[Node] = match &node.value {
-        Value::Seq(items) => items,
-        Value::Null => &[],
-        _ => {
-            diag::wrong_type(diags, node, "tasks", "a list of tasks");
-            return None;
-        }
-    };
-    let mut out = Vec::with_capacity(items.len());
-    let mut ok = true;
-    for (index, item) in items.iter().enumerate() {
-        match task::task(diags, item, index, defaults) {
-            Some(source) => out.push(source),
-            None => ok = false,
-        }
-    }
-    ok.then_some(out)
+) -> Option<(Vec<TaskSource<'n>>, Vec<TaskGroup>)> {
+    group::read_tasks(diags, node, defaults)
 }
 
 /// Checks that need several keys: a scheduled DAG needs a start date and must not require

@@ -81,7 +81,7 @@ pub(crate) struct Settings {
 
 impl Settings {
     /// Each setting from `self`, else from `defaults`.
-    fn or(self, defaults: &Settings) -> Settings {
+    pub(crate) fn or(self, defaults: &Settings) -> Settings {
         let d = defaults.clone();
         Settings {
             trigger_rule: self.trigger_rule.or(d.trigger_rule),

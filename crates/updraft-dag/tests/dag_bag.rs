@@ -365,6 +365,7 @@ fn the_examples_load_without_errors() {
         ("default", "fan_out_fan_in"),
         ("default", "params_example"),
         ("default", "xcom_example"),
+        ("default", "task_groups"),
         ("team_a", "team_a_nightly_report"),
     ] {
         assert!(
@@ -372,6 +373,12 @@ fn the_examples_load_without_errors() {
             "{tenant}/{id} missing from {loaded:?}"
         );
     }
+    let groups = &bag.dag("task_groups").unwrap().dag;
+    assert_eq!(groups.groups.len(), 3);
+    assert_eq!(
+        groups.task("transform.join").unwrap().upstream,
+        ["extract.orders", "extract.customers.dedupe"]
+    );
     let params = bag.dag("params_example").unwrap();
     assert!(updraft_dag::resolve_params(&params.dag, &serde_json::Map::new()).is_ok());
 }

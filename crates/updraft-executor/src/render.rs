@@ -970,6 +970,7 @@ mod tests {
             params: BTreeMap::new(),
             env: BTreeMap::new(),
             is_paused_upon_creation: None,
+            groups: Vec::new(),
             tasks,
         }
     }

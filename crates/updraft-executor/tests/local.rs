@@ -324,6 +324,7 @@ fn test_dag_and_task(kind: TaskKind) -> (Dag, Task) {
         params: BTreeMap::new(),
         env: dag_env,
         is_paused_upon_creation: None,
+        groups: Vec::new(),
         tasks: vec![task.clone()],
     };
     (dag, task)

@@ -47,6 +47,7 @@ fn dag_with_script(script: &str) -> (Dag, Task) {
         params: BTreeMap::new(),
         env: BTreeMap::new(),
         is_paused_upon_creation: None,
+        groups: Vec::new(),
         tasks: vec![task.clone()],
     };
     (dag, task)

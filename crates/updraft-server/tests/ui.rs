@@ -1081,3 +1081,88 @@ async fn the_task_page_shows_what_the_try_pushed_escaped_masked_and_cut() {
     let other = fx.page("/dags/etl/runs/manual__1/tasks/transform").await;
     assert!(other.contains("Nothing pushed."));
 }
+
+const GROUPED: &str = r#"
+dag_id: grouped
+tasks:
+  - {task_id: start, bash: "true"}
+  - {task_id: side, bash: "true", upstream: g.a}
+  - group_id: g
+    tooltip: the group
+    upstream: start
+    tasks:
+      - {task_id: a, bash: "true"}
+      - group_id: h
+        upstream: a
+        tasks:
+          - {task_id: x, bash: "true"}
+  - {task_id: end, bash: "true", upstream: [g, side]}
+"#;
+
+#[tokio::test]
+async fn task_groups_are_boxes_in_the_graph_that_collapse_and_rows_in_the_grid() {
+    let fx = Fixture::new(&[("grouped.yaml", GROUPED)]).await;
+    fx.run(
+        "grouped",
+        1,
+        &[("start", TaskState::Success), ("g.a", TaskState::Failed)],
+    )
+    .await;
+
+    // A small DAG starts expanded: every task drawn, a box per group, each box a link to the
+    // page with that group collapsed.
+    let page = fx.page("/dags/grouped/graph").await;
+    for task in ["start", "side", "g.a", "g.h.x", "end"] {
+        assert!(
+            page.contains(&format!(r#"data-task-id="{task}""#)),
+            "{task}"
+        );
+    }
+    assert!(
+        page.contains(r#"class="group-box" data-group-id="g""#),
+        "{page}"
+    );
+    assert!(page.contains(r#"class="group-box" data-group-id="g.h""#));
+    assert!(!page.contains("group-node"));
+    let toggle = between(&page, r#"<a class="group-toggle" href=""#, r#"""#);
+    assert!(toggle.ends_with("groups=g"), "{toggle}");
+
+    // Collapsed: g is one node standing for its three tasks, with the edges of its members.
+    let page = fx.page(&toggle.replace("&amp;", "&")).await;
+    assert!(page.contains(r#"data-group-id="g""#), "{page}");
+    assert!(page.contains("group-node"));
+    assert!(!page.contains(r#"data-task-id="g.a""#));
+    assert!(!page.contains(r#"data-task-id="g.h.x""#));
+    assert!(!page.contains("group-box"));
+    assert!(page.contains(r#"data-from="start" data-to="g""#), "{page}");
+    assert!(page.contains(r#"data-from="g" data-to="side""#));
+    assert!(page.contains(r#"data-from="g" data-to="end""#));
+    // One member failed: the group shows failed, and its link expands it again.
+    let node = between(&page, r#"group-node""#, "</g>");
+    assert!(node.contains(r#"data-state="failed""#), "{node}");
+    assert!(node.contains("0 of 2 succeeded"), "{node}");
+    assert!(node.contains("groups=\""), "{node}");
+    // The live refresh keeps the view.
+    assert!(page.contains("groups=g\""), "{page}");
+
+    // The grid keeps a group's tasks together under a row for the group, ids shown relative.
+    let grid = fx.page("/dags/grouped/grid").await;
+    let rows: Vec<&str> = grid
+        .match_indices("<tr ")
+        .map(|(i, _)| &grid[i..i + grid[i..].find('>').unwrap()])
+        .collect();
+    let expected = [
+        r#"<tr data-task-id="start""#,
+        r#"<tr class="group-row" data-group-id="g""#,
+        r#"<tr data-task-id="g.a""#,
+        r#"<tr class="group-row" data-group-id="g.h""#,
+        r#"<tr data-task-id="g.h.x""#,
+        r#"<tr data-task-id="side""#,
+        r#"<tr data-task-id="end""#,
+    ];
+    assert_eq!(rows, expected);
+    assert!(
+        grid.contains(r#"class="task-col depth-2" title="g.h.x">x</th>"#),
+        "{grid}"
+    );
+}

@@ -57,6 +57,7 @@ pub fn dag(schedule: Schedule, tasks: Vec<Task>) -> Dag {
         params: BTreeMap::new(),
         env: BTreeMap::new(),
         is_paused_upon_creation: None,
+        groups: Vec::new(),
         tasks,
     }
 }

@@ -14,6 +14,7 @@ use super::common::{
     DagHeader, Frame, Mark, RunSummary, dag_header, load_dag, run_summary, task_state_label,
 };
 use super::format::{self, enc, query_get, query_pairs};
+use super::groups::{GroupView, grouped_order};
 use super::layout::{self, NODE_HEIGHT};
 use super::render::{self, UiError};
 use crate::auth::{Caller, Identity};
@@ -140,9 +141,22 @@ struct GridRun {
 #[derive(Serialize)]
 struct GridRow {
     task_id: String,
+    /// The id shown: the task's own id inside its group, else the full id.
+    label: String,
+    /// How many groups hold the task (its indentation).
+    depth: usize,
+    /// Rows for the groups this row is the first shown row of, outermost first.
+    groups_before: Vec<GridGroup>,
     /// False for a task the current definition no longer has.
     current: bool,
     cells: Vec<Option<Mark>>,
+}
+
+#[derive(Serialize)]
+struct GridGroup {
+    group_id: String,
+    label: String,
+    depth: usize,
 }
 
 /// Task rows per grid page when `runs` runs are shown.
@@ -150,7 +164,8 @@ fn grid_rows_per_page(runs: usize) -> usize {
     (GRID_CELLS / runs.max(1)).clamp(GRID_MIN_ROWS, GRID_MAX_ROWS)
 }
 
-/// The grid's task rows: the current definition's tasks in topological order, then tasks the
+/// The grid's task rows: the current definition's tasks in topological order (a group's tasks
+/// kept together), then tasks the
 /// shown runs' pinned versions have and it no longer has (read from those versions, so no
 /// instance is read for rows off the page).
 async fn grid_task_order(
@@ -158,9 +173,7 @@ async fn grid_task_order(
     current: &updraft_store::DagRow,
     runs: &[RunRow],
 ) -> Result<Vec<(String, bool)>, UiError> {
-    let mut order: Vec<(String, bool)> = current
-        .dag
-        .topological_order()
+    let mut order: Vec<(String, bool)> = grouped_order(&current.dag)
         .into_iter()
         .map(|t| (t.task_id.clone(), true))
         .collect();
@@ -255,15 +268,49 @@ pub async fn grid(
             run: s,
         })
         .collect();
+    let view = GroupView::new(&row.dag);
+    let mut open: Vec<String> = Vec::new();
     let rows = shown
         .into_iter()
-        .map(|(task_id, current)| GridRow {
-            cells: runs
+        .map(|(task_id, current)| {
+            let groups = if current {
+                view.groups_of(&task_id)
+            } else {
+                Vec::new()
+            };
+            let kept = open
                 .iter()
-                .map(|r| by_key.get(&(r.id, task_id.as_str())).map(|ti| ti_mark(ti)))
-                .collect(),
-            task_id,
-            current,
+                .zip(&groups)
+                .take_while(|(open, g)| **open == g.group_id)
+                .count();
+            let groups_before = groups[kept..]
+                .iter()
+                .enumerate()
+                .map(|(i, g)| GridGroup {
+                    group_id: g.group_id.clone(),
+                    label: g.label.clone(),
+                    depth: kept + i,
+                })
+                .collect();
+            open = groups.iter().map(|g| g.group_id.clone()).collect();
+            let label = match groups.last() {
+                Some(g) if g.prefix_group_id => task_id
+                    .strip_prefix(&format!("{}.", g.group_id))
+                    .unwrap_or(&task_id)
+                    .to_owned(),
+                _ => task_id.clone(),
+            };
+            GridRow {
+                cells: runs
+                    .iter()
+                    .map(|r| by_key.get(&(r.id, task_id.as_str())).map(|ti| ti_mark(ti)))
+                    .collect(),
+                depth: groups.len(),
+                groups_before,
+                label,
+                task_id,
+                current,
+            }
         })
         .collect();
     let page_url = |p: usize| format!("{}/grid?num_runs={num_runs}&page={p}", header.url);
@@ -537,12 +584,18 @@ pub fn graph_summary(dag: &Dag, tis: &[TiRow]) -> GraphSummary {
 pub struct Graph {
     pub width: f64,
     pub height: f64,
+    /// Where the drawing starts, so that group boxes drawn around nodes at the edge fit.
+    pub offset_x: f64,
+    pub offset_y: f64,
     pub nodes: Vec<GraphNode>,
     pub edges: Vec<GraphEdge>,
+    /// Expanded task groups, outermost first: boxes drawn around their members.
+    pub groups: Vec<GroupBox>,
 }
 
 #[derive(Serialize)]
 pub struct GraphNode {
+    /// A task id, or a collapsed group's id.
     pub task_id: String,
     pub label: String,
     pub x: f64,
@@ -553,8 +606,11 @@ pub struct GraphNode {
     pub state: String,
     pub state_label: String,
     pub title: String,
+    /// A task's instance; for a collapsed group, the page with the group expanded.
     pub url: Option<String>,
     pub kind: String,
+    /// Whether the node is a collapsed task group.
+    pub group: bool,
 }
 
 #[derive(Serialize)]
@@ -564,45 +620,104 @@ pub struct GraphEdge {
     pub path: String,
 }
 
-/// The drawing of `dag`, coloured by the states in `tis` (a run's instances).
+/// An expanded task group: a box around its members, whose title collapses it.
+#[derive(Serialize)]
+pub struct GroupBox {
+    pub group_id: String,
+    pub label: String,
+    pub title: String,
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+    /// The page with the group collapsed.
+    pub toggle_url: String,
+}
+
+/// Room between a group's box and what it holds, per level of boxes inside it.
+const GROUP_PAD: f64 = 10.0;
+/// Room above a group's members for its title.
+const GROUP_TITLE: f64 = 14.0;
+
+/// The drawing of `dag` with every group expanded, coloured by the states in `tis` (a run's
+/// instances).
 pub fn graph(dag: &Dag, run: Option<&RunRow>, tis: &[TiRow]) -> Graph {
-    let tasks: Vec<(&str, &[String])> = dag
-        .tasks
+    graph_of(&GroupView::new(dag), run, tis, &|_| String::new())
+}
+
+/// What one node of the drawing stands for.
+enum Drawn<'d> {
+    Task(&'d updraft_dag::Task),
+    Group(&'d updraft_dag::TaskGroup, Vec<&'d str>),
+}
+
+/// A node to draw: its id, what it stands for, the ids of the nodes upstream of it.
+type DrawnNode<'d> = (String, Drawn<'d>, Vec<String>);
+
+/// The drawing of `view`'s DAG: a collapsed group is one node, an expanded one a box around
+/// its members. `toggle_url` gives the page with a group's state switched.
+fn graph_of(
+    view: &GroupView<'_>,
+    run: Option<&RunRow>,
+    tis: &[TiRow],
+    toggle_url: &dyn Fn(&str) -> String,
+) -> Graph {
+    let dag = view.dag();
+    // Nodes in declaration order: a task, or the first member of a collapsed group.
+    let mut drawn: Vec<DrawnNode<'_>> = Vec::new();
+    let mut node_of: HashMap<&str, usize> = HashMap::with_capacity(dag.tasks.len());
+    for task in &dag.tasks {
+        let index = match view.shown_as(&task.task_id) {
+            Some(group) => match drawn.iter().position(|(id, _, _)| *id == group.group_id) {
+                Some(i) => {
+                    if let Drawn::Group(_, members) = &mut drawn[i].1 {
+                        members.push(&task.task_id);
+                    }
+                    i
+                }
+                None => {
+                    drawn.push((
+                        group.group_id.clone(),
+                        Drawn::Group(group, vec![&task.task_id]),
+                        Vec::new(),
+                    ));
+                    drawn.len() - 1
+                }
+            },
+            None => {
+                drawn.push((task.task_id.clone(), Drawn::Task(task), Vec::new()));
+                drawn.len() - 1
+            }
+        };
+        node_of.insert(&task.task_id, index);
+    }
+    for task in &dag.tasks {
+        let to = node_of[task.task_id.as_str()];
+        for up in &task.upstream {
+            if let Some(&from) = node_of.get(up.as_str()) {
+                let from_id = drawn[from].0.clone();
+                if from != to && !drawn[to].2.contains(&from_id) {
+                    drawn[to].2.push(from_id);
+                }
+            }
+        }
+    }
+    let specs: Vec<(&str, &[String])> = drawn
         .iter()
-        .map(|t| (t.task_id.as_str(), t.upstream.as_slice()))
+        .map(|(id, _, ups)| (id.as_str(), ups.as_slice()))
         .collect();
-    let laid = layout::layout(&tasks);
+    let laid = layout::layout(&specs);
     let states: HashMap<&str, &TiRow> = tis.iter().map(|t| (t.task_id.as_str(), t)).collect();
-    let nodes = laid
+    let nodes: Vec<GraphNode> = laid
         .nodes
         .iter()
-        .zip(&dag.tasks)
-        .map(|(n, task)| {
-            let ti = states.get(task.task_id.as_str());
-            let state = ti.map(|t| t.state);
-            let state_label = match state {
-                Some(s) => task_state_label(s),
-                None if run.is_some() => "no instance",
-                None => "",
-            };
-            let kind = task.kind.name();
-            GraphNode {
-                task_id: task.task_id.clone(),
-                label: layout::label_fits(&task.task_id),
-                x: n.x,
-                y: n.y,
-                width: n.width,
-                height: NODE_HEIGHT,
-                layer: n.layer,
-                state: state.map(|s| s.as_str().to_string()).unwrap_or_default(),
-                title: if state_label.is_empty() {
-                    format!("{} ({kind})", task.task_id)
-                } else {
-                    format!("{}: {state_label}", task.task_id)
-                },
-                state_label: state_label.to_string(),
-                url: run.map(|r| format::ti_url(&r.dag_id, &r.run_id, &task.task_id)),
-                kind: kind.to_string(),
+        .zip(&drawn)
+        .map(|(n, (_, what, _))| match what {
+            Drawn::Task(task) => task_node(n, task, run, states.get(task.task_id.as_str())),
+            Drawn::Group(group, members) => {
+                let mut node = group_node(n, group, members, run.is_some(), &states);
+                node.url = Some(toggle_url(&group.group_id));
+                node
             }
         })
         .collect();
@@ -615,12 +730,198 @@ pub fn graph(dag: &Dag, run: Option<&RunRow>, tis: &[TiRow]) -> Graph {
             path: e.path.clone(),
         })
         .collect();
+    let groups = group_boxes(view, &laid, &drawn, toggle_url);
+    let left = groups.iter().map(|g| g.x).fold(0.0, f64::min);
+    let top = groups.iter().map(|g| g.y).fold(0.0, f64::min);
+    let right = groups
+        .iter()
+        .map(|g| g.x + g.width)
+        .fold(laid.width, f64::max);
+    let bottom = groups
+        .iter()
+        .map(|g| g.y + g.height)
+        .fold(laid.height, f64::max);
     Graph {
-        width: laid.width,
-        height: laid.height,
+        width: right - left,
+        height: bottom - top,
+        offset_x: -left,
+        offset_y: -top,
         nodes,
         edges,
+        groups,
     }
+}
+
+fn task_node(
+    n: &layout::NodeBox,
+    task: &updraft_dag::Task,
+    run: Option<&RunRow>,
+    ti: Option<&&TiRow>,
+) -> GraphNode {
+    let state = ti.map(|t| t.state);
+    let state_label = match state {
+        Some(s) => task_state_label(s),
+        None if run.is_some() => "no instance",
+        None => "",
+    };
+    let kind = task.kind.name();
+    GraphNode {
+        task_id: task.task_id.clone(),
+        label: layout::label_fits(&task.task_id),
+        x: n.x,
+        y: n.y,
+        width: n.width,
+        height: NODE_HEIGHT,
+        layer: n.layer,
+        state: state.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        title: if state_label.is_empty() {
+            format!("{} ({kind})", task.task_id)
+        } else {
+            format!("{}: {state_label}", task.task_id)
+        },
+        state_label: state_label.to_string(),
+        url: run.map(|r| format::ti_url(&r.dag_id, &r.run_id, &task.task_id)),
+        kind: kind.to_string(),
+        group: false,
+    }
+}
+
+/// A collapsed group's node: its tasks' common state, or the most pressing one (failed,
+/// then running) when they differ.
+fn group_node(
+    n: &layout::NodeBox,
+    group: &updraft_dag::TaskGroup,
+    members: &[&str],
+    with_run: bool,
+    states: &HashMap<&str, &TiRow>,
+) -> GraphNode {
+    let member_states: Vec<TaskState> = members
+        .iter()
+        .filter_map(|m| states.get(m).map(|t| t.state))
+        .collect();
+    let state = match member_states.first() {
+        Some(first) if member_states.iter().all(|s| s == first) => Some(*first),
+        Some(_)
+            if member_states
+                .iter()
+                .any(|s| matches!(s, TaskState::Failed | TaskState::UpstreamFailed)) =>
+        {
+            Some(TaskState::Failed)
+        }
+        Some(_) => Some(TaskState::Running),
+        None => None,
+    };
+    let done = member_states
+        .iter()
+        .filter(|s| **s == TaskState::Success)
+        .count();
+    let count = members.len();
+    let state_label = if with_run {
+        format!("{done} of {count} succeeded")
+    } else {
+        format!("{count} tasks")
+    };
+    GraphNode {
+        task_id: group.group_id.clone(),
+        label: layout::label_fits(&format!("▸ {}", group.group_id)),
+        x: n.x,
+        y: n.y,
+        width: n.width,
+        height: NODE_HEIGHT,
+        layer: n.layer,
+        state: state.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        title: format!(
+            "group {} ({count} tasks{}): expand",
+            group.group_id,
+            group
+                .tooltip
+                .as_deref()
+                .map(|t| format!(", {t}"))
+                .unwrap_or_default()
+        ),
+        state_label,
+        url: None,
+        kind: "group".to_string(),
+        group: true,
+    }
+}
+
+/// Boxes of the expanded groups (whose members are drawn), each around its drawn members
+/// with room for the boxes inside it.
+fn group_boxes(
+    view: &GroupView<'_>,
+    laid: &layout::Layout,
+    drawn: &[DrawnNode<'_>],
+    toggle_url: &dyn Fn(&str) -> String,
+) -> Vec<GroupBox> {
+    let dag = view.dag();
+    let mut boxes = Vec::new();
+    for group in dag.groups.iter().filter(|g| view.is_boxed(g)) {
+        let members: Vec<&layout::NodeBox> = laid
+            .nodes
+            .iter()
+            .zip(drawn)
+            .filter(|(_, (_, what, _))| match what {
+                Drawn::Task(task) => view
+                    .groups_of(&task.task_id)
+                    .iter()
+                    .any(|g| g.group_id == group.group_id),
+                Drawn::Group(inner, _) => view
+                    .chain_of(inner)
+                    .iter()
+                    .any(|g| g.group_id == group.group_id),
+            })
+            .map(|(n, _)| n)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let depth_inside = dag
+            .groups
+            .iter()
+            .filter(|g| view.is_boxed(g) && g.group_id != group.group_id)
+            .map(|g| {
+                view.chain_of(g)
+                    .iter()
+                    .skip_while(|outer| outer.group_id != group.group_id)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        let pad = GROUP_PAD * (depth_inside.saturating_sub(1) + 1) as f64;
+        let title = GROUP_TITLE * (depth_inside.saturating_sub(1) + 1) as f64;
+        let x0 = members.iter().map(|n| n.x).fold(f64::INFINITY, f64::min) - pad;
+        let y0 = members.iter().map(|n| n.y).fold(f64::INFINITY, f64::min) - pad - title;
+        let x1 = members
+            .iter()
+            .map(|n| n.x + n.width)
+            .fold(f64::NEG_INFINITY, f64::max)
+            + pad;
+        let y1 = members
+            .iter()
+            .map(|n| n.y + n.height)
+            .fold(f64::NEG_INFINITY, f64::max)
+            + pad;
+        boxes.push(GroupBox {
+            group_id: group.group_id.clone(),
+            label: format!("▾ {}", group.label),
+            title: format!(
+                "group {}{}: collapse",
+                group.group_id,
+                group
+                    .tooltip
+                    .as_deref()
+                    .map(|t| format!(" ({t})"))
+                    .unwrap_or_default()
+            ),
+            x: x0,
+            y: y0,
+            width: x1 - x0,
+            height: y1 - y0,
+            toggle_url: toggle_url(&group.group_id),
+        });
+    }
+    boxes
 }
 
 pub async fn graph_view(
@@ -643,9 +944,20 @@ pub async fn graph_view(
     let now = Utc::now();
     let live_src = run_tab_src(&header, "graph", run.as_ref());
     let drawn = dag.tasks.len() <= GRAPH_MAX_NODES;
+    let view = GroupView::from_query(&dag, &query_pairs(raw.as_deref()));
+    let page_url = |groups: &str| {
+        let base = run_tab_src(&header, "graph", run.as_ref());
+        let joiner = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{joiner}groups={}", enc(groups))
+    };
+    let live_src = match view.query_value() {
+        Some(groups) => page_url(&groups),
+        None => live_src,
+    };
+    let toggle = |group_id: &str| page_url(&view.toggled(group_id));
     let ctx = GraphPage {
         frame: Frame::new(format!("{dag_id} · graph"), "dags").live_for(&[&dag_id]),
-        graph: drawn.then(|| graph(&dag, run.as_ref(), &tis)),
+        graph: drawn.then(|| graph_of(&view, run.as_ref(), &tis, &toggle)),
         summary: (!drawn).then(|| graph_summary(&dag, &tis)),
         run: run.as_ref().map(|r| run_summary(r, now)),
         dag: header,

@@ -30,6 +30,7 @@ mod dag;
 mod dags;
 mod events;
 pub mod format;
+mod groups;
 pub mod layout;
 pub(crate) mod render;
 mod run;

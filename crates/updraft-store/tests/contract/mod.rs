@@ -208,6 +208,7 @@ pub fn dag(dag_id: &str) -> Dag {
         params: Default::default(),
         env: Default::default(),
         is_paused_upon_creation: None,
+        groups: Vec::new(),
         tasks: vec![],
     }
 }

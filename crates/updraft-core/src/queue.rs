@@ -416,6 +416,8 @@ mod tests {
             params: BTreeMap::new(),
             env: BTreeMap::new(),
             is_paused_upon_creation: None,
+            run_callbacks: Default::default(),
+            dagrun_timeout: None,
             tasks,
         }
     }
@@ -438,6 +440,7 @@ mod tests {
             env: BTreeMap::new(),
             cwd: None,
             connections: vec![],
+            callbacks: Default::default(),
             kind: TaskKind::Noop,
         }
     }

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::diag::{self, Diagnostics, Schema, describe, quoted};
-use crate::model::{DEFAULT_POOL, Task, TaskKind, TriggerRule, WeightRule};
+use crate::model::{DEFAULT_POOL, Notifier, Task, TaskCallbacks, TaskKind, TriggerRule, WeightRule};
+use crate::notifiers::notifiers;
 use crate::parse::{DAG_KEYS, check_identifier};
 use crate::yaml::{Node, Value};
 
@@ -17,7 +18,7 @@ use crate::yaml::{Node, Value};
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 /// Settings a task may set and `default_args` may default.
-pub(crate) const SETTING_KEYS: [&str; 15] = [
+pub(crate) const SETTING_KEYS: [&str; 19] = [
     "trigger_rule",
     "retries",
     "retry_delay",
@@ -33,6 +34,10 @@ pub(crate) const SETTING_KEYS: [&str; 15] = [
     "cwd",
     "connections",
     "owner",
+    "on_failure",
+    "on_success",
+    "on_retry",
+    "on_execute",
 ];
 
 type KindReader = fn(&mut Diagnostics<'_>, &Node) -> Option<TaskKind>;
@@ -75,6 +80,10 @@ pub(crate) struct Settings {
     env: Option<BTreeMap<String, String>>,
     cwd: Option<Option<String>>,
     connections: Option<Vec<String>>,
+    on_failure: Option<Vec<Notifier>>,
+    on_success: Option<Vec<Notifier>>,
+    on_retry: Option<Vec<Notifier>>,
+    on_execute: Option<Vec<Notifier>>,
 }
 
 impl Settings {
@@ -98,6 +107,10 @@ impl Settings {
             env: self.env.or(d.env),
             cwd: self.cwd.or(d.cwd),
             connections: self.connections.or(d.connections),
+            on_failure: self.on_failure.or(d.on_failure),
+            on_success: self.on_success.or(d.on_success),
+            on_retry: self.on_retry.or(d.on_retry),
+            on_execute: self.on_execute.or(d.on_execute),
         }
     }
 }
@@ -132,6 +145,10 @@ fn read_setting(diags: &mut Diagnostics<'_>, key: &str, node: &Node, s: &mut Set
             nullable(node, |n| diag::non_empty_string(d, n, key)),
         ),
         "connections" => set(&mut s.connections, connections(d, node)),
+        "on_failure" => set(&mut s.on_failure, notifiers(d, node, key)),
+        "on_success" => set(&mut s.on_success, notifiers(d, node, key)),
+        "on_retry" => set(&mut s.on_retry, notifiers(d, node, key)),
+        "on_execute" => set(&mut s.on_execute, notifiers(d, node, key)),
         // Accepted for Airflow familiarity; checked but not stored.
         "owner" => diag::string(d, node, key).is_some(),
         _ => false,
@@ -193,7 +210,7 @@ fn connections(diags: &mut Diagnostics<'_>, node: &Node) -> Option<Vec<String>> 
     ok.then_some(ids)
 }
 
-fn check_conn_id(id: &str) -> Result<(), String> {
+pub(crate) fn check_conn_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
         return Err("a connection id cannot be empty".to_owned());
     }
@@ -492,6 +509,12 @@ fn build_task(task_id: String, upstream: &[(String, &Node)], kind: TaskKind, s: 
         env: s.env.unwrap_or_default(),
         cwd: s.cwd.flatten(),
         connections: s.connections.unwrap_or_default(),
+        callbacks: TaskCallbacks {
+            on_failure: s.on_failure.unwrap_or_default(),
+            on_success: s.on_success.unwrap_or_default(),
+            on_retry: s.on_retry.unwrap_or_default(),
+            on_execute: s.on_execute.unwrap_or_default(),
+        },
         kind,
     }
 }

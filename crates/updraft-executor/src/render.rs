@@ -936,6 +936,7 @@ mod tests {
             env: BTreeMap::new(),
             cwd: None,
             connections: vec![],
+            callbacks: Default::default(),
             kind,
         }
     }
@@ -957,6 +958,8 @@ mod tests {
             params: BTreeMap::new(),
             env: BTreeMap::new(),
             is_paused_upon_creation: None,
+            run_callbacks: Default::default(),
+            dagrun_timeout: None,
             tasks,
         }
     }

@@ -301,6 +301,7 @@ fn test_dag_and_task(kind: TaskKind) -> (Dag, Task) {
         env,
         cwd: Some("work".into()),
         connections: vec![],
+        callbacks: Default::default(),
         kind,
     };
     let mut dag_env = BTreeMap::new();
@@ -321,6 +322,8 @@ fn test_dag_and_task(kind: TaskKind) -> (Dag, Task) {
         params: BTreeMap::new(),
         env: dag_env,
         is_paused_upon_creation: None,
+        run_callbacks: Default::default(),
+        dagrun_timeout: None,
         tasks: vec![task.clone()],
     };
     (dag, task)

@@ -28,6 +28,7 @@ fn dag_with_script(script: &str) -> (Dag, Task) {
         env: BTreeMap::new(),
         cwd: None,
         connections: vec![],
+        callbacks: Default::default(),
         kind: TaskKind::Bash(script.into()),
     };
     let dag = Dag {
@@ -46,6 +47,8 @@ fn dag_with_script(script: &str) -> (Dag, Task) {
         params: BTreeMap::new(),
         env: BTreeMap::new(),
         is_paused_upon_creation: None,
+        run_callbacks: Default::default(),
+        dagrun_timeout: None,
         tasks: vec![task.clone()],
     };
     (dag, task)

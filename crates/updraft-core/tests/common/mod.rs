@@ -30,6 +30,7 @@ pub fn task(id: &str, upstream: &[&str]) -> Task {
         env: BTreeMap::new(),
         cwd: None,
         connections: vec![],
+        callbacks: Default::default(),
         kind: TaskKind::Noop,
     }
 }
@@ -56,6 +57,8 @@ pub fn dag(schedule: Schedule, tasks: Vec<Task>) -> Dag {
         params: BTreeMap::new(),
         env: BTreeMap::new(),
         is_paused_upon_creation: None,
+        run_callbacks: Default::default(),
+        dagrun_timeout: None,
         tasks,
     }
 }

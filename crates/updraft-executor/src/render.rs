@@ -391,10 +391,19 @@ fn render_json(
 /// Renders one standalone template with the context of `ctx` (no DAG or task fields beyond
 /// those in `ctx`). Errors are the message only, without task or field.
 pub fn render_str(source: &str, ctx: &TemplateContext) -> Result<String, String> {
+    render_str_within(source, ctx, &RenderBudget::default())
+}
+
+/// [`render_str`] within `budget`.
+pub fn render_str_within(
+    source: &str,
+    ctx: &TemplateContext,
+    budget: &RenderBudget,
+) -> Result<String, String> {
     Renderer {
         ctx,
         value: OnceLock::new(),
-        budget: budget::Tracker::new(&RenderBudget::default()),
+        budget: budget::Tracker::new(budget),
     }
     .render(source)
 }

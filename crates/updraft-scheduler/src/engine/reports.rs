@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use tracing::{debug, warn};
 use updraft_core::retry::{TryOutcome, on_try_finished};
 use updraft_executor::{ExecOutcome, TryEvent, TryKey};
+use updraft_core::TaskState;
 use updraft_store::{TiKey, TryReport};
 
 use super::Scheduler;
@@ -94,16 +95,46 @@ impl Scheduler {
         let mut touched = BTreeSet::new();
         for (report, &applied) in reports.iter().zip(applied) {
             match report {
-                TryReport::Started { key, .. } => {
+                TryReport::Started {
+                    key,
+                    try_number,
+                    at,
+                    ..
+                } => {
                     touched.insert(key.run_pk);
+                    let id = (key.run_pk, key.task_id.clone(), *try_number);
+                    if applied && let Some(notifiers) = self.tries.notifiers.get(&id) {
+                        self.notify_task(
+                            key.run_pk,
+                            &key.task_id,
+                            *try_number,
+                            TaskState::Running,
+                            notifiers,
+                            *at,
+                        );
+                    }
                 }
                 TryReport::Finished {
                     key,
                     retry_at,
                     try_number,
-                    ..
+                    new,
+                    at,
                 } => {
                     self.end_recorded(key, *try_number);
+                    let id = (key.run_pk, key.task_id.clone(), *try_number);
+                    if let Some(notifiers) = self.tries.notifiers.remove(&id)
+                        && applied
+                    {
+                        self.notify_task(
+                            key.run_pk,
+                            &key.task_id,
+                            *try_number,
+                            *new,
+                            &notifiers,
+                            *at,
+                        );
+                    }
                     if !applied {
                         debug!(task_id = %key.task_id, "try outcome not recorded: instance changed meanwhile");
                     }
@@ -155,6 +186,13 @@ impl Scheduler {
             return None;
         };
         self.log_ending(&key, flight.log.clone());
+        if let Some(notifiers) = self.tries.notifiers.get_mut(&(
+            key.run_pk,
+            key.task_id.clone(),
+            flight.try_number,
+        )) {
+            notifiers.reason = super::notify::failure_reason(&outcome);
+        }
         let task = flight.dag.task(&key.task_id)?;
         let (state, retry_at) = on_try_finished(
             task,

@@ -65,12 +65,15 @@ fn notifier(diags: &mut Diagnostics<'_>, node: &Node, label: &str) -> Option<Not
         keys: &NOTIFIER_KINDS,
         hint: kind_hint,
     };
+    let before = diags.count();
     let fields = diag::fields(diags, node, &schema)?;
     let present: Vec<&str> = NOTIFIER_KINDS
         .into_iter()
         .filter(|k| fields.get(k).is_some())
         .collect();
     match present.as_slice() {
+        // An unknown key was reported already.
+        [] if diags.count() > before => None,
         [] => {
             diags.at(
                 node.pos,

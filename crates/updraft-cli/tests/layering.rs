@@ -59,8 +59,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         CLI,
         &[
-            AUTH, DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, SOURCES, LOGS, NOTIFY, EXECUTOR,
-            PODS, SCHEDULER, SERVER,
+            AUTH, DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, SOURCES, LOGS, NOTIFY, EXECUTOR, PODS,
+            SCHEDULER, SERVER,
         ],
     ),
     (KUBE_FAKE, &[]),

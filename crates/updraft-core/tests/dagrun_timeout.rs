@@ -25,7 +25,11 @@ fn airflow_a_run_started_a_day_ago_with_a_60s_timeout_has_timed_out() {
     // test_dagrun_timeout_fails_run: start_date = now - 1 day, dagrun_timeout = 60 s.
     let now = utc(2026, 1, 2, 0, 0);
     let d = with_timeout(Some(Duration::from_secs(60)));
-    assert!(run_timed_out(&d, Some(now - chrono::Duration::days(1)), now));
+    assert!(run_timed_out(
+        &d,
+        Some(now - chrono::Duration::days(1)),
+        now
+    ));
 }
 
 #[test]
@@ -33,7 +37,11 @@ fn airflow_a_run_within_its_timeout_keeps_running() {
     // test_dagrun_timeout_verify_max_active_runs: a fresh run under a 60 s timeout.
     let now = utc(2026, 1, 2, 0, 0);
     let d = with_timeout(Some(Duration::from_secs(60)));
-    assert!(!run_timed_out(&d, Some(now - chrono::Duration::seconds(30)), now));
+    assert!(!run_timed_out(
+        &d,
+        Some(now - chrono::Duration::seconds(30)),
+        now
+    ));
     assert!(
         !run_timed_out(&d, Some(now - chrono::Duration::seconds(60)), now),
         "exactly at the deadline is not past it (Airflow: start_date < now - timeout)"
@@ -66,7 +74,10 @@ fn no_timeout_or_no_start_never_times_out() {
     assert!(!run_timed_out(&with_timeout(None), start, now));
     assert_eq!(run_deadline(&with_timeout(None), start), None);
     let d = with_timeout(Some(Duration::from_secs(1)));
-    assert!(!run_timed_out(&d, None, now), "a queued run has not started");
+    assert!(
+        !run_timed_out(&d, None, now),
+        "a queued run has not started"
+    );
 }
 
 fn instant(secs: i64) -> DateTime<Utc> {

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::diag::{self, Diagnostics, Schema, describe, quoted};
-use crate::model::{DEFAULT_POOL, Notifier, Task, TaskCallbacks, TaskKind, TriggerRule, WeightRule};
+use crate::model::{
+    DEFAULT_POOL, Notifier, Task, TaskCallbacks, TaskKind, TriggerRule, WeightRule,
+};
 use crate::notifiers::notifiers;
 use crate::parse::{DAG_KEYS, check_identifier};
 use crate::yaml::{Node, Value};

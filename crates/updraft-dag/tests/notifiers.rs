@@ -69,10 +69,7 @@ tasks:
         dag.run_callbacks.on_failure,
         [Notifier::Webhook {
             url: "https://hooks.example/run".into(),
-            headers: BTreeMap::from([(
-                "Authorization".into(),
-                "Bearer {{ var.value.t }}".into()
-            )]),
+            headers: BTreeMap::from([("Authorization".into(), "Bearer {{ var.value.t }}".into())]),
         }]
     );
     assert_eq!(
@@ -102,8 +99,12 @@ tasks:
             text: Some("{{ ti.task_id }} retries".into()),
         }]
     );
-    assert!(matches!(&b.on_execute[0], Notifier::Email { to, connection, .. } if to.len() == 2 && connection == "mail"));
-    assert!(matches!(&b.on_success[0], Notifier::Webhook { url, .. } if url == "{{ params.hook }}"));
+    assert!(
+        matches!(&b.on_execute[0], Notifier::Email { to, connection, .. } if to.len() == 2 && connection == "mail")
+    );
+    assert!(
+        matches!(&b.on_success[0], Notifier::Webhook { url, .. } if url == "{{ params.hook }}")
+    );
 }
 
 #[test]
@@ -120,10 +121,7 @@ fn a_dag_without_notifiers_keeps_its_version_and_old_definitions_read() {
     );
     assert_ne!(with.version(), dag.version());
     let timed = parse("dag_id: x\ndagrun_timeout: 30m\ntasks: []\n");
-    assert_ne!(
-        timed.version(),
-        parse("dag_id: x\ntasks: []\n").version()
-    );
+    assert_ne!(timed.version(), parse("dag_id: x\ntasks: []\n").version());
 }
 
 #[test]
@@ -131,7 +129,12 @@ fn notifier_mistakes_are_located() {
     let task = |value: &str| {
         format!("dag_id: x\ntasks:\n  - task_id: a\n    bash: echo hi\n    on_failure: {value}\n")
     };
-    assert_one(&task("http://x"), 5, 17, &["`on_failure` must be a list of notifiers"]);
+    assert_one(
+        &task("http://x"),
+        5,
+        17,
+        &["`on_failure` must be a list of notifiers"],
+    );
     assert_one(
         &task("[{webhook: {url: \"ftp://x\"}}]"),
         5,
@@ -150,12 +153,7 @@ fn notifier_mistakes_are_located() {
         19,
         &["unknown key `pager` in on_failure[0]"],
     );
-    assert_one(
-        &task("[{}]"),
-        5,
-        18,
-        &["names no notifier"],
-    );
+    assert_one(&task("[{}]"), 5, 18, &["names no notifier"]);
     assert_one(
         &task("[{webhook: {url: \"http://h\"}, slack: {connection: s}}]"),
         5,
@@ -180,12 +178,7 @@ fn notifier_mistakes_are_located() {
         32,
         &["\"not-an-address\" is not an email address"],
     );
-    assert_one(
-        &task("[{email: {to: []}}]"),
-        5,
-        31,
-        &["names no recipient"],
-    );
+    assert_one(&task("[{email: {to: []}}]"), 5, 31, &["names no recipient"]);
     assert_one(
         &task("[{webhook: {url: \"http://h\", headers: {\"Bad Name\": v}}}]"),
         5,

@@ -111,9 +111,7 @@ impl RetryPolicy {
     /// The wait after failed try number `n` (1-based).
     pub fn delay_after(&self, n: u32) -> Duration {
         let factor = 2u32.saturating_pow(n.saturating_sub(1));
-        self.first_delay
-            .saturating_mul(factor)
-            .min(self.max_delay)
+        self.first_delay.saturating_mul(factor).min(self.max_delay)
     }
 }
 
@@ -236,9 +234,7 @@ async fn send_email(
         .map_err(|e| bad("message", &e))?;
     let builder = match smtp.security {
         SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)?,
-        SmtpSecurity::StartTls => {
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)?
-        }
+        SmtpSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)?,
         SmtpSecurity::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
     };
     let mut builder = builder

@@ -15,11 +15,15 @@ pub fn slack_webhook_url(
     host: Option<&str>,
     password: Option<&str>,
 ) -> Result<String, NotifyError> {
-    let token = password.map(str::trim).filter(|t| !t.is_empty()).ok_or_else(|| {
-        NotifyError::Config(
-            "the Slack webhook connection has no password (the webhook token or URL)".to_owned(),
-        )
-    })?;
+    let token = password
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            NotifyError::Config(
+                "the Slack webhook connection has no password (the webhook token or URL)"
+                    .to_owned(),
+            )
+        })?;
     if token.starts_with("https://") || token.starts_with("http://") {
         return Ok(token.to_owned());
     }
@@ -102,8 +106,7 @@ impl SmtpSettings {
             .or_else(|| login.clone().filter(|l| l.contains('@')))
             .ok_or_else(|| {
                 NotifyError::Config(
-                    "the SMTP connection names no sender: set `from_email` in its extra"
-                        .to_owned(),
+                    "the SMTP connection names no sender: set `from_email` in its extra".to_owned(),
                 )
             })?;
         let timeout = extra

@@ -128,7 +128,9 @@ async fn a_failing_receiver_is_retried_until_it_answers() {
         url,
         text: "x".into(),
     };
-    let handle = Notifier::new(quick()).unwrap().send(delivery, "test".into());
+    let handle = Notifier::new(quick())
+        .unwrap()
+        .send(delivery, "test".into());
     assert_eq!(handle.await.unwrap(), Ok(3), "two 503s, then delivered");
     assert_eq!(receiver.requests.lock().unwrap().len(), 3);
 }
@@ -196,12 +198,11 @@ async fn an_email_reaches_the_smtp_server() {
         .deliver(&delivery)
         .await
         .unwrap();
-    let message = tokio::task::spawn_blocking(move || {
-        sink.wait_for(&marker, Duration::from_secs(10))
-    })
-    .await
-    .unwrap()
-    .expect("the message reached the sink");
+    let message =
+        tokio::task::spawn_blocking(move || sink.wait_for(&marker, Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .expect("the message reached the sink");
     assert!(message.contains("From: updraft@example.test"), "{message}");
     assert!(message.contains("ops@example.test"), "{message}");
     assert!(message.contains("dev@example.test"), "{message}");

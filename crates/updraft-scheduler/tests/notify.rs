@@ -138,16 +138,10 @@ async fn trigger(store: &SqliteStore, waker: &tokio::sync::Notify, dag_id: &str)
         store.dag(dag_id).await.unwrap()
     })
     .await;
-    let run = updraft_runs::trigger_run(
-        store,
-        dag_id,
-        None,
-        None,
-        serde_json::json!({}),
-        Utc::now(),
-    )
-    .await
-    .unwrap();
+    let run =
+        updraft_runs::trigger_run(store, dag_id, None, None, serde_json::json!({}), Utc::now())
+            .await
+            .unwrap();
     waker.notify_one();
     run.id
 }
@@ -182,8 +176,14 @@ async fn a_failing_task_tells_on_retry_then_on_failure_and_runs_tell_their_end()
         "extra": {"disable_ssl": true, "disable_tls": true, "from_email": "updraft@example.test"},
     });
     let backends: Vec<Arc<dyn SecretsBackend>> = vec![Arc::new(EnvBackend::from_vars([
-        ("AIRFLOW_CONN_SLACK_ALERTS".to_owned(), slack_conn.to_string()),
-        ("AIRFLOW_CONN_SMTP_DEFAULT".to_owned(), smtp_conn.to_string()),
+        (
+            "AIRFLOW_CONN_SLACK_ALERTS".to_owned(),
+            slack_conn.to_string(),
+        ),
+        (
+            "AIRFLOW_CONN_SMTP_DEFAULT".to_owned(),
+            smtp_conn.to_string(),
+        ),
     ]))];
     let secrets = Arc::new(Secrets::new(backends, Duration::ZERO));
     let marker = format!("notify-e2e-{}", std::process::id());
@@ -255,10 +255,7 @@ tasks:
         assert_eq!(retry["try_number"], 1);
         assert_eq!(retry["state"], "up_for_retry");
         assert_eq!(retry["run_id"], run.run_id.as_str());
-        assert!(
-            retry["reason"].as_str().unwrap().contains('3'),
-            "{retry}"
-        );
+        assert!(retry["reason"].as_str().unwrap().contains('3'), "{retry}");
         let failed = &on(&received, "failed")[0];
         assert_eq!(failed["event"], "on_failure");
         assert_eq!(failed["try_number"], 2);
@@ -269,13 +266,18 @@ tasks:
         assert_eq!(run_failed["event"], "on_failure");
         assert_eq!(run_failed["task_id"], Value::Null);
         assert_eq!(run_failed["state"], "failed");
-        assert!(on(&received, "never").is_empty(), "no on_success for a failure");
+        assert!(
+            on(&received, "never").is_empty(),
+            "no on_success for a failure"
+        );
         let started = &on(&received, "started")[0];
         assert_eq!(started["event"], "on_execute");
         assert_eq!(started["state"], "running");
         assert_eq!(
             on(&received, "run-ok")[0]["text"],
-            "updraft: run ".to_owned() + on(&received, "succeeded")[0]["run_id"].as_str().unwrap() + " of fine succeeded"
+            "updraft: run ".to_owned()
+                + on(&received, "succeeded")[0]["run_id"].as_str().unwrap()
+                + " of fine succeeded"
         );
         let subject = format!("{marker} flaky failed");
         let mail = tokio::task::spawn_blocking(move || smtp.wait_for(&subject, DEADLINE))
@@ -328,7 +330,10 @@ tasks:
         );
         let start = run.start_date.unwrap();
         let end = run.end_date.unwrap();
-        assert!(end - start >= chrono::Duration::seconds(2), "{start} .. {end}");
+        assert!(
+            end - start >= chrono::Duration::seconds(2),
+            "{start} .. {end}"
+        );
         let states: Vec<(String, TaskState)> = store
             .task_instances(pk)
             .await

@@ -91,7 +91,11 @@ impl SmtpSink {
 fn read_maildir(maildir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     for sub in ["new", "cur"] {
-        for entry in std::fs::read_dir(maildir.join(sub)).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(maildir.join(sub))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if let Ok(text) = std::fs::read_to_string(entry.path()) {
                 out.push(text);
             }

@@ -234,7 +234,12 @@ fn describe(event: &Event) -> String {
             task,
             event.run_id
         ),
-        None => format!("{} of run {} of {}", event.event.as_str(), event.run_id, event.dag_id),
+        None => format!(
+            "{} of run {} of {}",
+            event.event.as_str(),
+            event.run_id,
+            event.dag_id
+        ),
     }
 }
 
@@ -328,9 +333,8 @@ async fn connection(
     tenant: &str,
     id: &str,
 ) -> Result<updraft_secrets::Connection, String> {
-    let secrets = secrets.ok_or_else(|| {
-        format!("connection `{id}`: no secrets backend is configured")
-    })?;
+    let secrets =
+        secrets.ok_or_else(|| format!("connection `{id}`: no secrets backend is configured"))?;
     match tokio::time::timeout(LOOKUP_TIMEOUT, secrets.connection(tenant, id)).await {
         Ok(Ok(Some(conn))) => Ok(conn),
         Ok(Ok(None)) => Err(format!("connection `{id}` does not exist")),

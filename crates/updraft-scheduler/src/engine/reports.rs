@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use tracing::{debug, warn};
+use updraft_core::TaskState;
 use updraft_core::retry::{TryOutcome, on_try_finished};
 use updraft_executor::{ExecOutcome, TryEvent, TryKey};
-use updraft_core::TaskState;
 use updraft_store::{TiKey, TryReport};
 
 use super::Scheduler;
@@ -186,11 +186,11 @@ impl Scheduler {
             return None;
         };
         self.log_ending(&key, flight.log.clone());
-        if let Some(notifiers) = self.tries.notifiers.get_mut(&(
-            key.run_pk,
-            key.task_id.clone(),
-            flight.try_number,
-        )) {
+        if let Some(notifiers) =
+            self.tries
+                .notifiers
+                .get_mut(&(key.run_pk, key.task_id.clone(), flight.try_number))
+        {
             notifiers.reason = super::notify::failure_reason(&outcome);
         }
         let task = flight.dag.task(&key.task_id)?;

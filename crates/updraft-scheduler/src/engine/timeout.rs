@@ -68,7 +68,12 @@ impl Scheduler {
 
     /// Sets the timer at the deadline of runs just started, by their DAG's latest definition
     /// (the next pass checks each against its own version).
-    pub(super) fn arm_deadlines(&mut self, started: &[i64], dag_ids: &[(i64, String)], now: DateTime<Utc>) {
+    pub(super) fn arm_deadlines(
+        &mut self,
+        started: &[i64],
+        dag_ids: &[(i64, String)],
+        now: DateTime<Utc>,
+    ) {
         for (pk, dag_id) in dag_ids {
             if !started.contains(pk) {
                 continue;

@@ -3272,9 +3272,17 @@ pub async fn time_out_run_fails_it_skips_unfinished_and_names_live_tries(store: 
         .into_iter()
         .map(|ti| (ti.task_id, ti.state))
         .collect();
-    assert_eq!(states["done"], TaskState::Success, "finished keeps its state");
+    assert_eq!(
+        states["done"],
+        TaskState::Success,
+        "finished keeps its state"
+    );
     assert_eq!(states["live"], TaskState::Skipped, "running → skipped");
-    assert_eq!(states["waiting"], TaskState::Skipped, "unfinished → skipped");
+    assert_eq!(
+        states["waiting"],
+        TaskState::Skipped,
+        "unfinished → skipped"
+    );
     let row = store.run_by_pk(run.id).await.unwrap().unwrap();
     assert_eq!(row.state, RunState::Failed);
     assert_eq!(row.end_date, Some(t(4)));

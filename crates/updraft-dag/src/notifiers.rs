@@ -208,7 +208,7 @@ fn optional_text(
 fn http_url(diags: &mut Diagnostics<'_>, node: &Node, label: &str) -> Option<String> {
     let url = diag::non_empty_string(diags, node, &format!("{label} URL"))?;
     let templated = url.contains("{{") || url.contains("{%");
-    if !templated && !(url.starts_with("https://") || url.starts_with("http://")) {
+    if !(templated || url.starts_with("https://") || url.starts_with("http://")) {
         diags.at(
             node.pos,
             format!("{label}: the URL must start with `https://` or `http://`, found {url:?}"),

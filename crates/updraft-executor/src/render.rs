@@ -1555,14 +1555,19 @@ mod tests {
             time_limit: Duration::from_millis(50),
             ..RenderBudget::default()
         };
-        let e = render_off_loop("slow", "load", budget, move |_| {
-            let _ = held.recv();
-            Err(RenderError {
-                task_id: "load".into(),
-                field: "bash".into(),
-                message: "finished".into(),
-            })
-        })
+        let e = render_off_loop(
+            "slow",
+            "load",
+            budget,
+            move |_| -> Result<(), RenderError> {
+                let _ = held.recv();
+                Err(RenderError {
+                    task_id: "load".into(),
+                    field: "bash".into(),
+                    message: "finished".into(),
+                })
+            },
+        )
         .await
         .unwrap_err();
         // The render is still blocked: the error came from the waiting side.

@@ -102,8 +102,15 @@ impl Scheduler {
                     ..
                 } => {
                     touched.insert(key.run_pk);
-                    let id = (key.run_pk, key.task_id.clone(), *try_number);
-                    if applied && let Some(notifiers) = self.tries.notifiers.get(&id) {
+                    // Only tries of tasks with notifiers are in the map; most steps skip it.
+                    if applied
+                        && !self.tries.notifiers.is_empty()
+                        && let Some(notifiers) = self.tries.notifiers.get(&(
+                            key.run_pk,
+                            key.task_id.clone(),
+                            *try_number,
+                        ))
+                    {
                         self.notify_task(
                             key.run_pk,
                             &key.task_id,
@@ -122,8 +129,12 @@ impl Scheduler {
                     at,
                 } => {
                     self.end_recorded(key, *try_number);
-                    let id = (key.run_pk, key.task_id.clone(), *try_number);
-                    if let Some(notifiers) = self.tries.notifiers.remove(&id)
+                    if !self.tries.notifiers.is_empty()
+                        && let Some(notifiers) = self.tries.notifiers.remove(&(
+                            key.run_pk,
+                            key.task_id.clone(),
+                            *try_number,
+                        ))
                         && applied
                     {
                         self.notify_task(
@@ -186,10 +197,11 @@ impl Scheduler {
             return None;
         };
         self.log_ending(&key, flight.log.clone());
-        if let Some(notifiers) =
-            self.tries
-                .notifiers
-                .get_mut(&(key.run_pk, key.task_id.clone(), flight.try_number))
+        if !self.tries.notifiers.is_empty()
+            && let Some(notifiers) =
+                self.tries
+                    .notifiers
+                    .get_mut(&(key.run_pk, key.task_id.clone(), flight.try_number))
         {
             notifiers.reason = super::notify::failure_reason(&outcome);
         }

@@ -12,6 +12,7 @@
 //! * [`queue`]: choosing what to queue within pools, DAG limits and parallelism; priorities.
 //! * [`runs`]: how many runs may start; run ids.
 //! * [`index`]: a cacheable per-DAG graph index for the hot paths.
+//! * [`timeout`]: `dagrun_timeout`: when a run has run too long.
 
 pub mod evaluate;
 pub mod index;
@@ -19,6 +20,7 @@ pub mod queue;
 pub mod retry;
 pub mod runs;
 pub mod state;
+pub mod timeout;
 pub mod timetable;
 
 pub use evaluate::{

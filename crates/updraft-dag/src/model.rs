@@ -540,3 +540,36 @@ impl std::fmt::Display for ImportError {
         }
     }
 }
+
+/// Airflow's default `poke_interval` of a sensor.
+pub const DEFAULT_POKE_INTERVAL: Duration = Duration::from_secs(60);
+/// Airflow's default sensor `timeout`: seven days.
+pub const DEFAULT_SENSOR_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// When a sensor pokes again and when it gives up (Airflow's `BaseSensorOperator` settings,
+/// always in `mode="reschedule"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SensorTiming {
+    /// Wait between two pokes (the first wait with `exponential_backoff`).
+    pub poke_interval: Duration,
+    /// Counted from the first poke; a sensor not done by then times out.
+    pub timeout: Duration,
+    /// Double the wait after each poke that is not done.
+    pub exponential_backoff: bool,
+    /// Cap of the wait between two pokes.
+    pub max_wait: Option<Duration>,
+    /// On timeout the instance is skipped instead of failed.
+    pub soft_fail: bool,
+}
+
+impl Default for SensorTiming {
+    fn default() -> Self {
+        SensorTiming {
+            poke_interval: DEFAULT_POKE_INTERVAL,
+            timeout: DEFAULT_SENSOR_TIMEOUT,
+            exponential_backoff: false,
+            max_wait: None,
+            soft_fail: false,
+        }
+    }
+}

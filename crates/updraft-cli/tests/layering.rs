@@ -3,7 +3,8 @@
 //!
 //! dag <- core <- store <- runs, secrets, sources <- executor <- pods <- scheduler <- cli;
 //! objects under sources and logs. The server sees only auth, dag, core, store, runs, secrets,
-//! objects and logs (never the scheduler, an executor, a DAG source or Kubernetes); the
+//! objects and logs (never the scheduler, an executor, a DAG source, notifications or
+//! Kubernetes); notify (delivering notifications) sits on secrets, used by the scheduler; the
 //! Kubernetes fake and the test servers are dev-dependencies only.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +21,7 @@ const SECRETS: &str = "updraft-secrets";
 const OBJECTS: &str = "updraft-objects";
 const SOURCES: &str = "updraft-sources";
 const LOGS: &str = "updraft-logs";
+const NOTIFY: &str = "updraft-notify";
 const TEST_SERVERS: &str = "updraft-test-servers";
 const EXECUTOR: &str = "updraft-executor";
 const PODS: &str = "updraft-pods";
@@ -41,12 +43,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (OBJECTS, &[]),
     (SOURCES, &[STORE, OBJECTS]),
     (LOGS, &[DAG, OBJECTS]),
+    (NOTIFY, &[SECRETS]),
     (EXECUTOR, &[DAG, CORE, STORE, SECRETS]),
     (PODS, &[DAG, CORE, STORE, SECRETS, EXECUTOR]),
     (
         SCHEDULER,
         &[
-            DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, SOURCES, LOGS, EXECUTOR, PODS,
+            DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, SOURCES, LOGS, NOTIFY, EXECUTOR, PODS,
         ],
     ),
     (
@@ -56,7 +59,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         CLI,
         &[
-            AUTH, DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, SOURCES, LOGS, EXECUTOR, PODS,
+            AUTH, DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, SOURCES, LOGS, NOTIFY, EXECUTOR, PODS,
             SCHEDULER, SERVER,
         ],
     ),
@@ -75,6 +78,7 @@ const KUBERNETES_USERS: &[&str] = &[PODS, KUBE_FAKE];
 /// What the server must not reach, directly or through any crate it depends on.
 const NOT_IN_SERVER: &[&str] = &[
     SCHEDULER,
+    NOTIFY,
     EXECUTOR,
     PODS,
     SOURCES,

@@ -51,7 +51,10 @@
 //! ## Retries and depends_on_past
 //!
 //! An `up_for_retry` instance is scheduled again once its `retry_at <= now` (no `retry_at` means
-//! at once); otherwise its `retry_at` contributes to [`RunEvaluation::wake_at`]. A task with
+//! at once); otherwise its `retry_at` contributes to [`RunEvaluation::wake_at`]. An
+//! `up_for_reschedule` instance (a sensor between pokes, see [`crate::sensor`]) is the same,
+//! its `retry_at` being its next poke time: it is not terminal, so its downstream tasks wait
+//! and the run goes on. A task with
 //! `depends_on_past = true` may only go `none → scheduled` if the same task in `previous_run`
 //! is success or skipped, or there is no previous run, or the task is absent from it. It does
 //! not hold back skipped/upstream_failed decisions (Airflow's default
@@ -65,8 +68,8 @@
 //! by an `all_done` cleanup leaf, leaves the run successful).
 //!
 //! **Deadlock**: when, after this call's transitions, some instance is still not terminal but
-//! none is scheduled, queued, running or up_for_retry, nothing can ever change (the single
-//! topological pass has reached the fixpoint), so the run is `failed`; the stuck instances are
+//! none is scheduled, queued, running, up_for_retry or up_for_reschedule, nothing can ever
+//! change (the single topological pass has reached the fixpoint), so the run is `failed`; the stuck instances are
 //! left in state `none` (as Airflow does). This only happens through `depends_on_past` on a
 //! previous run whose task did not succeed. (Airflow itself does not fail runs whose tasks
 //! use `depends_on_past`; it leaves them running.)
@@ -80,8 +83,8 @@
 //! the cost of a step is that of the tries it records, not of the run's size. It gives up
 //! (`None`, read the whole run) where the focus cannot see enough: a skip or upstream_failed that
 //! would cascade beyond it, or no instance of the run left scheduled, queued, running or
-//! up_for_retry (the run may be over, and only the whole run says how). Retries that fall due
-//! are not its business: the caller evaluates the whole run at their `wake_at`.
+//! up_for_retry or up_for_reschedule (the run may be over, and only the whole run says how).
+//! Retries and pokes that fall due are not its business: the caller evaluates the whole run at their `wake_at`.
 //!
 //! ## Instances and DAG tasks
 //!
@@ -104,18 +107,20 @@ pub struct TiSnapshot {
     pub task_id: String,
     pub state: TaskState,
     pub try_number: u32,
+    /// For `up_for_retry`: the retry time; for `up_for_reschedule`: the next poke time.
     pub retry_at: Option<DateTime<Utc>>,
 }
 
 /// What to do next with a run.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunEvaluation {
-    /// (task_id, from, to): none→scheduled, up_for_retry→scheduled (when retry_at <= now),
-    /// none→skipped, none→upstream_failed. In topological order.
+    /// (task_id, from, to): none→scheduled, up_for_retry→scheduled and
+    /// up_for_reschedule→scheduled (when retry_at <= now), none→skipped, none→upstream_failed. In topological order.
     pub transitions: Vec<(String, TaskState, TaskState)>,
     /// Some(Success|Failed) when the run is over after applying `transitions`.
     pub run_state: Option<RunState>,
-    /// Earliest future retry_at among up_for_retry instances, to set a timer.
+    /// Earliest future retry_at among up_for_retry and up_for_reschedule instances, to set a
+    /// timer.
     pub wake_at: Option<DateTime<Utc>>,
 }
 
@@ -260,7 +265,7 @@ pub fn evaluate_run_indexed(
         let p = p as usize;
         let to = match states[p] {
             TaskState::None => decide_none(dag, index, |u| states[u], p, previous_run),
-            TaskState::UpForRetry => match retry_at[p] {
+            TaskState::UpForRetry | TaskState::UpForReschedule => match retry_at[p] {
                 Some(at) if at > now => {
                     eval.wake_at = Some(eval.wake_at.map_or(at, |w| w.min(at)));
                     None
@@ -325,7 +330,11 @@ fn run_state(index: &DagIndex, states: &[TaskState]) -> Option<RunState> {
     let progressing = states.iter().any(|s| {
         matches!(
             s,
-            TaskState::Scheduled | TaskState::Queued | TaskState::Running | TaskState::UpForRetry
+            TaskState::Scheduled
+                | TaskState::Queued
+                | TaskState::Running
+                | TaskState::UpForRetry
+                | TaskState::UpForReschedule
         )
     });
     (!progressing).then_some(RunState::Failed)
@@ -350,10 +359,10 @@ pub fn focus(index: &DagIndex, changed: impl IntoIterator<Item = usize>) -> Vec<
 
 /// [`evaluate_run_indexed`] from the snapshots of a [`focus`] alone, for a run that was at its
 /// fixpoint before the focus's tries changed (see the [module documentation](self)).
-/// `progressing`: whether some instance of the run, read or not, is scheduled, queued, running
-/// or up_for_retry. Only tasks whose upstreams were all read are decided (an up_for_retry one
-/// whatever its upstreams); `wake_at` covers the instances read. `None` when the whole run
-/// must be read instead. Linear in the snapshots and their edges, whatever the run's size.
+/// `progressing`: whether some instance of the run, read or not, is scheduled, queued, running,
+/// up_for_retry or up_for_reschedule. Only tasks whose upstreams were all read are decided
+/// (an up_for_retry or up_for_reschedule one whatever its upstreams); `wake_at` covers the
+/// instances read. `None` when the whole run must be read instead. Linear in the snapshots and their edges, whatever the run's size.
 pub fn evaluate_run_focused(
     dag: &Dag,
     index: &DagIndex,
@@ -386,7 +395,7 @@ pub fn evaluate_run_focused(
             TaskState::None if all_read(&read, p) => {
                 decide_none(dag, index, |u| read[&u].0, p, previous_run)
             }
-            TaskState::UpForRetry => match retry_at {
+            TaskState::UpForRetry | TaskState::UpForReschedule => match retry_at {
                 Some(at) if at > now => {
                     eval.wake_at = Some(eval.wake_at.map_or(at, |w| w.min(at)));
                     None

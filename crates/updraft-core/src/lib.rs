@@ -9,16 +9,20 @@
 //! * [`timetable`]: data intervals of scheduled, manual and backfill runs (Airflow 2 timetables).
 //! * [`evaluate`]: trigger rules, skip/upstream_failed propagation, run state.
 //! * [`retry`]: what a finished try becomes, retry delays.
+//! * [`sensor`]: what a sensor's poke becomes, when it pokes again, its timeout.
 //! * [`queue`]: choosing what to queue within pools, DAG limits and parallelism; priorities.
 //! * [`runs`]: how many runs may start; run ids.
 //! * [`index`]: a cacheable per-DAG graph index for the hot paths.
+//! * [`timeout`]: `dagrun_timeout`: when a run has run too long.
 
 pub mod evaluate;
 pub mod index;
 pub mod queue;
 pub mod retry;
 pub mod runs;
+pub mod sensor;
 pub mod state;
+pub mod timeout;
 pub mod timetable;
 
 pub use evaluate::{
@@ -29,6 +33,7 @@ pub use index::DagIndex;
 pub use queue::{Candidate, Capacity, priority_weights, select_to_queue};
 pub use retry::{TryOutcome, on_try_finished, retry_delay};
 pub use runs::{backfill_run_id, manual_run_id, runs_to_start, scheduled_run_id};
+pub use sensor::{PokeResult, on_poke, poke_wait, sensor_deadline};
 pub use state::*;
 pub use timetable::{
     DataInterval, due_intervals, intervals_between, manual_interval, next_interval,

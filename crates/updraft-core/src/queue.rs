@@ -417,6 +417,8 @@ mod tests {
             env: BTreeMap::new(),
             is_paused_upon_creation: None,
             groups: Vec::new(),
+            run_callbacks: Default::default(),
+            dagrun_timeout: None,
             tasks,
         }
     }
@@ -440,6 +442,7 @@ mod tests {
             cwd: None,
             connections: vec![],
             do_xcom_push: false,
+            callbacks: Default::default(),
             kind: TaskKind::Noop,
         }
     }

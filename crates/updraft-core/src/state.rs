@@ -16,11 +16,13 @@ pub enum TaskState {
     Skipped,
     UpstreamFailed,
     UpForRetry,
+    /// A sensor between two pokes: waits for its next poke time, holding no slot.
+    UpForReschedule,
     Removed,
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 10] = [
+    pub const ALL: [TaskState; 11] = [
         TaskState::None,
         TaskState::Scheduled,
         TaskState::Queued,
@@ -30,6 +32,7 @@ impl TaskState {
         TaskState::Skipped,
         TaskState::UpstreamFailed,
         TaskState::UpForRetry,
+        TaskState::UpForReschedule,
         TaskState::Removed,
     ];
 
@@ -44,11 +47,13 @@ impl TaskState {
             TaskState::Skipped => "skipped",
             TaskState::UpstreamFailed => "upstream_failed",
             TaskState::UpForRetry => "up_for_retry",
+            TaskState::UpForReschedule => "up_for_reschedule",
             TaskState::Removed => "removed",
         }
     }
 
-    /// Finished for good (until cleared): downstream tasks may judge it.
+    /// Finished for good (until cleared): downstream tasks may judge it. `up_for_retry` and
+    /// `up_for_reschedule` are not: the instance will run again.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -61,6 +66,7 @@ impl TaskState {
     }
 
     /// Holds an executor slot (counts against pools, `max_active_tasks` and `parallelism`).
+    /// `up_for_reschedule` does not: a sensor frees its slot between pokes.
     pub fn is_active(self) -> bool {
         matches!(self, TaskState::Queued | TaskState::Running)
     }

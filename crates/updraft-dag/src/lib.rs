@@ -24,6 +24,7 @@ mod group;
 pub mod lint;
 mod logs;
 pub mod model;
+mod notifiers;
 mod params;
 mod parse;
 mod pod;
@@ -43,6 +44,7 @@ pub use excerpt::{ExcerptLine, MAX_EXCERPT_FILE, MAX_EXCERPT_LINE_CHARS, excerpt
 pub use graph::topological_order;
 pub use logs::log_path;
 pub use model::*;
+pub use notifiers::DEFAULT_SMTP_CONNECTION;
 pub use params::{ParamError, check_value, resolve_params};
 pub use parse::{
     DAG_KEYS, DEFAULT_MAX_ACTIVE, MAX_IDENTIFIER_LEN, MAX_TAG_LEN, check_identifier,

@@ -37,6 +37,13 @@ pub struct Dag {
     pub env: BTreeMap<String, String>,
     /// `None` means "use the installation's default" (`core.dags_are_paused_at_creation`).
     pub is_paused_upon_creation: Option<bool>,
+    /// Notifiers of the run's end (`on_success`, `on_failure`). Not serialized when empty, so
+    /// adding the field changed no existing DAG's version.
+    #[serde(default, skip_serializing_if = "RunCallbacks::is_empty")]
+    pub run_callbacks: RunCallbacks,
+    /// A running run older than this (from its start) is failed (Airflow's `dagrun_timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dagrun_timeout: Option<Duration>,
     /// Tasks in declaration order, with full ids (a grouped task's id starts with its
     /// groups' ids: `extract.a`).
     pub tasks: Vec<Task>,
@@ -263,6 +270,10 @@ pub struct Task {
     /// pushed nothing before). Not serialized when false, so no existing DAG's version changed.
     #[serde(default, skip_serializing_if = "is_false")]
     pub do_xcom_push: bool,
+    /// Notifiers of the task's tries (`on_failure`, `on_retry`, ...); not serialized when
+    /// empty.
+    #[serde(default, skip_serializing_if = "TaskCallbacks::is_empty")]
+    pub callbacks: TaskCallbacks,
     pub kind: TaskKind,
 }
 
@@ -286,6 +297,96 @@ pub struct TaskGroup {
     /// Full ids of the tasks directly inside it (not those of nested groups), in declaration
     /// order.
     pub tasks: Vec<String>,
+}
+
+/// Notifiers of a task's tries, by event (Airflow's `on_*_callback` task arguments).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TaskCallbacks {
+    /// A try failed for good (no retry left): Airflow's `on_failure_callback`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<Notifier>,
+    /// A try succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_success: Vec<Notifier>,
+    /// A try failed and the instance is up for retry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_retry: Vec<Notifier>,
+    /// A try was recorded running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_execute: Vec<Notifier>,
+}
+
+impl TaskCallbacks {
+    pub fn is_empty(&self) -> bool {
+        self.on_failure.is_empty()
+            && self.on_success.is_empty()
+            && self.on_retry.is_empty()
+            && self.on_execute.is_empty()
+    }
+}
+
+/// Notifiers of a run's end (Airflow's DAG-level `on_*_callback`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RunCallbacks {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<Notifier>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_success: Vec<Notifier>,
+}
+
+impl RunCallbacks {
+    pub fn is_empty(&self) -> bool {
+        self.on_failure.is_empty() && self.on_success.is_empty()
+    }
+}
+
+/// Where one notification goes (Airflow's notifiers). Every string but a connection id is a
+/// template, rendered with the task's or the run's context when the event happens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Notifier {
+    /// A JSON POST of the event to `url`, with extra `headers`.
+    Webhook {
+        url: String,
+        headers: BTreeMap<String, String>,
+    },
+    /// A Slack incoming webhook: `{"text": ...}` posted to the URL given or held by the
+    /// connection.
+    Slack {
+        target: SlackTarget,
+        /// `None`: a one-line summary of the event.
+        text: Option<String>,
+    },
+    /// An email sent through the SMTP connection (`smtp_default` unless named).
+    Email {
+        to: Vec<String>,
+        connection: String,
+        /// `None`: a one-line summary of the event.
+        subject: Option<String>,
+        /// `None`: the event's fields, one a line.
+        body: Option<String>,
+    },
+}
+
+impl Notifier {
+    /// The key that selects this notifier in a DAG file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Notifier::Webhook { .. } => "webhook",
+            Notifier::Slack { .. } => "slack",
+            Notifier::Email { .. } => "email",
+        }
+    }
+}
+
+/// Where a Slack notification is posted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlackTarget {
+    /// An incoming-webhook URL (a template).
+    Url(String),
+    /// A connection id holding the webhook URL, as Airflow's `slack_webhook` connection.
+    Connection(String),
 }
 
 /// What a task does.
@@ -436,6 +537,39 @@ impl std::fmt::Display for ImportError {
             (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {}", self.filename, self.message),
             (Some(l), None) => write!(f, "{}:{l}: {}", self.filename, self.message),
             _ => write!(f, "{}: {}", self.filename, self.message),
+        }
+    }
+}
+
+/// Airflow's default `poke_interval` of a sensor.
+pub const DEFAULT_POKE_INTERVAL: Duration = Duration::from_secs(60);
+/// Airflow's default sensor `timeout`: seven days.
+pub const DEFAULT_SENSOR_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// When a sensor pokes again and when it gives up (Airflow's `BaseSensorOperator` settings,
+/// always in `mode="reschedule"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SensorTiming {
+    /// Wait between two pokes (the first wait with `exponential_backoff`).
+    pub poke_interval: Duration,
+    /// Counted from the first poke; a sensor not done by then times out.
+    pub timeout: Duration,
+    /// Double the wait after each poke that is not done.
+    pub exponential_backoff: bool,
+    /// Cap of the wait between two pokes.
+    pub max_wait: Option<Duration>,
+    /// On timeout the instance is skipped instead of failed.
+    pub soft_fail: bool,
+}
+
+impl Default for SensorTiming {
+    fn default() -> Self {
+        SensorTiming {
+            poke_interval: DEFAULT_POKE_INTERVAL,
+            timeout: DEFAULT_SENSOR_TIMEOUT,
+            exponential_backoff: false,
+            max_wait: None,
+            soft_fail: false,
         }
     }
 }

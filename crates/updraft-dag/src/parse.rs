@@ -10,14 +10,15 @@ use chrono_tz::Tz;
 use crate::diag::{self, Diagnostics, Schema, quoted};
 use crate::graph;
 use crate::group;
-use crate::model::{Dag, ImportError, Schedule, TaskGroup};
+use crate::model::{Dag, ImportError, RunCallbacks, Schedule, TaskGroup};
+use crate::notifiers::notifiers;
 use crate::params;
 use crate::schedule;
 use crate::task::{self, KINDS, SETTING_KEYS, Settings, TaskSource};
 use crate::yaml::{self, Node, Pos, Value};
 
 /// Keys of the top level of a DAG file.
-pub const DAG_KEYS: [&str; 15] = [
+pub const DAG_KEYS: [&str; 18] = [
     "dag_id",
     "description",
     "schedule",
@@ -33,6 +34,9 @@ pub const DAG_KEYS: [&str; 15] = [
     "env",
     "default_args",
     "tasks",
+    "on_failure",
+    "on_success",
+    "dagrun_timeout",
 ];
 
 /// Longest dag_id, task_id, tenant or pool name (Airflow's `ID_LEN`).
@@ -224,6 +228,14 @@ fn read_header(
     let tags = optional(diags, fields.get("tags"), tags);
     let params = optional(diags, fields.get("params"), params::params);
     let env = optional(diags, fields.get("env"), |d, n| diag::env_map(d, n, "env"));
+    let run_notifiers = |diags: &mut Diagnostics<'_>, key: &str| {
+        optional(diags, fields.get(key), |d, n| notifiers(d, n, key))
+    };
+    let on_failure = run_notifiers(diags, "on_failure");
+    let on_success = run_notifiers(diags, "on_success");
+    let dagrun_timeout = optional(diags, fields.get("dagrun_timeout"), |d, n| {
+        diag::duration(d, n, "dagrun_timeout", true)
+    });
     Some(Dag {
         dag_id: dag_id?,
         tenant: tenant.to_owned(),
@@ -240,6 +252,11 @@ fn read_header(
         params: params?.unwrap_or_default(),
         env: env?.unwrap_or_default(),
         is_paused_upon_creation: paused?,
+        run_callbacks: RunCallbacks {
+            on_failure: on_failure?.unwrap_or_default(),
+            on_success: on_success?.unwrap_or_default(),
+        },
+        dagrun_timeout: dagrun_timeout?,
         tasks: Vec::new(),
         groups: Vec::new(),
     })

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::diag::{self, Diagnostics, Schema, describe, quoted};
-use crate::model::{DEFAULT_POOL, Task, TaskKind, TriggerRule, WeightRule};
+use crate::model::{
+    DEFAULT_POOL, Notifier, Task, TaskCallbacks, TaskKind, TriggerRule, WeightRule,
+};
+use crate::notifiers::notifiers;
 use crate::parse::{DAG_KEYS, check_identifier};
 use crate::yaml::{Node, Value};
 
@@ -17,7 +20,7 @@ use crate::yaml::{Node, Value};
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 /// Settings a task may set and `default_args` may default.
-pub(crate) const SETTING_KEYS: [&str; 16] = [
+pub(crate) const SETTING_KEYS: [&str; 20] = [
     "trigger_rule",
     "retries",
     "retry_delay",
@@ -34,6 +37,10 @@ pub(crate) const SETTING_KEYS: [&str; 16] = [
     "connections",
     "do_xcom_push",
     "owner",
+    "on_failure",
+    "on_success",
+    "on_retry",
+    "on_execute",
 ];
 
 type KindReader = fn(&mut Diagnostics<'_>, &Node) -> Option<TaskKind>;
@@ -77,6 +84,10 @@ pub(crate) struct Settings {
     cwd: Option<Option<String>>,
     connections: Option<Vec<String>>,
     do_xcom_push: Option<bool>,
+    on_failure: Option<Vec<Notifier>>,
+    on_success: Option<Vec<Notifier>>,
+    on_retry: Option<Vec<Notifier>>,
+    on_execute: Option<Vec<Notifier>>,
 }
 
 impl Settings {
@@ -101,6 +112,10 @@ impl Settings {
             cwd: self.cwd.or(d.cwd),
             connections: self.connections.or(d.connections),
             do_xcom_push: self.do_xcom_push.or(d.do_xcom_push),
+            on_failure: self.on_failure.or(d.on_failure),
+            on_success: self.on_success.or(d.on_success),
+            on_retry: self.on_retry.or(d.on_retry),
+            on_execute: self.on_execute.or(d.on_execute),
         }
     }
 }
@@ -136,6 +151,10 @@ fn read_setting(diags: &mut Diagnostics<'_>, key: &str, node: &Node, s: &mut Set
         ),
         "connections" => set(&mut s.connections, connections(d, node)),
         "do_xcom_push" => set(&mut s.do_xcom_push, diag::boolean(d, node, key)),
+        "on_failure" => set(&mut s.on_failure, notifiers(d, node, key)),
+        "on_success" => set(&mut s.on_success, notifiers(d, node, key)),
+        "on_retry" => set(&mut s.on_retry, notifiers(d, node, key)),
+        "on_execute" => set(&mut s.on_execute, notifiers(d, node, key)),
         // Accepted for Airflow familiarity; checked but not stored.
         "owner" => diag::string(d, node, key).is_some(),
         _ => false,
@@ -197,7 +216,7 @@ fn connections(diags: &mut Diagnostics<'_>, node: &Node) -> Option<Vec<String>> 
     ok.then_some(ids)
 }
 
-fn check_conn_id(id: &str) -> Result<(), String> {
+pub(crate) fn check_conn_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
         return Err("a connection id cannot be empty".to_owned());
     }
@@ -497,6 +516,12 @@ fn build_task(task_id: String, upstream: &[(String, &Node)], kind: TaskKind, s: 
         cwd: s.cwd.flatten(),
         connections: s.connections.unwrap_or_default(),
         do_xcom_push: s.do_xcom_push.unwrap_or(false),
+        callbacks: TaskCallbacks {
+            on_failure: s.on_failure.unwrap_or_default(),
+            on_success: s.on_success.unwrap_or_default(),
+            on_retry: s.on_retry.unwrap_or_default(),
+            on_execute: s.on_execute.unwrap_or_default(),
+        },
         kind,
     }
 }

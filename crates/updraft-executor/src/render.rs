@@ -399,10 +399,19 @@ fn render_json(
 /// Renders one standalone template with the context of `ctx` (no DAG or task fields beyond
 /// those in `ctx`). Errors are the message only, without task or field.
 pub fn render_str(source: &str, ctx: &TemplateContext) -> Result<String, String> {
+    render_str_within(source, ctx, &RenderBudget::default())
+}
+
+/// [`render_str`] within `budget`.
+pub fn render_str_within(
+    source: &str,
+    ctx: &TemplateContext,
+    budget: &RenderBudget,
+) -> Result<String, String> {
     Renderer {
         ctx,
         value: OnceLock::new(),
-        budget: budget::Tracker::new(&RenderBudget::default()),
+        budget: budget::Tracker::new(budget),
     }
     .render(source)
 }
@@ -949,6 +958,7 @@ mod tests {
             cwd: None,
             connections: vec![],
             do_xcom_push: false,
+            callbacks: Default::default(),
             kind,
         }
     }
@@ -971,6 +981,8 @@ mod tests {
             env: BTreeMap::new(),
             is_paused_upon_creation: None,
             groups: Vec::new(),
+            run_callbacks: Default::default(),
+            dagrun_timeout: None,
             tasks,
         }
     }
@@ -1557,14 +1569,19 @@ mod tests {
             time_limit: Duration::from_millis(50),
             ..RenderBudget::default()
         };
-        let e = render_off_loop("slow", "load", budget, move |_| {
-            let _ = held.recv();
-            Err(RenderError {
-                task_id: "load".into(),
-                field: "bash".into(),
-                message: "finished".into(),
-            })
-        })
+        let e = render_off_loop(
+            "slow",
+            "load",
+            budget,
+            move |_| -> Result<(), RenderError> {
+                let _ = held.recv();
+                Err(RenderError {
+                    task_id: "load".into(),
+                    field: "bash".into(),
+                    message: "finished".into(),
+                })
+            },
+        )
         .await
         .unwrap_err();
         // The render is still blocked: the error came from the waiting side.

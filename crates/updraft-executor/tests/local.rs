@@ -304,6 +304,7 @@ fn test_dag_and_task(kind: TaskKind) -> (Dag, Task) {
         cwd: Some("work".into()),
         connections: vec![],
         do_xcom_push: false,
+        callbacks: Default::default(),
         kind,
     };
     let mut dag_env = BTreeMap::new();
@@ -325,6 +326,8 @@ fn test_dag_and_task(kind: TaskKind) -> (Dag, Task) {
         env: dag_env,
         is_paused_upon_creation: None,
         groups: Vec::new(),
+        run_callbacks: Default::default(),
+        dagrun_timeout: None,
         tasks: vec![task.clone()],
     };
     (dag, task)

@@ -29,6 +29,7 @@ fn dag_with_script(script: &str) -> (Dag, Task) {
         cwd: None,
         connections: vec![],
         do_xcom_push: false,
+        callbacks: Default::default(),
         kind: TaskKind::Bash(script.into()),
     };
     let dag = Dag {
@@ -48,6 +49,8 @@ fn dag_with_script(script: &str) -> (Dag, Task) {
         env: BTreeMap::new(),
         is_paused_upon_creation: None,
         groups: Vec::new(),
+        run_callbacks: Default::default(),
+        dagrun_timeout: None,
         tasks: vec![task.clone()],
     };
     (dag, task)

@@ -385,6 +385,7 @@ async fn grid_is_runs_by_tasks_coloured_by_state_with_words() {
             "running",
             "queued",
             "up_for_retry",
+            "up_for_reschedule",
             "upstream_failed",
             "skipped",
             "scheduled",

@@ -334,6 +334,18 @@ impl<B: Backend> SchedulerStore for B {
         .await
     }
 
+    async fn time_out_run(
+        &self,
+        run_pk: i64,
+        skip: fn(TaskState) -> bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<String>>> {
+        write_tx(self, async |c| {
+            sql::api::time_out_run(c, run_pk, skip, now).await
+        })
+        .await
+    }
+
     async fn record_try_reports(&self, reports: &[TryReport], hostname: &str) -> Result<Vec<bool>> {
         wrote(
             self,

@@ -465,6 +465,17 @@ pub trait SchedulerStore: Send + Sync {
     /// per report, whether it applied. Start and end dates are the reports' own times, not the time
     /// of recording. This is the scheduler's hot path: one commit for many tries.
     async fn record_try_reports(&self, reports: &[TryReport], hostname: &str) -> Result<Vec<bool>>;
+    /// Fail a run that passed its `dagrun_timeout`, in one transaction and only while it is
+    /// `running`: every instance for which `skip` (the core's
+    /// `updraft_core::timeout::skipped_on_timeout`) holds is set `skipped`, a live try ending
+    /// in the history as with [`OperatorStore::force_ti_state`]. `None` when the run was not
+    /// running (nothing changed); else the task ids whose instance was queued or running.
+    async fn time_out_run(
+        &self,
+        run_pk: i64,
+        skip: fn(TaskState) -> bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<String>>>;
     /// Instances `queued` or `running` whose owning scheduler job is not alive (its state is
     /// not `running`, or `queued_by_job_id` is `None` or names no job), by run then task. Run
     /// [`SchedulerStore::reap_schedulers`] first so that silent schedulers count as not alive.

@@ -129,6 +129,17 @@ wait "$server"
 
 /// Starts `program args…` (its output into `log`) and waits until it answers HTTP on `port`.
 pub fn start(program: &Path, args: &[String], port: u16, log: PathBuf) -> Running {
+    start_until(program, args, port, log, answers_http)
+}
+
+/// [`start`], waiting until `ready(port)` holds.
+pub fn start_until(
+    program: &Path,
+    args: &[String],
+    port: u16,
+    log: PathBuf,
+    ready: fn(u16) -> bool,
+) -> Running {
     let log_file = File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
     let mut child = Command::new("sh")
         .arg("-c")
@@ -144,7 +155,7 @@ pub fn start(program: &Path, args: &[String], port: u16, log: PathBuf) -> Runnin
         .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
     let lifeline = child.stdin.take().expect("the server's lifeline");
     let deadline = Instant::now() + START_DEADLINE;
-    while !answers_http(port) {
+    while !ready(port) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
                 "{} exited ({status}) before answering on port {port}:\n{}",

@@ -31,6 +31,7 @@ pub fn task(id: &str, upstream: &[&str]) -> Task {
         cwd: None,
         connections: vec![],
         do_xcom_push: false,
+        callbacks: Default::default(),
         kind: TaskKind::Noop,
     }
 }
@@ -58,6 +59,8 @@ pub fn dag(schedule: Schedule, tasks: Vec<Task>) -> Dag {
         env: BTreeMap::new(),
         is_paused_upon_creation: None,
         groups: Vec::new(),
+        run_callbacks: Default::default(),
+        dagrun_timeout: None,
         tasks,
     }
 }

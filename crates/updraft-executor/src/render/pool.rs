@@ -12,19 +12,21 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::Semaphore;
 
-use super::{RenderBudget, RenderError, RenderedTask};
+use super::{RenderBudget, RenderError};
 
-/// Renders one task with `render` on the blocking pool within `budget`, waiting first for
-/// `tenant`'s turn and a free rendering thread. Over the time limit the error says so; a
-/// render that panicked is an error too.
-pub async fn render_off_loop<F>(
+/// Renders one task (or anything else of its templates: a notifier's texts) with `render`
+/// on the blocking pool within `budget`, waiting first for `tenant`'s turn and a free
+/// rendering thread. Over the time limit the error says so; a render that panicked is an
+/// error too.
+pub async fn render_off_loop<F, T>(
     tenant: &str,
     task_id: &str,
     budget: RenderBudget,
     render: F,
-) -> Result<RenderedTask, RenderError>
+) -> Result<T, RenderError>
 where
-    F: FnOnce(&RenderBudget) -> Result<RenderedTask, RenderError> + Send + 'static,
+    F: FnOnce(&RenderBudget) -> Result<T, RenderError> + Send + 'static,
+    T: Send + 'static,
 {
     let failed = |message: String| RenderError {
         task_id: task_id.to_owned(),

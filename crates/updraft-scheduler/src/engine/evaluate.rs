@@ -234,6 +234,9 @@ impl Scheduler {
                 self.tracked.in_play.remove(&run_pk);
                 if let Some(run) = self.tracked.known.get(&run_pk) {
                     info!(dag_id = %run.dag_id, run_id = %run.run_id, %state, "run finished");
+                    if let Some(cached) = dags.get(&run.dag_id).and_then(|v| v.get(&run.version)) {
+                        self.notify_run(run, cached, state, None, now);
+                    }
                 }
                 self.forget(run_pk);
                 any_finished = true;
@@ -288,7 +291,8 @@ impl Scheduler {
     }
 
     /// A run that finished or is no longer running: nothing about it is kept.
-    fn forget(&mut self, run_pk: i64) {
+    pub(super) fn forget(&mut self, run_pk: i64) {
+        self.tries.notifiers.retain(|(pk, _, _), _| *pk != run_pk);
         self.tracked.known.remove(&run_pk);
         self.tracked.read_whole.remove(&run_pk);
         self.tracked.run_wake.remove(&run_pk);

@@ -154,6 +154,18 @@ impl Scheduler {
     pub(super) fn track_in_flight(&mut self, run: &RunRow, ti: &TiRow, cached: &Arc<CachedDag>) {
         let log = self.try_log_path(run, ti);
         self.log_started(&log);
+        if cached
+            .task(&ti.task_id)
+            .is_some_and(|t| !t.callbacks.is_empty())
+        {
+            self.tries.notifiers.insert(
+                (ti.run_pk, ti.task_id.clone(), ti.try_number),
+                super::notify::TryNotifiers {
+                    dag: cached.clone(),
+                    reason: None,
+                },
+            );
+        }
         self.tries.in_flight.insert(
             (ti.run_pk, ti.task_id.clone()),
             InFlight {
@@ -376,26 +388,37 @@ fn template_context(
     cached: &CachedDag,
     ti: &TiRow,
 ) -> Result<TemplateContext, String> {
+    context_for(run, &cached.dag, &ti.task_id, ti.try_number)
+}
+
+/// The template context of try `try_number` of `task_id` in `run` (a run's own notifications:
+/// an empty task id and try 0).
+pub(super) fn context_for(
+    run: &RunRow,
+    dag: &updraft_dag::Dag,
+    task_id: &str,
+    try_number: u32,
+) -> Result<TemplateContext, String> {
     let conf = match &run.conf {
         serde_json::Value::Object(map) => map.clone(),
         _ => serde_json::Map::new(),
     };
-    let params = updraft_dag::resolve_params(&cached.dag, &conf).map_err(|e| e.to_string())?;
+    let params = updraft_dag::resolve_params(dag, &conf).map_err(|e| e.to_string())?;
     Ok(TemplateContext {
         secrets: Default::default(),
         xcoms: Default::default(),
         tenant: run.tenant.clone(),
         dag_id: run.dag_id.clone(),
         run_id: run.run_id.clone(),
-        task_id: ti.task_id.clone(),
-        try_number: ti.try_number,
+        task_id: task_id.to_owned(),
+        try_number,
         logical_date: run.logical_date,
         data_interval_start: run.data_interval_start,
         data_interval_end: run.data_interval_end,
         conf: run.conf.clone(),
         params,
         run_type: run.run_type.to_string(),
-        timezone: cached.dag.timezone,
+        timezone: dag.timezone,
     })
 }
 

@@ -20,7 +20,8 @@
 //! `passes` what each stimulus runs; `jobs` registration and heartbeats; `folder` the DAGs
 //! folder (loaded on the blocking pool) and definitions; `runs` run creation and start;
 //! `evaluate` run evaluation; `queue` queueing; `launch` handing tries to executors; `reports`
-//! executor reports; `logs` telling the remote log uploader; `orphans` orphaned tries and pod adoption; `shutdown` the clean stop;
+//! executor reports; `logs` telling the remote log uploader; `notify` the DAGs' notifiers and
+//! `dagrun_timeout`; `orphans` orphaned tries and pod adoption; `shutdown` the clean stop;
 //! `config` the settings. Blocking file work (the folder, log lines) goes through
 //! `spawn_blocking`, so the loop runs on any Tokio runtime, current-thread included.
 
@@ -30,6 +31,7 @@ mod folder;
 mod jobs;
 mod launch;
 mod logs;
+mod notify;
 mod orphans;
 mod passes;
 mod queue;
@@ -37,6 +39,7 @@ mod reports;
 mod runs;
 mod shutdown;
 mod state;
+mod timeout;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -99,6 +102,9 @@ pub struct Scheduler {
     tracked: TrackedRuns,
     /// Unknown pools already warned about, so the log says it once.
     unknown_pools_reported: HashSet<String>,
+    /// Sends the notifications of the DAGs' notifiers; `None` when no HTTP client could be
+    /// built (logged once).
+    notifications: Option<updraft_notify::Notifier>,
 }
 
 impl Scheduler {
@@ -144,6 +150,9 @@ impl Scheduler {
             tries: Tries::default(),
             tracked: TrackedRuns::default(),
             unknown_pools_reported: HashSet::new(),
+            notifications: updraft_notify::Notifier::new(Default::default())
+                .inspect_err(|e| warn!("notifications cannot be sent: {e}"))
+                .ok(),
             config,
             scope,
         })

@@ -48,6 +48,7 @@ impl Scheduler {
             .read_whole
             .retain(|pk, _| known.contains_key(pk));
         self.tracked.run_wake.retain(|pk, _| known.contains_key(pk));
+        self.time_out_runs(now).await?;
         self.take_due_retries(now);
         self.stop_tries_changed_elsewhere().await?;
         self.quick_pass().await

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use tracing::{debug, warn};
+use updraft_core::TaskState;
 use updraft_core::retry::{TryOutcome, on_try_finished};
 use updraft_executor::{ExecOutcome, TryEvent, TryKey, XComPush};
 use updraft_store::{NOT_MAPPED, TiKey, TryReport, TryXComs, XComEntry};
@@ -129,16 +130,57 @@ impl Scheduler {
         let mut touched = BTreeSet::new();
         for (report, &applied) in reports.iter().zip(applied) {
             match report {
-                TryReport::Started { key, .. } => {
+                TryReport::Started {
+                    key,
+                    try_number,
+                    at,
+                    ..
+                } => {
                     touched.insert(key.run_pk);
+                    // Only tries of tasks with notifiers are in the map; most steps skip it.
+                    if applied
+                        && !self.tries.notifiers.is_empty()
+                        && let Some(notifiers) = self.tries.notifiers.get(&(
+                            key.run_pk,
+                            key.task_id.clone(),
+                            *try_number,
+                        ))
+                    {
+                        self.notify_task(
+                            key.run_pk,
+                            &key.task_id,
+                            *try_number,
+                            TaskState::Running,
+                            notifiers,
+                            *at,
+                        );
+                    }
                 }
                 TryReport::Finished {
                     key,
                     retry_at,
                     try_number,
-                    ..
+                    new,
+                    at,
                 } => {
                     self.end_recorded(key, *try_number);
+                    if !self.tries.notifiers.is_empty()
+                        && let Some(notifiers) = self.tries.notifiers.remove(&(
+                            key.run_pk,
+                            key.task_id.clone(),
+                            *try_number,
+                        ))
+                        && applied
+                    {
+                        self.notify_task(
+                            key.run_pk,
+                            &key.task_id,
+                            *try_number,
+                            *new,
+                            &notifiers,
+                            *at,
+                        );
+                    }
                     if !applied {
                         debug!(task_id = %key.task_id, "try outcome not recorded: instance changed meanwhile");
                     }
@@ -190,6 +232,14 @@ impl Scheduler {
             return None;
         };
         self.log_ending(&key, flight.log.clone());
+        if !self.tries.notifiers.is_empty()
+            && let Some(notifiers) =
+                self.tries
+                    .notifiers
+                    .get_mut(&(key.run_pk, key.task_id.clone(), flight.try_number))
+        {
+            notifiers.reason = super::notify::failure_reason(&outcome);
+        }
         let task = flight.dag.task(&key.task_id)?;
         let (state, retry_at) = on_try_finished(
             task,

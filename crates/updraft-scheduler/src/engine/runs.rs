@@ -118,11 +118,14 @@ impl Scheduler {
             .iter()
             .map(|run| (run.id, self.max_active_runs(run)))
             .collect();
-        for pk in self.store.start_runs(&candidates, now).await? {
+        let started = self.store.start_runs(&candidates, now).await?;
+        for &pk in &started {
             self.publish(pk);
             self.tracked.in_play.insert(pk);
             self.tracked.dirty.insert(pk);
         }
+        let dag_ids: Vec<(i64, String)> = queued.iter().map(|r| (r.id, r.dag_id.clone())).collect();
+        self.arm_deadlines(&started, &dag_ids, now);
         Ok(())
     }
 

@@ -141,6 +141,9 @@ pub(super) struct Tries {
     /// Remote task logs: the uploader, and the logs of ended tries whose end is not yet
     /// recorded (each is uploaded whole once it is).
     pub(super) logs: LogUploads,
+    /// Tries of tasks with notifiers, by (run, task, try number), until their end is
+    /// recorded.
+    pub(super) notifiers: HashMap<(i64, String, u32), super::notify::TryNotifiers>,
 }
 
 #[derive(Default)]

@@ -408,6 +408,50 @@ pub(crate) async fn mark_run_and_instances<C: Db + ?Sized>(
     Ok(true)
 }
 
+/// A running run that timed out: `failed`, each instance `skip` picks set `skipped` (live
+/// tries ended in the history). `None` when the run is not running; else the tasks whose
+/// instance was queued or running, whose tries are to be stopped.
+pub(crate) async fn time_out_run<C: Db + ?Sized>(
+    conn: &mut C,
+    run_pk: i64,
+    skip: fn(TaskState) -> bool,
+    now: DateTime<Utc>,
+) -> Result<Option<Vec<String>>> {
+    let sql = format!(
+        "SELECT state FROM dag_run WHERE id = $1{}",
+        C::DIALECT.for_update()
+    );
+    let Some(run) = query(sql).bind(run_pk).fetch_optional(&mut *conn).await? else {
+        return Ok(None);
+    };
+    let state: RunState = codec::enum_col(&run, "state")?;
+    if state != RunState::Running {
+        return Ok(None);
+    }
+    let sql = format!(
+        "SELECT task_id, state FROM task_instance WHERE run_pk = $1 ORDER BY task_id{}",
+        C::DIALECT.for_update()
+    );
+    let rows = query(sql).bind(run_pk).fetch_all(&mut *conn).await?;
+    let mut live = Vec::new();
+    for row in &rows {
+        let current: TaskState = codec::enum_col(row, "state")?;
+        if !skip(current) {
+            continue;
+        }
+        let key = TiKey {
+            run_pk,
+            task_id: row.text("task_id")?,
+        };
+        task_instances::set_state_in(conn, &key, TaskState::Skipped, now).await?;
+        if current.is_active() {
+            live.push(key.task_id);
+        }
+    }
+    runs::set_state(conn, run_pk, RunState::Failed, now).await?;
+    Ok(Some(live))
+}
+
 /// In the caller's transaction; unknown keys are skipped.
 pub(crate) async fn force_ti_states<C: Db + ?Sized>(
     conn: &mut C,

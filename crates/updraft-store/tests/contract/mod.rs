@@ -108,6 +108,7 @@ macro_rules! contract_tests {
             api_runs_page_filters_orders_pages_and_counts,
             api_task_instances_page_filters_and_counts,
             api_mark_run_and_instances_success_and_failed,
+            time_out_run_fails_it_skips_unfinished_and_names_live_tries,
             api_force_ti_states_in_one_go,
             api_create_pool_conflicts_and_pool_usage_counts_slots,
             api_notes_set_replace_remove_and_go_with_the_run,
@@ -209,6 +210,8 @@ pub fn dag(dag_id: &str) -> Dag {
         env: Default::default(),
         is_paused_upon_creation: None,
         groups: Vec::new(),
+        run_callbacks: Default::default(),
+        dagrun_timeout: None,
         tasks: vec![],
     }
 }
@@ -3260,6 +3263,63 @@ pub async fn api_task_instances_page_filters_and_counts(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(unknown_dag.total, 0);
+}
+
+pub async fn time_out_run_fails_it_skips_unfinished_and_names_live_tries(store: &dyn Store) {
+    let tis = [ti("done", 1), ti("live", 1), ti("waiting", 1)];
+    let run = running_run(store, &tis).await;
+    let try_done = start_try(store, &run, "done", t(2)).await;
+    store
+        .finish_try(&key(&run, "done"), try_done, TaskState::Success, None, t(3))
+        .await
+        .unwrap();
+    let live_try = start_try(store, &run, "live", t(2)).await;
+
+    let live = store
+        .time_out_run(run.id, updraft_core::timeout::skipped_on_timeout, t(4))
+        .await
+        .unwrap();
+    assert_eq!(live, Some(vec!["live".to_owned()]));
+    let states: HashMap<String, TaskState> = store
+        .task_instances(run.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|ti| (ti.task_id, ti.state))
+        .collect();
+    assert_eq!(
+        states["done"],
+        TaskState::Success,
+        "finished keeps its state"
+    );
+    assert_eq!(states["live"], TaskState::Skipped, "running → skipped");
+    assert_eq!(
+        states["waiting"],
+        TaskState::Skipped,
+        "unfinished → skipped"
+    );
+    let row = store.run_by_pk(run.id).await.unwrap().unwrap();
+    assert_eq!(row.state, RunState::Failed);
+    assert_eq!(row.end_date, Some(t(4)));
+    assert!(
+        !store
+            .finish_try(&key(&run, "live"), live_try, TaskState::Success, None, t(5))
+            .await
+            .unwrap(),
+        "the stopped try's late report no longer applies"
+    );
+    assert_eq!(
+        store
+            .time_out_run(run.id, updraft_core::timeout::skipped_on_timeout, t(6))
+            .await
+            .unwrap(),
+        None,
+        "a run no longer running is left alone"
+    );
+    assert_eq!(
+        store.run_by_pk(run.id).await.unwrap().unwrap().end_date,
+        Some(t(4))
+    );
 }
 
 pub async fn api_mark_run_and_instances_success_and_failed(store: &dyn Store) {

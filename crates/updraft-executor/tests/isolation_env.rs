@@ -79,6 +79,7 @@ fn a_try_sees_only_the_allowed_part_of_the_schedulers_environment() {
         "UPDRAFT_TENANT",
         "UPDRAFT_TRY_MARK",
         "UPDRAFT_CONF_FILE",
+        "UPDRAFT_XCOM_PATH",
         "HOME",
         "TMPDIR",
     ] {
@@ -104,7 +105,8 @@ fn a_try_sees_only_the_allowed_part_of_the_schedulers_environment() {
             "TZ",
             "UPDRAFT_CONF_FILE",
             "UPDRAFT_TENANT",
-            "UPDRAFT_TRY_MARK"
+            "UPDRAFT_TRY_MARK",
+            "UPDRAFT_XCOM_PATH"
         ],
         "nothing else"
     );

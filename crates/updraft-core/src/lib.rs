@@ -7,12 +7,14 @@
 //! drive it, and every output is in a deterministic order.
 //!
 //! * [`timetable`]: data intervals of scheduled, manual and backfill runs (Airflow 2 timetables).
+//! * [`branch`]: which downstream tasks a branch's or short circuit's value skips.
 //! * [`evaluate`]: trigger rules, skip/upstream_failed propagation, run state.
 //! * [`retry`]: what a finished try becomes, retry delays.
 //! * [`queue`]: choosing what to queue within pools, DAG limits and parallelism; priorities.
 //! * [`runs`]: how many runs may start; run ids.
 //! * [`index`]: a cacheable per-DAG graph index for the hot paths.
 
+pub mod branch;
 pub mod evaluate;
 pub mod index;
 pub mod queue;
@@ -21,6 +23,7 @@ pub mod runs;
 pub mod state;
 pub mod timetable;
 
+pub use branch::{BranchError, branch_skips, is_truthy};
 pub use evaluate::{
     RunEvaluation, TiSnapshot, TriggerDecision, UpstreamCounts, evaluate_run, evaluate_run_focused,
     evaluate_run_indexed, focus, trigger_decision,

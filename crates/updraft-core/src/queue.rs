@@ -438,6 +438,7 @@ mod tests {
             env: BTreeMap::new(),
             cwd: None,
             connections: vec![],
+            branching: None,
             kind: TaskKind::Noop,
         }
     }

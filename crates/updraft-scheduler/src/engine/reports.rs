@@ -6,10 +6,13 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use tracing::{debug, warn};
 use updraft_core::retry::{TryOutcome, on_try_finished};
+use updraft_core::branch_skips;
 use updraft_executor::{ExecOutcome, TryEvent, TryKey};
 use updraft_store::{TiKey, TryReport};
 
 use super::Scheduler;
+use super::launch::append_log_line_soon;
+use super::state::InFlight;
 use crate::SchedulerError;
 
 impl Scheduler {
@@ -101,6 +104,7 @@ impl Scheduler {
                     key,
                     retry_at,
                     try_number,
+                    skip,
                     ..
                 } => {
                     self.end_recorded(key, *try_number);
@@ -117,11 +121,9 @@ impl Scheduler {
                     }
                     touched.insert(key.run_pk);
                     if mark_dirty {
-                        self.tracked
-                            .ended
-                            .entry(key.run_pk)
-                            .or_default()
-                            .insert(key.task_id.clone());
+                        let ended = self.tracked.ended.entry(key.run_pk).or_default();
+                        ended.insert(key.task_id.clone());
+                        ended.extend(skip.iter().cloned());
                     }
                 }
             }
@@ -156,13 +158,19 @@ impl Scheduler {
         };
         self.log_ending(&key, flight.log.clone());
         let task = flight.dag.task(&key.task_id)?;
-        let (state, retry_at) = on_try_finished(
-            task,
-            flight.try_number,
-            flight.max_tries,
-            try_outcome(&outcome),
-            at,
-        );
+        let mut outcome = try_outcome(&outcome);
+        // Tries push no values yet: a branching task's `return_value` is absent, which
+        // Airflow reads as `None` (a branch follows none, a short circuit skips).
+        let skip = if outcome == TryOutcome::Success && task.branching.is_some() {
+            branch_decision(&flight, &key.task_id, None).unwrap_or_else(|| {
+                outcome = TryOutcome::Failed;
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
+        let (state, retry_at) =
+            on_try_finished(task, flight.try_number, flight.max_tries, outcome, at);
         Some(TryReport::Finished {
             key: TiKey {
                 run_pk: key.run_pk,
@@ -172,7 +180,36 @@ impl Scheduler {
             new: state,
             retry_at,
             at,
+            skip,
         })
+    }
+}
+
+/// The tasks a branching try's `return_value` skips, said in its log; `None` when the value
+/// cannot be followed (the try then fails, the reason in its log, as Airflow's branch task
+/// raising).
+fn branch_decision(
+    flight: &InFlight,
+    task_id: &str,
+    return_value: Option<&serde_json::Value>,
+) -> Option<Vec<String>> {
+    let cached = &flight.dag;
+    match branch_skips(&cached.dag, &cached.index, task_id, return_value) {
+        Ok(skip) => {
+            let shown = return_value.map_or_else(|| "no return_value".to_owned(), |v| v.to_string());
+            let line = if skip.is_empty() {
+                format!("branching on {shown}: no downstream task skipped")
+            } else {
+                format!("branching on {shown}: skipping {}", skip.join(", "))
+            };
+            append_log_line_soon(&flight.log, line);
+            Some(skip)
+        }
+        Err(e) => {
+            warn!(task_id, "branch failed: {e}");
+            append_log_line_soon(&flight.log, format!("the branch failed: {e}"));
+            None
+        }
     }
 }
 

@@ -73,7 +73,11 @@ fn test_with_dag_run() {
 fn test_branch_list_with_dag_run() {
     // Airflow: branch_1 and branch_2 none (followed), branch_3 skipped.
     assert_eq!(
-        run(&two_way(true), "make_choice", json!(["branch_1", "branch_2"])),
+        run(
+            &two_way(true),
+            "make_choice",
+            json!(["branch_1", "branch_2"])
+        ),
         states(&[
             ("make_choice", S::Success),
             ("branch_1", S::Success),
@@ -98,7 +102,10 @@ fn diamond() -> Dag {
 #[test]
 fn test_with_skip_in_branch_downstream_dependencies() {
     // Airflow: branch_1 none, branch_2 none: branch_2 is downstream of the followed branch_1.
-    assert_eq!(skips(&diamond(), "make_choice", Some(json!("branch_1"))), Ok(vec![]));
+    assert_eq!(
+        skips(&diamond(), "make_choice", Some(json!("branch_1"))),
+        Ok(vec![])
+    );
     assert_eq!(
         run(&diamond(), "make_choice", json!("branch_1")),
         states(&[
@@ -158,13 +165,22 @@ fn test_empty_branch() {
 #[test]
 fn test_raise_exception_on_no_accepted_type_return() {
     // Airflow: "must be either None, a task ID, or an Iterable of IDs".
-    for value in [json!(5), json!(true), json!({"branch_1": 1}), json!(["branch_1", 2])] {
+    for value in [
+        json!(5),
+        json!(true),
+        json!({"branch_1": 1}),
+        json!(["branch_1", 2]),
+    ] {
         let err = skips(&two_way(false), "make_choice", Some(value.clone())).unwrap_err();
         assert!(
             matches!(err, BranchError::InvalidValue { .. }),
             "{value}: {err}"
         );
-        assert!(err.to_string().contains("'branch_task_ids' must be either null"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("'branch_task_ids' must be either null"),
+            "{err}"
+        );
     }
     // The branch task fails; nothing downstream runs.
     assert_eq!(
@@ -202,7 +218,11 @@ fn a_task_of_the_dag_that_is_not_directly_downstream_is_refused() {
     // A deliberate difference: Airflow accepts any task id of the DAG (docs/dag-files.md).
     let err = skips(&diamond(), "branch_1", Some(json!("make_choice")));
     assert!(err.is_ok(), "branch_1 does not branch: {err:?}");
-    let err = skips(&diamond(), "make_choice", Some(json!(["branch_1", "make_choice"])));
+    let err = skips(
+        &diamond(),
+        "make_choice",
+        Some(json!(["branch_1", "make_choice"])),
+    );
     assert!(
         matches!(&err, Err(BranchError::NotDownstream { invalid, .. }) if invalid == &["make_choice"]),
         "{err:?}"
@@ -228,7 +248,11 @@ fn test_skip_all_except() {
         ("list-of-tasks", Some(json!(["task2", "task3"])), &[]),
     ];
     for (id, value, expected) in cases {
-        assert_eq!(skips(&d, "task1", value), Ok(expected.iter().map(|s| s.to_string()).collect()), "{id}");
+        assert_eq!(
+            skips(&d, "task1", value),
+            Ok(expected.iter().map(|s| s.to_string()).collect()),
+            "{id}"
+        );
     }
 }
 
@@ -273,18 +297,58 @@ fn test_short_circuiting() {
         (json!([]), true, TriggerRule::AllSuccess, all_skipped),
         (json!(false), true, TriggerRule::AllDone, all_skipped),
         (json!([]), true, TriggerRule::AllDone, all_skipped),
-        (json!(false), false, TriggerRule::AllSuccess, [S::Success, S::Skipped, S::Skipped]),
-        (json!([]), false, TriggerRule::AllSuccess, [S::Success, S::Skipped, S::Skipped]),
-        (json!(false), false, TriggerRule::AllDone, [S::Success, S::Skipped, S::Success]),
-        (json!([]), false, TriggerRule::AllDone, [S::Success, S::Skipped, S::Success]),
+        (
+            json!(false),
+            false,
+            TriggerRule::AllSuccess,
+            [S::Success, S::Skipped, S::Skipped],
+        ),
+        (
+            json!([]),
+            false,
+            TriggerRule::AllSuccess,
+            [S::Success, S::Skipped, S::Skipped],
+        ),
+        (
+            json!(false),
+            false,
+            TriggerRule::AllDone,
+            [S::Success, S::Skipped, S::Success],
+        ),
+        (
+            json!([]),
+            false,
+            TriggerRule::AllDone,
+            [S::Success, S::Skipped, S::Success],
+        ),
         (json!(true), true, TriggerRule::AllSuccess, all_success),
-        (json!(["a", "b", "c"]), true, TriggerRule::AllSuccess, all_success),
+        (
+            json!(["a", "b", "c"]),
+            true,
+            TriggerRule::AllSuccess,
+            all_success,
+        ),
         (json!(true), true, TriggerRule::AllDone, all_success),
-        (json!(["a", "b", "c"]), true, TriggerRule::AllDone, all_success),
+        (
+            json!(["a", "b", "c"]),
+            true,
+            TriggerRule::AllDone,
+            all_success,
+        ),
         (json!(true), false, TriggerRule::AllSuccess, all_success),
-        (json!(["a", "b", "c"]), false, TriggerRule::AllSuccess, all_success),
+        (
+            json!(["a", "b", "c"]),
+            false,
+            TriggerRule::AllSuccess,
+            all_success,
+        ),
         (json!(true), false, TriggerRule::AllDone, all_success),
-        (json!(["a", "b", "c"]), false, TriggerRule::AllDone, all_success),
+        (
+            json!(["a", "b", "c"]),
+            false,
+            TriggerRule::AllDone,
+            all_success,
+        ),
     ];
     for (value, ignore, rule, expected) in cases {
         let got = short_circuiting(value.clone(), *ignore, *rule);
@@ -299,11 +363,27 @@ fn test_short_circuiting() {
 #[test]
 fn python_truth_decides_a_short_circuit() {
     use updraft_core::is_truthy;
-    for falsy in [Value::Null, json!(false), json!(0), json!(0.0), json!(""), json!([]), json!({})] {
+    for falsy in [
+        Value::Null,
+        json!(false),
+        json!(0),
+        json!(0.0),
+        json!(""),
+        json!([]),
+        json!({}),
+    ] {
         assert!(!is_truthy(Some(&falsy)), "{falsy}");
     }
     assert!(!is_truthy(None), "no value is Python's None");
-    for truthy in [json!(true), json!(1), json!(-0.5), json!("false"), json!("0"), json!([0]), json!({"a": null})] {
+    for truthy in [
+        json!(true),
+        json!(1),
+        json!(-0.5),
+        json!("false"),
+        json!("0"),
+        json!([0]),
+        json!({"a": null}),
+    ] {
         assert!(is_truthy(Some(&truthy)), "{truthy}");
     }
 }

@@ -289,6 +289,10 @@ mod tests {
             .map(|w| (w.line, w.task_id.as_str()))
             .collect();
         assert_eq!(found, [(Some(5), "pick")]);
-        assert!(warnings[0].message.contains("`branch: true`"), "{}", warnings[0].message);
+        assert!(
+            warnings[0].message.contains("`branch: true`"),
+            "{}",
+            warnings[0].message
+        );
     }
 }

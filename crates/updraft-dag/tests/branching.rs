@@ -64,13 +64,14 @@ fn branch_must_be_a_boolean() {
 
 #[test]
 fn branch_and_short_circuit_together_are_refused_at_the_second() {
-    let error = one_error(
-        "  - task_id: a\n    bash: echo a\n    branch: true\n    short_circuit: true\n",
-    );
+    let error =
+        one_error("  - task_id: a\n    bash: echo a\n    branch: true\n    short_circuit: true\n");
     assert_eq!((error.line, error.column), (Some(6), Some(5)), "{error}");
     assert!(
         error.message.contains("task `a`")
-            && error.message.contains("both `branch: true` and `short_circuit: true`"),
+            && error
+                .message
+                .contains("both `branch: true` and `short_circuit: true`"),
         "{error}"
     );
 }
@@ -91,7 +92,10 @@ fn ignore_downstream_trigger_rules_needs_a_short_circuit() {
         "  - task_id: a\n    bash: echo a\n    short_circuit: true\n    ignore_downstream_trigger_rules: 1\n",
     );
     assert_eq!((error.line, error.column), (Some(6), Some(38)), "{error}");
-    assert!(error.message.contains("ignore_downstream_trigger_rules"), "{error}");
+    assert!(
+        error.message.contains("ignore_downstream_trigger_rules"),
+        "{error}"
+    );
 }
 
 #[test]

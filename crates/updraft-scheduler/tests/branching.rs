@@ -55,7 +55,11 @@ struct Ended {
 /// Runs each `(dag_id, logged task)` once on one scheduler.
 async fn run_dags(dags: &Path, runs: &[(&str, &str)]) -> Vec<Ended> {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("updraft.db")).await.unwrap());
+    let store = Arc::new(
+        SqliteStore::open(&dir.path().join("updraft.db"))
+            .await
+            .unwrap(),
+    );
     store.migrate().await.unwrap();
     let logs_path: PathBuf = dir.path().join("logs");
     let dyn_store: Arc<dyn Store> = store.clone();
@@ -164,7 +168,11 @@ async fn short_circuits_skip_everything_below_or_only_the_direct_tasks() {
     let dir = tempfile::tempdir().unwrap();
     let dags = dir.path().join("dags");
     write_dag(&dags, "sc_all", &SHORT_CIRCUIT.replace("IGNORE", "true"));
-    write_dag(&dags, "sc_direct", &SHORT_CIRCUIT.replace("IGNORE", "false"));
+    write_dag(
+        &dags,
+        "sc_direct",
+        &SHORT_CIRCUIT.replace("IGNORE", "false"),
+    );
     let ended = run_dags(&dags, &[("sc_all", "gate"), ("sc_direct", "gate")]).await;
 
     assert_eq!(ended[0].state, RunState::Success);

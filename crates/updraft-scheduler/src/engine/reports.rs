@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use tracing::{debug, warn};
-use updraft_core::retry::{TryOutcome, on_try_finished};
 use updraft_core::branch_skips;
+use updraft_core::retry::{TryOutcome, on_try_finished};
 use updraft_executor::{ExecOutcome, TryEvent, TryKey};
 use updraft_store::{TiKey, TryReport};
 
@@ -196,7 +196,8 @@ fn branch_decision(
     let cached = &flight.dag;
     match branch_skips(&cached.dag, &cached.index, task_id, return_value) {
         Ok(skip) => {
-            let shown = return_value.map_or_else(|| "no return_value".to_owned(), |v| v.to_string());
+            let shown =
+                return_value.map_or_else(|| "no return_value".to_owned(), |v| v.to_string());
             let line = if skip.is_empty() {
                 format!("branching on {shown}: no downstream task skipped")
             } else {

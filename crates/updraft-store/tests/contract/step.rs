@@ -483,7 +483,13 @@ pub async fn concurrent_steps_never_overflow_a_pool(store: Arc<dyn Store>, other
 /// instance not named and the same task in another run are left alone. A report that does not
 /// apply skips nothing.
 pub async fn step_applies_a_branch_skips_with_its_success(store: &dyn Store) {
-    let tis = [ti("pick", 1), ti("b", 1), ti("c", 1), ti("d", 1), ti("e", 1)];
+    let tis = [
+        ti("pick", 1),
+        ti("b", 1),
+        ti("c", 1),
+        ti("d", 1),
+        ti("e", 1),
+    ];
     let run = running_run(store, &tis).await;
     let other = store
         .create_run(
@@ -511,7 +517,10 @@ pub async fn step_applies_a_branch_skips_with_its_success(store: &dyn Store) {
     };
     let seen = Mutex::new(Vec::new());
     let decide = |_: &RunRow, tis: &[TiSnapshot]| {
-        *seen.lock().unwrap() = tis.iter().map(|ti| (ti.task_id.clone(), ti.state)).collect();
+        *seen.lock().unwrap() = tis
+            .iter()
+            .map(|ti| (ti.task_id.clone(), ti.state))
+            .collect();
         RunDecision::default()
     };
     let outcome = store
@@ -533,11 +542,21 @@ pub async fn step_applies_a_branch_skips_with_its_success(store: &dyn Store) {
         ("e", TaskState::None),
         ("pick", TaskState::Success),
     ];
-    let expected: Vec<(String, TaskState)> =
-        expected.iter().map(|(id, s)| (id.to_string(), *s)).collect();
-    assert_eq!(*seen.lock().unwrap(), expected, "the evaluation sees the skips");
+    let expected: Vec<(String, TaskState)> = expected
+        .iter()
+        .map(|(id, s)| (id.to_string(), *s))
+        .collect();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        expected,
+        "the evaluation sees the skips"
+    );
     for (task_id, state) in &expected {
-        assert_eq!(&super::ti_state(store, &run, task_id).await, state, "{task_id}");
+        assert_eq!(
+            &super::ti_state(store, &run, task_id).await,
+            state,
+            "{task_id}"
+        );
     }
     let b = store.task_instance(&key(&run, "b")).await.unwrap().unwrap();
     assert_eq!(

@@ -93,7 +93,7 @@ fn value_for(dag: &Dag, index: &DagIndex, p: usize, pick: u32) -> Option<Value> 
                 .map(|(_, id)| id)
                 .collect();
             Some(match (chosen.as_slice(), pick % 3) {
-                (_, 0) if pick % 7 == 0 => return None,
+                (_, 0) if pick.is_multiple_of(7) => return None,
                 ([one], 1) => json!(one),
                 _ => json!(chosen),
             })

@@ -437,6 +437,7 @@ mod tests {
             new: TaskState::Success,
             retry_at: None,
             at: chrono::DateTime::UNIX_EPOCH,
+            skip: vec![],
         }
     }
 

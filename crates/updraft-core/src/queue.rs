@@ -439,6 +439,7 @@ mod tests {
             cwd: None,
             connections: vec![],
             branching: None,
+            do_xcom_push: false,
             kind: TaskKind::Noop,
         }
     }

@@ -240,11 +240,20 @@ pub struct Task {
     /// when empty, so adding the field changed no existing DAG's version.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connections: Vec<String>,
+    /// Push the last non-empty line of the try's output as its `return_value` XCom
+    /// (Airflow's `do_xcom_push`, whose default there is true; here false, as updraft's tasks
+    /// pushed nothing before). Not serialized when false, so no existing DAG's version changed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub do_xcom_push: bool,
     /// What the task's `return_value` decides once it succeeded (`branch: true`,
     /// `short_circuit: true`). Not serialized when absent, so no existing DAG's version changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branching: Option<Branching>,
     pub kind: TaskKind,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// How a task's `return_value` steers its downstream tasks once it succeeded: Airflow's

@@ -42,6 +42,7 @@ fn config(dags: &Path, logs: &Path) -> SchedulerConfig {
         health_check_threshold: Duration::from_secs(30),
         exclusive: true,
         kubernetes: None,
+        max_xcom_size: updraft_executor::xcom::DEFAULT_MAX_XCOM_SIZE,
     }
 }
 
@@ -229,5 +230,84 @@ async fn a_branch_that_returns_nothing_follows_no_task() {
             .contains("branching on no return_value: skipping left, right"),
         "{}",
         ended[0].log
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bash_branch_follows_its_pushed_return_value_and_the_join_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let dags = dir.path().join("dags");
+    let pushing = |line: &str| {
+        BRANCH.replace(
+            "    bash: echo picking\n",
+            &format!("    bash: echo {line}\n    do_xcom_push: true\n"),
+        )
+    };
+    write_dag(&dags, "go_right", &pushing("right"));
+    write_dag(&dags, "go_nowhere", &pushing("nowhere"));
+    write_dag(
+        &dags,
+        "sc_zero",
+        &SHORT_CIRCUIT
+            .replace("IGNORE", "true")
+            .replace("echo checking\n", "echo 0\n    do_xcom_push: true\n"),
+    );
+    write_dag(
+        &dags,
+        "sc_text",
+        &SHORT_CIRCUIT
+            .replace("IGNORE", "true")
+            .replace("echo checking\n", "echo yes\n    do_xcom_push: true\n"),
+    );
+    let ended = run_dags(
+        &dags,
+        &[
+            ("go_right", "pick"),
+            ("go_nowhere", "pick"),
+            ("sc_zero", "gate"),
+            ("sc_text", "gate"),
+        ],
+    )
+    .await;
+
+    assert_eq!(ended[0].state, RunState::Success);
+    assert_eq!(
+        ended[0].tasks,
+        states(&[
+            ("after_left", TaskState::Skipped),
+            ("join", TaskState::Success),
+            ("left", TaskState::Skipped),
+            ("pick", TaskState::Success),
+            ("right", TaskState::Success),
+        ])
+    );
+    assert!(
+        ended[0]
+            .log
+            .contains("branching on \"right\": skipping left"),
+        "{}",
+        ended[0].log
+    );
+
+    assert_eq!(ended[1].state, RunState::Failed);
+    assert_eq!(ended[1].tasks["pick"], TaskState::Failed);
+    assert_eq!(ended[1].tasks["left"], TaskState::UpstreamFailed);
+    assert!(
+        ended[1]
+            .log
+            .contains("'branch_task_ids' must contain only valid task_ids")
+            && ended[1].log.contains("\"nowhere\""),
+        "{}",
+        ended[1].log
+    );
+
+    assert_eq!(ended[2].tasks["a"], TaskState::Skipped, "0 is falsy");
+    assert_eq!(ended[2].tasks["cleanup"], TaskState::Skipped);
+    assert_eq!(ended[3].tasks["a"], TaskState::Success, "\"yes\" is truthy");
+    assert_eq!(ended[3].tasks["cleanup"], TaskState::Success);
+    assert!(
+        ended[3].log.contains("no downstream task skipped"),
+        "{}",
+        ended[3].log
     );
 }

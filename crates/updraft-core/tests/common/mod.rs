@@ -31,6 +31,7 @@ pub fn task(id: &str, upstream: &[&str]) -> Task {
         cwd: None,
         connections: vec![],
         branching: None,
+        do_xcom_push: false,
         kind: TaskKind::Noop,
     }
 }

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use tracing::{debug, warn};
 use updraft_core::branch_skips;
 use updraft_core::retry::{TryOutcome, on_try_finished};
-use updraft_executor::{ExecOutcome, TryEvent, TryKey};
-use updraft_store::{TiKey, TryReport};
+use updraft_executor::{ExecOutcome, TryEvent, TryKey, XComPush};
+use updraft_store::{NOT_MAPPED, RETURN_VALUE, TiKey, TryReport, TryXComs, XComEntry};
 
 use super::Scheduler;
 use super::launch::append_log_line_soon;
@@ -49,7 +49,20 @@ impl Scheduler {
                     pid: pid.map(i64::from),
                     at,
                 }),
-                TryEvent::Finished { key, outcome, at } => self.finish_report(key, outcome, at),
+                TryEvent::Finished {
+                    key,
+                    outcome,
+                    at,
+                    xcoms,
+                } => {
+                    let return_value = return_value(&xcoms);
+                    let pushed = (!xcoms.is_empty()).then(|| try_xcoms(&key, xcoms));
+                    let report = self.finish_report(key, outcome, at, return_value.as_ref());
+                    if let (Some(_), Some(pushed)) = (&report, pushed) {
+                        self.tries.pending_xcoms.push(pushed);
+                    }
+                    report
+                }
             })
             .collect();
         self.tries.pending_reports.extend(reports);
@@ -61,7 +74,10 @@ impl Scheduler {
         outcome: ExecOutcome,
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
-        let reports: Vec<TryReport> = self.finish_report(key, outcome, now).into_iter().collect();
+        let reports: Vec<TryReport> = self
+            .finish_report(key, outcome, now, None)
+            .into_iter()
+            .collect();
         self.record_reports(reports).await
     }
 
@@ -74,6 +90,7 @@ impl Scheduler {
     /// Record `reports` after any still pending; on failure all of them stay pending.
     async fn record_reports(&mut self, reports: Vec<TryReport>) -> Result<(), SchedulerError> {
         self.tries.pending_reports.extend(reports);
+        self.record_pending_xcoms(Utc::now()).await?;
         if self.tries.pending_reports.is_empty() {
             return Ok(());
         }
@@ -83,6 +100,28 @@ impl Scheduler {
             .await?;
         let reports = std::mem::take(&mut self.tries.pending_reports);
         self.reports_recorded(&reports, &applied, true);
+        Ok(())
+    }
+
+    /// What ended tries pushed, recorded before their ends (nothing to do, no statement, when
+    /// none pushed anything); on failure it stays pending with the reports.
+    pub(super) async fn record_pending_xcoms(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> Result<(), SchedulerError> {
+        if self.tries.pending_xcoms.is_empty() {
+            return Ok(());
+        }
+        let recorded = self
+            .store
+            .record_xcoms(&self.tries.pending_xcoms, now)
+            .await?;
+        for (pushed, recorded) in self.tries.pending_xcoms.iter().zip(recorded) {
+            if !recorded {
+                debug!(task_id = %pushed.task_id, try_number = pushed.try_number, "XComs not recorded: the instance is at another try");
+            }
+        }
+        self.tries.pending_xcoms.clear();
         Ok(())
     }
 
@@ -139,6 +178,7 @@ impl Scheduler {
         key: TryKey,
         outcome: ExecOutcome,
         at: DateTime<Utc>,
+        return_value: Option<&serde_json::Value>,
     ) -> Option<TryReport> {
         let flight_key = (key.run_pk, key.task_id.clone());
         // The end of an older try (stopped after its instance was cleared, while the next
@@ -159,10 +199,8 @@ impl Scheduler {
         self.log_ending(&key, flight.log.clone());
         let task = flight.dag.task(&key.task_id)?;
         let mut outcome = try_outcome(&outcome);
-        // Tries push no values yet: a branching task's `return_value` is absent, which
-        // Airflow reads as `None` (a branch follows none, a short circuit skips).
         let skip = if outcome == TryOutcome::Success && task.branching.is_some() {
-            branch_decision(&flight, &key.task_id, None).unwrap_or_else(|| {
+            branch_decision(&flight, &key.task_id, return_value).unwrap_or_else(|| {
                 outcome = TryOutcome::Failed;
                 Vec::new()
             })
@@ -211,6 +249,29 @@ fn branch_decision(
             append_log_line_soon(&flight.log, format!("the branch failed: {e}"));
             None
         }
+    }
+}
+
+/// The pushed `return_value`, read back as JSON; `None` when the try pushed none (Airflow's
+/// `None`).
+fn return_value(pushed: &[XComPush]) -> Option<serde_json::Value> {
+    let pushed = pushed.iter().find(|p| p.key == RETURN_VALUE)?;
+    serde_json::from_str(&pushed.value).ok()
+}
+
+fn try_xcoms(key: &TryKey, pushed: Vec<XComPush>) -> TryXComs {
+    TryXComs {
+        run_pk: key.run_pk,
+        task_id: key.task_id.clone(),
+        try_number: key.try_number,
+        map_index: NOT_MAPPED,
+        entries: pushed
+            .into_iter()
+            .map(|p| XComEntry {
+                key: p.key,
+                value: p.value,
+            })
+            .collect(),
     }
 }
 

@@ -7,6 +7,7 @@
 //! drive it, and every output is in a deterministic order.
 //!
 //! * [`timetable`]: data intervals of scheduled, manual and backfill runs (Airflow 2 timetables).
+//! * [`branch`]: which downstream tasks a branch's or short circuit's value skips.
 //! * [`evaluate`]: trigger rules, skip/upstream_failed propagation, run state.
 //! * [`retry`]: what a finished try becomes, retry delays.
 //! * [`sensor`]: what a sensor's poke becomes, when it pokes again, its timeout.
@@ -15,6 +16,7 @@
 //! * [`index`]: a cacheable per-DAG graph index for the hot paths.
 //! * [`timeout`]: `dagrun_timeout`: when a run has run too long.
 
+pub mod branch;
 pub mod evaluate;
 pub mod index;
 pub mod queue;
@@ -25,6 +27,7 @@ pub mod state;
 pub mod timeout;
 pub mod timetable;
 
+pub use branch::{BranchError, branch_skips, is_truthy};
 pub use evaluate::{
     RunEvaluation, TiSnapshot, TriggerDecision, UpstreamCounts, evaluate_run, evaluate_run_focused,
     evaluate_run_indexed, focus, trigger_decision,

@@ -1,6 +1,10 @@
 //! DAG warnings: what loads fine but is likely a mistake, with the file, line and task.
 //!
-//! One check so far: a `bash` script that puts the run's conf in the script unquoted
+//! Two checks. A task with `branch: true` or `short_circuit: true` that no task lists in its
+//! `upstream` has nothing to choose or skip (Airflow runs it and changes nothing; so does
+//! updraft, but it is most likely a forgotten edge).
+//!
+//! And a `bash` script that puts the run's conf in the script unquoted
 //! (`{{ params.who }}`, `{{ dag_run.conf.x }}`, `{{ conf }}`) runs whatever shell syntax
 //! whoever triggers the run writes there. The `sh` filter (`{{ params.who | sh }}`) quotes the
 //! value as one word; environment variables (`env: {WHO: "{{ params.who }}"}`, then `"$WHO"`)
@@ -29,7 +33,7 @@ pub fn lint_dag_file(fileloc: &str, text: &str) -> Vec<DagWarning> {
         return Vec::new();
     };
     let lines: Vec<&str> = text.lines().collect();
-    let mut warnings = Vec::new();
+    let mut warnings = branching_without_downstream(fileloc, &root);
     for task in get(&root, "tasks").into_iter().flat_map(seq) {
         let task_id = get(task, "task_id")
             .and_then(Node::as_str)
@@ -55,6 +59,42 @@ pub fn lint_dag_file(fileloc: &str, text: &str) -> Vec<DagWarning> {
                     found.expression, found.expression
                 ),
             });
+        }
+    }
+    warnings
+}
+
+/// Tasks with `branch: true` or `short_circuit: true` that no task lists upstream.
+fn branching_without_downstream(fileloc: &str, root: &Node) -> Vec<DagWarning> {
+    let tasks = get(root, "tasks").map_or(&[][..], seq);
+    let listed: Vec<&str> = tasks
+        .iter()
+        .filter_map(|task| get(task, "upstream"))
+        .flat_map(|upstream| match &upstream.value {
+            Value::Str(id) => vec![id.as_str()],
+            _ => seq(upstream).iter().filter_map(Node::as_str).collect(),
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    for task in tasks {
+        let Some(task_id) = get(task, "task_id").and_then(Node::as_str) else {
+            continue;
+        };
+        for key in ["branch", "short_circuit"] {
+            let Some(node) = get(task, key).filter(|n| n.value == Value::Bool(true)) else {
+                continue;
+            };
+            if !listed.contains(&task_id) {
+                warnings.push(DagWarning {
+                    filename: fileloc.to_string(),
+                    line: Some(node.pos.line).filter(|&l| l > 0),
+                    task_id: task_id.to_string(),
+                    message: format!(
+                        "`{key}: true` on a task without downstream tasks does nothing: no \
+                         task lists {task_id:?} in its `upstream`"
+                    ),
+                });
+            }
         }
     }
     warnings
@@ -238,5 +278,21 @@ mod tests {
             warnings[0].message
         );
         assert!(lint_dag_file("x.yaml", "tasks: [").is_empty());
+    }
+
+    #[test]
+    fn a_branch_without_downstream_tasks_is_a_warning() {
+        let text = "dag_id: b\ntasks:\n  - task_id: pick\n    bash: echo a\n    branch: true\n  - task_id: gate\n    bash: echo\n    short_circuit: true\n  - task_id: a\n    bash: echo a\n    upstream: [gate]\n";
+        let warnings = lint_dag_file("b.yaml", text);
+        let found: Vec<(Option<u32>, &str)> = warnings
+            .iter()
+            .map(|w| (w.line, w.task_id.as_str()))
+            .collect();
+        assert_eq!(found, [(Some(5), "pick")]);
+        assert!(
+            warnings[0].message.contains("`branch: true`"),
+            "{}",
+            warnings[0].message
+        );
     }
 }

@@ -274,6 +274,10 @@ pub struct Task {
     /// empty.
     #[serde(default, skip_serializing_if = "TaskCallbacks::is_empty")]
     pub callbacks: TaskCallbacks,
+    /// What the task's `return_value` decides once it succeeded (`branch: true`,
+    /// `short_circuit: true`). Not serialized when absent, so no existing DAG's version changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branching: Option<Branching>,
     pub kind: TaskKind,
 }
 
@@ -387,6 +391,23 @@ pub enum SlackTarget {
     Url(String),
     /// A connection id holding the webhook URL, as Airflow's `slack_webhook` connection.
     Connection(String),
+}
+
+/// How a task's `return_value` steers its downstream tasks once it succeeded: Airflow's
+/// branch operators (`BranchPythonOperator`, `BaseBranchOperator`, `@task.branch`) and its
+/// `ShortCircuitOperator`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Branching {
+    /// `branch: true`: the value names the direct downstream tasks to follow; every other
+    /// direct downstream task is skipped.
+    Branch,
+    /// `short_circuit: true`: a falsy value skips the downstream tasks, all of them
+    /// (`ignore_downstream_trigger_rules`) or only the direct ones, leaving the rest to their
+    /// trigger rules.
+    ShortCircuit {
+        ignore_downstream_trigger_rules: bool,
+    },
 }
 
 /// What a task does.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::diag::{self, Diagnostics, Schema, describe, quoted};
 use crate::model::{
-    DEFAULT_POOL, Notifier, Task, TaskCallbacks, TaskKind, TriggerRule, WeightRule,
+    Branching, DEFAULT_POOL, Notifier, Task, TaskCallbacks, TaskKind, TriggerRule, WeightRule,
 };
 use crate::notifiers::notifiers;
 use crate::parse::{DAG_KEYS, check_identifier};
@@ -58,9 +58,15 @@ fn kind_names() -> impl Iterator<Item = &'static str> + Clone {
     KINDS.iter().map(|(name, _)| *name)
 }
 
+/// Keys of a task that say how its `return_value` steers its downstream tasks; set on each
+/// task, never in `default_args`.
+pub(crate) const BRANCHING_KEYS: [&str; 3] =
+    ["branch", "short_circuit", "ignore_downstream_trigger_rules"];
+
 fn task_keys() -> Vec<&'static str> {
     let mut keys = vec!["task_id", "upstream"];
     keys.extend(SETTING_KEYS);
+    keys.extend(BRANCHING_KEYS);
     keys.extend(kind_names());
     keys
 }
@@ -320,7 +326,11 @@ fn noop_kind(diags: &mut Diagnostics<'_>, node: &Node) -> Option<TaskKind> {
 }
 
 fn default_args_hint(key: &str) -> Option<String> {
-    if key == "task_id" || key == "upstream" || kind_names().any(|k| k == key) {
+    if key == "task_id"
+        || key == "upstream"
+        || kind_names().any(|k| k == key)
+        || BRANCHING_KEYS.contains(&key)
+    {
         return Some(format!(
             "{} is set on each task, not in default_args",
             quoted(key)
@@ -414,6 +424,7 @@ pub(crate) fn task<'n>(
         None => Vec::new(),
     };
     let kind = task_kind(diags, node, &fields, &label);
+    let branching = branching(diags, &fields, &label);
     let mut settings = Settings::default();
     for (key, value) in fields.iter() {
         if SETTING_KEYS.contains(&key) {
@@ -425,7 +436,8 @@ pub(crate) fn task<'n>(
     if diags.count() > before {
         return None;
     }
-    let task = build_task(task_id, &upstream, kind, settings.or(defaults));
+    let mut task = build_task(task_id, &upstream, kind, settings.or(defaults));
+    task.branching = branching;
     Some(TaskSource {
         task,
         id_node,
@@ -491,6 +503,61 @@ fn task_kind(
     }
 }
 
+/// `branch`, `short_circuit` and `ignore_downstream_trigger_rules` (Airflow's default: true),
+/// which only a short-circuit task may set; a task is a branch or a short circuit, not both.
+fn branching(
+    diags: &mut Diagnostics<'_>,
+    fields: &diag::Fields<'_>,
+    label: &str,
+) -> Option<Branching> {
+    let flag = |diags: &mut Diagnostics<'_>, key: &str| {
+        fields
+            .get(key)
+            .and_then(|node| diag::boolean(diags, node, key))
+            .unwrap_or(false)
+    };
+    let branch = flag(diags, "branch");
+    let short_circuit = flag(diags, "short_circuit");
+    let ignore = match fields.get("ignore_downstream_trigger_rules") {
+        Some(node) => {
+            let value = diag::boolean(diags, node, "ignore_downstream_trigger_rules");
+            if !short_circuit {
+                let pos = fields
+                    .key_node("ignore_downstream_trigger_rules")
+                    .map_or(node.pos, |k| k.pos);
+                diags.at(
+                    pos,
+                    format!(
+                        "{label} sets `ignore_downstream_trigger_rules` without `short_circuit: true`; \
+                         it only says what a short circuit skips"
+                    ),
+                );
+            }
+            value.unwrap_or(true)
+        }
+        None => true,
+    };
+    match (branch, short_circuit) {
+        (true, true) => {
+            if let Some(key) = fields.key_node("short_circuit") {
+                diags.at(
+                    key.pos,
+                    format!(
+                        "{label} sets both `branch: true` and `short_circuit: true`; a task \
+                         either chooses its downstream tasks or short-circuits them"
+                    ),
+                );
+            }
+            None
+        }
+        (true, false) => Some(Branching::Branch),
+        (false, true) => Some(Branching::ShortCircuit {
+            ignore_downstream_trigger_rules: ignore,
+        }),
+        (false, false) => None,
+    }
+}
+
 fn build_task(task_id: String, upstream: &[(String, &Node)], kind: TaskKind, s: Settings) -> Task {
     let mut upstream_ids: Vec<String> = Vec::with_capacity(upstream.len());
     for (id, _) in upstream {
@@ -515,6 +582,7 @@ fn build_task(task_id: String, upstream: &[(String, &Node)], kind: TaskKind, s: 
         env: s.env.unwrap_or_default(),
         cwd: s.cwd.flatten(),
         connections: s.connections.unwrap_or_default(),
+        branching: None,
         do_xcom_push: s.do_xcom_push.unwrap_or(false),
         callbacks: TaskCallbacks {
             on_failure: s.on_failure.unwrap_or_default(),

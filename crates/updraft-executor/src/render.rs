@@ -957,6 +957,7 @@ mod tests {
             env: BTreeMap::new(),
             cwd: None,
             connections: vec![],
+            branching: None,
             do_xcom_push: false,
             callbacks: Default::default(),
             kind,

@@ -303,6 +303,7 @@ fn test_dag_and_task(kind: TaskKind) -> (Dag, Task) {
         env,
         cwd: Some("work".into()),
         connections: vec![],
+        branching: None,
         do_xcom_push: false,
         callbacks: Default::default(),
         kind,

@@ -28,6 +28,7 @@ fn dag_with_script(script: &str) -> (Dag, Task) {
         env: BTreeMap::new(),
         cwd: None,
         connections: vec![],
+        branching: None,
         do_xcom_push: false,
         callbacks: Default::default(),
         kind: TaskKind::Bash(script.into()),

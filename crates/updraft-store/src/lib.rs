@@ -244,6 +244,11 @@ pub enum TryReport {
         retry_at: Option<DateTime<Utc>>,
         /// When the try ended (the executor's clock): the end date.
         at: DateTime<Utc>,
+        /// Task ids of the same run that a branch's or short circuit's success skips (the
+        /// core's `branch_skips`): if this report applies, each of their instances still
+        /// `none` or `scheduled` becomes `skipped` in the same transaction. Empty for a try
+        /// that does not branch, which then costs nothing more.
+        skip: Vec<String>,
     },
 }
 

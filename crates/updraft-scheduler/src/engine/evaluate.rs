@@ -119,12 +119,11 @@ impl Scheduler {
     ) -> Result<(bool, Option<QueuedPage>), SchedulerError> {
         self.record_pending_xcoms(now).await?;
         for report in &self.tries.pending_reports {
-            if let TryReport::Finished { key, .. } = report {
-                self.tracked
-                    .ended
-                    .entry(key.run_pk)
-                    .or_default()
-                    .insert(key.task_id.clone());
+            if let TryReport::Finished { key, skip, .. } = report {
+                // Skipped instances changed too: their downstream tasks are in the focus.
+                let ended = self.tracked.ended.entry(key.run_pk).or_default();
+                ended.insert(key.task_id.clone());
+                ended.extend(skip.iter().cloned());
             }
         }
         let whole = std::mem::take(&mut self.tracked.dirty);

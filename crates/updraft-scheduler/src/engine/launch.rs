@@ -435,6 +435,17 @@ pub(super) async fn append_log_line(path: &Path, line: &str) {
     }
 }
 
+/// [`append_log_line`] without waiting for it, for the loop's synchronous report handling.
+pub(super) fn append_log_line_soon(path: &Path, line: String) {
+    let stamped = format!("[{}] {line}", Utc::now().to_rfc3339());
+    let target = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = write_log_line(&target, &stamped) {
+            warn!("could not write to {}: {e}", target.display());
+        }
+    });
+}
+
 fn write_log_line(path: &Path, line: &str) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(parent) = path.parent() {

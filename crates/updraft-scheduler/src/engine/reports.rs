@@ -5,12 +5,14 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use tracing::{debug, warn};
-use updraft_core::TaskState;
+use updraft_core::{TaskState, branch_skips};
 use updraft_core::retry::{TryOutcome, on_try_finished};
 use updraft_executor::{ExecOutcome, TryEvent, TryKey, XComPush};
-use updraft_store::{NOT_MAPPED, TiKey, TryReport, TryXComs, XComEntry};
+use updraft_store::{NOT_MAPPED, RETURN_VALUE, TiKey, TryReport, TryXComs, XComEntry};
 
 use super::Scheduler;
+use super::launch::append_log_line_soon;
+use super::state::InFlight;
 use crate::SchedulerError;
 
 impl Scheduler {
@@ -53,8 +55,9 @@ impl Scheduler {
                     at,
                     xcoms,
                 } => {
+                    let return_value = return_value(&xcoms);
                     let pushed = (!xcoms.is_empty()).then(|| try_xcoms(&key, xcoms));
-                    let report = self.finish_report(key, outcome, at);
+                    let report = self.finish_report(key, outcome, at, return_value.as_ref());
                     if let (Some(_), Some(pushed)) = (&report, pushed) {
                         self.tries.pending_xcoms.push(pushed);
                     }
@@ -71,7 +74,10 @@ impl Scheduler {
         outcome: ExecOutcome,
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
-        let reports: Vec<TryReport> = self.finish_report(key, outcome, now).into_iter().collect();
+        let reports: Vec<TryReport> = self
+            .finish_report(key, outcome, now, None)
+            .into_iter()
+            .collect();
         self.record_reports(reports).await
     }
 
@@ -162,6 +168,7 @@ impl Scheduler {
                     try_number,
                     new,
                     at,
+                    skip,
                 } => {
                     self.end_recorded(key, *try_number);
                     if !self.tries.notifiers.is_empty()
@@ -194,11 +201,9 @@ impl Scheduler {
                     }
                     touched.insert(key.run_pk);
                     if mark_dirty {
-                        self.tracked
-                            .ended
-                            .entry(key.run_pk)
-                            .or_default()
-                            .insert(key.task_id.clone());
+                        let ended = self.tracked.ended.entry(key.run_pk).or_default();
+                        ended.insert(key.task_id.clone());
+                        ended.extend(skip.iter().cloned());
                     }
                 }
             }
@@ -214,6 +219,7 @@ impl Scheduler {
         key: TryKey,
         outcome: ExecOutcome,
         at: DateTime<Utc>,
+        return_value: Option<&serde_json::Value>,
     ) -> Option<TryReport> {
         let flight_key = (key.run_pk, key.task_id.clone());
         // The end of an older try (stopped after its instance was cleared, while the next
@@ -241,13 +247,17 @@ impl Scheduler {
             notifiers.reason = super::notify::failure_reason(&outcome);
         }
         let task = flight.dag.task(&key.task_id)?;
-        let (state, retry_at) = on_try_finished(
-            task,
-            flight.try_number,
-            flight.max_tries,
-            try_outcome(&outcome),
-            at,
-        );
+        let mut outcome = try_outcome(&outcome);
+        let skip = if outcome == TryOutcome::Success && task.branching.is_some() {
+            branch_decision(&flight, &key.task_id, return_value).unwrap_or_else(|| {
+                outcome = TryOutcome::Failed;
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
+        let (state, retry_at) =
+            on_try_finished(task, flight.try_number, flight.max_tries, outcome, at);
         Some(TryReport::Finished {
             key: TiKey {
                 run_pk: key.run_pk,
@@ -257,8 +267,45 @@ impl Scheduler {
             new: state,
             retry_at,
             at,
+            skip,
         })
     }
+}
+
+/// The tasks a branching try's `return_value` skips, said in its log; `None` when the value
+/// cannot be followed (the try then fails, the reason in its log, as Airflow's branch task
+/// raising).
+fn branch_decision(
+    flight: &InFlight,
+    task_id: &str,
+    return_value: Option<&serde_json::Value>,
+) -> Option<Vec<String>> {
+    let cached = &flight.dag;
+    match branch_skips(&cached.dag, &cached.index, task_id, return_value) {
+        Ok(skip) => {
+            let shown =
+                return_value.map_or_else(|| "no return_value".to_owned(), |v| v.to_string());
+            let line = if skip.is_empty() {
+                format!("branching on {shown}: no downstream task skipped")
+            } else {
+                format!("branching on {shown}: skipping {}", skip.join(", "))
+            };
+            append_log_line_soon(&flight.log, line);
+            Some(skip)
+        }
+        Err(e) => {
+            warn!(task_id, "branch failed: {e}");
+            append_log_line_soon(&flight.log, format!("the branch failed: {e}"));
+            None
+        }
+    }
+}
+
+/// The pushed `return_value`, read back as JSON; `None` when the try pushed none (Airflow's
+/// `None`).
+fn return_value(pushed: &[XComPush]) -> Option<serde_json::Value> {
+    let pushed = pushed.iter().find(|p| p.key == RETURN_VALUE)?;
+    serde_json::from_str(&pushed.value).ok()
 }
 
 fn try_xcoms(key: &TryKey, pushed: Vec<XComPush>) -> TryXComs {

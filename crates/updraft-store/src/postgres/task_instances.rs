@@ -190,6 +190,7 @@ pub(super) async fn record_reports_in(
             applied[ord_from_db(ord, reports.len())?] = true;
         }
     }
+    crate::sql::task_instances::apply_skips(&mut *conn, reports, &applied).await?;
     Ok(applied)
 }
 
@@ -436,6 +437,7 @@ mod tests {
             new: TaskState::Success,
             retry_at: None,
             at: chrono::DateTime::UNIX_EPOCH,
+            skip: vec![],
         }
     }
 

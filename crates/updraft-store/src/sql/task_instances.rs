@@ -199,6 +199,39 @@ pub(crate) async fn finish_try_in<C: Db + ?Sized>(
     change_try(conn, update, key, try_number).await
 }
 
+/// The skips of the `Finished` reports among `reports` that applied (`applied`, per report):
+/// each instance named in a report's `skip`, of the report's run, still `none` or `scheduled`
+/// becomes `skipped`, started and ended at the report's time (Airflow's `SkipMixin`). One
+/// statement per report with skips, none for the others: a try that does not branch adds
+/// nothing. Returns how many instances were skipped.
+pub(crate) async fn apply_skips<C: Db + ?Sized>(
+    conn: &mut C,
+    reports: &[crate::TryReport],
+    applied: &[bool],
+) -> Result<u64> {
+    let mut skipped = 0;
+    for (report, _) in reports.iter().zip(applied).filter(|(_, applied)| **applied) {
+        let crate::TryReport::Finished { key, skip, at, .. } = report else {
+            continue;
+        };
+        if skip.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "UPDATE task_instance SET state = 'skipped', start_date = $1, end_date = $1
+             WHERE run_pk = $2 AND {} AND state IN ('none', 'scheduled')",
+            C::DIALECT.in_texts("task_id", 3)
+        );
+        skipped += query(sql)
+            .bind(*at)
+            .bind(key.run_pk)
+            .bind(Arg::Texts(skip.clone()))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(skipped)
+}
+
 /// Unconditional, in the caller's transaction. `end_date = now` when the new state is terminal
 /// or ends a live try; a live try's history row takes the forced state.
 pub(crate) async fn set_state_in<C: Db + ?Sized>(

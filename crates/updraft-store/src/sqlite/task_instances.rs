@@ -200,6 +200,7 @@ pub(super) async fn record_reports_in(
                 new,
                 retry_at,
                 at,
+                ..
             } => {
                 let k = (key.run_pk, key.task_id.as_str(), i64::from(*try_number));
                 if finished.contains_key(&k) {
@@ -276,5 +277,6 @@ pub(super) async fn record_reports_in(
         )?;
         record_tries(&mut *tx, &keys).await?;
     }
+    crate::sql::task_instances::apply_skips(&mut *tx, reports, &applied).await?;
     Ok(applied)
 }

@@ -93,6 +93,7 @@ macro_rules! contract_tests {
             step_records_evaluates_and_queues_in_one_call,
             step_with_an_empty_page_records_and_evaluates_only,
             step_queues_only_what_the_room_admits,
+            step_applies_a_branch_skips_with_its_success,
             scheduler_jobs_heartbeat_and_silent_ones_are_reaped,
             // web UI reads
             recent_runs_are_bounded_per_dag_and_newest_first,
@@ -1327,6 +1328,7 @@ pub async fn try_reports_apply_in_order_in_one_batch(store: &dyn Store) {
             new: TaskState::Success,
             retry_at: None,
             at: t(5),
+            skip: vec![],
         },
         // A stale try number does not apply, and does not stop the rest.
         TryReport::Started {
@@ -1366,6 +1368,7 @@ pub async fn try_reports_apply_in_order_in_one_batch(store: &dyn Store) {
         new: TaskState::Running,
         retry_at: None,
         at: t(6),
+        skip: vec![],
     }];
     assert!(store.record_try_reports(&bad, "host-b").await.is_err());
     assert_eq!(ti_state(store, &run, "b").await, TaskState::Running);
@@ -2343,6 +2346,7 @@ pub async fn step_sees_the_reports_it_records(store: &dyn Store) {
             new: TaskState::Success,
             retry_at: None,
             at: t(4),
+            skip: vec![],
         },
     ];
     let decide = |_: &RunRow, tis: &[TiSnapshot]| {

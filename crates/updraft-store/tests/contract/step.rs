@@ -96,6 +96,7 @@ fn finished(run: &RunRow, task_id: &str, try_number: u32, at: i64) -> TryReport 
         new: TaskState::Success,
         retry_at: None,
         at: t(at),
+        skip: vec![],
     }
 }
 
@@ -400,6 +401,7 @@ pub async fn concurrent_steps_never_overflow_a_pool(store: Arc<dyn Store>, other
                     new: TaskState::Success,
                     retry_at: None,
                     at: now,
+                    skip: vec![],
                 })
                 .collect();
             let run_pks = run_pks.clone();
@@ -474,4 +476,115 @@ pub async fn concurrent_steps_never_overflow_a_pool(store: Arc<dyn Store>, other
             assert_eq!(ti.try_number, 1, "{} ran once", ti.task_id);
         }
     }
+}
+
+/// A branch's success skips, in the same step, the instances its report names that have not
+/// started (`none` or `scheduled`), before the run is evaluated; a started one (`queued`), an
+/// instance not named and the same task in another run are left alone. A report that does not
+/// apply skips nothing.
+pub async fn step_applies_a_branch_skips_with_its_success(store: &dyn Store) {
+    let tis = [
+        ti("pick", 1),
+        ti("b", 1),
+        ti("c", 1),
+        ti("d", 1),
+        ti("e", 1),
+    ];
+    let run = running_run(store, &tis).await;
+    let other = store
+        .create_run(
+            &super::new_run(&dag("d"), "r2", RunType::Manual, 1),
+            &tis,
+            t(1),
+        )
+        .await
+        .unwrap();
+    super::schedule(store, &run, &["pick", "c", "d"], t(2)).await;
+    super::schedule(store, &other, &["c"], t(2)).await;
+    assert_eq!(
+        queue(store, &[key(&run, "pick"), key(&run, "d")], t(2))
+            .await
+            .len(),
+        2
+    );
+    let branch_end = TryReport::Finished {
+        key: key(&run, "pick"),
+        try_number: 1,
+        new: TaskState::Success,
+        retry_at: None,
+        at: t(3),
+        skip: vec!["b".into(), "c".into(), "d".into()],
+    };
+    let seen = Mutex::new(Vec::new());
+    let decide = |_: &RunRow, tis: &[TiSnapshot]| {
+        *seen.lock().unwrap() = tis
+            .iter()
+            .map(|ti| (ti.task_id.clone(), ti.state))
+            .collect();
+        RunDecision::default()
+    };
+    let outcome = store
+        .record_evaluate_and_queue(
+            &[branch_end],
+            "host-a",
+            &[run.id],
+            &decide,
+            &without_queueing(job(store).await),
+            t(4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.applied, [true]);
+    let expected = [
+        ("b", TaskState::Skipped),
+        ("c", TaskState::Skipped),
+        ("d", TaskState::Queued),
+        ("e", TaskState::None),
+        ("pick", TaskState::Success),
+    ];
+    let expected: Vec<(String, TaskState)> = expected
+        .iter()
+        .map(|(id, s)| (id.to_string(), *s))
+        .collect();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        expected,
+        "the evaluation sees the skips"
+    );
+    for (task_id, state) in &expected {
+        assert_eq!(
+            &super::ti_state(store, &run, task_id).await,
+            state,
+            "{task_id}"
+        );
+    }
+    let b = store.task_instance(&key(&run, "b")).await.unwrap().unwrap();
+    assert_eq!(
+        (b.start_date, b.end_date, b.try_number),
+        (Some(t(3)), Some(t(3)), 0),
+        "skipped at the branch's end, never tried"
+    );
+    assert!(store.tries(&key(&run, "b")).await.unwrap().is_empty());
+    assert_eq!(
+        super::ti_state(store, &other, "c").await,
+        TaskState::Scheduled,
+        "another run's instance is not touched"
+    );
+    assert_eq!(super::ti_state(store, &other, "b").await, TaskState::None);
+
+    // The end of a try that is not the current one applies nothing, its skips included.
+    let stale = TryReport::Finished {
+        key: key(&other, "c"),
+        try_number: 7,
+        new: TaskState::Success,
+        retry_at: None,
+        at: t(5),
+        skip: vec!["e".into(), "b".into()],
+    };
+    assert_eq!(
+        store.record_try_reports(&[stale], "host-a").await.unwrap(),
+        [false]
+    );
+    assert_eq!(super::ti_state(store, &other, "e").await, TaskState::None);
+    assert_eq!(super::ti_state(store, &other, "b").await, TaskState::None);
 }

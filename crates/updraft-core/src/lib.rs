@@ -12,7 +12,9 @@
 //! * [`queue`]: choosing what to queue within pools, DAG limits and parallelism; priorities.
 //! * [`runs`]: how many runs may start; run ids.
 //! * [`index`]: a cacheable per-DAG graph index for the hot paths.
+//! * [`assets`]: asset conditions and which consumer DAGs get an asset-triggered run.
 
+pub mod assets;
 pub mod evaluate;
 pub mod index;
 pub mod queue;
@@ -21,6 +23,7 @@ pub mod runs;
 pub mod state;
 pub mod timetable;
 
+pub use assets::{AssetRun, Consumer, QueuedEvent, asset_triggered_runs, condition_holds};
 pub use evaluate::{
     RunEvaluation, TiSnapshot, TriggerDecision, UpstreamCounts, evaluate_run, evaluate_run_focused,
     evaluate_run_indexed, focus, trigger_decision,

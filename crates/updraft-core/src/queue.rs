@@ -438,6 +438,7 @@ mod tests {
             env: BTreeMap::new(),
             cwd: None,
             connections: vec![],
+            outlets: vec![],
             kind: TaskKind::Noop,
         }
     }

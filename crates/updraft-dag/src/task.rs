@@ -51,7 +51,7 @@ fn kind_names() -> impl Iterator<Item = &'static str> + Clone {
 }
 
 fn task_keys() -> Vec<&'static str> {
-    let mut keys = vec!["task_id", "upstream"];
+    let mut keys = vec!["task_id", "upstream", "outlets"];
     keys.extend(SETTING_KEYS);
     keys.extend(kind_names());
     keys
@@ -391,6 +391,10 @@ pub(crate) fn task<'n>(
         None => Vec::new(),
     };
     let kind = task_kind(diags, node, &fields, &label);
+    let outlets = match fields.get("outlets") {
+        Some(n) => crate::assets::outlets(diags, n).unwrap_or_default(),
+        None => Vec::new(),
+    };
     let mut settings = Settings::default();
     for (key, value) in fields.iter() {
         if SETTING_KEYS.contains(&key) {
@@ -402,7 +406,8 @@ pub(crate) fn task<'n>(
     if diags.count() > before {
         return None;
     }
-    let task = build_task(task_id, &upstream, kind, settings.or(defaults));
+    let mut task = build_task(task_id, &upstream, kind, settings.or(defaults));
+    task.outlets = outlets;
     Some(TaskSource {
         task,
         id_node,
@@ -492,6 +497,7 @@ fn build_task(task_id: String, upstream: &[(String, &Node)], kind: TaskKind, s: 
         env: s.env.unwrap_or_default(),
         cwd: s.cwd.flatten(),
         connections: s.connections.unwrap_or_default(),
+        outlets: Vec::new(),
         kind,
     }
 }

@@ -936,6 +936,7 @@ mod tests {
             env: BTreeMap::new(),
             cwd: None,
             connections: vec![],
+            outlets: vec![],
             kind,
         }
     }

@@ -301,6 +301,7 @@ fn test_dag_and_task(kind: TaskKind) -> (Dag, Task) {
         env,
         cwd: Some("work".into()),
         connections: vec![],
+        outlets: vec![],
         kind,
     };
     let mut dag_env = BTreeMap::new();

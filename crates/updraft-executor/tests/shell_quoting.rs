@@ -28,6 +28,7 @@ fn dag_with_script(script: &str) -> (Dag, Task) {
         env: BTreeMap::new(),
         cwd: None,
         connections: vec![],
+        outlets: vec![],
         kind: TaskKind::Bash(script.into()),
     };
     let dag = Dag {

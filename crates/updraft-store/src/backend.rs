@@ -17,6 +17,7 @@ use updraft_core::{RunState, TaskState};
 use updraft_dag::{Dag, ImportError};
 
 use crate::RunDecider;
+use crate::api::Paging;
 use crate::health::{Access, Health};
 use crate::sql::{self, Db, codec};
 use crate::{
@@ -25,6 +26,10 @@ use crate::{
     OperatorStore, Page, PoolRow, PoolUsage, PurgeReport, QueueLimits, QueueStep, ReadStore,
     Result, RunChange, RunQuery, RunRow, ScheduledSkip, SchedulerJobRow, SchedulerStore,
     StepOutcome, StoreError, TiKey, TiQuery, TiRow, TiTransition, TryReport, TryRow,
+};
+use crate::{
+    AssetEventQuery, AssetEventRow, AssetReference, AssetRow, AssetStore, NewAssetEvent,
+    QueuedAssetEvent,
 };
 use crate::{
     ConnectionRow, EventQuery, EventRow, NewEvent, NewUser, Reencrypt, SecretQuery, SecretStore,
@@ -810,5 +815,80 @@ impl<B: Backend> SourceStore for B {
 
     async fn take_source_sync_requests(&self) -> Result<Vec<String>> {
         write(self, async |c| sql::sources::take_requests(c).await).await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> AssetStore for B {
+    async fn record_asset_events(&self, events: &[NewAssetEvent]) -> Result<Vec<AssetEventRow>> {
+        write_tx(self, async |c| sql::assets::record_events(c, events).await).await
+    }
+
+    async fn replace_asset_references(
+        &self,
+        references: &[AssetReference],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        write_tx(self, async |c| {
+            sql::assets::replace_references(c, references, now).await
+        })
+        .await
+    }
+
+    async fn asset_references(&self) -> Result<Vec<AssetReference>> {
+        read(self, async |c| sql::assets::references(c).await).await
+    }
+
+    async fn queued_asset_events(&self) -> Result<Vec<QueuedAssetEvent>> {
+        read(self, async |c| sql::assets::queued(c).await).await
+    }
+
+    async fn create_asset_triggered_run(
+        &self,
+        run: &NewRun,
+        tis: &[NewTi],
+        consumed: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<Option<RunRow>> {
+        let result = scoped(self, async {
+            let mut tx = self.begin().await?;
+            let created =
+                sql::assets::create_triggered_run(&mut *tx, run, tis, consumed, now).await?;
+            match created {
+                Some(row) => {
+                    tx.commit().await?;
+                    Ok(Some(row))
+                }
+                None => {
+                    tx.rollback().await?;
+                    Ok(None)
+                }
+            }
+        })
+        .await;
+        wrote(self, result)
+    }
+
+    async fn assets(
+        &self,
+        tenants: Option<&[String]>,
+        paging: &Paging,
+    ) -> Result<(Vec<AssetRow>, u64)> {
+        read(self, async |c| {
+            sql::assets::assets(c, tenants, paging).await
+        })
+        .await
+    }
+
+    async fn asset(&self, id: i64) -> Result<Option<AssetRow>> {
+        read(self, async |c| sql::assets::asset(c, id).await).await
+    }
+
+    async fn asset_events(&self, query: &AssetEventQuery) -> Result<(Vec<AssetEventRow>, u64)> {
+        read(self, async |c| sql::assets::events(c, query).await).await
+    }
+
+    async fn consumed_asset_events(&self, run_pk: i64) -> Result<Vec<AssetEventRow>> {
+        read(self, async |c| sql::assets::consumed(c, run_pk).await).await
     }
 }

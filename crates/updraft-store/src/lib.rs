@@ -24,6 +24,7 @@ use updraft_core::{RunState, RunType, TaskState, UnknownState};
 use updraft_dag::{Dag, ImportError};
 
 pub mod api;
+mod assets;
 mod backend;
 mod health;
 pub mod postgres;
@@ -38,6 +39,10 @@ mod users;
 pub use api::{
     DagOrder, DagQuery, ImportErrorOrder, ImportErrorQuery, ImportErrorRow, NoteRow, Page, Paging,
     PoolUsage, RunOrder, RunQuery, TiOrder, TiQuery, TimeRange,
+};
+pub use assets::{
+    AssetEventQuery, AssetEventRow, AssetRefKind, AssetReference, AssetRow, AssetStore,
+    NewAssetEvent, QueuedAssetEvent,
 };
 pub use postgres::{PgStore, PgStoreOptions};
 pub use secrets::{
@@ -667,7 +672,14 @@ pub trait AdminStore: Send + Sync {
 /// scheduler process, the server's shared state, the contract tests). Implemented for anything
 /// that implements the four roles; callers that need less take the narrowest role.
 pub trait Store:
-    SchedulerStore + ReadStore + OperatorStore + AdminStore + UserStore + SecretStore + SourceStore
+    SchedulerStore
+    + ReadStore
+    + OperatorStore
+    + AdminStore
+    + UserStore
+    + SecretStore
+    + SourceStore
+    + AssetStore
 {
 }
 
@@ -679,6 +691,7 @@ impl<
         + UserStore
         + SecretStore
         + SourceStore
+        + AssetStore
         + ?Sized,
 > Store for S
 {

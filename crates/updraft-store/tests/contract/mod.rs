@@ -8,10 +8,12 @@
 
 #![allow(dead_code)] // each backend test file uses what it needs
 
+mod assets;
 mod secrets;
 mod sources;
 mod step;
 mod users;
+pub use assets::*;
 pub use secrets::*;
 pub use sources::*;
 pub use step::*;
@@ -138,6 +140,12 @@ macro_rules! contract_tests {
             source_sync_requests_taken_at_once_go_to_one_taker_each,
             dags_and_versions_record_the_bundle_they_were_read_from,
             runs_are_pinned_to_the_revision_their_dag_was_loaded_from,
+        );
+        // Assets and asset-triggered runs.
+        contract_tests!(@each $fresh;
+            asset_events_are_queued_for_their_tenants_unpaused_consumers,
+            an_asset_triggered_run_consumes_its_events_once,
+            assets_and_events_are_listed_by_tenant_and_filters,
         );
         // Housekeeping (`db clean`).
         contract_tests!(@each $fresh;

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use tracing::{debug, warn};
+use updraft_core::TaskState;
 use updraft_core::retry::{TryOutcome, on_try_finished};
 use updraft_executor::{ExecOutcome, TryEvent, TryKey};
 use updraft_store::{TiKey, TryReport};
@@ -101,9 +102,21 @@ impl Scheduler {
                     key,
                     retry_at,
                     try_number,
+                    new,
                     ..
                 } => {
                     self.end_recorded(key, *try_number);
+                    let outlets = self.tries.outlet_events.remove(&(
+                        key.run_pk,
+                        key.task_id.clone(),
+                        *try_number,
+                    ));
+                    if let Some(events) = outlets
+                        && applied
+                        && *new == TaskState::Success
+                    {
+                        self.tries.pending_asset_events.extend(events);
+                    }
                     if !applied {
                         debug!(task_id = %key.task_id, "try outcome not recorded: instance changed meanwhile");
                     }
@@ -163,6 +176,17 @@ impl Scheduler {
             try_outcome(&outcome),
             at,
         );
+        if state == TaskState::Success && !task.outlets.is_empty() {
+            let run_id = self
+                .tracked
+                .known
+                .get(&key.run_pk)
+                .map(|r| r.run_id.as_str());
+            let events = super::assets::outlet_events(&flight.dag.dag, &key.task_id, run_id, at);
+            self.tries
+                .outlet_events
+                .insert((key.run_pk, key.task_id.clone(), flight.try_number), events);
+        }
         Some(TryReport::Finished {
             key: TiKey {
                 run_pk: key.run_pk,

@@ -88,6 +88,8 @@ pub(super) struct Definitions {
     pub(super) rows: HashMap<String, DagRow>,
     /// When each unpaused DAG next needs a look for due scheduled runs.
     pub(super) next_schedule_check: HashMap<String, DateTime<Utc>>,
+    /// The asset references this scheduler last wrote (`None`: none yet).
+    pub(super) asset_references: Option<std::collections::BTreeSet<updraft_store::AssetReference>>,
 }
 
 /// This process's scheduler job.
@@ -136,6 +138,11 @@ pub(super) struct Tries {
     /// Remote task logs: the uploader, and the logs of ended tries whose end is not yet
     /// recorded (each is uploaded whole once it is).
     pub(super) logs: LogUploads,
+    /// Asset events of ended tries with outlets, by (run, task, try number), until their
+    /// success is recorded.
+    pub(super) outlet_events: HashMap<(i64, String, u32), Vec<updraft_store::NewAssetEvent>>,
+    /// Asset events of recorded successes, not yet recorded themselves.
+    pub(super) pending_asset_events: Vec<updraft_store::NewAssetEvent>,
 }
 
 #[derive(Default)]

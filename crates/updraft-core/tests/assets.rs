@@ -140,16 +140,6 @@ fn events_strategy() -> impl Strategy<Value = Vec<(i64, usize)>> {
     prop::collection::btree_map(0i64..1000, 0..5usize, 0..12).prop_map(|m| m.into_iter().collect())
 }
 
-fn queued(events: &[(i64, usize)]) -> Vec<QueuedEvent> {
-    events
-        .iter()
-        .map(|(id, i)| QueuedEvent {
-            event_id: *id,
-            uri: uri(*i),
-        })
-        .collect()
-}
-
 fn updated_set(events: &[(i64, usize)]) -> BTreeSet<String> {
     events.iter().map(|(_, i)| uri(*i)).collect()
 }

@@ -4,9 +4,7 @@
 use updraft_core::RunType;
 use updraft_dag::{AssetCondition, Dag, Schedule};
 use updraft_store::api::Paging;
-use updraft_store::{
-    AssetEventQuery, AssetRefKind, AssetReference, NewAssetEvent, OperatorStore, Store,
-};
+use updraft_store::{AssetEventQuery, AssetRefKind, AssetReference, NewAssetEvent, Store};
 
 use super::{dag, new_run, sync, t, ti};
 

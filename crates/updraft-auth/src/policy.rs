@@ -49,6 +49,11 @@ pub enum Resource<'a> {
     },
     /// The list of DAG sources; each item is still decided as [`Resource::Source`].
     Sources,
+    /// An asset of a tenant (a URI names one asset within its tenant) and its events.
+    Asset { tenant: &'a str },
+    /// The lists of assets and of asset events; each item is still decided as
+    /// [`Resource::Asset`].
+    Assets,
     /// The server's configuration.
     Config,
     /// Users, their grants, and the roles.
@@ -125,7 +130,8 @@ fn tenant_of(resource: Resource<'_>) -> Option<&str> {
         | Resource::XCom { tenant, .. }
         | Resource::ImportError { tenant }
         | Resource::Connection { tenant }
-        | Resource::Variable { tenant } => Some(tenant),
+        | Resource::Variable { tenant }
+        | Resource::Asset { tenant } => Some(tenant),
         Resource::Pool { tenant }
         | Resource::AuditLog { tenant }
         | Resource::Source { tenant, .. } => tenant,
@@ -152,6 +158,7 @@ fn is_listing(resource: Resource<'_>) -> bool {
             | Resource::Connections
             | Resource::Variables
             | Resource::Sources
+            | Resource::Assets
     )
 }
 
@@ -178,6 +185,9 @@ fn needed(action: Action, resource: Resource<'_>) -> Option<Role> {
         ) => Some(Role::Op),
         (Resource::Source { .. } | Resource::Sources, Read) => Some(Role::Viewer),
         (Resource::Source { .. }, Trigger) => Some(Role::Op),
+        (Resource::Asset { .. } | Resource::Assets, Read) => Some(Role::Viewer),
+        // An asset event recorded by hand triggers the tenant's consumers.
+        (Resource::Asset { .. }, Create) => Some(Role::Op),
         (Resource::Config, Read) => Some(Role::Op),
         (Resource::Users, _) => Some(Role::Admin),
         (Resource::AuditLog { .. } | Resource::AuditLogs, Read) => Some(Role::Admin),

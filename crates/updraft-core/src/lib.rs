@@ -15,7 +15,9 @@
 //! * [`runs`]: how many runs may start; run ids.
 //! * [`index`]: a cacheable per-DAG graph index for the hot paths.
 //! * [`timeout`]: `dagrun_timeout`: when a run has run too long.
+//! * [`assets`]: asset conditions and which consumer DAGs get an asset-triggered run.
 
+pub mod assets;
 pub mod branch;
 pub mod evaluate;
 pub mod index;
@@ -28,6 +30,7 @@ pub mod timeout;
 pub mod timetable;
 
 pub use branch::{BranchError, branch_skips, is_truthy};
+pub use assets::{AssetRun, Consumer, QueuedEvent, asset_triggered_runs, condition_holds};
 pub use evaluate::{
     RunEvaluation, TiSnapshot, TriggerDecision, UpstreamCounts, evaluate_run, evaluate_run_focused,
     evaluate_run_indexed, focus, trigger_decision,

@@ -444,6 +444,7 @@ mod tests {
             branching: None,
             do_xcom_push: false,
             callbacks: Default::default(),
+            outlets: vec![],
             kind: TaskKind::Noop,
         }
     }

@@ -143,6 +143,8 @@ pub enum RunType {
     Scheduled,
     Manual,
     Backfill,
+    /// Created when an asset condition is satisfied (Airflow's `asset_triggered`).
+    AssetTriggered,
 }
 
 impl RunType {
@@ -151,6 +153,7 @@ impl RunType {
             RunType::Scheduled => "scheduled",
             RunType::Manual => "manual",
             RunType::Backfill => "backfill",
+            RunType::AssetTriggered => "asset_triggered",
         }
     }
 }
@@ -164,10 +167,15 @@ impl std::fmt::Display for RunType {
 impl std::str::FromStr for RunType {
     type Err = UnknownState;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [RunType::Scheduled, RunType::Manual, RunType::Backfill]
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| UnknownState(s.to_string()))
+        [
+            RunType::Scheduled,
+            RunType::Manual,
+            RunType::Backfill,
+            RunType::AssetTriggered,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| UnknownState(s.to_string()))
     }
 }
 

@@ -217,11 +217,11 @@ pub struct CronClock {
 }
 
 impl Timetable {
-    /// The DAG's timetable, or None for `Schedule::None`, a zero duration or an unparseable
+    /// The DAG's timetable, or None for `Schedule::None`, asset schedules, a zero duration or an unparseable
     /// cron expression (none of which creates scheduled runs).
     pub fn from_dag(dag: &Dag) -> Option<Timetable> {
         match &dag.schedule {
-            Schedule::None => None,
+            Schedule::None | Schedule::Assets(_) => None,
             Schedule::Once => Some(Timetable::Once),
             Schedule::Cron(expr) => {
                 let parser = CronParser::builder()

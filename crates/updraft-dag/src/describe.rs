@@ -56,6 +56,7 @@ impl Schedule {
             Schedule::Once => "Once, as soon as possible".to_owned(),
             Schedule::Cron(expr) => describe_cron(expr),
             Schedule::Every(d) => describe_duration(*d),
+            Schedule::Assets(_) => "Triggered by assets".to_owned(),
         }
     }
 }

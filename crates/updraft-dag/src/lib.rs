@@ -15,6 +15,7 @@
 //! - [`Schedule::description`] reads a schedule as Airflow's `timetable_description` does.
 //! - [`Dag::topological_order`], [`Dag::downstream_of`] and [`Dag::upstream_of`] query the graph.
 
+mod assets;
 mod bag;
 mod describe;
 mod diag;
@@ -34,6 +35,7 @@ mod walk;
 mod watch;
 mod yaml;
 
+pub use assets::{ExpressionError, MAX_ASSET_URI_LEN, check_asset_uri, parse_asset_expression};
 pub use bag::{
     DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_FILE_SIZE, DagBag, DagBagOptions, DagMount,
     LoadedDag, MAX_ERROR_MESSAGE_CHARS, MAX_ERRORS_PER_FILE, RefreshReport, bounded_message,

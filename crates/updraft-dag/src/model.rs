@@ -93,13 +93,93 @@ pub enum Schedule {
     Cron(String),
     /// A fixed duration between run starts, anchored at `start_date` (`30m`, `1h`, `1d`).
     Every(Duration),
+    /// Asset-triggered (Airflow's `AssetTriggeredTimetable`): a run when the condition is
+    /// satisfied by asset events recorded since the DAG's last asset-triggered run.
+    Assets(AssetCondition),
 }
 
 impl Schedule {
-    /// Whether runs are created by the scheduler (anything but [`Schedule::None`]).
+    /// Whether runs are created by the scheduler on a timetable (cron, duration, `@once`);
+    /// asset-triggered and manual DAGs need no start date.
     pub fn is_scheduled(&self) -> bool {
-        !matches!(self, Schedule::None)
+        !matches!(self, Schedule::None | Schedule::Assets(_))
     }
+
+    /// The asset condition of an asset-triggered DAG.
+    pub fn assets(&self) -> Option<&AssetCondition> {
+        match self {
+            Schedule::Assets(condition) => Some(condition),
+            _ => None,
+        }
+    }
+}
+
+/// Which assets' events an asset-triggered DAG waits for: Airflow's `Asset`, `AssetAll`
+/// (`&`, and a plain list) and `AssetAny` (`|`), nested at will. Assets are named by URI,
+/// within the DAG's tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetCondition {
+    Asset(String),
+    All(Vec<AssetCondition>),
+    Any(Vec<AssetCondition>),
+}
+
+impl AssetCondition {
+    /// Every URI the condition names, each once, in first-mention order.
+    pub fn uris(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        self.collect_uris(&mut out);
+        out
+    }
+
+    fn collect_uris<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            AssetCondition::Asset(uri) => {
+                if !out.contains(&uri.as_str()) {
+                    out.push(uri);
+                }
+            }
+            AssetCondition::All(items) | AssetCondition::Any(items) => {
+                items.iter().for_each(|c| c.collect_uris(out))
+            }
+        }
+    }
+}
+
+/// The condition as an expression (`s3://a & (s3://b | s3://c)`), which parses back to an
+/// equal condition.
+impl std::fmt::Display for AssetCondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (items, op) = match self {
+            AssetCondition::Asset(uri) => return f.write_str(uri),
+            AssetCondition::All(items) => (items, " & "),
+            AssetCondition::Any(items) => (items, " | "),
+        };
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                f.write_str(op)?;
+            }
+            match item {
+                AssetCondition::Asset(_) => write!(f, "{item}")?,
+                _ => write!(f, "({item})")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An asset a task updates (Airflow's `outlets`): when a try succeeds, an event is recorded
+/// for each of the task's outlets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outlet {
+    pub uri: String,
+    /// A display name; the URI when absent (Airflow 3's `Asset(name=...)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Free-form JSON stored with each event.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// How a schedule is shown: `None`, `@once`, the preset name of an expanded preset
@@ -114,6 +194,7 @@ impl std::fmt::Display for Schedule {
                 f.write_str(crate::schedule::cron_preset_name(expr).unwrap_or(expr))
             }
             Schedule::Every(d) => f.write_str(&format_duration(*d)),
+            Schedule::Assets(condition) => write!(f, "{condition}"),
         }
     }
 }
@@ -278,6 +359,9 @@ pub struct Task {
     /// `short_circuit: true`). Not serialized when absent, so no existing DAG's version changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branching: Option<Branching>,
+    /// Assets a successful try updates (Airflow's `outlets`); not serialized when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outlets: Vec<Outlet>,
     pub kind: TaskKind,
 }
 

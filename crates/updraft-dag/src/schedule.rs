@@ -116,6 +116,10 @@ pub fn parse_cron(text: &str) -> Result<String, String> {
 pub(crate) fn schedule(diags: &mut Diagnostics<'_>, node: &Node) -> Option<Schedule> {
     let parsed = match &node.value {
         Value::Null => Ok(Schedule::None),
+        Value::Str(s) if crate::assets::is_asset_expression(s) => {
+            return crate::assets::asset_schedule(diags, node);
+        }
+        Value::Seq(_) | Value::Map(_) => return crate::assets::asset_schedule(diags, node),
         Value::Str(s) => parse_schedule(s),
         Value::Int(i) => match u64::try_from(*i) {
             Ok(seconds) if seconds > 0 => Ok(Schedule::Every(Duration::from_secs(seconds))),
@@ -123,7 +127,7 @@ pub(crate) fn schedule(diags: &mut Diagnostics<'_>, node: &Node) -> Option<Sched
         },
         _ => Err(format!(
             "`schedule` must be a cron expression, a preset such as \"@daily\", a duration such \
-             as \"1h\", or null, found {}",
+             as \"1h\", assets, or null, found {}",
             describe(node)
         )),
     };

@@ -64,7 +64,7 @@ pub(crate) const BRANCHING_KEYS: [&str; 3] =
     ["branch", "short_circuit", "ignore_downstream_trigger_rules"];
 
 fn task_keys() -> Vec<&'static str> {
-    let mut keys = vec!["task_id", "upstream"];
+    let mut keys = vec!["task_id", "upstream", "outlets"];
     keys.extend(SETTING_KEYS);
     keys.extend(BRANCHING_KEYS);
     keys.extend(kind_names());
@@ -425,6 +425,10 @@ pub(crate) fn task<'n>(
     };
     let kind = task_kind(diags, node, &fields, &label);
     let branching = branching(diags, &fields, &label);
+    let outlets = match fields.get("outlets") {
+        Some(n) => crate::assets::outlets(diags, n).unwrap_or_default(),
+        None => Vec::new(),
+    };
     let mut settings = Settings::default();
     for (key, value) in fields.iter() {
         if SETTING_KEYS.contains(&key) {
@@ -438,6 +442,7 @@ pub(crate) fn task<'n>(
     }
     let mut task = build_task(task_id, &upstream, kind, settings.or(defaults));
     task.branching = branching;
+    task.outlets = outlets;
     Some(TaskSource {
         task,
         id_node,
@@ -590,6 +595,7 @@ fn build_task(task_id: String, upstream: &[(String, &Node)], kind: TaskKind, s: 
             on_retry: s.on_retry.unwrap_or_default(),
             on_execute: s.on_execute.unwrap_or_default(),
         },
+        outlets: Vec::new(),
         kind,
     }
 }

@@ -960,6 +960,7 @@ mod tests {
             branching: None,
             do_xcom_push: false,
             callbacks: Default::default(),
+            outlets: vec![],
             kind,
         }
     }

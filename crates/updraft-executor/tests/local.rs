@@ -306,6 +306,7 @@ fn test_dag_and_task(kind: TaskKind) -> (Dag, Task) {
         branching: None,
         do_xcom_push: false,
         callbacks: Default::default(),
+        outlets: vec![],
         kind,
     };
     let mut dag_env = BTreeMap::new();

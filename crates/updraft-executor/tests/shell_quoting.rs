@@ -31,6 +31,7 @@ fn dag_with_script(script: &str) -> (Dag, Task) {
         branching: None,
         do_xcom_push: false,
         callbacks: Default::default(),
+        outlets: vec![],
         kind: TaskKind::Bash(script.into()),
     };
     let dag = Dag {

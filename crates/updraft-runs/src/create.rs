@@ -1,11 +1,12 @@
-//! Creating DAG runs. Scheduled, manual and backfill runs all go through [`create_run`], so
+//! Creating DAG runs. Scheduled, manual and backfill runs all go through [`create_run`] (and
+//! asset-triggered ones through [`create_asset_triggered_run`]), so
 //! every run gets its task instances, parameters and run id the same way.
 
 use chrono::{DateTime, Utc};
 use updraft_core::RunType;
 use updraft_core::timetable::{DataInterval, manual_interval};
 use updraft_dag::Dag;
-use updraft_store::{NewRun, NewTi, OperatorStore, ReadStore, RunRow, StoreError};
+use updraft_store::{AssetStore, NewRun, NewTi, OperatorStore, ReadStore, RunRow, StoreError};
 
 use crate::RunError;
 
@@ -33,6 +34,55 @@ pub async fn create_run<S: ReadStore + OperatorStore + ?Sized>(
     request: RunRequest,
     now: DateTime<Utc>,
 ) -> Result<RunRow, RunError> {
+    let (new_run, tis) = new_run(dag, version, request)?;
+    let run_id = new_run.run_id.clone();
+    match store.create_run(&new_run, &tis, now).await {
+        Err(StoreError::Conflict(_)) => Err(RunError::RunExists {
+            dag_id: dag.dag_id.clone(),
+            run_id: existing_run_id(store, &new_run).await.unwrap_or(run_id),
+        }),
+        other => Ok(other?),
+    }
+}
+
+/// An asset-triggered run of `dag` consuming `consumed` (events queued for it, whose
+/// timestamps span `interval`), Airflow's `asset_triggered__<now>`. `None` when another
+/// scheduler consumed the events first.
+pub async fn create_asset_triggered_run<S: ReadStore + AssetStore + ?Sized>(
+    store: &S,
+    dag: &Dag,
+    version: &str,
+    consumed: &[i64],
+    interval: DataInterval,
+    now: DateTime<Utc>,
+) -> Result<Option<RunRow>, RunError> {
+    let request = RunRequest {
+        run_type: RunType::AssetTriggered,
+        run_id: None,
+        logical_date: now,
+        interval,
+        conf: serde_json::Value::Object(Default::default()),
+    };
+    let (new_run, tis) = new_run(dag, version, request)?;
+    let run_id = new_run.run_id.clone();
+    match store
+        .create_asset_triggered_run(&new_run, &tis, consumed, now)
+        .await
+    {
+        Err(StoreError::Conflict(_)) => Err(RunError::RunExists {
+            dag_id: dag.dag_id.clone(),
+            run_id: existing_run_id(store, &new_run).await.unwrap_or(run_id),
+        }),
+        other => Ok(other?),
+    }
+}
+
+/// The run a request describes, with its task instances; `conf` checked.
+fn new_run(
+    dag: &Dag,
+    version: &str,
+    request: RunRequest,
+) -> Result<(NewRun, Vec<NewTi>), RunError> {
     validate_conf(dag, &request.conf)?;
     let run_id = request
         .run_id
@@ -61,13 +111,7 @@ pub async fn create_run<S: ReadStore + OperatorStore + ?Sized>(
         data_interval_end: request.interval.end,
         conf: request.conf,
     };
-    match store.create_run(&new_run, &tis, now).await {
-        Err(StoreError::Conflict(_)) => Err(RunError::RunExists {
-            dag_id: dag.dag_id.clone(),
-            run_id: existing_run_id(store, &new_run).await.unwrap_or(run_id),
-        }),
-        other => Ok(other?),
-    }
+    Ok((new_run, tis))
 }
 
 /// The run that holds `run`'s run id or, failing that, its logical date.
@@ -121,6 +165,7 @@ fn default_run_id(run_type: RunType, logical_date: DateTime<Utc>) -> String {
         RunType::Scheduled => updraft_core::runs::scheduled_run_id(logical_date),
         RunType::Manual => updraft_core::runs::manual_run_id(logical_date),
         RunType::Backfill => updraft_core::runs::backfill_run_id(logical_date),
+        RunType::AssetTriggered => updraft_core::runs::run_id(run_type, logical_date),
     }
 }
 

@@ -17,6 +17,6 @@ mod dags;
 mod error;
 
 pub use changes::StateChange;
-pub use create::{MAX_CONF_BYTES, RunRequest, create_run, trigger_run};
+pub use create::{MAX_CONF_BYTES, RunRequest, create_asset_triggered_run, create_run, trigger_run};
 pub use dags::record_dag_bag;
 pub use error::RunError;

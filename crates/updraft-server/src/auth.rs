@@ -84,6 +84,8 @@ fn describe(resource: Resource<'_>) -> String {
         Resource::Variables => "variables".to_string(),
         Resource::Source { name, .. } => format!("source `{name}`"),
         Resource::Sources => "DAG sources".to_string(),
+        Resource::Asset { .. } => "the asset".to_string(),
+        Resource::Assets => "assets".to_string(),
         Resource::Config => "the configuration".to_string(),
         Resource::Users => "users".to_string(),
         Resource::AuditLog { .. } => "the audit log entry".to_string(),

@@ -22,9 +22,9 @@ use updraft_secrets::{Connection, Keyring, Variable, Vault};
 use updraft_server::auth::{Grant, Identity, Role};
 use updraft_server::{AppState, ServerConfig};
 use updraft_store::{
-    AdminStore, NewEvent, OperatorStore, PoolRow, QueueLimits, ReadStore, SchedulerStore,
-    SourceRow, SourceStore, SqliteStore, TiKey, TiTransition, UserStore, WriteMode, XComStore,
-    XComWrite,
+    AdminStore, AssetStore, NewAssetEvent, NewEvent, OperatorStore, PoolRow, QueueLimits,
+    ReadStore, SchedulerStore, SourceRow, SourceStore, SqliteStore, TiKey, TiTransition, UserStore,
+    WriteMode, XComStore, XComWrite,
 };
 
 const JOB: &str = r#"
@@ -181,6 +181,20 @@ fn rules() -> BTreeMap<(&'static str, &'static str), Rule> {
         ),
         (("get", "/api/v2/sources/{source_name}"), Object(Viewer)),
         (("post", "/api/v2/sources/{source_name}/sync"), Object(Op)),
+        (
+            ("get", "/api/v2/assets"),
+            listing(Viewer, Viewer, "assets", "uri"),
+        ),
+        (("get", "/api/v2/assets/{asset_id}"), Object(Viewer)),
+        (
+            ("get", "/api/v2/assets/events"),
+            listing(Viewer, Viewer, "asset_events", "uri"),
+        ),
+        (("post", "/api/v2/assets/events"), Object(Op)),
+        (
+            ("get", "/api/v2/dags/{dag_id}/assets/queuedEvents"),
+            Object(Viewer),
+        ),
         (("get", "/api/v2/monitor/health"), Open),
         (("get", "/api/v2/version"), SignedIn),
     ])
@@ -214,6 +228,8 @@ fn body_for(method: &str, path: &str, serial: usize) -> Option<Value> {
         ("patch", "/api/v2/variables/{variable_key}") => json!({"value": "w"}),
         // A user's request has no body to speak of; a webhook's carries the push event.
         ("post", "/api/v2/sources/{source_name}/sync") => json!({}),
+        // team_a's asset is the first recorded in every fixture.
+        ("post", "/api/v2/assets/events") => json!({"asset_id": 1, "extra": {"by": "hand"}}),
         _ => panic!("no request body written for {method} {path}: add one to body_for"),
     };
     Some(body)
@@ -349,6 +365,21 @@ impl Fixture {
             params: BTreeMap::new(),
         };
         let mut event_ids = BTreeMap::new();
+        let mut asset_ids = BTreeMap::new();
+        for tenant in ["team_a", "team_b"] {
+            let recorded = store
+                .record_asset_events(&[NewAssetEvent {
+                    tenant: tenant.into(),
+                    uri: format!("s3://{tenant}/data"),
+                    source_map_index: -1,
+                    timestamp: Utc::now(),
+                    ..NewAssetEvent::default()
+                }])
+                .await
+                .unwrap();
+            asset_ids.insert(tenant, recorded[0].asset_id);
+        }
+        assert_eq!(asset_ids["team_a"], 1, "body_for names team_a's asset as 1");
         for (tenant, dag_id) in [("team_a", "a_job"), ("team_b", "b_job")] {
             let run_id = format!("run_{}", &tenant[5..]);
             let admin = Identity::local_admin();
@@ -445,6 +476,7 @@ impl Fixture {
             ("import_error_id", error_id),
             ("event_log_id", event_ids["team_a"].to_string()),
             ("xcom_key", "pushed".to_string()),
+            ("asset_id", asset_ids["team_a"].to_string()),
         ]);
         fixture
     }
@@ -455,6 +487,7 @@ impl Fixture {
             return json!("a_source");
         }
         match field {
+            "uri" => json!("s3://team_a/data"),
             "dag_id" => json!("a_job"),
             "filename" => json!("team_a/broken.yaml"),
             "name" => json!("a_pool"),
@@ -810,6 +843,13 @@ async fn another_tenants_objects_answer_exactly_as_missing_ones() {
             format!("/api/v2/importErrors/{error_id}"),
             "/api/v2/importErrors/999999".into(),
             format!("{error_id}|999999"),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/v2/assets/1".into(),
+            "/api/v2/assets/999999".into(),
+            "1|999999".into(),
             None,
         ),
         (

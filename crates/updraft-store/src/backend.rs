@@ -17,6 +17,7 @@ use updraft_core::{RunState, TaskState};
 use updraft_dag::{Dag, ImportError};
 
 use crate::RunDecider;
+use crate::api::Paging;
 use crate::health::{Access, Health};
 use crate::sql::{self, Db, codec};
 use crate::{
@@ -29,6 +30,10 @@ use crate::{
 use crate::{
     ConnectionRow, EventQuery, EventRow, NewEvent, NewUser, Reencrypt, SecretQuery, SecretStore,
     SourceRow, SourceStore, UserRow, UserStore, VariableRow, WriteMode,
+};
+use crate::{
+    AssetEventQuery, AssetEventRow, AssetReference, AssetRow, AssetStore, NewAssetEvent,
+    QueuedAssetEvent,
 };
 use crate::{TryXComs, XComQuery, XComRow, XComStore, XComWrite};
 
@@ -853,5 +858,80 @@ impl<B: Backend> XComStore for B {
         now: DateTime<Utc>,
     ) -> Result<XComRow> {
         write_tx(self, async |c| sql::xcom::write(c, xcom, mode, now).await).await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> AssetStore for B {
+    async fn record_asset_events(&self, events: &[NewAssetEvent]) -> Result<Vec<AssetEventRow>> {
+        write_tx(self, async |c| sql::assets::record_events(c, events).await).await
+    }
+
+    async fn replace_asset_references(
+        &self,
+        references: &[AssetReference],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        write_tx(self, async |c| {
+            sql::assets::replace_references(c, references, now).await
+        })
+        .await
+    }
+
+    async fn asset_references(&self) -> Result<Vec<AssetReference>> {
+        read(self, async |c| sql::assets::references(c).await).await
+    }
+
+    async fn queued_asset_events(&self) -> Result<Vec<QueuedAssetEvent>> {
+        read(self, async |c| sql::assets::queued(c).await).await
+    }
+
+    async fn create_asset_triggered_run(
+        &self,
+        run: &NewRun,
+        tis: &[NewTi],
+        consumed: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<Option<RunRow>> {
+        let result = scoped(self, async {
+            let mut tx = self.begin().await?;
+            let created =
+                sql::assets::create_triggered_run(&mut *tx, run, tis, consumed, now).await?;
+            match created {
+                Some(row) => {
+                    tx.commit().await?;
+                    Ok(Some(row))
+                }
+                None => {
+                    tx.rollback().await?;
+                    Ok(None)
+                }
+            }
+        })
+        .await;
+        wrote(self, result)
+    }
+
+    async fn assets(
+        &self,
+        tenants: Option<&[String]>,
+        paging: &Paging,
+    ) -> Result<(Vec<AssetRow>, u64)> {
+        read(self, async |c| {
+            sql::assets::assets(c, tenants, paging).await
+        })
+        .await
+    }
+
+    async fn asset(&self, id: i64) -> Result<Option<AssetRow>> {
+        read(self, async |c| sql::assets::asset(c, id).await).await
+    }
+
+    async fn asset_events(&self, query: &AssetEventQuery) -> Result<(Vec<AssetEventRow>, u64)> {
+        read(self, async |c| sql::assets::events(c, query).await).await
+    }
+
+    async fn consumed_asset_events(&self, run_pk: i64) -> Result<Vec<AssetEventRow>> {
+        read(self, async |c| sql::assets::consumed(c, run_pk).await).await
     }
 }

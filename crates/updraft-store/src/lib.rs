@@ -24,6 +24,7 @@ use updraft_core::{RunState, RunType, TaskState, UnknownState};
 use updraft_dag::{Dag, ImportError};
 
 pub mod api;
+mod assets;
 mod backend;
 mod health;
 pub mod postgres;
@@ -39,6 +40,10 @@ mod xcom;
 pub use api::{
     DagOrder, DagQuery, ImportErrorOrder, ImportErrorQuery, ImportErrorRow, NoteRow, Page, Paging,
     PoolUsage, RunOrder, RunQuery, TiOrder, TiQuery, TimeRange,
+};
+pub use assets::{
+    AssetEventQuery, AssetEventRow, AssetRefKind, AssetReference, AssetRow, AssetStore,
+    NewAssetEvent, QueuedAssetEvent,
 };
 pub use postgres::{PgStore, PgStoreOptions};
 pub use secrets::{
@@ -695,6 +700,7 @@ pub trait Store:
     + SecretStore
     + SourceStore
     + XComStore
+    + AssetStore
 {
 }
 
@@ -707,6 +713,7 @@ impl<
         + SecretStore
         + SourceStore
         + XComStore
+        + AssetStore
         + ?Sized,
 > Store for S
 {

@@ -1,7 +1,7 @@
 //! The dialect-neutral layer both backends share: every statement that reads the same on
 //! SQLite and PostgreSQL is written once here, in the submodules by subject (`dags`, `runs`,
 //! `task_instances`, `jobs`, `pools`, `ui`, `api`, `purge`, `users`, `secrets`,
-//! `sources`, `xcom`), and the row decoding in
+//! `sources`, `xcom`, `assets`), and the row decoding in
 //! `codec`.
 //!
 //! The SQL uses numbered `$N` placeholders, which both drivers bind by number. What differs
@@ -20,6 +20,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 pub(crate) mod api;
+pub(crate) mod assets;
 pub(crate) mod codec;
 pub(crate) mod dags;
 pub(crate) mod jobs;

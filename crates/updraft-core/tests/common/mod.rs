@@ -33,6 +33,7 @@ pub fn task(id: &str, upstream: &[&str]) -> Task {
         branching: None,
         do_xcom_push: false,
         callbacks: Default::default(),
+        outlets: vec![],
         kind: TaskKind::Noop,
     }
 }

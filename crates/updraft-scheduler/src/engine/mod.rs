@@ -25,6 +25,7 @@
 //! `config` the settings. Blocking file work (the folder, log lines) goes through
 //! `spawn_blocking`, so the loop runs on any Tokio runtime, current-thread included.
 
+mod assets;
 mod config;
 mod evaluate;
 mod folder;

@@ -33,6 +33,9 @@ impl Scheduler {
         self.refresh_dag_rows().await?;
         if matches!(self.scope, Scope::Service) {
             self.create_scheduled_runs(now).await?;
+            self.sync_asset_references(now).await?;
+            self.record_asset_events(now).await?;
+            self.create_asset_triggered_runs(now).await?;
         }
         self.start_queued_runs(now).await?;
         let running = self.runs_in_scope(RunState::Running).await?;
@@ -117,6 +120,11 @@ impl Scheduler {
         if run_finished {
             // Some run finished: queued runs may start now.
             self.start_queued_runs(now).await?;
+            let (_, page) = self.evaluate(now, true).await?;
+            first_page = page.or(first_page);
+        }
+        if self.record_asset_events(now).await? {
+            // Runs the events triggered may have started.
             let (_, page) = self.evaluate(now, true).await?;
             first_page = page.or(first_page);
         }

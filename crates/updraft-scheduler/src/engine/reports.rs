@@ -188,6 +188,17 @@ impl Scheduler {
                             *at,
                         );
                     }
+                    let outlets = self.tries.outlet_events.remove(&(
+                        key.run_pk,
+                        key.task_id.clone(),
+                        *try_number,
+                    ));
+                    if let Some(events) = outlets
+                        && applied
+                        && *new == TaskState::Success
+                    {
+                        self.tries.pending_asset_events.extend(events);
+                    }
                     if !applied {
                         debug!(task_id = %key.task_id, "try outcome not recorded: instance changed meanwhile");
                     }
@@ -258,6 +269,17 @@ impl Scheduler {
         };
         let (state, retry_at) =
             on_try_finished(task, flight.try_number, flight.max_tries, outcome, at);
+        if state == TaskState::Success && !task.outlets.is_empty() {
+            let run_id = self
+                .tracked
+                .known
+                .get(&key.run_pk)
+                .map(|r| r.run_id.as_str());
+            let events = super::assets::outlet_events(&flight.dag.dag, &key.task_id, run_id, at);
+            self.tries
+                .outlet_events
+                .insert((key.run_pk, key.task_id.clone(), flight.try_number), events);
+        }
         Some(TryReport::Finished {
             key: TiKey {
                 run_pk: key.run_pk,

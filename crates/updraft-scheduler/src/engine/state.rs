@@ -89,6 +89,8 @@ pub(super) struct Definitions {
     pub(super) rows: HashMap<String, DagRow>,
     /// When each unpaused DAG next needs a look for due scheduled runs.
     pub(super) next_schedule_check: HashMap<String, DateTime<Utc>>,
+    /// The asset references this scheduler last wrote (`None`: none yet).
+    pub(super) asset_references: Option<std::collections::BTreeSet<updraft_store::AssetReference>>,
 }
 
 /// This process's scheduler job.
@@ -144,6 +146,11 @@ pub(super) struct Tries {
     /// Tries of tasks with notifiers, by (run, task, try number), until their end is
     /// recorded.
     pub(super) notifiers: HashMap<(i64, String, u32), super::notify::TryNotifiers>,
+    /// Asset events of ended tries with outlets, by (run, task, try number), until their
+    /// success is recorded.
+    pub(super) outlet_events: HashMap<(i64, String, u32), Vec<updraft_store::NewAssetEvent>>,
+    /// Asset events of recorded successes, not yet recorded themselves.
+    pub(super) pending_asset_events: Vec<updraft_store::NewAssetEvent>,
 }
 
 #[derive(Default)]

@@ -8,6 +8,7 @@
 //! recorded in the audit log ([`crate::audit`]); every write that records work wakes the
 //! scheduler.
 
+mod assets;
 mod bundles;
 pub(crate) mod connections;
 mod dag_runs;
@@ -100,6 +101,13 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(import_errors::get_import_errors))
         .routes(routes!(import_errors::get_import_error))
         .routes(routes!(sources::get_dag_source))
+        .routes(routes!(assets::get_assets))
+        .routes(routes!(
+            assets::get_asset_events,
+            assets::create_asset_event
+        ))
+        .routes(routes!(assets::get_asset))
+        .routes(routes!(assets::get_dag_asset_queued_events))
         .routes(routes!(pools::get_pools, pools::post_pool))
         .routes(routes!(
             pools::get_pool,

@@ -482,7 +482,7 @@ pub struct DagRunCollectionResponse {
 /// logical date for manual ones.
 pub fn run_after(run: &RunRow) -> DateTime<Utc> {
     match run.run_type {
-        RunType::Manual => run.logical_date,
+        RunType::Manual | RunType::AssetTriggered => run.logical_date,
         RunType::Scheduled | RunType::Backfill => run.data_interval_end,
     }
 }
@@ -517,6 +517,7 @@ pub fn dag_run_response(
         triggered_by: match run.run_type {
             RunType::Scheduled => Some("timetable".to_string()),
             RunType::Backfill => Some("backfill".to_string()),
+            RunType::AssetTriggered => Some("asset".to_string()),
             RunType::Manual => None,
         },
         triggering_user_name: None,

@@ -15,14 +15,14 @@ use crate::{
 };
 
 /// A listing's filters appended to a statement, for a dialect.
-struct Filters<'q> {
+pub(crate) struct Filters<'q> {
     qb: &'q mut Query,
     dialect: Dialect,
 }
 
 impl Filters<'_> {
     /// `AND <column> IN (<values>)`, the values bound once as a list.
-    fn push_in(&mut self, column: &str, values: impl IntoIterator<Item = String>) {
+    pub(crate) fn push_in(&mut self, column: &str, values: impl IntoIterator<Item = String>) {
         let sql = self.dialect.in_texts(column, self.qb.next_param());
         self.qb
             .push(" AND ")
@@ -31,7 +31,7 @@ impl Filters<'_> {
             .push(Arg::Texts(values.into_iter().collect()));
     }
 
-    fn push_tenants(&mut self, column: &str, tenants: &Option<Vec<String>>) {
+    pub(crate) fn push_tenants(&mut self, column: &str, tenants: &Option<Vec<String>>) {
         if let Some(tenants) = tenants {
             self.push_in(column, tenants.iter().cloned());
         }
@@ -61,16 +61,16 @@ impl Filters<'_> {
         }
     }
 
-    fn push_eq(&mut self, column: &str, value: impl Into<Arg>) {
+    pub(crate) fn push_eq(&mut self, column: &str, value: impl Into<Arg>) {
         self.qb.push(&format!(" AND {column} = ")).push_bind(value);
     }
 }
 
 /// How a listing is sorted: its column, then its tie breaks, all in one direction.
-struct Order<'a> {
-    column: &'a str,
-    tie_breaks: &'a [&'a str],
-    descending: bool,
+pub(crate) struct Order<'a> {
+    pub column: &'a str,
+    pub tie_breaks: &'a [&'a str],
+    pub descending: bool,
 }
 
 fn push_order(qb: &mut Query, dialect: Dialect, order: &Order<'_>) {
@@ -92,7 +92,7 @@ fn push_paging(qb: &mut Query, dialect: Dialect, paging: &Paging) {
 
 /// One page of a listing: `SELECT COUNT(*)` and `SELECT <columns>` from `from` (which ends in
 /// a `WHERE`), both narrowed by `filters`; the page sorted by `order`.
-async fn page<C: Db + ?Sized, T>(
+pub(crate) async fn page<C: Db + ?Sized, T>(
     conn: &mut C,
     columns: &str,
     from: &str,

@@ -8,11 +8,13 @@
 
 #![allow(dead_code)] // each backend test file uses what it needs
 
+mod assets;
 mod secrets;
 mod sources;
 mod step;
 mod users;
 mod xcom;
+pub use assets::*;
 pub use secrets::*;
 pub use sources::*;
 pub use step::*;
@@ -149,6 +151,12 @@ macro_rules! contract_tests {
             xcoms_of_a_new_try_hide_then_replace_the_previous_try,
             xcoms_written_by_users_need_their_task_instance_and_respect_modes,
             xcoms_go_with_their_run,
+        );
+        // Assets and asset-triggered runs.
+        contract_tests!(@each $fresh;
+            asset_events_are_queued_for_their_tenants_unpaused_consumers,
+            an_asset_triggered_run_consumes_its_events_once,
+            assets_and_events_are_listed_by_tenant_and_filters,
         );
         // Housekeeping (`db clean`).
         contract_tests!(@each $fresh;

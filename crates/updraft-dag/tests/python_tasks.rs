@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use updraft_dag::{ImportError, PythonInterpreter, PythonTask, TaskKind, check_callable, parse_dag};
+use updraft_dag::{
+    ImportError, PythonInterpreter, PythonTask, TaskKind, check_callable, parse_dag,
+};
 
 fn python_of(yaml: &str) -> PythonTask {
     let dag = parse_dag("etl", "etl/daily.yaml", yaml).expect("parses");
@@ -49,7 +51,10 @@ tasks:
 "#,
     );
     assert_eq!(python.callable, "etl.transform:run");
-    assert_eq!(python.op_args, vec![json!("{{ ds }}"), json!(3), json!(["a", {"b": true}])]);
+    assert_eq!(
+        python.op_args,
+        vec![json!("{{ ds }}"), json!(3), json!(["a", {"b": true}])]
+    );
     assert_eq!(
         python.op_kwargs,
         BTreeMap::from([
@@ -72,12 +77,16 @@ fn the_interpreter_choices() {
         PythonInterpreter::Interpreter("/opt/py/bin/python3".into())
     );
     assert_eq!(python.python.program(), "/opt/py/bin/python3");
-    let python =
-        python_of("tasks:\n  - task_id: a\n    python: {callable: 'm:f', interpreter: python3.11}\n");
+    let python = python_of(
+        "tasks:\n  - task_id: a\n    python: {callable: 'm:f', interpreter: python3.11}\n",
+    );
     assert_eq!(python.python.program(), "python3.11");
     let python =
         python_of("tasks:\n  - task_id: a\n    python: {callable: 'm:f', venv: /opt/venvs/etl/}\n");
-    assert_eq!(python.python, PythonInterpreter::Venv("/opt/venvs/etl/".into()));
+    assert_eq!(
+        python.python,
+        PythonInterpreter::Venv("/opt/venvs/etl/".into())
+    );
     assert_eq!(python.python.program(), "/opt/venvs/etl/bin/python");
     assert!(python.op_args.is_empty() && python.op_kwargs.is_empty());
 }
@@ -87,7 +96,17 @@ fn callable_names_are_checked() {
     for good in ["m:f", "etl.transform:run", "_p.m2:C.method", "a.b.c:_f"] {
         assert_eq!(check_callable(good), Ok(()), "{good}");
     }
-    for bad in ["etl.transform", "etl/transform:run", ":run", "etl:", "etl..x:run", "2etl:run", "etl:run()", "etl:run:x", "m:f-g"] {
+    for bad in [
+        "etl.transform",
+        "etl/transform:run",
+        ":run",
+        "etl:",
+        "etl..x:run",
+        "2etl:run",
+        "etl:run()",
+        "etl:run:x",
+        "m:f-g",
+    ] {
         assert!(check_callable(bad).is_err(), "{bad} accepted");
     }
 }
@@ -98,7 +117,11 @@ fn a_callable_without_a_colon_points_at_the_value() {
         "tasks:\n  - task_id: a\n    python:\n      callable: etl.transform.run\n",
         4,
         17,
-        &["`python.callable`", "`etl.transform.run` has no `:`", "module.path:function"],
+        &[
+            "`python.callable`",
+            "`etl.transform.run` has no `:`",
+            "module.path:function",
+        ],
     );
     assert_error(
         "tasks:\n  - task_id: a\n    python:\n      callable: 'etl-x:run'\n",
@@ -192,7 +215,10 @@ fn airflow_names_get_advice() {
     .expect_err("must be refused");
     let advice = errors
         .iter()
-        .find(|e| e.message.contains("unknown key `python_callable` in python"))
+        .find(|e| {
+            e.message
+                .contains("unknown key `python_callable` in python")
+        })
         .unwrap_or_else(|| panic!("no advice in {errors:?}"));
     assert!(advice.message.contains("use `callable:"), "{advice}");
     assert_eq!((advice.line, advice.column), (Some(4), Some(7)));

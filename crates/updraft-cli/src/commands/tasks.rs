@@ -464,6 +464,10 @@ fn rendered_fields(rendered: &RenderedTask) -> String {
             "pod".into(),
             serde_json::to_string_pretty(pod).unwrap_or_default(),
         )),
+        Program::Python(python) => {
+            fields.push(("python.interpreter".into(), python.interpreter.clone()));
+            fields.push(("python.call".into(), python.call.clone()));
+        }
         Program::Noop => {}
     }
     if let Some(cwd) = &rendered.cwd {

@@ -427,9 +427,13 @@ async fn wait_for_backfill(
         Some(mut lock) => {
             // No scheduler is running on this database: drive the backfill here.
             let store = super::connect_store(settings).await?;
-            let config =
-                super::scheduler_config_over(settings, None, settings.logs_folder(), store.clone())
-                    .await?;
+            let config = super::scheduler_config_over(
+                settings,
+                Some(settings.dags_folder()),
+                settings.logs_folder(),
+                store.clone(),
+            )
+            .await?;
             let mut scheduler = Scheduler::for_runs(store, config, run_pks)?;
             lock.forward_pokes_to(scheduler.waker());
             scheduler
@@ -527,8 +531,11 @@ async fn test(
     )
     .await?;
     let logs = tempfile::tempdir().context("creating a temporary logs folder")?;
-    // Its secrets chain reads the configured database, not the test's own.
-    let config = super::scheduler_config(settings, None, logs.path().to_path_buf()).await?;
+    // Its secrets chain reads the configured database, not the test's own. The DAGs folder
+    // is not loaded (the scheduler drives only this run): its tries get it, as they would
+    // from a scheduler.
+    let folder = super::dag_file_location(settings, &loaded)?.map(|(folder, _)| folder);
+    let config = super::scheduler_config(settings, folder, logs.path().to_path_buf()).await?;
     let mut scheduler = Scheduler::for_runs(store.clone(), config, &[run.id])?;
     scheduler.run_until_finished(|_, _| {}).await?;
     let run = store

@@ -364,6 +364,7 @@ fn the_examples_load_without_errors() {
         ("default", "retry_chain"),
         ("default", "fan_out_fan_in"),
         ("default", "params_example"),
+        ("default", "python_example"),
         ("team_a", "team_a_nightly_report"),
     ] {
         assert!(

@@ -216,19 +216,33 @@ async fn list_import_errors(store: &dyn ReadStore, format: Format) -> Result<Exi
 }
 
 fn lint(settings: &Settings, files: &[std::path::PathBuf], format: Format) -> Result<ExitCode> {
-    use updraft_dag::lint::lint_dag_file;
+    use updraft_dag::lint::{lint_dag_file, python_module_warnings};
     let mut warnings = Vec::new();
     if files.is_empty() {
         let mut bag = super::dag_bag(settings)?;
         bag.refresh();
         for loaded in bag.dags() {
             warnings.extend(lint_dag_file(&loaded.dag.fileloc, &loaded.source));
+            if let Some((root, file)) = super::dag_file_location(settings, loaded)? {
+                let folders: Vec<&std::path::Path> =
+                    file.parent().into_iter().chain([root.as_path()]).collect();
+                warnings.extend(python_module_warnings(
+                    &loaded.dag.fileloc,
+                    &loaded.source,
+                    &folders,
+                ));
+            }
         }
     } else {
+        let root = settings.dags_folder();
         for file in files {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            warnings.extend(lint_dag_file(&file.display().to_string(), &text));
+            let name = file.display().to_string();
+            warnings.extend(lint_dag_file(&name, &text));
+            let folders: Vec<&std::path::Path> =
+                file.parent().into_iter().chain([root.as_path()]).collect();
+            warnings.extend(python_module_warnings(&name, &text, &folders));
         }
     }
     warnings.sort_by(|a, b| (&a.filename, a.line).cmp(&(&b.filename, b.line)));

@@ -19,6 +19,9 @@ pub enum Resource<'a> {
     /// A DAG and everything under it: runs, task instances, tries, logs, source, versions,
     /// its live events.
     Dag { tenant: &'a str, dag_id: &'a str },
+    /// The XComs of a DAG's runs: read as the DAG; written (the API's `POST`/`PATCH`) by
+    /// an Op, as Airflow's XCom permissions have it.
+    XCom { tenant: &'a str, dag_id: &'a str },
     /// The list of DAGs; each item is still decided as [`Resource::Dag`].
     Dags,
     /// A file's import error, owned by the tenant of the folder the file is in.
@@ -119,6 +122,7 @@ fn webhook_decision(source: &str, action: Action, resource: Resource<'_>) -> Dec
 fn tenant_of(resource: Resource<'_>) -> Option<&str> {
     match resource {
         Resource::Dag { tenant, .. }
+        | Resource::XCom { tenant, .. }
         | Resource::ImportError { tenant }
         | Resource::Connection { tenant }
         | Resource::Variable { tenant } => Some(tenant),
@@ -158,6 +162,8 @@ fn needed(action: Action, resource: Resource<'_>) -> Option<Role> {
         (Resource::Health | Resource::Version, Read) => Some(Role::Public),
         (Resource::Dag { .. }, Read) => Some(Role::Viewer),
         (Resource::Dag { .. }, Edit | Trigger | Delete) => Some(Role::User),
+        (Resource::XCom { .. }, Read) => Some(Role::Viewer),
+        (Resource::XCom { .. }, Create | Edit) => Some(Role::Op),
         (Resource::Dags, Read) => Some(Role::Viewer),
         (Resource::Dags, Edit) => Some(Role::User),
         (Resource::ImportError { .. } | Resource::ImportErrors, Read) => Some(Role::Viewer),
@@ -200,6 +206,23 @@ mod tests {
             decide(&viewer, Action::Edit, Resource::Pools),
             Decision::Forbid
         );
+    }
+
+    #[test]
+    fn xcoms_are_read_as_their_dag_and_written_by_ops() {
+        let xcom = Resource::XCom {
+            tenant: "a",
+            dag_id: "d",
+        };
+        let user = Identity::new("u", vec![Grant::for_tenant(Role::User, "a")]);
+        assert_eq!(decide(&user, Action::Read, xcom), Decision::Allow);
+        assert_eq!(decide(&user, Action::Create, xcom), Decision::Forbid);
+        let op = Identity::new("o", vec![Grant::for_tenant(Role::Op, "a")]);
+        assert_eq!(decide(&op, Action::Create, xcom), Decision::Allow);
+        assert_eq!(decide(&op, Action::Edit, xcom), Decision::Allow);
+        assert_eq!(decide(&op, Action::Delete, xcom), Decision::Forbid);
+        let other = Identity::new("x", vec![Grant::for_tenant(Role::Admin, "b")]);
+        assert_eq!(decide(&other, Action::Read, xcom), Decision::Hide);
     }
 
     #[test]

@@ -296,6 +296,9 @@ pub struct CoreSection {
     pub max_dag_folder_entries: usize,
     /// Folders nested deeper than this below the DAGs folder are import errors, not read.
     pub max_dag_folder_depth: usize,
+    /// The largest XCom value a try may push, in bytes of JSON; a try pushing a larger one
+    /// fails.
+    pub max_xcom_size: usize,
     /// `local` or `kubernetes`.
     pub executor: ExecutorKind,
     /// The Fernet keys connections and variables are encrypted with, separated by commas:
@@ -388,6 +391,7 @@ impl Default for CoreSection {
             max_dag_file_size: updraft_dag::DEFAULT_MAX_FILE_SIZE,
             max_dag_folder_entries: updraft_dag::DEFAULT_MAX_ENTRIES,
             max_dag_folder_depth: updraft_dag::DEFAULT_MAX_DEPTH,
+            max_xcom_size: updraft_executor::xcom::DEFAULT_MAX_XCOM_SIZE,
             executor: ExecutorKind::Local,
             fernet_key: String::new(),
             fernet_key_file: String::new(),

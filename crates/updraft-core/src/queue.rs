@@ -438,6 +438,7 @@ mod tests {
             env: BTreeMap::new(),
             cwd: None,
             connections: vec![],
+            do_xcom_push: false,
             kind: TaskKind::Noop,
         }
     }

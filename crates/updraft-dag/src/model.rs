@@ -240,7 +240,16 @@ pub struct Task {
     /// when empty, so adding the field changed no existing DAG's version.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connections: Vec<String>,
+    /// Push the last non-empty line of the try's output as its `return_value` XCom
+    /// (Airflow's `do_xcom_push`, whose default there is true; here false, as updraft's tasks
+    /// pushed nothing before). Not serialized when false, so no existing DAG's version changed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub do_xcom_push: bool,
     pub kind: TaskKind,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// What a task does.

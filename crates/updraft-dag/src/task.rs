@@ -17,7 +17,7 @@ use crate::yaml::{Node, Value};
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 /// Settings a task may set and `default_args` may default.
-pub(crate) const SETTING_KEYS: [&str; 15] = [
+pub(crate) const SETTING_KEYS: [&str; 16] = [
     "trigger_rule",
     "retries",
     "retry_delay",
@@ -32,6 +32,7 @@ pub(crate) const SETTING_KEYS: [&str; 15] = [
     "env",
     "cwd",
     "connections",
+    "do_xcom_push",
     "owner",
 ];
 
@@ -76,6 +77,7 @@ pub(crate) struct Settings {
     env: Option<BTreeMap<String, String>>,
     cwd: Option<Option<String>>,
     connections: Option<Vec<String>>,
+    do_xcom_push: Option<bool>,
 }
 
 impl Settings {
@@ -99,6 +101,7 @@ impl Settings {
             env: self.env.or(d.env),
             cwd: self.cwd.or(d.cwd),
             connections: self.connections.or(d.connections),
+            do_xcom_push: self.do_xcom_push.or(d.do_xcom_push),
         }
     }
 }
@@ -133,6 +136,7 @@ fn read_setting(diags: &mut Diagnostics<'_>, key: &str, node: &Node, s: &mut Set
             nullable(node, |n| diag::non_empty_string(d, n, key)),
         ),
         "connections" => set(&mut s.connections, connections(d, node)),
+        "do_xcom_push" => set(&mut s.do_xcom_push, diag::boolean(d, node, key)),
         // Accepted for Airflow familiarity; checked but not stored.
         "owner" => diag::string(d, node, key).is_some(),
         _ => false,
@@ -493,6 +497,7 @@ fn build_task(task_id: String, upstream: &[(String, &Node)], kind: TaskKind, s: 
         env: s.env.unwrap_or_default(),
         cwd: s.cwd.flatten(),
         connections: s.connections.unwrap_or_default(),
+        do_xcom_push: s.do_xcom_push.unwrap_or(false),
         kind,
     }
 }

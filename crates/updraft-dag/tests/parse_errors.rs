@@ -157,6 +157,12 @@ tasks:
         &["`catchup` must be true or false", "\"yes\""],
     );
     assert_one(
+        "tasks:\n  - task_id: a\n    bash: echo\n    do_xcom_push: 'yes'\n",
+        4,
+        19,
+        &["`do_xcom_push` must be true or false"],
+    );
+    assert_one(
         "max_active_runs: 0\n",
         1,
         18,

@@ -447,3 +447,28 @@ fn a_task_without_connections_keeps_the_version_it_had_before_the_field_existed(
         parse("dag_id: x\ntasks:\n  - task_id: a\n    bash: echo hi\n    connections: [db]\n");
     assert_ne!(with.version(), dag.version());
 }
+
+#[test]
+fn do_xcom_push_is_read_from_tasks_and_default_args_and_defaults_to_false() {
+    let dag = parse(
+        "\
+dag_id: x
+default_args: {do_xcom_push: true}
+tasks:
+  - task_id: inherits
+    bash: echo hi
+  - task_id: off
+    bash: echo hi
+    do_xcom_push: false
+",
+    );
+    let pushes: Vec<bool> = dag.tasks.iter().map(|t| t.do_xcom_push).collect();
+    assert_eq!(pushes, [true, false]);
+    let plain = parse("dag_id: x\ntasks:\n  - task_id: a\n    bash: echo hi\n");
+    assert!(!plain.tasks[0].do_xcom_push);
+    let json = serde_json::to_value(&plain).unwrap();
+    assert!(
+        json["tasks"][0].get("do_xcom_push").is_none(),
+        "a task that does not push keeps the version it had before the setting existed: {json}"
+    );
+}

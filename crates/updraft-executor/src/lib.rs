@@ -1,16 +1,19 @@
 //! Task execution: rendering a task's templates with Airflow's context ([`render`]) and running
-//! task tries as child processes on this machine ([`local`], kept apart by [`isolation`]), and ending what a scheduler that
-//! is gone left running of them ([`leftovers`]).
+//! task tries as child processes on this machine ([`local`], kept apart by [`isolation`]), the
+//! XComs tries push ([`xcom`]), and ending what a scheduler that is gone left running of them
+//! ([`leftovers`]).
 
 pub mod isolation;
 pub mod leftovers;
 pub mod local;
 pub mod render;
+pub mod xcom;
 
 pub use isolation::{DEFAULT_ENV_ALLOWLIST, TryIsolation};
 pub use local::{
     ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, Preparing, TryEvent, TryKey,
 };
+pub use xcom::XComPush;
 pub use render::{
     PYTHON_RUNNER, Program, PythonCall, RenderBudget, RenderError, RenderedTask, TemplateContext,
     has_templates, render_off_loop, render_task, render_task_within,

@@ -36,6 +36,11 @@
 //! executor under the system's temporary directory (`$TMPDIR`, else `/tmp`); the file is
 //! removed when the try ends.
 //!
+//! A successful try's pushes travel with its `Finished` event: the JSON object of the file
+//! named in `UPDRAFT_XCOM_PATH` (in its working directory, absent at start) and, with
+//! `do_xcom_push`, the last line of its output (see [`crate::xcom`]). A push that cannot be
+//! taken fails the try; a try that pushed nothing costs one `stat`.
+//!
 //! A try gets only what [`TryIsolation`] lets through of this process's environment, runs in a
 //! working directory of its own (also its `HOME` and `TMPDIR`; removed after the try unless
 //! kept), writes to a log only updraft's user can read, and runs as its tenant's
@@ -61,6 +66,7 @@ use updraft_secrets::StreamMasker;
 
 use crate::isolation::{self, RunAs, TryIsolation, open_log};
 use crate::render::{Program, RenderedTask};
+use crate::xcom::{self, XComPush};
 
 /// Identifies one try of one task instance.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -102,10 +108,12 @@ pub enum TryEvent {
         at: DateTime<Utc>,
     },
     /// The try is over (its process reaped at `at`); sent exactly once per launched try.
+    /// `xcoms`: what a successful try pushed (see [`crate::xcom`]); empty otherwise.
     Finished {
         key: TryKey,
         outcome: ExecOutcome,
         at: DateTime<Utc>,
+        xcoms: Vec<XComPush>,
     },
 }
 
@@ -176,6 +184,8 @@ pub struct LocalExecutorConfig {
     pub bash: PathBuf,
     /// What of this process a try sees, where it works, and which user it runs as.
     pub isolation: TryIsolation,
+    /// The largest XCom value a try may push, in bytes of JSON (`[core] max_xcom_size`).
+    pub max_xcom_size: usize,
 }
 
 impl Default for LocalExecutorConfig {
@@ -187,6 +197,7 @@ impl Default for LocalExecutorConfig {
             base_env: Vec::new(),
             bash: find_in_path("bash").unwrap_or_else(|| PathBuf::from("bash")),
             isolation: TryIsolation::default(),
+            max_xcom_size: xcom::DEFAULT_MAX_XCOM_SIZE,
         }
     }
 }
@@ -296,6 +307,7 @@ impl LocalExecutor {
                 key: spec.key,
                 outcome: ExecOutcome::Killed,
                 at: Utc::now(),
+                xcoms: Vec::new(),
             });
             return;
         }
@@ -310,6 +322,7 @@ impl LocalExecutor {
                 key: spec.key,
                 outcome: ExecOutcome::Success,
                 at: Utc::now(),
+                xcoms: Vec::new(),
             });
             return;
         }
@@ -321,6 +334,7 @@ impl LocalExecutor {
                 key: spec.key,
                 outcome: ExecOutcome::failed(message),
                 at: Utc::now(),
+                xcoms: Vec::new(),
             });
             return;
         }
@@ -349,6 +363,7 @@ impl LocalExecutor {
                 key: queued.spec.key,
                 outcome: ExecOutcome::Killed,
                 at: Utc::now(),
+                xcoms: Vec::new(),
             });
             drop(queued.guard);
             return true;
@@ -392,6 +407,7 @@ impl LocalExecutor {
                 key,
                 outcome: ExecOutcome::failed(message),
                 at: Utc::now(),
+                xcoms: Vec::new(),
             });
             drop(guard);
         });
@@ -411,6 +427,7 @@ impl LocalExecutor {
                     key: q.spec.key,
                     outcome: ExecOutcome::Killed,
                     at: Utc::now(),
+                    xcoms: Vec::new(),
                 });
                 drop(q.guard);
             }
@@ -587,7 +604,7 @@ async fn run_try(
 ) {
     let key = spec.key.clone();
     let python = matches!(spec.rendered.program, Program::Python(_));
-    let (outcome, log) = drive(&inner, spec, &mut kill).await;
+    let (outcome, xcoms, log) = drive(&inner, spec, &mut kill).await;
     let ended = Utc::now();
     if let Some(dir) = inner.existing_conf_dir() {
         // One unlink; the file is absent when the try never got to spawn.
@@ -618,6 +635,7 @@ async fn run_try(
         key,
         outcome,
         at: ended,
+        xcoms,
     });
     slot.release(&mut state);
     drop(guard);
@@ -625,14 +643,15 @@ async fn run_try(
 
 type Footer = Box<dyn FnOnce(&ExecOutcome) -> String + Send>;
 
-/// Runs the try to its end. Returns the outcome and the log file with the footer to write.
+/// Runs the try to its end. Returns the outcome, what it pushed, and the log file with the
+/// footer to write.
 async fn drive(
     inner: &Arc<Inner>,
     spec: LaunchSpec,
     kill: &mut watch::Receiver<bool>,
-) -> (ExecOutcome, Option<(File, Footer)>) {
+) -> (ExecOutcome, Vec<XComPush>, Option<(File, Footer)>) {
     if *kill.borrow() {
-        return (ExecOutcome::Killed, None);
+        return (ExecOutcome::Killed, Vec::new(), None);
     }
     // Creating directories, opening the log and fork/exec are blocking system calls.
     let config = inner.clone();
@@ -643,6 +662,8 @@ async fn drive(
         timeout,
     } = spec;
     let try_number = key.try_number;
+    let do_xcom_push = rendered.do_xcom_push;
+    let log_to_read = log_path.clone();
     let masker = (!rendered.mask.is_empty()).then(|| rendered.mask.stream());
     // The start is stamped just before the spawn, so it never follows the process's first
     // instruction.
@@ -653,7 +674,7 @@ async fn drive(
         let spawned = spawn(&config.config, &rendered, place, &log_path, &key);
         // At once, so that the window in which a crash would leave the try unknown to the
         // reaper is as short as it can be.
-        if let (Some(reaper), Ok((child, _, _))) = (reaper, &spawned)
+        if let (Some(reaper), Ok(Spawned { child, .. })) = (reaper, &spawned)
             && let Some(pid) = child.id()
         {
             reaper.track(pid);
@@ -661,18 +682,41 @@ async fn drive(
         spawned.map(|s| (s, at, key))
     })
     .await;
-    let ((mut child, mut log, output), spawned_at, key) = match spawned {
+    let (
+        Spawned {
+            mut child,
+            mut log,
+            output,
+            output_start,
+        },
+        spawned_at,
+        key,
+    ) = match spawned {
         Ok(Ok(s)) => s,
         Ok(Err((message, log))) => {
             let footer: Footer = Box::new(|_| String::new());
-            return (ExecOutcome::failed(message), log.map(|f| (f, footer)));
+            return (
+                ExecOutcome::failed(message),
+                Vec::new(),
+                log.map(|f| (f, footer)),
+            );
         }
         Err(join) => {
             return (
                 ExecOutcome::failed(format!("spawning failed: {join}")),
+                Vec::new(),
                 None,
             );
         }
+    };
+    let pushes = Pushes {
+        file: inner
+            .existing_work_root()
+            .map(|root| root.join(work_dir_name(&key)).join(xcom::XCOM_FILE_NAME)),
+        log: log_to_read,
+        output_start,
+        do_xcom_push,
+        limit: inner.config.max_xcom_size,
     };
     let started = Instant::now();
     let pid = child.id();
@@ -696,7 +740,8 @@ async fn drive(
         // Already reaped: cannot happen before we wait, but do not signal a bogus group.
         let outcome = outcome_of(child.wait().await);
         finish_masked_copy(pump).await;
-        return (outcome, Some((log, footer)));
+        let (outcome, xcoms) = pushes.read(outcome, &log).await;
+        return (outcome, xcoms, Some((log, footer)));
     };
     let pgid = Pid::from_raw(pid as i32);
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
@@ -726,7 +771,46 @@ async fn drive(
         reaper.untrack(pid);
     }
     finish_masked_copy(pump).await;
-    (outcome, Some((log, footer)))
+    let (outcome, xcoms) = pushes.read(outcome, &log).await;
+    (outcome, xcoms, Some((log, footer)))
+}
+
+/// Where a try's pushes are read from once it has succeeded.
+struct Pushes {
+    /// The XCom file (`None`: the try had no working directory).
+    file: Option<PathBuf>,
+    /// The try's log, and where the try's output begins in it.
+    log: PathBuf,
+    output_start: u64,
+    do_xcom_push: bool,
+    limit: usize,
+}
+
+impl Pushes {
+    /// What a successful try pushed; a push that cannot be taken (too big, not a JSON object,
+    /// not JSON) fails the try, the reason in its log. Nothing is read for another outcome.
+    async fn read(self, outcome: ExecOutcome, log: &File) -> (ExecOutcome, Vec<XComPush>) {
+        if outcome != ExecOutcome::Success {
+            return (outcome, Vec::new());
+        }
+        let file_present = self.file.as_deref().is_some_and(|f| f.symlink_metadata().is_ok());
+        if !file_present && !self.do_xcom_push {
+            return (outcome, Vec::new());
+        }
+        let read = tokio::task::spawn_blocking(move || {
+            let file = self.file.unwrap_or_default();
+            xcom::read_local(&file, &self.log, self.output_start, self.do_xcom_push, self.limit)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("reading the try's XComs failed: {e}")));
+        match read {
+            Ok(xcoms) => (outcome, xcoms),
+            Err(message) => {
+                let _ = writeln!(&*log, "[updraft] {message}");
+                (ExecOutcome::failed(message), Vec::new())
+            }
+        }
+    }
 }
 
 /// How long the end of a try waits for the rest of its output once its process has exited:
@@ -938,6 +1022,15 @@ fn outcome_of(status: std::io::Result<ExitStatus>) -> ExecOutcome {
 
 type SpawnError = (String, Option<File>);
 
+/// A spawned try: its process, its log, the pipe of its output when it goes through a
+/// masker, and where its output begins in the log.
+struct Spawned {
+    child: Child,
+    log: File,
+    output: Option<PipeReader>,
+    output_start: u64,
+}
+
 /// Where and as whom a try runs, made ready before it is spawned.
 struct Place {
     run_as: Option<RunAs>,
@@ -1013,7 +1106,7 @@ fn spawn(
     place: Result<Place, String>,
     log_path: &Path,
     key: &TryKey,
-) -> Result<(Child, File, Option<PipeReader>), SpawnError> {
+) -> Result<Spawned, SpawnError> {
     let try_number = key.try_number;
     let mut log = open_log(log_path).map_err(|e| {
         (
@@ -1022,6 +1115,7 @@ fn spawn(
         )
     })?;
     let _ = log.write_all(header_line(try_number).as_bytes());
+    let output_start = log.metadata().map_or(0, |m| m.len());
     let fail = |mut log: File, message: String| {
         // The program, its directory and the user may have been rendered from secrets.
         let message = if rendered.mask.is_empty() {
@@ -1080,6 +1174,7 @@ fn spawn(
     if let Some(call_file) = &place.call_file {
         cmd.env(PYTHON_CALL_FILE_VAR, call_file);
     }
+    cmd.env(xcom::XCOM_PATH_VAR, place.work_dir.join(xcom::XCOM_FILE_NAME));
     let cwd = match (&config.default_cwd, &rendered.cwd) {
         (Some(base), Some(cwd)) => base.join(cwd),
         (None, Some(cwd)) => cwd.clone(),
@@ -1111,7 +1206,12 @@ fn spawn(
         .process_group(0)
         .kill_on_drop(false);
     match cmd.spawn() {
-        Ok(child) => Ok((child, log, output)),
+        Ok(child) => Ok(Spawned {
+            child,
+            log,
+            output,
+            output_start,
+        }),
         Err(e) => {
             let what = match &rendered.program {
                 Program::Bash(_) => config.bash.display().to_string(),

@@ -17,7 +17,7 @@
 //! | `params` | the run's params (a map) |
 //! | `dag` | `.dag_id`, `.tenant`, `.timezone` (the DAG's time zone name) |
 //! | `task` | `.task_id` |
-//! | `ti` / `task_instance` | `.try_number`, `.task_id`, `.dag_id`, `.run_id` |
+//! | `ti` / `task_instance` | `.try_number`, `.task_id`, `.dag_id`, `.run_id`, `.xcom_pull(task_ids=..., key=...)` (see [`xcom`]) |
 //! | `task_instance_key_str` | `<dag_id>__<task_id>__<ds_nodash>` |
 //! | `macros` | `ds_add(ds, days)`, `ds_format(ds, in_fmt, out_fmt)` |
 //! | `tenant` | the DAG's tenant |
@@ -82,10 +82,12 @@ use updraft_dag::{Dag, PodTask, PythonTask, Task, TaskKind};
 mod budget;
 mod pool;
 pub mod secrets;
+pub mod xcom;
 
 pub use budget::RenderBudget;
 pub use pool::render_off_loop;
 pub use secrets::{SecretReferences, connection_env_name, look_up_secrets, secret_references};
+pub use xcom::{TemplateXComs, XComReferences, xcom_references};
 
 /// The largest conf (compact JSON) that is also given in the `UPDRAFT_CONF` variable. Every
 /// conf, whatever its size, is in the file named by `UPDRAFT_CONF_FILE`; a larger one in the
@@ -115,6 +117,9 @@ pub struct TemplateContext {
     /// The connections and variables the templates may use (`conn`, `var`), looked up for
     /// the DAG's tenant before rendering (see [`TemplateSecrets`]).
     pub secrets: TemplateSecrets,
+    /// The run's XComs `ti.xcom_pull` may read, looked up before rendering for the task ids
+    /// [`xcom_references`] finds (see [`xcom`]).
+    pub xcoms: Arc<TemplateXComs>,
 }
 
 /// The connections and variables a try may use, looked up (through
@@ -180,6 +185,8 @@ pub struct RenderedTask {
     pub secret_env: Vec<(String, String)>,
     /// The values to mask in the try's log: every secret the templates and `secret_env` used.
     pub mask: updraft_secrets::Masker,
+    /// The task's `do_xcom_push`: the last line of its output becomes `return_value`.
+    pub do_xcom_push: bool,
 }
 
 /// A template of a task that failed to render.
@@ -320,6 +327,7 @@ pub fn render_task_within(
         env: env.into_iter().collect(),
         cwd,
         conf,
+        do_xcom_push: task.do_xcom_push,
     })
 }
 
@@ -792,12 +800,15 @@ fn context_value(ctx: &TemplateContext) -> Value {
         ("timezone", Value::from(ctx.timezone.name())),
     ]);
     let task = Value::from_pairs([("task_id", Value::from(ctx.task_id.as_str()))]);
-    let ti = Value::from_pairs([
-        ("try_number", Value::from(ctx.try_number)),
-        ("task_id", Value::from(ctx.task_id.as_str())),
-        ("dag_id", Value::from(ctx.dag_id.as_str())),
-        ("run_id", Value::from(ctx.run_id.as_str())),
-    ]);
+    let ti = Value::from_object(xcom::TaskInstance {
+        fields: Value::from_pairs([
+            ("try_number", Value::from(ctx.try_number)),
+            ("task_id", Value::from(ctx.task_id.as_str())),
+            ("dag_id", Value::from(ctx.dag_id.as_str())),
+            ("run_id", Value::from(ctx.run_id.as_str())),
+        ]),
+        xcoms: ctx.xcoms.clone(),
+    });
     let task_instance_key_str = format!("{}__{}__{}", ctx.dag_id, ctx.task_id, d.ds_nodash);
     Value::from_pairs([
         ("ds", Value::from(d.ds)),
@@ -988,6 +999,7 @@ mod tests {
     fn ctx() -> TemplateContext {
         TemplateContext {
             secrets: Default::default(),
+            xcoms: Default::default(),
             tenant: "acme".into(),
             dag_id: "etl".into(),
             run_id: "scheduled__2024-03-05T06:07:08+00:00".into(),
@@ -1024,6 +1036,7 @@ mod tests {
             env: BTreeMap::new(),
             cwd: None,
             connections: vec![],
+            do_xcom_push: false,
             kind,
         }
     }
@@ -2033,5 +2046,84 @@ mod tests {
         assert_eq!(r("{{ '' | sh }}").unwrap(), "''");
         let err = r("{{ params.missing | sh }}").unwrap_err();
         assert!(err.contains("undefined"), "{err}");
+    }
+
+    fn with_xcoms() -> TemplateContext {
+        let mut c = ctx();
+        let mut xcoms = TemplateXComs::new();
+        xcoms.entry("extract".into()).or_default().extend([
+            ("return_value".to_owned(), serde_json::json!("s3://b/2024")),
+            ("rows".to_owned(), serde_json::json!(42)),
+        ]);
+        xcoms
+            .entry("meta".into())
+            .or_default()
+            .insert("return_value".into(), serde_json::json!({"k": [1, "two"]}));
+        c.xcoms = Arc::new(xcoms);
+        c
+    }
+
+    #[test]
+    fn xcom_pull_reads_the_run_s_pushes_as_airflow_does() {
+        let x = |src: &str| render_str(src, &with_xcoms());
+        assert_eq!(x("{{ ti.xcom_pull(task_ids='extract') }}").unwrap(), "s3://b/2024");
+        assert_eq!(x("{{ ti.xcom_pull('extract') }}").unwrap(), "s3://b/2024");
+        assert_eq!(
+            x("{{ task_instance.xcom_pull(task_ids='extract', key='rows') + 1 }}").unwrap(),
+            "43"
+        );
+        assert_eq!(
+            x("{{ ti.xcom_pull(task_ids='meta') | tojson }}").unwrap(),
+            r#"{"k": [1, "two"]}"#
+        );
+        assert_eq!(x("{{ ti.xcom_pull(task_ids='meta').k[1] }}").unwrap(), "two");
+        assert_eq!(
+            x("{{ ti.xcom_pull(task_ids=['extract', 'nobody', 'meta'], key='rows') | tojson }}")
+                .unwrap(),
+            "[42, null, null]",
+            "a list of task ids gives one value per task"
+        );
+        assert_eq!(
+            x("{{ ti.xcom_pull(task_ids='nobody') is none }} {{ ti.xcom_pull(task_ids='nobody') }}")
+                .unwrap(),
+            "True None",
+            "never pushed: None, not an error"
+        );
+        assert_eq!(
+            x("{{ ti.xcom_pull(task_ids='extract', key='nope', default='d') }}").unwrap(),
+            "d"
+        );
+        assert_eq!(x("{{ ti.task_id }} {{ ti.try_number }}").unwrap(), "load 2");
+    }
+
+    #[test]
+    fn xcom_pull_without_task_ids_or_across_runs_says_why() {
+        let x = |src: &str| render_str(src, &with_xcoms()).unwrap_err();
+        let e = x("{{ ti.xcom_pull(key='rows') }}");
+        assert!(e.contains("needs `task_ids`"), "{e}");
+        let e = x("{{ ti.xcom_pull() }}");
+        assert!(e.contains("needs `task_ids`"), "{e}");
+        let e = x("{{ ti.xcom_pull(task_ids='extract', dag_id='other') }}");
+        assert!(e.contains("`dag_id` is not supported"), "{e}");
+        let e = x("{{ ti.xcom_pull(task_ids='extract', include_prior_dates=true) }}");
+        assert!(e.contains("`include_prior_dates`"), "{e}");
+        let e = x("{{ ti.xcom_pull(task_ids='extract', map_indexes=2) }}");
+        assert!(e.contains("map_indexes"), "{e}");
+    }
+
+    #[test]
+    fn xcom_references_name_the_literal_task_ids_or_every_task() {
+        let refs = |script: &str| {
+            xcom_references(&dag(vec![]), &task(TaskKind::Bash(script.into())))
+        };
+        assert_eq!(refs("echo {{ ds }}"), None);
+        assert_eq!(
+            refs("echo {{ ti.xcom_pull(task_ids='a') }} {{ ti.xcom_pull(task_ids=['b', 'c'], key='k') }}"),
+            Some(XComReferences::Tasks(["a", "b", "c"].map(String::from).into()))
+        );
+        assert_eq!(
+            refs("echo {{ ti.xcom_pull(task_ids=params.t) }} {{ ti.xcom_pull('a') }}"),
+            Some(XComReferences::All)
+        );
     }
 }

@@ -34,6 +34,7 @@ fn task(tenant: &str, script: &str) -> RenderedTask {
     RenderedTask {
         secret_env: Vec::new(),
         mask: Default::default(),
+        do_xcom_push: false,
         program: Program::Bash(script.into()),
         env: vec![("UPDRAFT_TENANT".into(), tenant.into())],
         cwd: None,

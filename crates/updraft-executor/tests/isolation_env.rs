@@ -42,6 +42,7 @@ fn a_try_sees_only_the_allowed_part_of_the_schedulers_environment() {
             rendered: RenderedTask {
                 secret_env: Vec::new(),
                 mask: Default::default(),
+                do_xcom_push: false,
                 program: Program::Command(vec!["env".into()]),
                 env: vec![
                     ("OWN_VAR".into(), "mine".into()),

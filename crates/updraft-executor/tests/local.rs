@@ -101,6 +101,7 @@ fn bash(script: &str) -> RenderedTask {
     RenderedTask {
         secret_env: Vec::new(),
         mask: Default::default(),
+        do_xcom_push: false,
         program: Program::Bash(script.into()),
         env: vec![],
         cwd: None,
@@ -112,6 +113,7 @@ fn command(argv: &[&str]) -> RenderedTask {
     RenderedTask {
         secret_env: Vec::new(),
         mask: Default::default(),
+        do_xcom_push: false,
         program: Program::Command(argv.iter().map(|s| s.to_string()).collect()),
         env: vec![],
         cwd: None,
@@ -301,6 +303,7 @@ fn test_dag_and_task(kind: TaskKind) -> (Dag, Task) {
         env,
         cwd: Some("work".into()),
         connections: vec![],
+        do_xcom_push: false,
         kind,
     };
     let mut dag_env = BTreeMap::new();
@@ -350,6 +353,7 @@ async fn rendered_environment_and_cwd_reach_the_process() {
 
     let ctx = TemplateContext {
         secrets: Default::default(),
+        xcoms: Default::default(),
         tenant: "acme".into(),
         dag_id: "etl".into(),
         run_id: "scheduled__2024-01-02T00:00:00+00:00".into(),
@@ -424,6 +428,7 @@ async fn a_large_conf_reaches_the_task_through_its_file() {
         .collect();
     let mut ctx = TemplateContext {
         secrets: Default::default(),
+        xcoms: Default::default(),
         tenant: "acme".into(),
         dag_id: "etl".into(),
         run_id: "manual__2024-01-02T00:00:00+00:00".into(),
@@ -814,6 +819,7 @@ async fn noop_duplicates_and_reported_failures() {
     let noop = RenderedTask {
         secret_env: Vec::new(),
         mask: Default::default(),
+        do_xcom_push: false,
         program: Program::Noop,
         env: vec![],
         cwd: None,

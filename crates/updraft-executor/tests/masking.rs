@@ -19,6 +19,7 @@ const PASSWORD: &str = "Zq9-hunter2/secret@pw";
 fn context(secrets: TemplateSecrets) -> TemplateContext {
     TemplateContext {
         secrets,
+        xcoms: Default::default(),
         tenant: "acme".into(),
         dag_id: "leaky".into(),
         run_id: "manual__2024-01-02T00:00:00+00:00".into(),

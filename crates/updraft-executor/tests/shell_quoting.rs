@@ -28,6 +28,7 @@ fn dag_with_script(script: &str) -> (Dag, Task) {
         env: BTreeMap::new(),
         cwd: None,
         connections: vec![],
+        do_xcom_push: false,
         kind: TaskKind::Bash(script.into()),
     };
     let dag = Dag {
@@ -55,6 +56,7 @@ fn context(who: &str) -> TemplateContext {
     let conf = serde_json::json!({ "who": who });
     TemplateContext {
         secrets: Default::default(),
+        xcoms: Default::default(),
         tenant: "acme".into(),
         dag_id: "hello".into(),
         run_id: "manual__2024-01-02T00:00:00+00:00".into(),

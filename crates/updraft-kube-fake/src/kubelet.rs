@@ -1,5 +1,10 @@
 //! The simulated kubelet: takes a pod through its phases, running its first container as a
 //! local process.
+//!
+//! A container's termination message (`/dev/termination-log` in a real pod, put by the
+//! kubelet into `state.terminated.message`) is simulated with a file: the process gets
+//! [`TERMINATION_LOG_VAR`] naming a file of its own, absent at start; what it wrote there
+//! (at most 4096 bytes, the kubelet's limit) becomes the message after it exits.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -40,6 +45,32 @@ fn mode_of(image: &str) -> Mode {
     } else {
         Mode::Normal
     }
+}
+
+/// The variable naming the file a container writes its termination message to.
+pub const TERMINATION_LOG_VAR: &str = "UPDRAFT_FAKE_TERMINATION_LOG";
+
+/// The kubelet reads at most this much of a termination message.
+const TERMINATION_MESSAGE_MAX: u64 = 4096;
+
+/// The file standing for a pod's `/dev/termination-log`.
+fn termination_log(shared: &Shared, ns: &str, name: &str) -> std::path::PathBuf {
+    shared
+        .workdir
+        .path()
+        .join(format!("termination-log-{ns}-{name}"))
+}
+
+/// The message the container left, as the kubelet reads it: `None` when it wrote nothing.
+fn termination_message(path: &std::path::Path) -> Option<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::new();
+    file.take(TERMINATION_MESSAGE_MAX)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let _ = std::fs::remove_file(path);
+    (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn now() -> Time {
@@ -181,7 +212,8 @@ pub async fn run(
     }
 
     let started_at = now();
-    let (code, killed) = match spawn(&shared, &spec) {
+    let message_path = termination_log(&shared, &ns, &name);
+    let (code, killed) = match spawn(&shared, &spec, &message_path) {
         Ok(child) => {
             shared.update(&ns, &name, |e| e.started = true);
             set_status(running(&spec, &started_at));
@@ -222,6 +254,7 @@ pub async fn run(
             reason: Some(container_reason.to_owned()),
             started_at: Some(started_at.clone()),
             finished_at: Some(now()),
+            message: termination_message(&message_path),
             ..ContainerStateTerminated::default()
         }),
         ..ContainerState::default()
@@ -269,7 +302,11 @@ fn running(spec: &Spec, started_at: &Time) -> PodStatus {
     }
 }
 
-fn spawn(shared: &Shared, spec: &Spec) -> Result<tokio::process::Child, String> {
+fn spawn(
+    shared: &Shared,
+    spec: &Spec,
+    termination_log: &std::path::Path,
+) -> Result<tokio::process::Child, String> {
     let Some((program, args)) = spec.argv.split_first() else {
         return Err("the container has no command (the fake has no image entrypoints)".to_owned());
     };
@@ -279,6 +316,7 @@ fn spawn(shared: &Shared, spec: &Spec) -> Result<tokio::process::Child, String> 
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", shared.workdir.path())
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env(TERMINATION_LOG_VAR, termination_log)
         .current_dir(shared.workdir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

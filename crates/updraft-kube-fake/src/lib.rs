@@ -22,11 +22,18 @@
 //! with OOMKilled and exit code 137), `evicted` (runs, then the pod fails with reason Evicted);
 //! `spec.activeDeadlineSeconds` ends a pod still running after that long with reason
 //! DeadlineExceeded.
+//!
+//! A container's termination message (`state.terminated.message`, which a real kubelet reads
+//! from `/dev/termination-log`) is simulated: the process gets the variable
+//! `UPDRAFT_FAKE_TERMINATION_LOG` ([`TERMINATION_LOG_VAR`]) naming a file of its own; what it
+//! wrote there (at most 4096 bytes, as the kubelet) becomes the message when it exits.
 
 mod kubelet;
 mod secrets;
 mod selector;
 mod server;
+
+pub use kubelet::TERMINATION_LOG_VAR;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;

@@ -46,6 +46,7 @@ use futures::AsyncReadExt as _;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use tokio::sync::{mpsc, watch};
 use updraft_dag::DeletePolicy;
+use updraft_executor::xcom::{self, XComPush};
 use updraft_executor::{ExecOutcome, LaunchSpec, Program, RenderedTask, TryEvent, TryKey};
 use updraft_secrets::{Masker, StreamMasker};
 
@@ -76,6 +77,8 @@ pub struct PodExecutorConfig {
     pub delete_pod: DeletePolicy,
     /// Grace period given to a pod deleted while it runs (kill, timeout).
     pub delete_grace: Duration,
+    /// The largest XCom value a try may push, in bytes of JSON (`[core] max_xcom_size`).
+    pub max_xcom_size: usize,
 }
 
 impl Default for PodExecutorConfig {
@@ -89,6 +92,7 @@ impl Default for PodExecutorConfig {
             startup_timeout: Duration::from_secs(120),
             delete_pod: DeletePolicy::Always,
             delete_grace: Duration::from_secs(10),
+            max_xcom_size: xcom::DEFAULT_MAX_XCOM_SIZE,
         }
     }
 }
@@ -178,6 +182,8 @@ struct Job {
     has_secret: bool,
     /// What is masked in the container's log as it is copied to the try's log.
     mask: Masker,
+    /// The last line of the container's output becomes `return_value`.
+    do_xcom_push: bool,
 }
 
 impl PodExecutor {
@@ -250,6 +256,7 @@ impl PodExecutor {
                     has_secret: secret.is_some(),
                     create_secret: secret,
                     mask,
+                    do_xcom_push: spec.rendered.do_xcom_push,
                 };
                 self.start(job);
             }
@@ -375,6 +382,7 @@ impl PodExecutor {
         log_path: PathBuf,
         timeout: Option<Duration>,
         delete_pod: Option<DeletePolicy>,
+        do_xcom_push: bool,
     ) {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let container = pod
@@ -413,6 +421,7 @@ impl PodExecutor {
             create_secret: None,
             has_secret: try_secret::is_referenced_by(pod),
             mask: Masker::new(),
+            do_xcom_push,
         };
         self.start(job);
     }
@@ -475,8 +484,13 @@ impl PodExecutor {
             let key = job.key.clone();
             let ended = follow(&inner, job, stop).await;
             inner.lock().remove(&key);
-            if let Some((outcome, at)) = ended {
-                inner.finished(key, outcome, at);
+            if let Some((outcome, at, xcoms)) = ended {
+                inner.send(TryEvent::Finished {
+                    key,
+                    outcome,
+                    at,
+                    xcoms,
+                });
             }
             inner.followers.send_modify(|n| *n -= 1);
         });
@@ -502,7 +516,12 @@ impl Inner {
     }
 
     fn finished(&self, key: TryKey, outcome: ExecOutcome, at: DateTime<Utc>) {
-        self.send(TryEvent::Finished { key, outcome, at });
+        self.send(TryEvent::Finished {
+            key,
+            outcome,
+            at,
+            xcoms: Vec::new(),
+        });
     }
 }
 
@@ -565,11 +584,14 @@ impl LogFile {
 
 /// Follows a try's pod to its end. Returns its outcome and when it ended, or `None` when
 /// detached.
+/// How a followed try ended: its outcome, when, and what it pushed.
+type Ended = (ExecOutcome, DateTime<Utc>, Vec<XComPush>);
+
 async fn follow(
     inner: &Arc<Inner>,
     mut job: Job,
     stop: watch::Receiver<Stop>,
-) -> Option<(ExecOutcome, DateTime<Utc>)> {
+) -> Option<Ended> {
     let ended = follow_pod(inner, &mut job, stop).await;
     // Detached, the pod runs on and still needs its Secret.
     if ended.is_some() && job.has_secret {
@@ -582,7 +604,7 @@ async fn follow_pod(
     inner: &Arc<Inner>,
     job: &mut Job,
     mut stop: watch::Receiver<Stop>,
-) -> Option<(ExecOutcome, DateTime<Utc>)> {
+) -> Option<Ended> {
     let mut log = LogFile::open(&job.log_path);
     let adopted = job.create.is_none();
     // Subscribed before the pod is created, so that none of its changes is missed.
@@ -610,11 +632,11 @@ async fn follow_pod(
                 // Not created, or another's: not this try's to delete.
                 job.has_secret = false;
                 log.line(&message);
-                return Some((ExecOutcome::failed(message), Utc::now()));
+                return Some((ExecOutcome::failed(message), Utc::now(), Vec::new()));
             }
             Some(Creation::PodRefused(message)) => {
                 log.line(&message);
-                return Some((ExecOutcome::failed(message), Utc::now()));
+                return Some((ExecOutcome::failed(message), Utc::now(), Vec::new()));
             }
             None if *stop.borrow() == Stop::Detach => return None,
             None => {
@@ -625,7 +647,7 @@ async fn follow_pod(
                 ));
                 // The request may have reached the server before it was dropped.
                 delete(job, inner.config.delete_grace).await;
-                return Some((ExecOutcome::Killed, Utc::now()));
+                return Some((ExecOutcome::Killed, Utc::now(), Vec::new()));
             }
         }
         inner.send(TryEvent::Started {
@@ -646,7 +668,7 @@ async fn follow_pod(
             Ok(None) => {
                 let message = format!("pod {} no longer exists", job.name);
                 log.line(&message);
-                return Some((ExecOutcome::failed(message), Utc::now()));
+                return Some((ExecOutcome::failed(message), Utc::now(), Vec::new()));
             }
             Err(e) => tracing::warn!(pod = %job.name, "reading the adopted pod: {e}"),
         }
@@ -660,6 +682,7 @@ async fn follow_pod(
     let mut last_why: Option<String> = None;
     // A change of the pod has been heard (so the pod was there after the subscription).
     let mut seen = known.is_some();
+    let mut pushed = Vec::new();
 
     let outcome = loop {
         tokio::select! {
@@ -751,6 +774,19 @@ async fn follow_pod(
                             // against a server that never closes it.
                             let _ = tokio::time::timeout(Duration::from_secs(30), l).await;
                         }
+                        let outcome = match outcome {
+                            ExecOutcome::Success => match pod_xcoms(&pod, job, inner.config.max_xcom_size) {
+                                Ok(xcoms) => {
+                                    pushed = xcoms;
+                                    ExecOutcome::Success
+                                }
+                                Err(message) => {
+                                    log.line(&message);
+                                    ExecOutcome::failed(message)
+                                }
+                            },
+                            other => other,
+                        };
                         let ok = matches!(outcome, ExecOutcome::Success | ExecOutcome::Skipped);
                         delete_per_policy(job, ok, &mut log).await;
                         break outcome;
@@ -774,7 +810,44 @@ async fn follow_pod(
         job.key.try_number,
         ended.to_rfc3339_opts(SecondsFormat::Millis, true)
     ));
-    Some((outcome, ended))
+    Some((outcome, ended, pushed))
+}
+
+/// What a pod's successful try pushed: the JSON object of its container's termination
+/// message and, with `do_xcom_push`, the last line of the container's output (see
+/// [`updraft_executor::xcom`]).
+fn pod_xcoms(pod: &Pod, job: &Job, limit: usize) -> Result<Vec<XComPush>, String> {
+    let pushed = match status::termination_message(pod, &job.container) {
+        Some(message) => xcom::parse_object(message, "termination message", limit)?,
+        None => Vec::new(),
+    };
+    if !job.do_xcom_push {
+        return Ok(pushed);
+    }
+    let tail = container_output_tail(&job.log_path, limit.saturating_add(2))
+        .map_err(|e| format!("cannot read the container's output for do_xcom_push: {e}"))?;
+    let line = xcom::parse_last_line(&tail, limit).transpose()?;
+    Ok(xcom::merge(pushed, line))
+}
+
+/// The last `max` bytes of the try's log, from the container's output only (after the last
+/// [`LOG_MARKER`] line, when that falls within them).
+fn container_output_tail(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::File::open(path)?;
+    let end = file.metadata()?.len();
+    let from = end.saturating_sub(max as u64 + LOG_MARKER.len() as u64 + 1);
+    let mut bytes = vec![0; usize::try_from(end - from).unwrap_or(0)];
+    file.read_exact_at(&mut bytes, from)?;
+    let marker = LOG_MARKER.as_bytes();
+    if let Some(at) = bytes.windows(marker.len()).rposition(|w| w == marker) {
+        let line_end = bytes[at..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(bytes.len(), |p| at + p + 1);
+        bytes.drain(..line_end);
+    }
+    Ok(bytes)
 }
 
 impl Job {
@@ -1117,6 +1190,7 @@ mod tests {
         RenderedTask {
             secret_env: Vec::new(),
             mask: Default::default(),
+            do_xcom_push: false,
             program: Program::Noop,
             env,
             cwd: None,

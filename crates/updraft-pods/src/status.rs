@@ -43,6 +43,24 @@ pub fn progress(pod: &Pod, container: &str) -> Progress {
     }
 }
 
+/// The termination message `container` left (Kubernetes reads it from its
+/// `terminationMessagePath`, `/dev/termination-log` by default), if it wrote one.
+pub fn termination_message<'a>(pod: &'a Pod, container: &str) -> Option<&'a str> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == container)?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()?
+        .message
+        .as_deref()
+        .filter(|m| !m.trim().is_empty())
+}
+
 fn before_end(pod: &Pod, main: Option<&ContainerStatus>) -> Progress {
     let state = main.and_then(|c| c.state.as_ref());
     if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {

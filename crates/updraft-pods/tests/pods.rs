@@ -66,6 +66,7 @@ impl Harness {
         let date = Utc.with_ymd_and_hms(2024, 3, 5, 0, 0, 0).unwrap();
         let ctx = TemplateContext {
             secrets: Default::default(),
+            xcoms: Default::default(),
             tenant: "shop".into(),
             dag_id: "orders".into(),
             run_id: run_id.into(),
@@ -603,7 +604,7 @@ async fn a_detached_pod_is_found_again_and_followed_to_its_end() {
     let listed = again.pods_of_tenant("shop").await.unwrap();
     assert_eq!(listed.keys().collect::<Vec<_>>(), [&identity("restart")]);
     assert!(again.pods_of_tenant("billing").await.unwrap().is_empty());
-    again.adopt(key, &found, log.clone(), None, None);
+    again.adopt(key, &found, log.clone(), None, None, false);
     h.fake
         .finish_pod("shop", found.metadata.name.as_deref().unwrap(), 0);
     let outcome = match tokio::time::timeout(WAIT, events.recv())
@@ -737,6 +738,7 @@ async fn e2e_a_pod_on_a_real_cluster() {
     let run_id = format!("e2e__{}", Utc::now().timestamp_millis());
     let ctx = TemplateContext {
         secrets: Default::default(),
+        xcoms: Default::default(),
         tenant: "shop".into(),
         dag_id: "orders".into(),
         run_id: run_id.clone(),
@@ -956,7 +958,7 @@ async fn an_adopted_pod_keeps_its_secret_until_its_end_and_its_log_stays_masked(
     let found = again.find(&identity("adopted")).await.unwrap().unwrap();
     let name = found.metadata.name.clone().unwrap();
     let before = read(&log).matches("pw=***").count();
-    again.adopt(key, &found, log.clone(), None, None);
+    again.adopt(key, &found, log.clone(), None, None, false);
     // More output after the adoption, then the end.
     let deadline = tokio::time::Instant::now() + WAIT;
     while read(&log).matches("pw=***").count() < before + 3 {
@@ -1061,4 +1063,73 @@ async fn a_secret_of_the_same_name_not_of_this_try_is_left_alone_and_fails_it() 
         .secret("shop", &name)
         .expect("the other Secret stays");
     assert!(kept.data.is_none(), "and is not overwritten");
+}
+
+impl Harness {
+    /// The end of the next try: its outcome and what it pushed.
+    async fn finished_with_xcoms(&mut self) -> (ExecOutcome, Vec<updraft_executor::XComPush>) {
+        loop {
+            let event = tokio::time::timeout(WAIT, self.events.recv())
+                .await
+                .expect("the try ends in time")
+                .expect("events flow");
+            if let TryEvent::Finished { outcome, xcoms, .. } = event {
+                return (outcome, xcoms);
+            }
+        }
+    }
+}
+
+fn pushed(key: &str, value: &str) -> updraft_executor::XComPush {
+    updraft_executor::XComPush {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_pod_pushes_its_termination_message_and_with_do_xcom_push_its_last_line() {
+    let mut h = harness(|_| {}).await;
+    // The fake kubelet's stand-in for /dev/termination-log.
+    let var = updraft_kube_fake::TERMINATION_LOG_VAR;
+    let script = format!(
+        r#"echo working; echo '{{"return_value": [1, 2], "rows": 7}}' > "${var}""#
+    );
+    let task = format!(
+        "  - task_id: t\n    pod: {{image: busybox, cmds: [sh, -c], args: [{}]}}\n",
+        serde_json::to_string(&script).unwrap()
+    );
+    h.launch(&task, "manual__msg");
+    let (outcome, xcoms) = h.finished_with_xcoms().await;
+    assert_eq!(outcome, ExecOutcome::Success);
+    assert_eq!(xcoms, [pushed("return_value", "[1,2]"), pushed("rows", "7")]);
+
+    let line = "  - task_id: t\n    do_xcom_push: true\n    pod: {image: busybox, cmds: [sh, -c], args: [\"echo first; echo '{\\\"k\\\": 1}'\"]}\n";
+    h.launch(line, "manual__line");
+    let (outcome, xcoms) = h.finished_with_xcoms().await;
+    assert_eq!(outcome, ExecOutcome::Success);
+    assert_eq!(xcoms, [pushed("return_value", "{\"k\":1}")]);
+
+    let quiet = "  - task_id: t\n    pod: {image: busybox, cmds: [sh, -c], args: [\"echo 42\"]}\n";
+    h.launch(quiet, "manual__quiet");
+    let (outcome, xcoms) = h.finished_with_xcoms().await;
+    assert_eq!(outcome, ExecOutcome::Success);
+    assert!(xcoms.is_empty(), "no message and no do_xcom_push: nothing");
+}
+
+#[tokio::test]
+async fn a_termination_message_that_is_not_a_json_object_fails_the_try() {
+    let mut h = harness(|_| {}).await;
+    let var = updraft_kube_fake::TERMINATION_LOG_VAR;
+    let script = format!(r#"echo 'not json' > "${var}""#);
+    let task = format!(
+        "  - task_id: t\n    pod: {{image: busybox, cmds: [sh, -c], args: [{}]}}\n",
+        serde_json::to_string(&script).unwrap()
+    );
+    let (_, log) = h.launch(&task, "manual__bad");
+    let (outcome, xcoms) = h.finished_with_xcoms().await;
+    let why = message(&outcome);
+    assert!(why.contains("termination message is not valid JSON"), "{why}");
+    assert!(xcoms.is_empty());
+    assert!(read(&log).contains("termination message is not valid JSON"), "{}", read(&log));
 }

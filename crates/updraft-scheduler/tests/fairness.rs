@@ -45,6 +45,7 @@ fn config(dags: &Path, logs: &Path) -> SchedulerConfig {
         health_check_threshold: Duration::from_secs(30),
         exclusive: true,
         kubernetes: None,
+        max_xcom_size: updraft_executor::xcom::DEFAULT_MAX_XCOM_SIZE,
     }
 }
 

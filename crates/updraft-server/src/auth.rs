@@ -61,7 +61,9 @@ pub fn allows(identity: &Identity, action: Action, resource: Resource<'_>) -> bo
 /// The same words a missing object gets, so a hidden one cannot be told apart.
 fn hidden_detail(resource: Resource<'_>) -> String {
     match resource {
-        Resource::Dag { dag_id, .. } => dag_not_found(dag_id).detail,
+        Resource::Dag { dag_id, .. } | Resource::XCom { dag_id, .. } => {
+            dag_not_found(dag_id).detail
+        }
         Resource::Source { name, .. } => source_not_found(name).detail,
         other => format!("{} was not found", describe(other)),
     }
@@ -70,6 +72,7 @@ fn hidden_detail(resource: Resource<'_>) -> String {
 fn describe(resource: Resource<'_>) -> String {
     match resource {
         Resource::Dag { dag_id, .. } => format!("DAG `{dag_id}`"),
+        Resource::XCom { dag_id, .. } => format!("the XComs of DAG `{dag_id}`"),
         Resource::Dags => "DAGs".to_string(),
         Resource::ImportError { .. } => "the import error".to_string(),
         Resource::ImportErrors => "import errors".to_string(),

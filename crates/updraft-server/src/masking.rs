@@ -20,3 +20,14 @@ pub fn shown_text(text: &str) -> String {
         Err(_) => text.to_string(),
     }
 }
+
+/// An XCom's value as shown: all of it masked when its key looks sensitive, else as
+/// [`shown_json`] shows any JSON.
+pub fn shown_xcom(key: &str, value: &Value) -> Value {
+    let mut wrapped = serde_json::Map::new();
+    wrapped.insert(key.to_owned(), value.clone());
+    match shown_json(&Value::Object(wrapped)) {
+        Value::Object(mut shown) => shown.remove(key).unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
+}

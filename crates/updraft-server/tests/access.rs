@@ -23,7 +23,8 @@ use updraft_server::auth::{Grant, Identity, Role};
 use updraft_server::{AppState, ServerConfig};
 use updraft_store::{
     AdminStore, NewEvent, OperatorStore, PoolRow, QueueLimits, ReadStore, SchedulerStore,
-    SourceRow, SourceStore, SqliteStore, TiKey, TiTransition, UserStore, WriteMode,
+    SourceRow, SourceStore, SqliteStore, TiKey, TiTransition, UserStore, WriteMode, XComStore,
+    XComWrite,
 };
 
 const JOB: &str = r#"
@@ -72,6 +73,10 @@ fn rules() -> BTreeMap<(&'static str, &'static str), Rule> {
     const ONE_TRY: &str = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries/{task_try_number}";
     const LOGS: &str =
         "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}";
+    const XCOMS: &str =
+        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries";
+    const ONE_XCOM: &str =
+        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key}";
     BTreeMap::from([
         (
             ("get", "/api/v2/dags"),
@@ -120,6 +125,10 @@ fn rules() -> BTreeMap<(&'static str, &'static str), Rule> {
         (("get", TRIES), Object(Viewer)),
         (("get", ONE_TRY), Object(Viewer)),
         (("get", LOGS), Object(Viewer)),
+        (("get", XCOMS), Object(Viewer)),
+        (("post", XCOMS), Object(Op)),
+        (("get", ONE_XCOM), Object(Viewer)),
+        (("patch", ONE_XCOM), Object(Op)),
         (
             ("post", "/api/v2/dags/{dag_id}/clearTaskInstances"),
             Object(User),
@@ -188,6 +197,10 @@ fn body_for(method: &str, path: &str, serial: usize) -> Option<Value> {
         ("post", p) if p.ends_with("/clear") || p.ends_with("/clearTaskInstances") => {
             json!({"dry_run": false})
         }
+        ("post", p) if p.ends_with("/xcomEntries") => {
+            json!({"key": format!("new_{serial}"), "value": {"n": serial}})
+        }
+        ("patch", p) if p.ends_with("/xcomEntries/{xcom_key}") => json!({"value": [serial]}),
         ("patch", p) if p.contains("/taskInstances/") => json!({"new_state": "success"}),
         ("post", "/api/v2/pools") => json!({"name": format!("new_{serial}"), "slots": 1}),
         ("patch", "/api/v2/pools/{pool_name}") => json!({"slots": 3}),
@@ -350,6 +363,20 @@ impl Fixture {
                 .expect_status(StatusCode::OK);
             let run = store.run(dag_id, &run_id).await.unwrap().unwrap();
             start(store.as_ref(), run.id, "work").await;
+            store
+                .write_xcom(
+                    &XComWrite {
+                        run_pk: run.id,
+                        task_id: "work",
+                        map_index: -1,
+                        key: "pushed",
+                        value: "\"s3://bucket/key\"",
+                    },
+                    WriteMode::Create,
+                    Utc::now(),
+                )
+                .await
+                .unwrap();
             let log = updraft_dag::log_path(&logs, tenant, dag_id, &run_id, "work", 1);
             std::fs::create_dir_all(log.parent().unwrap()).unwrap();
             std::fs::write(&log, "working\n").unwrap();
@@ -417,6 +444,7 @@ impl Fixture {
             ("source_name", "a_source".to_string()),
             ("import_error_id", error_id),
             ("event_log_id", event_ids["team_a"].to_string()),
+            ("xcom_key", "pushed".to_string()),
         ]);
         fixture
     }

@@ -1487,3 +1487,120 @@ async fn a_tenant_scoped_identity_sees_only_its_tenant() {
         .await
         .expect(StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn xcom_entries_are_listed_read_written_and_masked_as_airflow_shows_them() {
+    use updraft_store::{NOT_MAPPED, TryXComs, XComEntry, XComStore};
+    let mut app = App::new().await;
+    app.trigger("etl", json!({"dag_run_id": "r"})).await;
+    let run_pk = app.run_pk("etl", "r").await;
+    app.start(run_pk, "extract").await;
+    let entry = |key: &str, value: serde_json::Value| XComEntry {
+        key: key.into(),
+        value: value.to_string(),
+    };
+    let recorded = app
+        .store
+        .record_xcoms(
+            &[TryXComs {
+                run_pk,
+                task_id: "extract".into(),
+                try_number: 1,
+                map_index: NOT_MAPPED,
+                entries: vec![
+                    entry("return_value", json!({"rows": 3, "path": "s3://b/k"})),
+                    entry("db_password", json!("hunter2-hunter2")),
+                    entry("plain", json!("text")),
+                ],
+            }],
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded, [true]);
+    let base = "/api/v2/dags/etl/dagRuns/r/taskInstances/extract/xcomEntries";
+
+    let list = app.get_ok(base).await;
+    assert_eq!(list["total_entries"], 3);
+    let keys: Vec<&str> = list["xcom_entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["db_password", "plain", "return_value"]);
+    let first = &list["xcom_entries"][0];
+    assert_eq!(first["dag_id"], "etl");
+    assert_eq!(first["run_id"], "r");
+    assert_eq!(first["task_id"], "extract");
+    assert_eq!(first["map_index"], -1);
+    assert!(first.get("value").is_none(), "a listing carries no values");
+    let page = app.get_ok(&format!("{base}?limit=1&offset=1")).await;
+    assert_eq!(page["total_entries"], 3);
+    assert_eq!(page["xcom_entries"][0]["key"], "plain");
+    let by_key = app.get_ok(&format!("{base}?xcom_key=plain")).await;
+    assert_eq!(by_key["total_entries"], 1);
+    assert_eq!(app.get_ok(&format!("{base}?map_index=0")).await["total_entries"], 0);
+
+    let one = app.get_ok(&format!("{base}/return_value")).await;
+    assert_eq!(
+        one["value"], r#"{"path":"s3://b/k","rows":3}"#,
+        "stringified by default"
+    );
+    let native = app
+        .get_ok(&format!("{base}/return_value?stringify=false&deserialize=true"))
+        .await;
+    assert_eq!(native["value"], json!({"rows": 3, "path": "s3://b/k"}));
+    assert_eq!(app.get_ok(&format!("{base}/plain")).await["value"], "text");
+    let secret = app.get_ok(&format!("{base}/db_password")).await;
+    assert_eq!(secret["value"], "***", "a sensitive key's value is masked");
+    app.get(&format!("{base}/nope"))
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    app.get("/api/v2/dags/etl/dagRuns/r/taskInstances/ghost/xcomEntries")
+        .await
+        .expect(StatusCode::NOT_FOUND);
+
+    let created = app
+        .post(base, json!({"key": "manual", "value": [1, 2]}))
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    assert_eq!(created["value"], json!([1, 2]));
+    app.post(base, json!({"key": "manual", "value": 3}))
+        .await
+        .expect(StatusCode::CONFLICT);
+    let patched = app
+        .patch(&format!("{base}/manual"), json!({"value": {"k": "v"}}))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(patched["value"], json!({"k": "v"}));
+    app.patch(&format!("{base}/absent"), json!({"value": 1}))
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    assert_eq!(app.get_ok(base).await["total_entries"], 4);
+
+    // A new try of the task starts without its predecessor's XComs.
+    app.finish(run_pk, "extract", TaskState::Failed).await;
+    app.start(run_pk, "extract").await;
+    assert_eq!(app.get_ok(base).await["total_entries"], 0);
+
+    // Another tenant's user: the run does not exist; a Viewer may read but not write.
+    app.identity = Some(Identity::new(
+        "alice",
+        vec![Grant::for_tenant(Role::Op, "team_a")],
+    ));
+    app.get(base).await.expect(StatusCode::NOT_FOUND);
+    app.post(base, json!({"key": "k", "value": 1}))
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    app.identity = Some(Identity::new(
+        "viewer",
+        vec![Grant::everywhere(Role::Viewer)],
+    ));
+    app.get_ok(base).await;
+    app.post(base, json!({"key": "k", "value": 1}))
+        .await
+        .expect(StatusCode::FORBIDDEN);
+}

@@ -1033,3 +1033,42 @@ async fn the_live_stream_reports_only_the_callers_tenants() {
     let (_, data) = events.next().await;
     assert!(data.contains(r#""dag_ids":["other"]"#), "{data}");
 }
+
+#[tokio::test]
+async fn the_task_page_shows_what_the_try_pushed_escaped_masked_and_cut() {
+    use updraft_store::{NOT_MAPPED, TryXComs, XComEntry};
+    let fx = Fixture::new(&[("etl.yaml", ETL)]).await;
+    let run = fx.run("etl", 1, &[("extract", TaskState::Success)]).await;
+    let entry = |key: &str, value: serde_json::Value| XComEntry {
+        key: key.into(),
+        value: value.to_string(),
+    };
+    fx.store
+        .record_xcoms(
+            &[TryXComs {
+                run_pk: run.id,
+                task_id: "extract".into(),
+                try_number: 1,
+                map_index: NOT_MAPPED,
+                entries: vec![
+                    entry("return_value", serde_json::json!("<b>rows</b>")),
+                    entry("api_token", serde_json::json!("tok-123456789")),
+                    entry("long", serde_json::json!("y".repeat(1000))),
+                ],
+            }],
+            t(2),
+        )
+        .await
+        .unwrap();
+    let page = fx.page("/dags/etl/runs/manual__1/tasks/extract").await;
+    let row = between(&page, r#"<tr data-xcom-key="return_value">"#, "</tr>");
+    assert!(row.contains("&lt;b&gt;rows&lt;&#x2f;b&gt;") || row.contains("&lt;b&gt;rows&lt;/b&gt;"), "escaped: {row}");
+    assert!(!page.contains("<b>rows</b>"));
+    let secret = between(&page, r#"<tr data-xcom-key="api_token">"#, "</tr>");
+    assert!(secret.contains("***") && !page.contains("tok-123456789"), "{secret}");
+    let long = between(&page, r#"<tr data-xcom-key="long">"#, "</tr>");
+    assert!(long.contains(&"y".repeat(200)) && !long.contains(&"y".repeat(201)), "cut");
+    assert!(long.contains('…'));
+    let other = fx.page("/dags/etl/runs/manual__1/tasks/transform").await;
+    assert!(other.contains("Nothing pushed."));
+}

@@ -30,6 +30,7 @@ use crate::{
     ConnectionRow, EventQuery, EventRow, NewEvent, NewUser, Reencrypt, SecretQuery, SecretStore,
     SourceRow, SourceStore, UserRow, UserStore, VariableRow, WriteMode,
 };
+use crate::{TryXComs, XComQuery, XComRow, XComStore, XComWrite};
 
 /// A database backend: its connections and transactions, and the store methods whose SQL is
 /// its own.
@@ -810,5 +811,35 @@ impl<B: Backend> SourceStore for B {
 
     async fn take_source_sync_requests(&self) -> Result<Vec<String>> {
         write(self, async |c| sql::sources::take_requests(c).await).await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> XComStore for B {
+    async fn record_xcoms(&self, tries: &[TryXComs], now: DateTime<Utc>) -> Result<Vec<bool>> {
+        if tries.is_empty() {
+            return Ok(Vec::new());
+        }
+        write_tx(self, async |c| {
+            let mut recorded = Vec::with_capacity(tries.len());
+            for pushed in tries {
+                recorded.push(sql::xcom::record(c, pushed, now).await?);
+            }
+            Ok(recorded)
+        })
+        .await
+    }
+
+    async fn xcoms(&self, query: &XComQuery) -> Result<(Vec<XComRow>, u64)> {
+        read(self, async |c| sql::xcom::page(c, query).await).await
+    }
+
+    async fn write_xcom(
+        &self,
+        xcom: &XComWrite<'_>,
+        mode: WriteMode,
+        now: DateTime<Utc>,
+    ) -> Result<XComRow> {
+        write_tx(self, async |c| sql::xcom::write(c, xcom, mode, now).await).await
     }
 }

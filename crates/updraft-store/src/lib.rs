@@ -34,6 +34,7 @@ mod sql;
 pub mod sqlite;
 mod step;
 mod users;
+mod xcom;
 
 pub use api::{
     DagOrder, DagQuery, ImportErrorOrder, ImportErrorQuery, ImportErrorRow, NoteRow, Page, Paging,
@@ -49,6 +50,9 @@ pub use sqlite::SqliteStore;
 /// [`PgStore::connect_with`].
 pub use sqlx::postgres::PgConnectOptions;
 pub use users::{EventQuery, EventRow, NewEvent, NewUser, UserRow, UserStore};
+pub use xcom::{
+    NOT_MAPPED, RETURN_VALUE, TryXComs, XComEntry, XComQuery, XComRow, XComStore, XComWrite,
+};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -667,7 +671,14 @@ pub trait AdminStore: Send + Sync {
 /// scheduler process, the server's shared state, the contract tests). Implemented for anything
 /// that implements the four roles; callers that need less take the narrowest role.
 pub trait Store:
-    SchedulerStore + ReadStore + OperatorStore + AdminStore + UserStore + SecretStore + SourceStore
+    SchedulerStore
+    + ReadStore
+    + OperatorStore
+    + AdminStore
+    + UserStore
+    + SecretStore
+    + SourceStore
+    + XComStore
 {
 }
 
@@ -679,6 +690,7 @@ impl<
         + UserStore
         + SecretStore
         + SourceStore
+        + XComStore
         + ?Sized,
 > Store for S
 {

@@ -1,7 +1,7 @@
 //! The dialect-neutral layer both backends share: every statement that reads the same on
 //! SQLite and PostgreSQL is written once here, in the submodules by subject (`dags`, `runs`,
 //! `task_instances`, `jobs`, `pools`, `ui`, `api`, `purge`, `users`, `secrets`,
-//! `sources`), and the row decoding in
+//! `sources`, `xcom`), and the row decoding in
 //! `codec`.
 //!
 //! The SQL uses numbered `$N` placeholders, which both drivers bind by number. What differs
@@ -31,6 +31,7 @@ pub(crate) mod sources;
 pub(crate) mod task_instances;
 pub(crate) mod ui;
 pub(crate) mod users;
+pub(crate) mod xcom;
 
 tokio::task_local! {
     /// Whether the statements of the current call may be prepared by name and kept on their

@@ -274,6 +274,7 @@ async fn scheduler_config_without_secrets(
         health_check_threshold: c.scheduler.health_check_threshold,
         exclusive: matches!(settings.database(), Ok(Database::Sqlite(_))),
         kubernetes: kubernetes_config(settings).await?,
+        max_xcom_size: c.core.max_xcom_size,
     })
 }
 
@@ -358,6 +359,7 @@ pub async fn kubernetes_config(settings: &Settings) -> Result<Option<KubernetesC
         startup_timeout: k.startup_timeout,
         delete_pod: k.delete_pod,
         delete_grace: k.delete_grace,
+        max_xcom_size: settings.config.core.max_xcom_size,
         ..Default::default()
     };
     Ok(Some(KubernetesConfig {

@@ -409,6 +409,7 @@ async fn render_from_file(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut context = TemplateContext {
         secrets: Default::default(),
+        xcoms: Default::default(),
         tenant: dag.tenant.clone(),
         dag_id: dag.dag_id.clone(),
         run_id: run_id.clone(),
@@ -599,6 +600,7 @@ mod tests {
                 "postgres://app:s3cr3t-password@db/shop".into(),
             )],
             mask,
+            do_xcom_push: false,
         };
         let shown = rendered_fields(&rendered);
         assert!(!shown.contains("s3cr3t"), "{shown}");

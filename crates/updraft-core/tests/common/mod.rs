@@ -30,6 +30,7 @@ pub fn task(id: &str, upstream: &[&str]) -> Task {
         env: BTreeMap::new(),
         cwd: None,
         connections: vec![],
+        do_xcom_push: false,
         kind: TaskKind::Noop,
     }
 }

@@ -64,7 +64,7 @@ pub fn secret_references(dag: &Dag, task: &Task) -> SecretReferences {
 
 /// Calls `f` with every string of `task` (and of the DAG's `env`) that is rendered, when it
 /// has template syntax.
-fn for_each_template(dag: &Dag, task: &Task, mut f: impl FnMut(&str)) {
+pub(super) fn for_each_template(dag: &Dag, task: &Task, mut f: impl FnMut(&str)) {
     let mut one = |s: &str| {
         if is_template(s) {
             f(s);

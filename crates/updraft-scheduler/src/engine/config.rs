@@ -46,6 +46,9 @@ pub struct SchedulerConfig {
     /// DAG sources read instead of `dags_folder` (synced by the scheduler while it runs);
     /// `None` or empty: the DAGs folder.
     pub sources: Option<std::sync::Arc<updraft_sources::Sources>>,
+    /// The largest XCom value a try may push, in bytes of JSON (`[core] max_xcom_size`); a
+    /// try pushing a larger one fails.
+    pub max_xcom_size: usize,
 }
 
 /// A Kubernetes cluster to run tries in.

@@ -117,6 +117,7 @@ impl Scheduler {
         now: DateTime<Utc>,
         queue: bool,
     ) -> Result<(bool, Option<QueuedPage>), SchedulerError> {
+        self.record_pending_xcoms(now).await?;
         for report in &self.tries.pending_reports {
             if let TryReport::Finished { key, .. } = report {
                 self.tracked

@@ -30,15 +30,15 @@ use chrono::{DateTime, Utc};
 use tracing::warn;
 use updraft_dag::{TaskKind, log_path};
 use updraft_executor::render::{
-    RenderBudget, TemplateContext, has_templates, look_up_secrets, render_task, render_task_within,
-    secret_references,
+    RenderBudget, TemplateContext, TemplateXComs, XComReferences, has_templates, look_up_secrets,
+    render_task, render_task_within, secret_references, xcom_references,
 };
 use updraft_executor::{
     ExecOutcome, LaunchSpec, RenderError, RenderedTask, TryKey, render_off_loop,
 };
 use updraft_secrets::Secrets;
 use updraft_sources::Sources;
-use updraft_store::{RunRow, TiRow};
+use updraft_store::{NOT_MAPPED, RunRow, Store, TiRow, XComQuery};
 
 use updraft_pods::{PodExecutor, TryIdentity};
 
@@ -107,7 +107,11 @@ impl Scheduler {
         }
         let unpinned = self.unpinned(&fileloc);
         let preparing = self.executors.local.preparing();
-        let secrets = self.config.secrets.clone();
+        let lookups = Lookups {
+            secrets: self.config.secrets.clone(),
+            store: self.store.clone(),
+            run_pk: run.id,
+        };
         let tenant = run.tenant.clone();
         let dag = cached.clone();
         let task = task.clone();
@@ -118,7 +122,7 @@ impl Scheduler {
             };
             match pinned {
                 Ok(pinned) => {
-                    hand_over(prepare(secrets, &tenant, dag, task, context).await, pinned)
+                    hand_over(prepare(lookups, &tenant, dag, task, context).await, pinned)
                 }
                 Err(e) => hand_over(Err(e), Pinned::default()),
             }
@@ -315,18 +319,32 @@ impl Pinned {
 /// How long looking up one try's connections and variables may take.
 const SECRETS_LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where what a task's templates refer to is looked up.
+struct Lookups {
+    secrets: Option<Arc<Secrets>>,
+    store: Arc<dyn Store>,
+    run_pk: i64,
+}
+
 /// Looks up what the task refers to, then renders it off the loop.
 async fn prepare(
-    secrets: Option<Arc<Secrets>>,
+    lookups: Lookups,
     tenant: &str,
     dag: Arc<CachedDag>,
     task: updraft_dag::Task,
     mut context: TemplateContext,
 ) -> Result<RenderedTask, String> {
     let task_id = task.task_id.clone();
+    if let Some(pulled) = xcom_references(&dag.dag, &task) {
+        context.xcoms = Arc::new(
+            look_up_xcoms(lookups.store.as_ref(), lookups.run_pk, pulled)
+                .await
+                .map_err(|e| format!("task `{task_id}`: reading the run's XComs failed: {e}"))?,
+        );
+    }
     let references = secret_references(&dag.dag, &task);
     if !references.is_empty() {
-        let lookup = look_up_secrets(secrets.as_deref(), tenant, &references);
+        let lookup = look_up_secrets(lookups.secrets.as_deref(), tenant, &references);
         context.secrets = match tokio::time::timeout(SECRETS_LOOKUP_TIMEOUT, lookup).await {
             Ok(found) => found,
             Err(_) => Err(format!(
@@ -346,6 +364,35 @@ async fn prepare(
         global.extend(&rendered.mask);
     }
     Ok(rendered)
+}
+
+/// The run's XComs (not mapped) of the tasks `pulled` names, for `ti.xcom_pull`. A stored
+/// value that is not JSON is left out (a pull of it gives `none`).
+async fn look_up_xcoms(
+    store: &dyn Store,
+    run_pk: i64,
+    pulled: XComReferences,
+) -> Result<TemplateXComs, updraft_store::StoreError> {
+    let task_ids = match pulled {
+        XComReferences::Tasks(ids) if ids.is_empty() => return Ok(TemplateXComs::new()),
+        XComReferences::Tasks(ids) => Some(ids.into_iter().collect()),
+        XComReferences::All => None,
+    };
+    let (rows, _) = store
+        .xcoms(&XComQuery {
+            run_pk,
+            task_ids,
+            map_index: Some(NOT_MAPPED),
+            ..XComQuery::default()
+        })
+        .await?;
+    let mut xcoms = TemplateXComs::new();
+    for row in rows {
+        if let Ok(value) = serde_json::from_str(&row.value) {
+            xcoms.entry(row.task_id).or_default().insert(row.key, value);
+        }
+    }
+    Ok(xcoms)
 }
 
 /// `text` with every secret this process knows of hidden.
@@ -378,6 +425,7 @@ fn template_context(
     let params = updraft_dag::resolve_params(&cached.dag, &conf).map_err(|e| e.to_string())?;
     Ok(TemplateContext {
         secrets: Default::default(),
+        xcoms: Default::default(),
         tenant: run.tenant.clone(),
         dag_id: run.dag_id.clone(),
         run_id: run.run_id.clone(),

@@ -237,6 +237,7 @@ impl Scheduler {
             self.try_log_path(run, ti),
             task.and_then(|t| t.execution_timeout),
             delete_pod,
+            task.is_some_and(|t| t.do_xcom_push),
         );
         Ok(Adoption::Adopted)
     }

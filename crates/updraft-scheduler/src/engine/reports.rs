@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use tracing::{debug, warn};
 use updraft_core::retry::{TryOutcome, on_try_finished};
-use updraft_executor::{ExecOutcome, TryEvent, TryKey};
-use updraft_store::{TiKey, TryReport};
+use updraft_executor::{ExecOutcome, TryEvent, TryKey, XComPush};
+use updraft_store::{NOT_MAPPED, TiKey, TryReport, TryXComs, XComEntry};
 
 use super::Scheduler;
 use crate::SchedulerError;
@@ -46,7 +46,19 @@ impl Scheduler {
                     pid: pid.map(i64::from),
                     at,
                 }),
-                TryEvent::Finished { key, outcome, at } => self.finish_report(key, outcome, at),
+                TryEvent::Finished {
+                    key,
+                    outcome,
+                    at,
+                    xcoms,
+                } => {
+                    let pushed = (!xcoms.is_empty()).then(|| try_xcoms(&key, xcoms));
+                    let report = self.finish_report(key, outcome, at);
+                    if let (Some(_), Some(pushed)) = (&report, pushed) {
+                        self.tries.pending_xcoms.push(pushed);
+                    }
+                    report
+                }
             })
             .collect();
         self.tries.pending_reports.extend(reports);
@@ -71,6 +83,7 @@ impl Scheduler {
     /// Record `reports` after any still pending; on failure all of them stay pending.
     async fn record_reports(&mut self, reports: Vec<TryReport>) -> Result<(), SchedulerError> {
         self.tries.pending_reports.extend(reports);
+        self.record_pending_xcoms(Utc::now()).await?;
         if self.tries.pending_reports.is_empty() {
             return Ok(());
         }
@@ -80,6 +93,28 @@ impl Scheduler {
             .await?;
         let reports = std::mem::take(&mut self.tries.pending_reports);
         self.reports_recorded(&reports, &applied, true);
+        Ok(())
+    }
+
+    /// What ended tries pushed, recorded before their ends (nothing to do, no statement, when
+    /// none pushed anything); on failure it stays pending with the reports.
+    pub(super) async fn record_pending_xcoms(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> Result<(), SchedulerError> {
+        if self.tries.pending_xcoms.is_empty() {
+            return Ok(());
+        }
+        let recorded = self
+            .store
+            .record_xcoms(&self.tries.pending_xcoms, now)
+            .await?;
+        for (pushed, recorded) in self.tries.pending_xcoms.iter().zip(recorded) {
+            if !recorded {
+                debug!(task_id = %pushed.task_id, try_number = pushed.try_number, "XComs not recorded: the instance is at another try");
+            }
+        }
+        self.tries.pending_xcoms.clear();
         Ok(())
     }
 
@@ -173,6 +208,22 @@ impl Scheduler {
             retry_at,
             at,
         })
+    }
+}
+
+fn try_xcoms(key: &TryKey, pushed: Vec<XComPush>) -> TryXComs {
+    TryXComs {
+        run_pk: key.run_pk,
+        task_id: key.task_id.clone(),
+        try_number: key.try_number,
+        map_index: NOT_MAPPED,
+        entries: pushed
+            .into_iter()
+            .map(|p| XComEntry {
+                key: p.key,
+                value: p.value,
+            })
+            .collect(),
     }
 }
 

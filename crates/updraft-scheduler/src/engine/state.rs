@@ -35,6 +35,7 @@ impl Executors {
                 kill_grace: config.kill_grace,
                 default_cwd: config.default_cwd.clone(),
                 isolation: config.isolation.clone(),
+                max_xcom_size: config.max_xcom_size,
                 ..LocalExecutorConfig::default()
             },
             tx.clone(),
@@ -133,6 +134,10 @@ pub(super) struct Tries {
     /// Executor reports not yet recorded (the database was away): recorded before anything
     /// else, so no try's end is lost.
     pub(super) pending_reports: Vec<TryReport>,
+    /// What ended tries pushed, not yet recorded: recorded before their reports (so a
+    /// downstream try never runs before its upstream's XComs are there). Empty unless a try
+    /// pushed something.
+    pub(super) pending_xcoms: Vec<updraft_store::TryXComs>,
     /// Remote task logs: the uploader, and the logs of ended tries whose end is not yet
     /// recorded (each is uploaded whole once it is).
     pub(super) logs: LogUploads,

@@ -28,6 +28,8 @@ use crate::error::ApiError;
         (name = "Connection", description = "Connections per tenant; passwords are write-only \
                                               (`***` when set), sensitive extra fields `***`"),
         (name = "Variable", description = "Variables per tenant; values of sensitive keys `***`"),
+        (name = "XCom", description = "What task instances pushed (their current try's); \
+                                        values of sensitive keys `***`"),
         (name = "Event Log"),
         (name = "Source", description = "updraft's DAG sources (Airflow's DAG bundles): git \
                                           repositories and object-store prefixes, their last \

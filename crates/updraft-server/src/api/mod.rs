@@ -25,6 +25,7 @@ pub(crate) mod secrets;
 mod sources;
 mod task_instances;
 pub(crate) mod variables;
+mod xcom;
 
 use std::sync::Arc;
 
@@ -93,6 +94,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(task_instances::get_task_instance_tries))
         .routes(routes!(task_instances::get_task_instance_try_details))
         .routes(routes!(task_instances::post_clear_task_instances))
+        .routes(routes!(xcom::get_xcom_entries, xcom::post_xcom_entry))
+        .routes(routes!(xcom::get_xcom_entry, xcom::patch_xcom_entry))
         .routes(routes!(logs::get_log))
         .routes(routes!(import_errors::get_import_errors))
         .routes(routes!(import_errors::get_import_error))

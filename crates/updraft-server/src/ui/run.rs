@@ -1,4 +1,4 @@
-//! A run's page and a task instance's page (tries, log with live tail, actions).
+//! A run's page and a task instance's page (tries, XComs, log with live tail, actions).
 
 use std::collections::HashMap;
 
@@ -7,7 +7,7 @@ use axum::response::Response;
 use chrono::Utc;
 use serde::Serialize;
 use updraft_dag::{Dag, TaskKind};
-use updraft_store::{RunRow, TiKey, TiRow};
+use updraft_store::{NOT_MAPPED, RunRow, TiKey, TiRow, XComQuery, XComRow};
 
 use super::common::{
     BundleView, DagHeader, Frame, RunSummary, bundle_view, dag_header, load_dag, run_summary,
@@ -161,6 +161,37 @@ struct TaskPage {
     log_current: bool,
     api_run: String,
     live_src: String,
+    /// What the current try pushed.
+    xcoms: Vec<XComLine>,
+}
+
+/// One XCom as the task page shows it: masked, its value cut to [`XCOM_SHOWN_CHARS`].
+#[derive(Serialize)]
+struct XComLine {
+    key: String,
+    value: String,
+    cut: bool,
+}
+
+/// How much of an XCom's value the task page shows.
+const XCOM_SHOWN_CHARS: usize = 200;
+
+fn xcom_line(row: &XComRow) -> XComLine {
+    let value = serde_json::from_str(&row.value).unwrap_or(serde_json::Value::Null);
+    let text = match crate::masking::shown_xcom(&row.key, &value) {
+        serde_json::Value::String(text) => text,
+        other => other.to_string(),
+    };
+    let cut = text.chars().count() > XCOM_SHOWN_CHARS;
+    XComLine {
+        key: row.key.clone(),
+        value: if cut {
+            text.chars().take(XCOM_SHOWN_CHARS).collect()
+        } else {
+            text
+        },
+        cut,
+    }
 }
 
 #[derive(Serialize)]
@@ -215,12 +246,20 @@ pub async fn task_page(
         run_pk: run.id,
         task_id: task_id.clone(),
     };
-    let (dag, ti, tries) = tokio::join!(
+    let xcom_query = XComQuery {
+        run_pk: run.id,
+        task_ids: Some(vec![task_id.clone()]),
+        map_index: Some(NOT_MAPPED),
+        limit: Some(100),
+        ..XComQuery::default()
+    };
+    let (dag, ti, tries, xcoms) = tokio::join!(
         pinned(&state, &row.dag, &run),
         state.store.task_instance(&key),
-        state.store.tries(&key)
+        state.store.tries(&key),
+        state.store.xcoms(&xcom_query)
     );
-    let (dag, tries) = (dag?, tries?);
+    let (dag, tries, (xcoms, _)) = (dag?, tries?, xcoms?);
     let ti = ti?.ok_or_else(|| {
         ApiError::not_found(format!(
             "task `{task_id}` in run `{run_id}` of DAG `{dag_id}` not found"
@@ -301,6 +340,7 @@ pub async fn task_page(
         run: run_summary(&run, now),
         task,
         dag: header,
+        xcoms: xcoms.iter().map(xcom_line).collect(),
     };
     let partial = query_get(&pairs, "partial").is_some();
     render::page("task.html", "task_live.html", partial, &ctx)

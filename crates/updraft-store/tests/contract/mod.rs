@@ -12,10 +12,12 @@ mod secrets;
 mod sources;
 mod step;
 mod users;
+mod xcom;
 pub use secrets::*;
 pub use sources::*;
 pub use step::*;
 pub use users::*;
+pub use xcom::*;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -138,6 +140,13 @@ macro_rules! contract_tests {
             source_sync_requests_taken_at_once_go_to_one_taker_each,
             dags_and_versions_record_the_bundle_they_were_read_from,
             runs_are_pinned_to_the_revision_their_dag_was_loaded_from,
+        );
+        // XComs.
+        contract_tests!(@each $fresh;
+            xcoms_pushed_by_tries_are_read_back_by_task_key_and_page,
+            xcoms_of_a_new_try_hide_then_replace_the_previous_try,
+            xcoms_written_by_users_need_their_task_instance_and_respect_modes,
+            xcoms_go_with_their_run,
         );
         // Housekeeping (`db clean`).
         contract_tests!(@each $fresh;
@@ -332,7 +341,7 @@ async fn schedule(store: &dyn Store, run: &RunRow, task_ids: &[&str], now: DateT
 }
 
 /// none → scheduled → queued (new try) → running; returns the try number.
-async fn start_try(store: &dyn Store, run: &RunRow, task_id: &str, now: DateTime<Utc>) -> u32 {
+pub(crate) async fn start_try(store: &dyn Store, run: &RunRow, task_id: &str, now: DateTime<Utc>) -> u32 {
     let expected = store
         .task_instance(&key(run, task_id))
         .await

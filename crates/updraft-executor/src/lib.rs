@@ -13,8 +13,8 @@ pub use isolation::{DEFAULT_ENV_ALLOWLIST, TryIsolation};
 pub use local::{
     ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, Preparing, TryEvent, TryKey,
 };
-pub use xcom::XComPush;
 pub use render::{
     PYTHON_RUNNER, Program, PythonCall, RenderBudget, RenderError, RenderedTask, TemplateContext,
     has_templates, render_off_loop, render_task, render_task_within,
 };
+pub use xcom::XComPush;

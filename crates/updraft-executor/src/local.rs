@@ -793,13 +793,22 @@ impl Pushes {
         if outcome != ExecOutcome::Success {
             return (outcome, Vec::new());
         }
-        let file_present = self.file.as_deref().is_some_and(|f| f.symlink_metadata().is_ok());
+        let file_present = self
+            .file
+            .as_deref()
+            .is_some_and(|f| f.symlink_metadata().is_ok());
         if !file_present && !self.do_xcom_push {
             return (outcome, Vec::new());
         }
         let read = tokio::task::spawn_blocking(move || {
             let file = self.file.unwrap_or_default();
-            xcom::read_local(&file, &self.log, self.output_start, self.do_xcom_push, self.limit)
+            xcom::read_local(
+                &file,
+                &self.log,
+                self.output_start,
+                self.do_xcom_push,
+                self.limit,
+            )
         })
         .await
         .unwrap_or_else(|e| Err(format!("reading the try's XComs failed: {e}")));
@@ -1174,7 +1183,10 @@ fn spawn(
     if let Some(call_file) = &place.call_file {
         cmd.env(PYTHON_CALL_FILE_VAR, call_file);
     }
-    cmd.env(xcom::XCOM_PATH_VAR, place.work_dir.join(xcom::XCOM_FILE_NAME));
+    cmd.env(
+        xcom::XCOM_PATH_VAR,
+        place.work_dir.join(xcom::XCOM_FILE_NAME),
+    );
     let cwd = match (&config.default_cwd, &rendered.cwd) {
         (Some(base), Some(cwd)) => base.join(cwd),
         (None, Some(cwd)) => cwd.clone(),

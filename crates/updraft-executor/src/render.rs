@@ -2066,7 +2066,10 @@ mod tests {
     #[test]
     fn xcom_pull_reads_the_run_s_pushes_as_airflow_does() {
         let x = |src: &str| render_str(src, &with_xcoms());
-        assert_eq!(x("{{ ti.xcom_pull(task_ids='extract') }}").unwrap(), "s3://b/2024");
+        assert_eq!(
+            x("{{ ti.xcom_pull(task_ids='extract') }}").unwrap(),
+            "s3://b/2024"
+        );
         assert_eq!(x("{{ ti.xcom_pull('extract') }}").unwrap(), "s3://b/2024");
         assert_eq!(
             x("{{ task_instance.xcom_pull(task_ids='extract', key='rows') + 1 }}").unwrap(),
@@ -2076,7 +2079,10 @@ mod tests {
             x("{{ ti.xcom_pull(task_ids='meta') | tojson }}").unwrap(),
             r#"{"k": [1, "two"]}"#
         );
-        assert_eq!(x("{{ ti.xcom_pull(task_ids='meta').k[1] }}").unwrap(), "two");
+        assert_eq!(
+            x("{{ ti.xcom_pull(task_ids='meta').k[1] }}").unwrap(),
+            "two"
+        );
         assert_eq!(
             x("{{ ti.xcom_pull(task_ids=['extract', 'nobody', 'meta'], key='rows') | tojson }}")
                 .unwrap(),
@@ -2113,13 +2119,16 @@ mod tests {
 
     #[test]
     fn xcom_references_name_the_literal_task_ids_or_every_task() {
-        let refs = |script: &str| {
-            xcom_references(&dag(vec![]), &task(TaskKind::Bash(script.into())))
-        };
+        let refs =
+            |script: &str| xcom_references(&dag(vec![]), &task(TaskKind::Bash(script.into())));
         assert_eq!(refs("echo {{ ds }}"), None);
         assert_eq!(
-            refs("echo {{ ti.xcom_pull(task_ids='a') }} {{ ti.xcom_pull(task_ids=['b', 'c'], key='k') }}"),
-            Some(XComReferences::Tasks(["a", "b", "c"].map(String::from).into()))
+            refs(
+                "echo {{ ti.xcom_pull(task_ids='a') }} {{ ti.xcom_pull(task_ids=['b', 'c'], key='k') }}"
+            ),
+            Some(XComReferences::Tasks(
+                ["a", "b", "c"].map(String::from).into()
+            ))
         );
         assert_eq!(
             refs("echo {{ ti.xcom_pull(task_ids=params.t) }} {{ ti.xcom_pull('a') }}"),

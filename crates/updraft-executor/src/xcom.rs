@@ -137,7 +137,8 @@ pub(crate) fn read_local(
 /// naming it.
 fn read_bounded(path: &Path, max: usize) -> Result<Option<String>, String> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let unreadable = |e: std::io::Error| format!("cannot read the XCom file {}: {e}", path.display());
+    let unreadable =
+        |e: std::io::Error| format!("cannot read the XCom file {}: {e}", path.display());
     let file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
@@ -210,11 +211,17 @@ mod tests {
     #[test]
     fn not_an_object_or_not_json_or_too_big_is_an_error_naming_the_source() {
         let e = parse_object("[1]", "file /w/x.json", 100).unwrap_err();
-        assert!(e.contains("file /w/x.json") && e.contains("an array"), "{e}");
+        assert!(
+            e.contains("file /w/x.json") && e.contains("an array"),
+            "{e}"
+        );
         let e = parse_object("{oops", "file /w/x.json", 100).unwrap_err();
         assert!(e.contains("not valid JSON"), "{e}");
         let e = parse_object(r#"{"big": "0123456789"}"#, "f", 8).unwrap_err();
-        assert!(e.contains("`big`") && e.contains("12 bytes") && e.contains("8 bytes"), "{e}");
+        assert!(
+            e.contains("`big`") && e.contains("12 bytes") && e.contains("8 bytes"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! `python3` (or a virtual environment made here), the runner importing the callable from a
 //! DAGs folder, calling it with Airflow's context, and writing its XComs.
 //!
-//! The tries get `UPDRAFT_DAGS_FOLDER`, `UPDRAFT_DAG_FILE` and `UPDRAFT_XCOM_PATH` through
-//! their environment, as the scheduler and the executor give them.
+//! The tries get `UPDRAFT_DAGS_FOLDER` and `UPDRAFT_DAG_FILE` through their environment, as the
+//! scheduler gives them; the executor gives `UPDRAFT_XCOM_PATH` and reports what the runner
+//! wrote there with the try's end.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -99,6 +100,8 @@ struct Setup {
     dir: tempfile::TempDir,
     executor: LocalExecutor,
     events: mpsc::UnboundedReceiver<TryEvent>,
+    /// The XComs each try's end reported, as one JSON object per task; absent when none.
+    xcoms: BTreeMap<String, serde_json::Value>,
 }
 
 impl Setup {
@@ -116,15 +119,12 @@ impl Setup {
             dir,
             executor,
             events,
+            xcoms: BTreeMap::new(),
         }
     }
 
     fn dags(&self) -> PathBuf {
         self.dir.path().join("dags")
-    }
-
-    fn xcom_path(&self, task_id: &str) -> PathBuf {
-        self.dir.path().join(format!("{task_id}.xcom.json"))
     }
 
     fn log(&self, task_id: &str) -> PathBuf {
@@ -140,7 +140,7 @@ impl Setup {
 
     /// Runs `python` as task `task_id` and waits for its end: the outcome and the log.
     async fn run(&mut self, task_id: &str, python: PythonTask) -> (ExecOutcome, String) {
-        let (dag, task) = dag_and_task(task_id, python, &self.dags(), &self.xcom_path(task_id));
+        let (dag, task) = dag_and_task(task_id, python, &self.dags());
         let rendered = render_task(&dag, &task, &context(task_id)).expect("renders");
         let key = TryKey {
             run_pk: 1,
@@ -158,9 +158,21 @@ impl Setup {
                 .await
                 .expect("the try ends in time")
                 .expect("events flow");
-            if let TryEvent::Finished { key, outcome, .. } = event
+            if let TryEvent::Finished {
+                key,
+                outcome,
+                xcoms,
+                ..
+            } = event
                 && key.task_id == task_id
             {
+                if !xcoms.is_empty() {
+                    let object: serde_json::Map<String, serde_json::Value> = xcoms
+                        .into_iter()
+                        .map(|x| (x.key, serde_json::from_str(&x.value).expect("JSON")))
+                        .collect();
+                    self.xcoms.insert(task_id.to_owned(), object.into());
+                }
                 break outcome;
             }
         };
@@ -169,8 +181,7 @@ impl Setup {
     }
 
     fn xcoms(&self, task_id: &str) -> Option<serde_json::Value> {
-        let text = std::fs::read_to_string(self.xcom_path(task_id)).ok()?;
-        Some(serde_json::from_str(&text).expect("the XCom file is JSON"))
+        self.xcoms.get(task_id).cloned()
     }
 }
 
@@ -186,6 +197,7 @@ fn call(callable: &str) -> PythonTask {
 fn context(task_id: &str) -> TemplateContext {
     TemplateContext {
         secrets: Default::default(),
+        xcoms: Default::default(),
         tenant: "team".into(),
         dag_id: "etl".into(),
         run_id: "manual__2024-03-05T06:07:08+00:00".into(),
@@ -204,14 +216,13 @@ fn context(task_id: &str) -> TemplateContext {
     }
 }
 
-fn dag_and_task(task_id: &str, python: PythonTask, dags: &Path, xcom: &Path) -> (Dag, Task) {
+fn dag_and_task(task_id: &str, python: PythonTask, dags: &Path) -> (Dag, Task) {
     let env = BTreeMap::from([
         ("UPDRAFT_DAGS_FOLDER".to_owned(), dags.display().to_string()),
         (
             "UPDRAFT_DAG_FILE".to_owned(),
             dags.join("team/etl.yaml").display().to_string(),
         ),
-        ("UPDRAFT_XCOM_PATH".to_owned(), xcom.display().to_string()),
     ]);
     let task = Task {
         task_id: task_id.into(),
@@ -230,6 +241,8 @@ fn dag_and_task(task_id: &str, python: PythonTask, dags: &Path, xcom: &Path) -> 
         env,
         cwd: None,
         connections: vec![],
+        // The runner writes the XCom file; the last line of the output is not an XCom.
+        do_xcom_push: false,
         kind: TaskKind::Python(Box::new(python)),
     };
     let dag = Dag {

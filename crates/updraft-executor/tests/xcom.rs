@@ -99,23 +99,49 @@ printf '{"return_value": {"rows": 42}, "path": "s3://b/k", "ok": true}' > "$UPDR
 
 #[tokio::test]
 async fn nothing_is_pushed_by_a_try_that_fails_or_writes_no_file() {
-    let (outcome, xcoms, _) = run(1024, "a", bash("echo {} > \"$UPDRAFT_XCOM_PATH\"; exit 1", false)).await;
-    assert!(matches!(outcome, ExecOutcome::Failed { exit_code: Some(1), .. }));
+    let (outcome, xcoms, _) = run(
+        1024,
+        "a",
+        bash("echo {} > \"$UPDRAFT_XCOM_PATH\"; exit 1", false),
+    )
+    .await;
+    assert!(matches!(
+        outcome,
+        ExecOutcome::Failed {
+            exit_code: Some(1),
+            ..
+        }
+    ));
     assert!(xcoms.is_empty());
     let (outcome, xcoms, _) = run(1024, "a", bash("echo 42", false)).await;
     assert_eq!(outcome, ExecOutcome::Success);
-    assert!(xcoms.is_empty(), "without do_xcom_push the output is not pushed");
+    assert!(
+        xcoms.is_empty(),
+        "without do_xcom_push the output is not pushed"
+    );
 }
 
 #[tokio::test]
 async fn do_xcom_push_pushes_the_last_non_empty_line_as_json_or_text() {
-    let (outcome, xcoms, _) = run(1024, "a", bash("echo first; echo '[1, 2]'; echo; echo '  '", true)).await;
+    let (outcome, xcoms, _) = run(
+        1024,
+        "a",
+        bash("echo first; echo '[1, 2]'; echo; echo '  '", true),
+    )
+    .await;
     assert_eq!(outcome, ExecOutcome::Success);
     assert_eq!(xcoms, [push("return_value", "[1,2]")]);
     let (_, xcoms, _) = run(1024, "b", bash("echo 'done: 3 files' >&2", true)).await;
-    assert_eq!(xcoms, [push("return_value", "\"done: 3 files\"")], "stderr is output too");
+    assert_eq!(
+        xcoms,
+        [push("return_value", "\"done: 3 files\"")],
+        "stderr is output too"
+    );
     let (_, xcoms, _) = run(1024, "c", bash("true", true)).await;
-    assert!(xcoms.is_empty(), "no output, nothing pushed (not the log's header)");
+    assert!(
+        xcoms.is_empty(),
+        "no output, nothing pushed (not the log's header)"
+    );
     let both = "echo from-output; echo '{\"return_value\": \"from-file\", \"k\": 1}' > \"$UPDRAFT_XCOM_PATH\"";
     let (_, xcoms, _) = run(1024, "d", bash(both, true)).await;
     assert_eq!(
@@ -138,7 +164,10 @@ async fn a_value_over_max_xcom_size_fails_the_try_naming_key_size_and_limit() {
     assert!(log.contains(message), "the reason is in the log:\n{log}");
     let (outcome, _, log) = run(8, "b", bash("echo 0123456789", true)).await;
     let message = failure(&outcome);
-    assert!(message.contains("`return_value`") && message.contains("8 bytes"), "{message}");
+    assert!(
+        message.contains("`return_value`") && message.contains("8 bytes"),
+        "{message}"
+    );
     assert!(log.contains("max_xcom_size"), "{log}");
 }
 
@@ -153,7 +182,10 @@ async fn an_xcom_file_that_is_not_one_json_object_fails_the_try() {
         let (outcome, xcoms, log) = run(1024, "a", bash(&script, false)).await;
         let message = failure(&outcome);
         assert!(message.contains(says), "{content}: {message}");
-        assert!(message.contains(".updraft-xcom.json"), "names the file: {message}");
+        assert!(
+            message.contains(".updraft-xcom.json"),
+            "names the file: {message}"
+        );
         assert!(xcoms.is_empty());
         assert!(log.contains(says), "{log}");
     }
@@ -169,5 +201,8 @@ async fn a_link_or_a_pipe_as_the_xcom_file_is_refused_not_followed() {
     assert!(failure(&outcome).contains("symbolic link"), "{outcome}");
     assert!(xcoms.is_empty());
     let (outcome, _, _) = run(1024, "b", bash("mkfifo \"$UPDRAFT_XCOM_PATH\"", false)).await;
-    assert!(failure(&outcome).contains("not a regular file"), "{outcome}");
+    assert!(
+        failure(&outcome).contains("not a regular file"),
+        "{outcome}"
+    );
 }

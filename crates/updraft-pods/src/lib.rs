@@ -587,11 +587,7 @@ impl LogFile {
 /// How a followed try ended: its outcome, when, and what it pushed.
 type Ended = (ExecOutcome, DateTime<Utc>, Vec<XComPush>);
 
-async fn follow(
-    inner: &Arc<Inner>,
-    mut job: Job,
-    stop: watch::Receiver<Stop>,
-) -> Option<Ended> {
+async fn follow(inner: &Arc<Inner>, mut job: Job, stop: watch::Receiver<Stop>) -> Option<Ended> {
     let ended = follow_pod(inner, &mut job, stop).await;
     // Detached, the pod runs on and still needs its Secret.
     if ended.is_some() && job.has_secret {

@@ -1092,9 +1092,8 @@ async fn a_pod_pushes_its_termination_message_and_with_do_xcom_push_its_last_lin
     let mut h = harness(|_| {}).await;
     // The fake kubelet's stand-in for /dev/termination-log.
     let var = updraft_kube_fake::TERMINATION_LOG_VAR;
-    let script = format!(
-        r#"echo working; echo '{{"return_value": [1, 2], "rows": 7}}' > "${var}""#
-    );
+    let script =
+        format!(r#"echo working; echo '{{"return_value": [1, 2], "rows": 7}}' > "${var}""#);
     let task = format!(
         "  - task_id: t\n    pod: {{image: busybox, cmds: [sh, -c], args: [{}]}}\n",
         serde_json::to_string(&script).unwrap()
@@ -1102,7 +1101,10 @@ async fn a_pod_pushes_its_termination_message_and_with_do_xcom_push_its_last_lin
     h.launch(&task, "manual__msg");
     let (outcome, xcoms) = h.finished_with_xcoms().await;
     assert_eq!(outcome, ExecOutcome::Success);
-    assert_eq!(xcoms, [pushed("return_value", "[1,2]"), pushed("rows", "7")]);
+    assert_eq!(
+        xcoms,
+        [pushed("return_value", "[1,2]"), pushed("rows", "7")]
+    );
 
     let line = "  - task_id: t\n    do_xcom_push: true\n    pod: {image: busybox, cmds: [sh, -c], args: [\"echo first; echo '{\\\"k\\\": 1}'\"]}\n";
     h.launch(line, "manual__line");
@@ -1129,7 +1131,14 @@ async fn a_termination_message_that_is_not_a_json_object_fails_the_try() {
     let (_, log) = h.launch(&task, "manual__bad");
     let (outcome, xcoms) = h.finished_with_xcoms().await;
     let why = message(&outcome);
-    assert!(why.contains("termination message is not valid JSON"), "{why}");
+    assert!(
+        why.contains("termination message is not valid JSON"),
+        "{why}"
+    );
     assert!(xcoms.is_empty());
-    assert!(read(&log).contains("termination message is not valid JSON"), "{}", read(&log));
+    assert!(
+        read(&log).contains("termination message is not valid JSON"),
+        "{}",
+        read(&log)
+    );
 }

@@ -121,7 +121,14 @@ async fn run_dag(store: Arc<SqliteStore>, dags: &Path, logs: &Path, dag_id: &str
 }
 
 fn log(logs: &Path, run: &RunRow, task_id: &str, try_number: u32) -> String {
-    let path = updraft_dag::log_path(logs, &run.tenant, &run.dag_id, &run.run_id, task_id, try_number);
+    let path = updraft_dag::log_path(
+        logs,
+        &run.tenant,
+        &run.dag_id,
+        &run.run_id,
+        task_id,
+        try_number,
+    );
     std::fs::read_to_string(&path).unwrap_or_default()
 }
 

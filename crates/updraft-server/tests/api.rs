@@ -1540,7 +1540,10 @@ async fn xcom_entries_are_listed_read_written_and_masked_as_airflow_shows_them()
     assert_eq!(page["xcom_entries"][0]["key"], "plain");
     let by_key = app.get_ok(&format!("{base}?xcom_key=plain")).await;
     assert_eq!(by_key["total_entries"], 1);
-    assert_eq!(app.get_ok(&format!("{base}?map_index=0")).await["total_entries"], 0);
+    assert_eq!(
+        app.get_ok(&format!("{base}?map_index=0")).await["total_entries"],
+        0
+    );
 
     let one = app.get_ok(&format!("{base}/return_value")).await;
     assert_eq!(
@@ -1548,7 +1551,9 @@ async fn xcom_entries_are_listed_read_written_and_masked_as_airflow_shows_them()
         "stringified by default"
     );
     let native = app
-        .get_ok(&format!("{base}/return_value?stringify=false&deserialize=true"))
+        .get_ok(&format!(
+            "{base}/return_value?stringify=false&deserialize=true"
+        ))
         .await;
     assert_eq!(native["value"], json!({"rows": 3, "path": "s3://b/k"}));
     assert_eq!(app.get_ok(&format!("{base}/plain")).await["value"], "text");

@@ -1062,12 +1062,21 @@ async fn the_task_page_shows_what_the_try_pushed_escaped_masked_and_cut() {
         .unwrap();
     let page = fx.page("/dags/etl/runs/manual__1/tasks/extract").await;
     let row = between(&page, r#"<tr data-xcom-key="return_value">"#, "</tr>");
-    assert!(row.contains("&lt;b&gt;rows&lt;&#x2f;b&gt;") || row.contains("&lt;b&gt;rows&lt;/b&gt;"), "escaped: {row}");
+    assert!(
+        row.contains("&lt;b&gt;rows&lt;&#x2f;b&gt;") || row.contains("&lt;b&gt;rows&lt;/b&gt;"),
+        "escaped: {row}"
+    );
     assert!(!page.contains("<b>rows</b>"));
     let secret = between(&page, r#"<tr data-xcom-key="api_token">"#, "</tr>");
-    assert!(secret.contains("***") && !page.contains("tok-123456789"), "{secret}");
+    assert!(
+        secret.contains("***") && !page.contains("tok-123456789"),
+        "{secret}"
+    );
     let long = between(&page, r#"<tr data-xcom-key="long">"#, "</tr>");
-    assert!(long.contains(&"y".repeat(200)) && !long.contains(&"y".repeat(201)), "cut");
+    assert!(
+        long.contains(&"y".repeat(200)) && !long.contains(&"y".repeat(201)),
+        "cut"
+    );
     assert!(long.contains('…'));
     let other = fx.page("/dags/etl/runs/manual__1/tasks/transform").await;
     assert!(other.contains("Nothing pushed."));

@@ -71,9 +71,8 @@ fn literal_task_ids(args: &str) -> Option<BTreeSet<String>> {
     static LITERAL: OnceLock<Regex> = OnceLock::new();
     let keyword =
         KEYWORD.get_or_init(|| Regex::new(r"\btask_ids\s*=\s*").expect("a valid pattern"));
-    let literal = LITERAL.get_or_init(|| {
-        Regex::new(r#"^\s*(?:'([^']*)'|"([^"]*)")\s*"#).expect("a valid pattern")
-    });
+    let literal = LITERAL
+        .get_or_init(|| Regex::new(r#"^\s*(?:'([^']*)'|"([^"]*)")\s*"#).expect("a valid pattern"));
     let value = match keyword.find(args) {
         Some(m) => &args[m.end()..],
         // The first positional argument, unless the call starts with a keyword.
@@ -98,7 +97,12 @@ fn literal_task_ids(args: &str) -> Option<BTreeSet<String>> {
         return rest.trim_start().starts_with(']').then_some(ids);
     }
     let c = literal.captures(value)?;
-    ids.insert(c.get(1).or_else(|| c.get(2)).map_or("", |m| m.as_str()).to_owned());
+    ids.insert(
+        c.get(1)
+            .or_else(|| c.get(2))
+            .map_or("", |m| m.as_str())
+            .to_owned(),
+    );
     Some(ids)
 }
 
@@ -210,9 +214,9 @@ impl TaskInstance {
         if let Some(task_id) = task_ids.as_str() {
             return Ok(one(task_id));
         }
-        let ids = task_ids
-            .try_iter()
-            .map_err(|_| usage("`xcom_pull`: `task_ids` must be a task id or a list of task ids"))?;
+        let ids = task_ids.try_iter().map_err(|_| {
+            usage("`xcom_pull`: `task_ids` must be a task id or a list of task ids")
+        })?;
         let mut values = Vec::new();
         for id in ids {
             let id = id

@@ -214,7 +214,13 @@ pub async fn get_xcom_entries(
     ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
     ApiQuery(query): ApiQuery<XComListQuery>,
 ) -> Result<Json<XComCollectionResponse>, ApiError> {
-    let run = load(&state, &identity, (&dag_id, &run_id, &task_id), Action::Read).await?;
+    let run = load(
+        &state,
+        &identity,
+        (&dag_id, &run_id, &task_id),
+        Action::Read,
+    )
+    .await?;
     let page = paging(&query.limit, &query.offset)?;
     let (rows, total) = state
         .store
@@ -250,12 +256,24 @@ pub async fn get_xcom_entry(
     ApiPath((dag_id, run_id, task_id, xcom_key)): ApiPath<(String, String, String, String)>,
     ApiQuery(query): ApiQuery<XComGetQuery>,
 ) -> Result<Json<XComResponseNative>, ApiError> {
-    let run = load(&state, &identity, (&dag_id, &run_id, &task_id), Action::Read).await?;
+    let run = load(
+        &state,
+        &identity,
+        (&dag_id, &run_id, &task_id),
+        Action::Read,
+    )
+    .await?;
     flag_of("deserialize", &query.deserialize, false)?;
     let stringify = flag_of("stringify", &query.stringify, true)?;
-    let row = one(&state, &run, &task_id, &xcom_key, map_index_of(&query.map_index)?)
-        .await?
-        .ok_or_else(|| xcom_not_found(&xcom_key, &dag_id, &run_id, &task_id))?;
+    let row = one(
+        &state,
+        &run,
+        &task_id,
+        &xcom_key,
+        map_index_of(&query.map_index)?,
+    )
+    .await?
+    .ok_or_else(|| xcom_not_found(&xcom_key, &dag_id, &run_id, &task_id))?;
     Ok(Json(native(&run, &row, stringify)))
 }
 
@@ -315,7 +333,13 @@ pub async fn post_xcom_entry(
     ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
     ApiJson(body): ApiJson<XComCreateBody>,
 ) -> Result<(StatusCode, Json<XComResponseNative>), ApiError> {
-    let run = load(&state, &identity, (&dag_id, &run_id, &task_id), Action::Create).await?;
+    let run = load(
+        &state,
+        &identity,
+        (&dag_id, &run_id, &task_id),
+        Action::Create,
+    )
+    .await?;
     check_key(&body.key)?;
     let value = value_text(&body.value)?;
     let write = XComWrite {
@@ -358,7 +382,13 @@ pub async fn patch_xcom_entry(
     ApiPath((dag_id, run_id, task_id, xcom_key)): ApiPath<(String, String, String, String)>,
     ApiJson(body): ApiJson<XComUpdateBody>,
 ) -> Result<Json<XComResponseNative>, ApiError> {
-    let run = load(&state, &identity, (&dag_id, &run_id, &task_id), Action::Edit).await?;
+    let run = load(
+        &state,
+        &identity,
+        (&dag_id, &run_id, &task_id),
+        Action::Edit,
+    )
+    .await?;
     let value = value_text(&body.value)?;
     let write = XComWrite {
         run_pk: run.id,

@@ -5,9 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::codec::{self, StoreRow};
 use super::{Arg, Db, Query, is_unique_violation, query};
-use crate::{
-    Result, StoreError, TryXComs, WriteMode, XComQuery, XComRow, XComWrite,
-};
+use crate::{Result, StoreError, TryXComs, WriteMode, XComQuery, XComRow, XComWrite};
 
 const COLUMNS: &str = "x.run_pk, x.task_id, x.map_index, x.key, x.value, x.timestamp";
 
@@ -108,13 +106,14 @@ pub(crate) async fn write<C: Db + ?Sized>(
             x.key, x.task_id, x.map_index
         )
     };
-    let try_number = query("SELECT try_number FROM task_instance WHERE run_pk = $1 AND task_id = $2")
-        .bind(x.run_pk)
-        .bind(x.task_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("task instance `{}`", x.task_id)))?
-        .int("try_number")?;
+    let try_number =
+        query("SELECT try_number FROM task_instance WHERE run_pk = $1 AND task_id = $2")
+            .bind(x.run_pk)
+            .bind(x.task_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("task instance `{}`", x.task_id)))?
+            .int("try_number")?;
     // An earlier try's rows are invisible; they must not make a new one conflict.
     query("DELETE FROM xcom WHERE run_pk = $1 AND task_id = $2 AND try_number <> $3")
         .bind(x.run_pk)

@@ -341,7 +341,12 @@ async fn schedule(store: &dyn Store, run: &RunRow, task_ids: &[&str], now: DateT
 }
 
 /// none → scheduled → queued (new try) → running; returns the try number.
-pub(crate) async fn start_try(store: &dyn Store, run: &RunRow, task_id: &str, now: DateTime<Utc>) -> u32 {
+pub(crate) async fn start_try(
+    store: &dyn Store,
+    run: &RunRow,
+    task_id: &str,
+    now: DateTime<Utc>,
+) -> u32 {
     let expected = store
         .task_instance(&key(run, task_id))
         .await

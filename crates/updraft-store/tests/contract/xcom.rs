@@ -53,7 +53,12 @@ pub async fn xcoms_pushed_by_tries_are_read_back_by_task_key_and_page(store: &dy
     let recorded = store
         .record_xcoms(
             &[
-                pushed(run.id, "a", a, &[entry("return_value", "\"hi\""), entry("n", "3")]),
+                pushed(
+                    run.id,
+                    "a",
+                    a,
+                    &[entry("return_value", "\"hi\""), entry("n", "3")],
+                ),
                 pushed(run.id, "b", b, &[entry("return_value", "{\"x\":[1,2]}")]),
             ],
             t(3),
@@ -111,7 +116,12 @@ pub async fn xcoms_of_a_new_try_hide_then_replace_the_previous_try(store: &dyn S
     let first = start_try(store, &run, "a", t(2)).await;
     store
         .record_xcoms(
-            &[pushed(run.id, "a", first, &[entry("old", "1"), entry("k", "1")])],
+            &[pushed(
+                run.id,
+                "a",
+                first,
+                &[entry("old", "1"), entry("k", "1")],
+            )],
             t(2),
         )
         .await
@@ -140,9 +150,7 @@ pub async fn xcoms_of_a_new_try_hide_then_replace_the_previous_try(store: &dyn S
     assert_eq!(listed(store, &of_run(run.id)).await, [row("a", "k", "2")]);
 }
 
-pub async fn xcoms_written_by_users_need_their_task_instance_and_respect_modes(
-    store: &dyn Store,
-) {
+pub async fn xcoms_written_by_users_need_their_task_instance_and_respect_modes(store: &dyn Store) {
     let run = running_run(store, &[ti("a", 1)]).await;
     let write = |key: &'static str, value: &'static str| XComWrite {
         run_pk: run.id,
@@ -157,15 +165,23 @@ pub async fn xcoms_written_by_users_need_their_task_instance_and_respect_modes(
         .unwrap();
     assert_eq!((created.key.as_str(), created.value.as_str()), ("k", "1"));
     assert!(matches!(
-        store.write_xcom(&write("k", "2"), WriteMode::Create, t(1)).await,
+        store
+            .write_xcom(&write("k", "2"), WriteMode::Create, t(1))
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        store.write_xcom(&write("nope", "2"), WriteMode::Update, t(1)).await,
+        store
+            .write_xcom(&write("nope", "2"), WriteMode::Update, t(1))
+            .await,
         Err(StoreError::NotFound(_))
     ));
     let updated = store
-        .write_xcom(&write("k", "[2]"), WriteMode::Update, t(1) + Duration::seconds(1))
+        .write_xcom(
+            &write("k", "[2]"),
+            WriteMode::Update,
+            t(1) + Duration::seconds(1),
+        )
         .await
         .unwrap();
     assert_eq!(updated.value, "[2]");
@@ -182,7 +198,10 @@ pub async fn xcoms_written_by_users_need_their_task_instance_and_respect_modes(
     // A value of an earlier try is invisible and does not conflict with a new one.
     let first = start_try(store, &run, "a", t(2)).await;
     store
-        .record_xcoms(&[pushed(run.id, "a", first, &[entry("k", "\"try\"")])], t(2))
+        .record_xcoms(
+            &[pushed(run.id, "a", first, &[entry("k", "\"try\"")])],
+            t(2),
+        )
         .await
         .unwrap();
     store

@@ -25,6 +25,11 @@ tasks:
     upstream: extract
     python:
       callable: "etl.steps:skip_me"
+  - task_id: pull
+    upstream: extract
+    python:
+      callable: "shared_helpers:shout"
+      op_kwargs: {word: "{{ ti.xcom_pull(task_ids='extract')['table'] }}"}
   - task_id: broken
     upstream: extract
     python:
@@ -98,6 +103,10 @@ fn the_scheduler_runs_python_tasks_from_the_dags_folder() {
     );
     let log = home.logs("py_etl", &run_id, "transform", None);
     assert!(log.contains("SHOUT LOUD"), "{log}");
+    // The value `extract` returned, pulled by a downstream task's template.
+    assert_eq!(states["pull"], "success", "{states:?}");
+    let log = home.logs("py_etl", &run_id, "pull", None);
+    assert!(log.contains("SHOUT CUSTOMERS"), "{log}");
     let log = home.logs("py_etl", &run_id, "skipped", None);
     assert!(log.contains("not today"), "{log}");
     let log = home.logs("py_etl", &run_id, "broken", None);

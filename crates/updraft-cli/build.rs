@@ -1,4 +1,5 @@
-//! Embeds the example DAGs (`examples/dags/`) into the binary for `standalone` to offer.
+//! Embeds the example DAGs (`examples/dags/`) into the binary for `standalone` to offer: the
+//! DAG files and the Python modules their `python:` tasks call.
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -37,7 +38,10 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
         if path.is_dir() {
             println!("cargo:rerun-if-changed={}", path.display());
             collect(&path, files);
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "py")
+        {
             files.push(path);
         }
     }

@@ -6,7 +6,8 @@ use anyhow::{Context, Result};
 
 include!(concat!(env!("OUT_DIR"), "/examples.rs"));
 
-/// Write the examples into `folder` if it holds no DAG files; returns how many were written.
+/// Write the examples (DAG files and the Python modules they call) into `folder` if it holds
+/// no DAG files; returns how many DAG files were written.
 pub fn offer(folder: &Path) -> Result<usize> {
     if holds_dag_files(folder) {
         return Ok(0);
@@ -19,7 +20,14 @@ pub fn offer(folder: &Path) -> Result<usize> {
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(EXAMPLE_DAGS.len())
+    Ok(EXAMPLE_DAGS
+        .iter()
+        .filter(|(relative, _)| is_dag_file(Path::new(relative)))
+        .count())
+}
+
+fn is_dag_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "yaml" || e == "yml")
 }
 
 /// Pools the example DAGs use.
@@ -55,7 +63,7 @@ fn holds_dag_files(folder: &Path) -> bool {
             let path = entry.path();
             if kind.is_dir() {
                 folders.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            } else if is_dag_file(&path) {
                 return true;
             }
         }

@@ -29,6 +29,7 @@ mod notifiers;
 mod params;
 mod parse;
 mod pod;
+mod python;
 mod schedule;
 mod task;
 mod walk;
@@ -53,6 +54,7 @@ pub use parse::{
     is_valid_identifier, parse_dag,
 };
 pub use pod::{check_namespace, check_template_path};
+pub use python::check_callable;
 pub use schedule::{CRON_PRESETS, cron_preset_name, parse_cron, parse_datetime, parse_schedule};
 pub use task::DEFAULT_RETRY_DELAY;
 pub use walk::{FOLDER_ERROR_FILENAME, escape_name, is_bidi_control};

@@ -1,15 +1,21 @@
 //! DAG warnings: what loads fine but is likely a mistake, with the file, line and task.
 //!
-//! Two checks. A task with `branch: true` or `short_circuit: true` that no task lists in its
+//! Three checks. A task with `branch: true` or `short_circuit: true` that no task lists in its
 //! `upstream` has nothing to choose or skip (Airflow runs it and changes nothing; so does
 //! updraft, but it is most likely a forgotten edge).
 //!
-//! And a `bash` script that puts the run's conf in the script unquoted
+//! [`python_module_warnings`]: a `python` task whose callable's module is neither in the DAG
+//! file's folder nor at the root of the DAGs folder (it may still be installed in the
+//! interpreter, so this is a warning, never an import error).
+//!
+//! [`lint_dag_file`]: a `bash` script that puts the run's conf in the script unquoted
 //! (`{{ params.who }}`, `{{ dag_run.conf.x }}`, `{{ conf }}`) runs whatever shell syntax
 //! whoever triggers the run writes there. The `sh` filter (`{{ params.who | sh }}`) quotes the
 //! value as one word; environment variables (`env: {WHO: "{{ params.who }}"}`, then `"$WHO"`)
 //! work too. Expressions ending in `| sh` pass, and so do those that only test a value inside
 //! `{% ... %}`. Values reaching the script through `{% set %}` are not followed.
+
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -98,6 +104,50 @@ fn branching_without_downstream(fileloc: &str, root: &Node) -> Vec<DagWarning> {
         }
     }
     warnings
+}
+
+/// A warning for each `python.callable` whose module is in none of `folders` (the DAG file's
+/// folder and the DAGs folder, where the runner looks first): no `a/b.py`, `a/b/__init__.py`
+/// or `a/b/` folder for module `a.b`.
+pub fn python_module_warnings(fileloc: &str, text: &str, folders: &[&Path]) -> Vec<DagWarning> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let Ok(root) = yaml::parse(text) else {
+        return Vec::new();
+    };
+    let mut warnings = Vec::new();
+    for task in get(&root, "tasks").into_iter().flat_map(seq) {
+        let Some(callable) = get(task, "python").and_then(|p| get(p, "callable")) else {
+            continue;
+        };
+        let Some((module, _)) = callable.as_str().and_then(|c| c.split_once(':')) else {
+            continue;
+        };
+        if folders.iter().any(|folder| module_exists(folder, module)) {
+            continue;
+        }
+        let relative = module.replace('.', "/");
+        let looked: Vec<String> = folders.iter().map(|f| f.display().to_string()).collect();
+        warnings.push(DagWarning {
+            filename: fileloc.to_string(),
+            line: (callable.pos.line > 0).then_some(callable.pos.line),
+            task_id: get(task, "task_id")
+                .and_then(Node::as_str)
+                .unwrap_or("?")
+                .to_string(),
+            message: format!(
+                "`python.callable` names module `{module}`, but neither {relative}.py nor {relative}/ is in {}: unless the interpreter has it installed, the task will fail to import it",
+                looked.join(" or ")
+            ),
+        });
+    }
+    warnings
+}
+
+fn module_exists(folder: &Path, module: &str) -> bool {
+    let path = module
+        .split('.')
+        .fold(folder.to_path_buf(), |path, part| path.join(part));
+    path.with_extension("py").is_file() || path.is_dir()
 }
 
 /// An expression (`{{ ... }}`) of a script that interpolates the conf unquoted.
@@ -281,16 +331,23 @@ mod tests {
     }
 
     #[test]
-    fn a_branch_without_downstream_tasks_is_a_warning() {
-        let text = "dag_id: b\ntasks:\n  - task_id: pick\n    bash: echo a\n    branch: true\n  - task_id: gate\n    bash: echo\n    short_circuit: true\n  - task_id: a\n    bash: echo a\n    upstream: [gate]\n";
-        let warnings = lint_dag_file("b.yaml", text);
-        let found: Vec<(Option<u32>, &str)> = warnings
-            .iter()
-            .map(|w| (w.line, w.task_id.as_str()))
-            .collect();
-        assert_eq!(found, [(Some(5), "pick")]);
+    fn python_modules_are_looked_for_in_the_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("team/etl")).unwrap();
+        std::fs::write(root.join("team/etl/steps.py"), "").unwrap();
+        std::fs::write(root.join("shared.py"), "").unwrap();
+        std::fs::create_dir_all(root.join("pkg/sub")).unwrap();
+        let text = "tasks:\n  - task_id: a\n    python: {callable: 'etl.steps:run'}\n  - task_id: b\n    python: {callable: 'shared:run'}\n  - task_id: c\n    python: {callable: 'pkg.sub:run'}\n  - task_id: d\n    python:\n      callable: 'etl.missing:run'\n  - task_id: e\n    bash: echo\n";
+        let team = root.join("team");
+        let warnings = python_module_warnings("team/x.yaml", text, &[&team, root]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].task_id, "d");
+        assert_eq!(warnings[0].line, Some(10));
+        assert_eq!(warnings[0].filename, "team/x.yaml");
         assert!(
-            warnings[0].message.contains("`branch: true`"),
+            warnings[0].message.contains("module `etl.missing`")
+                && warnings[0].message.contains("etl/missing.py"),
             "{}",
             warnings[0].message
         );

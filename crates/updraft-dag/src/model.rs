@@ -506,16 +506,21 @@ pub enum TaskKind {
     Noop,
     /// A Kubernetes pod, from a PodTemplate file or an inline spec.
     Pod(Box<PodTask>),
+    /// A Python callable imported from the DAGs folder and called by an interpreter on this
+    /// machine (Airflow's `PythonOperator` / `@task`, `ExternalPythonOperator`).
+    Python(Box<PythonTask>),
 }
 
 impl TaskKind {
-    /// The key that selects this kind in a DAG file (`bash`, `command`, `pod`, `noop`).
+    /// The key that selects this kind in a DAG file (`bash`, `command`, `pod`, `noop`,
+    /// `python`).
     pub fn name(&self) -> &'static str {
         match self {
             TaskKind::Bash(_) => "bash",
             TaskKind::Command(_) => "command",
             TaskKind::Noop => "noop",
             TaskKind::Pod(_) => "pod",
+            TaskKind::Python(_) => "python",
         }
     }
 }
@@ -550,6 +555,46 @@ pub struct PodTask {
     /// How long the pod may take to start its containers (scheduling, image pull) before the
     /// try fails; `None`: the installation's default.
     pub startup_timeout: Option<Duration>,
+}
+
+/// A `python:` task: `callable` (`module.path:function`, imported from the DAGs folder) called
+/// with `op_args` and `op_kwargs` (every string in them a template) and the run's context, by
+/// the interpreter `python` says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PythonTask {
+    /// `module.path:function` (the function part may name an attribute path, `Class.method`).
+    pub callable: String,
+    /// Positional arguments, as JSON values.
+    pub op_args: Vec<serde_json::Value>,
+    /// Keyword arguments, as JSON values.
+    pub op_kwargs: BTreeMap<String, serde_json::Value>,
+    pub python: PythonInterpreter,
+}
+
+/// Which Python runs a `python:` task.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PythonInterpreter {
+    /// `python3`, found on the try's `PATH`.
+    #[default]
+    Default,
+    /// `interpreter:` a program name or path (Airflow's `ExternalPythonOperator(python=...)`).
+    Interpreter(String),
+    /// `venv:` a virtual environment's folder, run as `<venv>/bin/python`.
+    Venv(String),
+}
+
+impl PythonInterpreter {
+    /// The program to run.
+    pub fn program(&self) -> String {
+        match self {
+            PythonInterpreter::Default => "python3".to_owned(),
+            PythonInterpreter::Interpreter(program) => program.clone(),
+            PythonInterpreter::Venv(folder) => {
+                format!("{}/bin/python", folder.trim_end_matches('/'))
+            }
+        }
+    }
 }
 
 /// Container resources: quantity strings by resource name.

@@ -289,7 +289,11 @@ fn inline_spec(diags: &mut Diagnostics<'_>, node: &Node) -> Option<serde_json::V
     to_json(diags, node, "pod.spec")
 }
 
-fn to_json(diags: &mut Diagnostics<'_>, node: &Node, path: &str) -> Option<serde_json::Value> {
+pub(crate) fn to_json(
+    diags: &mut Diagnostics<'_>,
+    node: &Node,
+    path: &str,
+) -> Option<serde_json::Value> {
     use serde_json::Value as J;
     Some(match &node.value {
         Value::Null => J::Null,

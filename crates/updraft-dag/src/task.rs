@@ -47,10 +47,11 @@ type KindReader = fn(&mut Diagnostics<'_>, &Node) -> Option<TaskKind>;
 
 /// The task kinds: the key that selects each and how its value is read. A new kind is one more
 /// entry here and one more [`TaskKind`] variant.
-pub(crate) const KINDS: [(&str, KindReader); 4] = [
+pub(crate) const KINDS: [(&str, KindReader); 5] = [
     ("bash", bash_kind),
     ("command", command_kind),
     ("pod", crate::pod::pod_kind),
+    ("python", crate::python::python_kind),
     ("noop", noop_kind),
 ];
 
@@ -354,12 +355,12 @@ fn task_hint(key: &str) -> Option<String> {
             "updraft only has `upstream`: list this task in the other task's `upstream`"
         }
         "timeout" => "use `execution_timeout`",
-        "python_callable" | "python" => "updraft cannot call Python: run a script with `command`",
+        "python_callable" => "a Python callable is the `python:` kind (with `callable:` inside it)",
         "pod_template_file" | "kubernetes" | "k8s" => {
             "a Kubernetes pod is the `pod:` kind (with `template:` inside it)"
         }
         "operator" | "type" => {
-            "the kind of a task is its key: one of `bash`, `command`, `pod`, `noop`"
+            "the kind of a task is its key: one of `bash`, `command`, `pod`, `python`, `noop`"
         }
         _ if DAG_KEYS.contains(&key) => "this is a DAG-level key, not a task key",
         _ => return None,

@@ -365,6 +365,7 @@ fn the_examples_load_without_errors() {
         ("default", "fan_out_fan_in"),
         ("default", "params_example"),
         ("default", "branch_example"),
+        ("default", "python_example"),
         ("default", "xcom_example"),
         ("default", "task_groups"),
         ("team_a", "team_a_nightly_report"),

@@ -14,7 +14,7 @@ pub use local::{
     ExecOutcome, LaunchSpec, LocalExecutor, LocalExecutorConfig, Preparing, TryEvent, TryKey,
 };
 pub use render::{
-    Program, RenderBudget, RenderError, RenderedTask, TemplateContext, has_templates,
-    render_off_loop, render_task, render_task_within,
+    PYTHON_RUNNER, Program, PythonCall, RenderBudget, RenderError, RenderedTask, TemplateContext,
+    has_templates, render_off_loop, render_task, render_task_within,
 };
 pub use xcom::XComPush;

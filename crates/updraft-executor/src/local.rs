@@ -603,11 +603,15 @@ async fn run_try(
     slot: Slot,
 ) {
     let key = spec.key.clone();
+    let python = matches!(spec.rendered.program, Program::Python(_));
     let (outcome, xcoms, log) = drive(&inner, spec, &mut kill).await;
     let ended = Utc::now();
     if let Some(dir) = inner.existing_conf_dir() {
         // One unlink; the file is absent when the try never got to spawn.
         let _ = std::fs::remove_file(conf_path(&dir, &key));
+        if python {
+            let _ = std::fs::remove_file(call_path(&dir, &key));
+        }
     }
     if !inner.config.isolation.keep_work_dirs
         && let Some(root) = inner.existing_work_root()
@@ -1041,7 +1045,12 @@ struct Place {
     run_as: Option<RunAs>,
     work_dir: PathBuf,
     conf_file: PathBuf,
+    /// A python task's call, for the runner.
+    call_file: Option<PathBuf>,
 }
+
+/// Names the file describing a python task's call (see [`crate::render::PythonCall`]).
+pub const PYTHON_CALL_FILE_VAR: &str = "UPDRAFT_PYTHON_CALL_FILE";
 
 /// The tenant of a rendered task: `UPDRAFT_TENANT`, which the renderer sets last (no `env` of
 /// the DAG or task can change it).
@@ -1064,18 +1073,32 @@ fn prepare(inner: &Inner, rendered: &RenderedTask, key: &TryKey) -> Result<Place
         .map(|dir| conf_path(&dir, key))
         .and_then(|path| write_conf_file(&path, &rendered.conf).map(|()| path))
         .map_err(|e| format!("cannot write the run's conf file: {e}"))?;
+    let call_file = match &rendered.program {
+        Program::Python(python) => Some(
+            inner
+                .conf_dir()
+                .map(|dir| call_path(&dir, key))
+                .and_then(|path| write_conf_file(&path, &python.call).map(|()| path))
+                .map_err(|e| format!("cannot write the python task's call file: {e}"))?,
+        ),
+        _ => None,
+    };
     if let Some(user) = &run_as {
-        isolation::hand_over(&conf_file, user).map_err(|e| {
-            format!(
-                "cannot hand the run's conf file over to `{}`: {e}",
-                user.name
-            )
-        })?;
+        for file in std::iter::once(&conf_file).chain(&call_file) {
+            isolation::hand_over(file, user).map_err(|e| {
+                format!(
+                    "cannot hand {} over to `{}`: {e}",
+                    file.display(),
+                    user.name
+                )
+            })?;
+        }
     }
     Ok(Place {
         run_as,
         work_dir,
         conf_file,
+        call_file,
     })
 }
 
@@ -1129,6 +1152,11 @@ fn spawn(
         },
         Program::Noop => unreachable!("noop tries are never spawned"),
         Program::Pod(_) => return fail(log, POD_WITHOUT_CLUSTER.into()),
+        Program::Python(python) => {
+            let mut c = Command::new(&python.interpreter);
+            c.arg("-u").arg("-c").arg(crate::render::PYTHON_RUNNER);
+            c
+        }
     };
     let place = match place {
         Ok(place) => place,
@@ -1152,6 +1180,9 @@ fn spawn(
         crate::leftovers::try_mark(std::process::id(), key.run_pk, &key.task_id, try_number),
     );
     cmd.env("UPDRAFT_CONF_FILE", &place.conf_file);
+    if let Some(call_file) = &place.call_file {
+        cmd.env(PYTHON_CALL_FILE_VAR, call_file);
+    }
     cmd.env(
         xcom::XCOM_PATH_VAR,
         place.work_dir.join(xcom::XCOM_FILE_NAME),
@@ -1197,6 +1228,7 @@ fn spawn(
             let what = match &rendered.program {
                 Program::Bash(_) => config.bash.display().to_string(),
                 Program::Command(argv) => argv[0].clone(),
+                Program::Python(python) => python.interpreter.clone(),
                 Program::Noop | Program::Pod(_) => unreachable!(),
             };
             let user = place
@@ -1253,6 +1285,14 @@ fn make_temp_dir(prefix: &str, mode: u32) -> Result<PathBuf, String> {
 fn conf_path(dir: &Path, key: &TryKey) -> PathBuf {
     dir.join(format!(
         "{}-{}-{}.json",
+        key.run_pk, key.task_id, key.try_number
+    ))
+}
+
+/// The call file of one python try, beside its conf file.
+fn call_path(dir: &Path, key: &TryKey) -> PathBuf {
+    dir.join(format!(
+        "{}-{}-{}.call.json",
         key.run_pk, key.task_id, key.try_number
     ))
 }

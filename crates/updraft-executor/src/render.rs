@@ -77,7 +77,7 @@ use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, TimeZone
 use chrono_tz::Tz;
 use minijinja::value::{Object, Value};
 use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior};
-use updraft_dag::{Dag, PodTask, Task, TaskKind};
+use updraft_dag::{Dag, PodTask, PythonTask, Task, TaskKind};
 
 mod budget;
 mod pool;
@@ -144,6 +144,23 @@ pub enum Program {
     /// A Kubernetes pod: the task's `pod:` with every string rendered (the template file
     /// itself is read, checked and merged by the pod executor).
     Pod(Box<PodTask>),
+    /// A Python callable, called by the runner script ([`PYTHON_RUNNER`]) in `interpreter`.
+    Python(Box<PythonCall>),
+}
+
+/// The script that runs a `python:` task: `<interpreter> -u -c PYTHON_RUNNER`, with the call
+/// described in a file named by `UPDRAFT_PYTHON_CALL_FILE`.
+pub const PYTHON_RUNNER: &str = include_str!("python_runner.py");
+
+/// A rendered `python:` task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonCall {
+    /// The interpreter: `python3`, a program name or path, or a virtual environment's
+    /// `bin/python`.
+    pub interpreter: String,
+    /// What the runner reads, as JSON: `callable`, the rendered `op_args` and `op_kwargs`,
+    /// and the `context` (dates, ids, params) the callable may ask for.
+    pub call: String,
 }
 
 /// A task with all its templates rendered: ready to be launched.
@@ -237,6 +254,10 @@ pub fn render_task_within(
         TaskKind::Noop => Program::Noop,
         TaskKind::Pod(pod) => Program::Pod(Box::new(
             render_pod(&r, pod).map_err(|(field, message)| err(format!("pod.{field}"), message))?,
+        )),
+        TaskKind::Python(python) => Program::Python(Box::new(
+            render_python(&r, python, ctx)
+                .map_err(|(field, message)| err(format!("python.{field}"), message))?,
         )),
     };
 
@@ -371,7 +392,63 @@ fn render_pod(r: &Renderer<'_>, pod: &PodTask) -> Result<PodTask, FieldError> {
     })
 }
 
-/// Renders every string inside a JSON value (an inline pod spec).
+/// Renders every string of a python task's arguments (Airflow renders the strings inside
+/// `op_args` and `op_kwargs`, lists and dicts included) and describes the call for the runner.
+fn render_python(
+    r: &Renderer<'_>,
+    python: &PythonTask,
+    ctx: &TemplateContext,
+) -> Result<PythonCall, FieldError> {
+    let op_args = python
+        .op_args
+        .iter()
+        .enumerate()
+        .map(|(i, v)| render_json(r, v, &format!("op_args[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let op_kwargs = python
+        .op_kwargs
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), render_json(r, v, &format!("op_kwargs.{k}"))?)))
+        .collect::<Result<serde_json::Map<_, _>, FieldError>>()?;
+    let call = serde_json::json!({
+        "callable": python.callable,
+        "op_args": op_args,
+        "op_kwargs": op_kwargs,
+        "context": python_context(ctx),
+    });
+    Ok(PythonCall {
+        interpreter: python.python.program(),
+        call: call.to_string(),
+    })
+}
+
+/// What a python task's callable may ask for by name, as the runner receives it (dates as
+/// ISO 8601 in UTC, made `datetime`s by the runner).
+fn python_context(ctx: &TemplateContext) -> serde_json::Value {
+    let d = Derived::new(ctx);
+    let task_instance_key_str = format!("{}__{}__{}", ctx.dag_id, ctx.task_id, d.ds_nodash);
+    serde_json::json!({
+        "ds": d.ds,
+        "ds_nodash": d.ds_nodash,
+        "ts": d.ts,
+        "ts_nodash": d.ts_nodash,
+        "ts_nodash_with_tz": d.ts_nodash_with_tz,
+        "logical_date": d.ts,
+        "data_interval_start": d.data_interval_start,
+        "data_interval_end": d.data_interval_end,
+        "run_id": ctx.run_id,
+        "run_type": ctx.run_type,
+        "dag_id": ctx.dag_id,
+        "task_id": ctx.task_id,
+        "try_number": ctx.try_number,
+        "map_index": -1,
+        "params": ctx.params,
+        "tenant": ctx.tenant,
+        "task_instance_key_str": task_instance_key_str,
+    })
+}
+
+/// Renders every string inside a JSON value (an inline pod spec, a python task's arguments).
 fn render_json(
     r: &Renderer<'_>,
     value: &serde_json::Value,
@@ -418,13 +495,24 @@ pub fn render_str_within(
 
 /// True when some field of `task` (or a value of the DAG's `env`) has template syntax, so that
 /// rendering it runs the template engine; false when rendering only copies text. Pod tasks
-/// count as templated.
+/// count as templated. (A python task's call also holds its context, built from the try
+/// without the engine.)
 pub fn has_templates(dag: &Dag, task: &Task) -> bool {
     let program = match &task.kind {
         TaskKind::Bash(script) => is_template(script),
         TaskKind::Command(argv) => argv.iter().any(|a| is_template(a)),
         TaskKind::Noop => false,
         TaskKind::Pod(_) => true,
+        TaskKind::Python(python) => {
+            let mut templated = false;
+            let mut look = |s: &str| templated |= is_template(s);
+            python
+                .op_args
+                .iter()
+                .chain(python.op_kwargs.values())
+                .for_each(|v| secrets::json_strings(v, &mut look));
+            templated
+        }
     };
     program
         || dag.env.values().any(|v| is_template(v))

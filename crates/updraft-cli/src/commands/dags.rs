@@ -216,19 +216,33 @@ async fn list_import_errors(store: &dyn ReadStore, format: Format) -> Result<Exi
 }
 
 fn lint(settings: &Settings, files: &[std::path::PathBuf], format: Format) -> Result<ExitCode> {
-    use updraft_dag::lint::lint_dag_file;
+    use updraft_dag::lint::{lint_dag_file, python_module_warnings};
     let mut warnings = Vec::new();
     if files.is_empty() {
         let mut bag = super::dag_bag(settings)?;
         bag.refresh();
         for loaded in bag.dags() {
             warnings.extend(lint_dag_file(&loaded.dag.fileloc, &loaded.source));
+            if let Some((root, file)) = super::dag_file_location(settings, loaded)? {
+                let folders: Vec<&std::path::Path> =
+                    file.parent().into_iter().chain([root.as_path()]).collect();
+                warnings.extend(python_module_warnings(
+                    &loaded.dag.fileloc,
+                    &loaded.source,
+                    &folders,
+                ));
+            }
         }
     } else {
+        let root = settings.dags_folder();
         for file in files {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            warnings.extend(lint_dag_file(&file.display().to_string(), &text));
+            let name = file.display().to_string();
+            warnings.extend(lint_dag_file(&name, &text));
+            let folders: Vec<&std::path::Path> =
+                file.parent().into_iter().chain([root.as_path()]).collect();
+            warnings.extend(python_module_warnings(&name, &text, &folders));
         }
     }
     warnings.sort_by(|a, b| (&a.filename, a.line).cmp(&(&b.filename, b.line)));
@@ -427,9 +441,13 @@ async fn wait_for_backfill(
         Some(mut lock) => {
             // No scheduler is running on this database: drive the backfill here.
             let store = super::connect_store(settings).await?;
-            let config =
-                super::scheduler_config_over(settings, None, settings.logs_folder(), store.clone())
-                    .await?;
+            let config = super::scheduler_config_over(
+                settings,
+                Some(settings.dags_folder()),
+                settings.logs_folder(),
+                store.clone(),
+            )
+            .await?;
             let mut scheduler = Scheduler::for_runs(store, config, run_pks)?;
             lock.forward_pokes_to(scheduler.waker());
             scheduler
@@ -527,8 +545,11 @@ async fn test(
     )
     .await?;
     let logs = tempfile::tempdir().context("creating a temporary logs folder")?;
-    // Its secrets chain reads the configured database, not the test's own.
-    let config = super::scheduler_config(settings, None, logs.path().to_path_buf()).await?;
+    // Its secrets chain reads the configured database, not the test's own. The DAGs folder
+    // is not loaded (the scheduler drives only this run): its tries get it, as they would
+    // from a scheduler.
+    let folder = super::dag_file_location(settings, &loaded)?.map(|(folder, _)| folder);
+    let config = super::scheduler_config(settings, folder, logs.path().to_path_buf()).await?;
     let mut scheduler = Scheduler::for_runs(store.clone(), config, &[run.id])?;
     scheduler.run_until_finished(|_, _| {}).await?;
     let run = store

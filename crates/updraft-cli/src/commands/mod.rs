@@ -181,6 +181,37 @@ pub fn load_dag_file(settings: &Settings, dag_id: &str) -> Result<Arc<updraft_da
     );
 }
 
+/// The DAGs folder `loaded` was read from and its file there, both absolute (as the
+/// scheduler gives a local try in `UPDRAFT_DAGS_FOLDER` and `UPDRAFT_DAG_FILE`); `None` when
+/// its DAG source has no tree here.
+pub fn dag_file_location(
+    settings: &Settings,
+    loaded: &updraft_dag::LoadedDag,
+) -> Result<Option<(PathBuf, PathBuf)>> {
+    let fileloc = loaded.dag.fileloc.as_str();
+    let (root, in_folder) = match &loaded.bundle {
+        None => (settings.dags_folder(), fileloc),
+        Some(name) => {
+            let Some(sources) = open_sources(settings)? else {
+                return Ok(None);
+            };
+            let Some(mount) = sources.mounts().into_iter().find(|m| m.name == *name) else {
+                return Ok(None);
+            };
+            let in_folder = match &mount.tenant {
+                Some(tenant) => fileloc
+                    .strip_prefix(tenant.as_str())
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    .unwrap_or(fileloc),
+                None => fileloc,
+            };
+            (mount.root, in_folder)
+        }
+    };
+    let root = std::path::absolute(&root).unwrap_or(root);
+    Ok(Some((root.clone(), root.join(in_folder))))
+}
+
 /// The DAG, or an error that says why it is not there (including its import error).
 pub async fn require_dag(store: &dyn ReadStore, dag_id: &str) -> Result<DagRow> {
     match store.dag(dag_id).await? {

@@ -465,6 +465,10 @@ fn rendered_fields(rendered: &RenderedTask) -> String {
             "pod".into(),
             serde_json::to_string_pretty(pod).unwrap_or_default(),
         )),
+        Program::Python(python) => {
+            fields.push(("python.interpreter".into(), python.interpreter.clone()));
+            fields.push(("python.call".into(), python.call.clone()));
+        }
         Program::Noop => {}
     }
     if let Some(cwd) = &rendered.cwd {
@@ -494,7 +498,19 @@ async fn test(
     let task = dag
         .task(task_id)
         .with_context(|| format!("DAG `{dag_id}` has no task `{task_id}`"))?;
-    let (run_id, rendered) = render_from_file(settings, dag, task, logical_date).await?;
+    let (run_id, mut rendered) = render_from_file(settings, dag, task, logical_date).await?;
+    if let Some((folder, file)) = super::dag_file_location(settings, &loaded)? {
+        let folder = folder.display().to_string();
+        for (name, value) in [
+            ("AIRFLOW__CORE__DAGS_FOLDER", folder.clone()),
+            ("UPDRAFT_DAGS_FOLDER", folder),
+            ("UPDRAFT_DAG_FILE", file.display().to_string()),
+        ] {
+            rendered.env.retain(|(n, _)| n != name);
+            rendered.env.push((name.to_owned(), value));
+        }
+        rendered.env.sort();
+    }
     let logs = tempfile::tempdir()?;
     let log = log_path(logs.path(), &dag.tenant, dag_id, &run_id, task_id, 1);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -512,6 +528,7 @@ async fn test(
     let as_pod = match (&spec.rendered.program, &kubernetes) {
         (Program::Pod(_), Some(_)) => true,
         (Program::Bash(_) | Program::Command(_), Some(k)) => k.every_task,
+        // A python task's module is in the DAGs folder: it runs here.
         _ => false,
     };
     match kubernetes.filter(|_| as_pod) {

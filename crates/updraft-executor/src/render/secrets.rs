@@ -79,6 +79,16 @@ pub(super) fn for_each_template(dag: &Dag, task: &Task, mut f: impl FnMut(&str))
                 json_strings(&value, &mut one);
             }
         }
+        TaskKind::Python(python) => {
+            python
+                .op_args
+                .iter()
+                .for_each(|v| json_strings(v, &mut one));
+            python
+                .op_kwargs
+                .values()
+                .for_each(|v| json_strings(v, &mut one));
+        }
     }
     dag.env
         .iter()
@@ -90,7 +100,7 @@ pub(super) fn for_each_template(dag: &Dag, task: &Task, mut f: impl FnMut(&str))
     }
 }
 
-fn json_strings(value: &serde_json::Value, f: &mut impl FnMut(&str)) {
+pub(crate) fn json_strings(value: &serde_json::Value, f: &mut impl FnMut(&str)) {
     use serde_json::Value as J;
     match value {
         J::String(s) => f(s),

@@ -17,8 +17,10 @@
 //! A run of a DAG read from a DAG source is pinned to the source's revision it started with
 //! (its `bundle_version`): its pod tries read their `template:` from that revision's tree
 //! (restored from git if pruned), and its local tries get that revision's DAG folder in
-//! `UPDRAFT_DAGS_FOLDER` / `AIRFLOW__CORE__DAGS_FOLDER` and the revision in
-//! `UPDRAFT_BUNDLE_VERSION`, so files beside the DAG are read as they were when the run began.
+//! `UPDRAFT_DAGS_FOLDER` / `AIRFLOW__CORE__DAGS_FOLDER`, the DAG file there in
+//! `UPDRAFT_DAG_FILE` and the revision in `UPDRAFT_BUNDLE_VERSION`, so files beside the DAG
+//! (a python task's module) are read as they were when the run began. A run of the plain DAGs
+//! folder's local tries get that folder and file. Python tasks always run locally.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -96,12 +98,14 @@ impl Scheduler {
             Err(e) => local.report_failure(key, log, format!("could not start: {e}")),
         };
         let pin = self.pin_of(run);
+        let fileloc = cached.dag.fileloc.clone();
         if pin.is_none() && !has_templates(&cached.dag, task) && task.connections.is_empty() {
             // Only text to copy, bounded by the DAG file: nothing to wait for.
             let rendered = render_task(&cached.dag, task, &context).map_err(|e| e.to_string());
-            hand_over(rendered, Pinned::default());
+            hand_over(rendered, self.unpinned(&fileloc));
             return Ok(());
         }
+        let unpinned = self.unpinned(&fileloc);
         let preparing = self.executors.local.preparing();
         let lookups = Lookups {
             secrets: self.config.secrets.clone(),
@@ -113,8 +117,8 @@ impl Scheduler {
         let task = task.clone();
         tokio::spawn(async move {
             let pinned = match pin {
-                Some(pin) => pin.resolve(&tenant).await,
-                None => Ok(Pinned::default()),
+                Some(pin) => pin.resolve(&tenant, &fileloc).await,
+                None => Ok(unpinned),
             };
             match pinned {
                 Ok(pinned) => {
@@ -125,6 +129,22 @@ impl Scheduler {
             drop(preparing);
         });
         Ok(())
+    }
+
+    /// What a try of a run read from the plain DAGs folder takes from it: the folder and the
+    /// DAG file (none when this scheduler has no DAGs folder).
+    fn unpinned(&self, fileloc: &str) -> Pinned {
+        // The try works in a folder of its own: a relative DAGs folder would not be found.
+        let dags_folder = self
+            .config
+            .dags_folder
+            .as_ref()
+            .map(|folder| std::path::absolute(folder).unwrap_or_else(|_| folder.clone()));
+        Pinned {
+            dag_file: dags_folder.as_ref().map(|folder| folder.join(fileloc)),
+            dags_folder,
+            ..Pinned::default()
+        }
     }
 
     /// The DAG source and revision `run` reads its files from, when its DAG comes from a
@@ -181,7 +201,8 @@ impl Scheduler {
     fn pods_for(&self, kind: &TaskKind) -> Option<&PodExecutor> {
         let as_pod = match kind {
             TaskKind::Pod(_) => true,
-            TaskKind::Noop => false,
+            // A python task's module is in the DAGs folder: it runs where that folder is.
+            TaskKind::Noop | TaskKind::Python(_) => false,
             TaskKind::Bash(_) | TaskKind::Command(_) => self.executors.every_task_in_pods,
         };
         self.executors.pods.as_ref().filter(|_| as_pod)
@@ -237,14 +258,18 @@ struct Pin {
 struct Pinned {
     /// The tenant's pod templates at the revision.
     tenant_templates: Option<PathBuf>,
-    /// The DAG folder at the revision.
+    /// The DAG folder at the revision (or the plain DAGs folder).
     dags_folder: Option<PathBuf>,
+    /// The run's DAG file in `dags_folder`.
+    dag_file: Option<PathBuf>,
     bundle: Option<(String, String)>,
 }
 
 impl Pin {
     /// Finds (or restores) the revision's tree; a revision gone for good fails the try.
-    async fn resolve(self, tenant: &str) -> Result<Pinned, String> {
+    /// `fileloc` is the DAG file as the DAG bag names it (under `<tenant>/` for a source
+    /// mounted at a tenant).
+    async fn resolve(self, tenant: &str, fileloc: &str) -> Result<Pinned, String> {
         let (sources, bundle, revision) = (&self.sources, &self.bundle, &self.revision);
         let failed = |e: updraft_sources::SourceError| {
             format!(
@@ -256,8 +281,20 @@ impl Pin {
             .await
             .map_err(failed)?;
         let dags_folder = sources.dags_at(bundle, revision).await.map_err(failed)?;
+        let mount_tenant = sources
+            .specs()
+            .find(|spec| spec.name == *bundle)
+            .and_then(|spec| spec.tenant.as_deref());
+        let in_folder = match mount_tenant {
+            Some(t) => fileloc
+                .strip_prefix(t)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .unwrap_or(fileloc),
+            None => fileloc,
+        };
         Ok(Pinned {
             tenant_templates: Some(tenant_templates),
+            dag_file: Some(dags_folder.join(in_folder)),
             dags_folder: Some(dags_folder),
             bundle: Some((self.bundle, self.revision)),
         })
@@ -268,20 +305,25 @@ impl Pinned {
     /// Adds the revision's variables to a try's environment (kept sorted, these winning);
     /// the DAG folder only for a local try (a pod has no such path).
     fn add_env(&self, env: &mut Vec<(String, String)>, local: bool) {
-        let Some((bundle, revision)) = &self.bundle else {
-            return;
-        };
         let mut set =
             |name: &str, value: String| match env.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
                 Ok(i) => env[i].1 = value,
                 Err(i) => env.insert(i, (name.to_owned(), value)),
             };
-        set("UPDRAFT_BUNDLE_NAME", bundle.clone());
-        set("UPDRAFT_BUNDLE_VERSION", revision.clone());
-        if local && let Some(folder) = &self.dags_folder {
+        if let Some((bundle, revision)) = &self.bundle {
+            set("UPDRAFT_BUNDLE_NAME", bundle.clone());
+            set("UPDRAFT_BUNDLE_VERSION", revision.clone());
+        }
+        if !local {
+            return;
+        }
+        if let Some(folder) = &self.dags_folder {
             let folder = folder.display().to_string();
             set("UPDRAFT_DAGS_FOLDER", folder.clone());
             set("AIRFLOW__CORE__DAGS_FOLDER", folder);
+        }
+        if let Some(file) = &self.dag_file {
+            set("UPDRAFT_DAG_FILE", file.display().to_string());
         }
     }
 }
@@ -474,6 +516,7 @@ mod tests {
         let pinned = Pinned {
             tenant_templates: None,
             dags_folder: Some(PathBuf::from("/trees/abc/dags")),
+            dag_file: Some(PathBuf::from("/trees/abc/dags/etl/daily.yaml")),
             bundle: Some(("platform".to_owned(), "abc".to_owned())),
         };
         let mut local = env(&[("A", "1"), ("UPDRAFT_BUNDLE_VERSION", "forged"), ("Z", "2")]);
@@ -486,6 +529,7 @@ mod tests {
                 ("UPDRAFT_BUNDLE_NAME", "platform"),
                 ("UPDRAFT_BUNDLE_VERSION", "abc"),
                 ("UPDRAFT_DAGS_FOLDER", "/trees/abc/dags"),
+                ("UPDRAFT_DAG_FILE", "/trees/abc/dags/etl/daily.yaml"),
                 ("Z", "2"),
             ])
         );
@@ -503,5 +547,22 @@ mod tests {
         let mut plain = env(&[("A", "1")]);
         Pinned::default().add_env(&mut plain, true);
         assert_eq!(plain, env(&[("A", "1")]), "nothing for the DAGs folder");
+        let folder = Pinned {
+            dags_folder: Some(PathBuf::from("/srv/dags")),
+            dag_file: Some(PathBuf::from("/srv/dags/team/etl.yaml")),
+            ..Pinned::default()
+        };
+        let mut local = env(&[("A", "1")]);
+        folder.add_env(&mut local, true);
+        assert_eq!(
+            local,
+            env(&[
+                ("A", "1"),
+                ("AIRFLOW__CORE__DAGS_FOLDER", "/srv/dags"),
+                ("UPDRAFT_DAGS_FOLDER", "/srv/dags"),
+                ("UPDRAFT_DAG_FILE", "/srv/dags/team/etl.yaml"),
+            ]),
+            "a run of the plain DAGs folder gets the folder and its DAG file"
+        );
     }
 }

@@ -683,6 +683,10 @@ pub fn operator_name(dag: Option<&Dag>, task_id: &str) -> Option<String> {
             TaskKind::Command(_) => "CommandOperator",
             TaskKind::Noop => "EmptyOperator",
             TaskKind::Pod(_) => "KubernetesPodOperator",
+            TaskKind::Python(python) => match python.python {
+                updraft_dag::PythonInterpreter::Default => "PythonOperator",
+                _ => "ExternalPythonOperator",
+            },
         }
         .to_string(),
     )

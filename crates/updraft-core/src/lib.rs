@@ -29,8 +29,8 @@ pub mod state;
 pub mod timeout;
 pub mod timetable;
 
-pub use branch::{BranchError, branch_skips, is_truthy};
 pub use assets::{AssetRun, Consumer, QueuedEvent, asset_triggered_runs, condition_holds};
+pub use branch::{BranchError, branch_skips, is_truthy};
 pub use evaluate::{
     RunEvaluation, TiSnapshot, TriggerDecision, UpstreamCounts, evaluate_run, evaluate_run_focused,
     evaluate_run_indexed, focus, trigger_decision,

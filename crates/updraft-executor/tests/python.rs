@@ -243,6 +243,9 @@ fn dag_and_task(task_id: &str, python: PythonTask, dags: &Path) -> (Dag, Task) {
         connections: vec![],
         // The runner writes the XCom file; the last line of the output is not an XCom.
         do_xcom_push: false,
+        callbacks: Default::default(),
+        branching: None,
+        outlets: vec![],
         kind: TaskKind::Python(Box::new(python)),
     };
     let dag = Dag {
@@ -261,6 +264,9 @@ fn dag_and_task(task_id: &str, python: PythonTask, dags: &Path) -> (Dag, Task) {
         params: BTreeMap::new(),
         env: BTreeMap::new(),
         is_paused_upon_creation: None,
+        run_callbacks: Default::default(),
+        dagrun_timeout: None,
+        groups: vec![],
         tasks: vec![task.clone()],
     };
     (dag, task)

@@ -28,12 +28,12 @@ use crate::{
     StepOutcome, StoreError, TiKey, TiQuery, TiRow, TiTransition, TryReport, TryRow,
 };
 use crate::{
-    ConnectionRow, EventQuery, EventRow, NewEvent, NewUser, Reencrypt, SecretQuery, SecretStore,
-    SourceRow, SourceStore, UserRow, UserStore, VariableRow, WriteMode,
-};
-use crate::{
     AssetEventQuery, AssetEventRow, AssetReference, AssetRow, AssetStore, NewAssetEvent,
     QueuedAssetEvent,
+};
+use crate::{
+    ConnectionRow, EventQuery, EventRow, NewEvent, NewUser, Reencrypt, SecretQuery, SecretStore,
+    SourceRow, SourceStore, UserRow, UserStore, VariableRow, WriteMode,
 };
 use crate::{TryXComs, XComQuery, XComRow, XComStore, XComWrite};
 

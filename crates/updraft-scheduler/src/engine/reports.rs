@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use tracing::{debug, warn};
-use updraft_core::{TaskState, branch_skips};
 use updraft_core::retry::{TryOutcome, on_try_finished};
+use updraft_core::{TaskState, branch_skips};
 use updraft_executor::{ExecOutcome, TryEvent, TryKey, XComPush};
 use updraft_store::{NOT_MAPPED, RETURN_VALUE, TiKey, TryReport, TryXComs, XComEntry};
 

@@ -50,7 +50,7 @@ fn airflow_a_run_within_its_timeout_keeps_running() {
 
 #[test]
 fn airflow_unfinished_instances_are_skipped_finished_ones_kept() {
-    // `State.unfinished` → skipped; success, failed, skipped, upstream_failed, removed stay.
+    // `State.unfinished` (up_for_reschedule included) → skipped; success, failed, skipped, upstream_failed, removed stay.
     let skipped: Vec<TaskState> = TaskState::ALL
         .into_iter()
         .filter(|s| skipped_on_timeout(*s))
@@ -62,7 +62,8 @@ fn airflow_unfinished_instances_are_skipped_finished_ones_kept() {
             TaskState::Scheduled,
             TaskState::Queued,
             TaskState::Running,
-            TaskState::UpForRetry
+            TaskState::UpForRetry,
+            TaskState::UpForReschedule,
         ]
     );
 }

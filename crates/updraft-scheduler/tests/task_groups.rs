@@ -21,26 +21,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 fn config(dags: &Path, logs: &Path) -> SchedulerConfig {
     SchedulerConfig {
-        secrets: None,
-        sources: None,
-        dags_folder: Some(dags.to_path_buf()),
-        logs_folder: logs.to_path_buf(),
-        parallelism: 8,
-        default_pool_slots: 128,
-        dags_are_paused_at_creation: false,
-        rescan_interval: Duration::from_millis(200),
-        poll_interval: Duration::from_millis(200),
-        kill_grace: Duration::from_secs(1),
-        shutdown_grace: Duration::from_secs(5),
-        dag_bag: updraft_dag::DagBagOptions::default(),
-        hostname: "task-groups-test".to_string(),
-        default_cwd: None,
-        isolation: Default::default(),
-        heartbeat_interval: Duration::from_secs(1),
-        health_check_threshold: Duration::from_secs(30),
-        exclusive: true,
-        kubernetes: None,
-        max_xcom_size: updraft_executor::xcom::DEFAULT_MAX_XCOM_SIZE,
+        ..common::config(dags, logs, "task-groups-test")
     }
 }
 

@@ -1,6 +1,39 @@
 //! Helpers shared by the scheduler's integration tests.
 
+// Each test binary uses a part of them.
+#![allow(dead_code)]
+
+use std::path::Path;
 use std::time::Duration;
+
+use updraft_scheduler::SchedulerConfig;
+
+/// A scheduler of one test: SQLite (exclusive), the DAGs folder `dags`, logs in `logs`, quick
+/// rescans and polls; a test changes what it needs with `..config(...)`.
+pub fn config(dags: &Path, logs: &Path, hostname: &str) -> SchedulerConfig {
+    SchedulerConfig {
+        secrets: None,
+        sources: None,
+        dags_folder: Some(dags.to_path_buf()),
+        logs_folder: logs.to_path_buf(),
+        parallelism: 8,
+        default_pool_slots: 128,
+        dags_are_paused_at_creation: false,
+        rescan_interval: Duration::from_millis(200),
+        poll_interval: Duration::from_millis(200),
+        kill_grace: Duration::from_secs(1),
+        shutdown_grace: Duration::from_secs(5),
+        dag_bag: updraft_dag::DagBagOptions::default(),
+        hostname: hostname.to_string(),
+        default_cwd: None,
+        isolation: Default::default(),
+        heartbeat_interval: Duration::from_secs(1),
+        health_check_threshold: Duration::from_secs(30),
+        exclusive: true,
+        kubernetes: None,
+        max_xcom_size: updraft_executor::xcom::DEFAULT_MAX_XCOM_SIZE,
+    }
+}
 
 /// Polls `check` every 10 ms until it yields a value, failing the test after `deadline`.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T

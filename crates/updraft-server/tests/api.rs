@@ -1609,3 +1609,70 @@ async fn xcom_entries_are_listed_read_written_and_masked_as_airflow_shows_them()
         .await
         .expect(StatusCode::FORBIDDEN);
 }
+
+const GROUPED: &str = r#"
+tasks:
+  - task_id: start
+    bash: echo start
+    retries: 2
+    retry_delay: 90s
+    priority_weight: 5
+  - group_id: load
+    upstream: [start]
+    tasks:
+      - task_id: copy
+        python: {callable: "jobs:copy"}
+      - task_id: check
+        upstream: [copy]
+        noop: true
+"#;
+
+#[tokio::test]
+async fn tasks_are_listed_with_airflow_fields_and_their_group() {
+    let app = App::new().await;
+    let dags = app.state.config.dags_folder.clone();
+    std::fs::write(dags.join("grouped.yaml"), GROUPED).unwrap();
+    let mut bag = updraft_dag::DagBag::with_options(&dags, Default::default());
+    bag.refresh();
+    updraft_runs::record_dag_bag(app.store.as_ref(), &bag, true, Utc::now())
+        .await
+        .unwrap();
+
+    let list = app.get_ok("/api/v2/dags/grouped/tasks").await;
+    assert_eq!(list["total_entries"], 3);
+    assert_eq!(
+        ids(&list, "tasks", "task_id"),
+        ["load.check", "load.copy", "start"],
+        "ordered by task_id by default"
+    );
+    let start = app.get_ok("/api/v2/dags/grouped/tasks/start").await;
+    assert_eq!(start["operator_name"], "BashOperator");
+    assert_eq!(start["retries"], 2.0);
+    assert_eq!(
+        start["retry_delay"],
+        json!({"__type": "TimeDelta", "days": 0, "seconds": 90, "microseconds": 0})
+    );
+    assert_eq!(start["downstream_task_ids"], json!(["load.copy"]));
+    assert_eq!(start["task_group_id"], Value::Null);
+    assert_eq!(start["trigger_rule"], "all_success");
+    let copy = app.get_ok("/api/v2/dags/grouped/tasks/load.copy").await;
+    assert_eq!(copy["operator_name"], "PythonOperator");
+    assert_eq!(copy["task_group_id"], "load");
+    assert_eq!(copy["downstream_task_ids"], json!(["load.check"]));
+
+    let by_weight = app
+        .get_ok("/api/v2/dags/grouped/tasks?order_by=-priority_weight")
+        .await;
+    assert_eq!(by_weight["tasks"][0]["task_id"], "start");
+    app.get("/api/v2/dags/grouped/tasks?order_by=owner_links")
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    let missing = app
+        .get("/api/v2/dags/grouped/tasks/nope")
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    assert!(missing.json()["detail"].as_str().unwrap().contains("nope"));
+    app.get("/api/v2/dags/absent/tasks")
+        .await
+        .expect(StatusCode::NOT_FOUND);
+}

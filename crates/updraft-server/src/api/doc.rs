@@ -21,6 +21,8 @@ use crate::error::ApiError;
         (name = "DAG"),
         (name = "DagRun"),
         (name = "DagVersion"),
+        (name = "Task", description = "The tasks of a DAG's latest version, with their task \
+                                        group"),
         (name = "Task Instance"),
         (name = "Import Error"),
         (name = "DagSource"),

@@ -25,6 +25,7 @@ mod pools;
 pub(crate) mod secrets;
 mod sources;
 mod task_instances;
+mod tasks;
 pub(crate) mod variables;
 mod xcom;
 
@@ -79,6 +80,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(dags::get_dag_details))
         .routes(routes!(dags::get_dag_versions))
         .routes(routes!(dags::get_dag_version))
+        .routes(routes!(tasks::get_tasks))
+        .routes(routes!(tasks::get_task))
         .routes(routes!(dag_runs::get_dag_runs, dag_runs::trigger_dag_run))
         .routes(routes!(
             dag_runs::get_dag_run,

@@ -90,7 +90,10 @@ fn rules() -> BTreeMap<(&'static str, &'static str), Rule> {
         (("patch", "/api/v2/dags/{dag_id}"), Object(User)),
         (("get", "/api/v2/dags/{dag_id}/details"), Object(Viewer)),
         (("get", "/api/v2/dags/{dag_id}/tasks"), Object(Viewer)),
-        (("get", "/api/v2/dags/{dag_id}/tasks/{task_id}"), Object(Viewer)),
+        (
+            ("get", "/api/v2/dags/{dag_id}/tasks/{task_id}"),
+            Object(Viewer),
+        ),
         (("get", "/api/v2/dags/{dag_id}/dagVersions"), Object(Viewer)),
         (
             ("get", "/api/v2/dags/{dag_id}/dagVersions/{version_number}"),

@@ -1167,3 +1167,102 @@ async fn task_groups_are_boxes_in_the_graph_that_collapse_and_rows_in_the_grid()
         "{grid}"
     );
 }
+
+#[tokio::test]
+async fn the_assets_pages_show_producers_consumers_and_events_of_visible_tenants_only() {
+    use updraft_store::{AssetRefKind, AssetReference, NewAssetEvent};
+    // The pages escape `/` too.
+    let esc = |s: &str| s.replace('/', "&#x2f;");
+    let fx = Fixture::new(&[("etl.yaml", ETL), ("team_b/other.yaml", OTHER)]).await;
+    let reference = |tenant: &str, dag_id: &str, task_id: &str, kind, uri: &str| AssetReference {
+        tenant: tenant.into(),
+        dag_id: dag_id.into(),
+        task_id: task_id.into(),
+        kind,
+        uri: uri.into(),
+    };
+    fx.store
+        .replace_asset_references(
+            &[
+                reference(
+                    "default",
+                    "etl",
+                    "load",
+                    AssetRefKind::Outlet,
+                    "s3://lake/orders",
+                ),
+                reference(
+                    "team_b",
+                    "other",
+                    "",
+                    AssetRefKind::Schedule,
+                    "s3://b/<secret>",
+                ),
+            ],
+            t(0),
+        )
+        .await
+        .unwrap();
+    let recorded = fx
+        .store
+        .record_asset_events(&[NewAssetEvent {
+            tenant: "default".into(),
+            uri: "s3://lake/orders".into(),
+            source_dag_id: Some("etl".into()),
+            source_run_id: Some("scheduled__2024-01-01".into()),
+            source_task_id: Some("load".into()),
+            source_map_index: -1,
+            extra: serde_json::json!({"rows": 42}).as_object().unwrap().clone(),
+            timestamp: t(60),
+            ..NewAssetEvent::default()
+        }])
+        .await
+        .unwrap();
+
+    let (status, list) = fx.get("/assets").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        list.contains(&esc(r#"<tr data-asset="s3://lake/orders">"#)),
+        "{list}"
+    );
+    assert!(
+        list.contains(&format!(
+            r#"<a href="{}">etl</a>.load"#,
+            esc("/dags/etl/grid")
+        )),
+        "{list}"
+    );
+    assert!(
+        list.contains(&esc("s3://b/&lt;secret&gt;")),
+        "the admin sees every tenant's, escaped"
+    );
+    let asset = format!("/assets/{}", recorded[0].asset_id);
+    let (status, page) = fx.get(&asset).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(&format!(
+            r#"<a href="{}">etl.load</a>"#,
+            esc("/dags/etl/runs/scheduled__2024-01-01/tasks/load")
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains("&quot;rows&quot;:42"),
+        "the event's extra: {page}"
+    );
+
+    let team_b = Identity::new("bea", vec![Grant::for_tenant(Role::Viewer, "team_b")]);
+    let (status, theirs) = fx.get_as("/assets", team_b.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        theirs.contains(&esc("s3://b/&lt;secret&gt;")),
+        "its own asset"
+    );
+    assert!(!theirs.contains(&esc("s3://lake")), "not another tenant's");
+    let (hidden, _) = fx.get_as(&asset, team_b).await;
+    let (missing, _) = fx.get("/assets/999999").await;
+    assert_eq!(
+        (hidden, missing),
+        (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND)
+    );
+}

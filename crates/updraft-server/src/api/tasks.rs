@@ -168,7 +168,9 @@ pub async fn get_task(
 ) -> Result<Json<TaskResponse>, ApiError> {
     let row = load_dag(&state, &identity, &dag_id, Action::Read).await?;
     let task = row.dag.task(&task_id).ok_or_else(|| {
-        ApiError::not_found(format!("Task with id `{task_id}` not found in DAG `{dag_id}`"))
+        ApiError::not_found(format!(
+            "Task with id `{task_id}` not found in DAG `{dag_id}`"
+        ))
     })?;
     let downstream = downstream_ids(&row.dag);
     Ok(Json(task_response(&row.dag, task, &downstream)))
@@ -191,11 +193,7 @@ fn downstream_ids(dag: &Dag) -> BTreeMap<&str, Vec<String>> {
     downstream
 }
 
-fn task_response(
-    dag: &Dag,
-    task: &Task,
-    downstream: &BTreeMap<&str, Vec<String>>,
-) -> TaskResponse {
+fn task_response(dag: &Dag, task: &Task, downstream: &BTreeMap<&str, Vec<String>>) -> TaskResponse {
     let (operator, template_fields) = operator_of(&task.kind);
     TaskResponse {
         task_id: task.task_id.clone(),

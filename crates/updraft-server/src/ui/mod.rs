@@ -21,9 +21,11 @@
 //! | `/connections`, `/connections/new`, `/connections/{id}/edit?team_name=` | connections |
 //! | `/variables`, `/variables/new`, `/variables/{key}/edit?team_name=` | variables |
 //! | `/sources` | DAG sources: revision, last sync, error, sync button |
+//! | `/assets`, `/assets/{asset_id}` | assets: producing tasks, scheduled DAGs, events |
 //! | `/ui/events` | Server-Sent Events |
 
 mod admin;
+mod asset_pages;
 mod assets;
 mod common;
 mod dag;
@@ -70,6 +72,8 @@ pub fn router() -> Router<AppState> {
         .route("/variables/new", get(secrets::variable_new))
         .route("/variables/{key}/edit", get(secrets::variable_edit))
         .route("/sources", get(sources::sources_page))
+        .route("/assets", get(asset_pages::assets_page))
+        .route("/assets/{asset_id}", get(asset_pages::asset_page))
         .route("/ui/events", get(events::events))
         .route("/ui/static/{file}", get(assets::serve))
 }

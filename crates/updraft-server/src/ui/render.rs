@@ -55,6 +55,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("login.html", include_str!("templates/login.html")),
     ("sources.html", include_str!("templates/sources.html")),
+    ("assets.html", include_str!("templates/assets.html")),
+    ("asset.html", include_str!("templates/asset.html")),
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {

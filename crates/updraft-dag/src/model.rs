@@ -582,10 +582,17 @@ pub enum PythonInterpreter {
     Interpreter(String),
     /// `venv:` a virtual environment's folder, run as `<venv>/bin/python`.
     Venv(String),
+    /// `requirements:` a virtual environment made (once, then cached) from `base` with these
+    /// requirements installed (Airflow's `PythonVirtualenvOperator`).
+    Requirements {
+        /// The interpreter the environment is made from (`interpreter:`, else `python3`).
+        base: String,
+        requirements: Vec<String>,
+    },
 }
 
 impl PythonInterpreter {
-    /// The program to run.
+    /// The program to run (for `requirements`, the base of the environment).
     pub fn program(&self) -> String {
         match self {
             PythonInterpreter::Default => "python3".to_owned(),
@@ -593,6 +600,8 @@ impl PythonInterpreter {
             PythonInterpreter::Venv(folder) => {
                 format!("{}/bin/python", folder.trim_end_matches('/'))
             }
+            // The executor runs the environment it makes from this one.
+            PythonInterpreter::Requirements { base, .. } => base.clone(),
         }
     }
 }

@@ -167,57 +167,93 @@ fn interpreter(
         .copied()
         .filter(|key| fields.get(key).is_some())
         .collect();
-    if let [first, second, ..] = present.as_slice() {
+    // `interpreter` with `requirements` is the base the environment is made from.
+    let exclusive = present != ["interpreter", "requirements"];
+    if let [first, second, ..] = present.as_slice()
+        && exclusive
+    {
         let pos = fields.key_node(second).map_or(node.pos, |k| k.pos);
         diags.at(
             pos,
             format!(
-                "`python` sets both {} and {}: set at most one of `interpreter`, `venv`, `requirements`",
+                "`python` sets both {} and {}: set at most one of `interpreter`, `venv`, `requirements` (or `interpreter` as the base of `requirements`)",
                 quoted(first),
                 quoted(second)
             ),
         );
         return None;
     }
-    let Some(key) = present.first() else {
+    let program = match fields.get("interpreter") {
+        Some(value) => Some(interpreter_program(diags, value)?),
+        None => None,
+    };
+    if let Some(value) = fields.get("requirements") {
+        let requirements = requirements(diags, value)?;
+        return Some(PythonInterpreter::Requirements {
+            base: program.unwrap_or_else(|| "python3".to_owned()),
+            requirements,
+        });
+    }
+    if let Some(program) = program {
+        return Some(PythonInterpreter::Interpreter(program));
+    }
+    let Some(value) = fields.get("venv") else {
         return Some(PythonInterpreter::Default);
     };
-    let value = fields.get(key)?;
-    match *key {
-        "interpreter" => {
-            let program = diag::non_empty_string(diags, value, "python.interpreter")?;
-            if program.contains('/') && !program.starts_with('/') {
-                diags.at(
-                    value.pos,
-                    format!(
-                        "`python.interpreter` {} is a relative path: give a program name found on PATH (\"python3.11\") or an absolute path",
-                        quoted(&program)
-                    ),
-                );
-                return None;
-            }
-            Some(PythonInterpreter::Interpreter(program))
-        }
-        "venv" => {
-            let folder = diag::non_empty_string(diags, value, "python.venv")?;
-            if !folder.starts_with('/') {
-                diags.at(
-                    value.pos,
-                    format!(
-                        "`python.venv` {} must be an absolute path (the virtual environment's folder)",
-                        quoted(&folder)
-                    ),
-                );
-                return None;
-            }
-            Some(PythonInterpreter::Venv(folder))
-        }
-        _ => {
-            diags.at(
-                fields.key_node(key).map_or(node.pos, |k| k.pos),
-                "`python.requirements` is not supported yet: make a virtual environment once (`python3 -m venv /opt/venvs/etl && /opt/venvs/etl/bin/pip install ...`) and name it in `venv`",
-            );
-            None
-        }
+    let folder = diag::non_empty_string(diags, value, "python.venv")?;
+    if !folder.starts_with('/') {
+        diags.at(
+            value.pos,
+            format!(
+                "`python.venv` {} must be an absolute path (the virtual environment's folder)",
+                quoted(&folder)
+            ),
+        );
+        return None;
     }
+    Some(PythonInterpreter::Venv(folder))
+}
+
+fn interpreter_program(diags: &mut Diagnostics<'_>, value: &Node) -> Option<String> {
+    let program = diag::non_empty_string(diags, value, "python.interpreter")?;
+    if program.contains('/') && !program.starts_with('/') {
+        diags.at(
+            value.pos,
+            format!(
+                "`python.interpreter` {} is a relative path: give a program name found on PATH (\"python3.11\") or an absolute path",
+                quoted(&program)
+            ),
+        );
+        return None;
+    }
+    Some(program)
+}
+
+/// `requirements:` a non-empty list of requirement specifiers (`pandas==2.2.3`, `six`), given
+/// to `pip install` as they are. pip options (`-r`, `--index-url`, ...) are refused: the
+/// environment is made by updraft's own user, so a DAG file chooses packages, not how pip runs.
+fn requirements(diags: &mut Diagnostics<'_>, value: &Node) -> Option<Vec<String>> {
+    let items = diag::string_list(diags, value, "python.requirements", false)?;
+    if items.is_empty() {
+        diags.at(value.pos, "`python.requirements` must not be empty");
+        return None;
+    }
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (requirement, node) in items {
+        let trimmed = requirement.trim();
+        if trimmed.is_empty() || trimmed.starts_with('-') || trimmed.contains(" -") {
+            diags.at(
+                node.pos,
+                format!(
+                    "{} is not a requirement specifier: give a package with an optional version (\"pandas==2.2.3\", \"six>=1.16\"); pip options are not accepted",
+                    quoted(&requirement)
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        out.push(trimmed.to_owned());
+    }
+    ok.then_some(out)
 }

@@ -174,12 +174,58 @@ fn relative_interpreter_and_venv_paths_are_refused() {
 }
 
 #[test]
-fn requirements_say_what_to_do_instead() {
+fn requirements_make_an_environment_from_python3_or_the_interpreter() {
+    let python = python_of(
+        "tasks:\n  - task_id: a\n    python:\n      callable: m:f\n      requirements: [pandas==2.2.3, six]\n",
+    );
+    assert_eq!(
+        python.python,
+        PythonInterpreter::Requirements {
+            base: "python3".into(),
+            requirements: vec!["pandas==2.2.3".into(), "six".into()],
+        }
+    );
+    assert_eq!(python.python.program(), "python3", "the base");
+    let python = python_of(
+        "tasks:\n  - task_id: a\n    python: {callable: 'm:f', interpreter: python3.11, requirements: [six]}\n",
+    );
+    assert_eq!(
+        python.python,
+        PythonInterpreter::Requirements {
+            base: "python3.11".into(),
+            requirements: vec!["six".into()],
+        }
+    );
+}
+
+#[test]
+fn requirements_are_package_specifiers_not_pip_options() {
     assert_error(
-        "tasks:\n  - task_id: a\n    python:\n      callable: m:f\n      requirements: [pandas]\n",
+        "tasks:\n  - task_id: a\n    python:\n      callable: m:f\n      requirements: [six, --index-url=http://evil]\n",
         5,
+        27,
+        &[
+            "`--index-url=http://evil` is not a requirement specifier",
+            "pip options",
+        ],
+    );
+    assert_error(
+        "tasks:\n  - task_id: a\n    python:\n      callable: m:f\n      requirements: []\n",
+        5,
+        21,
+        &["`python.requirements` must not be empty"],
+    );
+    assert_error(
+        "tasks:\n  - task_id: a\n    python:\n      callable: m:f\n      requirements: six\n",
+        5,
+        21,
+        &["`python.requirements`"],
+    );
+    assert_error(
+        "tasks:\n  - task_id: a\n    python:\n      callable: m:f\n      venv: /v\n      requirements: [six]\n",
+        6,
         7,
-        &["`python.requirements` is not supported", "`venv`"],
+        &["sets both `venv` and `requirements`"],
     );
 }
 

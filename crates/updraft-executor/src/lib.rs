@@ -7,6 +7,7 @@ pub mod isolation;
 pub mod leftovers;
 pub mod local;
 pub mod render;
+pub mod venv;
 pub mod xcom;
 
 pub use isolation::{DEFAULT_ENV_ALLOWLIST, TryIsolation};

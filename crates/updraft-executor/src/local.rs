@@ -186,6 +186,9 @@ pub struct LocalExecutorConfig {
     pub isolation: TryIsolation,
     /// The largest XCom value a try may push, in bytes of JSON (`[core] max_xcom_size`).
     pub max_xcom_size: usize,
+    /// Where `python:` tasks' `requirements:` environments are kept; `None`:
+    /// [`crate::venv::default_cache`].
+    pub venv_cache: Option<PathBuf>,
 }
 
 impl Default for LocalExecutorConfig {
@@ -198,6 +201,7 @@ impl Default for LocalExecutorConfig {
             bash: find_in_path("bash").unwrap_or_else(|| PathBuf::from("bash")),
             isolation: TryIsolation::default(),
             max_xcom_size: xcom::DEFAULT_MAX_XCOM_SIZE,
+            venv_cache: None,
         }
     }
 }
@@ -1153,7 +1157,27 @@ fn spawn(
         Program::Noop => unreachable!("noop tries are never spawned"),
         Program::Pod(_) => return fail(log, POD_WITHOUT_CLUSTER.into()),
         Program::Python(python) => {
-            let mut c = Command::new(&python.interpreter);
+            let interpreter = if python.requirements.is_empty() {
+                PathBuf::from(&python.interpreter)
+            } else {
+                let cache = config
+                    .venv_cache
+                    .clone()
+                    .unwrap_or_else(crate::venv::default_cache);
+                let tenant = tenant_of(rendered).unwrap_or("default");
+                let made = crate::venv::ensure(
+                    &cache,
+                    tenant,
+                    &python.interpreter,
+                    &python.requirements,
+                    &log,
+                );
+                match made {
+                    Ok(python) => python,
+                    Err(message) => return fail(log, message),
+                }
+            };
+            let mut c = Command::new(interpreter);
             c.arg("-u").arg("-c").arg(crate::render::PYTHON_RUNNER);
             c
         }

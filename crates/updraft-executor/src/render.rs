@@ -158,6 +158,9 @@ pub struct PythonCall {
     /// The interpreter: `python3`, a program name or path, or a virtual environment's
     /// `bin/python`.
     pub interpreter: String,
+    /// `requirements:` run in a virtual environment made from `interpreter` with these
+    /// installed (see [`crate::venv`]); empty for the others.
+    pub requirements: Vec<String>,
     /// What the runner reads, as JSON: `callable`, the rendered `op_args` and `op_kwargs`,
     /// and the `context` (dates, ids, params) the callable may ask for.
     pub call: String,
@@ -416,8 +419,13 @@ fn render_python(
         "op_kwargs": op_kwargs,
         "context": python_context(ctx),
     });
+    let requirements = match &python.python {
+        updraft_dag::PythonInterpreter::Requirements { requirements, .. } => requirements.clone(),
+        _ => Vec::new(),
+    };
     Ok(PythonCall {
         interpreter: python.python.program(),
+        requirements,
         call: call.to_string(),
     })
 }

@@ -92,6 +92,12 @@ def prefix():
     return {"prefix": sys.prefix, "executable": sys.executable}
 
 
+def six_version():
+    import six
+
+    return {"six": six.__version__, "prefix": sys.prefix}
+
+
 def conflict(ds):
     return ds
 "#;
@@ -106,6 +112,11 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
+        Setup::with_config(|_| LocalExecutorConfig::default())
+    }
+
+    /// With the executor's configuration made knowing the test's folder.
+    fn with_config(config: impl FnOnce(&Path) -> LocalExecutorConfig) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let dags = dir.path().join("dags");
         std::fs::create_dir_all(dags.join("team/etl")).unwrap();
@@ -114,7 +125,7 @@ impl Setup {
         std::fs::write(dags.join("team/etl/steps.py"), STEPS).unwrap();
         std::fs::write(dags.join("shared.py"), "GREETING = 'hello from the root'\n").unwrap();
         let (tx, events) = mpsc::unbounded_channel();
-        let executor = LocalExecutor::new(LocalExecutorConfig::default(), tx);
+        let executor = LocalExecutor::new(config(dir.path()), tx);
         Setup {
             dir,
             executor,
@@ -527,4 +538,59 @@ async fn a_venv_or_an_interpreter_runs_the_callable() {
     let (outcome, log) = s.run("missing_interpreter", python).await;
     assert!(matches!(outcome, ExecOutcome::Failed { .. }), "{outcome:?}");
     assert!(log.contains("cannot start `/nonexistent/python3`"), "{log}");
+}
+
+/// `requirements:` against the machine's package index (PyPI): the environment is made in the
+/// executor's cache on the first try, with pip's output in that try's log, and reused by the
+/// next; an install that fails fails the try and says so in its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requirements_make_an_environment_once_and_reuse_it() {
+    let mut s = Setup::with_config(|dir| LocalExecutorConfig {
+        venv_cache: Some(dir.join("venvs")),
+        ..LocalExecutorConfig::default()
+    });
+    let cache = s.dir.path().join("venvs").canonicalize().ok();
+    assert!(cache.is_none(), "the cache is made on first use");
+    let with = |requirements: &[&str]| {
+        let mut python = call("etl.steps:six_version");
+        python.python = PythonInterpreter::Requirements {
+            base: "python3".into(),
+            requirements: requirements.iter().map(|r| (*r).to_owned()).collect(),
+        };
+        python
+    };
+
+    let (outcome, log) = s.run("first", with(&["six==1.16.0"])).await;
+    assert_eq!(outcome, ExecOutcome::Success, "{log}");
+    assert!(log.contains("making the virtual environment"), "{log}");
+    let value = s.xcoms("first").unwrap()["return_value"].clone();
+    assert_eq!(value["six"], "1.16.0", "{log}");
+    let prefix = PathBuf::from(value["prefix"].as_str().unwrap());
+    let cache = s.dir.path().join("venvs").canonicalize().unwrap();
+    assert!(prefix.starts_with(&cache), "{prefix:?} in {cache:?}");
+
+    let (outcome, log) = s.run("second", with(&[" six==1.16.0"])).await;
+    assert_eq!(outcome, ExecOutcome::Success, "{log}");
+    assert!(
+        !log.contains("making the virtual environment"),
+        "reused: {log}"
+    );
+    assert_eq!(s.xcoms("second").unwrap()["return_value"], value);
+
+    let (outcome, log) = s
+        .run("broken", with(&["updraft-no-such-package-zz9==0.0.1"]))
+        .await;
+    assert!(matches!(outcome, ExecOutcome::Failed { .. }), "{outcome:?}");
+    assert!(log.contains("`pip install` failed"), "{log}");
+    let (outcome, log) = s
+        .run(
+            "broken_again",
+            with(&["updraft-no-such-package-zz9==0.0.1"]),
+        )
+        .await;
+    assert!(matches!(outcome, ExecOutcome::Failed { .. }), "{outcome:?}");
+    assert!(
+        log.contains("making the virtual environment"),
+        "a failed environment is made again, not reused: {log}"
+    );
 }

@@ -334,10 +334,14 @@ async fn clear_one<C: Db + ?Sized>(
     Ok(done > 0)
 }
 
+/// Puts the run back to `queued`. A finished run also loses its `start_date`, as Airflow's
+/// `clear_task_instances` does, so it starts afresh (its `dagrun_timeout` counts from then); a
+/// run still going keeps it.
 async fn requeue_run<C: Db + ?Sized>(conn: &mut C, run_pk: i64, now: DateTime<Utc>) -> Result<()> {
     query(
         "UPDATE dag_run SET
              state = 'queued', end_date = NULL,
+             start_date = CASE WHEN state IN ('success', 'failed') THEN NULL ELSE start_date END,
              queued_at = CASE WHEN state <> 'queued' THEN $1 ELSE queued_at END
          WHERE id = $2",
     )

@@ -1553,19 +1553,28 @@ pub async fn clear_task_instances_resets_them_and_requeues_run(store: &dyn Store
     let r = store.run_by_pk(run.id).await.unwrap().unwrap();
     assert_eq!((r.state, r.end_date), (RunState::Queued, None));
     assert_eq!(r.queued_at, t(7));
+    assert_eq!(
+        r.start_date, None,
+        "a finished run starts afresh, as Airflow's clear_task_instances"
+    );
 
-    // The cleared instance runs again as try 3.
+    // The cleared instance runs again as try 3; the run's start is its new one.
     store
         .force_run_state(run.id, RunState::Running, t(8))
         .await
         .unwrap();
     assert_eq!(start_try(store, &run, "a", t(8)).await, 3);
+    let r = store.run_by_pk(run.id).await.unwrap().unwrap();
+    assert_eq!(r.start_date, Some(t(8)));
 
-    // Clearing a never-run instance keeps its original budget.
+    // Clearing a never-run instance keeps its original budget; a run still going keeps its
+    // start.
     store
         .clear_task_instances(run.id, &["c".to_string()], t(9))
         .await
         .unwrap();
+    let r = store.run_by_pk(run.id).await.unwrap().unwrap();
+    assert_eq!((r.state, r.start_date), (RunState::Queued, Some(t(8))));
     assert_eq!(
         store
             .task_instance(&key(&run, "c"))

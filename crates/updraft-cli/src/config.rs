@@ -378,6 +378,14 @@ pub struct SchedulerSection {
     /// others (Airflow's `scheduler_health_check_threshold`).
     #[serde(with = "humantime_serde_str")]
     pub health_check_threshold: Duration,
+    /// Tries of one notification (a webhook, Slack message or email) before it is given up.
+    pub notification_tries: u32,
+    /// The wait after a notification's first failed try, doubled after each further one.
+    #[serde(with = "humantime_serde_str")]
+    pub notification_retry_delay: Duration,
+    /// The limit of one try of a notification.
+    #[serde(with = "humantime_serde_str")]
+    pub notification_timeout: Duration,
 }
 
 impl Default for CoreSection {
@@ -434,6 +442,9 @@ impl Default for SchedulerSection {
             shutdown_grace: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(5),
             health_check_threshold: Duration::from_secs(30),
+            notification_tries: 3,
+            notification_retry_delay: Duration::from_secs(1),
+            notification_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -1020,6 +1031,32 @@ mod tests {
         let config = load_config(home.path(), &vars).unwrap();
         assert_eq!(config.core.parallelism, 9);
         assert_eq!(config.scheduler.poll_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn notification_retries_are_configured_in_the_scheduler_section() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join(CONFIG_FILE),
+            "[scheduler]\nnotification_tries = 5\nnotification_retry_delay = \"250ms\"\n",
+        )
+        .unwrap();
+        let vars = vec![(
+            "UPDRAFT__SCHEDULER__NOTIFICATION_TIMEOUT".to_string(),
+            "2s".to_string(),
+        )];
+        let config = load_config(home.path(), &vars).unwrap();
+        assert_eq!(config.scheduler.notification_tries, 5);
+        assert_eq!(
+            config.scheduler.notification_retry_delay,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            config.scheduler.notification_timeout,
+            Duration::from_secs(2)
+        );
+        let defaults = load_config(tempfile::tempdir().unwrap().path(), &[]).unwrap();
+        assert_eq!(defaults.scheduler.notification_tries, 3);
     }
 
     #[test]

@@ -15,3 +15,5 @@ mod selection;
 
 pub use engine::{KubernetesConfig, LOG_FLUSH_WAIT, Scheduler, SchedulerConfig};
 pub use error::SchedulerError;
+/// The retry settings of notifications, as [`SchedulerConfig::notification_retry`] takes them.
+pub use updraft_notify::RetryPolicy as NotificationRetry;

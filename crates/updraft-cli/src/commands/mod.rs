@@ -275,6 +275,12 @@ async fn scheduler_config_without_secrets(
         exclusive: matches!(settings.database(), Ok(Database::Sqlite(_))),
         kubernetes: kubernetes_config(settings).await?,
         max_xcom_size: c.core.max_xcom_size,
+        notification_retry: updraft_scheduler::NotificationRetry {
+            tries: c.scheduler.notification_tries.max(1),
+            first_delay: c.scheduler.notification_retry_delay,
+            timeout: c.scheduler.notification_timeout,
+            ..Default::default()
+        },
     })
 }
 

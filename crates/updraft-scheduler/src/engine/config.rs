@@ -49,6 +49,9 @@ pub struct SchedulerConfig {
     /// The largest XCom value a try may push, in bytes of JSON (`[core] max_xcom_size`); a
     /// try pushing a larger one fails.
     pub max_xcom_size: usize,
+    /// How often, how far apart and how long each notification of the DAGs' notifiers is tried
+    /// (`[scheduler] notification_*`).
+    pub notification_retry: updraft_notify::RetryPolicy,
 }
 
 /// A Kubernetes cluster to run tries in.

@@ -151,7 +151,7 @@ impl Scheduler {
             tries: Tries::default(),
             tracked: TrackedRuns::default(),
             unknown_pools_reported: HashSet::new(),
-            notifications: updraft_notify::Notifier::new(Default::default())
+            notifications: updraft_notify::Notifier::new(config.notification_retry)
                 .inspect_err(|e| warn!("notifications cannot be sent: {e}"))
                 .ok(),
             config,

@@ -66,6 +66,7 @@ use updraft_secrets::StreamMasker;
 
 use crate::isolation::{self, RunAs, TryIsolation, open_log};
 use crate::render::{Program, RenderedTask};
+use crate::sensor::{Poke, PokeCheck, PokeFailure, PokeResult, PokeTools, SensorProgram, SensorStates};
 use crate::xcom::{self, XComPush};
 
 /// Identifies one try of one task instance.
@@ -136,6 +137,9 @@ pub enum ExecOutcome {
     /// Ended by [`LocalExecutor::kill`] or [`LocalExecutor::shutdown`] (including tries that
     /// never got to start).
     Killed,
+    /// A sensor's poke answered (see [`crate::sensor`]): the scheduler decides what it
+    /// becomes.
+    Poked(Poke),
 }
 
 impl ExecOutcome {
@@ -160,6 +164,13 @@ impl fmt::Display for ExecOutcome {
             ExecOutcome::Failed { message, .. } => write!(f, "failed: {message}"),
             ExecOutcome::TimedOut => f.write_str("timed out"),
             ExecOutcome::Killed => f.write_str("killed"),
+            ExecOutcome::Poked(poke) => match poke.result {
+                PokeResult::Done => write!(f, "poke {}: done", poke.poke_number),
+                PokeResult::NotYet => write!(f, "poke {}: not yet", poke.poke_number),
+                PokeResult::NotBefore(at) => {
+                    write!(f, "poke {}: not before {}", poke.poke_number, at.to_rfc3339())
+                }
+            },
         }
     }
 }
@@ -186,7 +197,15 @@ pub struct LocalExecutorConfig {
     pub isolation: TryIsolation,
     /// The largest XCom value a try may push, in bytes of JSON (`[core] max_xcom_size`).
     pub max_xcom_size: usize,
+    /// What `external_task` sensors read other DAGs' states through; without it their
+    /// pokes fail.
+    pub sensor_states: Option<Arc<dyn SensorStates>>,
+    /// How long one in-process poke may take when its task sets no `execution_timeout`.
+    pub poke_timeout: Duration,
 }
+
+/// [`LocalExecutorConfig::poke_timeout`]'s default.
+pub const DEFAULT_POKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for LocalExecutorConfig {
     fn default() -> Self {
@@ -198,6 +217,8 @@ impl Default for LocalExecutorConfig {
             bash: find_in_path("bash").unwrap_or_else(|| PathBuf::from("bash")),
             isolation: TryIsolation::default(),
             max_xcom_size: xcom::DEFAULT_MAX_XCOM_SIZE,
+            sensor_states: None,
+            poke_timeout: DEFAULT_POKE_TIMEOUT,
         }
     }
 }
@@ -247,6 +268,8 @@ struct Inner {
     in_flight: watch::Sender<usize>,
     /// Started with the first try that spawns a process; `None` if it could not start.
     reaper: OnceLock<Option<Reaper>>,
+    /// The HTTP client of sensors' pokes, made on first use.
+    http: OnceLock<reqwest::Client>,
 }
 
 #[derive(Default)]
@@ -264,6 +287,8 @@ struct Queued {
     spec: LaunchSpec,
     kill: watch::Receiver<bool>,
     guard: InFlight,
+    /// For a `bash`/`command` sensor: the poke this process answers.
+    poke: Option<Box<SensorProgram>>,
 }
 
 impl LocalExecutor {
@@ -287,6 +312,7 @@ impl LocalExecutor {
                 state: Mutex::new(State::default()),
                 in_flight: watch::Sender::new(0),
                 reaper: OnceLock::new(),
+                http: OnceLock::new(),
             }),
         }
     }
@@ -298,7 +324,7 @@ impl LocalExecutor {
     /// `Killed` at once. A try whose key is already in flight is reported `Failed` (the one in
     /// flight is left alone). [`Program::Noop`] reports `Started` and `Finished { Success }`
     /// right away, without a slot or a log file.
-    pub fn launch(&self, spec: LaunchSpec) {
+    pub fn launch(&self, mut spec: LaunchSpec) {
         let inner = &self.inner;
         let mut state = inner.lock();
         if state.shutting_down {
@@ -341,7 +367,30 @@ impl LocalExecutor {
         let (kill_tx, kill) = watch::channel(false);
         state.tries.insert(spec.key.clone(), kill_tx);
         let guard = InFlight::new(inner.clone());
-        let queued = Queued { spec, kill, guard };
+        let poke = match std::mem::replace(&mut spec.rendered.program, Program::Noop) {
+            Program::Sensor(sensor) => match &sensor.check {
+                PokeCheck::Process(program) => {
+                    spec.rendered.program = (**program).clone();
+                    Some(sensor)
+                }
+                _ => {
+                    drop(state);
+                    let poking = poke_in_process(inner.clone(), spec, *sensor, kill, guard);
+                    inner.handle.spawn(poking);
+                    return;
+                }
+            },
+            program => {
+                spec.rendered.program = program;
+                None
+            }
+        };
+        let queued = Queued {
+            spec,
+            kill,
+            guard,
+            poke,
+        };
         if state.running < inner.max_running {
             state.running += 1;
             inner.start(queued);
@@ -540,7 +589,7 @@ impl Inner {
     fn start(self: &Arc<Self>, q: Queued) {
         let slot = Slot(Some(self.clone()));
         self.handle
-            .spawn(run_try(self.clone(), q.spec, q.kill, q.guard, slot));
+            .spawn(run_try(self.clone(), q.spec, q.kill, q.guard, slot, q.poke));
     }
 }
 
@@ -601,10 +650,16 @@ async fn run_try(
     mut kill: watch::Receiver<bool>,
     guard: InFlight,
     slot: Slot,
+    poke: Option<Box<SensorProgram>>,
 ) {
     let key = spec.key.clone();
     let python = matches!(spec.rendered.program, Program::Python(_));
+    let started = Utc::now();
     let (outcome, xcoms, log) = drive(&inner, spec, &mut kill).await;
+    let (outcome, xcoms) = match poke {
+        Some(sensor) => (process_poke(&sensor, outcome, started), Vec::new()),
+        None => (outcome, xcoms),
+    };
     let ended = Utc::now();
     if let Some(dir) = inner.existing_conf_dir() {
         // One unlink; the file is absent when the try never got to spawn.
@@ -773,6 +828,93 @@ async fn drive(
     finish_masked_copy(pump).await;
     let (outcome, xcoms) = pushes.read(outcome, &log).await;
     (outcome, xcoms, Some((log, footer)))
+}
+
+/// What a `bash`/`command` sensor's process said (Airflow's `BashSensor`): exit 0 is done,
+/// [`updraft_dag::SKIP_EXIT_CODE`] skips, any other exit code is not yet; a process that
+/// could not start, was killed or timed out keeps its outcome.
+fn process_poke(sensor: &SensorProgram, outcome: ExecOutcome, started: DateTime<Utc>) -> ExecOutcome {
+    match outcome {
+        ExecOutcome::Success => ExecOutcome::Poked(sensor.poke(PokeResult::Done, started)),
+        ExecOutcome::Failed {
+            exit_code: Some(_), ..
+        } => ExecOutcome::Poked(sensor.poke(PokeResult::NotYet, started)),
+        other => other,
+    }
+}
+
+/// One in-process poke (see [`crate::sensor`]): `Started` without a pid, the poke bounded by
+/// the task's `execution_timeout` (else [`LocalExecutorConfig::poke_timeout`]) and stopped by
+/// a kill, a line in the try's log, then `Finished`. Holds no slot.
+async fn poke_in_process(
+    inner: Arc<Inner>,
+    spec: LaunchSpec,
+    sensor: SensorProgram,
+    mut kill: watch::Receiver<bool>,
+    guard: InFlight,
+) {
+    let key = spec.key.clone();
+    let started = Utc::now();
+    inner.send(TryEvent::Started {
+        key: key.clone(),
+        pid: None,
+        at: started,
+    });
+    let tools = PokeTools {
+        states: inner.config.sensor_states.clone(),
+        http: inner.http.get_or_init(reqwest::Client::new).clone(),
+    };
+    let limit = spec.timeout.unwrap_or(inner.config.poke_timeout);
+    let outcome = tokio::select! {
+        biased;
+        true = raised(&mut kill) => ExecOutcome::Killed,
+        answer = tokio::time::timeout(limit, crate::sensor::poke(&sensor.check, &tools, started)) => {
+            match answer {
+                Ok(Ok((result, found))) => {
+                    write_poke_log(&spec, &found).await;
+                    ExecOutcome::Poked(sensor.poke(result, started))
+                }
+                Ok(Err(PokeFailure::FailedState(message))) if sensor.timing.soft_fail => {
+                    write_poke_log(&spec, &message).await;
+                    ExecOutcome::Skipped
+                }
+                Ok(Err(failure)) => {
+                    let message = spec.rendered.mask.mask(&failure.to_string());
+                    write_poke_log(&spec, &message).await;
+                    ExecOutcome::failed(message)
+                }
+                Err(_) => {
+                    write_poke_log(&spec, &format!("the poke took longer than {}", humanize(limit))).await;
+                    ExecOutcome::TimedOut
+                }
+            }
+        }
+    };
+    drop(kill);
+    let mut state = inner.lock();
+    state.tries.remove(&key);
+    inner.send(TryEvent::Finished {
+        key,
+        outcome,
+        at: Utc::now(),
+        xcoms: Vec::new(),
+    });
+    drop(state);
+    drop(guard);
+}
+
+/// Appends what a poke found to the try's log (one log per try: its pokes follow each other).
+async fn write_poke_log(spec: &LaunchSpec, found: &str) {
+    let path = spec.log_path.clone();
+    let line = format!("[updraft] {} poke: {found}\n", now());
+    let written = tokio::task::spawn_blocking(move || {
+        let mut f = open_log(&path)?;
+        f.write_all(line.as_bytes())
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::debug!(log = %spec.log_path.display(), "could not write a poke to its log");
+    }
 }
 
 /// Where a try's pushes are read from once it has succeeded.
@@ -1150,7 +1292,7 @@ fn spawn(
             }
             None => return fail(log, "cannot start the process: empty command".into()),
         },
-        Program::Noop => unreachable!("noop tries are never spawned"),
+        Program::Noop | Program::Sensor(_) => unreachable!("never spawned"),
         Program::Pod(_) => return fail(log, POD_WITHOUT_CLUSTER.into()),
         Program::Python(python) => {
             let mut c = Command::new(&python.interpreter);
@@ -1229,7 +1371,7 @@ fn spawn(
                 Program::Bash(_) => config.bash.display().to_string(),
                 Program::Command(argv) => argv[0].clone(),
                 Program::Python(python) => python.interpreter.clone(),
-                Program::Noop | Program::Pod(_) => unreachable!(),
+                Program::Noop | Program::Pod(_) | Program::Sensor(_) => unreachable!(),
             };
             let user = place
                 .run_as

@@ -77,7 +77,9 @@ use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, TimeZone
 use chrono_tz::Tz;
 use minijinja::value::{Object, Value};
 use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior};
-use updraft_dag::{Dag, PodTask, PythonTask, Task, TaskKind};
+use updraft_dag::{Dag, PodTask, PythonTask, SensorCheck, SensorTask, Task, TaskKind};
+
+use crate::sensor::{ExternalQuery, HttpRequest, PokeCheck, SensorProgram, SqlQuery};
 
 mod budget;
 mod pool;
@@ -146,6 +148,8 @@ pub enum Program {
     Pod(Box<PodTask>),
     /// A Python callable, called by the runner script ([`PYTHON_RUNNER`]) in `interpreter`.
     Python(Box<PythonCall>),
+    /// One poke of a sensor, run in this process (see [`crate::sensor`]).
+    Sensor(Box<SensorProgram>),
 }
 
 /// The script that runs a `python:` task: `<interpreter> -u -c PYTHON_RUNNER`, with the call
@@ -258,6 +262,10 @@ pub fn render_task_within(
         TaskKind::Python(python) => Program::Python(Box::new(
             render_python(&r, python, ctx)
                 .map_err(|(field, message)| err(format!("python.{field}"), message))?,
+        )),
+        TaskKind::Sensor(sensor) => Program::Sensor(Box::new(
+            render_sensor(&r, sensor, ctx)
+                .map_err(|(field, message)| err(format!("sensor.{field}"), message))?,
         )),
     };
 
@@ -422,6 +430,115 @@ fn render_python(
     })
 }
 
+/// Renders a sensor's check for one poke: its templates, its target time, the other run's
+/// logical date, the URL or database of its connection.
+fn render_sensor(
+    r: &Renderer<'_>,
+    sensor: &SensorTask,
+    ctx: &TemplateContext,
+) -> Result<SensorProgram, FieldError> {
+    let one = |field: &str, s: &str| r.render(s).map_err(|m| (field.to_owned(), m));
+    let check = match &sensor.check {
+        SensorCheck::Path(path) => PokeCheck::Path(one("path", path)?),
+        SensorCheck::TimeDelta(delta) => {
+            PokeCheck::NotBefore(add_duration(ctx.data_interval_end, *delta, true))
+        }
+        SensorCheck::DateTime(text) => {
+            let text = one("date_time", text)?;
+            let at = updraft_dag::parse_datetime(&text, ctx.timezone)
+                .map_err(|m| ("date_time".to_owned(), m))?;
+            PokeCheck::NotBefore(at)
+        }
+        SensorCheck::ExternalTask(external) => PokeCheck::ExternalTask(ExternalQuery {
+            tenant: ctx.tenant.clone(),
+            dag_id: external.external_dag_id.clone(),
+            task_id: external.external_task_id.clone(),
+            logical_date: external
+                .execution_delta
+                .map_or(ctx.logical_date, |d| add_duration(ctx.logical_date, d, false)),
+            allowed_states: external.allowed_states.clone(),
+            failed_states: external.failed_states.clone(),
+        }),
+        SensorCheck::Http(http) => {
+            let endpoint = one("http.endpoint", &http.endpoint)?;
+            let url = match (&http.connection, &http.url) {
+                (Some(id), _) => crate::sensor::http::connection_url(
+                    sensor_connection(ctx, id, "http.connection")?,
+                    &endpoint,
+                )
+                .map_err(|m| ("http.connection".to_owned(), m))?,
+                (None, Some(url)) => crate::sensor::http::join(&one("http.url", url)?, &endpoint),
+                (None, None) => {
+                    return Err(("http".to_owned(), "no connection or url".to_owned()));
+                }
+            };
+            let headers = http
+                .headers
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), one(&format!("http.headers.{k}"), v)?)))
+                .collect::<Result<Vec<_>, FieldError>>()?;
+            let body = http
+                .body
+                .as_deref()
+                .map(|b| one("http.body", b))
+                .transpose()?;
+            PokeCheck::Http(HttpRequest {
+                url,
+                method: http.method.clone(),
+                headers,
+                body,
+                expected_status: http.expected_status.clone(),
+            })
+        }
+        SensorCheck::Sql(sql) => PokeCheck::Sql(SqlQuery {
+            connection: sensor_connection(ctx, &sql.connection, "sql.connection")?.clone(),
+            query: one("sql.query", &sql.query)?,
+        }),
+        SensorCheck::Bash(script) => PokeCheck::Process(Box::new(Program::Bash(one("bash", script)?))),
+        SensorCheck::Command(argv) => PokeCheck::Process(Box::new(Program::Command(
+            argv.iter()
+                .enumerate()
+                .map(|(i, a)| one(&format!("command[{i}]"), a))
+                .collect::<Result<_, _>>()?,
+        ))),
+    };
+    Ok(SensorProgram {
+        check,
+        timing: sensor.timing,
+        first_poke: None,
+        rescheduled: 0,
+    })
+}
+
+/// The connection `id` looked up for the sensor (see [`secrets::secret_references`]).
+fn sensor_connection<'c>(
+    ctx: &'c TemplateContext,
+    id: &str,
+    field: &str,
+) -> Result<&'c updraft_secrets::Connection, FieldError> {
+    ctx.secrets.connections.get(id).ok_or_else(|| {
+        (
+            field.to_owned(),
+            format!("connection `{id}` does not exist for tenant `{}`", ctx.tenant),
+        )
+    })
+}
+
+/// `at` moved by `delta`, forward or back, saturating.
+fn add_duration(at: DateTime<Utc>, delta: std::time::Duration, forward: bool) -> DateTime<Utc> {
+    let delta = chrono::TimeDelta::from_std(delta).unwrap_or(chrono::TimeDelta::MAX);
+    let moved = if forward {
+        at.checked_add_signed(delta)
+    } else {
+        at.checked_sub_signed(delta)
+    };
+    moved.unwrap_or(if forward {
+        DateTime::<Utc>::MAX_UTC
+    } else {
+        DateTime::<Utc>::MIN_UTC
+    })
+}
+
 /// What a python task's callable may ask for by name, as the runner receives it (dates as
 /// ISO 8601 in UTC, made `datetime`s by the runner).
 fn python_context(ctx: &TemplateContext) -> serde_json::Value {
@@ -502,7 +619,7 @@ pub fn has_templates(dag: &Dag, task: &Task) -> bool {
         TaskKind::Bash(script) => is_template(script),
         TaskKind::Command(argv) => argv.iter().any(|a| is_template(a)),
         TaskKind::Noop => false,
-        TaskKind::Pod(_) => true,
+        TaskKind::Pod(_) | TaskKind::Sensor(_) => true,
         TaskKind::Python(python) => {
             let mut templated = false;
             let mut look = |s: &str| templated |= is_template(s);

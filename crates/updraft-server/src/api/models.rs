@@ -687,6 +687,18 @@ pub fn operator_name(dag: Option<&Dag>, task_id: &str) -> Option<String> {
                 updraft_dag::PythonInterpreter::Default => "PythonOperator",
                 _ => "ExternalPythonOperator",
             },
+            // Airflow's class for each check.
+            TaskKind::Sensor(sensor) => match sensor.check {
+                updraft_dag::SensorCheck::Path(_) => "FileSensor",
+                updraft_dag::SensorCheck::TimeDelta(_) => "TimeDeltaSensor",
+                updraft_dag::SensorCheck::DateTime(_) => "DateTimeSensor",
+                updraft_dag::SensorCheck::ExternalTask(_) => "ExternalTaskSensor",
+                updraft_dag::SensorCheck::Http(_) => "HttpSensor",
+                updraft_dag::SensorCheck::Sql(_) => "SqlSensor",
+                updraft_dag::SensorCheck::Bash(_) | updraft_dag::SensorCheck::Command(_) => {
+                    "BashSensor"
+                }
+            },
         }
         .to_string(),
     )

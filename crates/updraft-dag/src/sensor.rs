@@ -171,7 +171,11 @@ fn mode(diags: &mut Diagnostics<'_>, node: &Node) -> Option<()> {
     }
 }
 
-fn check(diags: &mut Diagnostics<'_>, node: &Node, fields: &diag::Fields<'_>) -> Option<SensorCheck> {
+fn check(
+    diags: &mut Diagnostics<'_>,
+    node: &Node,
+    fields: &diag::Fields<'_>,
+) -> Option<SensorCheck> {
     let present: Vec<&str> = CHECK_KEYS
         .iter()
         .copied()
@@ -244,7 +248,10 @@ fn command(diags: &mut Diagnostics<'_>, node: &Node) -> Option<SensorCheck> {
     }
     let argv = diag::string_list(diags, node, "sensor.command", false)?;
     if argv.is_empty() {
-        diags.at(node.pos, "`sensor.command` must name a program to run; it is empty");
+        diags.at(
+            node.pos,
+            "`sensor.command` must name a program to run; it is empty",
+        );
         return None;
     }
     Some(SensorCheck::Command(
@@ -268,9 +275,17 @@ fn external_task(diags: &mut Diagnostics<'_>, node: &Node) -> Option<ExternalTas
     let before = diags.count();
     let fields = diag::fields(diags, node, &schema)?;
     let dag_id = match fields.get("external_dag_id") {
-        Some(value) => identifier(diags, value, "dag_id", "sensor.external_task.external_dag_id"),
+        Some(value) => identifier(
+            diags,
+            value,
+            "dag_id",
+            "sensor.external_task.external_dag_id",
+        ),
         None => {
-            diags.at(node.pos, "`sensor.external_task` needs an `external_dag_id`");
+            diags.at(
+                node.pos,
+                "`sensor.external_task` needs an `external_dag_id`",
+            );
             None
         }
     };
@@ -285,9 +300,9 @@ fn external_task(diags: &mut Diagnostics<'_>, node: &Node) -> Option<ExternalTas
         Some(v) => states(diags, v, "sensor.external_task.failed_states"),
         None => Some(Vec::new()),
     };
-    let delta = fields.get("execution_delta").and_then(|v| {
-        diag::duration(diags, v, "sensor.external_task.execution_delta", false)
-    });
+    let delta = fields
+        .get("execution_delta")
+        .and_then(|v| diag::duration(diags, v, "sensor.external_task.execution_delta", false));
     if let (Some(allowed), Some(failed)) = (&allowed, &failed)
         && let Some(both) = allowed.iter().find(|s| failed.contains(s))
         && let Some(v) = fields.get("failed_states")
@@ -346,7 +361,8 @@ fn http(diags: &mut Diagnostics<'_>, node: &Node) -> Option<HttpCheck> {
     let schema = Schema {
         what: "sensor.http",
         keys: &HTTP_KEYS,
-        hint: |key| match key {
+        hint: |key| {
+            match key {
             "http_conn_id" | "conn_id" => Some("use `connection`".to_owned()),
             "data" => Some("use `body`".to_owned()),
             "response_check" => Some(
@@ -354,6 +370,7 @@ fn http(diags: &mut Diagnostics<'_>, node: &Node) -> Option<HttpCheck> {
                     .to_owned(),
             ),
             _ => None,
+        }
         },
     };
     let before = diags.count();
@@ -429,7 +446,12 @@ fn statuses(diags: &mut Diagnostics<'_>, node: &Node) -> Option<Vec<u16>> {
         Value::Seq(items) => items.iter().collect(),
         Value::Int(_) => vec![node],
         _ => {
-            diag::wrong_type(diags, node, "sensor.http.expected_status", "a list of HTTP status codes");
+            diag::wrong_type(
+                diags,
+                node,
+                "sensor.http.expected_status",
+                "a list of HTTP status codes",
+            );
             return None;
         }
     };
@@ -449,7 +471,10 @@ fn statuses(diags: &mut Diagnostics<'_>, node: &Node) -> Option<Vec<u16>> {
         }
     }
     if out.is_empty() {
-        diags.at(node.pos, "`sensor.http.expected_status` is empty: the sensor could never succeed");
+        diags.at(
+            node.pos,
+            "`sensor.http.expected_status` is empty: the sensor could never succeed",
+        );
         return None;
     }
     Some(out)
@@ -470,7 +495,10 @@ fn sql(diags: &mut Diagnostics<'_>, node: &Node) -> Option<SqlCheck> {
     let connection = match fields.get("connection") {
         Some(v) => connection_id(diags, v, "sensor.sql.connection"),
         None => {
-            diags.at(node.pos, "`sensor.sql` needs a `connection` (a sqlite or postgres connection id)");
+            diags.at(
+                node.pos,
+                "`sensor.sql` needs a `connection` (a sqlite or postgres connection id)",
+            );
             None
         }
     };

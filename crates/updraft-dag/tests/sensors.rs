@@ -67,7 +67,10 @@ fn airflow_s_defaults_when_no_timing_is_given() {
     assert_eq!(sensor.timing, SensorTiming::default());
     assert_eq!(sensor.timing.poke_interval, Duration::from_secs(60));
     assert_eq!(sensor.timing.timeout, Duration::from_secs(7 * 86_400));
-    assert_eq!(sensor.check, SensorCheck::TimeDelta(Duration::from_secs(3600)));
+    assert_eq!(
+        sensor.check,
+        SensorCheck::TimeDelta(Duration::from_secs(3600))
+    );
 }
 
 #[test]
@@ -150,7 +153,8 @@ fn every_check() {
 
 #[test]
 fn a_sensor_s_definition_is_stored_and_read_back() {
-    let yaml = "dag_id: daily\ntasks:\n  - task_id: wait\n    sensor: {path: /x, poke_interval: 5s}\n";
+    let yaml =
+        "dag_id: daily\ntasks:\n  - task_id: wait\n    sensor: {path: /x, poke_interval: 5s}\n";
     let dag = parse_dag("etl", "etl/daily.yaml", yaml).unwrap();
     let json = serde_json::to_string(&dag).unwrap();
     let back: updraft_dag::Dag = serde_json::from_str(&json).unwrap();
@@ -159,24 +163,54 @@ fn a_sensor_s_definition_is_stored_and_read_back() {
 
 #[test]
 fn located_errors() {
-    assert_error("      poke_interval: 5s\n", 5, 7, &["does not say what to wait for", "`path`"]);
+    assert_error(
+        "      poke_interval: 5s\n",
+        5,
+        7,
+        &["does not say what to wait for", "`path`"],
+    );
     assert_error(
         "      path: /a\n      bash: \"true\"\n",
         6,
         7,
         &["sets both `path` and `bash`"],
     );
-    assert_error("      path: /a\n      poke_interval: soon\n", 6, 22, &["sensor.poke_interval"]);
-    assert_error("      path: /a\n      poke_interval: 0\n", 6, 22, &["longer than zero"]);
-    assert_error("      path: /a\n      mode: poke\n", 6, 13, &["always reschedule"]);
-    assert_error("      path: /a\n      soft_fail: yes\n", 6, 18, &["sensor.soft_fail"]);
+    assert_error(
+        "      path: /a\n      poke_interval: soon\n",
+        6,
+        22,
+        &["sensor.poke_interval"],
+    );
+    assert_error(
+        "      path: /a\n      poke_interval: 0\n",
+        6,
+        22,
+        &["longer than zero"],
+    );
+    assert_error(
+        "      path: /a\n      mode: poke\n",
+        6,
+        13,
+        &["always reschedule"],
+    );
+    assert_error(
+        "      path: /a\n      soft_fail: yes\n",
+        6,
+        18,
+        &["sensor.soft_fail"],
+    );
     assert_error(
         "      path: /a\n      filepath: /a\n",
         6,
         7,
         &["unknown key `filepath`", "use `path`"],
     );
-    assert_error("      date_time: tomorrow\n", 5, 18, &["sensor.date_time", "not a date"]);
+    assert_error(
+        "      date_time: tomorrow\n",
+        5,
+        18,
+        &["sensor.date_time", "not a date"],
+    );
     assert_error(
         "      external_task: {external_task_id: a}\n",
         5,
@@ -195,22 +229,42 @@ fn located_errors() {
         24,
         &["in both `allowed_states` and `failed_states`"],
     );
-    assert_error("      http: {endpoint: /x}\n", 5, 13, &["needs a `connection`", "`url`"]);
+    assert_error(
+        "      http: {endpoint: /x}\n",
+        5,
+        13,
+        &["needs a `connection`", "`url`"],
+    );
     assert_error(
         "      http: {url: \"http://h\", expected_status: [700]}\n",
         5,
         49,
         &["expected_status", "100 to 599"],
     );
-    assert_error("      http: {url: \"http://h\", method: FETCH}\n", 5, 39, &["unknown `sensor.http.method`"]);
-    assert_error("      sql: {query: SELECT 1}\n", 5, 12, &["needs a `connection`"]);
+    assert_error(
+        "      http: {url: \"http://h\", method: FETCH}\n",
+        5,
+        39,
+        &["unknown `sensor.http.method`"],
+    );
+    assert_error(
+        "      sql: {query: SELECT 1}\n",
+        5,
+        12,
+        &["needs a `connection`"],
+    );
     assert_error(
         "      sql: {connection: \"my db\", query: SELECT 1}\n",
         5,
         25,
         &["sensor.sql.connection", "contains ' '"],
     );
-    assert_error("      command: test -e /x\n", 5, 16, &["sensor.command", "a list of arguments"]);
+    assert_error(
+        "      command: test -e /x\n",
+        5,
+        16,
+        &["sensor.command", "a list of arguments"],
+    );
 }
 
 #[test]

@@ -66,7 +66,9 @@ use updraft_secrets::StreamMasker;
 
 use crate::isolation::{self, RunAs, TryIsolation, open_log};
 use crate::render::{Program, RenderedTask};
-use crate::sensor::{Poke, PokeCheck, PokeFailure, PokeResult, PokeTools, SensorProgram, SensorStates};
+use crate::sensor::{
+    Poke, PokeCheck, PokeFailure, PokeResult, PokeTools, SensorProgram, SensorStates,
+};
 use crate::xcom::{self, XComPush};
 
 /// Identifies one try of one task instance.
@@ -168,7 +170,12 @@ impl fmt::Display for ExecOutcome {
                 PokeResult::Done => write!(f, "poke {}: done", poke.poke_number),
                 PokeResult::NotYet => write!(f, "poke {}: not yet", poke.poke_number),
                 PokeResult::NotBefore(at) => {
-                    write!(f, "poke {}: not before {}", poke.poke_number, at.to_rfc3339())
+                    write!(
+                        f,
+                        "poke {}: not before {}",
+                        poke.poke_number,
+                        at.to_rfc3339()
+                    )
                 }
             },
         }
@@ -833,7 +840,11 @@ async fn drive(
 /// What a `bash`/`command` sensor's process said (Airflow's `BashSensor`): exit 0 is done,
 /// [`updraft_dag::SKIP_EXIT_CODE`] skips, any other exit code is not yet; a process that
 /// could not start, was killed or timed out keeps its outcome.
-fn process_poke(sensor: &SensorProgram, outcome: ExecOutcome, started: DateTime<Utc>) -> ExecOutcome {
+fn process_poke(
+    sensor: &SensorProgram,
+    outcome: ExecOutcome,
+    started: DateTime<Utc>,
+) -> ExecOutcome {
     match outcome {
         ExecOutcome::Success => ExecOutcome::Poked(sensor.poke(PokeResult::Done, started)),
         ExecOutcome::Failed {

@@ -453,9 +453,9 @@ fn render_sensor(
             tenant: ctx.tenant.clone(),
             dag_id: external.external_dag_id.clone(),
             task_id: external.external_task_id.clone(),
-            logical_date: external
-                .execution_delta
-                .map_or(ctx.logical_date, |d| add_duration(ctx.logical_date, d, false)),
+            logical_date: external.execution_delta.map_or(ctx.logical_date, |d| {
+                add_duration(ctx.logical_date, d, false)
+            }),
             allowed_states: external.allowed_states.clone(),
             failed_states: external.failed_states.clone(),
         }),
@@ -494,7 +494,9 @@ fn render_sensor(
             connection: sensor_connection(ctx, &sql.connection, "sql.connection")?.clone(),
             query: one("sql.query", &sql.query)?,
         }),
-        SensorCheck::Bash(script) => PokeCheck::Process(Box::new(Program::Bash(one("bash", script)?))),
+        SensorCheck::Bash(script) => {
+            PokeCheck::Process(Box::new(Program::Bash(one("bash", script)?)))
+        }
         SensorCheck::Command(argv) => PokeCheck::Process(Box::new(Program::Command(
             argv.iter()
                 .enumerate()
@@ -519,7 +521,10 @@ fn sensor_connection<'c>(
     ctx.secrets.connections.get(id).ok_or_else(|| {
         (
             field.to_owned(),
-            format!("connection `{id}` does not exist for tenant `{}`", ctx.tenant),
+            format!(
+                "connection `{id}` does not exist for tenant `{}`",
+                ctx.tenant
+            ),
         )
     })
 }

@@ -21,11 +21,12 @@ use crate::api::Paging;
 use crate::health::{Access, Health};
 use crate::sql::{self, Db, codec};
 use crate::{
-    ActiveCounts, AdminStore, DagHead, RescheduleRow, DagQuery, DagRow, DagVersionRow, Evaluated,
+    ActiveCounts, AdminStore, DagHead, DagQuery, DagRow, DagVersionRow, Evaluated,
     ImportErrorQuery, ImportErrorRow, LoadedDagRecord, NewRun, NewTi, NewestRunsFilter, NoteRow,
     OperatorStore, Page, PoolRow, PoolUsage, PurgeReport, QueueLimits, QueueStep, ReadStore,
-    Result, RunChange, RunQuery, RunRow, ScheduledSkip, SchedulerJobRow, SchedulerStore,
-    StepOutcome, StoreError, TiKey, TiQuery, TiRow, TiTransition, TryReport, TryRow,
+    RescheduleRow, Result, RunChange, RunQuery, RunRow, ScheduledSkip, SchedulerJobRow,
+    SchedulerStore, StepOutcome, StoreError, TiKey, TiQuery, TiRow, TiTransition, TryReport,
+    TryRow,
 };
 use crate::{
     AssetEventQuery, AssetEventRow, AssetReference, AssetRow, AssetStore, NewAssetEvent,

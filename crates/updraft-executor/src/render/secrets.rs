@@ -59,7 +59,8 @@ pub fn secret_references(dag: &Dag, task: &Task) -> SecretReferences {
         variables: BTreeSet::new(),
     };
     if let TaskKind::Sensor(sensor) = &task.kind {
-        refs.connections.extend(sensor_connection(&sensor.check).map(str::to_owned));
+        refs.connections
+            .extend(sensor_connection(&sensor.check).map(str::to_owned));
     }
     for_each_template(dag, task, |source| scan(source, &mut refs));
     refs

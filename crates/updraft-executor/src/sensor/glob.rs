@@ -83,7 +83,10 @@ fn entries(dir: &Path, budget: &mut usize) -> Result<Vec<(String, PathBuf)>, Str
             ));
         }
         *budget -= 1;
-        out.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+        out.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            entry.path(),
+        ));
     }
     Ok(out)
 }

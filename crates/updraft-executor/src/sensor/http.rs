@@ -41,7 +41,10 @@ pub(super) async fn poke(
 /// The URL of an HTTP connection's `endpoint`, as Airflow's `HttpHook` builds it: the host
 /// (with `schema://` unless it has one; `http` by default) and port, then the endpoint,
 /// joined by one `/`.
-pub fn connection_url(connection: &updraft_secrets::Connection, endpoint: &str) -> Result<String, String> {
+pub fn connection_url(
+    connection: &updraft_secrets::Connection,
+    endpoint: &str,
+) -> Result<String, String> {
     let host = connection
         .host
         .as_deref()
@@ -50,7 +53,11 @@ pub fn connection_url(connection: &updraft_secrets::Connection, endpoint: &str) 
     let mut base = if host.contains("://") {
         host.to_owned()
     } else {
-        let schema = connection.schema.as_deref().filter(|s| !s.is_empty()).unwrap_or("http");
+        let schema = connection
+            .schema
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("http");
         format!("{schema}://{host}")
     };
     if let Some(port) = connection.port {
@@ -83,10 +90,16 @@ mod tests {
             host: Some("example.com".into()),
             ..Default::default()
         };
-        assert_eq!(connection_url(&c, "/health").unwrap(), "http://example.com/health");
+        assert_eq!(
+            connection_url(&c, "/health").unwrap(),
+            "http://example.com/health"
+        );
         c.schema = Some("https".into());
         c.port = Some(8443);
-        assert_eq!(connection_url(&c, "v1/ready").unwrap(), "https://example.com:8443/v1/ready");
+        assert_eq!(
+            connection_url(&c, "v1/ready").unwrap(),
+            "https://example.com:8443/v1/ready"
+        );
         c.host = Some("http://h/".into());
         c.port = None;
         assert_eq!(connection_url(&c, "/x").unwrap(), "http://h/x");

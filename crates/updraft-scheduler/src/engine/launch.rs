@@ -380,9 +380,15 @@ async fn prepare(
         .await
         .map_err(|e: RenderError| e.to_string())?;
     if let Program::Sensor(sensor) = &mut rendered.program {
-        super::sensors::add_progress(lookups.store.as_ref(), lookups.run_pk, &task_id, lookups.try_number, sensor)
-            .await
-            .map_err(|e| format!("task `{task_id}`: reading the sensor's pokes failed: {e}"))?;
+        super::sensors::add_progress(
+            lookups.store.as_ref(),
+            lookups.run_pk,
+            &task_id,
+            lookups.try_number,
+            sensor,
+        )
+        .await
+        .map_err(|e| format!("task `{task_id}`: reading the sensor's pokes failed: {e}"))?;
     }
     if !rendered.mask.is_empty()
         && let Ok(mut global) = updraft_secrets::mask::global().write()

@@ -381,9 +381,7 @@ async fn finish_many(conn: &mut PgConnection, reports: &[FinishedReport<'_>]) ->
         task_ids.push(r.key.task_id.as_str());
         tries.push(i64::from(r.try_number));
         states.push(r.new.as_str());
-        retry_ats.push(opt_ts(
-            r.retry_at.filter(|_| keeps_retry_at(r.new)),
-        ));
+        retry_ats.push(opt_ts(r.retry_at.filter(|_| keeps_retry_at(r.new))));
         ends.push(ts(r.at));
         ords.push(ord_to_db(r.ord)?);
     }

@@ -202,8 +202,7 @@ pub(crate) async fn finish_try_in<C: Db + ?Sized>(
     .bind(retry_at);
     let applied = change_try(conn, update, key, try_number).await?;
     if applied && new == TaskState::UpForReschedule {
-        super::reschedules::record_one(conn, key, try_number, retry_at.unwrap_or(now), now)
-            .await?;
+        super::reschedules::record_one(conn, key, try_number, retry_at.unwrap_or(now), now).await?;
     }
     Ok(applied)
 }

@@ -20,7 +20,8 @@ pub(crate) async fn of_try<C: Db + ?Sized>(
     try_number: u32,
 ) -> Result<Vec<RescheduleRow>> {
     let rows = query(
-        "SELECT run_pk, task_id, map_index, try_number, start_date, end_date, reschedule_date
+        "SELECT run_pk, task_id, CAST(map_index AS BIGINT) AS map_index, try_number, start_date,
+             end_date, reschedule_date
          FROM task_reschedule
          WHERE run_pk = $1 AND task_id = $2 AND map_index = $3 AND try_number = $4
          ORDER BY id",

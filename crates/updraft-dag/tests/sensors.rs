@@ -275,3 +275,17 @@ fn timing_keys_outside_the_sensor_are_pointed_inside() {
     assert_eq!((error.line, error.column), (Some(4), Some(5)), "{error}");
     assert!(error.message.contains("inside `sensor:`"), "{error}");
 }
+
+#[test]
+fn the_example_dag_parses() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/dags/sensor_example.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let dag = parse_dag("default", "sensor_example.yaml", &text).expect("the example parses");
+    let sensors = dag
+        .tasks
+        .iter()
+        .filter(|t| matches!(t.kind, TaskKind::Sensor(_)))
+        .count();
+    assert_eq!(sensors, 3);
+}

@@ -2277,4 +2277,134 @@ mod tests {
             Some(XComReferences::All)
         );
     }
+
+    fn sensor(check: updraft_dag::SensorCheck) -> Task {
+        task(TaskKind::Sensor(Box::new(SensorTask {
+            timing: Default::default(),
+            check,
+        })))
+    }
+
+    fn poke_check(t: &Task, c: &TemplateContext) -> Result<PokeCheck, RenderError> {
+        let d = dag(vec![t.clone()]);
+        render_task(&d, t, c).map(|r| match r.program {
+            Program::Sensor(s) => {
+                assert_eq!(
+                    (s.first_poke, s.rescheduled),
+                    (None, 0),
+                    "progress is the scheduler's"
+                );
+                s.check
+            }
+            other => panic!("not a sensor: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn sensors_render_their_checks_for_the_try() {
+        let c = ctx();
+        assert_eq!(
+            poke_check(
+                &sensor(SensorCheck::Path("/data/{{ ds }}/*.csv".into())),
+                &c
+            )
+            .unwrap(),
+            PokeCheck::Path("/data/2024-03-05/*.csv".into())
+        );
+        assert_eq!(
+            poke_check(
+                &sensor(SensorCheck::TimeDelta(Duration::from_secs(3600))),
+                &c
+            )
+            .unwrap(),
+            PokeCheck::NotBefore(Utc.with_ymd_and_hms(2024, 3, 6, 7, 7, 8).unwrap()),
+            "TimeDeltaSensor: the data interval's end plus the delta"
+        );
+        assert_eq!(
+            poke_check(
+                &sensor(SensorCheck::DateTime("{{ ds }} 12:00:00".into())),
+                &c
+            )
+            .unwrap(),
+            PokeCheck::NotBefore(Utc.with_ymd_and_hms(2024, 3, 5, 11, 0, 0).unwrap()),
+            "a time without an offset is in the DAG's time zone (Paris, UTC+1)"
+        );
+        let external = updraft_dag::ExternalTaskCheck {
+            external_dag_id: "producer".into(),
+            external_task_id: Some("publish".into()),
+            allowed_states: vec!["success".into()],
+            failed_states: vec!["failed".into()],
+            execution_delta: Some(Duration::from_secs(86_400)),
+        };
+        assert_eq!(
+            poke_check(&sensor(SensorCheck::ExternalTask(external)), &c).unwrap(),
+            PokeCheck::ExternalTask(ExternalQuery {
+                tenant: "acme".into(),
+                dag_id: "producer".into(),
+                task_id: Some("publish".into()),
+                logical_date: Utc.with_ymd_and_hms(2024, 3, 4, 6, 7, 8).unwrap(),
+                allowed_states: vec!["success".into()],
+                failed_states: vec!["failed".into()],
+            }),
+            "the other run is execution_delta earlier, in the sensor's tenant"
+        );
+        assert_eq!(
+            poke_check(
+                &sensor(SensorCheck::Bash("test -e /d/{{ ds_nodash }}".into())),
+                &c
+            )
+            .unwrap(),
+            PokeCheck::Process(Box::new(Program::Bash("test -e /d/20240305".into())))
+        );
+    }
+
+    #[test]
+    fn sensor_connections_are_looked_up_and_missing_ones_name_the_field() {
+        let http = updraft_dag::HttpCheck {
+            connection: Some("api".into()),
+            url: None,
+            endpoint: "/ready/{{ ds }}".into(),
+            method: "GET".into(),
+            expected_status: vec![200],
+            headers: [("X-Run".to_owned(), "{{ run_id }}".to_owned())].into(),
+            body: None,
+        };
+        let t = sensor(SensorCheck::Http(http));
+        let err = poke_check(&t, &ctx()).unwrap_err();
+        assert_eq!(err.field, "sensor.http.connection");
+        assert!(
+            err.message
+                .contains("`api` does not exist for tenant `acme`"),
+            "{err}"
+        );
+        let mut c = ctx();
+        c.secrets.connections.insert(
+            "api".into(),
+            updraft_secrets::Connection {
+                conn_id: "api".into(),
+                conn_type: "http".into(),
+                host: Some("svc".into()),
+                port: Some(8080),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            poke_check(&t, &c).unwrap(),
+            PokeCheck::Http(HttpRequest {
+                url: "http://svc:8080/ready/2024-03-05".into(),
+                method: "GET".into(),
+                headers: vec![(
+                    "X-Run".into(),
+                    "scheduled__2024-03-05T06:07:08+00:00".into()
+                )],
+                body: None,
+                expected_status: vec![200],
+            })
+        );
+        let refs = secrets::secret_references(&dag(vec![t.clone()]), &t);
+        assert!(
+            refs.connections.contains("api"),
+            "the scheduler looks the connection up"
+        );
+    }
 }

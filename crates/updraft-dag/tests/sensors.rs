@@ -289,3 +289,14 @@ fn the_example_dag_parses() {
         .count();
     assert_eq!(sensors, 3);
 }
+
+#[test]
+fn a_sensor_s_bash_script_is_linted_like_a_task_s() {
+    let text = "dag_id: daily\ntasks:\n  - task_id: wait\n    sensor:\n      bash: test -e {{ params.path }}\n  - task_id: safe\n    sensor:\n      bash: test -e {{ params.path | sh }}\n";
+    parse_dag("etl", "etl/daily.yaml", text).expect("parses");
+    let warnings = updraft_dag::lint::lint_dag_file("etl/daily.yaml", text);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].task_id, "wait");
+    assert_eq!(warnings[0].line, Some(5));
+    assert!(warnings[0].message.contains("unquoted"));
+}

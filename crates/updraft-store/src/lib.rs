@@ -354,7 +354,8 @@ pub trait SchedulerStore: Send + Sync {
     async fn dag_owners(&self) -> Result<HashMap<String, String>>;
     /// Apply core decisions; each applies only if the row is still in `expected`. Terminal
     /// states (and leaving `queued`/`running`) get `end_date = now`; leaving `up_for_retry`
-    /// clears `retry_at`. Leaving `queued`/`running` also closes the try in the history.
+    /// clears `retry_at`, `up_for_reschedule → scheduled` keeps it (a sensor's next poke: its
+    /// queueing then keeps the try number). Leaving `queued`/`running` also closes the try in the history.
     /// One transaction. Returns how many applied.
     async fn apply_transitions(
         &self,
@@ -661,7 +662,8 @@ pub trait OperatorStore: Send + Sync {
     async fn delete_pool(&self, name: &str) -> Result<bool>;
     /// Mark a run as a user does (Airflow's "mark success / failed"), in one transaction:
     /// `success` sets every instance not in `success` to `success`; `failed` sets `running`
-    /// instances to `failed` and unfinished ones (none, scheduled, queued, up_for_retry) to
+    /// instances to `failed` and unfinished ones (none, scheduled, queued, up_for_retry,
+    /// up_for_reschedule) to
     /// `skipped`; `queued` changes no instance. Instances change as with
     /// [`OperatorStore::force_ti_state`]; the run's state and dates as with
     /// [`OperatorStore::force_run_state`]. False (and nothing changed) when the run does not exist.
@@ -848,7 +850,7 @@ pub struct RunRead<'a> {
     /// Ordered by `task_id`: every instance of the run, or those of the decider's focus.
     pub tis: &'a [TiSnapshot],
     /// With a focus: whether some instance of the run, read or not, is scheduled, queued,
-    /// running or up_for_retry. `None` when every instance was read.
+    /// running, up_for_retry or up_for_reschedule. `None` when every instance was read.
     pub progressing: Option<bool>,
 }
 

@@ -330,7 +330,8 @@ impl LocalExecutor {
     /// launched before it. After [`shutdown`](Self::shutdown) has begun, the try is reported
     /// `Killed` at once. A try whose key is already in flight is reported `Failed` (the one in
     /// flight is left alone). [`Program::Noop`] reports `Started` and `Finished { Success }`
-    /// right away, without a slot or a log file.
+    /// right away, without a slot or a log file. A [`Program::Sensor`] pokes on a task of its
+    /// own without a slot, except a `bash`/`command` check, which runs as a process try.
     pub fn launch(&self, mut spec: LaunchSpec) {
         let inner = &self.inner;
         let mut state = inner.lock();
@@ -374,23 +375,15 @@ impl LocalExecutor {
         let (kill_tx, kill) = watch::channel(false);
         state.tries.insert(spec.key.clone(), kill_tx);
         let guard = InFlight::new(inner.clone());
-        let poke = match std::mem::replace(&mut spec.rendered.program, Program::Noop) {
-            Program::Sensor(sensor) => match &sensor.check {
-                PokeCheck::Process(program) => {
-                    spec.rendered.program = (**program).clone();
-                    Some(sensor)
-                }
-                _ => {
-                    drop(state);
-                    let poking = poke_in_process(inner.clone(), spec, *sensor, kill, guard);
-                    inner.handle.spawn(poking);
-                    return;
-                }
-            },
-            program => {
-                spec.rendered.program = program;
-                None
+        let poke = match take_sensor(&mut spec) {
+            Sensor::InProcess(sensor) => {
+                drop(state);
+                let poking = poke_in_process(inner.clone(), spec, *sensor, kill, guard);
+                inner.handle.spawn(poking);
+                return;
             }
+            Sensor::Process(sensor) => Some(sensor),
+            Sensor::No => None,
         };
         let queued = Queued {
             spec,
@@ -835,6 +828,31 @@ async fn drive(
     finish_masked_copy(pump).await;
     let (outcome, xcoms) = pushes.read(outcome, &log).await;
     (outcome, xcoms, Some((log, footer)))
+}
+
+/// How a launched try's program runs, as far as sensors go.
+enum Sensor {
+    No,
+    /// A poke in this process.
+    InProcess(Box<SensorProgram>),
+    /// A `bash`/`command` check: the spec now holds its process; its exit code answers.
+    Process(Box<SensorProgram>),
+}
+
+/// Takes a sensor's program out of `spec`, putting a process check's program in its place.
+fn take_sensor(spec: &mut LaunchSpec) -> Sensor {
+    let program = &mut spec.rendered.program;
+    let Program::Sensor(sensor) = program else {
+        return Sensor::No;
+    };
+    let sensor = sensor.clone();
+    match &sensor.check {
+        PokeCheck::Process(process) => {
+            *program = (**process).clone();
+            Sensor::Process(sensor)
+        }
+        _ => Sensor::InProcess(sensor),
+    }
 }
 
 /// What a `bash`/`command` sensor's process said (Airflow's `BashSensor`): exit 0 is done,

@@ -662,3 +662,32 @@ async fn clearing_a_sensor_deletes_its_reschedules_and_it_pokes_afresh() {
     })
     .await;
 }
+
+/// Airflow's `test_sensor_with_exponential_backoff_on` in reschedule mode: the wait after the
+/// n-th poke is poke_interval × 2^(n-1), read from the try's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exponential_backoff_doubles_the_wait_from_poke_to_poke() {
+    let dag = waiting_dag(
+        "backoff",
+        "      path: \"{data}/never\"\n      poke_interval: 1s\n      exponential_backoff: true\n      max_wait: 1h\n",
+    );
+    with_scheduler(&[("backoff.yaml", &dag)], &[], |ctx| async move {
+        let run = ctx.trigger("backoff", None, serde_json::json!({})).await;
+        let key = TiKey {
+            run_pk: run.id,
+            task_id: "wait".into(),
+        };
+        let rows = eventually("three pokes", DEADLINE, || async {
+            let rows = ctx.store.reschedules(&key, 1).await.unwrap();
+            (rows.len() >= 3).then_some(rows)
+        })
+        .await;
+        let waits: Vec<i64> = rows[..3]
+            .iter()
+            .map(|r| (r.reschedule_date - r.end_date).num_milliseconds())
+            .collect();
+        assert_eq!(waits, vec![1000, 2000, 4000]);
+        assert_eq!(ctx.ti(&run, "wait").await.try_number, 1);
+    })
+    .await;
+}

@@ -31,6 +31,7 @@ mod parse;
 mod pod;
 mod python;
 mod schedule;
+mod sensor;
 mod task;
 mod walk;
 mod watch;

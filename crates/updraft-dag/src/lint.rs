@@ -45,7 +45,10 @@ pub fn lint_dag_file(fileloc: &str, text: &str) -> Vec<DagWarning> {
             .and_then(Node::as_str)
             .unwrap_or("?")
             .to_string();
-        let Some(bash) = get(task, "bash") else {
+        // A task's script, or a sensor's: the same shell, the same risk.
+        let script_node =
+            get(task, "bash").or_else(|| get(task, "sensor").and_then(|s| get(s, "bash")));
+        let Some(bash) = script_node else {
             continue;
         };
         let Some(script) = bash.as_str() else {

@@ -509,11 +509,14 @@ pub enum TaskKind {
     /// A Python callable imported from the DAGs folder and called by an interpreter on this
     /// machine (Airflow's `PythonOperator` / `@task`, `ExternalPythonOperator`).
     Python(Box<PythonTask>),
+    /// A sensor in reschedule mode: pokes until its check holds, holding no slot between
+    /// pokes (Airflow's `BaseSensorOperator` with `mode="reschedule"`).
+    Sensor(Box<SensorTask>),
 }
 
 impl TaskKind {
     /// The key that selects this kind in a DAG file (`bash`, `command`, `pod`, `noop`,
-    /// `python`).
+    /// `python`, `sensor`).
     pub fn name(&self) -> &'static str {
         match self {
             TaskKind::Bash(_) => "bash",
@@ -521,6 +524,7 @@ impl TaskKind {
             TaskKind::Noop => "noop",
             TaskKind::Pod(_) => "pod",
             TaskKind::Python(_) => "python",
+            TaskKind::Sensor(_) => "sensor",
         }
     }
 }
@@ -731,4 +735,93 @@ impl Default for SensorTiming {
             soft_fail: false,
         }
     }
+}
+
+/// A `sensor:` task: when it pokes and gives up, and what it checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SensorTask {
+    pub timing: SensorTiming,
+    pub check: SensorCheck,
+}
+
+/// What one poke of a sensor looks at. Strings said to be templates are rendered for each
+/// poke with the task's context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SensorCheck {
+    /// A file or folder exists; the path (a template) may hold glob patterns (`*`, `?`,
+    /// `[...]`, `**` for any folders), as Airflow's `FileSensor`.
+    Path(String),
+    /// The run's data interval end plus this delta has passed (`TimeDeltaSensor`).
+    TimeDelta(Duration),
+    /// A time (a template rendering to a date-time; without an offset, in the DAG's time
+    /// zone) has passed (`DateTimeSensor`).
+    DateTime(String),
+    /// Another DAG's run or task for the same logical date is in an allowed state
+    /// (`ExternalTaskSensor`).
+    ExternalTask(ExternalTaskCheck),
+    /// An HTTP endpoint answers with an expected status (`HttpSensor`).
+    Http(HttpCheck),
+    /// The first cell of a query's first row is truthy (`SqlSensor`).
+    Sql(SqlCheck),
+    /// A script for `bash -c` exits 0 (`BashSensor`); a template.
+    Bash(String),
+    /// An argv run without a shell exits 0; each element a template.
+    Command(Vec<String>),
+}
+
+impl SensorCheck {
+    /// The key that selects this check in a DAG file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SensorCheck::Path(_) => "path",
+            SensorCheck::TimeDelta(_) => "time_delta",
+            SensorCheck::DateTime(_) => "date_time",
+            SensorCheck::ExternalTask(_) => "external_task",
+            SensorCheck::Http(_) => "http",
+            SensorCheck::Sql(_) => "sql",
+            SensorCheck::Bash(_) => "bash",
+            SensorCheck::Command(_) => "command",
+        }
+    }
+}
+
+/// A run or task of another DAG of the same tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalTaskCheck {
+    pub external_dag_id: String,
+    /// `None`: the run itself is looked at.
+    pub external_task_id: Option<String>,
+    /// States that make the sensor succeed (Airflow's default: `success`).
+    pub allowed_states: Vec<String>,
+    /// States that fail the sensor (default: none).
+    pub failed_states: Vec<String>,
+    /// The other run's logical date is this much before this run's (default: the same).
+    pub execution_delta: Option<Duration>,
+}
+
+/// An HTTP request and the statuses that end the wait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpCheck {
+    /// A connection whose host (with its schema and port) is the base URL, as Airflow's
+    /// `http_conn_id`; or `None` when `url` is given.
+    pub connection: Option<String>,
+    /// A base URL (a template), when there is no connection.
+    pub url: Option<String>,
+    /// Appended to the base URL (a template).
+    pub endpoint: String,
+    pub method: String,
+    pub expected_status: Vec<u16>,
+    /// Request headers (values are templates).
+    pub headers: BTreeMap<String, String>,
+    /// Request body (a template).
+    pub body: Option<String>,
+}
+
+/// A query on a SQLite or PostgreSQL connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SqlCheck {
+    pub connection: String,
+    /// A template.
+    pub query: String,
 }

@@ -47,11 +47,12 @@ type KindReader = fn(&mut Diagnostics<'_>, &Node) -> Option<TaskKind>;
 
 /// The task kinds: the key that selects each and how its value is read. A new kind is one more
 /// entry here and one more [`TaskKind`] variant.
-pub(crate) const KINDS: [(&str, KindReader); 5] = [
+pub(crate) const KINDS: [(&str, KindReader); 6] = [
     ("bash", bash_kind),
     ("command", command_kind),
     ("pod", crate::pod::pod_kind),
     ("python", crate::python::python_kind),
+    ("sensor", crate::sensor::sensor_kind),
     ("noop", noop_kind),
 ];
 
@@ -354,13 +355,16 @@ fn task_hint(key: &str) -> Option<String> {
         "downstream" => {
             "updraft only has `upstream`: list this task in the other task's `upstream`"
         }
-        "timeout" => "use `execution_timeout`",
+        "timeout" => "use `execution_timeout` (a sensor's `timeout` goes inside `sensor:`)",
+        "poke_interval" | "soft_fail" | "exponential_backoff" | "max_wait" | "mode" => {
+            "a sensor's timing goes inside `sensor:`"
+        }
         "python_callable" => "a Python callable is the `python:` kind (with `callable:` inside it)",
         "pod_template_file" | "kubernetes" | "k8s" => {
             "a Kubernetes pod is the `pod:` kind (with `template:` inside it)"
         }
         "operator" | "type" => {
-            "the kind of a task is its key: one of `bash`, `command`, `pod`, `python`, `noop`"
+            "the kind of a task is its key: one of `bash`, `command`, `pod`, `python`, `sensor`, `noop`"
         }
         _ if DAG_KEYS.contains(&key) => "this is a DAG-level key, not a task key",
         _ => return None,

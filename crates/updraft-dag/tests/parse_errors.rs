@@ -542,7 +542,7 @@ fn task_kind_is_exactly_one() {
         5,
         &[
             "task `a` does not say what to run",
-            "`bash`, `command`, `pod`, `python`, `noop`",
+            "`bash`, `command`, `pod`, `python`, `sensor`, `noop`",
         ],
     );
     assert_one(

@@ -66,6 +66,9 @@ use updraft_secrets::StreamMasker;
 
 use crate::isolation::{self, RunAs, TryIsolation, open_log};
 use crate::render::{Program, RenderedTask};
+use crate::sensor::{
+    Poke, PokeCheck, PokeFailure, PokeResult, PokeTools, SensorProgram, SensorStates,
+};
 use crate::xcom::{self, XComPush};
 
 /// Identifies one try of one task instance.
@@ -136,6 +139,9 @@ pub enum ExecOutcome {
     /// Ended by [`LocalExecutor::kill`] or [`LocalExecutor::shutdown`] (including tries that
     /// never got to start).
     Killed,
+    /// A sensor's poke answered (see [`crate::sensor`]): the scheduler decides what it
+    /// becomes.
+    Poked(Poke),
 }
 
 impl ExecOutcome {
@@ -160,6 +166,18 @@ impl fmt::Display for ExecOutcome {
             ExecOutcome::Failed { message, .. } => write!(f, "failed: {message}"),
             ExecOutcome::TimedOut => f.write_str("timed out"),
             ExecOutcome::Killed => f.write_str("killed"),
+            ExecOutcome::Poked(poke) => match poke.result {
+                PokeResult::Done => write!(f, "poke {}: done", poke.poke_number),
+                PokeResult::NotYet => write!(f, "poke {}: not yet", poke.poke_number),
+                PokeResult::NotBefore(at) => {
+                    write!(
+                        f,
+                        "poke {}: not before {}",
+                        poke.poke_number,
+                        at.to_rfc3339()
+                    )
+                }
+            },
         }
     }
 }
@@ -189,7 +207,15 @@ pub struct LocalExecutorConfig {
     /// Where `python:` tasks' `requirements:` environments are kept; `None`:
     /// [`crate::venv::default_cache`].
     pub venv_cache: Option<PathBuf>,
+    /// What `external_task` sensors read other DAGs' states through; without it their
+    /// pokes fail.
+    pub sensor_states: Option<Arc<dyn SensorStates>>,
+    /// How long one in-process poke may take when its task sets no `execution_timeout`.
+    pub poke_timeout: Duration,
 }
+
+/// [`LocalExecutorConfig::poke_timeout`]'s default.
+pub const DEFAULT_POKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for LocalExecutorConfig {
     fn default() -> Self {
@@ -202,6 +228,8 @@ impl Default for LocalExecutorConfig {
             isolation: TryIsolation::default(),
             max_xcom_size: xcom::DEFAULT_MAX_XCOM_SIZE,
             venv_cache: None,
+            sensor_states: None,
+            poke_timeout: DEFAULT_POKE_TIMEOUT,
         }
     }
 }
@@ -251,6 +279,8 @@ struct Inner {
     in_flight: watch::Sender<usize>,
     /// Started with the first try that spawns a process; `None` if it could not start.
     reaper: OnceLock<Option<Reaper>>,
+    /// The HTTP client of sensors' pokes, made on first use.
+    http: OnceLock<reqwest::Client>,
 }
 
 #[derive(Default)]
@@ -268,6 +298,8 @@ struct Queued {
     spec: LaunchSpec,
     kill: watch::Receiver<bool>,
     guard: InFlight,
+    /// For a `bash`/`command` sensor: the poke this process answers.
+    poke: Option<Box<SensorProgram>>,
 }
 
 impl LocalExecutor {
@@ -291,6 +323,7 @@ impl LocalExecutor {
                 state: Mutex::new(State::default()),
                 in_flight: watch::Sender::new(0),
                 reaper: OnceLock::new(),
+                http: OnceLock::new(),
             }),
         }
     }
@@ -301,8 +334,9 @@ impl LocalExecutor {
     /// launched before it. After [`shutdown`](Self::shutdown) has begun, the try is reported
     /// `Killed` at once. A try whose key is already in flight is reported `Failed` (the one in
     /// flight is left alone). [`Program::Noop`] reports `Started` and `Finished { Success }`
-    /// right away, without a slot or a log file.
-    pub fn launch(&self, spec: LaunchSpec) {
+    /// right away, without a slot or a log file. A [`Program::Sensor`] pokes on a task of its
+    /// own without a slot, except a `bash`/`command` check, which runs as a process try.
+    pub fn launch(&self, mut spec: LaunchSpec) {
         let inner = &self.inner;
         let mut state = inner.lock();
         if state.shutting_down {
@@ -345,7 +379,22 @@ impl LocalExecutor {
         let (kill_tx, kill) = watch::channel(false);
         state.tries.insert(spec.key.clone(), kill_tx);
         let guard = InFlight::new(inner.clone());
-        let queued = Queued { spec, kill, guard };
+        let poke = match take_sensor(&mut spec) {
+            Sensor::InProcess(sensor) => {
+                drop(state);
+                let poking = poke_in_process(inner.clone(), spec, *sensor, kill, guard);
+                inner.handle.spawn(poking);
+                return;
+            }
+            Sensor::Process(sensor) => Some(sensor),
+            Sensor::No => None,
+        };
+        let queued = Queued {
+            spec,
+            kill,
+            guard,
+            poke,
+        };
         if state.running < inner.max_running {
             state.running += 1;
             inner.start(queued);
@@ -544,7 +593,7 @@ impl Inner {
     fn start(self: &Arc<Self>, q: Queued) {
         let slot = Slot(Some(self.clone()));
         self.handle
-            .spawn(run_try(self.clone(), q.spec, q.kill, q.guard, slot));
+            .spawn(run_try(self.clone(), q.spec, q.kill, q.guard, slot, q.poke));
     }
 }
 
@@ -605,10 +654,16 @@ async fn run_try(
     mut kill: watch::Receiver<bool>,
     guard: InFlight,
     slot: Slot,
+    poke: Option<Box<SensorProgram>>,
 ) {
     let key = spec.key.clone();
     let python = matches!(spec.rendered.program, Program::Python(_));
+    let started = Utc::now();
     let (outcome, xcoms, log) = drive(&inner, spec, &mut kill).await;
+    let (outcome, xcoms) = match poke {
+        Some(sensor) => (process_poke(&sensor, outcome, started), Vec::new()),
+        None => (outcome, xcoms),
+    };
     let ended = Utc::now();
     if let Some(dir) = inner.existing_conf_dir() {
         // One unlink; the file is absent when the try never got to spawn.
@@ -777,6 +832,122 @@ async fn drive(
     finish_masked_copy(pump).await;
     let (outcome, xcoms) = pushes.read(outcome, &log).await;
     (outcome, xcoms, Some((log, footer)))
+}
+
+/// How a launched try's program runs, as far as sensors go.
+enum Sensor {
+    No,
+    /// A poke in this process.
+    InProcess(Box<SensorProgram>),
+    /// A `bash`/`command` check: the spec now holds its process; its exit code answers.
+    Process(Box<SensorProgram>),
+}
+
+/// Takes a sensor's program out of `spec`, putting a process check's program in its place.
+fn take_sensor(spec: &mut LaunchSpec) -> Sensor {
+    let program = &mut spec.rendered.program;
+    let Program::Sensor(sensor) = program else {
+        return Sensor::No;
+    };
+    let sensor = sensor.clone();
+    match &sensor.check {
+        PokeCheck::Process(process) => {
+            *program = (**process).clone();
+            Sensor::Process(sensor)
+        }
+        _ => Sensor::InProcess(sensor),
+    }
+}
+
+/// What a `bash`/`command` sensor's process said (Airflow's `BashSensor`): exit 0 is done,
+/// [`updraft_dag::SKIP_EXIT_CODE`] skips, any other exit code is not yet; a process that
+/// could not start, was killed or timed out keeps its outcome.
+fn process_poke(
+    sensor: &SensorProgram,
+    outcome: ExecOutcome,
+    started: DateTime<Utc>,
+) -> ExecOutcome {
+    match outcome {
+        ExecOutcome::Success => ExecOutcome::Poked(sensor.poke(PokeResult::Done, started)),
+        ExecOutcome::Failed {
+            exit_code: Some(_), ..
+        } => ExecOutcome::Poked(sensor.poke(PokeResult::NotYet, started)),
+        other => other,
+    }
+}
+
+/// One in-process poke (see [`crate::sensor`]): `Started` without a pid, the poke bounded by
+/// the task's `execution_timeout` (else [`LocalExecutorConfig::poke_timeout`]) and stopped by
+/// a kill, a line in the try's log, then `Finished`. Holds no slot.
+async fn poke_in_process(
+    inner: Arc<Inner>,
+    spec: LaunchSpec,
+    sensor: SensorProgram,
+    mut kill: watch::Receiver<bool>,
+    guard: InFlight,
+) {
+    let key = spec.key.clone();
+    let started = Utc::now();
+    inner.send(TryEvent::Started {
+        key: key.clone(),
+        pid: None,
+        at: started,
+    });
+    let tools = PokeTools {
+        states: inner.config.sensor_states.clone(),
+        http: inner.http.get_or_init(reqwest::Client::new).clone(),
+    };
+    let limit = spec.timeout.unwrap_or(inner.config.poke_timeout);
+    let outcome = tokio::select! {
+        biased;
+        true = raised(&mut kill) => ExecOutcome::Killed,
+        answer = tokio::time::timeout(limit, crate::sensor::poke(&sensor.check, &tools, started)) => {
+            match answer {
+                Ok(Ok((result, found))) => {
+                    write_poke_log(&spec, &found).await;
+                    ExecOutcome::Poked(sensor.poke(result, started))
+                }
+                Ok(Err(PokeFailure::FailedState(message))) if sensor.timing.soft_fail => {
+                    write_poke_log(&spec, &message).await;
+                    ExecOutcome::Skipped
+                }
+                Ok(Err(failure)) => {
+                    let message = spec.rendered.mask.mask(&failure.to_string());
+                    write_poke_log(&spec, &message).await;
+                    ExecOutcome::failed(message)
+                }
+                Err(_) => {
+                    write_poke_log(&spec, &format!("the poke took longer than {}", humanize(limit))).await;
+                    ExecOutcome::TimedOut
+                }
+            }
+        }
+    };
+    drop(kill);
+    let mut state = inner.lock();
+    state.tries.remove(&key);
+    inner.send(TryEvent::Finished {
+        key,
+        outcome,
+        at: Utc::now(),
+        xcoms: Vec::new(),
+    });
+    drop(state);
+    drop(guard);
+}
+
+/// Appends what a poke found to the try's log (one log per try: its pokes follow each other).
+async fn write_poke_log(spec: &LaunchSpec, found: &str) {
+    let path = spec.log_path.clone();
+    let line = format!("[updraft] {} poke: {found}\n", now());
+    let written = tokio::task::spawn_blocking(move || {
+        let mut f = open_log(&path)?;
+        f.write_all(line.as_bytes())
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::debug!(log = %spec.log_path.display(), "could not write a poke to its log");
+    }
 }
 
 /// Where a try's pushes are read from once it has succeeded.
@@ -1154,7 +1325,7 @@ fn spawn(
             }
             None => return fail(log, "cannot start the process: empty command".into()),
         },
-        Program::Noop => unreachable!("noop tries are never spawned"),
+        Program::Noop | Program::Sensor(_) => unreachable!("never spawned"),
         Program::Pod(_) => return fail(log, POD_WITHOUT_CLUSTER.into()),
         Program::Python(python) => {
             let interpreter = if python.requirements.is_empty() {
@@ -1253,7 +1424,7 @@ fn spawn(
                 Program::Bash(_) => config.bash.display().to_string(),
                 Program::Command(argv) => argv[0].clone(),
                 Program::Python(python) => python.interpreter.clone(),
-                Program::Noop | Program::Pod(_) => unreachable!(),
+                Program::Noop | Program::Pod(_) | Program::Sensor(_) => unreachable!(),
             };
             let user = place
                 .run_as

@@ -77,7 +77,9 @@ use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, TimeZone
 use chrono_tz::Tz;
 use minijinja::value::{Object, Value};
 use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior};
-use updraft_dag::{Dag, PodTask, PythonTask, Task, TaskKind};
+use updraft_dag::{Dag, PodTask, PythonTask, SensorCheck, SensorTask, Task, TaskKind};
+
+use crate::sensor::{ExternalQuery, HttpRequest, PokeCheck, SensorProgram, SqlQuery};
 
 mod budget;
 mod pool;
@@ -146,6 +148,8 @@ pub enum Program {
     Pod(Box<PodTask>),
     /// A Python callable, called by the runner script ([`PYTHON_RUNNER`]) in `interpreter`.
     Python(Box<PythonCall>),
+    /// One poke of a sensor, run in this process (see [`crate::sensor`]).
+    Sensor(Box<SensorProgram>),
 }
 
 /// The script that runs a `python:` task: `<interpreter> -u -c PYTHON_RUNNER`, with the call
@@ -261,6 +265,10 @@ pub fn render_task_within(
         TaskKind::Python(python) => Program::Python(Box::new(
             render_python(&r, python, ctx)
                 .map_err(|(field, message)| err(format!("python.{field}"), message))?,
+        )),
+        TaskKind::Sensor(sensor) => Program::Sensor(Box::new(
+            render_sensor(&r, sensor, ctx)
+                .map_err(|(field, message)| err(format!("sensor.{field}"), message))?,
         )),
     };
 
@@ -430,6 +438,120 @@ fn render_python(
     })
 }
 
+/// Renders a sensor's check for one poke: its templates, its target time, the other run's
+/// logical date, the URL or database of its connection.
+fn render_sensor(
+    r: &Renderer<'_>,
+    sensor: &SensorTask,
+    ctx: &TemplateContext,
+) -> Result<SensorProgram, FieldError> {
+    let one = |field: &str, s: &str| r.render(s).map_err(|m| (field.to_owned(), m));
+    let check = match &sensor.check {
+        SensorCheck::Path(path) => PokeCheck::Path(one("path", path)?),
+        SensorCheck::TimeDelta(delta) => {
+            PokeCheck::NotBefore(add_duration(ctx.data_interval_end, *delta, true))
+        }
+        SensorCheck::DateTime(text) => {
+            let text = one("date_time", text)?;
+            let at = updraft_dag::parse_datetime(&text, ctx.timezone)
+                .map_err(|m| ("date_time".to_owned(), m))?;
+            PokeCheck::NotBefore(at)
+        }
+        SensorCheck::ExternalTask(external) => PokeCheck::ExternalTask(ExternalQuery {
+            tenant: ctx.tenant.clone(),
+            dag_id: external.external_dag_id.clone(),
+            task_id: external.external_task_id.clone(),
+            logical_date: external.execution_delta.map_or(ctx.logical_date, |d| {
+                add_duration(ctx.logical_date, d, false)
+            }),
+            allowed_states: external.allowed_states.clone(),
+            failed_states: external.failed_states.clone(),
+        }),
+        SensorCheck::Http(http) => {
+            let endpoint = one("http.endpoint", &http.endpoint)?;
+            let url = match (&http.connection, &http.url) {
+                (Some(id), _) => crate::sensor::http::connection_url(
+                    sensor_connection(ctx, id, "http.connection")?,
+                    &endpoint,
+                )
+                .map_err(|m| ("http.connection".to_owned(), m))?,
+                (None, Some(url)) => crate::sensor::http::join(&one("http.url", url)?, &endpoint),
+                (None, None) => {
+                    return Err(("http".to_owned(), "no connection or url".to_owned()));
+                }
+            };
+            let headers = http
+                .headers
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), one(&format!("http.headers.{k}"), v)?)))
+                .collect::<Result<Vec<_>, FieldError>>()?;
+            let body = http
+                .body
+                .as_deref()
+                .map(|b| one("http.body", b))
+                .transpose()?;
+            PokeCheck::Http(HttpRequest {
+                url,
+                method: http.method.clone(),
+                headers,
+                body,
+                expected_status: http.expected_status.clone(),
+            })
+        }
+        SensorCheck::Sql(sql) => PokeCheck::Sql(SqlQuery {
+            connection: sensor_connection(ctx, &sql.connection, "sql.connection")?.clone(),
+            query: one("sql.query", &sql.query)?,
+        }),
+        SensorCheck::Bash(script) => {
+            PokeCheck::Process(Box::new(Program::Bash(one("bash", script)?)))
+        }
+        SensorCheck::Command(argv) => PokeCheck::Process(Box::new(Program::Command(
+            argv.iter()
+                .enumerate()
+                .map(|(i, a)| one(&format!("command[{i}]"), a))
+                .collect::<Result<_, _>>()?,
+        ))),
+    };
+    Ok(SensorProgram {
+        check,
+        timing: sensor.timing,
+        first_poke: None,
+        rescheduled: 0,
+    })
+}
+
+/// The connection `id` looked up for the sensor (see [`secrets::secret_references`]).
+fn sensor_connection<'c>(
+    ctx: &'c TemplateContext,
+    id: &str,
+    field: &str,
+) -> Result<&'c updraft_secrets::Connection, FieldError> {
+    ctx.secrets.connections.get(id).ok_or_else(|| {
+        (
+            field.to_owned(),
+            format!(
+                "connection `{id}` does not exist for tenant `{}`",
+                ctx.tenant
+            ),
+        )
+    })
+}
+
+/// `at` moved by `delta`, forward or back, saturating.
+fn add_duration(at: DateTime<Utc>, delta: std::time::Duration, forward: bool) -> DateTime<Utc> {
+    let delta = chrono::TimeDelta::from_std(delta).unwrap_or(chrono::TimeDelta::MAX);
+    let moved = if forward {
+        at.checked_add_signed(delta)
+    } else {
+        at.checked_sub_signed(delta)
+    };
+    moved.unwrap_or(if forward {
+        DateTime::<Utc>::MAX_UTC
+    } else {
+        DateTime::<Utc>::MIN_UTC
+    })
+}
+
 /// What a python task's callable may ask for by name, as the runner receives it (dates as
 /// ISO 8601 in UTC, made `datetime`s by the runner).
 fn python_context(ctx: &TemplateContext) -> serde_json::Value {
@@ -510,7 +632,7 @@ pub fn has_templates(dag: &Dag, task: &Task) -> bool {
         TaskKind::Bash(script) => is_template(script),
         TaskKind::Command(argv) => argv.iter().any(|a| is_template(a)),
         TaskKind::Noop => false,
-        TaskKind::Pod(_) => true,
+        TaskKind::Pod(_) | TaskKind::Sensor(_) => true,
         TaskKind::Python(python) => {
             let mut templated = false;
             let mut look = |s: &str| templated |= is_template(s);
@@ -2161,6 +2283,136 @@ mod tests {
         assert_eq!(
             refs("echo {{ ti.xcom_pull(task_ids=params.t) }} {{ ti.xcom_pull('a') }}"),
             Some(XComReferences::All)
+        );
+    }
+
+    fn sensor(check: updraft_dag::SensorCheck) -> Task {
+        task(TaskKind::Sensor(Box::new(SensorTask {
+            timing: Default::default(),
+            check,
+        })))
+    }
+
+    fn poke_check(t: &Task, c: &TemplateContext) -> Result<PokeCheck, RenderError> {
+        let d = dag(vec![t.clone()]);
+        render_task(&d, t, c).map(|r| match r.program {
+            Program::Sensor(s) => {
+                assert_eq!(
+                    (s.first_poke, s.rescheduled),
+                    (None, 0),
+                    "progress is the scheduler's"
+                );
+                s.check
+            }
+            other => panic!("not a sensor: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn sensors_render_their_checks_for_the_try() {
+        let c = ctx();
+        assert_eq!(
+            poke_check(
+                &sensor(SensorCheck::Path("/data/{{ ds }}/*.csv".into())),
+                &c
+            )
+            .unwrap(),
+            PokeCheck::Path("/data/2024-03-05/*.csv".into())
+        );
+        assert_eq!(
+            poke_check(
+                &sensor(SensorCheck::TimeDelta(Duration::from_secs(3600))),
+                &c
+            )
+            .unwrap(),
+            PokeCheck::NotBefore(Utc.with_ymd_and_hms(2024, 3, 6, 7, 7, 8).unwrap()),
+            "TimeDeltaSensor: the data interval's end plus the delta"
+        );
+        assert_eq!(
+            poke_check(
+                &sensor(SensorCheck::DateTime("{{ ds }} 12:00:00".into())),
+                &c
+            )
+            .unwrap(),
+            PokeCheck::NotBefore(Utc.with_ymd_and_hms(2024, 3, 5, 11, 0, 0).unwrap()),
+            "a time without an offset is in the DAG's time zone (Paris, UTC+1)"
+        );
+        let external = updraft_dag::ExternalTaskCheck {
+            external_dag_id: "producer".into(),
+            external_task_id: Some("publish".into()),
+            allowed_states: vec!["success".into()],
+            failed_states: vec!["failed".into()],
+            execution_delta: Some(Duration::from_secs(86_400)),
+        };
+        assert_eq!(
+            poke_check(&sensor(SensorCheck::ExternalTask(external)), &c).unwrap(),
+            PokeCheck::ExternalTask(ExternalQuery {
+                tenant: "acme".into(),
+                dag_id: "producer".into(),
+                task_id: Some("publish".into()),
+                logical_date: Utc.with_ymd_and_hms(2024, 3, 4, 6, 7, 8).unwrap(),
+                allowed_states: vec!["success".into()],
+                failed_states: vec!["failed".into()],
+            }),
+            "the other run is execution_delta earlier, in the sensor's tenant"
+        );
+        assert_eq!(
+            poke_check(
+                &sensor(SensorCheck::Bash("test -e /d/{{ ds_nodash }}".into())),
+                &c
+            )
+            .unwrap(),
+            PokeCheck::Process(Box::new(Program::Bash("test -e /d/20240305".into())))
+        );
+    }
+
+    #[test]
+    fn sensor_connections_are_looked_up_and_missing_ones_name_the_field() {
+        let http = updraft_dag::HttpCheck {
+            connection: Some("api".into()),
+            url: None,
+            endpoint: "/ready/{{ ds }}".into(),
+            method: "GET".into(),
+            expected_status: vec![200],
+            headers: [("X-Run".to_owned(), "{{ run_id }}".to_owned())].into(),
+            body: None,
+        };
+        let t = sensor(SensorCheck::Http(http));
+        let err = poke_check(&t, &ctx()).unwrap_err();
+        assert_eq!(err.field, "sensor.http.connection");
+        assert!(
+            err.message
+                .contains("`api` does not exist for tenant `acme`"),
+            "{err}"
+        );
+        let mut c = ctx();
+        c.secrets.connections.insert(
+            "api".into(),
+            updraft_secrets::Connection {
+                conn_id: "api".into(),
+                conn_type: "http".into(),
+                host: Some("svc".into()),
+                port: Some(8080),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            poke_check(&t, &c).unwrap(),
+            PokeCheck::Http(HttpRequest {
+                url: "http://svc:8080/ready/2024-03-05".into(),
+                method: "GET".into(),
+                headers: vec![(
+                    "X-Run".into(),
+                    "scheduled__2024-03-05T06:07:08+00:00".into()
+                )],
+                body: None,
+                expected_status: vec![200],
+            })
+        );
+        let refs = secrets::secret_references(&dag(vec![t.clone()]), &t);
+        assert!(
+            refs.connections.contains("api"),
+            "the scheduler looks the connection up"
         );
     }
 }

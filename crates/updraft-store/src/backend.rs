@@ -24,8 +24,9 @@ use crate::{
     ActiveCounts, AdminStore, DagHead, DagQuery, DagRow, DagVersionRow, Evaluated,
     ImportErrorQuery, ImportErrorRow, LoadedDagRecord, NewRun, NewTi, NewestRunsFilter, NoteRow,
     OperatorStore, Page, PoolRow, PoolUsage, PurgeReport, QueueLimits, QueueStep, ReadStore,
-    Result, RunChange, RunQuery, RunRow, ScheduledSkip, SchedulerJobRow, SchedulerStore,
-    StepOutcome, StoreError, TiKey, TiQuery, TiRow, TiTransition, TryReport, TryRow,
+    RescheduleRow, Result, RunChange, RunQuery, RunRow, ScheduledSkip, SchedulerJobRow,
+    SchedulerStore, StepOutcome, StoreError, TiKey, TiQuery, TiRow, TiTransition, TryReport,
+    TryRow,
 };
 use crate::{
     AssetEventQuery, AssetEventRow, AssetReference, AssetRow, AssetStore, NewAssetEvent,
@@ -440,6 +441,26 @@ impl<B: Backend> ReadStore for B {
 
     async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>> {
         read(self, async |c| sql::task_instances::tries(c, key).await).await
+    }
+
+    async fn reschedules(&self, key: &TiKey, try_number: u32) -> Result<Vec<RescheduleRow>> {
+        read(self, async |c| {
+            sql::reschedules::of_try(c, key, try_number).await
+        })
+        .await
+    }
+
+    async fn external_state(
+        &self,
+        tenant: &str,
+        dag_id: &str,
+        logical_date: DateTime<Utc>,
+        task_id: Option<&str>,
+    ) -> Result<Option<String>> {
+        read(self, async |c| {
+            sql::reschedules::external_state(c, tenant, dag_id, logical_date, task_id).await
+        })
+        .await
     }
 
     async fn pools(&self) -> Result<Vec<PoolRow>> {

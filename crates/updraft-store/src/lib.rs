@@ -196,7 +196,8 @@ pub struct TiRow {
     pub queued_at: Option<DateTime<Utc>>,
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
-    /// For `up_for_retry`: not before this time.
+    /// For `up_for_retry`: not before this time; for `up_for_reschedule`, a sensor's next
+    /// poke, kept once it is `scheduled` again (its next queueing keeps the try number).
     pub retry_at: Option<DateTime<Utc>>,
     pub pid: Option<i64>,
     pub hostname: Option<String>,
@@ -255,6 +256,21 @@ pub enum TryReport {
         /// that does not branch, which then costs nothing more.
         skip: Vec<String>,
     },
+}
+
+/// One poke of a sensor that rescheduled (Airflow's `TaskReschedule`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RescheduleRow {
+    pub run_pk: i64,
+    pub task_id: String,
+    pub map_index: i64,
+    pub try_number: u32,
+    /// When the poke started.
+    pub start_date: DateTime<Utc>,
+    /// When it ended.
+    pub end_date: DateTime<Utc>,
+    /// When the next poke is due.
+    pub reschedule_date: DateTime<Utc>,
 }
 
 /// One finished (or abandoned) try, as kept in the try history.
@@ -338,7 +354,8 @@ pub trait SchedulerStore: Send + Sync {
     async fn dag_owners(&self) -> Result<HashMap<String, String>>;
     /// Apply core decisions; each applies only if the row is still in `expected`. Terminal
     /// states (and leaving `queued`/`running`) get `end_date = now`; leaving `up_for_retry`
-    /// clears `retry_at`. Leaving `queued`/`running` also closes the try in the history.
+    /// clears `retry_at`, `up_for_reschedule → scheduled` keeps it (a sensor's next poke: its
+    /// queueing then keeps the try number). Leaving `queued`/`running` also closes the try in the history.
     /// One transaction. Returns how many applied.
     async fn apply_transitions(
         &self,
@@ -457,11 +474,13 @@ pub trait SchedulerStore: Send + Sync {
         hostname: &str,
         now: DateTime<Utc>,
     ) -> Result<bool>;
-    /// Finish a try: `new` is success, failed, skipped or up_for_retry (with `retry_at`).
+    /// Finish a try: `new` is success, failed, skipped, up_for_retry (with `retry_at`) or
+    /// up_for_reschedule (a sensor's poke, with its next poke in `retry_at`, which also writes
+    /// its `task_reschedule` row in the same transaction).
     /// Applies only if `try_number` is still the current try and the instance is queued or
     /// running; records the try in the history. Returns false if it did not apply.
-    /// Sets `end_date = now`; `retry_at` is kept only for `up_for_retry`. Any other `new` is
-    /// [`StoreError::Invalid`].
+    /// Sets `end_date = now`; `retry_at` is kept only for `up_for_retry` and
+    /// `up_for_reschedule`. Any other `new` is [`StoreError::Invalid`].
     async fn finish_try(
         &self,
         key: &TiKey,
@@ -535,6 +554,19 @@ pub trait ReadStore: Send + Sync {
     /// Every try recorded for an instance, oldest first (finished tries and the current one,
     /// from the moment it is queued).
     async fn tries(&self, key: &TiKey) -> Result<Vec<TryRow>>;
+    /// The pokes of try `try_number` of a sensor's instance that rescheduled, oldest first:
+    /// the first is the try's first poke.
+    async fn reschedules(&self, key: &TiKey, try_number: u32) -> Result<Vec<RescheduleRow>>;
+    /// For a sensor waiting on another DAG: the state of the run of `dag_id` in `tenant` at
+    /// `logical_date` (of its instance of `task_id` when given); `None` when there is no such
+    /// run (or instance). Another tenant's run is never seen.
+    async fn external_state(
+        &self,
+        tenant: &str,
+        dag_id: &str,
+        logical_date: DateTime<Utc>,
+        task_id: Option<&str>,
+    ) -> Result<Option<String>>;
     /// Ordered by name.
     async fn pools(&self) -> Result<Vec<PoolRow>>;
     /// The `per_dag` newest runs (greatest `logical_date`, then newest) of each DAG in
@@ -630,7 +662,8 @@ pub trait OperatorStore: Send + Sync {
     async fn delete_pool(&self, name: &str) -> Result<bool>;
     /// Mark a run as a user does (Airflow's "mark success / failed"), in one transaction:
     /// `success` sets every instance not in `success` to `success`; `failed` sets `running`
-    /// instances to `failed` and unfinished ones (none, scheduled, queued, up_for_retry) to
+    /// instances to `failed` and unfinished ones (none, scheduled, queued, up_for_retry,
+    /// up_for_reschedule) to
     /// `skipped`; `queued` changes no instance. Instances change as with
     /// [`OperatorStore::force_ti_state`]; the run's state and dates as with
     /// [`OperatorStore::force_run_state`]. False (and nothing changed) when the run does not exist.
@@ -817,7 +850,7 @@ pub struct RunRead<'a> {
     /// Ordered by `task_id`: every instance of the run, or those of the decider's focus.
     pub tis: &'a [TiSnapshot],
     /// With a focus: whether some instance of the run, read or not, is scheduled, queued,
-    /// running or up_for_retry. `None` when every instance was read.
+    /// running, up_for_retry or up_for_reschedule. `None` when every instance was read.
     pub progressing: Option<bool>,
 }
 

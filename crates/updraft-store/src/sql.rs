@@ -26,6 +26,7 @@ pub(crate) mod dags;
 pub(crate) mod jobs;
 pub(crate) mod pools;
 pub(crate) mod purge;
+pub(crate) mod reschedules;
 pub(crate) mod runs;
 pub(crate) mod secrets;
 pub(crate) mod sources;

@@ -58,6 +58,10 @@ pub fn secret_references(dag: &Dag, task: &Task) -> SecretReferences {
         connections: task.connections.iter().cloned().collect(),
         variables: BTreeSet::new(),
     };
+    if let TaskKind::Sensor(sensor) = &task.kind {
+        refs.connections
+            .extend(sensor_connection(&sensor.check).map(str::to_owned));
+    }
     for_each_template(dag, task, |source| scan(source, &mut refs));
     refs
 }
@@ -79,6 +83,11 @@ pub(super) fn for_each_template(dag: &Dag, task: &Task, mut f: impl FnMut(&str))
                 json_strings(&value, &mut one);
             }
         }
+        TaskKind::Sensor(sensor) => {
+            if let Ok(value) = serde_json::to_value(&sensor.check) {
+                json_strings(&value, &mut one);
+            }
+        }
         TaskKind::Python(python) => {
             python
                 .op_args
@@ -97,6 +106,15 @@ pub(super) fn for_each_template(dag: &Dag, task: &Task, mut f: impl FnMut(&str))
     task.env.values().for_each(|v| one(v));
     if let Some(cwd) = &task.cwd {
         one(cwd);
+    }
+}
+
+/// The connection a sensor's check reads (an `http` or `sql` check's `connection`).
+pub(crate) fn sensor_connection(check: &updraft_dag::SensorCheck) -> Option<&str> {
+    match check {
+        updraft_dag::SensorCheck::Http(http) => http.connection.as_deref(),
+        updraft_dag::SensorCheck::Sql(sql) => Some(&sql.connection),
+        _ => None,
     }
 }
 

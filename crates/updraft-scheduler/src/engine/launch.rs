@@ -34,7 +34,7 @@ use updraft_executor::render::{
     render_task, render_task_within, secret_references, xcom_references,
 };
 use updraft_executor::{
-    ExecOutcome, LaunchSpec, RenderError, RenderedTask, TryKey, render_off_loop,
+    ExecOutcome, LaunchSpec, Program, RenderError, RenderedTask, TryKey, render_off_loop,
 };
 use updraft_secrets::Secrets;
 use updraft_sources::Sources;
@@ -99,7 +99,12 @@ impl Scheduler {
         };
         let pin = self.pin_of(run);
         let fileloc = cached.dag.fileloc.clone();
-        if pin.is_none() && !has_templates(&cached.dag, task) && task.connections.is_empty() {
+        let sensor = matches!(task.kind, TaskKind::Sensor(_));
+        if pin.is_none()
+            && !sensor
+            && !has_templates(&cached.dag, task)
+            && task.connections.is_empty()
+        {
             // Only text to copy, bounded by the DAG file: nothing to wait for.
             let rendered = render_task(&cached.dag, task, &context).map_err(|e| e.to_string());
             hand_over(rendered, self.unpinned(&fileloc));
@@ -111,6 +116,7 @@ impl Scheduler {
             secrets: self.config.secrets.clone(),
             store: self.store.clone(),
             run_pk: run.id,
+            try_number: ti.try_number,
         };
         let tenant = run.tenant.clone();
         let dag = cached.clone();
@@ -202,7 +208,8 @@ impl Scheduler {
         let as_pod = match kind {
             TaskKind::Pod(_) => true,
             // A python task's module is in the DAGs folder: it runs where that folder is.
-            TaskKind::Noop | TaskKind::Python(_) => false,
+            // A sensor pokes in this process, whatever runs the DAG's other tasks.
+            TaskKind::Noop | TaskKind::Python(_) | TaskKind::Sensor(_) => false,
             TaskKind::Bash(_) | TaskKind::Command(_) => self.executors.every_task_in_pods,
         };
         self.executors.pods.as_ref().filter(|_| as_pod)
@@ -336,6 +343,8 @@ struct Lookups {
     secrets: Option<Arc<Secrets>>,
     store: Arc<dyn Store>,
     run_pk: i64,
+    /// The try being launched (a sensor's pokes so far are those of this try).
+    try_number: u32,
 }
 
 /// Looks up what the task refers to, then renders it off the loop.
@@ -367,9 +376,20 @@ async fn prepare(
         .map_err(|message| format!("task `{task_id}`: {}", masked(&message)))?;
     }
     let render = move |budget: &RenderBudget| render_task_within(&dag.dag, &task, &context, budget);
-    let rendered = render_off_loop(tenant, &task_id, RenderBudget::default(), render)
+    let mut rendered = render_off_loop(tenant, &task_id, RenderBudget::default(), render)
         .await
         .map_err(|e: RenderError| e.to_string())?;
+    if let Program::Sensor(sensor) = &mut rendered.program {
+        super::sensors::add_progress(
+            lookups.store.as_ref(),
+            lookups.run_pk,
+            &task_id,
+            lookups.try_number,
+            sensor,
+        )
+        .await
+        .map_err(|e| format!("task `{task_id}`: reading the sensor's pokes failed: {e}"))?;
+    }
     if !rendered.mask.is_empty()
         && let Ok(mut global) = updraft_secrets::mask::global().write()
     {

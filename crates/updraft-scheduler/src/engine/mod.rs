@@ -38,6 +38,7 @@ mod passes;
 mod queue;
 mod reports;
 mod runs;
+mod sensors;
 mod shutdown;
 mod state;
 mod timeout;
@@ -140,10 +141,11 @@ impl Scheduler {
             )),
             _ => None,
         };
+        let executors = Executors::new(&config, &store);
         Ok(Scheduler {
             store,
             changes: tokio::sync::broadcast::channel(1024).0,
-            executors: Executors::new(&config),
+            executors,
             folder,
             wakeups,
             definitions: Definitions::default(),

@@ -69,7 +69,7 @@ pub(super) fn failure_reason(outcome: &ExecOutcome) -> Option<String> {
         }),
         ExecOutcome::TimedOut => Some("execution_timeout".to_owned()),
         ExecOutcome::Killed => Some("killed".to_owned()),
-        ExecOutcome::Success | ExecOutcome::Skipped => None,
+        ExecOutcome::Success | ExecOutcome::Skipped | ExecOutcome::Poked(_) => None,
     }
 }
 

@@ -258,6 +258,26 @@ impl Scheduler {
             notifiers.reason = super::notify::failure_reason(&outcome);
         }
         let task = flight.dag.task(&key.task_id)?;
+        if let ExecOutcome::Poked(poke) = &outcome {
+            let (state, retry_at) = super::sensors::poke_outcome(task, poke, at);
+            if state == TaskState::Failed || state == TaskState::Skipped {
+                append_log_line_soon(
+                    &flight.log,
+                    format!("the sensor timed out ({state}): its condition did not hold in time"),
+                );
+            }
+            return Some(TryReport::Finished {
+                key: TiKey {
+                    run_pk: key.run_pk,
+                    task_id: key.task_id,
+                },
+                try_number: flight.try_number,
+                new: state,
+                retry_at,
+                at,
+                skip: Vec::new(),
+            });
+        }
         let mut outcome = try_outcome(&outcome);
         let skip = if outcome == TryOutcome::Success && task.branching.is_some() {
             branch_decision(&flight, &key.task_id, return_value).unwrap_or_else(|| {
@@ -352,5 +372,7 @@ fn try_outcome(outcome: &ExecOutcome) -> TryOutcome {
         ExecOutcome::Skipped => TryOutcome::Skipped,
         ExecOutcome::TimedOut => TryOutcome::TimedOut,
         ExecOutcome::Failed { .. } | ExecOutcome::Killed => TryOutcome::Failed,
+        // Decided in `finish_report` before this is asked.
+        ExecOutcome::Poked(_) => TryOutcome::Success,
     }
 }

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
-use updraft_executor::{LocalExecutor, LocalExecutorConfig, TryEvent};
+use updraft_executor::{LocalExecutor, LocalExecutorConfig, SensorStates, TryEvent};
 use updraft_pods::PodExecutor;
-use updraft_store::{DagRow, RunRow, TiRow, TryReport};
+use updraft_store::{DagRow, RunRow, Store, TiRow, TryReport};
 
 use super::SchedulerConfig;
 use super::jobs::Heartbeats;
@@ -27,8 +27,11 @@ pub(super) struct Executors {
 }
 
 impl Executors {
-    pub(super) fn new(config: &SchedulerConfig) -> Self {
+    pub(super) fn new(config: &SchedulerConfig, store: &Arc<dyn Store>) -> Self {
         let (tx, events) = mpsc::unbounded_channel();
+        let sensor_states: Arc<dyn SensorStates> = Arc::new(super::sensors::StoreStates {
+            store: store.clone(),
+        });
         let local = LocalExecutor::new(
             LocalExecutorConfig {
                 max_concurrency: config.parallelism as usize,
@@ -36,6 +39,7 @@ impl Executors {
                 default_cwd: config.default_cwd.clone(),
                 isolation: config.isolation.clone(),
                 max_xcom_size: config.max_xcom_size,
+                sensor_states: Some(sensor_states),
                 ..LocalExecutorConfig::default()
             },
             tx.clone(),

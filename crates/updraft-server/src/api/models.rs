@@ -674,22 +674,37 @@ pub fn ti_state_name(state: TaskState) -> Option<String> {
     (state != TaskState::None).then(|| state.as_str().to_string())
 }
 
-/// Airflow's operator class for a task kind.
+/// Airflow's operator class for the kind of a DAG's task.
 pub fn operator_name(dag: Option<&Dag>, task_id: &str) -> Option<String> {
     let kind = &dag?.task(task_id)?.kind;
-    Some(
-        match kind {
-            TaskKind::Bash(_) => "BashOperator",
-            TaskKind::Command(_) => "CommandOperator",
-            TaskKind::Noop => "EmptyOperator",
-            TaskKind::Pod(_) => "KubernetesPodOperator",
-            TaskKind::Python(python) => match python.python {
-                updraft_dag::PythonInterpreter::Default => "PythonOperator",
-                _ => "ExternalPythonOperator",
-            },
-        }
-        .to_string(),
-    )
+    Some(operator_of(kind).to_string())
+}
+
+/// Airflow's operator class for a task kind.
+pub fn operator_of(kind: &TaskKind) -> &'static str {
+    match kind {
+        TaskKind::Bash(_) => "BashOperator",
+        TaskKind::Command(_) => "CommandOperator",
+        TaskKind::Noop => "EmptyOperator",
+        TaskKind::Pod(_) => "KubernetesPodOperator",
+        TaskKind::Python(python) => match python.python {
+            updraft_dag::PythonInterpreter::Default => "PythonOperator",
+            updraft_dag::PythonInterpreter::Requirements { .. } => "PythonVirtualenvOperator",
+            _ => "ExternalPythonOperator",
+        },
+        // Airflow's class for each check.
+        TaskKind::Sensor(sensor) => match sensor.check {
+            updraft_dag::SensorCheck::Path(_) => "FileSensor",
+            updraft_dag::SensorCheck::TimeDelta(_) => "TimeDeltaSensor",
+            updraft_dag::SensorCheck::DateTime(_) => "DateTimeSensor",
+            updraft_dag::SensorCheck::ExternalTask(_) => "ExternalTaskSensor",
+            updraft_dag::SensorCheck::Http(_) => "HttpSensor",
+            updraft_dag::SensorCheck::Sql(_) => "SqlSensor",
+            updraft_dag::SensorCheck::Bash(_) | updraft_dag::SensorCheck::Command(_) => {
+                "BashSensor"
+            }
+        },
+    }
 }
 
 /// Airflow's `max_tries` counts retries (a try may start while `try_number <= max_tries`);

@@ -235,13 +235,15 @@ fn task_response(dag: &Dag, task: &Task, downstream: &BTreeMap<&str, Vec<String>
 
 /// Airflow's operator for a kind of task, and the fields of it that are templates.
 fn operator_of(kind: &TaskKind) -> (&'static str, &'static [&'static str]) {
-    match kind {
-        TaskKind::Bash(_) => ("BashOperator", &["bash_command", "env", "cwd"]),
-        TaskKind::Command(_) => ("BashOperator", &["command", "env", "cwd"]),
-        TaskKind::Noop => ("EmptyOperator", &[]),
-        TaskKind::Pod(_) => ("KubernetesPodOperator", &["pod_template_file", "env"]),
-        TaskKind::Python(_) => ("PythonOperator", &["op_args", "op_kwargs", "env"]),
-    }
+    let fields: &'static [&'static str] = match kind {
+        TaskKind::Bash(_) => &["bash_command", "env", "cwd"],
+        TaskKind::Command(_) => &["command", "env", "cwd"],
+        TaskKind::Noop => &[],
+        TaskKind::Pod(_) => &["pod_template_file", "env"],
+        TaskKind::Python(_) => &["op_args", "op_kwargs", "env"],
+        TaskKind::Sensor(_) => &["sensor"],
+    };
+    (super::models::operator_of(kind), fields)
 }
 
 /// An enum's name as it is written in DAG files (its serde name).

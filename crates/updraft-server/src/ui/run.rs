@@ -280,6 +280,7 @@ pub async fn task_page(
             TaskKind::Noop => String::new(),
             TaskKind::Pod(pod) => serde_json::to_string_pretty(pod).unwrap_or_default(),
             TaskKind::Python(python) => serde_json::to_string_pretty(python).unwrap_or_default(),
+            TaskKind::Sensor(sensor) => serde_json::to_string_pretty(sensor).unwrap_or_default(),
         },
         trigger_rule: t.trigger_rule.as_str().to_string(),
         retries: t.retries,

@@ -11,7 +11,7 @@ use sqlx::postgres::PgPool;
 use updraft_core::TaskState;
 
 use super::codec::{self, opt_ts, ti_columns, ts};
-use crate::sql::task_instances::{check_finish_state, ends};
+use crate::sql::task_instances::{check_finish_state, ends, keeps_retry_at};
 use crate::{Result, StoreError, TiKey, TiRow, TiTransition, TryReport};
 
 /// [`crate::SchedulerStore::apply_transitions`] inside the caller's transaction; returns how many
@@ -48,7 +48,9 @@ pub(super) async fn apply_transitions_in(
              UPDATE task_instance ti SET
                  state = t.new,
                  end_date = CASE WHEN t.ending THEN $7 ELSE ti.end_date END,
-                 retry_at = CASE WHEN t.new = 'up_for_retry' THEN ti.retry_at ELSE NULL END
+                 retry_at = CASE WHEN t.new = 'up_for_retry'
+                                   OR (t.new = 'scheduled' AND t.expected = 'up_for_reschedule')
+                                 THEN ti.retry_at ELSE NULL END
              FROM t
              WHERE ti.run_pk = $1 AND ti.task_id = t.task_id AND ti.state = t.expected
              RETURNING ti.run_pk, ti.task_id, ti.try_number, ti.tenant, ti.state, ti.start_date,
@@ -115,7 +117,9 @@ pub(super) async fn queue_many(
     let rows = codec::query(concat!(
         "WITH upd AS (
              UPDATE task_instance SET
-                 state = 'queued', try_number = try_number + 1, queued_at = $1,
+                 state = 'queued',
+                 try_number = try_number + CASE WHEN retry_at IS NULL THEN 1 ELSE 0 END,
+                 queued_at = $1,
                  start_date = NULL, end_date = NULL, retry_at = NULL, pid = NULL,
                  hostname = NULL, queued_by_job_id = $2
              FROM unnest($3::bigint[], $4::text[]) AS k(k_run_pk, k_task_id)
@@ -191,6 +195,7 @@ pub(super) async fn record_reports_in(
         }
     }
     crate::sql::task_instances::apply_skips(&mut *conn, reports, &applied).await?;
+    crate::sql::reschedules::record(&mut *conn, reports, &applied).await?;
     Ok(applied)
 }
 
@@ -376,9 +381,7 @@ async fn finish_many(conn: &mut PgConnection, reports: &[FinishedReport<'_>]) ->
         task_ids.push(r.key.task_id.as_str());
         tries.push(i64::from(r.try_number));
         states.push(r.new.as_str());
-        retry_ats.push(opt_ts(
-            r.retry_at.filter(|_| r.new == TaskState::UpForRetry),
-        ));
+        retry_ats.push(opt_ts(r.retry_at.filter(|_| keeps_retry_at(r.new))));
         ends.push(ts(r.at));
         ords.push(ord_to_db(r.ord)?);
     }

@@ -168,7 +168,11 @@ async fn change_try<C: Db + ?Sized>(
 pub(crate) fn check_finish_state(new: TaskState) -> Result<()> {
     if matches!(
         new,
-        TaskState::Success | TaskState::Failed | TaskState::Skipped | TaskState::UpForRetry
+        TaskState::Success
+            | TaskState::Failed
+            | TaskState::Skipped
+            | TaskState::UpForRetry
+            | TaskState::UpForReschedule
     ) {
         Ok(())
     } else {
@@ -187,7 +191,7 @@ pub(crate) async fn finish_try_in<C: Db + ?Sized>(
     retry_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let retry_at = retry_at.filter(|_| new == TaskState::UpForRetry);
+    let retry_at = retry_at.filter(|_| keeps_retry_at(new));
     let update = query(
         "UPDATE task_instance SET state = $1, end_date = $2, retry_at = $3
          WHERE run_pk = $4 AND task_id = $5 AND try_number = $6
@@ -196,7 +200,17 @@ pub(crate) async fn finish_try_in<C: Db + ?Sized>(
     .bind(new.as_str())
     .bind(now)
     .bind(retry_at);
-    change_try(conn, update, key, try_number).await
+    let applied = change_try(conn, update, key, try_number).await?;
+    if applied && new == TaskState::UpForReschedule {
+        super::reschedules::record_one(conn, key, try_number, retry_at.unwrap_or(now), now).await?;
+    }
+    Ok(applied)
+}
+
+/// Whether a try finishing in `new` keeps its `retry_at`: the retry time of `up_for_retry`,
+/// the next poke of `up_for_reschedule`.
+pub(crate) fn keeps_retry_at(new: TaskState) -> bool {
+    matches!(new, TaskState::UpForRetry | TaskState::UpForReschedule)
 }
 
 /// The skips of the `Finished` reports among `reports` that applied (`applied`, per report):
@@ -320,6 +334,7 @@ async fn clear_one<C: Db + ?Sized>(
     .bind(task_id)
     .execute(&mut *conn)
     .await?;
+    super::reschedules::delete(&mut *conn, run_pk, task_id).await?;
     let done = query(
         "UPDATE task_instance SET
              state = 'none', max_tries = try_number + tries_budget,
@@ -493,12 +508,16 @@ pub(crate) async fn focused_snapshots<C: Db + ?Sized>(
     rows.iter().map(snapshot).collect()
 }
 
-/// Whether some instance of run `run_pk` is scheduled, queued, running or up_for_retry: one
-/// seek in the partial index `task_instance_progressing` (its condition, word for word).
+/// Whether some instance of run `run_pk` is scheduled, queued, running, up_for_retry or
+/// up_for_reschedule: one seek in the partial index `task_instance_progressing` (its
+/// condition, word for word), then, only when that finds none, the run's instances for a
+/// sensor between pokes (`up_for_reschedule` is not in that index).
 pub(crate) async fn progressing<C: Db + ?Sized>(conn: &mut C, run_pk: i64) -> Result<bool> {
     let row = query(
         "SELECT run_pk FROM task_instance
          WHERE run_pk = $1 AND state IN ('scheduled', 'queued', 'running', 'up_for_retry')
+         UNION ALL
+         SELECT run_pk FROM task_instance WHERE run_pk = $1 AND state = 'up_for_reschedule'
          LIMIT 1",
     )
     .bind(run_pk)

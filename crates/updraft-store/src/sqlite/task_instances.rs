@@ -7,10 +7,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
-use updraft_core::TaskState;
 
 use super::codec::{self, opt_ts, ti_columns, ts};
-use crate::sql::task_instances::{check_finish_state, ends};
+use crate::sql::task_instances::{check_finish_state, ends, keeps_retry_at};
 use crate::{Result, TiKey, TiRow, TiTransition, TryReport};
 
 /// [`crate::SchedulerStore::apply_transitions`] inside the caller's transaction; returns how many
@@ -54,7 +53,9 @@ pub(super) async fn apply_transitions_in(
          UPDATE task_instance AS ti SET
              state = j.new_state,
              end_date = CASE WHEN j.ends THEN ?3 ELSE ti.end_date END,
-             retry_at = CASE WHEN j.new_state = 'up_for_retry' THEN ti.retry_at ELSE NULL END
+             retry_at = CASE WHEN j.new_state = 'up_for_retry'
+                               OR (j.new_state = 'scheduled' AND j.expected = 'up_for_reschedule')
+                             THEN ti.retry_at ELSE NULL END
          FROM j
          WHERE ti.run_pk = j.run_pk AND ti.task_id = j.task_id AND +ti.state = j.expected
          RETURNING task_id",
@@ -97,7 +98,7 @@ pub(super) async fn queue_many(
     let keys = keys_json(keys.iter().map(|k| (k.run_pk, k.task_id.as_str())))?;
     let rows = sqlx::query(concat!(
         "UPDATE task_instance SET
-             state = 'queued', try_number = try_number + 1, queued_at = ?1,
+             state = 'queued', try_number = try_number + (retry_at IS NULL), queued_at = ?1,
              start_date = NULL, end_date = NULL, retry_at = NULL, pid = NULL, hostname = NULL,
              queued_by_job_id = ?3
          FROM json_each(?2) AS j
@@ -207,7 +208,7 @@ pub(super) async fn record_reports_in(
                     continue;
                 }
                 finished.insert(k, i);
-                let retry_at = opt_ts(retry_at.filter(|_| *new == TaskState::UpForRetry));
+                let retry_at = opt_ts(retry_at.filter(|_| keeps_retry_at(*new)));
                 finished_json.push(serde_json::json!([
                     k.0,
                     k.1,
@@ -278,5 +279,6 @@ pub(super) async fn record_reports_in(
         record_tries(&mut *tx, &keys).await?;
     }
     crate::sql::task_instances::apply_skips(&mut *tx, reports, &applied).await?;
+    crate::sql::reschedules::record(&mut *tx, reports, &applied).await?;
     Ok(applied)
 }

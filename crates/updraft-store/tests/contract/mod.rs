@@ -9,12 +9,14 @@
 #![allow(dead_code)] // each backend test file uses what it needs
 
 mod assets;
+mod reschedules;
 mod secrets;
 mod sources;
 mod step;
 mod users;
 mod xcom;
 pub use assets::*;
+pub use reschedules::*;
 pub use secrets::*;
 pub use sources::*;
 pub use step::*;
@@ -151,6 +153,14 @@ macro_rules! contract_tests {
             xcoms_of_a_new_try_hide_then_replace_the_previous_try,
             xcoms_written_by_users_need_their_task_instance_and_respect_modes,
             xcoms_go_with_their_run,
+        );
+        // Sensors' reschedules.
+        contract_tests!(@each $fresh;
+            a_poke_that_reschedules_keeps_its_try_and_writes_its_row,
+            a_poke_that_does_not_apply_writes_no_row,
+            a_sensor_s_retry_after_pokes_is_a_new_try_without_rows,
+            clearing_or_deleting_removes_reschedules,
+            external_state_reads_one_run_of_the_tenant,
         );
         // Assets and asset-triggered runs.
         contract_tests!(@each $fresh;

@@ -123,6 +123,7 @@ fn now() -> DateTime<Utc> {
 fn snapshot(task_id: &str, state: TaskState) -> TiSnapshot {
     TiSnapshot {
         task_id: task_id.to_string(),
+        map_index: -1,
         state,
         try_number: u32::from(state != TaskState::None),
         retry_at: None,

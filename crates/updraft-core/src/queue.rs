@@ -445,6 +445,8 @@ mod tests {
             do_xcom_push: false,
             callbacks: Default::default(),
             outlets: vec![],
+            expand: None,
+            max_active_tis_per_dag: None,
             kind: TaskKind::Noop,
         }
     }

@@ -316,6 +316,7 @@ impl Sim {
         (0..self.states.len())
             .map(|i| TiSnapshot {
                 task_id: format!("t{i}"),
+                map_index: -1,
                 state: self.states[i],
                 try_number: self.tries[i],
                 retry_at: self.retry_at[i],

@@ -307,6 +307,8 @@ fn test_dag_and_task(kind: TaskKind) -> (Dag, Task) {
         do_xcom_push: false,
         callbacks: Default::default(),
         outlets: vec![],
+        expand: None,
+        max_active_tis_per_dag: None,
         kind,
     };
     let mut dag_env = BTreeMap::new();

@@ -246,6 +246,8 @@ fn dag_and_task(task_id: &str, python: PythonTask, dags: &Path) -> (Dag, Task) {
         callbacks: Default::default(),
         branching: None,
         outlets: vec![],
+        expand: None,
+        max_active_tis_per_dag: None,
         kind: TaskKind::Python(Box::new(python)),
     };
     let dag = Dag {

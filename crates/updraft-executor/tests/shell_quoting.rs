@@ -32,6 +32,8 @@ fn dag_with_script(script: &str) -> (Dag, Task) {
         do_xcom_push: false,
         callbacks: Default::default(),
         outlets: vec![],
+        expand: None,
+        max_active_tis_per_dag: None,
         kind: TaskKind::Bash(script.into()),
     };
     let dag = Dag {

@@ -9,12 +9,14 @@
 #![allow(dead_code)] // each backend test file uses what it needs
 
 mod assets;
+mod mapping;
 mod secrets;
 mod sources;
 mod step;
 mod users;
 mod xcom;
 pub use assets::*;
+pub use mapping::*;
 pub use secrets::*;
 pub use sources::*;
 pub use step::*;
@@ -152,6 +154,13 @@ macro_rules! contract_tests {
             xcoms_written_by_users_need_their_task_instance_and_respect_modes,
             xcoms_go_with_their_run,
         );
+        // Dynamic task mapping.
+        contract_tests!(@each $fresh;
+            a_scheduled_placeholder_expands_into_its_instances_once,
+            mapped_instances_queue_run_and_finish_each_on_its_own,
+            xcoms_are_kept_per_map_index_and_listed_in_index_order,
+            clearing_a_mapped_task_collapses_it_into_a_placeholder,
+        );
         // Assets and asset-triggered runs.
         contract_tests!(@each $fresh;
             asset_events_are_queued_for_their_tenants_unpaused_consumers,
@@ -287,12 +296,14 @@ pub fn key(run: &RunRow, task_id: &str) -> TiKey {
     TiKey {
         run_pk: run.id,
         task_id: task_id.to_string(),
+        map_index: -1,
     }
 }
 
 fn to(task_id: &str, expected: TaskState, new: TaskState) -> TiTransition {
     TiTransition {
         task_id: task_id.to_string(),
+        map_index: -1,
         expected,
         new,
     }

@@ -264,6 +264,7 @@ fn queue(c: &mut Criterion) {
             .map(|d| (format!("dag{d}"), 200))
             .collect::<HashMap<_, _>>(),
         parallelism_free: 3_000,
+        task_free: Default::default(),
     };
     let mut group = c.benchmark_group("select_to_queue");
     configure(&mut group);

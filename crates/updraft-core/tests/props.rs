@@ -623,6 +623,7 @@ fn capacity() -> impl Strategy<Value = Capacity> {
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
             parallelism_free: parallelism,
+            task_free: Default::default(),
         })
 }
 

@@ -143,7 +143,8 @@ fn xcom_ref<'n>(
 }
 
 /// What a mapped task may not also be: a branch or short circuit (their `return_value` steers
-/// one set of downstream tasks, not one per map index), and a python task whose `op_kwargs`
+/// one set of downstream tasks, not one per map index), a pod (not supported yet: its pod's
+/// name and labels do not carry a map index), and a python task whose `op_kwargs`
 /// name an expanded argument (Airflow refuses a partial and an expanded value of one name).
 pub(crate) fn check_task(
     diags: &mut Diagnostics<'_>,
@@ -158,6 +159,14 @@ pub(crate) fn check_task(
             expand_node.pos,
             format!(
                 "{label} sets `expand` and `branch`/`short_circuit`; a mapped task cannot branch in updraft"
+            ),
+        );
+    }
+    if let TaskKind::Pod(_) = kind {
+        diags.at(
+            expand_node.pos,
+            format!(
+                "{label} sets `expand` on a `pod` task; mapped pod tasks are not supported yet"
             ),
         );
     }

@@ -74,16 +74,18 @@ pub struct TryKey {
     /// Primary key of the DAG run in the store.
     pub run_pk: i64,
     pub task_id: String,
+    /// The instance's map index (-1: not mapped).
+    pub map_index: i32,
     pub try_number: u32,
 }
 
 impl fmt::Display for TryKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "run {} task {} try {}",
-            self.run_pk, self.task_id, self.try_number
-        )
+        write!(f, "run {} task {}", self.run_pk, self.task_id)?;
+        if self.map_index >= 0 {
+            write!(f, " map index {}", self.map_index)?;
+        }
+        write!(f, " try {}", self.try_number)
     }
 }
 

@@ -319,6 +319,8 @@ pub struct ActiveCounts {
     pub per_dag: HashMap<String, i64>,
     /// All task instances held.
     pub total: i64,
+    /// (dag_id, task_id) → task instances held, for `max_active_tis_per_dag`.
+    pub per_task: HashMap<(String, String), i64>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -275,6 +275,7 @@ async fn scheduler_config_without_secrets(
         exclusive: matches!(settings.database(), Ok(Database::Sqlite(_))),
         kubernetes: kubernetes_config(settings).await?,
         max_xcom_size: c.core.max_xcom_size,
+        max_map_length: c.core.max_map_length,
     })
 }
 

@@ -174,6 +174,7 @@ pub async fn run(cmd: TasksCommand, settings: &Settings, format: Format) -> Resu
             let key = TiKey {
                 run_pk: run.id,
                 task_id: task_id.clone(),
+                map_index: -1,
             };
             if !store.force_ti_state(&key, state, Utc::now()).await? {
                 bail!("no task `{task_id}` in run `{}`", run.run_id);
@@ -301,6 +302,7 @@ async fn logs(
         .task_instance(&TiKey {
             run_pk: run.id,
             task_id: task_id.to_string(),
+            map_index: -1,
         })
         .await?
         .with_context(|| format!("no task `{task_id}` in run `{}`", run.run_id))?;
@@ -415,6 +417,8 @@ async fn render_from_file(
         run_id: run_id.clone(),
         task_id: task.task_id.clone(),
         try_number: 1,
+        map_index: -1,
+        mapped: Default::default(),
         logical_date,
         data_interval_start: interval.start,
         data_interval_end: interval.end,
@@ -518,6 +522,7 @@ async fn test(
         key: TryKey {
             run_pk: 0,
             task_id: task_id.to_string(),
+            map_index: -1,
             try_number: 1,
         },
         rendered,

@@ -49,6 +49,9 @@ pub struct SchedulerConfig {
     /// The largest XCom value a try may push, in bytes of JSON (`[core] max_xcom_size`); a
     /// try pushing a larger one fails.
     pub max_xcom_size: usize,
+    /// The most instances a mapped task may expand to (`[core] max_map_length`, Airflow's,
+    /// 1024 by default); a task expanding to more fails.
+    pub max_map_length: usize,
 }
 
 /// A Kubernetes cluster to run tries in.

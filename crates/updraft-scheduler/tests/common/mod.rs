@@ -32,6 +32,7 @@ pub fn config(dags: &Path, logs: &Path, hostname: &str) -> SchedulerConfig {
         exclusive: true,
         kubernetes: None,
         max_xcom_size: updraft_executor::xcom::DEFAULT_MAX_XCOM_SIZE,
+        max_map_length: updraft_core::mapping::DEFAULT_MAX_MAP_LENGTH,
     }
 }
 

@@ -113,9 +113,9 @@ pub(crate) async fn scheduled<C: Db + ?Sized>(
 }
 
 pub(crate) const ACTIVE_COUNTS: &str = "
-    SELECT pool, dag_id, COUNT(*) AS tis, CAST(SUM(pool_slots) AS BIGINT) AS slots
+    SELECT pool, dag_id, task_id, COUNT(*) AS tis, CAST(SUM(pool_slots) AS BIGINT) AS slots
     FROM task_instance WHERE state IN ('queued', 'running')
-    GROUP BY pool, dag_id";
+    GROUP BY pool, dag_id, task_id";
 
 pub(crate) async fn active_counts<C: Db + ?Sized>(conn: &mut C) -> Result<ActiveCounts> {
     let rows = query(ACTIVE_COUNTS).fetch_all(conn).await?;
@@ -123,7 +123,12 @@ pub(crate) async fn active_counts<C: Db + ?Sized>(conn: &mut C) -> Result<Active
     for row in &rows {
         let tis = row.int("tis")?;
         *counts.per_pool.entry(row.text("pool")?).or_default() += row.int("slots")?;
-        *counts.per_dag.entry(row.text("dag_id")?).or_default() += tis;
+        let dag_id = row.text("dag_id")?;
+        *counts
+            .per_task
+            .entry((dag_id.clone(), row.text("task_id")?))
+            .or_default() += tis;
+        *counts.per_dag.entry(dag_id).or_default() += tis;
         counts.total += tis;
     }
     Ok(counts)

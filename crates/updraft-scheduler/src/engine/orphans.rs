@@ -111,7 +111,13 @@ impl Scheduler {
         let marked = match ti.queued_by_job_id.and_then(|job| owners.get(&job)) {
             // Found by the mark in their environment: also when the start was never recorded.
             Some(owner) => {
-                let mark = try_mark(*owner, ti.run_pk, &ti.task_id, ti.try_number);
+                let key = TryKey {
+                    run_pk: ti.run_pk,
+                    task_id: ti.task_id.clone(),
+                    map_index: ti.map_index,
+                    try_number: ti.try_number,
+                };
+                let mark = try_mark(*owner, &key, ti.try_number);
                 let leftover = end_marked_groups(&mark, LEFTOVER_PATIENCE).await;
                 if leftover != Leftover::None {
                     warn!(task_id = %ti.task_id, try_number = ti.try_number, ?leftover, "killed the processes carrying an orphaned try's mark");

@@ -222,6 +222,7 @@ impl App {
         let key = TiKey {
             run_pk,
             task_id: task_id.to_string(),
+            map_index: -1,
         };
         let current = self.store.task_instance(&key).await.unwrap().unwrap().state;
         self.store
@@ -229,6 +230,7 @@ impl App {
                 run_pk,
                 &[TiTransition {
                     task_id: task_id.to_string(),
+                    map_index: -1,
                     expected: current,
                     new: TaskState::Scheduled,
                 }],
@@ -258,6 +260,7 @@ impl App {
         let key = TiKey {
             run_pk,
             task_id: task_id.to_string(),
+            map_index: -1,
         };
         let try_number = self
             .store

@@ -352,18 +352,23 @@ pub async fn print_run_report(store: &dyn ReadStore, run: &RunRow, logs_root: &P
     );
     for ti in &tis {
         for try_number in 1..=ti.try_number {
-            let path = log_path(
+            let path = updraft_dag::mapped_log_path(
                 logs_root,
                 &run.tenant,
                 &run.dag_id,
                 &run.run_id,
                 &ti.task_id,
+                ti.map_index,
                 try_number,
             );
             let shown = path.strip_prefix(logs_root).unwrap_or(&path);
+            let instance = if ti.map_index >= 0 {
+                format!("{}[{}]", ti.task_id, ti.map_index)
+            } else {
+                ti.task_id.clone()
+            };
             println!(
-                "--- {} try {try_number} ({}): {} ---",
-                ti.task_id,
+                "--- {instance} try {try_number} ({}): {} ---",
                 ti.state,
                 shown.display()
             );

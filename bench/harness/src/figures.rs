@@ -155,6 +155,20 @@ pub const FIGURES: &[Figure] = &[
         target: Some(0.8),
     },
     Figure {
+        id: "map10k_mapped",
+        label: "10,000 mapped `true` instances: producer end → last instance done",
+        unit: "s",
+        kind: Kind::Time,
+        target: None,
+    },
+    Figure {
+        id: "map10k_downstream",
+        label: "10,000 mapped instances: producer end → downstream start",
+        unit: "s",
+        kind: Kind::Time,
+        target: None,
+    },
+    Figure {
         id: "noop_postgres",
         label: "no-op orchestration, PostgreSQL 15 (20 runs × 500)",
         unit: "TI/s",

@@ -36,6 +36,9 @@ pub enum Work {
     /// The same no-op task instances (SQLite) as `runs` runs of `tasks / runs` tasks, then as
     /// one run of `tasks`: the rate per task instance should not depend on the run's size.
     Scale { runs: usize, tasks: usize },
+    /// A producer pushing an `n`-item list, a `true` task mapped over it and a downstream,
+    /// under `updraft standalone`.
+    Mapped { n: usize },
 }
 
 /// How many rounds of the scenario run on Airflow.
@@ -109,6 +112,11 @@ pub const SCENARIOS: &[Scenario] = &[
             runs: 100,
             tasks: 50_000,
         },
+        airflow: AirflowRounds::Never,
+    },
+    Scenario {
+        name: "map10k",
+        work: Work::Mapped { n: 10_000 },
         airflow: AirflowRounds::Never,
     },
     Scenario {
@@ -199,6 +207,13 @@ impl Scenario {
                 let run = updraft::run_bench_dag(setup.updraft, n, false).await?;
                 vec![up(figure, n as f64 / run.seconds())]
             }
+            Work::Mapped { n } => {
+                let run = updraft::run_mapped_dag(setup.updraft, n).await?;
+                vec![
+                    up("map10k_mapped", run.mapped_seconds()),
+                    up("map10k_downstream", run.downstream_seconds()),
+                ]
+            }
             Work::Footprint { dags } => {
                 let (pss, ready) = updraft::footprint(setup.root, dags)?;
                 vec![up("idle_pss", pss), up("start_ready", ready)]
@@ -267,6 +282,13 @@ impl Scenario {
                 ]
             }
             Work::Wide { n, figure } => vec![limit(figure, n as f64 / process::spawn_true(n)?)],
+            Work::Mapped { n } => {
+                let seconds = process::spawn_true(n)?;
+                vec![
+                    limit("map10k_mapped", seconds),
+                    limit("map10k_downstream", seconds),
+                ]
+            }
             Work::Footprint { .. } => vec![limit("start_ready", process::spawn_true_once()?)],
             Work::PodChain { .. }
             | Work::DagFiles { .. }
@@ -299,6 +321,22 @@ impl Scenario {
                 figure,
                 "limit: bash spawning /bin/true as many times, in a row",
             )],
+            Work::Mapped { n } => vec![
+                (
+                    "map10k_mapped",
+                    format!(
+                        "updraft: a producer pushes a {n}-item list, a `true` task is mapped                          over it ({n} instances); from the producer's end to the last mapped                          instance's end"
+                    ),
+                ),
+                note(
+                    "map10k_downstream",
+                    "updraft: from the producer's end to the start of the task downstream of                      the mapped one (all_success: it waits for every instance)",
+                ),
+                note(
+                    "map10k_mapped",
+                    "limit: bash spawning /bin/true as many times, in a row",
+                ),
+            ],
             Work::Footprint { dags } => vec![
                 (
                     "idle_pss",
@@ -382,6 +420,7 @@ impl Scenario {
             Work::Footprint { .. } => "idle_pss",
             Work::DagFiles { .. } => "dag_files_10k",
             Work::Scale { .. } => "scale_ratio",
+            Work::Mapped { .. } => "map10k_mapped",
         }
     }
 

@@ -83,6 +83,77 @@ pub async fn run_bench_dag(updraft: &Path, n: usize, chained: bool) -> Result<Re
     run_dag(updraft, home.path(), &bench_dag(n, chained), &[]).await
 }
 
+/// A producer pushing an `n`-item list, a `true` task mapped over it and a downstream task.
+pub fn mapped_dag(n: usize) -> String {
+    format!(
+        "dag_id: bench\nmax_active_tasks: 64\ntasks:\n  - task_id: produce\n    bash: |\n      \
+         echo \"{{\\\"return_value\\\": [$(seq -s, 0 {last})]}}\" > \"$UPDRAFT_XCOM_PATH\"\n  \
+         - task_id: each\n    expand:\n      x: {{xcom: produce}}\n    bash: \"true\"\n  \
+         - task_id: after\n    upstream: [each]\n    bash: \"true\"\n",
+        last = n - 1
+    )
+}
+
+/// What one run of the mapped bench DAG recorded (microseconds since the epoch).
+#[derive(Debug)]
+pub struct MappedRun {
+    pub produced: i64,
+    pub last_mapped_end: i64,
+    pub downstream_start: i64,
+}
+
+impl MappedRun {
+    /// From the producer's end to the last mapped instance's end.
+    pub fn mapped_seconds(&self) -> f64 {
+        (self.last_mapped_end - self.produced) as f64 / 1e6
+    }
+
+    /// From the producer's end to the downstream task's start.
+    pub fn downstream_seconds(&self) -> f64 {
+        (self.downstream_start - self.produced) as f64 / 1e6
+    }
+}
+
+/// Run [`mapped_dag`] once under `updraft standalone` on a fresh home, `[core]
+/// max_map_length` raised to `n`.
+pub async fn run_mapped_dag(updraft: &Path, n: usize) -> Result<MappedRun> {
+    let home = TempDir::new("updraft-bench")?;
+    let env = [("UPDRAFT__CORE__MAX_MAP_LENGTH", n.to_string())];
+    run_dag(updraft, home.path(), &mapped_dag(n), &env).await?;
+    let db = home.path().join("updraft.db");
+    let mut conn = SqliteConnectOptions::new()
+        .filename(&db)
+        .read_only(true)
+        .connect()
+        .await
+        .with_context(|| format!("opening {}", db.display()))?;
+    let (produced,): (i64,) = sqlx::query_as(
+        "SELECT end_date FROM task_instance WHERE run_id = 'bench' AND task_id = 'produce'",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    let (last_mapped_end, count): (i64, i64) = sqlx::query_as(
+        "SELECT MAX(end_date), COUNT(*) FROM task_instance
+         WHERE run_id = 'bench' AND task_id = 'each' AND state = 'success'",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    if count != n as i64 {
+        bail!("{count} mapped instances succeeded, not {n}");
+    }
+    let (downstream_start,): (i64,) = sqlx::query_as(
+        "SELECT start_date FROM task_instance WHERE run_id = 'bench' AND task_id = 'after'",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(MappedRun {
+        produced,
+        last_mapped_end,
+        downstream_start,
+    })
+}
+
 /// Run a chain of `n` pod tasks once under `updraft standalone` with pod tasks on, against
 /// the fake Kubernetes API server (`updraft-kube-fake`, built next to `updraft`), whose
 /// simulated kubelet runs each pod's container as a local process.

@@ -299,6 +299,9 @@ pub struct CoreSection {
     /// The largest XCom value a try may push, in bytes of JSON; a try pushing a larger one
     /// fails.
     pub max_xcom_size: usize,
+    /// The most instances a mapped task may expand to (Airflow's `max_map_length`); a task
+    /// expanding to more fails.
+    pub max_map_length: usize,
     /// `local` or `kubernetes`.
     pub executor: ExecutorKind,
     /// The Fernet keys connections and variables are encrypted with, separated by commas:
@@ -400,6 +403,7 @@ impl Default for CoreSection {
             max_dag_folder_entries: updraft_dag::DEFAULT_MAX_ENTRIES,
             max_dag_folder_depth: updraft_dag::DEFAULT_MAX_DEPTH,
             max_xcom_size: updraft_executor::xcom::DEFAULT_MAX_XCOM_SIZE,
+            max_map_length: updraft_core::mapping::DEFAULT_MAX_MAP_LENGTH,
             executor: ExecutorKind::Local,
             fernet_key: String::new(),
             fernet_key_file: String::new(),

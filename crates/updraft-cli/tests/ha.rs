@@ -291,6 +291,7 @@ fn a_killed_schedulers_tries_are_retried_by_the_others() {
                 .tries(&updraft_store::TiKey {
                     run_pk: *run_pk,
                     task_id: task_id.clone(),
+                    map_index: -1,
                 })
                 .await
                 .unwrap()

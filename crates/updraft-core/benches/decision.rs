@@ -123,6 +123,7 @@ fn now() -> DateTime<Utc> {
 fn snapshot(task_id: &str, state: TaskState) -> TiSnapshot {
     TiSnapshot {
         task_id: task_id.to_string(),
+        map_index: -1,
         state,
         try_number: u32::from(state != TaskState::None),
         retry_at: None,
@@ -263,6 +264,7 @@ fn queue(c: &mut Criterion) {
             .map(|d| (format!("dag{d}"), 200))
             .collect::<HashMap<_, _>>(),
         parallelism_free: 3_000,
+        task_free: Default::default(),
     };
     let mut group = c.benchmark_group("select_to_queue");
     configure(&mut group);

@@ -86,6 +86,18 @@
 //! up_for_retry or up_for_reschedule (the run may be over, and only the whole run says how).
 //! Retries and pokes that fall due are not its business: the caller evaluates the whole run at their `wake_at`.
 //!
+//! ## Mapped tasks
+//!
+//! A mapped task (one with `expand`) has one instance, map index -1 (the placeholder), until it
+//! expands; the placeholder is decided like any instance (its trigger rule schedules it), and
+//! the caller then expands a scheduled placeholder into its instances (see [`crate::mapping`]).
+//! Once expanded, the task's instances (map index >= 0, in `tis` beside the others) are each
+//! decided on their own: each may retry, and a cleared one (`none`) is decided by the task's
+//! trigger rule. Their transitions come out in [`RunEvaluation::mapped_transitions`]. Trigger
+//! rules over a mapped upstream count every one of its instances (Airflow: `all_success` waits
+//! for all of them; one failed instance makes the downstream upstream_failed), and the run is
+//! over when every instance is terminal; it failed if an instance of a leaf task failed.
+//!
 //! ## Instances and DAG tasks
 //!
 //! A DAG task without a snapshot in `tis` is treated as an instance in state `none` (the caller
@@ -105,6 +117,9 @@ use crate::state::{RunState, TaskState};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TiSnapshot {
     pub task_id: String,
+    /// Airflow's map index: -1 for an unmapped instance (or a mapped task's placeholder before
+    /// it expands), 0.. for the instances of an expanded task.
+    pub map_index: i32,
     pub state: TaskState,
     pub try_number: u32,
     /// For `up_for_retry`: the retry time; for `up_for_reschedule`: the next poke time.
@@ -117,6 +132,10 @@ pub struct RunEvaluation {
     /// (task_id, from, to): none→scheduled, up_for_retry→scheduled and
     /// up_for_reschedule→scheduled (when retry_at <= now), none→skipped, none→upstream_failed. In topological order.
     pub transitions: Vec<(String, TaskState, TaskState)>,
+    /// The same for the instances of expanded tasks: (task_id, map_index, from, to), in
+    /// topological order of their tasks, then map index order. Empty for a run of unmapped
+    /// tasks.
+    pub mapped_transitions: Vec<(String, i32, TaskState, TaskState)>,
     /// Some(Success|Failed) when the run is over after applying `transitions`.
     pub run_state: Option<RunState>,
     /// Earliest future retry_at among up_for_retry and up_for_reschedule instances, to set a
@@ -252,27 +271,45 @@ pub fn evaluate_run_indexed(
     let mut states = vec![TaskState::None; n];
     let mut retry_at: Vec<Option<DateTime<Utc>>> = vec![None; n];
     let mut known = vec![false; n];
+    let mut mapped = Mapped::new();
     for ti in tis {
-        if let Some(p) = index.position(&ti.task_id).filter(|&p| !known[p]) {
+        let Some(p) = index.position(&ti.task_id) else {
+            continue;
+        };
+        if ti.map_index >= 0 {
+            mapped.entry(p).or_default().push(Inst::of(ti));
+        } else if !known[p] {
             known[p] = true;
             states[p] = ti.state;
             retry_at[p] = ti.retry_at;
         }
     }
+    for insts in mapped.values_mut() {
+        insts.sort_unstable_by_key(|i| i.map_index);
+    }
 
     let mut eval = RunEvaluation::default();
     for &p in index.topological_order() {
         let p = p as usize;
+        if mapped.contains_key(&p) {
+            decide_mapped(
+                dag,
+                index,
+                &states,
+                &mut mapped,
+                p,
+                previous_run,
+                now,
+                &mut eval,
+            );
+            continue;
+        }
         let to = match states[p] {
-            TaskState::None => decide_none(dag, index, |u| states[u], p, previous_run),
-            TaskState::UpForRetry | TaskState::UpForReschedule => match retry_at[p] {
-                Some(at) if at > now => {
-                    eval.wake_at = Some(eval.wake_at.map_or(at, |w| w.min(at)));
-                    None
-                }
-                _ => Some(TaskState::Scheduled),
-            },
-            _ => None,
+            TaskState::None => {
+                let counts = upstream_counts(index, p, |u| states[u], &mapped);
+                decide_none(dag, &counts, p, previous_run)
+            }
+            state => due(state, retry_at[p], now, &mut eval.wake_at),
         };
         if let Some(to) = to {
             let from = std::mem::replace(&mut states[p], to);
@@ -280,22 +317,112 @@ pub fn evaluate_run_indexed(
                 .push((index.task_id(p).to_owned(), from, to));
         }
     }
-    eval.run_state = run_state(index, &states);
+    eval.run_state = run_state(index, &states, &mapped);
     eval
 }
 
-/// The transition of an instance in state `none`, if any.
-fn decide_none(
+/// One instance of an expanded task.
+#[derive(Debug, Clone, Copy)]
+struct Inst {
+    map_index: i32,
+    state: TaskState,
+    retry_at: Option<DateTime<Utc>>,
+}
+
+impl Inst {
+    fn of(ti: &TiSnapshot) -> Inst {
+        Inst {
+            map_index: ti.map_index,
+            state: ti.state,
+            retry_at: ti.retry_at,
+        }
+    }
+}
+
+/// Position → the instances of an expanded task (map index >= 0), in map index order. Only
+/// expanded tasks are here: for a run without them it stays empty (and allocates nothing).
+type Mapped = HashMap<usize, Vec<Inst>>;
+
+/// An `up_for_retry`/`up_for_reschedule` instance due at `retry_at` is scheduled (else its
+/// time joins `wake_at`); other states do not change here.
+fn due(
+    state: TaskState,
+    retry_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    wake_at: &mut Option<DateTime<Utc>>,
+) -> Option<TaskState> {
+    match state {
+        TaskState::UpForRetry | TaskState::UpForReschedule => match retry_at {
+            Some(at) if at > now => {
+                *wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+                None
+            }
+            _ => Some(TaskState::Scheduled),
+        },
+        _ => None,
+    }
+}
+
+/// The upstream states of the task at `p`, counted: every instance of an expanded upstream.
+fn upstream_counts(
+    index: &DagIndex,
+    p: usize,
+    state_of: impl Fn(usize) -> TaskState,
+    mapped: &Mapped,
+) -> UpstreamCounts {
+    let mut counts = UpstreamCounts::default();
+    for &u in index.upstream(p) {
+        let u = u as usize;
+        match mapped.get(&u) {
+            Some(insts) => insts.iter().for_each(|i| counts.add(i.state)),
+            None => counts.add(state_of(u)),
+        }
+    }
+    counts
+}
+
+/// Decides each instance of the expanded task at `p`, updating `mapped`.
+#[allow(clippy::too_many_arguments)]
+fn decide_mapped(
     dag: &Dag,
     index: &DagIndex,
-    state_of: impl Fn(usize) -> TaskState,
+    states: &[TaskState],
+    mapped: &mut Mapped,
+    p: usize,
+    previous_run: Option<&HashMap<String, TaskState>>,
+    now: DateTime<Utc>,
+    eval: &mut RunEvaluation,
+) {
+    let cleared = mapped[&p].iter().any(|i| i.state == TaskState::None);
+    let none_to = if cleared {
+        let counts = upstream_counts(index, p, |u| states[u], mapped);
+        decide_none(dag, &counts, p, previous_run)
+    } else {
+        None
+    };
+    let task_id = index.task_id(p);
+    for inst in mapped.get_mut(&p).into_iter().flatten() {
+        let to = match inst.state {
+            TaskState::None => none_to,
+            state => due(state, inst.retry_at, now, &mut eval.wake_at),
+        };
+        if let Some(to) = to {
+            let from = std::mem::replace(&mut inst.state, to);
+            eval.mapped_transitions
+                .push((task_id.to_owned(), inst.map_index, from, to));
+        }
+    }
+}
+
+/// The transition of an instance in state `none` whose upstream states are `counts`, if any.
+fn decide_none(
+    dag: &Dag,
+    counts: &UpstreamCounts,
     p: usize,
     previous_run: Option<&HashMap<String, TaskState>>,
 ) -> Option<TaskState> {
     let task = &dag.tasks[p];
-    let counts =
-        UpstreamCounts::from_states(index.upstream(p).iter().map(|&u| state_of(u as usize)));
-    match trigger_decision(task.trigger_rule, &counts) {
+    match trigger_decision(task.trigger_rule, counts) {
         TriggerDecision::Wait => None,
         TriggerDecision::Skip => Some(TaskState::Skipped),
         TriggerDecision::UpstreamFailed => Some(TaskState::UpstreamFailed),
@@ -316,9 +443,28 @@ pub fn past_allows(previous_run: Option<&HashMap<String, TaskState>>, task_id: &
 }
 
 /// The run's final state, if it is over (see the module documentation).
-fn run_state(index: &DagIndex, states: &[TaskState]) -> Option<RunState> {
-    if states.iter().all(|s| s.is_terminal()) {
-        let leaf_failed = states.iter().enumerate().any(|(p, s)| {
+fn run_state(index: &DagIndex, states: &[TaskState], mapped: &Mapped) -> Option<RunState> {
+    if mapped.is_empty() {
+        return run_state_of(index, || states.iter().copied().enumerate());
+    }
+    // An expanded task's instances stand for it.
+    let instances: Vec<(usize, TaskState)> = states
+        .iter()
+        .enumerate()
+        .flat_map(|(p, s)| match mapped.get(&p) {
+            Some(insts) => insts.iter().map(|i| (p, i.state)).collect(),
+            None => vec![(p, *s)],
+        })
+        .collect();
+    run_state_of(index, || instances.iter().copied())
+}
+
+fn run_state_of<I: Iterator<Item = (usize, TaskState)>>(
+    index: &DagIndex,
+    instances: impl Fn() -> I,
+) -> Option<RunState> {
+    if instances().all(|(_, s)| s.is_terminal()) {
+        let leaf_failed = instances().any(|(p, s)| {
             index.is_leaf(p) && matches!(s, TaskState::Failed | TaskState::UpstreamFailed)
         });
         return Some(if leaf_failed {
@@ -327,16 +473,7 @@ fn run_state(index: &DagIndex, states: &[TaskState]) -> Option<RunState> {
             RunState::Success
         });
     }
-    let progressing = states.iter().any(|s| {
-        matches!(
-            s,
-            TaskState::Scheduled
-                | TaskState::Queued
-                | TaskState::Running
-                | TaskState::UpForRetry
-                | TaskState::UpForReschedule
-        )
-    });
+    let progressing = instances().any(|(_, s)| s.is_progressing());
     (!progressing).then_some(RunState::Failed)
 }
 
@@ -371,6 +508,11 @@ pub fn evaluate_run_focused(
     previous_run: Option<&HashMap<String, TaskState>>,
     now: DateTime<Utc>,
 ) -> Option<RunEvaluation> {
+    if tis.iter().any(|ti| ti.map_index >= 0) {
+        // An expanded task's instances are all read with it anyway: the whole run costs
+        // about the same, and decides them in one place.
+        return None;
+    }
     // Position → (state, retry_at); the first snapshot of a task counts.
     let mut read: HashMap<usize, (TaskState, Option<DateTime<Utc>>)> =
         HashMap::with_capacity(tis.len());
@@ -393,16 +535,11 @@ pub fn evaluate_run_focused(
         let (state, retry_at) = read[&p];
         let to = match state {
             TaskState::None if all_read(&read, p) => {
-                decide_none(dag, index, |u| read[&u].0, p, previous_run)
+                let counts = upstream_counts(index, p, |u| read[&u].0, &Mapped::new());
+                decide_none(dag, &counts, p, previous_run)
             }
-            TaskState::UpForRetry | TaskState::UpForReschedule => match retry_at {
-                Some(at) if at > now => {
-                    eval.wake_at = Some(eval.wake_at.map_or(at, |w| w.min(at)));
-                    None
-                }
-                _ => Some(TaskState::Scheduled),
-            },
-            _ => None,
+            TaskState::None => None,
+            state => due(state, retry_at, now, &mut eval.wake_at),
         };
         let Some(to) = to else { continue };
         if to.is_terminal()

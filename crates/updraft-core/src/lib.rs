@@ -13,6 +13,7 @@
 //! * [`sensor`]: what a sensor's poke becomes, when it pokes again, its timeout.
 //! * [`queue`]: choosing what to queue within pools, DAG limits and parallelism; priorities.
 //! * [`runs`]: how many runs may start; run ids.
+//! * [`mapping`]: dynamic task mapping: how many instances a mapped task expands to.
 //! * [`index`]: a cacheable per-DAG graph index for the hot paths.
 //! * [`timeout`]: `dagrun_timeout`: when a run has run too long.
 //! * [`assets`]: asset conditions and which consumer DAGs get an asset-triggered run.
@@ -21,6 +22,7 @@ pub mod assets;
 pub mod branch;
 pub mod evaluate;
 pub mod index;
+pub mod mapping;
 pub mod queue;
 pub mod retry;
 pub mod runs;

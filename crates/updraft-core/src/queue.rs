@@ -30,6 +30,9 @@ pub struct Capacity {
     pub dag_free: HashMap<String, i64>,
     /// Free global `parallelism`.
     pub parallelism_free: i64,
+    /// Free `max_active_tis_per_dag` per (DAG id, task id): tries of the task that may still
+    /// be queued across the DAG's runs. A task absent here is not limited.
+    pub task_free: HashMap<(String, String), i64>,
 }
 
 /// Indices of candidates to queue now, in queueing order: highest `priority_weight` first, then
@@ -37,8 +40,9 @@ pub struct Capacity {
 /// total).
 ///
 /// Greedy in that order: a candidate is taken when [`admits`] admits it into what is left of
-/// its pool and DAG and the installation has at least one free `parallelism` slot; taking it
-/// uses those up. A candidate whose pool is absent from `capacity` is never queued; one whose
+/// its pool and DAG, its task is below its `max_active_tis_per_dag` (if in
+/// [`Capacity::task_free`]) and the installation has at least one free `parallelism` slot;
+/// taking it uses those up. A candidate whose pool is absent from `capacity` is never queued; one whose
 /// DAG is absent is not limited by `max_active_tasks`. A candidate that doesn't fit does not
 /// block lower-priority ones that do; and since capacity only shrinks along the way, no
 /// candidate left out would still fit once the selection is made.
@@ -66,12 +70,26 @@ pub fn select_to_queue(candidates: &[Candidate], capacity: &Capacity) -> Vec<usi
         .map(|(k, &v)| (k.as_str(), v))
         .collect();
     let mut parallelism_left = capacity.parallelism_free;
+    // Only tasks with `max_active_tis_per_dag` are here; usually none.
+    let mut task_left: HashMap<(&str, &str), i64> = capacity
+        .task_free
+        .iter()
+        .map(|((d, t), &v)| ((d.as_str(), t.as_str()), v))
+        .collect();
     let mut chosen = Vec::new();
     for i in order {
         if parallelism_left < 1 {
             break;
         }
         let c = &candidates[i];
+        let task_free = if task_left.is_empty() {
+            None
+        } else {
+            task_left.get_mut(&(c.dag_id.as_str(), c.task_id.as_str()))
+        };
+        if task_free.as_deref().is_some_and(|free| *free < 1) {
+            continue;
+        }
         let slots = i64::from(c.pool_slots);
         let pool_free = pool_left.get_mut(c.pool.as_str());
         let dag_free = dag_left.get_mut(c.dag_id.as_str());
@@ -86,6 +104,9 @@ pub fn select_to_queue(candidates: &[Candidate], capacity: &Capacity) -> Vec<usi
             *free -= slots;
         }
         if let Some(free) = dag_free {
+            *free -= 1;
+        }
+        if let Some(free) = task_free {
             *free -= 1;
         }
         parallelism_left -= 1;
@@ -445,6 +466,8 @@ mod tests {
             do_xcom_push: false,
             callbacks: Default::default(),
             outlets: vec![],
+            expand: None,
+            max_active_tis_per_dag: None,
             kind: TaskKind::Noop,
         }
     }

@@ -65,6 +65,19 @@ impl TaskState {
         )
     }
 
+    /// On its way: scheduled, queued, running, or waiting for a retry or a poke. A run with
+    /// such an instance is not stuck.
+    pub fn is_progressing(self) -> bool {
+        matches!(
+            self,
+            TaskState::Scheduled
+                | TaskState::Queued
+                | TaskState::Running
+                | TaskState::UpForRetry
+                | TaskState::UpForReschedule
+        )
+    }
+
     /// Holds an executor slot (counts against pools, `max_active_tasks` and `parallelism`).
     /// `up_for_reschedule` does not: a sensor frees its slot between pokes.
     pub fn is_active(self) -> bool {

@@ -243,6 +243,7 @@ proptest! {
             .enumerate()
             .map(|(i, s)| TiSnapshot {
                 task_id: format!("t{i}"),
+                map_index: -1,
                 state: *s,
                 try_number: 1,
                 retry_at: None,

@@ -15,6 +15,7 @@ use TaskState as S;
 fn ti(id: &str, state: TaskState) -> TiSnapshot {
     TiSnapshot {
         task_id: id.to_string(),
+        map_index: -1,
         state,
         try_number: 0,
         retry_at: None,

@@ -108,6 +108,7 @@ fn capacity(pools: &[(&str, i64)], dags: &[(&str, i64)], parallelism: i64) -> Ca
         pool_free: pools.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         dag_free: dags.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         parallelism_free: parallelism,
+        task_free: Default::default(),
     }
 }
 

@@ -316,6 +316,7 @@ impl Sim {
         (0..self.states.len())
             .map(|i| TiSnapshot {
                 task_id: format!("t{i}"),
+                map_index: -1,
                 state: self.states[i],
                 try_number: self.tries[i],
                 retry_at: self.retry_at[i],
@@ -622,6 +623,7 @@ fn capacity() -> impl Strategy<Value = Capacity> {
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
             parallelism_free: parallelism,
+            task_free: Default::default(),
         })
 }
 

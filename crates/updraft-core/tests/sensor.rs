@@ -202,6 +202,7 @@ fn up_for_reschedule_is_neither_terminal_nor_active() {
 fn snapshot(id: &str, state: TaskState, retry_at: Option<DateTime<Utc>>) -> TiSnapshot {
     TiSnapshot {
         task_id: id.to_owned(),
+        map_index: -1,
         state,
         try_number: 1,
         retry_at,

@@ -24,6 +24,7 @@ mod graph;
 mod group;
 pub mod lint;
 mod logs;
+mod mapping;
 pub mod model;
 mod notifiers;
 mod params;
@@ -46,7 +47,7 @@ pub use bag::{
 pub use describe::{describe_cron, describe_duration};
 pub use excerpt::{ExcerptLine, MAX_EXCERPT_FILE, MAX_EXCERPT_LINE_CHARS, excerpt};
 pub use graph::topological_order;
-pub use logs::log_path;
+pub use logs::{log_path, mapped_log_path};
 pub use model::*;
 pub use notifiers::DEFAULT_SMTP_CONNECTION;
 pub use params::{ParamError, check_value, resolve_params};

@@ -25,6 +25,27 @@ pub fn log_path(
     p
 }
 
+/// [`log_path`] of a mapped task instance: Airflow's `map_index=<i>` folder between the task
+/// and the attempt (`.../<task_id>/map_index=3/attempt=1.log`). A negative `map_index` (an
+/// unmapped instance) gives exactly [`log_path`].
+pub fn mapped_log_path(
+    logs_root: &Path,
+    tenant: &str,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    map_index: i32,
+    try_number: u32,
+) -> PathBuf {
+    let mut p = log_path(logs_root, tenant, dag_id, run_id, task_id, try_number);
+    if map_index >= 0 {
+        p.pop();
+        p.push(format!("map_index={map_index}"));
+        p.push(format!("attempt={try_number}.log"));
+    }
+    p
+}
+
 fn path_component(s: &str) -> String {
     if s.is_empty() {
         return "%".to_owned();
@@ -51,6 +72,23 @@ fn path_component(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mapped_instances_get_a_map_index_folder_and_unmapped_ones_keep_their_path() {
+        let root = Path::new("/logs");
+        assert_eq!(
+            mapped_log_path(root, "t", "d", "r", "x", 3, 2),
+            Path::new("/logs/t/d/r/x/map_index=3/attempt=2.log")
+        );
+        assert_eq!(
+            mapped_log_path(root, "t", "d", "r", "x", 0, 1),
+            Path::new("/logs/t/d/r/x/map_index=0/attempt=1.log")
+        );
+        assert_eq!(
+            mapped_log_path(root, "t", "d", "r", "x", -1, 1),
+            log_path(root, "t", "d", "r", "x", 1)
+        );
+    }
 
     #[test]
     fn log_paths_follow_airflow_and_cannot_escape() {

@@ -362,7 +362,49 @@ pub struct Task {
     /// Assets a successful try updates (Airflow's `outlets`); not serialized when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outlets: Vec<Outlet>,
+    /// Dynamic task mapping (Airflow's `expand`): the task runs once per combination of the
+    /// expanded arguments' values. Not serialized when absent, so no existing DAG's version
+    /// changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expand: Option<Expand>,
+    /// At most this many tries of the task queued or running across all runs of the DAG
+    /// (Airflow's `max_active_tis_per_dag`); not serialized when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active_tis_per_dag: Option<u32>,
     pub kind: TaskKind,
+}
+
+impl Task {
+    /// Whether the task is mapped (has `expand`).
+    pub fn is_mapped(&self) -> bool {
+        self.expand.is_some()
+    }
+}
+
+/// A mapped task's expanded arguments, in file order (the last one varies fastest across map
+/// indexes, as Airflow's `expand(a=..., b=...)` and `itertools.product`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Expand {
+    pub args: Vec<MappedArg>,
+}
+
+/// One expanded argument: its name and where its values come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MappedArg {
+    pub name: String,
+    pub source: MapSource,
+}
+
+/// Where a mapped argument's values come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MapSource {
+    /// A list written in the DAG file.
+    Literal(Vec<serde_json::Value>),
+    /// A template rendered when the task expands; it must render to a JSON list or object.
+    Template(String),
+    /// An upstream task's XCom (that task is an upstream of the mapped task).
+    XCom { task_id: String, key: String },
 }
 
 fn is_false(value: &bool) -> bool {

@@ -165,6 +165,8 @@ fn read_dag(
     let tree = tasks(diags, fields.get("tasks"), task_defaults);
     let (dag, _, (sources, groups)) = (header?, defaults?, tree?);
     check_dates_and_schedule(diags, &dag, &fields);
+    let mut sources = sources;
+    mapped_upstreams(diags, &mut sources);
     graph::check_graph(diags, &sources);
     let dag = Dag {
         tasks: sources.into_iter().map(|s| s.task).collect(),
@@ -173,6 +175,23 @@ fn read_dag(
     };
     let dag_id_pos = fields.get("dag_id").map(|n| n.pos);
     Some(Parsed { dag, dag_id_pos })
+}
+
+/// The tasks a mapped task's `expand` reads XComs of become its upstreams (Airflow's rule);
+/// references to no task are reported.
+fn mapped_upstreams(diags: &mut Diagnostics<'_>, sources: &mut [task::TaskSource<'_>]) {
+    let ids: std::collections::HashSet<String> =
+        sources.iter().map(|s| s.task.task_id.clone()).collect();
+    let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    for source in sources.iter_mut() {
+        let refs = std::mem::take(&mut source.xcom_refs);
+        for (id, node) in crate::mapping::check_refs(diags, &source.task.task_id, &refs, &ids) {
+            if !source.task.upstream.contains(&id) {
+                source.task.upstream.push(id.clone());
+                source.upstream.push((id, node));
+            }
+        }
+    }
 }
 
 /// Reports a top level that is not a mapping.

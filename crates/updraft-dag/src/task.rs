@@ -20,7 +20,7 @@ use crate::yaml::{Node, Value};
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 /// Settings a task may set and `default_args` may default.
-pub(crate) const SETTING_KEYS: [&str; 20] = [
+pub(crate) const SETTING_KEYS: [&str; 21] = [
     "trigger_rule",
     "retries",
     "retry_delay",
@@ -41,6 +41,7 @@ pub(crate) const SETTING_KEYS: [&str; 20] = [
     "on_success",
     "on_retry",
     "on_execute",
+    "max_active_tis_per_dag",
 ];
 
 type KindReader = fn(&mut Diagnostics<'_>, &Node) -> Option<TaskKind>;
@@ -66,7 +67,7 @@ pub(crate) const BRANCHING_KEYS: [&str; 3] =
     ["branch", "short_circuit", "ignore_downstream_trigger_rules"];
 
 fn task_keys() -> Vec<&'static str> {
-    let mut keys = vec!["task_id", "upstream", "outlets"];
+    let mut keys = vec!["task_id", "upstream", "outlets", "expand"];
     keys.extend(SETTING_KEYS);
     keys.extend(BRANCHING_KEYS);
     keys.extend(kind_names());
@@ -96,6 +97,7 @@ pub(crate) struct Settings {
     on_success: Option<Vec<Notifier>>,
     on_retry: Option<Vec<Notifier>>,
     on_execute: Option<Vec<Notifier>>,
+    max_active_tis_per_dag: Option<Option<u32>>,
 }
 
 impl Settings {
@@ -124,6 +126,7 @@ impl Settings {
             on_success: self.on_success.or(d.on_success),
             on_retry: self.on_retry.or(d.on_retry),
             on_execute: self.on_execute.or(d.on_execute),
+            max_active_tis_per_dag: self.max_active_tis_per_dag.or(d.max_active_tis_per_dag),
         }
     }
 }
@@ -163,6 +166,10 @@ fn read_setting(diags: &mut Diagnostics<'_>, key: &str, node: &Node, s: &mut Set
         "on_success" => set(&mut s.on_success, notifiers(d, node, key)),
         "on_retry" => set(&mut s.on_retry, notifiers(d, node, key)),
         "on_execute" => set(&mut s.on_execute, notifiers(d, node, key)),
+        "max_active_tis_per_dag" => set(
+            &mut s.max_active_tis_per_dag,
+            nullable(node, |n| diag::count(d, n, key, 1)),
+        ),
         // Accepted for Airflow familiarity; checked but not stored.
         "owner" => diag::string(d, node, key).is_some(),
         _ => false,
@@ -330,6 +337,7 @@ fn noop_kind(diags: &mut Diagnostics<'_>, node: &Node) -> Option<TaskKind> {
 fn default_args_hint(key: &str) -> Option<String> {
     if key == "task_id"
         || key == "upstream"
+        || key == "expand"
         || kind_names().any(|k| k == key)
         || BRANCHING_KEYS.contains(&key)
     {
@@ -396,6 +404,8 @@ pub(crate) struct TaskSource<'n> {
     pub id_node: &'n Node,
     /// Each `upstream` entry and its node, in file order.
     pub upstream: Vec<(String, &'n Node)>,
+    /// The tasks whose XComs `expand` maps over, with the nodes naming them (full ids).
+    pub xcom_refs: Vec<crate::mapping::XComRef<'n>>,
 }
 
 /// Reads one entry of `tasks:`. `index` is 0-based, used to name tasks without an id.
@@ -434,6 +444,9 @@ pub(crate) fn task<'n>(
         Some(n) => crate::assets::outlets(diags, n).unwrap_or_default(),
         None => Vec::new(),
     };
+    let expand = fields
+        .get("expand")
+        .map(|n| (crate::mapping::expand(diags, n), n));
     let mut settings = Settings::default();
     for (key, value) in fields.iter() {
         if SETTING_KEYS.contains(&key) {
@@ -442,16 +455,27 @@ pub(crate) fn task<'n>(
     }
     let (task_id, id_node) = id?;
     let kind = kind?;
+    let (expand, xcom_refs) = match expand {
+        Some((read, node)) => {
+            let (expand, refs) = read?;
+            let branches = branching.is_some();
+            crate::mapping::check_task(diags, &label, &expand, node, &kind, branches);
+            (Some(expand), refs)
+        }
+        None => (None, Vec::new()),
+    };
     if diags.count() > before {
         return None;
     }
     let mut task = build_task(task_id, &upstream, kind, settings.or(defaults));
     task.branching = branching;
     task.outlets = outlets;
+    task.expand = expand;
     Some(TaskSource {
         task,
         id_node,
         upstream,
+        xcom_refs,
     })
 }
 
@@ -601,6 +625,8 @@ fn build_task(task_id: String, upstream: &[(String, &Node)], kind: TaskKind, s: 
             on_execute: s.on_execute.unwrap_or_default(),
         },
         outlets: Vec::new(),
+        expand: None,
+        max_active_tis_per_dag: s.max_active_tis_per_dag.flatten(),
         kind,
     }
 }

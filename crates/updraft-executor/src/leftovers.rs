@@ -28,10 +28,19 @@ const SAME_START: Duration = Duration::from_secs(3);
 /// The environment variable holding a local try's mark (see [`try_mark`]).
 pub const TRY_MARK_VAR: &str = "UPDRAFT_TRY_MARK";
 
-/// The mark of try `try_number` of task `task_id` in run `run_pk`, launched by the scheduler
-/// process `owner_pid` of this host: unique on the host while that process exists.
-pub fn try_mark(owner_pid: u32, run_pk: i64, task_id: &str, try_number: u32) -> String {
-    format!("{owner_pid}/{run_pk}/{try_number}/{task_id}")
+/// The mark of try `try_number` of the instance `key` names (its own try number is not
+/// used), launched by the scheduler process `owner_pid` of this host: unique on the host
+/// while that process exists. A mapped instance's mark ends in `@<map index>`.
+pub fn try_mark(owner_pid: u32, key: &crate::TryKey, try_number: u32) -> String {
+    let (run_pk, task_id) = (key.run_pk, &key.task_id);
+    if key.map_index < 0 {
+        format!("{owner_pid}/{run_pk}/{try_number}/{task_id}")
+    } else {
+        format!(
+            "{owner_pid}/{run_pk}/{try_number}/{task_id}@{}",
+            key.map_index
+        )
+    }
 }
 
 /// Kills the process groups of every process of this host whose environment carries `mark`
@@ -182,6 +191,26 @@ fn boot_time() -> Option<DateTime<Utc>> {
 mod tests {
     use super::*;
 
+    fn marked_key() -> crate::TryKey {
+        crate::TryKey {
+            run_pk: 7,
+            task_id: "marked".into(),
+            map_index: -1,
+            try_number: 1,
+        }
+    }
+
+    #[test]
+    fn a_mapped_instance_s_mark_names_its_map_index() {
+        let unmapped = try_mark(1, &marked_key(), 2);
+        assert_eq!(unmapped, "1/7/2/marked");
+        let mapped = crate::TryKey {
+            map_index: 3,
+            ..marked_key()
+        };
+        assert_eq!(try_mark(1, &mapped, 2), "1/7/2/marked@3");
+    }
+
     #[test]
     fn this_process_started_before_now_and_after_boot() {
         let since = running_since(std::process::id() as i32).expect("this process runs");
@@ -192,7 +221,7 @@ mod tests {
 
     #[tokio::test]
     async fn groups_carrying_a_tries_mark_are_killed_and_others_left_alone() {
-        let mark = try_mark(std::process::id(), 7, "marked", 1);
+        let mark = try_mark(std::process::id(), &marked_key(), 1);
         let spawn = |mark: &str| {
             tokio::process::Command::new("sh")
                 .args(["-c", "sleep 30 & wait"])
@@ -203,7 +232,7 @@ mod tests {
                 .unwrap()
         };
         let mut marked = spawn(&mark);
-        let mut other = spawn(&try_mark(std::process::id(), 7, "marked", 2));
+        let mut other = spawn(&try_mark(std::process::id(), &marked_key(), 2));
         let reaped = tokio::spawn(async move { marked.wait().await });
         assert_eq!(
             end_marked_groups(&mark, Duration::from_secs(5)).await,

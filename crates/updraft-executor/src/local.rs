@@ -77,16 +77,18 @@ pub struct TryKey {
     /// Primary key of the DAG run in the store.
     pub run_pk: i64,
     pub task_id: String,
+    /// The instance's map index (-1: not mapped).
+    pub map_index: i32,
     pub try_number: u32,
 }
 
 impl fmt::Display for TryKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "run {} task {} try {}",
-            self.run_pk, self.task_id, self.try_number
-        )
+        write!(f, "run {} task {}", self.run_pk, self.task_id)?;
+        if self.map_index >= 0 {
+            write!(f, " map index {}", self.map_index)?;
+        }
+        write!(f, " try {}", self.try_number)
     }
 }
 
@@ -1279,7 +1281,20 @@ fn prepare(inner: &Inner, rendered: &RenderedTask, key: &TryKey) -> Result<Place
 
 /// The name of a try's working directory (task ids are plain identifiers: no `/`).
 fn work_dir_name(key: &TryKey) -> String {
-    format!("{}-{}-{}", key.run_pk, key.task_id, key.try_number)
+    try_stem(key)
+}
+
+/// What names a try's own files and folders: `<run>-<task>-<try>`, and for a mapped instance
+/// `<run>-<task>@<map index>-<try>` (`@` is in no task id, so no two tries share a name).
+fn try_stem(key: &TryKey) -> String {
+    if key.map_index < 0 {
+        format!("{}-{}-{}", key.run_pk, key.task_id, key.try_number)
+    } else {
+        format!(
+            "{}-{}@{}-{}",
+            key.run_pk, key.task_id, key.map_index, key.try_number
+        )
+    }
 }
 
 /// Opens the log, writes the header and spawns the process. On failure, the message has
@@ -1372,7 +1387,7 @@ fn spawn(
     cmd.envs(rendered.secret_env.iter().map(|(k, v)| (k, v)));
     cmd.env(
         crate::leftovers::TRY_MARK_VAR,
-        crate::leftovers::try_mark(std::process::id(), key.run_pk, &key.task_id, try_number),
+        crate::leftovers::try_mark(std::process::id(), key, try_number),
     );
     cmd.env("UPDRAFT_CONF_FILE", &place.conf_file);
     if let Some(call_file) = &place.call_file {
@@ -1478,18 +1493,12 @@ fn make_temp_dir(prefix: &str, mode: u32) -> Result<PathBuf, String> {
 
 /// The conf file of one try (task ids are plain identifiers: no `/`).
 fn conf_path(dir: &Path, key: &TryKey) -> PathBuf {
-    dir.join(format!(
-        "{}-{}-{}.json",
-        key.run_pk, key.task_id, key.try_number
-    ))
+    dir.join(format!("{}.json", try_stem(key)))
 }
 
 /// The call file of one python try, beside its conf file.
 fn call_path(dir: &Path, key: &TryKey) -> PathBuf {
-    dir.join(format!(
-        "{}-{}-{}.call.json",
-        key.run_pk, key.task_id, key.try_number
-    ))
+    dir.join(format!("{}.call.json", try_stem(key)))
 }
 
 fn write_conf_file(path: &Path, conf: &str) -> Result<(), String> {

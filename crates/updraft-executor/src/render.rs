@@ -105,6 +105,12 @@ pub struct TemplateContext {
     pub task_id: String,
     /// 1-based, as in Airflow.
     pub try_number: u32,
+    /// Airflow's map index: -1 for an unmapped instance (`{{ map_index }}`,
+    /// `{{ ti.map_index }}`, `UPDRAFT_MAP_INDEX`).
+    pub map_index: i32,
+    /// A mapped instance's values of its expanded arguments, by name: `{{ mapped.<name> }}`
+    /// and, for a python task, keyword arguments of its callable. Empty when not mapped.
+    pub mapped: serde_json::Map<String, serde_json::Value>,
     pub logical_date: DateTime<Utc>,
     pub data_interval_start: DateTime<Utc>,
     pub data_interval_end: DateTime<Utc>,
@@ -315,6 +321,11 @@ pub fn render_task_within(
     if conf.len() <= CONF_ENV_MAX_BYTES {
         env.insert("UPDRAFT_CONF".to_owned(), conf.clone());
     }
+    if ctx.map_index >= 0 {
+        let map_index = ctx.map_index.to_string();
+        env.insert("UPDRAFT_MAP_INDEX".to_owned(), map_index.clone());
+        env.insert("AIRFLOW_CTX_MAP_INDEX".to_owned(), map_index);
+    }
 
     let cwd = match &task.cwd {
         Some(c) => Some(PathBuf::from(
@@ -416,11 +427,14 @@ fn render_python(
         .enumerate()
         .map(|(i, v)| render_json(r, v, &format!("op_args[{i}]")))
         .collect::<Result<Vec<_>, _>>()?;
-    let op_kwargs = python
+    let mut op_kwargs = python
         .op_kwargs
         .iter()
         .map(|(k, v)| Ok((k.clone(), render_json(r, v, &format!("op_kwargs.{k}"))?)))
         .collect::<Result<serde_json::Map<_, _>, FieldError>>()?;
+    // A mapped instance's values are keyword arguments, as Airflow's `@task` expand gives
+    // them (the DAG file refuses a name both partial and expanded). Not templates.
+    op_kwargs.extend(ctx.mapped.iter().map(|(k, v)| (k.clone(), v.clone())));
     let call = serde_json::json!({
         "callable": python.callable,
         "op_args": op_args,
@@ -571,7 +585,7 @@ fn python_context(ctx: &TemplateContext) -> serde_json::Value {
         "dag_id": ctx.dag_id,
         "task_id": ctx.task_id,
         "try_number": ctx.try_number,
-        "map_index": -1,
+        "map_index": ctx.map_index,
         "params": ctx.params,
         "tenant": ctx.tenant,
         "task_instance_key_str": task_instance_key_str,
@@ -942,6 +956,7 @@ fn context_value(ctx: &TemplateContext) -> Value {
     let ti = Value::from_object(xcom::TaskInstance {
         fields: Value::from_pairs([
             ("try_number", Value::from(ctx.try_number)),
+            ("map_index", Value::from(ctx.map_index)),
             ("task_id", Value::from(ctx.task_id.as_str())),
             ("dag_id", Value::from(ctx.dag_id.as_str())),
             ("run_id", Value::from(ctx.run_id.as_str())),
@@ -959,6 +974,15 @@ fn context_value(ctx: &TemplateContext) -> Value {
         ("data_interval_start", data_interval_start),
         ("data_interval_end", data_interval_end),
         ("run_id", Value::from(ctx.run_id.as_str())),
+        ("map_index", Value::from(ctx.map_index)),
+        (
+            "mapped",
+            Value::from_pairs(
+                ctx.mapped
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), json_to_value(v))),
+            ),
+        ),
         ("dag_run", dag_run),
         ("params", params),
         ("dag", dag),
@@ -1144,6 +1168,8 @@ mod tests {
             run_id: "scheduled__2024-03-05T06:07:08+00:00".into(),
             task_id: "load".into(),
             try_number: 2,
+            map_index: -1,
+            mapped: Default::default(),
             logical_date: Utc.with_ymd_and_hms(2024, 3, 5, 6, 7, 8).unwrap(),
             data_interval_start: Utc.with_ymd_and_hms(2024, 3, 5, 6, 7, 8).unwrap(),
             data_interval_end: Utc.with_ymd_and_hms(2024, 3, 6, 6, 7, 8).unwrap(),
@@ -1179,6 +1205,8 @@ mod tests {
             do_xcom_push: false,
             callbacks: Default::default(),
             outlets: vec![],
+            expand: None,
+            max_active_tis_per_dag: None,
             kind,
         }
     }

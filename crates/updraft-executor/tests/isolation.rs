@@ -67,6 +67,7 @@ async fn run(
         key: TryKey {
             run_pk: 1,
             task_id: task_id.into(),
+            map_index: -1,
             try_number: 1,
         },
         rendered: task(tenant, script),

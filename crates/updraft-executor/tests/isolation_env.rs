@@ -37,6 +37,7 @@ fn a_try_sees_only_the_allowed_part_of_the_schedulers_environment() {
             key: TryKey {
                 run_pk: 1,
                 task_id: "env".into(),
+                map_index: -1,
                 try_number: 1,
             },
             rendered: RenderedTask {

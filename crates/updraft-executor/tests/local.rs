@@ -93,6 +93,7 @@ fn key(task: &str) -> TryKey {
     TryKey {
         run_pk: 7,
         task_id: task.into(),
+        map_index: -1,
         try_number: 1,
     }
 }
@@ -307,6 +308,8 @@ fn test_dag_and_task(kind: TaskKind) -> (Dag, Task) {
         do_xcom_push: false,
         callbacks: Default::default(),
         outlets: vec![],
+        expand: None,
+        max_active_tis_per_dag: None,
         kind,
     };
     let mut dag_env = BTreeMap::new();
@@ -365,6 +368,8 @@ async fn rendered_environment_and_cwd_reach_the_process() {
         run_id: "scheduled__2024-01-02T00:00:00+00:00".into(),
         task_id: "env".into(),
         try_number: 3,
+        map_index: -1,
+        mapped: Default::default(),
         logical_date: Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap(),
         data_interval_start: Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap(),
         data_interval_end: Utc.with_ymd_and_hms(2024, 1, 3, 0, 0, 0).unwrap(),
@@ -440,6 +445,8 @@ async fn a_large_conf_reaches_the_task_through_its_file() {
         run_id: "manual__2024-01-02T00:00:00+00:00".into(),
         task_id: "env".into(),
         try_number: 1,
+        map_index: -1,
+        mapped: Default::default(),
         logical_date: Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap(),
         data_interval_start: Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap(),
         data_interval_end: Utc.with_ymd_and_hms(2024, 1, 3, 0, 0, 0).unwrap(),

@@ -25,6 +25,8 @@ fn context(secrets: TemplateSecrets) -> TemplateContext {
         run_id: "manual__2024-01-02T00:00:00+00:00".into(),
         task_id: "print".into(),
         try_number: 1,
+        map_index: -1,
+        mapped: Default::default(),
         logical_date: Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap(),
         data_interval_start: Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap(),
         data_interval_end: Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap(),
@@ -95,6 +97,7 @@ tasks:
     let key = TryKey {
         run_pk: 1,
         task_id: "print".into(),
+        map_index: -1,
         try_number: 1,
     };
     executor.launch(LaunchSpec {
@@ -146,6 +149,7 @@ async fn the_connection_uri_reaches_the_process_environment() {
         key: TryKey {
             run_pk: 1,
             task_id: "print".into(),
+            map_index: -1,
             try_number: 1,
         },
         rendered,
@@ -174,6 +178,7 @@ async fn run_to_end(rendered: updraft_executor::RenderedTask, log: &Path) -> Str
         key: TryKey {
             run_pk: 1,
             task_id: "print".into(),
+            map_index: -1,
             try_number: 1,
         },
         rendered,

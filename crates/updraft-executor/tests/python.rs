@@ -156,6 +156,7 @@ impl Setup {
         let key = TryKey {
             run_pk: 1,
             task_id: task_id.to_owned(),
+            map_index: -1,
             try_number: 2,
         };
         self.executor.launch(LaunchSpec {
@@ -214,6 +215,8 @@ fn context(task_id: &str) -> TemplateContext {
         run_id: "manual__2024-03-05T06:07:08+00:00".into(),
         task_id: task_id.into(),
         try_number: 2,
+        map_index: -1,
+        mapped: Default::default(),
         logical_date: Utc.with_ymd_and_hms(2024, 3, 5, 6, 7, 8).unwrap(),
         data_interval_start: Utc.with_ymd_and_hms(2024, 3, 4, 6, 7, 8).unwrap(),
         data_interval_end: Utc.with_ymd_and_hms(2024, 3, 5, 6, 7, 8).unwrap(),
@@ -257,6 +260,8 @@ fn dag_and_task(task_id: &str, python: PythonTask, dags: &Path) -> (Dag, Task) {
         callbacks: Default::default(),
         branching: None,
         outlets: vec![],
+        expand: None,
+        max_active_tis_per_dag: None,
         kind: TaskKind::Python(Box::new(python)),
     };
     let dag = Dag {

@@ -68,6 +68,7 @@ fn spec(dir: &Path, task: &str, rendered: RenderedTask, timeout: Option<Duration
             run_pk: 1,
             task_id: task.into(),
             try_number: 1,
+            map_index: -1,
         },
         rendered,
         log_path: dir.join(format!("{task}.log")),
@@ -214,6 +215,7 @@ async fn a_poke_is_bounded_by_its_timeout_and_stopped_by_a_kill_or_shutdown() {
         run_pk: 1,
         task_id: "killed".into(),
         try_number: 1,
+        map_index: -1,
     };
     assert!(matches!(rx.recv().await, Some(TryEvent::Started { .. })));
     assert!(exec.kill(&key));

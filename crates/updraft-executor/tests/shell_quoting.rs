@@ -32,6 +32,8 @@ fn dag_with_script(script: &str) -> (Dag, Task) {
         do_xcom_push: false,
         callbacks: Default::default(),
         outlets: vec![],
+        expand: None,
+        max_active_tis_per_dag: None,
         kind: TaskKind::Bash(script.into()),
     };
     let dag = Dag {
@@ -68,6 +70,8 @@ fn context(who: &str) -> TemplateContext {
         run_id: "manual__2024-01-02T00:00:00+00:00".into(),
         task_id: "greet".into(),
         try_number: 1,
+        map_index: -1,
+        mapped: Default::default(),
         logical_date: Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap(),
         data_interval_start: Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap(),
         data_interval_end: Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).unwrap(),

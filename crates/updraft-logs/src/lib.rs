@@ -98,6 +98,28 @@ pub fn rel_path(
     rel_string(&path).unwrap_or_default()
 }
 
+/// [`rel_path`] of a mapped instance's try (`.../<task_id>/map_index=<i>/attempt=<n>.log`);
+/// with `map_index` -1 exactly [`rel_path`].
+pub fn mapped_rel_path(
+    tenant: &str,
+    dag_id: &str,
+    run_id: &str,
+    task_id: &str,
+    map_index: i32,
+    try_number: u32,
+) -> String {
+    let path = updraft_dag::mapped_log_path(
+        Path::new(""),
+        tenant,
+        dag_id,
+        run_id,
+        task_id,
+        map_index,
+        try_number,
+    );
+    rel_string(&path).unwrap_or_default()
+}
+
 fn rel_string(path: &Path) -> Option<String> {
     let parts: Option<Vec<&str>> = path
         .components()

@@ -72,6 +72,8 @@ impl Harness {
             run_id: run_id.into(),
             task_id: "t".into(),
             try_number: 1,
+            map_index: -1,
+            mapped: Default::default(),
             logical_date: date,
             data_interval_start: date,
             data_interval_end: date,
@@ -86,6 +88,7 @@ impl Harness {
         let key = TryKey {
             run_pk,
             task_id: "t".into(),
+            map_index: -1,
             try_number: 1,
         };
         let log = self.dir.path().join(format!("logs/{run_id}.log"));
@@ -744,6 +747,8 @@ async fn e2e_a_pod_on_a_real_cluster() {
         run_id: run_id.clone(),
         task_id: "t".into(),
         try_number: 1,
+        map_index: -1,
+        mapped: Default::default(),
         logical_date: date,
         data_interval_start: date,
         data_interval_end: date,
@@ -758,6 +763,7 @@ async fn e2e_a_pod_on_a_real_cluster() {
     let key = TryKey {
         run_pk: 1,
         task_id: "t".into(),
+        map_index: -1,
         try_number: 1,
     };
     let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =

@@ -12,12 +12,69 @@ use updraft_store::{
     TiRow,
 };
 
+/// What the queue choice needs to know of a few tasks, gathered from the DAGs' rows when they
+/// are refreshed: which are mapped (a mapped task's placeholder waits for its expansion and
+/// is never queued) and which have `max_active_tis_per_dag`. Empty for DAGs using neither.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TaskTraits {
+    /// dag_id → its mapped tasks.
+    pub mapped: HashMap<String, HashSet<String>>,
+    /// (dag_id, task_id) → `max_active_tis_per_dag`.
+    pub limits: HashMap<(String, String), i64>,
+}
+
+impl TaskTraits {
+    pub(crate) fn of(rows: &HashMap<String, DagRow>) -> TaskTraits {
+        let mut traits = TaskTraits::default();
+        for row in rows.values() {
+            for task in &row.dag.tasks {
+                if task.is_mapped() {
+                    traits
+                        .mapped
+                        .entry(row.dag.dag_id.clone())
+                        .or_default()
+                        .insert(task.task_id.clone());
+                }
+                if let Some(limit) = task.max_active_tis_per_dag {
+                    let key = (row.dag.dag_id.clone(), task.task_id.clone());
+                    traits.limits.insert(key, i64::from(limit));
+                }
+            }
+        }
+        traits
+    }
+
+    /// Whether `ti` is the placeholder of a mapped task (as the DAG's latest version says).
+    pub(crate) fn is_placeholder(&self, ti: &TiRow) -> bool {
+        ti.map_index < 0
+            && !self.mapped.is_empty()
+            && self
+                .mapped
+                .get(&ti.dag_id)
+                .is_some_and(|tasks| tasks.contains(&ti.task_id))
+    }
+}
+
+/// The scheduled placeholders of mapped tasks on `scheduled` (of runs in play): each waits
+/// for its task's expansion.
+pub(crate) fn placeholders<'a>(
+    scheduled: &'a [TiRow],
+    traits: &'a TaskTraits,
+    in_play: &'a HashSet<i64>,
+) -> impl Iterator<Item = &'a TiRow> {
+    scheduled
+        .iter()
+        .filter(move |ti| in_play.contains(&ti.run_pk) && traits.is_placeholder(ti))
+}
+
 /// Free room: pool slots from the pools' sizes, `max_active_tasks` from the DAGs' rows, both
-/// less what `held` (queued and running instances) takes; this scheduler's free parallelism.
+/// less what `held` (queued and running instances) takes; this scheduler's free parallelism;
+/// `max_active_tis_per_dag` of the tasks that have one, less their tries held.
 pub(crate) fn capacity<'a>(
     pool_slots: impl IntoIterator<Item = (&'a str, i64)>,
     held: &ActiveCounts,
     dag_rows: &HashMap<String, DagRow>,
+    traits: &TaskTraits,
     parallelism_free: i64,
 ) -> Capacity {
     let pool_free = pool_slots
@@ -37,10 +94,19 @@ pub(crate) fn capacity<'a>(
             )
         })
         .collect();
+    let task_free = traits
+        .limits
+        .iter()
+        .map(|(key, limit)| {
+            let used = held.per_task.get(key).copied().unwrap_or(0);
+            (key.clone(), limit - used)
+        })
+        .collect();
     Capacity {
         pool_free,
         dag_free,
         parallelism_free,
+        task_free,
     }
 }
 
@@ -69,16 +135,22 @@ pub(crate) fn no_room(capacity: &Capacity) -> ScheduledSkip {
 
 /// The instances of `scheduled` (those of runs in `in_play`) to queue within `capacity`, in
 /// queueing order, with the `max_active_tasks` of their DAGs for the store to re-check.
+/// Placeholders of mapped tasks are never chosen.
 pub(crate) fn choose(
     scheduled: &[TiRow],
     capacity: &Capacity,
     pool_owners: &PoolOwners,
     dag_rows: &HashMap<String, DagRow>,
+    traits: &TaskTraits,
     in_play: &HashSet<i64>,
 ) -> QueueChoice {
     let playing: Vec<&TiRow> = scheduled
         .iter()
-        .filter(|ti| in_play.contains(&ti.run_pk) && may_use_pool(ti, pool_owners))
+        .filter(|ti| {
+            in_play.contains(&ti.run_pk)
+                && may_use_pool(ti, pool_owners)
+                && !traits.is_placeholder(ti)
+        })
         .collect();
     let candidates: Vec<Candidate> = playing
         .iter()
@@ -103,13 +175,7 @@ pub(crate) fn choose(
         })
         .collect();
     QueueChoice {
-        keys: chosen
-            .iter()
-            .map(|ti| TiKey {
-                run_pk: ti.run_pk,
-                task_id: ti.task_id.clone(),
-            })
-            .collect(),
+        keys: chosen.iter().map(|ti| ti.key()).collect(),
         limits: QueueLimits { max_active_tasks },
     }
 }
@@ -130,16 +196,25 @@ pub(crate) fn in_unknown_pools<'a>(
 /// [`choose`] as the store's step calls it, on the room it reads inside its transaction.
 pub(crate) struct Selector<'a> {
     pub dag_rows: &'a HashMap<String, DagRow>,
+    pub traits: &'a TaskTraits,
     pub in_play: &'a HashSet<i64>,
     pub parallelism_free: i64,
     /// Instances seen waiting for a pool that does not exist, to warn about afterwards.
     pub unknown_pools: Mutex<Vec<TiRow>>,
+    /// Placeholders of mapped tasks seen scheduled, to expand afterwards.
+    pub placeholders: Mutex<Vec<TiKey>>,
 }
 
 impl Selector<'_> {
     fn capacity(&self, room: &QueueRoom) -> Capacity {
         let pools = room.pool_slots.iter().map(|(k, &v)| (k.as_str(), v));
-        capacity(pools, &room.held, self.dag_rows, self.parallelism_free)
+        capacity(
+            pools,
+            &room.held,
+            self.dag_rows,
+            self.traits,
+            self.parallelism_free,
+        )
     }
 }
 
@@ -155,7 +230,19 @@ impl QueueSelector for Selector<'_> {
         if let Ok(mut seen) = self.unknown_pools.lock() {
             seen.extend(unknown);
         }
-        choose(scheduled, &capacity, owners, self.dag_rows, self.in_play)
+        if !self.traits.mapped.is_empty()
+            && let Ok(mut seen) = self.placeholders.lock()
+        {
+            seen.extend(placeholders(scheduled, self.traits, self.in_play).map(TiRow::key));
+        }
+        choose(
+            scheduled,
+            &capacity,
+            owners,
+            self.dag_rows,
+            self.traits,
+            self.in_play,
+        )
     }
 }
 
@@ -195,6 +282,7 @@ mod tests {
             run_id: "r".into(),
             tenant: "t".into(),
             task_id: task_id.into(),
+            map_index: -1,
             state: TaskState::Scheduled,
             try_number: 0,
             max_tries: 1,
@@ -235,6 +323,8 @@ mod tests {
             in_play: &in_play,
             parallelism_free: 10,
             unknown_pools: Mutex::new(Vec::new()),
+            traits: &TaskTraits::default(),
+            placeholders: Mutex::default(),
         };
         // d holds 1 of its 2 tasks; default_pool has 3 slots, 1 held.
         let room = room(&[("default_pool", 3)], &[("d", 1)]);
@@ -268,6 +358,8 @@ mod tests {
             in_play: &in_play,
             parallelism_free: 10,
             unknown_pools: Mutex::new(Vec::new()),
+            traits: &TaskTraits::default(),
+            placeholders: Mutex::default(),
         };
         let mut room = room(&[("theirs", 3), ("ours", 3), ("shared", 3)], &[]);
         room.pool_tenants = [
@@ -301,6 +393,8 @@ mod tests {
             in_play: &in_play,
             parallelism_free: 10,
             unknown_pools: Mutex::new(Vec::new()),
+            traits: &TaskTraits::default(),
+            placeholders: Mutex::default(),
         };
         let mut skip = selector.skip(&room(&[("default_pool", 1), ("p", 4)], &[("d", 1)]));
         skip.pools.sort();

@@ -117,6 +117,7 @@ impl Ctx {
             .task_instance(&TiKey {
                 run_pk: run.id,
                 task_id: task_id.to_owned(),
+                map_index: -1,
             })
             .await
             .unwrap()
@@ -153,6 +154,7 @@ impl Ctx {
         let key = TiKey {
             run_pk: run.id,
             task_id: task_id.to_owned(),
+            map_index: -1,
         };
         self.store
             .reschedules(&key, try_number)
@@ -316,6 +318,7 @@ async fn a_timed_out_sensor_fails_without_retries_and_its_downstream_is_upstream
                 &TiKey {
                     run_pk: run.id,
                     task_id: "wait".into(),
+                    map_index: -1,
                 },
                 1,
             )
@@ -676,6 +679,7 @@ async fn exponential_backoff_doubles_the_wait_from_poke_to_poke() {
         let key = TiKey {
             run_pk: run.id,
             task_id: "wait".into(),
+            map_index: -1,
         };
         let rows = eventually("three pokes", DEADLINE, || async {
             let rows = ctx.store.reschedules(&key, 1).await.unwrap();

@@ -154,6 +154,7 @@ async fn seed(store: &dyn Store, folder: &Path) -> String {
                 .iter()
                 .map(|t| TiTransition {
                     task_id: t.task_id.clone(),
+                    map_index: -1,
                     expected: TaskState::None,
                     new: if r % 5 == 4 {
                         TaskState::Failed

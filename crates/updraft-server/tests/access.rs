@@ -70,6 +70,10 @@ fn rules() -> BTreeMap<(&'static str, &'static str), Rule> {
     const DRY_RUN: &str =
         "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/dry_run";
     const TRIES: &str = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries";
+    const MAPPED: &str =
+        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/listMapped";
+    const ONE_MAPPED: &str =
+        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}";
     const ONE_TRY: &str = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries/{task_try_number}";
     const LOGS: &str =
         "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}";
@@ -128,6 +132,8 @@ fn rules() -> BTreeMap<(&'static str, &'static str), Rule> {
         (("patch", TI), Object(User)),
         (("patch", DRY_RUN), Object(User)),
         (("get", TRIES), Object(Viewer)),
+        (("get", MAPPED), Object(Viewer)),
+        (("get", ONE_MAPPED), Object(Viewer)),
         (("get", ONE_TRY), Object(Viewer)),
         (("get", LOGS), Object(Viewer)),
         (("get", XCOMS), Object(Viewer)),
@@ -473,6 +479,7 @@ impl Fixture {
             ("task_id", "work".to_string()),
             ("try_number", "1".to_string()),
             ("task_try_number", "1".to_string()),
+            ("map_index", "-1".to_string()),
             ("version_number", "1".to_string()),
             ("pool_name", "a_pool".to_string()),
             ("connection_id", "a_conn".to_string()),
@@ -550,6 +557,7 @@ async fn start(store: &SqliteStore, run_pk: i64, task_id: &str) {
     let key = TiKey {
         run_pk,
         task_id: task_id.to_string(),
+        map_index: -1,
     };
     let current = store.task_instance(&key).await.unwrap().unwrap().state;
     store
@@ -557,6 +565,7 @@ async fn start(store: &SqliteStore, run_pk: i64, task_id: &str) {
             run_pk,
             &[TiTransition {
                 task_id: task_id.to_string(),
+                map_index: -1,
                 expected: current,
                 new: TaskState::Scheduled,
             }],

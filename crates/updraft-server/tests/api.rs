@@ -222,6 +222,7 @@ impl App {
         let key = TiKey {
             run_pk,
             task_id: task_id.to_string(),
+            map_index: -1,
         };
         let current = self.store.task_instance(&key).await.unwrap().unwrap().state;
         self.store
@@ -229,6 +230,7 @@ impl App {
                 run_pk,
                 &[TiTransition {
                     task_id: task_id.to_string(),
+                    map_index: -1,
                     expected: current,
                     new: TaskState::Scheduled,
                 }],
@@ -258,6 +260,7 @@ impl App {
         let key = TiKey {
             run_pk,
             task_id: task_id.to_string(),
+            map_index: -1,
         };
         let try_number = self
             .store
@@ -1673,6 +1676,107 @@ async fn tasks_are_listed_with_airflow_fields_and_their_group() {
         .expect(StatusCode::NOT_FOUND);
     assert!(missing.json()["detail"].as_str().unwrap().contains("nope"));
     app.get("/api/v2/dags/absent/tasks")
+        .await
+        .expect(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn mapped_instances_are_listed_read_and_their_logs_found_by_map_index() {
+    let app = App::new().await;
+    app.trigger("etl", json!({"dag_run_id": "r"})).await;
+    let pk = app.run_pk("etl", "r").await;
+    app.store
+        .force_run_state(pk, updraft_core::RunState::Running, Utc::now())
+        .await
+        .unwrap();
+    let base = "/api/v2/dags/etl/dagRuns/r/taskInstances/extract";
+    // Not expanded yet: no mapped instance, the placeholder is the unmapped one.
+    let none = app.get_ok(&format!("{base}/listMapped")).await;
+    assert_eq!(none["total_entries"], 0);
+    assert_eq!(app.get_ok(&format!("{base}/-1")).await["map_index"], -1);
+    app.store
+        .apply_transitions(
+            pk,
+            &[TiTransition {
+                task_id: "extract".into(),
+                map_index: -1,
+                expected: TaskState::None,
+                new: TaskState::Scheduled,
+            }],
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert!(app.store.expand_task(pk, "extract", 3).await.unwrap());
+
+    let listed = app.get_ok(&format!("{base}/listMapped?limit=2")).await;
+    assert_eq!(listed["total_entries"], 3);
+    let indexes: Vec<&Value> = listed["task_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ti| &ti["map_index"])
+        .collect();
+    assert_eq!(indexes, [&json!(0), &json!(1)]);
+    let ids: std::collections::BTreeSet<&str> = listed["task_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ti| ti["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "each instance has its own id");
+    let one = app.get_ok(&format!("{base}/2")).await;
+    assert_eq!(
+        (&one["map_index"], &one["state"]),
+        (&json!(2), &json!("scheduled"))
+    );
+    app.get(&format!("{base}/3"))
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    app.get(&format!("{base}/-1"))
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    app.get(&format!("{base}/x"))
+        .await
+        .expect(StatusCode::UNPROCESSABLE_ENTITY);
+    app.get("/api/v2/dags/etl/dagRuns/r/taskInstances/nope/listMapped")
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    let listed = app
+        .get_ok(&format!("{base}/listMapped?state=running"))
+        .await;
+    assert_eq!(listed["total_entries"], 0);
+
+    // A mapped instance's log, by map index, under Airflow's `map_index=` folder.
+    let owner = app
+        .store
+        .register_scheduler("h", 1, Utc::now())
+        .await
+        .unwrap();
+    let key = TiKey {
+        run_pk: pk,
+        task_id: "extract".into(),
+        map_index: 1,
+    };
+    app.store
+        .queue(&[key], owner, &Default::default(), Utc::now())
+        .await
+        .unwrap();
+    let path = updraft_dag::mapped_log_path(&app.logs, "default", "etl", "r", "extract", 1, 1);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, "instance one\n").unwrap();
+    let log = app
+        .get_ok(&format!("{base}/logs/1?map_index=1&full_content=true"))
+        .await;
+    let events: Vec<&str> = log["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["instance one"]);
+    // Index 0 has had no try: no log.
+    app.get(&format!("{base}/logs/1?map_index=0"))
         .await
         .expect(StatusCode::NOT_FOUND);
 }

@@ -876,6 +876,7 @@ async fn start(store: &SqliteStore, run_pk: i64, task_id: &str) {
     let key = TiKey {
         run_pk,
         task_id: task_id.to_string(),
+        map_index: -1,
     };
     let current = store.task_instance(&key).await.unwrap().unwrap().state;
     store
@@ -883,6 +884,7 @@ async fn start(store: &SqliteStore, run_pk: i64, task_id: &str) {
             run_pk,
             &[TiTransition {
                 task_id: task_id.to_string(),
+                map_index: -1,
                 expected: current,
                 new: TaskState::Scheduled,
             }],

@@ -154,9 +154,11 @@ impl Fixture {
             let key = TiKey {
                 run_pk: run.id,
                 task_id: task.to_string(),
+                map_index: -1,
             };
             let to = |expected, new| TiTransition {
                 task_id: task.to_string(),
+                map_index: -1,
                 expected,
                 new,
             };

@@ -129,6 +129,8 @@ pub struct TiQuery {
     pub run_id: Option<String>,
     /// Empty: every task.
     pub task_ids: Vec<String>,
+    /// Only instances of this map index (-1: the unmapped ones); `None`: any.
+    pub map_index: Option<i32>,
     /// Empty: any state.
     pub states: Vec<TaskState>,
     /// Empty: any pool.

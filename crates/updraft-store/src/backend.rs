@@ -370,6 +370,16 @@ impl<B: Backend> SchedulerStore for B {
         .await
     }
 
+    async fn expand_task(&self, run_pk: i64, task_id: &str, count: u32) -> Result<bool> {
+        write_tx(self, async |c| {
+            if !sql::runs::lock(c, run_pk).await? {
+                return Ok(false);
+            }
+            sql::task_instances::expand(c, run_pk, task_id, count).await
+        })
+        .await
+    }
+
     async fn previous_run_states(
         &self,
         dag_id: &str,

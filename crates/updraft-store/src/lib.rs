@@ -182,6 +182,9 @@ pub struct TiRow {
     pub run_id: String,
     pub tenant: String,
     pub task_id: String,
+    /// Airflow's map index: -1 for an unmapped instance or a mapped task's placeholder, 0..
+    /// for the instances of an expanded task.
+    pub map_index: i32,
     pub state: TaskState,
     /// Number of the latest try started (0 before the first). Airflow's `try_number`.
     pub try_number: u32,
@@ -206,11 +209,35 @@ pub struct TiRow {
     pub queued_by_job_id: Option<i64>,
 }
 
-/// Identifies a task instance within a run.
+/// Identifies a task instance within a run: Airflow's (run, task_id, map_index).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TiKey {
     pub run_pk: i64,
     pub task_id: String,
+    /// -1 for an unmapped instance (Airflow's).
+    pub map_index: i32,
+}
+
+impl TiKey {
+    /// The key of an unmapped instance (map index -1).
+    pub fn unmapped(run_pk: i64, task_id: impl Into<String>) -> TiKey {
+        TiKey {
+            run_pk,
+            task_id: task_id.into(),
+            map_index: -1,
+        }
+    }
+}
+
+impl TiRow {
+    /// This instance's key.
+    pub fn key(&self) -> TiKey {
+        TiKey {
+            run_pk: self.run_pk,
+            task_id: self.task_id.clone(),
+            map_index: self.map_index,
+        }
+    }
 }
 
 /// Task instance to create with a run.
@@ -227,6 +254,8 @@ pub struct NewTi {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TiTransition {
     pub task_id: String,
+    /// The instance's map index (-1 for an unmapped one).
+    pub map_index: i32,
     pub expected: TaskState,
     pub new: TaskState,
 }
@@ -278,6 +307,7 @@ pub struct RescheduleRow {
 pub struct TryRow {
     pub run_pk: i64,
     pub task_id: String,
+    pub map_index: i32,
     pub try_number: u32,
     pub state: TaskState,
     pub start_date: Option<DateTime<Utc>>,
@@ -305,6 +335,8 @@ pub struct ActiveCounts {
     pub per_dag: HashMap<String, i64>,
     /// All task instances held.
     pub total: i64,
+    /// (dag_id, task_id) → task instances held, for `max_active_tis_per_dag`.
+    pub per_task: HashMap<(String, String), i64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -515,6 +547,14 @@ pub trait SchedulerStore: Send + Sync {
     /// [`SchedulerStore::orphaned_task_instances`]), so two schedulers never both adopt it. Returns
     /// whether it applied.
     async fn adopt_orphan(&self, key: &TiKey, try_number: u32, job_id: i64) -> Result<bool>;
+    /// Expand a mapped task (dynamic task mapping): its placeholder (map index -1), if still
+    /// `scheduled`, becomes map index 0 (as Airflow turns the placeholder into index 0) and
+    /// `count - 1` copies of it, map indexes `1..count`, are created `scheduled` with the
+    /// same try number, tries, pool and priority. One transaction, the run's row locked
+    /// first. False (nothing written) when the placeholder is not there or not `scheduled`;
+    /// a `count` of zero is [`StoreError::Invalid`] (a task mapped over nothing is skipped
+    /// with [`SchedulerStore::apply_transitions`] instead).
+    async fn expand_task(&self, run_pk: i64, task_id: &str, count: u32) -> Result<bool>;
     /// State of each task in the run of this DAG immediately before `logical_date`
     /// (for `depends_on_past`): the run of `dag_id` with the greatest `logical_date` strictly
     /// before the given one, of any run type. `None` when there is no earlier run.
@@ -547,7 +587,7 @@ pub trait ReadStore: Send + Sync {
     async fn newest_runs(&self, filter: &NewestRunsFilter) -> Result<Vec<RunRow>>;
     /// The scheduled or backfill run with the latest data interval, to continue the timetable.
     async fn latest_scheduled_run(&self, dag_id: &str) -> Result<Option<RunRow>>;
-    /// Ordered by `task_id`.
+    /// Ordered by `task_id`, then `map_index`.
     async fn task_instances(&self, run_pk: i64) -> Result<Vec<TiRow>>;
     async fn task_instance(&self, key: &TiKey) -> Result<Option<TiRow>>;
     async fn active_counts(&self) -> Result<ActiveCounts>;

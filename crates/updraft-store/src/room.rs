@@ -66,6 +66,7 @@ mod tests {
             per_pool: HashMap::from([("p".into(), 3)]),
             per_dag: HashMap::from([("d".into(), 2)]),
             total: 3,
+            per_task: HashMap::new(),
         };
         Room::new([("p".to_string(), 4)], held)
     }

@@ -153,6 +153,12 @@ impl From<i64> for Arg {
     }
 }
 
+impl From<i32> for Arg {
+    fn from(v: i32) -> Arg {
+        Arg::Int(Some(i64::from(v)))
+    }
+}
+
 impl From<u32> for Arg {
     fn from(v: u32) -> Arg {
         Arg::Int(Some(i64::from(v)))

@@ -95,9 +95,9 @@ pub(crate) fn admit<'a>(
     choice: &QueueChoice,
     room: &QueueRoom,
 ) -> Vec<&'a TiRow> {
-    let mut on_page: HashMap<(i64, &str), &TiRow> = page
+    let mut on_page: HashMap<(i64, &str, i32), &TiRow> = page
         .iter()
-        .map(|ti| ((ti.run_pk, ti.task_id.as_str()), ti))
+        .map(|ti| ((ti.run_pk, ti.task_id.as_str(), ti.map_index), ti))
         .collect();
     let mut left = Room::new(
         room.pool_slots.iter().map(|(k, &v)| (k.clone(), v)),
@@ -106,7 +106,7 @@ pub(crate) fn admit<'a>(
     let mut admitted = Vec::with_capacity(choice.keys.len());
     for key in &choice.keys {
         // Removed once taken, so a key listed again is not queued twice.
-        let Some(ti) = on_page.remove(&(key.run_pk, key.task_id.as_str())) else {
+        let Some(ti) = on_page.remove(&(key.run_pk, key.task_id.as_str(), key.map_index)) else {
             continue;
         };
         let candidate = Candidate {
@@ -124,25 +124,17 @@ pub(crate) fn admit<'a>(
 
 /// The keys of `admitted`, for the backends' `queue_many`.
 pub(crate) fn keys(admitted: &[&TiRow]) -> Vec<TiKey> {
-    admitted
-        .iter()
-        .map(|ti| TiKey {
-            run_pk: ti.run_pk,
-            task_id: ti.task_id.clone(),
-        })
-        .collect()
+    admitted.iter().map(|ti| ti.key()).collect()
 }
 
 /// `queued` (rows in any order) in the order of `admitted`; instances that were not queued
 /// (changed since the page was read) are left out.
 pub(crate) fn in_order(admitted: &[&TiRow], queued: Vec<TiRow>) -> Vec<TiRow> {
-    let mut by_key: HashMap<(i64, String), TiRow> = queued
-        .into_iter()
-        .map(|row| ((row.run_pk, row.task_id.clone()), row))
-        .collect();
+    let mut by_key: HashMap<TiKey, TiRow> =
+        queued.into_iter().map(|row| (row.key(), row)).collect();
     admitted
         .iter()
-        .filter_map(|ti| by_key.remove(&(ti.run_pk, ti.task_id.clone())))
+        .filter_map(|ti| by_key.remove(&ti.key()))
         .collect()
 }
 

@@ -133,6 +133,7 @@ async fn write_each_kind(
             .iter()
             .map(|ti| TiTransition {
                 task_id: ti.task_id.clone(),
+                map_index: -1,
                 expected: TaskState::None,
                 new: TaskState::Skipped,
             })

@@ -237,6 +237,7 @@ async fn evaluate_runs_reports_a_locked_run_busy() {
     let decide = |_: &RunRow, _: &[TiSnapshot]| RunDecision {
         transitions: vec![TiTransition {
             task_id: "a".into(),
+            map_index: -1,
             expected: TaskState::None,
             new: TaskState::Scheduled,
         }],

@@ -141,6 +141,7 @@ async fn two_stores_on_one_file_write_concurrently() {
         .iter()
         .map(|n| updraft_store::TiTransition {
             task_id: n.clone(),
+            map_index: -1,
             expected: TaskState::None,
             new: TaskState::Scheduled,
         })
@@ -259,6 +260,7 @@ async fn hot_path_latency() {
         .iter()
         .map(|n| updraft_store::TiTransition {
             task_id: n.clone(),
+            map_index: -1,
             expected: TaskState::None,
             new: TaskState::Scheduled,
         })

@@ -281,6 +281,7 @@ async fn scheduler_config_without_secrets(
             timeout: c.scheduler.notification_timeout,
             ..Default::default()
         },
+        max_map_length: c.core.max_map_length,
     })
 }
 

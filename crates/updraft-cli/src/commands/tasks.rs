@@ -174,6 +174,7 @@ pub async fn run(cmd: TasksCommand, settings: &Settings, format: Format) -> Resu
             let key = TiKey {
                 run_pk: run.id,
                 task_id: task_id.clone(),
+                map_index: -1,
             };
             if !store.force_ti_state(&key, state, Utc::now()).await? {
                 bail!("no task `{task_id}` in run `{}`", run.run_id);
@@ -301,6 +302,7 @@ async fn logs(
         .task_instance(&TiKey {
             run_pk: run.id,
             task_id: task_id.to_string(),
+            map_index: -1,
         })
         .await?
         .with_context(|| format!("no task `{task_id}` in run `{}`", run.run_id))?;
@@ -350,18 +352,23 @@ pub async fn print_run_report(store: &dyn ReadStore, run: &RunRow, logs_root: &P
     );
     for ti in &tis {
         for try_number in 1..=ti.try_number {
-            let path = log_path(
+            let path = updraft_dag::mapped_log_path(
                 logs_root,
                 &run.tenant,
                 &run.dag_id,
                 &run.run_id,
                 &ti.task_id,
+                ti.map_index,
                 try_number,
             );
             let shown = path.strip_prefix(logs_root).unwrap_or(&path);
+            let instance = if ti.map_index >= 0 {
+                format!("{}[{}]", ti.task_id, ti.map_index)
+            } else {
+                ti.task_id.clone()
+            };
             println!(
-                "--- {} try {try_number} ({}): {} ---",
-                ti.task_id,
+                "--- {instance} try {try_number} ({}): {} ---",
                 ti.state,
                 shown.display()
             );
@@ -415,6 +422,8 @@ async fn render_from_file(
         run_id: run_id.clone(),
         task_id: task.task_id.clone(),
         try_number: 1,
+        map_index: -1,
+        mapped: Default::default(),
         logical_date,
         data_interval_start: interval.start,
         data_interval_end: interval.end,
@@ -519,6 +528,7 @@ async fn test(
         key: TryKey {
             run_pk: 0,
             task_id: task_id.to_string(),
+            map_index: -1,
             try_number: 1,
         },
         rendered,

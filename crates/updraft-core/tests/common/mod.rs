@@ -34,6 +34,8 @@ pub fn task(id: &str, upstream: &[&str]) -> Task {
         do_xcom_push: false,
         callbacks: Default::default(),
         outlets: vec![],
+        expand: None,
+        max_active_tis_per_dag: None,
         kind: TaskKind::Noop,
     }
 }
@@ -98,6 +100,7 @@ pub fn run_to_end(
             .iter()
             .map(|(id, s)| TiSnapshot {
                 task_id: id.clone(),
+                map_index: -1,
                 state: *s,
                 try_number: 1,
                 retry_at: None,

@@ -52,6 +52,9 @@ pub struct SchedulerConfig {
     /// How often, how far apart and how long each notification of the DAGs' notifiers is tried
     /// (`[scheduler] notification_*`).
     pub notification_retry: updraft_notify::RetryPolicy,
+    /// The most instances a mapped task may expand to (`[core] max_map_length`, Airflow's,
+    /// 1024 by default); a task expanding to more fails.
+    pub max_map_length: usize,
 }
 
 /// A Kubernetes cluster to run tries in.

@@ -89,16 +89,27 @@ impl RunDecider for Decider<'_> {
         };
         // A focused evaluation's retries are already timed: each by the report that made it
         // (`TrackedRuns::retries`) or by the whole evaluation that found it (`run_wake`).
-        Some(RunDecision {
-            transitions: evaluation
-                .transitions
+        let unmapped = evaluation
+            .transitions
+            .into_iter()
+            .map(|(task_id, expected, new)| TiTransition {
+                task_id,
+                map_index: -1,
+                expected,
+                new,
+            });
+        let mapped =
+            evaluation
+                .mapped_transitions
                 .into_iter()
-                .map(|(task_id, expected, new)| TiTransition {
+                .map(|(task_id, map_index, expected, new)| TiTransition {
                     task_id,
+                    map_index,
                     expected,
                     new,
-                })
-                .collect(),
+                });
+        Some(RunDecision {
+            transitions: unmapped.chain(mapped).collect(),
             run_state: evaluation.run_state,
         })
     }
@@ -164,9 +175,11 @@ impl Scheduler {
         let page = if queue { self.queue_page_size() } else { 0 };
         let selector = Selector {
             dag_rows: &self.definitions.rows,
+            traits: &self.definitions.traits,
             in_play: &self.tracked.in_play,
             parallelism_free: self.parallelism_free(),
             unknown_pools: Default::default(),
+            placeholders: Default::default(),
         };
         let step = QueueStep {
             owner: self.job.id,
@@ -185,6 +198,8 @@ impl Scheduler {
             )
             .await;
         let unknown_pools = selector.unknown_pools.into_inner().unwrap_or_default();
+        let placeholders = selector.placeholders.into_inner().unwrap_or_default();
+        self.tracked.placeholders.extend(placeholders);
         let read_whole = decider.read_whole.into_inner().unwrap_or_default();
         let (outcomes, queued_page) = match recorded {
             Ok(step) => {
@@ -229,6 +244,7 @@ impl Scheduler {
             if !decision.transitions.is_empty() || decision.run_state.is_some() {
                 self.publish(run_pk);
             }
+            self.placeholders_scheduled(run_pk, &decision, &dags);
             if let Some(state) = decision.run_state {
                 self.tracked.in_play.remove(&run_pk);
                 if let Some(run) = self.tracked.known.get(&run_pk) {
@@ -291,7 +307,11 @@ impl Scheduler {
 
     /// A run that finished or is no longer running: nothing about it is kept.
     pub(super) fn forget(&mut self, run_pk: i64) {
-        self.tries.notifiers.retain(|(pk, _, _), _| *pk != run_pk);
+        self.tracked.mapped.retain(|(pk, _), _| *pk != run_pk);
+        self.tracked.placeholders.retain(|key| key.run_pk != run_pk);
+        self.tries
+            .notifiers
+            .retain(|(pk, _, _, _), _| *pk != run_pk);
         self.tracked.known.remove(&run_pk);
         self.tracked.read_whole.remove(&run_pk);
         self.tracked.run_wake.remove(&run_pk);

@@ -326,6 +326,7 @@ impl Scheduler {
             };
             rows.insert(head.dag_id, row);
         }
+        self.definitions.traits = crate::selection::TaskTraits::of(&rows);
         self.definitions.rows = rows;
         Ok(())
     }

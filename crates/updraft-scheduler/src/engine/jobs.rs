@@ -194,10 +194,11 @@ impl Scheduler {
             "this scheduler was declared dead by another; stopping its tries and registering again"
         );
         let mut released = Vec::new();
-        for ((run_pk, task_id), flight) in &self.tries.in_flight {
+        for (ti_key, flight) in &self.tries.in_flight {
             let key = TryKey {
-                run_pk: *run_pk,
-                task_id: task_id.clone(),
+                run_pk: ti_key.run_pk,
+                task_id: ti_key.task_id.clone(),
+                map_index: ti_key.map_index,
                 try_number: flight.try_number,
             };
             // A pod is left to whoever took the try over (it adopts the pod); a local process
@@ -208,7 +209,7 @@ impl Scheduler {
                 .as_ref()
                 .is_some_and(|p| p.release(&key))
             {
-                released.push((*run_pk, task_id.clone()));
+                released.push(ti_key.clone());
             } else {
                 self.executors.local.kill(&key);
             }

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tracing::warn;
-use updraft_dag::{TaskKind, log_path};
+use updraft_dag::{TaskKind, mapped_log_path};
 use updraft_executor::render::{
     RenderBudget, TemplateContext, TemplateXComs, XComReferences, has_templates, look_up_secrets,
     render_task, render_task_within, secret_references, xcom_references,
@@ -38,7 +38,7 @@ use updraft_executor::{
 };
 use updraft_secrets::Secrets;
 use updraft_sources::Sources;
-use updraft_store::{NOT_MAPPED, RunRow, Store, TiRow, XComQuery};
+use updraft_store::{NOT_MAPPED, RunRow, Store, TiKey, TiRow, XComQuery};
 
 use updraft_pods::{PodExecutor, TryIdentity};
 
@@ -61,6 +61,7 @@ impl Scheduler {
         let key = TryKey {
             run_pk: ti.run_pk,
             task_id: ti.task_id.clone(),
+            map_index: ti.map_index,
             try_number: ti.try_number,
         };
         let log = self.try_log_path(run, ti);
@@ -70,10 +71,22 @@ impl Scheduler {
                 .fail_before_start(key, &log, "task is missing from the run's DAG version", now)
                 .await;
         };
-        let context = match template_context(run, &cached, ti) {
+        let mut context = match template_context(run, &cached, ti) {
             Ok(context) => context,
             Err(message) => return self.fail_before_start(key, &log, &message, now).await,
         };
+        if ti.map_index >= 0 {
+            match self.mapped_args(run, &cached, ti).await? {
+                Ok(mapped) => {
+                    context.map_index = ti.map_index;
+                    context.mapped = mapped;
+                }
+                Err(message) => {
+                    let message = format!("cannot map this instance: {message}");
+                    return self.fail_before_start(key, &log, &message, now).await;
+                }
+            }
+        }
         let timeout = task.execution_timeout;
         let pods = self.pods_for(&task.kind).cloned();
         let local = self.executors.local.clone();
@@ -117,6 +130,7 @@ impl Scheduler {
             store: self.store.clone(),
             run_pk: run.id,
             try_number: ti.try_number,
+            map_index: ti.map_index,
         };
         let tenant = run.tenant.clone();
         let dag = cached.clone();
@@ -185,7 +199,7 @@ impl Scheduler {
             .is_some_and(|t| !t.callbacks.is_empty())
         {
             self.tries.notifiers.insert(
-                (ti.run_pk, ti.task_id.clone(), ti.try_number),
+                super::state::try_id(&ti.key(), ti.try_number),
                 super::notify::TryNotifiers {
                     dag: cached.clone(),
                     reason: None,
@@ -193,7 +207,7 @@ impl Scheduler {
             );
         }
         self.tries.in_flight.insert(
-            (ti.run_pk, ti.task_id.clone()),
+            ti.key(),
             InFlight {
                 try_number: ti.try_number,
                 log,
@@ -242,12 +256,13 @@ impl Scheduler {
     }
 
     pub(super) fn try_log_path(&self, run: &RunRow, ti: &TiRow) -> PathBuf {
-        log_path(
+        mapped_log_path(
             &self.config.logs_folder,
             &run.tenant,
             &run.dag_id,
             &run.run_id,
             &ti.task_id,
+            ti.map_index,
             ti.try_number,
         )
     }
@@ -345,6 +360,7 @@ struct Lookups {
     run_pk: i64,
     /// The try being launched (a sensor's pokes so far are those of this try).
     try_number: u32,
+    map_index: i32,
 }
 
 /// Looks up what the task refers to, then renders it off the loop.
@@ -380,15 +396,14 @@ async fn prepare(
         .await
         .map_err(|e: RenderError| e.to_string())?;
     if let Program::Sensor(sensor) = &mut rendered.program {
-        super::sensors::add_progress(
-            lookups.store.as_ref(),
-            lookups.run_pk,
-            &task_id,
-            lookups.try_number,
-            sensor,
-        )
-        .await
-        .map_err(|e| format!("task `{task_id}`: reading the sensor's pokes failed: {e}"))?;
+        let key = TiKey {
+            run_pk: lookups.run_pk,
+            task_id: task_id.clone(),
+            map_index: lookups.map_index,
+        };
+        super::sensors::add_progress(lookups.store.as_ref(), &key, lookups.try_number, sensor)
+            .await
+            .map_err(|e| format!("task `{task_id}`: reading the sensor's pokes failed: {e}"))?;
     }
     if !rendered.mask.is_empty()
         && let Ok(mut global) = updraft_secrets::mask::global().write()
@@ -398,8 +413,10 @@ async fn prepare(
     Ok(rendered)
 }
 
-/// The run's XComs (not mapped) of the tasks `pulled` names, for `ti.xcom_pull`. A stored
-/// value that is not JSON is left out (a pull of it gives `none`).
+/// The run's XComs of the tasks `pulled` names, for `ti.xcom_pull`: an unmapped task's value,
+/// and for a mapped task the list of its instances' values in map index order (Airflow's lazy
+/// sequence). A stored value that is not JSON is left out (a pull of it gives `none`, or is
+/// missing from the list).
 async fn look_up_xcoms(
     store: &dyn Store,
     run_pk: i64,
@@ -414,14 +431,26 @@ async fn look_up_xcoms(
         .xcoms(&XComQuery {
             run_pk,
             task_ids,
-            map_index: Some(NOT_MAPPED),
             ..XComQuery::default()
         })
         .await?;
     let mut xcoms = TemplateXComs::new();
     for row in rows {
-        if let Ok(value) = serde_json::from_str(&row.value) {
-            xcoms.entry(row.task_id).or_default().insert(row.key, value);
+        let Ok(value) = serde_json::from_str(&row.value) else {
+            continue;
+        };
+        let values = xcoms.entry(row.task_id).or_default();
+        if row.map_index == NOT_MAPPED {
+            values.insert(row.key, value);
+            continue;
+        }
+        // Rows come in map index order: each mapped value joins its key's list.
+        match values
+            .entry(row.key)
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+        {
+            serde_json::Value::Array(list) => list.push(value),
+            other => *other = serde_json::Value::Array(vec![value]),
         }
     }
     Ok(xcoms)
@@ -474,6 +503,8 @@ pub(super) fn context_for(
         run_id: run.run_id.clone(),
         task_id: task_id.to_owned(),
         try_number,
+        map_index: -1,
+        mapped: Default::default(),
         logical_date: run.logical_date,
         data_interval_start: run.data_interval_start,
         data_interval_end: run.data_interval_end,

@@ -42,14 +42,19 @@ impl Scheduler {
     /// A try ended: its log goes up once the end is recorded.
     pub(super) fn log_ending(&mut self, key: &TryKey, log: std::path::PathBuf) {
         if self.tries.logs.uploader.is_some() {
-            let id = (key.run_pk, key.task_id.clone(), key.try_number);
+            let id = (
+                key.run_pk,
+                key.task_id.clone(),
+                key.map_index,
+                key.try_number,
+            );
             self.tries.logs.ending.insert(id, log);
         }
     }
 
     /// The end of `key`'s try `try_number` is recorded.
     pub(super) fn end_recorded(&mut self, key: &TiKey, try_number: u32) {
-        let id = (key.run_pk, key.task_id.clone(), try_number);
+        let id = super::state::try_id(key, try_number);
         if let Some(log) = self.tries.logs.ending.remove(&id) {
             self.log_ended(&log);
         }

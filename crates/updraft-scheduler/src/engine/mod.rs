@@ -32,6 +32,7 @@ mod folder;
 mod jobs;
 mod launch;
 mod logs;
+mod mapping;
 mod notify;
 mod orphans;
 mod passes;

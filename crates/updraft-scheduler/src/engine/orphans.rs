@@ -24,27 +24,24 @@ use crate::dagcache::CachedDag;
 impl Scheduler {
     /// Stop tries whose instance was cleared or marked by someone else meanwhile.
     pub(super) async fn stop_tries_changed_elsewhere(&mut self) -> Result<(), SchedulerError> {
-        let keys: Vec<(i64, String, u32)> = self
+        let keys: Vec<(TiKey, u32)> = self
             .tries
             .in_flight
             .iter()
-            .map(|((pk, task), f)| (*pk, task.clone(), f.try_number))
+            .map(|(key, f)| (key.clone(), f.try_number))
             .collect();
-        for (run_pk, task_id, try_number) in keys {
-            let key = TiKey {
-                run_pk,
-                task_id: task_id.clone(),
-            };
+        for (key, try_number) in keys {
             let still_ours = self
                 .store
                 .task_instance(&key)
                 .await?
                 .is_some_and(|ti| ti.state.is_active() && ti.try_number == try_number);
             if !still_ours {
-                info!(%task_id, try_number, "stopping a try whose instance changed elsewhere");
+                info!(task_id = %key.task_id, map_index = key.map_index, try_number, "stopping a try whose instance changed elsewhere");
                 self.kill_try(&TryKey {
-                    run_pk,
-                    task_id,
+                    run_pk: key.run_pk,
+                    task_id: key.task_id,
+                    map_index: key.map_index,
                     try_number,
                 });
             }
@@ -96,12 +93,8 @@ impl Scheduler {
             append_log_line(&log, line).await;
             let (state, retry_at) =
                 on_try_finished(task, ti.try_number, ti.max_tries, TryOutcome::Failed, now);
-            let key = TiKey {
-                run_pk: ti.run_pk,
-                task_id: ti.task_id.clone(),
-            };
             self.store
-                .finish_try(&key, ti.try_number, state, retry_at, now)
+                .finish_try(&ti.key(), ti.try_number, state, retry_at, now)
                 .await?;
             if ran_here(&ti, &self.config.hostname) {
                 self.log_ended(&log);
@@ -118,7 +111,13 @@ impl Scheduler {
         let marked = match ti.queued_by_job_id.and_then(|job| owners.get(&job)) {
             // Found by the mark in their environment: also when the start was never recorded.
             Some(owner) => {
-                let mark = try_mark(*owner, ti.run_pk, &ti.task_id, ti.try_number);
+                let key = TryKey {
+                    run_pk: ti.run_pk,
+                    task_id: ti.task_id.clone(),
+                    map_index: ti.map_index,
+                    try_number: ti.try_number,
+                };
+                let mark = try_mark(*owner, &key, ti.try_number);
                 let leftover = end_marked_groups(&mark, LEFTOVER_PATIENCE).await;
                 if leftover != Leftover::None {
                     warn!(task_id = %ti.task_id, try_number = ti.try_number, ?leftover, "killed the processes carrying an orphaned try's mark");
@@ -209,13 +208,9 @@ impl Scheduler {
             }
             return Ok(Adoption::NoPod);
         };
-        let key = TiKey {
-            run_pk: ti.run_pk,
-            task_id: ti.task_id.clone(),
-        };
         if !self
             .store
-            .adopt_orphan(&key, ti.try_number, self.job.id)
+            .adopt_orphan(&ti.key(), ti.try_number, self.job.id)
             .await?
         {
             return Ok(Adoption::Later);
@@ -231,6 +226,7 @@ impl Scheduler {
             TryKey {
                 run_pk: ti.run_pk,
                 task_id: ti.task_id.clone(),
+                map_index: ti.map_index,
                 try_number: ti.try_number,
             },
             &pod,

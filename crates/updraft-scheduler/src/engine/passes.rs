@@ -133,7 +133,17 @@ impl Scheduler {
             let soon = chrono::Duration::from_std(BUSY_RETRY).unwrap_or_default();
             self.wake(now + soon);
         }
-        self.queue_and_launch(now, first_page).await
+        if self.expand_placeholders(now).await? {
+            // The expanded runs are read whole and their instances queued in one step.
+            let (_, page) = self.evaluate(now, true).await?;
+            first_page = page;
+        }
+        self.queue_and_launch(now, first_page).await?;
+        if !self.tracked.placeholders.is_empty() {
+            // Found by the queue pass: expanded at the next pass, at once.
+            self.wake(now);
+        }
+        Ok(())
     }
 
     pub(super) async fn runs_in_scope(

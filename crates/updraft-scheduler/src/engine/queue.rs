@@ -93,11 +93,17 @@ impl Scheduler {
                 .cloned()
                 .collect();
         self.report_unknown_pools(&unknown);
+        let waiting: Vec<_> =
+            selection::placeholders(&scheduled, &self.definitions.traits, &self.tracked.in_play)
+                .map(TiRow::key)
+                .collect();
+        self.tracked.placeholders.extend(waiting);
         let choice = selection::choose(
             &scheduled,
             capacity,
             pool_owners,
             &self.definitions.rows,
+            &self.definitions.traits,
             &self.tracked.in_play,
         );
         if choice.keys.is_empty() {
@@ -173,6 +179,7 @@ impl Scheduler {
             slots,
             &counts,
             &self.definitions.rows,
+            &self.definitions.traits,
             self.parallelism_free(),
         );
         Ok((capacity, owners))

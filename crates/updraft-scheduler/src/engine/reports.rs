@@ -8,11 +8,11 @@ use tracing::{debug, warn};
 use updraft_core::retry::{TryOutcome, on_try_finished};
 use updraft_core::{TaskState, branch_skips};
 use updraft_executor::{ExecOutcome, TryEvent, TryKey, XComPush};
-use updraft_store::{NOT_MAPPED, RETURN_VALUE, TiKey, TryReport, TryXComs, XComEntry};
+use updraft_store::{RETURN_VALUE, TiKey, TryReport, TryXComs, XComEntry};
 
 use super::Scheduler;
 use super::launch::append_log_line_soon;
-use super::state::InFlight;
+use super::state::{InFlight, try_id};
 use crate::SchedulerError;
 
 impl Scheduler {
@@ -44,6 +44,7 @@ impl Scheduler {
                     key: TiKey {
                         run_pk: key.run_pk,
                         task_id: key.task_id,
+                        map_index: key.map_index,
                     },
                     try_number: key.try_number,
                     pid: pid.map(i64::from),
@@ -146,11 +147,7 @@ impl Scheduler {
                     // Only tries of tasks with notifiers are in the map; most steps skip it.
                     if applied
                         && !self.tries.notifiers.is_empty()
-                        && let Some(notifiers) = self.tries.notifiers.get(&(
-                            key.run_pk,
-                            key.task_id.clone(),
-                            *try_number,
-                        ))
+                        && let Some(notifiers) = self.tries.notifiers.get(&try_id(key, *try_number))
                     {
                         self.notify_task(
                             key.run_pk,
@@ -172,11 +169,8 @@ impl Scheduler {
                 } => {
                     self.end_recorded(key, *try_number);
                     if !self.tries.notifiers.is_empty()
-                        && let Some(notifiers) = self.tries.notifiers.remove(&(
-                            key.run_pk,
-                            key.task_id.clone(),
-                            *try_number,
-                        ))
+                        && let Some(notifiers) =
+                            self.tries.notifiers.remove(&try_id(key, *try_number))
                         && applied
                     {
                         self.notify_task(
@@ -188,11 +182,7 @@ impl Scheduler {
                             *at,
                         );
                     }
-                    let outlets = self.tries.outlet_events.remove(&(
-                        key.run_pk,
-                        key.task_id.clone(),
-                        *try_number,
-                    ));
+                    let outlets = self.tries.outlet_events.remove(&try_id(key, *try_number));
                     if let Some(events) = outlets
                         && applied
                         && *new == TaskState::Success
@@ -232,7 +222,11 @@ impl Scheduler {
         at: DateTime<Utc>,
         return_value: Option<&serde_json::Value>,
     ) -> Option<TryReport> {
-        let flight_key = (key.run_pk, key.task_id.clone());
+        let flight_key = TiKey {
+            run_pk: key.run_pk,
+            task_id: key.task_id.clone(),
+            map_index: key.map_index,
+        };
         // The end of an older try (stopped after its instance was cleared, while the next
         // try already runs) must not be taken for the end of the try in flight.
         if self
@@ -250,10 +244,10 @@ impl Scheduler {
         };
         self.log_ending(&key, flight.log.clone());
         if !self.tries.notifiers.is_empty()
-            && let Some(notifiers) =
-                self.tries
-                    .notifiers
-                    .get_mut(&(key.run_pk, key.task_id.clone(), flight.try_number))
+            && let Some(notifiers) = self
+                .tries
+                .notifiers
+                .get_mut(&try_id(&flight_key, flight.try_number))
         {
             notifiers.reason = super::notify::failure_reason(&outcome);
         }
@@ -267,10 +261,7 @@ impl Scheduler {
                 );
             }
             return Some(TryReport::Finished {
-                key: TiKey {
-                    run_pk: key.run_pk,
-                    task_id: key.task_id,
-                },
+                key: flight_key,
                 try_number: flight.try_number,
                 new: state,
                 retry_at,
@@ -298,13 +289,10 @@ impl Scheduler {
             let events = super::assets::outlet_events(&flight.dag.dag, &key.task_id, run_id, at);
             self.tries
                 .outlet_events
-                .insert((key.run_pk, key.task_id.clone(), flight.try_number), events);
+                .insert(try_id(&flight_key, flight.try_number), events);
         }
         Some(TryReport::Finished {
-            key: TiKey {
-                run_pk: key.run_pk,
-                task_id: key.task_id,
-            },
+            key: flight_key,
             try_number: flight.try_number,
             new: state,
             retry_at,
@@ -355,7 +343,7 @@ fn try_xcoms(key: &TryKey, pushed: Vec<XComPush>) -> TryXComs {
         run_pk: key.run_pk,
         task_id: key.task_id.clone(),
         try_number: key.try_number,
-        map_index: NOT_MAPPED,
+        map_index: i64::from(key.map_index),
         entries: pushed
             .into_iter()
             .map(|p| XComEntry {

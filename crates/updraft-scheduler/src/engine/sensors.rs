@@ -43,16 +43,11 @@ impl SensorStates for StoreStates {
 /// counts from) and how many rescheduled.
 pub(super) async fn add_progress(
     store: &dyn Store,
-    run_pk: i64,
-    task_id: &str,
+    key: &TiKey,
     try_number: u32,
     sensor: &mut SensorProgram,
 ) -> Result<(), StoreError> {
-    let key = TiKey {
-        run_pk,
-        task_id: task_id.to_owned(),
-    };
-    let rows = store.reschedules(&key, try_number).await?;
+    let rows = store.reschedules(key, try_number).await?;
     sensor.first_poke = rows.first().map(|r| r.start_date);
     sensor.rescheduled = u32::try_from(rows.len()).unwrap_or(u32::MAX);
     Ok(())

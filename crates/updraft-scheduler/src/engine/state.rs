@@ -11,7 +11,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use updraft_executor::{LocalExecutor, LocalExecutorConfig, SensorStates, TryEvent};
 use updraft_pods::PodExecutor;
-use updraft_store::{DagRow, RunRow, Store, TiRow, TryReport};
+use updraft_store::{DagRow, RunRow, Store, TiKey, TiRow, TryReport};
 
 use super::SchedulerConfig;
 use super::jobs::Heartbeats;
@@ -91,6 +91,8 @@ pub(super) struct Definitions {
     pub(super) cache: DagCache,
     /// Latest definitions by dag_id, refreshed on every full pass.
     pub(super) rows: HashMap<String, DagRow>,
+    /// The mapped tasks and task limits of `rows`, for the queue choice.
+    pub(super) traits: crate::selection::TaskTraits,
     /// When each unpaused DAG next needs a look for due scheduled runs.
     pub(super) next_schedule_check: HashMap<String, DateTime<Utc>>,
     /// The asset references this scheduler last wrote (`None`: none yet).
@@ -121,6 +123,14 @@ impl Job {
     }
 }
 
+/// One try of one instance: (run, task, map index, try number).
+pub(super) type TryId = (i64, String, i32, u32);
+
+/// The [`TryId`] of try `try_number` of the instance `key`.
+pub(super) fn try_id(key: &TiKey, try_number: u32) -> TryId {
+    (key.run_pk, key.task_id.clone(), key.map_index, try_number)
+}
+
 /// A try handed to the executor and not yet reported finished.
 pub(super) struct InFlight {
     pub(super) try_number: u32,
@@ -133,8 +143,8 @@ pub(super) struct InFlight {
 /// Tries between queueing and the record of their end.
 #[derive(Default)]
 pub(super) struct Tries {
-    /// Handed to an executor, by (run, task).
-    pub(super) in_flight: HashMap<(i64, String), InFlight>,
+    /// Handed to an executor, by instance.
+    pub(super) in_flight: HashMap<TiKey, InFlight>,
     /// Queued (recorded as this scheduler's) and not yet handed to the executor.
     pub(super) pending_launches: VecDeque<TiRow>,
     /// Executor reports not yet recorded (the database was away): recorded before anything
@@ -147,12 +157,10 @@ pub(super) struct Tries {
     /// Remote task logs: the uploader, and the logs of ended tries whose end is not yet
     /// recorded (each is uploaded whole once it is).
     pub(super) logs: LogUploads,
-    /// Tries of tasks with notifiers, by (run, task, try number), until their end is
-    /// recorded.
-    pub(super) notifiers: HashMap<(i64, String, u32), super::notify::TryNotifiers>,
-    /// Asset events of ended tries with outlets, by (run, task, try number), until their
-    /// success is recorded.
-    pub(super) outlet_events: HashMap<(i64, String, u32), Vec<updraft_store::NewAssetEvent>>,
+    /// Tries of tasks with notifiers, by try, until their end is recorded.
+    pub(super) notifiers: HashMap<TryId, super::notify::TryNotifiers>,
+    /// Asset events of ended tries with outlets, by try, until their success is recorded.
+    pub(super) outlet_events: HashMap<TryId, Vec<updraft_store::NewAssetEvent>>,
     /// Asset events of recorded successes, not yet recorded themselves.
     pub(super) pending_asset_events: Vec<updraft_store::NewAssetEvent>,
 }
@@ -160,8 +168,8 @@ pub(super) struct Tries {
 #[derive(Default)]
 pub(super) struct LogUploads {
     pub(super) uploader: Option<updraft_logs::LogUploader>,
-    /// By (run, task, try number).
-    pub(super) ending: HashMap<(i64, String, u32), PathBuf>,
+    /// By try.
+    pub(super) ending: HashMap<TryId, PathBuf>,
 }
 
 /// The runs this scheduler drives, and which of them need a look.
@@ -188,4 +196,8 @@ pub(super) struct TrackedRuns {
     /// Running runs as last read, for what never changes in a run (DAG, version, dates);
     /// their state is always re-read under the run's lock.
     pub(super) known: HashMap<i64, RunRow>,
+    /// Scheduled placeholders of mapped tasks, to expand.
+    pub(super) placeholders: HashSet<TiKey>,
+    /// The values of the mapped tasks expanded here, by (run, task), for their tries.
+    pub(super) mapped: HashMap<(i64, String), Arc<super::mapping::MappedValues>>,
 }

@@ -45,15 +45,21 @@ impl Scheduler {
                 continue;
             };
             info!(dag_id = %run.dag_id, run_id = %run.run_id, "run timed out (dagrun_timeout)");
-            for task_id in live {
-                if let Some(flight) = self.tries.in_flight.get(&(run_pk, task_id.clone())) {
-                    let key = TryKey {
-                        run_pk,
-                        task_id,
-                        try_number: flight.try_number,
-                    };
-                    self.kill_try(&key);
-                }
+            // A mapped task is named once: every one of its instances in flight is stopped.
+            let flights: Vec<TryKey> = self
+                .tries
+                .in_flight
+                .iter()
+                .filter(|(key, _)| key.run_pk == run_pk && live.contains(&key.task_id))
+                .map(|(key, flight)| TryKey {
+                    run_pk,
+                    task_id: key.task_id.clone(),
+                    map_index: key.map_index,
+                    try_number: flight.try_number,
+                })
+                .collect();
+            for key in flights {
+                self.kill_try(&key);
             }
             self.tries.pending_launches.retain(|ti| ti.run_pk != run_pk);
             self.notify_run(&run, &cached, RunState::Failed, Some(TIMED_OUT_REASON), now);

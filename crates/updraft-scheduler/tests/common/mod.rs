@@ -33,6 +33,7 @@ pub fn config(dags: &Path, logs: &Path, hostname: &str) -> SchedulerConfig {
         kubernetes: None,
         max_xcom_size: updraft_executor::xcom::DEFAULT_MAX_XCOM_SIZE,
         notification_retry: Default::default(),
+        max_map_length: updraft_core::mapping::DEFAULT_MAX_MAP_LENGTH,
     }
 }
 

@@ -39,7 +39,7 @@ pub struct LogQuery {
     /// Whole log from the start, whatever `token` says.
     #[param(value_type = Option<bool>)]
     full_content: Option<String>,
-    /// Only -1: updraft's task instances are not mapped.
+    /// The instance's map index (default -1: an unmapped instance).
     #[param(value_type = Option<i64>)]
     map_index: Option<String>,
     /// A `continuation_token` from an earlier answer: only what was written since.
@@ -151,20 +151,14 @@ pub async fn get_log(
     ApiPath((dag_id, run_id, task_id, try_number)): ApiPath<(String, String, String, u32)>,
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Response, ApiError> {
-    match query.map_index.as_deref().map(str::trim) {
-        None | Some("-1") => {}
-        Some(_) => {
-            return Err(ApiError::not_found(format!(
-                "TaskInstance {dag_id}.{task_id} of {run_id} is not mapped"
-            )));
-        }
-    }
+    let map_index = super::task_instances::map_index_param(&query.map_index)?;
     let run = load_run(&state, &identity, &dag_id, &run_id, Action::Read).await?;
     let ti = state
         .store
         .task_instance(&TiKey {
             run_pk: run.id,
             task_id: task_id.clone(),
+            map_index,
         })
         .await?
         .ok_or_else(|| ApiError::not_found("TaskInstance not found"))?;
@@ -181,15 +175,23 @@ pub async fn get_log(
         _ => 0,
     };
     let live = try_number == ti.try_number && ti.state.is_active();
-    let path = updraft_dag::log_path(
+    let path = updraft_dag::mapped_log_path(
         &state.config.logs_folder,
         &run.tenant,
         &dag_id,
         &run.run_id,
         &task_id,
+        map_index,
         try_number,
     );
-    let rel = updraft_logs::rel_path(&run.tenant, &dag_id, &run.run_id, &task_id, try_number);
+    let rel = updraft_logs::mapped_rel_path(
+        &run.tenant,
+        &dag_id,
+        &run.run_id,
+        &task_id,
+        map_index,
+        try_number,
+    );
     let chunk = read_log(&state, path, rel, offset, live).await?;
     let token = chunk.next.to_string();
     // Logs are masked as they are written; secrets the server has learned since are masked

@@ -720,14 +720,26 @@ pub struct TiContext<'a> {
     pub note: Option<&'a str>,
 }
 
+/// What a task instance's id is derived from: an unmapped one's as before mapping existed.
+fn ti_identity(ti: &TiRow) -> String {
+    if ti.map_index < 0 {
+        format!("task_instance/{}/{}", ti.run_pk, ti.task_id)
+    } else {
+        format!(
+            "task_instance/{}/{}/{}",
+            ti.run_pk, ti.task_id, ti.map_index
+        )
+    }
+}
+
 pub fn ti_response(ti: &TiRow, ctx: &TiContext<'_>) -> TaskInstanceResponse {
     let operator = operator_name(ctx.dag, &ti.task_id);
     TaskInstanceResponse {
-        id: uuid_for(&format!("task_instance/{}/{}", ti.run_pk, ti.task_id)),
+        id: uuid_for(&ti_identity(ti)),
         task_id: ti.task_id.clone(),
         dag_id: ti.dag_id.clone(),
         dag_run_id: ti.run_id.clone(),
-        map_index: neutral::MAP_INDEX,
+        map_index: i64::from(ti.map_index),
         logical_date: Some(ti.logical_date),
         run_after: run_after(ctx.run),
         start_date: ti.start_date,
@@ -812,7 +824,7 @@ pub fn try_response(
         task_id: ti.task_id.clone(),
         dag_id: ti.dag_id.clone(),
         dag_run_id: ti.run_id.clone(),
-        map_index: neutral::MAP_INDEX,
+        map_index: i64::from(attempt.map_index),
         start_date: attempt.start_date,
         end_date: attempt.end_date,
         duration: seconds_between(attempt.start_date, attempt.end_date),

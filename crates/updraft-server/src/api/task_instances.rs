@@ -73,10 +73,30 @@ pub(super) async fn ti_responses(
 }
 
 fn ti_not_found(dag_id: &str, run_id: &str, task_id: &str) -> ApiError {
+    mapped_ti_not_found(dag_id, run_id, task_id, -1)
+}
+
+fn mapped_ti_not_found(dag_id: &str, run_id: &str, task_id: &str, map_index: i32) -> ApiError {
     ApiError::not_found(format!(
         "The Task Instance with dag_id: `{dag_id}`, dag_run_id: `{run_id}`, task_id: \
-         `{task_id}` and map_index: `-1` was not found"
+         `{task_id}` and map_index: `{map_index}` was not found"
     ))
+}
+
+/// The `map_index` query parameter: -1 (an unmapped instance) when absent.
+pub(super) fn map_index_param(text: &Option<String>) -> Result<i32, ApiError> {
+    match text.as_deref().map(str::trim) {
+        None => Ok(-1),
+        Some(text) => text
+            .parse::<i32>()
+            .ok()
+            .filter(|i| *i >= -1)
+            .ok_or_else(|| {
+                ApiError::unprocessable(format!(
+                    "query parameter `map_index`: expected an integer of at least -1, got `{text}`"
+                ))
+            }),
+    }
 }
 
 /// `none`, `no_status` and `null` name Airflow's null state.
@@ -241,16 +261,128 @@ async fn load_ti(
     task_id: &str,
     action: Action,
 ) -> Result<(RunRow, TiRow), ApiError> {
+    load_mapped_ti(state, identity, (dag_id, run_id, task_id), -1, action).await
+}
+
+/// [`load_ti`] of the instance with `map_index`.
+async fn load_mapped_ti(
+    state: &AppState,
+    identity: &Identity,
+    (dag_id, run_id, task_id): (&str, &str, &str),
+    map_index: i32,
+    action: Action,
+) -> Result<(RunRow, TiRow), ApiError> {
     let run = load_run(state, identity, dag_id, run_id, action).await?;
     let ti = state
         .store
         .task_instance(&TiKey {
             run_pk: run.id,
             task_id: task_id.to_string(),
+            map_index,
         })
         .await?
-        .ok_or_else(|| ti_not_found(dag_id, run_id, task_id))?;
+        .ok_or_else(|| mapped_ti_not_found(dag_id, run_id, task_id, map_index))?;
     Ok((run, ti))
+}
+
+/// One instance of a mapped task, by map index (-1: an unmapped instance, as the plain
+/// route gives it).
+#[utoipa::path(
+    get,
+    path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}",
+    tag = "Task Instance",
+    params(
+        ("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path),
+        ("map_index" = i32, Path, minimum = -1)
+    ),
+    responses((status = 200, description = "Successful response", body = TaskInstanceResponse), E403, E404, E422)
+)]
+pub async fn get_mapped_task_instance(
+    State(state): State<AppState>,
+    Caller(identity): Caller,
+    ApiPath((dag_id, run_id, task_id, map_index)): ApiPath<(String, String, String, String)>,
+) -> Result<Json<TaskInstanceResponse>, ApiError> {
+    let map_index = map_index_param(&Some(map_index))?;
+    let names = (dag_id.as_str(), run_id.as_str(), task_id.as_str());
+    let (_, ti) = load_mapped_ti(&state, &identity, names, map_index, Action::Read).await?;
+    let mut responses = ti_responses(&state, std::slice::from_ref(&ti)).await?;
+    responses
+        .pop()
+        .map(Json)
+        .ok_or_else(|| mapped_ti_not_found(&dag_id, &run_id, &task_id, map_index))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MappedQuery {
+    #[param(value_type = Option<u32>)]
+    limit: Option<String>,
+    #[param(value_type = Option<u32>)]
+    offset: Option<String>,
+    /// Only instances in these states (repeat the parameter for several).
+    #[serde(default)]
+    state: Vec<String>,
+}
+
+/// The instances of a mapped task in a run, by map index (Airflow's `listMapped`); empty for
+/// a task not (yet) expanded.
+#[utoipa::path(
+    get,
+    path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/listMapped",
+    tag = "Task Instance",
+    params(
+        ("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path),
+        MappedQuery
+    ),
+    responses((status = 200, description = "Successful response", body = TaskInstanceCollectionResponse), E400, E403, E404, E422)
+)]
+pub async fn get_mapped_task_instances(
+    State(state): State<AppState>,
+    Caller(identity): Caller,
+    ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
+    ApiQuery(query): ApiQuery<MappedQuery>,
+) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
+    let run = load_run(&state, &identity, &dag_id, &run_id, Action::Read).await?;
+    let mut page = state
+        .store
+        .task_instances_page(&TiQuery {
+            run_pk: Some(run.id),
+            task_ids: vec![task_id.clone()],
+            states: parse_list(
+                "state",
+                &query.state,
+                "a task instance state",
+                parse_ti_state,
+            )?,
+            order_by: TiOrder::Run,
+            paging: paging(&query.limit, &query.offset)?,
+            ..Default::default()
+        })
+        .await?;
+    if page.total == 0 {
+        let exists = state
+            .store
+            .task_instances_page(&TiQuery {
+                run_pk: Some(run.id),
+                task_ids: vec![task_id.clone()],
+                paging: Paging {
+                    limit: Some(1),
+                    offset: 0,
+                },
+                ..Default::default()
+            })
+            .await?;
+        if exists.total == 0 {
+            return Err(ti_not_found(&dag_id, &run_id, &task_id));
+        }
+    }
+    // An unexpanded placeholder is not one of the mapped instances.
+    let placeholders = page.items.iter().filter(|ti| ti.map_index < 0).count() as u64;
+    page.items.retain(|ti| ti.map_index >= 0);
+    Ok(Json(TaskInstanceCollectionResponse {
+        task_instances: ti_responses(&state, &page.items).await?,
+        total_entries: page.total - placeholders,
+    }))
 }
 
 /// One task instance.
@@ -277,7 +409,8 @@ pub async fn get_task_instance(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PatchTiQuery {
-    /// Only -1: updraft's task instances are not mapped.
+    /// The instance's map index (default -1: an unmapped instance); a mark (`PATCH`) takes
+    /// only -1.
     #[param(value_type = Option<i64>)]
     map_index: Option<String>,
     /// Fields of the body to apply: `new_state`, `note` (default: every field given).
@@ -358,6 +491,7 @@ async fn affected(
             task_ids.iter().map(move |task_id| TiKey {
                 run_pk: *run_pk,
                 task_id: task_id.clone(),
+                map_index: -1,
             })
         })
         .collect())
@@ -407,10 +541,7 @@ pub async fn patch_task_instance(
     let (run, ti) = load_ti(&state, &identity, &dag_id, &run_id, &task_id, Action::Edit).await?;
     let fields = check_update_mask(&query.update_mask, &["new_state", "note"])?;
     let wanted = |field: &str| fields.is_empty() || fields.iter().any(|f| f == field);
-    let mut keys = vec![TiKey {
-        run_pk: run.id,
-        task_id: ti.task_id.clone(),
-    }];
+    let mut keys = vec![ti.key()];
     if wanted("new_state") {
         match body.new_state {
             Some(new_state) => {
@@ -479,10 +610,7 @@ pub async fn patch_task_instance_dry_run(
     let keys = if body.new_state.is_some() {
         affected(&state, &run, &ti, &body).await?
     } else {
-        vec![TiKey {
-            run_pk: run.id,
-            task_id: ti.task_id.clone(),
-        }]
+        vec![ti.key()]
     };
     let rows = read_keys(&state, &keys).await?;
     Ok(Json(collection(&state, &rows).await?))
@@ -505,8 +633,9 @@ pub async fn get_task_instance_tries(
     ApiPath((dag_id, run_id, task_id)): ApiPath<(String, String, String)>,
     ApiQuery(query): ApiQuery<PatchTiQuery>,
 ) -> Result<Json<TaskInstanceHistoryCollectionResponse>, ApiError> {
-    check_map_index(&query.map_index, &dag_id, &run_id, &task_id)?;
-    let (run, ti) = load_ti(&state, &identity, &dag_id, &run_id, &task_id, Action::Read).await?;
+    let map_index = map_index_param(&query.map_index)?;
+    let names = (dag_id.as_str(), run_id.as_str(), task_id.as_str());
+    let (run, ti) = load_mapped_ti(&state, &identity, names, map_index, Action::Read).await?;
     let tries = tries_of(&state, &run, &ti).await?;
     Ok(Json(TaskInstanceHistoryCollectionResponse {
         total_entries: tries.len() as u64,
@@ -519,11 +648,7 @@ async fn tries_of(
     run: &RunRow,
     ti: &TiRow,
 ) -> Result<Vec<TaskInstanceHistoryResponse>, ApiError> {
-    let key = TiKey {
-        run_pk: run.id,
-        task_id: ti.task_id.clone(),
-    };
-    let tries = state.store.tries(&key).await?;
+    let tries = state.store.tries(&ti.key()).await?;
     let dag = state.store.dag_version(&run.dag_id, &run.version).await?;
     let versions = versions_of_many(state, vec![run.dag_id.clone()]).await?;
     let ctx = TiContext {
@@ -552,8 +677,9 @@ pub async fn get_task_instance_try_details(
     ApiPath((dag_id, run_id, task_id, try_number)): ApiPath<(String, String, String, i64)>,
     ApiQuery(query): ApiQuery<PatchTiQuery>,
 ) -> Result<Json<TaskInstanceHistoryResponse>, ApiError> {
-    check_map_index(&query.map_index, &dag_id, &run_id, &task_id)?;
-    let (run, ti) = load_ti(&state, &identity, &dag_id, &run_id, &task_id, Action::Read).await?;
+    let map_index = map_index_param(&query.map_index)?;
+    let names = (dag_id.as_str(), run_id.as_str(), task_id.as_str());
+    let (run, ti) = load_mapped_ti(&state, &identity, names, map_index, Action::Read).await?;
     tries_of(&state, &run, &ti)
         .await?
         .into_iter()
@@ -562,7 +688,7 @@ pub async fn get_task_instance_try_details(
         .ok_or_else(|| {
             ApiError::not_found(format!(
                 "The Task Instance with dag_id: `{dag_id}`, run_id: `{run_id}`, task_id: \
-                 `{task_id}`, try_number: `{try_number}` and map_index: `-1` was not found"
+                 `{task_id}`, try_number: `{try_number}` and map_index: `{map_index}` was not found"
             ))
         })
 }
@@ -679,13 +805,7 @@ pub async fn post_clear_task_instances(
         }))
         .record(&state)
         .await;
-    let keys: Vec<TiKey> = chosen
-        .iter()
-        .map(|ti| TiKey {
-            run_pk: ti.run_pk,
-            task_id: ti.task_id.clone(),
-        })
-        .collect();
+    let keys: Vec<TiKey> = chosen.iter().map(TiRow::key).collect();
     let rows = read_keys(&state, &keys).await?;
     Ok(Json(collection(&state, &rows).await?))
 }

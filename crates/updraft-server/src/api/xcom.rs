@@ -12,7 +12,9 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use updraft_store::{NOT_MAPPED, RunRow, TiKey, WriteMode, XComQuery, XComRow, XComWrite};
+use updraft_store::{
+    NOT_MAPPED, Paging, RunRow, TiQuery, WriteMode, XComQuery, XComRow, XComWrite,
+};
 use utoipa::{IntoParams, ToSchema};
 
 use super::doc::{E400, E403, E404, E409, E422};
@@ -137,11 +139,20 @@ async fn load(
 ) -> Result<RunRow, ApiError> {
     let run = load_run(state, identity, dag_id, run_id, Action::Read).await?;
     auth::authorize(identity, action, xcom_resource(&run))?;
-    let key = TiKey {
-        run_pk: run.id,
-        task_id: task_id.to_owned(),
-    };
-    if state.store.task_instance(&key).await?.is_none() {
+    // Any instance of the task: a mapped task's instances have map indexes 0.. only.
+    let found = state
+        .store
+        .task_instances_page(&TiQuery {
+            run_pk: Some(run.id),
+            task_ids: vec![task_id.to_owned()],
+            paging: Paging {
+                limit: Some(1),
+                offset: 0,
+            },
+            ..TiQuery::default()
+        })
+        .await?;
+    if found.total == 0 {
         return Err(ti_not_found(dag_id, run_id, task_id));
     }
     Ok(run)

@@ -62,6 +62,9 @@ pub struct Mark {
     pub label: String,
     pub title: String,
     pub url: String,
+    /// A mapped task's instances in the run (its grid cell shows the count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapped: Option<usize>,
 }
 
 /// The DAG's header, shown above every tab.

@@ -87,6 +87,61 @@ fn ti_mark(ti: &TiRow) -> Mark {
         label: label.to_string(),
         title: format!("{} in {}: {label}{tries}", ti.task_id, ti.run_id),
         url: format::ti_url(&ti.dag_id, &ti.run_id, &ti.task_id),
+        mapped: None,
+    }
+}
+
+/// The grid cell of a task's instances in one run: an unmapped instance's own mark, or for a
+/// mapped task its count and a summary of its instances' states (the state shown is the most
+/// pressing one present: a failure, then what still runs or waits, then the finished ones).
+fn cell_mark(tis: &[&TiRow]) -> Option<Mark> {
+    match tis {
+        [] => None,
+        [ti] if ti.map_index < 0 => Some(ti_mark(ti)),
+        _ => Some(mapped_mark(tis)),
+    }
+}
+
+fn mapped_mark(tis: &[&TiRow]) -> Mark {
+    use updraft_core::TaskState as S;
+    const PRESSING: [S; 11] = [
+        S::Failed,
+        S::UpstreamFailed,
+        S::Running,
+        S::Queued,
+        S::UpForRetry,
+        S::UpForReschedule,
+        S::Scheduled,
+        S::None,
+        S::Success,
+        S::Skipped,
+        S::Removed,
+    ];
+    let count = |state: S| tis.iter().filter(|ti| ti.state == state).count();
+    let shown = PRESSING
+        .into_iter()
+        .find(|s| count(*s) > 0)
+        .unwrap_or(S::None);
+    let summary: Vec<String> = PRESSING
+        .into_iter()
+        .filter_map(|s| match count(s) {
+            0 => None,
+            n => Some(format!("{n} {}", task_state_label(s))),
+        })
+        .collect();
+    let first = tis[0];
+    Mark {
+        state: shown.as_str().to_string(),
+        label: format!("[{}]", tis.len()),
+        title: format!(
+            "{} in {}: {} mapped ({})",
+            first.task_id,
+            first.run_id,
+            tis.len(),
+            summary.join(", ")
+        ),
+        url: format::ti_url(&first.dag_id, &first.run_id, &first.task_id),
+        mapped: Some(tis.len()),
     }
 }
 
@@ -247,10 +302,14 @@ pub async fn grid(
         .store
         .task_instances_of_runs_for_tasks(&pks, &task_ids)
         .await?;
-    let by_key: HashMap<(i64, &str), &TiRow> = tis
-        .iter()
-        .map(|ti| ((ti.run_pk, ti.task_id.as_str()), ti))
-        .collect();
+    // A mapped task has several instances in a run.
+    let mut by_key: HashMap<(i64, &str), Vec<&TiRow>> = HashMap::with_capacity(tis.len());
+    for ti in &tis {
+        by_key
+            .entry((ti.run_pk, ti.task_id.as_str()))
+            .or_default()
+            .push(ti);
+    }
     let now = Utc::now();
     let summaries: Vec<RunSummary> = runs.iter().map(|r| run_summary(r, now)).collect();
     let longest = summaries
@@ -303,7 +362,11 @@ pub async fn grid(
             GridRow {
                 cells: runs
                     .iter()
-                    .map(|r| by_key.get(&(r.id, task_id.as_str())).map(|ti| ti_mark(ti)))
+                    .map(|r| {
+                        by_key
+                            .get(&(r.id, task_id.as_str()))
+                            .and_then(|tis| cell_mark(tis))
+                    })
                     .collect(),
                 depth: groups.len(),
                 groups_before,

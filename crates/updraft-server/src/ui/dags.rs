@@ -301,6 +301,7 @@ pub async fn list(
                             format::dag_url(&r.dag_id),
                             enc(&r.run_id)
                         ),
+                        mapped: None,
                     })
                     .collect(),
                 last_run,

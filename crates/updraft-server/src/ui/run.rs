@@ -7,7 +7,7 @@ use axum::response::Response;
 use chrono::Utc;
 use serde::Serialize;
 use updraft_dag::{Dag, TaskKind};
-use updraft_store::{NOT_MAPPED, RunRow, TiKey, TiRow, XComQuery, XComRow};
+use updraft_store::{RunRow, TiKey, TiRow, XComQuery, XComRow};
 
 use super::common::{
     BundleView, DagHeader, Frame, RunSummary, bundle_view, dag_header, load_dag, run_summary,
@@ -163,6 +163,53 @@ struct TaskPage {
     live_src: String,
     /// What the current try pushed.
     xcoms: Vec<XComLine>,
+    /// The shown instance's map index (-1: not mapped).
+    map_index: i32,
+    /// Every instance of a mapped task, by map index (empty for an unmapped task).
+    mapped: Vec<MappedLine>,
+}
+
+/// One instance of a mapped task as the task page lists it, linking to its page and log.
+#[derive(Serialize)]
+struct MappedLine {
+    map_index: i32,
+    state: String,
+    state_label: String,
+    try_number: u32,
+    url: String,
+    log_url: String,
+    selected: bool,
+}
+
+/// The instances of a mapped task in a run, by map index (none for an unmapped task).
+async fn mapped_instances(
+    state: &AppState,
+    run_pk: i64,
+    task_id: &str,
+) -> Result<Vec<TiRow>, ApiError> {
+    let page = state
+        .store
+        .task_instances_page(&updraft_store::TiQuery {
+            run_pk: Some(run_pk),
+            task_ids: vec![task_id.to_owned()],
+            ..Default::default()
+        })
+        .await?;
+    Ok(page
+        .items
+        .into_iter()
+        .filter(|ti| ti.map_index >= 0)
+        .collect())
+}
+
+/// The instance the page shows: `?map_index=`, else the unmapped one or, for an expanded
+/// task, its first.
+fn chosen_map_index(pairs: &[(String, String)], mapped: &[TiRow]) -> i32 {
+    let asked = query_get(pairs, "map_index").and_then(|m| m.parse::<i32>().ok());
+    match asked {
+        Some(i) => i,
+        None => mapped.first().map_or(-1, |ti| ti.map_index),
+    }
 }
 
 /// One XCom as the task page shows it: masked, its value cut to [`XCOM_SHOWN_CHARS`].
@@ -242,14 +289,17 @@ pub async fn task_page(
         load_run(&state, &dag_id, &run_id)
     );
     let (header, run) = (header?, run?);
+    let pairs = query_pairs(raw.as_deref());
+    let mapped = mapped_instances(&state, run.id, &task_id).await?;
     let key = TiKey {
         run_pk: run.id,
         task_id: task_id.clone(),
+        map_index: chosen_map_index(&pairs, &mapped),
     };
     let xcom_query = XComQuery {
         run_pk: run.id,
         task_ids: Some(vec![task_id.clone()]),
-        map_index: Some(NOT_MAPPED),
+        map_index: Some(i64::from(key.map_index)),
         limit: Some(100),
         ..XComQuery::default()
     };
@@ -266,8 +316,18 @@ pub async fn task_page(
         ))
     })?;
     let now = Utc::now();
-    let pairs = query_pairs(raw.as_deref());
-    let ti_url = format::ti_url(&dag_id, &run.run_id, &task_id);
+    let base_url = format::ti_url(&dag_id, &run.run_id, &task_id);
+    // A mapped instance's links name its map index.
+    let (ti_url, sep) = if key.map_index >= 0 {
+        (format!("{base_url}?map_index={}", key.map_index), '&')
+    } else {
+        (base_url.clone(), '?')
+    };
+    let log_query = if key.map_index >= 0 {
+        format!("?map_index={}", key.map_index)
+    } else {
+        String::new()
+    };
     let log_try = query_get(&pairs, "try")
         .and_then(|t| t.parse::<u32>().ok())
         .filter(|t| (1..=ti.try_number).contains(t))
@@ -314,18 +374,18 @@ pub async fn task_page(
                 end_date: format::time(t.end_date),
                 duration: format::span(t.start_date, t.end_date, now),
                 hostname: t.hostname.clone().unwrap_or_default(),
-                url: format!("{ti_url}?try={}", t.try_number),
+                url: format!("{ti_url}{sep}try={}", t.try_number),
             })
             .collect(),
         log_tries: (1..=ti.try_number)
             .map(|n| LogTry {
                 try_number: n,
-                url: format!("{ti_url}?try={n}"),
+                url: format!("{ti_url}{sep}try={n}"),
                 selected: n == log_try,
             })
             .collect(),
         log_api: format!(
-            "{}/taskInstances/{}/logs/{log_try}",
+            "{}/taskInstances/{}/logs/{log_try}{log_query}",
             api_run(&dag_id, &run.run_id),
             enc(&task_id)
         ),
@@ -335,8 +395,27 @@ pub async fn task_page(
         live_src: if log_try == ti.try_number {
             ti_url.clone()
         } else {
-            format!("{ti_url}?try={log_try}")
+            format!("{ti_url}{sep}try={log_try}")
         },
+        map_index: key.map_index,
+        mapped: mapped
+            .iter()
+            .map(|m| MappedLine {
+                map_index: m.map_index,
+                state: m.state.as_str().to_string(),
+                state_label: task_state_label(m.state).to_string(),
+                try_number: m.try_number,
+                url: format!("{base_url}?map_index={}", m.map_index),
+                log_url: format!(
+                    "{}/taskInstances/{}/logs/{}?map_index={}",
+                    api_run(&dag_id, &run.run_id),
+                    enc(&task_id),
+                    m.try_number.max(1),
+                    m.map_index
+                ),
+                selected: m.map_index == key.map_index,
+            })
+            .collect(),
         ti: ti_line(&ti, now),
         run: run_summary(&run, now),
         task,

@@ -100,16 +100,7 @@ pub(super) async fn queue(
     }
     let rows = task_instances::queue_many(&mut tx, &admitted, owner, now).await?;
     tx.commit().await?;
-    let mut by_key: HashMap<TiKey, TiRow> = rows
-        .into_iter()
-        .map(|row| {
-            let key = TiKey {
-                run_pk: row.run_pk,
-                task_id: row.task_id.clone(),
-            };
-            (key, row)
-        })
-        .collect();
+    let mut by_key: HashMap<TiKey, TiRow> = rows.into_iter().map(|row| (row.key(), row)).collect();
     Ok(admitted
         .into_iter()
         .filter_map(|key| by_key.remove(key))
@@ -117,21 +108,23 @@ pub(super) async fn queue(
 }
 
 /// The instances of `keys` (distinct) that exist and are `scheduled`, locked in
-/// `(run_pk, task_id)` order.
+/// `(run_pk, task_id, map_index)` order.
 async fn candidates(conn: &mut PgConnection, keys: &[&TiKey]) -> Result<HashMap<TiKey, Candidate>> {
     let run_pks: Vec<i64> = keys.iter().map(|k| k.run_pk).collect();
     let task_ids: Vec<&str> = keys.iter().map(|k| k.task_id.as_str()).collect();
+    let map_indexes: Vec<i64> = keys.iter().map(|k| i64::from(k.map_index)).collect();
     let rows = codec::query(
-        "SELECT ti.run_pk, ti.task_id, ti.dag_id, ti.pool, ti.pool_slots
+        "SELECT ti.run_pk, ti.task_id, ti.map_index, ti.dag_id, ti.pool, ti.pool_slots
          FROM task_instance ti
-         JOIN unnest($1::bigint[], $2::text[]) AS k(k_run_pk, k_task_id)
-           ON ti.run_pk = k.k_run_pk AND ti.task_id = k.k_task_id
+         JOIN unnest($1::bigint[], $2::text[], $3::bigint[]) AS k(k_run_pk, k_task_id, k_map)
+           ON ti.run_pk = k.k_run_pk AND ti.task_id = k.k_task_id AND ti.map_index = k.k_map
          WHERE ti.state = 'scheduled'
-         ORDER BY ti.run_pk, ti.task_id
+         ORDER BY ti.run_pk, ti.task_id, ti.map_index
          FOR UPDATE OF ti",
     )
     .bind(run_pks)
     .bind(task_ids)
+    .bind(map_indexes)
     .fetch_all(conn)
     .await?;
     rows.iter()
@@ -139,6 +132,7 @@ async fn candidates(conn: &mut PgConnection, keys: &[&TiKey]) -> Result<HashMap<
             let key = TiKey {
                 run_pk: codec::col(row, "run_pk")?,
                 task_id: codec::col(row, "task_id")?,
+                map_index: crate::sql::codec::map_index_col(row)?,
             };
             let candidate = Candidate {
                 dag_id: codec::col(row, "dag_id")?,

@@ -28,21 +28,23 @@ pub(super) async fn apply_transitions_in(
     let mut seen = std::collections::HashSet::new();
     let mut batch: Vec<&TiTransition> = transitions
         .iter()
-        .filter(|t| seen.insert(t.task_id.as_str()))
+        .filter(|t| seen.insert((t.task_id.as_str(), t.map_index)))
         .collect();
     if batch.is_empty() {
         return Ok(0);
     }
-    batch.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    batch.sort_by(|a, b| (&a.task_id, a.map_index).cmp(&(&b.task_id, b.map_index)));
     let task_ids: Vec<&str> = batch.iter().map(|t| t.task_id.as_str()).collect();
+    let map_indexes: Vec<i64> = batch.iter().map(|t| i64::from(t.map_index)).collect();
     let expected: Vec<&str> = batch.iter().map(|t| t.expected.as_str()).collect();
     let new: Vec<&str> = batch.iter().map(|t| t.new.as_str()).collect();
     let ending: Vec<bool> = batch.iter().map(|t| ends(t.expected, t.new)).collect();
     let closing: Vec<bool> = batch.iter().map(|t| t.expected.is_active()).collect();
     let (applied,): (i64,) = codec::query_as(
         "WITH t AS (
-             SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[], $6::bool[])
-                 AS t(task_id, expected, new, ending, closing)
+             SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[], $6::bool[],
+                                  $8::bigint[])
+                 AS t(task_id, expected, new, ending, closing, map_index)
          ),
          upd AS (
              UPDATE task_instance ti SET
@@ -52,16 +54,18 @@ pub(super) async fn apply_transitions_in(
                                    OR (t.new = 'scheduled' AND t.expected = 'up_for_reschedule')
                                  THEN ti.retry_at ELSE NULL END
              FROM t
-             WHERE ti.run_pk = $1 AND ti.task_id = t.task_id AND ti.state = t.expected
-             RETURNING ti.run_pk, ti.task_id, ti.try_number, ti.tenant, ti.state, ti.start_date,
-                 ti.end_date, ti.hostname, t.closing
+             WHERE ti.run_pk = $1 AND ti.task_id = t.task_id AND ti.map_index = t.map_index
+               AND ti.state = t.expected
+             RETURNING ti.run_pk, ti.task_id, ti.map_index, ti.try_number, ti.tenant, ti.state,
+                 ti.start_date, ti.end_date, ti.hostname, t.closing
          ),
          closed AS (
-             INSERT INTO task_try (run_pk, task_id, try_number, tenant, state, start_date,
-                 end_date, hostname)
-             SELECT run_pk, task_id, try_number, tenant, state, start_date, end_date, hostname
+             INSERT INTO task_try (run_pk, task_id, map_index, try_number, tenant, state,
+                 start_date, end_date, hostname)
+             SELECT run_pk, task_id, map_index, try_number, tenant, state, start_date,
+                 end_date, hostname
              FROM upd WHERE closing AND try_number > 0
-             ON CONFLICT (run_pk, task_id, try_number) DO UPDATE SET
+             ON CONFLICT (run_pk, task_id, map_index, try_number) DO UPDATE SET
                  state = excluded.state,
                  start_date = excluded.start_date,
                  end_date = excluded.end_date,
@@ -76,22 +80,24 @@ pub(super) async fn apply_transitions_in(
     .bind(&ending)
     .bind(&closing)
     .bind(ts(now))
+    .bind(&map_indexes)
     .fetch_one(&mut *conn)
     .await?;
     Ok(applied as usize)
 }
 
 /// The history refresh of `crate::sql::task_instances` for every row of a data-modifying CTE
-/// named `upd` that returns the changed instances' `run_pk, task_id, try_number, tenant,
-/// state, start_date, end_date, hostname` (the rows as updated), as a string literal for
-/// `concat!`.
+/// named `upd` that returns the changed instances' `run_pk, task_id, map_index, try_number,
+/// tenant, state, start_date, end_date, hostname` (the rows as updated), as a string literal
+/// for `concat!`.
 macro_rules! record_tries_from_upd {
     () => {
-        "INSERT INTO task_try (run_pk, task_id, try_number, tenant, state, start_date, end_date,
-             hostname)
-         SELECT run_pk, task_id, try_number, tenant, state, start_date, end_date, hostname
+        "INSERT INTO task_try (run_pk, task_id, map_index, try_number, tenant, state,
+             start_date, end_date, hostname)
+         SELECT run_pk, task_id, map_index, try_number, tenant, state, start_date, end_date,
+             hostname
          FROM upd WHERE try_number > 0
-         ON CONFLICT (run_pk, task_id, try_number) DO UPDATE SET
+         ON CONFLICT (run_pk, task_id, map_index, try_number) DO UPDATE SET
              state = excluded.state,
              start_date = excluded.start_date,
              end_date = excluded.end_date,
@@ -113,7 +119,7 @@ pub(super) async fn queue_many(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let (run_pks, task_ids) = sorted_key_arrays(keys);
+    let (run_pks, task_ids, map_indexes) = sorted_key_arrays(keys);
     let rows = codec::query(concat!(
         "WITH upd AS (
              UPDATE task_instance SET
@@ -122,8 +128,10 @@ pub(super) async fn queue_many(
                  queued_at = $1,
                  start_date = NULL, end_date = NULL, retry_at = NULL, pid = NULL,
                  hostname = NULL, queued_by_job_id = $2
-             FROM unnest($3::bigint[], $4::text[]) AS k(k_run_pk, k_task_id)
-             WHERE run_pk = k.k_run_pk AND task_id = k.k_task_id AND state = 'scheduled'
+             FROM unnest($3::bigint[], $4::text[], $5::bigint[])
+                 AS k(k_run_pk, k_task_id, k_map_index)
+             WHERE run_pk = k.k_run_pk AND task_id = k.k_task_id
+               AND map_index = k.k_map_index AND state = 'scheduled'
              RETURNING ",
         ti_columns!(),
         "
@@ -138,20 +146,30 @@ pub(super) async fn queue_many(
     .bind(owner)
     .bind(run_pks)
     .bind(task_ids)
+    .bind(map_indexes)
     .fetch_all(&mut *conn)
     .await?;
     codec::all(&rows, codec::ti_row)
 }
 
-/// Parallel `run_pk` / `task_id` arrays of `keys`, sorted by `(run_pk, task_id)` (byte order,
-/// as the `"C"` collation of the columns).
-fn sorted_key_arrays(keys: &[&TiKey]) -> (Vec<i64>, Vec<String>) {
+/// Parallel `run_pk` / `task_id` / `map_index` arrays of `keys`, sorted by
+/// `(run_pk, task_id, map_index)` (byte order, as the `"C"` collation of the columns).
+fn sorted_key_arrays(keys: &[&TiKey]) -> (Vec<i64>, Vec<String>, Vec<i64>) {
     let mut sorted = keys.to_vec();
-    sorted.sort_by(|a, b| (a.run_pk, &a.task_id).cmp(&(b.run_pk, &b.task_id)));
-    sorted
-        .into_iter()
-        .map(|k| (k.run_pk, k.task_id.clone()))
-        .unzip()
+    sorted.sort_by(|a, b| {
+        (a.run_pk, &a.task_id, a.map_index).cmp(&(b.run_pk, &b.task_id, b.map_index))
+    });
+    let mut out = (
+        Vec::with_capacity(sorted.len()),
+        Vec::with_capacity(sorted.len()),
+        Vec::with_capacity(sorted.len()),
+    );
+    for k in sorted {
+        out.0.push(k.run_pk);
+        out.1.push(k.task_id.clone());
+        out.2.push(i64::from(k.map_index));
+    }
+    out
 }
 
 /// One transaction, with the outcome of recording `reports` one by one in order (each as
@@ -292,7 +310,12 @@ fn report_stages(reports: &[TryReport]) -> Vec<Stage<'_>> {
 
 /// Lock order: by instance, then try.
 fn report_order(a: (&TiKey, u32), b: (&TiKey, u32)) -> std::cmp::Ordering {
-    (a.0.run_pk, &a.0.task_id, a.1).cmp(&(b.0.run_pk, &b.0.task_id, b.1))
+    (a.0.run_pk, &a.0.task_id, a.0.map_index, a.1).cmp(&(
+        b.0.run_pk,
+        &b.0.task_id,
+        b.0.map_index,
+        b.1,
+    ))
 }
 
 /// `ord` as stored in the statements' arrays and back.
@@ -325,7 +348,9 @@ async fn mark_running_many(
     let mut pids = Vec::with_capacity(sorted.len());
     let mut starts = Vec::with_capacity(sorted.len());
     let mut ords = Vec::with_capacity(sorted.len());
+    let mut map_indexes = Vec::with_capacity(sorted.len());
     for r in sorted {
+        map_indexes.push(i64::from(r.key.map_index));
         run_pks.push(r.key.run_pk);
         task_ids.push(r.key.task_id.as_str());
         tries.push(i64::from(r.try_number));
@@ -338,12 +363,12 @@ async fn mark_running_many(
              UPDATE task_instance SET
                  state = 'running', start_date = k.k_start, pid = k.k_pid, hostname = $1
              FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
-                         $7::bigint[])
-                 AS k(k_run_pk, k_task_id, k_try, k_pid, k_start, k_ord)
+                         $7::bigint[], $8::bigint[])
+                 AS k(k_run_pk, k_task_id, k_try, k_pid, k_start, k_ord, k_map_index)
              WHERE run_pk = k.k_run_pk AND task_id = k.k_task_id AND try_number = k.k_try
-               AND state = 'queued'
-             RETURNING k.k_ord, run_pk, task_id, try_number, tenant, state, start_date,
-                 end_date, hostname
+               AND map_index = k.k_map_index AND state = 'queued'
+             RETURNING k.k_ord, run_pk, task_id, map_index, try_number, tenant, state,
+                 start_date, end_date, hostname
          ), hist AS (",
         record_tries_from_upd!(),
         ")
@@ -356,6 +381,7 @@ async fn mark_running_many(
     .bind(pids)
     .bind(starts)
     .bind(ords)
+    .bind(map_indexes)
     .fetch_all(conn)
     .await?;
     Ok(applied.into_iter().map(|(ord,)| ord).collect())
@@ -376,7 +402,9 @@ async fn finish_many(conn: &mut PgConnection, reports: &[FinishedReport<'_>]) ->
     let mut retry_ats = Vec::with_capacity(sorted.len());
     let mut ends = Vec::with_capacity(sorted.len());
     let mut ords = Vec::with_capacity(sorted.len());
+    let mut map_indexes = Vec::with_capacity(sorted.len());
     for r in sorted {
+        map_indexes.push(i64::from(r.key.map_index));
         run_pks.push(r.key.run_pk);
         task_ids.push(r.key.task_id.as_str());
         tries.push(i64::from(r.try_number));
@@ -390,12 +418,13 @@ async fn finish_many(conn: &mut PgConnection, reports: &[FinishedReport<'_>]) ->
              UPDATE task_instance SET
                  state = k.k_state, end_date = k.k_end, retry_at = k.k_retry_at
              FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],
-                         $6::bigint[], $7::bigint[])
-                 AS k(k_run_pk, k_task_id, k_try, k_state, k_retry_at, k_end, k_ord)
+                         $6::bigint[], $7::bigint[], $8::bigint[])
+                 AS k(k_run_pk, k_task_id, k_try, k_state, k_retry_at, k_end, k_ord,
+                      k_map_index)
              WHERE run_pk = k.k_run_pk AND task_id = k.k_task_id AND try_number = k.k_try
-               AND state IN ('queued', 'running')
-             RETURNING k.k_ord, run_pk, task_id, try_number, tenant, state, start_date,
-                 end_date, hostname
+               AND map_index = k.k_map_index AND state IN ('queued', 'running')
+             RETURNING k.k_ord, run_pk, task_id, map_index, try_number, tenant, state,
+                 start_date, end_date, hostname
          ), hist AS (",
         record_tries_from_upd!(),
         ")
@@ -408,6 +437,7 @@ async fn finish_many(conn: &mut PgConnection, reports: &[FinishedReport<'_>]) ->
     .bind(retry_ats)
     .bind(ends)
     .bind(ords)
+    .bind(map_indexes)
     .fetch_all(conn)
     .await?;
     Ok(applied.into_iter().map(|(ord,)| ord).collect())
@@ -418,10 +448,7 @@ mod tests {
     use super::*;
 
     fn key(task_id: &str) -> TiKey {
-        TiKey {
-            run_pk: 1,
-            task_id: task_id.to_owned(),
-        }
+        TiKey::unmapped(1, task_id)
     }
 
     fn started(task_id: &str, try_number: u32) -> TryReport {

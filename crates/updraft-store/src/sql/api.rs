@@ -266,6 +266,9 @@ fn ti_filters(f: &mut Filters<'_>, q: &TiQuery) {
     if !q.task_ids.is_empty() {
         f.push_in("task_id", q.task_ids.iter().cloned());
     }
+    if let Some(map_index) = q.map_index {
+        f.qb.push(" AND map_index = ").push_bind(map_index);
+    }
     if !q.states.is_empty() {
         f.push_in("state", q.states.iter().map(|s| s.as_str().to_owned()));
     }
@@ -297,7 +300,7 @@ pub(crate) async fn task_instances_page<C: Db + ?Sized>(
     };
     let order = Order {
         column,
-        tie_breaks: &["run_pk", "task_id"],
+        tie_breaks: &["run_pk", "task_id", "map_index"],
         descending: q.descending,
     };
     page(
@@ -384,7 +387,8 @@ pub(crate) async fn mark_run_and_instances<C: Db + ?Sized>(
         return Ok(false);
     }
     let sql = format!(
-        "SELECT task_id, state FROM task_instance WHERE run_pk = $1 ORDER BY task_id{}",
+        "SELECT task_id, map_index, state FROM task_instance WHERE run_pk = $1
+         ORDER BY task_id, map_index{}",
         C::DIALECT.for_update()
     );
     let rows = query(sql).bind(run_pk).fetch_all(&mut *conn).await?;
@@ -400,6 +404,7 @@ pub(crate) async fn mark_run_and_instances<C: Db + ?Sized>(
             let key = TiKey {
                 run_pk,
                 task_id: row.text("task_id")?,
+                map_index: codec::map_index_col(row)?,
             };
             task_instances::set_state_in(conn, &key, new, now).await?;
         }
@@ -429,7 +434,8 @@ pub(crate) async fn time_out_run<C: Db + ?Sized>(
         return Ok(None);
     }
     let sql = format!(
-        "SELECT task_id, state FROM task_instance WHERE run_pk = $1 ORDER BY task_id{}",
+        "SELECT task_id, map_index, state FROM task_instance WHERE run_pk = $1
+         ORDER BY task_id, map_index{}",
         C::DIALECT.for_update()
     );
     let rows = query(sql).bind(run_pk).fetch_all(&mut *conn).await?;
@@ -442,9 +448,11 @@ pub(crate) async fn time_out_run<C: Db + ?Sized>(
         let key = TiKey {
             run_pk,
             task_id: row.text("task_id")?,
+            map_index: codec::map_index_col(row)?,
         };
         task_instances::set_state_in(conn, &key, TaskState::Skipped, now).await?;
-        if current.is_active() {
+        // A mapped task's live instances are named once: its tries are stopped by task.
+        if current.is_active() && live.last() != Some(&key.task_id) {
             live.push(key.task_id);
         }
     }

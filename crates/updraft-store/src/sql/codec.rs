@@ -28,9 +28,9 @@ macro_rules! run_columns {
 /// Columns of `task_instance` decoded by [`ti_row`], as a string literal for `concat!`.
 macro_rules! ti_columns {
     () => {
-        "run_pk, task_id, tenant, dag_id, run_id, logical_date, state, try_number, max_tries, \
-         pool, pool_slots, priority_weight, queued_at, start_date, end_date, retry_at, pid, \
-         hostname, queued_by_job_id"
+        "run_pk, task_id, map_index, tenant, dag_id, run_id, logical_date, state, try_number, \
+         max_tries, pool, pool_slots, priority_weight, queued_at, start_date, end_date, retry_at, \
+         pid, hostname, queued_by_job_id"
     };
 }
 
@@ -121,6 +121,15 @@ fn to_u32(v: i64, name: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("column `{name}`: {v} out of range")))
 }
 
+/// The `map_index` column: -1 (not mapped) or an index.
+pub(crate) fn map_index_col(row: &impl StoreRow) -> Result<i32> {
+    let value = row.int("map_index")?;
+    i32::try_from(value)
+        .ok()
+        .filter(|v| *v >= -1)
+        .ok_or_else(|| StoreError::Corrupt(format!("map_index {value} is out of range")))
+}
+
 pub(crate) fn u32_col(row: &impl StoreRow, name: &str) -> Result<u32> {
     to_u32(row.int(name)?, name)
 }
@@ -204,6 +213,7 @@ pub(crate) fn ti_row<R: StoreRow>(row: &R) -> Result<TiRow> {
         run_id: row.text("run_id")?,
         tenant: row.text("tenant")?,
         task_id: row.text("task_id")?,
+        map_index: map_index_col(row)?,
         state: enum_col(row, "state")?,
         try_number: u32_col(row, "try_number")?,
         max_tries: u32_col(row, "max_tries")?,
@@ -225,6 +235,7 @@ pub(crate) fn try_row<R: StoreRow>(row: &R) -> Result<TryRow> {
     Ok(TryRow {
         run_pk: row.int("run_pk")?,
         task_id: row.text("task_id")?,
+        map_index: map_index_col(row)?,
         try_number: u32_col(row, "try_number")?,
         state: enum_col(row, "state")?,
         start_date: opt_time_col(row, "start_date")?,

@@ -24,7 +24,7 @@ pub(crate) async fn of_run<C: Db + ?Sized>(conn: &mut C, run_pk: i64) -> Result<
     let rows = query(concat!(
         "SELECT ",
         ti_columns!(),
-        " FROM task_instance WHERE run_pk = $1 ORDER BY task_id"
+        " FROM task_instance WHERE run_pk = $1 ORDER BY task_id, map_index"
     ))
     .bind(run_pk)
     .fetch_all(conn)
@@ -36,10 +36,11 @@ pub(crate) async fn one<C: Db + ?Sized>(conn: &mut C, key: &TiKey) -> Result<Opt
     let row = query(concat!(
         "SELECT ",
         ti_columns!(),
-        " FROM task_instance WHERE run_pk = $1 AND task_id = $2"
+        " FROM task_instance WHERE run_pk = $1 AND task_id = $2 AND map_index = $3"
     ))
     .bind(key.run_pk)
     .bind(&key.task_id)
+    .bind(key.map_index)
     .fetch_optional(conn)
     .await?;
     row.as_ref().map(codec::ti_row).transpose()
@@ -51,20 +52,23 @@ pub(crate) fn ends(old: TaskState, new: TaskState) -> bool {
 }
 
 /// Copy the instance's current try into the history (insert or refresh).
-async fn record_try<C: Db + ?Sized>(conn: &mut C, run_pk: i64, task_id: &str) -> Result<()> {
+async fn record_try<C: Db + ?Sized>(conn: &mut C, key: &TiKey) -> Result<()> {
     query(
-        "INSERT INTO task_try (run_pk, task_id, try_number, tenant, state, start_date, end_date,
-             hostname)
-         SELECT run_pk, task_id, try_number, tenant, state, start_date, end_date, hostname
-         FROM task_instance WHERE run_pk = $1 AND task_id = $2 AND try_number > 0
-         ON CONFLICT (run_pk, task_id, try_number) DO UPDATE SET
+        "INSERT INTO task_try (run_pk, task_id, map_index, try_number, tenant, state,
+             start_date, end_date, hostname)
+         SELECT run_pk, task_id, map_index, try_number, tenant, state, start_date, end_date,
+             hostname
+         FROM task_instance
+         WHERE run_pk = $1 AND task_id = $2 AND map_index = $3 AND try_number > 0
+         ON CONFLICT (run_pk, task_id, map_index, try_number) DO UPDATE SET
              state = excluded.state,
              start_date = excluded.start_date,
              end_date = excluded.end_date,
              hostname = excluded.hostname",
     )
-    .bind(run_pk)
-    .bind(task_id)
+    .bind(key.run_pk)
+    .bind(&key.task_id)
+    .bind(key.map_index)
     .execute(conn)
     .await?;
     Ok(())
@@ -81,7 +85,8 @@ pub(crate) fn scheduled_sql(dialect: Dialect) -> String {
                AND run_pk IN (SELECT id FROM dag_run WHERE state = 'running')
                AND {}
                AND {}
-             ORDER BY priority_weight DESC, logical_date ASC, run_pk ASC, task_id ASC
+             ORDER BY priority_weight DESC, logical_date ASC, run_pk ASC, task_id ASC,
+                      map_index ASC
              LIMIT $1 OFFSET $2"
         ),
         dialect.indexed_by("task_instance", "task_instance_scheduled_order"),
@@ -108,9 +113,9 @@ pub(crate) async fn scheduled<C: Db + ?Sized>(
 }
 
 pub(crate) const ACTIVE_COUNTS: &str = "
-    SELECT pool, dag_id, COUNT(*) AS tis, CAST(SUM(pool_slots) AS BIGINT) AS slots
+    SELECT pool, dag_id, task_id, COUNT(*) AS tis, CAST(SUM(pool_slots) AS BIGINT) AS slots
     FROM task_instance WHERE state IN ('queued', 'running')
-    GROUP BY pool, dag_id";
+    GROUP BY pool, dag_id, task_id";
 
 pub(crate) async fn active_counts<C: Db + ?Sized>(conn: &mut C) -> Result<ActiveCounts> {
     let rows = query(ACTIVE_COUNTS).fetch_all(conn).await?;
@@ -118,7 +123,12 @@ pub(crate) async fn active_counts<C: Db + ?Sized>(conn: &mut C) -> Result<Active
     for row in &rows {
         let tis = row.int("tis")?;
         *counts.per_pool.entry(row.text("pool")?).or_default() += row.int("slots")?;
-        *counts.per_dag.entry(row.text("dag_id")?).or_default() += tis;
+        let dag_id = row.text("dag_id")?;
+        *counts
+            .per_task
+            .entry((dag_id.clone(), row.text("task_id")?))
+            .or_default() += tis;
+        *counts.per_dag.entry(dag_id).or_default() += tis;
         counts.total += tis;
     }
     Ok(counts)
@@ -135,7 +145,8 @@ pub(crate) async fn mark_running_in<C: Db + ?Sized>(
 ) -> Result<bool> {
     let update = query(
         "UPDATE task_instance SET state = 'running', start_date = $1, pid = $2, hostname = $3
-         WHERE run_pk = $4 AND task_id = $5 AND try_number = $6 AND state = 'queued'",
+         WHERE run_pk = $4 AND task_id = $5 AND try_number = $6 AND map_index = $7
+           AND state = 'queued'",
     )
     .bind(now)
     .bind(pid)
@@ -143,8 +154,9 @@ pub(crate) async fn mark_running_in<C: Db + ?Sized>(
     change_try(conn, update, key, try_number).await
 }
 
-/// Run `update`, a change of a try whose `$4`, `$5` and `$6` are the instance's `run_pk`,
-/// `task_id` and `try_number`; if it applied, refresh the try in the history.
+/// Run `update`, a change of a try whose `$4`, `$5`, `$6` and `$7` are the instance's
+/// `run_pk`, `task_id`, `try_number` and `map_index`; if it applied, refresh the try in the
+/// history.
 async fn change_try<C: Db + ?Sized>(
     conn: &mut C,
     update: Query,
@@ -155,11 +167,12 @@ async fn change_try<C: Db + ?Sized>(
         .bind(key.run_pk)
         .bind(&key.task_id)
         .bind(try_number)
+        .bind(key.map_index)
         .execute(&mut *conn)
         .await?;
     let applied = done > 0;
     if applied {
-        record_try(conn, key.run_pk, &key.task_id).await?;
+        record_try(conn, key).await?;
     }
     Ok(applied)
 }
@@ -194,7 +207,7 @@ pub(crate) async fn finish_try_in<C: Db + ?Sized>(
     let retry_at = retry_at.filter(|_| keeps_retry_at(new));
     let update = query(
         "UPDATE task_instance SET state = $1, end_date = $2, retry_at = $3
-         WHERE run_pk = $4 AND task_id = $5 AND try_number = $6
+         WHERE run_pk = $4 AND task_id = $5 AND try_number = $6 AND map_index = $7
            AND state IN ('queued', 'running')",
     )
     .bind(new.as_str())
@@ -262,17 +275,18 @@ pub(crate) async fn set_state_in<C: Db + ?Sized>(
              state = $1,
              end_date = CASE WHEN $2 THEN $3 ELSE end_date END,
              retry_at = CASE WHEN $1 = 'up_for_retry' THEN retry_at ELSE NULL END
-         WHERE run_pk = $4 AND task_id = $5",
+         WHERE run_pk = $4 AND task_id = $5 AND map_index = $6",
     )
     .bind(state.as_str())
     .bind(ends(old, state))
     .bind(now)
     .bind(key.run_pk)
     .bind(&key.task_id)
+    .bind(key.map_index)
     .execute(&mut *conn)
     .await?;
     if old.is_active() {
-        record_try(conn, key.run_pk, &key.task_id).await?;
+        record_try(conn, key).await?;
     }
     Ok(true)
 }
@@ -280,12 +294,13 @@ pub(crate) async fn set_state_in<C: Db + ?Sized>(
 /// The instance's state, its row locked where rows can be locked.
 async fn current_state<C: Db + ?Sized>(conn: &mut C, key: &TiKey) -> Result<Option<TaskState>> {
     let sql = format!(
-        "SELECT state FROM task_instance WHERE run_pk = $1 AND task_id = $2{}",
+        "SELECT state FROM task_instance WHERE run_pk = $1 AND task_id = $2 AND map_index = $3{}",
         C::DIALECT.for_update()
     );
     let row = query(sql)
         .bind(key.run_pk)
         .bind(&key.task_id)
+        .bind(key.map_index)
         .fetch_optional(conn)
         .await?;
     row.as_ref()
@@ -325,9 +340,11 @@ async fn clear_one<C: Db + ?Sized>(
     query(
         "UPDATE task_try SET end_date = $1
          WHERE run_pk = $2 AND task_id = $3 AND end_date IS NULL
-           AND try_number = (SELECT try_number FROM task_instance
-                             WHERE run_pk = $2 AND task_id = $3
-                               AND state IN ('queued', 'running'))",
+           AND EXISTS (SELECT 1 FROM task_instance ti
+                       WHERE ti.run_pk = task_try.run_pk AND ti.task_id = task_try.task_id
+                         AND ti.map_index = task_try.map_index
+                         AND ti.try_number = task_try.try_number
+                         AND ti.state IN ('queued', 'running'))",
     )
     .bind(now)
     .bind(run_pk)
@@ -335,6 +352,7 @@ async fn clear_one<C: Db + ?Sized>(
     .execute(&mut *conn)
     .await?;
     super::reschedules::delete(&mut *conn, run_pk, task_id).await?;
+    collapse_mapped(conn, run_pk, task_id).await?;
     let done = query(
         "UPDATE task_instance SET
              state = 'none', max_tries = try_number + tries_budget,
@@ -347,6 +365,79 @@ async fn clear_one<C: Db + ?Sized>(
     .execute(conn)
     .await?;
     Ok(done > 0)
+}
+
+/// A cleared mapped task expands again when it runs again (its values may have changed), as
+/// in Airflow: its instances (with their tries and XComs) give way to one placeholder, map
+/// index -1, whose try number continues from the highest of theirs so that no log is
+/// overwritten. Nothing happens to an unexpanded task.
+async fn collapse_mapped<C: Db + ?Sized>(conn: &mut C, run_pk: i64, task_id: &str) -> Result<()> {
+    let inserted = query(
+        "INSERT INTO task_instance (run_pk, task_id, map_index, tenant, dag_id, run_id,
+             logical_date, state, try_number, max_tries, tries_budget, pool, pool_slots,
+             priority_weight)
+         SELECT run_pk, task_id, -1, tenant, dag_id, run_id, logical_date, 'none',
+             (SELECT MAX(try_number) FROM task_instance WHERE run_pk = $1 AND task_id = $2),
+             max_tries, tries_budget, pool, pool_slots, priority_weight
+         FROM task_instance WHERE run_pk = $1 AND task_id = $2 AND map_index = 0",
+    )
+    .bind(run_pk)
+    .bind(task_id)
+    .execute(&mut *conn)
+    .await?;
+    if inserted > 0 {
+        query("DELETE FROM task_instance WHERE run_pk = $1 AND task_id = $2 AND map_index >= 0")
+            .bind(run_pk)
+            .bind(task_id)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// See [`crate::SchedulerStore::expand_task`]; in the caller's transaction, the run locked.
+pub(crate) async fn expand<C: Db + ?Sized>(
+    conn: &mut C,
+    run_pk: i64,
+    task_id: &str,
+    count: u32,
+) -> Result<bool> {
+    if count == 0 {
+        return Err(StoreError::Invalid(
+            "a task expands to at least one instance".to_owned(),
+        ));
+    }
+    let placeholder = query(
+        "UPDATE task_instance SET map_index = 0
+         WHERE run_pk = $1 AND task_id = $2 AND map_index = -1 AND state = 'scheduled'",
+    )
+    .bind(run_pk)
+    .bind(task_id)
+    .execute(&mut *conn)
+    .await?;
+    if placeholder == 0 {
+        return Ok(false);
+    }
+    if count > 1 {
+        query(
+            "WITH RECURSIVE s(i) AS (
+                 SELECT CAST(1 AS BIGINT) UNION ALL SELECT i + 1 FROM s WHERE i < $3)
+             INSERT INTO task_instance (run_pk, task_id, map_index, tenant, dag_id, run_id,
+                 logical_date, state, try_number, max_tries, tries_budget, pool, pool_slots,
+                 priority_weight)
+             SELECT ti.run_pk, ti.task_id, s.i, ti.tenant, ti.dag_id, ti.run_id,
+                 ti.logical_date, ti.state, ti.try_number, ti.max_tries, ti.tries_budget,
+                 ti.pool, ti.pool_slots, ti.priority_weight
+             FROM task_instance ti CROSS JOIN s
+             WHERE ti.run_pk = $1 AND ti.task_id = $2 AND ti.map_index = 0",
+        )
+        .bind(run_pk)
+        .bind(task_id)
+        .bind(i64::from(count) - 1)
+        .execute(conn)
+        .await?;
+    }
+    Ok(true)
 }
 
 /// Puts the run back to `queued`. A finished run also loses its `start_date`, as Airflow's
@@ -369,11 +460,13 @@ async fn requeue_run<C: Db + ?Sized>(conn: &mut C, run_pk: i64, now: DateTime<Ut
 
 pub(crate) async fn tries<C: Db + ?Sized>(conn: &mut C, key: &TiKey) -> Result<Vec<TryRow>> {
     let rows = query(
-        "SELECT run_pk, task_id, try_number, state, start_date, end_date, hostname
-         FROM task_try WHERE run_pk = $1 AND task_id = $2 ORDER BY try_number",
+        "SELECT run_pk, task_id, map_index, try_number, state, start_date, end_date, hostname
+         FROM task_try WHERE run_pk = $1 AND task_id = $2 AND map_index = $3
+         ORDER BY try_number",
     )
     .bind(key.run_pk)
     .bind(&key.task_id)
+    .bind(key.map_index)
     .fetch_all(conn)
     .await?;
     codec::all(&rows, codec::try_row)
@@ -388,7 +481,7 @@ pub(crate) const ORPHANED: &str = concat!(
        AND (queued_by_job_id IS NULL
             OR NOT EXISTS (SELECT 1 FROM scheduler_job j
                            WHERE j.id = queued_by_job_id AND j.state = 'running'))
-     ORDER BY run_pk, task_id"
+     ORDER BY run_pk, task_id, map_index"
 );
 
 pub(crate) async fn orphaned<C: Db + ?Sized>(conn: &mut C) -> Result<Vec<TiRow>> {
@@ -405,7 +498,7 @@ pub(crate) async fn adopt_orphan<C: Db + ?Sized>(
 ) -> Result<bool> {
     let done = query(
         "UPDATE task_instance SET queued_by_job_id = $1
-         WHERE run_pk = $2 AND task_id = $3 AND try_number = $4
+         WHERE run_pk = $2 AND task_id = $3 AND try_number = $4 AND map_index = $5
            AND state IN ('queued', 'running')
            AND (queued_by_job_id IS NULL
                 OR NOT EXISTS (SELECT 1 FROM scheduler_job j
@@ -415,6 +508,7 @@ pub(crate) async fn adopt_orphan<C: Db + ?Sized>(
     .bind(key.run_pk)
     .bind(&key.task_id)
     .bind(try_number)
+    .bind(key.map_index)
     .execute(conn)
     .await?;
     Ok(done == 1)
@@ -456,9 +550,9 @@ pub(crate) async fn snapshots<C: Db + ?Sized>(
     run_pks: &[i64],
 ) -> Result<HashMap<i64, Vec<TiSnapshot>>> {
     let sql = format!(
-        "SELECT run_pk, task_id, state, try_number, retry_at FROM task_instance
+        "SELECT run_pk, task_id, map_index, state, try_number, retry_at FROM task_instance
          WHERE {}
-         ORDER BY run_pk, task_id",
+         ORDER BY run_pk, task_id, map_index",
         C::DIALECT.in_ints("run_pk", 1)
     );
     let rows = query(sql)
@@ -478,6 +572,7 @@ pub(crate) async fn snapshots<C: Db + ?Sized>(
 fn snapshot<R: StoreRow>(row: &R) -> Result<TiSnapshot> {
     Ok(TiSnapshot {
         task_id: row.text("task_id")?,
+        map_index: codec::map_index_col(row)?,
         state: codec::enum_col(row, "state")?,
         try_number: codec::u32_col(row, "try_number")?,
         retry_at: codec::opt_time_col(row, "retry_at")?,
@@ -495,9 +590,9 @@ pub(crate) async fn focused_snapshots<C: Db + ?Sized>(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT task_id, state, try_number, retry_at FROM task_instance
+        "SELECT task_id, map_index, state, try_number, retry_at FROM task_instance
          WHERE run_pk = $1 AND {}
-         ORDER BY task_id",
+         ORDER BY task_id, map_index",
         C::DIALECT.in_texts("task_id", 2)
     );
     let rows = query(sql)

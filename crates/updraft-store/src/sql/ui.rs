@@ -59,15 +59,15 @@ pub(crate) fn tis_of_runs_sql(dialect: Dialect) -> String {
         concat!(
             "SELECT ",
             ti_columns!(),
-            " FROM task_instance WHERE {} ORDER BY run_pk, task_id"
+            " FROM task_instance WHERE {} ORDER BY run_pk, task_id, map_index"
         ),
         dialect.in_ints("run_pk", 1)
     )
 }
 
 pub(crate) const TRIES_OF_RUN: &str =
-    "SELECT run_pk, task_id, try_number, state, start_date, end_date, hostname
-     FROM task_try WHERE run_pk = $1 ORDER BY task_id, try_number";
+    "SELECT run_pk, task_id, map_index, try_number, state, start_date, end_date, hostname
+     FROM task_try WHERE run_pk = $1 ORDER BY task_id, map_index, try_number";
 
 pub(crate) const RUN_CHANGES: &str =
     "SELECT seq, run_pk FROM run_change WHERE seq > $1 ORDER BY seq LIMIT $2";
@@ -128,7 +128,7 @@ pub(crate) async fn task_instances_of_runs_for_tasks<C: Db + ?Sized>(
         concat!(
             "SELECT ",
             ti_columns!(),
-            " FROM task_instance WHERE {} AND {} ORDER BY run_pk, task_id"
+            " FROM task_instance WHERE {} AND {} ORDER BY run_pk, task_id, map_index"
         ),
         C::DIALECT.in_ints("run_pk", 1),
         C::DIALECT.in_texts("task_id", 2)

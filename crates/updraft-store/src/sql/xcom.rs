@@ -11,7 +11,8 @@ const COLUMNS: &str = "x.run_pk, x.task_id, x.map_index, x.key, x.value, x.times
 
 /// Rows of `xcom AS x` visible (of the current try).
 const VISIBLE: &str = "xcom AS x JOIN task_instance AS ti
-     ON ti.run_pk = x.run_pk AND ti.task_id = x.task_id AND ti.try_number = x.try_number";
+     ON ti.run_pk = x.run_pk AND ti.task_id = x.task_id AND ti.map_index = x.map_index
+        AND ti.try_number = x.try_number";
 
 /// Records one try's pushes (see [`crate::XComStore::record_xcoms`]); false when the task
 /// instance is no longer at that try.
@@ -21,19 +22,22 @@ pub(crate) async fn record<C: Db + ?Sized>(
     now: DateTime<Utc>,
 ) -> Result<bool> {
     let current = query(
-        "SELECT 1 AS one FROM task_instance WHERE run_pk = $1 AND task_id = $2 AND try_number = $3",
+        "SELECT 1 AS one FROM task_instance
+         WHERE run_pk = $1 AND task_id = $2 AND map_index = $3 AND try_number = $4",
     )
     .bind(pushed.run_pk)
     .bind(&pushed.task_id)
+    .bind(pushed.map_index)
     .bind(pushed.try_number)
     .fetch_optional(&mut *conn)
     .await?;
     if current.is_none() {
         return Ok(false);
     }
-    query("DELETE FROM xcom WHERE run_pk = $1 AND task_id = $2")
+    query("DELETE FROM xcom WHERE run_pk = $1 AND task_id = $2 AND map_index = $3")
         .bind(pushed.run_pk)
         .bind(&pushed.task_id)
+        .bind(pushed.map_index)
         .execute(&mut *conn)
         .await?;
     for entry in &pushed.entries {
@@ -106,21 +110,28 @@ pub(crate) async fn write<C: Db + ?Sized>(
             x.key, x.task_id, x.map_index
         )
     };
-    let try_number =
-        query("SELECT try_number FROM task_instance WHERE run_pk = $1 AND task_id = $2")
-            .bind(x.run_pk)
-            .bind(x.task_id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("task instance `{}`", x.task_id)))?
-            .int("try_number")?;
+    let try_number = query(
+        "SELECT try_number FROM task_instance
+             WHERE run_pk = $1 AND task_id = $2 AND map_index = $3",
+    )
+    .bind(x.run_pk)
+    .bind(x.task_id)
+    .bind(x.map_index)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("task instance `{}`", x.task_id)))?
+    .int("try_number")?;
     // An earlier try's rows are invisible; they must not make a new one conflict.
-    query("DELETE FROM xcom WHERE run_pk = $1 AND task_id = $2 AND try_number <> $3")
-        .bind(x.run_pk)
-        .bind(x.task_id)
-        .bind(try_number)
-        .execute(&mut *conn)
-        .await?;
+    query(
+        "DELETE FROM xcom
+         WHERE run_pk = $1 AND task_id = $2 AND map_index = $3 AND try_number <> $4",
+    )
+    .bind(x.run_pk)
+    .bind(x.task_id)
+    .bind(x.map_index)
+    .bind(try_number)
+    .execute(&mut *conn)
+    .await?;
     let done = match mode {
         WriteMode::Create | WriteMode::Upsert => {
             let conflict = if mode == WriteMode::Upsert {

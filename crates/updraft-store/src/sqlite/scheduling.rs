@@ -43,14 +43,16 @@ pub(super) async fn queue(
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut room = step::load_room(&mut *tx).await?;
     let candidates = candidates(&mut tx, keys).await?;
-    // (run_pk, task_id) → position in `admitted`; a key given twice is queued once.
-    let mut positions: HashMap<(i64, &str), usize> = HashMap::new();
+    // (run_pk, task_id, map_index) → position in `admitted`; a key given twice is queued once.
+    let mut positions: HashMap<(i64, &str, i32), usize> = HashMap::new();
     let mut admitted: Vec<&TiKey> = Vec::new();
     for (key, candidate) in keys.iter().zip(&candidates) {
         let Some(candidate) = candidate else {
             continue;
         };
-        let Entry::Vacant(position) = positions.entry((key.run_pk, key.task_id.as_str())) else {
+        let Entry::Vacant(position) =
+            positions.entry((key.run_pk, key.task_id.as_str(), key.map_index))
+        else {
             continue;
         };
         if !room.admits(candidate, limits) {
@@ -64,7 +66,7 @@ pub(super) async fn queue(
     tx.commit().await?;
     let mut ordered: Vec<Option<TiRow>> = vec![None; admitted.len()];
     for row in rows {
-        if let Some(&i) = positions.get(&(row.run_pk, row.task_id.as_str())) {
+        if let Some(&i) = positions.get(&(row.run_pk, row.task_id.as_str(), row.map_index)) {
             ordered[i] = Some(row);
         }
     }
@@ -73,12 +75,16 @@ pub(super) async fn queue(
 
 /// Per key, in order: `None` unless the instance exists and is `scheduled`.
 async fn candidates(conn: &mut SqliteConnection, keys: &[TiKey]) -> Result<Vec<Option<Candidate>>> {
-    let json = task_instances::keys_json(keys.iter().map(|k| (k.run_pk, k.task_id.as_str())))?;
+    let json = task_instances::keys_json(
+        keys.iter()
+            .map(|k| (k.run_pk, k.task_id.as_str(), k.map_index)),
+    )?;
     let rows = sqlx::query(
         "SELECT j.key AS position, ti.dag_id, ti.pool, ti.pool_slots
          FROM json_each(?1) AS j
          JOIN task_instance AS ti ON ti.run_pk = json_extract(j.value, '$[0]')
                                  AND ti.task_id = json_extract(j.value, '$[1]')
+                                 AND ti.map_index = json_extract(j.value, '$[2]')
          WHERE +ti.state = 'scheduled'",
     )
     .bind(json)

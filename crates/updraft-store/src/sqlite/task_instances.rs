@@ -24,7 +24,7 @@ pub(super) async fn apply_transitions_in(
     let mut seen = std::collections::HashSet::new();
     let batch: Vec<&TiTransition> = transitions
         .iter()
-        .filter(|t| seen.insert(t.task_id.as_str()))
+        .filter(|t| seen.insert((t.task_id.as_str(), t.map_index)))
         .collect();
     if batch.is_empty() {
         return Ok(0);
@@ -36,7 +36,8 @@ pub(super) async fn apply_transitions_in(
                 t.task_id,
                 t.expected.as_str(),
                 t.new.as_str(),
-                ends(t.expected, t.new)
+                ends(t.expected, t.new),
+                t.map_index
             ])
         })
         .collect();
@@ -45,10 +46,10 @@ pub(super) async fn apply_transitions_in(
     // `ti.run_pk = ?2` SQLite may make the run's instances the outer loop and scan the whole
     // batch for each: quadratic in the run's size (minutes for the first evaluation of a
     // 50,000-task run). `+ti.state` keeps the state index out of it.
-    let changed: Vec<(String,)> = sqlx::query_as(
+    let changed: Vec<(String, i32)> = sqlx::query_as(
         "WITH j AS MATERIALIZED (
              SELECT ?2 AS run_pk, value ->> 0 AS task_id, value ->> 1 AS expected,
-                    value ->> 2 AS new_state, value ->> 3 AS ends
+                    value ->> 2 AS new_state, value ->> 3 AS ends, value ->> 4 AS map_index
              FROM json_each(?1))
          UPDATE task_instance AS ti SET
              state = j.new_state,
@@ -57,8 +58,9 @@ pub(super) async fn apply_transitions_in(
                                OR (j.new_state = 'scheduled' AND j.expected = 'up_for_reschedule')
                              THEN ti.retry_at ELSE NULL END
          FROM j
-         WHERE ti.run_pk = j.run_pk AND ti.task_id = j.task_id AND +ti.state = j.expected
-         RETURNING task_id",
+         WHERE ti.run_pk = j.run_pk AND ti.task_id = j.task_id AND ti.map_index = j.map_index
+           AND +ti.state = j.expected
+         RETURNING task_id, map_index",
     )
     .bind(serde_json::Value::Array(items).to_string())
     .bind(run_pk)
@@ -66,15 +68,15 @@ pub(super) async fn apply_transitions_in(
     .fetch_all(&mut *conn)
     .await?;
     // Tries that left queued/running are closed in the history.
-    let live: std::collections::HashSet<&str> = batch
+    let live: std::collections::HashSet<(&str, i32)> = batch
         .iter()
         .filter(|t| t.expected.is_active())
-        .map(|t| t.task_id.as_str())
+        .map(|t| (t.task_id.as_str(), t.map_index))
         .collect();
     let closing: Vec<serde_json::Value> = changed
         .iter()
-        .filter(|(task_id,)| live.contains(task_id.as_str()))
-        .map(|(task_id,)| serde_json::json!([run_pk, task_id]))
+        .filter(|(task_id, map_index)| live.contains(&(task_id.as_str(), *map_index)))
+        .map(|(task_id, map_index)| serde_json::json!([run_pk, task_id, map_index]))
         .collect();
     if !closing.is_empty() {
         record_tries(conn, &serde_json::Value::Array(closing).to_string()).await?;
@@ -95,7 +97,10 @@ pub(super) async fn queue_many(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let keys = keys_json(keys.iter().map(|k| (k.run_pk, k.task_id.as_str())))?;
+    let keys = keys_json(
+        keys.iter()
+            .map(|k| (k.run_pk, k.task_id.as_str(), k.map_index)),
+    )?;
     let rows = sqlx::query(concat!(
         "UPDATE task_instance SET
              state = 'queued', try_number = try_number + (retry_at IS NULL), queued_at = ?1,
@@ -104,6 +109,7 @@ pub(super) async fn queue_many(
          FROM json_each(?2) AS j
          WHERE task_instance.run_pk = json_extract(j.value, '$[0]')
            AND task_instance.task_id = json_extract(j.value, '$[1]')
+           AND task_instance.map_index = json_extract(j.value, '$[2]')
            AND +task_instance.state = 'scheduled'
          RETURNING ",
         ti_columns!()
@@ -118,8 +124,8 @@ pub(super) async fn queue_many(
     Ok(tis)
 }
 
-/// `[[run_pk, task_id], ...]`, for [`record_tries`] and `json_each`.
-pub(super) fn keys_json<'a>(keys: impl Iterator<Item = (i64, &'a str)>) -> Result<String> {
+/// `[[run_pk, task_id, map_index], ...]`, for [`record_tries`] and `json_each`.
+pub(super) fn keys_json<'a>(keys: impl Iterator<Item = (i64, &'a str, i32)>) -> Result<String> {
     codec::to_json(&keys.collect::<Vec<_>>())
 }
 
@@ -131,15 +137,16 @@ pub(super) fn keys_json<'a>(keys: impl Iterator<Item = (i64, &'a str)>) -> Resul
 /// each, all the keys. With it, the keys drive the loop, each a primary-key lookup.
 async fn record_tries(conn: &mut SqliteConnection, keys: &str) -> Result<()> {
     sqlx::query(
-        "INSERT INTO task_try (run_pk, task_id, try_number, tenant, state, start_date, end_date,
-             hostname)
-         SELECT ti.run_pk, ti.task_id, ti.try_number, ti.tenant, ti.state, ti.start_date,
-             ti.end_date, ti.hostname
+        "INSERT INTO task_try (run_pk, task_id, map_index, try_number, tenant, state,
+             start_date, end_date, hostname)
+         SELECT ti.run_pk, ti.task_id, ti.map_index, ti.try_number, ti.tenant, ti.state,
+             ti.start_date, ti.end_date, ti.hostname
          FROM json_each(?1) AS j
          JOIN task_instance AS ti ON ti.run_pk = json_extract(j.value, '$[0]')
                                  AND ti.task_id = json_extract(j.value, '$[1]')
+                                 AND ti.map_index = json_extract(j.value, '$[2]')
          WHERE ti.try_number > 0
-         ON CONFLICT (run_pk, task_id, try_number) DO UPDATE SET
+         ON CONFLICT (run_pk, task_id, map_index, try_number) DO UPDATE SET
              state = excluded.state,
              start_date = excluded.start_date,
              end_date = excluded.end_date,
@@ -173,11 +180,11 @@ pub(super) async fn record_reports_in(
             check_finish_state(*new)?;
         }
     }
-    // (run_pk, task_id, try_number) → index of the report that may apply.
-    let mut started: HashMap<(i64, &str, i64), usize> = HashMap::new();
-    let mut finished: HashMap<(i64, &str, i64), usize> = HashMap::new();
-    // [run_pk, task_id, try_number, pid, start_date] and
-    // [run_pk, task_id, try_number, state, retry_at, end_date].
+    // (run_pk, task_id, try_number, map_index) → index of the report that may apply.
+    let mut started: HashMap<(i64, &str, i64, i32), usize> = HashMap::new();
+    let mut finished: HashMap<(i64, &str, i64, i32), usize> = HashMap::new();
+    // [run_pk, task_id, try_number, pid, start_date, map_index] and
+    // [run_pk, task_id, try_number, state, retry_at, end_date, map_index].
     let mut started_json = Vec::new();
     let mut finished_json = Vec::new();
     for (i, report) in reports.iter().enumerate() {
@@ -188,12 +195,17 @@ pub(super) async fn record_reports_in(
                 pid,
                 at,
             } => {
-                let k = (key.run_pk, key.task_id.as_str(), i64::from(*try_number));
+                let k = (
+                    key.run_pk,
+                    key.task_id.as_str(),
+                    i64::from(*try_number),
+                    key.map_index,
+                );
                 if started.contains_key(&k) || finished.contains_key(&k) {
                     continue;
                 }
                 started.insert(k, i);
-                started_json.push(serde_json::json!([k.0, k.1, k.2, pid, ts(*at)]));
+                started_json.push(serde_json::json!([k.0, k.1, k.2, pid, ts(*at), k.3]));
             }
             TryReport::Finished {
                 key,
@@ -203,7 +215,12 @@ pub(super) async fn record_reports_in(
                 at,
                 ..
             } => {
-                let k = (key.run_pk, key.task_id.as_str(), i64::from(*try_number));
+                let k = (
+                    key.run_pk,
+                    key.task_id.as_str(),
+                    i64::from(*try_number),
+                    key.map_index,
+                );
                 if finished.contains_key(&k) {
                     continue;
                 }
@@ -215,16 +232,17 @@ pub(super) async fn record_reports_in(
                     k.2,
                     new.as_str(),
                     retry_at,
-                    ts(*at)
+                    ts(*at),
+                    k.3
                 ]));
             }
         }
     }
     let mut applied = vec![false; reports.len()];
     // Instances whose current try changed, for the history.
-    let mut changed: Vec<(i64, String)> = Vec::new();
+    let mut changed: Vec<(i64, String, i32)> = Vec::new();
     if !started_json.is_empty() {
-        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        let rows: Vec<(i64, String, i64, i32)> = sqlx::query_as(
             "UPDATE task_instance AS ti SET
                  state = 'running', start_date = json_extract(j.value, '$[4]'),
                  pid = json_extract(j.value, '$[3]'), hostname = ?1
@@ -232,22 +250,23 @@ pub(super) async fn record_reports_in(
              WHERE ti.run_pk = json_extract(j.value, '$[0]')
                AND ti.task_id = json_extract(j.value, '$[1]')
                AND ti.try_number = json_extract(j.value, '$[2]')
+               AND ti.map_index = json_extract(j.value, '$[5]')
                AND +ti.state = 'queued'
-             RETURNING run_pk, task_id, try_number",
+             RETURNING run_pk, task_id, try_number, map_index",
         )
         .bind(hostname)
         .bind(codec::to_json(&started_json)?)
         .fetch_all(&mut *tx)
         .await?;
-        for (run_pk, task_id, try_number) in rows {
-            if let Some(&i) = started.get(&(run_pk, task_id.as_str(), try_number)) {
+        for (run_pk, task_id, try_number, map_index) in rows {
+            if let Some(&i) = started.get(&(run_pk, task_id.as_str(), try_number, map_index)) {
                 applied[i] = true;
             }
-            changed.push((run_pk, task_id));
+            changed.push((run_pk, task_id, map_index));
         }
     }
     if !finished_json.is_empty() {
-        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+        let rows: Vec<(i64, String, i64, i32)> = sqlx::query_as(
             "UPDATE task_instance AS ti SET
                  state = json_extract(j.value, '$[3]'), end_date = json_extract(j.value, '$[5]'),
                  retry_at = json_extract(j.value, '$[4]')
@@ -255,17 +274,18 @@ pub(super) async fn record_reports_in(
              WHERE ti.run_pk = json_extract(j.value, '$[0]')
                AND ti.task_id = json_extract(j.value, '$[1]')
                AND ti.try_number = json_extract(j.value, '$[2]')
+               AND ti.map_index = json_extract(j.value, '$[6]')
                AND +ti.state IN ('queued', 'running')
-             RETURNING run_pk, task_id, try_number",
+             RETURNING run_pk, task_id, try_number, map_index",
         )
         .bind(codec::to_json(&finished_json)?)
         .fetch_all(&mut *tx)
         .await?;
-        for (run_pk, task_id, try_number) in rows {
-            if let Some(&i) = finished.get(&(run_pk, task_id.as_str(), try_number)) {
+        for (run_pk, task_id, try_number, map_index) in rows {
+            if let Some(&i) = finished.get(&(run_pk, task_id.as_str(), try_number, map_index)) {
                 applied[i] = true;
             }
-            changed.push((run_pk, task_id));
+            changed.push((run_pk, task_id, map_index));
         }
     }
     if !changed.is_empty() {
@@ -274,7 +294,7 @@ pub(super) async fn record_reports_in(
         let keys = keys_json(
             changed
                 .iter()
-                .map(|(run_pk, task_id)| (*run_pk, task_id.as_str())),
+                .map(|(run_pk, task_id, map_index)| (*run_pk, task_id.as_str(), *map_index)),
         )?;
         record_tries(&mut *tx, &keys).await?;
     }

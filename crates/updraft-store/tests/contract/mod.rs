@@ -9,6 +9,7 @@
 #![allow(dead_code)] // each backend test file uses what it needs
 
 mod assets;
+mod mapping;
 mod reschedules;
 mod secrets;
 mod sources;
@@ -16,6 +17,7 @@ mod step;
 mod users;
 mod xcom;
 pub use assets::*;
+pub use mapping::*;
 pub use reschedules::*;
 pub use secrets::*;
 pub use sources::*;
@@ -162,6 +164,13 @@ macro_rules! contract_tests {
             clearing_or_deleting_removes_reschedules,
             external_state_reads_one_run_of_the_tenant,
         );
+        // Dynamic task mapping.
+        contract_tests!(@each $fresh;
+            a_scheduled_placeholder_expands_into_its_instances_once,
+            mapped_instances_queue_run_and_finish_each_on_its_own,
+            xcoms_are_kept_per_map_index_and_listed_in_index_order,
+            clearing_a_mapped_task_collapses_it_into_a_placeholder,
+        );
         // Assets and asset-triggered runs.
         contract_tests!(@each $fresh;
             asset_events_are_queued_for_their_tenants_unpaused_consumers,
@@ -297,12 +306,14 @@ pub fn key(run: &RunRow, task_id: &str) -> TiKey {
     TiKey {
         run_pk: run.id,
         task_id: task_id.to_string(),
+        map_index: -1,
     }
 }
 
 fn to(task_id: &str, expected: TaskState, new: TaskState) -> TiTransition {
     TiTransition {
         task_id: task_id.to_string(),
+        map_index: -1,
         expected,
         new,
     }

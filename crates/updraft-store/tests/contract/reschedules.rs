@@ -33,6 +33,7 @@ async fn poke_again(store: &dyn Store, k: &TiKey, now: chrono::DateTime<chrono::
             k.run_pk,
             &[TiTransition {
                 task_id: k.task_id.clone(),
+                map_index: k.map_index,
                 expected: TaskState::UpForReschedule,
                 new: TaskState::Scheduled,
             }],

@@ -36,6 +36,7 @@ impl QueueSelector for TakeAll {
             .map(|ti| TiKey {
                 run_pk: ti.run_pk,
                 task_id: ti.task_id.clone(),
+                map_index: ti.map_index,
             })
             .collect();
         if self.reverse {
@@ -396,6 +397,7 @@ pub async fn concurrent_steps_never_overflow_a_pool(store: Arc<dyn Store>, other
                     key: TiKey {
                         run_pk: ti.run_pk,
                         task_id: ti.task_id,
+                        map_index: ti.map_index,
                     },
                     try_number: ti.try_number,
                     new: TaskState::Success,

@@ -66,40 +66,7 @@ fn config(dags: &Path, logs: &Path) -> SchedulerConfig {
 
 /// Runs `dag_id` once on a live scheduler; returns the run once finished.
 async fn run_dag(store: Arc<SqliteStore>, dags: &Path, logs: &Path, dag_id: &str) -> RunRow {
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let mut scheduler = Scheduler::new(dyn_store, config(dags, logs)).unwrap();
-    let waker = scheduler.waker();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let scheduling = scheduler.run(async {
-        let _ = stopped.await;
-    });
-    let checks = async {
-        eventually(&format!("`{dag_id}` to be loaded"), DEADLINE, || async {
-            store.dag(dag_id).await.unwrap()
-        })
-        .await;
-        let run = updraft_runs::trigger_run(
-            store.as_ref(),
-            dag_id,
-            None,
-            None,
-            serde_json::json!({}),
-            Utc::now(),
-        )
-        .await
-        .unwrap();
-        waker.notify_one();
-        let run = eventually(&format!("the run of `{dag_id}`"), DEADLINE, || async {
-            let row = store.run_by_pk(run.id).await.unwrap()?;
-            row.state.is_finished().then_some(row)
-        })
-        .await;
-        stop.send(()).unwrap();
-        run
-    };
-    let (scheduled, run) = tokio::join!(scheduling, checks);
-    scheduled.unwrap();
-    run
+    common::run_dag_once(store, config(dags, logs), dag_id, DEADLINE).await
 }
 
 fn log(logs: &Path, run: &RunRow, task_id: &str, try_number: u32) -> String {

@@ -4,9 +4,13 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use updraft_scheduler::SchedulerConfig;
+use chrono::Utc;
+use tokio::sync::oneshot;
+use updraft_scheduler::{Scheduler, SchedulerConfig};
+use updraft_store::{AdminStore, ReadStore, RunRow, SqliteStore, Store};
 
 /// A scheduler of one test: SQLite (exclusive), the DAGs folder `dags`, logs in `logs`, quick
 /// rescans and polls; a test changes what it needs with `..config(...)`.
@@ -54,4 +58,48 @@ where
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Triggers `dag_id` once on a live scheduler of `config` over `store`; returns the run once
+/// it has finished (failing the test after `deadline`).
+pub async fn run_dag_once(
+    store: Arc<SqliteStore>,
+    config: SchedulerConfig,
+    dag_id: &str,
+    deadline: Duration,
+) -> RunRow {
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let mut scheduler = Scheduler::new(dyn_store, config).unwrap();
+    let waker = scheduler.waker();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let scheduling = scheduler.run(async {
+        let _ = stopped.await;
+    });
+    let checks = async {
+        eventually(&format!("`{dag_id}` to be loaded"), deadline, || async {
+            store.dag(dag_id).await.unwrap()
+        })
+        .await;
+        let run = updraft_runs::trigger_run(
+            store.as_ref(),
+            dag_id,
+            None,
+            None,
+            serde_json::json!({}),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        waker.notify_one();
+        let run = eventually(&format!("the run of `{dag_id}`"), deadline, || async {
+            let row = store.run_by_pk(run.id).await.unwrap()?;
+            row.state.is_finished().then_some(row)
+        })
+        .await;
+        stop.send(()).unwrap();
+        run
+    };
+    let (scheduled, run) = tokio::join!(scheduling, checks);
+    scheduled.unwrap();
+    run
 }

@@ -155,9 +155,11 @@ fn event_response(event: &AssetEventRow) -> AssetEventResponse {
 }
 
 /// References by (tenant, uri).
-type ReferenceIndex = BTreeMap<(String, String), Vec<AssetReference>>;
+pub(crate) type ReferenceIndex = BTreeMap<(String, String), Vec<AssetReference>>;
 
-async fn reference_index(state: &AppState) -> Result<ReferenceIndex, ApiError> {
+/// Every asset reference of the loaded DAGs, by the asset's tenant and URI (the API's and the
+/// UI's asset pages).
+pub(crate) async fn reference_index(state: &AppState) -> Result<ReferenceIndex, ApiError> {
     let mut index = ReferenceIndex::new();
     for r in state.store.asset_references().await? {
         index

@@ -8,7 +8,7 @@
 //! recorded in the audit log ([`crate::audit`]); every write that records work wakes the
 //! scheduler.
 
-mod assets;
+pub(crate) mod assets;
 mod bundles;
 pub(crate) mod connections;
 mod dag_runs;

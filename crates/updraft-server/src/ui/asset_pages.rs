@@ -2,8 +2,6 @@
 //! update it, the DAGs scheduled on it and its latest event) and an asset's page (its recent
 //! events, each linked to the run and task that produced it, and the runs it triggered).
 
-use std::collections::BTreeMap;
-
 use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Serialize;
@@ -13,6 +11,7 @@ use updraft_store::{AssetEventQuery, AssetEventRow, AssetRefKind, AssetReference
 use super::common::Frame;
 use super::format;
 use super::render::{self, UiError};
+use crate::api::assets::{ReferenceIndex, reference_index};
 use crate::auth::{Action, Caller, Identity, Resource, allows, authorize, authorize_or_missing};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -79,19 +78,6 @@ struct EventLine {
     extra: String,
 }
 
-/// References by (tenant, uri).
-type References = BTreeMap<(String, String), Vec<AssetReference>>;
-
-async fn references(state: &AppState) -> Result<References, UiError> {
-    let mut index = References::new();
-    for r in state.store.asset_references().await? {
-        index
-            .entry((r.tenant.clone(), r.uri.clone()))
-            .or_default()
-            .push(r);
-    }
-    Ok(index)
-}
 
 fn dag_href(dag_id: &str) -> String {
     format!("/dags/{}/grid", format::enc(dag_id))
@@ -106,7 +92,7 @@ async fn line(
     state: &AppState,
     identity: &Identity,
     asset: &AssetRow,
-    references: &References,
+    references: &ReferenceIndex,
 ) -> Result<AssetLine, UiError> {
     let refs = references
         .get(&(asset.tenant.clone(), asset.uri.clone()))
@@ -181,7 +167,7 @@ pub async fn assets_page(
             },
         )
         .await?;
-    let references = references(&state).await?;
+    let references = reference_index(&state).await?;
     let mut assets = Vec::with_capacity(rows.len());
     for asset in rows.iter().filter(|a| visible(&identity, a)) {
         assets.push(line(&state, &identity, asset, &references).await?);
@@ -222,7 +208,7 @@ pub async fn asset_page(
         },
         missing,
     )?;
-    let references = references(&state).await?;
+    let references = reference_index(&state).await?;
     let (events, total_events) = state
         .store
         .asset_events(&AssetEventQuery {

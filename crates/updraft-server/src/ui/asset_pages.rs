@@ -1,6 +1,6 @@
 //! Assets in the UI: the Assets page (each asset of the caller's tenants with the tasks that
 //! update it, the DAGs scheduled on it and its latest event) and an asset's page (its recent
-//! events, each linked to the run and task that produced it, and the runs it triggered).
+//! events, each linked to the run and task that produced it).
 
 use axum::extract::{Path, State};
 use axum::response::Response;

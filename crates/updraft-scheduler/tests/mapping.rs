@@ -8,17 +8,14 @@
 
 mod common;
 
-use common::eventually;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::oneshot;
 use updraft_core::{RunState, TaskState};
-use updraft_scheduler::{Scheduler, SchedulerConfig};
-use updraft_store::{AdminStore, ReadStore, RunRow, SqliteStore, Store, TiRow};
+use updraft_scheduler::SchedulerConfig;
+use updraft_store::{AdminStore, ReadStore, RunRow, SqliteStore, TiRow};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

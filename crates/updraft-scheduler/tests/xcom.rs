@@ -5,17 +5,13 @@
 
 mod common;
 
-use common::eventually;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use tokio::sync::oneshot;
 use updraft_core::RunState;
-use updraft_scheduler::{Scheduler, SchedulerConfig};
-use updraft_store::{AdminStore, ReadStore, RunRow, SqliteStore, Store, XComQuery, XComStore};
+use updraft_scheduler::SchedulerConfig;
+use updraft_store::{AdminStore, RunRow, SqliteStore, XComQuery, XComStore};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::oneshot;
 use updraft_scheduler::{Scheduler, SchedulerConfig};
-use updraft_store::{AdminStore, ReadStore, RunRow, SqliteStore, Store};
+use updraft_store::{ReadStore, RunRow, SqliteStore, Store};
 
 /// A scheduler of one test: SQLite (exclusive), the DAGs folder `dags`, logs in `logs`, quick
 /// rescans and polls; a test changes what it needs with `..config(...)`.

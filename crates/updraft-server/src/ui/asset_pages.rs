@@ -78,7 +78,6 @@ struct EventLine {
     extra: String,
 }
 
-
 fn dag_href(dag_id: &str) -> String {
     format!("/dags/{}/grid", format::enc(dag_id))
 }

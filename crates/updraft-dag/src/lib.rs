@@ -34,6 +34,7 @@ mod python;
 mod schedule;
 mod sensor;
 mod task;
+mod trigger;
 mod walk;
 mod watch;
 mod yaml;

@@ -558,7 +558,7 @@ pub enum TaskKind {
 
 impl TaskKind {
     /// The key that selects this kind in a DAG file (`bash`, `command`, `pod`, `noop`,
-    /// `python`, `sensor`).
+    /// `python`, `sensor`, `trigger_dag_run`).
     pub fn name(&self) -> &'static str {
         match self {
             TaskKind::Bash(_) => "bash",
@@ -566,6 +566,9 @@ impl TaskKind {
             TaskKind::Noop => "noop",
             TaskKind::Pod(_) => "pod",
             TaskKind::Python(_) => "python",
+            TaskKind::Sensor(sensor) if matches!(sensor.check, SensorCheck::TriggerDagRun(_)) => {
+                "trigger_dag_run"
+            }
             TaskKind::Sensor(_) => "sensor",
         }
     }
@@ -810,6 +813,10 @@ pub enum SensorCheck {
     Bash(String),
     /// An argv run without a shell exits 0; each element a template.
     Command(Vec<String>),
+    /// Not a check of `sensor:` but the `trigger_dag_run:` kind (Airflow's
+    /// `TriggerDagRunOperator`): the first poke starts another DAG's run; with
+    /// `wait_for_completion` the next pokes wait for that run to end.
+    TriggerDagRun(TriggerDagRunCheck),
 }
 
 impl SensorCheck {
@@ -824,6 +831,7 @@ impl SensorCheck {
             SensorCheck::Sql(_) => "sql",
             SensorCheck::Bash(_) => "bash",
             SensorCheck::Command(_) => "command",
+            SensorCheck::TriggerDagRun(_) => "trigger_dag_run",
         }
     }
 }
@@ -840,6 +848,33 @@ pub struct ExternalTaskCheck {
     pub failed_states: Vec<String>,
     /// The other run's logical date is this much before this run's (default: the same).
     pub execution_delta: Option<Duration>,
+}
+
+/// Another DAG's run to start, in the same tenant (`TriggerDagRunOperator`'s fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerDagRunCheck {
+    /// A template.
+    pub trigger_dag_id: String,
+    /// A template; `None`: Airflow's `manual__<logical date>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_run_id: Option<String>,
+    /// A template rendering to a date-time; `None`: the time of the trigger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logical_date: Option<String>,
+    /// The new run's conf: a JSON object whose strings are templates.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub conf: serde_json::Value,
+    /// A run with the same run id is cleared and runs again, instead of failing the task.
+    #[serde(default)]
+    pub reset_dag_run: bool,
+    /// A run with the same run id skips the task, instead of failing it.
+    #[serde(default)]
+    pub skip_when_already_exists: bool,
+    /// Succeed only once the started run is in `allowed_states` (fail in `failed_states`).
+    #[serde(default)]
+    pub wait_for_completion: bool,
+    pub allowed_states: Vec<String>,
+    pub failed_states: Vec<String>,
 }
 
 /// An HTTP request and the statuses that end the wait.

@@ -47,13 +47,15 @@ pub(crate) const SETTING_KEYS: [&str; 21] = [
 type KindReader = fn(&mut Diagnostics<'_>, &Node) -> Option<TaskKind>;
 
 /// The task kinds: the key that selects each and how its value is read. A new kind is one more
-/// entry here and one more [`TaskKind`] variant.
-pub(crate) const KINDS: [(&str, KindReader); 6] = [
+/// entry here and one more [`TaskKind`] variant (`trigger_dag_run` is read as a sensor whose
+/// check starts a run: it waits as sensors do).
+pub(crate) const KINDS: [(&str, KindReader); 7] = [
     ("bash", bash_kind),
     ("command", command_kind),
     ("pod", crate::pod::pod_kind),
     ("python", crate::python::python_kind),
     ("sensor", crate::sensor::sensor_kind),
+    ("trigger_dag_run", crate::trigger::trigger_dag_run_kind),
     ("noop", noop_kind),
 ];
 

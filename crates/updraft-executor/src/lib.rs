@@ -20,6 +20,7 @@ pub use render::{
     has_templates, render_off_loop, render_task, render_task_within,
 };
 pub use sensor::{
-    ExternalQuery, Poke, PokeCheck, PokeResult, SensorProgram, SensorStates, StatesFuture,
+    ExternalQuery, Poke, PokeCheck, PokeResult, RunTrigger, SensorProgram, SensorStates,
+    StatesFuture, TriggerFuture, TriggerRefusal, TriggerRequest, Triggered,
 };
 pub use xcom::XComPush;

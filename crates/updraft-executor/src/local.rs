@@ -67,7 +67,8 @@ use updraft_secrets::StreamMasker;
 use crate::isolation::{self, RunAs, TryIsolation, open_log};
 use crate::render::{Program, RenderedTask};
 use crate::sensor::{
-    Poke, PokeCheck, PokeFailure, PokeResult, PokeTools, SensorProgram, SensorStates,
+    Poke, PokeCheck, PokeFailure, PokeResult, PokeTools, RunTrigger, SensorProgram,
+    SensorStates,
 };
 use crate::xcom::{self, XComPush};
 
@@ -212,6 +213,8 @@ pub struct LocalExecutorConfig {
     /// What `external_task` sensors read other DAGs' states through; without it their
     /// pokes fail.
     pub sensor_states: Option<Arc<dyn SensorStates>>,
+    /// What `trigger_dag_run` tasks start other DAGs' runs through; without it they fail.
+    pub run_trigger: Option<Arc<dyn RunTrigger>>,
     /// How long one in-process poke may take when its task sets no `execution_timeout`.
     pub poke_timeout: Duration,
 }
@@ -231,6 +234,7 @@ impl Default for LocalExecutorConfig {
             max_xcom_size: xcom::DEFAULT_MAX_XCOM_SIZE,
             venv_cache: None,
             sensor_states: None,
+            run_trigger: None,
             poke_timeout: DEFAULT_POKE_TIMEOUT,
         }
     }
@@ -897,19 +901,26 @@ async fn poke_in_process(
     });
     let tools = PokeTools {
         states: inner.config.sensor_states.clone(),
+        trigger: inner.config.run_trigger.clone(),
         http: inner.http.get_or_init(reqwest::Client::new).clone(),
     };
     let limit = spec.timeout.unwrap_or(inner.config.poke_timeout);
+    let mut xcoms = Vec::new();
     let outcome = tokio::select! {
         biased;
         true = raised(&mut kill) => ExecOutcome::Killed,
         answer = tokio::time::timeout(limit, crate::sensor::poke(&sensor.check, &tools, started)) => {
             match answer {
-                Ok(Ok((result, found))) => {
-                    write_poke_log(&spec, &found).await;
-                    ExecOutcome::Poked(sensor.poke(result, started))
+                Ok(Ok(answer)) => {
+                    write_poke_log(&spec, &answer.found).await;
+                    xcoms = answer.pushes;
+                    ExecOutcome::Poked(sensor.poke(answer.result, started))
                 }
                 Ok(Err(PokeFailure::FailedState(message))) if sensor.timing.soft_fail => {
+                    write_poke_log(&spec, &message).await;
+                    ExecOutcome::Skipped
+                }
+                Ok(Err(PokeFailure::Skip(message))) => {
                     write_poke_log(&spec, &message).await;
                     ExecOutcome::Skipped
                 }
@@ -932,7 +943,7 @@ async fn poke_in_process(
         key,
         outcome,
         at: Utc::now(),
-        xcoms: Vec::new(),
+        xcoms,
     });
     drop(state);
     drop(guard);

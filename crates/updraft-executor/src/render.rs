@@ -79,7 +79,9 @@ use minijinja::value::{Object, Value};
 use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior};
 use updraft_dag::{Dag, PodTask, PythonTask, SensorCheck, SensorTask, Task, TaskKind};
 
-use crate::sensor::{ExternalQuery, HttpRequest, PokeCheck, SensorProgram, SqlQuery};
+use crate::sensor::{
+    ExternalQuery, HttpRequest, PokeCheck, SensorProgram, SqlQuery, TriggerRequest,
+};
 
 mod budget;
 mod pool;
@@ -525,12 +527,59 @@ fn render_sensor(
                 .map(|(i, a)| one(&format!("command[{i}]"), a))
                 .collect::<Result<_, _>>()?,
         ))),
+        SensorCheck::TriggerDagRun(trigger) => {
+            PokeCheck::TriggerDagRun(Box::new(render_trigger(r, trigger, ctx)?))
+        }
     };
     Ok(SensorProgram {
         check,
         timing: sensor.timing,
         first_poke: None,
         rescheduled: 0,
+    })
+}
+
+/// Renders a `trigger_dag_run` task's DAG id, run id, logical date and conf, in its tenant.
+fn render_trigger(
+    r: &Renderer<'_>,
+    trigger: &updraft_dag::TriggerDagRunCheck,
+    ctx: &TemplateContext,
+) -> Result<TriggerRequest, FieldError> {
+    let one = |field: &str, s: &str| r.render(s).map_err(|m| (field.to_owned(), m));
+    let dag_id = one("trigger_dag_id", &trigger.trigger_dag_id)?;
+    updraft_dag::check_identifier("dag_id", &dag_id)
+        .map_err(|m| ("trigger_dag_id".to_owned(), m))?;
+    let run_id = trigger
+        .trigger_run_id
+        .as_deref()
+        .map(|t| one("trigger_run_id", t))
+        .transpose()?;
+    let logical_date = match &trigger.logical_date {
+        Some(text) => {
+            let text = one("logical_date", text)?;
+            Some(
+                updraft_dag::parse_datetime(&text, ctx.timezone)
+                    .map_err(|m| ("logical_date".to_owned(), m))?,
+            )
+        }
+        None => None,
+    };
+    let conf = match &trigger.conf {
+        serde_json::Value::Null => serde_json::Value::Object(Default::default()),
+        conf => render_json(r, conf, "conf")?,
+    };
+    Ok(TriggerRequest {
+        tenant: ctx.tenant.clone(),
+        dag_id,
+        run_id,
+        logical_date,
+        conf,
+        reset_dag_run: trigger.reset_dag_run,
+        skip_when_already_exists: trigger.skip_when_already_exists,
+        wait_for_completion: trigger.wait_for_completion,
+        allowed_states: trigger.allowed_states.clone(),
+        failed_states: trigger.failed_states.clone(),
+        triggered: None,
     })
 }
 

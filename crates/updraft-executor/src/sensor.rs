@@ -15,6 +15,7 @@
 mod glob;
 pub(crate) mod http;
 mod sql;
+mod trigger;
 
 use std::fmt;
 use std::future::Future;
@@ -23,9 +24,11 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use updraft_dag::SensorTiming;
 
+pub use trigger::TRIGGER_RUN_ID;
 pub use updraft_core::sensor::PokeResult;
 
 use crate::render::Program;
+use crate::xcom::XComPush;
 
 /// A rendered sensor: what its poke looks at, its timing, and how far its try has got.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +55,30 @@ pub enum PokeCheck {
     Sql(SqlQuery),
     /// `bash` or `command`: exit code 0 is done.
     Process(Box<Program>),
+    /// A `trigger_dag_run` task: start the run, then (with `wait_for_completion`) wait for it.
+    TriggerDagRun(Box<TriggerRequest>),
+}
+
+/// A `trigger_dag_run` task's request, rendered: which run of which DAG of the tenant to
+/// start, and what ends the wait for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerRequest {
+    pub tenant: String,
+    pub dag_id: String,
+    /// `None`: Airflow's `manual__<logical date>`.
+    pub run_id: Option<String>,
+    /// `None`: the time of the trigger.
+    pub logical_date: Option<DateTime<Utc>>,
+    /// A JSON object.
+    pub conf: serde_json::Value,
+    pub reset_dag_run: bool,
+    pub skip_when_already_exists: bool,
+    pub wait_for_completion: bool,
+    pub allowed_states: Vec<String>,
+    pub failed_states: Vec<String>,
+    /// The run an earlier poke of this try started (its `trigger_run_id` XCom): this poke
+    /// only looks at its state. `None`: this poke starts the run.
+    pub triggered: Option<String>,
 }
 
 /// Another DAG's run (or one of its tasks) for a logical date, in the sensor's tenant.
@@ -124,6 +151,47 @@ pub trait SensorStates: Send + Sync + fmt::Debug {
     fn external_state<'a>(&'a self, query: &'a ExternalQuery) -> StatesFuture<'a>;
 }
 
+/// The future of a [`RunTrigger`]'s start of a run.
+pub type TriggerFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Triggered, TriggerRefusal>> + Send + 'a>>;
+
+/// Starts other DAGs' runs for `trigger_dag_run` tasks and reads their state (the scheduler
+/// implements it over its store, within the task's tenant).
+pub trait RunTrigger: Send + Sync + fmt::Debug {
+    /// Creates the run `request` describes (at `now` when it names no logical date); with
+    /// `reset_dag_run`, an existing run of that id is cleared to run again instead.
+    fn trigger<'a>(&'a self, request: &'a TriggerRequest, now: DateTime<Utc>)
+    -> TriggerFuture<'a>;
+    /// The state of run `run_id` of `request.dag_id` in `request.tenant`; `None` when there
+    /// is no such run.
+    fn run_state<'a>(&'a self, request: &'a TriggerRequest, run_id: &'a str) -> StatesFuture<'a>;
+}
+
+/// A run a [`RunTrigger`] started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Triggered {
+    pub run_id: String,
+    /// An existing run was cleared (`reset_dag_run`) rather than a new one created.
+    pub reset: bool,
+}
+
+/// Why a [`RunTrigger`] started no run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TriggerRefusal {
+    /// The DAG already has a run of that id (or logical date): its run id.
+    Exists(String),
+    /// Anything else (no such DAG in the tenant, a conf its params refuse, the store).
+    Failed(String),
+}
+
+/// What a poke found: its answer, a line for the try's log, and what it pushes as XComs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PokeAnswer {
+    pub result: PokeResult,
+    pub found: String,
+    pub pushes: Vec<XComPush>,
+}
+
 /// Why a poke did not answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PokeFailure {
@@ -132,12 +200,17 @@ pub enum PokeFailure {
     /// The external task reached one of its `failed_states`: a failed try, or skipped with
     /// `soft_fail`.
     FailedState(String),
+    /// The try is skipped (a `trigger_dag_run` whose run exists, with
+    /// `skip_when_already_exists`).
+    Skip(String),
 }
 
 impl fmt::Display for PokeFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PokeFailure::Error(m) | PokeFailure::FailedState(m) => f.write_str(m),
+            PokeFailure::Error(m) | PokeFailure::FailedState(m) | PokeFailure::Skip(m) => {
+                f.write_str(m)
+            }
         }
     }
 }
@@ -146,12 +219,30 @@ impl fmt::Display for PokeFailure {
 #[derive(Debug, Clone, Default)]
 pub struct PokeTools {
     pub states: Option<std::sync::Arc<dyn SensorStates>>,
+    pub trigger: Option<std::sync::Arc<dyn RunTrigger>>,
     pub http: reqwest::Client,
 }
 
 /// Runs one in-process poke of `check` at `now` (a `Process` check is not in-process: an
-/// error). Also returns a line for the try's log saying what was found.
+/// error).
 pub async fn poke(
+    check: &PokeCheck,
+    tools: &PokeTools,
+    now: DateTime<Utc>,
+) -> Result<PokeAnswer, PokeFailure> {
+    if let PokeCheck::TriggerDagRun(request) = check {
+        return trigger::poke(request, tools, now).await;
+    }
+    let (result, found) = look(check, tools, now).await?;
+    Ok(PokeAnswer {
+        result,
+        found,
+        pushes: Vec::new(),
+    })
+}
+
+/// What a check other than a trigger finds, and a line for the try's log saying so.
+async fn look(
     check: &PokeCheck,
     tools: &PokeTools,
     now: DateTime<Utc>,
@@ -180,6 +271,9 @@ pub async fn poke(
         PokeCheck::Sql(query) => sql::poke(query).await,
         PokeCheck::Process(_) => Err(PokeFailure::Error(
             "a process check is run as a local try, not in-process".to_owned(),
+        )),
+        PokeCheck::TriggerDagRun(_) => Err(PokeFailure::Error(
+            "a trigger is poked by the trigger module".to_owned(),
         )),
     }
 }

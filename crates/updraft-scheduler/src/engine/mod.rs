@@ -43,6 +43,7 @@ mod sensors;
 mod shutdown;
 mod state;
 mod timeout;
+mod trigger;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -142,7 +143,7 @@ impl Scheduler {
             )),
             _ => None,
         };
-        let executors = Executors::new(&config, &store);
+        let executors = Executors::new(&config, &store, wakeups.poke.clone());
         Ok(Scheduler {
             store,
             changes: tokio::sync::broadcast::channel(1024).0,

@@ -9,8 +9,11 @@ use chrono::{DateTime, Utc};
 use updraft_core::TaskState;
 use updraft_core::sensor::on_poke;
 use updraft_dag::{Task, TaskKind};
-use updraft_executor::{ExternalQuery, Poke, SensorProgram, SensorStates, StatesFuture};
-use updraft_store::{Store, StoreError, TiKey};
+use updraft_executor::sensor::TRIGGER_RUN_ID;
+use updraft_executor::{
+    ExternalQuery, Poke, PokeCheck, SensorProgram, SensorStates, StatesFuture,
+};
+use updraft_store::{Store, StoreError, TiKey, XComQuery};
 
 /// [`SensorStates`] over the store.
 pub(super) struct StoreStates {
@@ -39,8 +42,9 @@ impl SensorStates for StoreStates {
     }
 }
 
-/// Puts the try's pokes so far into a rendered sensor: its first poke (where `timeout`
-/// counts from) and how many rescheduled.
+/// Puts the try's progress into a rendered sensor: its first poke (where `timeout` counts
+/// from), how many rescheduled and, for a `trigger_dag_run` task, the run an earlier poke of
+/// the try started (its `trigger_run_id` XCom).
 pub(super) async fn add_progress(
     store: &dyn Store,
     key: &TiKey,
@@ -50,7 +54,26 @@ pub(super) async fn add_progress(
     let rows = store.reschedules(key, try_number).await?;
     sensor.first_poke = rows.first().map(|r| r.start_date);
     sensor.rescheduled = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+    if let PokeCheck::TriggerDagRun(request) = &mut sensor.check {
+        request.triggered = triggered_run(store, key).await?;
+    }
     Ok(())
+}
+
+/// The `trigger_run_id` XCom of the instance's current try, if it pushed one.
+async fn triggered_run(store: &dyn Store, key: &TiKey) -> Result<Option<String>, StoreError> {
+    let query = XComQuery {
+        run_pk: key.run_pk,
+        task_ids: Some(vec![key.task_id.clone()]),
+        map_index: Some(i64::from(key.map_index)),
+        key: Some(TRIGGER_RUN_ID.to_owned()),
+        limit: Some(1),
+        offset: 0,
+    };
+    let (rows, _) = store.xcoms(&query).await?;
+    Ok(rows
+        .first()
+        .and_then(|row| serde_json::from_str::<String>(&row.value).ok()))
 }
 
 /// What `poke` of a try of `task` that ended at `at` becomes: `(state, next poke)`. A task

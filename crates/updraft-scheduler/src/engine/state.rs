@@ -27,11 +27,21 @@ pub(super) struct Executors {
 }
 
 impl Executors {
-    pub(super) fn new(config: &SchedulerConfig, store: &Arc<dyn Store>) -> Self {
+    /// `wake`: the loop's wake-up, for runs that `trigger_dag_run` tasks start.
+    pub(super) fn new(
+        config: &SchedulerConfig,
+        store: &Arc<dyn Store>,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> Self {
         let (tx, events) = mpsc::unbounded_channel();
         let sensor_states: Arc<dyn SensorStates> = Arc::new(super::sensors::StoreStates {
             store: store.clone(),
         });
+        let run_trigger: Arc<dyn updraft_executor::RunTrigger> =
+            Arc::new(super::trigger::StoreTrigger {
+                store: store.clone(),
+                wake,
+            });
         let local = LocalExecutor::new(
             LocalExecutorConfig {
                 max_concurrency: config.parallelism as usize,
@@ -40,6 +50,7 @@ impl Executors {
                 isolation: config.isolation.clone(),
                 max_xcom_size: config.max_xcom_size,
                 sensor_states: Some(sensor_states),
+                run_trigger: Some(run_trigger),
                 ..LocalExecutorConfig::default()
             },
             tx.clone(),

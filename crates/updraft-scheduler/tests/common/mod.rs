@@ -3,6 +3,8 @@
 // Each test binary uses a part of them.
 #![allow(dead_code)]
 
+pub mod live;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

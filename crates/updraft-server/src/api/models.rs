@@ -703,6 +703,7 @@ pub fn operator_of(kind: &TaskKind) -> &'static str {
             updraft_dag::SensorCheck::Bash(_) | updraft_dag::SensorCheck::Command(_) => {
                 "BashSensor"
             }
+            updraft_dag::SensorCheck::TriggerDagRun(_) => "TriggerDagRunOperator",
         },
     }
 }

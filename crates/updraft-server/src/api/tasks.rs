@@ -241,7 +241,12 @@ fn operator_of(kind: &TaskKind) -> (&'static str, &'static [&'static str]) {
         TaskKind::Noop => &[],
         TaskKind::Pod(_) => &["pod_template_file", "env"],
         TaskKind::Python(_) => &["op_args", "op_kwargs", "env"],
-        TaskKind::Sensor(_) => &["sensor"],
+        TaskKind::Sensor(sensor) => match sensor.check {
+            updraft_dag::SensorCheck::TriggerDagRun(_) => {
+                &["trigger_dag_id", "trigger_run_id", "logical_date", "conf"]
+            }
+            _ => &["sensor"],
+        },
     };
     (super::models::operator_of(kind), fields)
 }

@@ -10,9 +10,6 @@ use super::codec::{self, StoreRow};
 use super::{Db, query};
 use crate::{RescheduleRow, Result, TiKey, TryReport};
 
-/// Airflow's map index of an instance that is not mapped.
-const NOT_MAPPED: i64 = -1;
-
 /// The rows of try `try_number` of `key`, oldest first.
 pub(crate) async fn of_try<C: Db + ?Sized>(
     conn: &mut C,
@@ -28,7 +25,7 @@ pub(crate) async fn of_try<C: Db + ?Sized>(
     )
     .bind(key.run_pk)
     .bind(&key.task_id)
-    .bind(NOT_MAPPED)
+    .bind(key.map_index)
     .bind(try_number)
     .fetch_all(conn)
     .await?;
@@ -83,12 +80,13 @@ pub(crate) async fn record_one<C: Db + ?Sized>(
     query(
         "INSERT INTO task_reschedule (run_pk, task_id, map_index, try_number, start_date,
              end_date, reschedule_date)
-         SELECT run_pk, task_id, $3, try_number, COALESCE(start_date, $5), $5, $6
-         FROM task_instance WHERE run_pk = $1 AND task_id = $2 AND try_number = $4",
+         SELECT run_pk, task_id, map_index, try_number, COALESCE(start_date, $5), $5, $6
+         FROM task_instance
+         WHERE run_pk = $1 AND task_id = $2 AND map_index = $3 AND try_number = $4",
     )
     .bind(key.run_pk)
     .bind(&key.task_id)
-    .bind(NOT_MAPPED)
+    .bind(key.map_index)
     .bind(try_number)
     .bind(at)
     .bind(next)

@@ -64,7 +64,9 @@ pub(crate) fn trigger_dag_run_kind(diags: &mut Diagnostics<'_>, node: &Node) -> 
     let run_id = fields
         .get("trigger_run_id")
         .and_then(|v| diag::non_empty_string(diags, v, "trigger_dag_run.trigger_run_id"));
-    let logical_date = fields.get("logical_date").and_then(|v| logical_date(diags, v));
+    let logical_date = fields
+        .get("logical_date")
+        .and_then(|v| logical_date(diags, v));
     let conf = match fields.get("conf") {
         Some(value) => conf(diags, value),
         None => Some(serde_json::Value::Null),
@@ -179,8 +181,7 @@ fn timing(diags: &mut Diagnostics<'_>, fields: &diag::Fields<'_>) -> Option<Sens
         ..SensorTiming::default()
     };
     if let Some(value) = fields.get("poke_interval") {
-        timing.poke_interval =
-            diag::duration(diags, value, "trigger_dag_run.poke_interval", true)?;
+        timing.poke_interval = diag::duration(diags, value, "trigger_dag_run.poke_interval", true)?;
     }
     if let Some(value) = fields.get("timeout") {
         timing.timeout = diag::duration(diags, value, "trigger_dag_run.timeout", false)?;

@@ -368,6 +368,7 @@ fn the_examples_load_without_errors() {
         ("default", "python_example"),
         ("default", "xcom_example"),
         ("default", "task_groups"),
+        ("default", "trigger_example"),
         ("team_a", "team_a_nightly_report"),
     ] {
         assert!(

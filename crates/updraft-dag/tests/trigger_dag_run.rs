@@ -139,7 +139,10 @@ fn located_errors() {
         "      trigger_dag_id: child\n      allowed_states: [success, skipped]\n",
         6,
         33,
-        &["`skipped` is not a DAG run state", "queued, running, success, failed"],
+        &[
+            "`skipped` is not a DAG run state",
+            "queued, running, success, failed",
+        ],
     );
     assert_error(
         "      trigger_dag_id: child\n      failed_states: [success]\n",
@@ -178,4 +181,14 @@ fn a_mapped_trigger_parses() {
     let yaml = "dag_id: parent\ntasks:\n  - task_id: start\n    expand:\n      day: [\"2024-01-01\", \"2024-01-02\"]\n    trigger_dag_run:\n      trigger_dag_id: child\n      trigger_run_id: \"for_{{ mapped.day }}\"\n      conf: {day: \"{{ mapped.day }}\"}\n";
     let dag = parse_dag("etl", "etl/parent.yaml", yaml).expect("parses");
     assert!(dag.tasks[0].expand.is_some());
+}
+
+#[test]
+fn the_example_dag_parses() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/dags/trigger_example.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let dag = parse_dag("default", "trigger_example.yaml", &text).expect("the example parses");
+    assert_eq!(dag.tasks[0].kind.name(), "trigger_dag_run");
+    assert_eq!(dag.tasks[1].kind.name(), "bash");
 }

@@ -67,8 +67,7 @@ use updraft_secrets::StreamMasker;
 use crate::isolation::{self, RunAs, TryIsolation, open_log};
 use crate::render::{Program, RenderedTask};
 use crate::sensor::{
-    Poke, PokeCheck, PokeFailure, PokeResult, PokeTools, RunTrigger, SensorProgram,
-    SensorStates,
+    Poke, PokeCheck, PokeFailure, PokeResult, PokeTools, RunTrigger, SensorProgram, SensorStates,
 };
 use crate::xcom::{self, XComPush};
 

@@ -274,10 +274,11 @@ pub fn render_task_within(
             render_python(&r, python, ctx)
                 .map_err(|(field, message)| err(format!("python.{field}"), message))?,
         )),
-        TaskKind::Sensor(sensor) => Program::Sensor(Box::new(
-            render_sensor(&r, sensor, ctx)
-                .map_err(|(field, message)| err(format!("sensor.{field}"), message))?,
-        )),
+        TaskKind::Sensor(sensor) => {
+            Program::Sensor(Box::new(render_sensor(&r, sensor, ctx).map_err(
+                |(field, message)| err(format!("{}.{field}", task.kind.name()), message),
+            )?))
+        }
     };
 
     let mut env: BTreeMap<String, String> = BTreeMap::new();
@@ -2440,6 +2441,68 @@ mod tests {
             )
             .unwrap(),
             PokeCheck::Process(Box::new(Program::Bash("test -e /d/20240305".into())))
+        );
+    }
+
+    #[test]
+    fn a_trigger_renders_its_dag_run_id_date_and_conf_in_the_tenant() {
+        let c = ctx();
+        let check = updraft_dag::TriggerDagRunCheck {
+            trigger_dag_id: "{{ dag.dag_id }}_report".into(),
+            trigger_run_id: Some("from_{{ ds_nodash }}".into()),
+            logical_date: Some("{{ ds }} 12:00:00".into()),
+            conf: serde_json::json!({"day": "{{ ds }}", "n": 3, "list": ["{{ run_id }}"]}),
+            reset_dag_run: true,
+            skip_when_already_exists: false,
+            wait_for_completion: true,
+            allowed_states: vec!["success".into()],
+            failed_states: vec!["failed".into()],
+        };
+        assert_eq!(
+            poke_check(&sensor(SensorCheck::TriggerDagRun(check.clone())), &c).unwrap(),
+            PokeCheck::TriggerDagRun(Box::new(TriggerRequest {
+                tenant: "acme".into(),
+                dag_id: "etl_report".into(),
+                run_id: Some("from_20240305".into()),
+                logical_date: Some(Utc.with_ymd_and_hms(2024, 3, 5, 11, 0, 0).unwrap()),
+                conf: serde_json::json!({
+                    "day": "2024-03-05",
+                    "n": 3,
+                    "list": ["scheduled__2024-03-05T06:07:08+00:00"],
+                }),
+                reset_dag_run: true,
+                skip_when_already_exists: false,
+                wait_for_completion: true,
+                allowed_states: vec!["success".into()],
+                failed_states: vec!["failed".into()],
+                triggered: None,
+            }))
+        );
+        let plain = updraft_dag::TriggerDagRunCheck {
+            trigger_run_id: None,
+            logical_date: None,
+            conf: serde_json::Value::Null,
+            ..check.clone()
+        };
+        match poke_check(&sensor(SensorCheck::TriggerDagRun(plain)), &c).unwrap() {
+            PokeCheck::TriggerDagRun(request) => {
+                assert_eq!((request.run_id, request.logical_date), (None, None));
+                assert_eq!(
+                    request.conf,
+                    serde_json::json!({}),
+                    "no conf is an empty one"
+                );
+            }
+            other => panic!("not a trigger: {other:?}"),
+        }
+        let bad = updraft_dag::TriggerDagRunCheck {
+            trigger_dag_id: "{{ ds }} and more".into(),
+            ..check
+        };
+        let error = poke_check(&sensor(SensorCheck::TriggerDagRun(bad)), &c).unwrap_err();
+        assert!(
+            error.to_string().contains("trigger_dag_run.trigger_dag_id"),
+            "{error}"
         );
     }
 

@@ -160,8 +160,7 @@ pub type TriggerFuture<'a> =
 pub trait RunTrigger: Send + Sync + fmt::Debug {
     /// Creates the run `request` describes (at `now` when it names no logical date); with
     /// `reset_dag_run`, an existing run of that id is cleared to run again instead.
-    fn trigger<'a>(&'a self, request: &'a TriggerRequest, now: DateTime<Utc>)
-    -> TriggerFuture<'a>;
+    fn trigger<'a>(&'a self, request: &'a TriggerRequest, now: DateTime<Utc>) -> TriggerFuture<'a>;
     /// The state of run `run_id` of `request.dag_id` in `request.tenant`; `None` when there
     /// is no such run.
     fn run_state<'a>(&'a self, request: &'a TriggerRequest, run_id: &'a str) -> StatesFuture<'a>;

@@ -12,8 +12,7 @@ use chrono::{TimeZone, Utc};
 use updraft_core::{RunState, TaskState};
 use updraft_store::{NewestRunsFilter, ReadStore, RunRow, TiKey, XComQuery, XComStore};
 
-const CHILD: &str =
-    "dag_id: child\nparams:\n  day: \"none\"\ntasks:\n  - task_id: work\n    bash: \"echo working on {{ params.day }}\"\n";
+const CHILD: &str = "dag_id: child\nparams:\n  day: \"none\"\ntasks:\n  - task_id: work\n    bash: \"echo working on {{ params.day }}\"\n";
 
 /// The runs of `dag_id`, oldest first.
 async fn runs_of(ctx: &Ctx, dag_id: &str) -> Vec<RunRow> {
@@ -129,7 +128,10 @@ async fn waiting_for_completion_frees_the_slot_and_follows_the_run_to_its_end() 
             );
             assert_eq!(trigger_run_id(&ctx, &run, "start", -1).await, started);
             let log = ctx.log(&run, "start", 1);
-            assert!(log.contains(&format!("run {started} of DAG gated is success")), "{log}");
+            assert!(
+                log.contains(&format!("run {started} of DAG gated is success")),
+                "{log}"
+            );
         },
     )
     .await;
@@ -197,7 +199,12 @@ async fn an_existing_run_fails_the_trigger_skips_it_or_runs_again() {
             map_index: -1,
         };
         assert_eq!(
-            ctx.store.task_instance(&key).await.unwrap().unwrap().try_number,
+            ctx.store
+                .task_instance(&key)
+                .await
+                .unwrap()
+                .unwrap()
+                .try_number,
             1
         );
 
@@ -230,7 +237,10 @@ async fn another_tenant_s_dag_cannot_be_triggered() {
     let parent = "dag_id: parent\ntasks:\n  - task_id: start\n    trigger_dag_run:\n      trigger_dag_id: private\n";
     let private = "dag_id: private\ntasks:\n  - task_id: work\n    bash: echo private\n";
     with_scheduler(
-        &[("alpha/parent.yaml", parent), ("beta/private.yaml", private)],
+        &[
+            ("alpha/parent.yaml", parent),
+            ("beta/private.yaml", private),
+        ],
         &[],
         |ctx| async move {
             common::eventually("`private` to be loaded", DEADLINE, || async {
@@ -255,7 +265,9 @@ async fn each_instance_of_a_mapped_sensor_pokes_on_its_own() {
     let dag = "dag_id: mapped_wait\ntasks:\n  - task_id: wait\n    expand:\n      name: [one, two]\n    sensor:\n      path: \"{data}/{{ mapped.name }}\"\n      poke_interval: 1s\n";
     with_scheduler(&[("mapped_wait.yaml", dag)], &[], |ctx| async move {
         std::fs::write(ctx.data.join("one"), "").unwrap();
-        let run = ctx.trigger("mapped_wait", None, serde_json::json!({})).await;
+        let run = ctx
+            .trigger("mapped_wait", None, serde_json::json!({}))
+            .await;
         let key = |map_index| TiKey {
             run_pk: run.id,
             task_id: "wait".to_owned(),

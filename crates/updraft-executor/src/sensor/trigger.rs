@@ -86,9 +86,7 @@ async fn wait(
         .run_state(request, run_id)
         .await
         .map_err(|e| PokeFailure::Error(format!("reading run {run_id} of DAG {dag} failed: {e}")))?
-        .ok_or_else(|| {
-            PokeFailure::Error(format!("run {run_id} of DAG {dag} no longer exists"))
-        })?;
+        .ok_or_else(|| PokeFailure::Error(format!("run {run_id} of DAG {dag} no longer exists")))?;
     if request.failed_states.contains(&state) {
         return Err(PokeFailure::Error(format!(
             "run {run_id} of DAG {dag} is {state}, one of the failed_states"

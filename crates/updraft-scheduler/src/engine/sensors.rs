@@ -10,9 +10,7 @@ use updraft_core::TaskState;
 use updraft_core::sensor::on_poke;
 use updraft_dag::{Task, TaskKind};
 use updraft_executor::sensor::TRIGGER_RUN_ID;
-use updraft_executor::{
-    ExternalQuery, Poke, PokeCheck, SensorProgram, SensorStates, StatesFuture,
-};
+use updraft_executor::{ExternalQuery, Poke, PokeCheck, SensorProgram, SensorStates, StatesFuture};
 use updraft_store::{Store, StoreError, TiKey, XComQuery};
 
 /// [`SensorStates`] over the store.

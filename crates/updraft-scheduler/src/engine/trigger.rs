@@ -29,11 +29,7 @@ impl std::fmt::Debug for StoreTrigger {
 }
 
 impl RunTrigger for StoreTrigger {
-    fn trigger<'a>(
-        &'a self,
-        request: &'a TriggerRequest,
-        now: DateTime<Utc>,
-    ) -> TriggerFuture<'a> {
+    fn trigger<'a>(&'a self, request: &'a TriggerRequest, now: DateTime<Utc>) -> TriggerFuture<'a> {
         Box::pin(self.start(request, now))
     }
 

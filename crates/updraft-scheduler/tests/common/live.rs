@@ -31,8 +31,11 @@ pub struct Ctx {
 
 /// Writes `files` (path in the DAGs folder, text; `{data}` replaced by the data folder) and
 /// runs `checks` beside a scheduler given `connections` (`AIRFLOW_CONN_*` values).
-pub async fn with_scheduler<F, Fut>(files: &[(&str, &str)], connections: &[(&str, String)], checks: F)
-where
+pub async fn with_scheduler<F, Fut>(
+    files: &[(&str, &str)],
+    connections: &[(&str, String)],
+    checks: F,
+) where
     F: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = ()>,
 {
@@ -169,4 +172,3 @@ impl Ctx {
         std::fs::read_to_string(path).unwrap_or_default()
     }
 }
-

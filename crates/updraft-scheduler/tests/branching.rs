@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::oneshot;
 use updraft_core::{RunState, TaskState};
 use updraft_scheduler::{Scheduler, SchedulerConfig};
@@ -54,26 +53,8 @@ async fn run_dags(dags: &Path, runs: &[(&str, &str)]) -> Vec<Ended> {
     let checks = async {
         let mut results = Vec::new();
         for (dag_id, logged) in runs {
-            eventually(&format!("`{dag_id}` to be loaded"), DEADLINE, || async {
-                store.dag(dag_id).await.unwrap()
-            })
-            .await;
-            let run = updraft_runs::trigger_run(
-                store.as_ref(),
-                dag_id,
-                None,
-                None,
-                serde_json::json!({}),
-                Utc::now(),
-            )
-            .await
-            .unwrap();
-            waker.notify_one();
-            let state = eventually(&format!("the run of `{dag_id}`"), DEADLINE, || async {
-                let row = store.run_by_pk(run.id).await.unwrap()?;
-                row.state.is_finished().then_some(row.state)
-            })
-            .await;
+            let run = common::trigger_and_wait(&store, &waker, dag_id, DEADLINE).await;
+            let state = run.state;
             let tasks = store
                 .task_instances(run.id)
                 .await

@@ -5,21 +5,18 @@
 
 mod common;
 
-use common::eventually;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use tokio::sync::oneshot;
 use updraft_core::RunState;
 use updraft_scheduler::{Scheduler, SchedulerConfig};
 use updraft_secrets::{
     Connection, DatabaseBackend, Keyring, Secrets, SecretsBackend, SecretsError, Variable, Vault,
 };
-use updraft_store::{AdminStore, ReadStore, SqliteStore, Store, WriteMode};
+use updraft_store::{AdminStore, SqliteStore, Store, WriteMode};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const PASSWORD_A: &str = "a-pass/Word@1234";
@@ -81,26 +78,8 @@ async fn run_dags(
     let checks = async {
         let mut results = Vec::new();
         for dag_id in dag_ids {
-            eventually(&format!("`{dag_id}` to be loaded"), DEADLINE, || async {
-                store.dag(dag_id).await.unwrap()
-            })
-            .await;
-            let run = updraft_runs::trigger_run(
-                store.as_ref(),
-                dag_id,
-                None,
-                None,
-                serde_json::json!({}),
-                Utc::now(),
-            )
-            .await
-            .unwrap();
-            waker.notify_one();
-            let state = eventually(&format!("the run of `{dag_id}`"), DEADLINE, || async {
-                let row = store.run_by_pk(run.id).await.unwrap()?;
-                row.state.is_finished().then_some(row.state)
-            })
-            .await;
+            let run = common::trigger_and_wait(&store, &waker, dag_id, DEADLINE).await;
+            let state = run.state;
             let log = updraft_dag::log_path(&logs_path, &run.tenant, dag_id, &run.run_id, "t", 1);
             results.push((state, std::fs::read_to_string(&log).unwrap_or_default()));
         }

@@ -78,30 +78,35 @@ pub async fn run_dag_once(
         let _ = stopped.await;
     });
     let checks = async {
-        eventually(&format!("`{dag_id}` to be loaded"), deadline, || async {
-            store.dag(dag_id).await.unwrap()
-        })
-        .await;
-        let run = updraft_runs::trigger_run(
-            store.as_ref(),
-            dag_id,
-            None,
-            None,
-            serde_json::json!({}),
-            Utc::now(),
-        )
-        .await
-        .unwrap();
-        waker.notify_one();
-        let run = eventually(&format!("the run of `{dag_id}`"), deadline, || async {
-            let row = store.run_by_pk(run.id).await.unwrap()?;
-            row.state.is_finished().then_some(row)
-        })
-        .await;
+        let run = trigger_and_wait(&store, &waker, dag_id, deadline).await;
         stop.send(()).unwrap();
         run
     };
     let (scheduled, run) = tokio::join!(scheduling, checks);
     scheduled.unwrap();
     run
+}
+
+/// Once `dag_id` is loaded, triggers a manual run of it, wakes the scheduler and waits for the
+/// run to finish (failing the test after `deadline` at either wait); returns the finished run.
+pub async fn trigger_and_wait(
+    store: &SqliteStore,
+    waker: &tokio::sync::Notify,
+    dag_id: &str,
+    deadline: Duration,
+) -> RunRow {
+    eventually(&format!("`{dag_id}` to be loaded"), deadline, || async {
+        store.dag(dag_id).await.unwrap()
+    })
+    .await;
+    let run =
+        updraft_runs::trigger_run(store, dag_id, None, None, serde_json::json!({}), Utc::now())
+            .await
+            .unwrap();
+    waker.notify_one();
+    eventually(&format!("the run of `{dag_id}`"), deadline, || async {
+        let row = store.run_by_pk(run.id).await.unwrap()?;
+        row.state.is_finished().then_some(row)
+    })
+    .await
 }

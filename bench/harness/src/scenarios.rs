@@ -325,12 +325,12 @@ impl Scenario {
                 (
                     "map10k_mapped",
                     format!(
-                        "updraft: a producer pushes a {n}-item list, a `true` task is mapped                          over it ({n} instances); from the producer's end to the last mapped                          instance's end"
+                        "updraft: a producer pushes a {n}-item list, a `true` task is mapped over it ({n} instances); from the producer's end to the last mapped instance's end"
                     ),
                 ),
                 note(
                     "map10k_downstream",
-                    "updraft: from the producer's end to the start of the task downstream of                      the mapped one (all_success: it waits for every instance)",
+                    "updraft: from the producer's end to the start of the task downstream of the mapped one (all_success: it waits for every instance)",
                 ),
                 note(
                     "map10k_mapped",

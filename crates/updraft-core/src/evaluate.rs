@@ -85,6 +85,10 @@
 //! would cascade beyond it, or no instance of the run left scheduled, queued, running or
 //! up_for_retry or up_for_reschedule (the run may be over, and only the whole run says how).
 //! Retries and pokes that fall due are not its business: the caller evaluates the whole run at their `wake_at`.
+//! An expanded task in the focus is read as its instances that have not ended (snapshots) and
+//! the ones that have, counted by state ([`EndedInstances`]): trigger rules only count them,
+//! and an ended instance has nothing left to decide, so a step after one of 10,000 instances
+//! ends reads a few rows and a few counts, not 10,000 snapshots.
 //!
 //! ## Mapped tasks
 //!
@@ -126,6 +130,15 @@ pub struct TiSnapshot {
     pub retry_at: Option<DateTime<Utc>>,
 }
 
+/// The ended (terminal) instances of an expanded task in one state, counted: what a focused
+/// read gives instead of their snapshots (see [`evaluate_run_focused`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedInstances {
+    pub task_id: String,
+    pub state: TaskState,
+    pub count: u32,
+}
+
 /// What to do next with a run.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunEvaluation {
@@ -165,15 +178,30 @@ impl UpstreamCounts {
     }
 
     pub fn add(&mut self, state: TaskState) {
-        self.total += 1;
+        self.add_many(state, 1);
+    }
+
+    /// Counts `n` upstream instances in `state`.
+    pub fn add_many(&mut self, state: TaskState, n: u32) {
+        self.total += n;
         match state {
-            TaskState::Success => self.success += 1,
-            TaskState::Failed => self.failed += 1,
-            TaskState::UpstreamFailed => self.upstream_failed += 1,
-            TaskState::Skipped => self.skipped += 1,
-            TaskState::Removed => self.removed += 1,
+            TaskState::Success => self.success += n,
+            TaskState::Failed => self.failed += n,
+            TaskState::UpstreamFailed => self.upstream_failed += n,
+            TaskState::Skipped => self.skipped += n,
+            TaskState::Removed => self.removed += n,
             _ => {}
         }
+    }
+
+    /// Adds `other`'s counts to these.
+    fn merge(&mut self, other: &UpstreamCounts) {
+        self.total += other.total;
+        self.success += other.success;
+        self.failed += other.failed;
+        self.upstream_failed += other.upstream_failed;
+        self.skipped += other.skipped;
+        self.removed += other.removed;
     }
 }
 
@@ -496,63 +524,86 @@ pub fn focus(index: &DagIndex, changed: impl IntoIterator<Item = usize>) -> Vec<
 
 /// [`evaluate_run_indexed`] from the snapshots of a [`focus`] alone, for a run that was at its
 /// fixpoint before the focus's tries changed (see the [module documentation](self)).
-/// `progressing`: whether some instance of the run, read or not, is scheduled, queued, running,
-/// up_for_retry or up_for_reschedule. Only tasks whose upstreams were all read are decided
-/// (an up_for_retry or up_for_reschedule one whatever its upstreams); `wake_at` covers the
-/// instances read. `None` when the whole run must be read instead. Linear in the snapshots and their edges, whatever the run's size.
+/// `tis`: the focus's unmapped instances and the instances of its expanded tasks that have not
+/// ended; `ended`: those tasks' ended instances, counted by state (an expanded task all of
+/// whose instances ended is known by its counts alone). `progressing`: whether some instance
+/// of the run, read or not, is scheduled, queued, running, up_for_retry or up_for_reschedule.
+/// Only tasks whose upstreams were all read are decided (an up_for_retry or up_for_reschedule
+/// one whatever its upstreams); `wake_at` covers the instances read. `None` when the whole run
+/// must be read instead. Linear in the snapshots, the counts and their edges, whatever the
+/// run's size.
 pub fn evaluate_run_focused(
     dag: &Dag,
     index: &DagIndex,
     tis: &[TiSnapshot],
+    ended: &[EndedInstances],
     progressing: bool,
     previous_run: Option<&HashMap<String, TaskState>>,
     now: DateTime<Utc>,
 ) -> Option<RunEvaluation> {
-    if tis.iter().any(|ti| ti.map_index >= 0) {
-        // An expanded task's instances are all read with it anyway: the whole run costs
-        // about the same, and decides them in one place.
-        return None;
-    }
-    // Position → (state, retry_at); the first snapshot of a task counts.
-    let mut read: HashMap<usize, (TaskState, Option<DateTime<Utc>>)> =
-        HashMap::with_capacity(tis.len());
-    for ti in tis {
-        if let Some(p) = index.position(&ti.task_id) {
-            read.entry(p).or_insert((ti.state, ti.retry_at));
-        }
-    }
-    let mut order: Vec<usize> = read.keys().copied().collect();
+    let mut read = FocusRead::new(index, tis, ended);
+    let mut order: Vec<usize> = read
+        .unmapped
+        .keys()
+        .chain(read.expanded.keys())
+        .copied()
+        .collect();
     order.sort_unstable_by_key(|&p| index.topological_rank(p));
-    let all_read = |read: &HashMap<usize, _>, p: usize| {
-        index
-            .upstream(p)
-            .iter()
-            .all(|u| read.contains_key(&(*u as usize)))
-    };
     let mut eval = RunEvaluation::default();
     let mut scheduled_any = false;
     for p in order {
-        let (state, retry_at) = read[&p];
+        // A terminal decision here cascades to downstream tasks this read cannot decide.
+        let cascades_unseen = index
+            .downstream(p)
+            .iter()
+            .any(|&d| !read.has(d as usize) || !read.all_upstream_read(index, d as usize));
+        if read.expanded.contains_key(&p) {
+            let none_to = if read.expanded[&p]
+                .live
+                .iter()
+                .any(|i| i.state == TaskState::None)
+                && read.all_upstream_read(index, p)
+            {
+                decide_none(dag, &read.counts(index, p), p, previous_run)
+            } else {
+                None
+            };
+            let task_id = index.task_id(p);
+            for inst in read
+                .expanded
+                .get_mut(&p)
+                .into_iter()
+                .flat_map(|e| &mut e.live)
+            {
+                let to = match inst.state {
+                    TaskState::None => none_to,
+                    state => due(state, inst.retry_at, now, &mut eval.wake_at),
+                };
+                let Some(to) = to else { continue };
+                if to.is_terminal() && cascades_unseen {
+                    return None;
+                }
+                scheduled_any |= to == TaskState::Scheduled;
+                let from = std::mem::replace(&mut inst.state, to);
+                eval.mapped_transitions
+                    .push((task_id.to_owned(), inst.map_index, from, to));
+            }
+            continue;
+        }
+        let (state, retry_at) = read.unmapped[&p];
         let to = match state {
-            TaskState::None if all_read(&read, p) => {
-                let counts = upstream_counts(index, p, |u| read[&u].0, &Mapped::new());
-                decide_none(dag, &counts, p, previous_run)
+            TaskState::None if read.all_upstream_read(index, p) => {
+                decide_none(dag, &read.counts(index, p), p, previous_run)
             }
             TaskState::None => None,
             state => due(state, retry_at, now, &mut eval.wake_at),
         };
         let Some(to) = to else { continue };
-        if to.is_terminal()
-            && index
-                .downstream(p)
-                .iter()
-                .any(|&d| !read.contains_key(&(d as usize)) || !all_read(&read, d as usize))
-        {
-            // The decision cascades to tasks this read cannot decide.
+        if to.is_terminal() && cascades_unseen {
             return None;
         }
         scheduled_any |= to == TaskState::Scheduled;
-        if let Some(entry) = read.get_mut(&p) {
+        if let Some(entry) = read.unmapped.get_mut(&p) {
             entry.0 = to;
         }
         eval.transitions
@@ -561,4 +612,76 @@ pub fn evaluate_run_focused(
     // A transition never takes an instance out of the progressing states, so the run goes on
     // if one was there before or one was scheduled now; otherwise it may be over.
     (progressing || scheduled_any).then_some(eval)
+}
+
+/// What a focused evaluation read: unmapped instances by position, and for each expanded task
+/// its instances that have not ended and the counts of those that have.
+struct FocusRead {
+    /// Position → (state, retry_at); the first snapshot of a task counts.
+    unmapped: HashMap<usize, (TaskState, Option<DateTime<Utc>>)>,
+    expanded: HashMap<usize, ExpandedRead>,
+}
+
+#[derive(Default)]
+struct ExpandedRead {
+    /// In map index order.
+    live: Vec<Inst>,
+    ended: UpstreamCounts,
+}
+
+impl FocusRead {
+    fn new(index: &DagIndex, tis: &[TiSnapshot], ended: &[EndedInstances]) -> FocusRead {
+        let mut unmapped = HashMap::with_capacity(tis.len());
+        let mut expanded: HashMap<usize, ExpandedRead> = HashMap::new();
+        for ti in tis {
+            let Some(p) = index.position(&ti.task_id) else {
+                continue;
+            };
+            if ti.map_index >= 0 {
+                expanded.entry(p).or_default().live.push(Inst::of(ti));
+            } else {
+                unmapped.entry(p).or_insert((ti.state, ti.retry_at));
+            }
+        }
+        for e in ended {
+            if let Some(p) = index.position(&e.task_id) {
+                expanded
+                    .entry(p)
+                    .or_default()
+                    .ended
+                    .add_many(e.state, e.count);
+            }
+        }
+        for (p, task) in expanded.iter_mut() {
+            // As in a whole evaluation, an expanded task's instances stand for it.
+            unmapped.remove(p);
+            task.live.sort_unstable_by_key(|i| i.map_index);
+        }
+        FocusRead { unmapped, expanded }
+    }
+
+    fn has(&self, p: usize) -> bool {
+        self.unmapped.contains_key(&p) || self.expanded.contains_key(&p)
+    }
+
+    fn all_upstream_read(&self, index: &DagIndex, p: usize) -> bool {
+        index.upstream(p).iter().all(|&u| self.has(u as usize))
+    }
+
+    /// The upstream states of the task at `p`, every one of them read: an expanded upstream's
+    /// ended instances by their counts, the others by their current states.
+    fn counts(&self, index: &DagIndex, p: usize) -> UpstreamCounts {
+        let mut counts = UpstreamCounts::default();
+        for &u in index.upstream(p) {
+            let u = u as usize;
+            match self.expanded.get(&u) {
+                Some(task) => {
+                    counts.merge(&task.ended);
+                    task.live.iter().for_each(|i| counts.add(i.state));
+                }
+                None => counts.add(self.unmapped[&u].0),
+            }
+        }
+        counts
+    }
 }

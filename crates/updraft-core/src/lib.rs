@@ -34,8 +34,8 @@ pub mod timetable;
 pub use assets::{AssetRun, Consumer, QueuedEvent, asset_triggered_runs, condition_holds};
 pub use branch::{BranchError, branch_skips, is_truthy};
 pub use evaluate::{
-    RunEvaluation, TiSnapshot, TriggerDecision, UpstreamCounts, evaluate_run, evaluate_run_focused,
-    evaluate_run_indexed, focus, trigger_decision,
+    EndedInstances, RunEvaluation, TiSnapshot, TriggerDecision, UpstreamCounts, evaluate_run,
+    evaluate_run_focused, evaluate_run_indexed, focus, trigger_decision,
 };
 pub use index::DagIndex;
 pub use queue::{Candidate, Capacity, priority_weights, select_to_queue};

@@ -7,7 +7,8 @@ mod common;
 
 use common::{dag, task, utc, with_rule};
 use proptest::prelude::*;
-use updraft_core::evaluate::{TiSnapshot, evaluate_run};
+use updraft_core::DagIndex;
+use updraft_core::evaluate::{EndedInstances, TiSnapshot, evaluate_run, evaluate_run_focused};
 use updraft_core::mapping::{
     DEFAULT_MAX_MAP_LENGTH, Expansion, arg_indices, expansion, values_to_map,
 };
@@ -234,6 +235,56 @@ fn any_rule() -> impl Strategy<Value = TriggerRule> {
     prop::sample::select(TriggerRule::ALL.to_vec())
 }
 
+/// `lister >> first >> second >> after`, `first` and `second` expanded.
+fn two_mapped_dag(second_rule: TriggerRule, after_rule: TriggerRule) -> Dag {
+    let expand = || {
+        Some(Expand {
+            args: vec![MappedArg {
+                name: "x".into(),
+                source: MapSource::Literal(vec![1.into()]),
+            }],
+        })
+    };
+    let mut first = task("first", &["lister"]);
+    first.expand = expand();
+    let mut second = with_rule(task("second", &["first"]), second_rule);
+    second.expand = expand();
+    dag(
+        Schedule::None,
+        vec![
+            task("lister", &[]),
+            first,
+            second,
+            with_rule(task("after", &["second"]), after_rule),
+        ],
+    )
+}
+
+/// What a focused read of every task gives: unmapped instances and expanded ones that have
+/// not ended as snapshots, ended expanded ones counted by task and state.
+fn focused_read(tis: &[TiSnapshot]) -> (Vec<TiSnapshot>, Vec<EndedInstances>) {
+    let mut live = Vec::new();
+    let mut ended: Vec<EndedInstances> = Vec::new();
+    for ti in tis {
+        if ti.map_index < 0 || !ti.state.is_terminal() {
+            live.push(ti.clone());
+            continue;
+        }
+        match ended
+            .iter_mut()
+            .find(|e| e.task_id == ti.task_id && e.state == ti.state)
+        {
+            Some(e) => e.count += 1,
+            None => ended.push(EndedInstances {
+                task_id: ti.task_id.clone(),
+                state: ti.state,
+                count: 1,
+            }),
+        }
+    }
+    (live, ended)
+}
+
 proptest! {
     /// A task expanded into N instances is, for its downstream and its run, N unmapped tasks:
     /// the downstream's decision and the run's state agree with those of a DAG where the
@@ -323,5 +374,46 @@ proptest! {
             }
         };
         prop_assert_eq!(got, expected);
+    }
+}
+
+proptest! {
+    /// A focused read gives an expanded task's ended instances as counts: over every task of
+    /// the run, its evaluation decides exactly what the whole run's evaluation decides (the
+    /// run's end aside, which only a whole read says).
+    #[test]
+    fn ended_instances_counted_decide_as_their_snapshots(
+        first in prop::collection::vec(any_state(), 1..12),
+        second in prop::collection::vec(any_state(), 0..12),
+        second_rule in any_rule(),
+        after_rule in any_rule(),
+        after in prop::sample::select(vec![S::None, S::Success, S::Failed, S::Running]),
+    ) {
+        let now = utc(2024, 1, 1, 0, 0);
+        let d = two_mapped_dag(second_rule, after_rule);
+        let mut tis = vec![ti("lister", -1, S::Success)];
+        tis.extend(first.iter().enumerate().map(|(i, s)| ti("first", i as i32, *s)));
+        if second.is_empty() {
+            tis.push(ti("second", -1, S::None));
+        }
+        tis.extend(second.iter().enumerate().map(|(i, s)| ti("second", i as i32, *s)));
+        tis.push(ti("after", -1, after));
+        let whole = evaluate_run(&d, &tis, None, now);
+
+        let (live, ended) = focused_read(&tis);
+        let progressing = tis.iter().any(|ti| ti.state.is_progressing());
+        let index = DagIndex::new(&d);
+        let focused = evaluate_run_focused(&d, &index, &live, &ended, progressing, None, now);
+        match focused {
+            Some(focused) => {
+                prop_assert_eq!(&focused.transitions, &whole.transitions);
+                prop_assert_eq!(&focused.mapped_transitions, &whole.mapped_transitions);
+                prop_assert_eq!(focused.wake_at, whole.wake_at);
+            }
+            None => prop_assert!(
+                !progressing && whole.run_state.is_some(),
+                "a focus over every task gives up only when the run may be over"
+            ),
+        }
     }
 }

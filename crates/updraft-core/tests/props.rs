@@ -486,7 +486,7 @@ impl Sim {
             .any(|s| matches!(s, S::Scheduled | S::Queued | S::Running | S::UpForRetry));
         let whole = evaluate_run(&self.dag, &all, None, self.now);
         let Some(focused) =
-            evaluate_run_focused(&self.dag, &index, &tis, progressing, None, self.now)
+            evaluate_run_focused(&self.dag, &index, &tis, &[], progressing, None, self.now)
         else {
             return Ok(());
         };

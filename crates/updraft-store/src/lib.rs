@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use updraft_core::evaluate::TiSnapshot;
+use updraft_core::evaluate::{EndedInstances, TiSnapshot};
 use updraft_core::{RunState, RunType, TaskState, UnknownState};
 use updraft_dag::{Dag, ImportError};
 
@@ -887,8 +887,12 @@ where
 /// The instances of a run read for [`RunDecider::decide`].
 #[derive(Debug, Clone, Copy)]
 pub struct RunRead<'a> {
-    /// Ordered by `task_id`: every instance of the run, or those of the decider's focus.
+    /// Ordered by `task_id`: every instance of the run, or those of the decider's focus (of
+    /// an expanded task, only the instances that have not ended).
     pub tis: &'a [TiSnapshot],
+    /// With a focus: the ended instances of its expanded tasks, counted by task and state.
+    /// Empty when every instance was read (they are in `tis`).
+    pub ended: &'a [EndedInstances],
     /// With a focus: whether some instance of the run, read or not, is scheduled, queued,
     /// running, up_for_retry or up_for_reschedule. `None` when every instance was read.
     pub progressing: Option<bool>,

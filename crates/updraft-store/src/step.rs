@@ -162,10 +162,12 @@ pub(crate) async fn decide_runs<C: Db + ?Sized>(
     for (run, focus) in running.iter().zip(focuses) {
         let focused = match focus {
             Some(task_ids) => {
-                let tis = task_instances::focused_snapshots(&mut *conn, run.id, &task_ids).await?;
+                let (tis, ended) =
+                    task_instances::focused_snapshots(&mut *conn, run.id, &task_ids).await?;
                 let progressing = task_instances::progressing(&mut *conn, run.id).await?;
                 let read = RunRead {
                     tis: &tis,
+                    ended: &ended,
                     progressing: Some(progressing),
                 };
                 decider.decide(run, &read)
@@ -184,6 +186,7 @@ pub(crate) async fn decide_runs<C: Db + ?Sized>(
                 };
                 let read = RunRead {
                     tis: &tis,
+                    ended: &[],
                     progressing: None,
                 };
                 decider.decide(run, &read).unwrap_or_default()

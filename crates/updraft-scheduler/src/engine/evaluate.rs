@@ -74,6 +74,7 @@ impl RunDecider for Decider<'_> {
                 &cached.dag,
                 &cached.index,
                 read.tis,
+                read.ended,
                 progressing,
                 previous,
                 self.now,

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use updraft_core::TaskState;
-use updraft_core::evaluate::TiSnapshot;
+use updraft_core::evaluate::{EndedInstances, TiSnapshot};
 
 use super::codec::{self, StoreRow, ti_columns};
 use super::{Arg, Db, Dialect, Query, query, runs};
@@ -579,20 +579,40 @@ fn snapshot<R: StoreRow>(row: &R) -> Result<TiSnapshot> {
     })
 }
 
-/// The snapshots of the instances of `task_ids` in run `run_pk`, ordered by `task_id`: one
-/// primary-key lookup per task id, whatever the run's size.
+/// The states an instance ends in (the core's `TaskState::is_terminal`), as SQL.
+const ENDED_STATES: &str = "'success', 'failed', 'skipped', 'upstream_failed', 'removed'";
+
+/// What a focused evaluation reads of `task_ids` in run `run_pk`: the snapshots of their
+/// unmapped instances and of their expanded instances that have not ended, ordered by
+/// `task_id` and map index, and the ended expanded instances counted by task and state. One
+/// primary-key range per task id; an expanded task's ended instances cost a count, not a row.
 pub(crate) async fn focused_snapshots<C: Db + ?Sized>(
     conn: &mut C,
     run_pk: i64,
     task_ids: &[String],
-) -> Result<Vec<TiSnapshot>> {
+) -> Result<(Vec<TiSnapshot>, Vec<EndedInstances>)> {
     if task_ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let sql = format!(
         "SELECT task_id, map_index, state, try_number, retry_at FROM task_instance
          WHERE run_pk = $1 AND {}
+           AND (map_index < 0 OR state NOT IN ({ENDED_STATES}))
          ORDER BY task_id, map_index",
+        C::DIALECT.in_texts("task_id", 2)
+    );
+    let rows = query(sql)
+        .bind(run_pk)
+        .bind(Arg::Texts(task_ids.to_vec()))
+        .fetch_all(&mut *conn)
+        .await?;
+    let tis = rows.iter().map(snapshot).collect::<Result<Vec<_>>>()?;
+    let sql = format!(
+        "SELECT task_id, state, COUNT(*) AS n FROM task_instance
+         WHERE run_pk = $1 AND {}
+           AND map_index >= 0 AND state IN ({ENDED_STATES})
+         GROUP BY task_id, state
+         ORDER BY task_id, state",
         C::DIALECT.in_texts("task_id", 2)
     );
     let rows = query(sql)
@@ -600,7 +620,17 @@ pub(crate) async fn focused_snapshots<C: Db + ?Sized>(
         .bind(Arg::Texts(task_ids.to_vec()))
         .fetch_all(conn)
         .await?;
-    rows.iter().map(snapshot).collect()
+    let ended = rows
+        .iter()
+        .map(|row| {
+            Ok(EndedInstances {
+                task_id: row.text("task_id")?,
+                state: codec::enum_col(row, "state")?,
+                count: u32::try_from(row.int("n")?).unwrap_or(u32::MAX),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((tis, ended))
 }
 
 /// Whether some instance of run `run_pk` is scheduled, queued, running, up_for_retry or

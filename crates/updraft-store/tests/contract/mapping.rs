@@ -2,9 +2,13 @@
 //! task's placeholder expanded into its instances in one transaction, tries, reports and
 //! XComs per map index, and a clear that collapses the instances back into a placeholder.
 
+use std::sync::Mutex;
+
 use updraft_core::TaskState;
+use updraft_core::evaluate::EndedInstances;
 use updraft_store::{
-    Store, StoreError, TiKey, TiQuery, TiTransition, TryReport, TryXComs, XComEntry, XComQuery,
+    Evaluated, RunDecider, RunDecision, RunRead, RunRow, Store, StoreError, TiKey, TiQuery,
+    TiTransition, TryReport, TryXComs, XComEntry, XComQuery,
 };
 
 use super::{job, key, running_run, t, ti};
@@ -314,5 +318,90 @@ pub async fn clearing_a_mapped_task_collapses_it_into_a_placeholder(store: &dyn 
     assert_eq!(
         instances(store, run.id, "a").await,
         [(-1, TaskState::None, 0)]
+    );
+}
+
+/// A decider whose focus is `m` and `after`, keeping what each read gave it.
+#[derive(Default)]
+struct FocusOnMapped {
+    reads: Mutex<
+        Vec<(
+            Vec<(String, i32, TaskState)>,
+            Vec<EndedInstances>,
+            Option<bool>,
+        )>,
+    >,
+}
+
+impl RunDecider for FocusOnMapped {
+    fn focus(&self, _run: &RunRow) -> Option<Vec<String>> {
+        Some(vec!["after".to_owned(), "m".to_owned()])
+    }
+
+    fn decide(&self, _run: &RunRow, read: &RunRead<'_>) -> Option<RunDecision> {
+        let tis = read
+            .tis
+            .iter()
+            .map(|ti| (ti.task_id.clone(), ti.map_index, ti.state))
+            .collect();
+        let mut ended = read.ended.to_vec();
+        ended.sort_by(|a, b| (&a.task_id, a.state.as_str()).cmp(&(&b.task_id, b.state.as_str())));
+        self.reads
+            .lock()
+            .unwrap()
+            .push((tis, ended, read.progressing));
+        Some(RunDecision::default())
+    }
+}
+
+pub async fn a_focused_read_counts_a_mapped_task_s_ended_instances(store: &dyn Store) {
+    let run = running_run(store, &[ti("m", 1), ti("after", 1), ti("other", 1)]).await;
+    schedule(store, run.id, "m").await;
+    assert!(store.expand_task(run.id, "m", 6).await.unwrap());
+    let ended = [
+        (0, TaskState::Success),
+        (1, TaskState::Success),
+        (2, TaskState::Failed),
+        (4, TaskState::Skipped),
+    ];
+    for (map_index, state) in ended {
+        assert!(
+            store
+                .force_ti_state(&mapped(run.id, "m", map_index), state, t(2))
+                .await
+                .unwrap()
+        );
+    }
+    let decider = FocusOnMapped::default();
+    let outcome = store
+        .evaluate_runs(&[run.id], &decider, t(3))
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome.as_slice(),
+        [(pk, Evaluated::Applied { .. })] if *pk == run.id
+    ));
+    let reads = decider.reads.lock().unwrap();
+    let count = |state, count| EndedInstances {
+        task_id: "m".to_owned(),
+        state,
+        count,
+    };
+    assert_eq!(
+        *reads,
+        [(
+            vec![
+                ("after".to_owned(), -1, TaskState::None),
+                ("m".to_owned(), 3, TaskState::Scheduled),
+                ("m".to_owned(), 5, TaskState::Scheduled),
+            ],
+            vec![
+                count(TaskState::Failed, 1),
+                count(TaskState::Skipped, 1),
+                count(TaskState::Success, 2),
+            ],
+            Some(true),
+        )],
+        "the instances that have not ended, in map index order, and the others counted"
     );
 }

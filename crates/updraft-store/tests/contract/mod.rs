@@ -170,6 +170,7 @@ macro_rules! contract_tests {
             mapped_instances_queue_run_and_finish_each_on_its_own,
             xcoms_are_kept_per_map_index_and_listed_in_index_order,
             clearing_a_mapped_task_collapses_it_into_a_placeholder,
+            a_focused_read_counts_a_mapped_task_s_ended_instances,
         );
         // Assets and asset-triggered runs.
         contract_tests!(@each $fresh;

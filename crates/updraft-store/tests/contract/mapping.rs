@@ -321,16 +321,18 @@ pub async fn clearing_a_mapped_task_collapses_it_into_a_placeholder(store: &dyn 
     );
 }
 
+/// What a focused read gave a decider: (task, map index, state) of each snapshot, the ended
+/// instances counted, and whether the run was progressing.
+type FocusedRead = (
+    Vec<(String, i32, TaskState)>,
+    Vec<EndedInstances>,
+    Option<bool>,
+);
+
 /// A decider whose focus is `m` and `after`, keeping what each read gave it.
 #[derive(Default)]
 struct FocusOnMapped {
-    reads: Mutex<
-        Vec<(
-            Vec<(String, i32, TaskState)>,
-            Vec<EndedInstances>,
-            Option<bool>,
-        )>,
-    >,
+    reads: Mutex<Vec<FocusedRead>>,
 }
 
 impl RunDecider for FocusOnMapped {

@@ -74,6 +74,8 @@ fn rules() -> BTreeMap<(&'static str, &'static str), Rule> {
         "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/listMapped";
     const ONE_MAPPED: &str =
         "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}";
+    const ONE_MAPPED_DRY_RUN: &str =
+        "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/dry_run";
     const ONE_TRY: &str = "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/tries/{task_try_number}";
     const LOGS: &str =
         "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try_number}";
@@ -134,6 +136,8 @@ fn rules() -> BTreeMap<(&'static str, &'static str), Rule> {
         (("get", TRIES), Object(Viewer)),
         (("get", MAPPED), Object(Viewer)),
         (("get", ONE_MAPPED), Object(Viewer)),
+        (("patch", ONE_MAPPED), Object(User)),
+        (("patch", ONE_MAPPED_DRY_RUN), Object(User)),
         (("get", ONE_TRY), Object(Viewer)),
         (("get", LOGS), Object(Viewer)),
         (("get", XCOMS), Object(Viewer)),

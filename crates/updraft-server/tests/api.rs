@@ -1779,4 +1779,68 @@ async fn mapped_instances_are_listed_read_and_their_logs_found_by_map_index() {
     app.get(&format!("{base}/logs/1?map_index=0"))
         .await
         .expect(StatusCode::NOT_FOUND);
+
+    // One instance is marked by its map index, in the path or the query; the others stay.
+    let preview = app
+        .patch(
+            &format!("{base}/0/dry_run"),
+            json!({"new_state": "success"}),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(preview["total_entries"], 1);
+    assert_eq!(
+        preview["task_instances"][0]["state"], "scheduled",
+        "a preview changes nothing"
+    );
+    let marked = app
+        .patch(&format!("{base}/0"), json!({"new_state": "success"}))
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(marked["total_entries"], 1);
+    assert_eq!(
+        (
+            &marked["task_instances"][0]["map_index"],
+            &marked["task_instances"][0]["state"]
+        ),
+        (&json!(0), &json!("success"))
+    );
+    let marked = app
+        .patch(
+            &format!("{base}?map_index=2"),
+            json!({"new_state": "failed"}),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(marked["task_instances"][0]["map_index"], 2);
+    let states: Vec<(i64, String)> =
+        app.get_ok(&format!("{base}/listMapped")).await["task_instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ti| {
+                (
+                    ti["map_index"].as_i64().unwrap(),
+                    ti["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+    assert_eq!(
+        states,
+        [
+            (0, "success".to_owned()),
+            (1, "queued".to_owned()),
+            (2, "failed".to_owned())
+        ]
+    );
+    // The whole task's placeholder is gone: the plain route finds no instance to mark.
+    app.patch(base, json!({"new_state": "success"}))
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    app.patch(&format!("{base}/7"), json!({"new_state": "success"}))
+        .await
+        .expect(StatusCode::NOT_FOUND);
 }

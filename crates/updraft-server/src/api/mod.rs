@@ -96,7 +96,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(task_instances::patch_task_instance_dry_run))
         .routes(routes!(task_instances::get_mapped_task_instances))
-        .routes(routes!(task_instances::get_mapped_task_instance))
+        .routes(routes!(
+            task_instances::get_mapped_task_instance,
+            task_instances::patch_mapped_task_instance
+        ))
+        .routes(routes!(task_instances::patch_mapped_task_instance_dry_run))
         .routes(routes!(task_instances::get_task_instance_tries))
         .routes(routes!(task_instances::get_task_instance_try_details))
         .routes(routes!(task_instances::post_clear_task_instances))

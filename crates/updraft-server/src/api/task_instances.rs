@@ -409,8 +409,7 @@ pub async fn get_task_instance(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PatchTiQuery {
-    /// The instance's map index (default -1: an unmapped instance); a mark (`PATCH`) takes
-    /// only -1.
+    /// The instance's map index (default -1: an unmapped instance).
     #[param(value_type = Option<i64>)]
     map_index: Option<String>,
     /// Fields of the body to apply: `new_state`, `note` (default: every field given).
@@ -419,23 +418,9 @@ pub struct PatchTiQuery {
     update_mask: Vec<String>,
 }
 
-fn check_map_index(
-    map_index: &Option<String>,
-    dag_id: &str,
-    run_id: &str,
-    task_id: &str,
-) -> Result<(), ApiError> {
-    match map_index.as_deref().map(str::trim) {
-        None | Some("-1") => Ok(()),
-        Some(other) if other.parse::<i64>().is_ok() => Err(ti_not_found(dag_id, run_id, task_id)),
-        Some(other) => Err(ApiError::unprocessable(format!(
-            "query parameter `map_index`: expected an integer, got `{other}`"
-        ))),
-    }
-}
-
-/// Which instances a mark of `ti` touches: its task (and relatives) in its run, and with
-/// `include_future`/`include_past` in the DAG's later/earlier runs.
+/// Which instances a mark of `ti` touches: it (the instance of its map index), with
+/// `include_upstream`/`include_downstream` every instance of its relatives in its run, and with
+/// `include_future`/`include_past` the same in the DAG's later/earlier runs.
 async fn affected(
     state: &AppState,
     run: &RunRow,
@@ -443,19 +428,20 @@ async fn affected(
     body: &PatchTaskInstanceBody,
 ) -> Result<Vec<TiKey>, ApiError> {
     let dag = state.store.dag_version(&run.dag_id, &run.version).await?;
-    let mut task_ids: BTreeSet<String> = BTreeSet::from([ti.task_id.clone()]);
+    let mut relatives: BTreeSet<String> = BTreeSet::new();
     if let Some(dag) = &dag {
         if body.include_upstream {
-            task_ids.extend(dag.upstream_of(&ti.task_id).into_iter().map(str::to_string));
+            relatives.extend(dag.upstream_of(&ti.task_id).into_iter().map(str::to_string));
         }
         if body.include_downstream {
-            task_ids.extend(
+            relatives.extend(
                 dag.downstream_of(&ti.task_id)
                     .into_iter()
                     .map(str::to_string),
             );
         }
     }
+    relatives.remove(&ti.task_id);
     let mut runs = vec![run.id];
     for (wanted, range) in [
         (
@@ -485,16 +471,25 @@ async fn affected(
             runs.extend(others.items.iter().map(|r| r.id));
         }
     }
-    Ok(runs
-        .iter()
-        .flat_map(|run_pk| {
-            task_ids.iter().map(move |task_id| TiKey {
-                run_pk: *run_pk,
-                task_id: task_id.clone(),
-                map_index: -1,
-            })
-        })
-        .collect())
+    let mut keys = Vec::new();
+    for run_pk in runs {
+        keys.push(TiKey {
+            run_pk,
+            task_id: ti.task_id.clone(),
+            map_index: ti.map_index,
+        });
+        if relatives.is_empty() {
+            continue;
+        }
+        let instances = state.store.task_instances(run_pk).await?;
+        keys.extend(
+            instances
+                .iter()
+                .filter(|other| relatives.contains(&other.task_id))
+                .map(TiRow::key),
+        );
+    }
+    Ok(keys)
 }
 
 async fn read_keys(state: &AppState, keys: &[TiKey]) -> Result<Vec<TiRow>, ApiError> {
@@ -518,7 +513,8 @@ async fn collection(
 }
 
 /// Mark a task instance (and, on request, its relatives in this and other runs) success,
-/// failed or skipped, or set its note. Returns the instances affected.
+/// failed or skipped, or set its note. Returns the instances affected. `?map_index=` names
+/// one instance of a mapped task.
 #[utoipa::path(
     patch,
     path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}",
@@ -537,15 +533,78 @@ pub async fn patch_task_instance(
     ApiQuery(query): ApiQuery<PatchTiQuery>,
     ApiJson(body): ApiJson<PatchTaskInstanceBody>,
 ) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
-    check_map_index(&query.map_index, &dag_id, &run_id, &task_id)?;
-    let (run, ti) = load_ti(&state, &identity, &dag_id, &run_id, &task_id, Action::Edit).await?;
-    let fields = check_update_mask(&query.update_mask, &["new_state", "note"])?;
+    let map_index = map_index_param(&query.map_index)?;
+    let names = (dag_id.as_str(), run_id.as_str(), task_id.as_str());
+    patch_instance(
+        &state,
+        &identity,
+        names,
+        map_index,
+        &query.update_mask,
+        body,
+    )
+    .await
+}
+
+/// [`patch_task_instance`] of one instance of a mapped task, by map index.
+#[utoipa::path(
+    patch,
+    path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}",
+    tag = "Task Instance",
+    params(
+        ("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path),
+        ("map_index" = i32, Path, minimum = -1), UpdateMaskQuery
+    ),
+    request_body = PatchTaskInstanceBody,
+    responses((status = 200, description = "Successful response", body = TaskInstanceCollectionResponse), E400, E403, E404, E422)
+)]
+pub async fn patch_mapped_task_instance(
+    State(state): State<AppState>,
+    Caller(identity): Caller,
+    ApiPath((dag_id, run_id, task_id, map_index)): ApiPath<(String, String, String, String)>,
+    ApiQuery(query): ApiQuery<UpdateMaskQuery>,
+    ApiJson(body): ApiJson<PatchTaskInstanceBody>,
+) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
+    let map_index = map_index_param(&Some(map_index))?;
+    let names = (dag_id.as_str(), run_id.as_str(), task_id.as_str());
+    patch_instance(
+        &state,
+        &identity,
+        names,
+        map_index,
+        &query.update_mask,
+        body,
+    )
+    .await
+}
+
+/// Only the update mask of [`PatchTiQuery`], for routes that name the map index in the path.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UpdateMaskQuery {
+    /// Fields of the body to apply: `new_state`, `note` (default: every field given).
+    #[serde(default)]
+    #[param(value_type = Option<Vec<String>>)]
+    update_mask: Vec<String>,
+}
+
+async fn patch_instance(
+    state: &AppState,
+    identity: &Identity,
+    names: (&str, &str, &str),
+    map_index: i32,
+    update_mask: &[String],
+    body: PatchTaskInstanceBody,
+) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
+    let (dag_id, run_id, task_id) = names;
+    let (run, ti) = load_mapped_ti(state, identity, names, map_index, Action::Edit).await?;
+    let fields = check_update_mask(update_mask, &["new_state", "note"])?;
     let wanted = |field: &str| fields.is_empty() || fields.iter().any(|f| f == field);
     let mut keys = vec![ti.key()];
     if wanted("new_state") {
         match body.new_state {
             Some(new_state) => {
-                keys = affected(&state, &run, &ti, &body).await?;
+                keys = affected(state, &run, &ti, &body).await?;
                 state
                     .store
                     .force_ti_states(&keys, new_state.into(), now())
@@ -562,13 +621,14 @@ pub async fn patch_task_instance(
     }
     if wanted("note") {
         let masked = !fields.is_empty();
-        patch_note(&state, run.id, Some(&ti.task_id), &body.note, masked).await?;
+        patch_note(state, run.id, Some(&ti.task_id), &body.note, masked).await?;
     }
-    Entry::new(&identity, "patch_task_instance")
-        .dag(&run.tenant, &dag_id)
-        .run(&run_id)
-        .task(&task_id)
+    Entry::new(identity, "patch_task_instance")
+        .dag(&run.tenant, dag_id)
+        .run(run_id)
+        .task(task_id)
         .extra(serde_json::json!({
+            "map_index": map_index,
             "new_state": body.new_state.map(|s| format!("{s:?}").to_lowercase()),
             "note": body.note,
             "include_upstream": body.include_upstream,
@@ -578,10 +638,10 @@ pub async fn patch_task_instance(
             "update_mask": fields,
             "affected": keys.len(),
         }))
-        .record(&state)
+        .record(state)
         .await;
-    let rows = read_keys(&state, &keys).await?;
-    Ok(Json(collection(&state, &rows).await?))
+    let rows = read_keys(state, &keys).await?;
+    Ok(Json(collection(state, &rows).await?))
 }
 
 /// The task instances a `PATCH` of this task instance would affect; changes nothing.
@@ -603,17 +663,69 @@ pub async fn patch_task_instance_dry_run(
     ApiQuery(query): ApiQuery<PatchTiQuery>,
     ApiJson(body): ApiJson<PatchTaskInstanceBody>,
 ) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
-    check_map_index(&query.map_index, &dag_id, &run_id, &task_id)?;
+    let map_index = map_index_param(&query.map_index)?;
+    let names = (dag_id.as_str(), run_id.as_str(), task_id.as_str());
+    preview_patch(
+        &state,
+        &identity,
+        names,
+        map_index,
+        &query.update_mask,
+        &body,
+    )
+    .await
+}
+
+/// [`patch_task_instance_dry_run`] of one instance of a mapped task, by map index.
+#[utoipa::path(
+    patch,
+    path = "/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/{map_index}/dry_run",
+    tag = "Task Instance",
+    params(
+        ("dag_id" = String, Path), ("dag_run_id" = String, Path), ("task_id" = String, Path),
+        ("map_index" = i32, Path, minimum = -1), UpdateMaskQuery
+    ),
+    request_body = PatchTaskInstanceBody,
+    responses((status = 200, description = "Successful response", body = TaskInstanceCollectionResponse), E400, E403, E404, E422)
+)]
+pub async fn patch_mapped_task_instance_dry_run(
+    State(state): State<AppState>,
+    Caller(identity): Caller,
+    ApiPath((dag_id, run_id, task_id, map_index)): ApiPath<(String, String, String, String)>,
+    ApiQuery(query): ApiQuery<UpdateMaskQuery>,
+    ApiJson(body): ApiJson<PatchTaskInstanceBody>,
+) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
+    let map_index = map_index_param(&Some(map_index))?;
+    let names = (dag_id.as_str(), run_id.as_str(), task_id.as_str());
+    preview_patch(
+        &state,
+        &identity,
+        names,
+        map_index,
+        &query.update_mask,
+        &body,
+    )
+    .await
+}
+
+async fn preview_patch(
+    state: &AppState,
+    identity: &Identity,
+    names: (&str, &str, &str),
+    map_index: i32,
+    update_mask: &[String],
+    body: &PatchTaskInstanceBody,
+) -> Result<Json<TaskInstanceCollectionResponse>, ApiError> {
     // A preview of a write: only those who may make it may see it.
-    let (run, ti) = load_ti(&state, &identity, &dag_id, &run_id, &task_id, Action::Edit).await?;
-    check_update_mask(&query.update_mask, &["new_state", "note"])?;
+    let (run, ti) = load_mapped_ti(state, identity, names, map_index, Action::Edit).await?;
+    check_update_mask(update_mask, &["new_state", "note"])?;
     let keys = if body.new_state.is_some() {
-        affected(&state, &run, &ti, &body).await?
+        affected(state, &run, &ti, body).await?
     } else {
         vec![ti.key()]
     };
-    let rows = read_keys(&state, &keys).await?;
-    Ok(Json(collection(&state, &rows).await?))
+    let rows = read_keys(state, &keys).await?;
+    Ok(Json(collection(state, &rows).await?))
 }
 
 /// Every try of a task instance, oldest first.

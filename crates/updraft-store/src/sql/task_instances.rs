@@ -585,7 +585,8 @@ const ENDED_STATES: &str = "'success', 'failed', 'skipped', 'upstream_failed', '
 /// What a focused evaluation reads of `task_ids` in run `run_pk`: the snapshots of their
 /// unmapped instances and of their expanded instances that have not ended, ordered by
 /// `task_id` and map index, and the ended expanded instances counted by task and state. One
-/// primary-key range per task id; an expanded task's ended instances cost a count, not a row.
+/// statement over one primary-key range per task id; an expanded task's ended instances
+/// cost a count, not a row (they come back as rows of map index -2 whose `n` is the count).
 pub(crate) async fn focused_snapshots<C: Db + ?Sized>(
     conn: &mut C,
     run_pk: i64,
@@ -594,44 +595,43 @@ pub(crate) async fn focused_snapshots<C: Db + ?Sized>(
     if task_ids.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
+    let tasks = C::DIALECT.in_texts("task_id", 2);
     let sql = format!(
-        "SELECT task_id, map_index, state, try_number, retry_at FROM task_instance
-         WHERE run_pk = $1 AND {}
+        "SELECT task_id, map_index, state, try_number, retry_at, 1 AS n FROM task_instance
+         WHERE run_pk = $1 AND {tasks}
            AND (map_index < 0 OR state NOT IN ({ENDED_STATES}))
-         ORDER BY task_id, map_index",
-        C::DIALECT.in_texts("task_id", 2)
-    );
-    let rows = query(sql)
-        .bind(run_pk)
-        .bind(Arg::Texts(task_ids.to_vec()))
-        .fetch_all(&mut *conn)
-        .await?;
-    let tis = rows.iter().map(snapshot).collect::<Result<Vec<_>>>()?;
-    let sql = format!(
-        "SELECT task_id, state, COUNT(*) AS n FROM task_instance
-         WHERE run_pk = $1 AND {}
+         UNION ALL
+         SELECT task_id, {COUNTED} AS map_index, state, 0 AS try_number, NULL AS retry_at,
+                COUNT(*) AS n
+         FROM task_instance
+         WHERE run_pk = $1 AND {tasks}
            AND map_index >= 0 AND state IN ({ENDED_STATES})
          GROUP BY task_id, state
-         ORDER BY task_id, state",
-        C::DIALECT.in_texts("task_id", 2)
+         ORDER BY task_id, map_index"
     );
     let rows = query(sql)
         .bind(run_pk)
         .bind(Arg::Texts(task_ids.to_vec()))
         .fetch_all(conn)
         .await?;
-    let ended = rows
-        .iter()
-        .map(|row| {
-            Ok(EndedInstances {
+    let mut tis = Vec::with_capacity(rows.len());
+    let mut ended = Vec::new();
+    for row in &rows {
+        if row.int("map_index")? == i64::from(COUNTED) {
+            ended.push(EndedInstances {
                 task_id: row.text("task_id")?,
                 state: codec::enum_col(row, "state")?,
                 count: u32::try_from(row.int("n")?).unwrap_or(u32::MAX),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+            });
+        } else {
+            tis.push(snapshot(row)?);
+        }
+    }
     Ok((tis, ended))
 }
+
+/// The map index of [`focused_snapshots`]'s rows that count ended instances.
+const COUNTED: i32 = -2;
 
 /// Whether some instance of run `run_pk` is scheduled, queued, running, up_for_retry or
 /// up_for_reschedule: one seek in the partial index `task_instance_progressing` (its

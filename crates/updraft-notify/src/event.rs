@@ -38,6 +38,8 @@ pub struct Event {
     pub dag_id: String,
     pub run_id: String,
     pub task_id: Option<String>,
+    /// The instance's map index when its task is mapped (`null` otherwise, and for runs).
+    pub map_index: Option<i32>,
     pub try_number: Option<u32>,
     /// The state recorded: `failed`, `up_for_retry`, `success`, `running` for a try; `failed`
     /// or `success` for a run.
@@ -52,7 +54,11 @@ pub struct Event {
 
 impl Event {
     fn subject(&self) -> String {
-        let what = match (&self.task_id, self.try_number) {
+        let task = self.task_id.as_ref().map(|task| match self.map_index {
+            Some(i) => format!("{task}[{i}]"),
+            None => task.clone(),
+        });
+        let what = match (task, self.try_number) {
             (Some(task), Some(n)) => format!("task {task} of {} (try {n})", self.dag_id),
             (Some(task), None) => format!("task {task} of {}", self.dag_id),
             _ => format!("run {} of {}", self.run_id, self.dag_id),

@@ -64,6 +64,7 @@ fn event() -> Event {
         dag_id: "etl".into(),
         run_id: "manual__2026-01-01T00:00:00+00:00".into(),
         task_id: Some("load".into()),
+        map_index: None,
         try_number: Some(2),
         state: "failed".into(),
         logical_date: Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),

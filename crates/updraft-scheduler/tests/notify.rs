@@ -275,6 +275,51 @@ tasks:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapped_instance_s_notification_names_its_map_index() {
+    let h = harness().await;
+    let (base, received) = receiver().await;
+    std::fs::write(
+        h.dags.join("fanned.yaml"),
+        format!(
+            r#"dag_id: fanned
+tasks:
+  - task_id: check
+    expand:
+      x: [good, bad]
+    bash: "test {{{{ mapped.x }}}} = good"
+    on_failure:
+      - webhook: {{url: "{base}/failed"}}
+      - slack: {{webhook_url: "{base}/slack"}}
+      - slack: {{webhook_url: "{base}/templated", text: "index {{{{ map_index }}}} failed"}}
+"#
+        ),
+    )
+    .unwrap();
+    let received_in = received.clone();
+    with_scheduler(&h, None, |store, waker| async move {
+        let received = received_in;
+        let run = trigger(&store, &waker, "fanned").await;
+        assert_eq!(finished(&store, run).await.state, RunState::Failed);
+        eventually("the notifications", DEADLINE, || async {
+            let got = |p: &str| on(&received, p).len();
+            (got("failed") == 1 && got("slack") == 1 && got("templated") == 1).then_some(())
+        })
+        .await;
+        let failed = &on(&received, "failed")[0];
+        assert_eq!(
+            (&failed["task_id"], &failed["map_index"]),
+            (&serde_json::json!("check"), &serde_json::json!(1))
+        );
+        assert_eq!(
+            on(&received, "slack")[0]["text"],
+            "updraft: task check[1] of fanned (try 1) failed: exit code 1"
+        );
+        assert_eq!(on(&received, "templated")[0]["text"], "index 1 failed");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_past_its_dagrun_timeout_fails_and_its_sleeping_try_is_killed() {
     let h = harness().await;
     let (base, received) = receiver().await;

@@ -23,7 +23,7 @@ use updraft_notify::{
     slack_webhook_url,
 };
 use updraft_secrets::Secrets;
-use updraft_store::RunRow;
+use updraft_store::{RunRow, TiKey};
 
 use super::Scheduler;
 use super::launch::context_for;
@@ -83,11 +83,10 @@ struct Job {
 }
 
 impl Scheduler {
-    /// Tells the task's notifiers of try `try_number` of `task_id` reaching `state`.
+    /// Tells the task's notifiers of try `try_number` of the instance `key` reaching `state`.
     pub(super) fn notify_task(
         &self,
-        run_pk: i64,
-        task_id: &str,
+        key: &TiKey,
         try_number: u32,
         state: TaskState,
         notifiers: &TryNotifiers,
@@ -96,6 +95,7 @@ impl Scheduler {
         let Some(kind) = task_event(state) else {
             return;
         };
+        let (run_pk, task_id) = (key.run_pk, key.task_id.as_str());
         let Some(task) = notifiers.dag.task(task_id) else {
             return;
         };
@@ -116,6 +116,7 @@ impl Scheduler {
             dag_id: dag.dag_id.clone(),
             run_id: run.as_ref().map(|r| r.run_id.clone()).unwrap_or_default(),
             task_id: Some(task_id.to_owned()),
+            map_index: (key.map_index >= 0).then_some(key.map_index),
             try_number: Some(try_number),
             state: state.as_str().to_owned(),
             logical_date: run.as_ref().map(|r| r.logical_date),
@@ -160,6 +161,7 @@ impl Scheduler {
             dag_id: run.dag_id.clone(),
             run_id: run.run_id.clone(),
             task_id: None,
+            map_index: None,
             try_number: None,
             state: state.as_str().to_owned(),
             logical_date: Some(run.logical_date),
@@ -203,7 +205,10 @@ impl Scheduler {
                 event.task_id.as_deref().unwrap_or(""),
                 event.try_number.unwrap_or(0),
             ) {
-                Ok(ctx) => ctx,
+                Ok(mut ctx) => {
+                    ctx.map_index = event.map_index.unwrap_or(-1);
+                    ctx
+                }
                 Err(e) => {
                     warn!(event = %context_line, "notification not sent: {e}");
                     return;

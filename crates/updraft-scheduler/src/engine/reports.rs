@@ -149,14 +149,7 @@ impl Scheduler {
                         && !self.tries.notifiers.is_empty()
                         && let Some(notifiers) = self.tries.notifiers.get(&try_id(key, *try_number))
                     {
-                        self.notify_task(
-                            key.run_pk,
-                            &key.task_id,
-                            *try_number,
-                            TaskState::Running,
-                            notifiers,
-                            *at,
-                        );
+                        self.notify_task(key, *try_number, TaskState::Running, notifiers, *at);
                     }
                 }
                 TryReport::Finished {
@@ -173,14 +166,7 @@ impl Scheduler {
                             self.tries.notifiers.remove(&try_id(key, *try_number))
                         && applied
                     {
-                        self.notify_task(
-                            key.run_pk,
-                            &key.task_id,
-                            *try_number,
-                            *new,
-                            &notifiers,
-                            *at,
-                        );
+                        self.notify_task(key, *try_number, *new, &notifiers, *at);
                     }
                     let outlets = self.tries.outlet_events.remove(&try_id(key, *try_number));
                     if let Some(events) = outlets

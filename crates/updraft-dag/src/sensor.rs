@@ -292,29 +292,16 @@ fn external_task(diags: &mut Diagnostics<'_>, node: &Node) -> Option<ExternalTas
     let task_id = fields
         .get("external_task_id")
         .and_then(|v| identifier(diags, v, "task_id", "sensor.external_task.external_task_id"));
-    let allowed = match fields.get("allowed_states") {
-        Some(v) => states(diags, v, "sensor.external_task.allowed_states"),
-        None => Some(vec!["success".to_owned()]),
-    };
-    let failed = match fields.get("failed_states") {
-        Some(v) => states(diags, v, "sensor.external_task.failed_states"),
-        None => Some(Vec::new()),
-    };
+    let (allowed, failed) = allowed_and_failed(
+        diags,
+        &fields,
+        "sensor.external_task",
+        &STATES,
+        ("success", None),
+    );
     let delta = fields
         .get("execution_delta")
         .and_then(|v| diag::duration(diags, v, "sensor.external_task.execution_delta", false));
-    if let (Some(allowed), Some(failed)) = (&allowed, &failed)
-        && let Some(both) = allowed.iter().find(|s| failed.contains(s))
-        && let Some(v) = fields.get("failed_states")
-    {
-        diags.at(
-            v.pos,
-            format!(
-                "state {} is in both `allowed_states` and `failed_states`",
-                quoted(both)
-            ),
-        );
-    }
     if diags.count() > before {
         return None;
     }
@@ -338,18 +325,61 @@ fn identifier(diags: &mut Diagnostics<'_>, node: &Node, kind: &str, name: &str) 
     }
 }
 
-fn states(diags: &mut Diagnostics<'_>, node: &Node, name: &str) -> Option<Vec<String>> {
+/// The `allowed_states` and `failed_states` of `fields` (in `what`), each a list of `known`
+/// states, by default `defaults` (allowed, failed); a state in both is reported at
+/// `failed_states`.
+pub(crate) fn allowed_and_failed(
+    diags: &mut Diagnostics<'_>,
+    fields: &diag::Fields<'_>,
+    what: &str,
+    known: &[&str],
+    defaults: (&str, Option<&str>),
+) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let read = |diags: &mut Diagnostics<'_>, key: &str, default: Option<&str>| match fields
+        .get(key)
+    {
+        Some(v) => states(diags, v, &format!("{what}.{key}"), known),
+        None => Some(default.map(str::to_owned).into_iter().collect()),
+    };
+    let allowed = read(diags, "allowed_states", Some(defaults.0));
+    let failed = read(diags, "failed_states", defaults.1);
+    if let (Some(allowed), Some(failed)) = (&allowed, &failed)
+        && let Some(both) = allowed.iter().find(|s| failed.contains(s))
+        && let Some(v) = fields.get("failed_states")
+    {
+        diags.at(
+            v.pos,
+            format!(
+                "state {} is in both `allowed_states` and `failed_states`",
+                quoted(both)
+            ),
+        );
+    }
+    (allowed, failed)
+}
+
+fn states(
+    diags: &mut Diagnostics<'_>,
+    node: &Node,
+    name: &str,
+    known: &[&str],
+) -> Option<Vec<String>> {
     let items = diag::string_list(diags, node, name, true)?;
     let mut out = Vec::with_capacity(items.len());
     let mut ok = true;
     for (state, item) in items {
-        if STATES.contains(&state.as_str()) {
+        if known.contains(&state.as_str()) {
             out.push(state);
         } else {
-            let hint = diag::did_you_mean(&state, STATES.iter().copied());
+            let hint = diag::did_you_mean(&state, known.iter().copied());
             diags.at(
                 item.pos,
-                format!("unknown state {} in {}{hint}", quoted(&state), quoted(name)),
+                format!(
+                    "unknown state {} in {} (one of: {}){hint}",
+                    quoted(&state),
+                    quoted(name),
+                    known.join(", ")
+                ),
             );
             ok = false;
         }

@@ -4,7 +4,7 @@
 //! run (in the same tenant) and, with `wait_for_completion`, the next pokes wait for that run
 //! to end, `poke_interval` apart, freeing the slot in between as every updraft sensor does.
 
-use crate::diag::{self, Diagnostics, Schema, quoted};
+use crate::diag::{self, Diagnostics, Schema};
 use crate::model::{SensorCheck, SensorTask, SensorTiming, TaskKind, TriggerDagRunCheck};
 use crate::parse::check_identifier;
 use crate::yaml::{Node, Value};
@@ -90,20 +90,13 @@ pub(crate) fn trigger_dag_run_kind(diags: &mut Diagnostics<'_>, node: &Node) -> 
         );
     }
     let timing = timing(diags, &fields);
-    let allowed = states(diags, &fields, "allowed_states", "success");
-    let failed = states(diags, &fields, "failed_states", "failed");
-    if let (Some(allowed), Some(failed)) = (&allowed, &failed)
-        && let Some(both) = allowed.iter().find(|s| failed.contains(s))
-        && let Some(v) = fields.get("failed_states")
-    {
-        diags.at(
-            v.pos,
-            format!(
-                "state {} is in both `allowed_states` and `failed_states`",
-                quoted(both)
-            ),
-        );
-    }
+    let (allowed, failed) = crate::sensor::allowed_and_failed(
+        diags,
+        &fields,
+        "trigger_dag_run",
+        &RUN_STATES,
+        ("success", Some("failed")),
+    );
     if diags.count() > before {
         return None;
     }
@@ -187,37 +180,4 @@ fn timing(diags: &mut Diagnostics<'_>, fields: &diag::Fields<'_>) -> Option<Sens
         timing.timeout = diag::duration(diags, value, "trigger_dag_run.timeout", false)?;
     }
     Some(timing)
-}
-
-fn states(
-    diags: &mut Diagnostics<'_>,
-    fields: &diag::Fields<'_>,
-    key: &str,
-    default: &str,
-) -> Option<Vec<String>> {
-    let name = format!("trigger_dag_run.{key}");
-    let Some(node) = fields.get(key) else {
-        return Some(vec![default.to_owned()]);
-    };
-    let items = diag::string_list(diags, node, &name, true)?;
-    let mut out = Vec::with_capacity(items.len());
-    let mut ok = true;
-    for (state, item) in items {
-        if RUN_STATES.contains(&state.as_str()) {
-            out.push(state);
-        } else {
-            let hint = diag::did_you_mean(&state, RUN_STATES.iter().copied());
-            diags.at(
-                item.pos,
-                format!(
-                    "{} is not a DAG run state (one of: {}) in {}{hint}",
-                    quoted(&state),
-                    RUN_STATES.join(", "),
-                    quoted(&name)
-                ),
-            );
-            ok = false;
-        }
-    }
-    ok.then_some(out)
 }

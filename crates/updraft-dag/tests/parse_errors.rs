@@ -542,7 +542,7 @@ fn task_kind_is_exactly_one() {
         5,
         &[
             "task `a` does not say what to run",
-            "`bash`, `command`, `pod`, `python`, `sensor`, `noop`",
+            "`bash`, `command`, `pod`, `python`, `sensor`, `trigger_dag_run`, `noop`",
         ],
     );
     assert_one(

@@ -140,7 +140,7 @@ fn located_errors() {
         6,
         33,
         &[
-            "`skipped` is not a DAG run state",
+            "unknown state `skipped`",
             "queued, running, success, failed",
         ],
     );

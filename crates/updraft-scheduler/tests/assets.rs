@@ -101,12 +101,7 @@ async fn producers_trigger_their_tenants_consumers_once_per_event() {
     let dir = tempfile::tempdir().unwrap();
     let dags = dir.path().join("dags");
     let logs = dir.path().join("logs");
-    let store = Arc::new(
-        SqliteStore::open(&dir.path().join("updraft.db"))
-            .await
-            .unwrap(),
-    );
-    store.migrate().await.unwrap();
+    let store = common::migrated_store(dir.path()).await;
     let task = |outlets: &str, script: &str| {
         format!("tasks:\n  - task_id: t\n    bash: '{script}'\n    outlets: {outlets}\n")
     };

@@ -36,12 +36,7 @@ struct Ended {
 /// Runs each `(dag_id, logged task)` once on one scheduler.
 async fn run_dags(dags: &Path, runs: &[(&str, &str)]) -> Vec<Ended> {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(&dir.path().join("updraft.db"))
-            .await
-            .unwrap(),
-    );
-    store.migrate().await.unwrap();
+    let store = common::migrated_store(dir.path()).await;
     let logs_path: PathBuf = dir.path().join("logs");
     let dyn_store: Arc<dyn Store> = store.clone();
     let mut scheduler = Scheduler::new(dyn_store, config(dags, &logs_path)).unwrap();

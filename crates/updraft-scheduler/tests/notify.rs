@@ -83,12 +83,7 @@ async fn harness() -> Harness {
     let dags = dir.path().join("dags");
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&dags).unwrap();
-    let store = Arc::new(
-        SqliteStore::open(&dir.path().join("updraft.db"))
-            .await
-            .unwrap(),
-    );
-    store.migrate().await.unwrap();
+    let store = common::migrated_store(dir.path()).await;
     Harness {
         store,
         _dir: dir,
@@ -119,16 +114,7 @@ where
 }
 
 async fn trigger(store: &SqliteStore, waker: &tokio::sync::Notify, dag_id: &str) -> i64 {
-    eventually(&format!("`{dag_id}` to be loaded"), DEADLINE, || async {
-        store.dag(dag_id).await.unwrap()
-    })
-    .await;
-    let run =
-        updraft_runs::trigger_run(store, dag_id, None, None, serde_json::json!({}), Utc::now())
-            .await
-            .unwrap();
-    waker.notify_one();
-    run.id
+    common::trigger(store, waker, dag_id, DEADLINE).await.id
 }
 
 async fn finished(store: &SqliteStore, run_pk: i64) -> updraft_store::RunRow {

@@ -95,12 +95,7 @@ async fn run_dags(
 async fn tries_get_their_tenant_s_secrets_masked_and_never_another_tenant_s() {
     let dir = tempfile::tempdir().unwrap();
     let dags = dir.path().join("dags");
-    let store = Arc::new(
-        SqliteStore::open(&dir.path().join("updraft.db"))
-            .await
-            .unwrap(),
-    );
-    store.migrate().await.unwrap();
+    let store = common::migrated_store(dir.path()).await;
     let keyring = Keyring::parse(&Keyring::generate_key(), "core.fernet_key").unwrap();
     let vault = Vault::new(store.clone(), keyring);
     let create = WriteMode::Create;
@@ -252,12 +247,7 @@ async fn a_failing_backend_or_none_fails_the_try_with_the_reason_in_its_log() {
         "    bash: echo {{ ds }} plain\n",
     );
 
-    let store = Arc::new(
-        SqliteStore::open(&dir.path().join("updraft.db"))
-            .await
-            .unwrap(),
-    );
-    store.migrate().await.unwrap();
+    let store = common::migrated_store(dir.path()).await;
     let down: Vec<Arc<dyn SecretsBackend>> = vec![Arc::new(Down)];
     let secrets = Arc::new(Secrets::new(down, Duration::ZERO));
     let results = run_dags(

@@ -82,12 +82,7 @@ async fn setup(dag: &str, file: &str) -> (tempfile::TempDir, Arc<SqliteStore>, P
     let dags = dir.path().join("dags");
     std::fs::create_dir_all(&dags).unwrap();
     std::fs::write(dags.join(file), dag).unwrap();
-    let store = Arc::new(
-        SqliteStore::open(&dir.path().join("updraft.db"))
-            .await
-            .unwrap(),
-    );
-    store.migrate().await.unwrap();
+    let store = common::migrated_store(dir.path()).await;
     let logs = dir.path().join("logs");
     (dir, store, dags, logs)
 }

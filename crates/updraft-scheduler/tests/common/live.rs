@@ -49,12 +49,7 @@ pub async fn with_scheduler<F, Fut>(
         let text = text.replace("{data}", &data.display().to_string());
         std::fs::write(file, text).unwrap();
     }
-    let store = Arc::new(
-        SqliteStore::open(&dir.path().join("updraft.db"))
-            .await
-            .unwrap(),
-    );
-    store.migrate().await.unwrap();
+    let store = super::migrated_store(dir.path()).await;
     let logs = dir.path().join("logs");
     let vars = connections
         .iter()

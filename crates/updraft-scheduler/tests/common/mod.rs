@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::oneshot;
 use updraft_scheduler::{Scheduler, SchedulerConfig};
-use updraft_store::{ReadStore, RunRow, SqliteStore, Store};
+use updraft_store::{AdminStore, ReadStore, RunRow, SqliteStore, Store};
 
 /// A scheduler of one test: SQLite (exclusive), the DAGs folder `dags`, logs in `logs`, quick
 /// rescans and polls; a test changes what it needs with `..config(...)`.
@@ -87,9 +87,9 @@ pub async fn run_dag_once(
     run
 }
 
-/// Once `dag_id` is loaded, triggers a manual run of it, wakes the scheduler and waits for the
-/// run to finish (failing the test after `deadline` at either wait); returns the finished run.
-pub async fn trigger_and_wait(
+/// Once `dag_id` is loaded (failing the test after `deadline`), triggers a manual run of it
+/// and wakes the scheduler; returns the new run.
+pub async fn trigger(
     store: &SqliteStore,
     waker: &tokio::sync::Notify,
     dag_id: &str,
@@ -99,14 +99,39 @@ pub async fn trigger_and_wait(
         store.dag(dag_id).await.unwrap()
     })
     .await;
-    let run =
-        updraft_runs::trigger_run(store, dag_id, None, None, serde_json::json!({}), Utc::now())
-            .await
-            .unwrap();
+    let run = updraft_runs::trigger_run(
+        store,
+        dag_id,
+        None,
+        None,
+        serde_json::json!({}),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     waker.notify_one();
+    run
+}
+
+/// [`trigger`], then waits for the run to finish (failing the test after `deadline`); returns
+/// the finished run.
+pub async fn trigger_and_wait(
+    store: &SqliteStore,
+    waker: &tokio::sync::Notify,
+    dag_id: &str,
+    deadline: Duration,
+) -> RunRow {
+    let run = trigger(store, waker, dag_id, deadline).await;
     eventually(&format!("the run of `{dag_id}`"), deadline, || async {
         let row = store.run_by_pk(run.id).await.unwrap()?;
         row.state.is_finished().then_some(row)
     })
     .await
+}
+
+/// A SQLite store in `dir` (`updraft.db`), migrated.
+pub async fn migrated_store(dir: &Path) -> Arc<SqliteStore> {
+    let store = Arc::new(SqliteStore::open(&dir.join("updraft.db")).await.unwrap());
+    store.migrate().await.unwrap();
+    store
 }

@@ -374,7 +374,10 @@ fn task_hint(key: &str) -> Option<String> {
             "a Kubernetes pod is the `pod:` kind (with `template:` inside it)"
         }
         "operator" | "type" => {
-            "the kind of a task is its key: one of `bash`, `command`, `pod`, `python`, `sensor`, `noop`"
+            "the kind of a task is its key: one of `bash`, `command`, `pod`, `python`, `sensor`, `trigger_dag_run`, `noop`"
+        }
+        "trigger_dag_id" | "wait_for_completion" | "reset_dag_run" => {
+            "another DAG is started by the `trigger_dag_run:` kind (with `trigger_dag_id:` inside it)"
         }
         _ if DAG_KEYS.contains(&key) => "this is a DAG-level key, not a task key",
         _ => return None,

@@ -335,8 +335,7 @@ pub(crate) fn allowed_and_failed(
     known: &[&str],
     defaults: (&str, Option<&str>),
 ) -> (Option<Vec<String>>, Option<Vec<String>>) {
-    let read = |diags: &mut Diagnostics<'_>, key: &str, default: Option<&str>| match fields
-        .get(key)
+    let read = |diags: &mut Diagnostics<'_>, key: &str, default: Option<&str>| match fields.get(key)
     {
         Some(v) => states(diags, v, &format!("{what}.{key}"), known),
         None => Some(default.map(str::to_owned).into_iter().collect()),

@@ -17,8 +17,8 @@ use tokio::sync::oneshot;
 use updraft_core::{RunState, RunType};
 use updraft_scheduler::{Scheduler, SchedulerConfig};
 use updraft_store::{
-    AdminStore, AssetEventQuery, AssetStore, NewAssetEvent, NewestRunsFilter, ReadStore, RunRow,
-    SqliteStore, Store,
+    AssetEventQuery, AssetStore, NewAssetEvent, NewestRunsFilter, ReadStore, RunRow, SqliteStore,
+    Store,
 };
 
 const DEADLINE: Duration = Duration::from_secs(60);

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use updraft_core::{RunState, TaskState};
 use updraft_scheduler::{Scheduler, SchedulerConfig};
-use updraft_store::{AdminStore, ReadStore, SqliteStore, Store};
+use updraft_store::{ReadStore, Store};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

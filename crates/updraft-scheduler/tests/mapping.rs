@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::Utc;
 use updraft_core::{RunState, TaskState};
 use updraft_scheduler::SchedulerConfig;
-use updraft_store::{AdminStore, ReadStore, RunRow, SqliteStore, TiRow};
+use updraft_store::{ReadStore, RunRow, SqliteStore, TiRow};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

@@ -16,13 +16,12 @@ use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::post;
-use chrono::Utc;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use updraft_core::{RunState, TaskState};
 use updraft_scheduler::{Scheduler, SchedulerConfig};
 use updraft_secrets::{EnvBackend, Secrets, SecretsBackend};
-use updraft_store::{AdminStore, ReadStore, SqliteStore, Store};
+use updraft_store::{ReadStore, SqliteStore, Store};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

@@ -16,7 +16,7 @@ use updraft_scheduler::{Scheduler, SchedulerConfig};
 use updraft_secrets::{
     Connection, DatabaseBackend, Keyring, Secrets, SecretsBackend, SecretsError, Variable, Vault,
 };
-use updraft_store::{AdminStore, SqliteStore, Store, WriteMode};
+use updraft_store::{SqliteStore, Store, WriteMode};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const PASSWORD_A: &str = "a-pass/Word@1234";

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use updraft_core::RunState;
 use updraft_scheduler::SchedulerConfig;
-use updraft_store::{AdminStore, RunRow, SqliteStore, XComQuery, XComStore};
+use updraft_store::{RunRow, SqliteStore, XComQuery, XComStore};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

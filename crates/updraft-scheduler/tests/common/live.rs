@@ -13,7 +13,7 @@ use tokio::sync::{Notify, oneshot};
 use updraft_core::{RunState, TaskState};
 use updraft_scheduler::{Scheduler, SchedulerConfig};
 use updraft_secrets::{EnvBackend, Secrets, SecretsBackend};
-use updraft_store::{AdminStore, ReadStore, RunRow, SqliteStore, Store, TiKey, TiRow};
+use updraft_store::{ReadStore, RunRow, SqliteStore, Store, TiKey, TiRow};
 
 use super::eventually;
 

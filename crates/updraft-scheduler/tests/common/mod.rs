@@ -99,16 +99,10 @@ pub async fn trigger(
         store.dag(dag_id).await.unwrap()
     })
     .await;
-    let run = updraft_runs::trigger_run(
-        store,
-        dag_id,
-        None,
-        None,
-        serde_json::json!({}),
-        Utc::now(),
-    )
-    .await
-    .unwrap();
+    let run =
+        updraft_runs::trigger_run(store, dag_id, None, None, serde_json::json!({}), Utc::now())
+            .await
+            .unwrap();
     waker.notify_one();
     run
 }

@@ -389,6 +389,9 @@ pub struct SchedulerSection {
     /// The limit of one try of a notification.
     #[serde(with = "humantime_serde_str")]
     pub notification_timeout: Duration,
+    /// The limit of one in-process poke of a sensor whose task sets no `execution_timeout`.
+    #[serde(with = "humantime_serde_str")]
+    pub sensor_poke_timeout: Duration,
 }
 
 impl Default for CoreSection {
@@ -449,6 +452,7 @@ impl Default for SchedulerSection {
             notification_tries: 3,
             notification_retry_delay: Duration::from_secs(1),
             notification_timeout: Duration::from_secs(30),
+            sensor_poke_timeout: updraft_executor::local::DEFAULT_POKE_TIMEOUT,
         }
     }
 }
@@ -1061,6 +1065,23 @@ mod tests {
         );
         let defaults = load_config(tempfile::tempdir().unwrap().path(), &[]).unwrap();
         assert_eq!(defaults.scheduler.notification_tries, 3);
+    }
+
+    #[test]
+    fn the_sensor_poke_bound_is_configured_in_the_scheduler_section() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join(CONFIG_FILE),
+            "[scheduler]\nsensor_poke_timeout = \"5s\"\n",
+        )
+        .unwrap();
+        let config = load_config(home.path(), &[]).unwrap();
+        assert_eq!(config.scheduler.sensor_poke_timeout, Duration::from_secs(5));
+        let defaults = load_config(tempfile::tempdir().unwrap().path(), &[]).unwrap();
+        assert_eq!(
+            defaults.scheduler.sensor_poke_timeout,
+            Duration::from_secs(60)
+        );
     }
 
     #[test]

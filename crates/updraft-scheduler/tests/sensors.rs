@@ -7,7 +7,7 @@
 mod common;
 
 use common::eventually;
-use common::live::{DEADLINE, with_scheduler};
+use common::live::{DEADLINE, with_configured_scheduler, with_scheduler};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -329,6 +329,34 @@ async fn ready_server() -> (String, Arc<AtomicU16>) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("http://{addr}"), status)
+}
+
+/// `[scheduler] sensor_poke_timeout` bounds a poke whose task sets no `execution_timeout`:
+/// an HTTP check against a server that accepts but never answers fails its try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poke_longer_than_the_sensor_poke_timeout_fails_its_try() {
+    let app = axum::Router::new().route(
+        "/hang",
+        axum::routing::get(|| std::future::pending::<axum::http::StatusCode>()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dag = format!(
+        "dag_id: hanging\ntasks:\n  - task_id: wait\n    sensor:\n      http: {{url: \"http://{addr}\", endpoint: /hang}}\n      poke_interval: 1s\n"
+    );
+    let configure = |config: &mut updraft_scheduler::SchedulerConfig| {
+        config.sensor_poke_timeout = std::time::Duration::from_secs(1);
+    };
+    with_configured_scheduler(&[("hanging.yaml", &dag)], &[], configure, |ctx| async move {
+        let run = ctx.trigger("hanging", None, serde_json::json!({})).await;
+        let (state, tasks) = ctx.finished(&run).await;
+        assert_eq!(state, RunState::Failed, "{tasks:?}");
+        assert_eq!(tasks["wait"], TaskState::Failed);
+        let log = ctx.log(&run, "wait", 1);
+        assert!(log.contains("the poke took longer than 1s"), "{log}");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

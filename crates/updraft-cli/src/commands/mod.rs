@@ -282,6 +282,7 @@ async fn scheduler_config_without_secrets(
             ..Default::default()
         },
         max_map_length: c.core.max_map_length,
+        sensor_poke_timeout: c.scheduler.sensor_poke_timeout,
     })
 }
 

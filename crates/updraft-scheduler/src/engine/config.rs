@@ -55,6 +55,9 @@ pub struct SchedulerConfig {
     /// The most instances a mapped task may expand to (`[core] max_map_length`, Airflow's,
     /// 1024 by default); a task expanding to more fails.
     pub max_map_length: usize,
+    /// How long one in-process poke of a sensor (or a `trigger_dag_run` task) may take when its
+    /// task sets no `execution_timeout` (`[scheduler] sensor_poke_timeout`, 60 s by default).
+    pub sensor_poke_timeout: std::time::Duration,
 }
 
 /// A Kubernetes cluster to run tries in.

@@ -51,6 +51,7 @@ impl Executors {
                 max_xcom_size: config.max_xcom_size,
                 sensor_states: Some(sensor_states),
                 run_trigger: Some(run_trigger),
+                poke_timeout: config.sensor_poke_timeout,
                 ..LocalExecutorConfig::default()
             },
             tx.clone(),

@@ -39,6 +39,19 @@ pub async fn with_scheduler<F, Fut>(
     F: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = ()>,
 {
+    with_configured_scheduler(files, connections, |_| {}, checks).await;
+}
+
+/// [`with_scheduler`], the scheduler's configuration changed by `configure` first.
+pub async fn with_configured_scheduler<F, Fut>(
+    files: &[(&str, &str)],
+    connections: &[(&str, String)],
+    configure: impl FnOnce(&mut SchedulerConfig),
+    checks: F,
+) where
+    F: FnOnce(Ctx) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let dir = tempfile::tempdir().unwrap();
     let dags = dir.path().join("dags");
     let data = dir.path().join("data");
@@ -59,6 +72,8 @@ pub async fn with_scheduler<F, Fut>(
         secrets: Some(Arc::new(Secrets::new(backends, Duration::ZERO))),
         ..super::config(&dags, &logs, "sensor-test")
     };
+    let mut config = config;
+    configure(&mut config);
     let dyn_store: Arc<dyn Store> = store.clone();
     let mut scheduler = Scheduler::new(dyn_store, config).unwrap();
     let ctx = Ctx {

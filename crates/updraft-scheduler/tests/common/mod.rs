@@ -40,6 +40,7 @@ pub fn config(dags: &Path, logs: &Path, hostname: &str) -> SchedulerConfig {
         max_xcom_size: updraft_executor::xcom::DEFAULT_MAX_XCOM_SIZE,
         notification_retry: Default::default(),
         max_map_length: updraft_core::mapping::DEFAULT_MAX_MAP_LENGTH,
+        sensor_poke_timeout: updraft_executor::local::DEFAULT_POKE_TIMEOUT,
     }
 }
 

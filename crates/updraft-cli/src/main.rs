@@ -77,10 +77,16 @@ enum Command {
     /// Re-encrypt every connection password and extra and every variable value with the
     /// first key of core.fernet_key (put the new key first, run this, then drop the old one).
     RotateFernetKey,
+    /// Print updraft's version (Airflow's `airflow version`).
+    Version,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Version = cli.command {
+        // Needs no configuration: it answers even where the configuration is broken.
+        return print_version();
+    }
     // Both ring and aws-lc-rs are linked: rustls needs to be told which one to use.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let settings = match config::Settings::load() {
@@ -128,6 +134,11 @@ fn main() -> ExitCode {
     }
 }
 
+fn print_version() -> ExitCode {
+    println!("{}", env!("CARGO_PKG_VERSION"));
+    ExitCode::SUCCESS
+}
+
 impl Command {
     /// A long-running service, stopped by SIGTERM or SIGINT within a hard deadline.
     fn is_service(&self) -> bool {
@@ -161,6 +172,7 @@ async fn run(
         Command::Variables(cmd) => commands::variables::run(cmd, &settings, format).await,
         Command::Sources(cmd) => commands::sources::run(cmd, &settings, format).await,
         Command::RotateFernetKey => commands::vault::rotate(&settings).await,
+        Command::Version => Ok(print_version()),
     }
 }
 

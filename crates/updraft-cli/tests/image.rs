@@ -19,10 +19,17 @@ fn repo_root() -> &'static Path {
 }
 
 /// The blob `digest` of the layout at `layout`, its digest checked.
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn blob(layout: &Path, digest: &str) -> Vec<u8> {
     let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
     let data = fs::read(layout.join("blobs/sha256").join(hex)).expect("the blob is in the layout");
-    assert_eq!(format!("{:x}", Sha256::digest(&data)), hex, "blob {digest}");
+    assert_eq!(sha256_hex(&data), hex, "blob {digest}");
     data
 }
 
@@ -42,7 +49,7 @@ fn is_root() -> bool {
 /// `chroot` into `rootfs` as the image's user, with only the image's environment and `env`.
 fn in_image(rootfs: &Path, config: &Value, env: &[(&str, &str)], args: &[&str]) -> Command {
     let user = config["config"]["User"].as_str().unwrap();
-    let mut command = Command::new("chroot");
+    let mut command = Command::new("/usr/sbin/chroot");
     command
         .arg(format!("--userspec={user}"))
         .arg(rootfs)
@@ -78,7 +85,8 @@ fn the_image_s_root_file_system_runs_updraft_as_its_user() {
     let layout_file: Value =
         serde_json::from_slice(&fs::read(layout.join("oci-layout")).unwrap()).unwrap();
     assert_eq!(layout_file["imageLayoutVersion"], "1.0.0");
-    let index: Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
     let entry = &index["manifests"][0];
     assert_eq!(
         entry["annotations"]["org.opencontainers.image.ref.name"],
@@ -110,7 +118,7 @@ fn the_image_s_root_file_system_runs_updraft_as_its_user() {
         .stdout;
     assert_eq!(
         config["rootfs"]["diff_ids"][0],
-        format!("sha256:{:x}", Sha256::digest(&tar)),
+        format!("sha256:{}", sha256_hex(&tar)),
         "the config names the unpacked layer"
     );
 
@@ -129,9 +137,14 @@ fn the_image_s_root_file_system_runs_updraft_as_its_user() {
         "no shell in the image"
     );
 
-    let version = in_image(&rootfs, &config, &[], &["/usr/local/bin/updraft", "version"])
-        .output()
-        .unwrap();
+    let version = in_image(
+        &rootfs,
+        &config,
+        &[],
+        &["/usr/local/bin/updraft", "version"],
+    )
+    .output()
+    .unwrap();
     assert!(version.status.success(), "{version:?}");
     assert_eq!(
         String::from_utf8_lossy(&version.stdout).trim(),
@@ -152,12 +165,16 @@ fn the_image_s_root_file_system_runs_updraft_as_its_user() {
     .stdin(Stdio::null())
     .spawn()
     .unwrap();
-    let port = wait_until("standalone to announce its address", DEFAULT_TIMEOUT, || {
-        let output = fs::read_to_string(&log_path).unwrap_or_default();
-        let (_, rest) = output.split_once("updraft web UI and API on http://")?;
-        let address = rest.split(['/', ' ', '\n']).next()?;
-        Some(address.rsplit_once(':')?.1.to_string())
-    });
+    let port = wait_until(
+        "standalone to announce its address",
+        DEFAULT_TIMEOUT,
+        || {
+            let output = fs::read_to_string(&log_path).unwrap_or_default();
+            let (_, rest) = output.split_once("updraft web UI and API on http://")?;
+            let address = rest.split(['/', ' ', '\n']).next()?;
+            Some(address.rsplit_once(':')?.1.to_string())
+        },
+    );
     let address = format!("127.0.0.1:{port}");
     let health = wait_until("the API to answer", DEFAULT_TIMEOUT, || {
         common::http::try_api(&address, "GET", "/monitor/health", None)
@@ -174,6 +191,7 @@ fn the_image_s_root_file_system_runs_updraft_as_its_user() {
     assert!(status.success(), "standalone stopped cleanly: {output}");
     let home = rootfs.join("home/nonroot");
     assert!(home.join("updraft.db").exists(), "{output}");
-    let owner = std::os::unix::fs::MetadataExt::uid(&fs::metadata(home.join("updraft.db")).unwrap());
+    let owner =
+        std::os::unix::fs::MetadataExt::uid(&fs::metadata(home.join("updraft.db")).unwrap());
     assert_eq!(owner, 65532, "written as the image's user");
 }

@@ -337,7 +337,7 @@ async fn ready_server() -> (String, Arc<AtomicU16>) {
 async fn a_poke_longer_than_the_sensor_poke_timeout_fails_its_try() {
     let app = axum::Router::new().route(
         "/hang",
-        axum::routing::get(|| std::future::pending::<axum::http::StatusCode>()),
+        axum::routing::get(std::future::pending::<axum::http::StatusCode>),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -348,14 +348,19 @@ async fn a_poke_longer_than_the_sensor_poke_timeout_fails_its_try() {
     let configure = |config: &mut updraft_scheduler::SchedulerConfig| {
         config.sensor_poke_timeout = std::time::Duration::from_secs(1);
     };
-    with_configured_scheduler(&[("hanging.yaml", &dag)], &[], configure, |ctx| async move {
-        let run = ctx.trigger("hanging", None, serde_json::json!({})).await;
-        let (state, tasks) = ctx.finished(&run).await;
-        assert_eq!(state, RunState::Failed, "{tasks:?}");
-        assert_eq!(tasks["wait"], TaskState::Failed);
-        let log = ctx.log(&run, "wait", 1);
-        assert!(log.contains("the poke took longer than 1s"), "{log}");
-    })
+    with_configured_scheduler(
+        &[("hanging.yaml", &dag)],
+        &[],
+        configure,
+        |ctx| async move {
+            let run = ctx.trigger("hanging", None, serde_json::json!({})).await;
+            let (state, tasks) = ctx.finished(&run).await;
+            assert_eq!(state, RunState::Failed, "{tasks:?}");
+            assert_eq!(tasks["wait"], TaskState::Failed);
+            let log = ctx.log(&run, "wait", 1);
+            assert!(log.contains("the poke took longer than 1s"), "{log}");
+        },
+    )
     .await;
 }
 

@@ -63,6 +63,9 @@ pub enum Resource<'a> {
     AuditLog { tenant: Option<&'a str> },
     /// The audit log as a list; each entry is still decided as [`Resource::AuditLog`].
     AuditLogs,
+    /// The process's Prometheus metrics: they name every tenant's DAGs and pools, so only
+    /// a role for every tenant reads them.
+    Metrics,
     /// The version: anyone signed in.
     Version,
     /// The health check: anyone, signed in or not (load balancers).
@@ -189,6 +192,7 @@ fn needed(action: Action, resource: Resource<'_>) -> Option<Role> {
         // An asset event recorded by hand triggers the tenant's consumers.
         (Resource::Asset { .. }, Create) => Some(Role::Op),
         (Resource::Config, Read) => Some(Role::Op),
+        (Resource::Metrics, Read) => Some(Role::Viewer),
         (Resource::Users, _) => Some(Role::Admin),
         (Resource::AuditLog { .. } | Resource::AuditLogs, Read) => Some(Role::Admin),
         _ => None,
@@ -289,6 +293,25 @@ mod tests {
         assert_eq!(
             decide(&admin, Action::Create, Resource::Users),
             Decision::Allow
+        );
+    }
+
+    #[test]
+    fn metrics_need_a_role_for_every_tenant() {
+        let tenant_admin = Identity::new("t", vec![Grant::for_tenant(Role::Admin, "a")]);
+        assert_eq!(
+            decide(&tenant_admin, Action::Read, Resource::Metrics),
+            Decision::Forbid
+        );
+        let viewer = Identity::new("v", vec![Grant::everywhere(Role::Viewer)]);
+        assert_eq!(
+            decide(&viewer, Action::Read, Resource::Metrics),
+            Decision::Allow
+        );
+        let public = Identity::new("p", vec![Grant::everywhere(Role::Public)]);
+        assert_eq!(
+            decide(&public, Action::Read, Resource::Metrics),
+            Decision::Forbid
         );
     }
 

@@ -392,6 +392,13 @@ pub struct SchedulerSection {
     /// The limit of one in-process poke of a sensor whose task sets no `execution_timeout`.
     #[serde(with = "humantime_serde_str")]
     pub sensor_poke_timeout: Duration,
+    /// A port on which `updraft scheduler` serves `GET /metrics` (Prometheus), without
+    /// authentication; none by default. (`standalone` and `server` serve `/metrics` on the
+    /// API's port, behind sign-in.)
+    pub metrics_port: Option<u16>,
+    /// The address of the metrics port: loopback unless a Prometheus elsewhere (another pod)
+    /// scrapes it.
+    pub metrics_host: String,
 }
 
 impl Default for CoreSection {
@@ -453,6 +460,8 @@ impl Default for SchedulerSection {
             notification_retry_delay: Duration::from_secs(1),
             notification_timeout: Duration::from_secs(30),
             sensor_poke_timeout: updraft_executor::local::DEFAULT_POKE_TIMEOUT,
+            metrics_port: None,
+            metrics_host: "127.0.0.1".to_string(),
         }
     }
 }
@@ -1082,6 +1091,26 @@ mod tests {
             defaults.scheduler.sensor_poke_timeout,
             Duration::from_secs(60)
         );
+    }
+
+    #[test]
+    fn the_scheduler_s_metrics_port_is_off_unless_configured() {
+        let defaults = load_config(tempfile::tempdir().unwrap().path(), &[]).unwrap();
+        assert_eq!(defaults.scheduler.metrics_port, None);
+        assert_eq!(defaults.scheduler.metrics_host, "127.0.0.1");
+        let vars = vec![
+            (
+                "UPDRAFT__SCHEDULER__METRICS_PORT".to_string(),
+                "9090".to_string(),
+            ),
+            (
+                "UPDRAFT__SCHEDULER__METRICS_HOST".to_string(),
+                "0.0.0.0".to_string(),
+            ),
+        ];
+        let config = load_config(tempfile::tempdir().unwrap().path(), &vars).unwrap();
+        assert_eq!(config.scheduler.metrics_port, Some(9090));
+        assert_eq!(config.scheduler.metrics_host, "0.0.0.0");
     }
 
     #[test]

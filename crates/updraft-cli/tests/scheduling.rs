@@ -1140,3 +1140,59 @@ fn a_chain_of_40_tasks_completes() {
         );
     }
 }
+
+/// The value of the sample `name` (with its labels, as written) in Prometheus text.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// What a scheduler pod is watched with. `[scheduler] metrics_port`: a scheduler without a
+/// server serves Prometheus metrics on a port of its own; after a run, its tries are counted
+/// by state and timed under their DAG and task, the DAGs folder's size and import errors are
+/// there, and the pools' slots. The liveness probe (`jobs check --job-type SchedulerJob
+/// --local`, no shell needed) finds it on this host.
+#[test]
+fn a_scheduler_alone_serves_its_metrics_and_answers_its_liveness_probe() {
+    let home = Home::new().with_env("UPDRAFT__SCHEDULER__METRICS_PORT", "0");
+    home.write_dag(
+        "measured.yaml",
+        "dag_id: measured\ntasks:\n  - task_id: works\n    bash: 'true'\n  - task_id: breaks\n    bash: 'exit 3'\n",
+    );
+    home.write_dag("broken.yaml", "tasks: [\n");
+    let run_id = home.trigger("measured", None);
+    let scheduler = home.start_scheduler();
+    assert_eq!(home.wait_run_finished("measured", &run_id), "failed");
+
+    let address = wait_until("the metrics port to be announced", DEFAULT_TIMEOUT, || {
+        let output = scheduler.output();
+        let (_, rest) = output.split_once("updraft scheduler metrics on http://")?;
+        Some(rest.split('/').next()?.to_string())
+    });
+    let (status, text) = common::http::get_text(&address, "/metrics").expect("metrics answer");
+    assert_eq!(status, 200, "{text}");
+    let value =
+        |name: &str| sample(&text, name).unwrap_or_else(|| panic!("no sample {name} in:\n{text}"));
+    assert_eq!(value("airflow_ti_successes_total"), 1.0);
+    assert_eq!(value("airflow_ti_failures_total"), 1.0);
+    assert_eq!(
+        value(r#"airflow_ti_finish_total{dag_id="measured",task_id="breaks",state="failed"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"airflow_task_duration_count{dag_id="measured",task_id="works"}"#),
+        1.0
+    );
+    assert_eq!(value("airflow_dagbag_size"), 1.0);
+    assert_eq!(value("airflow_dag_processing_import_errors"), 1.0);
+    assert_eq!(
+        value(r#"airflow_pool_open_slots{pool_name="default_pool"}"#),
+        128.0
+    );
+    assert!(value("updraft_store_step_duration_seconds_count") >= 1.0);
+    assert!(value("airflow_scheduler_scheduler_loop_duration_count") >= 1.0);
+    assert_eq!(
+        common::http::get_text(&address, "/api/v2/dags").map(|r| r.0),
+        Some(404)
+    );
+}

@@ -90,6 +90,7 @@ fn describe(resource: Resource<'_>) -> String {
         Resource::Users => "users".to_string(),
         Resource::AuditLog { .. } => "the audit log entry".to_string(),
         Resource::AuditLogs => "the audit log".to_string(),
+        Resource::Metrics => "the metrics".to_string(),
         Resource::Version => "the version".to_string(),
         Resource::Health => "the health check".to_string(),
     }

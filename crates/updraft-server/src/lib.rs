@@ -11,6 +11,7 @@ pub mod error;
 pub mod guard;
 pub mod live;
 pub mod masking;
+pub mod metrics;
 pub mod state;
 pub mod ui;
 
@@ -26,6 +27,7 @@ pub use state::{AppState, ServerConfig, WebhookSecrets};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v2", api::router())
+        .route("/metrics", axum::routing::get(api::monitor::get_metrics))
         // Pages show a banner while a DAG source the caller may see is failing.
         .merge(
             ui::router().route_layer(axum::middleware::from_fn_with_state(

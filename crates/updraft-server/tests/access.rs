@@ -54,6 +54,9 @@ enum Rule {
     /// Creating an object of the caller's own tenant (a pool): allowed with at least this
     /// role anywhere, else 403.
     CreateOwn(Role),
+    /// About every tenant at once (the metrics): allowed with at least this role for every
+    /// tenant, else 403.
+    Everywhere(Role),
 }
 
 /// The rule of every operation, by method and path as in the document.
@@ -211,6 +214,7 @@ fn rules() -> BTreeMap<(&'static str, &'static str), Rule> {
             Object(Viewer),
         ),
         (("get", "/api/v2/monitor/health"), Open),
+        (("get", "/api/v2/monitor/metrics"), Everywhere(Viewer)),
         (("get", "/api/v2/version"), SignedIn),
     ])
 }
@@ -306,6 +310,8 @@ fn expect(rule: Rule, role: Role, scope: Scope) -> Expect {
         }
         Rule::CreateOwn(needed) if role >= needed => allowed,
         Rule::CreateOwn(_) => Expect::Forbidden,
+        Rule::Everywhere(needed) if scope == Scope::Everywhere && role >= needed => allowed,
+        Rule::Everywhere(_) => Expect::Forbidden,
     }
 }
 
@@ -735,6 +741,37 @@ fn answer(reply: &Reply, name: &str) -> (StatusCode, String) {
         .unwrap_or_default()
         .to_string();
     (reply.status, detail.replace(name, "<name>"))
+}
+
+/// `/metrics`, where Prometheus looks by default, answers as `/api/v2/monitor/metrics` does:
+/// the pools of every tenant for a role everywhere, 403 for a role in one tenant.
+#[tokio::test]
+async fn the_metrics_at_the_root_follow_the_documented_operation_s_rule() {
+    let fixture = Fixture::new().await;
+    let reply = fixture
+        .send(
+            &identity(Role::Viewer, Scope::Everywhere),
+            Method::GET,
+            "/metrics",
+            None,
+        )
+        .await
+        .expect_status(StatusCode::OK);
+    for pool in ["a_pool", "b_pool"] {
+        assert!(
+            reply.text.contains(&format!(
+                r#"airflow_pool_open_slots{{pool_name="{pool}"}} 2"#
+            )),
+            "{}",
+            reply.text
+        );
+    }
+    for scope in [Scope::OwnTenant, Scope::OtherTenant] {
+        fixture
+            .send(&identity(Role::Admin, scope), Method::GET, "/metrics", None)
+            .await
+            .expect_status(StatusCode::FORBIDDEN);
+    }
 }
 
 #[tokio::test]

@@ -194,6 +194,14 @@ impl Sources {
                     state.error = Some(message.clone());
                 }
             }
+            updraft_metrics::global().source_synced(
+                name,
+                result.is_ok(),
+                state.failures,
+                state
+                    .last_success_at
+                    .map(|at| at.timestamp_millis() as f64 / 1000.0),
+            );
         }
         match &result {
             Ok(synced) if synced.changed => {

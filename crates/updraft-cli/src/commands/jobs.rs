@@ -23,9 +23,16 @@ pub enum JobsCommand {
     /// `scheduler.health_check_threshold`), 1 otherwise; as Airflow's
     /// `jobs check --job-type SchedulerJob`.
     Check {
+        /// The kind of job; updraft's only one is Airflow's `SchedulerJob`.
+        #[arg(long, value_parser = ["SchedulerJob"])]
+        job_type: Option<String>,
         /// Only schedulers on this host (e.g. `$(hostname)` in a pod's liveness probe).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "local")]
         hostname: Option<String>,
+        /// Only schedulers on the host this command runs on (a liveness probe without a
+        /// shell, as in the container image).
+        #[arg(long)]
+        local: bool,
         /// Only the scheduler running as this process.
         #[arg(long)]
         pid: Option<i64>,
@@ -57,7 +64,17 @@ pub async fn run(cmd: JobsCommand, settings: &Settings, format: Format) -> Resul
             );
             Ok(ExitCode::SUCCESS)
         }
-        JobsCommand::Check { hostname, pid } => {
+        JobsCommand::Check {
+            job_type: _,
+            hostname,
+            local,
+            pid,
+        } => {
+            let hostname = if local {
+                Some(super::hostname())
+            } else {
+                hostname
+            };
             let threshold =
                 chrono::Duration::from_std(settings.config.scheduler.health_check_threshold)
                     .unwrap_or(chrono::Duration::MAX);

@@ -154,6 +154,7 @@ async fn run(
     let server = if with_server {
         Some(spawn_server(settings, store, &scheduler, remote_logs, stop.wait()).await?)
     } else {
+        spawn_metrics_port(settings, store, stop.wait()).await?;
         None
     };
     eprintln!(
@@ -189,6 +190,33 @@ async fn spawn_server(
         .with_guard(settings.config.api.guard()?);
     let state = with_remote_logs(state, remote_logs);
     Ok(tokio::spawn(updraft_server::serve(listener, state, stop)))
+}
+
+/// `[scheduler] metrics_port`: `GET /metrics` of a scheduler without a server in its process.
+/// Bound before the scheduler starts, so a busy port stops it at once.
+async fn spawn_metrics_port(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let Some(port) = settings.config.scheduler.metrics_port else {
+        return Ok(());
+    };
+    let host = &settings.config.scheduler.metrics_host;
+    let address = format!("{}:{port}", bracket_ipv6(host));
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("[scheduler] metrics_port: binding {address}"))?;
+    eprintln!(
+        "updraft scheduler metrics on http://{}/metrics",
+        listener.local_addr()?
+    );
+    tokio::spawn(async move {
+        if let Err(e) = updraft_server::metrics::serve_port(listener, store, stop).await {
+            tracing::warn!("the metrics port stopped: {e}");
+        }
+    });
+    Ok(())
 }
 
 fn with_remote_logs(state: AppState, remote: Option<Arc<updraft_logs::RemoteLogs>>) -> AppState {

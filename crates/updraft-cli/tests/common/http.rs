@@ -99,3 +99,22 @@ pub fn get(address: &str, path: &str) -> (u16, Value) {
 pub fn post(address: &str, path: &str, body: &Value) -> (u16, Value) {
     api(address, "POST", path, Some(body))
 }
+
+/// `GET {path}` (from the root, not under `/api/v2`): the status and the body as text, or
+/// `None` when the server cannot be reached.
+pub fn get_text(address: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}

@@ -187,6 +187,7 @@ impl Scheduler {
             page,
             selector: &selector,
         };
+        let step_started = std::time::Instant::now();
         let recorded = self
             .store
             .record_evaluate_and_queue(
@@ -198,6 +199,9 @@ impl Scheduler {
                 now,
             )
             .await;
+        updraft_metrics::global()
+            .store_step_duration
+            .observe(step_started.elapsed().as_secs_f64());
         let unknown_pools = selector.unknown_pools.into_inner().unwrap_or_default();
         let placeholders = selector.placeholders.into_inner().unwrap_or_default();
         self.tracked.placeholders.extend(placeholders);

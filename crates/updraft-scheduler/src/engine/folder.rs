@@ -131,7 +131,9 @@ impl DagsFolder {
         self.loading = Some(loading);
         tokio::task::spawn_blocking(move || {
             let refreshed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let started = std::time::Instant::now();
                 let report = bag.refresh_unless_stopped(&stop);
+                observe_refresh(&bag, started.elapsed());
                 (bag, report)
             }));
             // Sent before the loop is woken, so the loop finds it when it looks.
@@ -190,6 +192,14 @@ impl Drop for SourcesSyncing {
 }
 
 /// A bag over the plain folder `path`, or over the sources' current trees.
+/// A refresh of the DAGs folder in the process's metrics (Airflow's DAG processing gauges).
+fn observe_refresh(bag: &DagBag, took: std::time::Duration) {
+    let metrics = updraft_metrics::global();
+    metrics.dagbag_size.set(bag.dags().len() as i64);
+    metrics.import_errors.set(bag.import_errors().len() as i64);
+    metrics.total_parse_time.set(took.as_secs_f64());
+}
+
 fn new_bag(path: &Path, sources: Option<&Sources>, options: &DagBagOptions) -> DagBag {
     match sources {
         Some(sources) => DagBag::with_mounts(mounts_of(sources), options.clone()),

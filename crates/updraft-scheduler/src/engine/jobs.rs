@@ -91,6 +91,7 @@ async fn heartbeat_until_stopped(
         }
         match store.heartbeat(job_id, Utc::now()).await {
             Ok(true) => {
+                updraft_metrics::global().scheduler_heartbeat.inc();
                 if std::mem::take(&mut failing) {
                     info!(job_id, "heartbeats are written again");
                 }

@@ -213,6 +213,7 @@ impl Scheduler {
                 log,
                 max_tries: ti.max_tries,
                 dag: cached.clone(),
+                launched: std::time::Instant::now(),
             },
         );
     }

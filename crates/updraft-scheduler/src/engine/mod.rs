@@ -211,7 +211,9 @@ impl Scheduler {
             if matches!(stimulus, Stimulus::Shutdown) {
                 break;
             }
+            let started = Instant::now();
             let handled = self.handle(stimulus).await;
+            self.observe_loop(started);
             match self.settle(handled, &mut backoff, shutdown.as_mut()).await {
                 // Stopping while the database is away: tries are still stopped and whatever
                 // can be recorded is.
@@ -416,6 +418,23 @@ impl Scheduler {
             }
             Stimulus::Shutdown => Ok(()),
         }
+    }
+
+    /// The loop's metrics after a stimulus was handled: how long it took, and the executor's
+    /// queue as it left it.
+    fn observe_loop(&self, started: Instant) {
+        let metrics = updraft_metrics::global();
+        metrics
+            .scheduler_loop_duration
+            .observe(started.elapsed().as_secs_f64());
+        let running = self.tries.in_flight.len() as i64;
+        metrics.executor_running_tasks.set(running);
+        metrics
+            .executor_queued_tasks
+            .set(self.tries.pending_launches.len() as i64);
+        metrics
+            .executor_open_slots
+            .set((self.config.parallelism as i64 - running).max(0));
     }
 
     /// Before any pass: be registered, record what is pending, look after the jobs when due.

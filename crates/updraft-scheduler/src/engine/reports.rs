@@ -240,6 +240,7 @@ impl Scheduler {
         let task = flight.dag.task(&key.task_id)?;
         if let ExecOutcome::Poked(poke) = &outcome {
             let (state, retry_at) = super::sensors::poke_outcome(task, poke, at);
+            count_finished(&flight, &key.task_id, state, None);
             if state == TaskState::Failed || state == TaskState::Skipped {
                 append_log_line_soon(
                     &flight.log,
@@ -266,6 +267,12 @@ impl Scheduler {
         };
         let (state, retry_at) =
             on_try_finished(task, flight.try_number, flight.max_tries, outcome, at);
+        count_finished(
+            &flight,
+            &key.task_id,
+            state,
+            Some(flight.launched.elapsed()),
+        );
         if state == TaskState::Success && !task.outlets.is_empty() {
             let run_id = self
                 .tracked
@@ -286,6 +293,17 @@ impl Scheduler {
             skip,
         })
     }
+}
+
+/// A try's end in the process's metrics: the state it leaves, and how long it ran (none for a
+/// sensor's poke, which is not a run of the task).
+fn count_finished(
+    flight: &InFlight,
+    task_id: &str,
+    state: TaskState,
+    ran: Option<std::time::Duration>,
+) {
+    updraft_metrics::global().try_finished(&flight.dag.dag.dag_id, task_id, state.as_str(), ran);
 }
 
 /// The tasks a branching try's `return_value` skips, said in its log; `None` when the value

@@ -150,6 +150,8 @@ pub(super) struct InFlight {
     pub(super) log: PathBuf,
     pub(super) max_tries: u32,
     pub(super) dag: Arc<CachedDag>,
+    /// When it was handed to the executor (its duration's start).
+    pub(super) launched: std::time::Instant,
 }
 
 /// Tries between queueing and the record of their end.

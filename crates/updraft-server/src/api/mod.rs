@@ -19,7 +19,7 @@ mod extract;
 mod import_errors;
 mod logs;
 pub mod models;
-mod monitor;
+pub(crate) mod monitor;
 mod params;
 mod pools;
 pub(crate) mod secrets;
@@ -145,6 +145,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(bundles::get_source))
         .routes(routes!(bundles::sync_source))
         .routes(routes!(monitor::get_health))
+        .routes(routes!(monitor::get_metrics))
         .routes(routes!(monitor::get_version))
 }
 

@@ -1,4 +1,4 @@
-//! `/monitor/health` and `/version`.
+//! `/monitor/health`, `/monitor/metrics` (also served at `/metrics`) and `/version`.
 
 use axum::Json;
 use axum::extract::State;
@@ -68,6 +68,29 @@ pub async fn get_health(
         },
         dag_processor: None,
     }))
+}
+
+/// The process's metrics in Prometheus' (OpenMetrics) text format: Airflow's metric names where
+/// Airflow has them (`airflow_ti_successes`, `airflow_pool_open_slots`, …), updraft's own
+/// (`updraft_…`) beside them. They name every tenant's DAGs and pools, so a role for every
+/// tenant is needed. Also at `/metrics`, where Prometheus looks by default.
+#[utoipa::path(
+    get,
+    path = "/monitor/metrics",
+    tag = "Monitor",
+    responses((
+        status = 200,
+        description = "Successful response",
+        body = String,
+        content_type = "application/openmetrics-text"
+    ))
+)]
+pub async fn get_metrics(
+    State(state): State<AppState>,
+    Caller(identity): Caller,
+) -> Result<axum::response::Response, ApiError> {
+    auth::authorize(&identity, Action::Read, Resource::Metrics)?;
+    Ok(crate::metrics::response(state.store.as_ref()).await)
 }
 
 /// The server's version.

@@ -22,6 +22,7 @@ const OBJECTS: &str = "updraft-objects";
 const SOURCES: &str = "updraft-sources";
 const LOGS: &str = "updraft-logs";
 const NOTIFY: &str = "updraft-notify";
+const METRICS: &str = "updraft-metrics";
 const TEST_SERVERS: &str = "updraft-test-servers";
 const EXECUTOR: &str = "updraft-executor";
 const PODS: &str = "updraft-pods";
@@ -41,7 +42,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (RUNS, &[DAG, CORE, STORE]),
     (SECRETS, &[STORE]),
     (OBJECTS, &[]),
-    (SOURCES, &[STORE, OBJECTS]),
+    (METRICS, &[]),
+    (SOURCES, &[STORE, OBJECTS, METRICS]),
     (LOGS, &[DAG, OBJECTS]),
     (NOTIFY, &[SECRETS]),
     (EXECUTOR, &[DAG, CORE, STORE, SECRETS]),
@@ -50,17 +52,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
         SCHEDULER,
         &[
             DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, SOURCES, LOGS, NOTIFY, EXECUTOR, PODS,
+            METRICS,
         ],
     ),
     (
         SERVER,
-        &[AUTH, DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, LOGS],
+        &[AUTH, DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, LOGS, METRICS],
     ),
     (
         CLI,
         &[
             AUTH, DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, SOURCES, LOGS, NOTIFY, EXECUTOR, PODS,
-            SCHEDULER, SERVER,
+            SCHEDULER, SERVER, METRICS,
         ],
     ),
     (KUBE_FAKE, &[]),

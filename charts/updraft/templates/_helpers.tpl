@@ -254,3 +254,15 @@ resources:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/* Whole numbers in a map of values as integers, recursively: values arrive as floats, and
+updraft.toml must say `5`, not `5.0`, for integer settings. */}}
+{{- define "updraft.wholeNumbers" -}}
+{{- range $k, $val := . }}
+{{- if kindIs "float64" $val }}
+{{- if eq $val (float64 (int64 $val)) }}{{ $_ := set $ $k (int64 $val) }}{{ end }}
+{{- else if kindIs "map" $val }}
+{{- include "updraft.wholeNumbers" $val }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -472,6 +472,21 @@ pub struct SchedulerProcess {
 }
 
 impl SchedulerProcess {
+    /// Starts `cmd` (any long-running `updraft` command) with its output in `log_path`.
+    pub fn spawn(mut cmd: Command, log_path: PathBuf) -> SchedulerProcess {
+        let log = fs::File::create(&log_path).expect("creating the service's log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("cloning a file handle"))
+            .stderr(log)
+            .spawn()
+            .expect("starting the service");
+        SchedulerProcess {
+            child: Some(child),
+            log_path,
+        }
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().expect("the scheduler is running").id() as i32
     }

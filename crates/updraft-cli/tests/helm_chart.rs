@@ -692,6 +692,12 @@ fn the_service_monitor_scrapes_servers_and_schedulers() {
     assert_eq!(endpoints[0]["port"], "http");
     assert_eq!(endpoints[1]["port"], "metrics");
     assert_eq!(endpoints[0]["path"], "/metrics");
+    // The API port's /metrics needs sign-in: Prometheus sends the token of the named Secret.
+    assert_eq!(
+        endpoints[0]["authorization"]["credentials"],
+        json!({"name": "updraft-metrics-token", "key": "token"})
+    );
+    assert!(endpoints[1].get("authorization").is_none());
     // The ports it names exist on the Services it selects.
     assert_eq!(
         r.get("Service", "updraft")["spec"]["ports"][0]["name"],
@@ -707,26 +713,6 @@ fn the_service_monitor_scrapes_servers_and_schedulers() {
 }
 
 // ---- wiring: what the pods run, run here -----------------------------------------------------
-
-/// Whether the binary under test knows `[scheduler] metrics_port` (being added beside the
-/// chart). Without it the scheduler's variable is left out, and the test says so.
-fn binary_knows_metrics_port() -> bool {
-    let home = tempfile::tempdir().unwrap();
-    let out = Command::new(bin())
-        .args(["config", "show"])
-        .env("UPDRAFT_HOME", home.path())
-        .env("UPDRAFT__SCHEDULER__METRICS_PORT", "9090")
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("metrics_port"), "{stderr}");
-        eprintln!(
-            "note: this binary has no [scheduler] metrics_port yet; its variable is left out"
-        );
-    }
-    out.status.success()
-}
 
 /// One container of a rendered pod made into a local process: its files under `root` where
 /// the pod would mount them, its environment resolved from the rendered Secrets and
@@ -850,11 +836,6 @@ impl LocalPod {
         }
     }
 
-    fn without_env(mut self, name: &str) -> LocalPod {
-        self.env.retain(|(n, _)| n != name);
-        self
-    }
-
     /// `updraft ARGS` with exactly the pod's environment (and a PATH).
     fn command(&self, args: &[String]) -> Command {
         let mut cmd = Command::new(bin());
@@ -880,7 +861,6 @@ impl LocalPod {
 
 #[test]
 fn every_scenarios_updraft_toml_and_environment_are_accepted_by_updraft() {
-    let metrics_port = binary_knows_metrics_port();
     for scenario in SCENARIOS {
         let r = render(scenario);
         let name = if *scenario == "standalone" {
@@ -889,10 +869,7 @@ fn every_scenarios_updraft_toml_and_environment_are_accepted_by_updraft() {
             "updraft-scheduler"
         };
         let root = tempfile::tempdir().unwrap();
-        let mut pod = LocalPod::new_lenient(&r, name, root.path());
-        if !metrics_port {
-            pod = pod.without_env("UPDRAFT__SCHEDULER__METRICS_PORT");
-        }
+        let pod = LocalPod::new_lenient(&r, name, root.path());
         let out = pod
             .command(&["config".into(), "show".into()])
             .output()
@@ -998,15 +975,12 @@ fn the_rendered_migration_server_and_scheduler_run_against_postgres() {
         server_process.output()
     );
 
-    let mut scheduler = LocalPod::new(
+    let scheduler = LocalPod::new(
         &r,
         "Deployment",
         "updraft-scheduler",
         &root.path().join("scheduler"),
     );
-    if !binary_knows_metrics_port() {
-        scheduler = scheduler.without_env("UPDRAFT__SCHEDULER__METRICS_PORT");
-    }
     let scheduler_process = scheduler.start("scheduler");
     let health = wait_until(
         "a running scheduler in the health check",
@@ -1046,32 +1020,31 @@ fn the_rendered_migration_server_and_scheduler_run_against_postgres() {
         String::from_utf8_lossy(&set.stderr)
     );
 
-    // The liveness probe, once the binary has `jobs check --job-type SchedulerJob --local`.
+    // The liveness probe as the pod runs it.
     let command = str_list(
         &r.container("Deployment", "updraft-scheduler")["livenessProbe"]["exec"]["command"],
     );
-    let help = scheduler
-        .command(&["jobs".into(), "check".into(), "--help".into()])
-        .output()
-        .unwrap();
-    // A flag's own line in the help, not its mention in the command's description.
-    let has_flag = |flag: &str| {
-        String::from_utf8_lossy(&help.stdout)
-            .lines()
-            .any(|l| l.trim_start().starts_with(flag))
-    };
-    if has_flag("--job-type") && has_flag("--local") {
-        let probe = scheduler.command(&command[1..]).output().unwrap();
-        assert!(
-            probe.status.success(),
-            "the liveness probe fails on a live scheduler:\n{}",
-            String::from_utf8_lossy(&probe.stderr)
-        );
-    } else {
-        eprintln!(
-            "note: `updraft jobs check --job-type ... --local` is not in this binary yet; the liveness probe was not run"
-        );
-    }
+    let probe = scheduler.command(&command[1..]).output().unwrap();
+    assert!(
+        probe.status.success(),
+        "the liveness probe fails on a live scheduler:\n{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+
+    // What the ServiceMonitor scrapes: the scheduler's metrics port, without sign-in.
+    let scraped = wait_until(
+        "the scheduler's metrics port",
+        Duration::from_secs(60),
+        || common::http::get_text(&format!("127.0.0.1:{metrics}"), "/metrics"),
+    );
+    assert_eq!(scraped.0, 200, "{}", scraped.1);
+    assert!(
+        scraped
+            .1
+            .contains(r#"airflow_pool_open_slots{pool_name="default_pool"} 128"#),
+        "{}",
+        scraped.1
+    );
     drop(scheduler_process);
     drop(server_process);
 }

@@ -57,7 +57,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         SERVER,
-        &[AUTH, DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, LOGS, METRICS],
+        &[
+            AUTH, DAG, CORE, STORE, RUNS, SECRETS, OBJECTS, LOGS, METRICS,
+        ],
     ),
     (
         CLI,

@@ -79,13 +79,26 @@ enum Command {
     RotateFernetKey,
     /// Print updraft's version (Airflow's `airflow version`).
     Version,
+    /// Print the values of Apache Airflow's Helm chart in FILE as values of updraft's chart
+    /// (charts/updraft), listing every value not carried over and why.
+    HelmValuesFromAirflow {
+        /// The Airflow chart's values file (helm's `-f` file).
+        file: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Version = cli.command {
-        // Needs no configuration: it answers even where the configuration is broken.
-        return print_version();
+    // These need no configuration: they answer even where the configuration is broken.
+    match &cli.command {
+        Command::Version => return print_version(),
+        Command::HelmValuesFromAirflow { file } => {
+            return commands::helm_values::run(file).unwrap_or_else(|e| {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            });
+        }
+        _ => {}
     }
     // Both ring and aws-lc-rs are linked: rustls needs to be told which one to use.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -173,6 +186,7 @@ async fn run(
         Command::Sources(cmd) => commands::sources::run(cmd, &settings, format).await,
         Command::RotateFernetKey => commands::vault::rotate(&settings).await,
         Command::Version => Ok(print_version()),
+        Command::HelmValuesFromAirflow { file } => commands::helm_values::run(&file),
     }
 }
 

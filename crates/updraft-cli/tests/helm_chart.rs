@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use common::{SchedulerProcess, bin, http, wait_until};
+use common::{DEFAULT_TIMEOUT, SchedulerProcess, bin, http, wait_until};
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../charts/updraft");
 const RENDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helm/render.py");
@@ -87,10 +87,15 @@ fn render(scenario: &str) -> Rendered {
 /// over it; panics with the script's reasons when any step fails.
 fn render_with(scenario: &str, extra: &Value) -> Rendered {
     let values = Path::new(CHART).join(format!("ci/{scenario}-values.yaml"));
+    render_file(scenario, &values, extra)
+}
+
+/// [`render_with`] for any values file.
+fn render_file(scenario: &str, values: &Path, extra: &Value) -> Rendered {
     let output = Command::new(venv().join("bin/python"))
         .arg(RENDER)
         .arg(CHART)
-        .arg(&values)
+        .arg(values)
         .arg(extra.to_string())
         .output()
         .expect("running the render script");
@@ -650,6 +655,7 @@ fn external_secrets_make_the_secret_the_pods_read() {
         "the operator makes it"
     );
     let external = r.get("ExternalSecret", "updraft");
+    assert_eq!(external["apiVersion"], "external-secrets.io/v1");
     assert_eq!(external["spec"]["target"]["name"], "updraft");
     assert_eq!(
         external["spec"]["secretStoreRef"],
@@ -1054,4 +1060,163 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// `updraft helm-values-from-airflow`: Airflow chart values as the users' guides write them
+/// (Celery, git-sync over SSH, GCS logs, GKE workload identity, an Ingress, the default user)
+/// become values this chart lints, renders and validates, with the same database Secret,
+/// source, logs bucket, identity and host; what has no equivalent is listed with the reason.
+#[test]
+fn airflow_chart_values_convert_to_values_this_chart_renders() {
+    let airflow = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/helm/airflow-values.yaml"
+    );
+    let out = Command::new(bin())
+        .args(["helm-values-from-airflow", airflow])
+        .output()
+        .unwrap();
+    let converted = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for left in [
+        "#   workers.replicas: no Celery workers",
+        "#   redis.enabled: no Celery broker",
+        "#   images.airflow.repository: updraft runs its own image",
+        "#   config.logging.remote_log_conn_id: logs reach the bucket",
+        "#   dags.gitSync.uid: updraft syncs git itself",
+        "#   add the key `pooled-url` to the Secret `airflow-metadata`",
+    ] {
+        assert!(converted.contains(left), "no `{left}` in:\n{converted}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let values = dir.path().join("from-airflow.yaml");
+    fs::write(&values, &converted).unwrap();
+    let r = render_file("from-airflow", &values, &json!({}));
+
+    assert_eq!(
+        r.get("Deployment", "updraft-scheduler")["spec"]["replicas"],
+        2
+    );
+    assert_eq!(r.get("Deployment", "updraft-server")["spec"]["replicas"], 2);
+    assert!(r.find("Deployment", "updraft-pgbouncer").is_some());
+    let toml = r.updraft_toml();
+    assert_eq!(
+        toml["sources"][0]["git"].as_str(),
+        Some("git@github.com:example/airflow-dags.git")
+    );
+    assert_eq!(toml["sources"][0]["ref"].as_str(), Some("main"));
+    assert_eq!(
+        toml["logging"]["remote_base_log_folder"].as_str(),
+        Some("gs://example-airflow-logs/logs")
+    );
+    assert_eq!(
+        toml["api"]["public_url"].as_str(),
+        Some("https://workflow.example.com")
+    );
+    let account = r.all("ServiceAccount")[0];
+    assert_eq!(
+        account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"],
+        "airflow@example-project.iam.gserviceaccount.com"
+    );
+    let ingress = r.all("Ingress")[0];
+    assert_eq!(ingress["spec"]["ingressClassName"], "gce");
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "workflow.example.com");
+    // The database URL comes from Airflow's own Secret: under its key for the migration, and
+    // through PgBouncer (the key the header asks to add) for the services.
+    let url_ref = |kind: &str, name: &str| {
+        r.container(kind, name)["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "UPDRAFT__DATABASE__URL")
+            .map(|v| v["valueFrom"]["secretKeyRef"].clone())
+            .expect("the database URL variable")
+    };
+    assert_eq!(
+        url_ref("Job", "updraft-migration"),
+        json!({"name": "airflow-metadata", "key": "connection"})
+    );
+    assert_eq!(
+        url_ref("Deployment", "updraft-scheduler"),
+        json!({"name": "airflow-metadata", "key": "pooled-url"})
+    );
+}
+
+/// A value of the wrong kind in an Airflow values file stops the conversion, naming the file
+/// and the value's path; nothing is printed as values.
+#[test]
+fn a_wrong_airflow_value_names_the_file_and_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("values.yaml");
+    fs::write(&file, "scheduler:\n  replicas: [2]\n").unwrap();
+    let out = Command::new(bin())
+        .arg("helm-values-from-airflow")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(error.contains(&file.display().to_string()), "{error}");
+    assert!(
+        error.contains("`scheduler.replicas`: expected a whole number, found a list"),
+        "{error}"
+    );
+}
+
+/// The standalone pod as a local process: SQLite in its claim, the API on its port, healthy
+/// with its scheduler; `/metrics` there asks for sign-in, as the chart's values say.
+#[test]
+fn the_rendered_standalone_pod_runs_on_its_claim() {
+    let port = free_port();
+    let r = render_with("standalone", &json!({"api": {"port": port}}));
+    let root = tempfile::tempdir().unwrap();
+    let pod = LocalPod::new(&r, "Deployment", "updraft-standalone", root.path());
+    let process = pod.start("standalone");
+    let address = format!("127.0.0.1:{port}");
+    let health = wait_until(
+        "the standalone pod's health check with its scheduler",
+        Duration::from_secs(60),
+        || {
+            let (status, body) = http::try_api(&address, "GET", "/monitor/health", None)?;
+            (status == 200 && body["scheduler"]["status"] == "healthy").then_some(body)
+        },
+    );
+    assert_eq!(health["metadatabase"]["status"], "healthy", "{health}");
+    let claim = r.get("Deployment", "updraft-standalone")["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v.get("persistentVolumeClaim").is_some())
+        .cloned()
+        .expect("the standalone pod's claim");
+    let home = pod
+        .env
+        .iter()
+        .find(|(name, _)| name == "UPDRAFT_HOME")
+        .map(|(_, value)| PathBuf::from(value))
+        .expect("UPDRAFT_HOME");
+    assert!(
+        home.starts_with(root.path()),
+        "UPDRAFT_HOME {} is on the claim {claim}",
+        home.display()
+    );
+    let database = wait_until("the SQLite database in the home", DEFAULT_TIMEOUT, || {
+        fs::read_dir(&home)
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().ends_with(".db"))
+    });
+    assert!(database.metadata().unwrap().len() > 0);
+    assert_eq!(
+        http::get_text(&address, "/metrics").map(|(status, _)| status),
+        Some(401),
+        "{}",
+        process.output()
+    );
+    drop(process);
 }

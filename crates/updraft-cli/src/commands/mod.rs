@@ -4,6 +4,7 @@ pub mod config_cmd;
 pub mod connections;
 pub mod dags;
 pub mod db;
+pub mod helm_values;
 pub mod jobs;
 pub mod pools;
 pub mod service;

@@ -24,6 +24,7 @@ KUBERNETES_VERSION = "1.30.0"
 CUSTOM_KINDS = {
     ("networking.gke.io/v1", "ManagedCertificate"),
     ("cloud.google.com/v1", "BackendConfig"),
+    ("external-secrets.io/v1", "ExternalSecret"),
     ("external-secrets.io/v1beta1", "ExternalSecret"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
 }

@@ -225,7 +225,16 @@ async fn through_proxy(
 }
 
 fn is_page_path(path: &str) -> bool {
-    !path.starts_with("/api/") && !path.starts_with("/ui/") && !path.starts_with("/auth/")
+    !path.starts_with("/api/")
+        && !path.starts_with("/ui/")
+        && !path.starts_with("/auth/")
+        && !is_machine_path(path)
+}
+
+/// Paths read by machines at the root, not under `/api/`: answered like the API (401, never a
+/// login page) — Prometheus' `/metrics`.
+fn is_machine_path(path: &str) -> bool {
+    path == "/metrics"
 }
 
 /// The request's credentials. `Err` is the response for credentials presented but refused
@@ -275,7 +284,7 @@ async fn active_user(state: &AppState, username: &str) -> Result<Identity, Respo
 /// Without credentials: the API answers 401, pages send the browser to the login page.
 fn refuse_anonymous(request: &Request) -> Response {
     let path = request.uri().path();
-    let page = !path.starts_with("/api/") && !path.starts_with("/ui/");
+    let page = !path.starts_with("/api/") && !path.starts_with("/ui/") && !is_machine_path(path);
     if page && (request.method() == Method::GET || request.method() == Method::HEAD) {
         let target = request.uri().path_and_query().map_or(path, |p| p.as_str());
         return session::redirect(&format!("/login?next={}", crate::ui::format::enc(target)));

@@ -1220,3 +1220,53 @@ fn the_rendered_standalone_pod_runs_on_its_claim() {
     );
     drop(process);
 }
+
+/// The YAML block a deploy guide tells users to write as `values-<cloud>.yaml`.
+fn guide_values(cloud: &str) -> String {
+    let path = format!(
+        "{}/../../docs/deploy/{cloud}.md",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let guide = fs::read_to_string(&path).unwrap();
+    let marker = format!("The values, `values-{cloud}.yaml`");
+    let at = guide
+        .find(&marker)
+        .unwrap_or_else(|| panic!("{path}: no `{marker}`"));
+    let after = &guide[at..];
+    let start = after
+        .find("```yaml\n")
+        .unwrap_or_else(|| panic!("{path}: no YAML block after `{marker}`"))
+        + "```yaml\n".len();
+    let end = after[start..]
+        .find("```")
+        .unwrap_or_else(|| panic!("{path}: the YAML block after `{marker}` does not end"));
+    after[start..start + end].to_string()
+}
+
+/// The values files the GKE, EKS and AKS guides have users write lint, render and validate,
+/// and updraft accepts the configuration and environment they give the scheduler: the
+/// guides cannot drift from the chart.
+#[test]
+fn the_deploy_guides_values_render_and_updraft_accepts_them() {
+    for cloud in ["gke", "eks", "aks"] {
+        let dir = tempfile::tempdir().unwrap();
+        let values = dir.path().join(format!("values-{cloud}.yaml"));
+        fs::write(&values, guide_values(cloud)).unwrap();
+        let r = render_file(&format!("docs/deploy/{cloud}.md"), &values, &json!({}));
+        assert!(
+            r.find("Deployment", "updraft-scheduler").is_some(),
+            "{cloud}: no schedulers"
+        );
+        let pod = LocalPod::new_lenient(&r, "updraft-scheduler", dir.path());
+        let out = pod
+            .command(&["config".into(), "show".into()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cloud}: updraft refuses the guide's configuration:\n{}\n--- updraft.toml ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            r.config_map()["data"]["updraft.toml"].as_str().unwrap()
+        );
+    }
+}

@@ -210,6 +210,10 @@ imagePullSecrets:
 {{- end }}
 securityContext:
   {{- toYaml $v.podSecurityContext | nindent 2 }}
+{{- with .c.extraInitContainers }}
+initContainers:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- with .c.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
@@ -247,6 +251,10 @@ checksum/config: {{ include (print .root.Template.BasePath "/configmap.yaml") .r
 {{- define "updraft.container" -}}
 image: {{ include "updraft.image" .root }}
 imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+{{- with .root.Values.envFrom }}
+envFrom:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 securityContext:
   {{- toYaml .root.Values.securityContext | nindent 2 }}
 {{- with .c.resources }}

@@ -30,6 +30,7 @@ const RENDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/helm/render.py"
 /// Every file under `ci/`, by scenario name (`<name>-values.yaml`).
 const SCENARIOS: &[&str] = &[
     "aks",
+    "cloudsql",
     "default",
     "eks",
     "externalsecrets",
@@ -192,7 +193,9 @@ fn every_guides_values_file_lints_renders_and_validates() {
             .filter(|o| CUSTOM_KINDS.contains(&o["kind"].as_str().unwrap()))
             .count();
         assert_eq!(custom, rendered.schema_skipped.len(), "{scenario}");
-        for object in &rendered.objects {
+        // Every object the chart names carries its prefix; tenants' namespaces are named by
+        // the tenant map.
+        for object in rendered.objects.iter().filter(|o| o["kind"] != "Namespace") {
             let name = object["metadata"]["name"].as_str().unwrap_or_default();
             assert!(
                 name.starts_with("updraft"),
@@ -1269,4 +1272,62 @@ fn the_deploy_guides_values_render_and_updraft_accepts_them() {
             r.config_map()["data"]["updraft.toml"].as_str().unwrap()
         );
     }
+}
+
+/// Sidecars where the seeds' setups need them (the Cloud SQL Auth Proxy): a native sidecar in
+/// the schedulers and the migration Job (whose pod must end), a plain one in the servers; shared
+/// settings from a Secret in every updraft container.
+#[test]
+fn sidecars_and_shared_settings_reach_the_pods_that_need_them() {
+    let r = render("cloudsql");
+    let pod = |kind: &str, name: &str| r.get(kind, name)["spec"]["template"]["spec"].clone();
+    let scheduler = pod("Deployment", "updraft-scheduler");
+    assert_eq!(scheduler["initContainers"][0]["name"], "cloud-sql-proxy");
+    assert_eq!(scheduler["initContainers"][0]["restartPolicy"], "Always");
+    let server = pod("Deployment", "updraft-server");
+    let names: Vec<&str> = server["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["server", "cloud-sql-proxy"]);
+    let migration = pod("Job", "updraft-migration");
+    assert_eq!(migration["containers"].as_array().unwrap().len(), 1);
+    assert_eq!(migration["initContainers"][0]["restartPolicy"], "Always");
+    for (kind, name) in [
+        ("Deployment", "updraft-scheduler"),
+        ("Deployment", "updraft-server"),
+        ("Job", "updraft-migration"),
+    ] {
+        assert_eq!(
+            r.container(kind, name)["envFrom"],
+            json!([{"secretRef": {"name": "cloud-settings"}}]),
+            "{name}"
+        );
+    }
+    // Without the values, nothing of this is rendered.
+    let plain = render("default");
+    let plain_scheduler = &plain.get("Deployment", "updraft-scheduler")["spec"]["template"]["spec"];
+    assert!(plain_scheduler.get("initContainers").is_none());
+    assert!(
+        plain
+            .container("Deployment", "updraft-scheduler")
+            .get("envFrom")
+            .is_none()
+    );
+}
+
+/// `createTenantNamespaces`: the tenants' namespaces are made with the release, each once.
+#[test]
+fn tenant_namespaces_are_created_when_asked() {
+    let r = render("tenants");
+    let mut namespaces: Vec<&str> = r
+        .all("Namespace")
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
+    namespaces.sort();
+    assert_eq!(namespaces, ["payments", "shop", "shop-batch"]);
+    assert!(render("default").all("Namespace").is_empty());
 }

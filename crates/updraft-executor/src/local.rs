@@ -52,6 +52,7 @@ use std::fs::File;
 use std::io::{PipeReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -677,13 +678,13 @@ async fn run_try(
             let _ = std::fs::remove_file(call_path(&dir, &key));
         }
     }
-    if !inner.config.isolation.keep_work_dirs
-        && let Some(root) = inner.existing_work_root()
-    {
-        // Blocking, but rarely more than a few entries; a try's files are its own business.
-        let dir = root.join(work_dir_name(&key));
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
-    }
+    let leftover = if inner.config.isolation.keep_work_dirs {
+        None
+    } else {
+        inner
+            .existing_work_root()
+            .and_then(|root| set_aside(&root, &work_dir_name(&key)))
+    };
     // Stop listening first, so that `kill` answers false from now on.
     drop(kill);
     if let Some((mut file, footer)) = log {
@@ -703,6 +704,23 @@ async fn run_try(
     });
     slot.release(&mut state);
     drop(guard);
+    drop(state);
+    if let Some(dir) = leftover {
+        // A try's files are its own business, and may be many: removed off the try's path.
+        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir));
+    }
+}
+
+/// Moves a finished try's working folder out of the way under a name no try uses (one rename,
+/// before `Finished` is sent), so that the next try of the same name (a sensor's next poke
+/// keeps its try number) makes a fresh one and the removal can wait until after the report.
+/// `None` when there is no folder to remove.
+fn set_aside(root: &Path, name: &str) -> Option<PathBuf> {
+    static SET_ASIDE: AtomicU64 = AtomicU64::new(0);
+    let dir = root.join(name);
+    let serial = SET_ASIDE.fetch_add(1, Ordering::Relaxed);
+    let aside = root.join(format!(".ended-{}-{serial}-{name}", std::process::id()));
+    std::fs::rename(&dir, &aside).ok().map(|()| aside)
 }
 
 type Footer = Box<dyn FnOnce(&ExecOutcome) -> String + Send>;

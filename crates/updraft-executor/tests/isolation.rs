@@ -119,8 +119,36 @@ async fn each_try_works_in_a_directory_of_its_own_removed_afterwards() {
     assert_eq!(printed(&log, "home"), cwd);
     assert_eq!(printed(&log, "tmp"), cwd);
     assert_eq!(printed(&log, "mode"), "700");
-    assert!(!Path::new(cwd).exists(), "removed after the try");
+    assert!(
+        !Path::new(cwd).exists(),
+        "gone from its place when the try ends"
+    );
     assert_eq!(mode(&work), 0o711, "others may pass, not list");
+    // Removed in the background after the report: the work folder empties.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while std::fs::read_dir(&work).unwrap().next().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the try's folder is never removed"
+        );
+        tokio::task::yield_now().await;
+    }
+
+    // The next try of the same name (a sensor's next poke keeps its try number) gets a fresh
+    // folder, which the removal of the last one never touches.
+    let (outcome, log) = run(
+        &ex,
+        &mut rx,
+        dir.path(),
+        "team_a",
+        "first",
+        "ls -A; echo cwd=$PWD; touch mine; sleep 0.2; test -f mine && echo kept=yes",
+    )
+    .await;
+    assert_eq!(outcome, ExecOutcome::Success, "{log}");
+    assert_eq!(printed(&log, "cwd"), cwd);
+    assert!(!log.contains("left-behind"), "a fresh folder: {log}");
+    assert_eq!(printed(&log, "kept"), "yes");
 
     let (_, log) = run(
         &ex,

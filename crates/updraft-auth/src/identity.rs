@@ -12,6 +12,10 @@ pub struct Identity {
     /// may ask for a sync of that source and do nothing else, whatever `grants` say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
+    /// A metrics scraper (Prometheus), proved by `[auth] metrics_token`: it may read the
+    /// metrics and do nothing else.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metrics_only: bool,
 }
 
 impl Identity {
@@ -20,6 +24,7 @@ impl Identity {
             username: username.into(),
             grants,
             webhook: None,
+            metrics_only: false,
         }
     }
 
@@ -30,6 +35,18 @@ impl Identity {
             username: format!("webhook:{source}"),
             grants: Vec::new(),
             webhook: Some(source.to_string()),
+            metrics_only: false,
+        }
+    }
+
+    /// The caller presenting `[auth] metrics_token` at `/metrics`: no grants; it may read the
+    /// metrics alone.
+    pub fn metrics_scraper() -> Self {
+        Identity {
+            username: "metrics-scraper".to_string(),
+            grants: Vec::new(),
+            webhook: None,
+            metrics_only: true,
         }
     }
 

@@ -102,6 +102,12 @@ pub fn decide(identity: &Identity, action: Action, resource: Resource<'_>) -> De
     if let Some(source) = &identity.webhook {
         return webhook_decision(source, action, resource);
     }
+    if identity.metrics_only {
+        return match (action, resource) {
+            (Action::Read, Resource::Metrics) => Decision::Allow,
+            _ => Decision::Forbid,
+        };
+    }
     let held = match tenant_of(resource) {
         Some(tenant) => match identity.role_in(tenant) {
             Some(role) if role > Role::Public => role,
@@ -294,6 +300,30 @@ mod tests {
             decide(&admin, Action::Create, Resource::Users),
             Decision::Allow
         );
+    }
+
+    #[test]
+    fn the_metrics_scraper_reads_the_metrics_and_nothing_else() {
+        let scraper = Identity::metrics_scraper();
+        assert_eq!(
+            decide(&scraper, Action::Read, Resource::Metrics),
+            Decision::Allow
+        );
+        for resource in [
+            Resource::Dags,
+            Resource::Config,
+            Resource::Pools,
+            Resource::Dag {
+                tenant: "a",
+                dag_id: "etl",
+            },
+        ] {
+            assert_eq!(
+                decide(&scraper, Action::Read, resource),
+                Decision::Forbid,
+                "{resource:?}"
+            );
+        }
     }
 
     #[test]

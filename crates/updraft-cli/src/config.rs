@@ -140,6 +140,9 @@ pub struct AuthSection {
     pub oidc: Option<OidcSection>,
     /// `[auth.iap]`: Google IAP's signed assertion checked on every request.
     pub iap: Option<IapSection>,
+    /// A bearer token that reads `/metrics` and nothing else (a Prometheus' credential); empty:
+    /// none. At least 16 characters.
+    pub metrics_token: String,
 }
 
 impl Default for AuthSection {
@@ -158,6 +161,7 @@ impl Default for AuthSection {
             login_failures_per_minute: auth::DEFAULT_LOGIN_FAILURES_PER_MINUTE,
             oidc: None,
             iap: None,
+            metrics_token: String::new(),
         }
     }
 }
@@ -807,6 +811,16 @@ impl Settings {
             result = result.with_public_url(public_url)?;
         }
         self.external_sign_in(&mut result)?;
+        let metrics_token = auth.metrics_token.trim();
+        if !metrics_token.is_empty() {
+            if metrics_token.chars().count() < MIN_METRICS_TOKEN_CHARS {
+                bail!(
+                    "auth.metrics_token: at least {MIN_METRICS_TOKEN_CHARS} characters, so it \
+                     cannot be guessed (e.g. `openssl rand -hex 32`)"
+                );
+            }
+            result.metrics_token = Some(metrics_token.to_string());
+        }
         Ok(result)
     }
 
@@ -977,6 +991,9 @@ fn env_value(value: &str) -> toml::Value {
 
 /// The configuration as TOML with secrets masked: values of keys that look secret, and
 /// passwords inside URLs.
+/// The shortest `[auth] metrics_token` taken.
+const MIN_METRICS_TOKEN_CHARS: usize = 16;
+
 pub fn masked_toml(config: &Config) -> Result<String> {
     let mut value = toml::Value::try_from(config)?;
     mask_value(None, &mut value);
@@ -1090,6 +1107,38 @@ mod tests {
         assert_eq!(
             defaults.scheduler.sensor_poke_timeout,
             Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn a_metrics_token_reaches_the_server_settings_unless_too_short() {
+        let home = tempfile::tempdir().unwrap();
+        let settings = |token: &str| {
+            let vars = vec![(
+                "UPDRAFT__AUTH__METRICS_TOKEN".to_string(),
+                token.to_string(),
+            )];
+            Settings {
+                config: load_config(home.path(), &vars).unwrap(),
+                home: home.path().to_path_buf(),
+            }
+        };
+        let good = "0123456789abcdef0123";
+        assert_eq!(
+            settings(good)
+                .auth_settings()
+                .unwrap()
+                .metrics_token
+                .as_deref(),
+            Some(good)
+        );
+        let error = settings("short").auth_settings().unwrap_err().to_string();
+        assert!(error.contains("auth.metrics_token"), "{error}");
+        assert!(
+            masked_toml(&settings(good).config)
+                .unwrap()
+                .contains("metrics_token = \"***\""),
+            "masked in `config show`"
         );
     }
 

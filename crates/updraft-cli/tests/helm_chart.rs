@@ -701,12 +701,26 @@ fn the_service_monitor_scrapes_servers_and_schedulers() {
     assert_eq!(endpoints[0]["port"], "http");
     assert_eq!(endpoints[1]["port"], "metrics");
     assert_eq!(endpoints[0]["path"], "/metrics");
-    // The API port's /metrics needs sign-in: Prometheus sends the token of the named Secret.
+    // The API port's /metrics needs sign-in: Prometheus sends the token of the named Secret,
+    // which the servers take as `[auth] metrics_token`; the schedulers do not get it.
     assert_eq!(
         endpoints[0]["authorization"]["credentials"],
         json!({"name": "updraft-metrics-token", "key": "token"})
     );
     assert!(endpoints[1].get("authorization").is_none());
+    let token_from = |name: &str| {
+        r.container("Deployment", name)["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "UPDRAFT__AUTH__METRICS_TOKEN")
+            .map(|v| v["valueFrom"]["secretKeyRef"].clone())
+    };
+    assert_eq!(
+        token_from("updraft-server"),
+        Some(json!({"name": "updraft-metrics-token", "key": "token"}))
+    );
+    assert_eq!(token_from("updraft-scheduler"), None);
     // The ports it names exist on the Services it selects.
     assert_eq!(
         r.get("Service", "updraft")["spec"]["ports"][0]["name"],

@@ -758,3 +758,37 @@ fn authentication_may_be_off_on_loopback_only() {
     assert!(updraft_server::check_bind(loopback, false).is_ok());
     assert!(updraft_server::check_bind("[::1]:8080".parse().unwrap(), false).is_ok());
 }
+
+/// `[auth] metrics_token`: a Prometheus presenting it reads `/metrics` (and the documented
+/// `/api/v2/monitor/metrics`), and nothing else; a wrong token is 401, as any bad bearer token.
+#[tokio::test]
+async fn the_metrics_token_reads_the_metrics_and_nothing_else() {
+    let token = "a-metrics-token-of-32-characters";
+    let mut settings = AuthSettings::ephemeral();
+    settings.metrics_token = Some(token.to_string());
+    let app = App::with_settings(settings).await;
+    let bearer = format!("Bearer {token}");
+    for path in ["/metrics", "/api/v2/monitor/metrics"] {
+        let reply = app.get(path, &[("authorization", &bearer)]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text);
+        assert!(
+            reply.text.contains("airflow_pool_open_slots"),
+            "{}",
+            reply.text
+        );
+    }
+    for path in ["/api/v2/dags", "/api/v2/config", "/api/v2/pools"] {
+        let reply = app.get(path, &[("authorization", &bearer)]).await;
+        reply.is_problem(StatusCode::UNAUTHORIZED);
+    }
+    let wrong = app
+        .get(
+            "/metrics",
+            &[("authorization", "Bearer not-the-metrics-token")],
+        )
+        .await;
+    wrong.is_problem(StatusCode::UNAUTHORIZED);
+    app.get("/metrics", &[])
+        .await
+        .is_problem(StatusCode::UNAUTHORIZED);
+}

@@ -14,7 +14,8 @@
 //!
 //! A call of a DAG source's webhook (`POST /api/v2/sources/{name}/sync` carrying a git host's
 //! signature or token, [`webhook`]) is checked against the source's secret before anything
-//! else: a match is that source's webhook identity, anything else 401.
+//! else: a match is that source's webhook identity, anything else 401. `[auth] metrics_token`
+//! at `/metrics` is the metrics scraper, who reads the metrics alone, even behind IAP.
 //!
 //! With Google IAP configured (`auth.iap`, [`iap`]) step 3 and 4 are replaced: every request
 //! but the health check needs the proxy's valid assertion, and sessions and API tokens are not
@@ -153,6 +154,11 @@ pub async fn authenticate(
         request.extensions_mut().insert(Identity::local_admin());
         return next.run(request).await;
     }
+    if let Some(identity) = metrics_scraper(&state.config.auth, &request) {
+        request.extensions_mut().insert(identity);
+        request.extensions_mut().insert(SignedIn);
+        return next.run(request).await;
+    }
     if let Some(iap) = state.config.auth.iap.clone() {
         return through_proxy(&state, &iap, request, next).await;
     }
@@ -229,6 +235,25 @@ fn is_page_path(path: &str) -> bool {
         && !path.starts_with("/ui/")
         && !path.starts_with("/auth/")
         && !is_machine_path(path)
+}
+
+/// `[auth] metrics_token` presented at a metrics path: the metrics scraper, who may read the
+/// metrics and nothing else. Checked before IAP: a Prometheus in the cluster does not come
+/// through the proxy. Any other bearer token goes on to be verified as an API token.
+fn metrics_scraper(settings: &AuthSettings, request: &Request) -> Option<Identity> {
+    use subtle::ConstantTimeEq;
+    let expected = settings.metrics_token.as_deref()?;
+    let path = request.uri().path();
+    if path != "/metrics" && path != "/api/v2/monitor/metrics" {
+        return None;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()
+        .and_then(bearer_token)?;
+    bool::from(presented.as_bytes().ct_eq(expected.as_bytes())).then(Identity::metrics_scraper)
 }
 
 /// Paths read by machines at the root, not under `/api/`: answered like the API (401, never a

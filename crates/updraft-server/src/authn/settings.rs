@@ -70,6 +70,9 @@ pub struct AuthSettings {
     /// Google IAP's signed assertion, checked on every request but the health check instead of
     /// sessions and API tokens.
     pub iap: Option<std::sync::Arc<super::iap::Iap>>,
+    /// `[auth] metrics_token`: a bearer token that reads `/metrics` and nothing else, for a
+    /// Prometheus (it does not expire as API tokens do, and passes behind IAP).
+    pub metrics_token: Option<String>,
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -85,6 +88,7 @@ impl std::fmt::Debug for AuthSettings {
             .field("public_url", &self.public_url)
             .field("oidc", &self.oidc.is_some())
             .field("iap", &self.iap.is_some())
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
             .field("login_failures_per_minute", &self.login_failures_per_minute)
             .finish()
     }
@@ -118,6 +122,7 @@ impl AuthSettings {
             login_failures_per_minute: DEFAULT_LOGIN_FAILURES_PER_MINUTE,
             oidc: None,
             iap: None,
+            metrics_token: None,
         })
     }
 

@@ -270,6 +270,14 @@ async fn an_unreachable_key_endpoint_refuses_rather_than_hangs() {
 
 /// The server's router over a temporary SQLite store, with IAP configured.
 async fn server(iap: Iap) -> (tempfile::TempDir, Arc<SqliteStore>, AppState) {
+    server_with(iap, None).await
+}
+
+/// [`server`] with `[auth] metrics_token` set.
+async fn server_with(
+    iap: Iap,
+    metrics_token: Option<&str>,
+) -> (tempfile::TempDir, Arc<SqliteStore>, AppState) {
     let dir = tempfile::tempdir().unwrap();
     let dags = dir.path().join("dags");
     std::fs::create_dir_all(&dags).unwrap();
@@ -281,6 +289,7 @@ async fn server(iap: Iap) -> (tempfile::TempDir, Arc<SqliteStore>, AppState) {
     store.migrate().await.unwrap();
     let mut auth = AuthSettings::ephemeral();
     auth.iap = Some(Arc::new(iap));
+    auth.metrics_token = metrics_token.map(str::to_string);
     let state = AppState::new(
         store.clone() as Arc<dyn Store>,
         ServerConfig {
@@ -366,5 +375,23 @@ async fn every_route_but_the_health_check_needs_an_assertion() {
     .unwrap();
     let bearer = format!("Bearer {token}");
     let (status, _) = call(&state, "/api/v2/dags", &[("authorization", &bearer)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// A Prometheus inside the cluster does not come through the proxy: `[auth] metrics_token`
+/// reads `/metrics` without an assertion, and opens nothing else.
+#[tokio::test]
+async fn the_metrics_token_reads_the_metrics_without_the_proxy_and_nothing_else() {
+    let key = EsKey::generate("key-1");
+    let (iap, _server) = iap_with(&key).await;
+    let token = "a-metrics-token-of-32-characters";
+    let (_dir, _store, state) = server_with(iap, Some(token)).await;
+    let bearer = format!("Bearer {token}");
+    let (status, body) = call(&state, "/metrics", &[("authorization", &bearer)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("airflow_pool_open_slots"), "{body}");
+    let (status, _) = call(&state, "/api/v2/dags", &[("authorization", &bearer)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(&state, "/metrics", &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use updraft_core::{RunState, TaskState};
 use updraft_scheduler::{Scheduler, SchedulerConfig};
-use updraft_store::{ReadStore, Store};
+use updraft_store::Store;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -50,13 +50,7 @@ async fn run_dags(dags: &Path, runs: &[(&str, &str)]) -> Vec<Ended> {
         for (dag_id, logged) in runs {
             let run = common::trigger_and_wait(&store, &waker, dag_id, DEADLINE).await;
             let state = run.state;
-            let tasks = store
-                .task_instances(run.id)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|ti| (ti.task_id, ti.state))
-                .collect();
+            let tasks = common::task_states(store.as_ref(), run.id).await;
             let log =
                 updraft_dag::log_path(&logs_path, &run.tenant, dag_id, &run.run_id, logged, 1);
             // The log line is written off the loop; wait for it rather than race it.

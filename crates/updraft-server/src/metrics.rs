@@ -22,6 +22,7 @@ pub async fn text(store: &dyn Store) -> String {
     metrics.encode()
 }
 
+/// The pools' slots counted as the API's pool answers count them.
 async fn pool_slots(store: &dyn Store) -> Result<Vec<PoolSlots>, updraft_store::StoreError> {
     let usage = store.pool_usage().await?;
     Ok(store
@@ -29,12 +30,12 @@ async fn pool_slots(store: &dyn Store) -> Result<Vec<PoolSlots>, updraft_store::
         .await?
         .iter()
         .map(|pool| {
-            let used = usage.get(&pool.name).copied().unwrap_or_default();
+            let counted = crate::api::models::pool_response(pool, &usage);
             PoolSlots {
-                name: pool.name.clone(),
-                open: pool.slots.saturating_sub(used.running + used.queued),
-                running: used.running,
-                queued: used.queued,
+                name: counted.name,
+                open: counted.open_slots,
+                running: counted.running_slots,
+                queued: counted.queued_slots,
             }
         })
         .collect())

@@ -146,15 +146,7 @@ impl Ctx {
             row.state.is_finished().then_some(row.state)
         })
         .await;
-        let tasks = self
-            .store
-            .task_instances(run.id)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|ti| (ti.task_id, ti.state))
-            .collect();
-        (state, tasks)
+        (state, super::task_states(self.store.as_ref(), run.id).await)
     }
 
     pub async fn reschedules(&self, run: &RunRow, task_id: &str, try_number: u32) -> usize {

@@ -5,12 +5,14 @@
 
 pub mod live;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::oneshot;
+use updraft_core::TaskState;
 use updraft_scheduler::{Scheduler, SchedulerConfig};
 use updraft_store::{AdminStore, ReadStore, RunRow, SqliteStore, Store};
 
@@ -129,4 +131,15 @@ pub async fn migrated_store(dir: &Path) -> Arc<SqliteStore> {
     let store = Arc::new(SqliteStore::open(&dir.join("updraft.db")).await.unwrap());
     store.migrate().await.unwrap();
     store
+}
+
+/// Each task's state in the run `run_pk`, as recorded.
+pub async fn task_states(store: &dyn Store, run_pk: i64) -> BTreeMap<String, TaskState> {
+    store
+        .task_instances(run_pk)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|ti| (ti.task_id, ti.state))
+        .collect()
 }

@@ -244,7 +244,7 @@ fn metrics_scraper(settings: &AuthSettings, request: &Request) -> Option<Identit
     use subtle::ConstantTimeEq;
     let expected = settings.metrics_token.as_deref()?;
     let path = request.uri().path();
-    if path != "/metrics" && path != "/api/v2/monitor/metrics" {
+    if !METRICS_PATHS.contains(&path) {
         return None;
     }
     let presented = request
@@ -256,10 +256,12 @@ fn metrics_scraper(settings: &AuthSettings, request: &Request) -> Option<Identit
     bool::from(presented.as_bytes().ct_eq(expected.as_bytes())).then(Identity::metrics_scraper)
 }
 
-/// Paths read by machines at the root, not under `/api/`: answered like the API (401, never a
-/// login page) — Prometheus' `/metrics`.
+/// Where the metrics are served: Prometheus' `/metrics` and the documented operation.
+const METRICS_PATHS: [&str; 2] = ["/metrics", "/api/v2/monitor/metrics"];
+
+/// Paths read by machines outside `/api/`: answered like the API (401, never a login page).
 fn is_machine_path(path: &str) -> bool {
-    path == "/metrics"
+    METRICS_PATHS.contains(&path)
 }
 
 /// The request's credentials. `Err` is the response for credentials presented but refused
